@@ -1,0 +1,74 @@
+"""Vertebra label conventions.
+
+The project's internal convention is the VerSe numbering (Sekuboyina et al. 2021, VerSe challenge):
+1-7 = C1-C7, 8-19 = T1-T12, 20-24 = L1-L5, 25 = L6, 26 = sacrum, 28 = T13.
+
+The iterative FCN regresses the *position in the standard column* (1..24 = C1..L5, 0 = no bone; seed 002
+section 3.4). Transitional vertebrae (T13, L6) have no slot of their own in that scale: the label-sequence
+refinement (``labeling.py``) places them by allowing one extra vertebra after T12 or after L5.
+"""
+
+from __future__ import annotations
+
+# VerSe label -> short name
+VERSE_NAMES: dict[int, str] = {
+    **{i: f"C{i}" for i in range(1, 8)},
+    **{i + 7: f"T{i}" for i in range(1, 13)},
+    **{i + 19: f"L{i}" for i in range(1, 6)},
+    25: "L6",
+    26: "S",
+    28: "T13",
+}
+NAME_TO_VERSE: dict[str, int] = {v: k for k, v in VERSE_NAMES.items()}
+NAME_TO_VERSE["sacrum"] = 26
+
+#: Standard column C1..L5 in cranio-caudal order (VerSe numbers 1..24).
+STANDARD_COLUMN: tuple[int, ...] = tuple(range(1, 25))
+
+T12, L1, L5, L6, SACRUM, T13 = 19, 20, 24, 25, 26, 28
+
+
+def vertebra_name(label: int) -> str:
+    """Short anatomical name ("L1") of a VerSe label.
+
+    Raises:
+        ValueError: if ``label`` is not a VerSe vertebra number.
+    """
+    try:
+        return VERSE_NAMES[int(label)]
+    except KeyError:
+        raise ValueError(
+            f"{label} is not a VerSe vertebra label; valid labels are 1-26 and 28 "
+            "(1-7 = C1-C7, 8-19 = T1-T12, 20-24 = L1-L5, 25 = L6, 26 = sacrum, 28 = T13)"
+        ) from None
+
+
+def verse_label(name: str) -> int:
+    """VerSe label of a short name ("T13" -> 28, "L1" -> 20).
+
+    Raises:
+        ValueError: if the name is not a vertebra level.
+    """
+    key = name.strip().upper() if name.strip().lower() != "sacrum" else "sacrum"
+    if key not in NAME_TO_VERSE:
+        raise ValueError(f"unknown vertebra level {name!r}; use C1-C7, T1-T13, L1-L6 or sacrum")
+    return NAME_TO_VERSE[key]
+
+
+def column_position(label: int) -> float:
+    """Position of a VerSe label on the regression scale of the network (1..24 = C1..L5).
+
+    Transitional vertebrae sit between their neighbours: T13 -> 19.5 (between T12 and L1),
+    L6 -> 24.5 (below L5). The sacrum is not a traversal target and has no position.
+
+    Raises:
+        ValueError: for the sacrum or an unknown label.
+    """
+    label = int(label)
+    if 1 <= label <= 24:
+        return float(label)
+    if label == T13:
+        return 19.5
+    if label == L6:
+        return 24.5
+    raise ValueError(f"VerSe label {label} ({VERSE_NAMES.get(label, '?')}) has no position on the C1..L5 scale")

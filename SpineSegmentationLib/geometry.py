@@ -1,0 +1,115 @@
+"""Canonical geometry: one orientation and spacing for the networks, and the way back to the input grid.
+
+Conventions (as in ITK/SimpleITK): physical points are in **LPS** millimetres; an image's affine maps
+IJK voxel indices to LPS through origin, spacing (mm) and direction. RAS = LPS with x and y negated; the
+library converts only at its boundaries (centroids in ``vertebrae.json`` are RAS, as Slicer shows them).
+
+The **canonical grid** has identity direction and isotropic spacing (the model's ``spacing_mm``), so its
+voxel axes I, J, K point to patient Left, Posterior, Superior. ``sitk.GetArrayFromImage`` gives the numpy
+array in (K, J, I) order, i.e. **canonical arrays are indexed [z, y, x] = [S, P, L]**: axis 0 increases
+towards the head, axis 1 towards the back, axis 2 towards the patient's left. A sagittal slice is
+``array[:, :, x]``.
+
+Oblique or flipped inputs are resampled onto the axis-aligned grid that covers their physical extent, so
+the same anatomy lands at the same canonical place whatever the input's direction matrix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+#: Value outside the CT's field of view after resampling (air).
+AIR_HU = -1024.0
+
+
+def lps_to_ras(points: np.ndarray) -> np.ndarray:
+    """(..., 3) LPS mm -> RAS mm (negate x and y)."""
+    p = np.array(points, dtype=float, copy=True)
+    p[..., :2] *= -1
+    return p
+
+
+ras_to_lps = lps_to_ras  # the same sign flip both ways
+
+
+def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """Axis-aligned LPS bounding box (min, max) in mm of the image's voxel centres."""
+    size = np.array(image.GetSize())
+    corners = np.array([[i, j, k] for i in (0, size[0] - 1) for j in (0, size[1] - 1) for k in (0, size[2] - 1)])
+    pts = np.array([image.TransformContinuousIndexToPhysicalPoint([float(c) for c in corner]) for corner in corners])
+    return pts.min(axis=0), pts.max(axis=0)
+
+
+def canonical_reference(image: sitk.Image, spacing_mm: float) -> sitk.Image:
+    """Empty canonical grid (identity direction, isotropic ``spacing_mm``) covering ``image``'s extent.
+
+    Returns:
+        A 3D ``sitk.Image`` (uint8, zeros) that defines origin, spacing and size of the canonical grid.
+    """
+    lo, hi = physical_bounds(image)
+    half_voxel = 0.5 * np.abs(np.array(image.GetDirection()).reshape(3, 3) @ np.array(image.GetSpacing()))
+    lo, hi = lo - half_voxel, hi + half_voxel
+    size = np.maximum(1, np.round((hi - lo) / spacing_mm).astype(int))
+    ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
+    ref.SetSpacing([float(spacing_mm)] * 3)
+    ref.SetOrigin([float(v) for v in lo + 0.5 * spacing_mm])
+    ref.SetDirection([1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0])
+    return ref
+
+
+def to_canonical(image: sitk.Image, spacing_mm: float, default_value: float = AIR_HU) -> tuple[np.ndarray, sitk.Image]:
+    """Resample ``image`` (linear interpolation) onto its canonical grid.
+
+    Args:
+        image: 3D scalar image (CT in HU).
+        spacing_mm: isotropic spacing of the canonical grid (the model's preprocessing spacing).
+        default_value: intensity outside the input's field of view (air, -1024 HU).
+
+    Returns:
+        ``(array, reference)``: float32 array indexed [z, y, x] = [S, P, L] and the canonical reference
+        image that carries its geometry.
+    """
+    ref = canonical_reference(image, spacing_mm)
+    resampled = sitk.Resample(
+        sitk.Cast(image, sitk.sitkFloat32), ref, sitk.Transform(), sitk.sitkLinear, float(default_value), sitk.sitkFloat32
+    )
+    return sitk.GetArrayFromImage(resampled), ref
+
+
+def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
+    """Wrap a [z, y, x] array as a SimpleITK image with ``reference``'s geometry."""
+    img = sitk.GetImageFromArray(array)
+    img.CopyInformation(reference)
+    return img
+
+
+def label_to_input_grid(labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image) -> sitk.Image:
+    """Resample a canonical label map back onto the input grid with nearest-neighbour interpolation.
+
+    Args:
+        labels: integer array [z, y, x] on the canonical grid ``reference``.
+        reference: canonical reference image (from :func:`to_canonical`).
+        input_image: the image whose grid the result must have.
+
+    Returns:
+        int16 ``sitk.Image`` with ``input_image``'s size, spacing, origin and direction.
+    """
+    lab = array_to_image(labels.astype(np.int16), reference)
+    return sitk.Resample(lab, input_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+
+
+def index_to_lps(reference: sitk.Image, zyx: np.ndarray) -> np.ndarray:
+    """Continuous canonical array indices [z, y, x] -> LPS mm (identity-direction grids only)."""
+    zyx = np.asarray(zyx, dtype=float)
+    spacing = np.array(reference.GetSpacing())
+    origin = np.array(reference.GetOrigin())
+    return origin + zyx[..., ::-1] * spacing
+
+
+def lps_to_index(reference: sitk.Image, lps: np.ndarray) -> np.ndarray:
+    """LPS mm -> continuous canonical array indices [z, y, x] (identity-direction grids only)."""
+    lps = np.asarray(lps, dtype=float)
+    spacing = np.array(reference.GetSpacing())
+    origin = np.array(reference.GetOrigin())
+    return ((lps - origin) / spacing)[..., ::-1]

@@ -1,0 +1,247 @@
+"""Self-describing model files: save, load, validate, checksum.
+
+A model is a folder::
+
+    <name>/
+        model.json                  format version, name, version, preprocessing, network configurations,
+                                    traversal and localization parameters, training provenance,
+                                    file names with SHA-256 checksums
+        iterative_fcn.safetensors   weights of the iterative FCN (safetensors: no pickle)
+        attention_net.safetensors   weights of the localization network
+        MODEL_CARD.md               human-readable card (optional)
+
+:func:`load_model` checks the format version, the checksums and that the weights match the configuration,
+and raises :class:`~SpineSegmentationLib.errors.ModelFileError` with what to do otherwise.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import ModelFileError
+from .networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
+
+FORMAT_VERSION = 1
+MODEL_JSON = "model.json"
+FCN_FILE = "iterative_fcn.safetensors"
+ATTENTION_FILE = "attention_net.safetensors"
+
+#: Where the shipped default model lives, relative to the repository / extension root.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "spineseg-default"
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an image is prepared for the networks.
+
+    Attributes:
+        spacing_mm: isotropic voxel spacing of the canonical grid (paper: 1 mm, seed 002 section 3.1).
+        hu_window: (low, high) HU; intensities are clipped to it.
+        hu_scale: normalized = (clip(HU) - hu_offset) / hu_scale.
+        hu_offset: see ``hu_scale``.
+        localization_spacing_mm: in-plane spacing of the sagittal slices given to the attention network.
+    """
+
+    spacing_mm: float = 1.0
+    hu_window: tuple[float, float] = (-1000.0, 3000.0)
+    hu_offset: float = 0.0
+    hu_scale: float = 1000.0
+    localization_spacing_mm: float = 4.0
+
+
+@dataclass(frozen=True)
+class TraversalParameters:
+    """Parameters of the iterative traversal (seed 002, section 3.3).
+
+    Attributes:
+        direction: "up" (bottom-up, the paper's default) or "down"; a network is trained for one direction
+            ("both" = trained for either, by flipping the volume along the superior-inferior axis).
+        v_min_mm3: minimal fragment volume that counts as a detection. Paper: 1000 voxels at 1 mm = 1000 mm^3.
+        delta_max_voxels: convergence threshold on every axis, in voxels of the canonical grid. Paper: 2.
+        max_iterations: iteration limit per vertebra, then the midpoint rule. Paper: 10.
+        step_fraction: sliding-window step as a fraction of the patch size. Paper: 1/2.
+        mask_threshold: probability threshold of the segmentation output.
+    """
+
+    direction: str = "up"
+    v_min_mm3: float = 1000.0
+    delta_max_voxels: int = 2
+    max_iterations: int = 10
+    step_fraction: float = 0.5
+    mask_threshold: float = 0.5
+
+
+@dataclass(frozen=True)
+class LocalizationParameters:
+    """Parameters of the spine localization (seed 001, section 2.1).
+
+    Attributes:
+        slice_step: evaluate every n-th sagittal slice (paper: n = 8 at 1 mm).
+        sigma_mm: standard deviation of the 3D Gaussian smoothing of the up-sampled map, in mm.
+        threshold: threshold on the smoothed fraction map (paper: tuned on validation data).
+        margin_mm: dilation of the thresholded mask before it is used to accept detections.
+    """
+
+    slice_step: int = 2
+    sigma_mm: float = 8.0
+    threshold: float = 0.05
+    margin_mm: float = 20.0
+
+
+@dataclass
+class SpineModel:
+    """A loaded model: networks (in eval mode) plus everything needed to use them."""
+
+    name: str
+    version: str
+    modality: str
+    preprocessing: Preprocessing
+    traversal: TraversalParameters
+    localization: LocalizationParameters
+    fcn: IterativeFCN
+    attention: AttentionNet
+    training: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def description(self) -> str:
+        c = self.fcn.config
+        return (
+            f"{self.name} {self.version}: patch {c.patch_size}^3 at {self.preprocessing.spacing_mm} mm, "
+            f"{c.filters} filters, traversal {self.traversal.direction}"
+        )
+
+    def to(self, device: torch.device | str) -> "SpineModel":
+        self.fcn.to(device)
+        self.attention.to(device)
+        return self
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_model(model: SpineModel, directory: str | Path, overwrite: bool = False) -> Path:
+    """Write ``model`` as a model folder.
+
+    Raises:
+        ModelFileError: if ``directory`` already holds a model and ``overwrite`` is False.
+    """
+    directory = Path(directory)
+    if (directory / MODEL_JSON).exists() and not overwrite:
+        raise ModelFileError(f"{directory} already holds a model; choose another folder or pass overwrite=True")
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.fcn.state_dict().items()}, str(directory / FCN_FILE))
+    save_file(
+        {k: v.detach().cpu().contiguous() for k, v in model.attention.state_dict().items()},
+        str(directory / ATTENTION_FILE),
+    )
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": model.name,
+        "version": model.version,
+        "modality": model.modality,
+        "preprocessing": asdict(model.preprocessing),
+        "traversal": asdict(model.traversal),
+        "localization": asdict(model.localization),
+        "iterative_fcn": model.fcn.config.to_dict(),
+        "attention_net": model.attention.config.to_dict(),
+        "training": model.training,
+        "files": {
+            "iterative_fcn": {"path": FCN_FILE, "sha256": _sha256(directory / FCN_FILE)},
+            "attention_net": {"path": ATTENTION_FILE, "sha256": _sha256(directory / ATTENTION_FILE)},
+        },
+    }
+    (directory / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    return directory
+
+
+def _dataclass_from(cls, d: dict, what: str):
+    unknown = set(d) - set(cls.__dataclass_fields__)
+    if unknown:
+        raise ModelFileError(f"model.json: unknown {what} keys {sorted(unknown)}; is the library older than the model?")
+    if "hu_window" in d:
+        d = {**d, "hu_window": tuple(d["hu_window"])}
+    return cls(**d)
+
+
+def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> SpineModel:
+    """Load and validate a model folder (default: the shipped model).
+
+    Args:
+        path: model folder, or its ``model.json``; None = :data:`DEFAULT_MODEL_DIR`.
+        device: torch device the networks are moved to.
+
+    Raises:
+        ModelFileError: missing folder or file, unsupported format version, checksum mismatch (corrupt or
+            modified weights), or weights that do not fit the configuration.
+    """
+    directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    if directory.name == MODEL_JSON:
+        directory = directory.parent
+    meta_path = directory / MODEL_JSON
+    if not meta_path.is_file():
+        raise ModelFileError(
+            f"no model at {directory} (expected {MODEL_JSON} there). Pass --model with a model folder written by "
+            "`spineseg train`, or reinstall the extension to restore the shipped model in Resources/Models."
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{meta_path} is not valid JSON ({e}); the model file is corrupt: restore or retrain it") from e
+    version = meta.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelFileError(
+            f"{meta_path} has model format version {version!r}; this library reads version {FORMAT_VERSION}. "
+            "Use the library version that wrote the model, or retrain it with this one."
+        )
+    for key in ("name", "version", "modality", "preprocessing", "traversal", "localization",
+                "iterative_fcn", "attention_net", "files"):
+        if key not in meta:
+            raise ModelFileError(f"{meta_path} lacks the required key {key!r}; the model file is incomplete")
+    try:
+        fcn = IterativeFCN(IterativeFCNConfig.from_dict(meta["iterative_fcn"]))
+        attention = AttentionNet(AttentionNetConfig.from_dict(meta["attention_net"]))
+    except ValueError as e:
+        raise ModelFileError(f"{meta_path}: invalid network configuration: {e}") from e
+    for key, net in (("iterative_fcn", fcn), ("attention_net", attention)):
+        entry = meta["files"].get(key)
+        if not entry or "path" not in entry or "sha256" not in entry:
+            raise ModelFileError(f"{meta_path}: files.{key} must give 'path' and 'sha256'")
+        weights = directory / entry["path"]
+        if not weights.is_file():
+            raise ModelFileError(f"model weights {weights} are missing; restore the model folder or retrain it")
+        digest = _sha256(weights)
+        if digest != entry["sha256"]:
+            raise ModelFileError(
+                f"checksum mismatch for {weights}: expected {entry['sha256'][:12]}..., found {digest[:12]}...; "
+                "the file is corrupt or was modified: restore it from the release or retrain"
+            )
+        try:
+            net.load_state_dict(load_file(str(weights)))
+        except RuntimeError as e:
+            raise ModelFileError(f"{weights} does not match the configuration in {MODEL_JSON}: {e}") from e
+        net.eval()
+    model = SpineModel(
+        name=meta["name"],
+        version=meta["version"],
+        modality=meta["modality"],
+        preprocessing=_dataclass_from(Preprocessing, meta["preprocessing"], "preprocessing"),
+        traversal=_dataclass_from(TraversalParameters, meta["traversal"], "traversal"),
+        localization=_dataclass_from(LocalizationParameters, meta["localization"], "localization"),
+        fcn=fcn,
+        attention=attention,
+        training=meta.get("training", {}),
+        path=directory,
+    )
+    return model.to(device)

@@ -1,0 +1,69 @@
+"""The result object of :func:`SpineSegmentationLib.pipeline.segment_spine`."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import SimpleITK as sitk
+
+
+@dataclass
+class Vertebra:
+    """One segmented vertebra.
+
+    Attributes:
+        label: VerSe label number (1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 28 T13).
+        name: short level name, e.g. "L1".
+        complete: True when the network classified the vertebra as completely visible (p_complete >= 0.5).
+        p_complete: probability of complete visibility (seed 002 section 3.5), in [0, 1].
+        p_label: probability of the final label under the regressed value (seed 002 section 3.4), in [0, 1].
+        label_regressed: the network's raw regressed label value (1..24 scale).
+        centroid_ras_mm: centroid [x, y, z] in RAS millimetres.
+        volume_mm3: volume of the vertebra on the input grid, mm^3.
+        iterations: network evaluations spent on this vertebra during traversal.
+        edited: True when the segment was made or edited by a person and kept as is (correction workflow).
+    """
+
+    label: int
+    name: str
+    complete: bool
+    p_complete: float
+    p_label: float
+    label_regressed: float
+    centroid_ras_mm: list[float]
+    volume_mm3: float
+    iterations: int = 0
+    edited: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class LabelingAlternative:
+    """One candidate label sequence (seed 002 section 3.4): the labels of the detected vertebrae in
+    cranio-caudal order, and the sequence's average likelihood."""
+
+    labels: list[int]
+    likelihood: float
+    description: str = ""
+
+
+@dataclass
+class SpineSegmentationResult:
+    """What :func:`segment_spine` returns.
+
+    Attributes:
+        labels: int16 label map on the **input** grid (VerSe numbers, 0 = background).
+        vertebrae: one entry per vertebra, cranio-caudal order (C1 first).
+        alternatives: best label sequence first, then runner-up sequences (shift by +-1, T13/L6 variants),
+            ordered by likelihood.
+        run_info: model name and version, device, time per stage in seconds, network evaluation count.
+        message: human-readable summary; says so when no spine was found.
+    """
+
+    labels: sitk.Image
+    vertebrae: list[Vertebra]
+    alternatives: list[LabelingAlternative] = field(default_factory=list)
+    run_info: dict = field(default_factory=dict)
+    message: str = ""
