@@ -72,3 +72,41 @@ def column_position(label: int) -> float:
     if label == L6:
         return 24.5
     raise ValueError(f"VerSe label {label} ({VERSE_NAMES.get(label, '?')}) has no position on the C1..L5 scale")
+
+
+#: Label conventions that :func:`to_verse` converts (see shared/data/README.md).
+CONVENTIONS = ("verse", "totalseg", "totalseg_vertebrae")
+
+
+def to_verse(labels, convention: str):
+    """Convert an integer label array to VerSe numbering; non-vertebra labels become 0.
+
+    Args:
+        labels: integer numpy array of any shape.
+        convention: "verse" (1-26, 28; values >= 100 such as TPTBox discs/endplates are dropped),
+            "totalseg" (TotalSegmentator v2 ``total``: 27..50 = L5..C1, VerSe = 51 - TS; 26 (S1) and 25
+            (sacrum) -> 26 sacrum), or "totalseg_vertebrae" (1-24 as VerSe).
+
+    Returns:
+        int16 array of the same shape in VerSe numbers.
+
+    Raises:
+        ValueError: for an unknown convention.
+    """
+    import numpy as np
+
+    a = np.asarray(labels)
+    out = np.zeros(a.shape, dtype=np.int16)
+    if convention == "verse":
+        keep = ((a >= 1) & (a <= 26)) | (a == 28)
+        out[keep] = a[keep]
+    elif convention == "totalseg":
+        vert = (a >= 27) & (a <= 50)
+        out[vert] = 51 - a[vert]
+        out[(a == 25) | (a == 26)] = SACRUM
+    elif convention == "totalseg_vertebrae":
+        keep = (a >= 1) & (a <= 24)
+        out[keep] = a[keep]
+    else:
+        raise ValueError(f"unknown label convention {convention!r}; use one of {CONVENTIONS}")
+    return out

@@ -1,0 +1,194 @@
+"""The ``spineseg`` command line: segment, train, evaluate, info.
+
+Run ``spineseg --help`` or ``spineseg COMMAND --help`` for the options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+from .errors import SpineSegmentationError
+
+DESCRIPTION = """\
+Vertebra segmentation, labelling (VerSe numbers: 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 sacrum,
+28 T13) and completeness classification in CT, with the iterative FCN of Lessmann et al. 2019.
+"""
+
+SEGMENT_EPILOG = """\
+outputs (in OUTDIR, default <input stem>_spineseg/ next to the input):
+  labels.nii.gz          label map on the input grid, VerSe numbers (int16)
+  segmentation.seg.nrrd  one segment per vertebra for 3D Slicer (name, colour, SNOMED CT code,
+                         completeness and confidence tags)
+  vertebrae.json         per vertebra: label, name, complete, p_complete, p_label, centroid_ras_mm,
+                         volume_mm3; run information (model, device, time per stage, iterations)
+  centroids_ctd.json     centroids in the VerSe centroid format (voxel units of labels.nii.gz)
+  qc.png                 sagittal and coronal views with each vertebra coloured and named
+Existing outputs are never overwritten unless --overwrite is given.
+
+--progress json prints one JSON object per line on stdout:
+  {"stage": str, "fraction": float, "vertebra": int or null, "message": str}
+and a final {"stage": "result", "output_dir": str, "message": str}.
+"""
+
+
+def _input_stem(path: Path) -> str:
+    name = path.name
+    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def default_output_dir(input_path: Path) -> Path:
+    """``<input stem>_spineseg/`` next to the input (for a DICOM folder: next to the folder)."""
+    input_path = Path(input_path)
+    return input_path.parent / f"{_input_stem(input_path)}_spineseg"
+
+
+def _progress_printer(mode: str):
+    if mode == "none":
+        return None, lambda: None
+    if mode == "json":
+        def emit(event):
+            print(json.dumps({"stage": event.stage, "fraction": round(event.fraction, 4),
+                              "vertebra": event.vertebra, "message": event.message}), flush=True)
+        return emit, lambda: None
+    from tqdm import tqdm
+
+    bar = tqdm(total=100, unit="%", bar_format="{l_bar}{bar}| {elapsed} {postfix}", file=sys.stderr)
+
+    def update(event):
+        bar.set_description(event.stage if event.vertebra is None else f"{event.stage}: vertebra {event.vertebra}")
+        bar.n = int(round(100 * event.fraction))
+        bar.refresh()
+
+    return update, bar.close
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .io import read_image
+    from .outputs import check_outputs_free, write_outputs
+    from .pipeline import segment_spine
+
+    input_path = Path(args.input)
+    output_dir = Path(args.output) if args.output else default_output_dir(input_path)
+    check_outputs_free(output_dir, overwrite=args.overwrite)  # fail before hours of work, not after
+    callback, close = _progress_printer(args.progress)
+    try:
+        image = read_image(input_path)
+        result = segment_spine(
+            image, model=args.model, device=args.device, direction=args.direction, progress=callback,
+            use_localization=not args.no_localization, refine_surface=not args.no_surface_refinement,
+        )
+        result.run_info["input"] = str(input_path.resolve())
+        paths = write_outputs(result, image, output_dir, overwrite=args.overwrite)
+    finally:
+        close()
+    if args.progress == "json":
+        print(json.dumps({"stage": "result", "output_dir": str(output_dir), "message": result.message}), flush=True)
+    else:
+        print(result.message)
+        for v in result.vertebrae:
+            print(f"  {v.name:4s} {'complete  ' if v.complete else 'INCOMPLETE'} p_label {v.p_label:.2f} "
+                  f"p_complete {v.p_complete:.2f} volume {v.volume_mm3 / 1000:.1f} cm3")
+        print(f"outputs in {output_dir}: " + ", ".join(p.name for p in paths.values()))
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .training import train
+
+    model_dir = train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed)
+    print(f"model written to {model_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate, format_table, write_report
+
+    report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention)
+    print(format_table(report))
+    if args.output:
+        written = write_report(report, Path(args.output))
+        print("written: " + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .models import load_model
+
+    model = load_model(args.model)
+    print(model.description)
+    print(json.dumps({"preprocessing": model.preprocessing.__dict__, "traversal": model.traversal.__dict__,
+                      "localization": model.localization.__dict__, "training": model.training}, indent=2, default=str))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spineseg", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('SpineSegmentationLib').__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    seg = sub.add_parser("segment", help="segment, label and flag every vertebra in a CT",
+                         description="Segment, label and flag the completeness of every vertebra in a CT (HU).",
+                         epilog=SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    seg.add_argument("input", help="CT image: NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder")
+    seg.add_argument("-o", "--output", help="output folder (default: <input stem>_spineseg/ next to the input)")
+    seg.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    seg.add_argument("--model", help="model folder (default: the shipped model in Resources/Models/spineseg-default)")
+    seg.add_argument("--direction", choices=("up", "down"), help="traversal direction (default: the model's, 'up')")
+    seg.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+    seg.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
+                     help="progress display: a bar on stderr, JSON lines on stdout, or nothing")
+    seg.add_argument("--no-localization", action="store_true",
+                     help="sweep the whole volume instead of searching where the attention network finds the spine")
+    seg.add_argument("--no-surface-refinement", action="store_true",
+                     help="skip removing surface voxels below 200 HU (seed 002 section 3.1)")
+    seg.set_defaults(func=cmd_segment)
+
+    tr = sub.add_parser("train", help="train a model from a JSON configuration",
+                        description="Train the attention network and the iterative FCN (seed 002 section 3.6) from "
+                                    "a JSON configuration naming a VerSe-layout folder and/or a manifest CSV.")
+    tr.add_argument("config", help="training configuration (JSON), e.g. Resources/TrainingConfigs/default_cpu.json")
+    tr.add_argument("-o", "--output", help="run folder for checkpoints, logs and the model (default: from the config)")
+    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+    tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    tr.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="compare a segmentation with a reference",
+                        description="Per-vertebra Dice, ASSD, HD95, identification rate, label kappa, completeness "
+                                    "accuracy, false positives/negatives.")
+    ev.add_argument("prediction", help="a spineseg output folder or a label map (VerSe numbers)")
+    ev.add_argument("reference", help="reference label map")
+    ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
+                    help="numbering of the reference (default: verse)")
+    ev.add_argument("-o", "--output", help="folder for evaluation.json, evaluation.csv and evaluation.png")
+    ev.set_defaults(func=cmd_evaluate)
+
+    info = sub.add_parser("info", help="describe a model folder")
+    info.add_argument("model", nargs="?", help="model folder (default: the shipped model)")
+    info.set_defaults(func=cmd_info)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SpineSegmentationError as e:
+        print(f"spineseg: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spineseg: interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

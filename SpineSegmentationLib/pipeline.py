@@ -1,0 +1,301 @@
+"""The whole job: CT in; every vertebra segmented, labelled and flagged complete or incomplete.
+
+read -> validate -> canonical geometry -> localize -> traverse -> refine labels -> back to the input grid ->
+refine surfaces -> summary. Each arrow is one module; this file only wires them and reports progress.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Union
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from scipy import ndimage
+
+from .anatomy import vertebra_name
+from .errors import CancelledError, ModelFileError
+from .geometry import label_to_input_grid, lps_to_ras, to_canonical
+from .labeling import refine_labels
+from .localization import localize_spine
+from .models import SpineModel, load_model
+from .preprocessing import normalize_hu
+from .refinement import refine_surfaces
+from .result import SpineSegmentationResult, Vertebra
+from .traversal import traverse
+
+#: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
+COMPLETE_THRESHOLD = 0.5
+#: Rough vertebra height used only to estimate traversal progress (mm).
+_TYPICAL_VERTEBRA_MM = 30.0
+
+
+@dataclass
+class ProgressEvent:
+    """What a progress callback receives.
+
+    Attributes:
+        stage: one of "read", "validate", "resample", "localization", "traversal", "labeling",
+            "input grid", "surface refinement", "done".
+        fraction: overall progress in [0, 1].
+        vertebra: during traversal, the number of the vertebra being segmented (1-based), else None.
+        message: human-readable text.
+    """
+
+    stage: str
+    fraction: float
+    vertebra: Optional[int] = None
+    message: str = ""
+
+
+ProgressCallback = Callable[[ProgressEvent], Optional[bool]]
+
+_STAGE_START = {
+    "read": 0.0, "validate": 0.02, "resample": 0.04, "localization": 0.08, "traversal": 0.12,
+    "labeling": 0.9, "input grid": 0.92, "surface refinement": 0.95, "done": 1.0,
+}
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" -> CUDA when available, else CPU.
+
+    Raises:
+        ValueError: "cuda" requested on a machine without a usable CUDA device, or an unknown name.
+    """
+    name = str(device)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was requested but PyTorch finds no CUDA GPU here; use --device cpu or auto")
+    if name not in ("cpu",) and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
+    return torch.device(name)
+
+
+class _Reporter:
+    def __init__(self, callback: Optional[ProgressCallback]) -> None:
+        self.callback = callback
+        self.times: dict[str, float] = {}
+        self._stage: Optional[str] = None
+        self._t0 = 0.0
+
+    def stage(self, name: str, message: str = "") -> None:
+        self._close()
+        self._stage, self._t0 = name, time.perf_counter()
+        self.emit(name, _STAGE_START[name], None, message or name)
+
+    def emit(self, stage: str, fraction: float, vertebra: Optional[int], message: str) -> None:
+        if self.callback is not None and self.callback(ProgressEvent(stage, float(fraction), vertebra, message)) is False:
+            raise CancelledError(f"cancelled during {stage}")
+
+    def _close(self) -> None:
+        if self._stage is not None:
+            self.times[self._stage] = round(self.times.get(self._stage, 0.0) + time.perf_counter() - self._t0, 4)
+            self._stage = None
+
+    def finish(self) -> dict[str, float]:
+        self._close()
+        self.emit("done", 1.0, None, "done")
+        return self.times
+
+
+def _load(image: Union[str, Path, sitk.Image], reporter: _Reporter) -> sitk.Image:
+    if isinstance(image, sitk.Image):
+        return image
+    from .io import read_image
+
+    reporter.stage("read", f"reading {image}")
+    return read_image(image)
+
+
+def segment_spine(
+    image: Union[str, Path, sitk.Image],
+    model: Union[None, str, Path, SpineModel] = None,
+    device: str | torch.device = "auto",
+    direction: Optional[str] = None,
+    progress: Optional[ProgressCallback] = None,
+    use_localization: bool = True,
+    refine_surface: bool = True,
+    max_memory_bytes: Optional[int] = None,
+) -> SpineSegmentationResult:
+    """Segment, label and flag the completeness of every vertebra in a CT.
+
+    Args:
+        image: CT in HU: a path (NIfTI, NRRD, MHA, or a DICOM series folder) or a 3D ``sitk.Image`` (any
+            orientation; geometry in LPS as in ITK).
+        model: model folder, a loaded :class:`SpineModel`, or None for the shipped default model.
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        direction: traversal direction "up" (bottom-up) or "down"; None = the model's. Must be a direction
+            the model was trained for.
+        progress: optional callback receiving :class:`ProgressEvent`; returning False cancels the run
+            (:class:`CancelledError` is raised, nothing is written).
+        use_localization: use the attention network to start near the spine and reject detections outside
+            it (seed 001); False sweeps the whole volume.
+        refine_surface: apply the 200 HU surface refinement (seed 002, section 3.1).
+        max_memory_bytes: memory limit for the input check (default: half the available memory).
+
+    Returns:
+        :class:`SpineSegmentationResult`; its label map is on the input grid (int16, VerSe numbers).
+        When no spine is found, the result has no vertebrae, an empty label map and says so in ``message``.
+
+    Raises:
+        InputImageError: the input is missing, unreadable or not a 3D CT in HU (see ``validation.py``).
+        ModelFileError: the model is missing, corrupt, not for CT, or not trained for ``direction``.
+        CancelledError: the progress callback returned False.
+
+    Example:
+        >>> result = segment_spine("example_ct.nii.gz", device="cpu")  # doctest: +SKIP
+        >>> [(v.name, v.complete) for v in result.vertebrae]  # doctest: +SKIP
+    """
+    from .validation import validate_ct
+
+    reporter = _Reporter(progress)
+    t_start = time.perf_counter()
+    image = _load(image, reporter)
+    torch_device = resolve_device(device)
+    if not isinstance(model, SpineModel):
+        model = load_model(model, device=torch_device)
+    else:
+        model.to(torch_device)
+    if model.modality.upper() != "CT":
+        raise ModelFileError(f"model {model.name} is for {model.modality}, not CT; pass a CT model with --model")
+    trained = model.traversal.direction
+    direction = direction or ("up" if trained == "both" else trained)
+    if direction not in ("up", "down"):
+        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+    if trained not in (direction, "both"):
+        raise ModelFileError(
+            f"model {model.name} was trained to traverse {trained!r} only; use --direction {trained} "
+            f"or a model trained with traversal direction {direction!r}"
+        )
+
+    reporter.stage("validate", "checking the input")
+    spacing = model.preprocessing.spacing_mm
+    validate_ct(image, spacing, max_memory_bytes)
+
+    reporter.stage("resample", f"resampling to {spacing} mm")
+    hu_canonical, reference = to_canonical(image, spacing)
+    volume = normalize_hu(hu_canonical, model.preprocessing)
+    flip = trained == "both" and direction == "down"  # a 'both' network runs bottom-up on the flipped volume
+
+    spine_mask = None
+    evaluations_loc = 0
+    if use_localization:
+        reporter.stage("localization", "finding the spine")
+        loc = localize_spine(image, reference, model, torch_device)
+        evaluations_loc = loc.evaluations
+        if not loc.found:
+            return _empty_result(image, model, torch_device, reporter, t_start, evaluations_loc,
+                                 "no spine found: the localization network saw no spine in this image")
+        spine_mask = loc.mask
+
+    reporter.stage("traversal", "segmenting vertebrae")
+    extent = spine_mask.any(axis=(1, 2)).sum() if spine_mask is not None else volume.shape[0]
+    expected = max(1.0, extent * spacing / _TYPICAL_VERTEBRA_MM)
+
+    def on_eval(found: int, evaluations: int) -> None:
+        frac = _STAGE_START["traversal"] + (_STAGE_START["labeling"] - _STAGE_START["traversal"]) * min(1.0, found / expected)
+        reporter.emit("traversal", frac, found + 1, f"vertebra {found + 1} ({evaluations} network evaluations)")
+
+    vol_in = volume[::-1] if flip else volume
+    mask_in = spine_mask[::-1] if (flip and spine_mask is not None) else spine_mask
+    trav = traverse(np.ascontiguousarray(vol_in), model, torch_device,
+                    spine_mask=None if mask_in is None else np.ascontiguousarray(mask_in),
+                    direction="up" if flip else direction, progress=on_eval)
+    instances = trav.instances[::-1] if flip else trav.instances
+    if not trav.vertebrae:
+        return _empty_result(image, model, torch_device, reporter, t_start, evaluations_loc,
+                             "no spine found: traversal detected no vertebral bone", trav.evaluations)
+
+    reporter.stage("labeling", "maximum-likelihood labelling")
+    ids = [v.instance for v in trav.vertebrae]
+    centers = ndimage.center_of_mass(np.ones_like(instances, dtype=np.uint8), instances, ids)
+    order = sorted(range(len(ids)), key=lambda i: -centers[i][0])  # cranio-caudal: largest z (superior) first
+    detected = [trav.vertebrae[i] for i in order]
+    labeling = refine_labels([v.label_regressed for v in detected])
+    lut = np.zeros(int(instances.max()) + 1, dtype=np.int16)
+    for v, lab in zip(detected, labeling.labels):
+        lut[v.instance] = lab
+    labels_canonical = lut[instances]
+
+    reporter.stage("input grid", "resampling labels to the input grid")
+    labels_image = label_to_input_grid(labels_canonical, reference, image)
+    labels = sitk.GetArrayFromImage(labels_image)
+    if refine_surface:
+        reporter.stage("surface refinement", "removing surface voxels below 200 HU")
+        hu_input = sitk.GetArrayFromImage(image).astype(np.float32)
+        labels = refine_surfaces(labels, hu_input, tuple(reversed(image.GetSpacing())))
+        refined = sitk.GetImageFromArray(labels.astype(np.int16))
+        refined.CopyInformation(image)
+        labels_image = refined
+
+    vertebrae = _summaries(labels, image, detected, labeling)
+    times = reporter.finish()
+    message = f"{len(vertebrae)} vertebrae: " + ", ".join(
+        v.name + ("" if v.complete else " (incomplete)") for v in vertebrae
+    )
+    return SpineSegmentationResult(
+        labels=labels_image,
+        vertebrae=vertebrae,
+        alternatives=labeling.alternatives,
+        run_info=_run_info(model, torch_device, times, t_start, evaluations_loc, trav.evaluations, direction),
+        message=message,
+    )
+
+
+def _summaries(labels: np.ndarray, image: sitk.Image, detected, labeling) -> list[Vertebra]:
+    """Per-vertebra numbers on the input grid (labels indexed [k, j, i] as SimpleITK arrays)."""
+    voxel_mm3 = float(np.prod(image.GetSpacing()))
+    present = [lab for lab in labeling.labels if lab > 0]
+    centroids = ndimage.center_of_mass(np.ones_like(labels, dtype=np.uint8), labels, present) if present else []
+    counts = ndimage.sum_labels(np.ones_like(labels, dtype=np.uint8), labels, present) if present else []
+    out = []
+    for v, lab, p_lab, kji, count in zip(detected, labeling.labels, labeling.probabilities, centroids, counts):
+        if count == 0:
+            continue  # vanished on a coarser input grid
+        lps = image.TransformContinuousIndexToPhysicalPoint([float(c) for c in reversed(kji)])
+        out.append(
+            Vertebra(
+                label=int(lab),
+                name=vertebra_name(lab),
+                complete=bool(v.p_complete >= COMPLETE_THRESHOLD),
+                p_complete=round(float(v.p_complete), 4),
+                p_label=round(float(p_lab), 4),
+                label_regressed=round(float(v.label_regressed), 3),
+                centroid_ras_mm=[round(float(c), 2) for c in lps_to_ras(np.array(lps))],
+                volume_mm3=round(float(count) * voxel_mm3, 1),
+                iterations=int(v.iterations),
+            )
+        )
+    return out
+
+
+def _run_info(model, device, times, t_start, evaluations_loc, evaluations, direction) -> dict:
+    info = {
+        "model": {"name": model.name, "version": model.version, "path": str(model.path) if model.path else None,
+                  "description": model.description},
+        "device": str(device),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+        "direction": direction,
+        "stage_seconds": times,
+        "total_seconds": round(time.perf_counter() - t_start, 3),
+        "network_evaluations": {"localization_slices": evaluations_loc, "iterative_fcn": evaluations},
+        "library_version": __import__("SpineSegmentationLib").__version__,
+    }
+    return info
+
+
+def _empty_result(image, model, device, reporter, t_start, evaluations_loc, message, evaluations=0):
+    empty = sitk.Image(image.GetSize(), sitk.sitkInt16)
+    empty.CopyInformation(image)
+    times = reporter.finish()
+    return SpineSegmentationResult(
+        labels=empty,
+        vertebrae=[],
+        alternatives=[],
+        run_info=_run_info(model, device, times, t_start, evaluations_loc, evaluations, model.traversal.direction),
+        message=message,
+    )

@@ -1,0 +1,181 @@
+"""Traversal rules of seed 002 section 3.3, on volumes where the right answer is known.
+
+The network is replaced by *oracle* networks that answer exactly what a perfect iterative FCN would
+(the next not-yet-segmented instance in the patch), so that the traversal logic itself is what is tested:
+sliding window, v_min, moving to the bounding-box centre, convergence with delta_max, the iteration limit
+with the midpoint rule, the memory update, direction, completeness flagging and spine-mask rejection.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from SpineSegmentationLib.models import LocalizationParameters, Preprocessing, SpineModel, TraversalParameters
+from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
+from SpineSegmentationLib.traversal import sliding_windows, traverse
+
+PATCH = 24
+SPACING = 1.0  # v_min = 1000 mm^3 -> 1000 voxels
+
+
+class InstanceOracle(nn.Module):
+    """Image channel holds instance ids (0 = background); segments the lowest (up) or highest (down)
+    not-yet-memorized instance in the patch; label = id; complete iff all its voxels are in the patch."""
+
+    def __init__(self, totals: dict[int, int], direction: str = "up") -> None:
+        super().__init__()
+        self.config = IterativeFCNConfig(patch_size=PATCH, filters=1, recognition_filters=1)
+        self.totals, self.direction = totals, direction
+
+    def forward(self, x: torch.Tensor) -> IterativeFCNOutput:
+        ids = torch.round(x[0, 0]).clamp(min=0).long()
+        free = (ids > 0) & (x[0, 1] < 0.5)
+        seg = torch.full_like(x[:, :1], -10.0)
+        label = torch.zeros(1)
+        complete = torch.full((1,), -10.0)
+        candidates = torch.unique(ids[free])
+        if len(candidates):
+            z_of = {int(c): torch.nonzero(ids == c)[:, 0].float().mean() for c in candidates}
+            pick = (min if self.direction == "up" else max)(z_of, key=z_of.get)
+            target = ids == pick
+            seg[0, 0][target] = 10.0
+            label[0] = float(pick)
+            complete[0] = 10.0 if int(target.sum()) == self.totals[pick] else -10.0
+        return IterativeFCNOutput(seg, label, complete)
+
+
+def _model(fcn: nn.Module, **traversal) -> SpineModel:
+    return SpineModel(
+        name="oracle", version="0", modality="CT", preprocessing=Preprocessing(spacing_mm=SPACING),
+        traversal=TraversalParameters(**traversal), localization=LocalizationParameters(),
+        fcn=fcn, attention=AttentionNet(),
+    )
+
+
+def _column(shape=(96, 40, 40), n=5, height=12, gap=6, z0=8) -> tuple[np.ndarray, dict[int, int]]:
+    """n box 'vertebrae' (12 x 14 x 14 voxels = 2352 > v_min) stacked along z; id 1 at the bottom."""
+    vol = np.zeros(shape, dtype=np.float32)
+    for k in range(n):
+        z = z0 + k * (height + gap)
+        vol[z : z + height, 13:27, 13:27] = k + 1
+    totals = {k + 1: int((vol == k + 1).sum()) for k in range(n)}
+    return vol, totals
+
+
+def _instance_ids(result, volume):
+    """For each detected vertebra (traversal order), the true id it covers, checking exact voxel equality."""
+    out = []
+    for v in result.vertebrae:
+        truth = np.unique(volume[result.instances == v.instance])
+        assert len(truth) == 1, f"instance {v.instance} mixes ids {truth}"
+        np.testing.assert_array_equal(result.instances == v.instance, volume == truth[0])
+        out.append(int(truth[0]))
+    return out
+
+
+def test_bottom_up_finds_every_vertebra_in_order_exactly():
+    vol, totals = _column()
+    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
+    assert [v.label_regressed for v in res.vertebrae] == [1, 2, 3, 4, 5]
+    assert all(v.converged for v in res.vertebrae)
+    assert all(v.iterations <= 10 for v in res.vertebrae)
+    assert all(v.p_complete > 0.99 for v in res.vertebrae)
+
+
+def test_top_down_traversal_reverses_the_order():
+    vol, totals = _column()
+    res = traverse(vol, _model(InstanceOracle(totals, "down"), direction="down"), torch.device("cpu"), direction="down")
+    assert _instance_ids(res, vol) == [5, 4, 3, 2, 1]
+
+
+def test_fragment_smaller_than_v_min_is_not_a_detection():
+    vol, totals = _column(n=2)
+    vol[80:88, 16:24, 16:24] = 3  # 512 voxels < v_min = 1000 voxels at 1 mm
+    totals[3] = 512
+    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2]
+    # with v_min lowered below the fragment, it is found
+    res = traverse(vol, _model(InstanceOracle(totals), v_min_mm3=400.0), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2, 3]
+
+
+def test_vertebra_cut_by_the_border_is_kept_and_flagged_incomplete():
+    vol, totals = _column(n=3, z0=8)
+    full_total = dict(totals)
+    vol = vol[12:]  # cut the bottom vertebra (id 1, z 8..19) to 8 of its 12 slices
+    totals = {k: int((vol == k).sum()) for k in totals}
+    cut_totals = {k: full_total[k] for k in full_total}  # the oracle knows the true (uncut) size
+    res = traverse(vol, _model(InstanceOracle(cut_totals)), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2, 3]
+    assert res.vertebrae[0].p_complete < 0.01
+    assert all(v.p_complete > 0.99 for v in res.vertebrae[1:])
+
+
+def test_memory_given_upfront_is_not_segmented_again():
+    vol, totals = _column()
+    memory = vol == 3
+    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"), memory=memory)
+    assert _instance_ids(res, vol) == [1, 2, 4, 5]
+    assert not (res.instances[memory] > 0).any()
+
+
+def test_spine_mask_rejects_bone_outside_it_and_limits_the_search():
+    vol, totals = _column(shape=(96, 40, 120), n=3)
+    vol[0:12, 13:27, 90:104] = 9  # a 'rib' far lateral of the spine, below the first vertebra
+    totals[9] = int((vol == 9).sum())
+    spine = np.zeros(vol.shape, dtype=bool)
+    spine[:, 8:32, 8:32] = True
+    model = _model(InstanceOracle(totals))
+    res = traverse(vol, model, torch.device("cpu"), spine_mask=spine)
+    assert _instance_ids(res, vol) == [1, 2, 3]
+    res_all = traverse(vol, model, torch.device("cpu"))
+    assert 9 in _instance_ids(res_all, vol)
+    assert res.evaluations < res_all.evaluations
+
+
+class OscillatingOracle(nn.Module):
+    """A fixed box centred at x = 30 that is reported 3 voxels to the right when the patch centre is left of
+    it and 3 voxels to the left otherwise, so that the patch alternates between x = 33 and x = 27 and never
+    converges: the midpoint rule must end the iterations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.config = IterativeFCNConfig(patch_size=PATCH, filters=1, recognition_filters=1)
+
+    def forward(self, x: torch.Tensor) -> IterativeFCNOutput:
+        coords = x[0, 0]  # image channel: the global x coordinate of each voxel (+1000 inside the box)
+        cx = int(round(float(coords[PATCH // 2, PATCH // 2, PATCH // 2]) % 1000))
+        inside = coords >= 1000
+        seg = torch.full_like(x[:, :1], -10.0)
+        if inside.any() and x[0, 1].max() < 0.5:
+            shift = 3 if cx <= 30 else -3
+            shifted = torch.roll(inside, shifts=shift, dims=2)
+            seg[0, 0][shifted] = 10.0
+        return IterativeFCNOutput(seg, torch.ones(1), torch.full((1,), 10.0))
+
+
+def test_iteration_limit_applies_the_midpoint_rule():
+    shape = (40, 40, 60)
+    vol = np.broadcast_to(np.arange(shape[2], dtype=np.float32), shape).copy()
+    vol[14:26, 14:26, 24:37] += 1000
+    res = traverse(vol, _model(OscillatingOracle(), v_min_mm3=100.0), torch.device("cpu"))
+    assert len(res.vertebrae) == 1
+    v = res.vertebrae[0]
+    assert not v.converged
+    assert v.iterations == 11  # 10 iterations, then one evaluation at the midpoint
+    assert v.center_zyx[2] == 30  # the midpoint of 33 and 27
+
+
+def test_sliding_windows_follow_the_spine_mask_bottom_up():
+    mask = np.zeros((200, 60, 60), dtype=bool)
+    mask[40:160, 20:40, 25:35] = True
+    wins = sliding_windows(mask.shape, 48, 24, "up", mask)
+    zs = [int(w[0]) for w in wins]
+    assert zs == sorted(zs) and zs[0] == 40 and zs[-1] >= 159 - 24
+    assert all(int(w[1]) == 29 and int(w[2]) == 29 for w in wins)
+    assert [int(w[0]) for w in sliding_windows(mask.shape, 48, 24, "down", mask)] == zs[::-1]
+    assert sliding_windows(mask.shape, 48, 24, "up", np.zeros_like(mask)) == []
