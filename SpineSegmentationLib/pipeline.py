@@ -25,7 +25,7 @@ from .models import SpineModel, load_model
 from .preprocessing import normalize_hu
 from .refinement import refine_surfaces
 from .result import SpineSegmentationResult, Vertebra
-from .traversal import traverse
+from .traversal import DetectedVertebra, TraversalResult, traverse
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
 COMPLETE_THRESHOLD = 0.5
@@ -75,7 +75,9 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device(name)
 
 
-class _Reporter:
+class Reporter:
+    """Emits progress events, measures time per stage, and turns a False from the callback into a cancel."""
+
     def __init__(self, callback: Optional[ProgressCallback]) -> None:
         self.callback = callback
         self.times: dict[str, float] = {}
@@ -102,7 +104,7 @@ class _Reporter:
         return self.times
 
 
-def _load(image: Union[str, Path, sitk.Image], reporter: _Reporter) -> sitk.Image:
+def _load(image: Union[str, Path, sitk.Image], reporter: Reporter) -> sitk.Image:
     if isinstance(image, sitk.Image):
         return image
     from .io import read_image
@@ -150,10 +152,63 @@ def segment_spine(
         >>> result = segment_spine("example_ct.nii.gz", device="cpu")  # doctest: +SKIP
         >>> [(v.name, v.complete) for v in result.vertebrae]  # doctest: +SKIP
     """
+    reporter = Reporter(progress)
+    t_start = time.perf_counter()
+    scan = prepare_scan(image, model, device, direction, reporter, use_localization, max_memory_bytes)
+    if scan.spine_mask is not None and not scan.spine_mask.any():
+        return empty_result(scan, reporter, t_start, "no spine found: the localization network saw no spine in this image")
+    trav = run_traversal(scan, reporter)
+    if not trav.vertebrae:
+        return empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone", trav.evaluations)
+    return assemble_result(scan, trav.instances, trav.vertebrae, reporter, t_start, trav.evaluations, refine_surface)
+
+
+@dataclass
+class Scan:
+    """A CT prepared for the networks (the state shared by segmentation and the correction workflow).
+
+    Attributes:
+        image: the input CT (HU, input grid, LPS geometry).
+        model: the loaded model, on ``device``.
+        device: torch device.
+        direction: traversal direction used ("up" or "down").
+        reference: canonical grid (identity direction, ``model.preprocessing.spacing_mm``).
+        volume: normalized CT on the canonical grid, float32 [z, y, x] = [S, P, L].
+        spine_mask: bool [z, y, x] from the localization network, or None when not used.
+        localization_slices: sagittal slices evaluated by the attention network.
+    """
+
+    image: sitk.Image
+    model: SpineModel
+    device: torch.device
+    direction: str
+    reference: sitk.Image
+    volume: np.ndarray
+    spine_mask: Optional[np.ndarray]
+    localization_slices: int = 0
+
+    @property
+    def flip(self) -> bool:
+        """A network trained for 'both' runs bottom-up on the volume flipped along S-I for 'down'."""
+        return self.model.traversal.direction == "both" and self.direction == "down"
+
+
+def prepare_scan(
+    image: Union[str, Path, sitk.Image],
+    model: Union[None, str, Path, SpineModel],
+    device: str | torch.device,
+    direction: Optional[str],
+    reporter: Reporter,
+    use_localization: bool = True,
+    max_memory_bytes: Optional[int] = None,
+) -> Scan:
+    """Read, validate, resample to the canonical grid and localize the spine (stages 1-2).
+
+    Raises:
+        InputImageError, ModelFileError, ValueError: see :func:`segment_spine`.
+    """
     from .validation import validate_ct
 
-    reporter = _Reporter(progress)
-    t_start = time.perf_counter()
     image = _load(image, reporter)
     torch_device = resolve_device(device)
     if not isinstance(model, SpineModel):
@@ -179,50 +234,88 @@ def segment_spine(
     reporter.stage("resample", f"resampling to {spacing} mm")
     hu_canonical, reference = to_canonical(image, spacing)
     volume = normalize_hu(hu_canonical, model.preprocessing)
-    flip = trained == "both" and direction == "down"  # a 'both' network runs bottom-up on the flipped volume
-
-    spine_mask = None
-    evaluations_loc = 0
+    scan = Scan(image, model, torch_device, direction, reference, volume, None)
     if use_localization:
         reporter.stage("localization", "finding the spine")
         loc = localize_spine(image, reference, model, torch_device)
-        evaluations_loc = loc.evaluations
-        if not loc.found:
-            return _empty_result(image, model, torch_device, reporter, t_start, evaluations_loc,
-                                 "no spine found: the localization network saw no spine in this image")
-        spine_mask = loc.mask
+        scan.spine_mask, scan.localization_slices = loc.mask, loc.evaluations
+    return scan
 
+
+def run_traversal(
+    scan: Scan,
+    reporter: Reporter,
+    memory: Optional[np.ndarray] = None,
+    start_zyx: Optional[np.ndarray] = None,
+) -> TraversalResult:
+    """Iterative instance segmentation of ``scan`` (stage 3), with progress per vertebra.
+
+    Args:
+        memory: optional bool [z, y, x] canonical instance memory (vertebrae already segmented).
+        start_zyx: optional first patch centre, canonical [z, y, x] voxel indices.
+
+    Returns:
+        :class:`~SpineSegmentationLib.traversal.TraversalResult` on the canonical grid (unflipped).
+    """
     reporter.stage("traversal", "segmenting vertebrae")
-    extent = spine_mask.any(axis=(1, 2)).sum() if spine_mask is not None else volume.shape[0]
+    spacing = scan.model.preprocessing.spacing_mm
+    mask = scan.spine_mask
+    extent = mask.any(axis=(1, 2)).sum() if mask is not None else scan.volume.shape[0]
     expected = max(1.0, extent * spacing / _TYPICAL_VERTEBRA_MM)
+    span = _STAGE_START["labeling"] - _STAGE_START["traversal"]
 
     def on_eval(found: int, evaluations: int) -> None:
-        frac = _STAGE_START["traversal"] + (_STAGE_START["labeling"] - _STAGE_START["traversal"]) * min(1.0, found / expected)
+        frac = _STAGE_START["traversal"] + span * min(1.0, found / expected)
         reporter.emit("traversal", frac, found + 1, f"vertebra {found + 1} ({evaluations} network evaluations)")
 
-    vol_in = volume[::-1] if flip else volume
-    mask_in = spine_mask[::-1] if (flip and spine_mask is not None) else spine_mask
-    trav = traverse(np.ascontiguousarray(vol_in), model, torch_device,
-                    spine_mask=None if mask_in is None else np.ascontiguousarray(mask_in),
-                    direction="up" if flip else direction, progress=on_eval)
-    instances = trav.instances[::-1] if flip else trav.instances
-    if not trav.vertebrae:
-        return _empty_result(image, model, torch_device, reporter, t_start, evaluations_loc,
-                             "no spine found: traversal detected no vertebral bone", trav.evaluations)
+    def flipped(a):
+        return None if a is None else (np.ascontiguousarray(a[::-1]) if scan.flip else a)
 
+    start = None
+    if start_zyx is not None:
+        start = np.asarray(start_zyx, dtype=int).copy()
+        if scan.flip:
+            start[0] = scan.volume.shape[0] - 1 - start[0]
+    trav = traverse(flipped(scan.volume), scan.model, scan.device, spine_mask=flipped(mask), memory=flipped(memory),
+                    direction="up" if scan.flip else scan.direction, start_zyx=start, progress=on_eval)
+    if scan.flip:
+        trav.instances = np.ascontiguousarray(trav.instances[::-1])
+    return trav
+
+
+def assemble_result(
+    scan: Scan,
+    instances: np.ndarray,
+    detected: list[DetectedVertebra],
+    reporter: Reporter,
+    t_start: float,
+    evaluations: int,
+    refine_surface: bool = True,
+    constraints: Optional[dict[int, int]] = None,
+) -> SpineSegmentationResult:
+    """Stages 4-6: label refinement, back to the input grid, surface refinement, per-vertebra summary.
+
+    Args:
+        instances: int16 [z, y, x] canonical instance map; ``detected[i].instance`` are its ids.
+        detected: the vertebrae (any order; sorted cranio-caudally here).
+        constraints: optional {instance id: VerSe label} stated by a person (renumbering).
+    """
     reporter.stage("labeling", "maximum-likelihood labelling")
-    ids = [v.instance for v in trav.vertebrae]
+    ids = [v.instance for v in detected]
     centers = ndimage.center_of_mass(np.ones_like(instances, dtype=np.uint8), instances, ids)
     order = sorted(range(len(ids)), key=lambda i: -centers[i][0])  # cranio-caudal: largest z (superior) first
-    detected = [trav.vertebrae[i] for i in order]
-    labeling = refine_labels([v.label_regressed for v in detected])
+    detected = [detected[i] for i in order]
+    index_of = {v.instance: i for i, v in enumerate(detected)}
+    labeling = refine_labels([v.label_regressed for v in detected],
+                             constraints={index_of[k]: lab for k, lab in (constraints or {}).items()})
     lut = np.zeros(int(instances.max()) + 1, dtype=np.int16)
     for v, lab in zip(detected, labeling.labels):
         lut[v.instance] = lab
     labels_canonical = lut[instances]
 
     reporter.stage("input grid", "resampling labels to the input grid")
-    labels_image = label_to_input_grid(labels_canonical, reference, image)
+    image = scan.image
+    labels_image = label_to_input_grid(labels_canonical, scan.reference, image)
     labels = sitk.GetArrayFromImage(labels_image)
     if refine_surface:
         reporter.stage("surface refinement", "removing surface voxels below 200 HU")
@@ -241,7 +334,7 @@ def segment_spine(
         labels=labels_image,
         vertebrae=vertebrae,
         alternatives=labeling.alternatives,
-        run_info=_run_info(model, torch_device, times, t_start, evaluations_loc, trav.evaluations, direction),
+        run_info=_run_info(scan, times, t_start, evaluations),
         message=message,
     )
 
@@ -273,29 +366,25 @@ def _summaries(labels: np.ndarray, image: sitk.Image, detected, labeling) -> lis
     return out
 
 
-def _run_info(model, device, times, t_start, evaluations_loc, evaluations, direction) -> dict:
-    info = {
+def _run_info(scan: Scan, times: dict, t_start: float, evaluations: int) -> dict:
+    model, device = scan.model, scan.device
+    return {
         "model": {"name": model.name, "version": model.version, "path": str(model.path) if model.path else None,
                   "description": model.description},
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
-        "direction": direction,
+        "direction": scan.direction,
         "stage_seconds": times,
         "total_seconds": round(time.perf_counter() - t_start, 3),
-        "network_evaluations": {"localization_slices": evaluations_loc, "iterative_fcn": evaluations},
+        "network_evaluations": {"localization_slices": scan.localization_slices, "iterative_fcn": evaluations},
         "library_version": __import__("SpineSegmentationLib").__version__,
     }
-    return info
 
 
-def _empty_result(image, model, device, reporter, t_start, evaluations_loc, message, evaluations=0):
-    empty = sitk.Image(image.GetSize(), sitk.sitkInt16)
-    empty.CopyInformation(image)
+def empty_result(scan: Scan, reporter: Reporter, t_start: float, message: str, evaluations: int = 0):
+    """A result without vertebrae: empty label map on the input grid and ``message`` saying why."""
+    empty = sitk.Image(scan.image.GetSize(), sitk.sitkInt16)
+    empty.CopyInformation(scan.image)
     times = reporter.finish()
-    return SpineSegmentationResult(
-        labels=empty,
-        vertebrae=[],
-        alternatives=[],
-        run_info=_run_info(model, device, times, t_start, evaluations_loc, evaluations, model.traversal.direction),
-        message=message,
-    )
+    return SpineSegmentationResult(labels=empty, vertebrae=[], alternatives=[],
+                                   run_info=_run_info(scan, times, t_start, evaluations), message=message)

@@ -182,6 +182,7 @@ def traverse(
     direction: str = "up",
     start_zyx: Optional[np.ndarray] = None,
     progress: Optional[Callable[[int, int], None]] = None,
+    z_range: Optional[tuple[int, int]] = None,
 ) -> TraversalResult:
     """Segment the vertebrae of a canonical volume one at a time (seed 002, section 3.3).
 
@@ -198,6 +199,8 @@ def traverse(
         start_zyx: optional first patch centre (e.g. a point clicked on a vertebra); traversal then
             continues from there.
         progress: optional callback ``progress(vertebrae_found, evaluations)`` after every evaluation.
+        z_range: optional (low, high) canonical z indices: only fragments whose bounding-box centre lies in
+            this range count, and the sliding window stays inside it (e.g. "below the clicked vertebra").
 
     Returns:
         :class:`TraversalResult` with the instance map on the canonical grid.
@@ -219,6 +222,8 @@ def traverse(
     instances = np.zeros(volume.shape, dtype=np.int16)
     result = TraversalResult(instances=instances)
     windows = sliding_windows(volume.shape, size, step, direction, spine_mask)
+    if z_range is not None:
+        windows = [w for w in windows if z_range[0] <= w[0] <= z_range[1]]
     max_evaluations = len(windows) + (params.max_iterations + 2) * MAX_VERTEBRAE
     ahead = (lambda a, b: a > b) if direction == "up" else (lambda a, b: a < b)
 
@@ -237,6 +242,8 @@ def traverse(
         idx = np.argwhere(mask)
         offset = np.array([s.start for s in src])
         bbox_center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int) + offset
+        if z_range is not None and not z_range[0] <= bbox_center[0] <= z_range[1]:
+            return None
         return mask, src, bbox_center, label, p_complete
 
     def skip_windows_behind(z: int) -> None:

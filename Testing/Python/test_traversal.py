@@ -179,3 +179,12 @@ def test_sliding_windows_follow_the_spine_mask_bottom_up():
     assert all(int(w[1]) == 29 and int(w[2]) == 29 for w in wins)
     assert [int(w[0]) for w in sliding_windows(mask.shape, 48, 24, "down", mask)] == zs[::-1]
     assert sliding_windows(mask.shape, 48, 24, "up", np.zeros_like(mask)) == []
+
+
+def test_z_range_and_start_point_restrict_the_traversal():
+    vol, totals = _column()  # ids 1..5 at z 8, 26, 44, 62, 80 (+12)
+    model = _model(InstanceOracle(totals))
+    res = traverse(vol, model, torch.device("cpu"), z_range=(0, 40))
+    assert _instance_ids(res, vol) == [1, 2]
+    res = traverse(vol, model, torch.device("cpu"), start_zyx=np.array([50, 20, 20]))
+    assert _instance_ids(res, vol)[:3] == [3, 4, 5]
