@@ -48,7 +48,9 @@ def canonical_reference(image: sitk.Image, spacing_mm: float) -> sitk.Image:
         A 3D ``sitk.Image`` (uint8, zeros) that defines origin, spacing and size of the canonical grid.
     """
     lo, hi = physical_bounds(image)
-    half_voxel = 0.5 * np.abs(np.array(image.GetDirection()).reshape(3, 3) @ np.array(image.GetSpacing()))
+    # half the extent of one voxel along each LPS axis: |D| @ spacing (abs before the product, so that an
+    # oblique voxel's edges do not cancel)
+    half_voxel = 0.5 * np.abs(np.array(image.GetDirection()).reshape(3, 3)) @ np.array(image.GetSpacing())
     lo, hi = lo - half_voxel, hi + half_voxel
     size = np.maximum(1, np.round((hi - lo) / spacing_mm).astype(int))
     ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)

@@ -1,0 +1,249 @@
+"""Check up front that an image is a 3D CT in HU that the pipeline can process, with precise messages.
+
+:func:`validate_ct` runs every check; the ``check_*`` functions are the single checks, usable on their own.
+Each raises :class:`~SpineSegmentationLib.errors.InputImageError` naming the problem and the fix, and returns
+``None`` when the image passes. Images are ``sitk.Image`` in ITK conventions: sizes, spacings and directions
+are given along the image axes I, J, K (numpy order of ``sitk.GetArrayFromImage`` is [K, J, I]); physical
+space is LPS millimetres.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import numpy as np
+import psutil
+import SimpleITK as sitk
+
+from .errors import InputImageError
+from .geometry import canonical_reference
+
+#: Smallest voxel spacing accepted (mm): finer than any clinical or micro-CT of a human spine, so a smaller
+#: value means a unit error (metres or cm written as mm) in the header.
+MIN_SPACING_MM = 0.05
+
+#: Largest voxel spacing accepted (mm): a CT with slices more than 20 mm apart does not resolve vertebrae
+#: (about 20-40 mm high), so a larger value is a header error or a scout image.
+MAX_SPACING_MM = 20.0
+
+#: Tolerance on the direction matrix: max |D^T D - I| and ||det D| - 1|. Headers stored in float32 (NIfTI)
+#: deviate by ~1e-7; a gantry tilt or shear of 0.1 degree already gives ~2e-3.
+DIRECTION_TOLERANCE = 1e-3
+
+#: Bytes the pipeline holds per voxel of the canonical grid (estimate): float32 HU volume (4), float32
+#: normalized network input (4), float32 instance memory (4), int16 label map (2) and uint8/bool masks and
+#: bookkeeping (2). Multiplied by the canonical voxel count to estimate the peak memory of one run.
+BYTES_PER_CANONICAL_VOXEL = 16
+
+#: HU threshold of "darker than soft tissue": fat is about -150..-50 HU and air -1000 HU, water 0 HU.
+DARK_TISSUE_HU = -100.0
+
+#: Least fraction of voxels at or below :data:`DARK_TISSUE_HU` in a CT. Every body CT holds air or fat: the
+#: shipped CTs hold 32-73 % (whole scans) and 10.5 % (the tight TPTBox lumbar crop, which has almost no air);
+#: MR magnitude images hold 0 % (their values are >= 0 up to noise, the smallest shipped value is -47).
+MIN_DARK_FRACTION = 0.01
+
+#: Highest plausible 99th percentile in HU: cortical bone and tooth enamel stay below ~3000 HU, so more than
+#: 1 % of voxels above 4000 HU means the values are not HU (a scaled or offset image), not a CT.
+MAX_P99_HU = 4000.0
+
+#: Voxels sampled (evenly strided) for the intensity percentiles, so the check stays fast on large CTs.
+_PERCENTILE_SAMPLE = 2_000_000
+
+_AXES = "IJK"
+
+
+def validate_ct(image: sitk.Image, spacing_mm: float, max_memory_bytes: Optional[int] = None) -> None:
+    """Raise :class:`InputImageError` unless ``image`` is a 3D CT in HU the pipeline can process.
+
+    Checks, in this order (cheap header checks before any pass over the voxels):
+
+    1. :func:`check_dimensions`: a 3D scalar volume (not 2D, not a single slice, not 4D, not a vector image).
+    2. :func:`check_spacing`: every spacing in [:data:`MIN_SPACING_MM`, :data:`MAX_SPACING_MM`] mm.
+    3. :func:`check_direction`: the direction matrix is a rotation, possibly with a reflection (det -1).
+    4. :func:`check_memory`: the canonical grid at ``spacing_mm`` fits in ``max_memory_bytes``.
+    5. :func:`check_intensities`: finite, not constant, and HU-like (rules in its docstring).
+
+    Args:
+        image: the input CT (``sitk.Image``, any pixel type), as returned by :func:`SpineSegmentationLib.io.read_image`.
+        spacing_mm: isotropic spacing (mm) of the canonical grid the pipeline resamples to, the model's
+            ``Preprocessing.spacing_mm`` (Lessmann et al. 2019, section 3.2: images resampled to isotropic voxels).
+        max_memory_bytes: memory the run may use; default: half of the currently available memory (psutil).
+
+    Raises:
+        InputImageError: the first check that fails, with the problem and the fix.
+        ValueError: ``spacing_mm`` is not positive (a programming error, not a bad image).
+    """
+    check_dimensions(image)
+    check_spacing(image.GetSpacing())
+    check_direction(image.GetDirection())
+    check_memory(image, spacing_mm, max_memory_bytes)
+    check_intensities(image)
+
+
+def check_dimensions(image: sitk.Image) -> None:
+    """Require a 3D scalar image with at least 2 voxels along each axis.
+
+    Raises:
+        InputImageError: vector/multi-component pixels, a 4D (or higher) image, a 2D image, or a 3D image with
+            an axis of size 1 (a single slice).
+    """
+    size = tuple(image.GetSize())
+    components = image.GetNumberOfComponentsPerPixel()
+    if components > 1:
+        raise InputImageError(
+            f"The image has {components} values per voxel (a vector/colour or multi-channel image, size {size}); "
+            "a CT has one. Extract one component, e.g. sitk.VectorIndexSelectionCast(image, 0), or load the "
+            "grayscale CT instead."
+        )
+    dimension = image.GetDimension()
+    if dimension > 3:
+        raise InputImageError(
+            f"The image is {dimension}D (size {size}): a time series or several volumes in one file. Extract one "
+            "3D volume, e.g. image[:, :, :, t] in SimpleITK, or in 3D Slicer the sequence's current frame."
+        )
+    if dimension < 3:
+        raise InputImageError(
+            f"The image is {dimension}D (size {size}), a single slice; the spine needs the whole 3D CT volume. "
+            "Load the full volume (for DICOM, the folder that holds every slice of the series)."
+        )
+    thin = [f"{_AXES[axis]} (axis {axis})" for axis, n in enumerate(size) if n < 2]
+    if thin:
+        raise InputImageError(
+            f"The image has size {size}: only one voxel along {', '.join(thin)}, i.e. a single slice, not a 3D "
+            "volume. Load the full volume (for DICOM, the folder that holds every slice of the series)."
+        )
+
+
+def check_spacing(spacing: Sequence[float]) -> None:
+    """Require every voxel spacing (mm, along I, J, K) in [:data:`MIN_SPACING_MM`, :data:`MAX_SPACING_MM`].
+
+    Raises:
+        InputImageError: naming the first axis whose spacing is not positive, too small or too large.
+    """
+    for axis, value in enumerate(spacing):
+        name = f"axis {_AXES[axis] if axis < 3 else axis} (index {axis})"
+        if not np.isfinite(value) or value <= 0:
+            problem = f"is {value} mm, but spacing must be positive"
+        elif value < MIN_SPACING_MM:
+            problem = f"is {value:g} mm, below {MIN_SPACING_MM} mm: finer than any CT, probably a unit error"
+        elif value > MAX_SPACING_MM:
+            problem = f"is {value:g} mm, above {MAX_SPACING_MM} mm: too coarse to resolve vertebrae, or a unit error"
+        else:
+            continue
+        raise InputImageError(
+            f"The voxel spacing along {name} {problem} (spacing {tuple(spacing)}). Fix the spacing in the image "
+            "header (e.g. 3D Slicer: Volumes module > Volume Information) or re-export the CT from the original "
+            "DICOM."
+        )
+
+
+def check_direction(direction: Sequence[float]) -> None:
+    """Require a 3x3 direction matrix (row-major, as ``sitk.Image.GetDirection``) that is a rotation or reflection.
+
+    The columns (image axes I, J, K in LPS) must be orthonormal and ``|det| = 1`` within
+    :data:`DIRECTION_TOLERANCE`; ``det = -1`` (a left-handed voxel grid, legal in ITK and common in NIfTI) is
+    accepted.
+
+    Raises:
+        InputImageError: sheared or scaled axes (e.g. an uncorrected gantry tilt), with the fix.
+    """
+    matrix = np.asarray(direction, dtype=float).reshape(3, 3)
+    deviation = float(np.abs(matrix.T @ matrix - np.eye(3)).max())
+    determinant = float(np.linalg.det(matrix))
+    if deviation > DIRECTION_TOLERANCE or abs(abs(determinant) - 1.0) > DIRECTION_TOLERANCE:
+        raise InputImageError(
+            "The image's direction matrix is not a rotation: its axes are sheared or scaled (max |D^T D - I| = "
+            f"{deviation:.3g}, det = {determinant:.4f}; a rotation has 0 and +-1), as from an uncorrected "
+            f"gantry tilt. Direction (row-major): {tuple(round(v, 4) for v in matrix.ravel())}. Resample the CT "
+            "onto an orthogonal grid first (e.g. dcm2niix's gantry-tilt correction, or 3D Slicer's "
+            "'Acquisition volume build' / Resample Image (BRAINS)) and load the result."
+        )
+
+
+def estimated_memory_bytes(image: sitk.Image, spacing_mm: float) -> int:
+    """Estimated peak bytes of one run: canonical voxel count at ``spacing_mm`` x :data:`BYTES_PER_CANONICAL_VOXEL`."""
+    if not spacing_mm > 0:
+        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+    size = canonical_reference(image, spacing_mm).GetSize()
+    return int(np.prod(size, dtype=np.int64)) * BYTES_PER_CANONICAL_VOXEL
+
+
+def check_memory(image: sitk.Image, spacing_mm: float, max_memory_bytes: Optional[int] = None) -> None:
+    """Require the canonical grid (isotropic ``spacing_mm``, covering the image) to fit in memory.
+
+    Args:
+        image: 3D image (passes :func:`check_dimensions`).
+        spacing_mm: canonical spacing (mm), the model's ``Preprocessing.spacing_mm``.
+        max_memory_bytes: limit; default half of ``psutil.virtual_memory().available``.
+
+    Raises:
+        InputImageError: :func:`estimated_memory_bytes` exceeds the limit; names both and the fix.
+        ValueError: ``spacing_mm`` is not positive.
+    """
+    needed = estimated_memory_bytes(image, spacing_mm)
+    if max_memory_bytes is None:
+        limit = psutil.virtual_memory().available // 2
+        source = "half of the memory available now"
+    else:
+        limit = int(max_memory_bytes)
+        source = "max_memory_bytes"
+    if needed > limit:
+        size = canonical_reference(image, spacing_mm).GetSize()
+        raise InputImageError(
+            f"The CT is too large for memory: at {spacing_mm} mm its canonical grid has {tuple(size)} voxels, "
+            f"about {needed / 2**30:.2f} GiB ({BYTES_PER_CANONICAL_VOXEL} bytes per voxel), above the limit of "
+            f"{limit / 2**30:.2f} GiB ({source}). Crop the CT to the spine (e.g. 3D Slicer: Crop Volume), or run "
+            "on a machine with more memory."
+        )
+
+
+def check_intensities(image: sitk.Image) -> None:
+    """Require finite, non-constant voxel values that look like CT Hounsfield units.
+
+    The HU rule (robust percentiles on an evenly strided sample of at most ``_PERCENTILE_SAMPLE`` voxels):
+
+    * at least :data:`MIN_DARK_FRACTION` (1 %) of the voxels at or below :data:`DARK_TISSUE_HU` (-100 HU).
+      A CT of the body always holds air (-1000 HU) or fat (about -100 HU): 10.5 % in the tight TPTBox lumbar
+      crop, which has almost no air, 32-73 % in the other shipped CTs. MR magnitude images are >= 0 up to
+      noise (0 % of voxels below -100 HU in both shipped MRs), and so are CTs stored without their rescale
+      intercept (air = 0), label maps and images normalized to [0, 1] or z-scores: all are rejected.
+    * the 99th percentile at most :data:`MAX_P99_HU` (4000 HU): no tissue is that dense, so values that high
+      in more than 1 % of the voxels mean another unit or scaling.
+
+    Raises:
+        InputImageError: NaN or infinite values; a constant (e.g. empty, all-zero) volume; values not in HU.
+    """
+    values = sitk.GetArrayViewFromImage(image)
+    low, high = float(values.min()), float(values.max())
+    if not (np.isfinite(low) and np.isfinite(high)):
+        n_nan = int(np.count_nonzero(np.isnan(values)))
+        n_inf = int(np.count_nonzero(np.isinf(values)))
+        raise InputImageError(
+            f"The image holds {n_nan} NaN and {n_inf} infinite voxel values; a CT holds finite HU. Replace them "
+            "(e.g. with -1024 HU, air) or re-export the CT from the original DICOM."
+        )
+    if low == high:
+        raise InputImageError(
+            f"The image is constant (every voxel is {low:g}): empty or blank, no anatomy to segment. Check that "
+            "the right file was loaded and that it was exported with its pixel data."
+        )
+    flat = values.reshape(-1)
+    sample = flat[:: max(1, flat.size // _PERCENTILE_SAMPLE)].astype(np.float64)
+    dark_fraction = float(np.mean(sample <= DARK_TISSUE_HU))
+    p1, p99 = (float(v) for v in np.percentile(sample, [1, 99]))
+    not_hu = None
+    if dark_fraction < MIN_DARK_FRACTION:
+        not_hu = (
+            f"only {100 * dark_fraction:.2f} % of voxels are at or below {DARK_TISSUE_HU:g} HU (air or fat), "
+            f"a CT has at least {100 * MIN_DARK_FRACTION:g} %"
+        )
+    elif p99 > MAX_P99_HU:
+        not_hu = f"the 99th percentile is {p99:g}, above {MAX_P99_HU:g} HU, denser than any tissue"
+    if not_hu is not None:
+        raise InputImageError(
+            f"The voxel values do not look like CT Hounsfield units: {not_hu} (1st/99th percentiles {p1:g} / "
+            f"{p99:g}, range {low:g}..{high:g}). The model segments CT only: an MR or other modality cannot be "
+            "processed. If this is a CT, apply its rescale slope/intercept so that air is about -1000 HU and "
+            "water 0 HU (read the DICOM series itself rather than a converted copy)."
+        )

@@ -1,0 +1,259 @@
+"""Canonical geometry (SpineSegmentationLib.geometry) on the real CTs: orientation, flips, oblique grids, labels.
+
+Whatever the input's direction matrix, the same anatomy must land at the same place of the canonical array
+(indexed [z, y, x] = [S, P, L]), and a label map must survive the trip to the canonical grid and back.
+"""
+
+from __future__ import annotations
+
+import gzip
+import struct
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from SpineSegmentationLib.geometry import (
+    AIR_HU,
+    array_to_image,
+    canonical_reference,
+    index_to_lps,
+    label_to_input_grid,
+    lps_to_index,
+    lps_to_ras,
+    physical_bounds,
+    ras_to_lps,
+    to_canonical,
+)
+
+SPACING_MM = 2.5
+BONE_HU = 250.0
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2.0 * np.count_nonzero(a & b) / (np.count_nonzero(a) + np.count_nonzero(b))
+
+
+def rotated_grid(image: sitk.Image, angles_rad: tuple[float, float, float], spacing_mm: float) -> sitk.Image:
+    """An empty grid with a rotated (oblique) direction, covering the whole physical box of ``image``."""
+    rotation = np.array(sitk.Euler3DTransform((0, 0, 0), *angles_rad).GetMatrix()).reshape(3, 3)
+    lo, hi = voxel_corner_bounds(image)
+    points = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+    in_rotated_frame = points @ rotation  # coordinates along the rotated axes
+    lo, hi = in_rotated_frame.min(axis=0), in_rotated_frame.max(axis=0)
+    grid = sitk.Image([int(n) for n in np.ceil((hi - lo) / spacing_mm)], sitk.sitkUInt8)
+    grid.SetSpacing([spacing_mm] * 3)
+    grid.SetDirection(rotation.ravel().tolist())
+    grid.SetOrigin((rotation @ (lo + 0.5 * spacing_mm)).tolist())
+    return grid
+
+
+def voxel_corner_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """LPS box (min, max) of the outer corners of ``image``'s voxels (not of the voxel centres)."""
+    size = np.array(image.GetSize())
+    corners = [[i, j, k] for i in (-0.5, size[0] - 0.5) for j in (-0.5, size[1] - 0.5) for k in (-0.5, size[2] - 0.5)]
+    points = np.array([image.TransformContinuousIndexToPhysicalPoint(c) for c in corners])
+    return points.min(axis=0), points.max(axis=0)
+
+
+def nifti_sform(path) -> np.ndarray:
+    """The 3x4 RAS sform (srow_x, srow_y, srow_z) read straight from a .nii.gz header (sform_code must be > 0)."""
+    with gzip.open(path, "rb") as stream:
+        header = stream.read(348)
+    assert struct.unpack("<i", header[:4])[0] == 348
+    assert struct.unpack("<h", header[254:256])[0] > 0, "no sform in this file"
+    return np.array(struct.unpack("<12f", header[280:328]), dtype=float).reshape(3, 4)
+
+
+@pytest.fixture(scope="module")
+def canonical_ct(real_ct_image):
+    return to_canonical(real_ct_image, SPACING_MM)
+
+
+# --- permutations and flips: exact ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("orientation", ["RAS", "LPS", "PIR", "ILA"])
+def test_reoriented_ct_gives_the_same_canonical_array(real_ct_image, canonical_ct, orientation):
+    array, reference = canonical_ct
+    reoriented = sitk.DICOMOrient(real_ct_image, orientation)
+    assert sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(reoriented.GetDirection()) == orientation
+    array2, reference2 = to_canonical(reoriented, SPACING_MM)
+    assert reference2.GetSize() == reference.GetSize()
+    np.testing.assert_allclose(reference2.GetOrigin(), reference.GetOrigin(), atol=1e-6)
+    np.testing.assert_allclose(array2, array, atol=1e-3)
+
+
+@pytest.mark.parametrize("axes", [(True, False, False), (False, True, False), (False, False, True), (True, True, True)])
+def test_flipped_ct_gives_the_same_canonical_array(real_ct_image, canonical_ct, axes):
+    array, reference = canonical_ct
+    flipped = sitk.Flip(real_ct_image, axes)  # flips the voxel order and the direction: same physical image
+    assert not np.array_equal(sitk.GetArrayViewFromImage(flipped), sitk.GetArrayViewFromImage(real_ct_image))
+    for ours, original in zip(physical_bounds(flipped), physical_bounds(real_ct_image)):
+        np.testing.assert_allclose(ours, original, atol=1e-6)
+    array2, reference2 = to_canonical(flipped, SPACING_MM)
+    assert reference2.GetSize() == reference.GetSize()
+    np.testing.assert_allclose(array2, array, atol=1e-3)
+
+
+def test_canonical_axes_point_superior_and_posterior(canonical_ct, real_ct_reference):
+    """Axis 0 goes to the head (L1 above the sacrum), axis 1 to the back (spine behind the abdomen's centre)."""
+    array, reference = canonical_ct
+    labels = sitk.ReadImage(str(real_ct_reference))
+    lab = sitk.GetArrayFromImage(sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    z_sacrum = np.argwhere(np.isin(lab, (25, 26)))[:, 0].mean()  # TotalSegmentator sacrum / S1
+    z_l1 = np.argwhere(lab == 31)[:, 0].mean()  # TotalSegmentator L1
+    assert z_l1 > z_sacrum + 10  # more than 25 mm higher
+    y_spine = np.argwhere(lab == 29)[:, 1].mean()  # TotalSegmentator L3
+    y_body = np.argwhere(array > -300)[:, 1].mean()  # everything denser than lung/air
+    assert y_spine > y_body + 5
+
+
+# --- oblique grids: close -----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def oblique_ct(real_ct_image):
+    """The real CT resampled (linear) onto a grid rotated by about 11, 9 and 14 degrees, 2 mm voxels."""
+    grid = rotated_grid(real_ct_image, (0.2, -0.15, 0.25), 2.0)
+    return sitk.Resample(real_ct_image, grid, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+
+
+@pytest.fixture(scope="module")
+def canonical_oblique_ct(oblique_ct):
+    return to_canonical(oblique_ct, SPACING_MM)
+
+
+def test_oblique_ct_lands_at_the_same_place(real_ct_image, canonical_oblique_ct):
+    """Canonical array of the oblique copy vs the original CT sampled at the same canonical points."""
+    array, reference = canonical_oblique_ct
+    expected = sitk.GetArrayFromImage(
+        sitk.Resample(real_ct_image, reference, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+    )
+    assert np.corrcoef(array.ravel(), expected.ravel())[0, 1] > 0.95
+    assert dice(array > BONE_HU, expected > BONE_HU) > 0.9
+
+
+def test_oblique_ct_centre_of_mass_matches_the_original(real_ct_image, canonical_ct, canonical_oblique_ct):
+    """Centre of mass of the density (HU + 1024) in LPS mm (index_to_lps), compared across the two canonical
+    grids without a third resampling. Only the box 15 mm inside the original field of view counts: at its
+    edges the oblique copy mixes in the air outside. (Linear interpolation keeps this first moment; a
+    thresholded bone mask would not: smoothing loses thin ribs more than the thick pelvis.)
+    """
+    lo, hi = voxel_corner_bounds(real_ct_image)
+    centres = []
+    for array, reference in (canonical_ct, canonical_oblique_ct):
+        start = np.ceil(lps_to_index(reference, lo + 15)).astype(int)  # [z, y, x]
+        stop = np.floor(lps_to_index(reference, hi - 15)).astype(int) + 1
+        box = array[start[0] : stop[0], start[1] : stop[1], start[2] : stop[2]]
+        density = np.clip(box - AIR_HU, 0, None)
+        centre_zyx = [
+            (density.sum(axis=tuple(a for a in range(3) if a != axis)) * np.arange(box.shape[axis])).sum()
+            / density.sum()
+            for axis in range(3)
+        ]
+        centres.append(index_to_lps(reference, start + np.array(centre_zyx)))
+    assert np.linalg.norm(centres[1] - centres[0]) < 1.0
+
+
+@pytest.mark.parametrize("angles", [(0.2, -0.15, 0.25), (0.0, 0.0, np.pi / 4)])
+def test_canonical_grid_covers_every_voxel_of_an_oblique_image(real_ct_image, angles):
+    """The low side is covered exactly; the high side may miss at most half a canonical voxel (rounding)."""
+    grid = rotated_grid(real_ct_image, angles, 3.0)
+    reference = canonical_reference(grid, SPACING_MM)
+    lo, hi = voxel_corner_bounds(grid)
+    ref_lo, ref_hi = voxel_corner_bounds(reference)
+    np.testing.assert_allclose(ref_lo, lo, atol=1e-6)
+    assert np.all(ref_hi >= hi - SPACING_MM / 2 - 1e-6)
+    assert np.all(ref_hi <= hi + SPACING_MM / 2 + 1e-6)
+
+
+# --- labels: canonical and back -----------------------------------------------------------------------------------
+
+
+def label_round_trip(labels: sitk.Image, spacing_mm: float) -> sitk.Image:
+    reference = canonical_reference(labels, spacing_mm)
+    canonical = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    return label_to_input_grid(sitk.GetArrayFromImage(canonical), reference, labels)
+
+
+@pytest.mark.parametrize(
+    ("name", "orientation", "spacing_mm"),
+    [
+        ("real_ct_reference", None, 2.5),
+        ("real_ct_reference", None, 3.0),
+        ("real_ct_reference", "PIR", 2.5),
+        ("tptbox_labels", None, 1.5),  # the PIR crop as stored
+        ("tptbox_labels", None, 1.0),
+        ("tptbox_labels", "LPS", 1.5),
+    ],
+)
+def test_label_round_trip_is_exact(shared_data, name, orientation, spacing_mm):
+    """Exact whenever the canonical spacing is not coarser than the input's (nearest neighbour both ways)."""
+    labels = sitk.ReadImage(str(shared_data[name]))
+    if orientation is not None:
+        labels = sitk.DICOMOrient(labels, orientation)
+    back = label_round_trip(labels, spacing_mm)
+    for getter in ("GetSize", "GetSpacing", "GetOrigin", "GetDirection"):
+        np.testing.assert_allclose(getattr(back, getter)(), getattr(labels, getter)(), atol=1e-6)
+    before, after = sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(back)
+    values = np.unique(before)[1:]
+    assert len(values) >= 3
+    for value in values:
+        assert dice(before == value, after == value) == 1.0, f"label {value}"
+
+
+def test_label_round_trip_through_a_coarser_grid_keeps_each_vertebra(tptbox_labels):
+    """1.5 mm crop through the 2.5 mm grid: not exact, but every vertebra (L2, L3, L4) stays where it was."""
+    labels = sitk.ReadImage(str(tptbox_labels))
+    before = sitk.GetArrayFromImage(labels)
+    after = sitk.GetArrayFromImage(label_round_trip(labels, 2.5))
+    for value in (21, 22, 23):
+        assert dice(before == value, after == value) > 0.85, f"label {value}"
+
+
+def test_label_to_input_grid_puts_labels_back_on_an_oblique_grid(real_ct_image, real_ct_reference):
+    """Labels of the original grid, taken to an oblique grid's canonical space and back onto the oblique grid,
+    agree with the labels resampled directly onto the oblique grid."""
+    labels = sitk.ReadImage(str(real_ct_reference))
+    grid = rotated_grid(real_ct_image, (0.2, -0.15, 0.25), 3.0)
+    direct = sitk.GetArrayFromImage(sitk.Resample(labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    reference = canonical_reference(grid, 1.5)
+    canonical = sitk.GetArrayFromImage(sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    back = sitk.GetArrayFromImage(label_to_input_grid(canonical, reference, grid))
+    for value in (27, 28, 29, 30, 31):  # L5..L1
+        assert dice(direct == value, back == value) > 0.9, f"label {value}"
+
+
+# --- coordinate conversions -----------------------------------------------------------------------------------------
+
+
+def test_index_to_lps_matches_simpleitk(canonical_ct):
+    _, reference = canonical_ct
+    rng = np.random.default_rng(0)
+    zyx = rng.uniform(-1, 1, size=(50, 3)) * np.array(reference.GetSize()[::-1]) + 5
+    expected = np.array([reference.TransformContinuousIndexToPhysicalPoint(p[::-1].tolist()) for p in zyx])
+    np.testing.assert_allclose(index_to_lps(reference, zyx), expected, atol=1e-6)
+    np.testing.assert_allclose(lps_to_index(reference, expected), zyx, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["real_ct", "tptbox_ct"])
+def test_lps_to_ras_matches_the_nifti_sform(shared_data, name):
+    """ITK's LPS points of real NIfTI voxels, converted with lps_to_ras, equal the file's own RAS sform."""
+    image = sitk.ReadImage(str(shared_data[name]))
+    sform = nifti_sform(shared_data[name])
+    size = np.array(image.GetSize())
+    ijk = np.array([[0, 0, 0], size - 1, [3, size[1] // 2, 7], [size[0] - 1, 0, size[2] // 3]], dtype=float)
+    lps = np.array([image.TransformContinuousIndexToPhysicalPoint(p.tolist()) for p in ijk])
+    ras = (sform @ np.c_[ijk, np.ones(len(ijk))].T).T
+    np.testing.assert_allclose(lps_to_ras(lps), ras, atol=1e-3)
+    np.testing.assert_allclose(ras_to_lps(ras), lps, atol=1e-3)
+    assert not np.allclose(lps, ras)  # the conversion is not the identity on these points
+
+
+def test_array_to_image_keeps_the_reference_geometry(canonical_ct):
+    array, reference = canonical_ct
+    image = array_to_image(array, reference)
+    assert image.GetSize() == reference.GetSize()
+    assert image.GetOrigin() == reference.GetOrigin() and image.GetDirection() == reference.GetDirection()
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), array)

@@ -1,0 +1,256 @@
+"""Reading and writing images (SpineSegmentationLib.io) on the real shipped CTs, and every bad-input error."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+
+from SpineSegmentationLib.errors import InputImageError, OutputExistsError, SpineSegmentationError
+from SpineSegmentationLib.geometry import physical_bounds
+from SpineSegmentationLib.io import SUPPORTED_INPUTS, dicom_series_in_folder, read_image, write_image
+
+# TotalSegmentator v2 numbering of the two vertebrae visible in the DICOM series (see the data README).
+TS_T12, TS_T11 = 32, 33
+
+
+def assert_same_image(a: sitk.Image, b: sitk.Image) -> None:
+    assert a.GetSize() == b.GetSize()
+    assert a.GetPixelID() == b.GetPixelID()
+    np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=1e-6)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(a), sitk.GetArrayViewFromImage(b))
+
+
+# --- reading the real data ----------------------------------------------------------------------------------
+
+
+def test_nifti_ct_is_read_with_its_geometry_and_hu(real_ct):
+    ct = read_image(real_ct)
+    assert ct.GetSize() == (122, 101, 112)
+    np.testing.assert_allclose(ct.GetSpacing(), (3.0, 3.0, 3.0), atol=1e-5)
+    # RAS-stored NIfTI: ITK gives LPS directions, so I points to -L (right->left flipped) and J to -P.
+    np.testing.assert_allclose(np.array(ct.GetDirection()).reshape(3, 3), np.diag([-1.0, -1.0, 1.0]), atol=1e-6)
+    hu = sitk.GetArrayViewFromImage(ct)
+    assert -1100 <= np.percentile(hu, 1) <= -900  # air
+    assert 200 <= np.percentile(hu, 99) <= 1500  # bone
+
+
+def test_dicom_series_geometry(dicom_ct_image, dicom_reference):
+    ct = dicom_ct_image
+    assert ct.GetSize() == (512, 512, 20)
+    np.testing.assert_allclose(ct.GetSpacing(), (0.9765625, 0.9765625, 2.0), atol=1e-6)
+    np.testing.assert_allclose(ct.GetDirection(), np.eye(3).ravel(), atol=1e-6)
+    # The same series converted by another tool (dcm2niix, stored LAS) covers the same physical box.
+    reference = sitk.ReadImage(str(dicom_reference))
+    for ours, theirs in zip(physical_bounds(ct), physical_bounds(reference)):
+        np.testing.assert_allclose(ours, theirs, atol=1e-3)
+
+
+def test_dicom_values_are_rescaled_to_hu(dicom_dir, dicom_ct_image):
+    """Each slice equals stored value x Rescale Slope + Rescale Intercept, decoded independently by pydicom."""
+    ct = dicom_ct_image
+    hu = sitk.GetArrayFromImage(ct)  # [k, j, i]
+    files = sorted(p for p in dicom_dir.iterdir() if p.is_file())
+    for path in (files[0], files[len(files) // 2], files[-1]):
+        ds = pydicom.dcmread(path)
+        assert float(ds.RescaleIntercept) == -1024.0  # the check below is meaningless without an intercept
+        expected = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+        k = ct.TransformPhysicalPointToIndex([float(v) for v in ds.ImagePositionPatient])[2]
+        np.testing.assert_array_equal(hu[k], expected)
+
+
+def test_dicom_hu_are_plausible_in_bone_and_soft_tissue(dicom_ct_image, dicom_reference):
+    ct = dicom_ct_image
+    hu = sitk.GetArrayFromImage(ct)
+    labels = sitk.GetArrayFromImage(
+        sitk.Resample(sitk.ReadImage(str(dicom_reference)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    )
+    vertebrae = np.isin(labels, (TS_T12, TS_T11))
+    organs = (labels > 0) & (labels < 25)  # TotalSegmentator organs (spleen, kidneys, liver, ...)
+    assert vertebrae.sum() > 5000 and organs.sum() > 5000
+    assert 150 <= np.median(hu[vertebrae]) <= 400  # trabecular + cortical bone; ~1200 without the intercept
+    assert 0 <= np.median(hu[organs]) <= 150  # soft tissue
+    assert hu[:, :5, :5].max() == -1024  # corners outside the body: air / padding
+
+
+@pytest.mark.parametrize("suffix", [".nrrd", ".nhdr", ".mha", ".mhd", ".nii.gz", ".nii"])
+def test_written_copies_read_back_identical(real_ct, tmp_path, suffix):
+    ct = read_image(real_ct)
+    out = write_image(ct, tmp_path / f"copy{suffix}")
+    assert out.exists()
+    assert_same_image(read_image(out), ct)
+
+
+def test_dicom_series_written_as_nrrd_reads_back_identical(dicom_ct_image, tmp_path):
+    ct = dicom_ct_image
+    assert_same_image(read_image(write_image(ct, tmp_path / "series.nrrd")), ct)
+
+
+# --- writing never overwrites ----------------------------------------------------------------------------------
+
+
+def test_write_refuses_to_overwrite_and_leaves_the_file_untouched(real_ct_image, tmp_path):
+    target = tmp_path / "user_file.nrrd"
+    target.write_bytes(b"the user's precious data")
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
+        write_image(real_ct_image, target)
+    assert target.read_bytes() == b"the user's precious data"
+    write_image(real_ct_image, target, overwrite=True)
+    assert_same_image(read_image(target), real_ct_image)
+
+
+def test_write_refuses_to_overwrite_the_data_file_of_a_detached_header(real_ct_image, tmp_path):
+    data_file = tmp_path / "volume.zraw"
+    data_file.write_bytes(b"someone else's data")
+    with pytest.raises(OutputExistsError, match="volume.zraw"):
+        write_image(real_ct_image, tmp_path / "volume.mhd")
+    assert data_file.read_bytes() == b"someone else's data"
+    assert not (tmp_path / "volume.mhd").exists()
+
+
+def test_write_rejects_unsupported_format(real_ct_image, tmp_path):
+    with pytest.raises(SpineSegmentationError, match=r"\.nii\.gz"):
+        write_image(real_ct_image, tmp_path / "ct.png")
+    assert not (tmp_path / "ct.png").exists()
+
+
+# --- bad inputs ------------------------------------------------------------------------------------------------
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(InputImageError, match="does not exist"):
+        read_image(tmp_path / "no_such_ct.nii.gz")
+
+
+def test_truncated_gzip_nifti_is_rejected(real_ct, tmp_path):
+    """SimpleITK alone reads this file without error and fills the missing half with zeros."""
+    data = real_ct.read_bytes()
+    truncated = tmp_path / "truncated.nii.gz"
+    truncated.write_bytes(data[: len(data) // 2])
+    assert sitk.ReadImage(str(truncated)).GetSize() == (122, 101, 112)  # the silent failure we guard against
+    with pytest.raises(InputImageError, match="truncated"):
+        read_image(truncated)
+
+
+def test_truncated_uncompressed_nifti_is_rejected(real_ct, tmp_path):
+    plain = tmp_path / "ct.nii"
+    with gzip.open(real_ct, "rb") as src, open(plain, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert_same_image(read_image(plain), read_image(real_ct))
+    data = plain.read_bytes()
+    plain.write_bytes(data[:-1000])
+    with pytest.raises(InputImageError, match="truncated"):
+        read_image(plain)
+
+
+def test_uncompressed_nifti_misnamed_nii_gz_is_still_read(real_ct, tmp_path):
+    misnamed = tmp_path / "ct.nii.gz"
+    with gzip.open(real_ct, "rb") as src, open(misnamed, "wb") as dst:
+        shutil.copyfileobj(src, dst)
+    assert_same_image(read_image(misnamed), read_image(real_ct))
+
+
+def test_truncated_nrrd_is_rejected(real_ct_image, tmp_path):
+    path = write_image(real_ct_image, tmp_path / "ct.nrrd")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputImageError, match="corrupt, truncated"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("name", ["notes.nii.gz", "notes.nii", "notes.nrrd", "notes.mha"])
+def test_text_file_with_an_image_name_is_rejected(tmp_path, name):
+    path = tmp_path / name
+    path.write_text("This is a text file, not an image.\n" * 20)
+    with pytest.raises(InputImageError) as info:
+        read_image(path)
+    assert "NIfTI (.nii, .nii.gz)" in str(info.value)  # says which formats are supported
+
+
+@pytest.mark.parametrize("name", ["ct.png", "ct.txt", "slice.dcm"])
+def test_unsupported_suffix_names_the_supported_formats(real_ct, tmp_path, name):
+    path = tmp_path / name
+    shutil.copy(real_ct, path)
+    with pytest.raises(InputImageError) as info:
+        read_image(path)
+    assert SUPPORTED_INPUTS in str(info.value)
+    assert "folder of the series" in str(info.value)
+
+
+def test_single_dicom_file_is_rejected_with_the_folder_hint(dicom_dir):
+    one_file = sorted(p for p in dicom_dir.iterdir() if p.is_file())[0]
+    with pytest.raises(InputImageError, match="folder of the series"):
+        read_image(one_file)
+
+
+def test_zero_spacing_in_header_is_rejected(tmp_path):
+    """ITK refuses zero spacing; the error must say so (an image with it cannot even be built in SimpleITK)."""
+    raw = tmp_path / "zero.raw"
+    np.zeros((4, 5, 6), np.int16).tofile(raw)
+    header = tmp_path / "zero.mhd"
+    header.write_text(
+        "ObjectType = Image\nNDims = 3\nTransformMatrix = 1 0 0 0 1 0 0 0 1\nOffset = 0 0 0\n"
+        "ElementSpacing = 0 1 1\nDimSize = 6 5 4\nElementType = MET_SHORT\nElementDataFile = zero.raw\n"
+    )
+    with pytest.raises(InputImageError, match="zero or negative voxel spacing"):
+        read_image(header)
+
+
+def test_folder_without_dicom_series(tmp_path):
+    (tmp_path / "readme.txt").write_text("no DICOM here")
+    with pytest.raises(InputImageError, match="No DICOM series"):
+        read_image(tmp_path)
+
+
+def test_series_uid_on_a_file_is_rejected(real_ct):
+    with pytest.raises(InputImageError, match="not a DICOM folder"):
+        read_image(real_ct, series_uid="1.2.3")
+
+
+@pytest.fixture
+def two_series_dir(dicom_dir, tmp_path):
+    """The real DICOM slices, split into two series by giving slices 10..19 a new Series Instance UID."""
+    folder = tmp_path / "two_series"
+    folder.mkdir()
+    files = sorted(p for p in dicom_dir.iterdir() if p.is_file())
+    uids = {"1.2.826.0.1.3680043.8.498.1": files[:10], "1.2.826.0.1.3680043.8.498.2": files[10:]}
+    for uid, group in uids.items():
+        for path in group:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = uid
+            ds.save_as(folder / path.name)
+    return folder, {uid: len(group) for uid, group in uids.items()}
+
+
+def test_folder_with_two_series_lists_the_uids(two_series_dir):
+    folder, counts = two_series_dir
+    assert {uid: len(files) for uid, files in dicom_series_in_folder(folder).items()} == counts
+    with pytest.raises(InputImageError) as info:
+        read_image(folder)
+    message = str(info.value)
+    for uid in counts:
+        assert f"series_uid='{uid}': 10 files, 'CT Body 3.0'" in message
+    assert "Pick one by passing its UID as series_uid" in message
+
+
+def test_series_uid_picks_one_series(two_series_dir, dicom_ct_image):
+    folder, counts = two_series_dir
+    full = sitk.GetArrayFromImage(dicom_ct_image)
+    first, second = (read_image(folder, series_uid=uid) for uid in counts)
+    assert first.GetSize() == second.GetSize() == (512, 512, 10)
+    # together the two halves are the whole series, in physical order
+    by_z = sorted((first, second), key=lambda image: image.GetOrigin()[2])
+    np.testing.assert_array_equal(np.concatenate([sitk.GetArrayFromImage(im) for im in by_z]), full)
+
+
+def test_unknown_series_uid_lists_the_available_ones(two_series_dir):
+    folder, counts = two_series_dir
+    with pytest.raises(InputImageError) as info:
+        read_image(folder, series_uid="9.9.9")
+    assert all(uid in str(info.value) for uid in counts)

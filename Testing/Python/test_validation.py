@@ -1,0 +1,233 @@
+"""Input validation (SpineSegmentationLib.validation) on the real CTs and MRs and on real CTs made invalid."""
+
+from __future__ import annotations
+
+import nrrd
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from SpineSegmentationLib.errors import InputImageError
+from SpineSegmentationLib.geometry import canonical_reference
+from SpineSegmentationLib.io import read_image
+from SpineSegmentationLib.validation import (
+    BYTES_PER_CANONICAL_VOXEL,
+    check_direction,
+    check_spacing,
+    estimated_memory_bytes,
+    validate_ct,
+)
+
+SPACING_MM = 2.5  # canonical spacing used throughout; any positive value works for these checks
+
+
+def with_values(image: sitk.Image, array: np.ndarray) -> sitk.Image:
+    """A new image with ``image``'s geometry and the voxel values ``array`` ([k, j, i])."""
+    out = sitk.GetImageFromArray(array)
+    out.CopyInformation(image)
+    return out
+
+
+# --- real data ------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["real_ct", "chest_ct", "tptbox_ct", "dicom_dir"])
+def test_every_real_ct_passes(shared_data, name):
+    validate_ct(read_image(shared_data[name]), SPACING_MM)  # default memory limit: half the available memory
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_real_mr_is_rejected_as_not_hu(mr_paths, index):
+    mr = read_image(mr_paths[index])
+    with pytest.raises(InputImageError, match="do not look like CT Hounsfield units") as info:
+        validate_ct(mr, SPACING_MM)
+    assert "MR" in str(info.value)
+
+
+def test_ct_without_rescale_intercept_is_rejected(real_ct_image):
+    """The real CT as stored without its intercept (air at 0 instead of -1024): not HU."""
+    raw = sitk.GetArrayFromImage(real_ct_image).astype(np.int32) + 1024
+    with pytest.raises(InputImageError, match="rescale slope/intercept"):
+        validate_ct(with_values(real_ct_image, np.clip(raw, 0, None)), SPACING_MM)
+
+
+def test_label_map_is_rejected_as_not_hu(tptbox_labels):
+    with pytest.raises(InputImageError, match="Hounsfield"):
+        validate_ct(read_image(tptbox_labels), SPACING_MM)
+
+
+def test_values_scaled_far_beyond_hu_are_rejected(tptbox_ct_image):
+    """The real lumbar crop in tenths of HU: its 99th percentile (820 HU, bone) becomes 8200."""
+    validate_ct(tptbox_ct_image, SPACING_MM)
+    tenths = sitk.GetArrayFromImage(tptbox_ct_image).astype(np.float32) * 10
+    with pytest.raises(InputImageError, match="99th percentile is 8"):
+        validate_ct(with_values(tptbox_ct_image, tenths), SPACING_MM)
+
+
+# --- dimensions -------------------------------------------------------------------------------------------------
+
+
+def test_2d_slice_is_rejected(real_ct_image):
+    axial = real_ct_image[:, :, 56]
+    assert axial.GetDimension() == 2
+    with pytest.raises(InputImageError, match="2D .*single slice"):
+        validate_ct(axial, SPACING_MM)
+
+
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_3d_image_with_one_slice_is_rejected(real_ct_image, axis):
+    index = [slice(None)] * 3
+    index[axis] = slice(50, 51)
+    one_slice = real_ct_image[tuple(index)]
+    assert one_slice.GetDimension() == 3 and one_slice.GetSize()[axis] == 1
+    with pytest.raises(InputImageError, match=f"only one voxel along {'IJK'[axis]} \\(axis {axis}\\)"):
+        validate_ct(one_slice, SPACING_MM)
+
+
+def test_4d_image_is_rejected_with_the_extraction_hint(real_ct_image):
+    four_d = sitk.JoinSeries([real_ct_image, real_ct_image])
+    assert four_d.GetDimension() == 4
+    with pytest.raises(InputImageError, match=r"4D .*image\[:, :, :, t\]"):
+        validate_ct(four_d, SPACING_MM)
+    validate_ct(four_d[:, :, :, 1], SPACING_MM)  # the suggested fix works
+
+
+def test_vector_image_is_rejected_with_the_extraction_hint(real_ct_image):
+    vector = sitk.Compose(real_ct_image, real_ct_image)
+    with pytest.raises(InputImageError, match="VectorIndexSelectionCast"):
+        validate_ct(vector, SPACING_MM)
+    validate_ct(sitk.VectorIndexSelectionCast(vector, 0), SPACING_MM)
+
+
+# --- intensities -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [0, -1000])
+def test_constant_volume_is_rejected(real_ct_image, value):
+    constant = with_values(real_ct_image, np.full(sitk.GetArrayViewFromImage(real_ct_image).shape, value, np.int16))
+    with pytest.raises(InputImageError, match="constant"):
+        validate_ct(constant, SPACING_MM)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_value_in_real_ct_is_rejected(real_ct_image, bad):
+    values = sitk.GetArrayFromImage(real_ct_image).astype(np.float32)
+    validate_ct(with_values(real_ct_image, values), SPACING_MM)  # the float copy itself is fine
+    values[60, 50, 40] = bad
+    with pytest.raises(InputImageError, match="NaN" if np.isnan(bad) else "1 infinite"):
+        validate_ct(with_values(real_ct_image, values), SPACING_MM)
+
+
+# --- spacing -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("axis", "value", "words"), [(1, 0.01, "below 0.05 mm"), (2, 50.0, "above 20.0 mm")])
+def test_absurd_spacing_is_rejected_naming_the_axis(real_ct_image, axis, value, words):
+    image = sitk.Image(real_ct_image)
+    spacing = list(image.GetSpacing())
+    spacing[axis] = value
+    image.SetSpacing(spacing)
+    with pytest.raises(InputImageError, match=f"axis {'IJK'[axis]} \\(index {axis}\\) is {value:g} mm, {words}"):
+        validate_ct(image, SPACING_MM)
+
+
+def test_spacing_limits_are_inclusive(real_ct_image):
+    image = sitk.Image(real_ct_image)
+    image.SetSpacing((0.05, 20.0, 3.0))
+    validate_ct(image, SPACING_MM)
+
+
+@pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
+def test_non_positive_spacing_is_rejected(value):
+    """SimpleITK cannot even hold such an image (see test_io's zero-spacing header), so the check gets numbers."""
+    with pytest.raises(InputImageError, match="axis J \\(index 1\\).*must be positive"):
+        check_spacing((1.0, value, 1.0))
+
+
+def test_simpleitk_refuses_zero_spacing():
+    image = sitk.Image([4, 4, 4], sitk.sitkInt16)
+    with pytest.raises(RuntimeError, match="spacing"):
+        image.SetSpacing((1.0, 0.0, 1.0))
+
+
+# --- direction ---------------------------------------------------------------------------------------------------
+
+SHEAR = (1.0, 0.3, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+
+
+def test_shear_direction_set_in_simpleitk_is_rejected(real_ct_image):
+    image = sitk.Image(real_ct_image)
+    image.SetDirection(SHEAR)  # SimpleITK accepts any invertible matrix
+    with pytest.raises(InputImageError, match="not a rotation"):
+        validate_ct(image, SPACING_MM)
+
+
+def test_shear_direction_from_a_nrrd_header_is_rejected(real_ct_image, tmp_path):
+    """A real CT written by pynrrd with non-orthogonal 'space directions' (as from an uncorrected gantry tilt)."""
+    array_ijk = sitk.GetArrayFromImage(real_ct_image).transpose(2, 1, 0)
+    directions = np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 3.0 * np.tan(np.deg2rad(15)), 3.0]])  # rows: I, J, K
+    path = tmp_path / "tilted.nrrd"
+    nrrd.write(
+        str(path),
+        array_ijk,
+        {
+            "space": "left-posterior-superior",
+            "space directions": directions,
+            "space origin": np.zeros(3),
+            "encoding": "raw",
+        },
+    )
+    image = read_image(path)
+    columns = np.array(image.GetDirection()).reshape(3, 3)
+    assert abs(np.dot(columns[:, 1], columns[:, 2])) > 0.2  # SimpleITK kept the shear
+    with pytest.raises(InputImageError, match="gantry tilt"):
+        validate_ct(image, SPACING_MM)
+
+
+def test_scaled_direction_is_rejected():
+    with pytest.raises(InputImageError, match="det = 8.0000"):
+        check_direction((2.0, 0, 0, 0, 2.0, 0, 0, 0, 2.0))
+
+
+def test_reflection_is_accepted(real_ct_image):
+    image = sitk.Image(real_ct_image)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    direction[:, 0] *= -1  # left-handed grid: legal in ITK and NIfTI
+    image.SetDirection(direction.ravel().tolist())
+    assert np.linalg.det(direction) == pytest.approx(-1.0)
+    validate_ct(image, SPACING_MM)
+
+
+def test_oblique_rotation_is_accepted(real_ct_image):
+    image = sitk.Image(real_ct_image)
+    rotation = sitk.Euler3DTransform((0, 0, 0), 0.3, -0.2, 0.5).GetMatrix()
+    image.SetDirection(rotation)
+    validate_ct(image, SPACING_MM)
+
+
+# --- memory -------------------------------------------------------------------------------------------------------
+
+
+def test_memory_estimate_is_canonical_voxels_times_bytes_per_voxel(real_ct_image):
+    size = canonical_reference(real_ct_image, SPACING_MM).GetSize()
+    expected = size[0] * size[1] * size[2] * BYTES_PER_CANONICAL_VOXEL
+    assert estimated_memory_bytes(real_ct_image, SPACING_MM) == expected
+    validate_ct(real_ct_image, SPACING_MM, max_memory_bytes=expected)
+    with pytest.raises(InputImageError, match="too large for memory") as info:
+        validate_ct(real_ct_image, SPACING_MM, max_memory_bytes=expected - 1)
+    message = str(info.value)
+    assert "max_memory_bytes" in message and "Crop" in message and "more memory" in message
+
+
+def test_finer_canonical_spacing_needs_more_memory(real_ct_image):
+    coarse = estimated_memory_bytes(real_ct_image, 2.0)
+    fine = estimated_memory_bytes(real_ct_image, 1.0)
+    assert 7.5 < fine / coarse < 8.5
+    with pytest.raises(InputImageError, match="at 1.0 mm"):
+        validate_ct(real_ct_image, 1.0, max_memory_bytes=(coarse + fine) // 2)
+    validate_ct(real_ct_image, 2.0, max_memory_bytes=(coarse + fine) // 2)
+
+
+def test_non_positive_canonical_spacing_is_a_programming_error(real_ct_image):
+    with pytest.raises(ValueError, match="spacing_mm must be positive"):
+        validate_ct(real_ct_image, 0.0)
