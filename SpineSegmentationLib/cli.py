@@ -76,7 +76,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
     input_path = Path(args.input)
     output_dir = Path(args.output) if args.output else default_output_dir(input_path)
-    check_outputs_free(output_dir, overwrite=args.overwrite)  # fail before hours of work, not after
+    check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)  # fail before the work
     callback, close = _progress_printer(args.progress)
     try:
         image = read_image(input_path)
@@ -84,8 +84,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
             image, model=args.model, device=args.device, direction=args.direction, progress=callback,
             use_localization=not args.no_localization, refine_surface=not args.no_surface_refinement,
         )
-        result.run_info["input"] = str(input_path.resolve())
-        paths = write_outputs(result, image, output_dir, overwrite=args.overwrite)
+        paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
     finally:
         close()
     if args.progress == "json":
@@ -113,7 +112,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention)
     print(format_table(report))
     if args.output:
-        written = write_report(report, Path(args.output))
+        written = write_report(report, Path(args.output), overwrite=args.overwrite)
         print("written: " + ", ".join(str(p) for p in written))
     return 0
 
@@ -169,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
                     help="numbering of the reference (default: verse)")
     ev.add_argument("-o", "--output", help="folder for evaluation.json, evaluation.csv and evaluation.png")
+    ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")
     ev.set_defaults(func=cmd_evaluate)
 
     info = sub.add_parser("info", help="describe a model folder")

@@ -1,0 +1,629 @@
+"""Evaluation of a vertebra segmentation against a reference: the measures of Lessmann et al. 2019 and VerSe.
+
+Measures (per vertebra = per VerSe label; all distances in millimetres, physical units of the grid):
+
+- **Dice** ``2|P & R| / (|P| + |R|)`` of the prediction's and the reference's voxels with the same label.
+- **Surface distances.** The surface of a mask is the set of its voxels with at least one 6-connected
+  neighbour outside the mask (voxels outside the image count as outside, so a mask cut by the field of
+  view has a surface on the border). For each surface voxel of one mask, the distance is the Euclidean
+  distance (voxel centres, with the grid's spacing, via ``scipy.ndimage.distance_transform_edt``) to the
+  nearest surface voxel of the other mask.
+  **ASSD** = mean over both directed sets together; **HD95** = ``max(p95(d_PR), p95(d_RP))``, the larger of
+  the two directed 95th percentiles (numpy's linear interpolation), as in MONAI and MedPy.
+- **Identification** (VerSe challenge, Sekuboyina et al. 2021): a reference vertebra is identified when the
+  predicted centroid with the same label is the nearest of all predicted centroids to the reference
+  centroid and lies within :data:`ID_DISTANCE_MM` (20 mm). Identification rate = identified / reference
+  vertebrae. Localization distance = the distance between same-label centroids (mean over reference
+  vertebrae that have a same-label prediction).
+- **Label agreement**: linearly weighted Cohen's kappa between reference and predicted labels of the
+  vertebrae matched by overlap (each reference vertebra is matched to the predicted label that covers most
+  of its voxels); the weight of a disagreement is the distance in anatomical levels
+  (C1 ... T12, T13, L1 ... L5, L6, sacrum).
+- **Completeness accuracy**: fraction of matched vertebrae whose predicted completeness flag equals the
+  reference's. The reference flag comes from an explicit dict, or else a vertebra is *incomplete* when it
+  touches the border of the reference image (cut by the field of view).
+- **False positives**: predicted labels with no voxel overlapping any reference vertebra;
+  **false negatives**: reference labels with no voxel overlapping any predicted vertebra.
+
+Both label maps are in VerSe numbers (the reference is converted from ``reference_convention``). When the
+grids differ, the reference is resampled with nearest-neighbour interpolation onto the prediction's grid
+(the report's ``notes`` say so); reference centroids and border-completeness are taken from the original
+reference grid.
+
+Usage::
+
+    report = evaluate("ct_spineseg/", "ct_seg-vert_msk.nii.gz")
+    print(format_table(report))
+    write_report(report, "ct_evaluation/")
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Mapping, Optional, Sequence, Union
+
+import numpy as np
+import SimpleITK as sitk
+from scipy import ndimage
+
+from .anatomy import VERSE_NAMES, to_verse
+from .errors import InputImageError, OutputExistsError
+from .outputs import OUTPUT_FILES
+from .outputs.centroids import label_centroids_lps, label_volumes_mm3
+from .outputs.vertebrae_json import read_vertebrae_json
+
+#: VerSe identification threshold, mm (Sekuboyina et al. 2021, after Glocker et al. 2013).
+ID_DISTANCE_MM = 20.0
+#: Anatomical order of the VerSe labels (rank = level index used by the kappa weights).
+ANATOMICAL_ORDER: tuple[int, ...] = (*range(1, 20), 28, *range(20, 25), 25, 26)
+_RANK = {label: rank for rank, label in enumerate(ANATOMICAL_ORDER)}
+#: Relative tolerance when deciding that two grids are the same.
+_GRID_TOLERANCE = 1e-4
+#: Files written by :func:`write_report`.
+REPORT_FILES = ("evaluation.json", "evaluation.csv", "evaluation.png")
+
+_CODE_BASE = 1 << 16  # pair code = reference * base + prediction (labels are < 2^15)
+_SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
+
+ImageLike = Union[str, os.PathLike, sitk.Image]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Overlap and surface distances
+# ---------------------------------------------------------------------------------------------------------
+
+
+def dice(prediction: np.ndarray, reference: np.ndarray) -> float:
+    """Dice coefficient of two boolean masks of the same shape; NaN when both are empty.
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    p, r = np.asarray(prediction, bool), np.asarray(reference, bool)
+    if p.shape != r.shape:
+        raise ValueError(f"masks differ in shape: {p.shape} vs {r.shape}")
+    total = int(p.sum()) + int(r.sum())
+    return float("nan") if total == 0 else 2.0 * int(np.logical_and(p, r).sum()) / total
+
+
+def surface(mask: np.ndarray) -> np.ndarray:
+    """Surface voxels of a boolean mask: mask voxels with a 6-connected neighbour outside it (outside the array
+    counts as outside)."""
+    mask = np.asarray(mask, bool)
+    return mask & ~ndimage.binary_erosion(mask, structure=_SIX_CONNECTED, border_value=0)
+
+
+def surface_distances(
+    prediction: np.ndarray, reference: np.ndarray, spacing_zyx: Sequence[float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Directed surface distances between two masks, mm.
+
+    Args:
+        prediction, reference: boolean masks, same shape, numpy order [z, y, x] (``sitk.GetArrayFromImage``).
+        spacing_zyx: voxel spacing in mm in the same axis order (``image.GetSpacing()[::-1]``).
+
+    Returns:
+        ``(d_pr, d_rp)``: for every surface voxel of ``prediction``, its distance to the nearest surface
+        voxel of ``reference``, and vice versa. Empty arrays when either mask is empty.
+
+    Raises:
+        ValueError: if the shapes differ or the spacing is not 3 positive numbers.
+    """
+    p, r = np.asarray(prediction, bool), np.asarray(reference, bool)
+    if p.shape != r.shape or p.ndim != 3:
+        raise ValueError(f"masks must be 3D with equal shapes, got {p.shape} and {r.shape}")
+    spacing = np.asarray(spacing_zyx, dtype=float)
+    if spacing.shape != (3,) or np.any(spacing <= 0):
+        raise ValueError(f"spacing must be 3 positive numbers (mm), got {spacing_zyx}")
+    if not p.any() or not r.any():
+        return np.empty(0), np.empty(0)
+    # Crop to the union's bounding box plus one empty voxel all round (the outside counts as background).
+    box = ndimage.find_objects((p | r).astype(np.uint8))[0]
+    p = np.pad(p[box], 1)
+    r = np.pad(r[box], 1)
+    sp, sr = surface(p), surface(r)
+    to_r = ndimage.distance_transform_edt(~sr, sampling=spacing)
+    to_p = ndimage.distance_transform_edt(~sp, sampling=spacing)
+    return to_r[sp], to_p[sr]
+
+
+def assd(d_pr: np.ndarray, d_rp: np.ndarray) -> float:
+    """Average symmetric surface distance (mm) from :func:`surface_distances`; NaN when undefined."""
+    n = d_pr.size + d_rp.size
+    return float("nan") if d_pr.size == 0 or d_rp.size == 0 else float((d_pr.sum() + d_rp.sum()) / n)
+
+
+def hd95(d_pr: np.ndarray, d_rp: np.ndarray) -> float:
+    """95th-percentile Hausdorff distance (mm): the larger directed 95th percentile; NaN when undefined."""
+    if d_pr.size == 0 or d_rp.size == 0:
+        return float("nan")
+    return float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Identification, label agreement, completeness
+# ---------------------------------------------------------------------------------------------------------
+
+
+def identification(
+    predicted_centroids: Mapping[int, Sequence[float]],
+    reference_centroids: Mapping[int, Sequence[float]],
+    max_distance_mm: float = ID_DISTANCE_MM,
+) -> dict[int, tuple[bool, float]]:
+    """VerSe identification of every reference vertebra.
+
+    Args:
+        predicted_centroids, reference_centroids: ``{label: [x, y, z]}`` in the same physical frame (mm;
+            LPS or RAS, as long as both agree).
+        max_distance_mm: identification threshold (VerSe: 20 mm).
+
+    Returns:
+        ``{reference label: (identified, distance_mm)}``; distance to the same-label predicted centroid, NaN
+        when the prediction has no such label.
+    """
+    labels = list(predicted_centroids)
+    points = np.array([predicted_centroids[k] for k in labels], dtype=float).reshape(-1, 3)
+    out = {}
+    for label, centre in reference_centroids.items():
+        centre = np.asarray(centre, dtype=float)
+        if label not in predicted_centroids:
+            out[int(label)] = (False, float("nan"))
+            continue
+        distances = np.linalg.norm(points - centre, axis=1)
+        own = float(distances[labels.index(label)])
+        nearest = labels[int(np.argmin(distances))]
+        identified = own <= max_distance_mm and (nearest == label or own <= distances.min())
+        out[int(label)] = (bool(identified), own)
+    return out
+
+
+def weighted_kappa(reference_labels: Sequence[int], predicted_labels: Sequence[int]) -> float:
+    """Linearly weighted Cohen's kappa of paired labels.
+
+    Weights: ``w_ij = |rank_i - rank_j|`` with the rank in :data:`ANATOMICAL_ORDER` (one level = 1; the scale
+    cancels out). ``kappa = 1 - sum(w * O) / sum(w * E)`` with O the observed and E the chance-expected
+    (product of marginals) contingency tables over the labels that occur.
+
+    Returns:
+        kappa in [-1, 1]; NaN when it is undefined (no pairs, or a single category so that E has no
+        weighted disagreement).
+
+    Raises:
+        ValueError: if the sequences differ in length or hold a label outside the VerSe numbers.
+    """
+    ref = [int(v) for v in reference_labels]
+    pred = [int(v) for v in predicted_labels]
+    if len(ref) != len(pred):
+        raise ValueError(f"need paired labels, got {len(ref)} reference and {len(pred)} predicted")
+    unknown = sorted(set(ref + pred) - set(_RANK))
+    if unknown:
+        raise ValueError(f"labels {unknown} are not VerSe vertebra numbers")
+    if not ref:
+        return float("nan")
+    categories = sorted(set(ref + pred), key=_RANK.__getitem__)
+    index = {c: i for i, c in enumerate(categories)}
+    observed = np.zeros((len(categories),) * 2)
+    for r, p in zip(ref, pred):
+        observed[index[r], index[p]] += 1
+    observed /= observed.sum()
+    expected = np.outer(observed.sum(axis=1), observed.sum(axis=0))
+    ranks = np.array([_RANK[c] for c in categories], dtype=float)
+    weights = np.abs(ranks[:, None] - ranks[None, :])
+    denominator = float((weights * expected).sum())
+    if denominator == 0.0:
+        return float("nan")
+    return 1.0 - float((weights * observed).sum()) / denominator
+
+
+def border_completeness(labels: np.ndarray) -> dict[int, bool]:
+    """Reference completeness from the field of view: ``{label: complete}``, False when the label touches any
+    face of the array (the vertebra is cut by the image border)."""
+    labels = np.asarray(labels)
+    present = set(int(v) for v in np.unique(labels)) - {0}
+    touching: set[int] = set()
+    for axis in range(labels.ndim):
+        for face in (0, labels.shape[axis] - 1):
+            touching |= set(int(v) for v in np.unique(np.take(labels, face, axis=axis)))
+    return {label: label not in touching for label in sorted(present)}
+
+
+def overlap_counts(prediction: np.ndarray, reference: np.ndarray) -> dict[tuple[int, int], int]:
+    """Voxel counts of every (reference label, predicted label) pair with both non-zero."""
+    both = (prediction > 0) & (reference > 0)
+    codes = reference[both].astype(np.int64) * _CODE_BASE + prediction[both].astype(np.int64)
+    unique, counts = np.unique(codes, return_counts=True)
+    return {(int(c // _CODE_BASE), int(c % _CODE_BASE)): int(n) for c, n in zip(unique, counts)}
+
+
+def match_by_overlap(overlaps: Mapping[tuple[int, int], int]) -> dict[int, int]:
+    """Match each reference label to the predicted label covering most of its voxels: ``{ref: pred}``
+    (ties go to the predicted label equal to the reference, then the smaller label)."""
+    best: dict[int, tuple[int, int, int]] = {}
+    for (r, p), count in overlaps.items():
+        key = (count, p == r, -p)
+        if r not in best or key > best[r][:3]:
+            best[r] = (*key, p)
+    return {r: value[3] for r, value in best.items()}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# The report
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class VertebraScore:
+    """One row of the per-vertebra table (a VerSe label present in the reference and/or the prediction).
+
+    Distances in mm; NaN where undefined (label missing on one side). ``identified``,
+    ``matched_prediction`` and ``completeness_correct`` are None for labels only in the prediction.
+    """
+
+    label: int
+    name: str
+    in_reference: bool
+    in_prediction: bool
+    dice: float
+    assd_mm: float
+    hd95_mm: float
+    centroid_distance_mm: float
+    identified: Optional[bool]
+    matched_prediction: Optional[int]
+    reference_complete: Optional[bool]
+    predicted_complete: Optional[bool]
+    completeness_correct: Optional[bool]
+    reference_volume_mm3: float
+    predicted_volume_mm3: float
+
+
+@dataclass
+class EvaluationReport:
+    """Result of :func:`evaluate`: per-vertebra table, scan-level summary, notes on what was done."""
+
+    vertebrae: list[VertebraScore]
+    summary: dict
+    notes: list[str] = field(default_factory=list)
+    prediction: str = ""
+    reference: str = ""
+
+    def to_dict(self) -> dict:
+        """Plain-JSON dictionary (NaN -> None)."""
+        return _json_safe(
+            {
+                "prediction": self.prediction,
+                "reference": self.reference,
+                "summary": self.summary,
+                "vertebrae": [asdict(v) for v in self.vertebrae],
+                "notes": list(self.notes),
+            }
+        )
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if not math.isfinite(float(value)) else round(float(value), 4)
+    return value
+
+
+def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
+    if isinstance(source, sitk.Image):
+        return source, f"<{what} image>"
+    path = Path(source)
+    if not path.is_file():
+        raise InputImageError(f"{what} {path} does not exist or is not a file; give a label map (.nii.gz, .nrrd, ...)")
+    return sitk.ReadImage(str(path)), str(path)
+
+
+def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
+    spacing = np.array(a.GetSpacing())
+    return (
+        a.GetSize() == b.GetSize()
+        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=_GRID_TOLERANCE)
+        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=_GRID_TOLERANCE * spacing.min())
+        and np.allclose(a.GetDirection(), b.GetDirection(), atol=_GRID_TOLERANCE)
+    )
+
+
+def _with_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.int16))
+    image.CopyInformation(like)
+    return image
+
+
+def _load_prediction(prediction) -> tuple[sitk.Image, str, Optional[dict[int, bool]]]:
+    """Label image, description, and completeness from vertebrae.json when ``prediction`` is an output folder."""
+    if isinstance(prediction, (str, os.PathLike)) and Path(prediction).is_dir():
+        folder = Path(prediction)
+        labels_path = folder / OUTPUT_FILES["labels"]
+        if not labels_path.is_file():
+            raise InputImageError(
+                f"{folder} is a folder but holds no {OUTPUT_FILES['labels']}; give a spineseg output folder or a "
+                "label map file"
+            )
+        completeness = None
+        json_path = folder / OUTPUT_FILES["vertebrae"]
+        if json_path.is_file():
+            document = read_vertebrae_json(json_path)
+            completeness = {int(v["label"]): bool(v["complete"]) for v in document["vertebrae"]}
+        return sitk.ReadImage(str(labels_path)), str(folder), completeness
+    image, description = _read_label_image(prediction, "prediction")
+    return image, description, None
+
+
+def evaluate(
+    prediction,
+    reference: ImageLike,
+    reference_convention: str = "verse",
+    prediction_completeness: Optional[Mapping[int, bool]] = None,
+    reference_completeness: Optional[Mapping[int, bool]] = None,
+) -> EvaluationReport:
+    """Compare a predicted vertebra label map with a reference (see the module docstring for the measures).
+
+    Args:
+        prediction: a label map (path or ``sitk.Image``, VerSe numbers; values that are not vertebrae are
+            ignored), or a spineseg output folder (``labels.nii.gz``, and ``vertebrae.json`` for completeness).
+        reference: reference label map (path or ``sitk.Image``).
+        reference_convention: label numbering of the reference: "verse", "totalseg" or "totalseg_vertebrae"
+            (:func:`anatomy.to_verse`).
+        prediction_completeness: ``{VerSe label: complete}`` of the prediction; overrides vertebrae.json.
+            Without either, completeness accuracy is not computed.
+        reference_completeness: ``{VerSe label: complete}`` of the reference; default: from the image border.
+
+    Returns:
+        :class:`EvaluationReport`. Rows are in anatomical order (C1 first).
+
+    Raises:
+        InputImageError: a file is missing or a folder is not a spineseg output folder.
+        ValueError: unknown ``reference_convention``; label maps that are not 3D.
+    """
+    pred_image, pred_description, folder_completeness = _load_prediction(prediction)
+    ref_image, ref_description = _read_label_image(reference, "reference")
+    for image, what in ((pred_image, "prediction"), (ref_image, "reference")):
+        if image.GetDimension() != 3:
+            raise ValueError(f"the {what} label map must be 3D, got {image.GetDimension()}D")
+    if prediction_completeness is None:
+        prediction_completeness = folder_completeness
+    notes = []
+
+    pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
+    pred_image = _with_array(pred, pred_image)
+    ref_native = to_verse(sitk.GetArrayFromImage(ref_image), reference_convention)
+    ref_native_image = _with_array(ref_native, ref_image)
+    if reference_completeness is None:
+        reference_completeness = border_completeness(ref_native)
+        notes.append("reference completeness: incomplete = touches the border of the reference image")
+    else:
+        reference_completeness = {int(k): bool(v) for k, v in reference_completeness.items()}
+        notes.append("reference completeness: given explicitly")
+    if _same_grid(pred_image, ref_native_image):
+        ref = ref_native
+    else:
+        resampled = sitk.Resample(
+            ref_native_image, pred_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16
+        )
+        ref = sitk.GetArrayFromImage(resampled)
+        notes.append("grids differ: the reference was resampled (nearest neighbour) onto the prediction's grid")
+
+    spacing_zyx = pred_image.GetSpacing()[::-1]
+    pred_centroids = label_centroids_lps(pred_image)
+    ref_centroids = label_centroids_lps(ref_native_image)
+    pred_volumes = label_volumes_mm3(pred_image)
+    ref_volumes = label_volumes_mm3(ref_native_image)
+    ids = identification(pred_centroids, ref_centroids)
+    overlaps = overlap_counts(pred, ref)
+    matches = match_by_overlap(overlaps)
+    ref_labels = sorted(ref_centroids, key=_RANK.get)
+    pred_labels = sorted(pred_centroids, key=_RANK.get)
+    overlapping_pred = {p for (_, p) in overlaps}
+
+    rows = []
+    for label in sorted(set(ref_labels) | set(pred_labels), key=_RANK.get):
+        in_ref, in_pred = label in ref_centroids, label in pred_centroids
+        p_mask, r_mask = pred == label, ref == label
+        d_pr, d_rp = surface_distances(p_mask, r_mask, spacing_zyx)
+        matched = matches.get(label) if in_ref else None
+        pred_complete = None if prediction_completeness is None else prediction_completeness.get(label)
+        correct = None
+        if in_ref and matched is not None and prediction_completeness is not None:
+            matched_complete = prediction_completeness.get(matched)
+            if matched_complete is not None and label in reference_completeness:
+                correct = bool(matched_complete) == reference_completeness[label]
+        rows.append(
+            VertebraScore(
+                label=int(label),
+                name=VERSE_NAMES.get(int(label), str(label)),
+                in_reference=in_ref,
+                in_prediction=in_pred,
+                dice=dice(p_mask, r_mask) if (p_mask.any() or r_mask.any()) else 0.0,
+                assd_mm=assd(d_pr, d_rp),
+                hd95_mm=hd95(d_pr, d_rp),
+                centroid_distance_mm=(
+                    float(np.linalg.norm(pred_centroids[label] - ref_centroids[label]))
+                    if in_ref and in_pred
+                    else float("nan")
+                ),
+                identified=ids[label][0] if in_ref else None,
+                matched_prediction=matched,
+                reference_complete=reference_completeness.get(label) if in_ref else None,
+                predicted_complete=None if pred_complete is None else bool(pred_complete),
+                completeness_correct=correct,
+                reference_volume_mm3=ref_volumes.get(label, 0.0),
+                predicted_volume_mm3=pred_volumes.get(label, 0.0),
+            )
+        )
+
+    ref_rows = [r for r in rows if r.in_reference]
+    both_rows = [r for r in rows if r.in_reference and r.in_prediction]
+    judged = [r.completeness_correct for r in ref_rows if r.completeness_correct is not None]
+    localization = [r.centroid_distance_mm for r in both_rows]
+    summary = {
+        "n_reference": len(ref_labels),
+        "n_predicted": len(pred_labels),
+        "mean_dice": _mean([r.dice for r in ref_rows]),
+        "mean_assd_mm": _mean([r.assd_mm for r in both_rows]),
+        "mean_hd95_mm": _mean([r.hd95_mm for r in both_rows]),
+        "identification_rate": _mean([float(r.identified) for r in ref_rows]),
+        "n_identified": sum(bool(r.identified) for r in ref_rows),
+        "mean_localization_distance_mm": _mean(localization),
+        "kappa_linear": weighted_kappa(list(matches), list(matches.values())),
+        "n_matched": len(matches),
+        "completeness_accuracy": _mean([float(c) for c in judged]),
+        "n_completeness_evaluated": len(judged),
+        "false_positives": [VERSE_NAMES.get(p, str(p)) for p in pred_labels if p not in overlapping_pred],
+        "false_negatives": [VERSE_NAMES.get(r, str(r)) for r in ref_labels if r not in matches],
+    }
+    summary["n_false_positives"] = len(summary["false_positives"])
+    summary["n_false_negatives"] = len(summary["false_negatives"])
+    if prediction_completeness is None:
+        notes.append("no prediction completeness given: completeness accuracy not computed")
+    notes.append("mean_dice counts missed reference vertebrae as 0; ASSD/HD95 are averaged over vertebrae in both")
+    return EvaluationReport(rows, summary, notes, pred_description, ref_description)
+
+
+def _mean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Printing and writing
+# ---------------------------------------------------------------------------------------------------------
+
+
+def _fmt(value, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return "-" if not math.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def format_table(report: EvaluationReport) -> str:
+    """The per-vertebra table and the summary as fixed-width text for a terminal."""
+    header = ("level", "ref", "pred", "Dice", "ASSD mm", "HD95 mm", "ctr mm", "ID", "match", "ref compl", "pred compl")
+    lines = []
+    for r in report.vertebrae:
+        lines.append(
+            (
+                r.name,
+                _fmt(r.in_reference),
+                _fmt(r.in_prediction),
+                _fmt(r.dice),
+                _fmt(r.assd_mm, 2),
+                _fmt(r.hd95_mm, 2),
+                _fmt(r.centroid_distance_mm, 1),
+                _fmt(r.identified),
+                VERSE_NAMES.get(r.matched_prediction, "-") if r.matched_prediction is not None else "-",
+                _fmt(r.reference_complete),
+                _fmt(r.predicted_complete),
+            )
+        )
+    widths = [max(len(h), *(len(row[i]) for row in lines)) if lines else len(h) for i, h in enumerate(header)]
+    out = ["  ".join(h.rjust(w) for h, w in zip(header, widths))]
+    out.append("  ".join("-" * w for w in widths))
+    out += ["  ".join(c.rjust(w) for c, w in zip(row, widths)) for row in lines]
+    s = report.summary
+    out.append("")
+    out.append(f"prediction: {report.prediction}")
+    out.append(f"reference:  {report.reference}")
+    out.append(
+        f"vertebrae: {s['n_reference']} reference, {s['n_predicted']} predicted, {s['n_identified']} identified "
+        f"(rate {_fmt(s['identification_rate'])}), "
+        f"mean localization distance {_fmt(s['mean_localization_distance_mm'], 1)} mm"
+    )
+    out.append(
+        f"mean Dice {_fmt(s['mean_dice'])}, mean ASSD {_fmt(s['mean_assd_mm'], 2)} mm, "
+        f"mean HD95 {_fmt(s['mean_hd95_mm'], 2)} mm, label kappa (linear) {_fmt(s['kappa_linear'])} "
+        f"over {s['n_matched']} matched"
+    )
+    out.append(
+        f"completeness accuracy {_fmt(s['completeness_accuracy'])} over {s['n_completeness_evaluated']}; "
+        f"false positives: {', '.join(s['false_positives']) or 'none'}; "
+        f"false negatives: {', '.join(s['false_negatives']) or 'none'}"
+    )
+    out += [f"note: {n}" for n in report.notes]
+    return "\n".join(out)
+
+
+def write_report(
+    report: EvaluationReport, out_dir: Union[str, os.PathLike], overwrite: bool = False
+) -> dict[str, Path]:
+    """Write ``evaluation.json`` (summary, table, notes), ``evaluation.csv`` (the table) and ``evaluation.png``
+    (bar plots of Dice and ASSD per vertebra) into ``out_dir`` (created if needed).
+
+    Returns:
+        ``{"json", "csv", "png"}`` -> path.
+
+    Raises:
+        OutputExistsError: a report file exists and ``overwrite`` is False (checked before writing anything),
+            or ``out_dir`` is a file.
+    """
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"output folder {out_dir} is a file; choose another output folder with -o")
+    paths = {name.split(".")[-1]: out_dir / name for name in REPORT_FILES}
+    if not overwrite:
+        for path in paths.values():
+            if path.exists():
+                raise OutputExistsError(
+                    f"{path} already exists; pass --overwrite (overwrite=True) or choose another folder with -o"
+                )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths["json"].write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    columns = [f.name for f in fields(VertebraScore)]
+    with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in report.vertebrae:
+            writer.writerow({k: ("" if v is None else v) for k, v in _json_safe(asdict(row)).items()})
+    _write_bar_plot(report, paths["png"])
+    return paths
+
+
+def _write_bar_plot(report: EvaluationReport, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rows = report.vertebrae
+    names = [r.name for r in rows]
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(max(5.0, 0.45 * len(rows) + 2.0), 5.0))
+    FigureCanvasAgg(fig)
+    top, bottom = fig.subplots(2, 1, sharex=True)
+    top.bar(x, [r.dice for r in rows], color="tab:blue")
+    top.set_ylim(0, 1.05)
+    top.set_ylabel("Dice")
+    summary = report.summary
+    top.set_title(
+        f"mean Dice {_fmt(summary['mean_dice'])}, identification rate {_fmt(summary['identification_rate'])}\n"
+        f"mean ASSD {_fmt(summary['mean_assd_mm'], 2)} mm, mean HD95 {_fmt(summary['mean_hd95_mm'], 2)} mm",
+        fontsize=9,
+    )
+    assd_values = [0.0 if not math.isfinite(r.assd_mm) else r.assd_mm for r in rows]
+    bottom.bar(x, assd_values, color="tab:orange")
+    bottom.set_ylabel("ASSD (mm)")
+    for axis in (top, bottom):
+        for i, r in enumerate(rows):
+            if not (r.in_reference and r.in_prediction):
+                tag = "missed" if r.in_reference else "false +"
+                axis.text(i, 0.02, tag, transform=axis.get_xaxis_transform(), rotation=90, ha="center",
+                          va="bottom", color="tab:red", fontsize=8)
+    bottom.set_xticks(x)
+    bottom.set_xticklabels(names)
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=100)

@@ -1,0 +1,163 @@
+"""The files a run writes: label map, Slicer segmentation, vertebra report, VerSe centroids, QC picture.
+
+Usage::
+
+    from SpineSegmentationLib.outputs import write_outputs
+    paths = write_outputs(result, ct_image, "ct_spineseg")
+    print(paths["segmentation"])   # ct_spineseg/segmentation.seg.nrrd
+
+Files (fixed names, see :data:`OUTPUT_FILES`), one module each:
+
+- ``labels.nii.gz``: int16 label map, VerSe numbers, input grid (:mod:`.label_map`);
+- ``segmentation.seg.nrrd``: one segment per vertebra, SNOMED CT terminology, completeness tags
+  (:mod:`.segmentation_nrrd`);
+- ``vertebrae.json``: per-vertebra table, run info, label alternatives, input geometry (:mod:`.vertebrae_json`);
+- ``centroids_ctd.json``: VerSe centroid file in voxel units of labels.nii.gz (:mod:`.centroids`);
+- ``qc.png``: sagittal + coronal check picture (:mod:`.qc_picture`).
+
+Nothing the user made is overwritten: before anything is written, every target is checked and
+:class:`~SpineSegmentationLib.errors.OutputExistsError` names the first existing one (unless
+``overwrite=True``). The input image can never be overwritten, by construction: the outputs have the five
+fixed names above inside ``output_dir``, and when the caller passes ``input_path`` any output that would
+resolve to the input file is refused even with ``overwrite=True``. Each file is first written under a
+temporary name in ``output_dir`` and renamed when complete, so an interrupted run leaves no half-written
+file under an output name.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import OutputExistsError
+from ..result import SpineSegmentationResult
+from .centroids import write_ctd
+from .label_map import write_label_map
+from .qc_picture import write_qc_png
+from .segmentation_nrrd import write_segmentation_nrrd
+from .vertebrae_json import write_vertebrae_json
+
+#: Key -> file name of every output.
+OUTPUT_FILES: dict[str, str] = {
+    "labels": "labels.nii.gz",
+    "segmentation": "segmentation.seg.nrrd",
+    "vertebrae": "vertebrae.json",
+    "centroids": "centroids_ctd.json",
+    "qc": "qc.png",
+}
+
+#: Geometry tolerance (relative to the spacing) when checking that labels lie on the input grid.
+_GEOMETRY_TOLERANCE = 1e-4
+
+__all__ = ["OUTPUT_FILES", "check_outputs_free", "output_paths", "write_outputs"]
+
+
+def output_paths(output_dir: str | os.PathLike) -> dict[str, Path]:
+    """Paths of the five outputs in ``output_dir`` (keys as in :data:`OUTPUT_FILES`)."""
+    return {key: Path(output_dir) / name for key, name in OUTPUT_FILES.items()}
+
+
+def _check_same_grid(labels: sitk.Image, image: sitk.Image) -> None:
+    spacing = np.array(image.GetSpacing())
+    ok = (
+        labels.GetSize() == image.GetSize()
+        and np.allclose(labels.GetSpacing(), spacing, rtol=_GEOMETRY_TOLERANCE)
+        and np.allclose(labels.GetOrigin(), image.GetOrigin(), atol=_GEOMETRY_TOLERANCE * spacing.min())
+        and np.allclose(labels.GetDirection(), image.GetDirection(), atol=_GEOMETRY_TOLERANCE)
+    )
+    if not ok:
+        raise ValueError(
+            "result.labels is not on the input image's grid (size/spacing/origin/direction differ); "
+            "resample it with geometry.label_to_input_grid before writing"
+        )
+
+
+def _check_targets(paths: dict[str, Path], overwrite: bool, input_path: Path | None) -> None:
+    if input_path is not None:
+        source = Path(input_path).resolve()
+        for path in paths.values():
+            if path.resolve() == source:
+                raise OutputExistsError(
+                    f"output {path} would replace the input image {input_path}; choose another output "
+                    "folder (-o)"
+                )
+    if overwrite:
+        return
+    for path in paths.values():
+        if path.exists():
+            raise OutputExistsError(
+                f"{path} already exists and would be overwritten; pass --overwrite (overwrite=True) to replace "
+                "it or choose another output folder with -o"
+            )
+
+
+def check_outputs_free(
+    output_dir: str | os.PathLike, overwrite: bool = False, input_path: str | os.PathLike | None = None
+) -> None:
+    """Fail early, before a long run, when :func:`write_outputs` would refuse to write into ``output_dir``.
+
+    Raises:
+        OutputExistsError: as :func:`write_outputs` would.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputExistsError(f"output folder {output_dir} is a file; choose another output folder with -o")
+    _check_targets(output_paths(output_dir), overwrite, Path(input_path) if input_path is not None else None)
+
+
+def write_outputs(
+    result: SpineSegmentationResult,
+    image: sitk.Image,
+    output_dir: str | os.PathLike,
+    overwrite: bool = False,
+    *,
+    input_path: str | os.PathLike | None = None,
+) -> dict[str, Path]:
+    """Write the five output files of a run into ``output_dir`` (created if needed).
+
+    Args:
+        result: the segmentation result; ``result.labels`` is the int16 VerSe label map on ``image``'s grid.
+        image: the input CT in HU (its grid defines the geometry of every output; LPS physical space).
+        output_dir: output folder.
+        overwrite: replace existing output files; without it an existing file is an error.
+        input_path: path of the input image file, if any; recorded in ``vertebrae.json`` and never written to.
+
+    Returns:
+        ``{"labels", "segmentation", "vertebrae", "centroids", "qc"}`` -> path of the written file.
+
+    Raises:
+        OutputExistsError: an output file exists and ``overwrite`` is False, ``output_dir`` is a file, or an
+            output would replace the input image. Raised before anything is written.
+        ValueError: ``result.labels`` is not on ``image``'s grid, or it holds labels without a Vertebra entry.
+    """
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise OutputExistsError(f"output folder {output_dir} is a file; choose another output folder with -o")
+    if image.GetDimension() != 3:
+        raise ValueError(f"the input image must be 3D, got {image.GetDimension()}D")
+    _check_same_grid(result.labels, image)
+    paths = output_paths(output_dir)
+    _check_targets(paths, overwrite, Path(input_path) if input_path is not None else None)
+    output_dir.mkdir(parents=True, exist_ok=True)
+
+    writers = {
+        "labels": lambda p: write_label_map(result.labels, p),
+        "segmentation": lambda p: write_segmentation_nrrd(result, p),
+        "vertebrae": lambda p: write_vertebrae_json(result, image, p, input_path, OUTPUT_FILES),
+        "centroids": lambda p: write_ctd(result.labels, p),
+        "qc": lambda p: write_qc_png(result, image, p),
+    }
+    for key, write in writers.items():
+        final = paths[key]
+        temporary = output_dir / f".tmp-{uuid.uuid4().hex[:8]}-{final.name}"  # keeps the extension
+        try:
+            write(temporary)
+            os.replace(temporary, final)
+        finally:
+            if temporary.exists():
+                temporary.unlink()
+    return paths

@@ -1,0 +1,137 @@
+"""``vertebrae.json``: the per-vertebra report of a run, for people and programs.
+
+Schema (``schema_version`` 1)::
+
+    {
+      "schema_version": 1,
+      "vertebrae": [                      # cranio-caudal order (C1 first), one entry per vertebra
+        {"label": 20,                     # VerSe number (1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 S, 28 T13)
+         "name": "L1",
+         "complete": true,                # completely visible (p_complete >= 0.5; seed 002 section 3.5)
+         "p_complete": 0.97,              # probability of complete visibility, [0, 1]
+         "p_label": 0.88,                 # probability of the final label (seed 002 section 3.4), [0, 1]
+         "label_regressed": 20.2,         # the network's raw regressed label (1..24 scale)
+         "centroid_ras_mm": [x, y, z],    # RAS millimetres (as 3D Slicer shows them)
+         "volume_mm3": 41234.0,           # on the input grid
+         "iterations": 4,                 # network evaluations spent on this vertebra
+         "edited": false},                # made/kept by a person (correction workflow)
+        ...
+      ],
+      "run": {...},                       # result.run_info as given: model name and version, device,
+                                          # seconds per stage, iteration count
+      "alternatives": [                   # best label sequence first (seed 002 section 3.4)
+        {"labels": [19, 20, ...], "names": ["T12", "L1", ...], "likelihood": 0.81, "description": "..."},
+        ...
+      ],
+      "message": "...",                   # result.message (says so when no spine was found)
+      "input": {
+        "path": "/abs/path/ct.nii.gz",    # only when known
+        "size": [I, J, K],                # voxels
+        "spacing": [sx, sy, sz],          # mm
+        "origin_lps_mm": [x, y, z],
+        "direction": [9 floats],          # row-major direction cosines (ITK, LPS)
+        "orientation": "LPS"              # axis codes, as in centroids_ctd.json
+      },
+      "files": {"labels": "labels.nii.gz", ...}   # the other outputs of the run, relative names
+    }
+
+Values are plain JSON (floats rounded to 4 decimals, NaN written as null).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import SimpleITK as sitk
+
+from ..anatomy import VERSE_NAMES
+from ..result import SpineSegmentationResult
+from .centroids import orientation_codes
+
+SCHEMA_VERSION = 1
+
+
+def _plain(value):
+    """JSON-safe copy: numpy scalars -> Python, floats rounded to 4 decimals, NaN/inf -> None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # numpy scalar
+    if hasattr(value, "tolist"):
+        return _plain(value.tolist())  # numpy array
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        return round(value, 4) if math.isfinite(value) else None
+    return str(value)
+
+
+def input_description(image: sitk.Image, input_path: Path | None = None) -> dict:
+    """The ``input`` block: size, spacing, origin, direction and orientation codes of ``image``."""
+    info = {}
+    if input_path is not None:
+        info["path"] = str(Path(input_path).resolve())
+    info.update(
+        size=list(image.GetSize()),
+        spacing=list(image.GetSpacing()),
+        origin_lps_mm=list(image.GetOrigin()),
+        direction=list(image.GetDirection()),
+        orientation="".join(orientation_codes(image)),
+    )
+    return info
+
+
+def vertebrae_document(
+    result: SpineSegmentationResult, image: sitk.Image, input_path: Path | None = None, files: dict | None = None
+) -> dict:
+    """The ``vertebrae.json`` document of ``result`` (schema in the module docstring)."""
+    alternatives = [
+        {
+            "labels": [int(v) for v in alt.labels],
+            "names": [VERSE_NAMES.get(int(v), str(v)) for v in alt.labels],
+            "likelihood": alt.likelihood,
+            "description": alt.description,
+        }
+        for alt in result.alternatives
+    ]
+    document = {
+        "schema_version": SCHEMA_VERSION,
+        "vertebrae": [v.to_dict() for v in result.vertebrae],
+        "run": dict(result.run_info),
+        "alternatives": alternatives,
+        "message": result.message,
+        "input": input_description(image, input_path),
+    }
+    if files:
+        document["files"] = dict(files)
+    return _plain(document)
+
+
+def write_vertebrae_json(
+    result: SpineSegmentationResult,
+    image: sitk.Image,
+    path: Path,
+    input_path: Path | None = None,
+    files: dict | None = None,
+) -> None:
+    """Write :func:`vertebrae_document` to ``path`` (UTF-8, indented)."""
+    text = json.dumps(vertebrae_document(result, image, input_path, files), indent=2, allow_nan=False)
+    Path(path).write_text(text + "\n", encoding="utf-8")
+
+
+def read_vertebrae_json(path: Path) -> dict:
+    """Read a ``vertebrae.json`` file.
+
+    Raises:
+        ValueError: if the file is not a vertebrae.json of this project (no ``vertebrae`` list).
+    """
+    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    if not isinstance(data, dict) or not isinstance(data.get("vertebrae"), list):
+        raise ValueError(f"{path} is not a spineseg vertebrae.json (it has no 'vertebrae' list)")
+    return data

@@ -1,0 +1,279 @@
+"""Tests of SpineSegmentationLib.evaluation: known-answer cases and the real example data (paths from the
+fixtures of ``conftest.py``)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from SpineSegmentationLib import anatomy
+from SpineSegmentationLib.errors import InputImageError, OutputExistsError
+from SpineSegmentationLib.evaluation import (
+    assd,
+    border_completeness,
+    dice,
+    evaluate,
+    format_table,
+    hd95,
+    identification,
+    surface_distances,
+    weighted_kappa,
+    write_report,
+)
+from SpineSegmentationLib.outputs import write_outputs
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
+
+T11, T12, L1, L3, L5, SACRUM = 18, 19, 20, 22, 24, 26
+
+
+@pytest.fixture(scope="module")
+def reference_verse(real_ct_reference):
+    """The example CT's reference segmentation converted to VerSe numbers, on the CT's grid."""
+    image = sitk.ReadImage(str(real_ct_reference))
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(image), "totalseg"))
+    labels.CopyInformation(image)
+    return labels
+
+
+def image_like(array: np.ndarray, like: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.int16))
+    image.CopyInformation(like)
+    return image
+
+
+# ---------------------------------------------------------------------- Dice and surface distances
+
+
+def cube(shape=(30, 30, 30), start=10, side=10) -> np.ndarray:
+    mask = np.zeros(shape, bool)
+    mask[start:start + side, start:start + side, start:start + side] = True
+    return mask
+
+
+@pytest.mark.parametrize(
+    "axis, spacing_zyx, step_mm",
+    [(2, (2.0, 1.0, 0.5), 0.5), (0, (1.5, 1.5, 1.5), 1.5), (1, (3.0, 0.8, 1.0), 0.8)],
+)
+def test_cubes_shifted_by_one_voxel(axis, spacing_zyx, step_mm):
+    """10^3 cubes shifted by one voxel along the axis with the finest spacing.
+
+    Each cube has 10^3 - 8^3 = 488 surface voxels; 164 of them (the 100 leading-face voxels and the 64 inner
+    voxels of the trailing face) are one step (``step_mm``) from the other surface, the others lie on it.
+    """
+    a = cube()
+    b = np.roll(a, 1, axis=axis)
+    assert dice(a, b) == pytest.approx(2 * 900 / 2000)
+    d_ab, d_ba = surface_distances(a, b, spacing_zyx)
+    assert d_ab.size == d_ba.size == 488
+    assert np.count_nonzero(d_ab) == np.count_nonzero(d_ba) == 164
+    assert assd(d_ab, d_ba) == pytest.approx(164 / 488 * step_mm)
+    assert hd95(d_ab, d_ba) == pytest.approx(step_mm)  # 164/488 = 34% of the distances exceed 5 %
+
+
+def test_identical_and_disjoint_masks():
+    a = cube()
+    d_ab, d_ba = surface_distances(a, a, (1.0, 1.0, 1.0))
+    assert dice(a, a) == 1.0 and assd(d_ab, d_ba) == 0.0 and hd95(d_ab, d_ba) == 0.0
+    far = np.roll(a, 15, axis=2)  # 5 voxels gap between the cubes
+    assert dice(a, far) == 0.0
+    d_ab, d_ba = surface_distances(a, far, (1.0, 1.0, 2.0))
+    assert d_ab.min() == pytest.approx(6 * 2.0)  # faces at x = 19 and x = 25
+    empty = np.zeros_like(a)
+    assert math.isnan(assd(*surface_distances(a, empty, (1.0, 1.0, 1.0))))
+    assert math.isnan(dice(empty, empty))
+
+
+def test_concentric_spheres_radius_difference():
+    """Spheres of radius 10 mm and 12 mm on a 0.5 mm grid: surface distance 2 mm up to the voxelization."""
+    z, y, x = np.mgrid[:64, :64, :64]
+    r_mm = np.sqrt((z - 31.5) ** 2 + (y - 31.5) ** 2 + (x - 31.5) ** 2) * 0.5
+    d_ab, d_ba = surface_distances(r_mm <= 10.0, r_mm <= 12.0, (0.5, 0.5, 0.5))
+    assert assd(d_ab, d_ba) == pytest.approx(2.0, abs=0.15)
+    assert hd95(d_ab, d_ba) == pytest.approx(2.0, abs=0.25)
+    assert dice(r_mm <= 10.0, r_mm <= 12.0) == pytest.approx(2 * 10**3 / (10**3 + 12**3), abs=0.01)
+
+
+def test_surface_distance_input_errors():
+    with pytest.raises(ValueError, match="equal shapes"):
+        surface_distances(np.ones((3, 3, 3), bool), np.ones((3, 3, 4), bool), (1, 1, 1))
+    with pytest.raises(ValueError, match="positive"):
+        surface_distances(cube(), cube(), (1.0, 0.0, 1.0))
+
+
+# ---------------------------------------------------------------------- identification and kappa
+
+
+def test_identification_cases():
+    reference = {20: [0.0, 0.0, 0.0], 21: [0.0, 0.0, -30.0], 22: [0.0, 0.0, -60.0], 23: [0.0, 0.0, -90.0]}
+    predicted = {
+        20: [3.0, 4.0, 0.0],  # 5 mm away, nearest: identified
+        21: [0.0, 0.0, -55.0],  # 25 mm away: too far
+        22: [0.0, 12.0, -60.0],  # 12 mm away, but the predicted 23 is nearer (5 mm): not identified
+        23: [0.0, 0.0, -64.0],
+    }
+    result = identification(predicted, reference)
+    assert result[20] == (True, pytest.approx(5.0))
+    assert result[21] == (False, pytest.approx(25.0))
+    assert result[22] == (False, pytest.approx(12.0))
+    assert result[23] == (False, pytest.approx(26.0))
+    # A label the prediction lacks is not identified; 20 mm exactly is still identified.
+    assert identification({21: [0, 0, 20.0]}, {20: [0, 0, 0], 21: [0, 0, 0]}) == {
+        20: (False, pytest.approx(float("nan"), nan_ok=True)),
+        21: (True, pytest.approx(20.0)),
+    }
+
+
+def test_weighted_kappa_known_table():
+    """Table (rows reference L1-L3, columns prediction): [[4,1,0],[1,3,1],[0,1,4]], n = 15.
+
+    Observed weighted disagreement 4/15; marginals 5,5,5 so every expected cell is 5/3 with weight sum 8:
+    expected weighted disagreement 40/3 / 15. kappa = 1 - 4 / (40/3) = 0.7.
+    """
+    table = [[4, 1, 0], [1, 3, 1], [0, 1, 4]]
+    labels = [20, 21, 22]
+    ref, pred = [], []
+    for i, row in enumerate(table):
+        for j, count in enumerate(row):
+            ref += [labels[i]] * count
+            pred += [labels[j]] * count
+    assert weighted_kappa(ref, pred) == pytest.approx(0.7)
+    assert weighted_kappa(labels, labels) == pytest.approx(1.0)
+    # Linear weights: a two-level error costs more than a one-level error.
+    one_off = weighted_kappa([20, 21, 22, 23], [21, 21, 22, 23])
+    two_off = weighted_kappa([20, 21, 22, 23], [22, 21, 22, 23])
+    assert two_off < one_off < 1.0
+    # T12 -> T13 -> L1 are consecutive levels: T13 sits between them.
+    assert weighted_kappa([19, 28, 20], [28, 28, 20]) == pytest.approx(weighted_kappa([21, 22, 23], [22, 22, 23]))
+    assert math.isnan(weighted_kappa([20, 20], [20, 20]))  # a single category: kappa undefined
+    with pytest.raises(ValueError, match="not VerSe"):
+        weighted_kappa([27], [27])
+
+
+# ---------------------------------------------------------------------- completeness and evaluate()
+
+
+def test_border_completeness_on_truncated_example(reference_verse):
+    complete = border_completeness(sitk.GetArrayFromImage(reference_verse))
+    assert complete[T11] is False  # the T11 sliver touches the top slice
+    assert all(complete[label] for label in (L1, 21, L3, 23, L5))
+
+
+def test_evaluate_reference_against_itself(real_ct_reference):
+    ref_image = sitk.ReadImage(str(real_ct_reference))
+    verse = image_like(anatomy.to_verse(sitk.GetArrayFromImage(ref_image), "totalseg"), ref_image)
+    report = evaluate(verse, real_ct_reference, reference_convention="totalseg")
+    s = report.summary
+    assert s["n_reference"] == s["n_predicted"] == s["n_identified"] == 8
+    assert s["mean_dice"] == 1.0 and s["mean_assd_mm"] == 0.0 and s["mean_hd95_mm"] == 0.0
+    assert s["identification_rate"] == 1.0 and s["kappa_linear"] == pytest.approx(1.0)
+    assert s["false_positives"] == [] and s["false_negatives"] == []
+    assert [r.name for r in report.vertebrae] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    assert all(r.dice == 1.0 and r.identified for r in report.vertebrae)
+    assert math.isnan(s["completeness_accuracy"])  # no prediction completeness given
+    text = format_table(report)
+    assert "T11" in text and "identified" in text
+
+
+def test_prediction_in_another_numbering_scores_badly(real_ct_reference):
+    """Predictions are read as VerSe numbers: a TotalSegmentator map used as prediction keeps only TS 26 (S1,
+    read as sacrum) and TS 28 (L4, read as T13), so only the sacrum is identified."""
+    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg")
+    s = report.summary
+    assert s["n_reference"] == 8 and s["n_predicted"] == 2
+    assert s["identification_rate"] == pytest.approx(1 / 8)
+    assert s["false_negatives"] == ["T11", "T12", "L1", "L2", "L3", "L5"]
+
+
+def test_evaluate_output_folder_uses_vertebrae_json(
+    real_ct_reference, real_ct_image, reference_verse, tmp_path
+):
+    """A spineseg output folder: completeness comes from vertebrae.json and is scored per matched vertebra."""
+    image = real_ct_image
+    array = sitk.GetArrayFromImage(reference_verse)
+    vertebrae = [
+        Vertebra(label=int(v), name=anatomy.vertebra_name(int(v)), complete=int(v) != T11, p_complete=0.5,
+                 p_label=0.5, label_regressed=float(v), centroid_ras_mm=[0.0, 0.0, 0.0], volume_mm3=0.0)
+        for v in np.unique(array) if v
+    ]
+    write_outputs(SpineSegmentationResult(reference_verse, vertebrae), image, tmp_path / "run")
+    report = evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg")
+    rows = {r.name: r for r in report.vertebrae}
+    assert rows["T11"].predicted_complete is False and rows["T11"].completeness_correct is True
+    assert rows["L3"].completeness_correct is True
+    border = border_completeness(array)
+    expected = np.mean([border[v.label] == v.complete for v in vertebrae])
+    assert report.summary["completeness_accuracy"] == pytest.approx(expected)
+    assert report.summary["n_completeness_evaluated"] == 8
+    # An explicit dict overrides the folder's flags.
+    all_complete = {v.label: True for v in vertebrae}
+    report = evaluate(tmp_path / "run", real_ct_reference, "totalseg", prediction_completeness=all_complete,
+                      reference_completeness=all_complete)
+    assert report.summary["completeness_accuracy"] == 1.0
+
+
+def test_false_positives_negatives_and_shifted_labels(reference_verse):
+    array = sitk.GetArrayFromImage(reference_verse)
+    pred = array.copy()
+    pred[pred == L3] = 0  # missed
+    pred[0:5, 0:5, 0:5] = 1  # a "C1" in a corner, overlapping nothing
+    report = evaluate(image_like(pred, reference_verse), reference_verse)
+    assert report.summary["false_negatives"] == ["L3"] and report.summary["false_positives"] == ["C1"]
+    rows = {r.name: r for r in report.vertebrae}
+    assert rows["L3"].dice == 0.0 and rows["L3"].identified is False and not rows["L3"].in_prediction
+    assert rows["C1"].in_prediction and not rows["C1"].in_reference and rows["C1"].identified is None
+    assert report.summary["identification_rate"] == pytest.approx(7 / 8)
+    # Every label from T11 to L5 one level too low (T11 -> T12, ..., L5 -> 25 = L6): overlap still
+    # matches the vertebrae, kappa drops below 1, identification fails.
+    shifted = np.where((array >= T11) & (array <= L5), array + 1, array)
+    report = evaluate(image_like(shifted, reference_verse), reference_verse)
+    s = report.summary
+    assert s["n_matched"] == 8 and s["kappa_linear"] < 0.9
+    assert s["identification_rate"] == pytest.approx(1 / 8)  # only the sacrum keeps its label
+
+
+def test_evaluate_resamples_reference_onto_prediction_grid(tptbox_labels):
+    """The TPTBox PIR mask against its own LPS reorientation: grids differ, the answer is still perfect."""
+    mask = sitk.ReadImage(str(tptbox_labels))
+    prediction = sitk.DICOMOrient(mask, "LPS")
+    report = evaluate(prediction, tptbox_labels)
+    assert any("resampled" in note for note in report.notes)
+    s = report.summary
+    assert s["n_reference"] == 3 and s["mean_dice"] == pytest.approx(1.0) and s["identification_rate"] == 1.0
+    rows = {r.name: r for r in report.vertebrae}
+    assert rows["L2"].reference_complete is False and rows["L3"].reference_complete is True
+
+
+def test_evaluate_input_errors(real_ct_reference, tmp_path):
+    with pytest.raises(InputImageError, match="does not exist"):
+        evaluate(tmp_path / "missing.nii.gz", real_ct_reference)
+    with pytest.raises(InputImageError, match="labels.nii.gz"):
+        evaluate(tmp_path, real_ct_reference)
+    with pytest.raises(ValueError, match="unknown label convention"):
+        evaluate(real_ct_reference, real_ct_reference, reference_convention="nnunet")
+
+
+def test_write_report(reference_verse, tmp_path):
+    array = sitk.GetArrayFromImage(reference_verse)
+    pred = np.where(array == L1, 0, array)
+    report = evaluate(image_like(pred, reference_verse), reference_verse)
+    paths = write_report(report, tmp_path / "eval")
+    assert {p.name for p in paths.values()} == {"evaluation.json", "evaluation.csv", "evaluation.png"}
+    document = json.loads(paths["json"].read_text())
+    assert document["summary"]["false_negatives"] == ["L1"]
+    l1 = next(v for v in document["vertebrae"] if v["name"] == "L1")
+    assert l1["dice"] == 0.0 and l1["assd_mm"] is None  # NaN written as null
+    with paths["csv"].open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["name"] for r in rows] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    assert float(rows[3]["dice"]) == 1.0
+    assert paths["png"].stat().st_size > 1000
+    before = paths["json"].read_bytes()
+    with pytest.raises(OutputExistsError, match="evaluation.json.*--overwrite"):
+        write_report(report, tmp_path / "eval")
+    assert paths["json"].read_bytes() == before
+    write_report(report, tmp_path / "eval", overwrite=True)

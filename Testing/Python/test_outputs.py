@@ -1,0 +1,311 @@
+"""Tests of SpineSegmentationLib.outputs on the real example CT and real VerSe masks.
+
+Data paths come from the fixtures of ``conftest.py`` (the shared real data beside the checkout). The result
+written here is built from the shipped reference segmentation of the example CT (TotalSegmentator
+numbering converted to VerSe), so every check compares against independently computed real values.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import matplotlib.image
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+from SpineSegmentationLib import anatomy, geometry
+from SpineSegmentationLib.errors import OutputExistsError
+from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
+from SpineSegmentationLib.outputs.centroids import ctd_entries, label_centroids_lps, orientation_codes, read_ctd
+from SpineSegmentationLib.outputs.qc_picture import display_grid
+from SpineSegmentationLib.result import LabelingAlternative, SpineSegmentationResult, Vertebra
+from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
+
+T11 = 18
+
+
+def result_from_labels(labels: sitk.Image, incomplete=(), message="") -> SpineSegmentationResult:
+    """A SpineSegmentationResult whose vertebrae are measured independently with numpy from ``labels``."""
+    array = sitk.GetArrayFromImage(labels)
+    voxel_volume = float(np.prod(labels.GetSpacing()))
+    vertebrae = []
+    for label in [int(v) for v in np.unique(array) if v != 0]:
+        kji = np.argwhere(array == label).mean(axis=0)
+        lps = np.array(labels.TransformContinuousIndexToPhysicalPoint([float(v) for v in kji[::-1]]))
+        vertebrae.append(
+            Vertebra(
+                label=label,
+                name=anatomy.vertebra_name(label),
+                complete=label not in incomplete,
+                p_complete=0.2 if label in incomplete else 0.9,
+                p_label=0.75,
+                label_regressed=float(min(label, 24)),
+                centroid_ras_mm=[float(v) for v in geometry.lps_to_ras(lps)],
+                volume_mm3=float((array == label).sum() * voxel_volume),
+                iterations=3,
+            )
+        )
+    vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])  # cranio-caudal
+    return SpineSegmentationResult(
+        labels=sitk.Cast(labels, sitk.sitkInt16),
+        vertebrae=vertebrae,
+        alternatives=[LabelingAlternative([v.label for v in vertebrae], 0.8, "best")],
+        run_info={"model_name": "spineseg-test", "model_version": "0.0.1", "device": "cpu",
+                  "seconds": {"traversal": 1.5}, "iterations": 3 * len(vertebrae)},
+        message=message or f"{len(vertebrae)} vertebrae",
+    )
+
+
+@pytest.fixture(scope="module")
+def example(real_ct, real_ct_reference):
+    image = sitk.ReadImage(str(real_ct))
+    reference = sitk.ReadImage(str(real_ct_reference))
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(reference), "totalseg"))
+    labels.CopyInformation(image)
+    return image, result_from_labels(labels, incomplete={T11})
+
+
+@pytest.fixture(scope="module")
+def written(example, real_ct, tmp_path_factory):
+    image, result = example
+    out = tmp_path_factory.mktemp("example_spineseg")
+    paths = write_outputs(result, image, out, input_path=real_ct)
+    return image, result, paths
+
+
+def assert_same_geometry(a: sitk.Image, b: sitk.Image):
+    assert a.GetSize() == b.GetSize()
+    np.testing.assert_allclose(a.GetSpacing(), b.GetSpacing(), rtol=1e-6)
+    np.testing.assert_allclose(a.GetOrigin(), b.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(a.GetDirection(), b.GetDirection(), atol=1e-6)
+
+
+def test_all_five_files_and_label_map_round_trip(written):
+    image, result, paths = written
+    assert set(paths) == set(OUTPUT_FILES)
+    for key, path in paths.items():
+        assert path.is_file() and path.name == OUTPUT_FILES[key] and path.stat().st_size > 0
+    assert not list(paths["labels"].parent.glob(".tmp-*"))  # no temporary leftovers
+    labels = sitk.ReadImage(str(paths["labels"]))
+    assert labels.GetPixelID() == sitk.sitkInt16
+    assert_same_geometry(labels, image)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(labels), sitk.GetArrayFromImage(result.labels))
+
+
+def test_seg_nrrd_read_back_with_slicerio(written):
+    image, result, paths = written
+    seg = slicerio.read_segmentation(str(paths["segmentation"]))
+    names = [s["name"] for s in seg["segments"]]
+    assert names == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    for segment, vertebra in zip(seg["segments"], result.vertebrae):
+        term = vertebra_terminology(vertebra.label)
+        assert segment["labelValue"] == vertebra.label
+        np.testing.assert_allclose(segment["color"], term.color_rgb, atol=1e-4)
+        assert segment["terminology"]["category"] == ["SCT", "123037004", "Anatomical Structure"]
+        assert segment["terminology"]["type"] == list(term.type)
+        assert "anatomicRegion" not in segment["terminology"]
+        tags = segment["tags"]
+        assert tags["SpineSegmentation.Complete"] == ("false" if vertebra.label == T11 else "true")
+        assert float(tags["SpineSegmentation.PComplete"]) == pytest.approx(vertebra.p_complete, abs=1e-4)
+        assert float(tags["SpineSegmentation.PLabel"]) == pytest.approx(vertebra.p_label, abs=1e-4)
+        assert int(tags["SpineSegmentation.Label"]) == vertebra.label
+        # The extent is the segment's voxel bounding box.
+        ijk = np.argwhere(seg["voxels"] == vertebra.label)
+        assert segment["extent"] == [v for axis in range(3) for v in (ijk[:, axis].min(), ijk[:, axis].max())]
+    l1 = next(s for s in seg["segments"] if s["name"] == "L1")
+    assert l1["terminology"]["type"] == ["SCT", "66794005", "L1 vertebra"]
+    # Voxels ([i, j, k]) and geometry equal the input's.
+    np.testing.assert_array_equal(seg["voxels"], sitk.GetArrayFromImage(result.labels).transpose(2, 1, 0))
+    ijk_to_lps = np.array(seg["ijkToLPS"])
+    for ijk in ([0, 0, 0], [121, 0, 0], [3, 50, 111]):
+        expected = image.TransformIndexToPhysicalPoint(ijk)
+        np.testing.assert_allclose(ijk_to_lps @ [*ijk, 1.0], [*expected, 1.0], atol=1e-4)
+    # The raw header holds the project's TerminologyEntry tag verbatim, in 3D Slicer's format.
+    header = paths["segmentation"].read_bytes()[:20000].decode("latin-1")
+    for vertebra in result.vertebrae:
+        assert f"TerminologyEntry:{slicer_terminology_entry(vertebra.label)}|" in header
+    assert "~SCT^123037004^Anatomical Structure~SCT^66794005^L1 vertebra~^^~Anatomic codes - DICOM master list~^^~^^|" \
+        in header
+    assert "space: left-posterior-superior" in header
+
+
+def test_seg_nrrd_transitional_vertebrae_keep_region(tmp_path):
+    """T13 and L6 (no SNOMED CT concept of their own) keep their level name and the spine region."""
+    image = sitk.Image([20, 20, 30], sitk.sitkInt16)
+    image.SetSpacing([1.0, 1.0, 2.0])
+    array = np.zeros((30, 20, 20), np.int16)
+    array[2:8, 5:15, 5:15] = 25  # L6
+    array[12:18, 5:15, 5:15] = 24  # L5
+    array[22:28, 5:15, 5:15] = 28  # T13
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(image)
+    result = result_from_labels(labels)
+    paths = write_outputs(result, image, tmp_path)
+    segments = {s["name"]: s for s in slicerio.read_segmentation(str(paths["segmentation"]))["segments"]}
+    assert set(segments) == {"T13", "L5", "L6"}
+    assert segments["T13"]["terminology"]["anatomicRegion"] == ["SCT", "122495006", "Thoracic spine"]
+    assert segments["L6"]["terminology"]["anatomicRegion"] == ["SCT", "122496007", "Lumbar spine"]
+    assert segments["L6"]["terminology"]["type"] == list(vertebra_terminology(25).type)
+    assert segments["L6"]["labelValue"] == 25 and segments["T13"]["labelValue"] == 28
+
+
+def test_vertebrae_json(written):
+    image, result, paths = written
+    doc = json.loads(paths["vertebrae"].read_text())
+    assert [v["name"] for v in doc["vertebrae"]] == [v.name for v in result.vertebrae]
+    keys = {"label", "name", "complete", "p_complete", "p_label", "centroid_ras_mm", "volume_mm3",
+            "label_regressed", "iterations", "edited"}
+    centroids = label_centroids_lps(result.labels)
+    for entry in doc["vertebrae"]:
+        assert keys <= set(entry)
+        assert entry["complete"] is (entry["label"] != T11)
+        np.testing.assert_allclose(entry["centroid_ras_mm"], geometry.lps_to_ras(centroids[entry["label"]]), atol=1e-3)
+    l3 = next(e for e in doc["vertebrae"] if e["name"] == "L3")
+    assert l3["volume_mm3"] == pytest.approx(2335 * 27.0)  # 2335 voxels of 3 mm (TS label 29)
+    assert doc["run"]["model_name"] == "spineseg-test" and doc["run"]["seconds"] == {"traversal": 1.5}
+    assert doc["alternatives"][0]["names"][0] == "T11"
+    assert doc["message"] == result.message
+    assert doc["input"]["size"] == [122, 101, 112] and doc["input"]["spacing"] == [3.0, 3.0, 3.0]
+    assert doc["input"]["orientation"] == "RAS"
+    assert doc["input"]["path"].endswith("example_ct.nii.gz")
+
+
+def test_ctd_round_trip_on_example(written):
+    image, result, paths = written
+    entries = json.loads(paths["centroids"].read_text())
+    assert entries[0] == {"direction": ["R", "A", "S"]}  # the image's own axis codes (direction -1, -1, 1)
+    assert [e["label"] for e in entries[1:]] == [18, 19, 20, 21, 22, 23, 24, 26]
+    labels = sitk.ReadImage(str(paths["labels"]))
+    back = read_ctd(paths["centroids"], labels)
+    array = sitk.GetArrayFromImage(labels)
+    for label, lps in back.items():
+        kji = np.argwhere(array == label).mean(axis=0)  # independent numpy centroid
+        expected = labels.TransformContinuousIndexToPhysicalPoint([float(v) for v in kji[::-1]])
+        np.testing.assert_allclose(lps, expected, atol=3.0 * 1e-3)
+
+
+def test_ctd_convention_matches_real_verse_files(verse_masks_dir):
+    verse = verse_masks_dir
+    # C1 of sub-gl003: the VerSe ctd file's centroid equals the mask's voxel centroid (to its 0.1 rounding).
+    mask = sitk.ReadImage(str(verse / "sub-gl003" / "sub-gl003_dir-ax_seg-vert_msk.nii.gz"))
+    ours = ctd_entries(mask)
+    theirs = json.loads((verse / "sub-gl003" / "sub-gl003_dir-ax_seg-subreg_ctd.json").read_text())
+    assert ours[0] == theirs[0] == {"direction": ["L", "P", "S"]}
+    c1_ours, c1_theirs = ours[1], theirs[1]
+    assert c1_ours["label"] == c1_theirs["label"] == 1
+    for axis in "XYZ":
+        assert c1_ours[axis] == pytest.approx(c1_theirs[axis], abs=0.051)
+    # sub-verse010 is a PIR image: same codes as the file, and the file's (vertebral-body) centroids lie within
+    # 20 mm of our whole-vertebra centroids once both are read with the same convention.
+    mask = sitk.ReadImage(str(verse / "sub-verse010" / "sub-verse010_seg-vert_msk.nii.gz"))
+    ctd_file = verse / "sub-verse010" / "sub-verse010_seg-subreg_ctd.json"
+    assert ctd_entries(mask)[0] == json.loads(ctd_file.read_text())[0] == {"direction": ["P", "I", "R"]}
+    theirs = read_ctd(ctd_file, mask)
+    ours = label_centroids_lps(mask)
+    assert set(theirs) == set(ours) == {20, 21, 22, 23, 24}
+    for label in ours:
+        assert np.linalg.norm(theirs[label] - ours[label]) < 20.0
+
+
+def test_ctd_round_trip_real_mask_and_reoriented_reader(verse_masks_dir, tmp_path):
+    mask = sitk.ReadImage(str(verse_masks_dir / "sub-verse004" / "sub-verse004_seg-vert_msk.nii.gz"))  # oblique PIR
+    path = tmp_path / "ctd.json"
+    path.write_text(json.dumps(ctd_entries(mask)))
+    array = sitk.GetArrayFromImage(mask)
+    back = read_ctd(path, mask)
+    for label in (16, 20, 24):
+        kji = np.argwhere(array == label).mean(axis=0)
+        expected = mask.TransformContinuousIndexToPhysicalPoint([float(v) for v in kji[::-1]])
+        np.testing.assert_allclose(back[label], expected, atol=3e-3)
+    # The same file read against the mask reoriented to LPS still gives the same physical points.
+    lps_mask = sitk.DICOMOrient(mask, "LPS")
+    assert orientation_codes(lps_mask) == ["L", "P", "S"]
+    back_lps = read_ctd(path, lps_mask)
+    for label in (16, 20, 24):
+        np.testing.assert_allclose(back_lps[label], back[label], atol=1e-3)
+
+
+def test_existing_output_refused_before_anything_is_written(example, tmp_path):
+    image, result = example
+    user_file = tmp_path / "qc.png"
+    user_file.write_bytes(b"user's picture")
+    with pytest.raises(OutputExistsError, match=r"qc\.png.*--overwrite.*-o"):
+        write_outputs(result, image, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["qc.png"]  # nothing else written
+    assert user_file.read_bytes() == b"user's picture"
+    paths = write_outputs(result, image, tmp_path, overwrite=True)
+    assert matplotlib.image.imread(str(paths["qc"])).ndim == 3
+
+
+def test_input_image_never_overwritten(example, real_ct, tmp_path):
+    image, result = example
+    ct_copy = tmp_path / "labels.nii.gz"  # an input that happens to carry an output's name
+    shutil.copy(real_ct, ct_copy)
+    before = ct_copy.read_bytes()
+    with pytest.raises(OutputExistsError, match="input image"):
+        write_outputs(result, image, tmp_path, overwrite=True, input_path=ct_copy)
+    assert ct_copy.read_bytes() == before
+
+
+def test_labels_off_the_input_grid_rejected(example, tmp_path):
+    image, result = example
+    shifted = sitk.Image(result.labels)
+    shifted.SetOrigin([v + 1.0 for v in image.GetOrigin()])
+    bad = SpineSegmentationResult(labels=shifted, vertebrae=result.vertebrae)
+    with pytest.raises(ValueError, match="not on the input image's grid"):
+        write_outputs(bad, image, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_empty_result_writes_all_files(example, tmp_path):
+    image, _ = example
+    empty = sitk.Image(image.GetSize(), sitk.sitkInt16)
+    empty.CopyInformation(image)
+    result = SpineSegmentationResult(labels=empty, vertebrae=[], message="no spine found in the image")
+    paths = write_outputs(result, image, tmp_path)
+    assert all(p.is_file() for p in paths.values())
+    seg = slicerio.read_segmentation(str(paths["segmentation"]))
+    assert seg["segments"] == [] and seg["voxels"].shape == image.GetSize() and not seg["voxels"].any()
+    doc = json.loads(paths["vertebrae"].read_text())
+    assert doc["vertebrae"] == [] and doc["message"] == "no spine found in the image"
+    assert json.loads(paths["centroids"].read_text()) == [{"direction": ["R", "A", "S"]}]
+    assert not sitk.GetArrayFromImage(sitk.ReadImage(str(paths["labels"]))).any()
+    assert matplotlib.image.imread(str(paths["qc"])).shape[0] > 300
+
+
+def test_qc_picture_independent_of_voxel_order(example, tmp_path):
+    """The same anatomy stored with another axis order/direction (LIP instead of RAS) gives the same picture."""
+    image, result = example
+    image_lip = sitk.DICOMOrient(image, "LIP")
+    labels_lip = sitk.DICOMOrient(result.labels, "LIP")
+    assert orientation_codes(image_lip) == ["L", "I", "P"]
+    reoriented = SpineSegmentationResult(labels_lip, result.vertebrae, result.alternatives, result.run_info,
+                                         result.message)
+    a = write_outputs(result, image, tmp_path / "ras")["qc"]
+    b = write_outputs(reoriented, image_lip, tmp_path / "lip")["qc"]
+    grid = display_grid(image_lip)
+    assert grid.GetDirection() == (1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0)
+    pixels_a, pixels_b = matplotlib.image.imread(str(a)), matplotlib.image.imread(str(b))
+    assert pixels_a.shape == pixels_b.shape
+    assert np.abs(pixels_a - pixels_b).mean() < 0.005
+    # And the ctd of the reoriented labels gives the same physical centroids.
+    ctd_ras = read_ctd(a.parent / "centroids_ctd.json", result.labels)
+    ctd_lip = read_ctd(b.parent / "centroids_ctd.json", labels_lip)
+    for label in ctd_ras:
+        np.testing.assert_allclose(ctd_lip[label], ctd_ras[label], atol=1e-2)
+
+
+def test_qc_picture_on_pir_crop(tptbox_ct, tptbox_labels, tmp_path):
+    """The TPTBox crop (PIR, 1.5 mm; L2 and L4 cut by the crop) draws with hatched incomplete vertebrae."""
+    image = sitk.ReadImage(str(tptbox_ct))
+    mask = sitk.ReadImage(str(tptbox_labels))
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(mask), "verse"))
+    labels.CopyInformation(image)
+    result = result_from_labels(labels, incomplete={21, 23})
+    assert [v.name for v in result.vertebrae] == ["L2", "L3", "L4"]
+    paths = write_outputs(result, image, tmp_path)
+    picture = matplotlib.image.imread(str(paths["qc"]))
+    assert picture.ndim == 3 and picture.shape[1] > picture.shape[0] * 0.8
