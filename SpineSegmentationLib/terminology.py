@@ -1,10 +1,19 @@
 """SNOMED CT terminology and colours of vertebra segments (DICOM / 3D Slicer terminology).
 
 Each VerSe label maps to a segment name, a colour and a coded (category, type) pair as used by DICOM SEG and
-Slicer's terminology (category "Anatomical Structure", SCT 123037004; types from the DICOM anatomic-region
-context groups). L6 and T13 have no SNOMED CT concept of their own: they are coded with the generic
-"Lumbar vertebra" / "Thoracic vertebra" concept and keep their level in the segment name (documented
-fallback, see README).
+3D Slicer's terminology:
+
+- category: SCT 123037004 "Anatomical Structure" (DICOM CID 7150, as in Slicer's terminology lists);
+- type, C1..L5: DICOM CID 7603 "Vertebra" (SCT codes of each level, e.g. T11 = 12989004);
+- type, sacrum: SCT 54735007 "Sacrum";
+- L6 and T13 have no SNOMED CT concept of their own: they are coded as SCT 51282000 "Vertebra" (DICOM CID
+  6114) with the anatomic region SCT 122496007 "Lumbar spine" / SCT 122495006 "Thoracic spine" (DICOM
+  CID 7304) and keep their level in the segment name (documented fallback).
+
+:func:`slicer_terminology_entry` serialises an entry in the format of 3D Slicer's segment tag
+``TerminologyEntry`` (``vtkSlicerTerminologiesModuleLogic::SerializeTerminologyEntry``), and
+:func:`terminology_context` builds the ``.term.json`` context file that the Slicer module ships so that the
+codes are selectable in Slicer's terminology selector. No Slicer import is needed for either.
 """
 
 from __future__ import annotations
@@ -15,8 +24,20 @@ from .anatomy import VERSE_NAMES, vertebra_name
 
 SCHEME = "SCT"
 CATEGORY = (SCHEME, "123037004", "Anatomical Structure")
+#: Generic type of L6/T13 (DICOM CID 6114 "Vertebra").
+GENERIC_VERTEBRA = (SCHEME, "51282000", "Vertebra")
+#: Anatomic region of the generic type (DICOM CID 7304 "Lumbar Spine" / "Thoracic Spine").
+_FALLBACK_REGION: dict[int, tuple[str, str, str]] = {
+    25: (SCHEME, "122496007", "Lumbar spine"),  # L6
+    28: (SCHEME, "122495006", "Thoracic spine"),  # T13
+}
 
-# VerSe label -> (SNOMED CT code, code meaning)
+#: Name of the terminology context in the shipped ``.term.json`` (3D Slicer "SegmentationCategoryTypeContextName").
+TERMINOLOGY_CONTEXT_NAME = "Segmentation category and type - SpineSegmentation"
+#: 3D Slicer's built-in anatomic context (used for the region of L6/T13).
+ANATOMIC_CONTEXT_NAME = "Anatomic codes - DICOM master list"
+
+# VerSe label -> (SNOMED CT code, code meaning); C1..L5 as DICOM CID 7603 "Vertebra".
 _SNOMED: dict[int, tuple[str, str]] = {
     1: ("14806007", "C1 vertebra"),
     2: ("39976000", "C2 vertebra"),
@@ -35,16 +56,16 @@ _SNOMED: dict[int, tuple[str, str]] = {
     15: ("11068009", "T8 vertebra"),
     16: ("82687006", "T9 vertebra"),
     17: ("7610001", "T10 vertebra"),
-    18: ("12989008", "T11 vertebra"),
+    18: ("12989004", "T11 vertebra"),
     19: ("23215003", "T12 vertebra"),
     20: ("66794005", "L1 vertebra"),
     21: ("14293000", "L2 vertebra"),
     22: ("36470004", "L3 vertebra"),
     23: ("11994002", "L4 vertebra"),
     24: ("49668003", "L5 vertebra"),
-    25: ("122496007", "Lumbar vertebra"),  # L6: no specific concept (fallback)
+    25: GENERIC_VERTEBRA[1:],  # L6: no specific concept (fallback, region "Lumbar spine")
     26: ("54735007", "Sacrum"),
-    28: ("122495006", "Thoracic vertebra"),  # T13: no specific concept (fallback)
+    28: GENERIC_VERTEBRA[1:],  # T13: no specific concept (fallback, region "Thoracic spine")
 }
 
 
@@ -57,7 +78,9 @@ class VertebraTerminology:
         category: (coding scheme, code value, code meaning) of the category.
         type: (coding scheme, code value, code meaning) of the type.
         color_rgb: colour, three floats in [0, 1].
-        fallback: True for L6/T13, whose type is the generic region concept.
+        fallback: True for L6/T13, whose type is the generic "Vertebra" concept.
+        region: (coding scheme, code value, code meaning) of the anatomic region, or None; set for L6
+            ("Lumbar spine") and T13 ("Thoracic spine") only.
     """
 
     name: str
@@ -65,6 +88,7 @@ class VertebraTerminology:
     type: tuple[str, str, str]
     color_rgb: tuple[float, float, float]
     fallback: bool = False
+    region: tuple[str, str, str] | None = None
 
 
 def _color(label: int) -> tuple[float, float, float]:
@@ -88,8 +112,91 @@ def vertebra_terminology(label: int) -> VertebraTerminology:
         category=CATEGORY,
         type=(SCHEME, code, meaning),
         color_rgb=_color(int(label)),
-        fallback=int(label) in (25, 28),
+        fallback=int(label) in _FALLBACK_REGION,
+        region=_FALLBACK_REGION.get(int(label)),
     )
+
+
+def _coded(code: tuple[str, str, str] | None) -> str:
+    """``scheme^value^meaning`` (empty ``^^`` for no code), the coded-entry format of Slicer's tag."""
+    if code is None:
+        return "^^"
+    scheme, value, meaning = code
+    for part in code:
+        if "~" in part or "^" in part or "|" in part:
+            raise ValueError(f"code part {part!r} contains a separator character (~ ^ |) of the terminology tag")
+    return f"{scheme}^{value}^{meaning}"
+
+
+def slicer_terminology_entry(label: int) -> str:
+    """3D Slicer ``TerminologyEntry`` segment tag of a VerSe label.
+
+    The format is that of ``vtkSlicerTerminologiesModuleLogic::SerializeTerminologyEntry`` (Slicer 5.x):
+    ``context~category~type~typeModifier~anatomicContext~region~regionModifier`` with each code as
+    ``scheme^value^meaning``, e.g. for L1::
+
+        Segmentation category and type - SpineSegmentation~SCT^123037004^Anatomical Structure~
+        SCT^66794005^L1 vertebra~^^~Anatomic codes - DICOM master list~^^~^^
+
+    (one line, no breaks). Set it with ``segment.SetTag(segment.GetTerminologyEntryTagName(), entry)``.
+
+    Raises:
+        ValueError: for a label that is not a vertebra.
+    """
+    term = vertebra_terminology(label)
+    return "~".join(
+        [
+            TERMINOLOGY_CONTEXT_NAME,
+            _coded(term.category),
+            _coded(term.type),
+            _coded(None),
+            ANATOMIC_CONTEXT_NAME,
+            _coded(term.region),
+            _coded(None),
+        ]
+    )
+
+
+def terminology_context() -> dict:
+    """The 3D Slicer terminology context (``.term.json`` document) of all vertebra types.
+
+    One category (Anatomical Structure) with one type per distinct code: C1..L5, sacrum and the generic
+    "Vertebra" used for L6/T13 (its region is chosen per segment). ``recommendedDisplayRGBValue`` is the
+    colour of :func:`vertebra_terminology` in 0..255 (the generic type takes the L6 colour).
+    Schema: ``https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/segment-context-schema.json``.
+    """
+    types: list[dict] = []
+    seen: set[str] = set()
+    for label in ALL_LABELS:
+        term = vertebra_terminology(label)
+        scheme, value, meaning = term.type
+        if value in seen:
+            continue
+        seen.add(value)
+        types.append(
+            {
+                "CodingSchemeDesignator": scheme,
+                "CodeValue": value,
+                "CodeMeaning": meaning,
+                "recommendedDisplayRGBValue": [int(round(255 * c)) for c in term.color_rgb],
+            }
+        )
+    scheme, value, meaning = CATEGORY
+    return {
+        "SegmentationCategoryTypeContextName": TERMINOLOGY_CONTEXT_NAME,
+        "@schema": "https://raw.githubusercontent.com/qiicr/dcmqi/master/doc/segment-context-schema.json#",
+        "SegmentationCodes": {
+            "Category": [
+                {
+                    "CodingSchemeDesignator": scheme,
+                    "CodeValue": value,
+                    "CodeMeaning": meaning,
+                    "showAnatomy": True,
+                    "Type": types,
+                }
+            ]
+        },
+    }
 
 
 ALL_LABELS = tuple(sorted(VERSE_NAMES))

@@ -1,0 +1,485 @@
+"""3D Slicer module "Spine Segmentation": segment, label and check completeness of every vertebra in a CT.
+
+An adapter (STYLE.md): the CT volume node is written to a file, the ``SpineSegmentationLib`` command line
+runs in a separate process (``PythonSlicer -m SpineSegmentationLib.cli segment ...``), and its output
+folder becomes a segmentation (one coded segment per vertebra), a centroid point list and a results
+table. The helpers live in ``SpineSegmentationModuleLib/`` (one concern per file); the method is in
+``SpineSegmentationLib`` (Lessmann et al. 2019, Sekuboyina et al. 2017).
+"""
+
+import importlib.util
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import ctk
+import qt
+import slicer
+import vtk
+from MRMLCorePython import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.i18n import tr as _
+from slicer.i18n import translate
+from slicer.parameterNodeWrapper import Choice, Default, parameterNodeWrapper
+from slicer.ScriptedLoadableModule import (
+    ScriptedLoadableModule,
+    ScriptedLoadableModuleLogic,
+    ScriptedLoadableModuleTest,
+    ScriptedLoadableModuleWidget,
+)
+from slicer.util import VTKObservationMixin
+
+from SpineSegmentationModuleLib import dependencies
+from SpineSegmentationModuleLib.command import DEVICES, ProgressEvent, default_model_dir, library_root
+from SpineSegmentationModuleLib.logic import (
+    SegmentationCancelledError,
+    SegmentationProcessError,
+    SegmentationRun,
+    SpineSegmentationProcessLogic,
+)
+from SpineSegmentationModuleLib.mrml_import import ImportedResults, segment_tag
+from SpineSegmentationModuleLib.runner import ProcessRunner
+
+#: The module's terminology context (category/type codes of every vertebra), loaded into Slicer's
+#: Terminologies module so that the segments' codes are listed in the terminology selector.
+TERMINOLOGY_FILE = "Terminology/SegmentationCategoryTypeModifier-SpineSegmentation.term.json"
+
+
+def ensureLibraryImportable() -> Path:
+    """Make ``import SpineSegmentationLib`` work in this Slicer process and return the folder that holds it.
+
+    In the installed extension the package lies beside this file, which Slicer already puts on ``sys.path``;
+    in a source checkout it lies one folder up, which is appended to ``sys.path`` once.
+    """
+    root = library_root(Path(__file__).resolve().parent)
+    if importlib.util.find_spec("SpineSegmentationLib") is None:
+        sys.path.append(str(root))
+    return root
+
+
+#
+# SpineSegmentation
+#
+
+
+class SpineSegmentation(ScriptedLoadableModule):
+    """Module description shown in Slicer (ScriptedLoadableModule, see Slicer's scripted module template)."""
+
+    def __init__(self, parent):
+        ScriptedLoadableModule.__init__(self, parent)
+        self.parent.title = _("Spine Segmentation")
+        self.parent.categories = [translate("qSlicerAbstractCoreModule", "Segmentation")]
+        self.parent.dependencies = ["Segmentations", "Markups", "Terminologies"]
+        self.parent.contributors = ["SpineSegmentation contributors"]
+        self.parent.helpText = _(
+            "Segments every vertebra of a CT, names it by level (C1-L5, T13, L6, sacrum) and flags vertebrae "
+            "that are cut by the image border (incomplete). Results: a segmentation with one SNOMED CT coded "
+            "segment per vertebra, a point list of vertebra centroids and a results table. "
+            "Click a row of the table to centre the slice views on that vertebra."
+        )
+        self.parent.acknowledgementText = _(
+            "Method: N. Lessmann et al., Iterative fully convolutional neural networks for automatic vertebra "
+            "segmentation and identification, Medical Image Analysis 53 (2019); spine localization after "
+            "A. Sekuboyina et al. (2017)."
+        )
+
+
+#
+# SpineSegmentationParameterNode
+#
+
+
+@parameterNodeWrapper
+class SpineSegmentationParameterNode:
+    """The parameters of the module (bound to the .ui widgets through their SlicerParameterName).
+
+    inputVolume - CT volume (HU) to segment.
+    outputSegmentation - segmentation to fill; None = create a new one (a non-empty one is never changed).
+    device - "auto" (GPU when available), "GPU" or "CPU".
+    modelFolder - model folder (model.json + weights); the shipped model by default.
+    """
+
+    inputVolume: vtkMRMLScalarVolumeNode
+    outputSegmentation: vtkMRMLSegmentationNode
+    device: Annotated[str, Choice(list(DEVICES)), Default("auto")]
+    modelFolder: Path
+
+
+#
+# SpineSegmentationWidget
+#
+
+
+class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
+    """GUI: inputs, Apply/Cancel, progress, and the vertebra table (click a row to jump to that vertebra)."""
+
+    #: Milliseconds between two reads of the process output.
+    POLL_INTERVAL_MS = 100
+    #: Progress bar range (fraction 0..1 is shown with 0.1 % steps).
+    PROGRESS_STEPS = 1000
+
+    def __init__(self, parent=None) -> None:
+        ScriptedLoadableModuleWidget.__init__(self, parent)
+        VTKObservationMixin.__init__(self)  # needed for parameter node observation
+        self.logic = None
+        self._parameterNode = None
+        self._parameterNodeGuiTag = None
+        self._run: Optional[SegmentationRun] = None
+        self._runInput = None
+        self._runOutput = None
+        self._results: Optional[ImportedResults] = None
+        self._pollTimer = None
+
+    def setup(self) -> None:
+        ScriptedLoadableModuleWidget.setup(self)
+        uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineSegmentation.ui"))
+        self.layout.addWidget(uiWidget)
+        self.ui = slicer.util.childWidgetVariables(uiWidget)
+        uiWidget.setMRMLScene(slicer.mrmlScene)
+
+        self.logic = SpineSegmentationLogic()
+
+        self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.ui.progressBar.setMaximum(self.PROGRESS_STEPS)
+        self.ui.progressBar.hide()
+        self._pollTimer = qt.QTimer()
+        self._pollTimer.setInterval(self.POLL_INTERVAL_MS)
+        self._pollTimer.connect("timeout()", self._onPollTimer)
+
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
+        self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.vertebraTable.connect("cellClicked(int,int)", self.onVertebraClicked)
+
+        self.initializeParameterNode()
+
+    def cleanup(self) -> None:
+        """Called when the application closes and the module widget is destroyed."""
+        self._cancelRun()
+        self.removeObservers()
+
+    def enter(self) -> None:
+        self.initializeParameterNode()
+
+    def exit(self) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+
+    def onSceneStartClose(self, caller, event) -> None:
+        self._cancelRun()  # the input volume is about to disappear
+        self.setParameterNode(None)
+        self._results = None
+        self.ui.vertebraTable.setRowCount(0)
+
+    def onSceneEndClose(self, caller, event) -> None:
+        if self.parent.isEntered:
+            self.initializeParameterNode()
+
+    def initializeParameterNode(self) -> None:
+        self.setParameterNode(self.logic.getParameterNode())
+        if not self._parameterNode.inputVolume:
+            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
+            if firstVolumeNode:
+                self._parameterNode.inputVolume = firstVolumeNode
+        if str(self._parameterNode.modelFolder) in ("", "."):
+            self._parameterNode.modelFolder = self.logic.defaultModelDir
+
+    def setParameterNode(self, inputParameterNode: Optional[SpineSegmentationParameterNode]) -> None:
+        if self._parameterNode:
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._parameterNode = inputParameterNode
+        if self._parameterNode:
+            # The .ui file sets the dynamic property "SlicerParameterName" on each connected widget.
+            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+        self._checkCanApply()
+
+    def _checkCanApply(self, caller=None, event=None) -> None:
+        if self._run is not None:
+            self.ui.applyButton.text = _("Cancel")
+            self.ui.applyButton.toolTip = _("Stop the segmentation; nothing is added to the scene")
+            self.ui.applyButton.enabled = True
+        elif self._parameterNode and self._parameterNode.inputVolume:
+            self.ui.applyButton.text = _("Apply")
+            self.ui.applyButton.toolTip = _("Segment, label and check completeness of every vertebra")
+            self.ui.applyButton.enabled = True
+        else:
+            self.ui.applyButton.text = _("Apply")
+            self.ui.applyButton.toolTip = _("Select a CT volume")
+            self.ui.applyButton.enabled = False
+
+    # Run control
+
+    def onApplyButton(self) -> None:
+        """Apply starts the run; while it runs the same button cancels it."""
+        if self._run is not None:
+            self._cancelRun()
+            self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
+            if not self.logic.setupPythonRequirements():
+                self.ui.statusLabel.text = _("The required Python packages are not installed; nothing was run.")
+                return
+            parameters = self._parameterNode
+            self._runInput = parameters.inputVolume
+            self._runOutput = parameters.outputSegmentation
+            self._run = self.logic.startSegmentation(parameters.inputVolume, parameters.device, self._modelFolder())
+            self._setRunning(True)
+            self._pollTimer.start()
+
+    def _modelFolder(self) -> Optional[Path]:
+        folder = self._parameterNode.modelFolder
+        return None if str(folder) in ("", ".") else Path(folder)
+
+    def _setRunning(self, running: bool) -> None:
+        self.ui.progressBar.setVisible(running)
+        self.ui.progressBar.setValue(0)
+        self.ui.progressBar.setFormat(_("starting...") if running else "%p%")
+        for widget in (self.ui.inputsCollapsibleButton, self.ui.outputsCollapsibleButton,
+                       self.ui.advancedCollapsibleButton):
+            widget.enabled = not running
+        if running:
+            self.ui.statusLabel.text = ""
+        self._checkCanApply()
+
+    def _onProgress(self, event: ProgressEvent) -> None:
+        self.ui.progressBar.setValue(int(round(event.fraction * self.PROGRESS_STEPS)))
+        self.ui.progressBar.setFormat(event.text().replace("%", "%%") + "  (%p%)")
+
+    def _onPollTimer(self) -> None:
+        if self._run is None:
+            self._pollTimer.stop()
+            return
+        try:
+            outputDir = self._run.poll(self._onProgress)
+            if outputDir is None:
+                return  # still running
+            self._pollTimer.stop()
+            results = self.logic.loadResults(outputDir, self._runInput, self._runOutput)
+            self._showResults(results)
+        except SegmentationCancelledError:
+            self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
+        except (SegmentationProcessError, ValueError) as error:
+            self.ui.statusLabel.text = _("Segmentation failed; see the error message.")
+            slicer.util.errorDisplay(_("Segmentation failed:") + f"\n{error}")
+        finally:
+            if self._run is not None and not self._run.running:
+                self._finishRun()
+
+    def _cancelRun(self) -> None:
+        if self._run is not None:
+            self._run.cancel()
+            self._finishRun()
+
+    def _finishRun(self) -> None:
+        if self._pollTimer is not None:
+            self._pollTimer.stop()
+        run, self._run = self._run, None
+        if run is not None:
+            run.cleanup()
+        self._setRunning(False)
+
+    # Results
+
+    def _showResults(self, results: ImportedResults) -> None:
+        self._results = results
+        self._parameterNode.outputSegmentation = results.segmentation_node
+        results.segmentation_node.CreateClosedSurfaceRepresentation()
+        table = self.ui.vertebraTable
+        table.setRowCount(len(results.vertebrae))
+        for row, v in enumerate(results.vertebrae):
+            cells = [v.name, _("yes") if v.complete else _("INCOMPLETE"), f"{v.p_label:.2f}",
+                     f"{v.volume_mm3 / 1000.0:.1f}"]
+            for column, text in enumerate(cells):
+                item = qt.QTableWidgetItem(text)
+                if not v.complete:
+                    font = item.font()
+                    font.setItalic(True)
+                    item.setFont(font)
+                    item.setToolTip(_("Incompletely visible: cut by the border of the image"))
+                table.setItem(row, column, item)
+        table.resizeColumnsToContents()
+        lines = [results.message] if results.message else []
+        lines.append(_("{count} vertebrae.").format(count=len(results.vertebrae)))
+        if results.incomplete:
+            lines.append(_("Incomplete (cut by the image border): {names}.").format(names=", ".join(results.incomplete)))
+        lines += results.warnings
+        self.ui.statusLabel.text = "\n".join(lines)
+
+    def onVertebraClicked(self, row: int, column: int) -> None:
+        """Centre the slice views on the centroid of the vertebra in ``row``."""
+        if self._results is None:
+            return
+        centroids = self._results.centroids_node
+        if not slicer.mrmlScene.IsNodePresent(centroids) or row >= centroids.GetNumberOfControlPoints():
+            return
+        position = [0.0, 0.0, 0.0]
+        centroids.GetNthControlPointPositionWorld(row, position)
+        slicer.modules.markups.logic().JumpSlicesToLocation(position[0], position[1], position[2], True)
+
+
+#
+# SpineSegmentationLogic
+#
+
+
+class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
+    """Batch API of the module; no GUI, no dialogs (except the optional package installation prompt).
+
+    Example (Slicer Python console)::
+
+        logic = slicer.util.getModuleLogic("SpineSegmentation")   # or SpineSegmentation.SpineSegmentationLogic()
+        results = logic.process(getNode("CT"))
+        print(results.segmentation_node.GetName(), results.incomplete)
+
+    ``process`` runs the pipeline in a separate process and blocks; ``startSegmentation`` returns a
+    :class:`~SpineSegmentationModuleLib.logic.SegmentationRun` to poll (what the widget does);
+    ``loadResults`` imports an existing output folder.
+
+    Args:
+        runnerFactory: makes the process runner (default: ``ProcessRunner``); inject another to test or to
+            run the command elsewhere.
+    """
+
+    def __init__(self, runnerFactory=ProcessRunner) -> None:
+        ScriptedLoadableModuleLogic.__init__(self)
+        libraryDir = ensureLibraryImportable()
+        self.processLogic = SpineSegmentationProcessLogic(runnerFactory=runnerFactory, libraryDir=libraryDir)
+        self.defaultModelDir = default_model_dir(libraryDir)
+        self._loadTerminology()
+
+    def getParameterNode(self):
+        return SpineSegmentationParameterNode(super().getParameterNode())
+
+    @staticmethod
+    def _loadTerminology() -> None:
+        terminologiesLogic = slicer.modules.terminologies.logic()
+        path = Path(__file__).resolve().parent / "Resources" / TERMINOLOGY_FILE
+        from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
+
+        if not terminologiesLogic.IsTerminologyContextLoaded(TERMINOLOGY_CONTEXT_NAME):
+            if terminologiesLogic.LoadTerminologyFromFile(str(path)) != TERMINOLOGY_CONTEXT_NAME:
+                logging.warning(f"SpineSegmentation: the terminology file {path} could not be loaded; segments keep "
+                                "their codes but Slicer's terminology selector will not list them")
+
+    @staticmethod
+    def setupPythonRequirements(confirm=None) -> bool:
+        """Install missing Python packages after the user agrees; False when declined (see dependencies.py)."""
+        return dependencies.install_missing(confirm)
+
+    def startSegmentation(self, inputVolume, device: str = "auto", model: Optional[Path] = None,
+                          outputDir: Optional[Path] = None) -> SegmentationRun:
+        """Start the pipeline on ``inputVolume`` in a separate process; returns at once (see processLogic)."""
+        return self.processLogic.startSegmentation(inputVolume, device, model, outputDir)
+
+    def loadResults(self, outputDir, inputVolume, outputSegmentation=None, overwrite: bool = False) -> ImportedResults:
+        """Build segmentation, centroid and table nodes from an output folder.
+
+        Raises:
+            ValueError: damaged folder or results not on ``inputVolume``'s grid; the scene is unchanged.
+        """
+        return self.processLogic.loadResults(outputDir, inputVolume, outputSegmentation, overwrite)
+
+    def process(self, inputVolume, outputSegmentation=None, device: str = "auto", model: Optional[Path] = None,
+                overwrite: bool = False, outputDir: Optional[Path] = None, progress=None) -> ImportedResults:
+        """Segment, label and classify the vertebrae of ``inputVolume``; blocks until done.
+
+        Args:
+            inputVolume: CT volume node (HU).
+            outputSegmentation: segmentation to fill (None = new; a non-empty one only with ``overwrite``).
+            device: "auto", "GPU" or "CPU".
+            model: model folder (None = the shipped model).
+            overwrite: replace the segments of a non-empty ``outputSegmentation``.
+            outputDir: keep the output files there (None = temporary folder, deleted afterwards).
+            progress: called with each ProgressEvent; returning False cancels.
+
+        Raises:
+            ValueError: bad input, device or output folder.
+            SegmentationProcessError: the pipeline failed (the message quotes its error).
+            SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
+        """
+        return self.processLogic.process(inputVolume, outputSegmentation, device, model, overwrite, outputDir,
+                                         progress)
+
+
+#
+# SpineSegmentationTest
+#
+
+
+def exampleCtPath() -> Path:
+    """The real example CT (TotalSegmentator's example_ct.nii.gz, 3 mm, T11 sliver to S1).
+
+    Looked for in ``Testing/Data/`` of the source tree, then in the shared data folder next to the checkout.
+
+    Raises:
+        ValueError: naming the places searched when the file is in none of them.
+    """
+    moduleDir = Path(__file__).resolve().parent
+    candidates = [
+        moduleDir.parent / "Testing" / "Data" / "example_ct.nii.gz",
+        moduleDir.parent.parent / "shared" / "data" / "ct" / "totalsegmentator_example" / "example_ct.nii.gz",
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ValueError("example_ct.nii.gz not found; looked in: " + ", ".join(str(c) for c in candidates))
+
+
+class SpineSegmentationTest(ScriptedLoadableModuleTest):
+    """In-Slicer tests: the whole pipeline on the real example CT with the shipped model, and Cancel."""
+
+    def setUp(self):
+        slicer.mrmlScene.Clear()
+
+    def runTest(self):
+        self.setUp()
+        self.test_ProcessExampleCT()
+        self.setUp()
+        self.test_CancelLeavesSceneUnchanged()
+
+    def test_ProcessExampleCT(self):
+        from SpineSegmentationLib.anatomy import verse_label
+        from SpineSegmentationLib.terminology import slicer_terminology_entry
+
+        self.delayDisplay("Segmenting the example CT")
+        volume = slicer.util.loadVolume(str(exampleCtPath()))
+        logic = SpineSegmentationLogic()
+        self.assertTrue(logic.setupPythonRequirements(confirm=lambda text: True))
+        results = logic.process(volume, device="auto")
+
+        segmentation = results.segmentation_node.GetSegmentation()
+        names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+        self.assertEqual(names, [v.name for v in results.vertebrae])
+        self.assertTrue({"L1", "L2", "L3", "L4", "L5"} <= set(names), f"lumbar levels missing in {names}")
+        tagName = slicer.vtkSegment.GetTerminologyEntryTagName()
+        for i, name in enumerate(names):
+            segment = segmentation.GetNthSegment(i)
+            label = verse_label(name)
+            self.assertEqual(segment.GetLabelValue(), label)
+            self.assertEqual(segment_tag(segment, tagName), slicer_terminology_entry(label))
+            complete = segment_tag(segment, "SpineSegmentation.Complete")
+            self.assertIn(complete, ("true", "false"))
+        if "T11" in names:  # only a sliver of T11 is in the image
+            self.assertIn("T11", results.incomplete)
+        self.assertEqual(results.centroids_node.GetNumberOfControlPoints(), len(names))
+        self.assertEqual(results.table_node.GetNumberOfRows(), len(names))
+        self.delayDisplay("Test passed")
+
+    def test_CancelLeavesSceneUnchanged(self):
+        volume = slicer.util.loadVolume(str(exampleCtPath()))
+        nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
+        logic = SpineSegmentationLogic()
+        run = logic.startSegmentation(volume)
+        run.cancel()
+        with self.assertRaises(SegmentationCancelledError):
+            while run.poll() is None:
+                slicer.app.processEvents()
+        workDir = run.workDir
+        run.cleanup()
+        self.assertFalse(workDir.exists())
+        self.assertEqual(slicer.mrmlScene.GetNumberOfNodes(), nodesBefore)
+        self.delayDisplay("Test passed")

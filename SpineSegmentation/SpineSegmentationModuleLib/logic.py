@@ -1,0 +1,245 @@
+"""The module's logic without GUI: run the pipeline on a volume node and import its results.
+
+:class:`SpineSegmentationProcessLogic` is what ``SpineSegmentation.SpineSegmentationLogic`` (the Slicer
+``ScriptedLoadableModuleLogic``) builds on; it needs only the MRML classes, so it also runs with the PyPI
+``slicer-core`` package. Batch use inside Slicer::
+
+    import SpineSegmentation
+    logic = SpineSegmentation.SpineSegmentationLogic()
+    results = logic.process(getNode("CT"), device="auto")        # blocks; progress is logged
+    print([s for s in results.incomplete])                        # e.g. ['T11']
+
+Asynchronous use (what the widget does): ``run = logic.startSegmentation(volume)``, then call
+``run.poll(onProgress)`` from a timer until it returns the output folder, ``run.cancel()`` on Cancel, and
+``logic.loadResults(run.outputDir, volume)`` at the end.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from collections import deque
+from pathlib import Path
+from typing import Callable, Optional
+
+from .command import (
+    ProgressEvent,
+    RESULT_STAGE,
+    find_python,
+    library_root,
+    parse_progress_line,
+    process_environment,
+    segment_command,
+)
+from .mrml_import import ImportedResults, import_output_folder
+from .runner import ProcessRunner
+
+#: File name of the input volume written for the process (NRRD keeps the geometry exactly, LPS).
+INPUT_FILE = "input.nrrd"
+#: Lines of the process output quoted in an error message.
+ERROR_LINES = 12
+
+
+class SegmentationProcessError(RuntimeError):
+    """The segmentation process failed; the message quotes its last output lines."""
+
+
+class SegmentationCancelledError(RuntimeError):
+    """The segmentation was cancelled; nothing was added to the scene."""
+
+
+def export_volume(volume_node, path: Path) -> Path:
+    """Write a scalar volume node to ``path`` (``.nrrd``) without touching the scene or the node's own storage.
+
+    Raises:
+        ValueError: the node is not a scalar (CT) volume with 3D single-component image data, or it cannot
+            be written.
+    """
+    if volume_node is None or not volume_node.IsA("vtkMRMLScalarVolumeNode") or volume_node.IsA(
+        "vtkMRMLLabelMapVolumeNode"
+    ):
+        raise ValueError("the input must be a scalar volume node (a CT in HU), not a labelmap or another node type")
+    image = volume_node.GetImageData()
+    if image is None or image.GetNumberOfScalarComponents() != 1 or min(image.GetDimensions()) < 2:
+        raise ValueError(
+            f"volume {volume_node.GetName()!r} is not a 3D single-component image; select a CT volume"
+        )
+    import slicer
+
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetUseCompression(False)
+    if not storage.WriteData(volume_node):
+        raise ValueError(f"cannot write the input volume to {path}; check free disk space in the temporary folder")
+    return Path(path)
+
+
+class SegmentationRun:
+    """One run of the CLI on an exported volume; poll it from a timer or wait for it.
+
+    Attributes:
+        workDir: temporary folder holding the exported input and (unless given) the output folder.
+        outputDir: where the CLI writes its outputs.
+        lastEvent: the last progress event received, or None.
+    """
+
+    def __init__(self, runner, args: list[str], env: dict, cwd: str, workDir: Path, outputDir: Path):
+        self._runner = runner
+        self.workDir = workDir
+        self.outputDir = outputDir
+        self.lastEvent: Optional[ProgressEvent] = None
+        self._cancelled = False
+        self._logLines: deque = deque(maxlen=ERROR_LINES)  # output that is not a progress line (errors, warnings)
+        self._runner.start(args, env=env, cwd=cwd)
+
+    @property
+    def running(self) -> bool:
+        return self._runner.running
+
+    def _onLine(self, onProgress):
+        def handle(line: str) -> None:
+            event = parse_progress_line(line)
+            if event is None:
+                self._logLines.append(line)
+                logging.info("SpineSegmentation: %s", line)
+                return
+            self.lastEvent = event
+            if onProgress is not None and event.stage != RESULT_STAGE:
+                onProgress(event)
+
+        return handle
+
+    def _finish(self, code: int) -> Path:
+        if self._cancelled:
+            raise SegmentationCancelledError("the segmentation was cancelled; nothing was added to the scene")
+        if code != 0:
+            tail = "\n".join(self._logLines) or "(no error output)"
+            raise SegmentationProcessError(f"the segmentation process failed (exit status {code}):\n{tail}")
+        return self.outputDir
+
+    def poll(self, onProgress: Optional[Callable[[ProgressEvent], None]] = None) -> Optional[Path]:
+        """Deliver new progress events; return the output folder once the run succeeded, else None.
+
+        Raises:
+            SegmentationProcessError: the process ended with an error (its last output lines are quoted).
+            SegmentationCancelledError: :meth:`cancel` was called.
+        """
+        code = self._runner.poll(self._onLine(onProgress))
+        return None if code is None else self._finish(code)
+
+    def wait(self, onProgress: Optional[Callable[[ProgressEvent], Optional[bool]]] = None) -> Path:
+        """Block until the run ends and return the output folder. ``onProgress`` returning False cancels.
+
+        Raises:
+            SegmentationProcessError, SegmentationCancelledError: as :meth:`poll`.
+        """
+
+        def progress(event: ProgressEvent) -> None:
+            if onProgress is not None and onProgress(event) is False:
+                self.cancel()
+
+        code = self._runner.wait(self._onLine(progress))
+        return self._finish(code)
+
+    def cancel(self) -> None:
+        """Kill the process (and its children) now; the scene is not touched."""
+        self._cancelled = True
+        self._runner.kill()
+
+    def cleanup(self) -> None:
+        """Delete the temporary folder (the exported input and, if it is inside, the outputs)."""
+        if self._runner.running:
+            self.cancel()
+        if self.workDir.exists():
+            shutil.rmtree(self.workDir)
+
+
+class SpineSegmentationProcessLogic:
+    """Run ``SpineSegmentationLib.cli segment`` on a volume node in a separate process and import the results.
+
+    Args:
+        scene: MRML scene to put the results in; None = ``slicer.mrmlScene`` (looked up when needed).
+        runnerFactory: makes the process runner (default :class:`~.runner.ProcessRunner`); inject another
+            implementation to run the CLI differently (e.g. remotely).
+        python: interpreter for the CLI; None = ``PythonSlicer`` inside Slicer, else the current one.
+        libraryDir: folder holding ``SpineSegmentationLib``; None = found next to the module.
+    """
+
+    def __init__(self, scene=None, runnerFactory: Callable[[], object] = ProcessRunner, python: Optional[str] = None,
+                 libraryDir: Optional[Path] = None):
+        self._scene = scene
+        self.runnerFactory = runnerFactory
+        self.python = python or find_python()
+        self.libraryDir = Path(libraryDir) if libraryDir is not None else library_root()
+
+    @property
+    def scene(self):
+        if self._scene is None:
+            import slicer
+
+            return slicer.mrmlScene
+        return self._scene
+
+    def startSegmentation(self, inputVolume, device: str = "auto", model: Optional[Path] = None,
+                          outputDir: Optional[Path] = None) -> SegmentationRun:
+        """Export ``inputVolume`` to a temporary ``.nrrd`` and start the CLI on it; returns at once.
+
+        Args:
+            inputVolume: ``vtkMRMLScalarVolumeNode`` with the CT (HU).
+            device: "auto", "GPU" or "CPU" (or the CLI's "auto"/"cuda"/"cpu").
+            model: model folder; None = the shipped default model.
+            outputDir: output folder for the CLI; None = a new folder inside the temporary folder. The CLI
+                refuses to overwrite existing outputs there.
+
+        Raises:
+            ValueError: bad input volume or device (nothing is started).
+            OSError: the interpreter cannot be started.
+        """
+        workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-"))
+        try:
+            inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
+            outputDir = Path(outputDir) if outputDir is not None else workDir / "output"
+            args = segment_command(self.python, inputPath, outputDir, device, model)
+            env = process_environment(self.libraryDir)
+            return SegmentationRun(self.runnerFactory(), args, env, str(self.libraryDir), workDir, outputDir)
+        except BaseException:
+            shutil.rmtree(workDir, ignore_errors=True)
+            raise
+
+    def loadResults(self, outputDir, inputVolume, outputSegmentation=None, overwrite: bool = False) -> ImportedResults:
+        """Build segmentation, centroids and table nodes from an output folder (see :mod:`.mrml_import`).
+
+        Raises:
+            ValueError: damaged folder, or results not on ``inputVolume``'s grid; the scene is unchanged.
+        """
+        return import_output_folder(self.scene, outputDir, inputVolume, outputSegmentation, overwrite)
+
+    def process(self, inputVolume, outputSegmentation=None, device: str = "auto", model: Optional[Path] = None,
+                overwrite: bool = False, outputDir: Optional[Path] = None,
+                progress: Optional[Callable[[ProgressEvent], Optional[bool]]] = None) -> ImportedResults:
+        """Segment, label and classify the vertebrae of ``inputVolume``; blocks until done.
+
+        Args:
+            inputVolume: CT volume node (HU).
+            outputSegmentation: segmentation node to fill (None = new); see :meth:`loadResults`.
+            device: "auto", "GPU" or "CPU".
+            model: model folder (None = shipped default).
+            overwrite: replace the segments of a non-empty ``outputSegmentation``.
+            outputDir: keep the CLI's output files there (None = temporary, deleted afterwards).
+            progress: called with each :class:`~.command.ProgressEvent`; returning False cancels.
+
+        Returns:
+            :class:`~.mrml_import.ImportedResults` (segmentation, centroids, table, vertebrae, warnings).
+
+        Raises:
+            ValueError: bad input, device, or output folder.
+            SegmentationProcessError: the CLI failed (message quotes its error).
+            SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
+        """
+        run = self.startSegmentation(inputVolume, device, model, outputDir)
+        try:
+            folder = run.wait(progress or (lambda event: logging.info("SpineSegmentation: %s", event.text())))
+            return self.loadResults(folder, inputVolume, outputSegmentation, overwrite)
+        finally:
+            run.cleanup()

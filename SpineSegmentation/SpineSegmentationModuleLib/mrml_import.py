@@ -1,0 +1,268 @@
+"""Build Slicer nodes from a pipeline output folder: segmentation, centroid markups, results table.
+
+Needs only the MRML classes (3D Slicer, or the PyPI ``slicer-core`` package) and VTK; no application, no
+Qt. All coordinates are RAS millimetres, as Slicer shows them.
+
+What :func:`import_output_folder` builds:
+
+- a ``vtkMRMLSegmentationNode`` whose reference geometry is the input volume
+  (``SetReferenceImageGeometryParameterFromVolumeNode``), one segment per vertebra in one shared labelmap
+  layer (segment ID and name = level, label value = VerSe number, voxels from ``labels.nii.gz``), coloured
+  and SNOMED CT coded through the ``TerminologyEntry`` tag (:func:`SpineSegmentationLib.terminology.
+  slicer_terminology_entry`), with tags ``SpineSegmentation.Label``, ``.Complete``, ``.PComplete``,
+  ``.PLabel`` and ``.Edited``; incomplete vertebrae are drawn as outlines in 2D and translucent in 3D;
+- a ``vtkMRMLMarkupsFiducialNode`` with one control point per vertebra at its centroid, labelled by level
+  (description "incomplete" for incomplete vertebrae);
+- a ``vtkMRMLTableNode``: Level, Label, Complete, Confidence (p_label), P(complete), Volume (cm3), one row
+  per vertebra in the order of the control points.
+
+A segmentation that already has segments is never changed unless ``overwrite=True``: a new node is made
+and a warning says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import slicer
+import vtk
+
+from .output_folder import OutputFolder, VertebraRecord, read_output_folder
+
+#: Prefix of the module's own segment tags (the same names as in ``segmentation.seg.nrrd``).
+TAG_PREFIX = "SpineSegmentation."
+#: Display of incompletely visible vertebrae: outline only in slice views, translucent in 3D.
+INCOMPLETE_OPACITY_2D_FILL = 0.0
+INCOMPLETE_OPACITY_3D = 0.3
+#: Description of the control point of an incompletely visible vertebra.
+INCOMPLETE_DESCRIPTION = "incomplete"
+#: Geometry tolerances between labels.nii.gz and the input volume: fraction of the smallest spacing
+#: (origin) and absolute tolerance on the IJK-to-RAS matrix columns relative to the spacing.
+GEOMETRY_TOLERANCE = 1e-3
+#: Node reference roles linking the segmentation to its centroids and table.
+CENTROIDS_REFERENCE_ROLE = "SpineSegmentationCentroids"
+TABLE_REFERENCE_ROLE = "SpineSegmentationTable"
+#: Table columns (name, unit).
+TABLE_COLUMNS = (("Level", ""), ("Label", ""), ("Complete", ""), ("Confidence", ""), ("P(complete)", ""),
+                 ("Volume", "cm3"))
+
+
+@dataclass
+class ImportedResults:
+    """The nodes :func:`import_output_folder` made or filled, and what the user should be told."""
+
+    segmentation_node: "slicer.vtkMRMLSegmentationNode"
+    centroids_node: "slicer.vtkMRMLMarkupsFiducialNode"
+    table_node: "slicer.vtkMRMLTableNode"
+    vertebrae: list[VertebraRecord]
+    message: str = ""
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def incomplete(self) -> list[str]:
+        """Names of the incompletely visible vertebrae."""
+        return [v.name for v in self.vertebrae if not v.complete]
+
+
+def segment_tag(segment, name: str) -> Optional[str]:
+    """Value of a segment tag, or None when the segment has no such tag."""
+    value = vtk.reference("")
+    return str(value) if segment.GetTag(name, value) else None
+
+
+def _matrix(node) -> np.ndarray:
+    m = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def read_label_volume(path: Path) -> "slicer.vtkMRMLLabelMapVolumeNode":
+    """Read a label map file into a labelmap volume node that is not added to any scene.
+
+    Raises:
+        ValueError: if the file cannot be read.
+    """
+    node = slicer.vtkMRMLLabelMapVolumeNode()
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    storage.SetSingleFile(True)
+    if not storage.ReadData(node) or node.GetImageData() is None:
+        raise ValueError(f"cannot read the label map {path}; the output folder is damaged, run the segmentation again")
+    return node
+
+
+def check_same_grid(label_node, volume_node, label_path: Path) -> None:
+    """Raise ValueError unless the label map lies on the input volume's voxel grid (size and IJK-to-RAS)."""
+    if volume_node is None or volume_node.GetImageData() is None:
+        raise ValueError("the input volume has no image data; load a CT volume first")
+    if label_node.GetImageData().GetDimensions() != volume_node.GetImageData().GetDimensions():
+        raise ValueError(
+            f"{label_path} has {label_node.GetImageData().GetDimensions()} voxels but the input volume "
+            f"{volume_node.GetName()!r} has {volume_node.GetImageData().GetDimensions()}; load the results with the "
+            "volume that was segmented"
+        )
+    a, b = _matrix(label_node), _matrix(volume_node)
+    spacing = np.linalg.norm(b[:3, :3], axis=0)
+    tol = GEOMETRY_TOLERANCE * float(spacing.min())
+    if not (np.allclose(a[:3, :3], b[:3, :3], atol=tol) and np.allclose(a[:3, 3], b[:3, 3], atol=tol)):
+        raise ValueError(
+            f"{label_path} is not on the grid of the input volume {volume_node.GetName()!r} (origin, spacing or "
+            "axis directions differ); load the results with the volume that was segmented"
+        )
+
+
+def _label_values(label_node) -> set[int]:
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    values = np.unique(vtk_to_numpy(label_node.GetImageData().GetPointData().GetScalars()))
+    return {int(v) for v in values} - {0}
+
+
+def _terminology(label: int):
+    from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
+
+    return vertebra_terminology(label), slicer_terminology_entry(label)
+
+
+def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bool, warnings: list[str]):
+    name = f"{input_volume.GetName()} vertebrae"
+    if output_segmentation is not None and output_segmentation.GetSegmentation().GetNumberOfSegments() > 0:
+        if overwrite:
+            output_segmentation.GetSegmentation().RemoveAllSegments()
+            return output_segmentation
+        warnings.append(
+            f"segmentation {output_segmentation.GetName()!r} already has segments and was left unchanged; the results "
+            f"are in the new segmentation {name!r} (pass overwrite=True to replace its segments)"
+        )
+        output_segmentation = None
+    if output_segmentation is None:
+        output_segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    return output_segmentation
+
+
+def _fill_segments(segmentation_node, label_node, vertebrae: list[VertebraRecord]) -> None:
+    segmentation = segmentation_node.GetSegmentation()
+    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    segmentation.SetSourceRepresentationName(binary)
+    layer = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(label_node)
+    display = segmentation_node.GetDisplayNode()
+    for v in vertebrae:
+        term, entry = _terminology(v.label)
+        segment = slicer.vtkSegment()
+        segment.SetName(v.name)
+        segment.SetColor(*term.color_rgb)
+        segment.AddRepresentation(binary, layer)  # one shared layer: the voxels of this segment = its label value
+        segment.SetLabelValue(int(v.label))
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), entry)
+        segment.SetTag(TAG_PREFIX + "Label", str(int(v.label)))
+        segment.SetTag(TAG_PREFIX + "Complete", "true" if v.complete else "false")
+        segment.SetTag(TAG_PREFIX + "PComplete", f"{v.p_complete:.4f}")
+        segment.SetTag(TAG_PREFIX + "PLabel", f"{v.p_label:.4f}")
+        segment.SetTag(TAG_PREFIX + "Edited", "true" if v.edited else "false")
+        if not segmentation.AddSegment(segment, v.name):
+            raise ValueError(f"segment {v.name!r} could not be added to {segmentation_node.GetName()!r}")
+        if not v.complete and display is not None:
+            display.SetSegmentOpacity2DFill(v.name, INCOMPLETE_OPACITY_2D_FILL)
+            display.SetSegmentOpacity3D(v.name, INCOMPLETE_OPACITY_3D)
+
+
+def _centroids(scene, name: str, vertebrae: list[VertebraRecord]):
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
+    node.CreateDefaultDisplayNodes()
+    for v in vertebrae:
+        index = node.AddControlPoint([float(c) for c in v.centroid_ras_mm], v.name)
+        if not v.complete:
+            node.SetNthControlPointDescription(index, INCOMPLETE_DESCRIPTION)
+    node.SetLocked(True)  # centroids are results: keep them from being dragged by accident
+    return node
+
+
+def _table(scene, name: str, vertebrae: list[VertebraRecord]):
+    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    level, label, complete = vtk.vtkStringArray(), vtk.vtkIntArray(), vtk.vtkStringArray()
+    confidence, p_complete, volume = vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()
+    columns = (level, label, complete, confidence, p_complete, volume)
+    for array, (column, _) in zip(columns, TABLE_COLUMNS):
+        array.SetName(column)
+    for v in vertebrae:
+        level.InsertNextValue(v.name)
+        label.InsertNextValue(int(v.label))
+        complete.InsertNextValue("yes" if v.complete else "no")
+        confidence.InsertNextValue(round(v.p_label, 4))
+        p_complete.InsertNextValue(round(v.p_complete, 4))
+        volume.InsertNextValue(round(v.volume_mm3 / 1000.0, 2))
+    for array, (column, unit) in zip(columns, TABLE_COLUMNS):
+        node.AddColumn(array)
+        if unit:
+            node.SetColumnUnitLabel(column, unit)
+    node.SetColumnDescription("Confidence", "probability of the level label (Lessmann et al. 2019, section 3.4)")
+    node.SetColumnDescription("P(complete)", "probability that the vertebra is completely visible (section 3.5)")
+    if hasattr(node, "SetUseColumnTitleAsColumnHeader"):  # Slicer >= 5.7; the older name is deprecated there
+        node.SetUseColumnTitleAsColumnHeader(True)
+    else:
+        node.SetUseColumnNameAsColumnHeader(True)
+    node.SetLocked(True)
+    return node
+
+
+def import_output_folder(
+    scene,
+    output_dir,
+    input_volume,
+    output_segmentation=None,
+    overwrite: bool = False,
+) -> ImportedResults:
+    """Build the segmentation, centroid and table nodes of an output folder in ``scene``.
+
+    Args:
+        scene: the MRML scene (``slicer.mrmlScene`` in the application).
+        output_dir: folder written by ``spineseg segment`` (``labels.nii.gz`` + ``vertebrae.json``).
+        input_volume: the ``vtkMRMLScalarVolumeNode`` that was segmented; the label map must lie on its grid.
+            New nodes are placed under its parent transform, if any.
+        output_segmentation: segmentation node to fill, or None for a new one. One that already has segments
+            is only emptied and refilled with ``overwrite=True``; otherwise a new node is made and
+            :attr:`ImportedResults.warnings` says so.
+        overwrite: replace the segments of ``output_segmentation``.
+
+    Returns:
+        The nodes, the vertebrae (cranio-caudal order), the run message and warnings.
+
+    Raises:
+        ValueError: the folder is incomplete or damaged, the label map is not on the input volume's grid, or
+            label map and ``vertebrae.json`` disagree (a labelled vertebra without entry or the reverse). The
+            scene is unchanged when this is raised.
+    """
+    folder: OutputFolder = read_output_folder(output_dir)
+    label_node = read_label_volume(folder.labels_path)
+    check_same_grid(label_node, input_volume, folder.labels_path)
+    listed = {v.label for v in folder.vertebrae}
+    present = _label_values(label_node)
+    if present != listed:
+        raise ValueError(
+            f"{folder.labels_path} and vertebrae.json disagree: labels only in the label map {sorted(present - listed)}, "
+            f"only in vertebrae.json {sorted(listed - present)}; the output folder is damaged"
+        )
+    for v in folder.vertebrae:
+        _terminology(v.label)  # raises ValueError for a non-vertebra label before the scene is touched
+
+    warnings: list[str] = []
+    segmentation_node = _output_segmentation(scene, input_volume, output_segmentation, overwrite, warnings)
+    segmentation_node.CreateDefaultDisplayNodes()
+    segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(input_volume)
+    _fill_segments(segmentation_node, label_node, folder.vertebrae)
+
+    base = input_volume.GetName()
+    centroids_node = _centroids(scene, f"{base} vertebra centroids", folder.vertebrae)
+    table_node = _table(scene, f"{base} vertebrae table", folder.vertebrae)
+    transform = input_volume.GetParentTransformNode()
+    for node in (segmentation_node, centroids_node):
+        node.SetAndObserveTransformNodeID(transform.GetID() if transform is not None else None)
+    segmentation_node.SetNodeReferenceID(CENTROIDS_REFERENCE_ROLE, centroids_node.GetID())
+    segmentation_node.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table_node.GetID())
+    for warning in warnings:
+        logging.warning(warning)
+    return ImportedResults(segmentation_node, centroids_node, table_node, folder.vertebrae, folder.message, warnings)

@@ -1,0 +1,455 @@
+"""The Slicer module's logic on real MRML classes (PyPI ``slicer-core``), without the Slicer application.
+
+The output folder is made the way the pipeline makes it (``SpineSegmentationLib.outputs.write_outputs``) from
+the real reference labels of the example CT (TotalSegmentator numbering converted to VerSe), so the nodes the
+logic builds are checked against values computed independently from that file: segment voxels, centroids,
+SNOMED CT codes (DICOM CID 7603), completeness (T11 is a sliver at the top edge of the image).
+
+The process side runs real child processes: the real CLI (its error path, while no model is shipped) and a
+small Python child that prints progress lines and sleeps (Cancel).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import slicerio
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO_ROOT / "SpineSegmentation"
+sys.path.insert(0, str(MODULE_DIR))
+
+import slicer  # noqa: E402  (slicer-core from PyPI: the MRML classes without the application)
+import vtk  # noqa: E402
+from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+
+from SpineSegmentationLib import anatomy  # noqa: E402
+from SpineSegmentationLib.outputs import write_outputs  # noqa: E402
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra  # noqa: E402
+from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME, vertebra_terminology  # noqa: E402
+from SpineSegmentationModuleLib.command import ProgressEvent, parse_progress_line, segment_command  # noqa: E402
+from SpineSegmentationModuleLib.logic import (  # noqa: E402
+    SegmentationCancelledError,
+    SegmentationProcessError,
+    SegmentationRun,
+    SpineSegmentationProcessLogic,
+    export_volume,
+)
+from SpineSegmentationModuleLib.mrml_import import (  # noqa: E402
+    INCOMPLETE_OPACITY_2D_FILL,
+    TAG_PREFIX,
+    segment_tag,
+)
+from SpineSegmentationModuleLib.runner import ProcessRunner  # noqa: E402
+
+TERM_JSON = MODULE_DIR / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-SpineSegmentation.term.json"
+T11 = 18
+#: Levels of the example CT's reference, cranio-caudal.
+EXPECTED_NAMES = ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+#: SNOMED CT codes written independently of terminology.py: DICOM PS3.16 CID 7603 "Vertebra" (C1..L5) and
+#: SCT 54735007 "Sacrum".
+EXPECTED_SCT = {"T11": "12989004", "T12": "23215003", "L1": "66794005", "L2": "14293000", "L3": "36470004",
+                "L4": "11994002", "L5": "49668003", "S": "54735007"}
+
+
+# ---------------------------------------------------------------------------------------------------------
+# fixtures: the real CT, its reference as a pipeline output folder, a scene with the CT as a volume node
+
+
+@pytest.fixture(scope="module")
+def verse_labels(real_ct_reference) -> sitk.Image:
+    """The reference labels of the example CT in VerSe numbers, on the CT's grid."""
+    reference = sitk.ReadImage(str(real_ct_reference))
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(reference), "totalseg"))
+    labels.CopyInformation(reference)
+    return labels
+
+
+def centroids_ras(labels: sitk.Image) -> dict[int, np.ndarray]:
+    """Label -> centroid in RAS mm, computed with numpy + SimpleITK (LPS) from the label image."""
+    array = sitk.GetArrayFromImage(labels)
+    out = {}
+    for label in [int(v) for v in np.unique(array) if v]:
+        kji = np.argwhere(array == label).mean(axis=0)
+        lps = np.array(labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji[::-1]]))
+        out[label] = lps * np.array([-1.0, -1.0, 1.0])
+    return out
+
+
+@pytest.fixture(scope="module")
+def output_folder(tmp_path_factory, real_ct, real_ct_image, verse_labels) -> Path:
+    """A pipeline output folder written by write_outputs from the reference labels (T11 incomplete)."""
+    array = sitk.GetArrayFromImage(verse_labels)
+    voxel_mm3 = float(np.prod(verse_labels.GetSpacing()))
+    centroids = centroids_ras(verse_labels)
+    vertebrae = []
+    for label in sorted(centroids):
+        complete = label != T11
+        vertebrae.append(Vertebra(
+            label=label, name=anatomy.vertebra_name(label), complete=complete,
+            p_complete=0.97 if complete else 0.08, p_label=0.9, label_regressed=float(label),
+            centroid_ras_mm=[float(c) for c in centroids[label]],
+            volume_mm3=float((array == label).sum()) * voxel_mm3, iterations=3,
+        ))
+    result = SpineSegmentationResult(labels=verse_labels, vertebrae=vertebrae, message="reference labels")
+    folder = tmp_path_factory.mktemp("spineseg") / "out"
+    write_outputs(result, real_ct_image, folder, input_path=real_ct)
+    return folder
+
+
+def load_volume(scene, path: Path):
+    """Read a volume file into a scalar volume node with Slicer's storage node (as Slicer loads it)."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", path.name.split(".")[0])
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node) == 1, f"Slicer could not read {path}"
+    return node
+
+
+@pytest.fixture()
+def scene():
+    return slicer.vtkMRMLScene()
+
+
+@pytest.fixture()
+def ct_node(scene, real_ct):
+    return load_volume(scene, real_ct)
+
+
+@pytest.fixture()
+def logic(scene):
+    return SpineSegmentationProcessLogic(scene=scene, libraryDir=REPO_ROOT)
+
+
+@pytest.fixture()
+def loaded(logic, output_folder, ct_node):
+    return logic.loadResults(output_folder, ct_node)
+
+
+def ijk_to_ras(matrix_node_or_image) -> np.ndarray:
+    m = vtk.vtkMatrix4x4()
+    if hasattr(matrix_node_or_image, "GetIJKToRASMatrix"):
+        matrix_node_or_image.GetIJKToRASMatrix(m)
+    else:
+        matrix_node_or_image.GetImageToWorldMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def segment_voxels(segment) -> tuple[np.ndarray, np.ndarray]:
+    """(I, J, K) indices (N, 3) of a segment's voxels in its labelmap layer, and the layer's IJK->RAS matrix."""
+    image = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    dims = image.GetDimensions()
+    extent = image.GetExtent()
+    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    kji = np.argwhere(values == segment.GetLabelValue())
+    ijk = kji[:, ::-1] + np.array([extent[0], extent[2], extent[4]])
+    return ijk, ijk_to_ras(image)
+
+
+def segment_names(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# loadResults: segments, terminology, completeness, centroids, table
+
+
+def test_one_segment_per_vertebra_named_and_coloured(loaded, ct_node):
+    node = loaded.segmentation_node
+    assert segment_names(node) == EXPECTED_NAMES
+    segmentation = node.GetSegmentation()
+    for name in EXPECTED_NAMES:
+        segment = segmentation.GetSegment(name)
+        label = anatomy.verse_label(name)
+        assert segment.GetLabelValue() == label
+        assert segment.GetColor() == pytest.approx(vertebra_terminology(label).color_rgb, abs=1e-6)
+    # geometry reference = the input volume
+    reference = node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    assert reference == slicer.vtkSegmentationConverter.SerializeImageGeometry(
+        slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(ct_node))
+
+
+def test_segments_hold_exactly_the_reference_voxels(loaded, ct_node, verse_labels):
+    reference = sitk.GetArrayFromImage(verse_labels)  # [k, j, i]
+    volume_ras = ijk_to_ras(ct_node)
+    for name in EXPECTED_NAMES:
+        segment = loaded.segmentation_node.GetSegmentation().GetSegment(name)
+        ijk, layer_ras = segment_voxels(segment)
+        np.testing.assert_allclose(layer_ras, volume_ras, atol=1e-4)
+        expected = np.argwhere(reference == anatomy.verse_label(name))[:, ::-1]
+        assert {tuple(v) for v in ijk} == {tuple(v) for v in expected}, name
+
+
+def test_terminology_tags_carry_the_snomed_codes(loaded):
+    terminologies = slicer.vtkSlicerTerminologiesModuleLogic()
+    assert terminologies.LoadTerminologyFromFile(str(TERM_JSON)) == TERMINOLOGY_CONTEXT_NAME
+    tag = slicer.vtkSegment.GetTerminologyEntryTagName()
+    for name in EXPECTED_NAMES:
+        segment = loaded.segmentation_node.GetSegmentation().GetSegment(name)
+        entry = slicer.vtkSlicerTerminologyEntry()
+        assert slicer.vtkSlicerTerminologiesModuleLogic.DeserializeTerminologyEntry(segment_tag(segment, tag), entry)
+        assert entry.GetTerminologyContextName() == TERMINOLOGY_CONTEXT_NAME
+        category, type_ = entry.GetCategoryObject(), entry.GetTypeObject()
+        assert (category.GetCodingSchemeDesignator(), category.GetCodeValue()) == ("SCT", "123037004")
+        assert (type_.GetCodingSchemeDesignator(), type_.GetCodeValue()) == ("SCT", EXPECTED_SCT[name])
+        # the shipped .term.json lists this type, so Slicer's terminology selector finds it
+        assert terminologies.UpdateEntryFromLoadedTerminologies(entry, [TERMINOLOGY_CONTEXT_NAME], [])
+
+
+def test_t11_is_incomplete_and_drawn_as_outline(loaded):
+    assert loaded.incomplete == ["T11"]
+    segmentation = loaded.segmentation_node.GetSegmentation()
+    display = loaded.segmentation_node.GetDisplayNode()
+    for name in EXPECTED_NAMES:
+        segment = segmentation.GetSegment(name)
+        assert segment_tag(segment, TAG_PREFIX + "Complete") == ("false" if name == "T11" else "true")
+        assert segment_tag(segment, TAG_PREFIX + "Label") == str(anatomy.verse_label(name))
+        assert float(segment_tag(segment, TAG_PREFIX + "PLabel")) == pytest.approx(0.9)
+        fill = display.GetSegmentOpacity2DFill(name)
+        assert (fill == INCOMPLETE_OPACITY_2D_FILL) == (name == "T11")
+    markups = loaded.centroids_node
+    descriptions = [markups.GetNthControlPointDescription(i) for i in range(markups.GetNumberOfControlPoints())]
+    assert descriptions == ["incomplete"] + [""] * (len(EXPECTED_NAMES) - 1)
+
+
+def test_centroid_markups_within_one_voxel_of_the_segment_centroids(loaded, ct_node):
+    markups = loaded.centroids_node
+    assert markups.GetNumberOfControlPoints() == len(EXPECTED_NAMES)
+    voxel = max(ct_node.GetSpacing())
+    for i, name in enumerate(EXPECTED_NAMES):
+        assert markups.GetNthControlPointLabel(i) == name
+        point = np.zeros(3)
+        markups.GetNthControlPointPositionWorld(i, point)
+        ijk, to_ras = segment_voxels(loaded.segmentation_node.GetSegmentation().GetSegment(name))
+        centroid = (to_ras @ np.append(ijk.mean(axis=0), 1.0))[:3]
+        assert np.linalg.norm(point - centroid) <= voxel, name
+
+
+def test_results_table_rows(loaded, ct_node):
+    table = loaded.table_node
+    assert table.GetNumberOfRows() == len(EXPECTED_NAMES)
+    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
+    assert list(column) == ["Level", "Label", "Complete", "Confidence", "P(complete)", "Volume"]
+    voxel_cm3 = float(np.prod(ct_node.GetSpacing())) / 1000.0
+    for row, name in enumerate(EXPECTED_NAMES):
+        assert table.GetCellText(row, column["Level"]) == name
+        assert table.GetCellText(row, column["Complete"]) == ("no" if name == "T11" else "yes")
+        ijk, _ = segment_voxels(loaded.segmentation_node.GetSegmentation().GetSegment(name))
+        assert float(table.GetCellText(row, column["Volume"])) == pytest.approx(len(ijk) * voxel_cm3, abs=0.01)
+    assert table.GetColumnUnitLabel("Volume") == "cm3"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# .seg.nrrd written by Slicer's storage node and read back (Slicer and slicerio)
+
+
+def test_seg_nrrd_round_trip_keeps_voxels_codes_and_geometry(loaded, scene, ct_node, verse_labels, tmp_path):
+    path = tmp_path / "vertebrae.seg.nrrd"
+    writer = slicer.vtkMRMLSegmentationStorageNode()
+    writer.SetFileName(str(path))
+    assert writer.WriteData(loaded.segmentation_node) == 1
+
+    back = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "read back")
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    reader.SetFileName(str(path))
+    assert reader.ReadData(back) == 1
+    assert segment_names(back) == EXPECTED_NAMES
+    volume_ras = ijk_to_ras(ct_node)
+    reference = sitk.GetArrayFromImage(verse_labels)
+    tag = slicer.vtkSegment.GetTerminologyEntryTagName()
+    for name in EXPECTED_NAMES:
+        original, reread = (n.GetSegmentation().GetSegment(name) for n in (loaded.segmentation_node, back))
+        assert segment_tag(reread, tag) == segment_tag(original, tag)
+        assert segment_tag(reread, TAG_PREFIX + "Complete") == segment_tag(original, TAG_PREFIX + "Complete")
+        ijk, to_ras = segment_voxels(reread)
+        np.testing.assert_allclose(to_ras, volume_ras, atol=1e-4)  # same RAS geometry as the input volume
+        expected = np.argwhere(reference == anatomy.verse_label(name))[:, ::-1]
+        assert {tuple(v) for v in ijk} == {tuple(v) for v in expected}, name
+
+    # slicerio reads the same file: voxels in LPS index order, geometry = the CT's (LPS)
+    seg = slicerio.read_segmentation(str(path))
+    assert [s["name"] for s in seg["segments"]] == EXPECTED_NAMES
+    offset = np.array(seg.get("referenceImageExtentOffset", [0, 0, 0]), dtype=int)
+    ijk_to_lps = np.asarray(seg["ijkToLPS"], dtype=float)
+    ct = verse_labels
+    expected_lps = np.eye(4)
+    expected_lps[:3, :3] = np.array(ct.GetDirection()).reshape(3, 3) * np.array(ct.GetSpacing())
+    expected_lps[:3, 3] = ct.GetOrigin()
+    origin_index = np.append(offset, 1.0)
+    np.testing.assert_allclose(ijk_to_lps @ origin_index, expected_lps @ origin_index, atol=1e-3)
+    np.testing.assert_allclose(ijk_to_lps[:3, :3], expected_lps[:3, :3], atol=1e-4)
+    voxels = np.asarray(seg["voxels"])  # [i, j, k] from the offset
+    for s in seg["segments"]:
+        mask = voxels == s["labelValue"]
+        ijk = np.argwhere(mask) + offset
+        expected = np.argwhere(reference == anatomy.verse_label(s["name"]))[:, ::-1]
+        assert {tuple(v) for v in ijk} == {tuple(v) for v in expected}, s["name"]
+        assert s["terminology"]["type"][:2] == ["SCT", EXPECTED_SCT[s["name"]]]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# never overwrite a user's segmentation; damaged folders leave the scene unchanged
+
+
+def test_non_empty_segmentation_is_not_overwritten_unless_asked(logic, output_folder, ct_node, scene):
+    user = logic.loadResults(output_folder, ct_node).segmentation_node  # a segmentation the user then edits:
+    user.SetName("my edits")
+    user.GetSegmentation().RemoveSegment("L3")
+    results = logic.loadResults(output_folder, ct_node, outputSegmentation=user)
+    assert results.segmentation_node is not user
+    assert segment_names(user) == [n for n in EXPECTED_NAMES if n != "L3"]
+    assert segment_names(results.segmentation_node) == EXPECTED_NAMES
+    assert results.warnings and "my edits" in results.warnings[0]
+
+    replaced = logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
+    assert replaced.segmentation_node is user
+    assert segment_names(user) == EXPECTED_NAMES
+    assert replaced.warnings == []
+
+
+def test_label_map_and_report_disagreeing_is_refused(logic, output_folder, ct_node, scene, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(output_folder, damaged)
+    report = json.loads((damaged / "vertebrae.json").read_text())
+    report["vertebrae"] = [v for v in report["vertebrae"] if v["name"] != "L3"]
+    (damaged / "vertebrae.json").write_text(json.dumps(report))
+    nodes = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match=r"only in the label map \[22\]"):
+        logic.loadResults(damaged, ct_node)
+    assert scene.GetNumberOfNodes() == nodes
+
+
+def test_results_of_another_image_are_refused(logic, output_folder, scene, tptbox_ct):
+    other = load_volume(scene, tptbox_ct)
+    nodes = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match="load the results with the volume that was segmented"):
+        logic.loadResults(output_folder, other)
+    assert scene.GetNumberOfNodes() == nodes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# the process side: export, command line, progress lines, real child processes
+
+
+def test_export_volume_writes_the_ct_unchanged(ct_node, real_ct_image, tmp_path):
+    path = export_volume(ct_node, tmp_path / "input.nrrd")
+    written = sitk.ReadImage(str(path))
+    assert np.array_equal(sitk.GetArrayFromImage(written), sitk.GetArrayFromImage(real_ct_image))
+    np.testing.assert_allclose(written.GetOrigin(), real_ct_image.GetOrigin(), atol=1e-3)
+    np.testing.assert_allclose(written.GetDirection(), real_ct_image.GetDirection(), atol=1e-6)
+    np.testing.assert_allclose(written.GetSpacing(), real_ct_image.GetSpacing(), atol=1e-6)
+
+
+def test_command_line_and_progress_lines(tmp_path):
+    args = segment_command("PythonSlicer", tmp_path / "in.nrrd", tmp_path / "out", "GPU", tmp_path / "model")
+    assert args == ["PythonSlicer", "-m", "SpineSegmentationLib.cli", "segment", str(tmp_path / "in.nrrd"), "-o",
+                    str(tmp_path / "out"), "--device", "cuda", "--progress", "json", "--model", str(tmp_path / "model")]
+    with pytest.raises(ValueError, match="unknown device"):
+        segment_command("python", tmp_path, tmp_path, "TPU")
+    event = parse_progress_line('{"stage": "traversal", "fraction": 0.5, "vertebra": 3, "message": "L2"}\n')
+    assert event == ProgressEvent("traversal", 0.5, 3, "L2")
+    assert event.text() == "traversal: vertebra 3 - L2"
+    final = parse_progress_line('{"stage": "result", "output_dir": "/tmp/x", "message": "8 vertebrae"}')
+    assert final.output_dir == "/tmp/x" and final.fraction == 1.0
+    for not_progress in ("spineseg: error: no model", "{not json", '{"stage": 3}', '{"stage": "a", "fraction": "x"}'):
+        assert parse_progress_line(not_progress) is None
+
+
+SLOW_CHILD = """
+import json, sys, time
+for k in (1, 2):
+    print(json.dumps({"stage": "traversal", "fraction": k / 10, "vertebra": k, "message": ""}), flush=True)
+print("a log line", flush=True)
+time.sleep(60)
+"""
+
+
+def test_cancel_kills_the_process_promptly_and_reports_progress(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    runner = ProcessRunner()
+    run = SegmentationRun(runner, [sys.executable, "-c", SLOW_CHILD], None, str(tmp_path), work, work / "out")
+    events = []
+
+    def on_progress(event):
+        events.append(event)
+        return len(events) < 2  # cancel at the second progress event
+
+    with pytest.raises(SegmentationCancelledError):
+        run.wait(on_progress)
+    # the child sleeps 60 s after its progress lines: it was killed, not waited for
+    assert runner.returncode == (1 if os.name == "nt" else -signal.SIGKILL)
+    assert [e.vertebra for e in events] == [1, 2]
+    assert not run.running
+    run.cleanup()
+    assert not work.exists()
+
+
+def test_cli_failure_is_reported_and_the_scene_is_unchanged(scene, ct_node, tmp_path):
+    logic = SpineSegmentationProcessLogic(scene=scene, python=sys.executable, libraryDir=REPO_ROOT)
+    nodes = scene.GetNumberOfNodes()
+    missing_model = tmp_path / "no_such_model"
+    with pytest.raises(SegmentationProcessError, match="exit status 2") as error:
+        logic.process(ct_node, model=missing_model, device="CPU")
+    assert "no_such_model" in str(error.value)
+    assert scene.GetNumberOfNodes() == nodes
+
+
+def segment_example_ct_in_scene(scene, ct_node, model=None, device="auto"):
+    """End-to-end helper for the test the lead adds once the model is shipped: the real pipeline on the
+    example CT through the module logic (separate process), returning the imported results."""
+    logic = SpineSegmentationProcessLogic(scene=scene, python=sys.executable, libraryDir=REPO_ROOT)
+    return logic.process(ct_node, device=device, model=model)
+
+
+def test_process_runs_the_real_cli_and_imports_its_output(scene, tptbox_ct, tmp_path):
+    """The success path end to end: volume node -> real CLI process (untrained tiny model, real CT crop) ->
+    progress events -> output folder -> nodes that match that folder. Checks the plumbing, not accuracy."""
+    import torch
+
+    from SpineSegmentationLib.models import (LocalizationParameters, Preprocessing, SpineModel, TraversalParameters,
+                                             save_model)
+    from SpineSegmentationLib.networks.attention_net import AttentionNet, AttentionNetConfig
+    from SpineSegmentationLib.networks.iterative_fcn import IterativeFCN, IterativeFCNConfig
+
+    torch.manual_seed(0)
+    fcn = IterativeFCN(IterativeFCNConfig.from_dict(
+        {"patch_size": 32, "filters": 4, "levels": 3, "recognition_filters": 4, "recognition_levels": 1}))
+    attention = AttentionNet(AttentionNetConfig.from_dict({"filters": 4, "pool_levels": 4}))
+    model = SpineModel("untrained-tiny", "0", "CT", Preprocessing(spacing_mm=3.0), TraversalParameters(max_iterations=2),
+                       LocalizationParameters(), fcn, attention)
+    model_dir = save_model(model, tmp_path / "model")
+
+    ct = load_volume(scene, tptbox_ct)
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    logic = SpineSegmentationProcessLogic(scene=scene, python=sys.executable, libraryDir=REPO_ROOT)
+    events = []
+    results = logic.process(ct, device="CPU", model=model_dir, outputDir=tmp_path / "out", progress=events.append)
+
+    assert events and events[-1].fraction == 1.0
+    fractions = [e.fraction for e in events]
+    assert fractions == sorted(fractions)
+    report = json.loads((tmp_path / "out" / "vertebrae.json").read_text())
+    names = [v["name"] for v in report["vertebrae"]]
+    assert segment_names(results.segmentation_node) == names
+    assert results.centroids_node.GetNumberOfControlPoints() == len(names)
+    assert results.table_node.GetNumberOfRows() == len(names)
+    added = sorted(scene.GetNthNode(i).GetClassName() for i in range(scene.GetNumberOfNodes())
+                   if scene.GetNthNode(i).GetID() not in before)
+    assert added == sorted(["vtkMRMLSegmentationNode", "vtkMRMLSegmentationDisplayNode", "vtkMRMLTableNode",
+                            "vtkMRMLMarkupsFiducialNode", "vtkMRMLMarkupsFiducialDisplayNode"])
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "labels.nii.gz")))
+    for entry in report["vertebrae"]:
+        ijk, _ = segment_voxels(results.segmentation_node.GetSegmentation().GetSegment(entry["name"]))
+        expected = np.argwhere(labels == entry["label"])[:, ::-1]
+        assert {tuple(v) for v in ijk} == {tuple(v) for v in expected}, entry["name"]

@@ -1,0 +1,213 @@
+"""Static checks of the 3D Slicer module and extension files (no Slicer application needed).
+
+Slicer loads ``SpineSegmentation/SpineSegmentation.py`` and looks for the classes named after the file; the
+build copies what ``CMakeLists.txt`` lists; the widget finds its controls in the ``.ui`` by name and binds
+them to the parameter node through ``SlicerParameterName``. A mismatch in any of these only shows when
+Slicer runs, so it is checked here. The SNOMED CT codes are checked against DICOM PS3.16 CID 7603
+("Vertebra"), written out below independently of ``terminology.py``.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from SpineSegmentationLib import anatomy
+from SpineSegmentationLib.terminology import (
+    TERMINOLOGY_CONTEXT_NAME,
+    slicer_terminology_entry,
+    terminology_context,
+    vertebra_terminology,
+)
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO_ROOT / "SpineSegmentation"
+MODULE_FILE = MODULE_DIR / "SpineSegmentation.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "SpineSegmentation.ui"
+TERM_FILE = MODULE_DIR / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-SpineSegmentation.term.json"
+
+#: DICOM PS3.16 CID 7603 "Vertebra": level -> SCT code (C1..L5).
+CID_7603 = {
+    "C1": "14806007", "C2": "39976000", "C3": "113205007", "C4": "5329002", "C5": "36978003", "C6": "36054005",
+    "C7": "87391001", "T1": "64864005", "T2": "53733008", "T3": "1626008", "T4": "73071006", "T5": "56401006",
+    "T6": "45296009", "T7": "62487009", "T8": "11068009", "T9": "82687006", "T10": "7610001", "T11": "12989004",
+    "T12": "23215003", "L1": "66794005", "L2": "14293000", "L3": "36470004", "L4": "11994002", "L5": "49668003",
+}
+SACRUM_SCT = "54735007"
+
+
+def module_tree() -> ast.Module:
+    return ast.parse(MODULE_FILE.read_text(encoding="utf-8"), filename=str(MODULE_FILE))
+
+
+def classes(tree: ast.Module) -> dict[str, ast.ClassDef]:
+    return {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+
+def base_names(node: ast.ClassDef) -> list[str]:
+    return [ast.unparse(base) for base in node.bases]
+
+
+def ui_widgets() -> dict[str, ET.Element]:
+    root = ET.parse(UI_FILE).getroot()
+    return {w.get("name"): w for w in root.iter("widget")}
+
+
+def cmake_list(text: str, variable: str) -> list[str]:
+    match = re.search(rf"set\({variable}\s+(.*?)\)", text, re.S)
+    assert match, f"set({variable} ...) not found"
+    return match.group(1).split()
+
+
+# ---------------------------------------------------------------------------------------------------------
+
+
+def test_every_python_file_parses():
+    files = sorted(MODULE_DIR.rglob("*.py"))
+    assert MODULE_FILE in files and len(files) >= 8
+    for path in files:
+        ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+
+
+def test_the_classes_slicer_looks_for_exist_with_the_right_bases():
+    found = classes(module_tree())
+    assert base_names(found["SpineSegmentation"]) == ["ScriptedLoadableModule"]
+    assert base_names(found["SpineSegmentationWidget"]) == ["ScriptedLoadableModuleWidget", "VTKObservationMixin"]
+    assert base_names(found["SpineSegmentationLogic"]) == ["ScriptedLoadableModuleLogic"]
+    assert base_names(found["SpineSegmentationTest"]) == ["ScriptedLoadableModuleTest"]
+    parameter_node = found["SpineSegmentationParameterNode"]
+    assert [ast.unparse(d) for d in parameter_node.decorator_list] == ["parameterNodeWrapper"]
+    test_methods = {f.name for f in found["SpineSegmentationTest"].body if isinstance(f, ast.FunctionDef)}
+    assert {"setUp", "runTest", "test_ProcessExampleCT", "test_CancelLeavesSceneUnchanged"} <= test_methods
+
+
+def test_helpers_import_without_qt():
+    """The helpers import under slicer-core: no qt, ctk, slicer.util or slicer.ScriptedLoadableModule at module level."""
+    for path in sorted((MODULE_DIR / "SpineSegmentationModuleLib").glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top_level = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+        names = {alias.name for n in top_level if isinstance(n, ast.Import) for alias in n.names}
+        names |= {n.module for n in top_level if isinstance(n, ast.ImportFrom) and n.module}
+        assert not names & {"qt", "ctk", "slicer.ScriptedLoadableModule", "slicer.util"}, path.name
+
+
+def test_cmake_lists_every_module_file_and_each_exists():
+    text = (MODULE_DIR / "CMakeLists.txt").read_text(encoding="utf-8")
+    assert re.search(r"set\(MODULE_NAME SpineSegmentation\)", text)
+    scripts = [s.replace("${MODULE_NAME}", "SpineSegmentation") for s in cmake_list(text, "MODULE_PYTHON_SCRIPTS")]
+    resources = [s.replace("${MODULE_NAME}", "SpineSegmentation") for s in cmake_list(text, "MODULE_PYTHON_RESOURCES")]
+    for relative in scripts + resources:
+        assert (MODULE_DIR / relative).is_file(), f"CMakeLists.txt lists {relative}, which does not exist"
+    on_disk = {str(p.relative_to(MODULE_DIR)) for p in MODULE_DIR.rglob("*.py") if "__pycache__" not in p.parts}
+    assert on_disk == set(scripts), "every module script must be listed in CMakeLists.txt (and only those)"
+    assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
+    # the library and the model are installed beside the module, in their source-tree layout
+    assert '"${_spineseg_source_root}/SpineSegmentationLib/*.py"' in text
+    assert '"${_spineseg_source_root}/Resources/Models/spineseg-default/*"' in text
+    assert list((REPO_ROOT / "SpineSegmentationLib").rglob("*.py")), "the library glob must match files"
+
+
+def test_installed_model_location_matches_the_library_default():
+    import sys
+
+    sys.path.insert(0, str(MODULE_DIR))
+    from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
+    from SpineSegmentationModuleLib.command import default_model_dir, library_root
+
+    assert library_root(MODULE_DIR) == REPO_ROOT
+    assert default_model_dir(REPO_ROOT) == DEFAULT_MODEL_DIR
+    assert DEFAULT_MODEL_DIR.relative_to(REPO_ROOT) == Path("Resources/Models/spineseg-default")
+
+
+def test_extension_cmake():
+    text = (REPO_ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    for required in ("project(SpineSegmentation)", "find_package(Slicer REQUIRED)", "include(${Slicer_USE_FILE})",
+                     "add_subdirectory(SpineSegmentation)", "include(${Slicer_EXTENSION_GENERATE_CONFIG})",
+                     "include(${Slicer_EXTENSION_CPACK})"):
+        assert required in text, required
+    for variable in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                     "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        assert re.search(rf"set\({variable} ", text), variable
+    assert re.search(r'set\(EXTENSION_DEPENDS "PyTorch"\)', text)
+
+
+def test_ui_holds_every_widget_the_code_uses():
+    widgets = ui_widgets()
+    used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))
+    assert used, "the widget uses self.ui"
+    missing = used - set(widgets)
+    assert not missing, f"widgets used in SpineSegmentation.py but absent from the .ui: {sorted(missing)}"
+    root = ET.parse(UI_FILE).getroot()
+    assert root.find("class").text == "SpineSegmentation"
+    assert root.find("widget").get("class") == "qMRMLWidget"
+
+
+def test_ui_parameter_bindings_match_the_parameter_node():
+    node = classes(module_tree())["SpineSegmentationParameterNode"]
+    fields = {s.target.id: ast.unparse(s.annotation) for s in node.body if isinstance(s, ast.AnnAssign)}
+    bound = {}
+    for name, widget in ui_widgets().items():
+        for prop in widget.findall("property"):
+            if prop.get("name") == "SlicerParameterName":
+                bound[prop.find("string").text] = widget.get("class")
+    assert set(bound) == set(fields)
+    # widget classes the parameterNodeWrapper GUI connectors accept for these types
+    assert bound["inputVolume"] == "qMRMLNodeComboBox" and fields["inputVolume"] == "vtkMRMLScalarVolumeNode"
+    assert bound["outputSegmentation"] == "qMRMLNodeComboBox"
+    assert fields["outputSegmentation"] == "vtkMRMLSegmentationNode"
+    assert bound["device"] == "QComboBox" and "Choice(" in fields["device"]
+    assert bound["modelFolder"] == "ctkPathLineEdit" and fields["modelFolder"] == "Path"
+
+
+def test_resource_paths_used_by_the_module_exist():
+    text = MODULE_FILE.read_text(encoding="utf-8")
+    for relative in re.findall(r'resourcePath\("([^"]+)"\)', text):
+        assert (MODULE_DIR / "Resources" / relative).is_file(), relative
+    term = re.search(r'TERMINOLOGY_FILE = "([^"]+)"', text).group(1)
+    assert MODULE_DIR / "Resources" / term == TERM_FILE
+
+
+# ---------------------------------------------------------------------------------------------------------
+# terminology: the shipped .term.json and terminology.py agree, and both agree with DICOM CID 7603
+
+
+def test_term_json_is_the_terminology_context_of_the_library():
+    document = json.loads(TERM_FILE.read_text(encoding="utf-8"))
+    assert document == terminology_context(), "regenerate the .term.json from terminology.terminology_context()"
+    assert document["SegmentationCategoryTypeContextName"] == TERMINOLOGY_CONTEXT_NAME
+    (category,) = document["SegmentationCodes"]["Category"]
+    assert (category["CodingSchemeDesignator"], category["CodeValue"]) == ("SCT", "123037004")
+    codes = {t["CodeValue"]: t["CodeMeaning"] for t in category["Type"]}
+    for level, code in CID_7603.items():
+        assert codes.get(code) == f"{level} vertebra", level
+    assert codes.get(SACRUM_SCT) == "Sacrum"
+    for entry in category["Type"]:
+        assert entry["CodingSchemeDesignator"] == "SCT"
+        assert len(entry["recommendedDisplayRGBValue"]) == 3
+        assert all(0 <= c <= 255 for c in entry["recommendedDisplayRGBValue"])
+
+
+@pytest.mark.parametrize("name", list(CID_7603) + ["S"])
+def test_terminology_codes_match_dicom(name):
+    label = anatomy.verse_label(name)
+    term = vertebra_terminology(label)
+    expected = CID_7603.get(name, SACRUM_SCT)
+    assert term.type[:2] == ("SCT", expected)
+    assert term.category == ("SCT", "123037004", "Anatomical Structure")
+    assert term.region is None and not term.fallback
+    assert f"~SCT^{expected}^" in slicer_terminology_entry(label)
+
+
+@pytest.mark.parametrize("name, region", [("T13", "122495006"), ("L6", "122496007")])
+def test_transitional_vertebrae_use_generic_vertebra_with_region(name, region):
+    term = vertebra_terminology(anatomy.verse_label(name))
+    assert term.fallback and term.name == name
+    assert term.type == ("SCT", "51282000", "Vertebra")
+    assert term.region[:2] == ("SCT", region)
+    entry = slicer_terminology_entry(anatomy.verse_label(name))
+    assert entry.endswith(f"~Anatomic codes - DICOM master list~SCT^{region}^{term.region[2]}~^^")
