@@ -1,0 +1,140 @@
+"""Training configuration: one JSON file describes the data, the model and the schedule of a training run.
+
+The file has these sections (every key has a default, see :data:`DEFAULTS`; unknown keys are rejected so a
+typo cannot silently fall back to a default):
+
+- ``name``, ``version``, ``modality``: of the model folder written at the end.
+- ``preprocessing``: :class:`~SpineSegmentationLib.models.Preprocessing` fields.
+- ``iterative_fcn`` / ``attention_net``: network configurations.
+- ``traversal`` / ``localization``: :class:`~SpineSegmentationLib.models.TraversalParameters` and
+  :class:`~SpineSegmentationLib.models.LocalizationParameters` fields stored with the model.
+- ``data``: ``verse_root`` (a VerSe-layout folder or a list of them), ``manifest`` (CSV, see
+  :mod:`.readers`), ``synthetic_masks_root`` (VerSe-layout folders whose masks feed the synthetic CT
+  generator), ``synthetic_fraction`` (share of patches from synthetic volumes), pool size and refresh rate.
+  Relative paths are relative to the configuration file.
+- ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+DEFAULTS: dict = {
+    "name": "spineseg-default",
+    "version": "0.1.0",
+    "modality": "CT",
+    "seed": 0,
+    "preprocessing": {
+        "spacing_mm": 2.5,
+        "hu_window": [-1000.0, 3000.0],
+        "hu_offset": 0.0,
+        "hu_scale": 1000.0,
+        "localization_spacing_mm": 4.0,
+    },
+    "iterative_fcn": {"patch_size": 48, "filters": 16, "levels": 4, "recognition_filters": 16, "recognition_levels": 2},
+    "attention_net": {"filters": 16, "pool_levels": 4},
+    "traversal": {"direction": "up"},
+    "localization": {},
+    "data": {
+        "verse_root": None,
+        "manifest": None,
+        "synthetic_masks_root": None,
+        "synthetic_fraction": 0.5,
+        "synthetic_pool_size": 8,
+        "synthetic_refresh_every": 100,
+        "synthetic_refresh_count": 1,
+    },
+    "fcn_training": {
+        "max_iterations": 10000,
+        "max_wall_minutes": 75.0,
+        "batch_size": 1,
+        "learning_rate": 1e-3,
+        "betas": [0.99, 0.999],
+        "lambda_min": 0.1,
+        "gamma": 8.0,
+        "sigma_mm": 6.0,
+        "segmentation_unit_voxels": 1000.0,
+        "lambda_progress": "max",
+        "random_patch_fraction": 0.25,
+        "completeness_tolerance": 0.02,
+        "augment": True,
+        "checkpoint_every": 250,
+        "log_every": 10,
+    },
+    "attention_training": {
+        "max_iterations": 1500,
+        "max_wall_minutes": 5.0,
+        "learning_rate": 1e-3,
+        "slices_per_batch": 8,
+        "synthetic_volumes": 12,
+    },
+}
+
+PATH_KEYS = ("verse_root", "manifest", "synthetic_masks_root")
+
+
+def _merge(base: dict, override: dict, where: str) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if key.startswith("_"):  # "_comment" keys document a configuration file
+            continue
+        if key not in base:
+            raise ValueError(f"unknown training configuration key {where}{key!r}; valid keys: {sorted(base)}")
+        if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _resolve(value, base_dir: Path):
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [str((base_dir / v).resolve()) for v in value]
+    return str((base_dir / value).resolve())
+
+
+def load_config(config: str | Path | dict) -> dict:
+    """Read a training configuration and fill in defaults.
+
+    Args:
+        config: path of a JSON file, or a dict with the same structure (relative data paths in a dict are
+            relative to the current directory).
+
+    Returns:
+        The complete configuration dict; data paths are absolute.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: invalid JSON, unknown keys, or no training data configured.
+    """
+    if isinstance(config, dict):
+        raw, base_dir = config, Path.cwd()
+    else:
+        path = Path(config)
+        if not path.is_file():
+            raise FileNotFoundError(f"training configuration {path} not found; see Resources/TrainingConfigs/*.json")
+        try:
+            raw = json.loads(path.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not valid JSON: {e}") from e
+        base_dir = path.resolve().parent
+    cfg = _merge(DEFAULTS, raw, "")
+    for key in PATH_KEYS:
+        cfg["data"][key] = _resolve(cfg["data"][key], base_dir)
+    data = cfg["data"]
+    if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"]):
+        raise ValueError(
+            "the training configuration names no data: set data.verse_root (VerSe-layout folder), data.manifest "
+            "(CSV with image,labels,convention columns) and/or data.synthetic_masks_root"
+        )
+    if cfg["traversal"].get("direction", "up") not in ("up", "down"):
+        raise ValueError(f"traversal.direction must be 'up' or 'down', got {cfg['traversal'].get('direction')!r}")
+    if cfg["fcn_training"]["lambda_progress"] not in ("max", "iterations"):
+        raise ValueError("fcn_training.lambda_progress must be 'max' (iterations or wall clock) or 'iterations'")
+    if not 0.0 <= data["synthetic_fraction"] <= 1.0:
+        raise ValueError(f"data.synthetic_fraction must be in [0, 1], got {data['synthetic_fraction']}")
+    return cfg

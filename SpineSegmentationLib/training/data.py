@@ -1,0 +1,106 @@
+"""Training data assembly: real CT volumes plus a refreshed pool of synthetic CT volumes.
+
+Real cases come from the configuration's ``data.manifest`` and ``data.verse_root`` (train split only;
+validation cases are kept apart for a held-out loss). Mask-only cases (VerSe masks without CT, and everything
+under ``data.synthetic_masks_root``) feed :func:`~.synthetic.synthesize_ct`. Patches are drawn from a
+synthetic volume with probability ``data.synthetic_fraction`` (when both kinds exist).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..models import Preprocessing
+from ..preprocessing import normalize_hu
+from .readers import Case, CaseVolume, find_verse_cases, load_case, read_manifest
+from .sampler import TrainingVolume
+from .synthetic import synthesize_ct
+
+
+def collect_cases(data_cfg: dict) -> list[Case]:
+    """All cases named by the ``data`` section (manifest, VerSe roots, synthetic mask roots)."""
+    cases: list[Case] = []
+    if data_cfg.get("manifest"):
+        cases += read_manifest(data_cfg["manifest"])
+    for key in ("verse_root", "synthetic_masks_root"):
+        roots = data_cfg.get(key) or []
+        for root in [roots] if isinstance(roots, str) else roots:
+            found = find_verse_cases(root)
+            if key == "synthetic_masks_root":
+                found = [Case(c.name, None, c.labels, c.convention, "train") for c in found]
+            cases += found
+    return cases
+
+
+def to_training_volume(volume: CaseVolume, prep: Preprocessing) -> TrainingVolume:
+    """Normalize a loaded case's HU for the network and index its vertebrae."""
+    return TrainingVolume.build(volume.name, normalize_hu(volume.hu, prep), volume.labels)
+
+
+class TrainingData:
+    """Real training volumes, mask-only label maps, validation volumes and the synthetic pool.
+
+    Args:
+        cases: from :func:`collect_cases`.
+        prep: model preprocessing (spacing, HU normalization).
+        pool_size: number of synthetic volumes kept in memory.
+        synthetic_fraction: probability that a patch comes from the synthetic pool.
+
+    Raises:
+        ValueError: no training volume at all (neither a real CT nor a mask for synthesis).
+    """
+
+    def __init__(self, cases: list[Case], prep: Preprocessing, pool_size: int, synthetic_fraction: float,
+                 rng: np.random.Generator) -> None:
+        self.prep = prep
+        self.synthetic_fraction = synthetic_fraction
+        self.real: list[TrainingVolume] = []
+        self.validation: list[TrainingVolume] = []
+        self.masks: list[tuple[str, np.ndarray]] = []
+        self.real_names: list[str] = []
+        self.validation_names: list[str] = []
+        for case in cases:
+            vol = load_case(case, prep.spacing_mm)
+            if vol.hu is None:
+                self.masks.append((case.name, vol.labels))
+            elif case.split == "validation":
+                self.validation.append(to_training_volume(vol, prep))
+                self.validation_names.append(str(case.image))
+            else:
+                self.real.append(to_training_volume(vol, prep))
+                self.real_names.append(str(case.image))
+        if not self.real and not self.masks:
+            raise ValueError("no training data: the configuration's cases hold neither a CT with labels nor a mask")
+        self.pool: list[TrainingVolume] = []
+        self.synthetic_generated = 0
+        if self.masks:
+            for _ in range(pool_size):
+                self.pool.append(self.synthesize(rng))
+
+    def synthesize(self, rng: np.random.Generator) -> TrainingVolume:
+        """A new synthetic volume from a random mask."""
+        name, labels = self.masks[int(rng.integers(len(self.masks)))]
+        hu, lab = synthesize_ct(labels, rng, self.prep.spacing_mm)
+        self.synthetic_generated += 1
+        return TrainingVolume.build(f"synthetic-{name}-{self.synthetic_generated}", normalize_hu(hu, self.prep), lab)
+
+    def refresh(self, rng: np.random.Generator, count: int) -> None:
+        """Replace ``count`` random pool volumes by new ones."""
+        for _ in range(min(count, len(self.pool))):
+            self.pool[int(rng.integers(len(self.pool)))] = self.synthesize(rng)
+
+    def draw(self, rng: np.random.Generator) -> TrainingVolume:
+        """A random training volume (synthetic with probability ``synthetic_fraction``)."""
+        use_synthetic = bool(self.pool) and (not self.real or rng.random() < self.synthetic_fraction)
+        source = self.pool if use_synthetic else self.real
+        return source[int(rng.integers(len(source)))]
+
+    def summary(self) -> dict:
+        return {
+            "real_training_cases": self.real_names,
+            "validation_cases": self.validation_names,
+            "synthetic_source_masks": [name for name, _ in self.masks],
+            "synthetic_volumes_generated": self.synthetic_generated,
+            "synthetic_fraction": self.synthetic_fraction,
+        }
+

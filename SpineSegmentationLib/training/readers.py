@@ -1,0 +1,156 @@
+"""Training data readers: VerSe-layout folders and manifest CSV files -> canonical (HU, VerSe label) volumes.
+
+Two sources are understood:
+
+- A **VerSe-layout folder** (VerSe 2019/2020): ``rawdata/sub-*/**/*_ct.nii.gz`` with reference masks
+  ``derivatives/sub-*/**/*_seg-vert_msk.nii.gz`` (VerSe numbers; ``*_ctd.json`` centroids are not needed).
+  A mask ``<prefix>_seg-vert_msk.nii.gz`` belongs to the CT ``<prefix>_ct.nii.gz`` found anywhere under the
+  root. Masks without a CT (e.g. ``shared/data/verse_masks``) are **mask-only** cases: they feed the synthetic
+  CT generator (:mod:`.synthetic`). Cases under a folder whose name contains "valid" or "test" are
+  validation cases.
+- A **manifest CSV** with columns ``image,labels,convention`` and an optional ``split`` column
+  (``train``/``validation``). ``image`` is a NIfTI/NRRD file or a DICOM series folder; ``convention`` is one of
+  :data:`~SpineSegmentationLib.anatomy.CONVENTIONS`. Relative paths are relative to the CSV file.
+
+All labels are converted to VerSe numbers with :func:`~SpineSegmentationLib.anatomy.to_verse`.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..anatomy import CONVENTIONS, to_verse
+from ..geometry import AIR_HU, canonical_reference, to_canonical
+
+MASK_SUFFIX = "_seg-vert_msk.nii.gz"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One training case: an image (or None for a mask-only case) and its vertebra label map."""
+
+    name: str
+    image: Path | None
+    labels: Path
+    convention: str = "verse"
+    split: str = "train"
+
+
+@dataclass
+class CaseVolume:
+    """A case on the canonical grid.
+
+    Attributes:
+        hu: float32 [z, y, x] = [S, P, L] HU array (None for mask-only cases).
+        labels: int16 array of the same shape, VerSe numbers.
+        spacing_mm: isotropic spacing of the arrays.
+    """
+
+    name: str
+    hu: np.ndarray | None
+    labels: np.ndarray
+    spacing_mm: float
+
+
+def find_verse_cases(root: str | Path) -> list[Case]:
+    """All cases of a VerSe-layout folder (see module docstring), sorted by name.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder or holds no ``*_seg-vert_msk.nii.gz`` mask.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"VerSe folder {root} does not exist")
+    masks = sorted(root.rglob(f"*{MASK_SUFFIX}"))
+    if not masks:
+        raise FileNotFoundError(
+            f"no reference masks (*{MASK_SUFFIX}) under {root}; expected the VerSe layout "
+            "rawdata/sub-*/*_ct.nii.gz + derivatives/sub-*/*_seg-vert_msk.nii.gz"
+        )
+    cts = {p.name[: -len("_ct.nii.gz")]: p for p in root.rglob("*_ct.nii.gz")}
+    cases = []
+    for mask in masks:
+        prefix = mask.name[: -len(MASK_SUFFIX)]
+        rel_parts = [part.lower() for part in mask.relative_to(root).parts]
+        split = "validation" if any("valid" in p or "test" in p for p in rel_parts) else "train"
+        cases.append(Case(name=prefix, image=cts.get(prefix), labels=mask, convention="verse", split=split))
+    return cases
+
+
+def read_manifest(path: str | Path) -> list[Case]:
+    """Cases listed in a manifest CSV (columns ``image,labels,convention[,split]``).
+
+    Raises:
+        FileNotFoundError: the manifest or a file it names does not exist.
+        ValueError: a missing column, an unknown convention or split.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest {path} not found")
+    cases = []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        missing = {"image", "labels", "convention"} - set(reader.fieldnames or [])
+        if missing:
+            raise ValueError(f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
+        for row_number, row in enumerate(reader, start=2):
+            image = (path.parent / row["image"].strip()).resolve()
+            labels = (path.parent / row["labels"].strip()).resolve()
+            for p in (image, labels):
+                if not p.exists():
+                    raise FileNotFoundError(f"{path} line {row_number}: {p} does not exist")
+            convention = row["convention"].strip()
+            if convention not in CONVENTIONS:
+                raise ValueError(f"{path} line {row_number}: unknown convention {convention!r}; use one of {CONVENTIONS}")
+            split = (row.get("split") or "train").strip() or "train"
+            if split not in ("train", "validation"):
+                raise ValueError(f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
+            name = image.name.replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
+            cases.append(Case(name=name, image=image, labels=labels, convention=convention, split=split))
+    return cases
+
+
+def read_image(path: str | Path) -> sitk.Image:
+    """Read a 3D image file or a DICOM series folder (the first series found) with SimpleITK.
+
+    Raises:
+        FileNotFoundError: no image or no DICOM series at ``path``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        reader = sitk.ImageSeriesReader()
+        series = reader.GetGDCMSeriesIDs(str(path))
+        if not series:
+            raise FileNotFoundError(f"{path} is a folder without a DICOM series")
+        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
+        return reader.Execute()
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} not found")
+    return sitk.ReadImage(str(path))
+
+
+def labels_on_grid(labels: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """Nearest-neighbour resample of a label image onto ``reference`` -> int array [z, y, x]."""
+    out = sitk.Resample(sitk.Cast(labels, sitk.sitkInt32), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    return sitk.GetArrayFromImage(out)
+
+
+def load_case(case: Case, spacing_mm: float) -> CaseVolume:
+    """Read a case and bring it onto the canonical grid at ``spacing_mm`` (labels in VerSe numbers).
+
+    The CT is resampled linearly (outside its field of view: air, -1024 HU); the labels with nearest
+    neighbour onto the CT's canonical grid. A mask-only case is put on the canonical grid of its mask.
+    """
+    label_image = read_image(case.labels)
+    if case.image is None:
+        reference = canonical_reference(label_image, spacing_mm)
+        hu = None
+    else:
+        hu, reference = to_canonical(read_image(case.image), spacing_mm, AIR_HU)
+    labels = to_verse(labels_on_grid(label_image, reference), case.convention)
+    return CaseVolume(name=case.name, hu=hu, labels=labels, spacing_mm=float(spacing_mm))

@@ -1,0 +1,211 @@
+"""Training patches for the iterative FCN (seed 002, section 3.6).
+
+Each sample: a random scan; with probability ``1 - random_patch_fraction`` a random vertebra visible in it
+and a patch centre drawn uniformly inside that vertebra's bounding box, otherwise a centre anywhere in the
+scan. For a vertebra patch:
+
+- **instance memory** = the reference masks of the vertebrae that come *before* the target in traversal
+  order (``"up"``: all more caudal vertebrae, i.e. larger :func:`~SpineSegmentationLib.anatomy.column_position`;
+  ``"down"``: all more cranial ones),
+- **target mask** = the target vertebra only,
+- **label target** = its position on the 1..24 scale (T13 = 19.5, L6 = 24.5),
+- **completeness target** = 1 iff at most ``completeness_tolerance`` (2 %) of the vertebra's reference volume
+  lies outside the patch and the vertebra is not cut by the scan's field of view (it touches no face of the
+  volume, after any random z-crop).
+
+For a random patch, all visible vertebral bone goes into the memory and the targets are empty (mask 0,
+label 0, completeness 0). The sacrum (26) is never a target and never in the memory. Patch voxels outside
+the volume (or outside a random z-crop) are the normalized air value (:func:`~SpineSegmentationLib.
+preprocessing.pad_value`) in the image and 0 in the masks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import ndimage
+
+from ..anatomy import SACRUM, column_position
+from . import augmentation
+from .losses import surface_distance_weights
+
+
+@dataclass
+class VertebraInfo:
+    label: int
+    position: float
+    count: int
+    bbox_min: np.ndarray  # [z, y, x]
+    bbox_max: np.ndarray  # inclusive
+    z_profile: np.ndarray  # voxel count per z slice
+    touches_yx_border: bool
+
+
+@dataclass
+class TrainingVolume:
+    """A canonical volume ready for sampling.
+
+    Attributes:
+        image: float32 [z, y, x] normalized intensities.
+        labels: int16 [z, y, x] VerSe numbers.
+    """
+
+    name: str
+    image: np.ndarray
+    labels: np.ndarray
+    vertebrae: dict[int, VertebraInfo] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, name: str, image: np.ndarray, labels: np.ndarray) -> "TrainingVolume":
+        """Wrap arrays and index their vertebrae (all labels except 0 and the sacrum).
+
+        Raises:
+            ValueError: image and labels differ in shape.
+        """
+        if image.shape != labels.shape:
+            raise ValueError(f"{name}: image shape {image.shape} differs from label shape {labels.shape}")
+        vol = cls(name=name, image=image.astype(np.float32, copy=False), labels=labels.astype(np.int16, copy=False))
+        objects = ndimage.find_objects(vol.labels.astype(np.int32))
+        for index, slices in enumerate(objects, start=1):
+            if slices is None or index == SACRUM:
+                continue
+            try:
+                position = column_position(index)
+            except ValueError:
+                continue
+            sub = vol.labels[slices] == index
+            lo = np.array([s.start for s in slices])
+            hi = np.array([s.stop - 1 for s in slices])
+            profile = np.zeros(labels.shape[0], dtype=np.int64)
+            profile[slices[0]] = sub.sum(axis=(1, 2))
+            touches = bool(lo[1] == 0 or lo[2] == 0 or hi[1] == labels.shape[1] - 1 or hi[2] == labels.shape[2] - 1)
+            vol.vertebrae[index] = VertebraInfo(index, position, int(sub.sum()), lo, hi, profile, touches)
+        return vol
+
+
+@dataclass
+class Patch:
+    """One training example (arrays of shape (P, P, P), [z, y, x])."""
+
+    image: np.ndarray  # float32
+    memory: np.ndarray  # float32 0/1
+    target: np.ndarray  # float32 0/1
+    weights: np.ndarray  # float32
+    label: float
+    complete: float
+    source: str = ""
+
+
+def extract(array: np.ndarray, start: np.ndarray, size: int, fill: float) -> np.ndarray:
+    """``array[start : start + size]`` on every axis, filled with ``fill`` where it reaches outside."""
+    out = np.full((size,) * 3, fill, dtype=array.dtype)
+    src, dst = [], []
+    for s, n in zip(start, array.shape):
+        a, b = max(s, 0), min(s + size, n)
+        if b <= a:
+            return out
+        src.append(slice(a, b))
+        dst.append(slice(a - s, b - s))
+    out[tuple(dst)] = array[tuple(src)]
+    return out
+
+
+class PatchSampler:
+    """Draws :class:`Patch` es from training volumes (see module docstring).
+
+    Args:
+        patch_size: edge length P of the cubic patch (voxels).
+        pad: normalized air value.
+        direction: traversal direction "up" (bottom-up) or "down".
+        sigma_voxels, gamma: surface-weight parameters (:func:`~.losses.surface_distance_weights`).
+        random_patch_fraction: share of patches anywhere in the scan (paper: 25 %).
+        completeness_tolerance: fraction of the vertebra allowed outside the patch (paper: 2 %).
+        augment: apply z-crop, elastic, intensity augmentation.
+        hu_scale: normalization scale (to express augmentation in HU).
+    """
+
+    def __init__(self, patch_size: int, pad: float, direction: str = "up", sigma_voxels: float = 2.4,
+                 gamma: float = 8.0, random_patch_fraction: float = 0.25, completeness_tolerance: float = 0.02,
+                 augment: bool = True, hu_scale: float = 1000.0) -> None:
+        if direction not in ("up", "down"):
+            raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+        self.patch_size = int(patch_size)
+        self.pad = float(pad)
+        self.direction = direction
+        self.sigma_voxels = sigma_voxels
+        self.gamma = gamma
+        self.random_patch_fraction = random_patch_fraction
+        self.completeness_tolerance = completeness_tolerance
+        self.augment = augment
+        self.hu_scale = hu_scale
+
+    def _before(self, target_position: float, position: float) -> bool:
+        return position > target_position if self.direction == "up" else position < target_position
+
+    def sample(self, volume: TrainingVolume, rng: np.random.Generator, target: int | None = None,
+               centre: np.ndarray | None = None, z_crop: tuple[int, int] | None = None) -> Patch:
+        """One patch from ``volume``.
+
+        Args:
+            target: force this vertebra as target (None: random; 0: a random patch without target).
+            centre: force the patch centre [z, y, x] (voxels).
+            z_crop: force the truncated field of view ``(z0, z1)`` (None: random if ``augment``).
+        """
+        P = self.patch_size
+        depth = volume.labels.shape[0]
+        if z_crop is None:
+            z_crop = augmentation.random_z_crop(depth, rng, min_keep=max(P // 2, 8)) if self.augment else (0, depth)
+        z0, z1 = z_crop
+        visible = {k: v for k, v in volume.vertebrae.items() if v.z_profile[z0:z1].sum() > 0}
+        if target is None:
+            if visible and rng.random() >= self.random_patch_fraction:
+                target = int(rng.choice(sorted(visible)))
+            else:
+                target = 0
+        if target and target not in visible:
+            raise ValueError(f"vertebra {target} is not visible in {volume.name} (z-crop {z_crop})")
+        if centre is None:
+            if target:
+                info = visible[target]
+                zs = np.nonzero(info.z_profile[z0:z1])[0] + z0
+                lo = np.array([zs.min(), info.bbox_min[1], info.bbox_min[2]])
+                hi = np.array([zs.max(), info.bbox_max[1], info.bbox_max[2]])
+            else:
+                lo = np.array([z0, 0, 0])
+                hi = np.array([z1 - 1, volume.labels.shape[1] - 1, volume.labels.shape[2] - 1])
+            centre = rng.integers(lo, hi + 1)
+        start = np.asarray(centre, dtype=int) - P // 2
+        image = extract(volume.image, start, P, self.pad)
+        labels = extract(volume.labels, start, P, 0)
+        # truncated field of view: outside [z0, z1) is air and unlabelled
+        zz = np.arange(start[0], start[0] + P)
+        outside = (zz < z0) | (zz >= z1)
+        image[outside] = self.pad
+        labels[outside] = 0
+        memory = np.zeros(labels.shape, dtype=bool)
+        if target:
+            info = visible[target]
+            tmask = labels == target
+            for k, v in visible.items():
+                if k != target and self._before(info.position, v.position):
+                    memory |= labels == k
+            cut = info.touches_yx_border or info.z_profile[z0] > 0 or info.z_profile[z1 - 1] > 0
+            inside = int(tmask.sum())
+            complete = float(not cut and inside >= (1.0 - self.completeness_tolerance) * info.count)
+            label = info.position
+        else:
+            tmask = np.zeros(labels.shape, dtype=bool)
+            for k in visible:
+                memory |= labels == k
+            complete, label = 0.0, 0.0
+        if self.augment:
+            if rng.random() < 0.3:
+                field = augmentation.elastic_field(image.shape, rng)
+                image, m, t = augmentation.elastic_deform(
+                    [image, memory.astype(np.uint8), tmask.astype(np.uint8)], [1, 0, 0], [self.pad, 0, 0], field)
+                memory, tmask = m.astype(bool), t.astype(bool)
+            image = augmentation.intensity_augment(image, rng, self.hu_scale)
+        weights = surface_distance_weights(tmask, self.gamma, self.sigma_voxels)
+        return Patch(image.astype(np.float32), memory.astype(np.float32), tmask.astype(np.float32), weights,
+                     float(label), complete, volume.name)

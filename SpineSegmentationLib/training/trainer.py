@@ -1,0 +1,304 @@
+"""The training command: attention network, then iterative FCN, then a model folder (seed 002 section 3.6,
+seed 001 section 2.1).
+
+``train(config, output_dir)`` writes into ``output_dir``:
+
+- ``config.json``: the resolved configuration of the run,
+- ``checkpoint.pt``: networks, optimizer, iteration, elapsed time and RNG states (every
+  ``fcn_training.checkpoint_every`` iterations and at the end; ``resume=True`` continues from it),
+- ``loss_log.csv`` and ``loss_curve.png``: the FCN losses (running means over ``log_every`` iterations),
+- ``<name>/``: the model folder (:func:`~SpineSegmentationLib.models.save_model`) with the training provenance
+  and a ``MODEL_CARD.md`` (:func:`~.model_card.write_model_card`).
+
+Optimizer: Adam, lr 1e-3, betas (0.99, 0.999) (the paper's "momentum 0.99"). Mixed precision (bf16 autocast)
+on CUDA only. The FP weight lambda follows :func:`~.losses.lambda_schedule` over ``max_iterations``; with
+``fcn_training.lambda_progress = "max"`` (default) the schedule position is the larger of the iteration
+fraction and the wall-clock fraction of ``max_wall_minutes``, so the schedule completes even when the
+wall-clock budget ends the run before ``max_iterations``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import OutputExistsError
+from ..models import LocalizationParameters, Preprocessing, SpineModel, TraversalParameters, save_model
+from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
+from ..preprocessing import pad_value
+from .attention_training import sagittal_examples, train_attention
+from .config import load_config
+from .data import TrainingData, collect_cases
+from .losses import iterative_fcn_loss, lambda_schedule
+from .model_card import write_model_card
+from .sampler import Patch, PatchSampler
+
+CHECKPOINT = "checkpoint.pt"
+LOG_FIELDS = ["iteration", "elapsed_s", "lambda", "total", "fp", "fn", "label", "completeness", "validation_total"]
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """"auto" -> CUDA if available, else CPU.
+
+    Raises:
+        ValueError: CUDA requested but not available.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
+    return dev
+
+
+def batch_tensors(patches: list[Patch], device: torch.device) -> dict[str, torch.Tensor]:
+    """Stack patches into network input (N, 2, P, P, P) and targets."""
+    def t(a):
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+    return {
+        "input": t(np.stack([np.stack([p.image, p.memory]) for p in patches])),
+        "target": t(np.stack([p.target[None] for p in patches])),
+        "weights": t(np.stack([p.weights[None] for p in patches])),
+        "label": t(np.array([p.label for p in patches], dtype=np.float32)),
+        "complete": t(np.array([p.complete for p in patches], dtype=np.float32)),
+    }
+
+
+def initialize_output_biases(net: IterativeFCN, foreground_prior: float = 0.1, mean_label: float = 12.0) -> None:
+    """Start the output layers near the data's statistics (not in the paper; it only shortens the first
+    few hundred iterations): segmentation bias = logit(``foreground_prior``) (a vertebra fills ~10 % of a
+    patch instead of the 50 % implied by a zero bias) and label bias = ``mean_label`` (the middle of the
+    1..24 scale; the L1 loss otherwise climbs from 0 in steps of the learning rate)."""
+    with torch.no_grad():
+        net.segmentation_head.bias.fill_(float(np.log(foreground_prior / (1 - foreground_prior))))
+        net.label_path.dense.bias.fill_(mean_label)
+
+
+def fcn_step(net: IterativeFCN, batch: dict, lam: float, unit_voxels: float, device: torch.device):
+    """Forward pass + loss (bf16 autocast on CUDA); returns :class:`~.losses.LossTerms`."""
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        out = net(batch["input"])
+    return iterative_fcn_loss(out.segmentation_logits, out.label, out.completeness_logits, batch["target"],
+                              batch["weights"], batch["label"], batch["complete"], lam, unit_voxels)
+
+
+def plot_losses(log_path: Path, png_path: Path) -> None:
+    """Loss curve PNG from the CSV log (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(log_path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return
+    it = np.array([float(r["iteration"]) for r in rows])
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key in ("total", "fp", "fn", "label", "completeness"):
+        ax.plot(it, [float(r[key]) for r in rows], label=key, lw=1)
+    val = [(float(r["iteration"]), float(r["validation_total"])) for r in rows if r["validation_total"]]
+    if val:
+        ax.plot(*zip(*val), "ko-", label="validation total", ms=3)
+    ax.set_yscale("log")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss (running mean)")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(png_path, dpi=100)
+    plt.close(fig)
+
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return {"numpy": rng.bit_generator.state, "torch": torch.get_rng_state(), "python": random.getstate()}
+
+
+def _restore_rng(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state["numpy"]
+    torch.set_rng_state(state["torch"])
+    random.setstate(state["python"])
+
+
+def _validation_loss(net, patches, lam, unit_voxels, device) -> float:
+    if not patches:
+        return float("nan")
+    net.eval()
+    with torch.no_grad():
+        total = float(np.mean([fcn_step(net, batch_tensors([p], device), lam, unit_voxels, device).total.item()
+                               for p in patches]))
+    net.train()
+    return total
+
+
+def train(config: str | Path | dict, output_dir: str | Path, resume: bool = False, device: str = "auto",
+          seed: int | None = None, num_threads: int | None = 2, progress=print) -> Path:
+    """Train the attention network and the iterative FCN; write checkpoints, logs and a model folder.
+
+    Args:
+        config: training configuration (JSON path or dict, see :mod:`.config`).
+        output_dir: run folder (created; must not hold a checkpoint unless ``resume``).
+        resume: continue from ``output_dir/checkpoint.pt`` (networks, optimizer, iteration, elapsed time, RNG).
+        device: "auto", "cpu" or "cuda".
+        seed: overrides the configuration's seed.
+        num_threads: ``torch.set_num_threads`` for CPU training (None: leave torch's default).
+        progress: callable receiving progress lines.
+
+    Returns:
+        Path of the written model folder.
+
+    Raises:
+        OutputExistsError: ``output_dir`` holds a checkpoint and ``resume`` is False.
+        FileNotFoundError: ``resume`` without a checkpoint; missing data files.
+        ValueError: invalid configuration or no training data.
+    """
+    if num_threads:
+        torch.set_num_threads(int(num_threads))
+    cfg = load_config(config)
+    if seed is not None:
+        cfg["seed"] = int(seed)
+    out = Path(output_dir)
+    ckpt_path = out / CHECKPOINT
+    if resume and not ckpt_path.is_file():
+        raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist")
+    if not resume and ckpt_path.exists():
+        raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose another folder")
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    rng = np.random.default_rng(cfg["seed"])
+    torch.manual_seed(cfg["seed"])
+    random.seed(cfg["seed"])
+
+    prep_cfg = dict(cfg["preprocessing"], hu_window=tuple(cfg["preprocessing"]["hu_window"]))
+    prep = Preprocessing(**prep_cfg)
+    traversal = TraversalParameters(**cfg["traversal"])
+    localization = LocalizationParameters(**cfg["localization"])
+    fcn_cfg = IterativeFCNConfig.from_dict(cfg["iterative_fcn"])
+    att_cfg = AttentionNetConfig.from_dict(cfg["attention_net"])
+    tc, ac, dc = cfg["fcn_training"], cfg["attention_training"], cfg["data"]
+    pad = pad_value(prep)
+
+    fcn = IterativeFCN(fcn_cfg).to(dev)
+    attention = AttentionNet(att_cfg).to(dev)
+    optimizer = torch.optim.Adam(fcn.parameters(), lr=tc["learning_rate"], betas=tuple(tc["betas"]))
+    state = {"iteration": 0, "fcn_seconds": 0.0, "attention": None}
+    initialize_output_biases(fcn)
+    if resume:
+        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        fcn.load_state_dict(ckpt["fcn"])
+        attention.load_state_dict(ckpt["attention_net"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        _restore_rng(rng, ckpt["rng"])
+        progress(f"resumed from {ckpt_path} at iteration {state['iteration']}")
+    else:
+        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+
+    progress("loading training data ...")
+    t0 = time.monotonic()
+    data = TrainingData(collect_cases(dc), prep, dc["synthetic_pool_size"], dc["synthetic_fraction"], rng)
+    progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), {len(data.masks)} "
+             f"mask(s) for synthesis, pool of {len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")
+
+    def save_checkpoint():
+        torch.save({"fcn": fcn.state_dict(), "attention_net": attention.state_dict(),
+                    "optimizer": optimizer.state_dict(), "state": state, "rng": _rng_state(rng),
+                    "config": cfg}, ckpt_path.with_suffix(".tmp"))
+        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+
+    # --- attention network (seed 001, section 2.1)
+    if state["attention"] is None:
+        vols = data.real + [data.synthesize(rng) for _ in range(ac["synthetic_volumes"] if data.masks else 0)]
+        examples = []
+        for v in vols:
+            examples += sagittal_examples(v.image, v.labels, prep.spacing_mm, prep.localization_spacing_mm,
+                                          localization.slice_step, att_cfg.block, pad)
+        progress(f"attention net: {len(examples)} sagittal slices from {len(vols)} volumes")
+        state["attention"] = train_attention(attention, examples, rng, dev, ac["max_iterations"],
+                                             60.0 * ac["max_wall_minutes"], ac["learning_rate"],
+                                             ac["slices_per_batch"], pad, progress)
+        state["attention"]["volumes"] = len(vols)
+        save_checkpoint()
+
+    # --- iterative FCN (seed 002, section 3.6)
+    sampler = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
+                           tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], tc["augment"],
+                           prep.hu_scale)
+    val_rng = np.random.default_rng(12345)
+    plain = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
+                         tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], False, prep.hu_scale)
+    val_patches = [plain.sample(v, val_rng) for v in data.validation for _ in range(8)]
+    log_path = out / "loss_log.csv"
+    if not log_path.exists():
+        with open(log_path, "w", newline="") as f:
+            csv.writer(f).writerow(LOG_FIELDS)
+    n_max = int(tc["max_iterations"])
+    wall = 60.0 * float(tc["max_wall_minutes"])
+    fcn.train()
+    running: list[list[float]] = []
+    session_start = time.monotonic()
+    base_seconds = state["fcn_seconds"]
+    last = None
+    while state["iteration"] < n_max and state["fcn_seconds"] < wall:
+        n = state["iteration"]
+        progress_n = max(n, n_max * state["fcn_seconds"] / wall) if tc.get("lambda_progress", "max") == "max" else n
+        lam = lambda_schedule(progress_n, n_max, tc["lambda_min"])
+        patches = [sampler.sample(data.draw(rng), rng) for _ in range(tc["batch_size"])]
+        terms = fcn_step(fcn, batch_tensors(patches, dev), lam, tc["segmentation_unit_voxels"], dev)
+        optimizer.zero_grad(set_to_none=True)
+        terms.total.backward()
+        optimizer.step()
+        running.append([v.item() for v in terms])
+        state["iteration"] = n + 1
+        state["fcn_seconds"] = base_seconds + time.monotonic() - session_start
+        if data.pool and state["iteration"] % dc["synthetic_refresh_every"] == 0:
+            data.refresh(rng, dc["synthetic_refresh_count"])
+        checkpoint_now = state["iteration"] % tc["checkpoint_every"] == 0
+        if state["iteration"] % tc["log_every"] == 0 or checkpoint_now:
+            mean = np.mean(running, axis=0)
+            running = []
+            val = _validation_loss(fcn, val_patches, lam, tc["segmentation_unit_voxels"], dev) if checkpoint_now else None
+            last = dict(zip(["total", "fp", "fn", "label", "completeness"], mean.tolist()))
+            with open(log_path, "a", newline="") as f:
+                csv.writer(f).writerow([state["iteration"], f"{state['fcn_seconds']:.1f}", f"{lam:.4f}",
+                                        *[f"{v:.5f}" for v in mean], "" if val is None else f"{val:.5f}"])
+            rate = state["fcn_seconds"] / max(state["iteration"], 1)
+            progress(f"fcn: iteration {state['iteration']}/{n_max}, {state['fcn_seconds'] / 60:.1f}/{wall / 60:.0f} min, "
+                     f"{rate:.2f} s/it, lambda {lam:.3f}, loss {mean[0]:.3f} (fp {mean[1]:.3f} fn {mean[2]:.3f} "
+                     f"label {mean[3]:.3f} compl {mean[4]:.3f})" + ("" if val is None else f", validation {val:.3f}"))
+        if checkpoint_now:
+            save_checkpoint()
+            plot_losses(log_path, out / "loss_curve.png")
+    save_checkpoint()
+    plot_losses(log_path, out / "loss_curve.png")
+
+    training = {
+        "data": data.summary(),
+        "fcn_iterations": state["iteration"],
+        "fcn_max_iterations": n_max,
+        "fcn_wall_seconds": round(state["fcn_seconds"], 1),
+        "attention": state["attention"],
+        "final_losses": last,
+        "seed": cfg["seed"],
+        "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),
+                     "threads": torch.get_num_threads(),
+                     "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
+        "torch": torch.__version__,
+        "config": cfg,
+        "notes": "FP/FN soft counts in units of segmentation_unit_voxels voxels; surface-weight sigma = "
+                 f"{tc['sigma_mm']} mm = {tc['sigma_mm'] / prep.spacing_mm:.2f} voxels",
+    }
+    model = SpineModel(name=cfg["name"], version=cfg["version"], modality=cfg["modality"], preprocessing=prep,
+                       traversal=traversal, localization=localization, fcn=fcn.eval(), attention=attention.eval(),
+                       training=training)
+    model_dir = save_model(model, out / cfg["name"], overwrite=resume)
+    write_model_card(model_dir, overwrite=resume)
+    progress(f"model written to {model_dir}")
+    return model_dir

@@ -1,0 +1,90 @@
+"""Tests of the synthetic CT generator on the real VerSe masks (shared/data/verse_masks)."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from SpineSegmentationLib.training.readers import find_verse_cases, load_case
+from SpineSegmentationLib.training.synthetic import synthesize_ct
+
+MASKS = Path(__file__).resolve().parents[3] / "shared" / "data" / "verse_masks"
+SPACING = 2.5
+
+
+@pytest.fixture(scope="module")
+def masks():
+    if not MASKS.is_dir():
+        pytest.skip(f"real VerSe masks not found at {MASKS}")
+    return {c.name: load_case(c, SPACING).labels for c in find_verse_cases(MASKS)}
+
+
+@pytest.fixture(scope="module")
+def thoracolumbar(masks):
+    """sub-verse004 (T9-L5): ribs above, sacrum and pelvis below."""
+    return synthesize_ct(masks["sub-verse004"], np.random.default_rng(3), SPACING, crop=False)
+
+
+@pytest.fixture(scope="module")
+def cervical(masks):
+    """sub-gl017 (C1-T4): skull base above, lungs and ribs at the thoracic end."""
+    return synthesize_ct(masks["sub-gl017"], np.random.default_rng(4), SPACING, crop=False)
+
+
+def test_labels_preserved(masks, thoracolumbar, cervical):
+    _, lab = thoracolumbar
+    assert set(np.unique(lab)) == set(np.unique(masks["sub-verse004"]))
+    _, lab = cervical
+    assert set(np.unique(lab)) == set(np.unique(masks["sub-gl017"]))
+    # every vertebra keeps roughly its volume (deformation scales by at most ~15 % per axis)
+    for k in (16, 20, 24):
+        ratio = (thoracolumbar[1] == k).sum() / (masks["sub-verse004"] == k).sum()
+        assert 0.5 < ratio < 1.8
+
+
+def test_hu_ranges_of_bone_and_soft_tissue(thoracolumbar):
+    hu, lab = thoracolumbar
+    bone = lab > 0
+    interior = ndimage.binary_erosion(bone, iterations=1)
+    # trabecular bone 60-300 HU (blurred, noisy); real CTs at 2.5 mm: interior medians 75-165 HU
+    assert 50 < np.median(hu[interior]) < 400
+    shell = bone & ~interior
+    assert np.median(hu[shell]) > np.median(hu[interior]) + 50  # the (partial-volume) cortical shell is denser
+    assert np.percentile(hu[shell], 90) > 300
+    body_voxels = (hu > -200) & (hu < 150) & ~ndimage.binary_dilation(bone, iterations=3)
+    assert body_voxels.sum() > 10 * bone.sum()  # a body of soft tissue around the spine
+    assert np.median(hu[hu > -500][~bone[hu > -500]]) < 100
+    # air outside the body
+    assert np.median(hu[0, 0, :5]) < -800
+
+
+def test_distractor_bone_is_present_and_background(thoracolumbar, cervical):
+    for hu, lab in (thoracolumbar, cervical):
+        far_from_vertebrae = ~ndimage.binary_dilation(lab > 0, iterations=3)
+        dense = (hu > 400) & far_from_vertebrae
+        assert dense.sum() > 200, "expected ribs / pelvis / skull bone away from the vertebrae"
+        assert np.all(lab[dense] == 0)
+    hu, lab = thoracolumbar
+    z_l5 = np.nonzero((lab == 24).any(axis=(1, 2)))[0].min()
+    assert ((hu[: z_l5 - 2] > 400).sum()) > 300, "expected sacrum / iliac wings below L5"
+    assert np.all(lab[: z_l5 - 2] == 0)
+
+
+def test_lungs_beside_thoracic_spine(cervical):
+    hu, lab = cervical
+    z_t3 = int(np.nonzero((lab == 10).any(axis=(1, 2)))[0].mean())
+    sl = hu[z_t3]
+    inside = ndimage.binary_fill_holes(sl > -500)
+    assert ((sl < -650) & (sl > -950) & inside).sum() > 100
+
+
+def test_random_crop_cuts_the_field_of_view(masks):
+    rng = np.random.default_rng(11)
+    sizes = {synthesize_ct(masks["sub-verse010"], rng, SPACING, crop=True)[0].shape for _ in range(4)}
+    assert len(sizes) > 1
+
+
+def test_rejects_empty_label_map():
+    with pytest.raises(ValueError, match="no vertebra"):
+        synthesize_ct(np.zeros((10, 10, 10), np.int16), np.random.default_rng(0))

@@ -1,0 +1,239 @@
+"""Tests of the training package on the real shipped data: readers, patch sampler (seed 002 section 3.6),
+a few real optimisation steps, checkpoints and resume."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from SpineSegmentationLib.errors import OutputExistsError
+from SpineSegmentationLib.models import Preprocessing, load_model
+from SpineSegmentationLib.networks import IterativeFCN, IterativeFCNConfig
+from SpineSegmentationLib.preprocessing import normalize_hu, pad_value
+from SpineSegmentationLib.training import train
+from SpineSegmentationLib.training.config import load_config
+from SpineSegmentationLib.training.data import to_training_volume
+from SpineSegmentationLib.training.readers import find_verse_cases, load_case, read_manifest
+from SpineSegmentationLib.training.sampler import PatchSampler, TrainingVolume, extract
+from SpineSegmentationLib.training.synthetic import synthesize_ct
+from SpineSegmentationLib.training.trainer import batch_tensors, fcn_step, initialize_output_biases
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "Resources" / "TrainingConfigs"
+DATA = REPO.parent / "shared" / "data"
+TPTBOX = DATA / "ct" / "tptbox_lumbar_crop"
+PREP = Preprocessing(spacing_mm=2.5)
+PAD = pad_value(PREP)
+
+pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared real data not found at {DATA}")
+
+
+@pytest.fixture(scope="module")
+def manifest_cases():
+    return read_manifest(CONFIGS / "real_ct_manifest.csv")
+
+
+@pytest.fixture(scope="module")
+def example_ct(manifest_cases):
+    case = next(c for c in manifest_cases if c.name == "example_ct")
+    return to_training_volume(load_case(case, 2.5), PREP)
+
+
+@pytest.fixture(scope="module")
+def tptbox(manifest_cases):
+    case = next(c for c in manifest_cases if c.name == "sub-ct_label-22_ct")
+    return to_training_volume(load_case(case, 2.5), PREP)
+
+
+def sampler(patch_size=48, direction="up", augment=False):
+    return PatchSampler(patch_size, PAD, direction=direction, augment=augment)
+
+
+# --- readers -------------------------------------------------------------------------------------------------
+
+def test_manifest_declares_the_split(manifest_cases):
+    splits = {c.name: c.split for c in manifest_cases}
+    assert splits == {"example_ct": "train", "example_ct_dicom": "train", "sub-ct_label-22_ct": "validation"}
+
+
+def test_readers_convert_to_verse_numbers(example_ct, tptbox):
+    # TotalSegmentator 26..33 = S1, L5..T11 -> VerSe 26, 24..18
+    assert set(np.unique(example_ct.labels)) == {0, 18, 19, 20, 21, 22, 23, 24, 26}
+    assert set(np.unique(tptbox.labels)) == {0, 21, 22, 23}
+    assert 26 not in example_ct.vertebrae  # the sacrum is never a target
+
+
+def test_verse_layout_mask_only_cases():
+    cases = find_verse_cases(DATA / "verse_masks")
+    assert {c.name for c in cases} == {"sub-gl003_dir-ax", "sub-gl017", "sub-verse004", "sub-verse010"}
+    assert all(c.image is None for c in cases)
+
+
+def test_manifest_errors_name_the_problem(tmp_path):
+    bad = tmp_path / "m.csv"
+    bad.write_text("image,labels\na.nii.gz,b.nii.gz\n")
+    with pytest.raises(ValueError, match="convention"):
+        read_manifest(bad)
+    bad.write_text(f"image,labels,convention\n{TPTBOX / 'sub-ct_label-22_ct.nii.gz'},"
+                   f"{TPTBOX / 'sub-ct_seg-vert_label-22_msk.nii.gz'},nnunet\n")
+    with pytest.raises(ValueError, match="unknown convention"):
+        read_manifest(bad)
+
+
+# --- sampler -------------------------------------------------------------------------------------------------
+
+def _centre_of(volume, label):
+    return np.round(np.argwhere(volume.labels == label).mean(axis=0)).astype(int)
+
+
+def test_memory_holds_only_caudal_vertebrae_for_bottom_up(example_ct):
+    rng = np.random.default_rng(0)
+    P = 96
+    centre = _centre_of(example_ct, 21)  # L2
+    patch = sampler(P).sample(example_ct, rng, target=21, centre=centre)
+    labels = extract(example_ct.labels, centre - P // 2, P, 0)
+    np.testing.assert_array_equal(patch.memory > 0, np.isin(labels, [22, 23, 24]))
+    np.testing.assert_array_equal(patch.target > 0, labels == 21)
+    assert patch.label == 21.0
+    assert not np.any(patch.memory[labels == 26])  # sacrum is never memory
+    down = sampler(P, "down").sample(example_ct, rng, target=21, centre=centre)
+    np.testing.assert_array_equal(down.memory > 0, np.isin(labels, [18, 19, 20]))
+
+
+def test_completeness_of_truncated_vertebrae(example_ct, tptbox):
+    rng = np.random.default_rng(0)
+    big = sampler(160)
+    centre = np.array(example_ct.labels.shape) // 2
+    # T11 (VerSe 18) is a sliver cut by the top of the scan: incomplete even though all of it is in the patch
+    assert big.sample(example_ct, rng, target=18, centre=centre).complete == 0.0
+    assert big.sample(example_ct, rng, target=22, centre=centre).complete == 1.0
+    centre = np.array(tptbox.labels.shape) // 2
+    small = sampler(64)
+    assert small.sample(tptbox, rng, target=21, centre=centre).complete == 0.0  # L2 cut by the crop
+    assert small.sample(tptbox, rng, target=23, centre=centre).complete == 0.0  # L4 cut by the crop
+    assert small.sample(tptbox, rng, target=22, centre=centre).complete == 1.0  # L3 complete
+
+
+def test_completeness_two_percent_rule_and_z_crop(tptbox):
+    rng = np.random.default_rng(0)
+    P = 32
+    info = tptbox.vertebrae[22]
+    centre = np.round((info.bbox_min + info.bbox_max) / 2).astype(int)
+    full = sampler(64).sample(tptbox, rng, target=22, centre=centre)
+    assert full.complete == 1.0
+    # a patch that leaves more than 2 % of L3 outside
+    cut = sampler(P).sample(tptbox, rng, target=22, centre=centre + np.array([0, 10, 0]))
+    assert cut.target.sum() < 0.98 * info.count and cut.complete == 0.0
+    # a truncated field of view through L3: recomputed as incomplete, and the cut-off part is air
+    z_mid = int(centre[0])
+    cropped = sampler(64).sample(tptbox, rng, target=22, centre=centre, z_crop=(0, z_mid))
+    assert cropped.complete == 0.0
+    top = z_mid - (centre[0] - 32)
+    assert np.all(cropped.image[top:] == PAD) and not cropped.target[top:].any()
+
+
+def test_random_patch_targets_are_empty(example_ct):
+    rng = np.random.default_rng(0)
+    P = 64
+    centre = _centre_of(example_ct, 22)
+    patch = sampler(P).sample(example_ct, rng, target=0, centre=centre)
+    labels = extract(example_ct.labels, centre - P // 2, P, 0)
+    assert patch.target.sum() == 0 and patch.label == 0.0 and patch.complete == 0.0
+    np.testing.assert_array_equal(patch.memory > 0, (labels > 0) & (labels != 26))
+    assert np.all(patch.weights == 1.0)
+
+
+def test_random_draws_mix_vertebra_and_random_patches(example_ct):
+    rng = np.random.default_rng(5)
+    s = PatchSampler(48, PAD, random_patch_fraction=0.25, augment=True)
+    labels = [s.sample(example_ct, rng).label for _ in range(40)]
+    empty = sum(1 for label in labels if label == 0)
+    assert 2 <= empty <= 20
+    assert set(labels) - {0.0} <= {18.0, 19.0, 20.0, 21.0, 22.0, 23.0, 24.0}
+
+
+def test_patches_outside_the_volume_are_padded_with_air(tptbox):
+    rng = np.random.default_rng(0)
+    patch = sampler(48).sample(tptbox, rng, target=22, centre=np.array([0, 0, 0]))
+    assert patch.image[0, 0, 0] == PAD
+    assert patch.memory[:24].sum() == 0 and patch.image.shape == (48, 48, 48)
+
+
+def test_synthetic_volume_gives_valid_patches():
+    masks = find_verse_cases(DATA / "verse_masks")
+    labels = load_case(next(c for c in masks if c.name == "sub-verse010"), 2.5).labels
+    rng = np.random.default_rng(1)
+    hu, lab = synthesize_ct(labels, rng, 2.5)
+    vol = TrainingVolume.build("synthetic", normalize_hu(hu, PREP), lab)
+    target = int(sorted(vol.vertebrae)[0])
+    patch = sampler(48, augment=True).sample(vol, rng, target=target, z_crop=(0, vol.labels.shape[0]))
+    assert patch.target.sum() > 0 and patch.label == float(target) and target >= 20
+
+
+# --- optimisation, checkpoints, resume -------------------------------------------------------------------------
+
+def test_loss_falls_when_overfitting_one_real_patch(tptbox):
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    net = IterativeFCN(IterativeFCNConfig(patch_size=32, filters=8, levels=3, recognition_filters=8, recognition_levels=1))
+    initialize_output_biases(net)
+    patch = sampler(32).sample(tptbox, rng, target=22, centre=_centre_of(tptbox, 22))
+    batch = batch_tensors([patch], torch.device("cpu"))
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3, betas=(0.99, 0.999))
+    losses = []
+    for _ in range(30):  # fixed lambda = 1 so that the loss is comparable between steps
+        terms = fcn_step(net, batch, 1.0, 1000.0, torch.device("cpu"))
+        opt.zero_grad()
+        terms.total.backward()
+        opt.step()
+        losses.append(terms.total.item())
+    assert losses[-1] < 0.92 * losses[0]
+    assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def _tiny_config(tmp_path, max_iterations):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text("image,labels,convention,split\n"
+                        f"{TPTBOX / 'sub-ct_label-22_ct.nii.gz'},{TPTBOX / 'sub-ct_seg-vert_label-22_msk.nii.gz'},verse,train\n")
+    cfg = json.loads((CONFIGS / "tiny_test.json").read_text())
+    cfg["data"] = {"manifest": str(manifest), "synthetic_masks_root": None}
+    cfg["fcn_training"].update(max_iterations=max_iterations, checkpoint_every=2, log_every=1)
+    return cfg
+
+
+def test_train_checkpoint_and_resume(tmp_path):
+    out = tmp_path / "run"
+    model_dir = train(_tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt["state"]["iteration"] == 2
+    model = load_model(model_dir)
+    for key, value in model.fcn.state_dict().items():
+        assert torch.equal(value, ckpt["fcn"][key]), key
+    with pytest.raises(OutputExistsError):
+        train(_tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
+    # resume: continues at iteration 3, from the checkpointed weights
+    before = {k: v.clone() for k, v in ckpt["fcn"].items()}
+    train(_tiny_config(tmp_path, 4), out, resume=True, device="cpu", progress=lambda line: None)
+    ckpt2 = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert ckpt2["state"]["iteration"] == 4
+    assert any(not torch.equal(before[k], ckpt2["fcn"][k]) for k in before)
+    rows = (out / "loss_log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    assert (out / "loss_curve.png").stat().st_size > 1000
+    meta = json.loads((model_dir / "model.json").read_text())
+    assert meta["training"]["fcn_iterations"] == 4
+    assert meta["training"]["data"]["real_training_cases"] == [str(TPTBOX / "sub-ct_label-22_ct.nii.gz")]
+
+
+def test_config_rejects_unknown_keys_and_missing_data():
+    with pytest.raises(ValueError, match="unknown training configuration key"):
+        load_config({"fcn_training": {"max_iteration": 5}, "data": {"manifest": "x.csv"}})
+    with pytest.raises(ValueError, match="names no data"):
+        load_config({})
+    cfg = load_config(CONFIGS / "default_cpu.json")
+    assert Path(cfg["data"]["manifest"]).is_file()
+    assert cfg["iterative_fcn"]["patch_size"] == 48 and cfg["traversal"]["direction"] == "up"
+    paper = load_config(CONFIGS / "paper.json")
+    assert paper["iterative_fcn"]["filters"] == 84 and paper["fcn_training"]["max_iterations"] == 100000
