@@ -102,26 +102,30 @@ class PatchPredictor:
             dst.append(slice(int(ca - a), int(max(cb, ca) - a)))
         return tuple(src), tuple(dst)
 
-    def predict(self, center: np.ndarray, memory: np.ndarray) -> tuple[np.ndarray, float, float, tuple]:
-        """Network output for the patch centred at ``center`` ([z, y, x] voxel indices).
+    def predict(self, centers: list[np.ndarray], memory: np.ndarray) -> list[tuple[np.ndarray, float, float, tuple]]:
+        """Network outputs for patches centred at ``centers`` ([z, y, x] voxel indices), evaluated as one batch.
 
         Returns:
-            ``(mask_probability, label, p_complete, window)`` with mask_probability float32 (P, P, P) in patch
-            coordinates, window the ``(volume_slices, patch_slices)`` pair of :meth:`_window`.
+            One ``(mask_probability, label, p_complete, window)`` per centre: mask_probability float32
+            (P, P, P) in patch coordinates, window the ``(volume_slices, patch_slices)`` pair of :meth:`_window`.
         """
-        src, dst = self._window(center)
-        patch = np.full((2, self.size, self.size, self.size), 0.0, dtype=np.float32)
-        patch[0] = self.pad
-        patch[0][dst] = self.volume[src]
-        patch[1][dst] = memory[src]
-        x = torch.from_numpy(patch)[None].to(self.device)
-        with torch.inference_mode(), torch.autocast(
-            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"
-        ):
+        windows = [self._window(c) for c in centers]
+        patches = np.zeros((len(centers), 2, self.size, self.size, self.size), dtype=np.float32)
+        patches[:, 0] = self.pad
+        for patch, (src, dst) in zip(patches, windows):
+            patch[0][dst] = self.volume[src]
+            patch[1][dst] = memory[src]
+        x = torch.from_numpy(patches).to(self.device, non_blocking=True)
+        cuda = self.device.type == "cuda"
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        with torch.inference_mode(), torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=cuda):
             out = self.model.fcn(x)
-        self.evaluations += 1
-        prob = torch.sigmoid(out.segmentation_logits[0, 0].float()).cpu().numpy()
-        return prob, float(out.label[0]), float(torch.sigmoid(out.completeness_logits[0].float())), (src, dst)
+        self.evaluations += len(centers)
+        prob = torch.sigmoid(out.segmentation_logits[:, 0].float()).cpu().numpy()
+        label = out.label.float().cpu().numpy()
+        p_complete = torch.sigmoid(out.completeness_logits.float()).cpu().numpy()
+        return [(prob[i], float(label[i]), float(p_complete[i]), windows[i]) for i in range(len(centers))]
 
 
 def _largest_component(mask: np.ndarray) -> np.ndarray:
@@ -183,6 +187,7 @@ def traverse(
     start_zyx: Optional[np.ndarray] = None,
     progress: Optional[Callable[[int, int], None]] = None,
     z_range: Optional[tuple[int, int]] = None,
+    sliding_batch: int = 1,
 ) -> TraversalResult:
     """Segment the vertebrae of a canonical volume one at a time (seed 002, section 3.3).
 
@@ -201,6 +206,9 @@ def traverse(
         progress: optional callback ``progress(vertebrae_found, evaluations)`` after every evaluation.
         z_range: optional (low, high) canonical z indices: only fragments whose bounding-box centre lies in
             this range count, and the sliding window stays inside it (e.g. "below the clicked vertebra").
+        sliding_batch: sliding-window positions evaluated together in one batch; the first detection in
+            traversal order is taken, so the result is the same as one at a time (more evaluations, fewer
+            launches: worth it on a GPU).
 
     Returns:
         :class:`TraversalResult` with the instance map on the canonical grid.
@@ -227,11 +235,9 @@ def traverse(
     max_evaluations = len(windows) + (params.max_iterations + 2) * MAX_VERTEBRAE
     ahead = (lambda a, b: a > b) if direction == "up" else (lambda a, b: a < b)
 
-    def fragment(center: np.ndarray):
-        """Evaluate at ``center``; the detected fragment (global bool mask in the window) or None."""
-        prob, label, p_complete, (src, dst) = predictor.predict(center, memory)
-        if progress is not None:
-            progress(len(result.vertebrae), predictor.evaluations)
+    def interpret(output):
+        """The detected fragment of one network output (global bool mask in its window), or None."""
+        prob, label, p_complete, (src, dst) = output
         mask = (prob[dst] >= params.mask_threshold) & (memory[src] < 0.5)
         mask = _largest_component(mask)
         count = int(mask.sum())
@@ -246,6 +252,16 @@ def traverse(
             return None
         return mask, src, bbox_center, label, p_complete
 
+    def evaluate(centers: list[np.ndarray]) -> list:
+        outputs = predictor.predict(centers, memory)
+        if progress is not None:
+            progress(len(result.vertebrae), predictor.evaluations)
+        return outputs
+
+    def fragment(center: np.ndarray):
+        """Evaluate at ``center``; the detected fragment or None."""
+        return interpret(evaluate([center])[0])
+
     def skip_windows_behind(z: int) -> None:
         # resume the sliding window beyond the current patch, in the traversal direction
         nonlocal pending
@@ -254,19 +270,24 @@ def traverse(
 
     pending = 0
     position = None if start_zyx is None else np.asarray(start_zyx, dtype=int)
-    sliding = start_zyx is None
     while predictor.evaluations < max_evaluations and len(result.vertebrae) < MAX_VERTEBRAE:
         if position is None:
+            # sliding window: evaluate the next windows (several at once on a GPU), take the first detection
             if pending >= len(windows):
                 break
-            position, sliding = windows[pending], True
-            pending += 1
-        found = fragment(position)
-        if found is None:
-            if not sliding:  # the patch of a finished vertebra, or a given start point, shows nothing new
+            batch = windows[pending : pending + max(1, sliding_batch)]
+            hits = ((i, interpret(out)) for i, out in enumerate(evaluate(batch)))
+            i, found = next(((i, f) for i, f in hits if f is not None), (len(batch) - 1, None))
+            pending += i + 1
+            if found is None:
+                continue
+            position = batch[i]
+        else:  # the patch of a finished vertebra, or a given start point
+            found = fragment(position)
+            if found is None:
                 skip_windows_behind(int(position[0]))
-            position = None
-            continue
+                position = None
+                continue
         # track this vertebra until the patch position converges (or the midpoint rule applies)
         previous, current, iterations, converged = None, position, 1, False
         while True:
@@ -305,6 +326,6 @@ def traverse(
                 voxels=int(mask.sum()),
             )
         )
-        position, sliding = current, False  # analyse the same patch again: the memory points to the next one
+        position = current  # analyse the same patch again: the memory now points to the next vertebra
     result.evaluations = predictor.evaluations
     return result

@@ -31,9 +31,13 @@ class InstanceOracle(nn.Module):
         self.totals, self.direction = totals, direction
 
     def forward(self, x: torch.Tensor) -> IterativeFCNOutput:
-        ids = torch.round(x[0, 0]).clamp(min=0).long()
-        free = (ids > 0) & (x[0, 1] < 0.5)
-        seg = torch.full_like(x[:, :1], -10.0)
+        outs = [self._one(x[i]) for i in range(x.shape[0])]
+        return IterativeFCNOutput(*(torch.cat(parts) for parts in zip(*outs)))
+
+    def _one(self, x: torch.Tensor):
+        ids = torch.round(x[0]).clamp(min=0).long()
+        free = (ids > 0) & (x[1] < 0.5)
+        seg = torch.full_like(x[None, :1], -10.0)
         label = torch.zeros(1)
         complete = torch.full((1,), -10.0)
         candidates = torch.unique(ids[free])
@@ -44,7 +48,7 @@ class InstanceOracle(nn.Module):
             seg[0, 0][target] = 10.0
             label[0] = float(pick)
             complete[0] = 10.0 if int(target.sum()) == self.totals[pick] else -10.0
-        return IterativeFCNOutput(seg, label, complete)
+        return seg, label, complete
 
 
 def _model(fcn: nn.Module, **traversal) -> SpineModel:
@@ -188,3 +192,12 @@ def test_z_range_and_start_point_restrict_the_traversal():
     assert _instance_ids(res, vol) == [1, 2]
     res = traverse(vol, model, torch.device("cpu"), start_zyx=np.array([50, 20, 20]))
     assert _instance_ids(res, vol)[:3] == [3, 4, 5]
+
+
+def test_batched_sliding_windows_give_the_same_segmentation():
+    vol, totals = _column(shape=(96, 40, 120), n=4)
+    model = _model(InstanceOracle(totals))
+    one = traverse(vol, model, torch.device("cpu"))
+    batched = traverse(vol, model, torch.device("cpu"), sliding_batch=6)
+    np.testing.assert_array_equal(one.instances, batched.instances)
+    assert [v.center_zyx for v in one.vertebrae] == [v.center_zyx for v in batched.vertebrae]

@@ -1,0 +1,63 @@
+"""Self-describing model folders: round trip, checksum, version and configuration errors."""
+
+import json
+
+import pytest
+import torch
+
+from SpineSegmentationLib.errors import ModelFileError
+from SpineSegmentationLib.models import (DEFAULT_MODEL_DIR, LocalizationParameters, Preprocessing, SpineModel,
+                                         TraversalParameters, load_model, save_model)
+from SpineSegmentationLib.networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
+
+
+@pytest.fixture
+def tiny_model_dir(tmp_path):
+    torch.manual_seed(0)
+    model = SpineModel("tiny", "1.2.3", "CT", Preprocessing(spacing_mm=3.0), TraversalParameters(max_iterations=7),
+                       LocalizationParameters(), IterativeFCN(IterativeFCNConfig(16, 2, 2, 2, 1)),
+                       AttentionNet(AttentionNetConfig(2, 4)), training={"iterations": 5})
+    return save_model(model, tmp_path / "tiny"), model
+
+
+def test_round_trip_restores_configuration_parameters_and_weights(tiny_model_dir):
+    path, original = tiny_model_dir
+    loaded = load_model(path)
+    assert (loaded.name, loaded.version, loaded.modality) == ("tiny", "1.2.3", "CT")
+    assert loaded.preprocessing == original.preprocessing and loaded.traversal.max_iterations == 7
+    assert loaded.training == {"iterations": 5}
+    for a, b in zip(original.fcn.state_dict().values(), loaded.fcn.state_dict().values()):
+        assert torch.equal(a, b)
+    assert not loaded.fcn.training  # eval mode
+
+
+def test_existing_model_is_not_overwritten(tiny_model_dir):
+    path, model = tiny_model_dir
+    with pytest.raises(ModelFileError, match="already holds a model"):
+        save_model(model, path)
+
+
+def test_wrong_format_version_missing_weights_and_bad_config_are_explained(tiny_model_dir):
+    path, _ = tiny_model_dir
+    meta = json.loads((path / "model.json").read_text())
+    (path / "model.json").write_text(json.dumps({**meta, "format_version": 99}))
+    with pytest.raises(ModelFileError, match="format version 99"):
+        load_model(path)
+    (path / "model.json").write_text(json.dumps({**meta, "iterative_fcn": {**meta["iterative_fcn"], "filters": 3}}))
+    with pytest.raises(ModelFileError, match="does not match the configuration"):
+        load_model(path)
+    (path / "model.json").write_text(json.dumps(meta))
+    (path / "attention_net.safetensors").unlink()
+    with pytest.raises(ModelFileError, match="missing"):
+        load_model(path)
+    (path / "model.json").write_text("{not json")
+    with pytest.raises(ModelFileError, match="not valid JSON"):
+        load_model(path)
+
+
+def test_the_shipped_model_loads_offline_and_describes_itself():
+    model = load_model()
+    assert model.path == DEFAULT_MODEL_DIR
+    assert model.modality == "CT" and model.traversal.direction in ("up", "both")
+    assert model.training, "the shipped model must carry its training provenance"
+    assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").is_file()
