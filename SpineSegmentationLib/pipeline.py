@@ -144,6 +144,8 @@ def segment_spine(
     Returns:
         :class:`SpineSegmentationResult`; its label map is on the input grid (int16, VerSe numbers).
         When no spine is found, the result has no vertebrae, an empty label map and says so in ``message``.
+        When the localization network finds no spine (small crops give it too little context), the whole
+        volume is searched instead (``run_info["spine_localized"]`` is False).
 
     Raises:
         InputImageError: the input is missing, unreadable or not a 3D CT in HU (see ``validation.py``).
@@ -157,12 +159,20 @@ def segment_spine(
     reporter = Reporter(progress)
     t_start = time.perf_counter()
     scan = prepare_scan(image, model, device, direction, reporter, use_localization, max_memory_bytes)
-    if scan.spine_mask is not None and not scan.spine_mask.any():
-        return empty_result(scan, reporter, t_start, "no spine found: the localization network saw no spine in this image")
+    localized = scan.spine_mask is None or bool(scan.spine_mask.any())
+    if not localized:
+        # small crops give the low-resolution attention network too little context: search everywhere
+        scan.spine_mask = None
     trav = run_traversal(scan, reporter)
-    if not trav.vertebrae:
-        return empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone", trav.evaluations)
-    return assemble_result(scan, trav.instances, trav.vertebrae, reporter, t_start, trav.evaluations, refine_surface)
+    if trav.vertebrae:
+        result = assemble_result(scan, trav.instances, trav.vertebrae, reporter, t_start, trav.evaluations,
+                                 refine_surface)
+    else:
+        where = "" if localized else " (the localization network saw no spine either; the whole volume was searched)"
+        result = empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone" + where,
+                              trav.evaluations)
+    result.run_info["spine_localized"] = localized
+    return result
 
 
 @dataclass

@@ -33,6 +33,13 @@ class IterativeFCNConfig:
         recognition_filters: filters of the two recognition paths (label, completeness). Paper: 48.
         recognition_levels: number of extra conv + max-pool compression steps of each recognition path
             after the U-Net's bottleneck (then global average pooling and one dense layer 48 -> 1).
+        normalization: "batch" (the paper's batch normalization) or "instance". The paper trains on single
+            patches (section 3.6); with one patch per batch, batch normalization normalizes every patch with its
+            own statistics during training but with running averages at inference, which differ badly for
+            patches as unlike as ours (measured: Dice 0.25 with running averages vs 0.89 with per-patch
+            statistics on the same network). "instance" uses per-patch statistics in training and inference
+            alike, i.e. exactly what batch normalization computes during single-patch training, and leaves the
+            recognition paths (3^3 and 2^3 voxels, where per-patch statistics erase the signal) unnormalized.
     """
 
     patch_size: int = 128
@@ -40,8 +47,11 @@ class IterativeFCNConfig:
     levels: int = 4
     recognition_filters: int = 48
     recognition_levels: int = 2
+    normalization: str = "batch"
 
     def __post_init__(self) -> None:
+        if self.normalization not in ("batch", "instance"):
+            raise ValueError(f"normalization must be 'batch' or 'instance', got {self.normalization!r}")
         if self.levels < 2:
             raise ValueError(f"levels must be >= 2, got {self.levels}")
         factor = 2 ** (self.levels - 1)
@@ -82,15 +92,20 @@ class IterativeFCNOutput(NamedTuple):
     completeness_logits: torch.Tensor
 
 
-def _conv_block(in_channels: int, out_channels: int, dims: int = 3) -> nn.Sequential:
+def _norm(kind: str, channels: int, dims: int) -> nn.Module:
+    if kind == "instance":
+        return (nn.InstanceNorm3d if dims == 3 else nn.InstanceNorm2d)(channels, affine=True)
+    return (nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d)(channels)
+
+
+def _conv_block(in_channels: int, out_channels: int, dims: int = 3, normalization: str = "batch") -> nn.Sequential:
     conv = nn.Conv3d if dims == 3 else nn.Conv2d
-    norm = nn.BatchNorm3d if dims == 3 else nn.BatchNorm2d
     return nn.Sequential(
         conv(in_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        norm(out_channels),
+        _norm(normalization, out_channels, dims),
         nn.ReLU(inplace=True),
         conv(out_channels, out_channels, kernel_size=3, padding=1, bias=False),
-        norm(out_channels),
+        _norm(normalization, out_channels, dims),
         nn.ReLU(inplace=True),
     )
 
@@ -98,17 +113,14 @@ def _conv_block(in_channels: int, out_channels: int, dims: int = 3) -> nn.Sequen
 class _RecognitionPath(nn.Module):
     """Further compression of the bottleneck features into one value (label or completeness path)."""
 
-    def __init__(self, in_channels: int, filters: int, levels: int) -> None:
+    def __init__(self, in_channels: int, filters: int, levels: int, normalize: bool = True) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         channels = in_channels
         for _ in range(levels):
-            layers += [
-                nn.MaxPool3d(2, ceil_mode=True),
-                nn.Conv3d(channels, filters, kernel_size=3, padding=1, bias=False),
-                nn.BatchNorm3d(filters),
-                nn.ReLU(inplace=True),
-            ]
+            layers += [nn.MaxPool3d(2, ceil_mode=True), nn.Conv3d(channels, filters, kernel_size=3, padding=1, bias=not normalize)]
+            layers += [nn.BatchNorm3d(filters)] if normalize else []
+            layers += [nn.ReLU(inplace=True)]
             channels = filters
         self.features = nn.Sequential(*layers)
         self.dense = nn.Linear(channels, 1)
@@ -140,13 +152,15 @@ class IterativeFCN(nn.Module):
         super().__init__()
         self.config = config
         f = config.filters
-        self.encoders = nn.ModuleList([_conv_block(2 if i == 0 else f, f) for i in range(config.levels)])
+        norm = config.normalization
+        self.encoders = nn.ModuleList([_conv_block(2 if i == 0 else f, f, normalization=norm) for i in range(config.levels)])
         self.pool = nn.MaxPool3d(2)
         self.upsample = nn.Upsample(scale_factor=2, mode="nearest")
-        self.decoders = nn.ModuleList([_conv_block(2 * f, f) for _ in range(config.levels - 1)])
+        self.decoders = nn.ModuleList([_conv_block(2 * f, f, normalization=norm) for _ in range(config.levels - 1)])
         self.segmentation_head = nn.Conv3d(f, 1, kernel_size=1)
-        self.label_path = _RecognitionPath(f, config.recognition_filters, config.recognition_levels)
-        self.completeness_path = _RecognitionPath(f, config.recognition_filters, config.recognition_levels)
+        batch = norm == "batch"
+        self.label_path = _RecognitionPath(f, config.recognition_filters, config.recognition_levels, batch)
+        self.completeness_path = _RecognitionPath(f, config.recognition_filters, config.recognition_levels, batch)
 
     def forward(self, x: torch.Tensor) -> IterativeFCNOutput:
         if x.ndim != 5 or x.shape[1] != 2:

@@ -33,7 +33,7 @@ DEFAULTS: dict = {
         "hu_scale": 1000.0,
         "localization_spacing_mm": 4.0,
     },
-    "iterative_fcn": {"patch_size": 48, "filters": 16, "levels": 4, "recognition_filters": 16, "recognition_levels": 2},
+    "iterative_fcn": {"patch_size": 48, "filters": 16, "levels": 4, "recognition_filters": 16, "recognition_levels": 2, "normalization": "batch"},
     "attention_net": {"filters": 16, "pool_levels": 4},
     "traversal": {"direction": "up"},
     "localization": {},
@@ -62,6 +62,7 @@ DEFAULTS: dict = {
         "augment": True,
         "checkpoint_every": 250,
         "log_every": 10,
+        "init_from": None,
     },
     "attention_training": {
         "max_iterations": 1500,
@@ -125,6 +126,7 @@ def load_config(config: str | Path | dict) -> dict:
     cfg = _merge(DEFAULTS, raw, "")
     for key in PATH_KEYS:
         cfg["data"][key] = _resolve(cfg["data"][key], base_dir)
+    cfg["fcn_training"]["init_from"] = _resolve(cfg["fcn_training"]["init_from"], base_dir)
     data = cfg["data"]
     if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"]):
         raise ValueError(

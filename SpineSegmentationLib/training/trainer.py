@@ -138,6 +138,43 @@ def _validation_loss(net, patches, lam, unit_voxels, device) -> float:
     return total
 
 
+def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev) -> dict:
+    """Initialize from an earlier run's ``checkpoint.pt`` (config ``fcn_training.init_from``).
+
+    FCN parameters whose name and shape match are copied (normalization statistics that the new
+    configuration does not have, e.g. batch-norm running averages when switching to instance normalization,
+    are dropped); the attention network is copied whole and not trained again.
+
+    Returns:
+        What was copied and what was left at its initialization, for the training provenance.
+
+    Raises:
+        FileNotFoundError: no such checkpoint.
+    """
+    if not checkpoint.is_file():
+        raise FileNotFoundError(f"fcn_training.init_from: {checkpoint} does not exist; give an earlier run's checkpoint.pt")
+    ckpt = torch.load(checkpoint, map_location=dev, weights_only=False)
+    own = fcn.state_dict()
+    old = {k: v for k, v in ckpt["fcn"].items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+
+    def group(key: str) -> str:  # encoders.0 / decoders.1 / segmentation_head / label_path / completeness_path
+        parts = key.split(".")
+        return ".".join(parts[:2]) if parts[0] in ("encoders", "decoders") else parts[0]
+
+    def same(g: str) -> bool:  # a module is copied only when all its parameters match in name and shape
+        mine = {k: v.shape for k, v in own.items() if group(k) == g and not k.endswith("num_batches_tracked")}
+        theirs = {k: v.shape for k, v in old.items() if group(k) == g}
+        return mine == theirs or {k: s for k, s in mine.items() if "running" not in k} == theirs
+    copied = {k: v for k, v in old.items() if k in own and same(group(k))}
+    fcn.load_state_dict(copied, strict=False)
+    attention.load_state_dict(ckpt["attention_net"])
+    state["attention"] = ckpt["state"]["attention"]
+    fresh = sorted({k.split(".")[0] for k in own if k not in copied})
+    return {"checkpoint": str(checkpoint), "from_iteration": ckpt["state"]["iteration"],
+            "from_fcn_seconds": round(ckpt["state"]["fcn_seconds"], 1), "copied_tensors": len(copied),
+            "reinitialized_modules": fresh}
+
+
 def train(config: str | Path | dict, output_dir: str | Path, resume: bool = False, device: str = "auto",
           seed: int | None = None, num_threads: int | None = 2, progress=print) -> Path:
     """Train the attention network and the iterative FCN; write checkpoints, logs and a model folder.
@@ -190,6 +227,9 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     optimizer = torch.optim.Adam(fcn.parameters(), lr=tc["learning_rate"], betas=tuple(tc["betas"]))
     state = {"iteration": 0, "fcn_seconds": 0.0, "attention": None}
     initialize_output_biases(fcn)
+    if tc.get("init_from") and not resume:
+        state["warm_start"] = warm_start(fcn, attention, state, Path(tc["init_from"]), dev)
+        progress(f"warm start from {tc['init_from']}: {state['warm_start']}")
     if resume:
         ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
         fcn.load_state_dict(ckpt["fcn"])
@@ -285,6 +325,7 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         "fcn_max_iterations": n_max,
         "fcn_wall_seconds": round(state["fcn_seconds"], 1),
         "attention": state["attention"],
+        "warm_start": state.get("warm_start"),
         "final_losses": last,
         "seed": cfg["seed"],
         "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),

@@ -1,0 +1,242 @@
+"""Command line of the correction workflow: ``python -m SpineSegmentationLib.correction_cli click|rerun ...``.
+
+The 3D Slicer module runs these in a child process, as it runs ``cli segment`` (same ``--progress json`` lines,
+same output folder: ``labels.nii.gz``, ``segmentation.seg.nrrd``, ``vertebrae.json``, ...)::
+
+    click INPUT --point R A S [--existing LABELS] [--edited 22,23] [--directions up,down] -o OUTDIR
+    rerun INPUT --labels LABELS --edited 22 [--redo 23,24] -o OUTDIR
+
+``LABELS`` is a label map on the CT's grid (VerSe numbers). Points are RAS millimetres (as Slicer shows them).
+The steps without network work on an output folder ``RESULT`` of any of these commands (or ``cli segment``) and
+write a new folder (``RESULT`` itself is never changed)::
+
+    renumber INPUT --result RESULT --vertebra 23 --level L5 -o OUTDIR
+    alternatives INPUT --result RESULT [--apply N -o OUTDIR]
+    complete INPUT --result RESULT --vertebra 18 --incomplete -o OUTDIR
+
+In Python these are :mod:`SpineSegmentationLib.renumbering` (no torch needed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+
+
+def _labels_list(text: Optional[str]) -> list[int]:
+    """ "22,L4" -> [22, 23]; "" or None -> []."""
+    if not text:
+        return []
+    try:
+        return [_level_or_label(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated VerSe labels or levels such as 22,23 or L3,L4, got {text!r}") from None
+
+
+def _run(args: argparse.Namespace, compute) -> int:
+    from .cli import _progress_printer, default_output_dir
+    from .io import read_image
+    from .outputs import check_outputs_free, write_outputs
+
+    input_path = Path(args.input)
+    output_dir = Path(args.output) if args.output else default_output_dir(input_path)
+    check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
+    callback, close = _progress_printer(args.progress)
+    try:
+        image = read_image(input_path)
+        result = compute(image, callback)
+        write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
+    finally:
+        close()
+    if args.progress == "json":
+        print(json.dumps({"stage": "result", "output_dir": str(output_dir), "message": result.message}), flush=True)
+    else:
+        print(result.message)
+        print(f"outputs in {output_dir}")
+    return 0
+
+
+def _write(args: argparse.Namespace, result, image) -> int:
+    from .cli import default_output_dir
+    from .outputs import check_outputs_free, write_outputs
+
+    input_path = Path(args.input)
+    output_dir = Path(args.output) if args.output else default_output_dir(input_path)
+    check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
+    write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
+    print(result.message)
+    print(f"outputs in {output_dir}")
+    return 0
+
+
+def read_result(folder: Path):
+    """A :class:`~SpineSegmentationLib.result.SpineSegmentationResult` from an output folder (labels.nii.gz and
+    vertebrae.json).
+
+    Raises:
+        ValueError: the folder lacks either file or vertebrae.json is not this project's.
+    """
+    from .io import read_image
+    from .outputs import output_paths
+    from .outputs.vertebrae_json import read_vertebrae_json
+    from .renumbering import vertebrae_from_document
+    from .result import LabelingAlternative, SpineSegmentationResult
+
+    paths = output_paths(folder)
+    for key in ("labels", "vertebrae"):
+        if not paths[key].is_file():
+            raise ValueError(f"{paths[key]} is missing; --result must be an output folder of spineseg")
+    document = read_vertebrae_json(paths["vertebrae"])
+    alternatives = [LabelingAlternative(labels=[int(v) for v in a["labels"]], likelihood=float(a["likelihood"]),
+                                        description=str(a.get("description", "")))
+                    for a in document.get("alternatives", [])]
+    return SpineSegmentationResult(labels=read_image(paths["labels"]), vertebrae=vertebrae_from_document(document),
+                                   alternatives=alternatives, run_info=dict(document.get("run", {})),
+                                   message=str(document.get("message", "")))
+
+
+def _level_or_label(text: str) -> int:
+    from .anatomy import verse_label
+
+    return int(text) if text.strip().isdigit() else verse_label(text)
+
+
+def cmd_renumber(args: argparse.Namespace) -> int:
+    from .io import read_image
+    from .renumbering import renumber
+
+    result = renumber(read_result(Path(args.result)), _level_or_label(args.vertebra), _level_or_label(args.level))
+    return _write(args, result, read_image(Path(args.input)))
+
+
+def cmd_alternatives(args: argparse.Namespace) -> int:
+    from .io import read_image
+    from .renumbering import apply_alternative, labeling_alternatives
+
+    result = read_result(Path(args.result))
+    alternatives = labeling_alternatives(result)
+    if args.apply is None:
+        for i, a in enumerate(alternatives):
+            print(f"{i:2d}  likelihood {a.likelihood:.3f}  {a.description}")
+        return 0
+    if not 0 <= args.apply < len(alternatives):
+        raise ValueError(f"--apply {args.apply}: there are {len(alternatives)} alternatives (0..{len(alternatives) - 1})")
+    return _write(args, apply_alternative(result, alternatives[args.apply]), read_image(Path(args.input)))
+
+
+def cmd_complete(args: argparse.Namespace) -> int:
+    from .io import read_image
+    from .renumbering import set_completeness
+
+    result = set_completeness(read_result(Path(args.result)), _level_or_label(args.vertebra), not args.incomplete)
+    return _write(args, result, read_image(Path(args.input)))
+
+
+def _read_labels(path: Optional[str]):
+    if not path:
+        return None
+    from .io import read_image
+
+    return read_image(Path(path))
+
+
+def cmd_click(args: argparse.Namespace) -> int:
+    from .correction import segment_from_point
+
+    directions = [d for d in args.directions.split(",") if d]
+    edited = _labels_list(args.edited)  # bad lists fail before any work
+
+    def compute(image, callback):
+        return segment_from_point(
+            image, args.point, existing_labels=_read_labels(args.existing), model=args.model, device=args.device,
+            directions=directions, progress=callback, edited=edited, use_localization=not args.no_localization,
+        )
+
+    return _run(args, compute)
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    from .correction import rerun_with_edits
+
+    edited, redo = _labels_list(args.edited), _labels_list(args.redo)  # bad lists fail before any work
+
+    def compute(image, callback):
+        return rerun_with_edits(
+            image, _read_labels(args.labels), edited_labels=edited, redo_labels=redo, model=args.model,
+            device=args.device, progress=callback, use_localization=not args.no_localization,
+        )
+
+    return _run(args, compute)
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("input", help="CT image (NIfTI, NRRD, MetaImage or a DICOM series folder)")
+    p.add_argument("-o", "--output", help="output folder (default: <input stem>_spineseg/ next to the input)")
+    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    p.add_argument("--model", help="model folder (default: the shipped model)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+    p.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="progress display")
+    p.add_argument("--no-localization", action="store_true", help="do not use the spine localization network")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="spineseg-correct", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    click = sub.add_parser("click", help="segment the vertebra at a point, then continue up and/or down")
+    _common(click)
+    click.add_argument("--point", nargs=3, type=float, required=True, metavar=("R", "A", "S"),
+                       help="the point in RAS millimetres")
+    click.add_argument("--existing", help="label map of vertebrae already segmented (kept, instance memory)")
+    click.add_argument("--edited", help="labels in --existing that a person edited, e.g. 22,23")
+    click.add_argument("--directions", default="up,down", help="up,down (default), up, down, or '' (clicked only)")
+    click.set_defaults(func=cmd_click)
+    rerun = sub.add_parser("rerun", help="segment again, keeping the edited vertebrae exactly")
+    _common(rerun)
+    rerun.add_argument("--labels", required=True, help="current label map on the CT's grid (VerSe numbers)")
+    rerun.add_argument("--edited", default="", help="labels a person edited (kept exactly), e.g. 22 or L3")
+    rerun.add_argument("--redo", default="", help="labels to remove and segment again, e.g. 23,24 or L4,L5")
+    rerun.set_defaults(func=cmd_rerun)
+
+    def no_network(name: str, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("input", help="the CT the result belongs to")
+        p.add_argument("--result", required=True, help="output folder to start from (not changed)")
+        p.add_argument("-o", "--output", help="output folder for the corrected result")
+        p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+        return p
+
+    ren = no_network("renumber", "state the level of one vertebra; the whole column is relabelled")
+    ren.add_argument("--vertebra", required=True, help="the vertebra's current label or name, e.g. 23 or L4")
+    ren.add_argument("--level", required=True, help="its true level, e.g. L5 or 24")
+    ren.set_defaults(func=cmd_renumber)
+    alt = no_network("alternatives", "list the labellings of the column by likelihood, or apply one")
+    alt.add_argument("--apply", type=int, help="index of the alternative to apply (as listed)")
+    alt.set_defaults(func=cmd_alternatives)
+    com = no_network("complete", "flag a vertebra completely visible (default) or not")
+    com.add_argument("--vertebra", required=True, help="the vertebra's label or name")
+    com.add_argument("--incomplete", action="store_true", help="flag it incompletely visible")
+    com.set_defaults(func=cmd_complete)
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except (argparse.ArgumentTypeError, ValueError) as e:
+        # SpineSegmentationError is a ValueError; so are bad points and unknown labels. Each message names the fix.
+        print(f"spineseg-correct: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spineseg-correct: interrupted; no output was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

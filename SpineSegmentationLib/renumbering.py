@@ -1,0 +1,313 @@
+"""Renumbering, labelling alternatives and completeness flags: the corrections that need no network.
+
+Part of the interactive correction workflow (``correction.py``). Every function here is *pure*: it returns a new
+:class:`~SpineSegmentationLib.result.SpineSegmentationResult` (or a new list) and never changes its argument, so
+a caller can undo a step by keeping the previous object. Nothing here imports torch; the functions run wherever
+numpy and SimpleITK do (e.g. inside 3D Slicer).
+
+Renumbering is the maximum-likelihood label-sequence refinement of seed 002, section 3.4
+(:func:`~SpineSegmentationLib.labeling.refine_labels`) run again on the regressed label values of the
+vertebrae, with a person's statement ("this one is L5") as a constraint. The whole column is relabelled
+consistently: label map (on the input grid, voxels unchanged), names and ``p_label``.
+
+Example::
+
+    from SpineSegmentationLib.renumbering import labeling_alternatives, renumber, set_completeness
+    fixed = renumber(result, vertebra_label=23, stated_level="L5")    # the vertebra now called L4 is L5
+    runner_up = labeling_alternatives(result)[1]                      # second most likely sequence
+    other = apply_alternative(result, runner_up)
+    flagged = set_completeness(result, 24, complete=False)
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, fields, replace
+from typing import Iterable, Sequence, Union
+
+import numpy as np
+import SimpleITK as sitk
+
+from .anatomy import column_position, verse_label, vertebra_name
+from .labeling import label_probability, refine_labels
+from .result import LabelingAlternative, SpineSegmentationResult, Vertebra
+
+#: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
+CORRECTIONS_KEY = "corrections"
+
+
+@dataclass
+class Relabeling:
+    """A new labelling of a column of vertebrae.
+
+    Attributes:
+        mapping: old VerSe label -> new VerSe label, for every vertebra (unchanged ones map to themselves).
+        vertebrae: the vertebrae with new labels, names and ``p_label``, cranio-caudal order.
+        likelihood: average label probability of the new sequence (seed 002 section 3.4), in [0, 1].
+        alternatives: candidate sequences ordered by likelihood (see :func:`refine_labels`); for a stated level
+            all of them respect the statement.
+    """
+
+    mapping: dict[int, int]
+    vertebrae: list[Vertebra]
+    likelihood: float
+    alternatives: list[LabelingAlternative]
+
+
+def _level(stated_level: Union[str, int]) -> int:
+    """VerSe label of "L5" / 24; raises ValueError for anything that is not a level of the column."""
+    label = verse_label(stated_level) if isinstance(stated_level, str) else int(stated_level)
+    column_position(label)  # raises for the sacrum and for unknown labels
+    return label
+
+
+def is_column_vertebra(label: int) -> bool:
+    """True for the levels of the column that renumbering works on: C1..L5, T13 and L6 (not the sacrum)."""
+    return 1 <= int(label) <= 25 or int(label) == 28
+
+
+def cranio_caudal(vertebrae: Iterable[Vertebra]) -> list[Vertebra]:
+    """The column's vertebrae sorted from head to feet by the superior (RAS z) coordinate of their centroid.
+
+    Entries outside the column (the sacrum, 26, kept as a person gave it) are left out: they have no regressed
+    value and take no part in renumbering; the functions below keep them unchanged in their results.
+
+    Raises:
+        ValueError: if two vertebrae carry the same label, or a label is not a VerSe vertebra number.
+    """
+    vertebrae = list(vertebrae)
+    labels = [int(v.label) for v in vertebrae]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"vertebra labels must be unique, got {labels}")
+    for label in labels:
+        vertebra_name(label)  # raises for labels that are not VerSe vertebra numbers
+    column = [v for v in vertebrae if is_column_vertebra(v.label)]
+    return sorted(column, key=lambda v: -float(v.centroid_ras_mm[2]))
+
+
+def _with_others(relabelled: list[Vertebra], vertebrae: Iterable[Vertebra]) -> list[Vertebra]:
+    """The relabelled column plus the entries outside it, cranio-caudal."""
+    others = [v for v in vertebrae if not is_column_vertebra(v.label)]
+    return sorted(relabelled + others, key=lambda v: -float(v.centroid_ras_mm[2]))
+
+
+def _find(vertebrae: list[Vertebra], label: int) -> int:
+    for i, v in enumerate(vertebrae):
+        if int(v.label) == int(label):
+            return i
+    present = ", ".join(f"{v.name} ({v.label})" for v in vertebrae) or "none"
+    raise ValueError(f"no vertebra with label {label} in this result; present: {present}")
+
+
+def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int]) -> list[Vertebra]:
+    return [
+        replace(v, label=int(lab), name=vertebra_name(lab), p_label=round(label_probability(v.label_regressed, lab), 4))
+        for v, lab in zip(ordered, new_labels)
+    ]
+
+
+def renumber_vertebrae(
+    vertebrae: Iterable[Vertebra], vertebra_label: int, stated_level: Union[str, int]
+) -> Relabeling:
+    """Maximum-likelihood relabelling of the column under a person's statement "this vertebra is ``stated_level``".
+
+    Args:
+        vertebrae: the column (any order; sorted cranio-caudally by centroid here). Each needs its
+            ``label_regressed`` (the network's value on the 1..24 scale, seed 002 section 3.4).
+        vertebra_label: current VerSe label of the vertebra the statement is about.
+        stated_level: its true level, a name ("L5", "T13") or a VerSe number (24, 28).
+
+    Returns:
+        :class:`Relabeling`: the most likely contiguous sequence (standard column, with T13 or with L6) in which
+        that vertebra has the stated level; every other vertebra follows consistently.
+
+    Raises:
+        ValueError: unknown vertebra or level, or no contiguous sequence fits (e.g. "C1" for a vertebra that
+            has 10 vertebrae above it).
+    """
+    vertebrae = list(vertebrae)
+    ordered = cranio_caudal(vertebrae)
+    if not is_column_vertebra(vertebra_label):
+        raise ValueError(f"label {vertebra_label} is not a vertebra of the column (C1-L5, T13, L6): the sacrum "
+                         "takes no part in renumbering; state the level of a vertebra instead")
+    index = _find(ordered, vertebra_label)
+    labeling = refine_labels([v.label_regressed for v in ordered], constraints={index: _level(stated_level)})
+    return Relabeling(
+        mapping={int(v.label): int(lab) for v, lab in zip(ordered, labeling.labels)},
+        vertebrae=_with_others(_relabelled(ordered, labeling.labels), vertebrae),
+        likelihood=labeling.likelihood,
+        alternatives=labeling.alternatives,
+    )
+
+
+def relabel_vertebrae(vertebrae: Iterable[Vertebra], labels: Sequence[int]) -> Relabeling:
+    """Give the column (cranio-caudal order) the label sequence ``labels``, e.g. a runner-up alternative.
+
+    Raises:
+        ValueError: if the length differs from the number of vertebrae, a label repeats, or a label is not a
+            vertebra of the column.
+    """
+    vertebrae = list(vertebrae)
+    ordered = cranio_caudal(vertebrae)
+    labels = [int(v) for v in labels]
+    if len(labels) != len(ordered):
+        raise ValueError(f"the labelling has {len(labels)} labels for {len(ordered)} vertebrae; "
+                         "use an alternative computed for this result")
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"a labelling must not repeat a level, got {labels}")
+    for label in labels:
+        column_position(label)
+    probabilities = [label_probability(v.label_regressed, lab) for v, lab in zip(ordered, labels)]
+    likelihood = float(np.mean(probabilities)) if probabilities else 0.0
+    alternatives = labeling_alternatives(ordered)
+    return Relabeling(
+        mapping={int(v.label): lab for v, lab in zip(ordered, labels)},
+        vertebrae=_with_others(_relabelled(ordered, labels), vertebrae),
+        likelihood=likelihood,
+        alternatives=alternatives,
+    )
+
+
+def labeling_alternatives(
+    result_or_vertebrae: Union[SpineSegmentationResult, Iterable[Vertebra]], max_alternatives: int = 8
+) -> list[LabelingAlternative]:
+    """Candidate label sequences of the column, most likely first (seed 002 section 3.4, no constraint).
+
+    The list holds the best sequence, its shifts by +-1 level (always, even at zero likelihood), and other
+    sequences with non-zero likelihood such as the T13 / L6 variants. Each entry's ``labels`` are in
+    cranio-caudal order and can be applied with :func:`apply_alternative`.
+
+    Args:
+        result_or_vertebrae: a result, or its vertebrae (each with ``label_regressed``).
+        max_alternatives: how many sequences to keep beyond the best and its shifts.
+
+    Raises:
+        ValueError: as :func:`cranio_caudal`.
+    """
+    vertebrae = result_or_vertebrae.vertebrae if isinstance(result_or_vertebrae, SpineSegmentationResult) \
+        else result_or_vertebrae
+    ordered = cranio_caudal(vertebrae)
+    return refine_labels([v.label_regressed for v in ordered], max_alternatives=max_alternatives).alternatives
+
+
+def relabel_label_map(labels: sitk.Image, mapping: dict[int, int]) -> sitk.Image:
+    """Apply ``mapping`` (old -> new VerSe label) to every voxel at once; other labels stay as they are.
+
+    Returns:
+        A new image with the same geometry and pixel type; the voxels of each vertebra are unchanged.
+
+    Raises:
+        ValueError: if a new label is already used in the map by a structure that is not relabelled (two
+            structures would merge).
+    """
+    array = sitk.GetArrayViewFromImage(labels)
+    present = {int(v) for v in np.unique(array)} - {0}
+    untouched = present - set(mapping)
+    clash = sorted(untouched & set(mapping.values()))
+    if clash:
+        raise ValueError(f"relabelling would merge vertebrae with the existing labels {clash} that are not part "
+                         "of the relabelled column; remove or rename those segments first")
+    size = max([int(array.max()) if array.size else 0, *mapping.keys(), *mapping.values()]) + 1
+    lut = np.arange(size, dtype=np.int64)
+    for old, new in mapping.items():
+        lut[int(old)] = int(new)
+    out = sitk.GetImageFromArray(lut[array].astype(array.dtype))
+    out.CopyInformation(labels)
+    return out
+
+
+def _with_correction(result: SpineSegmentationResult, entry: dict) -> dict:
+    run_info = copy.deepcopy(result.run_info)
+    run_info.setdefault(CORRECTIONS_KEY, []).append(entry)
+    return run_info
+
+
+def _message(vertebrae: list[Vertebra]) -> str:
+    return f"{len(vertebrae)} vertebrae: " + ", ".join(
+        v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "") for v in vertebrae
+    )
+
+
+def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict) -> SpineSegmentationResult:
+    return SpineSegmentationResult(
+        labels=relabel_label_map(result.labels, relabeling.mapping),
+        vertebrae=relabeling.vertebrae,
+        alternatives=relabeling.alternatives,
+        run_info=_with_correction(result, entry),
+        message=_message(relabeling.vertebrae),
+    )
+
+
+def renumber(result: SpineSegmentationResult, vertebra_label: int, stated_level: Union[str, int]) -> SpineSegmentationResult:
+    """A new result in which the vertebra labelled ``vertebra_label`` is ``stated_level`` and the column follows.
+
+    Runs :func:`renumber_vertebrae` and relabels the label map on the input grid (voxels unchanged; edited
+    vertebrae keep ``edited=True``). ``alternatives`` of the new result are the candidates that respect the
+    statement, the applied one first; :func:`labeling_alternatives` gives the unconstrained list. The step is
+    recorded in ``run_info["corrections"]``.
+
+    Raises:
+        ValueError: see :func:`renumber_vertebrae` and :func:`relabel_label_map`.
+    """
+    relabeling = renumber_vertebrae(result.vertebrae, vertebra_label, stated_level)
+    entry = {"action": "renumber", "vertebra_label": int(vertebra_label), "stated_level": _level(stated_level),
+             "mapping": {str(k): v for k, v in relabeling.mapping.items()}}
+    return _apply(result, relabeling, entry)
+
+
+def apply_alternative(
+    result: SpineSegmentationResult, alternative: Union[LabelingAlternative, Sequence[int]]
+) -> SpineSegmentationResult:
+    """A new result labelled with ``alternative`` (from :func:`labeling_alternatives`, or a label sequence in
+    cranio-caudal order). The new result's ``alternatives`` are the unconstrained candidates of
+    :func:`labeling_alternatives` (so the applied sequence is first only when it is the most likely one).
+
+    Raises:
+        ValueError: see :func:`relabel_vertebrae` and :func:`relabel_label_map`.
+    """
+    labels = alternative.labels if isinstance(alternative, LabelingAlternative) else list(alternative)
+    relabeling = relabel_vertebrae(result.vertebrae, labels)
+    entry = {"action": "apply_alternative", "labels": [int(v) for v in labels],
+             "mapping": {str(k): v for k, v in relabeling.mapping.items()}}
+    return _apply(result, relabeling, entry)
+
+
+def set_completeness(result: SpineSegmentationResult, vertebra_label: int, complete: bool) -> SpineSegmentationResult:
+    """A new result in which vertebra ``vertebra_label`` is flagged completely visible (or not).
+
+    ``p_complete`` keeps the network's probability (seed 002 section 3.5); only the flag changes, and the step is
+    recorded in ``run_info["corrections"]``. The label map is unchanged (a copy is returned).
+
+    Raises:
+        ValueError: if no vertebra has that label.
+    """
+    vertebrae = list(result.vertebrae)
+    index = _find(vertebrae, vertebra_label)
+    vertebrae[index] = replace(vertebrae[index], complete=bool(complete))
+    entry = {"action": "set_completeness", "vertebra_label": int(vertebra_label), "complete": bool(complete)}
+    return SpineSegmentationResult(
+        labels=sitk.Image(result.labels),
+        vertebrae=vertebrae,
+        alternatives=list(result.alternatives),
+        run_info=_with_correction(result, entry),
+        message=_message(vertebrae),
+    )
+
+
+def vertebrae_from_document(document: dict) -> list[Vertebra]:
+    """The vertebrae of a ``vertebrae.json`` document (``outputs.vertebrae_json``) as :class:`Vertebra` objects.
+
+    Raises:
+        ValueError: if the document has no ``vertebrae`` list or an entry lacks a required field.
+    """
+    entries = document.get("vertebrae") if isinstance(document, dict) else None
+    if not isinstance(entries, list):
+        raise ValueError("not a vertebrae.json document: it has no 'vertebrae' list")
+    names = {f.name for f in fields(Vertebra)}
+    out = []
+    for entry in entries:
+        try:
+            out.append(Vertebra(**{k: v for k, v in entry.items() if k in names}))
+        except TypeError as e:
+            raise ValueError(f"vertebrae.json entry {entry.get('name', '?')} is incomplete: {e}") from e
+    return out
