@@ -51,7 +51,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import VERSE_NAMES, to_verse
+from .anatomy import SACRUM, VERSE_NAMES, to_verse
 from .errors import InputImageError, OutputExistsError
 from .outputs import OUTPUT_FILES
 from .outputs.centroids import label_centroids_lps, label_volumes_mm3
@@ -369,6 +369,7 @@ def evaluate(
     reference_convention: str = "verse",
     prediction_completeness: Optional[Mapping[int, bool]] = None,
     reference_completeness: Optional[Mapping[int, bool]] = None,
+    include_sacrum: bool = False,
 ) -> EvaluationReport:
     """Compare a predicted vertebra label map with a reference (see the module docstring for the measures).
 
@@ -381,6 +382,7 @@ def evaluate(
         prediction_completeness: ``{VerSe label: complete}`` of the prediction; overrides vertebrae.json.
             Without either, completeness accuracy is not computed.
         reference_completeness: ``{VerSe label: complete}`` of the reference; default: from the image border.
+        include_sacrum: also score the sacrum (26); off by default since the method does not segment it.
 
     Returns:
         :class:`EvaluationReport`. Rows are in anatomical order (C1 first).
@@ -401,6 +403,11 @@ def evaluate(
     pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
     pred_image = _with_array(pred, pred_image)
     ref_native = to_verse(sitk.GetArrayFromImage(ref_image), reference_convention)
+    if not include_sacrum:
+        pred[pred == SACRUM] = 0
+        ref_native[ref_native == SACRUM] = 0
+        pred_image = _with_array(pred, pred_image)
+        notes.append("the sacrum (26) is not evaluated: it is not one of the vertebrae the method segments")
     ref_native_image = _with_array(ref_native, ref_image)
     if reference_completeness is None:
         reference_completeness = border_completeness(ref_native)

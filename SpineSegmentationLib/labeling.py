@@ -12,6 +12,10 @@ Extensions beyond the paper, kept in the same arithmetic:
   (``anatomy.column_position``);
 * constraints: a person can state the level of one or more vertebrae; only sequences that agree are scored
   (used by renumbering in the correction workflow).
+
+Transitional columns are rarer than the standard one (a 13th thoracic or 6th lumbar vertebra is found in a
+minority of people), so their average likelihood is multiplied by :data:`TRANSITIONAL_PRIOR`: a T13/L6 labelling
+wins only when the regressions clearly favour it, not on a tie or a near-tie.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ import numpy as np
 
 from .anatomy import L5, L6, T12, T13, column_position, vertebra_name
 from .result import LabelingAlternative
+
+#: Weight of a sequence that uses a transitional vertebra (T13 or L6) relative to the standard column.
+TRANSITIONAL_PRIOR = 0.9
 
 _STANDARD = list(range(1, 25))
 #: The columns that are scored: standard C1..L5, with T13, with L6, with both.
@@ -48,7 +55,7 @@ class LabelingResult:
     Attributes:
         labels: final VerSe label per detected vertebra, in the input (cranio-caudal) order.
         probabilities: probability of each final label under its regressed value.
-        likelihood: average probability of the chosen sequence.
+        likelihood: average probability of the chosen sequence (times :data:`TRANSITIONAL_PRIOR` for T13/L6).
         alternatives: the best sequence, its shifts by +-1 level (always, even at zero likelihood) and other
             candidates with non-zero likelihood (T13/L6 variants, larger shifts), ordered by likelihood.
     """
@@ -107,6 +114,8 @@ def refine_labels(
             if (T13 in column and T13 not in seq) or (L6 in column and L6 not in seq):
                 continue
             likelihood = float(np.mean([label_probability(v, lab) for v, lab in zip(r, seq)]))
+            if column_name != "standard":
+                likelihood *= TRANSITIONAL_PRIOR
             if seq not in candidates or likelihood > candidates[seq][0]:
                 candidates[seq] = (likelihood, column_name)
     if not candidates:

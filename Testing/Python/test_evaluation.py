@@ -166,7 +166,7 @@ def test_border_completeness_on_truncated_example(reference_verse):
 def test_evaluate_reference_against_itself(real_ct_reference):
     ref_image = sitk.ReadImage(str(real_ct_reference))
     verse = image_like(anatomy.to_verse(sitk.GetArrayFromImage(ref_image), "totalseg"), ref_image)
-    report = evaluate(verse, real_ct_reference, reference_convention="totalseg")
+    report = evaluate(verse, real_ct_reference, reference_convention="totalseg", include_sacrum=True)
     s = report.summary
     assert s["n_reference"] == s["n_predicted"] == s["n_identified"] == 8
     assert s["mean_dice"] == 1.0 and s["mean_assd_mm"] == 0.0 and s["mean_hd95_mm"] == 0.0
@@ -182,7 +182,7 @@ def test_evaluate_reference_against_itself(real_ct_reference):
 def test_prediction_in_another_numbering_scores_badly(real_ct_reference):
     """Predictions are read as VerSe numbers: a TotalSegmentator map used as prediction keeps only TS 26 (S1,
     read as sacrum) and TS 28 (L4, read as T13), so only the sacrum is identified."""
-    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg")
+    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg", include_sacrum=True)
     s = report.summary
     assert s["n_reference"] == 8 and s["n_predicted"] == 2
     assert s["identification_rate"] == pytest.approx(1 / 8)
@@ -201,7 +201,7 @@ def test_evaluate_output_folder_uses_vertebrae_json(
         for v in np.unique(array) if v
     ]
     write_outputs(SpineSegmentationResult(reference_verse, vertebrae), image, tmp_path / "run")
-    report = evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg")
+    report = evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg", include_sacrum=True)
     rows = {r.name: r for r in report.vertebrae}
     assert rows["T11"].predicted_complete is False and rows["T11"].completeness_correct is True
     assert rows["L3"].completeness_correct is True
@@ -212,7 +212,7 @@ def test_evaluate_output_folder_uses_vertebrae_json(
     # An explicit dict overrides the folder's flags.
     all_complete = {v.label: True for v in vertebrae}
     report = evaluate(tmp_path / "run", real_ct_reference, "totalseg", prediction_completeness=all_complete,
-                      reference_completeness=all_complete)
+                      reference_completeness=all_complete, include_sacrum=True)
     assert report.summary["completeness_accuracy"] == 1.0
 
 
@@ -221,7 +221,7 @@ def test_false_positives_negatives_and_shifted_labels(reference_verse):
     pred = array.copy()
     pred[pred == L3] = 0  # missed
     pred[0:5, 0:5, 0:5] = 1  # a "C1" in a corner, overlapping nothing
-    report = evaluate(image_like(pred, reference_verse), reference_verse)
+    report = evaluate(image_like(pred, reference_verse), reference_verse, include_sacrum=True)
     assert report.summary["false_negatives"] == ["L3"] and report.summary["false_positives"] == ["C1"]
     rows = {r.name: r for r in report.vertebrae}
     assert rows["L3"].dice == 0.0 and rows["L3"].identified is False and not rows["L3"].in_prediction
@@ -230,7 +230,7 @@ def test_false_positives_negatives_and_shifted_labels(reference_verse):
     # Every label from T11 to L5 one level too low (T11 -> T12, ..., L5 -> 25 = L6): overlap still
     # matches the vertebrae, kappa drops below 1, identification fails.
     shifted = np.where((array >= T11) & (array <= L5), array + 1, array)
-    report = evaluate(image_like(shifted, reference_verse), reference_verse)
+    report = evaluate(image_like(shifted, reference_verse), reference_verse, include_sacrum=True)
     s = report.summary
     assert s["n_matched"] == 8 and s["kappa_linear"] < 0.9
     assert s["identification_rate"] == pytest.approx(1 / 8)  # only the sacrum keeps its label
@@ -240,7 +240,7 @@ def test_evaluate_resamples_reference_onto_prediction_grid(tptbox_labels):
     """The TPTBox PIR mask against its own LPS reorientation: grids differ, the answer is still perfect."""
     mask = sitk.ReadImage(str(tptbox_labels))
     prediction = sitk.DICOMOrient(mask, "LPS")
-    report = evaluate(prediction, tptbox_labels)
+    report = evaluate(prediction, tptbox_labels, include_sacrum=True)
     assert any("resampled" in note for note in report.notes)
     s = report.summary
     assert s["n_reference"] == 3 and s["mean_dice"] == pytest.approx(1.0) and s["identification_rate"] == 1.0
@@ -250,17 +250,17 @@ def test_evaluate_resamples_reference_onto_prediction_grid(tptbox_labels):
 
 def test_evaluate_input_errors(real_ct_reference, tmp_path):
     with pytest.raises(InputImageError, match="does not exist"):
-        evaluate(tmp_path / "missing.nii.gz", real_ct_reference)
+        evaluate(tmp_path / "missing.nii.gz", real_ct_reference, include_sacrum=True)
     with pytest.raises(InputImageError, match="labels.nii.gz"):
-        evaluate(tmp_path, real_ct_reference)
+        evaluate(tmp_path, real_ct_reference, include_sacrum=True)
     with pytest.raises(ValueError, match="unknown label convention"):
-        evaluate(real_ct_reference, real_ct_reference, reference_convention="nnunet")
+        evaluate(real_ct_reference, real_ct_reference, reference_convention="nnunet", include_sacrum=True)
 
 
 def test_write_report(reference_verse, tmp_path):
     array = sitk.GetArrayFromImage(reference_verse)
     pred = np.where(array == L1, 0, array)
-    report = evaluate(image_like(pred, reference_verse), reference_verse)
+    report = evaluate(image_like(pred, reference_verse), reference_verse, include_sacrum=True)
     paths = write_report(report, tmp_path / "eval")
     assert {p.name for p in paths.values()} == {"evaluation.json", "evaluation.csv", "evaluation.png"}
     document = json.loads(paths["json"].read_text())
@@ -277,3 +277,11 @@ def test_write_report(reference_verse, tmp_path):
         write_report(report, tmp_path / "eval")
     assert paths["json"].read_bytes() == before
     write_report(report, tmp_path / "eval", overwrite=True)
+
+
+def test_the_sacrum_is_not_scored_by_default(real_ct_reference):
+    """The method segments vertebrae, not the sacrum: by default the sacrum is left out of every metric."""
+    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg")
+    assert "S" not in {r.name for r in report.vertebrae}
+    assert report.summary["n_reference"] == 7
+    assert any("sacrum" in note for note in report.notes)

@@ -453,3 +453,32 @@ def test_process_runs_the_real_cli_and_imports_its_output(scene, tptbox_ct, tmp_
         ijk, _ = segment_voxels(results.segmentation_node.GetSegmentation().GetSegment(entry["name"]))
         expected = np.argwhere(labels == entry["label"])[:, ::-1]
         assert {tuple(v) for v in ijk} == {tuple(v) for v in expected}, entry["name"]
+
+
+def test_shipped_model_on_the_real_ct_through_the_module_logic(scene, real_ct, real_ct_reference):
+    """The batch API end to end: real CT volume node -> module logic -> separate process with the shipped model
+    -> one coded segment per vertebra whose voxels match the library's label map and the reference's lumbar
+    levels, centroids and table rows for each."""
+    import SimpleITK as sitk
+
+    from SpineSegmentationLib.anatomy import to_verse
+
+    ct = load_volume(scene, real_ct)
+    results = segment_example_ct_in_scene(scene, ct, device="cpu")
+    names = segment_names(results.segmentation_node)
+    assert {"L1", "L2", "L3", "L4", "L5"} <= set(names), names
+    assert results.centroids_node.GetNumberOfControlPoints() == len(names)
+    assert results.table_node.GetNumberOfRows() == len(names)
+    assert "T11" not in names or "T11" in results.incomplete
+    segmentation = results.segmentation_node.GetSegmentation()
+    for name in ("L1", "L3", "L5"):
+        segment = segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
+        assert "SCT^" in segment_tag(segment, segment.GetTerminologyEntryTagName())
+    # each named lumbar vertebra's centroid (RAS) lies inside the reference vertebra of the same level
+    reference = to_verse(sitk.GetArrayFromImage(sitk.ReadImage(str(real_ct_reference))), "totalseg")
+    image = sitk.ReadImage(str(real_ct))
+    for v in results.vertebrae:
+        if v.name in ("L2", "L3", "L4"):
+            x, y, z = v.centroid_ras_mm
+            i, j, k = image.TransformPhysicalPointToIndex((-x, -y, z))  # RAS -> LPS -> IJK
+            assert reference[k, j, i] == {"L2": 21, "L3": 22, "L4": 23}[v.name], v.name
