@@ -25,8 +25,8 @@ from SpineSegmentationLib.pipeline import segment_spine
 
 #: Measured with the shipped model (see Resources/Models/spineseg-default/MODEL_CARD.md); the thresholds leave a
 #: margin below the measured values so that a regression fails while run-to-run noise (none on CPU) cannot.
-MIN_MEAN_DICE_EXAMPLE = 0.0
-MIN_ID_RATE_EXAMPLE = 0.0
+MIN_MEAN_DICE_EXAMPLE = 0.75  # measured 0.825 (T11-L5; the sacrum is not scored)
+MIN_ID_RATE_EXAMPLE = 0.85  # measured 7/7; at least 6 of 7
 LUMBAR = ["L1", "L2", "L3", "L4", "L5"]
 
 
@@ -109,16 +109,20 @@ def test_the_same_anatomy_whatever_the_input_orientation(real_ct_image, tmp_path
     assert (a == b).mean() > 0.999
 
 
-def test_lumbar_crop_finds_L3_complete_and_flags_the_cut_neighbours(tptbox_ct, tptbox_labels):
+def test_lumbar_crop_separates_three_vertebrae_and_flags_the_cranial_cut_one(tptbox_ct, tptbox_labels):
+    """The unseen TPTBox crop (L2-L4, L2 and L4 cut). What the shipped model gets right is asserted here; its
+    known failures on this crop (labels two levels too high, L4 called complete) are in the model card."""
     result = segment_spine(tptbox_ct, device="cpu")
-    names = {v.name: v for v in result.vertebrae}
+    assert len(result.vertebrae) == 3, result.message
+    labels = sitk.GetArrayFromImage(result.labels)
     reference = to_verse(sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels))), "verse")
-    assert names, result.message
-    if "L3" in names:
-        assert names["L3"].complete
-    for cut in ("L2", "L4"):
-        assert cut not in names or not names[cut].complete or cut == "L3"
-    assert set(np.unique(reference)) >= {21, 22, 23}
+    cranial, middle, _ = result.vertebrae  # cranio-caudal order
+    assert not cranial.complete and middle.complete
+    # each found vertebra lies on a different reference vertebra, in the same order (label-agnostic overlap)
+    overlaps = [np.bincount(reference[labels == v.label], minlength=24)[21:24].argmax() + 21 for v in result.vertebrae]
+    assert overlaps == [21, 22, 23]
+    a, b = labels == middle.label, reference == 22
+    assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.3
 
 
 def test_a_ct_without_spine_gives_an_empty_result_with_a_message(real_ct_image):
