@@ -37,6 +37,7 @@ from SpineSegmentationModuleLib.logic import (
     SegmentationRun,
     SpineSegmentationProcessLogic,
 )
+from SpineSegmentationModuleLib.correction import CorrectionLogic, segment_centroid_ras
 from SpineSegmentationModuleLib.mrml_import import ImportedResults, segment_tag
 from SpineSegmentationModuleLib.runner import ProcessRunner
 
@@ -129,6 +130,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._runOutput = None
         self._results: Optional[ImportedResults] = None
         self._pollTimer = None
+        self._runApply = None  # a correction run's import step (None: a segmentation run)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -150,6 +152,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.vertebraTable.connect("cellClicked(int,int)", self.onVertebraClicked)
+        self._setupCorrections()
 
         self.initializeParameterNode()
 
@@ -169,6 +172,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelRun()  # the input volume is about to disappear
+        self.logic.correctionLogic.tracker.observe(None)
         self.setParameterNode(None)
         self._results = None
         self.ui.vertebraTable.setRowCount(0)
@@ -185,6 +189,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 self._parameterNode.inputVolume = firstVolumeNode
         if str(self._parameterNode.modelFolder) in ("", "."):
             self._parameterNode.modelFolder = self.logic.defaultModelDir
+        self._pointListNode()  # the point list the "Segment from point" place button fills
 
     def setParameterNode(self, inputParameterNode: Optional[SpineSegmentationParameterNode]) -> None:
         if self._parameterNode:
@@ -239,7 +244,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.progressBar.setValue(0)
         self.ui.progressBar.setFormat(_("starting...") if running else "%p%")
         for widget in (self.ui.inputsCollapsibleButton, self.ui.outputsCollapsibleButton,
-                       self.ui.advancedCollapsibleButton):
+                       self.ui.advancedCollapsibleButton, self._correctionsSection):
             widget.enabled = not running
         if running:
             self.ui.statusLabel.text = ""
@@ -258,7 +263,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if outputDir is None:
                 return  # still running
             self._pollTimer.stop()
-            results = self.logic.loadResults(outputDir, self._runInput, self._runOutput)
+            if self._runApply is not None:  # a correction: replace the segments, keep an undo step
+                results = self._runApply(outputDir)
+            else:
+                results = self.logic.loadResults(outputDir, self._runInput, self._runOutput)
             self._showResults(results)
         except SegmentationCancelledError:
             self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
@@ -278,6 +286,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._pollTimer is not None:
             self._pollTimer.stop()
         run, self._run = self._run, None
+        self._runApply = None
         if run is not None:
             run.cleanup()
         self._setRunning(False)
@@ -308,17 +317,213 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             lines.append(_("Incomplete (cut by the image border): {names}.").format(names=", ".join(results.incomplete)))
         lines += results.warnings
         self.ui.statusLabel.text = "\n".join(lines)
+        self.logic.correctionLogic.tracker.observe(results.segmentation_node)  # voxel edits -> Edited tag
+        self._refreshAlternatives(results.segmentation_node)
 
     def onVertebraClicked(self, row: int, column: int) -> None:
-        """Centre the slice views on the centroid of the vertebra in ``row``."""
-        if self._results is None:
+        """Centre the slice views on the centroid of the vertebra in ``row`` (computed from its voxels, so it is
+        right after renumbering, re-runs and undo too)."""
+        item = self.ui.vertebraTable.item(row, 0)
+        node = self._parameterNode.outputSegmentation if self._parameterNode else None
+        if item is None or node is None:
             return
-        centroids = self._results.centroids_node
-        if not slicer.mrmlScene.IsNodePresent(centroids) or row >= centroids.GetNumberOfControlPoints():
+        segmentId = node.GetSegmentation().GetSegmentIdBySegmentName(item.text())
+        position = segment_centroid_ras(node, segmentId) if segmentId else None
+        if position is None:
+            return
+        transform = node.GetParentTransformNode()
+        if transform is not None:  # segment coordinates -> world
+            position = transform.GetTransformToWorld().TransformPoint([float(c) for c in position])
+        slicer.modules.markups.logic().JumpSlicesToLocation(position[0], position[1], position[2], True)
+
+    # Corrections: click-through, re-run keeping edits, renumbering, alternatives, completeness, undo
+
+    def _setupCorrections(self) -> None:
+        """The "Corrections" section (built in code; the logic is in SpineSegmentationModuleLib/correction.py)."""
+        section = ctk.ctkCollapsibleButton()
+        section.text = _("Corrections")
+        section.collapsed = True
+        self.layout.addWidget(section)
+        form = qt.QFormLayout(section)
+
+        self._pointNode = None
+        self.pointPlaceWidget = slicer.qSlicerMarkupsPlaceWidget()
+        self.pointPlaceWidget.setMRMLScene(slicer.mrmlScene)
+        self.pointPlaceWidget.buttonsVisible = False
+        self.pointPlaceWidget.placeButton().show()
+        self.pointPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
+        self.pointPlaceWidget.toolTip = _("Place a point inside a vertebra that is missing or should be segmented")
+        self.directionComboBox = qt.QComboBox()
+        for text, value in ((_("up and down"), "up,down"), (_("up"), "up"), (_("down"), "down"),
+                            (_("this vertebra only"), "")):
+            self.directionComboBox.addItem(text, value)
+        self.segmentFromPointButton = qt.QPushButton(_("Segment from point"))
+        self.segmentFromPointButton.toolTip = _(
+            "Segment the vertebra under the point, then continue in the chosen direction; existing segments are kept")
+        row = qt.QHBoxLayout()
+        for widget in (self.pointPlaceWidget, self.directionComboBox, self.segmentFromPointButton):
+            row.addWidget(widget)
+        form.addRow(_("Point:"), row)
+
+        self.rerunButton = qt.QPushButton(_("Re-run keeping my edits"))
+        self.rerunButton.toolTip = _("Segments you edited are kept exactly; every other vertebra is segmented again "
+                                     "around them and the column is labelled again")
+        form.addRow(self.rerunButton)
+
+        self.levelComboBox = qt.QComboBox()
+        from SpineSegmentationLib.anatomy import VERSE_NAMES
+
+        for label in list(range(1, 20)) + [28] + list(range(20, 26)):  # column order: ... T12, T13, L1 ... L6
+            self.levelComboBox.addItem(VERSE_NAMES[label])
+        self.renumberButton = qt.QPushButton(_("Renumber"))
+        self.renumberButton.toolTip = _("The vertebra selected in the table is this level; all others follow")
+        row = qt.QHBoxLayout()
+        row.addWidget(self.levelComboBox)
+        row.addWidget(self.renumberButton)
+        form.addRow(_("Selected vertebra is:"), row)
+
+        self.alternativesList = qt.QListWidget()
+        self.alternativesList.toolTip = _("Other labellings of the column, most likely first; click one to apply it")
+        self.alternativesList.setMaximumHeight(110)
+        form.addRow(_("Alternatives:"), self.alternativesList)
+        self._alternatives = []
+
+        self.completeButton = qt.QPushButton(_("Toggle complete / incomplete"))
+        self.completeButton.toolTip = _("Flag the vertebra selected in the table as completely visible or not")
+        self.undoButton = qt.QPushButton(_("Undo last correction"))
+        row = qt.QHBoxLayout()
+        row.addWidget(self.completeButton)
+        row.addWidget(self.undoButton)
+        form.addRow(row)
+
+        self.segmentFromPointButton.connect("clicked(bool)", self.onSegmentFromPoint)
+        self.rerunButton.connect("clicked(bool)", self.onRerunKeepingEdits)
+        self.renumberButton.connect("clicked(bool)", self.onRenumber)
+        self.alternativesList.connect("itemClicked(QListWidgetItem*)", self.onAlternativeClicked)
+        self.completeButton.connect("clicked(bool)", self.onToggleComplete)
+        self.undoButton.connect("clicked(bool)", self.onUndo)
+        self._correctionsSection = section
+
+    def _pointListNode(self):
+        if self._pointNode is None or not slicer.mrmlScene.IsNodePresent(self._pointNode):
+            self._pointNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "SpineSegmentation point")
+            self._pointNode.CreateDefaultDisplayNodes()
+            self.pointPlaceWidget.setCurrentNode(self._pointNode)
+        return self._pointNode
+
+    def _correctionSegmentation(self, create: bool = False):
+        node = self._parameterNode.outputSegmentation if self._parameterNode else None
+        if node is None and create:
+            volume = self._parameterNode.inputVolume
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{volume.GetName()} vertebrae")
+            self._parameterNode.outputSegmentation = node
+        return node
+
+    def _selectedSegmentId(self):
+        """(segmentation node, segment ID) of the table's current row; raises ValueError when none."""
+        node = self._correctionSegmentation()
+        row = self.ui.vertebraTable.currentRow()
+        item = self.ui.vertebraTable.item(row, 0) if row >= 0 else None
+        if node is None or item is None:
+            raise ValueError(_("Select a vertebra in the table first."))
+        segmentId = node.GetSegmentation().GetSegmentIdBySegmentName(item.text())
+        if not segmentId:
+            raise ValueError(_("Segment {name} is not in the segmentation.").format(name=item.text()))
+        return node, segmentId
+
+    def _startCorrection(self, start) -> None:
+        if self._run is not None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the correction."), waitCursor=True):
+            if not self.logic.setupPythonRequirements():
+                self.ui.statusLabel.text = _("The required Python packages are not installed; nothing was run.")
+                return
+            volume = self._parameterNode.inputVolume
+            if volume is None:
+                raise ValueError(_("Select the CT volume first."))
+            segmentation = self._correctionSegmentation(create=True)
+            correction = self.logic.correctionLogic
+            self._runInput, self._runOutput = volume, segmentation
+            self._runApply = lambda outputDir: correction.applyRun(outputDir, volume, segmentation)
+            self._run = start(volume, segmentation)
+            self._setRunning(True)
+            self._pollTimer.start()
+
+    def onSegmentFromPoint(self) -> None:
+        node = self._pointListNode()
+        if node.GetNumberOfControlPoints() == 0:
+            self.ui.statusLabel.text = _("Place a point inside the vertebra first (point button), then click again.")
             return
         position = [0.0, 0.0, 0.0]
-        centroids.GetNthControlPointPositionWorld(row, position)
-        slicer.modules.markups.logic().JumpSlicesToLocation(position[0], position[1], position[2], True)
+        node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, position)
+        directions = [d for d in str(self.directionComboBox.currentData).split(",") if d]
+        device, model = self._parameterNode.device, self._modelFolder()
+        self._startCorrection(lambda volume, segmentation: self.logic.correctionLogic.startClick(
+            volume, segmentation, position, directions, device, model))
+
+    def onRerunKeepingEdits(self) -> None:
+        device, model = self._parameterNode.device, self._modelFolder()
+        self._startCorrection(lambda volume, segmentation: self.logic.correctionLogic.startRerun(
+            volume, segmentation, device, model))
+
+    def onRenumber(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Renumbering failed."), waitCursor=True):
+            node, segmentId = self._selectedSegmentId()
+            self.logic.correctionLogic.renumber(node, segmentId, self.levelComboBox.currentText)
+            self._refreshFromSegments(node, _("Renumbered: the selected vertebra is {level}.").format(
+                level=self.levelComboBox.currentText))
+
+    def onAlternativeClicked(self, item) -> None:
+        index = self.alternativesList.row(item)
+        node = self._correctionSegmentation()
+        if node is None or not 0 <= index < len(self._alternatives):
+            return
+        with slicer.util.tryWithErrorDisplay(_("Applying the labelling failed."), waitCursor=True):
+            alternative = self._alternatives[index]
+            self.logic.correctionLogic.applyAlternative(node, alternative)
+            self._refreshFromSegments(node, _("Applied: {description}.").format(description=alternative.description))
+
+    def onToggleComplete(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Changing the completeness failed.")):
+            node, segmentId = self._selectedSegmentId()
+            segment = node.GetSegmentation().GetSegment(segmentId)
+            complete = segment_tag(segment, "SpineSegmentation.Complete") != "false"
+            self.logic.correctionLogic.setCompleteness(node, segmentId, not complete)
+            self._refreshFromSegments(node)
+
+    def onUndo(self) -> None:
+        node = self._correctionSegmentation()
+        if node is not None and self.logic.correctionLogic.undoLast(node):
+            self._refreshFromSegments(node, _("The last correction was undone."))
+        else:
+            self.ui.statusLabel.text = _("Nothing to undo.")
+
+    def _refreshFromSegments(self, segmentationNode, message: str = "") -> None:
+        """Table rows and alternatives from the segments as they are now (after renumbering, undo, ...)."""
+        from SpineSegmentationModuleLib.correction import segment_rows
+
+        rows = segment_rows(segmentationNode)
+        table = self.ui.vertebraTable
+        table.setRowCount(len(rows))
+        for row, (name, complete, pLabel, volumeCm3) in enumerate(rows):
+            cells = [name, _("yes") if complete else _("INCOMPLETE"), f"{pLabel:.2f}", f"{volumeCm3:.1f}"]
+            for column, text in enumerate(cells):
+                table.setItem(row, column, qt.QTableWidgetItem(text))
+        table.resizeColumnsToContents()
+        self._refreshAlternatives(segmentationNode)
+        if message:
+            self.ui.statusLabel.text = message
+
+    def _refreshAlternatives(self, segmentationNode) -> None:
+        self.alternativesList.clear()
+        try:
+            self._alternatives = self.logic.correctionLogic.alternatives(segmentationNode)
+        except ValueError as error:  # e.g. two segments with one level: shown, not raised, while refreshing
+            self._alternatives = []
+            self.alternativesList.addItem(str(error))
+            return
+        for alternative in self._alternatives:
+            self.alternativesList.addItem(f"{alternative.description}   ({alternative.likelihood:.2f})")
 
 
 #
@@ -348,6 +553,7 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
         ScriptedLoadableModuleLogic.__init__(self)
         libraryDir = ensureLibraryImportable()
         self.processLogic = SpineSegmentationProcessLogic(runnerFactory=runnerFactory, libraryDir=libraryDir)
+        self.correctionLogic = CorrectionLogic(self.processLogic)  # click, re-run, renumber, undo
         self.defaultModelDir = default_model_dir(libraryDir)
         self._loadTerminology()
 

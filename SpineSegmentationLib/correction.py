@@ -44,7 +44,7 @@ from .anatomy import VERSE_NAMES, vertebra_name
 from .geometry import label_to_input_grid, lps_to_index, lps_to_ras, ras_to_lps
 from .labeling import refine_labels
 from .models import SpineModel
-from .pipeline import COMPLETE_THRESHOLD, GPU_SLIDING_BATCH, ProgressCallback, Reporter, Scan, _run_info, prepare_scan
+from .pipeline import COMPLETE_THRESHOLD, GPU_SLIDING_BATCH, ProgressCallback, Reporter, Scan, run_information, prepare_scan
 from .refinement import refine_surfaces
 from .renumbering import (  # re-exported (__all__): the correction workflow's public API is one module
     Relabeling,
@@ -285,35 +285,39 @@ def _segment_clicked(net: _Network, memory: np.ndarray, point_zyx: np.ndarray) -
 
 
 # --------------------------------------------------------------------------------------------------------------
-# one network evaluation for kept segments
+# one network evaluation per vertebra, in the situation the network was trained on
 
 
-def _regress_kept(
-    net: _Network, canonical_ids: np.ndarray, kept_ids: list[int], positions: dict[int, np.ndarray]
+def _regress(
+    net: _Network, canonical_ids: np.ndarray, centers: dict[int, Optional[np.ndarray]], positions: dict[int, np.ndarray]
 ) -> dict[int, tuple[float, float]]:
-    """Regressed label and p_complete of each kept segment from one evaluation centred on it.
+    """Regressed label and p_complete of vertebrae from one evaluation centred on each.
 
-    The patch is centred on the segment's bounding box on the canonical grid (where traversal converges,
-    section 3.3) and the memory holds every segment before it in traversal order (for bottom-up: all lower
-    ones, by centroid), the situation the network was trained on (``training/sampler.py``).
+    The memory holds exactly the vertebrae before it in traversal order (for bottom-up: all lower ones, by
+    centroid), the situation the network was trained on (``training/sampler.py``). Used for the kept vertebrae
+    and for new ones that traversal tracked with a kept vertebra *ahead* of them in the memory, which the network
+    never saw in training: on the shipped model and the example CT, a re-run with an edited L3 made it regress L4
+    as 17.5 during traversal and 21.1 here (21.1 in a plain run).
 
     Args:
-        canonical_ids: int [z, y, x] canonical map of all segments (kept and new).
-        kept_ids: the ids to evaluate.
-        positions: id -> canonical centroid [z, y, x] of every segment.
+        canonical_ids: int [z, y, x] canonical map of all vertebrae (kept and new).
+        centers: id -> patch centre [z, y, x] (a new vertebra's converged traversal position), or None for the
+            centre of its bounding box on the canonical grid (kept vertebrae; where traversal converges).
+        positions: id -> canonical centroid [z, y, x] of every vertebra.
     """
     out = {}
-    for kid in kept_ids:
-        target = canonical_ids == kid
-        if target.any():
-            idx = np.argwhere(target)
-            center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int)
-        else:  # thinner than a canonical voxel: centre on its centroid
-            center = np.rint(positions[kid]).astype(int)
-        before = [i for i in positions if i != kid and net.behind(positions[i][0], positions[kid][0])]
+    for vid, center in centers.items():
+        if center is None:
+            target = canonical_ids == vid
+            if target.any():
+                idx = np.argwhere(target)
+                center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int)
+            else:  # thinner than a canonical voxel: centre on its centroid
+                center = np.rint(positions[vid]).astype(int)
+        before = [i for i in positions if i != vid and net.behind(positions[i][0], positions[vid][0])]
         memory = np.isin(canonical_ids, before).astype(np.float32)
-        _, label, p_complete, _ = net.predictor.predict([center], memory)[0]
-        out[kid] = (label, p_complete)
+        _, label, p_complete, _ = net.predictor.predict([np.asarray(center, dtype=int)], memory)[0]
+        out[vid] = (label, p_complete)
     return out
 
 
@@ -347,7 +351,8 @@ def _assemble(
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical) -> labelled result on the input grid.
 
     Segment ids: kept vertebra ``kept[k - 1]`` is id k (k = 1..K), new vertebra ``new_detected[j]`` (canonical
-    instance j + 1) is id K + j + 1. The kept vertebrae get their regressed value from :func:`_regress_kept`;
+    instance j + 1) is id K + j + 1. Kept vertebrae (and new ones tracked with a kept one ahead of them) get
+    their regressed value and p_complete from :func:`_regress`;
     the maximum-likelihood refinement (seed 002 section 3.4) orders all vertebrae by their canonical centroid
     and labels them; the label map is written in one pass with new voxels never replacing existing ones.
     """
@@ -374,14 +379,23 @@ def _assemble(
         counts = ndimage.sum_labels(ones, canonical_ids, new_ids)
         centers = ndimage.center_of_mass(ones, canonical_ids, new_ids)
         positions.update({i: np.array(c) for i, c, n in zip(new_ids, centers, counts) if n > 0})
-    regressed = _regress_kept(net, canonical_ids, list(range(1, offset + 1)), positions)
-    evaluations += offset
+    # kept vertebrae, and new ones that were tracked with a kept vertebra ahead of them in the memory
+    centers: dict[int, Optional[np.ndarray]] = {k: None for k in range(1, offset + 1)}
+    for d in new_detected:
+        vid = d.instance + offset
+        if vid in positions and any(net.behind(positions[vid][0], positions[k][0]) for k in range(1, offset + 1)):
+            centers[vid] = np.array(d.center_zyx)
+    regressed = _regress(net, canonical_ids, centers, positions)
+    evaluations += len(centers)
     candidates: dict[int, _Candidate] = {}
     for k in range(1, offset + 1):
         candidates[k] = _Candidate(*regressed[k], iterations=1, edited=kept[k - 1] in edited)
     for d in new_detected:
-        if d.instance + offset in positions:
-            candidates[d.instance + offset] = _Candidate(d.label_regressed, d.p_complete, d.iterations, False)
+        vid = d.instance + offset
+        if vid in regressed:
+            candidates[vid] = _Candidate(*regressed[vid], d.iterations + 1, False)
+        elif vid in positions:
+            candidates[vid] = _Candidate(d.label_regressed, d.p_complete, d.iterations, False)
     order = sorted(candidates, key=lambda i: -positions[i][0])  # cranio-caudal: canonical z grows superiorly
     labeling = refine_labels([candidates[i].regressed for i in order])
     lut = np.zeros(offset + len(new_detected) + 1, dtype=np.int16)
@@ -423,7 +437,7 @@ def _assemble(
     vertebrae += _kept_others(existing, image, edited)
     vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])  # cranio-caudal
     times = reporter.finish()
-    run_info = _run_info(scan, times, t_start, evaluations)
+    run_info = run_information(scan, times, t_start, evaluations)
     run_info["corrections"] = [correction]
     message = f"{len(vertebrae)} vertebrae: " + ", ".join(
         v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "") for v in vertebrae
@@ -474,6 +488,14 @@ def _progress(reporter: Reporter, scan: Scan, already: int):
     return on_eval
 
 
+def _existing_behind(canonical_existing: np.ndarray, net: _Network, z: int) -> np.ndarray:
+    """Bool [z, y, x]: the existing vertebrae whose canonical centroid lies before ``z`` in traversal order."""
+    labels = [int(v) for v in np.unique(canonical_existing) if v]
+    centers = ndimage.center_of_mass(np.ones_like(canonical_existing, dtype=np.uint8), canonical_existing, labels)
+    behind = [lab for lab, c in zip(labels, centers) if net.behind(c[0], z)]
+    return np.isin(canonical_existing, behind)
+
+
 def _sliding_batch(scan: Scan) -> int:
     """Sliding-window positions per network batch: as the pipeline does (same result, fewer GPU launches)."""
     return GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1
@@ -483,6 +505,8 @@ def _prepare(image, model, device, progress, use_localization) -> tuple[Scan, Re
     reporter = Reporter(progress)
     t_start = time.perf_counter()
     scan = prepare_scan(image, model, device, None, reporter, use_localization)
+    if scan.spine_mask is not None and not scan.spine_mask.any():
+        scan.spine_mask = None  # as segment_spine: no spine localized (small crop) -> search the whole volume
     return scan, reporter, t_start
 
 
@@ -515,8 +539,12 @@ def segment_from_point(
     3. *Against the traversal direction* (``"down"`` for a bottom-up network): a network trained bottom-up
        cannot honestly be run top-down. Instead it runs bottom-up, as trained, on the region below the clicked
        vertebra only (``traverse(z_range=...)``: windows and accepted fragments below the clicked vertebra's
-       centre), with the clicked vertebra and everything found above it in memory; the placeholders are dropped,
-       so the vertebrae below are segmented properly. The traversal stops where it reaches the memory. For a
+       centre); the placeholders are dropped, so the vertebrae below are segmented properly. The memory holds
+       the existing vertebrae below the clicked one only - what the network was trained with (the vertebrae
+       before its target) - not the clicked vertebra and those above it: on the shipped model and the example CT,
+       having them in the memory made the network regress L4 as 17.5 instead of 21.1 and segment an extra
+       81-voxel fragment between L4 and L3, shifting the labels below by one. The z range keeps the clicked
+       vertebra and everything above it from being segmented again, and the merge keeps their voxels. For a
        network trained top-down, "up" and "down" swap roles.
     4. Existing vertebrae (``existing_labels``) are the instance memory from the start and are kept voxel for
        voxel; their regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
@@ -583,10 +611,13 @@ def segment_from_point(
                         start_zyx=np.array(first.center_zyx), progress=_progress(reporter, scan, len(detected)),
                         z_range=net.region_ahead(center_z), sliding_batch=_sliding_batch(scan))
         _merge(new, detected, trav.instances, trav.vertebrae)
-        memory = np.maximum(memory, (trav.instances > 0).astype(np.float32))
         evaluations += trav.evaluations
     if any(anatomical[d] == "backward" for d in directions):
-        trav = traverse(scan.volume, scan.model, scan.device, spine_mask=scan.spine_mask, memory=memory,
+        # only the existing vertebrae behind the clicked one go into the memory, as in training (memory = the
+        # vertebrae before the target); the z range keeps the clicked vertebra and those beyond it from being
+        # segmented again, and the merge keeps their voxels
+        trav = traverse(scan.volume, scan.model, scan.device, spine_mask=scan.spine_mask,
+                        memory=_existing_behind(canonical_existing, net, center_z),
                         direction=forward, progress=_progress(reporter, scan, len(detected)),
                         z_range=net.region_behind(center_z), sliding_batch=_sliding_batch(scan))
         _merge(new, detected, trav.instances, trav.vertebrae)
@@ -627,7 +658,9 @@ def rerun_with_edits(
     * Labels are refined again over all vertebrae (seed 002 section 3.4). A kept vertebra's regressed label and
       completeness come from one network evaluation on a patch centred on its bounding box with the vertebrae
       before it in traversal order in memory (all lower ones for bottom-up) - the situation the network was
-      trained on. Its label value may therefore change; its voxels do not.
+      trained on. Its label value may therefore change; its voxels do not. New vertebrae that traversal tracked
+      with a kept vertebra ahead of them in the memory (never seen in training) are evaluated the same way at
+      their converged position.
 
     Args:
         image: CT in HU (path or ``sitk.Image``).

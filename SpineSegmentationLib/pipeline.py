@@ -23,7 +23,7 @@ from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
 from .preprocessing import normalize_hu
-from .refinement import refine_surfaces
+from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .result import SpineSegmentationResult, Vertebra
 from .traversal import DetectedVertebra, TraversalResult, traverse
 
@@ -292,7 +292,8 @@ def run_traversal(
             start[0] = scan.volume.shape[0] - 1 - start[0]
     trav = traverse(flipped(scan.volume), scan.model, scan.device, spine_mask=flipped(mask), memory=flipped(memory),
                     direction="up" if scan.flip else scan.direction, start_zyx=start, progress=on_eval,
-                    sliding_batch=GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1)
+                    sliding_batch=GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
+                    bone_threshold=float(normalize_hu(np.array([SURFACE_THRESHOLD_HU]), scan.model.preprocessing)[0]))
     if scan.flip:
         trav.instances = np.ascontiguousarray(trav.instances[::-1])
     return trav
@@ -349,7 +350,7 @@ def assemble_result(
         labels=labels_image,
         vertebrae=vertebrae,
         alternatives=labeling.alternatives,
-        run_info=_run_info(scan, times, t_start, evaluations),
+        run_info=run_information(scan, times, t_start, evaluations),
         message=message,
     )
 
@@ -381,7 +382,8 @@ def _summaries(labels: np.ndarray, image: sitk.Image, detected, labeling) -> lis
     return out
 
 
-def _run_info(scan: Scan, times: dict, t_start: float, evaluations: int) -> dict:
+def run_information(scan: Scan, times: dict, t_start: float, evaluations: int) -> dict:
+    """Run information for ``SpineSegmentationResult.run_info``: model, device, seconds per stage, evaluations."""
     model, device = scan.model, scan.device
     return {
         "model": {"name": model.name, "version": model.version, "path": str(model.path) if model.path else None,
@@ -402,4 +404,4 @@ def empty_result(scan: Scan, reporter: Reporter, t_start: float, message: str, e
     empty.CopyInformation(scan.image)
     times = reporter.finish()
     return SpineSegmentationResult(labels=empty, vertebrae=[], alternatives=[],
-                                   run_info=_run_info(scan, times, t_start, evaluations), message=message)
+                                   run_info=run_information(scan, times, t_start, evaluations), message=message)

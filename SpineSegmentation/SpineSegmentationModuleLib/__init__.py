@@ -11,6 +11,7 @@ file                        concern                                             
 ``output_folder.py``        reading and validating an output folder (vertebrae.json + labels)   Python only
 ``mrml_import.py``          output folder -> segmentation, centroid markups, results table      MRML (slicer-core)
 ``logic.py``                one run (export input, run, cancel, import) and the batch API       MRML (slicer-core)
+``correction.py``           edits tracking, click/re-run, renumbering, completeness, undo       MRML (slicer-core)
 ``dependencies.py``         the Python packages the CLI needs; install after the user agrees    Slicer app (lazily)
 ==========================  ==================================================================  =================
 

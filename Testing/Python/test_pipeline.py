@@ -128,7 +128,8 @@ def test_lumbar_crop_separates_three_vertebrae_and_flags_the_cranial_cut_one(tpt
 def test_a_ct_without_spine_gives_an_empty_result_with_a_message(real_ct_image):
     """The anterior abdomen of the real CT (soft tissue, bowel, air; no bone): no crash, no vertebra, a message."""
     size = list(real_ct_image.GetSize())
-    anterior = sitk.RegionOfInterest(real_ct_image, [size[0] // 4, size[1] - 30, 20], [size[0] // 2, 30, 60])
+    # 30 rows at the anterior end of the j axis (j grows anteriorly: LPS y = origin - 3 mm * j), far from the spine
+    anterior = sitk.RegionOfInterest(real_ct_image, size=[size[0] // 2, 30, 60], index=[size[0] // 4, size[1] - 30, 20])
     result = segment_spine(anterior, device="cpu")
     assert result.vertebrae == []
     assert "no spine" in result.message

@@ -1,0 +1,559 @@
+"""The correction workflow in the scene: edit tracking, click-through and re-run, renumbering, alternatives,
+completeness, one-step undo.
+
+Needs only the MRML classes (3D Slicer or the PyPI ``slicer-core`` package); the network runs in a child process
+(``python -m SpineSegmentationLib.correction_cli click|rerun``) through the same runner as the segmentation, and
+the results come back through :func:`~.mrml_import.import_output_folder`. Renumbering, alternatives and
+completeness need no network: they run here, with ``SpineSegmentationLib.renumbering`` (numpy only).
+
+* **Edits.** :class:`EditTracker` observes ``vtkSegmentation::SourceRepresentationModified`` of the segmentation
+  (invoked with the segment ID whenever a segment's voxels change, e.g. in the Segment Editor; tag and name
+  changes invoke ``SegmentModified`` instead and are not edits) and sets the segment tag
+  ``SpineSegmentation.Edited`` = ``true``. The module's own changes run inside :meth:`EditTracker.suspended`.
+* **Re-run keeping my edits.** Segments tagged edited are kept voxel for voxel and are the instance memory; every
+  other vertebra is segmented again around them (``rerun_with_edits(redo_labels=...)``).
+* **Undo.** Before each correction the segmentation is copied (:class:`UndoState`, one step); Undo puts the copy
+  back.
+* **Levels.** A segment's level is its ``SpineSegmentation.Label`` tag (VerSe number); the network's regressed
+  value is kept in ``SpineSegmentation.LabelRegressed`` (from ``vertebrae.json``). A segment a person drew
+  (no tags) gets its level from its name ("L3") or, failing that, a free level for the run; it then counts as
+  certain of its level in renumbering (regressed value = its level's position).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Iterable, Optional, Sequence
+
+import numpy as np
+import slicer
+import vtk
+
+from .command import DEVICES, LIBRARY_PACKAGE, process_environment
+from .logic import INPUT_FILE, SegmentationRun, SpineSegmentationProcessLogic, export_volume
+from .mrml_import import (
+    CENTROIDS_REFERENCE_ROLE,
+    INCOMPLETE_OPACITY_2D_FILL,
+    INCOMPLETE_OPACITY_3D,
+    TABLE_REFERENCE_ROLE,
+    TAG_PREFIX,
+    ImportedResults,
+    import_output_folder,
+    segment_tag,
+)
+from .output_folder import VERTEBRAE_FILE
+
+EDITED_TAG = TAG_PREFIX + "Edited"
+LABEL_TAG = TAG_PREFIX + "Label"
+REGRESSED_TAG = TAG_PREFIX + "LabelRegressed"
+COMPLETE_TAG = TAG_PREFIX + "Complete"
+PLABEL_TAG = TAG_PREFIX + "PLabel"
+#: File names written for the correction process.
+LABELS_FILE = "labels.nrrd"
+#: Opacities of a completely visible vertebra (Slicer's defaults).
+COMPLETE_OPACITY_2D_FILL = 1.0
+COMPLETE_OPACITY_3D = 1.0
+#: The levels of the column a segment can have (VerSe numbers; the sacrum, 26, is not a column level).
+COLUMN_LEVELS = tuple(range(1, 26)) + (28,)
+
+
+def _segment_ids(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+
+
+def segment_level(segment) -> Optional[int]:
+    """VerSe level of a segment: its ``SpineSegmentation.Label`` tag, else its name ("L3"), else None."""
+    from SpineSegmentationLib.anatomy import verse_label
+
+    tag = segment_tag(segment, LABEL_TAG)
+    if tag is not None and tag.strip().lstrip("-").isdigit():
+        return int(tag)
+    try:
+        return verse_label(segment.GetName())
+    except ValueError:
+        return None
+
+
+def is_edited(segment) -> bool:
+    return segment_tag(segment, EDITED_TAG) == "true"
+
+
+# --------------------------------------------------------------------------------------------------------------
+# edit tracking and undo
+
+
+class EditTracker:
+    """Tags a segment ``SpineSegmentation.Edited`` = ``true`` when its voxels change.
+
+    Example::
+
+        tracker = EditTracker()
+        tracker.observe(segmentationNode)       # from now on, painting in L3 tags L3 as edited
+        with tracker.suspended():
+            ...                                 # the module's own changes are not edits
+    """
+
+    def __init__(self) -> None:
+        self._segmentation = None
+        self._observer = None
+        self._suspended = 0
+
+    @property
+    def node_segmentation(self):
+        return self._segmentation
+
+    def observe(self, segmentation_node) -> None:
+        """Track ``segmentation_node`` (None: stop tracking)."""
+        self.stop()
+        if segmentation_node is None:
+            return
+        self._segmentation = segmentation_node.GetSegmentation()
+        self._observer = self._segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified,
+                                                        self._on_modified)
+
+    def stop(self) -> None:
+        if self._segmentation is not None and self._observer is not None:
+            self._segmentation.RemoveObserver(self._observer)
+        self._segmentation, self._observer = None, None
+
+    @contextlib.contextmanager
+    def suspended(self):
+        """Changes made inside this block are not tagged as edits."""
+        self._suspended += 1
+        try:
+            yield
+        finally:
+            self._suspended -= 1
+
+    @vtk.calldata_type(vtk.VTK_STRING)
+    def _on_modified(self, caller, event, segment_id) -> None:
+        if self._suspended or not segment_id:
+            return
+        segment = caller.GetSegment(segment_id)
+        if segment is not None and not is_edited(segment):
+            segment.SetTag(EDITED_TAG, "true")  # invokes SegmentModified, not SourceRepresentationModified
+
+
+class UndoState:
+    """One-step undo: a deep copy of a segmentation (segments, voxels, tags) kept outside the scene."""
+
+    def __init__(self) -> None:
+        self._copy = None
+        self._node_id: Optional[str] = None
+
+    @property
+    def available(self) -> bool:
+        return self._copy is not None
+
+    def save(self, segmentation_node) -> None:
+        copy = slicer.vtkSegmentation()
+        copy.DeepCopy(segmentation_node.GetSegmentation())
+        self._copy, self._node_id = copy, segmentation_node.GetID()
+
+    def restore(self, segmentation_node, tracker: Optional[EditTracker] = None) -> bool:
+        """Put the saved state back into ``segmentation_node``; False when nothing was saved for this node."""
+        if self._copy is None or segmentation_node.GetID() != self._node_id:
+            return False
+        with tracker.suspended() if tracker is not None else contextlib.nullcontext():
+            segmentation_node.GetSegmentation().DeepCopy(self._copy)
+        _update_display(segmentation_node)
+        self._copy, self._node_id = None, None
+        return True
+
+
+# --------------------------------------------------------------------------------------------------------------
+# segments <-> label maps and vertebrae
+
+
+def segment_levels(segmentation_node) -> dict[str, int]:
+    """Segment ID -> VerSe level for every segment; segments without a level get free column levels.
+
+    Raises:
+        ValueError: if two segments have the same level (the label map would merge them).
+    """
+    segmentation = segmentation_node.GetSegmentation()
+    levels: dict[str, int] = {}
+    unknown = []
+    for segment_id in _segment_ids(segmentation_node):
+        level = segment_level(segmentation.GetSegment(segment_id))
+        if level is None:
+            unknown.append(segment_id)
+        elif level in levels.values():
+            other = next(k for k, v in levels.items() if v == level)
+            raise ValueError(f"segments {other!r} and {segment_id!r} both have level {level}; rename one of them")
+        else:
+            levels[segment_id] = level
+    free = [v for v in COLUMN_LEVELS if v not in levels.values()]
+    if len(unknown) > len(free):
+        raise ValueError(f"too many segments without a vertebra level: {unknown}")
+    levels.update(zip(unknown, free))
+    return levels
+
+
+def export_label_map(segmentation_node, reference_volume, path: Path) -> dict[str, int]:
+    """Write the segments as one label map on ``reference_volume``'s grid (NRRD), voxel value = level.
+
+    Returns:
+        Segment ID -> level written (see :func:`segment_levels`).
+
+    Raises:
+        ValueError: two segments with one level, or the export or the write fails.
+    """
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    levels = segment_levels(segmentation_node)
+    ids = vtk.vtkStringArray()
+    order = list(levels)
+    for segment_id in order:
+        ids.InsertNextValue(segment_id)
+    scene = segmentation_node.GetScene()
+    before = {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+    label_node = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "SpineSegmentation export")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentation_node, ids, label_node, reference_volume):
+            raise ValueError(f"the segments of {segmentation_node.GetName()!r} could not be exported")
+        # the export numbers the segments 1..N in the order given; turn that into their levels
+        values = vtk_to_numpy(label_node.GetImageData().GetPointData().GetScalars())
+        lut = np.zeros(len(order) + 1, dtype=np.int16)
+        lut[1:] = [levels[s] for s in order]
+        values[:] = lut[values]
+        label_node.GetImageData().Modified()
+        storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+        storage.SetFileName(str(path))
+        storage.SetUseCompression(False)
+        if not storage.WriteData(label_node):
+            raise ValueError(f"cannot write {path}; check free disk space in the temporary folder")
+    finally:
+        for i in reversed(range(scene.GetNumberOfNodes())):
+            node = scene.GetNthNode(i)
+            if node is not None and node.GetID() not in before:
+                scene.RemoveNode(node)
+    return levels
+
+
+def _centroid_z(segment) -> float:
+    bounds = [0.0] * 6
+    segment.GetBounds(bounds)
+    return 0.5 * (bounds[4] + bounds[5])
+
+
+def vertebrae_from_segments(segmentation_node) -> list:
+    """The segments with a column level as ``SpineSegmentationLib.result.Vertebra`` objects (for renumbering).
+
+    ``label_regressed`` is the ``LabelRegressed`` tag, or the level's position for a segment a person drew;
+    ``centroid_ras_mm`` holds only the superior coordinate that orders the column (centre of the segment's
+    bounds); volumes are not computed (0).
+    """
+    from SpineSegmentationLib.anatomy import column_position, vertebra_name
+    from SpineSegmentationLib.result import Vertebra
+
+    segmentation = segmentation_node.GetSegmentation()
+    out = []
+    for segment_id in _segment_ids(segmentation_node):
+        segment = segmentation.GetSegment(segment_id)
+        level = segment_level(segment)
+        if level not in COLUMN_LEVELS:
+            continue
+        regressed = segment_tag(segment, REGRESSED_TAG)
+        p_label = segment_tag(segment, PLABEL_TAG)
+        out.append(Vertebra(
+            label=level, name=vertebra_name(level), complete=segment_tag(segment, COMPLETE_TAG) != "false",
+            p_complete=float("nan"), p_label=float(p_label) if p_label else 1.0,
+            label_regressed=float(regressed) if regressed else column_position(level),
+            centroid_ras_mm=[0.0, 0.0, _centroid_z(segment)], volume_mm3=0.0, edited=is_edited(segment),
+        ))
+    return out
+
+
+def _update_display(segmentation_node) -> None:
+    display = segmentation_node.GetDisplayNode()
+    if display is None:
+        return
+    segmentation = segmentation_node.GetSegmentation()
+    for segment_id in _segment_ids(segmentation_node):
+        complete = segment_tag(segmentation.GetSegment(segment_id), COMPLETE_TAG) != "false"
+        display.SetSegmentOpacity2DFill(segment_id, COMPLETE_OPACITY_2D_FILL if complete else INCOMPLETE_OPACITY_2D_FILL)
+        display.SetSegmentOpacity3D(segment_id, COMPLETE_OPACITY_3D if complete else INCOMPLETE_OPACITY_3D)
+
+
+def _segment_voxels(segment) -> tuple[np.ndarray, np.ndarray]:
+    """IJK indices (N, 3) of a segment's voxels in its labelmap layer, and the layer's IJK-to-RAS matrix."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    image = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    matrix = vtk.vtkMatrix4x4()
+    if image is None or image.GetPointData().GetScalars() is None:
+        return np.zeros((0, 3), dtype=int), np.eye(4)
+    image.GetImageToWorldMatrix(matrix)
+    dims, extent = image.GetDimensions(), image.GetExtent()
+    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    kji = np.argwhere(values == segment.GetLabelValue())
+    ijk = kji[:, ::-1] + np.array([extent[0], extent[2], extent[4]])
+    return ijk, np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def segment_centroid_ras(segmentation_node, segment_id: str) -> Optional[np.ndarray]:
+    """Centroid [R, A, S] in mm of a segment's voxels (segmentation coordinates), or None when it is empty."""
+    ijk, matrix = _segment_voxels(segmentation_node.GetSegmentation().GetSegment(segment_id))
+    if not len(ijk):
+        return None
+    return (matrix @ np.append(ijk.mean(axis=0), 1.0))[:3]
+
+
+def segment_rows(segmentation_node) -> list[tuple[str, bool, float, float]]:
+    """One row per segment for the results table: (name, complete, p_label, volume in cm^3)."""
+    segmentation = segmentation_node.GetSegmentation()
+    rows = []
+    for segment_id in _segment_ids(segmentation_node):
+        segment = segmentation.GetSegment(segment_id)
+        ijk, matrix = _segment_voxels(segment)
+        voxel_mm3 = abs(float(np.linalg.det(matrix[:3, :3])))
+        p_label = segment_tag(segment, PLABEL_TAG)
+        rows.append((segment.GetName(), segment_tag(segment, COMPLETE_TAG) != "false",
+                     float(p_label) if p_label else float("nan"), len(ijk) * voxel_mm3 / 1000.0))
+    return rows
+
+
+def update_centroid_points(segmentation_node) -> None:
+    """Make the centroid point list of the segmentation (if any) match its segments: one point per segment at
+    its centroid, labelled by its name, "incomplete" in the description where flagged so."""
+    from .mrml_import import INCOMPLETE_DESCRIPTION
+
+    points = segmentation_node.GetNodeReference(CENTROIDS_REFERENCE_ROLE)
+    if points is None:
+        return
+    segmentation = segmentation_node.GetSegmentation()
+    locked = points.GetLocked()
+    points.SetLocked(False)
+    points.RemoveAllControlPoints()
+    for segment_id in _segment_ids(segmentation_node):
+        center = segment_centroid_ras(segmentation_node, segment_id)
+        if center is None:
+            continue
+        segment = segmentation.GetSegment(segment_id)
+        index = points.AddControlPoint([float(c) for c in center], segment.GetName())
+        if segment_tag(segment, COMPLETE_TAG) == "false":
+            points.SetNthControlPointDescription(index, INCOMPLETE_DESCRIPTION)
+    points.SetLocked(locked)
+
+
+def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]) -> None:
+    """Give each segment its new level: name, ``Label`` and ``PLabel`` tags, terminology and colour.
+
+    The voxels are not touched (the segments keep their IDs and label values in the shared layer).
+
+    Args:
+        vertebrae: the relabelled vertebrae (``Relabeling.vertebrae``), for ``p_label``.
+        mapping: old level -> new level.
+    """
+    from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
+
+    segmentation = segmentation_node.GetSegmentation()
+    p_label = {int(v.label): float(v.p_label) for v in vertebrae}
+    # compute every change first: levels swap between segments
+    changes = []
+    for segment_id in _segment_ids(segmentation_node):
+        segment = segmentation.GetSegment(segment_id)
+        old = segment_level(segment)
+        if old in mapping:
+            changes.append((segment, mapping[old]))
+    for segment, new in changes:
+        term = vertebra_terminology(new)
+        segment.SetName(term.name)
+        segment.SetColor(*term.color_rgb)
+        segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), slicer_terminology_entry(new))
+        segment.SetTag(LABEL_TAG, str(int(new)))
+        if new in p_label:
+            segment.SetTag(PLABEL_TAG, f"{p_label[new]:.4f}")
+
+
+def tag_regressed_values(segmentation_node, output_dir: Path) -> None:
+    """Copy each vertebra's ``label_regressed`` from the output folder's ``vertebrae.json`` into its segment."""
+    document = json.loads((Path(output_dir) / VERTEBRAE_FILE).read_text(encoding="utf-8"))
+    regressed = {int(v["label"]): v.get("label_regressed") for v in document.get("vertebrae", [])}
+    segmentation = segmentation_node.GetSegmentation()
+    for segment_id in _segment_ids(segmentation_node):
+        segment = segmentation.GetSegment(segment_id)
+        value = regressed.get(segment_level(segment) or -1)
+        if value is not None:
+            segment.SetTag(REGRESSED_TAG, f"{float(value):.3f}")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the logic
+
+
+class CorrectionLogic:
+    """Corrections of a vertebra segmentation node (no GUI): runs in a child process for the network steps,
+    here for the others, with one-step undo and edit tracking.
+
+    Args:
+        processLogic: the module's :class:`~.logic.SpineSegmentationProcessLogic` (interpreter, runner factory,
+            library folder, scene).
+    """
+
+    def __init__(self, processLogic: SpineSegmentationProcessLogic) -> None:
+        self.processLogic = processLogic
+        self.tracker = EditTracker()
+        self.undo = UndoState()
+
+    # network steps, in a child process
+
+    def _command(self, subcommand: str, inputPath: Path, outputDir: Path, device: str, model: Optional[Path]):
+        cliDevice = DEVICES.get(device, device)
+        if cliDevice not in DEVICES.values():
+            raise ValueError(f"unknown device {device!r}; use one of {sorted(DEVICES)}")
+        args = [str(self.processLogic.python), "-m", f"{LIBRARY_PACKAGE}.correction_cli", subcommand, str(inputPath),
+                "-o", str(outputDir), "--device", cliDevice, "--progress", "json"]
+        if model is not None and str(model):
+            args += ["--model", str(model)]
+        return args
+
+    def _start(self, build) -> SegmentationRun:
+        workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-correction-"))
+        try:
+            args = build(workDir)
+            env = process_environment(self.processLogic.libraryDir)
+            return SegmentationRun(self.processLogic.runnerFactory(), args, env, str(self.processLogic.libraryDir),
+                                   workDir, workDir / "output")
+        except BaseException:
+            shutil.rmtree(workDir, ignore_errors=True)
+            raise
+
+    def startClick(self, inputVolume, segmentationNode, pointRas: Sequence[float],
+                   directions: Iterable[str] = ("up", "down"), device: str = "auto",
+                   model: Optional[Path] = None) -> SegmentationRun:
+        """Segment the vertebra at ``pointRas`` (RAS mm) and continue up/down; the existing segments are kept
+        (they are the instance memory). Returns the run to poll; apply it with :meth:`applyRun`.
+
+        Raises:
+            ValueError: bad volume, point, device, or segments with duplicate levels.
+        """
+        point = [float(v) for v in pointRas]
+        if len(point) != 3 or not np.all(np.isfinite(point)):
+            raise ValueError(f"the point must be three finite RAS coordinates in mm, got {pointRas!r}")
+
+        def build(workDir: Path):
+            inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
+            args = self._command("click", inputPath, workDir / "output", device, model)
+            args += ["--point", *[repr(v) for v in point], "--directions", ",".join(directions)]
+            if segmentationNode is not None and segmentationNode.GetSegmentation().GetNumberOfSegments():
+                levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
+                edited = self._editedLevels(segmentationNode, levels)
+                args += ["--existing", str(workDir / LABELS_FILE)]
+                if edited:
+                    args += ["--edited", ",".join(str(v) for v in edited)]
+            return args
+
+        return self._start(build)
+
+    def startRerun(self, inputVolume, segmentationNode, device: str = "auto",
+                   model: Optional[Path] = None) -> SegmentationRun:
+        """Segment again keeping the segments tagged edited exactly; every other vertebra is redone around them.
+
+        Raises:
+            ValueError: no segment is tagged edited, or as :meth:`startClick`.
+        """
+        if segmentationNode is None or not segmentationNode.GetSegmentation().GetNumberOfSegments():
+            raise ValueError("the segmentation is empty; segment the CT first")
+
+        def build(workDir: Path):
+            inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
+            levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
+            edited = self._editedLevels(segmentationNode, levels)
+            if not edited:
+                raise ValueError("no segment is marked as edited; edit a vertebra (Segment Editor) first")
+            redo = sorted(v for v in levels.values() if v not in edited and v in COLUMN_LEVELS)
+            args = self._command("rerun", inputPath, workDir / "output", device, model)
+            args += ["--labels", str(workDir / LABELS_FILE), "--edited", ",".join(str(v) for v in edited)]
+            if redo:
+                args += ["--redo", ",".join(str(v) for v in redo)]
+            return args
+
+        return self._start(build)
+
+    @staticmethod
+    def _editedLevels(segmentationNode, levels: dict[str, int]) -> list[int]:
+        segmentation = segmentationNode.GetSegmentation()
+        return sorted(level for segment_id, level in levels.items() if is_edited(segmentation.GetSegment(segment_id)))
+
+    def applyRun(self, outputDir, inputVolume, segmentationNode) -> ImportedResults:
+        """Replace the segments of ``segmentationNode`` by a correction run's output (undo keeps the old ones).
+
+        Raises:
+            ValueError: damaged output folder or not on ``inputVolume``'s grid; nothing is changed then.
+        """
+        old = [segmentationNode.GetNodeReference(role) for role in (CENTROIDS_REFERENCE_ROLE, TABLE_REFERENCE_ROLE)]
+        self.undo.save(segmentationNode)
+        with self.tracker.suspended():
+            results = import_output_folder(self.processLogic.scene, outputDir, inputVolume, segmentationNode,
+                                           overwrite=True)
+            tag_regressed_values(results.segmentation_node, outputDir)
+        for node in old:  # the centroids and table of the previous state are outdated
+            if node is not None and node.GetScene() is not None:
+                node.GetScene().RemoveNode(node)
+        return results
+
+    # steps without network
+
+    def renumber(self, segmentationNode, segmentId: str, level) -> dict[int, int]:
+        """State "segment ``segmentId`` is ``level``" ("L5" or 24); the whole column is relabelled consistently
+        by maximum likelihood (seed 002 section 3.4). Returns the mapping old -> new level.
+
+        Raises:
+            ValueError: unknown segment or level, or no contiguous labelling fits.
+        """
+        from SpineSegmentationLib.renumbering import renumber_vertebrae
+
+        segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
+        if segment is None or segment_level(segment) is None:
+            raise ValueError(f"segment {segmentId!r} is not a vertebra of {segmentationNode.GetName()!r}")
+        relabeling = renumber_vertebrae(vertebrae_from_segments(segmentationNode), segment_level(segment), level)
+        self._relabel(segmentationNode, relabeling)
+        return relabeling.mapping
+
+    def alternatives(self, segmentationNode) -> list:
+        """Candidate labellings of the column, most likely first (``LabelingAlternative``: labels, likelihood,
+        description); apply one with :meth:`applyAlternative`."""
+        from SpineSegmentationLib.renumbering import labeling_alternatives
+
+        return labeling_alternatives(vertebrae_from_segments(segmentationNode))
+
+    def applyAlternative(self, segmentationNode, alternative) -> dict[int, int]:
+        """Label the column with ``alternative`` (one of :meth:`alternatives`); returns old -> new level."""
+        from SpineSegmentationLib.renumbering import relabel_vertebrae
+
+        labels = getattr(alternative, "labels", alternative)
+        relabeling = relabel_vertebrae(vertebrae_from_segments(segmentationNode), labels)
+        self._relabel(segmentationNode, relabeling)
+        return relabeling.mapping
+
+    def _relabel(self, segmentationNode, relabeling) -> None:
+        self.undo.save(segmentationNode)
+        with self.tracker.suspended():
+            apply_levels(segmentationNode, relabeling.vertebrae, relabeling.mapping)
+        update_centroid_points(segmentationNode)
+
+    def setCompleteness(self, segmentationNode, segmentId: str, complete: bool) -> None:
+        """Flag a vertebra completely visible or not (tag ``SpineSegmentation.Complete`` and its display)."""
+        segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
+        if segment is None:
+            raise ValueError(f"segment {segmentId!r} is not in {segmentationNode.GetName()!r}")
+        self.undo.save(segmentationNode)
+        with self.tracker.suspended():
+            segment.SetTag(COMPLETE_TAG, "true" if complete else "false")
+        _update_display(segmentationNode)
+        update_centroid_points(segmentationNode)
+
+    def undoLast(self, segmentationNode) -> bool:
+        """Undo the last correction of ``segmentationNode``; False when there is nothing to undo."""
+        if not self.undo.restore(segmentationNode, self.tracker):
+            return False
+        update_centroid_points(segmentationNode)
+        return True

@@ -1,0 +1,334 @@
+"""The module's correction workflow on real MRML classes (PyPI ``slicer-core``), without the application.
+
+The segmentation is the real reference of the example CT, imported as the module imports pipeline results. The
+Segment Editor's way of changing voxels (``vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment``) must
+tag the segment as edited; exports, commands, renumbering, alternatives, completeness and undo are checked on
+the nodes. The network steps run through an injected runner that writes a prepared output folder (the real
+process and network are tested in ``test_correction.py``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO_ROOT / "SpineSegmentation"
+sys.path.insert(0, str(MODULE_DIR))
+
+import slicer  # noqa: E402  (slicer-core from PyPI: the MRML classes without the application)
+import vtk  # noqa: E402
+from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
+
+from SpineSegmentationLib import anatomy  # noqa: E402
+from SpineSegmentationLib.outputs import write_outputs  # noqa: E402
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra  # noqa: E402
+from SpineSegmentationModuleLib.correction import (  # noqa: E402
+    EDITED_TAG,
+    LABEL_TAG,
+    REGRESSED_TAG,
+    CorrectionLogic,
+    export_label_map,
+    segment_centroid_ras,
+    segment_rows,
+)
+from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic  # noqa: E402
+from SpineSegmentationModuleLib.mrml_import import segment_tag  # noqa: E402
+
+#: Regressed values of the reference vertebrae in the prepared folder: off by 0.3 towards the next level.
+OFFSET = 0.3
+
+
+@pytest.fixture(scope="module")
+def verse_labels(real_ct_reference) -> sitk.Image:
+    reference = sitk.ReadImage(str(real_ct_reference))
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(reference), "totalseg"))
+    labels.CopyInformation(reference)
+    return labels
+
+
+def _folder(labels: sitk.Image, ct: sitk.Image, ct_path: Path, folder: Path, edited=()) -> Path:
+    """A pipeline output folder of ``labels`` (as write_outputs writes it); the sacrum is listed as 'S'."""
+    array = sitk.GetArrayFromImage(labels)
+    vertebrae = []
+    for label in [int(v) for v in np.unique(array) if v]:
+        kji = np.argwhere(array == label).mean(axis=0)
+        lps = np.array(labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji[::-1]]))
+        vertebrae.append(Vertebra(
+            label=label, name=anatomy.vertebra_name(label), complete=True, p_complete=0.9, p_label=0.7,
+            label_regressed=(label + OFFSET) if label != 26 else 0.0,
+            centroid_ras_mm=[float(-lps[0]), float(-lps[1]), float(lps[2])],
+            volume_mm3=float((array == label).sum()), iterations=2, edited=label in edited))
+    vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])
+    write_outputs(SpineSegmentationResult(labels=labels, vertebrae=vertebrae, message="prepared"), ct, folder,
+                  input_path=ct_path)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference_folder(tmp_path_factory, real_ct, real_ct_image, verse_labels) -> Path:
+    return _folder(verse_labels, real_ct_image, real_ct, tmp_path_factory.mktemp("corr") / "reference")
+
+
+class FolderRunner:
+    """Runner that 'runs' a correction command by copying a prepared output folder to its ``-o`` path."""
+
+    def __init__(self, prepared: Path) -> None:
+        self.prepared, self.args, self._code = prepared, None, None
+
+    def start(self, args, env=None, cwd=None) -> None:
+        self.args = list(args)
+        shutil.copytree(self.prepared, args[args.index("-o") + 1])
+        self._code = 0
+
+    def poll(self, on_line=None):
+        if on_line is not None:
+            on_line('{"stage": "traversal", "fraction": 0.5, "vertebra": 2, "message": "vertebra 2"}')
+        return self._code
+
+    def wait(self, on_line=None):
+        return self.poll(on_line)
+
+    def kill(self) -> None:
+        self._code = -9
+
+    @property
+    def running(self) -> bool:
+        return False
+
+    @property
+    def last_lines(self):
+        return []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def segmentation_conversion_rules():
+    """Register the binary labelmap <-> closed surface rules, as Slicer's Segmentations module does at startup
+    (slicer-core alone has none; copying a segmentation, as undo does, needs them)."""
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    names = {(r.GetSourceRepresentationName(), r.GetTargetRepresentationName()) for r in _rules(factory)}
+    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule(),
+                 slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule()):
+        if (rule.GetSourceRepresentationName(), rule.GetTargetRepresentationName()) not in names:
+            factory.RegisterConverterRule(rule)
+
+
+def _rules(factory) -> list:
+    rules = factory.GetConverterRules()
+    return [rules[i] for i in range(len(rules))] if rules else []
+
+
+@pytest.fixture()
+def scene():
+    return slicer.vtkMRMLScene()
+
+
+@pytest.fixture()
+def ct_node(scene, real_ct):
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(real_ct))
+    assert storage.ReadData(node) == 1
+    return node
+
+
+def _logic(scene, prepared: Path) -> tuple[CorrectionLogic, list]:
+    """The correction logic with an injected runner; ``runners[0]`` is the folder the next run returns."""
+    runners = [prepared]
+
+    def factory():
+        runners.append(FolderRunner(runners[0]))
+        return runners[-1]
+
+    process = SpineSegmentationProcessLogic(scene=scene, runnerFactory=factory, python=sys.executable,
+                                            libraryDir=REPO_ROOT)
+    return CorrectionLogic(process), runners
+
+
+@pytest.fixture()
+def loaded(scene, ct_node, reference_folder):
+    """The reference segmentation in the scene, imported through the correction logic and edit-tracked."""
+    logic, runners = _logic(scene, reference_folder)
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    logic.applyRun(reference_folder, ct_node, segmentation)
+    logic.undo = type(logic.undo)()  # start without an undo step
+    logic.tracker.observe(segmentation)
+    return logic, segmentation, runners
+
+
+def _names(segmentation_node) -> list[str]:
+    s = segmentation_node.GetSegmentation()
+    return [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())]
+
+
+def _segment(segmentation_node, name):
+    s = segmentation_node.GetSegmentation()
+    return s.GetSegment(s.GetSegmentIdBySegmentName(name))
+
+
+def _exported(segmentation_node, ct_node, path: Path) -> np.ndarray:
+    export_label_map(segmentation_node, ct_node, path)
+    return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+def _paint(segmentation_node, ct_node, name: str, add_kji: tuple) -> None:
+    """Change a segment's voxels the way the Segment Editor does (SetBinaryLabelmapToSegment)."""
+    segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    image = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(ct_node)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    dims = image.GetDimensions()
+    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    values[:] = 0
+    values[add_kji] = 1
+    image.Modified()
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        image, segmentation_node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MASK)
+
+
+@pytest.fixture(scope="module")
+def near(verse_labels):
+    """level -> a background voxel (k, j, i index slice) next to that vertebra: where a person adds voxels."""
+    array = sitk.GetArrayFromImage(verse_labels)
+
+    def voxel(level: int):
+        from scipy import ndimage
+
+        ring = ndimage.binary_dilation(array == level) & (array == 0)
+        k, j, i = np.argwhere(ring)[0]
+        return np.s_[k : k + 1, j : j + 1, i : i + 1]
+
+    return voxel
+
+
+def test_import_tags_levels_and_regressed_values_and_export_round_trips(loaded, ct_node, verse_labels, tmp_path):
+    _, segmentation, _ = loaded
+    assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    assert segment_tag(_segment(segmentation, "L3"), REGRESSED_TAG) == f"{22 + OFFSET:.3f}"
+    assert segment_tag(_segment(segmentation, "L3"), EDITED_TAG) == "false"
+    exported = _exported(segmentation, ct_node, tmp_path / "labels.nrrd")
+    np.testing.assert_array_equal(exported, sitk.GetArrayFromImage(verse_labels))  # exact, on the CT's grid
+
+
+def test_voxel_edits_tag_the_segment_as_edited_and_nothing_else_does(loaded, ct_node, near, tmp_path):
+    logic, segmentation, _ = loaded
+    _paint(segmentation, ct_node, "L3", near(22))
+    assert segment_tag(_segment(segmentation, "L3"), EDITED_TAG) == "true"
+    assert [n for n in _names(segmentation) if segment_tag(_segment(segmentation, n), EDITED_TAG) == "true"] == ["L3"]
+    _segment(segmentation, "L4").SetTag("SomeTag", "x")  # metadata changes are not edits
+    _segment(segmentation, "L4").SetName("L4")
+    assert segment_tag(_segment(segmentation, "L4"), EDITED_TAG) == "false"
+    with logic.tracker.suspended():  # the module's own changes are not edits
+        _paint(segmentation, ct_node, "L2", near(21))
+    assert segment_tag(_segment(segmentation, "L2"), EDITED_TAG) == "false"
+    exported = _exported(segmentation, ct_node, tmp_path / "labels.nrrd")
+    assert (exported[near(22)] == 22).all()  # the edit is in what a re-run gets
+
+
+def test_rerun_sends_the_edited_levels_and_redoes_the_others_then_undo(loaded, ct_node, near, verse_labels,
+                                                                      real_ct, real_ct_image, tmp_path):
+    logic, segmentation, runners = loaded
+    _paint(segmentation, ct_node, "L3", near(22))
+    # what the (real) re-run would return: L3 edited, the rest relabelled one level down
+    relabelled = sitk.GetArrayFromImage(verse_labels)
+    result_labels = _labels_like(np.where((relabelled > 0) & (relabelled < 26), relabelled + 1, relabelled), verse_labels)
+    prepared = _folder(result_labels, real_ct_image, real_ct, tmp_path / "prepared", edited={23})
+    runners[0] = prepared
+    run = logic.startRerun(ct_node, segmentation, device="CPU")
+    args = runners[-1].args
+    assert args[2:5] == ["SpineSegmentationLib.correction_cli", "rerun", str(run.workDir / "input.nrrd")]
+    assert args[args.index("--edited") + 1] == "22"
+    assert args[args.index("--redo") + 1] == "18,19,20,21,23,24"  # every other vertebra; not the sacrum (26)
+    assert args[args.index("--device") + 1] == "cpu"
+    sent = sitk.GetArrayFromImage(sitk.ReadImage(args[args.index("--labels") + 1]))
+    assert (sent[near(22)] == 22).all()
+    output = run.wait()
+    before = _exported(segmentation, ct_node, tmp_path / "before.nrrd")
+    logic.applyRun(output, ct_node, segmentation)
+    run.cleanup()
+    assert _names(segmentation) == ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S"]
+    assert [n for n in _names(segmentation) if segment_tag(_segment(segmentation, n), EDITED_TAG) == "true"] == ["L4"]
+    assert logic.undoLast(segmentation)
+    assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "after.nrrd"), before)
+    assert segment_tag(_segment(segmentation, "L3"), EDITED_TAG) == "true"
+    assert not logic.undoLast(segmentation)  # one step
+
+
+def _labels_like(array: np.ndarray, like: sitk.Image) -> sitk.Image:
+    image = sitk.GetImageFromArray(array.astype(np.int16))
+    image.CopyInformation(like)
+    return image
+
+
+def test_click_command_carries_the_point_existing_segments_and_edits(loaded, ct_node, near):
+    logic, segmentation, runners = loaded
+    _paint(segmentation, ct_node, "L5", near(24))
+    run = logic.startClick(ct_node, segmentation, [1.5, -2.0, 300.25], directions=("up",))
+    args = runners[-1].args
+    assert args[args.index("--point") + 1 : args.index("--point") + 4] == ["1.5", "-2.0", "300.25"]
+    assert args[args.index("--directions") + 1] == "up"
+    assert args[args.index("--edited") + 1] == "24"
+    assert Path(args[args.index("--existing") + 1]).is_file()
+    run.cleanup()
+    with pytest.raises(ValueError, match="three finite RAS coordinates"):
+        logic.startClick(ct_node, segmentation, [1.0, float("nan"), 2.0])
+
+
+def test_renumber_relabels_the_column_keeps_voxels_and_undoes(loaded, ct_node, verse_labels, tmp_path):
+    logic, segmentation, _ = loaded
+    before = _exported(segmentation, ct_node, tmp_path / "before.nrrd")
+    l4 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4")
+    mapping = logic.renumber(segmentation, l4, "L5")  # "what you call L4 is L5"
+    assert mapping == {18: 19, 19: 20, 20: 21, 21: 22, 22: 23, 23: 24, 24: 25}
+    assert _names(segmentation) == ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S"]
+    assert segment_tag(_segment(segmentation, "L6"), LABEL_TAG) == "25"
+    after = _exported(segmentation, ct_node, tmp_path / "after.nrrd")
+    expected = np.where((before > 0) & (before < 26), before + 1, before)
+    np.testing.assert_array_equal(after, expected)  # every vertebra shifted by one, voxels unchanged
+    assert all(segment_tag(_segment(segmentation, n), EDITED_TAG) == "false" for n in _names(segmentation))
+    points = segmentation.GetNodeReference("SpineSegmentationCentroids")
+    assert [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())] == _names(segmentation)
+    rows = segment_rows(segmentation)
+    assert [r[0] for r in rows] == _names(segmentation)
+    assert rows[-2][3] == pytest.approx(float((before == 24).sum()) * 27.0 / 1000.0)  # L6 = the old L5, 3 mm voxels
+    assert logic.undoLast(segmentation)
+    np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "undone.nrrd"), before)
+    assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+
+
+def test_alternatives_are_ordered_and_apply_with_one_call(loaded):
+    logic, segmentation, _ = loaded
+    alternatives = logic.alternatives(segmentation)
+    likelihoods = [a.likelihood for a in alternatives]
+    assert likelihoods == sorted(likelihoods, reverse=True)
+    assert alternatives[0].labels == [18, 19, 20, 21, 22, 23, 24]  # 0.3 off: the current labels are best (0.7)
+    shifted = next(a for a in alternatives if a.labels == [19, 20, 21, 22, 23, 24, 25])
+    logic.applyAlternative(segmentation, shifted)
+    assert _names(segmentation) == ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S"]
+
+
+def test_completeness_toggle_round_trips_with_its_display(loaded):
+    logic, segmentation, _ = loaded
+    l2 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L2")
+    display = segmentation.GetDisplayNode()
+    logic.setCompleteness(segmentation, l2, False)
+    assert segment_tag(_segment(segmentation, "L2"), "SpineSegmentation.Complete") == "false"
+    assert display.GetSegmentOpacity2DFill(l2) == 0.0
+    logic.setCompleteness(segmentation, l2, True)
+    assert segment_tag(_segment(segmentation, "L2"), "SpineSegmentation.Complete") == "true"
+    assert display.GetSegmentOpacity2DFill(l2) == 1.0
+    assert segment_tag(_segment(segmentation, "L2"), EDITED_TAG) == "false"
+
+
+def test_segment_centroids_match_the_reference_centroids(loaded, verse_labels):
+    _, segmentation, _ = loaded
+    array = sitk.GetArrayFromImage(verse_labels)
+    kji = np.argwhere(array == 22).mean(axis=0)
+    lps = np.array(verse_labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji[::-1]]))
+    l3 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L3")
+    np.testing.assert_allclose(segment_centroid_ras(segmentation, l3), lps * [-1, -1, 1], atol=1e-3)
