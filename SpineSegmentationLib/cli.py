@@ -177,17 +177,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    parser = build_parser()
+def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(SpineSegmentationError,)) -> int:
+    """Parse ``argv`` and run the chosen command: exit code 2 with the error's message (which names the fix) for
+    ``errors``, 130 on Ctrl-C."""
     args = parser.parse_args(argv)
     try:
         return args.func(args)
-    except SpineSegmentationError as e:
-        print(f"spineseg: error: {e}", file=sys.stderr)
+    except errors as e:
+        print(f"{parser.prog}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("spineseg: interrupted; no output was written", file=sys.stderr)
+        print(f"{parser.prog}: interrupted; no output was written", file=sys.stderr)
         return 130
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    return run_cli(build_parser(), argv)
 
 
 if __name__ == "__main__":

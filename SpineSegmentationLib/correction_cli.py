@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
+from .cli import run_cli
 
 
 def _labels_list(text: Optional[str]) -> list[int]:
@@ -226,16 +227,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (argparse.ArgumentTypeError, ValueError) as e:
-        # SpineSegmentationError is a ValueError; so are bad points and unknown labels. Each message names the fix.
-        print(f"spineseg-correct: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("spineseg-correct: interrupted; no output was written", file=sys.stderr)
-        return 130
+    # SpineSegmentationError is a ValueError; so are bad points and unknown labels. Each message names the fix.
+    return run_cli(build_parser(), argv, errors=(argparse.ArgumentTypeError, ValueError))
 
 
 if __name__ == "__main__":
