@@ -224,7 +224,7 @@ def test_train_checkpoint_and_resume(tmp_path):
     assert (out / "loss_curve.png").stat().st_size > 1000
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["training"]["fcn_iterations"] == 4
-    assert meta["training"]["data"]["real_training_cases"] == [str(TPTBOX / "sub-ct_label-22_ct.nii.gz")]
+    assert meta["training"]["data"]["real_training_cases"] == [str((TPTBOX / "sub-ct_label-22_ct.nii.gz").resolve())]
 
 
 def test_config_rejects_unknown_keys_and_missing_data():
