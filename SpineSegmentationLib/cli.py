@@ -69,10 +69,18 @@ def _progress_printer(mode: str):
     return update, bar.close
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
+def run_and_write(args: argparse.Namespace, compute) -> tuple:
+    """The shared body of every command that turns an input CT into an output folder.
+
+    Checks that the outputs are free (before any work), reads ``args.input``, runs
+    ``compute(image, progress_callback) -> SpineSegmentationResult`` with the progress display chosen by
+    ``args.progress``, writes the five outputs, and prints the final JSON line in ``--progress json`` mode.
+
+    Returns:
+        ``(result, output_dir, paths)``.
+    """
     from .io import read_image
     from .outputs import check_outputs_free, write_outputs
-    from .pipeline import segment_spine
 
     input_path = Path(args.input)
     output_dir = Path(args.output) if args.output else default_output_dir(input_path)
@@ -80,16 +88,26 @@ def cmd_segment(args: argparse.Namespace) -> int:
     callback, close = _progress_printer(args.progress)
     try:
         image = read_image(input_path)
-        result = segment_spine(
-            image, model=args.model, device=args.device, direction=args.direction, progress=callback,
-            use_localization=not args.no_localization, refine_surface=not args.no_surface_refinement,
-        )
+        result = compute(image, callback)
         paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
     finally:
         close()
     if args.progress == "json":
         print(json.dumps({"stage": "result", "output_dir": str(output_dir), "message": result.message}), flush=True)
-    else:
+    return result, output_dir, paths
+
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .pipeline import segment_spine
+
+    def compute(image, callback):
+        return segment_spine(
+            image, model=args.model, device=args.device, direction=args.direction, progress=callback,
+            use_localization=not args.no_localization, refine_surface=not args.no_surface_refinement,
+        )
+
+    result, output_dir, paths = run_and_write(args, compute)
+    if args.progress != "json":
         print(result.message)
         for v in result.vertebrae:
             print(f"  {v.name:4s} {'complete  ' if v.complete else 'INCOMPLETE'} p_label {v.p_label:.2f} "

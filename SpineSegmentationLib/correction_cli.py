@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .cli import run_cli
+from .cli import run_and_write, run_cli
 
 
 def _labels_list(text: Optional[str]) -> list[int]:
@@ -40,23 +40,8 @@ def _labels_list(text: Optional[str]) -> list[int]:
 
 
 def _run(args: argparse.Namespace, compute) -> int:
-    from .cli import _progress_printer, default_output_dir
-    from .io import read_image
-    from .outputs import check_outputs_free, write_outputs
-
-    input_path = Path(args.input)
-    output_dir = Path(args.output) if args.output else default_output_dir(input_path)
-    check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
-    callback, close = _progress_printer(args.progress)
-    try:
-        image = read_image(input_path)
-        result = compute(image, callback)
-        write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
-    finally:
-        close()
-    if args.progress == "json":
-        print(json.dumps({"stage": "result", "output_dir": str(output_dir), "message": result.message}), flush=True)
-    else:
+    result, output_dir, _ = run_and_write(args, compute)
+    if args.progress != "json":
         print(result.message)
         print(f"outputs in {output_dir}")
     return 0
