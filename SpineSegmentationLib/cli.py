@@ -97,8 +97,20 @@ def run_and_write(args: argparse.Namespace, compute) -> tuple:
     return result, output_dir, paths
 
 
+def _threads(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
 def cmd_segment(args: argparse.Namespace) -> int:
     from .pipeline import segment_spine
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     def compute(image, callback):
         return segment_spine(
@@ -157,6 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("input", help="CT image: NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder")
     seg.add_argument("-o", "--output", help="output folder (default: <input stem>_spineseg/ next to the input)")
     seg.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    seg.add_argument("--threads", type=_threads, default=None,
+                     help="CPU threads for the networks (default: PyTorch's, one per physical core; more than the "
+                          "cores is slower; use 1 per job when running several jobs at once)")
     seg.add_argument("--model", help="model folder (default: the shipped model in Resources/Models/spineseg-default)")
     seg.add_argument("--direction", choices=("up", "down"), help="traversal direction (default: the model's, 'up')")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")

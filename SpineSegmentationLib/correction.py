@@ -41,7 +41,7 @@ import torch
 from scipy import ndimage
 
 from .anatomy import VERSE_NAMES, vertebra_name
-from .geometry import label_to_input_grid, lps_to_index, lps_to_ras, ras_to_lps
+from .geometry import label_measurements, label_to_input_grid, lps_to_index, lps_to_ras, ras_to_lps
 from .labeling import refine_labels
 from .models import SpineModel
 from .pipeline import COMPLETE_THRESHOLD, GPU_SLIDING_BATCH, ProgressCallback, Reporter, Scan, run_information, prepare_scan
@@ -369,10 +369,10 @@ def _assemble(
     canonical_ids[free & (new_canonical > 0)] = new_canonical[free & (new_canonical > 0)] + offset
     positions: dict[int, np.ndarray] = {}
     if kept:  # kept vertebrae: centroid on the input grid (they may be thinner than a canonical voxel)
-        ones = np.ones_like(kept_ids, dtype=np.uint8)
-        for k, kji in enumerate(ndimage.center_of_mass(ones, kept_ids, list(range(1, offset + 1))), start=1):
-            lps = image.TransformContinuousIndexToPhysicalPoint([float(c) for c in reversed(kji)])
-            positions[k] = lps_to_index(scan.reference, np.array(lps))
+        kept_image = sitk.GetImageFromArray(kept_ids)
+        kept_image.CopyInformation(image)
+        for k, (_, lps) in label_measurements(kept_image).items():
+            positions[k] = lps_to_index(scan.reference, lps)
     new_ids = [d.instance + offset for d in new_detected]
     if new_ids:
         ones = np.ones_like(canonical_ids, dtype=np.uint8)
@@ -408,8 +408,7 @@ def _assemble(
         new_input = sitk.GetArrayFromImage(label_to_input_grid(new_canonical, scan.reference, image)).astype(np.int32)
         if refine_surface:
             reporter.stage("surface refinement", "removing surface voxels below 200 HU")
-            hu = sitk.GetArrayFromImage(image).astype(np.float32)
-            new_input = refine_surfaces(new_input, hu, tuple(reversed(image.GetSpacing())))
+            new_input = refine_surfaces(new_input, sitk.GetArrayViewFromImage(image), tuple(reversed(image.GetSpacing())))
         place = (new_input > 0) & (existing == 0)  # never over a kept vertebra or another structure (sacrum)
         ids = kept_ids.copy()
         ids[place] = new_input[place] + offset
@@ -418,15 +417,15 @@ def _assemble(
     labels_image.CopyInformation(image)
 
     voxel_mm3 = float(np.prod(image.GetSpacing()))
-    ones = np.ones_like(ids, dtype=np.uint8)
-    counts = ndimage.sum_labels(ones, ids, order) if order else []
-    centroids = ndimage.center_of_mass(ones, ids, order) if order else []
+    ids_image = sitk.GetImageFromArray(ids.astype(np.int32))
+    ids_image.CopyInformation(image)
+    measured = label_measurements(ids_image)
     vertebrae = []
-    for i, label, p_label, count, kji in zip(order, labeling.labels, labeling.probabilities, counts, centroids):
-        if count == 0:
+    for i, label, p_label in zip(order, labeling.labels, labeling.probabilities):
+        if i not in measured:
             continue  # a new vertebra that vanished on a coarser input grid
         c = candidates[i]
-        lps = np.array(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in reversed(kji)]))
+        count, lps = measured[i]
         vertebrae.append(Vertebra(
             label=int(label), name=vertebra_name(label), complete=bool(c.p_complete >= COMPLETE_THRESHOLD),
             p_complete=round(float(c.p_complete), 4), p_label=round(float(p_label), 4),

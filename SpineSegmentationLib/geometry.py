@@ -89,6 +89,9 @@ def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
 def label_to_input_grid(labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image) -> sitk.Image:
     """Resample a canonical label map back onto the input grid with nearest-neighbour interpolation.
 
+    Only the input-grid box that covers the labelled voxels is resampled (the rest is background), so the cost
+    follows the size of the spine, not of the scan.
+
     Args:
         labels: integer array [z, y, x] on the canonical grid ``reference``.
         reference: canonical reference image (from :func:`to_canonical`).
@@ -97,8 +100,28 @@ def label_to_input_grid(labels: np.ndarray, reference: sitk.Image, input_image: 
     Returns:
         int16 ``sitk.Image`` with ``input_image``'s size, spacing, origin and direction.
     """
-    lab = array_to_image(labels.astype(np.int16), reference)
-    return sitk.Resample(lab, input_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    out = np.zeros(input_image.GetSize()[::-1], dtype=np.int16)
+    nonzero = np.argwhere(labels)
+    if nonzero.size:
+        # the labelled box's corners (voxel edges) -> input continuous indices -> an integer box with a 1-voxel rim
+        lo, hi = nonzero.min(axis=0) - 0.5, nonzero.max(axis=0) + 0.5
+        corners = np.array([[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])])
+        ijk = np.array([input_image.TransformPhysicalPointToContinuousIndex([float(v) for v in p])
+                        for p in index_to_lps(reference, corners)])
+        size = np.array(input_image.GetSize())
+        start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, size)
+        stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, size)
+        if np.all(stop > start):
+            box = sitk.Image([int(v) for v in stop - start], sitk.sitkInt16)
+            box.SetSpacing(input_image.GetSpacing())
+            box.SetDirection(input_image.GetDirection())
+            box.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in start]))
+            lab = array_to_image(labels.astype(np.int16), reference)
+            resampled = sitk.Resample(lab, box, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+            out[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = sitk.GetArrayViewFromImage(resampled)
+    image = sitk.GetImageFromArray(out)
+    image.CopyInformation(input_image)
+    return image
 
 
 def index_to_lps(reference: sitk.Image, zyx: np.ndarray) -> np.ndarray:
@@ -115,3 +138,19 @@ def lps_to_index(reference: sitk.Image, lps: np.ndarray) -> np.ndarray:
     spacing = np.array(reference.GetSpacing())
     origin = np.array(reference.GetOrigin())
     return ((lps - origin) / spacing)[..., ::-1]
+
+
+def label_measurements(labels: sitk.Image) -> dict[int, tuple[int, np.ndarray]]:
+    """Voxel count and centroid of every label of an integer label image (ITK's label statistics, one pass).
+
+    Args:
+        labels: integer ``sitk.Image``, 0 = background, any geometry.
+
+    Returns:
+        {label: (number of voxels, centroid in LPS mm as a (3,) array)} for every label present.
+    """
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOff()
+    stats.ComputePerimeterOff()
+    stats.Execute(labels)
+    return {int(lab): (int(stats.GetNumberOfPixels(lab)), np.array(stats.GetCentroid(lab))) for lab in stats.GetLabels()}

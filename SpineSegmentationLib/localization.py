@@ -3,8 +3,9 @@
 The CT is resampled to the localization spacing; every n-th sagittal slice goes through the
 :class:`~SpineSegmentationLib.networks.AttentionNet`, which predicts the fraction of spine pixels in every
 16 x 16 block. The block map is up-sampled onto the canonical grid (linear interpolation), smoothed with a 3D
-Gaussian, thresholded and dilated by a margin. The result says where traversal starts and which detections
-are plausible (``traversal.py``).
+Gaussian, thresholded and dilated by a margin, then cut to a left-right column around the spine's centre
+line (:func:`spine_column`). The result says where traversal starts and which detections are plausible
+(``traversal.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from scipy import ndimage
 from .geometry import AIR_HU, to_canonical
 from .models import SpineModel
 from .preprocessing import normalize_hu, pad_value
+
+#: Narrow slices define the spine's centre line only in runs at least this long along S-I (ours: longer than a
+#: vertebra with its disc, about 35 mm), so that a small blob at an end of the mask cannot pull the line away.
+COLUMN_MIN_RUN_MM = 40.0
 
 
 @dataclass
@@ -97,4 +102,44 @@ def localize_spine(image: sitk.Image, reference: sitk.Image, model: SpineModel, 
     if mask.any() and params.margin_mm > 0:
         radius = max(1, int(round(params.margin_mm / spacing)))
         mask = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1), iterations=radius)
+    mask = spine_column(mask, prob, spacing, params.column_half_width_mm, params.column_max_width_mm)
     return SpineLocalization(probability=prob.astype(np.float32), mask=mask, evaluations=n_slices)
+
+
+def spine_column(
+    mask: np.ndarray, probability: np.ndarray, spacing_mm: float, half_width_mm: float, max_width_mm: float
+) -> np.ndarray:
+    """Cut a spine mask to a left-right column around the spine's centre line.
+
+    The attention network also responds to bone that looks like spine from the side (iliac wings, ribs): there
+    the mask widens to the whole pelvis or chest. The spine is narrow, so its centre line is taken from the
+    axial slices where the mask is narrow, in runs of at least :data:`COLUMN_MIN_RUN_MM`: per slice, the probability-weighted mean left-right position,
+    median-filtered along the superior-inferior axis and interpolated (constant beyond the ends) across the wide
+    slices. Everything farther than ``half_width_mm`` from that line is removed.
+
+    Args:
+        mask: bool [z, y, x] = [S, P, L] on an isotropic grid.
+        probability: float [z, y, x], the smoothed fraction map the mask was thresholded from.
+        spacing_mm: the grid's spacing in mm.
+        half_width_mm, max_width_mm: see :class:`~SpineSegmentationLib.models.LocalizationParameters`.
+
+    Returns:
+        A new bool mask; ``mask`` itself when no slice is narrow enough to define a centre line.
+    """
+    xs = np.arange(mask.shape[2])
+    present = mask.any(axis=1)  # [z, x]: where each axial slice has mask
+    zs = np.flatnonzero(present.any(axis=1))
+    widths = np.array([np.ptp(np.flatnonzero(present[z])) + 1 for z in zs]) * spacing_mm
+    narrow = zs[widths <= max_width_mm]
+    if narrow.size == 0:
+        return mask
+    # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
+    runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1)
+    long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
+    narrow = np.concatenate(long_runs) if long_runs else max(runs, key=len)
+    weights = np.where(mask, probability, 0.0).sum(axis=1)[narrow]  # [narrow z, x]
+    centres = (weights * xs).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
+    centres = ndimage.median_filter(centres, size=5, mode="nearest")
+    line = np.interp(np.arange(mask.shape[0]), narrow, centres)  # [z]
+    inside = np.abs(xs[None, :] - line[:, None]) <= half_width_mm / spacing_mm  # [z, x]
+    return mask & inside[:, None, :]

@@ -86,12 +86,20 @@ class LocalizationParameters:
         sigma_mm: standard deviation of the 3D Gaussian smoothing of the up-sampled map, in mm.
         threshold: threshold on the smoothed fraction map (paper: tuned on validation data).
         margin_mm: dilation of the thresholded mask before it is used to accept detections.
+        column_half_width_mm: the mask is cut to this distance left and right of the spine's centre line
+            (ours: half the width of a lumbar vertebra across its transverse processes, about 50 mm), so that
+            the iliac wings, ribs or shoulders that the attention network confuses with the spine are not searched.
+        column_max_width_mm: slices whose mask is at most this wide (left-right) define the centre line (ours:
+            the widest vertebra, 100 mm, plus twice the margin, plus 20 mm); wider slices take the centre of the
+            nearest narrow ones.
     """
 
     slice_step: int = 2
     sigma_mm: float = 8.0
     threshold: float = 0.05
     margin_mm: float = 20.0
+    column_half_width_mm: float = 50.0
+    column_max_width_mm: float = 160.0
 
 
 @dataclass

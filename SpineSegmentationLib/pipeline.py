@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .anatomy import vertebra_name
 from .errors import CancelledError, ModelFileError
-from .geometry import label_to_input_grid, lps_to_ras, to_canonical
+from .geometry import label_measurements, label_to_input_grid, lps_to_ras, to_canonical
 from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
@@ -41,7 +41,7 @@ class ProgressEvent:
 
     Attributes:
         stage: one of "read", "validate", "resample", "localization", "traversal", "labeling",
-            "input grid", "surface refinement", "done".
+            "input grid", "surface refinement", "summary", "done".
         fraction: overall progress in [0, 1].
         vertebra: during traversal, the number of the vertebra being segmented (1-based), else None.
         message: human-readable text.
@@ -57,7 +57,7 @@ ProgressCallback = Callable[[ProgressEvent], Optional[bool]]
 
 _STAGE_START = {
     "read": 0.0, "validate": 0.02, "resample": 0.04, "localization": 0.08, "traversal": 0.12,
-    "labeling": 0.9, "input grid": 0.92, "surface refinement": 0.95, "done": 1.0,
+    "labeling": 0.9, "input grid": 0.92, "surface refinement": 0.95, "summary": 0.98, "done": 1.0,
 }
 
 
@@ -332,16 +332,16 @@ def assemble_result(
     reporter.stage("input grid", "resampling labels to the input grid")
     image = scan.image
     labels_image = label_to_input_grid(labels_canonical, scan.reference, image)
-    labels = sitk.GetArrayFromImage(labels_image)
     if refine_surface:
         reporter.stage("surface refinement", "removing surface voxels below 200 HU")
-        hu_input = sitk.GetArrayFromImage(image).astype(np.float32)
-        labels = refine_surfaces(labels, hu_input, tuple(reversed(image.GetSpacing())))
-        refined = sitk.GetImageFromArray(labels.astype(np.int16))
+        labels = refine_surfaces(sitk.GetArrayViewFromImage(labels_image), sitk.GetArrayViewFromImage(image),
+                                 tuple(reversed(image.GetSpacing())))
+        refined = sitk.GetImageFromArray(labels)
         refined.CopyInformation(image)
         labels_image = refined
 
-    vertebrae = _summaries(labels, image, detected, labeling)
+    reporter.stage("summary", "measuring the vertebrae")
+    vertebrae = _summaries(labels_image, detected, labeling)
     times = reporter.finish()
     message = f"{len(vertebrae)} vertebrae: " + ", ".join(
         v.name + ("" if v.complete else " (incomplete)") for v in vertebrae
@@ -355,17 +355,14 @@ def assemble_result(
     )
 
 
-def _summaries(labels: np.ndarray, image: sitk.Image, detected, labeling) -> list[Vertebra]:
-    """Per-vertebra numbers on the input grid (labels indexed [k, j, i] as SimpleITK arrays)."""
-    voxel_mm3 = float(np.prod(image.GetSpacing()))
-    present = [lab for lab in labeling.labels if lab > 0]
-    centroids = ndimage.center_of_mass(np.ones_like(labels, dtype=np.uint8), labels, present) if present else []
-    counts = ndimage.sum_labels(np.ones_like(labels, dtype=np.uint8), labels, present) if present else []
+def _summaries(labels_image: sitk.Image, detected, labeling) -> list[Vertebra]:
+    """Per-vertebra volume and centroid on the input grid."""
+    measured = label_measurements(labels_image)
+    voxel_mm3 = float(np.prod(labels_image.GetSpacing()))
     out = []
-    for v, lab, p_lab, kji, count in zip(detected, labeling.labels, labeling.probabilities, centroids, counts):
-        if count == 0:
+    for v, lab, p_lab in zip(detected, labeling.labels, labeling.probabilities):
+        if lab not in measured:
             continue  # vanished on a coarser input grid
-        lps = image.TransformContinuousIndexToPhysicalPoint([float(c) for c in reversed(kji)])
         out.append(
             Vertebra(
                 label=int(lab),
@@ -374,8 +371,8 @@ def _summaries(labels: np.ndarray, image: sitk.Image, detected, labeling) -> lis
                 p_complete=round(float(v.p_complete), 4),
                 p_label=round(float(p_lab), 4),
                 label_regressed=round(float(v.label_regressed), 3),
-                centroid_ras_mm=[round(float(c), 2) for c in lps_to_ras(np.array(lps))],
-                volume_mm3=round(float(count) * voxel_mm3, 1),
+                centroid_ras_mm=[round(float(c), 2) for c in lps_to_ras(measured[lab][1])],
+                volume_mm3=round(measured[lab][0] * voxel_mm3, 1),
                 iterations=int(v.iterations),
             )
         )
@@ -390,6 +387,7 @@ def run_information(scan: Scan, times: dict, t_start: float, evaluations: int) -
                   "description": model.description},
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
+        "cpu_threads": torch.get_num_threads(),
         "direction": scan.direction,
         "stage_seconds": times,
         "total_seconds": round(time.perf_counter() - t_start, 3),

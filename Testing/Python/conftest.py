@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import SimpleITK as sitk
 
@@ -114,6 +115,23 @@ def verse_masks_dir(shared_data) -> Path:
 def real_ct_image(real_ct) -> sitk.Image:
     """:func:`real_ct` read once per session (do not modify in place)."""
     return sitk.ReadImage(str(real_ct))
+
+
+@pytest.fixture(scope="session")
+def real_ct_twice_as_long(real_ct_image) -> sitk.Image:
+    """:func:`real_ct_image` with as many axial slices of soft tissue again added below it (40 HU, a block of three
+    quarters of the field of view, in air): twice the volume, the same vertebrae (the benchmark's "long" case)."""
+    arr = sitk.GetArrayFromImage(real_ct_image)  # [k, j, i]; k grows superiorly for this RAS-stored NIfTI
+    pad = np.full_like(arr, -1024)
+    j, i = arr.shape[1], arr.shape[2]
+    pad[:, j // 8 : j - j // 8, i // 8 : i - i // 8] = 40
+    longer = sitk.GetImageFromArray(np.concatenate([pad, arr]))
+    longer.SetSpacing(real_ct_image.GetSpacing())
+    longer.SetDirection(real_ct_image.GetDirection())
+    direction = np.array(real_ct_image.GetDirection()).reshape(3, 3)
+    shift = direction[:, 2] * arr.shape[0] * real_ct_image.GetSpacing()[2]
+    longer.SetOrigin((np.array(real_ct_image.GetOrigin()) - shift).tolist())
+    return longer
 
 
 @pytest.fixture(scope="session")

@@ -225,6 +225,23 @@ def test_label_to_input_grid_puts_labels_back_on_an_oblique_grid(real_ct_image, 
         assert dice(direct == value, back == value) > 0.9, f"label {value}"
 
 
+@pytest.mark.parametrize("angles", [(0.0, 0.0, 0.0), (0.2, -0.15, 0.25)])
+def test_label_to_input_grid_resamples_only_the_labelled_box_with_the_same_result(real_ct_image, real_ct_reference,
+                                                                                 angles):
+    """The box-limited resampling equals resampling the whole input grid, voxel for voxel (straight and oblique
+    input grids); a canonical map without labels gives an all-background map on the input grid."""
+    grid = rotated_grid(real_ct_image, angles, 1.7)
+    reference = canonical_reference(grid, 2.5)
+    canonical = sitk.Resample(sitk.ReadImage(str(real_ct_reference)), reference, sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    whole = sitk.Resample(canonical, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    fast = label_to_input_grid(sitk.GetArrayFromImage(canonical), reference, grid)
+    assert sitk.GetArrayViewFromImage(whole).any()
+    assert np.array_equal(sitk.GetArrayViewFromImage(fast), sitk.GetArrayViewFromImage(whole))
+    empty = label_to_input_grid(np.zeros(reference.GetSize()[::-1], np.int16), reference, grid)
+    assert empty.GetSize() == grid.GetSize() and not sitk.GetArrayViewFromImage(empty).any()
+
+
 # --- coordinate conversions -----------------------------------------------------------------------------------------
 
 

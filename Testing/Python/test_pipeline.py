@@ -36,7 +36,7 @@ def example_run(real_ct, tmp_path_factory):
     out = tmp_path_factory.mktemp("example") / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "SpineSegmentationLib.cli", "segment", str(real_ct), "-o", str(out), "--device", "cpu",
-         "--progress", "json"],
+         "--progress", "json", "--threads", "1"],
         capture_output=True, text=True, timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -76,7 +76,7 @@ def test_vertebrae_json_matches_the_label_map(example_run):
         lps = np.array(labels.TransformContinuousIndexToPhysicalPoint(kji[::-1].tolist()))
         np.testing.assert_allclose(v["centroid_ras_mm"], lps * [-1, -1, 1], atol=0.05)
     run = report["run"]
-    assert run["model"]["name"] == "spineseg-default" and run["device"] == "cpu"
+    assert run["model"]["name"] == "spineseg-default" and run["device"] == "cpu" and run["cpu_threads"] == 1
     assert run["network_evaluations"]["iterative_fcn"] > 0 and "traversal" in run["stage_seconds"]
 
 
@@ -95,6 +95,17 @@ def test_accuracy_against_the_reference_and_completeness_flags(example_run, real
     # T11 is a truncated sliver at the top edge: flagged incomplete, or not segmented at all
     assert "T11" not in names or not names["T11"]["complete"]
     assert all(rows[n].dice > 0.5 for n in LUMBAR), {n: rows[n].dice for n in LUMBAR}
+
+
+def test_a_longer_scan_with_the_same_vertebrae_finds_only_those(example_run, real_ct_twice_as_long):
+    """The real CT with as much soft tissue again added below it (twice the volume, the same vertebrae): the same
+    vertebrae, names and flags, at the same places, and no false vertebra on the iliac wings, which the attention
+    network mistakes for spine once the pelvis is no longer at the scan's lower edge."""
+    longer = segment_spine(real_ct_twice_as_long, device="cpu")
+    original = json.loads((example_run[0] / "vertebrae.json").read_text())["vertebrae"]
+    assert [(v.name, v.complete) for v in longer.vertebrae] == [(v["name"], v["complete"]) for v in original]
+    for v, w in zip(longer.vertebrae, original):
+        assert np.linalg.norm(np.subtract(v.centroid_ras_mm, w["centroid_ras_mm"])) < 5.0, v.name
 
 
 def test_the_same_anatomy_whatever_the_input_orientation(real_ct_image, tmp_path):
@@ -146,6 +157,9 @@ def test_cli_reports_bad_input_clearly_and_writes_nothing(tmp_path, mr_paths, ca
     err = capsys.readouterr().err
     assert "HU" in err
     assert not (tmp_path / "o2" / "labels.nii.gz").exists()
+    with pytest.raises(SystemExit):
+        main(["segment", str(mr_paths[0]), "-o", str(tmp_path / "o3"), "--threads", "0"])
+    assert "--threads: must be 1 or more" in capsys.readouterr().err
 
 
 def test_existing_outputs_are_never_overwritten(real_ct, tmp_path, capsys):

@@ -9,11 +9,13 @@ Cases:
 
 Usage:
     python Testing/benchmarks/benchmark_pipeline.py [--device cpu|cuda|auto] [--cases shipped 512x512x300 long]
-        [--model PATH] [--threads N] [--json OUT.json]
+        [--model PATH] [--threads N] [--repeat N] [--json OUT.json]
 
 For every case it prints IO time (reading the file, reported separately), the pipeline's time per stage
 (volume in memory -> label map on the input grid), FCN and localization network evaluations, peak RSS of the
-process (CPU; each case runs in its own process) and peak allocated GPU memory, and on GPU the ratio of the measured traversal time to the
+process per stage (sampled; each case runs in its own process; the baseline before the pipeline, with the input
+volume loaded, is printed too) and peak allocated GPU memory per stage, the FLOPs of the
+traversal's network evaluations and the rate achieved, and on GPU the ratio of the measured traversal time to the
 time the GPU's dense bf16 arithmetic rate would need for the same network evaluations (the physical limit).
 """
 
@@ -26,10 +28,12 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import SimpleITK as sitk
 import torch
 
@@ -90,7 +94,61 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
-def run_case(name: str, ct_path: Path, model_path, device: torch.device) -> dict:
+class StageMemory:
+    """Peak memory per pipeline stage, from the progress events that open each stage.
+
+    A background thread samples the process's resident memory (RSS) every 5 ms. ``rss_mb[stage]``: the highest
+    RSS (MB) sampled during the stage; ``baseline_rss_mb``: RSS before the pipeline (interpreter, torch, the model
+    and the input volume already in memory). ``gpu_mb[stage]``: peak allocated GPU memory (MB) during the stage.
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+        self.device = device
+        self.process = psutil.Process()
+        self.baseline_rss_mb = self.process.memory_info().rss / 2**20
+        self.rss_mb: dict[str, float] = {}
+        self.gpu_mb: dict[str, float] = {}
+        self.stage = None
+        self._peak = 0.0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        if self.cuda:
+            torch.cuda.synchronize(device)
+            torch.cuda.reset_peak_memory_stats(device)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            rss = self.process.memory_info().rss / 2**20
+            with self._lock:
+                self._peak = max(self._peak, rss)
+
+    def _end_stage(self) -> None:
+        with self._lock:
+            peak, self._peak = max(self._peak, self.process.memory_info().rss / 2**20), 0.0
+        if self.stage is None:
+            return
+        self.rss_mb[self.stage] = round(peak, 1)
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+            self.gpu_mb[self.stage] = round(torch.cuda.max_memory_allocated(self.device) / 2**20, 1)
+            torch.cuda.reset_peak_memory_stats(self.device)
+
+    def on_progress(self, event) -> None:
+        if event.stage != self.stage:
+            self._end_stage()
+            self.stage = event.stage
+
+    def close(self) -> None:
+        self._end_stage()
+        self.stage = None
+        self._stop.set()
+        self._thread.join()
+
+
+def run_case(name: str, ct_path: Path, model_path, device: torch.device, repeat: int = 1) -> dict:
     t0 = time.perf_counter()
     ct = read_image(ct_path)
     image = make_case(name, ct)
@@ -102,14 +160,18 @@ def run_case(name: str, ct_path: Path, model_path, device: torch.device) -> dict
         image = read_image(path)
         io_seconds = time.perf_counter() - t_io
     model = load_model(model_path, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    t = time.perf_counter()
-    result = segment_spine(image, model=model, device=device)
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    total = time.perf_counter() - t
+    setup_seconds = time.perf_counter() - t0
+    runs = []
+    for _ in range(repeat):  # the run with the median total time is reported
+        memory = StageMemory(device)
+        t = time.perf_counter()
+        result = segment_spine(image, model=model, device=device, progress=memory.on_progress)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        runs.append((time.perf_counter() - t, result, memory))
+        memory.close()
+    totals = [r[0] for r in runs]
+    total, result, memory = sorted(runs, key=lambda r: r[0])[len(runs) // 2]
     row = {
         "case": name,
         "size": list(image.GetSize()),
@@ -120,20 +182,28 @@ def run_case(name: str, ct_path: Path, model_path, device: torch.device) -> dict
         "fcn_evaluations": result.run_info["network_evaluations"]["iterative_fcn"],
         "localization_slices": result.run_info["network_evaluations"]["localization_slices"],
         "vertebrae": [v.name for v in result.vertebrae],
-        "peak_rss_mb": round(peak_rss_mb(), 1),
+        "process_peak_rss_mb": round(peak_rss_mb(), 1),
+        "baseline_rss_mb": round(memory.baseline_rss_mb, 1),
+        "peak_rss_mb": round(max(memory.rss_mb.values()), 1),
+        "stage_peak_rss_mb": memory.rss_mb,
         "device": str(device),
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor() or "CPU",
         "threads": torch.get_num_threads(),
-        "setup_seconds": round(t - t0, 3),
+        "setup_seconds": round(setup_seconds, 3),
+        "runs_seconds": [round(v, 3) for v in totals],
     }
+    flops = fcn_flops(model) * row["fcn_evaluations"]
+    traversal_seconds = result.run_info["stage_seconds"].get("traversal", 0.0)
+    row["traversal_gflop"] = round(flops / 1e9, 1)
+    row["traversal_gflop_per_second"] = round(flops / 1e9 / max(traversal_seconds, 1e-9), 1)
     if device.type == "cuda":
-        row["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-        flops = fcn_flops(model) * row["fcn_evaluations"]
+        row["peak_gpu_mb"] = round(max(memory.gpu_mb.values(), default=0.0), 1)
+        row["stage_peak_gpu_mb"] = memory.gpu_mb
         peak = next((v for k, v in PEAK_BF16.items() if k in row["device_name"]), None)
         if peak:
             limit = flops / peak
             row["traversal_physical_limit_seconds"] = round(limit, 5)
-            row["traversal_over_limit"] = round(result.run_info["stage_seconds"].get("traversal", 0.0) / limit, 1)
+            row["traversal_over_limit"] = round(traversal_seconds / limit, 1)
     return row
 
 
@@ -144,6 +214,7 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default=None)
     ap.add_argument("--ct", default=str(SHIPPED_CT))
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per case; the median one is reported")
     ap.add_argument("--json", default=None, help="also write the rows as JSON")
     args = ap.parse_args(argv)
     if args.threads:
@@ -151,12 +222,13 @@ def main(argv=None) -> int:
     device = resolve_device(args.device)
     rows = []
     if len(args.cases) == 1:
-        row = run_case(args.cases[0], Path(args.ct), args.model, device)
+        row = run_case(args.cases[0], Path(args.ct), args.model, device, args.repeat)
         print("ROW " + json.dumps(row), flush=True)
         rows.append(row)
     else:  # one process per case, so that peak memory is per case
         for case in args.cases:
-            cmd = [sys.executable, __file__, "--device", str(args.device), "--cases", case, "--ct", args.ct]
+            cmd = [sys.executable, __file__, "--device", str(args.device), "--cases", case, "--ct", args.ct,
+                   "--repeat", str(args.repeat)]
             cmd += (["--model", args.model] if args.model else []) + (["--threads", str(args.threads)] if args.threads else [])
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
             row = json.loads(next(line[4:] for line in out.splitlines() if line.startswith("ROW ")))
@@ -164,13 +236,22 @@ def main(argv=None) -> int:
             rows.append(row)
     print()
     print(f"{'case':12s} {'size':>14s} {'IO s':>6s} {'total s':>8s} {'traversal s':>11s} {'FCN evals':>9s} "
-          f"{'peak RSS MB':>11s} {'peak GPU MB':>11s} device")
+          f"{'base RSS MB':>11s} {'peak RSS MB':>11s} {'peak GPU MB':>11s} device")
     for r in rows:
         size = "x".join(map(str, r["size"]))
         print(f"{r['case']:12s} {size:>14s} {r['io_read_seconds']:6.2f} {r['pipeline_seconds']:8.2f} "
-              f"{r['stage_seconds'].get('traversal', 0):11.2f} {r['fcn_evaluations']:9d} {r['peak_rss_mb']:11.0f} "
+              f"{r['stage_seconds'].get('traversal', 0):11.2f} {r['fcn_evaluations']:9d} {r['baseline_rss_mb']:11.0f} "
+              f"{r['peak_rss_mb']:11.0f} "
               f"{r.get('peak_gpu_mb', float('nan')):11.0f} {r['device_name']}")
-        print("    stages: " + ", ".join(f"{k} {v:.2f}s" for k, v in r["stage_seconds"].items()))
+        print("    stages (s, peak RSS MB" + (", peak GPU MB" if "stage_peak_gpu_mb" in r else "") + "): " + ", ".join(
+            f"{k} {v:.2f}s {r['stage_peak_rss_mb'].get(k, float('nan')):.0f}"
+            + (f" {r['stage_peak_gpu_mb'].get(k, float('nan')):.0f}" if "stage_peak_gpu_mb" in r else "")
+            for k, v in r["stage_seconds"].items()))
+        line = f"    traversal: {r['traversal_gflop']} GFLOP, {r['traversal_gflop_per_second']} GFLOP/s achieved"
+        if "traversal_over_limit" in r:
+            line += (f", physical limit {r['traversal_physical_limit_seconds']} s at dense bf16 peak "
+                     f"({r['traversal_over_limit']}x above it)")
+        print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0
