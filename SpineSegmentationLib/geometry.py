@@ -73,9 +73,8 @@ def to_canonical(image: sitk.Image, spacing_mm: float, default_value: float = AI
         image that carries its geometry.
     """
     ref = canonical_reference(image, spacing_mm)
-    resampled = sitk.Resample(
-        sitk.Cast(image, sitk.sitkFloat32), ref, sitk.Transform(), sitk.sitkLinear, float(default_value), sitk.sitkFloat32
-    )
+    # ITK interpolates in double precision whatever the input's pixel type: no float copy of the input is needed
+    resampled = sitk.Resample(image, ref, sitk.Transform(), sitk.sitkLinear, float(default_value), sitk.sitkFloat32)
     return sitk.GetArrayFromImage(resampled), ref
 
 
