@@ -115,7 +115,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
     def compute(image, callback):
         return segment_spine(
             image, model=args.model, device=args.device, direction=args.direction, progress=callback,
-            use_localization=not args.no_localization, refine_surface=not args.no_surface_refinement,
+            use_localization=not args.no_localization, refine_surface=args.surface_refinement,
         )
 
     result, output_dir, paths = run_and_write(args, compute)
@@ -179,8 +179,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="progress display: a bar on stderr, JSON lines on stdout, or nothing")
     seg.add_argument("--no-localization", action="store_true",
                      help="sweep the whole volume instead of searching where the attention network finds the spine")
-    seg.add_argument("--no-surface-refinement", action="store_true",
-                     help="skip removing surface voxels below 200 HU (seed 002 section 3.1)")
+    seg.add_argument("--surface-refinement", action=argparse.BooleanOptionalAction, default=None,
+                     help="remove surface voxels below 200 HU from every vertebra (seed 002 section 3.1) or not "
+                          "(default: the model's setting; off for the shipped model)")
     seg.set_defaults(func=cmd_segment)
 
     tr = sub.add_parser("train", help="train a model from a JSON configuration",

@@ -41,10 +41,11 @@ import torch
 from scipy import ndimage
 
 from .anatomy import VERSE_NAMES, vertebra_name
-from .geometry import label_measurements, label_to_input_grid, lps_to_index, lps_to_ras, ras_to_lps
+from .geometry import label_measurements, labels_on_input_grid, lps_to_index, lps_to_ras, ras_to_lps
 from .labeling import refine_labels
 from .models import SpineModel
-from .pipeline import COMPLETE_THRESHOLD, GPU_SLIDING_BATCH, ProgressCallback, Reporter, Scan, run_information, prepare_scan
+from .pipeline import (COMPLETE_THRESHOLD, GPU_SLIDING_BATCH, ProgressCallback, Reporter, Scan, prepare_scan,
+                       run_information, surface_refinement)
 from .refinement import refine_surfaces
 from .renumbering import (  # re-exported (__all__): the correction workflow's public API is one module
     Relabeling,
@@ -345,7 +346,7 @@ def _assemble(
     new_canonical: np.ndarray,
     new_detected: list[DetectedVertebra],
     evaluations: int,
-    refine_surface: bool,
+    refine_surface: Optional[bool],
     correction: dict,
 ) -> SpineSegmentationResult:
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical) -> labelled result on the input grid.
@@ -405,10 +406,12 @@ def _assemble(
     ids = kept_ids
     if new_detected:
         reporter.stage("input grid", "resampling the new vertebrae to the input grid")
-        new_input = sitk.GetArrayFromImage(label_to_input_grid(new_canonical, scan.reference, image)).astype(np.int32)
-        if refine_surface:
+        new_input, box = labels_on_input_grid(new_canonical, scan.reference, image)
+        if surface_refinement(scan, refine_surface) and box is not None:
             reporter.stage("surface refinement", "removing surface voxels below 200 HU")
-            new_input = refine_surfaces(new_input, sitk.GetArrayViewFromImage(image), tuple(reversed(image.GetSpacing())))
+            hu = sitk.GetArrayViewFromImage(image)
+            new_input[box] = refine_surfaces(new_input[box], hu[box], tuple(reversed(image.GetSpacing())))
+        new_input = new_input.astype(np.int32)
         place = (new_input > 0) & (existing == 0)  # never over a kept vertebra or another structure (sacrum)
         ids = kept_ids.copy()
         ids[place] = new_input[place] + offset
@@ -523,7 +526,7 @@ def segment_from_point(
     progress: Optional[ProgressCallback] = None,
     edited: Iterable[int] = (),
     use_localization: bool = True,
-    refine_surface: bool = True,
+    refine_surface: Optional[bool] = None,
 ) -> SpineSegmentationResult:
     """Click-through segmentation: segment the vertebra under a point, then continue up and/or down from it.
 
@@ -644,7 +647,7 @@ def rerun_with_edits(
     device: Union[str, torch.device] = "auto",
     progress: Optional[ProgressCallback] = None,
     use_localization: bool = True,
-    refine_surface: bool = True,
+    refine_surface: Optional[bool] = None,
 ) -> SpineSegmentationResult:
     """Segment again around a person's edits: edited vertebrae are kept exactly, the rest is filled in.
 

@@ -16,6 +16,8 @@ the same anatomy lands at the same canonical place whatever the input's directio
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -85,11 +87,13 @@ def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return img
 
 
-def label_to_input_grid(labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image) -> sitk.Image:
-    """Resample a canonical label map back onto the input grid with nearest-neighbour interpolation.
+def labels_on_input_grid(
+    labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image
+) -> tuple[np.ndarray, Optional[tuple[slice, slice, slice]]]:
+    """Resample a canonical label map onto the input grid (nearest neighbour), as an array and its labelled box.
 
     Only the input-grid box that covers the labelled voxels is resampled (the rest is background), so the cost
-    follows the size of the spine, not of the scan.
+    follows the size of the spine, not of the scan; later steps can work on that box alone.
 
     Args:
         labels: integer array [z, y, x] on the canonical grid ``reference``.
@@ -97,28 +101,38 @@ def label_to_input_grid(labels: np.ndarray, reference: sitk.Image, input_image: 
         input_image: the image whose grid the result must have.
 
     Returns:
-        int16 ``sitk.Image`` with ``input_image``'s size, spacing, origin and direction.
+        ``(array, box)``: int16 array [k, j, i] on the input grid (``sitk.GetArrayFromImage`` order) and the numpy
+        slices of the box that holds every label (a one-voxel rim included), or None when there is no label.
     """
     out = np.zeros(input_image.GetSize()[::-1], dtype=np.int16)
     nonzero = np.argwhere(labels)
-    if nonzero.size:
-        # the labelled box's corners (voxel edges) -> input continuous indices -> an integer box with a 1-voxel rim
-        lo, hi = nonzero.min(axis=0) - 0.5, nonzero.max(axis=0) + 0.5
-        corners = np.array([[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])])
-        ijk = np.array([input_image.TransformPhysicalPointToContinuousIndex([float(v) for v in p])
-                        for p in index_to_lps(reference, corners)])
-        size = np.array(input_image.GetSize())
-        start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, size)
-        stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, size)
-        if np.all(stop > start):
-            box = sitk.Image([int(v) for v in stop - start], sitk.sitkInt16)
-            box.SetSpacing(input_image.GetSpacing())
-            box.SetDirection(input_image.GetDirection())
-            box.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in start]))
-            lab = array_to_image(labels.astype(np.int16), reference)
-            resampled = sitk.Resample(lab, box, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
-            out[start[2]:stop[2], start[1]:stop[1], start[0]:stop[0]] = sitk.GetArrayViewFromImage(resampled)
-    image = sitk.GetImageFromArray(out)
+    if not nonzero.size:
+        return out, None
+    # the labelled box's corners (voxel edges) -> input continuous indices -> an integer box with a 1-voxel rim
+    lo, hi = nonzero.min(axis=0) - 0.5, nonzero.max(axis=0) + 0.5
+    corners = np.array([[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])])
+    ijk = np.array([input_image.TransformPhysicalPointToContinuousIndex([float(v) for v in p])
+                    for p in index_to_lps(reference, corners)])
+    size = np.array(input_image.GetSize())
+    start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, size)
+    stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, size)
+    if np.any(stop <= start):
+        return out, None  # the labels lie outside the input's field of view
+    box = sitk.Image([int(v) for v in stop - start], sitk.sitkInt16)
+    box.SetSpacing(input_image.GetSpacing())
+    box.SetDirection(input_image.GetDirection())
+    box.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in start]))
+    lab = array_to_image(labels.astype(np.int16), reference)
+    resampled = sitk.Resample(lab, box, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    kji = tuple(slice(int(a), int(b)) for a, b in zip(start[::-1], stop[::-1]))
+    out[kji] = sitk.GetArrayViewFromImage(resampled)
+    return out, kji
+
+
+def label_to_input_grid(labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image) -> sitk.Image:
+    """:func:`labels_on_input_grid` as an int16 ``sitk.Image`` with ``input_image``'s size, spacing, origin and
+    direction."""
+    image = sitk.GetImageFromArray(labels_on_input_grid(labels, reference, input_image)[0])
     image.CopyInformation(input_image)
     return image
 

@@ -4,7 +4,7 @@ A model is a folder::
 
     <name>/
         model.json                  format version, name, version, preprocessing, network configurations,
-                                    traversal and localization parameters, training provenance,
+                                    traversal, localization and postprocessing parameters, training provenance,
                                     file names with SHA-256 checksums
         iterative_fcn.safetensors   weights of the iterative FCN (safetensors: no pickle)
         attention_net.safetensors   weights of the localization network
@@ -102,6 +102,20 @@ class LocalizationParameters:
     column_max_width_mm: float = 160.0
 
 
+@dataclass(frozen=True)
+class Postprocessing:
+    """What is done to the traversal's masks on the input grid.
+
+    Attributes:
+        surface_refinement: remove surface voxels below 200 HU from every vertebra (seed 002, section 3.1; on by
+            default, as in the paper). Whether it helps depends on the model's masks: a model whose masks already
+            follow the bone at the references' resolution loses true surface voxels to it (the shipped model turns it
+            off, see its MODEL_CARD.md).
+    """
+
+    surface_refinement: bool = True
+
+
 @dataclass
 class SpineModel:
     """A loaded model: networks (in eval mode) plus everything needed to use them."""
@@ -116,6 +130,7 @@ class SpineModel:
     attention: AttentionNet
     training: dict = field(default_factory=dict)
     path: Path | None = None
+    postprocessing: Postprocessing = field(default_factory=Postprocessing)
 
     @property
     def description(self) -> str:
@@ -162,6 +177,7 @@ def save_model(model: SpineModel, directory: str | Path, overwrite: bool = False
         "preprocessing": asdict(model.preprocessing),
         "traversal": asdict(model.traversal),
         "localization": asdict(model.localization),
+        "postprocessing": asdict(model.postprocessing),
         "iterative_fcn": model.fcn.config.to_dict(),
         "attention_net": model.attention.config.to_dict(),
         "training": model.training,
@@ -251,5 +267,6 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         attention=attention,
         training=meta.get("training", {}),
         path=directory,
+        postprocessing=_dataclass_from(Postprocessing, meta.get("postprocessing", {}), "postprocessing"),
     )
     return model.to(device)

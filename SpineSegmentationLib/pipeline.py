@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .anatomy import vertebra_name
 from .errors import CancelledError, ModelFileError
-from .geometry import label_measurements, label_to_input_grid, lps_to_ras, to_canonical
+from .geometry import label_measurements, labels_on_input_grid, lps_to_ras, to_canonical
 from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
@@ -122,7 +122,7 @@ def segment_spine(
     direction: Optional[str] = None,
     progress: Optional[ProgressCallback] = None,
     use_localization: bool = True,
-    refine_surface: bool = True,
+    refine_surface: Optional[bool] = None,
     max_memory_bytes: Optional[int] = None,
 ) -> SpineSegmentationResult:
     """Segment, label and flag the completeness of every vertebra in a CT.
@@ -138,7 +138,8 @@ def segment_spine(
             (:class:`CancelledError` is raised, nothing is written).
         use_localization: use the attention network to start near the spine and reject detections outside
             it (seed 001); False sweeps the whole volume.
-        refine_surface: apply the 200 HU surface refinement (seed 002, section 3.1).
+        refine_surface: apply the 200 HU surface refinement (seed 002, section 3.1); None = the model's
+            setting (``model.postprocessing``; off for the shipped model, see its MODEL_CARD.md).
         max_memory_bytes: memory limit for the input check (default: half the available memory).
 
     Returns:
@@ -256,6 +257,11 @@ def prepare_scan(
     return scan
 
 
+def surface_refinement(scan: Scan, choice: Optional[bool]) -> bool:
+    """Whether to apply the surface refinement: ``choice``, or the model's setting when it is None."""
+    return scan.model.postprocessing.surface_refinement if choice is None else bool(choice)
+
+
 def run_traversal(
     scan: Scan,
     reporter: Reporter,
@@ -306,7 +312,7 @@ def assemble_result(
     reporter: Reporter,
     t_start: float,
     evaluations: int,
-    refine_surface: bool = True,
+    refine_surface: Optional[bool] = None,
     constraints: Optional[dict[int, int]] = None,
 ) -> SpineSegmentationResult:
     """Stages 4-6: label refinement, back to the input grid, surface refinement, per-vertebra summary.
@@ -331,14 +337,13 @@ def assemble_result(
 
     reporter.stage("input grid", "resampling labels to the input grid")
     image = scan.image
-    labels_image = label_to_input_grid(labels_canonical, scan.reference, image)
-    if refine_surface:
+    labels, box = labels_on_input_grid(labels_canonical, scan.reference, image)
+    if surface_refinement(scan, refine_surface) and box is not None:
         reporter.stage("surface refinement", "removing surface voxels below 200 HU")
-        labels = refine_surfaces(sitk.GetArrayViewFromImage(labels_image), sitk.GetArrayViewFromImage(image),
-                                 tuple(reversed(image.GetSpacing())))
-        refined = sitk.GetImageFromArray(labels)
-        refined.CopyInformation(image)
-        labels_image = refined
+        hu = sitk.GetArrayViewFromImage(image)
+        labels[box] = refine_surfaces(labels[box], hu[box], tuple(reversed(image.GetSpacing())))
+    labels_image = sitk.GetImageFromArray(labels)
+    labels_image.CopyInformation(image)
 
     reporter.stage("summary", "measuring the vertebrae")
     vertebrae = _summaries(labels_image, detected, labeling)

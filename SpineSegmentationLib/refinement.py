@@ -1,9 +1,11 @@
 """HU-based surface refinement of vertebra masks in CT (seed 002, section 3.1).
 
 "The segmentation masks are additionally refined in CT scans by removing voxels below 200 HU from the surface
-of each vertebra." Surface voxels (6-connected boundary of a vertebra's mask) below the threshold are peeled
-off, repeatedly, up to ``max_depth_mm`` deep, so that soft tissue and disc voxels at the border go while the
-cortical shell (well above 200 HU) stops the peeling and trabecular bone inside is never touched.
+of each vertebra." Voxels below the threshold are peeled off from the surface inwards: a voxel goes when it is
+below the threshold, at most ``max_depth_mm`` from the outside of the vertebra's mask (Euclidean distance in mm,
+so the depth is the same along every axis of an anisotropic grid), and connected to the outside through voxels
+that go too. Soft tissue and disc voxels at the border go, while the cortical shell (well above 200 HU) stops the
+peeling and trabecular bone inside is never touched.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ def refine_surfaces(
         hu: CT intensities in HU on the same grid as ``labels``.
         spacing_mm: voxel spacing along the array's axes (same order), mm.
         threshold_hu: surface voxels below this are removed (paper: 200 HU).
-        max_depth_mm: maximal peeling depth; the number of peeling passes is
-            ``ceil(max_depth_mm / min(spacing_mm))``.
+        max_depth_mm: maximal peeling depth below the surface, in mm along any direction.
 
     Returns:
         A new label map (same dtype); ``labels`` is not modified. A vertebra is never removed entirely: if
@@ -44,23 +45,18 @@ def refine_surfaces(
     if labels.shape != hu.shape:
         raise ValueError(f"labels {labels.shape} and HU image {hu.shape} must have the same shape")
     out = labels.copy()
-    passes = max(1, int(np.ceil(max_depth_mm / min(spacing_mm))))
-    structure = ndimage.generate_binary_structure(3, 1)
+    cross = ndimage.generate_binary_structure(3, 1)
     for label, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None:
             continue
         box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
         region, values = out[box], hu[box]
         mask = region == label
-        original = mask.copy()
-        low = values < threshold_hu
-        for _ in range(passes):
-            surface = mask & ~ndimage.binary_erosion(mask, structure, border_value=0)
-            peel = surface & low
-            if not peel.any():
-                break
-            mask &= ~peel
-        if not mask.any():
-            continue
-        region[original & ~mask] = 0
+        # depth of every voxel below the vertebra's surface, in mm (the outermost layer is one voxel deep)
+        depth = ndimage.distance_transform_edt(np.pad(mask, 1), sampling=spacing_mm)[1:-1, 1:-1, 1:-1]
+        peelable = mask & (values < threshold_hu) & (depth <= max_depth_mm * (1 + 1e-9))
+        surface = mask & ~ndimage.binary_erosion(mask, cross, border_value=0)
+        peel = ndimage.binary_propagation(peelable & surface, structure=cross, mask=peelable)
+        if peel.any() and not np.array_equal(peel, mask):  # a vertebra is never removed entirely
+            region[peel] = 0
     return out

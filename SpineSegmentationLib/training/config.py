@@ -6,8 +6,9 @@ typo cannot silently fall back to a default):
 - ``name``, ``version``, ``modality``: of the model folder written at the end.
 - ``preprocessing``: :class:`~SpineSegmentationLib.models.Preprocessing` fields.
 - ``iterative_fcn`` / ``attention_net``: network configurations.
-- ``traversal`` / ``localization``: :class:`~SpineSegmentationLib.models.TraversalParameters` and
-  :class:`~SpineSegmentationLib.models.LocalizationParameters` fields stored with the model.
+- ``traversal`` / ``localization`` / ``postprocessing``: :class:`~SpineSegmentationLib.models.TraversalParameters`,
+  :class:`~SpineSegmentationLib.models.LocalizationParameters` and
+  :class:`~SpineSegmentationLib.models.Postprocessing` fields stored with the model.
 - ``data``: ``verse_root`` (a VerSe-layout folder or a list of them), ``manifest`` (CSV, see
   :mod:`.readers`), ``synthetic_masks_root`` (VerSe-layout folders whose masks feed the synthetic CT
   generator), ``synthetic_fraction`` (share of patches from synthetic volumes), pool size and refresh rate.
@@ -37,6 +38,7 @@ DEFAULTS: dict = {
     "attention_net": {"filters": 16, "pool_levels": 4},
     "traversal": {"direction": "up"},
     "localization": {},
+    "postprocessing": {"surface_refinement": True},
     "data": {
         "verse_root": None,
         "manifest": None,

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import OutputExistsError
-from ..models import LocalizationParameters, Preprocessing, SpineModel, TraversalParameters, save_model
+from ..models import LocalizationParameters, Postprocessing, Preprocessing, SpineModel, TraversalParameters, save_model
 from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
 from ..preprocessing import pad_value
 from .attention_training import sagittal_examples, train_attention
@@ -338,7 +338,7 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     }
     model = SpineModel(name=cfg["name"], version=cfg["version"], modality=cfg["modality"], preprocessing=prep,
                        traversal=traversal, localization=localization, fcn=fcn.eval(), attention=attention.eval(),
-                       training=training)
+                       training=training, postprocessing=Postprocessing(**cfg["postprocessing"]))
     model_dir = save_model(model, out / cfg["name"], overwrite=resume)
     write_model_card(model_dir, overwrite=resume)
     progress(f"model written to {model_dir}")

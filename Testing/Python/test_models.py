@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from SpineSegmentationLib.errors import ModelFileError
-from SpineSegmentationLib.models import (DEFAULT_MODEL_DIR, LocalizationParameters, Preprocessing, SpineModel,
-                                         TraversalParameters, load_model, save_model)
+from SpineSegmentationLib.models import (DEFAULT_MODEL_DIR, LocalizationParameters, Postprocessing, Preprocessing,
+                                         SpineModel, TraversalParameters, load_model, save_model)
 from SpineSegmentationLib.networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
 
 
@@ -16,7 +16,8 @@ def tiny_model_dir(tmp_path):
     torch.manual_seed(0)
     model = SpineModel("tiny", "1.2.3", "CT", Preprocessing(spacing_mm=3.0), TraversalParameters(max_iterations=7),
                        LocalizationParameters(), IterativeFCN(IterativeFCNConfig(16, 2, 2, 2, 1)),
-                       AttentionNet(AttentionNetConfig(2, 4)), training={"iterations": 5})
+                       AttentionNet(AttentionNetConfig(2, 4)), training={"iterations": 5},
+                       postprocessing=Postprocessing(surface_refinement=False))
     return save_model(model, tmp_path / "tiny"), model
 
 
@@ -26,9 +27,19 @@ def test_round_trip_restores_configuration_parameters_and_weights(tiny_model_dir
     assert (loaded.name, loaded.version, loaded.modality) == ("tiny", "1.2.3", "CT")
     assert loaded.preprocessing == original.preprocessing and loaded.traversal.max_iterations == 7
     assert loaded.training == {"iterations": 5}
+    assert loaded.postprocessing == Postprocessing(surface_refinement=False)
     for a, b in zip(original.fcn.state_dict().values(), loaded.fcn.state_dict().values()):
         assert torch.equal(a, b)
     assert not loaded.fcn.training  # eval mode
+
+
+def test_a_model_file_without_postprocessing_gets_the_papers_surface_refinement(tiny_model_dir):
+    """Model folders written before the setting existed keep the behaviour they were made with."""
+    path, _ = tiny_model_dir
+    meta = json.loads((path / "model.json").read_text())
+    del meta["postprocessing"]
+    (path / "model.json").write_text(json.dumps(meta))
+    assert load_model(path).postprocessing.surface_refinement is True
 
 
 def test_existing_model_is_not_overwritten(tiny_model_dir):

@@ -36,6 +36,19 @@ def test_peeling_depth_is_limited():
     assert (out == 1).sum() == 16**3  # two passes of one voxel each
 
 
+def test_peeling_depth_is_in_mm_on_an_anisotropic_grid():
+    """2 mm slices, 0.5 mm in-plane, the mask 6 voxels too large on every side: 3 mm of peeling removes one slice
+    (2 mm; the next is 4 mm deep) but six in-plane voxels (3 mm)."""
+    hu = np.full((30, 40, 40), 40.0)
+    hu[12:18, 12:28, 12:28] = 1000.0
+    labels = np.zeros(hu.shape, dtype=np.int16)
+    labels[6:24, 6:34, 6:34] = 5
+    out = refine_surfaces(labels, hu, (2.0, 0.5, 0.5), max_depth_mm=3.0)
+    expected = np.zeros_like(labels)
+    expected[7:23, 12:28, 12:28] = 5
+    np.testing.assert_array_equal(out, expected)
+
+
 def test_real_ct_reference_labels_lose_only_low_hu_surface(real_ct, real_ct_reference):
     img = sitk.ReadImage(str(real_ct))
     hu = sitk.GetArrayFromImage(img).astype(np.float32)
