@@ -113,9 +113,10 @@ def spine_column(
 
     The attention network also responds to bone that looks like spine from the side (iliac wings, ribs): there
     the mask widens to the whole pelvis or chest. The spine is narrow, so its centre line is taken from the
-    axial slices where the mask is narrow, in runs of at least :data:`COLUMN_MIN_RUN_MM`: per slice, the probability-weighted mean left-right position,
-    median-filtered along the superior-inferior axis and interpolated (constant beyond the ends) across the wide
-    slices. Everything farther than ``half_width_mm`` from that line is removed.
+    axial slices where the mask is narrow, in runs of at least :data:`COLUMN_MIN_RUN_MM`: per slice, the
+    probability-weighted mean left-right position, median-filtered along the superior-inferior axis and
+    interpolated (constant beyond the ends) across the wide slices. Everything farther than ``half_width_mm``
+    from that line is removed.
 
     Args:
         mask: bool [z, y, x] = [S, P, L] on an isotropic grid.
