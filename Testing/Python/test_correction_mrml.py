@@ -17,18 +17,14 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODULE_DIR = REPO_ROOT / "SpineSegmentation"
-sys.path.insert(0, str(MODULE_DIR))
+import slicer  # slicer-core from PyPI: the MRML classes without the application
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
 
-import slicer  # noqa: E402  (slicer-core from PyPI: the MRML classes without the application)
-import vtk  # noqa: E402
-from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
-
-from SpineSegmentationLib import anatomy  # noqa: E402
-from SpineSegmentationLib.outputs import write_outputs  # noqa: E402
-from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra  # noqa: E402
-from SpineSegmentationModuleLib.correction import (  # noqa: E402
+from SpineSegmentationLib import anatomy
+from SpineSegmentationLib.outputs import write_outputs
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
+from SpineSegmentationModuleLib.correction import (
     EDITED_TAG,
     LABEL_TAG,
     REGRESSED_TAG,
@@ -37,8 +33,10 @@ from SpineSegmentationModuleLib.correction import (  # noqa: E402
     segment_centroid_ras,
     segment_rows,
 )
-from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic  # noqa: E402
-from SpineSegmentationModuleLib.mrml_import import segment_tag  # noqa: E402
+from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic
+from SpineSegmentationModuleLib.mrml_import import segment_tag
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 #: Regressed values of the reference vertebrae in the prepared folder: off by 0.3 towards the next level.
 OFFSET = 0.3

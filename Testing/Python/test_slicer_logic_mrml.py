@@ -23,33 +23,31 @@ import pytest
 import SimpleITK as sitk
 import slicerio
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-MODULE_DIR = REPO_ROOT / "SpineSegmentation"
-sys.path.insert(0, str(MODULE_DIR))
+import slicer  # slicer-core from PyPI: the MRML classes without the application
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
 
-import slicer  # noqa: E402  (slicer-core from PyPI: the MRML classes without the application)
-import vtk  # noqa: E402
-from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
-
-from SpineSegmentationLib import anatomy  # noqa: E402
-from SpineSegmentationLib.outputs import write_outputs  # noqa: E402
-from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra  # noqa: E402
-from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME, vertebra_terminology  # noqa: E402
-from SpineSegmentationModuleLib.command import ProgressEvent, parse_progress_line, segment_command  # noqa: E402
-from SpineSegmentationModuleLib.logic import (  # noqa: E402
+from SpineSegmentationLib import anatomy
+from SpineSegmentationLib.outputs import write_outputs
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
+from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME, vertebra_terminology
+from SpineSegmentationModuleLib.command import ProgressEvent, parse_progress_line, segment_command
+from SpineSegmentationModuleLib.logic import (
     SegmentationCancelledError,
     SegmentationProcessError,
     SegmentationRun,
     SpineSegmentationProcessLogic,
     export_volume,
 )
-from SpineSegmentationModuleLib.mrml_import import (  # noqa: E402
+from SpineSegmentationModuleLib.mrml_import import (
     INCOMPLETE_OPACITY_2D_FILL,
     TAG_PREFIX,
     segment_tag,
 )
-from SpineSegmentationModuleLib.runner import ProcessRunner  # noqa: E402
+from SpineSegmentationModuleLib.runner import ProcessRunner
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MODULE_DIR = REPO_ROOT / "SpineSegmentation"
 TERM_JSON = MODULE_DIR / "Resources" / "Terminology" / "SegmentationCategoryTypeModifier-SpineSegmentation.term.json"
 T11 = 18
 #: Levels of the example CT's reference, cranio-caudal.

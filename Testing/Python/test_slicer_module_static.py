@@ -113,9 +113,6 @@ def test_cmake_lists_every_module_file_and_each_exists():
 
 
 def test_installed_model_location_matches_the_library_default():
-    import sys
-
-    sys.path.insert(0, str(MODULE_DIR))
     from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
     from SpineSegmentationModuleLib.command import default_model_dir, library_root
 
