@@ -411,7 +411,6 @@ def _assemble(
             reporter.stage("surface refinement", "removing surface voxels below 200 HU")
             hu = sitk.GetArrayViewFromImage(image)
             new_input[box] = refine_surfaces(new_input[box], hu[box], tuple(reversed(image.GetSpacing())))
-        new_input = new_input.astype(np.int32)
         place = (new_input > 0) & (existing == 0)  # never over a kept vertebra or another structure (sacrum)
         ids = kept_ids.copy()
         ids[place] = new_input[place] + offset
@@ -420,7 +419,7 @@ def _assemble(
     labels_image.CopyInformation(image)
 
     voxel_mm3 = float(np.prod(image.GetSpacing()))
-    ids_image = sitk.GetImageFromArray(ids.astype(np.int32))
+    ids_image = sitk.GetImageFromArray(ids)  # int32, like kept_ids
     ids_image.CopyInformation(image)
     measured = label_measurements(ids_image)
     vertebrae = []
