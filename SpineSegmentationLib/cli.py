@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .errors import SpineSegmentationError
+from .errors import OutputExistsError, SpineSegmentationError
 
 DESCRIPTION = """\
 Vertebra segmentation, labelling (VerSe numbers: 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 sacrum,
@@ -137,8 +137,19 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, format_table, write_report
+    from .evaluation import evaluate, evaluate_points, format_table, write_report
 
+    if args.reference.lower().endswith(".json"):  # point references (VerSe centroid file)
+        result = evaluate_points(args.prediction, args.reference)
+        print(json.dumps(result, indent=2))
+        if args.output:
+            out = Path(args.output) / "evaluation_points.json"
+            if out.exists() and not args.overwrite:
+                raise OutputExistsError(f"{out} already exists; pass --overwrite or choose another folder with -o")
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+            print(f"written: {out}")
+        return 0
     report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention)
     print(format_table(report))
     if args.output:
@@ -195,10 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="compare a segmentation with a reference",
-                        description="Per-vertebra Dice, ASSD, HD95, identification rate, label kappa, completeness "
-                                    "accuracy, false positives/negatives.")
+                        description="Per-vertebra Dice, ASSD, HD95, identification rate, label kappa, instance "
+                                    "purity and instances spanning two vertebrae, completeness accuracy, false "
+                                    "positives/negatives; against a centroid file: identification per level.")
     ev.add_argument("prediction", help="a spineseg output folder or a label map (VerSe numbers)")
-    ev.add_argument("reference", help="reference label map")
+    ev.add_argument("reference", help="reference label map, or a VerSe centroid file (*.json, voxel units of the "
+                                      "prediction's grid) for identification against points")
     ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
                     help="numbering of the reference (default: verse)")
     ev.add_argument("-o", "--output", help="folder for evaluation.json, evaluation.csv and evaluation.png")

@@ -22,6 +22,12 @@ Measures (per vertebra = per VerSe label; all distances in millimetres, physical
 - **Completeness accuracy**: fraction of matched vertebrae whose predicted completeness flag equals the
   reference's. The reference flag comes from an explicit dict, or else a vertebra is *incomplete* when it
   touches the border of the reference image (cut by the field of view).
+- **Instance purity** (does each instance hold one whole vertebra?): for every reference vertebra, the share of
+  its voxels covered by its best-matching predicted instance (``purity``) and the Dice with that instance
+  whatever its label (``overlap_dice``); a predicted instance *spans* two or more reference vertebrae when it
+  covers at least :data:`COVER_FRACTION` of each (``spanning_instances``: the instances that cross a disc).
+- **Point references** (CTs without masks): :func:`evaluate_points` scores identification per level against
+  VerSe centroid files (``*_ctd.json``, e.g. vertebral body centres marked by a reader).
 - **False positives**: predicted labels with no voxel overlapping any reference vertebra;
   **false negatives**: reference labels with no voxel overlapping any predicted vertebra.
 
@@ -54,11 +60,15 @@ from scipy import ndimage
 from .anatomy import SACRUM, VERSE_NAMES, to_verse
 from .errors import InputImageError, OutputExistsError
 from .outputs import OUTPUT_FILES
-from .outputs.centroids import label_centroids_lps, label_volumes_mm3
+from .outputs.centroids import label_centroids_lps, label_volumes_mm3, read_ctd
 from .outputs.vertebrae_json import read_vertebrae_json
 
 #: VerSe identification threshold, mm (Sekuboyina et al. 2021, after Glocker et al. 2013).
 ID_DISTANCE_MM = 20.0
+#: Share of a reference vertebra that a predicted instance must cover to count as covering it when instances
+#: that span two vertebrae are counted (a quarter: an instance from mid-body to mid-body covers about half of
+#: each of two vertebral bodies but less of their posterior elements).
+COVER_FRACTION = 0.25
 #: Anatomical order of the VerSe labels (rank = level index used by the kappa weights).
 ANATOMICAL_ORDER: tuple[int, ...] = (*range(1, 20), 28, *range(20, 25), 25, 26)
 _RANK = {label: rank for rank, label in enumerate(ANATOMICAL_ORDER)}
@@ -279,6 +289,8 @@ class VertebraScore:
     completeness_correct: Optional[bool]
     reference_volume_mm3: float
     predicted_volume_mm3: float
+    purity: float = float("nan")
+    overlap_dice: float = float("nan")
 
 
 @dataclass
@@ -436,6 +448,8 @@ def evaluate(
     pred_labels = sorted(pred_centroids, key=_RANK.get)
     overlapping_pred = {p for (_, p) in overlaps}
 
+    ref_counts = {int(k): int(v) for k, v in zip(*np.unique(ref[ref > 0], return_counts=True))}
+    pred_counts = {int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))}
     rows = []
     for label in sorted(set(ref_labels) | set(pred_labels), key=_RANK.get):
         in_ref, in_pred = label in ref_centroids, label in pred_centroids
@@ -469,6 +483,8 @@ def evaluate(
                 completeness_correct=correct,
                 reference_volume_mm3=ref_volumes.get(label, 0.0),
                 predicted_volume_mm3=pred_volumes.get(label, 0.0),
+                purity=_purity(label, matched, overlaps, ref_counts),
+                overlap_dice=_overlap_dice(label, matched, overlaps, ref_counts, pred_counts),
             )
         )
 
@@ -489,15 +505,104 @@ def evaluate(
         "n_matched": len(matches),
         "completeness_accuracy": _mean([float(c) for c in judged]),
         "n_completeness_evaluated": len(judged),
+        "mean_purity": _mean([r.purity for r in ref_rows]),
+        "mean_overlap_dice": _mean([r.overlap_dice if r.matched_prediction is not None else 0.0 for r in ref_rows]),
+        "spanning_instances": spanning_instances(overlaps, ref_counts),
+        "identification_by_level": {r.name: bool(r.identified) for r in ref_rows},
         "false_positives": [VERSE_NAMES.get(p, str(p)) for p in pred_labels if p not in overlapping_pred],
         "false_negatives": [VERSE_NAMES.get(r, str(r)) for r in ref_labels if r not in matches],
     }
+    summary["n_spanning_instances"] = len(summary["spanning_instances"])
     summary["n_false_positives"] = len(summary["false_positives"])
     summary["n_false_negatives"] = len(summary["false_negatives"])
     if prediction_completeness is None:
         notes.append("no prediction completeness given: completeness accuracy not computed")
     notes.append("mean_dice counts missed reference vertebrae as 0; ASSD/HD95 are averaged over vertebrae in both")
     return EvaluationReport(rows, summary, notes, pred_description, ref_description)
+
+
+def _purity(label: int, matched: Optional[int], overlaps: Mapping[tuple[int, int], int],
+            ref_counts: Mapping[int, int]) -> float:
+    if label not in ref_counts:
+        return float("nan")
+    return 0.0 if matched is None else overlaps[(label, matched)] / ref_counts[label]
+
+
+def _overlap_dice(label: int, matched: Optional[int], overlaps: Mapping[tuple[int, int], int],
+                  ref_counts: Mapping[int, int], pred_counts: Mapping[int, int]) -> float:
+    if label not in ref_counts:
+        return float("nan")
+    if matched is None:
+        return 0.0
+    return 2.0 * overlaps[(label, matched)] / (ref_counts[label] + pred_counts[matched])
+
+
+def spanning_instances(overlaps: Mapping[tuple[int, int], int], reference_counts: Mapping[int, int],
+                       cover_fraction: float = COVER_FRACTION) -> list[dict]:
+    """Predicted instances that cover two or more reference vertebrae (they cross a disc).
+
+    Args:
+        overlaps: :func:`overlap_counts` of the prediction and the reference.
+        reference_counts: ``{reference label: voxel count}``.
+        cover_fraction: share of a reference vertebra an instance must hold to cover it.
+
+    Returns:
+        ``[{"prediction": name, "covers": [reference names, cranial first]}, ...]`` in anatomical order.
+    """
+    covered: dict[int, list[int]] = {}
+    for (r, p), count in overlaps.items():
+        if count >= cover_fraction * reference_counts[r]:
+            covered.setdefault(p, []).append(r)
+    return [
+        {"prediction": VERSE_NAMES.get(p, str(p)), "covers": [VERSE_NAMES.get(r, str(r)) for r in sorted(rs, key=_RANK.get)]}
+        for p, rs in sorted(covered.items(), key=lambda item: _RANK.get(item[0], 99))
+        if len(rs) >= 2
+    ]
+
+
+def evaluate_points(prediction, centroids: Union[str, os.PathLike],
+                    max_distance_mm: float = ID_DISTANCE_MM) -> dict:
+    """Identification against point references: a VerSe centroid file of the scan (no masks needed).
+
+    Args:
+        prediction: a spineseg output folder or a label map (VerSe numbers) on the scan's grid.
+        centroids: VerSe centroid JSON (``[{"direction": [...]}, {"label": n, "X": .., "Y": .., "Z": ..}, ...]``)
+            in voxel units of the prediction's grid (the input CT's grid), axes as its ``direction`` codes say.
+        max_distance_mm: identification threshold (VerSe: 20 mm).
+
+    Returns:
+        ``{"n_reference", "n_predicted", "n_identified", "identification_rate", "mean_localization_distance_mm",
+        "identification_by_level": {name: bool}, "distance_mm_by_level": {name: mm or None},
+        "missing_levels", "extra_levels"}``; extra levels are predicted labels without a reference point.
+
+    Raises:
+        InputImageError: a file is missing or a folder is not a spineseg output folder.
+        ValueError: the file is not a VerSe centroid list.
+    """
+    pred_image, pred_description, _ = _load_prediction(prediction)
+    path = Path(centroids)
+    if not path.is_file():
+        raise InputImageError(f"centroid file {path} does not exist; give a VerSe *_ctd.json")
+    pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
+    pred[pred == SACRUM] = 0
+    pred_centroids = label_centroids_lps(_with_array(pred, pred_image))
+    ref_centroids = {k: v for k, v in read_ctd(path, pred_image).items() if k != SACRUM}
+    ids = identification(pred_centroids, ref_centroids, max_distance_mm)
+    order = sorted(ref_centroids, key=_RANK.get)
+    distances = [ids[k][1] for k in order]
+    return _json_safe({
+        "prediction": pred_description,
+        "reference": str(path),
+        "n_reference": len(order),
+        "n_predicted": len(pred_centroids),
+        "n_identified": sum(ids[k][0] for k in order),
+        "identification_rate": _mean([float(ids[k][0]) for k in order]),
+        "mean_localization_distance_mm": _mean(distances),
+        "identification_by_level": {VERSE_NAMES[k]: ids[k][0] for k in order},
+        "distance_mm_by_level": {VERSE_NAMES[k]: ids[k][1] for k in order},
+        "missing_levels": [VERSE_NAMES[k] for k in order if k not in pred_centroids],
+        "extra_levels": [VERSE_NAMES.get(k, str(k)) for k in sorted(pred_centroids, key=_RANK.get) if k not in ref_centroids],
+    })
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -522,7 +627,8 @@ def _fmt(value, digits: int = 3) -> str:
 
 def format_table(report: EvaluationReport) -> str:
     """The per-vertebra table and the summary as fixed-width text for a terminal."""
-    header = ("level", "ref", "pred", "Dice", "ASSD mm", "HD95 mm", "ctr mm", "ID", "match", "ref compl", "pred compl")
+    header = ("level", "ref", "pred", "Dice", "ASSD mm", "HD95 mm", "ctr mm", "ID", "match", "purity", "ref compl",
+              "pred compl")
     lines = []
     for r in report.vertebrae:
         lines.append(
@@ -536,6 +642,7 @@ def format_table(report: EvaluationReport) -> str:
                 _fmt(r.centroid_distance_mm, 1),
                 _fmt(r.identified),
                 VERSE_NAMES.get(r.matched_prediction, "-") if r.matched_prediction is not None else "-",
+                _fmt(r.purity, 2),
                 _fmt(r.reference_complete),
                 _fmt(r.predicted_complete),
             )
@@ -557,6 +664,12 @@ def format_table(report: EvaluationReport) -> str:
         f"mean Dice {_fmt(s['mean_dice'])}, mean ASSD {_fmt(s['mean_assd_mm'], 2)} mm, "
         f"mean HD95 {_fmt(s['mean_hd95_mm'], 2)} mm, label kappa (linear) {_fmt(s['kappa_linear'])} "
         f"over {s['n_matched']} matched"
+    )
+    spans = "; ".join(f"{x['prediction']} covers {'+'.join(x['covers'])}" for x in s["spanning_instances"])
+    out.append(
+        f"instances: mean purity {_fmt(s['mean_purity'])}, mean overlap Dice (any label) "
+        f"{_fmt(s['mean_overlap_dice'])}, spanning two vertebrae: {s['n_spanning_instances']}"
+        + (f" ({spans})" if spans else "")
     )
     out.append(
         f"completeness accuracy {_fmt(s['completeness_accuracy'])} over {s['n_completeness_evaluated']}; "

@@ -13,7 +13,11 @@ typo cannot silently fall back to a default):
   :mod:`.readers`), ``synthetic_masks_root`` (VerSe-layout folders whose masks feed the synthetic CT
   generator), ``synthetic_fraction`` (share of patches from synthetic volumes), pool size and refresh rate.
   Relative paths are relative to the configuration file.
-- ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings.
+- ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings,
+  augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see
+  :func:`~.augmentation.random_pose`); ``init_from``: an earlier run's ``checkpoint.pt`` or a model folder to
+  start from; ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of
+  copying it.
 """
 
 from __future__ import annotations
@@ -62,6 +66,9 @@ DEFAULTS: dict = {
         "random_patch_fraction": 0.25,
         "completeness_tolerance": 0.02,
         "augment": True,
+        "pose_probability": 0.7,
+        "max_rotation_degrees": 20.0,
+        "max_scale": 0.1,
         "checkpoint_every": 250,
         "log_every": 10,
         "init_from": None,
@@ -72,6 +79,7 @@ DEFAULTS: dict = {
         "learning_rate": 1e-3,
         "slices_per_batch": 8,
         "synthetic_volumes": 12,
+        "retrain": False,
     },
 }
 

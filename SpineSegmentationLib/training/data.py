@@ -90,10 +90,14 @@ class TrainingData:
             self.pool[int(rng.integers(len(self.pool)))] = self.synthesize(rng)
 
     def draw(self, rng: np.random.Generator) -> TrainingVolume:
-        """A random training volume (synthetic with probability ``synthetic_fraction``)."""
+        """A random training volume: synthetic with probability ``synthetic_fraction``, else a real CT with a
+        probability proportional to its number of vertebrae (every real vertebra is drawn equally often, so a
+        whole-spine CT is not outweighed by a small crop)."""
         use_synthetic = bool(self.pool) and (not self.real or rng.random() < self.synthetic_fraction)
-        source = self.pool if use_synthetic else self.real
-        return source[int(rng.integers(len(source)))]
+        if use_synthetic:
+            return self.pool[int(rng.integers(len(self.pool)))]
+        weights = np.array([max(len(v.vertebrae), 1) for v in self.real], dtype=float)
+        return self.real[int(rng.choice(len(self.real), p=weights / weights.sum()))]
 
     def summary(self) -> dict:
         return {

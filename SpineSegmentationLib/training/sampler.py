@@ -121,13 +121,17 @@ class PatchSampler:
         sigma_voxels, gamma: surface-weight parameters (:func:`~.losses.surface_distance_weights`).
         random_patch_fraction: share of patches anywhere in the scan (paper: 25 %).
         completeness_tolerance: fraction of the vertebra allowed outside the patch (paper: 2 %).
-        augment: apply z-crop, elastic, intensity augmentation.
+        augment: apply z-crop, pose (rotation, scale, left-right mirror), elastic and intensity augmentation.
         hu_scale: normalization scale (to express augmentation in HU).
+        pose_probability, max_rotation_degrees, max_scale: share of patches sampled in a random pose
+            (:func:`~.augmentation.random_pose`) and its ranges; the completeness target is computed from the
+            vertebra voxels inside the posed patch.
     """
 
     def __init__(self, patch_size: int, pad: float, direction: str = "up", sigma_voxels: float = 2.4,
                  gamma: float = 8.0, random_patch_fraction: float = 0.25, completeness_tolerance: float = 0.02,
-                 augment: bool = True, hu_scale: float = 1000.0) -> None:
+                 augment: bool = True, hu_scale: float = 1000.0, pose_probability: float = 0.7,
+                 max_rotation_degrees: float = 20.0, max_scale: float = 0.1) -> None:
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
         self.patch_size = int(patch_size)
@@ -139,6 +143,32 @@ class PatchSampler:
         self.completeness_tolerance = completeness_tolerance
         self.augment = augment
         self.hu_scale = hu_scale
+        self.pose_probability = pose_probability
+        self.max_rotation_degrees = max_rotation_degrees
+        self.max_scale = max_scale
+
+    def _patch_arrays(self, volume: TrainingVolume, centre: np.ndarray, pose: np.ndarray | None, z0: int, z1: int):
+        """Image and label patch around ``centre`` (axis-aligned, or in ``pose``) and the mask of patch voxels
+        that sample the volume outside the slices ``[z0, z1)``."""
+        P = self.patch_size
+        if pose is None:
+            start = centre - P // 2
+            zz = np.arange(start[0], start[0] + P)
+            outside = np.broadcast_to(((zz < z0) | (zz >= z1))[:, None, None], (P, P, P))
+            return extract(volume.image, start, P, self.pad), extract(volume.labels, start, P, 0), outside
+        image = augmentation.resample_patch(volume.image, centre, pose, P, 1, self.pad)
+        labels = augmentation.resample_patch(volume.labels, centre, pose, P, 0, 0)
+        zs = np.rint(augmentation.source_z(centre, pose, P))
+        return image, labels, (zs < z0) | (zs >= z1)
+
+    def _count_inside(self, volume: TrainingVolume, info: VertebraInfo, centre: np.ndarray, pose: np.ndarray, z0: int,
+                      z1: int) -> int:
+        """Voxels of vertebra ``info`` (inside the slices ``[z0, z1)``) that the posed patch contains."""
+        lo, hi = info.bbox_min.copy(), info.bbox_max + 1
+        lo[0], hi[0] = max(lo[0], z0), min(hi[0], z1)
+        box = tuple(slice(a, b) for a, b in zip(lo, hi))
+        points = np.argwhere(volume.labels[box] == info.label) + lo
+        return augmentation.count_inside_patch(points, centre, pose, self.patch_size)
 
     def _before(self, target_position: float, position: float) -> bool:
         return position > target_position if self.direction == "up" else position < target_position
@@ -175,12 +205,12 @@ class PatchSampler:
                 lo = np.array([z0, 0, 0])
                 hi = np.array([z1 - 1, volume.labels.shape[1] - 1, volume.labels.shape[2] - 1])
             centre = rng.integers(lo, hi + 1)
-        start = np.asarray(centre, dtype=int) - P // 2
-        image = extract(volume.image, start, P, self.pad)
-        labels = extract(volume.labels, start, P, 0)
+        centre = np.asarray(centre, dtype=int)
+        pose = None
+        if self.augment and rng.random() < self.pose_probability:
+            pose = augmentation.random_pose(rng, self.max_rotation_degrees, self.max_scale)
+        image, labels, outside = self._patch_arrays(volume, centre, pose, z0, z1)
         # truncated field of view: outside [z0, z1) is air and unlabelled
-        zz = np.arange(start[0], start[0] + P)
-        outside = (zz < z0) | (zz >= z1)
         image[outside] = self.pad
         labels[outside] = 0
         memory = np.zeros(labels.shape, dtype=bool)
@@ -191,7 +221,7 @@ class PatchSampler:
                 if k != target and self._before(info.position, v.position):
                     memory |= labels == k
             cut = info.touches_yx_border or info.z_profile[z0] > 0 or info.z_profile[z1 - 1] > 0
-            inside = int(tmask.sum())
+            inside = int(tmask.sum()) if pose is None else self._count_inside(volume, info, centre, pose, z0, z1)
             complete = float(not cut and inside >= (1.0 - self.completeness_tolerance) * info.count)
             label = info.position
         else:

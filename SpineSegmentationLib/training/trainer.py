@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from ..errors import OutputExistsError
-from ..models import LocalizationParameters, Postprocessing, Preprocessing, SpineModel, TraversalParameters, save_model
+from ..models import LocalizationParameters, Postprocessing, load_model, Preprocessing, SpineModel, TraversalParameters, save_model
 from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
 from ..preprocessing import pad_value
 from .attention_training import sagittal_examples, train_attention
@@ -138,8 +138,18 @@ def _validation_loss(net, patches, lam, unit_voxels, device) -> float:
     return total
 
 
+def _model_as_checkpoint(model_dir: Path) -> dict:
+    """A model folder's networks and training provenance in the layout of ``checkpoint.pt``."""
+    model = load_model(model_dir)
+    training = model.training or {}
+    return {"fcn": model.fcn.state_dict(), "attention_net": model.attention.state_dict(),
+            "state": {"iteration": training.get("fcn_iterations", 0),
+                      "fcn_seconds": float(training.get("fcn_wall_seconds", 0.0)),
+                      "attention": training.get("attention")}}
+
+
 def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev) -> dict:
-    """Initialize from an earlier run's ``checkpoint.pt`` (config ``fcn_training.init_from``).
+    """Initialize from an earlier run's ``checkpoint.pt`` or a model folder (config ``fcn_training.init_from``).
 
     FCN parameters whose name and shape match are copied (normalization statistics that the new
     configuration does not have, e.g. batch-norm running averages when switching to instance normalization,
@@ -151,9 +161,13 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
     Raises:
         FileNotFoundError: no such checkpoint.
     """
-    if not checkpoint.is_file():
-        raise FileNotFoundError(f"fcn_training.init_from: {checkpoint} does not exist; give an earlier run's checkpoint.pt")
-    ckpt = torch.load(checkpoint, map_location=dev, weights_only=False)
+    if checkpoint.is_dir():
+        ckpt = _model_as_checkpoint(checkpoint)
+    elif checkpoint.is_file():
+        ckpt = torch.load(checkpoint, map_location=dev, weights_only=False)
+    else:
+        raise FileNotFoundError(f"fcn_training.init_from: {checkpoint} does not exist; give an earlier run's "
+                                "checkpoint.pt or a model folder (model.json + safetensors)")
     own = fcn.state_dict()
     old = {k: v for k, v in ckpt["fcn"].items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
 
@@ -230,6 +244,8 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     if tc.get("init_from") and not resume:
         state["warm_start"] = warm_start(fcn, attention, state, Path(tc["init_from"]), dev)
         progress(f"warm start from {tc['init_from']}: {state['warm_start']}")
+        if ac.get("retrain"):
+            state["attention"] = None
     if resume:
         ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
         fcn.load_state_dict(ckpt["fcn"])
@@ -270,7 +286,7 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     # --- iterative FCN (seed 002, section 3.6)
     sampler = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
                            tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], tc["augment"],
-                           prep.hu_scale)
+                           prep.hu_scale, tc["pose_probability"], tc["max_rotation_degrees"], tc["max_scale"])
     val_rng = np.random.default_rng(12345)
     plain = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
                          tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], False, prep.hu_scale)

@@ -18,6 +18,7 @@ from SpineSegmentationLib.evaluation import (
     border_completeness,
     dice,
     evaluate,
+    evaluate_points,
     format_table,
     hd95,
     identification,
@@ -285,3 +286,59 @@ def test_the_sacrum_is_not_scored_by_default(real_ct_reference):
     assert "S" not in {r.name for r in report.vertebrae}
     assert report.summary["n_reference"] == 7
     assert any("sacrum" in note for note in report.notes)
+
+
+# ---------------------------------------------------------------------- instance purity and point references
+
+
+def _two_stacked_vertebrae():
+    """Reference: two 10-slice boxes, L1 at z 0-9 and L2 at z 10-19 (1 mm grid). The prediction's "L1" runs from the middle of one box to the middle of the next (it crosses the disc), its
+    "L2" holds the lower half of the reference L2."""
+    ref = np.zeros((20, 10, 10), np.int16)
+    ref[0:10], ref[10:20] = L1, 21
+    pred = np.zeros_like(ref)
+    pred[5:15], pred[15:20] = L1, 21
+    like = sitk.GetImageFromArray(ref)
+    return image_like(pred, like), image_like(ref, like)
+
+
+def test_instance_purity_and_spanning_instances_known_answer():
+    pred, ref = _two_stacked_vertebrae()
+    report = evaluate(pred, ref)
+    rows = {r.name: r for r in report.vertebrae}
+    # L1: half of it (500 of 1000 voxels) is in its best instance; Dice 2*500/(1000+1000)
+    assert rows["L1"].purity == pytest.approx(0.5) and rows["L1"].overlap_dice == pytest.approx(0.5)
+    # L2: 500 voxels each in "L1" and "L2"; the tie goes to the same label; Dice 2*500/(1000+500)
+    assert rows["L2"].matched_prediction == 21
+    assert rows["L2"].purity == pytest.approx(0.5) and rows["L2"].overlap_dice == pytest.approx(2 / 3)
+    s = report.summary
+    assert s["spanning_instances"] == [{"prediction": "L1", "covers": ["L1", "L2"]}]
+    assert s["n_spanning_instances"] == 1
+    assert s["mean_purity"] == pytest.approx(0.5)
+    assert s["identification_by_level"] == {"L1": True, "L2": True}
+    assert "spanning two vertebrae: 1 (L1 covers L1+L2)" in format_table(report)
+
+
+def test_no_spanning_instance_when_each_instance_holds_one_vertebra(reference_verse):
+    report = evaluate(reference_verse, reference_verse)
+    assert report.summary["n_spanning_instances"] == 0
+    assert report.summary["mean_purity"] == 1.0 and report.summary["mean_overlap_dice"] == 1.0
+
+
+def test_point_references_identify_per_level(reference_verse, tmp_path):
+    from SpineSegmentationLib.outputs.centroids import write_ctd
+
+    ctd = tmp_path / "reference_ctd.json"
+    write_ctd(reference_verse, ctd)
+    exact = evaluate_points(reference_verse, ctd)
+    assert exact["n_reference"] == 7 and exact["n_identified"] == 7  # T11-L5; the sacrum is not scored
+    assert exact["identification_rate"] == 1.0 and exact["mean_localization_distance_mm"] < 0.01  # ctd rounding
+    assert exact["missing_levels"] == [] and exact["extra_levels"] == []
+    # every level one too high (L1 called T12, ...): levels are wrong although the points are the same
+    array = sitk.GetArrayFromImage(reference_verse)
+    shifted = np.where((array > 0) & (array < SACRUM), array - 1, array)
+    off = evaluate_points(image_like(shifted, reference_verse), ctd)
+    assert off["n_identified"] == 0 and off["identification_by_level"]["L3"] is False
+    assert off["missing_levels"] == ["L5"] and off["extra_levels"] == ["T10"]
+    with pytest.raises(InputImageError, match="does not exist"):
+        evaluate_points(reference_verse, tmp_path / "missing_ctd.json")
