@@ -174,13 +174,16 @@ class PatchSampler:
         return position > target_position if self.direction == "up" else position < target_position
 
     def sample(self, volume: TrainingVolume, rng: np.random.Generator, target: int | None = None,
-               centre: np.ndarray | None = None, z_crop: tuple[int, int] | None = None) -> Patch:
+               centre: np.ndarray | None = None, z_crop: tuple[int, int] | None = None,
+               pose: np.ndarray | None = None) -> Patch:
         """One patch from ``volume``.
 
         Args:
             target: force this vertebra as target (None: random; 0: a random patch without target).
             centre: force the patch centre [z, y, x] (voxels).
             z_crop: force the truncated field of view ``(z0, z1)`` (None: random if ``augment``).
+            pose: force the patch pose (3x3, :func:`~.augmentation.random_pose`; None: axis-aligned, or random
+                with probability ``pose_probability`` if ``augment``).
         """
         P = self.patch_size
         depth = volume.labels.shape[0]
@@ -206,8 +209,7 @@ class PatchSampler:
                 hi = np.array([z1 - 1, volume.labels.shape[1] - 1, volume.labels.shape[2] - 1])
             centre = rng.integers(lo, hi + 1)
         centre = np.asarray(centre, dtype=int)
-        pose = None
-        if self.augment and rng.random() < self.pose_probability:
+        if pose is None and self.augment and rng.random() < self.pose_probability:
             pose = augmentation.random_pose(rng, self.max_rotation_degrees, self.max_scale)
         image, labels, outside = self._patch_arrays(volume, centre, pose, z0, z1)
         # truncated field of view: outside [z0, z1) is air and unlabelled

