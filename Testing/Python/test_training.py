@@ -284,6 +284,25 @@ def test_train_checkpoint_and_resume(tmp_path):
     assert meta["training"]["data"]["real_training_cases"] == [str((TPTBOX / "sub-ct_label-22_ct.nii.gz").resolve())]
 
 
+def test_warm_start_from_a_model_folder(tmp_path):
+    """``fcn_training.init_from`` may name a model folder (the shipped model is fine-tuned this way): its
+    network parameters and attention net are copied, and the provenance says where they came from."""
+    source = train(_tiny_config(tmp_path, 2), tmp_path / "first", device="cpu", progress=lambda line: None)
+    cfg = _tiny_config(tmp_path, 0)
+    cfg["fcn_training"]["init_from"] = str(source)
+    model_dir = train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
+    old, new = load_model(source), load_model(model_dir)
+    for name, value in old.fcn.named_parameters():
+        assert torch.equal(value, dict(new.fcn.named_parameters())[name]), name
+    for key, value in old.attention.state_dict().items():
+        assert torch.equal(value, new.attention.state_dict()[key]), key
+    warm = json.loads((model_dir / "model.json").read_text())["training"]["warm_start"]
+    assert warm["checkpoint"] == str(source) and warm["from_iteration"] == 2
+    cfg["fcn_training"]["init_from"] = str(tmp_path / "no-such-model")
+    with pytest.raises(FileNotFoundError, match="model folder"):
+        train(cfg, tmp_path / "third", device="cpu", progress=lambda line: None)
+
+
 def test_config_rejects_unknown_keys_and_missing_data():
     with pytest.raises(ValueError, match="unknown training configuration key"):
         load_config({"fcn_training": {"max_iteration": 5}, "data": {"manifest": "x.csv"}})

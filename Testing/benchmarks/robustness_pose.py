@@ -1,0 +1,128 @@
+"""Pose robustness of a model (not a test): the same scan mirrored left-right and rotated by 20 degrees about
+each axis must get the same levels, and each vertebra must agree with the unrotated result mapped back.
+
+Variants of each CT (issue 10):
+  mirror-LR  voxel data flipped along the image axis closest to LPS x, header unchanged (a mirrored export)
+  rot-LR     content rotated by ``--degrees`` about the left-right axis through the volume centre (same grid)
+  rot-AP     ... about the anterior-posterior axis
+  rot-SI     ... about the superior-inferior axis
+
+Each variant's label map is mapped back onto the original grid (the flip undone, or the inverse rotation with
+nearest-neighbour interpolation) and compared with the unrotated result: the set of levels, and per vertebra
+the Dice of the same level. Rotating inside the same grid cuts the volume's corners, so vertebrae at the border
+can legitimately differ; they are listed.
+
+Usage:
+    python Testing/benchmarks/robustness_pose.py CT [CT ...] [--model PATH] [--degrees 20] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from SpineSegmentationLib.anatomy import VERSE_NAMES  # noqa: E402
+from SpineSegmentationLib.io import read_image  # noqa: E402
+from SpineSegmentationLib.models import load_model  # noqa: E402
+from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
+
+
+def lr_axis(image: sitk.Image) -> int:
+    """Index (i=0, j=1, k=2) of the image axis closest to LPS x (left-right)."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return int(np.argmax(np.abs(direction[0])))
+
+
+def mirrored(image: sitk.Image, axis: int) -> sitk.Image:
+    """Voxel data flipped along image axis ``axis``, header unchanged."""
+    array = sitk.GetArrayFromImage(image)
+    out = sitk.GetImageFromArray(np.flip(array, axis=2 - axis).copy())
+    out.CopyInformation(image)
+    return out
+
+
+def rotation(image: sitk.Image, lps_axis: int, degrees: float) -> sitk.Euler3DTransform:
+    """Rotation by ``degrees`` about LPS axis ``lps_axis`` (0 x, 1 y, 2 z) through the volume centre."""
+    size = np.array(image.GetSize())
+    centre = image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist())
+    angles = [0.0, 0.0, 0.0]
+    angles[lps_axis] = np.deg2rad(degrees)
+    transform = sitk.Euler3DTransform()
+    transform.SetCenter(centre)
+    transform.SetRotation(*angles)
+    return transform
+
+
+def level_masks(labels: sitk.Image) -> dict[int, np.ndarray]:
+    array = sitk.GetArrayFromImage(labels)
+    return {int(v): array == v for v in np.unique(array) if v != 0}
+
+
+def compare(base: sitk.Image, other: sitk.Image) -> dict:
+    a, b = level_masks(base), level_masks(other)
+    dice = {}
+    for label in sorted(set(a) | set(b)):
+        if label in a and label in b:
+            inter = np.logical_and(a[label], b[label]).sum()
+            dice[VERSE_NAMES.get(label, str(label))] = round(float(2 * inter / (a[label].sum() + b[label].sum())), 3)
+    return {
+        "levels": [VERSE_NAMES.get(k, str(k)) for k in sorted(b)],
+        "same_levels": sorted(a) == sorted(b),
+        "only_unrotated": [VERSE_NAMES.get(k, str(k)) for k in sorted(set(a) - set(b))],
+        "only_variant": [VERSE_NAMES.get(k, str(k)) for k in sorted(set(b) - set(a))],
+        "dice_same_level": dice,
+        "min_dice": min(dice.values()) if dice else None,
+        "mean_dice": round(float(np.mean(list(dice.values()))), 3) if dice else None,
+    }
+
+
+def run_case(path: Path, model, degrees: float) -> dict:
+    image = read_image(path)
+    base = segment_spine(image, model=model, device="cpu").labels
+    out = {"ct": str(path), "unrotated_levels": [VERSE_NAMES.get(k, str(k)) for k in sorted(level_masks(base))]}
+    axis = lr_axis(image)
+    flipped = segment_spine(mirrored(image, axis), model=model, device="cpu").labels
+    out["mirror-LR"] = compare(base, mirrored(flipped, axis))
+    air = float(sitk.GetArrayViewFromImage(image).min())
+    for name, lps_axis in (("rot-LR", 0), ("rot-AP", 1), ("rot-SI", 2)):
+        transform = rotation(image, lps_axis, degrees)
+        rotated = sitk.Resample(image, image, transform, sitk.sitkLinear, air)
+        labels = segment_spine(rotated, model=model, device="cpu").labels
+        back = sitk.Resample(labels, base, transform.GetInverse(), sitk.sitkNearestNeighbor, 0)
+        out[name] = compare(base, back)
+    return out
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("cts", nargs="+", type=Path)
+    parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--degrees", type=float, default=20.0)
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    model = load_model(args.model)
+    results = []
+    for path in args.cts:
+        result = run_case(path, model, args.degrees)
+        results.append(result)
+        print(f"{path.name}: unrotated {', '.join(result['unrotated_levels'])}")
+        for name in ("mirror-LR", "rot-LR", "rot-AP", "rot-SI"):
+            r = result[name]
+            print(f"  {name:9s} same levels: {'yes' if r['same_levels'] else 'no '}  min/mean Dice same level: "
+                  f"{r['min_dice']} / {r['mean_dice']}  only unrotated: {r['only_unrotated'] or '-'}  "
+                  f"only {name}: {r['only_variant'] or '-'}")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
