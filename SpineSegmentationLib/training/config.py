@@ -11,7 +11,10 @@ typo cannot silently fall back to a default):
   :class:`~SpineSegmentationLib.models.Postprocessing` fields stored with the model.
 - ``data``: ``verse_root`` (a VerSe-layout folder or a list of them), ``manifest`` (CSV, see
   :mod:`.readers`), ``synthetic_masks_root`` (VerSe-layout folders whose masks feed the synthetic CT
-  generator), ``synthetic_fraction`` (share of patches from synthetic volumes), pool size and refresh rate.
+  generator), ``anatomy_maps`` (whole-anatomy label maps in TotalSegmentator v2 numbering, painted into CTs by
+  :mod:`.anatomy_synthesis`) with ``anatomy_synthesis_share`` (their share of the synthetic volumes when
+  VerSe masks are also given), ``synthetic_fraction`` (share of patches from synthetic volumes), pool size
+  and refresh rate.
   Relative paths are relative to the configuration file.
 - ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings,
   augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see
@@ -47,6 +50,8 @@ DEFAULTS: dict = {
         "verse_root": None,
         "manifest": None,
         "synthetic_masks_root": None,
+        "anatomy_maps": [],
+        "anatomy_synthesis_share": 0.5,
         "synthetic_fraction": 0.5,
         "synthetic_pool_size": 8,
         "synthetic_refresh_every": 100,
@@ -136,9 +141,10 @@ def load_config(config: str | Path | dict) -> dict:
     cfg = _merge(DEFAULTS, raw, "")
     for key in PATH_KEYS:
         cfg["data"][key] = _resolve(cfg["data"][key], base_dir)
+    cfg["data"]["anatomy_maps"] = _resolve(cfg["data"]["anatomy_maps"], base_dir) or []
     cfg["fcn_training"]["init_from"] = _resolve(cfg["fcn_training"]["init_from"], base_dir)
     data = cfg["data"]
-    if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"]):
+    if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"] or data["anatomy_maps"]):
         raise ValueError(
             "the training configuration names no data: set data.verse_root (VerSe-layout folder), data.manifest "
             "(CSV with image,labels,convention columns) and/or data.synthetic_masks_root"

@@ -8,11 +8,14 @@ synthetic volume with probability ``data.synthetic_fraction`` (when both kinds e
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from ..models import Preprocessing
 from ..preprocessing import normalize_hu
-from .readers import Case, CaseVolume, find_verse_cases, load_case, read_manifest
+from .anatomy_synthesis import synthesize_from_anatomy
+from .readers import Case, CaseVolume, find_verse_cases, load_anatomy_map, load_case, read_manifest
 from .sampler import TrainingVolume
 from .synthetic import synthesize_ct
 
@@ -51,7 +54,8 @@ class TrainingData:
     """
 
     def __init__(self, cases: list[Case], prep: Preprocessing, pool_size: int, synthetic_fraction: float,
-                 rng: np.random.Generator) -> None:
+                 rng: np.random.Generator, anatomy_maps: list[str] | None = None,
+                 anatomy_synthesis_share: float = 0.5) -> None:
         self.prep = prep
         self.synthetic_fraction = synthetic_fraction
         self.real: list[TrainingVolume] = []
@@ -69,18 +73,27 @@ class TrainingData:
             else:
                 self.real.append(to_training_volume(vol, prep))
                 self.real_names.append(str(case.image))
-        if not self.real and not self.masks:
+        self.anatomy_maps = [(str(path), load_anatomy_map(path, prep.spacing_mm)) for path in anatomy_maps or []]
+        self.anatomy_synthesis_share = anatomy_synthesis_share
+        if not self.real and not self.masks and not self.anatomy_maps:
             raise ValueError("no training data: the configuration's cases hold neither a CT with labels nor a mask")
         self.pool: list[TrainingVolume] = []
         self.synthetic_generated = 0
-        if self.masks:
+        if self.masks or self.anatomy_maps:
             for _ in range(pool_size):
                 self.pool.append(self.synthesize(rng))
 
     def synthesize(self, rng: np.random.Generator) -> TrainingVolume:
-        """A new synthetic volume from a random mask."""
-        name, labels = self.masks[int(rng.integers(len(self.masks)))]
-        hu, lab = synthesize_ct(labels, rng, self.prep.spacing_mm)
+        """A new synthetic volume: from a random whole-anatomy map (with probability
+        ``anatomy_synthesis_share`` when VerSe masks exist too) or around a random VerSe mask."""
+        use_anatomy = bool(self.anatomy_maps) and (not self.masks or rng.random() < self.anatomy_synthesis_share)
+        if use_anatomy:
+            name, anatomy = self.anatomy_maps[int(rng.integers(len(self.anatomy_maps)))]
+            hu, lab = synthesize_from_anatomy(anatomy, rng, self.prep.spacing_mm)
+            name = Path(name).name.split(".")[0]
+        else:
+            name, labels = self.masks[int(rng.integers(len(self.masks)))]
+            hu, lab = synthesize_ct(labels, rng, self.prep.spacing_mm)
         self.synthetic_generated += 1
         return TrainingVolume.build(f"synthetic-{name}-{self.synthetic_generated}", normalize_hu(hu, self.prep), lab)
 
@@ -104,6 +117,7 @@ class TrainingData:
             "real_training_cases": self.real_names,
             "validation_cases": self.validation_names,
             "synthetic_source_masks": [name for name, _ in self.masks],
+            "synthetic_anatomy_maps": [name for name, _ in self.anatomy_maps],
             "synthetic_volumes_generated": self.synthetic_generated,
             "synthetic_fraction": self.synthetic_fraction,
         }

@@ -154,3 +154,14 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
         hu, reference = to_canonical(read_image(case.image), spacing_mm, AIR_HU)
     labels = to_verse(labels_on_grid(label_image, reference), case.convention)
     return CaseVolume(name=case.name, hu=hu, labels=labels, spacing_mm=float(spacing_mm))
+
+
+def load_anatomy_map(path: str | Path, spacing_mm: float) -> np.ndarray:
+    """A whole-anatomy label map (TotalSegmentator v2 ``total`` ids, kept as they are) on the canonical grid of
+    its own image at ``spacing_mm`` (nearest neighbour): int array [z, y, x] = [S, P, L].
+
+    Raises:
+        FileNotFoundError: no image at ``path``.
+    """
+    image = read_image(path)
+    return labels_on_grid(image, canonical_reference(image, spacing_mm))

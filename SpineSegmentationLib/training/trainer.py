@@ -30,7 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import OutputExistsError
-from ..models import LocalizationParameters, Postprocessing, load_model, Preprocessing, SpineModel, TraversalParameters, save_model
+from ..models import (LocalizationParameters, Postprocessing, Preprocessing, SpineModel, TraversalParameters, load_model,
+                      save_model)
 from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
 from ..preprocessing import pad_value
 from .attention_training import sagittal_examples, train_attention
@@ -259,9 +260,11 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
 
     progress("loading training data ...")
     t0 = time.monotonic()
-    data = TrainingData(collect_cases(dc), prep, dc["synthetic_pool_size"], dc["synthetic_fraction"], rng)
+    data = TrainingData(collect_cases(dc), prep, dc["synthetic_pool_size"], dc["synthetic_fraction"], rng,
+                        dc["anatomy_maps"], dc["anatomy_synthesis_share"])
     progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), {len(data.masks)} "
-             f"mask(s) for synthesis, pool of {len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")
+             f"mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of {len(data.pool)} "
+             f"synthetic volumes ({time.monotonic() - t0:.1f} s)")
 
     def save_checkpoint():
         torch.save({"fcn": fcn.state_dict(), "attention_net": attention.state_dict(),
@@ -271,7 +274,8 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
 
     # --- attention network (seed 001, section 2.1)
     if state["attention"] is None:
-        vols = data.real + [data.synthesize(rng) for _ in range(ac["synthetic_volumes"] if data.masks else 0)]
+        synthetic = ac["synthetic_volumes"] if data.masks or data.anatomy_maps else 0
+        vols = data.real + [data.synthesize(rng) for _ in range(synthetic)]
         examples = []
         for v in vols:
             examples += sagittal_examples(v.image, v.labels, prep.spacing_mm, prep.localization_spacing_mm,
