@@ -126,3 +126,50 @@ def count_inside_patch(points: np.ndarray, centre: np.ndarray, matrix: np.ndarra
     o = np.linalg.solve(matrix, (np.asarray(points, dtype=float) - np.asarray(centre, dtype=float)).T).T
     o = np.rint(o) + size // 2
     return int(np.all((o >= 0) & (o < size), axis=1).sum())
+
+
+def perturb_memory(memory: np.ndarray, target: np.ndarray, previous: np.ndarray, rng: np.random.Generator,
+                   direction: str = "up", max_fraction: float = 0.4) -> tuple[np.ndarray, np.ndarray]:
+    """Simulate the traversal's own errors in the instance memory, so that one wrong instance does not shift
+    every instance after it (not in seed 002; added because on real thoracic CT a truncated first vertebra that
+    took half of the next one misaligned the whole column, issue 10).
+
+    One of two errors, with equal probability:
+
+    - **overgrowth**: the previous instance took the near part of the target vertebra (the caudal
+      ``f`` of its height for ``"up"``, the cranial ``f`` for ``"down"``): those voxels move into the memory and
+      out of the target; the network must segment the rest of the same vertebra, not jump to the next;
+    - **undergrowth**: the previous instance missed the far part of its vertebra (its cranial ``f`` for
+      ``"up"``): those voxels leave the memory and stay background; the network must not add them to the target.
+
+    Args:
+        memory, target, previous: bool [z, y, x] patch masks (the vertebrae before the target, the target, and the
+            vertebra just before the target in traversal order, which is part of ``memory``).
+        direction: traversal direction, "up" (bottom-up) or "down".
+        max_fraction: ``f`` is uniform in [0.1, max_fraction] of the vertebra's extent along z.
+
+    Returns:
+        The perturbed ``(memory, target)``; the inputs are not modified.
+    """
+    memory, target = memory.copy(), target.copy()
+    fraction = rng.uniform(0.1, max_fraction)
+    overgrowth = rng.random() < 0.5
+    mask = target if overgrowth else previous
+    zs = np.nonzero(mask.any(axis=(1, 2)))[0]
+    if zs.size == 0:
+        return memory, target
+    height = zs[-1] - zs[0] + 1
+    near_is_low = (direction == "up") == overgrowth  # up: the target's caudal part, the previous one's cranial part
+    cut = int(round(fraction * height))
+    part = np.zeros(mask.shape, dtype=bool)
+    if near_is_low:
+        part[: zs[0] + cut] = True
+    else:
+        part[zs[-1] + 1 - cut:] = True
+    part &= mask
+    if overgrowth:
+        memory |= part
+        target &= ~part
+    else:
+        memory &= ~part
+    return memory, target

@@ -18,8 +18,8 @@ typo cannot silently fall back to a default):
   Relative paths are relative to the configuration file.
 - ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings,
   augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see
-  :func:`~.augmentation.random_pose`); ``init_from``: an earlier run's ``checkpoint.pt`` or a model folder to
-  start from; ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of
+  :func:`~.augmentation.random_pose`; ``memory_error_probability``: :func:`~.augmentation.perturb_memory`);
+  ``init_from``: an earlier run's ``checkpoint.pt`` or a model folder to start from; ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of
   copying it.
 """
 
@@ -74,6 +74,7 @@ DEFAULTS: dict = {
         "pose_probability": 0.7,
         "max_rotation_degrees": 20.0,
         "max_scale": 0.1,
+        "memory_error_probability": 0.0,
         "checkpoint_every": 250,
         "log_every": 10,
         "init_from": None,

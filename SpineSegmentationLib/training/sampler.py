@@ -126,12 +126,15 @@ class PatchSampler:
         pose_probability, max_rotation_degrees, max_scale: share of patches sampled in a random pose
             (:func:`~.augmentation.random_pose`) and its ranges; the completeness target is computed from the
             vertebra voxels inside the posed patch.
+        memory_error_probability: share of vertebra patches whose memory simulates a traversal error
+            (:func:`~.augmentation.perturb_memory`).
     """
 
     def __init__(self, patch_size: int, pad: float, direction: str = "up", sigma_voxels: float = 2.4,
                  gamma: float = 8.0, random_patch_fraction: float = 0.25, completeness_tolerance: float = 0.02,
                  augment: bool = True, hu_scale: float = 1000.0, pose_probability: float = 0.7,
-                 max_rotation_degrees: float = 20.0, max_scale: float = 0.1) -> None:
+                 max_rotation_degrees: float = 20.0, max_scale: float = 0.1,
+                 memory_error_probability: float = 0.0) -> None:
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
         self.patch_size = int(patch_size)
@@ -146,6 +149,7 @@ class PatchSampler:
         self.pose_probability = pose_probability
         self.max_rotation_degrees = max_rotation_degrees
         self.max_scale = max_scale
+        self.memory_error_probability = memory_error_probability
 
     def _patch_arrays(self, volume: TrainingVolume, centre: np.ndarray, pose: np.ndarray | None, z0: int, z1: int):
         """Image and label patch around ``centre`` (axis-aligned, or in ``pose``) and the mask of patch voxels
@@ -226,6 +230,11 @@ class PatchSampler:
             inside = int(tmask.sum()) if pose is None else self._count_inside(volume, info, centre, pose, z0, z1)
             complete = float(not cut and inside >= (1.0 - self.completeness_tolerance) * info.count)
             label = info.position
+            before = [v for k, v in visible.items() if k != target and self._before(info.position, v.position)]
+            if self.augment and before and rng.random() < self.memory_error_probability:
+                previous = min(before, key=lambda v: abs(v.position - info.position))
+                memory, tmask = augmentation.perturb_memory(memory, tmask, labels == previous.label, rng,
+                                                            self.direction)
         else:
             tmask = np.zeros(labels.shape, dtype=bool)
             for k in visible:

@@ -290,7 +290,8 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     # --- iterative FCN (seed 002, section 3.6)
     sampler = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
                            tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], tc["augment"],
-                           prep.hu_scale, tc["pose_probability"], tc["max_rotation_degrees"], tc["max_scale"])
+                           prep.hu_scale, tc["pose_probability"], tc["max_rotation_degrees"], tc["max_scale"],
+                           tc["memory_error_probability"])
     val_rng = np.random.default_rng(12345)
     plain = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
                          tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], False, prep.hu_scale)

@@ -229,6 +229,27 @@ def test_random_poses_keep_the_level_and_a_plausible_volume(example_ct):
     assert all(0.7 * full <= c <= 1.4 * full for c in counts) and len(set(counts)) > 1
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_memory_errors_move_only_the_near_part_between_memory_and_target(seed):
+    """Two stacked 10-slice vertebrae (the previous one below, the target above, traversal "up"): an
+    overgrowth moves the target's caudal 10-40 % into the memory, an undergrowth drops the previous one's
+    cranial 10-40 % from the memory; nothing else changes."""
+    from SpineSegmentationLib.training.augmentation import perturb_memory
+
+    previous = np.zeros((30, 8, 8), bool)
+    target = np.zeros_like(previous)
+    previous[5:15], target[15:25] = True, True
+    memory, new_target = perturb_memory(previous.copy(), target, previous, np.random.default_rng(seed), "up")
+    moved_in, dropped = memory & ~previous, previous & ~memory
+    assert not (moved_in.any() and dropped.any())
+    if moved_in.any():  # overgrowth: the target's lowest slices, and only those, went to the memory
+        zs = np.nonzero(moved_in.any(axis=(1, 2)))[0]
+        assert zs[0] == 15 and 1 <= zs.size <= 4 and np.array_equal(new_target, target & ~moved_in)
+    else:  # undergrowth: the previous vertebra's highest slices left the memory; the target is unchanged
+        zs = np.nonzero(dropped.any(axis=(1, 2)))[0]
+        assert zs[-1] == 14 and 1 <= zs.size <= 4 and np.array_equal(new_target, target)
+
+
 # --- optimisation, checkpoints, resume -------------------------------------------------------------------------
 
 def test_loss_falls_when_overfitting_one_real_patch(tptbox):
