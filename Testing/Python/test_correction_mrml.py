@@ -31,6 +31,7 @@ from SpineSegmentationModuleLib.correction import (
     CorrectionLogic,
     export_label_map,
     segment_centroid_ras,
+    segment_centroid_world,
     segment_rows,
 )
 from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic
@@ -330,3 +331,55 @@ def test_segment_centroids_match_the_reference_centroids(loaded, verse_labels):
     lps = np.array(verse_labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji[::-1]]))
     l3 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L3")
     np.testing.assert_allclose(segment_centroid_ras(segmentation, l3), lps * [-1, -1, 1], atol=1e-3)
+
+
+def test_a_layer_modified_in_place_tags_only_the_changed_segment_and_stop_removes_the_observer(loaded, near):
+    """VTK invokes SourceRepresentationModified without a segment ID when a labelmap layer is modified in place
+    (vtkSegmentation::OnSourceRepresentationModified passes the layer's ModifiedEvent call data, NULL)."""
+    logic, segmentation, _ = loaded
+    l2 = _segment(segmentation, "L2")
+    layer = l2.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    dims, extent = layer.GetDimensions(), layer.GetExtent()
+    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    k, j, i = np.argwhere(values == l2.GetLabelValue())[0]
+    values[k, j, i] = 0  # one voxel of L2 erased in place, in the layer all vertebrae share
+    layer.Modified()
+    edited = [n for n in _names(segmentation) if segment_tag(_segment(segmentation, n), EDITED_TAG) == "true"]
+    assert edited == ["L2"]
+    logic.tracker.stop()
+    values[k, j, i] = l2.GetLabelValue()
+    layer.Modified()
+    l4 = _segment(segmentation, "L4")
+    k4, j4, i4 = np.argwhere(values == l4.GetLabelValue())[0]
+    values[k4, j4, i4] = 0  # an in-place change once the tracker stopped: not tracked any more
+    layer.Modified()
+    assert segment_tag(l4, EDITED_TAG) == "false"
+    assert extent == layer.GetExtent()
+
+
+def test_click_point_and_row_centroid_go_through_the_parent_transforms(loaded, ct_node, scene):
+    """A markups point is in world coordinates, the exported CT in the volume's own frame; the table's row click
+    jumps to the segment's centroid in world coordinates."""
+    logic, segmentation, runners = loaded
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    matrix = vtk.vtkMatrix4x4()
+    for row, offset in enumerate((10.0, -20.0, 30.0)):
+        matrix.SetElement(row, 3, offset)
+    transform.SetMatrixTransformToParent(matrix)
+    for node in (ct_node, segmentation):
+        node.SetAndObserveTransformNodeID(transform.GetID())
+    l3 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L3")
+    local = segment_centroid_ras(segmentation, l3)
+    np.testing.assert_allclose(segment_centroid_world(segmentation, l3), local + [10.0, -20.0, 30.0], atol=1e-6)
+    run = logic.startClick(ct_node, segmentation, [11.5, -22.0, 330.25], directions=("up",))
+    args = runners[-1].args
+    assert [float(v) for v in args[args.index("--point") + 1 : args.index("--point") + 4]] == \
+        pytest.approx([1.5, -2.0, 300.25])
+    run.cleanup()
+
+
+def test_progress_text_has_no_doubled_percent_sign():
+    from SpineSegmentationModuleLib.command import ProgressEvent, progress_bar_format
+
+    text = progress_bar_format(ProgressEvent("traversal", 0.5, 3, "50% of the column, %p"))
+    assert text == "traversal: vertebra 3 - 50% of the column, % p  (%p%)"
