@@ -51,6 +51,12 @@ from SpineSegmentationModuleLib.runner import ProcessRunner
 #: The module's terminology context (category/type codes of every vertebra), loaded into Slicer's
 #: Terminologies module so that the segments' codes are listed in the terminology selector.
 TERMINOLOGY_FILE = "Terminology/SegmentationCategoryTypeModifier-SpineSegmentation.term.json"
+#: The example CT (TotalSegmentator's example_ct.nii.gz, Apache-2.0; ``Testing/Data/example_ct.nii.gz`` holds the
+#: same bytes) as a SampleData source: pinned URL and SHA-256, downloaded once into Slicer's cache.
+EXAMPLE_CT_SAMPLE = "SpineSegmentationExampleCT"
+EXAMPLE_CT_URL = ("https://github.com/wasserth/TotalSegmentator/raw/0effae9d718aab0c118ce1f8982dcd16b9e32a50/"
+                  "tests/reference_files/example_ct.nii.gz")
+EXAMPLE_CT_SHA256 = "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1"
 #: Name of the point list the "Place point" button fills (made when first needed, never on module entry).
 POINT_LIST_NAME = "SpineSegmentation point"
 
@@ -92,6 +98,22 @@ class SpineSegmentation(ScriptedLoadableModule):
             "segmentation and identification, Medical Image Analysis 53 (2019); spine localization after "
             "A. Sekuboyina et al. (2017)."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)  # as in Slicer's scripted module template
+
+
+def registerSampleData() -> None:
+    """Add the example CT to the Sample Data module (category "SpineSegmentation")."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="SpineSegmentation",
+        sampleName=EXAMPLE_CT_SAMPLE,
+        thumbnailFileName=str(Path(__file__).resolve().parent / "Resources" / "Icons" / "SpineSegmentation.png"),
+        uris=EXAMPLE_CT_URL,
+        fileNames="SpineSegmentationExampleCT.nii.gz",
+        checksums=f"SHA256:{EXAMPLE_CT_SHA256}",
+        nodeNames=EXAMPLE_CT_SAMPLE,
+    )
 
 
 #
@@ -624,27 +646,25 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
 #
 
 
-def exampleCtPath() -> Path:
-    """The real example CT (TotalSegmentator's example_ct.nii.gz, 3 mm, T11 sliver to S1).
+def loadExampleCt():
+    """The example CT as a volume node: from the source tree's ``Testing/Data`` when the module runs from a checkout,
+    else through SampleData (downloaded once, checked against :data:`EXAMPLE_CT_SHA256`; what the in-Slicer test
+    does in a build tree)."""
+    local = Path(__file__).resolve().parent.parent / "Testing" / "Data" / "example_ct.nii.gz"
+    if local.is_file():
+        return slicer.util.loadVolume(str(local))
+    import SampleData
 
-    Looked for in ``Testing/Data/`` of the source tree, then in the shared data folder next to the checkout.
-
-    Raises:
-        ValueError: naming the places searched when the file is in none of them.
-    """
-    moduleDir = Path(__file__).resolve().parent
-    candidates = [
-        moduleDir.parent / "Testing" / "Data" / "example_ct.nii.gz",
-        moduleDir.parent.parent / "shared" / "data" / "ct" / "totalsegmentator_example" / "example_ct.nii.gz",
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ValueError("example_ct.nii.gz not found; looked in: " + ", ".join(str(c) for c in candidates))
+    registerSampleData()
+    return SampleData.downloadSample(EXAMPLE_CT_SAMPLE)
 
 
 class SpineSegmentationTest(ScriptedLoadableModuleTest):
-    """In-Slicer tests: the whole pipeline on the real example CT with the shipped model, and Cancel."""
+    """In-Slicer tests: the whole pipeline on the real example CT with the shipped model, and Cancel.
+
+    Nothing is installed here: the Python packages must be there already (the extension's first use installs them
+    after the user agrees); the test fails and names the missing ones otherwise.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -660,9 +680,10 @@ class SpineSegmentationTest(ScriptedLoadableModuleTest):
         from SpineSegmentationLib.terminology import slicer_terminology_entry
 
         self.delayDisplay("Segmenting the example CT")
-        volume = slicer.util.loadVolume(str(exampleCtPath()))
+        volume = loadExampleCt()
+        missing = dependencies.missing_packages()
+        self.assertEqual(missing, [], "install the module's Python packages first (open the module, press Apply)")
         logic = SpineSegmentationLogic()
-        self.assertTrue(logic.setupPythonRequirements(confirm=lambda text: True))
         results = logic.process(volume, device="auto")
 
         segmentation = results.segmentation_node.GetSegmentation()
@@ -684,7 +705,7 @@ class SpineSegmentationTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_CancelLeavesSceneUnchanged(self):
-        volume = slicer.util.loadVolume(str(exampleCtPath()))
+        volume = loadExampleCt()
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
         logic = SpineSegmentationLogic()
         run = logic.startSegmentation(volume)

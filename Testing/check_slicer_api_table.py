@@ -52,8 +52,7 @@ def main(argv=None) -> int:
 
     checks = [(name, path) for name, (_, path) in METHODS.items() if path not in NOT_IN_SLICER]
     checks += [(name.rsplit(".", 1)[1], path) for name, path in SLICER_NAMESPACE.items()
-               if path not in NOT_IN_SLICER and name.count(".") >= 2 and "modules" not in name
-               and name.split(".")[1] == "util"]
+               if path.endswith(".py") and name.split(".")[1] not in ("mrmlScene", "modules")]
     checks += [(name.rsplit(".", 1)[1], path) for name, path in IMPORTS.items()]
     files = sorted({path for path in SLICER_NAMESPACE.values() if path not in NOT_IN_SLICER})
     problems = []

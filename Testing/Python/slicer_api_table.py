@@ -11,7 +11,8 @@ moved from A to B), or
 Slicer 5.6's Qt; not available here, checked in Qt's documentation), ``"Python"`` (standard library) or
 ``"SlicerPyTorch"`` (the PyTorch extension's ``PyTorchUtils/PyTorchUtils.py``).
 
-``SLICER_NAMESPACE``: the ``slicer.*`` names used (application attributes and ``slicer.util`` functions).
+``SLICER_NAMESPACE``: the ``slicer.*`` and ``SampleData.*`` names used (application attributes, ``slicer.util`` and
+SampleData functions).
 
 ``GUARDED``: names that exist only in newer Slicer versions and are called only behind ``hasattr`` (the 5.6-5.10
 alternative is in ``METHODS``).
@@ -146,6 +147,10 @@ GUARDED: dict[str, tuple[str, str]] = {
 SLICER_NAMESPACE: dict[str, str] = {
     "slicer.app": "Base/QTGUI/qSlicerApplication.h",
     "slicer.app.processEvents": "Qt5",
+    "slicer.app.connect": "Qt5",
+    "SampleData.SampleDataLogic": "Modules/Scripted/SampleData/SampleData.py",
+    "SampleData.SampleDataLogic.registerCustomSampleDataSource": "Modules/Scripted/SampleData/SampleData.py",
+    "SampleData.downloadSample": "Modules/Scripted/SampleData/SampleData.py",
     "slicer.mrmlScene": "Base/Python/slicer/__init__.py",
     "slicer.modules": "Base/Python/slicer/__init__.py",
     "slicer.modules.markups": "Modules/Loadable/Markups/qSlicerMarkupsModule.h",
