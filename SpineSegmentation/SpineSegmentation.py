@@ -37,7 +37,12 @@ from SpineSegmentationModuleLib.command import (
     library_root,
     progress_bar_format,
 )
-from SpineSegmentationModuleLib.correction import CorrectionLogic, segment_centroid_world, segment_rows
+from SpineSegmentationModuleLib.correction import (
+    CorrectionLogic,
+    column_levels,
+    segment_centroid_world,
+    segment_rows,
+)
 from SpineSegmentationModuleLib.logic import (
     SegmentationCancelledError,
     SegmentationProcessError,
@@ -386,10 +391,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         form.addRow(self.rerunButton)
 
         self.levelComboBox = qt.QComboBox()
-        from SpineSegmentationLib.anatomy import VERSE_NAMES
+        from SpineSegmentationLib.anatomy import vertebra_name
 
-        for label in list(range(1, 20)) + [28] + list(range(20, 26)):  # column order: ... T12, T13, L1 ... L6
-            self.levelComboBox.addItem(VERSE_NAMES[label])
+        for label in column_levels():  # C1 ... T12, T13, L1 ... L6
+            self.levelComboBox.addItem(vertebra_name(label))
         self.renumberButton = qt.QPushButton(_("Renumber"))
         self.renumberButton.toolTip = _("The vertebra selected in the table is this level; all others follow")
         row = qt.QHBoxLayout()

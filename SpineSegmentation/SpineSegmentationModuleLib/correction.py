@@ -58,8 +58,14 @@ LABELS_FILE = "labels.nrrd"
 #: Opacities of a completely visible vertebra (Slicer's defaults).
 COMPLETE_OPACITY_2D_FILL = 1.0
 COMPLETE_OPACITY_3D = 1.0
-#: The levels of the column a segment can have (VerSe numbers; the sacrum, 26, is not a column level).
-COLUMN_LEVELS = tuple(range(1, 26)) + (28,)
+
+
+def column_levels() -> tuple[int, ...]:
+    """The levels a vertebra of the column can have, cranio-caudal (C1..T12, T13, L1..L6; VerSe numbers; not the
+    sacrum), from the library's anatomy (``anatomy.column_position``, the one source of the column order)."""
+    from SpineSegmentationLib.anatomy import SACRUM, VERSE_NAMES, column_position
+
+    return tuple(sorted((label for label in VERSE_NAMES if label != SACRUM), key=column_position))
 
 
 def _segment_ids(segmentation_node) -> list[str]:
@@ -261,7 +267,7 @@ def segment_levels(segmentation_node) -> dict[str, int]:
             raise ValueError(f"segments {other!r} and {segment_id!r} both have level {level}; rename one of them")
         else:
             levels[segment_id] = level
-    free = [v for v in COLUMN_LEVELS if v not in levels.values()]
+    free = [v for v in column_levels() if v not in levels.values()]
     if len(unknown) > len(free):
         raise ValueError(f"too many segments without a vertebra level: {unknown}")
     levels.update(zip(unknown, free))
@@ -328,10 +334,11 @@ def vertebrae_from_segments(segmentation_node) -> list:
 
     segmentation = segmentation_node.GetSegmentation()
     out = []
+    column = column_levels()
     for segment_id in _segment_ids(segmentation_node):
         segment = segmentation.GetSegment(segment_id)
         level = segment_level(segment)
-        if level not in COLUMN_LEVELS:
+        if level not in column:
             continue
         regressed = segment_tag(segment, REGRESSED_TAG)
         p_label = segment_tag(segment, PLABEL_TAG)
@@ -575,7 +582,7 @@ class CorrectionLogic:
             edited = self._editedLevels(segmentationNode, levels)
             if not edited:
                 raise ValueError("no segment is marked as edited; edit a vertebra (Segment Editor) first")
-            redo = sorted(v for v in levels.values() if v not in edited and v in COLUMN_LEVELS)
+            redo = sorted(v for v in levels.values() if v not in edited and v in column_levels())
             args = cli_command(self.processLogic.python, "correction_cli", "rerun", inputPath, workDir / "output",
                                device, model)
             args += ["--labels", str(workDir / LABELS_FILE), "--edited", ",".join(str(v) for v in edited)]
