@@ -472,7 +472,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if volume is None:
                 raise ValueError(_("Select the CT volume first."))
             existing = self._correctionSegmentation()
-            segmentation = existing or self._correctionSegmentation(create=True)
+            segmentation = existing if existing is not None else self._correctionSegmentation(create=True)
             correction = self.logic.correctionLogic
             try:
                 self._runControl.start(lambda: start(volume, segmentation),
