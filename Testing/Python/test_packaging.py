@@ -2,7 +2,8 @@
 model (``importlib.resources``) and segments the example CT from outside the source tree.
 
 The fresh environment gets the wheel only; its dependencies (torch, SimpleITK, ...) are the ones of the
-interpreter running the tests, put on its path by a ``.pth`` file (no network, and the same torch build).
+interpreter running the tests, put on its path by a ``.pth`` file (no network, and the same torch build). The wheel
+is built without build isolation (no network), with the setuptools the ``test`` extra installs.
 """
 
 from __future__ import annotations
