@@ -30,20 +30,40 @@ from slicer.ScriptedLoadableModule import (
 from slicer.util import VTKObservationMixin
 
 from SpineSegmentationModuleLib import dependencies
-from SpineSegmentationModuleLib.command import DEVICES, ProgressEvent, default_model_dir, library_root
+from SpineSegmentationModuleLib.command import (
+    DEVICES,
+    ProgressEvent,
+    default_model_dir,
+    library_root,
+    progress_bar_format,
+)
+from SpineSegmentationModuleLib.correction import (
+    CorrectionLogic,
+    column_levels,
+    segment_centroid_world,
+    segment_rows,
+)
 from SpineSegmentationModuleLib.logic import (
     SegmentationCancelledError,
     SegmentationProcessError,
     SegmentationRun,
     SpineSegmentationProcessLogic,
 )
-from SpineSegmentationModuleLib.correction import CorrectionLogic, segment_centroid_ras
 from SpineSegmentationModuleLib.mrml_import import ImportedResults, segment_tag
+from SpineSegmentationModuleLib.run_control import RunControl
 from SpineSegmentationModuleLib.runner import ProcessRunner
 
 #: The module's terminology context (category/type codes of every vertebra), loaded into Slicer's
 #: Terminologies module so that the segments' codes are listed in the terminology selector.
 TERMINOLOGY_FILE = "Terminology/SegmentationCategoryTypeModifier-SpineSegmentation.term.json"
+#: The example CT (TotalSegmentator's example_ct.nii.gz, Apache-2.0; ``Testing/Data/example_ct.nii.gz`` holds the
+#: same bytes) as a SampleData source: pinned URL and SHA-256, downloaded once into Slicer's cache.
+EXAMPLE_CT_SAMPLE = "SpineSegmentationExampleCT"
+EXAMPLE_CT_URL = ("https://github.com/wasserth/TotalSegmentator/raw/0effae9d718aab0c118ce1f8982dcd16b9e32a50/"
+                  "tests/reference_files/example_ct.nii.gz")
+EXAMPLE_CT_SHA256 = "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1"
+#: Name of the point list the "Place point" button fills (made when first needed, never on module entry).
+POINT_LIST_NAME = "SpineSegmentation point"
 
 
 def ensureLibraryImportable() -> Path:
@@ -83,6 +103,22 @@ class SpineSegmentation(ScriptedLoadableModule):
             "segmentation and identification, Medical Image Analysis 53 (2019); spine localization after "
             "A. Sekuboyina et al. (2017)."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)  # as in Slicer's scripted module template
+
+
+def registerSampleData() -> None:
+    """Add the example CT to the Sample Data module (category "SpineSegmentation")."""
+    import SampleData
+
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="SpineSegmentation",
+        sampleName=EXAMPLE_CT_SAMPLE,
+        thumbnailFileName=str(Path(__file__).resolve().parent / "Resources" / "Icons" / "SpineSegmentation.png"),
+        uris=EXAMPLE_CT_URL,
+        fileNames="SpineSegmentationExampleCT.nii.gz",
+        checksums=f"SHA256:{EXAMPLE_CT_SHA256}",
+        nodeNames=EXAMPLE_CT_SAMPLE,
+    )
 
 
 #
@@ -97,7 +133,8 @@ class SpineSegmentationParameterNode:
     inputVolume - CT volume (HU) to segment.
     outputSegmentation - segmentation to fill; None = create a new one (a non-empty one is never changed).
     device - "auto" (GPU when available), "GPU" or "CPU".
-    modelFolder - model folder (model.json + weights); the shipped model by default.
+    modelFolder - model folder (model.json + weights); empty = the shipped model (so that no absolute path of
+        this installation is saved into scenes).
     """
 
     inputVolume: vtkMRMLScalarVolumeNode
@@ -125,12 +162,9 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
-        self._run: Optional[SegmentationRun] = None
-        self._runInput = None
-        self._runOutput = None
+        self._runControl = RunControl()  # the run in progress and its import step (SpineSegmentationModuleLib)
         self._results: Optional[ImportedResults] = None
         self._pollTimer = None
-        self._runApply = None  # a correction run's import step (None: a segmentation run)
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
@@ -142,6 +176,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic = SpineSegmentationLogic()
 
         self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Dirs
+        self.ui.modelPathLineEdit.toolTip = _("Model folder (model.json and weights); leave empty for the shipped "
+                                              "model: {path}").format(path=self.logic.defaultModelDir)
         self.ui.progressBar.setMaximum(self.PROGRESS_STEPS)
         self.ui.progressBar.hide()
         self._pollTimer = qt.QTimer()
@@ -159,6 +195,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
         self._cancelRun()
+        if self.logic is not None:
+            self.logic.correctionLogic.tracker.stop()  # removes its observer of the segmentation
         self.removeObservers()
 
     def enter(self) -> None:
@@ -187,9 +225,6 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
             if firstVolumeNode:
                 self._parameterNode.inputVolume = firstVolumeNode
-        if str(self._parameterNode.modelFolder) in ("", "."):
-            self._parameterNode.modelFolder = self.logic.defaultModelDir
-        self._pointListNode()  # the point list the "Segment from point" place button fills
 
     def setParameterNode(self, inputParameterNode: Optional[SpineSegmentationParameterNode]) -> None:
         if self._parameterNode:
@@ -203,7 +238,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
-        if self._run is not None:
+        if self._runControl.running:
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the segmentation; nothing is added to the scene")
             self.ui.applyButton.enabled = True
@@ -220,7 +255,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onApplyButton(self) -> None:
         """Apply starts the run; while it runs the same button cancels it."""
-        if self._run is not None:
+        if self._runControl.running:
             self._cancelRun()
             self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
             return
@@ -228,10 +263,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             if not self.logic.setupPythonRequirements():
                 self.ui.statusLabel.text = _("The required Python packages are not installed; nothing was run.")
                 return
-            parameters = self._parameterNode
-            self._runInput = parameters.inputVolume
-            self._runOutput = parameters.outputSegmentation
-            self._run = self.logic.startSegmentation(parameters.inputVolume, parameters.device, self._modelFolder())
+            volume, output = self._parameterNode.inputVolume, self._parameterNode.outputSegmentation
+            device, model = self._parameterNode.device, self._modelFolder()
+            self._runControl.start(lambda: self.logic.startSegmentation(volume, device, model),
+                                   lambda outputDir: self.logic.loadResults(outputDir, volume, output))
             self._setRunning(True)
             self._pollTimer.start()
 
@@ -252,44 +287,36 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _onProgress(self, event: ProgressEvent) -> None:
         self.ui.progressBar.setValue(int(round(event.fraction * self.PROGRESS_STEPS)))
-        self.ui.progressBar.setFormat(event.text().replace("%", "%%") + "  (%p%)")
+        self.ui.progressBar.setFormat(progress_bar_format(event))
 
     def _onPollTimer(self) -> None:
-        if self._run is None:
-            self._pollTimer.stop()
-            return
+        control = self._runControl
         try:
-            outputDir = self._run.poll(self._onProgress)
-            if outputDir is None:
-                return  # still running
-            self._pollTimer.stop()
-            if self._runApply is not None:  # a correction: replace the segments, keep an undo step
-                results = self._runApply(outputDir)
-            else:
-                results = self.logic.loadResults(outputDir, self._runInput, self._runOutput)
-            self._showResults(results)
+            results = control.poll(self._onProgress)
+            if results is not None:
+                self._showResults(results)
         except SegmentationCancelledError:
             self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
         except (SegmentationProcessError, ValueError) as error:
             self.ui.statusLabel.text = _("Segmentation failed; see the error message.")
             slicer.util.errorDisplay(_("Segmentation failed:") + f"\n{error}")
         finally:
-            if self._run is not None and not self._run.running:
-                self._finishRun()
+            if not control.running:
+                self._pollTimer.stop()
+                self._setRunning(False)
+                self._showCleanupWarnings()
 
     def _cancelRun(self) -> None:
-        if self._run is not None:
-            self._run.cancel()
-            self._finishRun()
+        if self._runControl.running:
+            self._runControl.cancel()
+            if self._pollTimer is not None:
+                self._pollTimer.stop()
+            self._setRunning(False)
+            self._showCleanupWarnings()
 
-    def _finishRun(self) -> None:
-        if self._pollTimer is not None:
-            self._pollTimer.stop()
-        run, self._run = self._run, None
-        self._runApply = None
-        if run is not None:
-            run.cleanup()
-        self._setRunning(False)
+    def _showCleanupWarnings(self) -> None:
+        if self._runControl.warnings:
+            self.ui.statusLabel.text = "\n".join([self.ui.statusLabel.text, *self._runControl.warnings]).strip()
 
     # Results
 
@@ -328,13 +355,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if item is None or node is None:
             return
         segmentId = node.GetSegmentation().GetSegmentIdBySegmentName(item.text())
-        position = segment_centroid_ras(node, segmentId) if segmentId else None
+        position = segment_centroid_world(node, segmentId) if segmentId else None  # through parent transforms
         if position is None:
             return
-        transform = node.GetParentTransformNode()
-        if transform is not None:  # segment coordinates -> world
-            position = transform.GetTransformToWorld().TransformPoint([float(c) for c in position])
-        slicer.modules.markups.logic().JumpSlicesToLocation(position[0], position[1], position[2], True)
+        slicer.modules.markups.logic().JumpSlicesToLocation(float(position[0]), float(position[1]),
+                                                            float(position[2]), True)
 
     # Corrections: click-through, re-run keeping edits, renumbering, alternatives, completeness, undo
 
@@ -346,13 +371,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.layout.addWidget(section)
         form = qt.QFormLayout(section)
 
-        self._pointNode = None
-        self.pointPlaceWidget = slicer.qSlicerMarkupsPlaceWidget()
-        self.pointPlaceWidget.setMRMLScene(slicer.mrmlScene)
-        self.pointPlaceWidget.buttonsVisible = False
-        self.pointPlaceWidget.placeButton().show()
-        self.pointPlaceWidget.placeMultipleMarkups = slicer.qSlicerMarkupsPlaceWidget.ForcePlaceSingleMarkup
-        self.pointPlaceWidget.toolTip = _("Place a point inside a vertebra that is missing or should be segmented")
+        self.placePointButton = qt.QPushButton(_("Place point"))
+        self.placePointButton.toolTip = _("Place a point inside a vertebra that is missing or should be segmented")
         self.directionComboBox = qt.QComboBox()
         for text, value in ((_("up and down"), "up,down"), (_("up"), "up"), (_("down"), "down"),
                             (_("this vertebra only"), "")):
@@ -361,7 +381,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.segmentFromPointButton.toolTip = _(
             "Segment the vertebra under the point, then continue in the chosen direction; existing segments are kept")
         row = qt.QHBoxLayout()
-        for widget in (self.pointPlaceWidget, self.directionComboBox, self.segmentFromPointButton):
+        for widget in (self.placePointButton, self.directionComboBox, self.segmentFromPointButton):
             row.addWidget(widget)
         form.addRow(_("Point:"), row)
 
@@ -371,10 +391,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         form.addRow(self.rerunButton)
 
         self.levelComboBox = qt.QComboBox()
-        from SpineSegmentationLib.anatomy import VERSE_NAMES
+        from SpineSegmentationLib.anatomy import vertebra_name
 
-        for label in list(range(1, 20)) + [28] + list(range(20, 26)):  # column order: ... T12, T13, L1 ... L6
-            self.levelComboBox.addItem(VERSE_NAMES[label])
+        for label in column_levels():  # C1 ... T12, T13, L1 ... L6
+            self.levelComboBox.addItem(vertebra_name(label))
         self.renumberButton = qt.QPushButton(_("Renumber"))
         self.renumberButton.toolTip = _("The vertebra selected in the table is this level; all others follow")
         row = qt.QHBoxLayout()
@@ -396,6 +416,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         row.addWidget(self.undoButton)
         form.addRow(row)
 
+        self.placePointButton.connect("clicked(bool)", self.onPlacePoint)
         self.segmentFromPointButton.connect("clicked(bool)", self.onSegmentFromPoint)
         self.rerunButton.connect("clicked(bool)", self.onRerunKeepingEdits)
         self.renumberButton.connect("clicked(bool)", self.onRenumber)
@@ -404,12 +425,21 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.undoButton.connect("clicked(bool)", self.onUndo)
         self._correctionsSection = section
 
-    def _pointListNode(self):
-        if self._pointNode is None or not slicer.mrmlScene.IsNodePresent(self._pointNode):
-            self._pointNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "SpineSegmentation point")
-            self._pointNode.CreateDefaultDisplayNodes()
-            self.pointPlaceWidget.setCurrentNode(self._pointNode)
-        return self._pointNode
+    def _pointListNode(self, create: bool = False):
+        """The point list of "Segment from point" (found by name); made only when ``create`` (never on entry)."""
+        node = slicer.mrmlScene.GetFirstNodeByName(POINT_LIST_NAME)
+        if node is None and create:
+            node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", POINT_LIST_NAME)
+            node.CreateDefaultDisplayNodes()
+        return node
+
+    def onPlacePoint(self) -> None:
+        """Place one point: the list is made on first use and emptied, then Slicer's place mode starts."""
+        node = self._pointListNode(create=True)
+        node.RemoveAllControlPoints()
+        markupsLogic = slicer.modules.markups.logic()
+        markupsLogic.SetActiveList(node)
+        markupsLogic.StartPlaceMode(False)
 
     def _correctionSegmentation(self, create: bool = False):
         node = self._parameterNode.outputSegmentation if self._parameterNode else None
@@ -432,7 +462,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         return node, segmentId
 
     def _startCorrection(self, start) -> None:
-        if self._run is not None:
+        if self._runControl.running:
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the correction."), waitCursor=True):
             if not self.logic.setupPythonRequirements():
@@ -441,18 +471,23 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             volume = self._parameterNode.inputVolume
             if volume is None:
                 raise ValueError(_("Select the CT volume first."))
-            segmentation = self._correctionSegmentation(create=True)
+            existing = self._correctionSegmentation()
+            segmentation = existing if existing is not None else self._correctionSegmentation(create=True)
             correction = self.logic.correctionLogic
-            self._runInput, self._runOutput = volume, segmentation
-            self._runApply = lambda outputDir: correction.applyRun(outputDir, volume, segmentation)
-            self._run = start(volume, segmentation)
+            try:
+                self._runControl.start(lambda: start(volume, segmentation),
+                                       lambda outputDir: correction.applyRun(outputDir, volume, segmentation),
+                                       discardOnFailure=[] if existing is not None else [segmentation])
+            finally:
+                if not self._runControl.running and existing is None:
+                    self._parameterNode.outputSegmentation = None  # the new node was removed again
             self._setRunning(True)
             self._pollTimer.start()
 
     def onSegmentFromPoint(self) -> None:
         node = self._pointListNode()
-        if node.GetNumberOfControlPoints() == 0:
-            self.ui.statusLabel.text = _("Place a point inside the vertebra first (point button), then click again.")
+        if node is None or node.GetNumberOfControlPoints() == 0:
+            self.ui.statusLabel.text = _("Place a point inside the vertebra first (Place point), then click again.")
             return
         position = [0.0, 0.0, 0.0]
         node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, position)
@@ -500,8 +535,6 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _refreshFromSegments(self, segmentationNode, message: str = "") -> None:
         """Table rows and alternatives from the segments as they are now (after renumbering, undo, ...)."""
-        from SpineSegmentationModuleLib.correction import segment_rows
-
         rows = segment_rows(segmentationNode)
         table = self.ui.vertebraTable
         table.setRowCount(len(rows))
@@ -566,7 +599,9 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
         path = Path(__file__).resolve().parent / "Resources" / TERMINOLOGY_FILE
         from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
 
-        if not terminologiesLogic.IsTerminologyContextLoaded(TERMINOLOGY_CONTEXT_NAME):
+        loaded = vtk.vtkStringArray()
+        terminologiesLogic.GetLoadedTerminologyNames(loaded)  # Slicer 5.6-5.10 (IsTerminologyContextLoaded: 5.10+)
+        if TERMINOLOGY_CONTEXT_NAME not in {loaded.GetValue(i) for i in range(loaded.GetNumberOfValues())}:
             if terminologiesLogic.LoadTerminologyFromFile(str(path)) != TERMINOLOGY_CONTEXT_NAME:
                 logging.warning(f"SpineSegmentation: the terminology file {path} could not be loaded; segments keep "
                                 "their codes but Slicer's terminology selector will not list them")
@@ -616,27 +651,25 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
 #
 
 
-def exampleCtPath() -> Path:
-    """The real example CT (TotalSegmentator's example_ct.nii.gz, 3 mm, T11 sliver to S1).
+def loadExampleCt():
+    """The example CT as a volume node: from the source tree's ``Testing/Data`` when the module runs from a checkout,
+    else through SampleData (downloaded once, checked against :data:`EXAMPLE_CT_SHA256`; what the in-Slicer test
+    does in a build tree)."""
+    local = Path(__file__).resolve().parent.parent / "Testing" / "Data" / "example_ct.nii.gz"
+    if local.is_file():
+        return slicer.util.loadVolume(str(local))
+    import SampleData
 
-    Looked for in ``Testing/Data/`` of the source tree, then in the shared data folder next to the checkout.
-
-    Raises:
-        ValueError: naming the places searched when the file is in none of them.
-    """
-    moduleDir = Path(__file__).resolve().parent
-    candidates = [
-        moduleDir.parent / "Testing" / "Data" / "example_ct.nii.gz",
-        moduleDir.parent.parent / "shared" / "data" / "ct" / "totalsegmentator_example" / "example_ct.nii.gz",
-    ]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    raise ValueError("example_ct.nii.gz not found; looked in: " + ", ".join(str(c) for c in candidates))
+    registerSampleData()
+    return SampleData.downloadSample(EXAMPLE_CT_SAMPLE)
 
 
 class SpineSegmentationTest(ScriptedLoadableModuleTest):
-    """In-Slicer tests: the whole pipeline on the real example CT with the shipped model, and Cancel."""
+    """In-Slicer tests: the whole pipeline on the real example CT with the shipped model, and Cancel.
+
+    Nothing is installed here: the Python packages must be there already (the extension's first use installs them
+    after the user agrees); the test fails and names the missing ones otherwise.
+    """
 
     def setUp(self):
         slicer.mrmlScene.Clear()
@@ -652,9 +685,10 @@ class SpineSegmentationTest(ScriptedLoadableModuleTest):
         from SpineSegmentationLib.terminology import slicer_terminology_entry
 
         self.delayDisplay("Segmenting the example CT")
-        volume = slicer.util.loadVolume(str(exampleCtPath()))
+        volume = loadExampleCt()
+        missing = dependencies.missing_packages()
+        self.assertEqual(missing, [], "install the module's Python packages first (open the module, press Apply)")
         logic = SpineSegmentationLogic()
-        self.assertTrue(logic.setupPythonRequirements(confirm=lambda text: True))
         results = logic.process(volume, device="auto")
 
         segmentation = results.segmentation_node.GetSegmentation()
@@ -676,7 +710,7 @@ class SpineSegmentationTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_CancelLeavesSceneUnchanged(self):
-        volume = slicer.util.loadVolume(str(exampleCtPath()))
+        volume = loadExampleCt()
         nodesBefore = slicer.mrmlScene.GetNumberOfNodes()
         logic = SpineSegmentationLogic()
         run = logic.startSegmentation(volume)

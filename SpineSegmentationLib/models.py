@@ -17,7 +17,9 @@ and raises :class:`~SpineSegmentationLib.errors.ModelFileError` with what to do 
 from __future__ import annotations
 
 import hashlib
+import importlib.resources
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -32,8 +34,82 @@ MODEL_JSON = "model.json"
 FCN_FILE = "iterative_fcn.safetensors"
 ATTENTION_FILE = "attention_net.safetensors"
 
-#: Where the shipped default model lives, relative to the repository / extension root.
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Models" / "spineseg-default"
+#: The folder the training provenance's paths are stored relative to: the repository root (the library's parent
+#: folder), so that ``model.json`` names no folder of the machine it was trained on (the shared data folder
+#: beside the checkout becomes ``../shared/data/...``).
+PROVENANCE_ROOT = Path(__file__).resolve().parent.parent
+
+#: Where the shipped default model lives in the source tree and in the Slicer extension (beside the library).
+SOURCE_MODEL_DIR = PROVENANCE_ROOT / "Resources" / "Models" / "spineseg-default"
+#: The same model inside an installed wheel: package data of ``SpineSegmentationLib.default_model``, which
+#: ``pyproject.toml`` maps onto ``Resources/Models/spineseg-default`` (read with ``importlib.resources``).
+WHEEL_MODEL_PACKAGE = "SpineSegmentationLib.default_model"
+
+
+def default_model_dir() -> Path:
+    """The shipped default model folder: the source tree's (or the Slicer extension's) when it is there, else the
+    copy an installed wheel carries.
+
+    Raises:
+        ModelFileError: if neither holds a ``model.json`` (a broken installation).
+    """
+    found = _find_default_model_dir()
+    if found is not None:
+        return found
+    raise ModelFileError(
+        f"the shipped model was found neither in {SOURCE_MODEL_DIR} nor in the installed package "
+        f"{WHEEL_MODEL_PACKAGE}; reinstall SpineSegmentationLib or pass a model folder"
+    )
+
+
+def _find_default_model_dir() -> Path | None:
+    if (SOURCE_MODEL_DIR / MODEL_JSON).is_file():
+        return SOURCE_MODEL_DIR
+    try:
+        packaged = importlib.resources.files(WHEEL_MODEL_PACKAGE) / MODEL_JSON
+    except ModuleNotFoundError:
+        return None
+    # a wheel installs package data as plain files, so the folder is a real directory
+    return Path(str(packaged)).parent if packaged.is_file() else None
+
+
+#: The shipped default model folder (see :func:`default_model_dir`; :data:`SOURCE_MODEL_DIR` when it is missing,
+#: so that messages name the expected place).
+DEFAULT_MODEL_DIR = _find_default_model_dir() or SOURCE_MODEL_DIR
+
+
+def relative_provenance(value, root: str | Path = PROVENANCE_ROOT):
+    """``value`` (a training provenance: nested dicts, lists, strings, numbers) with every absolute path replaced
+    by the same path relative to ``root``, in POSIX form (``/work/shared/data/ct/x.nii.gz`` with root
+    ``/work/main`` -> ``../shared/data/ct/x.nii.gz``). Other values are returned unchanged."""
+    if isinstance(value, dict):
+        return {key: relative_provenance(item, root) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [relative_provenance(item, root) for item in value]
+    if isinstance(value, str) and os.path.isabs(value):
+        return Path(os.path.relpath(value, root)).as_posix()
+    return value
+
+
+def relativize_model_json(model_dir: str | Path, root: str | Path = PROVENANCE_ROOT) -> Path:
+    """Rewrite the ``training`` provenance of an existing model folder's ``model.json`` with paths relative to
+    ``root`` (see :func:`relative_provenance`); the weights and their checksums are not touched.
+
+    Returns:
+        The path of the rewritten ``model.json``.
+
+    Raises:
+        ModelFileError: if ``model_dir`` holds no readable ``model.json``.
+    """
+    path = Path(model_dir) / MODEL_JSON
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as error:
+        raise ModelFileError(f"cannot read {path}: {error}; pass a model folder") from error
+    meta["training"] = relative_provenance(meta.get("training", {}), root)
+    meta["training_paths_relative_to"] = "repository root"
+    path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)
@@ -180,7 +256,8 @@ def save_model(model: SpineModel, directory: str | Path, overwrite: bool = False
         "postprocessing": asdict(model.postprocessing),
         "iterative_fcn": model.fcn.config.to_dict(),
         "attention_net": model.attention.config.to_dict(),
-        "training": model.training,
+        "training": relative_provenance(model.training),
+        "training_paths_relative_to": "repository root",
         "files": {
             "iterative_fcn": {"path": FCN_FILE, "sha256": _sha256(directory / FCN_FILE)},
             "attention_net": {"path": ATTENTION_FILE, "sha256": _sha256(directory / ATTENTION_FILE)},
@@ -210,7 +287,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         ModelFileError: missing folder or file, unsupported format version, checksum mismatch (corrupt or
             modified weights), or weights that do not fit the configuration.
     """
-    directory = Path(path) if path is not None else DEFAULT_MODEL_DIR
+    directory = Path(path) if path is not None else default_model_dir()
     if directory.name == MODEL_JSON:
         directory = directory.parent
     meta_path = directory / MODEL_JSON

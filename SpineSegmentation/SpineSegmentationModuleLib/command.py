@@ -122,13 +122,17 @@ def find_python() -> str:
     return shutil.which("PythonSlicer") or sys.executable
 
 
-def segment_command(
-    python: str, input_path: Path, output_dir: Path, device: str = "auto", model_dir: Optional[Path] = None
+def cli_command(
+    python: str, module: str, subcommand: str, input_path: Path, output_dir: Path, device: str = "auto",
+    model_dir: Optional[Path] = None,
 ) -> list[str]:
-    """Argument list of ``python -m SpineSegmentationLib.cli segment ...``.
+    """Argument list of ``python -m SpineSegmentationLib.<module> <subcommand> INPUT -o OUTDIR ...`` with JSON
+    progress; the one command builder of the module (segmentation and corrections).
 
     Args:
         python: interpreter (see :func:`find_python`).
+        module: the library's command module, ``"cli"`` or ``"correction_cli"``.
+        subcommand: ``"segment"``, ``"click"``, ``"rerun"``, ...
         input_path: the CT file written for the process (NRRD, LPS).
         output_dir: empty or new output folder.
         device: one of :data:`DEVICES`' keys ("auto", "GPU", "CPU") or values ("auto", "cuda", "cpu").
@@ -140,11 +144,35 @@ def segment_command(
     cli_device = DEVICES.get(device, device)
     if cli_device not in DEVICES.values():
         raise ValueError(f"unknown device {device!r}; use one of {sorted(DEVICES)}")
-    args = [str(python), "-m", f"{LIBRARY_PACKAGE}.cli", "segment", str(input_path), "-o", str(output_dir),
+    args = [str(python), "-m", f"{LIBRARY_PACKAGE}.{module}", subcommand, str(input_path), "-o", str(output_dir),
             "--device", cli_device, "--progress", "json"]
-    if model_dir is not None and str(model_dir):
+    if model_dir is not None and str(model_dir) not in ("", "."):
         args += ["--model", str(model_dir)]
     return args
+
+
+def segment_command(
+    python: str, input_path: Path, output_dir: Path, device: str = "auto", model_dir: Optional[Path] = None
+) -> list[str]:
+    """Argument list of ``python -m SpineSegmentationLib.cli segment ...`` (see :func:`cli_command`).
+
+    Raises:
+        ValueError: for an unknown device.
+    """
+    return cli_command(python, "cli", "segment", input_path, output_dir, device, model_dir)
+
+
+def progress_bar_format(event: ProgressEvent) -> str:
+    """``QProgressBar.format`` text for ``event``: its text and the percentage (``%p``).
+
+    ``QProgressBar`` replaces ``%p``, ``%v`` and ``%m`` and has no escape for a literal "%" (a "%%" would be shown
+    as two signs), so the event's text is used as is, except that a "%" directly followed by p, v or m gets a
+    space so that Qt does not replace it.
+    """
+    text = event.text()
+    for code in "pvm":
+        text = text.replace("%" + code, "% " + code)
+    return text + "  (%p%)"
 
 
 def process_environment(library_dir: Path, base: Optional[dict] = None) -> dict[str, str]:

@@ -23,7 +23,6 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
 from __future__ import annotations
 
 import contextlib
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -33,7 +32,7 @@ import numpy as np
 import slicer
 import vtk
 
-from .command import DEVICES, LIBRARY_PACKAGE, process_environment
+from .command import cli_command, process_environment
 from .logic import INPUT_FILE, SegmentationRun, SpineSegmentationProcessLogic, export_volume
 from .mrml_import import (
     CENTROIDS_REFERENCE_ROLE,
@@ -42,23 +41,31 @@ from .mrml_import import (
     TABLE_REFERENCE_ROLE,
     TAG_PREFIX,
     ImportedResults,
+    TableRow,
+    fill_table,
     import_output_folder,
     segment_tag,
 )
-from .output_folder import VERTEBRAE_FILE
 
 EDITED_TAG = TAG_PREFIX + "Edited"
 LABEL_TAG = TAG_PREFIX + "Label"
 REGRESSED_TAG = TAG_PREFIX + "LabelRegressed"
 COMPLETE_TAG = TAG_PREFIX + "Complete"
 PLABEL_TAG = TAG_PREFIX + "PLabel"
+PCOMPLETE_TAG = TAG_PREFIX + "PComplete"
 #: File names written for the correction process.
 LABELS_FILE = "labels.nrrd"
 #: Opacities of a completely visible vertebra (Slicer's defaults).
 COMPLETE_OPACITY_2D_FILL = 1.0
 COMPLETE_OPACITY_3D = 1.0
-#: The levels of the column a segment can have (VerSe numbers; the sacrum, 26, is not a column level).
-COLUMN_LEVELS = tuple(range(1, 26)) + (28,)
+
+
+def column_levels() -> tuple[int, ...]:
+    """The levels a vertebra of the column can have, cranio-caudal (C1..T12, T13, L1..L6; VerSe numbers; not the
+    sacrum), from the library's anatomy (``anatomy.column_position``, the one source of the column order)."""
+    from SpineSegmentationLib.anatomy import SACRUM, VERSE_NAMES, column_position
+
+    return tuple(sorted((label for label in VERSE_NAMES if label != SACRUM), key=column_position))
 
 
 def _segment_ids(segmentation_node) -> list[str]:
@@ -87,8 +94,69 @@ def is_edited(segment) -> bool:
 # edit tracking and undo
 
 
+#: Per-voxel weights of the edit digests: a fixed pseudo-random value in [0, 1) per voxel, from its IJK index in
+#: the layer's extent (so that a layer that grows or shrinks keeps the digests of its unchanged segments), with
+#: the spatial-hash primes of Teschner et al. 2003; moving voxels changes a digest as adding or removing them does.
+_HASH_PRIMES = (73856093, 19349663, 83492791)
+_HASH_MODULUS = 2 ** 32
+#: Voxels hashed at a time (bounds the memory of a digest to a few tens of MB for any volume size).
+_DIGEST_CHUNK = 1 << 22
+
+
+def _layer_digests(image, labels: set[int]) -> dict[int, tuple]:
+    """(voxel count, sum of voxel hashes) per label value of one labelmap layer."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    scalars = image.GetPointData().GetScalars() if image is not None else None
+    if scalars is None:
+        return {label: (0, 0.0) for label in labels}
+    values = vtk_to_numpy(scalars).ravel()
+    dims, extent = image.GetDimensions(), image.GetExtent()
+    size = max(labels) + 1
+    counts = np.zeros(size, dtype=np.int64)
+    sums = np.zeros(size, dtype=np.float64)
+    for start in range(0, values.size, _DIGEST_CHUNK):
+        chunk = values[start : start + _DIGEST_CHUNK].astype(np.int64)
+        chunk[(chunk < 0) | (chunk >= size)] = 0  # labels of no tracked segment count as background
+        flat = np.arange(start, start + chunk.size, dtype=np.int64)
+        ijk = (flat % dims[0] + extent[0], flat // dims[0] % dims[1] + extent[2], flat // (dims[0] * dims[1]) + extent[4])
+        hashed = np.zeros(chunk.size, dtype=np.uint64)
+        for index, prime in zip(ijk, _HASH_PRIMES):
+            hashed ^= index.astype(np.uint64) * np.uint64(prime)
+        weights = (hashed % np.uint64(_HASH_MODULUS)).astype(np.float64) / _HASH_MODULUS
+        counts += np.bincount(chunk, minlength=size)
+        sums += np.bincount(chunk, weights=weights, minlength=size)
+    return {label: (int(counts[label]), round(float(sums[label]), 6)) for label in labels}
+
+
+def segment_digests(segmentation) -> dict[str, tuple]:
+    """Segment ID -> a digest of its voxels (binary labelmap): equal digests = the same voxels.
+
+    Each labelmap layer is read once (segments sharing a layer are told apart by their label value).
+    """
+    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    layers: dict[str, tuple] = {}
+    segments = {}
+    for i in range(segmentation.GetNumberOfSegments()):
+        segment_id = segmentation.GetNthSegmentID(i)
+        segment = segmentation.GetSegment(segment_id)
+        image = segment.GetRepresentation(binary)
+        key = image.GetAddressAsString("vtkObject") if image is not None else ""
+        layer = layers.setdefault(key, (image, set()))
+        layer[1].add(int(segment.GetLabelValue()))
+        segments[segment_id] = (key, int(segment.GetLabelValue()))
+    computed = {key: _layer_digests(image, labels) for key, (image, labels) in layers.items()}
+    return {segment_id: computed[key][label] for segment_id, (key, label) in segments.items()}
+
+
 class EditTracker:
     """Tags a segment ``SpineSegmentation.Edited`` = ``true`` when its voxels change.
+
+    It observes ``vtkSegmentation::SourceRepresentationModified``. Slicer invokes that event with the segment ID
+    (Segment Editor), with no call data (a labelmap layer modified in place) or with an object pointer
+    (``vtkSegmentation.cxx``: source representation changed, segment moved to its own layer), so the call data is
+    not used: the voxels of every segment are compared with a digest taken when tracking started and after each
+    change (:func:`segment_digests`), and the segments whose voxels differ are tagged.
 
     Example::
 
@@ -96,12 +164,14 @@ class EditTracker:
         tracker.observe(segmentationNode)       # from now on, painting in L3 tags L3 as edited
         with tracker.suspended():
             ...                                 # the module's own changes are not edits
+        tracker.stop()                          # the observer is removed
     """
 
     def __init__(self) -> None:
         self._segmentation = None
         self._observer = None
         self._suspended = 0
+        self._digests: dict[str, tuple] = {}
 
     @property
     def node_segmentation(self):
@@ -113,13 +183,15 @@ class EditTracker:
         if segmentation_node is None:
             return
         self._segmentation = segmentation_node.GetSegmentation()
+        self._digests = segment_digests(self._segmentation)
         self._observer = self._segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified,
                                                         self._on_modified)
 
     def stop(self) -> None:
+        """Remove the observer (no-op when not tracking)."""
         if self._segmentation is not None and self._observer is not None:
             self._segmentation.RemoveObserver(self._observer)
-        self._segmentation, self._observer = None, None
+        self._segmentation, self._observer, self._digests = None, None, {}
 
     @contextlib.contextmanager
     def suspended(self):
@@ -129,14 +201,21 @@ class EditTracker:
             yield
         finally:
             self._suspended -= 1
+            if not self._suspended and self._segmentation is not None:
+                self._digests = segment_digests(self._segmentation)
 
-    @vtk.calldata_type(vtk.VTK_STRING)
-    def _on_modified(self, caller, event, segment_id) -> None:
-        if self._suspended or not segment_id:
+    def _on_modified(self, caller, event) -> None:
+        if self._suspended or self._segmentation is None:
             return
-        segment = caller.GetSegment(segment_id)
-        if segment is not None and not is_edited(segment):
-            segment.SetTag(EDITED_TAG, "true")  # invokes SegmentModified, not SourceRepresentationModified
+        digests = segment_digests(self._segmentation)
+        for segment_id, digest in digests.items():
+            before = self._digests.get(segment_id)
+            if digest == before or (before is None and digest[0] == 0):
+                continue  # unchanged, or a new segment that is still empty
+            segment = self._segmentation.GetSegment(segment_id)
+            if segment is not None and not is_edited(segment):
+                segment.SetTag(EDITED_TAG, "true")  # invokes SegmentModified, not SourceRepresentationModified
+        self._digests = digests
 
 
 class UndoState:
@@ -188,7 +267,7 @@ def segment_levels(segmentation_node) -> dict[str, int]:
             raise ValueError(f"segments {other!r} and {segment_id!r} both have level {level}; rename one of them")
         else:
             levels[segment_id] = level
-    free = [v for v in COLUMN_LEVELS if v not in levels.values()]
+    free = [v for v in column_levels() if v not in levels.values()]
     if len(unknown) > len(free):
         raise ValueError(f"too many segments without a vertebra level: {unknown}")
     levels.update(zip(unknown, free))
@@ -255,10 +334,11 @@ def vertebrae_from_segments(segmentation_node) -> list:
 
     segmentation = segmentation_node.GetSegmentation()
     out = []
+    column = column_levels()
     for segment_id in _segment_ids(segmentation_node):
         segment = segmentation.GetSegment(segment_id)
         level = segment_level(segment)
-        if level not in COLUMN_LEVELS:
+        if level not in column:
             continue
         regressed = segment_tag(segment, REGRESSED_TAG)
         p_label = segment_tag(segment, PLABEL_TAG)
@@ -343,6 +423,55 @@ def update_centroid_points(segmentation_node) -> None:
     points.SetLocked(locked)
 
 
+def _tag_float(segment, name: str) -> float:
+    value = segment_tag(segment, name)
+    try:
+        return float(value) if value else float("nan")
+    except ValueError:
+        return float("nan")
+
+
+def update_results_table(segmentation_node) -> None:
+    """Make the results table of the segmentation (if any) match its segments, one row per segment in segment
+    order: level, label, completeness and confidences from the segment tags, volume from the voxels."""
+    table = segmentation_node.GetNodeReference(TABLE_REFERENCE_ROLE)
+    if table is None:
+        return
+    segmentation = segmentation_node.GetSegmentation()
+    rows = []
+    for segment_id, (name, complete, p_label, volume_cm3) in zip(_segment_ids(segmentation_node),
+                                                                  segment_rows(segmentation_node)):
+        segment = segmentation.GetSegment(segment_id)
+        rows.append(TableRow(name, segment_level(segment) or 0, complete, p_label,
+                             _tag_float(segment, PCOMPLETE_TAG), volume_cm3))
+    fill_table(table, rows)
+
+
+def segment_centroid_world(segmentation_node, segment_id: str) -> Optional[np.ndarray]:
+    """Centroid [R, A, S] in mm of a segment in world coordinates (through the segmentation's parent transforms,
+    linear or not), or None when the segment is empty: where the slice views must jump to."""
+    local = segment_centroid_ras(segmentation_node, segment_id)
+    if local is None:
+        return None
+    world = [0.0, 0.0, 0.0]
+    segmentation_node.TransformPointToWorld([float(c) for c in local], world)
+    return np.array(world)
+
+
+def volume_point_from_world(volume_node, point_world: Sequence[float]) -> list[float]:
+    """A world point [R, A, S] (what a markups point returns with ``GetNthControlPointPositionWorld``) in the
+    volume's own RAS frame, i.e. before its parent transforms: the frame of the volume exported to the CLI."""
+    local = [0.0, 0.0, 0.0]
+    volume_node.TransformPointFromWorld([float(c) for c in point_world], local)
+    return local
+
+
+def _update_result_nodes(segmentation_node) -> None:
+    """Centroid points and results table after the segments changed (renumbering, completeness, undo)."""
+    update_centroid_points(segmentation_node)
+    update_results_table(segmentation_node)
+
+
 def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]) -> None:
     """Give each segment its new level: name, ``Label`` and ``PLabel`` tags, terminology and colour.
 
@@ -373,18 +502,6 @@ def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]
             segment.SetTag(PLABEL_TAG, f"{p_label[new]:.4f}")
 
 
-def tag_regressed_values(segmentation_node, output_dir: Path) -> None:
-    """Copy each vertebra's ``label_regressed`` from the output folder's ``vertebrae.json`` into its segment."""
-    document = json.loads((Path(output_dir) / VERTEBRAE_FILE).read_text(encoding="utf-8"))
-    regressed = {int(v["label"]): v.get("label_regressed") for v in document.get("vertebrae", [])}
-    segmentation = segmentation_node.GetSegmentation()
-    for segment_id in _segment_ids(segmentation_node):
-        segment = segmentation.GetSegment(segment_id)
-        value = regressed.get(segment_level(segment) or -1)
-        if value is not None:
-            segment.SetTag(REGRESSED_TAG, f"{float(value):.3f}")
-
-
 # --------------------------------------------------------------------------------------------------------------
 # the logic
 
@@ -405,16 +522,6 @@ class CorrectionLogic:
 
     # network steps, in a child process
 
-    def _command(self, subcommand: str, inputPath: Path, outputDir: Path, device: str, model: Optional[Path]):
-        cliDevice = DEVICES.get(device, device)
-        if cliDevice not in DEVICES.values():
-            raise ValueError(f"unknown device {device!r}; use one of {sorted(DEVICES)}")
-        args = [str(self.processLogic.python), "-m", f"{LIBRARY_PACKAGE}.correction_cli", subcommand, str(inputPath),
-                "-o", str(outputDir), "--device", cliDevice, "--progress", "json"]
-        if model is not None and str(model):
-            args += ["--model", str(model)]
-        return args
-
     def _start(self, build) -> SegmentationRun:
         workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-correction-"))
         try:
@@ -426,22 +533,28 @@ class CorrectionLogic:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
 
-    def startClick(self, inputVolume, segmentationNode, pointRas: Sequence[float],
+    def startClick(self, inputVolume, segmentationNode, pointWorld: Sequence[float],
                    directions: Iterable[str] = ("up", "down"), device: str = "auto",
                    model: Optional[Path] = None) -> SegmentationRun:
-        """Segment the vertebra at ``pointRas`` (RAS mm) and continue up/down; the existing segments are kept
-        (they are the instance memory). Returns the run to poll; apply it with :meth:`applyRun`.
+        """Segment the vertebra at ``pointWorld`` and continue up/down; the existing segments are kept (they are
+        the instance memory). Returns the run to poll; apply it with :meth:`applyRun`.
+
+        Args:
+            pointWorld: [R, A, S] in mm in world coordinates, as a markups point gives it
+                (``GetNthControlPointPositionWorld``); converted to the volume's own frame for the CLI.
 
         Raises:
             ValueError: bad volume, point, device, or segments with duplicate levels.
         """
-        point = [float(v) for v in pointRas]
+        point = [float(v) for v in pointWorld]
         if len(point) != 3 or not np.all(np.isfinite(point)):
-            raise ValueError(f"the point must be three finite RAS coordinates in mm, got {pointRas!r}")
+            raise ValueError(f"the point must be three finite RAS coordinates in mm, got {pointWorld!r}")
+        point = volume_point_from_world(inputVolume, point)  # the exported CT is in the volume's own frame
 
         def build(workDir: Path):
             inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
-            args = self._command("click", inputPath, workDir / "output", device, model)
+            args = cli_command(self.processLogic.python, "correction_cli", "click", inputPath, workDir / "output",
+                               device, model)
             args += ["--point", *[repr(v) for v in point], "--directions", ",".join(directions)]
             if segmentationNode is not None and segmentationNode.GetSegmentation().GetNumberOfSegments():
                 levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
@@ -469,8 +582,9 @@ class CorrectionLogic:
             edited = self._editedLevels(segmentationNode, levels)
             if not edited:
                 raise ValueError("no segment is marked as edited; edit a vertebra (Segment Editor) first")
-            redo = sorted(v for v in levels.values() if v not in edited and v in COLUMN_LEVELS)
-            args = self._command("rerun", inputPath, workDir / "output", device, model)
+            redo = sorted(v for v in levels.values() if v not in edited and v in column_levels())
+            args = cli_command(self.processLogic.python, "correction_cli", "rerun", inputPath, workDir / "output",
+                               device, model)
             args += ["--labels", str(workDir / LABELS_FILE), "--edited", ",".join(str(v) for v in edited)]
             if redo:
                 args += ["--redo", ",".join(str(v) for v in redo)]
@@ -494,7 +608,6 @@ class CorrectionLogic:
         with self.tracker.suspended():
             results = import_output_folder(self.processLogic.scene, outputDir, inputVolume, segmentationNode,
                                            overwrite=True)
-            tag_regressed_values(results.segmentation_node, outputDir)
         for node in old:  # the centroids and table of the previous state are outdated
             if node is not None and node.GetScene() is not None:
                 node.GetScene().RemoveNode(node)
@@ -538,7 +651,7 @@ class CorrectionLogic:
         self.undo.save(segmentationNode)
         with self.tracker.suspended():
             apply_levels(segmentationNode, relabeling.vertebrae, relabeling.mapping)
-        update_centroid_points(segmentationNode)
+        _update_result_nodes(segmentationNode)
 
     def setCompleteness(self, segmentationNode, segmentId: str, complete: bool) -> None:
         """Flag a vertebra completely visible or not (tag ``SpineSegmentation.Complete`` and its display)."""
@@ -549,11 +662,11 @@ class CorrectionLogic:
         with self.tracker.suspended():
             segment.SetTag(COMPLETE_TAG, "true" if complete else "false")
         _update_display(segmentationNode)
-        update_centroid_points(segmentationNode)
+        _update_result_nodes(segmentationNode)
 
     def undoLast(self, segmentationNode) -> bool:
         """Undo the last correction of ``segmentationNode``; False when there is nothing to undo."""
         if not self.undo.restore(segmentationNode, self.tracker):
             return False
-        update_centroid_points(segmentationNode)
+        _update_result_nodes(segmentationNode)
         return True

@@ -13,7 +13,6 @@ from typing import Callable, Optional
 #: import name -> pip requirement, installed with slicer.util.pip_install (see pyproject.toml).
 PIP_PACKAGES: dict[str, str] = {
     "scipy": "scipy>=1.10",
-    "skimage": "scikit-image>=0.21",
     "safetensors": "safetensors>=0.4",
     "tqdm": "tqdm>=4.60",
     "matplotlib": "matplotlib>=3.7",

@@ -79,6 +79,7 @@ class SegmentationRun:
     """One run of the CLI on an exported volume; poll it from a timer or wait for it.
 
     Attributes:
+        args: the command line (program first).
         workDir: temporary folder holding the exported input and (unless given) the output folder.
         outputDir: where the CLI writes its outputs.
         lastEvent: the last progress event received, or None.
@@ -86,6 +87,7 @@ class SegmentationRun:
 
     def __init__(self, runner, args: list[str], env: dict, cwd: str, workDir: Path, outputDir: Path):
         self._runner = runner
+        self.args = list(args)
         self.workDir = workDir
         self.outputDir = outputDir
         self.lastEvent: Optional[ProgressEvent] = None

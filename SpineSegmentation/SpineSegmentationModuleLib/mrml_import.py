@@ -23,15 +23,19 @@ and a warning says so.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 import slicer
 import vtk
 
-from .output_folder import OutputFolder, VertebraRecord, read_output_folder
+if TYPE_CHECKING:  # the library is importable only once the module logic has put it on sys.path
+    from SpineSegmentationLib.result import Vertebra
+
+from .output_folder import OutputFolder, read_output_folder
 
 #: Prefix of the module's own segment tags (the same names as in ``segmentation.seg.nrrd``).
 TAG_PREFIX = "SpineSegmentation."
@@ -58,7 +62,7 @@ class ImportedResults:
     segmentation_node: "slicer.vtkMRMLSegmentationNode"
     centroids_node: "slicer.vtkMRMLMarkupsFiducialNode"
     table_node: "slicer.vtkMRMLTableNode"
-    vertebrae: list[VertebraRecord]
+    vertebrae: list[Vertebra]
     message: str = ""
     warnings: list[str] = field(default_factory=list)
 
@@ -144,7 +148,7 @@ def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bo
     return output_segmentation
 
 
-def _fill_segments(segmentation_node, label_node, vertebrae: list[VertebraRecord]) -> None:
+def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> None:
     segmentation = segmentation_node.GetSegmentation()
     binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     segmentation.SetSourceRepresentationName(binary)
@@ -163,6 +167,8 @@ def _fill_segments(segmentation_node, label_node, vertebrae: list[VertebraRecord
         segment.SetTag(TAG_PREFIX + "PComplete", f"{v.p_complete:.4f}")
         segment.SetTag(TAG_PREFIX + "PLabel", f"{v.p_label:.4f}")
         segment.SetTag(TAG_PREFIX + "Edited", "true" if v.edited else "false")
+        if math.isfinite(v.label_regressed):  # the network's raw label: what renumbering weighs
+            segment.SetTag(TAG_PREFIX + "LabelRegressed", f"{v.label_regressed:.3f}")
         if not segmentation.AddSegment(segment, v.name):
             raise ValueError(f"segment {v.name!r} could not be added to {segmentation_node.GetName()!r}")
         if not v.complete and display is not None:
@@ -170,7 +176,7 @@ def _fill_segments(segmentation_node, label_node, vertebrae: list[VertebraRecord
             display.SetSegmentOpacity3D(v.name, INCOMPLETE_OPACITY_3D)
 
 
-def _centroids(scene, name: str, vertebrae: list[VertebraRecord]):
+def _centroids(scene, name: str, vertebrae: list[Vertebra]):
     node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", name)
     node.CreateDefaultDisplayNodes()
     for v in vertebrae:
@@ -181,30 +187,52 @@ def _centroids(scene, name: str, vertebrae: list[VertebraRecord]):
     return node
 
 
-def _table(scene, name: str, vertebrae: list[VertebraRecord]):
-    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+@dataclass(frozen=True)
+class TableRow:
+    """One row of the results table (one vertebra)."""
+
+    name: str
+    label: int
+    complete: bool
+    p_label: float
+    p_complete: float
+    volume_cm3: float
+
+
+def fill_table(node, rows: list[TableRow]) -> None:
+    """Replace the columns and rows of the results table ``node`` by ``rows`` (columns :data:`TABLE_COLUMNS`)."""
     level, label, complete = vtk.vtkStringArray(), vtk.vtkIntArray(), vtk.vtkStringArray()
     confidence, p_complete, volume = vtk.vtkDoubleArray(), vtk.vtkDoubleArray(), vtk.vtkDoubleArray()
     columns = (level, label, complete, confidence, p_complete, volume)
     for array, (column, _) in zip(columns, TABLE_COLUMNS):
         array.SetName(column)
-    for v in vertebrae:
-        level.InsertNextValue(v.name)
-        label.InsertNextValue(int(v.label))
-        complete.InsertNextValue("yes" if v.complete else "no")
-        confidence.InsertNextValue(round(v.p_label, 4))
-        p_complete.InsertNextValue(round(v.p_complete, 4))
-        volume.InsertNextValue(round(v.volume_mm3 / 1000.0, 2))
+    for row in rows:
+        level.InsertNextValue(row.name)
+        label.InsertNextValue(int(row.label))
+        complete.InsertNextValue("yes" if row.complete else "no")
+        confidence.InsertNextValue(round(row.p_label, 4))
+        p_complete.InsertNextValue(round(row.p_complete, 4))
+        volume.InsertNextValue(round(row.volume_cm3, 2))
+    locked = node.GetLocked()
+    node.SetLocked(False)
+    node.RemoveAllColumns()
     for array, (column, unit) in zip(columns, TABLE_COLUMNS):
         node.AddColumn(array)
         if unit:
             node.SetColumnUnitLabel(column, unit)
     node.SetColumnDescription("Confidence", "probability of the level label (Lessmann et al. 2019, section 3.4)")
     node.SetColumnDescription("P(complete)", "probability that the vertebra is completely visible (section 3.5)")
-    if hasattr(node, "SetUseColumnTitleAsColumnHeader"):  # Slicer >= 5.7; the older name is deprecated there
+    if hasattr(node, "SetUseColumnTitleAsColumnHeader"):  # Slicer > 5.10, where the older name is deprecated
         node.SetUseColumnTitleAsColumnHeader(True)
-    else:
+    else:  # Slicer 5.6-5.10
         node.SetUseColumnNameAsColumnHeader(True)
+    node.SetLocked(locked)
+
+
+def _table(scene, name: str, vertebrae: list[Vertebra]):
+    node = scene.AddNewNodeByClass("vtkMRMLTableNode", name)
+    fill_table(node, [TableRow(v.name, v.label, v.complete, v.p_label, v.p_complete, v.volume_mm3 / 1000.0)
+                      for v in vertebrae])
     node.SetLocked(True)
     return node
 

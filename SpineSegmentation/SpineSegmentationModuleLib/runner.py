@@ -11,6 +11,7 @@ session and the group is killed; on Windows ``taskkill /T`` ends the tree.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import signal
@@ -23,6 +24,8 @@ from typing import Callable, Optional, Protocol, Sequence
 KEPT_LINES = 200
 #: Seconds to wait for a killed process to be reaped.
 KILL_WAIT_S = 10.0
+#: Exit status reported for a process that was killed but not reaped within the wait (see :meth:`ProcessRunner.kill`).
+KILLED_NOT_REAPED = -9
 
 _DONE = object()
 
@@ -146,8 +149,13 @@ class ProcessRunner:
             self._deliver(self._queue.get(), on_line)
         return self._returncode
 
-    def kill(self) -> None:
-        """Kill the process and all its children now (no-op when not running); returns once it is reaped."""
+    def kill(self, wait_s: float = KILL_WAIT_S) -> None:
+        """Kill the process and all its children now (no-op when not running); returns once it is reaped.
+
+        A process that is killed but not reaped within ``wait_s`` seconds (e.g. blocked in the kernel) is given
+        up on with a warning: the runner then reports it as ended (exit status :data:`KILLED_NOT_REAPED`), so
+        that the caller never stays in a "running" state because of it.
+        """
         proc = self._proc
         if proc is None or proc.poll() is not None:
             return
@@ -158,4 +166,9 @@ class ProcessRunner:
                 os.killpg(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass  # ended between poll() and killpg(): nothing left to kill
-        proc.wait(timeout=KILL_WAIT_S)
+        try:
+            self._returncode = proc.wait(timeout=wait_s)  # ended now, whatever lines are still queued
+        except subprocess.TimeoutExpired:
+            logging.warning("SpineSegmentation: process %d was killed but has not ended after %.0f s; "
+                            "no longer waiting for it", proc.pid, wait_s)
+            self._returncode = KILLED_NOT_REAPED

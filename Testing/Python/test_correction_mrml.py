@@ -3,13 +3,13 @@
 The segmentation is the real reference of the example CT, imported as the module imports pipeline results. The
 Segment Editor's way of changing voxels (``vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment``) must
 tag the segment as edited; exports, commands, renumbering, alternatives, completeness and undo are checked on
-the nodes. The network steps run through an injected runner that writes a prepared output folder (the real
-process and network are tested in ``test_correction.py``).
+the nodes. The network steps run the real ``correction_cli`` in a child process (the module's ``ProcessRunner``)
+with the shipped model, so that a command line the tool does not accept fails here; what the re-run labels is
+tested in ``test_correction.py``.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
@@ -31,10 +31,22 @@ from SpineSegmentationModuleLib.correction import (
     CorrectionLogic,
     export_label_map,
     segment_centroid_ras,
+    segment_centroid_world,
     segment_rows,
 )
 from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic
 from SpineSegmentationModuleLib.mrml_import import segment_tag
+
+from mrml_helpers import (
+    background_voxel_next_to,
+    load_volume,
+    paint,
+    register_segmentation_conversion_rules,
+    segment_by_name,
+    segment_names,
+    segment_voxels,
+    verse_reference,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -44,10 +56,7 @@ OFFSET = 0.3
 
 @pytest.fixture(scope="module")
 def verse_labels(real_ct_reference) -> sitk.Image:
-    reference = sitk.ReadImage(str(real_ct_reference))
-    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(reference), "totalseg"))
-    labels.CopyInformation(reference)
-    return labels
+    return verse_reference(real_ct_reference)
 
 
 def _folder(labels: sitk.Image, ct: sitk.Image, ct_path: Path, folder: Path, edited=()) -> Path:
@@ -73,52 +82,9 @@ def reference_folder(tmp_path_factory, real_ct, real_ct_image, verse_labels) -> 
     return _folder(verse_labels, real_ct_image, real_ct, tmp_path_factory.mktemp("corr") / "reference")
 
 
-class FolderRunner:
-    """Runner that 'runs' a correction command by copying a prepared output folder to its ``-o`` path."""
-
-    def __init__(self, prepared: Path) -> None:
-        self.prepared, self.args, self._code = prepared, None, None
-
-    def start(self, args, env=None, cwd=None) -> None:
-        self.args = list(args)
-        shutil.copytree(self.prepared, args[args.index("-o") + 1])
-        self._code = 0
-
-    def poll(self, on_line=None):
-        if on_line is not None:
-            on_line('{"stage": "traversal", "fraction": 0.5, "vertebra": 2, "message": "vertebra 2"}')
-        return self._code
-
-    def wait(self, on_line=None):
-        return self.poll(on_line)
-
-    def kill(self) -> None:
-        self._code = -9
-
-    @property
-    def running(self) -> bool:
-        return False
-
-    @property
-    def last_lines(self):
-        return []
-
-
 @pytest.fixture(scope="module", autouse=True)
 def segmentation_conversion_rules():
-    """Register the binary labelmap <-> closed surface rules, as Slicer's Segmentations module does at startup
-    (slicer-core alone has none; copying a segmentation, as undo does, needs them)."""
-    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
-    names = {(r.GetSourceRepresentationName(), r.GetTargetRepresentationName()) for r in _rules(factory)}
-    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule(),
-                 slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule()):
-        if (rule.GetSourceRepresentationName(), rule.GetTargetRepresentationName()) not in names:
-            factory.RegisterConverterRule(rule)
-
-
-def _rules(factory) -> list:
-    rules = factory.GetConverterRules()
-    return [rules[i] for i in range(len(rules))] if rules else []
+    register_segmentation_conversion_rules()
 
 
 @pytest.fixture()
@@ -128,45 +94,28 @@ def scene():
 
 @pytest.fixture()
 def ct_node(scene, real_ct):
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
-    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
-    storage.SetFileName(str(real_ct))
-    assert storage.ReadData(node) == 1
-    return node
+    return load_volume(scene, real_ct, "CT")
 
 
-def _logic(scene, prepared: Path) -> tuple[CorrectionLogic, list]:
-    """The correction logic with an injected runner; ``runners[0]`` is the folder the next run returns."""
-    runners = [prepared]
-
-    def factory():
-        runners.append(FolderRunner(runners[0]))
-        return runners[-1]
-
-    process = SpineSegmentationProcessLogic(scene=scene, runnerFactory=factory, python=sys.executable,
-                                            libraryDir=REPO_ROOT)
-    return CorrectionLogic(process), runners
+def _logic(scene) -> CorrectionLogic:
+    """The correction logic with the module's real process runner and this interpreter."""
+    return CorrectionLogic(SpineSegmentationProcessLogic(scene=scene, python=sys.executable, libraryDir=REPO_ROOT))
 
 
 @pytest.fixture()
 def loaded(scene, ct_node, reference_folder):
     """The reference segmentation in the scene, imported through the correction logic and edit-tracked."""
-    logic, runners = _logic(scene, reference_folder)
+    logic = _logic(scene)
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
     logic.applyRun(reference_folder, ct_node, segmentation)
     logic.undo = type(logic.undo)()  # start without an undo step
     logic.tracker.observe(segmentation)
-    return logic, segmentation, runners
+    return logic, segmentation
 
 
-def _names(segmentation_node) -> list[str]:
-    s = segmentation_node.GetSegmentation()
-    return [s.GetNthSegment(i).GetName() for i in range(s.GetNumberOfSegments())]
-
-
-def _segment(segmentation_node, name):
-    s = segmentation_node.GetSegmentation()
-    return s.GetSegment(s.GetSegmentIdBySegmentName(name))
+_names = segment_names
+_segment = segment_by_name
+_paint = paint
 
 
 def _exported(segmentation_node, ct_node, path: Path) -> np.ndarray:
@@ -174,37 +123,15 @@ def _exported(segmentation_node, ct_node, path: Path) -> np.ndarray:
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
 
 
-def _paint(segmentation_node, ct_node, name: str, add_kji: tuple) -> None:
-    """Change a segment's voxels the way the Segment Editor does (SetBinaryLabelmapToSegment)."""
-    segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
-    image = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(ct_node)
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    dims = image.GetDimensions()
-    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
-    values[:] = 0
-    values[add_kji] = 1
-    image.Modified()
-    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
-        image, segmentation_node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MASK)
-
-
 @pytest.fixture(scope="module")
 def near(verse_labels):
     """level -> a background voxel (k, j, i index slice) next to that vertebra: where a person adds voxels."""
     array = sitk.GetArrayFromImage(verse_labels)
-
-    def voxel(level: int):
-        from scipy import ndimage
-
-        ring = ndimage.binary_dilation(array == level) & (array == 0)
-        k, j, i = np.argwhere(ring)[0]
-        return np.s_[k : k + 1, j : j + 1, i : i + 1]
-
-    return voxel
+    return lambda level: background_voxel_next_to(array, level)
 
 
 def test_import_tags_levels_and_regressed_values_and_export_round_trips(loaded, ct_node, verse_labels, tmp_path):
-    _, segmentation, _ = loaded
+    _, segmentation = loaded
     assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
     assert segment_tag(_segment(segmentation, "L3"), REGRESSED_TAG) == f"{22 + OFFSET:.3f}"
     assert segment_tag(_segment(segmentation, "L3"), EDITED_TAG) == "false"
@@ -213,7 +140,7 @@ def test_import_tags_levels_and_regressed_values_and_export_round_trips(loaded, 
 
 
 def test_voxel_edits_tag_the_segment_as_edited_and_nothing_else_does(loaded, ct_node, near, tmp_path):
-    logic, segmentation, _ = loaded
+    logic, segmentation = loaded
     _paint(segmentation, ct_node, "L3", near(22))
     assert segment_tag(_segment(segmentation, "L3"), EDITED_TAG) == "true"
     assert [n for n in _names(segmentation) if segment_tag(_segment(segmentation, n), EDITED_TAG) == "true"] == ["L3"]
@@ -227,58 +154,67 @@ def test_voxel_edits_tag_the_segment_as_edited_and_nothing_else_does(loaded, ct_
     assert (exported[near(22)] == 22).all()  # the edit is in what a re-run gets
 
 
-def test_rerun_sends_the_edited_levels_and_redoes_the_others_then_undo(loaded, ct_node, near, verse_labels,
-                                                                      real_ct, real_ct_image, tmp_path):
-    logic, segmentation, runners = loaded
+def _edited_names(segmentation_node) -> list[str]:
+    return [n for n in _names(segmentation_node) if segment_tag(_segment(segmentation_node, n), EDITED_TAG) == "true"]
+
+
+def test_rerun_runs_the_real_tool_keeps_the_edit_and_undoes(loaded, ct_node, near, tmp_path):
+    logic, segmentation = loaded
     _paint(segmentation, ct_node, "L3", near(22))
-    # what the (real) re-run would return: L3 edited, the rest relabelled one level down
-    relabelled = sitk.GetArrayFromImage(verse_labels)
-    result_labels = _labels_like(np.where((relabelled > 0) & (relabelled < 26), relabelled + 1, relabelled), verse_labels)
-    prepared = _folder(result_labels, real_ct_image, real_ct, tmp_path / "prepared", edited={23})
-    runners[0] = prepared
+    edited_voxels = {tuple(v) for v in segment_voxels(_segment(segmentation, "L3"))[0]}
     run = logic.startRerun(ct_node, segmentation, device="CPU")
-    args = runners[-1].args
+    args = run.args
     assert args[2:5] == ["SpineSegmentationLib.correction_cli", "rerun", str(run.workDir / "input.nrrd")]
     assert args[args.index("--edited") + 1] == "22"
     assert args[args.index("--redo") + 1] == "18,19,20,21,23,24"  # every other vertebra; not the sacrum (26)
     assert args[args.index("--device") + 1] == "cpu"
     sent = sitk.GetArrayFromImage(sitk.ReadImage(args[args.index("--labels") + 1]))
     assert (sent[near(22)] == 22).all()
-    output = run.wait()
+    output = run.wait()  # the real correction_cli: exit status 0, or SegmentationProcessError quoting its error
     before = _exported(segmentation, ct_node, tmp_path / "before.nrrd")
-    logic.applyRun(output, ct_node, segmentation)
+    names_before = _names(segmentation)
+    results = logic.applyRun(output, ct_node, segmentation)
     run.cleanup()
-    assert _names(segmentation) == ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S"]
-    assert [n for n in _names(segmentation) if segment_tag(_segment(segmentation, n), EDITED_TAG) == "true"] == ["L4"]
+    edited = _edited_names(segmentation)
+    assert len(edited) == 1  # the edited vertebra, kept voxel for voxel (its level is the labelling's)
+    assert {tuple(v) for v in segment_voxels(_segment(segmentation, edited[0]))[0]} == edited_voxels
+    assert len(_names(segmentation)) >= 5 and results.table_node.GetNumberOfRows() == len(_names(segmentation))
     assert logic.undoLast(segmentation)
-    assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    assert _names(segmentation) == names_before
     np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "after.nrrd"), before)
-    assert segment_tag(_segment(segmentation, "L3"), EDITED_TAG) == "true"
+    assert _edited_names(segmentation) == ["L3"]
     assert not logic.undoLast(segmentation)  # one step
 
 
-def _labels_like(array: np.ndarray, like: sitk.Image) -> sitk.Image:
-    image = sitk.GetImageFromArray(array.astype(np.int16))
-    image.CopyInformation(like)
-    return image
-
-
-def test_click_command_carries_the_point_existing_segments_and_edits(loaded, ct_node, near):
-    logic, segmentation, runners = loaded
+def test_click_runs_the_real_tool_with_the_point_existing_segments_and_edits(loaded, ct_node, near, verse_labels):
+    logic, segmentation = loaded
     _paint(segmentation, ct_node, "L5", near(24))
-    run = logic.startClick(ct_node, segmentation, [1.5, -2.0, 300.25], directions=("up",))
-    args = runners[-1].args
-    assert args[args.index("--point") + 1 : args.index("--point") + 4] == ["1.5", "-2.0", "300.25"]
+    edited_voxels = {tuple(v) for v in segment_voxels(_segment(segmentation, "L5"))[0]}
+    l2 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L2")
+    segmentation.GetSegmentation().RemoveSegment(l2)  # a vertebra the run missed; the person clicks into it
+    array = sitk.GetArrayFromImage(verse_labels)
+    kji = np.argwhere(array == 21).mean(axis=0)
+    lps = verse_labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji[::-1]])
+    point = [-lps[0], -lps[1], lps[2]]  # the reference L2's centroid, RAS
+    run = logic.startClick(ct_node, segmentation, point, directions=("up",), device="CPU")
+    args = run.args
+    assert [float(v) for v in args[args.index("--point") + 1 : args.index("--point") + 4]] == pytest.approx(point)
     assert args[args.index("--directions") + 1] == "up"
     assert args[args.index("--edited") + 1] == "24"
     assert Path(args[args.index("--existing") + 1]).is_file()
+    output = run.wait()  # the real correction_cli accepts the command line
+    logic.applyRun(output, ct_node, segmentation)
     run.cleanup()
+    edited = _edited_names(segmentation)  # the edited L5, kept voxel for voxel (its level is the labelling's)
+    assert len(edited) == 1
+    assert {tuple(v) for v in segment_voxels(_segment(segmentation, edited[0]))[0]} == edited_voxels
+    assert len(_names(segmentation)) >= 7  # the clicked vertebra is back, the existing ones kept
     with pytest.raises(ValueError, match="three finite RAS coordinates"):
         logic.startClick(ct_node, segmentation, [1.0, float("nan"), 2.0])
 
 
 def test_renumber_relabels_the_column_keeps_voxels_and_undoes(loaded, ct_node, verse_labels, tmp_path):
-    logic, segmentation, _ = loaded
+    logic, segmentation = loaded
     before = _exported(segmentation, ct_node, tmp_path / "before.nrrd")
     l4 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4")
     mapping = logic.renumber(segmentation, l4, "L5")  # "what you call L4 is L5"
@@ -294,13 +230,19 @@ def test_renumber_relabels_the_column_keeps_voxels_and_undoes(loaded, ct_node, v
     rows = segment_rows(segmentation)
     assert [r[0] for r in rows] == _names(segmentation)
     assert rows[-2][3] == pytest.approx(float((before == 24).sum()) * 27.0 / 1000.0)  # L6 = the old L5, 3 mm voxels
+    table = segmentation.GetNodeReference("SpineSegmentationTable")  # the results table follows the segments
+    assert [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())] == _names(segmentation)
+    assert [table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())] == ["19", "20", "21", "22", "23", "24",
+                                                                                  "25", "26"]
+    assert float(table.GetCellText(6, 5)) == pytest.approx(rows[-2][3], abs=0.01)
     assert logic.undoLast(segmentation)
     np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "undone.nrrd"), before)
     assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    assert [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())] == _names(segmentation)
 
 
 def test_alternatives_are_ordered_and_apply_with_one_call(loaded):
-    logic, segmentation, _ = loaded
+    logic, segmentation = loaded
     alternatives = logic.alternatives(segmentation)
     likelihoods = [a.likelihood for a in alternatives]
     assert likelihoods == sorted(likelihoods, reverse=True)
@@ -311,7 +253,7 @@ def test_alternatives_are_ordered_and_apply_with_one_call(loaded):
 
 
 def test_completeness_toggle_round_trips_with_its_display(loaded):
-    logic, segmentation, _ = loaded
+    logic, segmentation = loaded
     l2 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L2")
     display = segmentation.GetDisplayNode()
     logic.setCompleteness(segmentation, l2, False)
@@ -324,9 +266,61 @@ def test_completeness_toggle_round_trips_with_its_display(loaded):
 
 
 def test_segment_centroids_match_the_reference_centroids(loaded, verse_labels):
-    _, segmentation, _ = loaded
+    _, segmentation = loaded
     array = sitk.GetArrayFromImage(verse_labels)
     kji = np.argwhere(array == 22).mean(axis=0)
     lps = np.array(verse_labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji[::-1]]))
     l3 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L3")
     np.testing.assert_allclose(segment_centroid_ras(segmentation, l3), lps * [-1, -1, 1], atol=1e-3)
+
+
+def test_a_layer_modified_in_place_tags_only_the_changed_segment_and_stop_removes_the_observer(loaded, near):
+    """VTK invokes SourceRepresentationModified without a segment ID when a labelmap layer is modified in place
+    (vtkSegmentation::OnSourceRepresentationModified passes the layer's ModifiedEvent call data, NULL)."""
+    logic, segmentation = loaded
+    l2 = _segment(segmentation, "L2")
+    layer = l2.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    dims, extent = layer.GetDimensions(), layer.GetExtent()
+    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    k, j, i = np.argwhere(values == l2.GetLabelValue())[0]
+    values[k, j, i] = 0  # one voxel of L2 erased in place, in the layer all vertebrae share
+    layer.Modified()
+    edited = [n for n in _names(segmentation) if segment_tag(_segment(segmentation, n), EDITED_TAG) == "true"]
+    assert edited == ["L2"]
+    logic.tracker.stop()
+    values[k, j, i] = l2.GetLabelValue()
+    layer.Modified()
+    l4 = _segment(segmentation, "L4")
+    k4, j4, i4 = np.argwhere(values == l4.GetLabelValue())[0]
+    values[k4, j4, i4] = 0  # an in-place change once the tracker stopped: not tracked any more
+    layer.Modified()
+    assert segment_tag(l4, EDITED_TAG) == "false"
+    assert extent == layer.GetExtent()
+
+
+def test_click_point_and_row_centroid_go_through_the_parent_transforms(loaded, ct_node, scene):
+    """A markups point is in world coordinates, the exported CT in the volume's own frame; the table's row click
+    jumps to the segment's centroid in world coordinates."""
+    logic, segmentation = loaded
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    matrix = vtk.vtkMatrix4x4()
+    for row, offset in enumerate((10.0, -20.0, 30.0)):
+        matrix.SetElement(row, 3, offset)
+    transform.SetMatrixTransformToParent(matrix)
+    for node in (ct_node, segmentation):
+        node.SetAndObserveTransformNodeID(transform.GetID())
+    l3 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L3")
+    local = segment_centroid_ras(segmentation, l3)
+    np.testing.assert_allclose(segment_centroid_world(segmentation, l3), local + [10.0, -20.0, 30.0], atol=1e-6)
+    run = logic.startClick(ct_node, segmentation, [11.5, -22.0, 330.25], directions=("up",))
+    args = run.args
+    assert [float(v) for v in args[args.index("--point") + 1 : args.index("--point") + 4]] == \
+        pytest.approx([1.5, -2.0, 300.25])
+    run.cleanup()
+
+
+def test_progress_text_has_no_doubled_percent_sign():
+    from SpineSegmentationModuleLib.command import ProgressEvent, progress_bar_format
+
+    text = progress_bar_format(ProgressEvent("traversal", 0.5, 3, "50% of the column, %p"))
+    assert text == "traversal: vertebra 3 - 50% of the column, % p  (%p%)"

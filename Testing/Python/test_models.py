@@ -1,6 +1,8 @@
 """Self-describing model folders: round trip, checksum, version and configuration errors."""
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -72,3 +74,36 @@ def test_the_shipped_model_loads_offline_and_describes_itself():
     assert model.modality == "CT" and model.traversal.direction in ("up", "both")
     assert model.training, "the shipped model must carry its training provenance"
     assert (DEFAULT_MODEL_DIR / "MODEL_CARD.md").is_file()
+
+
+def test_provenance_paths_are_stored_relative_to_the_repository(tmp_path):
+    from SpineSegmentationLib.models import PROVENANCE_ROOT, relative_provenance, relativize_model_json
+
+    data = PROVENANCE_ROOT.parent / "shared" / "data" / "ct" / "x.nii.gz"
+    training = {"data": {"cases": [str(data), "sub-verse004"]}, "init_from": str(PROVENANCE_ROOT / "runs" / "c.pt"),
+                "seed": 3, "notes": "FP/FN counts"}
+    assert relative_provenance(training) == {"data": {"cases": ["../shared/data/ct/x.nii.gz", "sub-verse004"]},
+                                             "init_from": "runs/c.pt", "seed": 3, "notes": "FP/FN counts"}
+    model_dir = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, model_dir)
+    meta = json.loads((model_dir / "model.json").read_text())
+    meta["training"] = training
+    (model_dir / "model.json").write_text(json.dumps(meta))
+    relativize_model_json(model_dir)
+    rewritten = json.loads((model_dir / "model.json").read_text())
+    assert rewritten["training"]["data"]["cases"][0] == "../shared/data/ct/x.nii.gz"
+    assert rewritten["files"] == meta["files"]
+    load_model(model_dir)  # the weights' checksums still match
+
+
+def test_the_shipped_model_stores_no_absolute_path():
+    meta = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+
+    def strings(value):
+        if isinstance(value, dict):
+            return [s for v in value.values() for s in strings(v)]
+        if isinstance(value, list):
+            return [s for v in value for s in strings(v)]
+        return [value] if isinstance(value, str) else []
+
+    assert [s for s in strings(meta) if Path(s).is_absolute()] == []

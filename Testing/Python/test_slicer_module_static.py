@@ -133,6 +133,23 @@ def test_extension_cmake():
     assert re.search(r'set\(EXTENSION_DEPENDS "PyTorch"\)', text)
 
 
+def test_extension_index_files_exist_where_the_urls_point():
+    """The Extensions Index reads the icon and screenshots from the repository's main branch: each URL must name a
+    PNG file of this repository; the licence is the Apache-2.0 the README states."""
+    text = (REPO_ROOT / "CMakeLists.txt").read_text(encoding="utf-8")
+    homepage = re.search(r'set\(EXTENSION_HOMEPAGE "https://github.com/([^"]+)"\)', text).group(1)
+    prefix = f"https://raw.githubusercontent.com/{homepage}/main/"
+    for variable in ("EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
+        urls = re.search(rf'set\({variable} "([^"]+)"\)', text).group(1).split()
+        assert urls, variable
+        for url in urls:
+            assert url.startswith(prefix), url
+            path = REPO_ROOT / url[len(prefix):]
+            assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", url
+    licence = (REPO_ROOT / "LICENSE").read_text(encoding="utf-8")
+    assert "Apache License" in licence and "Version 2.0, January 2004" in licence
+
+
 def test_ui_holds_every_widget_the_code_uses():
     widgets = ui_widgets()
     used = set(re.findall(r"self\.ui\.(\w+)", MODULE_FILE.read_text(encoding="utf-8")))

@@ -302,7 +302,10 @@ def test_train_checkpoint_and_resume(tmp_path):
     assert (out / "loss_curve.png").stat().st_size > 1000
     meta = json.loads((model_dir / "model.json").read_text())
     assert meta["training"]["fcn_iterations"] == 4
-    assert meta["training"]["data"]["real_training_cases"] == [str((TPTBOX / "sub-ct_label-22_ct.nii.gz").resolve())]
+    # provenance paths are relative to the repository root: nothing of this machine's folders is stored
+    (case,) = meta["training"]["data"]["real_training_cases"]
+    assert not Path(case).is_absolute() and meta["training_paths_relative_to"] == "repository root"
+    assert (REPO / case).resolve() == (TPTBOX / "sub-ct_label-22_ct.nii.gz").resolve()
 
 
 def test_warm_start_from_a_model_folder(tmp_path):

@@ -1,0 +1,98 @@
+"""Helpers shared by the tests that run the module on real MRML classes (PyPI ``slicer-core``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import slicer
+import vtk
+from vtk.util.numpy_support import vtk_to_numpy
+
+from SpineSegmentationLib import anatomy
+
+
+def load_volume(scene, path: Path, name: str = ""):
+    """Read a volume file into a scalar volume node with Slicer's storage node (as Slicer loads it)."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name or path.name.split(".")[0])
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.ReadData(node) == 1, f"Slicer could not read {path}"
+    return node
+
+
+def verse_reference(path: Path) -> sitk.Image:
+    """A TotalSegmentator reference label map in VerSe numbers, on its own grid."""
+    reference = sitk.ReadImage(str(path))
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(reference), "totalseg"))
+    labels.CopyInformation(reference)
+    return labels
+
+
+def segment_names(segmentation_node) -> list[str]:
+    segmentation = segmentation_node.GetSegmentation()
+    return [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+
+
+def segment_by_name(segmentation_node, name: str):
+    segmentation = segmentation_node.GetSegmentation()
+    return segmentation.GetSegment(segmentation.GetSegmentIdBySegmentName(name))
+
+
+def ijk_to_ras(matrix_node_or_image) -> np.ndarray:
+    m = vtk.vtkMatrix4x4()
+    if hasattr(matrix_node_or_image, "GetIJKToRASMatrix"):
+        matrix_node_or_image.GetIJKToRASMatrix(m)
+    else:
+        matrix_node_or_image.GetImageToWorldMatrix(m)
+    return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def segment_voxels(segment) -> tuple[np.ndarray, np.ndarray]:
+    """(I, J, K) indices (N, 3) of a segment's voxels in its labelmap layer, and the layer's IJK->RAS matrix."""
+    image = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    dims = image.GetDimensions()
+    extent = image.GetExtent()
+    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    kji = np.argwhere(values == segment.GetLabelValue())
+    ijk = kji[:, ::-1] + np.array([extent[0], extent[2], extent[4]])
+    return ijk, ijk_to_ras(image)
+
+
+def paint(segmentation_node, volume_node, name: str, add_kji: tuple) -> None:
+    """Add voxels (a numpy index of the volume's [k, j, i] array) to a segment the way the Segment Editor does
+    (``SetBinaryLabelmapToSegment``, merge mode)."""
+    segment_id = segmentation_node.GetSegmentation().GetSegmentIdBySegmentName(name)
+    image = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(volume_node)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    dims = image.GetDimensions()
+    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    values[:] = 0
+    values[add_kji] = 1
+    image.Modified()
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        image, segmentation_node, segment_id, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MASK)
+
+
+def background_voxel_next_to(labels: np.ndarray, level: int) -> tuple:
+    """A background voxel touching vertebra ``level`` of a [k, j, i] label array, as a numpy index: where a
+    person adds voxels to that vertebra."""
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(labels == level) & (labels == 0)
+    k, j, i = np.argwhere(ring)[0]
+    return np.s_[k : k + 1, j : j + 1, i : i + 1]
+
+
+def register_segmentation_conversion_rules() -> None:
+    """Register the binary labelmap <-> closed surface rules, as Slicer's Segmentations module does at startup
+    (slicer-core alone has none; copying a segmentation, as undo does, needs them)."""
+    factory = slicer.vtkSegmentationConverterFactory.GetInstance()
+    rules = factory.GetConverterRules() or []
+    names = {(rules[i].GetSourceRepresentationName(), rules[i].GetTargetRepresentationName())
+             for i in range(len(rules))}
+    for rule in (slicer.vtkBinaryLabelmapToClosedSurfaceConversionRule(),
+                 slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule()):
+        if (rule.GetSourceRepresentationName(), rule.GetTargetRepresentationName()) not in names:
+            factory.RegisterConverterRule(rule)

@@ -1,0 +1,152 @@
+"""The module's own classes (``SpineSegmentation.py``) run headless on the real MRML classes of ``slicer-core``,
+with the minimal application namespace of ``slicer_app.py``: ``SpineSegmentationLogic`` (terminology loading,
+parameter node, batch API) and the run control the widget drives (``RunControl``: Apply -> progress -> import,
+Cancel, a failed start, a re-run keeping an edit), with the real command line tools in child processes and the
+shipped model on the real example CT.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+import vtk
+
+import slicer_app
+from mrml_helpers import (
+    background_voxel_next_to,
+    load_volume,
+    paint,
+    register_segmentation_conversion_rules,
+    segment_names,
+    segment_voxels,
+    verse_reference,
+)
+from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
+
+LUMBAR = {"L1", "L2", "L3", "L4", "L5"}
+
+
+@pytest.fixture()
+def module():
+    """``import SpineSegmentation`` in the minimal application namespace, with a new ``slicer.mrmlScene``."""
+    slicer_app.install()
+    register_segmentation_conversion_rules()
+    import SpineSegmentation
+
+    return SpineSegmentation
+
+
+def _wait(control, events=None):
+    """Poll the run control as the widget's timer does until the run has ended; returns what it imported."""
+    while control.running:
+        results = control.poll(events.append if events is not None else None)
+        if results is not None:
+            return results
+        time.sleep(0.05)
+    return None
+
+
+def _node_ids(scene) -> set[str]:
+    return {scene.GetNthNode(i).GetID() for i in range(scene.GetNumberOfNodes())}
+
+
+def test_logic_loads_the_terminology_once_with_the_slicer_5_6_api(module):
+    import slicer
+
+    module.SpineSegmentationLogic()
+    module.SpineSegmentationLogic()  # a second logic finds the context loaded and does not load it again
+    names = vtk.vtkStringArray()
+    slicer.modules.terminologies.logic().GetLoadedTerminologyNames(names)
+    assert slicer_app.vtk_string_values(names).count(TERMINOLOGY_CONTEXT_NAME) == 1
+
+
+def test_parameter_node_keeps_no_absolute_model_path(module):
+    import slicer
+
+    logic = module.SpineSegmentationLogic()
+    parameters = logic.getParameterNode()
+    assert parameters.device == "auto"
+    assert str(parameters.modelFolder) in ("", ".")  # empty = the shipped model; nothing of this machine is saved
+    assert parameters.parameterNode.GetParameter("modelFolder") == ""
+    assert logic.defaultModelDir.is_dir() and (logic.defaultModelDir / "model.json").is_file()
+    assert slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLMarkupsFiducialNode") is None  # no node made on entry
+
+
+def test_apply_progress_import_cancel_failed_start_and_rerun(module, real_ct, real_ct_reference, tmp_path):
+    import slicer
+    from SpineSegmentationModuleLib.correction import EDITED_TAG
+    from SpineSegmentationModuleLib.logic import SegmentationCancelledError
+    from SpineSegmentationModuleLib.mrml_import import segment_tag
+    from SpineSegmentationModuleLib.run_control import RunControl
+
+    scene = slicer.mrmlScene
+    ct = load_volume(scene, real_ct, "CT")
+    logic = module.SpineSegmentationLogic()
+    control = RunControl()
+
+    # Apply -> progress -> import
+    events = []
+    control.start(lambda: logic.startSegmentation(ct, "CPU"), lambda folder: logic.loadResults(folder, ct))
+    workDir = control.run.workDir
+    results = _wait(control, events)
+    assert not control.running and not workDir.exists()
+    fractions = [e.fraction for e in events]
+    assert fractions and fractions == sorted(fractions) and any(e.vertebra for e in events)
+    names = segment_names(results.segmentation_node)
+    assert LUMBAR <= set(names), names
+    assert results.table_node.GetNumberOfRows() == len(names)
+    first = results.segmentation_node
+
+    # Cancel: nothing is added to the scene, the process and its folder are gone
+    before = _node_ids(scene)
+    control.start(lambda: logic.startSegmentation(ct, "CPU"), lambda folder: logic.loadResults(folder, ct))
+    run = control.run
+    control.cancel()
+    assert not control.running and not run.workDir.exists() and not run.running
+    with pytest.raises(SegmentationCancelledError):
+        run.poll()
+    assert _node_ids(scene) == before
+
+    # a correction that fails to start (no segment is marked as edited): the new node the widget made for it is
+    # removed, and no import step is left behind
+    made = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "for the correction")
+    with pytest.raises(ValueError, match="no segment is marked as edited"):
+        control.start(lambda: logic.correctionLogic.startRerun(ct, first, "CPU"),
+                      lambda folder: logic.correctionLogic.applyRun(folder, ct, first), discardOnFailure=[made])
+    assert not control.running and made.GetScene() is None
+    assert _node_ids(scene) == before
+    # ... so the next plain Apply into the same output never overwrites the user's segmentation
+    user_voxels = {n: segment_voxels(first.GetSegmentation().GetSegment(first.GetSegmentation()
+                                                                          .GetSegmentIdBySegmentName(n)))[0]
+                   for n in names}
+    control.start(lambda: logic.startSegmentation(ct, "CPU"), lambda folder: logic.loadResults(folder, ct, first))
+    second = _wait(control)
+    assert second.segmentation_node is not first and second.warnings
+    assert segment_names(first) == names
+    for n in names:
+        segment = first.GetSegmentation().GetSegment(first.GetSegmentation().GetSegmentIdBySegmentName(n))
+        assert np.array_equal(segment_voxels(segment)[0], user_voxels[n]), n
+
+    # re-run keeping an edit: the person adds a voxel to L3; the re-run keeps the edited vertebra voxel for voxel
+    tracker = logic.correctionLogic.tracker
+    tracker.observe(first)
+    reference = sitk.GetArrayFromImage(verse_reference(real_ct_reference))
+    paint(first, ct, "L3", background_voxel_next_to(reference, 22))
+    l3 = first.GetSegmentation().GetSegment(first.GetSegmentation().GetSegmentIdBySegmentName("L3"))
+    assert segment_tag(l3, EDITED_TAG) == "true"
+    edited_voxels = {tuple(v) for v in segment_voxels(l3)[0]}
+    control.start(lambda: logic.correctionLogic.startRerun(ct, first, "CPU"),
+                  lambda folder: logic.correctionLogic.applyRun(folder, ct, first))
+    rerun = _wait(control)
+    assert rerun.segmentation_node is first
+    kept = [s for s in (first.GetSegmentation().GetNthSegment(i) for i in range(first.GetSegmentation()
+                                                                                   .GetNumberOfSegments()))
+            if segment_tag(s, EDITED_TAG) == "true"]
+    assert len(kept) == 1 and {tuple(v) for v in segment_voxels(kept[0])[0]} == edited_voxels
+    assert rerun.table_node.GetNumberOfRows() == len(segment_names(first))
+    assert logic.correctionLogic.undoLast(first)
+    assert segment_names(first) == names
+    tracker.stop()
