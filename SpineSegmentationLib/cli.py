@@ -212,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")
     ev.set_defaults(func=cmd_evaluate)
 
+    from .cohort.batch import add_batch_parser
+
+    add_batch_parser(sub)
+
     info = sub.add_parser("info", help="describe a model folder")
     info.add_argument("model", nargs="?", help="model folder (default: the shipped model)")
     info.set_defaults(func=cmd_info)

@@ -352,13 +352,13 @@ def write_dicom_seg_output(
     input_path: str | os.PathLike | None,
     requested: bool = False,
     overwrite: bool = False,
-    series_uid: Optional[str] = None,
 ) -> dict[str, Path]:
     """The DICOM SEG of a run, as :func:`~SpineSegmentationLib.outputs.write_outputs` writes it.
 
     Written as ``output_dir/segmentation.dcm`` when ``input_path`` is a DICOM series folder, or when
-    ``requested`` (``--dicom-seg``) for any other input (then it references no series). A result without
-    vertebrae writes nothing and logs why (warning).
+    ``requested`` (``--dicom-seg``) for any other input (then it references no series). When the folder holds
+    several series, ``result.run_info["dicom_series_uid"]`` names the one segmented (``spineseg batch`` sets it).
+    A result without vertebrae writes nothing and logs why (warning).
 
     Returns:
         ``{"dicom_seg": path}`` when written, else ``{}``.
@@ -373,7 +373,7 @@ def write_dicom_seg_output(
         _log.warning("no %s written: no vertebra was found, and a DICOM Segmentation must hold at least one "
                      "segment", DICOM_SEG_FILE)
         return {}
-    source_files = dicom_source_files(input_path, series_uid) if is_dicom else None
+    source_files = dicom_source_files(input_path, result.run_info.get("dicom_series_uid")) if is_dicom else None
     name = Path(input_path).name if input_path is not None else ""
     path = write_dicom_seg(result, Path(output_dir) / DICOM_SEG_FILE, source_files, name, overwrite)
     return {"dicom_seg": path}
