@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
 from .case_run import CaseOptions
 from .cases import Skipped, find_cases
 from .engines import run_local, run_ray
@@ -137,13 +138,6 @@ def run_batch(
            f"failed ({resumed} up to date, not run again); {len(skipped)} series skipped. Summary: {result.summary}, "
            f"QC sheet: {result.qc_sheet}")
     return result
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
 
 
 def _non_negative(text: str) -> float:

@@ -64,14 +64,20 @@ def run_ray(cases: Sequence[Case], output_root: Path, options: CaseOptions, *, a
     A task whose worker dies (killed for memory, node lost) gives a ``failed`` record with Ray's error.
 
     Raises:
-        SpineSegmentationError: Ray is not installed.
+        SpineSegmentationError: Ray is not installed, or the cluster at ``address`` cannot be reached.
     """
     ray = _import_ray()
     library_parent = str(Path(__file__).resolve().parents[2])
     python_path = os.pathsep.join(p for p in (library_parent, os.environ.get("PYTHONPATH", "")) if p)
     runtime_env = {"env_vars": {"PYTHONPATH": python_path}}
     if address:
-        ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING")
+        try:
+            ray.init(address=address, runtime_env=runtime_env, logging_level="WARNING")
+        except (ConnectionError, SystemExit) as exc:  # Ray 2.60 exits (SystemExit 15) when the GCS is unreachable
+            raise SpineSegmentationError(
+                f"cannot connect to the Ray cluster at {address!r} ({exc}); start it (ray start --head) or give its "
+                "address, e.g. --address auto on a cluster node or --address ray://HEAD:10001"
+            ) from exc
     else:
         ray.init(num_cpus=max(1, int(round(workers * num_cpus))), num_gpus=int(round(workers * num_gpus)),
                  include_dashboard=False, runtime_env=runtime_env, logging_level="WARNING")
