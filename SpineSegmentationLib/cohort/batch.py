@@ -124,7 +124,8 @@ def run_batch(
     try:
         for record in records_iter:
             records.append(record)
-            bar.set_postfix_str(f"{record['case_id']}: {record['status']}" + (" (resumed)" if record["resumed"] else ""))
+            note = " (up to date)" if record["resumed"] else ""
+            bar.set_postfix_str(f"{record['case_id']}: {record['status']}{note}")
             bar.update()
             if record["status"] == "failed":
                 report(f"case {record['case_id']} failed: {record['error']}")

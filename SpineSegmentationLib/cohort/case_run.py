@@ -141,8 +141,12 @@ def _finished_record(folder: Path) -> Optional[dict]:
     record_path = folder / CASE_RECORD
     if not record_path.is_file():
         return None
-    record = json.loads(record_path.read_text(encoding="utf-8"))
-    if record.get("status") not in FINISHED or not all((folder / name).is_file() for name in OUTPUT_FILES.values()):
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except ValueError:  # a damaged record proves nothing: the case is run again and the record rewritten
+        return None
+    complete = all((folder / name).is_file() for name in OUTPUT_FILES.values())
+    if not isinstance(record, dict) or record.get("status") not in FINISHED or not complete:
         return None
     return record
 

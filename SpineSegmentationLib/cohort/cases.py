@@ -134,7 +134,9 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     """
     path = Path(path)
     if not path.is_file():
-        raise SpineSegmentationError(f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference]")
+        raise SpineSegmentationError(
+            f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference]"
+        )
     with open(path, newline="", encoding="utf-8-sig") as stream:
         reader = csv.DictReader(stream)
         if not reader.fieldnames or not {"case_id", "image"} <= set(reader.fieldnames):

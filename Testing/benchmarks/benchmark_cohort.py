@@ -75,6 +75,8 @@ def run_config(name: str, manifest: Path, args) -> dict:
         start = time.perf_counter()
         proc = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
         wall = time.perf_counter() - start
+        if not (Path(out) / "summary.csv").is_file():
+            sys.exit(f"{name}: spineseg batch stopped ({proc.returncode}) without a summary: {proc.stderr[-2000:]}")
         with open(Path(out) / "summary.csv", newline="") as stream:
             rows = list(csv.DictReader(stream))
     per_case = {row["case_id"]: float(row["seconds"]) for row in rows}
