@@ -39,7 +39,6 @@ from pathlib import Path
 from typing import Optional
 
 from ..io import _DETACHED_DATA_SUFFIXES, dicom_series_in_folder, image_suffix
-from ..models import DEFAULT_MODEL_DIR, MODEL_JSON
 from .cases import Case
 
 #: Record file of a case, in its output folder.
@@ -101,6 +100,8 @@ def model_fingerprint(model: Optional[str]) -> dict:
 
     Raises:
         OSError, ValueError: the model folder has no readable model.json (load_model gives the full message)."""
+    from ..models import DEFAULT_MODEL_DIR, MODEL_JSON  # imports torch: only when a batch runs
+
     meta_path = Path(model) if model else DEFAULT_MODEL_DIR
     if meta_path.name != MODEL_JSON:
         meta_path = meta_path / MODEL_JSON
