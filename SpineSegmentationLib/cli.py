@@ -27,6 +27,9 @@ outputs (in OUTDIR, default <input stem>_spineseg/ next to the input):
                          volume_mm3; run information (model, device, time per stage, iterations)
   centroids_ctd.json     centroids in the VerSe centroid format (voxel units of labels.nii.gz)
   qc.png                 sagittal and coronal views with each vertebra coloured and named
+  segmentation.dcm       DICOM SEG (one segment per vertebra, SNOMED CT codes, completeness in the segment
+                         description) referencing the source series; for a DICOM series input, or on request
+                         (--dicom-seg) for another input, then referencing no series
 Existing outputs are never overwritten unless --overwrite is given.
 
 --progress json prints one JSON object per line on stdout:
@@ -89,7 +92,8 @@ def run_and_write(args: argparse.Namespace, compute) -> tuple:
     try:
         image = read_image(input_path)
         result = compute(image, callback)
-        paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
+        paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path,
+                              dicom_seg=getattr(args, "dicom_seg", False))
     finally:
         close()
     if args.progress == "json":
@@ -186,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--model", help="model folder (default: the shipped model in Resources/Models/spineseg-default)")
     seg.add_argument("--direction", choices=("up", "down"), help="traversal direction (default: the model's, 'up')")
     seg.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+    seg.add_argument("--dicom-seg", action="store_true",
+                     help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input; it then references no "
+                          "DICOM series (for a DICOM series input it is always written)")
     seg.add_argument("--progress", choices=("bar", "json", "none"), default="bar",
                      help="progress display: a bar on stderr, JSON lines on stdout, or nothing")
     seg.add_argument("--no-localization", action="store_true",
@@ -217,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("-o", "--output", help="folder for evaluation.json, evaluation.csv and evaluation.png")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")
     ev.set_defaults(func=cmd_evaluate)
+
+    from .cohort.batch import add_batch_parser
+
+    add_batch_parser(sub)
 
     info = sub.add_parser("info", help="describe a model folder")
     info.add_argument("model", nargs="?", help="model folder (default: the shipped model)")

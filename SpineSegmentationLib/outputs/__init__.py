@@ -36,6 +36,7 @@ import SimpleITK as sitk
 from ..errors import OutputExistsError
 from ..result import SpineSegmentationResult
 from .centroids import write_ctd
+from .dicom_seg import write_dicom_seg_output
 from .label_map import write_label_map
 from .qc_picture import write_qc_png
 from .segmentation_nrrd import write_segmentation_nrrd
@@ -116,6 +117,7 @@ def write_outputs(
     overwrite: bool = False,
     *,
     input_path: str | os.PathLike | None = None,
+    dicom_seg: bool = False,
 ) -> dict[str, Path]:
     """Write the five output files of a run into ``output_dir`` (created if needed).
 
@@ -125,9 +127,13 @@ def write_outputs(
         output_dir: output folder.
         overwrite: replace existing output files; without it an existing file is an error.
         input_path: path of the input image file, if any; recorded in ``vertebrae.json`` and never written to.
+        dicom_seg: also write ``segmentation.dcm`` for a non-DICOM input (it then references no series); for a
+            DICOM series folder as ``input_path`` it is always written (:mod:`.dicom_seg`; not for an empty
+            result, which a DICOM Segmentation cannot hold: a warning says so).
 
     Returns:
-        ``{"labels", "segmentation", "vertebrae", "centroids", "qc"}`` -> path of the written file.
+        ``{"labels", "segmentation", "vertebrae", "centroids", "qc"}`` (and ``"dicom_seg"`` when written) ->
+        path of the written file.
 
     Raises:
         OutputExistsError: an output file exists and ``overwrite`` is False, ``output_dir`` is a file, or an
@@ -160,4 +166,5 @@ def write_outputs(
         finally:
             if temporary.exists():
                 temporary.unlink()
+    paths.update(write_dicom_seg_output(result, output_dir, input_path, requested=dicom_seg, overwrite=overwrite))
     return paths

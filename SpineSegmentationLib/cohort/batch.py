@@ -1,0 +1,215 @@
+"""``spineseg batch``: segment a cohort, on this machine or on a Ray cluster, resumable, one folder per case.
+
+Usage::
+
+    spineseg batch cts/ more.nii.gz --manifest cases.csv -o cohort_out              # this machine
+    spineseg batch dicom_tree/ -o cohort_out --engine ray --workers 2                  # local Ray instance
+    spineseg batch /shared/cts -o /shared/out --engine ray --address auto --num-gpus 1 # existing Ray cluster
+
+or from Python :func:`run_batch`. ``OUTROOT`` gets one folder per case (see :mod:`.case_run`), ``summary.csv`` and
+``cohort_qc.html`` (see :mod:`.report`), and ``skipped.csv`` when DICOM series were skipped. Run one batch per
+output folder at a time: a batch removes the temporary folders (``.tmp-*``, ``.old-*``) that an interrupted run
+left there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
+from .case_run import CaseOptions
+from .cases import Skipped, find_cases
+from .engines import run_local, run_ray
+from .report import QC_SHEET_FILE, SUMMARY_FILE, write_qc_sheet, write_summary
+
+SKIPPED_FILE = "skipped.csv"
+ENGINES = ("local", "ray")
+#: Highest exit status for failed cases (exit statuses above 125 mean a signal to the shell).
+MAX_EXIT_FAILURES = 100
+
+__all__ = ["BatchResult", "ENGINES", "add_batch_parser", "cmd_batch", "run_batch"]
+
+
+@dataclass
+class BatchResult:
+    """What :func:`run_batch` did: one record per case (see :mod:`.case_run`), what was skipped, the files."""
+
+    records: list[dict]
+    skipped: list[Skipped]
+    summary: Path
+    qc_sheet: Path
+
+    @property
+    def failed(self) -> int:
+        return sum(1 for r in self.records if r["status"] == "failed")
+
+
+def _remove_leftovers(output_root: Path) -> None:
+    """Temporary case folders an interrupted batch left (this command's own names only)."""
+    for pattern in (".tmp-*", ".old-*"):
+        for folder in output_root.glob(pattern):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+
+
+def _write_skipped(skipped: Sequence[Skipped], output_root: Path) -> None:
+    with open(output_root / SKIPPED_FILE, "w", newline="", encoding="utf-8") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "series_uid", "reason"])
+        writer.writerows([str(s.path), s.series_uid or "", s.reason] for s in skipped)
+
+
+def run_batch(
+    inputs: Sequence[str | Path],
+    output_root: str | Path,
+    options: CaseOptions = CaseOptions(),
+    *,
+    manifest: Optional[str | Path] = None,
+    engine: str = "local",
+    address: Optional[str] = None,
+    workers: int = 1,
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+    progress: bool = True,
+    report: Callable[[str], None] = print,
+) -> BatchResult:
+    """Segment every case of ``inputs`` / ``manifest`` into ``output_root`` and write the cohort summary.
+
+    Args:
+        inputs: image files, folders of them and DICOM trees (see :mod:`.cases`).
+        output_root: output folder (created); must not be inside a DICOM series folder of the inputs.
+        options: model, device, threads, DICOM SEG and ``force`` (redo finished cases) for every case.
+        manifest: CSV with ``case_id,image[,reference]``.
+        engine: "local" (one case after the other here) or "ray" (one Ray task per case, see :mod:`.engines`).
+        address, workers, num_cpus, num_gpus: Ray settings (see :func:`.engines.run_ray`).
+        progress: show a progress bar over the cases on stderr (tqdm: current case, rate, ETA).
+        report: receives the lines that tell what was skipped and failed.
+
+    Returns:
+        :class:`BatchResult`; failed cases are in it, they do not raise.
+
+    Raises:
+        SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, unknown engine,
+            Ray missing for ``engine="ray"``.
+    """
+    from tqdm import tqdm
+
+    from ..errors import SpineSegmentationError
+
+    if engine not in ENGINES:
+        raise SpineSegmentationError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    output_root = Path(output_root).resolve()
+    cases, skipped = find_cases(inputs, manifest, exclude=output_root)
+    output_root.mkdir(parents=True, exist_ok=True)
+    _remove_leftovers(output_root)
+    for s in skipped:
+        report(f"skipped {s.path}" + (f" (series {s.series_uid!r})" if s.series_uid is not None else "")
+               + f": {s.reason}")
+    if skipped:
+        _write_skipped(skipped, output_root)
+    bar = tqdm(total=len(cases), unit="scan", desc="cohort", disable=not progress, file=sys.stderr)
+    if engine == "local":
+        records_iter = run_local(cases, output_root, options,
+                                 started=lambda case: bar.set_postfix_str(f"running {case.case_id}"))
+    else:
+        records_iter = run_ray(cases, output_root, options, address=address, workers=workers, num_cpus=num_cpus,
+                               num_gpus=num_gpus)
+    records = []
+    try:
+        for record in records_iter:
+            records.append(record)
+            note = " (up to date)" if record["resumed"] else ""
+            bar.set_postfix_str(f"{record['case_id']}: {record['status']}{note}")
+            bar.update()
+            if record["status"] == "failed":
+                report(f"case {record['case_id']} failed: {record['error']}")
+    finally:
+        bar.close()
+    result = BatchResult(records, skipped, write_summary(records, output_root / SUMMARY_FILE),
+                         write_qc_sheet(records, output_root))
+    counts = {status: sum(1 for r in records if r["status"] == status) for status in ("done", "no_spine", "failed")}
+    resumed = sum(1 for r in records if r["resumed"])
+    report(f"{len(records)} cases: {counts['done']} done, {counts['no_spine']} without a spine, {counts['failed']} "
+           f"failed ({resumed} up to date, not run again); {len(skipped)} series skipped. Summary: {result.summary}, "
+           f"QC sheet: {result.qc_sheet}")
+    return result
+
+
+def _non_negative(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    """``spineseg batch``: exit status = number of failed cases (at most :data:`MAX_EXIT_FAILURES`)."""
+    from ..errors import SpineSegmentationError
+
+    if args.engine == "local" and args.workers != 1:
+        raise SpineSegmentationError("the local engine runs one case at a time; for several at once use "
+                                     f"--engine ray --workers {args.workers}")
+    if not args.inputs and not args.manifest:
+        raise SpineSegmentationError("give inputs (files, folders, DICOM trees) and/or --manifest CSV")
+    threads = args.threads or (max(1, int(args.num_cpus)) if args.engine == "ray" else None)
+    options = CaseOptions(model=str(Path(args.model).resolve()) if args.model else None, device=args.device,
+                          threads=threads, dicom_seg=args.dicom_seg, force=args.force)
+    result = run_batch(args.inputs, args.output, options, manifest=args.manifest, engine=args.engine,
+                       address=args.address, workers=args.workers, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                       progress=args.progress == "bar")
+    return min(result.failed, MAX_EXIT_FAILURES)
+
+
+BATCH_EPILOG = f"""\
+outputs (in OUTROOT):
+  <case_id>/        the outputs of 'spineseg segment' (segmentation.dcm for DICOM series or --dicom-seg) and
+                    case.json (status, error, time, input/model checksums, library version); written to a
+                    temporary folder and renamed when complete
+  {SUMMARY_FILE}       one row per vertebra per case: case, level, complete, p_label, p_complete, volume,
+                    centroid (RAS mm), and the case's status/error/time
+  {QC_SHEET_FILE}   one thumbnail per case, flagged cases first (failed, no spine, low confidence, unusual count)
+  {SKIPPED_FILE}       DICOM series that are not CT volumes, with the reason
+A re-run skips cases whose outputs are complete and whose input, model and library are unchanged (--resume,
+the default); --force runs them again. A failing case is recorded and the cohort goes on.
+exit status: the number of failed cases (at most {MAX_EXIT_FAILURES}); 2 also means a usage error (message on stderr).
+"""
+
+
+def add_batch_parser(subparsers) -> argparse.ArgumentParser:
+    """Register ``spineseg batch`` on the ``spineseg`` command's subparsers."""
+    batch = subparsers.add_parser(
+        "batch", help="segment a cohort (folders, manifest CSV, DICOM tree), resumable, locally or with Ray",
+        description="Segment every CT of a cohort into one folder per case, with a summary table and a QC sheet.",
+        epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    batch.add_argument("inputs", nargs="*", help="image files (NIfTI, NRRD, MHA), folders of them, DICOM trees")
+    batch.add_argument("-o", "--output", required=True, help="output folder OUTROOT (one subfolder per case)")
+    batch.add_argument("--manifest", help="CSV with a header case_id,image[,reference] (paths relative to the CSV)")
+    batch.add_argument("--engine", choices=ENGINES, default="local",
+                       help="local: one case after the other here; ray: one Ray task per case "
+                            "(pip install '.[cohort]')")
+    batch.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); default: start a "
+                                         "local Ray instance")
+    batch.add_argument("--workers", type=_positive_int, default=1,
+                       help="cases at once on the local Ray instance (default 1; the local engine runs 1)")
+    batch.add_argument("--num-cpus", type=_non_negative, default=1.0, help="CPUs per Ray task (default 1)")
+    batch.add_argument("--num-gpus", type=_non_negative, default=0.0, help="GPUs per Ray task (default 0)")
+    batch.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    batch.add_argument("--threads", type=_positive_int, default=None,
+                       help="PyTorch CPU threads per case (default: PyTorch's; with Ray: --num-cpus)")
+    batch.add_argument("--model", help="model folder (default: the shipped model)")
+    batch.add_argument("--dicom-seg", action="store_true",
+                       help="also write segmentation.dcm for non-DICOM inputs (referencing no series)")
+    redo = batch.add_mutually_exclusive_group()
+    redo.add_argument("--resume", dest="force", action="store_false",
+                      help="skip cases that are complete and unchanged (the default)")
+    redo.add_argument("--force", dest="force", action="store_true", help="run every case again")
+    batch.add_argument("--progress", choices=("bar", "none"), default="bar",
+                       help="progress bar over the cases on stderr, or nothing")
+    batch.set_defaults(func=cmd_batch, force=False)
+    return batch

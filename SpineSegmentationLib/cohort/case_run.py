@@ -1,0 +1,214 @@
+"""One case of a cohort: the per-case function both engines run (in-process or as a Ray task).
+
+:func:`run_case` segments one CT into ``OUTROOT/<case_id>/`` and returns its record (a plain, picklable dict):
+
+- the five outputs of ``spineseg segment`` (and ``segmentation.dcm`` for a DICOM series or with ``dicom_seg``),
+  plus ``case.json``, the record of the run (schema below);
+- the case is written into a temporary folder ``OUTROOT/.tmp-<case_id>-<random>/`` and renamed to
+  ``OUTROOT/<case_id>/`` only when complete, so a crash never leaves a half-written case that looks finished;
+  an earlier folder of the same case (made by this command: it holds ``case.json``) is replaced only then;
+- resume: when ``OUTROOT/<case_id>/case.json`` says the case finished (status ``done`` or ``no_spine``) with the
+  same fingerprint (input checksum, model name/version/checksum, library version) and every output is there, the
+  case is not run again (``resumed`` = True) unless ``force``;
+- a failing case (unreadable or corrupt input, not a CT, out of memory, any error of the pipeline) is returned
+  with status ``failed`` and its error; nothing of it is left in ``OUTROOT`` and an earlier finished folder of
+  the case is kept.
+
+Record / ``case.json`` schema::
+
+    {"case_id": str, "image": str, "series_uid": str | null, "reference": str | null,
+     "status": "done" | "no_spine" | "failed", "error": str (empty unless failed; for no_spine the message),
+     "seconds": float (wall time of the run, read + segment + write), "resumed": bool,
+     "fingerprint": {"input_sha256": str, "model": {"name", "version", "sha256"}, "library_version": str},
+     "vertebrae": [the vertebrae.json entries]}
+
+The model is loaded once per process (per Ray worker) and kept for the following cases.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+from ..io import _DETACHED_DATA_SUFFIXES, dicom_series_in_folder, image_suffix
+from .cases import Case
+
+#: Record file of a case, in its output folder.
+CASE_RECORD = "case.json"
+#: Statuses of a case whose outputs are complete.
+FINISHED = ("done", "no_spine")
+_CHUNK = 1 << 20
+
+__all__ = ["CASE_RECORD", "CaseOptions", "FINISHED", "case_record", "fingerprint", "run_case"]
+
+
+@dataclass(frozen=True)
+class CaseOptions:
+    """How every case of a batch is run (picklable: it travels to the Ray workers).
+
+    Attributes:
+        model: model folder (absolute path; None = the shipped model).
+        device: "auto", "cpu" or "cuda".
+        threads: PyTorch CPU threads per case (None = PyTorch's default).
+        dicom_seg: also write ``segmentation.dcm`` for non-DICOM inputs.
+        force: run cases again even when their outputs are complete and unchanged.
+    """
+
+    model: Optional[str] = None
+    device: str = "auto"
+    threads: Optional[int] = None
+    dicom_seg: bool = False
+    force: bool = False
+
+
+def _update_file(digest, path: Path) -> None:
+    digest.update(path.name.encode())
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(chunk)
+
+
+def input_sha256(case: Case) -> str:
+    """SHA-256 of the case's input: the file (with the data file of a detached ``.nhdr``/``.mhd`` header), or the
+    slice files of the DICOM series in order (names and bytes). Raises OSError for an unreadable input."""
+    digest = hashlib.sha256()
+    if case.image.is_dir():
+        series = dicom_series_in_folder(case.image)
+        for name in series.get(case.series_uid if case.series_uid is not None else next(iter(series), ""), []):
+            _update_file(digest, Path(name))
+        return digest.hexdigest()
+    _update_file(digest, case.image)
+    suffix = image_suffix(case.image)
+    stem = case.image.name[: -len(suffix)] if suffix else case.image.name
+    for ending in _DETACHED_DATA_SUFFIXES.get(suffix, ()):
+        data = case.image.with_name(stem + ending)
+        if data.is_file():
+            _update_file(digest, data)
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: Optional[str]) -> dict:
+    """Name, version and SHA-256 of the model's ``model.json`` (which holds the weights' checksums).
+
+    Raises:
+        OSError, ValueError: the model folder has no readable model.json (load_model gives the full message)."""
+    from ..models import DEFAULT_MODEL_DIR, MODEL_JSON  # imports torch: only when a batch runs
+
+    meta_path = Path(model) if model else DEFAULT_MODEL_DIR
+    if meta_path.name != MODEL_JSON:
+        meta_path = meta_path / MODEL_JSON
+    data = meta_path.read_bytes()
+    meta = json.loads(data)
+    return {"name": meta.get("name"), "version": meta.get("version"), "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def fingerprint(case: Case, options: CaseOptions) -> dict:
+    """What decides whether a finished case is still up to date: input checksum, model, library version."""
+    return {"input_sha256": input_sha256(case), "model": model_fingerprint(options.model),
+            "library_version": __import__("SpineSegmentationLib").__version__}
+
+
+@functools.lru_cache(maxsize=2)
+def _loaded_model(model: Optional[str], device: str):
+    """The model, loaded once per process (and per Ray worker) and reused for the following cases."""
+    from ..models import load_model
+    from ..pipeline import resolve_device
+
+    return load_model(model, device=resolve_device(device))
+
+
+def case_record(case: Case, **fields) -> dict:
+    """A case's record (module docstring schema): ``failed`` with no outputs unless ``fields`` say otherwise."""
+    record = {"case_id": case.case_id, "image": str(case.image), "series_uid": case.series_uid,
+              "reference": str(case.reference) if case.reference else None,
+              "status": "failed", "error": "", "seconds": 0.0, "resumed": False, "fingerprint": None,
+              "vertebrae": []}
+    record.update(fields)
+    return record
+
+
+def _finished_record(folder: Path) -> Optional[dict]:
+    """The record of a finished case folder whose outputs are all there, else None."""
+    from ..outputs import OUTPUT_FILES
+
+    record_path = folder / CASE_RECORD
+    if not record_path.is_file():
+        return None
+    try:
+        record = json.loads(record_path.read_text(encoding="utf-8"))
+    except ValueError:  # a damaged record proves nothing: the case is run again and the record rewritten
+        return None
+    complete = all((folder / name).is_file() for name in OUTPUT_FILES.values())
+    if not isinstance(record, dict) or record.get("status") not in FINISHED or not complete:
+        return None
+    return record
+
+
+def _move_into_place(temporary: Path, final: Path) -> None:
+    """Rename the complete ``temporary`` folder to ``final``; an earlier case folder there is removed after."""
+    old = None
+    if final.exists():
+        if not (final / CASE_RECORD).is_file():
+            raise FileExistsError(
+                f"{final} exists and was not made by spineseg batch (no {CASE_RECORD}); move it away or choose "
+                "another output folder"
+            )
+        old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+    os.replace(temporary, final)
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _segment_into(case: Case, options: CaseOptions, folder: Path) -> tuple[str, str, list]:
+    """Read, segment and write one case into ``folder``: (status, message, vertebrae entries)."""
+    from ..io import read_image
+    from ..outputs import write_outputs
+    from ..pipeline import segment_spine
+
+    if options.threads:
+        import torch
+
+        torch.set_num_threads(options.threads)
+    image = read_image(case.image, case.series_uid if case.image.is_dir() else None)
+    result = segment_spine(image, model=_loaded_model(options.model, options.device), device=options.device)
+    if case.series_uid is not None:
+        result.run_info["dicom_series_uid"] = case.series_uid  # the series segmented (and referenced by the SEG)
+    write_outputs(result, image, folder, input_path=case.image, dicom_seg=options.dicom_seg)
+    status = "done" if result.vertebrae else "no_spine"
+    return status, ("" if result.vertebrae else result.message), [v.to_dict() for v in result.vertebrae]
+
+
+def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -> dict:
+    """Segment one case into ``output_root/<case_id>/`` (or find it up to date) and return its record.
+
+    Never raises for a problem of the case itself: the record says ``failed`` and gives the error
+    (``KeyboardInterrupt`` is not caught: the temporary folder is removed and the interrupt goes on).
+    """
+    start = time.perf_counter()
+    final = Path(output_root) / case.case_id
+    temporary = Path(output_root) / f".tmp-{case.case_id}-{uuid.uuid4().hex[:8]}"
+    try:
+        prints = fingerprint(case, options)
+        earlier = None if options.force else _finished_record(final)
+        if earlier is not None and earlier.get("fingerprint") == prints:
+            return dict(earlier, resumed=True)
+        status, message, vertebrae = _segment_into(case, options, temporary)
+        record = case_record(case, status=status, error=message, seconds=round(time.perf_counter() - start, 2),
+                         fingerprint=prints, vertebrae=vertebrae)
+        (temporary / CASE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+        _move_into_place(temporary, final)
+        return record
+    except Exception as exc:  # noqa: BLE001 - recorded in the summary; one bad case must not stop the cohort
+        return case_record(case, error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - start, 2))
+    finally:
+        if temporary.exists():
+            shutil.rmtree(temporary)

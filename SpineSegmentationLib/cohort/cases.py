@@ -1,0 +1,202 @@
+"""The cases of a cohort: image files in folders, a manifest CSV, or the CT series of a DICOM tree.
+
+:func:`find_cases` turns the inputs of ``spineseg batch`` into a list of :class:`Case` (one CT each) and a list of
+:class:`Skipped` (what was found but is not a case, with the reason):
+
+- an image file (NIfTI, NRRD, MetaImage, see :data:`~SpineSegmentationLib.io.IMAGE_SUFFIXES`): one case, its id the
+  file name without the suffix;
+- a folder: searched recursively; every image file is a case, and every DICOM series (grouped by
+  SeriesInstanceUID, GDCM) in any subfolder is a case when it is a CT volume; non-CT series (Modality other than
+  CT), localizers (ImageType LOCALIZER) and series with fewer than :data:`MIN_SERIES_SLICES` slices are skipped
+  with the reason. The id of a DICOM case is its folder relative to the input folder (``/`` -> ``_``), plus the
+  series UID's last 8 characters when the folder holds several series;
+- a manifest CSV (``--manifest``): header ``case_id,image[,reference]``; relative paths are taken from the CSV's
+  folder; ``image`` is an image file or a DICOM series folder.
+
+Case ids must be unique (they name the output folders); a duplicate is an error naming both inputs.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Optional
+
+import SimpleITK as sitk
+
+from ..errors import SpineSegmentationError
+from ..io import IMAGE_SUFFIXES, dicom_series_in_folder, image_suffix
+
+#: A DICOM series with fewer slices is not a CT volume to segment: localizers, dose reports, single reformats and
+#: key images have 1-3; the shipped 40 mm test series has 20. (A cut-off, not a measurement: a volume that short
+#: holds at most 2-3 vertebrae at 5 mm slices.)
+MIN_SERIES_SLICES = 10
+
+#: A folder holding this file is the output of a run, not input (never searched for cases).
+OUTPUT_MARKER = "vertebrae.json"
+
+_MODALITY_TAG = "0008|0060"
+_IMAGE_TYPE_TAG = "0008|0008"
+_SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
+
+__all__ = ["Case", "MIN_SERIES_SLICES", "Skipped", "find_cases", "read_manifest"]
+
+
+@dataclass(frozen=True)
+class Case:
+    """One CT of a cohort.
+
+    Attributes:
+        case_id: unique id, names the case's output folder (letters, digits, ``._-``).
+        image: image file or DICOM series folder (absolute path).
+        series_uid: Series Instance UID of a DICOM case (``""`` for an anonymised series without one), else None.
+        reference: optional reference label map from the manifest (recorded in the summary, not used).
+    """
+
+    case_id: str
+    image: Path
+    series_uid: Optional[str] = None
+    reference: Optional[Path] = None
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """Something found in the inputs that is not a case, and why (e.g. ``"modality MR, not CT"``)."""
+
+    path: Path
+    reason: str
+    series_uid: Optional[str] = None
+
+
+def _safe_id(text: str) -> str:
+    return _SAFE_ID.sub("_", text).strip("_") or "case"
+
+
+def _dicom_tags(first_file: str) -> tuple[str, str]:
+    """(Modality, ImageType) of a DICOM file's header, '' when absent."""
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(first_file)
+    reader.ReadImageInformation()
+    return tuple(reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
+                 for tag in (_MODALITY_TAG, _IMAGE_TYPE_TAG))
+
+
+def _skip_reason(files: list[str]) -> Optional[str]:
+    try:
+        modality, image_type = _dicom_tags(files[0])
+    except RuntimeError as exc:
+        return f"unreadable DICOM header ({str(exc).strip().splitlines()[-1]})"
+    if modality.upper() != "CT":
+        return f"modality {modality or 'missing'}, not CT"
+    if "LOCALIZER" in image_type.upper():
+        return f"localizer (ImageType {image_type})"
+    if len(files) < MIN_SERIES_SLICES:
+        return f"{len(files)} slices, fewer than {MIN_SERIES_SLICES}: not a CT volume"
+    return None
+
+
+def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], list[Skipped]]:
+    cases, skipped = [], []
+    for folder, subfolders, files in os.walk(root):
+        subfolders.sort()
+        folder = Path(folder)
+        if exclude is not None and (folder == exclude or exclude in folder.parents):
+            subfolders.clear()
+            continue
+        if OUTPUT_MARKER in files:
+            skipped.append(Skipped(folder, f"a spineseg output folder (holds {OUTPUT_MARKER})"))
+            subfolders.clear()
+            continue
+        for name in sorted(files):
+            if image_suffix(name) is not None:
+                path = folder / name
+                cases.append(Case(_safe_id(str(path.relative_to(root))[: -len(image_suffix(name))]), path))
+        series = dicom_series_in_folder(folder) if any(image_suffix(n) is None for n in files) else {}
+        relative = _safe_id(str(folder.relative_to(root))) if folder != root else _safe_id(root.name)
+        for uid, series_files in series.items():
+            reason = _skip_reason(series_files)
+            if reason:
+                skipped.append(Skipped(folder, reason, uid))
+                continue
+            case_id = relative if len(series) == 1 else f"{relative}_{_safe_id(uid[-8:])}"
+            cases.append(Case(case_id, folder, uid))
+    return cases, skipped
+
+
+def read_manifest(path: str | os.PathLike) -> list[Case]:
+    """Cases of a manifest CSV (header ``case_id,image[,reference]``; paths relative to the CSV's folder).
+
+    Raises:
+        SpineSegmentationError: the file is missing, lacks the columns, or a row has an empty case_id or image.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise SpineSegmentationError(
+            f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference]"
+        )
+    with open(path, newline="", encoding="utf-8-sig") as stream:
+        reader = csv.DictReader(stream)
+        if not reader.fieldnames or not {"case_id", "image"} <= set(reader.fieldnames):
+            raise SpineSegmentationError(
+                f"manifest {path} has columns {reader.fieldnames}; it needs a header line with case_id,image "
+                "(and optionally reference)"
+            )
+        cases = []
+        for line, row in enumerate(reader, start=2):
+            case_id, image = (row.get("case_id") or "").strip(), (row.get("image") or "").strip()
+            if not case_id or not image:
+                raise SpineSegmentationError(f"manifest {path}, line {line}: case_id and image must not be empty")
+            reference = (row.get("reference") or "").strip()
+            cases.append(Case(_safe_id(case_id), (path.parent / image).resolve(),
+                              reference=(path.parent / reference).resolve() if reference else None))
+    return cases
+
+
+def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.PathLike] = None,
+               exclude: Optional[str | os.PathLike] = None) -> tuple[list[Case], list[Skipped]]:
+    """All cases of the inputs (files, folders) and the manifest, sorted by id; and what was skipped.
+
+    ``exclude`` (the batch's output root) and spineseg output folders (holding ``vertebrae.json``) are not searched.
+
+    A manifest's image that does not exist stays a case (it fails with its error when run), so that the summary
+    lists it.
+
+    Raises:
+        SpineSegmentationError: an input does not exist or is a file of an unsupported type, no case was found,
+            or two inputs give the same case id.
+    """
+    cases: list[Case] = []
+    skipped: list[Skipped] = []
+    for item in inputs:
+        path = Path(item).resolve()
+        if path.is_dir():
+            found, passed_over = _cases_in_folder(path, Path(exclude).resolve() if exclude is not None else None)
+            cases += found
+            skipped += passed_over
+        elif path.is_file() and image_suffix(path) is not None:
+            cases.append(Case(_safe_id(path.name[: -len(image_suffix(path))]), path))
+        else:
+            raise SpineSegmentationError(
+                f"batch input {item} is {'not a supported image file' if path.exists() else 'missing'}; give image "
+                f"files ({', '.join(IMAGE_SUFFIXES)}), folders of them, DICOM trees, or --manifest CSV"
+            )
+    if manifest is not None:
+        cases += read_manifest(manifest)
+    seen: dict[str, Case] = {}
+    for case in cases:
+        if case.case_id in seen:
+            raise SpineSegmentationError(
+                f"two inputs give the case id '{case.case_id}': {seen[case.case_id].image} and {case.image}; rename "
+                "one, or list the cases in a --manifest with distinct case_id values"
+            )
+        seen[case.case_id] = case
+    if not cases:
+        raise SpineSegmentationError(
+            "no case found in the inputs" + (f" ({len(skipped)} DICOM series skipped: "
+                                             f"{'; '.join(s.reason for s in skipped[:3])})" if skipped else "")
+            + "; give image files, folders of them, a DICOM tree of CT series, or a --manifest CSV"
+        )
+    return sorted(cases, key=lambda c: c.case_id), skipped

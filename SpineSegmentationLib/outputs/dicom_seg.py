@@ -1,0 +1,379 @@
+"""DICOM Segmentation (``segmentation.dcm``) of a spine segmentation, written with highdicom.
+
+For hospitals' PACS and viewers. One DICOM SEG instance (BINARY, one frame per slice and segment, empty frames
+left out) with one segment per vertebra, in ``result.vertebrae`` order (segment number 1 = the most cranial):
+
+- ``SegmentLabel``: the level ("L1", "T13", "S");
+- ``SegmentedPropertyCategoryCodeSequence`` / ``SegmentedPropertyTypeCodeSequence``: the SNOMED CT codes of
+  :func:`~SpineSegmentationLib.terminology.vertebra_terminology` (the same codes as ``segmentation.seg.nrrd``);
+  L6 and T13 carry the generic "Vertebra" type with their anatomic region;
+- ``SegmentDescription``: completeness and confidences, e.g. ``"complete; p_complete 0.97; p_label 0.88"``;
+- ``SegmentAlgorithmType`` AUTOMATIC with ``SegmentationAlgorithmIdentificationSequence``: algorithm name
+  ``SpineSegmentation <model name>``, version = the model's version, family "Artificial Intelligence";
+- ``RecommendedDisplayCIELabValue``: the segment's colour in the ``.seg.nrrd``.
+
+Geometry: the frames lie on the label map's grid (``result.labels``, the input grid): frame positions,
+orientation and pixel spacing are those of the label map in DICOM patient coordinates (LPS mm, as ITK).
+
+References: when the input is a DICOM series whose slices carry Study, Series and SOP Instance UIDs, the SEG
+belongs to the same study, shares its Frame of Reference UID, references every source slice (Source Image
+Sequence, Referenced Series Sequence) and each frame its source slice. The series must be the grid of the label
+map (checked: one slice per k, same position, orientation, rows and columns). Otherwise (a NIfTI/NRRD/MHA input,
+or an anonymised series whose UIDs were removed) the SEG **references no series**: it gets a new study and, unless
+the anonymised series keeps one, a new Frame of Reference UID, and says so in its ``ContentDescription``.
+
+A DICOM Segmentation must hold at least one segment, so a result without vertebrae is not written
+(:func:`write_dicom_seg` raises :class:`EmptySegmentationError`; :func:`write_dicom_seg_output` logs why and
+writes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..errors import OutputExistsError, SpineSegmentationError
+from ..io import dicom_series_in_folder
+from ..result import SpineSegmentationResult
+from ..terminology import vertebra_terminology
+
+#: File name of the DICOM SEG in an output folder.
+DICOM_SEG_FILE = "segmentation.dcm"
+
+#: Manufacturer / model name written into the SEG's equipment module.
+MANUFACTURER = "SpineSegmentation project"
+MANUFACTURER_MODEL_NAME = "SpineSegmentationLib"
+#: Series number of the SEG series (the source CT's series number is not reused).
+SERIES_NUMBER = 300
+#: Geometry tolerance in mm between the label map grid and the source slices' positions.
+_POSITION_TOLERANCE_MM = 1e-3
+#: Tolerance on direction cosines between the label map and ImageOrientationPatient.
+_ORIENTATION_TOLERANCE = 1e-4
+#: DICOM LO (long string) length limit, for SegmentDescription and ContentDescription.
+_LO_MAX = 64
+
+_log = logging.getLogger(__name__)
+
+__all__ = ["DICOM_SEG_FILE", "EmptySegmentationError", "dicom_source_files", "write_dicom_seg",
+           "write_dicom_seg_output"]
+
+
+class EmptySegmentationError(SpineSegmentationError):
+    """The result has no vertebra, and a DICOM Segmentation needs at least one segment."""
+
+
+def _dicom_libraries():
+    """highdicom and pydicom, imported on first use (dependencies of the package on Python >= 3.10 only).
+
+    Raises:
+        SpineSegmentationError: they are not installed, with the command that installs them.
+    """
+    try:
+        import highdicom
+        import pydicom
+    except ImportError as exc:
+        raise SpineSegmentationError(
+            f"writing a DICOM SEG needs highdicom and pydicom ({exc}); install them with "
+            "'pip install \"highdicom>=0.28\"' (Python 3.10 or newer)"
+        ) from exc
+    return highdicom, pydicom
+
+
+def dicom_source_files(input_path: str | os.PathLike, series_uid: Optional[str] = None) -> list[Path]:
+    """Slice files of the DICOM series at ``input_path`` in the order :func:`io.read_image` stacks them (GDCM's).
+
+    Args:
+        input_path: folder holding the series (as given to :func:`io.read_image`).
+        series_uid: the series to take when the folder holds several (as in :func:`io.read_image`).
+
+    Raises:
+        SpineSegmentationError: no series in the folder, several series and no ``series_uid``, or an unknown
+            ``series_uid``.
+    """
+    series = dicom_series_in_folder(input_path)
+    if series_uid is None and len(series) == 1:
+        series_uid = next(iter(series))
+    if series_uid not in series:
+        raise SpineSegmentationError(
+            f"cannot pick the DICOM series of '{input_path}' for the DICOM SEG: series found "
+            f"{sorted(series) or 'none'}; pass the Series Instance UID of the segmented series"
+        )
+    return [Path(f) for f in series[series_uid]]
+
+
+def _segment_descriptions(result: SpineSegmentationResult) -> list:
+    hd, _ = _dicom_libraries()
+    from pydicom.sr.codedict import codes
+    from pydicom.sr.coding import Code
+
+    def code(triple):  # (scheme, value, meaning) of terminology.py -> pydicom Code
+        return Code(triple[1], triple[0], triple[2])
+
+    model = result.run_info.get("model", {})
+    algorithm = hd.AlgorithmIdentificationSequence(
+        name=f"SpineSegmentation {model.get('name', 'unknown model')}"[:_LO_MAX],
+        family=codes.DCM.ArtificialIntelligence,
+        version=str(model.get("version", "unknown"))[:_LO_MAX],
+        source=MANUFACTURER,
+    )
+    descriptions = []
+    for number, vertebra in enumerate(result.vertebrae, start=1):
+        term = vertebra_terminology(vertebra.label)
+        description = hd.seg.SegmentDescription(
+            segment_number=number,
+            segment_label=term.name,
+            segmented_property_category=code(term.category),
+            segmented_property_type=code(term.type),
+            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+            algorithm_identification=algorithm,
+            anatomic_regions=None if term.region is None else [code(term.region)],
+            display_color=hd.color.CIELabColor.from_rgb(*(int(round(255 * c)) for c in term.color_rgb)),
+        )
+        description.SegmentDescription = (
+            f"{'complete' if vertebra.complete else 'INCOMPLETE'}; p_complete {vertebra.p_complete:.2f}; "
+            f"p_label {vertebra.p_label:.2f}"
+        )[:_LO_MAX]
+        descriptions.append(description)
+    return descriptions
+
+
+def _segment_numbers(result: SpineSegmentationResult) -> np.ndarray:
+    """Label map as segment numbers [k, j, i] (uint16): VerSe label of ``result.vertebrae[n - 1]`` -> n."""
+    labels = sitk.GetArrayFromImage(result.labels)
+    present = {int(v) for v in np.unique(labels)} - {0}
+    listed = [int(v.label) for v in result.vertebrae]
+    if present - set(listed):
+        raise ValueError(
+            f"label map holds labels {sorted(present - set(listed))} that are not in result.vertebrae; every "
+            "labelled vertebra needs a Vertebra entry"
+        )
+    lookup = np.zeros(int(max(listed + [labels.max(initial=0)])) + 1, dtype=np.uint16)
+    lookup[listed] = np.arange(1, len(listed) + 1, dtype=np.uint16)
+    return lookup[np.clip(labels, 0, None)]
+
+
+def _label_volume(result: SpineSegmentationResult, frame_of_reference_uid: str):
+    """The segment-number array as a highdicom Volume with the label map's geometry, axes (k, j, i)."""
+    hd, _ = _dicom_libraries()
+    labels = result.labels
+    direction = np.array(labels.GetDirection(), dtype=float).reshape(3, 3)
+    return hd.Volume.from_components(
+        _segment_numbers(result),
+        spacing=list(labels.GetSpacing())[::-1],
+        direction=direction[:, ::-1],  # array axes k, j, i -> ITK direction columns 2, 1, 0
+        position=list(labels.GetOrigin()),
+        coordinate_system="PATIENT",
+        frame_of_reference_uid=frame_of_reference_uid,
+    )
+
+
+def _read_sources(files: Sequence[Path]) -> list:
+    _, pydicom = _dicom_libraries()
+    sources = []
+    for f in files:
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        # (0002,0002)/(0002,0003) equal SOP Class/Instance UID by definition (PS3.10 7.1); some anonymisers
+        # blank the dataset's copy only
+        for keyword, meta in (("SOPClassUID", "MediaStorageSOPClassUID"),
+                              ("SOPInstanceUID", "MediaStorageSOPInstanceUID")):
+            if not ds.get(keyword) and getattr(ds, "file_meta", None) is not None and ds.file_meta.get(meta):
+                setattr(ds, keyword, ds.file_meta.get(meta))
+        sources.append(ds)
+    return sources
+
+
+def _check_source_grid(sources: Sequence, labels: sitk.Image) -> None:
+    """Raise ValueError unless slice k of ``sources`` is slice k of the label map's grid."""
+    size = labels.GetSize()
+    direction = np.array(labels.GetDirection(), dtype=float).reshape(3, 3)
+    problem = None
+    if len(sources) != size[2]:
+        problem = f"{len(sources)} slices for {size[2]} label map slices"
+    for k, ds in enumerate(sources):
+        if problem:
+            break
+        if (int(ds.Columns), int(ds.Rows)) != size[:2]:
+            problem = f"slice {k} has {ds.Columns}x{ds.Rows} pixels, the label map {size[0]}x{size[1]}"
+        elif not np.allclose(np.array(ds.ImageOrientationPatient, dtype=float),
+                             np.concatenate([direction[:, 0], direction[:, 1]]), atol=_ORIENTATION_TOLERANCE):
+            problem = f"slice {k} has ImageOrientationPatient {list(ds.ImageOrientationPatient)}"
+        elif not np.allclose(np.array(ds.ImagePositionPatient, dtype=float),
+                             labels.TransformIndexToPhysicalPoint((0, 0, k)), atol=_POSITION_TOLERANCE_MM):
+            problem = f"slice {k} lies at {list(ds.ImagePositionPatient)}, the label map's slice k at " \
+                      f"{list(labels.TransformIndexToPhysicalPoint((0, 0, k)))}"
+    if problem:
+        raise ValueError(
+            f"the DICOM series is not the grid of the label map ({problem}); pass the series that was segmented"
+        )
+
+
+def _has_references(sources: Sequence) -> bool:
+    keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
+    return all(ds.get(key) for ds in sources for key in keys)
+
+
+def _standalone_source(image: sitk.Image, sources: Sequence):
+    """A description of the input's grid as one CT slice header, for highdicom's patient/study modules only.
+
+    Patient and study attributes come from an (anonymised) DICOM source where there is one, else they are empty;
+    every UID the source lacks is new. The SEG built from it has its references removed afterwards."""
+    hd, pydicom = _dicom_libraries()
+    from pydicom.uid import CTImageStorage
+
+    template = sources[0] if sources else pydicom.Dataset()
+    ds = pydicom.Dataset()
+    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                    "StudyDate", "StudyTime", "ReferringPhysicianName"):
+        setattr(ds, keyword, template.get(keyword, ""))
+    ds.StudyInstanceUID = template.get("StudyInstanceUID") or hd.UID()
+    ds.SeriesInstanceUID = hd.UID()
+    ds.SOPInstanceUID = hd.UID()
+    ds.SOPClassUID = CTImageStorage
+    ds.FrameOfReferenceUID = template.get("FrameOfReferenceUID") or hd.UID()
+    ds.Modality = "CT"
+    ds.Rows, ds.Columns = image.GetSize()[1], image.GetSize()[0]
+    direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
+    ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
+    ds.ImagePositionPatient = [float(v) for v in image.GetOrigin()]
+    ds.PixelSpacing = [float(image.GetSpacing()[1]), float(image.GetSpacing()[0])]
+    ds.SliceThickness = float(image.GetSpacing()[2])
+    return ds
+
+
+def _remove_references(seg) -> None:
+    for keyword in ("SourceImageSequence", "ReferencedSeriesSequence"):
+        if keyword in seg:
+            delattr(seg, keyword)
+    for item in seg.PerFrameFunctionalGroupsSequence:
+        if "DerivationImageSequence" in item:
+            item.DerivationImageSequence = []  # type 2: present and empty
+
+
+def build_dicom_seg(
+    result: SpineSegmentationResult,
+    source_files: Optional[Sequence[str | os.PathLike]] = None,
+    input_name: str = "",
+):
+    """The DICOM SEG dataset of ``result`` (see the module docstring); nothing is written.
+
+    Args:
+        result: segmentation result; ``result.labels`` is the VerSe label map on the input grid (LPS geometry).
+        source_files: the slice files of the segmented DICOM series, in the label map's slice order
+            (:func:`dicom_source_files`), or None for a non-DICOM input.
+        input_name: name of a non-DICOM input, quoted in the ``ContentDescription``.
+
+    Returns:
+        A ``highdicom.seg.Segmentation`` (a ``pydicom.Dataset``).
+
+    Raises:
+        EmptySegmentationError: ``result`` has no vertebra.
+        ValueError: the label map holds a label without a Vertebra entry, or ``source_files`` are not the
+            label map's grid.
+    """
+    if not result.vertebrae:
+        raise EmptySegmentationError(
+            "no DICOM SEG written: no vertebra was found, and a DICOM Segmentation must hold at least one segment "
+            f"({result.message or 'empty result'}); the other outputs record the empty result"
+        )
+    hd, _ = _dicom_libraries()
+    sources = _read_sources([Path(f) for f in source_files]) if source_files else []
+    if sources:
+        _check_source_grid(sources, result.labels)
+    referenced = bool(sources) and _has_references(sources)
+    if referenced:
+        note = f"SpineSegmentation vertebrae of series {sources[0].get('SeriesDescription', '')}".strip()
+        highdicom_sources = sources
+    else:
+        why = "source series has no UIDs" if sources else f"made from {input_name or 'a non-DICOM image'}"
+        note = f"references no DICOM series: {why}"
+        highdicom_sources = [_standalone_source(result.labels, sources)]
+    seg = hd.seg.Segmentation(
+        source_images=highdicom_sources,
+        pixel_array=_label_volume(result, highdicom_sources[0].FrameOfReferenceUID),
+        segmentation_type=hd.seg.SegmentationTypeValues.BINARY,
+        segment_descriptions=_segment_descriptions(result),
+        series_instance_uid=hd.UID(),
+        series_number=SERIES_NUMBER,
+        sop_instance_uid=hd.UID(),
+        instance_number=1,
+        manufacturer=MANUFACTURER,
+        manufacturer_model_name=MANUFACTURER_MODEL_NAME,
+        software_versions=str(result.run_info.get("library_version", __import__("SpineSegmentationLib").__version__)),
+        device_serial_number="none",
+        content_description=note[:_LO_MAX],
+        content_label="VERTEBRAE",
+        series_description="SpineSegmentation vertebrae",
+    )
+    if not referenced:
+        _remove_references(seg)
+    return seg
+
+
+def write_dicom_seg(
+    result: SpineSegmentationResult,
+    path: str | os.PathLike,
+    source_files: Optional[Sequence[str | os.PathLike]] = None,
+    input_name: str = "",
+    overwrite: bool = False,
+) -> Path:
+    """Write :func:`build_dicom_seg` to ``path`` (a temporary name in the same folder, renamed when complete).
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``overwrite`` is False (checked before any work).
+        EmptySegmentationError, ValueError: as :func:`build_dicom_seg`.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise OutputExistsError(
+            f"{path} already exists and would be overwritten; pass --overwrite (overwrite=True) to replace it or "
+            "choose another output folder with -o"
+        )
+    seg = build_dicom_seg(result, source_files, input_name)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".tmp-{uuid.uuid4().hex[:8]}-{path.name}")
+    try:
+        seg.save_as(temporary, enforce_file_format=True)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
+def write_dicom_seg_output(
+    result: SpineSegmentationResult,
+    output_dir: str | os.PathLike,
+    input_path: str | os.PathLike | None,
+    requested: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """The DICOM SEG of a run, as :func:`~SpineSegmentationLib.outputs.write_outputs` writes it.
+
+    Written as ``output_dir/segmentation.dcm`` when ``input_path`` is a DICOM series folder, or when
+    ``requested`` (``--dicom-seg``) for any other input (then it references no series). When the folder holds
+    several series, ``result.run_info["dicom_series_uid"]`` names the one segmented (``spineseg batch`` sets it).
+    A result without vertebrae writes nothing and logs why (warning).
+
+    Returns:
+        ``{"dicom_seg": path}`` when written, else ``{}``.
+
+    Raises:
+        OutputExistsError, ValueError: as :func:`write_dicom_seg`.
+    """
+    is_dicom = input_path is not None and Path(input_path).is_dir()
+    if not (is_dicom or requested):
+        return {}
+    if not result.vertebrae:
+        _log.warning("no %s written: no vertebra was found, and a DICOM Segmentation must hold at least one "
+                     "segment", DICOM_SEG_FILE)
+        return {}
+    source_files = dicom_source_files(input_path, result.run_info.get("dicom_series_uid")) if is_dicom else None
+    name = Path(input_path).name if input_path is not None else ""
+    path = write_dicom_seg(result, Path(output_dir) / DICOM_SEG_FILE, source_files, name, overwrite)
+    return {"dicom_seg": path}

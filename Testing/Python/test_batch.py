@@ -1,0 +1,216 @@
+"""Tests of ``spineseg batch`` (``SpineSegmentationLib/cohort/``) on a small real cohort.
+
+The cohort: two copies of the shipped 3 mm CT (``a``, ``b``, about 7 s each) and a truncated copy (``corrupt``).
+The local engine runs it as a user does (``python -m SpineSegmentationLib.cli batch``, a separate process), is
+interrupted with Ctrl-C (SIGINT) once the first case is in place, and is run again: nothing finished is redone,
+the corrupt case fails with its message, and the exit status counts the failure. The Ray engine (a local Ray
+instance with one worker) runs the same cohort into another folder and must give the same summary. The shipped
+model is replaced at merge time, so nothing here depends on which vertebrae it finds: per-case values are compared
+with the case's own ``vertebrae.json`` and between the engines.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from SpineSegmentationLib.cohort import CaseOptions, run_batch
+from SpineSegmentationLib.cohort.case_run import CASE_RECORD
+from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, find_cases, read_manifest
+from SpineSegmentationLib.cohort.engines import run_ray
+from SpineSegmentationLib.errors import SpineSegmentationError
+from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
+from SpineSegmentationLib.outputs import OUTPUT_FILES
+from SpineSegmentationLib.outputs.dicom_seg import DICOM_SEG_FILE, dicom_source_files
+
+CASES = ("a", "b", "corrupt")
+#: Columns that legitimately differ between two runs of the same cohort.
+RUN_COLUMNS = ("seconds", "resumed")
+OPTIONS = CaseOptions(device="cpu", threads=1, dicom_seg=True)
+
+
+def batch_command(*args) -> list[str]:
+    return [sys.executable, "-m", "SpineSegmentationLib.cli", "batch", *map(str, args), "--device", "cpu",
+            "--threads", "1", "--dicom-seg", "--progress", "none"]
+
+
+def read_summary(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as stream:
+        return list(csv.DictReader(stream))
+
+
+def without_run_columns(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in row.items() if k not in RUN_COLUMNS} for row in rows]
+
+
+def case_records(root) -> dict[str, dict]:
+    return {case: json.loads((root / case / CASE_RECORD).read_text()) for case in ("a", "b")}
+
+
+@pytest.fixture(scope="module")
+def cohort(real_ct, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cohort")
+    for name in ("a", "b"):
+        shutil.copyfile(real_ct, folder / f"{name}.nii.gz")
+    (folder / "corrupt.nii.gz").write_bytes(real_ct.read_bytes()[:30000])  # cut short: gzip stream ends early
+    return folder
+
+
+@pytest.fixture(scope="module")
+def local_run(cohort, tmp_path_factory):
+    """The local engine, interrupted by Ctrl-C once case ``a`` is in place, then run again to the end."""
+    out = tmp_path_factory.mktemp("local") / "out"
+    first = subprocess.Popen(batch_command(cohort, "-o", out), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)
+    while not (out / "a" / CASE_RECORD).exists() and first.poll() is None:
+        time.sleep(0.1)
+    first.send_signal(signal.SIGINT)
+    _, first_err = first.communicate(timeout=600)
+    finished_first = {case: (out / case / CASE_RECORD).stat().st_mtime_ns
+                      for case in CASES if (out / case / CASE_RECORD).exists()}
+    leftovers_first = sorted(p.name for p in out.iterdir() if p.name.startswith("."))
+    second = subprocess.run(batch_command(cohort, "-o", out), capture_output=True, text=True, timeout=1800)
+    return {"out": out, "first_rc": first.returncode, "first_err": first_err, "finished_first": finished_first,
+            "leftovers_first": leftovers_first, "second": second}
+
+
+def test_interrupted_batch_leaves_only_finished_cases_and_resumes_without_redoing_them(local_run):
+    out = local_run["out"]
+    assert local_run["first_rc"] == 130, local_run["first_err"][-2000:]
+    assert "a" in local_run["finished_first"]
+    assert local_run["leftovers_first"] == []  # the interrupted case's temporary folder was removed
+    rows = read_summary(out / "summary.csv")
+    resumed = {row["case_id"] for row in rows if row["resumed"] == "true"}
+    assert resumed == set(local_run["finished_first"])  # every case finished before the interrupt, and no other
+    for case, mtime in local_run["finished_first"].items():
+        assert (out / case / CASE_RECORD).stat().st_mtime_ns == mtime  # not written again
+
+
+def test_batch_records_two_done_and_one_failed_with_its_message(local_run, cohort):
+    out, second = local_run["out"], local_run["second"]
+    assert second.returncode == 1, second.stderr[-3000:]  # exit status = number of failed cases
+    assert "case corrupt failed: InputImageError" in second.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "cohort_qc.html", "summary.csv"]
+    rows = read_summary(out / "summary.csv")
+    by_case = {case: [row for row in rows if row["case_id"] == case] for case in CASES}
+    (failed,) = by_case["corrupt"]
+    assert failed["status"] == "failed" and "corrupt or truncated" in failed["error"] and failed["level"] == ""
+    for case in ("a", "b"):
+        folder = out / case
+        assert all((folder / name).is_file() for name in OUTPUT_FILES.values())
+        assert (folder / DICOM_SEG_FILE).is_file()  # --dicom-seg
+        report = json.loads((folder / "vertebrae.json").read_text())
+        assert report["vertebrae"], "the shipped model finds the example CT's spine"
+        assert [row["level"] for row in by_case[case]] == [v["name"] for v in report["vertebrae"]]
+        for row, v in zip(by_case[case], report["vertebrae"]):
+            assert row["status"] == "done" and row["error"] == ""
+            assert float(row["p_label"]) == pytest.approx(v["p_label"], abs=1e-4)
+            assert row["complete"] == str(v["complete"]).lower()
+            assert float(row["volume_mm3"]) == pytest.approx(v["volume_mm3"], abs=0.1)
+        record = json.loads((folder / CASE_RECORD).read_text())
+        assert record["fingerprint"]["input_sha256"] == hashlib.sha256(
+            (case + ".nii.gz").encode() + (cohort / f"{case}.nii.gz").read_bytes()).hexdigest()
+        model_json = (DEFAULT_MODEL_DIR / "model.json").read_bytes()
+        assert record["fingerprint"]["model"]["sha256"] == hashlib.sha256(model_json).hexdigest()
+        assert record["fingerprint"]["library_version"] == __import__("SpineSegmentationLib").__version__
+    # QC sheet: the failed case first, then the others with their thumbnails
+    page = (out / "cohort_qc.html").read_text()
+    assert page.index("<h3>corrupt</h3>") < page.index("<h3>a</h3>") and 'src="a/qc.png"' in page
+
+
+def test_changed_model_and_force_redo_a_finished_case(local_run, cohort, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(local_run["out"] / "a", out / "a")
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,image\na,{cohort / 'a.nii.gz'}\n")
+    # as if written by another model: the recorded model checksum differs
+    record = json.loads((out / "a" / CASE_RECORD).read_text())
+    record["fingerprint"]["model"]["sha256"] = "0" * 64
+    (out / "a" / CASE_RECORD).write_text(json.dumps(record))
+    (redone,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
+    assert redone["status"] == "done" and not redone["resumed"]
+    (resumed,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
+    assert resumed["resumed"]
+    forced = run_batch([], out, CaseOptions(device="cpu", threads=1, dicom_seg=True, force=True), manifest=manifest,
+                       progress=False, report=lambda line: None).records
+    assert not forced[0]["resumed"] and forced[0]["seconds"] != resumed["seconds"]
+
+
+def test_ray_engine_gives_the_same_summary_as_the_local_engine(local_run, cohort, tmp_path):
+    result = run_batch([cohort], tmp_path / "out", OPTIONS, engine="ray", workers=1, num_cpus=1, progress=False,
+                       report=lambda line: None)
+    assert result.failed == 1
+    local = read_summary(local_run["out"] / "summary.csv")
+    assert without_run_columns(read_summary(result.summary)) == without_run_columns(local)
+    assert all(row["resumed"] == "false" for row in read_summary(result.summary))
+    for case in ("a", "b"):
+        assert (tmp_path / "out" / case / "labels.nii.gz").read_bytes() != b""
+        assert case_records(tmp_path / "out")[case]["vertebrae"] == case_records(local_run["out"])[case]["vertebrae"]
+
+
+def test_ray_engine_without_ray_says_how_to_install_it(monkeypatch, cohort, tmp_path):
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as when it is not installed
+    with pytest.raises(SpineSegmentationError, match=r"needs Ray.*pip install \"\.\[cohort\]\""):
+        next(run_ray([], tmp_path, OPTIONS))
+
+
+def copy_series(source_files, folder, count, **changes):
+    """The first ``count`` slices of a series into ``folder`` as a new series, with attributes changed."""
+    folder.mkdir(parents=True)
+    series = generate_uid()
+    for path in source_files[:count]:
+        ds = pydicom.dcmread(path)
+        ds.SeriesInstanceUID = series
+        for keyword, value in changes.items():
+            setattr(ds, keyword, value)
+        ds.save_as(folder / path.name, enforce_file_format=True)
+
+
+def test_dicom_tree_gives_one_case_per_ct_series_and_skips_the_rest_with_reasons(dicom_dir, real_ct, tmp_path):
+    tree = tmp_path / "tree"
+    files = dicom_source_files(dicom_dir)
+    shutil.copytree(dicom_dir, tree / "patient1" / "ct")
+    copy_series(files, tree / "patient1" / "mr", 12, Modality="MR")
+    copy_series(files, tree / "patient1" / "scout", 12, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
+    copy_series(files, tree / "patient2" / "few", MIN_SERIES_SLICES - 1)
+    shutil.copyfile(real_ct, tree / "patient2" / "ct.nii.gz")
+    (tree / "patient2" / "old_run").mkdir()
+    (tree / "patient2" / "old_run" / "vertebrae.json").write_text("{}")  # an earlier output: not an input
+    shutil.copyfile(real_ct, tree / "patient2" / "old_run" / "labels.nii.gz")
+
+    cases, skipped = find_cases([tree])
+    assert [(c.case_id, c.image, c.series_uid) for c in cases] == [
+        ("patient1_ct", tree / "patient1" / "ct", ""),  # the shipped series has no Series Instance UID
+        ("patient2_ct", tree / "patient2" / "ct.nii.gz", None),
+    ]
+    reasons = {s.path.name: s.reason for s in skipped}
+    assert reasons == {
+        "mr": "modality MR, not CT",
+        "scout": "localizer (ImageType ORIGINAL\\PRIMARY\\LOCALIZER)",
+        "few": f"{MIN_SERIES_SLICES - 1} slices, fewer than {MIN_SERIES_SLICES}: not a CT volume",
+        "old_run": "a spineseg output folder (holds vertebrae.json)",
+    }
+
+
+def test_bad_manifests_and_duplicate_ids_are_refused_with_the_fix(cohort, tmp_path):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("id,path\nx,a.nii.gz\n")
+    with pytest.raises(SpineSegmentationError, match="needs a header line with case_id,image"):
+        read_manifest(manifest)
+    manifest.write_text(f"case_id,image\na,{cohort / 'b.nii.gz'}\n")
+    with pytest.raises(SpineSegmentationError, match="two inputs give the case id 'a'"):
+        find_cases([cohort], manifest)
+    with pytest.raises(SpineSegmentationError, match="is missing"):
+        find_cases([tmp_path / "nowhere"])
+    assert sorted(os.listdir(cohort)) == ["a.nii.gz", "b.nii.gz", "corrupt.nii.gz"]

@@ -1,0 +1,221 @@
+"""Tests of the DICOM SEG output (``SpineSegmentationLib/outputs/dicom_seg.py``) on the shipped real DICOM series.
+
+The shipped model finds no vertebra in the 20-slice DICOM slab, so the segmentation written here is the slab's
+reference (TotalSegmentator, T11 and T12, resampled by nearest neighbour onto the series' grid) turned into a
+result whose vertebrae are measured with numpy (``result_from_labels`` of ``test_outputs.py``). Every file is read
+back with pydicom (frame by frame, independently of highdicom) and with highdicom.
+
+The shipped series is anonymised: its slices have no Study, Series or SOP Instance UID in the dataset. The
+referencing path is tested on a copy whose slices get those UIDs (the SOP Instance UID from the file meta, where
+the anonymiser left it), the "references no series" path on the series as shipped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+
+import highdicom as hd
+import numpy as np
+import pydicom
+import pytest
+import SimpleITK as sitk
+from pydicom.uid import SegmentationStorage, generate_uid
+from test_outputs import result_from_labels
+
+from SpineSegmentationLib import anatomy
+from SpineSegmentationLib.errors import OutputExistsError
+from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
+from SpineSegmentationLib.outputs.dicom_seg import (
+    DICOM_SEG_FILE,
+    EmptySegmentationError,
+    build_dicom_seg,
+    dicom_source_files,
+    write_dicom_seg,
+)
+from SpineSegmentationLib.result import SpineSegmentationResult
+from SpineSegmentationLib.terminology import vertebra_terminology
+
+T11, T12 = 18, 19
+
+
+def labels_on_grid(reference_path, image: sitk.Image) -> sitk.Image:
+    """The TotalSegmentator reference in VerSe numbers, on ``image``'s grid (nearest neighbour)."""
+    reference = sitk.ReadImage(str(reference_path))
+    reference = sitk.Resample(reference, image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, reference.GetPixelID())
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(reference), "totalseg"))
+    labels.CopyInformation(image)
+    return labels
+
+
+@pytest.fixture(scope="module")
+def slab_result(dicom_ct_image, dicom_reference) -> SpineSegmentationResult:
+    result = result_from_labels(labels_on_grid(dicom_reference, dicom_ct_image), incomplete={T11})
+    result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
+    assert [v.label for v in result.vertebrae] == [T11, T12]  # the slab's two vertebrae, cranial first
+    return result
+
+
+@pytest.fixture(scope="module")
+def series_with_uids(dicom_dir, tmp_path_factory):
+    """Copy of the shipped series with Study/Series/SOP UIDs in every slice (pixel data unchanged)."""
+    folder = tmp_path_factory.mktemp("series_with_uids")
+    study, series = generate_uid(), generate_uid()
+    for path in dicom_source_files(dicom_dir):
+        ds = pydicom.dcmread(path)
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    return folder, study, series
+
+
+def frames_by_segment_and_slice(seg: pydicom.Dataset, labels: sitk.Image) -> dict[tuple[int, int], int]:
+    """(segment number, label map slice k) -> frame index, from each frame's plane position (pydicom only)."""
+    frames = {}
+    for f, item in enumerate(seg.PerFrameFunctionalGroupsSequence):
+        position = [float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+        index = labels.TransformPhysicalPointToIndex(position)
+        assert np.allclose(labels.TransformIndexToPhysicalPoint(index), position, atol=1e-3)  # on the grid
+        assert index[:2] == (0, 0)
+        segment = int(item.SegmentIdentificationSequence[0].ReferencedSegmentNumber)
+        frames[(segment, index[2])] = f
+    return frames
+
+
+def assert_segments_match_label_map(seg: pydicom.Dataset, result: SpineSegmentationResult):
+    """Every segment's voxels equal the label map's voxels of its vertebra, slice by slice; codes as terminology."""
+    labels = sitk.GetArrayFromImage(result.labels)  # [k, j, i]
+    shared = seg.SharedFunctionalGroupsSequence[0]
+    assert [float(v) for v in shared.PixelMeasuresSequence[0].PixelSpacing] == pytest.approx(
+        [result.labels.GetSpacing()[1], result.labels.GetSpacing()[0]])
+    direction = np.array(result.labels.GetDirection()).reshape(3, 3)
+    assert [float(v) for v in shared.PlaneOrientationSequence[0].ImageOrientationPatient] == pytest.approx(
+        list(direction[:, 0]) + list(direction[:, 1]))
+    assert (seg.Rows, seg.Columns) == labels.shape[1:]
+    pixels = seg.pixel_array
+    frames = frames_by_segment_and_slice(seg, result.labels)
+    assert len(seg.SegmentSequence) == len(result.vertebrae)
+    for item, vertebra in zip(seg.SegmentSequence, result.vertebrae):
+        term = vertebra_terminology(vertebra.label)
+        assert item.SegmentLabel == vertebra.name
+        code = item.SegmentedPropertyTypeCodeSequence[0]
+        assert (code.CodingSchemeDesignator, code.CodeValue, code.CodeMeaning) == term.type
+        category = item.SegmentedPropertyCategoryCodeSequence[0]
+        assert (category.CodingSchemeDesignator, category.CodeValue, category.CodeMeaning) == term.category
+        assert item.SegmentDescription.startswith("complete" if vertebra.complete else "INCOMPLETE")
+        algorithm = item.SegmentationAlgorithmIdentificationSequence[0]
+        assert (algorithm.AlgorithmName, algorithm.AlgorithmVersion) == ("SpineSegmentation spineseg-test", "0.0.1")
+        mask = labels == vertebra.label
+        slices = [k for k in range(labels.shape[0]) if mask[k].any()]
+        assert sorted(k for (s, k) in frames if s == item.SegmentNumber) == slices  # no empty or missing frame
+        for k in slices:
+            np.testing.assert_array_equal(pixels[frames[(item.SegmentNumber, k)]] == 1, mask[k])
+
+
+def test_dicom_input_writes_a_seg_that_references_the_series(slab_result, dicom_ct_image, series_with_uids,
+                                                              tmp_path):
+    folder, study, series = series_with_uids
+    paths = write_outputs(slab_result, dicom_ct_image, tmp_path, input_path=folder)
+    assert paths["dicom_seg"] == tmp_path / DICOM_SEG_FILE
+    assert set(paths) == set(OUTPUT_FILES) | {"dicom_seg"}
+
+    seg = pydicom.dcmread(paths["dicom_seg"])
+    assert seg.SOPClassUID == SegmentationStorage
+    assert seg.SegmentationType == "BINARY"
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in dicom_source_files(folder)]
+    assert seg.StudyInstanceUID == study
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [series]
+    referenced = {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {s.SOPInstanceUID for s in sources}
+    assert_segments_match_label_map(seg, slab_result)
+    # each frame names the source slice it lies on
+    for (segment, k), f in frames_by_segment_and_slice(seg, slab_result.labels).items():
+        derivation = seg.PerFrameFunctionalGroupsSequence[f].DerivationImageSequence[0]
+        assert derivation.SourceImageSequence[0].ReferencedSOPInstanceUID == sources[k].SOPInstanceUID
+
+    # highdicom reads it back: per source slice, the segments' pixels are the label map's
+    hd_seg = hd.seg.segread(paths["dicom_seg"])
+    assert hd_seg.get_segment_numbers(segment_label="T12") == [2]
+    slab = hd_seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[s.SOPInstanceUID for s in sources], combine_segments=True)
+    labels = sitk.GetArrayFromImage(slab_result.labels)
+    expected = np.select([labels == T11, labels == T12], [1, 2], 0)
+    np.testing.assert_array_equal(slab, expected)
+
+
+def test_anonymised_series_gives_a_seg_that_references_no_series(slab_result, dicom_dir, tmp_path):
+    path = write_dicom_seg(slab_result, tmp_path / DICOM_SEG_FILE, dicom_source_files(dicom_dir))
+    seg = pydicom.dcmread(path)
+    assert seg.ContentDescription == "references no DICOM series: source series has no UIDs"
+    assert "ReferencedSeriesSequence" not in seg and "SourceImageSequence" not in seg
+    # the frame of reference the anonymiser kept still places the SEG on the CT
+    assert seg.FrameOfReferenceUID == pydicom.dcmread(dicom_source_files(dicom_dir)[0]).FrameOfReferenceUID
+    assert_segments_match_label_map(seg, slab_result)
+
+
+def test_nifti_input_writes_a_seg_on_request_only(real_ct, real_ct_reference, tmp_path):
+    image = sitk.ReadImage(str(real_ct))
+    result = result_from_labels(labels_on_grid(real_ct_reference, image), incomplete={T11})
+    result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
+    assert "dicom_seg" not in write_outputs(result, image, tmp_path / "plain", input_path=real_ct)
+    assert not (tmp_path / "plain" / DICOM_SEG_FILE).exists()
+
+    paths = write_outputs(result, image, tmp_path / "seg", input_path=real_ct, dicom_seg=True)
+    seg = pydicom.dcmread(paths["dicom_seg"])
+    assert seg.ContentDescription == "references no DICOM series: made from example_ct.nii.gz"
+    assert "ReferencedSeriesSequence" not in seg
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    assert_segments_match_label_map(seg, result)  # the NIfTI's RAS-stored grid, frame by frame in LPS
+    with pytest.raises(OutputExistsError, match="segmentation.dcm already exists"):
+        write_dicom_seg(result, paths["dicom_seg"])
+
+
+def test_empty_result_writes_no_seg_and_says_why(dicom_ct_image, dicom_dir, tmp_path, caplog):
+    empty = sitk.Image(dicom_ct_image.GetSize(), sitk.sitkInt16)
+    empty.CopyInformation(dicom_ct_image)
+    result = SpineSegmentationResult(labels=empty, vertebrae=[], message="no spine found")
+    with pytest.raises(EmptySegmentationError, match="no vertebra was found.*at least one segment"):
+        build_dicom_seg(result, dicom_source_files(dicom_dir))
+    with caplog.at_level(logging.WARNING):
+        paths = write_outputs(result, dicom_ct_image, tmp_path, input_path=dicom_dir)
+    assert set(paths) == set(OUTPUT_FILES)  # the five outputs record the empty result
+    assert not (tmp_path / DICOM_SEG_FILE).exists()
+    assert "no segmentation.dcm written: no vertebra was found" in caplog.text
+
+
+def test_a_series_that_is_not_the_label_maps_grid_is_refused(slab_result, dicom_dir, real_ct, real_ct_reference):
+    image = sitk.ReadImage(str(real_ct))
+    other = result_from_labels(labels_on_grid(real_ct_reference, image))
+    with pytest.raises(ValueError, match="not the grid of the label map.*20 slices for 112"):
+        build_dicom_seg(other, dicom_source_files(dicom_dir))
+
+
+def run_segment(*args) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "SpineSegmentationLib.cli", "segment", *map(str, args),
+                           "--device", "cpu", "--progress", "none"], capture_output=True, text=True, timeout=1800)
+
+
+def assert_seg_lists_the_vertebrae(out):
+    """segmentation.dcm of a CLI run holds one segment per vertebra of its vertebrae.json, in the same order."""
+    report = json.loads((out / "vertebrae.json").read_text())
+    seg = pydicom.dcmread(out / DICOM_SEG_FILE)
+    assert [item.SegmentLabel for item in seg.SegmentSequence] == [v["name"] for v in report["vertebrae"]]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz")))
+    for item, vertebra in zip(seg.SegmentSequence, report["vertebrae"]):
+        frames = [f for f, g in enumerate(seg.PerFrameFunctionalGroupsSequence)
+                  if g.SegmentIdentificationSequence[0].ReferencedSegmentNumber == item.SegmentNumber]
+        assert int(seg.pixel_array[frames].sum()) == int((labels == vertebra["label"]).sum())
+
+
+def test_cli_on_the_dicom_series_writes_a_seg_or_says_why_not(dicom_dir, tmp_path):
+    proc = run_segment(dicom_dir, "-o", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    if json.loads((tmp_path / "vertebrae.json").read_text())["vertebrae"]:  # a later model may find T11/T12
+        assert_seg_lists_the_vertebrae(tmp_path)
+    else:  # the shipped model finds no vertebra in this 40 mm slab
+        assert not (tmp_path / DICOM_SEG_FILE).exists()
+        assert "no segmentation.dcm written: no vertebra was found" in proc.stderr
