@@ -152,6 +152,8 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
         size = (first.GetSize()[0], first.GetSize()[1], len(files))
         spacing = (first.GetSpacing()[0], first.GetSpacing()[1], gap)
     else:
+        if image_suffix(path) in (".nii", ".nii.gz"):
+            _check_nifti_header(path)
         first = _image_information(path)
         size, spacing = tuple(first.GetSize()), tuple(first.GetSpacing())
     probe = sitk.Image([1] * 2, first.GetPixelID())
@@ -239,10 +241,10 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
         )
     if series_uid is None:
         if len(series) > 1:
-            listing = "\n".join(f"  {_describe_series(uid, files)}" for uid, files in series.items())
+            listing = "; ".join(_describe_series(uid, files) for uid, files in series.items())
             raise InputImageError(
-                f"Folder '{folder}' holds {len(series)} DICOM series:\n{listing}\n"
-                "Pick one with --series-uid UID (series_uid= in Python), or move each series into its own folder."
+                f"Folder '{folder}' holds {len(series)} DICOM series ({listing}). Pick one with --series-uid UID "
+                "(series_uid= in Python), or move each series into its own folder."
             )
         series_uid = next(iter(series))
     if series_uid not in series:
@@ -381,16 +383,9 @@ def _check_nifti_file(path: Path) -> None:
     try:
         scan = scan_nifti(path)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
-        raise InputImageError(
-            f"Cannot read '{path}' ({exc}): the gzip stream is corrupt or truncated, or the file is not readable. "
-            "It was cut short (interrupted copy or download), is not a .nii.gz file, or lacks read permission; "
-            "copy it again from the original."
-        ) from exc
+        raise _unreadable_nifti(path, exc) from exc
     if scan is None:
-        raise InputImageError(
-            f"'{path}' is not a NIfTI file (no valid NIfTI-1/NIfTI-2 header) despite its name. Give a real "
-            f"image file; supported inputs: {SUPPORTED_INPUTS}."
-        )
+        raise _not_nifti(path)
     if scan.total_bytes < scan.needed_bytes:
         raise InputImageError(
             f"'{path}' is truncated: its header declares {scan.needed_bytes} bytes (header + voxels) but the file "
@@ -398,6 +393,34 @@ def _check_nifti_file(path: Path) -> None:
         )
     if scan.n_nan or scan.n_inf:
         raise non_finite_error(scan.n_nan, scan.n_inf)
+
+
+def _check_nifti_header(path: Path) -> None:
+    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header (reads only the header)."""
+    try:
+        with open(path, "rb") as stream:
+            compressed = stream.read(2) == _GZIP_MAGIC
+        with (gzip.open if compressed else open)(path, "rb") as stream:
+            head = stream.read(540)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _unreadable_nifti(path, exc) from exc
+    if _nifti_layout(head) is None:
+        raise _not_nifti(path)
+
+
+def _unreadable_nifti(path: Path, exc: Exception) -> InputImageError:
+    return InputImageError(
+        f"Cannot read '{path}' ({exc}): the gzip stream is corrupt or truncated, or the file is not readable. "
+        "It was cut short (interrupted copy or download), is not a .nii.gz file, or lacks read permission; "
+        "copy it again from the original."
+    )
+
+
+def _not_nifti(path: Path) -> InputImageError:
+    return InputImageError(
+        f"'{path}' is not a NIfTI file (no valid NIfTI-1/NIfTI-2 header) despite its name. Give a real "
+        f"image file; supported inputs: {SUPPORTED_INPUTS}."
+    )
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """Anatomy sanity checks: stop early when the answer would certainly be wrong, warn when it is probably wrong.
 
-- :func:`check_body_size` (before any network runs): the body, as the image's header scales it, must have a
-  size a person can have; a wrong voxel spacing in the header makes it metres wide or a few millimetres.
+- :func:`check_field_of_view` (from the header, before the image is read) and :func:`check_body_size` (before
+  any network runs): the image and the body, as the header's spacing scales them, must have sizes a CT and a
+  person can have; a wrong voxel spacing in the header makes them metres wide or a few millimetres.
 - :func:`check_vertebra_count` (during the traversal, after each vertebra): no spine has more than
   :data:`MAX_VERTEBRAE` vertebrae; more means the header's spacing or the anatomy is wrong, and the run stops
   at once instead of after minutes.
@@ -36,6 +37,10 @@ MAX_BODY_WIDTH_MM = 850.0
 #: smallest, C3-C7, are about 50 mm wide with their processes; a smaller image means a spacing written too small.
 MIN_FIELD_OF_VIEW_MM = 40.0
 
+#: Widest field of view (mm, left-right or front-back) of a CT: scanners reconstruct at most about 500-700 mm
+#: (extended field of view up to about 800 mm).
+MAX_FIELD_OF_VIEW_MM = 1000.0
+
 #: Voxels sampled (evenly strided along every axis) to find the body's extent.
 _BODY_SAMPLE = 2_000_000
 
@@ -48,12 +53,38 @@ MIN_VERTEBRAE_FOR_DIRECTION = 5
 MAX_LEVEL_HEIGHT_CORRELATION = -0.5
 
 
+def check_field_of_view(size, spacing, direction) -> None:
+    """Raise :class:`InputImageError` when the image's extent (from its header: ``size`` voxels I, J, K,
+    ``spacing`` mm, row-major ``direction``) is wider than any CT or too small to hold a vertebra.
+
+    Left-right and front-back (LPS x, y) extent at most :data:`MAX_FIELD_OF_VIEW_MM`; largest extent at least
+    :data:`MIN_FIELD_OF_VIEW_MM`. Runs before the image is read, so that a wrong spacing (which also inflates
+    the memory estimate) is named as such.
+    """
+    size, spacing = np.array(size[:3], dtype=float), np.array(spacing[:3], dtype=float)
+    field = np.abs(np.array(direction, dtype=float).reshape(3, 3)) @ (size * spacing)  # LPS extent, mm
+    shown = f"({tuple(int(n) for n in size)} voxels of {tuple(round(float(s), 4) for s in spacing)} mm)"
+    if field.max() < MIN_FIELD_OF_VIEW_MM:
+        raise InputImageError(
+            f"The image spans only {field.max():.1f} mm at its largest {shown}: too small to hold a vertebra (at "
+            f"least {MIN_FIELD_OF_VIEW_MM:g} mm). The voxel spacing in the header is probably too small (e.g. cm "
+            "written as mm); fix it in the header or re-export the CT from the original DICOM."
+        )
+    if max(field[0], field[1]) > MAX_FIELD_OF_VIEW_MM:
+        raise InputImageError(
+            f"The image would be {field[0]:.0f} mm wide and {field[1]:.0f} mm deep {shown}; no CT reconstructs a "
+            f"field of view wider than {MAX_FIELD_OF_VIEW_MM:g} mm. The voxel spacing in the header is probably "
+            "wrong; fix it (e.g. 3D Slicer: Volumes module > Volume Information) or re-export the CT from the "
+            "original DICOM."
+        )
+
+
 def check_body_size(image: sitk.Image) -> None:
-    """Raise :class:`InputImageError` when the header's voxel spacing makes the anatomy implausibly large or small.
+    """Raise :class:`InputImageError` when the header's voxel spacing makes the body implausibly wide.
 
     The body is every voxel above :data:`BODY_HU` in an evenly strided sample; its extent left-right and
-    front-back (LPS x and y, mm) must be at most :data:`MAX_BODY_WIDTH_MM`; the image's largest extent must be
-    at least :data:`MIN_FIELD_OF_VIEW_MM`.
+    front-back (LPS x and y, mm) must be at most :data:`MAX_BODY_WIDTH_MM` (the image's own extent is checked by
+    :func:`check_field_of_view`, from the header).
 
     Args:
         image: 3D CT in HU (passes :func:`validation.check_intensities`).
@@ -61,14 +92,6 @@ def check_body_size(image: sitk.Image) -> None:
     size = np.array(image.GetSize())
     spacing = np.array(image.GetSpacing())
     direction = np.array(image.GetDirection()).reshape(3, 3)
-    field = np.abs(direction) @ (size * spacing)  # LPS extent of the whole image, mm
-    if field.max() < MIN_FIELD_OF_VIEW_MM:
-        raise InputImageError(
-            f"The image spans only {field.max():.1f} mm at its largest ({tuple(size)} voxels of "
-            f"{tuple(round(float(s), 4) for s in spacing)} mm): too small to hold a vertebra (at least "
-            f"{MIN_FIELD_OF_VIEW_MM:g} mm). The voxel spacing in the header is probably too small (e.g. cm written "
-            "as mm); fix it in the header or re-export the CT from the original DICOM."
-        )
     step = max(1, int(np.ceil((size.prod() / _BODY_SAMPLE) ** (1 / 3))))
     body = sitk.GetArrayViewFromImage(image)[::step, ::step, ::step] > BODY_HU  # [k, j, i]
     if not body.any():

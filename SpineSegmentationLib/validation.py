@@ -124,15 +124,19 @@ def validate_header(header: ImageHeader, spacing_mm: float, max_memory_bytes: Op
     1. :func:`check_dimensions`: a 3D scalar volume (not 2D, not a single slice, not 4D, not a vector image).
     2. :func:`check_spacing`: every spacing in [:data:`MIN_SPACING_MM`, :data:`MAX_SPACING_MM`] mm.
     3. :func:`check_direction`: the direction matrix is a rotation, possibly with a reflection (det -1).
-    4. :func:`check_memory`: the run's estimated peak memory fits in ``max_memory_bytes``.
+    4. :func:`sanity.check_field_of_view`: the image's extent is one a CT can have.
+    5. :func:`check_memory`: the run's estimated peak memory fits in ``max_memory_bytes``.
 
     Raises:
         InputImageError: the first check that fails, with the problem and the fix.
         ValueError: ``spacing_mm`` is not positive.
     """
+    from .sanity import check_field_of_view
+
     check_dimensions(header)
     check_spacing(header.spacing)
     check_direction(header.direction)
+    check_field_of_view(header.size, header.spacing, header.direction)
     check_memory(header, spacing_mm, max_memory_bytes)
 
 

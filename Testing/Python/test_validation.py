@@ -137,11 +137,11 @@ def test_absurd_spacing_is_rejected_naming_the_axis(real_ct_image, axis, value, 
 
 
 def test_spacing_limits_are_inclusive(real_ct_image):
-    """The limits themselves pass the header checks (the body-size check then refuses this body: 1.9 m deep)."""
+    """The limits themselves pass the spacing check (the field-of-view check then refuses this image: 2 m deep)."""
     image = sitk.Image(real_ct_image)
     image.SetSpacing((0.05, 20.0, 3.0))
-    validate_header(ImageHeader.of(image), SPACING_MM)
-    with pytest.raises(InputImageError, match="1940 mm deep"):
+    check_spacing(image.GetSpacing())
+    with pytest.raises(InputImageError, match="6 mm wide and 2020 mm deep"):
         validate_ct(image, SPACING_MM)
 
 
