@@ -146,7 +146,7 @@ def segment_spine(
             it (seed 001); False sweeps the whole volume.
         refine_surface: apply the 200 HU surface refinement (seed 002, section 3.1); None = the model's
             setting (``model.postprocessing``; off for the shipped model, see its MODEL_CARD.md).
-        max_memory_bytes: memory limit for the input check (default: half the available memory).
+        max_memory_bytes: memory budget for the input check (default: validation.DEFAULT_MAX_MEMORY_BYTES, 8 GB).
 
     Returns:
         :class:`SpineSegmentationResult`; its label map is on the input grid (int16, VerSe numbers).
