@@ -10,8 +10,6 @@ limit) or the whole pipeline (determinism, an upside-down CT).
 from __future__ import annotations
 
 import json
-import os
-import resource
 import shutil
 import signal
 import subprocess
@@ -31,7 +29,6 @@ from SpineSegmentationLib.errors import InputImageError, OutputExistsError, Outp
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
-from SpineSegmentationLib.pipeline import segment_spine
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.sanity import MAX_VERTEBRAE, check_vertebra_count
 
