@@ -299,15 +299,17 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(
     try:
         return args.func(args)
     except Exception as exc:  # every failure becomes one error line; --debug adds the traceback
+        failure = exc
         status, message = _failure(exc, errors)
     except KeyboardInterrupt as exc:
+        failure = exc
         number = getattr(exc, "signal_number", signal.SIGINT)
         status, message = _SIGNAL_EXIT_BASE + int(number), str(exc) or "interrupted (Ctrl-C)"
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if getattr(args, "debug", False):
-        traceback.print_exc()
+        traceback.print_exception(failure)
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
     return status
 
