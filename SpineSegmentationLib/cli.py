@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import signal
 import sys
+import threading
+import traceback
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
-from .errors import OutputExistsError, SpineSegmentationError
+from .errors import Interrupted, OutputExistsError, OutputWriteError, SpineSegmentationError
 
 DESCRIPTION = """\
 Vertebra segmentation, labelling (VerSe numbers: 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 sacrum,
@@ -72,30 +76,59 @@ def _progress_printer(mode: str):
     return update, bar.close
 
 
-def run_and_write(args: argparse.Namespace, compute) -> tuple:
+def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Callable] = None) -> tuple:
     """The shared body of every command that turns an input CT into an output folder.
 
-    Checks that the outputs are free (before any work), reads ``args.input``, runs
+    In this order, so that every refusal comes before the work: checks that the outputs are free, claims the
+    output folder (:class:`~SpineSegmentationLib.outputs.OutputStaging`: writability, one writer at a time),
+    reads the input's header and runs ``check_header(header)`` on it (memory budget, dimensions), reads
+    ``args.input`` (``args.series_uid`` for a DICOM folder with several series), runs
     ``compute(image, progress_callback) -> SpineSegmentationResult`` with the progress display chosen by
-    ``args.progress``, writes the five outputs, and prints the final JSON line in ``--progress json`` mode.
+    ``args.progress``, writes the five outputs together, and prints the final JSON line in ``--progress json``
+    mode.
 
     Returns:
         ``(result, output_dir, paths)``.
+
+    Raises:
+        Interrupted: Ctrl-C or SIGTERM; its message says during which stage and what was left on disk.
+        OutputWriteError: as raised by the writers, with what was left on disk.
+        SpineSegmentationError: bad input, model or options (nothing written).
     """
-    from .io import read_image
-    from .outputs import check_outputs_free, write_outputs
+    from .io import read_image, read_image_header
+    from .outputs import OutputStaging, check_outputs_free, write_outputs
 
     input_path = Path(args.input)
     output_dir = Path(args.output) if args.output else default_output_dir(input_path)
+    series_uid = getattr(args, "series_uid", None)
     check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)  # fail before the work
-    callback, close = _progress_printer(args.progress)
+    stage = ["checking the input"]
+    display = [None, lambda: None]  # the progress display (callback, close), made once the checks have passed
+
+    def on_progress(event):
+        stage[0] = event.stage
+        return display[0](event) if display[0] is not None else None
+
+    staging = OutputStaging(output_dir)
     try:
-        image = read_image(input_path)
-        result = compute(image, callback)
-        paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path,
-                              dicom_seg=getattr(args, "dicom_seg", False))
+        with staging:
+            if check_header is not None:
+                check_header(read_image_header(input_path, series_uid))
+            display[:] = _progress_printer(args.progress)
+            stage[0] = "read"
+            image = read_image(input_path, series_uid)
+            result = compute(image, on_progress)
+            stage[0] = "writing the outputs"
+            paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path,
+                                  staging=staging, dicom_seg=getattr(args, "dicom_seg", False))
+    except KeyboardInterrupt as exc:
+        number = getattr(exc, "signal_number", signal.SIGINT)
+        what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
+        raise Interrupted(f"{what} during {stage[0]}; {staging.left_behind()}", number) from None
+    except OutputWriteError as exc:
+        raise OutputWriteError(f"{exc}; {staging.left_behind()}") from exc
     finally:
-        close()
+        display[1]()
     if args.progress == "json":
         print(json.dumps({"stage": "result", "output_dir": str(output_dir), "message": result.message}), flush=True)
     return result, output_dir, paths
@@ -108,21 +141,44 @@ def _threads(text: str) -> int:
     return value
 
 
-def cmd_segment(args: argparse.Namespace) -> int:
-    from .pipeline import segment_spine
+def _memory_size(text: str) -> int:
+    """"8GB", "8 GB", "8" (GB), "500MB", "7.5GiB" -> bytes (GB = 10^9, GiB = 2^30)."""
+    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]i?[bB]?)?\s*", text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"expected a memory size such as 8GB, 500MB or 16GiB, got {text!r}")
+    unit = (match.group(2) or "G").upper().rstrip("B")
+    factor = {"K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "KI": 2**10, "MI": 2**20, "GI": 2**30, "TI": 2**40}
+    value = int(float(match.group(1)) * factor[unit])
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {text!r}")
+    return value
 
+
+def cmd_segment(args: argparse.Namespace) -> int:
+    from .models import load_model
+    from .pipeline import resolve_device, segment_spine
+    from .validation import validate_header
+
+    device = resolve_device(args.device)  # an unusable device fails here, before anything else
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
+    model = load_model(args.model, device=device)  # a bad model fails here, before the input is read
+
+    def check_header(header):
+        validate_header(header, model.preprocessing.spacing_mm, args.max_memory)
 
     def compute(image, callback):
         return segment_spine(
-            image, model=args.model, device=args.device, direction=args.direction, progress=callback,
+            image, model=model, device=device, direction=args.direction, progress=callback,
             use_localization=not args.no_localization, refine_surface=args.surface_refinement,
+            max_memory_bytes=args.max_memory,
         )
 
-    result, output_dir, paths = run_and_write(args, compute)
+    result, output_dir, paths = run_and_write(args, compute, check_header)
+    for warning in result.run_info.get("warnings", []):
+        print(f"spineseg: warning: {warning}", file=sys.stderr)
     if args.progress != "json":
         print(result.message)
         for v in result.vertebrae:
@@ -176,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spineseg", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('SpineSegmentationLib').__version__}")
+    _add_debug(parser, default=False)
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment, label and flag every vertebra in a CT",
@@ -184,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("input", help="CT image: NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder")
     seg.add_argument("-o", "--output", help="output folder (default: <input stem>_spineseg/ next to the input)")
     seg.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    seg.add_argument("--series-uid", help="for a DICOM folder holding several series: the Series Instance UID "
+                                          "(0020,000E) of the one to segment (the error message lists them)")
+    seg.add_argument("--max-memory", type=_memory_size, default=None, metavar="SIZE",
+                     help="memory budget, e.g. 8GB or 16GiB (default: 8GB); a CT whose estimated need (from its "
+                          "header, before it is read) is larger is refused at once")
     seg.add_argument("--threads", type=_threads, default=None,
                      help="CPU threads for the networks (default: PyTorch's, one per physical core; more than the "
                           "cores is slower; use 1 per job when running several jobs at once)")
@@ -200,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--surface-refinement", action=argparse.BooleanOptionalAction, default=None,
                      help="remove surface voxels below 200 HU from every vertebra (seed 002 section 3.1) or not "
                           "(default: the model's setting; off for the shipped model)")
+    _add_debug(seg)
     seg.set_defaults(func=cmd_segment)
 
     tr = sub.add_parser("train", help="train a model from a JSON configuration",
@@ -235,18 +298,73 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_debug(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+    """``--debug`` (on the main parser and on a command, so that it works before and after the command name)."""
+    parser.add_argument("--debug", action="store_true", default=default,
+                        help="on an error, print the Python traceback before the error line")
+
+
+#: Exit status of a run stopped by a signal: 128 + the signal's number (the shell's convention).
+_SIGNAL_EXIT_BASE = 128
+
+
 def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(SpineSegmentationError,)) -> int:
-    """Parse ``argv`` and run the chosen command: exit code 2 with the error's message (which names the fix) for
-    ``errors``, 130 on Ctrl-C."""
+    """Parse ``argv`` and run the chosen command; every failure ends with one ``PROG: error: ...`` line on stderr.
+
+    Exit status: 0 done; 2 for what the user can fix (``errors``: bad input, model or options; the output
+    folder not writable, the disk full, another run writing there); 1 for internal errors and out-of-memory;
+    130 after Ctrl-C and 143 after SIGTERM (the message says what was left on disk). No traceback unless
+    ``--debug``. SIGTERM is handled like Ctrl-C while the command runs (outputs are removed, not left half
+    written).
+    """
     args = parser.parse_args(argv)
+    previous = _stop_on_sigterm()
     try:
         return args.func(args)
-    except errors as e:
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; no output was written", file=sys.stderr)
-        return 130
+    except Exception as exc:  # every failure becomes one error line; --debug adds the traceback
+        failure = exc
+        status, message = _failure(exc, errors)
+    except KeyboardInterrupt as exc:
+        failure = exc
+        number = getattr(exc, "signal_number", signal.SIGINT)
+        status, message = _SIGNAL_EXIT_BASE + int(number), str(exc) or "interrupted (Ctrl-C)"
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+    if getattr(args, "debug", False):
+        traceback.print_exception(failure)
+    print(f"{parser.prog}: error: {message}", file=sys.stderr)
+    return status
+
+
+def _stop_on_sigterm():
+    """Turn SIGTERM into :class:`Interrupted` while a command runs (main thread only); returns the old handler."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def stop(number, frame):
+        raise Interrupted("terminated (SIGTERM)", number)
+
+    return signal.signal(signal.SIGTERM, stop)
+
+
+def _failure(exc: Exception, errors: tuple) -> tuple[int, str]:
+    """(exit status, message) for an exception that ended a command."""
+    if isinstance(exc, errors):
+        return 2, str(exc)
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError":  # torch.cuda.OutOfMemoryError
+        where = "GPU" if type(exc).__name__ == "OutOfMemoryError" else "main"
+        return 1, (f"out of {where} memory ({exc or 'MemoryError'}). Crop the CT to the spine, run with --device "
+                   "cpu if the GPU is small, or run on a machine with more memory; --max-memory sets the budget "
+                   "the input is checked against")
+    if isinstance(exc, OSError):
+        from .outputs.staging import describe_write_error
+
+        if exc.filename is not None:
+            return 2, str(describe_write_error(exc, Path(exc.filename)))
+        return 2, f"{exc.strerror or exc}; check the paths, permissions and free disk space"
+    return 1, (f"internal error ({type(exc).__name__}: {exc}). This is a bug; please report it with the output "
+               "of the same command with --debug")
 
 
 def main(argv: Optional[list[str]] = None) -> int:

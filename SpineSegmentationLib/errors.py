@@ -23,3 +23,26 @@ class OutputExistsError(SpineSegmentationError):
 
 class CancelledError(SpineSegmentationError):
     """The run was cancelled through the progress callback."""
+
+
+class OutputWriteError(SpineSegmentationError):
+    """The outputs cannot be written: the folder is not writable, the disk is full, or another run is writing
+    into the same folder."""
+
+
+class DeviceError(SpineSegmentationError):
+    """The requested compute device is unknown or not usable on this machine."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) or SIGTERM stopped a run; ``str()`` says what was left on disk.
+
+    A ``KeyboardInterrupt`` (not an ``Exception``), so that no ``except Exception`` on the way swallows it.
+
+    Attributes:
+        signal_number: the signal that stopped the run (2 = SIGINT, 15 = SIGTERM).
+    """
+
+    def __init__(self, message: str, signal_number: int = 2) -> None:
+        super().__init__(message)
+        self.signal_number = signal_number

@@ -43,18 +43,27 @@ def physical_bounds(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
     return pts.min(axis=0), pts.max(axis=0)
 
 
+def canonical_size(size, spacing, direction, spacing_mm: float) -> tuple[int, int, int]:
+    """Voxels (I, J, K) of the canonical grid at ``spacing_mm`` that covers an image of ``size`` voxels (I, J, K),
+    ``spacing`` (mm) and row-major ``direction``: computable from a header, before the voxels are read."""
+    matrix = np.array(direction, dtype=float).reshape(3, 3)
+    steps = matrix * np.array(spacing, dtype=float)[None, :]  # LPS mm per index step, one column per axis
+    extent = np.abs(steps) @ (np.array(size, dtype=float) - 1)  # voxel centres' bounding box
+    extent = extent + np.abs(matrix) @ np.array(spacing, dtype=float)  # plus half a voxel on either side
+    return tuple(int(n) for n in np.maximum(1, np.round(extent / spacing_mm).astype(int)))
+
+
 def canonical_reference(image: sitk.Image, spacing_mm: float) -> sitk.Image:
     """Empty canonical grid (identity direction, isotropic ``spacing_mm``) covering ``image``'s extent.
 
     Returns:
         A 3D ``sitk.Image`` (uint8, zeros) that defines origin, spacing and size of the canonical grid.
     """
-    lo, hi = physical_bounds(image)
+    lo, _ = physical_bounds(image)
     # half the extent of one voxel along each LPS axis: |D| @ spacing (abs before the product, so that an
     # oblique voxel's edges do not cancel)
-    half_voxel = 0.5 * np.abs(np.array(image.GetDirection()).reshape(3, 3)) @ np.array(image.GetSpacing())
-    lo, hi = lo - half_voxel, hi + half_voxel
-    size = np.maximum(1, np.round((hi - lo) / spacing_mm).astype(int))
+    lo = lo - 0.5 * np.abs(np.array(image.GetDirection()).reshape(3, 3)) @ np.array(image.GetSpacing())
+    size = canonical_size(image.GetSize(), image.GetSpacing(), image.GetDirection(), spacing_mm)
     ref = sitk.Image([int(s) for s in size], sitk.sitkUInt8)
     ref.SetSpacing([float(spacing_mm)] * 3)
     ref.SetOrigin([float(v) for v in lo + 0.5 * spacing_mm])

@@ -21,6 +21,7 @@ from __future__ import annotations
 import gzip
 import struct
 import zlib
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Union
 
@@ -28,6 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
+from .validation import ImageHeader, non_finite_error
 
 PathLike = Union[str, Path]
 
@@ -45,6 +47,10 @@ _DETACHED_DATA_SUFFIXES = {".nhdr": (".raw", ".raw.gz"), ".mhd": (".raw", ".zraw
 
 #: DICOM tag of the Series Description, shown when a folder holds several series.
 _SERIES_DESCRIPTION_TAG = "0008|103e"
+
+#: Largest relative deviation of one slice distance from the series' median before a DICOM series is refused
+#: as having a missing or duplicated slice (scanners store positions to 0.001 mm; a missing slice doubles one).
+SLICE_GAP_TOLERANCE = 0.1
 
 _GZIP_CHUNK_BYTES = 16 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -75,30 +81,16 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
 
     Raises:
         InputImageError: the path does not exist; the file's format is not supported; the file is unreadable,
-            corrupt or truncated; the folder holds no DICOM series; the folder holds several series and
-            ``series_uid`` is not given or not among them.
+            corrupt or truncated; a NIfTI file holds NaN or infinite values (ITK would turn them into 0); the folder
+            holds no DICOM series, several series and ``series_uid`` is not given or not among them, or a series
+            with a missing or duplicated slice.
     """
     path = Path(path)
-    if not path.exists():
-        raise InputImageError(
-            f"Input image '{path}' does not exist. Check the path (relative paths are taken from the current "
-            f"folder '{Path.cwd()}'); supported inputs: {SUPPORTED_INPUTS}."
-        )
-    if path.is_dir():
+    if _input_kind(path, series_uid) == "dicom":
         return _read_dicom_series(path, series_uid)
-    if series_uid is not None:
-        raise InputImageError(
-            f"series_uid='{series_uid}' was given but '{path}' is a file, not a DICOM folder. Pass the folder "
-            "that holds the DICOM series, or leave series_uid out for an image file."
-        )
     suffix = image_suffix(path)
-    if suffix is None:
-        raise InputImageError(
-            f"Unsupported input file '{path.name}'. Supported inputs: {SUPPORTED_INPUTS}. For DICOM give the "
-            "folder of the series, not one of its files; convert other formats (e.g. in 3D Slicer: Save as NRRD)."
-        )
     if suffix in (".nii", ".nii.gz"):
-        _check_nifti_complete(path)
+        _check_nifti_file(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -111,6 +103,75 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
         raise InputImageError(
             f"Cannot read '{path}' as {suffix} image: {reason}. {hint}. Supported inputs: {SUPPORTED_INPUTS}."
         ) from exc
+
+
+def _input_kind(path: Path, series_uid: Optional[str]) -> str:
+    """"dicom" for a folder, "file" for a supported image file; InputImageError for anything else."""
+    if not path.exists():
+        raise InputImageError(
+            f"Input image '{path}' does not exist. Check the path (relative paths are taken from the current "
+            f"folder '{Path.cwd()}'); supported inputs: {SUPPORTED_INPUTS}."
+        )
+    if path.is_dir():
+        return "dicom"
+    if series_uid is not None:
+        raise InputImageError(
+            f"series_uid='{series_uid}' was given but '{path}' is a file, not a DICOM folder. Pass the folder "
+            "that holds the DICOM series, or leave series_uid out for an image file."
+        )
+    if image_suffix(path) is None:
+        raise InputImageError(
+            f"Unsupported input file '{path.name}'. Supported inputs: {SUPPORTED_INPUTS}. For DICOM give the "
+            "folder of the series, not one of its files; convert other formats (e.g. in 3D Slicer: Save as NRRD)."
+        )
+    return "file"
+
+
+def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> ImageHeader:
+    """The size, spacing, direction and pixel type of an image file or DICOM series, without reading its voxels.
+
+    Takes seconds even for a CT of several GB, so that a run that would not fit in memory is refused before
+    the image is read (:func:`validation.check_memory`).
+
+    Args:
+        path, series_uid: as for :func:`read_image`.
+
+    Returns:
+        :class:`~SpineSegmentationLib.validation.ImageHeader`; for a DICOM series the size along K is the
+        number of slices and the spacing along K the distance between slice positions.
+
+    Raises:
+        InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input; a DICOM series
+            with a missing slice (uneven slice distances).
+    """
+    path = Path(path)
+    if _input_kind(path, series_uid) == "dicom":
+        files = _series_files(path, series_uid)
+        gap = _check_slice_spacing(path, files)
+        first = _image_information(Path(files[0]))
+        size = (first.GetSize()[0], first.GetSize()[1], len(files))
+        spacing = (first.GetSpacing()[0], first.GetSpacing()[1], gap)
+    else:
+        if image_suffix(path) in (".nii", ".nii.gz"):
+            _check_nifti_header(path)
+        first = _image_information(path)
+        size, spacing = tuple(first.GetSize()), tuple(first.GetSpacing())
+    probe = sitk.Image([1] * 2, first.GetPixelID())
+    return ImageHeader(size, spacing, tuple(first.GetDirection()), first.GetDimension(),
+                       first.GetNumberOfComponents(), probe.GetSizeOfPixelComponent())
+
+
+def _image_information(path: Path) -> sitk.ImageFileReader:
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as exc:
+        raise InputImageError(
+            f"Cannot read the header of '{path}': {_itk_reason(exc)}. The file is corrupt, truncated, or not an "
+            f"image despite its name; re-export it from the original data. Supported inputs: {SUPPORTED_INPUTS}."
+        ) from exc
+    return reader
 
 
 def write_image(image: sitk.Image, path: PathLike, overwrite: bool = False) -> Path:
@@ -169,7 +230,8 @@ def dicom_series_in_folder(folder: PathLike) -> dict[str, list[str]]:
     }
 
 
-def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
+def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
+    """Slice files (sorted by GDCM along the slice normal) of the chosen series in ``folder``."""
     series = dicom_series_in_folder(folder)
     if not series:
         raise InputImageError(
@@ -179,24 +241,56 @@ def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
         )
     if series_uid is None:
         if len(series) > 1:
-            listing = "\n".join(f"  {_describe_series(uid, files)}" for uid, files in series.items())
+            listing = "; ".join(_describe_series(uid, files) for uid, files in series.items())
             raise InputImageError(
-                f"Folder '{folder}' holds {len(series)} DICOM series:\n{listing}\n"
-                "Pick one by passing its UID as series_uid, or move each series into its own folder."
+                f"Folder '{folder}' holds {len(series)} DICOM series ({listing}). Pick one with --series-uid UID "
+                "(series_uid= in Python), or move each series into its own folder."
             )
         series_uid = next(iter(series))
     if series_uid not in series:
         raise InputImageError(
             f"DICOM series '{series_uid}' is not in folder '{folder}'. Series found: "
-            f"{', '.join(repr(uid) for uid in series)}. Pass one of these as series_uid."
+            f"{', '.join(repr(uid) for uid in series)}. Pass one of these with --series-uid (series_uid=)."
         )
+    return series[series_uid]
+
+
+def _check_slice_spacing(folder: Path, files: list[str]) -> float:
+    """The distance (mm) between neighbouring slices; InputImageError when it is not the same everywhere.
+
+    ITK reads a series with a missing slice without an error (it warns "Non uniform sampling" on the console and
+    stretches the slices over the whole range), so the slice positions (0020,0032) are compared here first, along
+    the slice normal. Tolerance: :data:`SLICE_GAP_TOLERANCE` of the median distance.
+    """
+    if len(files) < 2:
+        return float(_image_information(Path(files[0])).GetSpacing()[2])
+    first = _image_information(Path(files[0]))
+    normal = np.array(first.GetDirection()).reshape(3, 3)[:, 2]
+    depth = np.array([float(np.dot(_image_information(Path(f)).GetOrigin(), normal)) for f in files])
+    gaps = np.abs(np.diff(depth))
+    typical = float(np.median(gaps))
+    uneven = np.flatnonzero(np.abs(gaps - typical) > SLICE_GAP_TOLERANCE * typical)
+    if typical <= 0 or uneven.size:
+        where = ", ".join(f"{gaps[i]:.2f} mm between slices {i} and {i + 1}" for i in uneven[:3])
+        raise InputImageError(
+            f"The DICOM series in '{folder}' has uneven slice positions: {where or 'slices at the same position'} "
+            f"(the others {typical:.2f} mm apart). A slice is missing or duplicated, and reading it would "
+            "stretch the anatomy. Export the complete series again, or convert it with dcm2niix, which "
+            "resamples to even slices and says so."
+        )
+    return typical
+
+
+def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
+    files = _series_files(folder, series_uid)
+    _check_slice_spacing(folder, files)
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(series[series_uid])
+    reader.SetFileNames(files)
     try:
         return reader.Execute()  # GDCM applies Rescale Slope/Intercept: CT values come out in HU
     except RuntimeError as exc:
         raise InputImageError(
-            f"Cannot read DICOM series '{series_uid}' in '{folder}': {_itk_reason(exc)}. The series may be "
+            f"Cannot read the DICOM series in '{folder}': {_itk_reason(exc)}. The series may be "
             "incomplete or use an unsupported encoding; export it again from the PACS or convert it with dcm2niix."
         ) from exc
 
@@ -220,74 +314,149 @@ def _itk_reason(exc: RuntimeError) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
-def _check_nifti_complete(path: Path) -> None:
-    """Raise InputImageError if a NIfTI file holds fewer voxel bytes than its header declares.
+@dataclass
+class NiftiScan:
+    """What one streamed pass over a NIfTI file found (see :func:`scan_nifti`).
 
-    ITK's NIfTI reader fills a truncated file's missing voxels with zeros without any error (seen with
-    SimpleITK 2.5 on a half-length ``.nii.gz``), so the length is checked here from the header fields
-    ``dim``, ``bitpix`` and ``vox_offset`` (NIfTI-1 and NIfTI-2 layouts).
+    Attributes:
+        needed_bytes: header + voxel bytes the header declares (``vox_offset + voxels * bitpix / 8``).
+        total_bytes: bytes the file (after gzip decompression) holds.
+        n_nan, n_inf: NaN and infinite voxel values in the stored data (0 for integer data types).
+    """
+
+    needed_bytes: int
+    total_bytes: int
+    n_nan: int = 0
+    n_inf: int = 0
+
+
+def scan_nifti(path: PathLike) -> Optional[NiftiScan]:
+    """Read a NIfTI file once, in chunks of :data:`_GZIP_CHUNK_BYTES` (bounded memory), and count its bytes and
+    non-finite voxels. ``None`` when the file has no valid NIfTI-1/NIfTI-2 header.
+
+    Both are checked on the raw bytes because ITK hides them: its NIfTI reader fills a truncated file's missing
+    voxels with zeros and turns NaN and +-Inf voxels into 0, without any error (SimpleITK 2.5), and its NIfTI
+    writer leaves a truncated file when the disk is full.
+
+    Raises:
+        OSError, EOFError, zlib.error: the file or its gzip stream cannot be read.
+    """
+    with open(path, "rb") as stream:
+        compressed = stream.read(2) == _GZIP_MAGIC  # ITK also reads a misnamed, uncompressed .nii.gz
+    opener = gzip.open if compressed else open
+    with opener(path, "rb") as stream:
+        head = stream.read(540)
+        layout = _nifti_layout(head)
+        if layout is None:
+            return None
+        scan = NiftiScan(layout.vox_offset + layout.n_voxels * layout.bitpix // 8, len(head))
+        dtype = _FLOAT_DATATYPES.get(layout.datatype)
+        pending = head[layout.vox_offset :] if layout.vox_offset < len(head) else b""
+        skip = max(0, layout.vox_offset - len(head))
+        remaining = layout.n_voxels  # voxels still to inspect
+        while True:
+            chunk = stream.read(_GZIP_CHUNK_BYTES)
+            if not chunk and not pending:
+                return scan
+            scan.total_bytes += len(chunk)
+            if skip:
+                dropped = min(skip, len(chunk))
+                chunk, skip = chunk[dropped:], skip - dropped
+            if dtype is None or remaining <= 0:
+                pending = b""
+                continue
+            data = pending + chunk
+            itemsize = np.dtype(dtype).itemsize
+            usable = min(len(data) // itemsize, remaining)
+            values = np.frombuffer(data, dtype=np.dtype(dtype).newbyteorder(layout.endian), count=usable)
+            scan.n_nan += int(np.count_nonzero(np.isnan(values)))
+            scan.n_inf += int(np.count_nonzero(np.isinf(values)))
+            remaining -= usable
+            pending = data[usable * itemsize :] if chunk else b""
+
+
+def _check_nifti_file(path: Path) -> None:
+    """Raise InputImageError if a NIfTI file is corrupt, shorter than its header declares, or holds NaN/Inf.
+
+    See :func:`scan_nifti` for why ITK cannot be trusted with either.
     """
     try:
-        with open(path, "rb") as stream:
-            compressed = stream.read(2) == _GZIP_MAGIC  # ITK also reads a misnamed, uncompressed .nii.gz
-        if compressed:
-            with gzip.open(path, "rb") as stream:
-                header = stream.read(540)
-                total = len(header) + _count_remaining_bytes(stream)
-        else:
-            with open(path, "rb") as stream:
-                header = stream.read(540)
-            total = path.stat().st_size
+        scan = scan_nifti(path)
     except (OSError, EOFError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
+        raise _unreadable_nifti(path, exc) from exc
+    if scan is None:
+        raise _not_nifti(path)
+    if scan.total_bytes < scan.needed_bytes:
         raise InputImageError(
-            f"Cannot read '{path}' ({exc}): the gzip stream is corrupt or truncated, or the file is not readable. "
-            "It was cut short (interrupted copy or download), is not a .nii.gz file, or lacks read permission; "
-            "copy it again from the original."
-        ) from exc
-    fields = _nifti_layout(header)
-    if fields is None:
-        raise InputImageError(
-            f"'{path}' is not a NIfTI file (no valid NIfTI-1/NIfTI-2 header) despite its name. Give a real "
-            f"image file; supported inputs: {SUPPORTED_INPUTS}."
+            f"'{path}' is truncated: its header declares {scan.needed_bytes} bytes (header + voxels) but the file "
+            f"holds only {scan.total_bytes}. Copy or export the image again from the original."
         )
-    vox_offset, n_voxels, bitpix = fields
-    needed = vox_offset + n_voxels * bitpix // 8
-    if total < needed:
-        raise InputImageError(
-            f"'{path}' is truncated: its header declares {needed} bytes (header + voxels) but the file holds "
-            f"only {total}. Copy or export the image again from the original."
-        )
+    if scan.n_nan or scan.n_inf:
+        raise non_finite_error(scan.n_nan, scan.n_inf)
 
 
-def _count_remaining_bytes(stream) -> int:
-    count = 0
-    while True:
-        chunk = stream.read(_GZIP_CHUNK_BYTES)
-        if not chunk:
-            return count
-        count += len(chunk)
+def _check_nifti_header(path: Path) -> None:
+    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header (reads only the header)."""
+    try:
+        with open(path, "rb") as stream:
+            compressed = stream.read(2) == _GZIP_MAGIC
+        with (gzip.open if compressed else open)(path, "rb") as stream:
+            head = stream.read(540)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise _unreadable_nifti(path, exc) from exc
+    if _nifti_layout(head) is None:
+        raise _not_nifti(path)
 
 
-def _nifti_layout(header: bytes) -> Optional[tuple[int, int, int]]:
-    """(vox_offset, voxel count, bitpix) from a NIfTI-1 or NIfTI-2 header, or None if it is not one."""
+def _unreadable_nifti(path: Path, exc: Exception) -> InputImageError:
+    return InputImageError(
+        f"Cannot read '{path}' ({exc}): the gzip stream is corrupt or truncated, or the file is not readable. "
+        "It was cut short (interrupted copy or download), is not a .nii.gz file, or lacks read permission; "
+        "copy it again from the original."
+    )
+
+
+def _not_nifti(path: Path) -> InputImageError:
+    return InputImageError(
+        f"'{path}' is not a NIfTI file (no valid NIfTI-1/NIfTI-2 header) despite its name. Give a real "
+        f"image file; supported inputs: {SUPPORTED_INPUTS}."
+    )
+
+
+@dataclass
+class _NiftiLayout:
+    vox_offset: int
+    n_voxels: int
+    bitpix: int
+    datatype: int
+    endian: str  # "<" or ">"
+
+
+#: NIfTI datatype codes of the floating-point types that can hold NaN/Inf -> numpy type.
+_FLOAT_DATATYPES = {16: np.float32, 64: np.float64}
+
+
+def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
+    """Voxel offset, count, bits per voxel, datatype code and byte order of a NIfTI-1 or NIfTI-2 header, or
+    None if it is not one."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
-            bitpix = struct.unpack(endian + "h", header[72:74])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[70:74])
             offset = struct.unpack(endian + "f", header[108:112])[0]
             if not np.isfinite(offset):
                 return None
             vox_offset = int(offset)
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            bitpix = struct.unpack(endian + "h", header[14:16])[0]
+            datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             dims = struct.unpack(endian + "8q", header[16:80])
             vox_offset = struct.unpack(endian + "q", header[168:176])[0]
             break
     else:
         return None
     n_dims = dims[0]
-    if not 1 <= n_dims <= 7 or bitpix <= 0:
+    if not 1 <= n_dims <= 7 or bitpix <= 0 or vox_offset < 0:
         return None
     n_voxels = int(np.prod([max(int(d), 1) for d in dims[1 : n_dims + 1]], dtype=np.int64))
-    return vox_offset, n_voxels, bitpix
+    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian)

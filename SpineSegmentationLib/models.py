@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import ModelFileError
@@ -329,7 +330,14 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
                 "the file is corrupt or was modified: restore it from the release or retrain"
             )
         try:
-            net.load_state_dict(load_file(str(weights)))
+            state = load_file(str(weights))
+        except SafetensorError as e:  # a corrupt file whose checksum in model.json was updated with it
+            raise ModelFileError(
+                f"{weights} is not a readable safetensors file ({e}) although its checksum matches model.json: the "
+                "file and the checksum were changed together; restore the model folder from the release or retrain"
+            ) from e
+        try:
+            net.load_state_dict(state)
         except RuntimeError as e:
             raise ModelFileError(f"{weights} does not match the configuration in {MODEL_JSON}: {e}") from e
         net.eval()

@@ -17,7 +17,7 @@ import torch
 from scipy import ndimage
 
 from .anatomy import vertebra_name
-from .errors import CancelledError, ModelFileError
+from .errors import CancelledError, DeviceError, ModelFileError
 from .geometry import label_measurements, labels_on_input_grid, lps_to_ras, to_canonical
 from .labeling import refine_labels
 from .localization import localize_spine
@@ -25,6 +25,8 @@ from .models import SpineModel, load_model
 from .preprocessing import normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .result import SpineSegmentationResult, Vertebra
+from .device_fallback import traverse_with_fallback
+from .sanity import add_warnings, anatomy_warnings, check_vertebra_count
 from .traversal import DetectedVertebra, TraversalResult, traverse
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
@@ -65,16 +67,20 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """"auto" -> CUDA when available, else CPU.
 
     Raises:
-        ValueError: "cuda" requested on a machine without a usable CUDA device, or an unknown name.
+        DeviceError: "cuda" requested on a machine without a usable CUDA device, or an unknown name.
     """
     name = str(device)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was requested but PyTorch finds no CUDA GPU here; use --device cpu or auto")
     if name not in ("cpu",) and not name.startswith("cuda"):
-        raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
-    return torch.device(name)
+        raise DeviceError(f"unknown device {name!r}; use --device auto, cpu or cuda")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DeviceError(f"--device {name} was requested but PyTorch finds no CUDA GPU here (torch "
+                          f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError as exc:  # e.g. "cuda:x"
+        raise DeviceError(f"invalid device {name!r} ({exc}); use --device auto, cpu, cuda or cuda:N") from exc
 
 
 class Reporter:
@@ -140,7 +146,7 @@ def segment_spine(
             it (seed 001); False sweeps the whole volume.
         refine_surface: apply the 200 HU surface refinement (seed 002, section 3.1); None = the model's
             setting (``model.postprocessing``; off for the shipped model, see its MODEL_CARD.md).
-        max_memory_bytes: memory limit for the input check (default: half the available memory).
+        max_memory_bytes: memory budget for the input check (default: validation.DEFAULT_MAX_MEMORY_BYTES, 8 GB).
 
     Returns:
         :class:`SpineSegmentationResult`; its label map is on the input grid (int16, VerSe numbers).
@@ -164,7 +170,8 @@ def segment_spine(
     if not localized:
         # small crops give the low-resolution attention network too little context: search everywhere
         scan.spine_mask = None
-    trav = run_traversal(scan, reporter)
+    trav, fallback = traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
+                                            lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
     if trav.vertebrae:
         result = assemble_result(scan, trav.instances, trav.vertebrae, reporter, t_start, trav.evaluations,
                                  refine_surface)
@@ -173,6 +180,9 @@ def segment_spine(
         result = empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone" + where,
                               trav.evaluations)
     result.run_info["spine_localized"] = localized
+    if fallback:
+        result.run_info["device_fallback"] = fallback
+    add_warnings(result, fallback + anatomy_warnings(result.vertebrae))
     return result
 
 
@@ -267,12 +277,18 @@ def run_traversal(
     reporter: Reporter,
     memory: Optional[np.ndarray] = None,
     start_zyx: Optional[np.ndarray] = None,
+    sliding_batch: Optional[int] = None,
 ) -> TraversalResult:
     """Iterative instance segmentation of ``scan`` (stage 3), with progress per vertebra.
 
     Args:
         memory: optional bool [z, y, x] canonical instance memory (vertebrae already segmented).
         start_zyx: optional first patch centre, canonical [z, y, x] voxel indices.
+        sliding_batch: sliding-window positions per network call; default :data:`GPU_SLIDING_BATCH` on a GPU,
+            else 1.
+
+    Raises:
+        InputImageError: more vertebrae than a spine has (:func:`sanity.check_vertebra_count`), at once.
 
     Returns:
         :class:`~SpineSegmentationLib.traversal.TraversalResult` on the canonical grid (unflipped).
@@ -285,6 +301,7 @@ def run_traversal(
     span = _STAGE_START["labeling"] - _STAGE_START["traversal"]
 
     def on_eval(found: int, evaluations: int) -> None:
+        check_vertebra_count(found)
         frac = _STAGE_START["traversal"] + span * min(1.0, found / expected)
         reporter.emit("traversal", frac, found + 1, f"vertebra {found + 1} ({evaluations} network evaluations)")
 
@@ -298,7 +315,7 @@ def run_traversal(
             start[0] = scan.volume.shape[0] - 1 - start[0]
     trav = traverse(flipped(scan.volume), scan.model, scan.device, spine_mask=flipped(mask), memory=flipped(memory),
                     direction="up" if scan.flip else scan.direction, start_zyx=start, progress=on_eval,
-                    sliding_batch=GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
+                    sliding_batch=sliding_batch or (GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1),
                     bone_threshold=float(normalize_hu(np.array([SURFACE_THRESHOLD_HU]), scan.model.preprocessing)[0]))
     if scan.flip:
         trav.instances = np.ascontiguousarray(trav.instances[::-1])

@@ -9,14 +9,14 @@ space is LPS millimetres.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional, Sequence
 
 import numpy as np
-import psutil
 import SimpleITK as sitk
 
 from .errors import InputImageError
-from .geometry import canonical_reference
+from .geometry import canonical_size
 
 #: Smallest voxel spacing accepted (mm): finer than any clinical or micro-CT of a human spine, so a smaller
 #: value means a unit error (metres or cm written as mm) in the header.
@@ -34,6 +34,17 @@ DIRECTION_TOLERANCE = 1e-3
 #: normalized network input (4), float32 instance memory (4), int16 label map (2) and uint8/bool masks and
 #: bookkeeping (2). Multiplied by the canonical voxel count to estimate the peak memory of one run.
 BYTES_PER_CANONICAL_VOXEL = 16
+
+#: Bytes the pipeline holds per voxel of the input grid besides the input itself: the int16 label array (2)
+#: and its ``sitk.Image`` copy (2), the label map's temporary copies while ``labels.nii.gz`` is written (2),
+#: and slack (2). Measured: see the README's memory section.
+BYTES_PER_INPUT_VOXEL = 8
+
+#: Memory of the process before any image: Python, PyTorch, SimpleITK, the model (measured 0.45 GB RSS).
+BASE_BYTES = 600 * 10**6
+
+#: Default memory budget of a run (bytes): 8 GB, the issue's target for a 512x512x300 CT and more.
+DEFAULT_MAX_MEMORY_BYTES = 8 * 10**9
 
 #: HU threshold of "darker than soft tissue": fat is about -150..-50 HU and air -1000 HU, water 0 HU.
 DARK_TISSUE_HU = -100.0
@@ -53,50 +64,99 @@ _PERCENTILE_SAMPLE = 2_000_000
 _AXES = "IJK"
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What the header of an image says, before its voxels are read (see :func:`io.read_image_header`).
+
+    Attributes:
+        size: voxels along I, J, K (and further axes for a 4D image).
+        spacing: mm along I, J, K.
+        direction: row-major direction cosines (3x3 for a 3D image; LPS).
+        dimension: number of image axes.
+        components: values per voxel (1 for a scalar CT).
+        pixel_bytes: bytes per value as read into memory (2 for int16).
+    """
+
+    size: tuple
+    spacing: tuple
+    direction: tuple
+    dimension: int = 3
+    components: int = 1
+    pixel_bytes: int = 2
+
+    @classmethod
+    def of(cls, image: sitk.Image) -> "ImageHeader":
+        """The header of an image already in memory."""
+        return cls(tuple(image.GetSize()), tuple(image.GetSpacing()), tuple(image.GetDirection()),
+                   image.GetDimension(), image.GetNumberOfComponentsPerPixel(), image.GetSizeOfPixelComponent())
+
+
 def validate_ct(image: sitk.Image, spacing_mm: float, max_memory_bytes: Optional[int] = None) -> None:
     """Raise :class:`InputImageError` unless ``image`` is a 3D CT in HU the pipeline can process.
 
     Checks, in this order (cheap header checks before any pass over the voxels):
 
-    1. :func:`check_dimensions`: a 3D scalar volume (not 2D, not a single slice, not 4D, not a vector image).
-    2. :func:`check_spacing`: every spacing in [:data:`MIN_SPACING_MM`, :data:`MAX_SPACING_MM`] mm.
-    3. :func:`check_direction`: the direction matrix is a rotation, possibly with a reflection (det -1).
-    4. :func:`check_memory`: the canonical grid at ``spacing_mm`` fits in ``max_memory_bytes``.
-    5. :func:`check_intensities`: finite, not constant, and HU-like (rules in its docstring).
+    1. :func:`validate_header`: dimensions, spacing, direction and the memory budget (see there).
+    2. :func:`check_intensities`: finite, not constant, and HU-like (rules in its docstring).
+    3. :func:`sanity.check_body_size`: the body's size at this spacing is one a person can have.
 
     Args:
         image: the input CT (``sitk.Image``, any pixel type), as returned by :func:`SpineSegmentationLib.io.read_image`.
         spacing_mm: isotropic spacing (mm) of the canonical grid the pipeline resamples to, the model's
             ``Preprocessing.spacing_mm`` (Lessmann et al. 2019, section 3.2: images resampled to isotropic voxels).
-        max_memory_bytes: memory the run may use; default: half of the currently available memory (psutil).
+        max_memory_bytes: memory the run may use; default :data:`DEFAULT_MAX_MEMORY_BYTES` (8 GB).
 
     Raises:
         InputImageError: the first check that fails, with the problem and the fix.
         ValueError: ``spacing_mm`` is not positive (a programming error, not a bad image).
     """
-    check_dimensions(image)
-    check_spacing(image.GetSpacing())
-    check_direction(image.GetDirection())
-    check_memory(image, spacing_mm, max_memory_bytes)
+    from .sanity import check_body_size
+
+    validate_header(ImageHeader.of(image), spacing_mm, max_memory_bytes)
     check_intensities(image)
+    check_body_size(image)
 
 
-def check_dimensions(image: sitk.Image) -> None:
+def validate_header(header: ImageHeader, spacing_mm: float, max_memory_bytes: Optional[int] = None) -> None:
+    """The checks that need only the image's header (:func:`io.read_image_header`), so that they run in seconds
+    before a large image is read:
+
+    1. :func:`check_dimensions`: a 3D scalar volume (not 2D, not a single slice, not 4D, not a vector image).
+    2. :func:`check_spacing`: every spacing in [:data:`MIN_SPACING_MM`, :data:`MAX_SPACING_MM`] mm.
+    3. :func:`check_direction`: the direction matrix is a rotation, possibly with a reflection (det -1).
+    4. :func:`sanity.check_field_of_view`: the image's extent is one a CT can have.
+    5. :func:`check_memory`: the run's estimated peak memory fits in ``max_memory_bytes``.
+
+    Raises:
+        InputImageError: the first check that fails, with the problem and the fix.
+        ValueError: ``spacing_mm`` is not positive.
+    """
+    from .sanity import check_field_of_view
+
+    check_dimensions(header)
+    check_spacing(header.spacing)
+    check_direction(header.direction)
+    check_field_of_view(header.size, header.spacing, header.direction)
+    check_memory(header, spacing_mm, max_memory_bytes)
+
+
+def check_dimensions(image: sitk.Image | ImageHeader) -> None:
     """Require a 3D scalar image with at least 2 voxels along each axis.
 
     Raises:
         InputImageError: vector/multi-component pixels, a 4D (or higher) image, a 2D image, or a 3D image with
             an axis of size 1 (a single slice).
     """
-    size = tuple(image.GetSize())
-    components = image.GetNumberOfComponentsPerPixel()
+    header = image if isinstance(image, ImageHeader) else ImageHeader.of(image)
+    size = tuple(header.size)
+    components = header.components
     if components > 1:
         raise InputImageError(
             f"The image has {components} values per voxel (a vector/colour or multi-channel image, size {size}); "
             "a CT has one. Extract one component, e.g. sitk.VectorIndexSelectionCast(image, 0), or load the "
             "grayscale CT instead."
         )
-    dimension = image.GetDimension()
+    dimension = header.dimension
     if dimension > 3:
         raise InputImageError(
             f"The image is {dimension}D (size {size}): a time series or several volumes in one file. Extract one "
@@ -161,41 +221,55 @@ def check_direction(direction: Sequence[float]) -> None:
         )
 
 
-def estimated_memory_bytes(image: sitk.Image, spacing_mm: float) -> int:
-    """Estimated peak bytes of one run: canonical voxel count at ``spacing_mm`` x :data:`BYTES_PER_CANONICAL_VOXEL`."""
-    if not spacing_mm > 0:
-        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
-    size = canonical_reference(image, spacing_mm).GetSize()
-    return int(np.prod(size, dtype=np.int64)) * BYTES_PER_CANONICAL_VOXEL
+def estimated_memory_bytes(image: sitk.Image | ImageHeader, spacing_mm: float) -> int:
+    """Estimated peak bytes of one run, from the header alone (see :data:`BYTES_PER_INPUT_VOXEL`).
 
-
-def check_memory(image: sitk.Image, spacing_mm: float, max_memory_bytes: Optional[int] = None) -> None:
-    """Require the canonical grid (isotropic ``spacing_mm``, covering the image) to fit in memory.
-
-    Args:
-        image: 3D image (passes :func:`check_dimensions`).
-        spacing_mm: canonical spacing (mm), the model's ``Preprocessing.spacing_mm``.
-        max_memory_bytes: limit; default half of ``psutil.virtual_memory().available``.
+    ``BASE_BYTES`` + input voxels x (``pixel_bytes`` + :data:`BYTES_PER_INPUT_VOXEL`) + canonical voxels at
+    ``spacing_mm`` x :data:`BYTES_PER_CANONICAL_VOXEL`.
 
     Raises:
-        InputImageError: :func:`estimated_memory_bytes` exceeds the limit; names both and the fix.
         ValueError: ``spacing_mm`` is not positive.
     """
-    needed = estimated_memory_bytes(image, spacing_mm)
-    if max_memory_bytes is None:
-        limit = psutil.virtual_memory().available // 2
-        source = "half of the memory available now"
-    else:
-        limit = int(max_memory_bytes)
-        source = "max_memory_bytes"
+    if not spacing_mm > 0:
+        raise ValueError(f"spacing_mm must be positive, got {spacing_mm}")
+    header = image if isinstance(image, ImageHeader) else ImageHeader.of(image)
+    n_input = int(np.prod(header.size, dtype=np.int64)) * header.components
+    canonical = canonical_size(header.size[:3], header.spacing[:3], header.direction, spacing_mm)
+    return (BASE_BYTES + n_input * (header.pixel_bytes + BYTES_PER_INPUT_VOXEL)
+            + int(np.prod(canonical, dtype=np.int64)) * BYTES_PER_CANONICAL_VOXEL)
+
+
+def check_memory(image: sitk.Image | ImageHeader, spacing_mm: float, max_memory_bytes: Optional[int] = None) -> None:
+    """Require the run's estimated peak memory (:func:`estimated_memory_bytes`) to fit in ``max_memory_bytes``.
+
+    Args:
+        image: 3D image or its header (passes :func:`check_dimensions`).
+        spacing_mm: canonical spacing (mm), the model's ``Preprocessing.spacing_mm``.
+        max_memory_bytes: limit; default :data:`DEFAULT_MAX_MEMORY_BYTES` (8 GB).
+
+    Raises:
+        InputImageError: the estimate exceeds the limit; names the size, the estimate, the limit and the fix.
+        ValueError: ``spacing_mm`` is not positive.
+    """
+    header = image if isinstance(image, ImageHeader) else ImageHeader.of(image)
+    needed = estimated_memory_bytes(header, spacing_mm)
+    limit = DEFAULT_MAX_MEMORY_BYTES if max_memory_bytes is None else int(max_memory_bytes)
     if needed > limit:
-        size = canonical_reference(image, spacing_mm).GetSize()
         raise InputImageError(
-            f"The CT is too large for memory: at {spacing_mm} mm its canonical grid has {tuple(size)} voxels, "
-            f"about {needed / 2**30:.2f} GiB ({BYTES_PER_CANONICAL_VOXEL} bytes per voxel), above the limit of "
-            f"{limit / 2**30:.2f} GiB ({source}). Crop the CT to the spine (e.g. 3D Slicer: Crop Volume), or run "
-            "on a machine with more memory."
+            f"The CT is too large for the memory budget: {'x'.join(str(n) for n in header.size)} voxels "
+            f"({header.pixel_bytes} bytes each) need about {needed / 1e9:.1f} GB to segment, above the limit of "
+            f"{limit / 1e9:.1f} GB (--max-memory, max_memory_bytes). Crop the CT to the spine (e.g. 3D Slicer: "
+            "Crop Volume) or resample it to thicker slices, or raise --max-memory on a machine with more memory."
         )
+
+
+def non_finite_error(n_nan: int, n_inf: int) -> InputImageError:
+    """The one error for NaN/infinite voxels, whatever the file format (:func:`check_intensities`, and
+    :func:`io.read_image` for NIfTI, whose reader would turn them into 0 first)."""
+    return InputImageError(
+        f"The image holds {n_nan} NaN and {n_inf} infinite voxel values; a CT holds finite HU. Replace them "
+        "(e.g. with -1024 HU, air) or re-export the CT from the original DICOM."
+    )
 
 
 def check_intensities(image: sitk.Image) -> None:
@@ -217,12 +291,7 @@ def check_intensities(image: sitk.Image) -> None:
     values = sitk.GetArrayViewFromImage(image)
     low, high = float(values.min()), float(values.max())
     if not (np.isfinite(low) and np.isfinite(high)):
-        n_nan = int(np.count_nonzero(np.isnan(values)))
-        n_inf = int(np.count_nonzero(np.isinf(values)))
-        raise InputImageError(
-            f"The image holds {n_nan} NaN and {n_inf} infinite voxel values; a CT holds finite HU. Replace them "
-            "(e.g. with -1024 HU, air) or re-export the CT from the original DICOM."
-        )
+        raise non_finite_error(int(np.count_nonzero(np.isnan(values))), int(np.count_nonzero(np.isinf(values))))
     if low == high:
         raise InputImageError(
             f"The image is constant (every voxel is {low:g}): empty or blank, no anatomy to segment. Check that "

@@ -19,16 +19,18 @@ Nothing the user made is overwritten: before anything is written, every target i
 :class:`~SpineSegmentationLib.errors.OutputExistsError` names the first existing one (unless
 ``overwrite=True``). The input image can never be overwritten, by construction: the outputs have the five
 fixed names above inside ``output_dir``, and when the caller passes ``input_path`` any output that would
-resolve to the input file is refused even with ``overwrite=True``. Each file is first written under a
-temporary name in ``output_dir`` and renamed when complete, so an interrupted run leaves no half-written
-file under an output name.
+resolve to the input file is refused even with ``overwrite=True``.
+
+The five files appear together or not at all, and two runs never write into one folder at the same time
+(:mod:`.staging`): they are written into a staging folder that is also an exclusive claim on ``output_dir``,
+then renamed into place; on any error or interrupt the staging folder is removed.
 """
 
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -40,6 +42,7 @@ from .dicom_seg import write_dicom_seg_output
 from .label_map import write_label_map
 from .qc_picture import write_qc_png
 from .segmentation_nrrd import write_segmentation_nrrd
+from .staging import OutputStaging, describe_write_error
 from .vertebrae_json import write_vertebrae_json
 
 #: Key -> file name of every output.
@@ -54,7 +57,7 @@ OUTPUT_FILES: dict[str, str] = {
 #: Geometry tolerance (relative to the spacing) when checking that labels lie on the input grid.
 _GEOMETRY_TOLERANCE = 1e-4
 
-__all__ = ["OUTPUT_FILES", "check_outputs_free", "output_paths", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "OutputStaging", "check_outputs_free", "output_paths", "write_outputs"]
 
 
 def output_paths(output_dir: str | os.PathLike) -> dict[str, Path]:
@@ -117,9 +120,10 @@ def write_outputs(
     overwrite: bool = False,
     *,
     input_path: str | os.PathLike | None = None,
+    staging: Optional[OutputStaging] = None,
     dicom_seg: bool = False,
 ) -> dict[str, Path]:
-    """Write the five output files of a run into ``output_dir`` (created if needed).
+    """Write the five output files of a run into ``output_dir`` (created if needed), all together or none.
 
     Args:
         result: the segmentation result; ``result.labels`` is the int16 VerSe label map on ``image``'s grid.
@@ -127,9 +131,11 @@ def write_outputs(
         output_dir: output folder.
         overwrite: replace existing output files; without it an existing file is an error.
         input_path: path of the input image file, if any; recorded in ``vertebrae.json`` and never written to.
+        staging: a claim on ``output_dir`` already held by the caller (the command line claims the folder before
+            the work, so that a second run is refused at once); default: claimed here.
         dicom_seg: also write ``segmentation.dcm`` for a non-DICOM input (it then references no series); for a
             DICOM series folder as ``input_path`` it is always written (:mod:`.dicom_seg`; not for an empty
-            result, which a DICOM Segmentation cannot hold: a warning says so).
+            result, which a DICOM Segmentation cannot hold: a warning says so). It is committed with the others.
 
     Returns:
         ``{"labels", "segmentation", "vertebrae", "centroids", "qc"}`` (and ``"dicom_seg"`` when written) ->
@@ -138,6 +144,8 @@ def write_outputs(
     Raises:
         OutputExistsError: an output file exists and ``overwrite`` is False, ``output_dir`` is a file, or an
             output would replace the input image. Raised before anything is written.
+        OutputWriteError: another run is writing into ``output_dir``, the folder is not writable, or the disk
+            is full; nothing was written then.
         ValueError: ``result.labels`` is not on ``image``'s grid, or it holds labels without a Vertebra entry.
     """
     output_dir = Path(output_dir)
@@ -148,8 +156,19 @@ def write_outputs(
     _check_same_grid(result.labels, image)
     paths = output_paths(output_dir)
     _check_targets(paths, overwrite, Path(input_path) if input_path is not None else None)
-    output_dir.mkdir(parents=True, exist_ok=True)
+    if staging is None:
+        with OutputStaging(output_dir) as own:
+            extra = _write_staged(result, image, own, overwrite, input_path, dicom_seg)
+    else:
+        extra = _write_staged(result, image, staging, overwrite, input_path, dicom_seg)
+    paths.update({key: output_dir / name for key, name in extra.items()})
+    return paths
 
+
+def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_path, dicom_seg: bool) -> dict:
+    """Write every output into the staging folder and commit them together; returns ``{key: file name}`` of the
+    optional outputs that were written (the DICOM SEG)."""
+    staging.check_free(OUTPUT_FILES.values(), overwrite)  # again, now that no other writer can come between
     writers = {
         "labels": lambda p: write_label_map(result.labels, p),
         "segmentation": lambda p: write_segmentation_nrrd(result, p),
@@ -158,13 +177,12 @@ def write_outputs(
         "qc": lambda p: write_qc_png(result, image, p),
     }
     for key, write in writers.items():
-        final = paths[key]
-        temporary = output_dir / f".tmp-{uuid.uuid4().hex[:8]}-{final.name}"  # keeps the extension
+        target = staging.path / OUTPUT_FILES[key]
         try:
-            write(temporary)
-            os.replace(temporary, final)
-        finally:
-            if temporary.exists():
-                temporary.unlink()
-    paths.update(write_dicom_seg_output(result, output_dir, input_path, requested=dicom_seg, overwrite=overwrite))
-    return paths
+            write(target)
+        except OSError as exc:
+            raise describe_write_error(exc, target) from exc
+    extra = {key: path.name for key, path in
+             write_dicom_seg_output(result, staging.path, input_path, requested=dicom_seg, overwrite=True).items()}
+    staging.commit(list(OUTPUT_FILES.values()) + list(extra.values()), overwrite)
+    return extra

@@ -22,12 +22,12 @@ zeros): Slicer opens it as an empty segmentation; slicerio reads it back with ``
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 import slicerio
-from scipy import ndimage
 from slicerio.segmentation import terminology_entry_from_string
 
 from ..result import SpineSegmentationResult
@@ -35,6 +35,10 @@ from ..terminology import slicer_terminology_entry, vertebra_terminology
 
 #: Prefix of the project's own segment tags.
 TAG_PREFIX = "SpineSegmentation."
+#: Voxels cast and compressed at a time (a slab of whole K planes, at least one): 16 MB of uint8.
+SLAB_VOXELS = 16 * 2**20
+#: gzip level of the voxel data (slicerio's default).
+COMPRESSION_LEVEL = 9
 
 
 def ijk_to_lps_matrix(image: sitk.Image) -> np.ndarray:
@@ -46,12 +50,18 @@ def ijk_to_lps_matrix(image: sitk.Image) -> np.ndarray:
     return matrix
 
 
-def segment_extents(voxels_ijk: np.ndarray) -> dict[int, list[int]]:
-    """Extent [min_i, max_i, min_j, max_j, min_k, max_k] of every non-zero value of an [i, j, k] label array."""
+def segment_extents(labels: sitk.Image) -> dict[int, list[int]]:
+    """Extent [min_i, max_i, min_j, max_j, min_k, max_k] of every non-zero value of an integer label image.
+
+    ITK's label statistics in one pass over the image, without a copy of the grid."""
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.ComputeFeretDiameterOff()
+    stats.ComputePerimeterOff()
+    stats.Execute(labels)
     extents = {}
-    for value, box in enumerate(ndimage.find_objects(voxels_ijk.astype(np.int32)), start=1):
-        if box is not None:
-            extents[value] = [int(b) for s in box for b in (s.start, s.stop - 1)]
+    for value in stats.GetLabels():
+        box = stats.GetBoundingBox(value)  # (start_i, start_j, start_k, size_i, size_j, size_k)
+        extents[int(value)] = [int(b) for axis in range(3) for b in (box[axis], box[axis] + box[axis + 3] - 1)]
     return extents
 
 
@@ -88,6 +98,11 @@ def segment_metadata(vertebra, extent: list[int] | None = None) -> dict:
 def write_segmentation_nrrd(result: SpineSegmentationResult, path: Path) -> None:
     """Write ``result`` as a Slicer ``.seg.nrrd`` (see the module docstring for the content).
 
+    The voxels are streamed slab by slab (:data:`SLAB_VOXELS` at a time) into the gzip stream, so the writer needs
+    no copy of the whole grid: the header comes from slicerio (written for a one-voxel stand-in, then given the
+    real ``sizes``), the data is the label map's own memory in NRRD order (I fastest, the C order of the
+    [k, j, i] array), cast to uint8 one slab at a time.
+
     Args:
         result: segmentation result; ``result.labels`` (VerSe numbers, input grid) gives voxels and geometry.
         path: output file, ending in ``.seg.nrrd``.
@@ -95,25 +110,49 @@ def write_segmentation_nrrd(result: SpineSegmentationResult, path: Path) -> None
     Raises:
         ValueError: if the label map holds a label that has no entry in ``result.vertebrae``, or a value
             outside 0..255.
+        OSError: the file cannot be written (disk full, no permission).
     """
-    labels = sitk.GetArrayFromImage(result.labels)  # [k, j, i]
-    present = {int(v) for v in np.unique(labels)} - {0}
+    extents = segment_extents(result.labels)
     listed = {int(v.label) for v in result.vertebrae}
-    if present - listed:
+    if set(extents) - listed:
         raise ValueError(
-            f"label map holds labels {sorted(present - listed)} that are not in result.vertebrae; "
+            f"label map holds labels {sorted(set(extents) - listed)} that are not in result.vertebrae; "
             "every labelled vertebra needs a Vertebra entry"
         )
-    if labels.min(initial=0) < 0 or labels.max(initial=0) > 255:
+    if any(not 0 < value <= 255 for value in extents):
         raise ValueError("label values must lie in 0..255 (VerSe numbers) to be written as a segmentation")
-    voxels = np.ascontiguousarray(labels.transpose(2, 1, 0)).astype(np.uint8)  # [i, j, k]
-    extents = segment_extents(voxels)
+    header = _nrrd_header(result, extents, Path(path))
+    labels = sitk.GetArrayViewFromImage(result.labels)  # [k, j, i], no copy
+    slab = max(1, SLAB_VOXELS // max(1, labels[0].size))
+    compressor = zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS | 16)  # gzip, as NRRD asks
+    with open(path, "wb") as stream:
+        stream.write(header)
+        for k in range(0, labels.shape[0], slab):
+            stream.write(compressor.compress(labels[k : k + slab].astype(np.uint8).tobytes()))
+        stream.write(compressor.flush())
+
+
+def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]], path: Path) -> bytes:
+    """The NRRD header (up to and including the blank line) of the segmentation, from slicerio."""
+    full = [int(b) for n in result.labels.GetSize() for b in (0, n - 1)]  # a listed vertebra without voxels
     segmentation = {
-        "voxels": voxels,
+        "voxels": np.zeros((1, 1, 1), dtype=np.uint8),  # stand-in: the real sizes are set below
         "ijkToLPS": ijk_to_lps_matrix(result.labels),
         "containedRepresentationNames": ["Binary labelmap"],
         "masterRepresentation": "Binary labelmap",
         "referenceImageExtentOffset": [0, 0, 0],
-        "segments": [segment_metadata(v, extents.get(int(v.label))) for v in result.vertebrae],
+        "encoding": "gzip",
+        "segments": [segment_metadata(v, extents.get(int(v.label), full)) for v in result.vertebrae],
     }
-    slicerio.write_segmentation(str(path), segmentation)
+    scratch = path.with_name(path.name + ".header")
+    try:
+        slicerio.write_segmentation(str(scratch), segmentation)
+        text = scratch.read_bytes()
+    finally:
+        scratch.unlink(missing_ok=True)
+    head = text[: text.index(b"\n\n") + 2]
+    size = " ".join(str(n) for n in result.labels.GetSize()).encode()
+    lines = [b"sizes: " + size if line.startswith(b"sizes:") else line for line in head.split(b"\n")]
+    if b"sizes: " + size not in lines:
+        raise RuntimeError(f"slicerio wrote no 'sizes' field in the header of {path}")
+    return b"\n".join(lines)

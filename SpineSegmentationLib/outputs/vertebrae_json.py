@@ -24,6 +24,8 @@ Schema (``schema_version`` 1)::
         ...
       ],
       "message": "...",                   # result.message (says so when no spine was found)
+      "warnings": ["..."],                # anatomy and device warnings (run_info["warnings"]): e.g. head-feet
+                                          # inverted, GPU out of memory -> CPU; empty when none
       "input": {
         "path": "/abs/path/ct.nii.gz",    # only when known
         "size": [I, J, K],                # voxels
@@ -106,6 +108,7 @@ def vertebrae_document(
         "run": dict(result.run_info),
         "alternatives": alternatives,
         "message": result.message,
+        "warnings": list(result.run_info.get("warnings", [])),
         "input": input_description(image, input_path),
     }
     if files:

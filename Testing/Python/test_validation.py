@@ -8,14 +8,19 @@ import pytest
 import SimpleITK as sitk
 
 from SpineSegmentationLib.errors import InputImageError
-from SpineSegmentationLib.geometry import canonical_reference
+from SpineSegmentationLib.geometry import canonical_reference, canonical_size
 from SpineSegmentationLib.io import read_image
 from SpineSegmentationLib.validation import (
+    BASE_BYTES,
     BYTES_PER_CANONICAL_VOXEL,
+    BYTES_PER_INPUT_VOXEL,
+    DEFAULT_MAX_MEMORY_BYTES,
+    ImageHeader,
     check_direction,
     check_spacing,
     estimated_memory_bytes,
     validate_ct,
+    validate_header,
 )
 
 SPACING_MM = 2.5  # canonical spacing used throughout; any positive value works for these checks
@@ -132,9 +137,12 @@ def test_absurd_spacing_is_rejected_naming_the_axis(real_ct_image, axis, value, 
 
 
 def test_spacing_limits_are_inclusive(real_ct_image):
+    """The limits themselves pass the spacing check (the field-of-view check then refuses this image: 2 m deep)."""
     image = sitk.Image(real_ct_image)
     image.SetSpacing((0.05, 20.0, 3.0))
-    validate_ct(image, SPACING_MM)
+    check_spacing(image.GetSpacing())
+    with pytest.raises(InputImageError, match="6 mm wide and 2020 mm deep"):
+        validate_ct(image, SPACING_MM)
 
 
 @pytest.mark.parametrize("value", [0.0, -1.0, float("nan")])
@@ -208,24 +216,46 @@ def test_oblique_rotation_is_accepted(real_ct_image):
 # --- memory -------------------------------------------------------------------------------------------------------
 
 
-def test_memory_estimate_is_canonical_voxels_times_bytes_per_voxel(real_ct_image):
-    size = canonical_reference(real_ct_image, SPACING_MM).GetSize()
-    expected = size[0] * size[1] * size[2] * BYTES_PER_CANONICAL_VOXEL
+def test_memory_estimate_counts_the_input_grid_and_the_canonical_grid(real_ct_image):
+    canonical = canonical_reference(real_ct_image, SPACING_MM).GetSize()
+    n_input = int(np.prod(real_ct_image.GetSize()))
+    expected = (BASE_BYTES + n_input * (real_ct_image.GetSizeOfPixelComponent() + BYTES_PER_INPUT_VOXEL)
+                + int(np.prod(canonical)) * BYTES_PER_CANONICAL_VOXEL)
     assert estimated_memory_bytes(real_ct_image, SPACING_MM) == expected
     validate_ct(real_ct_image, SPACING_MM, max_memory_bytes=expected)
-    with pytest.raises(InputImageError, match="too large for memory") as info:
+    with pytest.raises(InputImageError, match="too large for the memory budget") as info:
         validate_ct(real_ct_image, SPACING_MM, max_memory_bytes=expected - 1)
     message = str(info.value)
-    assert "max_memory_bytes" in message and "Crop" in message and "more memory" in message
+    assert "122x101x112 voxels" in message and "--max-memory" in message and "Crop" in message
 
 
 def test_finer_canonical_spacing_needs_more_memory(real_ct_image):
     coarse = estimated_memory_bytes(real_ct_image, 2.0)
     fine = estimated_memory_bytes(real_ct_image, 1.0)
-    assert 7.5 < fine / coarse < 8.5
-    with pytest.raises(InputImageError, match="at 1.0 mm"):
+    fixed = estimated_memory_bytes(real_ct_image, 1000.0) - BYTES_PER_CANONICAL_VOXEL  # one canonical voxel
+    assert 7.5 < (fine - fixed) / (coarse - fixed) < 8.5
+    with pytest.raises(InputImageError, match="too large"):
         validate_ct(real_ct_image, 1.0, max_memory_bytes=(coarse + fine) // 2)
     validate_ct(real_ct_image, 2.0, max_memory_bytes=(coarse + fine) // 2)
+
+
+def test_header_estimate_refuses_a_1024x1024x1500_ct_at_the_default_budget():
+    """The issue's 3 GB CT: refused from its header alone (nothing that size is built here)."""
+    header = ImageHeader((1024, 1024, 1500), (0.5, 0.5, 0.5), (1, 0, 0, 0, 1, 0, 0, 0, 1), pixel_bytes=2)
+    assert estimated_memory_bytes(header, SPACING_MM) > DEFAULT_MAX_MEMORY_BYTES
+    with pytest.raises(InputImageError, match="1024x1024x1500 voxels .* above the limit of 8.0 GB"):
+        validate_header(header, SPACING_MM)
+    validate_header(header, SPACING_MM, max_memory_bytes=20 * 10**9)
+
+
+def test_canonical_size_from_the_header_matches_the_canonical_grid(real_ct_image):
+    oblique = sitk.Image(real_ct_image)
+    angle = np.deg2rad(20)
+    oblique.SetDirection((np.cos(angle), -np.sin(angle), 0, np.sin(angle), np.cos(angle), 0, 0, 0, -1))
+    for image in (real_ct_image, oblique):
+        for spacing in (1.0, 2.5, 3.7):
+            assert canonical_size(image.GetSize(), image.GetSpacing(), image.GetDirection(), spacing) == \
+                canonical_reference(image, spacing).GetSize()
 
 
 def test_non_positive_canonical_spacing_is_a_programming_error(real_ct_image):

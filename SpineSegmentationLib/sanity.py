@@ -1,0 +1,164 @@
+"""Anatomy sanity checks: stop early when the answer would certainly be wrong, warn when it is probably wrong.
+
+- :func:`check_field_of_view` (from the header, before the image is read) and :func:`check_body_size` (before
+  any network runs): the image and the body, as the header's spacing scales them, must have sizes a CT and a
+  person can have; a wrong voxel spacing in the header makes them metres wide or a few millimetres.
+- :func:`check_vertebra_count` (during the traversal, after each vertebra): no spine has more than
+  :data:`MAX_VERTEBRAE` vertebrae; more means the header's spacing or the anatomy is wrong, and the run stops
+  at once instead of after minutes.
+- :func:`anatomy_warnings` (after the run): the network's regressed levels must increase from head to feet;
+  when they increase towards the head, the voxel data are probably upside down relative to the header (a wrong
+  export), and the labels are then probably wrong. Warnings go into ``result.run_info["warnings"]``,
+  ``result.message`` and ``vertebrae.json``.
+
+Images are ``sitk.Image`` in ITK conventions (LPS mm); :class:`~SpineSegmentationLib.result.Vertebra` centroids
+are RAS mm, so their third coordinate increases towards the head.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+from .errors import InputImageError
+from .labeling import COLUMNS
+
+#: Most vertebrae a spine has: C1-C7, T1-T13 and L1-L6 at the most (the longest column of the labelling).
+MAX_VERTEBRAE = max(len(column) for column in COLUMNS.values())
+
+#: HU threshold between air (-1000 HU) and the body (fat -100 HU and denser): voxels above are "body".
+BODY_HU = -500.0
+
+#: Widest body (left-right or front-back, mm) the check accepts: wide-bore CT scanners have a bore of 80-85 cm,
+#: so no body in a CT is wider (the table, about 50 cm, is narrower).
+MAX_BODY_WIDTH_MM = 850.0
+
+#: Smallest field of view (mm, largest extent of the image along any axis) that can hold a vertebra: the
+#: smallest, C3-C7, are about 50 mm wide with their processes; a smaller image means a spacing written too small.
+MIN_FIELD_OF_VIEW_MM = 40.0
+
+#: Widest field of view (mm, left-right or front-back) of a CT: scanners reconstruct at most about 500-700 mm
+#: (extended field of view up to about 800 mm).
+MAX_FIELD_OF_VIEW_MM = 1000.0
+
+#: Voxels sampled (evenly strided along every axis) to find the body's extent.
+_BODY_SAMPLE = 2_000_000
+
+#: Fewest vertebrae from which the direction of the regressed levels is judged.
+MIN_VERTEBRAE_FOR_DIRECTION = 5
+
+#: Highest rank correlation between regressed level and height that passes as "levels increase from head to
+#: feet". Measured with the shipped model: -0.96 on the shipped CT (T11-L5, 7 vertebrae), -0.02 on the same CT
+#: with its voxels flipped head-feet (8 vertebrae, labelled T12, T13, L1-L6: an invented T13 and L6).
+MAX_LEVEL_HEIGHT_CORRELATION = -0.5
+
+
+def check_field_of_view(size, spacing, direction) -> None:
+    """Raise :class:`InputImageError` when the image's extent (from its header: ``size`` voxels I, J, K,
+    ``spacing`` mm, row-major ``direction``) is wider than any CT or too small to hold a vertebra.
+
+    Left-right and front-back (LPS x, y) extent at most :data:`MAX_FIELD_OF_VIEW_MM`; largest extent at least
+    :data:`MIN_FIELD_OF_VIEW_MM`. Runs before the image is read, so that a wrong spacing (which also inflates
+    the memory estimate) is named as such.
+    """
+    size, spacing = np.array(size[:3], dtype=float), np.array(spacing[:3], dtype=float)
+    field = np.abs(np.array(direction, dtype=float).reshape(3, 3)) @ (size * spacing)  # LPS extent, mm
+    shown = f"({tuple(int(n) for n in size)} voxels of {tuple(round(float(s), 4) for s in spacing)} mm)"
+    if field.max() < MIN_FIELD_OF_VIEW_MM:
+        raise InputImageError(
+            f"The image spans only {field.max():.1f} mm at its largest {shown}: too small to hold a vertebra (at "
+            f"least {MIN_FIELD_OF_VIEW_MM:g} mm). The voxel spacing in the header is probably too small (e.g. cm "
+            "written as mm); fix it in the header or re-export the CT from the original DICOM."
+        )
+    if max(field[0], field[1]) > MAX_FIELD_OF_VIEW_MM:
+        raise InputImageError(
+            f"The image would be {field[0]:.0f} mm wide and {field[1]:.0f} mm deep {shown}; no CT reconstructs a "
+            f"field of view wider than {MAX_FIELD_OF_VIEW_MM:g} mm. The voxel spacing in the header is probably "
+            "wrong; fix it (e.g. 3D Slicer: Volumes module > Volume Information) or re-export the CT from the "
+            "original DICOM."
+        )
+
+
+def check_body_size(image: sitk.Image) -> None:
+    """Raise :class:`InputImageError` when the header's voxel spacing makes the body implausibly wide.
+
+    The body is every voxel above :data:`BODY_HU` in an evenly strided sample; its extent left-right and
+    front-back (LPS x and y, mm) must be at most :data:`MAX_BODY_WIDTH_MM` (the image's own extent is checked by
+    :func:`check_field_of_view`, from the header).
+
+    Args:
+        image: 3D CT in HU (passes :func:`validation.check_intensities`).
+    """
+    size = np.array(image.GetSize())
+    spacing = np.array(image.GetSpacing())
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    step = max(1, int(np.ceil((size.prod() / _BODY_SAMPLE) ** (1 / 3))))
+    body = sitk.GetArrayViewFromImage(image)[::step, ::step, ::step] > BODY_HU  # [k, j, i]
+    if not body.any():
+        return  # nothing denser than air: check_intensities has judged the values already
+    present = [np.flatnonzero(body.any(axis=tuple(a for a in range(3) if a != axis))) for axis in range(3)]
+    extent_ijk = np.array([(p[-1] - p[0] + 1) * step for p in present][::-1]) * spacing  # I, J, K order
+    extent_lps = np.abs(direction) @ extent_ijk
+    width = float(max(extent_lps[0], extent_lps[1]))
+    if width > MAX_BODY_WIDTH_MM:
+        raise InputImageError(
+            f"The body in this image would be {extent_lps[0]:.0f} mm wide and {extent_lps[1]:.0f} mm deep at the "
+            f"header's voxel spacing {tuple(round(float(s), 4) for s in spacing)} mm; no body in a CT is wider than "
+            f"{MAX_BODY_WIDTH_MM:g} mm (a CT scanner's bore). The spacing in the header is probably wrong; fix it "
+            "(e.g. 3D Slicer: Volumes module > Volume Information) or re-export the CT from the original DICOM."
+        )
+
+
+def check_vertebra_count(found: int) -> None:
+    """Raise :class:`InputImageError` when more than :data:`MAX_VERTEBRAE` vertebrae were found.
+
+    Called after each vertebra of the traversal, so that a run on a wrongly scaled or non-spine image stops at
+    the first vertebra too many.
+    """
+    if found > MAX_VERTEBRAE:
+        raise InputImageError(
+            f"{found} vertebrae found so far, more than any spine has ({MAX_VERTEBRAE}: C1-C7, T1-T13, L1-L6). "
+            "The image is not what the model expects: check the voxel spacing in the header (too large a spacing "
+            "makes each vertebra look small), that it is a CT of the spine, and re-export it from the original "
+            "DICOM if in doubt."
+        )
+
+
+def anatomy_warnings(vertebrae) -> list[str]:
+    """Warnings about the anatomy of a result (empty when it looks right).
+
+    Head-feet inversion: the network regresses a level for each vertebra (1 = C1 ... 24 = L5), which must
+    increase from head to feet. When the Spearman rank correlation between the regressed level and the
+    height (RAS z of the centroid) is above :data:`MAX_LEVEL_HEIGHT_CORRELATION` over at least
+    :data:`MIN_VERTEBRAE_FOR_DIRECTION` vertebrae, the levels do not increase towards the feet: the voxel data
+    are probably upside down relative to the header (seen on the shipped CT flipped head-feet).
+
+    Args:
+        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
+    """
+    if len(vertebrae) < MIN_VERTEBRAE_FOR_DIRECTION:
+        return []
+    height = np.array([v.centroid_ras_mm[2] for v in vertebrae], dtype=float)
+    regressed = np.array([v.label_regressed for v in vertebrae], dtype=float)
+    rho = float(np.corrcoef(_ranks(height), _ranks(regressed))[0, 1])
+    if not rho > MAX_LEVEL_HEIGHT_CORRELATION:
+        return []
+    return [
+        f"head-feet inverted? The network's regressed levels do not increase from head to feet (rank correlation "
+        f"{rho:+.2f} between level and height over {len(vertebrae)} vertebrae; a spine the right way up gives "
+        f"about -1, below {MAX_LEVEL_HEIGHT_CORRELATION:g}): "
+        "the voxel data are probably upside down relative to the header (a wrong export), and the labels are then "
+        "probably wrong. Check the image in a viewer; fix the header's direction or re-export the CT."
+    ]
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    return np.argsort(np.argsort(values, kind="stable"), kind="stable").astype(float)
+
+
+def add_warnings(result, warnings: list[str]) -> None:
+    """Record ``warnings`` in ``result.run_info["warnings"]`` (hence ``vertebrae.json``) and in ``result.message``."""
+    if not warnings:
+        return
+    result.run_info["warnings"] = list(result.run_info.get("warnings", [])) + list(warnings)
+    result.message += "".join(f"\nWARNING: {w}" for w in warnings)

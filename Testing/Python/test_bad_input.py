@@ -1,0 +1,507 @@
+"""Bad input and faults, as a new user and a hostile tester meet them (issue 13).
+
+The table runs ``spineseg segment`` (``cli.main``, in this process) on variants of the shipped CT
+``Testing/Data/example_ct.nii.gz`` and of the shipped model, each built small in the test: for every row the exit
+status, a fragment of the one ``spineseg: error:`` line, no traceback, nothing left in the output folder, and the
+input's folder unchanged. The tests after the table cover what needs a process of its own (signals, a file-size
+limit) or the whole pipeline (determinism, an upside-down CT).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pydicom
+import pytest
+import SimpleITK as sitk
+import torch
+
+from SpineSegmentationLib.cli import main
+from SpineSegmentationLib.errors import InputImageError, OutputExistsError, OutputWriteError
+from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
+from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
+from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
+from SpineSegmentationLib.sanity import MAX_VERTEBRAE, check_vertebra_count
+
+EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def ct() -> sitk.Image:
+    return sitk.ReadImage(str(EXAMPLE_CT))
+
+
+def _like(ct: sitk.Image, array: np.ndarray) -> sitk.Image:
+    image = sitk.GetImageFromArray(array)
+    image.CopyInformation(ct)
+    return image
+
+
+def _save(image: sitk.Image, folder: Path, name: str) -> Path:
+    path = folder / name
+    sitk.WriteImage(image, str(path), useCompression=True)
+    return path
+
+
+def _bytes(folder: Path, name: str, data: bytes) -> Path:
+    (folder / name).write_bytes(data)
+    return folder / name
+
+
+def _float_with(ct, value, count=5):
+    array = sitk.GetArrayFromImage(ct).astype(np.float32)
+    array.reshape(-1)[:: array.size // count][:count] = value
+    return _like(ct, array)
+
+
+def _dicom_copy(dicom_dir: Path, folder: Path, drop: int | None = None, split: bool = False) -> Path:
+    """The real DICOM series copied into ``folder/dicom``; one slice dropped, or split into two series."""
+    out = folder / "dicom"
+    out.mkdir()
+    files = sorted(p for p in dicom_dir.iterdir() if p.is_file())
+    for index, path in enumerate(files):
+        if index == drop:
+            continue
+        if split:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = f"1.2.826.0.1.3680043.8.498.{1 + index // 10}"
+            ds.save_as(out / path.name)
+        else:
+            shutil.copy(path, out / path.name)
+    return out
+
+
+def _model_copy(folder: Path) -> Path:
+    copy = folder / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, copy)
+    return copy
+
+
+def _corrupt_safetensors_with_updated_checksum(folder: Path) -> Path:
+    import hashlib
+
+    model = _model_copy(folder)
+    weights = model / "iterative_fcn.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[8:12] = b"[1,2"  # the JSON header of the safetensors file
+    weights.write_bytes(bytes(data))
+    meta = json.loads((model / MODEL_JSON).read_text())
+    meta["files"]["iterative_fcn"]["sha256"] = hashlib.sha256(bytes(data)).hexdigest()
+    (model / MODEL_JSON).write_text(json.dumps(meta))
+    return model
+
+
+def _claimed_by_this_process(out: Path) -> list[str]:
+    """The staging folder of a run that is still going (this test process stands for it); ``-o out``."""
+    staging = out.parent / f".{out.name}{STAGING_NAME}"
+    staging.mkdir()
+    me = psutil.Process()
+    (staging / OWNER_FILE).write_text(json.dumps({"pid": me.pid, "create_time": me.create_time(),
+                                                  "host": __import__("socket").gethostname()}))
+    return ["-o", str(out)]
+
+
+# Each case: (id, build(ct, folder, out, data) -> argv after "segment", exit status, message fragment).
+# ``folder`` holds the input (its content is compared before and after), ``out`` is the output folder.
+CASES = [
+    ("missing file", lambda ct, f, o, d: [str(f / "nope.nii.gz")], 2, "does not exist"),
+    ("empty file", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", b""))], 2, "not a NIfTI file"),
+    ("truncated", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", EXAMPLE_CT.read_bytes()[:40000]))], 2,
+     "corrupt or truncated"),
+    ("corrupt gzip", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", EXAMPLE_CT.read_bytes()[:5000] + b"\0" * 64
+                                                   + EXAMPLE_CT.read_bytes()[5064:]))], 2, "corrupt"),
+    ("text named .nii.gz", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", b"not an image\n" * 40))], 2,
+     "not a NIfTI file"),
+    ("unsupported suffix", lambda ct, f, o, d: [str(_bytes(f, "ct.png", b"\x89PNG"))], 2, "Unsupported input file"),
+    ("2D", lambda ct, f, o, d: [str(_save(ct[:, :, 50], f, "ct.nrrd"))], 2, "2D"),
+    ("single slice", lambda ct, f, o, d: [str(_save(ct[:, :, 50:51], f, "ct.nrrd"))], 2, "single slice"),
+    ("4D", lambda ct, f, o, d: [str(_save(sitk.JoinSeries([ct, ct]), f, "ct.nii.gz"))], 2, "4D"),
+    ("vector", lambda ct, f, o, d: [str(_save(sitk.Compose(ct, ct), f, "ct.nrrd"))], 2, "values per voxel"),
+    ("constant", lambda ct, f, o, d: [str(_save(ct * 0, f, "ct.nii.gz"))], 2, "constant"),
+    ("MR-like values", lambda ct, f, o, d: [str(_save(sitk.Clamp(ct, lowerBound=0), f, "ct.nii.gz"))], 2,
+     "Hounsfield"),
+    ("unrescaled CT", lambda ct, f, o, d: [str(_save(ct + 1024, f, "ct.nii.gz"))], 2, "Hounsfield"),
+    ("NaN in NIfTI", lambda ct, f, o, d: [str(_save(_float_with(ct, np.nan), f, "ct.nii.gz"))], 2,
+     "5 NaN and 0 infinite voxel values"),
+    ("Inf in NIfTI", lambda ct, f, o, d: [str(_save(_float_with(ct, -np.inf), f, "ct.nii"))], 2,
+     "0 NaN and 5 infinite voxel values"),
+    ("NaN in NRRD", lambda ct, f, o, d: [str(_save(_float_with(ct, np.nan), f, "ct.nrrd"))], 2,
+     "5 NaN and 0 infinite voxel values"),
+    ("Inf in MHA", lambda ct, f, o, d: [str(_save(_float_with(ct, np.inf), f, "ct.mha"))], 2,
+     "0 NaN and 5 infinite voxel values"),
+    ("sheared direction", lambda ct, f, o, d: [str(_save(_sheared(ct), f, "ct.nrrd"))], 2, "not a rotation"),
+    ("spacing 19 mm", lambda ct, f, o, d: [str(_save(_respaced(ct, 19.0), f, "ct.nii.gz"))], 2,
+     "2318 mm wide and 1919 mm deep ((122, 101, 112) voxels of (19.0, 19.0, 19.0) mm); no CT reconstructs"),
+    ("spacing 7.5 mm: body 850+ mm wide", lambda ct, f, o, d: [str(_save(_respaced(ct, 7.5), f, "ct.nii.gz"))], 2,
+     "no body in a CT is wider than 850 mm"),
+    ("spacing 0.01 mm", lambda ct, f, o, d: [str(_save(_respaced(ct, 0.01), f, "ct.nii.gz"))], 2,
+     "finer than any CT"),
+    ("spacing 0.3 mm (a 37 mm image)", lambda ct, f, o, d: [str(_save(_respaced(ct, 0.3), f, "ct.nii.gz"))], 2,
+     "too small to hold a vertebra"),
+    ("DICOM slice missing", lambda ct, f, o, d: [str(_dicom_copy(d, f, drop=7))], 2, "uneven slice positions"),
+    ("DICOM two series", lambda ct, f, o, d: [str(_dicom_copy(d, f, split=True))], 2, "--series-uid UID"),
+    ("DICOM unknown series", lambda ct, f, o, d: [str(_dicom_copy(d, f, split=True)), "--series-uid", "1.2.3"], 2,
+     "is not in folder"),
+    ("--series-uid on a file", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--series-uid", "1.2.3"], 2,
+     "is a file, not a DICOM folder"),
+    ("--device foo", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device", "foo"], 2,
+     "unknown device 'foo'"),
+    ("--max-memory too small", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--max-memory", "200MB"], 2,
+     "122x101x112 voxels (4 bytes each) need about 0.7 GB to segment, above the limit of 0.2 GB (--max-memory"),
+    ("--max-memory not a size", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--max-memory", "lots"], 2,
+     "expected a memory size"),
+    ("--threads 0", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--threads", "0"], 2, "must be 1 or more"),
+    ("model missing", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--model", str(o.parent / "nomodel")],
+     2, "no model at"),
+    ("model.json not JSON", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--model",
+                                                 str(_broken_json(o.parent))], 2, "is not valid JSON"),
+    ("corrupt safetensors header, checksum updated", lambda ct, f, o, d: [
+        str(_save(ct, f, "ct.nii.gz")), "--model", str(_corrupt_safetensors_with_updated_checksum(o.parent))], 2,
+     "not a readable safetensors file"),
+    ("output over the input", lambda ct, f, o, d: [str(_save(ct, f, "labels.nii.gz")), "-o", str(f)], 2,
+     "would replace the input image"),
+    ("existing outputs", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "-o", str(_user_file(o))], 2,
+     "already exists and would be overwritten"),
+    ("output folder is a file", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "-o",
+                                                     str(_bytes(o.parent, "afile", b"x"))], 2, "is a file"),
+    ("output folder cannot be created", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "-o",
+                                                             "/proc/spineseg-test/out"], 2, "cannot write into"),
+    ("another run writes into the output folder", lambda ct, f, o, d: [
+        str(_save(ct, f, "ct.nii.gz")), *_claimed_by_this_process(o)], 2,
+     "another spineseg run (process"),
+]
+if not torch.cuda.is_available():
+    CASES.append(("--device cuda without a GPU", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device",
+                                                                      "cuda"], 2, "finds no CUDA GPU here"))
+
+
+def _sheared(ct):
+    image = sitk.Image(ct)
+    image.SetDirection((-1.0, 0.2, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
+    return image
+
+
+def _respaced(ct, spacing):
+    image = sitk.Image(ct)
+    image.SetSpacing((spacing,) * 3)
+    return image
+
+
+def _broken_json(folder):
+    model = _model_copy(folder)
+    (model / MODEL_JSON).write_text('{"name": "spineseg-default", ')
+    return model
+
+
+def _user_file(out):
+    out.mkdir()
+    (out / "labels.nii.gz").write_bytes(b"the user's file")
+    return out
+
+
+def _snapshot(folder: Path) -> dict:
+    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_gives_one_clear_error_line_and_changes_nothing(case, ct, dicom_dir, tmp_path, capsys):
+    name, build, status, fragment = case
+    folder, out = tmp_path / "input", tmp_path / "out"
+    folder.mkdir()
+    argv = build(ct, folder, out, dicom_dir)
+    if "-o" not in argv:
+        argv += ["-o", str(out)]
+    before = _snapshot(folder)
+    out_before = _snapshot(out) if out.exists() else None
+    try:
+        code = main(["segment", *argv, "--progress", "none"])
+    except SystemExit as exc:  # argparse's own errors
+        code = exc.code
+    err = capsys.readouterr().err
+    assert code == status, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(("spineseg: error: ", "spineseg segment: error: ")), err
+    assert fragment in last, err
+    assert "Traceback" not in err
+    assert _snapshot(folder) == before  # the input's folder is unchanged
+    if name == "another run writes into the output folder":
+        assert not out.exists()  # the other run's staging folder is left to it
+        return
+    assert (_snapshot(out) if out.exists() else None) == out_before  # nothing written into the output folder
+    assert not list(tmp_path.rglob(f"*{STAGING_NAME}")), "a staging folder was left behind"
+
+
+def test_series_uid_picks_one_series_of_a_dicom_folder(dicom_dir, tmp_path, capsys):
+    folder = _dicom_copy(dicom_dir, tmp_path, split=True)
+    code = main(["segment", str(folder), "--series-uid", "1.2.826.0.1.3680043.8.498.2", "-o", str(tmp_path / "out"),
+                 "--device", "cpu", "--progress", "none"])
+    assert code == 0, capsys.readouterr().err
+    document = json.loads((tmp_path / "out" / "vertebrae.json").read_text())
+    assert document["input"]["size"] == [512, 512, 10]
+
+
+def test_debug_shows_the_traceback_before_the_error_line(tmp_path, capsys):
+    assert main(["segment", str(EXAMPLE_CT), "-o", str(tmp_path / "out"), "--device", "foo", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "resolve_device" in err
+    assert err.strip().splitlines()[-1] == "spineseg: error: unknown device 'foo'; use --device auto, cpu or cuda"
+
+
+def test_an_unexpected_exception_is_an_internal_error_with_status_1(capsys):
+    """run_cli's last resort, on a command of its own that fails the way a bug does."""
+    import argparse
+
+    from SpineSegmentationLib.cli import run_cli
+
+    parser = argparse.ArgumentParser(prog="spineseg")
+    parser.set_defaults(func=lambda args: {}["missing key"])
+    assert run_cli(parser, []) == 1
+    err = capsys.readouterr().err
+    assert err.strip() == ("spineseg: error: internal error (KeyError: 'missing key'). This is a bug; please report "
+                           "it with the output of the same command with --debug")
+
+
+# --- writing: together or not at all, one writer at a time ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reference_result(ct, real_ct_reference):
+    """A result made from the TotalSegmentator reference labels of the example CT (no network needed)."""
+    reference = sitk.ReadImage(str(real_ct_reference))
+    array = sitk.GetArrayFromImage(reference)
+    labels = np.where((array >= 27) & (array <= 33), 51 - array, 0).astype(np.int16)  # L5..T11 in VerSe numbers
+    image = _like(ct, labels)
+    names = {18: "T11", 19: "T12", 20: "L1", 21: "L2", 22: "L3", 23: "L4", 24: "L5"}
+    vertebrae = [Vertebra(label, names[label], True, 0.9, 0.9, float(label), [0.0, 0.0, 0.0], 1.0)
+                 for label in sorted(set(np.unique(labels)) - {0})]
+    return SpineSegmentationResult(image, vertebrae, message="reference")
+
+
+def test_two_writers_into_one_folder_never_mix(reference_result, ct, tmp_path):
+    out = tmp_path / "out"
+    other = SpineSegmentationResult(reference_result.labels * 0, [], message="the other CT")
+    outcomes, start = [], threading.Barrier(2)
+
+    def write(result):
+        start.wait()
+        try:
+            write_outputs(result, ct, out)
+            outcomes.append(result.message)
+        except (OutputWriteError, OutputExistsError) as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=write, args=(r,)) for r in (reference_result, other)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [o for o in outcomes if isinstance(o, str)]
+    losers = [o for o in outcomes if not isinstance(o, str)]
+    assert len(winners) == 1 and len(losers) == 1, outcomes
+    assert "another spineseg run" in str(losers[0]) or "already exists" in str(losers[0])
+    document = json.loads((out / "vertebrae.json").read_text())
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz")))
+    assert document["message"] == winners[0]
+    assert sorted(v["label"] for v in document["vertebrae"]) == sorted(set(np.unique(labels)) - {0})
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())
+    assert not list(tmp_path.rglob(f"*{STAGING_NAME}"))
+
+
+def test_a_killed_runs_staging_folder_is_taken_over(reference_result, ct, tmp_path):
+    out = tmp_path / "out"
+    staging = tmp_path / f".out{STAGING_NAME}"
+    staging.mkdir()
+    (staging / "labels.nii.gz").write_bytes(b"half a file")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (staging / OWNER_FILE).write_text(json.dumps({"pid": int(dead.stdout), "create_time": 0.0,
+                                                  "host": __import__("socket").gethostname()}))
+    write_outputs(reference_result, ct, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(OUTPUT_FILES.values())
+    assert not staging.exists()
+
+
+def test_an_interrupt_while_writing_leaves_the_old_outputs_as_they_were(reference_result, ct, tmp_path,
+                                                                         monkeypatch):
+    """Ctrl-C arriving in the last writer (qc.png; raised there as Python delivers it): nothing of the new set."""
+    import SpineSegmentationLib.outputs as outputs
+
+    out = tmp_path / "out"
+    write_outputs(reference_result, ct, out)
+    before = _snapshot(out)
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(outputs, "write_qc_png", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_outputs(SpineSegmentationResult(reference_result.labels * 0, [], message="new"), ct, out,
+                      overwrite=True)
+    assert _snapshot(out) == before
+    with pytest.raises(KeyboardInterrupt):
+        write_outputs(reference_result, ct, tmp_path / "new")
+    assert not (tmp_path / "new").exists()
+    assert not list(tmp_path.rglob(f"*{STAGING_NAME}"))
+
+
+def test_a_full_disk_is_an_error_line_and_leaves_nothing(reference_result, ct, tmp_path):
+    """A file-size limit (RLIMIT_FSIZE) makes writes fail as on a full disk; ITK's NIfTI writer ignores the
+    failure, the check of the written file does not."""
+    out = tmp_path / "out"
+    sitk.WriteImage(reference_result.labels, str(tmp_path / "labels_in.nii.gz"))
+    script = f"""
+import json, resource, signal, sys
+import SimpleITK as sitk
+from SpineSegmentationLib.errors import OutputWriteError
+from SpineSegmentationLib.outputs import write_outputs
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
+labels = sitk.ReadImage({str(tmp_path / 'labels_in.nii.gz')!r})
+ct = sitk.ReadImage({str(EXAMPLE_CT)!r})
+vertebrae = [Vertebra(l, str(l), True, 0.9, 0.9, float(l), [0.0, 0.0, 0.0], 1.0) for l in {sorted(
+        int(v.label) for v in reference_result.vertebrae)}]
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+try:
+    write_outputs(SpineSegmentationResult(labels, vertebrae), ct, {str(out)!r})
+except OutputWriteError as exc:
+    print(exc)
+    sys.exit(2)
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "labels.nii.gz" in proc.stdout and "the disk is full" in proc.stdout
+    assert not out.exists()
+    assert not list(tmp_path.rglob(f"*{STAGING_NAME}"))
+
+
+def test_the_seg_nrrd_is_streamed_in_slabs_without_changing_it(reference_result, tmp_path, monkeypatch):
+    import slicerio
+
+    import SpineSegmentationLib.outputs.segmentation_nrrd as seg
+
+    seg.write_segmentation_nrrd(reference_result, tmp_path / "one.seg.nrrd")
+    monkeypatch.setattr(seg, "SLAB_VOXELS", 7 * 122 * 101)  # 7 K planes at a time
+    seg.write_segmentation_nrrd(reference_result, tmp_path / "slabs.seg.nrrd")
+    one, slabs = (slicerio.read_segmentation(str(tmp_path / n)) for n in ("one.seg.nrrd", "slabs.seg.nrrd"))
+    expected = sitk.GetArrayFromImage(reference_result.labels).transpose(2, 1, 0)
+    np.testing.assert_array_equal(one["voxels"], expected)
+    np.testing.assert_array_equal(slabs["voxels"], expected)
+    assert [s["extent"] for s in one["segments"]] == [s["extent"] for s in slabs["segments"]]
+    l1 = next(s for s in one["segments"] if s["name"] == "L1")
+    ijk = np.argwhere(expected == 20)
+    assert l1["extent"] == [int(v) for axis in range(3) for v in (ijk[:, axis].min(), ijk[:, axis].max())]
+
+
+# --- signals, on the real command in a process of its own ------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig, at_stage, status, said", [
+    (signal.SIGINT, "localization", 130, "interrupted (Ctrl-C) during localization"),
+    (signal.SIGTERM, "traversal", 143, "terminated (SIGTERM) during traversal"),
+])
+def test_a_signal_stops_the_run_and_says_what_was_left(sig, at_stage, status, said, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "SpineSegmentationLib.cli", "segment", str(EXAMPLE_CT), "-o", str(out), "--device",
+         "cpu", "--progress", "json", "--threads", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    for line in proc.stdout:
+        if json.loads(line).get("stage") == at_stage:
+            proc.send_signal(sig)
+            break
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == status, err
+    assert err.strip().splitlines()[-1] == f"spineseg: error: {said}; nothing was written: {out} was not created"
+    assert "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.rglob(f"*{STAGING_NAME}"))
+
+
+# --- the whole pipeline -------------------------------------------------------------------------------------------
+
+
+def _without_timings(document: dict) -> dict:
+    run = dict(document["run"])
+    for key in ("stage_seconds", "total_seconds"):
+        run.pop(key)
+    return {**document, "run": run}
+
+
+def test_the_same_input_twice_gives_identical_outputs_on_cpu(tmp_path, capsys):
+    for name in ("a", "b"):
+        assert main(["segment", str(EXAMPLE_CT), "-o", str(tmp_path / name), "--device", "cpu", "--progress",
+                     "none"]) == 0, capsys.readouterr().err
+    first, second = (sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / n / "labels.nii.gz"))) for n in "ab")
+    assert first.any()
+    np.testing.assert_array_equal(first, second)
+    documents = [json.loads((tmp_path / n / "vertebrae.json").read_text()) for n in "ab"]
+    assert _without_timings(documents[0]) == _without_timings(documents[1])
+    assert len(documents[0]["vertebrae"]) >= 5 and documents[0]["warnings"] == []  # the right way up: no warning
+
+
+def test_a_ct_upside_down_is_labelled_with_a_warning(ct, tmp_path, capsys):
+    """The voxels flipped head-feet, the header unchanged (a wrong export): the labels come out with an invented
+    L6/T13; the run says the anatomy looks upside down, on stderr and in vertebrae.json."""
+    flipped = _save(_like(ct, sitk.GetArrayFromImage(ct)[::-1].copy()), tmp_path, "flipped.nii.gz")
+    assert main(["segment", str(flipped), "-o", str(tmp_path / "out"), "--device", "cpu", "--progress", "none"]) == 0
+    captured = capsys.readouterr()
+    assert "spineseg: warning: head-feet inverted?" in captured.err
+    document = json.loads((tmp_path / "out" / "vertebrae.json").read_text())
+    assert len(document["warnings"]) == 1 and document["warnings"][0].startswith("head-feet inverted?")
+    assert "WARNING: head-feet inverted?" in document["message"]
+
+
+def test_more_vertebrae_than_a_spine_has_stops_the_run():
+    check_vertebra_count(MAX_VERTEBRAE)
+    with pytest.raises(InputImageError, match=f"{MAX_VERTEBRAE + 1} vertebrae found so far, more than any spine"):
+        check_vertebra_count(MAX_VERTEBRAE + 1)
+
+
+# --- GPU out of memory ----------------------------------------------------------------------------------------
+
+
+def test_gpu_out_of_memory_falls_back_to_smaller_batches_then_the_cpu():
+    """No GPU here: a traversal that raises torch's own out-of-memory error twice stands in for the GPU."""
+    from types import SimpleNamespace
+
+    from SpineSegmentationLib.device_fallback import traverse_with_fallback
+    from SpineSegmentationLib.models import load_model
+
+    scan = SimpleNamespace(device=torch.device("cuda"), model=load_model(DEFAULT_MODEL_DIR))
+    tries = []
+
+    def traverse_once(s, batch):
+        tries.append((s.device.type, batch))
+        if s.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "traversed"
+
+    if not torch.cuda.is_available():  # empty_cache() needs no GPU, but make sure it is harmless here
+        torch.cuda.empty_cache()
+    result, notes = traverse_with_fallback(scan, 8, traverse_once)
+    assert result == "traversed" and tries == [("cuda", 8), ("cuda", 1), ("cpu", 1)]
+    assert scan.device.type == "cpu" and next(scan.model.fcn.parameters()).device.type == "cpu"
+    assert "batches of 8" in notes[0] and "one window at a time" in notes[0]
+    assert "batches of 1" in notes[1] and "on the CPU" in notes[1]
+
+
+def test_out_of_memory_on_the_cpu_is_not_retried():
+    from types import SimpleNamespace
+
+    from SpineSegmentationLib.device_fallback import traverse_with_fallback
+
+    def traverse_once(s, batch):
+        raise torch.cuda.OutOfMemoryError("out of memory")
+
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        traverse_with_fallback(SimpleNamespace(device=torch.device("cpu")), 1, traverse_once)
