@@ -398,7 +398,9 @@ def _assemble(
         elif vid in positions:
             candidates[vid] = _Candidate(d.label_regressed, d.p_complete, d.iterations, False)
     order = sorted(candidates, key=lambda i: -positions[i][0])  # cranio-caudal: canonical z grows superiorly
-    labeling = refine_labels([candidates[i].regressed for i in order])
+    # an edited vertebra's level is the person's statement: a constraint of the same labelling as a fresh run
+    stated = {n: kept[i - 1] for n, i in enumerate(order) if i <= offset and candidates[i].edited}
+    labeling = refine_labels([candidates[i].regressed for i in order], constraints=stated)
     lut = np.zeros(offset + len(new_detected) + 1, dtype=np.int16)
     for i, label in zip(order, labeling.labels):
         lut[i] = label
@@ -656,7 +658,9 @@ def rerun_with_edits(
       have them re-segmented with the edits in memory.
     * Everything kept is the instance memory of one full traversal (seed 002 section 3.3), which segments what is
       missing; new voxels never replace kept ones.
-    * Labels are refined again over all vertebrae (seed 002 section 3.4). A kept vertebra's regressed label and
+    * Labels are refined again over all vertebrae (seed 002 section 3.4) by the labelling of a fresh run, with the
+      level of every edited vertebra as a constraint: an edited vertebra keeps the level the person gave it, and
+      the rest of the column is named consistently with it. A kept vertebra's regressed label and
       completeness come from one network evaluation on a patch centred on its bounding box with the vertebrae
       before it in traversal order in memory (all lower ones for bottom-up) - the situation the network was
       trained on. Its label value may therefore change; its voxels do not. New vertebrae that traversal tracked
