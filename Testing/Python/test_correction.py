@@ -221,6 +221,27 @@ def test_an_edited_level_is_a_constraint_that_the_whole_column_follows(oracle_wo
                                                                   ("L4", False)]
 
 
+def test_kept_voxels_are_never_overwritten_when_the_input_grid_is_finer_than_the_canonical_one(oracle_world):
+    """The CT at 0.5 mm along S-I (the oracle model works at 1 mm): the edited L3 also holds one 0.5 mm slice of
+    L4's top (a sloppy edit), the one of its canonical voxel's two slices that nearest-neighbour resampling does not
+    put into the memory; the network segments L4 over it, and back on the input grid the edited voxels must win."""
+    truth, _, model = oracle_world
+    fine = np.repeat(truth, 2, axis=0)
+    ct = _ct(fine)
+    ct.SetSpacing((1.0, 1.0, 0.5))
+    l4_bottom = 2 * (Z0 + LEVELS.index(23) * PITCH)
+    edited = np.where(fine == 22, 22, 0).astype(np.int16)
+    edited[l4_bottom + 26][fine[l4_bottom + 26] == 23] = 22  # L4's top slices are 26 and 27
+    assert (edited == 22).sum() > (fine == 22).sum()
+    result = rerun_with_edits(ct, _labels_image(edited, ct), edited_labels={22}, model=model, device="cpu",
+                              use_localization=False)
+    labels = sitk.GetArrayFromImage(result.labels)
+    np.testing.assert_array_equal(labels == 22, edited == 22)
+    expected = np.where(edited == 22, 22, fine)
+    np.testing.assert_array_equal(labels, expected)
+    assert [v.name for v in result.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
+
+
 def test_rerun_refuses_unknown_or_conflicting_labels(oracle_world):
     truth, ct, model = oracle_world
     labels = _labels_image(truth, ct)
@@ -231,6 +252,27 @@ def test_rerun_refuses_unknown_or_conflicting_labels(oracle_world):
         rerun_with_edits(ct, labels, edited_labels={22}, redo_labels={22}, **kwargs)
     with pytest.raises(ValueError, match="must be on the CT's grid"):
         rerun_with_edits(ct, sitk.Shrink(labels, [2, 2, 2]), edited_labels={22}, **kwargs)
+    # values that are not VerSe labels (a disc, 100+, or TotalSegmentator's 27..50) are refused with the conversion
+    with_disc = np.where(truth == 24, 124, truth)
+    with pytest.raises(ValueError, match=r"values \[124\] that are not VerSe.*to_verse"):
+        rerun_with_edits(ct, _labels_image(with_disc, ct), edited_labels={22}, **kwargs)
+    # only column vertebrae can be redone: the network does not segment the sacrum
+    with_sacrum = np.where(truth == 24, 26, truth)
+    with pytest.raises(ValueError, match="only vertebrae of the column"):
+        rerun_with_edits(ct, _labels_image(with_sacrum, ct), edited_labels={22}, redo_labels={26}, **kwargs)
+    with pytest.raises(ValueError, match=r"labels to redo \[19\] are not vertebrae"):
+        rerun_with_edits(ct, labels, edited_labels={22}, redo_labels={19}, **kwargs)
+
+
+def test_relabelling_never_merges_a_vertebra_into_another_structure(oracle_world):
+    from SpineSegmentationLib.renumbering import relabel_label_map
+
+    truth, ct, _ = oracle_world
+    labels = _labels_image(np.where(truth == 20, 26, truth), ct)  # L1's place holds the 'sacrum' (26)
+    with pytest.raises(ValueError, match=r"merge vertebrae with the existing labels \[26\]"):
+        relabel_label_map(labels, {24: 26})  # L5 -> 26 would merge with the untouched 26
+    moved = sitk.GetArrayFromImage(relabel_label_map(labels, {24: 25, 23: 24}))
+    np.testing.assert_array_equal(moved, np.where(truth == 20, 26, np.where(truth >= 23, truth + 1, truth)))
 
 
 # --------------------------------------------------------------------------------------------------------------
