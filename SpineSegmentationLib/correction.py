@@ -9,6 +9,12 @@ the corrections that run the network:
 * :func:`rerun_with_edits` - segments a person edited are kept voxel for voxel and become the memory, chosen
   vertebrae are segmented again, missing ones are found, and the whole column is labelled again.
 
+Both run the traversal engine's steps (:class:`~SpineSegmentationLib.traversal.Traversal`: find a fragment, track it
+to convergence, commit it) and the pipeline's result assembly
+(:func:`~SpineSegmentationLib.pipeline.assemble_result`), so the rules of a fresh run (v_min, delta_max, the "no bone"
+label, the bone fraction, the labelling) hold here too. What is theirs: which vertebrae are kept, which are redone,
+where tracking starts, and the one evaluation per kept vertebra that gives it a regressed label.
+
 The corrections that need no network (renumbering with a stated level, labelling alternatives, completeness
 flags) live in :mod:`~SpineSegmentationLib.renumbering` and are re-exported here. Every function is pure: it
 returns a new :class:`~SpineSegmentationLib.result.SpineSegmentationResult` and changes none of its arguments,
@@ -147,7 +153,8 @@ class _Kept:
         labels: VerSe labels of the kept column vertebrae; candidate id k is ``labels[k - 1]``.
         ids: int32 [k, j, i] input-grid map of the candidate ids (exact voxels).
         canonical: int32 [z, y, x] canonical map of the candidate ids (nearest neighbour).
-        z: candidate id -> canonical z of its input-grid centroid (thin vertebrae keep a position).
+        centroids: candidate id -> canonical [z, y, x] of its input-grid centroid (a vertebra thinner than a
+            canonical voxel keeps a position).
         others: int [k, j, i] input-grid VerSe map of the structures outside the column (sacrum), or None.
         edited: VerSe labels a person made or edited.
     """
@@ -155,7 +162,7 @@ class _Kept:
     labels: list[int]
     ids: np.ndarray
     canonical: np.ndarray
-    z: dict[int, float]
+    centroids: dict[int, np.ndarray]
     others: Optional[np.ndarray]
     edited: set[int]
 
@@ -164,13 +171,13 @@ def _keep(scan: Scan, existing: np.ndarray, labels: list[int], edited: set[int])
     ids = np.zeros(existing.shape, dtype=np.int32)
     for k, label in enumerate(labels, start=1):
         ids[existing == label] = k
-    z = {}
+    centroids = {}
     if labels:
         ids_image = sitk.GetImageFromArray(ids)
         ids_image.CopyInformation(scan.image)
-        z = {k: float(lps_to_index(scan.reference, lps)[0]) for k, (_, lps) in label_measurements(ids_image).items()}
+        centroids = {k: lps_to_index(scan.reference, lps) for k, (_, lps) in label_measurements(ids_image).items()}
     other = np.isin(existing, _other_labels(existing))
-    return _Kept(labels, ids, _to_canonical_labels(ids, scan.image, scan.reference), z,
+    return _Kept(labels, ids, _to_canonical_labels(ids, scan.image, scan.reference), centroids,
                  np.where(other, existing, 0) if other.any() else None, edited)
 
 
@@ -283,13 +290,13 @@ def _regress(scan: Scan, canonical_ids: np.ndarray, centers: dict[int, np.ndarra
     return out
 
 
-def _bbox_center(mask: np.ndarray, fallback_z: float, like: np.ndarray) -> np.ndarray:
-    """Canonical bounding-box centre [z, y, x] of ``mask``; for a vertebra thinner than a canonical voxel, the
-    centre of ``like``'s grid at ``fallback_z``."""
+def _bbox_center(mask: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """Canonical bounding-box centre [z, y, x] of ``mask`` (where traversal converges); for a vertebra thinner than
+    a canonical voxel, its ``centroid``."""
     if mask.any():
         idx = np.argwhere(mask)
         return np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int)
-    return np.array([int(round(fallback_z)), like.shape[1] // 2, like.shape[2] // 2])
+    return np.rint(centroid).astype(int)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -309,16 +316,17 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
     new_ids = np.where(instances > 0, instances.astype(np.int32) + offset, 0)
     new = {c.id: c for c in new_candidates(instances, detected, offset)}
     canonical_ids = np.where(kept.canonical > 0, kept.canonical, new_ids)
-    z = {**kept.z, **{i: c.z for i, c in new.items()}}
-    centers = {k: _bbox_center(kept.canonical == k, kept.z[k], canonical_ids) for k in kept.z}
+    kept_z = {k: float(c[0]) for k, c in kept.centroids.items()}
+    z = {**kept_z, **{i: c.z for i, c in new.items()}}
+    centers = {k: _bbox_center(kept.canonical == k, c) for k, c in kept.centroids.items()}
     for d in detected:
         vid = d.instance + offset
-        if vid in new and any(_behind(scan, new[vid].z, kept.z[k]) for k in kept.z):
+        if vid in new and any(_behind(scan, new[vid].z, kz) for kz in kept_z.values()):
             centers[vid] = np.array(d.center_zyx)
     regressed = _regress(scan, canonical_ids, centers, z)
-    candidates = [Candidate(k, *regressed[k], iterations=1, z=kept.z[k], edited=label in kept.edited,
+    candidates = [Candidate(k, *regressed[k], iterations=1, z=kept_z[k], edited=label in kept.edited,
                             stated_level=label if label in kept.edited else None)
-                  for k, label in enumerate(kept.labels, start=1) if k in kept.z]
+                  for k, label in enumerate(kept.labels, start=1) if k in kept_z]
     for vid, c in new.items():
         if vid in regressed:
             c.label_regressed, c.p_complete = regressed[vid]
@@ -366,7 +374,7 @@ def segment_from_point(
        clicked vertebra's patch with it (and the placeholders) in memory, accepting only vertebrae beyond it.
     3. *Against the traversal direction* (``"down"`` for a bottom-up network): a network trained bottom-up
        cannot honestly be run top-down. Instead it runs bottom-up, as trained, on the region below the clicked
-       vertebra only (``traverse(z_range=...)``: windows and accepted fragments below the clicked vertebra's
+       vertebra only (``run_traversal(z_range=...)``: windows and accepted fragments below the clicked vertebra's
        centre); the placeholders are dropped, so the vertebrae below are segmented properly. The memory holds
        the existing vertebrae below the clicked one only - what the network was trained with (the vertebrae
        before its target) - not the clicked vertebra and those above it: on the shipped model and the example CT,
@@ -376,7 +384,8 @@ def segment_from_point(
        network trained top-down, "up" and "down" swap roles.
     4. Existing vertebrae (``existing_labels``) are the instance memory from the start and are kept voxel for
        voxel; their regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
-       refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included.
+       refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included; the levels of the
+       ``edited`` ones are constraints.
 
     Args:
         image: CT in HU (path or ``sitk.Image``, LPS geometry as in ITK).
@@ -394,7 +403,8 @@ def segment_from_point(
 
     Raises:
         ValueError: the point lies outside the CT or inside an existing vertebra, the network finds no vertebra
-            at it, ``directions`` holds an unknown name, or ``existing_labels`` is not on the CT's grid; plus the
+            (or no vertebral bone) at it, no contiguous labelling agrees with the edited levels, ``directions``
+            holds an unknown name, or ``existing_labels`` is not on the CT's grid; plus the
             errors of :func:`~SpineSegmentationLib.pipeline.segment_spine` (InputImageError, ModelFileError,
             CancelledError).
     """
@@ -436,7 +446,7 @@ def segment_from_point(
         # vertebrae before the target); the z range keeps the clicked vertebra and those beyond it from being
         # segmented again, and new voxels never replace the clicked one's
         center_z = detected[0].center_zyx[0]
-        behind = [k for k, z in kept.z.items() if _behind(scan, z, center_z)]
+        behind = [k for k, c in kept.centroids.items() if _behind(scan, c[0], center_z)]
         z_range = (0, center_z - 1) if scan.direction == "up" else (center_z + 1, scan.volume.shape[0] - 1)
         trav = run_traversal(scan, reporter, memory=np.isin(kept.canonical, behind), z_range=z_range,
                              already=len(detected))
@@ -501,7 +511,9 @@ def rerun_with_edits(
 
     Raises:
         ValueError: a label in ``edited_labels`` / ``redo_labels`` is not a vertebra of ``labels``, the two
-            sets overlap, or ``labels`` is not on the CT's grid; plus the errors of ``segment_spine``.
+            sets overlap, a label to redo is outside the column, ``labels`` is not on the CT's grid or holds values
+            that are not VerSe labels, or no contiguous labelling agrees with the edited levels; plus the errors of
+            ``segment_spine``.
     """
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
     existing = _label_array(labels, scan.image, "labels")

@@ -129,8 +129,10 @@ def refine_labels(
             if seq not in candidates or likelihood > candidates[seq][0]:
                 candidates[seq] = (likelihood, column_name)
     if not candidates:
-        stated = ", ".join(f"#{i} = {vertebra_name(lab)}" for i, lab in sorted(constraints.items()))
-        raise ValueError(f"no contiguous labelling satisfies the stated levels ({stated}); check the stated levels")
+        stated = ", ".join(f"vertebra {i + 1} of {n} from the head = {vertebra_name(lab)}"
+                           for i, lab in sorted(constraints.items()))
+        raise ValueError(f"no contiguous labelling satisfies the stated levels ({stated}); check the stated levels, "
+                         "or remove the vertebrae found between them that do not belong there")
     # ties: prefer the standard column, then the order of appearance (stable sort)
     ranked = sorted(candidates.items(), key=lambda kv: (-kv[1][0], kv[1][1] != "standard"))
     best = ranked[0][0]
