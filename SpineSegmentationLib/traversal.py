@@ -20,6 +20,10 @@ One patch of ``P^3`` voxels (canonical grid) is analysed at a time, together wit
 
 Parameters (``model.traversal``, paper values): v_min = 1000 mm^3 (1000 voxels at 1 mm), delta_max = 2
 voxels, 10 iterations per vertebra, step = half the patch size.
+
+:class:`Traversal` is the engine: its steps (:meth:`~Traversal.find_fragment`, :meth:`~Traversal.track`,
+:meth:`~Traversal.commit`) make up the loop (:meth:`~Traversal.run`, :func:`traverse`) and are what the corrections
+(``correction.py``) run when they start at a clicked point.
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ Usage (from the repository root; the shared data must sit next to the checkout, 
     python Testing/mutation_probe.py --list     # the mutations and their tests, nothing run
     python Testing/mutation_probe.py --only convergence-boundary no-bone-label
     python Testing/mutation_probe.py --baseline # first check that the selected tests pass unmutated
+    python Testing/mutation_probe.py --jobs 4   # four mutations at a time, each in its own copy
 
 Exit status: 0 when every selected mutation is caught, 1 otherwise, 2 for bad arguments or a mutation whose text is
 no longer found (the code changed: update the mutation).
@@ -24,6 +25,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,6 +114,7 @@ MUTATIONS: tuple[Mutation, ...] = (
 def _copy_repository(target: Path) -> Path:
     """A copy of the working tree at ``target/repo`` with ``target/shared`` pointing at the real shared data (the
     tests find it next to the checkout)."""
+    target.mkdir(parents=True)
     repo = target / "repo"
     ignore = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".pytest_cache", ".venv", "build", "dist")
     shutil.copytree(REPO, repo, ignore=ignore)
@@ -132,16 +135,15 @@ def _run_tests(repo: Path, tests: tuple[str, ...], timeout_s: float) -> tuple[in
     return proc.returncode, time.perf_counter() - start, last
 
 
-def _apply(repo: Path, mutation: Mutation) -> str:
-    """Apply ``mutation`` in the copy; returns the original text of the file."""
+def _probe(mutation: Mutation, folder: Path, timeout_s: float) -> tuple[Mutation, str, float, str]:
+    """Apply ``mutation`` to a fresh copy in ``folder`` and run its tests: (mutation, verdict, seconds, last line)."""
+    repo = _copy_repository(folder)
     path = repo / mutation.path
-    text = path.read_text()
-    count = text.count(mutation.old)
-    if count != 1:
-        raise LookupError(f"{mutation.name}: expected the text once in {mutation.path}, found it {count} times; "
-                          "the code changed, update the mutation")
-    path.write_text(text.replace(mutation.old, mutation.new))
-    return text
+    path.write_text(path.read_text().replace(mutation.old, mutation.new))
+    code, seconds, last = _run_tests(repo, mutation.tests, timeout_s)
+    verdict = "caught" if code == 1 else ("missed" if code == 0 else f"error (exit {code})")
+    print(f"{verdict:8s} {mutation.name} ({seconds:.0f} s): {last}", flush=True)
+    return mutation, verdict, seconds, last
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="list the mutations and their tests")
     parser.add_argument("--baseline", action="store_true", help="first run the selected tests without mutation")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per mutation (default 1800)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutations run at the same time (default 1)")
     args = parser.parse_args(argv)
     selected = list(MUTATIONS)
     if args.only:
@@ -163,29 +166,22 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{m.name}: {m.rule}\n    {m.path}: {m.old!r} -> {m.new!r}\n    tests: {' '.join(m.tests)}")
         return 0
 
-    results: list[tuple[Mutation, str, float, str]] = []
+    for m in selected:  # every mutation text must still be found before anything runs
+        if (REPO / m.path).read_text().count(m.old) != 1:
+            print(f"{m.name}: expected the text once in {m.path}; the code changed, update the mutation",
+                  file=sys.stderr)
+            return 2
     with tempfile.TemporaryDirectory(prefix="mutation-probe-") as tmp:
-        repo = _copy_repository(Path(tmp))
         if args.baseline:
+            repo = _copy_repository(Path(tmp) / "baseline")
             tests = tuple(dict.fromkeys(t for m in selected for t in m.tests))
             code, seconds, last = _run_tests(repo, tests, args.timeout)
             print(f"baseline ({len(tests)} test selections): exit {code} in {seconds:.0f} s: {last}", flush=True)
             if code != 0:
                 print("the tests fail without any mutation; fix them first", file=sys.stderr)
                 return 1
-        for m in selected:
-            try:
-                original = _apply(repo, m)
-            except LookupError as e:
-                print(str(e), file=sys.stderr)
-                return 2
-            try:
-                code, seconds, last = _run_tests(repo, m.tests, args.timeout)
-            finally:
-                (repo / m.path).write_text(original)
-            verdict = "caught" if code == 1 else ("missed" if code == 0 else f"error (exit {code})")
-            results.append((m, verdict, seconds, last))
-            print(f"{verdict:8s} {m.name} ({seconds:.0f} s): {last}", flush=True)
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(lambda m: _probe(m, Path(tmp) / m.name, args.timeout), selected))
 
     caught = [m.name for m, v, _, _ in results if v == "caught"]
     print(f"\n{len(caught)} of {len(results)} mutations caught")
