@@ -10,6 +10,8 @@ refinement (``labeling.py``) places them by allowing one extra vertebra after T1
 
 from __future__ import annotations
 
+import numpy as np
+
 # VerSe label -> short name
 VERSE_NAMES: dict[int, str] = {
     **{i: f"C{i}" for i in range(1, 8)},
@@ -22,10 +24,38 @@ VERSE_NAMES: dict[int, str] = {
 NAME_TO_VERSE: dict[str, int] = {v: k for k, v in VERSE_NAMES.items()}
 NAME_TO_VERSE["sacrum"] = 26
 
+T12, L1, L5, L6, SACRUM, T13 = 19, 20, 24, 25, 26, 28
+
 #: Standard column C1..L5 in cranio-caudal order (VerSe numbers 1..24).
 STANDARD_COLUMN: tuple[int, ...] = tuple(range(1, 25))
 
-T12, L1, L5, L6, SACRUM, T13 = 19, 20, 24, 25, 26, 28
+#: Transitional vertebrae: a 13th thoracic (after T12) and a 6th lumbar (after L5) vertebra.
+TRANSITIONAL: tuple[int, ...] = (T13, L6)
+
+#: Every level of the column in cranio-caudal order, transitional ones in their place: C1..T12, T13, L1..L5, L6.
+COLUMN_ORDER: tuple[int, ...] = (*STANDARD_COLUMN[:T12], T13, *STANDARD_COLUMN[T12:], L6)
+
+#: Column order followed by the sacrum: every VerSe structure the project knows, head to feet.
+ANATOMICAL_ORDER: tuple[int, ...] = (*COLUMN_ORDER, SACRUM)
+
+#: The columns the labelling scores (name -> levels, cranio-caudal): the standard one and its transitional variants.
+COLUMNS: dict[str, tuple[int, ...]] = {
+    "standard": STANDARD_COLUMN,
+    "with T13": tuple(v for v in COLUMN_ORDER if v != L6),
+    "with L6": (*STANDARD_COLUMN, L6),
+    "with T13 and L6": COLUMN_ORDER,
+}
+
+
+def is_column_vertebra(label: int) -> bool:
+    """True for the levels of the column (C1..L5, T13, L6): the labels with a position on the regression scale,
+    that traversal segments and the labelling names. False for the sacrum, background and unknown values."""
+    return int(label) in COLUMN_ORDER
+
+
+def column_mask(labels):
+    """Bool array: the voxels of ``labels`` (integer array, any shape) that hold a column vertebra."""
+    return np.isin(labels, COLUMN_ORDER)
 
 
 def vertebra_name(label: int) -> str:
@@ -59,18 +89,18 @@ def column_position(label: int) -> float:
     """Position of a VerSe label on the regression scale of the network (1..24 = C1..L5).
 
     Transitional vertebrae sit between their neighbours: T13 -> 19.5 (between T12 and L1),
-    L6 -> 24.5 (below L5). The sacrum is not a traversal target and has no position.
+    L6 -> 24.5 (below L5); these are also the network's training targets (``training/sampler.py``). The sacrum is not a traversal target and has no position.
 
     Raises:
         ValueError: for the sacrum or an unknown label.
     """
     label = int(label)
-    if 1 <= label <= 24:
+    if label in STANDARD_COLUMN:
         return float(label)
     if label == T13:
-        return 19.5
+        return (T12 + L1) / 2.0
     if label == L6:
-        return 24.5
+        return L5 + 0.5
     raise ValueError(f"VerSe label {label} ({VERSE_NAMES.get(label, '?')}) has no position on the C1..L5 scale")
 
 
@@ -93,12 +123,10 @@ def to_verse(labels, convention: str):
     Raises:
         ValueError: for an unknown convention.
     """
-    import numpy as np
-
     a = np.asarray(labels)
     out = np.zeros(a.shape, dtype=np.int16)
     if convention == "verse":
-        keep = ((a >= 1) & (a <= 26)) | (a == 28)
+        keep = np.isin(a, ANATOMICAL_ORDER)
         out[keep] = a[keep]
     elif convention == "totalseg":
         vert = (a >= 27) & (a <= 50)

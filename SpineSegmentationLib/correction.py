@@ -9,6 +9,12 @@ the corrections that run the network:
 * :func:`rerun_with_edits` - segments a person edited are kept voxel for voxel and become the memory, chosen
   vertebrae are segmented again, missing ones are found, and the whole column is labelled again.
 
+Both run the traversal engine's steps (:class:`~SpineSegmentationLib.traversal.Traversal`: find a fragment, track it
+to convergence, commit it) and the pipeline's result assembly
+(:func:`~SpineSegmentationLib.pipeline.assemble_result`), so the rules of a fresh run (v_min, delta_max, the "no bone"
+label, the bone fraction, the labelling) hold here too. What is theirs: which vertebrae are kept, which are redone,
+where tracking starts, and the one evaluation per kept vertebra that gives it a regressed label.
+
 The corrections that need no network (renumbering with a stated level, labelling alternatives, completeness
 flags) live in :mod:`~SpineSegmentationLib.renumbering` and are re-exported here. Every function is pure: it
 returns a new :class:`~SpineSegmentationLib.result.SpineSegmentationResult` and changes none of its arguments,
@@ -38,18 +44,14 @@ from typing import Iterable, Optional, Sequence, Union
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy import ndimage
 
-from .anatomy import VERSE_NAMES, vertebra_name
-from .geometry import label_measurements, labels_on_input_grid, lps_to_index, lps_to_ras, ras_to_lps
-from .labeling import refine_labels
+from .anatomy import VERSE_NAMES, is_column_vertebra, vertebra_name
+from .geometry import label_measurements, lps_to_index, ras_to_lps, same_grid
 from .models import SpineModel
-from .pipeline import (COMPLETE_THRESHOLD, GPU_SLIDING_BATCH, ProgressCallback, Reporter, Scan, prepare_scan,
-                       run_information, surface_refinement)
-from .refinement import refine_surfaces
+from .pipeline import (Candidate, ProgressCallback, Reporter, Scan, assemble_result, from_network_frame,
+                       new_candidates, prepare_scan, run_traversal, traversal_engine, traversal_progress)
 from .renumbering import (  # re-exported (__all__): the correction workflow's public API is one module
     Relabeling,
-    is_column_vertebra,
     apply_alternative,
     labeling_alternatives,
     relabel_label_map,
@@ -59,8 +61,8 @@ from .renumbering import (  # re-exported (__all__): the correction workflow's p
     set_completeness,
     vertebrae_from_document,
 )
-from .result import SpineSegmentationResult, Vertebra
-from .traversal import DetectedVertebra, PatchPredictor, traverse
+from .result import SpineSegmentationResult
+from .traversal import DetectedVertebra, Fragment, Traversal
 
 __all__ = [
     "segment_from_point", "rerun_with_edits",
@@ -78,8 +80,6 @@ CLICK_TOLERANCE_MM = 5.0
 #: At most this many fragments behind the clicked vertebra are set aside per patch position (ours: a patch of
 #: 120 mm holds at most four vertebrae below its centre).
 MAX_FRAGMENTS_BEHIND = 4
-#: Rough vertebra height, only for the progress estimate (mm), as in ``pipeline.py``.
-_TYPICAL_VERTEBRA_MM = 30.0
 _DIRECTIONS = ("up", "down")
 
 
@@ -93,11 +93,7 @@ def _label_array(labels: Optional[LabelInput], image: sitk.Image, what: str) -> 
     if labels is None:
         return np.zeros(shape, dtype=np.int32)
     if isinstance(labels, sitk.Image):
-        same = (labels.GetSize() == image.GetSize()
-                and np.allclose(labels.GetSpacing(), image.GetSpacing(), rtol=1e-4)
-                and np.allclose(labels.GetOrigin(), image.GetOrigin(), atol=1e-3 * min(image.GetSpacing()))
-                and np.allclose(labels.GetDirection(), image.GetDirection(), atol=1e-4))
-        if not same:
+        if not same_grid(labels, image):
             raise ValueError(
                 f"{what} must be on the CT's grid (size {image.GetSize()}, spacing {image.GetSpacing()}, origin "
                 f"{image.GetOrigin()}); got size {labels.GetSize()}, spacing {labels.GetSpacing()}, origin "
@@ -119,16 +115,13 @@ def _label_array(labels: Optional[LabelInput], image: sitk.Image, what: str) -> 
     return array
 
 
-_is_column = is_column_vertebra  # C1..L5, T13 and L6: the labels with a position on the regression scale
-
-
 def _column_labels(array: np.ndarray) -> list[int]:
-    return [int(v) for v in np.unique(array) if _is_column(int(v))]
+    return [int(v) for v in np.unique(array) if is_column_vertebra(int(v))]
 
 
 def _other_labels(array: np.ndarray) -> list[int]:
     """VerSe structures outside the column (the sacrum, 26): kept as given, never in the memory."""
-    return [int(v) for v in np.unique(array) if v > 0 and not _is_column(int(v))]
+    return [int(v) for v in np.unique(array) if v > 0 and not is_column_vertebra(int(v))]
 
 
 def _to_canonical_labels(array: np.ndarray, image: sitk.Image, reference: sitk.Image) -> np.ndarray:
@@ -149,149 +142,130 @@ def _check_label_set(name: str, wanted: Iterable[int], present: list[int]) -> se
 
 
 # --------------------------------------------------------------------------------------------------------------
-# the network around the clicked point
+# what the corrections keep
 
 
 @dataclass
-class _Fragment:
-    mask: np.ndarray  # bool, window-sized
-    src: tuple  # volume slices of the window
-    bbox_center: np.ndarray  # global [z, y, x]
-    label: float
-    p_complete: float
+class _Kept:
+    """The vertebrae a correction keeps from a person's label map.
+
+    Attributes:
+        labels: VerSe labels of the kept column vertebrae; candidate id k is ``labels[k - 1]``.
+        ids: int32 [k, j, i] input-grid map of the candidate ids (exact voxels).
+        canonical: int32 [z, y, x] canonical map of the candidate ids (nearest neighbour).
+        centroids: candidate id -> canonical [z, y, x] of its input-grid centroid (a vertebra thinner than a
+            canonical voxel keeps a position).
+        others: int [k, j, i] input-grid VerSe map of the structures outside the column (sacrum), or None.
+        edited: VerSe labels a person made or edited.
+    """
+
+    labels: list[int]
+    ids: np.ndarray
+    canonical: np.ndarray
+    centroids: dict[int, np.ndarray]
+    others: Optional[np.ndarray]
+    edited: set[int]
 
 
-class _Network:
-    """The iterative FCN on one canonical volume, with the fragment rule of ``traversal.traverse``."""
-
-    def __init__(self, scan: Scan) -> None:
-        self.scan = scan
-        self.predictor = PatchPredictor(scan.volume, scan.model, scan.device)
-        params = scan.model.traversal
-        self.threshold = params.mask_threshold
-        self.v_min = max(1, int(round(params.v_min_mm3 / scan.model.preprocessing.spacing_mm**3)))
-        self.up = scan.direction == "up"
-
-    def fragment(self, center: np.ndarray, memory: np.ndarray) -> Optional[_Fragment]:
-        """Largest connected fragment of at least v_min voxels outside ``memory`` (seed 002 section 3.3)."""
-        prob, label, p_complete, (src, dst) = self.predictor.predict([center], memory)[0]
-        mask = (prob[dst] >= self.threshold) & (memory[src] < 0.5)
-        components, n = ndimage.label(mask)
-        if n > 1:
-            sizes = np.bincount(components.ravel())
-            sizes[0] = 0
-            mask = components == int(np.argmax(sizes))
-        if int(mask.sum()) < self.v_min:
-            return None
-        idx = np.argwhere(mask)
-        offset = np.array([s.start for s in src])
-        bbox_center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int) + offset
-        return _Fragment(mask, src, bbox_center, label, p_complete)
-
-    def behind(self, z: float, reference_z: float) -> bool:
-        """True when canonical z lies before ``reference_z`` in traversal order (below it for bottom-up)."""
-        return z < reference_z if self.up else z > reference_z
-
-    def region_behind(self, z: int) -> tuple[int, int]:
-        top = self.scan.volume.shape[0] - 1
-        return (0, z - 1) if self.up else (z + 1, top)
-
-    def region_ahead(self, z: int) -> tuple[int, int]:
-        top = self.scan.volume.shape[0] - 1
-        return (z + 1, top) if self.up else (0, z - 1)
+def _keep(scan: Scan, existing: np.ndarray, labels: list[int], edited: set[int]) -> _Kept:
+    ids = np.zeros(existing.shape, dtype=np.int32)
+    for k, label in enumerate(labels, start=1):
+        ids[existing == label] = k
+    centroids = {}
+    if labels:
+        ids_image = sitk.GetImageFromArray(ids)
+        ids_image.CopyInformation(scan.image)
+        centroids = {k: lps_to_index(scan.reference, lps) for k, (_, lps) in label_measurements(ids_image).items()}
+    other = np.isin(existing, _other_labels(existing))
+    return _Kept(labels, ids, _to_canonical_labels(ids, scan.image, scan.reference), centroids,
+                 np.where(other, existing, 0) if other.any() else None, edited)
 
 
-def _near(fragment: _Fragment, point_zyx: np.ndarray, radius_voxels: float) -> bool:
-    """True when a voxel of ``fragment`` lies within ``radius_voxels`` of the canonical point."""
-    offset = np.array([s.start for s in fragment.src])
-    idx = np.argwhere(fragment.mask) + offset
+def _anatomical(scan: Scan, direction: str) -> str:
+    """"forward" when the anatomical ``direction`` ("up"/"down") is the traversal direction, else "backward"."""
+    return "forward" if direction == scan.direction else "backward"
+
+
+def _behind(scan: Scan, z: float, reference_z: float) -> bool:
+    """True when canonical z lies before ``reference_z`` in the traversal order of ``scan`` (below it bottom-up)."""
+    return z < reference_z if scan.direction == "up" else z > reference_z
+
+
+# --------------------------------------------------------------------------------------------------------------
+# the clicked vertebra: the traversal engine's steps, started at the point
+
+
+def _near(fragment: Fragment, point_zyx: np.ndarray, radius_voxels: float) -> bool:
+    """True when a voxel of ``fragment`` lies within ``radius_voxels`` of the point (same frame)."""
+    idx = fragment.voxels_zyx()
     return bool(idx.size) and float(np.min(np.sum((idx - point_zyx) ** 2, axis=1))) <= radius_voxels**2
 
 
-def _segment_clicked(net: _Network, memory: np.ndarray, point_zyx: np.ndarray) -> tuple[_Fragment, DetectedVertebra, np.ndarray]:
-    """Track the vertebra under the clicked point (seed 002 section 3.3 tracking, started at the point).
+def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVertebra:
+    """Track and commit the vertebra under the clicked point (seed 002 section 3.3 tracking, started at the point).
 
     The network segments the *next* vertebra in traversal order that is not in memory (for bottom-up: the
     lowest free one in the patch), and was trained with every vertebra before its target in the memory
     (``training/sampler.py``). A patch centred on a clicked vertebra also shows the free vertebrae before it,
     so at every patch position a fragment that does not contain the point and lies behind it is set aside as a
-    *placeholder* in the memory and the patch is evaluated again, until the fragment contains the point: the
-    network then sees the situation it was trained for. The placeholders are network fragments, never written to
-    the output; they stay in the memory for the continuation in the traversal direction.
+    *placeholder* in the engine's memory and the patch is evaluated again, until the fragment contains the point:
+    the network then sees the situation it was trained for. Placeholders are never written to the output; they
+    stay in the memory for the continuation in the traversal direction, as do the fragments still behind the
+    clicked vertebra once it is in memory. The point replaces the spine localization for this vertebra.
+
+    Args:
+        engine: the traversal engine, in the network frame; ``point_zyx`` is in the same frame.
 
     Returns:
-        ``(fragment, detected, placeholders)``: the final fragment, its summary (instance 1) and the bool
-        placeholder mask [z, y, x].
+        The committed vertebra (instance 1 of the engine's result).
 
     Raises:
-        ValueError: if the network finds no vertebra at the point.
+        ValueError: if the network finds no vertebra, or no vertebral bone, at the point.
     """
-    params = net.scan.model.traversal
-    spacing = net.scan.model.preprocessing.spacing_mm
-    placeholders = np.zeros(memory.shape, dtype=bool)
-    radius = CLICK_TOLERANCE_MM / spacing
+    radius = CLICK_TOLERANCE_MM / engine.model.preprocessing.spacing_mm
 
-    def evaluate(center: np.ndarray) -> Optional[_Fragment]:
+    def find(center: np.ndarray) -> Optional[Fragment]:
         for _ in range(MAX_FRAGMENTS_BEHIND + 1):
-            found = net.fragment(center, np.maximum(memory, placeholders).astype(np.float32))
+            found = engine.find_fragment(center)
             if found is None:
                 return None
             if _near(found, point_zyx, radius):
                 return found
-            if not net.behind(found.bbox_center[0], point_zyx[0]):
+            if not engine.behind(found.bbox_center[0], point_zyx[0]):
                 return None  # the next vertebra in traversal order lies beyond the point: nothing at the point
-            placeholders[found.src][found.mask] = True
+            engine.memory[found.src][found.mask] = 1.0  # a placeholder
         return None
 
-    current = np.rint(point_zyx).astype(int)
-    found = evaluate(current)
-    if found is None:
+    spine_mask, engine.spine_mask = engine.spine_mask, None
+    start = np.rint(point_zyx).astype(int)
+    found = find(start)
+    clicked = None
+    if found is not None:
+        track = engine.track(start, found, find)  # lost while moving: the last fragment that held the point
+        clicked = engine.commit(track)
+    if clicked is None:
         raise ValueError(
             "the network found no vertebra at the clicked point; place the point inside a vertebral body "
             "(not in a disc, soft tissue or a vertebra that is already segmented)"
         )
-    previous, iterations, converged = None, 1, False
-    while True:
-        if np.all(np.abs(found.bbox_center - current) <= params.delta_max_voxels):
-            converged = True
-            break
-        if iterations >= params.max_iterations:
-            mid = np.rint((current + (previous if previous is not None else found.bbox_center)) / 2.0).astype(int)
-            at_mid = evaluate(mid)
-            iterations += 1
-            if at_mid is not None:
-                found, current = at_mid, mid
-            break
-        target = found.bbox_center
-        moved = evaluate(target)
-        iterations += 1
-        if moved is None:
-            break  # lost while moving: keep the last fragment that contained the point
-        previous, current, found = current, target, moved
-    detected = DetectedVertebra(
-        instance=1, label_regressed=found.label, p_complete=found.p_complete,
-        center_zyx=tuple(int(v) for v in current), iterations=iterations, converged=converged,
-        voxels=int(found.mask.sum()),
-    )
-    # the patch of the clicked vertebra, with it in memory: set aside what still lies behind it, so that the
+    # the clicked vertebra's patch, with it in memory: set aside what still lies behind it, so that the
     # continuation starts with the next vertebra in traversal order
-    with_clicked = memory.copy()
-    with_clicked[found.src][found.mask] = 1.0
+    center = np.array(clicked.center_zyx)
     for _ in range(MAX_FRAGMENTS_BEHIND):
-        nxt = net.fragment(current, np.maximum(with_clicked, placeholders).astype(np.float32))
-        if nxt is None or not net.behind(nxt.bbox_center[0], current[0]):
+        nxt = engine.find_fragment(center)
+        if nxt is None or not engine.behind(nxt.bbox_center[0], center[0]):
             break
-        placeholders[nxt.src][nxt.mask] = True
-    return found, detected, placeholders
+        engine.memory[nxt.src][nxt.mask] = 1.0
+    engine.spine_mask = spine_mask
+    return clicked
 
 
 # --------------------------------------------------------------------------------------------------------------
 # one network evaluation per vertebra, in the situation the network was trained on
 
 
-def _regress(
-    net: _Network, canonical_ids: np.ndarray, centers: dict[int, Optional[np.ndarray]], positions: dict[int, np.ndarray]
-) -> dict[int, tuple[float, float]]:
+def _regress(scan: Scan, canonical_ids: np.ndarray, centers: dict[int, np.ndarray], z: dict[int, float]
+             ) -> dict[int, tuple[float, float]]:
     """Regressed label and p_complete of vertebrae from one evaluation centred on each.
 
     The memory holds exactly the vertebrae before it in traversal order (for bottom-up: all lower ones, by
@@ -302,204 +276,65 @@ def _regress(
 
     Args:
         canonical_ids: int [z, y, x] canonical map of all vertebrae (kept and new).
-        centers: id -> patch centre [z, y, x] (a new vertebra's converged traversal position), or None for the
-            centre of its bounding box on the canonical grid (kept vertebrae; where traversal converges).
-        positions: id -> canonical centroid [z, y, x] of every vertebra.
+        centers: id -> canonical patch centre [z, y, x] (a new vertebra's converged position, a kept one's
+            bounding-box centre: where traversal converges).
+        z: id -> canonical centroid z of every vertebra.
     """
+    engine = traversal_engine(scan)
     out = {}
     for vid, center in centers.items():
-        if center is None:
-            target = canonical_ids == vid
-            if target.any():
-                idx = np.argwhere(target)
-                center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int)
-            else:  # thinner than a canonical voxel: centre on its centroid
-                center = np.rint(positions[vid]).astype(int)
-        before = [i for i in positions if i != vid and net.behind(positions[i][0], positions[vid][0])]
-        memory = np.isin(canonical_ids, before).astype(np.float32)
-        _, label, p_complete, _ = net.predictor.predict([np.asarray(center, dtype=int)], memory)[0]
-        out[vid] = (label, p_complete)
+        before = [i for i in z if i != vid and _behind(scan, z[i], z[vid])]
+        center = np.array(center, dtype=int)
+        center[0] = scan.network_z(center[0])
+        out[vid] = engine.regress(center, scan.network_frame(np.isin(canonical_ids, before)))
     return out
+
+
+def _bbox_center(mask: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """Canonical bounding-box centre [z, y, x] of ``mask`` (where traversal converges); for a vertebra thinner than
+    a canonical voxel, its ``centroid``."""
+    if mask.any():
+        idx = np.argwhere(mask)
+        return np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int)
+    return np.rint(centroid).astype(int)
 
 
 # --------------------------------------------------------------------------------------------------------------
-# result assembly on the input grid
+# result: the pipeline's assembly, with the kept vertebrae
 
 
-@dataclass
-class _Candidate:
-    """One vertebra of the result before labelling: kept (from the input) or new (from traversal)."""
+def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, instances: np.ndarray,
+              detected: list[DetectedVertebra], evaluations: int, refine_surface: Optional[bool],
+              correction: dict) -> SpineSegmentationResult:
+    """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``) -> the pipeline's result.
 
-    regressed: float
-    p_complete: float
-    iterations: int
-    edited: bool
-
-
-def _assemble(
-    scan: Scan,
-    reporter: Reporter,
-    t_start: float,
-    existing: np.ndarray,
-    kept: list[int],
-    edited: set[int],
-    new_canonical: np.ndarray,
-    new_detected: list[DetectedVertebra],
-    evaluations: int,
-    refine_surface: Optional[bool],
-    correction: dict,
-) -> SpineSegmentationResult:
-    """Kept vertebrae (exact input-grid voxels) + new ones (canonical) -> labelled result on the input grid.
-
-    Segment ids: kept vertebra ``kept[k - 1]`` is id k (k = 1..K), new vertebra ``new_detected[j]`` (canonical
-    instance j + 1) is id K + j + 1. Kept vertebrae (and new ones tracked with a kept one ahead of them) get
-    their regressed value and p_complete from :func:`_regress`;
-    the maximum-likelihood refinement (seed 002 section 3.4) orders all vertebrae by their canonical centroid
-    and labels them; the label map is written in one pass with new voxels never replacing existing ones.
+    Candidate ids: kept vertebra ``kept.labels[k - 1]`` is id k (k = 1..K), new vertebra instance j is id K + j.
+    Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
+    from :func:`_regress`; an edited vertebra's level is a constraint of the labelling (seed 002 section 3.4).
     """
-    image = scan.image
-    net = _Network(scan)
-    offset = len(kept)
-    kept_ids = np.zeros(existing.shape, dtype=np.int32)
-    for k, label in enumerate(kept, start=1):
-        kept_ids[existing == label] = k
-
-    reporter.stage("labeling", "maximum-likelihood labelling")
-    canonical_ids = _to_canonical_labels(kept_ids, image, scan.reference)
-    free = canonical_ids == 0
-    canonical_ids[free & (new_canonical > 0)] = new_canonical[free & (new_canonical > 0)] + offset
-    positions: dict[int, np.ndarray] = {}
-    if kept:  # kept vertebrae: centroid on the input grid (they may be thinner than a canonical voxel)
-        kept_image = sitk.GetImageFromArray(kept_ids)
-        kept_image.CopyInformation(image)
-        for k, (_, lps) in label_measurements(kept_image).items():
-            positions[k] = lps_to_index(scan.reference, lps)
-    new_ids = [d.instance + offset for d in new_detected]
-    if new_ids:
-        ones = np.ones_like(canonical_ids, dtype=np.uint8)
-        counts = ndimage.sum_labels(ones, canonical_ids, new_ids)
-        centers = ndimage.center_of_mass(ones, canonical_ids, new_ids)
-        positions.update({i: np.array(c) for i, c, n in zip(new_ids, centers, counts) if n > 0})
-    # kept vertebrae, and new ones that were tracked with a kept vertebra ahead of them in the memory
-    centers: dict[int, Optional[np.ndarray]] = {k: None for k in range(1, offset + 1)}
-    for d in new_detected:
+    offset = len(kept.labels)
+    new_ids = np.where(instances > 0, instances.astype(np.int32) + offset, 0)
+    new = {c.id: c for c in new_candidates(instances, detected, offset)}
+    canonical_ids = np.where(kept.canonical > 0, kept.canonical, new_ids)
+    kept_z = {k: float(c[0]) for k, c in kept.centroids.items()}
+    z = {**kept_z, **{i: c.z for i, c in new.items()}}
+    centers = {k: _bbox_center(kept.canonical == k, c) for k, c in kept.centroids.items()}
+    for d in detected:
         vid = d.instance + offset
-        if vid in positions and any(net.behind(positions[vid][0], positions[k][0]) for k in range(1, offset + 1)):
+        if vid in new and any(_behind(scan, new[vid].z, kz) for kz in kept_z.values()):
             centers[vid] = np.array(d.center_zyx)
-    regressed = _regress(net, canonical_ids, centers, positions)
-    evaluations += len(centers)
-    candidates: dict[int, _Candidate] = {}
-    for k in range(1, offset + 1):
-        candidates[k] = _Candidate(*regressed[k], iterations=1, edited=kept[k - 1] in edited)
-    for d in new_detected:
-        vid = d.instance + offset
+    regressed = _regress(scan, canonical_ids, centers, z)
+    candidates = [Candidate(k, *regressed[k], iterations=1, z=kept_z[k], edited=label in kept.edited,
+                            stated_level=label if label in kept.edited else None)
+                  for k, label in enumerate(kept.labels, start=1) if k in kept_z]
+    for vid, c in new.items():
         if vid in regressed:
-            candidates[vid] = _Candidate(*regressed[vid], d.iterations + 1, False)
-        elif vid in positions:
-            candidates[vid] = _Candidate(d.label_regressed, d.p_complete, d.iterations, False)
-    order = sorted(candidates, key=lambda i: -positions[i][0])  # cranio-caudal: canonical z grows superiorly
-    labeling = refine_labels([candidates[i].regressed for i in order])
-    lut = np.zeros(offset + len(new_detected) + 1, dtype=np.int16)
-    for i, label in zip(order, labeling.labels):
-        lut[i] = label
-
-    ids = kept_ids
-    if new_detected:
-        reporter.stage("input grid", "resampling the new vertebrae to the input grid")
-        new_input, box = labels_on_input_grid(new_canonical, scan.reference, image)
-        if surface_refinement(scan, refine_surface) and box is not None:
-            reporter.stage("surface refinement", "removing surface voxels below 200 HU")
-            hu = sitk.GetArrayViewFromImage(image)
-            new_input[box] = refine_surfaces(new_input[box], hu[box], tuple(reversed(image.GetSpacing())))
-        place = (new_input > 0) & (existing == 0)  # never over a kept vertebra or another structure (sacrum)
-        ids = kept_ids.copy()
-        ids[place] = new_input[place] + offset
-    final = np.where(ids > 0, lut[ids], existing).astype(np.int16)  # existing: kept others, e.g. the sacrum
-    labels_image = sitk.GetImageFromArray(final)
-    labels_image.CopyInformation(image)
-
-    voxel_mm3 = float(np.prod(image.GetSpacing()))
-    ids_image = sitk.GetImageFromArray(ids)  # int32, like kept_ids
-    ids_image.CopyInformation(image)
-    measured = label_measurements(ids_image)
-    vertebrae = []
-    for i, label, p_label in zip(order, labeling.labels, labeling.probabilities):
-        if i not in measured:
-            continue  # a new vertebra that vanished on a coarser input grid
-        c = candidates[i]
-        count, lps = measured[i]
-        vertebrae.append(Vertebra(
-            label=int(label), name=vertebra_name(label), complete=bool(c.p_complete >= COMPLETE_THRESHOLD),
-            p_complete=round(float(c.p_complete), 4), p_label=round(float(p_label), 4),
-            label_regressed=round(float(c.regressed), 3),
-            centroid_ras_mm=[round(float(v), 2) for v in lps_to_ras(lps)],
-            volume_mm3=round(float(count) * voxel_mm3, 1), iterations=int(c.iterations), edited=c.edited,
-        ))
-    vertebrae += _kept_others(existing, image, edited)
-    vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])  # cranio-caudal
-    times = reporter.finish()
-    run_info = run_information(scan, times, t_start, evaluations)
-    run_info["corrections"] = [correction]
-    message = f"{len(vertebrae)} vertebrae: " + ", ".join(
-        v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "") for v in vertebrae
-    )
-    return SpineSegmentationResult(labels=labels_image, vertebrae=vertebrae, alternatives=labeling.alternatives,
-                                   run_info=run_info, message=message)
-
-
-def _kept_others(existing: np.ndarray, image: sitk.Image, edited: set[int]) -> list[Vertebra]:
-    """Entries for the kept structures outside the column (the sacrum): reported as given, not evaluated by the
-    network, so ``complete`` is True, ``p_complete`` and ``p_label`` are 1 and ``label_regressed`` is 0 (the
-    network's "no vertebra" value)."""
-    out = []
-    voxel_mm3 = float(np.prod(image.GetSpacing()))
-    for label in _other_labels(existing):
-        mask = existing == label
-        kji = np.argwhere(mask).mean(axis=0)
-        lps = np.array(image.TransformContinuousIndexToPhysicalPoint([float(v) for v in kji[::-1]]))
-        out.append(Vertebra(label=label, name=vertebra_name(label), complete=True, p_complete=1.0, p_label=1.0,
-                            label_regressed=0.0, centroid_ras_mm=[round(float(v), 2) for v in lps_to_ras(lps)],
-                            volume_mm3=round(float(mask.sum()) * voxel_mm3, 1), iterations=0,
-                            edited=label in edited))
-    return out
-
-
-def _column_mask(array: np.ndarray) -> np.ndarray:
-    return ((array >= 1) & (array <= 25)) | (array == 28)
-
-
-def _merge(new: np.ndarray, detected: list[DetectedVertebra], found: np.ndarray, found_detected) -> None:
-    """Add a traversal's instances to ``new`` (in place), renumbering them after the ones already there."""
-    offset = len(detected)
-    place = (found > 0) & (new == 0)
-    new[place] = found[place] + offset
-    detected += [replace(d, instance=d.instance + offset) for d in found_detected]
-
-
-def _progress(reporter: Reporter, scan: Scan, already: int):
-    mask = scan.spine_mask
-    extent = mask.any(axis=(1, 2)).sum() if mask is not None else scan.volume.shape[0]
-    expected = max(1.0, extent * scan.model.preprocessing.spacing_mm / _TYPICAL_VERTEBRA_MM)
-
-    def on_eval(found: int, evaluations: int) -> None:
-        total = already + found
-        reporter.emit("traversal", 0.12 + 0.78 * min(1.0, total / expected), total + 1,
-                      f"vertebra {total + 1} ({evaluations} network evaluations)")
-
-    return on_eval
-
-
-def _existing_behind(canonical_existing: np.ndarray, net: _Network, z: int) -> np.ndarray:
-    """Bool [z, y, x]: the existing vertebrae whose canonical centroid lies before ``z`` in traversal order."""
-    labels = [int(v) for v in np.unique(canonical_existing) if v]
-    centers = ndimage.center_of_mass(np.ones_like(canonical_existing, dtype=np.uint8), canonical_existing, labels)
-    behind = [lab for lab, c in zip(labels, centers) if net.behind(c[0], z)]
-    return np.isin(canonical_existing, behind)
-
-
-def _sliding_batch(scan: Scan) -> int:
-    """Sliding-window positions per network batch: as the pipeline does (same result, fewer GPU launches)."""
-    return GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1
+            c.label_regressed, c.p_complete = regressed[vid]
+            c.iterations += 1
+        candidates.append(c)
+    return assemble_result(scan, reporter, t_start, evaluations + len(regressed), candidates, new_ids,
+                           refine_surface, kept_ids=kept.ids, others=kept.others,
+                           edited_others=frozenset(kept.edited), correction=correction)
 
 
 def _prepare(image, model, device, progress, use_localization) -> tuple[Scan, Reporter, float]:
@@ -539,7 +374,7 @@ def segment_from_point(
        clicked vertebra's patch with it (and the placeholders) in memory, accepting only vertebrae beyond it.
     3. *Against the traversal direction* (``"down"`` for a bottom-up network): a network trained bottom-up
        cannot honestly be run top-down. Instead it runs bottom-up, as trained, on the region below the clicked
-       vertebra only (``traverse(z_range=...)``: windows and accepted fragments below the clicked vertebra's
+       vertebra only (``run_traversal(z_range=...)``: windows and accepted fragments below the clicked vertebra's
        centre); the placeholders are dropped, so the vertebrae below are segmented properly. The memory holds
        the existing vertebrae below the clicked one only - what the network was trained with (the vertebrae
        before its target) - not the clicked vertebra and those above it: on the shipped model and the example CT,
@@ -549,7 +384,8 @@ def segment_from_point(
        network trained top-down, "up" and "down" swap roles.
     4. Existing vertebrae (``existing_labels``) are the instance memory from the start and are kept voxel for
        voxel; their regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
-       refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included.
+       refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included; the levels of the
+       ``edited`` ones are constraints.
 
     Args:
         image: CT in HU (path or ``sitk.Image``, LPS geometry as in ITK).
@@ -567,7 +403,8 @@ def segment_from_point(
 
     Raises:
         ValueError: the point lies outside the CT or inside an existing vertebra, the network finds no vertebra
-            at it, ``directions`` holds an unknown name, or ``existing_labels`` is not on the CT's grid; plus the
+            (or no vertebral bone) at it, no contiguous labelling agrees with the edited levels, ``directions``
+            holds an unknown name, or ``existing_labels`` is not on the CT's grid; plus the
             errors of :func:`~SpineSegmentationLib.pipeline.segment_spine` (InputImageError, ModelFileError,
             CancelledError).
     """
@@ -588,51 +425,46 @@ def segment_from_point(
     if np.any(kji < 0) or np.any(kji >= existing.shape):
         raise ValueError(f"the point RAS {point_ras.tolist()} mm lies outside the CT; place it inside the image")
     under = int(existing[tuple(kji)])
-    if _is_column(under):
+    if is_column_vertebra(under):
         raise ValueError(f"the point lies inside the existing vertebra {vertebra_name(under)}; click an unsegmented "
                          f"vertebra, or re-segment this one with rerun_with_edits(redo_labels={{{under}}})")
     point_zyx = lps_to_index(scan.reference, point_lps)
 
-    net = _Network(scan)
-    canonical_existing = _to_canonical_labels(np.where(_column_mask(existing), existing, 0), scan.image, scan.reference)
-    memory = (canonical_existing > 0).astype(np.float32)
+    kept = _keep(scan, existing, kept, edited)
     reporter.stage("traversal", "segmenting the clicked vertebra")
-    clicked, first, placeholders = _segment_clicked(net, memory, point_zyx)
-    new = np.zeros(memory.shape, dtype=np.int16)
-    new[clicked.src][clicked.mask & (new[clicked.src] == 0)] = 1
-    detected = [first]
-    memory[clicked.src][clicked.mask] = 1.0
-    evaluations = net.predictor.evaluations
-    forward = scan.direction
-    anatomical = {forward: "forward", ("down" if forward == "up" else "up"): "backward"}
-    center_z = int(first.center_zyx[0])
-    if any(anatomical[d] == "forward" for d in directions):
-        trav = traverse(scan.volume, scan.model, scan.device, spine_mask=scan.spine_mask,
-                        memory=np.maximum(memory, placeholders), direction=forward,
-                        start_zyx=np.array(first.center_zyx), progress=_progress(reporter, scan, len(detected)),
-                        z_range=net.region_ahead(center_z), sliding_batch=_sliding_batch(scan))
-        _merge(new, detected, trav.instances, trav.vertebrae)
-        evaluations += trav.evaluations
-    if any(anatomical[d] == "backward" for d in directions):
-        # only the existing vertebrae behind the clicked one go into the memory, as in training (memory = the
+    engine = traversal_engine(scan, traversal_progress(scan, reporter), scan.network_frame(kept.canonical > 0))
+    point_net = point_zyx.copy()
+    point_net[0] = scan.network_z(point_net[0])
+    clicked = _segment_clicked(engine, point_net)
+    if "forward" in {_anatomical(scan, d) for d in directions}:
+        engine.run(start_zyx=np.array(clicked.center_zyx), z_range=engine.region_ahead(clicked.center_zyx[0]))
+    engine.result.evaluations = engine.predictor.evaluations
+    found = from_network_frame(scan, engine.result)
+    instances, detected = found.instances, found.vertebrae
+    if "backward" in {_anatomical(scan, d) for d in directions}:
+        # only the kept vertebrae behind the clicked one go into the memory, as in training (memory = the
         # vertebrae before the target); the z range keeps the clicked vertebra and those beyond it from being
-        # segmented again, and the merge keeps their voxels
-        trav = traverse(scan.volume, scan.model, scan.device, spine_mask=scan.spine_mask,
-                        memory=_existing_behind(canonical_existing, net, center_z),
-                        direction=forward, progress=_progress(reporter, scan, len(detected)),
-                        z_range=net.region_behind(center_z), sliding_batch=_sliding_batch(scan))
-        _merge(new, detected, trav.instances, trav.vertebrae)
-        evaluations += trav.evaluations
+        # segmented again, and new voxels never replace the clicked one's
+        center_z = detected[0].center_zyx[0]
+        behind = [k for k, c in kept.centroids.items() if _behind(scan, c[0], center_z)]
+        z_range = (0, center_z - 1) if scan.direction == "up" else (center_z + 1, scan.volume.shape[0] - 1)
+        trav = run_traversal(scan, reporter, memory=np.isin(kept.canonical, behind), z_range=z_range,
+                             already=len(detected))
+        free = (trav.instances > 0) & (instances == 0)
+        instances = instances.copy()
+        instances[free] = trav.instances[free] + len(detected)
+        detected = detected + [replace(d, instance=d.instance + len(detected)) for d in trav.vertebrae]
+        found.evaluations += trav.evaluations
     correction = {"action": "segment_from_point", "point_ras_mm": [round(float(v), 3) for v in point_ras],
                   "directions": list(directions)}
-    result = _assemble(scan, reporter, t_start, existing, kept, edited, new, detected, evaluations,
-                       refine_surface, correction)
+    result = _assemble(scan, reporter, t_start, kept, instances, detected, found.evaluations, refine_surface,
+                       correction)
     # which vertebra was clicked: the one holding the point on the input grid (else the nearest centroid)
     at_point = int(sitk.GetArrayViewFromImage(result.labels)[tuple(kji)])
-    if not _is_column(at_point) and result.vertebrae:
+    if not is_column_vertebra(at_point) and result.vertebrae:
         at_point = min(result.vertebrae, key=lambda v: np.linalg.norm(np.array(v.centroid_ras_mm) - point_ras)).label
     correction["clicked_label"] = at_point
-    result.message = f"clicked vertebra: {vertebra_name(at_point)}; {result.message}" if _is_column(at_point) \
+    result.message = f"clicked vertebra: {vertebra_name(at_point)}; {result.message}" if is_column_vertebra(at_point) \
         else result.message
     return result
 
@@ -656,7 +488,9 @@ def rerun_with_edits(
       have them re-segmented with the edits in memory.
     * Everything kept is the instance memory of one full traversal (seed 002 section 3.3), which segments what is
       missing; new voxels never replace kept ones.
-    * Labels are refined again over all vertebrae (seed 002 section 3.4). A kept vertebra's regressed label and
+    * Labels are refined again over all vertebrae (seed 002 section 3.4) by the labelling of a fresh run, with the
+      level of every edited vertebra as a constraint: an edited vertebra keeps the level the person gave it, and
+      the rest of the column is named consistently with it. A kept vertebra's regressed label and
       completeness come from one network evaluation on a patch centred on its bounding box with the vertebrae
       before it in traversal order in memory (all lower ones for bottom-up) - the situation the network was
       trained on. Its label value may therefore change; its voxels do not. New vertebrae that traversal tracked
@@ -677,13 +511,15 @@ def rerun_with_edits(
 
     Raises:
         ValueError: a label in ``edited_labels`` / ``redo_labels`` is not a vertebra of ``labels``, the two
-            sets overlap, or ``labels`` is not on the CT's grid; plus the errors of ``segment_spine``.
+            sets overlap, a label to redo is outside the column, ``labels`` is not on the CT's grid or holds values
+            that are not VerSe labels, or no contiguous labelling agrees with the edited levels; plus the errors of
+            ``segment_spine``.
     """
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
     existing = _label_array(labels, scan.image, "labels")
     present = _column_labels(existing)
     edited = _check_label_set("edited labels", edited_labels, present + _other_labels(existing))
-    if any(not _is_column(v) for v in redo_labels):
+    if any(not is_column_vertebra(v) for v in redo_labels):
         raise ValueError("only vertebrae of the column (C1-L5, T13, L6) can be redone: the network does not segment "
                          "the sacrum")
     redo = _check_label_set("labels to redo", redo_labels, present)
@@ -691,12 +527,8 @@ def rerun_with_edits(
     if both:
         raise ValueError(f"labels {both} are both edited (kept) and to be redone; choose one for each vertebra")
     existing = np.where(np.isin(existing, sorted(redo)), 0, existing)
-    kept = [v for v in present if v not in redo]
-    canonical_kept = _to_canonical_labels(np.where(_column_mask(existing), existing, 0), scan.image, scan.reference)
-    reporter.stage("traversal", "segmenting what is missing")
-    trav = traverse(scan.volume, scan.model, scan.device, spine_mask=scan.spine_mask,
-                    memory=canonical_kept > 0, direction=scan.direction, progress=_progress(reporter, scan, 0),
-                    sliding_batch=_sliding_batch(scan))
+    kept = _keep(scan, existing, [v for v in present if v not in redo], edited)
+    trav = run_traversal(scan, reporter, memory=kept.canonical > 0)
     correction = {"action": "rerun_with_edits", "edited_labels": sorted(edited), "redo_labels": sorted(redo)}
-    return _assemble(scan, reporter, t_start, existing, kept, edited, trav.instances, trav.vertebrae,
-                     trav.evaluations, refine_surface, correction)
+    return _assemble(scan, reporter, t_start, kept, trav.instances, trav.vertebrae, trav.evaluations, refine_surface,
+                     correction)

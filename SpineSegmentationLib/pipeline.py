@@ -7,7 +7,7 @@ refine surfaces -> summary. Each arrow is one module; this file only wires them 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Optional, Union
 
@@ -24,10 +24,11 @@ from .localization import localize_spine
 from .models import SpineModel, load_model
 from .preprocessing import normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
+from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
 from .device_fallback import traverse_with_fallback
 from .sanity import add_warnings, anatomy_warnings, check_vertebra_count
-from .traversal import DetectedVertebra, TraversalResult, traverse
+from .traversal import DetectedVertebra, Traversal, TraversalResult
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
 COMPLETE_THRESHOLD = 0.5
@@ -173,8 +174,8 @@ def segment_spine(
     trav, fallback = traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
                                             lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
     if trav.vertebrae:
-        result = assemble_result(scan, trav.instances, trav.vertebrae, reporter, t_start, trav.evaluations,
-                                 refine_surface)
+        result = assemble_result(scan, reporter, t_start, trav.evaluations,
+                                 new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface)
     else:
         where = "" if localized else " (the localization network saw no spine either; the whole volume was searched)"
         result = empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone" + where,
@@ -214,6 +215,21 @@ class Scan:
     def flip(self) -> bool:
         """A network trained for 'both' runs bottom-up on the volume flipped along S-I for 'down'."""
         return self.model.traversal.direction == "both" and self.direction == "down"
+
+    @property
+    def network_direction(self) -> str:
+        """The direction the traversal runs in the network frame ("up" on a flipped volume)."""
+        return "up" if self.flip else self.direction
+
+    def network_frame(self, array: Optional[np.ndarray]) -> Optional[np.ndarray]:
+        """Canonical [z, y, x] array <-> the network frame (flipped along S-I when :attr:`flip`; its own inverse)."""
+        if array is None or not self.flip:
+            return array
+        return np.ascontiguousarray(array[::-1])
+
+    def network_z(self, z):
+        """Canonical z index <-> network-frame z index (its own inverse)."""
+        return self.volume.shape[0] - 1 - z if self.flip else z
 
 
 def prepare_scan(
@@ -272,11 +288,47 @@ def surface_refinement(scan: Scan, choice: Optional[bool]) -> bool:
     return scan.model.postprocessing.surface_refinement if choice is None else bool(choice)
 
 
+def traversal_progress(scan: Scan, reporter: Reporter, already: int = 0) -> Callable[[int, int], None]:
+    """A traversal progress callback that reports vertebra ``already + found + 1`` to ``reporter``."""
+    mask = scan.spine_mask
+    extent = mask.any(axis=(1, 2)).sum() if mask is not None else scan.volume.shape[0]
+    expected = max(1.0, extent * scan.model.preprocessing.spacing_mm / _TYPICAL_VERTEBRA_MM)
+    span = _STAGE_START["labeling"] - _STAGE_START["traversal"]
+
+    def on_eval(found: int, evaluations: int) -> None:
+        total = already + found
+        check_vertebra_count(total)
+        frac = _STAGE_START["traversal"] + span * min(1.0, total / expected)
+        reporter.emit("traversal", frac, total + 1, f"vertebra {total + 1} ({evaluations} network evaluations)")
+
+    return on_eval
+
+
+def traversal_engine(scan: Scan, progress: Optional[Callable[[int, int], None]] = None,
+                     memory: Optional[np.ndarray] = None, sliding_batch: Optional[int] = None) -> Traversal:
+    """The traversal engine of ``scan`` in the network frame (:meth:`Scan.network_frame`), with the bone
+    threshold (:data:`~SpineSegmentationLib.refinement.SURFACE_THRESHOLD_HU`) and the device's sliding batch.
+
+    Args:
+        memory: optional bool [z, y, x] instance memory **in the network frame**.
+        sliding_batch: sliding-window positions per network call; default :data:`GPU_SLIDING_BATCH` on a GPU,
+            else 1.
+    """
+    bone = float(normalize_hu(np.array([SURFACE_THRESHOLD_HU]), scan.model.preprocessing)[0])
+    return Traversal(scan.network_frame(scan.volume), scan.model, scan.device,
+                     spine_mask=scan.network_frame(scan.spine_mask), memory=memory,
+                     direction=scan.network_direction, progress=progress,
+                     sliding_batch=sliding_batch or (GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1),
+                     bone_threshold=bone)
+
+
 def run_traversal(
     scan: Scan,
     reporter: Reporter,
     memory: Optional[np.ndarray] = None,
     start_zyx: Optional[np.ndarray] = None,
+    z_range: Optional[tuple[int, int]] = None,
+    already: int = 0,
     sliding_batch: Optional[int] = None,
 ) -> TraversalResult:
     """Iterative instance segmentation of ``scan`` (stage 3), with progress per vertebra.
@@ -284,6 +336,9 @@ def run_traversal(
     Args:
         memory: optional bool [z, y, x] canonical instance memory (vertebrae already segmented).
         start_zyx: optional first patch centre, canonical [z, y, x] voxel indices.
+        z_range: optional (low, high) canonical z indices (inclusive) that fragments' bounding-box centres and
+            the sliding window must lie in.
+        already: vertebrae found before this traversal (progress numbering only).
         sliding_batch: sliding-window positions per network call; default :data:`GPU_SLIDING_BATCH` on a GPU,
             else 1.
 
@@ -291,114 +346,176 @@ def run_traversal(
         InputImageError: more vertebrae than a spine has (:func:`sanity.check_vertebra_count`), at once.
 
     Returns:
-        :class:`~SpineSegmentationLib.traversal.TraversalResult` on the canonical grid (unflipped).
+        :class:`~SpineSegmentationLib.traversal.TraversalResult` on the canonical grid (unflipped; the
+        vertebrae's ``center_zyx`` are canonical too).
     """
     reporter.stage("traversal", "segmenting vertebrae")
-    spacing = scan.model.preprocessing.spacing_mm
-    mask = scan.spine_mask
-    extent = mask.any(axis=(1, 2)).sum() if mask is not None else scan.volume.shape[0]
-    expected = max(1.0, extent * spacing / _TYPICAL_VERTEBRA_MM)
-    span = _STAGE_START["labeling"] - _STAGE_START["traversal"]
+    engine = traversal_engine(scan, traversal_progress(scan, reporter, already), scan.network_frame(memory),
+                              sliding_batch)
+    start = None if start_zyx is None else np.asarray(start_zyx, dtype=int).copy()
+    if start is not None:
+        start[0] = scan.network_z(start[0])
+    if z_range is not None:
+        z_range = tuple(sorted((int(scan.network_z(z_range[0])), int(scan.network_z(z_range[1])))))
+    return from_network_frame(scan, engine.run(start_zyx=start, z_range=z_range))
 
-    def on_eval(found: int, evaluations: int) -> None:
-        check_vertebra_count(found)
-        frac = _STAGE_START["traversal"] + span * min(1.0, found / expected)
-        reporter.emit("traversal", frac, found + 1, f"vertebra {found + 1} ({evaluations} network evaluations)")
 
-    def flipped(a):
-        return None if a is None else (np.ascontiguousarray(a[::-1]) if scan.flip else a)
-
-    start = None
-    if start_zyx is not None:
-        start = np.asarray(start_zyx, dtype=int).copy()
-        if scan.flip:
-            start[0] = scan.volume.shape[0] - 1 - start[0]
-    trav = traverse(flipped(scan.volume), scan.model, scan.device, spine_mask=flipped(mask), memory=flipped(memory),
-                    direction="up" if scan.flip else scan.direction, start_zyx=start, progress=on_eval,
-                    sliding_batch=sliding_batch or (GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1),
-                    bone_threshold=float(normalize_hu(np.array([SURFACE_THRESHOLD_HU]), scan.model.preprocessing)[0]))
+def from_network_frame(scan: Scan, trav: TraversalResult) -> TraversalResult:
+    """A traversal result of the network frame on the canonical grid (instance map and patch centres)."""
     if scan.flip:
-        trav.instances = np.ascontiguousarray(trav.instances[::-1])
+        trav.instances = scan.network_frame(trav.instances)
+        trav.vertebrae = [replace(v, center_zyx=(int(scan.network_z(v.center_zyx[0])), *v.center_zyx[1:]))
+                          for v in trav.vertebrae]
     return trav
+
+
+@dataclass
+class Candidate:
+    """One vertebra of a result before labelling: new (from traversal) or kept (a person's segment).
+
+    Attributes:
+        id: its value in the id maps given to :func:`assemble_result`.
+        label_regressed: the network's regressed label (1..24 scale; seed 002 section 3.4).
+        p_complete: probability of complete visibility (seed 002 section 3.5).
+        iterations: network evaluations spent on it.
+        z: canonical z index of its centroid (orders the column cranio-caudally: z grows superiorly).
+        edited: a person made or edited it.
+        stated_level: a VerSe level a person stated for it: a constraint of the labelling, or None.
+    """
+
+    id: int
+    label_regressed: float
+    p_complete: float
+    iterations: int
+    z: float
+    edited: bool = False
+    stated_level: Optional[int] = None
+
+
+def new_candidates(instances: np.ndarray, detected: list[DetectedVertebra], offset: int = 0) -> list[Candidate]:
+    """Candidates of a traversal's vertebrae (id = instance + ``offset``), with their canonical centroid z;
+    vertebrae without a voxel left in ``instances`` are dropped."""
+    ids = [v.instance for v in detected]
+    ones = np.ones_like(instances, dtype=np.uint8)
+    counts = ndimage.sum_labels(ones, instances, ids)
+    centers = ndimage.center_of_mass(ones, instances, ids)
+    return [Candidate(v.instance + offset, v.label_regressed, v.p_complete, v.iterations, float(c[0]))
+            for v, c, n in zip(detected, centers, counts) if n > 0]
 
 
 def assemble_result(
     scan: Scan,
-    instances: np.ndarray,
-    detected: list[DetectedVertebra],
     reporter: Reporter,
     t_start: float,
     evaluations: int,
+    candidates: list[Candidate],
+    new_ids: np.ndarray,
     refine_surface: Optional[bool] = None,
-    constraints: Optional[dict[int, int]] = None,
+    kept_ids: Optional[np.ndarray] = None,
+    others: Optional[np.ndarray] = None,
+    edited_others: frozenset[int] = frozenset(),
+    correction: Optional[dict] = None,
 ) -> SpineSegmentationResult:
-    """Stages 4-6: label refinement, back to the input grid, surface refinement, per-vertebra summary.
+    """Stages 4-6, for a fresh run and for the corrections: label refinement, back to the input grid, surface
+    refinement, per-vertebra summary.
 
     Args:
-        instances: int16 [z, y, x] canonical instance map; ``detected[i].instance`` are its ids.
-        detected: the vertebrae (any order; sorted cranio-caudally here).
-        constraints: optional {instance id: VerSe label} stated by a person (renumbering).
+        candidates: every vertebra of the result (any order; sorted cranio-caudally by ``z`` here).
+        new_ids: int [z, y, x] canonical map of the new vertebrae's candidate ids (0 = none).
+        refine_surface: the 200 HU surface refinement (seed 002 section 3.1) of the new vertebrae; None = the
+            model's setting.
+        kept_ids: optional int32 [k, j, i] input-grid map of the kept vertebrae's candidate ids: their voxels are
+            kept exactly, new voxels never replace them.
+        others: optional int [k, j, i] input-grid VerSe label map of kept structures outside the column (the
+            sacrum): copied into the label map, never overwritten, reported as given.
+        edited_others: labels of ``others`` that a person made or edited (``edited=True`` in the summary).
+        correction: optional record of the correction, stored as ``run_info["corrections"] = [correction]``.
+
+    Raises:
+        ValueError: no contiguous labelling agrees with the stated levels.
     """
     reporter.stage("labeling", "maximum-likelihood labelling")
-    ids = [v.instance for v in detected]
-    centers = ndimage.center_of_mass(np.ones_like(instances, dtype=np.uint8), instances, ids)
-    order = sorted(range(len(ids)), key=lambda i: -centers[i][0])  # cranio-caudal: largest z (superior) first
-    detected = [detected[i] for i in order]
-    index_of = {v.instance: i for i, v in enumerate(detected)}
-    labeling = refine_labels([v.label_regressed for v in detected],
-                             constraints={index_of[k]: lab for k, lab in (constraints or {}).items()})
-    lut = np.zeros(int(instances.max()) + 1, dtype=np.int16)
-    for v, lab in zip(detected, labeling.labels):
-        lut[v.instance] = lab
-    labels_canonical = lut[instances]
+    ordered = sorted(candidates, key=lambda c: -c.z)  # cranio-caudal: canonical z grows superiorly
+    labeling = refine_labels([c.label_regressed for c in ordered],
+                             constraints={i: c.stated_level for i, c in enumerate(ordered) if c.stated_level})
+    lut = np.zeros(max([c.id for c in ordered], default=0) + 1, dtype=np.int16)
+    for c, label in zip(ordered, labeling.labels):
+        lut[c.id] = label
 
-    reporter.stage("input grid", "resampling labels to the input grid")
+    ids = _ids_on_input_grid(scan, reporter, new_ids, refine_surface, kept_ids, others)
     image = scan.image
-    labels, box = labels_on_input_grid(labels_canonical, scan.reference, image)
-    if surface_refinement(scan, refine_surface) and box is not None:
-        reporter.stage("surface refinement", "removing surface voxels below 200 HU")
-        hu = sitk.GetArrayViewFromImage(image)
-        labels[box] = refine_surfaces(labels[box], hu[box], tuple(reversed(image.GetSpacing())))
-    labels_image = sitk.GetImageFromArray(labels)
+    final = lut[ids] if others is None else np.where(ids > 0, lut[ids], others)
+    labels_image = sitk.GetImageFromArray(final.astype(np.int16))
     labels_image.CopyInformation(image)
 
     reporter.stage("summary", "measuring the vertebrae")
-    vertebrae = _summaries(labels_image, detected, labeling)
+    ids_image = sitk.GetImageFromArray(ids)
+    ids_image.CopyInformation(image)
+    vertebrae = _summaries(ids_image, ordered, labeling)
+    if others is not None:
+        vertebrae += _other_structures(others, image, edited_others)
+    vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])  # cranio-caudal
     times = reporter.finish()
-    message = f"{len(vertebrae)} vertebrae: " + ", ".join(
-        v.name + ("" if v.complete else " (incomplete)") for v in vertebrae
-    )
-    return SpineSegmentationResult(
-        labels=labels_image,
-        vertebrae=vertebrae,
-        alternatives=labeling.alternatives,
-        run_info=run_information(scan, times, t_start, evaluations),
-        message=message,
-    )
+    run_info = run_information(scan, times, t_start, evaluations)
+    if correction is not None:
+        run_info["corrections"] = [correction]
+    return SpineSegmentationResult(labels=labels_image, vertebrae=vertebrae, alternatives=labeling.alternatives,
+                                   run_info=run_info, message=result_message(vertebrae))
 
 
-def _summaries(labels_image: sitk.Image, detected, labeling) -> list[Vertebra]:
-    """Per-vertebra volume and centroid on the input grid."""
-    measured = label_measurements(labels_image)
-    voxel_mm3 = float(np.prod(labels_image.GetSpacing()))
+def _ids_on_input_grid(scan: Scan, reporter: Reporter, new_ids: np.ndarray, refine_surface: Optional[bool],
+                       kept_ids: Optional[np.ndarray], others: Optional[np.ndarray]) -> np.ndarray:
+    """int32 [k, j, i] id map on the input grid: kept ids exactly, new ids (resampled, surface-refined) where
+    neither a kept vertebra nor another structure is."""
+    image = scan.image
+    reporter.stage("input grid", "resampling the vertebrae to the input grid")
+    new_input, box = labels_on_input_grid(new_ids, scan.reference, image)
+    if surface_refinement(scan, refine_surface) and box is not None:
+        reporter.stage("surface refinement", "removing surface voxels below 200 HU")
+        hu = sitk.GetArrayViewFromImage(image)
+        new_input[box] = refine_surfaces(new_input[box], hu[box], tuple(reversed(image.GetSpacing())))
+    ids = new_input.astype(np.int32)
+    if kept_ids is None and others is None:
+        return ids
+    taken = np.zeros(ids.shape, dtype=bool)
+    if kept_ids is not None:
+        taken |= kept_ids > 0
+    if others is not None:
+        taken |= others > 0
+    ids[taken] = 0 if kept_ids is None else kept_ids[taken]
+    return ids
+
+
+def _summaries(ids_image: sitk.Image, ordered: list[Candidate], labeling) -> list[Vertebra]:
+    """Per-vertebra volume and centroid on the input grid, from the id map (one pass of ITK's statistics)."""
+    measured = label_measurements(ids_image)
+    voxel_mm3 = float(np.prod(ids_image.GetSpacing()))
     out = []
-    for v, lab, p_lab in zip(detected, labeling.labels, labeling.probabilities):
-        if lab not in measured:
+    for c, label, p_label in zip(ordered, labeling.labels, labeling.probabilities):
+        if c.id not in measured:
             continue  # vanished on a coarser input grid
-        out.append(
-            Vertebra(
-                label=int(lab),
-                name=vertebra_name(lab),
-                complete=bool(v.p_complete >= COMPLETE_THRESHOLD),
-                p_complete=round(float(v.p_complete), 4),
-                p_label=round(float(p_lab), 4),
-                label_regressed=round(float(v.label_regressed), 3),
-                centroid_ras_mm=[round(float(c), 2) for c in lps_to_ras(measured[lab][1])],
-                volume_mm3=round(measured[lab][0] * voxel_mm3, 1),
-                iterations=int(v.iterations),
-            )
-        )
+        count, lps = measured[c.id]
+        out.append(Vertebra(
+            label=int(label), name=vertebra_name(label), complete=bool(c.p_complete >= COMPLETE_THRESHOLD),
+            p_complete=round(float(c.p_complete), 4), p_label=round(float(p_label), 4),
+            label_regressed=round(float(c.label_regressed), 3),
+            centroid_ras_mm=[round(float(v), 2) for v in lps_to_ras(lps)],
+            volume_mm3=round(count * voxel_mm3, 1), iterations=int(c.iterations), edited=c.edited,
+        ))
     return out
+
+
+def _other_structures(others: np.ndarray, image: sitk.Image, edited: set) -> list[Vertebra]:
+    """Entries for kept structures outside the column (the sacrum): reported as given, not evaluated by the
+    network, so ``complete`` is True, ``p_complete`` and ``p_label`` are 1 and ``label_regressed`` is 0 (the
+    network's "no vertebra" value)."""
+    others_image = sitk.GetImageFromArray(others.astype(np.int32))
+    others_image.CopyInformation(image)
+    voxel_mm3 = float(np.prod(image.GetSpacing()))
+    return [Vertebra(label=label, name=vertebra_name(label), complete=True, p_complete=1.0, p_label=1.0,
+                     label_regressed=0.0, centroid_ras_mm=[round(float(v), 2) for v in lps_to_ras(lps)],
+                     volume_mm3=round(count * voxel_mm3, 1), iterations=0, edited=label in edited)
+            for label, (count, lps) in label_measurements(others_image).items()]
 
 
 def run_information(scan: Scan, times: dict, t_start: float, evaluations: int) -> dict:

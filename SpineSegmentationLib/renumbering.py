@@ -28,7 +28,7 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .anatomy import column_position, verse_label, vertebra_name
+from .anatomy import column_position, is_column_vertebra, verse_label, vertebra_name
 from .labeling import label_probability, refine_labels
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra
 
@@ -59,11 +59,6 @@ def _level(stated_level: Union[str, int]) -> int:
     label = verse_label(stated_level) if isinstance(stated_level, str) else int(stated_level)
     column_position(label)  # raises for the sacrum and for unknown labels
     return label
-
-
-def is_column_vertebra(label: int) -> bool:
-    """True for the levels of the column that renumbering works on: C1..L5, T13 and L6 (not the sacrum)."""
-    return 1 <= int(label) <= 25 or int(label) == 28
 
 
 def cranio_caudal(vertebrae: Iterable[Vertebra]) -> list[Vertebra]:
@@ -222,7 +217,8 @@ def _with_correction(result: SpineSegmentationResult, entry: dict) -> dict:
     return run_info
 
 
-def _message(vertebrae: list[Vertebra]) -> str:
+def result_message(vertebrae: list[Vertebra]) -> str:
+    """The one-line summary of a result: "N vertebrae: T12 (incomplete), L1 (edited), ..."."""
     return f"{len(vertebrae)} vertebrae: " + ", ".join(
         v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "") for v in vertebrae
     )
@@ -234,7 +230,7 @@ def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict)
         vertebrae=relabeling.vertebrae,
         alternatives=relabeling.alternatives,
         run_info=_with_correction(result, entry),
-        message=_message(relabeling.vertebrae),
+        message=result_message(relabeling.vertebrae),
     )
 
 
@@ -290,7 +286,7 @@ def set_completeness(result: SpineSegmentationResult, vertebra_label: int, compl
         vertebrae=vertebrae,
         alternatives=list(result.alternatives),
         run_info=_with_correction(result, entry),
-        message=_message(vertebrae),
+        message=result_message(vertebrae),
     )
 
 

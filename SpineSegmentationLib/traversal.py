@@ -20,6 +20,10 @@ One patch of ``P^3`` voxels (canonical grid) is analysed at a time, together wit
 
 Parameters (``model.traversal``, paper values): v_min = 1000 mm^3 (1000 voxels at 1 mm), delta_max = 2
 voxels, 10 iterations per vertebra, step = half the patch size.
+
+:class:`Traversal` is the engine: its steps (:meth:`~Traversal.find_fragment`, :meth:`~Traversal.track`,
+:meth:`~Traversal.commit`) make up the loop (:meth:`~Traversal.run`, :func:`traverse`) and are what the corrections
+(``correction.py``) run when they start at a clicked point.
 """
 
 from __future__ import annotations
@@ -144,15 +148,6 @@ class PatchPredictor:
         return [(prob[i], float(label[i]), float(p_complete[i]), windows[i]) for i in range(len(centers))]
 
 
-def _largest_component(mask: np.ndarray) -> np.ndarray:
-    labels, n = ndimage.label(mask)
-    if n <= 1:
-        return mask
-    sizes = np.bincount(labels.ravel())
-    sizes[0] = 0
-    return labels == int(np.argmax(sizes))
-
-
 def sliding_windows(
     shape: tuple[int, int, int], patch: int, step: int, direction: str, spine_mask: Optional[np.ndarray]
 ) -> list[np.ndarray]:
@@ -191,6 +186,320 @@ def sliding_windows(
             windows += [np.array([z, y, x]) for y in ys for x in xs]
     windows.sort(key=lambda c: c[0] if direction == "up" else -c[0])  # stable: keeps y, x order per level
     return windows
+
+
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    labels, n = ndimage.label(mask)
+    if n <= 1:
+        return mask
+    sizes = np.bincount(labels.ravel())
+    sizes[0] = 0
+    return labels == int(np.argmax(sizes))
+
+
+@dataclass
+class Fragment:
+    """What the network segmented in one patch: the largest connected fragment outside the memory.
+
+    Attributes:
+        mask: bool, the shape of the part of the patch inside the volume (``volume[src]``).
+        src: the volume slices of that part, canonical [z, y, x].
+        bbox_center: centre of the fragment's bounding box, canonical voxel indices [z, y, x] (int).
+        label: the regressed label (1..24 scale, 0 = no vertebral bone; seed 002 section 3.4).
+        p_complete: probability of complete visibility (seed 002 section 3.5).
+    """
+
+    mask: np.ndarray
+    src: tuple[slice, ...]
+    bbox_center: np.ndarray
+    label: float
+    p_complete: float
+
+    def voxels_zyx(self) -> np.ndarray:
+        """(N, 3) canonical voxel indices [z, y, x] of the fragment."""
+        return np.argwhere(self.mask) + np.array([s.start for s in self.src])
+
+
+@dataclass
+class Track:
+    """Outcome of :meth:`Traversal.track`: one vertebra followed until its patch position converged.
+
+    Attributes:
+        fragment: the last fragment found.
+        center: the patch centre at which ``fragment`` was found, canonical [z, y, x].
+        iterations: network evaluations spent on this vertebra (the first included, sliding excluded).
+        converged: True when the patch moved by at most ``delta_max`` voxels on every axis; False when the
+            midpoint rule ended the iterations, or the fragment was lost.
+        lost_at: the patch centre where no fragment was found any more (the fragment was lost while moving
+            towards it, or at the midpoint), else None.
+    """
+
+    fragment: Fragment
+    center: np.ndarray
+    iterations: int
+    converged: bool
+    lost_at: Optional[np.ndarray] = None
+
+
+def converged(bbox_center: np.ndarray, center: np.ndarray, delta_max: int) -> bool:
+    """Convergence rule of seed 002 section 3.3: the fragment's bounding-box centre ``[b_t]`` and the patch centre
+    ``x_t`` differ by at most ``delta_max`` voxels on every axis (the boundary counts as converged)."""
+    return bool(np.all(np.abs(np.asarray(bbox_center) - np.asarray(center)) <= delta_max))
+
+
+def is_vertebral_bone(label: float, bone_fraction: Optional[float]) -> bool:
+    """Whether a converged fragment is a vertebra (seed 002 section 3.4: the label output's 0 = no vertebral bone).
+
+    Args:
+        label: the regressed label; below :data:`NO_BONE_LABEL` means "no vertebral bone".
+        bone_fraction: fraction of the fragment's voxels at bone intensity, or None when not measured; below
+            :data:`MIN_BONE_FRACTION` means soft tissue the network mistook for bone.
+    """
+    return label >= NO_BONE_LABEL and (bone_fraction is None or bone_fraction >= MIN_BONE_FRACTION)
+
+
+class Traversal:
+    """The traversal engine of seed 002 section 3.3: its steps, shared by :func:`traverse` and the corrections.
+
+    * :meth:`find_fragment` - evaluate the network on one patch: the detected fragment or None;
+    * :meth:`track` - move the patch to the fragment until its position converges (or the midpoint rule);
+    * :meth:`commit` - put a tracked vertebra into the output and the memory, or (no vertebral bone) the memory
+      only;
+    * :meth:`run` - the whole loop: sliding window, track, commit, the same patch again.
+
+    All arrays are canonical [z, y, x]; "up" visits inferior positions first (canonical z grows superiorly).
+
+    Args:
+        volume: normalized CT, float32 [z, y, x] = [S, P, L] on the canonical grid.
+        model: loaded model (network, traversal parameters, spacing).
+        device: torch device of the model.
+        spine_mask: optional bool [z, y, x] from ``localization.localize_spine``: where to search, and where
+            fragments are accepted (a fragment with less than half of its voxels in it is rejected).
+        memory: optional bool [z, y, x] instance memory to start from (vertebrae already segmented).
+        direction: "up" (bottom-up; the paper's default) or "down"; the direction the network was trained for.
+        progress: optional callback ``progress(vertebrae_found, evaluations)`` after every evaluation.
+        sliding_batch: sliding-window positions evaluated together in one batch (same result, fewer launches).
+        bone_threshold: optional intensity (in ``volume``'s normalized units) of bone, e.g. 200 HU for CT: a
+            converged vertebra with less than :data:`MIN_BONE_FRACTION` of its voxels at or above it is rejected.
+        mixed_precision: bf16 autocast for the network (see :class:`PatchPredictor`); None = on CUDA only.
+
+    Attributes:
+        memory: float32 [z, y, x] instance memory (1 = assigned), updated by :meth:`commit`.
+        result: the :class:`TraversalResult` so far (instance map, vertebrae, rejected count).
+
+    Raises:
+        ValueError: if shapes disagree or ``direction`` is not "up" or "down".
+    """
+
+    def __init__(
+        self,
+        volume: np.ndarray,
+        model: SpineModel,
+        device: torch.device,
+        spine_mask: Optional[np.ndarray] = None,
+        memory: Optional[np.ndarray] = None,
+        direction: str = "up",
+        progress: Optional[Callable[[int, int], None]] = None,
+        sliding_batch: int = 1,
+        bone_threshold: Optional[float] = None,
+        mixed_precision: Optional[bool] = None,
+    ) -> None:
+        if direction not in ("up", "down"):
+            raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
+        for name, arr in (("spine_mask", spine_mask), ("memory", memory)):
+            if arr is not None and arr.shape != volume.shape:
+                raise ValueError(f"{name} has shape {arr.shape}, the volume {volume.shape}")
+        self.volume, self.model, self.spine_mask, self.direction = volume, model, spine_mask, direction
+        self.params = model.traversal
+        self.size = model.fcn.config.patch_size
+        self.step = max(1, int(round(self.size * self.params.step_fraction)))
+        self.v_min = max(1, int(round(self.params.v_min_mm3 / model.preprocessing.spacing_mm**3)))
+        self.predictor = PatchPredictor(volume, model, device, mixed_precision)
+        self.memory = np.zeros(volume.shape, dtype=np.float32) if memory is None else memory.astype(np.float32)
+        self.result = TraversalResult(instances=np.zeros(volume.shape, dtype=np.int16))
+        self.progress, self.sliding_batch, self.bone_threshold = progress, max(1, int(sliding_batch)), bone_threshold
+        self.z_range: Optional[tuple[int, int]] = None
+
+    # ---- orientation
+
+    def behind(self, z: float, reference_z: float) -> bool:
+        """True when canonical z lies before ``reference_z`` in traversal order (below it for bottom-up)."""
+        return z < reference_z if self.direction == "up" else z > reference_z
+
+    def region_behind(self, z: int) -> tuple[int, int]:
+        """Canonical z range (inclusive) before ``z`` in traversal order."""
+        return (0, z - 1) if self.direction == "up" else (z + 1, self.volume.shape[0] - 1)
+
+    def region_ahead(self, z: int) -> tuple[int, int]:
+        """Canonical z range (inclusive) beyond ``z`` in traversal order."""
+        return (z + 1, self.volume.shape[0] - 1) if self.direction == "up" else (0, z - 1)
+
+    # ---- step 1: find a fragment
+
+    def _evaluate(self, centers: list[np.ndarray]) -> list:
+        outputs = self.predictor.predict(centers, self.memory)
+        if self.progress is not None:
+            self.progress(len(self.result.vertebrae), self.predictor.evaluations)
+        return outputs
+
+    def _interpret(self, output) -> Optional[Fragment]:
+        """The fragment of one network output: the largest connected component of the thresholded mask outside
+        the memory, of at least ``v_min`` voxels, inside the spine mask and the z range; else None."""
+        prob, label, p_complete, (src, dst) = output
+        mask = _largest_component((prob[dst] >= self.params.mask_threshold) & (self.memory[src] < 0.5))
+        if int(mask.sum()) < self.v_min:
+            return None
+        if self.spine_mask is not None and self.spine_mask[src][mask].mean() < 0.5:
+            return None  # outside the localized spine: rib, pelvis or other bone
+        idx = np.argwhere(mask)
+        bbox_center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int) + np.array([s.start for s in src])
+        if self.z_range is not None and not self.z_range[0] <= bbox_center[0] <= self.z_range[1]:
+            return None
+        return Fragment(mask, src, bbox_center, label, p_complete)
+
+    def find_fragment(self, center: np.ndarray) -> Optional[Fragment]:
+        """Evaluate the network on the patch centred at ``center`` (canonical [z, y, x]) with the current memory.
+
+        Returns:
+            The detected :class:`Fragment`, or None (fewer than ``v_min`` voxels, outside the spine mask or the
+            z range).
+        """
+        return self._interpret(self._evaluate([np.asarray(center, dtype=int)])[0])
+
+    def regress(self, center: np.ndarray, memory: np.ndarray) -> tuple[float, float]:
+        """Regressed label and p_complete of one evaluation centred at ``center`` with the given bool memory
+        [z, y, x] instead of the engine's (the memory is not changed)."""
+        _, label, p_complete, _ = self.predictor.predict([np.asarray(center, dtype=int)], memory.astype(np.float32))[0]
+        return label, p_complete
+
+    # ---- step 2: track to convergence
+
+    def track(self, center: np.ndarray, found: Fragment,
+              find: Optional[Callable[[np.ndarray], Optional[Fragment]]] = None) -> Track:
+        """Move the patch to the fragment until its position converges (seed 002 section 3.3).
+
+        ``x_{t+1} = [b_t]`` (the fragment's bounding-box centre) until ``x_{t+1}`` and ``x_t`` differ by at most
+        ``delta_max`` voxels on every axis; after ``max_iterations`` evaluations the patch moves to the midpoint
+        ``[(x_t + x_{t-1}) / 2]`` and the fragment there is taken.
+
+        Args:
+            center: the patch centre at which ``found`` was found (canonical [z, y, x]).
+            found: the fragment found there.
+            find: how to evaluate a patch (default :meth:`find_fragment`; the click-through passes its own).
+        """
+        find = find or self.find_fragment
+        params = self.params
+        previous, current, iterations = None, np.asarray(center, dtype=int), 1
+        while True:
+            if converged(found.bbox_center, current, params.delta_max_voxels):
+                return Track(found, current, iterations, True)
+            if iterations >= params.max_iterations:
+                mid = np.rint((current + (previous if previous is not None else found.bbox_center)) / 2.0).astype(int)
+                at_mid = find(mid)
+                if at_mid is None:
+                    return Track(found, current, iterations + 1, False, lost_at=mid)
+                return Track(at_mid, mid, iterations + 1, False)
+            target = found.bbox_center
+            moved = find(target)
+            iterations += 1
+            if moved is None:
+                return Track(found, current, iterations, False, lost_at=target)
+            previous, current, found = current, target, moved
+
+    # ---- step 3: commit to the memory
+
+    def bone_fraction(self, fragment: Fragment) -> Optional[float]:
+        """Fraction of the fragment's voxels at or above ``bone_threshold`` (None without a threshold)."""
+        if self.bone_threshold is None:
+            return None
+        return float((self.volume[fragment.src][fragment.mask] >= self.bone_threshold).mean())
+
+    def commit(self, track: Track) -> Optional[DetectedVertebra]:
+        """Memory update of seed 002 section 3.3: the tracked vertebra goes into the output and the memory.
+
+        A fragment that is no vertebral bone (:func:`is_vertebral_bone`) goes into the memory only, so that
+        traversal moves on, and is counted in ``result.rejected``.
+
+        Returns:
+            The new :class:`DetectedVertebra`, or None when the fragment was rejected.
+        """
+        fragment = track.fragment
+        self.memory[fragment.src][fragment.mask] = 1.0
+        if not is_vertebral_bone(fragment.label, self.bone_fraction(fragment)):
+            self.result.rejected += 1
+            return None
+        instance = len(self.result.vertebrae) + 1
+        region = self.result.instances[fragment.src]
+        region[fragment.mask & (region == 0)] = instance
+        vertebra = DetectedVertebra(
+            instance=instance, label_regressed=fragment.label, p_complete=fragment.p_complete,
+            center_zyx=tuple(int(v) for v in track.center), iterations=track.iterations,
+            converged=track.converged, voxels=int(fragment.mask.sum()),
+        )
+        self.result.vertebrae.append(vertebra)
+        return vertebra
+
+    # ---- the loop
+
+    def _sliding_search(self, windows: list[np.ndarray], pending: int) -> tuple[int, Optional[tuple]]:
+        """Evaluate the next batch of sliding windows; the first detection in traversal order.
+
+        Returns:
+            ``(next pending index, (centre, fragment) or None)``.
+        """
+        batch = windows[pending : pending + self.sliding_batch]
+        for i, output in enumerate(self._evaluate(batch)):
+            found = self._interpret(output)
+            if found is not None:
+                return pending + i + 1, (batch[i], found)
+        return pending + len(batch), None
+
+    def run(self, start_zyx: Optional[np.ndarray] = None, z_range: Optional[tuple[int, int]] = None) -> TraversalResult:
+        """The traversal loop of seed 002 section 3.3 (module docstring), continuing from the current memory.
+
+        Args:
+            start_zyx: optional first patch centre (e.g. a clicked vertebra's patch); else the sliding window.
+            z_range: optional (low, high) canonical z indices: only fragments whose bounding-box centre lies in
+                this range count, and the sliding window stays inside it.
+
+        Returns:
+            :attr:`result`, with the evaluations counted.
+        """
+        self.z_range = z_range
+        windows = sliding_windows(self.volume.shape, self.size, self.step, self.direction, self.spine_mask)
+        if z_range is not None:
+            windows = [w for w in windows if z_range[0] <= w[0] <= z_range[1]]
+        max_evaluations = self.predictor.evaluations + len(windows) + (self.params.max_iterations + 2) * MAX_VERTEBRAE
+        pending = 0
+
+        def skip_windows_behind(z: int) -> int:  # resume the sliding window beyond the current patch
+            i = pending
+            while i < len(windows) and not self.behind(z, windows[i][0]):  # window i is not ahead of z
+                i += 1
+            return i
+
+        position = None if start_zyx is None else np.asarray(start_zyx, dtype=int)
+        while self.predictor.evaluations < max_evaluations and len(self.result.vertebrae) < MAX_VERTEBRAE:
+            if position is None:
+                if pending >= len(windows):
+                    break
+                pending, hit = self._sliding_search(windows, pending)
+                if hit is None:
+                    continue
+                position, found = hit
+            else:  # the patch of a finished vertebra, or a given start point
+                found = self.find_fragment(position)
+                if found is None:
+                    pending, position = skip_windows_behind(int(position[0])), None
+                    continue
+            track = self.track(position, found)
+            if track.lost_at is not None:  # the fragment was lost while moving towards it
+                pending, position = skip_windows_behind(int(track.lost_at[0])), None
+                continue
+            self.commit(track)
+            position = track.center  # the same patch again: the memory now points to the next vertebra
+        self.result.evaluations = self.predictor.evaluations
+        return self.result
 
 
 def traverse(
@@ -238,124 +547,7 @@ def traverse(
     Raises:
         ValueError: if shapes disagree or ``direction`` is not "up" or "down".
     """
-    if direction not in ("up", "down"):
-        raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
-    for name, arr in (("spine_mask", spine_mask), ("memory", memory)):
-        if arr is not None and arr.shape != volume.shape:
-            raise ValueError(f"{name} has shape {arr.shape}, the volume {volume.shape}")
-    params = model.traversal
-    size = model.fcn.config.patch_size
-    step = max(1, int(round(size * params.step_fraction)))
-    v_min = max(1, int(round(params.v_min_mm3 / model.preprocessing.spacing_mm**3)))
-    predictor = PatchPredictor(volume, model, device, mixed_precision)
-    memory = np.zeros(volume.shape, dtype=np.float32) if memory is None else memory.astype(np.float32)
-    instances = np.zeros(volume.shape, dtype=np.int16)
-    result = TraversalResult(instances=instances)
-    windows = sliding_windows(volume.shape, size, step, direction, spine_mask)
-    if z_range is not None:
-        windows = [w for w in windows if z_range[0] <= w[0] <= z_range[1]]
-    max_evaluations = len(windows) + (params.max_iterations + 2) * MAX_VERTEBRAE
-    ahead = (lambda a, b: a > b) if direction == "up" else (lambda a, b: a < b)
-
-    def interpret(output):
-        """The detected fragment of one network output (global bool mask in its window), or None."""
-        prob, label, p_complete, (src, dst) = output
-        mask = (prob[dst] >= params.mask_threshold) & (memory[src] < 0.5)
-        mask = _largest_component(mask)
-        count = int(mask.sum())
-        if count < v_min:
-            return None
-        if spine_mask is not None and spine_mask[src][mask].mean() < 0.5:
-            return None  # outside the localized spine: rib, pelvis or other bone
-        idx = np.argwhere(mask)
-        offset = np.array([s.start for s in src])
-        bbox_center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int) + offset
-        if z_range is not None and not z_range[0] <= bbox_center[0] <= z_range[1]:
-            return None
-        return mask, src, bbox_center, label, p_complete
-
-    def evaluate(centers: list[np.ndarray]) -> list:
-        outputs = predictor.predict(centers, memory)
-        if progress is not None:
-            progress(len(result.vertebrae), predictor.evaluations)
-        return outputs
-
-    def fragment(center: np.ndarray):
-        """Evaluate at ``center``; the detected fragment or None."""
-        return interpret(evaluate([center])[0])
-
-    def skip_windows_behind(z: int) -> None:
-        # resume the sliding window beyond the current patch, in the traversal direction
-        nonlocal pending
-        while pending < len(windows) and not ahead(windows[pending][0], z):
-            pending += 1
-
-    pending = 0
-    position = None if start_zyx is None else np.asarray(start_zyx, dtype=int)
-    while predictor.evaluations < max_evaluations and len(result.vertebrae) < MAX_VERTEBRAE:
-        if position is None:
-            # sliding window: evaluate the next windows (several at once on a GPU), take the first detection
-            if pending >= len(windows):
-                break
-            batch = windows[pending : pending + max(1, sliding_batch)]
-            hits = ((i, interpret(out)) for i, out in enumerate(evaluate(batch)))
-            i, found = next(((i, f) for i, f in hits if f is not None), (len(batch) - 1, None))
-            pending += i + 1
-            if found is None:
-                continue
-            position = batch[i]
-        else:  # the patch of a finished vertebra, or a given start point
-            found = fragment(position)
-            if found is None:
-                skip_windows_behind(int(position[0]))
-                position = None
-                continue
-        # track this vertebra until the patch position converges (or the midpoint rule applies)
-        previous, current, iterations, converged = None, position, 1, False
-        while True:
-            mask, src, bbox_center, label, p_complete = found
-            if np.all(np.abs(bbox_center - current) <= params.delta_max_voxels):
-                converged = True
-                break
-            if iterations >= params.max_iterations:
-                mid = np.rint((current + (previous if previous is not None else bbox_center)) / 2.0).astype(int)
-                found = fragment(mid)
-                iterations += 1
-                current = mid
-                break
-            previous, current = current, bbox_center
-            found = fragment(current)
-            iterations += 1
-            if found is None:
-                break
-        if found is None:  # the fragment was lost while moving towards it
-            skip_windows_behind(int(current[0]))
-            position = None
-            continue
-        mask, src, _, label, p_complete = found
-        not_bone = bone_threshold is not None and (volume[src][mask] >= bone_threshold).mean() < MIN_BONE_FRACTION
-        if label < NO_BONE_LABEL or not_bone:
-            # the network's label output says "no vertebral bone" (trained with label 0 for such patches), or the
-            # intensities say so: keep it out of the output, but in the memory so that traversal moves on
-            memory[src][mask] = 1.0
-            result.rejected += 1
-            position = current
-            continue
-        instance = len(result.vertebrae) + 1
-        region = instances[src]
-        region[mask & (region == 0)] = instance
-        memory[src][mask] = 1.0
-        result.vertebrae.append(
-            DetectedVertebra(
-                instance=instance,
-                label_regressed=label,
-                p_complete=p_complete,
-                center_zyx=tuple(int(v) for v in current),
-                iterations=iterations,
-                converged=converged,
-                voxels=int(mask.sum()),
-            )
-        )
-        position = current  # analyse the same patch again: the memory now points to the next vertebra
-    result.evaluations = predictor.evaluations
-    return result
+    engine = Traversal(volume, model, device, spine_mask=spine_mask, memory=memory, direction=direction,
+                       progress=progress, sliding_batch=sliding_batch, bone_threshold=bone_threshold,
+                       mixed_precision=mixed_precision)
+    return engine.run(start_zyx=start_zyx, z_range=z_range)

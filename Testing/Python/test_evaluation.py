@@ -76,6 +76,24 @@ def test_cubes_shifted_by_one_voxel(axis, spacing_zyx, step_mm):
     assert hd95(d_ab, d_ba) == pytest.approx(step_mm)  # 164/488 = 34% of the distances exceed 5 %
 
 
+@pytest.mark.parametrize("spacing_zyx", [(1.0, 1.0, 2.0), (2.5, 0.7, 1.0)])
+def test_surface_distances_of_an_asymmetric_pair_count_both_directions(spacing_zyx):
+    """One mask is a 10^3 cube; the other is the same cube plus a separate 10 x 10 x 1 plate D = 4 voxels beyond its
+    +x face. Surface voxels: 488 on the cube (10^3 - 8^3), 100 on the plate; every plate voxel is exactly D voxels
+    from the cube's face, every other distance is 0. So, whichever mask is the prediction: ASSD = 100 D / (588 + 488)
+    (both directed sets together; one direction alone gives 100 D / 588 or 0) and HD95 = D (the larger directed 95th
+    percentile: 100 of 588 = 17 % of the distances are D; the smaller one is 0)."""
+    d_mm = 4 * spacing_zyx[2]
+    with_plate = cube(shape=(30, 30, 40))
+    with_plate[10:20, 10:20, 19 + 4] = True
+    plain = cube(shape=(30, 30, 40))
+    for prediction, reference in ((with_plate, plain), (plain, with_plate)):
+        d_pr, d_rp = surface_distances(prediction, reference, spacing_zyx)
+        assert sorted((d_pr.size, d_rp.size)) == [488, 588]
+        assert assd(d_pr, d_rp) == pytest.approx(100 * d_mm / 1076)
+        assert hd95(d_pr, d_rp) == pytest.approx(d_mm)
+
+
 def test_identical_and_disjoint_masks():
     a = cube()
     d_ab, d_ba = surface_distances(a, a, (1.0, 1.0, 1.0))

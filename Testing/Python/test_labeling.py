@@ -2,7 +2,7 @@
 
 import pytest
 
-from SpineSegmentationLib.labeling import label_probability, refine_labels
+from SpineSegmentationLib.labeling import label_probability, prior_weight, refine_labels
 
 
 def test_paper_example_22_8_is_80_percent_L4_and_20_percent_L3():
@@ -60,3 +60,16 @@ def test_impossible_constraints_and_bad_input_raise_clear_errors():
     with pytest.raises(ValueError, match="more than any spine"):
         refine_labels([1.0] * 27)
     assert refine_labels([]).labels == []
+
+
+def test_a_transitional_column_needs_more_than_a_small_lead_to_beat_the_standard_one():
+    # the regressions of a re-run on the example CT (shipped model, L3 edited): the T13 sequence T11, T12, T13,
+    # L1..L4 has the higher average (0.516 against 0.446 for T11..L5), but a 13th thoracic vertebra is found in
+    # 4.5 % of people: weighted by the prior, the standard column wins
+    regressed = [18.412, 18.481, 19.555, 20.776, 21.022, 21.094, 23.7]
+    res = refine_labels(regressed)
+    assert res.labels == [18, 19, 20, 21, 22, 23, 24]
+    t13 = next(a for a in res.alternatives if a.labels == [18, 19, 28, 20, 21, 22, 23])
+    assert t13.likelihood == pytest.approx(3.611 / 7 * prior_weight("with T13", 7), abs=1e-3)
+    assert prior_weight("standard", 7) == 1.0
+    assert 0 < prior_weight("with T13 and L6", 7) < prior_weight("with T13", 7) < prior_weight("with T13", 12) < 1

@@ -1,7 +1,5 @@
 """Tests of the synthetic CT generator on the real VerSe masks (shared/data/verse_masks)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 from scipy import ndimage
@@ -9,15 +7,12 @@ from scipy import ndimage
 from SpineSegmentationLib.training.readers import find_verse_cases, load_case
 from SpineSegmentationLib.training.synthetic import synthesize_ct
 
-MASKS = Path(__file__).resolve().parents[3] / "shared" / "data" / "verse_masks"
 SPACING = 2.5
 
 
 @pytest.fixture(scope="module")
-def masks():
-    if not MASKS.is_dir():
-        pytest.skip(f"real VerSe masks not found at {MASKS}")
-    return {c.name: load_case(c, SPACING).labels for c in find_verse_cases(MASKS)}
+def masks(verse_masks_dir):  # the conftest fixture fails (never skips) when the shared data is missing
+    return {c.name: load_case(c, SPACING).labels for c in find_verse_cases(verse_masks_dir)}
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,10 @@ TPTBOX = DATA / "ct" / "tptbox_lumbar_crop"
 PREP = Preprocessing(spacing_mm=2.5)
 PAD = pad_value(PREP)
 
-pytestmark = pytest.mark.skipif(not DATA.is_dir(), reason=f"shared real data not found at {DATA}")
+
+@pytest.fixture(autouse=True)
+def _real_data(shared_data):
+    """Every test here reads the shared real data: missing data fails the test (conftest.shared_data), never skips."""
 
 
 @pytest.fixture(scope="module")

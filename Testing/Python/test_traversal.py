@@ -15,7 +15,7 @@ from torch import nn
 
 from SpineSegmentationLib.models import LocalizationParameters, Preprocessing, SpineModel, TraversalParameters
 from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
-from SpineSegmentationLib.traversal import sliding_windows, traverse
+from SpineSegmentationLib.traversal import MIN_BONE_FRACTION, NO_BONE_LABEL, Traversal, sliding_windows, traverse
 
 PATCH = 24
 SPACING = 1.0  # v_min = 1000 mm^3 -> 1000 voxels
@@ -25,10 +25,13 @@ class InstanceOracle(nn.Module):
     """Image channel holds instance ids (0 = background); segments the lowest (up) or highest (down)
     not-yet-memorized instance in the patch; label = id; complete iff all its voxels are in the patch."""
 
-    def __init__(self, totals: dict[int, int], direction: str = "up") -> None:
+    def __init__(self, totals: dict[int, int], direction: str = "up", regressed: dict[int, float] | None = None,
+                 modulo: int = 0) -> None:
         super().__init__()
         self.config = IterativeFCNConfig(patch_size=PATCH, filters=1, recognition_filters=1)
         self.totals, self.direction = totals, direction
+        self.regressed = regressed or {}  # id -> regressed label (default: the id)
+        self.modulo = modulo  # ids = intensity modulo this (0: the intensity), so that intensity can encode bone
 
     def forward(self, x: torch.Tensor) -> IterativeFCNOutput:
         outs = [self._one(x[i]) for i in range(x.shape[0])]
@@ -36,6 +39,8 @@ class InstanceOracle(nn.Module):
 
     def _one(self, x: torch.Tensor):
         ids = torch.round(x[0]).clamp(min=0).long()
+        if self.modulo:
+            ids = torch.remainder(ids, self.modulo)
         free = (ids > 0) & (x[1] < 0.5)
         seg = torch.full_like(x[None, :1], -10.0)
         label = torch.zeros(1)
@@ -46,7 +51,7 @@ class InstanceOracle(nn.Module):
             pick = (min if self.direction == "up" else max)(z_of, key=z_of.get)
             target = ids == pick
             seg[0, 0][target] = 10.0
-            label[0] = float(pick)
+            label[0] = self.regressed.get(pick, float(pick))
             complete[0] = 10.0 if int(target.sum()) == self.totals[pick] else -10.0
         return seg, label, complete
 
@@ -201,3 +206,66 @@ def test_batched_sliding_windows_give_the_same_segmentation():
     batched = traverse(vol, model, torch.device("cpu"), sliding_batch=6)
     np.testing.assert_array_equal(one.instances, batched.instances)
     assert [v.center_zyx for v in one.vertebrae] == [v.center_zyx for v in batched.vertebrae]
+
+
+def test_a_no_bone_label_goes_into_the_memory_only_and_traversal_moves_on():
+    # seed 002 section 3.4: the label output's 0 means "no vertebral bone"; here the middle structure regresses 0.2
+    vol, totals = _column()
+    res = traverse(vol, _model(InstanceOracle(totals, regressed={3: 0.2})), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2, 4, 5]
+    assert res.rejected == 1
+    assert NO_BONE_LABEL == 0.5  # the midpoint between "no bone" (0) and C1 (1)
+    # a regression just at the boundary is bone
+    res = traverse(vol, _model(InstanceOracle(totals, regressed={3: NO_BONE_LABEL})), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2, 3, 4, 5] and res.rejected == 0
+
+
+@pytest.mark.parametrize("bone_voxels, kept", [(100, False), (140, True)])
+def test_a_fragment_with_too_little_bone_intensity_is_rejected(bone_voxels, kept):
+    """Intensity = id + 100 for bone voxels, id alone for soft tissue (the oracle reads ids modulo 100); the middle
+    structure (2352 voxels) is soft tissue but for ``bone_voxels`` of it: 100 = 4.3 % < MIN_BONE_FRACTION = 5 % is
+    rejected, 140 = 6.0 % is a vertebra."""
+    vol, totals = _column()
+    intensity = np.where(vol > 0, vol + 100, 0).astype(np.float32)
+    middle = np.argwhere(vol == 3)
+    intensity[vol == 3] = 3
+    for z, y, x in middle[:bone_voxels]:
+        intensity[z, y, x] = 103
+    assert (bone_voxels / len(middle) >= MIN_BONE_FRACTION) == kept
+    model = _model(InstanceOracle(totals, modulo=100))
+    res = traverse(intensity, model, torch.device("cpu"), bone_threshold=50.0)
+    assert _instance_ids(res, vol) == ([1, 2, 3, 4, 5] if kept else [1, 2, 4, 5])
+    assert res.rejected == (0 if kept else 1)
+    assert _instance_ids(traverse(intensity, model, torch.device("cpu")), vol) == [1, 2, 3, 4, 5]  # no threshold
+
+
+class OffsetOracle(nn.Module):
+    """Segments an 11^3 box whose centre lies ``offset`` voxels above the patch centre (z), wherever the patch is:
+    the bounding-box centre is always the patch centre + (offset, 0, 0)."""
+
+    def __init__(self, offset: int) -> None:
+        super().__init__()
+        self.config = IterativeFCNConfig(patch_size=PATCH, filters=1, recognition_filters=1)
+        self.offset = offset
+
+    def forward(self, x: torch.Tensor) -> IterativeFCNOutput:
+        seg = torch.full_like(x[:, :1], -10.0)
+        c = PATCH // 2
+        seg[:, 0, c + self.offset - 5 : c + self.offset + 6, c - 5 : c + 6, c - 5 : c + 6] = 10.0
+        return IterativeFCNOutput(seg, torch.full((x.shape[0],), 5.0), torch.full((x.shape[0],), 10.0))
+
+
+@pytest.mark.parametrize("offset, converged, iterations", [(2, True, 1), (3, False, 11)])
+def test_convergence_is_a_move_of_at_most_delta_max_voxels(offset, converged, iterations):
+    """delta_max = 2 (paper): a patch whose fragment lies exactly 2 voxels away has converged; 3 voxels away it
+    keeps moving until the iteration limit (10) and the midpoint rule."""
+    engine = Traversal(np.zeros((80, 40, 40), dtype=np.float32), _model(OffsetOracle(offset)), torch.device("cpu"))
+    assert engine.params.delta_max_voxels == 2 and engine.params.max_iterations == 10
+    start = np.array([20, 20, 20])
+    found = engine.find_fragment(start)
+    np.testing.assert_array_equal(found.bbox_center, start + [offset, 0, 0])
+    track = engine.track(start, found)
+    assert (track.converged, track.iterations) == (converged, iterations)
+    # committed: in the output and the memory, so the same patch finds nothing new there
+    vertebra = engine.commit(track)
+    assert vertebra.instance == 1 and engine.memory[engine.result.instances == 1].min() == 1.0

@@ -1,0 +1,194 @@
+"""Mutation probe: deliberate bugs that the tests must catch.
+
+Each mutation below breaks one rule of the method (seed 002) or one claim of the README in a temporary copy of the
+repository, and runs only the tests that guard that rule. A mutation is *caught* when those tests fail, *missed*
+when they pass. The working tree is never changed.
+
+Usage (from the repository root; the shared data must sit next to the checkout, as for the tests)::
+
+    python Testing/mutation_probe.py            # every mutation, then a table of caught / missed
+    python Testing/mutation_probe.py --list     # the mutations and their tests, nothing run
+    python Testing/mutation_probe.py --only convergence-boundary no-bone-label
+    python Testing/mutation_probe.py --baseline # first check that the selected tests pass unmutated
+    python Testing/mutation_probe.py --jobs 4   # four mutations at a time, each in its own copy
+
+Exit status: 0 when every selected mutation is caught, 1 otherwise, 2 for bad arguments or a mutation whose text is
+no longer found (the code changed: update the mutation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+T = "Testing/Python/"
+
+
+@dataclass(frozen=True)
+class Mutation:
+    """One deliberate bug: replace ``old`` (must occur exactly once in ``path``) by ``new``."""
+
+    name: str
+    rule: str
+    path: str
+    old: str
+    new: str
+    tests: tuple[str, ...]
+
+
+MUTATIONS: tuple[Mutation, ...] = (
+    Mutation("rerun-edited-level-ignored", "a re-run labels every vertebra with the edited levels as constraints",
+             "SpineSegmentationLib/correction.py", "stated_level=label if label in kept.edited else None",
+             "stated_level=None",
+             (T + "test_correction.py::test_an_edited_level_is_a_constraint_that_the_whole_column_follows",)),
+    Mutation("rerun-kept-voxels-overwritten", "new voxels never replace kept ones, also when the input grid differs",
+             "SpineSegmentationLib/pipeline.py", "taken |= kept_ids > 0", "taken |= (kept_ids > 0) & (ids == 0)",
+             (T + "test_correction.py::test_kept_voxels_are_never_overwritten_when_the_input_grid_is_finer_than_the_"
+                  "canonical_one",)),
+    Mutation("rerun-kept-regressed-without-memory", "a kept vertebra is evaluated with the vertebrae before it in memory",
+             "SpineSegmentationLib/correction.py", "before = [i for i in z if i != vid and _behind(scan, z[i], z[vid])]",
+             "before = []",
+             (T + "test_correction.py::test_rerun_keeps_edits_exactly_redoes_and_completes_and_relabels_the_column",)),
+    Mutation("click-without-placeholders", "fragments behind the clicked point are set aside in the memory",
+             "SpineSegmentationLib/correction.py", "engine.memory[found.src][found.mask] = 1.0  # a placeholder",
+             "pass",
+             (T + "test_correction.py::test_click_segments_the_clicked_vertebra_then_continues_up_and_down_exactly",)),
+    Mutation("convergence-boundary", "converged when the patch moves by at most delta_max voxels (<=, not <)",
+             "SpineSegmentationLib/traversal.py", "<= delta_max))", "< delta_max))",
+             (T + "test_traversal.py::test_convergence_is_a_move_of_at_most_delta_max_voxels",)),
+    Mutation("midpoint-rule", "after max_iterations the patch moves to the midpoint of the last two positions",
+             "SpineSegmentationLib/traversal.py",
+             "mid = np.rint((current + (previous if previous is not None else found.bbox_center)) / 2.0).astype(int)",
+             "mid = current", (T + "test_traversal.py::test_iteration_limit_applies_the_midpoint_rule",)),
+    Mutation("no-bone-label", "a regressed label below 0.5 is 'no vertebral bone': memory only",
+             "SpineSegmentationLib/traversal.py", "return label >= NO_BONE_LABEL and (", "return (",
+             (T + "test_traversal.py::test_a_no_bone_label_goes_into_the_memory_only_and_traversal_moves_on",)),
+    Mutation("bone-fraction", "a fragment with under 5 % of its voxels at 200 HU is rejected",
+             "SpineSegmentationLib/traversal.py",
+             "(bone_fraction is None or bone_fraction >= MIN_BONE_FRACTION)", "True",
+             (T + "test_traversal.py::test_a_fragment_with_too_little_bone_intensity_is_rejected",)),
+    Mutation("transitional-prior-unsourced", "a T13/L6 column needs the prevalence prior to win",
+             "SpineSegmentationLib/labeling.py", "likelihood *= prior_weight(column_name, n)",
+             "likelihood *= 1.0 if column_name == 'standard' else 0.9",
+             (T + "test_labeling.py::test_a_transitional_column_needs_more_than_a_small_lead_to_beat_the_standard_one",)),
+    Mutation("completeness-flag", "T12 of the example CT is flagged incomplete (README)",
+             "SpineSegmentationLib/pipeline.py", "complete=bool(c.p_complete >= COMPLETE_THRESHOLD)", "complete=True",
+             (T + "test_pipeline.py::test_accuracy_against_the_reference_and_completeness_flags",)),
+    Mutation("sampler-two-percent", "a training vertebra is complete iff at most 2 % of it lies outside the patch",
+             "SpineSegmentationLib/training/sampler.py", "completeness_tolerance: float = 0.02,",
+             "completeness_tolerance: float = 0.03,", (T + "test_sampler_completeness.py",)),
+    Mutation("hd95-min-for-max", "HD95 is the larger of the two directed 95th percentiles",
+             "SpineSegmentationLib/evaluation.py", "float(max(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))",
+             "float(min(np.percentile(d_pr, 95), np.percentile(d_rp, 95)))",
+             (T + "test_evaluation.py::test_surface_distances_of_an_asymmetric_pair_count_both_directions",)),
+    Mutation("assd-one-directional", "ASSD averages both directed distance sets",
+             "SpineSegmentationLib/evaluation.py", "float((d_pr.sum() + d_rp.sum()) / n)", "float(d_pr.mean())",
+             (T + "test_evaluation.py::test_surface_distances_of_an_asymmetric_pair_count_both_directions",)),
+    Mutation("relabel-clash", "relabelling never merges a vertebra into an untouched structure",
+             "SpineSegmentationLib/renumbering.py", "clash = sorted(untouched & set(mapping.values()))", "clash = []",
+             (T + "test_correction.py::test_relabelling_never_merges_a_vertebra_into_another_structure",)),
+    Mutation("non-verse-values", "label maps with values that are not VerSe labels are refused",
+             "SpineSegmentationLib/correction.py",
+             "unknown = sorted(set(int(v) for v in np.unique(array)) - set(VERSE_NAMES) - {0})", "unknown = []",
+             (T + "test_correction.py::test_rerun_refuses_unknown_or_conflicting_labels",)),
+    Mutation("redo-only-column", "only column vertebrae can be redone (not the sacrum)",
+             "SpineSegmentationLib/correction.py", "if any(not is_column_vertebra(v) for v in redo_labels):",
+             "if False:", (T + "test_correction.py::test_rerun_refuses_unknown_or_conflicting_labels",)),
+    Mutation("orientation-half-voxel", "the canonical grid of a re-oriented input is the same (exact agreement)",
+             "SpineSegmentationLib/geometry.py",
+             "half_voxel = 0.5 * np.abs(np.array(image.GetDirection()).reshape(3, 3)) @",
+             "half_voxel = 0.5 * np.array(image.GetDirection()).reshape(3, 3) @",
+             (T + "test_pipeline.py::test_the_same_anatomy_whatever_the_input_orientation",)),
+)
+
+
+def _copy_repository(target: Path) -> Path:
+    """A copy of the working tree at ``target/repo`` with ``target/shared`` pointing at the real shared data (the
+    tests find it next to the checkout)."""
+    target.mkdir(parents=True)
+    repo = target / "repo"
+    ignore = shutil.ignore_patterns(".git", "__pycache__", "*.pyc", ".pytest_cache", ".venv", "build", "dist")
+    shutil.copytree(REPO, repo, ignore=ignore)
+    shared = REPO.parent / "shared"
+    if shared.exists():
+        os.symlink(shared, target / "shared")
+    return repo
+
+
+def _run_tests(repo: Path, tests: tuple[str, ...], timeout_s: float) -> tuple[int, float, str]:
+    command = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests]
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(command, cwd=repo, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        return -1, time.perf_counter() - start, "timed out"
+    last = (proc.stdout.strip().splitlines() or [""])[-1]
+    return proc.returncode, time.perf_counter() - start, last
+
+
+def _probe(mutation: Mutation, folder: Path, timeout_s: float) -> tuple[Mutation, str, float, str]:
+    """Apply ``mutation`` to a fresh copy in ``folder`` and run its tests: (mutation, verdict, seconds, last line)."""
+    repo = _copy_repository(folder)
+    path = repo / mutation.path
+    path.write_text(path.read_text().replace(mutation.old, mutation.new))
+    code, seconds, last = _run_tests(repo, mutation.tests, timeout_s)
+    verdict = "caught" if code == 1 else ("missed" if code == 0 else f"error (exit {code})")
+    print(f"{verdict:8s} {mutation.name} ({seconds:.0f} s): {last}", flush=True)
+    return mutation, verdict, seconds, last
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these mutations")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests")
+    parser.add_argument("--baseline", action="store_true", help="first run the selected tests without mutation")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per mutation (default 1800)")
+    parser.add_argument("--jobs", type=int, default=1, help="mutations run at the same time (default 1)")
+    args = parser.parse_args(argv)
+    selected = list(MUTATIONS)
+    if args.only:
+        unknown = sorted(set(args.only) - {m.name for m in MUTATIONS})
+        if unknown:
+            print(f"unknown mutations {unknown}; --list shows them", file=sys.stderr)
+            return 2
+        selected = [m for m in MUTATIONS if m.name in args.only]
+    if args.list:
+        for m in selected:
+            print(f"{m.name}: {m.rule}\n    {m.path}: {m.old!r} -> {m.new!r}\n    tests: {' '.join(m.tests)}")
+        return 0
+
+    for m in selected:  # every mutation text must still be found before anything runs
+        if (REPO / m.path).read_text().count(m.old) != 1:
+            print(f"{m.name}: expected the text once in {m.path}; the code changed, update the mutation",
+                  file=sys.stderr)
+            return 2
+    with tempfile.TemporaryDirectory(prefix="mutation-probe-") as tmp:
+        if args.baseline:
+            repo = _copy_repository(Path(tmp) / "baseline")
+            tests = tuple(dict.fromkeys(t for m in selected for t in m.tests))
+            code, seconds, last = _run_tests(repo, tests, args.timeout)
+            print(f"baseline ({len(tests)} test selections): exit {code} in {seconds:.0f} s: {last}", flush=True)
+            if code != 0:
+                print("the tests fail without any mutation; fix them first", file=sys.stderr)
+                return 1
+        with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+            results = list(pool.map(lambda m: _probe(m, Path(tmp) / m.name, args.timeout), selected))
+
+    caught = [m.name for m, v, _, _ in results if v == "caught"]
+    print(f"\n{len(caught)} of {len(results)} mutations caught")
+    for m, verdict, _, _ in results:
+        print(f"  {verdict:8s} {m.name}: {m.rule}")
+    return 0 if len(caught) == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
