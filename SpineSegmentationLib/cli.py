@@ -118,6 +118,8 @@ def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Call
             stage[0] = "read"
             image = read_image(input_path, series_uid)
             result = compute(image, on_progress)
+            if series_uid:  # the series the DICOM SEG references
+                result.run_info["dicom_series_uid"] = series_uid
             stage[0] = "writing the outputs"
             paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path,
                                   staging=staging, dicom_seg=getattr(args, "dicom_seg", False))
