@@ -150,3 +150,22 @@ def test_apply_progress_import_cancel_failed_start_and_rerun(module, real_ct, re
     assert logic.correctionLogic.undoLast(first)
     assert segment_names(first) == names
     tracker.stop()
+
+
+def test_a_temporary_folder_that_cannot_be_deleted_leaves_the_run_control_idle_with_a_warning(tmp_path):
+    """The widget's state must go back to idle even when cleaning up fails (it stayed 'running' before)."""
+    import sys
+
+    from SpineSegmentationModuleLib.logic import SegmentationRun
+    from SpineSegmentationModuleLib.run_control import RunControl
+    from SpineSegmentationModuleLib.runner import ProcessRunner
+
+    not_a_folder = tmp_path / "work"
+    not_a_folder.write_text("a file where the run's folder should be: rmtree fails on it")
+    control = RunControl()
+    control.start(lambda: SegmentationRun(ProcessRunner(), [sys.executable, "-c", "print('done')"], None,
+                                          str(tmp_path), not_a_folder, tmp_path / "out"),
+                  lambda folder: folder)
+    result = _wait(control)
+    assert result == tmp_path / "out" and not control.running
+    assert len(control.warnings) == 1 and str(not_a_folder) in control.warnings[0]
