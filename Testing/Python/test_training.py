@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from SpineSegmentationLib.errors import OutputExistsError
-from SpineSegmentationLib.models import Preprocessing, load_model
+from SpineSegmentationLib.models import PROVENANCE_ROOT, Preprocessing, load_model
 from SpineSegmentationLib.networks import IterativeFCN, IterativeFCNConfig
 from SpineSegmentationLib.preprocessing import normalize_hu, pad_value
 from SpineSegmentationLib.training import train
@@ -324,7 +324,8 @@ def test_warm_start_from_a_model_folder(tmp_path):
     for key, value in old.attention.state_dict().items():
         assert torch.equal(value, new.attention.state_dict()[key]), key
     warm = json.loads((model_dir / "model.json").read_text())["training"]["warm_start"]
-    assert warm["checkpoint"] == str(source) and warm["from_iteration"] == 2
+    # provenance paths are stored relative to the repository (models.PROVENANCE_ROOT)
+    assert (PROVENANCE_ROOT / warm["checkpoint"]).resolve() == source.resolve() and warm["from_iteration"] == 2
     cfg["fcn_training"]["init_from"] = str(tmp_path / "no-such-model")
     with pytest.raises(FileNotFoundError, match="model folder"):
         train(cfg, tmp_path / "third", device="cpu", progress=lambda line: None)
