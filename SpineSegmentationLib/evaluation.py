@@ -57,8 +57,9 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import SACRUM, VERSE_NAMES, to_verse
+from .anatomy import ANATOMICAL_ORDER, SACRUM, VERSE_NAMES, to_verse
 from .errors import InputImageError, OutputExistsError
+from .geometry import same_grid
 from .outputs import OUTPUT_FILES
 from .outputs.centroids import label_centroids_lps, label_volumes_mm3, read_ctd
 from .outputs.vertebrae_json import read_vertebrae_json
@@ -69,11 +70,7 @@ ID_DISTANCE_MM = 20.0
 #: that span two vertebrae are counted (a quarter: an instance from mid-body to mid-body covers about half of
 #: each of two vertebral bodies but less of their posterior elements).
 COVER_FRACTION = 0.25
-#: Anatomical order of the VerSe labels (rank = level index used by the kappa weights).
-ANATOMICAL_ORDER: tuple[int, ...] = (*range(1, 20), 28, *range(20, 25), 25, 26)
 _RANK = {label: rank for rank, label in enumerate(ANATOMICAL_ORDER)}
-#: Relative tolerance when deciding that two grids are the same.
-_GRID_TOLERANCE = 1e-4
 #: Files written by :func:`write_report`.
 REPORT_FILES = ("evaluation.json", "evaluation.csv", "evaluation.png")
 
@@ -195,7 +192,7 @@ def identification(
 def weighted_kappa(reference_labels: Sequence[int], predicted_labels: Sequence[int]) -> float:
     """Linearly weighted Cohen's kappa of paired labels.
 
-    Weights: ``w_ij = |rank_i - rank_j|`` with the rank in :data:`ANATOMICAL_ORDER` (one level = 1; the scale
+    Weights: ``w_ij = |rank_i - rank_j|`` with the rank in :data:`~SpineSegmentationLib.anatomy.ANATOMICAL_ORDER` (one level = 1; the scale
     cancels out). ``kappa = 1 - sum(w * O) / sum(w * E)`` with O the observed and E the chance-expected
     (product of marginals) contingency tables over the labels that occur.
 
@@ -339,16 +336,6 @@ def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
     return sitk.ReadImage(str(path)), str(path)
 
 
-def _same_grid(a: sitk.Image, b: sitk.Image) -> bool:
-    spacing = np.array(a.GetSpacing())
-    return (
-        a.GetSize() == b.GetSize()
-        and np.allclose(a.GetSpacing(), b.GetSpacing(), rtol=_GRID_TOLERANCE)
-        and np.allclose(a.GetOrigin(), b.GetOrigin(), atol=_GRID_TOLERANCE * spacing.min())
-        and np.allclose(a.GetDirection(), b.GetDirection(), atol=_GRID_TOLERANCE)
-    )
-
-
 def _with_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(array.astype(np.int16))
     image.CopyInformation(like)
@@ -427,7 +414,7 @@ def evaluate(
     else:
         reference_completeness = {int(k): bool(v) for k, v in reference_completeness.items()}
         notes.append("reference completeness: given explicitly")
-    if _same_grid(pred_image, ref_native_image):
+    if same_grid(pred_image, ref_native_image):
         ref = ref_native
     else:
         resampled = sitk.Resample(
