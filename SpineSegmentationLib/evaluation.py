@@ -392,93 +392,123 @@ def evaluate(
     """
     pred_image, pred_description, folder_completeness = _load_prediction(prediction)
     ref_image, ref_description = _read_label_image(reference, "reference")
-    for image, what in ((pred_image, "prediction"), (ref_image, "reference")):
-        if image.GetDimension() != 3:
-            raise ValueError(f"the {what} label map must be 3D, got {image.GetDimension()}D")
     if prediction_completeness is None:
         prediction_completeness = folder_completeness
-    notes = []
-
-    pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
-    pred_image = _with_array(pred, pred_image)
-    ref_native = to_verse(sitk.GetArrayFromImage(ref_image), reference_convention)
-    if not include_sacrum:
-        pred[pred == SACRUM] = 0
-        ref_native[ref_native == SACRUM] = 0
-        pred_image = _with_array(pred, pred_image)
-        notes.append("the sacrum (26) is not evaluated: it is not one of the vertebrae the method segments")
-    ref_native_image = _with_array(ref_native, ref_image)
+    notes: list[str] = []
+    maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes)
     if reference_completeness is None:
-        reference_completeness = border_completeness(ref_native)
+        reference_completeness = border_completeness(maps.ref_native)
         notes.append("reference completeness: incomplete = touches the border of the reference image")
     else:
         reference_completeness = {int(k): bool(v) for k, v in reference_completeness.items()}
         notes.append("reference completeness: given explicitly")
-    if same_grid(pred_image, ref_native_image):
-        ref = ref_native
-    else:
-        resampled = sitk.Resample(
-            ref_native_image, pred_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16
-        )
-        ref = sitk.GetArrayFromImage(resampled)
-        notes.append("grids differ: the reference was resampled (nearest neighbour) onto the prediction's grid")
+    rows = [_score_row(label, maps, prediction_completeness, reference_completeness) for label in maps.labels()]
+    summary = _summary(rows, maps)
+    if prediction_completeness is None:
+        notes.append("no prediction completeness given: completeness accuracy not computed")
+    notes.append("mean_dice counts missed reference vertebrae as 0; ASSD/HD95 are averaged over vertebrae in both")
+    return EvaluationReport(rows, summary, notes, pred_description, ref_description)
 
-    spacing_zyx = pred_image.GetSpacing()[::-1]
-    pred_centroids = label_centroids_lps(pred_image)
-    ref_centroids = label_centroids_lps(ref_native_image)
-    pred_volumes = label_volumes_mm3(pred_image)
-    ref_volumes = label_volumes_mm3(ref_native_image)
-    ids = identification(pred_centroids, ref_centroids)
-    overlaps = overlap_counts(pred, ref)
-    matches = match_by_overlap(overlaps)
-    ref_labels = sorted(ref_centroids, key=_RANK.get)
-    pred_labels = sorted(pred_centroids, key=_RANK.get)
-    overlapping_pred = {p for (_, p) in overlaps}
 
-    ref_counts = {int(k): int(v) for k, v in zip(*np.unique(ref[ref > 0], return_counts=True))}
-    pred_counts = {int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))}
-    rows = []
-    for label in sorted(set(ref_labels) | set(pred_labels), key=_RANK.get):
-        in_ref, in_pred = label in ref_centroids, label in pred_centroids
-        p_mask, r_mask = pred == label, ref == label
-        d_pr, d_rp = surface_distances(p_mask, r_mask, spacing_zyx)
-        matched = matches.get(label) if in_ref else None
-        pred_complete = None if prediction_completeness is None else prediction_completeness.get(label)
-        correct = None
-        if in_ref and matched is not None and prediction_completeness is not None:
-            matched_complete = prediction_completeness.get(matched)
-            if matched_complete is not None and label in reference_completeness:
-                correct = bool(matched_complete) == reference_completeness[label]
-        rows.append(
-            VertebraScore(
-                label=int(label),
-                name=VERSE_NAMES.get(int(label), str(label)),
-                in_reference=in_ref,
-                in_prediction=in_pred,
-                dice=dice(p_mask, r_mask) if (p_mask.any() or r_mask.any()) else 0.0,
-                assd_mm=assd(d_pr, d_rp),
-                hd95_mm=hd95(d_pr, d_rp),
-                centroid_distance_mm=(
-                    float(np.linalg.norm(pred_centroids[label] - ref_centroids[label]))
-                    if in_ref and in_pred
-                    else float("nan")
-                ),
-                identified=ids[label][0] if in_ref else None,
-                matched_prediction=matched,
-                reference_complete=reference_completeness.get(label) if in_ref else None,
-                predicted_complete=None if pred_complete is None else bool(pred_complete),
-                completeness_correct=correct,
-                reference_volume_mm3=ref_volumes.get(label, 0.0),
-                predicted_volume_mm3=pred_volumes.get(label, 0.0),
-                purity=_purity(label, matched, overlaps, ref_counts),
-                overlap_dice=_overlap_dice(label, matched, overlaps, ref_counts, pred_counts),
+@dataclass
+class _LabelMaps:
+    """Prediction and reference in VerSe numbers on the prediction's grid, and what every row needs of them."""
+
+    pred: np.ndarray
+    ref: np.ndarray  # the reference on the prediction's grid
+    ref_native: np.ndarray  # the reference on its own grid
+    spacing_zyx: tuple[float, float, float]
+    pred_centroids: dict[int, np.ndarray]
+    ref_centroids: dict[int, np.ndarray]
+    pred_volumes: dict[int, float]
+    ref_volumes: dict[int, float]
+    overlaps: dict[tuple[int, int], int]
+    matches: dict[int, int]
+    pred_counts: dict[int, int]
+    ref_counts: dict[int, int]
+
+    @classmethod
+    def build(cls, pred_image: sitk.Image, ref_image: sitk.Image, convention: str, include_sacrum: bool,
+              notes: list[str]) -> "_LabelMaps":
+        for image, what in ((pred_image, "prediction"), (ref_image, "reference")):
+            if image.GetDimension() != 3:
+                raise ValueError(f"the {what} label map must be 3D, got {image.GetDimension()}D")
+        pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
+        ref_native = to_verse(sitk.GetArrayFromImage(ref_image), convention)
+        if not include_sacrum:
+            pred[pred == SACRUM] = 0
+            ref_native[ref_native == SACRUM] = 0
+            notes.append("the sacrum (26) is not evaluated: it is not one of the vertebrae the method segments")
+        pred_image, ref_native_image = _with_array(pred, pred_image), _with_array(ref_native, ref_image)
+        if same_grid(pred_image, ref_native_image):
+            ref = ref_native
+        else:
+            resampled = sitk.Resample(
+                ref_native_image, pred_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16
             )
+            ref = sitk.GetArrayFromImage(resampled)
+            notes.append("grids differ: the reference was resampled (nearest neighbour) onto the prediction's grid")
+        overlaps = overlap_counts(pred, ref)
+        return cls(
+            pred=pred, ref=ref, ref_native=ref_native, spacing_zyx=pred_image.GetSpacing()[::-1],
+            pred_centroids=label_centroids_lps(pred_image), ref_centroids=label_centroids_lps(ref_native_image),
+            pred_volumes=label_volumes_mm3(pred_image), ref_volumes=label_volumes_mm3(ref_native_image),
+            overlaps=overlaps, matches=match_by_overlap(overlaps),
+            pred_counts={int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))},
+            ref_counts={int(k): int(v) for k, v in zip(*np.unique(ref[ref > 0], return_counts=True))},
         )
 
+    def labels(self) -> list[int]:
+        """Every label in the reference or the prediction, in anatomical order."""
+        return sorted(set(self.ref_centroids) | set(self.pred_centroids), key=_RANK.get)
+
+
+def _score_row(label: int, maps: _LabelMaps, prediction_completeness: Optional[Mapping[int, bool]],
+               reference_completeness: Mapping[int, bool]) -> VertebraScore:
+    """The per-vertebra measures of one VerSe label."""
+    in_ref, in_pred = label in maps.ref_centroids, label in maps.pred_centroids
+    p_mask, r_mask = maps.pred == label, maps.ref == label
+    d_pr, d_rp = surface_distances(p_mask, r_mask, maps.spacing_zyx)
+    matched = maps.matches.get(label) if in_ref else None
+    pred_complete = None if prediction_completeness is None else prediction_completeness.get(label)
+    correct = None
+    if in_ref and matched is not None and prediction_completeness is not None:
+        matched_complete = prediction_completeness.get(matched)
+        if matched_complete is not None and label in reference_completeness:
+            correct = bool(matched_complete) == reference_completeness[label]
+    return VertebraScore(
+        label=int(label),
+        name=VERSE_NAMES.get(int(label), str(label)),
+        in_reference=in_ref,
+        in_prediction=in_pred,
+        dice=dice(p_mask, r_mask) if (p_mask.any() or r_mask.any()) else 0.0,
+        assd_mm=assd(d_pr, d_rp),
+        hd95_mm=hd95(d_pr, d_rp),
+        centroid_distance_mm=(
+            float(np.linalg.norm(maps.pred_centroids[label] - maps.ref_centroids[label]))
+            if in_ref and in_pred
+            else float("nan")
+        ),
+        identified=identification(maps.pred_centroids, {label: maps.ref_centroids[label]})[label][0] if in_ref else None,
+        matched_prediction=matched,
+        reference_complete=reference_completeness.get(label) if in_ref else None,
+        predicted_complete=None if pred_complete is None else bool(pred_complete),
+        completeness_correct=correct,
+        reference_volume_mm3=maps.ref_volumes.get(label, 0.0),
+        predicted_volume_mm3=maps.pred_volumes.get(label, 0.0),
+        purity=_purity(label, matched, maps.overlaps, maps.ref_counts),
+        overlap_dice=_overlap_dice(label, matched, maps.overlaps, maps.ref_counts, maps.pred_counts),
+    )
+
+
+def _summary(rows: list[VertebraScore], maps: _LabelMaps) -> dict:
+    """The scan-level measures of the per-vertebra rows."""
+    ref_labels = sorted(maps.ref_centroids, key=_RANK.get)
+    pred_labels = sorted(maps.pred_centroids, key=_RANK.get)
+    overlapping_pred = {p for (_, p) in maps.overlaps}
     ref_rows = [r for r in rows if r.in_reference]
     both_rows = [r for r in rows if r.in_reference and r.in_prediction]
     judged = [r.completeness_correct for r in ref_rows if r.completeness_correct is not None]
-    localization = [r.centroid_distance_mm for r in both_rows]
     summary = {
         "n_reference": len(ref_labels),
         "n_predicted": len(pred_labels),
@@ -487,26 +517,21 @@ def evaluate(
         "mean_hd95_mm": _mean([r.hd95_mm for r in both_rows]),
         "identification_rate": _mean([float(r.identified) for r in ref_rows]),
         "n_identified": sum(bool(r.identified) for r in ref_rows),
-        "mean_localization_distance_mm": _mean(localization),
-        "kappa_linear": weighted_kappa(list(matches), list(matches.values())),
-        "n_matched": len(matches),
+        "mean_localization_distance_mm": _mean([r.centroid_distance_mm for r in both_rows]),
+        "kappa_linear": weighted_kappa(list(maps.matches), list(maps.matches.values())),
+        "n_matched": len(maps.matches),
         "completeness_accuracy": _mean([float(c) for c in judged]),
         "n_completeness_evaluated": len(judged),
         "mean_purity": _mean([r.purity for r in ref_rows]),
         "mean_overlap_dice": _mean([r.overlap_dice if r.matched_prediction is not None else 0.0 for r in ref_rows]),
-        "spanning_instances": spanning_instances(overlaps, ref_counts),
+        "spanning_instances": spanning_instances(maps.overlaps, maps.ref_counts),
         "identification_by_level": {r.name: bool(r.identified) for r in ref_rows},
         "false_positives": [VERSE_NAMES.get(p, str(p)) for p in pred_labels if p not in overlapping_pred],
-        "false_negatives": [VERSE_NAMES.get(r, str(r)) for r in ref_labels if r not in matches],
+        "false_negatives": [VERSE_NAMES.get(r, str(r)) for r in ref_labels if r not in maps.matches],
     }
-    summary["n_spanning_instances"] = len(summary["spanning_instances"])
-    summary["n_false_positives"] = len(summary["false_positives"])
-    summary["n_false_negatives"] = len(summary["false_negatives"])
-    if prediction_completeness is None:
-        notes.append("no prediction completeness given: completeness accuracy not computed")
-    notes.append("mean_dice counts missed reference vertebrae as 0; ASSD/HD95 are averaged over vertebrae in both")
-    return EvaluationReport(rows, summary, notes, pred_description, ref_description)
-
+    for key in ("spanning_instances", "false_positives", "false_negatives"):
+        summary[f"n_{key}"] = len(summary[key])
+    return summary
 
 def _purity(label: int, matched: Optional[int], overlaps: Mapping[tuple[int, int], int],
             ref_counts: Mapping[int, int]) -> float:
