@@ -213,154 +213,179 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     """
     if num_threads:
         torch.set_num_threads(int(num_threads))
-    cfg = load_config(config)
-    if seed is not None:
-        cfg["seed"] = int(seed)
-    out = Path(output_dir)
-    ckpt_path = out / CHECKPOINT
-    if resume and not ckpt_path.is_file():
-        raise FileNotFoundError(f"cannot resume: {ckpt_path} does not exist")
-    if not resume and ckpt_path.exists():
-        raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    rng = np.random.default_rng(cfg["seed"])
-    torch.manual_seed(cfg["seed"])
-    random.seed(cfg["seed"])
+    run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress)
+    run.load_data()
+    if run.state["attention"] is None:
+        run.train_attention()
+    run.train_fcn()
+    return run.write_model()
 
-    prep_cfg = dict(cfg["preprocessing"], hu_window=tuple(cfg["preprocessing"]["hu_window"]))
-    prep = Preprocessing(**prep_cfg)
-    traversal = TraversalParameters(**cfg["traversal"])
-    localization = LocalizationParameters(**cfg["localization"])
-    fcn_cfg = IterativeFCNConfig.from_dict(cfg["iterative_fcn"])
-    att_cfg = AttentionNetConfig.from_dict(cfg["attention_net"])
-    tc, ac, dc = cfg["fcn_training"], cfg["attention_training"], cfg["data"]
-    pad = pad_value(prep)
 
-    fcn = IterativeFCN(fcn_cfg).to(dev)
-    attention = AttentionNet(att_cfg).to(dev)
-    optimizer = torch.optim.Adam(fcn.parameters(), lr=tc["learning_rate"], betas=tuple(tc["betas"]))
-    state = {"iteration": 0, "fcn_seconds": 0.0, "attention": None}
-    initialize_output_biases(fcn)
-    if tc.get("init_from") and not resume:
-        state["warm_start"] = warm_start(fcn, attention, state, Path(tc["init_from"]), dev)
-        progress(f"warm start from {tc['init_from']}: {state['warm_start']}")
-        if ac.get("retrain"):
-            state["attention"] = None
-    if resume:
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        fcn.load_state_dict(ckpt["fcn"])
-        attention.load_state_dict(ckpt["attention_net"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = ckpt["state"]
-        _restore_rng(rng, ckpt["rng"])
-        progress(f"resumed from {ckpt_path} at iteration {state['iteration']}")
-    else:
-        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+class _TrainingRun:
+    """The state of one :func:`train` call: configuration, networks, optimizer, progress counters, data."""
 
-    progress("loading training data ...")
-    t0 = time.monotonic()
-    data = TrainingData(collect_cases(dc), prep, dc["synthetic_pool_size"], dc["synthetic_fraction"], rng,
-                        dc["anatomy_maps"], dc["anatomy_synthesis_share"])
-    progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), {len(data.masks)} "
-             f"mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of {len(data.pool)} "
-             f"synthetic volumes ({time.monotonic() - t0:.1f} s)")
+    def __init__(self, cfg: dict, out: Path, resume: bool, device: str, seed: int | None, progress) -> None:
+        if seed is not None:
+            cfg["seed"] = int(seed)
+        self.cfg, self.out, self.resume, self.progress = cfg, out, resume, progress
+        self.ckpt_path = out / CHECKPOINT
+        if resume and not self.ckpt_path.is_file():
+            raise FileNotFoundError(f"cannot resume: {self.ckpt_path} does not exist")
+        if not resume and self.ckpt_path.exists():
+            raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose "
+                                    "another folder")
+        out.mkdir(parents=True, exist_ok=True)
+        self.dev = resolve_device(device)
+        self.rng = np.random.default_rng(cfg["seed"])
+        torch.manual_seed(cfg["seed"])
+        random.seed(cfg["seed"])
+        self.prep = Preprocessing(**dict(cfg["preprocessing"], hu_window=tuple(cfg["preprocessing"]["hu_window"])))
+        self.traversal = TraversalParameters(**cfg["traversal"])
+        self.localization = LocalizationParameters(**cfg["localization"])
+        self.fcn_cfg = IterativeFCNConfig.from_dict(cfg["iterative_fcn"])
+        self.att_cfg = AttentionNetConfig.from_dict(cfg["attention_net"])
+        self.tc, self.ac, self.dc = cfg["fcn_training"], cfg["attention_training"], cfg["data"]
+        self.pad = pad_value(self.prep)
+        self.fcn = IterativeFCN(self.fcn_cfg).to(self.dev)
+        self.attention = AttentionNet(self.att_cfg).to(self.dev)
+        self.optimizer = torch.optim.Adam(self.fcn.parameters(), lr=self.tc["learning_rate"],
+                                          betas=tuple(self.tc["betas"]))
+        self.state = {"iteration": 0, "fcn_seconds": 0.0, "attention": None}
+        self.last_losses = None
+        initialize_output_biases(self.fcn)
+        if self.tc.get("init_from") and not resume:
+            self.state["warm_start"] = warm_start(self.fcn, self.attention, self.state, Path(self.tc["init_from"]),
+                                                  self.dev)
+            progress(f"warm start from {self.tc['init_from']}: {self.state['warm_start']}")
+            if self.ac.get("retrain"):
+                self.state["attention"] = None
+        if resume:
+            ckpt = torch.load(self.ckpt_path, map_location=self.dev, weights_only=False)
+            self.fcn.load_state_dict(ckpt["fcn"])
+            self.attention.load_state_dict(ckpt["attention_net"])
+            self.optimizer.load_state_dict(ckpt["optimizer"])
+            self.state = ckpt["state"]
+            _restore_rng(self.rng, ckpt["rng"])
+            progress(f"resumed from {self.ckpt_path} at iteration {self.state['iteration']}")
+        else:
+            (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
 
-    def save_checkpoint():
-        torch.save({"fcn": fcn.state_dict(), "attention_net": attention.state_dict(),
-                    "optimizer": optimizer.state_dict(), "state": state, "rng": _rng_state(rng),
-                    "config": cfg}, ckpt_path.with_suffix(".tmp"))
-        ckpt_path.with_suffix(".tmp").replace(ckpt_path)
+    def load_data(self) -> None:
+        self.progress("loading training data ...")
+        t0 = time.monotonic()
+        dc = self.dc
+        self.data = TrainingData(collect_cases(dc), self.prep, dc["synthetic_pool_size"], dc["synthetic_fraction"],
+                                 self.rng, dc["anatomy_maps"], dc["anatomy_synthesis_share"])
+        data = self.data
+        self.progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), "
+                      f"{len(data.masks)} mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of "
+                      f"{len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")
 
-    # --- attention network (seed 001, section 2.1)
-    if state["attention"] is None:
+    def save_checkpoint(self) -> None:
+        torch.save({"fcn": self.fcn.state_dict(), "attention_net": self.attention.state_dict(),
+                    "optimizer": self.optimizer.state_dict(), "state": self.state, "rng": _rng_state(self.rng),
+                    "config": self.cfg}, self.ckpt_path.with_suffix(".tmp"))
+        self.ckpt_path.with_suffix(".tmp").replace(self.ckpt_path)
+
+    def train_attention(self) -> None:
+        """The attention network (seed 001, section 2.1) on the real volumes and fresh synthetic ones."""
+        ac, prep, data = self.ac, self.prep, self.data
         synthetic = ac["synthetic_volumes"] if data.masks or data.anatomy_maps else 0
-        vols = data.real + [data.synthesize(rng) for _ in range(synthetic)]
+        vols = data.real + [data.synthesize(self.rng) for _ in range(synthetic)]
         examples = []
         for v in vols:
             examples += sagittal_examples(v.image, v.labels, prep.spacing_mm, prep.localization_spacing_mm,
-                                          localization.slice_step, att_cfg.block, pad)
-        progress(f"attention net: {len(examples)} sagittal slices from {len(vols)} volumes")
-        state["attention"] = train_attention(attention, examples, rng, dev, ac["max_iterations"],
-                                             60.0 * ac["max_wall_minutes"], ac["learning_rate"],
-                                             ac["slices_per_batch"], pad, progress)
-        state["attention"]["volumes"] = len(vols)
-        save_checkpoint()
+                                          self.localization.slice_step, self.att_cfg.block, self.pad)
+        self.progress(f"attention net: {len(examples)} sagittal slices from {len(vols)} volumes")
+        self.state["attention"] = train_attention(self.attention, examples, self.rng, self.dev, ac["max_iterations"],
+                                                  60.0 * ac["max_wall_minutes"], ac["learning_rate"],
+                                                  ac["slices_per_batch"], self.pad, self.progress)
+        self.state["attention"]["volumes"] = len(vols)
+        self.save_checkpoint()
 
-    # --- iterative FCN (seed 002, section 3.6)
-    sampler = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
-                           tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], tc["augment"],
-                           prep.hu_scale, tc["pose_probability"], tc["max_rotation_degrees"], tc["max_scale"],
-                           tc["memory_error_probability"])
-    val_rng = np.random.default_rng(12345)
-    plain = PatchSampler(fcn_cfg.patch_size, pad, traversal.direction, tc["sigma_mm"] / prep.spacing_mm,
-                         tc["gamma"], tc["random_patch_fraction"], tc["completeness_tolerance"], False, prep.hu_scale)
-    val_patches = [plain.sample(v, val_rng) for v in data.validation for _ in range(8)]
-    log_path = out / "loss_log.csv"
-    if not log_path.exists():
-        with open(log_path, "w", newline="") as f:
-            csv.writer(f).writerow(LOG_FIELDS)
-    n_max = int(tc["max_iterations"])
-    wall = 60.0 * float(tc["max_wall_minutes"])
-    fcn.train()
-    running: list[list[float]] = []
-    session_start = time.monotonic()
-    base_seconds = state["fcn_seconds"]
-    last = None
-    while state["iteration"] < n_max and state["fcn_seconds"] < wall:
-        n = state["iteration"]
-        progress_n = max(n, n_max * state["fcn_seconds"] / wall) if tc.get("lambda_progress", "max") == "max" else n
-        lam = lambda_schedule(progress_n, n_max, tc["lambda_min"])
-        patches = [sampler.sample(data.draw(rng), rng) for _ in range(tc["batch_size"])]
-        terms = fcn_step(fcn, batch_tensors(patches, dev), lam, tc["segmentation_unit_voxels"], dev)
-        optimizer.zero_grad(set_to_none=True)
-        terms.total.backward()
-        optimizer.step()
-        running.append([v.item() for v in terms])
-        state["iteration"] = n + 1
-        state["fcn_seconds"] = base_seconds + time.monotonic() - session_start
-        if data.pool and state["iteration"] % dc["synthetic_refresh_every"] == 0:
-            data.refresh(rng, dc["synthetic_refresh_count"])
-        checkpoint_now = state["iteration"] % tc["checkpoint_every"] == 0
-        if state["iteration"] % tc["log_every"] == 0 or checkpoint_now:
-            mean = np.mean(running, axis=0)
-            running = []
-            val = _validation_loss(fcn, val_patches, lam, tc["segmentation_unit_voxels"], dev) if checkpoint_now else None
-            last = dict(zip(["total", "fp", "fn", "label", "completeness"], mean.tolist()))
-            with open(log_path, "a", newline="") as f:
-                csv.writer(f).writerow([state["iteration"], f"{state['fcn_seconds']:.1f}", f"{lam:.4f}",
-                                        *[f"{v:.5f}" for v in mean], "" if val is None else f"{val:.5f}"])
-            rate = state["fcn_seconds"] / max(state["iteration"], 1)
-            progress(f"fcn: iteration {state['iteration']}/{n_max}, {state['fcn_seconds'] / 60:.1f}/{wall / 60:.0f} min, "
-                     f"{rate:.2f} s/it, lambda {lam:.3f}, loss {mean[0]:.3f} (fp {mean[1]:.3f} fn {mean[2]:.3f} "
-                     f"label {mean[3]:.3f} compl {mean[4]:.3f})" + ("" if val is None else f", validation {val:.3f}"))
-        if checkpoint_now:
-            save_checkpoint()
-            plot_losses(log_path, out / "loss_curve.png")
-    save_checkpoint()
-    plot_losses(log_path, out / "loss_curve.png")
+    def _sampler(self, augment: bool) -> PatchSampler:
+        tc, prep = self.tc, self.prep
+        return PatchSampler(self.fcn_cfg.patch_size, self.pad, self.traversal.direction,
+                            tc["sigma_mm"] / prep.spacing_mm, tc["gamma"], tc["random_patch_fraction"],
+                            tc["completeness_tolerance"], augment, prep.hu_scale, tc["pose_probability"],
+                            tc["max_rotation_degrees"], tc["max_scale"], tc["memory_error_probability"])
 
-    training = {
-        "data": data.summary(),
-        "fcn_iterations": state["iteration"],
-        "fcn_max_iterations": n_max,
-        "fcn_wall_seconds": round(state["fcn_seconds"], 1),
-        "attention": state["attention"],
-        "warm_start": state.get("warm_start"),
-        "final_losses": last,
-        "seed": cfg["seed"],
-        "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),
-                     "threads": torch.get_num_threads(),
-                     "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
-        "torch": torch.__version__,
-        "config": cfg,
-        "notes": "FP/FN soft counts in units of segmentation_unit_voxels voxels; surface-weight sigma = "
-                 f"{tc['sigma_mm']} mm = {tc['sigma_mm'] / prep.spacing_mm:.2f} voxels",
-    }
-    model = SpineModel(name=cfg["name"], version=cfg["version"], modality=cfg["modality"], preprocessing=prep,
-                       traversal=traversal, localization=localization, fcn=fcn.eval(), attention=attention.eval(),
-                       training=training, postprocessing=Postprocessing(**cfg["postprocessing"]))
-    model_dir = save_model(model, out / cfg["name"], overwrite=resume)
-    write_model_card(model_dir, overwrite=resume)
-    progress(f"model written to {model_dir}")
-    return model_dir
+    def train_fcn(self) -> None:
+        """The iterative FCN (seed 002, section 3.6) until ``max_iterations`` or the wall-clock budget."""
+        tc, dc, state = self.tc, self.dc, self.state
+        sampler = self._sampler(tc["augment"])
+        val_rng = np.random.default_rng(12345)
+        val_patches = [self._sampler(False).sample(v, val_rng) for v in self.data.validation for _ in range(8)]
+        log_path = self.out / "loss_log.csv"
+        if not log_path.exists():
+            with open(log_path, "w", newline="") as f:
+                csv.writer(f).writerow(LOG_FIELDS)
+        n_max, wall = int(tc["max_iterations"]), 60.0 * float(tc["max_wall_minutes"])
+        self.fcn.train()
+        running: list[list[float]] = []
+        session_start, base_seconds = time.monotonic(), state["fcn_seconds"]
+        while state["iteration"] < n_max and state["fcn_seconds"] < wall:
+            n = state["iteration"]
+            progress_n = max(n, n_max * state["fcn_seconds"] / wall) if tc.get("lambda_progress", "max") == "max" else n
+            lam = lambda_schedule(progress_n, n_max, tc["lambda_min"])
+            patches = [sampler.sample(self.data.draw(self.rng), self.rng) for _ in range(tc["batch_size"])]
+            terms = fcn_step(self.fcn, batch_tensors(patches, self.dev), lam, tc["segmentation_unit_voxels"], self.dev)
+            self.optimizer.zero_grad(set_to_none=True)
+            terms.total.backward()
+            self.optimizer.step()
+            running.append([v.item() for v in terms])
+            state["iteration"] = n + 1
+            state["fcn_seconds"] = base_seconds + time.monotonic() - session_start
+            if self.data.pool and state["iteration"] % dc["synthetic_refresh_every"] == 0:
+                self.data.refresh(self.rng, dc["synthetic_refresh_count"])
+            checkpoint_now = state["iteration"] % tc["checkpoint_every"] == 0
+            if state["iteration"] % tc["log_every"] == 0 or checkpoint_now:
+                val = (_validation_loss(self.fcn, val_patches, lam, tc["segmentation_unit_voxels"], self.dev)
+                       if checkpoint_now else None)
+                self._log(log_path, np.mean(running, axis=0), lam, val, n_max, wall)
+                running = []
+            if checkpoint_now:
+                self.save_checkpoint()
+                plot_losses(log_path, self.out / "loss_curve.png")
+        self.save_checkpoint()
+        plot_losses(log_path, self.out / "loss_curve.png")
+
+    def _log(self, log_path: Path, mean: np.ndarray, lam: float, val: float | None, n_max: int, wall: float) -> None:
+        state = self.state
+        self.last_losses = dict(zip(["total", "fp", "fn", "label", "completeness"], mean.tolist()))
+        with open(log_path, "a", newline="") as f:
+            csv.writer(f).writerow([state["iteration"], f"{state['fcn_seconds']:.1f}", f"{lam:.4f}",
+                                    *[f"{v:.5f}" for v in mean], "" if val is None else f"{val:.5f}"])
+        rate = state["fcn_seconds"] / max(state["iteration"], 1)
+        self.progress(f"fcn: iteration {state['iteration']}/{n_max}, {state['fcn_seconds'] / 60:.1f}/{wall / 60:.0f} "
+                      f"min, {rate:.2f} s/it, lambda {lam:.3f}, loss {mean[0]:.3f} (fp {mean[1]:.3f} fn {mean[2]:.3f} "
+                      f"label {mean[3]:.3f} compl {mean[4]:.3f})" + ("" if val is None else f", validation {val:.3f}"))
+
+    def write_model(self) -> Path:
+        """The model folder with its training provenance and model card."""
+        cfg, tc, state, dev = self.cfg, self.tc, self.state, self.dev
+        training = {
+            "data": self.data.summary(),
+            "fcn_iterations": state["iteration"],
+            "fcn_max_iterations": int(tc["max_iterations"]),
+            "fcn_wall_seconds": round(state["fcn_seconds"], 1),
+            "attention": state["attention"],
+            "warm_start": state.get("warm_start"),
+            "final_losses": self.last_losses,
+            "seed": cfg["seed"],
+            "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),
+                         "threads": torch.get_num_threads(),
+                         "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
+            "torch": torch.__version__,
+            "config": cfg,
+            "notes": "FP/FN soft counts in units of segmentation_unit_voxels voxels; surface-weight sigma = "
+                     f"{tc['sigma_mm']} mm = {tc['sigma_mm'] / self.prep.spacing_mm:.2f} voxels",
+        }
+        model = SpineModel(name=cfg["name"], version=cfg["version"], modality=cfg["modality"], preprocessing=self.prep,
+                           traversal=self.traversal, localization=self.localization, fcn=self.fcn.eval(),
+                           attention=self.attention.eval(), training=training,
+                           postprocessing=Postprocessing(**cfg["postprocessing"]))
+        model_dir = save_model(model, self.out / cfg["name"], overwrite=self.resume)
+        write_model_card(model_dir, overwrite=self.resume)
+        self.progress(f"model written to {model_dir}")
+        return model_dir
