@@ -131,152 +131,208 @@ def synthesize_ct(labels: np.ndarray, rng: np.random.Generator, spacing_mm: floa
     labels = np.where((labels > 0) & (labels != 26) & (labels != 27), labels, 0).astype(np.int16)
     if not labels.any():
         raise ValueError("the label map holds no vertebra; a synthetic CT needs at least one")
-    lab = _deform_and_pad(labels, rng, s)
-    shape = lab.shape
-    level, sy, sx = _level_profile(lab)
-    present = set(np.unique(lab).tolist()) - {0}
-    z = np.arange(shape[0])[:, None, None]
-    y = np.arange(shape[1])[None, :, None]
-    x = np.arange(shape[2])[None, None, :]
+    c = _Canvas.around(_deform_and_pad(labels, rng, s), s)
+    _body(c, rng)
+    _lungs(c, rng)
+    _aorta_and_organs(c, rng)
+    _spinal_canal(c, rng)
+    _discs(c, rng)
+    distractor = (_ribs(c, rng) | _pelvis(c, rng) | _skull_base(c, rng)) & ~(c.lab > 0)
+    _paint_bone(c, distractor, rng)
+    hu = _acquisition(c.hu, rng)
+    lab = c.lab
+    if crop:
+        hu, lab = _field_of_view(hu, lab, rng)
+    return np.ascontiguousarray(hu, dtype=np.float32), np.ascontiguousarray(lab, dtype=np.int16)
 
-    # body outline: semi-axes (mm) per column position: 0 = head, 1-7 neck, 8-19 thorax, 20-24 abdomen, 26 pelvis
+
+class _Canvas:
+    """The synthetic volume being painted: labels, HU, the spine's course and the body's outline per slice."""
+
+    @classmethod
+    def around(cls, lab: np.ndarray, spacing_mm: float) -> "_Canvas":
+        c = cls()
+        c.lab, c.s, c.shape = lab, spacing_mm, lab.shape
+        c.level, c.sy, c.sx = _level_profile(lab)
+        c.present = set(np.unique(lab).tolist()) - {0}
+        c.z = np.arange(c.shape[0])[:, None, None]
+        c.y = np.arange(c.shape[1])[None, :, None]
+        c.x = np.arange(c.shape[2])[None, None, :]
+        c.objects = ndimage.find_objects(lab.astype(np.int32))
+        c.hu = np.full(c.shape, AIR, dtype=np.float32)
+        return c
+
+    def ellipse(self, shrink_mm: float) -> np.ndarray:
+        """The body outline per slice, shrunk by ``shrink_mm`` (bool [z, y, x])."""
+        ay = np.maximum(self.ay - shrink_mm / self.s, 1)[:, None, None]
+        ax = np.maximum(self.ax - shrink_mm / self.s, 1)[:, None, None]
+        return ((self.y - self.cy[:, None, None]) / ay) ** 2 + ((self.x - self.cx[:, None, None]) / ax) ** 2 <= 1.0
+
+
+def _body(c: _Canvas, rng: np.random.Generator) -> None:
+    """Body outline sized per level (0 = head, 1-7 neck, 8-19 thorax, 20-24 abdomen, 26 pelvis), a
+    subcutaneous fat layer and soft tissue inside."""
+    s, level = c.s, c.level
     anchors = np.array([-2.0, 0.5, 4.0, 7.5, 9.0, 14.0, 19.0, 22.0, 25.0, 28.0])
     body_scale = rng.uniform(0.85, 1.2)
     ax_mm = np.interp(level, anchors, [75, 75, 60, 65, 140, 160, 160, 165, 175, 175]) * body_scale
     ay_mm = np.interp(level, anchors, [95, 95, 60, 60, 95, 115, 115, 115, 110, 110]) * body_scale
     back_mm = np.interp(level, anchors, [80, 80, 55, 55, 65, 70, 70, 75, 80, 80]) * rng.uniform(0.9, 1.25)
-    ax, ay, back = ax_mm / s, ay_mm / s, back_mm / s
-    cy = sy + back - ay
-    cx = sx
-    r_body = ((y - cy[:, None, None]) / ay[:, None, None]) ** 2 + ((x - cx[:, None, None]) / ax[:, None, None]) ** 2
-    body = r_body <= 1.0
-    fat_mm = rng.uniform(5, 30)
-    inner = (((y - cy[:, None, None]) / np.maximum(ay - fat_mm / s, 1)[:, None, None]) ** 2
-             + ((x - cx[:, None, None]) / np.maximum(ax - fat_mm / s, 1)[:, None, None]) ** 2) <= 1.0
-    hu = np.full(shape, AIR, dtype=np.float32)
-    hu[body] = rng.uniform(-120, -60) + 10 * _texture(shape, rng, 1.5)[body]
+    c.ax, c.ay, back = ax_mm / s, ay_mm / s, back_mm / s
+    c.cy, c.cx = c.sy + back - c.ay, c.sx
+    c.body = c.ellipse(0.0)
+    c.fat_mm = rng.uniform(5, 30)
+    c.inner = c.ellipse(c.fat_mm)
+    c.hu[c.body] = rng.uniform(-120, -60) + 10 * _texture(c.shape, rng, 1.5)[c.body]
     soft = rng.uniform(20, 60)
-    hu[inner] = soft + 12 * _texture(shape, rng, 2.0)[inner]
+    c.hu[c.inner] = soft + 12 * _texture(c.shape, rng, 2.0)[c.inner]
 
-    # lungs beside the thoracic spine
-    if level.min() < 19 and level.max() > 8:
-        lung_z = np.clip(np.sin(np.pi * np.clip((level - 7.0) / 12.5, 0, 1)) * 1.3, 0, 1)[:, None, None]
-        lung = np.zeros(shape, dtype=bool)
-        for side in (-1, 1):
-            lcx = cx[:, None, None] + side * 0.48 * ax[:, None, None]
-            lcy = cy[:, None, None] + 0.15 * ay[:, None, None]
-            rr = ((y - lcy) / (0.72 * ay[:, None, None] * lung_z + 1e-3)) ** 2 + \
-                 ((x - lcx) / (0.42 * ax[:, None, None] * lung_z + 1e-3)) ** 2
-            lung |= rr <= 1.0
-        wall = (((y - cy[:, None, None]) / np.maximum(ay - (fat_mm + 20) / s, 1)[:, None, None]) ** 2
-                + ((x - cx[:, None, None]) / np.maximum(ax - (fat_mm + 20) / s, 1)[:, None, None]) ** 2) <= 1.0
-        mediastinum = np.abs(x - sx[:, None, None]) < 28.0 / s
-        lung &= wall & ~mediastinum & (lung_z > 0.05)
-        hu[lung] = rng.uniform(-900, -750) + 40 * _texture(shape, rng, 0.8)[lung]
 
-    # aorta (optionally contrast enhanced) and organ blobs
+def _lungs(c: _Canvas, rng: np.random.Generator) -> None:
+    """Lungs beside the thoracic spine, inside the chest wall, outside the mediastinum."""
+    level, y, x = c.level, c.y, c.x
+    if not (level.min() < 19 and level.max() > 8):
+        return
+    lung_z = np.clip(np.sin(np.pi * np.clip((level - 7.0) / 12.5, 0, 1)) * 1.3, 0, 1)[:, None, None]
+    lung = np.zeros(c.shape, dtype=bool)
+    for side in (-1, 1):
+        lcx = c.cx[:, None, None] + side * 0.48 * c.ax[:, None, None]
+        lcy = c.cy[:, None, None] + 0.15 * c.ay[:, None, None]
+        rr = ((y - lcy) / (0.72 * c.ay[:, None, None] * lung_z + 1e-3)) ** 2 + \
+             ((x - lcx) / (0.42 * c.ax[:, None, None] * lung_z + 1e-3)) ** 2
+        lung |= rr <= 1.0
+    mediastinum = np.abs(x - c.sx[:, None, None]) < 28.0 / c.s
+    lung &= c.ellipse(c.fat_mm + 20) & ~mediastinum & (lung_z > 0.05)
+    c.hu[lung] = rng.uniform(-900, -750) + 40 * _texture(c.shape, rng, 0.8)[lung]
+
+
+def _aorta_and_organs(c: _Canvas, rng: np.random.Generator) -> None:
+    """The aorta (with or without contrast agent) and abdominal organ blobs."""
+    s, level, z, y, x = c.s, c.level, c.z, c.y, c.x
     aorta_hu = rng.uniform(30, 60) if rng.random() < 0.5 else rng.uniform(150, 350)
     in_range = ((level > 10) & (level < 23.5))[:, None, None]
-    aorta = in_range & (((y - (sy[:, None, None] - 45 / s)) ** 2 + (x - (sx[:, None, None] + 20 / s)) ** 2)
+    aorta = in_range & (((y - (c.sy[:, None, None] - 45 / s)) ** 2 + (x - (c.sx[:, None, None] + 20 / s)) ** 2)
                         <= (rng.uniform(9, 14) / s) ** 2)
-    hu[aorta] = aorta_hu
+    c.hu[aorta] = aorta_hu
     for _ in range(int(rng.integers(2, 6))):
-        zc = rng.uniform(0, shape[0])
-        if np.interp(zc, np.arange(shape[0]), level) < 16:
+        zc = rng.uniform(0, c.shape[0])
+        if np.interp(zc, np.arange(c.shape[0]), level) < 16:
             continue
-        yc = np.interp(zc, np.arange(shape[0]), sy) - rng.uniform(40, 110) / s
-        xc = np.interp(zc, np.arange(shape[0]), sx) + rng.uniform(-90, 90) / s
+        yc = np.interp(zc, np.arange(c.shape[0]), c.sy) - rng.uniform(40, 110) / s
+        xc = np.interp(zc, np.arange(c.shape[0]), c.sx) + rng.uniform(-90, 90) / s
         rad = rng.uniform(25, 60, size=3) / s
         blob = (((z - zc) / rad[0]) ** 2 + ((y - yc) / rad[1]) ** 2 + ((x - xc) / rad[2]) ** 2) <= 1.0
-        blob &= inner
-        hu[blob] = rng.uniform(30, 80) + 8 * rng.standard_normal(int(blob.sum()))
+        blob &= c.inner
+        c.hu[blob] = rng.uniform(30, 80) + 8 * rng.standard_normal(int(blob.sum()))
 
-    # spinal canal: the holes of the vertebral rings (axial slices), closed along z
-    bone = lab > 0
+
+def _spinal_canal(c: _Canvas, rng: np.random.Generator) -> None:
+    """The holes of the vertebral rings (axial slices), closed along z."""
+    bone = c.lab > 0
     axial = np.zeros((3, 3, 3), dtype=bool)
     axial[1] = ndimage.generate_binary_structure(2, 1)
     canal = ndimage.binary_fill_holes(bone, structure=axial) & ~bone
     canal = ndimage.binary_closing(canal, structure=np.ones((5, 1, 1), dtype=bool)) & ~bone
-    hu[canal] = rng.uniform(0, 30)
+    c.hu[canal] = rng.uniform(0, 30)
 
-    # intervertebral discs between consecutive vertebrae
-    objects = ndimage.find_objects(lab.astype(np.int32))
+
+def _discs(c: _Canvas, rng: np.random.Generator) -> None:
+    """Intervertebral discs between consecutive vertebrae (T12 -> T13 -> L1 where a T13 is present)."""
     disc_hu = rng.uniform(60, 110)
-    for k in sorted(present):
-        nxt = k + 1 if k != 19 else (28 if 28 in present else 20)
-        if nxt not in present or k > 24:
+    for k in sorted(c.present):
+        nxt = k + 1 if k != 19 else (28 if 28 in c.present else 20)
+        if nxt not in c.present or k > 24:
             continue
-        a, b = objects[k - 1], objects[nxt - 1]
+        a, b = c.objects[k - 1], c.objects[nxt - 1]
         sl = tuple(slice(max(min(p.start, q.start) - 3, 0), max(p.stop, q.stop) + 3) for p, q in zip(a, b))
-        sub = lab[sl]
+        sub = c.lab[sl]
         disc = ndimage.binary_dilation(sub == k, iterations=2) & ndimage.binary_dilation(sub == nxt, iterations=2)
         disc &= sub == 0
-        hu[sl][disc] = disc_hu + 10 * rng.standard_normal(int(disc.sum()))
+        c.hu[sl][disc] = disc_hu + 10 * rng.standard_normal(int(disc.sum()))
 
-    # confounding bone, label 0: ribs, sacrum + iliac wings, skull base
-    distractor = np.zeros(shape, dtype=bool)
+
+def _ribs(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """Ribs (bone, label 0) from the transverse processes of T1-T12, outwards-backwards and then along the
+    body wall to the front."""
+    s, shape = c.s, c.shape
     centre_line = np.zeros(shape, dtype=bool)
-    for k in sorted(p for p in present if 8 <= p <= 19):
-        sl = objects[k - 1]
-        zc = int(round(ndimage.center_of_mass(lab[sl] == k)[0] + sl[0].start))
-        yk, xk = sy[zc], sx[zc]
+    for k in sorted(p for p in c.present if 8 <= p <= 19):
+        sl = c.objects[k - 1]
+        zc = int(round(ndimage.center_of_mass(c.lab[sl] == k)[0] + sl[0].start))
+        yk, xk = c.sy[zc], c.sx[zc]
         half_width = (sl[2].stop - sl[2].start) / 2
         for side in (-1, 1):
             t = np.linspace(0, 1, 200)
-            # from the transverse process outwards-backwards, then along the body wall to the front
             x0, y0 = xk + side * half_width * 0.9, yk + 5 / s
-            theta0 = np.arctan2((y0 - cy[zc]) / ay[zc], side * max(abs(x0 - cx[zc]), 1) / ax[zc])
+            theta0 = np.arctan2((y0 - c.cy[zc]) / c.ay[zc], side * max(abs(x0 - c.cx[zc]), 1) / c.ax[zc])
             sweep = side * rng.uniform(1.6, 2.4)
             theta = theta0 - sweep * t
-            inset = (fat_mm + rng.uniform(8, 15)) / s
-            ry = cy[zc] + (ay[zc] - inset) * np.sin(theta)
-            rx = cx[zc] + (ax[zc] - inset) * np.cos(theta)
-            lead = np.clip(t * 6, 0, 1)[:, None]
-            pts_y = (1 - lead[:, 0]) * y0 + lead[:, 0] * ry
-            pts_x = (1 - lead[:, 0]) * x0 + lead[:, 0] * rx
+            inset = (c.fat_mm + rng.uniform(8, 15)) / s
+            ry = c.cy[zc] + (c.ay[zc] - inset) * np.sin(theta)
+            rx = c.cx[zc] + (c.ax[zc] - inset) * np.cos(theta)
+            lead = np.clip(t * 6, 0, 1)
+            pts_y = (1 - lead) * y0 + lead * ry
+            pts_x = (1 - lead) * x0 + lead * rx
             pts_z = zc - t * rng.uniform(10, 45) / s
             idx = np.round(np.stack([pts_z, pts_y, pts_x])).astype(int)
             ok = np.all((idx >= 0) & (idx < np.array(shape)[:, None]), axis=0)
             centre_line[tuple(idx[:, ok])] = True
-    if centre_line.any():
-        ribs = ndimage.binary_dilation(centre_line, iterations=1)
-        distractor |= ribs
-    if L5 in present:
-        sl = objects[L5 - 1]
-        z_top = sl[0].start - int(round(rng.uniform(6, 11) / s))
-        yl5, xl5 = sy[sl[0].start], sx[sl[0].start]
-        length = rng.uniform(80, 110) / s
-        frac = np.clip((z_top - z) / length, 0, None)
-        sac = (z <= z_top) & (frac <= 1)
-        sac_y = yl5 - 8 / s + frac * 35 / s
-        sac_r = ((y - sac_y) / ((18 - 10 * frac) / s + 1)) ** 2 + ((x - xl5) / ((50 - 35 * frac) / s + 1)) ** 2
-        sac = sac & (sac_r <= 1.0)
-        distractor |= sac
-        # iliac wings: lateral shells of two ellipsoids beside the sacrum
-        for side in (-1, 1):
-            c = np.array([z_top - 35 / s, yl5 - 5 / s, xl5 + side * 75 / s])
-            r = np.array([55, 70, 55]) / s * rng.uniform(0.85, 1.15)
-            rr = np.sqrt(((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((x - c[2]) / r[2]) ** 2)
-            wing = (rr <= 1.0) & (rr >= 1.0 - 3.5 / r.min()) & (side * (x - c[2]) > -10 / s) & (z > c[0] - 0.6 * r[0])
-            distractor |= wing & body
-    if 1 in present:
-        sl = objects[0]
-        z_c1 = sl[0].stop
-        yc1, xc1 = sy[sl[0].stop - 1], sx[sl[0].stop - 1]
-        r = np.array([65, 90, 70]) / s * rng.uniform(0.9, 1.1)
-        c = np.array([z_c1 + rng.uniform(4, 9) / s + r[0], yc1 - 10 / s, xc1])
-        rr = np.sqrt(((z - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 + ((x - c[2]) / r[2]) ** 2)
-        skull = (rr <= 1.0) & (rr >= 1.0 - 7 / r.min()) & (z < c[0])
-        foramen = ((y - yc1) ** 2 + (x - xc1) ** 2) <= (16 / s) ** 2
-        distractor |= skull & ~foramen
-    distractor &= ~bone
+    if not centre_line.any():
+        return centre_line
+    return ndimage.binary_dilation(centre_line, iterations=1)
 
-    # bone: the cortical shell (~1 mm of 700-1400 HU) is thinner than a voxel at the model spacing, so a shell
-    # voxel holds a partial-volume mix of cortical and trabecular bone (cortical fraction ~ 1 mm / spacing)
+
+def _pelvis(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """A sacrum below L5 and the iliac wings beside it (bone, label 0); empty without an L5."""
+    out = np.zeros(c.shape, dtype=bool)
+    if L5 not in c.present:
+        return out
+    s, z, y, x = c.s, c.z, c.y, c.x
+    sl = c.objects[L5 - 1]
+    z_top = sl[0].start - int(round(rng.uniform(6, 11) / s))
+    yl5, xl5 = c.sy[sl[0].start], c.sx[sl[0].start]
+    length = rng.uniform(80, 110) / s
+    frac = np.clip((z_top - z) / length, 0, None)
+    sac = (z <= z_top) & (frac <= 1)
+    sac_y = yl5 - 8 / s + frac * 35 / s
+    sac_r = ((y - sac_y) / ((18 - 10 * frac) / s + 1)) ** 2 + ((x - xl5) / ((50 - 35 * frac) / s + 1)) ** 2
+    out |= sac & (sac_r <= 1.0)
+    for side in (-1, 1):  # iliac wings: lateral shells of two ellipsoids beside the sacrum
+        centre = np.array([z_top - 35 / s, yl5 - 5 / s, xl5 + side * 75 / s])
+        r = np.array([55, 70, 55]) / s * rng.uniform(0.85, 1.15)
+        rr = np.sqrt(((z - centre[0]) / r[0]) ** 2 + ((y - centre[1]) / r[1]) ** 2 + ((x - centre[2]) / r[2]) ** 2)
+        wing = ((rr <= 1.0) & (rr >= 1.0 - 3.5 / r.min()) & (side * (x - centre[2]) > -10 / s)
+                & (z > centre[0] - 0.6 * r[0]))
+        out |= wing & c.body
+    return out
+
+
+def _skull_base(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
+    """The skull base above C1 with a foramen magnum (bone, label 0); empty without a C1."""
+    if 1 not in c.present:
+        return np.zeros(c.shape, dtype=bool)
+    s, z, y, x = c.s, c.z, c.y, c.x
+    sl = c.objects[0]
+    z_c1 = sl[0].stop
+    yc1, xc1 = c.sy[sl[0].stop - 1], c.sx[sl[0].stop - 1]
+    r = np.array([65, 90, 70]) / s * rng.uniform(0.9, 1.1)
+    centre = np.array([z_c1 + rng.uniform(4, 9) / s + r[0], yc1 - 10 / s, xc1])
+    rr = np.sqrt(((z - centre[0]) / r[0]) ** 2 + ((y - centre[1]) / r[1]) ** 2 + ((x - centre[2]) / r[2]) ** 2)
+    skull = (rr <= 1.0) & (rr >= 1.0 - 7 / r.min()) & (z < centre[0])
+    foramen = ((y - yc1) ** 2 + (x - xc1) ** 2) <= (16 / s) ** 2
+    return skull & ~foramen
+
+
+def _paint_bone(c: _Canvas, distractor: np.ndarray, rng: np.random.Generator) -> None:
+    """Vertebrae and confounding bone: the cortical shell (~1 mm of 700-1400 HU) is thinner than a voxel at the
+    model spacing, so a shell voxel holds a partial-volume mix of cortical and trabecular bone (cortical
+    fraction ~ 1 mm / spacing)."""
+    bone, lab, shape = c.lab > 0, c.lab, c.shape
     cortical = rng.uniform(700, 1400)
-    cortical_fraction = float(np.clip(rng.uniform(0.6, 1.4) / s, 0.15, 1.0))
+    cortical_fraction = float(np.clip(rng.uniform(0.6, 1.4) / c.s, 0.15, 1.0))
     trabecular = rng.uniform(60, 300, size=64).astype(np.float32)  # real CTs at 2.5 mm: interior medians 75-165 HU
     marrow_texture = 45 * _texture(shape, rng, 0.7)
+    hu = c.hu
     if distractor.any():
         hu[distractor] = trabecular[0] + marrow_texture[distractor]
         rim = _shell(distractor)
@@ -285,23 +341,29 @@ def synthesize_ct(labels: np.ndarray, rng: np.random.Generator, spacing_mm: floa
     edge = bone & _label_boundary(lab)
     hu[edge] = cortical_fraction * cortical + (1 - cortical_fraction) * hu[edge] + 40 * rng.standard_normal(int(edge.sum()))
 
-    # acquisition: blur (partial volume), noise
-    hu = ndimage.gaussian_filter(hu, rng.uniform(0.4, 1.0))
-    hu += rng.uniform(10, 60) * rng.standard_normal(shape).astype(np.float32)
-    hu = np.maximum(hu, -1024.0)
 
-    if crop:
-        lo, hi = np.zeros(3, dtype=int), np.array(shape)
-        if rng.random() < 0.7:
-            keep = int(rng.uniform(0.45, 1.0) * shape[0])
-            lo[0] = int(rng.integers(0, shape[0] - keep + 1))
-            hi[0] = lo[0] + keep
-        if rng.random() < 0.4:
-            for axis in (1, 2):
-                keep = int(rng.uniform(0.55, 1.0) * shape[axis])
-                lo[axis] = int(rng.integers(0, shape[axis] - keep + 1))
-                hi[axis] = lo[axis] + keep
-        if lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].any():
-            sl = tuple(slice(a, b) for a, b in zip(lo, hi))
-            hu, lab = hu[sl], lab[sl]
-    return np.ascontiguousarray(hu, dtype=np.float32), np.ascontiguousarray(lab, dtype=np.int16)
+def _acquisition(hu: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Blur (partial volume) and scanner noise; nothing below -1024 HU."""
+    hu = ndimage.gaussian_filter(hu, rng.uniform(0.4, 1.0))
+    hu += rng.uniform(10, 60) * rng.standard_normal(hu.shape).astype(np.float32)
+    return np.maximum(hu, -1024.0)
+
+
+def _field_of_view(hu: np.ndarray, lab: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """A random partial field of view: a z-crop (70 %) and an in-plane crop (40 %), kept only if a vertebra
+    stays in view."""
+    shape = lab.shape
+    lo, hi = np.zeros(3, dtype=int), np.array(shape)
+    if rng.random() < 0.7:
+        keep = int(rng.uniform(0.45, 1.0) * shape[0])
+        lo[0] = int(rng.integers(0, shape[0] - keep + 1))
+        hi[0] = lo[0] + keep
+    if rng.random() < 0.4:
+        for axis in (1, 2):
+            keep = int(rng.uniform(0.55, 1.0) * shape[axis])
+            lo[axis] = int(rng.integers(0, shape[axis] - keep + 1))
+            hi[axis] = lo[axis] + keep
+    if not lab[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]].any():
+        return hu, lab
+    sl = tuple(slice(a, b) for a, b in zip(lo, hi))
+    return hu[sl], lab[sl]
