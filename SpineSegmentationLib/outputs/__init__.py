@@ -32,10 +32,10 @@ import os
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import SimpleITK as sitk
 
 from ..errors import OutputExistsError
+from ..geometry import same_grid
 from ..result import SpineSegmentationResult
 from .centroids import write_ctd
 from .dicom_seg import write_dicom_seg_output
@@ -54,9 +54,6 @@ OUTPUT_FILES: dict[str, str] = {
     "qc": "qc.png",
 }
 
-#: Geometry tolerance (relative to the spacing) when checking that labels lie on the input grid.
-_GEOMETRY_TOLERANCE = 1e-4
-
 __all__ = ["OUTPUT_FILES", "OutputStaging", "check_outputs_free", "output_paths", "write_outputs"]
 
 
@@ -66,14 +63,7 @@ def output_paths(output_dir: str | os.PathLike) -> dict[str, Path]:
 
 
 def _check_same_grid(labels: sitk.Image, image: sitk.Image) -> None:
-    spacing = np.array(image.GetSpacing())
-    ok = (
-        labels.GetSize() == image.GetSize()
-        and np.allclose(labels.GetSpacing(), spacing, rtol=_GEOMETRY_TOLERANCE)
-        and np.allclose(labels.GetOrigin(), image.GetOrigin(), atol=_GEOMETRY_TOLERANCE * spacing.min())
-        and np.allclose(labels.GetDirection(), image.GetDirection(), atol=_GEOMETRY_TOLERANCE)
-    )
-    if not ok:
+    if not same_grid(labels, image):
         raise ValueError(
             "result.labels is not on the input image's grid (size/spacing/origin/direction differ); "
             "resample it with geometry.label_to_input_grid before writing"
