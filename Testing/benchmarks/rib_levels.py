@@ -30,26 +30,28 @@ RIBS_LEFT = range(92, 104)
 RIBS_RIGHT = range(104, 116)
 
 
-def rib_number(label: int) -> int:
-    """1..12 for a TotalSegmentator v2 rib id, 0 otherwise."""
-    if label in RIBS_LEFT:
-        return label - 91
-    if label in RIBS_RIGHT:
-        return label - 103
-    return 0
+def rib_numbers(anatomy: np.ndarray) -> np.ndarray:
+    """Rib number 1..12 per voxel of a TotalSegmentator v2 map (left 92-103, right 104-115), 0 elsewhere."""
+    left = (anatomy >= RIBS_LEFT.start) & (anatomy < RIBS_LEFT.stop)
+    right = (anatomy >= RIBS_RIGHT.start) & (anatomy < RIBS_RIGHT.stop)
+    return np.where(left, anatomy - (RIBS_LEFT.start - 1), np.where(right, anatomy - (RIBS_RIGHT.start - 1), 0))
 
 
 def rib_levels(prediction: sitk.Image, anatomy: sitk.Image, reach_mm: float = 5.0) -> list[dict]:
     anatomy = sitk.Resample(anatomy, prediction, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     pred = sitk.GetArrayFromImage(prediction)
     ana = sitk.GetArrayFromImage(anatomy)
-    ribs = np.vectorize(rib_number)(np.where((ana >= 92) & (ana <= 115), ana, 0))
+    ribs = rib_numbers(ana)
     spacing = np.array(prediction.GetSpacing()[::-1])
+    margin = np.ceil(reach_mm / spacing).astype(int) + 1
     rows = []
-    for label in sorted(int(v) for v in np.unique(pred) if v != 0):
-        mask = pred == label
-        near = ndimage.distance_transform_edt(~mask, sampling=spacing) <= reach_mm
-        touching = ribs[near & (ribs > 0)]
+    for label, box in enumerate(ndimage.find_objects(pred.astype(np.int32)), start=1):
+        if box is None:
+            continue
+        # the vertebra's bounding box grown by the reach: the distance transform needs nothing beyond it
+        box = tuple(slice(max(b.start - m, 0), b.stop + m) for b, m in zip(box, margin))
+        near = ndimage.distance_transform_edt(pred[box] != label, sampling=spacing) <= reach_mm
+        touching = ribs[box][near & (ribs[box] > 0)]
         numbers, counts = np.unique(touching, return_counts=True)
         implied = T1 + int(numbers[np.argmax(counts)]) - 1 if numbers.size else None
         rows.append({
