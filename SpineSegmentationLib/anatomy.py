@@ -46,6 +46,9 @@ COLUMNS: dict[str, tuple[int, ...]] = {
     "with T13 and L6": COLUMN_ORDER,
 }
 
+#: Most vertebrae a spine has: the longest column (C1-C7, T1-T13, L1-L6).
+MAX_COLUMN_LENGTH = max(len(column) for column in COLUMNS.values())
+
 
 def is_column_vertebra(label: int) -> bool:
     """True for the levels of the column (C1..L5, T13, L6): the labels with a position on the regression scale,

@@ -15,7 +15,7 @@ import traceback
 from pathlib import Path
 from typing import Callable, Optional
 
-from .errors import Interrupted, OutputExistsError, OutputWriteError, SpineSegmentationError
+from .errors import Interrupted, OutputWriteError, SpineSegmentationError
 
 DESCRIPTION = """\
 Vertebra segmentation, labelling (VerSe numbers: 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 sacrum,
@@ -199,18 +199,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, evaluate_points, format_table, write_report
+    from .evaluation import evaluate, evaluate_points, format_table, write_points_report, write_report
 
     if args.reference.lower().endswith(".json"):  # point references (VerSe centroid file)
         result = evaluate_points(args.prediction, args.reference)
         print(json.dumps(result, indent=2))
         if args.output:
-            out = Path(args.output) / "evaluation_points.json"
-            if out.exists() and not args.overwrite:
-                raise OutputExistsError(f"{out} already exists; pass --overwrite or choose another folder with -o")
-            out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-            print(f"written: {out}")
+            print(f"written: {write_points_report(result, args.output, overwrite=args.overwrite)}")
         return 0
     report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention)
     print(format_table(report))

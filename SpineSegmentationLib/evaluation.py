@@ -73,6 +73,8 @@ COVER_FRACTION = 0.25
 _RANK = {label: rank for rank, label in enumerate(ANATOMICAL_ORDER)}
 #: Files written by :func:`write_report`.
 REPORT_FILES = ("evaluation.json", "evaluation.csv", "evaluation.png")
+#: File written by :func:`write_points_report`.
+POINTS_REPORT_FILE = "evaluation_points.json"
 
 _CODE_BASE = 1 << 16  # pair code = reference * base + prediction (labels are < 2^15)
 _SIX_CONNECTED = ndimage.generate_binary_structure(3, 1)
@@ -692,6 +694,33 @@ def format_table(report: EvaluationReport) -> str:
     return "\n".join(out)
 
 
+def _claim_report_files(out_dir: Path, paths, overwrite: bool) -> None:
+    """Create ``out_dir`` for report files ``paths``, refusing (before anything is written) a folder that is a file
+    and, unless ``overwrite``, report files that exist."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputExistsError(f"output folder {out_dir} is a file; choose another output folder with -o")
+    if not overwrite:
+        for path in paths:
+            if path.exists():
+                raise OutputExistsError(
+                    f"{path} already exists; pass --overwrite (overwrite=True) or choose another folder with -o"
+                )
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def write_points_report(result: dict, out_dir: Union[str, os.PathLike], overwrite: bool = False) -> Path:
+    """Write the result of :func:`evaluate_points` as ``evaluation_points.json`` into ``out_dir``.
+
+    Raises:
+        OutputExistsError: as :func:`write_report`.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / POINTS_REPORT_FILE
+    _claim_report_files(out_dir, [path], overwrite)
+    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
+
+
 def write_report(
     report: EvaluationReport, out_dir: Union[str, os.PathLike], overwrite: bool = False
 ) -> dict[str, Path]:
@@ -706,16 +735,8 @@ def write_report(
             or ``out_dir`` is a file.
     """
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputExistsError(f"output folder {out_dir} is a file; choose another output folder with -o")
     paths = {name.split(".")[-1]: out_dir / name for name in REPORT_FILES}
-    if not overwrite:
-        for path in paths.values():
-            if path.exists():
-                raise OutputExistsError(
-                    f"{path} already exists; pass --overwrite (overwrite=True) or choose another folder with -o"
-                )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _claim_report_files(out_dir, paths.values(), overwrite)
     paths["json"].write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
     columns = [f.name for f in fields(VertebraScore)]
     with paths["csv"].open("w", newline="", encoding="utf-8") as handle:

@@ -341,10 +341,7 @@ def scan_nifti(path: PathLike) -> Optional[NiftiScan]:
     Raises:
         OSError, EOFError, zlib.error: the file or its gzip stream cannot be read.
     """
-    with open(path, "rb") as stream:
-        compressed = stream.read(2) == _GZIP_MAGIC  # ITK also reads a misnamed, uncompressed .nii.gz
-    opener = gzip.open if compressed else open
-    with opener(path, "rb") as stream:
+    with _open_nifti(path) as stream:
         head = stream.read(540)
         layout = _nifti_layout(head)
         if layout is None:
@@ -395,12 +392,18 @@ def _check_nifti_file(path: Path) -> None:
         raise non_finite_error(scan.n_nan, scan.n_inf)
 
 
+def _open_nifti(path: PathLike):
+    """A binary stream of a NIfTI file's bytes, gunzipped when it is gzip-compressed (ITK also reads a misnamed,
+    uncompressed .nii.gz, so the magic bytes decide, not the name)."""
+    with open(path, "rb") as stream:
+        compressed = stream.read(2) == _GZIP_MAGIC
+    return gzip.open(path, "rb") if compressed else open(path, "rb")
+
+
 def _check_nifti_header(path: Path) -> None:
     """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header (reads only the header)."""
     try:
-        with open(path, "rb") as stream:
-            compressed = stream.read(2) == _GZIP_MAGIC
-        with (gzip.open if compressed else open)(path, "rb") as stream:
+        with _open_nifti(path) as stream:
             head = stream.read(540)
     except (OSError, EOFError, zlib.error) as exc:
         raise _unreadable_nifti(path, exc) from exc

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .anatomy import COLUMNS, L6, T13, column_position, vertebra_name
+from .anatomy import COLUMNS, L6, MAX_COLUMN_LENGTH, T13, column_position, vertebra_name
 from .result import LabelingAlternative
 
 #: Prevalence of a 13th thoracic vertebra: in 65 of 1446 consecutive patients with a spine CT (4.5 %) the first
@@ -112,8 +112,9 @@ def refine_labels(
         column_position(lab)  # raises for non-vertebra labels such as the sacrum
     if n == 0:
         return LabelingResult([], [], 0.0, [])
-    if n > max(len(c) for c in COLUMNS.values()):
-        raise ValueError(f"{n} vertebrae detected, more than any spine has (26 with T13 and L6); check the input")
+    if n > MAX_COLUMN_LENGTH:
+        raise ValueError(f"{n} vertebrae detected, more than any spine has ({MAX_COLUMN_LENGTH} with T13 and L6); "
+                         "check the input")
 
     candidates: dict[tuple[int, ...], tuple[float, str]] = {}
     for column_name, column in COLUMNS.items():

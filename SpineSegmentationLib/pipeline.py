@@ -17,6 +17,7 @@ import torch
 from scipy import ndimage
 
 from .anatomy import vertebra_name
+from .device_fallback import traverse_with_fallback
 from .errors import CancelledError, DeviceError, ModelFileError
 from .geometry import label_measurements, labels_on_input_grid, lps_to_ras, to_canonical
 from .labeling import refine_labels
@@ -26,7 +27,6 @@ from .preprocessing import normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
-from .device_fallback import traverse_with_fallback
 from .sanity import add_warnings, anatomy_warnings, check_vertebra_count
 from .traversal import DetectedVertebra, Traversal, TraversalResult
 

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import stats
 
+from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
 from .errors import InputImageError
-from .labeling import COLUMNS
-
-#: Most vertebrae a spine has: C1-C7, T1-T13 and L1-L6 at the most (the longest column of the labelling).
-MAX_VERTEBRAE = max(len(column) for column in COLUMNS.values())
 
 #: HU threshold between air (-1000 HU) and the body (fat -100 HU and denser): voxels above are "body".
 BODY_HU = -500.0
@@ -140,7 +138,7 @@ def anatomy_warnings(vertebrae) -> list[str]:
         return []
     height = np.array([v.centroid_ras_mm[2] for v in vertebrae], dtype=float)
     regressed = np.array([v.label_regressed for v in vertebrae], dtype=float)
-    rho = float(np.corrcoef(_ranks(height), _ranks(regressed))[0, 1])
+    rho = float(stats.spearmanr(height, regressed).statistic)
     if not rho > MAX_LEVEL_HEIGHT_CORRELATION:
         return []
     return [
@@ -150,10 +148,6 @@ def anatomy_warnings(vertebrae) -> list[str]:
         "the voxel data are probably upside down relative to the header (a wrong export), and the labels are then "
         "probably wrong. Check the image in a viewer; fix the header's direction or re-export the CT."
     ]
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(values, kind="stable"), kind="stable").astype(float)
 
 
 def add_warnings(result, warnings: list[str]) -> None:

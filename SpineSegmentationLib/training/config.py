@@ -19,8 +19,8 @@ typo cannot silently fall back to a default):
 - ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings,
   augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see
   :func:`~.augmentation.random_pose`; ``memory_error_probability``: :func:`~.augmentation.perturb_memory`);
-  ``init_from``: an earlier run's ``checkpoint.pt`` or a model folder to start from; ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of
-  copying it.
+  ``init_from``: an earlier run's ``checkpoint.pt`` or a model folder to start from;
+  ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of copying it.
 """
 
 from __future__ import annotations

@@ -223,14 +223,13 @@ class PatchSampler:
         if target:
             info = visible[target]
             tmask = labels == target
-            for k, v in visible.items():
-                if k != target and self._before(info.position, v.position):
-                    memory |= labels == k
+            before = [v for k, v in visible.items() if k != target and self._before(info.position, v.position)]
+            for v in before:
+                memory |= labels == v.label
             cut = info.touches_yx_border or info.z_profile[z0] > 0 or info.z_profile[z1 - 1] > 0
             inside = int(tmask.sum()) if pose is None else self._count_inside(volume, info, centre, pose, z0, z1)
             complete = float(not cut and inside >= (1.0 - self.completeness_tolerance) * info.count)
             label = info.position
-            before = [v for k, v in visible.items() if k != target and self._before(info.position, v.position)]
             if self.augment and before and rng.random() < self.memory_error_probability:
                 previous = min(before, key=lambda v: abs(v.position - info.position))
                 memory, tmask = augmentation.perturb_memory(memory, tmask, labels == previous.label, rng,

@@ -24,6 +24,7 @@ from SpineSegmentationLib.evaluation import (
     identification,
     surface_distances,
     weighted_kappa,
+    write_points_report,
     write_report,
 )
 from SpineSegmentationLib.outputs import write_outputs
@@ -360,3 +361,7 @@ def test_point_references_identify_per_level(reference_verse, tmp_path):
     assert off["missing_levels"] == ["L5"] and off["extra_levels"] == ["T10"]
     with pytest.raises(InputImageError, match="does not exist"):
         evaluate_points(reference_verse, tmp_path / "missing_ctd.json")
+    written = write_points_report(off, tmp_path / "report")
+    assert json.loads(written.read_text()) == off
+    with pytest.raises(OutputExistsError, match="already exists"):
+        write_points_report(exact, tmp_path / "report")
