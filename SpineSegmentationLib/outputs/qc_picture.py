@@ -28,6 +28,7 @@ An empty result (no vertebra) shows the views through the volume centre with "no
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -100,6 +101,21 @@ def _label_projection(labels: np.ndarray, values: list[int], axis: int) -> np.nd
     counts = np.stack([(labels == v).sum(axis=axis) for v in values])
     best = counts.argmax(axis=0)
     return np.where(counts.max(axis=0) > 0, np.array(values, dtype=np.int16)[best], 0).astype(np.int16)
+
+
+#: Font size of the picture's title (points), the height of one title line and the characters that fit in one inch.
+_TITLE_POINTS = 11
+_TITLE_LINE_IN = 0.2
+_TITLE_CHARS_PER_IN = 10.5
+#: Space above the views for a one-line title and the view captions (inches).
+_TITLE_MARGIN_IN = 0.55
+
+
+def _wrapped_title(result: SpineSegmentationResult, width_in: float) -> str:
+    """The title and the result's message (with its warnings), each line wrapped to the figure's width."""
+    lines = [_title(result)] + (result.message.splitlines() if result.message else [])
+    width = max(40, int(width_in * _TITLE_CHARS_PER_IN))
+    return "\n".join(textwrap.fill(line, width) for line in lines)
 
 
 def _title(result: SpineSegmentationResult) -> str:
@@ -227,7 +243,9 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
     fig = Figure(figsize=(fig_w, fig_h), facecolor="black")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [n_y, n_x], "wspace": 0.03})
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=0.9 if result.message else 0.93)
+    title = _wrapped_title(result, fig_w)
+    title_in = _TITLE_LINE_IN * title.count("\n") + _TITLE_MARGIN_IN  # the title's height above the views
+    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1.0 - title_in / fig_h)
     for ax in axes:
         ax.set_facecolor("black")
     _draw_view(axes[0], sagittal_ct, sagittal_lab, spacing, vertebrae, ("A", "P", "S", "I"), rows_of, sag_places)
@@ -238,8 +256,5 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
         for ax in axes:
             ax.text(0.5, 0.5, "no spine found", transform=ax.transAxes, color="yellow", fontsize=18,
                     fontweight="bold", ha="center", va="center", path_effects=_OUTLINE)
-    title = _title(result)
-    if result.message:
-        title += "\n" + result.message
-    fig.suptitle(title, color="white", fontsize=11)
+    fig.suptitle(title, color="white", fontsize=_TITLE_POINTS)
     fig.savefig(str(path), dpi=DPI, facecolor="black", format="png")
