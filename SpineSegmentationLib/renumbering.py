@@ -29,7 +29,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from .anatomy import column_position, is_column_vertebra, verse_label, vertebra_name
-from .labeling import label_probability, refine_labels
+from .anatomy_evidence import VertebraEvidence
+from .labeling import refine_labels, sequence_probabilities
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra
 
 #: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
@@ -43,7 +44,7 @@ class Relabeling:
     Attributes:
         mapping: old VerSe label -> new VerSe label, for every vertebra (unchanged ones map to themselves).
         vertebrae: the vertebrae with new labels, names and ``p_label``, cranio-caudal order.
-        likelihood: average label probability of the new sequence (seed 002 section 3.4), in [0, 1].
+        likelihood: posterior probability of the new sequence (``labeling.py``), in [0, 1].
         alternatives: candidate sequences ordered by likelihood (see :func:`refine_labels`); for a stated level
             all of them respect the statement.
     """
@@ -94,11 +95,14 @@ def _find(vertebrae: list[Vertebra], label: int) -> int:
     raise ValueError(f"no vertebra with label {label} in this result; present: {present}")
 
 
-def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int]) -> list[Vertebra]:
-    return [
-        replace(v, label=int(lab), name=vertebra_name(lab), p_label=round(label_probability(v.label_regressed, lab), 4))
-        for v, lab in zip(ordered, new_labels)
-    ]
+def _evidence(ordered: list[Vertebra]) -> list[VertebraEvidence]:
+    """The anatomical evidence the vertebrae carry (measured when the result was made)."""
+    return [VertebraEvidence(rib_sides=v.rib_sides, sacrum_below=v.sacrum_below) for v in ordered]
+
+
+def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int], p_labels: Sequence[float]) -> list[Vertebra]:
+    return [replace(v, label=int(lab), name=vertebra_name(lab), p_label=round(float(p), 4))
+            for v, lab, p in zip(ordered, new_labels, p_labels)]
 
 
 def renumber_vertebrae(
@@ -126,10 +130,11 @@ def renumber_vertebrae(
         raise ValueError(f"label {vertebra_label} is not a vertebra of the column (C1-L5, T13, L6): the sacrum "
                          "takes no part in renumbering; state the level of a vertebra instead")
     index = _find(ordered, vertebra_label)
-    labeling = refine_labels([v.label_regressed for v in ordered], constraints={index: _level(stated_level)})
+    labeling = refine_labels([v.label_regressed for v in ordered], constraints={index: _level(stated_level)},
+                             evidence=_evidence(ordered))
     return Relabeling(
         mapping={int(v.label): int(lab) for v, lab in zip(ordered, labeling.labels)},
-        vertebrae=_with_others(_relabelled(ordered, labeling.labels), vertebrae),
+        vertebrae=_with_others(_relabelled(ordered, labeling.labels, labeling.probabilities), vertebrae),
         likelihood=labeling.likelihood,
         alternatives=labeling.alternatives,
     )
@@ -152,12 +157,12 @@ def relabel_vertebrae(vertebrae: Iterable[Vertebra], labels: Sequence[int]) -> R
         raise ValueError(f"a labelling must not repeat a level, got {labels}")
     for label in labels:
         column_position(label)
-    probabilities = [label_probability(v.label_regressed, lab) for v, lab in zip(ordered, labels)]
-    likelihood = float(np.mean(probabilities)) if probabilities else 0.0
+    probabilities, likelihood = sequence_probabilities([v.label_regressed for v in ordered], labels,
+                                                       _evidence(ordered)) if ordered else ([], 0.0)
     alternatives = labeling_alternatives(ordered)
     return Relabeling(
         mapping={int(v.label): lab for v, lab in zip(ordered, labels)},
-        vertebrae=_with_others(_relabelled(ordered, labels), vertebrae),
+        vertebrae=_with_others(_relabelled(ordered, labels, probabilities), vertebrae),
         likelihood=likelihood,
         alternatives=alternatives,
     )
@@ -168,8 +173,8 @@ def labeling_alternatives(
 ) -> list[LabelingAlternative]:
     """Candidate label sequences of the column, most likely first (seed 002 section 3.4, no constraint).
 
-    The list holds the best sequence, its shifts by +-1 level (always, even at zero likelihood), and other
-    sequences with non-zero likelihood such as the T13 / L6 variants. Each entry's ``labels`` are in
+    The list holds the best sequence, its shifts by +-1 level (always), and other sequences with a posterior
+    probability above 0.1 % such as the T13 / L6 variants, with the anatomical evidence the vertebrae carry. Each entry's ``labels`` are in
     cranio-caudal order and can be applied with :func:`apply_alternative`.
 
     Args:
@@ -182,7 +187,8 @@ def labeling_alternatives(
     vertebrae = result_or_vertebrae.vertebrae if isinstance(result_or_vertebrae, SpineSegmentationResult) \
         else result_or_vertebrae
     ordered = cranio_caudal(vertebrae)
-    return refine_labels([v.label_regressed for v in ordered], max_alternatives=max_alternatives).alternatives
+    return refine_labels([v.label_regressed for v in ordered], max_alternatives=max_alternatives,
+                         evidence=_evidence(ordered)).alternatives
 
 
 def relabel_label_map(labels: sitk.Image, mapping: dict[int, int]) -> sitk.Image:

