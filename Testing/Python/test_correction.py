@@ -40,7 +40,7 @@ from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json, wri
 # the oracle world: 1 mm synthetic CT, bone HU encodes the VerSe label
 
 PATCH = 48  # large enough that a patch centred on one vertebra also shows its neighbours
-BONE_HU, HU_PER_LABEL = 1000.0, 50.0
+BONE_HU, HU_PER_LABEL = 250.0, 10.0  # 450-490 HU for L1-L5: bone, not denser (MAX_MEDIAN_HU)
 SHAPE = (130, 40, 40)  # [z, y, x] = [S, P, L]
 LEVELS = [24, 23, 22, 21, 20]  # L5 at the bottom ... L1 at the top
 BOX_Z, PITCH, Z0 = 14, 22, 6  # box height, centre-to-centre distance, first box's lowest slice
@@ -83,7 +83,7 @@ def _truth() -> np.ndarray:
 
 
 def _ct(labels: np.ndarray) -> sitk.Image:
-    """Synthetic CT on an identity-direction 1 mm grid (input grid = canonical grid): air, bone = 1000 + 50 x label."""
+    """Synthetic CT on an identity-direction 1 mm grid (input grid = canonical grid): air, bone = 250 + 10 x label."""
     hu = np.where(labels > 0, BONE_HU + HU_PER_LABEL * labels, -1000.0).astype(np.float32)
     image = sitk.GetImageFromArray(hu)
     image.SetOrigin((-20.0, -20.0, -60.0))

@@ -239,6 +239,18 @@ def test_a_fragment_with_too_little_bone_intensity_is_rejected(bone_voxels, kept
     assert _instance_ids(traverse(intensity, model, torch.device("cpu")), vol) == [1, 2, 3, 4, 5]  # no threshold
 
 
+def test_a_fragment_denser_than_bone_is_rejected():
+    """Contrast agent (or metal) the network takes for a vertebra: the middle structure's median lies above the
+    dense threshold, the others' below; without the threshold it is kept."""
+    vol, totals = _column()
+    intensity = np.where(vol > 0, vol + 100, 0).astype(np.float32)
+    intensity[vol == 3] = 503  # 'contrast agent'
+    model = _model(InstanceOracle(totals, modulo=100))
+    res = traverse(intensity, model, torch.device("cpu"), bone_threshold=50.0, dense_threshold=300.0)
+    assert _instance_ids(res, vol) == [1, 2, 4, 5] and res.rejected == 1
+    assert _instance_ids(traverse(intensity, model, torch.device("cpu"), bone_threshold=50.0), vol) == [1, 2, 3, 4, 5]
+
+
 class OffsetOracle(nn.Module):
     """Segments an 11^3 box whose centre lies ``offset`` voxels above the patch centre (z), wherever the patch is:
     the bounding-box centre is always the patch centre + (offset, 0, 0)."""
