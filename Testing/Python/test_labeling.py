@@ -61,8 +61,8 @@ def test_alternatives_are_ordered_by_posterior_and_include_the_shifts():
 
 
 def test_transitional_vertebrae_are_chosen_or_listed_as_the_evidence_says():
-    # thirteen rib-bearing vertebrae between C7 and L1: the thirteenth is T13
-    column = [C7, *range(T1, T12 + 1), T13, L1]
+    # thirteen rib-bearing vertebrae between two rib-free ones at either end (C6, C7 and L1, L2): T13
+    column = [6, C7, *range(T1, T12 + 1), T13, L1, 21]
     assert refine_labels([column_position(v) for v in column], evidence=_ribs(column)).labels == column
     # six rib-free vertebrae between two rib-bearing ones and the sacrum: L6, or a T12 whose ribs were missed
     # (both variants are rare); the L6 column is the runner-up with a fair share
