@@ -71,25 +71,19 @@ class VertebraEvidence:
     rib_sides: Optional[int] = None
     sacrum_below: Optional[bool] = None
 
-    def as_dict(self) -> dict:
-        return {"rib_sides": self.rib_sides, "sacrum_below": self.sacrum_below}
 
-
-def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> list[VertebraEvidence]:
+def gather_evidence(image: sitk.Image, ids_image: sitk.Image, order: list[int]) -> list[VertebraEvidence]:
     """Rib and sacrum evidence for segmented vertebrae.
 
     Args:
         image: the CT (HU), any orientation; LPS geometry as in ITK.
-        ids: int array [k, j, i] on ``image``'s grid (``sitk.GetArrayFromImage`` order): one id per vertebra,
-            0 elsewhere.
+        ids_image: integer image on ``image``'s grid: one id per vertebra, 0 elsewhere.
         order: the ids to report, any order.
 
     Returns:
         One :class:`VertebraEvidence` per id in ``order`` (an id without voxels gets an empty one).
     """
     hu, reference = to_canonical(image, EVIDENCE_SPACING_MM)
-    ids_image = sitk.GetImageFromArray(ids.astype(np.int32))
-    ids_image.CopyInformation(image)
     grid_ids = sitk.GetArrayFromImage(
         sitk.Resample(ids_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     free_bone = (hu > BONE_HU) & (grid_ids == 0)
