@@ -72,12 +72,13 @@ class VertebraEvidence:
     sacrum_below: Optional[bool] = None
 
 
-def gather_evidence(image: sitk.Image, ids_image: sitk.Image, order: list[int]) -> list[VertebraEvidence]:
+def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> list[VertebraEvidence]:
     """Rib and sacrum evidence for segmented vertebrae.
 
     Args:
         image: the CT (HU), any orientation; LPS geometry as in ITK.
-        ids_image: integer image on ``image``'s grid: one id per vertebra, 0 elsewhere.
+        ids: integer array [k, j, i] on ``image``'s grid (``sitk.GetArrayFromImage`` order): one id per vertebra,
+            0 elsewhere. Only the box around its vertebrae is copied.
         order: the ids to report, any order.
 
     Returns:
@@ -85,7 +86,7 @@ def gather_evidence(image: sitk.Image, ids_image: sitk.Image, order: list[int]) 
     """
     hu, reference = to_canonical(image, EVIDENCE_SPACING_MM)
     grid_ids = sitk.GetArrayFromImage(
-        sitk.Resample(ids_image, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+        sitk.Resample(_labelled_box(ids, image), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     free_bone = (hu > BONE_HU) & (grid_ids == 0)
     centres = {i: c for i, c in zip(order, _centres(grid_ids, order)) if c is not None}
     lowest = min(centres, key=lambda i: centres[i][0]) if centres else None
@@ -98,6 +99,19 @@ def gather_evidence(image: sitk.Image, ids_image: sitk.Image, order: list[int]) 
         ribs = None if sacrum else _rib_sides(free_bone, grid_ids == i, centres[i])
         out.append(VertebraEvidence(rib_sides=ribs, sacrum_below=sacrum))
     return out
+
+
+def _labelled_box(ids: np.ndarray, image: sitk.Image) -> sitk.Image:
+    """The box of ``ids`` that holds every vertebra, as an image placed where it lies in ``image``."""
+    box = []
+    for axis in range(3):
+        nonzero = np.flatnonzero(ids.any(axis=tuple(a for a in range(3) if a != axis)))
+        box.append(slice(int(nonzero[0]), int(nonzero[-1]) + 1) if nonzero.size else slice(0, 1))
+    part = sitk.GetImageFromArray(np.ascontiguousarray(ids[tuple(box)], dtype=np.int32))
+    part.SetSpacing(image.GetSpacing())
+    part.SetDirection(image.GetDirection())
+    part.SetOrigin(image.TransformIndexToPhysicalPoint([b.start for b in reversed(box)]))
+    return part
 
 
 def _centres(grid_ids: np.ndarray, order: list[int]) -> list[Optional[tuple[float, float, float]]]:

@@ -456,9 +456,7 @@ def assemble_result(
     ids = _ids_on_input_grid(scan, reporter, new_ids, refine_surface, kept_ids, others)
     image = scan.image
     reporter.stage("labeling", "anatomical evidence and maximum-likelihood labelling")
-    ids_image = sitk.GetImageFromArray(ids)
-    ids_image.CopyInformation(image)
-    evidence = gather_evidence(image, ids_image, [c.id for c in ordered])
+    evidence = gather_evidence(image, ids, [c.id for c in ordered])
     labeling = refine_labels([c.label_regressed for c in ordered],
                              constraints={i: c.stated_level for i, c in enumerate(ordered) if c.stated_level},
                              evidence=evidence)
@@ -470,6 +468,8 @@ def assemble_result(
     labels_image.CopyInformation(image)
 
     reporter.stage("summary", "measuring the vertebrae")
+    ids_image = sitk.GetImageFromArray(ids)
+    ids_image.CopyInformation(image)
     vertebrae = _summaries(ids_image, ordered, labeling, evidence)
     if others is not None:
         vertebrae += _other_structures(others, image, edited_others)

