@@ -18,7 +18,7 @@ import torch
 
 from SpineSegmentationLib.anatomy import to_verse
 from SpineSegmentationLib.cli import default_output_dir, main
-from SpineSegmentationLib.errors import InputImageError, ModelFileError
+from SpineSegmentationLib.errors import ModelFileError
 from SpineSegmentationLib.evaluation import evaluate
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.pipeline import GPU_SLIDING_BATCH, Reporter, prepare_scan, segment_spine
