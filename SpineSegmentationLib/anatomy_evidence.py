@@ -95,8 +95,9 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
         if i not in centres:
             out.append(VertebraEvidence())
             continue
-        sacrum = _sacrum_below(free_bone, grid_ids == i, centres[i]) if i == lowest else None
-        ribs = None if sacrum else _rib_sides(free_bone, grid_ids == i, centres[i])
+        mask = grid_ids == i
+        sacrum = _sacrum_below(free_bone, mask, centres[i]) if i == lowest else None
+        ribs = None if sacrum else _rib_sides(free_bone, mask, centres[i])
         out.append(VertebraEvidence(rib_sides=ribs, sacrum_below=sacrum))
     return out
 
@@ -115,8 +116,9 @@ def _labelled_box(ids: np.ndarray, image: sitk.Image) -> sitk.Image:
 
 
 def _centres(grid_ids: np.ndarray, order: list[int]) -> list[Optional[tuple[float, float, float]]]:
-    counts = ndimage.sum_labels(np.ones_like(grid_ids, dtype=np.uint8), grid_ids, order)
-    centres = ndimage.center_of_mass(np.ones_like(grid_ids, dtype=np.uint8), grid_ids, order)
+    ones = np.ones_like(grid_ids, dtype=np.uint8)
+    counts = ndimage.sum_labels(ones, grid_ids, order)
+    centres = ndimage.center_of_mass(ones, grid_ids, order)
     return [tuple(float(v) for v in c) if n > 0 else None for c, n in zip(centres, counts)]
 
 

@@ -165,6 +165,13 @@ def _scored_sequences(r: np.ndarray, constraints: dict[int, int],
     return scored
 
 
+def _posterior(scored: dict[tuple[int, ...], tuple[float, str]]) -> tuple[list[tuple[int, ...]], np.ndarray]:
+    """The scored sequences and their posterior probabilities (normalized over all of them)."""
+    seqs = list(scored)
+    log_p = np.array([scored[s][0] for s in seqs])
+    return seqs, np.exp(log_p - logsumexp(log_p))
+
+
 def refine_labels(
     regressed: list[float] | np.ndarray,
     constraints: dict[int, int] | None = None,
@@ -209,9 +216,7 @@ def refine_labels(
                            for i, lab in sorted(constraints.items()))
         raise ValueError(f"no contiguous labelling satisfies the stated levels ({stated}); check the stated levels, "
                          "or remove the vertebrae found between them that do not belong there")
-    seqs = list(scored)
-    log_p = np.array([scored[s][0] for s in seqs])
-    posterior = np.exp(log_p - logsumexp(log_p))
+    seqs, posterior = _posterior(scored)
     # ties: prefer the standard column, then the order of appearance (stable sort)
     order = sorted(range(len(seqs)), key=lambda k: (-posterior[k], scored[seqs[k]][1] != "standard"))
     best = seqs[order[0]]
@@ -234,10 +239,7 @@ def sequence_probabilities(regressed: Sequence[float], labels: Sequence[int],
     """Posterior marginal of each given label, and the posterior of the whole sequence ``labels``, without
     constraints (for a labelling a person picked, e.g. a runner-up alternative); 0 for a sequence the columns do
     not contain."""
-    scored = _scored_sequences(np.asarray(regressed, dtype=float), {}, evidence)
-    seqs = list(scored)
-    log_p = np.array([scored[s][0] for s in seqs])
-    posterior = np.exp(log_p - logsumexp(log_p))
+    seqs, posterior = _posterior(_scored_sequences(np.asarray(regressed, dtype=float), {}, evidence))
     labels = tuple(int(v) for v in labels)
     marginals = [float(sum(p for s, p in zip(seqs, posterior) if s[i] == lab)) for i, lab in enumerate(labels)]
     whole = float(sum(p for s, p in zip(seqs, posterior) if s == labels))

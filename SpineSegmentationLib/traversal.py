@@ -425,20 +425,15 @@ class Traversal:
 
     # ---- step 3: commit to the memory
 
-    def bone_fraction(self, fragment: Fragment) -> Optional[float]:
-        """Fraction of the fragment's voxels at or above ``bone_threshold`` (None without a threshold)."""
-        if self.bone_threshold is None:
-            return None
-        return float((self.volume[fragment.src][fragment.mask] >= self.bone_threshold).mean())
-
-    def too_dense(self, fragment: Fragment) -> bool:
-        """The fragment is denser than a vertebra (contrast agent, metal): its median is above ``dense_threshold``,
-        or more than :data:`MAX_BONE_FRACTION` of it is at ``bone_threshold``. False without a dense threshold."""
-        if self.dense_threshold is None:
-            return False
+    def bone_statistics(self, fragment: Fragment) -> tuple[Optional[float], bool]:
+        """The fragment's fraction of voxels at or above ``bone_threshold`` (None without a threshold), and whether
+        it is denser than a vertebra (contrast agent, metal): its median is above ``dense_threshold``, or more than
+        :data:`MAX_BONE_FRACTION` of it is at ``bone_threshold`` (False without a dense threshold)."""
         values = self.volume[fragment.src][fragment.mask]
-        filled = self.bone_threshold is not None and (values >= self.bone_threshold).mean() > MAX_BONE_FRACTION
-        return bool(np.median(values) > self.dense_threshold or filled)
+        fraction = None if self.bone_threshold is None else float((values >= self.bone_threshold).mean())
+        too_dense = self.dense_threshold is not None and bool(
+            np.median(values) > self.dense_threshold or (fraction is not None and fraction > MAX_BONE_FRACTION))
+        return fraction, too_dense
 
     def commit(self, track: Track) -> Optional[DetectedVertebra]:
         """Memory update of seed 002 section 3.3: the tracked vertebra goes into the output and the memory.
@@ -451,7 +446,7 @@ class Traversal:
         """
         fragment = track.fragment
         self.memory[fragment.src][fragment.mask] = 1.0
-        if not is_vertebral_bone(fragment.label, self.bone_fraction(fragment), self.too_dense(fragment)):
+        if not is_vertebral_bone(fragment.label, *self.bone_statistics(fragment)):
             self.result.rejected += 1
             return None
         instance = len(self.result.vertebrae) + 1
