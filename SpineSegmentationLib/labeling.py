@@ -110,8 +110,10 @@ def evidence_log_likelihood(label: int, column: Sequence[int], evidence: Optiona
 
 
 def regression_log_likelihood(regressed: np.ndarray, positions: np.ndarray) -> float:
-    """log of the integral over the shared offset of prod_i p(r_i | position_i + b) (module docstring)."""
-    d = regressed[None, :] - positions[None, :] - _OFFSETS[:, None]
+    """log of the integral over the shared offset of prod_i p(r_i | position_i + b) (module docstring); a
+    vertebra without a regression (NaN: a segment a person drew) adds nothing, its level follows its neighbours."""
+    finite = np.isfinite(regressed)
+    d = regressed[None, finite] - positions[None, finite] - _OFFSETS[:, None]
     gauss = np.exp(-0.5 * (d / SIGMA_NOISE) ** 2) / (SIGMA_NOISE * np.sqrt(2 * np.pi))
     per_offset = np.log((1 - OUTLIER) * gauss + OUTLIER / SCALE_WIDTH).sum(axis=1)
     log_prior = -0.5 * (_OFFSETS / SIGMA_OFFSET) ** 2
@@ -181,7 +183,8 @@ def refine_labels(
     """Most likely contiguous label sequence for vertebrae in cranio-caudal order.
 
     Args:
-        regressed: regressed label values of the N detected vertebrae, ordered from cranial (head) to caudal.
+        regressed: regressed label values of the N detected vertebrae, ordered from cranial (head) to caudal;
+            NaN for a vertebra without one (a segment a person drew), whose level then follows its neighbours.
         constraints: optional {index in ``regressed``: VerSe label} that the sequence must respect
             ("this one is L5").
         max_alternatives: how many candidate sequences to keep in ``alternatives`` beyond the best and its

@@ -52,7 +52,7 @@ def _vertebra(entry, index: int, path: Path):
         complete=complete,
         p_complete=_number(entry, "p_complete", where),
         p_label=_number(entry, "p_label", where),
-        # absent or null for a segment a person drew: NaN (renumbering then uses the level's position)
+        # absent or null for a segment a person drew: NaN (renumbering then places it by its neighbours)
         label_regressed=float("nan") if regressed is None else _number(entry, "label_regressed", where),
         centroid_ras_mm=[_number({"c": c}, "c", f"{where} centroid_ras_mm") for c in centroid],
         volume_mm3=_number(entry, "volume_mm3", where),

@@ -100,6 +100,13 @@ def test_sequence_probabilities_agree_with_the_refinement():
     assert sequence_probabilities(regressed, [1] * len(CHEST))[1] == 0.0  # not a contiguous labelling
 
 
+def test_a_vertebra_without_a_regression_takes_its_level_from_its_neighbours():
+    # a segment a person drew has no regressed value (NaN in vertebrae.json read back)
+    res = refine_labels([19.0, float("nan"), 21.0, 22.0])
+    assert res.labels == [19, 20, 21, 22]
+    assert all(0 < p <= 1 for p in res.probabilities)
+
+
 def test_impossible_constraints_and_bad_input_raise_clear_errors():
     with pytest.raises(ValueError, match="no contiguous labelling"):
         refine_labels([20.0, 21.0], constraints={0: 24, 1: 1})
