@@ -2,9 +2,9 @@
 
 Files used here: ``labels.nii.gz`` (int16 VerSe label map on the input grid) and ``vertebrae.json``
 (``{"vertebrae": [{label, name, complete, p_complete, p_label, centroid_ras_mm [x, y, z], volume_mm3,
-label_regressed, iterations, edited}], "run": {...}, "alternatives": [...], "message": str}``), read with the
-library's ``read_vertebrae_json`` and named by its ``OUTPUT_FILES``; here every field is checked, so that a
-damaged folder is refused with a message naming the field before the scene is touched.
+label_regressed, iterations, edited, rib_sides, sacrum_below}], "run": {...}, "alternatives": [...],
+"message": str}``), read with the library's ``read_vertebrae_json`` and named by its ``OUTPUT_FILES``; here every
+field is checked, so that a damaged folder is refused with a message naming the field before the scene is touched.
 The folder's other files (``segmentation.seg.nrrd``, ``centroids_ctd.json``, ``qc.png``) are not needed to
 build the Slicer nodes.
 """
@@ -58,7 +58,24 @@ def _vertebra(entry, index: int, path: Path):
         volume_mm3=_number(entry, "volume_mm3", where),
         iterations=int(_number(entry, "iterations", where, 0)),
         edited=bool(entry.get("edited", False)),
+        rib_sides=_rib_sides(entry, where),
+        sacrum_below=_optional_bool(entry, "sacrum_below", where),
     )
+
+
+def _rib_sides(entry: dict, where: str):
+    """``rib_sides`` of an entry (0, 1, 2, or None when absent or null: older files, no evidence)."""
+    value = entry.get("rib_sides")
+    if value is not None and (isinstance(value, bool) or value not in (0, 1, 2)):
+        raise ValueError(f"{where}: 'rib_sides' must be 0, 1, 2 or null, got {value!r}")
+    return value
+
+
+def _optional_bool(entry: dict, key: str, where: str):
+    value = entry.get(key)
+    if value is not None and not isinstance(value, bool):
+        raise ValueError(f"{where}: '{key}' must be true, false or null, got {value!r}")
+    return value
 
 
 @dataclass

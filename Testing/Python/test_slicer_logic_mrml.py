@@ -43,6 +43,7 @@ from SpineSegmentationModuleLib.mrml_import import (
     TAG_PREFIX,
     segment_tag,
 )
+from SpineSegmentationModuleLib.output_folder import read_output_folder
 from SpineSegmentationModuleLib.runner import ProcessRunner
 
 from mrml_helpers import ijk_to_ras, load_volume, segment_names, segment_voxels, verse_reference
@@ -289,6 +290,24 @@ def test_label_map_and_report_disagreeing_is_refused(logic, output_folder, ct_no
     with pytest.raises(ValueError, match=r"only in the label map \[22\]"):
         logic.loadResults(damaged, ct_node)
     assert scene.GetNumberOfNodes() == nodes
+
+
+def test_the_anatomy_seen_is_read_back_and_checked(output_folder, tmp_path):
+    """rib_sides and sacrum_below travel from vertebrae.json into the vertebrae the module renumbers with (the
+    labelling weighs them); a damaged value is refused, naming the field."""
+    folder = tmp_path / "evidence"
+    shutil.copytree(output_folder, folder)
+    report = json.loads((folder / "vertebrae.json").read_text())
+    report["vertebrae"][0]["rib_sides"] = 2
+    report["vertebrae"][-1]["sacrum_below"] = True
+    (folder / "vertebrae.json").write_text(json.dumps(report))
+    vertebrae = read_output_folder(folder).vertebrae
+    assert vertebrae[0].rib_sides == 2 and vertebrae[-1].sacrum_below is True
+    assert vertebrae[1].rib_sides is None and vertebrae[0].sacrum_below is None  # absent: no evidence
+    report["vertebrae"][0]["rib_sides"] = 3
+    (folder / "vertebrae.json").write_text(json.dumps(report))
+    with pytest.raises(ValueError, match=r"'rib_sides' must be 0, 1, 2 or null"):
+        read_output_folder(folder)
 
 
 def test_results_of_another_image_are_refused(logic, output_folder, scene, tptbox_ct):
