@@ -53,6 +53,8 @@ REGRESSED_TAG = TAG_PREFIX + "LabelRegressed"
 COMPLETE_TAG = TAG_PREFIX + "Complete"
 PLABEL_TAG = TAG_PREFIX + "PLabel"
 PCOMPLETE_TAG = TAG_PREFIX + "PComplete"
+RIB_SIDES_TAG = TAG_PREFIX + "RibSides"
+SACRUM_BELOW_TAG = TAG_PREFIX + "SacrumBelow"
 #: File names written for the correction process.
 LABELS_FILE = "labels.nrrd"
 #: Opacities of a completely visible vertebra (Slicer's defaults).
@@ -326,8 +328,13 @@ def vertebrae_from_segments(segmentation_node) -> list:
     """The segments with a column level as ``SpineSegmentationLib.result.Vertebra`` objects (for renumbering).
 
     ``label_regressed`` is the ``LabelRegressed`` tag, or the level's position for a segment a person drew;
+    ``rib_sides`` and ``sacrum_below`` come from the ``RibSides`` and ``SacrumBelow`` tags (None without them);
     ``centroid_ras_mm`` holds only the superior coordinate that orders the column (centre of the segment's
     bounds); volumes are not computed (0).
+
+    Raises:
+        ValueError: a ``RibSides`` tag other than 0, 1 or 2, or a ``SacrumBelow`` tag other than true or false
+            (names the segment; remove or fix the tag in the Segmentations module).
     """
     from SpineSegmentationLib.anatomy import column_position, vertebra_name
     from SpineSegmentationLib.result import Vertebra
@@ -347,8 +354,21 @@ def vertebrae_from_segments(segmentation_node) -> list:
             p_complete=float("nan"), p_label=float(p_label) if p_label else 1.0,
             label_regressed=float(regressed) if regressed else column_position(level),
             centroid_ras_mm=[0.0, 0.0, _centroid_z(segment)], volume_mm3=0.0, edited=is_edited(segment),
+            rib_sides=_evidence_tag(segment, RIB_SIDES_TAG, {"0": 0, "1": 1, "2": 2}),
+            sacrum_below=_evidence_tag(segment, SACRUM_BELOW_TAG, {"true": True, "false": False}),
         ))
     return out
+
+
+def _evidence_tag(segment, tag: str, values: dict):
+    """The value of an anatomy-evidence tag, None when the segment has none."""
+    text = segment_tag(segment, tag)
+    if text is None:
+        return None
+    if text not in values:
+        raise ValueError(f"segment {segment.GetName()!r}: tag {tag} is {text!r}, expected one of "
+                         f"{', '.join(values)}; fix or remove the tag (Segmentations module)")
+    return values[text]
 
 
 def _update_display(segmentation_node) -> None:

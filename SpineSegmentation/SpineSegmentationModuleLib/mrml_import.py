@@ -10,7 +10,9 @@ What :func:`import_output_folder` builds:
   layer (segment ID and name = level, label value = VerSe number, voxels from ``labels.nii.gz``), coloured
   and SNOMED CT coded through the ``TerminologyEntry`` tag (:func:`SpineSegmentationLib.terminology.
   slicer_terminology_entry`), with tags ``SpineSegmentation.Label``, ``.Complete``, ``.PComplete``,
-  ``.PLabel`` and ``.Edited``; incomplete vertebrae are drawn as outlines in 2D and translucent in 3D;
+  ``.PLabel``, ``.Edited``, ``.LabelRegressed``, and ``.RibSides`` / ``.SacrumBelow`` where the anatomy evidence
+  was measured (as in ``segmentation.seg.nrrd``); incomplete vertebrae are drawn as outlines in 2D and
+  translucent in 3D;
 - a ``vtkMRMLMarkupsFiducialNode`` with one control point per vertebra at its centroid, labelled by level
   (description "incomplete" for incomplete vertebrae);
 - a ``vtkMRMLTableNode``: Level, Label, Complete, Confidence (p_label), P(complete), Volume (cm3), one row
@@ -169,6 +171,10 @@ def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> 
         segment.SetTag(TAG_PREFIX + "Edited", "true" if v.edited else "false")
         if math.isfinite(v.label_regressed):  # the network's raw label: what renumbering weighs
             segment.SetTag(TAG_PREFIX + "LabelRegressed", f"{v.label_regressed:.3f}")
+        if v.rib_sides is not None:  # the anatomy evidence, which renumbering weighs too
+            segment.SetTag(TAG_PREFIX + "RibSides", str(int(v.rib_sides)))
+        if v.sacrum_below is not None:
+            segment.SetTag(TAG_PREFIX + "SacrumBelow", "true" if v.sacrum_below else "false")
         if not segmentation.AddSegment(segment, v.name):
             raise ValueError(f"segment {v.name!r} could not be added to {segmentation_node.GetName()!r}")
         if not v.complete and display is not None:

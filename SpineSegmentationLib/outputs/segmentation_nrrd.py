@@ -10,7 +10,9 @@ One segment per vertebra (in ``result.vertebrae`` order, C1 first):
   vertebra's SNOMED CT code, anatomic region only for L6/T13), plus
   ``SpineSegmentation.Label`` (VerSe number), ``SpineSegmentation.Complete`` ("true"/"false"),
   ``SpineSegmentation.PComplete``, ``SpineSegmentation.PLabel``, ``SpineSegmentation.LabelRegressed``
-  (4 decimals) and ``SpineSegmentation.Edited`` ("true"/"false").
+  (4 decimals), ``SpineSegmentation.Edited`` ("true"/"false"), and the anatomy evidence the labelling weighed
+  where it was measured: ``SpineSegmentation.RibSides`` ("0", "1" or "2") and ``SpineSegmentation.SacrumBelow``
+  ("true"/"false"), so that renumbering in Slicer weighs it too.
 
 The voxels are one 3D layer (vertebrae do not overlap) on the input grid: ``space`` left-posterior-superior,
 ``space directions`` = direction cosines x spacing, ``space origin`` = the input's origin (LPS mm), so the
@@ -30,7 +32,7 @@ import SimpleITK as sitk
 import slicerio
 from slicerio.segmentation import terminology_entry_from_string
 
-from ..result import SpineSegmentationResult
+from ..result import SpineSegmentationResult, Vertebra
 from ..terminology import slicer_terminology_entry, vertebra_terminology
 
 #: Prefix of the project's own segment tags.
@@ -88,11 +90,22 @@ def segment_metadata(vertebra, extent: list[int] | None = None) -> dict:
             TAG_PREFIX + "PLabel": f"{float(vertebra.p_label):.4f}",
             TAG_PREFIX + "LabelRegressed": f"{float(vertebra.label_regressed):.4f}",
             TAG_PREFIX + "Edited": "true" if vertebra.edited else "false",
+            **evidence_tags(vertebra),
         },
     }
     if extent is not None:
         segment["extent"] = list(extent)
     return segment
+
+
+def evidence_tags(vertebra: Vertebra) -> dict[str, str]:
+    """``RibSides`` and ``SacrumBelow`` segment tags of a vertebra's anatomy evidence; none where not measured."""
+    tags = {}
+    if vertebra.rib_sides is not None:
+        tags[TAG_PREFIX + "RibSides"] = str(int(vertebra.rib_sides))
+    if vertebra.sacrum_below is not None:
+        tags[TAG_PREFIX + "SacrumBelow"] = "true" if vertebra.sacrum_below else "false"
+    return tags
 
 
 def write_segmentation_nrrd(result: SpineSegmentationResult, path: Path) -> None:

@@ -28,11 +28,14 @@ from SpineSegmentationModuleLib.correction import (
     EDITED_TAG,
     LABEL_TAG,
     REGRESSED_TAG,
+    RIB_SIDES_TAG,
+    SACRUM_BELOW_TAG,
     CorrectionLogic,
     export_label_map,
     segment_centroid_ras,
     segment_centroid_world,
     segment_rows,
+    vertebrae_from_segments,
 )
 from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic
 from SpineSegmentationModuleLib.mrml_import import segment_tag
@@ -70,7 +73,9 @@ def _folder(labels: sitk.Image, ct: sitk.Image, ct_path: Path, folder: Path, edi
             label=label, name=anatomy.vertebra_name(label), complete=True, p_complete=0.9, p_label=0.7,
             label_regressed=(label + OFFSET) if label != 26 else 0.0,
             centroid_ras_mm=[float(-lps[0]), float(-lps[1]), float(lps[2])],
-            volume_mm3=float((array == label).sum()), iterations=2, edited=label in edited))
+            volume_mm3=float((array == label).sum()), iterations=2, edited=label in edited,
+            # the anatomy evidence the example CT shows: ribs beside T12, none beside L1-L4, the sacrum below L5
+            rib_sides={19: 2, 20: 0, 21: 0, 22: 0, 23: 0}.get(label), sacrum_below=True if label == 24 else None))
     vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])
     write_outputs(SpineSegmentationResult(labels=labels, vertebrae=vertebrae, message="prepared"), ct, folder,
                   input_path=ct_path)
@@ -250,6 +255,25 @@ def test_alternatives_are_ordered_and_apply_with_one_call(loaded):
     shifted = next(a for a in alternatives if a.labels == [19, 20, 21, 22, 23, 24, 25])
     logic.applyAlternative(segmentation, shifted)
     assert _names(segmentation) == ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S"]
+
+
+def test_renumbering_in_the_scene_weighs_the_ribs_and_sacrum_of_the_segments(loaded):
+    """The evidence in vertebrae.json travels as segment tags into the vertebrae the module renumbers with: the
+    ribs beside T12 and the sacrum below L5 make the current labelling more certain than the regressions alone."""
+    logic, segmentation = loaded
+    vertebrae = {v.name: v for v in vertebrae_from_segments(segmentation)}
+    assert vertebrae["T12"].rib_sides == 2 and vertebrae["L1"].rib_sides == 0
+    assert vertebrae["L5"].sacrum_below is True and vertebrae["T11"].rib_sides is None
+    with_evidence = logic.alternatives(segmentation)[0]
+    for name in _names(segmentation):
+        _segment(segmentation, name).RemoveTag(RIB_SIDES_TAG)
+        _segment(segmentation, name).RemoveTag(SACRUM_BELOW_TAG)
+    regressions_only = logic.alternatives(segmentation)[0]
+    assert with_evidence.labels == regressions_only.labels == [18, 19, 20, 21, 22, 23, 24]
+    assert with_evidence.likelihood > regressions_only.likelihood + 0.1
+    _segment(segmentation, "L1").SetTag(RIB_SIDES_TAG, "3")  # a tag a person mistyped
+    with pytest.raises(ValueError, match="'L1'.*RibSides is '3'"):
+        logic.alternatives(segmentation)
 
 
 def test_completeness_toggle_round_trips_with_its_display(loaded):

@@ -46,6 +46,9 @@ def result_from_labels(labels: sitk.Image, incomplete=(), message="") -> SpineSe
                 centroid_ras_mm=[float(v) for v in geometry.lps_to_ras(lps)],
                 volume_mm3=float((array == label).sum() * voxel_volume),
                 iterations=3,
+                # anatomy evidence as the example CT shows it: ribs beside T12, the sacrum below L5, T11 cut
+                rib_sides={19: 2, 20: 0, 21: 0, 22: 0, 23: 0}.get(label),
+                sacrum_below=True if label == 24 else None,
             )
         )
     vertebrae.sort(key=lambda v: -v.centroid_ras_mm[2])  # cranio-caudal
@@ -112,6 +115,9 @@ def test_seg_nrrd_read_back_with_slicerio(written):
         assert float(tags["SpineSegmentation.PComplete"]) == pytest.approx(vertebra.p_complete, abs=1e-4)
         assert float(tags["SpineSegmentation.PLabel"]) == pytest.approx(vertebra.p_label, abs=1e-4)
         assert int(tags["SpineSegmentation.Label"]) == vertebra.label
+        # the anatomy evidence, where measured, for renumbering in Slicer
+        assert tags.get("SpineSegmentation.RibSides") == {None: None, 0: "0", 2: "2"}[vertebra.rib_sides]
+        assert tags.get("SpineSegmentation.SacrumBelow") == {None: None, True: "true"}[vertebra.sacrum_below]
         # The extent is the segment's voxel bounding box.
         ijk = np.argwhere(seg["voxels"] == vertebra.label)
         assert segment["extent"] == [v for axis in range(3) for v in (ijk[:, axis].min(), ijk[:, axis].max())]
