@@ -1,10 +1,13 @@
 """``qc.png``: a quality-control picture a person checks at a glance.
 
-Two views through the spine, side by side, on a black background:
+Three views through the spine, side by side, on a black background:
 
 - **sagittal** (viewed from the patient's left, as in 3D Slicer and PACS: anterior on the left, posterior on
-  the right, head up) and
-- **coronal** (radiological convention: patient's right on the viewer's left, head up).
+  the right, head up),
+- **coronal** (radiological convention: patient's right on the viewer's left, head up), and
+- **ribs**: the coronal view as a maximum-intensity projection of the bone behind the bodies
+  (:data:`RIB_SLAB_MM`), where the posterior ribs and their joints with the vertebrae show, so that a person can
+  check each level against the ribs (the first rib on T1, the last on T12).
 
 How the views are made:
 
@@ -18,7 +21,8 @@ How the views are made:
    (:data:`BONE_WINDOW`).
 3. The labels are shown as a **label projection** along the viewing direction (each pixel gets the label
    with the most voxels along its ray), so every vertebra appears even when the spine curves out of the slab.
-   Each vertebra is filled with its terminology colour (semi-transparent) and outlined; incompletely visible
+   Each vertebra is filled with its terminology colour (semi-transparent; outline only in the rib view) and
+   outlined; incompletely visible
    vertebrae (``complete`` false) are hatched and named "L5 (incomplete)".
 4. Each vertebra's name sits beside it, level with its centroid; orientation letters mark the view edges;
    the title gives the model, its version and the vertebra count.
@@ -50,12 +54,17 @@ BONE_WINDOW = (300.0, 1400.0)
 BAND_FRACTION = 0.06
 #: Thickness of the curved CT slab, mm.
 SLAB_THICKNESS_MM = 12.0
+#: The rib view's slab along anterior-posterior, mm from the spine's centre line (positive = posterior): from the
+#: middle of the bodies to behind the costotransverse joints, where the posterior ribs run beside the column.
+RIB_SLAB_MM = (-5.0, 50.0)
 #: Finest display spacing, mm (finer inputs are shown at this spacing).
 MIN_DISPLAY_SPACING_MM = 1.0
 #: Upper bound on the display grid's voxel count (keeps memory and time small for large CTs).
 MAX_DISPLAY_VOXELS = 48_000_000
 #: Opacity of the label fill.
 LABEL_ALPHA = 0.35
+#: Widest picture, inches.
+MAX_WIDTH_IN = 20.0
 #: Output resolution, dots per inch.
 DPI = 110
 
@@ -82,15 +91,28 @@ def _centre_line(present: np.ndarray, coordinate: np.ndarray, default: float) ->
 
 def _slab_mean(ct: np.ndarray, centre: np.ndarray, half: int, axis: int) -> np.ndarray:
     """Mean over a slab of +-``half`` voxels around ``centre[z]`` along ``axis`` (1 = y, 2 = x) of a [z, y, x] array."""
+    return _slab(ct, centre, (-half, half), axis, np.mean)
+
+
+def _slab(ct: np.ndarray, centre: np.ndarray, offsets: tuple[int, int], axis: int, reduce) -> np.ndarray:
+    """``reduce`` (np.mean, np.max) over the voxels ``centre[z] + offsets[0]`` to ``centre[z] + offsets[1]``
+    (inclusive) along ``axis`` (1 = y, 2 = x) of a [z, y, x] array; one voxel where the slab leaves the array."""
     n = ct.shape[axis]
     out = np.empty((ct.shape[0], ct.shape[3 - axis]), dtype=np.float32)
     for z in range(ct.shape[0]):
         c = int(round(centre[z]))
-        lo, hi = max(0, c - half), min(n, c + half + 1)
+        lo, hi = max(0, c + offsets[0]), min(n, c + offsets[1] + 1)
         if lo >= hi:
             lo, hi = max(0, min(c, n - 1)), max(0, min(c, n - 1)) + 1
-        out[z] = ct[z, lo:hi, :].mean(axis=0) if axis == 1 else ct[z, :, lo:hi].mean(axis=1)
+        out[z] = reduce(ct[z, lo:hi, :], axis=0) if axis == 1 else reduce(ct[z, :, lo:hi], axis=1)
     return out
+
+
+def rib_view(ct: np.ndarray, y_centre: np.ndarray, spacing: float) -> np.ndarray:
+    """The rib view ([z, x], HU): maximum over :data:`RIB_SLAB_MM` behind the spine's centre line ``y_centre[z]``
+    (voxels) of the canonical [z, y, x] CT ``ct`` on an isotropic grid of ``spacing`` mm."""
+    offsets = (int(round(RIB_SLAB_MM[0] / spacing)), int(round(RIB_SLAB_MM[1] / spacing)))
+    return _slab(ct, y_centre, offsets, axis=1, reduce=np.max)
 
 
 def _label_projection(labels: np.ndarray, values: list[int], axis: int) -> np.ndarray:
@@ -135,8 +157,9 @@ def _title(result: SpineSegmentationResult) -> str:
     return f"{head}: {n} vertebra{'e' if n != 1 else ''} ({span}{extra})"
 
 
-def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_places):
-    """One view: CT slab, label fill/outline/hatching, names, orientation letters. Rows = z (up = superior).
+def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_places, fill=True):
+    """One view: CT slab, label fill (unless ``fill`` is False)/outline/hatching, names, orientation letters.
+    Rows = z (up = superior).
 
     Each name is drawn at row ``text_rows[label]`` and the first of ``text_places[label]`` (a list of
     (column in voxels, horizontal alignment)) where it fits inside the view."""
@@ -153,9 +176,10 @@ def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_pla
         if not mask.any():
             continue
         colour = vertebra_terminology(v.label).color_rgb
-        rgba[mask] = (*colour, LABEL_ALPHA)
+        if fill:
+            rgba[mask] = (*colour, LABEL_ALPHA)
         ax.contour(xs, ys, mask.astype(np.float32), levels=[0.5], colors=[colour], linewidths=0.8)
-        if not v.complete:
+        if not v.complete and fill:
             with matplotlib.rc_context({"hatch.color": "white", "hatch.linewidth": 0.9}):
                 ax.contourf(xs, ys, mask.astype(np.float32), levels=[0.5, 1.5], colors="none", hatches=["////"])
     ax.imshow(rgba, origin="lower", extent=extent, interpolation="nearest")
@@ -224,6 +248,7 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
     coronal_ct = _slab_mean(ct, y_centre, half, axis=1)  # [z, x]: columns patient right -> left
     sagittal_lab = _label_projection(labels, values, axis=2)
     coronal_lab = _label_projection(labels, values, axis=1)
+    ribs_ct = rib_view(ct, y_centre, spacing)
 
     rows_of, sag_places, cor_places = {}, {}, {}
     margin = max(1, int(round(4.0 / spacing)))
@@ -236,13 +261,16 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
         cor_places[v.label] = [(x.max() + 1 + margin, "left"), (x.min() - margin, "right"), (x.mean() + 0.5, "center")]
 
     n_rows, n_y, n_x = ct.shape
-    width_mm = (n_y + n_x) * spacing
+    width_mm = (n_y + 2 * n_x) * spacing
     height_mm = n_rows * spacing * (1 + 2 * BAND_FRACTION)
     fig_h = 7.5
-    fig_w = min(16.0, max(7.0, fig_h * width_mm / height_mm * 0.95 + 0.6))
+    fig_w = max(9.0, fig_h * width_mm / height_mm * 0.95 + 0.6)
+    if fig_w > MAX_WIDTH_IN:  # a wide field of view: lower, not only narrower, so the views fill the picture
+        fig_h = max(4.5, fig_h * (MAX_WIDTH_IN - 0.6) / (fig_w - 0.6))
+        fig_w = MAX_WIDTH_IN
     fig = Figure(figsize=(fig_w, fig_h), facecolor="black")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [n_y, n_x], "wspace": 0.03})
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [n_y, n_x, n_x], "wspace": 0.03})
     title = _wrapped_title(result, fig_w)
     title_in = _TITLE_LINE_IN * title.count("\n") + _TITLE_MARGIN_IN  # the title's height above the views
     fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1.0 - title_in / fig_h)
@@ -250,8 +278,11 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
         ax.set_facecolor("black")
     _draw_view(axes[0], sagittal_ct, sagittal_lab, spacing, vertebrae, ("A", "P", "S", "I"), rows_of, sag_places)
     _draw_view(axes[1], coronal_ct, coronal_lab, spacing, vertebrae, ("R", "L", "S", "I"), rows_of, cor_places)
+    _draw_view(axes[2], ribs_ct, coronal_lab, spacing, vertebrae, ("R", "L", "S", "I"), rows_of, cor_places,
+               fill=False)
     axes[0].set_title("sagittal (curved slab)", color="white", fontsize=9)
     axes[1].set_title("coronal (curved slab)", color="white", fontsize=9)
+    axes[2].set_title("ribs (coronal, maximum behind the bodies)", color="white", fontsize=9)
     if not vertebrae:
         for ax in axes:
             ax.text(0.5, 0.5, "no spine found", transform=ax.transAxes, color="yellow", fontsize=18,

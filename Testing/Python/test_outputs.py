@@ -20,7 +20,7 @@ from SpineSegmentationLib import anatomy, geometry
 from SpineSegmentationLib.errors import OutputExistsError
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.centroids import ctd_entries, label_centroids_lps, orientation_codes, read_ctd
-from SpineSegmentationLib.outputs.qc_picture import display_grid
+from SpineSegmentationLib.outputs.qc_picture import _slab_mean, display_grid, rib_view
 from SpineSegmentationLib.result import LabelingAlternative, SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
 
@@ -315,3 +315,25 @@ def test_qc_picture_on_pir_crop(tptbox_ct, tptbox_labels, tmp_path):
     paths = write_outputs(result, image, tmp_path)
     picture = matplotlib.image.imread(str(paths["qc"]))
     assert picture.ndim == 3 and picture.shape[1] > picture.shape[0] * 0.8
+
+
+def test_the_rib_view_shows_the_ribs_that_the_coronal_slab_misses(example):
+    """The QC picture's rib view (maximum behind the bodies, ``RIB_SLAB_MM``) holds what a person checks the levels
+    with: on the example CT, bone 50-70 mm either side of T12 over its height (its ribs behind the body), which the
+    coronal view's 12 mm slab through the bodies does not show."""
+    image, result = example
+    grid = display_grid(image)
+    spacing = grid.GetSpacing()[0]
+    ct = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(),
+                                              sitk.sitkLinear, -1024.0))
+    labels = sitk.GetArrayFromImage(sitk.Resample(result.labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor))
+    column = (labels > 0) & (labels < 26)
+    rows = column.any(axis=(1, 2))
+    y_row = np.array([np.nonzero(column[z])[0].mean() if rows[z] else 0.0 for z in range(len(rows))])
+    y_centre = np.interp(np.arange(len(rows)), np.nonzero(rows)[0], y_row[rows])
+    z, _, x = np.nonzero(labels == 19)  # T12
+    beside = (np.arange(ct.shape[2]) - x.mean()) * spacing
+    height = slice(z.min(), z.max() + 1)
+    for view, shows in ((rib_view(ct, y_centre, spacing), True), (_slab_mean(ct, y_centre, 2, axis=1), False)):
+        for side in (beside <= -50) & (beside >= -70), (beside >= 50) & (beside <= 70):  # right, left
+            assert (view[height][:, side].max() > 200) == shows, view[height][:, side].max()
