@@ -174,11 +174,11 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     reach = RIB_REACH_MM / s
     if xc - reach < 0 or xc + reach > nx - 1:
         return None  # a side is outside the field of view
-    anterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis  # canonical +y (posterior), across the column
-    anterior /= np.linalg.norm(anterior)
+    posterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis  # canonical +y, made perpendicular to the column
+    posterior /= np.linalg.norm(posterior)
     vz, vy, vx = np.nonzero(mask)
     offsets = np.stack([vz - zc, vy - yc, vx - xc], axis=1)
-    body = offsets @ anterior < 0  # in front of the centroid; the arch and spinous process slope down behind
+    body = offsets @ posterior < 0  # in front of the centroid; the arch and spinous process slope down behind
     if not body.any():
         body[:] = True
     cut = bool(vz[body].min() == 0 or vz[body].max() == nz - 1)  # the body is cut by the field of view
@@ -192,12 +192,12 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     z_lo, z_hi = max(0, int(zc) - margin), min(nz, int(zc) + margin + 1)
     z, y, x = np.ogrid[z_lo:z_hi, 0:ny, x_lo:x_hi]
     t = (z - zc) * axis[0] + (y - yc) * axis[1] + (x - xc) * axis[2]
-    front = (z - zc) * anterior[0] + (y - yc) * anterior[1] + (x - xc) * anterior[2]
+    behind = (z - zc) * posterior[0] + (y - yc) * posterior[1] + (x - xc) * posterior[2]
     beside = np.abs(x - xc) * s >= COLUMN_HALF_WIDTH_MM
     # below the body only what lies beside the column counts: a rib runs down there, and the parts of the
     # vertebra below that its instance missed would chain the search to that vertebra's ribs
     search = free_bone[z_lo:z_hi, :, x_lo:x_hi] & (t <= t1) & (t >= t0 - RIB_DROP_MM / s) & \
-        ((t >= t0) | beside) & (front >= -ANTERIOR_LIMIT_MM / s)
+        ((t >= t0) | beside) & (behind >= -ANTERIOR_LIMIT_MM / s)
     comps, _ = ndimage.label(search, np.ones((3, 3, 3)))
     touch = ndimage.binary_dilation(mask[z_lo:z_hi, :, x_lo:x_hi], np.ones((3, 3, 3)))
     outward_x = x[0, 0] - xc
