@@ -21,9 +21,9 @@ How the views are made:
    (:data:`BONE_WINDOW`).
 3. The labels are shown as a **label projection** along the viewing direction (each pixel gets the label
    with the most voxels along its ray), so every vertebra appears even when the spine curves out of the slab.
-   Each vertebra is filled with its terminology colour (semi-transparent; outline only in the rib view) and
-   outlined; incompletely visible
-   vertebrae (``complete`` false) are hatched and named "L5 (incomplete)".
+   Each vertebra is outlined in its terminology colour and, except in the rib view, filled with it
+   (semi-transparent); incompletely visible vertebrae (``complete`` false) are hatched (except in the rib view)
+   and named "L5 (incomplete)".
 4. Each vertebra's name sits beside it, level with its centroid; orientation letters mark the view edges;
    the title gives the model, its version and the vertebra count.
 
