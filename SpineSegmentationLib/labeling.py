@@ -145,8 +145,9 @@ def _describe(seq: tuple[int, ...], column: str) -> str:
     return names if column == "standard" else f"{names} ({column})"
 
 
-def _scored_sequences(r: np.ndarray, constraints: dict[int, int],
-                      evidence: Optional[Sequence[Optional[VertebraEvidence]]]) -> dict[tuple[int, ...], tuple[float, str]]:
+def _scored_sequences(
+    r: np.ndarray, constraints: dict[int, int], evidence: Optional[Sequence[Optional[VertebraEvidence]]],
+) -> dict[tuple[int, ...], tuple[float, str]]:
     n = len(r)
     scored: dict[tuple[int, ...], tuple[float, str]] = {}
     for column_name, column in COLUMNS.items():
@@ -172,6 +173,12 @@ def _posterior(scored: dict[tuple[int, ...], tuple[float, str]]) -> tuple[list[t
     seqs = list(scored)
     log_p = np.array([scored[s][0] for s in seqs])
     return seqs, np.exp(log_p - logsumexp(log_p))
+
+
+def _marginals(seqs: list[tuple[int, ...]], posterior: np.ndarray, labels: Sequence[int]) -> list[float]:
+    """Posterior marginal of each vertebra's label in ``labels``: the summed posterior of the sequences that give
+    that vertebra that label."""
+    return [float(sum(p for s, p in zip(seqs, posterior) if s[i] == lab)) for i, lab in enumerate(labels)]
 
 
 def refine_labels(
@@ -223,7 +230,6 @@ def refine_labels(
     # ties: prefer the standard column, then the order of appearance (stable sort)
     order = sorted(range(len(seqs)), key=lambda k: (-posterior[k], scored[seqs[k]][1] != "standard"))
     best = seqs[order[0]]
-    marginals = [float(sum(p for s, p in zip(seqs, posterior) if s[i] == best[i])) for i in range(n)]
     # the runner-ups a reviewer needs: the best, its shifts by one level (always), then anything plausible
     best_column = COLUMNS[scored[best][1]]
     start = best_column.index(best[0])
@@ -233,17 +239,17 @@ def refine_labels(
     keep.sort(key=order.index)
     alternatives = [LabelingAlternative(labels=list(seqs[k]), likelihood=float(posterior[k]),
                                         description=_describe(seqs[k], scored[seqs[k]][1])) for k in keep]
-    return LabelingResult(labels=list(best), probabilities=marginals, likelihood=float(posterior[order[0]]),
-                          alternatives=alternatives)
+    return LabelingResult(labels=list(best), probabilities=_marginals(seqs, posterior, best),
+                          likelihood=float(posterior[order[0]]), alternatives=alternatives)
 
 
-def sequence_probabilities(regressed: Sequence[float], labels: Sequence[int],
-                           evidence: Optional[Sequence[Optional[VertebraEvidence]]] = None) -> tuple[list[float], float]:
+def sequence_probabilities(
+    regressed: Sequence[float], labels: Sequence[int], evidence: Optional[Sequence[Optional[VertebraEvidence]]] = None,
+) -> tuple[list[float], float]:
     """Posterior marginal of each given label, and the posterior of the whole sequence ``labels``, without
     constraints (for a labelling a person picked, e.g. a runner-up alternative); 0 for a sequence the columns do
     not contain."""
     seqs, posterior = _posterior(_scored_sequences(np.asarray(regressed, dtype=float), {}, evidence))
     labels = tuple(int(v) for v in labels)
-    marginals = [float(sum(p for s, p in zip(seqs, posterior) if s[i] == lab)) for i, lab in enumerate(labels)]
     whole = float(sum(p for s, p in zip(seqs, posterior) if s == labels))
-    return marginals, whole
+    return _marginals(seqs, posterior, labels), whole
