@@ -151,6 +151,8 @@ def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bo
 
 
 def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> None:
+    from SpineSegmentationLib.segment_tags import evidence_tags
+
     segmentation = segmentation_node.GetSegmentation()
     binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     segmentation.SetSourceRepresentationName(binary)
@@ -171,10 +173,8 @@ def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> 
         segment.SetTag(TAG_PREFIX + "Edited", "true" if v.edited else "false")
         if math.isfinite(v.label_regressed):  # the network's raw label: what renumbering weighs
             segment.SetTag(TAG_PREFIX + "LabelRegressed", f"{v.label_regressed:.3f}")
-        if v.rib_sides is not None:  # the anatomy evidence, which renumbering weighs too
-            segment.SetTag(TAG_PREFIX + "RibSides", str(int(v.rib_sides)))
-        if v.sacrum_below is not None:
-            segment.SetTag(TAG_PREFIX + "SacrumBelow", "true" if v.sacrum_below else "false")
+        for tag, value in evidence_tags(v).items():  # the anatomy evidence, which renumbering weighs too
+            segment.SetTag(tag, value)
         if not segmentation.AddSegment(segment, v.name):
             raise ValueError(f"segment {v.name!r} could not be added to {segmentation_node.GetName()!r}")
         if not v.complete and display is not None:

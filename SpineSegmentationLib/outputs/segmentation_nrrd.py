@@ -32,11 +32,9 @@ import SimpleITK as sitk
 import slicerio
 from slicerio.segmentation import terminology_entry_from_string
 
-from ..result import SpineSegmentationResult, Vertebra
+from ..result import SpineSegmentationResult
+from ..segment_tags import TAG_PREFIX, evidence_tags
 from ..terminology import slicer_terminology_entry, vertebra_terminology
-
-#: Prefix of the project's own segment tags.
-TAG_PREFIX = "SpineSegmentation."
 #: Voxels cast and compressed at a time (a slab of whole K planes, at least one): 16 MB of uint8.
 SLAB_VOXELS = 16 * 2**20
 #: gzip level of the voxel data (slicerio's default).
@@ -96,16 +94,6 @@ def segment_metadata(vertebra, extent: list[int] | None = None) -> dict:
     if extent is not None:
         segment["extent"] = list(extent)
     return segment
-
-
-def evidence_tags(vertebra: Vertebra) -> dict[str, str]:
-    """``RibSides`` and ``SacrumBelow`` segment tags of a vertebra's anatomy evidence; none where not measured."""
-    tags = {}
-    if vertebra.rib_sides is not None:
-        tags[TAG_PREFIX + "RibSides"] = str(int(vertebra.rib_sides))
-    if vertebra.sacrum_below is not None:
-        tags[TAG_PREFIX + "SacrumBelow"] = "true" if vertebra.sacrum_below else "false"
-    return tags
 
 
 def write_segmentation_nrrd(result: SpineSegmentationResult, path: Path) -> None:
