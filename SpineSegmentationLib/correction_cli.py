@@ -20,7 +20,6 @@ In Python these are :mod:`SpineSegmentationLib.renumbering` (no torch needed).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import Optional

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .anatomy import vertebra_name
 from .anatomy_evidence import VertebraEvidence, gather_evidence
-from .column import off_column
+from .column import off_column, weak_branches
 from .device_fallback import traverse_with_fallback
 from .errors import CancelledError, DeviceError, ModelFileError
 from .geometry import label_measurements, labels_on_input_grid, lps_to_ras, to_canonical
@@ -175,7 +175,7 @@ def segment_spine(
         scan.spine_mask = None
     trav, fallback = traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
                                             lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
-    dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm)
+    dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability)
     if trav.vertebrae:
         result = assemble_result(scan, reporter, t_start, trav.evaluations,
                                  new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface)
@@ -204,6 +204,7 @@ class Scan:
         volume: normalized CT on the canonical grid, float32 [z, y, x] = [S, P, L].
         spine_mask: bool [z, y, x] from the localization network, or None when not used.
         localization_slices: sagittal slices evaluated by the attention network.
+        spine_probability: float32 [z, y, x] smoothed spine probability from the localization network, or None.
     """
 
     image: sitk.Image
@@ -214,6 +215,7 @@ class Scan:
     volume: np.ndarray
     spine_mask: Optional[np.ndarray]
     localization_slices: int = 0
+    spine_probability: Optional[np.ndarray] = None
 
     @property
     def flip(self) -> bool:
@@ -283,7 +285,7 @@ def prepare_scan(
     if use_localization:
         reporter.stage("localization", "finding the spine")
         loc = localize_spine(image, reference, model, torch_device)
-        scan.spine_mask, scan.localization_slices = loc.mask, loc.evaluations
+        scan.spine_mask, scan.localization_slices, scan.spine_probability = loc.mask, loc.evaluations, loc.probability
     return scan
 
 
@@ -396,14 +398,19 @@ class Candidate:
     stated_level: Optional[int] = None
 
 
-def drop_off_column(trav: TraversalResult, spacing_mm: float) -> int:
-    """Remove the detections that lie off the spinal column (``column.off_column``: e.g. a shoulder bone) from
-    ``trav`` (instance map and vertebrae), in place; returns how many were removed."""
+def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability: Optional[np.ndarray] = None) -> int:
+    """Remove the detections that lie off the spinal column (``column.off_column``: e.g. a shoulder bone) and, given
+    the localization's ``spine_probability`` (float [z, y, x], canonical grid), those of a branch the localization
+    does not support (``column.weak_branches``: e.g. the rim of an ilium) from ``trav`` (instance map and
+    vertebrae), in place; returns how many were removed."""
     if not trav.vertebrae:
         return 0
     ids = [v.instance for v in trav.vertebrae]
     centres = np.array(ndimage.center_of_mass(np.ones_like(trav.instances, dtype=np.uint8), trav.instances, ids))
     off = off_column(centres * spacing_mm)
+    if spine_probability is not None and (~off).sum() > 1:
+        support = np.array(ndimage.mean(spine_probability, trav.instances, np.array(ids)[~off]))
+        off[~off] = weak_branches(centres[~off] * spacing_mm, support)
     if off.any():
         trav.instances[np.isin(trav.instances, [i for i, o in zip(ids, off) if o])] = 0
         trav.vertebrae = [v for v, o in zip(trav.vertebrae, off) if not o]

@@ -1,9 +1,10 @@
-"""Detections off the spinal column are dropped (``column.py``, ``pipeline.drop_off_column``)."""
+"""Detections off the spinal column are dropped (``column.py``, ``pipeline.drop_off_column``): single bones beside
+it, and branches that the spine localization does not support."""
 
 import numpy as np
 import pytest
 
-from SpineSegmentationLib.column import off_column
+from SpineSegmentationLib.column import column_branches, off_column, weak_branches
 from SpineSegmentationLib.pipeline import drop_off_column
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult
 
@@ -29,6 +30,39 @@ def test_too_few_neighbours_decide_nothing_and_bad_shapes_raise():
         off_column(np.zeros((4, 2)))
 
 
+def _ilium_branch() -> np.ndarray:
+    """[z, y, x] mm centres: a lumbar column tilted 20 degrees in the coronal plane (6 levels, 34 mm apart), and
+    below its last vertebra a chain of 5 detections climbing the medial rim of an ilium, as the traversal found
+    them on the tilted example CT: the first one 65 mm beside the column's continuation, the chain 25 mm apart."""
+    tilt = np.deg2rad(20.0)
+    step = 34.0 * np.array([-np.cos(tilt), 0.0, np.sin(tilt)])
+    column = np.array([[300.0, 0.0, 0.0] + k * step for k in range(6)])
+    start = column[-1] + step + np.array([0.0, 0.0, -65.0])
+    branch = np.array([start + k * np.array([-25.0, -5.0, -2.0]) for k in range(5)])
+    return np.vstack([column, branch])
+
+
+def test_a_branch_that_meets_the_column_at_a_kink_is_a_run_of_its_own():
+    runs = column_branches(_ilium_branch())
+    assert [r.tolist() for r in runs] == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    assert not off_column(_ilium_branch()).any()  # five detections outvote the column's neighbourhood median
+
+
+def test_a_curved_column_with_a_missed_vertebra_is_one_run():
+    centres = _column(sideways=15.0)  # severe scoliosis
+    assert len(column_branches(np.delete(centres, 4, axis=0))) == 1
+
+
+def test_a_branch_the_localization_barely_sees_is_dropped_and_one_it_sees_is_kept():
+    centres = _ilium_branch()
+    weak = np.r_[[0.11, 0.16, 0.23, 0.24, 0.25, 0.20], [0.05, 0.05, 0.06, 0.07, 0.08]]  # measured, tilted example CT
+    assert weak_branches(centres, weak).tolist() == [False] * 6 + [True] * 5
+    assert not weak_branches(centres, np.full(11, 0.2)).any()  # as spine-like as the column: not for us to drop
+    assert not weak_branches(_column(), np.linspace(0.03, 0.3, 10)).any()  # one run (e.g. a weak cervical spine)
+    with pytest.raises(ValueError, match="one value per detection"):
+        weak_branches(centres, weak[:5])
+
+
 def test_drop_off_column_removes_the_instance_from_the_map_and_the_list():
     instances = np.zeros((60, 20, 80), dtype=np.int16)
     for k in range(5):  # five 'vertebrae' stacked along z at x 8..12, one 'scapula' far to the side
@@ -38,3 +72,17 @@ def test_drop_off_column_removes_the_instance_from_the_map_and_the_list():
     assert drop_off_column(trav, spacing_mm=2.5) == 1
     assert [v.instance for v in trav.vertebrae] == [1, 2, 3, 4, 5]
     assert not (trav.instances == 6).any() and (trav.instances == 5).sum() == 8 * 4 * 4
+
+
+def test_drop_off_column_removes_a_weak_branch_given_the_localization():
+    instances = np.zeros((100, 20, 50), dtype=np.int16)
+    for k in range(5):  # a column of five along z (centres z 90..42) at x 8..11
+        instances[86 - 12 * k : 94 - 12 * k, 8:12, 8:12] = k + 1
+    for k in range(4):  # below it a chain of four, 45 mm to the side (centres z 30..6)
+        instances[28 - 8 * k : 32 - 8 * k, 8:12, 26 + k : 30 + k] = k + 6
+    probability = np.where(instances > 5, 0.05, 0.25).astype(np.float32)
+    trav = TraversalResult(instances.copy(), [DetectedVertebra(i, 20.0, 0.9, (0, 0, 0), 3, True, 128)
+                                              for i in range(1, 10)])
+    assert drop_off_column(trav, spacing_mm=2.5) == 0  # without the localization the chain stays
+    assert drop_off_column(trav, spacing_mm=2.5, spine_probability=probability) == 4
+    assert [v.instance for v in trav.vertebrae] == [1, 2, 3, 4, 5] and trav.instances.max() == 5
