@@ -23,6 +23,7 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
 from __future__ import annotations
 
 import contextlib
+import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -324,6 +325,15 @@ def _centroid_z(segment) -> float:
     return 0.5 * (bounds[4] + bounds[5])
 
 
+def _regressed(tag: str, level: int) -> float:
+    """The ``LabelRegressed`` tag's value, or the level's column position where the tag is missing or not a finite
+    number (a segment a person drew; "nan", which earlier versions wrote into the .seg.nrrd)."""
+    from SpineSegmentationLib.anatomy import column_position
+
+    value = float(tag) if tag else math.nan
+    return value if math.isfinite(value) else float(column_position(level))
+
+
 def vertebrae_from_segments(segmentation_node) -> list:
     """The segments with a column level as ``SpineSegmentationLib.result.Vertebra`` objects (for renumbering).
 
@@ -336,7 +346,7 @@ def vertebrae_from_segments(segmentation_node) -> list:
         ValueError: a ``RibSides`` tag other than 0, 1 or 2, or a ``SacrumBelow`` tag other than true or false
             (names the segment; remove or fix the tag in the Segmentations module).
     """
-    from SpineSegmentationLib.anatomy import column_position, vertebra_name
+    from SpineSegmentationLib.anatomy import vertebra_name
     from SpineSegmentationLib.result import Vertebra
 
     segmentation = segmentation_node.GetSegmentation()
@@ -352,7 +362,7 @@ def vertebrae_from_segments(segmentation_node) -> list:
         out.append(Vertebra(
             label=level, name=vertebra_name(level), complete=segment_tag(segment, COMPLETE_TAG) != "false",
             p_complete=float("nan"), p_label=float(p_label) if p_label else 1.0,
-            label_regressed=float(regressed) if regressed else column_position(level),
+            label_regressed=_regressed(regressed, level),
             centroid_ras_mm=[0.0, 0.0, _centroid_z(segment)], volume_mm3=0.0, edited=is_edited(segment),
             rib_sides=_evidence_tag(segment, RIB_SIDES_TAG, {"0": 0, "1": 1, "2": 2}),
             sacrum_below=_evidence_tag(segment, SACRUM_BELOW_TAG, {"true": True, "false": False}),

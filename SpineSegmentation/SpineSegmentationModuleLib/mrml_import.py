@@ -25,7 +25,6 @@ and a warning says so.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -151,7 +150,7 @@ def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bo
 
 
 def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> None:
-    from SpineSegmentationLib.segment_tags import evidence_tags
+    from SpineSegmentationLib.segment_tags import vertebra_tags
 
     segmentation = segmentation_node.GetSegmentation()
     binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
@@ -166,14 +165,7 @@ def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> 
         segment.AddRepresentation(binary, layer)  # one shared layer: the voxels of this segment = its label value
         segment.SetLabelValue(int(v.label))
         segment.SetTag(slicer.vtkSegment.GetTerminologyEntryTagName(), entry)
-        segment.SetTag(TAG_PREFIX + "Label", str(int(v.label)))
-        segment.SetTag(TAG_PREFIX + "Complete", "true" if v.complete else "false")
-        segment.SetTag(TAG_PREFIX + "PComplete", f"{v.p_complete:.4f}")
-        segment.SetTag(TAG_PREFIX + "PLabel", f"{v.p_label:.4f}")
-        segment.SetTag(TAG_PREFIX + "Edited", "true" if v.edited else "false")
-        if math.isfinite(v.label_regressed):  # the network's raw label: what renumbering weighs
-            segment.SetTag(TAG_PREFIX + "LabelRegressed", f"{v.label_regressed:.3f}")
-        for tag, value in evidence_tags(v).items():  # the anatomy evidence, which renumbering weighs too
+        for tag, value in vertebra_tags(v).items():  # the level, flags, raw regression and anatomy evidence
             segment.SetTag(tag, value)
         if not segmentation.AddSegment(segment, v.name):
             raise ValueError(f"segment {v.name!r} could not be added to {segmentation_node.GetName()!r}")

@@ -138,7 +138,7 @@ def near(verse_labels):
 def test_import_tags_levels_and_regressed_values_and_export_round_trips(loaded, ct_node, verse_labels, tmp_path):
     _, segmentation = loaded
     assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
-    assert segment_tag(_segment(segmentation, "L3"), REGRESSED_TAG) == f"{22 + OFFSET:.3f}"
+    assert segment_tag(_segment(segmentation, "L3"), REGRESSED_TAG) == f"{22 + OFFSET:.4f}"
     assert segment_tag(_segment(segmentation, "L3"), EDITED_TAG) == "false"
     exported = _exported(segmentation, ct_node, tmp_path / "labels.nrrd")
     np.testing.assert_array_equal(exported, sitk.GetArrayFromImage(verse_labels))  # exact, on the CT's grid
@@ -274,6 +274,18 @@ def test_renumbering_in_the_scene_weighs_the_ribs_and_sacrum_of_the_segments(loa
     _segment(segmentation, "L1").SetTag(RIB_SIDES_TAG, "3")  # a tag a person mistyped
     with pytest.raises(ValueError, match="'L1'.*RibSides is '3'"):
         logic.alternatives(segmentation)
+
+
+def test_a_regression_tag_that_is_not_a_number_counts_as_missing(loaded):
+    """Earlier versions wrote "nan" into the .seg.nrrd where the node left the tag out: both now mean "use the
+    level's position", as for a segment a person drew."""
+    _, segmentation = loaded
+    _segment(segmentation, "L2").SetTag(REGRESSED_TAG, "nan")
+    _segment(segmentation, "L3").RemoveTag(REGRESSED_TAG)
+    vertebrae = {v.name: v for v in vertebrae_from_segments(segmentation)}
+    assert vertebrae["L2"].label_regressed == anatomy.column_position(21)
+    assert vertebrae["L3"].label_regressed == anatomy.column_position(22)
+    assert vertebrae["L1"].label_regressed == pytest.approx(float(segment_tag(_segment(segmentation, "L1"), REGRESSED_TAG)))
 
 
 def test_completeness_toggle_round_trips_with_its_display(loaded):

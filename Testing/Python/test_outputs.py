@@ -337,3 +337,19 @@ def test_the_rib_view_shows_the_ribs_that_the_coronal_slab_misses(example):
     for view, shows in ((rib_view(ct, y_centre, spacing), True), (_slab_mean(ct, y_centre, 2, axis=1), False)):
         for side in (beside <= -50) & (beside >= -70), (beside >= 50) & (beside <= 70):  # right, left
             assert (view[height][:, side].max() > 200) == shows, view[height][:, side].max()
+
+
+def test_segment_tags_leave_out_a_regression_that_is_not_a_number():
+    """``segment_tags.vertebra_tags`` is what both the .seg.nrrd and the Slicer node carry: a missing
+    ``LabelRegressed`` makes renumbering fall back to the level's position, a "nan" would poison it."""
+    from dataclasses import replace
+
+    from SpineSegmentationLib.segment_tags import TAG_PREFIX, vertebra_tags
+
+    labels = sitk.Image(8, 8, 8, sitk.sitkInt16)
+    labels[2:5, 2:5, 2:5] = 24
+    l5 = result_from_labels(labels).vertebrae[0]
+    tags = vertebra_tags(replace(l5, label_regressed=24.56789))
+    assert tags[TAG_PREFIX + "LabelRegressed"] == "24.5679" and tags[TAG_PREFIX + "Label"] == "24"
+    assert tags[TAG_PREFIX + "SacrumBelow"] == "true" and TAG_PREFIX + "RibSides" not in tags
+    assert TAG_PREFIX + "LabelRegressed" not in vertebra_tags(replace(l5, label_regressed=float("nan")))
