@@ -59,7 +59,7 @@ from scipy import ndimage
 
 from .anatomy import ANATOMICAL_ORDER, SACRUM, VERSE_NAMES, to_verse
 from .errors import InputImageError, OutputExistsError
-from .geometry import same_grid
+from .geometry import labels_at_border, same_grid
 from .outputs import OUTPUT_FILES
 from .outputs.centroids import label_centroids_lps, label_volumes_mm3, read_ctd
 from .outputs.vertebrae_json import read_vertebrae_json
@@ -234,10 +234,7 @@ def border_completeness(labels: np.ndarray) -> dict[int, bool]:
     face of the array (the vertebra is cut by the image border)."""
     labels = np.asarray(labels)
     present = set(int(v) for v in np.unique(labels)) - {0}
-    touching: set[int] = set()
-    for axis in range(labels.ndim):
-        for face in (0, labels.shape[axis] - 1):
-            touching |= set(int(v) for v in np.unique(np.take(labels, face, axis=axis)))
+    touching = labels_at_border(labels)
     return {label: label not in touching for label in sorted(present)}
 
 

@@ -193,3 +193,14 @@ def label_measurements(labels: sitk.Image) -> dict[int, tuple[int, np.ndarray]]:
     stats.ComputePerimeterOff()
     stats.Execute(labels)
     return {int(lab): (int(stats.GetNumberOfPixels(lab)), np.array(stats.GetCentroid(lab))) for lab in stats.GetLabels()}
+
+
+def labels_at_border(labels: np.ndarray) -> set[int]:
+    """The non-zero labels that touch a face of ``labels`` (any axis order): the structures that the image's field
+    of view cuts, so that they cannot be completely visible."""
+    labels = np.asarray(labels)
+    touching: set[int] = set()
+    for axis in range(labels.ndim):
+        for face in (0, labels.shape[axis] - 1):
+            touching |= set(int(v) for v in np.unique(np.take(labels, face, axis=axis)))
+    return touching - {0}

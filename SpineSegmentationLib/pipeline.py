@@ -21,7 +21,7 @@ from .anatomy_evidence import VertebraEvidence, gather_evidence
 from .column import off_column, weak_branches
 from .device_fallback import traverse_with_fallback
 from .errors import CancelledError, DeviceError, ModelFileError
-from .geometry import label_measurements, labels_on_input_grid, lps_to_ras, to_canonical
+from .geometry import label_measurements, labels_at_border, labels_on_input_grid, lps_to_ras, to_canonical
 from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
@@ -514,8 +514,11 @@ def _ids_on_input_grid(scan: Scan, reporter: Reporter, new_ids: np.ndarray, refi
 
 def _summaries(ids_image: sitk.Image, ordered: list[Candidate], labeling,
                evidence: list[VertebraEvidence]) -> list[Vertebra]:
-    """Per-vertebra volume and centroid on the input grid, from the id map (one pass of ITK's statistics)."""
+    """Per-vertebra volume and centroid on the input grid, from the id map (one pass of ITK's statistics). A vertebra
+    is complete when the network says so (``p_complete`` >= :data:`COMPLETE_THRESHOLD`, seed 002 section 3.5) and it
+    does not reach the border of the image (the field of view cuts it: the evaluation's definition too)."""
     measured = label_measurements(ids_image)
+    cut = labels_at_border(sitk.GetArrayViewFromImage(ids_image))
     voxel_mm3 = float(np.prod(ids_image.GetSpacing()))
     out = []
     for c, label, p_label, seen in zip(ordered, labeling.labels, labeling.probabilities, evidence):
@@ -523,7 +526,8 @@ def _summaries(ids_image: sitk.Image, ordered: list[Candidate], labeling,
             continue  # vanished on a coarser input grid
         count, lps = measured[c.id]
         out.append(Vertebra(
-            label=int(label), name=vertebra_name(label), complete=bool(c.p_complete >= COMPLETE_THRESHOLD),
+            label=int(label), name=vertebra_name(label),
+            complete=bool(c.p_complete >= COMPLETE_THRESHOLD and c.id not in cut),
             p_complete=round(float(c.p_complete), 4), p_label=round(float(p_label), 4),
             label_regressed=round(float(c.label_regressed), 3),
             centroid_ras_mm=[round(float(v), 2) for v in lps_to_ras(lps)],

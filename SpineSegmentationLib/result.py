@@ -15,7 +15,8 @@ class Vertebra:
     Attributes:
         label: VerSe label number (1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 28 T13).
         name: short level name, e.g. "L1".
-        complete: True when the network classified the vertebra as completely visible (p_complete >= 0.5).
+        complete: True when the network classified the vertebra as completely visible (p_complete >= 0.5) and
+            it does not reach the border of the image (there the field of view cuts it, whatever the network says).
         p_complete: probability of complete visibility (seed 002 section 3.5), in [0, 1].
         p_label: posterior probability of the final label given the regressed values and the anatomical
             evidence of the whole column (``labeling.py``), in [0, 1].

@@ -7,7 +7,7 @@ Schema (``schema_version`` 1)::
       "vertebrae": [                      # cranio-caudal order (C1 first), one entry per vertebra
         {"label": 20,                     # VerSe number (1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 S, 28 T13)
          "name": "L1",
-         "complete": true,                # completely visible (p_complete >= 0.5; seed 002 section 3.5)
+         "complete": true,                # completely visible: p_complete >= 0.5 and not cut by the image border
          "p_complete": 0.97,              # probability of complete visibility, [0, 1]
          "p_label": 0.88,                 # posterior probability of the final label (labeling.py), [0, 1]
          "label_regressed": 20.2,         # the network's raw regressed label (1..24 scale)

