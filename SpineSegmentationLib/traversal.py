@@ -527,52 +527,29 @@ def traverse(
     volume: np.ndarray,
     model: SpineModel,
     device: torch.device,
-    spine_mask: Optional[np.ndarray] = None,
-    memory: Optional[np.ndarray] = None,
-    direction: str = "up",
     start_zyx: Optional[np.ndarray] = None,
-    progress: Optional[Callable[[int, int], None]] = None,
     z_range: Optional[tuple[int, int]] = None,
-    sliding_batch: int = 1,
-    bone_threshold: Optional[float] = None,
-    mixed_precision: Optional[bool] = None,
-    dense_threshold: Optional[float] = None,
+    **options,
 ) -> TraversalResult:
-    """Segment the vertebrae of a canonical volume one at a time (seed 002, section 3.3).
+    """Segment the vertebrae of a canonical volume one at a time (seed 002, section 3.3): :meth:`Traversal.run`
+    of a new :class:`Traversal`.
 
     Args:
         volume: normalized CT, float32 [z, y, x] = [S, P, L] on the canonical grid.
         model: loaded model (network, traversal parameters, spacing).
         device: torch device of the model.
-        spine_mask: optional bool [z, y, x] from ``localization.localize_spine``: where to search, and
-            where fragments are accepted.
-        memory: optional bool [z, y, x] instance memory to start from (vertebrae that are already
-            segmented; they are not segmented again).
-        direction: "up" (bottom-up; the paper's default) or "down"; must be the direction the network was
-            trained for (checked by the pipeline).
         start_zyx: optional first patch centre (e.g. a point clicked on a vertebra); traversal then
             continues from there.
-        progress: optional callback ``progress(vertebrae_found, evaluations)`` after every evaluation.
         z_range: optional (low, high) canonical z indices: only fragments whose bounding-box centre lies in
             this range count, and the sliding window stays inside it (e.g. "below the clicked vertebra").
-        sliding_batch: sliding-window positions evaluated together in one batch; the first detection in
-            traversal order is taken, so the result is the same as one at a time (more evaluations, fewer
-            launches: worth it on a GPU).
-        bone_threshold: optional intensity (in ``volume``'s normalized units) of bone, e.g. 200 HU for CT:
-            a converged vertebra with less than :data:`MIN_BONE_FRACTION` of its voxels at or above it is
-            rejected like a "no bone" label.
-        mixed_precision: bf16 autocast for the network (see :class:`PatchPredictor`); None = on CUDA only.
-        dense_threshold: optional intensity (normalized units): a converged vertebra whose median is above it,
-            or (with ``bone_threshold``) with more than :data:`MAX_BONE_FRACTION` of its voxels at bone intensity,
-            is rejected (contrast agent or metal; :data:`MAX_MEDIAN_HU` for CT).
+        **options: the keyword arguments of :class:`Traversal` (``spine_mask``, ``memory``, ``direction``,
+            ``progress``, ``sliding_batch``, ``bone_threshold``, ``mixed_precision``, ``dense_threshold``).
 
     Returns:
         :class:`TraversalResult` with the instance map on the canonical grid.
 
     Raises:
         ValueError: if shapes disagree or ``direction`` is not "up" or "down".
+        TypeError: an option :class:`Traversal` does not take.
     """
-    engine = Traversal(volume, model, device, spine_mask=spine_mask, memory=memory, direction=direction,
-                       progress=progress, sliding_batch=sliding_batch, bone_threshold=bone_threshold,
-                       mixed_precision=mixed_precision, dense_threshold=dense_threshold)
-    return engine.run(start_zyx=start_zyx, z_range=z_range)
+    return Traversal(volume, model, device, **options).run(start_zyx=start_zyx, z_range=z_range)
