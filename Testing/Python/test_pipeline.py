@@ -19,11 +19,13 @@ import torch
 from SpineSegmentationLib.anatomy import to_verse
 from SpineSegmentationLib.cli import default_output_dir, main
 from SpineSegmentationLib.errors import ModelFileError
-from SpineSegmentationLib.geometry import labels_at_border
 from SpineSegmentationLib.evaluation import border_completeness, evaluate
+from SpineSegmentationLib.geometry import labels_at_border
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.pipeline import GPU_SLIDING_BATCH, Reporter, prepare_scan, segment_spine
 from SpineSegmentationLib.traversal import traverse
+
+from pose_helpers import tilt_about_ap, tilted
 
 #: Measured with the shipped model (see Resources/Models/spineseg-default/MODEL_CARD.md); the thresholds leave a
 #: margin below the measured values so that a regression fails while run-to-run noise (none on CPU) cannot.
@@ -182,13 +184,8 @@ def test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_il
     the bottom-up traversal then starts on the medial rim of the right ilium and climbs it in five steps before it
     reaches L5 (0.3.0 without the branch check: five "vertebrae" on the ilium, every level shifted, T7-T13). The
     spine localization barely responds there, so that branch is dropped: L1-L5 keep their levels and masks."""
-    size = np.array(real_ct_image.GetSize())
-    tilt = sitk.Euler3DTransform()
-    tilt.SetCenter(real_ct_image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist()))
-    tilt.SetRotation(0.0, np.deg2rad(20.0), 0.0)  # about LPS y
-    air = float(sitk.GetArrayViewFromImage(real_ct_image).min())
-    tilted = sitk.Resample(real_ct_image, real_ct_image, tilt, sitk.sitkLinear, air)
-    result = segment_spine(tilted, device="cpu")
+    tilt = tilt_about_ap(real_ct_image, 20.0)
+    result = segment_spine(tilted(real_ct_image, tilt), device="cpu")
     back = sitk.Resample(result.labels, real_ct_image, tilt.GetInverse(), sitk.sitkNearestNeighbor, 0)
     report = evaluate(back, real_ct_reference, reference_convention="totalseg")
     rows = {r.name: r for r in report.vertebrae}
