@@ -17,8 +17,8 @@ anatomical landmarks instead; this module measures two of them in the CT, for th
 The measurements run on the CT resampled to a :data:`EVIDENCE_SPACING_MM` isotropic grid in the canonical frame
 ([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. "Below" a vertebra is taken along the column's local
 axis (through its neighbours' centres) and "beside" it perpendicular to that axis, so a kyphotic or tilted column is
-measured as an upright one. A side outside the field of view gives no evidence (None), so a crop around the spine leaves the labelling to
-the regression.
+measured as an upright one. A side outside the field of view gives no evidence (None), so a crop around the spine
+leaves the labelling to the regression.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""The project's own segment tags (one function, :func:`vertebra_tags`) that both ``segmentation.seg.nrrd`` (``outputs/segmentation_nrrd.py``) and the
-Slicer module's segmentation node (``SpineSegmentationModuleLib/mrml_import.py``) carry. Standard library only:
-the Slicer module imports it in Slicer's Python, where slicerio and torch may be missing.
+"""The project's own segment tags (one function, :func:`vertebra_tags`) that both ``segmentation.seg.nrrd``
+(``outputs/segmentation_nrrd.py``) and the Slicer module's segmentation node (``SpineSegmentationModuleLib/
+mrml_import.py``) carry. Standard library only: the Slicer module imports it in Slicer's Python, where slicerio and
+torch may be missing.
 """
 
 from __future__ import annotations

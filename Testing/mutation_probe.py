@@ -96,7 +96,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("ilium-branch-kept", "a branch the spine localization barely responds to is not spine (column.py)",
              "SpineSegmentationLib/column.py", "out[run] = support[run].mean() < BRANCH_SUPPORT_RATIO",
              "out[run] = support[run].mean() < 0.0 * BRANCH_SUPPORT_RATIO",
-             (T + "test_pipeline.py::test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_ilium",)),
+             (T + "test_pipeline.py::"
+              "test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_ilium",)),
     Mutation("border-cut-complete", "a vertebra the image border cuts is not complete, whatever the network says",
              "SpineSegmentationLib/pipeline.py", "COMPLETE_THRESHOLD and c.id not in cut),",
              "COMPLETE_THRESHOLD),",

@@ -10,9 +10,10 @@ One segment per vertebra (in ``result.vertebrae`` order, C1 first):
   vertebra's SNOMED CT code, anatomic region only for L6/T13), plus
   ``SpineSegmentation.Label`` (VerSe number), ``SpineSegmentation.Complete`` ("true"/"false"),
   ``SpineSegmentation.PComplete``, ``SpineSegmentation.PLabel``, ``SpineSegmentation.LabelRegressed``
-  (4 decimals; left out when not finite), ``SpineSegmentation.Edited`` ("true"/"false"), and the anatomy evidence the labelling weighed
-  where it was measured: ``SpineSegmentation.RibSides`` ("0", "1" or "2") and ``SpineSegmentation.SacrumBelow``
-  ("true"/"false"), so that renumbering in Slicer weighs it too.
+  (4 decimals; left out when not finite), ``SpineSegmentation.Edited`` ("true"/"false"), and the anatomy evidence
+  the labelling weighed where it was measured: ``SpineSegmentation.RibSides`` ("0", "1" or "2") and
+  ``SpineSegmentation.SacrumBelow`` ("true"/"false"), so that renumbering in Slicer weighs it too
+  (``segment_tags.vertebra_tags``).
 
 The voxels are one 3D layer (vertebrae do not overlap) on the input grid: ``space`` left-posterior-superior,
 ``space directions`` = direction cosines x spacing, ``space origin`` = the input's origin (LPS mm), so the

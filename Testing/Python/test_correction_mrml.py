@@ -285,7 +285,8 @@ def test_a_regression_tag_that_is_not_a_number_counts_as_missing(loaded):
     vertebrae = {v.name: v for v in vertebrae_from_segments(segmentation)}
     assert vertebrae["L2"].label_regressed == anatomy.column_position(21)
     assert vertebrae["L3"].label_regressed == anatomy.column_position(22)
-    assert vertebrae["L1"].label_regressed == pytest.approx(float(segment_tag(_segment(segmentation, "L1"), REGRESSED_TAG)))
+    l1_tag = segment_tag(_segment(segmentation, "L1"), REGRESSED_TAG)
+    assert vertebrae["L1"].label_regressed == pytest.approx(float(l1_tag))
 
 
 def test_completeness_toggle_round_trips_with_its_display(loaded):
