@@ -99,12 +99,15 @@ def column_branches(centres_mm: np.ndarray) -> list[np.ndarray]:
     return [run for run in np.split(order, breaks) if run.size]
 
 
-def weak_branches(centres_mm: np.ndarray, support: np.ndarray) -> np.ndarray:
+def weak_branches(centres_mm: np.ndarray, support: np.ndarray, min_support: float = 0.0) -> np.ndarray:
     """Which detections belong to a branch that the spine localization does not support.
 
     Args:
         centres_mm: float [n, 3] centres in mm on the canonical grid, [z, y, x] = [S, P, L].
         support: float [n], each detection's mean spine probability from the localization network (seed 001).
+        min_support: the localization's own threshold for "spine" (``model.localization.threshold``): when even the
+            best-supported run's mean lies below it, the network saw no spine there (a small crop) and nothing is
+            decided.
 
     Returns:
         bool [n]: True for the detections of every run of :func:`column_branches` whose mean support is below
@@ -121,6 +124,8 @@ def weak_branches(centres_mm: np.ndarray, support: np.ndarray) -> np.ndarray:
     if len(runs) < 2:
         return out
     column = max(runs, key=lambda run: support[run].sum())
+    if support[column].mean() < min_support:
+        return out
     for run in runs:
         out[run] = support[run].mean() < BRANCH_SUPPORT_RATIO * support[column].mean()
     return out

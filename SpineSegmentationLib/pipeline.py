@@ -175,7 +175,8 @@ def segment_spine(
         scan.spine_mask = None
     trav, fallback = traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
                                             lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
-    dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability)
+    dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability,
+                              scan.model.localization.threshold)
     if trav.vertebrae:
         result = assemble_result(scan, reporter, t_start, trav.evaluations,
                                  new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface)
@@ -398,11 +399,12 @@ class Candidate:
     stated_level: Optional[int] = None
 
 
-def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability: Optional[np.ndarray] = None) -> int:
+def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability: Optional[np.ndarray] = None,
+                    min_support: float = 0.0) -> int:
     """Remove the detections that lie off the spinal column (``column.off_column``: e.g. a shoulder bone) and, given
-    the localization's ``spine_probability`` (float [z, y, x], canonical grid), those of a branch the localization
-    does not support (``column.weak_branches``: e.g. the rim of an ilium) from ``trav`` (instance map and
-    vertebrae), in place; returns how many were removed."""
+    the localization's ``spine_probability`` (float [z, y, x], canonical grid; ``min_support``: its threshold),
+    those of a branch the localization does not support (``column.weak_branches``: e.g. the rim of an ilium) from
+    ``trav`` (instance map and vertebrae), in place; returns how many were removed."""
     if not trav.vertebrae:
         return 0
     ids = [v.instance for v in trav.vertebrae]
@@ -410,7 +412,7 @@ def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability:
     off = off_column(centres * spacing_mm)
     if spine_probability is not None and (~off).sum() > 1:
         support = np.array(ndimage.mean(spine_probability, trav.instances, np.array(ids)[~off]))
-        off[~off] = weak_branches(centres[~off] * spacing_mm, support)
+        off[~off] = weak_branches(centres[~off] * spacing_mm, support, min_support)
     if off.any():
         trav.instances[np.isin(trav.instances, [i for i, o in zip(ids, off) if o])] = 0
         trav.vertebrae = [v for v, o in zip(trav.vertebrae, off) if not o]
