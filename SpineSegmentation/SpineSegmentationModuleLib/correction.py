@@ -325,7 +325,7 @@ def _centroid_z(segment) -> float:
     return 0.5 * (bounds[4] + bounds[5])
 
 
-def _regressed(tag: str, level: int) -> float:
+def _regressed(tag: Optional[str], level: int) -> float:
     """The ``LabelRegressed`` tag's value, or the level's column position where the tag is missing or not a finite
     number (a segment a person drew; "nan", which earlier versions wrote into the .seg.nrrd)."""
     from SpineSegmentationLib.anatomy import column_position
