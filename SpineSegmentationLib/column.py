@@ -35,6 +35,14 @@ LINE_POINTS = 3
 BRANCH_SUPPORT_RATIO = 0.5
 
 
+def _centres_array(centres_mm: np.ndarray) -> np.ndarray:
+    """``centres_mm`` as a float [n, 3] array; ValueError for any other shape."""
+    centres = np.asarray(centres_mm, dtype=float)
+    if centres.ndim != 2 or centres.shape[1] != 3:
+        raise ValueError(f"centres must be an [n, 3] array of [z, y, x] mm, got shape {centres.shape}")
+    return centres
+
+
 def off_column(centres_mm: np.ndarray) -> np.ndarray:
     """Which detections lie off the spinal column.
 
@@ -48,9 +56,7 @@ def off_column(centres_mm: np.ndarray) -> np.ndarray:
     Raises:
         ValueError: ``centres_mm`` is not an [n, 3] array.
     """
-    centres = np.asarray(centres_mm, dtype=float)
-    if centres.ndim != 2 or centres.shape[1] != 3:
-        raise ValueError(f"centres must be an [n, 3] array of [z, y, x] mm, got shape {centres.shape}")
+    centres = _centres_array(centres_mm)
     out = np.zeros(len(centres), dtype=bool)
     for i, (z, y, x) in enumerate(centres):
         near = np.abs(centres[:, 0] - z) <= NEIGHBOUR_REACH_MM
@@ -88,9 +94,7 @@ def column_branches(centres_mm: np.ndarray) -> list[np.ndarray]:
     Raises:
         ValueError: ``centres_mm`` is not an [n, 3] array.
     """
-    centres = np.asarray(centres_mm, dtype=float)
-    if centres.ndim != 2 or centres.shape[1] != 3:
-        raise ValueError(f"centres must be an [n, 3] array of [z, y, x] mm, got shape {centres.shape}")
+    centres = _centres_array(centres_mm)
     order = np.argsort(-centres[:, 0], kind="stable")
     c = centres[order]
     breaks = [k for k in range(1, len(c))
