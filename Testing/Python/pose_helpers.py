@@ -1,19 +1,25 @@
-"""A scan's content rotated inside its own grid, as a patient lying obliquely (shared by the pose tests)."""
+"""A scan's content rotated inside its own grid, as a patient lying obliquely (shared by the pose tests and
+``Testing/benchmarks/robustness_pose.py``)."""
 
 from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
 
+#: LPS axis indices for :func:`rotation`.
+LEFT_RIGHT, ANTERIOR_POSTERIOR, SUPERIOR_INFERIOR = 0, 1, 2
 
-def tilt_about_ap(image: sitk.Image, degrees: float) -> sitk.Euler3DTransform:
-    """Rotation by ``degrees`` about the LPS anterior-posterior (y) axis through the centre of ``image``: resampling
-    ``image`` with it tilts its content in the coronal plane; its inverse maps a result back."""
+
+def rotation(image: sitk.Image, lps_axis: int, degrees: float) -> sitk.Euler3DTransform:
+    """Rotation by ``degrees`` about LPS axis ``lps_axis`` (0 x, 1 y, 2 z) through the centre of ``image``:
+    resampling ``image`` with it rotates its content; its inverse maps a result back."""
     size = np.array(image.GetSize())
-    tilt = sitk.Euler3DTransform()
-    tilt.SetCenter(image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist()))
-    tilt.SetRotation(0.0, np.deg2rad(degrees), 0.0)
-    return tilt
+    angles = [0.0, 0.0, 0.0]
+    angles[lps_axis] = np.deg2rad(degrees)
+    transform = sitk.Euler3DTransform()
+    transform.SetCenter(image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist()))
+    transform.SetRotation(*angles)
+    return transform
 
 
 def tilted(image: sitk.Image, tilt: sitk.Transform, labels: bool = False) -> sitk.Image:

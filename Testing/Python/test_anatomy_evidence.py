@@ -6,7 +6,7 @@ import SimpleITK as sitk
 from SpineSegmentationLib.anatomy import to_verse, vertebra_name
 from SpineSegmentationLib.anatomy_evidence import gather_evidence
 
-from pose_helpers import tilt_about_ap, tilted
+from pose_helpers import ANTERIOR_POSTERIOR, rotation, tilted
 
 
 def _evidence(ct_path, labels_path, convention, tilt_degrees=None):
@@ -15,7 +15,7 @@ def _evidence(ct_path, labels_path, convention, tilt_degrees=None):
     ct = sitk.ReadImage(str(ct_path))
     labels = sitk.Resample(sitk.ReadImage(str(labels_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     if tilt_degrees is not None:
-        tilt = tilt_about_ap(ct, tilt_degrees)
+        tilt = rotation(ct, ANTERIOR_POSTERIOR, tilt_degrees)
         ct, labels = tilted(ct, tilt), tilted(labels, tilt, labels=True)
     ids = to_verse(sitk.GetArrayFromImage(labels), convention).astype(np.int32)
     ids[ids == 26] = 0  # the sacrum is bone outside the column, as in a segmentation result

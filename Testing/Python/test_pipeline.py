@@ -25,7 +25,7 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.pipeline import GPU_SLIDING_BATCH, Reporter, prepare_scan, segment_spine
 from SpineSegmentationLib.traversal import traverse
 
-from pose_helpers import tilt_about_ap, tilted
+from pose_helpers import ANTERIOR_POSTERIOR, rotation, tilted
 
 #: Measured with the shipped model (see Resources/Models/spineseg-default/MODEL_CARD.md); the thresholds leave a
 #: margin below the measured values so that a regression fails while run-to-run noise (none on CPU) cannot.
@@ -184,7 +184,7 @@ def test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_il
     the bottom-up traversal then starts on the medial rim of the right ilium and climbs it in five steps before it
     reaches L5 (0.3.0 without the branch check: five "vertebrae" on the ilium, every level shifted, T7-T13). The
     spine localization barely responds there, so that branch is dropped: L1-L5 keep their levels and masks."""
-    tilt = tilt_about_ap(real_ct_image, 20.0)
+    tilt = rotation(real_ct_image, ANTERIOR_POSTERIOR, 20.0)
     result = segment_spine(tilted(real_ct_image, tilt), device="cpu")
     back = sitk.Resample(result.labels, real_ct_image, tilt.GetInverse(), sitk.sitkNearestNeighbor, 0)
     report = evaluate(back, real_ct_reference, reference_convention="totalseg")

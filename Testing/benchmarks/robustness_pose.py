@@ -28,11 +28,13 @@ import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
 from SpineSegmentationLib.anatomy import VERSE_NAMES  # noqa: E402
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
+from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted  # noqa: E402
 
 
 def lr_axis(image: sitk.Image) -> int:
@@ -47,18 +49,6 @@ def mirrored(image: sitk.Image, axis: int) -> sitk.Image:
     out = sitk.GetImageFromArray(np.flip(array, axis=2 - axis).copy())
     out.CopyInformation(image)
     return out
-
-
-def rotation(image: sitk.Image, lps_axis: int, degrees: float) -> sitk.Euler3DTransform:
-    """Rotation by ``degrees`` about LPS axis ``lps_axis`` (0 x, 1 y, 2 z) through the volume centre."""
-    size = np.array(image.GetSize())
-    centre = image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist())
-    angles = [0.0, 0.0, 0.0]
-    angles[lps_axis] = np.deg2rad(degrees)
-    transform = sitk.Euler3DTransform()
-    transform.SetCenter(centre)
-    transform.SetRotation(*angles)
-    return transform
 
 
 def level_masks(labels: sitk.Image) -> dict[int, np.ndarray]:
@@ -91,11 +81,9 @@ def run_case(path: Path, model, degrees: float) -> dict:
     axis = lr_axis(image)
     flipped = segment_spine(mirrored(image, axis), model=model, device="cpu").labels
     out["mirror-LR"] = compare(base, mirrored(flipped, axis))
-    air = float(sitk.GetArrayViewFromImage(image).min())
-    for name, lps_axis in (("rot-LR", 0), ("rot-AP", 1), ("rot-SI", 2)):
+    for name, lps_axis in (("rot-LR", LEFT_RIGHT), ("rot-AP", ANTERIOR_POSTERIOR), ("rot-SI", SUPERIOR_INFERIOR)):
         transform = rotation(image, lps_axis, degrees)
-        rotated = sitk.Resample(image, image, transform, sitk.sitkLinear, air)
-        labels = segment_spine(rotated, model=model, device="cpu").labels
+        labels = segment_spine(tilted(image, transform), model=model, device="cpu").labels
         back = sitk.Resample(labels, base, transform.GetInverse(), sitk.sitkNearestNeighbor, 0)
         out[name] = compare(base, back)
     return out
