@@ -29,7 +29,7 @@ from .preprocessing import normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
-from .sanity import add_warnings, anatomy_warnings, check_vertebra_count, split_vertebra_warnings
+from .sanity import add_warnings, anatomy_warnings, check_vertebra_count, column_end_warnings, split_vertebra_warnings
 from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
@@ -188,7 +188,9 @@ def segment_spine(
     result.run_info["off_column_dropped"] = dropped
     if fallback:
         result.run_info["device_fallback"] = fallback
-    add_warnings(result, fallback + anatomy_warnings(result.vertebrae) + split_vertebra_warnings(result.vertebrae))
+    vertebrae = result.vertebrae
+    add_warnings(result, fallback + anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae)
+                 + column_end_warnings(vertebrae))
     return result
 
 

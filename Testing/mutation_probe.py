@@ -139,6 +139,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("split-along-scanner-z", "neighbours at the same height are measured along the column's local axis",
              "SpineSegmentationLib/sanity.py", "axis = np.linalg.eigh(scatter)[1][:, -1]", "axis = np.eye(3)[2]",
              (T + "test_bad_input.py::test_two_vertebrae_at_the_same_height_in_the_column_give_a_warning",)),
+    Mutation("column-end-unmeasured-as-missing", "no sacrum below the column's end warns only where the CT goes on",
+             "SpineSegmentationLib/sanity.py", "for v in vertebrae if v.sacrum_below is False",
+             "for v in vertebrae if not v.sacrum_below",
+             (T + "test_anatomy_evidence.py::test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_"
+                  "gives_a_warning",)),
 )
 
 

@@ -5,19 +5,24 @@ import SimpleITK as sitk
 
 from SpineSegmentationLib.anatomy import to_verse, vertebra_name
 from SpineSegmentationLib.anatomy_evidence import gather_evidence
+from SpineSegmentationLib.result import Vertebra
+from SpineSegmentationLib.sanity import column_end_warnings
 
 from pose_helpers import ANTERIOR_POSTERIOR, rotation, tilted
 
 
-def _evidence(ct_path, labels_path, convention, tilt_degrees=None):
+def _evidence(ct_path, labels_path, convention, tilt_degrees=None, edit=None):
     """Evidence for the reference vertebrae of a real CT; with ``tilt_degrees``, of the CT and its reference tilted
-    in the coronal plane (``pose_helpers``)."""
+    in the coronal plane (``pose_helpers``); ``edit`` changes the VerSe id array in place first (a result that
+    differs from the reference)."""
     ct = sitk.ReadImage(str(ct_path))
     labels = sitk.Resample(sitk.ReadImage(str(labels_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     if tilt_degrees is not None:
         tilt = rotation(ct, ANTERIOR_POSTERIOR, tilt_degrees)
         ct, labels = tilted(ct, tilt), tilted(labels, tilt, labels=True)
     ids = to_verse(sitk.GetArrayFromImage(labels), convention).astype(np.int32)
+    if edit is not None:
+        edit(ids)
     ids[ids == 26] = 0  # the sacrum is bone outside the column, as in a segmentation result
     order = [int(v) for v in np.unique(ids) if v > 0]
     return {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct, ids, order))}
@@ -40,6 +45,28 @@ def test_the_sacrum_is_seen_below_l5_and_a_cut_vertebra_without_ribs_gives_no_ev
     assert ev["T12"].rib_sides == 2
     assert all(ev[f"L{k}"].rib_sides == 0 and ev[f"L{k}"].sacrum_below is None for k in range(1, 5))
     assert ev["T11"].rib_sides is None  # 76 voxels at the top edge of the scan
+
+
+def test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_gives_a_warning(real_ct, real_ct_reference):
+    """The example CT goes on 40 mm and more below L5. Its reference column (the sacrum right below L5) is silent;
+    without L5 (the traversal stopped early) the column ends at L4 above unsegmented bone, and with the top of the
+    sacrum segmented as one more vertebra (what a model trained without a real pelvis did) it ends on sacral bone
+    with no sacrum below: each gives one warning naming the lowest vertebra."""
+    def warnings(edit=None):
+        ev = _evidence(real_ct, real_ct_reference, "totalseg", edit=edit)
+        return column_end_warnings([Vertebra(0, name, True, 1.0, 1.0, 0.0, [0.0, 0.0, 0.0], 1.0,
+                                             sacrum_below=e.sacrum_below) for name, e in ev.items()])
+
+    def without_l5(ids):
+        ids[ids == 24] = 0
+
+    def sacrum_as_l6(ids):
+        ids[ids == 26] = 25
+
+    assert warnings() == []
+    for edit, lowest in ((without_l5, "L4"), (sacrum_as_l6, "L6")):
+        found = warnings(edit)
+        assert len(found) == 1 and found[0].startswith(f"the CT goes on below {lowest}, the lowest vertebra"), found
 
 
 def test_a_crop_around_the_spine_gives_no_rib_evidence(tptbox_ct, tptbox_labels):
