@@ -30,7 +30,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .geometry import to_canonical
+from .geometry import principal_axis, to_canonical
 from .refinement import SURFACE_THRESHOLD_HU
 
 #: The column's local axis at a vertebra is fitted through its centre and this many neighbours' on each side.
@@ -150,11 +150,8 @@ def _column_axes(centres: dict[int, tuple[float, float, float]], volumes: dict[i
     axes = {}
     for k, i in enumerate(ids):
         near = slice(max(0, k - AXIS_NEIGHBOURS), k + AXIS_NEIGHBOURS + 1)
-        p = points[near]
         w = np.array([volumes[j] for j in ids[near]]) * np.exp(-0.5 * (np.arange(len(ids))[near] - k) ** 2)
-        mean = (w[:, None] * p).sum(axis=0) / w.sum()
-        scatter = ((w[:, None] * (p - mean)).T @ (p - mean))
-        axis = np.linalg.eigh(scatter)[1][:, -1] if len(p) > 1 else np.zeros(3)
+        axis = principal_axis(points[near], w)
         axes[i] = axis * np.sign(axis[0]) if abs(axis[0]) > 1e-3 else np.array([1.0, 0.0, 0.0])
     return axes
 

@@ -179,6 +179,17 @@ def lps_to_index(reference: sitk.Image, lps: np.ndarray) -> np.ndarray:
     return ((lps - origin) / spacing)[..., ::-1]
 
 
+def principal_axis(points: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Unit direction of the largest weighted spread of ``points`` (float [n, 3], any frame and unit), each weighted by
+    ``weights`` ([n], > 0): the line a column of vertebral centroids runs along. Its sign is arbitrary; zeros for
+    fewer than two points."""
+    if len(points) < 2:
+        return np.zeros(3)
+    mean = (weights[:, None] * points).sum(axis=0) / weights.sum()
+    scatter = (weights[:, None] * (points - mean)).T @ (points - mean)
+    return np.linalg.eigh(scatter)[1][:, -1]
+
+
 def label_measurements(labels: sitk.Image) -> dict[int, tuple[int, np.ndarray]]:
     """Voxel count and centroid of every label of an integer label image (ITK's label statistics, one pass).
 

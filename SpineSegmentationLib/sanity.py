@@ -29,6 +29,7 @@ from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
 from .anatomy import is_column_vertebra
 from .anatomy_evidence import SACRUM_SEARCH_MM
 from .errors import InputImageError
+from .geometry import principal_axis
 
 #: HU threshold between air (-1000 HU) and the body (fat -100 HU and denser): voxels above are "body".
 BODY_HU = -500.0
@@ -196,10 +197,7 @@ def split_vertebra_warnings(vertebrae) -> list[str]:
     for k in range(n - 1):
         near = [j for j in range(k - SPLIT_AXIS_NEIGHBOURS, k + 2 + SPLIT_AXIS_NEIGHBOURS)
                 if 0 <= j < n and j not in (k, k + 1)]
-        weights = volumes[near] / volumes[near].sum()
-        mean = weights @ centres[near]
-        scatter = (weights[:, None] * (centres[near] - mean)).T @ (centres[near] - mean)
-        axis = np.linalg.eigh(scatter)[1][:, -1]
+        axis = principal_axis(centres[near], volumes[near])
         spacing[k] = abs(float((centres[k] - centres[k + 1]) @ axis))
     median = float(np.median(spacing))
     return [

