@@ -10,8 +10,8 @@ into a CT-like volume in HU:
 - a body outline (soft tissue 20-60 HU) with a subcutaneous fat layer (-120..-60 HU), air (-1000) outside,
   sized per level (neck, thorax, abdomen, pelvis, head);
 - confounders that are bone-like but **not** targets (label 0): ribs attached to the thoracic vertebrae,
-  a sacrum below L5 and iliac wings, the skull base above C1; lungs (-900..-700) beside the thoracic spine;
-  the aorta (with or without contrast) and organ blobs;
+  a sacrum below L5 (S1 shaped like a vertebra) and iliac wings, the skull base above C1; lungs (-900..-700)
+  beside the thoracic spine; the aorta and the heart (with or without contrast: 150-500 HU) and organ blobs;
 - a random global deformation (scaling, small rotation, elastic), Gaussian blur (partial volume), scanner noise
   (sigma 10-60 HU) and a partial field of view (random crop along z and in-plane, which cuts vertebrae).
 
@@ -207,13 +207,30 @@ def _lungs(c: _Canvas, rng: np.random.Generator) -> None:
 
 
 def _aorta_and_organs(c: _Canvas, rng: np.random.Generator) -> None:
-    """The aorta (with or without contrast agent) and abdominal organ blobs."""
+    """The aorta and the heart, with or without contrast agent, and abdominal organ blobs.
+
+    Arterial-phase contrast makes the blood 150-500 HU: as dense as trabecular bone, right beside the thoracic
+    vertebrae. A model that had seen only 150-350 HU aortas and no heart took the contrast-filled aorta and heart
+    (median 330-430 HU) of a real chest CT for vertebrae and found none above T7 (issue 10).
+    """
     s, level, z, y, x = c.s, c.level, c.z, c.y, c.x
-    aorta_hu = rng.uniform(30, 60) if rng.random() < 0.5 else rng.uniform(150, 350)
+    blood_hu = rng.uniform(150, 500) if rng.random() < 0.5 else rng.uniform(30, 60)
     in_range = ((level > 10) & (level < 23.5))[:, None, None]
-    aorta = in_range & (((y - (c.sy[:, None, None] - 45 / s)) ** 2 + (x - (c.sx[:, None, None] + 20 / s)) ** 2)
-                        <= (rng.uniform(9, 14) / s) ** 2)
-    c.hu[aorta] = aorta_hu
+    front, left = rng.uniform(38, 50) / s, rng.uniform(12, 25) / s  # in front of and left of the column's centre
+    aorta = in_range & (((y - (c.sy[:, None, None] - front)) ** 2 + (x - (c.sx[:, None, None] + left)) ** 2)
+                        <= (rng.uniform(9, 15) / s) ** 2)
+    c.hu[aorta] = blood_hu + 15 * _texture(c.shape, rng, 1.0)[aorta]
+    heart_levels = np.flatnonzero((level > 12) & (level < 17))  # in front of T5-T10 (column positions 12-17)
+    if heart_levels.size:
+        zc = heart_levels.mean() + rng.uniform(-3, 3) / s
+        k = int(np.clip(round(zc), 0, c.shape[0] - 1))
+        radii = rng.uniform([40, 40, 45], [55, 55, 65]) / s
+        centre = np.array([zc, c.sy[k] - rng.uniform(70, 100) / s, c.sx[k] + rng.uniform(5, 25) / s])
+        rr = ((z - centre[0]) / radii[0]) ** 2 + ((y - centre[1]) / radii[1]) ** 2 + ((x - centre[2]) / radii[2]) ** 2
+        heart = (rr <= 1.0) & c.inner
+        c.hu[heart] = rng.uniform(30, 60) + 8 * rng.standard_normal(int(heart.sum()))  # myocardium
+        chambers = heart & (rr <= rng.uniform(0.35, 0.6))
+        c.hu[chambers] = blood_hu + 15 * rng.standard_normal(int(chambers.sum()))
     for _ in range(int(rng.integers(2, 6))):
         zc = rng.uniform(0, c.shape[0])
         if np.interp(zc, np.arange(c.shape[0]), level) < 16:
@@ -282,14 +299,39 @@ def _ribs(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
     return ndimage.binary_dilation(centre_line, iterations=1)
 
 
+def _first_sacral_segment(c: _Canvas, rng: np.random.Generator) -> tuple[np.ndarray, int]:
+    """S1 (bone, label 0): the L5 shape moved down the column by one vertebra (the L4 -> L5 step), with a disc
+    painted between L5 and it.
+
+    The real S1 is a vertebral body with an arch, fused with the alae; a model that never saw one below L5 takes it
+    for one more lumbar vertebra (the model trained without the example CT, issue 10). Returns the S1 mask and the
+    z index of its centroid (canonical z grows superiorly).
+    """
+    l5 = c.lab == L5
+    centre_l5 = np.array(ndimage.center_of_mass(l5))
+    if L5 - 1 in c.present:
+        step = centre_l5 - np.array(ndimage.center_of_mass(c.lab == L5 - 1))
+    else:
+        sl = c.objects[L5 - 1]
+        step = np.array([-(sl[0].stop - sl[0].start) * 0.8, 0.0, 0.0])
+    step *= rng.uniform(0.95, 1.1)
+    s1 = ndimage.shift(l5, np.rint(step), order=0, mode="constant", cval=False) & (c.lab == 0)
+    disc = ndimage.binary_dilation(l5, iterations=3) & ndimage.binary_dilation(s1, iterations=3) & (c.lab == 0) & ~s1
+    c.hu[disc] = rng.uniform(60, 110) + 10 * rng.standard_normal(int(disc.sum()))
+    return s1, int(round(centre_l5[0] + step[0]))
+
+
 def _pelvis(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
-    """A sacrum below L5 and the iliac wings beside it (bone, label 0); empty without an L5."""
+    """The sacrum below L5 (S1 shaped like a vertebra, fused with the alae and the tapering sacrum below) and the
+    iliac wings beside it (bone, label 0); empty without an L5."""
     out = np.zeros(c.shape, dtype=bool)
     if L5 not in c.present:
         return out
     s, z, y, x = c.s, c.z, c.y, c.x
     sl = c.objects[L5 - 1]
-    z_top = sl[0].start - int(round(rng.uniform(6, 11) / s))
+    s1, s1_centre = _first_sacral_segment(c, rng)
+    out |= s1
+    z_top = s1_centre + int(round(rng.uniform(0, 8) / s))  # the alae flank the upper half of the S1 body
     yl5, xl5 = c.sy[sl[0].start], c.sx[sl[0].start]
     length = rng.uniform(80, 110) / s
     frac = np.clip((z_top - z) / length, 0, None)

@@ -83,3 +83,48 @@ def test_random_crop_cuts_the_field_of_view(masks):
 def test_rejects_empty_label_map():
     with pytest.raises(ValueError, match="no vertebra"):
         synthesize_ct(np.zeros((10, 10, 10), np.int16), np.random.default_rng(0))
+
+
+def test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc(masks):
+    """Below L5 lies S1: bone of label 0 with L5's shape, one vertebra (the L4 -> L5 step) lower, and a disc (soft
+    tissue, not bone) below L5 as below L4. A model that never saw such an S1 takes the sacrum for vertebrae."""
+    rng = np.random.default_rng(5)
+    shape_is_bone = []
+    for _ in range(4):
+        hu, lab = synthesize_ct(masks["sub-verse004"], rng, SPACING, crop=False)
+        l5 = lab == 24
+        step = np.argwhere(l5).mean(axis=0) - np.argwhere(lab == 23).mean(axis=0)
+        moved = np.rint(np.argwhere(l5) + step).astype(int)
+        moved = moved[np.all((moved >= 0) & (moved < lab.shape), axis=1)]
+        assert len(moved) > 0.9 * l5.sum()
+        background = lab[tuple(moved.T)] == 0  # L5's articular processes reach down beside S1's
+        assert background.mean() > 0.9
+        moved = moved[background]
+        soft_tissue = np.median(hu[(lab == 0) & (hu > -200) & (hu < 100)])
+        bone = soft_tissue + 0.5 * (np.median(hu[l5]) - soft_tissue)  # halfway between soft tissue and L5
+        shape_is_bone.append(float((hu[tuple(moved.T)] > bone).mean()))
+        # below L5's lower surface a disc like the one below L4 (2 voxels = 5 mm down)
+        soft = {}
+        for k in (23, 24):
+            surface = np.argwhere((lab == k) & ~np.roll(lab == k, 1, axis=0)) - [2, 0, 0]
+            soft[k] = float(((hu[tuple(surface.T)] < 150) & (lab[tuple(surface.T)] == 0)).mean())
+        assert soft[24] > 0.2 and soft[24] > 0.6 * soft[23], soft
+    # the tapering slab alone (the sacrum before S1 was added) covers less than half of that shape (0.46 here)
+    assert np.mean(shape_is_bone) > 0.7, shape_is_bone
+
+
+def test_contrast_filled_aorta_and_heart_lie_in_front_of_the_thoracic_spine(masks):
+    """In about half of the synthetic CTs the blood is contrast-filled (150-500 HU, as dense as trabecular bone):
+    the aorta in front of the thoracic and lumbar vertebrae, the heart in front of T5-T10; both label 0."""
+    rng = np.random.default_rng(21)
+    dense_blood = []
+    for _ in range(6):
+        hu, lab = synthesize_ct(masks["sub-verse004"], rng, SPACING, crop=False)
+        spine = ndimage.binary_dilation(lab > 0, iterations=int(round(10 / SPACING)))
+        z_t10 = int(np.argwhere(lab == 17)[:, 0].mean())
+        front = np.argwhere(lab == 17)[:, 1].min()  # the most anterior voxel of T10 (canonical y grows posteriorly)
+        slab = hu[z_t10, : max(front - 2, 0)] * ~spine[z_t10, : max(front - 2, 0)]
+        dense_blood.append(int(((slab > 150) & (slab < 600)).sum()))
+        assert np.all(lab[hu > 150][~spine[hu > 150]] == 0)
+    with_contrast = sum(n > 40 for n in dense_blood)
+    assert 1 <= with_contrast <= 5, dense_blood
