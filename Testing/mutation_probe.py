@@ -144,6 +144,13 @@ MUTATIONS: tuple[Mutation, ...] = (
              "for v in vertebrae if not v.sacrum_below",
              (T + "test_anatomy_evidence.py::test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_"
                   "gives_a_warning",)),
+    Mutation("synthetic-sacrum-without-s1", "the synthetic CTs have an S1 shaped like L5 below it",
+             "SpineSegmentationLib/training/synthetic.py", "    out |= s1\n", "",
+             (T + "test_synthetic_ct.py::test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc",)),
+    Mutation("synthetic-heart-without-contrast", "the synthetic heart's chambers hold contrast-filled blood",
+             "SpineSegmentationLib/training/synthetic.py",
+             "c.hu[chambers] = blood_hu + 15", "c.hu[chambers] = 45.0 + 15",
+             (T + "test_synthetic_ct.py::test_contrast_filled_aorta_and_heart_lie_in_front_of_the_thoracic_spine",)),
 )
 
 

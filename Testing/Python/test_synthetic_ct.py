@@ -114,17 +114,21 @@ def test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc(mas
 
 
 def test_contrast_filled_aorta_and_heart_lie_in_front_of_the_thoracic_spine(masks):
-    """In about half of the synthetic CTs the blood is contrast-filled (150-500 HU, as dense as trabecular bone):
-    the aorta in front of the thoracic and lumbar vertebrae, the heart in front of T5-T10; both label 0."""
+    """In about half of the synthetic CTs the blood is contrast-filled (150-500 HU, as dense as trabecular bone): the
+    aorta in front of the thoracic and lumbar vertebrae and the heart's chambers in front of T5-T10 together; label 0."""
     rng = np.random.default_rng(21)
-    dense_blood = []
+    aorta, heart = [], []
     for _ in range(6):
         hu, lab = synthesize_ct(masks["sub-verse004"], rng, SPACING, crop=False)
         spine = ndimage.binary_dilation(lab > 0, iterations=int(round(10 / SPACING)))
-        z_t10 = int(np.argwhere(lab == 17)[:, 0].mean())
-        front = np.argwhere(lab == 17)[:, 1].min()  # the most anterior voxel of T10 (canonical y grows posteriorly)
-        slab = hu[z_t10, : max(front - 2, 0)] * ~spine[z_t10, : max(front - 2, 0)]
-        dense_blood.append(int(((slab > 150) & (slab < 600)).sum()))
         assert np.all(lab[hu > 150][~spine[hu > 150]] == 0)
-    with_contrast = sum(n > 40 for n in dense_blood)
-    assert 1 <= with_contrast <= 5, dense_blood
+        dense = (hu > 150) & (hu < 600) & ~spine
+        t10, t9 = np.argwhere(lab == 17), np.argwhere(lab == 16)
+        z_t10, front = int(t10[:, 0].mean()), t10[:, 1].min()  # canonical y grows posteriorly
+        aorta.append(int(dense[z_t10, : max(front - 2, 0)].sum()))  # T10's slice, in front of its body
+        z, y, x = np.rint(t9.mean(axis=0)).astype(int)  # above T9's centre, 65-110 mm in front, left of the midline
+        heart.append(int(dense[z:, max(y - round(110 / SPACING), 0) : y - round(65 / SPACING),
+                               x - round(30 / SPACING) : x + round(40 / SPACING)].sum()))
+    contrast = [n > 40 for n in aorta]
+    assert 1 <= sum(contrast) <= 5, aorta
+    assert [n > 500 for n in heart] == contrast, (aorta, heart)
