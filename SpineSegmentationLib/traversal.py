@@ -7,6 +7,7 @@ One patch of ``P^3`` voxels (canonical grid) is analysed at a time, together wit
    ``delta_x = P / 2`` in the traversal direction (paper: "up" = bottom-up, the default). With a spine
    localization the windows follow the spine (one window per step along the superior-inferior axis, centred
    on the spine mask) instead of sweeping the whole volume, and fragments outside the mask are rejected.
+   A vertebra that follows on from a committed one (step 4) needs no such permission: the column leads there.
 2. *Move to the fragment.* Otherwise the next patch is centred on the centre of the fragment's bounding
    box, ``x_{t+1} = [b_t]``.
 3. *Convergence.* When ``x_{t+1}`` and ``x_t`` differ by at most ``delta_max`` voxels on every axis, the
@@ -286,7 +287,10 @@ class Traversal:
         model: loaded model (network, traversal parameters, spacing).
         device: torch device of the model.
         spine_mask: optional bool [z, y, x] from ``localization.localize_spine``: where to search, and where
-            fragments are accepted (a fragment with less than half of its voxels in it is rejected).
+            the fragments the search finds are accepted (one with less than half of its voxels in it is rejected).
+            The vertebra that follows on from a committed one (the same patch again, and its tracking) is accepted
+            wherever it lies: a low-resolution localization that misses part of an unseen CT's column (the held-out
+            models' upper thorax, issue 10) then no longer ends the traversal there.
         memory: optional bool [z, y, x] instance memory to start from (vertebrae already segmented).
         direction: "up" (bottom-up; the paper's default) or "down"; the direction the network was trained for.
         progress: optional callback ``progress(vertebrae_found, evaluations)`` after every evaluation.
@@ -301,6 +305,8 @@ class Traversal:
     Attributes:
         memory: float32 [z, y, x] instance memory (1 = assigned), updated by :meth:`commit`.
         result: the :class:`TraversalResult` so far (instance map, vertebrae, rejected count).
+        following: True while the patch follows on from the vertebra :meth:`commit` just put into the output
+            (the spine mask does not restrict fragments then); the sliding window resets it.
 
     Raises:
         ValueError: if shapes disagree or ``direction`` is not "up" or "down".
@@ -336,6 +342,7 @@ class Traversal:
         self.progress, self.sliding_batch, self.bone_threshold = progress, max(1, int(sliding_batch)), bone_threshold
         self.dense_threshold = dense_threshold
         self.z_range: Optional[tuple[int, int]] = None
+        self.following = False
 
     # ---- orientation
 
@@ -361,12 +368,13 @@ class Traversal:
 
     def _interpret(self, output) -> Optional[Fragment]:
         """The fragment of one network output: the largest connected component of the thresholded mask outside
-        the memory, of at least ``v_min`` voxels, inside the spine mask and the z range; else None."""
+        the memory, of at least ``v_min`` voxels, inside the spine mask (unless :attr:`following`) and the z range;
+        else None."""
         prob, label, p_complete, (src, dst) = output
         mask = _largest_component((prob[dst] >= self.params.mask_threshold) & (self.memory[src] < 0.5))
         if int(mask.sum()) < self.v_min:
             return None
-        if self.spine_mask is not None and self.spine_mask[src][mask].mean() < 0.5:
+        if self.spine_mask is not None and not self.following and self.spine_mask[src][mask].mean() < 0.5:
             return None  # outside the localized spine: rib, pelvis or other bone
         idx = np.argwhere(mask)
         bbox_center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int) + np.array([s.start for s in src])
@@ -446,7 +454,8 @@ class Traversal:
         """
         fragment = track.fragment
         self.memory[fragment.src][fragment.mask] = 1.0
-        if not is_vertebral_bone(fragment.label, *self.bone_statistics(fragment)):
+        self.following = is_vertebral_bone(fragment.label, *self.bone_statistics(fragment))
+        if not self.following:
             self.result.rejected += 1
             return None
         instance = len(self.result.vertebrae) + 1
@@ -468,6 +477,7 @@ class Traversal:
         Returns:
             ``(next pending index, (centre, fragment) or None)``.
         """
+        self.following = False
         batch = windows[pending : pending + self.sliding_batch]
         for i, output in enumerate(self._evaluate(batch)):
             found = self._interpret(output)

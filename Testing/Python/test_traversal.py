@@ -146,6 +146,26 @@ def test_spine_mask_rejects_bone_outside_it_and_limits_the_search():
     assert res.evaluations < res_all.evaluations
 
 
+def test_the_column_leads_on_where_the_spine_mask_ends():
+    """A localization that misses the upper part of the column (a low-resolution net on a CT unlike its training
+    data) restricts where the search starts, not where traversal goes on: the vertebrae above its end follow on from
+    the committed ones and are all found; a search that starts there is still refused."""
+    vol = np.zeros((64, 40, 40), dtype=np.float32)
+    for k in range(5):  # 18 x 18 x 9 voxel 'vertebrae' 1 voxel apart at z 8-16, 18-26, ..., 48-56
+        vol[8 + 10 * k : 17 + 10 * k, 11:29, 11:29] = k + 1
+    totals = {k: int((vol == k).sum()) for k in range(1, 6)}
+    spine = np.zeros(vol.shape, dtype=bool)
+    spine[:37] = True  # the mask covers vertebrae 1-3 only
+    model = _model(InstanceOracle(totals))
+    res = traverse(vol, model, torch.device("cpu"), spine_mask=spine)
+    assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
+    # without the lower vertebrae to follow on from, nothing outside the mask is accepted
+    upper_only = np.where(vol >= 4, vol, 0).astype(np.float32)
+    engine = Traversal(upper_only, model, torch.device("cpu"), spine_mask=spine)
+    assert engine.find_fragment(np.array([46, 20, 20])) is None
+    assert traverse(upper_only, model, torch.device("cpu"), spine_mask=spine).vertebrae == []
+
+
 class OscillatingOracle(nn.Module):
     """A fixed box centred at x = 30 that is reported 3 voxels to the right when the patch centre is left of
     it and 3 voxels to the left otherwise, so that the patch alternates between x = 33 and x = 27 and never
