@@ -144,6 +144,9 @@ MUTATIONS: tuple[Mutation, ...] = (
              "for v in vertebrae if not v.sacrum_below",
              (T + "test_anatomy_evidence.py::test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_"
                   "gives_a_warning",)),
+    Mutation("spine-mask-gates-the-column", "the vertebra that follows on from a committed one passes the spine mask",
+             "SpineSegmentationLib/traversal.py", "is not None and not self.following and", "is not None and",
+             (T + "test_traversal.py::test_the_column_leads_on_where_the_spine_mask_ends",)),
     Mutation("synthetic-sacrum-without-s1", "the synthetic CTs have an S1 shaped like L5 below it",
              "SpineSegmentationLib/training/synthetic.py", "    out |= s1\n", "",
              (T + "test_synthetic_ct.py::test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc",)),
