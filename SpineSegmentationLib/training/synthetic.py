@@ -210,8 +210,9 @@ def _aorta_and_organs(c: _Canvas, rng: np.random.Generator) -> None:
     """The aorta and the heart, with or without contrast agent, and abdominal organ blobs.
 
     Arterial-phase contrast makes the blood 150-500 HU: as dense as trabecular bone, right beside the thoracic
-    vertebrae. A model that had seen only 150-350 HU aortas and no heart took the contrast-filled aorta and heart
-    (median 330-430 HU) of a real chest CT for vertebrae and found none above T7 (issue 10).
+    vertebrae. A model that had seen only 150-350 HU aortas and no heart segmented the contrast-filled aorta and heart
+    (median 330-430 HU) of a real chest CT as vertebrae, which the traversal then rejected as denser than bone
+    (issue 10).
     """
     s, level, z, y, x = c.s, c.level, c.z, c.y, c.x
     blood_hu = rng.uniform(150, 500) if rng.random() < 0.5 else rng.uniform(30, 60)
