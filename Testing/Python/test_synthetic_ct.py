@@ -115,13 +115,13 @@ def test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc(mas
 
 def test_contrast_filled_aorta_and_heart_lie_in_front_of_the_thoracic_spine(masks):
     """In about half of the synthetic CTs the blood is contrast-filled (150-500 HU, as dense as trabecular bone): the
-    aorta in front of the thoracic and lumbar vertebrae and the heart's chambers in front of T5-T10 together; label 0."""
+    aorta in front of the thoracic and lumbar vertebrae and the heart's chambers in front of T5-T10 together (that
+    they stay label 0 is test_labels_preserved)."""
     rng = np.random.default_rng(21)
     aorta, heart = [], []
     for _ in range(6):
         hu, lab = synthesize_ct(masks["sub-verse004"], rng, SPACING, crop=False)
         spine = ndimage.binary_dilation(lab > 0, iterations=int(round(10 / SPACING)))
-        assert np.all(lab[hu > 150][~spine[hu > 150]] == 0)
         dense = (hu > 150) & (hu < 600) & ~spine
         t10, t9 = np.argwhere(lab == 17), np.argwhere(lab == 16)
         z_t10, front = int(t10[:, 0].mean()), t10[:, 1].min()  # canonical y grows posteriorly
