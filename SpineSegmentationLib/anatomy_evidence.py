@@ -12,7 +12,11 @@ anatomical landmarks instead; this module measures two of them in the CT, for th
   2 mm: 84-123 mm beside T1-T11, 52-86 mm beside T12, 21-42 mm beside L1-L3).
 * **Sacrum** below the lowest vertebra: a wide bone (sacral alae, and the ilia joined to them) that starts within
   :data:`SACRUM_SEARCH_MM` below its body marks it as the last presacral vertebra (L5, or L6 in a six-lumbar
-  column). Where it holds, the lowest vertebra's rib evidence is not used: the pelvis touches it too.
+  column). Where it holds, the lowest vertebra's rib evidence is not used: the pelvis touches it too. It is also
+  measured for the second-lowest segment, as the other segments see it: when the lowest segment is the top of the
+  sacrum taken for a vertebra, the rest of the sacrum and the ilia lie right below the vertebra above it. Ribs
+  beside a thoracic vertebra below it look alike to this measure (wide bone), so the labelling weighs it against
+  the ribs and the regression rather than trusting it alone.
 
 The measurements run on the CT resampled to a :data:`EVIDENCE_SPACING_MM` isotropic grid in the canonical frame
 ([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. "Below" a vertebra is taken along the column's local
@@ -67,8 +71,8 @@ class VertebraEvidence:
         rib_sides: 0, 1 or 2 sides on which a rib touches the vertebra; None when a side is outside the field
             of view, when none is seen on a body the field of view cuts, or when the pelvis touches the vertebra
             (see ``sacrum_below``).
-        sacrum_below: True when the sacrum lies right below (only measured for the lowest vertebra), False when
-            the field of view below shows none, None when not measured or not in view.
+        sacrum_below: True when the sacrum lies right below (only measured for the lowest two segments), False
+            when the field of view below shows none, None when not measured or not in view.
     """
 
     rib_sides: Optional[int] = None
@@ -92,7 +96,7 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
         sitk.Resample(_labelled_box(ids, image), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     free_bone = (hu > BONE_HU) & (grid_ids == 0)
     centres, volumes = _centres(grid_ids, order)
-    lowest = min(centres, key=lambda i: centres[i][0]) if centres else None
+    lowest_two = sorted(centres, key=lambda i: centres[i][0])[:2]
     axes = _column_axes(centres, volumes)
     out = []
     for i in order:
@@ -100,8 +104,8 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
             out.append(VertebraEvidence())
             continue
         mask = grid_ids == i
-        sacrum = _sacrum_below(free_bone, mask, centres[i]) if i == lowest else None
-        ribs = None if sacrum else _rib_sides(free_bone, mask, centres[i], axes[i])
+        sacrum = _sacrum_below(free_bone, mask, centres[i]) if i in lowest_two else None
+        ribs = None if sacrum and i == lowest_two[0] else _rib_sides(free_bone, mask, centres[i], axes[i])
         out.append(VertebraEvidence(rib_sides=ribs, sacrum_below=sacrum))
     return out
 

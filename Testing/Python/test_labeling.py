@@ -117,3 +117,28 @@ def test_impossible_constraints_and_bad_input_raise_clear_errors():
     with pytest.raises(ValueError, match="evidence for 1 vertebrae"):
         refine_labels([20.0, 21.0], evidence=[VertebraEvidence()])
     assert refine_labels([]).labels == []
+
+
+def test_the_sacrum_as_the_lowest_segment_needs_the_sacrum_below_the_vertebra_above_it():
+    """With the sacrum allowed as the lowest segment (``sacral_instance``), a lumbar column that ends on the sacrum
+    keeps its L5, even when every regression is one level low (L5 regressed where S1 would be); a chest column whose
+    second-lowest vertebra has wide bone below it (ribs look like the sacrum to that measure) keeps its levels."""
+    lumbar = [L1, 21, 22, 23, L5]
+    regressed = [column_position(v) + 1.0 for v in lumbar]
+    evidence = [None] * 3 + [VertebraEvidence(rib_sides=0, sacrum_below=False),
+                             VertebraEvidence(sacrum_below=True)]
+    res = refine_labels(regressed, evidence=evidence, sacral_instance=True)
+    assert res.labels == lumbar and min(res.probabilities) > 0.8
+    # the same column with the sacrum seen below L4 and none below the lowest: the lowest is the top of the sacrum
+    evidence[-2:] = [VertebraEvidence(rib_sides=0, sacrum_below=True),
+                     VertebraEvidence(rib_sides=2, sacrum_below=False)]
+    res = refine_labels([column_position(v) for v in lumbar], evidence=evidence, sacral_instance=True)
+    assert res.labels == [21, 22, 23, L5, 26]
+    # the alternatives a reviewer applies are labellings of the column above the sacrum, this one first
+    assert res.alternatives[0].labels == [21, 22, 23, L5] and [20, 21, 22, 23] in [a.labels for a in res.alternatives]
+
+    chest = _ribs(CHEST)
+    chest[-2] = VertebraEvidence(rib_sides=2, sacrum_below=True)
+    chest[-1] = VertebraEvidence(rib_sides=0, sacrum_below=None)
+    res = refine_labels([column_position(v) + 0.8 for v in CHEST], evidence=chest, sacral_instance=True)
+    assert res.labels == CHEST and 26 not in [v for a in res.alternatives for v in a.labels]
