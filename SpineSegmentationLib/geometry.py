@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
+from scipy import ndimage
 
 #: Value outside the CT's field of view after resampling (air).
 AIR_HU = -1024.0
@@ -113,16 +114,47 @@ def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
     return img
 
 
+def _input_box(reference: sitk.Image, lo: np.ndarray, hi: np.ndarray, input_image: sitk.Image
+               ) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """The input-grid index box ``(start, stop)`` ([i, j, k], a one-voxel rim included) that covers the canonical
+    box from continuous index ``lo`` to ``hi`` ([z, y, x]); None when it lies outside the input's field of view."""
+    corners = np.array([[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])])
+    ijk = np.array([input_image.TransformPhysicalPointToContinuousIndex([float(v) for v in p])
+                    for p in index_to_lps(reference, corners)])
+    size = np.array(input_image.GetSize())
+    start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, size)
+    stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, size)
+    return None if np.any(stop <= start) else (start, stop)
+
+
+def _grid_box(input_image: sitk.Image, start: np.ndarray, stop: np.ndarray, pixel_type: int) -> sitk.Image:
+    """An empty image on the input grid's index box ``start`` .. ``stop`` ([i, j, k])."""
+    box = sitk.Image([int(v) for v in stop - start], pixel_type)
+    box.SetSpacing(input_image.GetSpacing())
+    box.SetDirection(input_image.GetDirection())
+    box.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in start]))
+    return box
+
+
 def labels_on_input_grid(
     labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image
 ) -> tuple[np.ndarray, Optional[tuple[slice, slice, slice]]]:
-    """Resample a canonical label map onto the input grid (nearest neighbour), as an array and its labelled box.
+    """Resample a canonical label map onto the input grid, as an array and its labelled box.
+
+    Each label's indicator (1 inside, 0 outside) is interpolated linearly and every input voxel takes the label
+    with the largest value, or background where the background's share (1 minus their sum) is larger: ITK's
+    generic label interpolation with a linear kernel (Schaerer et al., Insight Journal 2014). Where the grids'
+    voxel centres coincide this is exact; between them the boundary follows the piecewise-linear surface through
+    the canonical voxels instead of their staircase, so a mask drawn on the network's 2.5 mm grid does not come back
+    on a finer input grid as 2.5 mm steps (nearest neighbour did: on the example CT mirrored or rotated by 20
+    degrees, per-vertebra Dice against the upright result mapped back rose from 0.816-0.909 to its figures in the
+    model card).
 
     Only the input-grid box that covers the labelled voxels is resampled (the rest is background), so the cost
     follows the size of the spine, not of the scan; later steps can work on that box alone.
 
     Args:
-        labels: integer array [z, y, x] on the canonical grid ``reference``.
+        labels: integer array [z, y, x] on the canonical grid ``reference``, values >= 0.
         reference: canonical reference image (from :func:`to_canonical`).
         input_image: the image whose grid the result must have.
 
@@ -135,23 +167,37 @@ def labels_on_input_grid(
     if not nonzero.size:
         return out, None
     # the labelled box's corners (voxel edges) -> input continuous indices -> an integer box with a 1-voxel rim
-    lo, hi = nonzero.min(axis=0) - 0.5, nonzero.max(axis=0) + 0.5
-    corners = np.array([[z, y, x] for z in (lo[0], hi[0]) for y in (lo[1], hi[1]) for x in (lo[2], hi[2])])
-    ijk = np.array([input_image.TransformPhysicalPointToContinuousIndex([float(v) for v in p])
-                    for p in index_to_lps(reference, corners)])
-    size = np.array(input_image.GetSize())
-    start = np.clip(np.floor(ijk.min(axis=0)).astype(int) - 1, 0, size)
-    stop = np.clip(np.ceil(ijk.max(axis=0)).astype(int) + 2, 0, size)
-    if np.any(stop <= start):
+    whole = _input_box(reference, nonzero.min(axis=0) - 0.5, nonzero.max(axis=0) + 0.5, input_image)
+    if whole is None:
         return out, None  # the labels lie outside the input's field of view
-    box = sitk.Image([int(v) for v in stop - start], sitk.sitkInt16)
-    box.SetSpacing(input_image.GetSpacing())
-    box.SetDirection(input_image.GetDirection())
-    box.SetOrigin(input_image.TransformIndexToPhysicalPoint([int(v) for v in start]))
-    lab = array_to_image(labels.astype(np.int16), reference)
-    resampled = sitk.Resample(lab, box, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    start, stop = whole
     kji = tuple(slice(int(a), int(b)) for a, b in zip(start[::-1], stop[::-1]))
-    out[kji] = sitk.GetArrayViewFromImage(resampled)
+    shape = tuple(int(v) for v in (stop - start)[::-1])
+    best, total = np.zeros(shape, dtype=np.float32), np.zeros(shape, dtype=np.float32)
+    winner = np.zeros(shape, dtype=np.int16)
+    for value, found in enumerate(ndimage.find_objects(labels.astype(np.int32)), start=1):
+        if found is None:
+            continue
+        # the label's canonical box with a one-voxel rim of zeros, where its indicator falls off
+        sub = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(found, labels.shape))
+        lo = np.array([s.start for s in sub], dtype=float)
+        indicator = sitk.GetImageFromArray((labels[sub] == value).astype(np.float32))
+        indicator.SetSpacing(reference.GetSpacing())
+        indicator.SetOrigin([float(v) for v in index_to_lps(reference, lo[None])[0]])
+        part = _input_box(reference, lo - 0.5, np.array([s.stop for s in sub]) - 0.5, input_image)
+        if part is None:
+            continue
+        p_start, p_stop = np.maximum(part[0], start), np.minimum(part[1], stop)
+        if np.any(p_stop <= p_start):
+            continue
+        grid = _grid_box(input_image, p_start, p_stop, sitk.sitkFloat32)
+        value_map = sitk.GetArrayFromImage(sitk.Resample(indicator, grid, sitk.Transform(), sitk.sitkLinear, 0.0))
+        region = tuple(slice(int(a), int(b)) for a, b in zip((p_start - start)[::-1], (p_stop - start)[::-1]))
+        larger = value_map > best[region]
+        winner[region][larger] = value
+        best[region] = np.maximum(best[region], value_map)
+        total[region] += value_map
+    out[kji] = np.where((best > 0) & (best >= 1.0 - total), winner, 0)
     return out, kji
 
 
@@ -206,12 +252,14 @@ def label_measurements(labels: sitk.Image) -> dict[int, tuple[int, np.ndarray]]:
     return {int(lab): (int(stats.GetNumberOfPixels(lab)), np.array(stats.GetCentroid(lab))) for lab in stats.GetLabels()}
 
 
-def labels_at_border(labels: np.ndarray) -> set[int]:
+def labels_at_border(labels: np.ndarray, margins: Optional[tuple[int, ...]] = None) -> set[int]:
     """The non-zero labels that touch a face of ``labels`` (any axis order): the structures that the image's field
-    of view cuts, so that they cannot be completely visible."""
+    of view cuts, so that they cannot be completely visible. ``margins``: per axis (the array's order), how many
+    voxels in from each face still count as touching it (default: none, the face itself)."""
     labels = np.asarray(labels)
     touching: set[int] = set()
     for axis in range(labels.ndim):
-        for face in (0, labels.shape[axis] - 1):
-            touching |= set(int(v) for v in np.unique(np.take(labels, face, axis=axis)))
+        depth = min(1 + (margins[axis] if margins else 0), labels.shape[axis])
+        for faces in (range(depth), range(labels.shape[axis] - depth, labels.shape[axis])):
+            touching |= set(int(v) for v in np.unique(np.take(labels, list(faces), axis=axis)))
     return touching - {0}

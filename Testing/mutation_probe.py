@@ -156,6 +156,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/anatomy_evidence.py", "centres[i][0])[:2]", "centres[i][0])[:1]",
              (T + "test_anatomy_evidence.py::test_the_top_of_the_sacrum_segmented_as_a_vertebra_is_labelled_the_"
                   "sacrum",)),
+    Mutation("labels-back-by-nearest-neighbour", "labels go back to the input grid by linear label interpolation",
+             "SpineSegmentationLib/geometry.py", "grid, sitk.Transform(), sitk.sitkLinear, 0.0))",
+             "grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0))",
+             (T + "test_geometry.py::test_label_round_trip_through_a_coarser_grid_keeps_each_vertebra_better_than_"
+                  "nearest_neighbour",)),
     Mutation("spine-mask-gates-the-column", "the vertebra that follows on from a committed one passes the spine mask",
              "SpineSegmentationLib/traversal.py", "is not None and not self.following and", "is not None and",
              (T + "test_traversal.py::test_the_column_leads_on_where_the_spine_mask_ends",)),

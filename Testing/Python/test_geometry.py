@@ -19,6 +19,7 @@ from SpineSegmentationLib.geometry import (
     canonical_reference,
     index_to_lps,
     label_to_input_grid,
+    labels_at_border,
     lps_to_index,
     lps_to_ras,
     physical_bounds,
@@ -178,18 +179,20 @@ def label_round_trip(labels: sitk.Image, spacing_mm: float) -> sitk.Image:
 
 
 @pytest.mark.parametrize(
-    ("name", "orientation", "spacing_mm"),
+    ("name", "orientation", "spacing_mm", "least_dice"),
     [
-        ("real_ct_reference", None, 2.5),
-        ("real_ct_reference", None, 3.0),
-        ("real_ct_reference", "PIR", 2.5),
-        ("tptbox_labels", None, 1.5),  # the PIR crop as stored
-        ("tptbox_labels", None, 1.0),
-        ("tptbox_labels", "LPS", 1.5),
+        ("real_ct_reference", None, 3.0, 1.0),  # the canonical voxel centres are the input's: exact
+        ("tptbox_labels", None, 1.5, 1.0),  # the PIR crop as stored
+        ("tptbox_labels", "LPS", 1.5, 1.0),
+        ("real_ct_reference", None, 2.5, 0.975),  # a finer canonical grid (measured 0.980-0.989)
+        ("real_ct_reference", "PIR", 2.5, 0.975),
+        ("tptbox_labels", None, 1.0, 0.99),  # measured 0.998-0.999
     ],
 )
-def test_label_round_trip_is_exact(shared_data, name, orientation, spacing_mm):
-    """Exact whenever the canonical spacing is not coarser than the input's (nearest neighbour both ways)."""
+def test_label_round_trip_is_exact_where_the_grids_coincide(shared_data, name, orientation, spacing_mm, least_dice):
+    """Exact where the canonical grid's voxel centres are the input's (each label's indicator is interpolated at
+    its own samples); through a finer canonical grid nearly so: the labels there are the input's staircase, and
+    the linear interpolation back cuts its corners by up to half a canonical voxel."""
     labels = sitk.ReadImage(str(shared_data[name]))
     if orientation is not None:
         labels = sitk.DICOMOrient(labels, orientation)
@@ -200,16 +203,22 @@ def test_label_round_trip_is_exact(shared_data, name, orientation, spacing_mm):
     values = np.unique(before)[1:]
     assert len(values) >= 3
     for value in values:
-        assert dice(before == value, after == value) == 1.0, f"label {value}"
+        assert dice(before == value, after == value) >= least_dice, f"label {value}"
 
 
-def test_label_round_trip_through_a_coarser_grid_keeps_each_vertebra(tptbox_labels):
-    """1.5 mm crop through the 2.5 mm grid: not exact, but every vertebra (L2, L3, L4) stays where it was."""
+def test_label_round_trip_through_a_coarser_grid_keeps_each_vertebra_better_than_nearest_neighbour(tptbox_labels):
+    """1.5 mm crop through the 2.5 mm grid: not exact, but every vertebra (L2, L3, L4) stays where it was, and its
+    surface comes back closer than nearest neighbour's 2.5 mm steps (measured Dice 0.915-0.934 against
+    0.894-0.917)."""
     labels = sitk.ReadImage(str(tptbox_labels))
     before = sitk.GetArrayFromImage(labels)
     after = sitk.GetArrayFromImage(label_round_trip(labels, 2.5))
+    reference = canonical_reference(labels, 2.5)
+    canonical = sitk.Resample(labels, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    nearest = sitk.GetArrayFromImage(sitk.Resample(canonical, labels, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     for value in (21, 22, 23):
-        assert dice(before == value, after == value) > 0.85, f"label {value}"
+        assert dice(before == value, after == value) > dice(before == value, nearest == value) + 0.01, f"label {value}"
+        assert dice(before == value, after == value) > 0.9, f"label {value}"
 
 
 def test_label_to_input_grid_puts_labels_back_on_an_oblique_grid(real_ct_image, real_ct_reference):
@@ -228,16 +237,22 @@ def test_label_to_input_grid_puts_labels_back_on_an_oblique_grid(real_ct_image, 
 @pytest.mark.parametrize("angles", [(0.0, 0.0, 0.0), (0.2, -0.15, 0.25)])
 def test_label_to_input_grid_resamples_only_the_labelled_box_with_the_same_result(real_ct_image, real_ct_reference,
                                                                                  angles):
-    """The box-limited resampling equals resampling the whole input grid, voxel for voxel (straight and oblique
-    input grids); a canonical map without labels gives an all-background map on the input grid."""
+    """The box-limited resampling equals the same interpolation over the whole input grid, each label's indicator
+    resampled whole, voxel for voxel (straight and oblique input grids); a canonical map without labels gives an
+    all-background map on the input grid."""
     grid = rotated_grid(real_ct_image, angles, 1.7)
     reference = canonical_reference(grid, 2.5)
     canonical = sitk.Resample(sitk.ReadImage(str(real_ct_reference)), reference, sitk.Transform(),
                               sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
-    whole = sitk.Resample(canonical, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
+    values = np.unique(sitk.GetArrayViewFromImage(canonical))[1:]
+    indicators = np.stack([sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(canonical == int(v), sitk.sitkFloat32),
+                                                                grid, sitk.Transform(), sitk.sitkLinear, 0.0))
+                           for v in values])
+    largest = indicators.max(axis=0)
+    whole = np.where((largest > 0) & (largest >= 1.0 - indicators.sum(axis=0)), values[indicators.argmax(axis=0)], 0)
     fast = label_to_input_grid(sitk.GetArrayFromImage(canonical), reference, grid)
-    assert sitk.GetArrayViewFromImage(whole).any()
-    assert np.array_equal(sitk.GetArrayViewFromImage(fast), sitk.GetArrayViewFromImage(whole))
+    assert whole.any() and len(values) >= 7
+    assert np.array_equal(sitk.GetArrayViewFromImage(fast), whole)
     empty = label_to_input_grid(np.zeros(reference.GetSize()[::-1], np.int16), reference, grid)
     assert empty.GetSize() == grid.GetSize() and not sitk.GetArrayViewFromImage(empty).any()
 
@@ -274,3 +289,16 @@ def test_array_to_image_keeps_the_reference_geometry(canonical_ct):
     assert image.GetSize() == reference.GetSize()
     assert image.GetOrigin() == reference.GetOrigin() and image.GetDirection() == reference.GetDirection()
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), array)
+
+
+def test_labels_at_border_counts_a_margin_in_from_each_face():
+    """A label 2 voxels in from the last face along the second axis touches it with a margin of 2 there, not
+    with 1 or without; one on the first face always touches it."""
+    labels = np.zeros((6, 10, 8), dtype=np.int16)
+    labels[0, 4, 4] = 1  # on the first face of axis 0
+    labels[3, 7, 4] = 2  # 2 voxels in from the last face of axis 1 (index 9)
+    labels[3, 4, 4] = 3  # inside
+    assert labels_at_border(labels) == {1}
+    assert labels_at_border(labels, (0, 1, 0)) == {1}
+    assert labels_at_border(labels, (0, 2, 0)) == {1, 2}
+    assert labels_at_border(labels, (5, 0, 0)) == {1, 2, 3}  # a margin as deep as the array takes everything
