@@ -83,24 +83,31 @@ def _distance_to_line(point: np.ndarray, points: np.ndarray) -> float:
 def column_branches(centres_mm: np.ndarray) -> list[np.ndarray]:
     """Split the detections into runs that continue one another.
 
+    Taken in cranio-caudal order, each detection continues the run whose line (through that run's last
+    :data:`LINE_POINTS` detections) passes nearest to it, within :data:`BRANCH_JUMP_MM`; otherwise it starts a run.
+    Runs may overlap in height: on the example CT cropped through the laminae, the traversal climbed an ilium
+    rim from the bottom of the scan to the level of L4 beside the column's L5 and L4, and a split of the detections
+    sorted by height alone put those two into the ilium's run.
+
     Args:
         centres_mm: float [n, 3] centres in mm on the canonical grid, [z, y, x] = [S, P, L].
 
     Returns:
-        Index arrays into ``centres_mm``, each in cranio-caudal order (z descending), the runs in that order too. The
-        chain breaks between two neighbours in that order when each lies more than :data:`BRANCH_JUMP_MM` from the
-        line through the :data:`LINE_POINTS` detections on the other side.
+        Index arrays into ``centres_mm``, each in cranio-caudal order (z descending), the runs ordered by their
+        first detection.
 
     Raises:
         ValueError: ``centres_mm`` is not an [n, 3] array.
     """
     centres = _centres_array(centres_mm)
-    order = np.argsort(-centres[:, 0], kind="stable")
-    c = centres[order]
-    breaks = [k for k in range(1, len(c))
-              if _distance_to_line(c[k], c[max(0, k - LINE_POINTS):k]) > BRANCH_JUMP_MM
-              and _distance_to_line(c[k - 1], c[k:k + LINE_POINTS]) > BRANCH_JUMP_MM]
-    return [run for run in np.split(order, breaks) if run.size]
+    runs: list[list[int]] = []
+    for k in np.argsort(-centres[:, 0], kind="stable"):
+        distances = [_distance_to_line(centres[k], centres[run[-LINE_POINTS:]]) for run in runs]
+        if distances and min(distances) <= BRANCH_JUMP_MM:
+            runs[int(np.argmin(distances))].append(int(k))
+        else:
+            runs.append([int(k)])
+    return [np.array(run) for run in runs]
 
 
 def weak_branches(centres_mm: np.ndarray, support: np.ndarray, min_support: float = 0.0) -> np.ndarray:

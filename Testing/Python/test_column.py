@@ -89,3 +89,24 @@ def test_drop_off_column_removes_a_weak_branch_given_the_localization():
     assert drop_off_column(trav, spacing_mm=2.5) == 0  # without the localization the chain stays
     assert drop_off_column(trav, spacing_mm=2.5, spine_probability=probability) == 4
     assert [v.instance for v in trav.vertebrae] == [1, 2, 3, 4, 5] and trav.instances.max() == 5
+
+
+def test_a_weak_branch_beside_the_column_does_not_outvote_the_column():
+    """As on the example CT cropped through the laminae: a chain of seven detections on an ilium rim climbs from
+    the bottom of the scan to beside the column's two lowest vertebrae (70 mm to the side). The lowest has more of
+    the chain than of the column within reach in height, so the off-column rule alone calls it off the column; the
+    branch check, which follows each run by continuity and asks the localization, goes first and leaves the column
+    whole."""
+    instances = np.zeros((140, 20, 50), dtype=np.int16)
+    for k in range(6):  # the column: centres z 126 .. 56 (voxels of 2.5 mm), x 9.5
+        instances[122 - 14 * k : 130 - 14 * k, 8:12, 8:12] = k + 1
+    for k in range(7):  # the branch: centres z 62 .. 2, x 37.5, as high as the column's lowest two
+        instances[60 - 10 * k : 64 - 10 * k, 8:12, 36:40] = k + 7
+    probability = np.where(instances > 6, 0.02, 0.2).astype(np.float32)
+    ids = range(1, 14)
+    trav = TraversalResult(instances.copy(), [DetectedVertebra(i, 20.0, 0.9, (0, 0, 0), 3, True, 128) for i in ids])
+    assert drop_off_column(trav, spacing_mm=2.5, spine_probability=probability) == 7
+    assert [v.instance for v in trav.vertebrae] == [1, 2, 3, 4, 5, 6]
+    column = np.array([[126.0 - 14 * k, 10.0, 9.5] for k in range(6)]) * 2.5
+    branch = np.array([[62.0 - 10 * k, 10.0, 37.5] for k in range(7)]) * 2.5
+    assert off_column(np.vstack([column, branch])).tolist() == [False] * 5 + [True] + [False] * 7  # the rule alone
