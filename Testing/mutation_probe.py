@@ -156,6 +156,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/anatomy_evidence.py", "centres[i][0])[:2]", "centres[i][0])[:1]",
              (T + "test_anatomy_evidence.py::test_the_top_of_the_sacrum_segmented_as_a_vertebra_is_labelled_the_"
                   "sacrum",)),
+    Mutation("sacrum-below-along-z", "the sacrum is searched below a vertebra along the column's axis",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "sacrum = _sacrum_below(free_bone, mask, centres[i], axes[i])",
+             "sacrum = _sacrum_below(free_bone, mask, centres[i], np.array([1.0, 0.0, 0.0]))",
+             (T + "test_anatomy_evidence.py::test_the_sacrum_is_measured_below_a_column_tilted_in_the_coronal_"
+                  "plane",)),
     Mutation("labels-back-by-nearest-neighbour", "labels go back to the input grid by linear label interpolation",
              "SpineSegmentationLib/geometry.py", "grid, sitk.Transform(), sitk.sitkLinear, 0.0))",
              "grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0))",
