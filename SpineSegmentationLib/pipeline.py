@@ -176,8 +176,11 @@ def segment_spine(
         scan.spine_mask = None
     trav, fallback = traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
                                             lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
+    segmented = trav.instances.copy()
     dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability,
                               scan.model.localization.threshold)
+    if dropped and trav.vertebrae:
+        resegment_beside_dropped(scan, trav, np.where(trav.instances == 0, segmented, 0))
     if trav.vertebrae:
         result = assemble_result(scan, reporter, t_start, trav.evaluations,
                                  new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface)
@@ -425,6 +428,49 @@ def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability:
         trav.instances[np.isin(trav.instances, [i for i, o in zip(ids, off) if o])] = 0
         trav.vertebrae = [v for v, o in zip(trav.vertebrae, off) if not o]
     return int(off.sum())
+
+
+def resegment_beside_dropped(scan: Scan, trav: TraversalResult, dropped: np.ndarray) -> int:
+    """Segment again, without them in the memory, the vertebrae that were segmented beside detections that
+    :func:`drop_off_column` removed (in place); returns how many were evaluated again.
+
+    A dropped detection was in the instance memory when the traversal segmented the vertebrae after it, and the
+    network draws a vertebra's mask with the memory as an input: on the example CT tilted 20 degrees in the coronal
+    plane, six detections up an ilium rim came before L5, and L5's mask drawn beside them had Dice 0.811 with the
+    reference (0.83 with the upright result). Each kept vertebra whose patch, at its converged centre, holds a
+    detection dropped before it in traversal order is evaluated once more there with the memory the paper's
+    training assumes (the kept vertebrae before it, seed 002 section 3.3); the new mask replaces its voxels, except
+    where another kept vertebra is. A vertebra the network no longer finds there keeps its mask.
+
+    Args:
+        dropped: int [z, y, x] canonical map of the removed detections' instance ids (0 elsewhere).
+    """
+    if not dropped.any():
+        return 0
+    engine = traversal_engine(scan)
+    engine.following = True  # the vertebra was accepted already: no spine-mask check
+    half = scan.model.fcn.config.patch_size // 2
+    evaluated = 0
+    for k, v in enumerate(trav.vertebrae):
+        window = tuple(slice(max(c - half, 0), c + half) for c in v.center_zyx)
+        if not ((dropped[window] > 0) & (dropped[window] < v.instance)).any():
+            continue
+        before = np.isin(trav.instances, [u.instance for u in trav.vertebrae[:k]])
+        engine.memory = scan.network_frame(before).astype(np.float32)
+        center = np.array(v.center_zyx, dtype=int)
+        center[0] = scan.network_z(center[0])
+        fragment = engine.find_fragment(center)
+        evaluated += 1
+        if fragment is None:
+            continue
+        in_network = np.zeros(trav.instances.shape, dtype=bool)
+        in_network[fragment.src][fragment.mask] = True
+        mask = scan.network_frame(in_network)
+        others = (trav.instances > 0) & (trav.instances != v.instance)
+        trav.instances[(trav.instances == v.instance) & ~mask] = 0
+        trav.instances[mask & ~others] = v.instance
+    trav.evaluations += evaluated
+    return evaluated
 
 
 def new_candidates(instances: np.ndarray, detected: list[DetectedVertebra], offset: int = 0) -> list[Candidate]:

@@ -183,7 +183,9 @@ def test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_il
     """The example CT's content rotated by 20 degrees about the anterior-posterior axis (a patient lying obliquely):
     the bottom-up traversal then starts on the medial rim of the right ilium and climbs it in five steps before it
     reaches L5 (0.3.0 without the branch check: five "vertebrae" on the ilium, every level shifted, T7-T13). The
-    spine localization barely responds there, so that branch is dropped: L1-L5 keep their levels and masks."""
+    spine localization barely responds there, so that branch is dropped: L1-L5 keep their levels and masks. The
+    branch was in the instance memory when L5 was segmented; L5 is evaluated again without it (Dice with the
+    reference 0.865; 0.811 with the mask drawn beside the branch)."""
     tilt = rotation(real_ct_image, ANTERIOR_POSTERIOR, 20.0)
     result = segment_spine(tilted(real_ct_image, tilt), device="cpu")
     back = sitk.Resample(result.labels, real_ct_image, tilt.GetInverse(), sitk.sitkNearestNeighbor, 0)
@@ -193,6 +195,7 @@ def test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_il
     assert not report.summary["false_positives"] and not report.summary["spanning_instances"], report.summary
     assert all(rows[n].identified for n in LUMBAR), {n: rows[n].centroid_distance_mm for n in LUMBAR}
     assert np.mean([rows[n].dice for n in LUMBAR]) >= MIN_MEAN_DICE_EXAMPLE
+    assert rows["L5"].dice >= 0.84, rows["L5"].dice
 
 
 def test_a_vertebra_the_image_border_cuts_is_flagged_incomplete(real_ct_image, real_ct_reference):
