@@ -150,6 +150,23 @@ def _column_axes(centres: dict[int, tuple[float, float, float]], volumes: dict[i
     return axes
 
 
+def _local_frame(mask: np.ndarray, centre: tuple[float, float, float], axis: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A vertebra in the column's local frame: its voxels' offsets from ``centre`` (float [N, 3], [z, y, x] voxels),
+    which of them form the body (bool [N]: in front of the centroid; the arch and spinous process slope down
+    behind it; all of them when none is), and the posterior and left directions perpendicular to the column's
+    ``axis`` (unit [z, y, x] vectors; canonical +y and +x made perpendicular)."""
+    posterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
+    posterior /= np.linalg.norm(posterior)
+    lateral = np.cross(axis, posterior)  # towards the left ([z, y, x] = [S, P, L]), perpendicular to both
+    lateral *= np.sign(lateral[2]) or 1.0
+    offsets = np.argwhere(mask) - np.asarray(centre, dtype=float)
+    body = offsets @ posterior < 0
+    if not body.any():
+        body[:] = True
+    return offsets, body, posterior, lateral
+
+
 def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
                axis: np.ndarray) -> Optional[int]:
     """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring).
@@ -168,16 +185,9 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     reach = RIB_REACH_MM / s
     if xc - reach < 0 or xc + reach > nx - 1:
         return None  # a side is outside the field of view
-    posterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis  # canonical +y, made perpendicular to the column
-    posterior /= np.linalg.norm(posterior)
-    lateral = np.cross(axis, posterior)  # towards the left ([z, y, x] = [S, P, L]), perpendicular to both
-    lateral *= np.sign(lateral[2]) or 1.0
-    vz, vy, vx = np.nonzero(mask)
-    offsets = np.stack([vz - zc, vy - yc, vx - xc], axis=1)
-    body = offsets @ posterior < 0  # in front of the centroid; the arch and spinous process slope down behind
-    if not body.any():
-        body[:] = True
-    cut = bool(vz[body].min() == 0 or vz[body].max() == nz - 1)  # the body is cut by the field of view
+    offsets, body, posterior, lateral = _local_frame(mask, centre, axis)
+    body_z = np.nonzero(mask)[0][body]  # the same voxel order as the offsets
+    cut = bool(body_z.min() == 0 or body_z.max() == nz - 1)  # the body is cut by the field of view
     along = offsets[body] @ axis
     t0, t1 = float(along.min()), float(along.max())
     # the search box: every voxel within reach to each side (a piece that reaches the box's side reaches far
@@ -225,14 +235,7 @@ def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, 
     """
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
-    posterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis  # canonical +y, made perpendicular to the column
-    posterior /= np.linalg.norm(posterior)
-    lateral = np.cross(axis, posterior)
-    vz, vy, vx = np.nonzero(mask)
-    offsets = np.stack([vz - zc, vy - yc, vx - xc], axis=1)
-    body = offsets @ posterior < 0  # in front of the centroid
-    if not body.any():
-        body[:] = True
+    offsets, body, posterior, lateral = _local_frame(mask, centre, axis)
     t0 = float((offsets[body] @ axis).min())  # the body's lowest point along the axis
     depth = SACRUM_SEARCH_MM / s
     if zc + (t0 - depth) * axis[0] < 0:
