@@ -8,9 +8,13 @@ Variants of each CT (issue 10):
   rot-SI     ... about the superior-inferior axis
 
 Each variant's label map is mapped back onto the original grid (the flip undone, or the inverse rotation with
-nearest-neighbour interpolation) and compared with the unrotated result: the set of levels, and per vertebra
-the Dice of the same level. Rotating inside the same grid cuts the volume's corners, so vertebrae at the border
-can legitimately differ; they are listed.
+SimpleITK's label-linear interpolation: each label's indicator interpolated linearly, the largest wins) and
+compared with the unrotated result: the set of levels, and per vertebra the Dice of the same level. Rotating inside
+the same grid cuts the volume's corners, so vertebrae at the border can legitimately differ; they are listed.
+
+Mapping a label map costs agreement by itself: ``mapping_floor`` is the unrotated result rotated and mapped back
+with the same interpolator, compared with itself (its minimum per-level Dice: the best a rotated result can
+score). On the example CT it is 0.974-0.980 by nearest neighbour and 0.980-0.985 label-linear.
 
 Usage:
     python Testing/benchmarks/robustness_pose.py CT [CT ...] [--model PATH] [--degrees 20] [--json OUT.json]
@@ -51,6 +55,11 @@ def mirrored(image: sitk.Image, axis: int) -> sitk.Image:
     return out
 
 
+def mapped_back(labels: sitk.Image, base: sitk.Image, transform: sitk.Transform) -> sitk.Image:
+    """A label map of the rotated scan on the original grid ``base`` (inverse rotation, label-linear)."""
+    return sitk.Resample(labels, base, transform.GetInverse(), sitk.sitkLabelLinear, 0)
+
+
 def level_masks(labels: sitk.Image) -> dict[int, np.ndarray]:
     array = sitk.GetArrayFromImage(labels)
     return {int(v): array == v for v in np.unique(array) if v != 0}
@@ -83,9 +92,11 @@ def run_case(path: Path, model, degrees: float) -> dict:
     out["mirror-LR"] = compare(base, mirrored(flipped, axis))
     for name, lps_axis in (("rot-LR", LEFT_RIGHT), ("rot-AP", ANTERIOR_POSTERIOR), ("rot-SI", SUPERIOR_INFERIOR)):
         transform = rotation(image, lps_axis, degrees)
-        labels = segment_spine(tilted(image, transform), model=model, device="cpu").labels
-        back = sitk.Resample(labels, base, transform.GetInverse(), sitk.sitkNearestNeighbor, 0)
-        out[name] = compare(base, back)
+        rotated = tilted(image, transform)
+        labels = segment_spine(rotated, model=model, device="cpu").labels
+        out[name] = compare(base, mapped_back(labels, base, transform))
+        base_rotated = sitk.Resample(base, rotated, transform, sitk.sitkLabelLinear, 0)
+        out[name]["mapping_floor"] = compare(base, mapped_back(base_rotated, base, transform))["min_dice"]
     return out
 
 
@@ -106,7 +117,8 @@ def main(argv=None) -> int:
             r = result[name]
             print(f"  {name:9s} same levels: {'yes' if r['same_levels'] else 'no '}  min/mean Dice same level: "
                   f"{r['min_dice']} / {r['mean_dice']}  only unrotated: {r['only_unrotated'] or '-'}  "
-                  f"only {name}: {r['only_variant'] or '-'}")
+                  f"only {name}: {r['only_variant'] or '-'}"
+                  + (f"  mapping floor: {r['mapping_floor']}" if "mapping_floor" in r else ""))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
