@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from .anatomy import SACRUM, vertebra_name
 from .anatomy_evidence import VertebraEvidence, gather_evidence
-from .column import off_column, weak_branches
+from .column import off_column, parallel_branches, weak_branches
 from .device_fallback import traverse_with_fallback
 from .errors import CancelledError, DeviceError, ModelFileError
 from .geometry import label_measurements, labels_at_border, labels_on_input_grid, lps_to_ras, to_canonical
@@ -408,7 +408,8 @@ class Candidate:
 def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability: Optional[np.ndarray] = None,
                     min_support: float = 0.0) -> int:
     """Remove from ``trav`` (instance map and vertebrae, in place) the detections of a branch that the localization
-    does not support (``column.weak_branches``: e.g. the rim of an ilium), given its ``spine_probability`` (float
+    does not support (``column.weak_branches``: e.g. the rim of an ilium) or that runs beside the column level with
+    it (``column.parallel_branches``: e.g. the shoulder girdle), given its ``spine_probability`` (float
     [z, y, x], canonical grid; ``min_support``: its threshold), then those that lie off the spinal column
     (``column.off_column``: e.g. a shoulder bone); returns how many were removed. The branches go first: the
     off-column rule compares each detection with the median of its neighbours in height, which a branch beside the
@@ -421,7 +422,8 @@ def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability:
     off = np.zeros(len(ids), dtype=bool)
     if spine_probability is not None and len(ids) > 1:
         support = np.array(ndimage.mean(spine_probability, trav.instances, ids))
-        off = weak_branches(centres * spacing_mm, support, min_support)
+        off = (weak_branches(centres * spacing_mm, support, min_support)
+               | parallel_branches(centres * spacing_mm, support, min_support))
     if (~off).any():
         off[~off] = off_column(centres[~off] * spacing_mm)
     if off.any():

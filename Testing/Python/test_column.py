@@ -4,7 +4,7 @@ it, and branches that the spine localization does not support."""
 import numpy as np
 import pytest
 
-from SpineSegmentationLib.column import column_branches, off_column, weak_branches
+from SpineSegmentationLib.column import column_branches, off_column, parallel_branches, weak_branches
 from SpineSegmentationLib.pipeline import drop_off_column
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult
 
@@ -64,6 +64,31 @@ def test_a_branch_the_localization_barely_sees_is_dropped_and_one_it_sees_is_kep
     assert weak_branches(centres, weak, min_support=0.05).tolist() == [False] * 6 + [True] * 5
     with pytest.raises(ValueError, match="one value per detection"):
         weak_branches(centres, weak[:5])
+
+
+def _shoulder_chain() -> tuple[np.ndarray, np.ndarray]:
+    """[z, y, x] mm centres and localization support of the twelve detections on the top 110 mm of the itkelastix
+    chest CT (shipped model 0.3.0): six on the shoulder girdle about 100 mm to one side, then the column's six."""
+    centres = np.array([[39, 317, 151], [61, 307, 145], [85, 274, 135], [96, 263, 130], [101, 248, 150],
+                        [102, 244, 124], [9, 294, 248], [31, 297, 243], [60, 283, 243], [78, 272, 242],
+                        [94, 259, 240], [104, 247, 230]], dtype=float)
+    support = np.array([0.134, 0.142, 0.18, 0.146, 0.062, 0.112, 0.346, 0.291, 0.243, 0.176, 0.123, 0.067])
+    return centres, support
+
+
+def test_a_chain_beside_the_column_level_with_it_is_dropped_whatever_its_support():
+    centres, support = _shoulder_chain()
+    assert off_column(centres).sum() == 11  # the median of two chains lies between them: both look off
+    assert not weak_branches(centres, support, min_support=0.05).any()  # two thirds of the column's support
+    assert parallel_branches(centres, support, min_support=0.05).tolist() == [True] * 6 + [False] * 6
+    # equally spine-like, it is still a second column beside the first: the better supported one stays
+    assert parallel_branches(centres, np.full(12, 0.2) + np.r_[[0.0] * 6, [0.01] * 6]).tolist() == [True] * 6 + [False] * 6
+    # a branch below the column's end (the ilium rim) or one run alone is not level with another column
+    assert not parallel_branches(_ilium_branch(), np.full(11, 0.2)).any()
+    assert not parallel_branches(_column(), np.linspace(0.03, 0.3, 10)).any()
+    assert not parallel_branches(centres, support / 10, min_support=0.05).any()  # no spine seen: nothing decided
+    with pytest.raises(ValueError, match="one value per detection"):
+        parallel_branches(centres, support[:5])
 
 
 def test_drop_off_column_removes_the_instance_from_the_map_and_the_list():

@@ -61,9 +61,12 @@ def test_alternatives_are_ordered_by_posterior_and_include_the_shifts():
 
 
 def test_transitional_vertebrae_are_chosen_or_listed_as_the_evidence_says():
-    # thirteen rib-bearing vertebrae between two rib-free ones at either end (C6, C7 and L1, L2): T13
+    # thirteen rib-bearing vertebrae between two rib-free ones at either end (C6, C7 and L1, L2): a T13 (4.5 %),
+    # or a C7 beside which the rib search saw the first rib on both sides (RIB_LIKELIHOOD: 15 %); the regressions,
+    # counted as the correlated errors they are, barely separate the two, so the T13 column is the runner-up
     column = [6, C7, *range(T1, T12 + 1), T13, L1, 21]
-    assert refine_labels([column_position(v) for v in column], evidence=_ribs(column)).labels == column
+    res = refine_labels([column_position(v) for v in column], evidence=_ribs(column))
+    assert res.alternatives[1].labels == column and res.alternatives[1].likelihood > 0.15
     # six rib-free vertebrae between two rib-bearing ones and the sacrum: L6, or a T12 whose ribs were missed
     # (both variants are rare); the L6 column is the runner-up with a fair share
     column = [18, T12, L1, 21, 22, 23, L5, L6]
@@ -142,3 +145,15 @@ def test_the_sacrum_as_the_lowest_segment_needs_the_sacrum_below_the_vertebra_ab
     chest[-1] = VertebraEvidence(rib_sides=0, sacrum_below=None)
     res = refine_labels([column_position(v) + 0.8 for v in CHEST], evidence=chest, sacral_instance=True)
     assert res.labels == CHEST and 26 not in [v for a in res.alternatives for v in a.labels]
+
+
+def test_correlated_regressions_do_not_outvote_the_first_rib():
+    """The regressions and rib evidence the shipped model measured on the top 110 mm of the itkelastix chest CT
+    (C5-T3, unseen): from C7 to T3 the regressions climb 2.5 levels per vertebra. Read as independent, they named
+    the column T6-T11, a "T8" without ribs; errors that run together from vertebra to vertebra count as fewer
+    independent ones (``REGRESSION_CORRELATION``), and the first rib, below the rib-free C7, names it."""
+    regressed = [6.202, 7.789, 11.355, 15.654, 17.887, 18.765]
+    ribs = [VertebraEvidence(rib_sides=s) for s in (None, None, 0, 2, 2, 2)]
+    res = refine_labels(regressed, evidence=ribs, sacral_instance=True)
+    assert res.labels == [5, 6, C7, T1, 9, 10]
+    assert res.likelihood < 0.6  # the regressions disagree with it: not a sure call (measured 0.33)
