@@ -85,9 +85,12 @@ def test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_gives_
         assert len(found) == 1 and found[0].startswith(f"the CT goes on below {lowest}, the lowest vertebra"), found
 
 
-def test_a_crop_around_the_spine_gives_no_rib_evidence(tptbox_ct, tptbox_labels):
+def test_a_crop_around_the_spine_finds_no_rib_beside_lumbar_vertebrae(tptbox_ct, tptbox_labels):
+    """The TPTBox crop is 110 mm wide around L2-L4: L3, which the crop does not cut, lies 55 mm from both edges,
+    beyond the lumbar transverse processes (MIN_RIB_REACH_MM), and has no rib; L2 and L4, cut by the top and the
+    bottom, give no evidence (nothing found on a cut vertebra is not evidence of nothing)."""
     ev = _evidence(tptbox_ct, tptbox_labels, "verse")
-    assert [e.rib_sides for e in ev.values()] == [None, None, None]
+    assert [e.rib_sides for e in ev.values()] == [None, 0, None]
     # nor sacrum evidence: the crop ends at L4, and no warning that the column ends above the bottom of the CT
     assert [e.sacrum_below for e in ev.values()] == [None, None, None]
     column = [Vertebra(verse_label(name), name, True, 1.0, 1.0, 0.0, [0.0, 0.0, -float(k)], 1.0,
