@@ -240,7 +240,8 @@ def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, 
     the scanner's z axis instead, the example CT tilted 20-25 degrees in the coronal plane showed the sacrum below
     L4 as well as below L5 (with its reference vertebrae and with the shipped model's), and the labelling then took
     L5 for the top of the sacrum (L1-L5, L6 and the sacrum for T11-L5). None when the search reaches below the field
-    of view.
+    of view, or when the bone found narrower than the sacrum runs on beyond a side of it (the example CT cut to
+    80-110 mm around the spine: "no sacrum below L5" named its column one to seven levels off).
     """
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
@@ -262,5 +263,11 @@ def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, 
     below = np.unique(comps[np.broadcast_to(mid, comps.shape) & (comps > 0)])
     if below.size == 0:
         return False
-    across = np.broadcast_to(u, comps.shape)[np.isin(comps, below)]
-    return bool((across.max() - across.min() + 1) * s >= SACRUM_MIN_WIDTH_MM)
+    found = np.isin(comps, below)
+    across = np.broadcast_to(u, comps.shape)[found]
+    if (across.max() - across.min() + 1) * s >= SACRUM_MIN_WIDTH_MM:
+        return True
+    x_found = np.nonzero(found.any(axis=(0, 1)))[0]
+    if x_found[0] == 0 or x_found[-1] == mask.shape[2] - 1:
+        return None  # the bone runs on beyond a side of the field of view: its width is unknown
+    return False

@@ -292,7 +292,7 @@ def test_a_chest_ct_reconstructed_around_the_spine_still_shows_its_ribs(itkelast
     C6-T12, C6-T11, C7-T12)."""
     image = read_image(itkelastix_ct)
     full = segment_spine(image, device="cpu")
-    centre = int(np.median(np.nonzero(sitk.GetArrayViewFromImage(full.labels))[2]))  # i of the column
+    centre = int(np.median(np.nonzero(sitk.GetArrayFromImage(full.labels))[2]))  # i of the column
     half = int(round(60.0 / image.GetSpacing()[0]))
     narrow = segment_spine(image[centre - half : centre + half, :, :], device="cpu")
     whole = np.array([v.centroid_ras_mm for v in full.vertebrae])
@@ -304,6 +304,19 @@ def test_a_chest_ct_reconstructed_around_the_spine_still_shows_its_ribs(itkelast
     thoracic = [v.rib_sides for v, w in pairs if w.name in {f"T{k}" for k in range(1, 11)}]
     assert thoracic == [2] * 10, thoracic
     assert all(abs(v.label - w.label) <= 1 for v, w in pairs), [(v.name, w.name) for v, w in pairs]
+
+
+def test_a_lumbar_ct_reconstructed_around_the_spine_keeps_its_levels(example_run, real_ct_image):
+    """The example CT cut to 110 mm around the spine: the sacrum and the ilia below L5 run on beyond both sides of
+    the field of view, so their width (110 mm for the sacrum) cannot be measured. Read as "no sacrum below L5"
+    (before 2026-12-01), it named the column T11-L4; no evidence leaves it to the regression and T12's ribs."""
+    out, _ = example_run
+    column = np.nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz"))))[2]
+    centre, half = int(np.median(column)), int(round(55.0 / real_ct_image.GetSpacing()[0]))
+    result = segment_spine(real_ct_image[centre - half : centre + half, :, :], device="cpu")
+    assert [v.name for v in result.vertebrae] == ["T12", "L1", "L2", "L3", "L4", "L5"], result.message
+    assert result.vertebrae[-1].sacrum_below is None
+    assert not result.run_info.get("warnings"), result.run_info.get("warnings")
 
 
 def test_a_ct_without_spine_gives_an_empty_result_with_a_message(real_ct_image):
