@@ -165,7 +165,7 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("column-end-unmeasured-as-missing", "no sacrum below the column's end warns only where the CT goes on",
              "SpineSegmentationLib/sanity.py", "if v is not None and v.sacrum_below is False",
              "if v is not None and not v.sacrum_below",
-             (T + "test_anatomy_evidence.py::test_a_crop_around_the_spine_gives_no_rib_evidence",)),
+             (T + "test_anatomy_evidence.py::test_a_crop_around_the_spine_finds_no_rib_beside_lumbar_vertebrae",)),
     Mutation("column-end-on-any-vertebra", "only the lowest vertebra of the column warns that no sacrum is below it",
              "SpineSegmentationLib/sanity.py", "for v in [lowest] if v is not None", "for v in column if v is not None",
              (T + "test_anatomy_evidence.py::test_a_column_that_ends_above_the_bottom_of_the_ct_without_the_sacrum_"
