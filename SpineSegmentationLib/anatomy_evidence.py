@@ -195,7 +195,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     if reach < MIN_RIB_REACH_MM / s:
         return None  # a side is too close to the field of view's edge to tell a rib from a transverse process
     offsets, body, posterior, lateral = _local_frame(mask, centre, axis)
-    body_z = np.nonzero(mask)[0][body]  # the same voxel order as the offsets
+    body_z = np.rint(offsets[body, 0] + zc)  # the body's voxels' z, from the offsets (no second pass over the grid)
     cut = bool(body_z.min() == 0 or body_z.max() == nz - 1)  # the body is cut by the field of view
     along = offsets[body] @ axis
     t0, t1 = float(along.min()), float(along.max())

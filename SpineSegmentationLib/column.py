@@ -136,10 +136,8 @@ def weak_branches(centres_mm: np.ndarray, support: np.ndarray, min_support: floa
     Raises:
         ValueError: ``centres_mm`` is not an [n, 3] array, or ``support`` does not have one value per detection.
     """
-    support = _support_array(support, centres_mm)
-    runs = column_branches(centres_mm)
+    _, support, runs, column = _runs_and_column(centres_mm, support, min_support)
     out = np.zeros(len(support), dtype=bool)
-    column = _column_run(runs, support, min_support)
     if column is None:
         return out
     for run in runs:
@@ -169,11 +167,8 @@ def parallel_branches(centres_mm: np.ndarray, support: np.ndarray, min_support: 
     Raises:
         ValueError: ``centres_mm`` is not an [n, 3] array, or ``support`` does not have one value per detection.
     """
-    centres = _centres_array(centres_mm)
-    support = _support_array(support, centres)
-    runs = column_branches(centres)
+    centres, support, runs, column = _runs_and_column(centres_mm, support, min_support)
     out = np.zeros(len(support), dtype=bool)
-    column = _column_run(runs, support, min_support)
     if column is None:
         return out
     low, high = centres[column, 0].min(), centres[column, 0].max()
@@ -189,18 +184,18 @@ def parallel_branches(centres_mm: np.ndarray, support: np.ndarray, min_support: 
     return out
 
 
-def _support_array(support: np.ndarray, centres_mm: np.ndarray) -> np.ndarray:
-    """``support`` as a float [n] array; ValueError unless it has one value per detection."""
+def _runs_and_column(centres_mm: np.ndarray, support: np.ndarray, min_support: float
+                     ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray], Optional[np.ndarray]]:
+    """The centres and support as float arrays, the runs of :func:`column_branches`, and the run that is the column:
+    the best-supported one (largest sum); None with fewer than two runs, or when even its mean support is below
+    ``min_support`` (the localization saw no spine there). ValueError for a ``centres_mm`` that is not [n, 3] or a
+    ``support`` without one value per detection."""
+    centres = _centres_array(centres_mm)
     support = np.asarray(support, dtype=float)
-    if support.shape != (len(centres_mm),):
-        raise ValueError(f"support must have one value per detection ({len(centres_mm)}), got shape {support.shape}")
-    return support
-
-
-def _column_run(runs: list[np.ndarray], support: np.ndarray, min_support: float) -> Optional[np.ndarray]:
-    """The run that is the column: the best-supported one (largest sum); None with fewer than two runs, or when
-    even its mean support is below ``min_support`` (the localization saw no spine there)."""
+    if support.shape != (len(centres),):
+        raise ValueError(f"support must have one value per detection ({len(centres)}), got shape {support.shape}")
+    runs = column_branches(centres)
     if len(runs) < 2:
-        return None
+        return centres, support, runs, None
     column = max(runs, key=lambda run: support[run].sum())
-    return None if support[column].mean() < min_support else column
+    return centres, support, runs, (None if support[column].mean() < min_support else column)
