@@ -119,17 +119,17 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     column = sorted(centres, key=lambda i: centres[i][0])  # from the lowest up
     lowest_two = column[:2]
     axes = _column_axes(centres, volumes)
-    sacra, ribs = {}, {}
-    for i in column:
-        mask = grid_ids == i
-        sacrum = _sacrum_below(free_bone, mask, centres[i], axes[i]) if i in lowest_two else None
-        sacra[i] = sacrum
-        ribs[i] = None if sacrum and i == lowest_two[0] else _rib_sides(free_bone, mask, centres[i], axes[i])
+    sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i]) if i in lowest_two else None
+             for i in column}
+
+    def rib_sides(bone: np.ndarray) -> dict[int, Optional[int]]:
+        # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
+        return {i: None if sacra[i] and i == lowest_two[0] else _rib_sides(bone, grid_ids == i, centres[i], axes[i])
+                for i in column}
+
+    ribs = rib_sides(free_bone)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
-        faint_bone = (hu > FAINT_RIB_HU) & (grid_ids == 0)
-        for i in column:
-            if not (sacra[i] and i == lowest_two[0]):
-                ribs[i] = _rib_sides(faint_bone, grid_ids == i, centres[i], axes[i])
+        ribs = rib_sides((hu > FAINT_RIB_HU) & (grid_ids == 0))
     return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i]) if i in centres else VertebraEvidence()
             for i in order]
 
