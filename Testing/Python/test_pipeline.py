@@ -26,7 +26,7 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.pipeline import GPU_SLIDING_BATCH, Reporter, prepare_scan, segment_spine
 from SpineSegmentationLib.traversal import traverse
 
-from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, rotation, tilted
+from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
 
 #: Measured with the shipped model (see Resources/Models/spineseg-default/MODEL_CARD.md); the thresholds leave a
 #: margin below the measured values so that a regression fails while run-to-run noise (none on CPU) cannot.
@@ -289,6 +289,34 @@ def test_a_neck_to_t3_crop_of_an_unseen_chest_ct_keeps_its_column_and_its_first_
     assert first_rib == [0, 2], first_rib
     centres = np.array([v.centroid_ras_mm for v in result.vertebrae])
     assert np.ptp(centres[:, 0]) < 30.0, centres  # one column, not the shoulder 100 mm to the side
+
+
+def test_an_unseen_chest_ct_mirrored_left_right_keeps_its_levels(itkelastix_ct):
+    """The itkelastix chest CT (never trained on) with its voxel data flipped left-right, header unchanged (a
+    mirrored export): the same 13 vertebrae C5-T10 as unmirrored, the first rib on T1. The shipped model's
+    regressions run 1.5-7.7 levels high here (median +3.9); with an offset prior of 1.5 levels
+    (``labeling.SIGMA_OFFSET``) reading them one level higher outweighed the first rib and the column was named
+    C6-T11."""
+    image = read_image(itkelastix_ct)
+    axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[0])))  # the image axis along LPS x
+    mirrored = sitk.Flip(image, [a == axis for a in range(3)])
+    mirrored.CopyInformation(image)
+    result = segment_spine(mirrored, device="cpu")
+    names = [v.name for v in result.vertebrae]
+    assert names == ["C5", "C6", "C7"] + [f"T{k}" for k in range(1, 11)], names
+    assert [v.rib_sides for v in result.vertebrae][2:4] == [0, 2]  # C7 free, T1 with its first ribs
+
+
+def test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels(itkelastix_ct):
+    """The itkelastix chest CT (never trained on) turned by 20 degrees about the superior-inferior axis (a patient
+    lying turned; ``pose_helpers``, in-grid): C5-T10 as upright, C7 without a rib and T1 with both. Measured in the
+    scanner's frame the rib search beside C7 reached the shoulder girdle (a rib on one side) and the column was
+    named two levels too high (C7-T12); it is now measured in each vertebra's mid-sagittal plane."""
+    image = read_image(itkelastix_ct)
+    result = segment_spine(tilted(image, rotation(image, SUPERIOR_INFERIOR, 20.0)), device="cpu")
+    names = [v.name for v in result.vertebrae]
+    assert names == ["C5", "C6", "C7"] + [f"T{k}" for k in range(1, 11)], names
+    assert [v.rib_sides for v in result.vertebrae][2:4] == [0, 2]
 
 
 def test_a_chest_ct_reconstructed_around_the_spine_still_shows_its_ribs(itkelastix_ct):
