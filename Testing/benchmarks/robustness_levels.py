@@ -1,0 +1,153 @@
+"""Level robustness of a model (not a test): over many variants of one CT, how often is every vertebra named as in
+the unperturbed scan?
+
+Variants: the seven of ``robustness_image.py`` (noise, blur, 5 mm slices, less dense bone), the left-right mirror
+and rotations by +-``--degrees`` about each axis (``robustness_pose.py``), and crops to fractions of the scan's
+superior-inferior extent (``--crops``). Each variant's vertebrae are matched to the unperturbed scan's by centroid
+(mapped back into the unperturbed scan's space; mutual nearest, within :data:`MATCH_MM`), and the truth is the unperturbed levels,
+shifted by ``--truth-shift`` where those are known to be off (the TPTBox crop: +1; check the unperturbed levels
+against a reference or the ribs first). Per variant it prints:
+
+  right      every vertebra named as the truth (levels continued from the matched ones to the unmatched)
+  off N      the whole run named N levels too high (+) or low (-)
+  mismatch   the matched vertebrae do not take one contiguous run of the truth: an instance merged or split, a
+             segmentation rather than a labelling failure
+
+with the lowest ``p_label`` and the median offset of the regressions (regressed - true position, levels).
+
+Usage:
+    python Testing/benchmarks/robustness_levels.py CT [--truth-shift N] [--degrees 20] [--crops 0-0.5,0.5-1]
+        [--model PATH] [--json OUT.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import SimpleITK as sitk
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "Testing" / "Python"))
+
+from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted  # noqa: E402
+from robustness_image import VARIANTS, superior_inferior_axis  # noqa: E402
+from robustness_pose import lr_axis, mirrored  # noqa: E402
+from SpineSegmentationLib.anatomy import column_position, vertebra_name  # noqa: E402
+from SpineSegmentationLib.io import read_image  # noqa: E402
+from SpineSegmentationLib.models import load_model  # noqa: E402
+from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
+
+#: A variant's vertebra is the unperturbed one whose centroid lies within this distance (mm) of its own.
+MATCH_MM = 12.0
+
+#: A variant: (its image, a function taking one of its points (LPS mm) back into the unperturbed scan's space).
+Variant = tuple[sitk.Image, Callable[[list[float]], list[float]]]
+
+
+def cropped(image: sitk.Image, lo: float, hi: float) -> sitk.Image:
+    """The fraction [lo, hi] of the scan's extent along its image axis closest to superior-inferior."""
+    axis = superior_inferior_axis(image)
+    index, size = [0, 0, 0], list(image.GetSize())
+    index[axis] = int(round(lo * size[axis]))
+    size[axis] = int(round(hi * size[axis])) - index[axis]
+    return sitk.RegionOfInterest(image, size, index)
+
+
+def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]]) -> dict[str, Callable[[], Variant]]:
+    same = lambda point: point  # noqa: E731 - the variant lies on the scan's own physical space
+    out: dict[str, Callable[[], Variant]] = {name: (lambda f=f: (f(image), same)) for name, f in VARIANTS.items()}
+
+    def mirror() -> Variant:
+        axis = lr_axis(image)
+
+        def back(point):
+            index = list(image.TransformPhysicalPointToContinuousIndex(point))
+            index[axis] = image.GetSize()[axis] - 1 - index[axis]
+            return list(image.TransformContinuousIndexToPhysicalPoint(index))
+        return mirrored(image, axis), back
+
+    out["mirror-LR"] = mirror
+    for name, lps_axis in (("LR", LEFT_RIGHT), ("AP", ANTERIOR_POSTERIOR), ("SI", SUPERIOR_INFERIOR)):
+        for sign in (1, -1):
+            def rotate(lps_axis=lps_axis, angle=sign * degrees) -> Variant:
+                transform = rotation(image, lps_axis, angle)
+                return tilted(image, transform), lambda point: list(transform.TransformPoint(point))
+            out[f"rot-{name}{sign * degrees:+g}"] = rotate
+    for lo, hi in crops:
+        out[f"crop-{lo:g}-{hi:g}"] = lambda lo=lo, hi=hi: (cropped(image, lo, hi), same)
+    return out
+
+
+def vertebrae(image: sitk.Image, model, back: Callable[[list[float]], list[float]]) -> list[dict]:
+    """Label, regression, p_label and centroid (LPS mm, in the unperturbed scan's space) of each vertebra found."""
+    result = segment_spine(image, model=model, device="cpu")
+    return [{"label": v.label, "regressed": v.label_regressed, "p_label": v.p_label,
+             "centre": back([-v.centroid_ras_mm[0], -v.centroid_ras_mm[1], v.centroid_ras_mm[2]])}
+            for v in result.vertebrae]
+
+
+def judged(found: list[dict], truth: list[dict], shift: int) -> dict:
+    """Compare a variant's vertebrae with the unperturbed ones (see the module docstring)."""
+    if not found:
+        return {"verdict": "none found"}
+    # mutual nearest centroids within MATCH_MM: a vertebra cut by a rotated or cropped field of view moves its
+    # centroid towards its neighbour, which keeps its own match
+    distance = np.linalg.norm(np.array([v["centre"] for v in found])[:, None]
+                              - np.array([t["centre"] for t in truth])[None], axis=2)
+    matched = {k: truth[j]["label"] + shift for k, j in enumerate(distance.argmin(axis=1))
+               if distance[k, j] < MATCH_MM and distance[:, j].argmin() == k}
+    out = {"levels": [vertebra_name(v["label"]) for v in found],
+           "min_p_label": round(min(v["p_label"] for v in found), 2)}
+    if not matched:
+        return {**out, "verdict": "no vertebra matched"}
+    first = min(matched)
+    levels = [matched[first] + (k - first) for k in range(len(found))]  # the truth continued along the run
+    if any(matched[k] != levels[k] for k in matched):
+        return {**out, "verdict": "mismatch"}
+    offsets = [v["regressed"] - column_position(t) for v, t in zip(found, levels) if np.isfinite(v["regressed"])]
+    out["regression_offset"] = round(float(np.median(offsets)), 1)
+    off = found[0]["label"] - levels[0]
+    right = [v["label"] for v in found] == levels
+    return {**out, "verdict": "right" if right else f"off {off:+d}" if off else "wrong"}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("ct", type=Path)
+    parser.add_argument("--truth-shift", type=int, default=0, help="levels to add to the unperturbed result's")
+    parser.add_argument("--degrees", type=float, default=20.0)
+    parser.add_argument("--crops", default="0-0.5,0.5-1,0.25-0.75",
+                        help="comma-separated fractions lo-hi of the S-I extent ('' for none)")
+    parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
+    parser.add_argument("--json", type=Path, help="write the results here")
+    args = parser.parse_args(argv)
+    crops = [tuple(float(x) for x in c.split("-")) for c in args.crops.split(",") if c]
+    model = load_model(args.model)
+    image = sitk.Cast(read_image(args.ct), sitk.sitkFloat32)
+    truth = vertebrae(image, model, lambda point: point)
+    print(f"{args.ct.name}: unperturbed {', '.join(vertebra_name(v['label']) for v in truth)}; truth = those "
+          f"{args.truth_shift:+d}")
+    out: dict[str, Optional[dict]] = {}
+    for name, make in variants(image, args.degrees, crops).items():
+        variant, back = make()
+        out[name] = judged(vertebrae(variant, model, back), truth, args.truth_shift)
+        r = out[name]
+        print(f"  {name:12s} {r['verdict']:10s} min p_label {r.get('min_p_label', '-')}  regression offset "
+              f"{r.get('regression_offset', '-')}  {' '.join(r.get('levels', []))}", flush=True)
+    verdicts = [r["verdict"] for r in out.values()]
+    print(f"  right {verdicts.count('right')} of {len(verdicts)} ({verdicts.count('mismatch')} mismatch)")
+    if args.json:
+        args.json.write_text(json.dumps({"ct": str(args.ct), "truth_shift": args.truth_shift, "variants": out},
+                                        indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
