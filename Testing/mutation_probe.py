@@ -199,8 +199,8 @@ MUTATIONS: tuple[Mutation, ...] = (
                   "sacrum",)),
     Mutation("sacrum-below-along-z", "the sacrum is searched below a vertebra along the column's axis",
              "SpineSegmentationLib/anatomy_evidence.py",
-             "_sacrum_below(free_bone, grid_ids == i, centres[i], axes[i])",
-             "_sacrum_below(free_bone, grid_ids == i, centres[i], np.array([1.0, 0.0, 0.0]))",
+             "_sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i])",
+             "_sacrum_below(free_bone, grid_ids == i, centres[i], np.array([1.0, 0.0, 0.0]), frames[i])",
              (T + "test_anatomy_evidence.py::test_the_sacrum_is_measured_below_a_column_tilted_in_the_coronal_"
                   "plane",)),
     Mutation("no-resegmentation-after-a-dropped-branch", "a vertebra segmented beside a dropped branch is "

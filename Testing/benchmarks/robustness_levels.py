@@ -4,9 +4,9 @@ the unperturbed scan?
 Variants: the seven of ``robustness_image.py`` (noise, blur, 5 mm slices, less dense bone), the left-right mirror
 and rotations by +-``--degrees`` about each axis (``robustness_pose.py``), and crops to fractions of the scan's
 superior-inferior extent (``--crops``). Each variant's vertebrae are matched to the unperturbed scan's by centroid
-(mapped back into the unperturbed scan's space; mutual nearest, within :data:`MATCH_MM`), and the truth is the unperturbed levels,
-shifted by ``--truth-shift`` where those are known to be off (the TPTBox crop: +1; check the unperturbed levels
-against a reference or the ribs first). Per variant it prints:
+(mapped back into the unperturbed scan's space; mutual nearest, within :data:`MATCH_MM`), and the truth is the
+unperturbed levels, shifted by ``--truth-shift`` where those are known to be off (the TPTBox crop: +1; check the
+unperturbed levels against a reference or the ribs first). Per variant it prints:
 
   right      every vertebra named as the truth (levels continued from the matched ones to the unmatched)
   off N      the whole run named N levels too high (+) or low (-)
