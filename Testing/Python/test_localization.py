@@ -7,7 +7,7 @@ import SimpleITK as sitk
 import torch
 
 from SpineSegmentationLib.geometry import to_canonical
-from SpineSegmentationLib.localization import localize_spine, spine_column
+from SpineSegmentationLib.localization import localize_spine, most_probable_path, spine_column
 from SpineSegmentationLib.models import load_model
 
 SPACING = 2.5
@@ -31,6 +31,51 @@ def test_column_cut_removes_the_wide_parts_beside_the_spine():
     assert cut[30:].sum() == mask[30:].sum()  # the spine itself is untouched
     assert cut[10:30].sum() == 20 * 20 * 20  # the wide slab is cut to the column
     assert not cut[0:5].any()  # the stray blob (a 12.5 mm run) does not pull the centre line towards it
+
+
+def _upper_chest(shoulders: float, wide: bool) -> tuple[np.ndarray, np.ndarray]:
+    """[z, y, x] mask and probability of a short upper-chest scan, z 0..39: the spine (x 40..55, probability 0.45
+    falling to 0.25 at the top) and one shoulder (x 75..90) that the network takes for spine with probability
+    ``shoulders``, in a mask of probability 0.06 around them over x 35..95 (150 mm: narrow) or, ``wide``, over
+    x 0..95 with a bone of 0.1 at x 0..12 (240 mm)."""
+    mask = np.zeros((40, 10, 100), dtype=bool)
+    mask[:, :, 0 if wide else 35 : 96] = True
+    prob = np.where(mask, 0.06, 0.0).astype(np.float32)
+    prob[:, :, 40:56] = np.linspace(0.45, 0.25, 40)[:, None, None]
+    prob[:, :, 75:91] = shoulders
+    if wide:
+        prob[:, :, 0:13] = 0.1
+    return mask, prob
+
+
+def test_a_shoulder_in_the_narrow_slices_does_not_pull_the_centre_line():
+    """Every slice narrow (150 mm) but holding a shoulder beside the spine: the line runs through the spine
+    (x 47.5), not through the probability-weighted mean of the slice (x 60 with the shoulder at 0.12)."""
+    mask, prob = _upper_chest(shoulders=0.12, wide=False)
+    cut = spine_column(mask, prob, SPACING, half_width_mm=25.0, max_width_mm=160.0)
+    xs = np.flatnonzero(cut.any(axis=(0, 1)))
+    assert (xs.min(), xs.max()) == (38, 57), (xs.min(), xs.max())  # 47.5 +- 10: the spine, not the shoulder
+
+
+def test_without_narrow_slices_the_line_follows_the_spines_most_probable_path():
+    """Every slice wide (a shoulder and a bone on the other side in all of them: no slice defines the line the
+    narrow way). Near the top the shoulder (0.3) outscores the fading spine (0.25-0.3); the line stays on the spine."""
+    mask, prob = _upper_chest(shoulders=0.3, wide=True)
+    cut = spine_column(mask, prob, SPACING, half_width_mm=25.0, max_width_mm=160.0)
+    assert cut[:, :, 40:56].all()  # the whole spine kept, top to bottom
+    assert not cut[:, :, 75:].any() and not cut[:, :, :13].any()  # neither side kept
+    flat = np.where(mask, 0.3, 0.0).astype(np.float32)  # the same mask with no spine standing out: left alone
+    assert np.array_equal(spine_column(mask, flat, SPACING, 25.0, 160.0), mask)
+
+
+def test_the_most_probable_path_does_not_jump_to_a_brighter_bone_for_a_few_slices():
+    profile = np.zeros((30, 60))
+    profile[:, 20] = 0.4  # the spine
+    profile[25:, 50] = 0.5  # a brighter bone 30 columns (75 mm) away over the last five slices
+    assert np.array_equal(most_probable_path(profile, SPACING), np.full(30, 20))
+    drifting = np.zeros((30, 60))
+    drifting[np.arange(30), 20 + np.arange(30) // 3] = 0.4  # a spine leaning 18 degrees sideways is followed
+    assert np.array_equal(most_probable_path(drifting, SPACING), 20 + np.arange(30) // 3)
 
 
 def test_column_cut_leaves_a_mask_without_narrow_slices_alone():
