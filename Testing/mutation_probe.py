@@ -116,7 +116,8 @@ MUTATIONS: tuple[Mutation, ...] = (
               T + "test_pipeline.py::test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels")),
     Mutation("offset-prior-as-before", "the regressions' shared offset may reach the 3-4 levels measured on unseen CT",
              "SpineSegmentationLib/labeling.py", "SIGMA_OFFSET = 2.0", "SIGMA_OFFSET = 1.5",
-             (T + "test_pipeline.py::test_an_unseen_chest_ct_mirrored_left_right_keeps_its_levels",)),
+             (T + "test_labeling.py::test_a_shared_offset_of_three_and_a_half_levels_does_not_outweigh_a_first_rib_"
+                  "seen_beside_c7",)),
     Mutation("rib-reach-ignores-the-field-of-view", "a rib that leaves a narrow field of view >= 50 mm out counts",
              "SpineSegmentationLib/anatomy_evidence.py", "reach = min(RIB_REACH_MM / s, room)",
              "reach = RIB_REACH_MM / s",

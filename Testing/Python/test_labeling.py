@@ -157,3 +157,14 @@ def test_correlated_regressions_do_not_outvote_the_first_rib():
     res = refine_labels(regressed, evidence=ribs, sacral_instance=True)
     assert res.labels == [5, 6, C7, T1, 9, 10]
     assert res.likelihood < 0.6  # the regressions disagree with it: not a sure call (measured 0.33)
+
+
+def test_a_shared_offset_of_three_and_a_half_levels_does_not_outweigh_a_first_rib_seen_beside_c7():
+    """A chest CT unlike the training data: every regression 3.5 levels high (the shipped model's median on the
+    itkelastix chest CT, unseen), and the first rib seen on one side beside C7 as well as on both beside T1 (as on the
+    pyradiomics CT, unseen). With an offset prior of 1.5 levels (``SIGMA_OFFSET`` before 2026-12-01) reading the
+    regressions two levels higher outweighed that C7 and the column was named C7-T12; at 2.0 it is C5-T10."""
+    column = list(range(5, 18))  # C5..T10
+    regressed = [column_position(v) + 3.5 for v in column]
+    ribs = [VertebraEvidence(rib_sides=s) for s in (None, None, 1, *[2] * 10)]
+    assert refine_labels(regressed, evidence=ribs).labels == column

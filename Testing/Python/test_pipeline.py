@@ -300,7 +300,8 @@ def test_an_unseen_chest_ct_mirrored_left_right_keeps_its_levels(itkelastix_ct):
     mirrored export): the same 13 vertebrae C5-T10 as unmirrored, the first rib on T1. The shipped model's
     regressions run 1.5-7.7 levels high here (median +3.9); with an offset prior of 1.5 levels
     (``labeling.SIGMA_OFFSET``) reading them one level higher outweighed the first rib and the column was named
-    C6-T11."""
+    C6-T11, while the last vertebra, cut by the field of view, counted its one rib side as evidence (no longer:
+    ``anatomy_evidence._rib_sides``; the offset prior is now guarded in ``test_labeling.py``)."""
     image = read_image(itkelastix_ct)
     axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[0])))  # the image axis along LPS x
     mirrored = sitk.Flip(image, [a == axis for a in range(3)])
