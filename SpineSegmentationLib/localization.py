@@ -161,14 +161,14 @@ def spine_column(
         runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1)
         long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
         sure = np.concatenate(long_runs) if long_runs else max(runs, key=len)
+    elif on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():
+        return mask
     else:
-        if on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():
-            return mask
         sure = zs[on_path[zs] >= PATH_SURE_FRACTION * on_path[zs].max()]
     # the spine in each slice: the run of columns around the path's that stay above half its probability
     above = profile[sure] >= 0.5 * on_path[sure, None]  # [sure z, x]
-    runs = np.cumsum(~above, axis=1)  # the columns of one run above half share a number
-    spine = above & (runs == runs[np.arange(sure.size), path[sure]][:, None])
+    run_ids = np.cumsum(~above, axis=1)  # the columns of one run above half share a number
+    spine = above & (run_ids == run_ids[np.arange(sure.size), path[sure]][:, None])
     weights = inside.sum(axis=1)[sure] * spine
     centres = (weights * xs).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-12)
     centres = ndimage.median_filter(centres, size=5, mode="nearest")

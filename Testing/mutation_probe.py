@@ -228,8 +228,8 @@ MUTATIONS: tuple[Mutation, ...] = (
               T + "test_pipeline.py::test_nothing_is_found_on_the_shoulder_of_a_short_upper_chest_scan")),
     Mutation("no-path-without-narrow-slices", "a mask wide in every slice is cut around the spine's most probable "
              "path", "SpineSegmentationLib/localization.py",
-             "        if on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():",
-             "        if True:",
+             "    elif on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():",
+             "    elif True:",
              (T + "test_localization.py::test_without_narrow_slices_the_line_follows_the_spines_most_probable_path",
               T + "test_pipeline.py::test_the_upper_half_of_an_unseen_chest_ct_finds_its_column_between_the_"
                   "shoulders")),
