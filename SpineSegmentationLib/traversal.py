@@ -6,8 +6,9 @@ One patch of ``P^3`` voxels (canonical grid) is analysed at a time, together wit
 1. *Sliding window.* While the network finds no fragment of at least ``v_min`` voxels, the patch moves by
    ``delta_x = P / 2`` in the traversal direction (paper: "up" = bottom-up, the default). With a spine
    localization the windows follow the spine (one window per step along the superior-inferior axis, centred
-   on the spine mask) instead of sweeping the whole volume, and fragments outside the mask are rejected.
-   A vertebra that follows on from a committed one (step 4) needs no such permission: the column leads there.
+   on the spine mask; where the mask is wider than one patch, the window holding most of it first: ours) instead
+   of sweeping the whole volume, and fragments outside the mask are rejected. A vertebra that follows on from a
+   committed one (step 4) needs no such permission: the column leads there.
 2. *Move to the fragment.* Otherwise the next patch is centred on the centre of the fragment's bounding
    box, ``x_{t+1} = [b_t]``.
 3. *Convergence.* When ``x_{t+1}`` and ``x_t`` differ by at most ``delta_max`` voxels on every axis, the
@@ -166,8 +167,9 @@ def sliding_windows(
 
     Without a spine mask: a regular grid with spacing ``step`` over the whole volume. With one: along the
     superior-inferior axis in steps of ``step``, each centred (y, x) on the mask inside that slab, plus extra
-    windows where the mask is wider than one patch; positions without mask are skipped. "up" visits inferior
-    positions first (canonical z grows superiorly).
+    windows where the mask is wider than one patch, the window holding most of the slab's mask first (the spine
+    before bone or bowel at its side: the first fragment found starts the traversal); positions without mask are
+    skipped. "up" visits inferior positions first (canonical z grows superiorly).
     """
 
     def axis_positions(lo: int, hi: int) -> list[int]:
@@ -194,8 +196,11 @@ def sliding_windows(
             usable = patch - step  # a window covers its slab with a margin of step/2 on each side
             ys = axis_positions(int(yy[0]), int(yy[-1])) if yy[-1] - yy[0] > usable else [int((yy[0] + yy[-1]) // 2)]
             xs = axis_positions(int(xx[0]), int(xx[-1])) if xx[-1] - xx[0] > usable else [int((xx[0] + xx[-1]) // 2)]
-            windows += [np.array([z, y, x]) for y in ys for x in xs]
-    windows.sort(key=lambda c: c[0] if direction == "up" else -c[0])  # stable: keeps y, x order per level
+            half = patch // 2
+            held = {(y, x): int(slab[:, max(0, y - half) : y + half, max(0, x - half) : x + half].sum())
+                    for y in ys for x in xs}
+            windows += [np.array([z, y, x]) for y, x in sorted(held, key=lambda yx: -held[yx])]
+    windows.sort(key=lambda c: c[0] if direction == "up" else -c[0])  # stable: keeps the order within a level
     return windows
 
 

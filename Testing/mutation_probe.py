@@ -212,6 +212,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "its mask where the network draws another vertebra there", "SpineSegmentationLib/pipeline.py",
              "        if (mask & own).sum() < SAME_VERTEBRA_SHARE * own.sum():\n            continue\n", "",
              (T + "test_pipeline.py::test_a_vertebra_segmented_again_beside_a_dropped_detection_stays_that_vertebra",)),
+    Mutation("sliding-window-in-raster-order", "where the spine mask is wider than one patch, the sliding window "
+             "starts with the window holding most of it", "SpineSegmentationLib/traversal.py",
+             "for y, x in sorted(held, key=lambda yx: -held[yx])]", "for y, x in held]",
+             (T + "test_traversal.py::test_the_sliding_window_starts_on_the_column_where_the_mask_is_wide",
+              T + "test_pipeline.py::test_a_ct_turned_about_its_long_axis_starts_its_traversal_on_the_column",
+              T + "test_pipeline.py::test_a_short_upper_chest_scan_is_segmented_on_its_column_not_on_the_shoulder")),
     Mutation("labels-back-by-nearest-neighbour", "labels go back to the input grid by linear label interpolation",
              "SpineSegmentationLib/geometry.py", "grid, sitk.Transform(), sitk.sitkLinear, 0.0))",
              "grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0))",
@@ -225,7 +231,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/localization.py", "weights = inside.sum(axis=1)[sure] * spine",
              "weights = inside.sum(axis=1)[sure]",
              (T + "test_localization.py::test_a_shoulder_in_the_narrow_slices_does_not_pull_the_centre_line",
-              T + "test_pipeline.py::test_nothing_is_found_on_the_shoulder_of_a_short_upper_chest_scan")),
+              T + "test_pipeline.py::test_a_short_upper_chest_scan_is_segmented_on_its_column_not_on_the_shoulder")),
     Mutation("no-path-without-narrow-slices", "a mask wide in every slice is cut around the spine's most probable "
              "path", "SpineSegmentationLib/localization.py",
              "    elif on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():",

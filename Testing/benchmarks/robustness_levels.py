@@ -13,11 +13,14 @@ unperturbed levels against a reference or the ribs first). Per variant it prints
   mismatch   the matched vertebrae do not take one contiguous run of the truth: an instance merged or split, a
              segmentation rather than a labelling failure
 
-with the lowest ``p_label`` and the median offset of the regressions (regressed - true position, levels).
+with the lowest ``p_label`` and the median offset of the regressions (regressed - true position, levels). The
+``--json`` output also holds every vertebra found (label, regression, ``p_label``, centroid in the unperturbed scan's
+LPS mm); ``--truth`` judges against the unperturbed vertebrae of such an earlier output instead (two versions
+against the same truth: a change that moves one boundary of the unperturbed result otherwise moves every verdict).
 
 Usage:
     python Testing/benchmarks/robustness_levels.py CT [--truth-shift N] [--degrees 20] [--crops 0-0.5,0.5-1]
-        [--model PATH] [--json OUT.json]
+        [--model PATH] [--json OUT.json] [--truth EARLIER.json]
 """
 
 from __future__ import annotations
@@ -127,25 +130,30 @@ def main(argv=None) -> int:
                         help="comma-separated fractions lo-hi of the S-I extent ('' for none)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--json", type=Path, help="write the results here")
+    parser.add_argument("--truth", type=Path, help="judge against the unperturbed vertebrae of an earlier run's --json "
+                        "(e.g. one checked by eye) instead of this run's")
     args = parser.parse_args(argv)
     crops = [tuple(float(x) for x in c.split("-")) for c in args.crops.split(",") if c]
     model = load_model(args.model)
     image = sitk.Cast(read_image(args.ct), sitk.sitkFloat32)
-    truth = vertebrae(image, model, lambda point: point)
-    print(f"{args.ct.name}: unperturbed {', '.join(vertebra_name(v['label']) for v in truth)}; truth = those "
-          f"{args.truth_shift:+d}")
+    unperturbed = vertebrae(image, model, lambda point: point)
+    truth = json.loads(args.truth.read_text())["unperturbed"] if args.truth else unperturbed
+    print(f"{args.ct.name}: unperturbed {', '.join(vertebra_name(v['label']) for v in unperturbed)}; truth = "
+          + (f"{args.truth}'s unperturbed {', '.join(vertebra_name(v['label']) for v in truth)}" if args.truth
+             else "those") + f" {args.truth_shift:+d}")
     out: dict[str, Optional[dict]] = {}
     for name, make in variants(image, args.degrees, crops).items():
         variant, back = make()
-        out[name] = judged(vertebrae(variant, model, back), truth, args.truth_shift)
+        found = vertebrae(variant, model, back)
+        out[name] = {**judged(found, truth, args.truth_shift), "found": found}
         r = out[name]
         print(f"  {name:12s} {r['verdict']:10s} min p_label {r.get('min_p_label', '-')}  regression offset "
               f"{r.get('regression_offset', '-')}  {' '.join(r.get('levels', []))}", flush=True)
     verdicts = [r["verdict"] for r in out.values()]
     print(f"  right {verdicts.count('right')} of {len(verdicts)} ({verdicts.count('mismatch')} mismatch)")
     if args.json:
-        args.json.write_text(json.dumps({"ct": str(args.ct), "truth_shift": args.truth_shift, "variants": out},
-                                        indent=1))
+        args.json.write_text(json.dumps({"ct": str(args.ct), "truth_shift": args.truth_shift,
+                                         "unperturbed": unperturbed, "variants": out}, indent=1))
     return 0
 
 
