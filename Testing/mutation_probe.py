@@ -242,7 +242,8 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("one-rib-side-on-a-cut-body-counts", "fewer than two rib sides seen on a body the field of view cuts "
              "are no evidence", "SpineSegmentationLib/anatomy_evidence.py",
              "return None if cut and sides < 2 else sides", "return None if cut and sides == 0 else sides",
-             (T + "test_pipeline.py::test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels",)),
+             (T + "test_anatomy_evidence.py::test_a_rib_on_one_side_of_a_body_the_field_of_view_cuts_is_no_evidence",
+              T + "test_pipeline.py::test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels")),
     Mutation("synthetic-sacrum-without-s1", "the synthetic CTs have an S1 shaped like L5 below it",
              "SpineSegmentationLib/training/synthetic.py", "    out |= s1\n", "",
              (T + "test_synthetic_ct.py::test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc",)),

