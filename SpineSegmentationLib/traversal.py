@@ -186,6 +186,8 @@ def sliding_windows(
         zz = np.flatnonzero(spine_mask.any(axis=(1, 2)))
         if zz.size == 0:
             return []
+        usable = patch - step  # a window covers its slab with a margin of step/2 on each side
+        half = patch // 2
         for z in range(int(zz[0]), int(zz[-1]) + step, step):
             z = min(z, shape[0] - 1)
             slab = spine_mask[max(0, z - step // 2) : z + step // 2 + 1]
@@ -193,10 +195,8 @@ def sliding_windows(
             xx = np.flatnonzero(slab.any(axis=(0, 1)))
             if yy.size == 0:
                 continue
-            usable = patch - step  # a window covers its slab with a margin of step/2 on each side
             ys = axis_positions(int(yy[0]), int(yy[-1])) if yy[-1] - yy[0] > usable else [int((yy[0] + yy[-1]) // 2)]
             xs = axis_positions(int(xx[0]), int(xx[-1])) if xx[-1] - xx[0] > usable else [int((xx[0] + xx[-1]) // 2)]
-            half = patch // 2
             held = {(y, x): int(slab[:, max(0, y - half) : y + half, max(0, x - half) : x + half].sum())
                     for y in ys for x in xs}
             windows += [np.array([z, y, x]) for y, x in sorted(held, key=lambda yx: -held[yx])]
