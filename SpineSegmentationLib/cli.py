@@ -175,7 +175,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
         return segment_spine(
             image, model=model, device=device, direction=args.direction, progress=callback,
             use_localization=not args.no_localization, refine_surface=args.surface_refinement,
-            max_memory_bytes=args.max_memory,
+            max_memory_bytes=args.max_memory, test_time_mirror=args.test_time_mirror,
         )
 
     result, output_dir, paths = run_and_write(args, compute, check_header)
@@ -259,6 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--surface-refinement", action=argparse.BooleanOptionalAction, default=None,
                      help="remove surface voxels below 200 HU from every vertebra (seed 002 section 3.1) or not "
                           "(default: the model's setting; off for the shipped model)")
+    seg.add_argument("--test-time-mirror", action=argparse.BooleanOptionalAction, default=None,
+                     help="also run the network on every patch mirrored left-right and average the two (default: "
+                          "the model's setting; on for the shipped model; off halves the network's work)")
     _add_debug(seg)
     seg.set_defaults(func=cmd_segment)
 

@@ -144,6 +144,10 @@ class TraversalParameters:
         max_iterations: iteration limit per vertebra, then the midpoint rule. Paper: 10.
         step_fraction: sliding-window step as a fraction of the patch size. Paper: 1/2.
         mask_threshold: probability threshold of the segmentation output.
+        test_time_mirror: average the FCN's outputs on each patch and on its left-right mirror image
+            (test-time augmentation, as nnU-Net does along its training mirror axes; not in the paper). For a
+            network trained with random left-right mirroring (``training.augmentation.random_pose``). Off by
+            default, as in the paper; the shipped model turns it on (its MODEL_CARD.md has the figures).
     """
 
     direction: str = "up"
@@ -152,6 +156,7 @@ class TraversalParameters:
     max_iterations: int = 10
     step_fraction: float = 0.5
     mask_threshold: float = 0.5
+    test_time_mirror: bool = False
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,7 @@ def segment_spine(
     use_localization: bool = True,
     refine_surface: Optional[bool] = None,
     max_memory_bytes: Optional[int] = None,
+    test_time_mirror: Optional[bool] = None,
 ) -> SpineSegmentationResult:
     """Segment, label and flag the completeness of every vertebra in a CT.
 
@@ -157,6 +158,9 @@ def segment_spine(
         refine_surface: apply the 200 HU surface refinement (seed 002, section 3.1); None = the model's
             setting (``model.postprocessing``; off for the shipped model, see its MODEL_CARD.md).
         max_memory_bytes: memory budget for the input check (default: validation.DEFAULT_MAX_MEMORY_BYTES, 8 GB).
+        test_time_mirror: also evaluate every patch mirrored left-right and average the two outputs
+            (``TraversalParameters.test_time_mirror``); None = the model's setting (on for the shipped model;
+            off halves the network's work).
 
     Returns:
         :class:`SpineSegmentationResult`; its label map is on the input grid (int16, VerSe numbers).
@@ -175,7 +179,8 @@ def segment_spine(
     """
     reporter = Reporter(progress)
     t_start = time.perf_counter()
-    scan = prepare_scan(image, model, device, direction, reporter, use_localization, max_memory_bytes)
+    scan = prepare_scan(image, model, device, direction, reporter, use_localization, max_memory_bytes,
+                        test_time_mirror)
     localized = scan.spine_mask is None or bool(scan.spine_mask.any())
     if not localized:
         # small crops give the low-resolution attention network too little context: search everywhere
@@ -259,6 +264,7 @@ def prepare_scan(
     reporter: Reporter,
     use_localization: bool = True,
     max_memory_bytes: Optional[int] = None,
+    test_time_mirror: Optional[bool] = None,
 ) -> Scan:
     """Read, validate, resample to the canonical grid and localize the spine (stages 1-2).
 
@@ -275,6 +281,8 @@ def prepare_scan(
         model.to(torch_device)
     if torch_device.type == "cuda":
         model.fcn.to(memory_format=torch.channels_last_3d)  # cuDNN's fast layout for 3D convolutions
+    if test_time_mirror is not None and bool(test_time_mirror) != model.traversal.test_time_mirror:
+        model = replace(model, traversal=replace(model.traversal, test_time_mirror=bool(test_time_mirror)))
     if model.modality.upper() != "CT":
         raise ModelFileError(f"model {model.name} is for {model.modality}, not CT; pass a CT model with --model")
     trained = model.traversal.direction
@@ -626,7 +634,8 @@ def _other_structures(others: np.ndarray, image: sitk.Image, edited: set) -> lis
 
 
 def run_information(scan: Scan, times: dict, t_start: float, evaluations: int) -> dict:
-    """Run information for ``SpineSegmentationResult.run_info``: model, device, seconds per stage, evaluations."""
+    """Run information for ``SpineSegmentationResult.run_info``: model, device, test-time mirror, seconds per stage,
+    evaluations."""
     model, device = scan.model, scan.device
     return {
         "model": {"name": model.name, "version": model.version, "path": str(model.path) if model.path else None,
@@ -635,6 +644,7 @@ def run_information(scan: Scan, times: dict, t_start: float, evaluations: int) -
         "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU",
         "cpu_threads": torch.get_num_threads(),
         "direction": scan.direction,
+        "test_time_mirror": model.traversal.test_time_mirror,
         "stage_seconds": times,
         "total_seconds": round(time.perf_counter() - t_start, 3),
         "network_evaluations": {"localization_slices": scan.localization_slices, "iterative_fcn": evaluations},

@@ -21,7 +21,7 @@ Schema (``schema_version`` 1)::
         ...
       ],
       "run": {...},                       # result.run_info as given: model name and version, device,
-                                          # seconds per stage, iteration count
+                                          # test-time mirror, seconds per stage, iteration count
       "alternatives": [                   # best label sequence first (seed 002 section 3.4)
         {"labels": [19, 20, ...], "names": ["T12", "L1", ...], "likelihood": 0.81,  # posterior probability
          "description": "..."},

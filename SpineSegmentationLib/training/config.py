@@ -43,7 +43,7 @@ DEFAULTS: dict = {
     },
     "iterative_fcn": {"patch_size": 48, "filters": 16, "levels": 4, "recognition_filters": 16, "recognition_levels": 2, "normalization": "batch"},
     "attention_net": {"filters": 16, "pool_levels": 4},
-    "traversal": {"direction": "up"},
+    "traversal": {"direction": "up", "test_time_mirror": False},
     "localization": {},
     "postprocessing": {"surface_refinement": True},
     "data": {

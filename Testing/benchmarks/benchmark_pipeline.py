@@ -80,11 +80,13 @@ def make_case(name: str, ct: sitk.Image) -> sitk.Image:
 
 
 def fcn_flops(model) -> float:
-    """FLOPs of one forward evaluation of the iterative FCN (torch's FLOP counter)."""
+    """FLOPs of one evaluation of the iterative FCN (torch's FLOP counter): one forward pass of the patch, two with
+    the test-time mirror (the patch and its mirror image)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     p = model.fcn.config.patch_size
-    x = torch.zeros(1, 2, p, p, p, device=next(model.fcn.parameters()).device)
+    passes = 2 if model.traversal.test_time_mirror else 1
+    x = torch.zeros(passes, 2, p, p, p, device=next(model.fcn.parameters()).device)
     with FlopCounterMode(display=False) as counter, torch.inference_mode():
         model.fcn(x)
     return float(counter.get_total_flops())
