@@ -201,6 +201,7 @@ def segment_spine(
                               trav.evaluations)
     result.run_info["spine_localized"] = localized
     result.run_info["off_column_dropped"] = dropped
+    result.run_info["split_at_disc"] = trav.split_at_disc
     if fallback:
         result.run_info["device_fallback"] = fallback
     vertebrae = result.vertebrae

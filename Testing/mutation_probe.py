@@ -222,6 +222,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/traversal.py", "prob = 0.5 * (prob[:n] + torch.flip(prob[n:], dims=(-1,)))",
              "prob = 0.5 * (prob[:n] + prob[n:])",
              (T + "test_traversal.py::test_the_test_time_mirror_gives_a_mirrored_scan_the_mirrored_prediction",)),
+    Mutation("fragment-across-a-disc-kept-whole", "a fragment whose body is two pieces along the column is cut at the "
+             "disc between them", "SpineSegmentationLib/traversal.py", "kept = split_at_disc(fragment.mask)",
+             "kept = None",
+             (T + "test_traversal.py::test_a_fragment_that_crosses_a_disc_is_cut_there_and_the_next_vertebra_gets_the_"
+                  "rest",
+              T + "test_pipeline.py::test_an_unseen_chest_ct_cut_mid_column_keeps_its_last_two_vertebrae_apart")),
     Mutation("labels-back-by-nearest-neighbour", "labels go back to the input grid by linear label interpolation",
              "SpineSegmentationLib/geometry.py", "grid, sitk.Transform(), sitk.sitkLinear, 0.0))",
              "grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0))",

@@ -341,9 +341,23 @@ def test_a_neck_to_t3_crop_of_an_unseen_chest_ct_keeps_its_column_and_its_first_
     assert np.ptp(centres[:, 0]) < 30.0, centres  # one column, not the shoulder 100 mm to the side
 
 
+def test_an_unseen_chest_ct_cut_mid_column_keeps_its_last_two_vertebrae_apart(itkelastix_ct):
+    """The itkelastix chest CT (never trained on) ends three slices into T11's body. With the test-time mirror the
+    network's first fragment there also held the lower half of T10's body across their disc: 13 instances C5-T10,
+    the last one across the disc, T10's upper half in none. Cut at the disc (``traversal.split_at_disc``), every
+    body in view is one instance: C5-T11, T10 whole (36 cm3; 28 as its lower half with T11's slices), the first
+    rib on T1."""
+    result = segment_spine(itkelastix_ct, device="cpu")
+    assert result.run_info["split_at_disc"] == 1
+    assert [v.name for v in result.vertebrae] == ["C5", "C6", "C7"] + [f"T{k}" for k in range(1, 12)]
+    assert next(v for v in result.vertebrae if v.name == "T10").volume_mm3 > 32000
+    assert [v.rib_sides for v in result.vertebrae][2:4] == [0, 2]
+
+
 def test_an_unseen_chest_ct_mirrored_left_right_keeps_its_levels(itkelastix_ct):
     """The itkelastix chest CT (never trained on) with its voxel data flipped left-right, header unchanged (a
-    mirrored export): the same 13 vertebrae C5-T10 as unmirrored, the first rib on T1. The shipped model's
+    mirrored export): the same 14 vertebrae C5-T11 as unmirrored (T11 cut by the bottom of the scan), the first rib
+    on T1. The shipped model's
     regressions run 1.5-7.7 levels high here (median +3.9); with an offset prior of 1.5 levels
     (``labeling.SIGMA_OFFSET``) reading them one level higher outweighed the first rib and the column was named
     C6-T11, while the last vertebra, cut by the field of view, counted its one rib side as evidence (no longer:
@@ -354,16 +368,15 @@ def test_an_unseen_chest_ct_mirrored_left_right_keeps_its_levels(itkelastix_ct):
     mirrored.CopyInformation(image)
     result = segment_spine(mirrored, device="cpu")
     names = [v.name for v in result.vertebrae]
-    assert names == ["C5", "C6", "C7"] + [f"T{k}" for k in range(1, 11)], names
+    assert names == ["C5", "C6", "C7"] + [f"T{k}" for k in range(1, 12)], names
     assert [v.rib_sides for v in result.vertebrae][2:4] == [0, 2]  # C7 free, T1 with its first ribs
 
 
 def test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels(itkelastix_ct):
     """The itkelastix chest CT (never trained on) turned by 20 degrees about the superior-inferior axis (a patient
-    lying turned; ``pose_helpers``, in-grid): C5-T11, T11 cut by the bottom of the scan (C5-T10 before the sliding
-    window began with the window holding most of the spine mask, 2026-12-02: T11 was missed; the upright scan is
-    C5-T10 since the test-time mirror, 0.3.1, its last instance the cut T11 with the lower half of T10), C7 without
-    a rib and T1 with both. Measured in the scanner's frame the rib search beside C7 reached the shoulder girdle (a rib
+    lying turned; ``pose_helpers``, in-grid): C5-T11 as upright, T11 cut by the bottom of the scan (C5-T10 before
+    the sliding window began with the window holding most of the spine mask, 2026-12-02: T11 was missed), C7
+    without a rib and T1 with both. Measured in the scanner's frame the rib search beside C7 reached the shoulder girdle (a rib
     on one side) and the column was named two levels too high (C7-T12); it is now measured in each vertebra's
     mid-sagittal plane."""
     image = read_image(itkelastix_ct)

@@ -22,7 +22,7 @@ from SpineSegmentationLib.models import (LocalizationParameters, Preprocessing, 
 from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.preprocessing import normalize_hu
 from SpineSegmentationLib.traversal import (MIN_BONE_FRACTION, NO_BONE_LABEL, PatchPredictor, Traversal, sliding_windows,
-                                           traverse)
+                                           split_at_disc, traverse)
 
 PATCH = 24
 SPACING = 1.0  # v_min = 1000 mm^3 -> 1000 voxels
@@ -60,6 +60,24 @@ class InstanceOracle(nn.Module):
             seg[0, 0][target] = 10.0
             label[0] = self.regressed.get(pick, float(pick))
             complete[0] = 10.0 if int(target.sum()) == self.totals[pick] else -10.0
+        return seg, label, complete
+
+
+class JoiningOracle(InstanceOracle):
+    """Answers as :class:`InstanceOracle`, but its mask of vertebra 1 also holds what the patch shows of vertebra 2,
+    joined to it behind their disc (what the network drew on the itkelastix chest CT's first vertebra, which the
+    scan cuts: T11's body with the lower half of T10's, joined through the arch)."""
+
+    def _one(self, x: torch.Tensor):
+        seg, label, complete = super()._one(x)
+        ids = torch.round(x[0]).clamp(min=0).long()
+        drawn = seg[0, 0] > 0
+        following = (ids == 2) & (x[1] < 0.5)
+        if drawn.any() and bool((ids[drawn] == 1).all()) and following.any():
+            seg[0, 0][following] = 10.0
+            z = torch.nonzero(drawn | following)
+            back = int(z[:, 1].max())  # a bridge along the back, across the disc
+            seg[0, 0][int(z[:, 0].min()) : int(z[:, 0].max()) + 1, back, int(z[:, 2].median())] = 10.0
         return seg, label, complete
 
 
@@ -215,6 +233,30 @@ def test_sliding_windows_follow_the_spine_mask_bottom_up():
     assert all(int(w[1]) == 29 and int(w[2]) == 29 for w in wins)
     assert [int(w[0]) for w in sliding_windows(mask.shape, 48, 24, "down", mask)] == zs[::-1]
     assert sliding_windows(mask.shape, 48, 24, "up", np.zeros_like(mask)) == []
+
+
+def test_a_fragment_that_crosses_a_disc_is_cut_there_and_the_next_vertebra_gets_the_rest():
+    """The network's fragment of the first vertebra also holds the part of the second that its patch shows, joined
+    behind their disc: it is cut at the disc (the fuller side kept), so each vertebra comes out exactly; kept
+    whole, vertebra 1 would hold the bottom of vertebra 2 and vertebra 2 only the rest."""
+    vol, totals = _column(gap=2)  # a thin disc: the next body is in the patch of the first
+    res = traverse(vol, _model(JoiningOracle(totals)), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
+    assert res.split_at_disc == 1
+
+
+def test_a_vertebra_is_not_split_where_its_body_has_no_gap():
+    """A body with its arch is one piece; a gap with too little body beyond it (one stray slice) is no disc; a
+    gap with four body slices beyond it is, and the fuller side is kept without the disc's slices."""
+    mask = np.zeros((24, 20, 20), dtype=bool)
+    mask[2:16, 2:8, 5:15] = True  # a body, 14 slices
+    mask[2:18, 8:18, 8:12] = True  # its arch, reaching two slices below the body
+    assert split_at_disc(mask) is None
+    mask[17, 2:8, 5:15] = True  # one body slice beyond a one-slice gap
+    assert split_at_disc(mask) is None
+    mask[18:21, 2:8, 5:15] = True  # four: part of the next body
+    kept = split_at_disc(mask)
+    assert kept is not None and not kept[16:].any() and kept[:16].sum() == mask[:16].sum()
 
 
 def test_the_test_time_mirror_gives_a_mirrored_scan_the_mirrored_prediction(real_ct_image):
