@@ -502,6 +502,17 @@ def test_a_lumbar_ct_reconstructed_around_the_spine_keeps_its_levels(example_run
     assert not result.run_info.get("warnings"), result.run_info.get("warnings")
 
 
+def test_a_sacrum_that_runs_beyond_both_sides_of_the_field_of_view_is_no_evidence(example_run, real_ct_image):
+    """The example CT cut to 100 mm around the spine: the sacrum and the ilia below L5 run on beyond both sides of
+    the field of view, narrower than the sacrum's 110 mm: their width is unknown, so no sacrum evidence (None), not
+    "no sacrum below" (False), which would tell the labelling that the column goes on below its lowest vertebra."""
+    out, _ = example_run
+    column = np.nonzero(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz"))))[2]
+    centre, half = int(np.median(column)), int(round(50.0 / real_ct_image.GetSpacing()[0]))
+    result = segment_spine(real_ct_image[centre - half : centre + half, :, :], device="cpu")
+    assert result.vertebrae[-1].sacrum_below is None, [(v.name, v.sacrum_below) for v in result.vertebrae]
+
+
 def test_a_ct_without_spine_gives_an_empty_result_with_a_message(real_ct_image):
     """The anterior abdomen of the real CT (soft tissue, bowel, air; no bone): no crash, no vertebra, a message."""
     size = list(real_ct_image.GetSize())
