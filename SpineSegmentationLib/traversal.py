@@ -256,25 +256,17 @@ def split_at_disc(mask: np.ndarray) -> Optional[np.ndarray]:
         return None
     front = int(ys[0] + BODY_DEPTH_SHARE * (ys[-1] - ys[0])) + 1
     profile = mask[:, :front, :].sum(axis=(1, 2)).astype(float)
-    low = profile <= DISC_SHARE * profile.max()
-    k = 0
-    while k < len(low):
-        if not low[k]:
-            k += 1
-            continue
-        end = k  # the disc: slices k..end
-        while end + 1 < len(low) and low[end + 1]:
-            end += 1
-        below, above = profile[:k], profile[end + 1 :]
+    runs, _ = ndimage.label(profile <= DISC_SHARE * profile.max())
+    for (disc,) in ndimage.find_objects(runs):  # each run of thin slices, lowest first
+        below, above = profile[: disc.start], profile[disc.stop :]
         if all(side.sum() >= MIN_PIECE_SHARE * profile.sum() and (side > DISC_SHARE * profile.max()).sum()
                >= MIN_BODY_SLICES for side in (below, above)):
             kept = mask.copy()
             if below.sum() >= above.sum():
-                kept[k:] = False
+                kept[disc.start :] = False
             else:
-                kept[: end + 1] = False
+                kept[: disc.stop] = False
             return kept
-        k = end + 1
     return None
 
 
