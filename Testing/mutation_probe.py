@@ -229,6 +229,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              (T + "test_traversal.py::test_a_fragment_that_crosses_a_disc_is_cut_there_and_the_next_vertebra_gets_the_"
                   "rest",
               T + "test_pipeline.py::test_an_unseen_chest_ct_cut_mid_column_keeps_its_last_two_vertebrae_apart")),
+    Mutation("held-out-scan-trained-on", "a run that would see a held-out scan (in its data or its starting model's "
+             "lineage) does not start", "SpineSegmentationLib/training/lineage.py", "    if not held_out:\n        return",
+             "    if held_out:\n        return",
+             (T + "test_lineage.py::test_a_run_that_would_train_on_a_held_out_scan_does_not_start",
+              T + "test_lineage.py::test_a_held_out_scan_seen_by_the_starting_model_stops_the_run")),
     Mutation("labels-back-by-nearest-neighbour", "labels go back to the input grid by linear label interpolation",
              "SpineSegmentationLib/geometry.py", "grid, sitk.Transform(), sitk.sitkLinear, 0.0))",
              "grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0.0))",

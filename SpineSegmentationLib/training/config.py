@@ -14,7 +14,8 @@ typo cannot silently fall back to a default):
   generator), ``anatomy_maps`` (whole-anatomy label maps in TotalSegmentator v2 numbering, painted into CTs by
   :mod:`.anatomy_synthesis`) with ``anatomy_synthesis_share`` (their share of the synthetic volumes when
   VerSe masks are also given), ``synthetic_fraction`` (share of patches from synthetic volumes), pool size
-  and refresh rate.
+  and refresh rate; ``held_out``: scans (images or label maps) the run must never see, neither in its own data
+  nor through the model it starts from (checked by :mod:`.lineage` before training starts).
   Relative paths are relative to the configuration file.
 - ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings,
   augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see
@@ -52,6 +53,7 @@ DEFAULTS: dict = {
         "synthetic_masks_root": None,
         "anatomy_maps": [],
         "anatomy_synthesis_share": 0.5,
+        "held_out": [],
         "synthetic_fraction": 0.5,
         "synthetic_pool_size": 8,
         "synthetic_refresh_every": 100,
@@ -143,6 +145,7 @@ def load_config(config: str | Path | dict) -> dict:
     for key in PATH_KEYS:
         cfg["data"][key] = _resolve(cfg["data"][key], base_dir)
     cfg["data"]["anatomy_maps"] = _resolve(cfg["data"]["anatomy_maps"], base_dir) or []
+    cfg["data"]["held_out"] = _resolve(cfg["data"]["held_out"], base_dir) or []
     cfg["fcn_training"]["init_from"] = _resolve(cfg["fcn_training"]["init_from"], base_dir)
     data = cfg["data"]
     if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"] or data["anatomy_maps"]):

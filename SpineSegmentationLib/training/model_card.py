@@ -48,6 +48,7 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         f"- held-out validation CT (never trained on): {', '.join(data.get('validation_cases', [])) or 'none'}",
         f"- synthetic CT volumes generated from real VerSe masks ({', '.join(data.get('synthetic_source_masks', []))}): "
         f"{data.get('synthetic_volumes_generated', 0)}; share of patches: {data.get('synthetic_fraction')}",
+        *_lineage_lines(t),
         "",
         "## Schedule and result",
         f"- FCN: {t.get('fcn_iterations')} iterations (schedule n_max {t.get('fcn_max_iterations')}), "
@@ -74,3 +75,17 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
     ]
     card.write_text("\n".join(lines))
     return card
+
+
+def _lineage_lines(training: dict) -> list[str]:
+    """The scans seen across warm starts and the held-out scans (:mod:`.lineage`), as model-card lines."""
+    if "seen_in_training" not in training:
+        return ["- scans seen across warm starts: not recorded (a model written before lineages were recorded)"]
+    seen = ", ".join(entry["file"] for entry in training["seen_in_training"]) or "none"
+    lines = [f"- scans and label maps seen in training, the models it was started from included: {seen}"
+             + ("" if training.get("seen_in_training_complete", True) else
+                " (incomplete: a model it was started from did not record its own)")]
+    held_out = ", ".join(entry["file"] for entry in training.get("held_out", []))
+    if held_out:
+        lines.append(f"- held out (checked by voxel digest against all of the above): {held_out}")
+    return lines

@@ -38,6 +38,7 @@ from .attention_training import sagittal_examples, train_attention
 from .config import load_config
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
+from .lineage import check_held_out, inherited_lineage, merge, scan_digest, seen_entries, training_files
 from .model_card import write_model_card
 from .sampler import Patch, PatchSampler
 
@@ -149,6 +150,16 @@ def _model_as_checkpoint(model_dir: Path) -> dict:
                       "attention": training.get("attention")}}
 
 
+def _lineage(cfg: dict) -> dict:
+    """The scans this run and the model it starts from saw (:mod:`.lineage`), after checking that none of
+    ``data.held_out`` is among them (raises :class:`~.lineage.HeldOutLeakError`)."""
+    data, init_from = cfg["data"], cfg["fcn_training"]["init_from"]
+    own = seen_entries(training_files(collect_cases(data), data["anatomy_maps"]))
+    inherited, complete = inherited_lineage(init_from)
+    check_held_out(data["held_out"], own, inherited, complete, init_from)
+    return {"seen_in_training": merge(own, inherited), "seen_in_training_complete": complete}
+
+
 def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev) -> dict:
     """Initialize from an earlier run's ``checkpoint.pt`` or a model folder (config ``fcn_training.init_from``).
 
@@ -234,6 +245,7 @@ class _TrainingRun:
         if not resume and self.ckpt_path.exists():
             raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose "
                                     "another folder")
+        self.lineage = _lineage(cfg)
         out.mkdir(parents=True, exist_ok=True)
         self.dev = resolve_device(device)
         self.rng = np.random.default_rng(cfg["seed"])
@@ -269,6 +281,7 @@ class _TrainingRun:
             progress(f"resumed from {self.ckpt_path} at iteration {self.state['iteration']}")
         else:
             (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        self.state.update(self.lineage)
 
     def load_data(self) -> None:
         self.progress("loading training data ...")
@@ -371,6 +384,9 @@ class _TrainingRun:
             "fcn_wall_seconds": round(state["fcn_seconds"], 1),
             "attention": state["attention"],
             "warm_start": state.get("warm_start"),
+            "seen_in_training": state["seen_in_training"],
+            "seen_in_training_complete": state["seen_in_training_complete"],
+            "held_out": [{"file": path, "sha256": scan_digest(path)} for path in self.dc["held_out"]],
             "final_losses": self.last_losses,
             "seed": cfg["seed"],
             "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),

