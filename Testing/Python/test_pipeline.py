@@ -28,8 +28,7 @@ from SpineSegmentationLib.pipeline import (GPU_SLIDING_BATCH, Reporter, Scan, pr
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
-from test_traversal import InstanceOracle
-from test_traversal import _model as oracle_model
+from oracle_networks import InstanceOracle, oracle_model
 
 #: Measured with the shipped model (see Resources/Models/spineseg-default/MODEL_CARD.md); the thresholds leave a
 #: margin below the measured values so that a regression fails while run-to-run noise (none on CPU) cannot.

@@ -17,77 +17,13 @@ import torch
 from torch import nn
 
 from SpineSegmentationLib.geometry import to_canonical
-from SpineSegmentationLib.models import (LocalizationParameters, Preprocessing, SpineModel, TraversalParameters,
-                                        load_model)
-from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
+from SpineSegmentationLib.models import load_model
+from SpineSegmentationLib.networks import IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.preprocessing import normalize_hu
 from SpineSegmentationLib.traversal import (MIN_BONE_FRACTION, NO_BONE_LABEL, PatchPredictor, Traversal, sliding_windows,
                                            split_at_disc, traverse)
 
-PATCH = 24
-SPACING = 1.0  # v_min = 1000 mm^3 -> 1000 voxels
-
-
-class InstanceOracle(nn.Module):
-    """Image channel holds instance ids (0 = background); segments the lowest (up) or highest (down)
-    not-yet-memorized instance in the patch; label = id; complete iff all its voxels are in the patch."""
-
-    def __init__(self, totals: dict[int, int], direction: str = "up", regressed: dict[int, float] | None = None,
-                 modulo: int = 0) -> None:
-        super().__init__()
-        self.config = IterativeFCNConfig(patch_size=PATCH, filters=1, recognition_filters=1)
-        self.totals, self.direction = totals, direction
-        self.regressed = regressed or {}  # id -> regressed label (default: the id)
-        self.modulo = modulo  # ids = intensity modulo this (0: the intensity), so that intensity can encode bone
-
-    def forward(self, x: torch.Tensor) -> IterativeFCNOutput:
-        outs = [self._one(x[i]) for i in range(x.shape[0])]
-        return IterativeFCNOutput(*(torch.cat(parts) for parts in zip(*outs)))
-
-    def _one(self, x: torch.Tensor):
-        ids = torch.round(x[0]).clamp(min=0).long()
-        if self.modulo:
-            ids = torch.remainder(ids, self.modulo)
-        free = (ids > 0) & (x[1] < 0.5)
-        seg = torch.full_like(x[None, :1], -10.0)
-        label = torch.zeros(1)
-        complete = torch.full((1,), -10.0)
-        candidates = torch.unique(ids[free])
-        if len(candidates):
-            z_of = {int(c): torch.nonzero(ids == c)[:, 0].float().mean() for c in candidates}
-            pick = (min if self.direction == "up" else max)(z_of, key=z_of.get)
-            target = ids == pick
-            seg[0, 0][target] = 10.0
-            label[0] = self.regressed.get(pick, float(pick))
-            complete[0] = 10.0 if int(target.sum()) == self.totals[pick] else -10.0
-        return seg, label, complete
-
-
-class JoiningOracle(InstanceOracle):
-    """Answers as :class:`InstanceOracle`, but its mask of vertebra 1 also holds what the patch shows of vertebra 2,
-    joined to it behind their disc (what the network drew on the itkelastix chest CT's first vertebra, which the
-    scan cuts: T11's body with the lower half of T10's, joined through the arch)."""
-
-    def _one(self, x: torch.Tensor):
-        seg, label, complete = super()._one(x)
-        ids = torch.round(x[0]).clamp(min=0).long()
-        drawn = seg[0, 0] > 0
-        following = (ids == 2) & (x[1] < 0.5)
-        if drawn.any() and bool((ids[drawn] == 1).all()) and following.any():
-            seg[0, 0][following] = 10.0
-            z = torch.nonzero(drawn | following)
-            back = int(z[:, 1].max())  # a bridge along the back, across the disc
-            seg[0, 0][int(z[:, 0].min()) : int(z[:, 0].max()) + 1, back, int(z[:, 2].median())] = 10.0
-        return seg, label, complete
-
-
-def _model(fcn: nn.Module, **traversal) -> SpineModel:
-    return SpineModel(
-        name="oracle", version="0", modality="CT", preprocessing=Preprocessing(spacing_mm=SPACING),
-        traversal=TraversalParameters(**traversal), localization=LocalizationParameters(),
-        fcn=fcn, attention=AttentionNet(),
-    )
-
+from oracle_networks import PATCH, InstanceOracle, JoiningOracle, oracle_model
 
 def _column(shape=(96, 40, 40), n=5, height=12, gap=6, z0=8) -> tuple[np.ndarray, dict[int, int]]:
     """n box 'vertebrae' (12 x 14 x 14 voxels = 2352 > v_min) stacked along z; id 1 at the bottom."""
@@ -112,7 +48,7 @@ def _instance_ids(result, volume):
 
 def test_bottom_up_finds_every_vertebra_in_order_exactly():
     vol, totals = _column()
-    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"))
+    res = traverse(vol, oracle_model(InstanceOracle(totals)), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
     assert [v.label_regressed for v in res.vertebrae] == [1, 2, 3, 4, 5]
     assert all(v.converged for v in res.vertebrae)
@@ -122,7 +58,7 @@ def test_bottom_up_finds_every_vertebra_in_order_exactly():
 
 def test_top_down_traversal_reverses_the_order():
     vol, totals = _column()
-    res = traverse(vol, _model(InstanceOracle(totals, "down"), direction="down"), torch.device("cpu"), direction="down")
+    res = traverse(vol, oracle_model(InstanceOracle(totals, "down"), direction="down"), torch.device("cpu"), direction="down")
     assert _instance_ids(res, vol) == [5, 4, 3, 2, 1]
 
 
@@ -130,10 +66,10 @@ def test_fragment_smaller_than_v_min_is_not_a_detection():
     vol, totals = _column(n=2)
     vol[80:88, 16:24, 16:24] = 3  # 512 voxels < v_min = 1000 voxels at 1 mm
     totals[3] = 512
-    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"))
+    res = traverse(vol, oracle_model(InstanceOracle(totals)), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2]
     # with v_min lowered below the fragment, it is found
-    res = traverse(vol, _model(InstanceOracle(totals), v_min_mm3=400.0), torch.device("cpu"))
+    res = traverse(vol, oracle_model(InstanceOracle(totals), v_min_mm3=400.0), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2, 3]
 
 
@@ -143,7 +79,7 @@ def test_vertebra_cut_by_the_border_is_kept_and_flagged_incomplete():
     vol = vol[12:]  # cut the bottom vertebra (id 1, z 8..19) to 8 of its 12 slices
     totals = {k: int((vol == k).sum()) for k in totals}
     cut_totals = {k: full_total[k] for k in full_total}  # the oracle knows the true (uncut) size
-    res = traverse(vol, _model(InstanceOracle(cut_totals)), torch.device("cpu"))
+    res = traverse(vol, oracle_model(InstanceOracle(cut_totals)), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2, 3]
     assert res.vertebrae[0].p_complete < 0.01
     assert all(v.p_complete > 0.99 for v in res.vertebrae[1:])
@@ -152,7 +88,7 @@ def test_vertebra_cut_by_the_border_is_kept_and_flagged_incomplete():
 def test_memory_given_upfront_is_not_segmented_again():
     vol, totals = _column()
     memory = vol == 3
-    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"), memory=memory)
+    res = traverse(vol, oracle_model(InstanceOracle(totals)), torch.device("cpu"), memory=memory)
     assert _instance_ids(res, vol) == [1, 2, 4, 5]
     assert not (res.instances[memory] > 0).any()
 
@@ -163,7 +99,7 @@ def test_spine_mask_rejects_bone_outside_it_and_limits_the_search():
     totals[9] = int((vol == 9).sum())
     spine = np.zeros(vol.shape, dtype=bool)
     spine[:, 8:32, 8:32] = True
-    model = _model(InstanceOracle(totals))
+    model = oracle_model(InstanceOracle(totals))
     res = traverse(vol, model, torch.device("cpu"), spine_mask=spine)
     assert _instance_ids(res, vol) == [1, 2, 3]
     res_all = traverse(vol, model, torch.device("cpu"))
@@ -181,7 +117,7 @@ def test_the_column_leads_on_where_the_spine_mask_ends():
     totals = {k: int((vol == k).sum()) for k in range(1, 6)}
     spine = np.zeros(vol.shape, dtype=bool)
     spine[:37] = True  # the mask covers vertebrae 1-3 only
-    model = _model(InstanceOracle(totals))
+    model = oracle_model(InstanceOracle(totals))
     res = traverse(vol, model, torch.device("cpu"), spine_mask=spine)
     assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
     # without the lower vertebrae to follow on from, nothing outside the mask is accepted
@@ -216,7 +152,7 @@ def test_iteration_limit_applies_the_midpoint_rule():
     shape = (40, 40, 60)
     vol = np.broadcast_to(np.arange(shape[2], dtype=np.float32), shape).copy()
     vol[14:26, 14:26, 24:37] += 1000
-    res = traverse(vol, _model(OscillatingOracle(), v_min_mm3=100.0), torch.device("cpu"))
+    res = traverse(vol, oracle_model(OscillatingOracle(), v_min_mm3=100.0), torch.device("cpu"))
     assert len(res.vertebrae) == 1
     v = res.vertebrae[0]
     assert not v.converged
@@ -240,7 +176,7 @@ def test_a_fragment_that_crosses_a_disc_is_cut_there_and_the_next_vertebra_gets_
     behind their disc: it is cut at the disc (the fuller side kept), so each vertebra comes out exactly; kept
     whole, vertebra 1 would hold the bottom of vertebra 2 and vertebra 2 only the rest."""
     vol, totals = _column(gap=2)  # a thin disc: the next body is in the patch of the first
-    res = traverse(vol, _model(JoiningOracle(totals)), torch.device("cpu"))
+    res = traverse(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
     assert res.split_at_disc == 1
 
@@ -307,14 +243,14 @@ def test_the_sliding_window_starts_on_the_column_where_the_mask_is_wide():
     wins = sliding_windows(mask.shape, PATCH, 12, "up", mask)
     bottom = [w for w in wins if w[0] == wins[0][0]]
     assert len(bottom) > 1 and 28 <= bottom[0][1] < 52  # the wide level's first window is on the column
-    res = traverse(vol, _model(InstanceOracle(totals)), torch.device("cpu"), spine_mask=mask)
+    res = traverse(vol, oracle_model(InstanceOracle(totals)), torch.device("cpu"), spine_mask=mask)
     found = _instance_ids(res, vol)
     assert found[0] == 1 and [i for i in found if i != 9] == [1, 2, 3, 4, 5]  # 9, in the mask, may come later
 
 
 def test_z_range_and_start_point_restrict_the_traversal():
     vol, totals = _column()  # ids 1..5 at z 8, 26, 44, 62, 80 (+12)
-    model = _model(InstanceOracle(totals))
+    model = oracle_model(InstanceOracle(totals))
     res = traverse(vol, model, torch.device("cpu"), z_range=(0, 40))
     assert _instance_ids(res, vol) == [1, 2]
     res = traverse(vol, model, torch.device("cpu"), start_zyx=np.array([50, 20, 20]))
@@ -323,7 +259,7 @@ def test_z_range_and_start_point_restrict_the_traversal():
 
 def test_batched_sliding_windows_give_the_same_segmentation():
     vol, totals = _column(shape=(96, 40, 120), n=4)
-    model = _model(InstanceOracle(totals))
+    model = oracle_model(InstanceOracle(totals))
     one = traverse(vol, model, torch.device("cpu"))
     batched = traverse(vol, model, torch.device("cpu"), sliding_batch=6)
     np.testing.assert_array_equal(one.instances, batched.instances)
@@ -333,12 +269,12 @@ def test_batched_sliding_windows_give_the_same_segmentation():
 def test_a_no_bone_label_goes_into_the_memory_only_and_traversal_moves_on():
     # seed 002 section 3.4: the label output's 0 means "no vertebral bone"; here the middle structure regresses 0.2
     vol, totals = _column()
-    res = traverse(vol, _model(InstanceOracle(totals, regressed={3: 0.2})), torch.device("cpu"))
+    res = traverse(vol, oracle_model(InstanceOracle(totals, regressed={3: 0.2})), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2, 4, 5]
     assert res.rejected == 1
     assert NO_BONE_LABEL == 0.5  # the midpoint between "no bone" (0) and C1 (1)
     # a regression just at the boundary is bone
-    res = traverse(vol, _model(InstanceOracle(totals, regressed={3: NO_BONE_LABEL})), torch.device("cpu"))
+    res = traverse(vol, oracle_model(InstanceOracle(totals, regressed={3: NO_BONE_LABEL})), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2, 3, 4, 5] and res.rejected == 0
 
 
@@ -354,7 +290,7 @@ def test_a_fragment_with_too_little_bone_intensity_is_rejected(bone_voxels, kept
     for z, y, x in middle[:bone_voxels]:
         intensity[z, y, x] = 103
     assert (bone_voxels / len(middle) >= MIN_BONE_FRACTION) == kept
-    model = _model(InstanceOracle(totals, modulo=100))
+    model = oracle_model(InstanceOracle(totals, modulo=100))
     res = traverse(intensity, model, torch.device("cpu"), bone_threshold=50.0)
     assert _instance_ids(res, vol) == ([1, 2, 3, 4, 5] if kept else [1, 2, 4, 5])
     assert res.rejected == (0 if kept else 1)
@@ -371,7 +307,7 @@ def test_a_fragment_denser_than_bone_is_rejected(contrast):
     z = np.arange(vol.shape[0])[:, None, None]
     intensity = np.where(vol > 0, np.where(z % 3 == 0, vol, vol + 100), 0).astype(np.float32)
     intensity[vol == 3] = contrast
-    model = _model(InstanceOracle(totals, modulo=100))
+    model = oracle_model(InstanceOracle(totals, modulo=100))
     res = traverse(intensity, model, torch.device("cpu"), bone_threshold=50.0, dense_threshold=300.0)
     assert _instance_ids(res, vol) == [1, 2, 4, 5] and res.rejected == 1
     assert _instance_ids(traverse(intensity, model, torch.device("cpu"), bone_threshold=50.0), vol) == [1, 2, 3, 4, 5]
@@ -397,7 +333,7 @@ class OffsetOracle(nn.Module):
 def test_convergence_is_a_move_of_at_most_delta_max_voxels(offset, converged, iterations):
     """delta_max = 2 (paper): a patch whose fragment lies exactly 2 voxels away has converged; 3 voxels away it
     keeps moving until the iteration limit (10) and the midpoint rule."""
-    engine = Traversal(np.zeros((80, 40, 40), dtype=np.float32), _model(OffsetOracle(offset)), torch.device("cpu"))
+    engine = Traversal(np.zeros((80, 40, 40), dtype=np.float32), oracle_model(OffsetOracle(offset)), torch.device("cpu"))
     assert engine.params.delta_max_voxels == 2 and engine.params.max_iterations == 10
     start = np.array([20, 20, 20])
     found = engine.find_fragment(start)
