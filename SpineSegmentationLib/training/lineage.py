@@ -105,12 +105,12 @@ def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
     return out
 
 
-def check_held_out(held_out: list[str], own: list[dict], inherited: list[dict], inherited_complete: bool,
+def check_held_out(held_out: list[dict], own: list[dict], inherited: list[dict], inherited_complete: bool,
                    init_from: str | None) -> None:
     """Refuse a run that would see a held-out scan.
 
     Args:
-        held_out: paths from ``data.held_out``.
+        held_out: :func:`seen_entries` of the paths in ``data.held_out``.
         own: :func:`seen_entries` of this run's :func:`training_files`.
         inherited, inherited_complete: from :func:`inherited_lineage` of ``init_from``.
         init_from: the starting model or checkpoint (for the message).
@@ -118,7 +118,6 @@ def check_held_out(held_out: list[str], own: list[dict], inherited: list[dict], 
     Raises:
         HeldOutLeakError: a held-out scan is among ``own`` or ``inherited``, or ``init_from`` records no
             lineage, so that it cannot be shown not to have seen the held-out scans.
-        FileNotFoundError: a held-out path does not exist.
     """
     if not held_out:
         return
@@ -126,9 +125,8 @@ def check_held_out(held_out: list[str], own: list[dict], inherited: list[dict], 
         raise HeldOutLeakError(
             f"fcn_training.init_from {init_from} does not record what it was trained on (model.json "
             "training.seen_in_training), so it cannot be shown never to have seen the held-out scans "
-            f"{held_out}: start from scratch or from a model trained by this version")
-    for path in held_out:
-        digest = scan_digest(path)
+            f"{[entry['file'] for entry in held_out]}: start from scratch or from a model trained by this version")
+    for path, digest in ((entry["file"], entry["sha256"]) for entry in held_out):
         for source, entries, fix in (
                 ("this run's training data", own,
                  "remove it from the manifest's train split, data.anatomy_maps and data.synthetic_masks_root"),

@@ -38,7 +38,7 @@ from .attention_training import sagittal_examples, train_attention
 from .config import load_config
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
-from .lineage import check_held_out, inherited_lineage, merge, scan_digest, seen_entries, training_files
+from .lineage import check_held_out, inherited_lineage, merge, seen_entries, training_files
 from .model_card import write_model_card
 from .sampler import Patch, PatchSampler
 
@@ -151,13 +151,14 @@ def _model_as_checkpoint(model_dir: Path) -> dict:
 
 
 def _lineage(cfg: dict) -> dict:
-    """The scans this run and the model it starts from saw (:mod:`.lineage`), after checking that none of
-    ``data.held_out`` is among them (raises :class:`~.lineage.HeldOutLeakError`)."""
+    """The scans this run and the model it starts from saw, and the held-out scans (:mod:`.lineage`), after checking
+    that none of ``data.held_out`` is among the former (raises :class:`~.lineage.HeldOutLeakError`)."""
     data, init_from = cfg["data"], cfg["fcn_training"]["init_from"]
     own = seen_entries(training_files(collect_cases(data), data["anatomy_maps"]))
+    held_out = seen_entries([Path(path) for path in data["held_out"]])
     inherited, complete = inherited_lineage(init_from)
-    check_held_out(data["held_out"], own, inherited, complete, init_from)
-    return {"seen_in_training": merge(own, inherited), "seen_in_training_complete": complete}
+    check_held_out(held_out, own, inherited, complete, init_from)
+    return {"seen_in_training": merge(own, inherited), "seen_in_training_complete": complete, "held_out": held_out}
 
 
 def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev) -> dict:
@@ -386,7 +387,7 @@ class _TrainingRun:
             "warm_start": state.get("warm_start"),
             "seen_in_training": state["seen_in_training"],
             "seen_in_training_complete": state["seen_in_training_complete"],
-            "held_out": [{"file": path, "sha256": scan_digest(path)} for path in self.dc["held_out"]],
+            "held_out": state["held_out"],
             "final_losses": self.last_losses,
             "seed": cfg["seed"],
             "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),

