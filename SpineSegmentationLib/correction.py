@@ -304,9 +304,10 @@ def _bbox_center(mask: np.ndarray, centroid: np.ndarray) -> np.ndarray:
 
 
 def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, instances: np.ndarray,
-              detected: list[DetectedVertebra], evaluations: int, refine_surface: Optional[bool],
-              correction: dict) -> SpineSegmentationResult:
-    """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``) -> the pipeline's result.
+              probability: Optional[np.ndarray], detected: list[DetectedVertebra], evaluations: int,
+              refine_surface: Optional[bool], correction: dict) -> SpineSegmentationResult:
+    """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``, their mask ``probability``)
+    -> the pipeline's result.
 
     Candidate ids: kept vertebra ``kept.labels[k - 1]`` is id k (k = 1..K), new vertebra instance j is id K + j.
     Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
@@ -334,7 +335,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
         candidates.append(c)
     return assemble_result(scan, reporter, t_start, evaluations + len(regressed), candidates, new_ids,
                            refine_surface, kept_ids=kept.ids, others=kept.others,
-                           edited_others=frozenset(kept.edited), correction=correction)
+                           edited_others=frozenset(kept.edited), correction=correction, new_probability=probability)
 
 
 def _prepare(image, model, device, progress, use_localization) -> tuple[Scan, Reporter, float]:
@@ -440,7 +441,7 @@ def segment_from_point(
         engine.run(start_zyx=np.array(clicked.center_zyx), z_range=engine.region_ahead(clicked.center_zyx[0]))
     engine.result.evaluations = engine.predictor.evaluations
     found = from_network_frame(scan, engine.result)
-    instances, detected = found.instances, found.vertebrae
+    instances, probability, detected = found.instances, found.mask_probability, found.vertebrae
     if "backward" in {_anatomical(scan, d) for d in directions}:
         # only the kept vertebrae behind the clicked one go into the memory, as in training (memory = the
         # vertebrae before the target); the z range keeps the clicked vertebra and those beyond it from being
@@ -451,14 +452,17 @@ def segment_from_point(
         trav = run_traversal(scan, reporter, memory=np.isin(kept.canonical, behind), z_range=z_range,
                              already=len(detected))
         free = (trav.instances > 0) & (instances == 0)
+        # background of both: the larger sub-threshold value; a vertebra's voxels: its own traversal's
+        probability = np.where(instances > 0, probability, np.maximum(probability, trav.mask_probability))
+        probability[free] = trav.mask_probability[free]
         instances = instances.copy()
         instances[free] = trav.instances[free] + len(detected)
         detected = detected + [replace(d, instance=d.instance + len(detected)) for d in trav.vertebrae]
         found.evaluations += trav.evaluations
     correction = {"action": "segment_from_point", "point_ras_mm": [round(float(v), 3) for v in point_ras],
                   "directions": list(directions)}
-    result = _assemble(scan, reporter, t_start, kept, instances, detected, found.evaluations, refine_surface,
-                       correction)
+    result = _assemble(scan, reporter, t_start, kept, instances, probability, detected, found.evaluations,
+                       refine_surface, correction)
     # which vertebra was clicked: the one holding the point on the input grid (else the nearest centroid)
     at_point = int(sitk.GetArrayViewFromImage(result.labels)[tuple(kji)])
     if not is_column_vertebra(at_point) and result.vertebrae:
@@ -530,5 +534,5 @@ def rerun_with_edits(
     kept = _keep(scan, existing, [v for v in present if v not in redo], edited)
     trav = run_traversal(scan, reporter, memory=kept.canonical > 0)
     correction = {"action": "rerun_with_edits", "edited_labels": sorted(edited), "redo_labels": sorted(redo)}
-    return _assemble(scan, reporter, t_start, kept, trav.instances, trav.vertebrae, trav.evaluations, refine_surface,
-                     correction)
+    return _assemble(scan, reporter, t_start, kept, trav.instances, trav.mask_probability, trav.vertebrae,
+                     trav.evaluations, refine_surface, correction)

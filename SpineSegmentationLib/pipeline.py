@@ -31,7 +31,7 @@ from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
 from .sanity import (add_warnings, anatomy_warnings, check_vertebra_count, column_end_warnings, sacral_segment_warnings,
                      split_vertebra_warnings)
-from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult
+from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult, record_mask_probability
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
 COMPLETE_THRESHOLD = 0.5
@@ -194,7 +194,8 @@ def segment_spine(
         resegment_beside_dropped(scan, trav, np.where(trav.instances == 0, segmented, 0))
     if trav.vertebrae:
         result = assemble_result(scan, reporter, t_start, trav.evaluations,
-                                 new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface)
+                                 new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface,
+                                 new_probability=trav.mask_probability)
     else:
         where = "" if localized else " (the localization network saw no spine either; the whole volume was searched)"
         result = empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone" + where,
@@ -389,9 +390,11 @@ def run_traversal(
 
 
 def from_network_frame(scan: Scan, trav: TraversalResult) -> TraversalResult:
-    """A traversal result of the network frame on the canonical grid (instance map and patch centres)."""
+    """A traversal result of the network frame on the canonical grid (instance map, mask probability and patch
+    centres)."""
     if scan.flip:
         trav.instances = scan.network_frame(trav.instances)
+        trav.mask_probability = scan.network_frame(trav.mask_probability)
         trav.vertebrae = [replace(v, center_zyx=(int(scan.network_z(v.center_zyx[0])), *v.center_zyx[1:]))
                           for v in trav.vertebrae]
     return trav
@@ -442,7 +445,10 @@ def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability:
     if (~off).any():
         off[~off] = off_column(centres[~off] * spacing_mm)
     if off.any():
-        trav.instances[np.isin(trav.instances, [i for i, o in zip(ids, off) if o])] = 0
+        removed = np.isin(trav.instances, [i for i, o in zip(ids, off) if o])
+        trav.instances[removed] = 0
+        if trav.mask_probability is not None:
+            trav.mask_probability[removed] = 0.0
         trav.vertebrae = [v for v, o in zip(trav.vertebrae, off) if not o]
     return int(off.sum())
 
@@ -490,6 +496,12 @@ def resegment_beside_dropped(scan: Scan, trav: TraversalResult, dropped: np.ndar
         others = (trav.instances > 0) & ~own
         trav.instances[own & ~mask] = 0
         trav.instances[mask & ~others] = v.instance
+        if trav.mask_probability is not None:
+            probability = np.zeros(trav.instances.shape, dtype=np.float32)
+            probability[fragment.src] = fragment.probability
+            trav.mask_probability[own] = 0.0
+            record_mask_probability(trav.mask_probability, trav.instances, v.instance,
+                                    scan.network_frame(probability), scan.model.traversal.mask_threshold)
     trav.evaluations += evaluated
     return evaluated
 
@@ -517,6 +529,7 @@ def assemble_result(
     others: Optional[np.ndarray] = None,
     edited_others: frozenset[int] = frozenset(),
     correction: Optional[dict] = None,
+    new_probability: Optional[np.ndarray] = None,
 ) -> SpineSegmentationResult:
     """Stages 4-6, for a fresh run and for the corrections: back to the input grid, surface refinement, anatomical
     evidence and label refinement, per-vertebra summary.
@@ -532,12 +545,15 @@ def assemble_result(
             sacrum): copied into the label map, never overwritten, reported as given.
         edited_others: labels of ``others`` that a person made or edited (``edited=True`` in the summary).
         correction: optional record of the correction, stored as ``run_info["corrections"] = [correction]``.
+        new_probability: optional float32 [z, y, x] canonical mask probability of the new vertebrae
+            (``TraversalResult.mask_probability``): their surfaces on the input grid follow it
+            (:func:`~SpineSegmentationLib.geometry.labels_on_input_grid`); None = their indicators only.
 
     Raises:
         ValueError: no contiguous labelling agrees with the stated levels.
     """
     ordered = sorted(candidates, key=lambda c: -c.z)  # cranio-caudal: canonical z grows superiorly
-    ids = _ids_on_input_grid(scan, reporter, new_ids, refine_surface, kept_ids, others)
+    ids = _ids_on_input_grid(scan, reporter, new_ids, new_probability, refine_surface, kept_ids, others)
     image = scan.image
     reporter.stage("labeling", "anatomical evidence and maximum-likelihood labelling")
     evidence = gather_evidence(image, ids, [c.id for c in ordered])
@@ -568,13 +584,15 @@ def assemble_result(
                                    run_info=run_info, message=result_message(vertebrae))
 
 
-def _ids_on_input_grid(scan: Scan, reporter: Reporter, new_ids: np.ndarray, refine_surface: Optional[bool],
-                       kept_ids: Optional[np.ndarray], others: Optional[np.ndarray]) -> np.ndarray:
+def _ids_on_input_grid(scan: Scan, reporter: Reporter, new_ids: np.ndarray, new_probability: Optional[np.ndarray],
+                       refine_surface: Optional[bool], kept_ids: Optional[np.ndarray],
+                       others: Optional[np.ndarray]) -> np.ndarray:
     """int32 [k, j, i] id map on the input grid: kept ids exactly, new ids (resampled, surface-refined) where
     neither a kept vertebra nor another structure is."""
     image = scan.image
     reporter.stage("input grid", "resampling the vertebrae to the input grid")
-    new_input, box = labels_on_input_grid(new_ids, scan.reference, image)
+    new_input, box = labels_on_input_grid(new_ids, scan.reference, image, new_probability,
+                                          scan.model.traversal.mask_threshold)
     if surface_refinement(scan, refine_surface) and box is not None:
         reporter.stage("surface refinement", "removing surface voxels below 200 HU")
         hu = sitk.GetArrayViewFromImage(image)

@@ -106,6 +106,11 @@ class TraversalResult:
         rejected: converged fragments that are no vertebral bone (regressed label below
             :data:`NO_BONE_LABEL`, or too few voxels at bone intensity); they went into the memory, not the output.
         split_at_disc: converged fragments cut at a disc they crossed (:func:`split_at_disc`).
+        mask_probability: float32 [z, y, x] on the grid of ``instances``, or None: at a vertebra's voxels the
+            network's mask probability for it at its final patch position; at background voxels the largest
+            probability below the mask threshold that any vertebra's final evaluation gave them (0 where none
+            reached). :func:`~SpineSegmentationLib.geometry.labels_on_input_grid` places the vertebrae's surfaces
+            between voxels by it (:func:`record_mask_probability`).
     """
 
     instances: np.ndarray
@@ -113,6 +118,26 @@ class TraversalResult:
     evaluations: int = 0
     rejected: int = 0
     split_at_disc: int = 0
+    mask_probability: Optional[np.ndarray] = None
+
+
+def record_mask_probability(target: np.ndarray, instances: np.ndarray, instance: int, probability: np.ndarray,
+                            threshold: float) -> None:
+    """Write one vertebra's mask probability into a :attr:`TraversalResult.mask_probability` region (in place).
+
+    Args:
+        target: float32 region of the probability map, e.g. ``result.mask_probability[src]``.
+        instances: the instance ids of the same region (after the vertebra was written).
+        instance: the vertebra's id: its voxels take ``probability``.
+        probability: float32 mask probability of the network's output over the region.
+        threshold: the mask threshold (``TraversalParameters.mask_threshold``): background voxels keep the larger
+            of their value and ``probability`` held just below it, so that they stay background.
+    """
+    own = instances == instance
+    target[own] = probability[own]
+    background = instances == 0
+    below = np.nextafter(np.float32(threshold), np.float32(0.0))
+    target[background] = np.maximum(target[background], np.minimum(probability[background], below))
 
 
 class PatchPredictor:
@@ -289,6 +314,7 @@ class Fragment:
         bbox_center: centre of the fragment's bounding box, canonical voxel indices [z, y, x] (int).
         label: the regressed label (1..24 scale, 0 = no vertebral bone; seed 002 section 3.4).
         p_complete: probability of complete visibility (seed 002 section 3.5).
+        probability: float32 mask probability over ``volume[src]`` (the network's output before the threshold).
     """
 
     mask: np.ndarray
@@ -296,6 +322,7 @@ class Fragment:
     bbox_center: np.ndarray
     label: float
     p_complete: float
+    probability: np.ndarray
 
     def voxels_zyx(self) -> np.ndarray:
         """(N, 3) canonical voxel indices [z, y, x] of the fragment."""
@@ -409,7 +436,8 @@ class Traversal:
         self.v_min = max(1, int(round(self.params.v_min_mm3 / model.preprocessing.spacing_mm**3)))
         self.predictor = PatchPredictor(volume, model, device, mixed_precision)
         self.memory = np.zeros(volume.shape, dtype=np.float32) if memory is None else memory.astype(np.float32)
-        self.result = TraversalResult(instances=np.zeros(volume.shape, dtype=np.int16))
+        self.result = TraversalResult(instances=np.zeros(volume.shape, dtype=np.int16),
+                                      mask_probability=np.zeros(volume.shape, dtype=np.float32))
         self.progress, self.sliding_batch, self.bone_threshold = progress, max(1, int(sliding_batch)), bone_threshold
         self.dense_threshold = dense_threshold
         self.z_range: Optional[tuple[int, int]] = None
@@ -451,7 +479,7 @@ class Traversal:
         bbox_center = np.rint((idx.min(axis=0) + idx.max(axis=0)) / 2.0).astype(int) + np.array([s.start for s in src])
         if self.z_range is not None and not self.z_range[0] <= bbox_center[0] <= self.z_range[1]:
             return None
-        return Fragment(mask, src, bbox_center, label, p_complete)
+        return Fragment(mask, src, bbox_center, label, p_complete, prob[dst])
 
     def find_fragment(self, center: np.ndarray) -> Optional[Fragment]:
         """Evaluate the network on the patch centred at ``center`` (canonical [z, y, x]) with the current memory.
@@ -538,6 +566,8 @@ class Traversal:
         instance = len(self.result.vertebrae) + 1
         region = self.result.instances[fragment.src]
         region[fragment.mask & (region == 0)] = instance
+        record_mask_probability(self.result.mask_probability[fragment.src], region, instance, fragment.probability,
+                                self.params.mask_threshold)
         vertebra = DetectedVertebra(
             instance=instance, label_regressed=fragment.label, p_complete=fragment.p_complete,
             center_zyx=tuple(int(v) for v in track.center), iterations=track.iterations,

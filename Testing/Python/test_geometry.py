@@ -20,6 +20,7 @@ from SpineSegmentationLib.geometry import (
     index_to_lps,
     label_to_input_grid,
     labels_at_border,
+    labels_on_input_grid,
     lps_to_index,
     lps_to_ras,
     physical_bounds,
@@ -255,6 +256,57 @@ def test_label_to_input_grid_resamples_only_the_labelled_box_with_the_same_resul
     assert np.array_equal(sitk.GetArrayViewFromImage(fast), whole)
     empty = label_to_input_grid(np.zeros(reference.GetSize()[::-1], np.int16), reference, grid)
     assert empty.GetSize() == grid.GetSize() and not sitk.GetArrayViewFromImage(empty).any()
+
+
+def _grid(size: int, spacing_mm: float) -> sitk.Image:
+    """An empty grid with identity direction and origin 0: voxel i's centre at i * spacing in mm on every axis."""
+    image = sitk.Image([size] * 3, sitk.sitkInt16)
+    image.SetSpacing([spacing_mm] * 3)
+    return image
+
+
+@pytest.mark.parametrize(("inside", "outside", "threshold", "labelled"), [
+    # a 2 mm canonical grid onto a 0.5 mm one: canonical voxel x is input voxel 4x. Labelled x = 2, 3, 4 (input
+    # 8, 12, 16), background x = 1 and 5 (input 4 and 20); x = 1 has probability 0, x = 4 ``inside``, x = 5
+    # ``outside``. Input 6 and 18 lie halfway between a labelled and a background canonical voxel.
+    (1.0, 0.0, 0.5, range(6, 19)),  # the indicators' answer: both surfaces halfway
+    (1.0, 0.45, 0.5, range(6, 20)),  # the network almost took x = 5: the surface moves out to 3/4 of the way
+    (0.65, 0.0, 0.5, range(6, 17)),  # it barely took x = 4: the surface moves in to x = 4 itself
+    (0.65, 0.0, 0.3, range(6, 18)),  # 0.65 is further above a threshold of 0.3: a quarter of the way out
+])
+def test_surfaces_on_the_input_grid_follow_the_mask_probability(inside, outside, threshold, labelled):
+    """With the network's mask probability, where a surface lies between two canonical voxels follows it (the
+    probability interpolated linearly, the threshold mapped to 0.5); the canonical voxels' own centres keep their
+    labels whatever the probability. Known answers along one row."""
+    labels, probability = np.zeros((8, 8, 8), np.int16), np.zeros((8, 8, 8), np.float32)
+    labels[4, 4, 2:5] = 7
+    probability[4, 4, 2:6] = 1.0, 1.0, inside, outside
+    row = labels_on_input_grid(labels, _grid(8, 2.0), _grid(32, 0.5), probability, threshold)[0][16, 16]
+    expected = np.zeros(32, np.int16)
+    expected[list(labelled)] = 7
+    assert np.array_equal(row, expected), row
+
+
+def test_touching_vertebrae_stay_touching_when_the_network_is_unsure_of_both():
+    """Two labels side by side, both drawn at probability 0.55: their outer surfaces move in towards the canonical
+    voxels, but no background opens between them (labelled or not follows the probability of any label, which
+    label follows the indicators)."""
+    labels, probability = np.zeros((8, 8, 8), np.int16), np.zeros((8, 8, 8), np.float32)
+    labels[4, 4, 2:6] = 7, 7, 8, 8
+    probability[4, 4, 2:6] = 0.55
+    row = labels_on_input_grid(labels, _grid(8, 2.0), _grid(32, 0.5), probability)[0][16, 16]
+    expected = np.zeros(32, np.int16)
+    expected[8:15], expected[15:21] = 7, 8
+    assert np.array_equal(row, expected), row
+
+
+def test_a_mask_probability_of_another_shape_or_a_threshold_outside_0_1_is_refused():
+    labels = np.ones((4, 4, 4), np.int16)
+    with pytest.raises(ValueError, match="probability has shape"):
+        labels_on_input_grid(labels, _grid(4, 2.0), _grid(8, 1.0), np.ones((4, 4, 5), np.float32))
+    for threshold in (0.0, 1.0):
+        with pytest.raises(ValueError, match="threshold must lie inside"):
+            labels_on_input_grid(labels, _grid(4, 2.0), _grid(8, 1.0), np.ones((4, 4, 4), np.float32), threshold)
 
 
 # --- coordinate conversions -----------------------------------------------------------------------------------------

@@ -20,8 +20,8 @@ from SpineSegmentationLib.geometry import to_canonical
 from SpineSegmentationLib.models import load_model
 from SpineSegmentationLib.networks import IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.preprocessing import normalize_hu
-from SpineSegmentationLib.traversal import (MIN_BONE_FRACTION, NO_BONE_LABEL, PatchPredictor, Traversal, sliding_windows,
-                                           split_at_disc, traverse)
+from SpineSegmentationLib.traversal import (MIN_BONE_FRACTION, NO_BONE_LABEL, PatchPredictor, Traversal,
+                                           record_mask_probability, sliding_windows, split_at_disc, traverse)
 
 from oracle_networks import PATCH, InstanceOracle, JoiningOracle, oracle_model
 
@@ -179,6 +179,25 @@ def test_a_fragment_that_crosses_a_disc_is_cut_there_and_the_next_vertebra_gets_
     res = traverse(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
     assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
     assert res.split_at_disc == 1
+
+
+def test_the_mask_probability_is_above_the_threshold_exactly_on_the_vertebrae():
+    """The traversal's mask probability map agrees with its instance map: at or above the mask threshold on every
+    vertebra's voxels (the network's probability there), below it everywhere else, also on the part of the first
+    fragment that was cut off at a disc (its network probability was 1 there) before the next vertebra took it."""
+    vol, totals = _column(gap=2)
+    res = traverse(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
+    assert res.split_at_disc == 1
+    np.testing.assert_array_equal(res.mask_probability >= 0.5, res.instances > 0)
+    assert res.mask_probability[res.instances > 0].min() > 0.99
+
+
+def test_recording_a_mask_probability_keeps_background_below_the_threshold_and_other_vertebrae_as_they_are():
+    target = np.array([0.2, 0.0, 0.9, 0.3], np.float32)
+    instances = np.array([0, 0, 3, 1])
+    record_mask_probability(target, instances, 1, np.array([0.1, 0.8, 0.7, 0.6], np.float32), 0.5)
+    np.testing.assert_array_equal(target, np.array([0.2, np.nextafter(np.float32(0.5), np.float32(0)), 0.9, 0.6],
+                                                   np.float32))
 
 
 def test_a_vertebra_is_not_split_where_its_body_has_no_gap():
