@@ -1,5 +1,7 @@
 """Data augmentation of training patches (seed 002, section 3.6: random elastic deformations, Gaussian noise,
-Gaussian smoothing and random cropping along the z-axis; plus a random intensity scaling).
+Gaussian smoothing and random cropping along the z-axis; plus thick slices, a random intensity scaling, random
+poses and simulated traversal errors in the instance memory). The elastic deformation, thick slices, smoothing
+and noise are TorchIO's transforms (:func:`patch_augmentation`).
 
 All functions take a ``numpy.random.Generator`` and work on canonical [z, y, x] arrays in the normalized
 intensity units of :func:`~SpineSegmentationLib.preprocessing.normalize_hu` (HU / ``hu_scale``).
@@ -8,6 +10,8 @@ intensity units of :func:`~SpineSegmentationLib.preprocessing.normalize_hu` (HU 
 from __future__ import annotations
 
 import numpy as np
+import torch
+import torchio as tio
 from scipy import ndimage
 
 
@@ -31,37 +35,78 @@ def random_z_crop(depth: int, rng: np.random.Generator, min_keep: int, probabili
     return z0, z0 + keep
 
 
-def elastic_field(shape: tuple[int, ...], rng: np.random.Generator, max_displacement: float = 3.0,
-                  control_points: int = 4) -> np.ndarray:
-    """Smooth random displacement field (voxels), shape (3, *shape): random displacements on a coarse
-    ``control_points^3`` grid, linearly up-sampled (cubic splines cost 10x more on 2 CPU cores)."""
-    coarse = rng.uniform(-max_displacement, max_displacement, size=(3,) + (control_points,) * 3)
-    zoom = [s / control_points for s in shape]
-    return np.stack([ndimage.zoom(c, zoom, order=1, mode="nearest")[: shape[0], : shape[1], : shape[2]] for c in coarse])
+#: Elastic deformation (seed 002, section 3.6): B-spline control points per axis, largest displacement (voxels),
+#: share of patches deformed.
+ELASTIC_CONTROL_POINTS = 5
+ELASTIC_MAX_DISPLACEMENT_VOXELS = 3.0
+ELASTIC_PROBABILITY = 0.3
+#: Thick slices (not in seed 002): in this share of patches the image is smoothed along z as a slice of this many
+#: voxels integrates (a Gaussian slice profile whose full width at half maximum is the slice thickness), then
+#: sampled at that spacing and interpolated back (TorchIO's RandomAnisotropy). At the 2.5 mm training grid 1.5-2.5
+#: gives 3.75-6.25 mm slices: clinical chest CTs are often reconstructed at 5 mm (the pyradiomics CT), where
+#: thoracic discs (3-6 mm) and the ribs of single vertebrae fall out of view (README, image-quality robustness).
+THICK_SLICE_FACTOR = (1.5, 2.5)
+THICK_SLICE_PROBABILITY = 0.25
+#: Full width at half maximum of a Gaussian per standard deviation, 2 sqrt(2 ln 2).
+FWHM_PER_SIGMA = 2.0 * np.sqrt(2.0 * np.log(2.0))
+#: Gaussian smoothing (seed 002, section 3.6): sigma range (voxels) per axis, and share of patches smoothed (a softer
+#: reconstruction kernel).
+BLUR_SIGMA_VOXELS = (0.3, 1.0)
+BLUR_PROBABILITY = 0.5
+#: Gaussian noise (seed 002, section 3.6): the noise's standard deviation is drawn up to this (HU).
+MAX_NOISE_HU = 40.0
 
 
-def elastic_deform(arrays: list[np.ndarray], orders: list[int], fills: list[float], field: np.ndarray) -> list[np.ndarray]:
-    """Warp several arrays of the same shape with one displacement ``field`` (from :func:`elastic_field`).
+def patch_augmentation(hu_scale: float) -> tio.Compose:
+    """The elastic, thick-slice, smoothing and noise augmentation of a training patch, as TorchIO transforms.
+
+    Applied by :func:`augment_patch`. The elastic deformation moves the image and the instance memory and target
+    masks together (the masks by nearest neighbour); the others change the image only. Parameters: the module constants above (seed
+    002, section 3.6 names the elastic deformation, the smoothing and the noise, not their ranges: those are ours).
 
     Args:
-        orders: interpolation order per array (1 for images, 0 for masks).
-        fills: value outside the array per array (pad value for images, 0 for masks).
+        hu_scale: the normalization scale (HU per normalized unit), to express the noise in HU.
     """
-    grid = np.indices(arrays[0].shape, dtype=np.float32) + field.astype(np.float32)
-    return [
-        ndimage.map_coordinates(a, grid, order=o, mode="constant", cval=c).astype(a.dtype)
-        for a, o, c in zip(arrays, orders, fills)
-    ]
+    return tio.Compose([
+        tio.RandomElasticDeformation(num_control_points=ELASTIC_CONTROL_POINTS,
+                                     max_displacement=ELASTIC_MAX_DISPLACEMENT_VOXELS, locked_borders=2,
+                                     p=ELASTIC_PROBABILITY),
+        tio.Compose([
+            tio.RandomBlur(std=tuple(f / FWHM_PER_SIGMA for f in THICK_SLICE_FACTOR) + (0, 0, 0, 0)),
+            tio.RandomAnisotropy(axes=(0,), downsampling=THICK_SLICE_FACTOR),
+        ], p=THICK_SLICE_PROBABILITY),
+        tio.RandomBlur(std=BLUR_SIGMA_VOXELS, p=BLUR_PROBABILITY),
+        tio.RandomNoise(std=(0.0, MAX_NOISE_HU / hu_scale)),
+    ])
 
 
-def intensity_augment(image: np.ndarray, rng: np.random.Generator, hu_scale: float) -> np.ndarray:
-    """Random intensity scaling (x0.9-1.1, shift +-30 HU), Gaussian smoothing (sigma 0-1 voxel, half of the
-    time) and Gaussian noise (sigma 0-40 HU); returns a new float32 array."""
-    out = image * rng.uniform(0.9, 1.1) + rng.uniform(-30, 30) / hu_scale
-    if rng.random() < 0.5:
-        out = ndimage.gaussian_filter(out, rng.uniform(0.3, 1.0))
-    out = out + rng.normal(0.0, rng.uniform(0, 40) / hu_scale, size=out.shape)
-    return out.astype(np.float32)
+def augment_patch(image: np.ndarray, memory: np.ndarray, target: np.ndarray, rng: np.random.Generator,
+                  transform: tio.Compose, hu_scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Augment one training patch: ``transform`` (:func:`patch_augmentation`), then a random intensity scaling
+    (x0.9-1.1) and shift (+-30 HU).
+
+    Args:
+        image: float [z, y, x] patch in normalized units (HU / ``hu_scale``); its voxels are 1 unit apart (the
+            training grid), so the transforms' millimetres are voxels.
+        memory, target: bool [z, y, x] masks of the same shape (instance memory, target vertebra).
+        rng: draws the seed of the transforms' random parameters (TorchIO draws them from torch's generator, which
+            is forked and seeded here, so a patch depends on ``rng`` alone and torch's global state is untouched).
+        transform: from :func:`patch_augmentation`.
+        hu_scale: HU per normalized unit.
+
+    Returns:
+        ``(image, memory, target)``: new float32 image and bool masks.
+    """
+    subject = tio.Subject(
+        image=tio.ScalarImage(tensor=torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None]),
+        memory=tio.LabelMap(tensor=torch.from_numpy(memory.astype(np.uint8))[None]),
+        target=tio.LabelMap(tensor=torch.from_numpy(target.astype(np.uint8))[None]),
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(rng.integers(2 ** 31)))
+        out = transform(subject)
+    augmented = out["image"].data[0].numpy() * rng.uniform(0.9, 1.1) + rng.uniform(-30, 30) / hu_scale
+    return (augmented.astype(np.float32), out["memory"].data[0].numpy() > 0, out["target"].data[0].numpy() > 0)
 
 
 def random_pose(rng: np.random.Generator, max_degrees: float = 20.0, max_scale: float = 0.1,

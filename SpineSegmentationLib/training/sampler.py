@@ -150,6 +150,7 @@ class PatchSampler:
         self.max_rotation_degrees = max_rotation_degrees
         self.max_scale = max_scale
         self.memory_error_probability = memory_error_probability
+        self._augmentation = augmentation.patch_augmentation(hu_scale)
 
     def _patch_arrays(self, volume: TrainingVolume, centre: np.ndarray, pose: np.ndarray | None, z0: int, z1: int):
         """Image and label patch around ``centre`` (axis-aligned, or in ``pose``) and the mask of patch voxels
@@ -240,12 +241,8 @@ class PatchSampler:
                 memory |= labels == k
             complete, label = 0.0, 0.0
         if self.augment:
-            if rng.random() < 0.3:
-                field = augmentation.elastic_field(image.shape, rng)
-                image, m, t = augmentation.elastic_deform(
-                    [image, memory.astype(np.uint8), tmask.astype(np.uint8)], [1, 0, 0], [self.pad, 0, 0], field)
-                memory, tmask = m.astype(bool), t.astype(bool)
-            image = augmentation.intensity_augment(image, rng, self.hu_scale)
+            image, memory, tmask = augmentation.augment_patch(image, memory, tmask, rng, self._augmentation,
+                                                              self.hu_scale)
         weights = surface_distance_weights(tmask, self.gamma, self.sigma_voxels)
         return Patch(image.astype(np.float32), memory.astype(np.float32), tmask.astype(np.float32), weights,
                      float(label), complete, volume.name)

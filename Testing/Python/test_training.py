@@ -2,18 +2,21 @@
 a few real optimisation steps, checkpoints and resume."""
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import SimpleITK as sitk
 import torch
+import torchio as tio
 
-from SpineSegmentationLib.errors import OutputExistsError
+from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.models import PROVENANCE_ROOT, Preprocessing, load_model
 from SpineSegmentationLib.networks import IterativeFCN, IterativeFCNConfig
 from SpineSegmentationLib.preprocessing import normalize_hu, pad_value
 from SpineSegmentationLib.training import train
+from SpineSegmentationLib.training.augmentation import augment_patch, patch_augmentation
 from SpineSegmentationLib.training.config import load_config
 from SpineSegmentationLib.training.data import to_training_volume
 from SpineSegmentationLib.training.readers import find_verse_cases, load_case, read_manifest
@@ -278,6 +281,81 @@ def test_memory_errors_move_only_the_near_part_between_memory_and_target(seed):
         assert zs[-1] == 14 and 1 <= zs.size <= 4 and np.array_equal(new_target, target)
 
 
+# --- elastic, thick-slice, smoothing and noise augmentation (TorchIO) ---------------------------------------------
+
+def _only(kind):
+    """The sampler's own configured transform of this TorchIO type, applied to every patch."""
+    (t,) = [t for t in patch_augmentation(1000.0).transforms if type(t) is kind]
+    t.probability = 1.0
+    return tio.Compose([t])
+
+
+def test_the_elastic_deformation_moves_the_image_and_both_masks_together(example_ct):
+    """On a real patch (L3 of the example CT, L4 and L5 in the memory) whose image is the target mask: after the
+    deformation the bright voxels are still the target's (up to the interpolated rim), the target and the memory
+    have moved, and neither grew or shrank by 25 % or more (displacements of at most 3 voxels)."""
+    patch = sampler(48).sample(example_ct, np.random.default_rng(0), target=L3, centre=_centre_of(example_ct, L3))
+    target, memory = patch.target > 0, patch.memory > 0
+    image = np.where(target, 1.0, PAD).astype(np.float32)
+    out, new_memory, new_target = augment_patch(image, memory, target, np.random.default_rng(4),
+                                                _only(tio.RandomElasticDeformation), 1000.0)
+    bright = out > (1.0 + PAD) / 2
+    dice = 2 * (bright & new_target).sum() / (bright.sum() + new_target.sum())
+    assert dice > 0.95
+    assert (new_target != target).sum() > 100 and (new_memory != memory).sum() > 100
+    assert 0.8 < new_target.sum() / target.sum() < 1.25 and 0.8 < new_memory.sum() / memory.sum() < 1.25
+    assert new_target.dtype == bool and out.dtype == np.float32
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_thick_slices_smear_along_z_only_and_leave_the_masks(seed):
+    """A one-voxel plate across z (a disc, an endplate) is smeared over its neighbouring slices, as a 3.75-6.25 mm
+    slice would average it; a one-voxel plate across x, constant along z, stays sharp; the masks are untouched."""
+    plate_z = np.full((48, 48, 48), PAD, np.float32)
+    plate_z[24] = 1.0
+    plate_x = np.full((48, 48, 48), PAD, np.float32)
+    plate_x[:, :, 24] = 1.0
+    mask = np.zeros((48, 48, 48), bool)
+    mask[10:20, 10:30, 5:40] = True
+    thick = [t for t in patch_augmentation(1000.0).transforms if type(t) is tio.Compose]
+    assert len(thick) == 1
+    thick[0].probability = 1.0
+    z_out, memory, target = augment_patch(plate_z, mask, mask, np.random.default_rng(seed), thick[0], 1000.0)
+    x_out = augment_patch(plate_x, mask, mask, np.random.default_rng(seed), thick[0], 1000.0)[0]
+    scale = x_out[24, 24, 24] - x_out[24, 24, 20]  # the plate's contrast after the random intensity scaling
+    assert z_out[24, 24, 24] - z_out[20, 24, 24] < 0.75 * scale  # the plate's peak lowered ...
+    assert max(z_out[23, 24, 24], z_out[25, 24, 24]) - z_out[20, 24, 24] > 0.15 * scale  # ... and spread along z
+    np.testing.assert_allclose(x_out[:, 24, 23], x_out[:, 24, 20], atol=1e-4)  # nothing spread along x
+    assert np.array_equal(memory, mask) and np.array_equal(target, mask)
+
+
+def test_noise_and_intensity_changes_stay_within_their_ranges_in_hu():
+    """Noise up to 40 HU and a scaling of 0.9-1.1 with a shift of up to 30 HU (no smoothing, thick slices or
+    deformation forced here): a uniform 0 HU patch keeps its mean within 30 HU and its spread under 40 HU."""
+    flat = np.zeros((48, 48, 48), np.float32)
+    mask = np.zeros(flat.shape, bool)
+    for seed in range(5):
+        out = augment_patch(flat, mask, mask, np.random.default_rng(seed), _only(tio.RandomNoise), 1000.0)[0]
+        assert abs(out.mean()) * 1000.0 <= 30.5 and out.std() * 1000.0 <= 40.0 * 1.1 + 0.5
+
+
+def test_augmentation_depends_on_the_numpy_generator_alone():
+    """The same generator state gives the same patch, another state another one; torch's global generator is
+    neither used nor moved (training draws its own numbers from it)."""
+    rng_image = np.random.default_rng(9)
+    image = rng_image.normal(0, 0.3, (48, 48, 48)).astype(np.float32)
+    mask = image > 0.2
+    transform = patch_augmentation(1000.0)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    a = augment_patch(image, mask, mask, np.random.default_rng(1), transform, 1000.0)
+    b = augment_patch(image, mask, mask, np.random.default_rng(1), transform, 1000.0)
+    c = augment_patch(image, mask, mask, np.random.default_rng(2), transform, 1000.0)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert not np.array_equal(a[0], c[0])
+
+
 # --- optimisation, checkpoints, resume -------------------------------------------------------------------------
 
 def test_loss_falls_when_overfitting_one_real_patch(tptbox):
@@ -297,6 +375,13 @@ def test_loss_falls_when_overfitting_one_real_patch(tptbox):
         losses.append(terms.total.item())
     assert losses[-1] < 0.92 * losses[0]
     assert np.mean(losses[-5:]) < np.mean(losses[:5])
+
+
+def test_training_without_torchio_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchio", None)  # what `import torchio` meets where it is not installed
+    with pytest.raises(SpineSegmentationError, match=r"pip install -e \"\.\[train\]\""):
+        train(tiny_config(tmp_path, 2), tmp_path / "run", device="cpu", progress=lambda line: None)
+    assert not (tmp_path / "run").exists()
 
 
 def test_train_checkpoint_and_resume(tmp_path):
