@@ -6,6 +6,8 @@ Entry point: :func:`train` (the ``spineseg train`` command).
 
 from __future__ import annotations
 
+import importlib.util
+
 from ..errors import SpineSegmentationError
 
 
@@ -16,12 +18,10 @@ def train(config, output_dir, resume: bool = False, device: str = "auto", **kwar
         SpineSegmentationError: TorchIO (the training patches' augmentation) is not installed; the message says how
             to install it. Segmenting does not need it, so ``pip install -e .`` leaves it out.
     """
-    try:
-        import torchio  # noqa: F401
-    except ModuleNotFoundError as error:
+    if importlib.util.find_spec("torchio") is None:
         raise SpineSegmentationError(
             "training needs TorchIO for the augmentation of its patches, which a plain `pip install -e .` leaves "
-            "out: install it with `pip install -e \".[train]\"` (or `pip install torchio`)") from error
+            "out: install it with `pip install -e \".[train]\"` (or `pip install torchio`)")
     from .trainer import train as _train
 
     return _train(config, output_dir, resume=resume, device=device, **kwargs)

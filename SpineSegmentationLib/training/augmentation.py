@@ -61,8 +61,9 @@ def patch_augmentation(hu_scale: float) -> tio.Compose:
     """The elastic, thick-slice, smoothing and noise augmentation of a training patch, as TorchIO transforms.
 
     Applied by :func:`augment_patch`. The elastic deformation moves the image and the instance memory and target
-    masks together (the masks by nearest neighbour); the others change the image only. Parameters: the module constants above (seed
-    002, section 3.6 names the elastic deformation, the smoothing and the noise, not their ranges: those are ours).
+    masks together (the masks by nearest neighbour); the others change the image only. Parameters: the module
+    constants above (seed 002, section 3.6 names the elastic deformation, the smoothing and the noise, not their
+    ranges: those are ours).
 
     Args:
         hu_scale: the normalization scale (HU per normalized unit), to express the noise in HU.
