@@ -205,7 +205,7 @@ def test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_il
     reaches L5 (0.3.0 without the branch check: five "vertebrae" on the ilium, every level shifted, T7-T13). The
     spine localization barely responds there, so that branch is dropped: L1-L5 keep their levels and masks. The
     branch was in the instance memory when L5 was segmented; L5 is evaluated again without it (Dice with the
-    reference 0.865; 0.811 with the mask drawn beside the branch)."""
+    reference 0.910 with 0.4.0, 0.886 with the mask drawn beside the branch; 0.3.1: 0.865 and 0.811)."""
     tilt = rotation(real_ct_image, ANTERIOR_POSTERIOR, 20.0)
     result = segment_spine(tilted(real_ct_image, tilt), device="cpu")
     back = sitk.Resample(result.labels, real_ct_image, tilt.GetInverse(), sitk.sitkNearestNeighbor, 0)
@@ -215,7 +215,7 @@ def test_a_ct_tilted_in_the_coronal_plane_keeps_its_levels_and_nothing_on_the_il
     assert not report.summary["false_positives"] and not report.summary["spanning_instances"], report.summary
     assert all(rows[n].identified for n in LUMBAR), {n: rows[n].centroid_distance_mm for n in LUMBAR}
     assert np.mean([rows[n].dice for n in LUMBAR]) >= MIN_MEAN_DICE_EXAMPLE
-    assert rows["L5"].dice >= 0.84, rows["L5"].dice
+    assert rows["L5"].dice >= 0.9, rows["L5"].dice
 
 
 def test_a_ct_tilted_in_the_sagittal_plane_keeps_its_levels(real_ct_image):
