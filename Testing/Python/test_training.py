@@ -317,11 +317,9 @@ def test_thick_slices_smear_along_z_only_and_leave_the_masks(seed):
     plate_x[:, :, 24] = 1.0
     mask = np.zeros((48, 48, 48), bool)
     mask[10:20, 10:30, 5:40] = True
-    thick = [t for t in patch_augmentation(1000.0).transforms if type(t) is tio.Compose]
-    assert len(thick) == 1
-    thick[0].probability = 1.0
-    z_out, memory, target = augment_patch(plate_z, mask, mask, np.random.default_rng(seed), thick[0], 1000.0)
-    x_out = augment_patch(plate_x, mask, mask, np.random.default_rng(seed), thick[0], 1000.0)[0]
+    thick = _only(tio.Compose)  # the slice profile and the resampling, one composition of the two
+    z_out, memory, target = augment_patch(plate_z, mask, mask, np.random.default_rng(seed), thick, 1000.0)
+    x_out = augment_patch(plate_x, mask, mask, np.random.default_rng(seed), thick, 1000.0)[0]
     scale = x_out[24, 24, 24] - x_out[24, 24, 20]  # the plate's contrast after the random intensity scaling
     assert z_out[24, 24, 24] - z_out[20, 24, 24] < 0.75 * scale  # the plate's peak lowered ...
     assert max(z_out[23, 24, 24], z_out[25, 24, 24]) - z_out[20, 24, 24] > 0.15 * scale  # ... and spread along z
