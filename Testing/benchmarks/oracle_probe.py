@@ -5,9 +5,8 @@ For every complete reference vertebra V (not cut by the field of view), the inst
 reference vertebrae before V in the traversal's order (below it for "up"), the patch is centred on V's centroid, and
 the traversal's own steps run on it (``Traversal.find_fragment`` then ``Traversal.track``: the patch follows the
 fragment until it converges, seed 002 section 3.3), without the spine localization. Printed per V: the fragment's
-Dice with V, its voxels on V, on the next vertebra in the traversal's order, on the previous ones (in the memory,
-so none unless the memory is overlapped), elsewhere (on no vertebra: ribs, discs, soft tissue), the regressed label
-against V's VerSe number and p_complete. Everything is on the model's canonical grid (the reference resampled to it
+Dice with V, its voxels on V, on the next vertebra in the traversal's order and on no vertebra (ribs, discs, soft
+tissue; the fragment excludes the memory), the regressed label against V's VerSe number and p_complete. Everything is on the model's canonical grid (the reference resampled to it
 by nearest neighbour).
 
 A low Dice here is the network's own error; a full run (``spineseg evaluate``) lower than this adds the traversal's
@@ -69,7 +68,7 @@ def probe(ct: Path, reference: Path, convention: str, model_path: str | None, le
         rows.append({
             "level": v, "found": True, "dice": dice(mask, target), "on_level": int((mask & target).sum()),
             "level_voxels": int(target.sum()), "on_next": int((mask & (ref == following)).sum()),
-            "on_memory": int((mask & memory).sum()), "elsewhere": int((mask & (ref == 0)).sum()),
+            "elsewhere": int((mask & (ref == 0)).sum()),
             "label": track.fragment.label, "p_complete": track.fragment.p_complete,
             "iterations": track.iterations, "converged": track.converged,
         })
@@ -95,7 +94,7 @@ def main() -> None:
             print(f"{name:4s} nothing found")
             continue
         print(f"{name:4s} Dice {r['dice']:.3f}  on it {r['on_level']:5d} of {r['level_voxels']:5d}  next {r['on_next']:4d}  "
-              f"memory {r['on_memory']:4d}  elsewhere {r['elsewhere']:4d}  label {r['label']:5.2f} (true {r['level']})  "
+              f"elsewhere {r['elsewhere']:4d}  label {r['label']:5.2f} (true {r['level']})  "
               f"p_complete {r['p_complete']:.2f}  {r['iterations']} evaluations{'' if r['converged'] else ', not converged'}")
     found = [r for r in rows if r["found"]]
     print(f"mean Dice {np.mean([r['dice'] for r in rows]):.3f} over {len(rows)} vertebrae; median |label error| "
