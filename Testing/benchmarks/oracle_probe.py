@@ -6,8 +6,8 @@ reference vertebrae before V in the traversal's order (below it for "up"), the p
 the traversal's own steps run on it (``Traversal.find_fragment`` then ``Traversal.track``: the patch follows the
 fragment until it converges, seed 002 section 3.3), without the spine localization. Printed per V: the fragment's
 Dice with V, its voxels on V, on the next vertebra in the traversal's order and on no vertebra (ribs, discs, soft
-tissue; the fragment excludes the memory), the regressed label against V's VerSe number and p_complete. Everything is on the model's canonical grid (the reference resampled to it
-by nearest neighbour).
+tissue; the fragment excludes the memory), the regressed label against V's VerSe number and p_complete. Everything
+is on the model's canonical grid (the reference resampled to it by nearest neighbour).
 
 A low Dice here is the network's own error; a full run (``spineseg evaluate``) lower than this adds the traversal's
 (an error in one vertebra carried into the memory of the next). Issue 10 measured the shipped 0.1.0 model this way on
@@ -93,9 +93,10 @@ def main() -> None:
         if not r["found"]:
             print(f"{name:4s} nothing found")
             continue
-        print(f"{name:4s} Dice {r['dice']:.3f}  on it {r['on_level']:5d} of {r['level_voxels']:5d}  next {r['on_next']:4d}  "
-              f"elsewhere {r['elsewhere']:4d}  label {r['label']:5.2f} (true {r['level']})  "
-              f"p_complete {r['p_complete']:.2f}  {r['iterations']} evaluations{'' if r['converged'] else ', not converged'}")
+        print(f"{name:4s} Dice {r['dice']:.3f}  on it {r['on_level']:5d} of {r['level_voxels']:5d}  "
+              f"next {r['on_next']:4d}  elsewhere {r['elsewhere']:4d}  label {r['label']:5.2f} (true {r['level']})  "
+              f"p_complete {r['p_complete']:.2f}  {r['iterations']} evaluations"
+              f"{'' if r['converged'] else ', not converged'}")
     found = [r for r in rows if r["found"]]
     print(f"mean Dice {np.mean([r['dice'] for r in rows]):.3f} over {len(rows)} vertebrae; median |label error| "
           f"{np.median([abs(r['label'] - r['level']) for r in found]) if found else float('nan'):.2f} levels")
