@@ -3,7 +3,8 @@
 :mod:`.synthetic` builds its context (ribs as lines, a body outline, blobs) procedurally around vertebra masks.
 A real whole-anatomy label map (TotalSegmentator v2 ``total`` numbering: vertebrae, ribs 1-12, sternum,
 costal cartilage, scapulae, clavicles, humeri, hips, lungs, heart, vessels, organs, muscles, spinal cord) holds
-the real neighbours of every vertebra: ribs attached to the transverse processes, the scapulae beside the upper
+the real neighbours of every vertebra: ribs beside the transverse processes (their heads and necks, which the maps
+leave out, are added: :func:`with_rib_necks`), the scapulae beside the upper
 thoracic spine, the sternum in front. :func:`synthesize_from_anatomy` paints such a map into a CT in HU in the
 manner of SynthSeg (Billot et al., Medical Image Analysis 2023): every structure gets a random intensity drawn
 from its tissue's plausible range (so the network learns shape and context, not one scanner's grey values), bone
@@ -22,6 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy import to_verse
+from .costovertebral import head_point, segment_mask
 
 AIR_HU = -1000.0
 
@@ -37,6 +39,10 @@ TISSUE_IDS: dict[str, tuple[int, ...]] = {
     "cartilage": (118,),
     "bone": (*range(25, 51), *range(69, 79), 91, *range(92, 117), 117),
 }
+#: TotalSegmentator v2 ids of the left and right rib 1 (ribs 2-12 follow: 92-103 left, 104-115 right).
+FIRST_RIB_IDS = (92, 104)
+#: Radius (mm) of the rib head and neck painted from the body to the labelled rib (the neck is 8-10 mm thick).
+RIB_NECK_RADIUS_MM = 4.0
 #: HU range (low, high) from which each structure of a tissue class draws its mean.
 TISSUE_HU: dict[str, tuple[float, float]] = {
     "lung": (-950.0, -750.0),
@@ -66,6 +72,39 @@ def _body_mask(anatomy: np.ndarray, rng: np.random.Generator, spacing_mm: float)
     return ndimage.binary_dilation(body, iterations=layer) if layer else body
 
 
+def with_rib_necks(anatomy: np.ndarray, labels: np.ndarray, spacing_mm: float) -> np.ndarray:
+    """The map with each rib's head and neck (:mod:`.costovertebral`) added to the rib's label.
+
+    TotalSegmentator's ribs begin 28-39 mm from the midline; the head and neck between the costovertebral joint and
+    the rib's nearest labelled voxel are painted as a tube of :data:`RIB_NECK_RADIUS_MM` over unlabelled and muscle
+    voxels (other structures stay).
+
+    Args:
+        anatomy: int [z, y, x] = [S, P, L] TotalSegmentator v2 ``total`` ids on an isotropic grid.
+        labels: its VerSe vertebra labels (:func:`~SpineSegmentationLib.anatomy.to_verse`), same shape.
+        spacing_mm: the grid's spacing (mm).
+
+    Returns:
+        A new map of the same shape and dtype.
+    """
+    out = anatomy.copy()
+    paintable = (out == 0) | np.isin(out, TISSUE_IDS["muscle"])
+    for first in FIRST_RIB_IDS:
+        for rib_number in range(1, 13):
+            vertebra = 7 + rib_number  # rib k articulates with Tk (VerSe 8-19)
+            rib = np.argwhere(anatomy == first + rib_number - 1)
+            if len(rib) == 0 or not (labels == vertebra).any():
+                continue
+            centre = np.argwhere(labels == vertebra).mean(axis=0)
+            head = head_point(labels, vertebra, 1 if rib[:, 2].mean() > centre[2] else -1, spacing_mm)
+            if head is None:
+                continue
+            medial_end = rib[np.argmin(np.sum((rib - centre) ** 2, axis=1))]
+            neck = segment_mask(out.shape, head, medial_end, RIB_NECK_RADIUS_MM / spacing_mm) & paintable
+            out[neck] = first + rib_number - 1
+    return out
+
+
 def synthesize_from_anatomy(anatomy: np.ndarray, rng: np.random.Generator,
                             spacing_mm: float = 2.5) -> tuple[np.ndarray, np.ndarray]:
     """Paint a whole-anatomy label map into a synthetic CT (see the module docstring).
@@ -88,6 +127,7 @@ def synthesize_from_anatomy(anatomy: np.ndarray, rng: np.random.Generator,
     labels = to_verse(anatomy, "totalseg")
     if not labels.any():
         raise ValueError("the anatomy label map holds no vertebra (TotalSegmentator ids 26-50)")
+    anatomy = with_rib_necks(anatomy, labels, spacing_mm)
     shape = anatomy.shape
     texture = ndimage.gaussian_filter(rng.standard_normal(shape).astype(np.float32), 1.5 / spacing_mm + 0.5)
     texture /= texture.std() + 1e-6

@@ -9,7 +9,8 @@ into a CT-like volume in HU:
 - intervertebral discs (60-110 HU) between consecutive vertebrae, the spinal canal (0-30 HU);
 - a body outline (soft tissue 20-60 HU) with a subcutaneous fat layer (-120..-60 HU), air (-1000) outside,
   sized per level (neck, thorax, abdomen, pelvis, head);
-- confounders that are bone-like but **not** targets (label 0): ribs attached to the thoracic vertebrae,
+- confounders that are bone-like but **not** targets (label 0): ribs with their heads at the thoracic vertebral
+  bodies and their necks in front of the transverse processes,
   a sacrum below L5 (S1 shaped like a vertebra) and iliac wings, the skull base above C1; lungs (-900..-700)
   beside the thoracic spine; the aorta and the heart (with or without contrast: 150-500 HU) and organ blobs;
 - a random global deformation (scaling, small rotation, elastic), Gaussian blur (partial volume), scanner noise
@@ -24,6 +25,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy import L5, column_position
+from .costovertebral import head_point
 
 AIR = -1000.0
 
@@ -270,8 +272,8 @@ def _discs(c: _Canvas, rng: np.random.Generator) -> None:
 
 
 def _ribs(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
-    """Ribs (bone, label 0) from the transverse processes of T1-T12, outwards-backwards and then along the
-    body wall to the front."""
+    """Ribs (bone, label 0) of T1-T12: the head at the body's posterolateral corner (:mod:`.costovertebral`), the
+    neck to the tip of the transverse process, then outwards-backwards and along the body wall to the front."""
     s, shape = c.s, c.shape
     centre_line = np.zeros(shape, dtype=bool)
     for k in sorted(p for p in c.present if 8 <= p <= 19):
@@ -292,6 +294,11 @@ def _ribs(c: _Canvas, rng: np.random.Generator) -> np.ndarray:
             pts_y = (1 - lead) * y0 + lead * ry
             pts_x = (1 - lead) * x0 + lead * rx
             pts_z = zc - t * rng.uniform(10, 45) / s
+            head = head_point(c.lab, k, side, s)
+            if head is not None:  # the head and neck: from the costovertebral joint to the rib's start
+                u = np.linspace(0, 1, 40, endpoint=False)
+                pts_z, pts_y, pts_x = (np.concatenate([h + u * (p[0] - h), p])
+                                       for h, p in zip(head, (pts_z, pts_y, pts_x)))
             idx = np.round(np.stack([pts_z, pts_y, pts_x])).astype(int)
             ok = np.all((idx >= 0) & (idx < np.array(shape)[:, None]), axis=0)
             centre_line[tuple(idx[:, ok])] = True
