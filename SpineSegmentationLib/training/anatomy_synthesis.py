@@ -89,13 +89,16 @@ def with_rib_necks(anatomy: np.ndarray, labels: np.ndarray, spacing_mm: float) -
     """
     out = anatomy.copy()
     paintable = (out == 0) | np.isin(out, TISSUE_IDS["muscle"])
-    for first in FIRST_RIB_IDS:
-        for rib_number in range(1, 13):
-            vertebra = 7 + rib_number  # rib k articulates with Tk (VerSe 8-19)
+    for rib_number in range(1, 13):
+        vertebra = 7 + rib_number  # rib k articulates with Tk (VerSe 8-19)
+        voxels = np.argwhere(labels == vertebra)
+        if len(voxels) == 0:
+            continue
+        centre = voxels.mean(axis=0)
+        for first in FIRST_RIB_IDS:
             rib = np.argwhere(anatomy == first + rib_number - 1)
-            if len(rib) == 0 or not (labels == vertebra).any():
+            if len(rib) == 0:
                 continue
-            centre = np.argwhere(labels == vertebra).mean(axis=0)
             head = head_point(labels, vertebra, 1 if rib[:, 2].mean() > centre[2] else -1, spacing_mm)
             if head is None:
                 continue
