@@ -20,6 +20,7 @@ from .anatomy import SACRUM, vertebra_name
 from .anatomy_evidence import VertebraEvidence, gather_evidence
 from .column import off_column, parallel_branches, weak_branches
 from .device_fallback import traverse_with_fallback
+from .discs import ENDPLATE_CONTRAST_HU, MAX_CANCELLOUS_HU
 from .errors import CancelledError, DeviceError, ModelFileError
 from .geometry import label_measurements, labels_at_border, labels_on_input_grid, lps_to_ras, to_canonical
 from .labeling import refine_labels
@@ -203,6 +204,7 @@ def segment_spine(
     result.run_info["spine_localized"] = localized
     result.run_info["off_column_dropped"] = dropped
     result.run_info["split_at_disc"] = trav.split_at_disc
+    result.run_info["joined_below"] = trav.joined_below
     if fallback:
         result.run_info["device_fallback"] = fallback
     vertebrae = result.vertebrae
@@ -336,19 +338,23 @@ def traversal_progress(scan: Scan, reporter: Reporter, already: int = 0) -> Call
 def traversal_engine(scan: Scan, progress: Optional[Callable[[int, int], None]] = None,
                      memory: Optional[np.ndarray] = None, sliding_batch: Optional[int] = None) -> Traversal:
     """The traversal engine of ``scan`` in the network frame (:meth:`Scan.network_frame`), with the bone
-    threshold (:data:`~SpineSegmentationLib.refinement.SURFACE_THRESHOLD_HU`) and the device's sliding batch.
+    threshold (:data:`~SpineSegmentationLib.refinement.SURFACE_THRESHOLD_HU`), the intensities of a disc's
+    endplates (:data:`~SpineSegmentationLib.discs.ENDPLATE_CONTRAST_HU`, ``MAX_CANCELLOUS_HU``) and the device's
+    sliding batch.
 
     Args:
         memory: optional bool [z, y, x] instance memory **in the network frame**.
         sliding_batch: sliding-window positions per network call; default :data:`GPU_SLIDING_BATCH` on a GPU,
             else 1.
     """
-    bone, dense = normalize_hu(np.array([SURFACE_THRESHOLD_HU, MAX_MEDIAN_HU]), scan.model.preprocessing)
+    bone, dense, contrast, zero, cancellous = normalize_hu(np.array(
+        [SURFACE_THRESHOLD_HU, MAX_MEDIAN_HU, ENDPLATE_CONTRAST_HU, 0.0, MAX_CANCELLOUS_HU]), scan.model.preprocessing)
     return Traversal(scan.network_frame(scan.volume), scan.model, scan.device,
                      spine_mask=scan.network_frame(scan.spine_mask), memory=memory,
                      direction=scan.network_direction, progress=progress,
                      sliding_batch=sliding_batch or (GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1),
-                     bone_threshold=float(bone), dense_threshold=float(dense))
+                     bone_threshold=float(bone), dense_threshold=float(dense),
+                     disc_intensities=(float(contrast - zero), float(cancellous)))
 
 
 def run_traversal(

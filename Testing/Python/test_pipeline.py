@@ -381,7 +381,7 @@ def test_a_neck_to_t3_crop_of_an_unseen_chest_ct_keeps_its_column_and_its_first_
 def test_an_unseen_chest_ct_cut_mid_column_keeps_its_last_two_vertebrae_apart(itkelastix_ct):
     """The itkelastix chest CT (never trained on) ends three slices into T11's body. With the test-time mirror the
     network's first fragment there also held the lower half of T10's body across their disc: 13 instances C5-T10,
-    the last one across the disc, T10's upper half in none. Cut at the disc (``traversal.split_at_disc``), every
+    the last one across the disc, T10's upper half in none. Cut at the disc (``discs.split_at_disc``), every
     body in view is one instance: C5-T11, T10 whole (36 cm3; 28 as its lower half with T11's slices), the first
     rib on T1."""
     result = segment_spine(itkelastix_ct, device="cpu")
@@ -516,7 +516,7 @@ def test_a_chest_ct_reconstructed_around_the_spine_still_shows_its_ribs(itkelast
         distance = np.linalg.norm(whole - np.array(v.centroid_ras_mm), axis=1)
         if distance.min() < 15.0:
             pairs.append((v, full.vertebrae[int(distance.argmin())]))
-    # T11, which the bottom of the scan cuts, is its own instance in the crop too (``traversal.split_at_disc``): a
+    # T11, which the bottom of the scan cuts, is its own instance in the crop too (``discs.split_at_disc``): a
     # cut body shows no rib evidence
     sides = {w.name: v.rib_sides for v, w in pairs}
     assert [sides.get(f"T{k}") for k in range(1, 12)] == [2] * 10 + [None], sides

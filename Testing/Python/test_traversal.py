@@ -16,12 +16,13 @@ import pytest
 import torch
 from torch import nn
 
+from SpineSegmentationLib.discs import split_at_disc
 from SpineSegmentationLib.geometry import to_canonical
 from SpineSegmentationLib.models import load_model
 from SpineSegmentationLib.networks import IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.preprocessing import normalize_hu
 from SpineSegmentationLib.traversal import (MIN_BONE_FRACTION, NO_BONE_LABEL, PatchPredictor, Traversal,
-                                           record_mask_probability, sliding_windows, split_at_disc, traverse)
+                                           record_mask_probability, sliding_windows, traverse)
 
 from oracle_networks import PATCH, InstanceOracle, JoiningOracle, oracle_model
 
