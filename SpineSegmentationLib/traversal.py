@@ -37,6 +37,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
+from .column import MAX_LINE_TILT_DEGREES
 from .discs import disc_by_intensity, split_at_disc
 from .models import SpineModel
 from .preprocessing import pad_value
@@ -509,13 +510,19 @@ class Traversal:
     def column_axis(self, centroid: np.ndarray) -> Optional[np.ndarray]:
         """The column's direction at a fragment with this centroid ([z, y, x] voxels), unit, pointing superiorly:
         from the centroid of the vertebra just committed (:attr:`previous_centroid`) when the fragment follows on
-        from it and lies :data:`AXIS_REACH_MM` away (a neighbour); else None."""
+        from it, lies :data:`AXIS_REACH_MM` away (a neighbour) and the direction is no flatter than
+        :data:`~.column.MAX_LINE_TILT_DEGREES` (a column's line; the shipped model's C5 at the top edge of the
+        itkelastix CT turned 20 degrees about the anterior-posterior axis lay 63 degrees off the z axis from C6, and
+        slices across that direction cut it in two); else None."""
         if not self.following or self.previous_centroid is None:
             return None
         step = (np.asarray(centroid) - self.previous_centroid) * self.model.preprocessing.spacing_mm
-        if not AXIS_REACH_MM[0] <= np.linalg.norm(step) <= AXIS_REACH_MM[1]:
+        length = np.linalg.norm(step)
+        if not AXIS_REACH_MM[0] <= length <= AXIS_REACH_MM[1]:
             return None
-        return (step if step[0] > 0 else -step) / np.linalg.norm(step)
+        if abs(step[0]) < np.cos(np.radians(MAX_LINE_TILT_DEGREES)) * length:
+            return None
+        return (step if step[0] > 0 else -step) / length
 
     def cut_at_disc(self, fragment: Fragment) -> tuple[Fragment, bool]:
         """A fragment cut at a disc its body crosses, and whether the part behind the disc (in traversal order)

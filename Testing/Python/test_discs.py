@@ -108,3 +108,26 @@ def test_the_rest_of_a_vertebra_drawn_short_joins_it_and_the_next_vertebra_comes
     np.testing.assert_array_equal(result.instances == 1, ids == 1)
     assert first.voxels == int((ids == 1).sum())
     assert engine.memory[ids == 1].min() == 1.0 and engine.memory[ids == 2].max() == 0.0
+
+
+def test_the_column_axis_comes_from_a_neighbour_below_and_no_flatter_than_a_column_line():
+    """The axis is the step from the vertebra committed before (mm, unit, pointing superiorly); none without a
+    neighbour it follows on from, from one too near or too far (:data:`~traversal.AXIS_REACH_MM`), or along a step
+    flatter than a column's line (63 degrees off the z axis: the shipped model's C5 at the top edge of the
+    itkelastix CT turned 20 degrees, which slices across that step cut in two)."""
+    model = oracle_model(InstanceOracle({}))  # spacing 1 mm
+    engine = Traversal(np.zeros((8, 8, 8), dtype=np.float32), model, torch.device("cpu"))
+    centroid = np.array([40.0, 0.0, 0.0])
+    assert engine.column_axis(centroid) is None  # nothing committed yet
+    engine.following, engine.previous_centroid = True, np.array([20.0, 5.0, 0.0])
+    np.testing.assert_allclose(engine.column_axis(centroid), np.array([20.0, -5.0, 0.0]) / np.hypot(20, 5))
+    engine.previous_centroid = np.array([60.0, 5.0, 0.0])  # the neighbour above (a top-down step): still superior
+    np.testing.assert_allclose(engine.column_axis(centroid), np.array([20.0, 5.0, 0.0]) / np.hypot(20, 5))
+    tilt = np.radians(63.0)
+    engine.previous_centroid = centroid - 25.0 * np.array([np.cos(tilt), np.sin(tilt), 0.0])
+    assert engine.column_axis(centroid) is None
+    engine.previous_centroid = centroid - np.array([10.0, 0.0, 0.0])  # 10 mm: no neighbour's centre
+    assert engine.column_axis(centroid) is None
+    engine.following = False
+    engine.previous_centroid = np.array([20.0, 0.0, 0.0])
+    assert engine.column_axis(centroid) is None
