@@ -13,7 +13,9 @@ typo cannot silently fall back to a default):
   :mod:`.readers`), ``synthetic_masks_root`` (VerSe-layout folders whose masks feed the synthetic CT
   generator), ``anatomy_maps`` (whole-anatomy label maps in TotalSegmentator v2 numbering, painted into CTs by
   :mod:`.anatomy_synthesis`) with ``anatomy_synthesis_share`` (their share of the synthetic volumes when
-  VerSe masks are also given), ``synthetic_fraction`` (share of patches from synthetic volumes), pool size
+  VerSe masks are also given), ``composite_column_share`` (the share of the mask-based ones built on two masks
+  stacked into one column, the thoracic levels between them filled: :mod:`.column_synthesis`),
+  ``synthetic_fraction`` (share of patches from synthetic volumes), pool size
   and refresh rate; ``held_out``: scans (images or label maps) the run must never see, neither in its own data
   nor through the model it starts from (checked by :mod:`.lineage` before training starts).
   Relative paths are relative to the configuration file.
@@ -53,6 +55,7 @@ DEFAULTS: dict = {
         "synthetic_masks_root": None,
         "anatomy_maps": [],
         "anatomy_synthesis_share": 0.5,
+        "composite_column_share": 0.0,
         "held_out": [],
         "synthetic_fraction": 0.5,
         "synthetic_pool_size": 8,
@@ -157,6 +160,7 @@ def load_config(config: str | Path | dict) -> dict:
         raise ValueError(f"traversal.direction must be 'up' or 'down', got {cfg['traversal'].get('direction')!r}")
     if cfg["fcn_training"]["lambda_progress"] not in ("max", "iterations"):
         raise ValueError("fcn_training.lambda_progress must be 'max' (iterations or wall clock) or 'iterations'")
-    if not 0.0 <= data["synthetic_fraction"] <= 1.0:
-        raise ValueError(f"data.synthetic_fraction must be in [0, 1], got {data['synthetic_fraction']}")
+    for key in ("synthetic_fraction", "anatomy_synthesis_share", "composite_column_share"):
+        if not 0.0 <= data[key] <= 1.0:
+            raise ValueError(f"data.{key} must be in [0, 1], got {data[key]}")
     return cfg

@@ -15,6 +15,7 @@ import numpy as np
 from ..models import Preprocessing
 from ..preprocessing import normalize_hu
 from .anatomy_synthesis import synthesize_from_anatomy
+from .column_synthesis import composite_column, stackable_pairs
 from .readers import Case, CaseVolume, find_verse_cases, load_anatomy_map, load_case, read_manifest
 from .sampler import TrainingVolume
 from .synthetic import synthesize_ct
@@ -48,6 +49,9 @@ class TrainingData:
         prep: model preprocessing (spacing, HU normalization).
         pool_size: number of synthetic volumes kept in memory.
         synthetic_fraction: probability that a patch comes from the synthetic pool.
+        anatomy_maps, anatomy_synthesis_share: whole-anatomy label maps and their share of the synthetic volumes.
+        composite_column_share: share of the mask-based synthetic volumes built on two masks stacked into one
+            column (:mod:`.column_synthesis`).
 
     Raises:
         ValueError: no training volume at all (neither a real CT nor a mask for synthesis).
@@ -55,7 +59,7 @@ class TrainingData:
 
     def __init__(self, cases: list[Case], prep: Preprocessing, pool_size: int, synthetic_fraction: float,
                  rng: np.random.Generator, anatomy_maps: list[str] | None = None,
-                 anatomy_synthesis_share: float = 0.5) -> None:
+                 anatomy_synthesis_share: float = 0.5, composite_column_share: float = 0.0) -> None:
         self.prep = prep
         self.synthetic_fraction = synthetic_fraction
         self.real: list[TrainingVolume] = []
@@ -75,6 +79,8 @@ class TrainingData:
                 self.real_names.append(str(case.image))
         self.anatomy_maps = [(str(path), load_anatomy_map(path, prep.spacing_mm)) for path in anatomy_maps or []]
         self.anatomy_synthesis_share = anatomy_synthesis_share
+        self.composite_column_share = composite_column_share
+        self.stackable = stackable_pairs(self.masks)
         if not self.real and not self.masks and not self.anatomy_maps:
             raise ValueError("no training data: the configuration's cases hold neither a CT with labels nor a mask")
         self.pool: list[TrainingVolume] = []
@@ -85,12 +91,19 @@ class TrainingData:
 
     def synthesize(self, rng: np.random.Generator) -> TrainingVolume:
         """A new synthetic volume: from a random whole-anatomy map (with probability
-        ``anatomy_synthesis_share`` when VerSe masks exist too) or around a random VerSe mask."""
+        ``anatomy_synthesis_share`` when VerSe masks exist too) or around a random VerSe mask, which with
+        probability ``composite_column_share`` is two masks stacked into one column
+        (:func:`~.column_synthesis.composite_column`) where some pair can be."""
         use_anatomy = bool(self.anatomy_maps) and (not self.masks or rng.random() < self.anatomy_synthesis_share)
         if use_anatomy:
             name, anatomy = self.anatomy_maps[int(rng.integers(len(self.anatomy_maps)))]
             hu, lab = synthesize_from_anatomy(anatomy, rng, self.prep.spacing_mm)
             name = Path(name).name.split(".")[0]
+        elif self.composite_column_share > 0 and self.stackable and rng.random() < self.composite_column_share:
+            upper, lower = self.stackable[int(rng.integers(len(self.stackable)))]
+            name = f"{self.masks[upper][0]}+{self.masks[lower][0]}"
+            hu, lab = synthesize_ct(composite_column(self.masks[upper][1], self.masks[lower][1], rng), rng,
+                                    self.prep.spacing_mm)
         else:
             name, labels = self.masks[int(rng.integers(len(self.masks)))]
             hu, lab = synthesize_ct(labels, rng, self.prep.spacing_mm)
@@ -118,6 +131,8 @@ class TrainingData:
             "validation_cases": self.validation_names,
             "synthetic_source_masks": [name for name, _ in self.masks],
             "synthetic_anatomy_maps": [name for name, _ in self.anatomy_maps],
+            "synthetic_composite_columns": [f"{self.masks[i][0]}+{self.masks[j][0]}" for i, j in self.stackable]
+            if self.composite_column_share > 0 else [],
             "synthetic_volumes_generated": self.synthetic_generated,
             "synthetic_fraction": self.synthetic_fraction,
         }

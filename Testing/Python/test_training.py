@@ -434,6 +434,8 @@ def test_config_rejects_unknown_keys_and_missing_data():
         load_config({"fcn_training": {"max_iteration": 5}, "data": {"manifest": "x.csv"}})
     with pytest.raises(ValueError, match="names no data"):
         load_config({})
+    with pytest.raises(ValueError, match=r"data.composite_column_share must be in \[0, 1\], got 1.5"):
+        load_config({"data": {"manifest": "x.csv", "composite_column_share": 1.5}})
     cfg = load_config(CONFIGS / "default_cpu.json")
     assert Path(cfg["data"]["manifest"]).is_file()
     assert cfg["iterative_fcn"]["patch_size"] == 48 and cfg["traversal"]["direction"] == "up"
