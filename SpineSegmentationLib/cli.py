@@ -193,7 +193,8 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
-    model_dir = train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed)
+    model_dir = train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed,
+                      num_threads=args.threads)
     print(f"model written to {model_dir}")
     return 0
 
@@ -273,6 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
+    tr.add_argument("--threads", type=_threads, default=2,
+                    help="CPU threads for training (default: 2; use 1 per run when training two runs side by side "
+                         "on one machine); recorded in the model card")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="compare a segmentation with a reference",

@@ -216,7 +216,8 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         resume: continue from ``output_dir/checkpoint.pt`` (networks, optimizer, iteration, elapsed time, RNG).
         device: "auto", "cpu" or "cuda".
         seed: overrides the configuration's seed.
-        num_threads: ``torch.set_num_threads`` for CPU training (None: leave torch's default).
+        num_threads: ``torch.set_num_threads`` while training on the CPU (None: leave torch's setting); the
+            caller's setting is restored on return.
         progress: callable receiving progress lines.
 
     Returns:
@@ -227,14 +228,18 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         FileNotFoundError: ``resume`` without a checkpoint; missing data files.
         ValueError: invalid configuration or no training data.
     """
+    previous_threads = torch.get_num_threads()
     if num_threads:
         torch.set_num_threads(int(num_threads))
-    run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress)
-    run.load_data()
-    if run.state["attention"] is None:
-        run.train_attention()
-    run.train_fcn()
-    return run.write_model()
+    try:
+        run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress)
+        run.load_data()
+        if run.state["attention"] is None:
+            run.train_attention()
+        run.train_fcn()
+        return run.write_model()
+    finally:  # the thread count is process-wide: give the caller back its own
+        torch.set_num_threads(previous_threads)
 
 
 class _TrainingRun:

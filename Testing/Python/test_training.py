@@ -409,6 +409,18 @@ def test_train_checkpoint_and_resume(tmp_path):
     assert (REPO / case).resolve() == (TPTBOX / "sub-ct_label-22_ct.nii.gz").resolve()
 
 
+def test_train_command_runs_on_the_threads_it_is_given(tmp_path):
+    from SpineSegmentationLib.cli import main
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config(tmp_path, 2)))
+    threads = torch.get_num_threads()
+    assert main(["train", str(config), "-o", str(tmp_path / "run"), "--device", "cpu", "--threads", "1"]) == 0
+    meta = json.loads((tmp_path / "run" / "spineseg-tiny" / "model.json").read_text())
+    assert meta["training"]["hardware"]["threads"] == 1
+    assert torch.get_num_threads() == threads  # the process's own setting is back
+
+
 def test_warm_start_from_a_model_folder(tmp_path):
     """``fcn_training.init_from`` may name a model folder (the shipped model is fine-tuned this way): its
     network parameters and attention net are copied, and the provenance says where they came from."""
