@@ -157,15 +157,19 @@ def _memory_size(text: str) -> int:
 
 
 def cmd_segment(args: argparse.Namespace) -> int:
-    from .models import load_model
-    from .pipeline import resolve_device, segment_spine
-    from .validation import validate_header
+    from .pipeline import resolve_device
+    from .threads import torch_threads
 
     device = resolve_device(args.device)  # an unusable device fails here, before anything else
-    if args.threads:
-        import torch
+    with torch_threads(args.threads):
+        return _segment(args, device)
 
-        torch.set_num_threads(args.threads)
+
+def _segment(args: argparse.Namespace, device) -> int:
+    from .models import load_model
+    from .pipeline import segment_spine
+    from .validation import validate_header
+
     model = load_model(args.model, device=device)  # a bad model fails here, before the input is read
 
     def check_header(header):

@@ -173,13 +173,11 @@ def _segment_into(case: Case, options: CaseOptions, folder: Path) -> tuple[str, 
     from ..io import read_image
     from ..outputs import write_outputs
     from ..pipeline import segment_spine
+    from ..threads import torch_threads
 
-    if options.threads:
-        import torch
-
-        torch.set_num_threads(options.threads)
     image = read_image(case.image, case.series_uid if case.image.is_dir() else None)
-    result = segment_spine(image, model=_loaded_model(options.model, options.device), device=options.device)
+    with torch_threads(options.threads):
+        result = segment_spine(image, model=_loaded_model(options.model, options.device), device=options.device)
     if case.series_uid is not None:
         result.run_info["dicom_series_uid"] = case.series_uid  # the series segmented (and referenced by the SEG)
     write_outputs(result, image, folder, input_path=case.image, dicom_seg=options.dicom_seg)

@@ -34,6 +34,7 @@ from ..models import (LocalizationParameters, Postprocessing, Preprocessing, Spi
                       save_model)
 from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
 from ..preprocessing import pad_value
+from ..threads import torch_threads
 from .attention_training import sagittal_examples, train_attention
 from .config import load_config
 from .data import TrainingData, collect_cases
@@ -228,18 +229,13 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         FileNotFoundError: ``resume`` without a checkpoint; missing data files.
         ValueError: invalid configuration or no training data.
     """
-    previous_threads = torch.get_num_threads()
-    if num_threads:
-        torch.set_num_threads(int(num_threads))
-    try:
+    with torch_threads(num_threads):
         run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress)
         run.load_data()
         if run.state["attention"] is None:
             run.train_attention()
         run.train_fcn()
         return run.write_model()
-    finally:  # the thread count is process-wide: give the caller back its own
-        torch.set_num_threads(previous_threads)
 
 
 class _TrainingRun:

@@ -23,6 +23,7 @@ import time
 
 import pydicom
 import pytest
+import torch
 from pydicom.uid import generate_uid
 
 from SpineSegmentationLib.cohort import CaseOptions, run_batch
@@ -138,8 +139,10 @@ def test_changed_model_and_force_redo_a_finished_case(local_run, cohort, tmp_pat
     record = json.loads((out / "a" / CASE_RECORD).read_text())
     record["fingerprint"]["model"]["sha256"] = "0" * 64
     (out / "a" / CASE_RECORD).write_text(json.dumps(record))
+    threads = torch.get_num_threads()
     (redone,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
     assert redone["status"] == "done" and not redone["resumed"]
+    assert torch.get_num_threads() == threads  # the case ran on 1 thread; this process keeps its own count
     (resumed,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
     assert resumed["resumed"]
     written = (out / "a" / "labels.nii.gz").stat().st_mtime_ns
