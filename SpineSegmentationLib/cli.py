@@ -143,6 +143,13 @@ def _threads(text: str) -> int:
     return value
 
 
+def _workers(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 (the training process itself) or more, got {value}")
+    return value
+
+
 def _memory_size(text: str) -> int:
     """"8GB", "8 GB", "8" (GB), "500MB", "7.5GiB" -> bytes (GB = 10^9, GiB = 2^30)."""
     match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([kKmMgGtT]i?[bB]?)?\s*", text)
@@ -198,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
     model_dir = train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed,
-                      num_threads=args.threads)
+                      num_threads=args.threads, workers=args.workers)
     print(f"model written to {model_dir}")
     return 0
 
@@ -281,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=_threads, default=2,
                     help="CPU threads for training (default: 2; use 1 per run when training two runs side by side "
                          "on one machine); recorded in the model card")
+    tr.add_argument("--workers", type=_workers, default=0,
+                    help="processes that draw the training patches (default: 0, the training process itself, "
+                         "reproducible from the seed); on a GPU use about one per CPU core so that the GPU is kept "
+                         "busy; recorded in the model card")
     tr.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="compare a segmentation with a reference",

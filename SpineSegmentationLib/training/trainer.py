@@ -11,7 +11,10 @@ seed 001 section 2.1).
   and a ``MODEL_CARD.md`` (:func:`~.model_card.write_model_card`).
 
 Optimizer: Adam, lr 1e-3, betas (0.99, 0.999) (the paper's "momentum 0.99"). Mixed precision (bf16 autocast)
-on CUDA only. The FP weight lambda follows :func:`~.losses.lambda_schedule` over ``max_iterations``; with
+on CUDA only. With ``workers > 0`` the patches are drawn by that many worker processes
+(:class:`~.patch_stream.PatchStream`), so that a GPU is not left waiting for the CPU; the run is then not
+bit-for-bit reproducible (the workers run side by side). The FP weight lambda follows
+:func:`~.losses.lambda_schedule` over ``max_iterations``; with
 ``fcn_training.lambda_progress = "max"`` (default) the schedule position is the larger of the iteration
 fraction and the wall-clock fraction of ``max_wall_minutes``, so the schedule completes even when the
 wall-clock budget ends the run before ``max_iterations``.
@@ -41,6 +44,7 @@ from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
 from .lineage import check_held_out, inherited_lineage, merge, seen_entries, teacher_lineage, training_files
 from .model_card import write_model_card
+from .patch_stream import patch_batches
 from .sampler import Patch, PatchSampler
 
 CHECKPOINT = "checkpoint.pt"
@@ -208,7 +212,7 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
 
 
 def train(config: str | Path | dict, output_dir: str | Path, resume: bool = False, device: str = "auto",
-          seed: int | None = None, num_threads: int | None = 2, progress=print) -> Path:
+          seed: int | None = None, num_threads: int | None = 2, workers: int = 0, progress=print) -> Path:
     """Train the attention network and the iterative FCN; write checkpoints, logs and a model folder.
 
     Args:
@@ -219,6 +223,9 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         seed: overrides the configuration's seed.
         num_threads: ``torch.set_num_threads`` while training on the CPU (None: leave torch's setting); the
             caller's setting is restored on return.
+        workers: processes that draw the training patches (0: the training process itself, reproducible from
+            the seed; more keep a GPU busy: at 2.5 mm one worker draws about 9 patches/s). Recorded in the
+            model card.
         progress: callable receiving progress lines.
 
     Returns:
@@ -227,10 +234,13 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     Raises:
         OutputExistsError: ``output_dir`` holds a checkpoint and ``resume`` is False.
         FileNotFoundError: ``resume`` without a checkpoint; missing data files.
-        ValueError: invalid configuration or no training data.
+        ValueError: invalid configuration or no training data; ``workers`` < 0.
     """
     with torch_threads(num_threads):
+        if int(workers) < 0:
+            raise ValueError(f"workers must be 0 (draw patches in the training process) or more, got {workers}")
         run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress)
+        run.workers = int(workers)
         run.load_data()
         if run.state["attention"] is None:
             run.train_attention()
@@ -245,6 +255,7 @@ class _TrainingRun:
         if seed is not None:
             cfg["seed"] = int(seed)
         self.cfg, self.out, self.resume, self.progress = cfg, out, resume, progress
+        self.workers = 0
         self.ckpt_path = out / CHECKPOINT
         if resume and not self.ckpt_path.is_file():
             raise FileNotFoundError(f"cannot resume: {self.ckpt_path} does not exist")
@@ -341,6 +352,12 @@ class _TrainingRun:
             with open(log_path, "w", newline="") as f:
                 csv.writer(f).writerow(LOG_FIELDS)
         n_max, wall = int(tc["max_iterations"]), 60.0 * float(tc["max_wall_minutes"])
+        stream = None
+        if self.workers:
+            stream = patch_batches(self.data, sampler, tc["batch_size"], dc["synthetic_refresh_every"],
+                                   dc["synthetic_refresh_count"], (int(self.cfg["seed"]), state["iteration"]),
+                                   self.workers)
+            self.progress(f"fcn: patches drawn by {self.workers} worker processes")
         self.fcn.train()
         running: list[list[float]] = []
         session_start, base_seconds = time.monotonic(), state["fcn_seconds"]
@@ -348,7 +365,8 @@ class _TrainingRun:
             n = state["iteration"]
             progress_n = max(n, n_max * state["fcn_seconds"] / wall) if tc.get("lambda_progress", "max") == "max" else n
             lam = lambda_schedule(progress_n, n_max, tc["lambda_min"])
-            patches = [sampler.sample(self.data.draw(self.rng), self.rng) for _ in range(tc["batch_size"])]
+            patches = (next(stream) if stream is not None
+                       else [sampler.sample(self.data.draw(self.rng), self.rng) for _ in range(tc["batch_size"])])
             terms = fcn_step(self.fcn, batch_tensors(patches, self.dev), lam, tc["segmentation_unit_voxels"], self.dev)
             self.optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
@@ -356,7 +374,7 @@ class _TrainingRun:
             running.append([v.item() for v in terms])
             state["iteration"] = n + 1
             state["fcn_seconds"] = base_seconds + time.monotonic() - session_start
-            if self.data.pool and state["iteration"] % dc["synthetic_refresh_every"] == 0:
+            if stream is None and self.data.pool and state["iteration"] % dc["synthetic_refresh_every"] == 0:
                 self.data.refresh(self.rng, dc["synthetic_refresh_count"])
             checkpoint_now = state["iteration"] % tc["checkpoint_every"] == 0
             if state["iteration"] % tc["log_every"] == 0 or checkpoint_now:
@@ -367,6 +385,7 @@ class _TrainingRun:
             if checkpoint_now:
                 self.save_checkpoint()
                 plot_losses(log_path, self.out / "loss_curve.png")
+        del stream  # ends the worker processes
         self.save_checkpoint()
         plot_losses(log_path, self.out / "loss_curve.png")
 
@@ -397,7 +416,7 @@ class _TrainingRun:
             "final_losses": self.last_losses,
             "seed": cfg["seed"],
             "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),
-                         "threads": torch.get_num_threads(),
+                         "threads": torch.get_num_threads(), "patch_workers": self.workers,
                          "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
             "torch": torch.__version__,
             "config": cfg,
