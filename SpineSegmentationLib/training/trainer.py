@@ -239,8 +239,7 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     with torch_threads(num_threads):
         if int(workers) < 0:
             raise ValueError(f"workers must be 0 (draw patches in the training process) or more, got {workers}")
-        run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress)
-        run.workers = int(workers)
+        run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress, int(workers))
         run.load_data()
         if run.state["attention"] is None:
             run.train_attention()
@@ -251,11 +250,12 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
 class _TrainingRun:
     """The state of one :func:`train` call: configuration, networks, optimizer, progress counters, data."""
 
-    def __init__(self, cfg: dict, out: Path, resume: bool, device: str, seed: int | None, progress) -> None:
+    def __init__(self, cfg: dict, out: Path, resume: bool, device: str, seed: int | None, progress,
+                 workers: int = 0) -> None:
         if seed is not None:
             cfg["seed"] = int(seed)
         self.cfg, self.out, self.resume, self.progress = cfg, out, resume, progress
-        self.workers = 0
+        self.workers = workers
         self.ckpt_path = out / CHECKPOINT
         if resume and not self.ckpt_path.is_file():
             raise FileNotFoundError(f"cannot resume: {self.ckpt_path} does not exist")
