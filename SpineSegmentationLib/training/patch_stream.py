@@ -2,12 +2,12 @@
 
 At 2.5 mm a worker on one CPU thread draws about 9 patches/s (a volume picked, posed, augmented, cropped, its instance
 memory and targets made; ``Testing/benchmarks/benchmark_patch_workers.py``) and builds a synthetic CT in about 1.5 s; a
-GPU takes far less for one training step. Each worker holds its
-own copy of the training data (forked from the training process) and its own synthetic pool, which it refreshes as
-the training process would (``synthetic_refresh_count`` volumes every ``synthetic_refresh_every`` of its batches, so
-the whole run makes as many new synthetic volumes per iteration as one process does). A worker runs torch and ITK
-(TorchIO's elastic deformation and anisotropy resample with SimpleITK) on one thread each: by default each would use
-every core, and a dozen workers would then oversubscribe the machine.
+GPU takes far less for one training step. Each worker holds its own copy of the training data (forked from the
+training process) and its own synthetic pool, which it refreshes as the training process would
+(``synthetic_refresh_count`` volumes every ``synthetic_refresh_every`` of its batches, so the whole run makes as many
+new synthetic volumes per iteration as one process does). A worker runs torch and ITK (TorchIO's elastic deformation
+and anisotropy resample with SimpleITK) on one thread each: by default each would use every core, and a dozen
+workers would then oversubscribe the machine.
 """
 
 from __future__ import annotations

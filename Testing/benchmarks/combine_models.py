@@ -22,11 +22,11 @@ import torch
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model, save_model  # noqa: E402
 from SpineSegmentationLib.networks.iterative_fcn import IterativeFCNOutput  # noqa: E402
 from SpineSegmentationLib.outputs import write_outputs  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
-from SpineSegmentationLib.training.readers import read_image  # noqa: E402
 
 
 class Ensemble(torch.nn.Module):
@@ -57,8 +57,9 @@ def average(out: str, paths: list[str]) -> None:
 def ensemble(ct: str, out: str, paths: list[str]) -> None:
     models = [load_model(p) for p in paths]
     model = dataclasses.replace(models[0], fcn=Ensemble([m.fcn for m in models]).eval())
-    result = segment_spine(ct, model=model, device="cpu")
-    write_outputs(result, read_image(ct), out, input_path=ct)
+    image = read_image(ct)  # read once: the pipeline and the outputs use the same image
+    result = segment_spine(image, model=model, device="cpu")
+    write_outputs(result, image, out, input_path=ct)
     print(" ".join(v.name for v in result.vertebrae))
 
 
