@@ -15,7 +15,9 @@ typo cannot silently fall back to a default):
   :mod:`.anatomy_synthesis`) with ``anatomy_synthesis_share`` (their share of the synthetic volumes when
   VerSe masks are also given), ``composite_column_share`` (the share of the mask-based ones built on two masks
   stacked into one column, the thoracic levels between them filled: :mod:`.column_synthesis`),
-  ``synthetic_fraction`` (share of patches from synthetic volumes), pool size
+  ``synthetic_fraction`` (share of patches from synthetic volumes), ``pseudo_label_ignore_mm`` (on the CTs labelled
+  by a model, the manifest's ``teacher`` column: the band on either side of each vertebra's surface that the loss
+  ignores, in mm; 0 = none), pool size
   and refresh rate; ``held_out``: scans (images or label maps) the run must never see, neither in its own data
   nor through the model it starts from (checked by :mod:`.lineage` before training starts).
   Relative paths are relative to the configuration file.
@@ -56,6 +58,7 @@ DEFAULTS: dict = {
         "anatomy_maps": [],
         "anatomy_synthesis_share": 0.5,
         "composite_column_share": 0.0,
+        "pseudo_label_ignore_mm": 0.0,
         "held_out": [],
         "synthetic_fraction": 0.5,
         "synthetic_pool_size": 8,
@@ -163,4 +166,7 @@ def load_config(config: str | Path | dict) -> dict:
     for key in ("synthetic_fraction", "anatomy_synthesis_share", "composite_column_share"):
         if not 0.0 <= data[key] <= 1.0:
             raise ValueError(f"data.{key} must be in [0, 1], got {data[key]}")
+    if data["pseudo_label_ignore_mm"] < 0:
+        raise ValueError(f"data.pseudo_label_ignore_mm must be >= 0 (mm; 0 = no band), got "
+                         f"{data['pseudo_label_ignore_mm']}")
     return cfg

@@ -36,9 +36,11 @@ def collect_cases(data_cfg: dict) -> list[Case]:
     return cases
 
 
-def to_training_volume(volume: CaseVolume, prep: Preprocessing) -> TrainingVolume:
-    """Normalize a loaded case's HU for the network and index its vertebrae."""
-    return TrainingVolume.build(volume.name, normalize_hu(volume.hu, prep), volume.labels)
+def to_training_volume(volume: CaseVolume, prep: Preprocessing, ignore_band_mm: float = 0.0) -> TrainingVolume:
+    """Normalize a loaded case's HU for the network and index its vertebrae; ``ignore_band_mm``: the band around
+    each vertebra's surface the loss ignores (:func:`~.losses.surface_distance_weights`), in mm."""
+    return TrainingVolume.build(volume.name, normalize_hu(volume.hu, prep), volume.labels,
+                                ignore_band_mm / prep.spacing_mm)
 
 
 class TrainingData:
@@ -52,6 +54,8 @@ class TrainingData:
         anatomy_maps, anatomy_synthesis_share: whole-anatomy label maps and their share of the synthetic volumes.
         composite_column_share: share of the mask-based synthetic volumes built on two masks stacked into one
             column (:mod:`.column_synthesis`).
+        pseudo_label_ignore_mm: on the real CTs whose labels are pseudo-labels (a manifest ``teacher``), the
+            band around each vertebra's surface, in mm on either side, that the loss ignores (0: none).
 
     Raises:
         ValueError: no training volume at all (neither a real CT nor a mask for synthesis).
@@ -59,7 +63,8 @@ class TrainingData:
 
     def __init__(self, cases: list[Case], prep: Preprocessing, pool_size: int, synthetic_fraction: float,
                  rng: np.random.Generator, anatomy_maps: list[str] | None = None,
-                 anatomy_synthesis_share: float = 0.5, composite_column_share: float = 0.0) -> None:
+                 anatomy_synthesis_share: float = 0.5, composite_column_share: float = 0.0,
+                 pseudo_label_ignore_mm: float = 0.0) -> None:
         self.prep = prep
         self.synthetic_fraction = synthetic_fraction
         self.real: list[TrainingVolume] = []
@@ -75,7 +80,8 @@ class TrainingData:
                 self.validation.append(to_training_volume(vol, prep))
                 self.validation_names.append(str(case.image))
             else:
-                self.real.append(to_training_volume(vol, prep))
+                band = pseudo_label_ignore_mm if case.teacher is not None else 0.0
+                self.real.append(to_training_volume(vol, prep, band))
                 self.real_names.append(str(case.image))
         self.anatomy_maps = [(str(path), load_anatomy_map(path, prep.spacing_mm)) for path in anatomy_maps or []]
         self.anatomy_synthesis_share = anatomy_synthesis_share

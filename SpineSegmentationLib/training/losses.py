@@ -45,24 +45,36 @@ def lambda_schedule(n: int | float, n_max: int | float, lambda_min: float = 0.1)
     return lambda_min + (1.0 - lambda_min) / (1.0 + math.exp(-theta))
 
 
-def surface_distance_weights(mask: np.ndarray, gamma: float = 8.0, sigma_voxels: float = 2.4) -> np.ndarray:
+def surface_distance_weights(mask: np.ndarray, gamma: float = 8.0, sigma_voxels: float = 2.4,
+                             ignore_band_voxels: float = 0.0) -> np.ndarray:
     """Voxel weights ``gamma * exp(-d^2 / sigma^2) + 1`` of a binary target mask (seed 002, section 3.6).
 
     Args:
         mask: boolean array (any dimensionality), the target vertebra in the patch.
         gamma: peak extra weight at the surface (paper: 8).
         sigma_voxels: width in voxels (paper: 6 at 1 mm; pass ``6 mm / spacing_mm``).
+        ignore_band_voxels: voxels with ``d <= ignore_band_voxels`` get weight 0 (ours, for pseudo-labels: a
+            teacher's surface is where it is least sure, so the loss leaves the band on both sides of it to what
+            the referenced cases teach; 1 = the outermost layer inside and the first layer outside). 0: none.
 
     Returns:
         float32 array of ``mask``'s shape; all ones for an empty mask. ``d`` is the Euclidean distance (in
         voxels) to the nearest voxel on the other side of the surface (0.5 voxel convention is not used: a
         boundary voxel has d = 1 from outside and d = 1 from inside).
+
+    Raises:
+        ValueError: ``ignore_band_voxels`` negative.
     """
+    if ignore_band_voxels < 0:
+        raise ValueError(f"ignore_band_voxels must be >= 0, got {ignore_band_voxels}")
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return np.ones(mask.shape, dtype=np.float32)
     d = np.where(mask, ndimage.distance_transform_edt(mask), ndimage.distance_transform_edt(~mask))
-    return (gamma * np.exp(-(d.astype(np.float32) ** 2) / sigma_voxels**2) + 1.0).astype(np.float32)
+    weights = (gamma * np.exp(-(d.astype(np.float32) ** 2) / sigma_voxels**2) + 1.0).astype(np.float32)
+    if ignore_band_voxels > 0:
+        weights[d <= ignore_band_voxels * (1 + 1e-9)] = 0.0
+    return weights
 
 
 class LossTerms(NamedTuple):

@@ -49,15 +49,19 @@ class TrainingVolume:
     Attributes:
         image: float32 [z, y, x] normalized intensities.
         labels: int16 [z, y, x] VerSe numbers.
+        ignore_band_voxels: the loss ignores this band around every target's surface (a pseudo-label's, see
+            :func:`~.losses.surface_distance_weights`); 0 for a reference.
     """
 
     name: str
     image: np.ndarray
     labels: np.ndarray
     vertebrae: dict[int, VertebraInfo] = field(default_factory=dict)
+    ignore_band_voxels: float = 0.0
 
     @classmethod
-    def build(cls, name: str, image: np.ndarray, labels: np.ndarray) -> "TrainingVolume":
+    def build(cls, name: str, image: np.ndarray, labels: np.ndarray,
+              ignore_band_voxels: float = 0.0) -> "TrainingVolume":
         """Wrap arrays and index their vertebrae (all labels except 0 and the sacrum).
 
         Raises:
@@ -65,7 +69,8 @@ class TrainingVolume:
         """
         if image.shape != labels.shape:
             raise ValueError(f"{name}: image shape {image.shape} differs from label shape {labels.shape}")
-        vol = cls(name=name, image=image.astype(np.float32, copy=False), labels=labels.astype(np.int16, copy=False))
+        vol = cls(name=name, image=image.astype(np.float32, copy=False), labels=labels.astype(np.int16, copy=False),
+                  ignore_band_voxels=float(ignore_band_voxels))
         objects = ndimage.find_objects(vol.labels.astype(np.int32))
         for index, slices in enumerate(objects, start=1):
             if slices is None or index == SACRUM:
@@ -243,6 +248,6 @@ class PatchSampler:
         if self.augment:
             image, memory, tmask = augmentation.augment_patch(image, memory, tmask, rng, self._augmentation,
                                                               self.hu_scale)
-        weights = surface_distance_weights(tmask, self.gamma, self.sigma_voxels)
+        weights = surface_distance_weights(tmask, self.gamma, self.sigma_voxels, volume.ignore_band_voxels)
         return Patch(image.astype(np.float32), memory.astype(np.float32), tmask.astype(np.float32), weights,
                      float(label), complete, volume.name)

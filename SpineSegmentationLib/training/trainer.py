@@ -306,7 +306,7 @@ class _TrainingRun:
         dc = self.dc
         self.data = TrainingData(collect_cases(dc), self.prep, dc["synthetic_pool_size"], dc["synthetic_fraction"],
                                  self.rng, dc["anatomy_maps"], dc["anatomy_synthesis_share"],
-                                 dc["composite_column_share"])
+                                 dc["composite_column_share"], dc["pseudo_label_ignore_mm"])
         data = self.data
         self.progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), "
                       f"{len(data.masks)} mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of "

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 
 from SpineSegmentationLib.training.losses import iterative_fcn_loss, lambda_schedule, surface_distance_weights
 
@@ -39,6 +40,21 @@ def test_surface_weights_peak_at_the_surface():
     assert w[8, 8, 0] == pytest.approx(8 * math.exp(-27 / 4) + 1, rel=1e-5)
     assert w[8, 8, 0] < 1.01
     assert np.all(surface_distance_weights(np.zeros((4, 4, 4), bool)) == 1.0)
+
+
+def test_the_ignore_band_zeroes_the_weights_on_both_sides_of_the_surface():
+    mask = np.zeros((11, 11, 11), dtype=bool)
+    mask[3:8, 3:8, 3:8] = True
+    plain = surface_distance_weights(mask, gamma=8.0, sigma_voxels=2.0)
+    one = surface_distance_weights(mask, gamma=8.0, sigma_voxels=2.0, ignore_band_voxels=1.0)
+    two = surface_distance_weights(mask, gamma=8.0, sigma_voxels=2.0, ignore_band_voxels=2.0)
+    # the outermost layer inside (3, 5, 5) and the first outside (2, 5, 5) go with a band of 1, the next ones stay
+    assert one[3, 5, 5] == 0 and one[2, 5, 5] == 0
+    assert one[4, 5, 5] == plain[4, 5, 5] > 1 and one[1, 5, 5] == plain[1, 5, 5] > 1
+    assert two[4, 5, 5] == 0 and two[1, 5, 5] == 0 and two[5, 5, 5] == plain[5, 5, 5]
+    assert np.array_equal(one > 0, ~(ndimage.binary_dilation(mask) & ~ndimage.binary_erosion(mask)))
+    with pytest.raises(ValueError, match="ignore_band_voxels"):
+        surface_distance_weights(mask, ignore_band_voxels=-1.0)
 
 
 def _loss(p, t, w, lam, label=0.0, target_label=0.0, compl_logit=0.0, target_compl=0.0):

@@ -10,6 +10,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 import torchio as tio
+from scipy import ndimage
 
 from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.models import PROVENANCE_ROOT, Preprocessing, load_model
@@ -18,8 +19,8 @@ from SpineSegmentationLib.preprocessing import normalize_hu, pad_value
 from SpineSegmentationLib.training import train
 from SpineSegmentationLib.training.augmentation import augment_patch, patch_augmentation
 from SpineSegmentationLib.training.config import load_config
-from SpineSegmentationLib.training.data import to_training_volume
-from SpineSegmentationLib.training.readers import find_verse_cases, load_case, read_manifest
+from SpineSegmentationLib.training.data import TrainingData, to_training_volume
+from SpineSegmentationLib.training.readers import Case, find_verse_cases, load_case, read_manifest
 from SpineSegmentationLib.training.sampler import PatchSampler, TrainingVolume, extract
 from SpineSegmentationLib.training.synthetic import synthesize_ct
 from SpineSegmentationLib.training.trainer import batch_tensors, fcn_step, initialize_output_biases
@@ -448,8 +449,31 @@ def test_config_rejects_unknown_keys_and_missing_data():
         load_config({})
     with pytest.raises(ValueError, match=r"data.composite_column_share must be in \[0, 1\], got 1.5"):
         load_config({"data": {"manifest": "x.csv", "composite_column_share": 1.5}})
+    with pytest.raises(ValueError, match=r"data.pseudo_label_ignore_mm must be >= 0"):
+        load_config({"data": {"manifest": "x.csv", "pseudo_label_ignore_mm": -2.5}})
     cfg = load_config(CONFIGS / "default_cpu.json")
     assert Path(cfg["data"]["manifest"]).is_file()
     assert cfg["iterative_fcn"]["patch_size"] == 48 and cfg["traversal"]["direction"] == "up"
     paper = load_config(CONFIGS / "paper.json")
     assert paper["iterative_fcn"]["filters"] == 84 and paper["fcn_training"]["max_iterations"] == 100000
+
+
+def test_only_pseudo_labelled_cases_get_the_ignore_band(tptbox_ct, tptbox_labels):
+    """The real TPTBox crop once as a reference and once as if a model had labelled it (a manifest ``teacher``):
+    with ``pseudo_label_ignore_mm`` 5 only the second one's patches have zero loss weight at the target's surface
+    (where the patch's edge cuts the vertebra there is no surface: those voxels keep their weight)."""
+    teacher = REPO / "Resources" / "Models" / "spineseg-default"
+    cases = [Case("reference", tptbox_ct, tptbox_labels, "verse", "train"),
+             Case("pseudo", tptbox_ct, tptbox_labels, "verse", "train", teacher=teacher)]
+    data = TrainingData(cases, PREP, pool_size=0, synthetic_fraction=0.0, rng=np.random.default_rng(0),
+                        pseudo_label_ignore_mm=5.0)
+    reference, pseudo = data.real
+    assert reference.ignore_band_voxels == 0.0 and pseudo.ignore_band_voxels == 2.0  # 5 mm at 2.5 mm
+    sampler = PatchSampler(32, PAD, augment=False)
+    target = sorted(pseudo.vertebrae)[1]
+    plain = sampler.sample(reference, np.random.default_rng(1), target=target)
+    banded = sampler.sample(pseudo, np.random.default_rng(1), target=target)
+    assert np.array_equal(plain.target, banded.target) and plain.target.any()
+    surface = plain.target.astype(bool) & ~ndimage.binary_erosion(plain.target.astype(bool), border_value=1)
+    assert np.all(plain.weights >= 1) and np.all(banded.weights[surface] == 0)
+    assert 0 < (banded.weights == 0).sum() < banded.weights.size and np.all(banded.weights[plain.weights < 1.5] > 0)
