@@ -25,7 +25,10 @@ typo cannot silently fall back to a default):
   augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see
   :func:`~.augmentation.random_pose`; ``memory_error_probability``: :func:`~.augmentation.perturb_memory`);
   ``init_from``: an earlier run's ``checkpoint.pt`` or a model folder to start from;
-  ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of copying it.
+  ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of copying it;
+  ``ema_decay``: when > 0, the model folder gets the exponential moving average of the FCN's weights over the
+  iterations (``torch.optim.swa_utils``; each step ``avg = decay * avg + (1 - decay) * weights``) instead of the
+  last iterate, which stays in ``checkpoint.pt`` (not in the paper; 0 = off).
 """
 
 from __future__ import annotations
@@ -86,6 +89,7 @@ DEFAULTS: dict = {
         "checkpoint_every": 250,
         "log_every": 10,
         "init_from": None,
+        "ema_decay": 0.0,
     },
     "attention_training": {
         "max_iterations": 1500,
@@ -169,4 +173,7 @@ def load_config(config: str | Path | dict) -> dict:
     if data["pseudo_label_ignore_mm"] < 0:
         raise ValueError(f"data.pseudo_label_ignore_mm must be >= 0 (mm; 0 = no band), got "
                          f"{data['pseudo_label_ignore_mm']}")
+    if not 0.0 <= cfg["fcn_training"]["ema_decay"] < 1.0:
+        raise ValueError(f"fcn_training.ema_decay must be in [0, 1) (0 = keep the last iterate), got "
+                         f"{cfg['fcn_training']['ema_decay']}")
     return cfg

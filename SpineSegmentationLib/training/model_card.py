@@ -52,7 +52,7 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         "",
         "## Schedule and result",
         f"- FCN: {t.get('fcn_iterations')} iterations (schedule n_max {t.get('fcn_max_iterations')}), "
-        f"{t.get('fcn_wall_seconds')} s wall clock, seed {t.get('seed')}",
+        f"{t.get('fcn_wall_seconds')} s wall clock, seed {t.get('seed')}; weights: {t.get('weights', 'last iterate')}",
         f"- attention net: {att.get('iterations')} iterations, {att.get('seconds', 0):.0f} s, final MSE "
         f"{att.get('final_loss', float('nan')):.5f}",
         f"- final FCN losses (running mean): {', '.join(f'{k} {v:.3f}' for k, v in losses.items())}",

@@ -4,7 +4,8 @@ seed 001 section 2.1).
 ``train(config, output_dir)`` writes into ``output_dir``:
 
 - ``config.json``: the resolved configuration of the run,
-- ``checkpoint.pt``: networks, optimizer, iteration, elapsed time and RNG states (every
+- ``checkpoint.pt``: networks (with ``fcn_training.ema_decay`` also the weights' moving average), optimizer,
+  iteration, elapsed time and RNG states (every
   ``fcn_training.checkpoint_every`` iterations and at the end; ``resume=True`` continues from it),
 - ``loss_log.csv`` and ``loss_curve.png``: the FCN losses (running means over ``log_every`` iterations),
 - ``<name>/``: the model folder (:func:`~SpineSegmentationLib.models.save_model`) with the training provenance
@@ -31,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import OutputExistsError
 from ..models import (LocalizationParameters, Postprocessing, Preprocessing, SpineModel, TraversalParameters, load_model,
@@ -282,6 +284,7 @@ class _TrainingRun:
         self.state = {"iteration": 0, "fcn_seconds": 0.0, "attention": None}
         self.last_losses = None
         initialize_output_biases(self.fcn)
+        self.ema = None
         if self.tc.get("init_from") and not resume:
             self.state["warm_start"] = warm_start(self.fcn, self.attention, self.state, Path(self.tc["init_from"]),
                                                   self.dev)
@@ -298,6 +301,13 @@ class _TrainingRun:
             progress(f"resumed from {self.ckpt_path} at iteration {self.state['iteration']}")
         else:
             (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        if self.tc["ema_decay"] > 0:  # the average starts at the weights after the first step
+            self.ema = AveragedModel(self.fcn, multi_avg_fn=get_ema_multi_avg_fn(self.tc["ema_decay"]))
+            if resume:
+                if "fcn_ema" not in ckpt:
+                    raise ValueError(f"{self.ckpt_path} holds no weight average (fcn_training.ema_decay was 0 when "
+                                     "it was written); resume with ema_decay 0 or start a new run")
+                self.ema.load_state_dict(ckpt["fcn_ema"])
         self.state.update(self.lineage)
 
     def load_data(self) -> None:
@@ -313,9 +323,12 @@ class _TrainingRun:
                       f"{len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")
 
     def save_checkpoint(self) -> None:
-        torch.save({"fcn": self.fcn.state_dict(), "attention_net": self.attention.state_dict(),
-                    "optimizer": self.optimizer.state_dict(), "state": self.state, "rng": _rng_state(self.rng),
-                    "config": self.cfg}, self.ckpt_path.with_suffix(".tmp"))
+        ckpt = {"fcn": self.fcn.state_dict(), "attention_net": self.attention.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "state": self.state, "rng": _rng_state(self.rng),
+                "config": self.cfg}
+        if self.ema is not None:
+            ckpt["fcn_ema"] = self.ema.state_dict()
+        torch.save(ckpt, self.ckpt_path.with_suffix(".tmp"))
         self.ckpt_path.with_suffix(".tmp").replace(self.ckpt_path)
 
     def train_attention(self) -> None:
@@ -371,6 +384,8 @@ class _TrainingRun:
             self.optimizer.zero_grad(set_to_none=True)
             terms.total.backward()
             self.optimizer.step()
+            if self.ema is not None:
+                self.ema.update_parameters(self.fcn)
             running.append([v.item() for v in terms])
             state["iteration"] = n + 1
             state["fcn_seconds"] = base_seconds + time.monotonic() - session_start
@@ -414,6 +429,8 @@ class _TrainingRun:
             "seen_in_training_complete": state["seen_in_training_complete"],
             "held_out": state["held_out"],
             "final_losses": self.last_losses,
+            "weights": ("last iterate" if self.ema is None else
+                        f"exponential moving average over the iterations, decay {tc['ema_decay']}"),
             "seed": cfg["seed"],
             "hardware": {"device": str(dev), "cpu": platform.processor() or platform.machine(),
                          "threads": torch.get_num_threads(), "patch_workers": self.workers,
@@ -424,7 +441,8 @@ class _TrainingRun:
                      f"{tc['sigma_mm']} mm = {tc['sigma_mm'] / self.prep.spacing_mm:.2f} voxels",
         }
         model = SpineModel(name=cfg["name"], version=cfg["version"], modality=cfg["modality"], preprocessing=self.prep,
-                           traversal=self.traversal, localization=self.localization, fcn=self.fcn.eval(),
+                           traversal=self.traversal, localization=self.localization,
+                           fcn=(self.fcn if self.ema is None else self.ema.module).eval(),
                            attention=self.attention.eval(), training=training,
                            postprocessing=Postprocessing(**cfg["postprocessing"]))
         model_dir = save_model(model, self.out / cfg["name"], overwrite=self.resume)

@@ -410,6 +410,32 @@ def test_train_checkpoint_and_resume(tmp_path):
     assert (REPO / case).resolve() == (TPTBOX / "sub-ct_label-22_ct.nii.gz").resolve()
 
 
+def test_weight_average_is_what_the_model_folder_gets_and_survives_a_resume(tmp_path):
+    """``fcn_training.ema_decay``: the model folder holds the moving average of the weights, the checkpoint
+    both it and the last iterate; a resume continues the average, and one without it is refused."""
+    out = tmp_path / "run"
+    cfg = tiny_config(tmp_path, 3)
+    cfg["fcn_training"]["ema_decay"] = 0.5
+    model_dir = train(cfg, out, device="cpu", progress=lambda line: None)
+    ckpt = torch.load(out / "checkpoint.pt", weights_only=False)
+    assert int(ckpt["fcn_ema"]["n_averaged"]) == 3
+    weights = load_model(model_dir).fcn.state_dict()
+    assert all(torch.equal(v, ckpt["fcn_ema"][f"module.{k}"]) for k, v in weights.items())
+    assert any(not torch.equal(v, ckpt["fcn"][k]) for k, v in weights.items())  # not the last iterate
+    assert "decay 0.5" in json.loads((model_dir / "model.json").read_text())["training"]["weights"]
+    assert "weights: exponential moving average" in (model_dir / "MODEL_CARD.md").read_text()
+    cfg["fcn_training"]["max_iterations"] = 4
+    train(cfg, out, resume=True, device="cpu", progress=lambda line: None)
+    assert int(torch.load(out / "checkpoint.pt", weights_only=False)["fcn_ema"]["n_averaged"]) == 4
+    plain = tiny_config(tmp_path, 2)
+    train(plain, tmp_path / "plain", device="cpu", progress=lambda line: None)
+    plain["fcn_training"].update(max_iterations=3, ema_decay=0.5)
+    with pytest.raises(ValueError, match="holds no weight average"):
+        train(plain, tmp_path / "plain", resume=True, device="cpu", progress=lambda line: None)
+    with pytest.raises(ValueError, match=r"fcn_training.ema_decay must be in \[0, 1\)"):
+        load_config({"data": {"manifest": "x.csv"}, "fcn_training": {"ema_decay": 1.0}})
+
+
 def test_train_command_runs_on_the_threads_it_is_given(tmp_path):
     from SpineSegmentationLib.cli import main
 
