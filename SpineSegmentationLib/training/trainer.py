@@ -418,8 +418,14 @@ class _TrainingRun:
     def write_model(self) -> Path:
         """The model folder with its training provenance and model card."""
         cfg, tc, state, dev = self.cfg, self.tc, self.state, self.dev
+        data = self.data.summary()
+        if self.workers and self.data.pool:  # the workers' refreshes happen in their processes: counted by schedule
+            refreshes = state["iteration"] // self.dc["synthetic_refresh_every"] * self.dc["synthetic_refresh_count"]
+            data["synthetic_volumes_generated"] += refreshes
+            data["synthetic_volumes_counted"] = (f"the initial pool plus {refreshes} refreshes made by the "
+                                                 f"{self.workers} patch workers (their schedule; within a few)")
         training = {
-            "data": self.data.summary(),
+            "data": data,
             "fcn_iterations": state["iteration"],
             "fcn_max_iterations": int(tc["max_iterations"]),
             "fcn_wall_seconds": round(state["fcn_seconds"], 1),

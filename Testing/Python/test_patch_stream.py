@@ -72,16 +72,21 @@ def test_worker_processes_draw_different_patches_on_one_thread_each(data):
         patch_batches(data, _sampler(), 1, 1000, 1, (3, 0), workers=0)
 
 
-def test_training_with_worker_processes(tmp_path, capsys):
+def test_training_with_worker_processes(tmp_path, capsys, verse_masks_dir):
     from SpineSegmentationLib.cli import main
 
     config = tmp_path / "tiny.json"
-    config.write_text(json.dumps(tiny_config(tmp_path, 3)))
+    cfg = tiny_config(tmp_path, 3)
+    cfg["data"].update(synthetic_masks_root=str(verse_masks_dir), synthetic_pool_size=1, synthetic_refresh_every=1)
+    config.write_text(json.dumps(cfg))
     assert main(["train", str(config), "-o", str(tmp_path / "run"), "--device", "cpu", "--workers", "2"]) == 0
     assert "patches drawn by 2 worker processes" in capsys.readouterr().out
     meta = json.loads((tmp_path / "run" / "spineseg-tiny" / "model.json").read_text())
     assert meta["training"]["fcn_iterations"] == 3
     assert meta["training"]["hardware"]["patch_workers"] == 2
+    # the pool of one made here, then one new volume per batch in the workers (by their schedule)
+    assert meta["training"]["data"]["synthetic_volumes_generated"] == 1 + 3
+    assert "refreshes made by the 2 patch workers" in meta["training"]["data"]["synthetic_volumes_counted"]
     rows = (tmp_path / "run" / "loss_log.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3"]
     with pytest.raises(SystemExit):
