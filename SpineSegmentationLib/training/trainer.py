@@ -420,7 +420,8 @@ class _TrainingRun:
         cfg, tc, state, dev = self.cfg, self.tc, self.state, self.dev
         data = self.data.summary()
         if self.workers and self.data.pool:  # the workers' refreshes happen in their processes: counted by schedule
-            refreshes = state["iteration"] // self.dc["synthetic_refresh_every"] * self.dc["synthetic_refresh_count"]
+            per_refresh = min(self.dc["synthetic_refresh_count"], len(self.data.pool))  # as TrainingData.refresh
+            refreshes = state["iteration"] // self.dc["synthetic_refresh_every"] * per_refresh
             data["synthetic_volumes_generated"] += refreshes
             data["synthetic_volumes_counted"] = (f"the initial pool plus {refreshes} refreshes made by the "
                                                  f"{self.workers} patch workers (their schedule; within a few)")
