@@ -31,7 +31,7 @@ from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
 from .sanity import (add_warnings, anatomy_warnings, check_vertebra_count, column_end_warnings, sacral_segment_warnings,
-                     split_vertebra_warnings)
+                     split_vertebra_warnings, unanchored_level_warnings)
 from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult, record_mask_probability
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
@@ -209,7 +209,8 @@ def segment_spine(
         result.run_info["device_fallback"] = fallback
     vertebrae = result.vertebrae
     add_warnings(result, fallback + anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae)
-                 + column_end_warnings(vertebrae) + sacral_segment_warnings(vertebrae))
+                 + column_end_warnings(vertebrae) + sacral_segment_warnings(vertebrae)
+                 + unanchored_level_warnings(vertebrae))
     return result
 
 

@@ -24,7 +24,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from SpineSegmentationLib.anatomy import is_column_vertebra, to_verse, verse_label, vertebra_name
+from SpineSegmentationLib.anatomy import SACRUM, is_column_vertebra, to_verse, verse_label, vertebra_name
 from SpineSegmentationLib.cli import main
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, OutputWriteError
 from SpineSegmentationLib.geometry import label_measurements, lps_to_ras
@@ -32,7 +32,8 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.sanity import MAX_VERTEBRAE, anatomy_warnings, check_vertebra_count, split_vertebra_warnings
+from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, anatomy_warnings, check_vertebra_count, split_vertebra_warnings,
+                                        unanchored_level_warnings)
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
 REPO = Path(__file__).resolve().parents[2]
@@ -462,6 +463,29 @@ def test_regressed_levels_that_rise_towards_the_head_give_a_warning():
     warnings = anatomy_warnings(column([19.9, 21.3, 22.0, 19.6, 21.9, 23.1, 20.2, 21.4]))
     assert len(warnings) == 1 and warnings[0].startswith("head-feet inverted?")
     assert anatomy_warnings(column([18.4, 19.1, 20.2, 21.0, 22.1, 23.0, 23.9])) == []
+
+
+def test_levels_without_a_landmark_in_view_give_a_warning():
+    """The landmark rule with known answers: a mid-thoracic column whose vertebrae all carry ribs on both sides (or
+    where a side is not in view) and no sacrum below is placed by the regressions alone: one warning, naming the
+    levels and their p_label. An end of the rib cage (a rib-free vertebra in the same column as a two-rib one), the
+    sacrum below the lowest vertebra, or a segment the labelling took for the sacrum silences it; a single rib side
+    (the 12th rib, or a rib cut by the field of view) is no end of the rib cage."""
+    def column(ribs, sacrum_below=None, names=("T5", "T6", "T7", "T8")):
+        return [Vertebra(verse_label(n), n, True, 0.9, 0.3 + 0.01 * k, 0.0, [0.0, 0.0, -25.0 * k], 1.0,
+                         rib_sides=r, sacrum_below=sacrum_below if k == len(names) - 1 else None)
+                for k, (n, r) in enumerate(zip(names, ribs))]
+
+    warnings = unanchored_level_warnings(column([None, 2, 2, 1]))
+    assert len(warnings) == 1 and warnings[0].startswith("no landmark fixes the levels"), warnings
+    assert "T5-T8" in warnings[0] and "p_label 0.30-0.33" in warnings[0], warnings[0]
+    assert len(unanchored_level_warnings(column([0, 1, 1, None], sacrum_below=False))) == 1
+    assert unanchored_level_warnings(column([0, 1, 2, 2])) == []  # C7/T1 or T12/L1 between them
+    assert unanchored_level_warnings(column([0, 0, 0, 0], sacrum_below=True, names=("L2", "L3", "L4", "L5"))) == []
+    sacral = column([0, 0, None], names=("L3", "L4", "L5"))
+    sacral[-1] = Vertebra(SACRUM, "S", True, 0.9, 0.5, 0.0, [0.0, 0.0, -60.0], 1.0)
+    assert unanchored_level_warnings(sacral) == []
+    assert unanchored_level_warnings([]) == []
 
 
 def _reference_vertebrae(labels: np.ndarray, like: sitk.Image) -> list[Vertebra]:

@@ -324,6 +324,8 @@ def test_lumbar_crop_separates_three_vertebrae_and_flags_the_cranial_cut_one(tpt
     assert 2 * (a & b).sum() / (a.sum() + b.sum()) > 0.75  # measured 0.84 (0.3.0)
     assert all(v.p_label < 0.5 for v in result.vertebrae)  # measured 0.27
     assert [21, 22, 23] in [alt.labels for alt in result.alternatives]
+    # and the user is told that no landmark fixes the levels
+    assert any(w.startswith("no landmark fixes the levels") for w in result.run_info["warnings"]), result.message
 
 
 def test_the_surfaces_on_the_input_grid_follow_the_networks_probability(tptbox_ct, tptbox_result, tptbox_labels):
@@ -374,6 +376,7 @@ def test_a_neck_to_t3_crop_of_an_unseen_chest_ct_keeps_its_column_and_its_first_
     assert [v.name for v in result.vertebrae] == levels, result.message
     first_rib = [v.rib_sides for v in result.vertebrae][2:4]
     assert first_rib == [0, 2], first_rib
+    assert not any(w.startswith("no landmark") for w in result.run_info.get("warnings", [])), result.message
     centres = np.array([v.centroid_ras_mm for v in result.vertebrae])
     assert np.ptp(centres[:, 0]) < 30.0, centres  # one column, not the shoulder 100 mm to the side
 
