@@ -32,6 +32,7 @@ from .anatomy import column_position, is_column_vertebra, verse_label, vertebra_
 from .anatomy_evidence import VertebraEvidence
 from .labeling import refine_labels, sequence_probabilities
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra
+from .sanity import UNANCHORED_LEVELS_WARNING
 
 #: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
 CORRECTIONS_KEY = "corrections"
@@ -235,11 +236,14 @@ def result_message(vertebrae: list[Vertebra]) -> str:
 
 
 def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict) -> SpineSegmentationResult:
+    run_info = _with_correction(result, entry)
+    if "warnings" in run_info:  # a person has set the levels: that no landmark in the CT fixed them is answered
+        run_info["warnings"] = [w for w in run_info["warnings"] if not w.startswith(UNANCHORED_LEVELS_WARNING)]
     return SpineSegmentationResult(
         labels=relabel_label_map(result.labels, relabeling.mapping),
         vertebrae=relabeling.vertebrae,
         alternatives=relabeling.alternatives,
-        run_info=_with_correction(result, entry),
+        run_info=run_info,
         message=result_message(relabeling.vertebrae),
     )
 

@@ -20,7 +20,9 @@ Record / ``case.json`` schema::
      "status": "done" | "no_spine" | "failed", "error": str (empty unless failed; for no_spine the message),
      "seconds": float (wall time of the run, read + segment + write), "resumed": bool,
      "fingerprint": {"input_sha256": str, "model": {"name", "version", "sha256"}, "library_version": str},
-     "vertebrae": [the vertebrae.json entries]}
+     "vertebrae": [the vertebrae.json entries], "warnings": [the run's warnings, as in vertebrae.json]}
+
+(A ``case.json`` written before the run's warnings were recorded has no ``warnings``: read as none.)
 
 The model is loaded once per process (per Ray worker) and kept for the following cases.
 """
@@ -130,7 +132,7 @@ def case_record(case: Case, **fields) -> dict:
     record = {"case_id": case.case_id, "image": str(case.image), "series_uid": case.series_uid,
               "reference": str(case.reference) if case.reference else None,
               "status": "failed", "error": "", "seconds": 0.0, "resumed": False, "fingerprint": None,
-              "vertebrae": []}
+              "vertebrae": [], "warnings": []}
     record.update(fields)
     return record
 
@@ -168,8 +170,8 @@ def _move_into_place(temporary: Path, final: Path) -> None:
         shutil.rmtree(old)
 
 
-def _segment_into(case: Case, options: CaseOptions, folder: Path) -> tuple[str, str, list]:
-    """Read, segment and write one case into ``folder``: (status, message, vertebrae entries)."""
+def _segment_into(case: Case, options: CaseOptions, folder: Path) -> tuple[str, str, list, list]:
+    """Read, segment and write one case into ``folder``: (status, message, vertebrae entries, warnings)."""
     from ..io import read_image
     from ..outputs import write_outputs
     from ..pipeline import segment_spine
@@ -182,7 +184,8 @@ def _segment_into(case: Case, options: CaseOptions, folder: Path) -> tuple[str, 
         result.run_info["dicom_series_uid"] = case.series_uid  # the series segmented (and referenced by the SEG)
     write_outputs(result, image, folder, input_path=case.image, dicom_seg=options.dicom_seg)
     status = "done" if result.vertebrae else "no_spine"
-    return status, ("" if result.vertebrae else result.message), [v.to_dict() for v in result.vertebrae]
+    return (status, "" if result.vertebrae else result.message, [v.to_dict() for v in result.vertebrae],
+            list(result.run_info.get("warnings", [])))
 
 
 def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -> dict:
@@ -198,10 +201,10 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
         prints = fingerprint(case, options)
         earlier = None if options.force else _finished_record(final)
         if earlier is not None and earlier.get("fingerprint") == prints:
-            return dict(earlier, resumed=True)
-        status, message, vertebrae = _segment_into(case, options, temporary)
+            return {"warnings": [], **earlier, "resumed": True}
+        status, message, vertebrae, warnings = _segment_into(case, options, temporary)
         record = case_record(case, status=status, error=message, seconds=round(time.perf_counter() - start, 2),
-                         fingerprint=prints, vertebrae=vertebrae)
+                             fingerprint=prints, vertebrae=vertebrae, warnings=warnings)
         (temporary / CASE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _move_into_place(temporary, final)
         return record

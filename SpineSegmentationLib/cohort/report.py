@@ -3,16 +3,19 @@
 ``summary.csv`` has one row per vertebra per case (a case without vertebrae, failed or without a spine, has one
 row with the vertebra columns empty), sorted by case id, vertebrae cranio-caudal:
 
-    case_id, status, error, seconds, resumed, image, series_uid, reference,
+    case_id, status, error, warnings, seconds, resumed, image, series_uid, reference,
     level, label, complete, p_label, p_complete, volume_mm3, centroid_r_mm, centroid_a_mm, centroid_s_mm
 
-(``status``: done, no_spine or failed; ``error``: the failure, or why no spine was found; ``seconds``: the case's
-run time when it was run, kept when resumed; centroids in RAS millimetres as in ``vertebrae.json``.)
+(``status``: done, no_spine or failed; ``error``: the failure, or why no spine was found; ``warnings``: the run's
+warnings (``vertebrae.json``), joined by :data:`WARNING_SEPARATOR`; ``seconds``: the case's run time when it was
+run, kept when resumed; centroids in RAS millimetres as in ``vertebrae.json``.)
 
 ``cohort_qc.html`` is one small page (no scripts, no external files) with one tile per case: the case's ``qc.png``
 thumbnail (linked, relative path), its levels (incomplete ones marked ``*``) and why it is flagged. Flagged cases
-come first, in this order: failed, no spine, low confidence (a vertebra with ``p_label`` below
-:data:`LOW_P_LABEL`), unusual count (a level missing inside the column, or a transitional T13/L6).
+come first, in this order: failed, no spine, warning (the run warned: a split vertebra, a column that ends above
+more CT without the sacrum, no landmark fixing the levels, ...; the tile lists the warnings), low confidence (a
+vertebra with ``p_label`` below :data:`LOW_P_LABEL`), unusual count (a level missing inside the column, or a
+transitional T13/L6).
 """
 
 from __future__ import annotations
@@ -31,16 +34,18 @@ QC_SHEET_FILE = "cohort_qc.html"
 #: label under the regressed value, seed 002 section 3.4), so a person should look.
 LOW_P_LABEL = 0.5
 
-CASE_COLUMNS = ("case_id", "status", "error", "seconds", "resumed", "image", "series_uid", "reference")
+CASE_COLUMNS = ("case_id", "status", "error", "warnings", "seconds", "resumed", "image", "series_uid", "reference")
+#: Joins a case's warnings in its ``warnings`` column (a warning's text has none).
+WARNING_SEPARATOR = " | "
 VERTEBRA_COLUMNS = ("level", "label", "complete", "p_label", "p_complete", "volume_mm3",
                     "centroid_r_mm", "centroid_a_mm", "centroid_s_mm")
 SUMMARY_COLUMNS = CASE_COLUMNS + VERTEBRA_COLUMNS
 
 #: Flags, most urgent first (the QC sheet's order).
-FLAGS = ("failed", "no spine", "low confidence", "unusual count")
+FLAGS = ("failed", "no spine", "warning", "low confidence", "unusual count")
 
-__all__ = ["FLAGS", "LOW_P_LABEL", "QC_SHEET_FILE", "SUMMARY_COLUMNS", "SUMMARY_FILE", "case_flags",
-           "summary_rows", "write_qc_sheet", "write_summary"]
+__all__ = ["FLAGS", "LOW_P_LABEL", "QC_SHEET_FILE", "SUMMARY_COLUMNS", "SUMMARY_FILE", "WARNING_SEPARATOR",
+           "case_flags", "summary_rows", "write_qc_sheet", "write_summary"]
 
 
 def summary_rows(records: Sequence[dict]) -> list[dict]:
@@ -49,6 +54,7 @@ def summary_rows(records: Sequence[dict]) -> list[dict]:
     for record in sorted(records, key=lambda r: r["case_id"]):
         case = {key: record.get(key) for key in CASE_COLUMNS}
         case.update(seconds=f"{record.get('seconds', 0.0):.2f}", resumed=str(bool(record.get("resumed"))).lower(),
+                    warnings=WARNING_SEPARATOR.join(record.get("warnings") or []),
                     series_uid="" if record.get("series_uid") is None else record["series_uid"])
         case = {key: ("" if value is None else value) for key, value in case.items()}
         if not record.get("vertebrae"):
@@ -77,7 +83,7 @@ def case_flags(record: dict) -> list[str]:
         return ["failed"]
     if record["status"] == "no_spine":
         return ["no spine"]
-    flags = []
+    flags = ["warning"] if record.get("warnings") else []
     vertebrae = record["vertebrae"]
     if any(v["p_label"] < LOW_P_LABEL for v in vertebrae):
         flags.append("low confidence")
@@ -95,9 +101,10 @@ def _tile(record: dict, output_root: Path) -> str:
                if record["status"] != "failed" and qc.is_file() else '<div class="none">no picture</div>')
     levels = " ".join(v["name"] + ("" if v["complete"] else "*") for v in record["vertebrae"]) or "none"
     note = html.escape(record.get("error") or "")
+    warnings = "".join(f'<p class="error">warning: {html.escape(w)}</p>' for w in record.get("warnings") or [])
     return (f'<div class="case{" flagged" if flags else ""}">{picture}<h3>{case_id}</h3>'
             f'<p>{html.escape(", ".join(flags) or "ok")}</p><p>levels: {html.escape(levels)}</p>'
-            + (f'<p class="error">{note}</p>' if note else "") + "</div>")
+            + (f'<p class="error">{note}</p>' if note else "") + warnings + "</div>")
 
 
 def _order(record: dict) -> tuple:

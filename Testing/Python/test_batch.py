@@ -30,6 +30,7 @@ from SpineSegmentationLib.cohort import CaseOptions, run_batch
 from SpineSegmentationLib.cohort.case_run import CASE_RECORD
 from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, find_cases, read_manifest
 from SpineSegmentationLib.cohort.engines import run_ray
+from SpineSegmentationLib.cohort.report import WARNING_SEPARATOR, case_flags, summary_rows, write_qc_sheet
 from SpineSegmentationLib.errors import SpineSegmentationError
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
 from SpineSegmentationLib.outputs import OUTPUT_FILES
@@ -120,6 +121,8 @@ def test_batch_records_two_done_and_one_failed_with_its_message(local_run, cohor
             assert row["complete"] == str(v["complete"]).lower()
             assert float(row["volume_mm3"]) == pytest.approx(v["volume_mm3"], abs=0.1)
         record = json.loads((folder / CASE_RECORD).read_text())
+        assert record["warnings"] == report["warnings"]  # the run's warnings, in the record and the summary
+        assert {row["warnings"] for row in by_case[case]} == {WARNING_SEPARATOR.join(report["warnings"])}
         assert record["fingerprint"]["input_sha256"] == hashlib.sha256(
             (case + ".nii.gz").encode() + (cohort / f"{case}.nii.gz").read_bytes()).hexdigest()
         model_json = (DEFAULT_MODEL_DIR / "model.json").read_bytes()
@@ -128,6 +131,29 @@ def test_batch_records_two_done_and_one_failed_with_its_message(local_run, cohor
     # QC sheet: the failed case first, then the others with their thumbnails
     page = (out / "cohort_qc.html").read_text()
     assert page.index("<h3>corrupt</h3>") < page.index("<h3>a</h3>") and 'src="a/qc.png"' in page
+
+
+def test_cases_whose_run_warned_are_flagged_and_their_warnings_listed(tmp_path):
+    """The report with known records: a case whose run warned is flagged "warning" (after a failure, before low
+    confidence), its warnings are in the summary's ``warnings`` column and on its tile (escaped); a record written
+    before the warnings were recorded (no ``warnings``) is read as none."""
+    vertebra = {"name": "L1", "label": 20, "complete": True, "p_label": 0.9, "p_complete": 0.95, "volume_mm3": 1.0,
+                "centroid_ras_mm": [0.0, 0.0, 0.0]}
+    records = [
+        {"case_id": "calm", "status": "done", "vertebrae": [vertebra], "warnings": []},
+        {"case_id": "old", "status": "done", "vertebrae": [dict(vertebra, p_label=0.3)]},
+        {"case_id": "warned", "status": "done", "vertebrae": [dict(vertebra, p_label=0.3)],
+         "warnings": ["no landmark fixes the levels: <L1>", "second"]},
+        {"case_id": "broken", "status": "failed", "error": "InputImageError: x", "vertebrae": []},
+    ]
+    assert [case_flags(r) for r in records] == [[], ["low confidence"], ["warning", "low confidence"], ["failed"]]
+    rows = {row["case_id"]: row for row in summary_rows(records)}
+    assert rows["warned"]["warnings"] == "no landmark fixes the levels: <L1>" + WARNING_SEPARATOR + "second"
+    assert rows["old"]["warnings"] == rows["calm"]["warnings"] == rows["broken"]["warnings"] == ""
+    page = write_qc_sheet(records, tmp_path).read_text()
+    assert [page.index(f"<h3>{case}</h3>") for case in ("broken", "warned", "old", "calm")] == sorted(
+        page.index(f"<h3>{case}</h3>") for case in ("broken", "warned", "old", "calm"))
+    assert "warning: no landmark fixes the levels: &lt;L1&gt;" in page and "<L1>" not in page
 
 
 def test_changed_model_and_force_redo_a_finished_case(local_run, cohort, tmp_path):

@@ -35,6 +35,8 @@ from SpineSegmentationLib.geometry import lps_to_ras
 from SpineSegmentationLib.models import LocalizationParameters, Preprocessing, SpineModel, TraversalParameters
 from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json, write_vertebrae_json
+from SpineSegmentationLib.result import SpineSegmentationResult
+from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING
 
 # --------------------------------------------------------------------------------------------------------------
 # the oracle world: 1 mm synthetic CT, HU encodes the VerSe label: a cortex (one voxel thick) above 200 HU around
@@ -321,6 +323,19 @@ def test_a_stated_level_relabels_the_whole_column_consistently(oracle_result):
     assert [v.name for v in oracle_result.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
     assert fixed.run_info["corrections"][-1]["action"] == "renumber"
     assert len(oracle_result.run_info["corrections"]) == 1
+
+
+def test_levels_a_person_sets_answer_the_warning_that_no_landmark_fixed_them(oracle_result):
+    """A stated level or an applied alternative drops the run's "no landmark fixes the levels" warning (the person
+    fixed them) and keeps every other warning."""
+    warned = SpineSegmentationResult(oracle_result.labels, oracle_result.vertebrae, oracle_result.alternatives,
+                                     {**oracle_result.run_info, "warnings": [f"{UNANCHORED_LEVELS_WARNING}: ...",
+                                                                             "L1 and L2 lie at the same height"]})
+    for fixed in (renumber(warned, vertebra_label=23, stated_level="L5"),
+                  apply_alternative(warned, warned.alternatives[1])):
+        assert fixed.run_info["warnings"] == ["L1 and L2 lie at the same height"]
+    assert len(warned.run_info["warnings"]) == 2  # the original result is unchanged
+    assert "warnings" not in renumber(oracle_result, vertebra_label=23, stated_level="L5").run_info
 
 
 def test_impossible_statement_is_refused(oracle_result):

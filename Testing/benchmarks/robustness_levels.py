@@ -13,7 +13,8 @@ unperturbed levels against a reference or the ribs first). Per variant it prints
   mismatch   the matched vertebrae do not take one contiguous run of the truth: an instance merged or split, a
              segmentation rather than a labelling failure
 
-with the lowest ``p_label`` and the median offset of the regressions (regressed - true position, levels). The
+with whether a landmark fixed the levels (``sanity.unanchored_level_warnings``: an end of the rib cage or the sacrum
+in view), the lowest ``p_label`` and the median offset of the regressions (regressed - true position, levels). The
 ``--json`` output also holds every vertebra found (label, regression, ``p_label``, centroid in the unperturbed scan's
 LPS mm); ``--truth`` judges against the unperturbed vertebrae of such an earlier output instead (two versions
 against the same truth: a change that moves one boundary of the unperturbed result otherwise moves every verdict).
@@ -46,6 +47,7 @@ from SpineSegmentationLib.anatomy import column_position, vertebra_name  # noqa:
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
+from SpineSegmentationLib.sanity import unanchored_level_warnings  # noqa: E402
 
 #: A variant's vertebra is the unperturbed one whose centroid lies within this distance (mm) of its own.
 MATCH_MM = 12.0
@@ -91,7 +93,8 @@ def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]]
 def vertebrae(image: sitk.Image, model, back: Callable[[list[float]], list[float]]) -> list[dict]:
     """Label, regression, p_label and centroid (LPS mm, in the unperturbed scan's space) of each vertebra found."""
     result = segment_spine(image, model=model, device="cpu")
-    return [{"label": v.label, "regressed": v.label_regressed, "p_label": v.p_label,
+    landmark = not unanchored_level_warnings(result.vertebrae)
+    return [{"label": v.label, "regressed": v.label_regressed, "p_label": v.p_label, "landmark_in_view": landmark,
              "centre": back([-v.centroid_ras_mm[0], -v.centroid_ras_mm[1], v.centroid_ras_mm[2]])}
             for v in result.vertebrae]
 
@@ -107,7 +110,7 @@ def judged(found: list[dict], truth: list[dict], shift: int) -> dict:
     matched = {k: truth[j]["label"] + shift for k, j in enumerate(distance.argmin(axis=1))
                if distance[k, j] < MATCH_MM and distance[:, j].argmin() == k}
     out = {"levels": [vertebra_name(v["label"]) for v in found],
-           "min_p_label": round(min(v["p_label"] for v in found), 2)}
+           "min_p_label": round(min(v["p_label"] for v in found), 2), "landmark_in_view": found[0]["landmark_in_view"]}
     if not matched:
         return {**out, "verdict": "no vertebra matched"}
     first = min(matched)
@@ -147,10 +150,14 @@ def main(argv=None) -> int:
         found = vertebrae(variant, model, back)
         out[name] = {**judged(found, truth, args.truth_shift), "found": found}
         r = out[name]
-        print(f"  {name:12s} {r['verdict']:10s} min p_label {r.get('min_p_label', '-')}  regression offset "
-              f"{r.get('regression_offset', '-')}  {' '.join(r.get('levels', []))}", flush=True)
+        landmark = {True: "landmark", False: "no landmark"}.get(r.get("landmark_in_view"), "-")
+        print(f"  {name:12s} {r['verdict']:10s} {landmark:11s} min p_label {r.get('min_p_label', '-')}  regression "
+              f"offset {r.get('regression_offset', '-')}  {' '.join(r.get('levels', []))}", flush=True)
     verdicts = [r["verdict"] for r in out.values()]
     print(f"  right {verdicts.count('right')} of {len(verdicts)} ({verdicts.count('mismatch')} mismatch)")
+    for seen, what in ((True, "with a landmark in view"), (False, "without one")):
+        kept = [r["verdict"] for r in out.values() if r.get("landmark_in_view") is seen and r["verdict"] != "mismatch"]
+        print(f"  {what}: right {kept.count('right')} of {len(kept)} (mismatches left out)")
     if args.json:
         args.json.write_text(json.dumps({"ct": str(args.ct), "truth_shift": args.truth_shift,
                                          "unperturbed": unperturbed, "variants": out}, indent=1))
