@@ -288,11 +288,10 @@ def unanchored_level_warnings(vertebrae) -> list[str]:
         return []
     p_label = [v.p_label for v in column]
     return [
-        f"{UNANCHORED_LEVELS_WARNING}: neither end of the rib cage (a vertebra without ribs and one with ribs on "
-        f"both sides) nor the sacrum below the column is in view, so the levels {column[0].name}-{column[-1].name} "
-        f"rest on the network's regressed levels alone (p_label {min(p_label):.2f}-{max(p_label):.2f}), which on "
-        "CT unlike its training data can be several levels off. Check the level against a landmark outside this "
-        "scan (a larger field of view, a scout view or an earlier study) and renumber in the review."
+        f"{UNANCHORED_LEVELS_WARNING}: neither end of the rib cage nor the sacrum is in view, so the levels "
+        f"{column[0].name}-{column[-1].name} rest on the network's regressed levels alone (p_label "
+        f"{min(p_label):.2f}-{max(p_label):.2f}) and may be several levels off. Check them against a landmark outside "
+        "this scan (a larger field of view, a scout view, an earlier study) and renumber in the review."
     ]
 
 
