@@ -74,11 +74,11 @@ COLUMN_PRIORS["standard"] = 1.0 - sum(COLUMN_PRIORS.values())
 #: named one or two levels high for it. At 2.0 it saves 0.75 nats. Since a cut vertebra's single rib side is no longer
 #: evidence (``anatomy_evidence._rib_sides``), 2.0 against 1.5 names 59 against 58 of 90 variants of the five real CTs
 #: right (the itkelastix CT at 80 HU noise), while 1.5 names the less dense pyradiomics variants one level less wrong.
-#: Measured again on 2026-12-04 (the shipped model; the 105 results of the five real CTs and their 20 variants each
-#: of ``sanity.unanchored_level_warnings``, relabelled with their recorded regressions and evidence): 1.0 / 1.5 / 2.0
-#: / 2.5 / 3.0 / 4.0 name 67 / 66 / 66 / 66 / 63 / 63 right, with a mean log posterior of the true labelling of
-#: -1.26 / -1.08 / -1.02 / -1.01 / -1.00 / -1.01 (1.0 is right once more and overconfident where wrong); the errors
-#: that stay are crops without a landmark in view, which no width of this prior names right.
+#: Measured again on 2026-12-04 (the shipped model; the 105 results that ``sanity.unanchored_level_warnings`` cites,
+#: the five real CTs each as it is and in 20 variants, relabelled from their recorded regressions and evidence):
+#: 1.0 / 1.5 / 2.0 / 2.5 / 3.0 / 4.0 name 67 / 66 / 66 / 66 / 63 / 63 right, with a mean log posterior of the true
+#: labelling of -1.26 / -1.08 / -1.02 / -1.01 / -1.00 / -1.01 (1.0 is right once more and overconfident where
+#: wrong); the errors that stay are crops without a landmark in view, which no width of this prior names right.
 SIGMA_OFFSET = 2.0
 #: Spread (levels) of one regression around its column's offset.
 SIGMA_NOISE = 0.6
