@@ -13,8 +13,8 @@ unperturbed levels against a reference or the ribs first). Per variant it prints
   mismatch   the matched vertebrae do not take one contiguous run of the truth: an instance merged or split, a
              segmentation rather than a labelling failure
 
-with whether a landmark fixed the levels (``sanity.unanchored_level_warnings``: an end of the rib cage or the sacrum
-in view), the lowest ``p_label`` and the median offset of the regressions (regressed - true position, levels). The
+with whether a landmark fixed the levels (the run did not warn ``sanity.UNANCHORED_LEVELS_WARNING``: an end of the
+rib cage or the sacrum in view), the lowest ``p_label`` and the median offset of the regressions (regressed - true position, levels). The
 ``--json`` output also holds every vertebra found (label, regression, ``p_label``, centroid in the unperturbed scan's
 LPS mm); ``--truth`` judges against the unperturbed vertebrae of such an earlier output instead (two versions
 against the same truth: a change that moves one boundary of the unperturbed result otherwise moves every verdict).
@@ -47,7 +47,7 @@ from SpineSegmentationLib.anatomy import column_position, vertebra_name  # noqa:
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
-from SpineSegmentationLib.sanity import unanchored_level_warnings  # noqa: E402
+from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING  # noqa: E402
 
 #: A variant's vertebra is the unperturbed one whose centroid lies within this distance (mm) of its own.
 MATCH_MM = 12.0
@@ -90,13 +90,14 @@ def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]]
     return out
 
 
-def vertebrae(image: sitk.Image, model, back: Callable[[list[float]], list[float]]) -> list[dict]:
-    """Label, regression, p_label and centroid (LPS mm, in the unperturbed scan's space) of each vertebra found."""
+def vertebrae(image: sitk.Image, model, back: Callable[[list[float]], list[float]]) -> tuple[list[dict], bool]:
+    """Label, regression, p_label and centroid (LPS mm, in the unperturbed scan's space) of each vertebra found, and
+    whether a landmark fixed the levels (the run did not warn that none did)."""
     result = segment_spine(image, model=model, device="cpu")
-    landmark = not unanchored_level_warnings(result.vertebrae)
-    return [{"label": v.label, "regressed": v.label_regressed, "p_label": v.p_label, "landmark_in_view": landmark,
+    landmark = not any(w.startswith(UNANCHORED_LEVELS_WARNING) for w in result.run_info.get("warnings", []))
+    return [{"label": v.label, "regressed": v.label_regressed, "p_label": v.p_label,
              "centre": back([-v.centroid_ras_mm[0], -v.centroid_ras_mm[1], v.centroid_ras_mm[2]])}
-            for v in result.vertebrae]
+            for v in result.vertebrae], landmark
 
 
 def judged(found: list[dict], truth: list[dict], shift: int) -> dict:
@@ -110,7 +111,7 @@ def judged(found: list[dict], truth: list[dict], shift: int) -> dict:
     matched = {k: truth[j]["label"] + shift for k, j in enumerate(distance.argmin(axis=1))
                if distance[k, j] < MATCH_MM and distance[:, j].argmin() == k}
     out = {"levels": [vertebra_name(v["label"]) for v in found],
-           "min_p_label": round(min(v["p_label"] for v in found), 2), "landmark_in_view": found[0]["landmark_in_view"]}
+           "min_p_label": round(min(v["p_label"] for v in found), 2)}
     if not matched:
         return {**out, "verdict": "no vertebra matched"}
     first = min(matched)
@@ -139,7 +140,7 @@ def main(argv=None) -> int:
     crops = [tuple(float(x) for x in c.split("-")) for c in args.crops.split(",") if c]
     model = load_model(args.model)
     image = sitk.Cast(read_image(args.ct), sitk.sitkFloat32)
-    unperturbed = vertebrae(image, model, lambda point: point)
+    unperturbed, _ = vertebrae(image, model, lambda point: point)
     truth = json.loads(args.truth.read_text())["unperturbed"] if args.truth else unperturbed
     print(f"{args.ct.name}: unperturbed {', '.join(vertebra_name(v['label']) for v in unperturbed)}; truth = "
           + (f"{args.truth}'s unperturbed {', '.join(vertebra_name(v['label']) for v in truth)}" if args.truth
@@ -147,16 +148,17 @@ def main(argv=None) -> int:
     out: dict[str, Optional[dict]] = {}
     for name, make in variants(image, args.degrees, crops).items():
         variant, back = make()
-        found = vertebrae(variant, model, back)
-        out[name] = {**judged(found, truth, args.truth_shift), "found": found}
+        found, landmark_in_view = vertebrae(variant, model, back)
+        out[name] = {**judged(found, truth, args.truth_shift), "found": found,
+                     "landmark_in_view": landmark_in_view if found else None}
         r = out[name]
-        landmark = {True: "landmark", False: "no landmark"}.get(r.get("landmark_in_view"), "-")
+        landmark = {True: "landmark", False: "no landmark"}.get(r["landmark_in_view"], "-")
         print(f"  {name:12s} {r['verdict']:10s} {landmark:11s} min p_label {r.get('min_p_label', '-')}  regression "
               f"offset {r.get('regression_offset', '-')}  {' '.join(r.get('levels', []))}", flush=True)
     verdicts = [r["verdict"] for r in out.values()]
     print(f"  right {verdicts.count('right')} of {len(verdicts)} ({verdicts.count('mismatch')} mismatch)")
     for seen, what in ((True, "with a landmark in view"), (False, "without one")):
-        kept = [r["verdict"] for r in out.values() if r.get("landmark_in_view") is seen and r["verdict"] != "mismatch"]
+        kept = [r["verdict"] for r in out.values() if r["landmark_in_view"] is seen and r["verdict"] != "mismatch"]
         print(f"  {what}: right {kept.count('right')} of {len(kept)} (mismatches left out)")
     if args.json:
         args.json.write_text(json.dumps({"ct": str(args.ct), "truth_shift": args.truth_shift,
