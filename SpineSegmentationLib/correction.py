@@ -48,8 +48,9 @@ import torch
 from .anatomy import VERSE_NAMES, is_column_vertebra, vertebra_name
 from .geometry import label_measurements, lps_to_index, ras_to_lps, same_grid
 from .models import SpineModel
-from .pipeline import (Candidate, ProgressCallback, Reporter, Scan, assemble_result, from_network_frame,
-                       new_candidates, prepare_scan, run_traversal, traversal_engine, traversal_progress)
+from .pipeline import (SAME_VERTEBRA_SHARE, Candidate, ProgressCallback, Reporter, Scan, assemble_result,
+                       from_network_frame, new_candidates, prepare_scan, run_traversal, traversal_engine,
+                       traversal_progress)
 from .renumbering import (  # re-exported (__all__): the correction workflow's public API is one module
     Relabeling,
     apply_alternative,
@@ -62,6 +63,7 @@ from .renumbering import (  # re-exported (__all__): the correction workflow's p
     vertebrae_from_document,
 )
 from .result import SpineSegmentationResult
+from .sanity import add_warnings, result_warnings
 from .traversal import DetectedVertebra, Fragment, Traversal
 
 __all__ = [
@@ -157,6 +159,7 @@ class _Kept:
             canonical voxel keeps a position).
         others: int [k, j, i] input-grid VerSe map of the structures outside the column (sacrum), or None.
         edited: VerSe labels a person made or edited.
+        stated: VerSe labels of kept vertebrae whose level a person stated (``Vertebra.level_stated``).
     """
 
     labels: list[int]
@@ -165,9 +168,10 @@ class _Kept:
     centroids: dict[int, np.ndarray]
     others: Optional[np.ndarray]
     edited: set[int]
+    stated: set[int]
 
 
-def _keep(scan: Scan, existing: np.ndarray, labels: list[int], edited: set[int]) -> _Kept:
+def _keep(scan: Scan, existing: np.ndarray, labels: list[int], edited: set[int], stated: set[int]) -> _Kept:
     ids = np.zeros(existing.shape, dtype=np.int32)
     for k, label in enumerate(labels, start=1):
         ids[existing == label] = k
@@ -178,7 +182,43 @@ def _keep(scan: Scan, existing: np.ndarray, labels: list[int], edited: set[int])
         centroids = {k: lps_to_index(scan.reference, lps) for k, (_, lps) in label_measurements(ids_image).items()}
     other = np.isin(existing, _other_labels(existing))
     return _Kept(labels, ids, _to_canonical_labels(ids, scan.image, scan.reference), centroids,
-                 np.where(other, existing, 0) if other.any() else None, edited)
+                 np.where(other, existing, 0) if other.any() else None, edited, stated & set(labels))
+
+
+def _carry_statements(old: np.ndarray, labels: Iterable[int], instances: np.ndarray
+                      ) -> tuple[dict[int, int], list[str]]:
+    """Carry the levels a person stated for vertebrae that are segmented again onto their new instances.
+
+    The new instance that holds the most of a redone vertebra's old voxels, at least
+    :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE` of them, is the same vertebra and gets its stated
+    level (where two old vertebrae would pass to one instance, the larger share wins).
+
+    Args:
+        old: int32 [z, y, x] canonical map of the redone vertebrae whose level a person stated (VerSe labels).
+        labels: those VerSe labels.
+        instances: int [z, y, x] canonical map of the new instances (same grid).
+
+    Returns:
+        (new instance id -> stated VerSe level, a warning for each statement that found no new vertebra).
+    """
+    shares: dict[int, tuple[float, int]] = {}
+    lost = []
+    for label in sorted(labels):
+        mask = old == label
+        counts = np.bincount(instances[mask].astype(np.int64), minlength=1)
+        counts[0] = 0
+        instance = int(np.argmax(counts))
+        share = counts[instance] / max(int(mask.sum()), 1)
+        if share < SAME_VERTEBRA_SHARE or (instance in shares and shares[instance][0] >= share):
+            lost.append(label)
+            continue
+        if instance in shares:
+            lost.append(shares[instance][1])
+        shares[instance] = (share, label)
+    return {i: label for i, (_, label) in shares.items()}, [
+        f"the level you stated for {vertebra_name(label)} was not kept: no vertebra segmented again holds at least "
+        f"{SAME_VERTEBRA_SHARE:.0%} of its old voxels; check the levels and renumber in the review"
+        for label in sorted(lost)]
 
 
 def _anatomical(scan: Scan, direction: str) -> str:
@@ -305,14 +345,18 @@ def _bbox_center(mask: np.ndarray, centroid: np.ndarray) -> np.ndarray:
 
 def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, instances: np.ndarray,
               probability: Optional[np.ndarray], detected: list[DetectedVertebra], evaluations: int,
-              refine_surface: Optional[bool], correction: dict) -> SpineSegmentationResult:
+              refine_surface: Optional[bool], correction: dict, carried: Optional[dict[int, int]] = None,
+              lost: Sequence[str] = ()) -> SpineSegmentationResult:
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``, their mask ``probability``)
-    -> the pipeline's result.
+    -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost``.
 
     Candidate ids: kept vertebra ``kept.labels[k - 1]`` is id k (k = 1..K), new vertebra instance j is id K + j.
     Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
-    from :func:`_regress`; an edited vertebra's level is a constraint of the labelling (seed 002 section 3.4).
+    from :func:`_regress`; the level of an edited vertebra, of a kept one whose level a person stated, and of a new
+    instance in ``carried`` (instance -> stated level, :func:`_carry_statements`) is a constraint of the labelling
+    (seed 002 section 3.4).
     """
+    carried = carried or {}
     offset = len(kept.labels)
     new_ids = np.where(instances > 0, instances.astype(np.int32) + offset, 0)
     new = {c.id: c for c in new_candidates(instances, detected, offset)}
@@ -326,16 +370,21 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
             centers[vid] = np.array(d.center_zyx)
     regressed = _regress(scan, canonical_ids, centers, z)
     candidates = [Candidate(k, *regressed[k], iterations=1, z=kept_z[k], edited=label in kept.edited,
-                            stated_level=label if label in kept.edited else None)
+                            stated_level=label if label in kept.edited | kept.stated else None,
+                            level_stated=label in kept.stated)
                   for k, label in enumerate(kept.labels, start=1) if k in kept_z]
     for vid, c in new.items():
         if vid in regressed:
             c.label_regressed, c.p_complete = regressed[vid]
             c.iterations += 1
+        if vid - offset in carried:
+            c.stated_level, c.level_stated = carried[vid - offset], True
         candidates.append(c)
-    return assemble_result(scan, reporter, t_start, evaluations + len(regressed), candidates, new_ids,
-                           refine_surface, kept_ids=kept.ids, others=kept.others,
-                           edited_others=frozenset(kept.edited), correction=correction, new_probability=probability)
+    result = assemble_result(scan, reporter, t_start, evaluations + len(regressed), candidates, new_ids,
+                             refine_surface, kept_ids=kept.ids, others=kept.others,
+                             edited_others=frozenset(kept.edited), correction=correction, new_probability=probability)
+    add_warnings(result, list(lost) + result_warnings(result.vertebrae))
+    return result
 
 
 def _prepare(image, model, device, progress, use_localization) -> tuple[Scan, Reporter, float]:
@@ -362,6 +411,7 @@ def segment_from_point(
     edited: Iterable[int] = (),
     use_localization: bool = True,
     refine_surface: Optional[bool] = None,
+    stated: Iterable[int] = (),
 ) -> SpineSegmentationResult:
     """Click-through segmentation: segment the vertebra under a point, then continue up and/or down from it.
 
@@ -386,7 +436,7 @@ def segment_from_point(
     4. Existing vertebrae (``existing_labels``) are the instance memory from the start and are kept voxel for
        voxel; their regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
        refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included; the levels of the
-       ``edited`` ones are constraints.
+       ``edited`` and the ``stated`` ones are constraints.
 
     Args:
         image: CT in HU (path or ``sitk.Image``, LPS geometry as in ITK).
@@ -397,15 +447,19 @@ def segment_from_point(
         directions: anatomical directions to continue in: ("up", "down") (default), ("up",), ("down",) or ()
             for the clicked vertebra alone.
         edited: labels of ``existing_labels`` that a person made or edited; they carry ``edited=True``.
+        stated: labels of ``existing_labels`` whose level a person stated (``Vertebra.level_stated``: renumbering,
+            an applied alternative); they keep it and carry ``level_stated=True``.
 
     Returns:
-        A new result on the input grid with the existing, the clicked and the newly found vertebrae;
+        A new result on the input grid with the existing, the clicked and the newly found vertebrae, and the
+        warnings of a fresh run (``sanity.result_warnings``);
         ``run_info["corrections"][0]`` records the point and the clicked vertebra's final label.
 
     Raises:
         ValueError: the point lies outside the CT or inside an existing vertebra, the network finds no vertebra
-            (or no vertebral bone) at it, no contiguous labelling agrees with the edited levels, ``directions``
-            holds an unknown name, or ``existing_labels`` is not on the CT's grid; plus the
+            (or no vertebral bone) at it, a label in ``edited`` / ``stated`` is not in ``existing_labels``, no
+            contiguous labelling agrees with the edited and stated levels, ``directions`` holds an unknown name,
+            or ``existing_labels`` is not on the CT's grid; plus the
             errors of :func:`~SpineSegmentationLib.pipeline.segment_spine` (InputImageError, ModelFileError,
             CancelledError).
     """
@@ -420,6 +474,7 @@ def segment_from_point(
     existing = _label_array(existing_labels, scan.image, "existing_labels")
     kept = _column_labels(existing)
     edited = _check_label_set("edited labels", edited, kept + _other_labels(existing))
+    stated = _check_label_set("stated labels", stated, kept)
 
     point_lps = ras_to_lps(point_ras)
     kji = np.rint(scan.image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps])[::-1]).astype(int)
@@ -431,7 +486,7 @@ def segment_from_point(
                          f"vertebra, or re-segment this one with rerun_with_edits(redo_labels={{{under}}})")
     point_zyx = lps_to_index(scan.reference, point_lps)
 
-    kept = _keep(scan, existing, kept, edited)
+    kept = _keep(scan, existing, kept, edited, stated)
     reporter.stage("traversal", "segmenting the clicked vertebra")
     engine = traversal_engine(scan, traversal_progress(scan, reporter), scan.network_frame(kept.canonical > 0))
     point_net = point_zyx.copy()
@@ -460,7 +515,7 @@ def segment_from_point(
         detected = detected + [replace(d, instance=d.instance + len(detected)) for d in trav.vertebrae]
         found.evaluations += trav.evaluations
     correction = {"action": "segment_from_point", "point_ras_mm": [round(float(v), 3) for v in point_ras],
-                  "directions": list(directions)}
+                  "directions": list(directions), "stated_labels": sorted(stated)}
     result = _assemble(scan, reporter, t_start, kept, instances, probability, detected, found.evaluations,
                        refine_surface, correction)
     # which vertebra was clicked: the one holding the point on the input grid (else the nearest centroid)
@@ -483,6 +538,7 @@ def rerun_with_edits(
     progress: Optional[ProgressCallback] = None,
     use_localization: bool = True,
     refine_surface: Optional[bool] = None,
+    stated_labels: Iterable[int] = (),
 ) -> SpineSegmentationResult:
     """Segment again around a person's edits: edited vertebrae are kept exactly, the rest is filled in.
 
@@ -500,6 +556,9 @@ def rerun_with_edits(
       trained on. Its label value may therefore change; its voxels do not. New vertebrae that traversal tracked
       with a kept vertebra ahead of them in the memory (never seen in training) are evaluated the same way at
       their converged position.
+    * A level a person stated (``stated_labels``: renumbering, an applied alternative) is kept too: as a constraint
+      on the kept vertebra, or, for a vertebra that is redone, on the new vertebra that holds most of its old voxels
+      (at least :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE`; the result warns where none does).
 
     Args:
         image: CT in HU (path or ``sitk.Image``).
@@ -507,17 +566,20 @@ def rerun_with_edits(
             labels (sacrum) are kept unchanged.
         edited_labels: VerSe labels (values in ``labels``) of the vertebrae a person edited.
         redo_labels: VerSe labels of vertebrae to segment again; must not overlap ``edited_labels``.
+        stated_labels: VerSe labels of vertebrae whose level a person stated; the result marks the vertebrae that
+            keep them with ``level_stated=True``.
         model, device, progress, use_localization, refine_surface: as :func:`~SpineSegmentationLib.pipeline.
             segment_spine` (surface refinement applies to new vertebrae only).
 
     Returns:
-        A new result on the input grid; ``run_info["corrections"][0]`` records the edited and redone labels.
+        A new result on the input grid, with the warnings of a fresh run (``sanity.result_warnings``);
+        ``run_info["corrections"][0]`` records the edited, redone and stated labels.
 
     Raises:
-        ValueError: a label in ``edited_labels`` / ``redo_labels`` is not a vertebra of ``labels``, the two
-            sets overlap, a label to redo is outside the column, ``labels`` is not on the CT's grid or holds values
-            that are not VerSe labels, or no contiguous labelling agrees with the edited levels; plus the errors of
-            ``segment_spine``.
+        ValueError: a label in ``edited_labels`` / ``redo_labels`` / ``stated_labels`` is not a vertebra of
+            ``labels``, the first two sets overlap, a label to redo is outside the column, ``labels`` is not on the
+            CT's grid or holds values that are not VerSe labels, or no contiguous labelling agrees with the edited
+            and stated levels; plus the errors of ``segment_spine``.
     """
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
     existing = _label_array(labels, scan.image, "labels")
@@ -530,9 +592,14 @@ def rerun_with_edits(
     both = sorted(edited & redo)
     if both:
         raise ValueError(f"labels {both} are both edited (kept) and to be redone; choose one for each vertebra")
+    stated = _check_label_set("stated labels", stated_labels, present)
+    redone_stated = np.where(np.isin(existing, sorted(redo & stated)), existing, 0)
     existing = np.where(np.isin(existing, sorted(redo)), 0, existing)
-    kept = _keep(scan, existing, [v for v in present if v not in redo], edited)
+    kept = _keep(scan, existing, [v for v in present if v not in redo], edited, stated)
     trav = run_traversal(scan, reporter, memory=kept.canonical > 0)
-    correction = {"action": "rerun_with_edits", "edited_labels": sorted(edited), "redo_labels": sorted(redo)}
+    carried, lost = _carry_statements(_to_canonical_labels(redone_stated, scan.image, scan.reference), redo & stated,
+                                      trav.instances)
+    correction = {"action": "rerun_with_edits", "edited_labels": sorted(edited), "redo_labels": sorted(redo),
+                  "stated_labels": sorted(stated)}
     return _assemble(scan, reporter, t_start, kept, trav.instances, trav.mask_probability, trav.vertebrae,
-                     trav.evaluations, refine_surface, correction)
+                     trav.evaluations, refine_surface, correction, carried, lost)

@@ -3,10 +3,12 @@
 The 3D Slicer module runs these in a child process, as it runs ``cli segment`` (same ``--progress json`` lines,
 same output folder: ``labels.nii.gz``, ``segmentation.seg.nrrd``, ``vertebrae.json``, ...)::
 
-    click INPUT --point R A S [--existing LABELS] [--edited 22,23] [--directions up,down] -o OUTDIR
-    rerun INPUT --labels LABELS --edited 22 [--redo 23,24] -o OUTDIR
+    click INPUT --point R A S [--existing LABELS] [--edited 22,23] [--stated 21] [--directions up,down] -o OUTDIR
+    rerun INPUT --labels LABELS --edited 22 [--redo 23,24] [--stated 21] -o OUTDIR
 
 ``LABELS`` is a label map on the CT's grid (VerSe numbers). Points are RAS millimetres (as Slicer shows them).
+``--stated`` names the vertebrae whose level a person stated (renumbering, an applied alternative: ``level_stated``
+in ``vertebrae.json``): the new result keeps those levels.
 The steps without network work on an output folder ``RESULT`` of any of these commands (or ``cli segment``) and
 write a new folder (``RESULT`` itself is never changed)::
 
@@ -134,12 +136,13 @@ def cmd_click(args: argparse.Namespace) -> int:
     from .correction import segment_from_point
 
     directions = [d for d in args.directions.split(",") if d]
-    edited = _labels_list(args.edited)  # bad lists fail before any work
+    edited, stated = _labels_list(args.edited), _labels_list(args.stated)  # bad lists fail before any work
 
     def compute(image, callback):
         return segment_from_point(
             image, args.point, existing_labels=_read_labels(args.existing), model=args.model, device=args.device,
             directions=directions, progress=callback, edited=edited, use_localization=not args.no_localization,
+            stated=stated,
         )
 
     return _run(args, compute)
@@ -148,12 +151,14 @@ def cmd_click(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from .correction import rerun_with_edits
 
-    edited, redo = _labels_list(args.edited), _labels_list(args.redo)  # bad lists fail before any work
+    edited, redo, stated = (_labels_list(args.edited), _labels_list(args.redo),
+                            _labels_list(args.stated))  # bad lists fail before any work
 
     def compute(image, callback):
         return rerun_with_edits(
             image, _read_labels(args.labels), edited_labels=edited, redo_labels=redo, model=args.model,
             device=args.device, progress=callback, use_localization=not args.no_localization,
+            stated_labels=stated,
         )
 
     return _run(args, compute)
@@ -179,6 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the point in RAS millimetres")
     click.add_argument("--existing", help="label map of vertebrae already segmented (kept, instance memory)")
     click.add_argument("--edited", help="labels in --existing that a person edited, e.g. 22,23")
+    click.add_argument("--stated", help="labels in --existing whose level a person stated (kept), e.g. 21 or L2")
     click.add_argument("--directions", default="up,down", help="up,down (default), up, down, or '' (clicked only)")
     click.set_defaults(func=cmd_click)
     rerun = sub.add_parser("rerun", help="segment again, keeping the edited vertebrae exactly")
@@ -186,6 +192,7 @@ def build_parser() -> argparse.ArgumentParser:
     rerun.add_argument("--labels", required=True, help="current label map on the CT's grid (VerSe numbers)")
     rerun.add_argument("--edited", default="", help="labels a person edited (kept exactly), e.g. 22 or L3")
     rerun.add_argument("--redo", default="", help="labels to remove and segment again, e.g. 23,24 or L4,L5")
+    rerun.add_argument("--stated", default="", help="labels whose level a person stated (kept), e.g. 21 or L2")
     rerun.set_defaults(func=cmd_rerun)
 
     def no_network(name: str, help_text: str) -> argparse.ArgumentParser:

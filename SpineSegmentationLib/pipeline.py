@@ -30,8 +30,7 @@ from .preprocessing import normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
-from .sanity import (add_warnings, anatomy_warnings, check_vertebra_count, column_end_warnings, sacral_segment_warnings,
-                     split_vertebra_warnings, unanchored_level_warnings)
+from .sanity import add_warnings, check_vertebra_count, result_warnings
 from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult, record_mask_probability
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
@@ -207,10 +206,7 @@ def segment_spine(
     result.run_info["joined_below"] = trav.joined_below
     if fallback:
         result.run_info["device_fallback"] = fallback
-    vertebrae = result.vertebrae
-    add_warnings(result, fallback + anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae)
-                 + column_end_warnings(vertebrae) + sacral_segment_warnings(vertebrae)
-                 + unanchored_level_warnings(vertebrae))
+    add_warnings(result, fallback + result_warnings(result.vertebrae))
     return result
 
 
@@ -418,7 +414,9 @@ class Candidate:
         iterations: network evaluations spent on it.
         z: canonical z index of its centroid (orders the column cranio-caudally: z grows superiorly).
         edited: a person made or edited it.
-        stated_level: a VerSe level a person stated for it: a constraint of the labelling, or None.
+        stated_level: a VerSe level that is a constraint of the labelling (an edited vertebra's level, or one a
+            person stated), or None.
+        level_stated: a person stated its level (``Vertebra.level_stated``).
     """
 
     id: int
@@ -428,6 +426,7 @@ class Candidate:
     z: float
     edited: bool = False
     stated_level: Optional[int] = None
+    level_stated: bool = False
 
 
 def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability: Optional[np.ndarray] = None,
@@ -641,7 +640,7 @@ def _summaries(ids_image: sitk.Image, ordered: list[Candidate], labeling,
             label_regressed=round(float(c.label_regressed), 3),
             centroid_ras_mm=[round(float(v), 2) for v in lps_to_ras(lps)],
             volume_mm3=round(count * voxel_mm3, 1), iterations=int(c.iterations), edited=c.edited,
-            rib_sides=seen.rib_sides, sacrum_below=seen.sacrum_below,
+            rib_sides=seen.rib_sides, sacrum_below=seen.sacrum_below, level_stated=c.level_stated,
         ))
     return out
 

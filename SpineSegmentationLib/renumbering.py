@@ -32,7 +32,7 @@ from .anatomy import column_position, is_column_vertebra, verse_label, vertebra_
 from .anatomy_evidence import VertebraEvidence
 from .labeling import refine_labels, sequence_probabilities
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra
-from .sanity import UNANCHORED_LEVELS_WARNING
+from .sanity import UNANCHORED_LEVELS_WARNING, result_warnings, warning_lines
 
 #: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
 CORRECTIONS_KEY = "corrections"
@@ -101,9 +101,12 @@ def _evidence(ordered: list[Vertebra]) -> list[VertebraEvidence]:
     return [VertebraEvidence(rib_sides=v.rib_sides, sacrum_below=v.sacrum_below) for v in ordered]
 
 
-def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int], p_labels: Sequence[float]) -> list[Vertebra]:
-    return [replace(v, label=int(lab), name=vertebra_name(lab), p_label=round(float(p), 4))
-            for v, lab, p in zip(ordered, new_labels, p_labels)]
+def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int], p_labels: Sequence[float],
+                stated: Sequence[bool]) -> list[Vertebra]:
+    """``ordered`` with new labels, names, ``p_label`` and ``level_stated`` (a person's statement replaces the ones
+    before it)."""
+    return [replace(v, label=int(lab), name=vertebra_name(lab), p_label=round(float(p), 4), level_stated=bool(st))
+            for v, lab, p, st in zip(ordered, new_labels, p_labels, stated)]
 
 
 def renumber_vertebrae(
@@ -119,7 +122,8 @@ def renumber_vertebrae(
 
     Returns:
         :class:`Relabeling`: the most likely contiguous sequence (standard column, with T13 or with L6) in which
-        that vertebra has the stated level; every other vertebra follows consistently.
+        that vertebra has the stated level; every other vertebra follows consistently. That vertebra alone carries
+        ``level_stated`` (the statement replaces earlier ones), which later corrections keep as a constraint.
 
     Raises:
         ValueError: unknown vertebra or level, or no contiguous sequence fits (e.g. "C1" for a vertebra that
@@ -135,14 +139,16 @@ def renumber_vertebrae(
                              evidence=_evidence(ordered))
     return Relabeling(
         mapping={int(v.label): int(lab) for v, lab in zip(ordered, labeling.labels)},
-        vertebrae=_with_others(_relabelled(ordered, labeling.labels, labeling.probabilities), vertebrae),
+        vertebrae=_with_others(_relabelled(ordered, labeling.labels, labeling.probabilities,
+                                           [i == index for i in range(len(ordered))]), vertebrae),
         likelihood=labeling.likelihood,
         alternatives=labeling.alternatives,
     )
 
 
 def relabel_vertebrae(vertebrae: Iterable[Vertebra], labels: Sequence[int]) -> Relabeling:
-    """Give the column (cranio-caudal order) the label sequence ``labels``, e.g. a runner-up alternative.
+    """Give the column (cranio-caudal order) the label sequence ``labels``, e.g. a runner-up alternative. A person
+    chose the whole sequence: every vertebra of the column carries ``level_stated``.
 
     Raises:
         ValueError: if the length differs from the number of vertebrae, a label repeats, or a label is not a
@@ -163,7 +169,7 @@ def relabel_vertebrae(vertebrae: Iterable[Vertebra], labels: Sequence[int]) -> R
     alternatives = labeling_alternatives(ordered)
     return Relabeling(
         mapping={int(v.label): lab for v, lab in zip(ordered, labels)},
-        vertebrae=_with_others(_relabelled(ordered, labels, probabilities), vertebrae),
+        vertebrae=_with_others(_relabelled(ordered, labels, probabilities, [True] * len(ordered)), vertebrae),
         likelihood=likelihood,
         alternatives=alternatives,
     )
@@ -226,25 +232,42 @@ def _with_correction(result: SpineSegmentationResult, entry: dict) -> dict:
 
 def result_message(vertebrae: list[Vertebra]) -> str:
     """The one-line summary of a result: "N vertebrae: T12 (incomplete), L1 (edited), ...", then the structures
-    outside the column (the sacrum), which are not counted: "...; also S"."""
+    outside the column (the sacrum), which are not counted: "...; also S", then the levels a person stated:
+    "; level stated by a person: L3" (or "; levels stated by a person" when all were)."""
     def describe(v: Vertebra) -> str:
         return v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "")
 
-    column = [describe(v) for v in vertebrae if is_column_vertebra(v.label)]
+    column = [v for v in vertebrae if is_column_vertebra(v.label)]
     others = [describe(v) for v in vertebrae if not is_column_vertebra(v.label)]
-    return f"{len(column)} vertebrae: " + ", ".join(column) + (f"; also {', '.join(others)}" if others else "")
+    stated = [v.name for v in column if v.level_stated]
+    return (f"{len(column)} vertebrae: " + ", ".join(describe(v) for v in column)
+            + (f"; also {', '.join(others)}" if others else "")
+            + ("" if not stated else "; levels stated by a person" if len(stated) == len(column)
+               else f"; level stated by a person: {', '.join(stated)}"))
+
+
+def _warnings_after(result: SpineSegmentationResult, vertebrae: list[Vertebra]) -> list[str]:
+    """The warnings of ``result`` after its column was relabelled to ``vertebrae``: those about the vertebrae
+    (``sanity.result_warnings``, which name levels) derived again from the relabelled ones, the others (a device
+    fallback) kept. A level a person stated answers "no landmark fixes the levels" (also as an older version worded
+    it)."""
+    about_vertebrae = set(result_warnings(result.vertebrae))
+    kept = [w for w in result.run_info.get("warnings", [])
+            if w not in about_vertebrae and not w.startswith(UNANCHORED_LEVELS_WARNING)]
+    return kept + result_warnings(vertebrae)
 
 
 def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict) -> SpineSegmentationResult:
     run_info = _with_correction(result, entry)
-    if "warnings" in run_info:  # a person has set the levels: that no landmark in the CT fixed them is answered
-        run_info["warnings"] = [w for w in run_info["warnings"] if not w.startswith(UNANCHORED_LEVELS_WARNING)]
+    warnings = _warnings_after(result, relabeling.vertebrae)
+    if warnings or "warnings" in run_info:
+        run_info["warnings"] = warnings
     return SpineSegmentationResult(
         labels=relabel_label_map(result.labels, relabeling.mapping),
         vertebrae=relabeling.vertebrae,
         alternatives=relabeling.alternatives,
         run_info=run_info,
-        message=result_message(relabeling.vertebrae),
+        message=result_message(relabeling.vertebrae) + warning_lines(warnings),
     )
 
 

@@ -29,6 +29,9 @@ class Vertebra:
             view (``anatomy_evidence.py``).
         sacrum_below: True when the sacrum lies right below the vertebra (measured for the lowest two), False
             when the CT below shows none, None when not measured or not in view.
+        level_stated: True when a person stated this vertebra's level (renumbering, an applied labelling
+            alternative): the corrections that run the network again keep it as a constraint of the labelling
+            (``correction.py``), and no landmark is needed to fix the levels (``sanity.unanchored_level_warnings``).
     """
 
     label: int
@@ -43,6 +46,7 @@ class Vertebra:
     edited: bool = False
     rib_sides: Optional[int] = None
     sacrum_below: Optional[bool] = None
+    level_stated: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -14,8 +14,9 @@
   :func:`column_end_warnings` (after the run): the CT continues below the lowest vertebra but the sacrum is not
   right below it (vertebrae below it missed, or the top of the sacrum taken for vertebrae).
   :func:`unanchored_level_warnings` (after the run): no end of the rib cage and no sacrum is in view, so the levels
-  rest on the network's regressions alone. Warnings go into
-  ``result.run_info["warnings"]``, ``result.message`` and ``vertebrae.json``.
+  rest on the network's regressions alone. :func:`result_warnings` gives them all, for a fresh run and for the
+  corrections that run the network again. Warnings go into ``result.run_info["warnings"]``, ``result.message`` and
+  ``vertebrae.json``.
 
 Images are ``sitk.Image`` in ITK conventions (LPS mm); :class:`~SpineSegmentationLib.result.Vertebra` centroids
 are RAS mm, so their third coordinate increases towards the head.
@@ -273,8 +274,9 @@ def unanchored_level_warnings(vertebrae) -> list[str]:
     judged): with a landmark in view the levels were right in 62 of 68 results, without one in 4 of 34
     (mid-thoracic crops of the chest CTs 1-4 levels off, every variant of the TPTBox lumbar crop 1-13 off), with
     ``p_label`` 0.06-0.67 there. A segment the labelling took for the top of the sacrum counts as the sacrum in view
-    (:func:`sacral_segment_warnings` asks for a look at it). C1/C2 are not measured as landmarks (a neck-only scan
-    always gets this warning).
+    (:func:`sacral_segment_warnings` asks for a look at it), and so does a level a person stated
+    (``Vertebra.level_stated``: renumbering, an applied alternative). C1/C2 are not measured as landmarks (a
+    neck-only scan always gets this warning).
 
     Args:
         vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order; structures outside the column
@@ -284,7 +286,8 @@ def unanchored_level_warnings(vertebrae) -> list[str]:
     if not column:
         return []
     ribs = {v.rib_sides for v in column}
-    if (0 in ribs and 2 in ribs) or any(v.sacrum_below for v in column) or any(v.label == SACRUM for v in vertebrae):
+    if (0 in ribs and 2 in ribs) or any(v.sacrum_below or v.level_stated for v in column) \
+            or any(v.label == SACRUM for v in vertebrae):
         return []
     p_label = [v.p_label for v in column]
     return [
@@ -295,9 +298,27 @@ def unanchored_level_warnings(vertebrae) -> list[str]:
     ]
 
 
+def result_warnings(vertebrae) -> list[str]:
+    """Every warning about a result's vertebrae, in the order a person should read them: head-feet inversion
+    (:func:`anatomy_warnings`), split vertebrae, the column's lower end, a sacral segment, no landmark (empty when
+    the result looks right). For a fresh run and for the corrections that run the network again
+    (``correction.py``).
+
+    Args:
+        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
+    """
+    return (anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae) + column_end_warnings(vertebrae)
+            + sacral_segment_warnings(vertebrae) + unanchored_level_warnings(vertebrae))
+
+
 def add_warnings(result, warnings: list[str]) -> None:
     """Record ``warnings`` in ``result.run_info["warnings"]`` (hence ``vertebrae.json``) and in ``result.message``."""
     if not warnings:
         return
     result.run_info["warnings"] = list(result.run_info.get("warnings", [])) + list(warnings)
-    result.message += "".join(f"\nWARNING: {w}" for w in warnings)
+    result.message += warning_lines(warnings)
+
+
+def warning_lines(warnings: list[str]) -> str:
+    """The lines that add ``warnings`` to a result's message: "\\nWARNING: ..." each."""
+    return "".join(f"\nWARNING: {w}" for w in warnings)

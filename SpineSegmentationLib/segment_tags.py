@@ -10,13 +10,16 @@ import math
 
 #: Prefix of the project's own segment tags.
 TAG_PREFIX = "SpineSegmentation."
+#: Tag of a segment whose level a person stated (``Vertebra.level_stated``).
+LEVEL_STATED_TAG = TAG_PREFIX + "LevelStated"
 
 
 def vertebra_tags(vertebra) -> dict[str, str]:
     """Every project tag of a :class:`~SpineSegmentationLib.result.Vertebra`'s segment: ``Label`` (VerSe number),
     ``Complete`` and ``Edited`` ("true"/"false"), ``PComplete`` and ``PLabel`` (4 decimals), ``LabelRegressed``
     (the network's raw label, 4 decimals; left out when it is not a finite number, so that renumbering falls back to
-    the level's position as for a segment a person drew) and the anatomy evidence (:func:`evidence_tags`)."""
+    the level's position as for a segment a person drew), ``LevelStated`` ("true", only where a person stated the
+    level) and the anatomy evidence (:func:`evidence_tags`)."""
     tags = {
         TAG_PREFIX + "Label": str(int(vertebra.label)),
         TAG_PREFIX + "Complete": "true" if vertebra.complete else "false",
@@ -26,6 +29,8 @@ def vertebra_tags(vertebra) -> dict[str, str]:
     }
     if math.isfinite(vertebra.label_regressed):
         tags[TAG_PREFIX + "LabelRegressed"] = f"{float(vertebra.label_regressed):.4f}"
+    if vertebra.level_stated:
+        tags[LEVEL_STATED_TAG] = "true"
     return {**tags, **evidence_tags(vertebra)}
 
 

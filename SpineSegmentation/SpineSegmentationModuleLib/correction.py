@@ -17,7 +17,10 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
 * **Levels.** A segment's level is its ``SpineSegmentation.Label`` tag (VerSe number); the network's regressed
   value is kept in ``SpineSegmentation.LabelRegressed`` (from ``vertebrae.json``). A segment a person drew
   (no tags) gets its level from its name ("L3") or, failing that, a free level for the run; it then counts as
-  certain of its level in renumbering (regressed value = its level's position).
+  certain of its level in renumbering (regressed value = its level's position). Renumbering tags the named
+  segment ``SpineSegmentation.LevelStated`` = ``true`` (an applied alternative tags every vertebra; a new
+  statement clears the earlier ones), and the network steps pass those levels on (``--stated``), so that a click
+  or a re-run keeps them.
 """
 
 from __future__ import annotations
@@ -54,6 +57,7 @@ REGRESSED_TAG = TAG_PREFIX + "LabelRegressed"
 COMPLETE_TAG = TAG_PREFIX + "Complete"
 PLABEL_TAG = TAG_PREFIX + "PLabel"
 PCOMPLETE_TAG = TAG_PREFIX + "PComplete"
+LEVEL_STATED_TAG = TAG_PREFIX + "LevelStated"
 RIB_SIDES_TAG = TAG_PREFIX + "RibSides"
 SACRUM_BELOW_TAG = TAG_PREFIX + "SacrumBelow"
 #: File names written for the correction process.
@@ -91,6 +95,10 @@ def segment_level(segment) -> Optional[int]:
 
 def is_edited(segment) -> bool:
     return segment_tag(segment, EDITED_TAG) == "true"
+
+
+def is_level_stated(segment) -> bool:
+    return segment_tag(segment, LEVEL_STATED_TAG) == "true"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -366,6 +374,7 @@ def vertebrae_from_segments(segmentation_node) -> list:
             centroid_ras_mm=[0.0, 0.0, _centroid_z(segment)], volume_mm3=0.0, edited=is_edited(segment),
             rib_sides=_evidence_tag(segment, RIB_SIDES_TAG, {"0": 0, "1": 1, "2": 2}),
             sacrum_below=_evidence_tag(segment, SACRUM_BELOW_TAG, {"true": True, "false": False}),
+            level_stated=is_level_stated(segment),
         ))
     return out
 
@@ -503,18 +512,19 @@ def _update_result_nodes(segmentation_node) -> None:
 
 
 def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]) -> None:
-    """Give each segment its new level: name, ``Label`` and ``PLabel`` tags, terminology and colour.
+    """Give each segment its new level: name, ``Label``, ``PLabel`` and ``LevelStated`` tags, terminology and colour.
 
     The voxels are not touched (the segments keep their IDs and label values in the shared layer).
 
     Args:
-        vertebrae: the relabelled vertebrae (``Relabeling.vertebrae``), for ``p_label``.
+        vertebrae: the relabelled vertebrae (``Relabeling.vertebrae``), for ``p_label`` and ``level_stated``.
         mapping: old level -> new level.
     """
     from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
 
     segmentation = segmentation_node.GetSegmentation()
     p_label = {int(v.label): float(v.p_label) for v in vertebrae}
+    stated = {int(v.label) for v in vertebrae if v.level_stated}
     # compute every change first: levels swap between segments
     changes = []
     for segment_id in _segment_ids(segmentation_node):
@@ -530,6 +540,10 @@ def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]
         segment.SetTag(LABEL_TAG, str(int(new)))
         if new in p_label:
             segment.SetTag(PLABEL_TAG, f"{p_label[new]:.4f}")
+        if new in stated:
+            segment.SetTag(LEVEL_STATED_TAG, "true")
+        else:
+            segment.RemoveTag(LEVEL_STATED_TAG)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -588,10 +602,8 @@ class CorrectionLogic:
             args += ["--point", *[repr(v) for v in point], "--directions", ",".join(directions)]
             if segmentationNode is not None and segmentationNode.GetSegmentation().GetNumberOfSegments():
                 levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
-                edited = self._editedLevels(segmentationNode, levels)
                 args += ["--existing", str(workDir / LABELS_FILE)]
-                if edited:
-                    args += ["--edited", ",".join(str(v) for v in edited)]
+                args += self._levelArguments(segmentationNode, levels)
             return args
 
         return self._start(build)
@@ -609,13 +621,13 @@ class CorrectionLogic:
         def build(workDir: Path):
             inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
             levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
-            edited = self._editedLevels(segmentationNode, levels)
+            edited = self._levels(segmentationNode, levels, is_edited)
             if not edited:
                 raise ValueError("no segment is marked as edited; edit a vertebra (Segment Editor) first")
             redo = sorted(v for v in levels.values() if v not in edited and v in column_levels())
             args = cli_command(self.processLogic.python, "correction_cli", "rerun", inputPath, workDir / "output",
                                device, model)
-            args += ["--labels", str(workDir / LABELS_FILE), "--edited", ",".join(str(v) for v in edited)]
+            args += ["--labels", str(workDir / LABELS_FILE)] + self._levelArguments(segmentationNode, levels)
             if redo:
                 args += ["--redo", ",".join(str(v) for v in redo)]
             return args
@@ -623,9 +635,19 @@ class CorrectionLogic:
         return self._start(build)
 
     @staticmethod
-    def _editedLevels(segmentationNode, levels: dict[str, int]) -> list[int]:
+    def _levels(segmentationNode, levels: dict[str, int], predicate) -> list[int]:
+        """The exported levels (segment ID -> level) of the segments for which ``predicate(segment)`` holds."""
         segmentation = segmentationNode.GetSegmentation()
-        return sorted(level for segment_id, level in levels.items() if is_edited(segmentation.GetSegment(segment_id)))
+        return sorted(level for segment_id, level in levels.items() if predicate(segmentation.GetSegment(segment_id)))
+
+    def _levelArguments(self, segmentationNode, levels: dict[str, int]) -> list[str]:
+        """``--edited`` (segments tagged edited) and ``--stated`` (segments whose level a person stated)."""
+        args = []
+        for option, predicate in (("--edited", is_edited), ("--stated", is_level_stated)):
+            chosen = self._levels(segmentationNode, levels, predicate)
+            if chosen:
+                args += [option, ",".join(str(v) for v in chosen)]
+        return args
 
     def applyRun(self, outputDir, inputVolume, segmentationNode) -> ImportedResults:
         """Replace the segments of ``segmentationNode`` by a correction run's output (undo keeps the old ones).

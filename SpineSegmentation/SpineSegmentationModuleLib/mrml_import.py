@@ -10,9 +10,9 @@ What :func:`import_output_folder` builds:
   layer (segment ID and name = level, label value = VerSe number, voxels from ``labels.nii.gz``), coloured
   and SNOMED CT coded through the ``TerminologyEntry`` tag (:func:`SpineSegmentationLib.terminology.
   slicer_terminology_entry`), with tags ``SpineSegmentation.Label``, ``.Complete``, ``.PComplete``,
-  ``.PLabel``, ``.Edited``, ``.LabelRegressed``, and ``.RibSides`` / ``.SacrumBelow`` where the anatomy evidence
-  was measured (as in ``segmentation.seg.nrrd``); incomplete vertebrae are drawn as outlines in 2D and
-  translucent in 3D;
+  ``.PLabel``, ``.Edited``, ``.LabelRegressed``, ``.RibSides`` / ``.SacrumBelow`` where the anatomy evidence
+  was measured, and ``.LevelStated`` where a person stated the level (as in ``segmentation.seg.nrrd``); incomplete
+  vertebrae are drawn as outlines in 2D and translucent in 3D;
 - a ``vtkMRMLMarkupsFiducialNode`` with one control point per vertebra at its centroid, labelled by level
   (description "incomplete" for incomplete vertebrae);
 - a ``vtkMRMLTableNode``: Level, Label, Complete, Confidence (p_label), P(complete), Volume (cm3), one row

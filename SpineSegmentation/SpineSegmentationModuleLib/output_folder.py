@@ -2,7 +2,7 @@
 
 Files used here: ``labels.nii.gz`` (int16 VerSe label map on the input grid) and ``vertebrae.json``
 (``{"vertebrae": [{label, name, complete, p_complete, p_label, centroid_ras_mm [x, y, z], volume_mm3,
-label_regressed, iterations, edited, rib_sides, sacrum_below}], "run": {...}, "alternatives": [...],
+label_regressed, iterations, edited, rib_sides, sacrum_below, level_stated}], "run": {...}, "alternatives": [...],
 "message": str}``), read with the library's ``read_vertebrae_json`` and named by its ``OUTPUT_FILES``; here every
 field is checked, so that a damaged folder is refused with a message naming the field before the scene is touched.
 The folder's other files (``segmentation.seg.nrrd``, ``centroids_ctd.json``, ``qc.png``) are not needed to
@@ -60,6 +60,7 @@ def _vertebra(entry, index: int, path: Path):
         edited=bool(entry.get("edited", False)),
         rib_sides=_rib_sides(entry, where),
         sacrum_below=_optional_bool(entry, "sacrum_below", where),
+        level_stated=bool(_optional_bool(entry, "level_stated", where)),  # absent in older files: not stated
     )
 
 

@@ -10,7 +10,8 @@ One segment per vertebra (in ``result.vertebrae`` order, C1 first):
   vertebra's SNOMED CT code, anatomic region only for L6/T13), plus
   ``SpineSegmentation.Label`` (VerSe number), ``SpineSegmentation.Complete`` ("true"/"false"),
   ``SpineSegmentation.PComplete``, ``SpineSegmentation.PLabel``, ``SpineSegmentation.LabelRegressed``
-  (4 decimals; left out when not finite), ``SpineSegmentation.Edited`` ("true"/"false"), and the anatomy evidence
+  (4 decimals; left out when not finite), ``SpineSegmentation.Edited`` ("true"/"false"),
+  ``SpineSegmentation.LevelStated`` ("true", only where a person stated the level), and the anatomy evidence
   the labelling weighed where it was measured: ``SpineSegmentation.RibSides`` ("0", "1" or "2") and
   ``SpineSegmentation.SacrumBelow`` ("true"/"false"), so that renumbering in Slicer weighs it too
   (``segment_tags.vertebra_tags``).

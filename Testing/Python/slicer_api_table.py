@@ -95,6 +95,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "SetLabelValue": ("vtkSegment", SEG + "vtkSegment.h"),
     "GetTag": ("vtkSegment", SEG + "vtkSegment.h"),
     "SetTag": ("vtkSegment", SEG + "vtkSegment.h"),
+    "RemoveTag": ("vtkSegment", SEG + "vtkSegment.h"),
     "SetColor": ("vtkSegment", SEG + "vtkSegment.h"),
     "GetTerminologyEntryTagName": ("vtkSegment", SEG + "vtkSegment.h"),
     "GetBinaryLabelmapRepresentationName": ("vtkSegmentationConverter", SEG + "vtkSegmentationConverter.h"),

@@ -13,6 +13,8 @@ Two kinds of tests:
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -36,7 +38,7 @@ from SpineSegmentationLib.models import LocalizationParameters, Preprocessing, S
 from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json, write_vertebrae_json
 from SpineSegmentationLib.result import SpineSegmentationResult
-from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING
+from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING, column_end_warnings
 
 # --------------------------------------------------------------------------------------------------------------
 # the oracle world: 1 mm synthetic CT, HU encodes the VerSe label: a cortex (one voxel thick) above 200 HU around
@@ -213,7 +215,7 @@ def test_rerun_keeps_edits_exactly_redoes_and_completes_and_relabels_the_column(
     l3 = next(v for v in result.vertebrae if v.name == "L3")
     assert l3.label_regressed == 22.0 and l3.p_label == 1.0  # one evaluation with the vertebrae below in memory
     assert result.run_info["corrections"][0] == {"action": "rerun_with_edits", "edited_labels": [22],
-                                                 "redo_labels": [21]}
+                                                 "redo_labels": [21], "stated_labels": []}
 
 
 def test_an_edited_level_is_a_constraint_that_the_whole_column_follows(oracle_world):
@@ -229,6 +231,57 @@ def test_an_edited_level_is_a_constraint_that_the_whole_column_follows(oracle_wo
     np.testing.assert_array_equal(labels[rest], np.where(truth > 0, truth - 1, 0)[rest])
     assert [(v.name, v.edited) for v in result.vertebrae][1:] == [("L1", False), ("L2", False), ("L3", True),
                                                                   ("L4", False)]
+
+
+def test_a_stated_level_survives_a_rerun_that_redraws_its_vertebra(oracle_world):
+    """A person renumbered the column one level up (the true L4 stated to be L3) and nothing else: re-running
+    redraws every vertebra, and the statement passes to the new vertebra on the same voxels. Without it the
+    labelling would follow the regressions alone and the person's levels would be lost."""
+    truth, ct, model = oracle_world
+    renumbered = _labels_image(np.where(truth > 0, truth - 1, 0), ct)  # T12, L1, L2, L3, L4 for the true L1-L5
+    kwargs = dict(edited_labels=(), redo_labels={19, 20, 21, 22, 23}, model=model, device="cpu",
+                  use_localization=False)
+    result = rerun_with_edits(ct, renumbered, stated_labels={22}, **kwargs)
+    labels = sitk.GetArrayFromImage(result.labels)
+    rest = truth != 20  # the top vertebra may be T12 or T13: the oracle's integer regressions score 0 for both
+    np.testing.assert_array_equal(labels[rest], np.where(truth > 0, truth - 1, 0)[rest])
+    assert [(v.name, v.level_stated) for v in result.vertebrae][1:] == [("L1", False), ("L2", False), ("L3", True),
+                                                                        ("L4", False)]
+    assert result.message.endswith("; level stated by a person: L3")
+    assert result.run_info["corrections"][0]["stated_labels"] == [22]
+    assert "warnings" not in result.run_info  # a stated level fixes the levels: no landmark needed
+    unstated = rerun_with_edits(ct, renumbered, **kwargs)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(unstated.labels), truth)  # the regressions' levels
+    # a correction warns as a fresh run does: no rib or sacrum in this synthetic CT
+    assert [w.split(":")[0] for w in unstated.run_info["warnings"]] == [UNANCHORED_LEVELS_WARNING]
+
+
+def test_a_stated_level_of_a_kept_vertebra_holds_when_a_click_adds_one(oracle_world):
+    truth, ct, model = oracle_world
+    renumbered = np.where((truth > 0) & (truth != 21), truth - 1, 0)  # the true L2 missing, the rest one level up
+    result = segment_from_point(ct, _center_ras(truth, 21, ct), existing_labels=_labels_image(renumbered, ct),
+                                stated={22}, model=model, device="cpu", use_localization=False)
+    labels = sitk.GetArrayFromImage(result.labels)
+    rest = truth != 20
+    np.testing.assert_array_equal(labels[rest], np.where(truth > 0, truth - 1, 0)[rest])
+    assert [v.level_stated for v in result.vertebrae] == [False, False, False, True, False]
+    with pytest.raises(ValueError, match=r"stated labels \[20\] are not vertebrae"):  # L1: not in the map
+        segment_from_point(ct, _center_ras(truth, 21, ct), existing_labels=_labels_image(renumbered, ct),
+                           stated={20}, model=model, device="cpu", use_localization=False)
+
+
+def test_a_stated_level_that_finds_no_vertebra_again_is_reported(oracle_world):
+    """A segment a person drew in the air above the column, stated to be T11 and redone: the network finds no
+    vertebra there, so the statement cannot be kept and the result says so."""
+    truth, ct, model = oracle_world
+    drawn = truth.copy()
+    drawn[115:125, 2:10, 2:10] = 18
+    result = rerun_with_edits(ct, _labels_image(drawn, ct), edited_labels=(), redo_labels={18}, stated_labels={18},
+                              model=model, device="cpu", use_localization=False)
+    assert [v.name for v in result.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
+    assert not any(v.level_stated for v in result.vertebrae)
+    lost = [w for w in result.run_info["warnings"] if w.startswith("the level you stated for T11 was not kept")]
+    assert len(lost) == 1 and f"WARNING: {lost[0]}" in result.message
 
 
 def test_kept_voxels_are_never_overwritten_when_the_input_grid_is_finer_than_the_canonical_one(oracle_world):
@@ -318,6 +371,11 @@ def test_a_stated_level_relabels_the_whole_column_consistently(oracle_result):
     assert [v.p_label for v in fixed.vertebrae] == pytest.approx([1.0] * 5)
     assert [v.p_label for v in oracle_result.vertebrae] != pytest.approx([1.0] * 5)
     assert [v.edited for v in fixed.vertebrae] == [False, False, True, False, False]  # the edit stays an edit
+    assert [v.level_stated for v in fixed.vertebrae] == [False, False, False, True, False]  # the statement
+    assert fixed.message.endswith("; level stated by a person: L5")
+    again = renumber(fixed, vertebra_label=22, stated_level="L2")  # a new statement replaces the one before
+    assert [v.level_stated for v in again.vertebrae] == [False, True, False, False, False]
+    assert all(v.level_stated for v in apply_alternative(oracle_result, oracle_result.alternatives[1]).vertebrae)
     assert all(a.labels[3] == 24 for a in fixed.alternatives)  # the alternatives respect the statement
     # pure: the input result is unchanged
     assert [v.name for v in oracle_result.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
@@ -327,7 +385,7 @@ def test_a_stated_level_relabels_the_whole_column_consistently(oracle_result):
 
 def test_levels_a_person_sets_answer_the_warning_that_no_landmark_fixed_them(oracle_result):
     """A stated level or an applied alternative drops the run's "no landmark fixes the levels" warning (the person
-    fixed them) and keeps every other warning."""
+    fixed them), derives the warnings about the vertebrae again (they name levels) and keeps the others."""
     warned = SpineSegmentationResult(oracle_result.labels, oracle_result.vertebrae, oracle_result.alternatives,
                                      {**oracle_result.run_info, "warnings": [f"{UNANCHORED_LEVELS_WARNING}: ...",
                                                                              "L1 and L2 lie at the same height"]})
@@ -335,7 +393,17 @@ def test_levels_a_person_sets_answer_the_warning_that_no_landmark_fixed_them(ora
                   apply_alternative(warned, warned.alternatives[1])):
         assert fixed.run_info["warnings"] == ["L1 and L2 lie at the same height"]
     assert len(warned.run_info["warnings"]) == 2  # the original result is unchanged
-    assert "warnings" not in renumber(oracle_result, vertebra_label=23, stated_level="L5").run_info
+    # a warning about the vertebrae is derived again from the relabelled column: it names the new levels
+    column = [replace(v, sacrum_below=False) if v.label == 24 else v for v in oracle_result.vertebrae]
+    open_end = SpineSegmentationResult(oracle_result.labels, column, oracle_result.alternatives,
+                                       {**oracle_result.run_info, "warnings": column_end_warnings(column)})
+    assert open_end.run_info["warnings"][0].startswith("the CT goes on below L5")
+    fixed = renumber(open_end, vertebra_label=23, stated_level="L5")
+    assert [w[:30] for w in fixed.run_info["warnings"]] == ["the CT goes on below L6, the l"]
+    assert fixed.message.endswith(f"WARNING: {fixed.run_info['warnings'][0]}")
+    silent = SpineSegmentationResult(oracle_result.labels, oracle_result.vertebrae, oracle_result.alternatives,
+                                     {k: v for k, v in oracle_result.run_info.items() if k != "warnings"})
+    assert "warnings" not in renumber(silent, vertebra_label=23, stated_level="L5").run_info
 
 
 def test_impossible_statement_is_refused(oracle_result):
@@ -527,3 +595,31 @@ def test_real_rerun_returns_the_edited_vertebra_voxel_for_voxel_and_names_every_
     assert named == {name: name for name in ["T12", "L1", "L2", "L3", "L4", "L5"]}, named
     others = [v for v in vertebrae if not v.edited]
     assert np.median([_dice(labels == v.label, real_reference == v.label) for v in others]) >= MIN_DICE
+
+
+def test_real_levels_a_person_stated_survive_a_rerun_through_the_command_line(tptbox_ct, tptbox_labels, tmp_path):
+    """The TPTBox lumbar crop (L2-L4; unseen by the shipped model), which no rib or sacrum anchors: the run names it
+    by the regressions and warns. A person states its middle vertebra's true level (L3), then re-runs every
+    vertebra (``rerun --stated``, as the Slicer module does after a renumbering): the levels they gave stay."""
+    from SpineSegmentationLib.cli import main as spineseg
+    from SpineSegmentationLib.correction_cli import main
+
+    first, renumbered, rerun = tmp_path / "first", tmp_path / "renumbered", tmp_path / "rerun"
+    assert spineseg(["segment", str(tptbox_ct), "-o", str(first), "--device", "cpu", "--progress", "none"]) == 0
+    middle = vertebrae_from_document(read_vertebrae_json(first / "vertebrae.json"))[1]  # the true L3
+    assert main(["renumber", str(tptbox_ct), "--result", str(first), "--vertebra", str(middle.label), "--level",
+                 "L3", "-o", str(renumbered)]) == 0
+    assert main(["rerun", str(tptbox_ct), "--labels", str(renumbered / "labels.nii.gz"), "--redo", "L2,L3,L4",
+                 "--stated", "L3", "-o", str(rerun), "--device", "cpu", "--progress", "none"]) == 0
+    document = read_vertebrae_json(rerun / "vertebrae.json")
+    redone = sitk.GetArrayFromImage(sitk.ReadImage(str(rerun / "labels.nii.gz")))
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels)))
+    assert [(v["name"], v["level_stated"]) for v in document["vertebrae"]] == [("L2", False), ("L3", True),
+                                                                              ("L4", False)]
+    for level in (21, 22, 23):  # each redrawn vertebra carries the level of the reference vertebra it covers
+        overlap = np.bincount(reference[redone == level], minlength=29)
+        overlap[0] = 0
+        assert int(np.argmax(overlap)) == level
+    first_warnings = read_vertebrae_json(first / "vertebrae.json")["warnings"]
+    assert any(w.startswith(UNANCHORED_LEVELS_WARNING) for w in first_warnings)
+    assert not any(w.startswith(UNANCHORED_LEVELS_WARNING) for w in document["warnings"])

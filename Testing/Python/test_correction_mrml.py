@@ -27,6 +27,7 @@ from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationModuleLib.correction import (
     EDITED_TAG,
     LABEL_TAG,
+    LEVEL_STATED_TAG,
     REGRESSED_TAG,
     RIB_SIDES_TAG,
     SACRUM_BELOW_TAG,
@@ -163,6 +164,11 @@ def _edited_names(segmentation_node) -> list[str]:
     return [n for n in _names(segmentation_node) if segment_tag(_segment(segmentation_node, n), EDITED_TAG) == "true"]
 
 
+def _stated_names(segmentation_node) -> list[str]:
+    return [n for n in _names(segmentation_node)
+            if segment_tag(_segment(segmentation_node, n), LEVEL_STATED_TAG) == "true"]
+
+
 def test_rerun_runs_the_real_tool_keeps_the_edit_and_undoes(loaded, ct_node, near, tmp_path):
     logic, segmentation = loaded
     _paint(segmentation, ct_node, "L3", near(22))
@@ -230,6 +236,7 @@ def test_renumber_relabels_the_column_keeps_voxels_and_undoes(loaded, ct_node, v
     expected = np.where((before > 0) & (before < 26), before + 1, before)
     np.testing.assert_array_equal(after, expected)  # every vertebra shifted by one, voxels unchanged
     assert all(segment_tag(_segment(segmentation, n), EDITED_TAG) == "false" for n in _names(segmentation))
+    assert _stated_names(segmentation) == ["L5"]  # the person's statement, passed on to the network steps
     points = segmentation.GetNodeReference("SpineSegmentationCentroids")
     assert [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())] == _names(segmentation)
     rows = segment_rows(segmentation)
@@ -244,6 +251,7 @@ def test_renumber_relabels_the_column_keeps_voxels_and_undoes(loaded, ct_node, v
     np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "undone.nrrd"), before)
     assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
     assert [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())] == _names(segmentation)
+    assert _stated_names(segmentation) == []
 
 
 def test_alternatives_are_ordered_and_apply_with_one_call(loaded):
@@ -255,6 +263,31 @@ def test_alternatives_are_ordered_and_apply_with_one_call(loaded):
     shifted = next(a for a in alternatives if a.labels == [19, 20, 21, 22, 23, 24, 25])
     logic.applyAlternative(segmentation, shifted)
     assert _names(segmentation) == ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S"]
+    assert _stated_names(segmentation) == _names(segmentation)[:-1]  # the person chose every level; not the sacrum
+    l4 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4")
+    logic.renumber(segmentation, l4, "L4")  # a new statement replaces the earlier ones
+    assert _stated_names(segmentation) == ["L4"]
+
+
+def test_a_stated_level_goes_into_a_click_and_comes_back_with_its_vertebra(loaded, ct_node, verse_labels):
+    """Renumbered, then a click into a vertebra the run missed: the real tool gets the stated level (``--stated``)
+    and keeps it, so the person's levels hold for the kept vertebrae and the clicked one."""
+    logic, segmentation = loaded
+    logic.renumber(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4"), "L5")
+    stated_voxels = {tuple(v) for v in segment_voxels(_segment(segmentation, "L5"))[0]}
+    segmentation.GetSegmentation().RemoveSegment(segmentation.GetSegmentation().GetSegmentIdBySegmentName("L3"))
+    array = sitk.GetArrayFromImage(verse_labels)
+    lps = verse_labels.TransformContinuousIndexToPhysicalPoint(
+        [float(c) for c in np.argwhere(array == 21).mean(axis=0)[::-1]])  # the reference L2, now called L3
+    run = logic.startClick(ct_node, segmentation, [-lps[0], -lps[1], lps[2]], directions=(), device="CPU")
+    assert run.args[run.args.index("--stated") + 1] == "24"
+    assert "--edited" not in run.args
+    logic.applyRun(run.wait(), ct_node, segmentation)
+    run.cleanup()
+    # the top, the T11 sliver, may be T12 or T13 below the stated levels; the rest follows the statement
+    assert _names(segmentation)[1:] == ["L1", "L2", "L3", "L4", "L5", "L6", "S"]
+    assert _stated_names(segmentation) == ["L5"]
+    assert {tuple(v) for v in segment_voxels(_segment(segmentation, "L5"))[0]} == stated_voxels
 
 
 def test_renumbering_in_the_scene_weighs_the_ribs_and_sacrum_of_the_segments(loaded):

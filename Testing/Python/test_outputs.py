@@ -163,7 +163,7 @@ def test_vertebrae_json(written):
     doc = json.loads(paths["vertebrae"].read_text())
     assert [v["name"] for v in doc["vertebrae"]] == [v.name for v in result.vertebrae]
     keys = {"label", "name", "complete", "p_complete", "p_label", "centroid_ras_mm", "volume_mm3",
-            "label_regressed", "iterations", "edited"}
+            "label_regressed", "iterations", "edited", "level_stated"}
     centroids = label_centroids_lps(result.labels)
     for entry in doc["vertebrae"]:
         assert keys <= set(entry)
@@ -353,3 +353,6 @@ def test_segment_tags_leave_out_a_regression_that_is_not_a_number():
     assert tags[TAG_PREFIX + "LabelRegressed"] == "24.5679" and tags[TAG_PREFIX + "Label"] == "24"
     assert tags[TAG_PREFIX + "SacrumBelow"] == "true" and TAG_PREFIX + "RibSides" not in tags
     assert TAG_PREFIX + "LabelRegressed" not in vertebra_tags(replace(l5, label_regressed=float("nan")))
+    # a level a person stated is tagged, so that the Slicer module passes it on to the next network step
+    assert vertebra_tags(replace(l5, level_stated=True))[TAG_PREFIX + "LevelStated"] == "true"
+    assert TAG_PREFIX + "LevelStated" not in tags
