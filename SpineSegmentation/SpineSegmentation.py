@@ -505,8 +505,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay(_("Renumbering failed."), waitCursor=True):
             node, segmentId = self._selectedSegmentId()
             self.logic.correctionLogic.renumber(node, segmentId, self.levelComboBox.currentText)
-            self._refreshFromSegments(node, _("Renumbered: the selected vertebra is {level}.").format(
-                level=self.levelComboBox.currentText))
+            self._refreshFromSegments(node, _("Renumbered: the selected vertebra is {level}; clicks and re-runs "
+                                              "keep this level.").format(level=self.levelComboBox.currentText))
 
     def onAlternativeClicked(self, item) -> None:
         index = self.alternativesList.row(item)
@@ -516,7 +516,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         with slicer.util.tryWithErrorDisplay(_("Applying the labelling failed."), waitCursor=True):
             alternative = self._alternatives[index]
             self.logic.correctionLogic.applyAlternative(node, alternative)
-            self._refreshFromSegments(node, _("Applied: {description}.").format(description=alternative.description))
+            self._refreshFromSegments(node, _("Applied: {description}; clicks and re-runs keep these levels.").format(
+                description=alternative.description))
 
     def onToggleComplete(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Changing the completeness failed.")):
