@@ -185,7 +185,7 @@ def _keep(scan: Scan, existing: np.ndarray, labels: list[int], edited: set[int],
                  np.where(other, existing, 0) if other.any() else None, edited, stated & set(labels))
 
 
-def _carry_statements(old: np.ndarray, labels: Iterable[int], instances: np.ndarray
+def _carry_statements(scan: Scan, labels_map: np.ndarray, labels: set[int], instances: np.ndarray
                       ) -> tuple[dict[int, int], list[str]]:
     """Carry the levels a person stated for vertebrae that are segmented again onto their new instances.
 
@@ -194,13 +194,19 @@ def _carry_statements(old: np.ndarray, labels: Iterable[int], instances: np.ndar
     level (where two old vertebrae would pass to one instance, the larger share wins).
 
     Args:
-        old: int32 [z, y, x] canonical map of the redone vertebrae whose level a person stated (VerSe labels).
-        labels: those VerSe labels.
-        instances: int [z, y, x] canonical map of the new instances (same grid).
+        scan: the prepared CT (its input and canonical grids).
+        labels_map: the person's label map [k, j, i] on the input grid (VerSe labels), as it was before the redone
+            vertebrae were removed.
+        labels: VerSe labels of the redone vertebrae whose level a person stated (none: nothing is computed).
+        instances: int [z, y, x] canonical map of the new instances.
 
     Returns:
         (new instance id -> stated VerSe level, a warning for each statement that found no new vertebra).
     """
+    if not labels:
+        return {}, []
+    old = _to_canonical_labels(np.where(np.isin(labels_map, sorted(labels)), labels_map, 0), scan.image,
+                               scan.reference)
     shares: dict[int, tuple[float, int]] = {}
     lost = []
     for label in sorted(labels):
@@ -593,12 +599,10 @@ def rerun_with_edits(
     if both:
         raise ValueError(f"labels {both} are both edited (kept) and to be redone; choose one for each vertebra")
     stated = _check_label_set("stated labels", stated_labels, present)
-    redone_stated = np.where(np.isin(existing, sorted(redo & stated)), existing, 0)
-    existing = np.where(np.isin(existing, sorted(redo)), 0, existing)
-    kept = _keep(scan, existing, [v for v in present if v not in redo], edited, stated)
+    remaining = np.where(np.isin(existing, sorted(redo)), 0, existing)
+    kept = _keep(scan, remaining, [v for v in present if v not in redo], edited, stated)
     trav = run_traversal(scan, reporter, memory=kept.canonical > 0)
-    carried, lost = _carry_statements(_to_canonical_labels(redone_stated, scan.image, scan.reference), redo & stated,
-                                      trav.instances)
+    carried, lost = _carry_statements(scan, existing, redo & stated, trav.instances)
     correction = {"action": "rerun_with_edits", "edited_labels": sorted(edited), "redo_labels": sorted(redo),
                   "stated_labels": sorted(stated)}
     return _assemble(scan, reporter, t_start, kept, trav.instances, trav.mask_probability, trav.vertebrae,
