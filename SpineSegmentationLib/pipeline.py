@@ -165,8 +165,9 @@ def segment_spine(
     Returns:
         :class:`SpineSegmentationResult`; its label map is on the input grid (int16, VerSe numbers).
         When no spine is found, the result has no vertebrae, an empty label map and says so in ``message``.
-        When the localization network finds no spine (small crops give it too little context), the whole
-        volume is searched instead (``run_info["spine_localized"]`` is False).
+        When the localization network finds no spine (small crops give it too little context), or the traversal
+        finds no vertebra where it does, the whole volume is searched instead (``run_info["spine_localized"]`` is
+        False).
 
     Raises:
         InputImageError: the input is missing, unreadable or not a 3D CT in HU (see ``validation.py``).
@@ -185,8 +186,17 @@ def segment_spine(
     if not localized:
         # small crops give the low-resolution attention network too little context: search everywhere
         scan.spine_mask = None
-    trav, fallback = traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
-                                            lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
+
+    def traverse():
+        return traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
+                                      lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
+
+    trav, fallback = traverse()
+    if localized and scan.spine_mask is not None and not trav.vertebrae:
+        # the localization network's spine held no vertebra (it responded elsewhere): search everywhere
+        localized, scan.spine_mask, searched, before = False, None, trav.evaluations, fallback
+        trav, fallback = traverse()
+        trav.evaluations, fallback = trav.evaluations + searched, before + fallback
     segmented = trav.instances.copy()
     dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability,
                               scan.model.localization.threshold)
@@ -197,7 +207,7 @@ def segment_spine(
                                  new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface,
                                  new_probability=trav.mask_probability)
     else:
-        where = "" if localized else " (the localization network saw no spine either; the whole volume was searched)"
+        where = "" if localized else " (the whole volume was searched)"
         result = empty_result(scan, reporter, t_start, "no spine found: traversal detected no vertebral bone" + where,
                               trav.evaluations)
     result.run_info["spine_localized"] = localized

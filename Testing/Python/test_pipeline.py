@@ -553,6 +553,51 @@ def test_a_sacrum_that_runs_beyond_both_sides_of_the_field_of_view_is_no_evidenc
     assert result.vertebrae[-1].sacrum_below is None, [(v.name, v.sacrum_below) for v in result.vertebrae]
 
 
+def _around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: float, depth_mm: float):
+    """``image`` and its ``reference`` (same grid) cut to ``width_mm`` left-right by ``depth_mm`` front-back around the
+    reference vertebrae's centre, every slice: a CT reconstructed around the spine."""
+    i, j, _ = np.argwhere(sitk.GetArrayFromImage(reference) > 0).mean(axis=0)[::-1]
+    half = np.array([width_mm, depth_mm]) / 2 / np.array(image.GetSpacing()[:2])
+    lo = np.maximum(np.rint([i, j] - half).astype(int), 0)
+    size = [int(s) for s in np.minimum(np.rint(2 * half).astype(int), np.array(image.GetSize()[:2]) - lo)]
+    box = dict(size=size + [image.GetSize()[2]], index=[int(lo[0]), int(lo[1]), 0])
+    return sitk.RegionOfInterest(image, **box), sitk.RegionOfInterest(reference, **box)
+
+
+def test_a_lumbar_ct_reconstructed_narrowly_around_the_spine_is_localized_and_labelled(real_ct_image,
+                                                                                       real_ct_reference):
+    """The example CT cut to 140 x 120 mm around the spine, as spine reconstructions are: every side of the field of
+    view cuts through the body. The attention network, trained on whole cross-sections, gave a highest spine
+    probability of 0.06 there (0.34 at 200 x 160 mm), on a patch of the pelvis, and the traversal found no vertebra:
+    "no spine found" (before 2026-12-05). The sides are now extended with soft tissue for the localization
+    (``localization.extend_cut_body``): T12 (cut) to L5 as in the whole scan (the 76-voxel T11 sliver is not found
+    there either), measured Dice 0.94-0.95 (whole scan: 0.947 mean)."""
+    image, reference = _around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 140.0, 120.0)
+    result = segment_spine(image, device="cpu")
+    assert result.run_info["spine_localized"], result.message
+    assert [v.name for v in result.vertebrae] == ["T12"] + LUMBAR, result.message
+    rows = {row.name: row for row in evaluate(result.labels, reference, reference_convention="totalseg").vertebrae}
+    assert all(rows[name].dice >= 0.9 for name in LUMBAR), {name: rows[name].dice for name in LUMBAR}
+
+
+def test_where_the_localized_spine_holds_no_vertebra_the_whole_volume_is_searched(real_ct_image, real_ct_reference,
+                                                                                   monkeypatch):
+    """The same 140 x 120 mm crop without the soft tissue around it (as before 2026-12-05): the localization responds
+    on a patch of the pelvis where the traversal finds no vertebra; the whole volume is then searched, as when the
+    localization sees no spine at all, and each lumbar vertebra is found as one instance (their levels are not
+    asserted: without the localization's support, bone of the pelvis below L5 is kept too and the regression names
+    the column C2-T4; measured overlap Dice 0.94-0.95)."""
+    import SpineSegmentationLib.localization as localization
+
+    monkeypatch.setattr(localization, "CUT_BODY_SHARE", 2.0)  # a share no side reaches: never extended
+    image, reference = _around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 140.0, 120.0)
+    assert prepare_scan(image, None, "cpu", None, Reporter(None)).spine_mask.any()  # it responds somewhere
+    result = segment_spine(image, device="cpu")
+    assert not result.run_info["spine_localized"]
+    rows = {row.name: row for row in evaluate(result.labels, reference, reference_convention="totalseg").vertebrae}
+    assert all(rows[name].overlap_dice >= 0.9 for name in LUMBAR), {name: rows[name].overlap_dice for name in LUMBAR}
+
+
 def test_a_ct_without_spine_gives_an_empty_result_with_a_message(real_ct_image):
     """The anterior abdomen of the real CT (soft tissue, bowel, air; no bone): no crash, no vertebra, a message."""
     size = list(real_ct_image.GetSize())

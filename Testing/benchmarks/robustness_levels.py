@@ -3,7 +3,9 @@ the unperturbed scan?
 
 Variants: the seven of ``robustness_image.py`` (noise, blur, 5 mm slices, less dense bone), the left-right mirror
 and rotations by +-``--degrees`` about each axis (``robustness_pose.py``), and crops to fractions of the scan's
-superior-inferior extent (``--crops``). Each variant's vertebrae are matched to the unperturbed scan's by centroid
+superior-inferior extent (``--crops``), and, with ``--fields-of-view``, the scan cut in the axial plane to a width
+(left-right) by a depth (front-back) around the unperturbed vertebrae's centre, every slice kept (a CT reconstructed
+around the spine). Each variant's vertebrae are matched to the unperturbed scan's by centroid
 (mapped back into the unperturbed scan's space; mutual nearest, within :data:`MATCH_MM`), and the truth is the
 unperturbed levels, shifted by ``--truth-shift`` where those are known to be off (the TPTBox crop: +1; check the
 unperturbed levels against a reference or the ribs first). Per variant it prints:
@@ -21,7 +23,7 @@ against the same truth: a change that moves one boundary of the unperturbed resu
 
 Usage:
     python Testing/benchmarks/robustness_levels.py CT [--truth-shift N] [--degrees 20] [--crops 0-0.5,0.5-1]
-        [--model PATH] [--json OUT.json] [--truth EARLIER.json]
+        [--fields-of-view 200x160,140x120] [--select fov,rot] [--model PATH] [--json OUT.json] [--truth EARLIER.json]
 """
 
 from __future__ import annotations
@@ -65,7 +67,23 @@ def cropped(image: sitk.Image, lo: float, hi: float) -> sitk.Image:
     return sitk.RegionOfInterest(image, size, index)
 
 
-def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]]) -> dict[str, Callable[[], Variant]]:
+def around_the_spine(image: sitk.Image, centre_lps: list[float], width_mm: float, depth_mm: float) -> sitk.Image:
+    """``image`` cut to ``width_mm`` along its image axis closest to left-right and ``depth_mm`` along the one closest
+    to front-back, centred on ``centre_lps`` (LPS mm), every slice kept."""
+    lr, si = lr_axis(image), superior_inferior_axis(image)
+    ap = 3 - lr - si
+    centre = image.TransformPhysicalPointToContinuousIndex(centre_lps)
+    index, size = [0, 0, 0], list(image.GetSize())
+    for axis, extent in ((lr, width_mm), (ap, depth_mm)):
+        half = extent / 2 / image.GetSpacing()[axis]
+        index[axis] = max(0, int(round(centre[axis] - half)))
+        size[axis] = min(int(round(2 * half)), image.GetSize()[axis] - index[axis])
+    return sitk.RegionOfInterest(image, size, index)
+
+
+def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]],
+             fields_of_view: Optional[list[tuple[float, float]]] = None,
+             centre_lps: Optional[list[float]] = None) -> dict[str, Callable[[], Variant]]:
     same = lambda point: point  # noqa: E731 - the variant lies on the scan's own physical space
     out: dict[str, Callable[[], Variant]] = {name: (lambda f=f: (f(image), same)) for name, f in VARIANTS.items()}
 
@@ -87,6 +105,8 @@ def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]]
             out[f"rot-{name}{sign * degrees:+g}"] = rotate
     for lo, hi in crops:
         out[f"crop-{lo:g}-{hi:g}"] = lambda lo=lo, hi=hi: (cropped(image, lo, hi), same)
+    for width, depth in fields_of_view or []:
+        out[f"fov-{width:g}x{depth:g}"] = lambda w=width, d=depth: (around_the_spine(image, centre_lps, w, d), same)
     return out
 
 
@@ -132,6 +152,9 @@ def main(argv=None) -> int:
     parser.add_argument("--degrees", type=float, default=20.0)
     parser.add_argument("--crops", default="0-0.5,0.5-1,0.25-0.75",
                         help="comma-separated fractions lo-hi of the S-I extent ('' for none)")
+    parser.add_argument("--fields-of-view", default="",
+                        help="comma-separated axial fields of view WIDTHxDEPTH (mm) around the spine (default: none)")
+    parser.add_argument("--select", default="", help="comma-separated prefixes of the variants to run (default: all)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--truth", type=Path, help="judge against the unperturbed vertebrae of an earlier run's --json "
@@ -145,8 +168,15 @@ def main(argv=None) -> int:
     print(f"{args.ct.name}: unperturbed {', '.join(vertebra_name(v['label']) for v in unperturbed)}; truth = "
           + (f"{args.truth}'s unperturbed {', '.join(vertebra_name(v['label']) for v in truth)}" if args.truth
              else "those") + f" {args.truth_shift:+d}")
+    fields = [tuple(float(x) for x in f.split("x")) for f in args.fields_of_view.split(",") if f]
+    centre = np.mean([t["centre"] for t in truth], axis=0).tolist() if truth else None
+    if fields and centre is None:
+        parser.error("--fields-of-view needs vertebrae in the unperturbed scan (or --truth) to centre on")
+    prefixes = tuple(p for p in args.select.split(",") if p)
     out: dict[str, Optional[dict]] = {}
-    for name, make in variants(image, args.degrees, crops).items():
+    for name, make in variants(image, args.degrees, crops, fields, centre).items():
+        if prefixes and not name.startswith(prefixes):
+            continue
         variant, back = make()
         found, landmark_in_view = vertebrae(variant, model, back)
         out[name] = {**judged(found, truth, args.truth_shift), "found": found,
