@@ -19,7 +19,7 @@ from scipy import ndimage
 
 from .geometry import AIR_HU, to_canonical
 from .models import SpineModel
-from .preprocessing import normalize_hu, pad_value
+from .preprocessing import extend_cut_body, normalize_hu, pad_value
 
 #: Narrow slices define the spine's centre line only in runs at least this long along S-I (ours: longer than a
 #: vertebra with its disc, about 35 mm), so that a small blob at an end of the mask cannot pull the line away.
@@ -37,18 +37,6 @@ PATH_SURE_FRACTION = 0.5
 #: ... and only when it stands out: its mean probability at least this many times the mean over the mask's columns
 #: (ours; a map without a spine, the same everywhere: 1; the real CTs, their crops and rotations: 2.2-3.2).
 PATH_MIN_CONTRAST = 1.5
-#: Voxels above this (HU) are the body (soft tissue and bone; lung and air below)...
-BODY_HU = -500.0
-#: ... and a side of the field of view (left, right, front or back) cuts through the body where at least this share of
-#: its border voxels lies in the body (ours: 0.75-1.0 on spine-centred crops of the real CTs here, 0.0-0.32 on their
-#: whole cross-sections, where arms or the table touch the border).
-CUT_BODY_SHARE = 0.5
-#: The attention network was trained on whole cross-sections (``training/attention_training.py``): where the field of
-#: view cuts through the body it loses the spine (the example CT cut to 140 x 120 mm around the spine: highest
-#: probability 0.06 against 0.34 at 200 x 160 mm; threshold 0.05). Such a side is extended by this much (mm, ours:
-#: 60 and 120 give the same) of soft tissue (0 HU, water, between fat and muscle), as the body goes on there.
-CUT_BODY_PAD_MM = 64.0
-CUT_BODY_PAD_HU = 0.0
 
 
 @dataclass
@@ -112,16 +100,14 @@ def localize_spine(image: sitk.Image, reference: sitk.Image, model: SpineModel, 
     """
     prep, params = model.preprocessing, model.localization
     loc_spacing = prep.localization_spacing_mm
-    hu_loc, loc_ref = to_canonical(image, loc_spacing, AIR_HU)
     patch_mm = model.fcn.config.patch_size * prep.spacing_mm
-    hu_loc, (y0, x0) = extend_cut_body(hu_loc, loc_spacing, patch_mm)
+    hu_loc, loc_ref = extend_cut_body(*to_canonical(image, loc_spacing, AIR_HU), patch_mm)
     fractions, n_slices = sagittal_fraction_map(hu_loc, model, device)
     b = model.attention.config.block
-    # The block map as an image: cell (k, j, i) covers b x b pixels in z and y, and one slice in x; the sides added
-    # by extend_cut_body lie before index 0 of the canonical grid.
+    # The block map as an image: cell (k, j, i) covers b x b pixels in z and y, and one slice in x.
     low = sitk.GetImageFromArray(fractions.astype(np.float32))
     low.SetSpacing((loc_spacing * params.slice_step, loc_spacing * b, loc_spacing * b))
-    origin = np.array(loc_ref.GetOrigin()) + np.array([-x0, 0.5 * (b - 1) - y0, 0.5 * (b - 1)]) * loc_spacing
+    origin = np.array(loc_ref.GetOrigin()) + np.array([0.0, 0.5 * (b - 1), 0.5 * (b - 1)]) * loc_spacing
     low.SetOrigin(origin.tolist())
     up = sitk.Resample(low, reference, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     spacing = reference.GetSpacing()[0]
@@ -132,37 +118,6 @@ def localize_spine(image: sitk.Image, reference: sitk.Image, model: SpineModel, 
         mask = ndimage.binary_dilation(mask, structure=ndimage.generate_binary_structure(3, 1), iterations=radius)
     mask = spine_column(mask, prob, spacing, params.column_half_width_mm, params.column_max_width_mm)
     return SpineLocalization(probability=prob.astype(np.float32), mask=mask, evaluations=n_slices)
-
-
-def extend_cut_body(hu: np.ndarray, spacing_mm: float, patch_mm: float) -> tuple[np.ndarray, tuple[int, int]]:
-    """Extend the sides of the field of view that cut through the body with soft tissue, for the attention network.
-
-    A side (front, back, right or left) cuts through the body where at least :data:`CUT_BODY_SHARE` of its border
-    voxels are above :data:`BODY_HU`; each such side gets :data:`CUT_BODY_PAD_MM` of :data:`CUT_BODY_PAD_HU`. A whole
-    cross-section (body surrounded by air) is returned as it is. The superior and inferior ends are never extended:
-    every CT cuts the body there, as did the scans the network was trained on. Nor is a field of view that one patch
-    of the FCN spans in both directions (the TPTBox crop, 110 x 70 mm): the network has too little to go on there, and
-    where it sees no spine the whole volume is searched, a window or two per level (``pipeline.segment_spine``).
-
-    Args:
-        hu: HU array [z, y, x] = [S, P, L] on an isotropic canonical grid.
-        spacing_mm: its spacing in mm.
-        patch_mm: the FCN's patch edge in mm.
-
-    Returns:
-        ``(array, (y0, x0))``: the extended array and the number of voxels added before index 0 along y and x.
-    """
-    if max(hu.shape[1:]) * spacing_mm <= patch_mm:
-        return hu, (0, 0)
-    width = int(round(CUT_BODY_PAD_MM / spacing_mm))
-    body = hu > BODY_HU
-    pads = [[0, 0], [0, 0], [0, 0]]
-    for axis, end, face in ((1, 0, body[:, 0, :]), (1, 1, body[:, -1, :]), (2, 0, body[:, :, 0]), (2, 1, body[:, :, -1])):
-        if face.mean() >= CUT_BODY_SHARE:
-            pads[axis][end] = width
-    if not any(any(p) for p in pads):
-        return hu, (0, 0)
-    return np.pad(hu, pads, constant_values=CUT_BODY_PAD_HU), (pads[1][0], pads[2][0])
 
 
 def spine_column(

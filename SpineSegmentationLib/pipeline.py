@@ -26,7 +26,7 @@ from .geometry import label_measurements, labels_at_border, labels_on_input_grid
 from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
-from .preprocessing import normalize_hu
+from .preprocessing import extend_cut_body, normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
@@ -229,7 +229,8 @@ class Scan:
         model: the loaded model, on ``device``.
         device: torch device.
         direction: traversal direction used ("up" or "down").
-        reference: canonical grid (identity direction, ``model.preprocessing.spacing_mm``).
+        reference: canonical grid (identity direction, ``model.preprocessing.spacing_mm``), extended beyond the
+            input's field of view where that cuts through the body (``preprocessing.extend_cut_body``).
         volume: normalized CT on the canonical grid, float32 [z, y, x] = [S, P, L].
         spine_mask: bool [z, y, x] from the localization network, or None when not used.
         localization_slices: sagittal slices evaluated by the attention network.
@@ -311,7 +312,7 @@ def prepare_scan(
     validate_ct(image, spacing, max_memory_bytes)
 
     reporter.stage("resample", f"resampling to {spacing} mm")
-    hu_canonical, reference = to_canonical(image, spacing)
+    hu_canonical, reference = extend_cut_body(*to_canonical(image, spacing), model.fcn.config.patch_size * spacing)
     volume = normalize_hu(hu_canonical, model.preprocessing)
     scan = Scan(image, model, torch_device, direction, reference, volume, None)
     if use_localization:

@@ -7,8 +7,7 @@ import SimpleITK as sitk
 import torch
 
 from SpineSegmentationLib.geometry import to_canonical
-from SpineSegmentationLib.localization import (CUT_BODY_PAD_HU, CUT_BODY_PAD_MM, extend_cut_body, localize_spine,
-                                               most_probable_path, spine_column)
+from SpineSegmentationLib.localization import localize_spine, most_probable_path, spine_column
 from SpineSegmentationLib.models import load_model
 
 SPACING = 2.5
@@ -83,31 +82,6 @@ def test_column_cut_leaves_a_mask_without_narrow_slices_alone():
     mask = np.zeros((30, 10, 100), dtype=bool)
     mask[:, :, 0:100] = True  # 250 mm wide everywhere: no slice says where the spine is
     assert np.array_equal(spine_column(mask, mask.astype(np.float32), SPACING, 50.0, 160.0), mask)
-
-
-def test_only_the_sides_of_the_field_of_view_that_cut_through_the_body_are_extended():
-    spacing, patch_mm = 4.0, 120.0  # the field of view: 160 mm front-back, 200 mm left-right
-    hu = np.full((10, 40, 50), -1000.0, dtype=np.float32)
-    hu[:, 5:35, 5:45] = 40.0  # a body surrounded by air: a whole cross-section
-    same, offsets = extend_cut_body(hu, spacing, patch_mm)
-    assert same is hu and offsets == (0, 0)
-
-    hu[:, 0:35, 5:45] = 40.0  # the front (y = 0) cuts through the body along 40 of its 50 columns
-    hu[:, 20:, 49] = 40.0  # the left side (x = 49) along 20 of its 40 rows: half, also cut
-    extended, (y0, x0) = extend_cut_body(hu, spacing, patch_mm)
-    width = int(round(CUT_BODY_PAD_MM / spacing))
-    assert (y0, x0) == (width, 0)  # voxels added before index 0: in front only
-    assert extended.shape == (10, 40 + width, 50 + width)  # in front and on the left; not behind, not on the right
-    np.testing.assert_array_equal(extended[:, width:, :50], hu)
-    assert (extended[:, :width] == CUT_BODY_PAD_HU).all() and (extended[:, :, 50:] == CUT_BODY_PAD_HU).all()
-
-    hu[:, 21:, 49] = -1000.0  # 19 of 40 rows: less than half of the left side, which is then left as it is
-    assert extend_cut_body(hu, spacing, patch_mm)[0].shape == (10, 40 + width, 50)
-    # a field of view that one patch spans (120 x 120 mm) is left as it is, whatever its sides cut (here: the front,
-    # the back and the left; a patch of 116 mm does not span it)
-    small = hu[:, :30, :30]
-    assert extend_cut_body(small, spacing, patch_mm)[0] is small
-    assert extend_cut_body(small, spacing, patch_mm - spacing)[0].shape == (10, 30 + 2 * width, 30 + width)
 
 
 def test_real_ct_mask_is_a_column_that_contains_every_vertebra(real_ct_twice_as_long, real_ct_reference):

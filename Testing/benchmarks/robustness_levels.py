@@ -5,10 +5,11 @@ Variants: the seven of ``robustness_image.py`` (noise, blur, 5 mm slices, less d
 and rotations by +-``--degrees`` about each axis (``robustness_pose.py``), and crops to fractions of the scan's
 superior-inferior extent (``--crops``), and, with ``--fields-of-view``, the scan cut in the axial plane to a width
 (left-right) by a depth (front-back) around the unperturbed vertebrae's centre, every slice kept (a CT reconstructed
-around the spine). Each variant's vertebrae are matched to the unperturbed scan's by centroid
-(mapped back into the unperturbed scan's space; mutual nearest, within :data:`MATCH_MM`), and the truth is the
-unperturbed levels, shifted by ``--truth-shift`` where those are known to be off (the TPTBox crop: +1; check the
-unperturbed levels against a reference or the ribs first). Per variant it prints:
+around the spine; depth 0: the whole front-back extent, a sagittal slab). Each variant's vertebrae are matched to
+the unperturbed scan's by centroid (mapped back into the unperturbed scan's space; mutual nearest, within
+:data:`MATCH_MM`), and the truth is the unperturbed levels, shifted by ``--truth-shift`` where those are known to be
+off (the TPTBox crop: +1; check the unperturbed levels against a reference or the ribs first). Per variant it
+prints:
 
   right      every vertebra named as the truth (levels continued from the matched ones to the unmatched)
   off N      the whole run named N levels too high (+) or low (-)
@@ -23,7 +24,8 @@ against the same truth: a change that moves one boundary of the unperturbed resu
 
 Usage:
     python Testing/benchmarks/robustness_levels.py CT [--truth-shift N] [--degrees 20] [--crops 0-0.5,0.5-1]
-        [--fields-of-view 200x160,140x120] [--select fov,rot] [--model PATH] [--json OUT.json] [--truth EARLIER.json]
+        [--fields-of-view 200x160,140x120,80x0] [--select fov,rot] [--model PATH] [--json OUT.json]
+        [--truth EARLIER.json]
 """
 
 from __future__ import annotations
@@ -69,12 +71,14 @@ def cropped(image: sitk.Image, lo: float, hi: float) -> sitk.Image:
 
 def around_the_spine(image: sitk.Image, centre_lps: list[float], width_mm: float, depth_mm: float) -> sitk.Image:
     """``image`` cut to ``width_mm`` along its image axis closest to left-right and ``depth_mm`` along the one closest
-    to front-back, centred on ``centre_lps`` (LPS mm), every slice kept."""
+    to front-back (0: the whole extent), centred on ``centre_lps`` (LPS mm), every slice kept."""
     lr, si = lr_axis(image), superior_inferior_axis(image)
     ap = 3 - lr - si
     centre = image.TransformPhysicalPointToContinuousIndex(centre_lps)
     index, size = [0, 0, 0], list(image.GetSize())
     for axis, extent in ((lr, width_mm), (ap, depth_mm)):
+        if extent <= 0:
+            continue
         half = extent / 2 / image.GetSpacing()[axis]
         index[axis] = max(0, int(round(centre[axis] - half)))
         size[axis] = min(int(round(2 * half)), image.GetSize()[axis] - index[axis])
@@ -153,7 +157,8 @@ def main(argv=None) -> int:
     parser.add_argument("--crops", default="0-0.5,0.5-1,0.25-0.75",
                         help="comma-separated fractions lo-hi of the S-I extent ('' for none)")
     parser.add_argument("--fields-of-view", default="",
-                        help="comma-separated axial fields of view WIDTHxDEPTH (mm) around the spine (default: none)")
+                        help="comma-separated axial fields of view WIDTHxDEPTH (mm) around the spine, DEPTH 0 for the "
+                        "whole front-back extent (default: none)")
     parser.add_argument("--select", default="", help="comma-separated prefixes of the variants to run (default: all)")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     parser.add_argument("--json", type=Path, help="write the results here")
