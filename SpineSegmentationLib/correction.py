@@ -397,8 +397,6 @@ def _prepare(image, model, device, progress, use_localization) -> tuple[Scan, Re
     reporter = Reporter(progress)
     t_start = time.perf_counter()
     scan = prepare_scan(image, model, device, None, reporter, use_localization)
-    if scan.spine_mask is not None and not scan.spine_mask.any():
-        scan.spine_mask = None  # as segment_spine: no spine localized (small crop) -> search the whole volume
     return scan, reporter, t_start
 
 

@@ -100,8 +100,7 @@ def localize_spine(image: sitk.Image, reference: sitk.Image, model: SpineModel, 
     """
     prep, params = model.preprocessing, model.localization
     loc_spacing = prep.localization_spacing_mm
-    patch_mm = model.fcn.config.patch_size * prep.spacing_mm
-    hu_loc, loc_ref = extend_cut_body(*to_canonical(image, loc_spacing, AIR_HU), patch_mm)
+    hu_loc, loc_ref = extend_cut_body(*to_canonical(image, loc_spacing, AIR_HU), model.patch_mm)
     fractions, n_slices = sagittal_fraction_map(hu_loc, model, device)
     b = model.attention.config.block
     # The block map as an image: cell (k, j, i) covers b x b pixels in z and y, and one slice in x.

@@ -223,6 +223,11 @@ class SpineModel:
             f"{c.filters} filters, traversal {self.traversal.direction}"
         )
 
+    @property
+    def patch_mm(self) -> float:
+        """The FCN's patch edge in mm (patch size x the canonical grid's spacing)."""
+        return self.fcn.config.patch_size * self.preprocessing.spacing_mm
+
     def to(self, device: torch.device | str) -> "SpineModel":
         self.fcn.to(device)
         self.attention.to(device)

@@ -182,21 +182,19 @@ def segment_spine(
     t_start = time.perf_counter()
     scan = prepare_scan(image, model, device, direction, reporter, use_localization, max_memory_bytes,
                         test_time_mirror)
-    localized = scan.spine_mask is None or bool(scan.spine_mask.any())
-    if not localized:
-        # small crops give the low-resolution attention network too little context: search everywhere
-        scan.spine_mask = None
 
     def traverse():
         return traverse_with_fallback(scan, GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1,
                                       lambda s, batch: run_traversal(s, reporter, sliding_batch=batch))
 
     trav, fallback = traverse()
-    if localized and scan.spine_mask is not None and not trav.vertebrae:
+    if scan.spine_mask is not None and not trav.vertebrae:
         # the localization network's spine held no vertebra (it responded elsewhere): search everywhere
-        localized, scan.spine_mask, searched, before = False, None, trav.evaluations, fallback
+        scan.spine_mask = None
+        first, first_fallback = trav, fallback
         trav, fallback = traverse()
-        trav.evaluations, fallback = trav.evaluations + searched, before + fallback
+        trav.evaluations, fallback = trav.evaluations + first.evaluations, first_fallback + fallback
+    localized = not use_localization or scan.spine_mask is not None
     segmented = trav.instances.copy()
     dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability,
                               scan.model.localization.threshold)
@@ -232,7 +230,7 @@ class Scan:
         reference: canonical grid (identity direction, ``model.preprocessing.spacing_mm``), extended beyond the
             input's field of view where that cuts through the body (``preprocessing.extend_cut_body``).
         volume: normalized CT on the canonical grid, float32 [z, y, x] = [S, P, L].
-        spine_mask: bool [z, y, x] from the localization network, or None when not used.
+        spine_mask: bool [z, y, x] from the localization network, or None when not used or empty.
         localization_slices: sagittal slices evaluated by the attention network.
         spine_probability: float32 [z, y, x] smoothed spine probability from the localization network, or None.
     """
@@ -312,13 +310,15 @@ def prepare_scan(
     validate_ct(image, spacing, max_memory_bytes)
 
     reporter.stage("resample", f"resampling to {spacing} mm")
-    hu_canonical, reference = extend_cut_body(*to_canonical(image, spacing), model.fcn.config.patch_size * spacing)
+    hu_canonical, reference = extend_cut_body(*to_canonical(image, spacing), model.patch_mm)
     volume = normalize_hu(hu_canonical, model.preprocessing)
     scan = Scan(image, model, torch_device, direction, reference, volume, None)
     if use_localization:
         reporter.stage("localization", "finding the spine")
         loc = localize_spine(image, reference, model, torch_device)
-        scan.spine_mask, scan.localization_slices, scan.spine_probability = loc.mask, loc.evaluations, loc.probability
+        scan.localization_slices, scan.spine_probability = loc.evaluations, loc.probability
+        # small crops give the low-resolution attention network too little context: no mask, search everywhere
+        scan.spine_mask = loc.mask if loc.found else None
     return scan
 
 

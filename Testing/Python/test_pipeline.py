@@ -335,9 +335,7 @@ def test_the_surfaces_on_the_input_grid_follow_the_networks_probability(tptbox_c
     the vertebrae to the input grid with the traversal's mask probability, and against the reference each of the
     three is at least as good as the same traversal taken there by its indicators alone, their mean better
     (overlap Dice, measured 0.8667 / 0.8810 / 0.8648 by the indicators, 0.8705 / 0.8811 / 0.8679 with it)."""
-    scan = prepare_scan(tptbox_ct, None, "cpu", None, Reporter(None), True, None, None)
-    if not scan.spine_mask.any():
-        scan.spine_mask = None  # as segment_spine does where the localization sees no spine
+    scan = prepare_scan(tptbox_ct, None, "cpu", None, Reporter(None), True, None, None)  # no spine localized: None
     trav = run_traversal(scan, Reporter(None))
     assert drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability,
                            scan.model.localization.threshold) == 0
