@@ -40,6 +40,38 @@ def pad_value(prep: Preprocessing) -> float:
     return float(normalize_hu(np.array([-1024.0]), prep)[0])
 
 
+def extend_cut_sides(values: np.ndarray, spacing_mm: float, patch_mm: float, body_value: float, fill_value: float
+                     ) -> tuple[np.ndarray, list[list[int]]]:
+    """The rule of :func:`extend_cut_body` on an array of any intensity scale (HU, or the networks' normalized
+    values in training: ``training/sampler.py``).
+
+    Args:
+        values: [z, y, x] = [S, P, L] on an isotropic grid of ``spacing_mm``.
+        patch_mm: the FCN's patch edge in mm.
+        body_value: :data:`BODY_HU` on the scale of ``values``.
+        fill_value: :data:`CUT_BODY_PAD_HU` on the scale of ``values``.
+
+    Returns:
+        ``(array, pads)``: the extended array and the voxels added before and after each axis
+        (``[[0, 0], [front, back], [right, left]]``, as ``np.pad`` takes them), or ``values`` itself and zeros.
+    """
+    pads = [[0, 0], [0, 0], [0, 0]]
+    if max(values.shape[1:]) * spacing_mm <= patch_mm:
+        return values, pads
+    width = int(round(CUT_BODY_PAD_MM / spacing_mm))
+    body = values > body_value
+    faces = ((1, 0, body[:, 0, :]), (1, 1, body[:, -1, :]), (2, 0, body[:, :, 0]), (2, 1, body[:, :, -1]))
+    for axis, end, face in faces:
+        if face.mean() >= CUT_BODY_SHARE:
+            pads[axis][end] = width
+    if not any(any(p) for p in pads):
+        return values, pads
+    extended = np.pad(values, pads, mode="edge")
+    added = np.pad(np.zeros(values.shape, dtype=bool), pads, constant_values=True)
+    extended[added & (extended > body_value)] = fill_value
+    return extended, pads
+
+
 def extend_cut_body(hu: np.ndarray, reference: sitk.Image, patch_mm: float) -> tuple[np.ndarray, sitk.Image]:
     """Extend the sides of the field of view that cut through the body, for the networks.
 
@@ -51,7 +83,7 @@ def extend_cut_body(hu: np.ndarray, reference: sitk.Image, patch_mm: float) -> t
     never extended: every CT cuts the body there, as did the scans the networks were trained on. Nor is a field of
     view that one patch of the FCN spans in both directions (the TPTBox crop, 110 x 70 mm): the attention network
     has too little to go on there, and where it sees no spine the whole volume is searched, a window or two per
-    level (``pipeline.segment_spine``).
+    level (``pipeline.segment_spine``). The rule itself: :func:`extend_cut_sides`.
 
     Args:
         hu: HU array [z, y, x] = [S, P, L] on the canonical grid ``reference`` (``geometry.to_canonical``).
@@ -63,20 +95,9 @@ def extend_cut_body(hu: np.ndarray, reference: sitk.Image, patch_mm: float) -> t
         ``hu`` and ``reference`` themselves when no side is extended.
     """
     spacing = reference.GetSpacing()[0]
-    if max(hu.shape[1:]) * spacing <= patch_mm:
+    extended, pads = extend_cut_sides(hu, spacing, patch_mm, BODY_HU, CUT_BODY_PAD_HU)
+    if extended is hu:
         return hu, reference
-    width = int(round(CUT_BODY_PAD_MM / spacing))
-    body = hu > BODY_HU
-    pads = [[0, 0], [0, 0], [0, 0]]
-    faces = ((1, 0, body[:, 0, :]), (1, 1, body[:, -1, :]), (2, 0, body[:, :, 0]), (2, 1, body[:, :, -1]))
-    for axis, end, face in faces:
-        if face.mean() >= CUT_BODY_SHARE:
-            pads[axis][end] = width
-    if not any(any(p) for p in pads):
-        return hu, reference
-    extended = np.pad(hu, pads, mode="edge")
-    added = np.pad(np.zeros(hu.shape, dtype=bool), pads, constant_values=True)
-    extended[added & (extended > BODY_HU)] = CUT_BODY_PAD_HU
     grid = sitk.Image([int(n) for n in extended.shape[::-1]], sitk.sitkUInt8)
     grid.SetSpacing(reference.GetSpacing())
     grid.SetDirection(reference.GetDirection())

@@ -1,7 +1,7 @@
 """Data augmentation of training patches (seed 002, section 3.6: random elastic deformations, Gaussian noise,
-Gaussian smoothing and random cropping along the z-axis; plus thick slices, a random intensity scaling, random
-poses and simulated traversal errors in the instance memory). The elastic deformation, thick slices, smoothing
-and noise are TorchIO's transforms (:func:`patch_augmentation`).
+Gaussian smoothing and random cropping along the z-axis; plus in-plane fields of view around the spine, thick
+slices, a random intensity scaling, random poses and simulated traversal errors in the instance memory). The
+elastic deformation, thick slices, smoothing and noise are TorchIO's transforms (:func:`patch_augmentation`).
 
 All functions take a ``numpy.random.Generator`` and work on canonical [z, y, x] arrays in the normalized
 intensity units of :func:`~SpineSegmentationLib.preprocessing.normalize_hu` (HU / ``hu_scale``).
@@ -33,6 +33,41 @@ def random_z_crop(depth: int, rng: np.random.Generator, min_keep: int, probabili
     keep = int(rng.integers(min_keep, depth + 1))
     z0 = int(rng.integers(0, depth - keep + 1))
     return z0, z0 + keep
+
+
+#: In-plane fields of view around the spine (ours; not in the paper, whose CTs were whole cross-sections): widths
+#: and depths (mm) of CTs reconstructed around the spine, as the robustness benchmark cuts them
+#: (``robustness_levels.py --fields-of-view``: 200 x 160 down to 60 mm slabs). The crop's centre lies within this
+#: distance (mm) of the target's.
+FOV_CROP_MM = (60.0, 160.0)
+FOV_CROP_OFFSET_MM = 20.0
+
+
+def random_fov_crop(shape: tuple[int, int, int], centre: np.ndarray, spacing_mm: float, rng: np.random.Generator
+                    ) -> tuple[slice, slice]:
+    """A random field of view cut around the spine in the axial plane.
+
+    One of three, alike likely: left-right only, front-back only, or both; each cut axis keeps a width drawn
+    uniformly from :data:`FOV_CROP_MM`, centred within :data:`FOV_CROP_OFFSET_MM` of ``centre``.
+
+    Args:
+        shape: the volume's [z, y, x] shape.
+        centre: [z, y, x] voxel the field of view is cut around (a vertebra's centre).
+        spacing_mm: the volume's isotropic spacing.
+
+    Returns:
+        ``(y, x)``: the slices that stay (within the volume; the whole axis where it is not cut). The sides of the
+        field of view that cut through the body are then extended as in inference (:class:`~.sampler.PatchSampler`,
+        ``preprocessing.extend_cut_sides``).
+    """
+    axes = ((1,), (2,), (1, 2))[int(rng.integers(0, 3))]
+    out = [slice(0, shape[1]), slice(0, shape[2])]
+    for axis in axes:
+        width = int(round(rng.uniform(*FOV_CROP_MM) / spacing_mm))
+        middle = centre[axis] + rng.uniform(-FOV_CROP_OFFSET_MM, FOV_CROP_OFFSET_MM) / spacing_mm
+        start = int(np.clip(round(middle - width / 2), 0, max(shape[axis] - width, 0)))
+        out[axis - 1] = slice(start, min(start + width, shape[axis]))
+    return out[0], out[1]
 
 
 #: Elastic deformation (seed 002, section 3.6): B-spline control points per axis, largest displacement (voxels),

@@ -23,7 +23,9 @@ typo cannot silently fall back to a default):
   Relative paths are relative to the configuration file.
 - ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings,
   augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see
-  :func:`~.augmentation.random_pose`; ``memory_error_probability``: :func:`~.augmentation.perturb_memory`);
+  :func:`~.augmentation.random_pose`; ``memory_error_probability``: :func:`~.augmentation.perturb_memory`;
+  ``fov_crop_probability``: the share of patches from a scan cut to an in-plane field of view around the spine,
+  extended as in inference: :func:`~.sampler.crop_field_of_view`);
   ``init_from``: an earlier run's ``checkpoint.pt`` or a model folder to start from;
   ``attention_training.retrain`` (with ``init_from``): train the attention net again instead of copying it;
   ``ema_decay``: when > 0, the model folder gets the exponential moving average of the FCN's weights over the
@@ -86,6 +88,7 @@ DEFAULTS: dict = {
         "max_rotation_degrees": 20.0,
         "max_scale": 0.1,
         "memory_error_probability": 0.0,
+        "fov_crop_probability": 0.0,
         "checkpoint_every": 250,
         "log_every": 10,
         "init_from": None,
@@ -173,6 +176,9 @@ def load_config(config: str | Path | dict) -> dict:
     if data["pseudo_label_ignore_mm"] < 0:
         raise ValueError(f"data.pseudo_label_ignore_mm must be >= 0 (mm; 0 = no band), got "
                          f"{data['pseudo_label_ignore_mm']}")
+    for key in ("pose_probability", "memory_error_probability", "fov_crop_probability"):
+        if not 0.0 <= cfg["fcn_training"][key] <= 1.0:
+            raise ValueError(f"fcn_training.{key} must be in [0, 1], got {cfg['fcn_training'][key]}")
     if not 0.0 <= cfg["fcn_training"]["ema_decay"] < 1.0:
         raise ValueError(f"fcn_training.ema_decay must be in [0, 1) (0 = keep the last iterate), got "
                          f"{cfg['fcn_training']['ema_decay']}")

@@ -13,6 +13,10 @@ scan. For a vertebra patch:
   lies outside the patch and the vertebra is not cut by the scan's field of view (it touches no face of the
   volume, after any random z-crop).
 
+With probability ``fov_crop_probability`` the scan is first cut to an in-plane field of view around the target
+(:func:`~.augmentation.random_fov_crop`) and its sides that cut through the body extended as the pipeline extends
+them (``preprocessing.extend_cut_sides``); vertebrae the cut crosses are incomplete.
+
 For a random patch, all visible vertebral bone goes into the memory and the targets are empty (mask 0,
 label 0, completeness 0). The sacrum (26) is never a target and never in the memory. Patch voxels outside
 the volume (or outside a random z-crop) are the normalized air value (:func:`~SpineSegmentationLib.
@@ -27,6 +31,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy import SACRUM, column_position
+from ..preprocessing import extend_cut_sides
 from . import augmentation
 from .losses import surface_distance_weights
 
@@ -116,6 +121,27 @@ def extract(array: np.ndarray, start: np.ndarray, size: int, fill: float) -> np.
     return out
 
 
+def crop_field_of_view(volume: TrainingVolume, y: slice, x: slice, spacing_mm: float, patch_mm: float,
+                       body_value: float, fill_value: float) -> TrainingVolume:
+    """``volume`` cut to the in-plane field of view ``[:, y, x]``, its sides that cut through the body extended as the
+    pipeline extends them (``preprocessing.extend_cut_sides``; labels 0 there). A vertebra the cut crosses touches the
+    new field of view's border (:attr:`VertebraInfo.touches_yx_border`: incomplete), also beyond an extension.
+
+    Args:
+        spacing_mm: the volume's isotropic spacing; patch_mm: the FCN's patch edge in mm.
+        body_value, fill_value: ``preprocessing.BODY_HU`` and ``CUT_BODY_PAD_HU`` normalized as ``volume.image``.
+    """
+    image, labels = volume.image[:, y, x], volume.labels[:, y, x]
+    cut = TrainingVolume.build(volume.name, image, labels, volume.ignore_band_voxels)
+    extended, pads = extend_cut_sides(image, spacing_mm, patch_mm, body_value, fill_value)
+    if extended is not image:
+        shift = np.array([before for before, _ in pads])
+        cut.image, cut.labels = extended, np.pad(labels, pads)
+        for info in cut.vertebrae.values():
+            info.bbox_min, info.bbox_max = info.bbox_min + shift, info.bbox_max + shift
+    return cut
+
+
 class PatchSampler:
     """Draws :class:`Patch` es from training volumes (see module docstring).
 
@@ -133,13 +159,17 @@ class PatchSampler:
             vertebra voxels inside the posed patch.
         memory_error_probability: share of vertebra patches whose memory simulates a traversal error
             (:func:`~.augmentation.perturb_memory`).
+        fov_crop_probability: share of patches drawn from the scan cut to an in-plane field of view around the
+            target (:func:`crop_field_of_view`); 0 in every configuration before 2026-12-05.
+        spacing_mm, body_values: the volumes' spacing, and ``(BODY_HU, CUT_BODY_PAD_HU)`` normalized, for the cut.
     """
 
     def __init__(self, patch_size: int, pad: float, direction: str = "up", sigma_voxels: float = 2.4,
                  gamma: float = 8.0, random_patch_fraction: float = 0.25, completeness_tolerance: float = 0.02,
                  augment: bool = True, hu_scale: float = 1000.0, pose_probability: float = 0.7,
                  max_rotation_degrees: float = 20.0, max_scale: float = 0.1,
-                 memory_error_probability: float = 0.0) -> None:
+                 memory_error_probability: float = 0.0, fov_crop_probability: float = 0.0,
+                 spacing_mm: float = 2.5, body_values: tuple[float, float] = (-0.5, 0.0)) -> None:
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
         self.patch_size = int(patch_size)
@@ -155,6 +185,9 @@ class PatchSampler:
         self.max_rotation_degrees = max_rotation_degrees
         self.max_scale = max_scale
         self.memory_error_probability = memory_error_probability
+        self.fov_crop_probability = fov_crop_probability
+        self.spacing_mm = spacing_mm
+        self.body_values = body_values
         self._augmentation = augmentation.patch_augmentation(hu_scale)
 
     def _patch_arrays(self, volume: TrainingVolume, centre: np.ndarray, pose: np.ndarray | None, z0: int, z1: int):
@@ -179,6 +212,18 @@ class PatchSampler:
         box = tuple(slice(a, b) for a, b in zip(lo, hi))
         points = np.argwhere(volume.labels[box] == info.label) + lo
         return augmentation.count_inside_patch(points, centre, pose, self.patch_size)
+
+    def _cut_field_of_view(self, volume: TrainingVolume, around: VertebraInfo, target: int, z0: int, z1: int,
+                           rng: np.random.Generator) -> tuple[TrainingVolume, dict[int, VertebraInfo]]:
+        """``volume`` cut around vertebra ``around`` (:func:`crop_field_of_view`) and its visible vertebrae; the
+        volume as it is if the cut leaves nothing of the target in ``[z0, z1)``."""
+        y, x = augmentation.random_fov_crop(volume.labels.shape, (around.bbox_min + around.bbox_max) // 2,
+                                            self.spacing_mm, rng)
+        cut = crop_field_of_view(volume, y, x, self.spacing_mm, self.patch_size * self.spacing_mm, *self.body_values)
+        visible = {k: v for k, v in cut.vertebrae.items() if v.z_profile[z0:z1].sum() > 0}
+        if target and target not in visible:
+            return volume, {k: v for k, v in volume.vertebrae.items() if v.z_profile[z0:z1].sum() > 0}
+        return cut, visible
 
     def _before(self, target_position: float, position: float) -> bool:
         return position > target_position if self.direction == "up" else position < target_position
@@ -208,6 +253,10 @@ class PatchSampler:
                 target = 0
         if target and target not in visible:
             raise ValueError(f"vertebra {target} is not visible in {volume.name} (z-crop {z_crop})")
+        if self.fov_crop_probability > 0 and centre is None and self.augment and visible \
+                and rng.random() < self.fov_crop_probability:
+            volume, visible = self._cut_field_of_view(volume, visible[target or int(rng.choice(sorted(visible)))],
+                                                      target, z0, z1, rng)
         if centre is None:
             if target:
                 info = visible[target]

@@ -15,13 +15,13 @@ from scipy import ndimage
 from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.models import PROVENANCE_ROOT, Preprocessing, load_model
 from SpineSegmentationLib.networks import IterativeFCN, IterativeFCNConfig
-from SpineSegmentationLib.preprocessing import normalize_hu, pad_value
+from SpineSegmentationLib.preprocessing import BODY_HU, CUT_BODY_PAD_HU, CUT_BODY_PAD_MM, normalize_hu, pad_value
 from SpineSegmentationLib.training import train
-from SpineSegmentationLib.training.augmentation import augment_patch, patch_augmentation
+from SpineSegmentationLib.training.augmentation import FOV_CROP_MM, augment_patch, patch_augmentation, random_fov_crop
 from SpineSegmentationLib.training.config import load_config
 from SpineSegmentationLib.training.data import TrainingData, to_training_volume
 from SpineSegmentationLib.training.readers import Case, find_verse_cases, load_case, read_manifest
-from SpineSegmentationLib.training.sampler import PatchSampler, TrainingVolume, extract
+from SpineSegmentationLib.training.sampler import PatchSampler, TrainingVolume, crop_field_of_view, extract
 from SpineSegmentationLib.training.synthetic import synthesize_ct
 from SpineSegmentationLib.training.trainer import batch_tensors, fcn_step, initialize_output_biases
 
@@ -170,6 +170,65 @@ def test_completeness_two_percent_rule_and_z_crop(tptbox):
     assert cropped.complete == 0.0
     top = z_mid - (centre[0] - 32)
     assert np.all(cropped.image[top:] == PAD) and not cropped.target[top:].any()
+
+
+BODY_VALUES = tuple(float(v) for v in normalize_hu(np.array([BODY_HU, CUT_BODY_PAD_HU]), PREP))
+
+
+def test_a_field_of_view_cut_around_the_spine_is_extended_as_in_inference(example_ct):
+    """The example CT cut to 60 mm left-right around L3: both sides run through the body (paraspinal muscle, the
+    psoas) and are extended by 64 mm as the pipeline extends them, the body as soft tissue (0 HU), air as air,
+    unlabelled; L3, wider than 60 mm with its transverse processes, is now cut by the field of view."""
+    c = _centre_of(example_ct, L3)
+    keep = int(round(60 / 2.5))
+    x = slice(c[2] - keep // 2, c[2] - keep // 2 + keep)
+    cut = crop_field_of_view(example_ct, slice(0, example_ct.labels.shape[1]), x, 2.5, 120.0, *BODY_VALUES)
+    width = int(round(CUT_BODY_PAD_MM / 2.5))
+    assert cut.image.shape == example_ct.image.shape[:2] + (keep + 2 * width,)
+    np.testing.assert_array_equal(cut.image[:, :, width:width + keep], example_ct.image[:, :, x])
+    np.testing.assert_array_equal(cut.labels[:, :, width:width + keep], example_ct.labels[:, :, x])
+    assert not cut.labels[:, :, :width].any() and not cut.labels[:, :, width + keep:].any()
+    for side, border in ((cut.image[:, :, :width], example_ct.image[:, :, x.start]),
+                         (cut.image[:, :, width + keep:], example_ct.image[:, :, x.stop - 1])):
+        body = border > BODY_VALUES[0]
+        assert 0.2 < body.mean() < 1.0  # the body, and air in front of and behind it
+        assert (side[body] == normalize_hu(np.array([CUT_BODY_PAD_HU]), PREP)[0]).all()
+        np.testing.assert_array_equal(side[~body], np.repeat(border[..., None], width, axis=2)[~body])
+    l3, whole = cut.vertebrae[L3], example_ct.vertebrae[L3]
+    assert l3.touches_yx_border and not whole.touches_yx_border
+    assert l3.bbox_min[2] == width and l3.bbox_max[2] == width + keep - 1  # in the extended volume's voxels
+    np.testing.assert_array_equal(l3.z_profile[l3.z_profile > 0] <= whole.z_profile[l3.z_profile > 0], True)
+    # a patch of L3 from the cut scan: incomplete, its target only what the field of view keeps
+    patch = sampler(64).sample(cut, np.random.default_rng(0), target=L3, centre=(l3.bbox_min + l3.bbox_max) // 2)
+    assert patch.complete == 0.0 and patch.target.sum() == (cut.labels == L3).sum() < whole.count
+
+
+def test_random_fields_of_view_keep_the_spine_and_cut_one_axis_or_both():
+    rng = np.random.default_rng(3)
+    shape, centre = (40, 160, 200), np.array([20, 90, 100])
+    kinds = set()
+    for _ in range(300):
+        y, x = random_fov_crop(shape, centre, 2.5, rng)
+        cut = (y != slice(0, 160), x != slice(0, 200))
+        kinds.add(cut)
+        for axis, s, n in ((1, y, 160), (2, x, 200)):
+            assert 0 <= s.start <= centre[axis] < s.stop <= n
+            if (axis == 1 and cut[0]) or (axis == 2 and cut[1]):
+                assert FOV_CROP_MM[0] - 2.5 <= (s.stop - s.start) * 2.5 <= FOV_CROP_MM[1] + 2.5
+    assert kinds == {(True, False), (False, True), (True, True)}
+
+
+def test_sampling_from_cut_fields_of_view(example_ct):
+    """A 96-voxel (240 mm) patch centred in L3 holds all of it, so L3 is complete in every draw from the whole scan;
+    with every patch from a cut field of view it comes out incomplete where the cut crosses it."""
+    whole = (0, example_ct.labels.shape[0])
+    draws = {}
+    for share in (0.0, 1.0):
+        s = PatchSampler(96, PAD, augment=True, fov_crop_probability=share, pose_probability=0.0)
+        draws[share] = [s.sample(example_ct, np.random.default_rng(seed), target=L3, z_crop=whole) for seed in range(12)]
+    assert all(p.image.shape == (96, 96, 96) and p.label == 22.0 for p in draws[0.0] + draws[1.0])
+    assert all(p.complete == 1.0 for p in draws[0.0])
+    assert 0 < sum(p.complete == 0.0 for p in draws[1.0]) < 12
 
 
 def test_random_patch_targets_are_empty(example_ct):
@@ -477,6 +536,8 @@ def test_config_rejects_unknown_keys_and_missing_data():
         load_config({"data": {"manifest": "x.csv", "composite_column_share": 1.5}})
     with pytest.raises(ValueError, match=r"data.pseudo_label_ignore_mm must be >= 0"):
         load_config({"data": {"manifest": "x.csv", "pseudo_label_ignore_mm": -2.5}})
+    with pytest.raises(ValueError, match=r"fcn_training.fov_crop_probability must be in \[0, 1\], got 1.5"):
+        load_config({"data": {"manifest": "x.csv"}, "fcn_training": {"fov_crop_probability": 1.5}})
     cfg = load_config(CONFIGS / "default_cpu.json")
     assert Path(cfg["data"]["manifest"]).is_file()
     assert cfg["iterative_fcn"]["patch_size"] == 48 and cfg["traversal"]["direction"] == "up"
