@@ -40,6 +40,12 @@ def pad_value(prep: Preprocessing) -> float:
     return float(normalize_hu(np.array([-1024.0]), prep)[0])
 
 
+def cut_body_values(prep: Preprocessing) -> tuple[float, float]:
+    """``(BODY_HU, CUT_BODY_PAD_HU)`` normalized (:func:`normalize_hu`): :func:`extend_cut_sides` on network input."""
+    body, fill = normalize_hu(np.array([BODY_HU, CUT_BODY_PAD_HU]), prep)
+    return float(body), float(fill)
+
+
 def extend_cut_sides(values: np.ndarray, spacing_mm: float, patch_mm: float, body_value: float, fill_value: float
                      ) -> tuple[np.ndarray, list[list[int]]]:
     """The rule of :func:`extend_cut_body` on an array of any intensity scale (HU, or the networks' normalized

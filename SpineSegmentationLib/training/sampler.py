@@ -31,7 +31,8 @@ import numpy as np
 from scipy import ndimage
 
 from ..anatomy import SACRUM, column_position
-from ..preprocessing import extend_cut_sides
+from ..models import Preprocessing
+from ..preprocessing import cut_body_values, extend_cut_sides
 from . import augmentation
 from .losses import surface_distance_weights
 
@@ -142,6 +143,11 @@ def crop_field_of_view(volume: TrainingVolume, y: slice, x: slice, spacing_mm: f
     return cut
 
 
+def _visible(volume: TrainingVolume, z0: int, z1: int) -> dict[int, VertebraInfo]:
+    """The vertebrae of ``volume`` with voxels in the slices ``[z0, z1)``."""
+    return {k: v for k, v in volume.vertebrae.items() if v.z_profile[z0:z1].sum() > 0}
+
+
 class PatchSampler:
     """Draws :class:`Patch` es from training volumes (see module docstring).
 
@@ -161,7 +167,8 @@ class PatchSampler:
             (:func:`~.augmentation.perturb_memory`).
         fov_crop_probability: share of patches drawn from the scan cut to an in-plane field of view around the
             target (:func:`crop_field_of_view`); 0 in every configuration before 2026-12-05.
-        spacing_mm, body_values: the volumes' spacing, and ``(BODY_HU, CUT_BODY_PAD_HU)`` normalized, for the cut.
+        spacing_mm, body_values: the volumes' spacing, and ``(BODY_HU, CUT_BODY_PAD_HU)`` normalized, for the cut
+            (``preprocessing.cut_body_values``; None: with ``hu_scale`` and the default window).
     """
 
     def __init__(self, patch_size: int, pad: float, direction: str = "up", sigma_voxels: float = 2.4,
@@ -169,7 +176,7 @@ class PatchSampler:
                  augment: bool = True, hu_scale: float = 1000.0, pose_probability: float = 0.7,
                  max_rotation_degrees: float = 20.0, max_scale: float = 0.1,
                  memory_error_probability: float = 0.0, fov_crop_probability: float = 0.0,
-                 spacing_mm: float = 2.5, body_values: tuple[float, float] = (-0.5, 0.0)) -> None:
+                 spacing_mm: float = 2.5, body_values: tuple[float, float] | None = None) -> None:
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
         self.patch_size = int(patch_size)
@@ -187,7 +194,7 @@ class PatchSampler:
         self.memory_error_probability = memory_error_probability
         self.fov_crop_probability = fov_crop_probability
         self.spacing_mm = spacing_mm
-        self.body_values = body_values
+        self.body_values = cut_body_values(Preprocessing(hu_scale=hu_scale)) if body_values is None else body_values
         self._augmentation = augmentation.patch_augmentation(hu_scale)
 
     def _patch_arrays(self, volume: TrainingVolume, centre: np.ndarray, pose: np.ndarray | None, z0: int, z1: int):
@@ -213,17 +220,12 @@ class PatchSampler:
         points = np.argwhere(volume.labels[box] == info.label) + lo
         return augmentation.count_inside_patch(points, centre, pose, self.patch_size)
 
-    def _cut_field_of_view(self, volume: TrainingVolume, around: VertebraInfo, target: int, z0: int, z1: int,
-                           rng: np.random.Generator) -> tuple[TrainingVolume, dict[int, VertebraInfo]]:
-        """``volume`` cut around vertebra ``around`` (:func:`crop_field_of_view`) and its visible vertebrae; the
-        volume as it is if the cut leaves nothing of the target in ``[z0, z1)``."""
+    def _cut_field_of_view(self, volume: TrainingVolume, around: VertebraInfo, rng: np.random.Generator
+                           ) -> TrainingVolume:
+        """``volume`` cut to a random field of view around vertebra ``around`` (:func:`crop_field_of_view`)."""
         y, x = augmentation.random_fov_crop(volume.labels.shape, (around.bbox_min + around.bbox_max) // 2,
                                             self.spacing_mm, rng)
-        cut = crop_field_of_view(volume, y, x, self.spacing_mm, self.patch_size * self.spacing_mm, *self.body_values)
-        visible = {k: v for k, v in cut.vertebrae.items() if v.z_profile[z0:z1].sum() > 0}
-        if target and target not in visible:
-            return volume, {k: v for k, v in volume.vertebrae.items() if v.z_profile[z0:z1].sum() > 0}
-        return cut, visible
+        return crop_field_of_view(volume, y, x, self.spacing_mm, self.patch_size * self.spacing_mm, *self.body_values)
 
     def _before(self, target_position: float, position: float) -> bool:
         return position > target_position if self.direction == "up" else position < target_position
@@ -245,7 +247,7 @@ class PatchSampler:
         if z_crop is None:
             z_crop = augmentation.random_z_crop(depth, rng, min_keep=max(P // 2, 8)) if self.augment else (0, depth)
         z0, z1 = z_crop
-        visible = {k: v for k, v in volume.vertebrae.items() if v.z_profile[z0:z1].sum() > 0}
+        visible = _visible(volume, z0, z1)
         if target is None:
             if visible and rng.random() >= self.random_patch_fraction:
                 target = int(rng.choice(sorted(visible)))
@@ -255,8 +257,10 @@ class PatchSampler:
             raise ValueError(f"vertebra {target} is not visible in {volume.name} (z-crop {z_crop})")
         if self.fov_crop_probability > 0 and centre is None and self.augment and visible \
                 and rng.random() < self.fov_crop_probability:
-            volume, visible = self._cut_field_of_view(volume, visible[target or int(rng.choice(sorted(visible)))],
-                                                      target, z0, z1, rng)
+            cut = self._cut_field_of_view(volume, visible[target or int(rng.choice(sorted(visible)))], rng)
+            cut_visible = _visible(cut, z0, z1)
+            if not target or target in cut_visible:  # else the cut left nothing of the target: the scan as it is
+                volume, visible = cut, cut_visible
         if centre is None:
             if target:
                 info = visible[target]

@@ -38,7 +38,7 @@ from ..errors import OutputExistsError
 from ..models import (LocalizationParameters, Postprocessing, Preprocessing, SpineModel, TraversalParameters, load_model,
                       save_model)
 from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
-from ..preprocessing import BODY_HU, CUT_BODY_PAD_HU, normalize_hu, pad_value
+from ..preprocessing import cut_body_values, pad_value
 from ..threads import torch_threads
 from .attention_training import sagittal_examples, train_attention
 from .config import load_config
@@ -354,7 +354,7 @@ class _TrainingRun:
                             tc["completeness_tolerance"], augment, prep.hu_scale, tc["pose_probability"],
                             tc["max_rotation_degrees"], tc["max_scale"], tc["memory_error_probability"],
                             tc["fov_crop_probability"], prep.spacing_mm,
-                            tuple(float(v) for v in normalize_hu(np.array([BODY_HU, CUT_BODY_PAD_HU]), prep)))
+                            cut_body_values(prep))
 
     def train_fcn(self) -> None:
         """The iterative FCN (seed 002, section 3.6) until ``max_iterations`` or the wall-clock budget."""

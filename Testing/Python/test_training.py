@@ -15,7 +15,7 @@ from scipy import ndimage
 from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.models import PROVENANCE_ROOT, Preprocessing, load_model
 from SpineSegmentationLib.networks import IterativeFCN, IterativeFCNConfig
-from SpineSegmentationLib.preprocessing import BODY_HU, CUT_BODY_PAD_HU, CUT_BODY_PAD_MM, normalize_hu, pad_value
+from SpineSegmentationLib.preprocessing import CUT_BODY_PAD_HU, CUT_BODY_PAD_MM, cut_body_values, normalize_hu, pad_value
 from SpineSegmentationLib.training import train
 from SpineSegmentationLib.training.augmentation import FOV_CROP_MM, augment_patch, patch_augmentation, random_fov_crop
 from SpineSegmentationLib.training.config import load_config
@@ -172,7 +172,7 @@ def test_completeness_two_percent_rule_and_z_crop(tptbox):
     assert np.all(cropped.image[top:] == PAD) and not cropped.target[top:].any()
 
 
-BODY_VALUES = tuple(float(v) for v in normalize_hu(np.array([BODY_HU, CUT_BODY_PAD_HU]), PREP))
+BODY_VALUES = cut_body_values(PREP)
 
 
 def test_a_field_of_view_cut_around_the_spine_is_extended_as_in_inference(example_ct):
