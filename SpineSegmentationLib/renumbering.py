@@ -166,35 +166,43 @@ def relabel_vertebrae(vertebrae: Iterable[Vertebra], labels: Sequence[int]) -> R
         column_position(label)
     probabilities, likelihood = sequence_probabilities([v.label_regressed for v in ordered], labels,
                                                        _evidence(ordered)) if ordered else ([], 0.0)
-    alternatives = labeling_alternatives(ordered)
+    relabelled = _relabelled(ordered, labels, probabilities, [True] * len(ordered))
     return Relabeling(
         mapping={int(v.label): lab for v, lab in zip(ordered, labels)},
-        vertebrae=_with_others(_relabelled(ordered, labels, probabilities, [True] * len(ordered)), vertebrae),
+        vertebrae=_with_others(relabelled, vertebrae),
         likelihood=likelihood,
-        alternatives=alternatives,
+        alternatives=labeling_alternatives(relabelled),  # every level stated: the unconstrained candidates
     )
 
 
 def labeling_alternatives(
     result_or_vertebrae: Union[SpineSegmentationResult, Iterable[Vertebra]], max_alternatives: int = 8
 ) -> list[LabelingAlternative]:
-    """Candidate label sequences of the column, most likely first (seed 002 section 3.4, no constraint).
+    """Candidate label sequences of the column, most likely first (seed 002 section 3.4).
 
     The list holds the best sequence, its shifts by +-1 level (always), and other sequences with a posterior
-    probability above 0.1 % such as the T13 / L6 variants, with the anatomical evidence the vertebrae carry. Each entry's ``labels`` are in
-    cranio-caudal order and can be applied with :func:`apply_alternative`.
+    probability above 0.1 % such as the T13 / L6 variants, with the anatomical evidence the vertebrae carry. Each
+    entry's ``labels`` are in cranio-caudal order and can be applied with :func:`apply_alternative`.
+
+    Levels a person stated (``Vertebra.level_stated`` on some of the vertebrae: renumbering, a click or re-run that
+    kept a statement) are constraints, as in :func:`renumber`: every candidate keeps them, so the list never offers
+    to undo a statement silently. When every vertebra carries one (an applied alternative: the person chose the
+    whole sequence from this list) there is no constraint, so that another candidate can still be chosen.
 
     Args:
         result_or_vertebrae: a result, or its vertebrae (each with ``label_regressed``).
         max_alternatives: how many sequences to keep beyond the best and its shifts.
 
     Raises:
-        ValueError: as :func:`cranio_caudal`.
+        ValueError: as :func:`cranio_caudal`; or no contiguous labelling keeps the stated levels (e.g. two stated
+            vertebrae with a vertebra found between them that has no level left).
     """
     vertebrae = result_or_vertebrae.vertebrae if isinstance(result_or_vertebrae, SpineSegmentationResult) \
         else result_or_vertebrae
     ordered = cranio_caudal(vertebrae)
+    stated = {i: int(v.label) for i, v in enumerate(ordered) if v.level_stated}
     return refine_labels([v.label_regressed for v in ordered], max_alternatives=max_alternatives,
+                         constraints=stated if len(stated) < len(ordered) else None,
                          evidence=_evidence(ordered)).alternatives
 
 
@@ -276,7 +284,7 @@ def renumber(result: SpineSegmentationResult, vertebra_label: int, stated_level:
 
     Runs :func:`renumber_vertebrae` and relabels the label map on the input grid (voxels unchanged; edited
     vertebrae keep ``edited=True``). ``alternatives`` of the new result are the candidates that respect the
-    statement, the applied one first; :func:`labeling_alternatives` gives the unconstrained list. The step is
+    statement, the applied one first, as :func:`labeling_alternatives` of the new result lists them. The step is
     recorded in ``run_info["corrections"]``.
 
     Raises:
@@ -293,7 +301,8 @@ def apply_alternative(
 ) -> SpineSegmentationResult:
     """A new result labelled with ``alternative`` (from :func:`labeling_alternatives`, or a label sequence in
     cranio-caudal order). The new result's ``alternatives`` are the unconstrained candidates of
-    :func:`labeling_alternatives` (so the applied sequence is first only when it is the most likely one).
+    :func:`labeling_alternatives` (every level is stated now, so none is a constraint: the applied sequence is first
+    only when it is the most likely one).
 
     Raises:
         ValueError: see :func:`relabel_vertebrae` and :func:`relabel_label_map`.

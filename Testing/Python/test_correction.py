@@ -430,6 +430,27 @@ def test_alternatives_are_ordered_by_likelihood_and_apply_with_one_call(oracle_r
         np.testing.assert_array_equal(after[new], before[old])
 
 
+def test_alternatives_keep_the_levels_a_person_stated(oracle_result):
+    """After "what you call L4 is L5" every listed labelling keeps L5 there (the list a reviewer picks from must not
+    undo the statement); after a whole sequence was chosen from the list, the list is unconstrained again."""
+    unconstrained = [a.labels for a in labeling_alternatives(oracle_result)]
+    assert any(labels[3] != 24 for labels in unconstrained)
+    fixed = renumber(oracle_result, vertebra_label=23, stated_level="L5")
+    listed = labeling_alternatives(fixed)
+    assert listed and all(a.labels[3] == 24 for a in listed)
+    assert [a.labels for a in listed] == [a.labels for a in fixed.alternatives]  # what the renumbered result holds
+    chosen = apply_alternative(fixed, listed[0])
+    assert [a.labels for a in labeling_alternatives(chosen)] == unconstrained
+    assert [a.labels for a in chosen.alternatives] == unconstrained
+    # L2 and L3 stated with a vertebra found between them: no labelling fits, and the list says why
+    squeezed = list(oracle_result.vertebrae)
+    squeezed[1] = replace(squeezed[1], level_stated=True)  # L2
+    squeezed[2], squeezed[3] = (replace(squeezed[2], label=23, name="L4"),
+                                replace(squeezed[3], label=22, name="L3", level_stated=True))
+    with pytest.raises(ValueError, match="no contiguous labelling satisfies the stated levels"):
+        labeling_alternatives(squeezed)
+
+
 def test_completeness_flag_round_trips_through_vertebrae_json(oracle_result, tmp_path):
     flipped = set_completeness(oracle_result, 24, complete=False)
     assert [v.complete for v in flipped.vertebrae] == [True, True, True, True, False]

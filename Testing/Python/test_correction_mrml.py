@@ -269,6 +269,18 @@ def test_alternatives_are_ordered_and_apply_with_one_call(loaded):
     assert _stated_names(segmentation) == ["L4"]
 
 
+def test_the_alternatives_list_keeps_a_stated_level(loaded):
+    """The list the module shows is read from the segments' tags: after "what you call L4 is L5" each entry keeps L5
+    on that vertebra; after a whole labelling was applied from it, it offers the others again."""
+    logic, segmentation = loaded
+    logic.renumber(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4"), "L5")
+    index = _names(segmentation).index("L5")  # the column is the segments without the sacrum, head first
+    listed = logic.alternatives(segmentation)
+    assert listed and all(a.labels[index] == 24 for a in listed)
+    logic.applyAlternative(segmentation, listed[-1])
+    assert any(a.labels[index] != listed[-1].labels[index] for a in logic.alternatives(segmentation))
+
+
 def test_a_stated_level_goes_into_a_click_and_comes_back_with_its_vertebra(loaded, ct_node, verse_labels):
     """Renumbered, then a click into a vertebra the run missed: the real tool gets the stated level (``--stated``)
     and keeps it, so the person's levels hold for the kept vertebrae and the clicked one."""
