@@ -283,8 +283,12 @@ def refine_labels(
     if not scored:
         stated = ", ".join(f"vertebra {i + 1} of {n} from the head = {vertebra_name(lab)}"
                            for i, lab in sorted(constraints.items()))
+        hint = ("" if len(constraints) < 2 else
+                "; if a vertebra found between two stated ones is right (one the statements did not count, e.g. a "
+                "vertebra added by a click after a whole labelling was applied), state the level of one vertebra "
+                "again (renumbering keeps that statement only) and repeat")
         raise ValueError(f"no contiguous labelling satisfies the stated levels ({stated}); check the stated levels, "
-                         "or remove the vertebrae found between them that do not belong there")
+                         f"or remove the vertebrae found between them that do not belong there{hint}")
     seqs, posterior = _posterior(scored)
     # ties: prefer the standard column, then the order of appearance (stable sort)
     order = sorted(range(len(seqs)), key=lambda k: (-posterior[k], scored[seqs[k]][1] != "standard"))

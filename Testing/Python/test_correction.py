@@ -270,6 +270,19 @@ def test_a_stated_level_of_a_kept_vertebra_holds_when_a_click_adds_one(oracle_wo
                            stated={20}, model=model, device="cpu", use_localization=False)
 
 
+def test_a_click_between_two_levels_stated_as_neighbours_says_how_to_go_on(oracle_world):
+    """The run missed L3 and named the column L1-L4; a person applied a whole labelling (every level stated) and
+    then clicks the missed vertebra: the statements leave it no level. The error names the way out, and that way
+    (one statement instead of all) gives the true column."""
+    truth, ct, model = oracle_world
+    missed = np.select([truth == 20, truth == 21, truth == 23, truth == 24], [20, 21, 22, 23], 0).astype(np.int16)
+    click = dict(existing_labels=_labels_image(missed, ct), model=model, device="cpu", use_localization=False)
+    with pytest.raises(ValueError, match="state the level of one vertebra again"):
+        segment_from_point(ct, _center_ras(truth, 22, ct), stated={20, 21, 22, 23}, **click)
+    result = segment_from_point(ct, _center_ras(truth, 22, ct), stated={21}, **click)  # "this one is L2", alone
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(result.labels), truth)
+
+
 def test_a_stated_level_that_finds_no_vertebra_again_is_reported(oracle_world):
     """A segment a person drew in the air above the column, stated to be T11 and redone: the network finds no
     vertebra there, so the statement cannot be kept and the result says so."""

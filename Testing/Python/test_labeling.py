@@ -111,8 +111,11 @@ def test_a_vertebra_without_a_regression_takes_its_level_from_its_neighbours():
 
 
 def test_impossible_constraints_and_bad_input_raise_clear_errors():
-    with pytest.raises(ValueError, match="no contiguous labelling"):
+    with pytest.raises(ValueError, match="no contiguous labelling.*state the level of one vertebra again"):
         refine_labels([20.0, 21.0], constraints={0: 24, 1: 1})
+    with pytest.raises(ValueError, match="no contiguous labelling") as one:  # one statement: nothing to drop
+        refine_labels([20.0, 21.0], constraints={1: 1})
+    assert "state the level of one vertebra again" not in str(one.value)
     with pytest.raises(ValueError, match="only 2 vertebrae"):
         refine_labels([20.0, 21.0], constraints={5: 20})
     with pytest.raises(ValueError, match="more than any spine"):
