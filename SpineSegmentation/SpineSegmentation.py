@@ -403,7 +403,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         form.addRow(_("Selected vertebra is:"), row)
 
         self.alternativesList = qt.QListWidget()
-        self.alternativesList.toolTip = _("Other labellings of the column, most likely first; click one to apply it")
+        self.alternativesList.toolTip = _("Other labellings of the column that keep the levels you stated, most likely "
+                                          "first; click one to apply it")
         self.alternativesList.setMaximumHeight(110)
         form.addRow(_("Alternatives:"), self.alternativesList)
         self._alternatives = []
