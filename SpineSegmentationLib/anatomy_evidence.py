@@ -84,6 +84,17 @@ COLUMN_HALF_WIDTH_MM = 25.0
 #: Bone behind this line (mm anterior of the vertebra's centroid) is searched; the aorta and contrast-filled
 #: organs in front of the column are not.
 ANTERIOR_LIMIT_MM = 10.0
+#: The bone behind a vertebra whose direction :func:`_process_slope` measures: this far behind its centroid (mm,
+#: beyond the spinal canal: the laminae and the spinous process), this far above and below it along the column
+#: (mm), and this far either side of its mid-sagittal plane (mm).
+PROCESS_BEHIND_MM = (15.0, 70.0)
+PROCESS_ALONG_MM = 40.0
+PROCESS_HALF_WIDTH_MM = 6.0
+#: Scale (mm) of the structure tensor that gives the bone's direction in the mid-sagittal plane: a spinous process
+#: is 5-10 mm thick.
+PROCESS_SCALE_MM = 3.0
+#: Fewest bone pixels (at the evidence spacing, in the mid-sagittal image) for a direction to be measured.
+MIN_PROCESS_PIXELS = 20
 #: The sacrum is searched this far below the lowest vertebra's body (mm).
 SACRUM_SEARCH_MM = 40.0
 #: A bone below the column at least this wide (mm, left-right) is the sacrum (alae 100-120 mm); a lumbar
@@ -101,10 +112,14 @@ class VertebraEvidence:
             edge), or when the pelvis touches the vertebra (see ``sacrum_below``).
         sacrum_below: True when the sacrum lies right below (only measured for the lowest two segments), False
             when the field of view below shows none, None when not measured or not in view.
+        process_slope: which way the bone behind the vertebra runs in its mid-sagittal plane as it goes back
+            (:func:`_process_slope`), from -1 (towards the feet, as the header has them) to +1 (towards the head);
+            None when too little bone is in view there.
     """
 
     rib_sides: Optional[int] = None
     sacrum_below: Optional[bool] = None
+    process_slope: Optional[float] = None
 
 
 def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> list[VertebraEvidence]:
@@ -140,8 +155,49 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     ribs = rib_sides(free_bone)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
         ribs = rib_sides((hu > FAINT_RIB_HU) & (grid_ids == 0))
-    return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i]) if i in centres else VertebraEvidence()
-            for i in order]
+    bone = (hu > BONE_HU).astype(np.float32)
+    return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i],
+                             process_slope=_process_slope(bone, centres[i], axes[i], frames[i]))
+            if i in centres else VertebraEvidence() for i in order]
+
+
+def _process_slope(bone: np.ndarray, centre: tuple[float, float, float], axis: np.ndarray,
+                   frame: Frame) -> Optional[float]:
+    """Which way the bone behind a vertebra runs in its mid-sagittal plane: -1 when it runs towards the feet as it
+    goes back, +1 towards the head, None when fewer than :data:`MIN_PROCESS_PIXELS` bone pixels lie there.
+
+    The spinous processes slope down from their laminae, steeply in the thorax (about 40-60 degrees), slightly in
+    the neck, and run nearly straight back in the lumbar spine. The bone (``bone``, 1 above :data:`BONE_HU` on the
+    evidence grid, [z, y, x]) in the slab :data:`PROCESS_HALF_WIDTH_MM` either side of the vertebra's mid-sagittal
+    plane (``frame``, :func:`_local_frame`), :data:`PROCESS_BEHIND_MM` behind its centroid and
+    :data:`PROCESS_ALONG_MM` above and below it along the column's ``axis`` (superior, as the header has it), is
+    projected onto that plane (maximum); the direction of each bone pixel's line is the structure tensor's
+    (scale :data:`PROCESS_SCALE_MM`), and the result is the coherence-weighted mean of the sign of its slope. Voxel
+    data upside down relative to the header turn it from negative to positive.
+    """
+    posterior, lateral = frame[2], frame[3]
+    step = 1.0 / EVIDENCE_SPACING_MM
+    along = np.arange(-PROCESS_ALONG_MM, PROCESS_ALONG_MM + 1e-9, EVIDENCE_SPACING_MM) * step
+    behind = np.arange(PROCESS_BEHIND_MM[0], PROCESS_BEHIND_MM[1] + 1e-9, EVIDENCE_SPACING_MM) * step
+    across = np.arange(-PROCESS_HALF_WIDTH_MM, PROCESS_HALF_WIDTH_MM + 1e-9, EVIDENCE_SPACING_MM) * step
+    points = (np.asarray(centre, dtype=float)[:, None, None, None] + axis[:, None, None, None] * along[None, :, None, None]
+              + posterior[:, None, None, None] * behind[None, None, :, None]
+              + lateral[:, None, None, None] * across[None, None, None, :])
+    image = ndimage.map_coordinates(bone, points.reshape(3, -1), order=1, cval=0.0).reshape(points.shape[1:]).max(axis=2)
+    if int((image > 0.5).sum()) < MIN_PROCESS_PIXELS:
+        return None
+    scale = PROCESS_SCALE_MM / EVIDENCE_SPACING_MM
+    g_along, g_behind = ndimage.sobel(image, 0), ndimage.sobel(image, 1)
+    j11, j12, j22 = (ndimage.gaussian_filter(g, scale) for g in (g_along * g_along, g_along * g_behind,
+                                                                   g_behind * g_behind))
+    half_trace = (j11 + j22) / 2.0
+    spread = np.sqrt(np.maximum(half_trace ** 2 - (j11 * j22 - j12 ** 2), 0.0))
+    coherence = np.where(half_trace > 1e-6, spread / np.maximum(half_trace, 1e-6), 0.0)
+    # the gradient's direction is (j12, l1 - j11) with l1 = half_trace + spread; the line runs across it, and its
+    # slope has the sign of -(gradient along) x (gradient behind)
+    line_sign = -np.sign(j12 * (half_trace + spread - j11))
+    weight = coherence * (image > 0.5)
+    return float((weight * line_sign).sum() / weight.sum()) if weight.sum() > 0 else None
 
 
 def _rib_gap(sides: list[Optional[int]]) -> bool:

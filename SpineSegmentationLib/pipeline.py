@@ -30,7 +30,7 @@ from .preprocessing import extend_cut_body, normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
-from .sanity import add_warnings, check_vertebra_count, result_warnings
+from .sanity import add_warnings, check_vertebra_count, process_direction_warnings, result_warnings
 from .traversal import MAX_MEDIAN_HU, DetectedVertebra, Traversal, TraversalResult, record_mask_probability
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
@@ -597,8 +597,12 @@ def assemble_result(
     run_info = run_information(scan, times, t_start, evaluations)
     if correction is not None:
         run_info["corrections"] = [correction]
-    return SpineSegmentationResult(labels=labels_image, vertebrae=vertebrae, alternatives=labeling.alternatives,
-                                   run_info=run_info, message=result_message(vertebrae))
+    result = SpineSegmentationResult(labels=labels_image, vertebrae=vertebrae, alternatives=labeling.alternatives,
+                                     run_info=run_info, message=result_message(vertebrae))
+    complete = {v.label: v.complete for v in vertebrae}  # a cut vertebra's processes may lie beyond the edge
+    add_warnings(result, process_direction_warnings(
+        [e.process_slope for e, label in zip(evidence, labeling.labels) if complete.get(int(label), False)]))
+    return result
 
 
 def _ids_on_input_grid(scan: Scan, reporter: Reporter, new_ids: np.ndarray, new_probability: Optional[np.ndarray],

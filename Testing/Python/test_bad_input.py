@@ -34,8 +34,8 @@ from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING, anatomy_warnings, check_vertebra_count,
-                                        result_warnings, rib_level_warnings, split_vertebra_warnings,
-                                        unanchored_level_warnings)
+                                        process_direction_warnings, result_warnings, rib_level_warnings,
+                                        split_vertebra_warnings, unanchored_level_warnings)
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
 REPO = Path(__file__).resolve().parents[2]
@@ -465,6 +465,19 @@ def test_regressed_levels_that_rise_towards_the_head_give_a_warning():
     warnings = anatomy_warnings(column([19.9, 21.3, 22.0, 19.6, 21.9, 23.1, 20.2, 21.4]))
     assert len(warnings) == 1 and warnings[0].startswith("head-feet inverted?")
     assert anatomy_warnings(column([18.4, 19.1, 20.2, 21.0, 22.1, 23.0, 23.9])) == []
+
+
+def test_spinous_processes_pointing_towards_the_head_give_a_warning():
+    """Known answers: the median process slope over at least four measured vertebrae above +0.3 is voxel data upside
+    down; lumbar processes running nearly straight back (near 0), too few measured vertebrae, or unmeasured ones
+    (None) are not."""
+    warnings = process_direction_warnings([0.8, 0.9, None, 0.4, -0.2, 0.7])
+    assert len(warnings) == 1 and warnings[0].startswith("head-feet inverted?"), warnings
+    assert "median slope +0.70 over 5 vertebrae" in warnings[0], warnings[0]
+    assert process_direction_warnings([-0.9, -0.8, -0.95, -0.7]) == []
+    assert process_direction_warnings([0.2, 0.1, 0.25, 0.15, 0.3]) == []  # the flipped lumbar example CT: +0.17
+    assert process_direction_warnings([0.9, 0.9, 0.9, None]) == []
+    assert process_direction_warnings([]) == []
 
 
 def test_levels_without_a_landmark_in_view_give_a_warning():

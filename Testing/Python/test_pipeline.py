@@ -191,7 +191,8 @@ def test_a_ct_upside_down_is_warned_by_its_ribs(real_ct_image, example_run, diff
     assert len(warnings) == 1 and "beside no rib" in warnings[0], result.message
     assert warnings[0] in result.message
     upright = json.loads((example_run[0] / "vertebrae.json").read_text())["run"].get("warnings", [])
-    assert not any(w.startswith(RIB_DISAGREEMENT_WARNING) for w in upright + diffdrr_result.run_info.get("warnings", []))
+    assert not any(w.startswith((RIB_DISAGREEMENT_WARNING, "head-feet"))
+                   for w in upright + diffdrr_result.run_info.get("warnings", []))
 
 
 def test_an_oblique_input_gives_the_same_vertebrae(real_ct_image):
@@ -425,6 +426,20 @@ def test_an_unseen_chest_ct_mirrored_left_right_keeps_its_levels(itkelastix_ct):
     names = [v.name for v in result.vertebrae]
     assert names == ["C5", "C6", "C7"] + [f"T{k}" for k in range(1, 12)], names
     assert [v.rib_sides for v in result.vertebrae][2:4] == [0, 2]  # C7 free, T1 with its first ribs
+
+
+def test_an_unseen_chest_ct_upside_down_is_warned_by_its_spinous_processes(itkelastix_ct):
+    """The itkelastix chest CT (never trained on) with its voxel data flipped head-feet, header unchanged: 0.4.0
+    names it T6-T12 with regressions that rise towards the feet and ribs beside every thoracic level, so neither the
+    regressions nor the ribs show the flip; the spinous processes in the CT, pointing towards the head, do
+    (measured median slope +0.82; the right way up -0.96)."""
+    image = read_image(itkelastix_ct)
+    axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[2])))  # the image axis along LPS z
+    flipped = sitk.Flip(image, [a == axis for a in range(3)])
+    flipped.CopyInformation(image)
+    result = segment_spine(flipped, device="cpu")
+    assert any(w.startswith("head-feet inverted? The bone behind the vertebrae")
+               for w in result.run_info.get("warnings", [])), result.message
 
 
 def test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels(itkelastix_ct):
