@@ -292,6 +292,11 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("ribs-disagreeing-not-warned", "two vertebrae that contradict their ribs are warned about",
              "SpineSegmentationLib/sanity.py", "MIN_RIB_DISAGREEMENTS = 2", "MIN_RIB_DISAGREEMENTS = 4",
              (T + "test_bad_input.py::test_levels_that_disagree_with_the_ribs_in_two_places_give_a_warning",)),
+    Mutation("process-slope-sign-lost", "spinous processes pointing towards the head warn of voxel data upside down",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "line_sign = -np.sign(j12 * (half_trace + spread - j11))", "line_sign = np.abs(np.sign(j12))",
+             (T + "test_anatomy_evidence.py::test_the_spinous_processes_slope_towards_the_feet_and_turn_with_voxel_"
+                  "data_upside_down",)),
     Mutation("synthetic-heart-without-contrast", "the synthetic heart's chambers hold contrast-filled blood",
              "SpineSegmentationLib/training/synthetic.py",
              "c.hu[chambers] = blood_hu + 15", "c.hu[chambers] = 45.0 + 15",
