@@ -180,10 +180,12 @@ def _process_slope(bone: np.ndarray, centre: tuple[float, float, float], axis: n
     along = np.arange(-PROCESS_ALONG_MM, PROCESS_ALONG_MM + 1e-9, EVIDENCE_SPACING_MM) * step
     behind = np.arange(PROCESS_BEHIND_MM[0], PROCESS_BEHIND_MM[1] + 1e-9, EVIDENCE_SPACING_MM) * step
     across = np.arange(-PROCESS_HALF_WIDTH_MM, PROCESS_HALF_WIDTH_MM + 1e-9, EVIDENCE_SPACING_MM) * step
-    points = (np.asarray(centre, dtype=float)[:, None, None, None] + axis[:, None, None, None] * along[None, :, None, None]
+    points = (np.asarray(centre, dtype=float)[:, None, None, None]
+              + axis[:, None, None, None] * along[None, :, None, None]
               + posterior[:, None, None, None] * behind[None, None, :, None]
-              + lateral[:, None, None, None] * across[None, None, None, :])
-    image = ndimage.map_coordinates(bone, points.reshape(3, -1), order=1, cval=0.0).reshape(points.shape[1:]).max(axis=2)
+              + lateral[:, None, None, None] * across[None, None, None, :])  # [3, along, behind, across]
+    sampled = ndimage.map_coordinates(bone, points.reshape(3, -1), order=1, cval=0.0)
+    image = sampled.reshape(points.shape[1:]).max(axis=2)  # [along, behind]: projected onto the plane
     if int((image > 0.5).sum()) < MIN_PROCESS_PIXELS:
         return None
     scale = PROCESS_SCALE_MM / EVIDENCE_SPACING_MM

@@ -35,9 +35,9 @@ from scipy import stats
 from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
 from .anatomy import SACRUM, is_column_vertebra
 from .anatomy_evidence import SACRUM_SEARCH_MM
-from .labeling import rib_sides_probability
 from .errors import InputImageError
 from .geometry import principal_axis
+from .labeling import rib_sides_probability
 
 #: HU threshold between air (-1000 HU) and the body (fat -100 HU and denser): voxels above are "body".
 BODY_HU = -500.0
@@ -347,10 +347,10 @@ def rib_level_warnings(vertebrae) -> list[str]:
     seen = ", ".join(f"{v.name} {'beside no rib' if v.rib_sides == 0 else 'with ribs on both sides'}"
                      for v in disagree)
     return [
-        f"{RIB_DISAGREEMENT_WARNING}: {seen} (thoracic vertebrae carry a rib on each side, cervical and lumbar vertebrae none). "
-        "The levels may be off, a segment may hold parts of two vertebrae, or the voxel data may be upside down "
-        "(head-feet) relative to the header. Compare the levels with the ribs (the rib view of qc.png, or the 3D "
-        "view) and renumber in the review."
+        f"{RIB_DISAGREEMENT_WARNING}: {seen} (thoracic vertebrae carry a rib on each side, cervical and lumbar "
+        "vertebrae none). The levels may be off, a segment may hold parts of two vertebrae, or the voxel data may be "
+        "upside down (head-feet) relative to the header. Compare the levels with the ribs (the rib view of qc.png, or "
+        "the 3D view) and renumber in the review."
     ]
 
 
@@ -399,14 +399,15 @@ def unanchored_level_warnings(vertebrae) -> list[str]:
 def result_warnings(vertebrae) -> list[str]:
     """Every warning about a result's vertebrae, in the order a person should read them: head-feet inversion
     (:func:`anatomy_warnings`), split vertebrae, the column's lower end, a sacral segment, levels against the ribs,
-    no landmark (empty when the result looks right). For a fresh run and for the corrections that run the network again
-    (``correction.py``).
+    no landmark (empty when the result looks right). For a fresh run and for the corrections that run the network
+    again (``correction.py``).
 
     Args:
         vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
     """
     return (anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae) + column_end_warnings(vertebrae)
-            + sacral_segment_warnings(vertebrae) + rib_level_warnings(vertebrae) + unanchored_level_warnings(vertebrae))
+            + sacral_segment_warnings(vertebrae) + rib_level_warnings(vertebrae)
+            + unanchored_level_warnings(vertebrae))
 
 
 def add_warnings(result, warnings: list[str]) -> None:

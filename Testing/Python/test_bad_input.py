@@ -33,9 +33,9 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING, anatomy_warnings, check_vertebra_count,
-                                        process_direction_warnings, result_warnings, rib_level_warnings,
-                                        split_vertebra_warnings, unanchored_level_warnings)
+from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING, anatomy_warnings,
+                                        check_vertebra_count, process_direction_warnings, result_warnings,
+                                        rib_level_warnings, split_vertebra_warnings, unanchored_level_warnings)
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
 REPO = Path(__file__).resolve().parents[2]
