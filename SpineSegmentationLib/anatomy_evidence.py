@@ -137,7 +137,8 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     hu, reference = to_canonical(image, EVIDENCE_SPACING_MM)
     grid_ids = sitk.GetArrayFromImage(
         sitk.Resample(_labelled_box(ids, image), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
-    free_bone = (hu > BONE_HU) & (grid_ids == 0)
+    bone = hu > BONE_HU
+    free_bone = bone & (grid_ids == 0)
     centres, volumes = _centres(grid_ids, order)
     column = sorted(centres, key=lambda i: centres[i][0])  # from the lowest up
     lowest_two = column[:2]
@@ -147,15 +148,14 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i]) if i in lowest_two else None
              for i in column}
 
-    def rib_sides(bone: np.ndarray) -> dict[int, Optional[int]]:
+    def rib_sides(outside: np.ndarray) -> dict[int, Optional[int]]:
         # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
         return {i: None if sacra[i] and i == lowest_two[0]
-                else _rib_sides(bone, grid_ids == i, centres[i], axes[i], frames[i]) for i in column}
+                else _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i]) for i in column}
 
     ribs = rib_sides(free_bone)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
         ribs = rib_sides((hu > FAINT_RIB_HU) & (grid_ids == 0))
-    bone = (hu > BONE_HU).astype(np.float32)
     return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i],
                              process_slope=_process_slope(bone, centres[i], axes[i], frames[i]))
             if i in centres else VertebraEvidence() for i in order]
@@ -167,8 +167,8 @@ def _process_slope(bone: np.ndarray, centre: tuple[float, float, float], axis: n
     goes back, +1 towards the head, None when fewer than :data:`MIN_PROCESS_PIXELS` bone pixels lie there.
 
     The spinous processes slope down from their laminae, steeply in the thorax (about 40-60 degrees), slightly in
-    the neck, and run nearly straight back in the lumbar spine. The bone (``bone``, 1 above :data:`BONE_HU` on the
-    evidence grid, [z, y, x]) in the slab :data:`PROCESS_HALF_WIDTH_MM` either side of the vertebra's mid-sagittal
+    the neck, and run nearly straight back in the lumbar spine. The bone (``bone``, True above :data:`BONE_HU` on
+    the evidence grid, [z, y, x]) in the slab :data:`PROCESS_HALF_WIDTH_MM` either side of the vertebra's mid-sagittal
     plane (``frame``, :func:`_local_frame`), :data:`PROCESS_BEHIND_MM` behind its centroid and
     :data:`PROCESS_ALONG_MM` above and below it along the column's ``axis`` (superior, as the header has it), is
     projected onto that plane (maximum); the direction of each bone pixel's line is the structure tensor's
@@ -184,7 +184,7 @@ def _process_slope(bone: np.ndarray, centre: tuple[float, float, float], axis: n
               + axis[:, None, None, None] * along[None, :, None, None]
               + posterior[:, None, None, None] * behind[None, None, :, None]
               + lateral[:, None, None, None] * across[None, None, None, :])  # [3, along, behind, across]
-    sampled = ndimage.map_coordinates(bone, points.reshape(3, -1), order=1, cval=0.0)
+    sampled = ndimage.map_coordinates(bone, points.reshape(3, -1), order=1, cval=0.0, output=np.float32)
     image = sampled.reshape(points.shape[1:]).max(axis=2)  # [along, behind]: projected onto the plane
     if int((image > 0.5).sum()) < MIN_PROCESS_PIXELS:
         return None
