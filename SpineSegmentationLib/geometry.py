@@ -102,9 +102,15 @@ def to_canonical(image: sitk.Image, spacing_mm: float, default_value: float = AI
         image that carries its geometry.
     """
     ref = canonical_reference(image, spacing_mm)
+    return _linear_on_grid(image, ref, default_value), ref
+
+
+def _linear_on_grid(image: sitk.Image, reference: sitk.Image, default_value: float) -> np.ndarray:
+    """``image`` resampled onto ``reference`` (linear), float32 array in ``sitk.GetArrayFromImage`` order."""
     # ITK interpolates in double precision whatever the input's pixel type: no float copy of the input is needed
-    resampled = sitk.Resample(image, ref, sitk.Transform(), sitk.sitkLinear, float(default_value), sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(resampled), ref
+    resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, float(default_value),
+                              sitk.sitkFloat32)
+    return sitk.GetArrayFromImage(resampled)
 
 
 def anti_aliased_on_grid(image: sitk.Image, reference: sitk.Image, default_value: float = AIR_HU) -> np.ndarray:
@@ -128,9 +134,7 @@ def anti_aliased_on_grid(image: sitk.Image, reference: sitk.Image, default_value
     sigmas = [float(np.sqrt(max(spacing**2 - s**2, 0.0)) / 2.0) for s in image.GetSpacing()]
     if max(sigmas) > 0.0:  # ITK leaves an axis alone whose sigma is far below its spacing
         image = sitk.SmoothingRecursiveGaussian(image, [max(s, 1e-3 * spacing) for s in sigmas])
-    resampled = sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, float(default_value),
-                              sitk.sitkFloat32)
-    return sitk.GetArrayFromImage(resampled)
+    return _linear_on_grid(image, reference, default_value)
 
 
 def array_to_image(array: np.ndarray, reference: sitk.Image) -> sitk.Image:
