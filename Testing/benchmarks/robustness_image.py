@@ -11,7 +11,7 @@ Variants of each CT, made with SimpleITK on the scan's own grid unless stated:
                        dense bone, as in osteopenia; the ribs' 400-600 HU fall to 250-350 at 0.5
   sharp-1, sharp-2     a sharper (bone) reconstruction kernel: in each slice (the image plane across the axis
                        closest to S-I) the detail finer than a Gaussian of sigma 1 mm added once / twice more
-                       (``kernel_helpers.sharper_kernel``: about x1.9 / x2.8 at 0.35 line pairs per mm)
+                       (``reconstruction_helpers.sharper_kernel``: about x1.9 / x2.8 at 0.35 line pairs per mm)
 
 Each variant's result is compared with the unperturbed one: the set of levels, and per level the Dice of the same
 level (as ``robustness_pose.py``). With ``--reference`` (a label map of the CT and its ``--convention``), every
@@ -45,7 +45,7 @@ from SpineSegmentationLib.evaluation import evaluate  # noqa: E402
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
-from kernel_helpers import sharper_kernel, superior_inferior_axis  # noqa: E402
+from reconstruction_helpers import sharper_kernel, thick_slices  # noqa: E402
 
 #: HU below which a voxel is left alone by the bone-density variants (soft tissue, fat, air, marrow fat).
 BONE_SCALING_FLOOR_HU = 100.0
@@ -57,19 +57,6 @@ def noisy(image: sitk.Image, sigma_hu: float) -> sitk.Image:
 
 def blurred(image: sitk.Image, sigma_mm: float) -> sitk.Image:
     return sitk.SmoothingRecursiveGaussian(image, sigma_mm)
-
-
-def thick_slices(image: sitk.Image, thickness_mm: float) -> sitk.Image:
-    """The scan reconstructed at ``thickness_mm`` along its S-I image axis (Gaussian slice profile)."""
-    axis = superior_inferior_axis(image)
-    sigma = [1e-3] * 3
-    sigma[axis] = thickness_mm / (2 * np.sqrt(2 * np.log(2)))
-    smooth = sitk.SmoothingRecursiveGaussian(image, sigma)
-    spacing, size = list(image.GetSpacing()), list(image.GetSize())
-    size[axis] = max(1, int(size[axis] * spacing[axis] / thickness_mm))
-    spacing[axis] = thickness_mm
-    return sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), spacing,
-                         image.GetDirection(), float(sitk.GetArrayViewFromImage(image).min()))
 
 
 def less_dense_bone(image: sitk.Image, factor: float) -> sitk.Image:

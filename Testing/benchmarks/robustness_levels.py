@@ -45,7 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted  # noqa: E402
-from robustness_image import VARIANTS, superior_inferior_axis  # noqa: E402
+from reconstruction_helpers import superior_inferior_axis  # noqa: E402
+from robustness_image import VARIANTS  # noqa: E402
 from robustness_pose import lr_axis, mirrored  # noqa: E402
 from SpineSegmentationLib.anatomy import column_position, vertebra_name  # noqa: E402
 from SpineSegmentationLib.io import read_image  # noqa: E402
