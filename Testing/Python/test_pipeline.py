@@ -429,9 +429,9 @@ def test_an_unseen_chest_ct_reconstructed_with_a_sharper_kernel_keeps_its_verteb
     """The itkelastix chest CT (never trained on) as a sharper (bone) reconstruction kernel gives it: in-plane detail
     finer than 1 mm raised (``reconstruction_helpers.sharper_kernel``, twice added: x2.8 at 0.35 line pairs per mm).
     Its body slices' median intensities, sampled at the 2.5 mm grid's voxel centres, then moved by 50-60 HU from
-    slice to slice, the cut at a disc (``discs.disc_by_intensity``) split whole vertebrae five times and the column came out
-    as 16 instances C4-T12. Measured on the CT averaged over each voxel (``geometry.anti_aliased_on_grid``) the
-    same 14 vertebrae C5-T11 as with its own kernel, the first ribs on T1."""
+    slice to slice, the cut at a disc (``discs.disc_by_intensity``) split whole vertebrae five times and the column
+    came out as 16 instances C4-T12. Measured on the CT averaged over each voxel (``geometry.anti_aliased_on_grid``)
+    the same 14 vertebrae C5-T11 as with its own kernel, the first ribs on T1."""
     result = segment_spine(sharper_kernel(read_image(itkelastix_ct), 2.0), device="cpu")
     names = [v.name for v in result.vertebrae]
     assert names == ["C5", "C6", "C7"] + [f"T{k}" for k in range(1, 12)], names
