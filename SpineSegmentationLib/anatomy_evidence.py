@@ -160,10 +160,11 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     faint_bone = (hu > FAINT_RIB_HU) & (grid_ids == 0)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
         ribs = {i: rib_sides(i, faint_bone) for i in column}
-    for i in _below_rib_run([ribs[i] for i in column], column):  # the floating ribs, at the lower threshold
-        ribs[i] = rib_sides(i, faint_bone)
-        if ribs[i] != 2:
-            break
+    else:  # the floating ribs below the run, at the lower threshold (after a gap, already measured there)
+        for i in _below_rib_run([ribs[i] for i in column], column):
+            ribs[i] = rib_sides(i, faint_bone)
+            if ribs[i] != 2:
+                break
     return [VertebraEvidence(rib_sides=ribs[i], sacrum_below=sacra[i],
                              process_slope=_process_slope(bone, centres[i], axes[i], frames[i]))
             if i in centres else VertebraEvidence() for i in order]
