@@ -8,8 +8,8 @@
   ``OUTROOT/<case_id>/`` only when complete, so a crash never leaves a half-written case that looks finished;
   an earlier folder of the same case (made by this command: it holds ``case.json``) is replaced only then;
 - resume: when ``OUTROOT/<case_id>/case.json`` says the case finished (status ``done`` or ``no_spine``) with the
-  same fingerprint (input checksum, model name/version/checksum, library version) and every output is there, the
-  case is not run again (``resumed`` = True) unless ``force``;
+  same fingerprint (input checksum, model name/version/checksum, library version), records the run's warnings and
+  every output is there, the case is not run again (``resumed`` = True) unless ``force``;
 - a failing case (unreadable or corrupt input, not a CT, out of memory, any error of the pipeline) is returned
   with status ``failed`` and its error; nothing of it is left in ``OUTROOT`` and an earlier finished folder of
   the case is kept.
@@ -22,7 +22,8 @@ Record / ``case.json`` schema::
      "fingerprint": {"input_sha256": str, "model": {"name", "version", "sha256"}, "library_version": str},
      "vertebrae": [the vertebrae.json entries], "warnings": [the run's warnings, as in vertebrae.json]}
 
-(A ``case.json`` written before the run's warnings were recorded has no ``warnings``: read as none.)
+(A ``case.json`` written before the run's warnings were recorded has no ``warnings``: its case is run again, since
+its summary row and tile would otherwise read "no warnings" for a run that may have warned.)
 
 The model is loaded once per process (per Ray worker) and kept for the following cases.
 """
@@ -138,7 +139,8 @@ def case_record(case: Case, **fields) -> dict:
 
 
 def _finished_record(folder: Path) -> Optional[dict]:
-    """The record of a finished case folder whose outputs are all there, else None."""
+    """The record of a finished case folder whose outputs are all there and that records the run's warnings, else
+    None."""
     from ..outputs import OUTPUT_FILES
 
     record_path = folder / CASE_RECORD
@@ -149,7 +151,8 @@ def _finished_record(folder: Path) -> Optional[dict]:
     except ValueError:  # a damaged record proves nothing: the case is run again and the record rewritten
         return None
     complete = all((folder / name).is_file() for name in OUTPUT_FILES.values())
-    if not isinstance(record, dict) or record.get("status") not in FINISHED or not complete:
+    if not isinstance(record, dict) or record.get("status") not in FINISHED or "warnings" not in record \
+            or not complete:
         return None
     return record
 
@@ -201,7 +204,7 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
         prints = fingerprint(case, options)
         earlier = None if options.force else _finished_record(final)
         if earlier is not None and earlier.get("fingerprint") == prints:
-            return {"warnings": [], **earlier, "resumed": True}
+            return {**earlier, "resumed": True}
         status, message, vertebrae, warnings = _segment_into(case, options, temporary)
         record = case_record(case, status=status, error=message, seconds=round(time.perf_counter() - start, 2),
                              fingerprint=prints, vertebrae=vertebrae, warnings=warnings)

@@ -171,6 +171,12 @@ def test_changed_model_and_force_redo_a_finished_case(local_run, cohort, tmp_pat
     assert torch.get_num_threads() == threads  # the case ran on 1 thread; this process keeps its own count
     (resumed,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
     assert resumed["resumed"]
+    # as if written before the run's warnings were recorded: it would read "no warnings", so it is run again
+    record = json.loads((out / "a" / CASE_RECORD).read_text())
+    del record["warnings"]
+    (out / "a" / CASE_RECORD).write_text(json.dumps(record))
+    (rerun,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
+    assert not rerun["resumed"] and "warnings" in json.loads((out / "a" / CASE_RECORD).read_text())
     written = (out / "a" / "labels.nii.gz").stat().st_mtime_ns
     forced = run_batch([], out, CaseOptions(device="cpu", threads=1, dicom_seg=True, force=True), manifest=manifest,
                        progress=False, report=lambda line: None).records
