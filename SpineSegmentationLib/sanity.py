@@ -166,6 +166,8 @@ def anatomy_warnings(vertebrae) -> list[str]:
         return []
     height = np.array([v.centroid_ras_mm[2] for v in vertebrae], dtype=float)
     regressed = np.array([v.label_regressed for v in vertebrae], dtype=float)
+    if np.ptp(height) == 0 or np.ptp(regressed) == 0:
+        return []  # a constant has no direction (and scipy warns on it): nothing to judge
     rho = float(stats.spearmanr(height, regressed).statistic)
     if not rho > MAX_LEVEL_HEIGHT_CORRELATION:
         return []

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings as warnings_module
 from dataclasses import replace
 from pathlib import Path
 
@@ -465,6 +466,9 @@ def test_regressed_levels_that_rise_towards_the_head_give_a_warning():
     warnings = anatomy_warnings(column([19.9, 21.3, 22.0, 19.6, 21.9, 23.1, 20.2, 21.4]))
     assert len(warnings) == 1 and warnings[0].startswith("head-feet inverted?")
     assert anatomy_warnings(column([18.4, 19.1, 20.2, 21.0, 22.1, 23.0, 23.9])) == []
+    with warnings_module.catch_warnings():  # equal regressions have no direction: no warning, and none from scipy
+        warnings_module.simplefilter("error")
+        assert anatomy_warnings(column([20.0] * 6)) == []
 
 
 def test_spinous_processes_pointing_towards_the_head_give_a_warning():
