@@ -9,8 +9,9 @@ Variants of each CT (issue 10):
 
 Each variant's label map is mapped back onto the original grid (the flip undone, or the inverse rotation with
 SimpleITK's label-linear interpolation: each label's indicator interpolated linearly, the largest wins) and
-compared with the unrotated result: the set of levels, and per vertebra the Dice of the same level. Rotating inside
-the same grid cuts the volume's corners, so vertebrae at the border can legitimately differ; they are listed.
+compared with the unrotated result: the set of levels, and per vertebra the Dice and the average symmetric surface
+distance (ASSD, mm) of the same level. Rotating inside the same grid cuts the volume's corners, so vertebrae at the
+border can legitimately differ; they are listed.
 
 Mapping a label map costs agreement by itself: ``mapping_floor`` is the unrotated result rotated and mapped back
 with the same interpolator, compared with itself (its minimum per-level Dice: the best a rotated result can
@@ -35,6 +36,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
 from SpineSegmentationLib.anatomy import VERSE_NAMES  # noqa: E402
+from SpineSegmentationLib.evaluation import assd, surface_distances  # noqa: E402
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
@@ -67,11 +69,13 @@ def level_masks(labels: sitk.Image) -> dict[int, np.ndarray]:
 
 def compare(base: sitk.Image, other: sitk.Image) -> dict:
     a, b = level_masks(base), level_masks(other)
-    dice = {}
-    for label in sorted(set(a) | set(b)):
-        if label in a and label in b:
-            inter = np.logical_and(a[label], b[label]).sum()
-            dice[VERSE_NAMES.get(label, str(label))] = round(float(2 * inter / (a[label].sum() + b[label].sum())), 3)
+    spacing_zyx = base.GetSpacing()[::-1]
+    dice, surface = {}, {}
+    for label in sorted(set(a) & set(b)):
+        name = VERSE_NAMES.get(label, str(label))
+        inter = np.logical_and(a[label], b[label]).sum()
+        dice[name] = round(float(2 * inter / (a[label].sum() + b[label].sum())), 3)
+        surface[name] = round(assd(*surface_distances(b[label], a[label], spacing_zyx)), 2)
     return {
         "levels": [VERSE_NAMES.get(k, str(k)) for k in sorted(b)],
         "same_levels": sorted(a) == sorted(b),
@@ -80,6 +84,8 @@ def compare(base: sitk.Image, other: sitk.Image) -> dict:
         "dice_same_level": dice,
         "min_dice": min(dice.values()) if dice else None,
         "mean_dice": round(float(np.mean(list(dice.values()))), 3) if dice else None,
+        "assd_mm_same_level": surface,
+        "max_assd_mm": max(surface.values()) if surface else None,
     }
 
 
@@ -96,7 +102,9 @@ def run_case(path: Path, model, degrees: float) -> dict:
         labels = segment_spine(rotated, model=model, device="cpu").labels
         out[name] = compare(base, mapped_back(labels, base, transform))
         base_rotated = sitk.Resample(base, rotated, transform, sitk.sitkLabelLinear, 0)
-        out[name]["mapping_floor"] = compare(base, mapped_back(base_rotated, base, transform))["min_dice"]
+        floor = compare(base, mapped_back(base_rotated, base, transform))
+        out[name]["mapping_floor"] = floor["min_dice"]
+        out[name]["mapping_floor_max_assd_mm"] = floor["max_assd_mm"]
     return out
 
 
@@ -116,9 +124,10 @@ def main(argv=None) -> int:
         for name in ("mirror-LR", "rot-LR", "rot-AP", "rot-SI"):
             r = result[name]
             print(f"  {name:9s} same levels: {'yes' if r['same_levels'] else 'no '}  min/mean Dice same level: "
-                  f"{r['min_dice']} / {r['mean_dice']}  only unrotated: {r['only_unrotated'] or '-'}  "
-                  f"only {name}: {r['only_variant'] or '-'}"
-                  + (f"  mapping floor: {r['mapping_floor']}" if "mapping_floor" in r else ""))
+                  f"{r['min_dice']} / {r['mean_dice']}  max ASSD {r['max_assd_mm']} mm  "
+                  f"only unrotated: {r['only_unrotated'] or '-'}  only {name}: {r['only_variant'] or '-'}"
+                  + (f"  mapping floor: {r['mapping_floor']} (max ASSD {r['mapping_floor_max_assd_mm']} mm)"
+                     if "mapping_floor" in r else ""))
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
