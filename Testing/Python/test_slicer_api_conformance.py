@@ -18,7 +18,7 @@ import slicer
 import slicer.util
 import vtk
 
-from slicer_api_table import GUARDED, IMPORTS, METHODS, QT_METHODS, SLICER_NAMESPACE
+from slicer_api_table import IMPORTS, METHODS, QT_METHODS, SLICER_NAMESPACE
 
 MODULE_DIR = Path(__file__).resolve().parents[2] / "SpineSegmentation"
 #: Roots whose lower-case method calls are Qt/CTK calls, besides names assigned from them.
@@ -51,19 +51,12 @@ def _qt_names(tree: ast.AST) -> set[str]:
     return names
 
 
-def _guarded(tree: ast.AST) -> set[str]:
-    """Names checked with ``hasattr(x, "Name")`` somewhere in the file."""
-    return {n.args[1].value for n in ast.walk(tree) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
-            and n.func.id == "hasattr" and len(n.args) == 2 and isinstance(n.args[1], ast.Constant)}
-
-
 def api_uses(path: Path) -> dict[str, set[str]]:
     """What one file uses: ``imports`` (``from slicer... import``), ``methods`` (CamelCase calls and attributes of Slicer/VTK objects), ``slicer`` (dotted
-    ``slicer.*`` names up to the first CamelCase member), ``qt`` (lower-case calls on Qt/CTK objects),
-    ``guarded`` (names tested with ``hasattr``)."""
+    ``slicer.*`` names up to the first CamelCase member), ``qt`` (lower-case calls on Qt/CTK objects)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     qt_objects = _qt_names(tree)
-    uses = {"methods": set(), "slicer": set(), "qt": set(), "guarded": _guarded(tree), "imports": set()}
+    uses = {"methods": set(), "slicer": set(), "qt": set(), "imports": set()}
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] in ("slicer",
                                                                                              "MRMLCorePython"):
@@ -94,9 +87,7 @@ def unchecked_uses(paths: list[Path]) -> list[str]:
     for path in paths:
         uses = api_uses(path)
         for name in sorted(uses["methods"]):
-            if name in GUARDED and name not in uses["guarded"]:
-                problems.append(f"{path.name}: {name} exists only in Slicer > 5.10; call it only behind hasattr")
-            elif name not in METHODS and name not in GUARDED:
+            if name not in METHODS:
                 problems.append(f"{path.name}: method {name} is not checked against Slicer 5.6")
         problems += [f"{path.name}: Slicer name {name} is not checked against Slicer 5.6"
                      for name in sorted(uses["slicer"]) if name not in SLICER_NAMESPACE]
@@ -119,13 +110,9 @@ def test_the_check_fails_on_a_call_that_slicer_5_6_does_not_have(tmp_path):
     module = copy / "SpineSegmentation.py"
     module.write_text(module.read_text(encoding="utf-8") + (
         "\n\ndef loaded(name):\n"
-        "    return slicer.modules.terminologies.logic().IsTerminologyContextLoaded(name)\n"
-        "\n\ndef header(table):\n"
-        "    table.SetUseColumnTitleAsColumnHeader(True)\n"), encoding="utf-8")
+        "    return slicer.modules.terminologies.logic().IsTerminologyContextLoaded(name)\n"), encoding="utf-8")
     assert unchecked_uses(module_files(copy)) == [
         "SpineSegmentation.py: method IsTerminologyContextLoaded is not checked against Slicer 5.6",
-        "SpineSegmentation.py: SetUseColumnTitleAsColumnHeader exists only in Slicer > 5.10; call it only behind "
-        "hasattr",
     ]
 
 
