@@ -164,6 +164,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._parameterNodeGuiTag = None
         self._runControl = RunControl()  # the run in progress and its import step (SpineSegmentationModuleLib)
         self._results: Optional[ImportedResults] = None
+        self._rowSegmentIds: list[str] = []  # the segment ID of each row of the vertebra table (names may change)
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -213,6 +214,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic.correctionLogic.tracker.observe(None)
         self.setParameterNode(None)
         self._results = None
+        self._rowSegmentIds = []
         self.ui.vertebraTable.setRowCount(0)
 
     def onSceneEndClose(self, caller, event) -> None:
@@ -324,20 +326,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._results = results
         self._parameterNode.outputSegmentation = results.segmentation_node
         results.segmentation_node.CreateClosedSurfaceRepresentation()
-        table = self.ui.vertebraTable
-        table.setRowCount(len(results.vertebrae))
-        for row, v in enumerate(results.vertebrae):
-            cells = [v.name, _("yes") if v.complete else _("INCOMPLETE"), f"{v.p_label:.2f}",
-                     f"{v.volume_mm3 / 1000.0:.1f}"]
-            for column, text in enumerate(cells):
-                item = qt.QTableWidgetItem(text)
-                if not v.complete:
-                    font = item.font()
-                    font.setItalic(True)
-                    item.setFont(font)
-                    item.setToolTip(_("Incompletely visible: cut by the border of the image"))
-                table.setItem(row, column, item)
-        table.resizeColumnsToContents()
+        self._fillVertebraTable(results.segmentation_node)
         lines = [results.message] if results.message else []
         lines.append(_("{count} vertebrae.").format(count=len(results.vertebrae)))
         if results.incomplete:
@@ -354,8 +343,9 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         node = self._parameterNode.outputSegmentation if self._parameterNode else None
         if item is None or node is None:
             return
-        segmentId = node.GetSegmentation().GetSegmentIdBySegmentName(item.text())
-        position = segment_centroid_world(node, segmentId) if segmentId else None  # through parent transforms
+        segmentId = self._rowSegmentIds[row] if row < len(self._rowSegmentIds) else None
+        known = segmentId is not None and node.GetSegmentation().GetSegment(segmentId) is not None
+        position = segment_centroid_world(node, segmentId) if known else None  # through parent transforms
         if position is None:
             return
         slicer.modules.markups.logic().JumpSlicesToLocation(float(position[0]), float(position[1]),
@@ -457,8 +447,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         item = self.ui.vertebraTable.item(row, 0) if row >= 0 else None
         if node is None or item is None:
             raise ValueError(_("Select a vertebra in the table first."))
-        segmentId = node.GetSegmentation().GetSegmentIdBySegmentName(item.text())
-        if not segmentId:
+        segmentId = self._rowSegmentIds[row] if row < len(self._rowSegmentIds) else None
+        if segmentId is None or node.GetSegmentation().GetSegment(segmentId) is None:
             raise ValueError(_("Segment {name} is not in the segmentation.").format(name=item.text()))
         return node, segmentId
 
@@ -535,16 +525,28 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         else:
             self.ui.statusLabel.text = _("Nothing to undo.")
 
-    def _refreshFromSegments(self, segmentationNode, message: str = "") -> None:
-        """Table rows and alternatives from the segments as they are now (after renumbering, undo, ...)."""
+    def _fillVertebraTable(self, segmentationNode) -> None:
+        """One row per segment as the segments are now, incomplete ones in italics; rows keep their segment's ID,
+        so a click still finds a segment that was renamed in the Segment Editor."""
         rows = segment_rows(segmentationNode)
         table = self.ui.vertebraTable
         table.setRowCount(len(rows))
-        for row, (name, complete, pLabel, volumeCm3) in enumerate(rows):
+        self._rowSegmentIds = [segmentId for segmentId, *_cells in rows]
+        for row, (_segmentId, name, complete, pLabel, volumeCm3) in enumerate(rows):
             cells = [name, _("yes") if complete else _("INCOMPLETE"), f"{pLabel:.2f}", f"{volumeCm3:.1f}"]
             for column, text in enumerate(cells):
-                table.setItem(row, column, qt.QTableWidgetItem(text))
+                item = qt.QTableWidgetItem(text)
+                if not complete:
+                    font = item.font()
+                    font.setItalic(True)
+                    item.setFont(font)
+                    item.setToolTip(_("Incompletely visible: cut by the border of the image"))
+                table.setItem(row, column, item)
         table.resizeColumnsToContents()
+
+    def _refreshFromSegments(self, segmentationNode, message: str = "") -> None:
+        """Table rows and alternatives from the segments as they are now (after renumbering, undo, ...)."""
+        self._fillVertebraTable(segmentationNode)
         self._refreshAlternatives(segmentationNode)
         if message:
             self.ui.statusLabel.text = message

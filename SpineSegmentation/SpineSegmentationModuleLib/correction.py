@@ -425,8 +425,9 @@ def segment_centroid_ras(segmentation_node, segment_id: str) -> Optional[np.ndar
     return (matrix @ np.append(ijk.mean(axis=0), 1.0))[:3]
 
 
-def segment_rows(segmentation_node) -> list[tuple[str, bool, float, float]]:
-    """One row per segment for the results table: (name, complete, p_label, volume in cm^3)."""
+def segment_rows(segmentation_node) -> list[tuple[str, str, bool, float, float]]:
+    """One row per segment for the results table, in segment order: (segment ID, name, complete, p_label, volume in
+    cm^3)."""
     segmentation = segmentation_node.GetSegmentation()
     rows = []
     for segment_id in _segment_ids(segmentation_node):
@@ -434,7 +435,7 @@ def segment_rows(segmentation_node) -> list[tuple[str, bool, float, float]]:
         ijk, matrix = _segment_voxels(segment)
         voxel_mm3 = abs(float(np.linalg.det(matrix[:3, :3])))
         p_label = segment_tag(segment, PLABEL_TAG)
-        rows.append((segment.GetName(), segment_tag(segment, COMPLETE_TAG) != "false",
+        rows.append((segment_id, segment.GetName(), segment_tag(segment, COMPLETE_TAG) != "false",
                      float(p_label) if p_label else float("nan"), len(ijk) * voxel_mm3 / 1000.0))
     return rows
 
@@ -478,8 +479,7 @@ def update_results_table(segmentation_node) -> None:
         return
     segmentation = segmentation_node.GetSegmentation()
     rows = []
-    for segment_id, (name, complete, p_label, volume_cm3) in zip(_segment_ids(segmentation_node),
-                                                                  segment_rows(segmentation_node)):
+    for segment_id, name, complete, p_label, volume_cm3 in segment_rows(segmentation_node):
         segment = segmentation.GetSegment(segment_id)
         rows.append(TableRow(name, segment_level(segment) or 0, complete, p_label,
                              _tag_float(segment, PCOMPLETE_TAG), volume_cm3))

@@ -245,13 +245,14 @@ def test_renumber_relabels_the_column_keeps_voxels_and_undoes(loaded, ct_node, v
     points = segmentation.GetNodeReference("SpineSegmentationCentroids")
     assert [points.GetNthControlPointLabel(i) for i in range(points.GetNumberOfControlPoints())] == _names(segmentation)
     rows = segment_rows(segmentation)
-    assert [r[0] for r in rows] == _names(segmentation)
-    assert rows[-2][3] == pytest.approx(float((before == 24).sum()) * 27.0 / 1000.0)  # L6 = the old L5, 3 mm voxels
+    assert [r[1] for r in rows] == _names(segmentation)
+    assert rows[-2][0] == "L5"  # the segment's ID stays what it was made with; its name follows the level
+    assert rows[-2][4] == pytest.approx(float((before == 24).sum()) * 27.0 / 1000.0)  # L6 = the old L5, 3 mm voxels
     table = segmentation.GetNodeReference("SpineSegmentationTable")  # the results table follows the segments
     assert [table.GetCellText(r, 0) for r in range(table.GetNumberOfRows())] == _names(segmentation)
     assert [table.GetCellText(r, 1) for r in range(table.GetNumberOfRows())] == ["19", "20", "21", "22", "23", "24",
                                                                                   "25", "26"]
-    assert float(table.GetCellText(6, 5)) == pytest.approx(rows[-2][3], abs=0.01)
+    assert float(table.GetCellText(6, 5)) == pytest.approx(rows[-2][4], abs=0.01)
     assert logic.undoLast(segmentation)
     np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "undone.nrrd"), before)
     assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
