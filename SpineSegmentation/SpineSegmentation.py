@@ -672,7 +672,8 @@ class SpineSegmentationTest(ScriptedLoadableModuleTest):
     """In-Slicer tests: the whole pipeline on the real example CT with the shipped model, and Cancel.
 
     Nothing is installed here: the Python packages must be there already (the extension's first use installs them
-    after the user agrees); the test fails and names the missing ones otherwise.
+    after the user agrees); without them the pipeline test is skipped and names the missing ones (a build machine,
+    e.g. the Extensions Index's, has no torch).
     """
 
     def setUp(self):
@@ -688,10 +689,12 @@ class SpineSegmentationTest(ScriptedLoadableModuleTest):
         from SpineSegmentationLib.anatomy import verse_label
         from SpineSegmentationLib.terminology import slicer_terminology_entry
 
+        missing = dependencies.missing_packages()
+        if missing:
+            self.skipTest(f"Python packages missing: {', '.join(missing)}; install them first (open the module, "
+                          "press Apply)")
         self.delayDisplay("Segmenting the example CT")
         volume = loadExampleCt()
-        missing = dependencies.missing_packages()
-        self.assertEqual(missing, [], "install the module's Python packages first (open the module, press Apply)")
         logic = SpineSegmentationLogic()
         results = logic.process(volume, device="auto")
 

@@ -10,6 +10,7 @@ Slicer runs, so it is checked here. The SNOMED CT codes are checked against DICO
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -108,7 +109,13 @@ def test_cmake_lists_every_module_file_and_each_exists():
     assert "slicerMacroBuildScriptedModule(" in text and "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in text
     # the library and the model are installed beside the module, in their source-tree layout
     assert '"${_spineseg_source_root}/SpineSegmentationLib/*.py"' in text
-    assert '"${_spineseg_source_root}/Resources/Models/spineseg-default/*"' in text
+    model_globs = re.findall(r'"\$\{_spineseg_source_root\}/(Resources/Models/spineseg-default/[^"]+)"', text)
+    model_dir = REPO_ROOT / "Resources" / "Models" / "spineseg-default"
+    needed = ["model.json", *(f["path"] for f in json.loads((model_dir / "model.json").read_text())["files"].values())]
+    for name in needed:  # what SpineSegmentationLib.models.load_model reads must be installed
+        assert any(fnmatch.fnmatch(f"Resources/Models/spineseg-default/{name}", g) for g in model_globs), name
+    assert not any(fnmatch.fnmatch(f"Resources/Models/spineseg-default/{p.name}", g)
+                   for g in model_globs for p in model_dir.glob("*.png")), "the loss curves need not be installed"
     assert list((REPO_ROOT / "SpineSegmentationLib").rglob("*.py")), "the library glob must match files"
 
 
