@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
 from SpineSegmentationLib.anatomy import VERSE_NAMES  # noqa: E402
 from SpineSegmentationLib.evaluation import assd, surface_distances  # noqa: E402
+from SpineSegmentationLib.evaluation import dice as dice_coefficient  # noqa: E402
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
@@ -73,8 +74,7 @@ def compare(base: sitk.Image, other: sitk.Image) -> dict:
     dice, surface = {}, {}
     for label in sorted(set(a) & set(b)):
         name = VERSE_NAMES.get(label, str(label))
-        inter = np.logical_and(a[label], b[label]).sum()
-        dice[name] = round(float(2 * inter / (a[label].sum() + b[label].sum())), 3)
+        dice[name] = round(dice_coefficient(b[label], a[label]), 3)
         surface[name] = round(assd(*surface_distances(b[label], a[label], spacing_zyx)), 2)
     return {
         "levels": [VERSE_NAMES.get(k, str(k)) for k in sorted(b)],
