@@ -3,12 +3,14 @@
 Each VerSe label maps to a segment name, a colour and a coded (category, type) pair as used by DICOM SEG and
 3D Slicer's terminology:
 
-- category: SCT 123037004 "Anatomical Structure" (DICOM CID 7150, as in Slicer's terminology lists);
+- category: SCT 123037004 "Anatomical Structure", as in 3D Slicer's terminology lists and dcmqi (DICOM CID 7150
+  lists this category as SCT 91723000; the Slicer code is kept in the DICOM SEG too, so that both outputs match what
+  Slicer's terminology selector offers);
 - type, C1..L5: DICOM CID 7603 "Vertebra" (SCT codes of each level, e.g. T11 = 12989004);
 - type, sacrum: SCT 54735007 "Sacrum";
 - L6 and T13 have no SNOMED CT concept of their own: they are coded as SCT 51282000 "Vertebra" (DICOM CID
-  6114) with the anatomic region SCT 122496007 "Lumbar spine" / SCT 122495006 "Thoracic spine" (DICOM
-  CID 7304) and keep their level in the segment name (documented fallback).
+  7151) with the anatomic region SCT 122496007 "Lumbar spine" / SCT 122495006 "Thoracic spine" (DICOM
+  CID 4 "Anatomic Region") and keep their level in the segment name (documented fallback).
 
 :func:`slicer_terminology_entry` serialises an entry in the format of 3D Slicer's segment tag
 ``TerminologyEntry`` (``vtkSlicerTerminologiesModuleLogic::SerializeTerminologyEntry``), and
@@ -24,9 +26,9 @@ from .anatomy import VERSE_NAMES, vertebra_name
 
 SCHEME = "SCT"
 CATEGORY = (SCHEME, "123037004", "Anatomical Structure")
-#: Generic type of L6/T13 (DICOM CID 6114 "Vertebra").
+#: Generic type of L6/T13 (DICOM CID 7151, "Vertebra").
 GENERIC_VERTEBRA = (SCHEME, "51282000", "Vertebra")
-#: Anatomic region of the generic type (DICOM CID 7304 "Lumbar Spine" / "Thoracic Spine").
+#: Anatomic region of the generic type (DICOM CID 4 "Anatomic Region": "Lumbar spine" / "Thoracic spine").
 _FALLBACK_REGION: dict[int, tuple[str, str, str]] = {
     25: (SCHEME, "122496007", "Lumbar spine"),  # L6
     28: (SCHEME, "122495006", "Thoracic spine"),  # T13

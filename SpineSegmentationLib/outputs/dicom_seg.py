@@ -242,7 +242,7 @@ def _standalone_source(image: sitk.Image, sources: Sequence):
     ds.ImageOrientationPatient = [float(v) for v in np.concatenate([direction[:, 0], direction[:, 1]])]
     ds.ImagePositionPatient = [float(v) for v in image.GetOrigin()]
     ds.PixelSpacing = [float(image.GetSpacing()[1]), float(image.GetSpacing()[0])]
-    ds.SliceThickness = float(image.GetSpacing()[2])
+    ds.SliceThickness = float(template.get("SliceThickness") or image.GetSpacing()[2])  # the CT's, where it says
     return ds
 
 

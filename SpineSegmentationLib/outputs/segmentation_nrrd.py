@@ -18,7 +18,9 @@ One segment per vertebra (in ``result.vertebrae`` order, C1 first):
 
 The voxels are one 3D layer (vertebrae do not overlap) on the input grid: ``space`` left-posterior-superior,
 ``space directions`` = direction cosines x spacing, ``space origin`` = the input's origin (LPS mm), so the
-segmentation lies exactly on the CT in Slicer.
+segmentation lies exactly on the CT in Slicer. Every segment's ``Extent`` is that of the layer, the box around all
+vertebrae, as Slicer writes it: Slicer 5.6 reads a shared layer with the extent of its first segment only
+(``vtkMRMLSegmentationStorageNode.cxx`` at v5.6.2; the union since 5.8), so a segment's own box would cut the others.
 
 A result without vertebrae is written as a segmentation with no segments on the full input grid (all
 zeros): Slicer opens it as an empty segmentation; slicerio reads it back with ``segments == []``.
@@ -70,8 +72,8 @@ def segment_extents(labels: sitk.Image) -> dict[int, list[int]]:
 def segment_metadata(vertebra, extent: list[int] | None = None) -> dict:
     """slicerio segment dictionary (without voxels) of one :class:`~SpineSegmentationLib.result.Vertebra`.
 
-    ``extent`` is the segment's non-empty voxel box [min_i, max_i, min_j, max_j, min_k, max_k]; without it
-    slicerio writes the full grid's extent."""
+    ``extent`` is the voxel box [min_i, max_i, min_j, max_j, min_k, max_k] of the segment's layer (see the module
+    docstring); without it slicerio writes the full grid's extent."""
     term = vertebra_terminology(vertebra.label)
     segment = {
         "id": term.name,
@@ -129,7 +131,10 @@ def write_segmentation_nrrd(result: SpineSegmentationResult, path: Path) -> None
 
 def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]], path: Path) -> bytes:
     """The NRRD header (up to and including the blank line) of the segmentation, from slicerio."""
-    full = [int(b) for n in result.labels.GetSize() for b in (0, n - 1)]  # a listed vertebra without voxels
+    full = [int(b) for n in result.labels.GetSize() for b in (0, n - 1)]  # no voxels at all
+    boxes = np.array(list(extents.values())).reshape(-1, 3, 2)
+    layer = [int(b) for box in zip(boxes[:, :, 0].min(axis=0), boxes[:, :, 1].max(axis=0)) for b in box] \
+        if len(boxes) else full
     segmentation = {
         "voxels": np.zeros((1, 1, 1), dtype=np.uint8),  # stand-in: the real sizes are set below
         "ijkToLPS": ijk_to_lps_matrix(result.labels),
@@ -137,7 +142,7 @@ def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]],
         "masterRepresentation": "Binary labelmap",
         "referenceImageExtentOffset": [0, 0, 0],
         "encoding": "gzip",
-        "segments": [segment_metadata(v, extents.get(int(v.label), full)) for v in result.vertebrae],
+        "segments": [segment_metadata(v, layer) for v in result.vertebrae],
     }
     scratch = path.with_name(path.name + ".header")
     try:

@@ -132,6 +132,8 @@ def test_dicom_input_writes_a_seg_that_references_the_series(slab_result, dicom_
     referenced = {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
     assert referenced == {s.SOPInstanceUID for s in sources}
     assert_segments_match_label_map(seg, slab_result)
+    assert float(seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness) == float(
+        sources[0].SliceThickness)
     # each frame names the source slice it lies on
     for (segment, k), f in frames_by_segment_and_slice(seg, slab_result.labels).items():
         derivation = seg.PerFrameFunctionalGroupsSequence[f].DerivationImageSequence[0]
@@ -153,8 +155,12 @@ def test_anonymised_series_gives_a_seg_that_references_no_series(slab_result, di
     assert seg.ContentDescription == "references no DICOM series: source series has no UIDs"
     assert "ReferencedSeriesSequence" not in seg and "SourceImageSequence" not in seg
     # the frame of reference the anonymiser kept still places the SEG on the CT
-    assert seg.FrameOfReferenceUID == pydicom.dcmread(dicom_source_files(dicom_dir)[0]).FrameOfReferenceUID
+    source = pydicom.dcmread(dicom_source_files(dicom_dir)[0])
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
     assert_segments_match_label_map(seg, slab_result)
+    # the slices are 3 mm thick, 2 mm apart: the SEG's frames are the CT's slices, so is their thickness
+    assert float(seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness) == float(
+        source.SliceThickness) == 3.0
 
 
 def test_nifti_input_writes_a_seg_on_request_only(real_ct, real_ct_reference, tmp_path):
