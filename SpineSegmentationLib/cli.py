@@ -29,7 +29,7 @@ outputs (in OUTDIR, default <input stem>_spineseg/ next to the input):
                          completeness and confidence tags)
   vertebrae.json         per vertebra: label, name, complete, p_complete, p_label, centroid_ras_mm,
                          volume_mm3; run information (model, device, time per stage, iterations)
-  centroids_ctd.json     centroids in the VerSe centroid format (voxel units of labels.nii.gz)
+  centroids_ctd.json     vertebral-body centres in the VerSe centroid format (voxel units of labels.nii.gz)
   qc.png                 sagittal and coronal views with each vertebra coloured and named
   segmentation.dcm       DICOM SEG (one segment per vertebra, SNOMED CT codes, completeness in the segment
                          description) referencing the source series; for a DICOM series input, or on request

@@ -9,12 +9,15 @@ Measures (per vertebra = per VerSe label; all distances in millimetres, physical
   distance (voxel centres, with the grid's spacing, via ``scipy.ndimage.distance_transform_edt``) to the
   nearest surface voxel of the other mask.
   **ASSD** = mean over both directed sets together; **HD95** = ``max(p95(d_PR), p95(d_RP))``, the larger of
-  the two directed 95th percentiles (numpy's linear interpolation), as in MONAI and MedPy.
-- **Identification** (VerSe challenge, Sekuboyina et al. 2021): a reference vertebra is identified when the
-  predicted centroid with the same label is the nearest of all predicted centroids to the reference
-  centroid and lies within :data:`ID_DISTANCE_MM` (20 mm). Identification rate = identified / reference
-  vertebrae. Localization distance = the distance between same-label centroids (mean over reference
-  vertebrae that have a same-label prediction).
+  the two directed 95th percentiles (numpy's linear interpolation), as in MONAI; not the Hausdorff distance of
+  the VerSe 2019 paper (the maximum).
+- **Identification** (VerSe challenge, Sekuboyina et al. 2021, as its ``eval_utilities.get_hits``): a reference
+  vertebra is identified when the prediction has a centroid with its label, the nearest reference centroid to that
+  point (among the labels both have) is its own, and the two lie within :data:`ID_DISTANCE_MM` (20 mm).
+  Identification rate = identified / reference vertebrae (a missed vertebra counts as not identified).
+  Localization distance = the distance between same-label centroids (mean over reference vertebrae that have a
+  same-label prediction). Against masks both centroids are the labels' whole-vertebra centroids; against a VerSe
+  centroid file (:func:`evaluate_points`) the prediction's are its vertebral-body centres, the point VerSe marks.
 - **Label agreement**: linearly weighted Cohen's kappa between reference and predicted labels of the
   vertebrae matched by overlap (each reference vertebra is matched to the predicted label that covers most
   of its voxels); the weight of a disagreement is the distance in anatomical levels
@@ -61,7 +64,7 @@ from .anatomy import ANATOMICAL_ORDER, SACRUM, VERSE_NAMES, to_verse
 from .errors import InputImageError, OutputExistsError
 from .geometry import labels_at_border, same_grid
 from .outputs import OUTPUT_FILES
-from .outputs.centroids import label_centroids_lps, label_volumes_mm3, read_ctd
+from .outputs.centroids import body_centres_lps, label_centroids_lps, label_volumes_mm3, read_ctd
 from .outputs.vertebrae_json import read_vertebrae_json
 
 #: VerSe identification threshold, mm (Sekuboyina et al. 2021, after Glocker et al. 2013).
@@ -164,7 +167,7 @@ def identification(
     reference_centroids: Mapping[int, Sequence[float]],
     max_distance_mm: float = ID_DISTANCE_MM,
 ) -> dict[int, tuple[bool, float]]:
-    """VerSe identification of every reference vertebra.
+    """VerSe identification of every reference vertebra (module docstring).
 
     Args:
         predicted_centroids, reference_centroids: ``{label: [x, y, z]}`` in the same physical frame (mm;
@@ -175,18 +178,16 @@ def identification(
         ``{reference label: (identified, distance_mm)}``; distance to the same-label predicted centroid, NaN
         when the prediction has no such label.
     """
-    labels = list(predicted_centroids)
-    points = np.array([predicted_centroids[k] for k in labels], dtype=float).reshape(-1, 3)
+    common = [k for k in reference_centroids if k in predicted_centroids]  # VerSe compares these labels only
+    references = np.array([reference_centroids[k] for k in common], dtype=float).reshape(-1, 3)
     out = {}
-    for label, centre in reference_centroids.items():
-        centre = np.asarray(centre, dtype=float)
+    for label in reference_centroids:
         if label not in predicted_centroids:
             out[int(label)] = (False, float("nan"))
             continue
-        distances = np.linalg.norm(points - centre, axis=1)
-        own = float(distances[labels.index(label)])
-        nearest = labels[int(np.argmin(distances))]
-        identified = own <= max_distance_mm and (nearest == label or own <= distances.min())
+        distances = np.linalg.norm(references - np.asarray(predicted_centroids[label], dtype=float), axis=1)
+        own = float(distances[common.index(label)])
+        identified = own <= max_distance_mm and own <= distances.min()  # its own reference is the nearest
         out[int(label)] = (bool(identified), own)
     return out
 
@@ -488,7 +489,7 @@ def _score_row(label: int, maps: _LabelMaps, prediction_completeness: Optional[M
             if in_ref and in_pred
             else float("nan")
         ),
-        identified=identification(maps.pred_centroids, {label: maps.ref_centroids[label]})[label][0] if in_ref else None,
+        identified=identification(maps.pred_centroids, maps.ref_centroids)[label][0] if in_ref else None,
         matched_prediction=matched,
         reference_complete=reference_completeness.get(label) if in_ref else None,
         predicted_complete=None if pred_complete is None else bool(pred_complete),
@@ -596,7 +597,7 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
         raise InputImageError(f"centroid file {path} does not exist; give a VerSe *_ctd.json")
     pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
     pred[pred == SACRUM] = 0
-    pred_centroids = label_centroids_lps(_with_array(pred, pred_image))
+    pred_centroids = body_centres_lps(_with_array(pred, pred_image))  # the point VerSe marks
     ref_centroids = {k: v for k, v in read_ctd(path, pred_image).items() if k != SACRUM}
     ids = identification(pred_centroids, ref_centroids, max_distance_mm)
     order = sorted(ref_centroids, key=_RANK.get)

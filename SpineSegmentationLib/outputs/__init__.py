@@ -12,7 +12,7 @@ Files (fixed names, see :data:`OUTPUT_FILES`), one module each:
 - ``segmentation.seg.nrrd``: one segment per vertebra, SNOMED CT terminology, completeness tags
   (:mod:`.segmentation_nrrd`);
 - ``vertebrae.json``: per-vertebra table, run info, label alternatives, input geometry (:mod:`.vertebrae_json`);
-- ``centroids_ctd.json``: VerSe centroid file in voxel units of labels.nii.gz (:mod:`.centroids`);
+- ``centroids_ctd.json``: VerSe centroid file (vertebral-body centres) in voxel units of labels.nii.gz (:mod:`.centroids`);
 - ``qc.png``: sagittal + coronal check picture (:mod:`.qc_picture`).
 
 Nothing the user made is overwritten: before anything is written, every target is checked and

@@ -129,18 +129,24 @@ def test_surface_distance_input_errors():
 
 
 def test_identification_cases():
+    """VerSe's rule (eval_utilities.get_hits): from each predicted centroid, its own reference must be the nearest
+    reference (of the labels both have) and within 20 mm."""
     reference = {20: [0.0, 0.0, 0.0], 21: [0.0, 0.0, -30.0], 22: [0.0, 0.0, -60.0], 23: [0.0, 0.0, -90.0]}
     predicted = {
-        20: [3.0, 4.0, 0.0],  # 5 mm away, nearest: identified
+        20: [3.0, 4.0, 0.0],  # 5 mm away, its reference the nearest: identified
         21: [0.0, 0.0, -55.0],  # 25 mm away: too far
-        22: [0.0, 12.0, -60.0],  # 12 mm away, but the predicted 23 is nearer (5 mm): not identified
-        23: [0.0, 0.0, -64.0],
+        22: [0.0, 12.0, -60.0],  # 12 mm away and nearest to its own reference (the predicted 23 beside it does not count)
+        23: [0.0, 0.0, -64.0],  # nearer to the reference 22 (4 mm) than to its own (26 mm)
     }
     result = identification(predicted, reference)
     assert result[20] == (True, pytest.approx(5.0))
     assert result[21] == (False, pytest.approx(25.0))
-    assert result[22] == (False, pytest.approx(12.0))
+    assert result[22] == (True, pytest.approx(12.0))
     assert result[23] == (False, pytest.approx(26.0))
+    # a predicted level the reference lacks (T12, 5 mm from the reference L1) is not compared with
+    two = {20: [0.0, 0.0, 0.0], 21: [0.0, 0.0, -30.0]}
+    extra = identification({19: [0.0, 0.0, 5.0], 20: [0.0, 0.0, 8.0], 21: [0.0, 0.0, -30.0]}, two)
+    assert extra == {20: (True, pytest.approx(8.0)), 21: (True, pytest.approx(0.0))}
     # A label the prediction lacks is not identified; 20 mm exactly is still identified.
     assert identification({21: [0, 0, 20.0]}, {20: [0, 0, 0], 21: [0, 0, 0]}) == {
         20: (False, pytest.approx(float("nan"), nan_ok=True)),

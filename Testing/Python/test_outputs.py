@@ -19,7 +19,13 @@ import slicerio
 from SpineSegmentationLib import anatomy, geometry
 from SpineSegmentationLib.errors import OutputExistsError
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
-from SpineSegmentationLib.outputs.centroids import ctd_entries, label_centroids_lps, orientation_codes, read_ctd
+from SpineSegmentationLib.outputs.centroids import (
+    body_centres_lps,
+    ctd_entries,
+    label_centroids_lps,
+    orientation_codes,
+    read_ctd,
+)
 from SpineSegmentationLib.outputs.qc_picture import _slab_mean, display_grid, rib_view
 from SpineSegmentationLib.result import LabelingAlternative, SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
@@ -187,11 +193,15 @@ def test_ctd_round_trip_on_example(written):
     assert [e["label"] for e in entries[1:]] == [18, 19, 20, 21, 22, 23, 24, 26]
     labels = sitk.ReadImage(str(paths["labels"]))
     back = read_ctd(paths["centroids"], labels)
-    array = sitk.GetArrayFromImage(labels)
+    bodies = body_centres_lps(labels)
+    assert set(back) == set(bodies)
     for label, lps in back.items():
-        kji = np.argwhere(array == label).mean(axis=0)  # independent numpy centroid
-        expected = labels.TransformContinuousIndexToPhysicalPoint([float(v) for v in kji[::-1]])
-        np.testing.assert_allclose(lps, expected, atol=3.0 * 1e-3)
+        np.testing.assert_allclose(lps, bodies[label], atol=3.0 * 1e-3)
+    # the body centre lies in front of the whole vertebra's centroid (LPS y: towards posterior), on its level
+    whole = label_centroids_lps(labels)
+    for label in (20, 22, 24):
+        assert 5.0 < whole[label][1] - back[label][1] < 25.0
+        assert abs(whole[label][2] - back[label][2]) < 10.0
 
 
 def test_ctd_convention_matches_real_verse_files(verse_masks_dir):
@@ -205,28 +215,38 @@ def test_ctd_convention_matches_real_verse_files(verse_masks_dir):
     assert c1_ours["label"] == c1_theirs["label"] == 1
     for axis in "XYZ":
         assert c1_ours[axis] == pytest.approx(c1_theirs[axis], abs=0.051)
-    # sub-verse010 is a PIR image: same codes as the file, and the file's (vertebral-body) centroids lie within
-    # 20 mm of our whole-vertebra centroids once both are read with the same convention.
+    # sub-verse010 is a PIR image: same codes as the file
     mask = sitk.ReadImage(str(verse / "sub-verse010" / "sub-verse010_seg-vert_msk.nii.gz"))
     ctd_file = verse / "sub-verse010" / "sub-verse010_seg-subreg_ctd.json"
     assert ctd_entries(mask)[0] == json.loads(ctd_file.read_text())[0] == {"direction": ["P", "I", "R"]}
-    theirs = read_ctd(ctd_file, mask)
-    ours = label_centroids_lps(mask)
-    assert set(theirs) == set(ours) == {20, 21, 22, 23, 24}
-    for label in ours:
-        assert np.linalg.norm(theirs[label] - ours[label]) < 20.0
+
+
+def test_centroids_are_the_vertebral_body_centres_verse_marks(verse_masks_dir):
+    """On the four VerSe subjects here, our body centres of their masks lie near the points their files mark
+    (C2-L5), the whole-vertebra centroids 7-15 mm behind them."""
+    body, whole = [], []
+    for subject in ("sub-gl003", "sub-gl017", "sub-verse004", "sub-verse010"):
+        mask = sitk.ReadImage(str(next((verse_masks_dir / subject).glob("*_msk.nii.gz"))))
+        theirs = read_ctd(next((verse_masks_dir / subject).glob("*_ctd.json")), mask)
+        ours, centroids = body_centres_lps(mask), label_centroids_lps(mask)
+        assert set(ours) == set(theirs)
+        body += [np.linalg.norm(ours[k] - theirs[k]) for k in theirs if k != 1]
+        whole += [np.linalg.norm(centroids[k] - theirs[k]) for k in theirs if k != 1]
+        if 1 in theirs:  # C1 has no body: its whole centroid, as VerSe's files have it
+            assert np.linalg.norm(ours[1] - theirs[1]) < 0.2
+    assert len(body) == 35
+    assert np.mean(body) < 3.5 and max(body) < 8.5
+    assert np.mean(whole) > 10.0
 
 
 def test_ctd_round_trip_real_mask_and_reoriented_reader(verse_masks_dir, tmp_path):
     mask = sitk.ReadImage(str(verse_masks_dir / "sub-verse004" / "sub-verse004_seg-vert_msk.nii.gz"))  # oblique PIR
     path = tmp_path / "ctd.json"
     path.write_text(json.dumps(ctd_entries(mask)))
-    array = sitk.GetArrayFromImage(mask)
     back = read_ctd(path, mask)
+    bodies = body_centres_lps(mask)
     for label in (16, 20, 24):
-        kji = np.argwhere(array == label).mean(axis=0)
-        expected = mask.TransformContinuousIndexToPhysicalPoint([float(v) for v in kji[::-1]])
-        np.testing.assert_allclose(back[label], expected, atol=3e-3)
+        np.testing.assert_allclose(back[label], bodies[label], atol=3e-3)
     # The same file read against the mask reoriented to LPS still gives the same physical points.
     lps_mask = sitk.DICOMOrient(mask, "LPS")
     assert orientation_codes(lps_mask) == ["L", "P", "S"]
