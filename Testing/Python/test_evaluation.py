@@ -143,8 +143,10 @@ def test_identification_cases():
     assert result[21] == (False, pytest.approx(25.0))
     assert result[22] == (True, pytest.approx(12.0))
     assert result[23] == (False, pytest.approx(26.0))
-    # a predicted level the reference lacks (T12, 5 mm from the reference L1) is not compared with
+    # within 20 mm of its own reference but nearer to the next one: not identified
     two = {20: [0.0, 0.0, 0.0], 21: [0.0, 0.0, -30.0]}
+    assert identification({20: [0.0, 0.0, -16.0], 21: [0.0, 0.0, -30.0]}, two)[20] == (False, pytest.approx(16.0))
+    # a predicted level the reference lacks (T12, 5 mm from the reference L1) is not compared with
     extra = identification({19: [0.0, 0.0, 5.0], 20: [0.0, 0.0, 8.0], 21: [0.0, 0.0, -30.0]}, two)
     assert extra == {20: (True, pytest.approx(8.0)), 21: (True, pytest.approx(0.0))}
     # A label the prediction lacks is not identified; 20 mm exactly is still identified.
