@@ -157,7 +157,7 @@ def read_ctd(path: Path, labels: sitk.Image) -> dict[int, np.ndarray]:
         labels: the label map (or image) whose voxel grid the file refers to.
 
     Returns:
-        ``{label: array([x, y, z])}`` LPS mm.
+        ``{label: array([x, y, z])}`` LPS mm; entries with a NaN coordinate are left out, as VerSe's reader does.
 
     Raises:
         ValueError: if the file is not a VerSe centroid list (no ``direction`` entry first, missing keys).
@@ -178,5 +178,7 @@ def read_ctd(path: Path, labels: sitk.Image) -> dict[int, np.ndarray]:
         if missing:
             raise ValueError(f"{path}: centroid entry {entry} lacks {sorted(missing)}")
         ijk = [float(entry[k]) for k in "XYZ"]
+        if not all(np.isfinite(ijk)):  # VerSe's own reader skips such entries (a level without a marked point)
+            continue
         centroids[int(entry["label"])] = np.array(grid.TransformContinuousIndexToPhysicalPoint(ijk))
     return centroids

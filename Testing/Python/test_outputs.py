@@ -247,6 +247,12 @@ def test_ctd_round_trip_real_mask_and_reoriented_reader(verse_masks_dir, tmp_pat
     bodies = body_centres_lps(mask)
     for label in (16, 20, 24):
         np.testing.assert_allclose(back[label], bodies[label], atol=3e-3)
+    # a level without a marked point ("NaN", as VerSe files may have) is left out, as VerSe's reader does
+    entries = ctd_entries(mask)
+    entries[1]["X"] = float("nan")
+    path.write_text(json.dumps(entries))
+    assert entries[1]["label"] not in read_ctd(path, mask) and len(read_ctd(path, mask)) == len(entries) - 2
+    path.write_text(json.dumps(ctd_entries(mask)))
     # The same file read against the mask reoriented to LPS still gives the same physical points.
     lps_mask = sitk.DICOMOrient(mask, "LPS")
     assert orientation_codes(lps_mask) == ["L", "P", "S"]
