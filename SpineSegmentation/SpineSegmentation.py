@@ -212,6 +212,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onSceneStartClose(self, caller, event) -> None:
         self._cancelRun()  # the input volume is about to disappear
         self.logic.correctionLogic.tracker.observe(None)
+        self.logic.correctionLogic.undo.clear()  # a node of the next scene may get the same ID
         self.setParameterNode(None)
         self._results = None
         self._rowSegmentIds = []
@@ -520,10 +521,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def onUndo(self) -> None:
         node = self._correctionSegmentation()
-        if node is not None and self.logic.correctionLogic.undoLast(node):
-            self._refreshFromSegments(node, _("The last correction was undone."))
-        else:
-            self.ui.statusLabel.text = _("Nothing to undo.")
+        with slicer.util.tryWithErrorDisplay(_("Undo failed."), waitCursor=True):
+            if node is not None and self.logic.correctionLogic.undoLast(node):
+                self._refreshFromSegments(node, _("The last correction was undone."))
+            else:
+                self.ui.statusLabel.text = _("Nothing to undo.")
 
     def _fillVertebraTable(self, segmentationNode) -> None:
         """One row per segment as the segments are now, incomplete ones in italics; rows keep their segment's ID,

@@ -230,11 +230,17 @@ class EditTracker:
 
 
 class UndoState:
-    """One-step undo: a deep copy of a segmentation (segments, voxels, tags) kept outside the scene."""
+    """One-step undo: a deep copy of a segmentation (segments, voxels, tags) kept outside the scene.
+
+    It belongs to the node object it was taken from (a node of a later scene may get the same ID), and it is not
+    put back over voxels edited after the correction: the digests of the segments as the correction left them
+    (:meth:`settle`) must still hold, else the edits would be lost without a trace.
+    """
 
     def __init__(self) -> None:
         self._copy = None
-        self._node_id: Optional[str] = None
+        self._node = None
+        self._after: Optional[dict] = None
 
     @property
     def available(self) -> bool:
@@ -243,16 +249,32 @@ class UndoState:
     def save(self, segmentation_node) -> None:
         copy = slicer.vtkSegmentation()
         copy.DeepCopy(segmentation_node.GetSegmentation())
-        self._copy, self._node_id = copy, segmentation_node.GetID()
+        self._copy, self._node, self._after = copy, segmentation_node, None
+
+    def settle(self, segmentation_node) -> None:
+        """Record the segments as the correction just applied left them."""
+        if segmentation_node is self._node:
+            self._after = segment_digests(segmentation_node.GetSegmentation())
+
+    def clear(self) -> None:
+        """Forget the saved state (the scene is closing)."""
+        self._copy, self._node, self._after = None, None, None
 
     def restore(self, segmentation_node, tracker: Optional[EditTracker] = None) -> bool:
-        """Put the saved state back into ``segmentation_node``; False when nothing was saved for this node."""
-        if self._copy is None or segmentation_node.GetID() != self._node_id:
+        """Put the saved state back into ``segmentation_node``; False when nothing was saved for this node.
+
+        Raises:
+            ValueError: voxels were edited after the correction; nothing is changed (the step is kept).
+        """
+        if self._copy is None or segmentation_node is not self._node:
             return False
+        if self._after is not None and segment_digests(segmentation_node.GetSegmentation()) != self._after:
+            raise ValueError("the segments were edited after the last correction (Segment Editor); undoing it would "
+                             "discard those edits, so nothing was undone. Undo them in the Segment Editor first.")
         with tracker.suspended() if tracker is not None else contextlib.nullcontext():
             segmentation_node.GetSegmentation().DeepCopy(self._copy)
         _update_display(segmentation_node)
-        self._copy, self._node_id = None, None
+        self.clear()
         return True
 
 
@@ -565,13 +587,16 @@ class CorrectionLogic:
         self.processLogic = processLogic
         self.tracker = EditTracker()
         self.undo = UndoState()
+        self._sent = None  # (segmentation node, its segment digests) when the running correction started
 
     # network steps, in a child process
 
-    def _start(self, build) -> SegmentationRun:
+    def _start(self, build, segmentationNode) -> SegmentationRun:
         workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-correction-"))
         try:
             args = build(workDir)
+            self._sent = (segmentationNode, segment_digests(segmentationNode.GetSegmentation())
+                          if segmentationNode is not None else None)
             env = process_environment(self.processLogic.libraryDir)
             return SegmentationRun(self.processLogic.runnerFactory(), args, env, str(self.processLogic.libraryDir),
                                    workDir, workDir / "output")
@@ -608,7 +633,7 @@ class CorrectionLogic:
                 args += self._levelArguments(segmentationNode, levels)
             return args
 
-        return self._start(build)
+        return self._start(build, segmentationNode)
 
     def startRerun(self, inputVolume, segmentationNode, device: str = "auto",
                    model: Optional[Path] = None) -> SegmentationRun:
@@ -634,7 +659,7 @@ class CorrectionLogic:
                 args += ["--redo", ",".join(str(v) for v in redo)]
             return args
 
-        return self._start(build)
+        return self._start(build, segmentationNode)
 
     @staticmethod
     def _levels(segmentationNode, levels: dict[str, int], predicate) -> list[int]:
@@ -655,13 +680,21 @@ class CorrectionLogic:
         """Replace the segments of ``segmentationNode`` by a correction run's output (undo keeps the old ones).
 
         Raises:
-            ValueError: damaged output folder or not on ``inputVolume``'s grid; nothing is changed then.
+            ValueError: damaged output folder or not on ``inputVolume``'s grid, or the segments were edited while
+                the correction ran (its result was made from them as they were and would replace the edit);
+                nothing is changed then.
         """
+        sent, self._sent = self._sent, None
+        if sent is not None and sent[0] is segmentationNode and sent[1] != segment_digests(
+                segmentationNode.GetSegmentation()):
+            raise ValueError("the segments were edited while the correction ran; its result would replace those "
+                             "edits, so it was not applied. Run the correction again.")
         old = [segmentationNode.GetNodeReference(role) for role in (CENTROIDS_REFERENCE_ROLE, TABLE_REFERENCE_ROLE)]
         self.undo.save(segmentationNode)
         with self.tracker.suspended():
             results = import_output_folder(self.processLogic.scene, outputDir, inputVolume, segmentationNode,
                                            overwrite=True)
+        self.undo.settle(segmentationNode)
         for node in old:  # the centroids and table of the previous state are outdated
             if node is not None and node.GetScene() is not None:
                 node.GetScene().RemoveNode(node)
@@ -705,6 +738,7 @@ class CorrectionLogic:
         self.undo.save(segmentationNode)
         with self.tracker.suspended():
             apply_levels(segmentationNode, relabeling.vertebrae, relabeling.mapping)
+        self.undo.settle(segmentationNode)
         _update_result_nodes(segmentationNode)
 
     def setCompleteness(self, segmentationNode, segmentId: str, complete: bool) -> None:
@@ -715,11 +749,16 @@ class CorrectionLogic:
         self.undo.save(segmentationNode)
         with self.tracker.suspended():
             segment.SetTag(COMPLETE_TAG, "true" if complete else "false")
+        self.undo.settle(segmentationNode)
         _update_display(segmentationNode)
         _update_result_nodes(segmentationNode)
 
     def undoLast(self, segmentationNode) -> bool:
-        """Undo the last correction of ``segmentationNode``; False when there is nothing to undo."""
+        """Undo the last correction of ``segmentationNode``; False when there is nothing to undo.
+
+        Raises:
+            ValueError: voxels were edited after that correction (:class:`UndoState`); nothing is changed.
+        """
         if not self.undo.restore(segmentationNode, self.tracker):
             return False
         _update_result_nodes(segmentationNode)

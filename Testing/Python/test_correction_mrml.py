@@ -197,6 +197,42 @@ def test_rerun_runs_the_real_tool_keeps_the_edit_and_undoes(loaded, ct_node, nea
     assert not logic.undoLast(segmentation)  # one step
 
 
+def test_undo_never_discards_a_later_edit_nor_restores_into_another_scenes_node(loaded, ct_node, near, scene,
+                                                                                tmp_path):
+    logic, segmentation = loaded
+    l4 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4")
+    logic.renumber(segmentation, l4, "L5")
+    _paint(segmentation, ct_node, "L3", near(21))  # painted after the renumbering
+    painted = _exported(segmentation, ct_node, tmp_path / "painted.nrrd")
+    with pytest.raises(ValueError, match="edited after the last correction"):
+        logic.undoLast(segmentation)
+    np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "kept.nrrd"), painted)
+    assert "L6" in _names(segmentation)  # nothing undone
+    # the scene closes; a segmentation of the next scene gets the same node ID: the old step is not restored there
+    old_id = segmentation.GetID()
+    scene.Clear(0)
+    fresh = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "next scene")
+    assert fresh.GetID() == old_id
+    assert not logic.undoLast(fresh)
+    assert fresh.GetSegmentation().GetNumberOfSegments() == 0
+
+
+def test_an_edit_made_while_a_correction_runs_is_not_replaced_by_its_result(loaded, ct_node, near, reference_folder,
+                                                                            tmp_path):
+    logic, segmentation = loaded
+    _paint(segmentation, ct_node, "L3", near(22))
+    run = logic.startRerun(ct_node, segmentation, device="CPU")
+    try:
+        _paint(segmentation, ct_node, "L2", near(21))  # painted while the correction runs
+        painted = _exported(segmentation, ct_node, tmp_path / "painted.nrrd")
+        with pytest.raises(ValueError, match="edited while the correction ran"):
+            logic.applyRun(reference_folder, ct_node, segmentation)  # any result made from the old segments
+        np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "kept.nrrd"), painted)
+    finally:
+        run.cancel()
+        run.cleanup()
+
+
 def test_click_runs_the_real_tool_with_the_point_existing_segments_and_edits(loaded, ct_node, near, verse_labels):
     logic, segmentation = loaded
     _paint(segmentation, ct_node, "L5", near(24))
