@@ -40,6 +40,7 @@ from SpineSegmentationModuleLib.command import (
 from SpineSegmentationModuleLib.correction import (
     CorrectionLogic,
     column_levels,
+    holds_vertebrae,
     segment_centroid_world,
     segment_rows,
 )
@@ -165,6 +166,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._runControl = RunControl()  # the run in progress and its import step (SpineSegmentationModuleLib)
         self._results: Optional[ImportedResults] = None
         self._rowSegmentIds: list[str] = []  # the segment ID of each row of the vertebra table (names may change)
+        self._shownSegmentation = None  # the segmentation whose vertebrae the table shows
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -215,8 +217,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.logic.correctionLogic.undo.clear()  # a node of the next scene may get the same ID
         self.setParameterNode(None)
         self._results = None
-        self._rowSegmentIds = []
-        self.ui.vertebraTable.setRowCount(0)
+        self._showVertebraeOf(None)
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
@@ -241,6 +242,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._checkCanApply()
 
     def _checkCanApply(self, caller=None, event=None) -> None:
+        self._showVertebraeOf(self._parameterNode.outputSegmentation if self._parameterNode else None)
         if self._runControl.running:
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the segmentation; nothing is added to the scene")
@@ -325,6 +327,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _showResults(self, results: ImportedResults) -> None:
         self._results = results
+        self._shownSegmentation = results.segmentation_node  # filled below, not again by the parameter observer
         self._parameterNode.outputSegmentation = results.segmentation_node
         results.segmentation_node.CreateClosedSurfaceRepresentation()
         self._fillVertebraTable(results.segmentation_node)
@@ -526,6 +529,22 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                 self._refreshFromSegments(node, _("The last correction was undone."))
             else:
                 self.ui.statusLabel.text = _("Nothing to undo.")
+
+    def _showVertebraeOf(self, segmentationNode) -> None:
+        """Table, alternatives and edit tracking follow the output segmentation that is selected (one reloaded with a
+        scene, or another picked in the selector), not only the last run's; cleared for one without our vertebrae."""
+        if segmentationNode is self._shownSegmentation:
+            return
+        self._shownSegmentation = segmentationNode
+        if holds_vertebrae(segmentationNode):
+            self.logic.correctionLogic.tracker.observe(segmentationNode)
+            self._refreshFromSegments(segmentationNode)
+            return
+        self.logic.correctionLogic.tracker.observe(None)
+        self._rowSegmentIds = []
+        self.ui.vertebraTable.setRowCount(0)
+        self._alternatives = []
+        self.alternativesList.clear()
 
     def _fillVertebraTable(self, segmentationNode) -> None:
         """One row per segment as the segments are now, incomplete ones in italics; rows keep their segment's ID,

@@ -93,6 +93,15 @@ def segment_level(segment) -> Optional[int]:
         return None
 
 
+def holds_vertebrae(segmentation_node) -> bool:
+    """Whether ``segmentation_node`` holds vertebrae this module made (a segment with the ``Label`` tag): the ones
+    whose table, alternatives and edits the module shows and tracks."""
+    if segmentation_node is None:
+        return False
+    segmentation = segmentation_node.GetSegmentation()
+    return any(segment_tag(segmentation.GetSegment(i), LABEL_TAG) is not None for i in _segment_ids(segmentation_node))
+
+
 def is_edited(segment) -> bool:
     return segment_tag(segment, EDITED_TAG) == "true"
 

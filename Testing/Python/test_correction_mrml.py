@@ -33,6 +33,7 @@ from SpineSegmentationModuleLib.correction import (
     SACRUM_BELOW_TAG,
     CorrectionLogic,
     export_label_map,
+    holds_vertebrae,
     segment_centroid_ras,
     segment_centroid_world,
     segment_rows,
@@ -195,6 +196,16 @@ def test_rerun_runs_the_real_tool_keeps_the_edit_and_undoes(loaded, ct_node, nea
     np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "after.nrrd"), before)
     assert _edited_names(segmentation) == ["L3"]
     assert not logic.undoLast(segmentation)  # one step
+
+
+def test_the_widget_shows_a_segmentation_with_our_vertebrae_and_no_other(loaded, scene):
+    """What the widget's table and edit tracking follow when a segmentation is selected (``holds_vertebrae``)."""
+    _, segmentation = loaded
+    assert holds_vertebrae(segmentation)
+    other = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "a person's own")
+    assert not holds_vertebrae(other) and not holds_vertebrae(None)
+    other.GetSegmentation().AddEmptySegment("canal", "Spinal canal")
+    assert not holds_vertebrae(other)
 
 
 def test_undo_never_discards_a_later_edit_nor_restores_into_another_scenes_node(loaded, ct_node, near, scene,
