@@ -255,10 +255,17 @@ class UndoState:
     def available(self) -> bool:
         return self._copy is not None
 
-    def save(self, segmentation_node) -> None:
+    def save(self, segmentation_node) -> tuple:
+        """Keep a copy of ``segmentation_node``'s segments; returns the step it replaces (for :meth:`put_back`)."""
+        replaced = (self._copy, self._node, self._after)
         copy = slicer.vtkSegmentation()
         copy.DeepCopy(segmentation_node.GetSegmentation())
         self._copy, self._node, self._after = copy, segmentation_node, None
+        return replaced
+
+    def put_back(self, replaced: tuple) -> None:
+        """Return to the step :meth:`save` replaced (the correction was not applied)."""
+        self._copy, self._node, self._after = replaced
 
     def settle(self, segmentation_node) -> None:
         """Record the segments as the correction just applied left them."""
@@ -699,10 +706,14 @@ class CorrectionLogic:
             raise ValueError("the segments were edited while the correction ran; its result would replace those "
                              "edits, so it was not applied. Run the correction again.")
         old = [segmentationNode.GetNodeReference(role) for role in (CENTROIDS_REFERENCE_ROLE, TABLE_REFERENCE_ROLE)]
-        self.undo.save(segmentationNode)
-        with self.tracker.suspended():
-            results = import_output_folder(self.processLogic.scene, outputDir, inputVolume, segmentationNode,
-                                           overwrite=True)
+        replaced = self.undo.save(segmentationNode)
+        try:
+            with self.tracker.suspended():
+                results = import_output_folder(self.processLogic.scene, outputDir, inputVolume, segmentationNode,
+                                               overwrite=True)
+        except BaseException:
+            self.undo.put_back(replaced)  # nothing was applied: the earlier step stays undoable
+            raise
         self.undo.settle(segmentationNode)
         for node in old:  # the centroids and table of the previous state are outdated
             if node is not None and node.GetScene() is not None:

@@ -228,6 +228,18 @@ def test_undo_never_discards_a_later_edit_nor_restores_into_another_scenes_node(
     assert fresh.GetSegmentation().GetNumberOfSegments() == 0
 
 
+def test_a_correction_result_that_cannot_be_applied_keeps_the_earlier_undo_step(loaded, ct_node, tmp_path):
+    logic, segmentation = loaded
+    logic.renumber(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4"), "L5")
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    with pytest.raises(ValueError):
+        logic.applyRun(damaged, ct_node, segmentation)
+    assert "L6" in _names(segmentation)  # nothing applied
+    assert logic.undoLast(segmentation)  # the renumbering can still be undone
+    assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+
+
 def test_an_edit_made_while_a_correction_runs_is_not_replaced_by_its_result(loaded, ct_node, near, reference_folder,
                                                                             tmp_path):
     logic, segmentation = loaded
