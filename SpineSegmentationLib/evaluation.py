@@ -402,7 +402,8 @@ def evaluate(
     else:
         reference_completeness = {int(k): bool(v) for k, v in reference_completeness.items()}
         notes.append("reference completeness: given explicitly")
-    rows = [_score_row(label, maps, prediction_completeness, reference_completeness) for label in maps.labels()]
+    ids = identification(maps.pred_centroids, maps.ref_centroids)
+    rows = [_score_row(label, maps, ids, prediction_completeness, reference_completeness) for label in maps.labels()]
     summary = _summary(rows, maps)
     if prediction_completeness is None:
         notes.append("no prediction completeness given: completeness accuracy not computed")
@@ -463,7 +464,7 @@ class _LabelMaps:
         return sorted(set(self.ref_centroids) | set(self.pred_centroids), key=_RANK.get)
 
 
-def _score_row(label: int, maps: _LabelMaps, prediction_completeness: Optional[Mapping[int, bool]],
+def _score_row(label: int, maps: _LabelMaps, ids: Mapping[int, tuple[bool, float]], prediction_completeness: Optional[Mapping[int, bool]],
                reference_completeness: Mapping[int, bool]) -> VertebraScore:
     """The per-vertebra measures of one VerSe label."""
     in_ref, in_pred = label in maps.ref_centroids, label in maps.pred_centroids
@@ -489,7 +490,7 @@ def _score_row(label: int, maps: _LabelMaps, prediction_completeness: Optional[M
             if in_ref and in_pred
             else float("nan")
         ),
-        identified=identification(maps.pred_centroids, maps.ref_centroids)[label][0] if in_ref else None,
+        identified=ids[label][0] if in_ref else None,
         matched_prediction=matched,
         reference_complete=reference_completeness.get(label) if in_ref else None,
         predicted_complete=None if pred_complete is None else bool(pred_complete),

@@ -207,6 +207,13 @@ class EditTracker:
         self._observer = self._segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified,
                                                         self._on_modified)
 
+    def digests_after_suspended(self, segmentation_node) -> Optional[dict]:
+        """Right after a :meth:`suspended` block: the digests it recomputed at its end when ``segmentation_node`` is
+        the one tracked, else None (nothing computed here)."""
+        if self._segmentation is None or segmentation_node.GetSegmentation() is not self._segmentation:
+            return None
+        return dict(self._digests)
+
     def stop(self) -> None:
         """Remove the observer (no-op when not tracking)."""
         if self._segmentation is not None and self._observer is not None:
@@ -267,10 +274,11 @@ class UndoState:
         """Return to the step :meth:`save` replaced (the correction was not applied)."""
         self._copy, self._node, self._after = replaced
 
-    def settle(self, segmentation_node) -> None:
-        """Record the segments as the correction just applied left them."""
+    def settle(self, segmentation_node, digests: Optional[dict] = None) -> None:
+        """Record the segments as the correction just applied left them (``digests``: their
+        :func:`segment_digests` when already computed)."""
         if segmentation_node is self._node:
-            self._after = segment_digests(segmentation_node.GetSegmentation())
+            self._after = digests if digests is not None else segment_digests(segmentation_node.GetSegmentation())
 
     def clear(self) -> None:
         """Forget the saved state (the scene is closing)."""
@@ -714,7 +722,7 @@ class CorrectionLogic:
         except BaseException:
             self.undo.put_back(replaced)  # nothing was applied: the earlier step stays undoable
             raise
-        self.undo.settle(segmentationNode)
+        self.undo.settle(segmentationNode, self.tracker.digests_after_suspended(segmentationNode))
         for node in old:  # the centroids and table of the previous state are outdated
             if node is not None and node.GetScene() is not None:
                 node.GetScene().RemoveNode(node)
@@ -758,7 +766,7 @@ class CorrectionLogic:
         self.undo.save(segmentationNode)
         with self.tracker.suspended():
             apply_levels(segmentationNode, relabeling.vertebrae, relabeling.mapping)
-        self.undo.settle(segmentationNode)
+        self.undo.settle(segmentationNode, self.tracker.digests_after_suspended(segmentationNode))
         _update_result_nodes(segmentationNode)
 
     def setCompleteness(self, segmentationNode, segmentId: str, complete: bool) -> None:
@@ -769,7 +777,7 @@ class CorrectionLogic:
         self.undo.save(segmentationNode)
         with self.tracker.suspended():
             segment.SetTag(COMPLETE_TAG, "true" if complete else "false")
-        self.undo.settle(segmentationNode)
+        self.undo.settle(segmentationNode, self.tracker.digests_after_suspended(segmentationNode))
         _update_display(segmentationNode)
         _update_result_nodes(segmentationNode)
 
