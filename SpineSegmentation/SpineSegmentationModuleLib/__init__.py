@@ -12,6 +12,7 @@ file                        concern                                             
 ``mrml_import.py``          output folder -> segmentation, centroid markups, results table      MRML (slicer-core)
 ``logic.py``                one run (export input, run, cancel, import) and the batch API       MRML (slicer-core)
 ``correction.py``           edits tracking, click/re-run, renumbering, completeness, undo       MRML (slicer-core)
+``voxel_digests.py``        per-segment voxel digests (is it the same voxels?), kept by chunk   MRML (slicer-core)
 ``dependencies.py``         the Python packages the CLI needs; install after the user agrees    Slicer app (lazily)
 ==========================  ==================================================================  =================
 

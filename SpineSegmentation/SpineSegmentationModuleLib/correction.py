@@ -50,6 +50,7 @@ from .mrml_import import (
     import_output_folder,
     segment_tag,
 )
+from .voxel_digests import segment_digests
 
 EDITED_TAG = TAG_PREFIX + "Edited"
 LABEL_TAG = TAG_PREFIX + "Label"
@@ -112,61 +113,6 @@ def is_level_stated(segment) -> bool:
 
 # --------------------------------------------------------------------------------------------------------------
 # edit tracking and undo
-
-
-#: Per-voxel weights of the edit digests: a fixed pseudo-random value in [0, 1) per voxel, from its IJK index in
-#: the layer's extent (so that a layer that grows or shrinks keeps the digests of its unchanged segments), with
-#: the spatial-hash primes of Teschner et al. 2003; moving voxels changes a digest as adding or removing them does.
-_HASH_PRIMES = (73856093, 19349663, 83492791)
-_HASH_MODULUS = 2 ** 32
-#: Voxels hashed at a time (bounds the memory of a digest to a few tens of MB for any volume size).
-_DIGEST_CHUNK = 1 << 22
-
-
-def _layer_digests(image, labels: set[int]) -> dict[int, tuple]:
-    """(voxel count, sum of voxel hashes) per label value of one labelmap layer."""
-    from vtk.util.numpy_support import vtk_to_numpy
-
-    scalars = image.GetPointData().GetScalars() if image is not None else None
-    if scalars is None:
-        return {label: (0, 0.0) for label in labels}
-    values = vtk_to_numpy(scalars).ravel()
-    dims, extent = image.GetDimensions(), image.GetExtent()
-    size = max(labels) + 1
-    counts = np.zeros(size, dtype=np.int64)
-    sums = np.zeros(size, dtype=np.float64)
-    for start in range(0, values.size, _DIGEST_CHUNK):
-        chunk = values[start : start + _DIGEST_CHUNK].astype(np.int64)
-        chunk[(chunk < 0) | (chunk >= size)] = 0  # labels of no tracked segment count as background
-        flat = np.arange(start, start + chunk.size, dtype=np.int64)
-        ijk = (flat % dims[0] + extent[0], flat // dims[0] % dims[1] + extent[2], flat // (dims[0] * dims[1]) + extent[4])
-        hashed = np.zeros(chunk.size, dtype=np.uint64)
-        for index, prime in zip(ijk, _HASH_PRIMES):
-            hashed ^= index.astype(np.uint64) * np.uint64(prime)
-        weights = (hashed % np.uint64(_HASH_MODULUS)).astype(np.float64) / _HASH_MODULUS
-        counts += np.bincount(chunk, minlength=size)
-        sums += np.bincount(chunk, weights=weights, minlength=size)
-    return {label: (int(counts[label]), round(float(sums[label]), 6)) for label in labels}
-
-
-def segment_digests(segmentation) -> dict[str, tuple]:
-    """Segment ID -> a digest of its voxels (binary labelmap): equal digests = the same voxels.
-
-    Each labelmap layer is read once (segments sharing a layer are told apart by their label value).
-    """
-    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-    layers: dict[str, tuple] = {}
-    segments = {}
-    for i in range(segmentation.GetNumberOfSegments()):
-        segment_id = segmentation.GetNthSegmentID(i)
-        segment = segmentation.GetSegment(segment_id)
-        image = segment.GetRepresentation(binary)
-        key = image.GetAddressAsString("vtkObject") if image is not None else ""
-        layer = layers.setdefault(key, (image, set()))
-        layer[1].add(int(segment.GetLabelValue()))
-        segments[segment_id] = (key, int(segment.GetLabelValue()))
-    computed = {key: _layer_digests(image, labels) for key, (image, labels) in layers.items()}
-    return {segment_id: computed[key][label] for segment_id, (key, label) in segments.items()}
 
 
 class EditTracker:
