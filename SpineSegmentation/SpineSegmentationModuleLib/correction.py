@@ -17,7 +17,9 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
 * **Levels.** A segment's level is its ``SpineSegmentation.Label`` tag (VerSe number); the network's regressed
   value is kept in ``SpineSegmentation.LabelRegressed`` (from ``vertebrae.json``). A segment a person drew
   (no tags) gets its level from its name ("L3") or, failing that, a free level for the run; it then counts as
-  certain of its level in renumbering (regressed value = its level's position). Renumbering tags the named
+  certain of its level in renumbering (regressed value = its level's position). Segments that are not vertebrae
+  (:func:`~.mrml_import.is_vertebra`: "Spinal canal", a structure chosen from a terminology) are left as they are
+  by every step. Renumbering tags the named
   segment ``SpineSegmentation.LevelStated`` = ``true`` (an applied alternative tags every vertebra; a new
   statement clears the earlier ones), and the network steps pass those levels on (``--stated``), so that a click
   or a re-run keeps them.
@@ -42,18 +44,19 @@ from .mrml_import import (
     CENTROIDS_REFERENCE_ROLE,
     INCOMPLETE_OPACITY_2D_FILL,
     INCOMPLETE_OPACITY_3D,
+    LABEL_TAG,
     TABLE_REFERENCE_ROLE,
     TAG_PREFIX,
     ImportedResults,
     TableRow,
     fill_table,
     import_output_folder,
+    is_vertebra,
     segment_tag,
 )
 from .voxel_digests import segment_digests
 
 EDITED_TAG = TAG_PREFIX + "Edited"
-LABEL_TAG = TAG_PREFIX + "Label"
 REGRESSED_TAG = TAG_PREFIX + "LabelRegressed"
 COMPLETE_TAG = TAG_PREFIX + "Complete"
 PLABEL_TAG = TAG_PREFIX + "PLabel"
@@ -79,6 +82,13 @@ def column_levels() -> tuple[int, ...]:
 def _segment_ids(segmentation_node) -> list[str]:
     segmentation = segmentation_node.GetSegmentation()
     return [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+
+
+def vertebra_ids(segmentation_node) -> list[str]:
+    """IDs of the segments that are vertebrae (:func:`~.mrml_import.is_vertebra`), in segment order; the module
+    leaves every other segment as it is."""
+    segmentation = segmentation_node.GetSegmentation()
+    return [i for i in _segment_ids(segmentation_node) if is_vertebra(segmentation.GetSegment(i))]
 
 
 def segment_level(segment) -> Optional[int]:
@@ -186,7 +196,7 @@ class EditTracker:
             if digest == before or (before is None and digest[0] == 0):
                 continue  # unchanged, or a new segment that is still empty
             segment = self._segmentation.GetSegment(segment_id)
-            if segment is not None and not is_edited(segment):
+            if segment is not None and is_vertebra(segment) and not is_edited(segment):
                 segment.SetTag(EDITED_TAG, "true")  # invokes SegmentModified, not SourceRepresentationModified
         self._digests = digests
 
@@ -253,7 +263,8 @@ class UndoState:
 
 
 def segment_levels(segmentation_node) -> dict[str, int]:
-    """Segment ID -> VerSe level for every segment; segments without a level get free column levels.
+    """Segment ID -> VerSe level for every vertebra segment (:func:`vertebra_ids`); vertebrae without a level
+    (drawn by a person, not named) get free column levels.
 
     Raises:
         ValueError: if two segments have the same level (the label map would merge them).
@@ -261,7 +272,7 @@ def segment_levels(segmentation_node) -> dict[str, int]:
     segmentation = segmentation_node.GetSegmentation()
     levels: dict[str, int] = {}
     unknown = []
-    for segment_id in _segment_ids(segmentation_node):
+    for segment_id in vertebra_ids(segmentation_node):
         level = segment_level(segmentation.GetSegment(segment_id))
         if level is None:
             unknown.append(segment_id)
@@ -278,7 +289,7 @@ def segment_levels(segmentation_node) -> dict[str, int]:
 
 
 def export_label_map(segmentation_node, reference_volume, path: Path) -> dict[str, int]:
-    """Write the segments as one label map on ``reference_volume``'s grid (NRRD), voxel value = level.
+    """Write the vertebra segments as one label map on ``reference_volume``'s grid (NRRD), voxel value = level.
 
     Returns:
         Segment ID -> level written (see :func:`segment_levels`).
@@ -352,7 +363,7 @@ def vertebrae_from_segments(segmentation_node) -> list:
     segmentation = segmentation_node.GetSegmentation()
     out = []
     column = column_levels()
-    for segment_id in _segment_ids(segmentation_node):
+    for segment_id in vertebra_ids(segmentation_node):
         segment = segmentation.GetSegment(segment_id)
         level = segment_level(segment)
         if level not in column:
@@ -387,7 +398,7 @@ def _update_display(segmentation_node) -> None:
     if display is None:
         return
     segmentation = segmentation_node.GetSegmentation()
-    for segment_id in _segment_ids(segmentation_node):
+    for segment_id in vertebra_ids(segmentation_node):
         complete = segment_tag(segmentation.GetSegment(segment_id), COMPLETE_TAG) != "false"
         display.SetSegmentOpacity2DFill(segment_id, COMPLETE_OPACITY_2D_FILL if complete else INCOMPLETE_OPACITY_2D_FILL)
         display.SetSegmentOpacity3D(segment_id, COMPLETE_OPACITY_3D if complete else INCOMPLETE_OPACITY_3D)
@@ -418,11 +429,11 @@ def segment_centroid_ras(segmentation_node, segment_id: str) -> Optional[np.ndar
 
 
 def segment_rows(segmentation_node) -> list[tuple[str, str, bool, float, float]]:
-    """One row per segment for the results table, in segment order: (segment ID, name, complete, p_label, volume in
+    """One row per vertebra segment for the results table, in segment order: (segment ID, name, complete, p_label, volume in
     cm^3)."""
     segmentation = segmentation_node.GetSegmentation()
     rows = []
-    for segment_id in _segment_ids(segmentation_node):
+    for segment_id in vertebra_ids(segmentation_node):
         segment = segmentation.GetSegment(segment_id)
         ijk, matrix = _segment_voxels(segment)
         voxel_mm3 = abs(float(np.linalg.det(matrix[:3, :3])))
@@ -433,7 +444,7 @@ def segment_rows(segmentation_node) -> list[tuple[str, str, bool, float, float]]
 
 
 def update_centroid_points(segmentation_node) -> None:
-    """Make the centroid point list of the segmentation (if any) match its segments: one point per segment at
+    """Make the centroid point list of the segmentation (if any) match its vertebrae: one point per vertebra at
     its centroid, labelled by its name, "incomplete" in the description where flagged so."""
     from .mrml_import import INCOMPLETE_DESCRIPTION
 
@@ -444,7 +455,7 @@ def update_centroid_points(segmentation_node) -> None:
     locked = points.GetLocked()
     points.SetLocked(False)
     points.RemoveAllControlPoints()
-    for segment_id in _segment_ids(segmentation_node):
+    for segment_id in vertebra_ids(segmentation_node):
         center = segment_centroid_ras(segmentation_node, segment_id)
         if center is None:
             continue
@@ -464,7 +475,7 @@ def _tag_float(segment, name: str) -> float:
 
 
 def update_results_table(segmentation_node) -> None:
-    """Make the results table of the segmentation (if any) match its segments, one row per segment in segment
+    """Make the results table of the segmentation (if any) match its vertebrae, one row per vertebra in segment
     order: level, label, completeness and confidences from the segment tags, volume from the voxels."""
     table = segmentation_node.GetNodeReference(TABLE_REFERENCE_ROLE)
     if table is None:
@@ -519,7 +530,7 @@ def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]
     stated = {int(v.label) for v in vertebrae if v.level_stated}
     # compute every change first: levels swap between segments
     changes = []
-    for segment_id in _segment_ids(segmentation_node):
+    for segment_id in vertebra_ids(segmentation_node):
         segment = segmentation.GetSegment(segment_id)
         old = segment_level(segment)
         if old in mapping:
@@ -597,7 +608,7 @@ class CorrectionLogic:
             args = cli_command(self.processLogic.python, "correction_cli", "click", inputPath, workDir / "output",
                                device, model)
             args += ["--point", *[repr(v) for v in point], "--directions", ",".join(directions)]
-            if segmentationNode is not None and segmentationNode.GetSegmentation().GetNumberOfSegments():
+            if segmentationNode is not None and vertebra_ids(segmentationNode):
                 levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
                 args += ["--existing", str(workDir / LABELS_FILE)]
                 args += self._levelArguments(segmentationNode, levels)
@@ -612,8 +623,8 @@ class CorrectionLogic:
         Raises:
             ValueError: no segment is tagged edited, or as :meth:`startClick`.
         """
-        if segmentationNode is None or not segmentationNode.GetSegmentation().GetNumberOfSegments():
-            raise ValueError("the segmentation is empty; segment the CT first")
+        if segmentationNode is None or not vertebra_ids(segmentationNode):
+            raise ValueError("the segmentation has no vertebrae; segment the CT first")
 
         def build(workDir: Path):
             inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
