@@ -41,6 +41,7 @@ from SpineSegmentationModuleLib.correction import (
     CorrectionLogic,
     column_levels,
     holds_vertebrae,
+    renamed_levels,
     segment_centroid_world,
     segment_rows,
 )
@@ -167,6 +168,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._results: Optional[ImportedResults] = None
         self._rowSegmentIds: list[str] = []  # the segment ID of each row of the vertebra table (names may change)
         self._shownSegmentation = None  # the segmentation whose vertebrae the table shows
+        self._renameObserved = None  # the vtkSegmentation whose SegmentModified events are observed (renames)
+        self._renamePending = False  # a rename is applied once the event that reported it has returned
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -536,8 +539,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if segmentationNode is self._shownSegmentation:
             return
         self._shownSegmentation = segmentationNode
+        self._observeRenames(None)
         if holds_vertebrae(segmentationNode):
             self.logic.correctionLogic.tracker.observe(segmentationNode)
+            self._observeRenames(segmentationNode.GetSegmentation())
             self._refreshFromSegments(segmentationNode)
             return
         self.logic.correctionLogic.tracker.observe(None)
@@ -545,6 +550,37 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.vertebraTable.setRowCount(0)
         self._alternatives = []
         self.alternativesList.clear()
+
+    def _observeRenames(self, segmentation) -> None:
+        """Observe ``vtkSegmentation::SegmentModified`` of ``segmentation`` (None: stop): a vertebra renamed to
+        another level in the segments table states its level (``CorrectionLogic.applyRenamed``)."""
+        if self._renameObserved is not None:
+            self.removeObserver(self._renameObserved, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+        self._renameObserved = segmentation
+        if segmentation is not None:
+            self.addObserver(segmentation, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+
+    def _onSegmentModified(self, caller, event) -> None:
+        node = self._shownSegmentation
+        if self._renamePending or node is None or not renamed_levels(node):
+            return
+        self._renamePending = True  # relabelling now would modify segments inside the event that reports the rename
+        qt.QTimer.singleShot(0, self._applyRenamed)
+
+    def _applyRenamed(self) -> None:
+        self._renamePending = False
+        node = self._shownSegmentation
+        if node is None:
+            return
+        with slicer.util.tryWithErrorDisplay(_("The renamed vertebra could not be taken as its level."),
+                                             waitCursor=True):
+            try:
+                mapping = self.logic.correctionLogic.applyRenamed(node)
+            finally:
+                self._refreshFromSegments(node)  # the names as they are now: relabelled, or put back
+            if mapping:
+                self.ui.statusLabel.text = _("Renamed: the column was relabelled around the vertebra you renamed; "
+                                             "clicks and re-runs keep its level.")
 
     def _fillVertebraTable(self, segmentationNode) -> None:
         """One row per segment as the segments are now, incomplete ones in italics; rows keep their segment's ID,

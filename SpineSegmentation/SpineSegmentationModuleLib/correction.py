@@ -22,7 +22,8 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
   by every step. Renumbering tags the named
   segment ``SpineSegmentation.LevelStated`` = ``true`` (an applied alternative tags every vertebra; a new
   statement clears the earlier ones), and the network steps pass those levels on (``--stated``), so that a click
-  or a re-run keeps them.
+  or a re-run keeps them. A vertebra renamed to another level in the segments table states its level the same way
+  (:meth:`CorrectionLogic.applyRenamed`).
 """
 
 from __future__ import annotations
@@ -102,6 +103,28 @@ def segment_level(segment) -> Optional[int]:
         return verse_label(segment.GetName())
     except ValueError:
         return None
+
+
+def renamed_levels(segmentation_node) -> dict[str, int]:
+    """Vertebrae a person renamed to another level (in the segments table): segment ID -> the level of the new
+    name. Only segments with the module's ``Label`` tag count; a name that is not a level ("my L3") is not a
+    statement."""
+    from SpineSegmentationLib.anatomy import verse_label
+
+    segmentation = segmentation_node.GetSegmentation()
+    renamed = {}
+    for segment_id in vertebra_ids(segmentation_node):
+        segment = segmentation.GetSegment(segment_id)
+        tag = segment_tag(segment, LABEL_TAG)
+        if tag is None or not tag.strip().lstrip("-").isdigit():
+            continue
+        try:
+            named = verse_label(segment.GetName() or "")
+        except ValueError:
+            continue
+        if named != int(tag):
+            renamed[segment_id] = named
+    return renamed
 
 
 def holds_vertebrae(segmentation_node) -> bool:
@@ -702,6 +725,33 @@ class CorrectionLogic:
         relabeling = renumber_vertebrae(vertebrae_from_segments(segmentationNode), segment_level(segment), level)
         self._relabel(segmentationNode, relabeling)
         return relabeling.mapping
+
+    def applyRenamed(self, segmentationNode) -> dict[int, int]:
+        """Take a vertebra renamed to another level (segments table) as a statement of its level: the column is
+        relabelled as by :meth:`renumber` (one undo step; the renamed vertebra is tagged ``LevelStated``). Returns
+        old -> new level, empty when no vertebra was renamed (:func:`renamed_levels`).
+
+        Raises:
+            ValueError: several vertebrae renamed at once, or no contiguous labelling fits the new name; the names
+                are put back from the ``Label`` tags then (the column is unchanged).
+        """
+        from SpineSegmentationLib.anatomy import vertebra_name
+
+        renamed = renamed_levels(segmentationNode)
+        segmentation = segmentationNode.GetSegmentation()
+        for segment_id in renamed:  # the names the module gave: undo returns to them, never to the renamed state
+            segment = segmentation.GetSegment(segment_id)
+            segment.SetName(vertebra_name(segment_level(segment)))
+        if len(renamed) > 1:
+            raise ValueError(f"{len(renamed)} vertebrae were renamed to other levels at once; their names were put "
+                             "back. Rename one vertebra at a time: the others follow it.")
+        for segment_id, level in renamed.items():
+            old = segmentation.GetSegment(segment_id).GetName()
+            try:
+                return self.renumber(segmentationNode, segment_id, level)
+            except ValueError as error:
+                raise ValueError(f"{old} cannot be {vertebra_name(level)} ({error}); its name was put back") from error
+        return {}
 
     def alternatives(self, segmentationNode) -> list:
         """Candidate labellings of the column, most likely first (``LabelingAlternative``: labels, likelihood,

@@ -35,6 +35,7 @@ from SpineSegmentationModuleLib.correction import (
     export_label_map,
     holds_vertebrae,
     is_vertebra,
+    renamed_levels,
     segment_centroid_ras,
     segment_centroid_world,
     segment_rows,
@@ -253,6 +254,37 @@ def test_a_segment_that_is_not_a_vertebra_is_left_as_it_is_by_every_correction(l
     ids = [nodes.GetNthSegmentID(i) for i in range(nodes.GetNumberOfSegments())]
     assert len(set(ids)) == len(ids)  # the new T11 got an ID of its own
     assert segment_tag(nodes.GetSegment(nodes.GetSegmentIdBySegmentName("T11")), LABEL_TAG) == "18"
+
+
+def test_renaming_a_vertebra_to_another_level_states_its_level_and_the_column_follows(loaded):
+    logic, segmentation = loaded
+    nodes = segmentation.GetSegmentation()
+    before = _names(segmentation)
+    l3 = nodes.GetSegmentIdBySegmentName("L3")
+    nodes.GetSegment(l3).SetName("L4")  # typed in the segments table
+    assert renamed_levels(segmentation) == {l3: 23}
+    mapping = logic.applyRenamed(segmentation)
+    assert mapping[22] == 23 and nodes.GetSegment(l3).GetName() == "L4"
+    assert segment_tag(nodes.GetSegment(l3), LABEL_TAG) == "23" and _stated_names(segmentation) == ["L4"]
+    after = _names(segmentation)
+    assert after[:-1] == [anatomy.vertebra_name(mapping[anatomy.verse_label(n)]) for n in before[:-1]]  # no two alike
+    assert renamed_levels(segmentation) == {} and logic.applyRenamed(segmentation) == {}
+    assert logic.undoLast(segmentation) and _names(segmentation) == before  # the names the module gave
+
+
+def test_a_rename_that_no_labelling_fits_or_several_at_once_is_put_back(loaded):
+    logic, segmentation = loaded
+    nodes = segmentation.GetSegmentation()
+    before = _names(segmentation)
+    nodes.GetSegment(nodes.GetSegmentIdBySegmentName("L3")).SetName("C1")  # C1 with four vertebrae below, then S
+    with pytest.raises(ValueError, match="L3 cannot be C1"):
+        logic.applyRenamed(segmentation)
+    assert _names(segmentation) == before
+    nodes.GetSegment(nodes.GetSegmentIdBySegmentName("L3")).SetName("L4")
+    nodes.GetSegment(nodes.GetSegmentIdBySegmentName("L1")).SetName("L2")
+    with pytest.raises(ValueError, match="2 vertebrae were renamed"):
+        logic.applyRenamed(segmentation)
+    assert _names(segmentation) == before and not logic.undo.available
 
 
 def test_undo_never_discards_a_later_edit_nor_restores_into_another_scenes_node(loaded, ct_node, near, scene,
