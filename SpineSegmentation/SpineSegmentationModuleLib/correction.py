@@ -32,6 +32,7 @@ import contextlib
 import math
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
 
@@ -427,42 +428,75 @@ def _update_display(segmentation_node) -> None:
         display.SetSegmentOpacity3D(segment_id, COMPLETE_OPACITY_3D if complete else INCOMPLETE_OPACITY_3D)
 
 
-def _segment_voxels(segment) -> tuple[np.ndarray, np.ndarray]:
-    """IJK indices (N, 3) of a segment's voxels in its labelmap layer, and the layer's IJK-to-RAS matrix."""
+@dataclass(frozen=True)
+class SegmentStatistics:
+    """Voxel count, volume and centroid of one segment (segmentation coordinates)."""
+
+    voxels: int
+    volume_cm3: float
+    centroid_ras: Optional[np.ndarray]  # [R, A, S] in mm; None for an empty segment
+
+
+def segment_statistics(segmentation_node, segment_ids: Sequence[str]) -> dict[str, SegmentStatistics]:
+    """Voxel count, volume (cm^3) and centroid [R, A, S] (mm, segmentation coordinates) of each segment in
+    ``segment_ids``, from its binary labelmap. Each labelmap layer is read once, whatever the number of segments
+    sharing it (its non-zero voxels are counted by label value)."""
     from vtk.util.numpy_support import vtk_to_numpy
 
-    image = segment.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
-    matrix = vtk.vtkMatrix4x4()
-    if image is None or image.GetPointData().GetScalars() is None:
-        return np.zeros((0, 3), dtype=int), np.eye(4)
-    image.GetImageToWorldMatrix(matrix)
-    dims, extent = image.GetDimensions(), image.GetExtent()
-    values = vtk_to_numpy(image.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
-    kji = np.argwhere(values == segment.GetLabelValue())
-    ijk = kji[:, ::-1] + np.array([extent[0], extent[2], extent[4]])
-    return ijk, np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    segmentation = segmentation_node.GetSegmentation()
+    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    layers: dict[str, tuple] = {}
+    for segment_id in segment_ids:
+        segment = segmentation.GetSegment(segment_id)
+        image = segment.GetRepresentation(binary)
+        key = image.GetAddressAsString("vtkObject") if image is not None else ""
+        layers.setdefault(key, (image, []))[1].append((segment_id, int(segment.GetLabelValue())))
+    out = {}
+    for image, members in layers.values():
+        if image is None or image.GetPointData().GetScalars() is None:
+            out.update({segment_id: SegmentStatistics(0, 0.0, None) for segment_id, _ in members})
+            continue
+        matrix = vtk.vtkMatrix4x4()
+        image.GetImageToWorldMatrix(matrix)
+        ijk_to_ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        voxel_cm3 = abs(float(np.linalg.det(ijk_to_ras[:3, :3]))) / 1000.0
+        dims, extent = image.GetDimensions(), image.GetExtent()
+        values = vtk_to_numpy(image.GetPointData().GetScalars()).ravel()
+        flat = np.flatnonzero(values > 0)
+        labels = values[flat].astype(np.int64)
+        size = max(label for _, label in members) + 1
+        labels[labels >= size] = 0  # labels of no segment asked for
+        counts = np.bincount(labels, minlength=size)
+        sums = [np.bincount(labels, weights=index, minlength=size) for index in
+                (flat % dims[0] + extent[0], flat // dims[0] % dims[1] + extent[2],
+                 flat // (dims[0] * dims[1]) + extent[4])]
+        for segment_id, label in members:
+            count = int(counts[label]) if label > 0 else 0
+            centroid = None
+            if count:
+                centroid = (ijk_to_ras @ np.array([sums[0][label] / count, sums[1][label] / count,
+                                                   sums[2][label] / count, 1.0]))[:3]
+            out[segment_id] = SegmentStatistics(count, count * voxel_cm3, centroid)
+    return out
 
 
 def segment_centroid_ras(segmentation_node, segment_id: str) -> Optional[np.ndarray]:
     """Centroid [R, A, S] in mm of a segment's voxels (segmentation coordinates), or None when it is empty."""
-    ijk, matrix = _segment_voxels(segmentation_node.GetSegmentation().GetSegment(segment_id))
-    if not len(ijk):
-        return None
-    return (matrix @ np.append(ijk.mean(axis=0), 1.0))[:3]
+    return segment_statistics(segmentation_node, [segment_id])[segment_id].centroid_ras
 
 
 def segment_rows(segmentation_node) -> list[tuple[str, str, bool, float, float]]:
-    """One row per vertebra segment for the results table, in segment order: (segment ID, name, complete, p_label, volume in
-    cm^3)."""
+    """One row per vertebra segment for the results table, in segment order: (segment ID, name, complete, p_label,
+    volume in cm^3)."""
     segmentation = segmentation_node.GetSegmentation()
+    ids = vertebra_ids(segmentation_node)
+    statistics = segment_statistics(segmentation_node, ids)
     rows = []
-    for segment_id in vertebra_ids(segmentation_node):
+    for segment_id in ids:
         segment = segmentation.GetSegment(segment_id)
-        ijk, matrix = _segment_voxels(segment)
-        voxel_mm3 = abs(float(np.linalg.det(matrix[:3, :3])))
         p_label = segment_tag(segment, PLABEL_TAG)
         rows.append((segment_id, segment.GetName(), segment_tag(segment, COMPLETE_TAG) != "false",
-                     float(p_label) if p_label else float("nan"), len(ijk) * voxel_mm3 / 1000.0))
+                     float(p_label) if p_label else float("nan"), statistics[segment_id].volume_cm3))
     return rows
 
 
@@ -478,8 +512,10 @@ def update_centroid_points(segmentation_node) -> None:
     locked = points.GetLocked()
     points.SetLocked(False)
     points.RemoveAllControlPoints()
-    for segment_id in vertebra_ids(segmentation_node):
-        center = segment_centroid_ras(segmentation_node, segment_id)
+    ids = vertebra_ids(segmentation_node)
+    statistics = segment_statistics(segmentation_node, ids)
+    for segment_id in ids:
+        center = statistics[segment_id].centroid_ras
         if center is None:
             continue
         segment = segmentation.GetSegment(segment_id)

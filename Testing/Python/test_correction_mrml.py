@@ -39,6 +39,7 @@ from SpineSegmentationModuleLib.correction import (
     segment_centroid_ras,
     segment_centroid_world,
     segment_rows,
+    segment_statistics,
     vertebrae_from_segments,
 )
 from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic
@@ -491,13 +492,23 @@ def test_completeness_toggle_round_trips_with_its_display(loaded):
     assert segment_tag(_segment(segmentation, "L2"), EDITED_TAG) == "false"
 
 
-def test_segment_centroids_match_the_reference_centroids(loaded, verse_labels):
+def test_segment_centroids_and_volumes_match_the_reference(loaded, verse_labels):
     _, segmentation = loaded
     array = sitk.GetArrayFromImage(verse_labels)
-    kji = np.argwhere(array == 22).mean(axis=0)
-    lps = np.array(verse_labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji[::-1]]))
-    l3 = segmentation.GetSegmentation().GetSegmentIdBySegmentName("L3")
-    np.testing.assert_allclose(segment_centroid_ras(segmentation, l3), lps * [-1, -1, 1], atol=1e-3)
+    voxel_cm3 = float(np.prod(verse_labels.GetSpacing())) / 1000.0
+    nodes = segmentation.GetSegmentation()
+    ids = [nodes.GetNthSegmentID(i) for i in range(nodes.GetNumberOfSegments())]
+    statistics = segment_statistics(segmentation, ids)  # every segment from one reading of the shared layer
+    for segment_id in ids:
+        level = anatomy.verse_label(nodes.GetSegment(segment_id).GetName())
+        kji = np.argwhere(array == level)
+        lps = np.array(verse_labels.TransformContinuousIndexToPhysicalPoint([float(c) for c in kji.mean(axis=0)[::-1]]))
+        assert statistics[segment_id].voxels == len(kji)
+        np.testing.assert_allclose(statistics[segment_id].volume_cm3, len(kji) * voxel_cm3, rtol=1e-9)
+        np.testing.assert_allclose(statistics[segment_id].centroid_ras, lps * [-1, -1, 1], atol=1e-3)
+    l3 = nodes.GetSegmentIdBySegmentName("L3")
+    np.testing.assert_allclose(segment_centroid_ras(segmentation, l3), statistics[l3].centroid_ras)
+    assert [row[4] for row in segment_rows(segmentation)] == [statistics[i].volume_cm3 for i in ids]
 
 
 def test_a_layer_modified_in_place_tags_only_the_changed_segment_and_stop_removes_the_observer(loaded, near):

@@ -1,11 +1,12 @@
-"""How long the module's edit tracking adds to one paint stroke in the Segment Editor (slicer-core MRML classes).
+"""How long the module's edit tracking adds to one paint stroke in the Segment Editor, and how long a refresh of its
+vertebra table takes (slicer-core MRML classes).
 
 Not a test: it prints seconds per stroke. A segmentation of ``--size`` voxels (I J K) holds ``--vertebrae``
 box-shaped segments in one shared labelmap layer, as the module imports its results; each stroke adds a small
 box of voxels to one segment the way the Segment Editor does (``SetBinaryLabelmapToSegment`` with a
 brush-sized modifier, merge mode), with the module's ``EditTracker`` observing. Printed: the stroke without
 tracking, with tracking (chunk results reused, as in Slicer), and with every chunk counted again (what each
-stroke cost before the chunk results were kept).
+stroke cost before the chunk results were kept); then one table refresh (``segment_rows``: volume per segment).
 
 Usage: python Testing/benchmarks/benchmark_edit_digests.py [--size 512 512 600] [--strokes 5]
 """
@@ -28,7 +29,7 @@ import vtk  # noqa: E402
 from vtk.util.numpy_support import vtk_to_numpy  # noqa: E402
 
 from SpineSegmentationModuleLib import voxel_digests  # noqa: E402
-from SpineSegmentationModuleLib.correction import EDITED_TAG, EditTracker  # noqa: E402
+from SpineSegmentationModuleLib.correction import EDITED_TAG, EditTracker, segment_rows  # noqa: E402
 from SpineSegmentationModuleLib.mrml_import import segment_tag  # noqa: E402
 
 
@@ -103,6 +104,9 @@ def main(argv=None) -> int:
                           ("stroke, tracked, every chunk counted again", counted_again)):
         print(f"{name}: median {statistics.median(seconds):.3f} s, max {max(seconds):.3f} s")
     print(f"segments tagged edited: {edited} (expected {min(args.strokes, args.vertebrae)})")
+    start = time.perf_counter()
+    rows = segment_rows(segmentation)
+    print(f"table refresh ({len(rows)} rows): {time.perf_counter() - start:.2f} s")
     return 0
 
 
