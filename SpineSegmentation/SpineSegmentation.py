@@ -170,6 +170,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._shownSegmentation = None  # the segmentation whose vertebrae the table shows
         self._renameObserved = None  # the vtkSegmentation whose SegmentModified events are observed (renames)
         self._renamePending = False  # a rename is applied once the event that reported it has returned
+        self._installing = False  # packages are being installed (pip_install processes GUI events meanwhile)
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -250,6 +251,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.applyButton.text = _("Cancel")
             self.ui.applyButton.toolTip = _("Stop the segmentation; nothing is added to the scene")
             self.ui.applyButton.enabled = True
+        elif self._installing:
+            self.ui.applyButton.text = _("Apply")
+            self.ui.applyButton.toolTip = _("Installing the required Python packages...")
+            self.ui.applyButton.enabled = False
         elif self._parameterNode and self._parameterNode.inputVolume:
             self.ui.applyButton.text = _("Apply")
             self.ui.applyButton.toolTip = _("Segment, label and check completeness of every vertebra")
@@ -267,8 +272,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._cancelRun()
             self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
             return
+        if self._installing:
+            return  # a click while pip runs (slicer.util.logProcessOutput processes GUI events): one install only
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
-            if not self.logic.setupPythonRequirements():
+            if not self._setupPythonRequirements():
                 self.ui.statusLabel.text = _("The required Python packages are not installed; nothing was run.")
                 return
             volume, output = self._parameterNode.inputVolume, self._parameterNode.outputSegmentation
@@ -277,6 +284,17 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                                    lambda outputDir: self.logic.loadResults(outputDir, volume, output))
             self._setRunning(True)
             self._pollTimer.start()
+
+    def _setupPythonRequirements(self) -> bool:
+        """Install missing packages after the user agrees; Apply is disabled and clicks on Apply or a correction
+        are ignored meanwhile."""
+        self._installing = True
+        self.ui.applyButton.enabled = False
+        try:
+            return self.logic.setupPythonRequirements()
+        finally:
+            self._installing = False
+            self._checkCanApply()
 
     def _modelFolder(self) -> Optional[Path]:
         folder = self._parameterNode.modelFolder
@@ -460,10 +478,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         return node, segmentId
 
     def _startCorrection(self, start) -> None:
-        if self._runControl.running:
+        if self._runControl.running or self._installing:
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the correction."), waitCursor=True):
-            if not self.logic.setupPythonRequirements():
+            if not self._setupPythonRequirements():
                 self.ui.statusLabel.text = _("The required Python packages are not installed; nothing was run.")
                 return
             volume = self._parameterNode.inputVolume
