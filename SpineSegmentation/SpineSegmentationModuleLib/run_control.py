@@ -32,6 +32,7 @@ class RunControl:
     def __init__(self) -> None:
         self.run = None
         self._import: Optional[Callable] = None
+        self._discard: list = []
         self.warnings: list[str] = []
 
     @property
@@ -47,7 +48,8 @@ class RunControl:
             startRun: starts the process and returns its ``SegmentationRun``.
             importOutput: builds the scene nodes from the output folder, returns what :meth:`poll` returns.
             discardOnFailure: MRML nodes made for this run (e.g. a new, empty segmentation); removed from their
-                scene when ``startRun`` raises.
+                scene unless the run's output is imported (a failed start, a cancelled or failed run, a failed
+                import).
 
         Raises:
             RuntimeError: a run is already in progress (cancel it first).
@@ -56,14 +58,13 @@ class RunControl:
         """
         if self.run is not None:
             raise RuntimeError("a run is already in progress; cancel it or wait for it to finish first")
+        discard = list(discardOnFailure)
         try:
             run = startRun()
         except BaseException:
-            for node in discardOnFailure:
-                if node is not None and node.GetScene() is not None:
-                    node.GetScene().RemoveNode(node)
+            _remove(discard)
             raise
-        self.run, self._import = run, importOutput
+        self.run, self._import, self._discard = run, importOutput, discard
 
     def poll(self, onProgress: Optional[Callable[[ProgressEvent], None]] = None):
         """Deliver progress; once the run has ended, import its output and finish.
@@ -82,7 +83,9 @@ class RunControl:
             outputDir = self.run.poll(onProgress)
             if outputDir is None:
                 return None
-            return self._import(outputDir)
+            results = self._import(outputDir)
+            self._discard = []  # the nodes made for the run now hold its results
+            return results
         finally:
             if self.run is not None and not self.run.running:
                 self.finish()
@@ -94,8 +97,11 @@ class RunControl:
             self.finish()
 
     def finish(self) -> None:
-        """Go back to idle and delete the run's temporary folder; a failed deletion becomes a warning."""
+        """Go back to idle, remove the nodes made for a run whose output was not imported, and delete the run's
+        temporary folder; a failed deletion becomes a warning."""
         run, self.run, self._import = self.run, None, None
+        discard, self._discard = self._discard, []
+        _remove(discard)
         self.warnings = []
         if run is None:
             return
@@ -105,3 +111,10 @@ class RunControl:
             message = f"the temporary folder {run.workDir} could not be deleted: {error}; delete it by hand"
             logging.warning("SpineSegmentation: %s", message)
             self.warnings.append(message)
+
+
+def _remove(nodes: Iterable) -> None:
+    """Remove MRML nodes from their scene (those already removed are skipped)."""
+    for node in nodes:
+        if node is not None and node.GetScene() is not None:
+            node.GetScene().RemoveNode(node)

@@ -169,3 +169,39 @@ def test_a_temporary_folder_that_cannot_be_deleted_leaves_the_run_control_idle_w
     result = _wait(control)
     assert result == tmp_path / "out" and not control.running
     assert len(control.warnings) == 1 and str(not_a_folder) in control.warnings[0]
+
+
+@pytest.mark.parametrize("outcome", ["imported", "failed", "import refused", "cancelled"])
+def test_a_node_made_for_a_run_is_kept_only_when_the_run_s_output_is_imported(outcome, tmp_path):
+    """The widget makes a new segmentation for a correction when none is selected; it used to stay behind, empty,
+    after a cancelled or failed run."""
+    import sys
+
+    import slicer
+    from SpineSegmentationModuleLib.logic import SegmentationProcessError, SegmentationRun
+    from SpineSegmentationModuleLib.run_control import RunControl
+    from SpineSegmentationModuleLib.runner import ProcessRunner
+
+    scene = slicer.vtkMRMLScene()
+    made = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "for the run")
+    code = {"failed": "raise SystemExit(3)", "cancelled": "import time; time.sleep(60)"}.get(outcome, "print('done')")
+
+    def importOutput(folder):
+        if outcome == "import refused":
+            raise ValueError("the output folder is damaged")
+        return folder
+
+    work = tmp_path / "work"
+    work.mkdir()
+    control = RunControl()
+    control.start(lambda: SegmentationRun(ProcessRunner(), [sys.executable, "-c", code], None, str(tmp_path), work,
+                                          tmp_path / "out"), importOutput, discardOnFailure=[made])
+    if outcome == "cancelled":
+        control.cancel()
+    elif outcome == "imported":
+        assert _wait(control) == tmp_path / "out"
+    else:
+        with pytest.raises((SegmentationProcessError, ValueError)):
+            _wait(control)
+    assert not control.running
+    assert (made.GetScene() is scene) == (outcome == "imported")
