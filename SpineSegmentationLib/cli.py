@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import signal
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import Callable, Optional
@@ -242,6 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('SpineSegmentationLib').__version__}")
     _add_debug(parser, default=False)
+    add_exit_with_parent(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
     seg = sub.add_parser("segment", help="segment, label and flag every vertebra in a CT",
@@ -323,8 +326,38 @@ def _add_debug(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> No
                         help="on an error, print the Python traceback before the error line")
 
 
+def add_exit_with_parent(parser: argparse.ArgumentParser) -> None:
+    """``--exit-when-stdin-closes`` (before the command name)."""
+    parser.add_argument("--exit-when-stdin-closes", action="store_true",
+                        help="stop as after SIGTERM when standard input reaches its end: a program that starts this "
+                             "one with a pipe on standard input (the Slicer module) ends it that way also when it "
+                             "exits or crashes without stopping it")
+
+
 #: Exit status of a run stopped by a signal: 128 + the signal's number (the shell's convention).
 _SIGNAL_EXIT_BASE = 128
+#: Seconds a command has to stop cleanly (outputs removed) once its standard input closed; then it ends at once.
+STDIN_CLOSED_GRACE_S = 30.0
+
+
+def _exit_when_stdin_closes() -> None:
+    """Watch standard input in a daemon thread. At its end (the parent's pipe closed: the parent ended, crashed or
+    closed it) the command stops as after SIGTERM, in the main thread (outputs removed, exit 143); a command that
+    has not stopped after :data:`STDIN_CLOSED_GRACE_S` seconds (e.g. inside a long native call) ends at once."""
+    try:
+        descriptor = sys.stdin.fileno()
+    except (AttributeError, OSError, ValueError):
+        return  # no standard input to watch (pythonw)
+
+    def watch() -> None:
+        # os.read, not sys.stdin: a daemon thread blocked in a buffered reader aborts the interpreter at exit
+        while os.read(descriptor, 1 << 16):
+            pass  # the parent writes nothing; anything written is ignored
+        signal.raise_signal(signal.SIGTERM)  # handled in the main thread (run_cli), else the default: end
+        time.sleep(STDIN_CLOSED_GRACE_S)
+        os._exit(_SIGNAL_EXIT_BASE + int(signal.SIGTERM))
+
+    threading.Thread(target=watch, name="spineseg-stdin-watch", daemon=True).start()
 
 
 def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(SpineSegmentationError,)) -> int:
@@ -338,6 +371,8 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(
     """
     args = parser.parse_args(argv)
     previous = _stop_on_sigterm()
+    if getattr(args, "exit_when_stdin_closes", False):
+        _exit_when_stdin_closes()
     try:
         return args.func(args)
     except Exception as exc:  # every failure becomes one error line; --debug adds the traceback

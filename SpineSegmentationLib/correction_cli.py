@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .cli import run_and_write, run_cli
+from .cli import add_exit_with_parent, run_and_write, run_cli
 
 
 def _labels_list(text: Optional[str]) -> list[int]:
@@ -177,6 +177,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spineseg-correct", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_exit_with_parent(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     click = sub.add_parser("click", help="segment the vertebra at a point, then continue up and/or down")
     _common(click)

@@ -127,7 +127,8 @@ def cli_command(
     model_dir: Optional[Path] = None,
 ) -> list[str]:
     """Argument list of ``python -m SpineSegmentationLib.<module> <subcommand> INPUT -o OUTDIR ...`` with JSON
-    progress; the one command builder of the module (segmentation and corrections).
+    progress, ending when Slicer's end closes its standard input (``--exit-when-stdin-closes``); the one command
+    builder of the module (segmentation and corrections).
 
     Args:
         python: interpreter (see :func:`find_python`).
@@ -144,8 +145,8 @@ def cli_command(
     cli_device = DEVICES.get(device, device)
     if cli_device not in DEVICES.values():
         raise ValueError(f"unknown device {device!r}; use one of {sorted(DEVICES)}")
-    args = [str(python), "-m", f"{LIBRARY_PACKAGE}.{module}", subcommand, str(input_path), "-o", str(output_dir),
-            "--device", cli_device, "--progress", "json"]
+    args = [str(python), "-m", f"{LIBRARY_PACKAGE}.{module}", "--exit-when-stdin-closes", subcommand,
+            str(input_path), "-o", str(output_dir), "--device", cli_device, "--progress", "json"]
     if model_dir is not None and str(model_dir) not in ("", "."):
         args += ["--model", str(model_dir)]
     return args

@@ -81,7 +81,9 @@ class ProcessRunner:
         return list(self._lines)
 
     def start(self, args: Sequence[str], env: Optional[dict] = None, cwd: Optional[str] = None) -> None:
-        """Start ``args`` (program first) with stdout and stderr merged, text mode, UTF-8.
+        """Start ``args`` (program first) with stdout and stderr merged, text mode, UTF-8. Its standard input is a
+        pipe that this process never writes to and that closes when this process ends, also in a crash (the
+        library's command line stops then: ``--exit-when-stdin-closes``).
 
         Raises:
             RuntimeError: if this runner already runs a process.
@@ -89,7 +91,7 @@ class ProcessRunner:
         """
         if self.running:
             raise RuntimeError("this runner is already running a process; cancel it or wait for it first")
-        kwargs: dict = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        kwargs: dict = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.PIPE, text=True,
                             encoding="utf-8", errors="replace", bufsize=1, env=env, cwd=cwd)
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP | subprocess.CREATE_NO_WINDOW
@@ -107,7 +109,9 @@ class ProcessRunner:
         for line in proc.stdout:
             out.put(line.rstrip("\r\n"))
         proc.stdout.close()
-        out.put((_DONE, proc.wait()))
+        code = proc.wait()
+        proc.stdin.close()
+        out.put((_DONE, code))
 
     def _deliver(self, item, on_line) -> Optional[int]:
         if isinstance(item, tuple) and item and item[0] is _DONE:

@@ -433,6 +433,28 @@ def test_a_signal_stops_the_run_and_says_what_was_left(sig, at_stage, status, sa
     assert not out.exists() and not list(tmp_path.rglob(f"*{STAGING_NAME}"))
 
 
+def test_a_run_whose_parent_ended_stops_cleanly(tmp_path):
+    """The Slicer module starts the command with a pipe on its standard input; when Slicer ends without stopping
+    it (a crash), the pipe closes. Closing it here is what the operating system does then."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "SpineSegmentationLib.cli", "--exit-when-stdin-closes", "segment", str(EXAMPLE_CT),
+         "-o", str(out), "--device", "cpu", "--progress", "json", "--threads", "1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+    )
+    for line in proc.stdout:
+        if json.loads(line).get("stage") == "traversal":
+            proc.stdin.close()
+            break
+    proc.stdout.read()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=600) == 143, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("spineseg: error: terminated (SIGTERM) during ") and last.endswith(
+        f"nothing was written: {out} was not created"), last
+    assert not out.exists() and not list(tmp_path.rglob(f"*{STAGING_NAME}"))
+
+
 # --- the whole pipeline -------------------------------------------------------------------------------------------
 
 

@@ -179,7 +179,8 @@ def test_rerun_runs_the_real_tool_keeps_the_edit_and_undoes(loaded, ct_node, nea
     edited_voxels = {tuple(v) for v in segment_voxels(_segment(segmentation, "L3"))[0]}
     run = logic.startRerun(ct_node, segmentation, device="CPU")
     args = run.args
-    assert args[2:5] == ["SpineSegmentationLib.correction_cli", "rerun", str(run.workDir / "input.nrrd")]
+    assert args[2:6] == ["SpineSegmentationLib.correction_cli", "--exit-when-stdin-closes", "rerun",
+                         str(run.workDir / "input.nrrd")]
     assert args[args.index("--edited") + 1] == "22"
     assert args[args.index("--redo") + 1] == "18,19,20,21,23,24"  # every other vertebra; not the sacrum (26)
     assert args[args.index("--device") + 1] == "cpu"

@@ -366,7 +366,8 @@ def test_export_volume_writes_the_ct_unchanged(ct_node, real_ct_image, tmp_path)
 def test_command_line_and_progress_lines(tmp_path):
     assert progress_bar_format(ProgressEvent("traversal", 0.5, 3, "50% done")) == "traversal: vertebra 3 - 50% done  (%p%)"
     args = segment_command("PythonSlicer", tmp_path / "in.nrrd", tmp_path / "out", "GPU", tmp_path / "model")
-    assert args == ["PythonSlicer", "-m", "SpineSegmentationLib.cli", "segment", str(tmp_path / "in.nrrd"), "-o",
+    assert args == ["PythonSlicer", "-m", "SpineSegmentationLib.cli", "--exit-when-stdin-closes", "segment",
+                    str(tmp_path / "in.nrrd"), "-o",
                     str(tmp_path / "out"), "--device", "cuda", "--progress", "json", "--model", str(tmp_path / "model")]
     with pytest.raises(ValueError, match="unknown device"):
         segment_command("python", tmp_path, tmp_path, "TPU")
