@@ -169,7 +169,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._rowSegmentIds: list[str] = []  # the segment ID of each row of the vertebra table (names may change)
         self._shownSegmentation = None  # the segmentation whose vertebrae the table shows
         self._renameObserved = None  # the vtkSegmentation whose SegmentModified events are observed (renames)
-        self._renamePending = False  # a rename is applied once the event that reported it has returned
+        self._segmentNames: dict[str, str] = {}  # segment ID -> its name at the last event: tells a rename apart
+        self._pendingRenames: list[str] = []  # renamed segments, applied once the event reporting them has returned
         self._installing = False  # packages are being installed (pip_install processes GUI events meanwhile)
         self._pollTimer = None
 
@@ -349,6 +350,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _showResults(self, results: ImportedResults) -> None:
         self._results = results
         self._shownSegmentation = results.segmentation_node  # filled below, not again by the parameter observer
+        self._follow(results.segmentation_node)
         self._parameterNode.outputSegmentation = results.segmentation_node
         results.segmentation_node.CreateClosedSurfaceRepresentation()
         self._fillVertebraTable(results.segmentation_node)
@@ -358,7 +360,6 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             lines.append(_("Incomplete (cut by the image border): {names}.").format(names=", ".join(results.incomplete)))
         lines += results.warnings
         self.ui.statusLabel.text = "\n".join(lines)
-        self.logic.correctionLogic.tracker.observe(results.segmentation_node)  # voxel edits -> Edited tag
         self._refreshAlternatives(results.segmentation_node)
 
     def onVertebraClicked(self, row: int, column: int) -> None:
@@ -557,48 +558,60 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if segmentationNode is self._shownSegmentation:
             return
         self._shownSegmentation = segmentationNode
-        self._observeRenames(None)
         if holds_vertebrae(segmentationNode):
-            self.logic.correctionLogic.tracker.observe(segmentationNode)
-            self._observeRenames(segmentationNode.GetSegmentation())
+            self._follow(segmentationNode)
             self._refreshFromSegments(segmentationNode)
             return
-        self.logic.correctionLogic.tracker.observe(None)
+        self._follow(None)
         self._rowSegmentIds = []
         self.ui.vertebraTable.setRowCount(0)
         self._alternatives = []
         self.alternativesList.clear()
 
-    def _observeRenames(self, segmentation) -> None:
-        """Observe ``vtkSegmentation::SegmentModified`` of ``segmentation`` (None: stop): a vertebra renamed to
-        another level in the segments table states its level (``CorrectionLogic.applyRenamed``)."""
+    def _follow(self, segmentationNode) -> None:
+        """Track voxel edits (``EditTracker``) and renames of ``segmentationNode``'s segments (None: stop both). A
+        vertebra renamed to another level in the segments table states its level (``CorrectionLogic.applyRename``).
+        """
+        self.logic.correctionLogic.tracker.observe(segmentationNode)
         if self._renameObserved is not None:
             self.removeObserver(self._renameObserved, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
-        self._renameObserved = segmentation
-        if segmentation is not None:
+        self._renameObserved = segmentationNode.GetSegmentation() if segmentationNode is not None else None
+        self._segmentNames, self._pendingRenames = {}, []
+        if self._renameObserved is not None:
+            segmentation = self._renameObserved
+            for i in range(segmentation.GetNumberOfSegments()):
+                self._segmentNames[segmentation.GetNthSegmentID(i)] = segmentation.GetNthSegment(i).GetName()
             self.addObserver(segmentation, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
 
-    def _onSegmentModified(self, caller, event) -> None:
-        node = self._shownSegmentation
-        if self._renamePending or node is None or not renamed_levels(node):
+    @vtk.calldata_type(vtk.VTK_STRING)
+    def _onSegmentModified(self, caller, event, segmentId) -> None:
+        """A segment's name or tags changed (vtkSegmentation.cxx invokes SegmentModified with its ID)."""
+        segment = caller.GetSegment(segmentId) if segmentId else None
+        if segment is None:
             return
-        self._renamePending = True  # relabelling now would modify segments inside the event that reports the rename
-        qt.QTimer.singleShot(0, self._applyRenamed)
+        before, name = self._segmentNames.get(segmentId), segment.GetName()
+        self._segmentNames[segmentId] = name
+        if before is None or name == before or self.logic.correctionLogic.tracker.suspending:
+            return  # a new segment, not a rename, or the module's own relabelling
+        if segmentId not in self._pendingRenames and segmentId in renamed_levels(self._shownSegmentation):
+            self._pendingRenames.append(segmentId)  # relabelling now would modify segments inside this event
+            qt.QTimer.singleShot(0, self._applyRenames)
 
-    def _applyRenamed(self) -> None:
-        self._renamePending = False
+    def _applyRenames(self) -> None:
+        pending, self._pendingRenames = self._pendingRenames, []
         node = self._shownSegmentation
-        if node is None:
-            return
-        with slicer.util.tryWithErrorDisplay(_("The renamed vertebra could not be taken as its level."),
-                                             waitCursor=True):
-            try:
-                mapping = self.logic.correctionLogic.applyRenamed(node)
-            finally:
-                self._refreshFromSegments(node)  # the names as they are now: relabelled, or put back
-            if mapping:
-                self.ui.statusLabel.text = _("Renamed: the column was relabelled around the vertebra you renamed; "
-                                             "clicks and re-runs keep its level.")
+        for segmentId in pending:
+            if node is None or node.GetSegmentation().GetSegment(segmentId) is None:
+                return
+            with slicer.util.tryWithErrorDisplay(_("The renamed vertebra could not be taken as its level."),
+                                                 waitCursor=True):
+                try:
+                    mapping = self.logic.correctionLogic.applyRename(node, segmentId)
+                finally:
+                    self._refreshFromSegments(node)  # the names as they are now: relabelled, or put back
+                if mapping:
+                    self.ui.statusLabel.text = _("Renamed: the column was relabelled around the vertebra you "
+                                                 "renamed; clicks and re-runs keep its level.")
 
     def _fillVertebraTable(self, segmentationNode) -> None:
         """One row per segment as the segments are now, incomplete ones in italics; rows keep their segment's ID,

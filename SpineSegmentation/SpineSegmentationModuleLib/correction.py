@@ -23,7 +23,7 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
   segment ``SpineSegmentation.LevelStated`` = ``true`` (an applied alternative tags every vertebra; a new
   statement clears the earlier ones), and the network steps pass those levels on (``--stated``), so that a click
   or a re-run keeps them. A vertebra renamed to another level in the segments table states its level the same way
-  (:meth:`CorrectionLogic.applyRenamed`).
+  (:meth:`CorrectionLogic.applyRename`).
 """
 
 from __future__ import annotations
@@ -158,6 +158,13 @@ class EditTracker:
     not used: the voxels of every segment are compared with a digest taken when tracking started and after each
     change (:func:`segment_digests`), and the segments whose voxels differ are tagged.
 
+    Segments added, removed or modified (``SegmentAdded``, ``SegmentRemoved``, ``SegmentModified``: names, tags)
+    only renew the digests: the Segment Editor's own Undo/Redo restores voxels together with names and tags
+    (``vtkSegmentationHistory::RestoreState`` copies whole segments at v5.6.2) and invokes no
+    ``SourceRepresentationModified``; without this, the next paint stroke tagged every segment that Undo restored.
+    A paint stroke changes the voxels (``SourceRepresentationModified``) before the effect sets the segment's
+    status tag (``qSlicerSegmentEditorAbstractEffect::modifySegmentByLabelmap``), so the order keeps edits.
+
     Example::
 
         tracker = EditTracker()
@@ -171,6 +178,7 @@ class EditTracker:
         self._segmentation = None
         self._observer = None
         self._suspended = 0
+        self._tagging = False
         self._digests: dict[str, tuple] = {}
 
     @property
@@ -184,8 +192,11 @@ class EditTracker:
             return
         self._segmentation = segmentation_node.GetSegmentation()
         self._digests = segment_digests(self._segmentation)
-        self._observer = self._segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified,
-                                                        self._on_modified)
+        self._observer = [self._segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified,
+                                                         self._on_modified)]
+        for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
+                      slicer.vtkSegmentation.SegmentModified):
+            self._observer.append(self._segmentation.AddObserver(event, self._on_segments_changed))
 
     def digests_after_suspended(self, segmentation_node) -> Optional[dict]:
         """Right after a :meth:`suspended` block: the digests it recomputed at its end when ``segmentation_node`` is
@@ -194,10 +205,16 @@ class EditTracker:
             return None
         return dict(self._digests)
 
+    @property
+    def suspending(self) -> bool:
+        """True inside :meth:`suspended`: the module itself is changing the segments."""
+        return self._suspended > 0
+
     def stop(self) -> None:
         """Remove the observer (no-op when not tracking)."""
         if self._segmentation is not None and self._observer is not None:
-            self._segmentation.RemoveObserver(self._observer)
+            for tag in self._observer:
+                self._segmentation.RemoveObserver(tag)
         self._segmentation, self._observer, self._digests = None, None, {}
 
     @contextlib.contextmanager
@@ -211,17 +228,26 @@ class EditTracker:
             if not self._suspended and self._segmentation is not None:
                 self._digests = segment_digests(self._segmentation)
 
+    def _on_segments_changed(self, caller, event) -> None:
+        if self._suspended or self._tagging or self._segmentation is None:
+            return
+        self._digests = segment_digests(self._segmentation)
+
     def _on_modified(self, caller, event) -> None:
         if self._suspended or self._segmentation is None:
             return
         digests = segment_digests(self._segmentation)
-        for segment_id, digest in digests.items():
-            before = self._digests.get(segment_id)
-            if digest == before or (before is None and digest[0] == 0):
-                continue  # unchanged, or a new segment that is still empty
-            segment = self._segmentation.GetSegment(segment_id)
-            if segment is not None and is_vertebra(segment) and not is_edited(segment):
-                segment.SetTag(EDITED_TAG, "true")  # invokes SegmentModified, not SourceRepresentationModified
+        self._tagging = True  # SetTag invokes SegmentModified: the digests are renewed below
+        try:
+            for segment_id, digest in digests.items():
+                before = self._digests.get(segment_id)
+                if digest == before or (before is None and digest[0] == 0):
+                    continue  # unchanged, or a new segment that is still empty
+                segment = self._segmentation.GetSegment(segment_id)
+                if segment is not None and is_vertebra(segment) and not is_edited(segment):
+                    segment.SetTag(EDITED_TAG, "true")
+        finally:
+            self._tagging = False
         self._digests = digests
 
 
@@ -614,6 +640,16 @@ def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]
 # the logic
 
 
+def _segments_state(segmentation_node) -> tuple:
+    """What a correction's result is made from: each segment's voxels (digest), name and module tags."""
+    segmentation = segmentation_node.GetSegmentation()
+    tags = (LABEL_TAG, COMPLETE_TAG, LEVEL_STATED_TAG, EDITED_TAG)
+    described = {segment_id: (segmentation.GetSegment(segment_id).GetName(),
+                              tuple(segment_tag(segmentation.GetSegment(segment_id), tag) for tag in tags))
+                 for segment_id in _segment_ids(segmentation_node)}
+    return segment_digests(segmentation), described
+
+
 class CorrectionLogic:
     """Corrections of a vertebra segmentation node (no GUI): runs in a child process for the network steps,
     here for the others, with one-step undo and edit tracking.
@@ -627,7 +663,7 @@ class CorrectionLogic:
         self.processLogic = processLogic
         self.tracker = EditTracker()
         self.undo = UndoState()
-        self._sent = None  # (segmentation node, its segment digests) when the running correction started
+        self._sent = None  # (segmentation node, its _segments_state) when the running correction started
 
     # network steps, in a child process
 
@@ -635,8 +671,7 @@ class CorrectionLogic:
         workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-correction-"))
         try:
             args = build(workDir)
-            self._sent = (segmentationNode, segment_digests(segmentationNode.GetSegmentation())
-                          if segmentationNode is not None else None)
+            self._sent = (segmentationNode, _segments_state(segmentationNode) if segmentationNode is not None else None)
             env = process_environment(self.processLogic.libraryDir)
             return SegmentationRun(self.processLogic.runnerFactory(), args, env, str(self.processLogic.libraryDir),
                                    workDir, workDir / "output")
@@ -720,15 +755,14 @@ class CorrectionLogic:
         """Replace the segments of ``segmentationNode`` by a correction run's output (undo keeps the old ones).
 
         Raises:
-            ValueError: damaged output folder or not on ``inputVolume``'s grid, or the segments were edited while
-                the correction ran (its result was made from them as they were and would replace the edit);
-                nothing is changed then.
+            ValueError: damaged output folder or not on ``inputVolume``'s grid, or the segments were edited or
+                renamed (voxels, names, levels, flags) while the correction ran (its result was made from them as
+                they were and would replace the change); nothing is changed then.
         """
         sent, self._sent = self._sent, None
-        if sent is not None and sent[0] is segmentationNode and sent[1] != segment_digests(
-                segmentationNode.GetSegmentation()):
-            raise ValueError("the segments were edited while the correction ran; its result would replace those "
-                             "edits, so it was not applied. Run the correction again.")
+        if sent is not None and sent[0] is segmentationNode and sent[1] != _segments_state(segmentationNode):
+            raise ValueError("the segments were edited or renamed while the correction ran; its result would "
+                             "replace those changes, so it was not applied. Run the correction again.")
         old = [segmentationNode.GetNodeReference(role) for role in (CENTROIDS_REFERENCE_ROLE, TABLE_REFERENCE_ROLE)]
         replaced = self.undo.save(segmentationNode)
         try:
@@ -762,32 +796,28 @@ class CorrectionLogic:
         self._relabel(segmentationNode, relabeling)
         return relabeling.mapping
 
-    def applyRenamed(self, segmentationNode) -> dict[int, int]:
-        """Take a vertebra renamed to another level (segments table) as a statement of its level: the column is
-        relabelled as by :meth:`renumber` (one undo step; the renamed vertebra is tagged ``LevelStated``). Returns
-        old -> new level, empty when no vertebra was renamed (:func:`renamed_levels`).
+    def applyRename(self, segmentationNode, segmentId: str) -> dict[int, int]:
+        """Take vertebra ``segmentId``, renamed to another level (segments table), as a statement of its level: the
+        column is relabelled as by :meth:`renumber` (one undo step; the vertebra is tagged ``LevelStated``). Returns
+        old -> new level, empty when that segment's name is not another level (:func:`renamed_levels`).
 
         Raises:
-            ValueError: several vertebrae renamed at once, or no contiguous labelling fits the new name; the names
-                are put back from the ``Label`` tags then (the column is unchanged).
+            ValueError: no contiguous labelling fits the new name; the name is put back from the ``Label`` tag
+                (the column is unchanged).
         """
         from SpineSegmentationLib.anatomy import vertebra_name
 
-        renamed = renamed_levels(segmentationNode)
-        segmentation = segmentationNode.GetSegmentation()
-        for segment_id in renamed:  # the names the module gave: undo returns to them, never to the renamed state
-            segment = segmentation.GetSegment(segment_id)
-            segment.SetName(vertebra_name(segment_level(segment)))
-        if len(renamed) > 1:
-            raise ValueError(f"{len(renamed)} vertebrae were renamed to other levels at once; their names were put "
-                             "back. Rename one vertebra at a time: the others follow it.")
-        for segment_id, level in renamed.items():
-            old = segmentation.GetSegment(segment_id).GetName()
-            try:
-                return self.renumber(segmentationNode, segment_id, level)
-            except ValueError as error:
-                raise ValueError(f"{old} cannot be {vertebra_name(level)} ({error}); its name was put back") from error
-        return {}
+        level = renamed_levels(segmentationNode).get(segmentId)
+        if level is None:
+            return {}
+        segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
+        old = vertebra_name(segment_level(segment))
+        with self.tracker.suspended():  # the name the module gave: undo returns to it, never to the renamed state
+            segment.SetName(old)
+        try:
+            return self.renumber(segmentationNode, segmentId, level)
+        except ValueError as error:
+            raise ValueError(f"{old} cannot be {vertebra_name(level)} ({error}); its name was put back") from error
 
     def alternatives(self, segmentationNode) -> list:
         """Candidate labellings of the column, most likely first (``LabelingAlternative``: labels, likelihood,

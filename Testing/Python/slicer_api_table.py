@@ -63,6 +63,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "SetReferenceImageGeometryParameterFromVolumeNode": ("vtkMRMLSegmentationNode",
                                                          MRML + "vtkMRMLSegmentationNode.h"),
     "CreateClosedSurfaceRepresentation": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
+    "CreateBinaryLabelmapRepresentation": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
     "SetSegmentOpacity2DFill": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
     "SetSegmentOpacity3D": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
     # markups
@@ -87,6 +88,9 @@ METHODS: dict[str, tuple[str, str]] = {
     "DeepCopy": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "SourceRepresentationModified": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "SegmentModified": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
+    "SegmentAdded": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
+    "SegmentRemoved": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
+    "GetSourceRepresentationName": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "AddRepresentation": ("vtkSegment", SEG + "vtkSegment.h"),
     "GetRepresentation": ("vtkSegment", SEG + "vtkSegment.h"),
     "GetBounds": ("vtkSegment", SEG + "vtkSegment.h"),
