@@ -40,6 +40,10 @@ def _labels_list(text: Optional[str]) -> list[int]:
             f"expected comma-separated VerSe labels or levels such as 22,23 or L3,L4, got {text!r}") from None
 
 
+#: Default output folder of a command without network: the ``--result`` folder's name with this suffix, beside it.
+CORRECTED_SUFFIX = "_corrected"
+
+
 def _run(args: argparse.Namespace, compute) -> int:
     result, output_dir, _ = run_and_write(args, compute)
     if args.progress != "json":
@@ -49,11 +53,21 @@ def _run(args: argparse.Namespace, compute) -> int:
 
 
 def _write(args: argparse.Namespace, result, image) -> int:
-    from .cli import default_output_dir
+    """Write the corrected result of a command without network (``--result`` folder in, ``-o`` folder out).
+
+    Raises:
+        ValueError: ``-o`` is the ``--result`` folder (which these commands never change), or as
+            :func:`~SpineSegmentationLib.outputs.check_outputs_free`.
+    """
     from .outputs import check_outputs_free, write_outputs
 
     input_path = Path(args.input)
-    output_dir = Path(args.output) if args.output else default_output_dir(input_path)
+    source = Path(args.result)
+    output_dir = Path(args.output) if args.output else source.with_name(source.name + CORRECTED_SUFFIX)
+    if output_dir.resolve() == source.resolve():
+        raise ValueError(f"-o {output_dir} is the result folder this command starts from (--result), which it never "
+                         f"changes; write the corrected result to another folder, e.g. -o "
+                         f"{source.with_name(source.name + CORRECTED_SUFFIX)}")
     check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
     write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
     print(result.message)
@@ -200,7 +214,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("input", help="the CT the result belongs to")
         p.add_argument("--result", required=True, help="output folder to start from (not changed)")
-        p.add_argument("-o", "--output", help="output folder for the corrected result")
+        p.add_argument("-o", "--output", help=f"output folder for the corrected result, not the --result folder "
+                                              f"(default: RESULT{CORRECTED_SUFFIX} beside it)")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
         return p
 

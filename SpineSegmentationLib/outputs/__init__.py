@@ -38,7 +38,7 @@ from ..errors import OutputExistsError
 from ..geometry import same_grid
 from ..result import SpineSegmentationResult
 from .centroids import write_ctd
-from .dicom_seg import write_dicom_seg_output
+from .dicom_seg import DICOM_SEG_FILE, write_dicom_seg_output
 from .label_map import write_label_map
 from .qc_picture import write_qc_png
 from .segmentation_nrrd import write_segmentation_nrrd
@@ -70,9 +70,18 @@ def _check_same_grid(labels: sitk.Image, image: sitk.Image) -> None:
         )
 
 
+def _targets(output_dir: Path) -> dict[str, Path]:
+    """Every file a run may write into ``output_dir``: the five outputs and the optional DICOM SEG."""
+    return {**output_paths(output_dir), "dicom_seg": output_dir / DICOM_SEG_FILE}
+
+
 def _check_targets(paths: dict[str, Path], overwrite: bool, input_path: Path | None) -> None:
     if input_path is not None:
         source = Path(input_path).resolve()
+        folder = paths["labels"].parent
+        if source.is_dir() and folder.resolve() == source:
+            raise OutputExistsError(f"the output folder {folder} is the DICOM input folder {input_path}; the input is "
+                                    "never written to: choose another output folder (-o)")
         for path in paths.values():
             if path.resolve() == source:
                 raise OutputExistsError(
@@ -100,7 +109,7 @@ def check_outputs_free(
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise OutputExistsError(f"output folder {output_dir} is a file; choose another output folder with -o")
-    _check_targets(output_paths(output_dir), overwrite, Path(input_path) if input_path is not None else None)
+    _check_targets(_targets(output_dir), overwrite, Path(input_path) if input_path is not None else None)
 
 
 def write_outputs(
@@ -119,7 +128,8 @@ def write_outputs(
         result: the segmentation result; ``result.labels`` is the int16 VerSe label map on ``image``'s grid.
         image: the input CT in HU (its grid defines the geometry of every output; LPS physical space).
         output_dir: output folder.
-        overwrite: replace existing output files; without it an existing file is an error.
+        overwrite: replace existing output files (a ``segmentation.dcm`` this run does not write is removed: it
+            belongs to an earlier result); without it an existing output file is an error.
         input_path: path of the input image file, if any; recorded in ``vertebrae.json`` and never written to.
         staging: a claim on ``output_dir`` already held by the caller (the command line claims the folder before
             the work, so that a second run is refused at once); default: claimed here.
@@ -145,7 +155,7 @@ def write_outputs(
         raise ValueError(f"the input image must be 3D, got {image.GetDimension()}D")
     _check_same_grid(result.labels, image)
     paths = output_paths(output_dir)
-    _check_targets(paths, overwrite, Path(input_path) if input_path is not None else None)
+    _check_targets(_targets(output_dir), overwrite, Path(input_path) if input_path is not None else None)
     if staging is None:
         with OutputStaging(output_dir) as own:
             extra = _write_staged(result, image, own, overwrite, input_path, dicom_seg)
@@ -158,7 +168,7 @@ def write_outputs(
 def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_path, dicom_seg: bool) -> dict:
     """Write every output into the staging folder and commit them together; returns ``{key: file name}`` of the
     optional outputs that were written (the DICOM SEG)."""
-    staging.check_free(OUTPUT_FILES.values(), overwrite)  # again, now that no other writer can come between
+    staging.check_free([*OUTPUT_FILES.values(), DICOM_SEG_FILE], overwrite)  # again, now no other writer can come
     writers = {
         "labels": lambda p: write_label_map(result.labels, p),
         "segmentation": lambda p: write_segmentation_nrrd(result, p),
@@ -174,5 +184,6 @@ def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_
             raise describe_write_error(exc, target) from exc
     extra = {key: path.name for key, path in
              write_dicom_seg_output(result, staging.path, input_path, requested=dicom_seg, overwrite=True).items()}
-    staging.commit(list(OUTPUT_FILES.values()) + list(extra.values()), overwrite)
+    stale = [] if DICOM_SEG_FILE in extra.values() else [DICOM_SEG_FILE]  # an earlier run's, of another result
+    staging.commit(list(OUTPUT_FILES.values()) + list(extra.values()), overwrite, remove=stale)
     return extra

@@ -211,8 +211,10 @@ class OutputStaging:
                     "replace it or choose another output folder with -o"
                 )
 
-    def commit(self, names: list[str], overwrite: bool) -> None:
-        """Move the finished files ``names`` from the staging folder into ``output_dir``, all or none.
+    def commit(self, names: list[str], overwrite: bool, remove: Iterable[str] = ()) -> None:
+        """Move the finished files ``names`` from the staging folder into ``output_dir``, all or none; with
+        ``overwrite``, also delete the files ``remove`` from ``output_dir`` (outputs of an earlier run that this
+        one replaces by nothing).
 
         Raises:
             OutputExistsError: an output appeared in ``output_dir`` meanwhile and ``overwrite`` is False.
@@ -226,9 +228,12 @@ class OutputStaging:
                 if self._beside and not self.output_dir.exists():
                     os.rename(self.path, self.output_dir)
                 else:
-                    self.check_free(names, overwrite)
+                    self.check_free([*names, *remove], overwrite)
                     for name in names:
                         os.replace(self.path / name, self.output_dir / name)
+                    for name in remove:
+                        if (self.output_dir / name).exists():
+                            os.remove(self.output_dir / name)
                     os.rmdir(self.path)
             except OSError as exc:
                 raise describe_write_error(exc, self.output_dir) from exc

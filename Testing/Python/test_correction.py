@@ -541,6 +541,13 @@ def test_cli_steps_without_network_write_a_new_folder_and_keep_the_old(oracle_wo
     assert main(["renumber", str(ct_path), "--result", str(first), "--vertebra", "L4", "--level", "L5",
                  "-o", str(tmp_path / "renumbered")]) == 2  # never overwrites
     assert "exist" in capsys.readouterr().err
+    kept = {path.name: path.read_bytes() for path in first.iterdir()}
+    assert main(["renumber", str(ct_path), "--result", str(first), "--vertebra", "L4", "--level", "L5",
+                 "-o", str(first), "--overwrite"]) == 2  # the folder it starts from, not even with --overwrite
+    assert "never changes" in capsys.readouterr().err
+    assert {path.name: path.read_bytes() for path in first.iterdir()} == kept
+    assert main(["renumber", str(ct_path), "--result", str(first), "--vertebra", "L4", "--level", "L5"]) == 0
+    assert (tmp_path / "first_corrected" / "labels.nii.gz").is_file()  # the default: beside it
 
 
 # --------------------------------------------------------------------------------------------------------------

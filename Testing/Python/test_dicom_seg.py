@@ -27,7 +27,7 @@ from test_outputs import result_from_labels
 
 from SpineSegmentationLib import anatomy
 from SpineSegmentationLib.errors import OutputExistsError
-from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
+from SpineSegmentationLib.outputs import OUTPUT_FILES, check_outputs_free, write_outputs
 from SpineSegmentationLib.outputs.dicom_seg import (
     DICOM_SEG_FILE,
     EmptySegmentationError,
@@ -191,6 +191,24 @@ def test_empty_result_writes_no_seg_and_says_why(dicom_ct_image, dicom_dir, tmp_
     assert set(paths) == set(OUTPUT_FILES)  # the five outputs record the empty result
     assert not (tmp_path / DICOM_SEG_FILE).exists()
     assert "no segmentation.dcm written: no vertebra was found" in caplog.text
+
+
+def test_an_earlier_seg_is_never_left_beside_a_new_result_nor_written_into_the_series(slab_result, dicom_ct_image,
+                                                                                      dicom_dir, tmp_path):
+    write_outputs(slab_result, dicom_ct_image, tmp_path, input_path=dicom_dir)
+    assert (tmp_path / DICOM_SEG_FILE).is_file()
+    empty = sitk.Image(dicom_ct_image.GetSize(), sitk.sitkInt16)
+    empty.CopyInformation(dicom_ct_image)
+    nothing = SpineSegmentationResult(labels=empty, vertebrae=[], message="no spine found")
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / DICOM_SEG_FILE).write_bytes((tmp_path / DICOM_SEG_FILE).read_bytes())  # a folder with a SEG only
+    with pytest.raises(OutputExistsError, match="segmentation.dcm already exists"):
+        check_outputs_free(own, input_path=dicom_dir)  # refused before a run, not after it
+    write_outputs(nothing, dicom_ct_image, tmp_path, overwrite=True, input_path=dicom_dir)
+    assert not (tmp_path / DICOM_SEG_FILE).exists()  # it showed the vertebrae of the earlier result
+    with pytest.raises(OutputExistsError, match="is the DICOM input folder"):
+        check_outputs_free(dicom_dir, input_path=dicom_dir)
 
 
 def test_a_series_that_is_not_the_label_maps_grid_is_refused(slab_result, dicom_dir, real_ct, real_ct_reference):
