@@ -26,7 +26,7 @@ from ..cli import _threads as _positive_int  # the same "1 or more" check as spi
 from .case_run import CaseOptions
 from .cases import Skipped, find_cases
 from .engines import run_local, run_ray
-from .report import QC_SHEET_FILE, SUMMARY_FILE, write_qc_sheet, write_summary
+from .report import QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, write_qc_sheet, write_summary
 
 SKIPPED_FILE = "skipped.csv"
 ENGINES = ("local", "ray")
@@ -48,6 +48,31 @@ class BatchResult:
     @property
     def failed(self) -> int:
         return sum(1 for r in self.records if r["status"] == "failed")
+
+
+#: The start of each cohort file as this command writes it: another file of that name is the user's.
+_OWN_STARTS = {SUMMARY_FILE: ",".join(SUMMARY_COLUMNS), SKIPPED_FILE: "path,series_uid,reason",
+               QC_SHEET_FILE: '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>spineseg cohort QC</title>'}
+
+
+def _check_cohort_files(output_root: Path) -> None:
+    """Refuse an output folder holding a ``summary.csv``, ``cohort_qc.html`` or ``skipped.csv`` that this command
+    did not write (it rewrites its own at every run).
+
+    Raises:
+        OutputExistsError: names the file and the fix.
+    """
+    from ..errors import OutputExistsError
+
+    for name, start in _OWN_STARTS.items():
+        path = output_root / name
+        if not path.exists():
+            continue
+        with open(path, encoding="utf-8", errors="replace", newline="") as stream:
+            head = stream.read(2 * len(start)).replace("\r\n", "\n")
+        if not head.startswith(start):
+            raise OutputExistsError(f"{path} was not written by spineseg batch and would be replaced; move it away "
+                                    "or choose another output folder (-o)")
 
 
 def _remove_leftovers(output_root: Path) -> None:
@@ -96,7 +121,8 @@ def run_batch(
 
     Raises:
         SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, unknown engine,
-            Ray missing for ``engine="ray"``.
+            Ray missing for ``engine="ray"``, or a cohort file in ``output_root`` that this command did not write
+            (:class:`~SpineSegmentationLib.errors.OutputExistsError`).
     """
     from tqdm import tqdm
 
@@ -106,6 +132,7 @@ def run_batch(
         raise SpineSegmentationError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
     output_root = Path(output_root).resolve()
     cases, skipped = find_cases(inputs, manifest, exclude=output_root)
+    _check_cohort_files(output_root)
     output_root.mkdir(parents=True, exist_ok=True)
     _remove_leftovers(output_root)
     for s in skipped:

@@ -158,13 +158,24 @@ def _finished_record(folder: Path) -> Optional[dict]:
 
 
 def _move_into_place(temporary: Path, final: Path) -> None:
-    """Rename the complete ``temporary`` folder to ``final``; an earlier case folder there is removed after."""
+    """Rename the complete ``temporary`` folder to ``final``; an earlier case folder there is removed after, only
+    when it holds nothing but this command's files (else FileExistsError: the case is recorded as failed)."""
+    from ..outputs import OUTPUT_FILES
+    from ..outputs.dicom_seg import DICOM_SEG_FILE
+
     old = None
     if final.exists():
         if not (final / CASE_RECORD).is_file():
             raise FileExistsError(
                 f"{final} exists and was not made by spineseg batch (no {CASE_RECORD}); move it away or choose "
                 "another output folder"
+            )
+        own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD}
+        others = sorted(path.name for path in final.iterdir() if path.name not in own)
+        if others:
+            raise FileExistsError(
+                f"{final} holds files spineseg batch did not write ({', '.join(others)}), and the case folder is "
+                "replaced when the case runs again; move them away and run the batch again"
             )
         old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
         os.replace(final, old)

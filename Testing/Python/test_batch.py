@@ -31,7 +31,7 @@ from SpineSegmentationLib.cohort.case_run import CASE_RECORD
 from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, find_cases, read_manifest
 from SpineSegmentationLib.cohort.engines import run_ray
 from SpineSegmentationLib.cohort.report import WARNING_SEPARATOR, case_flags, summary_rows, write_qc_sheet
-from SpineSegmentationLib.errors import SpineSegmentationError
+from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
 from SpineSegmentationLib.outputs import OUTPUT_FILES
 from SpineSegmentationLib.outputs.dicom_seg import DICOM_SEG_FILE, dicom_source_files
@@ -182,6 +182,20 @@ def test_changed_model_and_force_redo_a_finished_case(local_run, cohort, tmp_pat
                        progress=False, report=lambda line: None).records
     # segmented again: a new label map replaced the one the resumed run left alone
     assert not forced[0]["resumed"] and (out / "a" / "labels.nii.gz").stat().st_mtime_ns != written
+    # a person's own file in the case folder: the case is not redone over it (it was deleted with the old folder)
+    (out / "a" / "labels_corrected.nii.gz").write_bytes(b"a person's correction")
+    (kept,) = run_batch([], out, CaseOptions(device="cpu", threads=1, force=True), manifest=manifest,
+                        progress=False, report=lambda line: None).records
+    assert kept["status"] == "failed" and "labels_corrected.nii.gz" in kept["error"]
+    assert (out / "a" / "labels_corrected.nii.gz").read_bytes() == b"a person's correction"
+    # a person's own summary.csv in the output folder is refused before any case runs (it was replaced)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "summary.csv").write_text("my,own,table\n")
+    with pytest.raises(OutputExistsError, match="summary.csv was not written by spineseg batch"):
+        run_batch([], mine, OPTIONS, manifest=manifest, progress=False, report=lambda line: None)
+    assert (mine / "summary.csv").read_text() == "my,own,table\n" and sorted(p.name for p in mine.iterdir()) == [
+        "summary.csv"]
 
 
 def test_ray_engine_gives_the_same_summary_as_the_local_engine(local_run, cohort, tmp_path):
