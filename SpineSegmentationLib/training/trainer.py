@@ -264,6 +264,11 @@ class _TrainingRun:
         if not resume and self.ckpt_path.exists():
             raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose "
                                     "another folder")
+        names = ["config.json", "loss_log.csv", "loss_curve.png"] + ([str(cfg["name"])] if cfg.get("name") else [])
+        taken = [name for name in names if not resume and (out / name).exists()]
+        if taken:
+            raise OutputExistsError(f"{out} already holds {', '.join(taken)}, which a new training run would "
+                                    "overwrite; choose a new run folder (-o), e.g. one next to your configuration")
         self.lineage = _lineage(cfg)
         out.mkdir(parents=True, exist_ok=True)
         self.dev = resolve_device(device)

@@ -442,6 +442,16 @@ def test_training_without_torchio_says_how_to_install_it(tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_new_run_never_overwrites_a_configuration_in_its_folder(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.json").write_text('{"_comment": "my own configuration"}\n')
+    with pytest.raises(OutputExistsError, match="already holds config.json"):
+        train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
+    assert (out / "config.json").read_text() == '{"_comment": "my own configuration"}\n'
+    assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+
+
 def test_train_checkpoint_and_resume(tmp_path):
     out = tmp_path / "run"
     model_dir = train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
