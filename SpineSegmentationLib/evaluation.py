@@ -333,7 +333,28 @@ def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
     path = Path(source)
     if not path.is_file():
         raise InputImageError(f"{what} {path} does not exist or is not a file; give a label map (.nii.gz, .nrrd, ...)")
-    return sitk.ReadImage(str(path)), str(path)
+    try:
+        return sitk.ReadImage(str(path)), str(path)
+    except RuntimeError as error:  # SimpleITK's message: first line names the reader's complaint
+        reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
+        raise InputImageError(f"{what} {path} cannot be read as an image ({reason}); give a label map "
+                              "(.nii.gz, .nrrd, ...)") from error
+
+
+#: Reference labels above every VerSe number and below the TPTBox disc/endplate labels (>= 100, dropped): a label
+#: map of another convention, e.g. TotalSegmentator's 117 structures, whose 1-24 are organs.
+_FOREIGN_LABELS = (max(ANATOMICAL_ORDER) + 1, 99)
+
+
+def _check_verse_labels(reference: np.ndarray) -> None:
+    """Raise InputImageError when a reference read as VerSe numbers holds labels of another convention."""
+    values = np.unique(reference)
+    foreign = values[(values >= _FOREIGN_LABELS[0]) & (values <= _FOREIGN_LABELS[1])]
+    if foreign.size:
+        shown = ", ".join(str(int(v)) for v in foreign[:8]) + (", ..." if foreign.size > 8 else "")
+        raise InputImageError(f"the reference holds labels that are no VerSe vertebra number ({shown}): it is "
+                              "probably another convention; pass --reference-convention totalseg for a "
+                              "TotalSegmentator 'total' map, or totalseg_vertebrae")
 
 
 def _with_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:
@@ -433,9 +454,12 @@ class _LabelMaps:
               notes: list[str]) -> "_LabelMaps":
         for image, what in ((pred_image, "prediction"), (ref_image, "reference")):
             if image.GetDimension() != 3:
-                raise ValueError(f"the {what} label map must be 3D, got {image.GetDimension()}D")
+                raise InputImageError(f"the {what} label map must be 3D, got {image.GetDimension()}D")
         pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
-        ref_native = to_verse(sitk.GetArrayFromImage(ref_image), convention)
+        ref_array = sitk.GetArrayFromImage(ref_image)
+        if convention == "verse":
+            _check_verse_labels(ref_array)
+        ref_native = to_verse(ref_array, convention)
         if not include_sacrum:
             pred[pred == SACRUM] = 0
             ref_native[ref_native == SACRUM] = 0

@@ -30,6 +30,7 @@ import SimpleITK as sitk
 
 from ..anatomy import SACRUM
 from ..discs import BODY_DEPTH_SHARE
+from ..errors import SpineSegmentationError
 
 #: VerSe label of C1 (the atlas has no body).
 C1 = 1
@@ -160,11 +161,15 @@ def read_ctd(path: Path, labels: sitk.Image) -> dict[int, np.ndarray]:
         ``{label: array([x, y, z])}`` LPS mm; entries with a NaN coordinate are left out, as VerSe's reader does.
 
     Raises:
-        ValueError: if the file is not a VerSe centroid list (no ``direction`` entry first, missing keys).
+        SpineSegmentationError: if the file is not a VerSe centroid list (not JSON, no ``direction`` entry first,
+            missing keys).
     """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
-    if not isinstance(data, list) or not data or "direction" not in data[0]:
-        raise ValueError(
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise SpineSegmentationError(f"{path} is not a VerSe centroid file: not valid JSON ({error})") from error
+    if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "direction" not in data[0]:
+        raise SpineSegmentationError(
             f"{path} is not a VerSe centroid file: expected a list starting with {{'direction': [...]}}"
         )
     codes = [str(c).upper() for c in data[0]["direction"]]
@@ -174,9 +179,9 @@ def read_ctd(path: Path, labels: sitk.Image) -> dict[int, np.ndarray]:
         grid = sitk.DICOMOrient(labels, "".join(codes))
     centroids = {}
     for entry in data[1:]:
-        missing = {"label", "X", "Y", "Z"} - set(entry)
+        missing = {"label", "X", "Y", "Z"} - set(entry) if isinstance(entry, dict) else {"label", "X", "Y", "Z"}
         if missing:
-            raise ValueError(f"{path}: centroid entry {entry} lacks {sorted(missing)}")
+            raise SpineSegmentationError(f"{path}: centroid entry {entry} lacks {sorted(missing)}")
         ijk = [float(entry[k]) for k in "XYZ"]
         if not all(np.isfinite(ijk)):  # VerSe's own reader skips such entries (a level without a marked point)
             continue

@@ -39,6 +39,8 @@ import copy
 import json
 from pathlib import Path
 
+from ..errors import SpineSegmentationError
+
 DEFAULTS: dict = {
     "name": "spineseg-default",
     "version": "0.1.0",
@@ -113,7 +115,7 @@ def _merge(base: dict, override: dict, where: str) -> dict:
         if key.startswith("_"):  # "_comment" keys document a configuration file
             continue
         if key not in base:
-            raise ValueError(f"unknown training configuration key {where}{key!r}; valid keys: {sorted(base)}")
+            raise SpineSegmentationError(f"unknown training configuration key {where}{key!r}; valid keys: {sorted(base)}")
         if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
             out[key] = _merge(base[key], value, f"{where}{key}.")
         else:
@@ -152,7 +154,7 @@ def load_config(config: str | Path | dict) -> dict:
         try:
             raw = json.loads(path.read_text())
         except json.JSONDecodeError as e:
-            raise ValueError(f"{path} is not valid JSON: {e}") from e
+            raise SpineSegmentationError(f"{path} is not valid JSON: {e}") from e
         base_dir = path.resolve().parent
     cfg = _merge(DEFAULTS, raw, "")
     for key in PATH_KEYS:
@@ -162,24 +164,24 @@ def load_config(config: str | Path | dict) -> dict:
     cfg["fcn_training"]["init_from"] = _resolve(cfg["fcn_training"]["init_from"], base_dir)
     data = cfg["data"]
     if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"] or data["anatomy_maps"]):
-        raise ValueError(
+        raise SpineSegmentationError(
             "the training configuration names no data: set data.verse_root (VerSe-layout folder), data.manifest "
             "(CSV with image,labels,convention columns) and/or data.synthetic_masks_root"
         )
     if cfg["traversal"].get("direction", "up") not in ("up", "down"):
-        raise ValueError(f"traversal.direction must be 'up' or 'down', got {cfg['traversal'].get('direction')!r}")
+        raise SpineSegmentationError(f"traversal.direction must be 'up' or 'down', got {cfg['traversal'].get('direction')!r}")
     if cfg["fcn_training"]["lambda_progress"] not in ("max", "iterations"):
-        raise ValueError("fcn_training.lambda_progress must be 'max' (iterations or wall clock) or 'iterations'")
+        raise SpineSegmentationError("fcn_training.lambda_progress must be 'max' (iterations or wall clock) or 'iterations'")
     for key in ("synthetic_fraction", "anatomy_synthesis_share", "composite_column_share"):
         if not 0.0 <= data[key] <= 1.0:
-            raise ValueError(f"data.{key} must be in [0, 1], got {data[key]}")
+            raise SpineSegmentationError(f"data.{key} must be in [0, 1], got {data[key]}")
     if data["pseudo_label_ignore_mm"] < 0:
-        raise ValueError(f"data.pseudo_label_ignore_mm must be >= 0 (mm; 0 = no band), got "
+        raise SpineSegmentationError(f"data.pseudo_label_ignore_mm must be >= 0 (mm; 0 = no band), got "
                          f"{data['pseudo_label_ignore_mm']}")
     for key in ("pose_probability", "memory_error_probability", "fov_crop_probability"):
         if not 0.0 <= cfg["fcn_training"][key] <= 1.0:
-            raise ValueError(f"fcn_training.{key} must be in [0, 1], got {cfg['fcn_training'][key]}")
+            raise SpineSegmentationError(f"fcn_training.{key} must be in [0, 1], got {cfg['fcn_training'][key]}")
     if not 0.0 <= cfg["fcn_training"]["ema_decay"] < 1.0:
-        raise ValueError(f"fcn_training.ema_decay must be in [0, 1) (0 = keep the last iterate), got "
+        raise SpineSegmentationError(f"fcn_training.ema_decay must be in [0, 1) (0 = keep the last iterate), got "
                          f"{cfg['fcn_training']['ema_decay']}")
     return cfg

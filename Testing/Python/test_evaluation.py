@@ -12,7 +12,7 @@ import pytest
 import SimpleITK as sitk
 
 from SpineSegmentationLib import anatomy
-from SpineSegmentationLib.errors import InputImageError, OutputExistsError
+from SpineSegmentationLib.errors import InputImageError, OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.evaluation import (
     assd,
     border_completeness,
@@ -28,6 +28,7 @@ from SpineSegmentationLib.evaluation import (
     write_report,
 )
 from SpineSegmentationLib.outputs import write_outputs
+from SpineSegmentationLib.outputs.centroids import read_ctd
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 
 T11, T12, L1, L3, L5, SACRUM = 18, 19, 20, 22, 24, 26
@@ -283,6 +284,17 @@ def test_evaluate_input_errors(real_ct_reference, tmp_path):
         evaluate(tmp_path, real_ct_reference, include_sacrum=True)
     with pytest.raises(ValueError, match="unknown label convention"):
         evaluate(real_ct_reference, real_ct_reference, reference_convention="nnunet", include_sacrum=True)
+    unreadable = tmp_path / "reference.nrrd"
+    unreadable.write_text("not an image")
+    with pytest.raises(InputImageError, match="cannot be read as an image"):
+        evaluate(real_ct_reference, unreadable, include_sacrum=True)
+    # a TotalSegmentator map read as VerSe numbers: its 1-24 are organs, so it is refused (it scored 0 or organs)
+    with pytest.raises(InputImageError, match="--reference-convention totalseg"):
+        evaluate(real_ct_reference, real_ct_reference, include_sacrum=True)
+    for text in ("{not json", "[]", '[{"direction": ["L", "P", "S"]}, {"label": 20, "X": 1.0}]'):
+        (tmp_path / "ctd.json").write_text(text)
+        with pytest.raises(SpineSegmentationError, match="centroid"):
+            read_ctd(tmp_path / "ctd.json", sitk.ReadImage(str(real_ct_reference)))
 
 
 def test_write_report(reference_verse, tmp_path):
