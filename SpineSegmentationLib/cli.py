@@ -243,7 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spineseg", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__import__('SpineSegmentationLib').__version__}")
-    _add_debug(parser, default=False)
+    add_debug(parser, default=False)
     add_exit_with_parent(parser)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -277,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--test-time-mirror", action=argparse.BooleanOptionalAction, default=None,
                      help="also run the network on every patch mirrored left-right and average the two (default: "
                           "the model's setting; on for the shipped model; off halves the network's work)")
-    _add_debug(seg)
+    add_debug(seg)
     seg.set_defaults(func=cmd_segment)
 
     tr = sub.add_parser("train", help="train a model from a JSON configuration",
@@ -320,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_debug(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
+def add_debug(parser: argparse.ArgumentParser, default=argparse.SUPPRESS) -> None:
     """``--debug`` (on the main parser and on a command, so that it works before and after the command name)."""
     parser.add_argument("--debug", action="store_true", default=default,
                         help="on an error, print the Python traceback before the error line")

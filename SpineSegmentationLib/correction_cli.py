@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .cli import add_exit_with_parent, run_and_write, run_cli
+from .cli import add_debug, add_exit_with_parent, run_and_write, run_cli
 
 
 def _labels_list(text: Optional[str]) -> list[int]:
@@ -56,9 +56,11 @@ def _write(args: argparse.Namespace, result, image) -> int:
     """Write the corrected result of a command without network (``--result`` folder in, ``-o`` folder out).
 
     Raises:
-        ValueError: ``-o`` is the ``--result`` folder (which these commands never change), or as
+        ValueError: ``-o`` is the ``--result`` folder (which these commands never change), the CT is not the
+            result's (another grid), or as
             :func:`~SpineSegmentationLib.outputs.check_outputs_free`.
     """
+    from .geometry import same_grid
     from .outputs import check_outputs_free, write_outputs
 
     input_path = Path(args.input)
@@ -68,6 +70,9 @@ def _write(args: argparse.Namespace, result, image) -> int:
         raise ValueError(f"-o {output_dir} is the result folder this command starts from (--result), which it never "
                          f"changes; write the corrected result to another folder, e.g. -o "
                          f"{source.with_name(source.name + CORRECTED_SUFFIX)}")
+    if not same_grid(result.labels, image):
+        raise ValueError(f"{input_path} is not the CT the result in {source} was made from (its size, spacing, "
+                         "origin or direction differ); give that CT")
     check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
     write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
     print(result.message)
@@ -186,11 +191,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="progress display")
     p.add_argument("--no-localization", action="store_true", help="do not use the spine localization network")
+    add_debug(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="spineseg-correct", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_debug(parser, default=False)
     add_exit_with_parent(parser)
     sub = parser.add_subparsers(dest="command", required=True)
     click = sub.add_parser("click", help="segment the vertebra at a point, then continue up and/or down")
@@ -217,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-o", "--output", help=f"output folder for the corrected result, not the --result folder "
                                               f"(default: RESULT{CORRECTED_SUFFIX} beside it)")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+        add_debug(p)
         return p
 
     ren = no_network("renumber", "state the level of one vertebra; the whole column is relabelled")

@@ -548,6 +548,11 @@ def test_cli_steps_without_network_write_a_new_folder_and_keep_the_old(oracle_wo
     assert {path.name: path.read_bytes() for path in first.iterdir()} == kept
     assert main(["renumber", str(ct_path), "--result", str(first), "--vertebra", "L4", "--level", "L5"]) == 0
     assert (tmp_path / "first_corrected" / "labels.nii.gz").is_file()  # the default: beside it
+    other = tmp_path / "other.nii.gz"
+    sitk.WriteImage(ct[2:, :, :], str(other))  # another CT (another grid)
+    assert main(["renumber", str(other), "--result", str(first), "--vertebra", "L4", "--level", "L5",
+                 "-o", str(tmp_path / "wrong")]) == 2
+    assert "is not the CT the result" in capsys.readouterr().err and not (tmp_path / "wrong").exists()
 
 
 # --------------------------------------------------------------------------------------------------------------
