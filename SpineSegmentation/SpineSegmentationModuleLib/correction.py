@@ -301,8 +301,13 @@ class UndoState:
         if self._after is not None and segment_digests(segmentation_node.GetSegmentation()) != self._after:
             raise ValueError("the segments were edited after the last correction (Segment Editor); undoing it would "
                              "discard those edits, so nothing was undone. Undo them in the Segment Editor first.")
+        display = segmentation_node.GetDisplayNode()
+        shown = {i: display.GetSegmentVisibility(i) for i in _segment_ids(segmentation_node)} if display else {}
         with tracker.suspended() if tracker is not None else contextlib.nullcontext():
             segmentation_node.GetSegmentation().DeepCopy(self._copy)
+        for segment_id, visible in shown.items():  # the copy's segments come back shown (a new display entry)
+            if segmentation_node.GetSegmentation().GetSegment(segment_id) is not None:
+                display.SetSegmentVisibility(segment_id, visible)
         _update_display(segmentation_node)
         self.clear()
         return True

@@ -66,6 +66,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "CreateBinaryLabelmapRepresentation": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
     "SetSegmentOpacity2DFill": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
     "SetSegmentOpacity3D": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
+    "GetSegmentVisibility": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
+    "SetSegmentVisibility": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
     # markups
     "AddControlPoint": ("vtkMRMLMarkupsNode", MARKUPS_NODE),
     "GetNthControlPointPositionWorld": ("vtkMRMLMarkupsNode", MARKUPS_NODE),

@@ -553,6 +553,15 @@ def test_segment_centroids_and_volumes_match_the_reference(loaded, verse_labels)
     assert [row[4] for row in segment_rows(segmentation)] == [statistics[i].volume_cm3 for i in ids]
 
 
+def test_undo_keeps_the_segments_a_person_hid(loaded):
+    logic, segmentation = loaded
+    display = segmentation.GetDisplayNode()
+    display.SetSegmentVisibility("S", False)  # hidden in the Segments table
+    logic.renumber(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4"), "L5")
+    assert logic.undoLast(segmentation)
+    assert not display.GetSegmentVisibility("S") and display.GetSegmentVisibility("L3")
+
+
 def test_the_segment_editor_s_undo_is_not_taken_for_an_edit(loaded, ct_node, near):
     """Slicer's Segment Editor undoes a stroke with vtkSegmentationHistory, which copies whole segments back (voxels,
     names, tags) without SourceRepresentationModified; the next stroke must tag only its own segment."""
