@@ -569,10 +569,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.alternativesList.clear()
 
     def _follow(self, segmentationNode) -> None:
-        """Track voxel edits (``EditTracker``) and renames of ``segmentationNode``'s segments (None: stop both). A
-        vertebra renamed to another level in the segments table states its level (``CorrectionLogic.applyRename``).
-        """
-        self.logic.correctionLogic.tracker.observe(segmentationNode)
+        """Track voxel edits (``EditTracker``) and renames of ``segmentationNode``'s segments (None: stop watching
+        renames). A vertebra renamed to another level in the segments table states its level
+        (``CorrectionLogic.applyRename``)."""
+        if segmentationNode is not None:  # earlier ones stay tracked until the scene closes
+            self.logic.correctionLogic.tracker.observe(segmentationNode)
         if self._renameObserved is not None:
             self.removeObserver(self._renameObserved, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
         self._renameObserved = segmentationNode.GetSegmentation() if segmentationNode is not None else None

@@ -165,45 +165,51 @@ class EditTracker:
     A paint stroke changes the voxels (``SourceRepresentationModified``) before the effect sets the segment's
     status tag (``qSlicerSegmentEditorAbstractEffect::modifySegmentByLabelmap``), so the order keeps edits.
 
+    Every segmentation it was asked to observe stays tracked until :meth:`stop` (the scene closes), so that a
+    segment painted while the module shows another segmentation is still tagged.
+
     Example::
 
         tracker = EditTracker()
         tracker.observe(segmentationNode)       # from now on, painting in L3 tags L3 as edited
         with tracker.suspended():
             ...                                 # the module's own changes are not edits
-        tracker.stop()                          # the observer is removed
+        tracker.stop()                          # every observer is removed
     """
 
     def __init__(self) -> None:
-        self._segmentation = None
-        self._observer = None
+        self._tracked: dict[int, list] = {}  # id(vtkSegmentation) -> [segmentation, observer tags, digests, node]
         self._suspended = 0
         self._tagging = False
-        self._digests: dict[str, tuple] = {}
-
-    @property
-    def node_segmentation(self):
-        return self._segmentation
 
     def observe(self, segmentation_node) -> None:
-        """Track ``segmentation_node`` (None: stop tracking)."""
-        self.stop()
+        """Track ``segmentation_node`` too (no-op when tracked already; None: stop tracking all). Segmentations
+        whose node has left the scene are no longer tracked (nothing keeps their voxels in memory)."""
         if segmentation_node is None:
+            self.stop()
             return
-        self._segmentation = segmentation_node.GetSegmentation()
-        self._digests = segment_digests(self._segmentation)
-        self._observer = [self._segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified,
-                                                         self._on_modified)]
+        for key, (segmentation, tags, _, node) in list(self._tracked.items()):
+            if node.GetScene() is None:
+                for tag in tags:
+                    segmentation.RemoveObserver(tag)
+                del self._tracked[key]
+        segmentation = segmentation_node.GetSegmentation()
+        if id(segmentation) in self._tracked:
+            return
+        tags = [segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)]
         for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
                       slicer.vtkSegmentation.SegmentModified):
-            self._observer.append(self._segmentation.AddObserver(event, self._on_segments_changed))
+            tags.append(segmentation.AddObserver(event, self._on_segments_changed))
+        self._tracked[id(segmentation)] = [segmentation, tags, segment_digests(segmentation), segmentation_node]
+
+    def tracks(self, segmentation_node) -> bool:
+        return segmentation_node is not None and id(segmentation_node.GetSegmentation()) in self._tracked
 
     def digests_after_suspended(self, segmentation_node) -> Optional[dict]:
         """Right after a :meth:`suspended` block: the digests it recomputed at its end when ``segmentation_node`` is
-        the one tracked, else None (nothing computed here)."""
-        if self._segmentation is None or segmentation_node.GetSegmentation() is not self._segmentation:
-            return None
-        return dict(self._digests)
+        tracked, else None (nothing computed here)."""
+        entry = self._tracked.get(id(segmentation_node.GetSegmentation()))
+        return dict(entry[2]) if entry is not None else None
 
     @property
     def suspending(self) -> bool:
@@ -211,11 +217,11 @@ class EditTracker:
         return self._suspended > 0
 
     def stop(self) -> None:
-        """Remove the observer (no-op when not tracking)."""
-        if self._segmentation is not None and self._observer is not None:
-            for tag in self._observer:
-                self._segmentation.RemoveObserver(tag)
-        self._segmentation, self._observer, self._digests = None, None, {}
+        """Remove every observer (no-op when not tracking)."""
+        for segmentation, tags, _, _ in self._tracked.values():
+            for tag in tags:
+                segmentation.RemoveObserver(tag)
+        self._tracked = {}
 
     @contextlib.contextmanager
     def suspended(self):
@@ -225,30 +231,33 @@ class EditTracker:
             yield
         finally:
             self._suspended -= 1
-            if not self._suspended and self._segmentation is not None:
-                self._digests = segment_digests(self._segmentation)
+            if not self._suspended:
+                for entry in self._tracked.values():
+                    entry[2] = segment_digests(entry[0])
 
     def _on_segments_changed(self, caller, event) -> None:
-        if self._suspended or self._tagging or self._segmentation is None:
+        entry = self._tracked.get(id(caller))
+        if self._suspended or self._tagging or entry is None:
             return
-        self._digests = segment_digests(self._segmentation)
+        entry[2] = segment_digests(caller)
 
     def _on_modified(self, caller, event) -> None:
-        if self._suspended or self._segmentation is None:
+        entry = self._tracked.get(id(caller))
+        if self._suspended or entry is None:
             return
-        digests = segment_digests(self._segmentation)
+        digests = segment_digests(caller)
         self._tagging = True  # SetTag invokes SegmentModified: the digests are renewed below
         try:
             for segment_id, digest in digests.items():
-                before = self._digests.get(segment_id)
+                before = entry[2].get(segment_id)
                 if digest == before or (before is None and digest[0] == 0):
                     continue  # unchanged, or a new segment that is still empty
-                segment = self._segmentation.GetSegment(segment_id)
+                segment = caller.GetSegment(segment_id)
                 if segment is not None and is_vertebra(segment) and not is_edited(segment):
                     segment.SetTag(EDITED_TAG, "true")
         finally:
             self._tagging = False
-        self._digests = digests
+        entry[2] = digests
 
 
 class UndoState:

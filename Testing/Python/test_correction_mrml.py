@@ -553,6 +553,18 @@ def test_segment_centroids_and_volumes_match_the_reference(loaded, verse_labels)
     assert [row[4] for row in segment_rows(segmentation)] == [statistics[i].volume_cm3 for i in ids]
 
 
+def test_a_segmentation_painted_while_another_is_shown_is_still_tracked(loaded, ct_node, near, scene):
+    logic, segmentation = loaded
+    other = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "another CT's vertebrae")
+    logic.tracker.observe(other)  # the widget shows another output segmentation
+    _paint(segmentation, ct_node, "L3", near(22))
+    logic.tracker.observe(segmentation)  # and this one again
+    assert _edited_names(segmentation) == ["L3"]
+    scene.RemoveNode(other)
+    logic.tracker.observe(segmentation)
+    assert not logic.tracker.tracks(other) and logic.tracker.tracks(segmentation)  # a removed node is let go
+
+
 def test_undo_keeps_the_segments_a_person_hid(loaded):
     logic, segmentation = loaded
     display = segmentation.GetDisplayNode()
