@@ -93,8 +93,9 @@ def check_field_of_view(size, spacing, direction) -> None:
     if field.max() < MIN_FIELD_OF_VIEW_MM:
         raise InputImageError(
             f"The image spans only {field.max():.1f} mm at its largest {shown}: too small to hold a vertebra (at "
-            f"least {MIN_FIELD_OF_VIEW_MM:g} mm). The voxel spacing in the header is probably too small (e.g. cm "
-            "written as mm); fix it in the header or re-export the CT from the original DICOM."
+            f"least {MIN_FIELD_OF_VIEW_MM:g} mm). Either it is cropped too tightly (give a larger crop, the whole "
+            "vertebra with some margin) or the voxel spacing in the header is too small (e.g. cm written as mm: fix "
+            "it in the header or re-export the CT from the original DICOM)."
         )
     if max(field[0], field[1]) > MAX_FIELD_OF_VIEW_MM:
         raise InputImageError(
