@@ -213,9 +213,8 @@ def _segment(args: argparse.Namespace, device) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from .training import train
 
-    model_dir = train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed,
-                      num_threads=args.threads, workers=args.workers)
-    print(f"model written to {model_dir}")
+    train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed,
+          num_threads=args.threads, workers=args.workers)  # prints "model written to ..." at its end
     return 0
 
 
@@ -232,7 +231,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_table(report))
     if args.output:
         written = write_report(report, Path(args.output), overwrite=args.overwrite)
-        print("written: " + ", ".join(str(p) for p in written))
+        print("written: " + ", ".join(str(p) for p in written.values()))
     return 0
 
 
