@@ -350,9 +350,9 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _showResults(self, results: ImportedResults) -> None:
         self._results = results
         self._shownSegmentation = results.segmentation_node  # filled below, not again by the parameter observer
+        results.segmentation_node.CreateClosedSurfaceRepresentation()  # one SegmentModified per segment: before
         self._follow(results.segmentation_node)
         self._parameterNode.outputSegmentation = results.segmentation_node
-        results.segmentation_node.CreateClosedSurfaceRepresentation()
         self._fillVertebraTable(results.segmentation_node)
         lines = [results.message] if results.message else []
         lines.append(_("{count} vertebrae.").format(count=len(results.vertebrae)))
@@ -577,12 +577,18 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._renameObserved is not None:
             self.removeObserver(self._renameObserved, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
         self._renameObserved = segmentationNode.GetSegmentation() if segmentationNode is not None else None
-        self._segmentNames, self._pendingRenames = {}, []
+        self._pendingRenames = []
+        self._rememberNames()
         if self._renameObserved is not None:
-            segmentation = self._renameObserved
-            for i in range(segmentation.GetNumberOfSegments()):
-                self._segmentNames[segmentation.GetNthSegmentID(i)] = segmentation.GetNthSegment(i).GetName()
-            self.addObserver(segmentation, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+            self.addObserver(self._renameObserved, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+
+    def _rememberNames(self) -> None:
+        """The names a later SegmentModified is compared with (also after the module's own changes: its Undo
+        brings segments back without SegmentModified)."""
+        segmentation = self._renameObserved
+        self._segmentNames = {} if segmentation is None else {
+            segmentation.GetNthSegmentID(i): segmentation.GetNthSegment(i).GetName()
+            for i in range(segmentation.GetNumberOfSegments())}
 
     @vtk.calldata_type(vtk.VTK_STRING)
     def _onSegmentModified(self, caller, event, segmentId) -> None:
@@ -601,18 +607,20 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _applyRenames(self) -> None:
         pending, self._pendingRenames = self._pendingRenames, []
         node = self._shownSegmentation
+        if node is None:
+            return
+        applied = False
         for segmentId in pending:
-            if node is None or node.GetSegmentation().GetSegment(segmentId) is None:
-                return
+            if segmentId not in renamed_levels(node):
+                continue  # no rename (any more): e.g. the Segment Editor's Undo sets a name before its tags
+            applied = True
             with slicer.util.tryWithErrorDisplay(_("The renamed vertebra could not be taken as its level."),
                                                  waitCursor=True):
-                try:
-                    mapping = self.logic.correctionLogic.applyRename(node, segmentId)
-                finally:
-                    self._refreshFromSegments(node)  # the names as they are now: relabelled, or put back
-                if mapping:
+                if self.logic.correctionLogic.applyRename(node, segmentId):
                     self.ui.statusLabel.text = _("Renamed: the column was relabelled around the vertebra you "
                                                  "renamed; clicks and re-runs keep its level.")
+        if applied:
+            self._refreshFromSegments(node)  # the names as they are now: relabelled, or put back
 
     def _fillVertebraTable(self, segmentationNode) -> None:
         """One row per segment as the segments are now, incomplete ones in italics; rows keep their segment's ID,
@@ -635,6 +643,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _refreshFromSegments(self, segmentationNode, message: str = "") -> None:
         """Table rows and alternatives from the segments as they are now (after renumbering, undo, ...)."""
+        if segmentationNode.GetSegmentation() is self._renameObserved:
+            self._rememberNames()
         self._fillVertebraTable(segmentationNode)
         self._refreshAlternatives(segmentationNode)
         if message:

@@ -359,7 +359,10 @@ def _exit_when_stdin_closes() -> None:
         # os.read, not sys.stdin: a daemon thread blocked in a buffered reader aborts the interpreter at exit
         while os.read(descriptor, 1 << 16):
             pass  # the parent writes nothing; anything written is ignored
-        signal.raise_signal(signal.SIGTERM)  # handled in the main thread (run_cli), else the default: end
+        if hasattr(signal, "pthread_kill"):  # to the main thread: held while it commits outputs (signals_deferred)
+            signal.pthread_kill(threading.main_thread().ident, signal.SIGTERM)
+        else:  # Windows: the handler runs in the main thread (run_cli), else the default ends the process
+            signal.raise_signal(signal.SIGTERM)
         time.sleep(STDIN_CLOSED_GRACE_S)
         os._exit(_SIGNAL_EXIT_BASE + int(signal.SIGTERM))
 
@@ -392,7 +395,7 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if getattr(args, "debug", False):
-        traceback.print_exception(failure)
+        traceback.print_exception(type(failure), failure, failure.__traceback__)  # Python 3.9 (Slicer 5.6)
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
     return status
 

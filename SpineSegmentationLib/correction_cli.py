@@ -64,7 +64,7 @@ def _write(args: argparse.Namespace, result, image) -> int:
     from .outputs import check_outputs_free, write_outputs
 
     input_path = Path(args.input)
-    source = Path(args.result)
+    source = Path(args.result).resolve()  # "." has no name to add the suffix to
     output_dir = Path(args.output) if args.output else source.with_name(source.name + CORRECTED_SUFFIX)
     if output_dir.resolve() == source.resolve():
         raise ValueError(f"-o {output_dir} is the result folder this command starts from (--result), which it never "

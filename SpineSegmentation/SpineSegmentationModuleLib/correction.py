@@ -184,15 +184,11 @@ class EditTracker:
 
     def observe(self, segmentation_node) -> None:
         """Track ``segmentation_node`` too (no-op when tracked already; None: stop tracking all). Segmentations
-        whose node has left the scene are no longer tracked (nothing keeps their voxels in memory)."""
+        whose node has left the scene are let go here and after each :meth:`suspended` block."""
         if segmentation_node is None:
             self.stop()
             return
-        for key, (segmentation, tags, _, node) in list(self._tracked.items()):
-            if node.GetScene() is None:
-                for tag in tags:
-                    segmentation.RemoveObserver(tag)
-                del self._tracked[key]
+        self._let_go_of_removed()
         segmentation = segmentation_node.GetSegmentation()
         if id(segmentation) in self._tracked:
             return
@@ -201,6 +197,14 @@ class EditTracker:
                       slicer.vtkSegmentation.SegmentModified):
             tags.append(segmentation.AddObserver(event, self._on_segments_changed))
         self._tracked[id(segmentation)] = [segmentation, tags, segment_digests(segmentation), segmentation_node]
+
+    def _let_go_of_removed(self) -> None:
+        """Stop tracking segmentations whose node has left the scene."""
+        for key, (segmentation, tags, _, node) in list(self._tracked.items()):
+            if node.GetScene() is None:
+                for tag in tags:
+                    segmentation.RemoveObserver(tag)
+                del self._tracked[key]
 
     def tracks(self, segmentation_node) -> bool:
         return segmentation_node is not None and id(segmentation_node.GetSegmentation()) in self._tracked
@@ -232,7 +236,8 @@ class EditTracker:
         finally:
             self._suspended -= 1
             if not self._suspended:
-                for entry in self._tracked.values():
+                self._let_go_of_removed()
+                for entry in self._tracked.values():  # unchanged layers cost no reading (voxel_digests)
                     entry[2] = segment_digests(entry[0])
 
     def _on_segments_changed(self, caller, event) -> None:

@@ -31,7 +31,12 @@ _CACHE_CHUNKS = 8192
 #: Above this label value a chunk's values are sorted out (np.unique) instead of counted by value.
 _LARGEST_COUNTED_VALUE = 1 << 16
 
+#: Whole-layer results kept by (address, image MTime, scalars MTime): events that leave the voxels alone
+#: (SegmentModified storms of the Segment Editor's Undo, a closed surface being made) cost no hashing.
+_LAYERS_KEPT = 64
+
 _chunk_cache: OrderedDict = OrderedDict()
+_layer_cache: OrderedDict = OrderedDict()
 
 
 def _chunk_digests(chunk: np.ndarray, start: int, dims, extent) -> dict[int, tuple[int, int]]:
@@ -59,18 +64,34 @@ def _chunk_digests(chunk: np.ndarray, start: int, dims, extent) -> dict[int, tup
 def layer_digests(image, labels: set[int]) -> dict[int, tuple[int, int]]:
     """(voxel count, sum of voxel weights) per label value of one labelmap layer (``vtkImageData`` or None).
 
-    Chunks whose bytes, scalar type, dimensions, extent and position equal those of an earlier call are not
-    counted again (the result of a chunk depends on nothing else).
+    A layer not modified since an earlier call (same object, same VTK modification time of the image and its
+    scalars; a change without ``Modified()`` is not seen, as by VTK itself) is not read again, and chunks whose
+    bytes, scalar type, dimensions, extent and position equal those of an earlier call are not counted again (the
+    result of a chunk depends on nothing else).
     """
-    from vtk.util.numpy_support import vtk_to_numpy
-
     scalars = image.GetPointData().GetScalars() if image is not None else None
     if scalars is None:
         return {label: (0, 0) for label in labels}
+    key = (image.GetAddressAsString("vtkObject"), image.GetMTime(), scalars.GetMTime())
+    found = _layer_cache.get(key)
+    if found is None:
+        found = _count_layer(image, scalars)
+        _layer_cache[key] = found
+        if len(_layer_cache) > _LAYERS_KEPT:
+            _layer_cache.popitem(last=False)
+    else:
+        _layer_cache.move_to_end(key)
+    return {label: found.get(label, (0, 0)) for label in labels}
+
+
+def _count_layer(image, scalars) -> dict[int, tuple[int, int]]:
+    """(voxel count, sum of voxel weights) of every label value present in a layer, chunk by chunk."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
     values = vtk_to_numpy(scalars).ravel()
     dims, extent = tuple(image.GetDimensions()), tuple(image.GetExtent())
     place = (values.dtype.str, dims, extent)
-    totals = {label: [0, 0] for label in labels}
+    totals: dict[int, list] = {}
     for start in range(0, values.size, DIGEST_CHUNK):
         chunk = np.ascontiguousarray(values[start : start + DIGEST_CHUNK])
         key = (place, start, hashlib.sha256(chunk).digest())
@@ -83,9 +104,9 @@ def layer_digests(image, labels: set[int]) -> dict[int, tuple[int, int]]:
         else:
             _chunk_cache.move_to_end(key)
         for label, (count, total) in found.items():
-            if label in totals:
-                totals[label][0] += count
-                totals[label][1] += total
+            entry = totals.setdefault(label, [0, 0])
+            entry[0] += count
+            entry[1] += total
     return {label: (count, total) for label, (count, total) in totals.items()}
 
 

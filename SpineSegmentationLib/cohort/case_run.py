@@ -46,6 +46,8 @@ from .cases import Case
 
 #: Record file of a case, in its output folder.
 CASE_RECORD = "case.json"
+#: Files a file browser leaves in a folder it showed (besides dot-files such as macOS's .DS_Store): not a person's.
+SYSTEM_FILES = ("Thumbs.db", "desktop.ini")
 #: Statuses of a case whose outputs are complete.
 FINISHED = ("done", "no_spine")
 _CHUNK = 1 << 20
@@ -170,8 +172,8 @@ def _move_into_place(temporary: Path, final: Path) -> None:
                 f"{final} exists and was not made by spineseg batch (no {CASE_RECORD}); move it away or choose "
                 "another output folder"
             )
-        own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD}
-        others = sorted(path.name for path in final.iterdir() if path.name not in own)
+        own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD, *SYSTEM_FILES}
+        others = sorted(path.name for path in final.iterdir() if path.name not in own and not path.name.startswith("."))
         if others:
             raise FileExistsError(
                 f"{final} holds files spineseg batch did not write ({', '.join(others)}), and the case folder is "

@@ -249,6 +249,26 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         return run.write_model()
 
 
+def _check_run_folder_free(out: Path, cfg: dict) -> None:
+    """Refuse a new run in a folder holding files it would overwrite, unless they are those of an earlier start of
+    the same configuration that stopped before its first checkpoint (its ``config.json`` equals this run's): their
+    loss log and curve are removed then, and the run starts again.
+
+    Raises:
+        OutputExistsError: names the files and the fix.
+    """
+    names = ["config.json", "loss_log.csv", "loss_curve.png"] + ([str(cfg["name"])] if cfg.get("name") else [])
+    taken = [name for name in names if (out / name).exists()]
+    config = out / "config.json"
+    restart = config.is_file() and config.read_text() == json.dumps(cfg, indent=2) + "\n"
+    if taken and not (restart and set(taken) <= {"config.json", "loss_log.csv", "loss_curve.png"}):
+        raise OutputExistsError(f"{out} already holds {', '.join(taken)}, which a new training run would "
+                                "overwrite; choose a new run folder (-o), e.g. one next to your configuration")
+    for name in ("loss_log.csv", "loss_curve.png"):
+        if restart and (out / name).exists():
+            (out / name).unlink()
+
+
 class _TrainingRun:
     """The state of one :func:`train` call: configuration, networks, optimizer, progress counters, data."""
 
@@ -264,11 +284,8 @@ class _TrainingRun:
         if not resume and self.ckpt_path.exists():
             raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose "
                                     "another folder")
-        names = ["config.json", "loss_log.csv", "loss_curve.png"] + ([str(cfg["name"])] if cfg.get("name") else [])
-        taken = [name for name in names if not resume and (out / name).exists()]
-        if taken:
-            raise OutputExistsError(f"{out} already holds {', '.join(taken)}, which a new training run would "
-                                    "overwrite; choose a new run folder (-o), e.g. one next to your configuration")
+        if not resume:
+            _check_run_folder_free(out, cfg)
         self.lineage = _lineage(cfg)
         out.mkdir(parents=True, exist_ok=True)
         self.dev = resolve_device(device)

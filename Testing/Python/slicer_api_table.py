@@ -121,6 +121,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "AddObserver": ("vtkObject", "VTK"),
     "RemoveObserver": ("vtkObject", "VTK"),
     "Modified": ("vtkObject", "VTK"),
+    "GetMTime": ("vtkObject", "VTK"),
     "IsA": ("vtkObjectBase", "VTK"),
     "GetAddressAsString": ("vtkObjectBase", "VTK"),
     "UnRegister": ("vtkObjectBase", "VTK"),

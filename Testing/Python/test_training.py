@@ -450,6 +450,21 @@ def test_a_new_run_never_overwrites_a_configuration_in_its_folder(tmp_path):
         train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
     assert (out / "config.json").read_text() == '{"_comment": "my own configuration"}\n'
     assert sorted(p.name for p in out.iterdir()) == ["config.json"]
+    # the run's own start that stopped before its first checkpoint (only its config.json and a log): it starts again
+    other = tmp_path / "restarted"
+    config = tiny_config(tmp_path, 2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, other, device="cpu", progress=_interrupt_at_warm_start_or_data)
+    assert (other / "config.json").is_file() and not (other / "checkpoint.pt").exists()
+    (other / "loss_log.csv").write_text("iteration\n1\n")  # as left by a stop between log and checkpoint
+    train(config, other, device="cpu", progress=lambda line: None)
+    rows = (other / "loss_log.csv").read_text().strip().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+def _interrupt_at_warm_start_or_data(line: str) -> None:
+    """A progress callback that stops the run at its first message (after config.json is written)."""
+    raise KeyboardInterrupt(line)
 
 
 def test_train_checkpoint_and_resume(tmp_path):

@@ -32,8 +32,9 @@ def _array(image) -> np.ndarray:
 
 @pytest.fixture()
 def values():
-    """Three labels in a layer of five chunks; a fresh chunk cache."""
+    """Three labels in a layer of five chunks; fresh caches."""
     voxel_digests._chunk_cache.clear()
+    voxel_digests._layer_cache.clear()
     rng = np.random.default_rng(3)
     shape = (5 * DIGEST_CHUNK // (64 * 64), 64, 64)
     return rng.choice([0, 0, 0, 1, 2, 3], size=shape).astype(np.int16)
@@ -46,10 +47,13 @@ def test_counts_are_the_voxels_of_each_label_and_edits_in_place_are_seen(values)
     array = _array(image)
     where = np.argwhere(array == 2)[-1]
     array[tuple(where)] = 3  # one voxel of 2 becomes 3, in place (as a layer modified in place)
+    assert layer_digests(image, LABELS) == before  # not announced: VTK's modification time is what is watched
+    image.Modified()
     after = layer_digests(image, LABELS)
     assert after[1] == before[1]
     assert after[2][0] == before[2][0] - 1 and after[3][0] == before[3][0] + 1
     voxel_digests._chunk_cache.clear()
+    voxel_digests._layer_cache.clear()
     assert layer_digests(image, LABELS) == after  # what the kept chunk results give = counting every voxel again
 
 
@@ -62,6 +66,7 @@ def test_moving_voxels_or_the_layer_extent_changes_the_digest(values):
     first, second = np.argwhere(array == 1)[:2]
     other = np.argwhere(array == 0)[0]
     array[tuple(first)], array[tuple(other)] = 0, 1  # one voxel of 1 moved: same count
+    image.Modified()
     moved = layer_digests(image, LABELS)
     assert moved[1][0] == before[1][0] and moved[1] != before[1]
     assert moved[2] == before[2]
@@ -77,12 +82,14 @@ def test_only_the_chunks_whose_bytes_changed_are_counted_again(values, monkeypat
     layer_digests(image, LABELS)
     assert counted == []
     _array(image)[-1, -1, -1] = values[-1, -1, -1] % 3 + 1  # another label in the last voxel: the last chunk
+    image.Modified()
     layer_digests(image, LABELS)
     assert counted == [4 * DIGEST_CHUNK]
 
 
 def test_an_empty_layer_and_labels_not_present_have_zero_digests():
     voxel_digests._chunk_cache.clear()
+    voxel_digests._layer_cache.clear()
     assert layer_digests(None, {4}) == {4: (0, 0)}
     assert layer_digests(_layer(np.zeros((2, 3, 4), np.int16)), {4})[4] == (0, 0)
     assert layer_digests(_layer(np.full((2, 3, 4), -5, np.int16)), {1})[1] == (0, 0)  # negative: background
