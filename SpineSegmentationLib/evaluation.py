@@ -335,7 +335,7 @@ def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
         raise InputImageError(f"{what} {path} does not exist or is not a file; give a label map (.nii.gz, .nrrd, ...)")
     try:
         return sitk.ReadImage(str(path)), str(path)
-    except RuntimeError as error:  # SimpleITK's message: first line names the reader's complaint
+    except RuntimeError as error:  # SimpleITK's message: its last line names the reader's complaint
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
         raise InputImageError(f"{what} {path} cannot be read as an image ({reason}); give a label map "
                               "(.nii.gz, .nrrd, ...)") from error
