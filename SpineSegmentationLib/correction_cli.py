@@ -65,11 +65,11 @@ def _write(args: argparse.Namespace, result, image) -> int:
 
     input_path = Path(args.input)
     source = Path(args.result).resolve()  # "." has no name to add the suffix to
-    output_dir = Path(args.output) if args.output else source.with_name(source.name + CORRECTED_SUFFIX)
-    if output_dir.resolve() == source.resolve():
+    corrected = source.with_name(source.name + CORRECTED_SUFFIX)
+    output_dir = Path(args.output) if args.output else corrected
+    if output_dir.resolve() == source:
         raise ValueError(f"-o {output_dir} is the result folder this command starts from (--result), which it never "
-                         f"changes; write the corrected result to another folder, e.g. -o "
-                         f"{source.with_name(source.name + CORRECTED_SUFFIX)}")
+                         f"changes; write the corrected result to another folder, e.g. -o {corrected}")
     if not same_grid(result.labels, image):
         raise ValueError(f"{input_path} is not the CT the result in {source} was made from (its size, spacing, "
                          "origin or direction differ); give that CT")

@@ -56,7 +56,7 @@ from .mrml_import import (
     is_vertebra,
     segment_tag,
 )
-from .voxel_digests import segment_digests
+from .voxel_digests import flat_to_ijk, segment_digests, segment_layers
 
 EDITED_TAG = TAG_PREFIX + "Edited"
 REGRESSED_TAG = TAG_PREFIX + "LabelRegressed"
@@ -488,16 +488,8 @@ def segment_statistics(segmentation_node, segment_ids: Sequence[str]) -> dict[st
     sharing it (its non-zero voxels are counted by label value)."""
     from vtk.util.numpy_support import vtk_to_numpy
 
-    segmentation = segmentation_node.GetSegmentation()
-    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-    layers: dict[str, tuple] = {}
-    for segment_id in segment_ids:
-        segment = segmentation.GetSegment(segment_id)
-        image = segment.GetRepresentation(binary)
-        key = image.GetAddressAsString("vtkObject") if image is not None else ""
-        layers.setdefault(key, (image, []))[1].append((segment_id, int(segment.GetLabelValue())))
     out = {}
-    for image, members in layers.values():
+    for image, members in segment_layers(segmentation_node.GetSegmentation(), segment_ids):
         if image is None or image.GetPointData().GetScalars() is None:
             out.update({segment_id: SegmentStatistics(0, 0.0, None) for segment_id, _ in members})
             continue
@@ -512,9 +504,7 @@ def segment_statistics(segmentation_node, segment_ids: Sequence[str]) -> dict[st
         size = max(label for _, label in members) + 1
         labels[labels >= size] = 0  # labels of no segment asked for
         counts = np.bincount(labels, minlength=size)
-        sums = [np.bincount(labels, weights=index, minlength=size) for index in
-                (flat % dims[0] + extent[0], flat // dims[0] % dims[1] + extent[2],
-                 flat // (dims[0] * dims[1]) + extent[4])]
+        sums = [np.bincount(labels, weights=index, minlength=size) for index in flat_to_ijk(flat, dims, extent)]
         for segment_id, label in members:
             count = int(counts[label]) if label > 0 else 0
             centroid = None

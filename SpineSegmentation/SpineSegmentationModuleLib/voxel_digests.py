@@ -49,10 +49,8 @@ def _chunk_digests(chunk: np.ndarray, start: int, dims, extent) -> dict[int, tup
     labels, inverse = np.arange(values.max() + 1), values  # label values of a layer are small: count by value
     if labels.size > _LARGEST_COUNTED_VALUE:
         labels, inverse = np.unique(values, return_inverse=True)
-    flat = inside + start
-    ijk = (flat % dims[0] + extent[0], flat // dims[0] % dims[1] + extent[2], flat // (dims[0] * dims[1]) + extent[4])
     hashed = np.zeros(values.size, dtype=np.uint64)
-    for index, prime in zip(ijk, _HASH_PRIMES):
+    for index, prime in zip(flat_to_ijk(inside + start, dims, extent), _HASH_PRIMES):
         hashed ^= index.astype(np.uint64) * np.uint64(prime)
     weights = (hashed % np.uint64(_HASH_MODULUS)).astype(np.float64)
     counts = np.bincount(inverse, minlength=labels.size)
@@ -110,23 +108,35 @@ def _count_layer(image, scalars) -> dict[int, tuple[int, int]]:
     return {label: (count, total) for label, (count, total) in totals.items()}
 
 
+def flat_to_ijk(flat: np.ndarray, dims, extent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """IJK indices (I, J, K arrays) of flat positions in a layer's scalars (I fastest), in the layer's extent."""
+    return (flat % dims[0] + extent[0], flat // dims[0] % dims[1] + extent[2],
+            flat // (dims[0] * dims[1]) + extent[4])
+
+
+def segment_layers(segmentation, segment_ids) -> list[tuple[object, list[tuple[str, int]]]]:
+    """The binary labelmap layers of ``segment_ids`` in a ``vtkSegmentation``, each once however many segments
+    share it: (layer ``vtkImageData`` or None, [(segment ID, label value), ...] of its segments)."""
+    import slicer
+
+    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    layers: dict[str, tuple] = {}
+    for segment_id in segment_ids:
+        segment = segmentation.GetSegment(segment_id)
+        image = segment.GetRepresentation(binary)
+        key = image.GetAddressAsString("vtkObject") if image is not None else ""
+        layers.setdefault(key, (image, []))[1].append((segment_id, int(segment.GetLabelValue())))
+    return list(layers.values())
+
+
 def segment_digests(segmentation) -> dict[str, tuple[int, int]]:
     """Segment ID -> a digest of its voxels (binary labelmap) for every segment of a ``vtkSegmentation``.
 
     Each labelmap layer is read once (segments sharing a layer are told apart by their label value).
     """
-    import slicer
-
-    binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
-    layers: dict[str, tuple] = {}
-    segments = {}
-    for i in range(segmentation.GetNumberOfSegments()):
-        segment_id = segmentation.GetNthSegmentID(i)
-        segment = segmentation.GetSegment(segment_id)
-        image = segment.GetRepresentation(binary)
-        key = image.GetAddressAsString("vtkObject") if image is not None else ""
-        layer = layers.setdefault(key, (image, set()))
-        layer[1].add(int(segment.GetLabelValue()))
-        segments[segment_id] = (key, int(segment.GetLabelValue()))
-    computed = {key: layer_digests(image, labels) for key, (image, labels) in layers.items()}
-    return {segment_id: computed[key][label] for segment_id, (key, label) in segments.items()}
+    ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+    digests = {}
+    for image, members in segment_layers(segmentation, ids):
+        of_layer = layer_digests(image, {label for _, label in members})
+        digests.update({segment_id: of_layer[label] for segment_id, label in members})
+    return {segment_id: digests[segment_id] for segment_id in ids}
