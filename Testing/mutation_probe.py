@@ -47,8 +47,8 @@ class Mutation:
 
 MUTATIONS: tuple[Mutation, ...] = (
     Mutation("rerun-edited-level-ignored", "a re-run labels every vertebra with the edited levels as constraints",
-             "SpineSegmentationLib/correction.py", "stated_level=label if label in kept.edited else None",
-             "stated_level=None",
+             "SpineSegmentationLib/correction.py", "stated_level=label if label in kept.edited | kept.stated else None",
+             "stated_level=label if label in kept.stated else None",
              (T + "test_correction.py::test_an_edited_level_is_a_constraint_that_the_whole_column_follows",)),
     Mutation("rerun-kept-voxels-overwritten", "new voxels never replace kept ones, also when the input grid differs",
              "SpineSegmentationLib/pipeline.py", "taken |= kept_ids > 0", "taken |= (kept_ids > 0) & (ids == 0)",
