@@ -184,6 +184,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 def _segment(args: argparse.Namespace, device) -> int:
     from .models import load_model
     from .pipeline import segment_spine
+    from .sanity import warning_lines
     from .validation import validate_header
 
     model = load_model(args.model, device=device)  # a bad model fails here, before the input is read
@@ -199,15 +200,20 @@ def _segment(args: argparse.Namespace, device) -> int:
         )
 
     result, output_dir, paths = run_and_write(args, compute, check_header)
-    for warning in result.run_info.get("warnings", []):
+    warnings = result.run_info.get("warnings", [])
+    for warning in warnings:
         print(f"spineseg: warning: {warning}", file=sys.stderr)
     if args.progress != "json":
-        print(result.message)
+        print(_without_suffix(result.message, warning_lines(warnings)))  # the warnings went to stderr, once
         for v in result.vertebrae:
             print(f"  {v.name:4s} {'complete  ' if v.complete else 'INCOMPLETE'} p_label {v.p_label:.2f} "
                   f"p_complete {v.p_complete:.2f} volume {v.volume_mm3 / 1000:.1f} cm3")
         print(f"outputs in {output_dir}: " + ", ".join(p.name for p in paths.values()))
     return 0
+
+
+def _without_suffix(text: str, suffix: str) -> str:
+    return text[: -len(suffix)] if suffix and text.endswith(suffix) else text
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -257,7 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Segment, label and flag the completeness of every vertebra in a CT (HU).",
                          epilog=SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     seg.add_argument("input", help="CT image: NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder")
-    seg.add_argument("-o", "--output", help="output folder (default: <input stem>_spineseg/ next to the input)")
+    seg.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: <input stem>_spineseg/ next to the input)")
     seg.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
     seg.add_argument("--series-uid", help="for a DICOM folder holding several series: the Series Instance UID "
                                           "(0020,000E) of the one to segment (the error message lists them)")
@@ -290,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train the attention network and the iterative FCN (seed 002 section 3.6) from "
                                     "a JSON configuration naming a VerSe-layout folder and/or a manifest CSV.")
     tr.add_argument("config", help="training configuration (JSON), e.g. Resources/TrainingConfigs/default_cpu.json")
-    tr.add_argument("-o", "--output", help="run folder for checkpoints, logs and the model (default: from the config)")
+    tr.add_argument("-o", "--output", metavar="RUNDIR", help="run folder for checkpoints, logs and the model (default: from the config)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
@@ -312,7 +318,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "prediction's grid) for identification against points")
     ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
                     help="numbering of the reference (default: verse)")
-    ev.add_argument("-o", "--output", help="folder for evaluation.json, evaluation.csv and evaluation.png")
+    ev.add_argument("-o", "--output", metavar="OUTDIR", help="folder for evaluation.json, evaluation.csv and evaluation.png")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")
     ev.set_defaults(func=cmd_evaluate)
 

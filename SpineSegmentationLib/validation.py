@@ -46,6 +46,10 @@ BASE_BYTES = 600 * 10**6
 #: Default memory budget of a run (bytes): 8 GB, the issue's target for a 512x512x300 CT and more.
 DEFAULT_MAX_MEMORY_BYTES = 8 * 10**9
 
+#: An image whose non-HU values are at most this many distinct whole numbers is taken for a label map in the error
+#: message (VerSe numbers reach 28; a whole-body map such as TotalSegmentator's has 117 labels and background).
+MAX_LABEL_MAP_VALUES = 256
+
 #: HU threshold of "darker than soft tissue": fat is about -150..-50 HU and air -1000 HU, water 0 HU.
 DARK_TISSUE_HU = -100.0
 
@@ -254,13 +258,30 @@ def check_memory(image: sitk.Image | ImageHeader, spacing_mm: float, max_memory_
     header = image if isinstance(image, ImageHeader) else ImageHeader.of(image)
     needed = estimated_memory_bytes(header, spacing_mm)
     limit = DEFAULT_MAX_MEMORY_BYTES if max_memory_bytes is None else int(max_memory_bytes)
+    if limit < BASE_BYTES:
+        raise InputImageError(
+            f"The memory budget of {_size_text(limit)} (--max-memory, max_memory_bytes) is below the "
+            f"{_size_text(BASE_BYTES)} the program needs before any CT (Python, PyTorch, the model): no CT fits. "
+            f"Give a budget of several GB, e.g. 8GB (the default)."
+        )
     if needed > limit:
         raise InputImageError(
             f"The CT is too large for the memory budget: {'x'.join(str(n) for n in header.size)} voxels "
-            f"({header.pixel_bytes} bytes each) need about {needed / 1e9:.1f} GB to segment, above the limit of "
-            f"{limit / 1e9:.1f} GB (--max-memory, max_memory_bytes). Crop the CT to the spine (e.g. 3D Slicer: "
+            f"({header.pixel_bytes} bytes each) need about {_size_text(needed)} to segment, above the limit of "
+            f"{_size_text(limit)} (--max-memory, max_memory_bytes). Crop the CT to the spine (e.g. 3D Slicer: "
             "Crop Volume) or resample it to thicker slices, or raise --max-memory on a machine with more memory."
         )
+
+
+def _looks_like_label_map(sample: np.ndarray) -> bool:
+    """True for values that are few whole numbers (at most :data:`MAX_LABEL_MAP_VALUES` distinct ones), as in a
+    segmentation; an MR or a CT without its intercept holds hundreds of grey values."""
+    return bool(np.all(sample == np.round(sample))) and np.unique(sample).size <= MAX_LABEL_MAP_VALUES
+
+
+def _size_text(n_bytes: int) -> str:
+    """A memory size for a message: "8.0 GB", "0.6 GB", "1 MB" (GB = 10^9 bytes, as ``--max-memory`` reads it)."""
+    return f"{n_bytes / 1e9:.1f} GB" if n_bytes >= 10**8 else f"{n_bytes / 1e6:.0f} MB"
 
 
 def non_finite_error(n_nan: int, n_inf: int) -> InputImageError:
@@ -309,6 +330,12 @@ def check_intensities(image: sitk.Image) -> None:
         )
     elif p99 > MAX_P99_HU:
         not_hu = f"the 99th percentile is {p99:g}, above {MAX_P99_HU:g} HU, denser than any tissue"
+    if not_hu is not None and low >= 0 and _looks_like_label_map(sample):
+        raise InputImageError(
+            f"The image looks like a label map, not a CT: its voxels hold {np.unique(sample).size} distinct whole "
+            f"numbers from {low:g} to {high:g} ({not_hu}). Pass the CT itself as the input; a segmentation goes to "
+            "`spineseg evaluate` as the reference, or to `spineseg-correct rerun --labels`."
+        )
     if not_hu is not None:
         raise InputImageError(
             f"The voxel values do not look like CT Hounsfield units: {not_hu} (1st/99th percentiles {p1:g} / "

