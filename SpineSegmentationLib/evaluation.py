@@ -35,9 +35,9 @@ Measures (per vertebra = per VerSe label; all distances in millimetres, physical
   **false negatives**: reference labels with no voxel overlapping any predicted vertebra.
 
 Both label maps are in VerSe numbers (the reference is converted from ``reference_convention``). When the
-grids differ, the reference is resampled with nearest-neighbour interpolation onto the prediction's grid
-(the report's ``notes`` say so); reference centroids and border-completeness are taken from the original
-reference grid.
+grids differ, the prediction is resampled with nearest-neighbour interpolation onto the reference's grid
+(the report's ``notes`` say so), so that every reference voxel counts, also where the prediction's field of view
+ends (VerSe evaluates on the reference's grid too); centroids and volumes are taken from each label map's own grid.
 
 Usage::
 
@@ -418,7 +418,7 @@ def evaluate(
     notes: list[str] = []
     maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes)
     if reference_completeness is None:
-        reference_completeness = border_completeness(maps.ref_native)
+        reference_completeness = border_completeness(maps.ref)
         notes.append("reference completeness: incomplete = touches the border of the reference image")
     else:
         reference_completeness = {int(k): bool(v) for k, v in reference_completeness.items()}
@@ -434,11 +434,10 @@ def evaluate(
 
 @dataclass
 class _LabelMaps:
-    """Prediction and reference in VerSe numbers on the prediction's grid, and what every row needs of them."""
+    """Prediction and reference in VerSe numbers on the reference's grid, and what every row needs of them."""
 
-    pred: np.ndarray
-    ref: np.ndarray  # the reference on the prediction's grid
-    ref_native: np.ndarray  # the reference on its own grid
+    pred: np.ndarray  # the prediction on the reference's grid
+    ref: np.ndarray
     spacing_zyx: tuple[float, float, float]
     pred_centroids: dict[int, np.ndarray]
     ref_centroids: dict[int, np.ndarray]
@@ -459,25 +458,23 @@ class _LabelMaps:
         ref_array = sitk.GetArrayFromImage(ref_image)
         if convention == "verse":
             _check_verse_labels(ref_array)
-        ref_native = to_verse(ref_array, convention)
+        ref = to_verse(ref_array, convention)
         if not include_sacrum:
             pred[pred == SACRUM] = 0
-            ref_native[ref_native == SACRUM] = 0
+            ref[ref == SACRUM] = 0
             notes.append("the sacrum (26) is not evaluated: it is not one of the vertebrae the method segments")
-        pred_image, ref_native_image = _with_array(pred, pred_image), _with_array(ref_native, ref_image)
-        if same_grid(pred_image, ref_native_image):
-            ref = ref_native
-        else:
-            resampled = sitk.Resample(
-                ref_native_image, pred_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16
-            )
-            ref = sitk.GetArrayFromImage(resampled)
-            notes.append("grids differ: the reference was resampled (nearest neighbour) onto the prediction's grid")
+        pred_native_image, ref_image = _with_array(pred, pred_image), _with_array(ref, ref_image)
+        if not same_grid(pred_native_image, ref_image):
+            pred = sitk.GetArrayFromImage(sitk.Resample(
+                pred_native_image, ref_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16
+            ))
+            notes.append("grids differ: the prediction was resampled (nearest neighbour) onto the reference's grid, "
+                         "which holds the whole reference; the reference says nothing outside it")
         overlaps = overlap_counts(pred, ref)
         return cls(
-            pred=pred, ref=ref, ref_native=ref_native, spacing_zyx=pred_image.GetSpacing()[::-1],
-            pred_centroids=label_centroids_lps(pred_image), ref_centroids=label_centroids_lps(ref_native_image),
-            pred_volumes=label_volumes_mm3(pred_image), ref_volumes=label_volumes_mm3(ref_native_image),
+            pred=pred, ref=ref, spacing_zyx=ref_image.GetSpacing()[::-1],
+            pred_centroids=label_centroids_lps(pred_native_image), ref_centroids=label_centroids_lps(ref_image),
+            pred_volumes=label_volumes_mm3(pred_native_image), ref_volumes=label_volumes_mm3(ref_image),
             overlaps=overlaps, matches=match_by_overlap(overlaps),
             pred_counts={int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))},
             ref_counts={int(k): int(v) for k, v in zip(*np.unique(ref[ref > 0], return_counts=True))},
@@ -610,7 +607,9 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
     Returns:
         ``{"n_reference", "n_predicted", "n_identified", "identification_rate", "mean_localization_distance_mm",
         "identification_by_level": {name: bool}, "distance_mm_by_level": {name: mm or None},
-        "missing_levels", "extra_levels"}``; extra levels are predicted labels without a reference point.
+        "missing_levels", "extra_levels", "ignored_reference_labels"}``; extra levels are predicted labels without
+        a reference point; ignored are the file's labels that are no vertebra of :data:`VERSE_NAMES` (27, the
+        coccyx in VerSe files) and are not scored.
 
     Raises:
         InputImageError: a file is missing or a folder is not a spineseg output folder.
@@ -623,7 +622,9 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
     pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
     pred[pred == SACRUM] = 0
     pred_centroids = body_centres_lps(_with_array(pred, pred_image))  # the point VerSe marks
-    ref_centroids = {k: v for k, v in read_ctd(path, pred_image).items() if k != SACRUM}
+    points = read_ctd(path, pred_image)
+    ignored = sorted(k for k in points if k not in _RANK)  # e.g. 27, the coccyx (VerSe): not a vertebra scored here
+    ref_centroids = {k: v for k, v in points.items() if k in _RANK and k != SACRUM}
     ids = identification(pred_centroids, ref_centroids, max_distance_mm)
     order = sorted(ref_centroids, key=_RANK.get)
     distances = [ids[k][1] for k in order]
@@ -639,6 +640,7 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
         "distance_mm_by_level": {VERSE_NAMES[k]: ids[k][1] for k in order},
         "missing_levels": [VERSE_NAMES[k] for k in order if k not in pred_centroids],
         "extra_levels": [VERSE_NAMES.get(k, str(k)) for k in sorted(pred_centroids, key=_RANK.get) if k not in ref_centroids],
+        "ignored_reference_labels": ignored,
     })
 
 

@@ -265,7 +265,26 @@ def test_false_positives_negatives_and_shifted_labels(reference_verse):
     assert s["identification_rate"] == pytest.approx(1 / 8)  # only the sacrum keeps its label
 
 
-def test_evaluate_resamples_reference_onto_prediction_grid(tptbox_labels):
+def test_a_prediction_on_a_smaller_grid_is_scored_on_the_whole_reference(reference_verse):
+    """A prediction that is the reference itself on a grid cut through L3 (a CT cropped before it was segmented):
+    the cut-off part of L3 counts as missed, Dice 2 * kept / (kept + whole), as on the reference's own grid; the
+    vertebrae inside the crop stay perfect."""
+    array = sitk.GetArrayFromImage(reference_verse)
+    k = np.nonzero(array == L3)[0]
+    cut = int((k.min() + k.max()) // 2)
+    cropped = reference_verse[:, :, :cut]  # slices k < cut, array[:cut]
+    kept, whole = int(np.count_nonzero(array[:cut] == L3)), int(np.count_nonzero(array == L3))
+    assert 0 < kept < whole
+    report = evaluate(cropped, reference_verse, include_sacrum=True)
+    rows = {r.name: r for r in report.vertebrae}
+    assert rows["L3"].dice == pytest.approx(2 * kept / (kept + whole), abs=1e-9)
+    assert rows["L3"].purity == pytest.approx(kept / whole, abs=1e-9)
+    inside = [name for name, r in rows.items() if np.count_nonzero(array[cut:] == r.label) == 0]
+    assert inside and all(rows[name].dice == pytest.approx(1.0) for name in inside)
+    assert any("onto the reference's grid" in note for note in report.notes)
+
+
+def test_evaluate_resamples_onto_the_reference_grid(tptbox_labels):
     """The TPTBox PIR mask against its own LPS reorientation: grids differ, the answer is still perfect."""
     mask = sitk.ReadImage(str(tptbox_labels))
     prediction = sitk.DICOMOrient(mask, "LPS")
@@ -381,6 +400,14 @@ def test_point_references_identify_per_level(reference_verse, tmp_path):
     assert off["missing_levels"] == ["L5"] and off["extra_levels"] == ["T10"]
     with pytest.raises(InputImageError, match="does not exist"):
         evaluate_points(reference_verse, tmp_path / "missing_ctd.json")
+    # a VerSe file that also marks the coccyx (27): it is listed as ignored, the vertebrae are scored as before
+    points = json.loads(ctd.read_text())
+    coccyx = tmp_path / "with_coccyx_ctd.json"
+    coccyx.write_text(json.dumps(points + [{**points[-1], "label": 27}]))
+    with_coccyx = evaluate_points(reference_verse, coccyx)
+    assert with_coccyx["ignored_reference_labels"] == [27] and exact["ignored_reference_labels"] == []
+    assert {k: v for k, v in with_coccyx.items() if k not in ("reference", "ignored_reference_labels")} == \
+        {k: v for k, v in exact.items() if k not in ("reference", "ignored_reference_labels")}
     written = write_points_report(off, tmp_path / "report")
     assert json.loads(written.read_text()) == off
     with pytest.raises(OutputExistsError, match="already exists"):
