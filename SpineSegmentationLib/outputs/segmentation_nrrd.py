@@ -18,7 +18,10 @@ One segment per vertebra (in ``result.vertebrae`` order, C1 first):
 
 The voxels are one 3D layer (vertebrae do not overlap) on the input grid: ``space`` left-posterior-superior,
 ``space directions`` = direction cosines x spacing, ``space origin`` = the input's origin (LPS mm), so the
-segmentation lies exactly on the CT in Slicer. Every segment's ``Extent`` is that of the layer, the box around all
+segmentation lies exactly on the CT in Slicer. The conversion parameter "Reference image geometry" is the CT's
+whole grid, as Slicer writes it: without it the Segment Editor edits within the box around the vertebrae only
+(``qMRMLSegmentEditorWidget.cxx``, v5.6.2), so a vertebra missed below or above could not be painted in a file
+opened without the module. Every segment's ``Extent`` is that of the layer, the box around all
 vertebrae, as Slicer writes it: Slicer 5.6 reads a shared layer with the extent of its first segment only
 (``vtkMRMLSegmentationStorageNode.cxx`` at v5.6.2; the union since 5.8), so a segment's own box would cut the others.
 
@@ -41,6 +44,14 @@ from ..segment_tags import vertebra_tags
 from ..terminology import slicer_terminology_entry, vertebra_terminology
 #: Voxels cast and compressed at a time (a slab of whole K planes, at least one): 16 MB of uint8.
 SLAB_VOXELS = 16 * 2**20
+#: Slicer's conversion parameter that holds the grid a segmentation is edited on
+#: (``vtkSegmentationConverter::GetReferenceImageGeometryParameterName``).
+REFERENCE_GEOMETRY_PARAMETER = "Reference image geometry"
+#: The header line of the conversion parameters. Slicer reads each parameter up to an "&" only
+#: (``vtkSegmentationConverter::DeserializeConversionParameters``, v5.6.2-v5.10.0), which slicerio puts between
+#: parameters but not after the last one.
+_CONVERSION_KEY = b"Segmentation_ConversionParameters:="
+
 #: gzip level of the voxel data (slicerio's default).
 COMPRESSION_LEVEL = 9
 
@@ -141,6 +152,8 @@ def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]],
         "containedRepresentationNames": ["Binary labelmap"],
         "masterRepresentation": "Binary labelmap",
         "referenceImageExtentOffset": [0, 0, 0],
+        "conversionParameters": [{"name": REFERENCE_GEOMETRY_PARAMETER, "value": reference_image_geometry(result.labels),
+                                  "description": ""}],
         "encoding": "gzip",
         "segments": [segment_metadata(v, layer) for v in result.vertebrae],
     }
@@ -152,7 +165,18 @@ def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]],
         scratch.unlink(missing_ok=True)
     head = text[: text.index(b"\n\n") + 2]
     size = " ".join(str(n) for n in result.labels.GetSize()).encode()
-    lines = [b"sizes: " + size if line.startswith(b"sizes:") else line for line in head.split(b"\n")]
+    lines = [b"sizes: " + size if line.startswith(b"sizes:") else
+             line + b"&" if line.startswith(_CONVERSION_KEY) and not line.endswith(b"&") else line
+             for line in head.split(b"\n")]
     if b"sizes: " + size not in lines:
         raise RuntimeError(f"slicerio wrote no 'sizes' field in the header of {path}")
     return b"\n".join(lines)
+
+
+def reference_image_geometry(image: sitk.Image) -> str:
+    """Slicer's serialized image geometry of ``image``'s whole grid: the IJK-to-RAS matrix row by row, then the extent
+    0, I-1, 0, J-1, 0, K-1, each followed by ";" (``vtkSegmentationConverter::SerializeImageGeometry``)."""
+    ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_lps_matrix(image)
+    numbers = [np.format_float_positional(float(v) + 0.0, trim="-") for v in ijk_to_ras.reshape(-1)]
+    extent = [str(b) for n in image.GetSize() for b in (0, n - 1)]
+    return "".join(f"{v};" for v in numbers + extent)

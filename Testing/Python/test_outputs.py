@@ -383,3 +383,40 @@ def test_segment_tags_leave_out_a_regression_that_is_not_a_number():
     # a level a person stated is tagged, so that the Slicer module passes it on to the next network step
     assert vertebra_tags(replace(l5, level_stated=True))[TAG_PREFIX + "LevelStated"] == "true"
     assert TAG_PREFIX + "LevelStated" not in tags
+
+
+def test_seg_nrrd_is_edited_on_the_whole_ct_grid_in_slicer(written, real_ct):
+    """Slicer (slicer-core's storage node and Segment Editor logic) reads the CT's whole grid as the segmentation's
+    reference geometry, as if Slicer had written the file: the Segment Editor can paint a vertebra the run missed
+    anywhere in the CT, not only inside the box around the vertebrae found (extent 44-74, 17-51, 42-111 here)."""
+    import slicer  # slicer-core from PyPI: the MRML classes without the application
+    import vtk
+
+    image, _, paths = written
+    scene = slicer.vtkMRMLScene()
+    segmentation_node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode")
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    reader.SetFileName(str(paths["segmentation"]))
+    assert reader.ReadData(segmentation_node) == 1
+    volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode")
+    volume_reader = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    volume_reader.SetFileName(str(real_ct))
+    assert volume_reader.ReadData(volume) == 1
+    ijk_to_ras = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(ijk_to_ras)
+    expected = slicer.vtkSegmentationConverter.SerializeImageGeometry(ijk_to_ras, volume.GetImageData())
+
+    def grid(geometry: str):
+        matrix = vtk.vtkMatrix4x4()
+        extent = [0, -1, 0, -1, 0, -1]
+        assert slicer.vtkSegmentationConverter.DeserializeImageGeometry(geometry, matrix, extent)
+        return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)]), extent
+
+    segmentation = segmentation_node.GetSegmentation()
+    stored = segmentation.GetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    edited = slicer.vtkSlicerSegmentEditorLogic.GetReferenceImageGeometryStringFromSegmentation(segmentation)
+    for geometry in (stored, edited):
+        matrix, extent = grid(geometry)
+        np.testing.assert_allclose(matrix, grid(expected)[0], atol=1e-4)
+        assert extent == [b for n in image.GetSize() for b in (0, n - 1)]
+
