@@ -21,7 +21,8 @@ class Vertebra:
         p_label: posterior probability of the final label given the regressed values and the anatomical
             evidence of the whole column (``labeling.py``), in [0, 1].
         label_regressed: the network's raw regressed label value (1..24 scale).
-        centroid_ras_mm: centroid [x, y, z] in RAS millimetres.
+        centroid_ras_mm: centroid [x, y, z] of the whole vertebra (body and arch) in RAS millimetres; the VerSe
+            point, the centre of the vertebral body, is ``outputs.centroids.body_centres_lps`` (``centroids_ctd.json``).
         volume_mm3: volume of the vertebra on the input grid, mm^3.
         iterations: network evaluations spent on this vertebra during traversal.
         edited: True when the segment was made or edited by a person and kept as is (correction workflow).

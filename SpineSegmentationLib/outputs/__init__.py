@@ -169,10 +169,12 @@ def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_
     """Write every output into the staging folder and commit them together; returns ``{key: file name}`` of the
     optional outputs that were written (the DICOM SEG)."""
     staging.check_free([*OUTPUT_FILES.values(), DICOM_SEG_FILE], overwrite)  # again, now no other writer can come
+    extra = {key: path.name for key, path in  # first, so that vertebrae.json lists it among the run's files
+             write_dicom_seg_output(result, staging.path, input_path, requested=dicom_seg, overwrite=True).items()}
     writers = {
         "labels": lambda p: write_label_map(result.labels, p),
         "segmentation": lambda p: write_segmentation_nrrd(result, p),
-        "vertebrae": lambda p: write_vertebrae_json(result, image, p, input_path, OUTPUT_FILES),
+        "vertebrae": lambda p: write_vertebrae_json(result, image, p, input_path, {**OUTPUT_FILES, **extra}),
         "centroids": lambda p: write_ctd(result.labels, p),
         "qc": lambda p: write_qc_png(result, image, p),
     }
@@ -182,8 +184,6 @@ def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_
             write(target)
         except OSError as exc:
             raise describe_write_error(exc, target) from exc
-    extra = {key: path.name for key, path in
-             write_dicom_seg_output(result, staging.path, input_path, requested=dicom_seg, overwrite=True).items()}
     stale = [] if DICOM_SEG_FILE in extra.values() else [DICOM_SEG_FILE]  # an earlier run's, of another result
     staging.commit(list(OUTPUT_FILES.values()) + list(extra.values()), overwrite, remove=stale)
     return extra

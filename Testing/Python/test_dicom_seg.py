@@ -169,8 +169,11 @@ def test_nifti_input_writes_a_seg_on_request_only(real_ct, real_ct_reference, tm
     result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
     assert "dicom_seg" not in write_outputs(result, image, tmp_path / "plain", input_path=real_ct)
     assert not (tmp_path / "plain" / DICOM_SEG_FILE).exists()
+    assert json.loads((tmp_path / "plain" / "vertebrae.json").read_text())["files"] == OUTPUT_FILES
 
     paths = write_outputs(result, image, tmp_path / "seg", input_path=real_ct, dicom_seg=True)
+    listed = json.loads((tmp_path / "seg" / "vertebrae.json").read_text())["files"]  # the run's files, the SEG too
+    assert listed == {**OUTPUT_FILES, "dicom_seg": DICOM_SEG_FILE} == {key: p.name for key, p in paths.items()}
     seg = pydicom.dcmread(paths["dicom_seg"])
     assert seg.ContentDescription == "references no DICOM series: made from example_ct.nii.gz"
     assert "ReferencedSeriesSequence" not in seg
