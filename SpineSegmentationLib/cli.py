@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
                          description="Segment, label and flag the completeness of every vertebra in a CT (HU).",
                          epilog=SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     seg.add_argument("input", help="CT image: NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder")
-    seg.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: <input stem>_spineseg/ next to the input)")
+    seg.add_argument("-o", "--output", metavar="OUTDIR",
+                     help="output folder (default: <input stem>_spineseg/ next to the input)")
     seg.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
     seg.add_argument("--series-uid", help="for a DICOM folder holding several series: the Series Instance UID "
                                           "(0020,000E) of the one to segment (the error message lists them)")
@@ -296,7 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train the attention network and the iterative FCN (seed 002 section 3.6) from "
                                     "a JSON configuration naming a VerSe-layout folder and/or a manifest CSV.")
     tr.add_argument("config", help="training configuration (JSON), e.g. Resources/TrainingConfigs/default_cpu.json")
-    tr.add_argument("-o", "--output", metavar="RUNDIR", help="run folder for checkpoints, logs and the model (default: from the config)")
+    tr.add_argument("-o", "--output", metavar="RUNDIR",
+                    help="run folder for checkpoints, logs and the model (default: from the config)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
@@ -318,7 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
                                       "prediction's grid) for identification against points")
     ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
                     help="numbering of the reference (default: verse)")
-    ev.add_argument("-o", "--output", metavar="OUTDIR", help="folder for evaluation.json, evaluation.csv and evaluation.png")
+    ev.add_argument("-o", "--output", metavar="OUTDIR",
+                    help="folder for evaluation.json, evaluation.csv and evaluation.png")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")
     ev.set_defaults(func=cmd_evaluate)
 

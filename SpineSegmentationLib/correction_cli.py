@@ -185,7 +185,8 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="CT image (NIfTI, NRRD, MetaImage or a DICOM series folder)")
-    p.add_argument("-o", "--output", metavar="OUTDIR", help="output folder (default: <input stem>_spineseg/ next to the input)")
+    p.add_argument("-o", "--output", metavar="OUTDIR",
+                   help="output folder (default: <input stem>_spineseg/ next to the input)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
@@ -221,7 +222,8 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text)
         p.add_argument("input", help="the CT the result belongs to")
         p.add_argument("--result", required=True, help="output folder to start from (not changed)")
-        p.add_argument("-o", "--output", metavar="OUTDIR", help=f"output folder for the corrected result, not the --result folder "
+        p.add_argument("-o", "--output", metavar="OUTDIR",
+                       help=f"output folder for the corrected result, not the --result folder "
                                               f"(default: RESULT{CORRECTED_SUFFIX} beside it)")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
         add_debug(p)

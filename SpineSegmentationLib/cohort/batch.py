@@ -215,7 +215,8 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
         description="Segment every CT of a cohort into one folder per case, with a summary table and a QC sheet.",
         epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     batch.add_argument("inputs", nargs="*", help="image files (NIfTI, NRRD, MHA), folders of them, DICOM trees")
-    batch.add_argument("-o", "--output", required=True, metavar="OUTROOT", help="output folder (one subfolder per case)")
+    batch.add_argument("-o", "--output", required=True, metavar="OUTROOT",
+                       help="output folder (one subfolder per case)")
     batch.add_argument("--manifest", help="CSV with a header case_id,image[,reference] (paths relative to the CSV)")
     batch.add_argument("--engine", choices=ENGINES, default="local",
                        help="local: one case after the other here; ray: one Ray task per case "

@@ -152,8 +152,9 @@ def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]],
         "containedRepresentationNames": ["Binary labelmap"],
         "masterRepresentation": "Binary labelmap",
         "referenceImageExtentOffset": [0, 0, 0],
-        "conversionParameters": [{"name": REFERENCE_GEOMETRY_PARAMETER, "value": reference_image_geometry(result.labels),
-                                  "description": ""}],
+        "conversionParameters": [
+            {"name": REFERENCE_GEOMETRY_PARAMETER, "value": reference_image_geometry(result.labels), "description": ""}
+        ],
         "encoding": "gzip",
         "segments": [segment_metadata(v, layer) for v in result.vertebrae],
     }

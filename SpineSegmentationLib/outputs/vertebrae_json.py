@@ -12,7 +12,7 @@ Schema (``schema_version`` 1)::
          "p_label": 0.88,                 # posterior probability of the final label (labeling.py), [0, 1]
          "label_regressed": 20.2,         # the network's raw regressed label (1..24 scale)
          "centroid_ras_mm": [x, y, z],    # whole-vertebra centroid, RAS millimetres (as 3D Slicer shows them);
-                                          # centroids_ctd.json holds the body centres (VerSe), 12-17 mm from it on the example CT
+                                          # centroids_ctd.json: the body centres (VerSe), 12-17 mm away (example CT)
          "volume_mm3": 41234.0,           # on the input grid
          "iterations": 4,                 # network evaluations spent on this vertebra
          "edited": false,                 # made/kept by a person (correction workflow)

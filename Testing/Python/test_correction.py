@@ -653,7 +653,7 @@ def test_real_levels_a_person_stated_survive_a_rerun_through_the_command_line(tp
 
     first, renumbered, rerun = tmp_path / "first", tmp_path / "renumbered", tmp_path / "rerun"
     assert spineseg(["segment", str(tptbox_ct), "-o", str(first), "--device", "cpu", "--progress", "none"]) == 0
-    printed = capsys.readouterr()  # the run warns (no landmark) once, on stderr; the summary on stdout does not repeat it
+    printed = capsys.readouterr()  # it warns (no landmark) once, on stderr; the summary on stdout does not repeat it
     assert printed.err.count(UNANCHORED_LEVELS_WARNING) == 1 and UNANCHORED_LEVELS_WARNING not in printed.out
     assert printed.out.startswith("3 vertebrae: ")
     middle = vertebrae_from_document(read_vertebrae_json(first / "vertebrae.json"))[1]  # the true L3

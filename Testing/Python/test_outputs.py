@@ -413,7 +413,8 @@ def test_seg_nrrd_is_edited_on_the_whole_ct_grid_in_slicer(written, real_ct):
         return np.array([[matrix.GetElement(i, j) for j in range(4)] for i in range(4)]), extent
 
     segmentation = segmentation_node.GetSegmentation()
-    stored = segmentation.GetConversionParameter(slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    parameter = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    stored = segmentation.GetConversionParameter(parameter)
     edited = slicer.vtkSlicerSegmentEditorLogic.GetReferenceImageGeometryStringFromSegmentation(segmentation)
     for geometry in (stored, edited):
         matrix, extent = grid(geometry)
