@@ -224,7 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--result", required=True, help="output folder to start from (not changed)")
         p.add_argument("-o", "--output", metavar="OUTDIR",
                        help=f"output folder for the corrected result, not the --result folder "
-                                              f"(default: RESULT{CORRECTED_SUFFIX} beside it)")
+                            f"(default: RESULT{CORRECTED_SUFFIX} beside it)")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
         add_debug(p)
         return p
