@@ -10,6 +10,7 @@ table. The helpers live in ``SpineSegmentationModuleLib/`` (one concern per file
 import importlib.util
 import logging
 import sys
+import unittest
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -779,10 +780,14 @@ class SpineSegmentationTest(ScriptedLoadableModuleTest):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
-        self.setUp()
-        self.test_ProcessExampleCT()
-        self.setUp()
-        self.test_CancelLeavesSceneUnchanged()
+        # Reload and Test, the SelfTests module and slicer.selfTests call runTest with no unittest runner around it
+        # (ScriptedLoadableModule.runTest, v5.6.2-v5.10.0): a skip is reported here and the next test still runs.
+        for test in (self.test_ProcessExampleCT, self.test_CancelLeavesSceneUnchanged):
+            self.setUp()
+            try:
+                test()
+            except unittest.SkipTest as skipped:
+                self.delayDisplay(f"{test.__name__} skipped: {skipped}")
 
     def test_ProcessExampleCT(self):
         from SpineSegmentationLib.anatomy import verse_label

@@ -9,7 +9,8 @@ small as the module needs and built on the real classes where they exist:
 - ``slicer.modules.terminologies.logic()``: the real ``vtkSlicerTerminologiesModuleLogic`` of ``slicer-core``
   (the markups logic, which only the widget uses, needs the application's views and is left out);
 - ``slicer.ScriptedLoadableModule``: base classes whose ``getParameterNode`` keeps one
-  ``vtkMRMLScriptedModuleNode`` per module in the scene (singleton tag = module name, as in Slicer);
+  ``vtkMRMLScriptedModuleNode`` per module in the scene (singleton tag = module name, as in Slicer); the test base
+  is a ``unittest.TestCase``, as Slicer's, whose ``delayDisplay`` records its messages;
 - ``slicer.parameterNodeWrapper``: ``parameterNodeWrapper``, ``Choice``, ``Default``: typed properties stored in
   that node (node references for MRML node types, text parameters otherwise); no GUI binding;
 - ``slicer.i18n`` (``tr``, ``translate``: the text unchanged), ``MRMLCorePython`` (the MRML classes), and empty
@@ -23,6 +24,7 @@ from __future__ import annotations
 import sys
 import types
 import typing
+import unittest
 from pathlib import Path
 
 import slicer
@@ -71,8 +73,16 @@ class ScriptedLoadableModuleWidget:
         self.parent = parent
 
 
-class ScriptedLoadableModuleTest:
-    pass
+class ScriptedLoadableModuleTest(unittest.TestCase):
+    """Slicer's base (a ``unittest.TestCase``); ``delayDisplay`` keeps the messages in ``displayed`` instead of
+    showing them."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.displayed: list[str] = []
+
+    def delayDisplay(self, message, requestedDelay=None, msec=None) -> None:
+        self.displayed.append(str(message))
 
 
 # ---- slicer.parameterNodeWrapper -----------------------------------------------------------------------------

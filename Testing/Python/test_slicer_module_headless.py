@@ -8,6 +8,7 @@ shipped model on the real example CT.
 from __future__ import annotations
 
 import time
+import unittest
 
 import numpy as np
 import pytest
@@ -205,3 +206,20 @@ def test_a_node_made_for_a_run_is_kept_only_when_the_run_s_output_is_imported(ou
             _wait(control)
     assert not control.running
     assert (made.GetScene() is scene) == (outcome == "imported")
+
+
+def test_the_self_test_reports_a_skip_and_runs_the_next_test(module, monkeypatch):
+    """Reload and Test / SelfTests call ``runTest`` with no unittest runner around it: on a Slicer without the
+    Python packages the pipeline test's skip is shown, and the Cancel test still runs (before, the skip was an
+    error and ended the self-test)."""
+    monkeypatch.setattr(module.dependencies, "missing_packages", lambda: ["torch"])
+    test = module.SpineSegmentationTest()
+    ran = []
+    monkeypatch.setattr(test, "test_CancelLeavesSceneUnchanged", lambda: ran.append("cancel"))
+    try:
+        test.runTest()
+    except unittest.SkipTest as escaped:  # what Slicer's self-test counts as an error
+        pytest.fail(f"runTest let the skip escape: {escaped}")
+    assert ran == ["cancel"]
+    assert test.displayed == ["test_ProcessExampleCT skipped: Python packages missing: torch; install them first "
+                              "(open the module, press Apply)"]

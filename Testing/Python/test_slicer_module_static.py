@@ -138,6 +138,12 @@ def test_extension_cmake():
                      "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS"):
         assert re.search(rf"set\({variable} ", text), variable
     assert re.search(r'set\(EXTENSION_DEPENDS "PyTorch"\)', text)
+    # set before include(${Slicer_USE_FILE}), which otherwise gives the package Slicer's licence and README
+    use_file = text.index("include(${Slicer_USE_FILE})")
+    for variable, name in (("EXTENSION_LICENSE_FILE", "LICENSE"), ("EXTENSION_README_FILE", "README.md")):
+        match = re.search(rf"set\({variable} \$\{{CMAKE_CURRENT_SOURCE_DIR\}}/([^)]+)\)", text)
+        assert match and match.group(1) == name and match.start() < use_file, variable
+        assert (REPO_ROOT / name).is_file()
 
 
 def test_extension_index_files_exist_where_the_urls_point():
