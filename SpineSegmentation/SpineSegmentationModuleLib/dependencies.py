@@ -68,6 +68,7 @@ def install_missing(confirm: Optional[Callable[[str], bool]] = None) -> bool:
                 raise ValueError("PyTorch could not be installed; open the 'PyTorch Utils' module to install it")
     if pip:
         slicer.util.pip_install(pip)
+    importlib.invalidate_caches()  # the import system's directory listings predate what was just installed
     still = missing_packages()
     if still:
         raise ValueError(f"these packages are still missing after installation: {', '.join(still)}; "
