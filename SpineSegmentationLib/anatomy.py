@@ -107,6 +107,19 @@ def column_position(label: int) -> float:
     raise ValueError(f"VerSe label {label} ({VERSE_NAMES.get(label, '?')}) has no position on the C1..L5 scale")
 
 
+#: Labels above every VerSe number and below the TPTBox disc/endplate labels (>= 100, which ``to_verse`` drops): in a
+#: map read as VerSe numbers they mean another convention, e.g. TotalSegmentator's 117 structures, whose 1-24 are
+#: organs.
+FOREIGN_TO_VERSE = (max(ANATOMICAL_ORDER) + 1, 99)
+
+
+def foreign_verse_labels(labels) -> list[int]:
+    """The values of an integer label array (any shape) that no map in VerSe numbers holds (29-99): a map of another
+    convention read as VerSe numbers."""
+    values = np.unique(np.asarray(labels))
+    return [int(v) for v in values[(values >= FOREIGN_TO_VERSE[0]) & (values <= FOREIGN_TO_VERSE[1])]]
+
+
 #: Label conventions that :func:`to_verse` converts (see shared/data/README.md).
 CONVENTIONS = ("verse", "totalseg", "totalseg_vertebrae")
 

@@ -60,7 +60,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import ANATOMICAL_ORDER, SACRUM, VERSE_NAMES, to_verse
+from .anatomy import ANATOMICAL_ORDER, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse
 from .errors import InputImageError, OutputExistsError
 from .geometry import labels_at_border, same_grid
 from .outputs import OUTPUT_FILES
@@ -341,17 +341,11 @@ def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
                               "(.nii.gz, .nrrd, ...)") from error
 
 
-#: Reference labels above every VerSe number and below the TPTBox disc/endplate labels (>= 100, dropped): a label
-#: map of another convention, e.g. TotalSegmentator's 117 structures, whose 1-24 are organs.
-_FOREIGN_LABELS = (max(ANATOMICAL_ORDER) + 1, 99)
-
-
 def _check_verse_labels(reference: np.ndarray) -> None:
     """Raise InputImageError when a reference read as VerSe numbers holds labels of another convention."""
-    values = np.unique(reference)
-    foreign = values[(values >= _FOREIGN_LABELS[0]) & (values <= _FOREIGN_LABELS[1])]
-    if foreign.size:
-        shown = ", ".join(str(int(v)) for v in foreign[:8]) + (", ..." if foreign.size > 8 else "")
+    foreign = foreign_verse_labels(reference)
+    if foreign:
+        shown = ", ".join(str(v) for v in foreign[:8]) + (", ..." if len(foreign) > 8 else "")
         raise InputImageError(f"the reference holds labels that are no VerSe vertebra number ({shown}): it is "
                               "probably another convention; pass --reference-convention totalseg for a "
                               "TotalSegmentator 'total' map, or totalseg_vertebrae")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import importlib.resources
 import json
+import numbers
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,6 +131,14 @@ class Preprocessing:
     hu_offset: float = 0.0
     hu_scale: float = 1000.0
     localization_spacing_mm: float = 4.0
+
+    def __post_init__(self) -> None:
+        for name in ("spacing_mm", "hu_scale", "localization_spacing_mm"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
+                raise ValueError(f"preprocessing.{name} must be a number > 0, got {value!r}")
+        if len(self.hu_window) != 2 or not self.hu_window[0] < self.hu_window[1]:
+            raise ValueError(f"preprocessing.hu_window must be (low, high) HU with low < high, got {self.hu_window!r}")
 
 
 @dataclass(frozen=True)
@@ -279,13 +288,24 @@ def save_model(model: SpineModel, directory: str | Path, overwrite: bool = False
     return directory
 
 
+def _first_lines(text: str, lines: int = 3, width: int = 160) -> str:
+    """The first ``lines`` lines of a long message (torch lists every parameter of a mismatch), each cut to
+    ``width`` characters, and how many more there were."""
+    parts = [line.strip() for line in text.splitlines() if line.strip()]
+    shown = [line if len(line) <= width else line[: width - 3] + "..." for line in parts[:lines]]
+    return " / ".join(shown) + (f" (and {len(parts) - lines} more lines)" if len(parts) > lines else "")
+
+
 def _dataclass_from(cls, d: dict, what: str):
     unknown = set(d) - set(cls.__dataclass_fields__)
     if unknown:
         raise ModelFileError(f"model.json: unknown {what} keys {sorted(unknown)}; is the library older than the model?")
     if "hu_window" in d:
         d = {**d, "hu_window": tuple(d["hu_window"])}
-    return cls(**d)
+    try:
+        return cls(**d)
+    except (TypeError, ValueError) as error:
+        raise ModelFileError(f"model.json: invalid {what}: {error}; restore the model folder or retrain it") from None
 
 
 def load_model(path: str | Path | None = None, device: torch.device | str = "cpu") -> SpineModel:
@@ -350,7 +370,8 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         try:
             net.load_state_dict(state)
         except RuntimeError as e:
-            raise ModelFileError(f"{weights} does not match the configuration in {MODEL_JSON}: {e}") from e
+            raise ModelFileError(f"{weights} does not match the configuration in {MODEL_JSON}: "
+                                 f"{_first_lines(str(e))}; restore the model folder or retrain it") from e
         net.eval()
     model = SpineModel(
         name=meta["name"],

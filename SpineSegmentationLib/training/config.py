@@ -184,4 +184,74 @@ def load_config(config: str | Path | dict) -> dict:
     if not 0.0 <= cfg["fcn_training"]["ema_decay"] < 1.0:
         raise SpineSegmentationError(f"fcn_training.ema_decay must be in [0, 1) (0 = keep the last iterate), got "
                          f"{cfg['fcn_training']['ema_decay']}")
+    _check_types(DEFAULTS, cfg, "")
+    for dotted in POSITIVE_KEYS:
+        section, key = dotted.split(".")
+        if not cfg[section][key] > 0:
+            raise SpineSegmentationError(f"{dotted} must be > 0, got {cfg[section][key]!r}")
+    budget = cfg["fcn_training"]
+    for key in ("max_iterations", "max_wall_minutes"):
+        if budget[key] < 0 or (budget[key] == 0 and not budget["init_from"]):
+            raise SpineSegmentationError(
+                f"fcn_training.{key} must be > 0, got {budget[key]!r}: the run would write an untrained model (0 is "
+                "allowed with fcn_training.init_from, to write that model again without training)")
+    _check_sections(cfg)
     return cfg
+
+
+#: Settings that must be positive numbers (a learning rate, a spacing, a budget, a count of things per step).
+POSITIVE_KEYS = (
+    "preprocessing.spacing_mm", "preprocessing.hu_scale", "preprocessing.localization_spacing_mm",
+    "fcn_training.batch_size",
+    "fcn_training.learning_rate", "fcn_training.sigma_mm", "fcn_training.segmentation_unit_voxels",
+    "fcn_training.checkpoint_every", "fcn_training.log_every", "attention_training.max_iterations",
+    "attention_training.max_wall_minutes", "attention_training.learning_rate", "attention_training.slices_per_batch",
+    "data.synthetic_pool_size", "data.synthetic_refresh_every",
+)
+
+
+def _check_types(base: dict, cfg: dict, where: str) -> None:
+    """Every setting whose default is a number, a flag, a text or a list of numbers holds one of the same kind (an
+    integer where the default is one): "false" for a flag or "1e-3" for a rate would otherwise be taken as given."""
+    for key, default in base.items():
+        value, name = cfg[key], f"{where}{key}"
+        if isinstance(default, dict):
+            if default:
+                _check_types(default, value, f"{name}.")
+            continue
+        if isinstance(default, bool):
+            ok, kind = isinstance(value, bool), "true or false"
+        elif isinstance(default, int):
+            ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
+        elif isinstance(default, float):
+            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+        elif isinstance(default, str):
+            ok, kind = isinstance(value, str), "a text"
+        elif isinstance(default, list) and default and all(isinstance(v, float) for v in default):
+            ok = isinstance(value, list) and len(value) == len(default) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+            kind = f"a list of {len(default)} numbers"
+        else:
+            continue  # paths and lists of paths (None by default): checked where they are read
+        if not ok:
+            raise SpineSegmentationError(f"{name} must be {kind}, got {value!r}")
+
+
+def _check_sections(cfg: dict) -> None:
+    """The sections that become the model's dataclasses are built once here, so that a bad value (a patch size the
+    network cannot halve, an unknown key of ``localization``) is named before any data is read."""
+    from ..models import LocalizationParameters, Preprocessing, TraversalParameters
+    from ..networks import AttentionNetConfig, IterativeFCNConfig
+
+    builders = {
+        "preprocessing": lambda d: Preprocessing(**dict(d, hu_window=tuple(d["hu_window"]))),
+        "traversal": lambda d: TraversalParameters(**d),
+        "localization": lambda d: LocalizationParameters(**d),
+        "iterative_fcn": IterativeFCNConfig.from_dict,
+        "attention_net": AttentionNetConfig.from_dict,
+    }
+    for section, build in builders.items():
+        try:
+            build(cfg[section])
+        except (TypeError, ValueError) as error:
+            raise SpineSegmentationError(f"training configuration section {section!r}: {error}") from error

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import SpineSegmentationError
 from ..models import Preprocessing
 from ..preprocessing import normalize_hu
 from .anatomy_synthesis import synthesize_from_anatomy
@@ -88,7 +89,7 @@ class TrainingData:
         self.composite_column_share = composite_column_share
         self.stackable = stackable_pairs(self.masks)
         if not self.real and not self.masks and not self.anatomy_maps:
-            raise ValueError("no training data: the configuration's cases hold neither a CT with labels nor a mask")
+            raise SpineSegmentationError("no training data: the configuration's cases hold neither a CT with labels nor a mask")
         self.pool: list[TrainingVolume] = []
         self.synthetic_generated = 0
         if self.masks or self.anatomy_maps:

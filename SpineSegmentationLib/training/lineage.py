@@ -115,6 +115,26 @@ def teacher_lineage(cases: list[Case]) -> tuple[list[dict], list[str]]:
     return entries, unrecorded
 
 
+def check_validation_apart(cases: list[Case], own: list[dict]) -> None:
+    """Refuse a validation case whose scan is also trained on (the same file, or a copy of it under another name):
+    its validation loss would be a training loss, and the model card would list it as never trained on.
+
+    Args:
+        cases: the run's cases.
+        own: :func:`seen_entries` of the run's :func:`training_files`.
+
+    Raises:
+        SpineSegmentationError: names both files and the fix.
+    """
+    trained = {entry["sha256"]: entry["file"] for entry in own}
+    validation = [Path(case.image) for case in cases if case.split == "validation" and case.image is not None]
+    for entry in seen_entries(validation):
+        if entry["sha256"] in trained:
+            raise SpineSegmentationError(
+                f"the validation case {entry['file']} is the same scan as {trained[entry['sha256']]}, which the run "
+                "trains on: keep each scan in one split (the manifest's split column)")
+
+
 def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
     """``own`` then the ``inherited`` entries whose digest is not already listed (each digest once)."""
     out, known = list(own), {entry["sha256"] for entry in own}

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..anatomy import CONVENTIONS, to_verse
+from ..anatomy import CONVENTIONS, column_mask, foreign_verse_labels, to_verse
+from ..errors import SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 
 MASK_SUFFIX = "_seg-vert_msk.nii.gz"
@@ -92,7 +93,7 @@ def read_manifest(path: str | Path) -> list[Case]:
     Raises:
         FileNotFoundError: the manifest or a file it names does not exist, or a ``teacher`` is not a model folder
             (no ``model.json``).
-        ValueError: a missing column, an unknown convention or split.
+        SpineSegmentationError: a missing column, an unknown convention or split.
     """
     path = Path(path)
     if not path.is_file():
@@ -102,7 +103,7 @@ def read_manifest(path: str | Path) -> list[Case]:
         reader = csv.DictReader(f)
         missing = {"image", "labels", "convention"} - set(reader.fieldnames or [])
         if missing:
-            raise ValueError(f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
+            raise SpineSegmentationError(f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
         for row_number, row in enumerate(reader, start=2):
             image = (path.parent / row["image"].strip()).resolve()
             labels = (path.parent / row["labels"].strip()).resolve()
@@ -111,10 +112,10 @@ def read_manifest(path: str | Path) -> list[Case]:
                     raise FileNotFoundError(f"{path} line {row_number}: {p} does not exist")
             convention = row["convention"].strip()
             if convention not in CONVENTIONS:
-                raise ValueError(f"{path} line {row_number}: unknown convention {convention!r}; use one of {CONVENTIONS}")
+                raise SpineSegmentationError(f"{path} line {row_number}: unknown convention {convention!r}; use one of {CONVENTIONS}")
             split = (row.get("split") or "train").strip() or "train"
             if split not in ("train", "validation"):
-                raise ValueError(f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
+                raise SpineSegmentationError(f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
             teacher = None
             if (row.get("teacher") or "").strip():
                 teacher = (path.parent / row["teacher"].strip()).resolve()
@@ -157,6 +158,10 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
 
     The CT is resampled linearly (outside its field of view: air, -1024 HU); the labels with nearest
     neighbour onto the CT's canonical grid. A mask-only case is put on the canonical grid of its mask.
+
+    Raises:
+        SpineSegmentationError: a label map declared as VerSe numbers holds labels of another convention (29-99),
+            or no vertebra of the label map lies on the CT (another scan's map, a wrong header or convention).
     """
     label_image = read_image(case.labels)
     if case.image is None:
@@ -164,7 +169,21 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
         hu = None
     else:
         hu, reference = to_canonical(read_image(case.image), spacing_mm, AIR_HU)
-    labels = to_verse(labels_on_grid(label_image, reference), case.convention)
+    raw = labels_on_grid(label_image, reference)
+    foreign = foreign_verse_labels(sitk.GetArrayViewFromImage(label_image)) if case.convention == "verse" else []
+    if foreign:
+        raise SpineSegmentationError(
+            f"{case.labels} holds labels that are no VerSe number ({', '.join(map(str, foreign[:8]))}"
+            f"{', ...' if len(foreign) > 8 else ''}) but its convention is 'verse': give the label map's convention "
+            f"in the manifest (totalseg for a TotalSegmentator 'total' map, totalseg_vertebrae for its vertebrae "
+            "task)")
+    labels = to_verse(raw, case.convention)
+    if not column_mask(labels).any():
+        on = f"on the grid of {case.image}" if case.image is not None else "after conversion"
+        raise SpineSegmentationError(
+            f"{case.labels} holds no vertebra {on} (convention {case.convention!r}): check that the label map "
+            "belongs to this CT (the origin and direction of both headers) and that the manifest's convention is "
+            "the map's")
     return CaseVolume(name=case.name, hu=hu, labels=labels, spacing_mm=float(spacing_mm))
 
 

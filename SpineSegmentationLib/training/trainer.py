@@ -24,9 +24,11 @@ wall-clock budget ends the run before ``max_iterations``.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import platform
 import random
+import signal
 import time
 from pathlib import Path
 
@@ -34,17 +36,20 @@ import numpy as np
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..errors import OutputExistsError
+from ..errors import Interrupted, OutputExistsError, OutputWriteError, SpineSegmentationError
 from ..models import (LocalizationParameters, Postprocessing, Preprocessing, SpineModel, TraversalParameters, load_model,
                       save_model)
 from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
+from ..outputs.staging import describe_write_error
 from ..preprocessing import cut_body_values, pad_value
 from ..threads import torch_threads
 from .attention_training import sagittal_examples, train_attention
 from .config import load_config
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
-from .lineage import check_held_out, inherited_lineage, merge, seen_entries, teacher_lineage, training_files
+from .lineage import (
+    check_held_out, check_validation_apart, inherited_lineage, merge, seen_entries, teacher_lineage, training_files,
+)
 from .model_card import write_model_card
 from .patch_stream import patch_batches
 from .sampler import Patch, PatchSampler
@@ -164,6 +169,7 @@ def _lineage(cfg: dict) -> dict:
     data, init_from = cfg["data"], cfg["fcn_training"]["init_from"]
     cases = collect_cases(data)
     own = seen_entries(training_files(cases, data["anatomy_maps"]))
+    check_validation_apart(cases, own)
     held_out = seen_entries([Path(path) for path in data["held_out"]])
     inherited, complete = inherited_lineage(init_from)
     taught, unrecorded_teachers = teacher_lineage(cases)
@@ -240,13 +246,18 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     """
     with torch_threads(num_threads):
         if int(workers) < 0:
-            raise ValueError(f"workers must be 0 (draw patches in the training process) or more, got {workers}")
+            raise SpineSegmentationError(f"workers must be 0 (draw patches in the training process) or more, got {workers}")
         run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress, int(workers))
-        run.load_data()
-        if run.state["attention"] is None:
-            run.train_attention()
-        run.train_fcn()
-        return run.write_model()
+        try:
+            run.load_data()
+            if run.state["attention"] is None:
+                run.train_attention()
+            run.train_fcn()
+            return run.write_model()
+        except KeyboardInterrupt as stop:
+            number = getattr(stop, "signal_number", signal.SIGINT)
+            what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
+            raise Interrupted(f"{what}; {run.left_behind()}", number) from None
 
 
 def _check_run_folder_free(out: Path, cfg: dict) -> None:
@@ -269,6 +280,54 @@ def _check_run_folder_free(out: Path, cfg: dict) -> None:
             (out / name).unlink()
 
 
+#: The settings a resumed run may change: how long it trains and how often it logs and saves. Anything else (data,
+#: seed, optimizer, networks, losses) would make the model differ from what its config.json and lineage record.
+RESUMABLE_CHANGES = ("fcn_training.max_iterations", "fcn_training.max_wall_minutes", "fcn_training.checkpoint_every",
+                     "fcn_training.log_every")
+
+
+def _check_resume(out: Path, cfg: dict) -> None:
+    """Refuse to resume a run with a configuration that differs from its ``config.json`` in more than
+    :data:`RESUMABLE_CHANGES`.
+
+    Raises:
+        SpineSegmentationError: names the differing settings and the fix.
+    """
+    saved_path = out / "config.json"
+    if not saved_path.is_file():
+        raise SpineSegmentationError(f"cannot resume: {saved_path} is missing, so the run's configuration is unknown; "
+                                     "start a new run folder (-o)")
+    saved = json.loads(saved_path.read_text())
+    changed = [key for key in _differences(saved, json.loads(json.dumps(cfg))) if key not in RESUMABLE_CHANGES]
+    if changed:
+        raise SpineSegmentationError(
+            f"cannot resume {out} with another configuration: {', '.join(changed)} "
+            f"{'differs' if len(changed) == 1 else 'differ'} from {saved_path}, and the "
+            f"checkpoint was trained with those. Resume with {saved_path} (only {', '.join(RESUMABLE_CHANGES)} may "
+            "change), or start a new run folder (-o), with fcn_training.init_from naming its checkpoint.pt to start "
+            "from its weights")
+
+
+def _trim_log(path: Path, iteration: int) -> None:
+    """Drop the loss-log rows written after the checkpoint a run resumes from: they are trained again."""
+    if not path.is_file():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= iteration]
+    if len(kept) < len(rows):
+        with open(path, "w", newline="") as f:
+            csv.writer(f).writerows(kept)
+
+
+def _differences(a, b, where: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two configuration dicts."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [name for key in sorted(set(a) | set(b)) for name in
+                _differences(a.get(key), b.get(key), f"{where}{key}.")]
+    return [] if a == b else [where.rstrip(".")]
+
+
 class _TrainingRun:
     """The state of one :func:`train` call: configuration, networks, optimizer, progress counters, data."""
 
@@ -284,7 +343,9 @@ class _TrainingRun:
         if not resume and self.ckpt_path.exists():
             raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose "
                                     "another folder")
-        if not resume:
+        if resume:
+            _check_resume(out, cfg)
+        else:
             _check_run_folder_free(out, cfg)
         self.lineage = _lineage(cfg)
         out.mkdir(parents=True, exist_ok=True)
@@ -320,15 +381,25 @@ class _TrainingRun:
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.state = ckpt["state"]
             _restore_rng(self.rng, ckpt["rng"])
+            model = out / str(cfg["name"])
+            if (model / "model.json").is_file() and not (
+                    self.state["iteration"] < self.tc["max_iterations"]
+                    and self.state["fcn_seconds"] < 60.0 * self.tc["max_wall_minutes"]):
+                raise SpineSegmentationError(
+                    f"the run in {out} has finished (iteration {self.state['iteration']} of "
+                    f"fcn_training.max_iterations {self.tc['max_iterations']}, {self.state['fcn_seconds'] / 60:.1f} of "
+                    f"max_wall_minutes {self.tc['max_wall_minutes']}) and its model is {model}: nothing is left to "
+                    "train. Raise max_iterations or max_wall_minutes to train on (the model folder is then written "
+                    "again)")
+            _trim_log(out / "loss_log.csv", self.state["iteration"])
             progress(f"resumed from {self.ckpt_path} at iteration {self.state['iteration']}")
-        else:
-            (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")  # on resume: the budget it runs on now
         if self.tc["ema_decay"] > 0:  # the average starts at the weights after the first step
             self.ema = AveragedModel(self.fcn, multi_avg_fn=get_ema_multi_avg_fn(self.tc["ema_decay"]))
             if resume:
                 if "fcn_ema" not in ckpt:
-                    raise ValueError(f"{self.ckpt_path} holds no weight average (fcn_training.ema_decay was 0 when "
-                                     "it was written); resume with ema_decay 0 or start a new run")
+                    raise SpineSegmentationError(f"{self.ckpt_path} holds no weight average (fcn_training.ema_decay "
+                                                 "was 0 when it was written); resume with ema_decay 0 or start a new run")
                 self.ema.load_state_dict(ckpt["fcn_ema"])
         self.state.update(self.lineage)
 
@@ -344,14 +415,32 @@ class _TrainingRun:
                       f"{len(data.masks)} mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of "
                       f"{len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")
 
+    def left_behind(self) -> str:
+        """What a stopped run leaves in its folder, and how to go on."""
+        if not self.ckpt_path.is_file():
+            return (f"no checkpoint was written yet (every {self.tc['checkpoint_every']} iterations): run the same "
+                    f"command again to start over in {self.out}")
+        saved = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)["state"]["iteration"]
+        return (f"{self.ckpt_path} keeps iteration {saved} (of {self.state['iteration']} reached); the same command "
+                "with --resume continues from it")
+
     def save_checkpoint(self) -> None:
         ckpt = {"fcn": self.fcn.state_dict(), "attention_net": self.attention.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "state": self.state, "rng": _rng_state(self.rng),
                 "config": self.cfg}
         if self.ema is not None:
             ckpt["fcn_ema"] = self.ema.state_dict()
-        torch.save(ckpt, self.ckpt_path.with_suffix(".tmp"))
-        self.ckpt_path.with_suffix(".tmp").replace(self.ckpt_path)
+        buffer = io.BytesIO()  # serialized first, so that a full disk is an OSError that names itself
+        torch.save(ckpt, buffer)
+        temporary = self.ckpt_path.with_suffix(".tmp")
+        try:
+            temporary.write_bytes(buffer.getvalue())
+            temporary.replace(self.ckpt_path)
+        except OSError as exc:
+            temporary.unlink(missing_ok=True)
+            kept = (f"{self.ckpt_path} keeps the previous checkpoint: --resume continues from it"
+                    if self.ckpt_path.is_file() else "no checkpoint was kept")
+            raise OutputWriteError(f"{describe_write_error(exc, temporary)}; {kept}") from exc
 
     def train_attention(self) -> None:
         """The attention network (seed 001, section 2.1) on the real volumes and fresh synthetic ones."""

@@ -57,8 +57,14 @@ def test_wrong_format_version_missing_weights_and_bad_config_are_explained(tiny_
     with pytest.raises(ModelFileError, match="format version 99"):
         load_model(path)
     (path / "model.json").write_text(json.dumps({**meta, "iterative_fcn": {**meta["iterative_fcn"], "filters": 3}}))
-    with pytest.raises(ModelFileError, match="does not match the configuration"):
+    with pytest.raises(ModelFileError, match="does not match the configuration") as info:
         load_model(path)
+    assert len(str(info.value)) < 800 and "more lines" in str(info.value)  # not torch's list of every tensor
+    for spacing in (0, "2.5"):
+        (path / "model.json").write_text(json.dumps({**meta, "preprocessing": {**meta["preprocessing"],
+                                                                                "spacing_mm": spacing}}))
+        with pytest.raises(ModelFileError, match="invalid preprocessing: preprocessing.spacing_mm must be a number > 0"):
+            load_model(path)
     (path / "model.json").write_text(json.dumps(meta))
     (path / "attention_net.safetensors").unlink()
     with pytest.raises(ModelFileError, match="missing"):

@@ -12,7 +12,7 @@ import torch
 import torchio as tio
 from scipy import ndimage
 
-from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
+from SpineSegmentationLib.errors import OutputExistsError, OutputWriteError, SpineSegmentationError
 from SpineSegmentationLib.models import PROVENANCE_ROOT, Preprocessing, load_model
 from SpineSegmentationLib.networks import IterativeFCN, IterativeFCNConfig
 from SpineSegmentationLib.preprocessing import CUT_BODY_PAD_HU, CUT_BODY_PAD_MM, cut_body_values, normalize_hu, pad_value
@@ -453,7 +453,8 @@ def test_a_new_run_never_overwrites_a_configuration_in_its_folder(tmp_path):
     # the run's own start that stopped before its first checkpoint (only its config.json and a log): it starts again
     other = tmp_path / "restarted"
     config = tiny_config(tmp_path, 2)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="interrupted \\(Ctrl-C\\); no checkpoint was written yet .* run the same "
+                                                "command again to start over"):
         train(config, other, device="cpu", progress=_interrupt_at_warm_start_or_data)
     assert (other / "config.json").is_file() and not (other / "checkpoint.pt").exists()
     (other / "loss_log.csv").write_text("iteration\n1\n")  # as left by a stop between log and checkpoint
@@ -477,6 +478,28 @@ def test_train_checkpoint_and_resume(tmp_path):
         assert torch.equal(value, ckpt["fcn"][key]), key
     with pytest.raises(OutputExistsError):
         train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
+    # a finished run with nothing left to train, and a resume on other data or another rate: refused, nothing changed
+    with pytest.raises(SpineSegmentationError, match=r"has finished \(iteration 2 of fcn_training.max_iterations 2"):
+        train(tiny_config(tmp_path, 2), out, resume=True, device="cpu", progress=lambda line: None)
+    changed = tiny_config(tmp_path, 4)
+    changed["fcn_training"]["learning_rate"] = 0.05
+    changed["data"]["manifest"] = str(tmp_path / "other.csv")
+    (tmp_path / "other.csv").write_text((tmp_path / "manifest.csv").read_text())
+    with pytest.raises(SpineSegmentationError, match="another configuration: data.manifest, "
+                                                     "fcn_training.learning_rate differ from"):
+        train(changed, out, resume=True, device="cpu", progress=lambda line: None)
+    assert torch.load(out / "checkpoint.pt", weights_only=False)["state"]["iteration"] == 2
+    # rows an interrupted later session logged after the checkpoint are trained again: the log keeps one row each
+    with open(out / "loss_log.csv", "a") as f:
+        f.write("3,9.9,0.1,1,1,1,1,1,\n")
+    # Ctrl-C in a resumed session, at its first log line (iteration 3): the message says what the checkpoint keeps
+    def stop_at_iteration_3(line):
+        if line.startswith("fcn: iteration 3/"):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt, match=r"checkpoint.pt keeps iteration 2 \(of 3 reached\); the same command "
+                                                r"with --resume continues from it"):
+        train(tiny_config(tmp_path, 4), out, resume=True, device="cpu", progress=stop_at_iteration_3)
     # resume: continues at iteration 3, from the checkpointed weights
     before = {k: v.clone() for k, v in ckpt["fcn"].items()}
     train(tiny_config(tmp_path, 4), out, resume=True, device="cpu", progress=lambda line: None)
@@ -514,7 +537,7 @@ def test_weight_average_is_what_the_model_folder_gets_and_survives_a_resume(tmp_
     plain = tiny_config(tmp_path, 2)
     train(plain, tmp_path / "plain", device="cpu", progress=lambda line: None)
     plain["fcn_training"].update(max_iterations=3, ema_decay=0.5)
-    with pytest.raises(ValueError, match="holds no weight average"):
+    with pytest.raises(ValueError, match="another configuration: fcn_training.ema_decay differs? from"):
         train(plain, tmp_path / "plain", resume=True, device="cpu", progress=lambda line: None)
     with pytest.raises(ValueError, match=r"fcn_training.ema_decay must be in \[0, 1\)"):
         load_config({"data": {"manifest": "x.csv"}, "fcn_training": {"ema_decay": 1.0}})
@@ -550,6 +573,53 @@ def test_warm_start_from_a_model_folder(tmp_path):
     cfg["fcn_training"]["init_from"] = str(tmp_path / "no-such-model")
     with pytest.raises(FileNotFoundError, match="model folder"):
         train(cfg, tmp_path / "third", device="cpu", progress=lambda line: None)
+
+
+@pytest.mark.parametrize("section, values, message", [
+    ("fcn_training", {"learning_rate": "1e-3"}, "fcn_training.learning_rate must be a number, got '1e-3'"),
+    ("fcn_training", {"augment": "false"}, "fcn_training.augment must be true or false, got 'false'"),
+    ("fcn_training", {"batch_size": 1.5}, "fcn_training.batch_size must be a whole number"),
+    ("fcn_training", {"betas": [0.9]}, "fcn_training.betas must be a list of 2 numbers"),
+    ("fcn_training", {"learning_rate": -0.001}, r"fcn_training.learning_rate must be > 0, got -0.001"),
+    ("fcn_training", {"checkpoint_every": 0}, "fcn_training.checkpoint_every must be > 0"),
+    ("fcn_training", {"max_wall_minutes": 0}, "max_wall_minutes must be > 0, got 0: the run would write an untrained"),
+    ("preprocessing", {"spacing_mm": 0}, "preprocessing.spacing_mm must be > 0"),
+    ("iterative_fcn", {"patch_size": 30}, "section 'iterative_fcn': patch_size 30 must be divisible by 2"),
+    ("localization", {"slice_stepp": 2}, "section 'localization': .*slice_stepp"),
+])
+def test_config_names_a_bad_value_before_anything_runs(section, values, message):
+    """Values of the wrong kind or range are refused with the setting's name (before, most reached the training loop
+    as an "internal error", and "false" for a flag was taken as true)."""
+    with pytest.raises(SpineSegmentationError, match=message):
+        load_config({"data": {"manifest": "x.csv"}, section: values})
+    load_config({"data": {"manifest": "x.csv"}, "fcn_training": {"max_iterations": 0, "init_from": "model"}})
+
+
+def test_label_maps_that_cannot_be_this_cts_are_refused(real_ct, real_ct_reference, tmp_path):
+    """A TotalSegmentator map declared as VerSe numbers (its L5-T11 would train as background) and a label map whose
+    header puts it beside its CT (no vertebra on the CT's grid): refused, naming the file and the fix."""
+    with pytest.raises(SpineSegmentationError, match="no VerSe number .* convention is 'verse'.* totalseg"):
+        load_case(Case("example", real_ct, real_ct_reference, "verse"), 2.5)
+    assert load_case(Case("example", real_ct, real_ct_reference, "totalseg"), 2.5).labels.any()
+    mask = sitk.ReadImage(str(TPTBOX / "sub-ct_seg-vert_label-22_msk.nii.gz"))
+    mask.SetOrigin(tuple(o + 300.0 for o in mask.GetOrigin()))
+    sitk.WriteImage(mask, str(tmp_path / "moved_msk.nii.gz"))
+    with pytest.raises(SpineSegmentationError, match="holds no vertebra on the grid of .* belongs to this CT"):
+        load_case(Case("moved", TPTBOX / "sub-ct_label-22_ct.nii.gz", tmp_path / "moved_msk.nii.gz", "verse"), 2.5)
+
+
+def test_a_scan_in_both_splits_is_refused(tmp_path):
+    """The TPTBox crop as a training case and, under another name (a copy), as the validation case: its validation
+    loss would be a training loss. Refused before anything is written."""
+    copy = tmp_path / "copy_ct.nii.gz"
+    copy.write_bytes((TPTBOX / "sub-ct_label-22_ct.nii.gz").read_bytes())
+    cfg = tiny_config(tmp_path, 2)
+    with open(cfg["data"]["manifest"], "a") as f:
+        f.write(f"{copy},{TPTBOX / 'sub-ct_seg-vert_label-22_msk.nii.gz'},verse,validation\n")
+    with pytest.raises(SpineSegmentationError, match="validation case .*copy_ct.nii.gz is the same scan as .*"
+                                                     "sub-ct_label-22_ct.nii.gz"):
+        train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    assert not (tmp_path / "run").exists()
 
 
 def test_config_rejects_unknown_keys_and_missing_data():
@@ -589,3 +659,16 @@ def test_only_pseudo_labelled_cases_get_the_ignore_band(tptbox_ct, tptbox_labels
     surface = plain.target.astype(bool) & ~ndimage.binary_erosion(plain.target.astype(bool), border_value=1)
     assert np.all(plain.weights >= 1) and np.all(banded.weights[surface] == 0)
     assert 0 < (banded.weights == 0).sum() < banded.weights.size and np.all(banded.weights[plain.weights < 1.5] > 0)
+
+
+def test_a_full_disk_at_a_checkpoint_names_itself(tmp_path):
+    """The checkpoint's temporary file is /dev/full (writes fail with ENOSPC): one clear error that says the disk is
+    full, and no temporary file is left (before: torch's "enforce fail at inline_container.cc" as an internal
+    error, and checkpoint.tmp left behind)."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.tmp").symlink_to("/dev/full")
+    with pytest.raises(OutputWriteError, match="checkpoint.tmp: No space left on device: the disk is full.*no "
+                                               "checkpoint was kept"):
+        train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
+    assert not (out / "checkpoint.tmp").exists() and not (out / "checkpoint.pt").exists()
