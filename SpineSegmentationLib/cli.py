@@ -53,8 +53,11 @@ def _input_stem(path: Path) -> str:
 
 
 def default_output_dir(input_path: Path) -> Path:
-    """``<input stem>_spineseg/`` next to the input (for a DICOM folder: next to the folder)."""
+    """``<input stem>_spineseg/`` next to the input (for a DICOM folder: next to the folder, also when it is given as
+    "." or "..")."""
     input_path = Path(input_path)
+    if input_path.name in ("", ".."):
+        input_path = input_path.resolve()
     return input_path.parent / f"{_input_stem(input_path)}_spineseg"
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
-from .validation import ImageHeader, non_finite_error
+from .validation import DIRECTION_TOLERANCE, ImageHeader, non_finite_error
 
 PathLike = Union[str, Path]
 
@@ -142,7 +142,8 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
 
     Raises:
         InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input; a DICOM series
-            with a missing slice (uneven slice distances).
+            that is not one even stack of slices (``_check_slice_spacing``: a missing slice, a changing spacing, a
+            gantry tilt, slices of another orientation, pixel spacing or size).
     """
     path = Path(path)
     if _input_kind(path, series_uid) == "dicom":
@@ -256,17 +257,40 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
 
 
 def _check_slice_spacing(folder: Path, files: list[str]) -> float:
-    """The distance (mm) between neighbouring slices; InputImageError when it is not the same everywhere.
+    """The distance (mm) between neighbouring slices; InputImageError when the slices are not one even, upright stack.
 
-    ITK reads a series with a missing slice without an error (it warns "Non uniform sampling" on the console and
-    stretches the slices over the whole range), so the slice positions (0020,0032) are compared here first, along
-    the slice normal. Tolerance: :data:`SLICE_GAP_TOLERANCE` of the median distance.
+    ITK reads a series from its first slice's orientation and pixel spacing and the distance of its first two
+    slices, without an error where the stack is not that grid: a missing slice (it warns "Non uniform sampling" and
+    stretches the slices over the whole range), a spacing that changes along the series, a gantry tilt (slices
+    shifted in-plane along the stack) or slices of another orientation, pixel spacing or matrix (a localizer or
+    another reconstruction under the same series UID). The slices' headers are compared here first:
+
+    * orientation (0020,0037), pixel spacing (0028,0030) and matrix size: equal to the first slice's;
+    * neighbouring distances along the slice normal within :data:`SLICE_GAP_TOLERANCE` of their median;
+    * every slice position (0020,0032) within :data:`SLICE_GAP_TOLERANCE` of a slice distance from the even grid
+      between the first and the last slice (a slowly changing spacing adds up along the stack);
+    * the stack's in-plane shift at most :data:`~SpineSegmentationLib.validation.DIRECTION_TOLERANCE` of its length
+      (a gantry tilt of 0.06 degrees; the limit of the direction check).
     """
+    infos = [_image_information(Path(f)) for f in files]
+    first = infos[0]
     if len(files) < 2:
-        return float(_image_information(Path(files[0])).GetSpacing()[2])
-    first = _image_information(Path(files[0]))
+        return float(first.GetSpacing()[2])
+    for index, info in enumerate(infos[1:], start=1):
+        differs = [what for what, same in (
+            ("orientation", np.allclose(info.GetDirection(), first.GetDirection(), atol=DIRECTION_TOLERANCE)),
+            ("pixel spacing", np.allclose(info.GetSpacing()[:2], first.GetSpacing()[:2], rtol=1e-4)),
+            ("matrix size", tuple(info.GetSize()[:2]) == tuple(first.GetSize()[:2]))) if not same]
+        if differs:
+            raise InputImageError(
+                f"The DICOM series in '{folder}' mixes slices: {Path(files[index]).name} (slice {index}) has another "
+                f"{' and '.join(differs)} than {Path(files[0]).name} (slice 0), e.g. a localizer or another "
+                "reconstruction stored under the same series UID. Export the axial CT series alone (or move the other "
+                "files out of the folder)."
+            )
     normal = np.array(first.GetDirection()).reshape(3, 3)[:, 2]
-    depth = np.array([float(np.dot(_image_information(Path(f)).GetOrigin(), normal)) for f in files])
+    positions = np.array([info.GetOrigin() for info in infos], dtype=float)
+    depth = positions @ normal
     gaps = np.abs(np.diff(depth))
     typical = float(np.median(gaps))
     uneven = np.flatnonzero(np.abs(gaps - typical) > SLICE_GAP_TOLERANCE * typical)
@@ -277,6 +301,27 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> float:
             f"(the others {typical:.2f} mm apart). A slice is missing or duplicated, and reading it would "
             "stretch the anatomy. Export the complete series again, or convert it with dcm2niix, which "
             "resamples to even slices and says so."
+        )
+    stack = positions[-1] - positions[0]
+    along = float(abs(stack @ normal))
+    shift = float(np.linalg.norm(stack - (stack @ normal) * normal))
+    if shift > DIRECTION_TOLERANCE * along:
+        raise InputImageError(
+            f"The DICOM series in '{folder}' is tilted: its slices shift {shift:.1f} mm sideways over the "
+            f"{along:.0f} mm of the stack (a gantry tilt of {np.degrees(np.arctan2(shift, along)):.1f} degrees), "
+            "which the reader would ignore and so misplace the anatomy by up to that much. Convert it with dcm2niix, "
+            "which corrects gantry tilt, or load it in 3D Slicer with the DICOM module's acquisition geometry "
+            "regularization and save the volume."
+        )
+    even = positions[0] + np.outer(np.arange(len(files)) / (len(files) - 1), stack)
+    off = np.linalg.norm(positions - even, axis=1)
+    worst = int(np.argmax(off))
+    if off[worst] > SLICE_GAP_TOLERANCE * typical:
+        raise InputImageError(
+            f"The DICOM series in '{folder}' has a slice spacing that changes along the stack: slice {worst} lies "
+            f"{off[worst]:.2f} mm from where even slices ({along / (len(files) - 1):.3f} mm apart) would put it, so "
+            "reading it as one grid would misplace the anatomy. Convert it with dcm2niix, which resamples to even "
+            "slices and says so, or export a reconstruction with one slice spacing."
         )
     return typical
 

@@ -12,7 +12,7 @@ import SimpleITK as sitk
 
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.geometry import physical_bounds
-from SpineSegmentationLib.io import SUPPORTED_INPUTS, dicom_series_in_folder, read_image, write_image
+from SpineSegmentationLib.io import SUPPORTED_INPUTS, dicom_series_in_folder, read_image, read_image_header, write_image
 
 # TotalSegmentator v2 numbering of the two vertebrae visible in the DICOM series (see the data README).
 TS_T12, TS_T11 = 32, 33
@@ -254,3 +254,43 @@ def test_unknown_series_uid_lists_the_available_ones(two_series_dir):
     with pytest.raises(InputImageError) as info:
         read_image(folder, series_uid="9.9.9")
     assert all(uid in str(info.value) for uid in counts)
+
+
+def _edited_series(dicom_dir, folder, edit):
+    """A copy of the real DICOM slab (20 slices, 2 mm apart, head first) with ``edit(dataset, k)`` applied to the
+    slice that is k-th from the top."""
+    folder.mkdir()
+    files = sorted((p for p in dicom_dir.iterdir() if p.is_file()),
+                   key=lambda p: -float(pydicom.dcmread(p, stop_before_pixels=True).ImagePositionPatient[2]))
+    for k, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        edit(ds, k)
+        ds.save_as(folder / path.name)
+    return folder
+
+
+def _shift(ds, dy=0.0, dz=0.0):
+    x, y, z = (float(v) for v in ds.ImagePositionPatient)
+    ds.ImagePositionPatient = [x, y + dy, z + dz]
+
+
+@pytest.mark.parametrize("variant, edit, message", [
+    ("gantry tilt", lambda ds, k: _shift(ds, dy=2.0 * k * np.tan(np.radians(15))),
+     r"is tilted: its slices shift 10\.2 mm sideways over the 38 mm of the stack \(a gantry tilt of 15\.0 degrees\)"),
+    ("spacing 2.0 -> 2.18 mm", lambda ds, k: _shift(ds, dz=-0.18 * max(0, k - 10)),
+     r"slice spacing that changes along the stack: slice \d+ lies 0\.8\d mm from where even slices"),
+    ("pixel spacing", lambda ds, k: setattr(ds, "PixelSpacing", [0.9, 0.9]) if k >= 10 else None,
+     r"mixes slices: .* \(slice 10\) has another pixel spacing than"),
+    ("orientation", lambda ds, k: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 0.9848, 0.1736])
+     if k == 5 else None, r"mixes slices: .* has another orientation than .* a localizer or another reconstruction"),
+])
+def test_a_series_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, variant, edit, message):
+    """The real slab with its slices sheared (a 15-degree gantry tilt), its spacing growing by 9 % halfway (each gap
+    within the 10 % gap tolerance, 0.8 mm off an even grid in the middle), or some slices of another pixel spacing or
+    orientation: ITK reads each as one grid from its first slices, misplacing the anatomy (by up to 10 mm for the
+    tilt) without an error. Each is refused, naming the problem, before the pixels are read."""
+    folder = _edited_series(dicom_dir, tmp_path / "series", edit)
+    with pytest.raises(InputImageError, match=message):
+        read_image(folder)
+    with pytest.raises(InputImageError, match=message):
+        read_image_header(folder)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -739,5 +740,9 @@ def test_corrupt_model_is_refused_by_checksum(tmp_path):
         load_model(copy)
 
 
-def test_default_output_dir_is_next_to_the_input(real_ct):
+def test_default_output_dir_is_next_to_the_input(real_ct, dicom_dir, monkeypatch):
     assert default_output_dir(real_ct) == real_ct.parent / "example_ct_spineseg"
+    # a DICOM folder given as "." from inside it: beside the folder, not inside the series as "_spineseg"
+    monkeypatch.chdir(dicom_dir)
+    assert default_output_dir(Path(".")) == dicom_dir.resolve().parent / "example_ct_dicom_spineseg"
+    assert default_output_dir(Path("..")) == dicom_dir.resolve().parent.parent / "totalsegmentator_example_spineseg"
