@@ -275,6 +275,13 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> float:
     infos = [_image_information(Path(f)) for f in files]
     first = infos[0]
     if len(files) < 2:
+        frames = first.GetMetaData("0028|0008").strip() if first.HasMetaDataKey("0028|0008") else "1"
+        if frames.isdigit() and int(frames) > 1:
+            raise InputImageError(
+                f"The DICOM series in '{folder}' is one multi-frame file ({frames} frames, e.g. an Enhanced CT), "
+                "which this version does not read. Convert it with dcm2niix (to NIfTI), or load it in 3D Slicer and "
+                "save the volume as .nrrd, and segment that file."
+            )
         return float(first.GetSpacing()[2])
     for index, info in enumerate(infos[1:], start=1):
         differs = [what for what, same in (

@@ -294,3 +294,19 @@ def test_a_series_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, var
         read_image(folder)
     with pytest.raises(InputImageError, match=message):
         read_image_header(folder)
+
+
+def test_a_multi_frame_file_is_named_as_such(dicom_dir, tmp_path):
+    """A series that is one multi-frame file (here a slab slice's header holding three uncompressed frames, as an
+    Enhanced CT holds all its slices): named, with the conversion that reads it (before: "only one voxel along K ...
+    a single slice", a wrong diagnosis)."""
+    ds = pydicom.dcmread(sorted(p for p in dicom_dir.iterdir() if p.is_file())[0])
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
+    ds.NumberOfFrames = 3
+    ds.PixelData = np.zeros((3, ds.Rows, ds.Columns), dtype=np.int16).tobytes()
+    folder = tmp_path / "enhanced"
+    folder.mkdir()
+    ds.save_as(folder / "frames.dcm", enforce_file_format=True)
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match="one multi-frame file \\(3 frames, e.g. an Enhanced CT\\).* dcm2niix"):
+            read(folder)
