@@ -305,9 +305,9 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> float:
         where = ", ".join(f"{gaps[i]:.2f} mm between slices {i} and {i + 1}" for i in uneven[:3])
         raise InputImageError(
             f"The DICOM series in '{folder}' has uneven slice positions: {where or 'slices at the same position'} "
-            f"(the others {typical:.2f} mm apart). A slice is missing or duplicated, and reading it would "
-            "stretch the anatomy. Export the complete series again, or convert it with dcm2niix, which "
-            "resamples to even slices and says so."
+            f"(the others {typical:.2f} mm apart). A slice is missing or duplicated, or two reconstructions share "
+            "one series UID (an anonymised export), and reading it would stretch the anatomy. Export the complete "
+            "series again, or convert it with dcm2niix, which resamples to even slices and says so."
         )
     stack = positions[-1] - positions[0]
     along = float(abs(stack @ normal))
