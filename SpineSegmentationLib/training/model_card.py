@@ -46,8 +46,7 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         "## Training data",
         f"- real CT (train split): {', '.join(data.get('real_training_cases', [])) or 'none'}",
         f"- held-out validation CT (never trained on): {', '.join(data.get('validation_cases', [])) or 'none'}",
-        f"- synthetic CT volumes generated from real VerSe masks ({', '.join(data.get('synthetic_source_masks', []))}): "
-        f"{data.get('synthetic_volumes_generated', 0)}; share of patches: {data.get('synthetic_fraction')}",
+        _synthetic_line(data),
         *_lineage_lines(t),
         "",
         "## Schedule and result",
@@ -69,12 +68,22 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         f"- lambda schedule position: {tc.get('lambda_progress', 'max')} ('max' = the larger of the iteration and "
         "the wall-clock fraction, so the FP weight reaches 1 when the wall-clock budget ends the run).",
         "- output biases initialised to the data statistics (foreground prior 0.1, label 12).",
-        "- most training patches come from synthetic CTs built around real vertebra masks; only two small real CTs "
-        "were available for training. Expect lower accuracy than the paper's model; validate on your data.",
+        f"- trained on {len(data.get('real_training_cases', []))} real CT(s) and "
+        f"{data.get('synthetic_volumes_generated', 0)} synthetic volume(s), where the paper's model trained on "
+        "hundreds of labelled CTs at 1 mm: expect lower accuracy than its figures; validate on your data.",
         "",
     ]
     card.write_text("\n".join(lines))
     return card
+
+
+def _synthetic_line(data: dict) -> str:
+    generated = data.get("synthetic_volumes_generated", 0)
+    if not generated:
+        return "- synthetic CT volumes: none"
+    sources = ", ".join(data.get("synthetic_source_masks", [])) or "none"
+    return (f"- synthetic CT volumes generated from real VerSe masks ({sources}): {generated}; share of patches: "
+            f"{data.get('synthetic_fraction')}")
 
 
 def _lineage_lines(training: dict) -> list[str]:

@@ -181,9 +181,11 @@ def _lineage(cfg: dict) -> dict:
 def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev) -> dict:
     """Initialize from an earlier run's ``checkpoint.pt`` or a model folder (config ``fcn_training.init_from``).
 
-    FCN parameters whose name and shape match are copied (normalization statistics that the new
-    configuration does not have, e.g. batch-norm running averages when switching to instance normalization,
-    are dropped); the attention network is copied whole and not trained again.
+    FCN parameters whose name and shape match are copied, with the batch-norm running averages where both
+    networks have them (normalization statistics that the new configuration does not have, e.g. when switching
+    to instance normalization, are dropped; before 2026-12-06 they were dropped always, so a batch-norm model
+    started from another began with mean 0 and variance 1); the attention network is copied whole and not
+    trained again.
 
     Returns:
         What was copied and what was left at its initialization, for the training provenance.
@@ -198,22 +200,26 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
     else:
         raise FileNotFoundError(f"fcn_training.init_from: {checkpoint} does not exist; give an earlier run's "
                                 "checkpoint.pt or a model folder (model.json + safetensors)")
-    own = fcn.state_dict()
-    old = {k: v for k, v in ckpt["fcn"].items() if not k.endswith(("running_mean", "running_var", "num_batches_tracked"))}
+    own, old = fcn.state_dict(), ckpt["fcn"]
+
+    def statistic(key: str) -> bool:  # batch-norm running averages: buffers, not parameters
+        return key.endswith(("running_mean", "running_var", "num_batches_tracked"))
 
     def group(key: str) -> str:  # encoders.0 / decoders.1 / segmentation_head / label_path / completeness_path
         parts = key.split(".")
         return ".".join(parts[:2]) if parts[0] in ("encoders", "decoders") else parts[0]
 
-    def same(g: str) -> bool:  # a module is copied only when all its parameters match in name and shape
-        mine = {k: v.shape for k, v in own.items() if group(k) == g and not k.endswith("num_batches_tracked")}
-        theirs = {k: v.shape for k, v in old.items() if group(k) == g}
-        return mine == theirs or {k: s for k, s in mine.items() if "running" not in k} == theirs
-    copied = {k: v for k, v in old.items() if k in own and same(group(k))}
+    def parameters(state_dict: dict, g: str) -> dict:
+        return {k: v.shape for k, v in state_dict.items() if group(k) == g and not statistic(k)}
+
+    # a module is copied only when all its parameters match in name and shape; its batch-norm statistics with it
+    # where both networks keep them (batch to batch normalization), else they start afresh
+    copied = {k: v for k, v in old.items()
+              if k in own and own[k].shape == v.shape and parameters(own, group(k)) == parameters(old, group(k))}
     fcn.load_state_dict(copied, strict=False)
     attention.load_state_dict(ckpt["attention_net"])
     state["attention"] = ckpt["state"]["attention"]
-    fresh = sorted({k.split(".")[0] for k in own if k not in copied})
+    fresh = sorted({k.split(".")[0] for k in own if k not in copied and not statistic(k)})
     return {"checkpoint": str(checkpoint), "from_iteration": ckpt["state"]["iteration"],
             "from_fcn_seconds": round(ckpt["state"]["fcn_seconds"], 1), "copied_tensors": len(copied),
             "reinitialized_modules": fresh}

@@ -530,7 +530,10 @@ def test_weight_average_is_what_the_model_folder_gets_and_survives_a_resume(tmp_
     assert all(torch.equal(v, ckpt["fcn_ema"][f"module.{k}"]) for k, v in weights.items())
     assert any(not torch.equal(v, ckpt["fcn"][k]) for k, v in weights.items())  # not the last iterate
     assert "decay 0.5" in json.loads((model_dir / "model.json").read_text())["training"]["weights"]
-    assert "weights: exponential moving average" in (model_dir / "MODEL_CARD.md").read_text()
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert "weights: exponential moving average" in card
+    # the card describes this run's data (one real CT, no synthetic volume), not the shipped model's
+    assert "- synthetic CT volumes: none\n" in card and "trained on 1 real CT(s) and 0 synthetic volume(s)" in card
     cfg["fcn_training"]["max_iterations"] = 4
     train(cfg, out, resume=True, device="cpu", progress=lambda line: None)
     assert int(torch.load(out / "checkpoint.pt", weights_only=False)["fcn_ema"]["n_averaged"]) == 4
@@ -563,11 +566,12 @@ def test_warm_start_from_a_model_folder(tmp_path):
     cfg["fcn_training"]["init_from"] = str(source)
     model_dir = train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
     old, new = load_model(source), load_model(model_dir)
-    for name, value in old.fcn.named_parameters():
-        assert torch.equal(value, dict(new.fcn.named_parameters())[name]), name
+    for name, value in old.fcn.state_dict().items():  # parameters and batch-norm statistics: the same network
+        assert torch.equal(value, new.fcn.state_dict()[name]), name
     for key, value in old.attention.state_dict().items():
         assert torch.equal(value, new.attention.state_dict()[key]), key
     warm = json.loads((model_dir / "model.json").read_text())["training"]["warm_start"]
+    assert warm["reinitialized_modules"] == []
     # provenance paths are stored relative to the repository (models.PROVENANCE_ROOT)
     assert (PROVENANCE_ROOT / warm["checkpoint"]).resolve() == source.resolve() and warm["from_iteration"] == 2
     cfg["fcn_training"]["init_from"] = str(tmp_path / "no-such-model")
