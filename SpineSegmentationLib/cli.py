@@ -301,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "a JSON configuration naming a VerSe-layout folder and/or a manifest CSV.")
     tr.add_argument("config", help="training configuration (JSON), e.g. Resources/TrainingConfigs/default_cpu.json")
     tr.add_argument("-o", "--output", metavar="RUNDIR", required=True,
-                    help="run folder for checkpoints, logs and the model (a new folder, or the run's own with --resume)")
+                    help="run folder for checkpoints, logs and the model (a new one, or the run's own with --resume)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
     tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")

@@ -465,12 +465,19 @@ class _LabelMaps:
             notes.append("grids differ: the prediction was resampled (nearest neighbour) onto the reference's grid, "
                          "which holds the whole reference; the reference says nothing outside it")
         overlaps = overlap_counts(pred, ref)
+        pred_counts = {int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))}
+        pred_centroids = label_centroids_lps(pred_native_image)
+        outside = sorted(set(pred_centroids) - set(pred_counts), key=_RANK.get)
+        if outside:  # wholly outside the reference's grid: neither right nor wrong there
+            notes.append("predicted vertebrae outside the reference's grid, not scored: "
+                         + ", ".join(VERSE_NAMES.get(k, str(k)) for k in outside))
         return cls(
             pred=pred, ref=ref, spacing_zyx=ref_image.GetSpacing()[::-1],
-            pred_centroids=label_centroids_lps(pred_native_image), ref_centroids=label_centroids_lps(ref_image),
-            pred_volumes=label_volumes_mm3(pred_native_image), ref_volumes=label_volumes_mm3(ref_image),
-            overlaps=overlaps, matches=match_by_overlap(overlaps),
-            pred_counts={int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))},
+            pred_centroids={k: v for k, v in pred_centroids.items() if k not in outside},
+            ref_centroids=label_centroids_lps(ref_image),
+            pred_volumes={k: v for k, v in label_volumes_mm3(pred_native_image).items() if k not in outside},
+            ref_volumes=label_volumes_mm3(ref_image), overlaps=overlaps, matches=match_by_overlap(overlaps),
+            pred_counts=pred_counts,
             ref_counts={int(k): int(v) for k, v in zip(*np.unique(ref[ref > 0], return_counts=True))},
         )
 

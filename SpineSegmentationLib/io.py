@@ -269,8 +269,8 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> float:
     * neighbouring distances along the slice normal within :data:`SLICE_GAP_TOLERANCE` of their median;
     * every slice position (0020,0032) within :data:`SLICE_GAP_TOLERANCE` of a slice distance from the even grid
       between the first and the last slice (a slowly changing spacing adds up along the stack);
-    * the stack's in-plane shift at most :data:`~SpineSegmentationLib.validation.DIRECTION_TOLERANCE` of its length
-      (a gantry tilt of 0.06 degrees; the limit of the direction check).
+    * the stack's in-plane shift from its first to its last slice at most half a pixel (a gantry tilt: the reader
+      would misplace the far end by that much).
     """
     infos = [_image_information(Path(f)) for f in files]
     first = infos[0]
@@ -312,7 +312,7 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> float:
     stack = positions[-1] - positions[0]
     along = float(abs(stack @ normal))
     shift = float(np.linalg.norm(stack - (stack @ normal) * normal))
-    if shift > DIRECTION_TOLERANCE * along:
+    if shift > 0.5 * min(first.GetSpacing()[:2]):
         raise InputImageError(
             f"The DICOM series in '{folder}' is tilted: its slices shift {shift:.1f} mm sideways over the "
             f"{along:.0f} mm of the stack (a gantry tilt of {np.degrees(np.arctan2(shift, along)):.1f} degrees), "

@@ -47,8 +47,9 @@ BASE_BYTES = 600 * 10**6
 DEFAULT_MAX_MEMORY_BYTES = 8 * 10**9
 
 #: An image whose non-HU values are at most this many distinct whole numbers is taken for a label map in the error
-#: message (VerSe numbers reach 28; a whole-body map such as TotalSegmentator's has 117 labels and background).
-MAX_LABEL_MAP_VALUES = 256
+#: message (VerSe numbers reach 28; a whole-body map such as TotalSegmentator's has 117 labels and background); an
+#: 8-bit grey image (up to 256 values) is not.
+MAX_LABEL_MAP_VALUES = 128
 
 #: HU threshold of "darker than soft tissue": fat is about -150..-50 HU and air -1000 HU, water 0 HU.
 DARK_TISSUE_HU = -100.0
@@ -332,9 +333,9 @@ def check_intensities(image: sitk.Image) -> None:
         not_hu = f"the 99th percentile is {p99:g}, above {MAX_P99_HU:g} HU, denser than any tissue"
     if not_hu is not None and low >= 0 and _looks_like_label_map(sample):
         raise InputImageError(
-            f"The image looks like a label map, not a CT: its voxels hold {np.unique(sample).size} distinct whole "
-            f"numbers from {low:g} to {high:g} ({not_hu}). Pass the CT itself as the input; a segmentation goes to "
-            "`spineseg evaluate` as the reference, or to `spineseg-correct rerun --labels`."
+            f"The image looks like a label map, not a CT: its sampled voxels hold {np.unique(sample).size} distinct "
+            f"whole numbers from {low:g} to {high:g} ({not_hu}). Pass the CT itself as the input; a segmentation "
+            "goes to `spineseg evaluate` as the reference, or to `spineseg-correct rerun --labels`."
         )
     if not_hu is not None:
         raise InputImageError(

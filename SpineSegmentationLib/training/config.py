@@ -162,6 +162,7 @@ def load_config(config: str | Path | dict) -> dict:
     cfg["data"]["anatomy_maps"] = _resolve(cfg["data"]["anatomy_maps"], base_dir) or []
     cfg["data"]["held_out"] = _resolve(cfg["data"]["held_out"], base_dir) or []
     cfg["fcn_training"]["init_from"] = _resolve(cfg["fcn_training"]["init_from"], base_dir)
+    _check_types(DEFAULTS, cfg, "")
     data = cfg["data"]
     if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"] or data["anatomy_maps"]):
         raise SpineSegmentationError(
@@ -184,7 +185,6 @@ def load_config(config: str | Path | dict) -> dict:
     if not 0.0 <= cfg["fcn_training"]["ema_decay"] < 1.0:
         raise SpineSegmentationError(f"fcn_training.ema_decay must be in [0, 1) (0 = keep the last iterate), got "
                          f"{cfg['fcn_training']['ema_decay']}")
-    _check_types(DEFAULTS, cfg, "")
     for dotted in POSITIVE_KEYS:
         section, key = dotted.split(".")
         if not cfg[section][key] > 0:
@@ -200,8 +200,8 @@ def load_config(config: str | Path | dict) -> dict:
 
 
 #: Settings that must be positive numbers (a learning rate, a spacing, a budget, a count of things per step).
+#: (``preprocessing``'s are checked by :class:`~SpineSegmentationLib.models.Preprocessing` itself.)
 POSITIVE_KEYS = (
-    "preprocessing.spacing_mm", "preprocessing.hu_scale", "preprocessing.localization_spacing_mm",
     "fcn_training.batch_size",
     "fcn_training.learning_rate", "fcn_training.sigma_mm", "fcn_training.segmentation_unit_voxels",
     "fcn_training.checkpoint_every", "fcn_training.log_every", "attention_training.max_iterations",

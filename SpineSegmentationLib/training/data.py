@@ -89,7 +89,8 @@ class TrainingData:
         self.composite_column_share = composite_column_share
         self.stackable = stackable_pairs(self.masks)
         if not self.real and not self.masks and not self.anatomy_maps:
-            raise SpineSegmentationError("no training data: the configuration's cases hold neither a CT with labels nor a mask")
+            raise SpineSegmentationError(
+                "no training data: the configuration's cases hold neither a CT with labels nor a mask")
         self.pool: list[TrainingVolume] = []
         self.synthetic_generated = 0
         if self.masks or self.anatomy_maps:

@@ -103,7 +103,8 @@ def read_manifest(path: str | Path) -> list[Case]:
         reader = csv.DictReader(f)
         missing = {"image", "labels", "convention"} - set(reader.fieldnames or [])
         if missing:
-            raise SpineSegmentationError(f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
+            raise SpineSegmentationError(
+                f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
         for row_number, row in enumerate(reader, start=2):
             image = (path.parent / row["image"].strip()).resolve()
             labels = (path.parent / row["labels"].strip()).resolve()
@@ -112,10 +113,12 @@ def read_manifest(path: str | Path) -> list[Case]:
                     raise FileNotFoundError(f"{path} line {row_number}: {p} does not exist")
             convention = row["convention"].strip()
             if convention not in CONVENTIONS:
-                raise SpineSegmentationError(f"{path} line {row_number}: unknown convention {convention!r}; use one of {CONVENTIONS}")
+                raise SpineSegmentationError(
+                    f"{path} line {row_number}: unknown convention {convention!r}; use one of {CONVENTIONS}")
             split = (row.get("split") or "train").strip() or "train"
             if split not in ("train", "validation"):
-                raise SpineSegmentationError(f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
+                raise SpineSegmentationError(
+                    f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
             teacher = None
             if (row.get("teacher") or "").strip():
                 teacher = (path.parent / row["teacher"].strip()).resolve()

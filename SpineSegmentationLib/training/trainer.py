@@ -252,9 +252,11 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
     """
     with torch_threads(num_threads):
         if int(workers) < 0:
-            raise SpineSegmentationError(f"workers must be 0 (draw patches in the training process) or more, got {workers}")
-        run = _TrainingRun(load_config(config), Path(output_dir), resume, device, seed, progress, int(workers))
+            raise SpineSegmentationError(
+                f"workers must be 0 (draw patches in the training process) or more, got {workers}")
+        cfg, out, run = load_config(config), Path(output_dir), None
         try:
+            run = _TrainingRun(cfg, out, resume, device, seed, progress, int(workers))
             run.load_data()
             if run.state["attention"] is None:
                 run.train_attention()
@@ -263,7 +265,8 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         except KeyboardInterrupt as stop:
             number = getattr(stop, "signal_number", signal.SIGINT)
             what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
-            raise Interrupted(f"{what}; {run.left_behind()}", number) from None
+            left = _left_behind(out, cfg, run.state["iteration"] if run is not None else None)
+            raise Interrupted(f"{what}; {left}", number) from None
 
 
 def _check_run_folder_free(out: Path, cfg: dict) -> None:
@@ -312,6 +315,18 @@ def _check_resume(out: Path, cfg: dict) -> None:
             f"checkpoint was trained with those. Resume with {saved_path} (only {', '.join(RESUMABLE_CHANGES)} may "
             "change), or start a new run folder (-o), with fcn_training.init_from naming its checkpoint.pt to start "
             "from its weights")
+
+
+def _left_behind(out: Path, cfg: dict, reached: int | None) -> str:
+    """What a stopped run leaves in its folder ``out``, and how to go on (``reached``: the iteration it had reached,
+    None when it stopped while starting)."""
+    checkpoint = out / CHECKPOINT
+    if not checkpoint.is_file():
+        return (f"no checkpoint was written yet (every {cfg['fcn_training']['checkpoint_every']} iterations): run the "
+                f"same command again to start over in {out}")
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]["iteration"]
+    of = f" (of {reached} reached)" if reached is not None else ""
+    return f"{checkpoint} keeps iteration {saved}{of}; the same command with --resume continues from it"
 
 
 def _trim_log(path: Path, iteration: int) -> None:
@@ -388,22 +403,21 @@ class _TrainingRun:
             self.state = ckpt["state"]
             _restore_rng(self.rng, ckpt["rng"])
             model = out / str(cfg["name"])
-            if (model / "model.json").is_file() and not (
-                    self.state["iteration"] < self.tc["max_iterations"]
-                    and self.state["fcn_seconds"] < 60.0 * self.tc["max_wall_minutes"]):
+            spent = [f"fcn_training.{key} ({done:g} reached)" for key, done, limit in (
+                ("max_iterations", self.state["iteration"], self.tc["max_iterations"]),
+                ("max_wall_minutes", round(self.state["fcn_seconds"] / 60, 1), self.tc["max_wall_minutes"]))
+                if done >= limit]
+            if (model / "model.json").is_file() and spent:
                 raise SpineSegmentationError(
-                    f"the run in {out} has finished (iteration {self.state['iteration']} of "
-                    f"fcn_training.max_iterations {self.tc['max_iterations']}, {self.state['fcn_seconds'] / 60:.1f} of "
-                    f"max_wall_minutes {self.tc['max_wall_minutes']}) and its model is {model}: nothing is left to "
-                    "train. Raise max_iterations or max_wall_minutes to train on (the model folder is then written "
-                    "again)")
+                    f"the run in {out} has finished and its model is {model}: nothing is left to train. Raise "
+                    f"{' and '.join(spent)} to train on (the model folder is then written again)")
             _trim_log(out / "loss_log.csv", self.state["iteration"])
             progress(f"resumed from {self.ckpt_path} at iteration {self.state['iteration']}")
         (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")  # on resume: the budget it runs on now
         if self.tc["ema_decay"] > 0:  # the average starts at the weights after the first step
             self.ema = AveragedModel(self.fcn, multi_avg_fn=get_ema_multi_avg_fn(self.tc["ema_decay"]))
             if resume:
-                if "fcn_ema" not in ckpt:
+                if "fcn_ema" not in ckpt:  # a hand-edited config.json: _check_resume refuses a changed ema_decay
                     raise SpineSegmentationError(f"{self.ckpt_path} holds no weight average (fcn_training.ema_decay "
                                                  "was 0 when it was written); resume with ema_decay 0 or start a new run")
                 self.ema.load_state_dict(ckpt["fcn_ema"])
@@ -420,15 +434,6 @@ class _TrainingRun:
         self.progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), "
                       f"{len(data.masks)} mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of "
                       f"{len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")
-
-    def left_behind(self) -> str:
-        """What a stopped run leaves in its folder, and how to go on."""
-        if not self.ckpt_path.is_file():
-            return (f"no checkpoint was written yet (every {self.tc['checkpoint_every']} iterations): run the same "
-                    f"command again to start over in {self.out}")
-        saved = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)["state"]["iteration"]
-        return (f"{self.ckpt_path} keeps iteration {saved} (of {self.state['iteration']} reached); the same command "
-                "with --resume continues from it")
 
     def save_checkpoint(self) -> None:
         ckpt = {"fcn": self.fcn.state_dict(), "attention_net": self.attention.state_dict(),

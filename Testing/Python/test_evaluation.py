@@ -282,6 +282,13 @@ def test_a_prediction_on_a_smaller_grid_is_scored_on_the_whole_reference(referen
     inside = [name for name, r in rows.items() if np.count_nonzero(array[cut:] == r.label) == 0]
     assert inside and all(rows[name].dice == pytest.approx(1.0) for name in inside)
     assert any("onto the reference's grid" in note for note in report.notes)
+    # the other way round: the whole prediction against a reference cropped to the same slices; the vertebrae wholly
+    # outside the reference's grid are not scored (no row, no false positive), and the note names them
+    report = evaluate(reference_verse, cropped, include_sacrum=True)
+    outside = [name for name, r in rows.items() if np.count_nonzero(array[:cut] == r.label) == 0]
+    assert outside and not set(outside) & {r.name for r in report.vertebrae}
+    assert report.summary["false_positives"] == [] and report.summary["mean_dice"] == pytest.approx(1.0)
+    assert any(note.endswith(", ".join(outside)) for note in report.notes if "not scored" in note)
 
 
 def test_evaluate_resamples_onto_the_reference_grid(tptbox_labels):

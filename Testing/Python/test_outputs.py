@@ -420,4 +420,3 @@ def test_seg_nrrd_is_edited_on_the_whole_ct_grid_in_slicer(written, real_ct):
         matrix, extent = grid(geometry)
         np.testing.assert_allclose(matrix, grid(expected)[0], atol=1e-4)
         assert extent == [b for n in image.GetSize() for b in (0, n - 1)]
-

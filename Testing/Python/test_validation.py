@@ -41,12 +41,17 @@ def test_every_real_ct_passes(shared_data, name):
     validate_ct(read_image(shared_data[name]), SPACING_MM)  # default memory limit: half the available memory
 
 
+@pytest.mark.parametrize("eight_bit", [False, True])
 @pytest.mark.parametrize("index", [0, 1])
-def test_real_mr_is_rejected_as_not_hu(mr_paths, index):
+def test_real_mr_is_rejected_as_not_hu(mr_paths, index, eight_bit):
+    """The real MRs, as stored and as 8-bit grey images (256 grey values at most, whole numbers, like a label map's
+    values but many more of them): not HU, and not called a label map."""
     mr = read_image(mr_paths[index])
+    if eight_bit:
+        mr = sitk.Cast(sitk.RescaleIntensity(mr, 0, 255), sitk.sitkUInt8)
     with pytest.raises(InputImageError, match="do not look like CT Hounsfield units") as info:
         validate_ct(mr, SPACING_MM)
-    assert "MR" in str(info.value)
+    assert "MR" in str(info.value) and "label map" not in str(info.value)
 
 
 def test_ct_without_rescale_intercept_is_rejected(real_ct_image):
