@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,6 +141,8 @@ def run_batch(
                + f": {s.reason}")
     if skipped:
         _write_skipped(skipped, output_root)
+    elif (output_root / SKIPPED_FILE).exists():  # an earlier run's (checked above to be this command's): not this one's
+        (output_root / SKIPPED_FILE).unlink()
     bar = tqdm(total=len(cases), unit="scan", desc="cohort", disable=not progress, file=sys.stderr)
     if engine == "local":
         records_iter = run_local(cases, output_root, options,
@@ -156,6 +159,15 @@ def run_batch(
             bar.update()
             if record["status"] == "failed":
                 report(f"case {record['case_id']} failed: {record['error']}")
+    except KeyboardInterrupt as stop:
+        from ..errors import Interrupted
+
+        number = getattr(stop, "signal_number", signal.SIGINT)
+        what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
+        raise Interrupted(
+            f"{what} after {len(records)} of {len(cases)} cases: their case folders are complete and the case that "
+            f"was running left nothing; {SUMMARY_FILE} and {QC_SHEET_FILE} in {output_root} are still those of the "
+            "previous run. The same command resumes (finished cases are not run again)", number) from None
     finally:
         bar.close()
     result = BatchResult(records, skipped, write_summary(records, output_root / SUMMARY_FILE),

@@ -46,8 +46,8 @@ from .cases import Case
 
 #: Record file of a case, in its output folder.
 CASE_RECORD = "case.json"
-#: Files a file browser leaves in a folder it showed (besides dot-files such as macOS's .DS_Store): not a person's.
-SYSTEM_FILES = ("Thumbs.db", "desktop.ini")
+#: Files a file browser leaves in a folder it showed (and macOS's "._*" resource forks): not a person's.
+SYSTEM_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 #: Statuses of a case whose outputs are complete.
 FINISHED = ("done", "no_spine")
 _CHUNK = 1 << 20
@@ -140,10 +140,11 @@ def case_record(case: Case, **fields) -> dict:
     return record
 
 
-def _finished_record(folder: Path) -> Optional[dict]:
-    """The record of a finished case folder whose outputs are all there and that records the run's warnings, else
-    None."""
+def _finished_record(folder: Path, dicom_seg: bool) -> Optional[dict]:
+    """The record of a finished case folder whose outputs are all there (``segmentation.dcm`` too where a vertebra
+    was found and ``dicom_seg`` says one is written) and that records the run's warnings, else None."""
     from ..outputs import OUTPUT_FILES
+    from ..outputs.dicom_seg import DICOM_SEG_FILE
 
     record_path = folder / CASE_RECORD
     if not record_path.is_file():
@@ -155,6 +156,8 @@ def _finished_record(folder: Path) -> Optional[dict]:
     complete = all((folder / name).is_file() for name in OUTPUT_FILES.values())
     if not isinstance(record, dict) or record.get("status") not in FINISHED or "warnings" not in record \
             or not complete:
+        return None
+    if dicom_seg and record["status"] == "done" and not (folder / DICOM_SEG_FILE).is_file():
         return None
     return record
 
@@ -173,7 +176,7 @@ def _move_into_place(temporary: Path, final: Path) -> None:
                 "another output folder"
             )
         own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD, *SYSTEM_FILES}
-        others = sorted(path.name for path in final.iterdir() if path.name not in own and not path.name.startswith("."))
+        others = sorted(path.name for path in final.iterdir() if path.name not in own and not path.name.startswith("._"))
         if others:
             raise FileExistsError(
                 f"{final} holds files spineseg batch did not write ({', '.join(others)}), and the case folder is "
@@ -215,7 +218,7 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
     temporary = Path(output_root) / f".tmp-{case.case_id}-{uuid.uuid4().hex[:8]}"
     try:
         prints = fingerprint(case, options)
-        earlier = None if options.force else _finished_record(final)
+        earlier = None if options.force else _finished_record(final, options.dicom_seg or case.image.is_dir())
         if earlier is not None and earlier.get("fingerprint") == prints:
             return {**earlier, "resumed": True}
         status, message, vertebrae, warnings = _segment_into(case, options, temporary)

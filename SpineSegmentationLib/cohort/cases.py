@@ -100,10 +100,16 @@ def _skip_reason(files: list[str]) -> Optional[str]:
 
 def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], list[Skipped]]:
     cases, skipped = [], []
-    for folder, subfolders, files in os.walk(root):
-        subfolders.sort()
+    visited = set()
+    for folder, subfolders, files in os.walk(root, followlinks=True):  # a cohort is often gathered by symlinks
         folder = Path(folder)
-        if exclude is not None and (folder == exclude or exclude in folder.parents):
+        real = folder.resolve()
+        if real in visited:  # a symlink back up the tree, or two links to one folder: searched once
+            subfolders.clear()
+            continue
+        visited.add(real)
+        subfolders.sort()
+        if exclude is not None and any(exclude == path or exclude in path.parents for path in (folder, real)):
             subfolders.clear()
             continue
         if OUTPUT_MARKER in files:
@@ -165,13 +171,18 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
     lists it.
 
     Raises:
-        SpineSegmentationError: an input does not exist or is a file of an unsupported type, no case was found,
-            or two inputs give the same case id.
+        SpineSegmentationError: an input does not exist or is a file of an unsupported type, a folder input is
+            ``exclude`` or inside it, no case was found, or two inputs give the same case id.
     """
     cases: list[Case] = []
     skipped: list[Skipped] = []
     for item in inputs:
         path = Path(item).resolve()
+        output = Path(exclude).resolve() if exclude is not None else None
+        if path.is_dir() and output is not None and (output == path or output in path.parents):
+            where = "the output folder" if output == path else "inside the output folder"
+            raise SpineSegmentationError(f"batch input {item} is {where} {exclude}, which is not searched; choose an "
+                                         "output folder outside the inputs (-o)")
         if path.is_dir():
             found, passed_over = _cases_in_folder(path, Path(exclude).resolve() if exclude is not None else None)
             cases += found

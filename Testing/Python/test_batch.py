@@ -15,6 +15,7 @@ import csv
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +91,8 @@ def local_run(cohort, tmp_path_factory):
 def test_interrupted_batch_leaves_only_finished_cases_and_resumes_without_redoing_them(local_run):
     out = local_run["out"]
     assert local_run["first_rc"] == 130, local_run["first_err"][-2000:]
+    assert re.search(r"interrupted \(Ctrl-C\) after \d of 3 cases: .* still those of the previous run. The same "
+                     r"command resumes", local_run["first_err"]), local_run["first_err"][-2000:]
     assert "a" in local_run["finished_first"]
     assert local_run["leftovers_first"] == []  # the interrupted case's temporary folder was removed
     rows = read_summary(out / "summary.csv")
@@ -171,6 +174,13 @@ def test_changed_model_and_force_redo_a_finished_case(local_run, cohort, tmp_pat
     assert torch.get_num_threads() == threads  # the case ran on 1 thread; this process keeps its own count
     (resumed,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
     assert resumed["resumed"]
+    # the DICOM SEG that --dicom-seg asks for is missing (deleted): the case is run again and writes it; an earlier
+    # run's skipped.csv goes, since this run skipped nothing
+    (out / "a" / DICOM_SEG_FILE).unlink()
+    (out / "skipped.csv").write_text("path,series_uid,reason\n/old/mr,1.2.3,modality MR, not CT\n")
+    (segged,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
+    assert not segged["resumed"] and (out / "a" / DICOM_SEG_FILE).is_file()
+    assert not (out / "skipped.csv").exists()
     # as if written before the run's warnings were recorded: it would read "no warnings", so it is run again
     record = json.loads((out / "a" / CASE_RECORD).read_text())
     del record["warnings"]
@@ -182,12 +192,16 @@ def test_changed_model_and_force_redo_a_finished_case(local_run, cohort, tmp_pat
                        progress=False, report=lambda line: None).records
     # segmented again: a new label map replaced the one the resumed run left alone
     assert not forced[0]["resumed"] and (out / "a" / "labels.nii.gz").stat().st_mtime_ns != written
-    # a person's own file in the case folder: the case is not redone over it (it was deleted with the old folder)
-    (out / "a" / "labels_corrected.nii.gz").write_bytes(b"a person's correction")
-    (kept,) = run_batch([], out, CaseOptions(device="cpu", threads=1, force=True), manifest=manifest,
-                        progress=False, report=lambda line: None).records
-    assert kept["status"] == "failed" and "labels_corrected.nii.gz" in kept["error"]
-    assert (out / "a" / "labels_corrected.nii.gz").read_bytes() == b"a person's correction"
+    # a person's own file in the case folder, hidden or not: the case is not redone over it (it was deleted with the
+    # old folder); the files a file browser leaves there do not count
+    (out / "a" / ".DS_Store").write_bytes(b"Finder")
+    for mine in ("labels_corrected.nii.gz", ".notes.txt"):
+        (out / "a" / mine).write_bytes(b"a person's correction")
+        (kept,) = run_batch([], out, CaseOptions(device="cpu", threads=1, force=True), manifest=manifest,
+                            progress=False, report=lambda line: None).records
+        assert kept["status"] == "failed" and f"did not write ({mine})" in kept["error"]
+        assert (out / "a" / mine).read_bytes() == b"a person's correction"
+        (out / "a" / mine).unlink()
     # a person's own summary.csv in the output folder is refused before any case runs (it was replaced)
     mine = tmp_path / "mine"
     mine.mkdir()
@@ -252,6 +266,17 @@ def test_dicom_tree_gives_one_case_per_ct_series_and_skips_the_rest_with_reasons
         "few": f"{MIN_SERIES_SLICES - 1} slices, fewer than {MIN_SERIES_SLICES}: not a CT volume",
         "old_run": "a spineseg output folder (holds vertebrae.json)",
     }
+    # a cohort gathered by symlinks: a linked folder is searched (once, also when a link leads back up the tree)
+    (tmp_path / "elsewhere").mkdir()
+    shutil.copyfile(real_ct, tmp_path / "elsewhere" / "scan.nii.gz")
+    (tree / "patient3").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tree / "patient2" / "up").symlink_to(tree, target_is_directory=True)
+    linked, _ = find_cases([tree])
+    assert [c.case_id for c in linked] == ["patient1_ct", "patient2_ct", "patient3_scan"]
+    # the output folder as an input: named as such (it was "no case found", the output root not being searched)
+    for output in (tree, tmp_path):
+        with pytest.raises(SpineSegmentationError, match="is (the|inside the) output folder .* outside the inputs"):
+            find_cases([tree], exclude=output)
 
 
 def test_bad_manifests_and_duplicate_ids_are_refused_with_the_fix(cohort, tmp_path):
