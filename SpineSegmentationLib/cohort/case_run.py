@@ -176,7 +176,8 @@ def _move_into_place(temporary: Path, final: Path) -> None:
                 "another output folder"
             )
         own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD, *SYSTEM_FILES}
-        others = sorted(path.name for path in final.iterdir() if path.name not in own and not path.name.startswith("._"))
+        others = sorted(path.name for path in final.iterdir()
+                        if path.name not in own and not path.name.startswith("._"))  # macOS resource forks
         if others:
             raise FileExistsError(
                 f"{final} holds files spineseg batch did not write ({', '.join(others)}), and the case folder is "
