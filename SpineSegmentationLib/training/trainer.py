@@ -418,8 +418,9 @@ class _TrainingRun:
             self.ema = AveragedModel(self.fcn, multi_avg_fn=get_ema_multi_avg_fn(self.tc["ema_decay"]))
             if resume:
                 if "fcn_ema" not in ckpt:  # a hand-edited config.json: _check_resume refuses a changed ema_decay
-                    raise SpineSegmentationError(f"{self.ckpt_path} holds no weight average (fcn_training.ema_decay "
-                                                 "was 0 when it was written); resume with ema_decay 0 or start a new run")
+                    raise SpineSegmentationError(
+                        f"{self.ckpt_path} holds no weight average (fcn_training.ema_decay was 0 when it was "
+                        "written); resume with ema_decay 0 or start a new run")
                 self.ema.load_state_dict(ckpt["fcn_ema"])
         self.state.update(self.lineage)
 
