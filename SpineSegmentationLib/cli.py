@@ -129,9 +129,7 @@ def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Call
             paths = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path,
                                   staging=staging, dicom_seg=getattr(args, "dicom_seg", False))
     except KeyboardInterrupt as exc:
-        number = getattr(exc, "signal_number", signal.SIGINT)
-        what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
-        raise Interrupted(f"{what} during {stage[0]}; {staging.left_behind()}", number) from None
+        raise Interrupted.of(exc, f" during {stage[0]}; {staging.left_behind()}") from None
     except OutputWriteError as exc:
         raise OutputWriteError(f"{exc}; {staging.left_behind()}") from exc
     finally:

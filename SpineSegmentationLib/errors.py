@@ -4,6 +4,8 @@ All are ``ValueError`` subclasses (bad input or bad model file) so that callers 
 catch one type; each message names the problem and the fix.
 """
 
+import signal
+
 
 class SpineSegmentationError(ValueError):
     """Base class of the library's errors."""
@@ -46,3 +48,11 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, message: str, signal_number: int = 2) -> None:
         super().__init__(message)
         self.signal_number = signal_number
+
+    @staticmethod
+    def of(stop: KeyboardInterrupt, left_behind: str) -> "Interrupted":
+        """The :class:`Interrupted` for a ``KeyboardInterrupt`` (or an :class:`Interrupted` raised by a SIGTERM
+        handler), its message "interrupted (Ctrl-C)" or "terminated (SIGTERM)" followed by ``left_behind``."""
+        number = getattr(stop, "signal_number", signal.SIGINT)
+        what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
+        return Interrupted(f"{what}{left_behind}", number)

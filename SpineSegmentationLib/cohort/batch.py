@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,12 +161,10 @@ def run_batch(
     except KeyboardInterrupt as stop:
         from ..errors import Interrupted
 
-        number = getattr(stop, "signal_number", signal.SIGINT)
-        what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
-        raise Interrupted(
-            f"{what} after {len(records)} of {len(cases)} cases: their case folders are complete and the case that "
+        raise Interrupted.of(
+            stop, f" after {len(records)} of {len(cases)} cases: their case folders are complete and the case that "
             f"was running left nothing; {SUMMARY_FILE} and {QC_SHEET_FILE} in {output_root} are still those of the "
-            "previous run. The same command resumes (finished cases are not run again)", number) from None
+            "previous run. The same command resumes (finished cases are not run again)") from None
     finally:
         bar.close()
     result = BatchResult(records, skipped, write_summary(records, output_root / SUMMARY_FILE),

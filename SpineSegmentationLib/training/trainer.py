@@ -28,7 +28,6 @@ import io
 import json
 import platform
 import random
-import signal
 import time
 from pathlib import Path
 
@@ -217,7 +216,13 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
     copied = {k: v for k, v in old.items()
               if k in own and own[k].shape == v.shape and parameters(own, group(k)) == parameters(old, group(k))}
     fcn.load_state_dict(copied, strict=False)
-    attention.load_state_dict(ckpt["attention_net"])
+    try:
+        attention.load_state_dict(ckpt["attention_net"])
+    except RuntimeError as error:
+        raise SpineSegmentationError(
+            f"fcn_training.init_from {checkpoint}: its attention network does not fit this configuration's "
+            f"attention_net ({str(error).splitlines()[0]}); give attention_net the settings of the model it starts "
+            "from") from None
     state["attention"] = ckpt["state"]["attention"]
     fresh = sorted({k.split(".")[0] for k in own if k not in copied and not statistic(k)})
     return {"checkpoint": str(checkpoint), "from_iteration": ckpt["state"]["iteration"],
@@ -263,10 +268,8 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
             run.train_fcn()
             return run.write_model()
         except KeyboardInterrupt as stop:
-            number = getattr(stop, "signal_number", signal.SIGINT)
-            what = "terminated (SIGTERM)" if number == signal.SIGTERM else "interrupted (Ctrl-C)"
             left = _left_behind(out, cfg, run.state["iteration"] if run is not None else None)
-            raise Interrupted(f"{what}; {left}", number) from None
+            raise Interrupted.of(stop, f"; {left}") from None
 
 
 def _check_run_folder_free(out: Path, cfg: dict) -> None:

@@ -578,6 +578,12 @@ def test_warm_start_from_a_model_folder(tmp_path):
     cfg["fcn_training"]["init_from"] = str(tmp_path / "no-such-model")
     with pytest.raises(FileNotFoundError, match="model folder"):
         train(cfg, tmp_path / "third", device="cpu", progress=lambda line: None)
+    # a model whose attention network is another size: named (it was torch's list of every mismatched tensor)
+    cfg["fcn_training"]["init_from"] = str(source)
+    cfg["attention_net"]["filters"] = 8
+    with pytest.raises(SpineSegmentationError, match="its attention network does not fit this configuration's "
+                                                     "attention_net"):
+        train(cfg, tmp_path / "fourth", device="cpu", progress=lambda line: None)
 
 
 @pytest.mark.parametrize("section, values, message", [
