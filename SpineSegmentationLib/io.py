@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import zlib
 from dataclasses import dataclass
@@ -231,12 +232,32 @@ def dicom_series_in_folder(folder: PathLike) -> dict[str, list[str]]:
     }
 
 
+def _subfolders_with_series(folder: Path, max_folders: int = 200) -> list[Path]:
+    """Subfolders of ``folder`` (searched to any depth, at most ``max_folders`` of them) that directly hold a DICOM
+    series, for the message that points there."""
+    found, searched = [], 0
+    for below, subfolders, files in os.walk(folder):
+        subfolders.sort()
+        if Path(below) == folder or not files:
+            continue
+        searched += 1
+        if searched > max_folders:
+            break
+        if sitk.ImageSeriesReader.GetGDCMSeriesIDs(below):
+            found.append(Path(below))
+    return found
+
+
 def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
     """Slice files (sorted by GDCM along the slice normal) of the chosen series in ``folder``."""
     series = dicom_series_in_folder(folder)
     if not series:
+        below = _subfolders_with_series(folder)
+        hint = (f" Its subfolders {', '.join(repr(str(p.relative_to(folder))) for p in below[:5])}"
+                f"{' and more' if len(below) > 5 else ''} hold DICOM series (a PACS or CD export): point to one of "
+                "them, or segment them all with `spineseg batch`." if below else "")
         raise InputImageError(
-            f"No DICOM series found in folder '{folder}' (subfolders are not searched). Point to the folder "
+            f"No DICOM series found in folder '{folder}' (subfolders are not searched).{hint} Point to the folder "
             f"that directly holds the slice files of one series, or to an image file. Supported inputs: "
             f"{SUPPORTED_INPUTS}."
         )

@@ -204,7 +204,18 @@ def test_zero_spacing_in_header_is_rejected(tmp_path):
 
 def test_folder_without_dicom_series(tmp_path):
     (tmp_path / "readme.txt").write_text("no DICOM here")
-    with pytest.raises(InputImageError, match="No DICOM series"):
+    with pytest.raises(InputImageError, match="No DICOM series") as info:
+        read_image(tmp_path)
+    assert "subfolders" in str(info.value) and "hold DICOM series" not in str(info.value)
+
+
+def test_a_pacs_export_names_the_subfolders_that_hold_series(dicom_dir, tmp_path):
+    """A CD/PACS layout (PATIENT/STUDY/SERIES folders, a DICOMDIR at the top): the top folder holds no series itself,
+    and the message names the subfolder that does."""
+    shutil.copytree(dicom_dir, tmp_path / "PT000000" / "ST000000" / "SE000001")
+    (tmp_path / "DICOMDIR").write_bytes(b"\0" * 128)
+    with pytest.raises(InputImageError, match="Its subfolders 'PT000000/ST000000/SE000001' hold DICOM series .* "
+                                              "`spineseg batch`"):
         read_image(tmp_path)
 
 
