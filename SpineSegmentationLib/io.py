@@ -232,16 +232,16 @@ def dicom_series_in_folder(folder: PathLike) -> dict[str, list[str]]:
     }
 
 
-def _subfolders_with_series(folder: Path, max_folders: int = 200) -> list[Path]:
-    """Subfolders of ``folder`` (searched to any depth, at most ``max_folders`` of them) that directly hold a DICOM
-    series, for the message that points there."""
+def _subfolders_with_series(folder: Path, most: int = 6, max_folders: int = 200) -> list[Path]:
+    """Up to ``most`` subfolders of ``folder`` (searched to any depth, at most ``max_folders`` folders with files)
+    that directly hold a DICOM series, for the message that points there."""
     found, searched = [], 0
     for below, subfolders, files in os.walk(folder):
         subfolders.sort()
         if Path(below) == folder or not files:
             continue
         searched += 1
-        if searched > max_folders:
+        if searched > max_folders or len(found) == most:
             break
         if sitk.ImageSeriesReader.GetGDCMSeriesIDs(below):
             found.append(Path(below))
@@ -253,7 +253,7 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
     series = dicom_series_in_folder(folder)
     if not series:
         below = _subfolders_with_series(folder)
-        hint = (f" Its subfolders {', '.join(repr(str(p.relative_to(folder))) for p in below[:5])}"
+        hint = (f" Its subfolders {', '.join(repr(p.relative_to(folder).as_posix()) for p in below[:5])}"
                 f"{' and more' if len(below) > 5 else ''} hold DICOM series (a PACS or CD export): point to one of "
                 "them, or segment them all with `spineseg batch`." if below else "")
         raise InputImageError(

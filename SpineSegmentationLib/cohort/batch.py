@@ -162,9 +162,10 @@ def run_batch(
         from ..errors import Interrupted
 
         raise Interrupted.of(
-            stop, f" after {len(records)} of {len(cases)} cases: their case folders are complete and the case that "
-            f"was running left nothing; {SUMMARY_FILE} and {QC_SHEET_FILE} in {output_root} are still those of the "
-            "previous run. The same command resumes (finished cases are not run again)") from None
+            stop, f" after {len(records)} of {len(cases)} cases: their case folders are complete, and the cases that "
+            f"were running left at most .tmp-* folders, which the next run removes; {SUMMARY_FILE} and "
+            f"{QC_SHEET_FILE} in {output_root} are not updated (still the previous run's, if any). The same command "
+            "resumes (finished cases are not run again)") from None
     finally:
         bar.close()
     result = BatchResult(records, skipped, write_summary(records, output_root / SUMMARY_FILE),

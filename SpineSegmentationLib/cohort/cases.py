@@ -176,15 +176,15 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
     """
     cases: list[Case] = []
     skipped: list[Skipped] = []
+    output = Path(exclude).resolve() if exclude is not None else None
     for item in inputs:
         path = Path(item).resolve()
-        output = Path(exclude).resolve() if exclude is not None else None
         if path.is_dir() and output is not None and (output == path or output in path.parents):
             where = "the output folder" if output == path else "inside the output folder"
             raise SpineSegmentationError(f"batch input {item} is {where} {exclude}, which is not searched; choose an "
-                                         "output folder outside the inputs (-o)")
+                                         "output folder (-o) that is not an input and holds none, e.g. beside it")
         if path.is_dir():
-            found, passed_over = _cases_in_folder(path, Path(exclude).resolve() if exclude is not None else None)
+            found, passed_over = _cases_in_folder(path, output)
             cases += found
             skipped += passed_over
         elif path.is_file() and image_suffix(path) is not None:

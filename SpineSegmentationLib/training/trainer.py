@@ -177,14 +177,17 @@ def _lineage(cfg: dict) -> dict:
             "seen_in_training_complete": complete and not unrecorded_teachers, "held_out": held_out}
 
 
-def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev) -> dict:
+def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev,
+               retrain_attention: bool = False) -> dict:
     """Initialize from an earlier run's ``checkpoint.pt`` or a model folder (config ``fcn_training.init_from``).
 
     FCN parameters whose name and shape match are copied, with the batch-norm running averages where both
     networks have them (normalization statistics that the new configuration does not have, e.g. when switching
     to instance normalization, are dropped; before 2026-12-06 they were dropped always, so a batch-norm model
-    started from another began with mean 0 and variance 1); the attention network is copied whole and not
-    trained again.
+    started from another began with mean 0 and variance 1; from instance to batch normalization they start at 0 and
+    1, and the record says so); the attention network is copied whole and not trained again, unless
+    ``retrain_attention`` (``attention_training.retrain``): then it is trained again, from the copy where it has the
+    same size, else afresh.
 
     Returns:
         What was copied and what was left at its initialization, for the training provenance.
@@ -219,15 +222,19 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
     try:
         attention.load_state_dict(ckpt["attention_net"])
     except RuntimeError as error:
-        raise SpineSegmentationError(
-            f"fcn_training.init_from {checkpoint}: its attention network does not fit this configuration's "
-            f"attention_net ({str(error).splitlines()[0]}); give attention_net the settings of the model it starts "
-            "from") from None
+        if not retrain_attention:
+            mismatch = next((line.strip() for line in str(error).splitlines() if "size mismatch" in line),
+                            str(error).splitlines()[-1].strip())
+            raise SpineSegmentationError(
+                f"fcn_training.init_from {checkpoint}: its attention network does not fit this configuration's "
+                f"attention_net ({mismatch}); give attention_net the settings of the model it starts from, or set "
+                "attention_training.retrain to train a new one") from None
     state["attention"] = ckpt["state"]["attention"]
     fresh = sorted({k.split(".")[0] for k in own if k not in copied and not statistic(k)})
+    fresh_statistics = any(statistic(k) and k not in copied for k in own)
     return {"checkpoint": str(checkpoint), "from_iteration": ckpt["state"]["iteration"],
             "from_fcn_seconds": round(ckpt["state"]["fcn_seconds"], 1), "copied_tensors": len(copied),
-            "reinitialized_modules": fresh}
+            "reinitialized_modules": fresh, "batch_norm_statistics": "fresh" if fresh_statistics else "copied"}
 
 
 def train(config: str | Path | dict, output_dir: str | Path, resume: bool = False, device: str = "auto",
@@ -327,9 +334,12 @@ def _left_behind(out: Path, cfg: dict, reached: int | None) -> str:
     if not checkpoint.is_file():
         return (f"no checkpoint was written yet (every {cfg['fcn_training']['checkpoint_every']} iterations): run the "
                 f"same command again to start over in {out}")
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False)["state"]["iteration"]
+    try:
+        saved = f"iteration {torch.load(checkpoint, map_location='cpu', weights_only=False)['state']['iteration']}"
+    except Exception as error:  # noqa: BLE001 - the message is about the interrupt; its exit status must stay
+        saved = f"the last checkpoint (unreadable now: {type(error).__name__})"
     of = f" (of {reached} reached)" if reached is not None else ""
-    return f"{checkpoint} keeps iteration {saved}{of}; the same command with --resume continues from it"
+    return f"{checkpoint} keeps {saved}{of}; the same command with --resume continues from it"
 
 
 def _trim_log(path: Path, iteration: int) -> None:
@@ -394,7 +404,7 @@ class _TrainingRun:
         self.ema = None
         if self.tc.get("init_from") and not resume:
             self.state["warm_start"] = warm_start(self.fcn, self.attention, self.state, Path(self.tc["init_from"]),
-                                                  self.dev)
+                                                  self.dev, bool(self.ac.get("retrain")))
             progress(f"warm start from {self.tc['init_from']}: {self.state['warm_start']}")
             if self.ac.get("retrain"):
                 self.state["attention"] = None

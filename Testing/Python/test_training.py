@@ -581,9 +581,13 @@ def test_warm_start_from_a_model_folder(tmp_path):
     # a model whose attention network is another size: named (it was torch's list of every mismatched tensor)
     cfg["fcn_training"]["init_from"] = str(source)
     cfg["attention_net"]["filters"] = 8
-    with pytest.raises(SpineSegmentationError, match="its attention network does not fit this configuration's "
-                                                     "attention_net"):
+    with pytest.raises(SpineSegmentationError, match=r"its attention network does not fit this configuration's "
+                                                     r"attention_net \(size mismatch for .*attention_training.retrain"):
         train(cfg, tmp_path / "fourth", device="cpu", progress=lambda line: None)
+    cfg["attention_training"]["retrain"] = True  # a new attention network of the new size, the FCN copied
+    retrained = train(cfg, tmp_path / "fifth", device="cpu", progress=lambda line: None)
+    new_attention, old_attention = (load_model(m).attention.state_dict() for m in (retrained, source))
+    assert any(new_attention[k].shape != v.shape for k, v in old_attention.items())  # 8 filters, not 4
 
 
 @pytest.mark.parametrize("section, values, message", [
