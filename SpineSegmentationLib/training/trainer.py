@@ -231,10 +231,12 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
                 "attention_training.retrain to train a new one") from None
     state["attention"] = ckpt["state"]["attention"]
     fresh = sorted({k.split(".")[0] for k in own if k not in copied and not statistic(k)})
-    fresh_statistics = any(statistic(k) and k not in copied for k in own)
+    statistics = [k for k in own if statistic(k)]
+    kept = "none (no batch normalization)" if not statistics else (
+        "copied" if all(k in copied for k in statistics) else "fresh (mean 0, variance 1)")
     return {"checkpoint": str(checkpoint), "from_iteration": ckpt["state"]["iteration"],
             "from_fcn_seconds": round(ckpt["state"]["fcn_seconds"], 1), "copied_tensors": len(copied),
-            "reinitialized_modules": fresh, "batch_norm_statistics": "fresh" if fresh_statistics else "copied"}
+            "reinitialized_modules": fresh, "batch_norm_statistics": kept}
 
 
 def train(config: str | Path | dict, output_dir: str | Path, resume: bool = False, device: str = "auto",

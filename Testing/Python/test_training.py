@@ -572,7 +572,7 @@ def test_warm_start_from_a_model_folder(tmp_path):
     for key, value in old.attention.state_dict().items():
         assert torch.equal(value, new.attention.state_dict()[key]), key
     warm = json.loads((model_dir / "model.json").read_text())["training"]["warm_start"]
-    assert warm["reinitialized_modules"] == []
+    assert warm["reinitialized_modules"] == [] and warm["batch_norm_statistics"] == "copied"
     # provenance paths are stored relative to the repository (models.PROVENANCE_ROOT)
     assert (PROVENANCE_ROOT / warm["checkpoint"]).resolve() == source.resolve() and warm["from_iteration"] == 2
     cfg["fcn_training"]["init_from"] = str(tmp_path / "no-such-model")
@@ -690,3 +690,23 @@ def test_a_full_disk_at_a_checkpoint_names_itself(tmp_path):
                                                "checkpoint was kept"):
         train(tiny_config(tmp_path, 2), out, device="cpu", progress=lambda line: None)
     assert not (out / "checkpoint.tmp").exists() and not (out / "checkpoint.pt").exists()
+
+
+def test_a_warm_start_across_normalizations_says_what_became_of_the_statistics(tmp_path):
+    """Batch to instance normalization: the encoders' and decoders' convolutions are copied (the recognition paths,
+    whose layers differ, start afresh), there are no running averages to keep; instance to batch: the averages start
+    at mean 0, variance 1, and the warm-start record says so."""
+    source = tiny_config(tmp_path, 2)
+    source["iterative_fcn"]["normalization"] = "instance"
+    instance = train(source, tmp_path / "instance", device="cpu", progress=lambda line: None)
+    batch = train(tiny_config(tmp_path, 2), tmp_path / "batch", device="cpu", progress=lambda line: None)
+    for start, normalization, expected in ((batch, "instance", "none (no batch normalization)"),
+                                           (instance, "batch", "fresh (mean 0, variance 1)")):
+        cfg = tiny_config(tmp_path, 0, init_from=str(start))
+        cfg["iterative_fcn"]["normalization"] = normalization
+        model = train(cfg, tmp_path / f"to_{normalization}", device="cpu", progress=lambda line: None)
+        warm = json.loads((model / "model.json").read_text())["training"]["warm_start"]
+        assert warm["batch_norm_statistics"] == expected, warm
+        old, new = load_model(start).fcn.state_dict(), load_model(model).fcn.state_dict()
+        convolutions = [k for k in new if k.startswith(("encoders", "decoders")) and new[k].dim() == 5]
+        assert convolutions and all(torch.equal(new[k], old[k]) for k in convolutions)
