@@ -143,7 +143,8 @@ def load_config(config: str | Path | dict) -> dict:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: invalid JSON, unknown keys, or no training data configured.
+        SpineSegmentationError (a ValueError): invalid JSON, unknown keys, no training data configured, or a setting
+            of the wrong kind (a text for a number, "false" for a flag) or out of its range, named with the fix.
     """
     if isinstance(config, dict):
         raw, base_dir = config, Path.cwd()
