@@ -113,11 +113,12 @@ def column_position(label: int) -> float:
 FOREIGN_TO_VERSE = (max(ANATOMICAL_ORDER) + 1, 99)
 
 
-def foreign_verse_labels(labels) -> list[int]:
-    """The values of an integer label array (any shape) that no map in VerSe numbers holds (29-99): a map of another
-    convention read as VerSe numbers."""
+def foreign_verse_labels(labels, most: int = 8) -> str:
+    """The values of an integer label array (any shape) that no map in VerSe numbers holds (29-99: a map of another
+    convention read as VerSe numbers), listed for a message ("30, 31, ..." after ``most`` of them); "" for none."""
     values = np.unique(np.asarray(labels))
-    return [int(v) for v in values[(values >= FOREIGN_TO_VERSE[0]) & (values <= FOREIGN_TO_VERSE[1])]]
+    foreign = [str(int(v)) for v in values[(values >= FOREIGN_TO_VERSE[0]) & (values <= FOREIGN_TO_VERSE[1])]]
+    return ", ".join(foreign[:most]) + (", ..." if len(foreign) > most else "")
 
 
 #: Label conventions that :func:`to_verse` converts (see shared/data/README.md).

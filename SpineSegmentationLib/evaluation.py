@@ -345,8 +345,7 @@ def _check_verse_labels(reference: np.ndarray) -> None:
     """Raise InputImageError when a reference read as VerSe numbers holds labels of another convention."""
     foreign = foreign_verse_labels(reference)
     if foreign:
-        shown = ", ".join(str(v) for v in foreign[:8]) + (", ..." if len(foreign) > 8 else "")
-        raise InputImageError(f"the reference holds labels that are no VerSe vertebra number ({shown}): it is "
+        raise InputImageError(f"the reference holds labels that are no VerSe vertebra number ({foreign}): it is "
                               "probably another convention; pass --reference-convention totalseg for a "
                               "TotalSegmentator 'total' map, or totalseg_vertebrae")
 

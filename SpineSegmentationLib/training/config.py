@@ -196,7 +196,7 @@ def load_config(config: str | Path | dict) -> dict:
             raise SpineSegmentationError(
                 f"fcn_training.{key} must be > 0, got {budget[key]!r}: the run would write an untrained model (0 is "
                 "allowed with fcn_training.init_from, to write that model again without training)")
-    _check_sections(cfg)
+    model_sections(cfg)  # a bad value in them is named now, before any data is read
     return cfg
 
 
@@ -238,9 +238,15 @@ def _check_types(base: dict, cfg: dict, where: str) -> None:
             raise SpineSegmentationError(f"{name} must be {kind}, got {value!r}")
 
 
-def _check_sections(cfg: dict) -> None:
-    """The sections that become the model's dataclasses are built once here, so that a bad value (a patch size the
-    network cannot halve, an unknown key of ``localization``) is named before any data is read."""
+def model_sections(cfg: dict) -> dict:
+    """The sections of a configuration that become the model's: ``{"preprocessing": Preprocessing, "traversal":
+    TraversalParameters, "localization": LocalizationParameters, "iterative_fcn": IterativeFCNConfig,
+    "attention_net": AttentionNetConfig}``.
+
+    Raises:
+        SpineSegmentationError: a bad value in one of them (a patch size the network cannot halve, an unknown key of
+            ``localization``), with the section's name.
+    """
     from ..models import LocalizationParameters, Preprocessing, TraversalParameters
     from ..networks import AttentionNetConfig, IterativeFCNConfig
 
@@ -251,8 +257,10 @@ def _check_sections(cfg: dict) -> None:
         "iterative_fcn": IterativeFCNConfig.from_dict,
         "attention_net": AttentionNetConfig.from_dict,
     }
+    sections = {}
     for section, build in builders.items():
         try:
-            build(cfg[section])
+            sections[section] = build(cfg[section])
         except (TypeError, ValueError) as error:
             raise SpineSegmentationError(f"training configuration section {section!r}: {error}") from error
+    return sections

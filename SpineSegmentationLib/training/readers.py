@@ -167,20 +167,18 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
             or no vertebra of the label map lies on the CT (another scan's map, a wrong header or convention).
     """
     label_image = read_image(case.labels)
+    foreign = foreign_verse_labels(sitk.GetArrayViewFromImage(label_image)) if case.convention == "verse" else ""
+    if foreign:
+        raise SpineSegmentationError(
+            f"{case.labels} holds labels that are no VerSe number ({foreign}) but its convention is 'verse': give the "
+            "label map's convention in the manifest (totalseg for a TotalSegmentator 'total' map, totalseg_vertebrae "
+            "for its vertebrae task)")
     if case.image is None:
         reference = canonical_reference(label_image, spacing_mm)
         hu = None
     else:
         hu, reference = to_canonical(read_image(case.image), spacing_mm, AIR_HU)
-    raw = labels_on_grid(label_image, reference)
-    foreign = foreign_verse_labels(sitk.GetArrayViewFromImage(label_image)) if case.convention == "verse" else []
-    if foreign:
-        raise SpineSegmentationError(
-            f"{case.labels} holds labels that are no VerSe number ({', '.join(map(str, foreign[:8]))}"
-            f"{', ...' if len(foreign) > 8 else ''}) but its convention is 'verse': give the label map's convention "
-            f"in the manifest (totalseg for a TotalSegmentator 'total' map, totalseg_vertebrae for its vertebrae "
-            "task)")
-    labels = to_verse(raw, case.convention)
+    labels = to_verse(labels_on_grid(label_image, reference), case.convention)
     if not column_mask(labels).any():
         on = f"on the grid of {case.image}" if case.image is not None else "after conversion"
         raise SpineSegmentationError(

@@ -36,14 +36,13 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..errors import Interrupted, OutputExistsError, OutputWriteError, SpineSegmentationError
-from ..models import (LocalizationParameters, Postprocessing, Preprocessing, SpineModel, TraversalParameters, load_model,
-                      save_model)
-from ..networks import AttentionNet, AttentionNetConfig, IterativeFCN, IterativeFCNConfig
+from ..models import Postprocessing, SpineModel, load_model, save_model
+from ..networks import AttentionNet, IterativeFCN
 from ..outputs.staging import describe_write_error
 from ..preprocessing import cut_body_values, pad_value
 from ..threads import torch_threads
 from .attention_training import sagittal_examples, train_attention
-from .config import load_config
+from .config import load_config, model_sections
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
 from .lineage import (
@@ -211,13 +210,18 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
         parts = key.split(".")
         return ".".join(parts[:2]) if parts[0] in ("encoders", "decoders") else parts[0]
 
-    def parameters(state_dict: dict, g: str) -> dict:
-        return {k: v.shape for k, v in state_dict.items() if group(k) == g and not statistic(k)}
+    def parameters(state_dict: dict) -> dict:  # group -> {parameter name: shape}
+        out: dict = {}
+        for k, v in state_dict.items():
+            if not statistic(k):
+                out.setdefault(group(k), {})[k] = v.shape
+        return out
 
     # a module is copied only when all its parameters match in name and shape; its batch-norm statistics with it
     # where both networks keep them (batch to batch normalization), else they start afresh
+    mine, theirs = parameters(own), parameters(old)
     copied = {k: v for k, v in old.items()
-              if k in own and own[k].shape == v.shape and parameters(own, group(k)) == parameters(old, group(k))}
+              if k in own and own[k].shape == v.shape and mine.get(group(k)) == theirs.get(group(k))}
     fcn.load_state_dict(copied, strict=False)
     try:
         attention.load_state_dict(ckpt["attention_net"])
@@ -344,6 +348,16 @@ def _left_behind(out: Path, cfg: dict, reached: int | None) -> str:
     return f"{checkpoint} keeps {saved}{of}; the same command with --resume continues from it"
 
 
+def _limits_reached(state: dict, tc: dict) -> list[str]:
+    """The FCN budget limits (``fcn_training``) a run has reached, as message parts; it trains while there are none."""
+    reached = []
+    if state["iteration"] >= int(tc["max_iterations"]):
+        reached.append(f"fcn_training.max_iterations ({state['iteration']} reached)")
+    if state["fcn_seconds"] >= 60.0 * float(tc["max_wall_minutes"]):
+        reached.append(f"fcn_training.max_wall_minutes ({state['fcn_seconds'] / 60:.1f} reached)")
+    return reached
+
+
 def _trim_log(path: Path, iteration: int) -> None:
     """Drop the loss-log rows written after the checkpoint a run resumes from: they are trained again."""
     if not path.is_file():
@@ -389,11 +403,10 @@ class _TrainingRun:
         self.rng = np.random.default_rng(cfg["seed"])
         torch.manual_seed(cfg["seed"])
         random.seed(cfg["seed"])
-        self.prep = Preprocessing(**dict(cfg["preprocessing"], hu_window=tuple(cfg["preprocessing"]["hu_window"])))
-        self.traversal = TraversalParameters(**cfg["traversal"])
-        self.localization = LocalizationParameters(**cfg["localization"])
-        self.fcn_cfg = IterativeFCNConfig.from_dict(cfg["iterative_fcn"])
-        self.att_cfg = AttentionNetConfig.from_dict(cfg["attention_net"])
+        sections = model_sections(cfg)
+        self.prep, self.traversal, self.localization = (sections[k] for k in ("preprocessing", "traversal",
+                                                                              "localization"))
+        self.fcn_cfg, self.att_cfg = sections["iterative_fcn"], sections["attention_net"]
         self.tc, self.ac, self.dc = cfg["fcn_training"], cfg["attention_training"], cfg["data"]
         self.pad = pad_value(self.prep)
         self.fcn = IterativeFCN(self.fcn_cfg).to(self.dev)
@@ -418,10 +431,7 @@ class _TrainingRun:
             self.state = ckpt["state"]
             _restore_rng(self.rng, ckpt["rng"])
             model = out / str(cfg["name"])
-            spent = [f"fcn_training.{key} ({done:g} reached)" for key, done, limit in (
-                ("max_iterations", self.state["iteration"], self.tc["max_iterations"]),
-                ("max_wall_minutes", round(self.state["fcn_seconds"] / 60, 1), self.tc["max_wall_minutes"]))
-                if done >= limit]
+            spent = _limits_reached(self.state, self.tc)
             if (model / "model.json").is_file() and spent:
                 raise SpineSegmentationError(
                     f"the run in {out} has finished and its model is {model}: nothing is left to train. Raise "
@@ -514,7 +524,7 @@ class _TrainingRun:
         self.fcn.train()
         running: list[list[float]] = []
         session_start, base_seconds = time.monotonic(), state["fcn_seconds"]
-        while state["iteration"] < n_max and state["fcn_seconds"] < wall:
+        while not _limits_reached(state, tc):
             n = state["iteration"]
             progress_n = max(n, n_max * state["fcn_seconds"] / wall) if tc.get("lambda_progress", "max") == "max" else n
             lam = lambda_schedule(progress_n, n_max, tc["lambda_min"])
