@@ -79,7 +79,7 @@ ELASTIC_PROBABILITY = 0.3
 #: voxels integrates (a Gaussian slice profile whose full width at half maximum is the slice thickness), then
 #: sampled at that spacing and interpolated back (TorchIO's RandomAnisotropy). At the 2.5 mm training grid 1.5-2.5
 #: gives 3.75-6.25 mm slices: clinical chest CTs are often reconstructed at 5 mm (the pyradiomics CT), where
-#: thoracic discs (3-6 mm) and the ribs of single vertebrae fall out of view (README, image-quality robustness).
+#: thoracic discs (3-6 mm) and the ribs of single vertebrae fall out of view (Docs/model-development.md, image quality).
 THICK_SLICE_FACTOR = (1.5, 2.5)
 THICK_SLICE_PROBABILITY = 0.25
 #: Full width at half maximum of a Gaussian per standard deviation, 2 sqrt(2 ln 2).

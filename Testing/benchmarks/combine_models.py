@@ -1,4 +1,6 @@
-"""Combine model folders of one architecture, to measure whether it helps on unseen CT (README model table).
+"""Combine model folders of one architecture, to measure whether it helps on unseen CT.
+
+The figures: the model table in Docs/model-development.md.
 
 Not a test and not a product feature (neither helped, measured 2026-12-04):
 
