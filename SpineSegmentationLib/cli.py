@@ -263,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", help="segment, label and flag every vertebra in a CT",
                          description="Segment, label and flag the completeness of every vertebra in a CT (HU).",
                          epilog=SEGMENT_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    seg.add_argument("input", help="CT image: NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series folder")
+    seg.add_argument("input", help="CT image: NIfTI (.nii/.nii.gz), NRRD, MetaImage (.mha/.mhd) or a DICOM series "
+                                   "folder (slice files, or one multi-frame Enhanced CT file)")
     seg.add_argument("-o", "--output", metavar="OUTDIR",
                      help="output folder (default: <input stem>_spineseg/ next to the input)")
     seg.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")

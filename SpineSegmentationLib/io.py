@@ -1,9 +1,11 @@
 """Read and write images with SimpleITK, keeping the geometry (origin, spacing, direction) with the voxels.
 
 Supported inputs: NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``, ``.nhdr``), MetaImage (``.mha``, ``.mhd``) and
-a folder holding a DICOM series. Physical coordinates are ITK's **LPS** millimetres; ``read_image`` keeps the
-input's grid exactly (no reorientation, no resampling: that is :mod:`SpineSegmentationLib.geometry`'s job).
-DICOM pixel values are returned after the Rescale Slope/Intercept (0028,1053/1052), i.e. in HU for CT.
+a folder holding a DICOM series: slice files, or one multi-frame Enhanced CT file
+(:mod:`SpineSegmentationLib.dicom_multiframe`). Physical coordinates are ITK's **LPS** millimetres; ``read_image``
+keeps the input's grid exactly (no reorientation, no resampling: that is :mod:`SpineSegmentationLib.geometry`'s
+job; the frames of a multi-frame file are stacked along their normal). DICOM pixel values are returned after the
+Rescale Slope/Intercept (0028,1053/1052), i.e. in HU for CT.
 
 Errors: every problem with an input file raises :class:`~SpineSegmentationLib.errors.InputImageError`, with the
 problem and the fix in the message; writing onto an existing file raises
@@ -29,8 +31,10 @@ from typing import Optional, Union
 import numpy as np
 import SimpleITK as sitk
 
+from .dicom_multiframe import read_multiframe, read_multiframe_header
+from .dicom_stack import Plane, check_even_stack
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
-from .validation import DIRECTION_TOLERANCE, ImageHeader, non_finite_error
+from .validation import ImageHeader, non_finite_error
 
 PathLike = Union[str, Path]
 
@@ -49,10 +53,6 @@ _DETACHED_DATA_SUFFIXES = {".nhdr": (".raw", ".raw.gz"), ".mhd": (".raw", ".zraw
 #: DICOM tag of the Series Description, shown when a folder holds several series.
 _SERIES_DESCRIPTION_TAG = "0008|103e"
 
-#: Largest relative deviation of one slice distance from the series' median before a DICOM series is refused
-#: as having a missing or duplicated slice (scanners store positions to 0.001 mm; a missing slice doubles one).
-SLICE_GAP_TOLERANCE = 0.1
-
 _GZIP_CHUNK_BYTES = 16 * 1024 * 1024
 _GZIP_MAGIC = b"\x1f\x8b"
 
@@ -70,8 +70,8 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
     """Read a 3D image file or a DICOM series folder with SimpleITK, geometry unchanged.
 
     Args:
-        path: an image file (see :data:`IMAGE_SUFFIXES`) or a folder with the files of a DICOM series
-            (subfolders are not searched).
+        path: an image file (see :data:`IMAGE_SUFFIXES`) or a folder with the files of a DICOM series, or with
+            one multi-frame Enhanced CT file (subfolders are not searched).
         series_uid: for a DICOM folder holding several series, the Series Instance UID (0020,000E) to read.
             Must be ``None`` for image files.
 
@@ -84,7 +84,8 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
         InputImageError: the path does not exist; the file's format is not supported; the file is unreadable,
             corrupt or truncated; a NIfTI file holds NaN or infinite values (ITK would turn them into 0); the folder
             holds no DICOM series, several series and ``series_uid`` is not given or not among them, or a series
-            with a missing or duplicated slice.
+            that is not one even stack of slices (as :func:`read_image_header`); a multi-frame file that is not an
+            Enhanced CT or cannot be decoded, or highdicom is missing (:func:`dicom_multiframe.read_multiframe`).
     """
     path = Path(path)
     if _input_kind(path, series_uid) == "dicom":
@@ -144,11 +145,15 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
     Raises:
         InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input; a DICOM series
             that is not one even stack of slices (``_check_slice_spacing``: a missing slice, a changing spacing, a
-            gantry tilt, slices of another orientation, pixel spacing or size).
+            gantry tilt, slices of another orientation, pixel spacing or size; the same for the frames of a
+            multi-frame file).
     """
     path = Path(path)
     if _input_kind(path, series_uid) == "dicom":
         files = _series_files(path, series_uid)
+        multiframe = _multiframe_file(files)
+        if multiframe is not None:
+            return read_multiframe_header(multiframe)
         gap = _check_slice_spacing(path, files)
         first = _image_information(Path(files[0]))
         size = (first.GetSize()[0], first.GetSize()[1], len(files))
@@ -278,84 +283,41 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
 
 
 def _check_slice_spacing(folder: Path, files: list[str]) -> float:
-    """The distance (mm) between neighbouring slices; InputImageError when the slices are not one even, upright stack.
-
-    ITK reads a series from its first slice's orientation and pixel spacing and the distance of its first two
-    slices, without an error where the stack is not that grid: a missing slice (it warns "Non uniform sampling" and
-    stretches the slices over the whole range), a spacing that changes along the series, a gantry tilt (slices
-    shifted in-plane along the stack) or slices of another orientation, pixel spacing or matrix (a localizer or
-    another reconstruction under the same series UID). The slices' headers are compared here first:
-
-    * orientation (0020,0037), pixel spacing (0028,0030) and matrix size: equal to the first slice's;
-    * neighbouring distances along the slice normal within :data:`SLICE_GAP_TOLERANCE` of their median;
-    * every slice position (0020,0032) within :data:`SLICE_GAP_TOLERANCE` of a slice distance from the even grid
-      between the first and the last slice (a slowly changing spacing adds up along the stack);
-    * the stack's in-plane shift from its first to its last slice at most half a pixel (a gantry tilt: the reader
-      would misplace the far end by that much).
-    """
+    """The distance (mm) between neighbouring slices of a series of single-frame files, from their headers;
+    InputImageError when they are not one even, upright stack (:func:`dicom_stack.check_even_stack`) or the series
+    is several multi-frame files (a Concatenation or several stacks)."""
     infos = [_image_information(Path(f)) for f in files]
-    first = infos[0]
     if len(files) < 2:
-        frames = first.GetMetaData("0028|0008").strip() if first.HasMetaDataKey("0028|0008") else "1"
-        if frames.isdigit() and int(frames) > 1:
-            raise InputImageError(
-                f"The DICOM series in '{folder}' is one multi-frame file ({frames} frames, e.g. an Enhanced CT), "
-                "which this version does not read. Convert it with dcm2niix (to NIfTI), or load it in 3D Slicer and "
-                "save the volume as .nrrd, and segment that file."
-            )
-        return float(first.GetSpacing()[2])
-    for index, info in enumerate(infos[1:], start=1):
-        differs = [what for what, same in (
-            ("orientation", np.allclose(info.GetDirection(), first.GetDirection(), atol=DIRECTION_TOLERANCE)),
-            ("pixel spacing", np.allclose(info.GetSpacing()[:2], first.GetSpacing()[:2], rtol=1e-4)),
-            ("matrix size", tuple(info.GetSize()[:2]) == tuple(first.GetSize()[:2]))) if not same]
-        if differs:
-            raise InputImageError(
-                f"The DICOM series in '{folder}' mixes slices: {Path(files[index]).name} (slice {index}) has another "
-                f"{' and '.join(differs)} than {Path(files[0]).name} (slice 0), e.g. a localizer or another "
-                "reconstruction stored under the same series UID. Export the axial CT series alone (or move the other "
-                "files out of the folder)."
-            )
-    normal = np.array(first.GetDirection()).reshape(3, 3)[:, 2]
-    positions = np.array([info.GetOrigin() for info in infos], dtype=float)
-    depth = positions @ normal
-    gaps = np.abs(np.diff(depth))
-    typical = float(np.median(gaps))
-    uneven = np.flatnonzero(np.abs(gaps - typical) > SLICE_GAP_TOLERANCE * typical)
-    if typical <= 0 or uneven.size:
-        where = ", ".join(f"{gaps[i]:.2f} mm between slices {i} and {i + 1}" for i in uneven[:3])
+        return float(infos[0].GetSpacing()[2])
+    if any(_frame_count(info) > 1 for info in infos):
         raise InputImageError(
-            f"The DICOM series in '{folder}' has uneven slice positions: {where or 'slices at the same position'} "
-            f"(the others {typical:.2f} mm apart). A slice is missing or duplicated, or two reconstructions share "
-            "one series UID (an anonymised export), and reading it would stretch the anatomy. Export the complete "
-            "series again, or convert it with dcm2niix, which resamples to even slices and says so."
+            f"The DICOM series in '{folder}' is {len(files)} multi-frame files (a volume split over several files, "
+            "or several stacks), which this version does not read. Convert it with dcm2niix (to NIfTI), or load it "
+            "in 3D Slicer and save the volume as .nrrd, and segment that file."
         )
-    stack = positions[-1] - positions[0]
-    along = float(abs(stack @ normal))
-    shift = float(np.linalg.norm(stack - (stack @ normal) * normal))
-    if shift > 0.5 * min(first.GetSpacing()[:2]):
-        raise InputImageError(
-            f"The DICOM series in '{folder}' is tilted: its slices shift {shift:.1f} mm sideways over the "
-            f"{along:.0f} mm of the stack (a gantry tilt of {np.degrees(np.arctan2(shift, along)):.1f} degrees), "
-            "which the reader would ignore and so misplace the anatomy by up to that much. Convert it with dcm2niix, "
-            "which corrects gantry tilt, or load it in 3D Slicer with the DICOM module's acquisition geometry "
-            "regularization and save the volume."
-        )
-    even = positions[0] + np.outer(np.arange(len(files)) / (len(files) - 1), stack)
-    off = np.linalg.norm(positions - even, axis=1)
-    worst = int(np.argmax(off))
-    if off[worst] > SLICE_GAP_TOLERANCE * typical:
-        raise InputImageError(
-            f"The DICOM series in '{folder}' has a slice spacing that changes along the stack: slice {worst} lies "
-            f"{off[worst]:.2f} mm from where even slices ({along / (len(files) - 1):.3f} mm apart) would put it, so "
-            "reading it as one grid would misplace the anatomy. Convert it with dcm2niix, which resamples to even "
-            "slices and says so, or export a reconstruction with one slice spacing."
-        )
-    return typical
+    planes = [Plane(name=f"{Path(name).name} (slice {k})", direction=np.array(info.GetDirection()).reshape(3, 3),
+                    pixel_spacing=tuple(info.GetSpacing()[:2]), matrix=tuple(info.GetSize()[:2]),
+                    position=np.array(info.GetOrigin(), dtype=float))
+              for k, (name, info) in enumerate(zip(files, infos))]
+    return check_even_stack(planes, f"The DICOM series in '{folder}'", kind="series")
+
+
+def _frame_count(info: sitk.ImageFileReader) -> int:
+    """Number of Frames (0028,0008) of a DICOM file's header; 1 when absent."""
+    frames = info.GetMetaData("0028|0008").strip() if info.HasMetaDataKey("0028|0008") else "1"
+    return int(frames) if frames.isdigit() else 1
+
+
+def _multiframe_file(files: list[str]) -> Optional[Path]:
+    """The file of a series that is one multi-frame file (an Enhanced CT), else None."""
+    return Path(files[0]) if len(files) == 1 and _frame_count(_image_information(Path(files[0]))) > 1 else None
 
 
 def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
     files = _series_files(folder, series_uid)
+    multiframe = _multiframe_file(files)
+    if multiframe is not None:
+        return read_multiframe(multiframe)
     _check_slice_spacing(folder, files)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)

@@ -7,7 +7,8 @@
   file name without the suffix;
 - a folder: searched recursively; every image file is a case, and every DICOM series (grouped by
   SeriesInstanceUID, GDCM) in any subfolder is a case when it is a CT volume; non-CT series (Modality other than
-  CT), localizers (ImageType LOCALIZER) and series with fewer than :data:`MIN_SERIES_SLICES` slices are skipped
+  CT), localizers (ImageType LOCALIZER) and series with fewer than :data:`MIN_SERIES_SLICES` slices (the frames of
+  one multi-frame file, e.g. an Enhanced CT, count as slices) are skipped
   with the reason. The id of a DICOM case is its folder relative to the input folder (``/`` -> ``_``), plus the
   series UID's last 8 characters when the folder holds several series;
 - a manifest CSV (``--manifest``): header ``case_id,image[,reference]``; relative paths are taken from the CSV's
@@ -40,6 +41,7 @@ OUTPUT_MARKER = "vertebrae.json"
 
 _MODALITY_TAG = "0008|0060"
 _IMAGE_TYPE_TAG = "0008|0008"
+_FRAMES_TAG = "0028|0008"
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
 __all__ = ["Case", "MIN_SERIES_SLICES", "Skipped", "find_cases", "read_manifest"]
@@ -75,26 +77,27 @@ def _safe_id(text: str) -> str:
     return _SAFE_ID.sub("_", text).strip("_") or "case"
 
 
-def _dicom_tags(first_file: str) -> tuple[str, str]:
-    """(Modality, ImageType) of a DICOM file's header, '' when absent."""
+def _dicom_tags(first_file: str) -> tuple[str, str, str]:
+    """(Modality, ImageType, Number of Frames) of a DICOM file's header, '' when absent."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(first_file)
     reader.ReadImageInformation()
     return tuple(reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
-                 for tag in (_MODALITY_TAG, _IMAGE_TYPE_TAG))
+                 for tag in (_MODALITY_TAG, _IMAGE_TYPE_TAG, _FRAMES_TAG))
 
 
 def _skip_reason(files: list[str]) -> Optional[str]:
     try:
-        modality, image_type = _dicom_tags(files[0])
+        modality, image_type, frames = _dicom_tags(files[0])
     except RuntimeError as exc:
         return f"unreadable DICOM header ({str(exc).strip().splitlines()[-1]})"
     if modality.upper() != "CT":
         return f"modality {modality or 'missing'}, not CT"
     if "LOCALIZER" in image_type.upper():
         return f"localizer (ImageType {image_type})"
-    if len(files) < MIN_SERIES_SLICES:
-        return f"{len(files)} slices, fewer than {MIN_SERIES_SLICES}: not a CT volume"
+    slices = int(frames) if len(files) == 1 and frames.isdigit() else len(files)  # an Enhanced CT: one file
+    if slices < MIN_SERIES_SLICES:
+        return f"{slices} slices, fewer than {MIN_SERIES_SLICES}: not a CT volume"
     return None
 
 

@@ -18,7 +18,9 @@ orientation and pixel spacing are those of the label map in DICOM patient coordi
 References: when the input is a DICOM series whose slices carry Study, Series and SOP Instance UIDs, the SEG
 belongs to the same study, shares its Frame of Reference UID, references every source slice (Source Image
 Sequence, Referenced Series Sequence) and each frame its source slice. The series must be the grid of the label
-map (checked: one slice per k, same position, orientation, rows and columns). Otherwise (a NIfTI/NRRD/MHA input,
+map (checked: one slice per k, same position, orientation, rows and columns). A series that is one multi-frame
+Enhanced CT file is referenced the same way, each SEG frame naming its source frame (the frames sorted along their
+normal are the label map's slices). Otherwise (a NIfTI/NRRD/MHA input,
 or an anonymised series whose UIDs were removed) the SEG **references no series**: it gets a new study and, unless
 the anonymised series keeps one, a new Frame of Reference UID, and says so in its ``ContentDescription``.
 
@@ -39,6 +41,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..errors import OutputExistsError, SpineSegmentationError
+from ..dicom_multiframe import frame_planes
 from ..io import dicom_series_in_folder
 from ..result import SpineSegmentationResult
 from ..terminology import vertebra_terminology
@@ -188,24 +191,37 @@ def _read_sources(files: Sequence[Path]) -> list:
     return sources
 
 
+def _source_planes(sources: Sequence) -> list[tuple[str, tuple[int, int], np.ndarray, np.ndarray]]:
+    """(name, (columns, rows), Image Orientation (Patient), Image Position (Patient)) of each source image in stack
+    order: the slice files as given, or the frames of one multi-frame file sorted along their normal."""
+    if len(sources) == 1 and int(sources[0].get("NumberOfFrames") or 1) > 1:
+        planes = frame_planes(sources[0])
+        normal = planes[0].direction[:, 2]
+        return [(plane.name, plane.matrix, plane.direction[:, :2].T.ravel(), plane.position)
+                for plane in sorted(planes, key=lambda plane: float(plane.position @ normal))]
+    return [(f"slice {k}", (int(ds.Columns), int(ds.Rows)), np.array(ds.ImageOrientationPatient, dtype=float),
+             np.array(ds.ImagePositionPatient, dtype=float)) for k, ds in enumerate(sources)]
+
+
 def _check_source_grid(sources: Sequence, labels: sitk.Image) -> None:
-    """Raise ValueError unless slice k of ``sources`` is slice k of the label map's grid."""
+    """Raise ValueError unless image k of ``sources`` (slice file k, or the k-th frame along the normal of one
+    multi-frame file) is slice k of the label map's grid."""
     size = labels.GetSize()
     direction = np.array(labels.GetDirection(), dtype=float).reshape(3, 3)
+    planes = _source_planes(sources)
     problem = None
-    if len(sources) != size[2]:
-        problem = f"{len(sources)} slices for {size[2]} label map slices"
-    for k, ds in enumerate(sources):
+    if len(planes) != size[2]:
+        problem = f"{len(planes)} slices for {size[2]} label map slices"
+    for k, (name, matrix, orientation, position) in enumerate(planes):
         if problem:
             break
-        if (int(ds.Columns), int(ds.Rows)) != size[:2]:
-            problem = f"slice {k} has {ds.Columns}x{ds.Rows} pixels, the label map {size[0]}x{size[1]}"
-        elif not np.allclose(np.array(ds.ImageOrientationPatient, dtype=float),
-                             np.concatenate([direction[:, 0], direction[:, 1]]), atol=_ORIENTATION_TOLERANCE):
-            problem = f"slice {k} has ImageOrientationPatient {list(ds.ImageOrientationPatient)}"
-        elif not np.allclose(np.array(ds.ImagePositionPatient, dtype=float),
-                             labels.TransformIndexToPhysicalPoint((0, 0, k)), atol=_POSITION_TOLERANCE_MM):
-            problem = f"slice {k} lies at {list(ds.ImagePositionPatient)}, the label map's slice k at " \
+        if matrix != size[:2]:
+            problem = f"{name} has {matrix[0]}x{matrix[1]} pixels, the label map {size[0]}x{size[1]}"
+        elif not np.allclose(orientation, np.concatenate([direction[:, 0], direction[:, 1]]),
+                             atol=_ORIENTATION_TOLERANCE):
+            problem = f"{name} has ImageOrientationPatient {list(orientation)}"
+        elif not np.allclose(position, labels.TransformIndexToPhysicalPoint((0, 0, k)), atol=_POSITION_TOLERANCE_MM):
+            problem = f"{name} lies at {list(position)}, the label map's slice k={k} at " \
                       f"{list(labels.TransformIndexToPhysicalPoint((0, 0, k)))}"
     if problem:
         raise ValueError(
@@ -264,8 +280,8 @@ def build_dicom_seg(
 
     Args:
         result: segmentation result; ``result.labels`` is the VerSe label map on the input grid (LPS geometry).
-        source_files: the slice files of the segmented DICOM series, in the label map's slice order
-            (:func:`dicom_source_files`), or None for a non-DICOM input.
+        source_files: the slice files of the segmented DICOM series, in the label map's slice order, or its one
+            multi-frame file (:func:`dicom_source_files`); None for a non-DICOM input.
         input_name: name of a non-DICOM input, quoted in the ``ContentDescription``.
 
     Returns:

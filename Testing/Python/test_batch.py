@@ -26,6 +26,7 @@ import pydicom
 import pytest
 import torch
 from pydicom.uid import generate_uid
+from enhanced_ct import write_enhanced_ct
 
 from SpineSegmentationLib.cohort import CaseOptions, run_batch
 from SpineSegmentationLib.cohort.case_run import CASE_RECORD
@@ -250,6 +251,7 @@ def test_dicom_tree_gives_one_case_per_ct_series_and_skips_the_rest_with_reasons
     copy_series(files, tree / "patient1" / "scout", 12, ImageType=["ORIGINAL", "PRIMARY", "LOCALIZER"])
     copy_series(files, tree / "patient2" / "few", MIN_SERIES_SLICES - 1)
     shutil.copyfile(real_ct, tree / "patient2" / "ct.nii.gz")
+    write_enhanced_ct(dicom_dir, tree / "patient3" / "enhanced")  # one file of 20 frames: 20 slices
     (tree / "patient2" / "old_run").mkdir()
     (tree / "patient2" / "old_run" / "vertebrae.json").write_text("{}")  # an earlier output: not an input
     shutil.copyfile(real_ct, tree / "patient2" / "old_run" / "labels.nii.gz")
@@ -258,6 +260,8 @@ def test_dicom_tree_gives_one_case_per_ct_series_and_skips_the_rest_with_reasons
     assert [(c.case_id, c.image, c.series_uid) for c in cases] == [
         ("patient1_ct", tree / "patient1" / "ct", ""),  # the shipped series has no Series Instance UID
         ("patient2_ct", tree / "patient2" / "ct.nii.gz", None),
+        ("patient3_enhanced", tree / "patient3" / "enhanced",
+         str(pydicom.dcmread(tree / "patient3" / "enhanced" / "enhanced_ct.dcm").SeriesInstanceUID)),
     ]
     reasons = {s.path.name: s.reason for s in skipped}
     assert reasons == {
@@ -269,10 +273,10 @@ def test_dicom_tree_gives_one_case_per_ct_series_and_skips_the_rest_with_reasons
     # a cohort gathered by symlinks: a linked folder is searched (once, also when a link leads back up the tree)
     (tmp_path / "elsewhere").mkdir()
     shutil.copyfile(real_ct, tmp_path / "elsewhere" / "scan.nii.gz")
-    (tree / "patient3").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (tree / "patient4").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
     (tree / "patient2" / "up").symlink_to(tree, target_is_directory=True)
     linked, _ = find_cases([tree])
-    assert [c.case_id for c in linked] == ["patient1_ct", "patient2_ct", "patient3_scan"]
+    assert [c.case_id for c in linked] == ["patient1_ct", "patient2_ct", "patient3_enhanced", "patient4_scan"]
     # the output folder as an input: named as such (it was "no case found", the output root not being searched)
     for output in (tree, tmp_path):
         with pytest.raises(SpineSegmentationError, match="is (the|inside the) output folder .* is not an input and "

@@ -23,6 +23,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 from pydicom.uid import SegmentationStorage, generate_uid
+from enhanced_ct import write_enhanced_ct
 from test_outputs import result_from_labels
 
 from SpineSegmentationLib import anatomy
@@ -147,6 +148,37 @@ def test_dicom_input_writes_a_seg_that_references_the_series(slab_result, dicom_
     labels = sitk.GetArrayFromImage(slab_result.labels)
     expected = np.select([labels == T11, labels == T12], [1, 2], 0)
     np.testing.assert_array_equal(slab, expected)
+
+
+def test_enhanced_ct_input_writes_a_seg_whose_frames_reference_their_source_frames(slab_result, dicom_ct_image,
+                                                                                   dicom_dir, real_ct,
+                                                                                   real_ct_reference, tmp_path):
+    """The slab as one multi-frame file, its frames stored last slice first: the SEG references that file, and each
+    SEG frame the source frame at its own position (the label map's slice k is the k-th frame along the normal, not
+    frame k of the file). A label map on another grid is refused as for a series."""
+    folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced")
+    paths = write_outputs(slab_result, dicom_ct_image, tmp_path / "out", input_path=folder)
+    seg = pydicom.dcmread(paths["dicom_seg"])
+    source = pydicom.dcmread(folder / "enhanced_ct.dcm", stop_before_pixels=True)
+    assert seg.StudyInstanceUID == source.StudyInstanceUID
+    assert seg.FrameOfReferenceUID == source.FrameOfReferenceUID
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [source.SeriesInstanceUID]
+    assert [r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence] == [
+        source.SOPInstanceUID]
+    assert_segments_match_label_map(seg, slab_result)
+    source_positions = [[float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
+                        for item in source.PerFrameFunctionalGroupsSequence]
+    frames = frames_by_segment_and_slice(seg, slab_result.labels)
+    assert len(frames) == int(seg.NumberOfFrames) > 0
+    for (_, k), f in frames.items():
+        referenced = seg.PerFrameFunctionalGroupsSequence[f].DerivationImageSequence[0].SourceImageSequence[0]
+        assert referenced.ReferencedSOPInstanceUID == source.SOPInstanceUID
+        np.testing.assert_allclose(source_positions[int(referenced.ReferencedFrameNumber) - 1],
+                                   slab_result.labels.TransformIndexToPhysicalPoint((0, 0, k)), atol=1e-3)
+
+    other = result_from_labels(labels_on_grid(real_ct_reference, sitk.ReadImage(str(real_ct))))
+    with pytest.raises(ValueError, match="not the grid of the label map.*20 slices for 112"):
+        build_dicom_seg(other, dicom_source_files(folder))
 
 
 def test_anonymised_series_gives_a_seg_that_references_no_series(slab_result, dicom_dir, tmp_path):

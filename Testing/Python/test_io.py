@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import sys
 
 import numpy as np
 import pydicom
 import pytest
 import SimpleITK as sitk
+
+from enhanced_ct import drop_frame, turn_frames, write_enhanced_ct
 
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.geometry import physical_bounds
@@ -289,7 +292,7 @@ def _shift(ds, dy=0.0, dz=0.0):
     ("gantry tilt", lambda ds, k: _shift(ds, dy=2.0 * k * np.tan(np.radians(15))),
      r"is tilted: its slices shift 10\.2 mm sideways over the 38 mm of the stack \(a gantry tilt of 15\.0 degrees\)"),
     ("spacing 2.0 -> 2.18 mm", lambda ds, k: _shift(ds, dz=-0.18 * max(0, k - 10)),
-     r"slice spacing that changes along the stack: slice \d+ lies 0\.8\d mm from where even slices"),
+     r"slice spacing that changes along the stack: \S+ \(slice \d+\) lies 0\.8\d mm from where even slices"),
     ("pixel spacing", lambda ds, k: setattr(ds, "PixelSpacing", [0.9, 0.9]) if k >= 10 else None,
      r"mixes slices: .* \(slice 10\) has another pixel spacing than"),
     ("orientation", lambda ds, k: setattr(ds, "ImageOrientationPatient", [1, 0, 0, 0, 0.9848, 0.1736])
@@ -307,19 +310,63 @@ def test_a_series_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, var
         read_image_header(folder)
 
 
-def test_a_multi_frame_file_is_named_as_such(dicom_dir, tmp_path):
-    """A series that is one multi-frame file (here a slab slice's header holding three uncompressed frames, as an
-    Enhanced CT holds all its slices): named, with the conversion that reads it (before: "only one voxel along K ...
-    a single slice", a wrong diagnosis)."""
+def test_an_enhanced_ct_reads_as_its_series(dicom_dir, dicom_ct_image, tmp_path):
+    """The real slab as one multi-frame file (Legacy Converted Enhanced CT), its frames stored from the last slice
+    to the first and every other frame with its own rescale (stored 1000 higher, intercept 1000 lower): read with
+    the series' grid and HU, voxel for voxel (before: refused; ITK alone takes the file's frame order and the first
+    frame's rescale, 1000 HU off on every other slice). The header, read without the pixels, gives the same grid."""
+    folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced")
+    image = read_image(folder)
+    assert image.GetSize() == dicom_ct_image.GetSize() == (512, 512, 20)
+    for geometry in ("GetSpacing", "GetOrigin", "GetDirection"):
+        np.testing.assert_allclose(getattr(image, geometry)(), getattr(dicom_ct_image, geometry)(), atol=1e-6)
+    assert image.GetPixelID() == sitk.sitkInt16
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(image), sitk.GetArrayFromImage(dicom_ct_image))
+    header = read_image_header(folder)
+    assert header.size == image.GetSize()
+    np.testing.assert_allclose(header.spacing, image.GetSpacing())
+    np.testing.assert_allclose(header.direction, image.GetDirection(), atol=1e-6)
+
+
+@pytest.mark.parametrize("variant, edit, message", [
+    ("a frame missing", drop_frame(10), r"multi-frame DICOM file .* has uneven frame positions: 4\.00 mm between "
+                                        r"frame \d+ and frame \d+ .* several phases or stacks"),
+    ("a coronal stack in the file", turn_frames(15, [1, 0, 0, 0, 0, -1]),
+     r"mixes frames: frame \d+ has another orientation than frame \d+, e\.g\. several reconstructions"),
+])
+def test_an_enhanced_ct_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, variant, edit, message):
+    """The slab as a multi-frame file with a frame removed, or with its last five frames coronal (a second stack):
+    ITK would read either as one grid (the gap stretched, the coronal frames taken as axial). Refused from the
+    header, naming the frames and the conversion."""
+    folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced", edit=edit)
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=message):
+            read(folder)
+
+
+def test_an_enhanced_ct_without_highdicom_is_refused_with_the_conversion(dicom_dir, tmp_path, monkeypatch):
+    """Slicer 5.6 and 5.8 run Python 3.9, where highdicom (a dependency from Python 3.10) is not installed: the
+    multi-frame CT is refused naming what is missing and the conversion that reads it."""
+    folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced")
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # makes `import highdicom` fail as when it is missing
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=r"multi-frame \(Enhanced\) CT needs highdicom .* dcm2niix"):
+            read(folder)
+
+
+def test_a_multi_frame_file_that_is_no_enhanced_ct_is_refused(dicom_dir, tmp_path):
+    """A classic CT Image's header holding three frames (not a multi-frame CT class: no per-frame geometry) is
+    refused naming its SOP class and the conversion (before 2026-12-06: "only one voxel along K", a wrong diagnosis)."""
     ds = pydicom.dcmread(sorted(p for p in dicom_dir.iterdir() if p.is_file())[0])
     ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRLittleEndian
     ds.NumberOfFrames = 3
     ds.PixelData = np.zeros((3, ds.Rows, ds.Columns), dtype=np.int16).tobytes()
-    folder = tmp_path / "enhanced"
+    folder = tmp_path / "frames"
     folder.mkdir()
     ds.save_as(folder / "frames.dcm", enforce_file_format=True)
     for read in (read_image, read_image_header):
-        with pytest.raises(InputImageError, match=r"one multi-frame file \(3 frames, e.g. an Enhanced CT\).* dcm2niix"):
+        with pytest.raises(InputImageError, match=r"multi-frame DICOM file of SOP class 1\.2\.840\.10008\.5\.1\.4\.1"
+                                                  r"\.1\.2 \(modality CT\), not one of the CT classes .* dcm2niix"):
             read(folder)
 
 
