@@ -310,12 +310,18 @@ def test_a_series_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, var
         read_image_header(folder)
 
 
-def test_an_enhanced_ct_reads_as_its_series(dicom_dir, dicom_ct_image, tmp_path):
+def _as_enhanced_ct_class(ds):
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT Image
+    return ds
+
+
+@pytest.mark.parametrize("edit", [None, _as_enhanced_ct_class], ids=["legacy converted", "Enhanced CT class"])
+def test_an_enhanced_ct_reads_as_its_series(dicom_dir, dicom_ct_image, tmp_path, edit):
     """The real slab as one multi-frame file (Legacy Converted Enhanced CT), its frames stored from the last slice
     to the first and every other frame with its own rescale (stored 1000 higher, intercept 1000 lower): read with
     the series' grid and HU, voxel for voxel (before: refused; ITK alone takes the file's frame order and the first
     frame's rescale, 1000 HU off on every other slice). The header, read without the pixels, gives the same grid."""
-    folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced")
+    folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced", edit=edit)
     image = read_image(folder)
     assert image.GetSize() == dicom_ct_image.GetSize() == (512, 512, 20)
     for geometry in ("GetSpacing", "GetOrigin", "GetDirection"):
