@@ -50,6 +50,10 @@ SUPPORTED_INPUTS = (
 #: compression; :func:`write_image` refuses to overwrite them as well.
 _DETACHED_DATA_SUFFIXES = {".nhdr": (".raw", ".raw.gz"), ".mhd": (".raw", ".zraw")}
 
+#: Metadata key of an image read from a DICOM folder that holds the Series Instance UID read (0020,000E; ``""``
+#: for an anonymised series without one), so that the outputs can name the series.
+SERIES_UID_KEY = "0020|000e"
+
 #: DICOM tag of the Series Description, shown when a folder holds several series.
 _SERIES_DESCRIPTION_TAG = "0008|103e"
 
@@ -78,7 +82,8 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
     Returns:
         The ``sitk.Image`` with the file's pixel type, size (I, J, K), spacing (mm), origin (LPS mm) and
         direction; ``sitk.GetArrayFromImage`` gives it in [K, J, I] order. DICOM values are rescaled with the
-        series' Rescale Slope/Intercept (HU for CT).
+        series' Rescale Slope/Intercept (HU for CT), and the series' UID is the image's metadata
+        :data:`SERIES_UID_KEY`.
 
     Raises:
         InputImageError: the path does not exist; the file's format is not supported; the file is unreadable,
@@ -150,7 +155,7 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
     """
     path = Path(path)
     if _input_kind(path, series_uid) == "dicom":
-        files = _series_files(path, series_uid)
+        _, files = _series_files(path, series_uid)
         multiframe = _multiframe_file(files)
         if multiframe is not None:
             return read_multiframe_header(multiframe)
@@ -253,8 +258,8 @@ def _subfolders_with_series(folder: Path, most: int = 6, max_folders: int = 200)
     return found
 
 
-def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
-    """Slice files (sorted by GDCM along the slice normal) of the chosen series in ``folder``."""
+def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[str]]:
+    """The chosen series in ``folder``: its UID and its slice files (sorted by GDCM along the slice normal)."""
     series = dicom_series_in_folder(folder)
     if not series:
         below = _subfolders_with_series(folder)
@@ -279,7 +284,7 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> list[str]:
             f"DICOM series '{series_uid}' is not in folder '{folder}'. Series found: "
             f"{', '.join(repr(uid) for uid in series)}. Pass one of these with --series-uid (series_uid=)."
         )
-    return series[series_uid]
+    return series_uid, series[series_uid]
 
 
 def _check_slice_spacing(folder: Path, files: list[str]) -> float:
@@ -314,20 +319,23 @@ def _multiframe_file(files: list[str]) -> Optional[Path]:
 
 
 def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
-    files = _series_files(folder, series_uid)
+    series_uid, files = _series_files(folder, series_uid)
     multiframe = _multiframe_file(files)
     if multiframe is not None:
-        return read_multiframe(multiframe)
-    _check_slice_spacing(folder, files)
-    reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(files)
-    try:
-        return reader.Execute()  # GDCM applies Rescale Slope/Intercept: CT values come out in HU
-    except RuntimeError as exc:
-        raise InputImageError(
-            f"Cannot read the DICOM series in '{folder}': {_itk_reason(exc)}. The series may be "
-            "incomplete or use an unsupported encoding; export it again from the PACS or convert it with dcm2niix."
-        ) from exc
+        image = read_multiframe(multiframe)
+    else:
+        _check_slice_spacing(folder, files)
+        reader = sitk.ImageSeriesReader()
+        reader.SetFileNames(files)
+        try:
+            image = reader.Execute()  # GDCM applies Rescale Slope/Intercept: CT values come out in HU
+        except RuntimeError as exc:
+            raise InputImageError(
+                f"Cannot read the DICOM series in '{folder}': {_itk_reason(exc)}. The series may be "
+                "incomplete or use an unsupported encoding; export it again from the PACS or convert it with dcm2niix."
+            ) from exc
+    image.SetMetaData(SERIES_UID_KEY, series_uid)
+    return image
 
 
 def _describe_series(uid: str, files: list[str]) -> str:

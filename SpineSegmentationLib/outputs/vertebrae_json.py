@@ -35,6 +35,8 @@ Schema (``schema_version`` 1)::
                                           # inverted, GPU out of memory -> CPU; empty when none
       "input": {
         "path": "/abs/path/ct.nii.gz",    # only when known
+        "dicom_series_uid": "1.2...",     # only for a DICOM input: the Series Instance UID read ("" when the
+                                          # series has none, e.g. anonymised)
         "size": [I, J, K],                # voxels
         "spacing": [sx, sy, sz],          # mm
         "origin_lps_mm": [x, y, z],
@@ -56,6 +58,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..anatomy import VERSE_NAMES
+from ..io import SERIES_UID_KEY
 from ..result import SpineSegmentationResult
 from .centroids import orientation_codes
 
@@ -82,10 +85,12 @@ def _plain(value):
 
 
 def input_description(image: sitk.Image, input_path: Path | None = None) -> dict:
-    """The ``input`` block: size, spacing, origin, direction and orientation codes of ``image``."""
+    """The ``input`` block: path, DICOM series UID, size, spacing, origin, direction and orientation codes."""
     info = {}
     if input_path is not None:
         info["path"] = str(Path(input_path).resolve())
+    if image.HasMetaDataKey(SERIES_UID_KEY):
+        info["dicom_series_uid"] = image.GetMetaData(SERIES_UID_KEY)
     info.update(
         size=list(image.GetSize()),
         spacing=list(image.GetSpacing()),

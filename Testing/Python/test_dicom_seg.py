@@ -28,6 +28,7 @@ from test_outputs import result_from_labels
 
 from SpineSegmentationLib import anatomy
 from SpineSegmentationLib.errors import OutputExistsError
+from SpineSegmentationLib.io import read_image
 from SpineSegmentationLib.outputs import OUTPUT_FILES, check_outputs_free, write_outputs
 from SpineSegmentationLib.outputs.dicom_seg import (
     DICOM_SEG_FILE,
@@ -119,9 +120,11 @@ def assert_segments_match_label_map(seg: pydicom.Dataset, result: SpineSegmentat
 def test_dicom_input_writes_a_seg_that_references_the_series(slab_result, dicom_ct_image, series_with_uids,
                                                               tmp_path):
     folder, study, series = series_with_uids
-    paths = write_outputs(slab_result, dicom_ct_image, tmp_path, input_path=folder)
+    image = read_image(folder)
+    paths = write_outputs(slab_result, image, tmp_path, input_path=folder)
     assert paths["dicom_seg"] == tmp_path / DICOM_SEG_FILE
     assert set(paths) == set(OUTPUT_FILES) | {"dicom_seg"}
+    assert json.loads(paths["vertebrae"].read_text())["input"]["dicom_series_uid"] == series  # the series read
 
     seg = pydicom.dcmread(paths["dicom_seg"])
     assert seg.SOPClassUID == SegmentationStorage
@@ -157,7 +160,7 @@ def test_enhanced_ct_input_writes_a_seg_whose_frames_reference_their_source_fram
     SEG frame the source frame at its own position (the label map's slice k is the k-th frame along the normal, not
     frame k of the file). A label map on another grid is refused as for a series."""
     folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced")
-    paths = write_outputs(slab_result, dicom_ct_image, tmp_path / "out", input_path=folder)
+    paths = write_outputs(slab_result, read_image(folder), tmp_path / "out", input_path=folder)
     seg = pydicom.dcmread(paths["dicom_seg"])
     source = pydicom.dcmread(folder / "enhanced_ct.dcm", stop_before_pixels=True)
     assert seg.StudyInstanceUID == source.StudyInstanceUID
@@ -165,6 +168,7 @@ def test_enhanced_ct_input_writes_a_seg_whose_frames_reference_their_source_fram
     assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [source.SeriesInstanceUID]
     assert [r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence] == [
         source.SOPInstanceUID]
+    assert json.loads(paths["vertebrae"].read_text())["input"]["dicom_series_uid"] == source.SeriesInstanceUID
     assert_segments_match_label_map(seg, slab_result)
     source_positions = [[float(v) for v in item.PlanePositionSequence[0].ImagePositionPatient]
                         for item in source.PerFrameFunctionalGroupsSequence]

@@ -184,6 +184,7 @@ def test_vertebrae_json(written):
     assert doc["input"]["size"] == [122, 101, 112] and doc["input"]["spacing"] == [3.0, 3.0, 3.0]
     assert doc["input"]["orientation"] == "RAS"
     assert doc["input"]["path"].endswith("example_ct.nii.gz")
+    assert "dicom_series_uid" not in doc["input"]  # a file, not a DICOM series
 
 
 def test_ctd_round_trip_on_example(written):
