@@ -131,8 +131,10 @@ def spine_column(
     mean left-right position over the spine's peak, the columns around its most probable path
     (:func:`most_probable_path`) where the probability stays above half the path's, median-filtered along the
     superior-inferior axis: a shoulder at the edge of a narrow slice does not pull it away.
-    Where no slice is narrow (a short scan of the upper chest, both shoulders beside the column in every slice), the
-    slices where the path is surest (:data:`PATH_SURE_FRACTION`, :data:`PATH_MIN_CONTRAST`) define the line instead.
+    Where no run of narrow slices is that long (a short scan of the upper chest, both shoulders beside the column in
+    every slice; a CT stored on an oblique grid, whose mask is wide in every slice but a few at its ends, there on a
+    hip), the slices where the path is surest (:data:`PATH_SURE_FRACTION`, :data:`PATH_MIN_CONTRAST`) define the
+    line instead (before 2026-12-06 the longest short run did, and an oblique example CT's column was cut to its hip).
     Everything farther than ``half_width_mm`` from the line is removed.
 
     Args:
@@ -142,7 +144,8 @@ def spine_column(
         half_width_mm, max_width_mm: see :class:`~SpineSegmentationLib.models.LocalizationParameters`.
 
     Returns:
-        A new bool mask; ``mask`` itself when neither narrow slices nor a path that stands out define a centre line.
+        A new bool mask; ``mask`` itself when neither a long run of narrow slices nor a path that stands out define a
+        centre line.
     """
     xs = np.arange(mask.shape[2])
     present = mask.any(axis=1)  # [z, x]: where each axial slice has mask
@@ -156,11 +159,11 @@ def spine_column(
     on_path = profile[np.arange(mask.shape[0]), path]  # [z]
     widths = np.array([np.ptp(np.flatnonzero(present[z])) + 1 for z in zs]) * spacing_mm
     narrow = zs[widths <= max_width_mm]
-    if narrow.size:
-        # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
-        runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1)
-        long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
-        sure = np.concatenate(long_runs) if long_runs else max(runs, key=len)
+    # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
+    runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1) if narrow.size else []
+    long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
+    if long_runs:
+        sure = np.concatenate(long_runs)
     elif on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():
         return mask
     else:
