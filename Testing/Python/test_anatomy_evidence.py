@@ -14,7 +14,7 @@ from SpineSegmentationLib.renumbering import result_message
 from SpineSegmentationLib.result import Vertebra
 from SpineSegmentationLib.sanity import column_end_warnings, process_direction_warnings, sacral_segment_warnings
 
-from pose_helpers import ANTERIOR_POSTERIOR, SUPERIOR_INFERIOR, rotation, tilted
+from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, obliquely_stored, rotation, tilted
 from reconstruction_helpers import thick_slices
 
 
@@ -103,6 +103,26 @@ def test_the_sacrum_is_seen_below_l5_and_a_cut_vertebra_without_ribs_gives_no_ev
     # the second-lowest is measured too: L5 lies between L4 and the sacrum
     assert ev["L4"].rib_sides == 0 and ev["L4"].sacrum_below is False
     assert ev["T11"].rib_sides is None  # 76 voxels at the top edge of the scan
+
+
+def test_a_body_cut_by_an_oblique_scans_edge_inside_the_grid_gives_no_rib_evidence(real_ct, real_ct_reference):
+    """The example CT as an oblique reformat that holds only scan data: stored on a grid turned 20 degrees about
+    left-right and cut to the block inside the scan (122 x 76 x 90 voxels). Its top edge, inside the canonical grid
+    (whose corners beyond it are filled with air), cuts T12 and the ribs beside it. That edge was not taken for the
+    field of view's (only the grid's top and bottom faces were), and T12 read as a vertebra without ribs: firm
+    evidence for L1. A body the scan's edge cuts, with fewer than two sides seen, tells nothing (as at a face)."""
+    ct = sitk.ReadImage(str(real_ct))
+    labels = sitk.Resample(sitk.ReadImage(str(real_ct_reference)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    ct, labels = obliquely_stored(ct, LEFT_RIGHT, 20.0), obliquely_stored(labels, LEFT_RIGHT, 20.0, labels=True)
+    ct, labels = ct[:, 29:105, 25:115], labels[:, 29:105, 25:115]  # the block of the turned grid inside the scan
+    assert sitk.GetArrayViewFromImage(ct).min() > -1100  # scan data only, no fill
+    ids = to_verse(sitk.GetArrayFromImage(labels), "totalseg").astype(np.int32)
+    ids[ids == 26] = 0
+    order = [int(v) for v in np.unique(ids) if v > 0]
+    ev = {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct, ids, order))}
+    assert list(ev) == ["T12", "L1", "L2", "L3", "L4", "L5"]
+    assert ev["T12"].rib_sides is None
+    assert all(ev[f"L{k}"].rib_sides == 0 for k in range(1, 5)) and ev["L5"].sacrum_below is True
 
 
 def test_the_sacrum_is_measured_below_a_column_tilted_in_the_coronal_plane(real_ct, real_ct_reference):
