@@ -338,9 +338,13 @@ def check_intensities(image: sitk.Image) -> None:
             "goes to `spineseg evaluate` as the reference, or to `spineseg-correct rerun --labels`."
         )
     if not_hu is not None:
+        # HU-like values below -100 that are too few: a CT cut to a block inside the body rather than another unit
+        crop = (" If it is a CT cut to a block inside the body (a crop of a few centimetres around a vertebra holds "
+                "no air and little fat), give a larger field of view, e.g. the whole axial extent of the scan."
+                if dark_fraction < MIN_DARK_FRACTION and low <= DARK_TISSUE_HU else "")
         raise InputImageError(
             f"The voxel values do not look like CT Hounsfield units: {not_hu} (1st/99th percentiles {p1:g} / "
             f"{p99:g}, range {low:g}..{high:g}). The model segments CT only: an MR or other modality cannot be "
             "processed. If this is a CT, apply its rescale slope/intercept so that air is about -1000 HU and "
-            "water 0 HU (read the DICOM series itself rather than a converted copy)."
+            f"water 0 HU (read the DICOM series itself rather than a converted copy).{crop}"
         )
