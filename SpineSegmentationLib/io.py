@@ -87,7 +87,8 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
 
     Raises:
         InputImageError: the path does not exist; the file's format is not supported; the file is unreadable,
-            corrupt or truncated; a NIfTI file holds NaN or infinite values (ITK would turn them into 0); the folder
+            corrupt or truncated; a NIfTI file holds NaN or infinite values (ITK would turn them into 0) or gives two
+            voxel sizes (pixdim and sform; ITK reads pixdim, nibabel the sform); the folder
             holds no DICOM series, several series and ``series_uid`` is not given or not among them, or a series
             that is not one even stack of slices (as :func:`read_image_header`); a multi-frame file that is not an
             Enhanced CT or cannot be decoded, or highdicom is missing (:func:`dicom_multiframe.read_multiframe`).
@@ -97,6 +98,7 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
         return _read_dicom_series(path, series_uid)
     suffix = image_suffix(path)
     if suffix in (".nii", ".nii.gz"):
+        _check_nifti_header(path)
         _check_nifti_file(path)
     try:
         return sitk.ReadImage(str(path))
@@ -444,7 +446,8 @@ def _open_nifti(path: PathLike):
 
 
 def _check_nifti_header(path: Path) -> None:
-    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header (reads only the header)."""
+    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header whose pixdim and sform give one
+    voxel size (reads only the header)."""
     try:
         with _open_nifti(path) as stream:
             head = stream.read(540)
@@ -452,6 +455,38 @@ def _check_nifti_header(path: Path) -> None:
         raise _unreadable_nifti(path, exc) from exc
     if _nifti_layout(head) is None:
         raise _not_nifti(path)
+    spacings = _nifti_spacings(head)
+    if spacings is not None and not np.allclose(spacings[0], spacings[1], rtol=0.01):
+        pixdim, sform = (", ".join(f"{v:g}" for v in values) for values in spacings)
+        raise InputImageError(
+            f"The NIfTI header of '{path}' gives two voxel sizes: pixdim {pixdim}, its sform (the voxel-to-world "
+            f"matrix, sform_code > 0) {sform}. ITK reads pixdim, nibabel and FSL the sform: the anatomy would come "
+            "out scaled by their ratio in one of them. Save it again from the matrix you trust (e.g. nibabel's "
+            "Nifti1Image(np.asanyarray(img.dataobj), img.affine) takes the sform and writes pixdim from it), and check "
+            "the anatomy's size in a viewer."
+        )
+
+
+def _nifti_spacings(header: bytes) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(pixdim[1:4], the lengths of the sform's first three columns) of a NIfTI-1/-2 header whose sform_code is
+    set, in the header's units; None without an sform. Both should be the voxel size along i, j, k."""
+    for endian in "<>":
+        if struct.unpack(endian + "i", header[:4])[0] == 348:
+            pixdim = struct.unpack(endian + "3f", header[80:92])
+            sform_code = struct.unpack(endian + "h", header[254:256])[0]
+            rows = struct.unpack(endian + "12f", header[280:328])
+            break
+        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
+            pixdim = struct.unpack(endian + "3d", header[112:136])
+            sform_code = struct.unpack(endian + "i", header[348:352])[0]
+            rows = struct.unpack(endian + "12d", header[400:496])
+            break
+    else:
+        return None
+    if sform_code <= 0:
+        return None
+    matrix = np.array(rows, dtype=float).reshape(3, 4)[:, :3]
+    return np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(matrix, axis=0)
 
 
 def _unreadable_nifti(path: Path, exc: Exception) -> InputImageError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import struct
 import sys
 
 import numpy as np
@@ -150,6 +151,22 @@ def test_truncated_uncompressed_nifti_is_rejected(real_ct, tmp_path):
     plain.write_bytes(data[:-1000])
     with pytest.raises(InputImageError, match="truncated"):
         read_image(plain)
+
+
+def test_a_nifti_whose_pixdim_and_sform_disagree_is_refused(real_ct, tmp_path):
+    """The real CT (3 mm voxels) with pixdim set to 1 mm and its sform left at 3 mm (audit 2026-12-06): ITK read
+    pixdim, the body came out a third of its size, and the run ended "no spine found" (exit 0) after three raw ITK
+    warnings; nibabel and FSL read the sform. Refused from the header, naming both sizes."""
+    plain = tmp_path / "ct.nii"
+    with gzip.open(real_ct, "rb") as src:
+        header = bytearray(src.read())
+    assert struct.unpack("<h", header[254:256])[0] > 0  # the file has an sform
+    header[80:92] = struct.pack("<3f", 1.0, 1.0, 1.0)  # pixdim[1..3]
+    plain.write_bytes(bytes(header))
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=r"two voxel sizes: pixdim 1, 1, 1, its sform .* 3, 3, 3\. ITK reads "
+                                                  r"pixdim, nibabel and FSL the sform"):
+            read(plain)
 
 
 def test_uncompressed_nifti_misnamed_nii_gz_is_still_read(real_ct, tmp_path):
