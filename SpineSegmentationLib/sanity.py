@@ -33,7 +33,7 @@ import SimpleITK as sitk
 from scipy import stats
 
 from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
-from .anatomy import SACRUM, is_column_vertebra
+from .anatomy import L6, SACRUM, T13, is_column_vertebra
 from .anatomy_evidence import SACRUM_SEARCH_MM
 from .errors import InputImageError
 from .geometry import principal_axis
@@ -399,10 +399,41 @@ def unanchored_level_warnings(vertebrae) -> list[str]:
     ]
 
 
+#: How the warning of :func:`transitional_level_warnings` begins.
+TRANSITIONAL_LEVEL_WARNING = "a transitional level was named"
+
+
+def transitional_level_warnings(vertebrae) -> list[str]:
+    """A warning when the column holds an L6 or a T13 (empty otherwise, and when a person stated a level).
+
+    Six lumbar or thirteen thoracic vertebrae are real anatomy in a minority of people (a lumbosacral or
+    thoracolumbar transitional vertebra), and the labelling allows them (``labeling.py``); but the same names come
+    from a column one level off at one end while the other end holds: a T12 whose ribs are out of view read as L1
+    above a sacrum that fixes L5, so the last lumbar vertebra becomes L6. Counting vertebrae at such a junction is
+    where levels go wrong, so a person should count the ribs and the lumbar vertebrae before using the levels. Audit
+    of 2026-12-06: the example CT stored on a grid turned 25 degrees, masks right (overall Dice 0.93), named T12-L6
+    with no other warning (the runner-up, T11-L5, right). Silent on every shipped-model result on the real CTs of
+    shared/data (none names an L6 or a T13).
+
+    Args:
+        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
+    """
+    column = [v for v in vertebrae if is_column_vertebra(v.label)]
+    transitional = [v.name for v in sorted(column, key=lambda v: -v.centroid_ras_mm[2]) if v.label in (L6, T13)]
+    if not transitional or any(v.level_stated for v in column):
+        return []
+    return [
+        f"{TRANSITIONAL_LEVEL_WARNING} ({', '.join(transitional)}): a thirteenth thoracic or sixth lumbar vertebra is "
+        "transitional anatomy, which few people have, or the levels are one off at one end of the column (e.g. a "
+        "T12 whose ribs are out of view taken for L1). Count the ribs and the lumbar vertebrae (the rib view of "
+        "qc.png, or the 3D view) and renumber in the review if needed."
+    ]
+
+
 def result_warnings(vertebrae) -> list[str]:
     """Every warning about a result's vertebrae, in the order a person should read them: head-feet inversion
     (:func:`anatomy_warnings`), split vertebrae, the column's lower end, a sacral segment, levels against the ribs,
-    no landmark (empty when the result looks right). For a fresh run and for the corrections that run the network
+    no landmark, a transitional level (empty when the result looks right). For a fresh run and for the corrections that run the network
     again (``correction.py``).
 
     Args:
@@ -410,7 +441,7 @@ def result_warnings(vertebrae) -> list[str]:
     """
     return (anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae) + column_end_warnings(vertebrae)
             + sacral_segment_warnings(vertebrae) + rib_level_warnings(vertebrae)
-            + unanchored_level_warnings(vertebrae))
+            + unanchored_level_warnings(vertebrae) + transitional_level_warnings(vertebrae))
 
 
 def add_warnings(result, warnings: list[str]) -> None:

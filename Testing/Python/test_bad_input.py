@@ -36,7 +36,8 @@ from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING, anatomy_warnings,
                                         check_vertebra_count, process_direction_warnings, result_warnings,
-                                        rib_level_warnings, split_vertebra_warnings, unanchored_level_warnings)
+                                        rib_level_warnings, split_vertebra_warnings, transitional_level_warnings,
+                                        unanchored_level_warnings)
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
 REPO = Path(__file__).resolve().parents[2]
@@ -531,6 +532,22 @@ def test_levels_without_a_landmark_in_view_give_a_warning():
     sacral[-1] = Vertebra(SACRUM, "S", True, 0.9, 0.5, 0.0, [0.0, 0.0, -60.0], 1.0)
     assert unanchored_level_warnings(sacral) == []
     assert unanchored_level_warnings([]) == []
+
+
+def test_a_transitional_level_gives_a_warning():
+    """Known answers: a column named with an L6 or a T13 gets one warning naming them, top first (transitional
+    anatomy, or one level off at one end: the example CT stored obliquely at 25 degrees was named T12-L6 with no other
+    warning, audit 2026-12-06); C1-L5 columns get none, nor does a column whose level a person stated."""
+    def column(names, stated=False):
+        return [Vertebra(verse_label(n), n, True, 0.9, 0.6, 0.0, [0.0, 0.0, -30.0 * k], 1.0, level_stated=stated)
+                for k, n in enumerate(names)]
+
+    warnings = transitional_level_warnings(column(["T12", "T13", "L1", "L2", "L3", "L4", "L5", "L6"]))
+    assert len(warnings) == 1 and warnings[0].startswith("a transitional level was named (T13, L6)"), warnings
+    assert transitional_level_warnings(column(["T11", "T12", "L1", "L2", "L3", "L4", "L5"])) == []
+    assert transitional_level_warnings(column(["L2", "L3", "L4", "L5", "L6"], stated=True)) == []
+    assert transitional_level_warnings([]) == []
+    assert any(w.startswith("a transitional level") for w in result_warnings(column(["L3", "L4", "L5", "L6"])))
 
 
 def test_levels_that_disagree_with_the_ribs_in_two_places_give_a_warning():
