@@ -433,8 +433,8 @@ def transitional_level_warnings(vertebrae) -> list[str]:
 def result_warnings(vertebrae) -> list[str]:
     """Every warning about a result's vertebrae, in the order a person should read them: head-feet inversion
     (:func:`anatomy_warnings`), split vertebrae, the column's lower end, a sacral segment, levels against the ribs,
-    no landmark, a transitional level (empty when the result looks right). For a fresh run and for the corrections that run the network
-    again (``correction.py``).
+    no landmark, a transitional level (empty when the result looks right). For a fresh run and for the corrections
+    that run the network again (``correction.py``).
 
     Args:
         vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
