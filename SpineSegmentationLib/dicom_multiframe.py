@@ -15,8 +15,6 @@ run Python 3.9) a multi-frame CT is refused with the conversion that reads it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
 import numpy as np
 import SimpleITK as sitk
 
@@ -143,9 +141,8 @@ def read_multiframe_header(path: str | Path) -> ImageHeader:
                        tuple(first.direction.ravel()), 3, 1, READ_BYTES_PER_VOXEL)
 
 
-def _volume(frames: Sequence[np.ndarray]) -> np.ndarray:
-    """[k, j, i] array of the frames: int16 where every value is a whole number within int16, else float32."""
-    array = np.stack(frames)
+def _compact(array: np.ndarray) -> np.ndarray:
+    """``array`` as int16 where every value is a whole number within int16 (the usual CT), else as it is."""
     if np.all(np.isfinite(array)) and np.array_equal(array, np.round(array)) \
             and array.min(initial=0) >= np.iinfo(np.int16).min and array.max(initial=0) <= np.iinfo(np.int16).max:
         return array.astype(np.int16)
@@ -169,18 +166,19 @@ def read_multiframe(path: str | Path) -> sitk.Image:
     path = Path(path)
     _, order, stack, gap = _checked_stack(path)
     hd, pydicom = _libraries()
+    first = stack[0]
+    volume = np.empty((len(order), first.matrix[1], first.matrix[0]), dtype=np.float32)  # [k, j, i]
     try:
         image = hd.imread(path)
-        frames = [image.get_frame(index, as_index=True, dtype=np.float32, apply_real_world_transform=False)
-                  for index in order]
+        for k, index in enumerate(order):
+            volume[k] = image.get_frame(index, as_index=True, dtype=np.float32, apply_real_world_transform=False)
     except (OSError, ValueError, RuntimeError, NotImplementedError, pydicom.errors.InvalidDicomError) as exc:
         raise InputImageError(
             f"Cannot decode the pixel data of the multi-frame DICOM file '{path}': {exc}. Its encoding may need a "
             f"decoder that is not installed (pylibjpeg, python-gdcm). {_CONVERT}"
         ) from exc
-    volume = sitk.GetImageFromArray(_volume(frames))
-    first = stack[0]
-    volume.SetSpacing((*first.pixel_spacing, gap))
-    volume.SetOrigin(tuple(float(v) for v in first.position))
-    volume.SetDirection(tuple(float(v) for v in first.direction.ravel()))
-    return volume
+    ct = sitk.GetImageFromArray(_compact(volume))
+    ct.SetSpacing((*first.pixel_spacing, gap))
+    ct.SetOrigin(tuple(float(v) for v in first.position))
+    ct.SetDirection(tuple(float(v) for v in first.direction.ravel()))
+    return ct
