@@ -3,12 +3,13 @@
 ``summary.csv`` has one row per vertebra per case (a case without vertebrae, failed or without a spine, has one
 row with the vertebra columns empty), sorted by case id, vertebrae cranio-caudal:
 
-    case_id, status, error, warnings, seconds, resumed, image, series_uid, reference,
+    case_id, status, error, warnings, seconds, resumed, model, image, series_uid, reference,
     level, label, complete, p_label, p_complete, volume_mm3, centroid_r_mm, centroid_a_mm, centroid_s_mm
 
 (``status``: done, no_spine or failed; ``error``: the failure, or why no spine was found; ``warnings``: the run's
 warnings (``vertebrae.json``), joined by :data:`WARNING_SEPARATOR`; ``seconds``: the case's run time when it was
-run, kept when resumed; centroids in RAS millimetres as in ``vertebrae.json``.)
+run, kept when resumed; ``model``: the model's name and version, as in ``vertebrae.json``, empty for a case that
+failed before the model was known; centroids in RAS millimetres as in ``vertebrae.json``.)
 
 ``cohort_qc.html`` is one small page (no scripts, no external files) with one tile per case: the case's ``qc.png``
 thumbnail (linked, relative path), its levels (incomplete ones marked ``*``) and why it is flagged. Flagged cases
@@ -34,7 +35,8 @@ QC_SHEET_FILE = "cohort_qc.html"
 #: label under the regressed value, seed 002 section 3.4), so a person should look.
 LOW_P_LABEL = 0.5
 
-CASE_COLUMNS = ("case_id", "status", "error", "warnings", "seconds", "resumed", "image", "series_uid", "reference")
+CASE_COLUMNS = ("case_id", "status", "error", "warnings", "seconds", "resumed", "model", "image", "series_uid",
+                "reference")
 #: Joins a case's warnings in its ``warnings`` column (a warning's text has none).
 WARNING_SEPARATOR = " | "
 VERTEBRA_COLUMNS = ("level", "label", "complete", "p_label", "p_complete", "volume_mm3",
@@ -55,7 +57,8 @@ def summary_rows(records: Sequence[dict]) -> list[dict]:
         case = {key: record.get(key) for key in CASE_COLUMNS}
         case.update(seconds=f"{record.get('seconds', 0.0):.2f}", resumed=str(bool(record.get("resumed"))).lower(),
                     warnings=WARNING_SEPARATOR.join(record.get("warnings") or []),
-                    series_uid="" if record.get("series_uid") is None else record["series_uid"])
+                    series_uid="" if record.get("series_uid") is None else record["series_uid"],
+                    model=_model_name((record.get("fingerprint") or {}).get("model")))
         case = {key: ("" if value is None else value) for key, value in case.items()}
         if not record.get("vertebrae"):
             rows.append({**case, **{key: "" for key in VERTEBRA_COLUMNS}})
@@ -66,6 +69,11 @@ def summary_rows(records: Sequence[dict]) -> list[dict]:
                          "volume_mm3": f"{v['volume_mm3']:.1f}", "centroid_r_mm": f"{r:.2f}",
                          "centroid_a_mm": f"{a:.2f}", "centroid_s_mm": f"{s:.2f}"})
     return rows
+
+
+def _model_name(model: dict | None) -> str:
+    """``"<name> <version>"`` of a case record's model fingerprint, ``""`` without one."""
+    return " ".join(str(model[key]) for key in ("name", "version") if model.get(key)) if model else ""
 
 
 def write_summary(records: Sequence[dict], path: Path) -> Path:

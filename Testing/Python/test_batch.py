@@ -112,6 +112,8 @@ def test_batch_records_two_done_and_one_failed_with_its_message(local_run, cohor
     by_case = {case: [row for row in rows if row["case_id"] == case] for case in CASES}
     (failed,) = by_case["corrupt"]
     assert failed["status"] == "failed" and "corrupt or truncated" in failed["error"] and failed["level"] == ""
+    model = json.loads((DEFAULT_MODEL_DIR / "model.json").read_text())
+    assert {row["model"] for case in ("a", "b") for row in by_case[case]} == {f"{model['name']} {model['version']}"}
     for case in ("a", "b"):
         folder = out / case
         assert all((folder / name).is_file() for name in OUTPUT_FILES.values())
