@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from .dicom_stack import Plane, check_even_stack
+from .dicom_stack import Plane, check_even_stack, sorted_along_normal
 from .errors import InputImageError
 from .validation import ImageHeader
 
@@ -28,8 +28,10 @@ CT_SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.2.2": "Legacy Converted Enhanced CT Image",
 }
 
-#: The voxels are decoded as float32 before they become int16 where every value is a whole number that fits:
-#: the bytes per voxel the memory estimate counts for a multi-frame input.
+#: The voxels are decoded into one float32 volume before it becomes int16 where every value is a whole number that
+#: fits (the int16 copy and ITK's copy of it follow): the bytes per voxel the memory estimate counts for a multi-frame
+#: input (:func:`~SpineSegmentationLib.validation.check_memory` adds 8 per voxel for the pipeline; the read peaks at
+#: about 4 + 2 + 2, the frames decoded one at a time).
 READ_BYTES_PER_VOXEL = 4
 
 _CONVERT = ("Convert it with dcm2niix (to NIfTI), or load it in 3D Slicer and save the volume as .nrrd, and segment "
@@ -65,11 +67,12 @@ def _group_item(ds, frame: int, keyword: str):
     return None
 
 
-def frame_planes(ds) -> list[Plane]:
+def frame_planes(ds, path: str | Path = "") -> list[Plane]:
     """Each frame's geometry in file order (``Plane.name`` ``"frame N"``, N from 1), from the functional groups.
 
     Args:
         ds: the multi-frame ``pydicom.Dataset`` (pixel data not needed).
+        path: its file, for the message.
 
     Raises:
         InputImageError: a frame lacks its plane position, orientation or pixel spacing.
@@ -85,8 +88,8 @@ def frame_planes(ds) -> list[Plane]:
             ("Pixel Spacing", measures, "PixelSpacing")) if item is None or not item.get(keyword)]
         if missing:
             raise InputImageError(
-                f"Frame {frame + 1} of the multi-frame DICOM file has no {' and no '.join(missing)} in its functional "
-                f"groups, so its place in the volume is unknown. {_CONVERT}"
+                f"Frame {frame + 1} of the multi-frame DICOM file '{path}' has no {' and no '.join(missing)} in its "
+                f"functional groups, so its place in the volume is unknown. {_CONVERT}"
             )
         cosines = np.array(orientation.ImageOrientationPatient, dtype=float)
         row, column = cosines[:3], cosines[3:]
@@ -115,12 +118,26 @@ def _checked_stack(path: Path) -> tuple[object, list[int], list[Plane], float]:
             f"(modality {ds.get('Modality', 'none')}), not one of the CT classes read here "
             f"({', '.join(CT_SOP_CLASSES.values())}). Give a CT. {_CONVERT}"
         )
-    planes = frame_planes(ds)
     source = f"The multi-frame DICOM file '{path}'"
+    parts = ds.get("InConcatenationTotalNumber")
+    if ds.get("ConcatenationUID") or (parts is not None and int(parts) > 1):
+        raise InputImageError(
+            f"{source} is part {ds.get('InConcatenationNumber', '?')} of {parts or 'several'} of one CT split over "
+            f"several files (a Concatenation), which this version does not read: reading one part would give part "
+            f"of the volume. {_CONVERT}"
+        )
+    planes = frame_planes(ds, path)
     if len(planes) < 2:
         raise InputImageError(f"{source} holds {len(planes)} frame: one slice is not a CT volume. Give the whole CT.")
-    depth = [float(plane.position @ planes[0].direction[:, 2]) for plane in planes]
-    order = sorted(range(len(planes)), key=depth.__getitem__)
+    no_rescale = [frame + 1 for frame in range(len(planes))
+                  if _group_item(ds, frame, "PixelValueTransformationSequence") is None]
+    if no_rescale:
+        raise InputImageError(
+            f"{source} has no Pixel Value Transformation (rescale slope and intercept) for frame {no_rescale[0]}"
+            f"{f' and {len(no_rescale) - 1} more' if len(no_rescale) > 1 else ''}, which an Enhanced CT must have: "
+            f"its stored values are not HU. {_CONVERT}"
+        )
+    order = sorted_along_normal(planes)
     stack = [planes[i] for i in order]
     return ds, order, stack, check_even_stack(stack, source, kind="multiframe")
 
@@ -139,14 +156,6 @@ def read_multiframe_header(path: str | Path) -> ImageHeader:
     first = stack[0]
     return ImageHeader((*first.matrix, len(stack)), (*first.pixel_spacing, gap),
                        tuple(first.direction.ravel()), 3, 1, READ_BYTES_PER_VOXEL)
-
-
-def _compact(array: np.ndarray) -> np.ndarray:
-    """``array`` as int16 where every value is a whole number within int16 (the usual CT), else as it is."""
-    if np.all(np.isfinite(array)) and np.array_equal(array, np.round(array)) \
-            and array.min(initial=0) >= np.iinfo(np.int16).min and array.max(initial=0) <= np.iinfo(np.int16).max:
-        return array.astype(np.int16)
-    return array
 
 
 def read_multiframe(path: str | Path) -> sitk.Image:
@@ -168,16 +177,21 @@ def read_multiframe(path: str | Path) -> sitk.Image:
     hd, pydicom = _libraries()
     first = stack[0]
     volume = np.empty((len(order), first.matrix[1], first.matrix[0]), dtype=np.float32)  # [k, j, i]
+    whole = True  # every value a whole number within int16 (the usual CT): stored as int16
     try:
-        image = hd.imread(path)
+        image = hd.imread(path, lazy_frame_retrieval=True)  # frames decoded one at a time, the file not held
         for k, index in enumerate(order):
-            volume[k] = image.get_frame(index, as_index=True, dtype=np.float32, apply_real_world_transform=False)
+            frame = image.get_frame(index, as_index=True, dtype=np.float32, apply_real_world_transform=False)
+            volume[k] = frame
+            whole = whole and bool(np.all(np.isfinite(frame)) and np.array_equal(frame, np.round(frame))
+                                   and frame.min() >= np.iinfo(np.int16).min and frame.max() <= np.iinfo(np.int16).max)
     except (OSError, ValueError, RuntimeError, NotImplementedError, pydicom.errors.InvalidDicomError) as exc:
         raise InputImageError(
             f"Cannot decode the pixel data of the multi-frame DICOM file '{path}': {exc}. Its encoding may need a "
             f"decoder that is not installed (pylibjpeg, python-gdcm). {_CONVERT}"
         ) from exc
-    ct = sitk.GetImageFromArray(_compact(volume))
+    ct = sitk.GetImageFromArray(volume.astype(np.int16) if whole else volume)
+    del volume
     ct.SetSpacing((*first.pixel_spacing, gap))
     ct.SetOrigin(tuple(float(v) for v in first.position))
     ct.SetDirection(tuple(float(v) for v in first.direction.ravel()))

@@ -25,7 +25,10 @@ from .validation import DIRECTION_TOLERANCE
 #: a missing or duplicated image (scanners store positions to 0.001 mm; a missing image doubles one distance).
 SLICE_GAP_TOLERANCE = 0.1
 
-__all__ = ["Plane", "SLICE_GAP_TOLERANCE", "check_even_stack"]
+#: Two images closer than this along the normal (mm) lie at the same position (scanners store positions to 0.001 mm).
+SAME_POSITION_MM = 0.01
+
+__all__ = ["Plane", "SAME_POSITION_MM", "SLICE_GAP_TOLERANCE", "check_even_stack", "sorted_along_normal"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,12 @@ _CAUSES = {
 }
 
 
+def sorted_along_normal(planes: Sequence[Plane]) -> list[int]:
+    """Indices of ``planes`` in the order of their positions along the first one's normal (lowest first)."""
+    normal = planes[0].direction[:, 2]
+    return sorted(range(len(planes)), key=lambda i: float(planes[i].position @ normal))
+
+
 def check_even_stack(planes: Sequence[Plane], source: str, kind: str = "series") -> float:
     """The distance (mm) between neighbouring images of a stack sorted along its normal; refuse any other stack.
 
@@ -75,7 +84,8 @@ def check_even_stack(planes: Sequence[Plane], source: str, kind: str = "series")
 
     * orientation (within :data:`~SpineSegmentationLib.validation.DIRECTION_TOLERANCE`), pixel spacing (1e-4
       relative) and matrix size equal to the first image's;
-    * neighbouring distances along the normal within :data:`SLICE_GAP_TOLERANCE` of their median (none zero);
+    * no two images at the same position (:data:`SAME_POSITION_MM`: a duplicate, or several phases or stacks);
+    * neighbouring distances along the normal within :data:`SLICE_GAP_TOLERANCE` of their median;
     * every position within :data:`SLICE_GAP_TOLERANCE` of a distance from the even grid between the first and
       the last image (a slowly changing spacing adds up along the stack);
     * the stack's in-plane shift from its first to its last image at most half a pixel (a gantry tilt: a reader
@@ -106,13 +116,18 @@ def check_even_stack(planes: Sequence[Plane], source: str, kind: str = "series")
     positions = np.array([plane.position for plane in planes], dtype=float)
     depth = positions @ normal
     gaps = np.abs(np.diff(depth))
+    same = np.flatnonzero(gaps < SAME_POSITION_MM)
+    if same.size:
+        raise InputImageError(
+            f"{source} has {same.size + 1 if same.size == 1 else f'{same.size} pairs of'} {unit}s at the same "
+            f"position, e.g. {planes[same[0]].name} and {planes[same[0] + 1].name}. {causes['uneven']}"
+        )
     typical = float(np.median(gaps))
     uneven = np.flatnonzero(np.abs(gaps - typical) > SLICE_GAP_TOLERANCE * typical)
-    if typical <= 0 or uneven.size:
+    if uneven.size:
         where = ", ".join(f"{gaps[i]:.2f} mm between {planes[i].name} and {planes[i + 1].name}" for i in uneven[:3])
         raise InputImageError(
-            f"{source} has uneven {unit} positions: {where or f'{unit}s at the same position'} (the others "
-            f"{typical:.2f} mm apart). {causes['uneven']}"
+            f"{source} has uneven {unit} positions: {where} (the others {typical:.2f} mm apart). {causes['uneven']}"
         )
     stack = positions[-1] - positions[0]
     along = float(abs(stack @ normal))

@@ -483,9 +483,9 @@ def _nifti_spacings(header: bytes) -> Optional[tuple[np.ndarray, np.ndarray]]:
             break
     else:
         return None
-    if sform_code <= 0:
-        return None
     matrix = np.array(rows, dtype=float).reshape(3, 4)[:, :3]
+    if sform_code <= 0 or not matrix.any():  # no sform, or an empty one (ITK refuses the file itself)
+        return None
     return np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(matrix, axis=0)
 
 

@@ -95,7 +95,7 @@ def _skip_reason(files: list[str]) -> Optional[str]:
         return f"modality {modality or 'missing'}, not CT"
     if "LOCALIZER" in image_type.upper():
         return f"localizer (ImageType {image_type})"
-    slices = int(frames) if len(files) == 1 and frames.isdigit() else len(files)  # an Enhanced CT: one file
+    slices = int(frames) * len(files) if frames.isdigit() else len(files)  # an Enhanced CT's frames are its slices
     if slices < MIN_SERIES_SLICES:
         return f"{slices} slices, fewer than {MIN_SERIES_SLICES}: not a CT volume"
     return None

@@ -42,6 +42,7 @@ import SimpleITK as sitk
 
 from ..errors import OutputExistsError, SpineSegmentationError
 from ..dicom_multiframe import frame_planes
+from ..dicom_stack import sorted_along_normal
 from ..io import dicom_series_in_folder
 from ..result import SpineSegmentationResult
 from ..terminology import vertebra_terminology
@@ -196,9 +197,8 @@ def _source_planes(sources: Sequence) -> list[tuple[str, tuple[int, int], np.nda
     order: the slice files as given, or the frames of one multi-frame file sorted along their normal."""
     if len(sources) == 1 and int(sources[0].get("NumberOfFrames") or 1) > 1:
         planes = frame_planes(sources[0])
-        normal = planes[0].direction[:, 2]
-        return [(plane.name, plane.matrix, plane.direction[:, :2].T.ravel(), plane.position)
-                for plane in sorted(planes, key=lambda plane: float(plane.position @ normal))]
+        return [(planes[i].name, planes[i].matrix, planes[i].direction[:, :2].T.ravel(), planes[i].position)
+                for i in sorted_along_normal(planes)]
     return [(f"slice {k}", (int(ds.Columns), int(ds.Rows)), np.array(ds.ImageOrientationPatient, dtype=float),
              np.array(ds.ImagePositionPatient, dtype=float)) for k, ds in enumerate(sources)]
 

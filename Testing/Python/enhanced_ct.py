@@ -106,3 +106,25 @@ def turn_frames(first: int, orientation: list[float]) -> Callable[[pydicom.Datas
             item.PlaneOrientationSequence = own
         return ds
     return edit
+
+
+def as_concatenation_part(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """An ``edit`` making the file part 1 of 2 of a Concatenation (one CT split over two files)."""
+    ds.ConcatenationUID = hd.UID()
+    ds.InConcatenationNumber = 1
+    ds.InConcatenationTotalNumber = 2
+    ds.ConcatenationFrameOffsetNumber = 0
+    return ds
+
+
+def with_phases(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """An ``edit`` giving the file a second copy of every frame at the same positions (two phases in one file)."""
+    return _reordered(ds, list(range(int(ds.NumberOfFrames))) * 2)
+
+
+def without_rescale(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """An ``edit`` removing the Pixel Value Transformation (rescale) of every frame."""
+    for item in list(ds.SharedFunctionalGroupsSequence) + list(ds.PerFrameFunctionalGroupsSequence):
+        if "PixelValueTransformationSequence" in item:
+            del item.PixelValueTransformationSequence
+    return ds

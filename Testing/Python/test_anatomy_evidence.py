@@ -110,19 +110,26 @@ def test_a_body_cut_by_an_oblique_scans_edge_inside_the_grid_gives_no_rib_eviden
     left-right and cut to the block inside the scan (122 x 76 x 90 voxels). Its top edge, inside the canonical grid
     (whose corners beyond it are filled with air), cuts T12 and the ribs beside it. That edge was not taken for the
     field of view's (only the grid's top and bottom faces were), and T12 read as a vertebra without ribs: firm
-    evidence for L1. A body the scan's edge cuts, with fewer than two sides seen, tells nothing (as at a face)."""
+    evidence for L1. A body the scan's edge cuts, with fewer than two sides seen, tells nothing (as at a face); nor
+    does a sacrum search that reaches past the scan's edge below L5."""
     ct = sitk.ReadImage(str(real_ct))
     labels = sitk.Resample(sitk.ReadImage(str(real_ct_reference)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     ct, labels = obliquely_stored(ct, LEFT_RIGHT, 20.0), obliquely_stored(labels, LEFT_RIGHT, 20.0, labels=True)
-    ct, labels = ct[:, 29:105, 25:115], labels[:, 29:105, 25:115]  # the block of the turned grid inside the scan
-    assert sitk.GetArrayViewFromImage(ct).min() > -1100  # scan data only, no fill
-    ids = to_verse(sitk.GetArrayFromImage(labels), "totalseg").astype(np.int32)
-    ids[ids == 26] = 0
-    order = [int(v) for v in np.unique(ids) if v > 0]
-    ev = {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct, ids, order))}
+    def evidence(first_k: int) -> dict:
+        block = (slice(None), slice(29, 105), slice(first_k, 115))  # the turned grid's block inside the scan
+        ct_block, label_block = ct[block], labels[block]
+        assert sitk.GetArrayViewFromImage(ct_block).min() > -1100  # scan data only, no fill
+        ids = to_verse(sitk.GetArrayFromImage(label_block), "totalseg").astype(np.int32)
+        ids[ids == 26] = 0
+        order = [int(v) for v in np.unique(ids) if v > 0]
+        return {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct_block, ids, order))}
+
+    ev = evidence(25)
     assert list(ev) == ["T12", "L1", "L2", "L3", "L4", "L5"]
     assert ev["T12"].rib_sides is None
     assert all(ev[f"L{k}"].rib_sides == 0 for k in range(1, 5)) and ev["L5"].sacrum_below is True
+    # cut 72 mm higher at the bottom, the scan ends inside the sacrum search below L5: not "no sacrum" (was False)
+    assert evidence(49)["L5"].sacrum_below is None
 
 
 def test_the_sacrum_is_measured_below_a_column_tilted_in_the_coronal_plane(real_ct, real_ct_reference):

