@@ -224,10 +224,20 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/anatomy_evidence.py", "lowest_two = column[:2]", "lowest_two = column[:1]",
              (T + "test_anatomy_evidence.py::test_the_top_of_the_sacrum_segmented_as_a_vertebra_is_labelled_the_"
                   "sacrum",)),
+    Mutation("column-from-a-stray-blob", "a run of narrow slices shorter than 40 mm does not define the spine's "
+             "centre line (the path does)", "SpineSegmentationLib/localization.py",
+             "    if long_runs:\n        sure = np.concatenate(long_runs)\n",
+             "    if runs:\n        sure = np.concatenate(long_runs) if long_runs else max(runs, key=len)\n",
+             (T + "test_localization.py::test_the_column_of_an_obliquely_stored_ct_is_not_drawn_through_a_stray_blob",)),
+    Mutation("cut-only-at-the-grid-faces", "a body the scan's edge cuts inside the canonical grid gives no rib evidence",
+             "SpineSegmentationLib/anatomy_evidence.py", "    cut = bool(edge[tuple(body_voxels.T)].any())",
+             "    cut = bool(body_voxels[:, 0].min() == 0 or body_voxels[:, 0].max() == nz - 1)",
+             (T + "test_anatomy_evidence.py::test_a_body_cut_by_an_oblique_scans_edge_inside_the_grid_gives_no_rib_"
+                  "evidence",)),
     Mutation("sacrum-below-along-z", "the sacrum is searched below a vertebra along the column's axis",
              "SpineSegmentationLib/anatomy_evidence.py",
-             "_sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i])",
-             "_sacrum_below(free_bone, grid_ids == i, centres[i], np.array([1.0, 0.0, 0.0]), frames[i])",
+             "_sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)",
+             "_sacrum_below(free_bone, grid_ids == i, centres[i], np.array([1.0, 0.0, 0.0]), frames[i], in_view)",
              (T + "test_anatomy_evidence.py::test_the_sacrum_is_measured_below_a_column_tilted_in_the_coronal_"
                   "plane",)),
     Mutation("no-resegmentation-after-a-dropped-branch", "a vertebra segmented beside a dropped branch is "
