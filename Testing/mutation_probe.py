@@ -228,8 +228,10 @@ MUTATIONS: tuple[Mutation, ...] = (
              "centre line (the path does)", "SpineSegmentationLib/localization.py",
              "    if long_runs:\n        sure = np.concatenate(long_runs)\n",
              "    if runs:\n        sure = np.concatenate(long_runs) if long_runs else max(runs, key=len)\n",
-             (T + "test_localization.py::test_the_column_of_an_obliquely_stored_ct_is_not_drawn_through_a_stray_blob",)),
-    Mutation("cut-only-at-the-grid-faces", "a body the scan's edge cuts inside the canonical grid gives no rib evidence",
+             (T + "test_localization.py::test_the_column_of_an_obliquely_stored_ct_is_not_drawn_through_a_stray_"
+                  "blob",)),
+    Mutation("cut-only-at-the-grid-faces", "a body the scan's edge cuts inside the canonical grid gives no rib "
+             "evidence",
              "SpineSegmentationLib/anatomy_evidence.py", "    cut = bool(edge[tuple(body_voxels.T)].any())",
              "    cut = bool(body_voxels[:, 0].min() == 0 or body_voxels[:, 0].max() == nz - 1)",
              (T + "test_anatomy_evidence.py::test_a_body_cut_by_an_oblique_scans_edge_inside_the_grid_gives_no_rib_"
