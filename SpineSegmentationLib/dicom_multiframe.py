@@ -15,6 +15,7 @@ run Python 3.9) a multi-frame CT is refused with the conversion that reads it.
 from __future__ import annotations
 
 from pathlib import Path
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -104,8 +105,8 @@ def frame_planes(ds, path: str | Path = "") -> list[Plane]:
     return planes
 
 
-def _checked_stack(path: Path) -> tuple[object, list[int], list[Plane], float]:
-    """(header dataset, frame indices sorted along the normal, the planes in that order, their distance in mm)."""
+def _checked_stack(path: Path) -> tuple[list[int], list[Plane], float]:
+    """(frame indices sorted along the normal, the planes in that order, their distance in mm), from the header."""
     _, pydicom = _libraries()
     try:
         ds = pydicom.dcmread(path, stop_before_pixels=True)
@@ -139,7 +140,7 @@ def _checked_stack(path: Path) -> tuple[object, list[int], list[Plane], float]:
         )
     order = sorted_along_normal(planes)
     stack = [planes[i] for i in order]
-    return ds, order, stack, check_even_stack(stack, source, kind="multiframe")
+    return order, stack, check_even_stack(stack, source, kind="multiframe")
 
 
 def read_multiframe_header(path: str | Path) -> ImageHeader:
@@ -152,7 +153,7 @@ def read_multiframe_header(path: str | Path) -> ImageHeader:
     Raises:
         InputImageError: as :func:`read_multiframe`, but for what only the pixel data shows.
     """
-    ds, _, stack, gap = _checked_stack(Path(path))
+    _, stack, gap = _checked_stack(Path(path))
     first = stack[0]
     return ImageHeader((*first.matrix, len(stack)), (*first.pixel_spacing, gap),
                        tuple(first.direction.ravel()), 3, 1, READ_BYTES_PER_VOXEL)
@@ -173,7 +174,7 @@ def read_multiframe(path: str | Path) -> sitk.Image:
             (:func:`~SpineSegmentationLib.dicom_stack.check_even_stack`); the pixel data cannot be decoded.
     """
     path = Path(path)
-    _, order, stack, gap = _checked_stack(path)
+    order, stack, gap = _checked_stack(path)
     hd, pydicom = _libraries()
     first = stack[0]
     volume = np.empty((len(order), first.matrix[1], first.matrix[0]), dtype=np.float32)  # [k, j, i]
