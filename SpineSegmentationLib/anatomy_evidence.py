@@ -49,7 +49,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .geometry import principal_axis, to_canonical
+from .geometry import AIR_HU, principal_axis, to_canonical
 from .refinement import SURFACE_THRESHOLD_HU
 
 #: The column's local axis at a vertebra is fitted through its centre and this many neighbours' on each side.
@@ -138,7 +138,7 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
         One :class:`VertebraEvidence` per id in ``order`` (an id without voxels gets an empty one).
     """
     hu, reference = to_canonical(image, EVIDENCE_SPACING_MM)
-    in_view = _in_view(image, reference)
+    in_view = _in_view(image, reference) & (hu > AIR_HU)
     grid_ids = sitk.GetArrayFromImage(
         sitk.Resample(_labelled_box(ids, image), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
     bone = hu > BONE_HU
@@ -323,7 +323,9 @@ def _in_view(image: sitk.Image, reference: sitk.Image) -> np.ndarray:
 
     The canonical grid is the box around the input: for an input stored on an oblique grid its corners lie outside
     the scan, filled with air by :func:`~SpineSegmentationLib.geometry.to_canonical`, and the field of view ends
-    inside the grid, not at its faces."""
+    inside the grid, not at its faces. :func:`gather_evidence` also takes values at or below -1024 HU for no data:
+    the filling of an oblique reformat's own corners and of the circle outside the reconstruction (-1024, -2048,
+    -3024), or air clipped there; a vertebral body never lies next to air along the column but at the scan's edge."""
     size = np.array(image.GetSize())
     extent = sitk.Image([1, 1, 1], sitk.sitkUInt8) + 1  # one voxel as large as the whole input
     extent.SetSpacing((size * np.array(image.GetSpacing())).tolist())

@@ -132,6 +132,23 @@ def test_a_body_cut_by_an_oblique_scans_edge_inside_the_grid_gives_no_rib_eviden
     assert evidence(49)["L5"].sacrum_below is None
 
 
+def test_a_body_at_an_oblique_reformats_air_filled_edge_gives_no_rib_evidence(real_ct, real_ct_reference):
+    """The example CT stored on a grid turned 25 degrees about left-right and large enough for the whole scan, its
+    corners filled with -1024 HU as a reformat fills them: the scan's top edge runs inside the file, through T12 and
+    its ribs, against filling that reads as air. T12 read as a vertebra without ribs, and the run named the column one
+    level low (T12-L6 for T11-L5, audit 2026-12-06). Values at or below -1024 HU count as no data for the field of
+    view (a vertebral body lies next to air along the column only at the scan's edge): no rib evidence for T12."""
+    ct = sitk.ReadImage(str(real_ct))
+    labels = sitk.Resample(sitk.ReadImage(str(real_ct_reference)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
+    ct, labels = obliquely_stored(ct, LEFT_RIGHT, 25.0), obliquely_stored(labels, LEFT_RIGHT, 25.0, labels=True)
+    ids = to_verse(sitk.GetArrayFromImage(labels), "totalseg").astype(np.int32)
+    ids[ids == 26] = 0
+    order = [int(v) for v in np.unique(ids) if v > 0]
+    ev = {vertebra_name(v): e for v, e in zip(order, gather_evidence(ct, ids, order))}
+    assert ev["T12"].rib_sides is None
+    assert all(ev[f"L{k}"].rib_sides == 0 for k in range(1, 5)) and ev["L5"].sacrum_below is True
+
+
 def test_the_sacrum_is_measured_below_a_column_tilted_in_the_coronal_plane(real_ct, real_ct_reference):
     """The example CT and its reference tilted by 20 and 25 degrees about the anterior-posterior axis, both ways:
     the sacrum lies right below L5 and not below L4, measured along the column. Along the scanner's z axis, L4 had
