@@ -236,6 +236,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    cut = bool(body_voxels[:, 0].min() == 0 or body_voxels[:, 0].max() == nz - 1)",
              (T + "test_anatomy_evidence.py::test_a_body_cut_by_an_oblique_scans_edge_inside_the_grid_gives_no_rib_"
                   "evidence",)),
+    Mutation("filled-corners-as-data", "values at or below -1024 HU are no data for the field of view",
+             "SpineSegmentationLib/anatomy_evidence.py", "    in_view = _in_view(image, reference) & (hu > AIR_HU)",
+             "    in_view = _in_view(image, reference)",
+             (T + "test_anatomy_evidence.py::test_a_body_at_an_oblique_reformats_air_filled_edge_gives_no_rib_"
+                  "evidence",)),
     Mutation("sacrum-below-along-z", "the sacrum is searched below a vertebra along the column's axis",
              "SpineSegmentationLib/anatomy_evidence.py",
              "_sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)",
