@@ -453,9 +453,10 @@ def _check_nifti_header(path: Path) -> None:
             head = stream.read(540)
     except (OSError, EOFError, zlib.error) as exc:
         raise _unreadable_nifti(path, exc) from exc
-    if _nifti_layout(head) is None:
+    layout = _nifti_layout(head)
+    if layout is None:
         raise _not_nifti(path)
-    spacings = _nifti_spacings(head)
+    spacings = layout.voxel_sizes
     if spacings is not None and not np.allclose(spacings[0], spacings[1], rtol=0.01):
         pixdim, sform = (", ".join(f"{v:g}" for v in values) for values in spacings)
         raise InputImageError(
@@ -465,28 +466,6 @@ def _check_nifti_header(path: Path) -> None:
             "Nifti1Image(np.asanyarray(img.dataobj), img.affine) takes the sform and writes pixdim from it), and check "
             "the anatomy's size in a viewer."
         )
-
-
-def _nifti_spacings(header: bytes) -> Optional[tuple[np.ndarray, np.ndarray]]:
-    """(pixdim[1:4], the lengths of the sform's first three columns) of a NIfTI-1/-2 header whose sform_code is
-    set, in the header's units; None without an sform. Both should be the voxel size along i, j, k."""
-    for endian in "<>":
-        if struct.unpack(endian + "i", header[:4])[0] == 348:
-            pixdim = struct.unpack(endian + "3f", header[80:92])
-            sform_code = struct.unpack(endian + "h", header[254:256])[0]
-            rows = struct.unpack(endian + "12f", header[280:328])
-            break
-        if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
-            pixdim = struct.unpack(endian + "3d", header[112:136])
-            sform_code = struct.unpack(endian + "i", header[348:352])[0]
-            rows = struct.unpack(endian + "12d", header[400:496])
-            break
-    else:
-        return None
-    matrix = np.array(rows, dtype=float).reshape(3, 4)[:, :3]
-    if sform_code <= 0 or not matrix.any():  # no sform, or an empty one (ITK refuses the file itself)
-        return None
-    return np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(matrix, axis=0)
 
 
 def _unreadable_nifti(path: Path, exc: Exception) -> InputImageError:
@@ -511,6 +490,9 @@ class _NiftiLayout:
     bitpix: int
     datatype: int
     endian: str  # "<" or ">"
+    #: (pixdim[1:4], the lengths of the sform's first three columns), in the header's units, where sform_code is set
+    #: and the sform is not empty; both should be the voxel size along i, j, k.
+    voxel_sizes: Optional[tuple[np.ndarray, np.ndarray]] = None
 
 
 #: NIfTI datatype codes of the floating-point types that can hold NaN/Inf -> numpy type.
@@ -518,8 +500,8 @@ _FLOAT_DATATYPES = {16: np.float32, 64: np.float64}
 
 
 def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
-    """Voxel offset, count, bits per voxel, datatype code and byte order of a NIfTI-1 or NIfTI-2 header, or
-    None if it is not one."""
+    """Voxel offset, count, bits per voxel, datatype code, byte order and voxel sizes of a NIfTI-1 or NIfTI-2
+    header, or None if it is not one."""
     for endian in "<>":
         if len(header) >= 348 and struct.unpack(endian + "i", header[:4])[0] == 348:
             dims = struct.unpack(endian + "8h", header[40:56])
@@ -528,11 +510,17 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
             if not np.isfinite(offset):
                 return None
             vox_offset = int(offset)
+            pixdim = struct.unpack(endian + "3f", header[80:92])
+            sform_code = struct.unpack(endian + "h", header[254:256])[0]
+            rows = struct.unpack(endian + "12f", header[280:328])
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             dims = struct.unpack(endian + "8q", header[16:80])
             vox_offset = struct.unpack(endian + "q", header[168:176])[0]
+            pixdim = struct.unpack(endian + "3d", header[112:136])
+            sform_code = struct.unpack(endian + "i", header[348:352])[0]
+            rows = struct.unpack(endian + "12d", header[400:496])
             break
     else:
         return None
@@ -540,4 +528,7 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
     if not 1 <= n_dims <= 7 or bitpix <= 0 or vox_offset < 0:
         return None
     n_voxels = int(np.prod([max(int(d), 1) for d in dims[1 : n_dims + 1]], dtype=np.int64))
-    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian)
+    sform = np.array(rows, dtype=float).reshape(3, 4)[:, :3]
+    voxel_sizes = None if sform_code <= 0 or not sform.any() else (  # no sform, or an empty one (ITK refuses it)
+        np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(sform, axis=0))
+    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes)
