@@ -116,10 +116,18 @@ def flat_to_ijk(flat: np.ndarray, dims, extent) -> tuple[np.ndarray, np.ndarray,
 
 def segment_layers(segmentation, segment_ids) -> list[tuple[object, list[tuple[str, int]]]]:
     """The binary labelmap layers of ``segment_ids`` in a ``vtkSegmentation``, each once however many segments
-    share it: (layer ``vtkImageData`` or None, [(segment ID, label value), ...] of its segments)."""
+    share it: (layer ``vtkImageData`` or None, [(segment ID, label value), ...] of its segments).
+
+    A segmentation whose source is another representation (a closed surface, made the source in the Segmentations
+    module) gets its binary labelmap made from that source first, as Slicer's own tools do; the source stays.
+    """
     import slicer
 
     binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
+    if segmentation.GetSourceRepresentationName() != binary:
+        # converts when any segment lacks it (vtkSegmentation::CreateRepresentation checks each, not
+        # ContainsRepresentation, which asks the first); no rule to a labelmap leaves the layers None
+        segmentation.CreateRepresentation(binary)
     layers: dict[str, tuple] = {}
     for segment_id in segment_ids:
         segment = segmentation.GetSegment(segment_id)

@@ -93,6 +93,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "SegmentAdded": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "SegmentRemoved": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "GetSourceRepresentationName": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
+    "CreateRepresentation": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "AddRepresentation": ("vtkSegment", SEG + "vtkSegment.h"),
     "GetRepresentation": ("vtkSegment", SEG + "vtkSegment.h"),
     "GetBounds": ("vtkSegment", SEG + "vtkSegment.h"),
