@@ -277,6 +277,7 @@ class UndoState:
         self._copy = None
         self._node = None
         self._after: Optional[dict] = None
+        self._names: dict[str, str] = {}  # segment ID -> name, as the correction left them
 
     @property
     def available(self) -> bool:
@@ -298,7 +299,9 @@ class UndoState:
         """Record the segments as the correction just applied left them (``digests``: their
         :func:`segment_digests` when already computed)."""
         if segmentation_node is self._node:
-            self._after = digests if digests is not None else segment_digests(segmentation_node.GetSegmentation())
+            segmentation = segmentation_node.GetSegmentation()
+            self._after = digests if digests is not None else segment_digests(segmentation)
+            self._names = {i: segmentation.GetSegment(i).GetName() for i in self._after}
 
     def clear(self) -> None:
         """Forget the saved state (the scene is closing)."""
@@ -307,18 +310,37 @@ class UndoState:
     def restore(self, segmentation_node, tracker: Optional[EditTracker] = None) -> bool:
         """Put the saved state back into ``segmentation_node``; False when nothing was saved for this node.
 
+        Segments added after the correction (e.g. a canal made in the Segment Editor) are kept as they are.
+
         Raises:
-            ValueError: voxels were edited after the correction; nothing is changed (the step is kept).
+            ValueError: voxels of a segment were edited, or a segment was removed, after the correction; nothing
+                is changed (the step is kept).
         """
         if self._copy is None or segmentation_node is not self._node:
             return False
-        if self._after is not None and segment_digests(segmentation_node.GetSegmentation()) != self._after:
-            raise ValueError("the segments were edited after the last correction (Segment Editor); undoing it would "
-                             "discard those edits, so nothing was undone. Undo them in the Segment Editor first.")
+        segmentation = segmentation_node.GetSegmentation()
+        added = []
+        if self._after is not None:
+            now = segment_digests(segmentation)
+            changed = [self._names[i] for i in self._after if i in now and now[i] != self._after[i]]
+            removed = [self._names[i] for i in self._after if i not in now]
+            if changed or removed:
+                what = "; ".join(part for part in (
+                    f"voxels of {', '.join(map(repr, changed))} edited" if changed else "",
+                    f"{', '.join(map(repr, removed))} removed" if removed else "") if part)
+                raise ValueError(f"the segments were changed after the last correction ({what}: Segment Editor); "
+                                 "undoing it would discard those changes, so nothing was undone. Undo them in the "
+                                 "Segment Editor first.")
+            added = [i for i in now if i not in self._after]
         display = segmentation_node.GetDisplayNode()
         shown = {i: display.GetSegmentVisibility(i) for i in _segment_ids(segmentation_node)} if display else {}
         with tracker.suspended() if tracker is not None else contextlib.nullcontext():
-            segmentation_node.GetSegmentation().DeepCopy(self._copy)
+            kept = slicer.vtkSegmentation()
+            for segment_id in added:  # moved out and back: DeepCopy replaces every segment
+                kept.CopySegmentFromSegmentation(segmentation, segment_id, True)
+            segmentation.DeepCopy(self._copy)
+            for segment_id in added:  # a segment ID the correction had freed and the copy holds gets a new one
+                segmentation.CopySegmentFromSegmentation(kept, segment_id, True)
         for segment_id, visible in shown.items():  # the copy's segments come back shown (a new display entry)
             if segmentation_node.GetSegmentation().GetSegment(segment_id) is not None:
                 display.SetSegmentVisibility(segment_id, visible)

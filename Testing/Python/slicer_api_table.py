@@ -86,6 +86,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "GetSegmentIdBySegmentName": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "RemoveSegment": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "GenerateUniqueSegmentID": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
+    "CopySegmentFromSegmentation": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "SetSourceRepresentationName": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "DeepCopy": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "SourceRepresentationModified": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
