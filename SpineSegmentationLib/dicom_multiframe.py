@@ -128,6 +128,15 @@ def _checked_stack(path: Path) -> tuple[list[int], list[Plane], float]:
             f"of the volume. {_CONVERT}"
         )
     planes = frame_planes(ds, path)
+    stacks = sorted({str(item.StackID) for item in (_group_item(ds, frame, "FrameContentSequence")
+                                                   for frame in range(len(planes)))
+                     if item is not None and item.get("StackID") not in (None, "")})
+    if len(stacks) > 1:  # their frames may interleave into one even stack of half the distance: not one volume
+        raise InputImageError(
+            f"{source} holds {len(stacks)} stacks of frames (Stack ID {', '.join(stacks[:4])}"
+            f"{', ...' if len(stacks) > 4 else ''}): several reconstructions or ranges in one file, which this "
+            f"version does not read as one CT. {_CONVERT}"
+        )
     if len(planes) < 2:
         raise InputImageError(f"{source} holds {len(planes)} frame: one slice is not a CT volume. Give the whole CT.")
     no_rescale = [frame + 1 for frame in range(len(planes))

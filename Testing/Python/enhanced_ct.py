@@ -108,6 +108,17 @@ def turn_frames(first: int, orientation: list[float]) -> Callable[[pydicom.Datas
     return edit
 
 
+def in_two_stacks(ds: pydicom.Dataset) -> pydicom.Dataset:
+    """An ``edit`` putting every other frame in a second stack (Stack ID "2"): two reconstructions interleaved half
+    their slice distance apart, which together look like one even stack."""
+    for index, item in enumerate(ds.PerFrameFunctionalGroupsSequence):
+        content = item.FrameContentSequence[0] if "FrameContentSequence" in item else pydicom.Dataset()
+        content.StackID = str(1 + index % 2)
+        content.InStackPositionNumber = 1 + index // 2
+        item.FrameContentSequence = pydicom.Sequence([content])
+    return ds
+
+
 def as_concatenation_part(ds: pydicom.Dataset) -> pydicom.Dataset:
     """An ``edit`` making the file part 1 of 2 of a Concatenation (one CT split over two files)."""
     ds.ConcatenationUID = hd.UID()

@@ -12,7 +12,7 @@ import pydicom
 import pytest
 import SimpleITK as sitk
 
-from enhanced_ct import (as_concatenation_part, drop_frame, turn_frames, with_phases, without_rescale,
+from enhanced_ct import (as_concatenation_part, drop_frame, in_two_stacks, turn_frames, with_phases, without_rescale,
                          write_enhanced_ct)
 
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, SpineSegmentationError
@@ -359,15 +359,18 @@ def test_an_enhanced_ct_reads_as_its_series(dicom_dir, dicom_ct_image, tmp_path,
      r"mixes frames: frame \d+ has another orientation than frame \d+, e\.g\. several reconstructions"),
     ("two phases", with_phases, r"has 20 pairs of frames at the same position, e\.g\. frame \d+ and frame \d+\. A "
                                 r"frame is missing, or the file holds several phases"),
+    ("two interleaved stacks", in_two_stacks, r"holds 2 stacks of frames \(Stack ID 1, 2\): several "
+                                              r"reconstructions .* dcm2niix"),
     ("a Concatenation's part", as_concatenation_part, r"is part 1 of 2 of one CT split over several files \(a "
                                                       r"Concatenation\).* dcm2niix"),
     ("no rescale", without_rescale, r"no Pixel Value Transformation .* for frame 1 and 19 more.* not HU"),
 ])
 def test_an_enhanced_ct_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, variant, edit, message):
     """The slab as a multi-frame file with a frame removed, its last five frames coronal (a second stack), every
-    frame twice (two phases), as one part of a Concatenation, or without a rescale: ITK would read each as one grid
-    (the gap stretched, the coronal frames taken as axial, half the volume, stored values for HU). Refused from the
-    header, naming the frames and the conversion."""
+    frame twice (two phases), every other frame in a second stack (two reconstructions interleaved, an even stack
+    together), as one part of a Concatenation, or without a rescale: ITK would read each as one grid (the gap
+    stretched, the coronal frames taken as axial, two volumes as one, half the volume, stored values for HU).
+    Refused from the header, naming the frames and the conversion."""
     folder = write_enhanced_ct(dicom_dir, tmp_path / "enhanced", edit=edit)
     for read in (read_image, read_image_header):
         with pytest.raises(InputImageError, match=message):
