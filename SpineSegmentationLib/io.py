@@ -446,8 +446,9 @@ def _open_nifti(path: PathLike):
 
 
 def _check_nifti_header(path: Path) -> None:
-    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header whose pixdim and sform give one
-    voxel size (reads only the header)."""
+    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header whose sform, if set, is a
+    perpendicular grid (within half a voxel at its far corner) and gives pixdim's voxel size (reads only the
+    header)."""
     try:
         with _open_nifti(path) as stream:
             head = stream.read(540)
@@ -456,9 +457,23 @@ def _check_nifti_header(path: Path) -> None:
     layout = _nifti_layout(head)
     if layout is None:
         raise _not_nifti(path)
-    spacings = layout.voxel_sizes
-    if spacings is not None and not np.allclose(spacings[0], spacings[1], rtol=0.01):
-        pixdim, sform = (", ".join(f"{v:g}" for v in values) for values in spacings)
+    if layout.sform is None:
+        return
+    pixdim, lengths = layout.voxel_sizes
+    shear = layout.sform_shear_mm()
+    if shear > 0.5 * float(lengths.min()):  # first: a tilt kept in the sform also lengthens its slice axis
+        axes = layout.sform / lengths
+        skew = max(abs(90.0 - np.degrees(np.arccos(np.clip(abs(axes[:, a] @ axes[:, b]), 0.0, 1.0))))
+                   for a, b in ((0, 1), (0, 2), (1, 2)))
+        raise InputImageError(
+            f"The NIfTI header of '{path}' gives a sheared grid: its sform's axes are up to {skew:.1f} degrees from "
+            f"perpendicular (e.g. a gantry tilt kept in the header), {shear:.0f} mm at the grid's far corner. ITK "
+            "reads only perpendicular axes: it takes the qform instead, misplacing the anatomy, or refuses the file. "
+            "Resample it to a perpendicular grid first (dcm2niix corrects a gantry tilt by default; nibabel's "
+            "processing.resample_to_output resamples a NIfTI file)."
+        )
+    if not np.allclose(pixdim, lengths, rtol=0.01):
+        pixdim, sform = (", ".join(f"{v:g}" for v in values) for values in layout.voxel_sizes)
         raise InputImageError(
             f"The NIfTI header of '{path}' gives two voxel sizes: pixdim {pixdim}, its sform (the voxel-to-world "
             f"matrix, sform_code > 0) {sform}. ITK reads pixdim, nibabel and FSL the sform: the anatomy would come "
@@ -493,6 +508,21 @@ class _NiftiLayout:
     #: (pixdim[1:4], the lengths of the sform's first three columns), in the header's units, where sform_code is set
     #: and the sform is not empty; both should be the voxel size along i, j, k.
     voxel_sizes: Optional[tuple[np.ndarray, np.ndarray]] = None
+    #: The sform's 3x3 voxel-to-world part (columns i, j, k) and the grid's size along i, j, k, where
+    #: ``voxel_sizes`` is given.
+    sform: Optional[np.ndarray] = None
+    grid: tuple[int, int, int] = (1, 1, 1)
+
+    def sform_shear_mm(self) -> float:
+        """How far (mm, header units) the sform puts a corner of the grid from where the orthogonal grid nearest to
+        it would (0 without an sform): ITK reads only orthogonal grids (it takes the qform, or refuses the file)."""
+        if self.sform is None:
+            return 0.0
+        lengths = np.linalg.norm(self.sform, axis=0)
+        u, _, vt = np.linalg.svd(self.sform / lengths)
+        difference = self.sform - (u @ vt) * lengths
+        corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in self.grid], indexing="ij")).reshape(3, -1)
+        return float(np.linalg.norm(difference @ corners, axis=0).max())
 
 
 #: NIfTI datatype codes of the floating-point types that can hold NaN/Inf -> numpy type.
@@ -529,6 +559,8 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
         return None
     n_voxels = int(np.prod([max(int(d), 1) for d in dims[1 : n_dims + 1]], dtype=np.int64))
     sform = np.array(rows, dtype=float).reshape(3, 4)[:, :3]
-    voxel_sizes = None if sform_code <= 0 or not sform.any() else (  # no sform, or an empty one (ITK refuses it)
-        np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(sform, axis=0))
-    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes)
+    if sform_code <= 0 or not sform.any():  # no sform, or an empty one (ITK refuses it)
+        return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian)
+    voxel_sizes = np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(sform, axis=0)
+    grid = tuple(max(int(d), 1) if n_dims >= axis else 1 for axis, d in enumerate(dims[1:4], start=1))
+    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes, sform, grid)

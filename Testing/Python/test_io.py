@@ -170,6 +170,31 @@ def test_a_nifti_whose_pixdim_and_sform_disagree_is_refused(real_ct, tmp_path):
             read(plain)
 
 
+@pytest.mark.parametrize("qform", [False, True])
+def test_a_nifti_whose_sform_is_sheared_is_refused(real_ct, tmp_path, qform):
+    """The real CT (3 mm voxels, sform only) with its slice axis tilted 15 degrees towards anterior in the sform, as
+    a gantry tilt kept in the header: without a qform ITK refused it as "corrupt, truncated, or not an image"; with
+    one it read the qform and silently dropped the tilt, the last slice 86 mm from where the sform puts it. Refused
+    from the header, naming the shear."""
+    sheared = tmp_path / "ct.nii"
+    with gzip.open(real_ct, "rb") as src:
+        header = bytearray(src.read())
+    assert struct.unpack("<h", header[252:254])[0] == 0 < struct.unpack("<h", header[254:256])[0]  # sform only
+    rows = list(struct.unpack("<12f", header[280:328]))
+    assert rows[2] == rows[6] == 0.0 and rows[10] == 3.0  # the slice axis is the z axis, 3 mm
+    tilt = np.radians(15.0)
+    rows[6], rows[10] = 3.0 * np.sin(tilt), 3.0 * np.cos(tilt)  # 3 mm apart still, but not perpendicular
+    header[280:328] = struct.pack("<12f", *rows)
+    if qform:  # a qform of the same grid untilted: what ITK reads instead
+        header[252:254] = struct.pack("<h", 1)
+        header[256:280] = struct.pack("<6f", 0.0, 0.0, 0.0, *(rows[3], rows[7], rows[11]))
+    sheared.write_bytes(bytes(header))
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=r"gives a sheared grid: its sform's axes are up to 15\.0 degrees "
+                                                  r"from perpendicular .* ITK reads only perpendicular axes"):
+            read(sheared)
+
+
 def test_uncompressed_nifti_misnamed_nii_gz_is_still_read(real_ct, tmp_path):
     misnamed = tmp_path / "ct.nii.gz"
     with gzip.open(real_ct, "rb") as src, open(misnamed, "wb") as dst:
