@@ -334,15 +334,18 @@ def import_output_folder(
     warnings: list[str] = []
     segmentation_node = _output_segmentation(scene, input_volume, output_segmentation, overwrite, warnings)
     segmentation_node.CreateDefaultDisplayNodes()
+    transform = input_volume.GetParentTransformNode()
+    transform_id = transform.GetID() if transform is not None else None
+    # under the volume's transform first: the reference geometry is the volume's grid taken into the segmentation's
+    # frame (vtkMRMLSegmentationNode.cxx), so set before, it would carry the transform once more
+    segmentation_node.SetAndObserveTransformNodeID(transform_id)
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(input_volume)
     _fill_segments(segmentation_node, label_node, folder.vertebrae)
 
     base = input_volume.GetName()
     centroids_node = _centroids(scene, f"{base} vertebra centroids", folder.vertebrae)
     table_node = _table(scene, f"{base} vertebrae table", folder.vertebrae)
-    transform = input_volume.GetParentTransformNode()
-    for node in (segmentation_node, centroids_node):
-        node.SetAndObserveTransformNodeID(transform.GetID() if transform is not None else None)
+    centroids_node.SetAndObserveTransformNodeID(transform_id)
     segmentation_node.SetNodeReferenceID(CENTROIDS_REFERENCE_ROLE, centroids_node.GetID())
     segmentation_node.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table_node.GetID())
     for warning in warnings:

@@ -275,6 +275,45 @@ def test_seg_nrrd_round_trip_keeps_voxels_codes_and_geometry(loaded, scene, ct_n
         assert s["terminology"]["type"][:2] == ["SCT", EXPECTED_SCT[s["name"]]]
 
 
+def test_results_on_a_ct_under_a_transform_keep_its_grid_in_the_segmentation_and_the_saved_file(
+        logic, output_folder, ct_node, scene, verse_labels, tmp_path):
+    """A CT under a linear transform (a registration): the segmentation goes under the same transform, and its
+    reference geometry, the grid the Segment Editor paints on and a saved .seg.nrrd is written on, is the CT's own.
+    Before 2026-12-06 the geometry was set before the transform and so carried it twice: a saved file was resampled
+    (15 degrees: voxel counts changed; 50 mm: every vertebra moved by 1 mm)."""
+    import vtk
+
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    motion = vtk.vtkTransform()
+    motion.Translate(50.0, 0.0, -30.0)
+    motion.RotateZ(15.0)
+    transform.SetMatrixTransformToParent(motion.GetMatrix())
+    ct_node.SetAndObserveTransformNodeID(transform.GetID())
+    node = logic.loadResults(output_folder, ct_node).segmentation_node
+    assert node.GetTransformNodeID() == transform.GetID()
+    geometry = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()), geometry, False)
+    to_world = vtk.vtkMatrix4x4()
+    geometry.GetImageToWorldMatrix(to_world)
+    np.testing.assert_allclose([[to_world.GetElement(r, c) for c in range(4)] for r in range(4)], ijk_to_ras(ct_node),
+                               atol=1e-4)
+    path = tmp_path / "vertebrae.seg.nrrd"
+    writer = slicer.vtkMRMLSegmentationStorageNode()
+    writer.SetFileName(str(path))
+    assert writer.WriteData(node) == 1
+    back = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "read back")
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    reader.SetFileName(str(path))
+    assert reader.ReadData(back) == 1
+    reference = sitk.GetArrayFromImage(verse_labels)
+    for name in EXPECTED_NAMES:
+        ijk, to_ras = segment_voxels(back.GetSegmentation().GetSegment(name))
+        np.testing.assert_allclose(to_ras, ijk_to_ras(ct_node), atol=1e-4)
+        expected = np.argwhere(reference == anatomy.verse_label(name))[:, ::-1]
+        assert {tuple(v) for v in ijk} == {tuple(v) for v in expected}, name
+
+
 # ---------------------------------------------------------------------------------------------------------
 # never overwrite a user's segmentation; damaged folders leave the scene unchanged
 
