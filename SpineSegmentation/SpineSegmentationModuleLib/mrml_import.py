@@ -179,6 +179,10 @@ def _terminology(label: int):
 
 def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bool, warnings: list[str]):
     name = f"{input_volume.GetName()} vertebrae"
+    if output_segmentation is not None and output_segmentation.GetScene() is not scene:  # deleted during the run
+        warnings.append(f"segmentation {output_segmentation.GetName()!r} was removed from the scene while the run went "
+                        f"on; the results are in the new segmentation {name!r}")
+        output_segmentation = None
     if output_segmentation is not None and output_segmentation.GetSegmentation().GetNumberOfSegments() > 0:
         if overwrite:
             segmentation = output_segmentation.GetSegmentation()
@@ -315,9 +319,17 @@ def import_output_folder(
 
     Raises:
         ValueError: the folder is incomplete or damaged, the label map is not on the input volume's grid, or
-            label map and ``vertebrae.json`` disagree (a labelled vertebra without entry or the reverse). The
-            scene is unchanged when this is raised.
+            label map and ``vertebrae.json`` disagree (a labelled vertebra without entry or the reverse); the input
+            volume, or with ``overwrite`` the output segmentation, is no longer in ``scene`` (removed while the run
+            went on; without ``overwrite`` a removed output segmentation is replaced by a new node, with a
+            warning). The scene is unchanged when this is raised.
     """
+    if input_volume.GetScene() is not scene:
+        raise ValueError(f"the CT {input_volume.GetName()!r} is no longer in the scene (removed while the run went on), "
+                         "so its results were not imported; load the CT again and run once more")
+    if overwrite and output_segmentation is not None and output_segmentation.GetScene() is not scene:
+        raise ValueError(f"the segmentation {output_segmentation.GetName()!r} is no longer in the scene (removed while "
+                         "the correction ran), so its result was not imported")
     folder: OutputFolder = read_output_folder(output_dir)
     label_node = read_label_volume(folder.labels_path)
     check_same_grid(label_node, input_volume, folder.labels_path)

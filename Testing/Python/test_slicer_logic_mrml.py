@@ -334,6 +334,25 @@ def test_non_empty_segmentation_is_not_overwritten_unless_asked(logic, output_fo
     assert replaced.warnings == []
 
 
+def test_nodes_removed_while_the_run_went_on_are_not_written_into(logic, output_folder, ct_node, scene):
+    """The output segmentation or the CT deleted while the process ran (audit 2026-12-06): the segments went into
+    the deleted node ("Scene is invalid") while the table and points were added to the scene, or the results of a
+    deleted CT were imported pointing at a node ID that no longer exists."""
+    chosen = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "my output")
+    scene.RemoveNode(chosen)
+    results = logic.loadResults(output_folder, ct_node, chosen)
+    assert results.segmentation_node is not chosen and results.segmentation_node.GetScene() is scene
+    assert segment_names(results.segmentation_node) == EXPECTED_NAMES
+    assert any("'my output' was removed from the scene" in w for w in results.warnings)
+    with pytest.raises(ValueError, match="'my output' is no longer in the scene"):  # a correction's vertebrae
+        logic.loadResults(output_folder, ct_node, chosen, overwrite=True)
+    scene.RemoveNode(ct_node)
+    nodes = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match="the CT .* is no longer in the scene"):
+        logic.loadResults(output_folder, ct_node)
+    assert scene.GetNumberOfNodes() == nodes  # nothing added
+
+
 def test_label_map_and_report_disagreeing_is_refused(logic, output_folder, ct_node, scene, tmp_path):
     damaged = tmp_path / "damaged"
     shutil.copytree(output_folder, damaged)
