@@ -10,6 +10,9 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
   (invoked with the segment ID whenever a segment's voxels change, e.g. in the Segment Editor; tag and name
   changes invoke ``SegmentModified`` instead and are not edits) and sets the segment tag
   ``SpineSegmentation.Edited`` = ``true``. The module's own changes run inside :meth:`EditTracker.suspended`.
+  Each vertebra also carries a digest of the voxels the module gave it (``SpineSegmentation.Voxels``, saved with
+  the scene); one that no longer matches is tagged edited when the tracker starts observing and before every
+  network step (:func:`tag_unseen_edits`), so that edits made where no tracker saw them are kept too.
 * **Re-run keeping my edits.** Segments tagged edited are kept voxel for voxel and are the instance memory; every
   other vertebra is segmented again around them (``rerun_with_edits(redo_labels=...)``).
 * **Undo.** Before each correction the segmentation is copied (:class:`UndoState`, one step); Undo puts the copy
@@ -49,8 +52,10 @@ from .mrml_import import (
     LABEL_TAG,
     TABLE_REFERENCE_ROLE,
     TAG_PREFIX,
+    VOXELS_TAG,
     ImportedResults,
     TableRow,
+    digest_text,
     fill_table,
     import_output_folder,
     is_vertebra,
@@ -145,6 +150,22 @@ def is_level_stated(segment) -> bool:
     return segment_tag(segment, LEVEL_STATED_TAG) == "true"
 
 
+def tag_unseen_edits(segmentation_node) -> list[str]:
+    """Tag as edited the vertebrae whose voxels no longer match the digest the module recorded when it gave them
+    (:data:`~.mrml_import.VOXELS_TAG`): edits no :class:`EditTracker` saw (made before the module was opened, in an
+    earlier session of a saved scene, by a script). Returns the IDs tagged now."""
+    segmentation = segmentation_node.GetSegmentation()
+    digests = segment_digests(segmentation)
+    tagged = []
+    for segment_id in vertebra_ids(segmentation_node):
+        segment = segmentation.GetSegment(segment_id)
+        recorded = segment_tag(segment, VOXELS_TAG)
+        if recorded is not None and not is_edited(segment) and recorded != digest_text(digests[segment_id]):
+            segment.SetTag(EDITED_TAG, "true")
+            tagged.append(segment_id)
+    return tagged
+
+
 # --------------------------------------------------------------------------------------------------------------
 # edit tracking and undo
 
@@ -192,6 +213,7 @@ class EditTracker:
         segmentation = segmentation_node.GetSegmentation()
         if id(segmentation) in self._tracked:
             return
+        tag_unseen_edits(segmentation_node)  # edits made before it was observed
         tags = [segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)]
         for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
                       slicer.vtkSegmentation.SegmentModified):
@@ -699,6 +721,8 @@ class CorrectionLogic:
     # network steps, in a child process
 
     def _start(self, build, segmentationNode) -> SegmentationRun:
+        if segmentationNode is not None:
+            tag_unseen_edits(segmentationNode)  # kept as edits, also where no tracker saw them made
         workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-correction-"))
         try:
             args = build(workDir)

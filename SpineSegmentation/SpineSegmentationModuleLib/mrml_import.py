@@ -11,7 +11,8 @@ What :func:`import_output_folder` builds:
   and SNOMED CT coded through the ``TerminologyEntry`` tag (:func:`SpineSegmentationLib.terminology.
   slicer_terminology_entry`), with tags ``SpineSegmentation.Label``, ``.Complete``, ``.PComplete``,
   ``.PLabel``, ``.Edited``, ``.LabelRegressed``, ``.RibSides`` / ``.SacrumBelow`` where the anatomy evidence
-  was measured, and ``.LevelStated`` where a person stated the level (as in ``segmentation.seg.nrrd``); incomplete
+  was measured, and ``.LevelStated`` where a person stated the level (as in ``segmentation.seg.nrrd``), and
+  ``.Voxels`` (a digest of the voxels given, :data:`VOXELS_TAG`); incomplete
   vertebrae are drawn as outlines in 2D and translucent in 3D;
 - a ``vtkMRMLMarkupsFiducialNode`` with one control point per vertebra at its centroid, labelled by level
   (description "incomplete" for incomplete vertebrae);
@@ -38,11 +39,16 @@ if TYPE_CHECKING:  # the library is importable only once the module logic has pu
     from SpineSegmentationLib.result import Vertebra
 
 from .output_folder import OutputFolder, read_output_folder
+from .voxel_digests import segment_digests
 
 #: Prefix of the module's own segment tags (the same names as in ``segmentation.seg.nrrd``).
 TAG_PREFIX = "SpineSegmentation."
 #: The tag holding the level (VerSe number) of a vertebra segment.
 LABEL_TAG = TAG_PREFIX + "Label"
+#: The tag holding a digest of the voxels the module gave a vertebra (``count:sum``, :func:`digest_text`): a
+#: segment whose voxels no longer match it was edited, also where no edit tracker saw it (a scene loaded and
+#: edited before the module was opened, another Slicer session).
+VOXELS_TAG = TAG_PREFIX + "Voxels"
 #: SNOMED CT "Tissue": the terminology type Slicer gives a new segment until a structure is chosen for it
 #: (``vtkSegment.cxx``, ``qMRMLSegmentEditorWidget::onAddSegment`` at v5.6.2).
 NEW_SEGMENT_TYPE_CODE = "85756007"
@@ -201,7 +207,21 @@ def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bo
     return output_segmentation
 
 
-def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> None:
+def digest_text(digest: tuple[int, int]) -> str:
+    """The :data:`VOXELS_TAG` value of a :func:`~.voxel_digests.segment_digests` entry."""
+    return f"{int(digest[0])}:{int(digest[1])}"
+
+
+def _record_voxels(segmentation_node, segment_ids: list[str]) -> None:
+    """Tag each segment of ``segment_ids`` with the digest of its voxels as they are now (:data:`VOXELS_TAG`)."""
+    segmentation = segmentation_node.GetSegmentation()
+    digests = segment_digests(segmentation)
+    for segment_id in segment_ids:
+        segmentation.GetSegment(segment_id).SetTag(VOXELS_TAG, digest_text(digests[segment_id]))
+
+
+def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> list[str]:
+    """Add one segment per vertebra from ``label_node``'s shared layer; returns their segment IDs."""
     from SpineSegmentationLib.segment_tags import vertebra_tags
 
     segmentation = segmentation_node.GetSegmentation()
@@ -216,6 +236,7 @@ def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> 
     layer = slicer.vtkSlicerSegmentationsModuleLogic.CreateOrientedImageDataFromVolumeNode(label_node)
     layer.UnRegister(None)  # the caller owns the new image (vtkSlicerSegmentationsModuleLogic.h); Python keeps its own
     display = segmentation_node.GetDisplayNode()
+    added = []
     for v in vertebrae:
         term, entry = _terminology(v.label)
         segment = slicer.vtkSegment()
@@ -234,6 +255,8 @@ def _fill_segments(segmentation_node, label_node, vertebrae: list[Vertebra]) -> 
         if not v.complete and display is not None:
             display.SetSegmentOpacity2DFill(segment_id, INCOMPLETE_OPACITY_2D_FILL)
             display.SetSegmentOpacity3D(segment_id, INCOMPLETE_OPACITY_3D)
+        added.append(segment_id)
+    return added
 
 
 def _centroids(scene, name: str, vertebrae: list[Vertebra]):
@@ -352,7 +375,7 @@ def import_output_folder(
     # frame (vtkMRMLSegmentationNode.cxx), so set before, it would carry the transform once more
     segmentation_node.SetAndObserveTransformNodeID(transform_id)
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(input_volume)
-    _fill_segments(segmentation_node, label_node, folder.vertebrae)
+    _record_voxels(segmentation_node, _fill_segments(segmentation_node, label_node, folder.vertebrae))
 
     base = input_volume.GetName()
     centroids_node = _centroids(scene, f"{base} vertebra centroids", folder.vertebrae)

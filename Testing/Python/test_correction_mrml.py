@@ -41,6 +41,7 @@ from SpineSegmentationModuleLib.correction import (
     segment_centroid_world,
     segment_rows,
     segment_statistics,
+    tag_unseen_edits,
     vertebrae_from_segments,
 )
 from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic
@@ -387,6 +388,32 @@ def test_undo_keeps_segments_added_after_the_correction_and_refuses_after_a_remo
     with pytest.raises(ValueError, match="'T12' removed"):
         logic.undoLast(segmentation)
     assert "L6" in _names(segmentation) and "T12" not in _names(segmentation)  # nothing undone
+
+
+def test_edits_made_where_no_tracker_saw_them_are_kept_by_a_rerun(scene, ct_node, reference_folder, near, tmp_path):
+    """Results saved with the scene, read back in a later session and L3 painted in the Segment Editor before the
+    module was opened (audit 2026-12-06): the tracker, observing only from then on, took the painted L3 as the
+    original, and Re-run replaced the edit. The voxel digest each vertebra carries (``SpineSegmentation.Voxels``)
+    tags it edited."""
+    made = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    _logic(scene).applyRun(reference_folder, ct_node, made)
+    path = tmp_path / "vertebrae.seg.nrrd"
+    storage = slicer.vtkMRMLSegmentationStorageNode()
+    storage.SetFileName(str(path))
+    assert storage.WriteData(made) == 1
+    later = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae, a later session")
+    assert storage.ReadData(later) == 1
+    assert tag_unseen_edits(later) == []  # written and read back: no vertebra changed
+    _paint(later, ct_node, "L3", near(22))  # the module not opened: no tracker
+    logic = _logic(scene)
+    logic.tracker.observe(later)
+    assert [n for n in _names(later) if segment_tag(_segment(later, n), EDITED_TAG) == "true"] == ["L3"]
+    run = logic.startRerun(ct_node, later, device="CPU")
+    try:
+        assert run.args[run.args.index("--edited") + 1] == "22" and "22" not in run.args[run.args.index("--redo") + 1]
+    finally:
+        run.cancel()
+        run.cleanup()
 
 
 def test_a_correction_result_that_cannot_be_applied_keeps_the_earlier_undo_step(loaded, ct_node, tmp_path):
