@@ -703,6 +703,18 @@ def _segments_state(segmentation_node) -> tuple:
     return segment_digests(segmentation), described
 
 
+def _check_made_on(segmentation_node, input_volume) -> None:
+    """Raise ValueError when ``segmentation_node`` was made on another volume than ``input_volume`` (its reference
+    geometry volume): a correction would put its vertebrae onto the other CT's grid and then reset the node to it."""
+    if segmentation_node is None:
+        return
+    reference = segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole())
+    if reference is not None and reference.GetID() != input_volume.GetID():
+        raise ValueError(f"the segmentation {segmentation_node.GetName()!r} was made on {reference.GetName()!r}, not on "
+                         f"{input_volume.GetName()!r}; choose {reference.GetName()!r} as the input volume, or another "
+                         "output segmentation")
+
+
 class CorrectionLogic:
     """Corrections of a vertebra segmentation node (no GUI): runs in a child process for the network steps,
     here for the others, with one-step undo and edit tracking.
@@ -747,6 +759,7 @@ class CorrectionLogic:
         Raises:
             ValueError: bad volume, point, device, or segments with duplicate levels.
         """
+        _check_made_on(segmentationNode, inputVolume)
         point = [float(v) for v in pointWorld]
         if len(point) != 3 or not np.all(np.isfinite(point)):
             raise ValueError(f"the point must be three finite RAS coordinates in mm, got {pointWorld!r}")
@@ -774,6 +787,7 @@ class CorrectionLogic:
         """
         if segmentationNode is None or not vertebra_ids(segmentationNode):
             raise ValueError("the segmentation has no vertebrae; segment the CT first")
+        _check_made_on(segmentationNode, inputVolume)
 
         def build(workDir: Path):
             inputPath = export_volume(inputVolume, workDir / INPUT_FILE)

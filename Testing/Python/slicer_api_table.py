@@ -64,6 +64,7 @@ METHODS: dict[str, tuple[str, str]] = {
                                                          MRML + "vtkMRMLSegmentationNode.h"),
     "CreateClosedSurfaceRepresentation": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
     "CreateBinaryLabelmapRepresentation": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
+    "GetReferenceImageGeometryReferenceRole": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
     "SetSegmentOpacity2DFill": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
     "SetSegmentOpacity3D": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
     "GetSegmentVisibility": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),

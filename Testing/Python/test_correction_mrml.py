@@ -416,6 +416,18 @@ def test_edits_made_where_no_tracker_saw_them_are_kept_by_a_rerun(scene, ct_node
         run.cleanup()
 
 
+def test_a_correction_of_a_segmentation_made_on_another_ct_is_refused(loaded, scene, tptbox_ct):
+    """Two CTs loaded, the input switched to the second while the output still holds the first one's vertebrae
+    (audit 2026-12-06): they were exported onto the second CT's grid as kept vertebrae, and the result reset the
+    node to that CT."""
+    logic, segmentation = loaded
+    other = load_volume(scene, tptbox_ct, "follow-up")
+    for start in (lambda: logic.startClick(other, segmentation, [0.0, 0.0, 0.0]),
+                  lambda: logic.startRerun(other, segmentation)):
+        with pytest.raises(ValueError, match="'vertebrae' was made on 'CT', not on 'follow-up'; choose 'CT'"):
+            start()
+
+
 def test_a_correction_result_that_cannot_be_applied_keeps_the_earlier_undo_step(loaded, ct_node, tmp_path):
     logic, segmentation = loaded
     logic.renumber(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4"), "L5")
