@@ -300,6 +300,7 @@ class UndoState:
         self._node = None
         self._after: Optional[dict] = None
         self._names: dict[str, str] = {}  # segment ID -> name, as the correction left them
+        self._vertebrae: set[str] = set()  # the IDs of the vertebrae the correction left
 
     @property
     def available(self) -> bool:
@@ -324,47 +325,53 @@ class UndoState:
             segmentation = segmentation_node.GetSegmentation()
             self._after = digests if digests is not None else segment_digests(segmentation)
             self._names = {i: segmentation.GetSegment(i).GetName() for i in self._after}
+            self._vertebrae = set(vertebra_ids(segmentation_node))
 
     def clear(self) -> None:
         """Forget the saved state (the scene is closing)."""
         self._copy, self._node, self._after = None, None, None
 
     def restore(self, segmentation_node, tracker: Optional[EditTracker] = None) -> bool:
-        """Put the saved state back into ``segmentation_node``; False when nothing was saved for this node.
+        """Put the saved vertebrae back into ``segmentation_node``; False when nothing was saved for this node.
 
-        Segments added after the correction (e.g. a canal made in the Segment Editor) are kept as they are.
+        Only vertebrae are undone: every other segment (one added after the correction, a canal drawn in the
+        Segment Editor, a segment renamed or recoloured since) is kept as it is now, in its place.
 
         Raises:
-            ValueError: voxels of a segment were edited, or a segment was removed, after the correction; nothing
+            ValueError: voxels of a vertebra were edited, or a vertebra was removed, after the correction; nothing
                 is changed (the step is kept).
         """
         if self._copy is None or segmentation_node is not self._node:
             return False
         segmentation = segmentation_node.GetSegmentation()
-        added = []
+        ids = _segment_ids(segmentation_node)
+        vertebrae = self._vertebrae if self._after is not None else set(vertebra_ids(segmentation_node))
         if self._after is not None:
             now = segment_digests(segmentation)
-            changed = [self._names[i] for i in self._after if i in now and now[i] != self._after[i]]
-            removed = [self._names[i] for i in self._after if i not in now]
+            changed = [self._names[i] for i in self._after if i in vertebrae and i in now and now[i] != self._after[i]]
+            removed = [self._names[i] for i in self._after if i in vertebrae and i not in now]
             if changed or removed:
                 what = "; ".join(part for part in (
                     f"voxels of {', '.join(map(repr, changed))} edited" if changed else "",
                     f"{', '.join(map(repr, removed))} removed" if removed else "") if part)
-                raise ValueError(f"the segments were changed after the last correction ({what}: Segment Editor); "
+                raise ValueError(f"the vertebrae were changed after the last correction ({what}: Segment Editor); "
                                  "undoing it would discard those changes, so nothing was undone. Undo them in the "
                                  "Segment Editor first.")
-            added = [i for i in now if i not in self._after]
+        others = [(index, i) for index, i in enumerate(ids) if i not in vertebrae]
         display = segmentation_node.GetDisplayNode()
-        shown = {i: display.GetSegmentVisibility(i) for i in _segment_ids(segmentation_node)} if display else {}
+        shown = {i: display.GetSegmentVisibility(i) for i in ids} if display else {}
         with tracker.suspended() if tracker is not None else contextlib.nullcontext():
             kept = slicer.vtkSegmentation()
-            for segment_id in added:  # moved out and back: DeepCopy replaces every segment
+            for _, segment_id in others:  # moved out and back: DeepCopy replaces every segment
                 kept.CopySegmentFromSegmentation(segmentation, segment_id, True)
             segmentation.DeepCopy(self._copy)
-            for segment_id in added:  # a segment ID the correction had freed and the copy holds gets a new one
+            for index, segment_id in others:
+                if segmentation.GetSegment(segment_id) is not None:
+                    segmentation.RemoveSegment(segment_id)  # the copy's older state of this segment
                 segmentation.CopySegmentFromSegmentation(kept, segment_id, True)
+                segmentation.SetSegmentIndex(segment_id, min(index, segmentation.GetNumberOfSegments() - 1))
         for segment_id, visible in shown.items():  # the copy's segments come back shown (a new display entry)
-            if segmentation_node.GetSegmentation().GetSegment(segment_id) is not None:
+            if segmentation.GetSegment(segment_id) is not None:
                 display.SetSegmentVisibility(segment_id, visible)
         _update_display(segmentation_node)
         self.clear()

@@ -88,6 +88,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "RemoveSegment": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "GenerateUniqueSegmentID": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "CopySegmentFromSegmentation": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
+    "SetSegmentIndex": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "SetSourceRepresentationName": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "DeepCopy": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "SourceRepresentationModified": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
