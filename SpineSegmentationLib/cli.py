@@ -229,12 +229,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, evaluate_points, format_table, write_points_report, write_report
 
     if args.reference.lower().endswith(".json"):  # point references (VerSe centroid file)
-        result = evaluate_points(args.prediction, args.reference)
+        result = evaluate_points(args.prediction, args.reference, prediction_convention=args.prediction_convention)
         print(json.dumps(result, indent=2))
         if args.output:
             print(f"written: {write_points_report(result, args.output, overwrite=args.overwrite)}")
         return 0
-    report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention)
+    report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention,
+                      prediction_convention=args.prediction_convention)
     print(format_table(report))
     if args.output:
         written = write_report(report, Path(args.output), overwrite=args.overwrite)
@@ -317,11 +318,14 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Per-vertebra Dice, ASSD, HD95, identification rate, label kappa, instance "
                                     "purity and instances spanning two vertebrae, completeness accuracy, false "
                                     "positives/negatives; against a centroid file: identification per level.")
-    ev.add_argument("prediction", help="a spineseg output folder or a label map (VerSe numbers)")
+    ev.add_argument("prediction", help="a spineseg output folder or a label map (VerSe numbers unless "
+                                       "--prediction-convention says otherwise)")
     ev.add_argument("reference", help="reference label map, or a VerSe centroid file (*.json, voxel units of the "
                                       "prediction's grid) for identification against points")
     ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
                     help="numbering of the reference (default: verse)")
+    ev.add_argument("--prediction-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
+                    help="numbering of the prediction, e.g. totalseg for TotalSegmentator's output (default: verse)")
     ev.add_argument("-o", "--output", metavar="OUTDIR",
                     help="folder for evaluation.json, evaluation.csv and evaluation.png")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")

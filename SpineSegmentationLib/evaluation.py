@@ -60,7 +60,7 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import ANATOMICAL_ORDER, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse
+from .anatomy import ANATOMICAL_ORDER, CONVENTIONS, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse
 from .errors import InputImageError, OutputExistsError
 from .geometry import labels_at_border, same_grid
 from .outputs import OUTPUT_FILES
@@ -341,13 +341,38 @@ def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
                               "(.nii.gz, .nrrd, ...)") from error
 
 
-def _check_verse_labels(reference: np.ndarray) -> None:
-    """Raise InputImageError when a reference read as VerSe numbers holds labels of another convention."""
-    foreign = foreign_verse_labels(reference)
+def _check_verse_labels(labels: np.ndarray, what: str) -> None:
+    """Raise InputImageError when the ``what`` ("reference", "prediction") map read as VerSe numbers holds labels of
+    another convention."""
+    foreign = foreign_verse_labels(labels)
     if foreign:
-        raise InputImageError(f"the reference holds labels that are no VerSe vertebra number ({foreign}): it is "
-                              "probably another convention; pass --reference-convention totalseg for a "
+        raise InputImageError(f"the {what} holds labels that are no VerSe vertebra number ({foreign}): it is "
+                              f"probably another convention; pass --{what}-convention totalseg for a "
                               "TotalSegmentator 'total' map, or totalseg_vertebrae")
+
+
+#: A label map stored as floating point is read as integers when every value lies this close to one.
+INTEGER_TOLERANCE = 1e-3
+
+
+def _integer_labels(image: sitk.Image, what: str) -> np.ndarray:
+    """The label values of ``image`` as integers: a floating-point map (e.g. resampled with float output) is
+    rounded to the nearest integer, not truncated (20.9999 is 21, not 20).
+
+    Raises:
+        InputImageError: a floating-point map with values farther than :data:`INTEGER_TOLERANCE` from integers.
+    """
+    array = sitk.GetArrayFromImage(image)
+    if not np.issubdtype(array.dtype, np.floating):
+        return array
+    values = np.unique(array)
+    off = values[~np.isfinite(values) | (np.abs(values - np.rint(values)) > INTEGER_TOLERANCE)]
+    if off.size:
+        raise InputImageError(
+            f"the {what} label map holds values that are no label numbers ({', '.join(f'{v:g}' for v in off[:5])}"
+            f"{', ...' if off.size > 5 else ''}): it was probably resampled with linear interpolation; resample it "
+            "with nearest-neighbour interpolation and save it as integers")
+    return np.rint(array).astype(np.int32)
 
 
 def _with_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:
@@ -383,12 +408,14 @@ def evaluate(
     prediction_completeness: Optional[Mapping[int, bool]] = None,
     reference_completeness: Optional[Mapping[int, bool]] = None,
     include_sacrum: bool = False,
+    prediction_convention: str = "verse",
 ) -> EvaluationReport:
     """Compare a predicted vertebra label map with a reference (see the module docstring for the measures).
 
     Args:
-        prediction: a label map (path or ``sitk.Image``, VerSe numbers; values that are not vertebrae are
-            ignored), or a spineseg output folder (``labels.nii.gz``, and ``vertebrae.json`` for completeness).
+        prediction: a label map (path or ``sitk.Image``; values that are not vertebrae are ignored), or a
+            spineseg output folder (``labels.nii.gz``, and ``vertebrae.json`` for completeness). A floating-point
+            map is rounded to integers.
         reference: reference label map (path or ``sitk.Image``).
         reference_convention: label numbering of the reference: "verse", "totalseg" or "totalseg_vertebrae"
             (:func:`anatomy.to_verse`).
@@ -396,20 +423,23 @@ def evaluate(
             Without either, completeness accuracy is not computed.
         reference_completeness: ``{VerSe label: complete}`` of the reference; default: from the image border.
         include_sacrum: also score the sacrum (26); off by default since the method does not segment it.
+        prediction_convention: label numbering of the prediction, as ``reference_convention``.
 
     Returns:
         :class:`EvaluationReport`. Rows are in anatomical order (C1 first).
 
     Raises:
-        InputImageError: a file is missing or a folder is not a spineseg output folder.
-        ValueError: unknown ``reference_convention``; label maps that are not 3D.
+        InputImageError: a file is missing or a folder is not a spineseg output folder; a map read as VerSe numbers
+            holds labels of another convention (29-99); the reference holds no vertebra in its convention; a
+            floating-point map holds values that are not integers.
+        ValueError: unknown convention; label maps that are not 3D.
     """
     pred_image, pred_description, folder_completeness = _load_prediction(prediction)
     ref_image, ref_description = _read_label_image(reference, "reference")
     if prediction_completeness is None:
         prediction_completeness = folder_completeness
     notes: list[str] = []
-    maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes)
+    maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes, prediction_convention)
     if reference_completeness is None:
         reference_completeness = border_completeness(maps.ref)
         notes.append("reference completeness: incomplete = touches the border of the reference image")
@@ -443,15 +473,29 @@ class _LabelMaps:
 
     @classmethod
     def build(cls, pred_image: sitk.Image, ref_image: sitk.Image, convention: str, include_sacrum: bool,
-              notes: list[str]) -> "_LabelMaps":
+              notes: list[str], prediction_convention: str = "verse") -> "_LabelMaps":
         for image, what in ((pred_image, "prediction"), (ref_image, "reference")):
             if image.GetDimension() != 3:
                 raise InputImageError(f"the {what} label map must be 3D, got {image.GetDimension()}D")
-        pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
-        ref_array = sitk.GetArrayFromImage(ref_image)
-        if convention == "verse":
-            _check_verse_labels(ref_array)
-        ref = to_verse(ref_array, convention)
+        for numbering in (prediction_convention, convention):
+            if numbering not in CONVENTIONS:
+                raise ValueError(f"unknown label convention {numbering!r}; use one of {CONVENTIONS}")
+        converted = []
+        for image, what, numbering in ((pred_image, "prediction", prediction_convention),
+                                       (ref_image, "reference", convention)):
+            array = _integer_labels(image, what)
+            if numbering == "verse":
+                _check_verse_labels(array, what)
+            verse = to_verse(array, numbering)
+            if what == "reference" and not verse.any():
+                found = np.unique(array[array != 0])
+                raise InputImageError(
+                    "the reference holds no vertebra" + (
+                        f" read as {numbering} numbers (its labels: {', '.join(str(int(v)) for v in found[:8])}"
+                        f"{', ...' if found.size > 8 else ''}); give the convention it is in with "
+                        "--reference-convention" if found.size else ": it is empty") + "; nothing to score against")
+            converted.append(verse)
+        pred, ref = converted
         if not include_sacrum:
             pred[pred == SACRUM] = 0
             ref[ref == SACRUM] = 0
@@ -465,16 +509,19 @@ class _LabelMaps:
                          "which holds the whole reference; the reference says nothing outside it")
         overlaps = overlap_counts(pred, ref)
         pred_counts = {int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))}
-        pred_centroids = label_centroids_lps(pred_native_image)
-        outside = sorted(set(pred_centroids) - set(pred_counts), key=_RANK.get)
+        outside = sorted(set(int(v) for v in np.unique(sitk.GetArrayFromImage(pred_native_image)) if v)
+                         - set(pred_counts), key=_RANK.get)
         if outside:  # wholly outside the reference's grid: neither right nor wrong there
             notes.append("predicted vertebrae outside the reference's grid, not scored: "
                          + ", ".join(VERSE_NAMES.get(k, str(k)) for k in outside))
+        # centroids and volumes of the prediction as the reference's grid holds it, as the reference's own: where
+        # that grid cuts a vertebra, both sides' centroids are of the part inside
+        pred_on_reference = _with_array(pred, ref_image)
         return cls(
             pred=pred, ref=ref, spacing_zyx=ref_image.GetSpacing()[::-1],
-            pred_centroids={k: v for k, v in pred_centroids.items() if k not in outside},
+            pred_centroids=label_centroids_lps(pred_on_reference),
             ref_centroids=label_centroids_lps(ref_image),
-            pred_volumes={k: v for k, v in label_volumes_mm3(pred_native_image).items() if k not in outside},
+            pred_volumes=label_volumes_mm3(pred_on_reference),
             ref_volumes=label_volumes_mm3(ref_image), overlaps=overlaps, matches=match_by_overlap(overlaps),
             pred_counts=pred_counts,
             ref_counts={int(k): int(v) for k, v in zip(*np.unique(ref[ref > 0], return_counts=True))},
@@ -595,7 +642,7 @@ def spanning_instances(overlaps: Mapping[tuple[int, int], int], reference_counts
 
 
 def evaluate_points(prediction, centroids: Union[str, os.PathLike],
-                    max_distance_mm: float = ID_DISTANCE_MM) -> dict:
+                    max_distance_mm: float = ID_DISTANCE_MM, prediction_convention: str = "verse") -> dict:
     """Identification against point references: a VerSe centroid file of the scan (no masks needed).
 
     Args:
@@ -603,6 +650,7 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
         centroids: VerSe centroid JSON (``[{"direction": [...]}, {"label": n, "X": .., "Y": .., "Z": ..}, ...]``)
             in voxel units of the prediction's grid (the input CT's grid), axes as its ``direction`` codes say.
         max_distance_mm: identification threshold (VerSe: 20 mm).
+        prediction_convention: label numbering of the prediction (:func:`evaluate`).
 
     Returns:
         ``{"n_reference", "n_predicted", "n_identified", "identification_rate", "mean_localization_distance_mm",
@@ -612,17 +660,30 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
         coccyx in VerSe files) and are not scored.
 
     Raises:
-        InputImageError: a file is missing or a folder is not a spineseg output folder.
+        InputImageError: a file is missing or a folder is not a spineseg output folder; a point lies outside the
+            prediction's grid (the file refers to another grid).
         ValueError: the file is not a VerSe centroid list.
     """
     pred_image, pred_description, _ = _load_prediction(prediction)
     path = Path(centroids)
     if not path.is_file():
         raise InputImageError(f"centroid file {path} does not exist; give a VerSe *_ctd.json")
-    pred = to_verse(sitk.GetArrayFromImage(pred_image), "verse")
+    pred_array = _integer_labels(pred_image, "prediction")
+    if prediction_convention == "verse":
+        _check_verse_labels(pred_array, "prediction")
+    pred = to_verse(pred_array, prediction_convention)
     pred[pred == SACRUM] = 0
     pred_centroids = body_centres_lps(_with_array(pred, pred_image))  # the point VerSe marks
     points = read_ctd(path, pred_image)
+    size = np.array(pred_image.GetSize(), dtype=float)
+    outside = sorted(label for label, point in points.items()
+                     if np.any(np.abs(np.array(pred_image.TransformPhysicalPointToContinuousIndex(
+                         [float(c) for c in point])) - (size - 1) / 2) > size / 2))
+    if outside:
+        raise InputImageError(
+            f"points of {path} lie outside the prediction's grid (labels {', '.join(map(str, outside))}): the file "
+            "refers to another grid, e.g. the CT before it was resampled or cropped; give the prediction on the grid "
+            "the points were marked on (spineseg writes its labels on the input CT's grid)")
     ignored = sorted(k for k in points if k not in _RANK)  # e.g. 27, the coccyx (VerSe): not a vertebra scored here
     ref_centroids = {k: v for k, v in points.items() if k in _RANK and k != SACRUM}
     ids = identification(pred_centroids, ref_centroids, max_distance_mm)

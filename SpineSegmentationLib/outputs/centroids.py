@@ -32,6 +32,9 @@ from ..anatomy import SACRUM
 from ..discs import BODY_DEPTH_SHARE
 from ..errors import SpineSegmentationError
 
+#: Axis codes -> LPS axis (0: L/R, 1: P/A, 2: S/I).
+_AXIS_OF = {"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}
+
 #: VerSe label of C1 (the atlas has no body).
 C1 = 1
 
@@ -161,24 +164,32 @@ def read_ctd(path: Path, labels: sitk.Image) -> dict[int, np.ndarray]:
         ``{label: array([x, y, z])}`` LPS mm; entries with a NaN coordinate are left out, as VerSe's reader does.
 
     Raises:
-        SpineSegmentationError: if the file is not a VerSe centroid list (not JSON, no ``direction`` entry first,
-            missing keys).
+        SpineSegmentationError: if the file is not a VerSe centroid list (not JSON, not one ``direction`` entry,
+            which may stand anywhere in the list as VerSe's reader allows, or not three axis codes; missing keys).
     """
     try:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
         raise SpineSegmentationError(f"{path} is not a VerSe centroid file: not valid JSON ({error})") from error
-    if not isinstance(data, list) or not data or not isinstance(data[0], dict) or "direction" not in data[0]:
+    directions = [e for e in data if isinstance(e, dict) and "direction" in e] if isinstance(data, list) else []
+    if len(directions) != 1:
         raise SpineSegmentationError(
-            f"{path} is not a VerSe centroid file: expected a list starting with {{'direction': [...]}}"
+            f"{path} is not a VerSe centroid file: expected a list holding one {{'direction': [...]}} entry (the axis "
+            f"codes of its voxel indices, e.g. ['L', 'P', 'S']), found {len(directions)}; add the codes of the image "
+            "the points were marked on"
         )
-    codes = [str(c).upper() for c in data[0]["direction"]]
+    raw = directions[0]["direction"]
+    codes = [str(c).upper() for c in raw] if isinstance(raw, (list, tuple, str)) else []
+    if len(codes) != 3 or sorted(_AXIS_OF[c] for c in codes if c in _AXIS_OF) != [0, 1, 2]:
+        raise SpineSegmentationError(
+            f"{path}: direction {directions[0]['direction']} is not three axis codes, one of L/R, P/A, S/I each"
+        )
     grid = labels
     if codes != orientation_codes(labels):
         # The indices refer to the image reoriented to these codes (VerSe 2019 style files).
         grid = sitk.DICOMOrient(labels, "".join(codes))
     centroids = {}
-    for entry in data[1:]:
+    for entry in (e for e in data if e is not directions[0]):
         missing = {"label", "X", "Y", "Z"} - set(entry) if isinstance(entry, dict) else {"label", "X", "Y", "Z"}
         if missing:
             raise SpineSegmentationError(f"{path}: centroid entry {entry} lacks {sorted(missing)}")

@@ -208,14 +208,52 @@ def test_evaluate_reference_against_itself(real_ct_reference):
     assert "T11" in text and "identified" in text
 
 
-def test_prediction_in_another_numbering_scores_badly(real_ct_reference):
-    """Predictions are read as VerSe numbers: a TotalSegmentator map used as prediction keeps only TS 26 (S1,
-    read as sacrum) and TS 28 (L4, read as T13), so only the sacrum is identified."""
-    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg", include_sacrum=True)
-    s = report.summary
-    assert s["n_reference"] == 8 and s["n_predicted"] == 2
-    assert s["identification_rate"] == pytest.approx(1 / 8)
-    assert s["false_negatives"] == ["T11", "T12", "L1", "L2", "L3", "L5"]
+def test_a_prediction_in_another_numbering_is_refused_or_read_in_it(real_ct_reference):
+    """A TotalSegmentator map given as the prediction (audit 2026-12-06): read as VerSe numbers it kept TS 26 (S1,
+    read as the sacrum) and TS 28 (L4, read as T13) and dropped 29-33, scoring 1 of 8 identified, exit 0. Refused,
+    naming the option; read in its own numbering it is the reference itself."""
+    with pytest.raises(InputImageError, match=r"the prediction holds labels that are no VerSe vertebra number "
+                                              r"\(29, 30, 31, 32, 33\).* --prediction-convention totalseg"):
+        evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg")
+    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg",
+                      prediction_convention="totalseg", include_sacrum=True)
+    assert report.summary["n_identified"] == report.summary["n_reference"] == 8
+    assert report.summary["mean_dice"] == 1.0
+
+
+def test_a_reference_with_no_vertebra_in_its_numbering_is_refused(reference_verse):
+    """A VerSe mask given with --reference-convention totalseg read as "0 reference" (its 19-24 are organs there),
+    and an empty reference scored nothing, both with exit 0 (audit 2026-12-06)."""
+    array = sitk.GetArrayFromImage(reference_verse)
+    lumbar = image_like(np.where(array == anatomy.SACRUM, 0, array), reference_verse)  # 26 is S1 in TotalSegmentator
+    with pytest.raises(InputImageError, match=r"the reference holds no vertebra read as totalseg numbers \(its "
+                                              r"labels: 18, 19, 20, .*--reference-convention"):
+        evaluate(reference_verse, lumbar, reference_convention="totalseg")
+    empty = image_like(np.zeros(sitk.GetArrayFromImage(reference_verse).shape, np.int16), reference_verse)
+    with pytest.raises(InputImageError, match="the reference holds no vertebra: it is empty"):
+        evaluate(reference_verse, empty)
+
+
+def test_floating_point_label_maps_are_rounded_not_truncated(reference_verse):
+    """A map stored as floats a hair below its labels (20.9999 for 21, as a float resampling leaves them) was read
+    one level low in training and as no vertebra in evaluation (audit 2026-12-06); values that are not near
+    integers are refused."""
+    array = sitk.GetArrayFromImage(reference_verse).astype(np.float32)
+
+    def stored_as_float(values: np.ndarray) -> sitk.Image:
+        image = sitk.GetImageFromArray(values.astype(np.float32))
+        image.CopyInformation(reference_verse)
+        return image
+
+    nearly = stored_as_float(np.where(array > 0, array - 1e-4, 0.0))
+    report = evaluate(nearly, nearly, include_sacrum=True)
+    assert report.summary["n_reference"] == report.summary["n_identified"] == len(np.unique(array)) - 1
+    assert [r.label for r in report.vertebrae] == [r.label for r in evaluate(reference_verse, reference_verse,
+                                                                               include_sacrum=True).vertebrae]
+    blurred = stored_as_float(np.where(array > 0, array - 0.4, 0.0))
+    with pytest.raises(InputImageError, match=r"the reference label map holds values that are no label numbers "
+                                              r"\(17\.6, .*nearest-neighbour"):
+        evaluate(reference_verse, blurred)
 
 
 def test_evaluate_output_folder_uses_vertebrae_json(
@@ -289,6 +327,10 @@ def test_a_prediction_on_a_smaller_grid_is_scored_on_the_whole_reference(referen
     assert outside and not set(outside) & {r.name for r in report.vertebrae}
     assert report.summary["false_positives"] == [] and report.summary["mean_dice"] == pytest.approx(1.0)
     assert any(note.endswith(", ".join(outside)) for note in report.notes if "not scored" in note)
+    # L3, cut by the reference's grid, is identified: both centroids are of the part inside it (audit 2026-12-06:
+    # the prediction's was of the whole L3, 15-28 mm away, and L3 was "not identified" with Dice 1)
+    assert report.summary["identification_rate"] == 1.0
+    assert all(r.identified and r.centroid_distance_mm == pytest.approx(0.0, abs=1e-6) for r in report.vertebrae)
 
 
 def test_evaluate_resamples_onto_the_reference_grid(tptbox_labels):
@@ -316,7 +358,7 @@ def test_evaluate_input_errors(real_ct_reference, tmp_path):
         evaluate(real_ct_reference, unreadable, include_sacrum=True)
     # a TotalSegmentator map read as VerSe numbers: its 1-24 are organs, so it is refused (it scored 0 or organs)
     with pytest.raises(InputImageError, match="--reference-convention totalseg"):
-        evaluate(real_ct_reference, real_ct_reference, include_sacrum=True)
+        evaluate(real_ct_reference, real_ct_reference, include_sacrum=True, prediction_convention="totalseg")
     for text in ("{not json", "[]", '[{"direction": ["L", "P", "S"]}, {"label": 20, "X": 1.0}]'):
         (tmp_path / "ctd.json").write_text(text)
         with pytest.raises(SpineSegmentationError, match="centroid"):
@@ -347,9 +389,10 @@ def test_write_report(reference_verse, tmp_path):
 
 def test_the_sacrum_is_not_scored_by_default(real_ct_reference):
     """The method segments vertebrae, not the sacrum: by default the sacrum is left out of every metric."""
-    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg")
+    report = evaluate(real_ct_reference, real_ct_reference, reference_convention="totalseg",
+                      prediction_convention="totalseg")
     assert "S" not in {r.name for r in report.vertebrae}
-    assert report.summary["n_reference"] == 7
+    assert report.summary["n_reference"] == report.summary["n_identified"] == 7
     assert any("sacrum" in note for note in report.notes)
 
 
@@ -415,6 +458,20 @@ def test_point_references_identify_per_level(reference_verse, tmp_path):
     assert with_coccyx["ignored_reference_labels"] == [27] and exact["ignored_reference_labels"] == []
     assert {k: v for k, v in with_coccyx.items() if k not in ("reference", "ignored_reference_labels")} == \
         {k: v for k, v in exact.items() if k not in ("reference", "ignored_reference_labels")}
+    # the direction entry last (VerSe's reader takes it anywhere): the same result
+    direction_last = tmp_path / "direction_last_ctd.json"
+    direction_last.write_text(json.dumps(points[1:] + points[:1]))
+    assert evaluate_points(reference_verse, direction_last)["distance_mm_by_level"] == exact["distance_mm_by_level"]
+    for broken, message in (([p for p in points if "direction" not in p], "found 0; add the codes"),
+                            ([{"direction": ["P", "I", "P"]}] + points[1:], r"is not three axis codes")):
+        (tmp_path / "broken_ctd.json").write_text(json.dumps(broken))
+        with pytest.raises(SpineSegmentationError, match=message):
+            evaluate_points(reference_verse, tmp_path / "broken_ctd.json")
+    # points beyond the prediction's grid: the file refers to another grid (they were scored as missed, no word)
+    far = tmp_path / "far_ctd.json"
+    far.write_text(json.dumps(points[:1] + [{**p, "X": p["X"] + reference_verse.GetSize()[0]} for p in points[1:]]))
+    with pytest.raises(InputImageError, match=r"points of .* lie outside the prediction's grid \(labels 18, 19"):
+        evaluate_points(reference_verse, far)
     written = write_points_report(off, tmp_path / "report")
     assert json.loads(written.read_text()) == off
     with pytest.raises(OutputExistsError, match="already exists"):
