@@ -232,8 +232,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            firstVolumeNode = slicer.mrmlScene.GetFirstNodeByClass("vtkMRMLScalarVolumeNode")
-            if firstVolumeNode:
+            scene = slicer.mrmlScene
+            volumes = (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+                       for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+            firstVolumeNode = next((node for node in volumes if not node.IsA("vtkMRMLLabelMapVolumeNode")), None)
+            if firstVolumeNode:  # the first CT; labelmaps are scalar volumes too, but the selector hides them
                 self._parameterNode.inputVolume = firstVolumeNode
 
     def setParameterNode(self, inputParameterNode: Optional[SpineSegmentationParameterNode]) -> None:

@@ -53,8 +53,8 @@ def export_volume(volume_node, path: Path) -> Path:
     """Write a scalar volume node to ``path`` (``.nrrd``) without touching the scene or the node's own storage.
 
     Raises:
-        ValueError: the node is not a scalar (CT) volume with 3D single-component image data, or it cannot
-            be written.
+        ValueError: the node is not a scalar (CT) volume with 3D single-component image data, is under a
+            non-linear transform, or cannot be written.
     """
     if volume_node is None or not volume_node.IsA("vtkMRMLScalarVolumeNode") or volume_node.IsA(
         "vtkMRMLLabelMapVolumeNode"
@@ -64,6 +64,16 @@ def export_volume(volume_node, path: Path) -> Path:
     if image is None or image.GetNumberOfScalarComponents() != 1 or min(image.GetDimensions()) < 2:
         raise ValueError(
             f"volume {volume_node.GetName()!r} is not a 3D single-component image; select a CT volume"
+        )
+    transform = volume_node.GetParentTransformNode()
+    if transform is not None and not transform.IsTransformToWorldLinear():
+        # e.g. Slicer's acquisition geometry regularization of a DICOM series with a gantry tilt or uneven slices:
+        # the stored voxels are not the anatomy as shown, and the network would segment them as stored
+        raise ValueError(
+            f"volume {volume_node.GetName()!r} is under a non-linear transform ({transform.GetName()!r}, e.g. the "
+            "regularization of a DICOM series with a gantry tilt or uneven slices), so its voxels are not where "
+            "they are shown; harden the transform first (Data module: right-click the transform, Harden "
+            "transform) and run on the hardened volume"
         )
     import slicer
 

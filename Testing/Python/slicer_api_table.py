@@ -24,7 +24,8 @@ METHODS: dict[str, tuple[str, str]] = {
     # vtkMRMLScene
     "AddNewNodeByClass": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "Clear": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
-    "GetFirstNodeByClass": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
+    "GetNthNodeByClass": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
+    "GetNumberOfNodesByClass": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "GetFirstNodeByName": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "GetNthNode": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "GetNumberOfNodes": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
@@ -41,6 +42,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "GetDisplayNode": ("vtkMRMLDisplayableNode", MRML + "vtkMRMLDisplayableNode.h"),
     "CreateDefaultDisplayNodes": ("vtkMRMLDisplayableNode", MRML + "vtkMRMLDisplayableNode.h"),
     "GetParentTransformNode": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
+    "IsTransformToWorldLinear": ("vtkMRMLTransformNode", MRML + "vtkMRMLTransformNode.h"),
     "SetAndObserveTransformNodeID": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "TransformPointToWorld": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "TransformPointFromWorld": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),

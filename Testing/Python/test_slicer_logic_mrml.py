@@ -421,6 +421,30 @@ def test_export_volume_writes_the_ct_unchanged(ct_node, real_ct_image, tmp_path)
     np.testing.assert_allclose(written.GetSpacing(), real_ct_image.GetSpacing(), atol=1e-6)
 
 
+def test_a_ct_under_a_non_linear_transform_is_refused(ct_node, scene, tmp_path):
+    """Slicer puts a DICOM series with a gantry tilt or uneven slices under a non-linear grid transform
+    (acquisition geometry regularization): the stored voxels are not the anatomy shown, and were segmented as
+    stored (audit 2026-12-06). Refused, naming the remedy; a linear transform is fine."""
+    import vtk
+
+    warp = vtk.vtkThinPlateSplineTransform()
+    source, target = vtk.vtkPoints(), vtk.vtkPoints()
+    for x, y, z in ((0, 0, 0), (100, 0, 0), (0, 100, 0), (0, 0, 100), (50, 50, 50)):
+        source.InsertNextPoint(x, y, z)
+        target.InsertNextPoint(x, y + 0.1 * z, z)  # a 6-degree shear, as of a tilted gantry
+    warp.SetSourceLandmarks(source)
+    warp.SetTargetLandmarks(target)
+    regularization = scene.AddNewNodeByClass("vtkMRMLTransformNode", "regularization")
+    regularization.SetAndObserveTransformToParent(warp)
+    ct_node.SetAndObserveTransformNodeID(regularization.GetID())
+    with pytest.raises(ValueError, match=r"is under a non-linear transform \('regularization'.*Harden transform"):
+        export_volume(ct_node, tmp_path / "input.nrrd")
+    assert not (tmp_path / "input.nrrd").exists()
+    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "registration")
+    ct_node.SetAndObserveTransformNodeID(shift.GetID())
+    assert export_volume(ct_node, tmp_path / "input.nrrd").is_file()
+
+
 def test_command_line_and_progress_lines(tmp_path):
     assert progress_bar_format(ProgressEvent("traversal", 0.5, 3, "50% done")) == "traversal: vertebra 3 - 50% done  (%p%)"
     args = segment_command("PythonSlicer", tmp_path / "in.nrrd", tmp_path / "out", "GPU", tmp_path / "model")
