@@ -348,7 +348,9 @@ def _check_verse_labels(labels: np.ndarray, what: str) -> None:
     if foreign:
         raise InputImageError(f"the {what} holds labels that are no VerSe vertebra number ({foreign}): it is "
                               f"probably another convention; pass --{what}-convention totalseg for a "
-                              "TotalSegmentator 'total' map, or totalseg_vertebrae")
+                              "TotalSegmentator 'total' map, or totalseg_vertebrae; a VerSe sub-region mask "
+                              "(*_seg-subreg_msk, labels 41-50 and 81-92) is no vertebra mask: give the "
+                              "*_seg-vert_msk file")
 
 
 #: A label map stored as floating point is read as integers when every value lies this close to one.

@@ -208,7 +208,7 @@ def test_evaluate_reference_against_itself(real_ct_reference):
     assert "T11" in text and "identified" in text
 
 
-def test_a_prediction_in_another_numbering_is_refused_or_read_in_it(real_ct_reference):
+def test_a_prediction_in_another_numbering_is_refused_or_read_in_it(real_ct_reference, reference_verse):
     """A TotalSegmentator map given as the prediction (audit 2026-12-06): read as VerSe numbers it kept TS 26 (S1,
     read as the sacrum) and TS 28 (L4, read as T13) and dropped 29-33, scoring 1 of 8 identified, exit 0. Refused,
     naming the option; read in its own numbering it is the reference itself."""
@@ -219,6 +219,11 @@ def test_a_prediction_in_another_numbering_is_refused_or_read_in_it(real_ct_refe
                       prediction_convention="totalseg", include_sacrum=True)
     assert report.summary["n_identified"] == report.summary["n_reference"] == 8
     assert report.summary["mean_dice"] == 1.0
+    # a VerSe sub-region mask (41-50 the parts of each vertebra) given as the reference: named as such
+    verse = sitk.GetArrayFromImage(reference_verse)
+    subregions = image_like(np.where(verse > 0, 41 + verse % 2, 0), reference_verse)
+    with pytest.raises(InputImageError, match=r"\(41, 42\).*sub-region mask .* give the \*_seg-vert_msk file"):
+        evaluate(real_ct_reference, subregions, prediction_convention="totalseg")
 
 
 def test_a_reference_with_no_vertebra_in_its_numbering_is_refused(reference_verse):
