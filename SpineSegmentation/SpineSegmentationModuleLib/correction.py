@@ -722,6 +722,34 @@ def _check_made_on(segmentation_node, input_volume) -> None:
                          "output segmentation")
 
 
+def _check_edits_on_grid_of(segmentation_node, volume) -> None:
+    """Raise ValueError when a vertebra tagged edited lies on another voxel grid than ``volume`` (other spacing or
+    axes, or origins not a whole number of voxels apart; e.g. after "Specify geometry" in the Segment Editor): a
+    correction works on the CT's grid, and resampling the edit onto it would lose what the finer grid holds."""
+    segmentation = segmentation_node.GetSegmentation()
+    edited = [i for i in vertebra_ids(segmentation_node) if is_edited(segmentation.GetSegment(i))]
+    matrix = vtk.vtkMatrix4x4()
+    volume.GetIJKToRASMatrix(matrix)
+    ct = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    tolerance = 1e-3 * float(np.linalg.norm(ct[:3, :3], axis=0).min())
+    for image, members in segment_layers(segmentation, edited):
+        if image is None:
+            continue
+        image.GetImageToWorldMatrix(matrix)
+        layer = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        offset = np.linalg.solve(ct[:3, :3], layer[:3, 3] - ct[:3, 3])  # in CT voxels
+        if np.allclose(layer[:3, :3], ct[:3, :3], atol=tolerance) and np.allclose(offset, np.rint(offset), atol=1e-3):
+            continue
+        names = ", ".join(segmentation.GetSegment(segment_id).GetName() for segment_id, _ in members)
+        spacing = ", ".join(f"{v:.3g}" for v in np.linalg.norm(layer[:3, :3], axis=0))
+        raise ValueError(
+            f"the edited vertebrae {names} lie on another grid ({spacing} mm voxels) than the CT "
+            f"{volume.GetName()!r} ({', '.join(f'{v:.3g}' for v in np.linalg.norm(ct[:3, :3], axis=0))} mm), e.g. "
+            "after Specify geometry in the Segment Editor; a correction works on the CT's grid and would resample "
+            "your edits. Set the segmentation's geometry to the CT (Specify geometry: the CT, oversampling 1) first, "
+            "or keep a copy of the edited segments")
+
+
 class CorrectionLogic:
     """Corrections of a vertebra segmentation node (no GUI): runs in a child process for the network steps,
     here for the others, with one-step undo and edit tracking.
@@ -778,6 +806,7 @@ class CorrectionLogic:
                                device, model)
             args += ["--point", *[repr(v) for v in point], "--directions", ",".join(directions)]
             if segmentationNode is not None and vertebra_ids(segmentationNode):
+                _check_edits_on_grid_of(segmentationNode, inputVolume)
                 levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
                 args += ["--existing", str(workDir / LABELS_FILE)]
                 args += self._levelArguments(segmentationNode, levels)
@@ -797,6 +826,7 @@ class CorrectionLogic:
         _check_made_on(segmentationNode, inputVolume)
 
         def build(workDir: Path):
+            _check_edits_on_grid_of(segmentationNode, inputVolume)
             inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
             levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
             edited = self._levels(segmentationNode, levels, is_edited)

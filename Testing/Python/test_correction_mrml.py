@@ -432,6 +432,34 @@ def test_a_correction_of_a_segmentation_made_on_another_ct_is_refused(loaded, sc
             start()
 
 
+def test_a_correction_that_would_coarsen_an_edit_on_a_finer_grid_is_refused(loaded, ct_node):
+    """L3 edited on a 1.5 mm grid (Specify geometry, oversampling 2, in the Segment Editor) of the 3 mm CT: the
+    correction exported it onto the CT's grid, the fine edit gone (audit 2026-12-06: 63.166 -> 63.045 cm^3)."""
+    logic, segmentation = loaded
+    nodes = segmentation.GetSegmentation()
+    geometry_name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    fine = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(nodes.GetConversionParameter(geometry_name), fine, False)
+    slicer.vtkCalculateOversamplingFactor.ApplyOversamplingOnImageGeometry(fine, 2.0)
+    nodes.SetConversionParameter(geometry_name, slicer.vtkSegmentationConverter.SerializeImageGeometry(fine))
+    fine.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    plate = vtk_to_numpy(fine.GetPointData().GetScalars()).reshape(fine.GetDimensions()[::-1])
+    plate[:] = 0
+    k, j, i = np.array(plate.shape) // 2
+    plate[k, j - 3 : j + 3, i - 3 : i + 3] = 1  # a plate one 1.5 mm voxel thick
+    fine.Modified()
+    l3 = nodes.GetSegmentIdBySegmentName("L3")
+    slicer.vtkSlicerSegmentationsModuleLogic.SetBinaryLabelmapToSegment(
+        fine, segmentation, l3, slicer.vtkSlicerSegmentationsModuleLogic.MODE_MERGE_MASK)
+    assert segment_tag(nodes.GetSegment(l3), EDITED_TAG) == "true"
+    for start in (lambda: logic.startRerun(ct_node, segmentation, device="CPU"),
+                  lambda: logic.startClick(ct_node, segmentation, [0.0, 0.0, 0.0], device="CPU")):
+        # the shared layer was resampled onto the fine grid: every vertebra in it counts as edited
+        with pytest.raises(ValueError, match=r"the edited vertebrae T11, .*L3.* lie on another grid \(1\.5, 1\.5, "
+                                             r"1\.5 mm voxels\) than the CT 'CT' \(3, 3, 3 mm\)"):
+            start()
+
+
 def test_a_correction_result_that_cannot_be_applied_keeps_the_earlier_undo_step(loaded, ct_node, tmp_path):
     logic, segmentation = loaded
     logic.renumber(segmentation, segmentation.GetSegmentation().GetSegmentIdBySegmentName("L4"), "L5")
