@@ -7,26 +7,33 @@ Usage::
     spineseg batch /shared/cts -o /shared/out --engine ray --address auto --num-gpus 1 # existing Ray cluster
 
 or from Python :func:`run_batch`. ``OUTROOT`` gets one folder per case (see :mod:`.case_run`), ``summary.csv`` and
-``cohort_qc.html`` (see :mod:`.report`), and ``skipped.csv`` when DICOM series were skipped. Run one batch per
-output folder at a time: a batch removes the temporary folders (``.tmp-*``, ``.old-*``) that an interrupted run
-left there.
+``cohort_qc.html`` (see :mod:`.report`), and ``skipped.csv`` when inputs were skipped. Run one batch per output
+folder at a time: a batch removes the temporary files and folders (``.tmp-*``, ``.old-*``, ``.new-*``, ending in
+``.spineseg-batch``, see :func:`.case_run.remove_leftovers`) that a killed run left there.
+
+Before any case runs, the model and the device (where the cases run on this machine) are checked and the output
+folder is created and a probe file written and removed there, so that a wrong ``--model``, an unavailable
+``--device`` or an unwritable folder is one usage error that leaves the output folder as it was, not a failure of
+every case. A full disk while a case is written stops the batch as Ctrl-C does (finished cases are kept).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import shutil
+import io
+import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
-from .case_run import CaseOptions
+from .case_run import CaseOptions, check_options, remove_leftovers, temporary_path
 from .cases import Skipped, find_cases
 from .engines import run_local, run_ray
-from .report import QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, write_qc_sheet, write_summary
+from .report import (QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, write_qc_sheet, write_summary,
+                     write_text_atomically)
 
 SKIPPED_FILE = "skipped.csv"
 ENGINES = ("local", "ray")
@@ -75,19 +82,31 @@ def _check_cohort_files(output_root: Path) -> None:
                                     "or choose another output folder (-o)")
 
 
-def _remove_leftovers(output_root: Path) -> None:
-    """Temporary case folders an interrupted batch left (this command's own names only)."""
-    for pattern in (".tmp-*", ".old-*"):
-        for folder in output_root.glob(pattern):
-            if folder.is_dir():
-                shutil.rmtree(folder)
+def _prepare_output(output_root: Path) -> None:
+    """Create ``output_root`` and write and remove a probe file there (before any case runs).
+
+    Raises:
+        OutputWriteError: the folder cannot be created or written (names the reason and the fix).
+    """
+    from ..outputs.staging import describe_write_error
+
+    probe = temporary_path(output_root, "probe", "write")
+    try:
+        output_root.mkdir(parents=True, exist_ok=True)
+        probe.write_text("spineseg batch checks that this folder can be written\n", encoding="utf-8")
+        probe.unlink()
+    except OSError as exc:
+        if probe.exists():
+            probe.unlink()
+        raise describe_write_error(exc, output_root) from exc
 
 
 def _write_skipped(skipped: Sequence[Skipped], output_root: Path) -> None:
-    with open(output_root / SKIPPED_FILE, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.writer(stream)
-        writer.writerow(["path", "series_uid", "reason"])
-        writer.writerows([str(s.path), s.series_uid or "", s.reason] for s in skipped)
+    text = io.StringIO(newline="")
+    writer = csv.writer(text)
+    writer.writerow(["path", "series_uid", "reason"])
+    writer.writerows([str(s.path), s.series_uid or "", s.reason] for s in skipped)
+    write_text_atomically(output_root / SKIPPED_FILE, text.getvalue())
 
 
 def run_batch(
@@ -121,20 +140,29 @@ def run_batch(
 
     Raises:
         SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, unknown engine,
-            Ray missing for ``engine="ray"``, or a cohort file in ``output_root`` that this command did not write
-            (:class:`~SpineSegmentationLib.errors.OutputExistsError`).
+            ``num_cpus`` not above 0 or ``num_gpus`` below 0, Ray missing for ``engine="ray"``, a cohort file in
+            ``output_root`` that this command did not write (:class:`~SpineSegmentationLib.errors.OutputExistsError`),
+            a missing or invalid model (``ModelFileError``) or a device not available here (``DeviceError``; not
+            checked on a Ray cluster given by ``address``): all these before any case runs and before
+            ``output_root`` is touched; ``output_root`` cannot be written (``OutputWriteError``, before any case
+            runs); the disk became full while a case was written (``OutputWriteError``: the batch stops, the
+            finished cases are kept, the summary is not updated).
     """
     from tqdm import tqdm
 
-    from ..errors import SpineSegmentationError
+    from ..errors import OutputWriteError, SpineSegmentationError
 
     if engine not in ENGINES:
         raise SpineSegmentationError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if not num_cpus > 0 or not num_gpus >= 0 or math.isinf(num_cpus) or math.isinf(num_gpus):
+        raise SpineSegmentationError(f"--num-cpus must be above 0 and --num-gpus 0 or more (finite numbers), got "
+                                     f"{num_cpus} and {num_gpus}")
     output_root = Path(output_root).resolve()
     cases, skipped = find_cases(inputs, manifest, exclude=output_root)
     _check_cohort_files(output_root)
-    output_root.mkdir(parents=True, exist_ok=True)
-    _remove_leftovers(output_root)
+    check_options(options, here=engine == "local" or not address)
+    _prepare_output(output_root)
+    remove_leftovers(output_root)
     for s in skipped:
         report(f"skipped {s.path}" + (f" (series {s.series_uid!r})" if s.series_uid is not None else "")
                + f": {s.reason}")
@@ -156,18 +184,22 @@ def run_batch(
             note = " (up to date)" if record["resumed"] else ""
             bar.set_postfix_str(f"{record['case_id']}: {record['status']}{note}")
             bar.update()
+            if record.get("disk_full"):
+                raise OutputWriteError(
+                    f"the disk is full (or a size/quota limit was reached) while writing case {record['case_id']} "
+                    f"({record['error']}); the batch stopped after {len(records) - 1} of {len(cases)} cases: "
+                    f"{_STOPPED}. Free some space (or choose an output folder on another disk with -o) and run the "
+                    "same command again to resume")
             if record["status"] == "failed":
                 report(f"case {record['case_id']} failed: {record['error']}")
     except KeyboardInterrupt as stop:
         from ..errors import Interrupted
 
-        raise Interrupted.of(
-            stop, f" after {len(records)} of {len(cases)} cases: their case folders are complete, and the cases that "
-            f"were running left at most .tmp-* folders, which the next run removes; {SUMMARY_FILE} and "
-            f"{QC_SHEET_FILE} in {output_root} are not updated (still the previous run's, if any). The same command "
-            "resumes (finished cases are not run again)") from None
+        raise Interrupted.of(stop, f" after {len(records)} of {len(cases)} cases: {_STOPPED}. The same command "
+                                   "resumes (finished cases are not run again)") from None
     finally:
         bar.close()
+        records_iter.close()  # after a stop: ends a Ray instance and its pending tasks now
     result = BatchResult(records, skipped, write_summary(records, output_root / SUMMARY_FILE),
                          write_qc_sheet(records, output_root))
     counts = {status: sum(1 for r in records if r["status"] == status) for status in ("done", "no_spine", "failed")}
@@ -176,6 +208,19 @@ def run_batch(
            f"failed ({resumed} up to date, not run again); {len(skipped)} series skipped. Summary: {result.summary}, "
            f"QC sheet: {result.qc_sheet}")
     return result
+
+
+#: What a stopped batch left in its output folder.
+_STOPPED = (f"the finished cases' folders are complete, and the cases that were running left at most temporary "
+            f"folders (.tmp-*.spineseg-batch), which the next run removes; {SUMMARY_FILE} and {QC_SHEET_FILE} are "
+            "not updated (still the previous run's, if any)")
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0, got {value}")
+    return value
 
 
 def _non_negative(text: str) -> float:
@@ -213,7 +258,9 @@ outputs (in OUTROOT):
   {QC_SHEET_FILE}   one thumbnail per case, flagged cases first (failed, no spine, low confidence, unusual count)
   {SKIPPED_FILE}       DICOM series that are not CT volumes, with the reason
 A re-run skips cases whose outputs are complete and whose input, model and library are unchanged (--resume,
-the default); --force runs them again. A failing case is recorded and the cohort goes on.
+the default); --force runs them again. A failing case is recorded and the cohort goes on. A wrong --model, a
+--device not available here or an output folder that cannot be written stops the command before any case runs;
+a full disk stops it as Ctrl-C does (finished cases are kept; free space and run the same command to resume).
 exit status: the number of failed cases (at most {MAX_EXIT_FAILURES}); 2 also means a usage error (message on stderr).
 """
 
@@ -235,7 +282,7 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
                                          "local Ray instance")
     batch.add_argument("--workers", type=_positive_int, default=1,
                        help="cases at once on the local Ray instance (default 1; the local engine runs 1)")
-    batch.add_argument("--num-cpus", type=_non_negative, default=1.0, help="CPUs per Ray task (default 1)")
+    batch.add_argument("--num-cpus", type=_positive, default=1.0, help="CPUs per Ray task, more than 0 (default 1)")
     batch.add_argument("--num-gpus", type=_non_negative, default=0.0, help="GPUs per Ray task (default 0)")
     batch.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
     batch.add_argument("--threads", type=_positive_int, default=None,

@@ -4,15 +4,19 @@
 
 - the five outputs of ``spineseg segment`` (and ``segmentation.dcm`` for a DICOM series or with ``dicom_seg``),
   plus ``case.json``, the record of the run (schema below);
-- the case is written into a temporary folder ``OUTROOT/.tmp-<case_id>-<random>/`` and renamed to
-  ``OUTROOT/<case_id>/`` only when complete, so a crash never leaves a half-written case that looks finished;
-  an earlier folder of the same case (made by this command: it holds ``case.json``) is replaced only then;
+- the case is written into a temporary folder ``OUTROOT/.tmp-<case_id>-<random>.spineseg-batch/`` and renamed
+  to ``OUTROOT/<case_id>/`` only when complete, so a crash never leaves a half-written case that looks finished;
+  an earlier folder of the same case (made by this command: it holds ``case.json``) is replaced only then (moved
+  to ``.old-<case_id>-<random>.spineseg-batch/`` and removed). A process killed meanwhile leaves at most such
+  folders, which :func:`remove_leftovers` (the next batch) removes; no other names are touched;
 - resume: when ``OUTROOT/<case_id>/case.json`` says the case finished (status ``done`` or ``no_spine``) with the
   same fingerprint (input checksum, model name/version/checksum, library version), records the run's warnings and
-  every output is there, the case is not run again (``resumed`` = True) unless ``force``;
+  every output is there, the case is not run again (``resumed`` = True) unless ``force``; its record is the
+  earlier one with the case's identity (``image``, ``series_uid``, ``reference``) as given now;
 - a failing case (unreadable or corrupt input, not a CT, out of memory, any error of the pipeline) is returned
   with status ``failed`` and its error; nothing of it is left in ``OUTROOT`` and an earlier finished folder of
-  the case is kept.
+  the case is kept. A full disk (or a file size or quota limit) is not the case's problem: its record says
+  ``failed`` and has ``"disk_full": true``, and the batch stops there (every later case would fail the same way).
 
 Record / ``case.json`` schema::
 
@@ -22,7 +26,8 @@ Record / ``case.json`` schema::
      "fingerprint": {"input_sha256": str, "model": {"name", "version", "sha256"}, "library_version": str},
      "vertebrae": [the vertebrae.json entries], "warnings": [the run's warnings, as in vertebrae.json]}
 
-(A ``case.json`` written before the run's warnings were recorded has no ``warnings``: its case is run again, since
+(``disk_full`` is only in the record of a case stopped by a full disk, never in a ``case.json``. A ``case.json``
+written before the run's warnings were recorded has no ``warnings``: its case is run again, since
 its summary row and tile would otherwise read "no warnings" for a run that may have warned.)
 
 The model is loaded once per process (per Ray worker) and kept for the following cases.
@@ -34,6 +39,7 @@ import functools
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 import uuid
@@ -42,17 +48,22 @@ from pathlib import Path
 from typing import Optional
 
 from ..io import _DETACHED_DATA_SUFFIXES, dicom_series_in_folder, image_suffix
-from .cases import Case
+from ..outputs.staging import _NO_SPACE
+from .cases import Case, system_file
 
 #: Record file of a case, in its output folder.
 CASE_RECORD = "case.json"
-#: Files a file browser leaves in a folder it showed (and macOS's "._*" resource forks): not a person's.
-SYSTEM_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
+#: Ends the name of every temporary file and folder a batch makes in ``OUTROOT`` (see :func:`temporary_path`).
+TEMPORARY_SUFFIX = ".spineseg-batch"
+_LEFTOVER = re.compile(r"\.(tmp|old|new|probe)-.*-[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX))
+#: The staging folders that earlier versions left beside a case's temporary folder when killed.
+_OLD_LEFTOVER = re.compile(r"\.\.tmp-.*-[0-9a-f]{8}\.spineseg-partial")
 #: Statuses of a case whose outputs are complete.
 FINISHED = ("done", "no_spine")
 _CHUNK = 1 << 20
 
-__all__ = ["CASE_RECORD", "CaseOptions", "FINISHED", "case_record", "fingerprint", "run_case"]
+__all__ = ["CASE_RECORD", "CaseOptions", "FINISHED", "TEMPORARY_SUFFIX", "case_record", "check_options",
+           "fingerprint", "remove_leftovers", "run_case", "temporary_path"]
 
 
 @dataclass(frozen=True)
@@ -72,6 +83,27 @@ class CaseOptions:
     threads: Optional[int] = None
     dicom_seg: bool = False
     force: bool = False
+
+
+def temporary_path(folder: Path, kind: str, name: str) -> Path:
+    """``folder/.<kind>-<name>-<random>.spineseg-batch``: a temporary file or folder of a batch (``kind``: tmp, old,
+    new or probe), a name :func:`remove_leftovers` knows as this command's."""
+    return folder / f".{kind}-{name}-{uuid.uuid4().hex[:8]}{TEMPORARY_SUFFIX}"
+
+
+def remove_leftovers(output_root: Path) -> list[Path]:
+    """Remove the temporary files and folders that a killed batch left in ``output_root`` (the names of
+    :func:`temporary_path`, and the ``..tmp-*.spineseg-partial`` staging folders of earlier versions); other
+    names, a person's own ``.tmp-notes`` folder too, are not touched. Returns what was removed."""
+    removed = []
+    for path in sorted(output_root.iterdir()):
+        if _LEFTOVER.fullmatch(path.name) or (_OLD_LEFTOVER.fullmatch(path.name) and path.is_dir()):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+            removed.append(path)
+    return removed
 
 
 def _update_file(digest, path: Path) -> None:
@@ -130,6 +162,19 @@ def _loaded_model(model: Optional[str], device: str):
     return load_model(model, device=resolve_device(device))
 
 
+def check_options(options: CaseOptions, here: bool = True) -> None:
+    """Check the model (and with ``here``, the device) once, before any case runs: a bad one would fail them all.
+
+    ``here``: the cases run in this process or on this machine (so the device must be available here); else only
+    the model is checked (loaded on the CPU here; on a cluster each node's device is its own).
+
+    Raises:
+        ModelFileError: the model folder is missing or its files are not a valid model.
+        DeviceError: the device is unknown, or not available here (e.g. ``cuda`` without a GPU).
+    """
+    _loaded_model(options.model, options.device if here else "cpu")  # kept for this process's cases
+
+
 def case_record(case: Case, **fields) -> dict:
     """A case's record (module docstring schema): ``failed`` with no outputs unless ``fields`` say otherwise."""
     record = {"case_id": case.case_id, "image": str(case.image), "series_uid": case.series_uid,
@@ -175,15 +220,14 @@ def _move_into_place(temporary: Path, final: Path) -> None:
                 f"{final} exists and was not made by spineseg batch (no {CASE_RECORD}); move it away or choose "
                 "another output folder"
             )
-        own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD, *SYSTEM_FILES}
-        others = sorted(path.name for path in final.iterdir()
-                        if path.name not in own and not path.name.startswith("._"))  # macOS resource forks
+        own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD}
+        others = sorted(path.name for path in final.iterdir() if path.name not in own and not system_file(path.name))
         if others:
             raise FileExistsError(
                 f"{final} holds files spineseg batch did not write ({', '.join(others)}), and the case folder is "
                 "replaced when the case runs again; move them away and run the batch again"
             )
-        old = final.with_name(f".old-{final.name}-{uuid.uuid4().hex[:8]}")
+        old = temporary_path(final.parent, "old", final.name)
         os.replace(final, old)
     os.replace(temporary, final)
     if old is not None:
@@ -208,20 +252,33 @@ def _segment_into(case: Case, options: CaseOptions, folder: Path) -> tuple[str, 
             list(result.run_info.get("warnings", [])))
 
 
+def _disk_full(exc: BaseException) -> bool:
+    """``exc`` comes from a full disk or a size/quota limit (an ``OSError`` in its cause/context chain)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
 def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -> dict:
     """Segment one case into ``output_root/<case_id>/`` (or find it up to date) and return its record.
 
-    Never raises for a problem of the case itself: the record says ``failed`` and gives the error
-    (``KeyboardInterrupt`` is not caught: the temporary folder is removed and the interrupt goes on).
+    Never raises for a problem of the case itself: the record says ``failed`` and gives the error; a full disk
+    adds ``"disk_full": True`` (the batch stops). ``KeyboardInterrupt`` is not caught: the temporary folder is
+    removed and the interrupt goes on.
     """
     start = time.perf_counter()
     final = Path(output_root) / case.case_id
-    temporary = Path(output_root) / f".tmp-{case.case_id}-{uuid.uuid4().hex[:8]}"
+    temporary = temporary_path(Path(output_root), "tmp", case.case_id)
     try:
         prints = fingerprint(case, options)
         earlier = None if options.force else _finished_record(final, options.dicom_seg or case.image.is_dir())
         if earlier is not None and earlier.get("fingerprint") == prints:
-            return {**earlier, "resumed": True}
+            identity = case_record(case)
+            return {**earlier, **{key: identity[key] for key in ("image", "series_uid", "reference")},
+                    "resumed": True}
+        temporary.mkdir()  # the outputs' staging folder goes inside it: one name to clean up after a kill
         status, message, vertebrae, warnings = _segment_into(case, options, temporary)
         record = case_record(case, status=status, error=message, seconds=round(time.perf_counter() - start, 2),
                              fingerprint=prints, vertebrae=vertebrae, warnings=warnings)
@@ -229,7 +286,9 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
         _move_into_place(temporary, final)
         return record
     except Exception as exc:  # noqa: BLE001 - recorded in the summary; one bad case must not stop the cohort
-        return case_record(case, error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - start, 2))
+        extra = {"disk_full": True} if _disk_full(exc) else {}
+        return case_record(case, error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - start, 2),
+                           **extra)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary)

@@ -5,7 +5,9 @@
 
 - an image file (NIfTI, NRRD, MetaImage, see :data:`~SpineSegmentationLib.io.IMAGE_SUFFIXES`): one case, its id the
   file name without the suffix;
-- a folder: searched recursively; every image file is a case, and every DICOM series (grouped by
+- a folder: searched recursively (hidden files and folders, names starting with ``.``, such as macOS's ``._*``
+  resource forks, are not inputs; a subfolder that cannot be listed is skipped with the OS error); every image
+  file is a case, and every DICOM series (grouped by
   SeriesInstanceUID, GDCM) in any subfolder is a case when it is a CT volume; non-CT series (Modality other than
   CT), localizers (ImageType LOCALIZER) and series with fewer than :data:`MIN_SERIES_SLICES` slices (the frames of
   one multi-frame file, e.g. an Enhanced CT, count as slices) are skipped
@@ -14,12 +16,16 @@
 - a manifest CSV (``--manifest``): header ``case_id,image[,reference]``; relative paths are taken from the CSV's
   folder; ``image`` is an image file or a DICOM series folder.
 
-Case ids must be unique (they name the output folders); a duplicate is an error naming both inputs.
+Case ids must be unique (they name the output folders); a duplicate is an error naming both inputs. The same
+image (the same file after resolving symlinks, and the same series) found again, through a symlink or a repeated
+manifest row, is not a second case: it is skipped with the reason ``same file as <case id>``.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -42,9 +48,11 @@ OUTPUT_MARKER = "vertebrae.json"
 _MODALITY_TAG = "0008|0060"
 _IMAGE_TYPE_TAG = "0008|0008"
 _FRAMES_TAG = "0028|0008"
+#: Files a file browser leaves in a folder it showed (and macOS's ``._*`` resource forks, see :func:`system_file`).
+SYSTEM_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
-__all__ = ["Case", "MIN_SERIES_SLICES", "Skipped", "find_cases", "read_manifest"]
+__all__ = ["Case", "MIN_SERIES_SLICES", "SYSTEM_FILES", "Skipped", "find_cases", "read_manifest", "system_file"]
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,16 @@ class Skipped:
     path: Path
     reason: str
     series_uid: Optional[str] = None
+
+
+def system_file(name: str) -> bool:
+    """True for a file a file browser or macOS made (:data:`SYSTEM_FILES`, ``._*`` resource forks), not a person."""
+    return name in SYSTEM_FILES or name.startswith("._")
+
+
+def _hidden(name: str) -> bool:
+    """Not an input when found in a folder: hidden names (``.``, macOS's ``._*`` too) and :func:`system_file`."""
+    return name.startswith(".") or system_file(name)
 
 
 def _safe_id(text: str) -> str:
@@ -104,8 +122,15 @@ def _skip_reason(files: list[str]) -> Optional[str]:
 def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], list[Skipped]]:
     cases, skipped = [], []
     visited = set()
-    for folder, subfolders, files in os.walk(root, followlinks=True):  # a cohort is often gathered by symlinks
+
+    def unreadable(error: OSError) -> None:
+        skipped.append(Skipped(Path(error.filename or root), f"folder cannot be listed ({error.strerror or error})"))
+
+    # a cohort is often gathered by symlinks
+    for folder, subfolders, files in os.walk(root, onerror=unreadable, followlinks=True):
         folder = Path(folder)
+        subfolders[:] = [name for name in subfolders if not _hidden(name)]
+        files = [name for name in files if not _hidden(name)]
         real = folder.resolve()
         if real in visited:  # a symlink back up the tree, or two links to one folder: searched once
             subfolders.clear()
@@ -139,29 +164,55 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     """Cases of a manifest CSV (header ``case_id,image[,reference]``; paths relative to the CSV's folder).
 
     Raises:
-        SpineSegmentationError: the file is missing, lacks the columns, or a row has an empty case_id or image.
+        SpineSegmentationError: the file is missing, is not UTF-8 (names the line and says to save it as UTF-8
+            CSV), lacks the columns, or a row has an empty case_id or image.
     """
     path = Path(path)
     if not path.is_file():
         raise SpineSegmentationError(
             f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference]"
         )
-    with open(path, newline="", encoding="utf-8-sig") as stream:
-        reader = csv.DictReader(stream)
-        if not reader.fieldnames or not {"case_id", "image"} <= set(reader.fieldnames):
-            raise SpineSegmentationError(
-                f"manifest {path} has columns {reader.fieldnames}; it needs a header line with case_id,image "
-                "(and optionally reference)"
-            )
-        cases = []
-        for line, row in enumerate(reader, start=2):
-            case_id, image = (row.get("case_id") or "").strip(), (row.get("image") or "").strip()
-            if not case_id or not image:
-                raise SpineSegmentationError(f"manifest {path}, line {line}: case_id and image must not be empty")
-            reference = (row.get("reference") or "").strip()
-            cases.append(Case(_safe_id(case_id), (path.parent / image).resolve(),
-                              reference=(path.parent / reference).resolve() if reference else None))
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        start = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
+        line = data[:start].count(b"\n") + 1
+        raise SpineSegmentationError(
+            f"manifest {path} is not UTF-8 text (line {line}: byte 0x{data[start]:02x}; spreadsheets often save "
+            "CSV as Latin-1/Windows-1252); save it as UTF-8 CSV (Excel: Save As 'CSV UTF-8 (Comma delimited)') "
+            "and run again"
+        ) from exc
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    if not reader.fieldnames or not {"case_id", "image"} <= set(reader.fieldnames):
+        raise SpineSegmentationError(
+            f"manifest {path} has columns {reader.fieldnames}; it needs a header line with case_id,image "
+            "(and optionally reference)"
+        )
+    cases = []
+    for line, row in enumerate(reader, start=2):
+        case_id, image = (row.get("case_id") or "").strip(), (row.get("image") or "").strip()
+        if not case_id or not image:
+            raise SpineSegmentationError(f"manifest {path}, line {line}: case_id and image must not be empty")
+        reference = (row.get("reference") or "").strip()
+        cases.append(Case(_safe_id(case_id), (path.parent / image).resolve(),
+                          reference=(path.parent / reference).resolve() if reference else None))
     return cases
+
+
+def _without_repeats(cases: list[Case], skipped: list[Skipped]) -> list[Case]:
+    """``cases`` without those whose image (symlinks resolved) and series an earlier case has already; each one
+    left out is added to ``skipped`` as ``same file as <case id>``."""
+    first: dict[tuple[Path, Optional[str]], Case] = {}
+    kept = []
+    for case in cases:
+        key = (case.image.resolve(), case.series_uid)
+        if key in first:
+            skipped.append(Skipped(case.image, f"same file as {first[key].case_id}", case.series_uid))
+            continue
+        first[key] = case
+        kept.append(case)
+    return kept
 
 
 def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.PathLike] = None,
@@ -171,7 +222,8 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
     ``exclude`` (the batch's output root) and spineseg output folders (holding ``vertebrae.json``) are not searched.
 
     A manifest's image that does not exist stays a case (it fails with its error when run), so that the summary
-    lists it.
+    lists it. An image (and series) found again, through a symlink or a repeated manifest row, is skipped as
+    ``same file as <case id>`` of its first case (in the order: inputs as given, then the manifest's rows).
 
     Raises:
         SpineSegmentationError: an input does not exist or is a file of an unsupported type, a folder input is
@@ -199,6 +251,7 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
             )
     if manifest is not None:
         cases += read_manifest(manifest)
+    cases = _without_repeats(cases, skipped)
     seen: dict[str, Case] = {}
     for case in cases:
         if case.case_id in seen:

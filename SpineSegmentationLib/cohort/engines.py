@@ -16,6 +16,7 @@ Ray is an optional dependency (``pip install ".[cohort]"``); without it :func:`r
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Sequence
@@ -27,7 +28,7 @@ from .cases import Case
 #: The command that installs the Ray engine's dependency.
 RAY_INSTALL_HINT = 'pip install ".[cohort]" (in the SpineSegmentation checkout) or pip install "ray>=2.9"'
 
-__all__ = ["RAY_INSTALL_HINT", "run_local", "run_ray"]
+__all__ = ["RAY_INSTALL_HINT", "local_ray_resources", "run_local", "run_ray"]
 
 
 def run_local(cases: Sequence[Case], output_root: Path, options: CaseOptions,
@@ -50,13 +51,20 @@ def _import_ray():
     return ray
 
 
+def local_ray_resources(workers: int, num_cpus: float, num_gpus: float) -> tuple[int, int]:
+    """(CPUs, GPUs) of a local Ray instance that runs ``workers`` tasks of ``num_cpus`` / ``num_gpus`` each at once:
+    the products rounded up (at least 1 CPU), so that a fractional request (``--num-gpus 0.5``) still finds a GPU
+    instead of waiting forever for one."""
+    return max(1, math.ceil(workers * num_cpus)), math.ceil(workers * num_gpus)
+
+
 def run_ray(cases: Sequence[Case], output_root: Path, options: CaseOptions, *, address: Optional[str] = None,
             workers: int = 1, num_cpus: float = 1, num_gpus: float = 0) -> Iterator[dict]:
     """Run one Ray task per case; yields each case's record as its task finishes.
 
     Args:
         address: Ray cluster to connect to; None starts a local Ray instance with ``workers * num_cpus`` CPUs
-            (and ``workers * num_gpus`` GPUs) and stops it at the end.
+            (and ``workers * num_gpus`` GPUs), rounded up (:func:`local_ray_resources`), and stops it at the end.
         workers: cases run at once on the local instance (ignored with ``address``: the cluster's resources
             decide).
         num_cpus, num_gpus: resources of each task (Ray schedules a task where they are free).
@@ -79,8 +87,9 @@ def run_ray(cases: Sequence[Case], output_root: Path, options: CaseOptions, *, a
                 "address, e.g. --address auto on a cluster node or --address ray://HEAD:10001"
             ) from exc
     else:
-        ray.init(num_cpus=max(1, int(round(workers * num_cpus))), num_gpus=int(round(workers * num_gpus)),
-                 include_dashboard=False, runtime_env=runtime_env, logging_level="WARNING")
+        cpus, gpus = local_ray_resources(workers, num_cpus, num_gpus)
+        ray.init(num_cpus=cpus, num_gpus=gpus, include_dashboard=False, runtime_env=runtime_env,
+                 logging_level="WARNING")
     try:
         task = ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_retries=0)(run_case)
         pending = {task.remote(case, str(output_root), options): case for case in cases}

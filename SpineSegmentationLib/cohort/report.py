@@ -11,6 +11,9 @@ warnings (``vertebrae.json``), joined by :data:`WARNING_SEPARATOR`; ``seconds``:
 run, kept when resumed; ``model``: the model's name and version, as in ``vertebrae.json``, empty for a case that
 failed before the model was known; centroids in RAS millimetres as in ``vertebrae.json``.)
 
+Both files are written to a temporary file beside them and renamed over the old one when complete
+(:func:`write_text_atomically`), so a kill or a full disk leaves the previous file, never a partial one.
+
 ``cohort_qc.html`` is one small page (no scripts, no external files) with one tile per case: the case's ``qc.png``
 thumbnail (linked, relative path), its levels (incomplete ones marked ``*``) and why it is flagged. Flagged cases
 come first, in this order: failed, no spine, warning (the run warned: a split vertebra, a column that ends above
@@ -23,10 +26,13 @@ from __future__ import annotations
 
 import csv
 import html
+import io
+import os
 from pathlib import Path
 from typing import Sequence
 
 from ..anatomy import L6, SACRUM, T13, column_position
+from .case_run import temporary_path
 
 SUMMARY_FILE = "summary.csv"
 QC_SHEET_FILE = "cohort_qc.html"
@@ -47,7 +53,7 @@ SUMMARY_COLUMNS = CASE_COLUMNS + VERTEBRA_COLUMNS
 FLAGS = ("failed", "no spine", "warning", "low confidence", "unusual count")
 
 __all__ = ["FLAGS", "LOW_P_LABEL", "QC_SHEET_FILE", "SUMMARY_COLUMNS", "SUMMARY_FILE", "WARNING_SEPARATOR",
-           "case_flags", "summary_rows", "write_qc_sheet", "write_summary"]
+           "case_flags", "summary_rows", "write_qc_sheet", "write_summary", "write_text_atomically"]
 
 
 def summary_rows(records: Sequence[dict]) -> list[dict]:
@@ -76,13 +82,36 @@ def _model_name(model: dict | None) -> str:
     return " ".join(str(model[key]) for key in ("name", "version") if model.get(key)) if model else ""
 
 
+def write_text_atomically(path: Path, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through a temporary file in the same folder, renamed over ``path`` when
+    complete: ``path`` is the old file or the new one, never a partial one. Returns ``path``.
+
+    Raises:
+        OSError: the file cannot be written (disk full, no permission); ``path`` is then unchanged and the
+            temporary file removed.
+    """
+    path = Path(path)
+    temporary = temporary_path(path.parent, "new", path.name)
+    try:
+        with open(temporary, "w", newline="", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+    return path
+
+
 def write_summary(records: Sequence[dict], path: Path) -> Path:
-    """Write ``summary.csv`` (see the module docstring) and return its path."""
-    with open(path, "w", newline="", encoding="utf-8") as stream:
-        writer = csv.DictWriter(stream, fieldnames=SUMMARY_COLUMNS)
-        writer.writeheader()
-        writer.writerows(summary_rows(records))
-    return Path(path)
+    """Write ``summary.csv`` (see the module docstring; atomically, :func:`write_text_atomically`); returns its
+    path."""
+    text = io.StringIO(newline="")
+    writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS)
+    writer.writeheader()
+    writer.writerows(summary_rows(records))
+    return write_text_atomically(path, text.getvalue())
 
 
 def case_flags(record: dict) -> list[str]:
@@ -121,7 +150,7 @@ def _order(record: dict) -> tuple:
 
 
 def write_qc_sheet(records: Sequence[dict], output_root: Path) -> Path:
-    """Write ``output_root/cohort_qc.html`` (see the module docstring) and return its path."""
+    """Write ``output_root/cohort_qc.html`` (see the module docstring; atomically) and return its path."""
     ordered = sorted(records, key=_order)
     flagged = sum(1 for r in records if case_flags(r))
     page = f"""<!DOCTYPE html>
@@ -138,6 +167,4 @@ h3 {{ margin: 4px 0; font-size: 1em; }} p {{ margin: 2px 0; }}
 {"".join(_tile(r, output_root) for r in ordered)}
 </body></html>
 """
-    path = Path(output_root) / QC_SHEET_FILE
-    path.write_text(page, encoding="utf-8")
-    return path
+    return write_text_atomically(Path(output_root) / QC_SHEET_FILE, page)

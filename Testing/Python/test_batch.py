@@ -12,10 +12,13 @@ with the case's own ``vertebrae.json`` and between the engines.
 from __future__ import annotations
 
 import csv
+import ctypes
+import errno
 import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import subprocess
@@ -29,10 +32,13 @@ from pydicom.uid import generate_uid
 from enhanced_ct import write_enhanced_ct
 
 from SpineSegmentationLib.cohort import CaseOptions, run_batch
-from SpineSegmentationLib.cohort.case_run import CASE_RECORD
+from SpineSegmentationLib.cli import build_parser
+from SpineSegmentationLib.cli import main as cli_main
+from SpineSegmentationLib.cohort.case_run import CASE_RECORD, temporary_path
 from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, find_cases, read_manifest
-from SpineSegmentationLib.cohort.engines import run_ray
-from SpineSegmentationLib.cohort.report import WARNING_SEPARATOR, case_flags, summary_rows, write_qc_sheet
+from SpineSegmentationLib.cohort.engines import local_ray_resources, run_ray
+from SpineSegmentationLib.cohort.report import (WARNING_SEPARATOR, case_flags, summary_rows, write_qc_sheet,
+                                                write_summary)
 from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
 from SpineSegmentationLib.outputs import OUTPUT_FILES
@@ -291,9 +297,204 @@ def test_bad_manifests_and_duplicate_ids_are_refused_with_the_fix(cohort, tmp_pa
     manifest.write_text("id,path\nx,a.nii.gz\n")
     with pytest.raises(SpineSegmentationError, match="needs a header line with case_id,image"):
         read_manifest(manifest)
-    manifest.write_text(f"case_id,image\na,{cohort / 'b.nii.gz'}\n")
+    manifest.write_text(f"case_id,image\na,{tmp_path / 'other' / 'a.nii.gz'}\n")  # not the folder's a.nii.gz
     with pytest.raises(SpineSegmentationError, match="two inputs give the case id 'a'"):
         find_cases([cohort], manifest)
     with pytest.raises(SpineSegmentationError, match="is missing"):
         find_cases([tmp_path / "nowhere"])
     assert sorted(os.listdir(cohort)) == ["a.nii.gz", "b.nii.gz", "corrupt.nii.gz"]
+
+
+# --- fixes of the batch audit ------------------------------------------------------------------------------------
+
+
+def file_size_limit(limit: int):
+    """``preexec_fn`` for a process whose writes fail beyond ``limit`` bytes (EFBIG), as on a full disk."""
+    def limit_writes():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+    return limit_writes
+
+
+def without_root_file_access():
+    """``preexec_fn`` that makes file permissions apply to root too (drops CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    from the capability bounding set before exec); does nothing for another user, whom they apply to anyway."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+def listing(folder) -> dict:
+    """Every file under ``folder`` (hidden ones too) with its bytes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_resumed_case_reports_its_image_and_reference_as_given_now(local_run, cohort, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(local_run["out"] / "a", out / "a")
+    (tmp_path / "moved").mkdir()
+    shutil.copyfile(cohort / "a.nii.gz", tmp_path / "moved" / "a.nii.gz")  # same bytes and name: up to date
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("case_id,image,reference\na,moved/a.nii.gz,ref.nii.gz\n")
+    result = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None)
+    (record,) = result.records
+    assert record["resumed"]
+    assert record["image"] == str(tmp_path / "moved" / "a.nii.gz")
+    assert record["reference"] == str(tmp_path / "ref.nii.gz")
+    assert {(row["image"], row["reference"]) for row in read_summary(result.summary)} == {
+        (record["image"], record["reference"])}
+
+
+def test_summary_and_qc_sheet_are_replaced_whole_or_not_at_all(tmp_path):
+    """Writes that fail midway (a file-size limit, as a full disk) leave the previous summary and QC sheet."""
+    vertebra = {"name": "L1", "label": 20, "complete": True, "p_label": 0.9, "p_complete": 0.95, "volume_mm3": 1.0,
+                "centroid_ras_mm": [0.0, 0.0, 0.0]}
+    records = [{"case_id": f"case{i}", "status": "done", "vertebrae": [vertebra] * 5, "warnings": []}
+               for i in range(20)]
+    write_summary(records[:1], tmp_path / "summary.csv")
+    write_qc_sheet(records[:1], tmp_path)
+    (tmp_path / "records.json").write_text(json.dumps(records))
+    before = listing(tmp_path)
+    script = """
+import json, sys
+from pathlib import Path
+from SpineSegmentationLib.cohort.report import write_qc_sheet, write_summary
+out = Path(sys.argv[1])
+records = json.loads((out / "records.json").read_text())
+for write in (lambda: write_summary(records, out / "summary.csv"), lambda: write_qc_sheet(records, out)):
+    try:
+        write()
+    except OSError as exc:
+        print("errno", exc.errno)
+"""
+    proc = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, preexec_fn=file_size_limit(2000))
+    assert proc.stdout.split("\n") == [f"errno {errno.EFBIG}"] * 2 + [""], proc.stdout + proc.stderr
+    assert listing(tmp_path) == before  # the old files whole, no temporary file left
+
+
+def test_leftovers_of_a_killed_batch_are_removed_and_a_persons_dot_folders_kept(local_run, cohort, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(local_run["out"] / "a", out / "a")  # up to date: nothing to write
+    # killed (SIGXFSZ, no clean-up) while writing case b: the file-size limit is exceeded by b's first output
+    kill_on_write = ("import runpy, signal; signal.signal(signal.SIGXFSZ, signal.SIG_DFL); "
+                     "runpy.run_module('SpineSegmentationLib.cli', run_name='__main__')")
+    killed = subprocess.run([sys.executable, "-c", kill_on_write, *batch_command(cohort, "-o", out)[3:]],
+                            capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit(2000))
+    assert killed.returncode == -signal.SIGXFSZ, killed.stderr[-3000:]
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")], "the kill left the case's temporary folder"
+    for folder in (temporary_path(out, "old", "a"), out / "..tmp-a-4bce5321.spineseg-partial"):  # the latter: the
+        (folder / ".spineseg-partial").mkdir(parents=True)  # name an earlier version left after a kill
+    temporary_path(out, "new", "summary.csv").write_text("case_id")
+    mine = [out / ".tmp-notes", out / ".old-a-0123abcd", out / ".tmp-scans.spineseg-batch"]
+    for folder in mine:
+        folder.mkdir()
+        (folder / "notes.txt").write_text("mine")
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,image\na,{cohort / 'a.nii.gz'}\n")
+    run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(p.name for p in mine)
+    assert all((folder / "notes.txt").read_text() == "mine" for folder in mine)
+
+
+def test_hidden_files_and_repeats_of_a_case_are_not_cases(cohort, tmp_path):
+    tree = tmp_path / "tree"
+    (tree / ".git").mkdir(parents=True)
+    for path in (tree / "a.nii.gz", tree / "._a.nii.gz", tree / ".hidden.nii.gz", tree / ".git" / "b.nii.gz"):
+        shutil.copyfile(cohort / "a.nii.gz", path)
+    (tree / "link.nii.gz").symlink_to(tree / "a.nii.gz")
+    (tree / "other").mkdir()
+    (tree / "other" / "again.nii.gz").symlink_to(cohort / "b.nii.gz")
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,image\nb,{cohort / 'b.nii.gz'}\nb_twice,{cohort / 'b.nii.gz'}\n")
+    cases, skipped = find_cases([tree], manifest)
+    assert [(c.case_id, c.image) for c in cases] == [("a", tree / "a.nii.gz"),
+                                                     ("other_again", tree / "other" / "again.nii.gz")]
+    assert [(s.path, s.reason) for s in skipped] == [
+        (tree / "link.nii.gz", "same file as a"),
+        (cohort / "b.nii.gz", "same file as other_again"), (cohort / "b.nii.gz", "same file as other_again")]
+    cases, skipped = find_cases([], manifest)  # a manifest listing one image twice runs it once
+    assert [c.case_id for c in cases] == ["b"] and [s.reason for s in skipped] == ["same file as b"]
+
+
+def test_a_folder_that_cannot_be_listed_is_skipped_with_the_os_error(tmp_path):
+    tree = tmp_path / "tree"
+    (tree / "locked").mkdir(parents=True)
+    (tree / "locked" / "x.nii.gz").write_bytes(b"")
+    (tree / "open.nii.gz").write_bytes(b"")
+    script = """
+import sys
+from SpineSegmentationLib.cohort.cases import find_cases
+cases, skipped = find_cases([sys.argv[1]])
+print([c.case_id for c in cases], [(s.path.name, s.reason) for s in skipped])
+"""
+    (tree / "locked").chmod(0)
+    try:
+        proc = subprocess.run([sys.executable, "-c", script, str(tree)], capture_output=True, text=True, timeout=600,
+                              preexec_fn=without_root_file_access)
+    finally:
+        (tree / "locked").chmod(0o755)
+    assert proc.stdout.strip() == "['open'] [('locked', 'folder cannot be listed (Permission denied)')]", proc.stderr
+
+
+def test_a_manifest_not_in_utf8_is_a_usage_error_naming_the_line_and_the_fix(tmp_path, capsys):
+    manifest = tmp_path / "cases.csv"
+    manifest.write_bytes("case_id,image\nJosé,a.nii.gz\n".encode("cp1252"))  # as Excel saves "CSV"
+    assert cli_main(["batch", "--manifest", str(manifest), "-o", str(tmp_path / "out")]) == 2
+    assert f"manifest {manifest} is not UTF-8 text (line 2: byte 0xe9" in capsys.readouterr().err
+    with pytest.raises(SpineSegmentationError, match=r"save it as UTF-8 CSV \(Excel: Save As 'CSV UTF-8"):
+        read_manifest(manifest)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("option", [["--model", "no_such_model"], ["--device", "gpu"]]
+                         + ([["--device", "cuda"]] if not torch.cuda.is_available() else []))
+def test_a_wrong_model_or_device_stops_before_any_case_and_leaves_the_output_folder(option, cohort, tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    write_summary([{"case_id": "earlier", "status": "failed", "error": "x", "vertebrae": []}], out / "summary.csv")
+    before = listing(out)
+    args = ["batch", str(cohort), "-o", str(out), "--progress", "none", *option]
+    assert cli_main(args if "--device" in option else [*args, "--device", "cpu"]) == 2
+    assert option[1] in capsys.readouterr().err
+    assert listing(out) == before
+    assert cli_main([*args, "-o", str(tmp_path / "new")]) == 2 and not (tmp_path / "new").exists()
+
+
+def test_an_output_folder_that_cannot_be_written_stops_before_any_case(cohort, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    out.chmod(0o555)
+    try:
+        proc = subprocess.run(batch_command(cohort, "-o", out), capture_output=True, text=True, timeout=600,
+                              preexec_fn=without_root_file_access)
+    finally:
+        out.chmod(0o755)
+    assert proc.returncode == 2 and f"cannot write into {out}: Permission denied" in proc.stderr, proc.stderr
+    assert "failed" not in proc.stdout and list(out.iterdir()) == []
+
+
+def test_a_full_disk_stops_the_batch_and_keeps_the_finished_cases(local_run, cohort, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(local_run["out"] / "a", out / "a")  # up to date: nothing to write
+    before = listing(out)
+    proc = subprocess.run(batch_command(cohort, "-o", out), capture_output=True, text=True, timeout=600,
+                          preexec_fn=file_size_limit(2000))  # a probe file fits, the outputs of case b do not
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "the disk is full (or a size/quota limit was reached) while writing case b" in proc.stderr
+    assert "stopped after 1 of 3 cases" in proc.stderr and "resume" in proc.stderr
+    assert "case corrupt" not in proc.stdout  # not run: it would fail only because of the disk
+    assert listing(out) == before
+
+
+def test_local_ray_instance_has_a_whole_gpu_for_a_fractional_request():
+    assert local_ray_resources(1, 1, 0.5) == (1, 1)  # was 0 GPUs: the task waited forever
+    assert local_ray_resources(2, 0.5, 0.25) == (1, 1)
+    assert local_ray_resources(3, 1.5, 0) == (5, 0)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["batch", "x", "-o", "y", "--num-cpus", "0"])
+    with pytest.raises(SpineSegmentationError, match="--num-cpus must be above 0"):
+        run_batch(["x"], "y", OPTIONS, engine="ray", num_cpus=0)
