@@ -256,7 +256,7 @@ outputs (in OUTROOT):
   {SUMMARY_FILE}       one row per vertebra per case: case, level, complete, p_label, p_complete, volume,
                     centroid (RAS mm), and the case's status/error/time
   {QC_SHEET_FILE}   one thumbnail per case, flagged cases first (failed, no spine, low confidence, unusual count)
-  {SKIPPED_FILE}       DICOM series that are not CT volumes, with the reason
+  {SKIPPED_FILE}       inputs skipped (non-CT series, repeated files, unreadable folders), with the reason
 A re-run skips cases whose outputs are complete and whose input, model and library are unchanged (--resume,
 the default); --force runs them again. A failing case is recorded and the cohort goes on. A wrong --model, a
 --device not available here or an output folder that cannot be written stops the command before any case runs;

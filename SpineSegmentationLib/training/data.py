@@ -1,9 +1,10 @@
 """Training data assembly: real CT volumes plus a refreshed pool of synthetic CT volumes.
 
 Real cases come from the configuration's ``data.manifest`` and ``data.verse_root`` (train split only;
-validation cases are kept apart for a held-out loss). Mask-only cases (VerSe masks without CT, and everything
-under ``data.synthetic_masks_root``) feed :func:`~.synthetic.synthesize_ct`. Patches are drawn from a
-synthetic volume with probability ``data.synthetic_fraction`` (when both kinds exist).
+validation cases are kept apart for a held-out loss). Mask-only cases (train-split VerSe masks without CT, and
+everything under ``data.synthetic_masks_root``) feed :func:`~.synthetic.synthesize_ct`; a validation (or test) mask
+without CT is not used at all. Patches are drawn from a synthetic volume with probability
+``data.synthetic_fraction`` (when both kinds exist).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ def collect_cases(data_cfg: dict) -> list[Case]:
         for root in [roots] if isinstance(roots, str) else roots:
             found = find_verse_cases(root)
             if key == "synthetic_masks_root":
-                found = [Case(c.name, None, c.labels, c.convention, "train") for c in found]
+                found = [Case(c.name, None, c.labels, c.convention, "train", synthesis_source=True) for c in found]
             cases += found
     return cases
 
@@ -45,7 +46,9 @@ def to_training_volume(volume: CaseVolume, prep: Preprocessing, ignore_band_mm: 
 
 
 class TrainingData:
-    """Real training volumes, mask-only label maps, validation volumes and the synthetic pool.
+    """Real training volumes, mask-only label maps, validation volumes and the synthetic pool. Only train-split
+    cases are trained on, as a CT or as a synthesis source; a validation case's CT gives the validation loss, and a
+    validation mask without a CT is not used (listed in :meth:`split_lines`).
 
     Args:
         cases: from :func:`collect_cases`.
@@ -73,14 +76,22 @@ class TrainingData:
         self.masks: list[tuple[str, np.ndarray]] = []
         self.real_names: list[str] = []
         self.validation_names: list[str] = []
+        self.case_names: dict[str, list[str]] = {"train": [], "validation": [], "unused": [], "no_ct": []}
         for case in cases:
+            if case.image is None and case.split != "train":
+                self.case_names["unused"].append(case.name)
+                continue
             vol = load_case(case, prep.spacing_mm)
             if vol.hu is None:
                 self.masks.append((case.name, vol.labels))
-            elif case.split == "validation":
+                if not case.synthesis_source:
+                    self.case_names["no_ct"].append(case.name)
+            elif case.split != "train":
                 self.validation.append(to_training_volume(vol, prep))
                 self.validation_names.append(str(case.image))
+                self.case_names["validation"].append(case.name)
             else:
+                self.case_names["train"].append(case.name)
                 band = pseudo_label_ignore_mm if case.teacher is not None else 0.0
                 self.real.append(to_training_volume(vol, prep, band))
                 self.real_names.append(str(case.image))
@@ -132,6 +143,22 @@ class TrainingData:
             return self.pool[int(rng.integers(len(self.pool)))]
         weights = np.array([max(len(v.vertebrae), 1) for v in self.real], dtype=float)
         return self.real[int(rng.choice(len(self.real), p=weights / weights.sum()))]
+
+    def split_lines(self) -> list[str]:
+        """Log lines naming the cases of each split: the real training CTs, the validation (or test) CTs, the
+        validation masks without a CT (not used), and a warning naming the masks of ``data.verse_root`` used as
+        synthesis sources only because no CT was found for them."""
+        names = self.case_names
+        lines = [f"train split, real CT(s): {', '.join(names['train']) or 'none'}",
+                 f"validation/test split, CT(s) for the validation loss (never trained on): "
+                 f"{', '.join(names['validation']) or 'none'}"]
+        if names["unused"]:
+            lines.append(f"validation/test split, mask(s) without a CT (not used): {', '.join(names['unused'])}")
+        if names["no_ct"]:
+            lines.append(f"warning: no CT found for {len(names['no_ct'])} train-split mask(s) (looked for "
+                         f"<prefix>_ct.nii.gz and <prefix>_ct.nii under the VerSe folder); they are used as synthesis "
+                         f"sources only: {', '.join(names['no_ct'])}")
+        return lines
 
     def summary(self) -> dict:
         return {

@@ -13,8 +13,8 @@ not: name it in ``data.held_out`` too when it must stay out.
 
 Every model folder written by :mod:`.trainer` records ``training.seen_in_training``: one entry
 ``{"file": path, "sha256": digest}`` per scan or label map it trained on, its warm-start ancestors' and its
-pseudo-label teachers' included, and ``training.seen_in_training_complete`` (False when an ancestor did not record
-its own).
+pseudo-label teachers' included (a resumed run's also what its checkpoint recorded: :func:`resumed_lineage`), and
+``training.seen_in_training_complete`` (False when an ancestor did not record its own).
 """
 
 from __future__ import annotations
@@ -54,11 +54,12 @@ def scan_digest(path: str | Path) -> str:
 
 
 def training_files(cases: list[Case], anatomy_maps: list[str]) -> list[Path]:
-    """The files a run trains on: train-split images and their label maps, mask-only label maps (synthesis
-    sources) and whole-anatomy maps. Validation cases are left out: their loss is only logged."""
+    """The files a run trains on, as :class:`~.data.TrainingData` uses them: train-split images and their label
+    maps, train-split mask-only label maps (synthesis sources) and whole-anatomy maps. Validation cases are left
+    out: the loss on their CTs is only logged, and their masks without a CT are not used."""
     files: list[Path] = []
     for case in cases:
-        if case.split == "validation":
+        if case.split != "train":
             continue
         files += [Path(p) for p in (case.image, case.labels) if p is not None]
     return files + [Path(p) for p in anatomy_maps]
@@ -145,6 +146,25 @@ def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
     return out
 
 
+def resumed_lineage(now: dict, checkpoint_state: dict) -> dict:
+    """The lineage of a resumed run: what its checkpoint records it trained on before, and what it trains on now,
+    each digest once, so that a case removed from the data before resuming stays recorded.
+
+    Args:
+        now: the lineage of the data as it is now (``seen_in_training``, ``seen_in_training_complete``,
+            ``held_out``).
+        checkpoint_state: the ``state`` of the checkpoint resumed from.
+
+    Returns:
+        ``now`` with the union of both records; ``seen_in_training_complete`` is False when the checkpoint records
+        no lineage (written before lineages were recorded).
+    """
+    before = checkpoint_state.get("seen_in_training")
+    return dict(now, seen_in_training=merge(now["seen_in_training"], before or []),
+                seen_in_training_complete=bool(now["seen_in_training_complete"] and before is not None
+                                               and checkpoint_state.get("seen_in_training_complete", True)))
+
+
 def check_held_out(held_out: list[dict], own: list[dict], inherited: list[dict], inherited_complete: bool,
                    init_from: str | None, taught: list[dict] | None = None,
                    unrecorded_teachers: list[str] | None = None) -> None:
@@ -177,7 +197,8 @@ def check_held_out(held_out: list[dict], own: list[dict], inherited: list[dict],
     for path, digest in ((entry["file"], entry["sha256"]) for entry in held_out):
         for source, entries, fix in (
                 ("this run's training data", own,
-                 "remove it from the manifest's train split, data.anatomy_maps and data.synthetic_masks_root"),
+                 "remove it from the manifest's train split, data.verse_root's train split, data.anatomy_maps and "
+                 "data.synthetic_masks_root"),
                 (f"the lineage of the model it starts from ({init_from})", inherited,
                  "start from scratch or from a model that never saw it"),
                 ("the lineage of a pseudo-label teacher (the manifest's teacher column)", taught or [],

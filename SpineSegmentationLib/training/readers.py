@@ -4,10 +4,11 @@ Two sources are understood:
 
 - A **VerSe-layout folder** (VerSe 2019/2020): ``rawdata/sub-*/**/*_ct.nii.gz`` with reference masks
   ``derivatives/sub-*/**/*_seg-vert_msk.nii.gz`` (VerSe numbers; ``*_ctd.json`` centroids are not needed).
-  A mask ``<prefix>_seg-vert_msk.nii.gz`` belongs to the CT ``<prefix>_ct.nii.gz`` found anywhere under the
-  root. Masks without a CT (e.g. ``shared/data/verse_masks``) are **mask-only** cases: they feed the synthetic
-  CT generator (:mod:`.synthetic`). Cases under a folder whose name contains "valid" or "test" are
-  validation cases.
+  A mask ``<prefix>_seg-vert_msk.nii.gz`` belongs to the CT ``<prefix>_ct.nii.gz`` (or ``<prefix>_ct.nii``) found
+  anywhere under the root. Masks without a CT (e.g. ``shared/data/verse_masks``) are **mask-only** cases: train-split
+  ones feed the synthetic CT generator (:mod:`.synthetic`); validation ones are not used at all. Cases whose path
+  below the root, or the root folder's own name (``dataset-verse20validation``, ``dataset-verse20test``), contains
+  "valid" or "test" are validation cases (never trained on).
 - A **manifest CSV** with columns ``image,labels,convention`` and the optional columns ``split``
   (``train``/``validation``) and ``teacher``. ``image`` is a NIfTI/NRRD file or a DICOM series folder;
   ``convention`` is one of :data:`~SpineSegmentationLib.anatomy.CONVENTIONS`. ``teacher`` names the model folder
@@ -31,12 +32,17 @@ from ..errors import SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 
 MASK_SUFFIX = "_seg-vert_msk.nii.gz"
+#: The names a case's CT may have, ``<prefix>`` followed by one of these.
+CT_SUFFIXES = ("_ct.nii.gz", "_ct.nii")
+#: A floating-point label map is read as integers when every value lies this close to one.
+LABEL_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
 class Case:
     """One training case: an image (or None for a mask-only case) and its vertebra label map; ``teacher`` is the
-    model folder that wrote the label map when it is a pseudo-label (None for a reference)."""
+    model folder that wrote the label map when it is a pseudo-label (None for a reference); ``synthesis_source``:
+    a mask of ``data.synthetic_masks_root``, a synthesis source by configuration (not for want of a CT)."""
 
     name: str
     image: Path | None
@@ -44,6 +50,7 @@ class Case:
     convention: str = "verse"
     split: str = "train"
     teacher: Path | None = None
+    synthesis_source: bool = False
 
 
 @dataclass
@@ -67,6 +74,7 @@ def find_verse_cases(root: str | Path) -> list[Case]:
 
     Raises:
         FileNotFoundError: ``root`` is not a folder or holds no ``*_seg-vert_msk.nii.gz`` mask.
+        SpineSegmentationError: two CTs for one case (``<prefix>_ct.nii.gz`` and ``<prefix>_ct.nii``).
     """
     root = Path(root)
     if not root.is_dir():
@@ -77,12 +85,19 @@ def find_verse_cases(root: str | Path) -> list[Case]:
             f"no reference masks (*{MASK_SUFFIX}) under {root}; expected the VerSe layout "
             "rawdata/sub-*/*_ct.nii.gz + derivatives/sub-*/*_seg-vert_msk.nii.gz"
         )
-    cts = {p.name[: -len("_ct.nii.gz")]: p for p in root.rglob("*_ct.nii.gz")}
+    cts: dict[str, Path] = {}
+    for suffix in CT_SUFFIXES:
+        for ct in root.rglob(f"*{suffix}"):
+            prefix = ct.name[: -len(suffix)]
+            if prefix in cts:
+                raise SpineSegmentationError(
+                    f"two CTs for the case {prefix} under {root}: {cts[prefix]} and {ct}; keep one of them")
+            cts[prefix] = ct
     cases = []
     for mask in masks:
         prefix = mask.name[: -len(MASK_SUFFIX)]
-        rel_parts = [part.lower() for part in mask.relative_to(root).parts]
-        split = "validation" if any("valid" in p or "test" in p for p in rel_parts) else "train"
+        parts = [part.lower() for part in (root.name, *mask.relative_to(root).parts)]
+        split = "validation" if any("valid" in p or "test" in p for p in parts) else "train"
         cases.append(Case(name=prefix, image=cts.get(prefix), labels=mask, convention="verse", split=split))
     return cases
 
@@ -150,8 +165,33 @@ def read_image(path: str | Path) -> sitk.Image:
     return sitk.ReadImage(str(path))
 
 
+def read_label_map(path: str | Path) -> sitk.Image:
+    """Read a label map as integers: a floating-point map (e.g. resampled with float output) is rounded to the
+    nearest integer when every value lies within :data:`LABEL_TOLERANCE` of one (20.9999 is 21, not 20).
+
+    Raises:
+        FileNotFoundError: no image at ``path``.
+        SpineSegmentationError: a floating-point map with other values, named with the file and the values.
+    """
+    image = read_image(path)
+    array = sitk.GetArrayFromImage(image)
+    if not np.issubdtype(array.dtype, np.floating):
+        return image
+    values = np.unique(array)
+    off = values[~np.isfinite(values) | (np.abs(values - np.rint(values)) > LABEL_TOLERANCE)]
+    if off.size:
+        raise SpineSegmentationError(
+            f"{path} holds label values that are no whole numbers ({', '.join(f'{v:g}' for v in off[:5])}"
+            f"{', ...' if off.size > 5 else ''}): it was probably resampled with linear interpolation; resample it "
+            "with nearest-neighbour interpolation and save it as integers")
+    out = sitk.GetImageFromArray(np.rint(array).astype(np.int32))
+    out.CopyInformation(image)
+    return out
+
+
 def labels_on_grid(labels: sitk.Image, reference: sitk.Image) -> np.ndarray:
-    """Nearest-neighbour resample of a label image onto ``reference`` -> int array [z, y, x]."""
+    """Nearest-neighbour resample of an integer label image (:func:`read_label_map`) onto ``reference`` -> int
+    array [z, y, x]."""
     out = sitk.Resample(sitk.Cast(labels, sitk.sitkInt32), reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     return sitk.GetArrayFromImage(out)
 
@@ -164,9 +204,10 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
 
     Raises:
         SpineSegmentationError: a label map declared as VerSe numbers holds labels of another convention (29-99),
-            or no vertebra of the label map lies on the CT (another scan's map, a wrong header or convention).
+            or no vertebra of the label map lies on the CT (another scan's map, a wrong header or convention), or
+            a floating-point label map holds values that are no whole numbers (:func:`read_label_map`).
     """
-    label_image = read_image(case.labels)
+    label_image = read_label_map(case.labels)
     foreign = foreign_verse_labels(sitk.GetArrayViewFromImage(label_image)) if case.convention == "verse" else ""
     if foreign:
         raise SpineSegmentationError(
@@ -194,6 +235,7 @@ def load_anatomy_map(path: str | Path, spacing_mm: float) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no image at ``path``.
+        SpineSegmentationError: a floating-point map whose values are no whole numbers (:func:`read_label_map`).
     """
-    image = read_image(path)
+    image = read_label_map(path)
     return labels_on_grid(image, canonical_reference(image, spacing_mm))

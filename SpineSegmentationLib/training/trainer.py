@@ -46,7 +46,8 @@ from .config import load_config, model_sections
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
 from .lineage import (
-    check_held_out, check_validation_apart, inherited_lineage, merge, seen_entries, teacher_lineage, training_files,
+    check_held_out, check_validation_apart, inherited_lineage, merge, resumed_lineage, seen_entries, teacher_lineage,
+    training_files,
 )
 from .model_card import write_model_card
 from .patch_stream import patch_batches
@@ -429,6 +430,7 @@ class _TrainingRun:
             self.attention.load_state_dict(ckpt["attention_net"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.state = ckpt["state"]
+            self.lineage = resumed_lineage(self.lineage, self.state)  # keeps what the checkpoint trained on
             _restore_rng(self.rng, ckpt["rng"])
             model = out / str(cfg["name"])
             spent = _limits_reached(self.state, self.tc)
@@ -453,10 +455,23 @@ class _TrainingRun:
         self.progress("loading training data ...")
         t0 = time.monotonic()
         dc = self.dc
-        self.data = TrainingData(collect_cases(dc), self.prep, dc["synthetic_pool_size"], dc["synthetic_fraction"],
+        cases = collect_cases(dc)
+        if self.state["attention"] is None and self.ac["synthetic_volumes"] == 0 and not any(
+                case.image is not None and case.split == "train" for case in cases):
+            no_ct = [case.name for case in cases
+                     if case.image is None and case.split == "train" and not case.synthesis_source]
+            raise SpineSegmentationError(
+                "the attention network has nothing to train on: the run has no train-split CT"
+                + (f" (no CT was found for the mask(s) {', '.join(no_ct)}: the CT of <prefix>_seg-vert_msk.nii.gz "
+                   "must be named <prefix>_ct.nii.gz or <prefix>_ct.nii, under the same VerSe folder)" if no_ct else "")
+                + " and attention_training.synthetic_volumes is 0; set attention_training.synthetic_volumes > 0 "
+                "to train it on synthetic CTs, or give the run a CT")
+        self.data = TrainingData(cases, self.prep, dc["synthetic_pool_size"], dc["synthetic_fraction"],
                                  self.rng, dc["anatomy_maps"], dc["anatomy_synthesis_share"],
                                  dc["composite_column_share"], dc["pseudo_label_ignore_mm"])
         data = self.data
+        for line in data.split_lines():
+            self.progress(line)
         self.progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), "
                       f"{len(data.masks)} mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of "
                       f"{len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")

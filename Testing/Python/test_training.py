@@ -19,7 +19,8 @@ from SpineSegmentationLib.preprocessing import CUT_BODY_PAD_HU, CUT_BODY_PAD_MM,
 from SpineSegmentationLib.training import train
 from SpineSegmentationLib.training.augmentation import FOV_CROP_MM, augment_patch, patch_augmentation, random_fov_crop
 from SpineSegmentationLib.training.config import load_config
-from SpineSegmentationLib.training.data import TrainingData, to_training_volume
+from SpineSegmentationLib.training.data import TrainingData, collect_cases, to_training_volume
+from SpineSegmentationLib.training.lineage import training_files
 from SpineSegmentationLib.training.readers import Case, find_verse_cases, load_case, read_manifest
 from SpineSegmentationLib.training.sampler import PatchSampler, TrainingVolume, crop_field_of_view, extract
 from SpineSegmentationLib.training.synthetic import synthesize_ct
@@ -710,3 +711,125 @@ def test_a_warm_start_across_normalizations_says_what_became_of_the_statistics(t
         old, new = load_model(start).fcn.state_dict(), load_model(model).fcn.state_dict()
         convolutions = [k for k in new if k.startswith(("encoders", "decoders")) and new[k].dim() == 5]
         assert convolutions and all(torch.equal(new[k], old[k]) for k in convolutions)
+
+
+# --- which cases are trained on: splits, masks without a CT, resume, label values --------------------------------
+
+TPTBOX_CT, TPTBOX_MASK = TPTBOX / "sub-ct_label-22_ct.nii.gz", TPTBOX / "sub-ct_seg-vert_label-22_msk.nii.gz"
+EXAMPLE = DATA / "ct" / "totalsegmentator_example"
+EXAMPLE_CT, EXAMPLE_BODIES = EXAMPLE / "example_ct.nii.gz", EXAMPLE / "example_ct_vertebral_bodies.nii.gz"
+VERSE004_MASK = DATA / "verse_masks" / "sub-verse004" / "sub-verse004_seg-vert_msk.nii.gz"
+
+
+def _verse_case(root: Path, subject: str, ct, mask: Path, derivatives: str = "derivatives") -> Path:
+    """Link ``ct`` (None: no CT) and ``mask`` into the VerSe layout under ``root`` as ``subject``; returns the
+    mask's path there (``derivatives``: the folder the mask goes in, below ``root``)."""
+    linked = root / derivatives / subject / f"{subject}_seg-vert_msk.nii.gz"
+    linked.parent.mkdir(parents=True, exist_ok=True)
+    linked.symlink_to(mask)
+    if ct is not None:
+        (root / "rawdata" / subject).mkdir(parents=True, exist_ok=True)
+        (root / "rawdata" / subject / f"{subject}_ct.nii.gz").symlink_to(ct)
+    return linked
+
+
+def test_a_validation_mask_without_ct_is_not_a_synthesis_source(tmp_path):
+    """A validation case's mask without its CT fed the synthetic CT generator, while the lineage left it out: it is
+    not used at all now, and the lineage's training files are those the data uses."""
+    root = tmp_path / "verse"
+    _verse_case(root, "sub-train", TPTBOX_CT, TPTBOX_MASK)
+    validation_mask = _verse_case(root, "sub-val", None, VERSE004_MASK, derivatives="derivatives/validation")
+    cases = collect_cases({"verse_root": str(root)})
+    data = TrainingData(cases, PREP, pool_size=0, synthetic_fraction=0.5, rng=np.random.default_rng(0))
+    assert data.masks == [] and data.summary()["synthetic_source_masks"] == []
+    assert data.real_names == [str(root / "rawdata" / "sub-train" / "sub-train_ct.nii.gz")]
+    assert "validation/test split, mask(s) without a CT (not used): sub-val" in data.split_lines()
+    assert validation_mask not in training_files(cases, [])
+
+
+@pytest.mark.parametrize("root_name", ["dataset-verse20validation", "dataset-verse20test"])
+def test_a_verse_root_named_validation_or_test_is_that_split(tmp_path, root_name):
+    """The VerSe zips unpack to dataset-verse20training/validation/test: the root folder's own name counts."""
+    _verse_case(tmp_path / root_name, "sub-a", TPTBOX_CT, TPTBOX_MASK)
+    _verse_case(tmp_path / "dataset-verse20training", "sub-b", TPTBOX_CT, TPTBOX_MASK)
+    assert [c.split for c in find_verse_cases(tmp_path / root_name)] == ["validation"]
+    assert [c.split for c in find_verse_cases(tmp_path / "dataset-verse20training")] == ["train"]
+
+
+def test_the_three_verse_downloads_as_roots_train_on_the_training_one_alone(tmp_path):
+    """The audit's layout: training, validation and test folders as three roots, the test mask's CT missing and named
+    in data.held_out. The run trains on the training CT alone, records that, and logs each split's cases."""
+    roots = [tmp_path / f"dataset-verse20{split}" for split in ("training", "validation", "test")]
+    _verse_case(roots[0], "sub-verse900", TPTBOX_CT, TPTBOX_MASK)
+    _verse_case(roots[1], "sub-verse901", EXAMPLE_CT, EXAMPLE_BODIES)
+    test_mask = _verse_case(roots[2], "sub-verse902", None, VERSE004_MASK)
+    cfg = tiny_config(tmp_path, 1, held_out=[test_mask])
+    cfg["data"].update(manifest=None, verse_root=[str(r) for r in roots])
+    lines = []
+    model = train(cfg, tmp_path / "run", device="cpu", progress=lines.append)
+    assert "train split, real CT(s): sub-verse900" in lines
+    assert "validation/test split, CT(s) for the validation loss (never trained on): sub-verse901" in lines
+    assert "validation/test split, mask(s) without a CT (not used): sub-verse902" in lines
+    seen = json.loads((model / "model.json").read_text())["training"]["seen_in_training"]
+    assert sorted(Path(e["file"]).name for e in seen) == ["sub-verse900_ct.nii.gz", "sub-verse900_seg-vert_msk.nii.gz"]
+
+
+def test_a_resumed_run_keeps_what_its_checkpoint_trained_on(tmp_path):
+    """A case removed from the data before resuming stays in the model's seen_in_training."""
+    cfg = tiny_config(tmp_path, 2)
+    manifest = Path(cfg["data"]["manifest"])
+    both = manifest.read_text() + f"{EXAMPLE_CT},{EXAMPLE_BODIES},verse,train\n"
+    manifest.write_text(both)
+    train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    manifest.write_text(both.replace(f"{EXAMPLE_CT},{EXAMPLE_BODIES},verse,train\n", ""))
+    cfg["fcn_training"]["max_iterations"] = 3
+    model = train(cfg, tmp_path / "run", resume=True, device="cpu", progress=lambda line: None)
+    training = json.loads((model / "model.json").read_text())["training"]
+    assert {Path(e["file"]).name for e in training["seen_in_training"]} == {
+        TPTBOX_CT.name, TPTBOX_MASK.name, EXAMPLE_CT.name, EXAMPLE_BODIES.name}
+    assert training["seen_in_training_complete"] is True and training["fcn_iterations"] == 3
+
+
+def test_a_decompressed_ct_is_found_and_masks_without_a_ct_are_named(tmp_path):
+    root = tmp_path / "verse"
+    _verse_case(root, "sub-a", None, TPTBOX_MASK)
+    sitk.WriteImage(sitk.ReadImage(str(TPTBOX_CT)), str(tmp_path / "sub-a_ct.nii"))
+    (root / "rawdata" / "sub-a").mkdir(parents=True)
+    (root / "rawdata" / "sub-a" / "sub-a_ct.nii").symlink_to(tmp_path / "sub-a_ct.nii")
+    _verse_case(root, "sub-b", None, VERSE004_MASK)
+    a, b = find_verse_cases(root)
+    assert a.image == root / "rawdata" / "sub-a" / "sub-a_ct.nii" and b.image is None
+    by_configuration = Case("sub-c", None, VERSE004_MASK, synthesis_source=True)  # as data.synthetic_masks_root's
+    data = TrainingData([a, b, by_configuration], PREP, pool_size=0, synthetic_fraction=0.5,
+                        rng=np.random.default_rng(0))
+    assert [name for name, _ in data.masks] == ["sub-b", "sub-c"]
+    warnings = [line for line in data.split_lines() if line.startswith("warning")]
+    assert len(warnings) == 1 and warnings[0].endswith("used as synthesis sources only: sub-b")
+    (root / "rawdata" / "sub-a" / "sub-a_ct.nii.gz").symlink_to(TPTBOX_CT)  # which of the two: refused, not guessed
+    with pytest.raises(SpineSegmentationError, match="two CTs for the case sub-a .*sub-a_ct.nii.gz.*keep one"):
+        find_verse_cases(root)
+
+
+def test_no_ct_and_no_synthetic_volume_for_the_attention_net_is_a_configuration_error(tmp_path):
+    """It ended in "internal error (ValueError: no sagittal slices ...)" after reading all the data."""
+    _verse_case(tmp_path / "verse", "sub-a", None, VERSE004_MASK)
+    cfg = tiny_config(tmp_path, 1)
+    cfg["data"].update(manifest=None, verse_root=str(tmp_path / "verse"))
+    with pytest.raises(SpineSegmentationError, match=r"no CT was found for the mask\(s\) sub-a.* "
+                                                     r"attention_training.synthetic_volumes is 0; set"):
+        train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+
+
+def test_float_label_maps_are_rounded_or_refused(tmp_path):
+    """20.9999 was read as 20 (an int cast); values within 0.001 of whole numbers are rounded, others refused."""
+    mask = sitk.ReadImage(str(TPTBOX_MASK))
+    for offset, name in ((-1e-4, "near_msk.nii.gz"), (0.5, "half_msk.nii.gz")):
+        shifted = sitk.Cast(mask, sitk.sitkFloat32)
+        shifted = sitk.Mask(shifted + offset, mask > 0)  # every vertebra's value moved, the background kept 0
+        sitk.WriteImage(shifted, str(tmp_path / name))
+    expected = load_case(Case("int", TPTBOX_CT, TPTBOX_MASK), 2.5).labels
+    near = load_case(Case("near", TPTBOX_CT, tmp_path / "near_msk.nii.gz"), 2.5).labels
+    assert np.array_equal(near, expected) and set(np.unique(near)) == {0, 21, 22, 23}
+    with pytest.raises(SpineSegmentationError, match=r"half_msk.nii.gz holds label values that are no whole numbers "
+                                                     r"\(21.5, 22.5, 23.5\)"):
+        load_case(Case("half", TPTBOX_CT, tmp_path / "half_msk.nii.gz"), 2.5)
