@@ -121,6 +121,36 @@ def foreign_verse_labels(labels, most: int = 8) -> str:
     return ", ".join(foreign[:most]) + (", ..." if len(foreign) > most else "")
 
 
+#: A label map stored as floating point is read as integers when every value lies this close to one.
+LABEL_TOLERANCE = 1e-3
+
+
+def whole_labels(labels, source: str) -> np.ndarray:
+    """The values of a label array as integers: a floating-point map (e.g. resampled with float output) is rounded
+    to the nearest integer, not truncated (20.9999 is 21, not 20); an integer array is returned as it is.
+
+    Args:
+        labels: label array of any shape.
+        source: what it is, for the message (e.g. a file name, "the reference label map").
+
+    Raises:
+        InputImageError: a floating-point map with a value farther than :data:`LABEL_TOLERANCE` from an integer.
+    """
+    from .errors import InputImageError
+
+    array = np.asarray(labels)
+    if not np.issubdtype(array.dtype, np.floating):
+        return array
+    values = np.unique(array)
+    off = values[~np.isfinite(values) | (np.abs(values - np.rint(values)) > LABEL_TOLERANCE)]
+    if off.size:
+        raise InputImageError(
+            f"{source} holds label values that are no whole numbers ({', '.join(f'{v:g}' for v in off[:5])}"
+            f"{', ...' if off.size > 5 else ''}): it was probably resampled with linear interpolation; resample it "
+            "with nearest-neighbour interpolation and save it as integers")
+    return np.rint(array).astype(np.int32)
+
+
 #: Label conventions that :func:`to_verse` converts (see shared/data/README.md).
 CONVENTIONS = ("verse", "totalseg", "totalseg_vertebrae")
 

@@ -60,7 +60,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import ANATOMICAL_ORDER, CONVENTIONS, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse
+from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse,
+                      whole_labels)
 from .errors import InputImageError, OutputExistsError
 from .geometry import labels_at_border, same_grid
 from .outputs import OUTPUT_FILES
@@ -353,30 +354,6 @@ def _check_verse_labels(labels: np.ndarray, what: str) -> None:
                               "*_seg-vert_msk file")
 
 
-#: A label map stored as floating point is read as integers when every value lies this close to one.
-INTEGER_TOLERANCE = 1e-3
-
-
-def _integer_labels(image: sitk.Image, what: str) -> np.ndarray:
-    """The label values of ``image`` as integers: a floating-point map (e.g. resampled with float output) is
-    rounded to the nearest integer, not truncated (20.9999 is 21, not 20).
-
-    Raises:
-        InputImageError: a floating-point map with values farther than :data:`INTEGER_TOLERANCE` from integers.
-    """
-    array = sitk.GetArrayFromImage(image)
-    if not np.issubdtype(array.dtype, np.floating):
-        return array
-    values = np.unique(array)
-    off = values[~np.isfinite(values) | (np.abs(values - np.rint(values)) > INTEGER_TOLERANCE)]
-    if off.size:
-        raise InputImageError(
-            f"the {what} label map holds values that are no label numbers ({', '.join(f'{v:g}' for v in off[:5])}"
-            f"{', ...' if off.size > 5 else ''}): it was probably resampled with linear interpolation; resample it "
-            "with nearest-neighbour interpolation and save it as integers")
-    return np.rint(array).astype(np.int32)
-
-
 def _with_array(array: np.ndarray, like: sitk.Image) -> sitk.Image:
     image = sitk.GetImageFromArray(array.astype(np.int16))
     image.CopyInformation(like)
@@ -485,7 +462,7 @@ class _LabelMaps:
         converted = []
         for image, what, numbering in ((pred_image, "prediction", prediction_convention),
                                        (ref_image, "reference", convention)):
-            array = _integer_labels(image, what)
+            array = whole_labels(sitk.GetArrayFromImage(image), f"the {what} label map")
             if numbering == "verse":
                 _check_verse_labels(array, what)
             verse = to_verse(array, numbering)
@@ -670,7 +647,7 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
     path = Path(centroids)
     if not path.is_file():
         raise InputImageError(f"centroid file {path} does not exist; give a VerSe *_ctd.json")
-    pred_array = _integer_labels(pred_image, "prediction")
+    pred_array = whole_labels(sitk.GetArrayFromImage(pred_image), "the prediction label map")
     if prediction_convention == "verse":
         _check_verse_labels(pred_array, "prediction")
     pred = to_verse(pred_array, prediction_convention)

@@ -27,15 +27,13 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..anatomy import CONVENTIONS, column_mask, foreign_verse_labels, to_verse
+from ..anatomy import CONVENTIONS, column_mask, foreign_verse_labels, to_verse, whole_labels
 from ..errors import SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 
 MASK_SUFFIX = "_seg-vert_msk.nii.gz"
 #: The names a case's CT may have, ``<prefix>`` followed by one of these.
 CT_SUFFIXES = ("_ct.nii.gz", "_ct.nii")
-#: A floating-point label map is read as integers when every value lies this close to one.
-LABEL_TOLERANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -166,25 +164,18 @@ def read_image(path: str | Path) -> sitk.Image:
 
 
 def read_label_map(path: str | Path) -> sitk.Image:
-    """Read a label map as integers: a floating-point map (e.g. resampled with float output) is rounded to the
-    nearest integer when every value lies within :data:`LABEL_TOLERANCE` of one (20.9999 is 21, not 20).
+    """Read a label map as integers (:func:`~SpineSegmentationLib.anatomy.whole_labels`: a floating-point map whose
+    values all lie within 0.001 of whole numbers is rounded, 20.9999 is 21, not 20).
 
     Raises:
         FileNotFoundError: no image at ``path``.
-        SpineSegmentationError: a floating-point map with other values, named with the file and the values.
+        InputImageError: a floating-point map with other values, named with the file and the values.
     """
     image = read_image(path)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.floating):
         return image
-    values = np.unique(array)
-    off = values[~np.isfinite(values) | (np.abs(values - np.rint(values)) > LABEL_TOLERANCE)]
-    if off.size:
-        raise SpineSegmentationError(
-            f"{path} holds label values that are no whole numbers ({', '.join(f'{v:g}' for v in off[:5])}"
-            f"{', ...' if off.size > 5 else ''}): it was probably resampled with linear interpolation; resample it "
-            "with nearest-neighbour interpolation and save it as integers")
-    out = sitk.GetImageFromArray(np.rint(array).astype(np.int32))
+    out = sitk.GetImageFromArray(whole_labels(array, str(path)))
     out.CopyInformation(image)
     return out
 

@@ -256,7 +256,7 @@ def test_floating_point_label_maps_are_rounded_not_truncated(reference_verse):
     assert [r.label for r in report.vertebrae] == [r.label for r in evaluate(reference_verse, reference_verse,
                                                                                include_sacrum=True).vertebrae]
     blurred = stored_as_float(np.where(array > 0, array - 0.4, 0.0))
-    with pytest.raises(InputImageError, match=r"the reference label map holds values that are no label numbers "
+    with pytest.raises(InputImageError, match=r"the reference label map holds label values that are no whole numbers "
                                               r"\(17\.6, .*nearest-neighbour"):
         evaluate(reference_verse, blurred)
 
