@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
-from .case_run import CaseOptions, check_options, remove_leftovers, temporary_path
+from .case_run import CASE_RECORD, CaseOptions, check_options, remove_leftovers, temporary_path
 from .cases import Skipped, find_cases
 from .engines import run_local, run_ray
 from .report import (QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, write_qc_sheet, write_summary,
@@ -207,6 +207,14 @@ def run_batch(
     report(f"{len(records)} cases: {counts['done']} done, {counts['no_spine']} without a spine, {counts['failed']} "
            f"failed ({resumed} up to date, not run again); {len(skipped)} series skipped. Summary: {result.summary}, "
            f"QC sheet: {result.qc_sheet}")
+    ran = {r["case_id"] for r in records}
+    others = sorted(p.name for p in output_root.iterdir()
+                    if p.name not in ran and p.is_dir() and (p / CASE_RECORD).is_file())
+    if others:  # e.g. a batch of new scans into the folder of an earlier cohort
+        report(f"{SUMMARY_FILE} and {QC_SHEET_FILE} list this run's {len(records)} case(s); {len(others)} other case "
+               f"folder(s) in {output_root}, from earlier runs, are not in them ({', '.join(others[:5])}"
+               f"{', ...' if len(others) > 5 else ''}): give all the inputs in one command to list them together "
+               "(finished cases are not run again)")
     return result
 
 

@@ -333,15 +333,19 @@ def listing(folder) -> dict:
 
 
 def test_resumed_case_reports_its_image_and_reference_as_given_now(local_run, cohort, tmp_path):
+    """...and a case folder of an earlier run that this run does not list is named, as missing from the summary."""
     out = tmp_path / "out"
     shutil.copytree(local_run["out"] / "a", out / "a")
+    shutil.copytree(local_run["out"] / "b", out / "b")  # an earlier run's case, not an input now
     (tmp_path / "moved").mkdir()
     shutil.copyfile(cohort / "a.nii.gz", tmp_path / "moved" / "a.nii.gz")  # same bytes and name: up to date
     manifest = tmp_path / "cases.csv"
     manifest.write_text("case_id,image,reference\na,moved/a.nii.gz,ref.nii.gz\n")
-    result = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None)
+    lines = []
+    result = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lines.append)
     (record,) = result.records
     assert record["resumed"]
+    assert any("list this run's 1 case(s); 1 other case folder(s)" in line and "(b)" in line for line in lines)
     assert record["image"] == str(tmp_path / "moved" / "a.nii.gz")
     assert record["reference"] == str(tmp_path / "ref.nii.gz")
     assert {(row["image"], row["reference"]) for row in read_summary(result.summary)} == {
