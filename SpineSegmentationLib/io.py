@@ -278,7 +278,8 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
             listing = "; ".join(_describe_series(uid, files) for uid, files in series.items())
             raise InputImageError(
                 f"Folder '{folder}' holds {len(series)} DICOM series ({listing}). Pick one with --series-uid UID "
-                "(series_uid= in Python), or move each series into its own folder."
+                "(series_uid= in Python, a series_uid column in a spineseg batch manifest), or move each series into "
+                "its own folder."
             )
         series_uid = next(iter(series))
     if series_uid not in series:

@@ -129,7 +129,7 @@ def run_batch(
         inputs: image files, folders of them and DICOM trees (see :mod:`.cases`).
         output_root: output folder (created); must not be inside a DICOM series folder of the inputs.
         options: model, device, threads, DICOM SEG and ``force`` (redo finished cases) for every case.
-        manifest: CSV with ``case_id,image[,reference]``.
+        manifest: CSV with ``case_id,image[,reference][,series_uid]``.
         engine: "local" (one case after the other here) or "ray" (one Ray task per case, see :mod:`.engines`).
         address, workers, num_cpus, num_gpus: Ray settings (see :func:`.engines.run_ray`).
         progress: show a progress bar over the cases on stderr (tqdm: current case, rate, ETA).
@@ -282,7 +282,8 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     batch.add_argument("inputs", nargs="*", help="image files (NIfTI, NRRD, MHA), folders of them, DICOM trees")
     batch.add_argument("-o", "--output", required=True, metavar="OUTROOT",
                        help="output folder (one subfolder per case)")
-    batch.add_argument("--manifest", help="CSV with a header case_id,image[,reference] (paths relative to the CSV)")
+    batch.add_argument("--manifest", help="CSV with a header case_id,image[,reference][,series_uid] (paths relative "
+                                          "to the CSV; series_uid picks one series of a DICOM folder)")
     batch.add_argument("--engine", choices=ENGINES, default="local",
                        help="local: one case after the other here; ray: one Ray task per case "
                             "(pip install '.[cohort]')")

@@ -13,8 +13,9 @@
   one multi-frame file, e.g. an Enhanced CT, count as slices) are skipped
   with the reason. The id of a DICOM case is its folder relative to the input folder (``/`` -> ``_``), plus the
   series UID's last 8 characters when the folder holds several series;
-- a manifest CSV (``--manifest``): header ``case_id,image[,reference]``; relative paths are taken from the CSV's
-  folder; ``image`` is an image file or a DICOM series folder.
+- a manifest CSV (``--manifest``): header ``case_id,image[,reference][,series_uid]``; relative paths are taken
+  from the CSV's folder; ``image`` is an image file or a DICOM series folder (``series_uid`` picks one series of a
+  folder that holds several).
 
 Case ids must be unique (they name the output folders); a duplicate is an error naming both inputs. The same
 image (the same file after resolving symlinks, and the same series) found again, through a symlink or a repeated
@@ -161,7 +162,8 @@ def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], l
 
 
 def read_manifest(path: str | os.PathLike) -> list[Case]:
-    """Cases of a manifest CSV (header ``case_id,image[,reference]``; paths relative to the CSV's folder).
+    """Cases of a manifest CSV (header ``case_id,image[,reference][,series_uid]``; paths relative to the CSV's
+    folder).
 
     Raises:
         SpineSegmentationError: the file is missing, is not UTF-8 (names the line and says to save it as UTF-8
@@ -170,7 +172,7 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     path = Path(path)
     if not path.is_file():
         raise SpineSegmentationError(
-            f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference]"
+            f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference][,series_uid]"
         )
     data = path.read_bytes()
     try:
@@ -195,7 +197,8 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
         if not case_id or not image:
             raise SpineSegmentationError(f"manifest {path}, line {line}: case_id and image must not be empty")
         reference = (row.get("reference") or "").strip()
-        cases.append(Case(_safe_id(case_id), (path.parent / image).resolve(),
+        series_uid = (row.get("series_uid") or "").strip() or None  # one series of a folder that holds several
+        cases.append(Case(_safe_id(case_id), (path.parent / image).resolve(), series_uid=series_uid,
                           reference=(path.parent / reference).resolve() if reference else None))
     return cases
 

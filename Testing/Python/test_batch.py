@@ -292,6 +292,19 @@ def test_dicom_tree_gives_one_case_per_ct_series_and_skips_the_rest_with_reasons
             find_cases([tree], exclude=output)
 
 
+def test_a_manifest_picks_one_series_of_a_folder_by_its_uid(tmp_path):
+    """A manifest row could not name one series of a folder holding several (audit 2026-12-06: the case failed
+    with "Pick one with --series-uid", which batch does not have): the series_uid column picks it, and two rows
+    of one folder with different series are two cases."""
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("case_id,image,series_uid\nart,study,1.2.3.1\nven,study,1.2.3.2\nwhole,study,\n")
+    cases, skipped = find_cases([], manifest)
+    assert [(c.case_id, c.image, c.series_uid) for c in cases] == [
+        ("art", tmp_path / "study", "1.2.3.1"), ("ven", tmp_path / "study", "1.2.3.2"),
+        ("whole", tmp_path / "study", None)]
+    assert skipped == []
+
+
 def test_bad_manifests_and_duplicate_ids_are_refused_with_the_fix(cohort, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("id,path\nx,a.nii.gz\n")

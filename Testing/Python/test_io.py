@@ -293,7 +293,8 @@ def test_folder_with_two_series_lists_the_uids(two_series_dir):
     message = str(info.value)
     for uid in counts:
         assert f"series_uid='{uid}': 10 files, 'CT Body 3.0'" in message
-    assert "Pick one with --series-uid UID (series_uid= in Python)" in message
+    assert ("Pick one with --series-uid UID (series_uid= in Python, a series_uid column in a spineseg batch manifest)"
+            in message)
 
 
 def test_series_uid_picks_one_series(two_series_dir, dicom_ct_image):
