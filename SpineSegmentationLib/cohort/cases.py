@@ -203,6 +203,25 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     return cases
 
 
+def _without_split_series(cases: list[Case], skipped: list[Skipped]) -> tuple[list[Case], list[Skipped]]:
+    """Cases and skipped entries without the DICOM series found in several folders (a series split over folders, or
+    copies of it): each part would be a case of part of the scan, or a few slices skipped as "not a CT volume".
+    Every folder of such a series is skipped instead, with a reason that names them all."""
+    folders: dict[str, list[Path]] = {}
+    for path, uid in [(c.image, c.series_uid) for c in cases] + [(s.path, s.series_uid) for s in skipped]:
+        if uid and path.is_dir() and path not in folders.setdefault(uid, []):  # "" is an anonymised series
+            folders[uid].append(path)
+    split = {uid: paths for uid, paths in folders.items() if len(paths) > 1}
+    if not split:
+        return cases, skipped
+    skipped = [s for s in skipped if s.series_uid not in split]
+    for uid, paths in split.items():
+        reason = (f"the series is in {len(paths)} folders ({', '.join(map(str, paths))}): split over them, or copied; "
+                  "gather one whole series into one folder")
+        skipped += [Skipped(path, reason, uid) for path in paths]
+    return [c for c in cases if c.series_uid not in split], skipped
+
+
 def _without_repeats(cases: list[Case], skipped: list[Skipped]) -> list[Case]:
     """``cases`` without those whose image (symlinks resolved) and series an earlier case has already; each one
     left out is added to ``skipped`` as ``same file as <case id>``."""
@@ -252,6 +271,7 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
                 f"batch input {item} is {'not a supported image file' if path.exists() else 'missing'}; give image "
                 f"files ({', '.join(IMAGE_SUFFIXES)}), folders of them, DICOM trees, or --manifest CSV"
             )
+    cases, skipped = _without_split_series(cases, skipped)
     if manifest is not None:
         cases += read_manifest(manifest)
     cases = _without_repeats(cases, skipped)

@@ -305,6 +305,24 @@ def test_a_manifest_picks_one_series_of_a_folder_by_its_uid(tmp_path):
     assert skipped == []
 
 
+def test_a_series_split_over_two_folders_is_skipped_naming_both(dicom_dir, tmp_path):
+    """The slab's 20 slices split 12/8 over two folders (audit 2026-12-06): the 12 were segmented as a case and the
+    8 skipped as "not a CT volume", with nothing saying the case was part of a scan."""
+    files = dicom_source_files(dicom_dir)
+    series = generate_uid()
+    for folder, part in (("s1", files[:12]), ("s2", files[12:])):
+        (tmp_path / "p" / folder).mkdir(parents=True)
+        for path in part:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = series
+            ds.save_as(tmp_path / "p" / folder / path.name, enforce_file_format=True)
+    shutil.copytree(dicom_dir, tmp_path / "p" / "whole")  # another series beside it is still a case
+    cases, skipped = find_cases([tmp_path / "p"])
+    assert [c.case_id for c in cases] == ["whole"]
+    assert sorted(s.path.name for s in skipped) == ["s1", "s2"]
+    assert all(s.series_uid == series and s.reason.startswith("the series is in 2 folders") for s in skipped)
+
+
 def test_bad_manifests_and_duplicate_ids_are_refused_with_the_fix(cohort, tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text("id,path\nx,a.nii.gz\n")
