@@ -228,8 +228,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from .evaluation import evaluate, evaluate_points, format_table, write_points_report, write_report
 
+    if args.centroids_grid and not args.reference.lower().endswith(".json"):
+        raise SpineSegmentationError("--centroids-grid goes with a centroid file (*.json) as the reference; a label "
+                                     "map reference has its own grid")
     if args.reference.lower().endswith(".json"):  # point references (VerSe centroid file)
-        result = evaluate_points(args.prediction, args.reference, prediction_convention=args.prediction_convention)
+        result = evaluate_points(args.prediction, args.reference, prediction_convention=args.prediction_convention,
+                                 centroids_grid=args.centroids_grid)
         print(json.dumps(result, indent=2))
         if args.output:
             print(f"written: {write_points_report(result, args.output, overwrite=args.overwrite)}")
@@ -321,11 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("prediction", help="a spineseg output folder or a label map (VerSe numbers unless "
                                        "--prediction-convention says otherwise)")
     ev.add_argument("reference", help="reference label map, or a VerSe centroid file (*.json, voxel units of the "
-                                      "prediction's grid) for identification against points")
+                                      "prediction's grid unless --centroids-grid) for identification against points")
     ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
                     help="numbering of the reference (default: verse)")
     ev.add_argument("--prediction-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
                     help="numbering of the prediction, e.g. totalseg for TotalSegmentator's output (default: verse)")
+    ev.add_argument("--centroids-grid", metavar="IMAGE",
+                    help="with a centroid file: the image whose voxel grid its points are in (e.g. the CT as VerSe "
+                         "ships it, when the prediction was made on a resampled copy); default: the prediction's")
     ev.add_argument("-o", "--output", metavar="OUTDIR",
                     help="folder for evaluation.json, evaluation.csv and evaluation.png")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")

@@ -621,15 +621,19 @@ def spanning_instances(overlaps: Mapping[tuple[int, int], int], reference_counts
 
 
 def evaluate_points(prediction, centroids: Union[str, os.PathLike],
-                    max_distance_mm: float = ID_DISTANCE_MM, prediction_convention: str = "verse") -> dict:
+                    max_distance_mm: float = ID_DISTANCE_MM, prediction_convention: str = "verse",
+                    centroids_grid: Optional[ImageLike] = None) -> dict:
     """Identification against point references: a VerSe centroid file of the scan (no masks needed).
 
     Args:
         prediction: a spineseg output folder or a label map (VerSe numbers) on the scan's grid.
         centroids: VerSe centroid JSON (``[{"direction": [...]}, {"label": n, "X": .., "Y": .., "Z": ..}, ...]``)
-            in voxel units of the prediction's grid (the input CT's grid), axes as its ``direction`` codes say.
+            in voxel units of ``centroids_grid``, axes as its ``direction`` codes say.
         max_distance_mm: identification threshold (VerSe: 20 mm).
         prediction_convention: label numbering of the prediction (:func:`evaluate`).
+        centroids_grid: the image (path or ``sitk.Image``; only its grid is used) the points were marked on, e.g.
+            the CT as VerSe ships it when the prediction was made on a resampled copy; default: the prediction's
+            grid (spineseg writes its labels on the input CT's grid).
 
     Returns:
         ``{"n_reference", "n_predicted", "n_identified", "identification_rate", "mean_localization_distance_mm",
@@ -639,8 +643,8 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
         coccyx in VerSe files) and are not scored.
 
     Raises:
-        InputImageError: a file is missing or a folder is not a spineseg output folder; a point lies outside the
-            prediction's grid (the file refers to another grid).
+        InputImageError: a file is missing or a folder is not a spineseg output folder; a point lies outside
+            ``centroids_grid`` (the file refers to another grid).
         ValueError: the file is not a VerSe centroid list.
     """
     pred_image, pred_description, _ = _load_prediction(prediction)
@@ -653,16 +657,18 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
     pred = to_verse(pred_array, prediction_convention)
     pred[pred == SACRUM] = 0
     pred_centroids = body_centres_lps(_with_array(pred, pred_image))  # the point VerSe marks
-    points = read_ctd(path, pred_image)
-    size = np.array(pred_image.GetSize(), dtype=float)
+    grid, grid_description = (pred_image, "the prediction's grid") if centroids_grid is None else (
+        _read_label_image(centroids_grid, "centroid grid")[0], "the grid of --centroids-grid")
+    points = read_ctd(path, grid)
+    size = np.array(grid.GetSize(), dtype=float)
     outside = sorted(label for label, point in points.items()
-                     if np.any(np.abs(np.array(pred_image.TransformPhysicalPointToContinuousIndex(
+                     if np.any(np.abs(np.array(grid.TransformPhysicalPointToContinuousIndex(
                          [float(c) for c in point])) - (size - 1) / 2) > size / 2))
     if outside:
         raise InputImageError(
-            f"points of {path} lie outside the prediction's grid (labels {', '.join(map(str, outside))}): the file "
-            "refers to another grid, e.g. the CT before it was resampled or cropped; give the prediction on the grid "
-            "the points were marked on (spineseg writes its labels on the input CT's grid)")
+            f"points of {path} lie outside {grid_description} (labels {', '.join(map(str, outside))}): the file "
+            "refers to another grid, e.g. the CT before it was resampled or cropped; give the image the points were "
+            "marked on with --centroids-grid (spineseg writes its labels on the input CT's grid)")
     ignored = sorted(k for k in points if k not in _RANK)  # e.g. 27, the coccyx (VerSe): not a vertebra scored here
     ref_centroids = {k: v for k, v in points.items() if k in _RANK and k != SACRUM}
     ids = identification(pred_centroids, ref_centroids, max_distance_mm)

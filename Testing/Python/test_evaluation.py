@@ -472,6 +472,14 @@ def test_point_references_identify_per_level(reference_verse, tmp_path):
         (tmp_path / "broken_ctd.json").write_text(json.dumps(broken))
         with pytest.raises(SpineSegmentationError, match=message):
             evaluate_points(reference_verse, tmp_path / "broken_ctd.json")
+    # a prediction made on a 2 mm copy of the 3 mm CT, the points in the CT's voxels: read on the prediction's grid
+    # they land elsewhere (audit 2026-12-06: 0 of 5 identified); given the grid they were marked on, all are found
+    finer = sitk.Resample(reference_verse, [int(n * 1.5) for n in reference_verse.GetSize()], sitk.Transform(),
+                          sitk.sitkNearestNeighbor, reference_verse.GetOrigin(), [2.0, 2.0, 2.0],
+                          reference_verse.GetDirection(), 0, reference_verse.GetPixelID())
+    assert evaluate_points(finer, ctd)["n_identified"] < 7
+    on_their_grid = evaluate_points(finer, ctd, centroids_grid=reference_verse)
+    assert on_their_grid["n_identified"] == 7 and on_their_grid["mean_localization_distance_mm"] < 1.5
     # points beyond the prediction's grid: the file refers to another grid (they were scored as missed, no word)
     far = tmp_path / "far_ctd.json"
     far.write_text(json.dumps(points[:1] + [{**p, "X": p["X"] + reference_verse.GetSize()[0]} for p in points[1:]]))
