@@ -72,8 +72,8 @@ def export_volume(volume_node, path: Path) -> Path:
         raise ValueError(
             f"volume {volume_node.GetName()!r} is under a non-linear transform ({transform.GetName()!r}, e.g. the "
             "regularization of a DICOM series with a gantry tilt or uneven slices), so its voxels are not where "
-            "they are shown; harden the transform first (Data module: right-click the transform, Harden "
-            "transform) and run on the hardened volume"
+            "they are shown; harden the transform first (Data module: right-click the volume, Harden transform) "
+            "and run on the hardened volume"
         )
     import slicer
 

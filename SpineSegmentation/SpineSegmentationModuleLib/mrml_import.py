@@ -348,8 +348,8 @@ def import_output_folder(
             warning). The scene is unchanged when this is raised.
     """
     if input_volume.GetScene() is not scene:
-        raise ValueError(f"the CT {input_volume.GetName()!r} is no longer in the scene (removed while the run went on), "
-                         "so its results were not imported; load the CT again and run once more")
+        raise ValueError(f"the CT {input_volume.GetName()!r} is no longer in the scene (removed while the run went "
+                         "on), so its results were not imported; load the CT again and run once more")
     if overwrite and output_segmentation is not None and output_segmentation.GetScene() is not scene:
         raise ValueError(f"the segmentation {output_segmentation.GetName()!r} is no longer in the scene (removed while "
                          "the correction ran), so its result was not imported")
