@@ -160,7 +160,7 @@ def run_batch(
     output_root = Path(output_root).resolve()
     cases, skipped = find_cases(inputs, manifest, exclude=output_root)
     _check_cohort_files(output_root)
-    check_options(options, here=engine == "local" or not address)
+    check_options(options, here=engine == "local" or not address, in_process=engine == "local")
     _prepare_output(output_root)
     remove_leftovers(output_root)
     for s in skipped:

@@ -56,8 +56,9 @@ CASE_RECORD = "case.json"
 #: Ends the name of every temporary file and folder a batch makes in ``OUTROOT`` (see :func:`temporary_path`).
 TEMPORARY_SUFFIX = ".spineseg-batch"
 _LEFTOVER = re.compile(r"\.(tmp|old|new|probe)-.*-[0-9a-f]{8}" + re.escape(TEMPORARY_SUFFIX))
-#: The staging folders that earlier versions left beside a case's temporary folder when killed.
-_OLD_LEFTOVER = re.compile(r"\.\.tmp-.*-[0-9a-f]{8}\.spineseg-partial")
+#: The folders that earlier versions left when killed: a case's temporary or replaced folder, and the staging
+#: folder beside it.
+_OLD_LEFTOVER = re.compile(r"\.(tmp|old)-.*-[0-9a-f]{8}|\.\.tmp-.*-[0-9a-f]{8}\.spineseg-partial")
 #: Statuses of a case whose outputs are complete.
 FINISHED = ("done", "no_spine")
 _CHUNK = 1 << 20
@@ -93,8 +94,9 @@ def temporary_path(folder: Path, kind: str, name: str) -> Path:
 
 def remove_leftovers(output_root: Path) -> list[Path]:
     """Remove the temporary files and folders that a killed batch left in ``output_root`` (the names of
-    :func:`temporary_path`, and the ``..tmp-*.spineseg-partial`` staging folders of earlier versions); other
-    names, a person's own ``.tmp-notes`` folder too, are not touched. Returns what was removed."""
+    :func:`temporary_path`, and the folders earlier versions left: ``.tmp-<case>-<8 hex digits>``, ``.old-...`` and
+    ``..tmp-*.spineseg-partial``); other names, a person's own ``.tmp-notes`` folder too, are not touched. Returns
+    what was removed."""
     removed = []
     for path in sorted(output_root.iterdir()):
         if _LEFTOVER.fullmatch(path.name) or (_OLD_LEFTOVER.fullmatch(path.name) and path.is_dir()):
@@ -162,17 +164,23 @@ def _loaded_model(model: Optional[str], device: str):
     return load_model(model, device=resolve_device(device))
 
 
-def check_options(options: CaseOptions, here: bool = True) -> None:
+def check_options(options: CaseOptions, here: bool = True, in_process: bool = True) -> None:
     """Check the model (and with ``here``, the device) once, before any case runs: a bad one would fail them all.
 
-    ``here``: the cases run in this process or on this machine (so the device must be available here); else only
-    the model is checked (loaded on the CPU here; on a cluster each node's device is its own).
+    ``here``: the cases run on this machine, so the device must be available here; else only the model is checked
+    (on a cluster each node's device is its own). ``in_process``: they run in this process, which keeps the model
+    loaded on the device for them; else it is loaded on the CPU only to check it (Ray workers load their own, and a
+    copy held here would take GPU memory they need).
 
     Raises:
         ModelFileError: the model folder is missing or its files are not a valid model.
         DeviceError: the device is unknown, or not available here (e.g. ``cuda`` without a GPU).
     """
-    _loaded_model(options.model, options.device if here else "cpu")  # kept for this process's cases
+    from ..pipeline import resolve_device
+
+    if here:
+        resolve_device(options.device)
+    _loaded_model(options.model, options.device if here and in_process else "cpu")
 
 
 def case_record(case: Case, **fields) -> dict:

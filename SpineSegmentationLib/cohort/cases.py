@@ -189,7 +189,7 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     if not reader.fieldnames or not {"case_id", "image"} <= set(reader.fieldnames):
         raise SpineSegmentationError(
             f"manifest {path} has columns {reader.fieldnames}; it needs a header line with case_id,image "
-            "(and optionally reference)"
+            "(and optionally reference, series_uid)"
         )
     cases = []
     for line, row in enumerate(reader, start=2):
@@ -206,19 +206,20 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
 def _without_split_series(cases: list[Case], skipped: list[Skipped]) -> tuple[list[Case], list[Skipped]]:
     """Cases and skipped entries without the DICOM series found in several folders (a series split over folders, or
     copies of it): each part would be a case of part of the scan, or a few slices skipped as "not a CT volume".
-    Every folder of such a series is skipped instead, with a reason that names them all."""
-    folders: dict[str, list[Path]] = {}
+    Every folder of such a series is skipped instead, with a reason that names them all; one folder reached twice
+    (through a symlink) is one folder."""
+    folders: dict[str, dict[Path, Path]] = {}  # series UID -> real folder -> the path it was found at
     for path, uid in [(c.image, c.series_uid) for c in cases] + [(s.path, s.series_uid) for s in skipped]:
-        if uid and path.is_dir() and path not in folders.setdefault(uid, []):  # "" is an anonymised series
-            folders[uid].append(path)
-    split = {uid: paths for uid, paths in folders.items() if len(paths) > 1}
+        if uid and path.is_dir():  # "" is an anonymised series
+            folders.setdefault(uid, {}).setdefault(path.resolve(), path)
+    split = {uid: found for uid, found in folders.items() if len(found) > 1}
     if not split:
         return cases, skipped
     skipped = [s for s in skipped if s.series_uid not in split]
-    for uid, paths in split.items():
-        reason = (f"the series is in {len(paths)} folders ({', '.join(map(str, paths))}): split over them, or copied; "
-                  "gather one whole series into one folder")
-        skipped += [Skipped(path, reason, uid) for path in paths]
+    for uid, found in split.items():
+        reason = (f"the series is in {len(found)} folders ({', '.join(map(str, found.values()))}): split over them, or "
+                  "copied; gather one whole series into one folder")
+        skipped += [Skipped(path, reason, uid) for path in found.values()]
     return [c for c in cases if c.series_uid not in split], skipped
 
 

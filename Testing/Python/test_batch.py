@@ -321,6 +321,13 @@ def test_a_series_split_over_two_folders_is_skipped_naming_both(dicom_dir, tmp_p
     assert [c.case_id for c in cases] == ["whole"]
     assert sorted(s.path.name for s in skipped) == ["s1", "s2"]
     assert all(s.series_uid == series and s.reason.startswith("the series is in 2 folders") for s in skipped)
+    # one whole series reached directly and through a symlink is one folder: one case, the link's a repeat
+    copy_series(files, tmp_path / "store" / "p1", len(files))
+    (tmp_path / "cohort").mkdir()
+    (tmp_path / "cohort" / "p1").symlink_to(tmp_path / "store" / "p1", target_is_directory=True)
+    cases, skipped = find_cases([tmp_path / "store", tmp_path / "cohort"])
+    assert [c.image for c in cases] == [tmp_path / "store" / "p1"]
+    assert [s.reason for s in skipped] == [f"same file as {cases[0].case_id}"]
 
 
 def test_bad_manifests_and_duplicate_ids_are_refused_with_the_fix(cohort, tmp_path):
@@ -421,10 +428,11 @@ def test_leftovers_of_a_killed_batch_are_removed_and_a_persons_dot_folders_kept(
                             capture_output=True, text=True, timeout=600, preexec_fn=file_size_limit(2000))
     assert killed.returncode == -signal.SIGXFSZ, killed.stderr[-3000:]
     assert [p.name for p in out.iterdir() if p.name.startswith(".")], "the kill left the case's temporary folder"
-    for folder in (temporary_path(out, "old", "a"), out / "..tmp-a-4bce5321.spineseg-partial"):  # the latter: the
-        (folder / ".spineseg-partial").mkdir(parents=True)  # name an earlier version left after a kill
+    for folder in (temporary_path(out, "old", "a"), out / "..tmp-a-4bce5321.spineseg-partial",  # the last two: the
+                   out / ".old-a-0123abcd"):  # names an earlier version left after a kill
+        (folder / ".spineseg-partial").mkdir(parents=True)
     temporary_path(out, "new", "summary.csv").write_text("case_id")
-    mine = [out / ".tmp-notes", out / ".old-a-0123abcd", out / ".tmp-scans.spineseg-batch"]
+    mine = [out / ".tmp-notes", out / ".old-a-0123", out / ".tmp-scans.spineseg-batch"]
     for folder in mine:
         folder.mkdir()
         (folder / "notes.txt").write_text("mine")
