@@ -329,16 +329,21 @@ def _json_safe(value):
 
 
 def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
+    return _read_image(source, what, "a label map")
+
+
+def _read_image(source: ImageLike, what: str, expected: str) -> tuple[sitk.Image, str]:
+    """(image, description) of a path or ``sitk.Image``; the messages ask for ``expected`` ("a label map")."""
     if isinstance(source, sitk.Image):
         return source, f"<{what} image>"
     path = Path(source)
     if not path.is_file():
-        raise InputImageError(f"{what} {path} does not exist or is not a file; give a label map (.nii.gz, .nrrd, ...)")
+        raise InputImageError(f"{what} {path} does not exist or is not a file; give {expected} (.nii.gz, .nrrd, ...)")
     try:
         return sitk.ReadImage(str(path)), str(path)
     except RuntimeError as error:  # SimpleITK's message: its last line names the reader's complaint
         reason = str(error).strip().splitlines()[-1] if str(error).strip() else type(error).__name__
-        raise InputImageError(f"{what} {path} cannot be read as an image ({reason}); give a label map "
+        raise InputImageError(f"{what} {path} cannot be read as an image ({reason}); give {expected} "
                               "(.nii.gz, .nrrd, ...)") from error
 
 
@@ -658,7 +663,8 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
     pred[pred == SACRUM] = 0
     pred_centroids = body_centres_lps(_with_array(pred, pred_image))  # the point VerSe marks
     grid, grid_description = (pred_image, "the prediction's grid") if centroids_grid is None else (
-        _read_label_image(centroids_grid, "centroid grid")[0], "the grid of --centroids-grid")
+        _read_image(centroids_grid, "centroid grid image", "the image the points were marked on")[0],
+        "the grid of --centroids-grid")
     points = read_ctd(path, grid)
     size = np.array(grid.GetSize(), dtype=float)
     outside = sorted(label for label, point in points.items()

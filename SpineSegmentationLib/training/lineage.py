@@ -158,8 +158,16 @@ def resumed_lineage(now: dict, checkpoint_state: dict) -> dict:
     Returns:
         ``now`` with the union of both records; ``seen_in_training_complete`` is False when the checkpoint records
         no lineage (written before lineages were recorded).
+
+    Raises:
+        HeldOutLeakError: a scan of ``now["held_out"]`` is among what the checkpoint trained on.
     """
     before = checkpoint_state.get("seen_in_training")
+    trained = {entry["sha256"] for entry in before or []}
+    leaked = [entry["file"] for entry in now.get("held_out", []) if entry["sha256"] in trained]
+    if leaked:
+        raise HeldOutLeakError(f"the held-out scan(s) {leaked} are among what the checkpoint resumed from trained on; "
+                               "a model resumed from it has seen them: train a new run without them")
     return dict(now, seen_in_training=merge(now["seen_in_training"], before or []),
                 seen_in_training_complete=bool(now["seen_in_training_complete"] and before is not None
                                                and checkpoint_state.get("seen_in_training_complete", True)))

@@ -7,8 +7,8 @@ Two sources are understood:
   A mask ``<prefix>_seg-vert_msk.nii.gz`` belongs to the CT ``<prefix>_ct.nii.gz`` (or ``<prefix>_ct.nii``) found
   anywhere under the root. Masks without a CT (e.g. ``shared/data/verse_masks``) are **mask-only** cases: train-split
   ones feed the synthetic CT generator (:mod:`.synthetic`); validation ones are not used at all. Cases whose path
-  below the root, or the root folder's own name (``dataset-verse20validation``, ``dataset-verse20test``), contains
-  "valid" or "test" are validation cases (never trained on).
+  below the root, or the root folder's own name (``dataset-verse20validation``, ``dataset-verse20test``), has a
+  word starting "valid" or "test" (not "latest", "invalid") are validation cases (never trained on).
 - A **manifest CSV** with columns ``image,labels,convention`` and the optional columns ``split``
   (``train``/``validation``) and ``teacher``. ``image`` is a NIfTI/NRRD file or a DICOM series folder;
   ``convention`` is one of :data:`~SpineSegmentationLib.anatomy.CONVENTIONS`. ``teacher`` names the model folder
@@ -21,6 +21,7 @@ All labels are converted to VerSe numbers with :func:`~SpineSegmentationLib.anat
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from ..errors import SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 
 MASK_SUFFIX = "_seg-vert_msk.nii.gz"
+#: A folder of validation or test cases: "valid..." or "test..." not inside a word ("dataset-verse20validation",
+#: "02_validation", "test"; not "latest", "contest", "invalid").
+_HELD_OUT_FOLDER = re.compile(r"(?<![a-z])(valid|test)")
 #: The names a case's CT may have, ``<prefix>`` followed by one of these.
 CT_SUFFIXES = ("_ct.nii.gz", "_ct.nii")
 
@@ -95,7 +99,7 @@ def find_verse_cases(root: str | Path) -> list[Case]:
     for mask in masks:
         prefix = mask.name[: -len(MASK_SUFFIX)]
         parts = [part.lower() for part in (root.name, *mask.relative_to(root).parts)]
-        split = "validation" if any("valid" in p or "test" in p for p in parts) else "train"
+        split = "validation" if any(_HELD_OUT_FOLDER.search(p) for p in parts) else "train"
         cases.append(Case(name=prefix, image=cts.get(prefix), labels=mask, convention="verse", split=split))
     return cases
 

@@ -12,8 +12,8 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
 from SpineSegmentationLib.training import train
 from SpineSegmentationLib.training.config import load_config
 from SpineSegmentationLib.training.data import collect_cases
-from SpineSegmentationLib.training.lineage import (HeldOutLeakError, check_held_out, inherited_lineage, scan_digest,
-                                                   seen_entries, teacher_lineage, training_files)
+from SpineSegmentationLib.training.lineage import (HeldOutLeakError, check_held_out, inherited_lineage, resumed_lineage,
+                                                   scan_digest, seen_entries, teacher_lineage, training_files)
 from SpineSegmentationLib.training.readers import read_manifest
 
 from training_helpers import tiny_config
@@ -195,3 +195,15 @@ def test_the_held_out_example_model_never_saw_the_example_ct():
     assert training["warm_start"] is None
     held_out = {e["sha256"] for e in training["held_out"]}
     assert {scan_digest(EXAMPLE_CT), scan_digest(patient / "example_ct_dicom")} <= held_out
+
+
+def test_a_resumed_run_is_refused_when_its_checkpoint_trained_on_a_held_out_scan():
+    """Resuming merges the checkpoint's record into the run's; a scan held out now but trained on before would be
+    recorded as both (defence in depth: a changed data.held_out is also refused as a changed configuration)."""
+    now = {"seen_in_training": [{"file": "a.nii.gz", "sha256": "1" * 64}], "seen_in_training_complete": True,
+           "held_out": [{"file": "b.nii.gz", "sha256": "2" * 64}]}
+    merged = resumed_lineage(now, {"seen_in_training": [{"file": "c.nii.gz", "sha256": "3" * 64}]})
+    assert {e["file"] for e in merged["seen_in_training"]} == {"a.nii.gz", "c.nii.gz"}
+    assert merged["seen_in_training_complete"]
+    with pytest.raises(HeldOutLeakError, match=r"\['b.nii.gz'\] are among what the checkpoint resumed from trained"):
+        resumed_lineage(now, {"seen_in_training": [{"file": "old/b.nii.gz", "sha256": "2" * 64}]})

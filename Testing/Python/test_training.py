@@ -754,6 +754,9 @@ def test_a_verse_root_named_validation_or_test_is_that_split(tmp_path, root_name
     _verse_case(tmp_path / "dataset-verse20training", "sub-b", TPTBOX_CT, TPTBOX_MASK)
     assert [c.split for c in find_verse_cases(tmp_path / root_name)] == ["validation"]
     assert [c.split for c in find_verse_cases(tmp_path / "dataset-verse20training")] == ["train"]
+    for word in ("latest", "invalid_removed"):  # a word that merely holds "test" or "valid": training data
+        _verse_case(tmp_path / word, "sub-c", TPTBOX_CT, TPTBOX_MASK)
+        assert [c.split for c in find_verse_cases(tmp_path / word)] == ["train"]
 
 
 def test_the_three_verse_downloads_as_roots_train_on_the_training_one_alone(tmp_path):
