@@ -365,6 +365,15 @@ def without_root_file_access():
             raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
 
 
+@pytest.fixture()
+def permissions_apply():
+    """Skips where file permissions cannot be made to apply (root without CAP_SETPCAP to drop its file access)."""
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], check=True, preexec_fn=without_root_file_access)
+    except (subprocess.SubprocessError, OSError) as error:
+        pytest.skip(f"file permissions cannot be made to apply to this user (root): {error}")
+
+
 def listing(folder) -> dict:
     """Every file under ``folder`` (hidden ones too) with its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -463,7 +472,7 @@ def test_hidden_files_and_repeats_of_a_case_are_not_cases(cohort, tmp_path):
     assert [c.case_id for c in cases] == ["b"] and [s.reason for s in skipped] == ["same file as b"]
 
 
-def test_a_folder_that_cannot_be_listed_is_skipped_with_the_os_error(tmp_path):
+def test_a_folder_that_cannot_be_listed_is_skipped_with_the_os_error(tmp_path, permissions_apply):
     tree = tmp_path / "tree"
     (tree / "locked").mkdir(parents=True)
     (tree / "locked" / "x.nii.gz").write_bytes(b"")
@@ -507,7 +516,7 @@ def test_a_wrong_model_or_device_stops_before_any_case_and_leaves_the_output_fol
     assert cli_main([*args, "-o", str(tmp_path / "new")]) == 2 and not (tmp_path / "new").exists()
 
 
-def test_an_output_folder_that_cannot_be_written_stops_before_any_case(cohort, tmp_path):
+def test_an_output_folder_that_cannot_be_written_stops_before_any_case(cohort, tmp_path, permissions_apply):
     out = tmp_path / "out"
     out.mkdir()
     out.chmod(0o555)
