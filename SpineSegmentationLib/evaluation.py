@@ -485,6 +485,7 @@ class _LabelMaps:
             ref[ref == SACRUM] = 0
             notes.append("the sacrum (26) is not evaluated: it is not one of the vertebrae the method segments")
         pred_native_image, ref_image = _with_array(pred, pred_image), _with_array(ref, ref_image)
+        predicted = {int(v) for v in np.unique(pred[pred > 0])}  # on the prediction's own grid
         if not same_grid(pred_native_image, ref_image):
             pred = sitk.GetArrayFromImage(sitk.Resample(
                 pred_native_image, ref_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16
@@ -493,8 +494,7 @@ class _LabelMaps:
                          "which holds the whole reference; the reference says nothing outside it")
         overlaps = overlap_counts(pred, ref)
         pred_counts = {int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))}
-        outside = sorted(set(int(v) for v in np.unique(sitk.GetArrayFromImage(pred_native_image)) if v)
-                         - set(pred_counts), key=_RANK.get)
+        outside = sorted(predicted - set(pred_counts), key=_RANK.get)
         if outside:  # wholly outside the reference's grid: neither right nor wrong there
             notes.append("predicted vertebrae outside the reference's grid, not scored: "
                          + ", ".join(VERSE_NAMES.get(k, str(k)) for k in outside))

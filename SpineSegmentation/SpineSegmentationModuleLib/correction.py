@@ -60,6 +60,7 @@ from .mrml_import import (
     import_output_folder,
     is_vertebra,
     segment_tag,
+    voxel_to_world,
 )
 from .voxel_digests import flat_to_ijk, segment_digests, segment_layers
 
@@ -564,9 +565,7 @@ def segment_statistics(segmentation_node, segment_ids: Sequence[str]) -> dict[st
         if image is None or image.GetPointData().GetScalars() is None:
             out.update({segment_id: SegmentStatistics(0, 0.0, None) for segment_id, _ in members})
             continue
-        matrix = vtk.vtkMatrix4x4()
-        image.GetImageToWorldMatrix(matrix)
-        ijk_to_ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        ijk_to_ras = voxel_to_world(image)
         voxel_cm3 = abs(float(np.linalg.det(ijk_to_ras[:3, :3]))) / 1000.0
         dims, extent = image.GetDimensions(), image.GetExtent()
         values = vtk_to_numpy(image.GetPointData().GetScalars()).ravel()
@@ -740,13 +739,8 @@ def _check_made_on(segmentation_node, input_volume) -> None:
     reference = segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole())
     if reference is None or reference.GetID() == input_volume.GetID() or not reference.IsA("vtkMRMLScalarVolumeNode"):
         return
-    grids = []
-    for volume in (reference, input_volume):
-        matrix = vtk.vtkMatrix4x4()
-        volume.GetIJKToRASMatrix(matrix)
-        image = volume.GetImageData()
-        grids.append((np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)]),
-                      image.GetDimensions() if image is not None else None))
+    grids = [(voxel_to_world(volume), volume.GetImageData().GetDimensions() if volume.GetImageData() else None)
+             for volume in (reference, input_volume)]
     if grids[0][1] == grids[1][1] and np.allclose(grids[0][0], grids[1][0], atol=1e-3):
         return  # another volume on the same grid (a copy, a filtered CT): the vertebrae fit it
     raise ValueError(f"the segmentation {segmentation_node.GetName()!r} was made on {reference.GetName()!r}, not on "
@@ -760,15 +754,12 @@ def _check_edits_on_grid_of(segmentation_node, volume) -> None:
     correction works on the CT's grid, and resampling the edit onto it would lose what the finer grid holds."""
     segmentation = segmentation_node.GetSegmentation()
     edited = [i for i in vertebra_ids(segmentation_node) if is_edited(segmentation.GetSegment(i))]
-    matrix = vtk.vtkMatrix4x4()
-    volume.GetIJKToRASMatrix(matrix)
-    ct = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+    ct = voxel_to_world(volume)
     tolerance = 1e-3 * float(np.linalg.norm(ct[:3, :3], axis=0).min())
     for image, members in segment_layers(segmentation, edited):
         if image is None:
             continue
-        image.GetImageToWorldMatrix(matrix)
-        layer = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        layer = voxel_to_world(image)
         offset = np.linalg.solve(ct[:3, :3], layer[:3, 3] - ct[:3, 3])  # in CT voxels
         if np.allclose(layer[:3, :3], ct[:3, :3], atol=tolerance) and np.allclose(offset, np.rint(offset), atol=1e-3):
             continue

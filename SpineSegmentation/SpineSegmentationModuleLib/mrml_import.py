@@ -129,9 +129,14 @@ def is_vertebra(segment) -> bool:
     return _unnamed_structure(segment_tag(segment, slicer.vtkSegment.GetTerminologyEntryTagName()) or "")
 
 
-def _matrix(node) -> np.ndarray:
+def voxel_to_world(source) -> np.ndarray:
+    """The 4x4 IJK-to-RAS matrix (mm) of a volume node (``GetIJKToRASMatrix``, the node's own frame) or of a
+    segment's labelmap layer (``vtkOrientedImageData.GetImageToWorldMatrix``, the segmentation's frame)."""
     m = vtk.vtkMatrix4x4()
-    node.GetIJKToRASMatrix(m)
+    if hasattr(source, "GetIJKToRASMatrix"):
+        source.GetIJKToRASMatrix(m)
+    else:
+        source.GetImageToWorldMatrix(m)
     return np.array([[m.GetElement(r, c) for c in range(4)] for r in range(4)])
 
 
@@ -160,7 +165,7 @@ def check_same_grid(label_node, volume_node, label_path: Path) -> None:
             f"{volume_node.GetName()!r} has {volume_node.GetImageData().GetDimensions()}; load the results with the "
             "volume that was segmented"
         )
-    a, b = _matrix(label_node), _matrix(volume_node)
+    a, b = voxel_to_world(label_node), voxel_to_world(volume_node)
     spacing = np.linalg.norm(b[:3, :3], axis=0)
     tol = GEOMETRY_TOLERANCE * float(spacing.min())
     if not (np.allclose(a[:3, :3], b[:3, :3], atol=tol) and np.allclose(a[:3, 3], b[:3, 3], atol=tol)):

@@ -178,9 +178,12 @@ def check_options(options: CaseOptions, here: bool = True, in_process: bool = Tr
     """
     from ..pipeline import resolve_device
 
+    if here and in_process:
+        _loaded_model(options.model, options.device)  # resolves the device; kept for this process's cases
+        return
     if here:
         resolve_device(options.device)
-    _loaded_model(options.model, options.device if here and in_process else "cpu")
+    _loaded_model(options.model, "cpu")
 
 
 def case_record(case: Case, **fields) -> dict:
