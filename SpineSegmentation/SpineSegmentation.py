@@ -107,6 +107,34 @@ class SpineSegmentation(ScriptedLoadableModule):
             "A. Sekuboyina et al. (2017)."
         )
         slicer.app.connect("startupCompleted()", registerSampleData)  # as in Slicer's scripted module template
+        # The terminology too, before any scene is loaded (see loadTerminology), not when the module is first opened.
+        slicer.app.connect("startupCompleted()", loadTerminology)
+
+
+def loadTerminology() -> None:
+    """Load the module's terminology context (:data:`TERMINOLOGY_FILE`) into Slicer's Terminologies module, unless a
+    context of that name is loaded already: calling it again loads nothing twice.
+
+    Called when Slicer has started (``startupCompleted``, connected in the module's constructor as Slicer's own
+    scripted modules defer work, e.g. DICOM and SampleData at v5.6.2-v5.10.0) and by the module logic. Slicer emits
+    ``startupCompleted`` when the main window is first shown (without a main window: from the event loop's first
+    turn), before the files given on the command line are loaded (``qSlicerApplicationHelper``: both queued, the
+    command line after), so a scene loaded before the module is opened finds the context: Slicer 5.6 shows the
+    vertebrae's names only for codes of a loaded context (5.8 and later also read them from the segment's
+    ``TerminologyEntry`` tag). A file that cannot be loaded logs a warning (segments keep their codes).
+    """
+    ensureLibraryImportable()
+    from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
+
+    terminologiesLogic = slicer.modules.terminologies.logic()
+    loaded = vtk.vtkStringArray()
+    terminologiesLogic.GetLoadedTerminologyNames(loaded)  # Slicer 5.6-5.10 (IsTerminologyContextLoaded: 5.10+)
+    if TERMINOLOGY_CONTEXT_NAME in {loaded.GetValue(i) for i in range(loaded.GetNumberOfValues())}:
+        return
+    path = Path(__file__).resolve().parent / "Resources" / TERMINOLOGY_FILE
+    if terminologiesLogic.LoadTerminologyFromFile(str(path)) != TERMINOLOGY_CONTEXT_NAME:
+        logging.warning(f"SpineSegmentation: the terminology file {path} could not be loaded; segments keep "
+                        "their codes but Slicer's terminology selector will not list them")
 
 
 def registerSampleData() -> None:
@@ -695,23 +723,10 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
         self.processLogic = SpineSegmentationProcessLogic(runnerFactory=runnerFactory, libraryDir=libraryDir)
         self.correctionLogic = CorrectionLogic(self.processLogic)  # click, re-run, renumber, undo
         self.defaultModelDir = default_model_dir(libraryDir)
-        self._loadTerminology()
+        loadTerminology()  # loaded at startup already (the module's constructor); loads nothing then
 
     def getParameterNode(self):
         return SpineSegmentationParameterNode(super().getParameterNode())
-
-    @staticmethod
-    def _loadTerminology() -> None:
-        terminologiesLogic = slicer.modules.terminologies.logic()
-        path = Path(__file__).resolve().parent / "Resources" / TERMINOLOGY_FILE
-        from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
-
-        loaded = vtk.vtkStringArray()
-        terminologiesLogic.GetLoadedTerminologyNames(loaded)  # Slicer 5.6-5.10 (IsTerminologyContextLoaded: 5.10+)
-        if TERMINOLOGY_CONTEXT_NAME not in {loaded.GetValue(i) for i in range(loaded.GetNumberOfValues())}:
-            if terminologiesLogic.LoadTerminologyFromFile(str(path)) != TERMINOLOGY_CONTEXT_NAME:
-                logging.warning(f"SpineSegmentation: the terminology file {path} could not be loaded; segments keep "
-                                "their codes but Slicer's terminology selector will not list them")
 
     @staticmethod
     def setupPythonRequirements(confirm=None) -> bool:

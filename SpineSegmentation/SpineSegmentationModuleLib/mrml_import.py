@@ -47,7 +47,9 @@ TAG_PREFIX = "SpineSegmentation."
 LABEL_TAG = TAG_PREFIX + "Label"
 #: The tag holding a digest of the voxels the module gave a vertebra (``count:sum``, :func:`digest_text`): a
 #: segment whose voxels no longer match it was edited, also where no edit tracker saw it (a scene loaded and
-#: edited before the module was opened, another Slicer session).
+#: edited before the module was opened, another Slicer session). ``segmentation.seg.nrrd`` of the command line carries
+#: it too (``SpineSegmentationLib.segment_tags.VOXELS_TAG``, the same name; not imported here, where the library may
+#: not be on ``sys.path`` yet).
 VOXELS_TAG = TAG_PREFIX + "Voxels"
 #: SNOMED CT "Tissue": the terminology type Slicer gives a new segment until a structure is chosen for it
 #: (``vtkSegment.cxx``, ``qMRMLSegmentEditorWidget::onAddSegment`` at v5.6.2).
@@ -213,8 +215,11 @@ def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bo
 
 
 def digest_text(digest: tuple[int, int]) -> str:
-    """The :data:`VOXELS_TAG` value of a :func:`~.voxel_digests.segment_digests` entry."""
-    return f"{int(digest[0])}:{int(digest[1])}"
+    """The :data:`VOXELS_TAG` value of a :func:`~.voxel_digests.segment_digests` entry
+    (:func:`SpineSegmentationLib.segment_tags.digest_text`, as the command line writes it)."""
+    from SpineSegmentationLib.segment_tags import digest_text as library_digest_text
+
+    return library_digest_text(digest)
 
 
 def _record_voxels(segmentation_node, segment_ids: list[str]) -> None:

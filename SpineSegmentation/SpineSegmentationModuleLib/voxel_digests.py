@@ -5,10 +5,13 @@ one-step undo and the correction run before they put anything over the segments.
 chunks of :data:`DIGEST_CHUNK` voxels, and only the voxels of segments (non-zero) are weighted; each chunk's
 per-label result is kept, addressed by the chunk's content (SHA-256 of its bytes) and place, so that after a paint
 stroke only the chunks whose bytes changed are counted again. Measured with
-``Testing/benchmarks/benchmark_edit_digests.py`` on a 512 x 512 x 600 shared layer with 20 vertebrae: 0.15 s per
-stroke and 0.25 s for the first digest, where weighting every voxel of the layer took 7.4-7.9 s each.
+``Testing/benchmarks/benchmark_edit_digests.py`` on a 512 x 512 x 600 shared layer with 20 vertebrae: 0.13 s added
+to a stroke and 0.21 s for the first digest, where weighting every voxel of the layer took 7.4-7.9 s each.
 
-Needs only VTK and numpy (3D Slicer or the PyPI ``slicer-core`` package).
+The digest of a chunk is :func:`SpineSegmentationLib.segment_tags.chunk_digests`, the function with which the
+command line tags the segments of ``segmentation.seg.nrrd`` (``SpineSegmentation.Voxels``): here only the layers,
+the chunking and the kept results. Needs only VTK and numpy (3D Slicer or the PyPI ``slicer-core`` package) and
+``SpineSegmentationLib`` on ``sys.path`` (``ensureLibraryImportable`` of the module logic).
 """
 
 from __future__ import annotations
@@ -18,18 +21,10 @@ import hashlib
 
 import numpy as np
 
-#: Per-voxel weights: a fixed pseudo-random integer in [0, 2^20) per voxel from its IJK index in the layer's
-#: extent (so that a layer that grows or shrinks keeps the digests of its unchanged segments), with the
-#: spatial-hash primes of Teschner et al. 2003; moving voxels changes a digest as adding or removing them does.
-#: Integer weights below 2^20 keep every sum exact in float64 up to 2^33 voxels, whatever the order of the chunks.
-_HASH_PRIMES = (73856093, 19349663, 83492791)
-_HASH_MODULUS = 2 ** 20
 #: Voxels counted at a time: a paint stroke of a few slices of a 512 x 512 image touches a few chunks.
 DIGEST_CHUNK = 1 << 20
 #: Chunk results kept (each a few hundred bytes): the chunks of several layers of a few hundred million voxels.
 _CACHE_CHUNKS = 8192
-#: Above this label value a chunk's values are sorted out (np.unique) instead of counted by value.
-_LARGEST_COUNTED_VALUE = 1 << 16
 
 #: Whole-layer results kept by (address, image MTime, scalars MTime): events that leave the voxels alone
 #: (SegmentModified storms of the Segment Editor's Undo, a closed surface being made) cost no hashing.
@@ -37,26 +32,6 @@ _LAYERS_KEPT = 64
 
 _chunk_cache: OrderedDict = OrderedDict()
 _layer_cache: OrderedDict = OrderedDict()
-
-
-def _chunk_digests(chunk: np.ndarray, start: int, dims, extent) -> dict[int, tuple[int, int]]:
-    """Label value -> (voxel count, sum of voxel weights) in one chunk of a layer's scalars (flat, I fastest);
-    negative values count as background."""
-    inside = np.flatnonzero(chunk > 0)  # segment voxels only: background (0, negative) is no segment's
-    values = chunk[inside].astype(np.int64)
-    if not values.size:
-        return {}
-    labels, inverse = np.arange(values.max() + 1), values  # label values of a layer are small: count by value
-    if labels.size > _LARGEST_COUNTED_VALUE:
-        labels, inverse = np.unique(values, return_inverse=True)
-    hashed = np.zeros(values.size, dtype=np.uint64)
-    for index, prime in zip(flat_to_ijk(inside + start, dims, extent), _HASH_PRIMES):
-        hashed ^= index.astype(np.uint64) * np.uint64(prime)
-    weights = (hashed % np.uint64(_HASH_MODULUS)).astype(np.float64)
-    counts = np.bincount(inverse, minlength=labels.size)
-    sums = np.bincount(inverse, weights=weights, minlength=labels.size)
-    present = np.flatnonzero(counts)
-    return {int(labels[n]): (int(counts[n]), int(sums[n])) for n in present}
 
 
 def layer_digests(image, labels: set[int]) -> dict[int, tuple[int, int]]:
@@ -86,6 +61,8 @@ def _count_layer(image, scalars) -> dict[int, tuple[int, int]]:
     """(voxel count, sum of voxel weights) of every label value present in a layer, chunk by chunk."""
     from vtk.util.numpy_support import vtk_to_numpy
 
+    from SpineSegmentationLib import segment_tags  # the one digest function, also the command line's
+
     values = vtk_to_numpy(scalars).ravel()
     dims, extent = tuple(image.GetDimensions()), tuple(image.GetExtent())
     place = (values.dtype.str, dims, extent)
@@ -95,7 +72,7 @@ def _count_layer(image, scalars) -> dict[int, tuple[int, int]]:
         key = (place, start, hashlib.sha256(chunk).digest())
         found = _chunk_cache.get(key)
         if found is None:
-            found = _chunk_digests(chunk, start, dims, extent)
+            found = segment_tags.chunk_digests(chunk, start, dims, extent)
             _chunk_cache[key] = found
             if len(_chunk_cache) > _CACHE_CHUNKS:
                 _chunk_cache.popitem(last=False)
@@ -109,9 +86,11 @@ def _count_layer(image, scalars) -> dict[int, tuple[int, int]]:
 
 
 def flat_to_ijk(flat: np.ndarray, dims, extent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IJK indices (I, J, K arrays) of flat positions in a layer's scalars (I fastest), in the layer's extent."""
-    return (flat % dims[0] + extent[0], flat // dims[0] % dims[1] + extent[2],
-            flat // (dims[0] * dims[1]) + extent[4])
+    """IJK indices (I, J, K arrays) of flat positions in a layer's scalars (I fastest), in the layer's extent
+    (:func:`SpineSegmentationLib.segment_tags.flat_to_ijk`, the digests' own)."""
+    from SpineSegmentationLib.segment_tags import flat_to_ijk as library_flat_to_ijk
+
+    return library_flat_to_ijk(flat, dims, extent)
 
 
 def segment_layers(segmentation, segment_ids) -> list[tuple[object, list[tuple[str, int]]]]:

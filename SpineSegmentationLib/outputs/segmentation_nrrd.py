@@ -14,7 +14,12 @@ One segment per vertebra (in ``result.vertebrae`` order, C1 first):
   ``SpineSegmentation.LevelStated`` ("true", only where a person stated the level), and the anatomy evidence
   the labelling weighed where it was measured: ``SpineSegmentation.RibSides`` ("0", "1" or "2") and
   ``SpineSegmentation.SacrumBelow`` ("true"/"false"), so that renumbering in Slicer weighs it too
-  (``segment_tags.vertebra_tags``).
+  (``segment_tags.vertebra_tags``), and ``SpineSegmentation.Voxels``: the digest of the segment's voxels
+  (``segment_tags.label_map_digests``, the function the Slicer module checks with), so that the module sees edits
+  made to this file in the Segment Editor before it watched the segmentation and keeps them (``tag_unseen_edits``).
+  Slicer places the voxels of this file at their own IJK indices (no ``ReferenceImageExtentOffset``, each segment's
+  ``Extent`` = the box around all vertebrae: ``vtkMRMLSegmentationStorageNode.cxx``, v5.6.2-v5.10.0), the indices
+  the digest weighs here.
 
 The voxels are one 3D layer (vertebrae do not overlap) on the input grid: ``space`` left-posterior-superior,
 ``space directions`` = direction cosines x spacing, ``space origin`` = the input's origin (LPS mm), so the
@@ -40,7 +45,7 @@ import slicerio
 from slicerio.segmentation import terminology_entry_from_string
 
 from ..result import SpineSegmentationResult
-from ..segment_tags import vertebra_tags
+from ..segment_tags import VOXELS_TAG, digest_text, label_map_digests, vertebra_tags
 from ..terminology import slicer_terminology_entry, vertebra_terminology
 #: Voxels cast and compressed at a time (a slab of whole K planes, at least one): 16 MB of uint8.
 SLAB_VOXELS = 16 * 2**20
@@ -129,8 +134,8 @@ def write_segmentation_nrrd(result: SpineSegmentationResult, path: Path) -> None
         )
     if any(not 0 < value <= 255 for value in extents):
         raise ValueError("label values must lie in 0..255 (VerSe numbers) to be written as a segmentation")
-    header = _nrrd_header(result, extents, Path(path))
     labels = sitk.GetArrayViewFromImage(result.labels)  # [k, j, i], no copy
+    header = _nrrd_header(result, extents, Path(path), label_map_digests(labels))
     slab = max(1, SLAB_VOXELS // max(1, labels[0].size))
     compressor = zlib.compressobj(COMPRESSION_LEVEL, zlib.DEFLATED, zlib.MAX_WBITS | 16)  # gzip, as NRRD asks
     with open(path, "wb") as stream:
@@ -140,8 +145,10 @@ def write_segmentation_nrrd(result: SpineSegmentationResult, path: Path) -> None
         stream.write(compressor.flush())
 
 
-def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]], path: Path) -> bytes:
-    """The NRRD header (up to and including the blank line) of the segmentation, from slicerio."""
+def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]], path: Path,
+                 digests: dict[int, tuple[int, int]]) -> bytes:
+    """The NRRD header (up to and including the blank line) of the segmentation, from slicerio; ``digests``: label
+    value -> digest of its voxels (``segment_tags.label_map_digests``)."""
     full = [int(b) for n in result.labels.GetSize() for b in (0, n - 1)]  # no voxels at all
     boxes = np.array(list(extents.values())).reshape(-1, 3, 2)
     layer = [int(b) for box in zip(boxes[:, :, 0].min(axis=0), boxes[:, :, 1].max(axis=0)) for b in box] \
@@ -158,6 +165,8 @@ def _nrrd_header(result: SpineSegmentationResult, extents: dict[int, list[int]],
         "encoding": "gzip",
         "segments": [segment_metadata(v, layer) for v in result.vertebrae],
     }
+    for segment in segmentation["segments"]:
+        segment["tags"][VOXELS_TAG] = digest_text(digests.get(segment["labelValue"], (0, 0)))
     scratch = path.with_name(path.name + ".header")
     try:
         slicerio.write_segmentation(str(scratch), segmentation)

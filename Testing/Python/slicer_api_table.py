@@ -161,6 +161,9 @@ SLICER_NAMESPACE: dict[str, str] = {
     "slicer.app": "Base/QTGUI/qSlicerApplication.h",
     "slicer.app.processEvents": "Qt5",
     "slicer.app.connect": "Qt5",
+    # the signal the module connects to (a string of the connect call: the module loads its terminology and sample
+    # data then); declared in this header at v5.6.2, v5.8.1 and v5.10.0
+    "slicer.app.startupCompleted": "Base/QTGUI/qSlicerApplication.h",
     "SampleData.SampleDataLogic": "Modules/Scripted/SampleData/SampleData.py",
     "SampleData.SampleDataLogic.registerCustomSampleDataSource": "Modules/Scripted/SampleData/SampleData.py",
     "SampleData.downloadSample": "Modules/Scripted/SampleData/SampleData.py",

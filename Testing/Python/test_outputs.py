@@ -124,6 +124,9 @@ def test_seg_nrrd_read_back_with_slicerio(written):
         # the anatomy evidence, where measured, for renumbering in Slicer
         assert tags.get("SpineSegmentation.RibSides") == {None: None, 0: "0", 2: "2"}[vertebra.rib_sides]
         assert tags.get("SpineSegmentation.SacrumBelow") == {None: None, True: "true"}[vertebra.sacrum_below]
+        # the digest of its voxels (count:sum of weights) that the Slicer module checks for unseen edits
+        count, weights = tags["SpineSegmentation.Voxels"].split(":")
+        assert int(count) == int((seg["voxels"] == vertebra.label).sum()) and int(weights) > 0
         # Every segment's extent is the layer's, the box around all vertebrae (as Slicer writes it): Slicer 5.6
         # crops the shared layer to the first segment's extent when it reads the file.
         ijk = np.argwhere(seg["voxels"] > 0)

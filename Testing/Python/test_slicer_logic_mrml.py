@@ -275,6 +275,41 @@ def test_seg_nrrd_round_trip_keeps_voxels_codes_and_geometry(loaded, scene, ct_n
         assert s["terminology"]["type"][:2] == ["SCT", EXPECTED_SCT[s["name"]]]
 
 
+def test_the_command_line_s_seg_nrrd_carries_the_digest_the_module_checks(loaded, output_folder, scene):
+    """segmentation.seg.nrrd of the command line, read by Slicer's storage node (as Slicer opens it), carries for
+    every vertebra the voxel digest the module computes for the same voxels (``SpineSegmentation.Voxels``): the
+    module's check (``tag_unseen_edits``) accepts the file untouched and tags exactly the vertebra whose voxels were
+    changed before the module watched the segmentation, so that a Re-run keeps that edit."""
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from SpineSegmentationModuleLib.correction import EDITED_TAG, tag_unseen_edits
+    from SpineSegmentationModuleLib.mrml_import import VOXELS_TAG
+
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "opened from the command line's output")
+    reader = slicer.vtkMRMLSegmentationStorageNode()
+    reader.SetFileName(str(output_folder / "segmentation.seg.nrrd"))
+    assert reader.ReadData(node) == 1
+    segmentation = node.GetSegmentation()
+    assert segment_names(node) == EXPECTED_NAMES
+    module_given = loaded.segmentation_node.GetSegmentation()  # the module's import of labels.nii.gz
+    for name in EXPECTED_NAMES:
+        written = segment_tag(segmentation.GetSegment(name), VOXELS_TAG)
+        assert written is not None and written == segment_tag(module_given.GetSegment(name), VOXELS_TAG), name
+    assert tag_unseen_edits(node) == []
+    assert {segment_tag(segmentation.GetSegment(n), EDITED_TAG) for n in EXPECTED_NAMES} == {"false"}
+
+    # one voxel of L2 erased in the shared layer, as a paint stroke in the Segment Editor would
+    l2 = segmentation.GetSegment("L2")
+    layer = l2.GetRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    dims = layer.GetDimensions()
+    voxels = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(dims[2], dims[1], dims[0])
+    voxels[tuple(np.argwhere(voxels == l2.GetLabelValue())[0])] = 0
+    layer.Modified()
+    assert tag_unseen_edits(node) == ["L2"]
+    assert segment_tag(l2, EDITED_TAG) == "true"
+    assert [n for n in EXPECTED_NAMES if segment_tag(segmentation.GetSegment(n), EDITED_TAG) == "true"] == ["L2"]
+
+
 def test_results_on_a_ct_under_a_transform_keep_its_grid_in_the_segmentation_and_the_saved_file(
         logic, output_folder, ct_node, scene, verse_labels, tmp_path):
     """A CT under a linear transform (a registration): the segmentation goes under the same transform, and its

@@ -8,6 +8,7 @@ shipped model on the real example CT.
 from __future__ import annotations
 
 import time
+import types
 import unittest
 
 import numpy as np
@@ -62,6 +63,46 @@ def test_logic_loads_the_terminology_once_with_the_slicer_5_6_api(module):
     names = vtk.vtkStringArray()
     slicer.modules.terminologies.logic().GetLoadedTerminologyNames(names)
     assert slicer_app.vtk_string_values(names).count(TERMINOLOGY_CONTEXT_NAME) == 1
+
+
+class _StartingApplication:
+    """What of ``slicer.app`` the module's constructor uses (Qt's signal connection; Qt does not run here): records
+    the slots connected to each signal, so that the test can emit ``startupCompleted()`` as Slicer does."""
+
+    def __init__(self) -> None:
+        self.slots: dict[str, list] = {}
+
+    def connect(self, signal: str, slot) -> None:
+        self.slots.setdefault(signal, []).append(slot)
+
+
+def test_the_terminology_is_loaded_when_slicer_has_started_before_the_module_is_opened(module, monkeypatch):
+    """Slicer constructs the module at startup and emits ``startupCompleted()`` before it loads a scene given on the
+    command line; the module's slot loads the terminology context then, before any logic or widget exists (Slicer 5.6
+    names a scene's vertebra codes only from a loaded context), and opening the module later loads it no second
+    time."""
+    import slicer
+
+    application = _StartingApplication()
+    monkeypatch.setattr(slicer, "app", application, raising=False)
+    module.SpineSegmentation(types.SimpleNamespace())  # as Slicer's module factory does at startup
+    ours = [slot for slot in application.slots["startupCompleted()"] if slot.__module__ == module.__name__]
+    assert module.loadTerminology in ours
+    terminologies = slicer.modules.terminologies.logic()
+
+    def loaded() -> list[str]:
+        names = vtk.vtkStringArray()
+        terminologies.GetLoadedTerminologyNames(names)
+        return slicer_app.vtk_string_values(names)
+
+    assert TERMINOLOGY_CONTEXT_NAME not in loaded()
+    for slot in ours:  # startupCompleted() emitted (registerSampleData, the other slot, needs the application)
+        if slot is not module.registerSampleData:
+            slot()
+    assert loaded().count(TERMINOLOGY_CONTEXT_NAME) == 1
+    module.loadTerminology()
+    module.SpineSegmentationLogic()  # the module opened later
+    assert loaded().count(TERMINOLOGY_CONTEXT_NAME) == 1
 
 
 def test_parameter_node_keeps_no_absolute_model_path(module):

@@ -199,6 +199,32 @@ def test_resource_paths_used_by_the_module_exist():
     assert MODULE_DIR / "Resources" / term == TERM_FILE
 
 
+def test_the_terminology_is_loaded_when_slicer_has_started_not_when_the_module_is_first_opened():
+    """Slicer 5.6 names a loaded scene's vertebra codes only from a loaded context: the module's constructor (run at
+    Slicer's startup) connects ``startupCompleted()`` to ``loadTerminology``, as Slicer's DICOM and SampleData
+    modules defer work (the signal comes before the command line's files are loaded), and the logic calls the same
+    function; nothing else loads the terminology file (loaded once: the function checks what is loaded)."""
+    tree = ast.parse(MODULE_FILE.read_text(encoding="utf-8"))
+    functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+    classes = {node.name: node for node in tree.body if isinstance(node, ast.ClassDef)}
+
+    def calls(node) -> list[ast.Call]:
+        return [c for c in ast.walk(node) if isinstance(c, ast.Call)]
+
+    def method(class_name: str, name: str):
+        return next(n for n in classes[class_name].body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+    connected = [[ast.unparse(a) for a in c.args] for c in calls(method("SpineSegmentation", "__init__"))
+                 if ast.unparse(c.func) == "slicer.app.connect"]
+    assert ["'startupCompleted()'", "loadTerminology"] in connected
+    assert "loadTerminology" in functions
+    assert any(ast.unparse(c.func) == "loadTerminology" for c in calls(method("SpineSegmentationLogic", "__init__")))
+    loaders = [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
+               and any(ast.unparse(c.func).endswith(".LoadTerminologyFromFile") for c in calls(node))]
+    assert loaders == ["loadTerminology"]
+    assert any(ast.unparse(c.func).endswith(".GetLoadedTerminologyNames") for c in calls(functions["loadTerminology"]))
+
+
 # ---------------------------------------------------------------------------------------------------------
 # terminology: the shipped .term.json and terminology.py agree, and both agree with DICOM CID 7603
 

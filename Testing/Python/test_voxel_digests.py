@@ -8,6 +8,8 @@ import pytest
 import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
+from SpineSegmentationLib import segment_tags
+from SpineSegmentationLib.segment_tags import label_map_digests
 from SpineSegmentationModuleLib import voxel_digests
 from SpineSegmentationModuleLib.voxel_digests import DIGEST_CHUNK, layer_digests
 
@@ -76,8 +78,8 @@ def test_only_the_chunks_whose_bytes_changed_are_counted_again(values, monkeypat
     image = _layer(values)
     layer_digests(image, LABELS)
     counted = []
-    real = voxel_digests._chunk_digests
-    monkeypatch.setattr(voxel_digests, "_chunk_digests", lambda chunk, start, *a: counted.append(start) or real(
+    real = segment_tags.chunk_digests
+    monkeypatch.setattr(segment_tags, "chunk_digests", lambda chunk, start, *a: counted.append(start) or real(
         chunk, start, *a))
     layer_digests(image, LABELS)
     assert counted == []
@@ -93,3 +95,25 @@ def test_an_empty_layer_and_labels_not_present_have_zero_digests():
     assert layer_digests(None, {4}) == {4: (0, 0)}
     assert layer_digests(_layer(np.zeros((2, 3, 4), np.int16)), {4})[4] == (0, 0)
     assert layer_digests(_layer(np.full((2, 3, 4), -5, np.int16)), {1})[1] == (0, 0)  # negative: background
+
+
+def test_the_library_s_label_map_digest_is_the_module_s_layer_digest_whatever_the_layer_s_extent(values):
+    """The command line's digest of a label map (no VTK) equals the module's digest of a layer holding the same voxels
+    at the same IJK indices, also when the layer is larger (Slicer pads or crops a layer to the extent it needs), so
+    the ``SpineSegmentation.Voxels`` tag of ``segmentation.seg.nrrd`` is what the module computes after reading it."""
+    padded = np.zeros((values.shape[0] + 3, values.shape[1] + 2, values.shape[2] + 1), np.int16)
+    padded[3:, 2:, 1:] = values
+    from_library = label_map_digests(values.astype(np.uint8))
+    assert set(from_library) == LABELS
+    assert layer_digests(_layer(values), LABELS) == from_library
+    assert layer_digests(_layer(padded, origin_ijk=(-1, -2, -3)), LABELS) == from_library
+    assert {label: count for label, (count, _) in from_library.items()} == {v: int((values == v).sum()) for v in LABELS}
+    with pytest.raises(ValueError, match="3D integer array"):
+        label_map_digests(values.astype(np.float32))
+
+
+def test_the_module_and_the_command_line_write_the_same_tag_in_the_same_format():
+    from SpineSegmentationModuleLib import mrml_import
+
+    assert mrml_import.VOXELS_TAG == segment_tags.VOXELS_TAG == "SpineSegmentation.Voxels"
+    assert mrml_import.digest_text((12, 3456)) == segment_tags.digest_text((12, 3456)) == "12:3456"
