@@ -35,6 +35,8 @@ def traverse_with_fallback(scan, first_batch: int, traverse_once: Callable) -> t
     notes: list[str] = []
     batch: Optional[int] = first_batch
     for next_batch, next_device in ((None, None),) + _FALLBACKS:
+        if next_device == scan.device.type and next_batch == batch:
+            continue  # the try that just failed: a first batch of 1 window goes straight to the CPU
         if next_device is not None:
             batch = next_batch
             if next_device == "cpu":

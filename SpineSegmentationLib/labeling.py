@@ -177,9 +177,10 @@ class LabelingResult:
         probabilities: posterior probability of each final label (summed over every scored sequence that gives
             that vertebra that label), in [0, 1].
         likelihood: posterior probability of the chosen sequence, in [0, 1].
-        alternatives: the best sequence, its shifts by +-1 level (always) and other sequences with posterior
-            above 0.1 %, ordered by posterior probability: labellings of the column, never with the sacrum. When
-            the best ends with the sacrum, those of the segments above it, given the sacrum right below them.
+        alternatives: the best sequence, its shifts by +-1 level (always, where the column and the constraints
+            allow them) and other sequences with posterior above 0.1 %, ordered by posterior probability:
+            labellings of the column, never with the sacrum. When the best ends with the sacrum, those of the
+            segments above it, given the sacrum right below them.
     """
 
     labels: list[int]
@@ -257,8 +258,8 @@ def refine_labels(
             NaN for a vertebra without one (a segment a person drew), whose level then follows its neighbours.
         constraints: optional {index in ``regressed``: VerSe label} that the sequence must respect
             ("this one is L5").
-        max_alternatives: how many candidate sequences to keep in ``alternatives`` beyond the best and its
-            +-1 shifts.
+        max_alternatives: the most sequences ``alternatives`` holds in all; the best and its +-1 shifts are
+            kept even beyond it.
         evidence: optional anatomical evidence per vertebra (same order; None entries for none), from
             :func:`~SpineSegmentationLib.anatomy_evidence.gather_evidence`.
         sacral_instance: also score labellings in which the lowest segment is the top of the sacrum (label
@@ -268,8 +269,9 @@ def refine_labels(
         :class:`LabelingResult`. For N = 0 the labels are empty and the likelihood is 0.
 
     Raises:
-        ValueError: if N exceeds the longest column (26 vertebrae), a constraint index is out of range, the
-            evidence has another length, or no sequence satisfies the constraints (e.g. "C1" stated below "L5").
+        ValueError: if N exceeds the longest column (26 vertebrae), a constraint index is out of range or its
+            label is no level of the column (the sacrum, an unknown number), the evidence has another length, or
+            no sequence satisfies the constraints (e.g. "C1" stated below "L5").
     """
     r = np.array([float(v) for v in regressed])
     n = len(r)
@@ -326,7 +328,14 @@ def sequence_probabilities(
 ) -> tuple[list[float], float]:
     """Posterior marginal of each given label, and the posterior of the whole sequence ``labels``, without
     constraints (for a labelling a person picked, e.g. a runner-up alternative); 0 for a sequence the columns do
-    not contain."""
+    not contain.
+
+    Raises:
+        ValueError: ``labels`` or ``evidence`` has another length than ``regressed`` (one entry per vertebra).
+    """
+    for name, given in (("labels", labels), ("evidence", evidence)):
+        if given is not None and len(given) != len(regressed):
+            raise ValueError(f"{name} for {len(given)} vertebrae, but {len(regressed)} regressed levels were given")
     seqs, posterior = _posterior(_scored_sequences(np.asarray(regressed, dtype=float), {}, evidence))
     labels = tuple(int(v) for v in labels)
     whole = float(sum(p for s, p in zip(seqs, posterior) if s == labels))

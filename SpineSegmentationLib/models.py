@@ -146,8 +146,9 @@ class TraversalParameters:
     """Parameters of the iterative traversal (seed 002, section 3.3).
 
     Attributes:
-        direction: "up" (bottom-up, the paper's default) or "down"; a network is trained for one direction
-            ("both" = trained for either, by flipping the volume along the superior-inferior axis).
+        direction: "up" (bottom-up; the default here, the paper describes both and names none) or "down"; a
+            network is trained for one direction ("both" = trained for either, by flipping the volume along the
+            superior-inferior axis).
         v_min_mm3: minimal fragment volume that counts as a detection. Paper: 1000 voxels at 1 mm = 1000 mm^3.
         delta_max_voxels: convergence threshold on every axis, in voxels of the canonical grid. Paper: 2.
         max_iterations: iteration limit per vertebra, then the midpoint rule. Paper: 10.
@@ -167,13 +168,23 @@ class TraversalParameters:
     mask_threshold: float = 0.5
     test_time_mirror: bool = False
 
+    def __post_init__(self) -> None:
+        if self.direction not in ("up", "down", "both"):
+            raise ValueError(f"traversal.direction must be 'up', 'down' or 'both', got {self.direction!r}")
+        if not isinstance(self.test_time_mirror, bool):
+            raise ValueError(f"traversal.test_time_mirror must be true or false, got {self.test_time_mirror!r}")
+        _check_range("traversal", self, {"v_min_mm3": ("[", 0, None), "delta_max_voxels": ("[int", 0, None),
+                                         "max_iterations": ("[int", 1, None), "step_fraction": ("(", 0, 1),
+                                         "mask_threshold": ("(", 0, 1)})
+
 
 @dataclass(frozen=True)
 class LocalizationParameters:
     """Parameters of the spine localization (seed 001, section 2.1).
 
     Attributes:
-        slice_step: evaluate every n-th sagittal slice (paper: n = 8 at 1 mm).
+        slice_step: evaluate every n-th sagittal slice of the grid at ``Preprocessing.localization_spacing_mm``
+            (paper: n = 8, at a slice spacing it does not state).
         sigma_mm: standard deviation of the 3D Gaussian smoothing of the up-sampled map, in mm.
         threshold: threshold on the smoothed fraction map (paper: tuned on validation data).
         margin_mm: dilation of the thresholded mask before it is used to accept detections.
@@ -192,6 +203,25 @@ class LocalizationParameters:
     margin_mm: float = 20.0
     column_half_width_mm: float = 50.0
     column_max_width_mm: float = 160.0
+
+    def __post_init__(self) -> None:
+        _check_range("localization", self, {"slice_step": ("[int", 1, None), "sigma_mm": ("[", 0, None),
+                                            "threshold": ("[", 0, 1), "margin_mm": ("[", 0, None),
+                                            "column_half_width_mm": ("(", 0, None),
+                                            "column_max_width_mm": ("(", 0, None)})
+
+
+def _check_range(section: str, parameters, ranges: dict) -> None:
+    """Raise ValueError naming ``section.name`` unless each value lies in its range. ``ranges``: name -> (kind, low,
+    high): kind "[" (low <= value) or "(" (low < value), "int" appended for an integer; high (inclusive) or None."""
+    for name, (kind, low, high) in ranges.items():
+        value = getattr(parameters, name)
+        number = numbers.Integral if kind.endswith("int") else numbers.Real
+        above = isinstance(value, number) and (low <= value if kind[0] == "[" else low < value)
+        if isinstance(value, bool) or not above or (high is not None and value > high):
+            bounds = (">= " if kind[0] == "[" else "> ") + str(low) + (f" and <= {high}" if high is not None else "")
+            raise ValueError(f"{section}.{name} must be {'an integer' if number is numbers.Integral else 'a number'} "
+                             f"{bounds}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """The whole job: CT in; every vertebra segmented, labelled and flagged complete or incomplete.
 
-read -> validate -> canonical geometry -> localize -> traverse -> refine labels -> back to the input grid ->
-refine surfaces -> summary. Each arrow is one module; this file only wires them and reports progress.
+read -> validate -> canonical geometry -> localize -> traverse -> back to the input grid -> refine surfaces ->
+anatomical evidence and label refinement -> summary. Each arrow is one module; this file only wires them and
+reports progress.
 """
 
 from __future__ import annotations
@@ -148,7 +149,9 @@ def segment_spine(
     Args:
         image: CT in HU: a path (NIfTI, NRRD, MHA, or a DICOM series folder) or a 3D ``sitk.Image`` (any
             orientation; geometry in LPS as in ITK).
-        model: model folder, a loaded :class:`SpineModel`, or None for the shipped default model.
+        model: model folder, a loaded :class:`SpineModel`, or None for the shipped default model. A loaded model
+            is moved to ``device`` in place (and to the CPU if the GPU runs out of memory), as
+            ``torch.nn.Module.to`` does; the caller's object is used, not copied.
         device: "auto" (CUDA when available), "cpu" or "cuda".
         direction: traversal direction "up" (bottom-up) or "down"; None = the model's. Must be a direction
             the model was trained for.
@@ -171,8 +174,11 @@ def segment_spine(
         False).
 
     Raises:
-        InputImageError: the input is missing, unreadable or not a 3D CT in HU (see ``validation.py``).
+        InputImageError: the input is missing, unreadable or not a 3D CT in HU (see ``validation.py``), or the
+            traversal finds more vertebrae than a spine has (``sanity.check_vertebra_count``).
         ModelFileError: the model is missing, corrupt, not for CT, or not trained for ``direction``.
+        ValueError: ``direction`` is neither "up" nor "down".
+        DeviceError: ``device`` is unknown, or "cuda" where PyTorch finds no CUDA GPU.
         CancelledError: the progress callback returned False.
 
     Example:

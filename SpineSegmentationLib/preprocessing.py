@@ -87,9 +87,9 @@ def extend_cut_body(hu: np.ndarray, reference: sitk.Image, patch_mm: float) -> t
     included (a rib crossing the edge is not drawn on), the border's own value where not (lung and air go on as they
     are). A whole cross-section (body surrounded by air) is returned as it is. The superior and inferior ends are
     never extended: every CT cuts the body there, as did the scans the networks were trained on. Nor is a field of
-    view that one patch of the FCN spans in both directions (the TPTBox crop, 110 x 70 mm): the attention network
-    has too little to go on there, and where it sees no spine the whole volume is searched, a window or two per
-    level (``pipeline.segment_spine``). The rule itself: :func:`extend_cut_sides`.
+    view that one patch of the FCN spans in both directions (the TPTBox crop, 110 x 110 mm across, 70 mm long): the
+    attention network has too little to go on there, and where it sees no spine the whole volume is searched, a window
+    or two per level (``pipeline.segment_spine``). The rule itself: :func:`extend_cut_sides`.
 
     Args:
         hu: HU array [z, y, x] = [S, P, L] on the canonical grid ``reference`` (``geometry.to_canonical``).

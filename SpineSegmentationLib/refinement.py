@@ -5,7 +5,10 @@ of each vertebra." Voxels below the threshold are peeled off from the surface in
 below the threshold, at most ``max_depth_mm`` from the outside of the vertebra's mask (Euclidean distance in mm,
 so the depth is the same along every axis of an anisotropic grid), and connected to the outside through voxels
 that go too. Soft tissue and disc voxels at the border go, while the cortical shell (well above 200 HU) stops the
-peeling and trabecular bone inside is never touched.
+peeling and trabecular bone inside is never touched. The depth is measured between voxel centres, so the outermost
+layer is one voxel deep: on slices thicker than ``max_depth_mm`` (5 mm) a mask's top and bottom faces are peeled
+only within ``max_depth_mm`` of its sides (the example CT's reference masks at 5 mm slices: 6691 of 8019 voxels
+kept; peeling those faces whole as well would keep 5459, 58-76 % per vertebra).
 """
 
 from __future__ import annotations
@@ -33,7 +36,8 @@ def refine_surfaces(
         hu: CT intensities in HU on the same grid as ``labels``.
         spacing_mm: voxel spacing along the array's axes (same order), mm.
         threshold_hu: surface voxels below this are removed (paper: 200 HU).
-        max_depth_mm: maximal peeling depth below the surface, in mm along any direction.
+        max_depth_mm: maximal peeling depth below the surface, in mm along any direction, between voxel centres
+            (the outermost layer is one voxel deep).
 
     Returns:
         A new label map (same dtype); ``labels`` is not modified. A vertebra is never removed entirely: if

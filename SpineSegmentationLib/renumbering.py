@@ -12,7 +12,7 @@ consistently: label map (on the input grid, voxels unchanged), names and ``p_lab
 
 Example::
 
-    from SpineSegmentationLib.renumbering import labeling_alternatives, renumber, set_completeness
+    from SpineSegmentationLib.renumbering import apply_alternative, labeling_alternatives, renumber, set_completeness
     fixed = renumber(result, vertebra_label=23, stated_level="L5")    # the vertebra now called L4 is L5
     runner_up = labeling_alternatives(result)[1]                      # second most likely sequence
     other = apply_alternative(result, runner_up)
@@ -180,9 +180,10 @@ def labeling_alternatives(
 ) -> list[LabelingAlternative]:
     """Candidate label sequences of the column, most likely first (seed 002 section 3.4).
 
-    The list holds the best sequence, its shifts by +-1 level (always), and other sequences with a posterior
-    probability above 0.1 % such as the T13 / L6 variants, with the anatomical evidence the vertebrae carry. Each
-    entry's ``labels`` are in cranio-caudal order and can be applied with :func:`apply_alternative`.
+    The list holds the best sequence, its shifts by +-1 level (where the column and the stated levels allow them),
+    and other sequences with a posterior probability above 0.1 % such as the T13 / L6 variants, with the anatomical
+    evidence the vertebrae carry. Each entry's ``labels`` are in cranio-caudal order and can be applied with
+    :func:`apply_alternative`.
 
     Levels a person stated (``Vertebra.level_stated`` on some of the vertebrae: renumbering, a click or re-run that
     kept a statement) are constraints, as in :func:`renumber`: every candidate keeps them, so the list never offers
@@ -191,7 +192,8 @@ def labeling_alternatives(
 
     Args:
         result_or_vertebrae: a result, or its vertebrae (each with ``label_regressed``).
-        max_alternatives: how many sequences to keep beyond the best and its shifts.
+        max_alternatives: the most sequences the list holds in all; the best and its shifts are kept even beyond
+            it.
 
     Raises:
         ValueError: as :func:`cranio_caudal`; or no contiguous labelling keeps the stated levels (e.g. two stated

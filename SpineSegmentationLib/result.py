@@ -13,7 +13,8 @@ class Vertebra:
     """One segmented vertebra.
 
     Attributes:
-        label: VerSe label number (1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 28 T13).
+        label: VerSe label number (1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 28 T13; 26 the sacrum: a person's,
+            kept as given, or the lowest segment taken for the top of the sacrum, ``labeling.py``).
         name: short level name, e.g. "L1".
         complete: True when the network classified the vertebra as completely visible (p_complete >= 0.5) and
             it does not reach the border of the image (there the field of view cuts it, whatever the network says).

@@ -161,8 +161,10 @@ def anatomy_warnings(vertebrae) -> list[str]:
     are probably upside down relative to the header (seen on the shipped CT flipped head-feet).
 
     Args:
-        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
+        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order). A sacrum a person made (kept as
+            given, no network evaluation: ``iterations`` 0) is left out: its ``label_regressed`` of 0 is no level.
     """
+    vertebrae = [v for v in vertebrae if not (v.label == SACRUM and v.iterations == 0)]
     if len(vertebrae) < MIN_VERTEBRAE_FOR_DIRECTION:
         return []
     height = np.array([v.centroid_ras_mm[2] for v in vertebrae], dtype=float)

@@ -4,8 +4,8 @@ One patch of ``P^3`` voxels (canonical grid) is analysed at a time, together wit
 (every voxel already assigned to a vertebra). The loop, per vertebra:
 
 1. *Sliding window.* While the network finds no fragment of at least ``v_min`` voxels, the patch moves by
-   ``delta_x = P / 2`` in the traversal direction (paper: "up" = bottom-up, the default). With a spine
-   localization the windows follow the spine (one window per step along the superior-inferior axis, centred
+   ``delta_x = P / 2`` in the traversal direction ("up" = bottom-up, the default here; the paper has both). With a
+   spine localization the windows follow the spine (one window per step along the superior-inferior axis, centred
    on the spine mask; where the mask is wider than one patch, the window holding most of it first: ours) instead
    of sweeping the whole volume, and fragments outside the mask are rejected. A vertebra that follows on from a
    committed one (step 4) needs no such permission: the column leads there.
@@ -348,7 +348,7 @@ class Traversal:
             wherever it lies: a low-resolution localization that misses part of an unseen CT's column (the held-out
             models' upper thorax, issue 10) then no longer ends the traversal there.
         memory: optional bool [z, y, x] instance memory to start from (vertebrae already segmented).
-        direction: "up" (bottom-up; the paper's default) or "down"; the direction the network was trained for.
+        direction: "up" (bottom-up; the default) or "down"; the direction the network was trained for.
         progress: optional callback ``progress(vertebrae_found, evaluations)`` after every evaluation.
         sliding_batch: sliding-window positions evaluated together in one batch (same result, fewer launches).
         bone_threshold: optional intensity (in ``volume``'s normalized units) of bone, e.g. 200 HU for CT: a
@@ -707,7 +707,8 @@ def traverse(
         z_range: optional (low, high) canonical z indices: only fragments whose bounding-box centre lies in
             this range count, and the sliding window stays inside it (e.g. "below the clicked vertebra").
         **options: the keyword arguments of :class:`Traversal` (``spine_mask``, ``memory``, ``direction``,
-            ``progress``, ``sliding_batch``, ``bone_threshold``, ``mixed_precision``, ``dense_threshold``).
+            ``progress``, ``sliding_batch``, ``bone_threshold``, ``mixed_precision``, ``dense_threshold``,
+            ``disc_intensities``, ``disc_volume``).
 
     Returns:
         :class:`TraversalResult` with the instance map on the canonical grid.

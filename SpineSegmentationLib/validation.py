@@ -108,7 +108,7 @@ def validate_ct(image: sitk.Image, spacing_mm: float, max_memory_bytes: Optional
     Args:
         image: the input CT (``sitk.Image``, any pixel type), as returned by :func:`SpineSegmentationLib.io.read_image`.
         spacing_mm: isotropic spacing (mm) of the canonical grid the pipeline resamples to, the model's
-            ``Preprocessing.spacing_mm`` (Lessmann et al. 2019, section 3.2: images resampled to isotropic voxels).
+            ``Preprocessing.spacing_mm`` (Lessmann et al. 2019, section 3.1: images resampled to isotropic voxels).
         max_memory_bytes: memory the run may use; default :data:`DEFAULT_MAX_MEMORY_BYTES` (8 GB).
 
     Raises:

@@ -52,6 +52,9 @@ class AttentionNet(nn.Module):
             (axis order of the slice: H = superior-inferior axis, W = anterior-posterior axis).
         output: (N, 1, H / block, W / block), values in [0, 1] (sigmoid): the predicted fraction of spine
             pixels in each block.
+
+    Raises:
+        ValueError: (in ``forward``) an input that is not (N, 1, H, W), or H or W not divisible by the block.
     """
 
     def __init__(self, config: AttentionNetConfig = AttentionNetConfig()) -> None:

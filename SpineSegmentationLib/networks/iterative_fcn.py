@@ -141,6 +141,9 @@ class IterativeFCN(nn.Module):
         input ``x``: (N, 2, D, H, W) float32, D = H = W = ``config.patch_size``; channel 0 the normalized
         image patch, channel 1 the binary instance memory (0/1).
 
+    Raises:
+        ValueError: (in ``forward``) an input that is not (N, 2, D, H, W).
+
     Example:
         >>> net = IterativeFCN(IterativeFCNConfig(patch_size=32, filters=8, recognition_filters=8))
         >>> out = net(torch.zeros(1, 2, 32, 32, 32))

@@ -60,6 +60,17 @@ def test_alternatives_are_ordered_by_posterior_and_include_the_shifts():
     assert [19, 20, 21] in seqs and [21, 22, 23] in seqs
 
 
+def test_max_alternatives_counts_every_alternative_but_keeps_the_best_and_its_shifts():
+    """``max_alternatives`` is the length of the whole list (the best and its shifts included), not the number kept
+    beyond them, as its docstring said before 2026-12-06; the best and its two shifts stay even beyond it."""
+    regressed = [20.5, 21.5, 22.5, 23.5]
+    assert [len(refine_labels(regressed, max_alternatives=m).alternatives) for m in (3, 5, 8)] == [3, 5, 8]
+    shortest = refine_labels(regressed, max_alternatives=0).alternatives
+    assert [a.labels for a in shortest] == [[21, 22, 23, 24], [20, 21, 22, 23]]  # L5 is the column's end: one shift
+    stated = refine_labels(regressed, constraints={3: 24}).alternatives  # a stated level leaves no shift
+    assert [a.labels for a in stated] == [[21, 22, 23, 24]]
+
+
 def test_transitional_vertebrae_are_chosen_or_listed_as_the_evidence_says():
     # thirteen rib-bearing vertebrae between two rib-free ones at either end (C6, C7 and L1, L2): a T13 (4.5 %),
     # or a C7 beside which the rib search saw the first rib on both sides (RIB_LIKELIHOOD: 15 %); the regressions,
@@ -101,6 +112,11 @@ def test_sequence_probabilities_agree_with_the_refinement():
     marginals, whole = sequence_probabilities(regressed, res.labels, _ribs(CHEST))
     assert marginals == pytest.approx(res.probabilities) and whole == pytest.approx(res.likelihood)
     assert sequence_probabilities(regressed, [1] * len(CHEST))[1] == 0.0  # not a contiguous labelling
+    # a labelling or evidence for another number of vertebrae is an error, not a probability of the shorter part
+    with pytest.raises(ValueError, match="labels for 4 vertebrae"):
+        sequence_probabilities(regressed, res.labels[:4])
+    with pytest.raises(ValueError, match="evidence for 3 vertebrae"):
+        sequence_probabilities(regressed, res.labels, _ribs(CHEST)[:3])
 
 
 def test_a_vertebra_without_a_regression_takes_its_level_from_its_neighbours():

@@ -79,6 +79,18 @@ def test_the_most_probable_path_does_not_jump_to_a_brighter_bone_for_a_few_slice
     assert np.array_equal(most_probable_path(drifting, SPACING), 20 + np.arange(30) // 3)
 
 
+def test_the_most_probable_path_moves_at_most_two_columns_per_slice():
+    """The tilt bound of :data:`PATH_MAX_TILT_DEGREES` (60 degrees) is rounded up to whole columns per slice:
+    ceil(tan(60)) = 2 columns, 63 degrees. A line leaning 2 columns per slice is followed; one leaning 3 is not."""
+    two = np.zeros((20, 70))
+    two[np.arange(20), 10 + 2 * np.arange(20)] = 1.0
+    assert np.array_equal(most_probable_path(two, SPACING), 10 + 2 * np.arange(20))
+    three = np.zeros((20, 70))
+    three[np.arange(20), 5 + 3 * np.arange(20)] = 1.0
+    path = most_probable_path(three, SPACING)
+    assert np.abs(np.diff(path)).max() <= 2 and not np.array_equal(path, 5 + 3 * np.arange(20))
+
+
 def test_column_cut_leaves_a_mask_without_narrow_slices_alone():
     mask = np.zeros((30, 10, 100), dtype=bool)
     mask[:, :, 0:100] = True  # 250 mm wide everywhere: no slice says where the spine is

@@ -65,6 +65,13 @@ def test_wrong_format_version_missing_weights_and_bad_config_are_explained(tiny_
                                                                                 "spacing_mm": spacing}}))
         with pytest.raises(ModelFileError, match="invalid preprocessing: preprocessing.spacing_mm must be a number"):
             load_model(path)
+    # a traversal or localization value the pipeline cannot use is refused on loading, not when a scan runs
+    for section, key, value in (("traversal", "direction", "sideways"), ("traversal", "max_iterations", 0),
+                                ("traversal", "step_fraction", 0), ("traversal", "test_time_mirror", "yes"),
+                                ("localization", "slice_step", 1.5), ("localization", "threshold", 2)):
+        (path / "model.json").write_text(json.dumps({**meta, section: {**meta[section], key: value}}))
+        with pytest.raises(ModelFileError, match=f"invalid {section}: {section}.{key} must be"):
+            load_model(path)
     (path / "model.json").write_text(json.dumps(meta))
     (path / "attention_net.safetensors").unlink()
     with pytest.raises(ModelFileError, match="missing"):

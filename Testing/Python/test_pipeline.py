@@ -746,3 +746,45 @@ def test_default_output_dir_is_next_to_the_input(real_ct, dicom_dir, monkeypatch
     monkeypatch.chdir(dicom_dir)
     assert default_output_dir(Path(".")) == dicom_dir.resolve().parent / "example_ct_dicom_spineseg"
     assert default_output_dir(Path("..")) == dicom_dir.resolve().parent.parent / "totalsegmentator_example_spineseg"
+
+
+def test_a_sacrum_a_person_kept_does_not_read_as_a_head_feet_inversion():
+    """A correction keeps a person's sacrum as given (``pipeline._other_structures``: no network evaluation,
+    ``label_regressed`` 0). Read as a regressed level, that 0 at the bottom of the column turned the rank correlation
+    of L1-L5 (regressed 20.1-24.1, the right way up) from -1.0 to -0.14 and raised "head-feet inverted?" on every
+    corrected result with a sacrum and four or more vertebrae. Regressions that do rise towards the head still warn
+    with the sacrum there."""
+    from SpineSegmentationLib.result import Vertebra
+    from SpineSegmentationLib.sanity import result_warnings
+
+    def lumbar(regressed):
+        return [Vertebra(20 + k, f"L{k + 1}", True, 0.9, 0.9, r, [0.0, 0.0, -30.0 * k], 3e4, iterations=3,
+                         sacrum_below=k == 4) for k, r in enumerate(regressed)]
+
+    sacrum = Vertebra(26, "S", True, 1.0, 1.0, 0.0, [0.0, 0.0, -180.0], 9e4, iterations=0, edited=True)
+    upright = result_warnings(lumbar([20.1, 21.1, 22.1, 23.1, 24.1]) + [sacrum])
+    assert not [w for w in upright if w.startswith("head-feet inverted?")], upright
+    flipped = result_warnings(lumbar([24.1, 23.1, 22.1, 21.1, 20.1]) + [sacrum])
+    assert [w for w in flipped if w.startswith("head-feet inverted?")], flipped
+
+
+def test_out_of_memory_with_one_window_per_batch_goes_straight_to_the_cpu():
+    """A first try that already ran one window at a time on the GPU has no smaller batch to fall back to: it is
+    retried on the CPU once, as its note says (before 2026-12-06 the same GPU try ran again, and both notes said
+    "retrying on the CPU")."""
+    from types import SimpleNamespace
+
+    from SpineSegmentationLib.device_fallback import traverse_with_fallback
+
+    scan = SimpleNamespace(device=torch.device("cuda"), model=torch.nn.Linear(1, 1))
+    tries = []
+
+    def traverse_once(s, batch):
+        tries.append((s.device.type, batch))
+        if s.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return "traversed"
+
+    result, notes = traverse_with_fallback(scan, 1, traverse_once)
+    assert result == "traversed" and tries == [("cuda", 1), ("cpu", 1)]
+    assert len(notes) == 1 and "batches of 1" in notes[0] and "on the CPU" in notes[0]
