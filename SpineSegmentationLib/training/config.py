@@ -11,7 +11,8 @@ typo cannot silently fall back to a default):
   :class:`~SpineSegmentationLib.models.Postprocessing` fields stored with the model.
 - ``data``: ``verse_root`` (a VerSe-layout folder or a list of them), ``manifest`` (CSV, see
   :mod:`.readers`), ``synthetic_masks_root`` (VerSe-layout folders whose masks feed the synthetic CT
-  generator), ``anatomy_maps`` (whole-anatomy label maps in TotalSegmentator v2 numbering, painted into CTs by
+  generator, except those in folders named as validation or test data, which are listed and not used),
+  ``anatomy_maps`` (whole-anatomy label maps in TotalSegmentator v2 numbering, painted into CTs by
   :mod:`.anatomy_synthesis`) with ``anatomy_synthesis_share`` (their share of the synthetic volumes when
   VerSe masks are also given), ``composite_column_share`` (the share of the mask-based ones built on two masks
   stacked into one column, the thoracic levels between them filled: :mod:`.column_synthesis`),
@@ -19,7 +20,8 @@ typo cannot silently fall back to a default):
   by a model, the manifest's ``teacher`` column: the band on either side of each vertebra's surface that the loss
   ignores, in mm; 0 = none), pool size
   and refresh rate; ``held_out``: scans (images or label maps) the run must never see, neither in its own data
-  nor through the model it starts from (checked by :mod:`.lineage` before training starts).
+  nor through the model it starts from (checked by :mod:`.lineage` before training starts); a validation CT among
+  them is left out of the validation loss (logged).
   Relative paths are relative to the configuration file.
 - ``fcn_training`` / ``attention_training``: iterations, wall-clock budget, optimizer and loss settings,
   augmentation (``pose_probability``, ``max_rotation_degrees``, ``max_scale``: see

@@ -2,8 +2,10 @@
 
 Real cases come from the configuration's ``data.manifest`` and ``data.verse_root`` (train split only;
 validation cases are kept apart for a held-out loss). Mask-only cases (train-split VerSe masks without CT, and
-everything under ``data.synthetic_masks_root``) feed :func:`~.synthetic.synthesize_ct`; a validation (or test) mask
-without CT is not used at all. Patches are drawn from a synthetic volume with probability
+the masks under ``data.synthetic_masks_root``) feed :func:`~.synthetic.synthesize_ct`; a validation (or test) mask
+without CT is not used at all, under ``data.synthetic_masks_root`` too (a mask in a folder named as validation or
+test data, :func:`~.readers.is_validation_path`, e.g. ``dataset-verse19validation/`` when the root is a whole VerSe
+download, would put validation anatomy into training). Patches are drawn from a synthetic volume with probability
 ``data.synthetic_fraction`` (when both kinds exist).
 """
 
@@ -24,7 +26,15 @@ from .synthetic import synthesize_ct
 
 
 def collect_cases(data_cfg: dict) -> list[Case]:
-    """All cases named by the ``data`` section (manifest, VerSe roots, synthetic mask roots)."""
+    """All cases named by the ``data`` section (manifest, VerSe roots, synthetic mask roots). The masks of
+    ``data.synthetic_masks_root`` are mask-only cases (their CTs, if any, are not read) and keep the split of their
+    folder's name: a validation/test one is listed and not used (:class:`TrainingData`).
+
+    Raises:
+        FileNotFoundError: a root is not a folder or holds no mask (:func:`~.readers.find_verse_cases`).
+        SpineSegmentationError: a ``data.synthetic_masks_root`` all of whose masks lie in validation/test folders,
+            so that it would add nothing; or a bad manifest or VerSe folder (:mod:`.readers`).
+    """
     cases: list[Case] = []
     if data_cfg.get("manifest"):
         cases += read_manifest(data_cfg["manifest"])
@@ -33,7 +43,13 @@ def collect_cases(data_cfg: dict) -> list[Case]:
         for root in [roots] if isinstance(roots, str) else roots:
             found = find_verse_cases(root)
             if key == "synthetic_masks_root":
-                found = [Case(c.name, None, c.labels, c.convention, "train", synthesis_source=True) for c in found]
+                found = [Case(c.name, None, c.labels, c.convention, c.split, synthesis_source=True) for c in found]
+                if all(c.split != "train" for c in found):
+                    raise SpineSegmentationError(
+                        f"data.synthetic_masks_root {root}: all its {len(found)} mask(s) lie in folders named as "
+                        "validation or test data (a name with a word starting 'valid' or 'test', the root's own "
+                        "included), and such masks never feed training: point data.synthetic_masks_root at the "
+                        "training masks (e.g. dataset-verse19training) or rename the folder if it holds training data")
             cases += found
     return cases
 
@@ -76,10 +92,11 @@ class TrainingData:
         self.masks: list[tuple[str, np.ndarray]] = []
         self.real_names: list[str] = []
         self.validation_names: list[str] = []
-        self.case_names: dict[str, list[str]] = {"train": [], "validation": [], "unused": [], "no_ct": []}
+        self.case_names: dict[str, list[str]] = {"train": [], "validation": [], "unused": [], "no_ct": [],
+                                                 "unused_synthesis": []}
         for case in cases:
             if case.image is None and case.split != "train":
-                self.case_names["unused"].append(case.name)
+                self.case_names["unused_synthesis" if case.synthesis_source else "unused"].append(case.name)
                 continue
             vol = load_case(case, prep.spacing_mm)
             if vol.hu is None:
@@ -146,14 +163,18 @@ class TrainingData:
 
     def split_lines(self) -> list[str]:
         """Log lines naming the cases of each split: the real training CTs, the validation (or test) CTs, the
-        validation masks without a CT (not used), and a warning naming the masks of ``data.verse_root`` used as
-        synthesis sources only because no CT was found for them."""
+        validation masks without a CT (not used), the masks of ``data.synthetic_masks_root`` in validation/test
+        folders (not used), and a warning naming the masks of ``data.verse_root`` used as synthesis sources only
+        because no CT was found for them."""
         names = self.case_names
         lines = [f"train split, real CT(s): {', '.join(names['train']) or 'none'}",
                  f"validation/test split, CT(s) for the validation loss (never trained on): "
                  f"{', '.join(names['validation']) or 'none'}"]
         if names["unused"]:
             lines.append(f"validation/test split, mask(s) without a CT (not used): {', '.join(names['unused'])}")
+        if names["unused_synthesis"]:
+            lines.append(f"data.synthetic_masks_root: mask(s) in a validation/test folder, not used for synthesis "
+                         f"(validation anatomy must not shape training): {', '.join(names['unused_synthesis'])}")
         if names["no_ct"]:
             lines.append(f"warning: no CT found for {len(names['no_ct'])} train-split mask(s) (looked for "
                          f"<prefix>_ct.nii.gz and <prefix>_ct.nii under the VerSe folder); they are used as synthesis "

@@ -5,7 +5,7 @@ synthesis context, not through the checkpoint it was started from (``fcn_trainin
 pseudo-labels written by a model that saw it (a manifest case's ``teacher``: the labels carry what the teacher
 learned). The training configuration names such scans in ``data.held_out``; :func:`check_held_out` refuses to train
 when one of them is among the run's training files or in the recorded lineage of the starting model or of a
-teacher.
+teacher. A held-out scan that is a validation CT is left out of the validation loss (:func:`held_out_validation`).
 
 Scans are compared by :func:`scan_digest`, a digest of their voxel values, so the same scan under another name or
 in another container (.nii, .nii.gz, .nrrd, a DICOM series) is recognized. A different scan of the same patient is
@@ -134,6 +134,25 @@ def check_validation_apart(cases: list[Case], own: list[dict]) -> None:
             raise SpineSegmentationError(
                 f"the validation case {entry['file']} is the same scan as {trained[entry['sha256']]}, which the run "
                 "trains on: keep each scan in one split (the manifest's split column)")
+
+
+def held_out_validation(cases: list[Case], held_out: list[dict]) -> list[Case]:
+    """The validation cases with a CT whose CT or label map is a held-out scan (by :func:`scan_digest`).
+
+    The trainer leaves them out of the validation loss. That loss selects nothing (the model folder gets the last
+    iterate or the weights' moving average, there is no best-checkpoint choice and no early stopping), so a
+    held-out validation CT would not change the weights; but its loss would be in the run's log and loss curve, a
+    measurement on the held-out scan taken while the run is made, which invites choosing the run by it.
+
+    Args:
+        cases: the run's cases.
+        held_out: :func:`seen_entries` of the paths in ``data.held_out``.
+    """
+    digests = {entry["sha256"] for entry in held_out}
+    if not digests:
+        return []
+    return [case for case in cases if case.split == "validation" and case.image is not None
+            and any(scan_digest(path) in digests for path in (case.image, case.labels))]
 
 
 def merge(own: list[dict], inherited: list[dict]) -> list[dict]:

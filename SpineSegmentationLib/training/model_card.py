@@ -44,7 +44,9 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         f"- traversal direction: {meta['traversal']['direction']}",
         "",
         "## Training data",
-        f"- real CT (train split): {', '.join(data.get('real_training_cases', [])) or 'none'}",
+        f"- real CT (train split): {', '.join(data.get('real_training_cases', [])) or 'none'}"
+        + ("" if data.get("real_training_cases_complete", True) else
+           " (incomplete: the checkpoint this run was resumed from did not record the CTs trained on before it)"),
         f"- held-out validation CT (never trained on): {', '.join(data.get('validation_cases', [])) or 'none'}",
         _synthetic_line(data),
         *_lineage_lines(t),

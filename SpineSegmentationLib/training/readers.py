@@ -3,9 +3,10 @@
 Two sources are understood:
 
 - A **VerSe-layout folder** (VerSe 2019/2020): ``rawdata/sub-*/**/*_ct.nii.gz`` with reference masks
-  ``derivatives/sub-*/**/*_seg-vert_msk.nii.gz`` (VerSe numbers; ``*_ctd.json`` centroids are not needed).
-  A mask ``<prefix>_seg-vert_msk.nii.gz`` belongs to the CT ``<prefix>_ct.nii.gz`` (or ``<prefix>_ct.nii``) found
-  anywhere under the root. Masks without a CT (e.g. ``shared/data/verse_masks``) are **mask-only** cases: train-split
+  ``derivatives/sub-*/**/*_seg-vert_msk.nii.gz`` (VerSe numbers; ``*_ctd.json`` centroids are not needed); either
+  file may also be decompressed (``.nii``, as after ``gunzip``: :data:`CT_SUFFIXES`, :data:`MASK_SUFFIXES`).
+  A mask ``<prefix>_seg-vert_msk.nii[.gz]`` belongs to the CT ``<prefix>_ct.nii[.gz]`` found anywhere under the
+  root. Masks without a CT (e.g. ``shared/data/verse_masks``) are **mask-only** cases: train-split
   ones feed the synthetic CT generator (:mod:`.synthetic`); validation ones are not used at all. Cases whose path
   below the root, or the root folder's own name (``dataset-verse20validation``, ``dataset-verse20test``), has a
   word starting "valid" or "test" (not "latest", "invalid") are validation cases (never trained on).
@@ -32,12 +33,13 @@ from ..anatomy import CONVENTIONS, column_mask, foreign_verse_labels, to_verse, 
 from ..errors import SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 
-MASK_SUFFIX = "_seg-vert_msk.nii.gz"
 #: A folder of validation or test cases: "valid..." or "test..." not inside a word ("dataset-verse20validation",
 #: "02_validation", "test"; not "latest", "contest", "invalid").
 _HELD_OUT_FOLDER = re.compile(r"(?<![a-z])(valid|test)")
-#: The names a case's CT may have, ``<prefix>`` followed by one of these.
+#: The names a case's CT may have, ``<prefix>`` followed by one of these (compressed or not).
 CT_SUFFIXES = ("_ct.nii.gz", "_ct.nii")
+#: The names a case's reference mask may have, ``<prefix>`` followed by one of these (compressed or not).
+MASK_SUFFIXES = ("_seg-vert_msk.nii.gz", "_seg-vert_msk.nii")
 
 
 @dataclass(frozen=True)
@@ -71,35 +73,52 @@ class CaseVolume:
     spacing_mm: float
 
 
+def files_by_case(root: Path, suffixes: tuple[str, ...], kind: str) -> dict[str, Path]:
+    """The files under ``root`` (any depth) whose name is ``<prefix>`` followed by one of ``suffixes``, by prefix:
+    the one rule by which a VerSe folder's CTs (:data:`CT_SUFFIXES`) and masks (:data:`MASK_SUFFIXES`) are found.
+
+    Raises:
+        SpineSegmentationError: two files for one prefix (``<prefix>_ct.nii.gz`` and ``<prefix>_ct.nii``, or the same
+            name in two folders), named with ``kind``: which one to use is not guessed.
+    """
+    found: dict[str, Path] = {}
+    for suffix in suffixes:
+        for path in sorted(root.rglob(f"*{suffix}")):
+            prefix = path.name[: -len(suffix)]
+            if prefix in found:
+                raise SpineSegmentationError(
+                    f"two {kind}s for the case {prefix} under {root}: {found[prefix]} and {path}; keep one of them")
+            found[prefix] = path
+    return found
+
+
+def is_validation_path(root: Path, path: Path) -> bool:
+    """Whether ``path`` (below ``root``) is a validation or test case: ``root``'s own name or a folder or file name
+    below it has a word starting "valid" or "test" (``dataset-verse19validation``, ``02_test``; not ``latest``)."""
+    parts = [part.lower() for part in (root.name, *path.relative_to(root).parts)]
+    return any(_HELD_OUT_FOLDER.search(part) for part in parts)
+
+
 def find_verse_cases(root: str | Path) -> list[Case]:
     """All cases of a VerSe-layout folder (see module docstring), sorted by name.
 
     Raises:
-        FileNotFoundError: ``root`` is not a folder or holds no ``*_seg-vert_msk.nii.gz`` mask.
-        SpineSegmentationError: two CTs for one case (``<prefix>_ct.nii.gz`` and ``<prefix>_ct.nii``).
+        FileNotFoundError: ``root`` is not a folder or holds no ``*_seg-vert_msk.nii[.gz]`` mask.
+        SpineSegmentationError: two CTs or two masks for one case (``<prefix>_ct.nii.gz`` and ``<prefix>_ct.nii``).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"VerSe folder {root} does not exist")
-    masks = sorted(root.rglob(f"*{MASK_SUFFIX}"))
+    masks = files_by_case(root, MASK_SUFFIXES, "mask")
     if not masks:
         raise FileNotFoundError(
-            f"no reference masks (*{MASK_SUFFIX}) under {root}; expected the VerSe layout "
+            f"no reference masks (*{' or *'.join(MASK_SUFFIXES)}) under {root}; expected the VerSe layout "
             "rawdata/sub-*/*_ct.nii.gz + derivatives/sub-*/*_seg-vert_msk.nii.gz"
         )
-    cts: dict[str, Path] = {}
-    for suffix in CT_SUFFIXES:
-        for ct in root.rglob(f"*{suffix}"):
-            prefix = ct.name[: -len(suffix)]
-            if prefix in cts:
-                raise SpineSegmentationError(
-                    f"two CTs for the case {prefix} under {root}: {cts[prefix]} and {ct}; keep one of them")
-            cts[prefix] = ct
+    cts = files_by_case(root, CT_SUFFIXES, "CT")
     cases = []
-    for mask in masks:
-        prefix = mask.name[: -len(MASK_SUFFIX)]
-        parts = [part.lower() for part in (root.name, *mask.relative_to(root).parts)]
-        split = "validation" if any(_HELD_OUT_FOLDER.search(p) for p in parts) else "train"
+    for prefix, mask in sorted(masks.items()):
+        split = "validation" if is_validation_path(root, mask) else "train"
         cases.append(Case(name=prefix, image=cts.get(prefix), labels=mask, convention="verse", split=split))
     return cases
 

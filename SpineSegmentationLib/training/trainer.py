@@ -39,6 +39,7 @@ from ..errors import Interrupted, OutputExistsError, OutputWriteError, SpineSegm
 from ..models import Postprocessing, SpineModel, load_model, save_model
 from ..networks import AttentionNet, IterativeFCN
 from ..outputs.staging import describe_write_error
+from ..pipeline import resolve_device
 from ..preprocessing import cut_body_values, pad_value
 from ..threads import torch_threads
 from .attention_training import sagittal_examples, train_attention
@@ -46,8 +47,8 @@ from .config import load_config, model_sections
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
 from .lineage import (
-    check_held_out, check_validation_apart, inherited_lineage, merge, resumed_lineage, seen_entries, teacher_lineage,
-    training_files,
+    check_held_out, check_validation_apart, held_out_validation, inherited_lineage, merge, resumed_lineage,
+    seen_entries, teacher_lineage, training_files,
 )
 from .model_card import write_model_card
 from .patch_stream import patch_batches
@@ -55,20 +56,6 @@ from .sampler import Patch, PatchSampler
 
 CHECKPOINT = "checkpoint.pt"
 LOG_FIELDS = ["iteration", "elapsed_s", "lambda", "total", "fp", "fn", "label", "completeness", "validation_total"]
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """"auto" -> CUDA if available, else CPU.
-
-    Raises:
-        ValueError: CUDA requested but not available.
-    """
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use --device cpu or auto")
-    return dev
 
 
 def batch_tensors(patches: list[Patch], device: torch.device) -> dict[str, torch.Tensor]:
@@ -268,14 +255,17 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         OutputExistsError: ``output_dir`` holds a checkpoint and ``resume`` is False.
         FileNotFoundError: ``resume`` without a checkpoint; missing data files.
         ValueError: invalid configuration or no training data; ``workers`` < 0.
+        DeviceError: ``device`` is unknown or not usable here (e.g. "cuda" without a GPU); raised before
+            ``output_dir`` is created or anything is written.
     """
     with torch_threads(num_threads):
         if int(workers) < 0:
             raise SpineSegmentationError(
                 f"workers must be 0 (draw patches in the training process) or more, got {workers}")
+        dev = resolve_device(device)  # an unusable device fails here, before the run folder is made
         cfg, out, run = load_config(config), Path(output_dir), None
         try:
-            run = _TrainingRun(cfg, out, resume, device, seed, progress, int(workers))
+            run = _TrainingRun(cfg, out, resume, dev, seed, progress, int(workers))
             run.load_data()
             if run.state["attention"] is None:
                 run.train_attention()
@@ -382,7 +372,7 @@ def _differences(a, b, where: str = "") -> list[str]:
 class _TrainingRun:
     """The state of one :func:`train` call: configuration, networks, optimizer, progress counters, data."""
 
-    def __init__(self, cfg: dict, out: Path, resume: bool, device: str, seed: int | None, progress,
+    def __init__(self, cfg: dict, out: Path, resume: bool, device: torch.device, seed: int | None, progress,
                  workers: int = 0) -> None:
         if seed is not None:
             cfg["seed"] = int(seed)
@@ -400,7 +390,7 @@ class _TrainingRun:
             _check_run_folder_free(out, cfg)
         self.lineage = _lineage(cfg)
         out.mkdir(parents=True, exist_ok=True)
-        self.dev = resolve_device(device)
+        self.dev = device
         self.rng = np.random.default_rng(cfg["seed"])
         torch.manual_seed(cfg["seed"])
         random.seed(cfg["seed"])
@@ -466,15 +456,35 @@ class _TrainingRun:
                    "must be named <prefix>_ct.nii.gz or <prefix>_ct.nii, under the same VerSe folder)" if no_ct else "")
                 + " and attention_training.synthetic_volumes is 0; set attention_training.synthetic_volumes > 0 "
                 "to train it on synthetic CTs, or give the run a CT")
+        held_out = held_out_validation(cases, self.state["held_out"])
+        if held_out:
+            cases = [case for case in cases if case not in held_out]
         self.data = TrainingData(cases, self.prep, dc["synthetic_pool_size"], dc["synthetic_fraction"],
                                  self.rng, dc["anatomy_maps"], dc["anatomy_synthesis_share"],
                                  dc["composite_column_share"], dc["pseudo_label_ignore_mm"])
         data = self.data
+        self._record_real_cases(data.real_names)
         for line in data.split_lines():
             self.progress(line)
+        if held_out:
+            self.progress(f"validation/test split, CT(s) named in data.held_out, left out of the validation loss (a "
+                          f"held-out scan gives no number while the run is made): "
+                          f"{', '.join(case.name for case in held_out)}")
         self.progress(f"{len(data.real)} real training CT(s), {len(data.validation)} validation CT(s), "
                       f"{len(data.masks)} mask(s) and {len(data.anatomy_maps)} anatomy map(s) for synthesis, pool of "
                       f"{len(data.pool)} synthetic volumes ({time.monotonic() - t0:.1f} s)")
+
+    def _record_real_cases(self, now: list[str]) -> None:
+        """Keep in the state (and so in the checkpoint) the real CTs every session of this run trained on: a resumed
+        run's model folder lists those of the sessions before it too, although its data folder may hold others now.
+        A checkpoint written before this record was kept gives no such list: the record is then marked incomplete."""
+        state = self.state
+        if self.resume and "real_training_cases" not in state:
+            state["real_training_cases_complete"] = False
+            self.progress(f"warning: {self.ckpt_path} does not record the real CTs trained on before it; the model "
+                          "folder lists those of this session and says the list is incomplete")
+        state["real_training_cases"] = list(dict.fromkeys([*state.get("real_training_cases", []), *now]))
+        state.setdefault("real_training_cases_complete", True)
 
     def save_checkpoint(self) -> None:
         ckpt = {"fcn": self.fcn.state_dict(), "attention_net": self.attention.state_dict(),
@@ -584,6 +594,9 @@ class _TrainingRun:
         """The model folder with its training provenance and model card."""
         cfg, tc, state, dev = self.cfg, self.tc, self.state, self.dev
         data = self.data.summary()
+        data["real_training_cases"] = list(state["real_training_cases"])  # every session's, a resumed run's too
+        if not state["real_training_cases_complete"]:
+            data["real_training_cases_complete"] = False
         if self.workers and self.data.pool:  # the workers' refreshes happen in their processes: counted by schedule
             per_refresh = min(self.dc["synthetic_refresh_count"], len(self.data.pool))  # as TrainingData.refresh
             refreshes = state["iteration"] // self.dc["synthetic_refresh_every"] * per_refresh

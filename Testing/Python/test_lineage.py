@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import SimpleITK as sitk
+import torch
 
-from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
+from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.training import train
 from SpineSegmentationLib.training.config import load_config
 from SpineSegmentationLib.training.data import collect_cases
@@ -207,3 +208,35 @@ def test_a_resumed_run_is_refused_when_its_checkpoint_trained_on_a_held_out_scan
     assert merged["seen_in_training_complete"]
     with pytest.raises(HeldOutLeakError, match=r"\['b.nii.gz'\] are among what the checkpoint resumed from trained"):
         resumed_lineage(now, {"seen_in_training": [{"file": "old/b.nii.gz", "sha256": "2" * 64}]})
+
+
+def test_a_held_out_validation_ct_gives_no_validation_loss(tmp_path):
+    """A validation CT named in data.held_out (here a renamed copy of it: matched by voxel digest) fed the validation
+    loss that the run logs while it trains. That loss selects nothing (the model folder gets the last iterate), but a
+    held-out scan must give no number while the run is made: it is left out, and the log says so."""
+    renamed = tmp_path / "held_out_copy.nii"
+    sitk.WriteImage(sitk.ReadImage(str(EXAMPLE_CT)), str(renamed))
+    cfg = tiny_config(tmp_path, 2, held_out=[renamed])  # the validation loss is computed at each checkpoint: 2
+    manifest = Path(cfg["data"]["manifest"])
+    bodies = EXAMPLE_CT.parent / "example_ct_vertebral_bodies.nii.gz"
+    manifest.write_text(manifest.read_text() + f"{EXAMPLE_CT},{bodies},verse,validation\n")
+    lines = []
+    model = train(cfg, tmp_path / "run", device="cpu", progress=lines.append)
+    assert ("validation/test split, CT(s) named in data.held_out, left out of the validation loss (a held-out scan "
+            "gives no number while the run is made): example_ct") in lines
+    assert "validation/test split, CT(s) for the validation loss (never trained on): none" in lines
+    training = json.loads((model / "model.json").read_text())["training"]
+    assert training["data"]["validation_cases"] == []
+    rows = (tmp_path / "run" / "loss_log.csv").read_text().strip().splitlines()
+    assert [row.split(",")[-1] for row in rows[1:]] == ["", "nan"]  # iteration 2 checkpoints: no validation CT
+    assert [Path(entry["file"]).name for entry in training["held_out"]] == ["held_out_copy.nii"]
+    # the same run with the CT not held out logs its validation loss, and ends with the very same weights: the
+    # validation loss selects nothing (no best checkpoint, no early stopping), so leaving it out changes no weight
+    cfg["data"]["held_out"] = []
+    shown = train(cfg, tmp_path / "shown", device="cpu", progress=lambda line: None)
+    rows = (tmp_path / "shown" / "loss_log.csv").read_text().strip().splitlines()
+    assert rows[2].split(",")[-1] not in ("", "nan")
+    validation = json.loads((shown / "model.json").read_text())["training"]["data"]["validation_cases"]
+    assert [Path(case).name for case in validation] == [EXAMPLE_CT.name]
+    weights, shown_weights = load_model(model).fcn.state_dict(), load_model(shown).fcn.state_dict()
+    assert all(torch.equal(weights[key], shown_weights[key]) for key in weights)
