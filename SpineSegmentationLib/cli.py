@@ -334,7 +334,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="with a centroid file: the image whose voxel grid its points are in (e.g. the CT as VerSe "
                          "ships it, when the prediction was made on a resampled copy); default: the prediction's")
     ev.add_argument("-o", "--output", metavar="OUTDIR",
-                    help="folder for evaluation.json, evaluation.csv and evaluation.png")
+                    help="folder for the report: against a label map evaluation.json, evaluation.csv and "
+                         "evaluation.png; against a centroid file only evaluation_points.json")
     ev.add_argument("--overwrite", action="store_true", help="replace an existing evaluation report in OUTDIR")
     ev.set_defaults(func=cmd_evaluate)
 

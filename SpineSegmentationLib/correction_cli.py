@@ -131,8 +131,18 @@ def cmd_alternatives(args: argparse.Namespace) -> int:
             print(f"{i:2d}  likelihood {a.likelihood:.3f}  {a.description}")
         return 0
     if not 0 <= args.apply < len(alternatives):
-        raise ValueError(f"--apply {args.apply}: there are {len(alternatives)} alternatives (0..{len(alternatives) - 1})")
+        raise ValueError(f"--apply {args.apply}: {_alternatives_range(len(alternatives), args.result, result)}")
     return _write(args, apply_alternative(result, alternatives[args.apply]), read_image(Path(args.input)))
+
+
+def _alternatives_range(count: int, folder: str, result) -> str:
+    """Which ``--apply`` indices there are, for the ``count`` alternatives of ``result``, read from ``folder``."""
+    if count == 0:
+        why = " (it holds no vertebra)" if not result.vertebrae else ""
+        return f"the result in {folder} has no labelling alternatives{why}, so there is none to apply"
+    if count == 1:
+        return "there is 1 alternative, --apply 0 (list it without --apply)"
+    return f"there are {count} alternatives, --apply 0 to {count - 1} (list them without --apply)"
 
 
 def cmd_complete(args: argparse.Namespace) -> int:

@@ -24,16 +24,17 @@ import csv
 import io
 import math
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
 from .case_run import CASE_RECORD, CaseOptions, check_options, remove_leftovers, temporary_path
-from .cases import Skipped, find_cases
+from .cases import Skipped, find_cases, skipped_counts
 from .engines import run_local, run_ray
-from .report import (QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, write_qc_sheet, write_summary,
-                     write_text_atomically)
+from .report import (FLAGS, QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, WARNING_SEPARATOR, write_qc_sheet,
+                     write_summary, write_text_atomically)
 
 SKIPPED_FILE = "skipped.csv"
 ENGINES = ("local", "ray")
@@ -204,9 +205,10 @@ def run_batch(
                          write_qc_sheet(records, output_root))
     counts = {status: sum(1 for r in records if r["status"] == status) for status in ("done", "no_spine", "failed")}
     resumed = sum(1 for r in records if r["resumed"])
-    report(f"{len(records)} cases: {counts['done']} done, {counts['no_spine']} without a spine, {counts['failed']} "
-           f"failed ({resumed} up to date, not run again); {len(skipped)} series skipped. Summary: {result.summary}, "
-           f"QC sheet: {result.qc_sheet}")
+    report(f"{len(records)} case{'' if len(records) == 1 else 's'}: {counts['done']} done, {counts['no_spine']} "
+           f"without a spine, {counts['failed']} failed ({resumed} up to date, not run again); "
+           + (f"skipped: {skipped_counts(skipped)} ({SKIPPED_FILE})" if skipped else "nothing skipped")
+           + f". Summary: {result.summary}, QC sheet: {result.qc_sheet}")
     ran = {r["case_id"] for r in records}
     others = sorted(p.name for p in output_root.iterdir()
                     if p.name not in ran and p.is_dir() and (p / CASE_RECORD).is_file())
@@ -256,15 +258,25 @@ def cmd_batch(args: argparse.Namespace) -> int:
     return min(result.failed, MAX_EXIT_FAILURES)
 
 
+def _help_lines(text: str, indent: int = 20, width: int = 110) -> str:
+    """``text`` wrapped to ``width`` characters, every line indented by ``indent`` spaces (an epilog column)."""
+    return textwrap.fill(text, width=width, initial_indent=" " * indent, subsequent_indent=" " * indent,
+                         break_on_hyphens=False)
+
+
 BATCH_EPILOG = f"""\
 outputs (in OUTROOT):
   <case_id>/        the outputs of 'spineseg segment' (segmentation.dcm for DICOM series or --dicom-seg) and
-                    case.json (status, error, time, input/model checksums, library version); written to a
-                    temporary folder and renamed when complete
-  {SUMMARY_FILE}       one row per vertebra per case: case, level, complete, p_label, p_complete, volume,
-                    centroid (RAS mm), and the case's status/error/time
-  {QC_SHEET_FILE}   one thumbnail per case, flagged cases first (failed, no spine, low confidence, unusual count)
-  {SKIPPED_FILE}       inputs skipped (non-CT series, repeated files, unreadable folders), with the reason
+                    case.json (status, error, warnings, time, vertebrae, input/model checksums, library version);
+                    written to a temporary folder and renamed when complete
+  {SUMMARY_FILE:<17} one row per vertebra per case (one row, vertebra columns empty, for a case without any):
+{_help_lines(", ".join(SUMMARY_COLUMNS))}
+                    (warnings: the run's warnings, joined by "{WARNING_SEPARATOR}"; model: its name and version;
+                    centroid: RAS mm)
+  {QC_SHEET_FILE:<17} one thumbnail per case, flagged cases first:
+{_help_lines(", ".join(FLAGS) + "; a flagged tile says why and lists the run's warnings")}
+  {SKIPPED_FILE:<17} inputs skipped (non-CT series, repeated files, spineseg output folders, folders that cannot
+                    be listed), with the reason
 A re-run skips cases whose outputs are complete and whose input, model and library are unchanged (--resume,
 the default); --force runs them again. A failing case is recorded and the cohort goes on. A wrong --model, a
 --device not available here or an output folder that cannot be written stops the command before any case runs;

@@ -4,7 +4,8 @@
 :class:`Skipped` (what was found but is not a case, with the reason):
 
 - an image file (NIfTI, NRRD, MetaImage, see :data:`~SpineSegmentationLib.io.IMAGE_SUFFIXES`): one case, its id the
-  file name without the suffix;
+  file name without the suffix: the name as given, also for a symlink (the link's name, not its target's, whether
+  the link is an input itself or found in a folder input, so that one file gives one case folder either way);
 - a folder: searched recursively (hidden files and folders, names starting with ``.``, such as macOS's ``._*``
   resource forks, are not inputs; a subfolder that cannot be listed is skipped with the OS error); every image
   file is a case, and every DICOM series (grouped by
@@ -53,7 +54,8 @@ _FRAMES_TAG = "0028|0008"
 SYSTEM_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
 
-__all__ = ["Case", "MIN_SERIES_SLICES", "SYSTEM_FILES", "Skipped", "find_cases", "read_manifest", "system_file"]
+__all__ = ["Case", "MIN_SERIES_SLICES", "SKIPPED_KINDS", "SYSTEM_FILES", "Skipped", "find_cases", "read_manifest",
+           "skipped_counts", "system_file"]
 
 
 @dataclass(frozen=True)
@@ -73,13 +75,34 @@ class Case:
     reference: Optional[Path] = None
 
 
+#: What a :class:`Skipped` is (``Skipped.kind``), singular and plural, as :func:`skipped_counts` counts it.
+SKIPPED_KINDS = {
+    "DICOM series": "DICOM series",  # not a CT volume, an unreadable header, or split over folders
+    "repeated file": "repeated files",  # an image file found again (symlink, repeated manifest row)
+    "repeated DICOM series": "repeated DICOM series",
+    "spineseg output folder": "spineseg output folders",
+    "folder that cannot be listed": "folders that cannot be listed",
+}
+
+
 @dataclass(frozen=True)
 class Skipped:
-    """Something found in the inputs that is not a case, and why (e.g. ``"modality MR, not CT"``)."""
+    """Something found in the inputs that is not a case, and why (e.g. ``"modality MR, not CT"``); ``kind`` says
+    what it is, one of :data:`SKIPPED_KINDS`."""
 
     path: Path
     reason: str
     series_uid: Optional[str] = None
+    kind: str = "DICOM series"
+
+
+def skipped_counts(skipped: Iterable[Skipped]) -> str:
+    """What was skipped, counted by kind: e.g. ``"2 DICOM series and 1 repeated file"``; ``""`` for nothing."""
+    counts: dict[str, int] = {}
+    for item in skipped:
+        counts[item.kind] = counts.get(item.kind, 0) + 1
+    parts = [f"{n} {kind if n == 1 else SKIPPED_KINDS.get(kind, kind)}" for kind, n in counts.items()]
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else "".join(parts)
 
 
 def system_file(name: str) -> bool:
@@ -125,7 +148,8 @@ def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], l
     visited = set()
 
     def unreadable(error: OSError) -> None:
-        skipped.append(Skipped(Path(error.filename or root), f"folder cannot be listed ({error.strerror or error})"))
+        skipped.append(Skipped(Path(error.filename or root), f"folder cannot be listed ({error.strerror or error})",
+                               kind="folder that cannot be listed"))
 
     # a cohort is often gathered by symlinks
     for folder, subfolders, files in os.walk(root, onerror=unreadable, followlinks=True):
@@ -142,7 +166,8 @@ def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], l
             subfolders.clear()
             continue
         if OUTPUT_MARKER in files:
-            skipped.append(Skipped(folder, f"a spineseg output folder (holds {OUTPUT_MARKER})"))
+            skipped.append(Skipped(folder, f"a spineseg output folder (holds {OUTPUT_MARKER})",
+                                   kind="spineseg output folder"))
             subfolders.clear()
             continue
         for name in sorted(files):
@@ -231,7 +256,8 @@ def _without_repeats(cases: list[Case], skipped: list[Skipped]) -> list[Case]:
     for case in cases:
         key = (case.image.resolve(), case.series_uid)
         if key in first:
-            skipped.append(Skipped(case.image, f"same file as {first[key].case_id}", case.series_uid))
+            kind = "repeated DICOM series" if case.image.is_dir() else "repeated file"
+            skipped.append(Skipped(case.image, f"same file as {first[key].case_id}", case.series_uid, kind))
             continue
         first[key] = case
         kept.append(case)
@@ -257,6 +283,7 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
     output = Path(exclude).resolve() if exclude is not None else None
     for item in inputs:
         path = Path(item).resolve()
+        given = Path(item).parent.resolve() / Path(item).name  # a symlink keeps its name, as in a folder input
         if path.is_dir() and output is not None and (output == path or output in path.parents):
             where = "the output folder" if output == path else "inside the output folder"
             raise SpineSegmentationError(f"batch input {item} is {where} {exclude}, which is not searched; choose an "
@@ -265,12 +292,14 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
             found, passed_over = _cases_in_folder(path, output)
             cases += found
             skipped += passed_over
-        elif path.is_file() and image_suffix(path) is not None:
-            cases.append(Case(_safe_id(path.name[: -len(image_suffix(path))]), path))
+        elif path.is_file() and image_suffix(given) is not None:
+            cases.append(Case(_safe_id(given.name[: -len(image_suffix(given))]), given))
         else:
+            link = (f" (a link to {path}: name the link with its target's suffix, {image_suffix(path)})"
+                    if path.is_file() and image_suffix(path) is not None else "")
             raise SpineSegmentationError(
-                f"batch input {item} is {'not a supported image file' if path.exists() else 'missing'}; give image "
-                f"files ({', '.join(IMAGE_SUFFIXES)}), folders of them, DICOM trees, or --manifest CSV"
+                f"batch input {item} is {'not a supported image file' if path.exists() else 'missing'}{link}; give "
+                f"image files ({', '.join(IMAGE_SUFFIXES)}), folders of them, DICOM trees, or --manifest CSV"
             )
     cases, skipped = _without_split_series(cases, skipped)
     if manifest is not None:
@@ -286,7 +315,7 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
         seen[case.case_id] = case
     if not cases:
         raise SpineSegmentationError(
-            "no case found in the inputs" + (f" ({len(skipped)} DICOM series skipped: "
+            "no case found in the inputs" + (f" ({skipped_counts(skipped)} skipped: "
                                              f"{'; '.join(s.reason for s in skipped[:3])})" if skipped else "")
             + "; give image files, folders of them, a DICOM tree of CT series, or a --manifest CSV"
         )

@@ -283,6 +283,18 @@ def test_an_unexpected_exception_is_an_internal_error_with_status_1(capsys):
                            "it with the output of the same command with --debug")
 
 
+def test_evaluate_help_names_what_it_writes_in_each_mode(capsys):
+    from SpineSegmentationLib.evaluation import POINTS_REPORT_FILE, REPORT_FILES
+
+    with pytest.raises(SystemExit):
+        main(["evaluate", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    label_map, centroids = text.split("-o OUTDIR, --output OUTDIR", 1)[1].split("--overwrite", 1)[0].split(";", 1)
+    assert "label map" in label_map and all(name in label_map for name in REPORT_FILES), label_map
+    assert "centroid file" in centroids and POINTS_REPORT_FILE in centroids, centroids
+    assert not any(name in centroids for name in REPORT_FILES), centroids  # only the points report there
+
+
 # --- writing: together or not at all, one writer at a time ------------------------------------------------------
 
 

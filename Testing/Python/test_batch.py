@@ -37,8 +37,8 @@ from SpineSegmentationLib.cli import main as cli_main
 from SpineSegmentationLib.cohort.case_run import CASE_RECORD, temporary_path
 from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, find_cases, read_manifest
 from SpineSegmentationLib.cohort.engines import local_ray_resources, run_ray
-from SpineSegmentationLib.cohort.report import (WARNING_SEPARATOR, case_flags, summary_rows, write_qc_sheet,
-                                                write_summary)
+from SpineSegmentationLib.cohort.report import (FLAGS, SUMMARY_COLUMNS, WARNING_SEPARATOR, case_flags, summary_rows,
+                                                write_qc_sheet, write_summary)
 from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
 from SpineSegmentationLib.outputs import OUTPUT_FILES
@@ -550,3 +550,49 @@ def test_local_ray_instance_has_a_whole_gpu_for_a_fractional_request():
         build_parser().parse_args(["batch", "x", "-o", "y", "--num-cpus", "0"])
     with pytest.raises(SpineSegmentationError, match="--num-cpus must be above 0"):
         run_batch(["x"], "y", OPTIONS, engine="ray", num_cpus=0)
+
+
+def test_batch_help_names_every_summary_column_and_qc_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["batch", "--help"])
+    text = " ".join(capsys.readouterr().out.split())  # the epilog's lines joined
+    assert ", ".join(SUMMARY_COLUMNS) in text  # warnings and model too, in summary.csv's order
+    assert ", ".join(FLAGS) in text  # warning too, in the QC sheet's order
+
+
+def test_a_symlinked_file_names_its_case_by_the_link_given_directly_or_found_in_a_folder(local_run, cohort,
+                                                                                           tmp_path):
+    """One rule: the link's name (what the user named it). Both ways find the earlier run's case up to date."""
+    (tmp_path / "store").mkdir()
+    shutil.copyfile(cohort / "a.nii.gz", tmp_path / "store" / "ct_0001.nii.gz")
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "a.nii.gz").symlink_to(tmp_path / "store" / "ct_0001.nii.gz")
+    direct, _ = find_cases([links / "a.nii.gz"])
+    found, _ = find_cases([links])
+    assert [(c.case_id, c.image) for c in direct] == [(c.case_id, c.image) for c in found] == [
+        ("a", links / "a.nii.gz")]
+    out = tmp_path / "out"
+    shutil.copytree(local_run["out"] / "a", out / "a")  # made from cohort/a.nii.gz: the same name and bytes
+    for inputs in ([links / "a.nii.gz"], [links]):
+        result = run_batch(inputs, out, OPTIONS, progress=False, report=lambda line: None)
+        assert [(r["case_id"], r["resumed"]) for r in result.records] == [("a", True)]
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["a"]
+
+
+def test_the_last_line_counts_what_was_skipped_by_kind(cohort, tmp_path):
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copyfile(cohort / "corrupt.nii.gz", tree / "corrupt.nii.gz")  # fails at once: no network run
+    (tree / "again.nii.gz").symlink_to(tree / "corrupt.nii.gz")
+    (tree / "old_run").mkdir()
+    (tree / "old_run" / "vertebrae.json").write_text("{}")
+    lines = []
+    run_batch([tree], tmp_path / "out", OPTIONS, progress=False, report=lines.append)
+    assert lines[-1].startswith("1 case: 0 done, "), lines
+    assert "; skipped: 1 spineseg output folder and 1 repeated file (skipped.csv). Summary:" in lines[-1], lines
+    run_batch([tree / "corrupt.nii.gz"], tmp_path / "out", OPTIONS, progress=False, report=lines.append)
+    assert "; nothing skipped. Summary:" in lines[-1], lines
+    with pytest.raises(SpineSegmentationError, match=r"no case found in the inputs \(1 spineseg output folder "
+                                                     r"skipped: a spineseg output folder"):
+        find_cases([tree / "old_run"])

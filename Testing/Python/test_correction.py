@@ -167,6 +167,8 @@ def test_click_with_existing_vertebrae_keeps_them_and_flags_edits(oracle_world):
     np.testing.assert_array_equal(labels[outside], truth[outside])  # the others all found
     assert [(v.name, v.edited) for v in result.vertebrae] == [
         ("L1", False), ("L2", False), ("L3", False), ("L4", False), ("L5", True), ("S", False)]
+    # the kept sacrum (no regression of its own) is not read as a level: no head-feet warning on a right-way-up CT
+    assert not [w for w in result.run_info.get("warnings", []) if "head-feet inverted" in w]
     # renumbering leaves the structure outside the column alone
     shifted = renumber(result, 23, "L5")
     assert [v.name for v in shifted.vertebrae] == ["L2", "L3", "L4", "L5", "L6", "S"]
@@ -553,6 +555,28 @@ def test_cli_steps_without_network_write_a_new_folder_and_keep_the_old(oracle_wo
     assert main(["renumber", str(other), "--result", str(first), "--vertebra", "L4", "--level", "L5",
                  "-o", str(tmp_path / "wrong")]) == 2
     assert "is not the CT the result" in capsys.readouterr().err and not (tmp_path / "wrong").exists()
+
+
+def test_cli_apply_out_of_range_says_how_many_alternatives_there_are(oracle_world, oracle_result, tmp_path, capsys):
+    from SpineSegmentationLib.correction_cli import main
+    from SpineSegmentationLib.outputs import write_outputs
+
+    _, ct, _ = oracle_world
+    ct_path = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(ct, str(ct_path))
+    stated = renumber(oracle_result, vertebra_label=23, stated_level="L5")  # one labelling keeps the statement
+    assert len(labeling_alternatives(stated)) == 1
+    empty = SpineSegmentationResult(sitk.Image(oracle_result.labels) * 0, [], [], {}, "no vertebra found")
+    expected = {1: "--apply 3: there is 1 alternative, --apply 0 (list it without --apply)",
+                0: "has no labelling alternatives (it holds no vertebra), so there is none to apply"}
+    for result, count in ((stated, 1), (empty, 0), (oracle_result, len(labeling_alternatives(oracle_result)))):
+        folder = tmp_path / f"result{count}"
+        write_outputs(result, ct, folder, input_path=ct_path)
+        assert main(["alternatives", str(ct_path), "--result", str(folder), "--apply", "3" if count < 3 else "99",
+                     "-o", str(tmp_path / f"applied{count}")]) == 2
+        err = capsys.readouterr().err
+        assert expected.get(count, f"--apply 99: there are {count} alternatives, --apply 0 to {count - 1}") in err, err
+        assert not (tmp_path / f"applied{count}").exists()
 
 
 # --------------------------------------------------------------------------------------------------------------

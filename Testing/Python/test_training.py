@@ -560,6 +560,21 @@ def test_train_command_runs_on_the_threads_it_is_given(tmp_path):
     assert torch.get_num_threads() == threads  # the process's own setting is back
 
 
+@pytest.mark.parametrize("device", ["gpu"] + (["cuda"] if not torch.cuda.is_available() else []))
+def test_train_command_refuses_an_unusable_device_before_making_the_run_folder(device, tmp_path, capsys):
+    """As segment and batch: a usage error (exit 2) naming the device and the fix, and nothing on disk."""
+    from SpineSegmentationLib.cli import main
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config(tmp_path, 2)))
+    out = tmp_path / "runs" / "run"
+    assert main(["train", str(config), "-o", str(out), "--device", device]) == 2
+    err = capsys.readouterr().err
+    assert f"device {device!r}" in err or f"--device {device} " in err, err
+    assert "use --device" in err and "internal error" not in err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_warm_start_from_a_model_folder(tmp_path):
     """``fcn_training.init_from`` may name a model folder (the shipped model is fine-tuned this way): its
     network parameters and attention net are copied, and the provenance says where they came from."""
@@ -791,6 +806,23 @@ def test_a_resumed_run_keeps_what_its_checkpoint_trained_on(tmp_path):
     assert {Path(e["file"]).name for e in training["seen_in_training"]} == {
         TPTBOX_CT.name, TPTBOX_MASK.name, EXAMPLE_CT.name, EXAMPLE_BODIES.name}
     assert training["seen_in_training_complete"] is True and training["fcn_iterations"] == 3
+    # the real CTs trained on are those of both sessions, not the data folder's now (model.json and its card)
+    assert [Path(case).name for case in training["data"]["real_training_cases"]] == [TPTBOX_CT.name, EXAMPLE_CT.name]
+    card = (model / "MODEL_CARD.md").read_text()
+    assert f"{EXAMPLE_CT.name}" in card and "trained on 2 real CT(s)" in card and "incomplete" not in card
+    # a checkpoint written before the record was kept: the list is this session's and says it is incomplete
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    del checkpoint["state"]["real_training_cases"], checkpoint["state"]["real_training_cases_complete"]
+    torch.save(checkpoint, tmp_path / "run" / "checkpoint.pt")
+    cfg["fcn_training"]["max_iterations"] = 4
+    lines = []
+    model = train(cfg, tmp_path / "run", resume=True, device="cpu", progress=lines.append)
+    data = json.loads((model / "model.json").read_text())["training"]["data"]
+    assert [Path(case).name for case in data["real_training_cases"]] == [TPTBOX_CT.name]
+    assert data["real_training_cases_complete"] is False
+    card = (model / "MODEL_CARD.md").read_text()
+    assert "(incomplete: the checkpoint this run was resumed from did not record" in card
+    assert any(line.startswith("warning:") and "does not record the real CTs" in line for line in lines)
 
 
 def test_a_decompressed_ct_is_found_and_masks_without_a_ct_are_named(tmp_path):
@@ -811,6 +843,49 @@ def test_a_decompressed_ct_is_found_and_masks_without_a_ct_are_named(tmp_path):
     (root / "rawdata" / "sub-a" / "sub-a_ct.nii.gz").symlink_to(TPTBOX_CT)  # which of the two: refused, not guessed
     with pytest.raises(SpineSegmentationError, match="two CTs for the case sub-a .*sub-a_ct.nii.gz.*keep one"):
         find_verse_cases(root)
+
+
+def test_a_decompressed_mask_is_found_as_a_decompressed_ct_is(tmp_path):
+    """After gunzip a VerSe mask is <prefix>_seg-vert_msk.nii: it was not found (a CT <prefix>_ct.nii was). Both
+    spellings of both files are found now, by one rule, and two masks for one case are refused as two CTs are."""
+    root = tmp_path / "verse"
+    for subject, mask, ct in (("sub-verse004", VERSE004_MASK, None), ("sub-a", TPTBOX_MASK, TPTBOX_CT)):
+        (root / "derivatives" / subject).mkdir(parents=True)
+        sitk.WriteImage(sitk.ReadImage(str(mask)), str(root / "derivatives" / subject / f"{subject}_seg-vert_msk.nii"))
+        if ct is not None:
+            (root / "rawdata" / subject).mkdir(parents=True)
+            (root / "rawdata" / subject / f"{subject}_ct.nii.gz").symlink_to(ct)
+    a, verse004 = find_verse_cases(root)
+    assert (a.name, a.image, a.labels.name) == ("sub-a", root / "rawdata" / "sub-a" / "sub-a_ct.nii.gz",
+                                                "sub-a_seg-vert_msk.nii")
+    assert (verse004.name, verse004.image, verse004.split) == ("sub-verse004", None, "train")
+    decompressed = load_case(verse004, 2.5).labels  # the real VerSe mask reads as its .nii.gz original does
+    assert np.array_equal(decompressed, load_case(Case("gz", None, VERSE004_MASK), 2.5).labels)
+    assert set(np.unique(decompressed)) == {0, *range(16, 25)}  # T9-L5
+    (root / "derivatives" / "sub-a" / "sub-a_seg-vert_msk.nii.gz").symlink_to(TPTBOX_MASK)
+    with pytest.raises(SpineSegmentationError, match="two masks for the case sub-a .*sub-a_seg-vert_msk.nii.gz.*keep"):
+        find_verse_cases(root)
+
+
+def test_synthesis_masks_in_validation_or_test_folders_are_not_used(tmp_path):
+    """data.synthetic_masks_root at a whole VerSe download: the masks of its validation and test folders fed the
+    synthetic CT generator (validation anatomy in training). They are listed and not used, and not recorded as seen;
+    a root that holds nothing else is refused."""
+    root = tmp_path / "verse19"
+    _verse_case(root / "dataset-verse19training", "sub-verse004", None, VERSE004_MASK)
+    _verse_case(root / "dataset-verse19validation", "sub-verse010", None,
+                DATA / "verse_masks" / "sub-verse010" / "sub-verse010_seg-vert_msk.nii.gz")
+    _verse_case(root / "dataset-verse19test", "sub-gl017", None,
+                DATA / "verse_masks" / "sub-gl017" / "sub-gl017_seg-vert_msk.nii.gz")
+    cases = collect_cases({"synthetic_masks_root": str(root)})
+    data = TrainingData(cases, PREP, pool_size=0, synthetic_fraction=0.5, rng=np.random.default_rng(0))
+    assert data.summary()["synthetic_source_masks"] == ["sub-verse004"]
+    assert ("data.synthetic_masks_root: mask(s) in a validation/test folder, not used for synthesis (validation "
+            "anatomy must not shape training): sub-gl017, sub-verse010") in data.split_lines()
+    assert [path.name for path in training_files(cases, [])] == ["sub-verse004_seg-vert_msk.nii.gz"]
+    with pytest.raises(SpineSegmentationError, match=r"dataset-verse19validation: all its 1 mask\(s\) lie in "
+                                                     r"folders named as validation or test data.*point data"):
+        collect_cases({"synthetic_masks_root": str(root / "dataset-verse19validation")})
 
 
 def test_no_ct_and_no_synthetic_volume_for_the_attention_net_is_a_configuration_error(tmp_path):
