@@ -9,6 +9,7 @@ table. The helpers live in ``SpineSegmentationModuleLib/`` (one concern per file
 
 import importlib.util
 import logging
+import math
 import sys
 import unittest
 from pathlib import Path
@@ -45,6 +46,7 @@ from SpineSegmentationModuleLib.correction import (
     renamed_levels,
     segment_centroid_world,
     segment_rows,
+    vertebra_ids,
 )
 from SpineSegmentationModuleLib.logic import (
     SegmentationCancelledError,
@@ -67,6 +69,12 @@ EXAMPLE_CT_URL = ("https://github.com/wasserth/TotalSegmentator/raw/0effae9d718a
 EXAMPLE_CT_SHA256 = "dbd3ae6d614d1d7ef3a46925c30c70038ed52da6b37fdd6afdc7b9b71387e3e1"
 #: Name of the point list the "Place point" button fills (made when first needed, never on module entry).
 POINT_LIST_NAME = "SpineSegmentation point"
+#: The .ui widgets bound to the parameter node: parameter -> widget name (each widget's ``SlicerParameterName``
+#: names the same parameter). Bound with ``connectParametersToGui``, whose tag ``disconnectGui`` needs: Slicer 5.6
+#: and 5.8's ``connectGui`` returns None (fixed in 5.10, Slicer commit b5a65a49), so the GUI was never disconnected
+#: and every module entry and scene close added another binding of the same widgets.
+PARAMETER_WIDGETS = {"inputVolume": "inputSelector", "outputSegmentation": "outputSegmentationSelector",
+                     "device": "deviceComboBox", "modelFolder": "modelPathLineEdit"}
 
 
 def ensureLibraryImportable() -> Path:
@@ -135,6 +143,52 @@ def loadTerminology() -> None:
     if terminologiesLogic.LoadTerminologyFromFile(str(path)) != TERMINOLOGY_CONTEXT_NAME:
         logging.warning(f"SpineSegmentation: the terminology file {path} could not be loaded; segments keep "
                         "their codes but Slicer's terminology selector will not list them")
+
+
+def modelFolderText(folder) -> str:
+    """The model-folder field's text for the ``modelFolder`` parameter: empty for the shipped model (an empty path,
+    which ``pathlib`` and Slicer's own ``ctkPathLineEdit`` connector write as "."), else the folder."""
+    return "" if str(folder) in ("", ".") else str(folder)
+
+
+def vertebraRowCells(name: str, complete: bool, pLabel: float, volumeCm3: float) -> list[str]:
+    """The texts of one row of the vertebra table (Level, Complete, Confidence, Volume (cm3)) for one
+    ``segment_rows`` row: the confidence is the labelling's probability of the level (0-1), "-" for a vertebra
+    without one (drawn by hand; it showed "nan")."""
+    confidence = "-" if math.isnan(pLabel) else f"{pLabel:.2f}"
+    return [name, _("yes") if complete else _("INCOMPLETE"), confidence, f"{volumeCm3:.1f}"]
+
+
+def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, undoAvailable: bool) -> dict[str, str]:
+    """Why each control of the "Corrections" section cannot run now, as the message its disabled control shows
+    (the problem and what to do); an empty message: the control can run.
+
+    Args:
+        inputVolume: the selected CT volume node, or None.
+        segmentationNode: the selected output segmentation node, or None.
+        vertebraSelected: a row of the vertebra table is the current one.
+        undoAvailable: a correction can be undone (``CorrectionLogic.undo.available``).
+
+    Returns:
+        control -> message, for "placePoint", "segmentFromPoint", "rerun", "renumber", "complete" and "undo".
+    """
+    noVolume = _("Select the CT volume first (Inputs).")
+    noVertebrae = _("The output segmentation holds no vertebrae: press Apply first, or select the segmentation "
+                    "of an earlier run (Outputs).")
+    shown = holds_vertebrae(segmentationNode)  # the vertebrae the table lists
+    selection = noVertebrae if not shown else (
+        "" if vertebraSelected else _("Select a vertebra in the Vertebrae table first."))
+    rerun = noVolume if inputVolume is None else (
+        "" if segmentationNode is not None and vertebra_ids(segmentationNode) else noVertebrae)
+    return {
+        "placePoint": noVolume if inputVolume is None else "",
+        "segmentFromPoint": noVolume if inputVolume is None else "",
+        "rerun": rerun,
+        "renumber": selection,
+        "complete": selection,
+        "undo": "" if undoAvailable else _("Nothing to undo: no correction was made since the scene was opened, "
+                                           "or the last one was undone already."),
+    }
 
 
 def registerSampleData() -> None:
@@ -234,6 +288,9 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._cancelRun()
         if self.logic is not None:
             self.logic.correctionLogic.tracker.stop()  # removes its observer of the segmentation
+        if self._parameterNode:  # the node outlives this widget (Reload makes a new one): unbind these widgets
+            self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            self._parameterNodeGuiTag = None
         self.removeObservers()
 
     def enter(self) -> None:
@@ -246,7 +303,12 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
 
     def onSceneStartClose(self, caller, event) -> None:
+        wasRunning = self._runControl.running
+        self.ui.statusLabel.text = ""  # the last run's message is about the scene that closes
         self._cancelRun()  # the input volume is about to disappear
+        if wasRunning:
+            self.ui.statusLabel.text = "\n".join([_("Stopped: the scene was closed while the segmentation ran; "
+                                                    "nothing was added."), self.ui.statusLabel.text]).strip()
         self.logic.correctionLogic.tracker.observe(None)
         self.logic.correctionLogic.undo.clear()  # a node of the next scene may get the same ID
         self.setParameterNode(None)
@@ -273,10 +335,49 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
-            # The .ui file sets the dynamic property "SlicerParameterName" on each connected widget.
-            self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            gui = {parameter: getattr(self.ui, widget) for parameter, widget in PARAMETER_WIDGETS.items()}
+            gui["modelFolder"] = self._modelFolderConnector()  # the shipped model as an empty field, not "."
+            self._parameterNodeGuiTag = self._parameterNode.connectParametersToGui(gui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._checkCanApply()
+
+    def _modelFolderConnector(self):
+        """Binds the model-folder field to ``modelFolder`` as Slicer's ``ctkPathLineEdit`` connector does, except
+        that the shipped model (an empty path) is an empty field, as the field's tooltip says (that connector shows
+        ".", and puts it back when the field is cleared), and that the text is not rewritten while it already
+        names the parameter's folder (a trailing "/" being typed)."""
+        from slicer.parameterNodeWrapper import GuiConnector
+
+        class ModelFolderConnector(GuiConnector):
+            @staticmethod
+            def canRepresent(widget, datatype) -> bool:
+                return False  # never chosen by Slicer for other widgets: given explicitly below
+
+            @staticmethod
+            def create(widget, datatype):
+                return None
+
+            def __init__(self, widget) -> None:
+                super().__init__()
+                self._widget = widget
+
+            def _connect(self) -> None:
+                self._widget.currentPathChanged.connect(self.changed)
+
+            def _disconnect(self) -> None:
+                self._widget.currentPathChanged.disconnect(self.changed)
+
+            def widget(self):
+                return self._widget
+
+            def read(self) -> Path:
+                return Path(self._widget.currentPath)
+
+            def write(self, value) -> None:
+                if self.read() != Path(value):
+                    self._widget.currentPath = modelFolderText(value)
+
+        return ModelFolderConnector(self.ui.modelPathLineEdit)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         self._showVertebraeOf(self._parameterNode.outputSegmentation if self._parameterNode else None)
@@ -294,8 +395,20 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.applyButton.enabled = True
         else:
             self.ui.applyButton.text = _("Apply")
-            self.ui.applyButton.toolTip = _("Select a CT volume")
+            self.ui.applyButton.toolTip = _("Select a CT volume first (Inputs).")
             self.ui.applyButton.enabled = False
+        self._updateCorrectionControls()
+
+    def _updateCorrectionControls(self) -> None:
+        """Each correction control is enabled only when it can run; a disabled one says why (its tooltip)."""
+        parameters = self._parameterNode
+        blockers = correctionBlockers(
+            parameters.inputVolume if parameters else None, parameters.outputSegmentation if parameters else None,
+            self.ui.vertebraTable.currentRow() >= 0 and bool(self._rowSegmentIds),
+            self.logic.correctionLogic.undo.available)
+        for name, (button, toolTip) in self._correctionControls.items():
+            button.enabled = not blockers[name]
+            button.toolTip = blockers[name] or toolTip
 
     # Run control
 
@@ -330,8 +443,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._checkCanApply()
 
     def _modelFolder(self) -> Optional[Path]:
-        folder = self._parameterNode.modelFolder
-        return None if str(folder) in ("", ".") else Path(folder)
+        folder = modelFolderText(self._parameterNode.modelFolder)
+        return Path(folder) if folder else None
 
     def _setRunning(self, running: bool) -> None:
         self.ui.progressBar.setVisible(running)
@@ -460,6 +573,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.completeButton = qt.QPushButton(_("Toggle complete / incomplete"))
         self.completeButton.toolTip = _("Flag the vertebra selected in the table as completely visible or not")
         self.undoButton = qt.QPushButton(_("Undo last correction"))
+        self.undoButton.toolTip = _("Put the vertebrae back as they were before the last correction (one step)")
         row = qt.QHBoxLayout()
         row.addWidget(self.completeButton)
         row.addWidget(self.undoButton)
@@ -473,6 +587,13 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.completeButton.connect("clicked(bool)", self.onToggleComplete)
         self.undoButton.connect("clicked(bool)", self.onUndo)
         self._correctionsSection = section
+        #: control name (see correctionBlockers) -> (button, its tooltip while it can run)
+        self._correctionControls = {name: (button, button.toolTip) for name, button in (
+            ("placePoint", self.placePointButton), ("segmentFromPoint", self.segmentFromPointButton),
+            ("rerun", self.rerunButton), ("renumber", self.renumberButton), ("complete", self.completeButton),
+            ("undo", self.undoButton))}
+        self.ui.vertebraTable.connect("currentCellChanged(int,int,int,int)",
+                                      lambda *cells: self._updateCorrectionControls())
 
     def _pointListNode(self, create: bool = False):
         """The point list of "Segment from point" (found by name); made only when ``create`` (never on entry)."""
@@ -662,8 +783,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         table.setRowCount(len(rows))
         self._rowSegmentIds = [segmentId for segmentId, *_cells in rows]
         for row, (_segmentId, name, complete, pLabel, volumeCm3) in enumerate(rows):
-            cells = [name, _("yes") if complete else _("INCOMPLETE"), f"{pLabel:.2f}", f"{volumeCm3:.1f}"]
-            for column, text in enumerate(cells):
+            for column, text in enumerate(vertebraRowCells(name, complete, pLabel, volumeCm3)):
                 item = qt.QTableWidgetItem(text)
                 if not complete:
                     font = item.font()
@@ -679,6 +799,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._rememberNames()
         self._fillVertebraTable(segmentationNode)
         self._refreshAlternatives(segmentationNode)
+        self._updateCorrectionControls()  # a row may be gone; Undo may have become possible or been used
         if message:
             self.ui.statusLabel.text = message
 

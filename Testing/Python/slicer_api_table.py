@@ -201,6 +201,9 @@ QT_METHODS: dict[str, str] = {
     "connect": "QObject (PythonQt signal connection)",
     "ctkCollapsibleButton": "CTK Libs/Widgets/ctkCollapsibleButton.h (class)",
     "currentRow": "QTableWidget",
+    "currentPathChanged": "ctkPathLineEdit (signal, CTK Libs/Widgets/ctkPathLineEdit.h; what Slicer's own connector "
+                          "connects)",
+    "currentCellChanged": "QTableWidget (signal, connected by its signature string)",
     "font": "QTableWidgetItem",
     "hide": "QWidget",
     "item": "QTableWidget",
@@ -231,6 +234,13 @@ IMPORTS: dict[str, str] = {
     "slicer.parameterNodeWrapper.parameterNodeWrapper": "Base/Python/slicer/parameterNodeWrapper/wrapper.py",
     "slicer.parameterNodeWrapper.Choice": "Base/Python/slicer/parameterNodeWrapper/validators.py",
     "slicer.parameterNodeWrapper.Default": "Base/Python/slicer/parameterNodeWrapper/default.py",
+    # the base of the widget's model-folder connector (exported by guiConnectors.py's __all__ at all three tags)
+    "slicer.parameterNodeWrapper.GuiConnector": "Base/Python/slicer/parameterNodeWrapper/guiConnectors.py",
+    # methods of a parameterNodeWrapper class (set on it in wrapper.py), not imports: the widget binds its .ui with
+    # connectParametersToGui, which returns the tag disconnectGui needs at v5.6.2-v5.10.0 (connectGui returns None
+    # at v5.6.2 and v5.8.1)
+    "slicer.parameterNodeWrapper.connectParametersToGui": "Base/Python/slicer/parameterNodeWrapper/wrapper.py",
+    "slicer.parameterNodeWrapper.disconnectGui": "Base/Python/slicer/parameterNodeWrapper/wrapper.py",
     "slicer.ScriptedLoadableModule.ScriptedLoadableModule": "Base/Python/slicer/ScriptedLoadableModule.py",
     "slicer.ScriptedLoadableModule.ScriptedLoadableModuleLogic": "Base/Python/slicer/ScriptedLoadableModule.py",
     "slicer.ScriptedLoadableModule.ScriptedLoadableModuleTest": "Base/Python/slicer/ScriptedLoadableModule.py",

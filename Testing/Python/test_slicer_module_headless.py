@@ -264,3 +264,77 @@ def test_the_self_test_reports_a_skip_and_runs_the_next_test(module, monkeypatch
     assert ran == ["cancel"]
     assert test.displayed == ["test_ProcessExampleCT skipped: Python packages missing: torch; install them first "
                               "(open the module, press Apply)"]
+
+
+def test_correction_controls_are_enabled_only_when_they_can_run_and_say_why_not(module):
+    """A first-time user met every correction button enabled: Renumber with no result, Re-run with no CT, Undo with
+    nothing done; each only answered with an error dialog after the click. ``correctionBlockers`` (what the widget
+    enables and puts in the disabled buttons' tooltips) runs here on real MRML nodes."""
+    import slicer
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+    drawn = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn by hand")  # a vertebra, not the module's
+    drawn.GetSegmentation().AddEmptySegment("", "L3")
+    result = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    result.GetSegmentation().GetSegment(result.GetSegmentation().AddEmptySegment("", "L3")).SetTag(LABEL_TAG, "22")
+    blockers = module.correctionBlockers
+    controls = {"placePoint", "segmentFromPoint", "rerun", "renumber", "complete", "undo"}
+
+    nothing = blockers(None, None, False, False)
+    assert set(nothing) == controls and all(nothing.values())  # nothing can run before a CT is selected
+    assert nothing["placePoint"] == nothing["segmentFromPoint"] == nothing["rerun"] == (
+        "Select the CT volume first (Inputs).")
+    assert "press Apply first" in nothing["renumber"] and "press Apply first" in nothing["complete"]
+    assert nothing["undo"].startswith("Nothing to undo")
+
+    volumeOnly = blockers(ct, None, False, False)
+    assert not volumeOnly["placePoint"] and not volumeOnly["segmentFromPoint"]
+    assert "holds no vertebrae" in volumeOnly["rerun"] and "holds no vertebrae" in volumeOnly["renumber"]
+    assert "holds no vertebrae" in blockers(ct, empty, True, False)["rerun"]
+    byHand = blockers(ct, drawn, False, False)  # re-run takes a hand-drawn vertebra; the table lists only ours
+    assert not byHand["rerun"] and "holds no vertebrae" in byHand["renumber"]
+
+    noRow = blockers(ct, result, False, False)
+    assert not noRow["rerun"]
+    assert noRow["renumber"] == noRow["complete"] == "Select a vertebra in the Vertebrae table first."
+    ready = blockers(ct, result, True, True)
+    assert ready == dict.fromkeys(controls, "")
+
+
+def test_the_shipped_model_shows_as_an_empty_model_folder_field(module):
+    """Slicer keeps the shipped model's empty ``modelFolder`` as ``Path()``, written to the parameter node as ".",
+    and its own ``ctkPathLineEdit`` connector showed "." in the field (and put it back when the field was cleared),
+    while the field's tooltip says "leave empty for the shipped model". The widget's connector writes
+    ``modelFolderText`` of the parameter; here on the parameter node as Slicer 5.6-5.10 stores it."""
+    from pathlib import Path
+
+    logic = module.SpineSegmentationLogic()
+    parameters = logic.getParameterNode()
+    parameters.parameterNode.SetParameter("modelFolder", str(Path()))  # what Slicer's PathSerializer writes: "."
+    assert parameters.parameterNode.GetParameter("modelFolder") == "."
+    assert module.modelFolderText(parameters.modelFolder) == ""
+    assert module.modelFolderText(Path("")) == module.modelFolderText("") == ""
+    parameters.modelFolder = logic.defaultModelDir
+    assert module.modelFolderText(parameters.modelFolder) == str(logic.defaultModelDir)
+
+
+def test_a_vertebra_drawn_by_hand_has_no_confidence_in_the_table_rather_than_nan(module, real_ct):
+    """The table showed "nan" as the Confidence of a vertebra a person drew (no ``PLabel`` tag); the row's texts
+    come from ``vertebraRowCells`` of ``segment_rows``, run here on a real segmentation painted on the real CT."""
+    import slicer
+    from SpineSegmentationModuleLib.correction import PLABEL_TAG, segment_rows
+
+    ct = load_volume(slicer.mrmlScene, real_ct, "CT")
+    node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    segmentation = node.GetSegmentation()
+    segmentation.AddEmptySegment("", "L3")
+    paint(node, ct, "L3", (10, 10, 10))
+    segmentation.GetSegment(segmentation.AddEmptySegment("", "L4")).SetTag(PLABEL_TAG, "0.875")
+    paint(node, ct, "L4", (12, 10, 10))
+    rows = {row[1]: module.vertebraRowCells(*row[1:]) for row in segment_rows(node)}
+    assert rows["L3"][2] == "-" and rows["L4"][2] == "0.88"
+    assert rows["L3"][0] == "L3" and rows["L3"][1] == "yes" and float(rows["L3"][3]) >= 0

@@ -191,6 +191,110 @@ def test_ui_parameter_bindings_match_the_parameter_node():
     assert bound["modelFolder"] == "ctkPathLineEdit" and fields["modelFolder"] == "Path"
 
 
+def test_the_parameter_node_binding_is_undone_on_slicer_5_6_and_5_8():
+    """Slicer 5.6.2 and 5.8.1's ``connectGui`` returns None (``parameterNodeWrapper/wrapper.py``; fixed in 5.10.0 by
+    Slicer commit b5a65a49), so ``disconnectGui(tag)`` did nothing there: every module entry and scene close bound
+    the same widgets once more, and the widgets kept writing into a closed scene's parameter node. The widget binds
+    with ``connectParametersToGui`` (its tag returned at v5.6.2-v5.10.0) through ``PARAMETER_WIDGETS``, which must
+    name, for each parameter, the .ui widget whose ``SlicerParameterName`` is that parameter."""
+    tree = module_tree()
+    called = [c.func.attr for c in ast.walk(tree) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)]
+    assert "connectGui" not in called and called.count("connectParametersToGui") == 1
+    tags = [ast.unparse(n.targets[0]) for n in ast.walk(tree) if isinstance(n, ast.Assign)
+            and isinstance(n.value, ast.Call) and ast.unparse(n.value.func).endswith(".connectParametersToGui")]
+    assert tags == ["self._parameterNodeGuiTag"]
+    disconnects = [ast.unparse(c.args[0]) for c in ast.walk(tree) if isinstance(c, ast.Call)
+                   and isinstance(c.func, ast.Attribute) and c.func.attr == "disconnectGui"]
+    assert disconnects and set(disconnects) == {"self._parameterNodeGuiTag"}
+    for method in ("cleanup", "exit", "setParameterNode"):  # Reload, another module, another parameter node
+        assert "disconnectGui(self._parameterNodeGuiTag)" in ast.unparse(_widget_method(method)), method
+    (assignment,) = [n for n in tree.body if isinstance(n, ast.Assign)
+                     and ast.unparse(n.targets[0]) == "PARAMETER_WIDGETS"]
+    mapping = ast.literal_eval(assignment.value)
+    widgets = ui_widgets()
+    for parameter, name in mapping.items():
+        bound = [p.find("string").text for p in widgets[name].findall("property")
+                 if p.get("name") == "SlicerParameterName"]
+        assert bound == [parameter], (parameter, name)
+    node = classes(tree)["SpineSegmentationParameterNode"]
+    assert set(mapping) == {s.target.id for s in node.body if isinstance(s, ast.AnnAssign)}
+    # the model folder through the module's connector, which shows the shipped model as an empty field, not "."
+    assert 'gui["modelFolder"] = self._modelFolderConnector()' in MODULE_FILE.read_text(encoding="utf-8")
+
+
+def _widget_method(name: str) -> ast.FunctionDef:
+    widget = classes(module_tree())["SpineSegmentationWidget"]
+    return next(n for n in widget.body if isinstance(n, ast.FunctionDef) and n.name == name)
+
+
+def test_every_correction_control_follows_what_can_run_and_says_why():
+    """The correction buttons were enabled with no CT, no result, no selected vertebra or nothing to undo (only a
+    dialog after the click said so). ``correctionBlockers`` decides (run in test_slicer_module_headless.py); here:
+    each of its controls is a button of the section, and the buttons are updated whenever what they need changes
+    (parameter node: CT and output; the table's current row; a correction, an undo or a refresh of the table)."""
+    tree = module_tree()
+    blockers = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "correctionBlockers")
+    (returned,) = [n.value for n in ast.walk(blockers) if isinstance(n, ast.Return)]
+    controls = {ast.literal_eval(key) for key in returned.keys}
+    setup = _widget_method("_setupCorrections")
+    (built,) = [n for n in ast.walk(setup) if isinstance(n, ast.Assign)
+                and ast.unparse(n.targets[0]) == "self._correctionControls"]
+    pairs = [n for n in ast.walk(built.value) if isinstance(n, ast.Tuple) and len(n.elts) == 2
+             and isinstance(n.elts[0], ast.Constant)]
+    assert {p.elts[0].value for p in pairs} == controls
+    assert all(ast.unparse(p.elts[1]).endswith("Button") for p in pairs)
+    assert "'currentCellChanged(int,int,int,int)'" in ast.unparse(setup)
+    for caller in ("_checkCanApply", "_refreshFromSegments"):
+        assert "self._updateCorrectionControls()" in ast.unparse(_widget_method(caller)), caller
+
+
+#: The signals the widget connects by signature, with the class that declares them (Qt 5.15's documentation;
+#: ``startupCompleted()``: Slicer's qSlicerApplication.h, checked by check_slicer_api_table.py). A signature that
+#: its class lacks is only a warning on Slicer's console, and the control does nothing.
+SIGNALS = {
+    "startupCompleted()": "qSlicerApplication",
+    "timeout()": "QTimer",
+    "clicked(bool)": "QAbstractButton",
+    "cellClicked(int,int)": "QTableWidget",
+    "currentCellChanged(int,int,int,int)": "QTableWidget",
+    "itemClicked(QListWidgetItem*)": "QListWidget",
+}
+#: The class of each object the widget connects a signal of.
+SIGNAL_SENDERS = {"slicer.app": "qSlicerApplication", "self._pollTimer": "QTimer", "self.ui.applyButton": "QPushButton",
+                  "self.ui.vertebraTable": "QTableWidget", "self.alternativesList": "QListWidget"}
+QT_BASES = {"QPushButton": {"QAbstractButton"}}
+
+
+def test_every_connected_signal_exists_on_its_sender():
+    tree = module_tree()
+    connected = [(ast.unparse(c.func.value), c.args[0].value) for c in ast.walk(tree) if isinstance(c, ast.Call)
+                 and isinstance(c.func, ast.Attribute) and c.func.attr == "connect" and c.args
+                 and isinstance(c.args[0], ast.Constant) and isinstance(c.args[0].value, str)]
+    assert len(connected) >= 10
+    ui = ui_widgets()
+    for sender, signal in connected:
+        assert signal in SIGNALS, f"{sender}: {signal} is not a known signal"
+        cls = SIGNAL_SENDERS.get(sender) or ("QPushButton" if sender.endswith("Button") else None)
+        if sender.startswith("self.ui."):
+            assert ui[sender.removeprefix("self.ui.")].get("class") == cls, sender
+        assert SIGNALS[signal] in {cls} | QT_BASES.get(cls, set()), (sender, signal)
+
+
+def test_the_output_tooltip_says_which_actions_change_the_selected_segmentation():
+    """It said only that a segmentation with segments "is not changed", true of Apply; the corrections work on the
+    selected segmentation and change it (README, "The Slicer module")."""
+    tip = ui_widgets()["outputSegmentationSelector"].find("property[@name='toolTip']/string").text
+    assert "Apply never changes a segmentation that already has segments" in tip
+    assert "Corrections" in tip and "changes the segmentation selected here" in tip
+
+
+def test_closing_the_scene_clears_the_last_run_s_message():
+    """The status line kept "17 vertebrae. Incomplete: T11." after File > Close Scene, about a scene that was gone."""
+    text = ast.unparse(_widget_method("onSceneStartClose"))
+    assert "self.ui.statusLabel.text = ''" in text
+    assert text.index("self.ui.statusLabel.text = ''") < text.index("self._cancelRun()")
+
+
 def test_resource_paths_used_by_the_module_exist():
     text = MODULE_FILE.read_text(encoding="utf-8")
     for relative in re.findall(r'resourcePath\("([^"]+)"\)', text):
