@@ -24,10 +24,16 @@ How the views are made:
    Each vertebra is outlined in its terminology colour and, except in the rib view, filled with it
    (semi-transparent); incompletely visible vertebrae (``complete`` false) are hatched (except in the rib view)
    and named "L5 (incomplete)".
-4. Each vertebra's name sits beside it, level with its centroid; orientation letters mark the view edges;
-   the title gives the model, its version and the vertebra count.
+4. Each vertebra's name sits beside it, level with its centroid, moved up or down (with a line back to its row)
+   where it would cover a neighbour's name; orientation letters sit in the black bands above and below the
+   views (the side letters in the top band's corners), never on the anatomy; the title gives the model, its
+   version and the vertebra count.
 
-An empty result (no vertebra) shows the views through the volume centre with "no spine found".
+The views reach :data:`VIEW_MARGIN_MM` beyond the labelled vertebrae (all of the scan's cranio-caudal extent),
+and the picture is as high as its views: a wide, short scan gives a low picture, not views lost in black.
+
+An empty result (no vertebra) shows flat slabs through the volume's centre (their captions say so) with
+"no spine found".
 """
 
 from __future__ import annotations
@@ -50,7 +56,8 @@ from ..terminology import vertebra_terminology
 #: Display window (level, width) in HU: a bone window, narrower than the cortical-bone (400, 1800) one
 #: because the slab mean softens bone contrast.
 BONE_WINDOW = (300.0, 1400.0)
-#: Black band above and below each view (fraction of its height) that holds the S/I letters and names.
+#: Black band above and below each view (fraction of its height) that holds the orientation letters and names;
+#: at least ``_MIN_BAND_IN`` high (a short scan's views are low).
 BAND_FRACTION = 0.06
 #: Thickness of the curved CT slab, mm.
 SLAB_THICKNESS_MM = 12.0
@@ -65,6 +72,13 @@ MAX_DISPLAY_VOXELS = 48_000_000
 LABEL_ALPHA = 0.35
 #: Widest picture, inches.
 MAX_WIDTH_IN = 20.0
+#: Height of the views (bands included), inches, where :data:`MAX_WIDTH_IN` allows; a wide, short field of view
+#: gets lower views (the picture's height follows, with no empty band above or below).
+VIEW_HEIGHT_IN = 6.9
+#: How far the views reach beyond the labelled vertebrae, mm: anterior and posterior (sagittal view) and to each
+#: side (coronal and rib views, wide enough for the posterior ribs). Beyond this the field of view of a chest or
+#: abdomen CT (up to 500 mm) would only shrink the spine in the picture.
+VIEW_MARGIN_MM = {"anterior": 80.0, "posterior": 40.0, "lateral": 120.0}
 #: Output resolution, dots per inch.
 DPI = 110
 
@@ -115,6 +129,22 @@ def rib_view(ct: np.ndarray, y_centre: np.ndarray, spacing: float) -> np.ndarray
     return _slab(ct, y_centre, offsets, axis=1, reduce=np.max)
 
 
+def _around_spine(ct: np.ndarray, labels: np.ndarray, spacing: float) -> tuple[np.ndarray, np.ndarray]:
+    """``ct`` and ``labels`` ([z, y, x] = [S, P, L] on the isotropic display grid of ``spacing`` mm) cut in y and x
+    to the labelled voxels plus :data:`VIEW_MARGIN_MM` (all of z is kept: the scan's cranio-caudal coverage is
+    what tells a cut vertebra). Unchanged when nothing is labelled."""
+    fg = labels > 0
+    if not fg.any():
+        return ct, labels
+    ys = np.nonzero(fg.any(axis=(0, 2)))[0]
+    xs = np.nonzero(fg.any(axis=(0, 1)))[0]
+    y0 = max(0, ys[0] - int(round(VIEW_MARGIN_MM["anterior"] / spacing)))
+    y1 = min(fg.shape[1], ys[-1] + 1 + int(round(VIEW_MARGIN_MM["posterior"] / spacing)))
+    lateral = int(round(VIEW_MARGIN_MM["lateral"] / spacing))
+    x0, x1 = max(0, xs[0] - lateral), min(fg.shape[2], xs[-1] + 1 + lateral)
+    return ct[:, y0:y1, x0:x1], labels[:, y0:y1, x0:x1]
+
+
 def _label_projection(labels: np.ndarray, values: list[int], axis: int) -> np.ndarray:
     """Per pixel, the label with the most voxels along ``axis`` (0 where none)."""
     shape = tuple(s for i, s in enumerate(labels.shape) if i != axis)
@@ -131,6 +161,13 @@ _TITLE_LINE_IN = 0.2
 _TITLE_CHARS_PER_IN = 10.5
 #: Space above the views for a one-line title and the view captions (inches).
 _TITLE_MARGIN_IN = 0.55
+#: Space below the views (inches), left and right of them (fraction of the width), between them (fraction of a
+#: view's width).
+_BOTTOM_MARGIN_IN = 0.08
+_SIDE_MARGIN = 0.01
+_WSPACE = 0.03
+#: Lowest band above and below a view (inches): the height of an orientation letter.
+_MIN_BAND_IN = 0.25
 
 
 def _wrapped_title(result: SpineSegmentationResult, width_in: float) -> str:
@@ -157,9 +194,53 @@ def _title(result: SpineSegmentationResult) -> str:
     return f"{head}: {n} vertebra{'e' if n != 1 else ''} ({span}{extra})"
 
 
-def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_places, fill=True):
+#: Vertical gap between two names, display pixels.
+_NAME_GAP_PX = 2.0
+
+
+def _separate_names(ax, names, view_box, renderer) -> None:
+    """Move the name boxes of one view apart vertically so that no two overlap (a short scan, or a vertebra cut
+    by the field of view, puts the centroids of neighbours a few pixels apart), keeping their top-to-bottom order
+    and keeping them inside the view (bands included) where there is room. A name moved off its vertebra's row
+    gets a thin line in the vertebra's colour back to that row.
+
+    ``names``: (matplotlib ``Text``, RGB colour) per vertebra, each already placed at its vertebra's row."""
+    if len(names) < 2:
+        return
+    boxes = [text.get_window_extent(renderer) for text, _ in names]
+    order = sorted(range(len(names)), key=lambda i: -(boxes[i].y0 + boxes[i].y1))  # top first
+    shift = [0.0] * len(names)
+
+    def beside(i, j):  # boxes i and j share columns
+        return boxes[i].x0 < boxes[j].x1 and boxes[j].x0 < boxes[i].x1
+
+    for n, i in enumerate(order):  # top down: each below the ones above it
+        for j in order[:n]:
+            if beside(i, j):
+                limit = boxes[j].y0 + shift[j] - _NAME_GAP_PX - boxes[i].y1
+                shift[i] = min(shift[i], limit)
+    for n, i in reversed(list(enumerate(order))):  # bottom up: back inside the view, the ones above with them
+        lift = view_box.y0 - (boxes[i].y0 + shift[i])
+        for j in order[n + 1:]:
+            if beside(i, j):
+                lift = max(lift, boxes[j].y1 + shift[j] + _NAME_GAP_PX - (boxes[i].y0 + shift[i]))
+        shift[i] += max(0.0, lift)
+    to_data = ax.transData.inverted()
+    for (text, colour), box, dy in zip(names, boxes, shift):
+        if abs(dy) < 0.5:
+            continue
+        x, y = text.get_position()
+        x_px, y_px = ax.transData.transform((x, y))
+        new_y = to_data.transform((x_px, y_px + dy))[1]
+        text.set_y(new_y)
+        if abs(dy) > 0.5 * box.height:
+            ax.plot([x, x], [y, new_y], color=colour, linewidth=0.8, solid_capstyle="butt")
+
+
+def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_places, fill=True,
+               band_fraction=BAND_FRACTION):
     """One view: CT slab, label fill (unless ``fill`` is False)/outline/hatching, names, orientation letters.
-    Rows = z (up = superior).
+    Rows = z (up = superior); a black band of ``band_fraction`` of the view's height above and below it.
 
     Each name is drawn at row ``text_rows[label]`` and the first of ``text_places[label]`` (a list of
     (column in voxels, horizontal alignment)) where it fits inside the view."""
@@ -183,7 +264,7 @@ def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_pla
             with matplotlib.rc_context({"hatch.color": "white", "hatch.linewidth": 0.9}):
                 ax.contourf(xs, ys, mask.astype(np.float32), levels=[0.5, 1.5], colors="none", hatches=["////"])
     ax.imshow(rgba, origin="lower", extent=extent, interpolation="nearest")
-    band = BAND_FRACTION * extent[3]
+    band = band_fraction * extent[3]
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2] - band, extent[3] + band)
     ax.set_aspect("equal")
@@ -192,6 +273,7 @@ def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_pla
     ax.apply_aspect()
     renderer = ax.figure.canvas.get_renderer()
     view_box = ax.get_window_extent(renderer)
+    names = []
     for v in vertebrae:
         if v.label not in text_rows:
             continue
@@ -207,11 +289,16 @@ def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_pla
             box = text.get_window_extent(renderer)
             if box.x0 >= view_box.x0 and box.x1 <= view_box.x1:
                 break
-    top_y, bottom_y = 1 - 0.5 * BAND_FRACTION / (1 + 2 * BAND_FRACTION), 0.5 * BAND_FRACTION / (1 + 2 * BAND_FRACTION)
+        names.append((text, colour))
+    _separate_names(ax, names, view_box, renderer)
+    bottom_y = 0.5 * band_fraction / (1 + 2 * band_fraction)
+    top_y = 1 - bottom_y
     left, right, top, bottom = letters
-    for text, xy in ((left, (0.02, 0.5)), (right, (0.98, 0.5)), (top, (0.5, top_y)), (bottom, (0.5, bottom_y))):
-        ax.text(*xy, text, transform=ax.transAxes, color="white", fontsize=13, fontweight="bold",
-                ha="center", va="center", path_effects=_OUTLINE)
+    # all four in the black bands, the side letters in the top band's corners: none covers the anatomy
+    for text, x, y, align in ((left, 0.01, top_y, "left"), (right, 0.99, top_y, "right"), (top, 0.5, top_y, "center"),
+                              (bottom, 0.5, bottom_y, "center")):
+        ax.text(x, y, text, transform=ax.transAxes, color="white", fontsize=13, fontweight="bold",
+                ha=align, va="center", path_effects=_OUTLINE)
 
 
 def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path) -> None:
@@ -222,6 +309,13 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
         image: the input CT (HU), any direction matrix.
         path: output ``.png`` file.
     """
+    qc_figure(result, image).savefig(str(path), dpi=DPI, facecolor="black", format="png")
+
+
+def qc_figure(result: SpineSegmentationResult, image: sitk.Image) -> Figure:
+    """The QC picture of ``result`` over ``image`` (CT in HU) as a matplotlib ``Figure`` (Agg canvas, drawn at
+    :data:`DPI`): three axes, sagittal, coronal and ribs (see the module docstring); each vertebra's name is a
+    ``Text`` with a coloured box in each view. Arguments as :func:`write_qc_png`."""
     grid = display_grid(image)
     spacing = grid.GetSpacing()[0]
     ct = sitk.GetArrayFromImage(
@@ -231,6 +325,7 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
     labels = sitk.GetArrayFromImage(
         sitk.Resample(result.labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
     )
+    ct, labels = _around_spine(ct, labels, spacing)
     vertebrae = [v for v in result.vertebrae if (labels == v.label).any()]
     values = [int(v.label) for v in vertebrae]
 
@@ -261,31 +356,42 @@ def write_qc_png(result: SpineSegmentationResult, image: sitk.Image, path: Path)
         cor_places[v.label] = [(x.max() + 1 + margin, "left"), (x.min() - margin, "right"), (x.mean() + 0.5, "center")]
 
     n_rows, n_y, n_x = ct.shape
-    width_mm = (n_y + 2 * n_x) * spacing
-    height_mm = n_rows * spacing * (1 + 2 * BAND_FRACTION)
-    fig_h = 7.5
-    fig_w = max(9.0, fig_h * width_mm / height_mm * 0.95 + 0.6)
-    if fig_w > MAX_WIDTH_IN:  # a wide field of view: lower, not only narrower, so the views fill the picture
-        fig_h = max(4.5, fig_h * (MAX_WIDTH_IN - 0.6) / (fig_w - 0.6))
-        fig_w = MAX_WIDTH_IN
-    fig = Figure(figsize=(fig_w, fig_h), facecolor="black")
-    FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [n_y, n_x, n_x], "wspace": 0.03})
+    width_mm = (n_y + 2 * n_x) * spacing * (1 + _WSPACE)  # the three views and the gaps between them
+    height_mm = n_rows * spacing
+    # inches per mm: views VIEW_HEIGHT_IN high, lower where MAX_WIDTH_IN does not allow it (a wide, short field of
+    # view: the picture as low as its views, no empty band above or below them)
+    scale = min(VIEW_HEIGHT_IN / (height_mm * (1 + 2 * BAND_FRACTION)),
+                MAX_WIDTH_IN * (1 - 2 * _SIDE_MARGIN) / width_mm)
+    band_in = max(BAND_FRACTION * height_mm * scale, _MIN_BAND_IN)  # room for the S/I letters however low
+    band_fraction = band_in / (height_mm * scale)
+    views_h = height_mm * scale + 2 * band_in
+    fig_w = max(9.0, scale * width_mm / (1 - 2 * _SIDE_MARGIN))
     title = _wrapped_title(result, fig_w)
     title_in = _TITLE_LINE_IN * title.count("\n") + _TITLE_MARGIN_IN  # the title's height above the views
-    fig.subplots_adjust(left=0.01, right=0.99, bottom=0.01, top=1.0 - title_in / fig_h)
+    fig_h = views_h + title_in + _BOTTOM_MARGIN_IN
+    fig = Figure(figsize=(fig_w, fig_h), facecolor="black", dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3, gridspec_kw={"width_ratios": [n_y, n_x, n_x], "wspace": _WSPACE})
+    fig.subplots_adjust(left=_SIDE_MARGIN, right=1.0 - _SIDE_MARGIN, bottom=_BOTTOM_MARGIN_IN / fig_h,
+                        top=1.0 - title_in / fig_h)
     for ax in axes:
         ax.set_facecolor("black")
-    _draw_view(axes[0], sagittal_ct, sagittal_lab, spacing, vertebrae, ("A", "P", "S", "I"), rows_of, sag_places)
-    _draw_view(axes[1], coronal_ct, coronal_lab, spacing, vertebrae, ("R", "L", "S", "I"), rows_of, cor_places)
+    _draw_view(axes[0], sagittal_ct, sagittal_lab, spacing, vertebrae, ("A", "P", "S", "I"), rows_of, sag_places,
+               band_fraction=band_fraction)
+    _draw_view(axes[1], coronal_ct, coronal_lab, spacing, vertebrae, ("R", "L", "S", "I"), rows_of, cor_places,
+               band_fraction=band_fraction)
     _draw_view(axes[2], ribs_ct, coronal_lab, spacing, vertebrae, ("R", "L", "S", "I"), rows_of, cor_places,
-               fill=False)
-    axes[0].set_title("sagittal (curved slab)", color="white", fontsize=9)
-    axes[1].set_title("coronal (curved slab)", color="white", fontsize=9)
-    axes[2].set_title("ribs (coronal, maximum behind the bodies)", color="white", fontsize=9)
+               fill=False, band_fraction=band_fraction)
+    if vertebrae:
+        captions = ("sagittal (curved slab)", "coronal (curved slab)", "ribs (coronal, maximum behind the bodies)")
+    else:  # no spine to follow: flat slabs through the volume's centre
+        captions = ("sagittal (slab through the volume's centre)", "coronal (slab through the volume's centre)",
+                    "coronal, maximum behind the volume's centre")
+    for ax, caption in zip(axes, captions):
+        ax.set_title(caption, color="white", fontsize=9)
     if not vertebrae:
         for ax in axes:
             ax.text(0.5, 0.5, "no spine found", transform=ax.transAxes, color="yellow", fontsize=18,
                     fontweight="bold", ha="center", va="center", path_effects=_OUTLINE)
     fig.suptitle(title, color="white", fontsize=_TITLE_POINTS)
-    fig.savefig(str(path), dpi=DPI, facecolor="black", format="png")
+    return fig

