@@ -319,9 +319,8 @@ def qc_figure(result: SpineSegmentationResult, image: sitk.Image) -> Figure:
     grid = display_grid(image)
     spacing = grid.GetSpacing()[0]
     ct = sitk.GetArrayFromImage(
-        sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(), sitk.sitkLinear, AIR_HU,
-                      sitk.sitkFloat32)
-    )  # [z, y, x] = [S, P, L]
+        sitk.Resample(image, grid, sitk.Transform(), sitk.sitkLinear, AIR_HU, sitk.sitkFloat32)
+    )  # [z, y, x] = [S, P, L]; interpolated from the stored voxels (no float copy of the whole CT first)
     labels = sitk.GetArrayFromImage(
         sitk.Resample(result.labels, grid, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16)
     )
