@@ -43,6 +43,7 @@ from SpineSegmentationModuleLib.correction import (
     CorrectionLogic,
     column_levels,
     holds_vertebrae,
+    is_edited,
     renamed_levels,
     segment_centroid_world,
     segment_rows,
@@ -178,8 +179,12 @@ def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, un
     shown = holds_vertebrae(segmentationNode)  # the vertebrae the table lists
     selection = noVertebrae if not shown else (
         "" if vertebraSelected else _("Select a vertebra in the Vertebrae table first."))
-    rerun = noVolume if inputVolume is None else (
-        "" if segmentationNode is not None and vertebra_ids(segmentationNode) else noVertebrae)
+    vertebrae = vertebra_ids(segmentationNode) if segmentationNode is not None else []
+    segmentation = segmentationNode.GetSegmentation() if vertebrae else None
+    rerun = noVolume if inputVolume is None else noVertebrae if not vertebrae else (
+        "" if any(is_edited(segmentation.GetSegment(i)) for i in vertebrae) else
+        _("No vertebra is marked as edited: correct or draw one in the Segment Editor first (Re-run keeps the "
+          "edited vertebrae and segments the others again around them)."))
     return {
         "placePoint": noVolume if inputVolume is None else "",
         "segmentFromPoint": noVolume if inputVolume is None else "",
@@ -749,6 +754,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         segment = caller.GetSegment(segmentId) if segmentId else None
         if segment is None:
             return
+        self._updateCorrectionControls()  # e.g. the edit tracker tagged a vertebra edited: Re-run can run now
         before, name = self._segmentNames.get(segmentId), segment.GetName()
         self._segmentNames[segmentId] = name
         if before is None or name == before or self.logic.correctionLogic.tracker.suspending:

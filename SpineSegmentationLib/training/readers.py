@@ -36,6 +36,8 @@ from ..geometry import AIR_HU, canonical_reference, to_canonical
 #: A folder of validation or test cases: "valid..." or "test..." not inside a word ("dataset-verse20validation",
 #: "02_validation", "test"; not "latest", "contest", "invalid").
 _HELD_OUT_FOLDER = re.compile(r"(?<![a-z])(valid|test)")
+#: The folders inside one VerSe (BIDS) dataset: its two top folders, a subject's, a session's.
+_INSIDE_DATASET = re.compile(r"(rawdata|derivatives|sub-.*|ses-.*)")
 #: The names a case's CT may have, ``<prefix>`` followed by one of these (compressed or not).
 CT_SUFFIXES = ("_ct.nii.gz", "_ct.nii")
 #: The names a case's reference mask may have, ``<prefix>`` followed by one of these (compressed or not).
@@ -94,8 +96,14 @@ def files_by_case(root: Path, suffixes: tuple[str, ...], kind: str) -> dict[str,
 
 def is_validation_path(root: Path, path: Path) -> bool:
     """Whether ``path`` (below ``root``) is a validation or test case: ``root``'s own name or a folder or file name
-    below it has a word starting "valid" or "test" (``dataset-verse19validation``, ``02_test``; not ``latest``)."""
-    parts = [part.lower() for part in (root.name, *path.relative_to(root).parts)]
+    below it has a word starting "valid" or "test" (``dataset-verse19validation``, ``02_test``; not ``latest``).
+    A root inside one dataset (``rawdata``, ``derivatives``, a ``sub-*`` or ``ses-*`` folder) is read with the
+    names above it up to the dataset's folder: ``dataset-verse19validation/derivatives`` is validation data."""
+    names, folder = [root.name], Path(root).resolve()
+    while _INSIDE_DATASET.fullmatch(folder.name.lower()) and folder.parent != folder:
+        folder = folder.parent
+        names.append(folder.name)
+    parts = [part.lower() for part in (*names, *path.relative_to(root).parts)]
     return any(_HELD_OUT_FOLDER.search(part) for part in parts)
 
 

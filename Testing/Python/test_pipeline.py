@@ -766,25 +766,3 @@ def test_a_sacrum_a_person_kept_does_not_read_as_a_head_feet_inversion():
     assert not [w for w in upright if w.startswith("head-feet inverted?")], upright
     flipped = result_warnings(lumbar([24.1, 23.1, 22.1, 21.1, 20.1]) + [sacrum])
     assert [w for w in flipped if w.startswith("head-feet inverted?")], flipped
-
-
-def test_out_of_memory_with_one_window_per_batch_goes_straight_to_the_cpu():
-    """A first try that already ran one window at a time on the GPU has no smaller batch to fall back to: it is
-    retried on the CPU once, as its note says (before 2026-12-06 the same GPU try ran again, and both notes said
-    "retrying on the CPU")."""
-    from types import SimpleNamespace
-
-    from SpineSegmentationLib.device_fallback import traverse_with_fallback
-
-    scan = SimpleNamespace(device=torch.device("cuda"), model=torch.nn.Linear(1, 1))
-    tries = []
-
-    def traverse_once(s, batch):
-        tries.append((s.device.type, batch))
-        if s.device.type == "cuda":
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
-        return "traversed"
-
-    result, notes = traverse_with_fallback(scan, 1, traverse_once)
-    assert result == "traversed" and tries == [("cuda", 1), ("cpu", 1)]
-    assert len(notes) == 1 and "batches of 1" in notes[0] and "on the CPU" in notes[0]

@@ -271,13 +271,15 @@ def test_correction_controls_are_enabled_only_when_they_can_run_and_say_why_not(
     nothing done; each only answered with an error dialog after the click. ``correctionBlockers`` (what the widget
     enables and puts in the disabled buttons' tooltips) runs here on real MRML nodes."""
     import slicer
+    from SpineSegmentationModuleLib.correction import EDITED_TAG
     from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
 
     scene = slicer.mrmlScene
     ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
     empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
     drawn = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "drawn by hand")  # a vertebra, not the module's
-    drawn.GetSegmentation().AddEmptySegment("", "L3")
+    # painted, so the edit tracker has tagged it edited
+    drawn.GetSegmentation().GetSegment(drawn.GetSegmentation().AddEmptySegment("", "L3")).SetTag(EDITED_TAG, "true")
     result = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
     result.GetSegmentation().GetSegment(result.GetSegmentation().AddEmptySegment("", "L3")).SetTag(LABEL_TAG, "22")
     blockers = module.correctionBlockers
@@ -298,8 +300,9 @@ def test_correction_controls_are_enabled_only_when_they_can_run_and_say_why_not(
     assert not byHand["rerun"] and "holds no vertebrae" in byHand["renumber"]
 
     noRow = blockers(ct, result, False, False)
-    assert not noRow["rerun"]
+    assert noRow["rerun"].startswith("No vertebra is marked as edited")  # startRerun would refuse it
     assert noRow["renumber"] == noRow["complete"] == "Select a vertebra in the Vertebrae table first."
+    result.GetSegmentation().GetSegment(result.GetSegmentation().GetNthSegmentID(0)).SetTag(EDITED_TAG, "true")
     ready = blockers(ct, result, True, True)
     assert ready == dict.fromkeys(controls, "")
 

@@ -886,6 +886,12 @@ def test_synthesis_masks_in_validation_or_test_folders_are_not_used(tmp_path):
     with pytest.raises(SpineSegmentationError, match=r"dataset-verse19validation: all its 1 mask\(s\) lie in "
                                                      r"folders named as validation or test data.*point data"):
         collect_cases({"synthetic_masks_root": str(root / "dataset-verse19validation")})
+    # a root inside the validation dataset (its derivatives folder, where VerSe keeps the masks) is validation data
+    for inside in ("derivatives", "derivatives/sub-verse010"):
+        with pytest.raises(SpineSegmentationError, match="all its 1 mask"):
+            collect_cases({"synthetic_masks_root": str(root / "dataset-verse19validation" / inside)})
+    training = collect_cases({"synthetic_masks_root": str(root / "dataset-verse19training" / "derivatives")})
+    assert [case.split for case in training] == ["train"]
 
 
 def test_no_ct_and_no_synthetic_volume_for_the_attention_net_is_a_configuration_error(tmp_path):

@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     cfg["fcn_training"]["init_from"] = None  # the data alone is measured
-    run = _TrainingRun(cfg, Path(tempfile.mkdtemp()) / "run", False, "cpu", None, lambda _: None)
+    run = _TrainingRun(cfg, Path(tempfile.mkdtemp()) / "run", False, torch.device("cpu"), None, lambda _: None)
     t0 = time.monotonic()
     run.load_data()
     tc, dc = run.tc, run.dc
