@@ -120,3 +120,15 @@ def test_the_shipped_model_stores_no_absolute_path():
         return [value] if isinstance(value, str) else []
 
     assert [s for s in strings(meta) if Path(s).is_absolute()] == []
+
+
+@pytest.mark.parametrize("model_dir", sorted(p.parent for p in DEFAULT_MODEL_DIR.parent.glob("*/MODEL_CARD.md")
+                                              if (p.parent / "model.json").is_file()))
+def test_every_scan_a_model_saw_is_named_in_its_card(model_dir):
+    """A reader of the model card must learn every scan (image or label map) the model trained on: each file of
+    ``training.seen_in_training`` is named in MODEL_CARD.md (VerSe masks by their folder, ``verse_masks``)."""
+    card = (model_dir / "MODEL_CARD.md").read_text(encoding="utf-8")
+    seen = json.loads((model_dir / "model.json").read_text())["training"].get("seen_in_training", [])
+    missing = [entry["file"] for entry in seen
+               if Path(entry["file"]).name not in card and not ("verse_masks" in entry["file"] and "verse_masks" in card)]
+    assert not missing, f"{model_dir.name}/MODEL_CARD.md does not name {missing}"
