@@ -59,6 +59,7 @@ from .renumbering import (  # re-exported (__all__): the correction workflow's p
     relabel_vertebrae,
     renumber,
     renumber_vertebrae,
+    result_message,
     set_completeness,
     vertebrae_from_document,
 )
@@ -67,7 +68,7 @@ from .sanity import add_warnings, result_warnings
 from .traversal import DetectedVertebra, Fragment, Traversal
 
 __all__ = [
-    "segment_from_point", "rerun_with_edits",
+    "segment_from_point", "rerun_with_edits", "keep_completeness",
     # re-exported from renumbering.py
     "Relabeling", "renumber", "renumber_vertebrae", "relabel_vertebrae", "relabel_label_map", "labeling_alternatives",
     "apply_alternative", "set_completeness", "vertebrae_from_document",
@@ -99,7 +100,8 @@ def _label_array(labels: Optional[LabelInput], image: sitk.Image, what: str) -> 
             raise ValueError(
                 f"{what} must be on the CT's grid (size {image.GetSize()}, spacing {image.GetSpacing()}, origin "
                 f"{image.GetOrigin()}); got size {labels.GetSize()}, spacing {labels.GetSpacing()}, origin "
-                f"{labels.GetOrigin()}. Resample the label map onto the CT (nearest neighbour) first."
+                f"{labels.GetOrigin()}. Give the CT the label map was made from, or resample the label map onto "
+                "this CT (nearest neighbour) first."
             )
         array = sitk.GetArrayFromImage(labels)
     else:
@@ -605,3 +607,55 @@ def rerun_with_edits(
                   "stated_labels": sorted(stated)}
     return _assemble(scan, reporter, t_start, kept, trav.instances, trav.mask_probability, trav.vertebrae,
                      trav.evaluations, refine_surface, correction, carried, lost)
+
+
+def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags: dict[int, bool]
+                      ) -> SpineSegmentationResult:
+    """Give the vertebrae of a click or re-run the completeness flags a person set before it (``set_completeness``).
+
+    The network steps flag every vertebra from the network's ``p_complete`` and the image border again; a flag a
+    person set would be lost. Each flag passes to the vertebra of ``result`` that holds the most of the flagged
+    vertebra's voxels in ``labels``, at least :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE` of them
+    (a kept vertebra: all of them, whatever label it has now); the result warns for a flag that finds no vertebra.
+
+    Args:
+        result: the result of :func:`segment_from_point` or :func:`rerun_with_edits` (input grid).
+        labels: the label map the step started from (``existing_labels`` / ``labels``; ``sitk.Image`` on the CT's
+            grid or [k, j, i] array), VerSe numbers.
+        flags: VerSe label in ``labels`` -> the flag a person set (True: completely visible).
+
+    Returns:
+        A new result (``result`` is unchanged): the flags set, the message and ``run_info["corrections"][0]``
+        (``"completeness_kept"``: new label -> flag) updated, warnings added for flags that found no vertebra.
+
+    Raises:
+        ValueError: a label of ``flags`` is not a vertebra of ``labels``, or ``labels`` is not on the grid of
+            ``result.labels``.
+    """
+    before = _label_array(labels, result.labels, "labels")
+    _check_label_set("vertebrae with a completeness flag", flags, _column_labels(before) + _other_labels(before))
+    after = sitk.GetArrayViewFromImage(result.labels)
+    new_flags: dict[int, bool] = {}
+    lost = []
+    for label, complete in sorted(flags.items()):
+        mask = before == int(label)
+        counts = np.bincount(after[mask].astype(np.int64), minlength=1)
+        counts[0] = 0
+        target = int(np.argmax(counts))
+        if counts[target] < SAME_VERTEBRA_SHARE * int(mask.sum()) or target in new_flags:
+            lost.append(f"the completeness you set for {vertebra_name(int(label))} was not kept: no vertebra of the "
+                        f"new result holds at least {SAME_VERTEBRA_SHARE:.0%} of its old voxels; check the "
+                        "completeness flags in the review")
+            continue
+        new_flags[target] = bool(complete)
+    vertebrae = [replace(v, complete=new_flags[int(v.label)]) if int(v.label) in new_flags else v
+                 for v in result.vertebrae]
+    run_info = dict(result.run_info)
+    corrections = [dict(c) for c in run_info.get("corrections", [])] or [{}]
+    corrections[0]["completeness_kept"] = {str(k): v for k, v in sorted(new_flags.items())}
+    run_info["corrections"] = corrections
+    message = result.message.replace(result_message(result.vertebrae), result_message(vertebrae), 1)
+    kept = SpineSegmentationResult(labels=sitk.Image(result.labels), vertebrae=vertebrae,
+                                   alternatives=list(result.alternatives), run_info=run_info, message=message)
+    add_warnings(kept, lost)
+    return kept

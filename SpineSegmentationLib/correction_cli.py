@@ -4,11 +4,13 @@ The 3D Slicer module runs these in a child process, as it runs ``cli segment`` (
 same output folder: ``labels.nii.gz``, ``segmentation.seg.nrrd``, ``vertebrae.json``, ...)::
 
     click INPUT --point R A S [--existing LABELS] [--edited 22,23] [--stated 21] [--directions up,down] -o OUTDIR
-    rerun INPUT --labels LABELS --edited 22 [--redo 23,24] [--stated 21] -o OUTDIR
+    rerun INPUT --labels LABELS --edited 22 [--redo 23,24] [--stated 21] [--complete 20] [--incomplete 24] -o OUTDIR
 
-``LABELS`` is a label map on the CT's grid (VerSe numbers). Points are RAS millimetres (as Slicer shows them).
+``LABELS`` is a label map on the CT's grid (VerSe numbers), or an output folder (its ``labels.nii.gz``).
+Points are RAS millimetres (as Slicer shows them).
 ``--stated`` names the vertebrae whose level a person stated (renumbering, an applied alternative: ``level_stated``
-in ``vertebrae.json``): the new result keeps those levels.
+in ``vertebrae.json``): the new result keeps those levels. ``--complete`` / ``--incomplete`` (both commands) name
+the vertebrae whose completeness flag a person set (``complete`` below): the new result keeps those flags.
 The steps without network work on an output folder ``RESULT`` of any of these commands (or ``cli segment``) and
 write a new folder (``RESULT`` itself is never changed)::
 
@@ -55,6 +57,9 @@ def _run(args: argparse.Namespace, compute) -> int:
 def _write(args: argparse.Namespace, result, image) -> int:
     """Write the corrected result of a command without network (``--result`` folder in, ``-o`` folder out).
 
+    ``segmentation.dcm`` is written when ``--dicom-seg`` asks for it or the ``--result`` folder holds one (for a
+    DICOM series input it always is).
+
     Raises:
         ValueError: ``-o`` is the ``--result`` folder (which these commands never change), the CT is not the
             result's (another grid), or as
@@ -62,6 +67,7 @@ def _write(args: argparse.Namespace, result, image) -> int:
     """
     from .geometry import same_grid
     from .outputs import check_outputs_free, write_outputs
+    from .outputs.dicom_seg import DICOM_SEG_FILE
 
     input_path = Path(args.input)
     source = Path(args.result).resolve()  # "." has no name to add the suffix to
@@ -74,7 +80,9 @@ def _write(args: argparse.Namespace, result, image) -> int:
         raise ValueError(f"{input_path} is not the CT the result in {source} was made from (its size, spacing, "
                          "origin or direction differ); give that CT")
     check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
-    write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path)
+    # a DICOM SEG of the result (written on request for a non-DICOM input) is written again with the new levels
+    dicom_seg = args.dicom_seg or (source / DICOM_SEG_FILE).is_file()
+    write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path, dicom_seg=dicom_seg)
     print(result.message)
     print(f"outputs in {output_dir}")
     return 0
@@ -154,11 +162,50 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 
 def _read_labels(path: Optional[str]):
+    """The label map of ``--labels`` / ``--existing``: a label map file, or an output folder of spineseg (its
+    ``labels.nii.gz``); None without one."""
     if not path:
         return None
     from .io import read_image
+    from .outputs import output_paths
 
-    return read_image(Path(path))
+    in_folder = output_paths(Path(path))["labels"]
+    return read_image(in_folder if Path(path).is_dir() and in_folder.is_file() else Path(path))
+
+
+def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option: str) -> dict[int, bool]:
+    """``--complete`` / ``--incomplete`` as {VerSe label: flag}; checked before any work.
+
+    Raises:
+        argparse.ArgumentTypeError: a bad list.
+        ValueError: a label in both lists, flags without a label map (``option``), or a label not in it.
+    """
+    complete, incomplete = _labels_list(args.complete), _labels_list(args.incomplete)
+    both = sorted(set(complete) & set(incomplete))
+    if both:
+        raise ValueError(f"--complete and --incomplete both name {both}; give each vertebra one flag")
+    if not complete and not incomplete:
+        return {}
+    if not labels:
+        raise ValueError(f"--complete / --incomplete name vertebrae of the label map given with {option}; "
+                         f"give {option} (e.g. the labels.nii.gz of the result whose flags you set)")
+    import numpy as np
+    import SimpleITK as sitk
+
+    present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(_read_labels(labels)))} - {0}
+    missing = sorted((set(complete) | set(incomplete)) - present)
+    if missing:
+        raise ValueError(f"--complete / --incomplete name {missing}, which are not in {labels} (labels present: "
+                         f"{sorted(present)}); name vertebrae of that label map")
+    return {**{v: True for v in complete}, **{v: False for v in incomplete}}
+
+
+def _with_flags(result, labels: Optional[str], flags: dict[int, bool]):
+    if not flags:
+        return result
+    from .correction import keep_completeness
+
+    return keep_completeness(result, _read_labels(labels), flags)
 
 
 def cmd_click(args: argparse.Namespace) -> int:
@@ -166,13 +213,15 @@ def cmd_click(args: argparse.Namespace) -> int:
 
     directions = [d for d in args.directions.split(",") if d]
     edited, stated = _labels_list(args.edited), _labels_list(args.stated)  # bad lists fail before any work
+    flags = _completeness_flags(args, args.existing, "--existing")
 
     def compute(image, callback):
-        return segment_from_point(
+        result = segment_from_point(
             image, args.point, existing_labels=_read_labels(args.existing), model=args.model, device=args.device,
             directions=directions, progress=callback, edited=edited, use_localization=not args.no_localization,
             stated=stated,
         )
+        return _with_flags(result, args.existing, flags)
 
     return _run(args, compute)
 
@@ -182,13 +231,15 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     edited, redo, stated = (_labels_list(args.edited), _labels_list(args.redo),
                             _labels_list(args.stated))  # bad lists fail before any work
+    flags = _completeness_flags(args, args.labels, "--labels")
 
     def compute(image, callback):
-        return rerun_with_edits(
+        result = rerun_with_edits(
             image, _read_labels(args.labels), edited_labels=edited, redo_labels=redo, model=args.model,
             device=args.device, progress=callback, use_localization=not args.no_localization,
             stated_labels=stated,
         )
+        return _with_flags(result, args.labels, flags)
 
     return _run(args, compute)
 
@@ -202,6 +253,14 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="progress display")
     p.add_argument("--no-localization", action="store_true", help="do not use the spine localization network")
+    p.add_argument("--dicom-seg", action="store_true",
+                   help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input; it then references no DICOM "
+                        "series (for a DICOM series input it is always written)")
+    p.add_argument("--complete", default="",
+                   help="vertebrae of the label map a person flagged completely visible (spineseg-correct complete); "
+                        "the vertebrae on their voxels keep the flag, e.g. L1")
+    p.add_argument("--incomplete", default="",
+                   help="vertebrae of the label map a person flagged incompletely visible; kept as --complete")
     add_debug(p)
 
 
@@ -215,14 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     _common(click)
     click.add_argument("--point", nargs=3, type=float, required=True, metavar=("R", "A", "S"),
                        help="the point in RAS millimetres")
-    click.add_argument("--existing", help="label map of vertebrae already segmented (kept, instance memory)")
+    click.add_argument("--existing", help="label map of vertebrae already segmented (kept, instance memory), or an "
+                                          "output folder (its labels.nii.gz)")
     click.add_argument("--edited", help="labels in --existing that a person edited, e.g. 22,23")
     click.add_argument("--stated", help="labels in --existing whose level a person stated (kept), e.g. 21 or L2")
     click.add_argument("--directions", default="up,down", help="up,down (default), up, down, or '' (clicked only)")
     click.set_defaults(func=cmd_click)
     rerun = sub.add_parser("rerun", help="segment again, keeping the edited vertebrae exactly")
     _common(rerun)
-    rerun.add_argument("--labels", required=True, help="current label map on the CT's grid (VerSe numbers)")
+    rerun.add_argument("--labels", required=True, help="current label map on the CT's grid (VerSe numbers), or an "
+                                                       "output folder (its labels.nii.gz)")
     rerun.add_argument("--edited", default="", help="labels a person edited (kept exactly), e.g. 22 or L3")
     rerun.add_argument("--redo", default="", help="labels to remove and segment again, e.g. 23,24 or L4,L5")
     rerun.add_argument("--stated", default="", help="labels whose level a person stated (kept), e.g. 21 or L2")
@@ -236,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"output folder for the corrected result, not the --result folder "
                             f"(default: RESULT{CORRECTED_SUFFIX} beside it)")
         p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+        p.add_argument("--dicom-seg", action="store_true",
+                       help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input (default: when RESULT "
+                            "holds one; for a DICOM series input it is always written)")
         add_debug(p)
         return p
 

@@ -319,8 +319,9 @@ def apply_alternative(
 def set_completeness(result: SpineSegmentationResult, vertebra_label: int, complete: bool) -> SpineSegmentationResult:
     """A new result in which vertebra ``vertebra_label`` is flagged completely visible (or not).
 
-    ``p_complete`` keeps the network's probability (seed 002 section 3.5); only the flag changes, and the step is
-    recorded in ``run_info["corrections"]``. The label map is unchanged (a copy is returned).
+    ``p_complete`` keeps the network's probability (seed 002 section 3.5); only the flag changes (the warnings are
+    kept, also in the message), and the step is recorded in ``run_info["corrections"]``. The label map is unchanged
+    (a copy is returned).
 
     Raises:
         ValueError: if no vertebra has that label.
@@ -334,7 +335,7 @@ def set_completeness(result: SpineSegmentationResult, vertebra_label: int, compl
         vertebrae=vertebrae,
         alternatives=list(result.alternatives),
         run_info=_with_correction(result, entry),
-        message=result_message(vertebrae),
+        message=result_message(vertebrae) + warning_lines(result.run_info.get("warnings", [])),
     )
 
 

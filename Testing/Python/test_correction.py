@@ -25,6 +25,7 @@ from torch import nn
 from SpineSegmentationLib.anatomy import to_verse, vertebra_name
 from SpineSegmentationLib.correction import (
     apply_alternative,
+    keep_completeness,
     labeling_alternatives,
     renumber,
     renumber_vertebrae,
@@ -299,6 +300,32 @@ def test_a_stated_level_that_finds_no_vertebra_again_is_reported(oracle_world):
     assert len(lost) == 1 and f"WARNING: {lost[0]}" in result.message
 
 
+def test_completeness_flags_a_person_set_survive_a_rerun(oracle_world):
+    """A person flagged L3 and L5 incompletely visible (``set_completeness``), then re-ran with L5 redone: the
+    network flags every vertebra again (all complete here), and the person's flags pass to the vertebrae on their
+    voxels, the redone L5 included; a flag whose vertebra is gone is reported, not silently dropped."""
+    truth, ct, model = oracle_world
+    before = _labels_image(truth, ct)
+    rerun = rerun_with_edits(ct, before, edited_labels={22}, redo_labels={24}, model=model, device="cpu",
+                             use_localization=False)
+    assert all(v.complete for v in rerun.vertebrae)  # the network's flags: the person's are gone
+    kept = keep_completeness(rerun, before, {22: False, 24: False, 20: True})
+    assert [(v.name, v.complete) for v in kept.vertebrae] == [("L1", True), ("L2", True), ("L3", False),
+                                                              ("L4", True), ("L5", False)]
+    assert all(v.complete for v in rerun.vertebrae)  # pure
+    assert kept.message.startswith("5 vertebrae: L1, L2, L3 (incomplete) (edited), L4, L5 (incomplete)")
+    assert kept.run_info["corrections"][0]["completeness_kept"] == {"20": True, "22": False, "24": False}
+    assert kept.run_info["corrections"][0]["action"] == "rerun_with_edits"
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(kept.labels), sitk.GetArrayFromImage(rerun.labels))
+    gone = truth.copy()
+    gone[:4, :4, :4] = 19  # a T12 where the new result has no vertebra
+    lost = keep_completeness(rerun, _labels_image(gone, ct), {19: False})
+    assert lost.run_info["warnings"][-1].startswith("the completeness you set for T12 was not kept")
+    assert lost.message.endswith(lost.run_info["warnings"][-1])
+    with pytest.raises(ValueError, match=r"\[18\] are not vertebrae of the label map"):
+        keep_completeness(rerun, before, {18: False})
+
+
 def test_kept_voxels_are_never_overwritten_when_the_input_grid_is_finer_than_the_canonical_one(oracle_world):
     """The CT at 0.5 mm along S-I (the oracle model works at 1 mm): the edited L3 also holds one 0.5 mm slice of
     L4's top (a sloppy edit), the one of its canonical voxel's two slices that nearest-neighbour resampling does not
@@ -482,6 +509,17 @@ def test_completeness_flag_round_trips_through_vertebrae_json(oracle_result, tmp
     assert renumber_vertebrae(read, 23, "L5").mapping == {20: 21, 21: 22, 22: 23, 23: 24, 24: 25}
 
 
+def test_a_completeness_flag_keeps_the_warnings_in_the_message(oracle_result):
+    """Flipping a flag keeps the result's warnings in its one-line message (as printed and in vertebrae.json), as
+    renumbering does: on the TPTBox crop the "no landmark fixes the levels" line was dropped from the message."""
+    warned = SpineSegmentationResult(oracle_result.labels, oracle_result.vertebrae, oracle_result.alternatives,
+                                     {**oracle_result.run_info, "warnings": [f"{UNANCHORED_LEVELS_WARNING}: ..."]})
+    flipped = set_completeness(warned, 24, complete=False)
+    assert flipped.run_info["warnings"] == [f"{UNANCHORED_LEVELS_WARNING}: ..."]
+    assert flipped.message.startswith("5 vertebrae: L1, L2, L3 (edited), L4, L5 (incomplete)")
+    assert flipped.message.endswith(f"WARNING: {UNANCHORED_LEVELS_WARNING}: ...")
+
+
 # --------------------------------------------------------------------------------------------------------------
 # command line: argument and error handling (cheap: a random-weight model folder, stopped by the label check)
 
@@ -509,12 +547,33 @@ def test_cli_reports_bad_input_with_exit_status_2_and_writes_nothing(real_ct, ra
     code = main(["rerun", str(real_ct), "--labels", str(wrong_grid), "--edited", "22", "-o", str(out),
                  "--model", str(random_model_dir), "--device", "cpu", "--progress", "none", "--no-localization"])
     assert code == 2
-    assert "must be on the CT's grid" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "must be on the CT's grid" in err and "Give the CT the label map was made from" in err
     assert not out.exists() or not any(out.iterdir())
+    folder = tmp_path / "result"  # an output folder for --labels: its labels.nii.gz is read (it was taken for a
+    folder.mkdir()                # DICOM series before: "No DICOM series found in folder")
+    sitk.WriteImage(sitk.Image([10, 10, 10], sitk.sitkInt16), str(folder / "labels.nii.gz"))
+    code = main(["rerun", str(real_ct), "--labels", str(folder), "--edited", "22", "-o", str(out),
+                 "--model", str(random_model_dir), "--device", "cpu", "--progress", "none", "--no-localization"])
+    assert code == 2
+    assert "must be on the CT's grid" in capsys.readouterr().err
     code = main(["rerun", str(real_ct), "--labels", str(wrong_grid), "--edited", "L3,X9", "-o", str(out),
                  "--model", str(random_model_dir), "--progress", "none"])
     assert code == 2
     assert "comma-separated VerSe labels" in capsys.readouterr().err
+    labels = tmp_path / "ct_labels.nii.gz"
+    sitk.WriteImage(sitk.Image(sitk.ReadImage(str(real_ct)).GetSize(), sitk.sitkInt16) + 22, str(labels))
+    for flags, message in ((["--complete", "L4"], "name [23], which are not in"),
+                           (["--complete", "L3", "--incomplete", "22"], "both name [22]")):
+        code = main(["rerun", str(real_ct), "--labels", str(labels), "--edited", "22", "-o", str(out), *flags,
+                     "--model", str(random_model_dir), "--progress", "none"])
+        assert code == 2
+        assert message in capsys.readouterr().err
+    code = main(["click", str(real_ct), "--point", "0", "0", "0", "--complete", "L3", "-o", str(out),
+                 "--model", str(random_model_dir), "--progress", "none"])
+    assert code == 2
+    assert "give --existing" in capsys.readouterr().err
+    assert not out.exists() or not any(out.iterdir())
 
 
 def test_cli_steps_without_network_write_a_new_folder_and_keep_the_old(oracle_world, oracle_result, tmp_path, capsys):
@@ -577,6 +636,39 @@ def test_cli_apply_out_of_range_says_how_many_alternatives_there_are(oracle_worl
         err = capsys.readouterr().err
         assert expected.get(count, f"--apply 99: there are {count} alternatives, --apply 0 to {count - 1}") in err, err
         assert not (tmp_path / f"applied{count}").exists()
+
+
+def test_cli_corrected_folder_keeps_the_dicom_seg_of_the_result_it_starts_from(oracle_world, oracle_result, tmp_path):
+    """A result written with --dicom-seg (a NIfTI input) keeps its segmentation.dcm through renumbering and
+    completeness flags, with the new levels in it and listed among the files; before, the corrected folder had
+    none and a researcher's DICOM SEG stayed at the old levels."""
+    import highdicom as hd
+
+    from SpineSegmentationLib.correction_cli import main
+    from SpineSegmentationLib.outputs import write_outputs
+
+    _, ct, _ = oracle_world
+    ct_path = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(ct, str(ct_path))
+    first, renumbered, flagged = tmp_path / "first", tmp_path / "renumbered", tmp_path / "flagged"
+    write_outputs(oracle_result, ct, first, input_path=ct_path, dicom_seg=True)
+    assert main(["renumber", str(ct_path), "--result", str(first), "--vertebra", "L4", "--level", "L5",
+                 "-o", str(renumbered)]) == 0
+    assert main(["complete", str(ct_path), "--result", str(renumbered), "--vertebra", "L6", "--incomplete",
+                 "-o", str(flagged)]) == 0
+    for folder in (renumbered, flagged):
+        seg = hd.seg.segread(str(folder / "segmentation.dcm"))
+        names = [seg.get_segment_description(n).segment_label for n in seg.segment_numbers]
+        assert names == ["L2", "L3", "L4", "L5", "L6"]
+        assert read_vertebrae_json(folder / "vertebrae.json")["files"]["dicom_seg"] == "segmentation.dcm"
+    plain = tmp_path / "plain"
+    write_outputs(oracle_result, ct, plain, input_path=ct_path)
+    assert main(["renumber", str(ct_path), "--result", str(plain), "--vertebra", "L4", "--level", "L5",
+                 "-o", str(tmp_path / "plain_renumbered")]) == 0
+    assert not (tmp_path / "plain_renumbered" / "segmentation.dcm").exists()  # none asked for, none written
+    assert main(["renumber", str(ct_path), "--result", str(plain), "--vertebra", "L4", "--level", "L5",
+                 "-o", str(tmp_path / "asked"), "--dicom-seg"]) == 0
+    assert (tmp_path / "asked" / "segmentation.dcm").is_file()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -683,9 +775,13 @@ def test_real_levels_a_person_stated_survive_a_rerun_through_the_command_line(tp
     middle = vertebrae_from_document(read_vertebrae_json(first / "vertebrae.json"))[1]  # the true L3
     assert main(["renumber", str(tptbox_ct), "--result", str(first), "--vertebra", str(middle.label), "--level",
                  "L3", "-o", str(renumbered)]) == 0
-    assert main(["rerun", str(tptbox_ct), "--labels", str(renumbered / "labels.nii.gz"), "--redo", "L2,L3,L4",
-                 "--stated", "L3", "-o", str(rerun), "--device", "cpu", "--progress", "none"]) == 0
+    flagged = tmp_path / "flagged"  # and flags it completely visible (the network: cut by the crop)
+    assert main(["complete", str(tptbox_ct), "--result", str(renumbered), "--vertebra", "L3", "-o", str(flagged)]) == 0
+    assert main(["rerun", str(tptbox_ct), "--labels", str(flagged / "labels.nii.gz"), "--redo", "L2,L3,L4",
+                 "--stated", "L3", "--complete", "L3", "-o", str(rerun), "--device", "cpu", "--progress", "none"]) == 0
     document = read_vertebrae_json(rerun / "vertebrae.json")
+    assert [v["complete"] for v in document["vertebrae"]] == [False, True, False]  # the person's flag stays
+    assert document["run"]["corrections"][0]["completeness_kept"] == {"22": True}
     redone = sitk.GetArrayFromImage(sitk.ReadImage(str(rerun / "labels.nii.gz")))
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels)))
     assert [(v["name"], v["level_stated"]) for v in document["vertebrae"]] == [("L2", False), ("L3", True),
