@@ -625,7 +625,8 @@ def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags
         flags: VerSe label in ``labels`` -> the flag a person set (True: completely visible).
 
     Returns:
-        A new result (``result`` is unchanged): the flags set, the message and ``run_info["corrections"][0]``
+        A new result (``result`` is unchanged): the flags set (``complete_stated``: a later step keeps them too), the
+        message and ``run_info["corrections"][0]``
         (``"completeness_kept"``: new label -> flag) updated, warnings added for flags that found no vertebra.
 
     Raises:
@@ -648,8 +649,8 @@ def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags
                         "completeness flags in the review")
             continue
         new_flags[target] = bool(complete)
-    vertebrae = [replace(v, complete=new_flags[int(v.label)]) if int(v.label) in new_flags else v
-                 for v in result.vertebrae]
+    vertebrae = [replace(v, complete=new_flags[int(v.label)], complete_stated=True) if int(v.label) in new_flags
+                 else v for v in result.vertebrae]
     run_info = dict(result.run_info)
     corrections = [dict(c) for c in run_info.get("corrections", [])] or [{}]
     corrections[0]["completeness_kept"] = {str(k): v for k, v in sorted(new_flags.items())}

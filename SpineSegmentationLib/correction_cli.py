@@ -174,7 +174,8 @@ def _read_labels(path: Optional[str]):
 
 
 def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option: str) -> dict[int, bool]:
-    """``--complete`` / ``--incomplete`` as {VerSe label: flag}; checked before any work.
+    """``--complete`` / ``--incomplete`` as {VerSe label: flag}, over the flags a person set that an output folder
+    given as ``labels`` records (``complete_stated`` in its ``vertebrae.json``); checked before any work.
 
     Raises:
         argparse.ArgumentTypeError: a bad list.
@@ -184,8 +185,9 @@ def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option:
     both = sorted(set(complete) & set(incomplete))
     if both:
         raise ValueError(f"--complete and --incomplete both name {both}; give each vertebra one flag")
+    recorded = _recorded_completeness(labels)
     if not complete and not incomplete:
-        return {}
+        return recorded
     if not labels:
         raise ValueError(f"--complete / --incomplete name vertebrae of the label map given with {option}; "
                          f"give {option} (e.g. the labels.nii.gz of the result whose flags you set)")
@@ -197,7 +199,21 @@ def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option:
     if missing:
         raise ValueError(f"--complete / --incomplete name {missing}, which are not in {labels} (labels present: "
                          f"{sorted(present)}); name vertebrae of that label map")
-    return {**{v: True for v in complete}, **{v: False for v in incomplete}}
+    return {**recorded, **{v: True for v in complete}, **{v: False for v in incomplete}}
+
+
+def _recorded_completeness(labels: Optional[str]) -> dict[int, bool]:
+    """The completeness flags a person set (``complete_stated``) recorded in the ``vertebrae.json`` of an output
+    folder given as ``labels``; {} for a label map file or a folder without one."""
+    from .outputs import output_paths
+    from .outputs.vertebrae_json import read_vertebrae_json
+    from .renumbering import vertebrae_from_document
+
+    document = output_paths(Path(labels))["vertebrae"] if labels and Path(labels).is_dir() else None
+    if document is None or not document.is_file():
+        return {}
+    return {int(v.label): bool(v.complete) for v in vertebrae_from_document(read_vertebrae_json(document))
+            if v.complete_stated}
 
 
 def _with_flags(result, labels: Optional[str], flags: dict[int, bool]):
@@ -258,7 +274,8 @@ def _common(p: argparse.ArgumentParser) -> None:
                         "series (for a DICOM series input it is always written)")
     p.add_argument("--complete", default="",
                    help="vertebrae of the label map a person flagged completely visible (spineseg-correct complete); "
-                        "the vertebrae on their voxels keep the flag, e.g. L1")
+                        "the vertebrae on their voxels keep the flag, e.g. L1 (an output folder given as the label "
+                        "map passes on the flags its vertebrae.json records as set by a person, complete_stated)")
     p.add_argument("--incomplete", default="",
                    help="vertebrae of the label map a person flagged incompletely visible; kept as --complete")
     add_debug(p)

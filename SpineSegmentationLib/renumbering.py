@@ -319,8 +319,9 @@ def apply_alternative(
 def set_completeness(result: SpineSegmentationResult, vertebra_label: int, complete: bool) -> SpineSegmentationResult:
     """A new result in which vertebra ``vertebra_label`` is flagged completely visible (or not).
 
-    ``p_complete`` keeps the network's probability (seed 002 section 3.5); only the flag changes (the warnings are
-    kept, also in the message), and the step is recorded in ``run_info["corrections"]``. The label map is unchanged
+    ``p_complete`` keeps the network's probability (seed 002 section 3.5); only the flag changes, marked
+    ``complete_stated`` (kept by the corrections that run the network again), the warnings are kept, also in the
+    message, and the step is recorded in ``run_info["corrections"]``. The label map is unchanged
     (a copy is returned).
 
     Raises:
@@ -328,7 +329,7 @@ def set_completeness(result: SpineSegmentationResult, vertebra_label: int, compl
     """
     vertebrae = list(result.vertebrae)
     index = _find(vertebrae, vertebra_label)
-    vertebrae[index] = replace(vertebrae[index], complete=bool(complete))
+    vertebrae[index] = replace(vertebrae[index], complete=bool(complete), complete_stated=True)
     entry = {"action": "set_completeness", "vertebra_label": int(vertebra_label), "complete": bool(complete)}
     return SpineSegmentationResult(
         labels=sitk.Image(result.labels),

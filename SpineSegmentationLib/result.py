@@ -34,6 +34,8 @@ class Vertebra:
         level_stated: True when a person stated this vertebra's level (renumbering, an applied labelling
             alternative): the corrections that run the network again keep it as a constraint of the labelling
             (``correction.py``), and no landmark is needed to fix the levels (``sanity.unanchored_level_warnings``).
+        complete_stated: True when a person set ``complete`` (``renumbering.set_completeness``): a click or re-run,
+            which flags every vertebra from the network again, gives it back (``correction.keep_completeness``).
     """
 
     label: int
@@ -49,6 +51,7 @@ class Vertebra:
     rib_sides: Optional[int] = None
     sacrum_below: Optional[bool] = None
     level_stated: bool = False
+    complete_stated: bool = False
 
     def to_dict(self) -> dict:
         return asdict(self)

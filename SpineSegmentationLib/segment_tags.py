@@ -15,6 +15,8 @@ import numpy as np
 TAG_PREFIX = "SpineSegmentation."
 #: Tag of a segment whose level a person stated (``Vertebra.level_stated``).
 LEVEL_STATED_TAG = TAG_PREFIX + "LevelStated"
+#: Tag of a segment whose completeness flag (``Complete``) a person set (``Vertebra.complete_stated``).
+COMPLETE_STATED_TAG = TAG_PREFIX + "CompleteStated"
 #: Tag holding a digest of a vertebra's voxels as they were given (:func:`digest_text`): a segment whose voxels no
 #: longer match it was edited, also where no edit tracker of the module saw it (a ``segmentation.seg.nrrd`` of the
 #: command line or a saved scene edited before the module was opened).
@@ -37,7 +39,8 @@ def vertebra_tags(vertebra) -> dict[str, str]:
     ``Complete`` and ``Edited`` ("true"/"false"), ``PComplete`` and ``PLabel`` (4 decimals), ``LabelRegressed``
     (the network's raw label, 4 decimals; left out when it is not a finite number, so that renumbering falls back to
     the level's position as for a segment a person drew), ``LevelStated`` ("true", only where a person stated the
-    level) and the anatomy evidence (:func:`evidence_tags`)."""
+    level), ``CompleteStated`` ("true", only where a person set ``Complete``) and the anatomy evidence
+    (:func:`evidence_tags`)."""
     tags = {
         TAG_PREFIX + "Label": str(int(vertebra.label)),
         TAG_PREFIX + "Complete": "true" if vertebra.complete else "false",
@@ -49,6 +52,8 @@ def vertebra_tags(vertebra) -> dict[str, str]:
         tags[TAG_PREFIX + "LabelRegressed"] = f"{float(vertebra.label_regressed):.4f}"
     if vertebra.level_stated:
         tags[LEVEL_STATED_TAG] = "true"
+    if vertebra.complete_stated:
+        tags[COMPLETE_STATED_TAG] = "true"
     return {**tags, **evidence_tags(vertebra)}
 
 

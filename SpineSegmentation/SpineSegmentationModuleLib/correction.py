@@ -27,6 +27,9 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
   statement clears the earlier ones), and the network steps pass those levels on (``--stated``), so that a click
   or a re-run keeps them. A vertebra renamed to another level in the segments table states its level the same way
   (:meth:`CorrectionLogic.applyRename`).
+* **Completeness.** Toggling a vertebra's flag sets its ``SpineSegmentation.Complete`` tag and tags it
+  ``SpineSegmentation.CompleteStated`` = ``true``; the network steps pass those flags on (``--complete`` /
+  ``--incomplete``), so that a click or a re-run keeps them.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ COMPLETE_TAG = TAG_PREFIX + "Complete"
 PLABEL_TAG = TAG_PREFIX + "PLabel"
 PCOMPLETE_TAG = TAG_PREFIX + "PComplete"
 LEVEL_STATED_TAG = TAG_PREFIX + "LevelStated"
+COMPLETE_STATED_TAG = TAG_PREFIX + "CompleteStated"
 RIB_SIDES_TAG = TAG_PREFIX + "RibSides"
 SACRUM_BELOW_TAG = TAG_PREFIX + "SacrumBelow"
 #: File names written for the correction process.
@@ -149,6 +153,16 @@ def is_edited(segment) -> bool:
 
 def is_level_stated(segment) -> bool:
     return segment_tag(segment, LEVEL_STATED_TAG) == "true"
+
+
+def is_stated_complete(segment) -> bool:
+    """A person flagged the segment completely visible (tags ``CompleteStated`` and ``Complete``)."""
+    return segment_tag(segment, COMPLETE_STATED_TAG) == "true" and segment_tag(segment, COMPLETE_TAG) != "false"
+
+
+def is_stated_incomplete(segment) -> bool:
+    """A person flagged the segment incompletely visible (tags ``CompleteStated`` and ``Complete``)."""
+    return segment_tag(segment, COMPLETE_STATED_TAG) == "true" and segment_tag(segment, COMPLETE_TAG) == "false"
 
 
 def tag_unseen_edits(segmentation_node) -> list[str]:
@@ -519,6 +533,7 @@ def vertebrae_from_segments(segmentation_node) -> list:
             rib_sides=_evidence_tag(segment, RIB_SIDES_TAG, {"0": 0, "1": 1, "2": 2}),
             sacrum_below=_evidence_tag(segment, SACRUM_BELOW_TAG, {"true": True, "false": False}),
             level_stated=is_level_stated(segment),
+            complete_stated=segment_tag(segment, COMPLETE_STATED_TAG) == "true",
         ))
     return out
 
@@ -722,7 +737,7 @@ def apply_levels(segmentation_node, vertebrae: Sequence, mapping: dict[int, int]
 def _segments_state(segmentation_node) -> tuple:
     """What a correction's result is made from: each segment's voxels (digest), name and module tags."""
     segmentation = segmentation_node.GetSegmentation()
-    tags = (LABEL_TAG, COMPLETE_TAG, LEVEL_STATED_TAG, EDITED_TAG)
+    tags = (LABEL_TAG, COMPLETE_TAG, LEVEL_STATED_TAG, COMPLETE_STATED_TAG, EDITED_TAG)
     described = {segment_id: (segmentation.GetSegment(segment_id).GetName(),
                               tuple(segment_tag(segmentation.GetSegment(segment_id), tag) for tag in tags))
                  for segment_id in _segment_ids(segmentation_node)}
@@ -872,9 +887,11 @@ class CorrectionLogic:
         return sorted(level for segment_id, level in levels.items() if predicate(segmentation.GetSegment(segment_id)))
 
     def _levelArguments(self, segmentationNode, levels: dict[str, int]) -> list[str]:
-        """``--edited`` (segments tagged edited) and ``--stated`` (segments whose level a person stated)."""
+        """``--edited`` (segments tagged edited), ``--stated`` (segments whose level a person stated) and
+        ``--complete`` / ``--incomplete`` (segments whose completeness flag a person set)."""
         args = []
-        for option, predicate in (("--edited", is_edited), ("--stated", is_level_stated)):
+        for option, predicate in (("--edited", is_edited), ("--stated", is_level_stated),
+                                  ("--complete", is_stated_complete), ("--incomplete", is_stated_incomplete)):
             chosen = self._levels(segmentationNode, levels, predicate)
             if chosen:
                 args += [option, ",".join(str(v) for v in chosen)]
@@ -972,13 +989,15 @@ class CorrectionLogic:
         _update_result_nodes(segmentationNode)
 
     def setCompleteness(self, segmentationNode, segmentId: str, complete: bool) -> None:
-        """Flag a vertebra completely visible or not (tag ``SpineSegmentation.Complete`` and its display)."""
+        """Flag a vertebra completely visible or not (tag ``SpineSegmentation.Complete`` and its display), and tag
+        it ``SpineSegmentation.CompleteStated``, so that a click or re-run keeps the flag."""
         segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
         if segment is None:
             raise ValueError(f"segment {segmentId!r} is not in {segmentationNode.GetName()!r}")
         self.undo.save(segmentationNode)
         with self.tracker.suspended():
             segment.SetTag(COMPLETE_TAG, "true" if complete else "false")
+            segment.SetTag(COMPLETE_STATED_TAG, "true")
         self.undo.settle(segmentationNode, self.tracker.digests_after_suspended(segmentationNode))
         _update_display(segmentationNode)
         _update_result_nodes(segmentationNode)

@@ -11,7 +11,8 @@ What :func:`import_output_folder` builds:
   and SNOMED CT coded through the ``TerminologyEntry`` tag (:func:`SpineSegmentationLib.terminology.
   slicer_terminology_entry`), with tags ``SpineSegmentation.Label``, ``.Complete``, ``.PComplete``,
   ``.PLabel``, ``.Edited``, ``.LabelRegressed``, ``.RibSides`` / ``.SacrumBelow`` where the anatomy evidence
-  was measured, and ``.LevelStated`` where a person stated the level (as in ``segmentation.seg.nrrd``), and
+  was measured, ``.LevelStated`` where a person stated the level and ``.CompleteStated`` where a person set
+  ``.Complete`` (as in ``segmentation.seg.nrrd``), and
   ``.Voxels`` (a digest of the voxels given, :data:`VOXELS_TAG`); incomplete
   vertebrae are drawn as outlines in 2D and translucent in 3D;
 - a ``vtkMRMLMarkupsFiducialNode`` with one control point per vertebra at its centroid, labelled by level

@@ -61,6 +61,7 @@ def _vertebra(entry, index: int, path: Path):
         rib_sides=_rib_sides(entry, where),
         sacrum_below=_optional_bool(entry, "sacrum_below", where),
         level_stated=bool(_optional_bool(entry, "level_stated", where)),  # absent in older files: not stated
+        complete_stated=bool(_optional_bool(entry, "complete_stated", where)),  # absent in older files: not stated
     )
 
 

@@ -49,6 +49,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
+from ..anatomy import is_column_vertebra
 from ..geometry import AIR_HU, canonical_reference
 from ..result import SpineSegmentationResult
 from ..terminology import vertebra_terminology
@@ -184,14 +185,18 @@ def _title(result: SpineSegmentationResult) -> str:
     version = run.get("model_version") or run.get("version") or ""
     if isinstance(model, dict):  # {"model": {"name": ..., "version": ...}}
         model, version = model.get("name", "spineseg"), model.get("version", version)
-    n = len(result.vertebrae)
     head = f"{model} {version}".strip()
-    if n == 0:
+    if not result.vertebrae:
         return f"{head}: no spine found"
-    incomplete = sum(1 for v in result.vertebrae if not v.complete)
-    span = f"{result.vertebrae[0].name}\u2013{result.vertebrae[-1].name}" if n > 1 else result.vertebrae[0].name
-    extra = f", {incomplete} incomplete" if incomplete else ""
-    return f"{head}: {n} vertebra{'e' if n != 1 else ''} ({span}{extra})"
+    # counted as the run's message counts them: the column's vertebrae, then the structures beside it (the sacrum)
+    column = [v for v in result.vertebrae if is_column_vertebra(v.label)]
+    others = [v.name for v in result.vertebrae if not is_column_vertebra(v.label)]
+    n = len(column)
+    incomplete = sum(1 for v in column if not v.complete)
+    span = "" if n == 0 else f"{column[0].name}\u2013{column[-1].name}" if n > 1 else column[0].name
+    details = ", ".join(part for part in (span, f"{incomplete} incomplete" if incomplete else "") if part)
+    also = f"; also {', '.join(others)}" if others else ""
+    return f"{head}: {n} vertebra{'e' if n != 1 else ''}" + (f" ({details})" if details else "") + also
 
 
 #: Vertical gap between two names, display pixels.

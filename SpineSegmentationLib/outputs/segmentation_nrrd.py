@@ -11,7 +11,8 @@ One segment per vertebra (in ``result.vertebrae`` order, C1 first):
   ``SpineSegmentation.Label`` (VerSe number), ``SpineSegmentation.Complete`` ("true"/"false"),
   ``SpineSegmentation.PComplete``, ``SpineSegmentation.PLabel``, ``SpineSegmentation.LabelRegressed``
   (4 decimals; left out when not finite), ``SpineSegmentation.Edited`` ("true"/"false"),
-  ``SpineSegmentation.LevelStated`` ("true", only where a person stated the level), and the anatomy evidence
+  ``SpineSegmentation.LevelStated`` ("true", only where a person stated the level),
+  ``SpineSegmentation.CompleteStated`` ("true", only where a person set ``Complete``), and the anatomy evidence
   the labelling weighed where it was measured: ``SpineSegmentation.RibSides`` ("0", "1" or "2") and
   ``SpineSegmentation.SacrumBelow`` ("true"/"false"), so that renumbering in Slicer weighs it too
   (``segment_tags.vertebra_tags``), and ``SpineSegmentation.Voxels``: the digest of the segment's voxels

@@ -19,8 +19,10 @@ Schema (``schema_version`` 1)::
          "rib_sides": 0,                  # sides (0-2) with a rib touching it; null: not in view
          "sacrum_below": null,            # the lowest two segments only: sacrum right below (true/false); null
                                           # elsewhere or not in view (anatomy_evidence.py)
-         "level_stated": false},          # a person stated its level (renumbering, an applied alternative);
+         "level_stated": false,           # a person stated its level (renumbering, an applied alternative);
                                           # later corrections keep it (absent in older files: false)
+         "complete_stated": false},       # a person set "complete" (spineseg-correct complete); later
+                                          # corrections keep it (absent in older files: false)
         ...
       ],
       "run": {...},                       # result.run_info as given: model name and version, device,

@@ -326,6 +326,33 @@ def test_completeness_flags_a_person_set_survive_a_rerun(oracle_world):
         keep_completeness(rerun, before, {18: False})
 
 
+def test_a_completeness_flag_a_person_set_survives_vertebrae_json_and_reruns_without_being_given_again(oracle_world,
+                                                                                                       tmp_path):
+    """complete -> vertebrae.json -> read -> re-run: the person's flag is marked ``complete_stated``, read back from
+    the file, and the flags of the stated vertebrae pass through a re-run and, stated again, through the next one;
+    the network's flags are not taken for a person's. A vertebrae.json without the field reads as not stated."""
+    truth, ct, model = oracle_world
+    flagged = set_completeness(_run_click(oracle_world, 22), 24, complete=False)
+    assert [(v.complete, v.complete_stated) for v in flagged.vertebrae] == [(True, False)] * 4 + [(False, True)]
+    path = tmp_path / "vertebrae.json"
+    labels = flagged.labels
+    for step in range(2):
+        write_vertebrae_json(flagged, flagged.labels, path)
+        document = read_vertebrae_json(path)
+        stated = {v.label: v.complete for v in vertebrae_from_document(document) if v.complete_stated}
+        assert stated == {24: False}  # from the file: nobody gives the flag again
+        rerun = rerun_with_edits(ct, labels, edited_labels={22}, redo_labels={24}, model=model, device="cpu",
+                                 use_localization=False)
+        assert [(v.complete, v.complete_stated) for v in rerun.vertebrae] == [(True, False)] * 5  # the network's
+        flagged = keep_completeness(rerun, labels, stated)
+        assert [(v.name, v.complete, v.complete_stated) for v in flagged.vertebrae][-1] == ("L5", False, True), step
+        assert not any(v.complete_stated for v in flagged.vertebrae[:-1])
+        labels = flagged.labels
+    for entry in document["vertebrae"]:
+        del entry["complete_stated"]  # as written before the field
+    assert not any(v.complete_stated for v in vertebrae_from_document(document))
+
+
 def test_kept_voxels_are_never_overwritten_when_the_input_grid_is_finer_than_the_canonical_one(oracle_world):
     """The CT at 0.5 mm along S-I (the oracle model works at 1 mm): the edited L3 also holds one 0.5 mm slice of
     L4's top (a sloppy edit), the one of its canonical voxel's two slices that nearest-neighbour resampling does not
@@ -614,6 +641,26 @@ def test_cli_steps_without_network_write_a_new_folder_and_keep_the_old(oracle_wo
     assert main(["renumber", str(other), "--result", str(first), "--vertebra", "L4", "--level", "L5",
                  "-o", str(tmp_path / "wrong")]) == 2
     assert "is not the CT the result" in capsys.readouterr().err and not (tmp_path / "wrong").exists()
+
+
+def test_cli_takes_the_completeness_flags_a_result_folder_records(oracle_world, oracle_result, tmp_path):
+    """``rerun --labels FOLDER`` / ``click --existing FOLDER`` pass on the flags a person set that the folder's
+    vertebrae.json records (complete_stated), without being given again; --complete / --incomplete win."""
+    from argparse import Namespace
+
+    from SpineSegmentationLib.correction_cli import _completeness_flags
+    from SpineSegmentationLib.outputs import write_outputs
+
+    _, ct, _ = oracle_world
+    folder = tmp_path / "flagged"
+    write_outputs(set_completeness(oracle_result, 22, False), ct, folder)
+    none = Namespace(complete="", incomplete="")
+    assert _completeness_flags(none, str(folder), "--labels") == {22: False}
+    assert _completeness_flags(Namespace(complete="L3", incomplete=""), str(folder), "--labels") == {22: True}
+    assert _completeness_flags(none, str(folder / "labels.nii.gz"), "--labels") == {}  # a file records no flags
+    plain = tmp_path / "plain"
+    write_outputs(oracle_result, ct, plain)
+    assert _completeness_flags(none, str(plain), "--labels") == {}
 
 
 def test_cli_apply_out_of_range_says_how_many_alternatives_there_are(oracle_world, oracle_result, tmp_path, capsys):

@@ -26,6 +26,7 @@ from SpineSegmentationLib.outputs import write_outputs
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import slicer_terminology_entry
 from SpineSegmentationModuleLib.correction import (
+    COMPLETE_STATED_TAG,
     EDITED_TAG,
     LABEL_TAG,
     LEVEL_STATED_TAG,
@@ -659,6 +660,27 @@ def test_completeness_toggle_round_trips_with_its_display(loaded):
     assert segment_tag(_segment(segmentation, "L2"), "SpineSegmentation.Complete") == "true"
     assert display.GetSegmentOpacity2DFill(l2) == 1.0
     assert segment_tag(_segment(segmentation, "L2"), EDITED_TAG) == "false"
+
+
+def test_a_completeness_flag_a_person_set_goes_into_a_rerun(loaded, ct_node, near):
+    """The toggle tags the segment ``CompleteStated``; Re-run passes the person's flags on (``--complete`` /
+    ``--incomplete``, the levels of the label map sent), not the network's flags of the other segments."""
+    logic, segmentation = loaded
+    nodes = segmentation.GetSegmentation()
+    logic.setCompleteness(segmentation, nodes.GetSegmentIdBySegmentName("L2"), False)
+    logic.setCompleteness(segmentation, nodes.GetSegmentIdBySegmentName("L4"), True)
+    assert [n for n in _names(segmentation)
+            if segment_tag(_segment(segmentation, n), COMPLETE_STATED_TAG) == "true"] == ["L2", "L4"]
+    _paint(segmentation, ct_node, "L3", near(22))
+    run = logic.startRerun(ct_node, segmentation, device="CPU")
+    try:
+        assert run.args[run.args.index("--incomplete") + 1] == "21"
+        assert run.args[run.args.index("--complete") + 1] == "23"
+        sent = sitk.GetArrayFromImage(sitk.ReadImage(run.args[run.args.index("--labels") + 1]))
+        assert (sent == 21).any() and (sent == 23).any()
+    finally:
+        run.cancel()
+        run.cleanup()
 
 
 def test_segment_centroids_and_volumes_match_the_reference(loaded, verse_labels):

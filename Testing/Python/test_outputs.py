@@ -168,12 +168,35 @@ def test_seg_nrrd_transitional_vertebrae_keep_region(tmp_path):
     assert segments["L6"]["labelValue"] == 25 and segments["T13"]["labelValue"] == 28
 
 
+def test_a_completeness_flag_a_person_set_is_tagged_in_the_seg_nrrd_and_kept_in_vertebrae_json(tmp_path):
+    """``complete_stated`` (``set_completeness``) is the ``CompleteStated`` tag of the seg.nrrd segment, which
+    the Slicer module reads to pass the flag on, and a field of vertebrae.json; the other segments have no tag."""
+    from dataclasses import replace
+
+    image = sitk.Image([20, 20, 20], sitk.sitkInt16)
+    array = np.zeros((20, 20, 20), np.int16)
+    array[2:8, 5:15, 5:15] = 24  # L5
+    array[12:18, 5:15, 5:15] = 23  # L4
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(image)
+    result = result_from_labels(labels)
+    result.vertebrae = [replace(v, complete=False, complete_stated=True) if v.label == 24 else v
+                        for v in result.vertebrae]
+    paths = write_outputs(result, image, tmp_path)
+    segments = {s["name"]: s for s in slicerio.read_segmentation(str(paths["segmentation"]))["segments"]}
+    assert segments["L5"]["tags"]["SpineSegmentation.CompleteStated"] == "true"
+    assert segments["L5"]["tags"]["SpineSegmentation.Complete"] == "false"
+    assert "SpineSegmentation.CompleteStated" not in segments["L4"]["tags"]
+    document = json.loads(paths["vertebrae"].read_text())
+    assert {v["name"]: v["complete_stated"] for v in document["vertebrae"]} == {"L4": False, "L5": True}
+
+
 def test_vertebrae_json(written):
     image, result, paths = written
     doc = json.loads(paths["vertebrae"].read_text())
     assert [v["name"] for v in doc["vertebrae"]] == [v.name for v in result.vertebrae]
     keys = {"label", "name", "complete", "p_complete", "p_label", "centroid_ras_mm", "volume_mm3",
-            "label_regressed", "iterations", "edited", "level_stated"}
+            "label_regressed", "iterations", "edited", "level_stated", "complete_stated"}
     centroids = label_centroids_lps(result.labels)
     for entry in doc["vertebrae"]:
         assert keys <= set(entry)
@@ -311,6 +334,24 @@ def test_empty_result_writes_all_files(example, tmp_path):
     assert json.loads(paths["centroids"].read_text()) == [{"direction": ["R", "A", "S"]}]
     assert not sitk.GetArrayFromImage(sitk.ReadImage(str(paths["labels"]))).any()
     assert matplotlib.image.imread(str(paths["qc"])).shape[0] > 300
+
+
+def test_qc_title_counts_vertebrae_as_the_message_does(example, tmp_path):
+    """A sacrum (a click can add one) is not a vertebra of the column: the title said "7 vertebrae (L1-S)" where the
+    run's message says "6 vertebrae ...; also S"."""
+    from SpineSegmentationLib.renumbering import result_message
+
+    labels = example[1].labels
+    array = sitk.GetArrayFromImage(labels)
+    array[array == 24] = 26  # L5's voxels as the 'sacrum'
+    relabelled = sitk.GetImageFromArray(array)
+    relabelled.CopyInformation(labels)
+    result = result_from_labels(relabelled)
+    figure = qc_figure(result, example[0])
+    title = "\n".join(text.get_text() for text in figure.texts)  # the title (suptitle) is a figure text
+    column = [v for v in result.vertebrae if v.label != 26]
+    assert result_message(result.vertebrae).startswith(f"{len(column)} vertebrae")
+    assert f"{len(column)} vertebrae ({column[0].name}\u2013{column[-1].name}" in title and "; also S" in title, title
 
 
 def test_qc_picture_without_a_spine_says_what_its_views_are(chest_ct):
@@ -481,6 +522,9 @@ def test_segment_tags_leave_out_a_regression_that_is_not_a_number():
     # a level a person stated is tagged, so that the Slicer module passes it on to the next network step
     assert vertebra_tags(replace(l5, level_stated=True))[TAG_PREFIX + "LevelStated"] == "true"
     assert TAG_PREFIX + "LevelStated" not in tags
+    # so is a completeness flag a person set
+    assert vertebra_tags(replace(l5, complete_stated=True))[TAG_PREFIX + "CompleteStated"] == "true"
+    assert TAG_PREFIX + "CompleteStated" not in tags
 
 
 def test_seg_nrrd_is_edited_on_the_whole_ct_grid_in_slicer(written, real_ct):

@@ -418,20 +418,22 @@ def test_the_anatomy_seen_is_read_back_and_checked(output_folder, tmp_path):
         read_output_folder(folder)
 
 
-def test_a_stated_level_is_read_back_and_checked(output_folder, tmp_path):
-    """level_stated travels from vertebrae.json into the segment's LevelStated tag (absent in older files: not
-    stated); a damaged value is refused, naming the field."""
+@pytest.mark.parametrize("field", ["level_stated", "complete_stated"])
+def test_a_stated_level_is_read_back_and_checked(output_folder, tmp_path, field):
+    """level_stated and complete_stated travel from vertebrae.json into the segment's LevelStated and CompleteStated
+    tags (absent in older files: not stated); a damaged value is refused, naming the field. (complete_stated was
+    not read: a completeness flag a person set survived one Re-run in Slicer, not a second.)"""
     folder = tmp_path / "stated"
     shutil.copytree(output_folder, folder)
     report = json.loads((folder / "vertebrae.json").read_text())
     for entry in report["vertebrae"]:
-        entry.pop("level_stated", None)
-    report["vertebrae"][1]["level_stated"] = True
+        entry.pop(field, None)
+    report["vertebrae"][1][field] = True
     (folder / "vertebrae.json").write_text(json.dumps(report))
-    assert [v.level_stated for v in read_output_folder(folder).vertebrae][:3] == [False, True, False]
-    report["vertebrae"][1]["level_stated"] = "yes"
+    assert [getattr(v, field) for v in read_output_folder(folder).vertebrae][:3] == [False, True, False]
+    report["vertebrae"][1][field] = "yes"
     (folder / "vertebrae.json").write_text(json.dumps(report))
-    with pytest.raises(ValueError, match=r"'level_stated' must be true, false or null"):
+    with pytest.raises(ValueError, match=rf"'{field}' must be true, false or null"):
         read_output_folder(folder)
 
 
