@@ -636,19 +636,27 @@ def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags
     before = _label_array(labels, result.labels, "labels")
     _check_label_set("vertebrae with a completeness flag", flags, _column_labels(before) + _other_labels(before))
     after = sitk.GetArrayViewFromImage(result.labels)
-    new_flags: dict[int, bool] = {}
+    claims: dict[int, list[tuple[int, int, bool]]] = {}  # new label -> (voxels it holds, old label, flag) per claim
     lost = []
     for label, complete in sorted(flags.items()):
         mask = before == int(label)
         counts = np.bincount(after[mask].astype(np.int64), minlength=1)
         counts[0] = 0
         target = int(np.argmax(counts))
-        if counts[target] < SAME_VERTEBRA_SHARE * int(mask.sum()) or target in new_flags:
+        share = counts[target] / max(1, int(mask.sum()))
+        if share < SAME_VERTEBRA_SHARE:
             lost.append(f"the completeness you set for {vertebra_name(int(label))} was not kept: no vertebra of the "
                         f"new result holds at least {SAME_VERTEBRA_SHARE:.0%} of its old voxels; check the "
                         "completeness flags in the review")
             continue
-        new_flags[target] = bool(complete)
+        claims.setdefault(target, []).append((int(counts[target]), int(label), bool(complete)))
+    new_flags: dict[int, bool] = {}
+    for target, claimed in claims.items():  # two flagged vertebrae now in one: the flag of the one with more voxels
+        _, label, complete = max(claimed)
+        new_flags[target] = complete
+        lost += [f"{vertebra_name(other)} is now part of {vertebra_name(target)}, which keeps the completeness you set "
+                 f"for {vertebra_name(label)}; check it in the review"
+                 for _, other, flag in claimed if other != label and flag != complete]
     vertebrae = [replace(v, complete=new_flags[int(v.label)], complete_stated=True) if int(v.label) in new_flags
                  else v for v in result.vertebrae]
     run_info = dict(result.run_info)

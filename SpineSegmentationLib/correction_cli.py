@@ -163,14 +163,30 @@ def cmd_complete(args: argparse.Namespace) -> int:
 
 def _read_labels(path: Optional[str]):
     """The label map of ``--labels`` / ``--existing``: a label map file, or an output folder of spineseg (its
-    ``labels.nii.gz``); None without one."""
+    ``labels.nii.gz``); None without one.
+
+    Raises:
+        ValueError: a folder without ``labels.nii.gz``.
+    """
     if not path:
         return None
     from .io import read_image
     from .outputs import output_paths
 
-    in_folder = output_paths(Path(path))["labels"]
-    return read_image(in_folder if Path(path).is_dir() and in_folder.is_file() else Path(path))
+    if Path(path).is_dir():
+        in_folder = output_paths(Path(path))["labels"]
+        if not in_folder.is_file():
+            raise ValueError(f"{path} is a folder without {in_folder.name}: give a label map file, or an output "
+                             "folder of spineseg (which holds labels.nii.gz)")
+        return read_image(in_folder)
+    return read_image(Path(path))
+
+
+def _present_labels(labels: str) -> set[int]:
+    import numpy as np
+    import SimpleITK as sitk
+
+    return {int(v) for v in np.unique(sitk.GetArrayViewFromImage(_read_labels(labels)))} - {0}
 
 
 def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option: str) -> dict[int, bool]:
@@ -185,16 +201,13 @@ def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option:
     both = sorted(set(complete) & set(incomplete))
     if both:
         raise ValueError(f"--complete and --incomplete both name {both}; give each vertebra one flag")
-    recorded = _recorded_completeness(labels)
+    recorded = _recorded(labels, "a level or completeness a person stated")[0]
     if not complete and not incomplete:
         return recorded
     if not labels:
         raise ValueError(f"--complete / --incomplete name vertebrae of the label map given with {option}; "
                          f"give {option} (e.g. the labels.nii.gz of the result whose flags you set)")
-    import numpy as np
-    import SimpleITK as sitk
-
-    present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(_read_labels(labels)))} - {0}
+    present = _present_labels(labels)
     missing = sorted((set(complete) | set(incomplete)) - present)
     if missing:
         raise ValueError(f"--complete / --incomplete name {missing}, which are not in {labels} (labels present: "
@@ -202,18 +215,27 @@ def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option:
     return {**recorded, **{v: True for v in complete}, **{v: False for v in incomplete}}
 
 
-def _recorded_completeness(labels: Optional[str]) -> dict[int, bool]:
-    """The completeness flags a person set (``complete_stated``) recorded in the ``vertebrae.json`` of an output
-    folder given as ``labels``; {} for a label map file or a folder without one."""
+def _recorded(labels: Optional[str], what: str = "") -> tuple[dict[int, bool], list[int]]:
+    """What a person gave that the ``vertebrae.json`` of an output folder given as ``labels`` records: the
+    completeness flags they set (``complete_stated``) and the labels whose level they stated (``level_stated``),
+    both for vertebrae its ``labels.nii.gz`` holds (others are named on stderr and not passed on); ``({}, [])`` for
+    a label map file or a folder without ``vertebrae.json``."""
     from .outputs import output_paths
     from .outputs.vertebrae_json import read_vertebrae_json
     from .renumbering import vertebrae_from_document
 
     document = output_paths(Path(labels))["vertebrae"] if labels and Path(labels).is_dir() else None
     if document is None or not document.is_file():
-        return {}
-    return {int(v.label): bool(v.complete) for v in vertebrae_from_document(read_vertebrae_json(document))
-            if v.complete_stated}
+        return {}, []
+    vertebrae = vertebrae_from_document(read_vertebrae_json(document))
+    present = _present_labels(labels)
+    gone = sorted({v.name for v in vertebrae if (v.complete_stated or v.level_stated) and int(v.label) not in present})
+    if gone and what:
+        print(f"note: {document} records {what} for {', '.join(gone)}, which its labels.nii.gz no longer holds; "
+              "not passed on", file=sys.stderr)
+    kept = [v for v in vertebrae if int(v.label) in present]
+    return ({int(v.label): bool(v.complete) for v in kept if v.complete_stated},
+            sorted(int(v.label) for v in kept if v.level_stated))
 
 
 def _with_flags(result, labels: Optional[str], flags: dict[int, bool]):
@@ -230,6 +252,7 @@ def cmd_click(args: argparse.Namespace) -> int:
     directions = [d for d in args.directions.split(",") if d]
     edited, stated = _labels_list(args.edited), _labels_list(args.stated)  # bad lists fail before any work
     flags = _completeness_flags(args, args.existing, "--existing")
+    stated = sorted(set(stated) | set(_recorded(args.existing)[1]))  # levels the folder records as stated
 
     def compute(image, callback):
         result = segment_from_point(
@@ -248,6 +271,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     edited, redo, stated = (_labels_list(args.edited), _labels_list(args.redo),
                             _labels_list(args.stated))  # bad lists fail before any work
     flags = _completeness_flags(args, args.labels, "--labels")
+    stated = sorted(set(stated) | set(_recorded(args.labels)[1]))  # levels the folder records as stated
 
     def compute(image, callback):
         result = rerun_with_edits(

@@ -344,7 +344,8 @@ def vertebrae_from_document(document: dict) -> list[Vertebra]:
     """The vertebrae of a ``vertebrae.json`` document (``outputs.vertebrae_json``) as :class:`Vertebra` objects.
 
     Raises:
-        ValueError: if the document has no ``vertebrae`` list or an entry lacks a required field.
+        ValueError: if the document has no ``vertebrae`` list, an entry lacks a required field, or a flag
+            (``edited``, ``level_stated``, ``complete_stated``) is not true, false or null.
     """
     entries = document.get("vertebrae") if isinstance(document, dict) else None
     if not isinstance(entries, list):
@@ -352,6 +353,10 @@ def vertebrae_from_document(document: dict) -> list[Vertebra]:
     names = {f.name for f in fields(Vertebra)}
     out = []
     for entry in entries:
+        for flag in ("edited", "level_stated", "complete_stated"):  # "false" (a string) would read as true
+            if entry.get(flag) is not None and not isinstance(entry.get(flag), bool):
+                raise ValueError(f"vertebrae.json entry {entry.get('name', '?')}: '{flag}' must be true, false or "
+                                 f"null, got {entry.get(flag)!r}; restore the file from its output folder")
         try:
             out.append(Vertebra(**{k: v for k, v in entry.items() if k in names}))
         except TypeError as e:

@@ -13,6 +13,7 @@ Two kinds of tests:
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -38,7 +39,7 @@ from SpineSegmentationLib.geometry import lps_to_ras
 from SpineSegmentationLib.models import LocalizationParameters, Preprocessing, SpineModel, TraversalParameters
 from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json, write_vertebrae_json
-from SpineSegmentationLib.result import SpineSegmentationResult
+from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING, column_end_warnings
 
 # --------------------------------------------------------------------------------------------------------------
@@ -324,6 +325,24 @@ def test_completeness_flags_a_person_set_survive_a_rerun(oracle_world):
     assert lost.message.endswith(lost.run_info["warnings"][-1])
     with pytest.raises(ValueError, match=r"\[18\] are not vertebrae of the label map"):
         keep_completeness(rerun, before, {18: False})
+
+
+def test_two_flagged_vertebrae_merged_into_one_keep_the_larger_share_s_flag():
+    """Old L1 (5/8 of a block) and L2 (3/8) are one vertebra now, named L1: it keeps L1's flag whichever order the
+    flags come in, and the warning says L2 is part of L1 now (before: "no vertebra holds 50 %" of L2's voxels, false,
+    and the lower label's flag won)."""
+    old = np.zeros((8, 4, 4), np.int16)
+    old[:5], old[5:] = 20, 21
+    new = sitk.GetImageFromArray(np.full((8, 4, 4), 20, np.int16))
+    merged = SpineSegmentationResult(new, [Vertebra(20, "L1", True, 0.9, 0.9, 20.0, [0.0, 0.0, 0.0], 128.0, 1)], [],
+                                     {}, "1 vertebrae: L1")
+    for flags in ({20: False, 21: True}, {21: True, 20: False}):
+        kept = keep_completeness(merged, old, flags)
+        assert [(v.name, v.complete, v.complete_stated) for v in kept.vertebrae] == [("L1", False, True)]
+        assert kept.run_info["warnings"] == ["L2 is now part of L1, which keeps the completeness you set for L1; "
+                                             "check it in the review"]
+    agreeing = keep_completeness(merged, old, {20: False, 21: False})
+    assert not agreeing.run_info.get("warnings")
 
 
 def test_a_completeness_flag_a_person_set_survives_vertebrae_json_and_reruns_without_being_given_again(oracle_world,
@@ -643,24 +662,43 @@ def test_cli_steps_without_network_write_a_new_folder_and_keep_the_old(oracle_wo
     assert "is not the CT the result" in capsys.readouterr().err and not (tmp_path / "wrong").exists()
 
 
-def test_cli_takes_the_completeness_flags_a_result_folder_records(oracle_world, oracle_result, tmp_path):
-    """``rerun --labels FOLDER`` / ``click --existing FOLDER`` pass on the flags a person set that the folder's
-    vertebrae.json records (complete_stated), without being given again; --complete / --incomplete win."""
+def test_cli_takes_what_a_person_stated_that_a_result_folder_records(oracle_world, oracle_result, tmp_path, capsys):
+    """``rerun --labels FOLDER`` / ``click --existing FOLDER`` pass on the completeness flags and levels a person
+    stated that the folder's vertebrae.json records (complete_stated, level_stated), without being given again;
+    --complete / --incomplete win."""
     from argparse import Namespace
 
-    from SpineSegmentationLib.correction_cli import _completeness_flags
+    from SpineSegmentationLib.correction_cli import _completeness_flags, _read_labels, _recorded
     from SpineSegmentationLib.outputs import write_outputs
 
     _, ct, _ = oracle_world
-    folder = tmp_path / "flagged"
-    write_outputs(set_completeness(oracle_result, 22, False), ct, folder)
+    flagged = tmp_path / "flagged"
+    write_outputs(set_completeness(oracle_result, 22, False), ct, flagged)
     none = Namespace(complete="", incomplete="")
-    assert _completeness_flags(none, str(folder), "--labels") == {22: False}
-    assert _completeness_flags(Namespace(complete="L3", incomplete=""), str(folder), "--labels") == {22: True}
-    assert _completeness_flags(none, str(folder / "labels.nii.gz"), "--labels") == {}  # a file records no flags
+    assert _completeness_flags(none, str(flagged), "--labels") == {22: False}
+    assert _completeness_flags(Namespace(complete="L3", incomplete=""), str(flagged), "--labels") == {22: True}
+    assert _completeness_flags(none, str(flagged / "labels.nii.gz"), "--labels") == {}  # a file records no flags
     plain = tmp_path / "plain"
     write_outputs(oracle_result, ct, plain)
     assert _completeness_flags(none, str(plain), "--labels") == {}
+    # the levels a person stated come with the folder too; what its label map no longer holds is named, not passed
+    stated = tmp_path / "stated"
+    write_outputs(set_completeness(renumber(oracle_result, vertebra_label=23, stated_level="L4"), 24, False), ct,
+                  stated)
+    assert _recorded(str(stated)) == ({24: False}, [23])
+    gone = sitk.GetArrayFromImage(sitk.ReadImage(str(stated / "labels.nii.gz")))
+    gone[gone == 24] = 0
+    image = sitk.GetImageFromArray(gone)
+    image.CopyInformation(ct)
+    sitk.WriteImage(image, str(stated / "labels.nii.gz"))
+    assert _recorded(str(stated), "a statement") == ({}, [23])
+    assert "records a statement for L5, which its labels.nii.gz no longer holds" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="is a folder without labels.nii.gz: give a label map file, or an output"):
+        _read_labels(str(tmp_path))
+    document = json.loads((flagged / "vertebrae.json").read_text())
+    document["vertebrae"][0]["complete_stated"] = "false"
+    with pytest.raises(ValueError, match="'complete_stated' must be true, false or null, got 'false'"):
+        vertebrae_from_document(document)
 
 
 def test_cli_apply_out_of_range_says_how_many_alternatives_there_are(oracle_world, oracle_result, tmp_path, capsys):
