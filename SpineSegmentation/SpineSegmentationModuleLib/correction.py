@@ -58,14 +58,13 @@ from .mrml_import import (
     VOXELS_TAG,
     ImportedResults,
     TableRow,
-    digest_text,
     fill_table,
     import_output_folder,
     is_vertebra,
     segment_tag,
     voxel_to_world,
 )
-from .voxel_digests import flat_to_ijk, segment_digests, segment_layers
+from .voxel_digests import segment_digests, segment_layers
 
 EDITED_TAG = TAG_PREFIX + "Edited"
 REGRESSED_TAG = TAG_PREFIX + "LabelRegressed"
@@ -176,6 +175,8 @@ def tag_unseen_edits(segmentation_node) -> list[str]:
     binary = slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()
     if segmentation.GetSourceRepresentationName() != binary:
         return []
+    from SpineSegmentationLib.segment_tags import digest_text  # as the module and the command line write it
+
     digests = segment_digests(segmentation)
     tagged = []
     for segment_id in vertebra_ids(segmentation_node):
@@ -574,6 +575,8 @@ def segment_statistics(segmentation_node, segment_ids: Sequence[str]) -> dict[st
     ``segment_ids``, from its binary labelmap. Each labelmap layer is read once, whatever the number of segments
     sharing it (its non-zero voxels are counted by label value)."""
     from vtk.util.numpy_support import vtk_to_numpy
+
+    from SpineSegmentationLib.segment_tags import flat_to_ijk
 
     out = {}
     for image, members in segment_layers(segmentation_node.GetSegmentation(), segment_ids):

@@ -46,7 +46,8 @@ from .voxel_digests import segment_digests
 TAG_PREFIX = "SpineSegmentation."
 #: The tag holding the level (VerSe number) of a vertebra segment.
 LABEL_TAG = TAG_PREFIX + "Label"
-#: The tag holding a digest of the voxels the module gave a vertebra (``count:sum``, :func:`digest_text`): a
+#: The tag holding a digest of the voxels the module gave a vertebra (``count:sum``,
+#: :func:`SpineSegmentationLib.segment_tags.digest_text`): a
 #: segment whose voxels no longer match it was edited, also where no edit tracker saw it (a scene loaded and
 #: edited before the module was opened, another Slicer session). ``segmentation.seg.nrrd`` of the command line carries
 #: it too (``SpineSegmentationLib.segment_tags.VOXELS_TAG``, the same name; not imported here, where the library may
@@ -215,16 +216,10 @@ def _output_segmentation(scene, input_volume, output_segmentation, overwrite: bo
     return output_segmentation
 
 
-def digest_text(digest: tuple[int, int]) -> str:
-    """The :data:`VOXELS_TAG` value of a :func:`~.voxel_digests.segment_digests` entry
-    (:func:`SpineSegmentationLib.segment_tags.digest_text`, as the command line writes it)."""
-    from SpineSegmentationLib.segment_tags import digest_text as library_digest_text
-
-    return library_digest_text(digest)
-
-
 def _record_voxels(segmentation_node, segment_ids: list[str]) -> None:
     """Tag each segment of ``segment_ids`` with the digest of its voxels as they are now (:data:`VOXELS_TAG`)."""
+    from SpineSegmentationLib.segment_tags import digest_text  # as the command line writes it
+
     segmentation = segmentation_node.GetSegmentation()
     digests = segment_digests(segmentation)
     for segment_id in segment_ids:

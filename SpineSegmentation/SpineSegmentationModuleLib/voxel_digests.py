@@ -85,14 +85,6 @@ def _count_layer(image, scalars) -> dict[int, tuple[int, int]]:
     return {label: (count, total) for label, (count, total) in totals.items()}
 
 
-def flat_to_ijk(flat: np.ndarray, dims, extent) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IJK indices (I, J, K arrays) of flat positions in a layer's scalars (I fastest), in the layer's extent
-    (:func:`SpineSegmentationLib.segment_tags.flat_to_ijk`, the digests' own)."""
-    from SpineSegmentationLib.segment_tags import flat_to_ijk as library_flat_to_ijk
-
-    return library_flat_to_ijk(flat, dims, extent)
-
-
 def segment_layers(segmentation, segment_ids) -> list[tuple[object, list[tuple[str, int]]]]:
     """The binary labelmap layers of ``segment_ids`` in a ``vtkSegmentation``, each once however many segments
     share it: (layer ``vtkImageData`` or None, [(segment ID, label value), ...] of its segments).
