@@ -187,6 +187,15 @@ def _keep(scan: Scan, existing: np.ndarray, labels: list[int], edited: set[int],
                  np.where(other, existing, 0) if other.any() else None, edited, stated & set(labels))
 
 
+def _most_overlapping(new_labels: np.ndarray, old_mask: np.ndarray) -> tuple[int, int, float]:
+    """The label of ``new_labels`` (an integer map on ``old_mask``'s grid; 0 = none) that holds the most voxels of
+    ``old_mask`` (bool), how many voxels it holds, and their share of the mask (0 for an empty mask)."""
+    counts = np.bincount(new_labels[old_mask].astype(np.int64), minlength=1)
+    counts[0] = 0
+    target = int(np.argmax(counts))
+    return target, int(counts[target]), counts[target] / max(int(old_mask.sum()), 1)
+
+
 def _carry_statements(scan: Scan, labels_map: np.ndarray, labels: set[int], instances: np.ndarray
                       ) -> tuple[dict[int, int], list[str]]:
     """Carry the levels a person stated for vertebrae that are segmented again onto their new instances.
@@ -212,11 +221,7 @@ def _carry_statements(scan: Scan, labels_map: np.ndarray, labels: set[int], inst
     shares: dict[int, tuple[float, int]] = {}
     lost = []
     for label in sorted(labels):
-        mask = old == label
-        counts = np.bincount(instances[mask].astype(np.int64), minlength=1)
-        counts[0] = 0
-        instance = int(np.argmax(counts))
-        share = counts[instance] / max(int(mask.sum()), 1)
+        instance, _, share = _most_overlapping(instances, old == label)
         if share < SAME_VERTEBRA_SHARE or (instance in shares and shares[instance][0] >= share):
             lost.append(label)
             continue
@@ -639,17 +644,13 @@ def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags
     claims: dict[int, list[tuple[int, int, bool]]] = {}  # new label -> (voxels it holds, old label, flag) per claim
     lost = []
     for label, complete in sorted(flags.items()):
-        mask = before == int(label)
-        counts = np.bincount(after[mask].astype(np.int64), minlength=1)
-        counts[0] = 0
-        target = int(np.argmax(counts))
-        share = counts[target] / max(1, int(mask.sum()))
+        target, voxels, share = _most_overlapping(after, before == int(label))
         if share < SAME_VERTEBRA_SHARE:
             lost.append(f"the completeness you set for {vertebra_name(int(label))} was not kept: no vertebra of the "
                         f"new result holds at least {SAME_VERTEBRA_SHARE:.0%} of its old voxels; check the "
                         "completeness flags in the review")
             continue
-        claims.setdefault(target, []).append((int(counts[target]), int(label), bool(complete)))
+        claims.setdefault(target, []).append((voxels, int(label), bool(complete)))
     new_flags: dict[int, bool] = {}
     for target, claimed in claims.items():  # two flagged vertebrae now in one: the flag of the one with more voxels
         _, label, complete = max(claimed)
