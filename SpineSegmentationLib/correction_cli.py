@@ -182,85 +182,90 @@ def _read_labels(path: Optional[str]):
     return read_image(Path(path))
 
 
-def _present_labels(labels: str) -> set[int]:
-    import numpy as np
-    import SimpleITK as sitk
+def _statements(args: argparse.Namespace, labels: Optional[str], option: str):
+    """What a person stated about the vertebrae of the label map given with ``option`` (``labels``), checked before
+    any work: the completeness flags, {VerSe label: flag} (those an output folder records as set by a person,
+    ``complete_stated`` in its ``vertebrae.json``, with ``--complete`` / ``--incomplete`` over them), and the labels
+    whose level was stated (``--stated`` and those the folder records, ``level_stated``). Statements the folder
+    records for vertebrae its ``labels.nii.gz`` no longer holds are named on stderr and not passed on.
 
-    return {int(v) for v in np.unique(sitk.GetArrayViewFromImage(_read_labels(labels)))} - {0}
-
-
-def _completeness_flags(args: argparse.Namespace, labels: Optional[str], option: str) -> dict[int, bool]:
-    """``--complete`` / ``--incomplete`` as {VerSe label: flag}, over the flags a person set that an output folder
-    given as ``labels`` records (``complete_stated`` in its ``vertebrae.json``); checked before any work.
+    Returns:
+        ``(label map, flags, stated)``: the label map is read here (once) when the flags or the folder need it,
+        else None (the caller reads it).
 
     Raises:
         argparse.ArgumentTypeError: a bad list.
-        ValueError: a label in both lists, flags without a label map (``option``), or a label not in it.
+        ValueError: a label in both flag lists, flags without a label map (``option``), or a flag's label not in it.
     """
     complete, incomplete = _labels_list(args.complete), _labels_list(args.incomplete)
+    stated = _labels_list(args.stated)
     both = sorted(set(complete) & set(incomplete))
     if both:
         raise ValueError(f"--complete and --incomplete both name {both}; give each vertebra one flag")
-    recorded = _recorded(labels, "a level or completeness a person stated")[0]
-    if not complete and not incomplete:
-        return recorded
+    document = _recorded_document(labels)
+    if not complete and not incomplete and document is None:
+        return None, {}, stated
     if not labels:
         raise ValueError(f"--complete / --incomplete name vertebrae of the label map given with {option}; "
                          f"give {option} (e.g. the labels.nii.gz of the result whose flags you set)")
-    present = _present_labels(labels)
+    import numpy as np
+    import SimpleITK as sitk
+
+    label_map = _read_labels(labels)
+    present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(label_map))} - {0}
     missing = sorted((set(complete) | set(incomplete)) - present)
     if missing:
         raise ValueError(f"--complete / --incomplete name {missing}, which are not in {labels} (labels present: "
                          f"{sorted(present)}); name vertebrae of that label map")
-    return {**recorded, **{v: True for v in complete}, **{v: False for v in incomplete}}
+    flags: dict[int, bool] = {}
+    if document is not None:
+        from .outputs.vertebrae_json import read_vertebrae_json
+        from .renumbering import vertebrae_from_document
+
+        vertebrae = [v for v in vertebrae_from_document(read_vertebrae_json(document))
+                     if v.complete_stated or v.level_stated]
+        gone = sorted({v.name for v in vertebrae if int(v.label) not in present})
+        if gone:
+            print(f"note: {document} records a level or completeness a person stated for {', '.join(gone)}, which "
+                  "its labels.nii.gz no longer holds; not passed on", file=sys.stderr)
+        kept = [v for v in vertebrae if int(v.label) in present]
+        flags = {int(v.label): bool(v.complete) for v in kept if v.complete_stated}
+        stated = sorted(set(stated) | {int(v.label) for v in kept if v.level_stated})
+    return label_map, {**flags, **{v: True for v in complete}, **{v: False for v in incomplete}}, stated
 
 
-def _recorded(labels: Optional[str], what: str = "") -> tuple[dict[int, bool], list[int]]:
-    """What a person gave that the ``vertebrae.json`` of an output folder given as ``labels`` records: the
-    completeness flags they set (``complete_stated``) and the labels whose level they stated (``level_stated``),
-    both for vertebrae its ``labels.nii.gz`` holds (others are named on stderr and not passed on); ``({}, [])`` for
-    a label map file or a folder without ``vertebrae.json``."""
+def _recorded_document(labels: Optional[str]) -> Optional[Path]:
+    """The ``vertebrae.json`` of an output folder given as ``labels``; None for a label map file or a folder without
+    one."""
     from .outputs import output_paths
-    from .outputs.vertebrae_json import read_vertebrae_json
-    from .renumbering import vertebrae_from_document
 
     document = output_paths(Path(labels))["vertebrae"] if labels and Path(labels).is_dir() else None
-    if document is None or not document.is_file():
-        return {}, []
-    vertebrae = vertebrae_from_document(read_vertebrae_json(document))
-    present = _present_labels(labels)
-    gone = sorted({v.name for v in vertebrae if (v.complete_stated or v.level_stated) and int(v.label) not in present})
-    if gone and what:
-        print(f"note: {document} records {what} for {', '.join(gone)}, which its labels.nii.gz no longer holds; "
-              "not passed on", file=sys.stderr)
-    kept = [v for v in vertebrae if int(v.label) in present]
-    return ({int(v.label): bool(v.complete) for v in kept if v.complete_stated},
-            sorted(int(v.label) for v in kept if v.level_stated))
+    return document if document is not None and document.is_file() else None
 
 
-def _with_flags(result, labels: Optional[str], flags: dict[int, bool]):
+def _with_flags(result, label_map, flags: dict[int, bool]):
     if not flags:
         return result
     from .correction import keep_completeness
 
-    return keep_completeness(result, _read_labels(labels), flags)
+    return keep_completeness(result, label_map, flags)
 
 
 def cmd_click(args: argparse.Namespace) -> int:
     from .correction import segment_from_point
 
     directions = [d for d in args.directions.split(",") if d]
-    edited, stated = _labels_list(args.edited), _labels_list(args.stated)  # bad lists fail before any work
-    flags = _completeness_flags(args, args.existing, "--existing")
-    stated = sorted(set(stated) | set(_recorded(args.existing)[1]))  # levels the folder records as stated
+    edited = _labels_list(args.edited)  # bad lists fail before any work
+    existing, flags, stated = _statements(args, args.existing, "--existing")
 
     def compute(image, callback):
+        labels = existing if existing is not None else _read_labels(args.existing)
         result = segment_from_point(
-            image, args.point, existing_labels=_read_labels(args.existing), model=args.model, device=args.device,
+            image, args.point, existing_labels=labels, model=args.model, device=args.device,
             directions=directions, progress=callback, edited=edited, use_localization=not args.no_localization,
             stated=stated,
         )
-        return _with_flags(result, args.existing, flags)
+        return _with_flags(result, labels, flags)
 
     return _run(args, compute)
 
@@ -268,18 +273,17 @@ def cmd_click(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from .correction import rerun_with_edits
 
-    edited, redo, stated = (_labels_list(args.edited), _labels_list(args.redo),
-                            _labels_list(args.stated))  # bad lists fail before any work
-    flags = _completeness_flags(args, args.labels, "--labels")
-    stated = sorted(set(stated) | set(_recorded(args.labels)[1]))  # levels the folder records as stated
+    edited, redo = _labels_list(args.edited), _labels_list(args.redo)  # bad lists fail before any work
+    current, flags, stated = _statements(args, args.labels, "--labels")
 
     def compute(image, callback):
+        labels = current if current is not None else _read_labels(args.labels)
         result = rerun_with_edits(
-            image, _read_labels(args.labels), edited_labels=edited, redo_labels=redo, model=args.model,
+            image, labels, edited_labels=edited, redo_labels=redo, model=args.model,
             device=args.device, progress=callback, use_localization=not args.no_localization,
             stated_labels=stated,
         )
-        return _with_flags(result, args.labels, flags)
+        return _with_flags(result, labels, flags)
 
     return _run(args, compute)
 

@@ -668,31 +668,32 @@ def test_cli_takes_what_a_person_stated_that_a_result_folder_records(oracle_worl
     --complete / --incomplete win."""
     from argparse import Namespace
 
-    from SpineSegmentationLib.correction_cli import _completeness_flags, _read_labels, _recorded
+    from SpineSegmentationLib.correction_cli import _read_labels, _statements
     from SpineSegmentationLib.outputs import write_outputs
 
     _, ct, _ = oracle_world
     flagged = tmp_path / "flagged"
     write_outputs(set_completeness(oracle_result, 22, False), ct, flagged)
-    none = Namespace(complete="", incomplete="")
-    assert _completeness_flags(none, str(flagged), "--labels") == {22: False}
-    assert _completeness_flags(Namespace(complete="L3", incomplete=""), str(flagged), "--labels") == {22: True}
-    assert _completeness_flags(none, str(flagged / "labels.nii.gz"), "--labels") == {}  # a file records no flags
+    none = Namespace(complete="", incomplete="", stated="")
+    assert _statements(none, str(flagged), "--labels")[1] == {22: False}
+    assert _statements(Namespace(complete="L3", incomplete="", stated=""), str(flagged), "--labels")[1] == {22: True}
+    assert _statements(none, str(flagged / "labels.nii.gz"), "--labels")[1] == {}  # a file records no flags
     plain = tmp_path / "plain"
     write_outputs(oracle_result, ct, plain)
-    assert _completeness_flags(none, str(plain), "--labels") == {}
+    assert _statements(none, str(plain), "--labels")[1] == {}
     # the levels a person stated come with the folder too; what its label map no longer holds is named, not passed
     stated = tmp_path / "stated"
     write_outputs(set_completeness(renumber(oracle_result, vertebra_label=23, stated_level="L4"), 24, False), ct,
                   stated)
-    assert _recorded(str(stated)) == ({24: False}, [23])
+    assert _statements(none, str(stated), "--labels")[1:] == ({24: False}, [23])
     gone = sitk.GetArrayFromImage(sitk.ReadImage(str(stated / "labels.nii.gz")))
     gone[gone == 24] = 0
     image = sitk.GetImageFromArray(gone)
     image.CopyInformation(ct)
     sitk.WriteImage(image, str(stated / "labels.nii.gz"))
-    assert _recorded(str(stated), "a statement") == ({}, [23])
-    assert "records a statement for L5, which its labels.nii.gz no longer holds" in capsys.readouterr().err
+    assert _statements(none, str(stated), "--labels")[1:] == ({}, [23])
+    assert ("records a level or completeness a person stated for L5, which its labels.nii.gz no longer holds"
+            in capsys.readouterr().err)
     with pytest.raises(ValueError, match="is a folder without labels.nii.gz: give a label map file, or an output"):
         _read_labels(str(tmp_path))
     document = json.loads((flagged / "vertebrae.json").read_text())
