@@ -133,10 +133,8 @@ class Preprocessing:
     localization_spacing_mm: float = 4.0
 
     def __post_init__(self) -> None:
-        for name in ("spacing_mm", "hu_scale", "localization_spacing_mm"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not value > 0:
-                raise ValueError(f"preprocessing.{name} must be a number > 0, got {value!r}")
+        _check_range("preprocessing", self, {"spacing_mm": ("(", 0, None), "hu_scale": ("(", 0, None),
+                                              "localization_spacing_mm": ("(", 0, None)})
         if len(self.hu_window) != 2 or not self.hu_window[0] < self.hu_window[1]:
             raise ValueError(f"preprocessing.hu_window must be (low, high) HU with low < high, got {self.hu_window!r}")
 
