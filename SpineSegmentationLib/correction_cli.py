@@ -6,7 +6,10 @@ same output folder: ``labels.nii.gz``, ``segmentation.seg.nrrd``, ``vertebrae.js
     click INPUT --point R A S [--existing LABELS] [--edited 22,23] [--stated 21] [--directions up,down] -o OUTDIR
     rerun INPUT --labels LABELS --edited 22 [--redo 23,24] [--stated 21] [--complete 20] [--incomplete 24] -o OUTDIR
 
-``LABELS`` is a label map on the CT's grid (VerSe numbers), or an output folder (its ``labels.nii.gz``).
+``LABELS`` is a label map on the CT's grid (VerSe numbers), or an output folder (its ``labels.nii.gz``). An output
+folder passes on what its ``vertebrae.json`` records a person did (``edited``, ``level_stated``, ``complete_stated``),
+so a chain of steps needs no ``--edited`` / ``--stated`` again (``--redo`` wins over a recorded edit), and a folder
+that holds ``segmentation.dcm`` gets one in the new folder too, as with ``--dicom-seg``.
 Points are RAS millimetres (as Slicer shows them).
 ``--stated`` names the vertebrae whose level a person stated (renumbering, an applied alternative: ``level_stated``
 in ``vertebrae.json``): the new result keeps those levels. ``--complete`` / ``--incomplete`` (both commands) name
@@ -185,26 +188,28 @@ def _read_labels(path: Optional[str]):
 def _statements(args: argparse.Namespace, labels: Optional[str], option: str):
     """What a person stated about the vertebrae of the label map given with ``option`` (``labels``), checked before
     any work: the completeness flags, {VerSe label: flag} (those an output folder records as set by a person,
-    ``complete_stated`` in its ``vertebrae.json``, with ``--complete`` / ``--incomplete`` over them), and the labels
-    whose level was stated (``--stated`` and those the folder records, ``level_stated``). Statements the folder
-    records for vertebrae its ``labels.nii.gz`` no longer holds are named on stderr and not passed on.
+    ``complete_stated`` in its ``vertebrae.json``, with ``--complete`` / ``--incomplete`` over them), the labels
+    whose level was stated (``--stated`` and those the folder records, ``level_stated``), and the labels of the
+    vertebrae a person edited (``--edited`` and those the folder records, ``edited``: kept exactly by the step that
+    wrote it, so a chain of steps keeps them without ``--edited`` again). Statements the folder records for
+    vertebrae its ``labels.nii.gz`` no longer holds are named on stderr and not passed on.
 
     Returns:
-        ``(label map, flags, stated)``: the label map is read here (once) when the flags or the folder need it,
-        else None (the caller reads it).
+        ``(label map, flags, stated, edited)``: the label map is read here (once) when the flags or the folder need
+        it, else None (the caller reads it); ``stated`` and ``edited`` are sorted lists of VerSe labels.
 
     Raises:
         argparse.ArgumentTypeError: a bad list.
         ValueError: a label in both flag lists, flags without a label map (``option``), or a flag's label not in it.
     """
     complete, incomplete = _labels_list(args.complete), _labels_list(args.incomplete)
-    stated = _labels_list(args.stated)
+    stated, edited = _labels_list(args.stated), _labels_list(args.edited)
     both = sorted(set(complete) & set(incomplete))
     if both:
         raise ValueError(f"--complete and --incomplete both name {both}; give each vertebra one flag")
     document = _recorded_document(labels)
     if not complete and not incomplete and document is None:
-        return None, {}, stated
+        return None, {}, stated, edited
     if not labels:
         raise ValueError(f"--complete / --incomplete name vertebrae of the label map given with {option}; "
                          f"give {option} (e.g. the labels.nii.gz of the result whose flags you set)")
@@ -223,15 +228,17 @@ def _statements(args: argparse.Namespace, labels: Optional[str], option: str):
         from .renumbering import vertebrae_from_document
 
         vertebrae = [v for v in vertebrae_from_document(read_vertebrae_json(document))
-                     if v.complete_stated or v.level_stated]
+                     if v.complete_stated or v.level_stated or v.edited]
         gone = sorted({v.name for v in vertebrae if int(v.label) not in present})
         if gone:
-            print(f"note: {document} records a level or completeness a person stated for {', '.join(gone)}, which "
-                  "its labels.nii.gz no longer holds; not passed on", file=sys.stderr)
+            print(f"note: {document} records an edit, a level or a completeness a person stated for "
+                  f"{', '.join(gone)}, which its labels.nii.gz no longer holds; not passed on", file=sys.stderr)
         kept = [v for v in vertebrae if int(v.label) in present]
         flags = {int(v.label): bool(v.complete) for v in kept if v.complete_stated}
         stated = sorted(set(stated) | {int(v.label) for v in kept if v.level_stated})
-    return label_map, {**flags, **{v: True for v in complete}, **{v: False for v in incomplete}}, stated
+        redo = set(_labels_list(getattr(args, "redo", "")))  # to segment again: no longer the edited voxels
+        edited = sorted(set(edited) | {int(v.label) for v in kept if v.edited and int(v.label) not in redo})
+    return label_map, {**flags, **{v: True for v in complete}, **{v: False for v in incomplete}}, stated, edited
 
 
 def _recorded_document(labels: Optional[str]) -> Optional[Path]:
@@ -251,12 +258,23 @@ def _with_flags(result, label_map, flags: dict[int, bool]):
     return keep_completeness(result, label_map, flags)
 
 
+def _dicom_seg_of(args: argparse.Namespace, labels: Optional[str]) -> None:
+    """Ask for ``segmentation.dcm`` (``args.dicom_seg``) when the output folder given as the label map holds one,
+    as the steps without network do (:func:`_write`): a chain of corrections keeps the DICOM SEG of the run it
+    started from."""
+    from .outputs.dicom_seg import DICOM_SEG_FILE
+
+    if labels and Path(labels).is_dir() and (Path(labels) / DICOM_SEG_FILE).is_file():
+        args.dicom_seg = True
+
+
 def cmd_click(args: argparse.Namespace) -> int:
     from .correction import segment_from_point
 
     directions = [d for d in args.directions.split(",") if d]
-    edited = _labels_list(args.edited)  # bad lists fail before any work
-    existing, flags, stated = _statements(args, args.existing, "--existing")
+    # bad lists fail before any work; an output folder passes on the vertebrae it records as edited
+    existing, flags, stated, edited = _statements(args, args.existing, "--existing")
+    _dicom_seg_of(args, args.existing)
 
     def compute(image, callback):
         labels = existing if existing is not None else _read_labels(args.existing)
@@ -273,8 +291,10 @@ def cmd_click(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from .correction import rerun_with_edits
 
-    edited, redo = _labels_list(args.edited), _labels_list(args.redo)  # bad lists fail before any work
-    current, flags, stated = _statements(args, args.labels, "--labels")
+    redo = _labels_list(args.redo)  # bad lists fail before any work
+    # an output folder passes on the vertebrae it records as edited, except those named in --redo
+    current, flags, stated, edited = _statements(args, args.labels, "--labels")
+    _dicom_seg_of(args, args.labels)
 
     def compute(image, callback):
         labels = current if current is not None else _read_labels(args.labels)
@@ -299,7 +319,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-localization", action="store_true", help="do not use the spine localization network")
     p.add_argument("--dicom-seg", action="store_true",
                    help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input; it then references no DICOM "
-                        "series (for a DICOM series input it is always written)")
+                        "series (default: when the output folder given as the label map holds one; for a DICOM "
+                        "series input it is always written)")
     p.add_argument("--complete", default="",
                    help="vertebrae of the label map a person flagged completely visible (spineseg-correct complete); "
                         "the vertebrae on their voxels keep the flag, e.g. L1 (an output folder given as the label "
@@ -321,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the point in RAS millimetres")
     click.add_argument("--existing", help="label map of vertebrae already segmented (kept, instance memory), or an "
                                           "output folder (its labels.nii.gz)")
-    click.add_argument("--edited", help="labels in --existing that a person edited, e.g. 22,23")
+    click.add_argument("--edited", help="labels in --existing that a person edited, e.g. 22,23 (an output folder "
+                                        "passes on those its vertebrae.json records as edited)")
     click.add_argument("--stated", help="labels in --existing whose level a person stated (kept), e.g. 21 or L2")
     click.add_argument("--directions", default="up,down", help="up,down (default), up, down, or '' (clicked only)")
     click.set_defaults(func=cmd_click)
@@ -329,7 +351,9 @@ def build_parser() -> argparse.ArgumentParser:
     _common(rerun)
     rerun.add_argument("--labels", required=True, help="current label map on the CT's grid (VerSe numbers), or an "
                                                        "output folder (its labels.nii.gz)")
-    rerun.add_argument("--edited", default="", help="labels a person edited (kept exactly), e.g. 22 or L3")
+    rerun.add_argument("--edited", default="", help="labels a person edited (kept exactly), e.g. 22 or L3 (an output "
+                                                    "folder passes on those its vertebrae.json records as edited, "
+                                                    "except those in --redo)")
     rerun.add_argument("--redo", default="", help="labels to remove and segment again, e.g. 23,24 or L4,L5")
     rerun.add_argument("--stated", default="", help="labels whose level a person stated (kept), e.g. 21 or L2")
     rerun.set_defaults(func=cmd_rerun)

@@ -22,20 +22,28 @@ Example::
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
 
-from .anatomy import column_position, is_column_vertebra, verse_label, vertebra_name
+from .anatomy import L5, L6, column_position, is_column_vertebra, verse_label, vertebra_name
 from .anatomy_evidence import VertebraEvidence
-from .labeling import refine_labels, sequence_probabilities
+from .labeling import SACRUM_LIKELIHOOD, refine_labels, rib_sides_probability, sequence_probabilities
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra
-from .sanity import UNANCHORED_LEVELS_WARNING, result_warnings, warning_lines
+from .sanity import RIB_DISAGREEMENT_LIKELIHOOD, UNANCHORED_LEVELS_WARNING, result_warnings, warning_lines
 
 #: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
 CORRECTIONS_KEY = "corrections"
+#: A level contradicts what the CT shows at a vertebra when that is at most this likely for the level in the
+#: labelling's model (``labeling.RIB_LIKELIHOOD``, ``labeling.SACRUM_LIKELIHOOD``): ribs on both sides of a cervical
+#: (0.03) or lumbar vertebra (L1 0.05, below 0.03), no rib beside a thoracic vertebra above the last one (0.04), the
+#: sacrum right below a vertebra that is not the last above it (0.05). The threshold of the fresh run's rib warning
+#: (``sanity.RIB_DISAGREEMENT_LIKELIHOOD``).
+CONTRADICTION_LIKELIHOOD = RIB_DISAGREEMENT_LIKELIHOOD
+#: How the warning of a renumbering or an applied alternative that contradicts the CT's anatomy begins.
+STATED_LEVELS_CONTRADICT_WARNING = "the levels now contradict what the CT shows"
 
 
 @dataclass
@@ -48,12 +56,15 @@ class Relabeling:
         likelihood: posterior probability of the new sequence (``labeling.py``), in [0, 1].
         alternatives: candidate sequences ordered by likelihood (see :func:`refine_labels`); for a stated level
             all of them respect the statement.
+        warnings: where the new levels contradict the ribs or the sacrum seen beside the vertebrae and the old ones
+            did not (:func:`contradiction_warnings`): one line, or empty. A warning only: the person decides.
     """
 
     mapping: dict[int, int]
     vertebrae: list[Vertebra]
     likelihood: float
     alternatives: list[LabelingAlternative]
+    warnings: list[str] = field(default_factory=list)
 
 
 def _level(stated_level: Union[str, int]) -> int:
@@ -101,6 +112,55 @@ def _evidence(ordered: list[Vertebra]) -> list[VertebraEvidence]:
     return [VertebraEvidence(rib_sides=v.rib_sides, sacrum_below=v.sacrum_below) for v in ordered]
 
 
+def _contradicted(ordered: list[Vertebra]) -> list[str]:
+    """For each vertebra of the column ``ordered`` (cranio-caudal), what the CT shows beside it that its level
+    contradicts (:data:`CONTRADICTION_LIKELIHOOD`), "" where nothing does. Ribs missing beside a vertebra the field
+    of view cuts (``complete`` False) do not count (they may be cut off with it), as in
+    ``sanity.rib_level_warnings``; ribs seen beside it do."""
+    labels = [int(v.label) for v in ordered]
+    last = L6 if L6 in labels else L5  # the last vertebra above the sacrum, as labeling.py has it
+    out = []
+    for v in ordered:
+        seen = []
+        if v.rib_sides is not None and (v.complete or v.rib_sides > 0) \
+                and rib_sides_probability(int(v.label), labels, int(v.rib_sides)) <= CONTRADICTION_LIKELIHOOD:
+            seen.append("no rib beside it" if v.rib_sides == 0 else "ribs on both sides")
+        if v.sacrum_below and SACRUM_LIKELIHOOD[int(v.label) == last][0] <= CONTRADICTION_LIKELIHOOD:
+            seen.append("the sacrum right below it")
+        out.append(" and ".join(seen))
+    return out
+
+
+def contradiction_warnings(before: Sequence[Vertebra], after: Sequence[Vertebra]) -> list[str]:
+    """A warning when a new labelling of the column contradicts the anatomy the CT shows and the old one did not
+    (empty otherwise): ribs beside a vertebra now named cervical or lumbar, a thoracic one beside no rib, the sacrum
+    right below a vertebra that is not the last above it (the evidence each vertebra carries, ``rib_sides`` and
+    ``sacrum_below``, measured when the result was made; :data:`CONTRADICTION_LIKELIHOOD`). Only what the new levels
+    contradict and the old did not is named. It never refuses: a person's statement may be right where a rib or the
+    sacrum was misread.
+
+    Args:
+        before: the column with its old labels, cranio-caudal order.
+        after: the same vertebrae with their new labels, same order and length (a segment taken for the sacrum,
+            label 26, has no level to contradict).
+
+    Raises:
+        ValueError: ``before`` and ``after`` differ in length.
+    """
+    before, after = list(before), list(after)
+    if len(before) != len(after):
+        raise ValueError(f"{len(before)} vertebrae before and {len(after)} after relabelling; give the same column")
+    old = _contradicted(before)
+    positions = [i for i, v in enumerate(after) if is_column_vertebra(v.label)]  # a sacral segment contradicts none
+    new = dict(zip(positions, _contradicted([after[i] for i in positions])))
+    shown = [f"{after[i].name} ({text})" for i, text in new.items() if text and not old[i]]
+    if not shown:
+        return []
+    return [f"{STATED_LEVELS_CONTRADICT_WARNING}: {', '.join(shown)} (thoracic vertebrae carry a rib on each side, "
+            "cervical and lumbar vertebrae none; the sacrum lies below the last lumbar vertebra). The levels are as "
+            "stated; check them against the ribs and the sacrum (the rib view of qc.png, or the 3D view)."]
+
+
 def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int], p_labels: Sequence[float],
                 stated: Sequence[bool]) -> list[Vertebra]:
     """``ordered`` with new labels, names, ``p_label`` and ``level_stated`` (a person's statement replaces the ones
@@ -137,12 +197,14 @@ def renumber_vertebrae(
     index = _find(ordered, vertebra_label)
     labeling = refine_labels([v.label_regressed for v in ordered], constraints={index: _level(stated_level)},
                              evidence=_evidence(ordered))
+    relabelled = _relabelled(ordered, labeling.labels, labeling.probabilities,
+                             [i == index for i in range(len(ordered))])
     return Relabeling(
         mapping={int(v.label): int(lab) for v, lab in zip(ordered, labeling.labels)},
-        vertebrae=_with_others(_relabelled(ordered, labeling.labels, labeling.probabilities,
-                                           [i == index for i in range(len(ordered))]), vertebrae),
+        vertebrae=_with_others(relabelled, vertebrae),
         likelihood=labeling.likelihood,
         alternatives=labeling.alternatives,
+        warnings=contradiction_warnings(ordered, relabelled),
     )
 
 
@@ -172,6 +234,7 @@ def relabel_vertebrae(vertebrae: Iterable[Vertebra], labels: Sequence[int]) -> R
         vertebrae=_with_others(relabelled, vertebrae),
         likelihood=likelihood,
         alternatives=labeling_alternatives(relabelled),  # every level stated: the unconstrained candidates
+        warnings=contradiction_warnings(ordered, relabelled),
     )
 
 
@@ -262,14 +325,14 @@ def _warnings_after(result: SpineSegmentationResult, vertebrae: list[Vertebra]) 
     fallback) kept. A level a person stated answers "no landmark fixes the levels" (also as an older version worded
     it)."""
     about_vertebrae = set(result_warnings(result.vertebrae))
-    kept = [w for w in result.run_info.get("warnings", [])
-            if w not in about_vertebrae and not w.startswith(UNANCHORED_LEVELS_WARNING)]
+    kept = [w for w in result.run_info.get("warnings", []) if w not in about_vertebrae
+            and not w.startswith((UNANCHORED_LEVELS_WARNING, STATED_LEVELS_CONTRADICT_WARNING))]
     return kept + result_warnings(vertebrae)
 
 
 def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict) -> SpineSegmentationResult:
     run_info = _with_correction(result, entry)
-    warnings = _warnings_after(result, relabeling.vertebrae)
+    warnings = _warnings_after(result, relabeling.vertebrae) + list(relabeling.warnings)
     if warnings or "warnings" in run_info:
         run_info["warnings"] = warnings
     return SpineSegmentationResult(
@@ -287,7 +350,9 @@ def renumber(result: SpineSegmentationResult, vertebra_label: int, stated_level:
     Runs :func:`renumber_vertebrae` and relabels the label map on the input grid (voxels unchanged; edited
     vertebrae keep ``edited=True``). ``alternatives`` of the new result are the candidates that respect the
     statement, the applied one first, as :func:`labeling_alternatives` of the new result lists them. The step is
-    recorded in ``run_info["corrections"]``.
+    recorded in ``run_info["corrections"]``. Where the new levels contradict the ribs or the sacrum seen in the CT
+    and the old ones did not, the result warns (:func:`contradiction_warnings`, in ``run_info["warnings"]`` and the
+    message); the statement holds all the same.
 
     Raises:
         ValueError: see :func:`renumber_vertebrae` and :func:`relabel_label_map`.
@@ -304,7 +369,7 @@ def apply_alternative(
     """A new result labelled with ``alternative`` (from :func:`labeling_alternatives`, or a label sequence in
     cranio-caudal order). The new result's ``alternatives`` are the unconstrained candidates of
     :func:`labeling_alternatives` (every level is stated now, so none is a constraint: the applied sequence is first
-    only when it is the most likely one).
+    only when it is the most likely one). It warns as :func:`renumber` where the new levels contradict the anatomy.
 
     Raises:
         ValueError: see :func:`relabel_vertebrae` and :func:`relabel_label_map`.

@@ -15,7 +15,8 @@ Schema (``schema_version`` 1)::
                                           # centroids_ctd.json: the body centres (VerSe), 12-17 mm away (example CT)
          "volume_mm3": 41234.0,           # on the input grid
          "iterations": 4,                 # network evaluations spent on this vertebra
-         "edited": false,                 # made/kept by a person (correction workflow)
+         "edited": false,                 # made/kept by a person (correction workflow); click / rerun given
+                                          # this folder keep it exactly (absent in older files: false)
          "rib_sides": 0,                  # sides (0-2) with a rib touching it; null: not in view
          "sacrum_below": null,            # the lowest two segments only: sacrum right below (true/false); null
                                           # elsewhere or not in view (anatomy_evidence.py)

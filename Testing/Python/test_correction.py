@@ -674,9 +674,10 @@ def test_cli_takes_what_a_person_stated_that_a_result_folder_records(oracle_worl
     _, ct, _ = oracle_world
     flagged = tmp_path / "flagged"
     write_outputs(set_completeness(oracle_result, 22, False), ct, flagged)
-    none = Namespace(complete="", incomplete="", stated="")
+    none = Namespace(complete="", incomplete="", stated="", edited="")
     assert _statements(none, str(flagged), "--labels")[1] == {22: False}
-    assert _statements(Namespace(complete="L3", incomplete="", stated=""), str(flagged), "--labels")[1] == {22: True}
+    assert _statements(Namespace(complete="L3", incomplete="", stated="", edited=""), str(flagged),
+                       "--labels")[1] == {22: True}
     assert _statements(none, str(flagged / "labels.nii.gz"), "--labels")[1] == {}  # a file records no flags
     plain = tmp_path / "plain"
     write_outputs(oracle_result, ct, plain)
@@ -685,21 +686,91 @@ def test_cli_takes_what_a_person_stated_that_a_result_folder_records(oracle_worl
     stated = tmp_path / "stated"
     write_outputs(set_completeness(renumber(oracle_result, vertebra_label=23, stated_level="L4"), 24, False), ct,
                   stated)
-    assert _statements(none, str(stated), "--labels")[1:] == ({24: False}, [23])
+    assert _statements(none, str(stated), "--labels")[1:3] == ({24: False}, [23])
     gone = sitk.GetArrayFromImage(sitk.ReadImage(str(stated / "labels.nii.gz")))
     gone[gone == 24] = 0
     image = sitk.GetImageFromArray(gone)
     image.CopyInformation(ct)
     sitk.WriteImage(image, str(stated / "labels.nii.gz"))
-    assert _statements(none, str(stated), "--labels")[1:] == ({}, [23])
-    assert ("records a level or completeness a person stated for L5, which its labels.nii.gz no longer holds"
-            in capsys.readouterr().err)
+    assert _statements(none, str(stated), "--labels")[1:3] == ({}, [23])
+    assert ("records an edit, a level or a completeness a person stated for L5, which its labels.nii.gz no longer "
+            "holds" in capsys.readouterr().err)
     with pytest.raises(ValueError, match="is a folder without labels.nii.gz: give a label map file, or an output"):
         _read_labels(str(tmp_path))
     document = json.loads((flagged / "vertebrae.json").read_text())
     document["vertebrae"][0]["complete_stated"] = "false"
     with pytest.raises(ValueError, match="'complete_stated' must be true, false or null, got 'false'"):
         vertebrae_from_document(document)
+
+
+def test_cli_passes_on_the_edits_and_the_dicom_seg_a_result_folder_records(oracle_world, oracle_result, tmp_path):
+    """``rerun --labels FOLDER`` / ``click --existing FOLDER`` keep the vertebrae the folder's vertebrae.json records
+    as edited (kept exactly by the step that wrote it) without ``--edited`` again; ``--redo`` wins over a recorded
+    edit. A folder holding segmentation.dcm asks for one in the new folder, as the steps without network do. Before,
+    ``rerun --labels F1 --redo 23 -o F2`` after ``rerun ... --edited 22 -o F1`` left L3 unprotected in F2."""
+    from argparse import Namespace
+
+    from SpineSegmentationLib.correction_cli import _dicom_seg_of, _statements
+    from SpineSegmentationLib.outputs import write_outputs
+
+    _, ct, _ = oracle_world
+    folder = tmp_path / "edited"
+    write_outputs(oracle_result, ct, folder, dicom_seg=True)  # L3 (22) edited
+    rerun = dict(complete="", incomplete="", stated="", edited="", redo="")
+    assert _statements(Namespace(**rerun), str(folder), "--labels")[3] == [22]
+    assert _statements(Namespace(**{**rerun, "edited": "L5"}), str(folder), "--labels")[3] == [22, 24]
+    assert _statements(Namespace(**{**rerun, "redo": "L3"}), str(folder), "--labels")[3] == []  # to segment again
+    assert _statements(Namespace(**rerun), str(folder / "labels.nii.gz"), "--labels")[3] == []  # a file records none
+    click = Namespace(complete="", incomplete="", stated="", edited=None)  # click: no --redo, --edited unset
+    assert _statements(click, str(folder), "--existing")[3] == [22]
+    older = tmp_path / "older"  # a vertebrae.json written before the flag was read back, or without it: none
+    write_outputs(oracle_result, ct, older)
+    document = json.loads((older / "vertebrae.json").read_text())
+    for entry in document["vertebrae"]:
+        del entry["edited"]
+    (older / "vertebrae.json").write_text(json.dumps(document))
+    assert _statements(click, str(older), "--existing")[3] == []
+    for labels, expected in ((folder, True), (folder / "labels.nii.gz", False), (None, False)):
+        args = Namespace(dicom_seg=False)
+        _dicom_seg_of(args, None if labels is None else str(labels))
+        assert args.dicom_seg is expected, labels
+    plain = tmp_path / "plain"
+    write_outputs(oracle_result, ct, plain)
+    args = Namespace(dicom_seg=False)
+    _dicom_seg_of(args, str(plain))
+    assert args.dicom_seg is False
+
+
+def test_a_renumbering_that_contradicts_the_ribs_or_the_sacrum_warns_but_holds(oracle_result):
+    """A stated level whose column contradicts the anatomy the result measured (ribs, the sacrum) warns, naming only
+    what the old levels did not contradict; the statement is kept. Stating the right levels again drops the warning.
+    Before, renumbering a lumbar column into the thorax was accepted without a word."""
+    from SpineSegmentationLib.renumbering import STATED_LEVELS_CONTRADICT_WARNING
+
+    evidence = {20: (0, None), 21: (0, None), 22: (0, None), 23: (0, False), 24: (None, True)}  # as a lumbar CT
+    result = SpineSegmentationResult(oracle_result.labels, [
+        replace(v, rib_sides=evidence[v.label][0], sacrum_below=evidence[v.label][1]) for v in oracle_result.vertebrae],
+        oracle_result.alternatives, dict(oracle_result.run_info), oracle_result.message)
+    up = renumber(result, 20, "T10")
+    assert [v.name for v in up.vertebrae] == ["T10", "T11", "T12", "L1", "L2"]  # the statement holds
+    warned = [w for w in up.run_info["warnings"] if w.startswith(STATED_LEVELS_CONTRADICT_WARNING)]
+    assert len(warned) == 1 and f"WARNING: {warned[0]}" in up.message
+    # T12 beside no rib is likely enough (0.10: the 12th rib can be short or out of view); L1-L4 were fine before
+    assert warned[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: T10 (no rib beside it), T11 (no rib beside it), "
+                                "L2 (the sacrum right below it) (")
+    assert renumber_vertebrae(result.vertebrae, 20, "T10").warnings == warned  # for callers of the Relabeling
+    right = renumber(up, 17, "L1")  # T10 (17) is L1: the measured anatomy again
+    assert [v.name for v in right.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
+    assert not any(w.startswith(STATED_LEVELS_CONTRADICT_WARNING) for w in right.run_info.get("warnings", []))
+    cut = SpineSegmentationResult(result.labels, [replace(v, complete=v.label != 20) for v in result.vertebrae],
+                                  result.alternatives, dict(result.run_info), result.message)
+    assert renumber(cut, 20, "T10").run_info["warnings"][-1].startswith(  # its ribs may be cut off with it
+        f"{STATED_LEVELS_CONTRADICT_WARNING}: T11 (no rib beside it), L2 (the sacrum right below it) (")
+    applied = apply_alternative(result, [8, 9, 10, 11, 12])  # T1-T5: thoracic vertebrae beside no rib
+    assert any(w.startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: T1 (no rib beside it), T2 (no rib beside it), "
+                            "T3 (no rib beside it), T4 (no rib beside it), T5 (the sacrum right below it)")
+               for w in applied.run_info["warnings"])
+    assert not renumber_vertebrae(result.vertebrae, 24, "L5").warnings  # the levels it has: nothing to say
 
 
 def test_cli_apply_out_of_range_says_how_many_alternatives_there_are(oracle_world, oracle_result, tmp_path, capsys):
@@ -810,6 +881,50 @@ def test_real_stated_level_relabels_every_vertebra_by_the_same_shift(real_click)
     before, after = _voxel_sets(result), _voxel_sets(fixed)
     for old, new in zip(result.vertebrae, fixed.vertebrae):
         np.testing.assert_array_equal(after[new.label], before[old.label])
+
+
+def test_real_renumbering_against_the_ribs_and_the_sacrum_warns(real_click):
+    """The example CT (T12 with ribs on both sides at the top, the sacrum below L5): stating its T12 as C1 is kept but
+    warns, naming C1 beside ribs and C6 above the sacrum; stating T11 names the L4 above the sacrum; the right level
+    says nothing. Before, every one of them was accepted without a word."""
+    from SpineSegmentationLib.renumbering import STATED_LEVELS_CONTRADICT_WARNING
+
+    _, result = real_click
+    top = result.vertebrae[0]
+    assert (top.name, top.rib_sides, result.vertebrae[-1].name, result.vertebrae[-1].sacrum_below) == \
+        ("T12", 2, "L5", True)
+
+    def contradiction(level):
+        stated = renumber(result, top.label, level)
+        assert stated.vertebrae[0].name == level and stated.vertebrae[0].level_stated  # never refused
+        return [w for w in stated.run_info.get("warnings", []) if w.startswith(STATED_LEVELS_CONTRADICT_WARNING)]
+
+    assert contradiction("C1")[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: C1 (ribs on both sides), C6 (the "
+                                             "sacrum right below it) (")
+    assert contradiction("T11")[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: L4 (the sacrum right below it) (")
+    assert contradiction("T12") == []
+
+
+def test_real_chain_of_corrections_keeps_the_edited_vertebra_and_the_dicom_seg(real_rerun, real_ct, real_ct_image,
+                                                                             real_reference, tmp_path):
+    """A re-run from the folder of a re-run that kept the reference L3 as edited, with no ``--edited`` and no
+    ``--dicom-seg``: L3 stays edited voxel for voxel, and the DICOM SEG the folder held is written again. Before, L3
+    came back unprotected (``edited`` false, its level no constraint) and the new folder had no segmentation.dcm."""
+    import highdicom as hd
+
+    from SpineSegmentationLib.correction_cli import main, read_result
+    from SpineSegmentationLib.outputs import write_outputs
+
+    start, out = tmp_path / "start", tmp_path / "out"
+    write_outputs(read_result(real_rerun), real_ct_image, start, input_path=real_ct, dicom_seg=True)  # no network
+    assert main(["rerun", str(real_ct), "--labels", str(start), "--redo", "L4", "-o", str(out), "--device", "cpu",
+                 "--progress", "none"]) == 0
+    vertebrae = vertebrae_from_document(read_vertebrae_json(out / "vertebrae.json"))
+    assert [v.label for v in vertebrae if v.edited] == [22]
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz")))
+    np.testing.assert_array_equal(labels == 22, real_reference == 22)
+    seg = hd.seg.segread(str(out / "segmentation.dcm"))
+    assert [seg.get_segment_description(n).segment_label for n in seg.segment_numbers] == [v.name for v in vertebrae]
 
 
 @pytest.fixture(scope="module")
