@@ -6,6 +6,9 @@ pseudo-labels written by a model that saw it (a manifest case's ``teacher``: the
 learned). The training configuration names such scans in ``data.held_out``; :func:`check_held_out` refuses to train
 when one of them is among the run's training files or in the recorded lineage of the starting model or of a
 teacher. A held-out scan that is a validation CT is left out of the validation loss (:func:`held_out_validation`).
+A validation CT must be a scan the model never saw: :func:`check_validation_apart` refuses one that the run trains on,
+that the model it starts from or a pseudo-label teacher saw, or (:func:`resumed_lineage`) that the sessions of a
+resumed run before its checkpoint trained on, so that the model card's "never trained on" holds.
 
 Scans are compared by :func:`scan_digest`, a digest of their voxel values, so the same scan under another name or
 in another container (.nii, .nii.gz, .nrrd, a DICOM series) is recognized. A different scan of the same patient is
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +57,21 @@ def scan_digest(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def run_digest() -> Callable[[str | Path], str]:
+    """:func:`scan_digest` for one training run: each file (by its resolved path) is read and digested once, however
+    many checks ask for it (a validation CT is checked against the training data and against ``data.held_out``).
+    Make one per run: a file may change between runs."""
+    known: dict[Path, str] = {}
+
+    def digest(path: str | Path) -> str:
+        key = Path(path).resolve()
+        if key not in known:
+            known[key] = scan_digest(path)
+        return known[key]
+
+    return digest
+
+
 def training_files(cases: list[Case], anatomy_maps: list[str]) -> list[Path]:
     """The files a run trains on, as :class:`~.data.TrainingData` uses them: train-split images and their label
     maps, train-split mask-only label maps (synthesis sources) and whole-anatomy maps. Validation cases are left
@@ -65,10 +84,17 @@ def training_files(cases: list[Case], anatomy_maps: list[str]) -> list[Path]:
     return files + [Path(p) for p in anatomy_maps]
 
 
-def seen_entries(files: list[Path]) -> list[dict]:
+def seen_entries(files: list[Path], digest: Callable[[str | Path], str] = scan_digest) -> list[dict]:
     """``{"file": str, "sha256": scan_digest}`` per distinct scan among ``files`` (the lineage record of
-    :mod:`.trainer`; a label map used both as a case's labels and as synthesis context is listed once)."""
-    return merge([], [{"file": str(path), "sha256": scan_digest(path)} for path in files])
+    :mod:`.trainer`; a label map used both as a case's labels and as synthesis context is listed once).
+    ``digest``: :func:`scan_digest` or a run's :func:`run_digest`."""
+    return merge([], [{"file": str(path), "sha256": digest(path)} for path in files])
+
+
+def validation_entries(cases: list[Case], digest: Callable[[str | Path], str] = scan_digest) -> list[dict]:
+    """:func:`seen_entries` of the validation cases' CTs (the scans whose loss is logged as a held-out measure)."""
+    return seen_entries([Path(case.image) for case in cases if case.split == "validation" and case.image is not None],
+                        digest)
 
 
 def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
@@ -116,27 +142,31 @@ def teacher_lineage(cases: list[Case]) -> tuple[list[dict], list[str]]:
     return entries, unrecorded
 
 
-def check_validation_apart(cases: list[Case], own: list[dict]) -> None:
-    """Refuse a validation case whose scan is also trained on (the same file, or a copy of it under another name):
+def check_validation_apart(validation: list[dict], trained: list[dict],
+                           source: str = "the run trains on",
+                           fix: str = "keep each scan in one split (the manifest's split column)") -> None:
+    """Refuse a validation case whose scan was or is trained on (the same file, or a copy of it under another name):
     its validation loss would be a training loss, and the model card would list it as never trained on.
 
     Args:
-        cases: the run's cases.
-        own: :func:`seen_entries` of the run's :func:`training_files`.
+        validation: :func:`validation_entries` of the run's cases.
+        trained: lineage entries of what ``source`` trained on, e.g. :func:`seen_entries` of the run's
+            :func:`training_files`, or the lineage of the model the run starts from.
+        source, fix: for the message ("..., which {source}: {fix}").
 
     Raises:
-        SpineSegmentationError: names both files and the fix.
+        SpineSegmentationError: names both files, ``source`` and ``fix``.
     """
-    trained = {entry["sha256"]: entry["file"] for entry in own}
-    validation = [Path(case.image) for case in cases if case.split == "validation" and case.image is not None]
-    for entry in seen_entries(validation):
-        if entry["sha256"] in trained:
+    known = {entry["sha256"]: entry["file"] for entry in trained}
+    for entry in validation:
+        if entry["sha256"] in known:
             raise SpineSegmentationError(
-                f"the validation case {entry['file']} is the same scan as {trained[entry['sha256']]}, which the run "
-                "trains on: keep each scan in one split (the manifest's split column)")
+                f"the validation case {entry['file']} is the same scan as {known[entry['sha256']]}, which {source}: "
+                f"{fix}")
 
 
-def held_out_validation(cases: list[Case], held_out: list[dict]) -> list[Case]:
+def held_out_validation(cases: list[Case], held_out: list[dict],
+                        digest: Callable[[str | Path], str] = scan_digest) -> list[Case]:
     """The validation cases with a CT whose CT or label map is a held-out scan (by :func:`scan_digest`).
 
     The trainer leaves them out of the validation loss. That loss selects nothing (the model folder gets the last
@@ -147,12 +177,13 @@ def held_out_validation(cases: list[Case], held_out: list[dict]) -> list[Case]:
     Args:
         cases: the run's cases.
         held_out: :func:`seen_entries` of the paths in ``data.held_out``.
+        digest: :func:`scan_digest` or the run's :func:`run_digest` (which has the validation CTs already).
     """
     digests = {entry["sha256"] for entry in held_out}
     if not digests:
         return []
     return [case for case in cases if case.split == "validation" and case.image is not None
-            and any(scan_digest(path) in digests for path in (case.image, case.labels))]
+            and any(digest(path) in digests for path in (case.image, case.labels))]
 
 
 def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
@@ -165,7 +196,7 @@ def merge(own: list[dict], inherited: list[dict]) -> list[dict]:
     return out
 
 
-def resumed_lineage(now: dict, checkpoint_state: dict) -> dict:
+def resumed_lineage(now: dict, checkpoint_state: dict, validation: list[dict] | None = None) -> dict:
     """The lineage of a resumed run: what its checkpoint records it trained on before, and what it trains on now,
     each digest once, so that a case removed from the data before resuming stays recorded.
 
@@ -173,6 +204,7 @@ def resumed_lineage(now: dict, checkpoint_state: dict) -> dict:
         now: the lineage of the data as it is now (``seen_in_training``, ``seen_in_training_complete``,
             ``held_out``).
         checkpoint_state: the ``state`` of the checkpoint resumed from.
+        validation: :func:`validation_entries` of the run's cases now.
 
     Returns:
         ``now`` with the union of both records; ``seen_in_training_complete`` is False when the checkpoint records
@@ -180,6 +212,8 @@ def resumed_lineage(now: dict, checkpoint_state: dict) -> dict:
 
     Raises:
         HeldOutLeakError: a scan of ``now["held_out"]`` is among what the checkpoint trained on.
+        SpineSegmentationError: a scan of ``validation`` is among what the checkpoint trained on (a case trained on
+            before the resume and moved to the validation split since: the resumed model has seen it).
     """
     before = checkpoint_state.get("seen_in_training")
     trained = {entry["sha256"] for entry in before or []}
@@ -187,6 +221,11 @@ def resumed_lineage(now: dict, checkpoint_state: dict) -> dict:
     if leaked:
         raise HeldOutLeakError(f"the held-out scan(s) {leaked} are among what the checkpoint resumed from trained on; "
                                "a model resumed from it has seen them: train a new run without them")
+    check_validation_apart(validation or [], before or [], "the checkpoint resumed from records as trained on (the "
+                           "sessions of this run before it)",
+                           "a model resumed from the checkpoint has seen it, so its loss is no held-out measure. Put "
+                           "it back in the train split or leave it out of the data, or start a new run folder (-o) "
+                           "that validates on it")
     return dict(now, seen_in_training=merge(now["seen_in_training"], before or []),
                 seen_in_training_complete=bool(now["seen_in_training_complete"] and before is not None
                                                and checkpoint_state.get("seen_in_training_complete", True)))

@@ -47,7 +47,7 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         f"- real CT (train split): {', '.join(data.get('real_training_cases', [])) or 'none'}"
         + ("" if data.get("real_training_cases_complete", True) else
            " (incomplete: the checkpoint this run was resumed from did not record the CTs trained on before it)"),
-        f"- held-out validation CT (never trained on): {', '.join(data.get('validation_cases', [])) or 'none'}",
+        _validation_line(t),
         _synthetic_line(data),
         *_lineage_lines(t),
         "",
@@ -71,6 +71,7 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         "the wall-clock fraction, so the FP weight reaches 1 when the wall-clock budget ends the run).",
         "- output biases initialised to the data statistics (foreground prior 0.1, label 12).",
         f"- trained on {len(data.get('real_training_cases', []))} real CT(s) and "
+        f"{'' if data.get('synthetic_volumes_generated_complete', True) else 'at least '}"
         f"{data.get('synthetic_volumes_generated', 0)} synthetic volume(s), where the paper's CT model trained on 60 "
         "labelled CTs at 1 mm (seed 002, section 5): expect lower accuracy than its figures; validate on your data.",
         "",
@@ -79,15 +80,32 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
     return card
 
 
+def _validation_line(training: dict) -> str:
+    """The validation CTs, said to be never trained on only as far as the record shows it: the trainer refuses a
+    validation CT that the run, its earlier sessions, the model it started from or a pseudo-label teacher trained on
+    (by voxel digest, :mod:`.lineage`), which rules out a scan that a record left out only when the record is
+    complete."""
+    cases = ", ".join(training.get("data", {}).get("validation_cases", [])) or "none"
+    if "seen_in_training" not in training:
+        return f"- validation CT (not checked against what the model saw: no lineage recorded): {cases}"
+    if not training.get("seen_in_training_complete", True):
+        return (f"- validation CT (not trained on by this run; a model it was started or resumed from, or a "
+                f"pseudo-label teacher, did not record what it saw, so it may have seen them): {cases}")
+    return f"- held-out validation CT (never trained on, checked by voxel digest against all it saw): {cases}"
+
+
 def _synthetic_line(data: dict) -> str:
     generated = data.get("synthetic_volumes_generated", 0)
+    incomplete = ("" if data.get("synthetic_volumes_generated_complete", True) else
+                  " (incomplete: the checkpoint this run was resumed from did not record the volumes generated before "
+                  "it)")
     if not generated:
-        return "- synthetic CT volumes: none"
+        return "- synthetic CT volumes: none" + (" in this session" + incomplete if incomplete else "")
     masks, maps = data.get("synthetic_source_masks") or [], data.get("synthetic_anatomy_maps") or []
     sources = ([f"real VerSe masks ({', '.join(masks)})"] if masks else []) + (
         [f"whole-anatomy label maps ({', '.join(maps)})"] if maps else [])
     return (f"- synthetic CT volumes generated from {' and '.join(sources) or 'nothing recorded'}: {generated}; share "
-            f"of patches: {data.get('synthetic_fraction')}")
+            f"of patches: {data.get('synthetic_fraction')}{incomplete}")
 
 
 def _lineage_lines(training: dict) -> list[str]:

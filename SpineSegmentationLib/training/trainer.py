@@ -47,8 +47,8 @@ from .config import load_config, model_sections
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
 from .lineage import (
-    check_held_out, check_validation_apart, held_out_validation, inherited_lineage, merge, resumed_lineage,
-    seen_entries, teacher_lineage, training_files,
+    check_held_out, check_validation_apart, held_out_validation, inherited_lineage, merge, resumed_lineage, run_digest,
+    seen_entries, teacher_lineage, training_files, validation_entries,
 )
 from .model_card import write_model_card
 from .patch_stream import patch_batches
@@ -148,20 +148,30 @@ def _model_as_checkpoint(model_dir: Path) -> dict:
                       "attention": training.get("attention")}}
 
 
-def _lineage(cfg: dict) -> dict:
+def _lineage(cfg: dict, digest) -> tuple[dict, list[dict]]:
     """The scans this run, the model it starts from and its pseudo-label teachers saw, and the held-out scans
     (:mod:`.lineage`), after checking that none of ``data.held_out`` is among the former (raises
-    :class:`~.lineage.HeldOutLeakError`)."""
+    :class:`~.lineage.HeldOutLeakError`) nor any validation CT (raises :class:`SpineSegmentationError`); and the
+    validation CTs' lineage entries. ``digest``: the run's :func:`~.lineage.run_digest`."""
     data, init_from = cfg["data"], cfg["fcn_training"]["init_from"]
     cases = collect_cases(data)
-    own = seen_entries(training_files(cases, data["anatomy_maps"]))
-    check_validation_apart(cases, own)
-    held_out = seen_entries([Path(path) for path in data["held_out"]])
+    own = seen_entries(training_files(cases, data["anatomy_maps"]), digest)
+    validation = validation_entries(cases, digest)
+    check_validation_apart(validation, own)
+    held_out = seen_entries([Path(path) for path in data["held_out"]], digest)
     inherited, complete = inherited_lineage(init_from)
     taught, unrecorded_teachers = teacher_lineage(cases)
     check_held_out(held_out, own, inherited, complete, init_from, taught, unrecorded_teachers)
-    return {"seen_in_training": merge(merge(own, inherited), taught),
-            "seen_in_training_complete": complete and not unrecorded_teachers, "held_out": held_out}
+    check_validation_apart(validation, inherited, f"the model it starts from (fcn_training.init_from {init_from}) "
+                           "trained on", "its loss would be no held-out measure and the model card would call it never "
+                           "trained on. Validate on a scan that model never saw (move this one to the train split or "
+                           "leave it out), or start from scratch")
+    check_validation_apart(validation, taught, "a pseudo-label teacher (the manifest's teacher column) trained on",
+                           "the teacher's labels carry what it learned from it. Validate on a scan the teacher never "
+                           "saw, or label the cases with a model that never saw it")
+    lineage = {"seen_in_training": merge(merge(own, inherited), taught),
+               "seen_in_training_complete": complete and not unrecorded_teachers, "held_out": held_out}
+    return lineage, validation
 
 
 def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoint: Path, dev,
@@ -255,6 +265,9 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         OutputExistsError: ``output_dir`` holds a checkpoint and ``resume`` is False.
         FileNotFoundError: ``resume`` without a checkpoint; missing data files.
         ValueError: invalid configuration or no training data; ``workers`` < 0.
+        SpineSegmentationError: a validation CT is a scan that the run trains on, that the model it starts from or
+            a pseudo-label teacher saw, or (``resume``) that the checkpoint records as trained on: the model card
+            would call it never trained on (:func:`~.lineage.check_validation_apart`); nothing is written.
         DeviceError: ``device`` is unknown or not usable here (e.g. "cuda" without a GPU); raised before
             ``output_dir`` is created or anything is written.
     """
@@ -388,7 +401,8 @@ class _TrainingRun:
             _check_resume(out, cfg)
         else:
             _check_run_folder_free(out, cfg)
-        self.lineage = _lineage(cfg)
+        self.digest = run_digest()  # each scan digested once in this run
+        self.lineage, validation = _lineage(cfg, self.digest)
         out.mkdir(parents=True, exist_ok=True)
         self.dev = device
         self.rng = np.random.default_rng(cfg["seed"])
@@ -420,7 +434,8 @@ class _TrainingRun:
             self.attention.load_state_dict(ckpt["attention_net"])
             self.optimizer.load_state_dict(ckpt["optimizer"])
             self.state = ckpt["state"]
-            self.lineage = resumed_lineage(self.lineage, self.state)  # keeps what the checkpoint trained on
+            # keeps what the checkpoint trained on, and refuses a validation CT among it
+            self.lineage = resumed_lineage(self.lineage, self.state, validation)
             _restore_rng(self.rng, ckpt["rng"])
             model = out / str(cfg["name"])
             spent = _limits_reached(self.state, self.tc)
@@ -456,7 +471,7 @@ class _TrainingRun:
                    "must be named <prefix>_ct.nii.gz or <prefix>_ct.nii, under the same VerSe folder)" if no_ct else "")
                 + " and attention_training.synthetic_volumes is 0; set attention_training.synthetic_volumes > 0 "
                 "to train it on synthetic CTs, or give the run a CT")
-        held_out = held_out_validation(cases, self.state["held_out"])
+        held_out = held_out_validation(cases, self.state["held_out"], self.digest)
         if held_out:
             cases = [case for case in cases if case not in held_out]
         self.data = TrainingData(cases, self.prep, dc["synthetic_pool_size"], dc["synthetic_fraction"],
@@ -464,6 +479,7 @@ class _TrainingRun:
                                  dc["composite_column_share"], dc["pseudo_label_ignore_mm"])
         data = self.data
         self._record_real_cases(data.real_names)
+        self._start_synthetic_count()
         for line in data.split_lines():
             self.progress(line)
         if held_out:
@@ -486,7 +502,35 @@ class _TrainingRun:
         state["real_training_cases"] = list(dict.fromkeys([*state.get("real_training_cases", []), *now]))
         state.setdefault("real_training_cases_complete", True)
 
+    def _start_synthetic_count(self) -> None:
+        """Start this session's count of synthetic volumes on the total of the sessions before it, which the state
+        (and so the checkpoint) keeps as ``synthetic_volumes_generated``; a checkpoint written before that total was
+        kept gives none: the total is then marked incomplete (``synthetic_volumes_generated_complete``)."""
+        state = self.state
+        if self.resume and "synthetic_volumes_generated" not in state:
+            state["synthetic_volumes_generated_complete"] = False
+            self.progress(f"warning: {self.ckpt_path} does not record the synthetic volumes generated before it; the "
+                          "model folder counts those of this session and says the count is incomplete")
+        state.setdefault("synthetic_volumes_generated_complete", True)
+        self.synthetic_before = int(state.get("synthetic_volumes_generated", 0))
+        self.session_start_iteration = int(state["iteration"])
+        if self.workers and self.data.pool:  # the workers' refreshes happen in their processes: counted by schedule
+            state["synthetic_volumes_counted"] = (f"the pools made in the training process plus the refreshes made "
+                                                  f"by the {self.workers} patch workers (their schedule; within a few)")
+
+    def _synthetic_total(self) -> int:
+        """The synthetic volumes every session of this run has generated up to now: the sessions' before (from the
+        checkpoint) and this one's, whose patch workers' refreshes, made in their processes, are counted by their
+        schedule (``synthetic_refresh_count`` every ``synthetic_refresh_every`` batches, as TrainingData.refresh)."""
+        session = self.data.synthetic_generated
+        if self.workers and self.data.pool:
+            per_refresh = min(self.dc["synthetic_refresh_count"], len(self.data.pool))
+            batches = self.state["iteration"] - self.session_start_iteration
+            session += batches // self.dc["synthetic_refresh_every"] * per_refresh
+        return self.synthetic_before + session
+
     def save_checkpoint(self) -> None:
+        self.state["synthetic_volumes_generated"] = self._synthetic_total()
         ckpt = {"fcn": self.fcn.state_dict(), "attention_net": self.attention.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "state": self.state, "rng": _rng_state(self.rng),
                 "config": self.cfg}
@@ -597,12 +641,11 @@ class _TrainingRun:
         data["real_training_cases"] = list(state["real_training_cases"])  # every session's, a resumed run's too
         if not state["real_training_cases_complete"]:
             data["real_training_cases_complete"] = False
-        if self.workers and self.data.pool:  # the workers' refreshes happen in their processes: counted by schedule
-            per_refresh = min(self.dc["synthetic_refresh_count"], len(self.data.pool))  # as TrainingData.refresh
-            refreshes = state["iteration"] // self.dc["synthetic_refresh_every"] * per_refresh
-            data["synthetic_volumes_generated"] += refreshes
-            data["synthetic_volumes_counted"] = (f"the initial pool plus {refreshes} refreshes made by the "
-                                                 f"{self.workers} patch workers (their schedule; within a few)")
+        data["synthetic_volumes_generated"] = self._synthetic_total()  # every session's, a resumed run's too
+        if not state["synthetic_volumes_generated_complete"]:
+            data["synthetic_volumes_generated_complete"] = False
+        if state.get("synthetic_volumes_counted"):  # this session's patch workers, or an earlier session's
+            data["synthetic_volumes_counted"] = state["synthetic_volumes_counted"]
         training = {
             "data": data,
             "fcn_iterations": state["iteration"],

@@ -9,8 +9,9 @@ import pytest
 import SimpleITK as sitk
 import torch
 
+from SpineSegmentationLib.errors import SpineSegmentationError
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
-from SpineSegmentationLib.training import train
+from SpineSegmentationLib.training import lineage, train
 from SpineSegmentationLib.training.config import load_config
 from SpineSegmentationLib.training.data import collect_cases
 from SpineSegmentationLib.training.lineage import (HeldOutLeakError, check_held_out, inherited_lineage, resumed_lineage,
@@ -210,7 +211,7 @@ def test_a_resumed_run_is_refused_when_its_checkpoint_trained_on_a_held_out_scan
         resumed_lineage(now, {"seen_in_training": [{"file": "old/b.nii.gz", "sha256": "2" * 64}]})
 
 
-def test_a_held_out_validation_ct_gives_no_validation_loss(tmp_path):
+def test_a_held_out_validation_ct_gives_no_validation_loss(tmp_path, monkeypatch):
     """A validation CT named in data.held_out (here a renamed copy of it: matched by voxel digest) fed the validation
     loss that the run logs while it trains. That loss selects nothing (the model folder gets the last iterate), but a
     held-out scan must give no number while the run is made: it is left out, and the log says so."""
@@ -220,8 +221,14 @@ def test_a_held_out_validation_ct_gives_no_validation_loss(tmp_path):
     manifest = Path(cfg["data"]["manifest"])
     bodies = EXAMPLE_CT.parent / "example_ct_vertebral_bodies.nii.gz"
     manifest.write_text(manifest.read_text() + f"{EXAMPLE_CT},{bodies},verse,validation\n")
+    digested = []  # the real digest, each call noted: the validation CT was read and digested twice per run
+    digest = lineage.scan_digest
+    monkeypatch.setattr(lineage, "scan_digest", lambda path: digested.append(Path(path).resolve()) or digest(path))
     lines = []
     model = train(cfg, tmp_path / "run", device="cpu", progress=lines.append)
+    # the training CT and its labels, the held-out copy, the validation CT (found held out: its labels not read)
+    assert digested.count(EXAMPLE_CT.resolve()) == 1 and len(digested) == len(set(digested)) == 4
+    monkeypatch.undo()
     assert ("validation/test split, CT(s) named in data.held_out, left out of the validation loss (a held-out scan "
             "gives no number while the run is made): example_ct") in lines
     assert "validation/test split, CT(s) for the validation loss (never trained on): none" in lines
@@ -240,3 +247,33 @@ def test_a_held_out_validation_ct_gives_no_validation_loss(tmp_path):
     assert [Path(case).name for case in validation] == [EXAMPLE_CT.name]
     weights, shown_weights = load_model(model).fcn.state_dict(), load_model(shown).fcn.state_dict()
     assert all(torch.equal(weights[key], shown_weights[key]) for key in weights)
+
+
+def test_a_scan_trained_on_before_is_not_a_validation_ct(tmp_path):
+    """The example CT trained on in a run's first session and moved to the validation split before --resume was taken
+    as a validation CT "never trained on" (model card) and its loss as a held-out loss. It is refused, leaving the
+    run folder as it was; so is a new run warm-started from that model with the CT as its validation case."""
+    cfg = tiny_config(tmp_path, 2)
+    manifest = Path(cfg["data"]["manifest"])
+    example = f"{EXAMPLE_CT},{EXAMPLE_CT.parent / 'example_ct_vertebral_bodies.nii.gz'},verse,"
+    manifest.write_text(manifest.read_text() + example + "train\n")
+    first = train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    manifest.write_text(manifest.read_text().replace(example + "train", example + "validation"))
+    cfg["fcn_training"]["max_iterations"] = 3
+    kept = {path: path.read_bytes() for path in sorted((tmp_path / "run").rglob("*")) if path.is_file()}
+    with pytest.raises(SpineSegmentationError, match=r"validation case .*example_ct.nii.gz is the same scan as .*"
+                                                     r"example_ct.nii.gz, which the checkpoint resumed from records as "
+                                                     r"trained on .*start a new run folder \(-o\)"):
+        train(cfg, tmp_path / "run", resume=True, device="cpu", progress=lambda line: None)
+    assert {path: path.read_bytes() for path in sorted((tmp_path / "run").rglob("*")) if path.is_file()} == kept
+    cfg["fcn_training"]["init_from"] = str(first)
+    with pytest.raises(SpineSegmentationError, match=r"example_ct.nii.gz, which the model it starts from "
+                                                     r"\(fcn_training.init_from .*\) trained on: .*start from scratch"):
+        train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
+    assert not (tmp_path / "second").exists()
+    # the same CT as the validation case of a new run from scratch: allowed, and the card says how it was checked
+    cfg["fcn_training"]["init_from"] = None
+    model = train(cfg, tmp_path / "third", device="cpu", progress=lambda line: None)
+    assert (f"- held-out validation CT (never trained on, checked by voxel digest against all it saw): "
+            f"{json.loads((model / 'model.json').read_text())['training']['data']['validation_cases'][0]}"
+            in (model / "MODEL_CARD.md").read_text())

@@ -825,6 +825,37 @@ def test_a_resumed_run_keeps_what_its_checkpoint_trained_on(tmp_path):
     assert any(line.startswith("warning:") and "does not record the real CTs" in line for line in lines)
 
 
+def test_a_resumed_run_counts_the_synthetic_volumes_of_every_session(tmp_path, verse_masks_dir):
+    """model.json's synthetic_volumes_generated is the run's total: after a resume it counted the last session's
+    alone. A checkpoint written before the total was kept: this session's count, said to be incomplete."""
+    cfg = tiny_config(tmp_path, 2)  # a pool of one, one new volume per iteration: 1 + 2 per two-iteration session
+    cfg["data"].update(synthetic_masks_root=str(verse_masks_dir / "sub-verse004"), synthetic_pool_size=1,
+                       synthetic_refresh_every=1)
+    first = train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    assert json.loads((first / "model.json").read_text())["training"]["data"]["synthetic_volumes_generated"] == 3
+    cfg["fcn_training"]["max_iterations"] = 4
+    model = train(cfg, tmp_path / "run", resume=True, device="cpu", progress=lambda line: None)
+    data = json.loads((model / "model.json").read_text())["training"]["data"]
+    assert data["synthetic_volumes_generated"] == 3 + 3 and "synthetic_volumes_generated_complete" not in data
+    card = (model / "MODEL_CARD.md").read_text()
+    assert ": 6; share of patches: 0.5\n" in card and "and 6 synthetic volume(s)" in card
+    checkpoint = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert checkpoint["state"]["synthetic_volumes_generated"] == 6
+    # a checkpoint that records neither the total nor what it saw (seen_in_training): both said to be incomplete
+    del checkpoint["state"]["synthetic_volumes_generated"], checkpoint["state"]["seen_in_training"]
+    torch.save(checkpoint, tmp_path / "run" / "checkpoint.pt")
+    cfg["fcn_training"]["max_iterations"] = 5
+    lines = []
+    model = train(cfg, tmp_path / "run", resume=True, device="cpu", progress=lines.append)
+    data = json.loads((model / "model.json").read_text())["training"]["data"]
+    assert data["synthetic_volumes_generated"] == 1 + 1 and data["synthetic_volumes_generated_complete"] is False
+    card = (model / "MODEL_CARD.md").read_text()
+    assert ": 2; share of patches: 0.5 (incomplete: the checkpoint this run was resumed from did not record the " \
+           "volumes generated before it)" in card and "and at least 2 synthetic volume(s)" in card
+    assert "- validation CT (not trained on by this run; a model it was started or resumed from" in card
+    assert any(line.startswith("warning:") and "does not record the synthetic volumes" in line for line in lines)
+
+
 def test_a_decompressed_ct_is_found_and_masks_without_a_ct_are_named(tmp_path):
     root = tmp_path / "verse"
     _verse_case(root, "sub-a", None, TPTBOX_MASK)
