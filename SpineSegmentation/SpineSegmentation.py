@@ -12,6 +12,7 @@ import logging
 import math
 import sys
 import unittest
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -41,6 +42,8 @@ from SpineSegmentationModuleLib.command import (
 )
 from SpineSegmentationModuleLib.correction import (
     CorrectionLogic,
+    UndoState,
+    check_made_on,
     column_levels,
     holds_vertebrae,
     is_edited,
@@ -160,19 +163,76 @@ def vertebraRowCells(name: str, complete: bool, pLabel: float, volumeCm3: float)
     return [name, _("yes") if complete else _("INCOMPLETE"), confidence, f"{volumeCm3:.1f}"]
 
 
-def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, undoAvailable: bool) -> dict[str, str]:
+def placedPoint(pointList) -> Optional[list[float]]:
+    """The point "Segment from point" starts from: the last control point of ``pointList`` whose position is placed
+    (``PositionDefined``; not one being placed, skipped or cleared), as [R, A, S] in mm in world coordinates; None
+    when there is none (``pointList`` None or not a markups node, or no point placed)."""
+    if pointList is None or not pointList.IsA("vtkMRMLMarkupsNode"):
+        return None
+    defined = [i for i in range(pointList.GetNumberOfControlPoints())
+               if pointList.GetNthControlPointPositionStatus(i) == slicer.vtkMRMLMarkupsNode.PositionDefined]
+    if not defined:
+        return None
+    position = [0.0, 0.0, 0.0]
+    pointList.GetNthControlPointPositionWorld(defined[-1], position)
+    return position
+
+
+def selectedVertebra(segmentationNode, rowSegmentIds: Sequence[str], currentRow: int) -> Optional[str]:
+    """The segment ID of the vertebra table's current row; None when no row is current, or when that row's segment
+    is not in ``segmentationNode`` any more (deleted in the Segment Editor: Renumber and "Toggle complete" cannot
+    work on it; the widget refills the table right after, ``SpineSegmentationWidget._onSegmentAddedOrRemoved``).
+
+    Args:
+        segmentationNode: the segmentation node the table shows, or None.
+        rowSegmentIds: the segment ID of each row of the table, top to bottom.
+        currentRow: the table's current row (-1: none).
+    """
+    if segmentationNode is None or not 0 <= currentRow < len(rowSegmentIds):
+        return None
+    segmentId = rowSegmentIds[currentRow]
+    return segmentId if segmentationNode.GetSegmentation().GetSegment(segmentId) is not None else None
+
+
+def alternativesEntries(correctionLogic, segmentationNode) -> tuple[list, list[tuple[str, bool]]]:
+    """The labelling alternatives of the column in ``segmentationNode`` and the lines of the "Alternatives" list.
+
+    Returns:
+        (alternatives, lines): ``correctionLogic.alternatives(segmentationNode)`` (most likely first), and one
+        (text, True) line per alternative, to click; when they cannot be computed (``ValueError``, e.g. two
+        vertebrae with one level), no alternative and one (message, False) line that says why: shown greyed out,
+        not selectable, so that it is not taken for an alternative.
+    """
+    try:
+        alternatives = correctionLogic.alternatives(segmentationNode)
+    except ValueError as error:  # shown, not raised: the list is refreshed after every change of the segments
+        return [], [(_("No alternatives can be offered: {error}.").format(error=error), False)]
+    return alternatives, [(f"{a.description}   ({a.likelihood:.2f})", True) for a in alternatives]
+
+
+def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, undo: UndoState,
+                       pointList, installing: bool = False) -> dict[str, str]:
     """Why each control of the "Corrections" section cannot run now, as the message its disabled control shows
     (the problem and what to do); an empty message: the control can run.
 
     Args:
         inputVolume: the selected CT volume node, or None.
         segmentationNode: the selected output segmentation node, or None.
-        vertebraSelected: a row of the vertebra table is the current one.
-        undoAvailable: a correction can be undone (``CorrectionLogic.undo.available``).
+        vertebraSelected: the current row of the vertebra table is a vertebra that is in the segmentation
+            (:func:`selectedVertebra`).
+        undo: the one-step undo of the corrections (``CorrectionLogic.undo``): Undo works on the selected
+            segmentation only, and only when the last correction changed that node.
+        pointList: the point list of "Place point" (``POINT_LIST_NAME``), or None; "Segment from point" needs a
+            placed point in it (:func:`placedPoint`).
+        installing: the required Python packages are being installed (after Apply, "Segment from point" or
+            "Re-run"): no control can run until that has ended (the widget checks again then).
 
     Returns:
         control -> message, for "placePoint", "segmentFromPoint", "rerun", "renumber", "complete" and "undo".
     """
+    # pip_install lets the application process clicks while it runs: none of them can run then
+    installation = _("The required Python packages are being installed: wait until the installation has "
+                     "finished.") if installing else ""
     noVolume = _("Select the CT volume first (Inputs).")
     noVertebrae = _("The output segmentation holds no vertebrae: press Apply first, or select the segmentation "
                     "of an earlier run (Outputs).")
@@ -181,19 +241,47 @@ def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, un
         "" if vertebraSelected else _("Select a vertebra in the Vertebrae table first."))
     vertebrae = vertebra_ids(segmentationNode) if segmentationNode is not None else []
     segmentation = segmentationNode.GetSegmentation() if vertebrae else None
-    rerun = noVolume if inputVolume is None else noVertebrae if not vertebrae else (
+    otherCt = ""  # a segmentation made on another CT: both network corrections refuse it (startClick, startRerun)
+    if inputVolume is not None:
+        try:
+            check_made_on(segmentationNode, inputVolume)
+        except ValueError as error:
+            otherCt = str(error)[:1].upper() + str(error)[1:] + "."
+    rerun = noVolume if inputVolume is None else noVertebrae if not vertebrae else otherCt or (
         "" if any(is_edited(segmentation.GetSegment(i)) for i in vertebrae) else
         _("No vertebra is marked as edited: correct or draw one in the Segment Editor first (Re-run keeps the "
           "edited vertebrae and segments the others again around them)."))
+    fromPoint = noVolume if inputVolume is None else otherCt or ("" if placedPoint(pointList) is not None else _(
+        "No point is placed: press Place point and click inside the vertebra in a view first."))
     return {
-        "placePoint": noVolume if inputVolume is None else "",
-        "segmentFromPoint": noVolume if inputVolume is None else "",
-        "rerun": rerun,
-        "renumber": selection,
-        "complete": selection,
-        "undo": "" if undoAvailable else _("Nothing to undo: no correction was made since the scene was opened, "
-                                           "or the last one was undone already."),
+        "placePoint": installation or (noVolume if inputVolume is None else ""),
+        "segmentFromPoint": installation or fromPoint,
+        "rerun": installation or rerun,
+        "renumber": installation or selection,
+        "complete": installation or selection,
+        "undo": installation or _undoBlocker(segmentationNode, undo),
     }
+
+
+def _undoBlocker(segmentationNode, undo: UndoState) -> str:
+    """The "undo" message of :func:`correctionBlockers`: empty when ``undo`` can put a step back into the selected
+    ``segmentationNode``."""
+    if undo.available_for(segmentationNode):
+        return ""
+    changed = undo.node
+    if changed is None:
+        return _("Nothing to undo: no correction was made since the scene was opened, or the last one was undone "
+                 "already.")
+    if changed.GetScene() is None:
+        return _("Nothing to undo: the segmentation the last correction changed (\"{name}\") was removed from the "
+                 "scene.").format(name=changed.GetName())
+    if segmentationNode is None:
+        return _("Nothing to undo here: no output segmentation is selected. The last correction changed "
+                 "\"{name}\": select it as the output segmentation (Outputs) to undo it.").format(
+                     name=changed.GetName())
+    return _("Nothing to undo in \"{selected}\": the last correction changed \"{name}\". Select \"{name}\" as the "
+             "output segmentation (Outputs) to undo it.").format(selected=segmentationNode.GetName(),
+                                                                 name=changed.GetName())
 
 
 def registerSampleData() -> None:
@@ -256,10 +344,12 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._results: Optional[ImportedResults] = None
         self._rowSegmentIds: list[str] = []  # the segment ID of each row of the vertebra table (names may change)
         self._shownSegmentation = None  # the segmentation whose vertebrae the table shows
-        self._renameObserved = None  # the vtkSegmentation whose SegmentModified events are observed (renames)
+        self._renameObserved = None  # the vtkSegmentation whose segment events are observed (_follow)
         self._segmentNames: dict[str, str] = {}  # segment ID -> its name at the last event: tells a rename apart
         self._pendingRenames: list[str] = []  # renamed segments, applied once the event reporting them has returned
+        self._refreshPending = False  # segments were added or removed: the table is refilled (_onSegmentAddedOrRemoved)
         self._installing = False  # packages are being installed (pip_install processes GUI events meanwhile)
+        self._pointListObserved = None  # the point list whose points "Segment from point" follows (_followPointList)
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -323,6 +413,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+        else:
+            self._updateCorrectionControls()  # the point list is gone with the scene: stop observing it
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
@@ -407,13 +499,15 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _updateCorrectionControls(self) -> None:
         """Each correction control is enabled only when it can run; a disabled one says why (its tooltip)."""
         parameters = self._parameterNode
+        segmentationNode = parameters.outputSegmentation if parameters else None
+        selected = selectedVertebra(segmentationNode, self._rowSegmentIds, self.ui.vertebraTable.currentRow())
         blockers = correctionBlockers(
-            parameters.inputVolume if parameters else None, parameters.outputSegmentation if parameters else None,
-            self.ui.vertebraTable.currentRow() >= 0 and bool(self._rowSegmentIds),
-            self.logic.correctionLogic.undo.available)
+            parameters.inputVolume if parameters else None, segmentationNode, selected is not None,
+            self.logic.correctionLogic.undo, self._followPointList(), installing=self._installing)
         for name, (button, toolTip) in self._correctionControls.items():
             button.enabled = not blockers[name]
             button.toolTip = blockers[name] or toolTip
+        self.alternativesList.enabled = not self._installing  # a click applies one: not while installing either
 
     # Run control
 
@@ -437,10 +531,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._pollTimer.start()
 
     def _setupPythonRequirements(self) -> bool:
-        """Install missing packages after the user agrees; Apply is disabled and clicks on Apply or a correction
-        are ignored meanwhile."""
+        """Install missing packages after the user agrees; Apply and every correction control are disabled
+        meanwhile (``correctionBlockers``), and enabled again as they can run afterwards."""
         self._installing = True
-        self.ui.applyButton.enabled = False
+        self._checkCanApply()
         try:
             return self.logic.setupPythonRequirements()
         finally:
@@ -499,6 +593,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _showResults(self, results: ImportedResults) -> None:
         self._results = results
+        if results.segmentation_node is not self._shownSegmentation:
+            self._rowSegmentIds = []  # the rows of another segmentation: none stays current
         self._shownSegmentation = results.segmentation_node  # filled below, not again by the parameter observer
         results.segmentation_node.CreateClosedSurfaceRepresentation()  # one SegmentModified per segment: before
         self._follow(results.segmentation_node)
@@ -599,6 +695,36 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             ("undo", self.undoButton))}
         self.ui.vertebraTable.connect("currentCellChanged(int,int,int,int)",
                                       lambda *cells: self._updateCorrectionControls())
+        # "Segment from point" follows the point list: made, loaded or deleted (scene), points placed or removed
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self._onNodeAddedOrRemoved)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self._onNodeAddedOrRemoved)
+
+    @vtk.calldata_type(vtk.VTK_OBJECT)
+    def _onNodeAddedOrRemoved(self, caller, event, node) -> None:
+        if node is not None and (node.IsA("vtkMRMLMarkupsNode") or node.IsA("vtkMRMLSegmentationNode")):
+            self._updateCorrectionControls()  # the point list made or deleted, or the segmentation Undo belongs to
+
+    def _onPointListModified(self, caller, event) -> None:
+        self._updateCorrectionControls()
+
+    def _followPointList(self):
+        """The point list of "Segment from point" (or None), observed from now on in place of an earlier one."""
+        node = self._pointListNode()
+        if node is not None and not node.IsA("vtkMRMLMarkupsNode"):
+            node = None  # another kind of node with that name: no point
+        if node is not self._pointListObserved:
+            # after these "Segment from point" may have become possible or impossible: a point added or removed, or
+            # its position placed, cleared or skipped (vtkMRMLMarkupsNode.cxx, Slicer 5.6-5.10; none of them invokes
+            # ModifiedEvent)
+            events = (slicer.vtkMRMLMarkupsNode.PointAddedEvent, slicer.vtkMRMLMarkupsNode.PointRemovedEvent,
+                      slicer.vtkMRMLMarkupsNode.PointModifiedEvent)
+            for event in events:
+                if self._pointListObserved is not None:
+                    self.removeObserver(self._pointListObserved, event, self._onPointListModified)
+                if node is not None:
+                    self.addObserver(node, event, self._onPointListModified)
+            self._pointListObserved = node
+        return node
 
     def _pointListNode(self, create: bool = False):
         """The point list of "Segment from point" (found by name); made only when ``create`` (never on entry)."""
@@ -631,8 +757,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         item = self.ui.vertebraTable.item(row, 0) if row >= 0 else None
         if node is None or item is None:
             raise ValueError(_("Select a vertebra in the table first."))
-        segmentId = self._rowSegmentIds[row] if row < len(self._rowSegmentIds) else None
-        if segmentId is None or node.GetSegmentation().GetSegment(segmentId) is None:
+        segmentId = selectedVertebra(node, self._rowSegmentIds, row)
+        if segmentId is None:
             raise ValueError(_("Segment {name} is not in the segmentation.").format(name=item.text()))
         return node, segmentId
 
@@ -660,12 +786,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._pollTimer.start()
 
     def onSegmentFromPoint(self) -> None:
-        node = self._pointListNode()
-        if node is None or node.GetNumberOfControlPoints() == 0:
+        position = placedPoint(self._pointListNode())  # the button is disabled without one (correctionBlockers)
+        if position is None:
             self.ui.statusLabel.text = _("Place a point inside the vertebra first (Place point), then click again.")
             return
-        position = [0.0, 0.0, 0.0]
-        node.GetNthControlPointPositionWorld(node.GetNumberOfControlPoints() - 1, position)
         directions = [d for d in str(self.directionComboBox.currentData).split(",") if d]
         device, model = self._parameterNode.device, self._modelFolder()
         self._startCorrection(lambda volume, segmentation: self.logic.correctionLogic.startClick(
@@ -718,6 +842,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._shownSegmentation = segmentationNode
         if holds_vertebrae(segmentationNode):
             self._follow(segmentationNode)
+            self._rowSegmentIds = []  # the rows of another segmentation: none stays current
             self._refreshFromSegments(segmentationNode)
             return
         self._follow(None)
@@ -727,18 +852,26 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.alternativesList.clear()
 
     def _follow(self, segmentationNode) -> None:
-        """Track voxel edits (``EditTracker``) and renames of ``segmentationNode``'s segments (None: stop watching
-        renames). A vertebra renamed to another level in the segments table states its level
-        (``CorrectionLogic.applyRename``)."""
+        """Track voxel edits (``EditTracker``), and the renames, additions and removals of ``segmentationNode``'s
+        segments (None: stop watching these). A vertebra renamed to another level in the segments table states its
+        level (``CorrectionLogic.applyRename``); one added or removed refills the table."""
         if segmentationNode is not None:  # earlier ones stay tracked until the scene closes
             self.logic.correctionLogic.tracker.observe(segmentationNode)
+        # a vertebra deleted or added (Segment Editor, or its Undo): the table, alternatives and controls follow;
+        # vtkSegmentation.cxx invokes both with the segment ID at v5.6.2-v5.10.0 (the node forwards them, but only
+        # once, without the ID, at the end of a StartModify/EndModify block)
+        segmentEvents = ((slicer.vtkSegmentation.SegmentModified, self._onSegmentModified),
+                         (slicer.vtkSegmentation.SegmentAdded, self._onSegmentAddedOrRemoved),
+                         (slicer.vtkSegmentation.SegmentRemoved, self._onSegmentAddedOrRemoved))
         if self._renameObserved is not None:
-            self.removeObserver(self._renameObserved, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+            for event, method in segmentEvents:
+                self.removeObserver(self._renameObserved, event, method)
         self._renameObserved = segmentationNode.GetSegmentation() if segmentationNode is not None else None
         self._pendingRenames = []
         self._rememberNames()
         if self._renameObserved is not None:
-            self.addObserver(self._renameObserved, slicer.vtkSegmentation.SegmentModified, self._onSegmentModified)
+            for event, method in segmentEvents:
+                self.addObserver(self._renameObserved, event, method)
 
     def _rememberNames(self) -> None:
         """The names a later SegmentModified is compared with (also after the module's own changes: its Undo
@@ -763,6 +896,19 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self._pendingRenames.append(segmentId)  # relabelling now would modify segments inside this event
             qt.QTimer.singleShot(0, self._applyRenames)
 
+    def _onSegmentAddedOrRemoved(self, caller, event) -> None:
+        """A segment was added or removed: the table is refilled once the change has ended (an Undo in the Segment
+        Editor adds and removes every segment, one event each)."""
+        if not self._refreshPending:
+            self._refreshPending = True
+            qt.QTimer.singleShot(0, self._refreshShownSegmentation)
+
+    def _refreshShownSegmentation(self) -> None:
+        self._refreshPending = False
+        node = self._shownSegmentation
+        if node is not None and node.GetScene() is not None:
+            self._refreshFromSegments(node)  # a deleted vertebra's row goes; no row is current then
+
     def _applyRenames(self) -> None:
         pending, self._pendingRenames = self._pendingRenames, []
         node = self._shownSegmentation
@@ -786,6 +932,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         so a click still finds a segment that was renamed in the Segment Editor."""
         rows = segment_rows(segmentationNode)
         table = self.ui.vertebraTable
+        current = selectedVertebra(segmentationNode, self._rowSegmentIds, table.currentRow())
         table.setRowCount(len(rows))
         self._rowSegmentIds = [segmentId for segmentId, *_cells in rows]
         for row, (_segmentId, name, complete, pLabel, volumeCm3) in enumerate(rows):
@@ -798,6 +945,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
                     item.setToolTip(_("Incompletely visible: cut by the border of the image"))
                 table.setItem(row, column, item)
         table.resizeColumnsToContents()
+        # the current row follows its vertebra (renumbering renames rows); none is current once it is gone
+        if current in self._rowSegmentIds:
+            table.setCurrentCell(self._rowSegmentIds.index(current), 0)
+        else:
+            table.setCurrentCell(-1, -1)
 
     def _refreshFromSegments(self, segmentationNode, message: str = "") -> None:
         """Table rows and alternatives from the segments as they are now (after renumbering, undo, ...)."""
@@ -811,14 +963,13 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def _refreshAlternatives(self, segmentationNode) -> None:
         self.alternativesList.clear()
-        try:
-            self._alternatives = self.logic.correctionLogic.alternatives(segmentationNode)
-        except ValueError as error:  # e.g. two segments with one level: shown, not raised, while refreshing
-            self._alternatives = []
-            self.alternativesList.addItem(str(error))
-            return
-        for alternative in self._alternatives:
-            self.alternativesList.addItem(f"{alternative.description}   ({alternative.likelihood:.2f})")
+        self._alternatives, lines = alternativesEntries(self.logic.correctionLogic, segmentationNode)
+        for text, isAlternative in lines:
+            item = qt.QListWidgetItem(text)
+            if not isAlternative:  # why there are none: greyed out, cannot be selected or clicked
+                item.setFlags(qt.Qt.NoItemFlags)
+                item.setToolTip(text)
+            self.alternativesList.addItem(item)
 
 
 #

@@ -61,6 +61,7 @@ from .mrml_import import (
     fill_table,
     import_output_folder,
     is_vertebra,
+    same_voxel_grid,
     segment_tag,
     voxel_to_world,
 )
@@ -327,7 +328,18 @@ class UndoState:
 
     @property
     def available(self) -> bool:
+        """A step is saved (for :attr:`node`; :meth:`available_for` tells whether it can go back into a node)."""
         return self._copy is not None
+
+    @property
+    def node(self):
+        """The segmentation node the saved step belongs to (the one the last correction changed), or None."""
+        return self._node if self._copy is not None else None
+
+    def available_for(self, segmentation_node) -> bool:
+        """:meth:`restore` can put a step back into ``segmentation_node`` (the node object the last correction
+        changed; another node, even one with the same ID in a later scene, has nothing to undo)."""
+        return self._copy is not None and segmentation_node is not None and segmentation_node is self._node
 
     def save(self, segmentation_node) -> tuple:
         """Keep a copy of ``segmentation_node``'s segments; returns the step it replaces (for :meth:`put_back`)."""
@@ -369,7 +381,7 @@ class UndoState:
             ValueError: voxels of a vertebra were edited, or a vertebra was removed, after the correction; nothing
                 is changed (the step is kept).
         """
-        if self._copy is None or segmentation_node is not self._node:
+        if not self.available_for(segmentation_node):
             return False
         segmentation = segmentation_node.GetSegmentation()
         ids = _segment_ids(segmentation_node)
@@ -747,19 +759,18 @@ def _segments_state(segmentation_node) -> tuple:
     return segment_digests(segmentation), described
 
 
-def _check_made_on(segmentation_node, input_volume) -> None:
+def check_made_on(segmentation_node, input_volume) -> None:
     """Raise ValueError when ``segmentation_node`` was made on another CT than ``input_volume``: its reference geometry
     node is another scalar volume on another grid (a correction would put its vertebrae onto the input's grid and
     reset the node to it). A reference that is no volume (an ROI or model picked in Specify geometry) is left to
-    :func:`_check_edits_on_grid_of`."""
+    :func:`_check_edits_on_grid_of`. The grid rule is the one of loading results (:func:`.same_voxel_grid`, the
+    library's ``geometry.same_grid``). The widget disables the network corrections with its message."""
     if segmentation_node is None:
         return
     reference = segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole())
     if reference is None or reference.GetID() == input_volume.GetID() or not reference.IsA("vtkMRMLScalarVolumeNode"):
         return
-    grids = [(voxel_to_world(volume), volume.GetImageData().GetDimensions() if volume.GetImageData() else None)
-             for volume in (reference, input_volume)]
-    if grids[0][1] == grids[1][1] and np.allclose(grids[0][0], grids[1][0], atol=1e-3):
+    if same_voxel_grid(reference, input_volume):
         return  # another volume on the same grid (a copy, a filtered CT): the vertebrae fit it
     raise ValueError(f"the segmentation {segmentation_node.GetName()!r} was made on {reference.GetName()!r}, not on "
                      f"{input_volume.GetName()!r}; choose {reference.GetName()!r} as the input volume, or another "
@@ -835,7 +846,7 @@ class CorrectionLogic:
         Raises:
             ValueError: bad volume, point, device, or segments with duplicate levels.
         """
-        _check_made_on(segmentationNode, inputVolume)
+        check_made_on(segmentationNode, inputVolume)
         point = [float(v) for v in pointWorld]
         if len(point) != 3 or not np.all(np.isfinite(point)):
             raise ValueError(f"the point must be three finite RAS coordinates in mm, got {pointWorld!r}")
@@ -864,7 +875,7 @@ class CorrectionLogic:
         """
         if segmentationNode is None or not vertebra_ids(segmentationNode):
             raise ValueError("the segmentation has no vertebrae; segment the CT first")
-        _check_made_on(segmentationNode, inputVolume)
+        check_made_on(segmentationNode, inputVolume)
 
         def build(workDir: Path):
             _check_edits_on_grid_of(segmentationNode, inputVolume)

@@ -61,9 +61,6 @@ INCOMPLETE_OPACITY_2D_FILL = 0.0
 INCOMPLETE_OPACITY_3D = 0.3
 #: Description of the control point of an incompletely visible vertebra.
 INCOMPLETE_DESCRIPTION = "incomplete"
-#: Geometry tolerances between labels.nii.gz and the input volume: fraction of the smallest spacing
-#: (origin) and absolute tolerance on the IJK-to-RAS matrix columns relative to the spacing.
-GEOMETRY_TOLERANCE = 1e-3
 #: Node reference roles linking the segmentation to its centroids and table.
 CENTROIDS_REFERENCE_ROLE = "SpineSegmentationCentroids"
 TABLE_REFERENCE_ROLE = "SpineSegmentationTable"
@@ -159,8 +156,31 @@ def read_label_volume(path: Path) -> "slicer.vtkMRMLLabelMapVolumeNode":
     return node
 
 
+def same_voxel_grid(a, b) -> bool:
+    """True when the volume nodes ``a`` and ``b`` lie on one voxel grid by the library's rule
+    (``SpineSegmentationLib.geometry.same_grid``, which the command line applies to its labels and the CT): the
+    same dimensions, and spacing (relative), axis directions (absolute, on the direction cosines) and origin (in
+    voxels of ``b``'s smallest spacing) equal within ``geometry.GRID_TOLERANCE``; read from the IJK-to-RAS
+    matrices (RAS or LPS: the same comparison). False when either has no image data."""
+    from SpineSegmentationLib.geometry import GRID_TOLERANCE
+
+    if a.GetImageData() is None or b.GetImageData() is None:
+        return False
+    if a.GetImageData().GetDimensions() != b.GetImageData().GetDimensions():
+        return False
+    ma, mb = voxel_to_world(a), voxel_to_world(b)
+    spacing_a, spacing_b = np.linalg.norm(ma[:3, :3], axis=0), np.linalg.norm(mb[:3, :3], axis=0)
+    if not (spacing_a.min() > 0 and spacing_b.min() > 0):
+        return False  # no grid (a zero spacing): nothing to compare directions with
+    return bool(
+        np.allclose(spacing_a, spacing_b, rtol=GRID_TOLERANCE, atol=0.0)
+        and np.allclose(ma[:3, :3] / spacing_a, mb[:3, :3] / spacing_b, rtol=0.0, atol=GRID_TOLERANCE)
+        and np.allclose(ma[:3, 3], mb[:3, 3], rtol=0.0, atol=GRID_TOLERANCE * float(spacing_b.min()))
+    )
+
+
 def check_same_grid(label_node, volume_node, label_path: Path) -> None:
-    """Raise ValueError unless the label map lies on the input volume's voxel grid (size and IJK-to-RAS)."""
+    """Raise ValueError unless the label map lies on the input volume's voxel grid (:func:`same_voxel_grid`)."""
     if volume_node is None or volume_node.GetImageData() is None:
         raise ValueError("the input volume has no image data; load a CT volume first")
     if label_node.GetImageData().GetDimensions() != volume_node.GetImageData().GetDimensions():
@@ -169,10 +189,7 @@ def check_same_grid(label_node, volume_node, label_path: Path) -> None:
             f"{volume_node.GetName()!r} has {volume_node.GetImageData().GetDimensions()}; load the results with the "
             "volume that was segmented"
         )
-    a, b = voxel_to_world(label_node), voxel_to_world(volume_node)
-    spacing = np.linalg.norm(b[:3, :3], axis=0)
-    tol = GEOMETRY_TOLERANCE * float(spacing.min())
-    if not (np.allclose(a[:3, :3], b[:3, :3], atol=tol) and np.allclose(a[:3, 3], b[:3, 3], atol=tol)):
+    if not same_voxel_grid(label_node, volume_node):
         raise ValueError(
             f"{label_path} is not on the grid of the input volume {volume_node.GetName()!r} (origin, spacing or "
             "axis directions differ); load the results with the volume that was segmented"

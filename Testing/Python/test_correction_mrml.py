@@ -22,6 +22,7 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from SpineSegmentationLib import anatomy
+from SpineSegmentationLib.geometry import same_grid
 from SpineSegmentationLib.outputs import write_outputs
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import slicer_terminology_entry
@@ -34,6 +35,7 @@ from SpineSegmentationModuleLib.correction import (
     RIB_SIDES_TAG,
     SACRUM_BELOW_TAG,
     CorrectionLogic,
+    check_made_on,
     export_label_map,
     holds_vertebrae,
     is_vertebra,
@@ -47,7 +49,7 @@ from SpineSegmentationModuleLib.correction import (
     vertebrae_from_segments,
 )
 from SpineSegmentationModuleLib.logic import SpineSegmentationProcessLogic
-from SpineSegmentationModuleLib.mrml_import import segment_tag
+from SpineSegmentationModuleLib.mrml_import import check_same_grid, segment_tag
 
 from mrml_helpers import (
     background_voxel_next_to,
@@ -370,6 +372,9 @@ def test_undo_never_discards_a_later_edit_nor_restores_into_another_scenes_node(
     assert fresh.GetID() == old_id
     assert not logic.undoLast(fresh)
     assert fresh.GetSegmentation().GetNumberOfSegments() == 0
+    # what the widget's Undo button follows (correctionBlockers): the step is the old node's, not the fresh one's
+    assert logic.undo.node is segmentation and not logic.undo.available_for(fresh)
+    assert logic.undo.available_for(segmentation)
 
 
 def test_undo_undoes_the_vertebrae_only_and_refuses_after_a_vertebra_is_removed(loaded, ct_node, near):
@@ -448,6 +453,31 @@ def test_a_correction_of_a_segmentation_made_on_another_ct_is_refused(loaded, sc
         segmentation.SetNodeReferenceID(role, reference.GetID())
         with pytest.raises(ValueError, match="no segment is marked as edited"):  # the next check: nothing edited
             logic.startRerun(volume, segmentation)
+
+
+@pytest.mark.parametrize("scale, same", [(1.0005, True), (1.002, False)])
+def test_a_volume_is_on_the_ct_s_grid_for_corrections_as_for_loading_results_and_the_library(
+        scene, ct_node, real_ct, scale, same):
+    """One grid rule (``geometry.same_grid``: spacing within 1e-3 relative): a volume whose slice spacing is 0.05 %
+    off the 3 mm CT's (1.5 um, a float rounding of a resampled copy) is on its grid, one 0.2 % off (the last slice
+    0.7 mm away) is not, for the library, for loading results onto it and for a correction of a segmentation made
+    on the CT. The correction's check compared the IJK-to-RAS matrices within 1e-3 mm, so it refused the first
+    where loading accepted it."""
+    image = sitk.ReadImage(str(real_ct))
+    scaled = sitk.Image(image)
+    scaled.SetSpacing([s * f for s, f in zip(image.GetSpacing(), (1.0, 1.0, scale))])
+    assert same_grid(scaled, image) == same
+    other = load_volume(scene, real_ct, "CT, resampled")
+    other.SetSpacing(*[s * f for s, f in zip(ct_node.GetSpacing(), (1.0, 1.0, scale))])
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
+    for check, refusal in ((lambda: check_same_grid(other, ct_node, Path("labels.nii.gz")), "not on the grid"),
+                           (lambda: check_made_on(segmentation, other), "was made on 'CT'")):
+        if same:
+            check()
+        else:
+            with pytest.raises(ValueError, match=refusal):
+                check()
 
 
 def test_a_correction_that_would_coarsen_an_edit_on_a_finer_grid_is_refused(loaded, ct_node):

@@ -271,7 +271,7 @@ def test_correction_controls_are_enabled_only_when_they_can_run_and_say_why_not(
     nothing done; each only answered with an error dialog after the click. ``correctionBlockers`` (what the widget
     enables and puts in the disabled buttons' tooltips) runs here on real MRML nodes."""
     import slicer
-    from SpineSegmentationModuleLib.correction import EDITED_TAG
+    from SpineSegmentationModuleLib.correction import EDITED_TAG, UndoState
     from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
 
     scene = slicer.mrmlScene
@@ -282,29 +282,180 @@ def test_correction_controls_are_enabled_only_when_they_can_run_and_say_why_not(
     drawn.GetSegmentation().GetSegment(drawn.GetSegmentation().AddEmptySegment("", "L3")).SetTag(EDITED_TAG, "true")
     result = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
     result.GetSegmentation().GetSegment(result.GetSegmentation().AddEmptySegment("", "L3")).SetTag(LABEL_TAG, "22")
+    point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", module.POINT_LIST_NAME)
+    point.AddControlPoint(1.0, 2.0, 3.0)
     blockers = module.correctionBlockers
     controls = {"placePoint", "segmentFromPoint", "rerun", "renumber", "complete", "undo"}
+    noStep = UndoState()
 
-    nothing = blockers(None, None, False, False)
+    nothing = blockers(None, None, False, noStep, None)
     assert set(nothing) == controls and all(nothing.values())  # nothing can run before a CT is selected
     assert nothing["placePoint"] == nothing["segmentFromPoint"] == nothing["rerun"] == (
         "Select the CT volume first (Inputs).")
     assert "press Apply first" in nothing["renumber"] and "press Apply first" in nothing["complete"]
     assert nothing["undo"].startswith("Nothing to undo")
 
-    volumeOnly = blockers(ct, None, False, False)
+    volumeOnly = blockers(ct, None, False, noStep, point)
     assert not volumeOnly["placePoint"] and not volumeOnly["segmentFromPoint"]
     assert "holds no vertebrae" in volumeOnly["rerun"] and "holds no vertebrae" in volumeOnly["renumber"]
-    assert "holds no vertebrae" in blockers(ct, empty, True, False)["rerun"]
-    byHand = blockers(ct, drawn, False, False)  # re-run takes a hand-drawn vertebra; the table lists only ours
+    assert "holds no vertebrae" in blockers(ct, empty, True, noStep, point)["rerun"]
+    byHand = blockers(ct, drawn, False, noStep, point)  # re-run takes a hand-drawn vertebra; the table lists only ours
     assert not byHand["rerun"] and "holds no vertebrae" in byHand["renumber"]
 
-    noRow = blockers(ct, result, False, False)
+    noRow = blockers(ct, result, False, noStep, point)
     assert noRow["rerun"].startswith("No vertebra is marked as edited")  # startRerun would refuse it
     assert noRow["renumber"] == noRow["complete"] == "Select a vertebra in the Vertebrae table first."
     result.GetSegmentation().GetSegment(result.GetSegmentation().GetNthSegmentID(0)).SetTag(EDITED_TAG, "true")
-    ready = blockers(ct, result, True, True)
+    step = UndoState()
+    step.save(result)  # what each correction of ``result`` does first
+    ready = blockers(ct, result, True, step, point)
     assert ready == dict.fromkeys(controls, "")
+
+
+def _observed_events(module, method: str, receiver: str) -> set[str]:
+    """The event names the widget's ``method`` reads from ``receiver`` (e.g. ``slicer.vtkMRMLMarkupsNode``) in its
+    source: what it observes (Qt does not run here, so the widget itself cannot be built)."""
+    import ast
+    import inspect
+    import textwrap
+
+    tree = ast.parse(textwrap.dedent(inspect.getsource(getattr(module.SpineSegmentationWidget, method))))
+    return {n.attr for n in ast.walk(tree) if isinstance(n, ast.Attribute) and ast.unparse(n.value) == receiver}
+
+
+def test_segment_from_point_is_enabled_only_while_a_point_is_placed_and_follows_the_point_list(module):
+    """"Segment from point" was enabled with no point placed; the click only answered that a point is needed. Its
+    blocker follows the point list's placed points (``placedPoint``), and each change of the list, or its creation
+    or deletion, invokes an event the widget observes, so that the button is updated at once. Real markups nodes of
+    ``slicer-core``; the events are the ones ``vtkMRMLMarkupsNode.cxx`` invokes at v5.6.2-v5.10.0 too."""
+    import slicer
+
+    from SpineSegmentationModuleLib.correction import UndoState
+
+    scene = slicer.mrmlScene
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    pointEvents = _observed_events(module, "_followPointList", "slicer.vtkMRMLMarkupsNode")
+    sceneEvents = _observed_events(module, "_setupCorrections", "slicer.mrmlScene")
+    assert {"PointAddedEvent", "PointRemovedEvent"} <= pointEvents and {"NodeAddedEvent", "NodeRemovedEvent"} <= (
+        sceneEvents)
+    seen, found = [], []  # the events; the point list the widget finds (by name) when a scene event arrives
+    for name in sceneEvents:
+        scene.AddObserver(getattr(scene, name), lambda caller, event: (
+            seen.append(event), found.append(scene.GetFirstNodeByName(module.POINT_LIST_NAME))))
+
+    def blocker(pointList):
+        return module.correctionBlockers(ct, None, False, UndoState(), pointList)["segmentFromPoint"]
+
+    noPoint = "No point is placed: press Place point and click inside the vertebra in a view first."
+    assert blocker(None) == noPoint  # no point list yet (made by the first Place point)
+    node = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", module.POINT_LIST_NAME)
+    assert seen and found[-1] is node and blocker(node) == noPoint  # made (Place point), nothing placed yet
+    for name in pointEvents:
+        node.AddObserver(getattr(slicer.vtkMRMLMarkupsNode, name), lambda caller, event: seen.append(event))
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    shift = vtk.vtkMatrix4x4()
+    shift.SetElement(0, 3, 10.0)
+    transform.SetMatrixTransformToParent(shift)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    placed = slicer.vtkMRMLMarkupsNode.PositionPreview, slicer.vtkMRMLMarkupsNode.PositionDefined
+    steps = [  # (change, a point placed after it)
+        (lambda: node.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0)), True),  # the click in a view
+        (lambda: node.SetNthControlPointPositionMissing(0), False),  # skipped in the Markups module
+        (lambda: node.SetNthControlPointPosition(0, 4.0, 5.0, 6.0), True),  # placed again
+        (lambda: node.UnsetNthControlPointPosition(0), False),  # cleared in the Markups module
+        (lambda: node.SetNthControlPointPosition(0, 4.0, 5.0, 6.0, placed[0]), False),  # being placed (preview)
+        (lambda: node.SetNthControlPointPosition(0, 4.0, 5.0, 6.0, placed[1]), True),
+        (lambda: node.RemoveAllControlPoints(), False),  # Place point empties the list first
+        (lambda: node.AddControlPoint(vtk.vtkVector3d(7.0, 8.0, 9.0)), True),
+        (lambda: node.RemoveNthControlPoint(0), False),  # deleted in a view
+        (lambda: node.AddControlPoint(vtk.vtkVector3d(7.0, 8.0, 9.0)), True),
+    ]
+    for index, (change, isPlaced) in enumerate(steps):
+        before = len(seen)
+        change()
+        assert len(seen) > before, f"step {index}: no event the widget observes"
+        assert blocker(node) == ("" if isPlaced else noPoint), index
+    assert module.placedPoint(node) == [17.0, 8.0, 9.0]  # world coordinates: through the parent transform
+    before = len(seen)
+    scene.RemoveNode(node)  # the point list deleted: the widget finds none any more
+    assert len(seen) > before and found[-1] is None
+    assert blocker(scene.GetFirstNodeByName(module.POINT_LIST_NAME)) == noPoint
+    other = scene.AddNewNodeByClass("vtkMRMLTableNode", module.POINT_LIST_NAME)  # a node of another kind
+    assert module.placedPoint(other) is None and blocker(other) == noPoint
+
+
+def test_undo_is_enabled_only_for_the_segmentation_the_last_correction_changed(module):
+    """Undo was enabled while another segmentation than the one the last correction changed was selected (the
+    click answered "Nothing to undo"). Its blocker is whether ``undoLast`` can undo in the selected segmentation,
+    and names the one the last correction changed; a real correction (completeness) on real MRML nodes."""
+    import slicer
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    nodes = []
+    for name in ("spine A", "spine B"):
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+        node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3")).SetTag(LABEL_TAG, "22")
+        nodes.append(node)
+    a, b = nodes
+    correction = module.SpineSegmentationLogic().correctionLogic  # what the widget holds
+
+    def blocker(selected):
+        return module.correctionBlockers(ct, selected, True, correction.undo, None)["undo"]
+
+    never = "Nothing to undo: no correction was made since the scene was opened, or the last one was undone already."
+    assert blocker(a) == blocker(b) == blocker(None) == never
+    correction.setCompleteness(a, a.GetSegmentation().GetNthSegmentID(0), False)
+    assert blocker(a) == ""
+    assert blocker(b) == ('Nothing to undo in "spine B": the last correction changed "spine A". Select "spine A" '
+                          'as the output segmentation (Outputs) to undo it.')
+    assert blocker(None) == ('Nothing to undo here: no output segmentation is selected. The last correction '
+                             'changed "spine A": select it as the output segmentation (Outputs) to undo it.')
+    assert not correction.undoLast(b) and blocker(a) == ""  # what the click on B did: nothing, the step is kept
+    scene.RemoveNode(a)
+    assert blocker(b) == 'Nothing to undo: the segmentation the last correction changed ("spine A") was removed ' \
+                         'from the scene.'
+    scene.AddNode(a)  # back (the scene's own undo): undoable again
+    assert blocker(a) == "" and correction.undoLast(a)
+    assert blocker(a) == blocker(b) == never  # one step
+
+
+def test_corrections_that_refuse_a_segmentation_made_on_another_ct_are_disabled_and_say_so(module):
+    """With a CT selected that is not the one the output segmentation was made on, "Segment from point" and
+    "Re-run" were enabled and the click only answered that the segmentation was made on another CT. Their blocker
+    is the refusal itself (``startClick`` refuses before anything runs); real volumes on two grids."""
+    import slicer
+    from SpineSegmentationModuleLib.correction import EDITED_TAG, UndoState
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    volumes = []
+    for name, size in (("CT A", 10), ("CT B", 12)):
+        image = vtk.vtkImageData()
+        image.SetDimensions(size, size, size)
+        image.AllocateScalars(vtk.VTK_SHORT, 1)
+        volume = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        volume.SetAndObserveImageData(image)
+        volumes.append(volume)
+    ctA, ctB = volumes
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "spine of A")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ctA)
+    segment = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
+    segment.SetTag(LABEL_TAG, "22")
+    segment.SetTag(EDITED_TAG, "true")
+    point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", module.POINT_LIST_NAME)
+    point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
+
+    onA = module.correctionBlockers(ctA, node, True, UndoState(), point)
+    assert not onA["segmentFromPoint"] and not onA["rerun"]
+    onB = module.correctionBlockers(ctB, node, True, UndoState(), point)
+    with pytest.raises(ValueError) as refused:
+        module.SpineSegmentationLogic().correctionLogic.startClick(ctB, node, [1.0, 2.0, 3.0])
+    said = str(refused.value)
+    assert said.startswith("the segmentation 'spine of A' was made on 'CT A', not on 'CT B'; choose 'CT A'")
+    assert onB["segmentFromPoint"] == onB["rerun"] == said[:1].upper() + said[1:] + "."
+    assert not onB["placePoint"] and not onB["renumber"]  # these do not use the CT
 
 
 def test_the_shipped_model_shows_as_an_empty_model_folder_field(module):
@@ -341,3 +492,151 @@ def test_a_vertebra_drawn_by_hand_has_no_confidence_in_the_table_rather_than_nan
     rows = {row[1]: module.vertebraRowCells(*row[1:]) for row in segment_rows(node)}
     assert rows["L3"][2] == "-" and rows["L4"][2] == "0.88"
     assert rows["L3"][0] == "L3" and rows["L3"][1] == "yes" and float(rows["L3"][3]) >= 0
+
+
+def _widget_source(module, method: str) -> str:
+    """The widget's ``method`` as ``ast.unparse`` writes it (comments and layout dropped)."""
+    import ast
+    import inspect
+    import textwrap
+
+    return ast.unparse(ast.parse(textwrap.dedent(inspect.getsource(getattr(module.SpineSegmentationWidget, method)))))
+
+
+def test_no_correction_control_can_run_while_the_python_packages_install(module):
+    """While the Python packages installed (``pip_install`` lets Slicer process clicks), only Apply was disabled:
+    clicks on "Segment from point" and "Re-run" were ignored without a word, while Renumber, Toggle complete, Undo
+    and the Alternatives list changed the segmentation. ``correctionBlockers(installing=True)`` blocks every
+    control and says why, on real nodes where each could run otherwise; the widget asks it before the installation
+    starts and again when it has ended."""
+    import slicer
+    from SpineSegmentationModuleLib.correction import EDITED_TAG, UndoState
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    result = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    segment = result.GetSegmentation().GetSegment(result.GetSegmentation().AddEmptySegment("", "L3"))
+    segment.SetTag(LABEL_TAG, "22")
+    segment.SetTag(EDITED_TAG, "true")
+    point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", module.POINT_LIST_NAME)
+    point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
+    step = UndoState()
+    step.save(result)
+
+    ready = module.correctionBlockers(ct, result, True, step, point)
+    assert set(ready) == {"placePoint", "segmentFromPoint", "rerun", "renumber", "complete", "undo"}
+    assert not any(ready.values())
+    installing = module.correctionBlockers(ct, result, True, step, point, installing=True)
+    assert installing == dict.fromkeys(ready, "The required Python packages are being installed: wait until the "
+                                              "installation has finished.")
+    assert module.correctionBlockers(ct, result, True, step, point, installing=False) == ready
+
+    # the widget (Qt does not run here: its source): the controls are updated with installing=True before the
+    # installation, and as they can run again after it; the alternatives list is disabled meanwhile too
+    setup = _widget_source(module, "_setupPythonRequirements")
+    order = [setup.index(s) for s in ("self._installing = True", "self._checkCanApply()",
+                                      "self.logic.setupPythonRequirements()", "self._installing = False")]
+    assert order == sorted(order) and setup.count("self._checkCanApply()") == 2
+    assert "self._updateCorrectionControls()" in _widget_source(module, "_checkCanApply")
+    update = _widget_source(module, "_updateCorrectionControls")
+    assert "installing=self._installing" in update
+    assert "self.alternativesList.enabled = not self._installing" in update
+
+
+def test_a_vertebra_deleted_in_the_segment_editor_leaves_the_table_and_its_controls(module, real_ct):
+    """A vertebra deleted in the Segment Editor kept its row: the widget observed renames only, so Renumber and
+    Toggle complete stayed enabled for it and the click answered "Segment L2 is not in the segmentation.". The
+    widget now observes the segments added and removed on the vtkSegmentation it follows, and refills the table;
+    the selected row's vertebra must still be in the segmentation (``selectedVertebra``). Here the Segment Editor's
+    own removal and Undo (``vtkSegmentation::RemoveSegment`` after ``vtkSegmentationHistory::SaveState``, as
+    ``qMRMLSegmentEditorWidget`` / ``vtkSlicerSegmentEditorLogic`` do at v5.6.2-v5.10.0) on a real segmentation
+    painted on the real CT."""
+    import slicer
+    from SpineSegmentationModuleLib.correction import UndoState, segment_rows
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    ct = load_volume(scene, real_ct, "CT")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    segmentation = node.GetSegmentation()
+    for name, label, k in (("L1", 20, 70), ("L2", 21, 60), ("L3", 22, 50)):
+        segmentation.GetSegment(segmentation.AddEmptySegment("", name)).SetTag(LABEL_TAG, str(label))
+        paint(node, ct, name, (slice(k, k + 4), slice(45, 55), slice(55, 65)))
+
+    observed = _observed_events(module, "_follow", "slicer.vtkSegmentation")
+    assert {"SegmentAdded", "SegmentRemoved", "SegmentModified"} <= observed
+    refresh = _widget_source(module, "_onSegmentAddedOrRemoved")
+    assert "qt.QTimer.singleShot(0, self._refreshShownSegmentation)" in refresh  # once the change has ended
+    assert "self._refreshFromSegments(node)" in _widget_source(module, "_refreshShownSegmentation")
+    fill = _widget_source(module, "_fillVertebraTable")  # the current row follows its segment, or none is current
+    assert "selectedVertebra(segmentationNode, self._rowSegmentIds, table.currentRow())" in fill
+    assert "table.setCurrentCell(-1, -1)" in fill
+    assert "selectedVertebra(segmentationNode, self._rowSegmentIds" in _widget_source(
+        module, "_updateCorrectionControls")
+    seen = []
+    for name in observed - {"SegmentModified"}:  # what _follow observes, on the segmentation it follows
+        segmentation.AddObserver(getattr(slicer.vtkSegmentation, name),  # a custom event reads "NoEvent": the name
+                                 lambda caller, event, name=name: seen.append(name))
+
+    def renumberBlocker(rowIds, row):
+        selected = module.selectedVertebra(node, rowIds, row)
+        return module.correctionBlockers(ct, node, selected is not None, UndoState(), None)["renumber"]
+
+    rowIds = [row[0] for row in segment_rows(node)]
+    names = [row[1] for row in segment_rows(node)]
+    assert names == ["L1", "L2", "L3"]
+    l2 = rowIds[1]
+    assert module.selectedVertebra(node, rowIds, 1) == l2 and renumberBlocker(rowIds, 1) == ""
+    assert module.selectedVertebra(node, rowIds, -1) is None and module.selectedVertebra(None, rowIds, 1) is None
+
+    history = slicer.vtkSegmentationHistory()
+    history.SetSegmentation(segmentation)
+    history.SaveState()  # the Segment Editor saves the state for its Undo first
+    segmentation.RemoveSegment(l2)  # its Remove button
+    assert seen == ["SegmentRemoved"]
+    # the row is still there until the table is refilled: its vertebra is gone, so Renumber and Toggle say so
+    assert module.selectedVertebra(node, rowIds, 1) is None
+    assert renumberBlocker(rowIds, 1) == "Select a vertebra in the Vertebrae table first."
+    refilled = [row[0] for row in segment_rows(node)]  # what _fillVertebraTable shows then: no row for L2
+    assert [row[1] for row in segment_rows(node)] == ["L1", "L3"] and l2 not in refilled
+    assert module.selectedVertebra(node, rowIds, 0) == rowIds[0]  # another row's vertebra is still there
+
+    history.RestorePreviousState()  # the Segment Editor's Undo: the vertebra is back, and so is its row
+    assert "SegmentAdded" in seen
+    assert [row[1] for row in segment_rows(node)] == ["L1", "L2", "L3"]
+    assert module.selectedVertebra(node, [row[0] for row in segment_rows(node)], 1) is not None
+
+
+def test_alternatives_that_cannot_be_computed_are_said_in_a_line_that_cannot_be_clicked(module):
+    """When the alternatives could not be computed, the error was added as an item of the Alternatives list,
+    clickable like an alternative, and the click did nothing. ``alternativesEntries`` gives the list's lines and
+    whether each is an alternative to click; the widget makes the other kind not selectable. Real segmentation
+    nodes: one column that can be labelled, one with two vertebrae of one level."""
+    import slicer
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    correction = module.SpineSegmentationLogic().correctionLogic
+    good = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "column")
+    for name, label in (("L1", 20), ("L2", 21), ("L3", 22)):
+        good.GetSegmentation().GetSegment(good.GetSegmentation().AddEmptySegment("", name)).SetTag(LABEL_TAG,
+                                                                                                   str(label))
+    alternatives, lines = module.alternativesEntries(correction, good)
+    assert alternatives and len(lines) == len(alternatives) and all(clickable for _text, clickable in lines)
+    assert [text for text, _clickable in lines] == [
+        f"{a.description}   ({a.likelihood:.2f})" for a in correction.alternatives(good)]
+
+    twice = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "two L3")
+    for _i in range(2):
+        twice.GetSegmentation().GetSegment(twice.GetSegmentation().AddEmptySegment("", "L3")).SetTag(LABEL_TAG, "22")
+    with pytest.raises(ValueError) as raised:
+        correction.alternatives(twice)
+    alternatives, lines = module.alternativesEntries(correction, twice)
+    assert alternatives == []
+    assert lines == [(f"No alternatives can be offered: {raised.value}.", False)]
+
+    refresh = _widget_source(module, "_refreshAlternatives")
+    assert "alternativesEntries(self.logic.correctionLogic, segmentationNode)" in refresh
+    assert "if not isAlternative:" in refresh and "item.setFlags(qt.Qt.NoItemFlags)" in refresh
