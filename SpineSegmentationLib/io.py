@@ -158,7 +158,7 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
     path = Path(path)
     if _input_kind(path, series_uid) == "dicom":
         _, files = _series_files(path, series_uid)
-        multiframe = _multiframe_file(files)
+        multiframe = multiframe_file(files)
         if multiframe is not None:
             return read_multiframe_header(multiframe)
         gap = _check_slice_spacing(path, files)
@@ -297,7 +297,7 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> float:
     infos = [_image_information(Path(f)) for f in files]
     if len(files) < 2:
         return float(infos[0].GetSpacing()[2])
-    if any(_frame_count(info) > 1 for info in infos):
+    if any(frame_count(info) > 1 for info in infos):
         raise InputImageError(
             f"The DICOM series in '{folder}' is {len(files)} multi-frame files (a volume split over several files, "
             "or several stacks), which this version does not read. Convert it with dcm2niix (to NIfTI), or load it "
@@ -310,20 +310,32 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> float:
     return check_even_stack(planes, f"The DICOM series in '{folder}'", kind="series")
 
 
-def _frame_count(info: sitk.ImageFileReader) -> int:
-    """Number of Frames (0028,0008) of a DICOM file's header; 1 when absent."""
-    frames = info.GetMetaData("0028|0008").strip() if info.HasMetaDataKey("0028|0008") else "1"
-    return int(frames) if frames.isdigit() else 1
+#: SimpleITK's metadata key of Number of Frames (0028,0008).
+NUMBER_OF_FRAMES_TAG = "0028|0008"
 
 
-def _multiframe_file(files: list[str]) -> Optional[Path]:
-    """The file of a series that is one multi-frame file (an Enhanced CT), else None."""
-    return Path(files[0]) if len(files) == 1 and _frame_count(_image_information(Path(files[0]))) > 1 else None
+def frame_count(header: sitk.ImageFileReader) -> int:
+    """Number of Frames (0028,0008) of a DICOM file's header (a SimpleITK reader after ``ReadImageInformation``):
+    the whole number it holds (spaces around it ignored); 1 when the tag is absent or holds no single whole number
+    (empty, several values, a fraction), i.e. the file is one image. The one reading of the tag: the reader
+    (:func:`multiframe_file`), the DICOM SEG's sources and the cohort's series checks use it."""
+    text = header.GetMetaData(NUMBER_OF_FRAMES_TAG).strip() if header.HasMetaDataKey(NUMBER_OF_FRAMES_TAG) else ""
+    return int(text) if text.isdigit() else 1
+
+
+def multiframe_file(files: list[str]) -> Optional[Path]:
+    """The file of a series (its file names) that is one multi-frame file (an Enhanced CT: :func:`frame_count`
+    above 1), else None; read so by :func:`read_image`.
+
+    Raises:
+        InputImageError: the header of the one file cannot be read.
+    """
+    return Path(files[0]) if len(files) == 1 and frame_count(_image_information(Path(files[0]))) > 1 else None
 
 
 def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
     series_uid, files = _series_files(folder, series_uid)
-    multiframe = _multiframe_file(files)
+    multiframe = multiframe_file(files)
     if multiframe is not None:
         image = read_multiframe(multiframe)
     else:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 import SimpleITK as sitk
+
+from .anatomy import is_column_vertebra
 
 
 @dataclass
@@ -85,3 +87,16 @@ class SpineSegmentationResult:
     alternatives: list[LabelingAlternative] = field(default_factory=list)
     run_info: dict = field(default_factory=dict)
     message: str = ""
+
+
+def column_and_beside(vertebrae: Sequence[Vertebra]) -> tuple[list[Vertebra], list[Vertebra]]:
+    """``vertebrae`` split, each part in the given order, into the column's (C1..L5, T13, L6: the ones a summary
+    counts, "N vertebrae") and the structures beside it (the sacrum: named after "also", not counted). The one
+    rule of the run's message (``renumbering.result_message``) and the QC picture's title."""
+    column = [v for v in vertebrae if is_column_vertebra(v.label)]
+    return column, [v for v in vertebrae if not is_column_vertebra(v.label)]
+
+
+def vertebra_count(n: int) -> str:
+    """``n`` vertebrae in words as a summary starts: "1 vertebra", "17 vertebrae"."""
+    return f"{n} vertebra" + ("" if n == 1 else "e")

