@@ -192,7 +192,8 @@ def run_batch(
                     f"{_STOPPED}. Free some space (or choose an output folder on another disk with -o) and run the "
                     "same command again to resume")
             if record["status"] == "failed":
-                report(f"case {record['case_id']} failed: {record['error']}")
+                with tqdm.external_write_mode():  # the bar is cleared and redrawn below: no line runs into it
+                    report(f"case {record['case_id']} failed: {record['error']}")
     except KeyboardInterrupt as stop:
         from ..errors import Interrupted
 
@@ -267,8 +268,8 @@ def _help_lines(text: str, indent: int = 20, width: int = 110) -> str:
 BATCH_EPILOG = f"""\
 outputs (in OUTROOT):
   <case_id>/        the outputs of 'spineseg segment' (segmentation.dcm for DICOM series or --dicom-seg) and
-                    case.json (status, error, warnings, time, vertebrae, input/model checksums, library version);
-                    written to a temporary folder and renamed when complete
+                    case.json (status, error, warnings, time, vertebrae, input/model/output checksums, library
+                    version); written to a temporary folder and renamed when complete
   {SUMMARY_FILE:<17} one row per vertebra per case (one row, vertebra columns empty, for a case without any):
 {_help_lines(", ".join(SUMMARY_COLUMNS))}
                     (warnings: the run's warnings, joined by "{WARNING_SEPARATOR}"; model: its name and version;
@@ -278,9 +279,11 @@ outputs (in OUTROOT):
   {SKIPPED_FILE:<17} inputs skipped (non-CT series, repeated files, spineseg output folders, folders that cannot
                     be listed), with the reason
 A re-run skips cases whose outputs are complete and whose input, model and library are unchanged (--resume,
-the default); --force runs them again. A failing case is recorded and the cohort goes on. A wrong --model, a
---device not available here or an output folder that cannot be written stops the command before any case runs;
-a full disk stops it as Ctrl-C does (finished cases are kept; free space and run the same command to resume).
+the default); --force runs them again. A case folder holding a file the command did not write, or an output
+changed since it was written (a segmentation corrected and saved over), is not replaced: the case fails and names
+the files. A failing case is recorded and the cohort goes on. A wrong --model, a --device not available here or
+an output folder that cannot be written stops the command before any case runs; a full disk stops it as Ctrl-C
+does (finished cases are kept; free space and run the same command to resume).
 exit status: the number of failed cases (at most {MAX_EXIT_FAILURES}); 2 also means a usage error (message on stderr).
 """
 

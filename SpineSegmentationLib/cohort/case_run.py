@@ -15,8 +15,11 @@
   earlier one with the case's identity (``image``, ``series_uid``, ``reference``) as given now;
 - a failing case (unreadable or corrupt input, not a CT, out of memory, any error of the pipeline) is returned
   with status ``failed`` and its error; nothing of it is left in ``OUTROOT`` and an earlier finished folder of
-  the case is kept. A full disk (or a file size or quota limit) is not the case's problem: its record says
-  ``failed`` and has ``"disk_full": true``, and the batch stops there (every later case would fail the same way).
+  the case is kept. An earlier case folder holding a file the command did not write, or an output changed since it
+  was written (its checksum differs from the one ``case.json`` records: e.g. a segmentation corrected in Slicer and
+  saved over), is not replaced: the case fails and names the files. A full disk (or a file size or quota limit)
+  is not the case's problem: its record says ``failed`` and has ``"disk_full": true``, and the batch stops there
+  (every later case would fail the same way).
 
 Record / ``case.json`` schema::
 
@@ -24,7 +27,8 @@ Record / ``case.json`` schema::
      "status": "done" | "no_spine" | "failed", "error": str (empty unless failed; for no_spine the message),
      "seconds": float (wall time of the run, read + segment + write), "resumed": bool,
      "fingerprint": {"input_sha256": str, "model": {"name", "version", "sha256"}, "library_version": str},
-     "vertebrae": [the vertebrae.json entries], "warnings": [the run's warnings, as in vertebrae.json]}
+     "vertebrae": [the vertebrae.json entries], "warnings": [the run's warnings, as in vertebrae.json],
+     "outputs": {file name: SHA-256 of each output file as written (not in a failed case's record)}}
 
 (``disk_full`` is only in the record of a case stopped by a full disk, never in a ``case.json``. A ``case.json``
 written before the run's warnings were recorded has no ``warnings``: its case is run again, since
@@ -218,12 +222,46 @@ def _finished_record(folder: Path, dicom_seg: bool) -> Optional[dict]:
     return record
 
 
-def _move_into_place(temporary: Path, final: Path) -> None:
-    """Rename the complete ``temporary`` folder to ``final``; an earlier case folder there is removed after, only
-    when it holds nothing but this command's files (else FileExistsError: the case is recorded as failed)."""
+def _own_files() -> tuple[str, ...]:
+    """Names of the files this command writes into a case folder (the outputs, the DICOM SEG, ``case.json``)."""
     from ..outputs import OUTPUT_FILES
     from ..outputs.dicom_seg import DICOM_SEG_FILE
 
+    return (*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _output_checksums(folder: Path) -> dict:
+    """SHA-256 of each output file in a case folder (``case.json`` excepted): recorded so that a later run can tell
+    an output a person edited in place (e.g. a segmentation corrected in Slicer and saved over) from its own."""
+    return {name: _sha256(folder / name) for name in _own_files()
+            if name != CASE_RECORD and (folder / name).is_file()}
+
+
+def _edited_outputs(folder: Path) -> list[str]:
+    """The outputs in ``folder`` whose bytes differ from the checksums its ``case.json`` records (none recorded,
+    in a record written before they were: none found)."""
+    try:
+        recorded = json.loads((folder / CASE_RECORD).read_text(encoding="utf-8")).get("outputs")
+    except (ValueError, AttributeError):  # a damaged record: nothing to compare with
+        return []
+    if not isinstance(recorded, dict):
+        return []
+    return sorted(name for name, digest in recorded.items()
+                  if name in _own_files() and (folder / name).is_file() and _sha256(folder / name) != digest)
+
+
+def _move_into_place(temporary: Path, final: Path) -> None:
+    """Rename the complete ``temporary`` folder to ``final``; an earlier case folder there is removed after, only
+    when it holds nothing but this command's files, unchanged since they were written (else FileExistsError: the
+    case is recorded as failed)."""
     old = None
     if final.exists():
         if not (final / CASE_RECORD).is_file():
@@ -231,12 +269,19 @@ def _move_into_place(temporary: Path, final: Path) -> None:
                 f"{final} exists and was not made by spineseg batch (no {CASE_RECORD}); move it away or choose "
                 "another output folder"
             )
-        own = {*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD}
+        own = set(_own_files())
         others = sorted(path.name for path in final.iterdir() if path.name not in own and not system_file(path.name))
         if others:
             raise FileExistsError(
                 f"{final} holds files spineseg batch did not write ({', '.join(others)}), and the case folder is "
                 "replaced when the case runs again; move them away and run the batch again"
+            )
+        edited = _edited_outputs(final)
+        if edited:
+            raise FileExistsError(
+                f"{final} holds outputs changed since spineseg batch wrote them ({', '.join(edited)}; edited, e.g. "
+                "a segmentation corrected and saved over), and the case folder is replaced when the case runs "
+                "again; move them out of the case folder and run the batch again"
             )
         old = temporary_path(final.parent, "old", final.name)
         os.replace(final, old)
@@ -263,6 +308,18 @@ def _segment_into(case: Case, options: CaseOptions, folder: Path) -> tuple[str, 
             list(result.run_info.get("warnings", [])))
 
 
+def _check_exists(image: Path) -> None:
+    """Raises InputImageError naming the fix when the case's image file or DICOM folder does not exist (a wrong
+    manifest path, a broken symlink): else the case would fail with a bare OS error."""
+    from ..errors import InputImageError
+
+    if image.exists():
+        return
+    what = f"is a symlink to {os.readlink(image)}, which does not exist" if image.is_symlink() else "does not exist"
+    raise InputImageError(f"the image {image} {what}; correct the path (a manifest's relative paths are taken from "
+                          "the CSV's folder) or the link, and run the batch again")
+
+
 def _disk_full(exc: BaseException) -> bool:
     """``exc`` comes from a full disk or a size/quota limit (an ``OSError`` in its cause/context chain)."""
     while exc is not None:
@@ -283,6 +340,7 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
     final = Path(output_root) / case.case_id
     temporary = temporary_path(Path(output_root), "tmp", case.case_id)
     try:
+        _check_exists(case.image)
         prints = fingerprint(case, options)
         earlier = None if options.force else _finished_record(final, options.dicom_seg or case.image.is_dir())
         if earlier is not None and earlier.get("fingerprint") == prints:
@@ -292,7 +350,8 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
         temporary.mkdir()  # the outputs' staging folder goes inside it: one name to clean up after a kill
         status, message, vertebrae, warnings = _segment_into(case, options, temporary)
         record = case_record(case, status=status, error=message, seconds=round(time.perf_counter() - start, 2),
-                             fingerprint=prints, vertebrae=vertebrae, warnings=warnings)
+                             fingerprint=prints, vertebrae=vertebrae, warnings=warnings,
+                             outputs=_output_checksums(temporary))
         (temporary / CASE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         _move_into_place(temporary, final)
         return record

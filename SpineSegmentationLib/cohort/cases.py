@@ -12,13 +12,15 @@
   SeriesInstanceUID, GDCM) in any subfolder is a case when it is a CT volume; non-CT series (Modality other than
   CT), localizers (ImageType LOCALIZER) and series with fewer than :data:`MIN_SERIES_SLICES` slices (the frames of
   one multi-frame file, e.g. an Enhanced CT, count as slices) are skipped
-  with the reason. The id of a DICOM case is its folder relative to the input folder (``/`` -> ``_``), plus the
-  series UID's last 8 characters when the folder holds several series;
+  with the reason. The id of a DICOM case is its folder relative to the input folder (``/`` -> ``_``; for a series
+  in the input folder itself, that folder's name as given: a symlink's own name, as for a file), plus the series
+  UID's last 8 characters (more where two series' last 8 are equal) when the folder holds several series;
 - a manifest CSV (``--manifest``): header ``case_id,image[,reference][,series_uid]``; relative paths are taken
   from the CSV's folder; ``image`` is an image file or a DICOM series folder (``series_uid`` picks one series of a
   folder that holds several).
 
-Case ids must be unique (they name the output folders); a duplicate is an error naming both inputs. The same
+Case ids must be unique (they name the output folders), also when upper and lower case are not told apart
+(``A`` and ``a`` are one folder on macOS and Windows); a duplicate is an error naming both inputs. The same
 image (the same file after resolving symlinks, and the same series) found again, through a symlink or a repeated
 manifest row, is not a second case: it is skipped with the reason ``same file as <case id>``.
 """
@@ -37,7 +39,7 @@ from typing import Iterable, Optional
 import SimpleITK as sitk
 
 from ..errors import SpineSegmentationError
-from ..io import IMAGE_SUFFIXES, dicom_series_in_folder, image_suffix
+from ..io import IMAGE_SUFFIXES, dicom_series_in_folder, frame_count, image_suffix
 
 #: A DICOM series with fewer slices is not a CT volume to segment: localizers, dose reports, single reformats and
 #: key images have 1-3; the shipped 40 mm test series has 20. (A cut-off, not a measurement: a volume that short
@@ -49,7 +51,6 @@ OUTPUT_MARKER = "vertebrae.json"
 
 _MODALITY_TAG = "0008|0060"
 _IMAGE_TYPE_TAG = "0008|0008"
-_FRAMES_TAG = "0028|0008"
 #: Files a file browser leaves in a folder it showed (and macOS's ``._*`` resource forks, see :func:`system_file`).
 SYSTEM_FILES = (".DS_Store", "Thumbs.db", "desktop.ini")
 _SAFE_ID = re.compile(r"[^A-Za-z0-9._-]+")
@@ -119,13 +120,15 @@ def _safe_id(text: str) -> str:
     return _SAFE_ID.sub("_", text).strip("_") or "case"
 
 
-def _dicom_tags(first_file: str) -> tuple[str, str, str]:
-    """(Modality, ImageType, Number of Frames) of a DICOM file's header, '' when absent."""
+def _dicom_tags(first_file: str) -> tuple[str, str, int]:
+    """(Modality, ImageType, Number of Frames) of a DICOM file's header: the texts '' when absent, the frames as the
+    reader counts them (:func:`~SpineSegmentationLib.io.frame_count`, 1 when absent). RuntimeError: unreadable."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(first_file)
     reader.ReadImageInformation()
-    return tuple(reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
-                 for tag in (_MODALITY_TAG, _IMAGE_TYPE_TAG, _FRAMES_TAG))
+    modality, image_type = (reader.GetMetaData(tag).strip() if reader.HasMetaDataKey(tag) else ""
+                            for tag in (_MODALITY_TAG, _IMAGE_TYPE_TAG))
+    return modality, image_type, frame_count(reader)
 
 
 def _skip_reason(files: list[str]) -> Optional[str]:
@@ -137,10 +140,21 @@ def _skip_reason(files: list[str]) -> Optional[str]:
         return f"modality {modality or 'missing'}, not CT"
     if "LOCALIZER" in image_type.upper():
         return f"localizer (ImageType {image_type})"
-    slices = int(frames) * len(files) if frames.isdigit() else len(files)  # an Enhanced CT's frames are its slices
+    slices = frames * len(files)  # an Enhanced CT's frames are its slices
     if slices < MIN_SERIES_SLICES:
         return f"{slices} slices, fewer than {MIN_SERIES_SLICES}: not a CT volume"
     return None
+
+
+def _series_suffixes(uids: list[str]) -> dict[str, str]:
+    """The case id suffix of each series UID of one folder: its last 8 characters, more where two series' last 8
+    are equal (e.g. ``...100.12345678`` and ``...200.12345678``), so that each series gets its own case id."""
+    suffixes = {uid: _safe_id(uid[-8:]) for uid in uids}
+    for length in range(9, max(map(len, uids), default=0) + 1):
+        if len(set(suffixes.values())) == len(suffixes):
+            break
+        suffixes = {uid: _safe_id(uid[-length:]) for uid in uids}
+    return suffixes
 
 
 def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], list[Skipped]]:
@@ -176,12 +190,13 @@ def _cases_in_folder(root: Path, exclude: Optional[Path]) -> tuple[list[Case], l
                 cases.append(Case(_safe_id(str(path.relative_to(root))[: -len(image_suffix(name))]), path))
         series = dicom_series_in_folder(folder) if any(image_suffix(n) is None for n in files) else {}
         relative = _safe_id(str(folder.relative_to(root))) if folder != root else _safe_id(root.name)
+        suffixes = _series_suffixes(list(series))
         for uid, series_files in series.items():
             reason = _skip_reason(series_files)
             if reason:
                 skipped.append(Skipped(folder, reason, uid))
                 continue
-            case_id = relative if len(series) == 1 else f"{relative}_{_safe_id(uid[-8:])}"
+            case_id = relative if len(series) == 1 else f"{relative}_{suffixes[uid]}"
             cases.append(Case(case_id, folder, uid))
     return cases, skipped
 
@@ -288,8 +303,8 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
             where = "the output folder" if output == path else "inside the output folder"
             raise SpineSegmentationError(f"batch input {item} is {where} {exclude}, which is not searched; choose an "
                                          "output folder (-o) that is not an input and holds none, e.g. beside it")
-        if path.is_dir():
-            found, passed_over = _cases_in_folder(path, output)
+        if path.is_dir():  # searched as given, so that a symlinked DICOM folder's case is named by the link
+            found, passed_over = _cases_in_folder(given if given.name not in ("", "..") else path, output)
             cases += found
             skipped += passed_over
         elif path.is_file() and image_suffix(given) is not None:
@@ -305,14 +320,18 @@ def find_cases(inputs: Iterable[str | os.PathLike], manifest: Optional[str | os.
     if manifest is not None:
         cases += read_manifest(manifest)
     cases = _without_repeats(cases, skipped)
-    seen: dict[str, Case] = {}
+    seen: dict[str, Case] = {}  # by the id in lower case: "A" and "a" name one folder on macOS and Windows
     for case in cases:
-        if case.case_id in seen:
+        other = seen.get(case.case_id.casefold())
+        if other is not None:
+            ids = (f"the case id '{case.case_id}'" if other.case_id == case.case_id else
+                   f"the case ids '{other.case_id}' and '{case.case_id}', one output folder where file names ignore "
+                   "upper/lower case (macOS, Windows)")
             raise SpineSegmentationError(
-                f"two inputs give the case id '{case.case_id}': {seen[case.case_id].image} and {case.image}; rename "
-                "one, or list the cases in a --manifest with distinct case_id values"
+                f"two inputs give {ids}: {other.image} and {case.image}; rename one, or list the cases in a "
+                "--manifest with distinct case_id values"
             )
-        seen[case.case_id] = case
+        seen[case.case_id.casefold()] = case
     if not cases:
         raise SpineSegmentationError(
             "no case found in the inputs" + (f" ({skipped_counts(skipped)} skipped: "

@@ -15,6 +15,7 @@ import csv
 import ctypes
 import errno
 import hashlib
+import io
 import json
 import os
 import re
@@ -596,3 +597,90 @@ def test_the_last_line_counts_what_was_skipped_by_kind(cohort, tmp_path):
     with pytest.raises(SpineSegmentationError, match=r"no case found in the inputs \(1 spineseg output folder "
                                                      r"skipped: a spineseg output folder"):
         find_cases([tree / "old_run"])
+
+
+# --- fixes of the cohort audit of 2026-12-06, evening ------------------------------------------------------------
+
+
+def test_a_dicom_folder_given_through_a_symlink_names_its_case_by_the_link(dicom_dir, tmp_path):
+    """Given directly, a symlinked DICOM folder's case took its target's name (``example_ct_dicom``), found in a
+    folder the link's (``p1``): one series, two case folders, and no resume from one way to the other."""
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "p1").symlink_to(dicom_dir, target_is_directory=True)
+    direct, _ = find_cases([links / "p1"])
+    found, _ = find_cases([links])
+    assert [(c.case_id, c.image) for c in direct] == [(c.case_id, c.image) for c in found] == [("p1", links / "p1")]
+
+
+def test_case_ids_differing_only_in_upper_and_lower_case_are_refused(cohort, tmp_path):
+    """``A`` and ``a`` are one folder on macOS and Windows: the second case replaced the first one's results."""
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,image\nA,{cohort / 'a.nii.gz'}\na,{cohort / 'b.nii.gz'}\n")
+    with pytest.raises(SpineSegmentationError, match="two inputs give the case ids 'A' and 'a', one output folder "
+                                                     r"where file names ignore upper/lower case \(macOS, Windows\)"):
+        find_cases([], manifest)
+
+
+def test_a_missing_image_fails_its_case_naming_the_fix(tmp_path):
+    """A manifest's image that is not there failed with a bare ``FileNotFoundError: [Errno 2] ...``."""
+    (tmp_path / "cts").mkdir()
+    (tmp_path / "cts" / "gone.nii.gz").symlink_to(tmp_path / "deleted.nii.gz")  # a broken link in a folder input
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text("case_id,image\nmissing,nowhere/ct.nii.gz\n")
+    result = run_batch([tmp_path / "cts"], tmp_path / "out", OPTIONS, manifest=manifest, progress=False,
+                       report=lambda line: None)
+    errors = {r["case_id"]: r["error"] for r in result.records}
+    assert errors == {
+        "gone": f"InputImageError: the image {tmp_path / 'cts' / 'gone.nii.gz'} is a symlink to "
+                f"{tmp_path / 'deleted.nii.gz'}, which does not exist; correct the path (a manifest's relative paths "
+                "are taken from the CSV's folder) or the link, and run the batch again",
+        "missing": f"InputImageError: the image {tmp_path / 'nowhere' / 'ct.nii.gz'} does not exist; correct the "
+                   "path (a manifest's relative paths are taken from the CSV's folder) or the link, and run the "
+                   "batch again"}
+    assert {row["error"] for row in read_summary(result.summary)} == set(errors.values())
+
+
+def test_an_output_edited_in_place_is_not_replaced_when_the_case_runs_again(local_run, cohort, tmp_path):
+    """A segmentation corrected and saved over (Slicer saves to the file it loaded) was deleted with the old case
+    folder when the case ran again (--force, or a new model or library version)."""
+    out = tmp_path / "out"
+    shutil.copytree(local_run["out"] / "a", out / "a")
+    corrected = (out / "a" / "segmentation.seg.nrrd").read_bytes() + b"\n# corrected by a person\n"
+    (out / "a" / "segmentation.seg.nrrd").write_bytes(corrected)
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,image\na,{cohort / 'a.nii.gz'}\n")
+    forced = CaseOptions(device="cpu", threads=1, dicom_seg=True, force=True)
+    (record,) = run_batch([], out, forced, manifest=manifest, progress=False, report=lambda line: None).records
+    assert record["status"] == "failed" and "outputs changed since spineseg batch wrote them (segmentation.seg." \
+                                            "nrrd; edited" in record["error"] and "move them out" in record["error"]
+    assert (out / "a" / "segmentation.seg.nrrd").read_bytes() == corrected
+    (resumed,) = run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None).records
+    assert resumed["resumed"] and (out / "a" / "segmentation.seg.nrrd").read_bytes() == corrected  # left alone
+
+
+def test_a_failed_case_line_does_not_run_into_the_progress_bar(cohort, tmp_path, monkeypatch):
+    """On a terminal (stdout and stderr on one screen) "case corrupt failed: ..." was written right after the bar,
+    on its line: ``...running corrupt]case corrupt failed: ...``."""
+    terminal = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", terminal)
+    monkeypatch.setattr(sys, "stderr", terminal)
+    run_batch([cohort / "corrupt.nii.gz"], tmp_path / "out", OPTIONS, progress=True)
+    text = terminal.getvalue()
+    assert "cohort:" in text and "case corrupt failed: InputImageError" in text
+    assert re.search(r"[^\r\n]case corrupt failed", text) is None, text
+
+
+def test_two_series_of_a_folder_whose_uids_end_alike_are_two_cases(dicom_dir, tmp_path):
+    """Series UIDs that end in the same 8 characters gave one case id twice: the whole batch was refused."""
+    folder = tmp_path / "study"
+    folder.mkdir()
+    for prefix, uid in (("a", "1.2.826.0.1.3680043.100.12345678"), ("b", "1.2.826.0.1.3680043.200.12345678")):
+        for path in dicom_source_files(dicom_dir)[:MIN_SERIES_SLICES]:
+            ds = pydicom.dcmread(path)
+            ds.SeriesInstanceUID = uid
+            ds.save_as(folder / f"{prefix}_{path.name}", enforce_file_format=True)
+    cases, skipped = find_cases([folder])
+    assert [(c.case_id, c.series_uid) for c in cases] == [("study_100.12345678", "1.2.826.0.1.3680043.100.12345678"),
+                                                          ("study_200.12345678", "1.2.826.0.1.3680043.200.12345678")]
+    assert skipped == []
