@@ -285,7 +285,8 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
     if series_uid not in series:
         raise InputImageError(
             f"DICOM series '{series_uid}' is not in folder '{folder}'. Series found: "
-            f"{', '.join(repr(uid) for uid in series)}. Pass one of these with --series-uid (series_uid=)."
+            f"{', '.join(repr(uid) for uid in series)}. Pass one of these with --series-uid (series_uid= in "
+            "Python, the series_uid column of a spineseg batch manifest)."
         )
     return series_uid, series[series_uid]
 

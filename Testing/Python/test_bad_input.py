@@ -158,7 +158,7 @@ CASES = [
     ("DICOM slice missing", lambda ct, f, o, d: [str(_dicom_copy(d, f, drop=7))], 2, "uneven slice positions"),
     ("DICOM two series", lambda ct, f, o, d: [str(_dicom_copy(d, f, split=True))], 2, "--series-uid UID"),
     ("DICOM unknown series", lambda ct, f, o, d: [str(_dicom_copy(d, f, split=True)), "--series-uid", "1.2.3"], 2,
-     "is not in folder"),
+     "the series_uid column of a spineseg batch manifest"),
     ("--series-uid on a file", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--series-uid", "1.2.3"], 2,
      "is a file, not a DICOM folder"),
     ("--device foo", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device", "foo"], 2,
