@@ -65,7 +65,7 @@ from .renumbering import (  # re-exported (__all__): the correction workflow's p
 )
 from .result import SpineSegmentationResult
 from .sanity import add_warnings, result_warnings
-from .traversal import DetectedVertebra, Fragment, Traversal
+from .traversal import DetectedVertebra, Fragment, Traversal, TraversalResult
 
 __all__ = [
     "segment_from_point", "rerun_with_edits", "keep_completeness",
@@ -313,6 +313,58 @@ def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVerteb
     return clicked
 
 
+def _merge_behind(instances: np.ndarray, probability: np.ndarray, detected: list[DetectedVertebra],
+                  trav: TraversalResult, kept: np.ndarray, v_min: int, threshold: float
+                  ) -> tuple[np.ndarray, np.ndarray, list[DetectedVertebra]]:
+    """Add the vertebrae the traversal behind the clicked one found to the clicked one and those beyond it.
+
+    New voxels never replace those of ``instances`` (nor, later, kept ones). A vertebra of ``trav`` is left out when
+    at least :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE` of its voxels lie in ``instances`` or
+    ``kept``: it is a vertebra found already, mostly the clicked one, which that traversal does not hold in its
+    memory, found again from behind (the z range keeps out fragments whose bounding-box centre lies beyond the
+    clicked vertebra's patch centre, but a vertebra converges anywhere within ``delta_max`` of its bounding-box
+    centre, and its bounding box changes with the memory). It is left out too when fewer than ``v_min`` of its
+    voxels are left free (seed 002 section 3.3: a fragment below v_min is no detection). Before, on the example CT
+    with L1 removed from a result and a click at L1's whole-vertebra centroid, the clicked L1 converged at canonical z
+    115 and the traversal from below found it again at z 112 (3693 voxels, 97% of them in the clicked L1): its other
+    100 voxels became a 25-voxel "T12" beside L1 and the levels above it moved up by one (a click on T12's body: a
+    2-voxel "T11").
+
+    Args:
+        instances: int [z, y, x] canonical map of ``detected`` (the clicked vertebra and those beyond it).
+        probability: float32 [z, y, x] mask probability of ``instances`` (``TraversalResult.mask_probability``).
+        detected: their vertebrae, instances 1..len(detected).
+        trav: the traversal behind the clicked vertebra, on the canonical grid.
+        kept: bool [z, y, x] canonical voxels of the kept vertebrae (a person's), which new voxels never replace.
+        v_min: the minimal fragment size in canonical voxels (``Traversal.v_min``).
+        threshold: the mask threshold (``TraversalParameters.mask_threshold``): the voxels of a vertebra left out
+            get a mask probability below it (background).
+
+    Returns:
+        (instances, probability, detected) with the added vertebrae, whose instance ids follow those of
+        ``detected`` (gaps where one was left out). The arguments are not changed.
+    """
+    below = np.nextafter(np.float32(threshold), np.float32(0.0))
+    offset = len(detected)
+    merged = instances.copy()
+    theirs = trav.mask_probability.copy()
+    added = []
+    for d in trav.vertebrae:
+        own = trav.instances == d.instance
+        free = own & (instances == 0)
+        n_free = int((free & ~kept).sum())
+        if int(own.sum()) - n_free >= SAME_VERTEBRA_SHARE * int(own.sum()) or n_free < v_min:
+            theirs[own] = np.minimum(theirs[own], below)  # background now: it must not draw a surface there
+            continue
+        merged[free] = d.instance + offset
+        added.append(replace(d, instance=d.instance + offset, voxels=int(free.sum())))
+    # background of both: the larger sub-threshold value; a vertebra's voxels: its own traversal's
+    merged_probability = np.where(instances > 0, probability, np.maximum(probability, theirs))
+    new = (merged > 0) & (instances == 0)
+    merged_probability[new] = trav.mask_probability[new]
+    return merged, merged_probability, detected + added
+
+
 # --------------------------------------------------------------------------------------------------------------
 # one network evaluation per vertebra, in the situation the network was trained on
 
@@ -442,8 +494,10 @@ def segment_from_point(
        before its target) - not the clicked vertebra and those above it: on the shipped model and the example CT,
        having them in the memory made the network regress L4 as 17.5 instead of 21.1 and segment an extra
        81-voxel fragment between L4 and L3, shifting the labels below by one. The z range keeps the clicked
-       vertebra and everything above it from being segmented again, and the merge keeps their voxels. For a
-       network trained top-down, "up" and "down" swap roles.
+       vertebra and everything above it from being segmented again, and the merge keeps their voxels; a vertebra
+       that traversal finds that is mostly one of them (the clicked one, found again from below: its patch converges
+       within ``delta_max`` of the clicked one's, on either side) or that keeps fewer than v_min voxels beside them
+       is left out (``_merge_behind``). For a network trained top-down, "up" and "down" swap roles.
     4. Existing vertebrae (``existing_labels``) are the instance memory from the start and are kept voxel for
        voxel; their regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
        refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included; the levels of the
@@ -517,13 +571,8 @@ def segment_from_point(
         z_range = (0, center_z - 1) if scan.direction == "up" else (center_z + 1, scan.volume.shape[0] - 1)
         trav = run_traversal(scan, reporter, memory=np.isin(kept.canonical, behind), z_range=z_range,
                              already=len(detected))
-        free = (trav.instances > 0) & (instances == 0)
-        # background of both: the larger sub-threshold value; a vertebra's voxels: its own traversal's
-        probability = np.where(instances > 0, probability, np.maximum(probability, trav.mask_probability))
-        probability[free] = trav.mask_probability[free]
-        instances = instances.copy()
-        instances[free] = trav.instances[free] + len(detected)
-        detected = detected + [replace(d, instance=d.instance + len(detected)) for d in trav.vertebrae]
+        instances, probability, detected = _merge_behind(instances, probability, detected, trav, kept.canonical > 0,
+                                                         engine.v_min, engine.params.mask_threshold)
         found.evaluations += trav.evaluations
     correction = {"action": "segment_from_point", "point_ras_mm": [round(float(v), 3) for v in point_ras],
                   "directions": list(directions), "stated_labels": sorted(stated)}

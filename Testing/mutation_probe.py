@@ -46,6 +46,10 @@ class Mutation:
 
 
 MUTATIONS: tuple[Mutation, ...] = (
+    Mutation("click-refound-vertebra-kept", "a click keeps no vertebra behind it below v_min",
+             "SpineSegmentationLib/correction.py", " or n_free < v_min:", ":",
+             (T + "test_correction.py::test_vertebrae_found_behind_the_clicked_one_that_are_found_already_or_"
+                  "below_v_min_are_left_out",)),
     Mutation("rerun-edited-level-ignored", "a re-run labels every vertebra with the edited levels as constraints",
              "SpineSegmentationLib/correction.py", "stated_level=label if label in kept.edited | kept.stated else None",
              "stated_level=label if label in kept.stated else None",
