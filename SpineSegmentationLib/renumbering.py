@@ -31,7 +31,7 @@ import SimpleITK as sitk
 from .anatomy import L5, L6, column_position, is_column_vertebra, verse_label, vertebra_name
 from .anatomy_evidence import VertebraEvidence
 from .labeling import SACRUM_LIKELIHOOD, refine_labels, rib_sides_probability, sequence_probabilities
-from .result import LabelingAlternative, SpineSegmentationResult, Vertebra
+from .result import LabelingAlternative, SpineSegmentationResult, Vertebra, column_and_beside, vertebra_count
 from .sanity import RIB_DISAGREEMENT_LIKELIHOOD, UNANCHORED_LEVELS_WARNING, result_warnings, warning_lines
 
 #: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
@@ -85,10 +85,12 @@ def cranio_caudal(vertebrae: Iterable[Vertebra]) -> list[Vertebra]:
     """
     vertebrae = list(vertebrae)
     labels = [int(v.label) for v in vertebrae]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"vertebra labels must be unique, got {labels}")
     for label in labels:
         vertebra_name(label)  # raises for labels that are not VerSe vertebra numbers
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"more than one vertebra has the level {', '.join(map(vertebra_name, repeated))}; give each "
+                         "vertebra its own level (rename or delete the repeated one) and try again")
     column = [v for v in vertebrae if is_column_vertebra(v.label)]
     return sorted(column, key=lambda v: -float(v.centroid_ras_mm[2]))
 
@@ -310,11 +312,10 @@ def result_message(vertebrae: list[Vertebra]) -> str:
     def describe(v: Vertebra) -> str:
         return v.name + ("" if v.complete else " (incomplete)") + (" (edited)" if v.edited else "")
 
-    column = [v for v in vertebrae if is_column_vertebra(v.label)]
-    others = [describe(v) for v in vertebrae if not is_column_vertebra(v.label)]
+    column, beside = column_and_beside(vertebrae)  # counted as the QC picture's title counts them
     stated = [v.name for v in column if v.level_stated]
-    return (f"{len(column)} vertebrae: " + ", ".join(describe(v) for v in column)
-            + (f"; also {', '.join(others)}" if others else "")
+    return (f"{vertebra_count(len(column))}: " + ", ".join(describe(v) for v in column)
+            + (f"; also {', '.join(map(describe, beside))}" if beside else "")
             + ("" if not stated else "; levels stated by a person" if len(stated) == len(column)
                else f"; level stated by a person: {', '.join(stated)}"))
 

@@ -8,7 +8,8 @@ Two kinds of tests:
   vertebrae below, the continuation up and down, the kept edits, the re-segmentation and the labelling must then
   give the exact answer.
 * *Real data*: the shipped model on the shipped abdominal CT (TotalSegmentator's labels as reference), two network
-  runs shared through module-scoped fixtures: a click on L3, and a re-run with the reference L3 as an edit.
+  runs shared through module-scoped fixtures: a click on L3, and a re-run with the reference L3 as an edit; and a
+  click on a removed L1 among the reference's other vertebrae.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from SpineSegmentationLib.correction import (
     labeling_alternatives,
     renumber,
     renumber_vertebrae,
+    result_message,
     rerun_with_edits,
     segment_from_point,
     set_completeness,
@@ -177,6 +179,41 @@ def test_click_with_existing_vertebrae_keeps_them_and_flags_edits(oracle_world):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(shifted.labels) == 26, existing == 26)
     with pytest.raises(ValueError, match="sacrum takes no part"):
         renumber(result, 26, "L5")
+
+
+def test_vertebrae_found_behind_the_clicked_one_that_are_found_already_or_below_v_min_are_left_out():
+    """The merge of the traversal below the clicked vertebra (``_merge_behind``): a vertebra mostly in the clicked one
+    (found again) or in a kept one, or with fewer than v_min voxels left beside them, is no new vertebra; one that
+    lies apart is added with the next instance id. Before, each of them became a vertebra of its few free voxels."""
+    from SpineSegmentationLib.correction import _merge_behind
+    from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult
+
+    shape, v_min, threshold = (40, 10, 10), 20, 0.5
+    clicked = np.zeros(shape, dtype=np.int16)
+    clicked[30:38, 2:8, 2:8] = 1  # 288 voxels
+    probability = np.where(clicked > 0, 0.9, 0.1).astype(np.float32)
+    kept = np.zeros(shape, dtype=bool)
+    kept[0:4, 2:8, 2:8] = True
+    trav = np.zeros(shape, dtype=np.int16)
+    trav[10:18, 2:8, 2:8] = 1  # apart: a new vertebra (288 voxels)
+    trav[20:21, 2:5, 2:8] = 2  # apart but below v_min (18 voxels)
+    trav[28:37, 2:8, 2:8] = 3  # the clicked vertebra found again: 2 of its 9 slices free (72 of 324 voxels)
+    trav[2:6, 2:8, 2:8] = 4  # half in the kept vertebra: 2 of 4 slices free (72 of 144 voxels)
+    trav_probability = np.where(trav > 0, 0.8, 0.2).astype(np.float32)
+    vertebra = DetectedVertebra(0, 20.0, 0.9, (33, 5, 5), 2, True, 0)
+    found = TraversalResult(instances=trav, mask_probability=trav_probability,
+                            vertebrae=[replace(vertebra, instance=i) for i in range(1, 5)])
+    merged, merged_probability, detected = _merge_behind(clicked, probability, [replace(vertebra, instance=1)], found,
+                                                         kept, v_min, threshold)
+    assert [d.instance for d in detected] == [1, 2]  # the clicked one, then the one apart (trav's 1)
+    expected = clicked.copy()
+    expected[trav == 1] = 2
+    np.testing.assert_array_equal(merged, expected)
+    np.testing.assert_array_equal(merged_probability[merged > 0],
+                                  np.where(clicked > 0, probability, trav_probability)[merged > 0])
+    assert merged_probability[merged == 0].max() < threshold  # what was left out is background
+    np.testing.assert_array_equal(clicked, expected * (expected == 1))  # the arguments are not changed
+    assert (trav == 3).sum() == 324 and trav_probability.max() == np.float32(0.8)
 
 
 def test_clicks_outside_a_vertebra_or_inside_an_existing_one_are_refused(oracle_world):
@@ -501,6 +538,16 @@ def test_impossible_statement_is_refused(oracle_result):
         renumber(oracle_result, vertebra_label=8, stated_level="L5")
     with pytest.raises(ValueError, match="unknown vertebra level"):
         renumber(oracle_result, vertebra_label=22, stated_level="X9")
+    # two segments named L3 (a rename in Slicer's segments table): the levels repeated and the fix, not the labels
+    twice = [replace(v, label=22 if v.label == 21 else v.label) for v in oracle_result.vertebrae]
+    with pytest.raises(ValueError, match=r"more than one vertebra has the level L3; give each vertebra its own level"):
+        labeling_alternatives(replace(oracle_result, vertebrae=twice))
+
+
+def test_the_message_counts_one_vertebra_in_the_singular_and_names_the_sacrum_beside_the_column():
+    one = Vertebra(20, "L1", True, 0.9, 0.9, 20.0, [0.0, 0.0, 0.0], 128.0, 1)
+    sacrum = Vertebra(26, "S", False, 0.9, 0.9, float("nan"), [0.0, 0.0, 0.0], 128.0, 1)
+    assert result_message([one, sacrum]) == "1 vertebra: L1; also S (incomplete)"
 
 
 def test_alternatives_are_ordered_by_likelihood_and_apply_with_one_call(oracle_result):
@@ -903,6 +950,25 @@ def test_real_renumbering_against_the_ribs_and_the_sacrum_warns(real_click):
                                              "sacrum right below it) (")
     assert contradiction("T11")[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: L4 (the sacrum right below it) (")
     assert contradiction("T12") == []
+
+
+def test_real_click_on_a_removed_vertebra_segments_it_again_and_leaves_its_neighbours_levels(real_ct_image,
+                                                                                              real_reference):
+    """Network run 3: a person deletes L1 and clicks at its centroid, with every other vertebra (and the sacrum) kept.
+    The traversal below the clicked vertebra, which does not hold it in its memory, found it again there (most of its
+    voxels in the clicked L1): before, its other voxels became a 22-voxel vertebra (594 mm3, below v_min = 1000 mm3)
+    beside L1 and the levels moved: the clicked L1 came back as "T12", T12 as "T11", with a "same height" warning."""
+    existing = _labels_image(np.where(real_reference == 20, 0, real_reference), real_ct_image)
+    result = segment_from_point(real_ct_image, _center_ras(real_reference, 20, real_ct_image), existing_labels=existing,
+                                device="cpu")
+    labels = sitk.GetArrayFromImage(result.labels)
+    assert result.run_info["corrections"][0]["clicked_label"] == 20
+    assert [v.name for v in result.vertebrae] == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"]
+    for level in (18, 19, 21, 22, 23, 24, 26):  # every kept vertebra keeps its voxels and its level
+        np.testing.assert_array_equal(labels == level, real_reference == level)
+    assert _dice(labels == 20, real_reference == 20) >= MIN_DICE
+    assert next(v for v in result.vertebrae if v.name == "L1").volume_mm3 >= 1000.0  # v_min
+    assert not result.run_info.get("warnings")
 
 
 def test_real_chain_of_corrections_keeps_the_edited_vertebra_and_the_dicom_seg(real_rerun, real_ct, real_ct_image,
