@@ -210,6 +210,15 @@ def alternativesEntries(correctionLogic, segmentationNode) -> tuple[list, list[t
     return alternatives, [(f"{a.description}   ({a.likelihood:.2f})", True) for a in alternatives]
 
 
+def relabelStatus(message: str, warnings: Sequence[str]) -> str:
+    """The status line after a renumbering, an applied alternative or a rename in the segments table: ``message``,
+    then one "WARNING: ..." line for each warning of that step (``CorrectionLogic.relabelWarnings``: levels that
+    now contradict the ribs or the sacrum the run saw), as a run's warnings are shown."""
+    from SpineSegmentationLib.sanity import warning_lines  # importable once a relabelling has run
+
+    return message + warning_lines(list(warnings))
+
+
 def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, undo: UndoState,
                        pointList, installing: bool = False) -> dict[str, str]:
     """Why each control of the "Corrections" section cannot run now, as the message its disabled control shows
@@ -345,6 +354,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._rowSegmentIds: list[str] = []  # the segment ID of each row of the vertebra table (names may change)
         self._shownSegmentation = None  # the segmentation whose vertebrae the table shows
         self._renameObserved = None  # the vtkSegmentation whose segment events are observed (_follow)
+        self._followedNode = None  # the segmentation node that holds it (observed for another one, _follow)
         self._segmentNames: dict[str, str] = {}  # segment ID -> its name at the last event: tells a rename apart
         self._pendingRenames: list[str] = []  # renamed segments, applied once the event reporting them has returned
         self._refreshPending = False  # segments were added or removed: the table is refilled (_onSegmentAddedOrRemoved)
@@ -803,9 +813,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def onRenumber(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Renumbering failed."), waitCursor=True):
             node, segmentId = self._selectedSegmentId()
-            self.logic.correctionLogic.renumber(node, segmentId, self.levelComboBox.currentText)
-            self._refreshFromSegments(node, _("Renumbered: the selected vertebra is {level}; clicks and re-runs "
-                                              "keep this level.").format(level=self.levelComboBox.currentText))
+            correction = self.logic.correctionLogic
+            correction.renumber(node, segmentId, self.levelComboBox.currentText)
+            self._refreshFromSegments(node, relabelStatus(_(
+                "Renumbered: the selected vertebra is {level}; clicks and re-runs keep this level.").format(
+                    level=self.levelComboBox.currentText), correction.relabelWarnings))
 
     def onAlternativeClicked(self, item) -> None:
         index = self.alternativesList.row(item)
@@ -814,9 +826,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             return
         with slicer.util.tryWithErrorDisplay(_("Applying the labelling failed."), waitCursor=True):
             alternative = self._alternatives[index]
-            self.logic.correctionLogic.applyAlternative(node, alternative)
-            self._refreshFromSegments(node, _("Applied: {description}; clicks and re-runs keep these levels.").format(
-                description=alternative.description))
+            correction = self.logic.correctionLogic
+            correction.applyAlternative(node, alternative)
+            self._refreshFromSegments(node, relabelStatus(_(
+                "Applied: {description}; clicks and re-runs keep these levels.").format(
+                    description=alternative.description), correction.relabelWarnings))
 
     def onToggleComplete(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Changing the completeness failed.")):
@@ -854,9 +868,17 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _follow(self, segmentationNode) -> None:
         """Track voxel edits (``EditTracker``), and the renames, additions and removals of ``segmentationNode``'s
         segments (None: stop watching these). A vertebra renamed to another level in the segments table states its
-        level (``CorrectionLogic.applyRename``); one added or removed refills the table."""
+        level (``CorrectionLogic.applyRename``); one added or removed refills the table. When the node is given
+        another vtkSegmentation object (``SegmentationChangedEvent``: a sequence browser that saves changes into
+        the node as its proxy, at each item), the observers follow to that one (``_onSegmentationReplaced``)."""
         if segmentationNode is not None:  # earlier ones stay tracked until the scene closes
             self.logic.correctionLogic.tracker.observe(segmentationNode)
+        replaced = slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent
+        if self._followedNode is not None:
+            self.removeObserver(self._followedNode, replaced, self._onSegmentationReplaced)
+        self._followedNode = segmentationNode
+        if segmentationNode is not None:
+            self.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)
         # a vertebra deleted or added (Segment Editor, or its Undo): the table, alternatives and controls follow;
         # vtkSegmentation.cxx invokes both with the segment ID at v5.6.2-v5.10.0 (the node forwards them, but only
         # once, without the ID, at the end of a StartModify/EndModify block)
@@ -872,6 +894,15 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if self._renameObserved is not None:
             for event, method in segmentEvents:
                 self.addObserver(self._renameObserved, event, method)
+
+    def _onSegmentationReplaced(self, caller, event) -> None:
+        """The followed node holds another vtkSegmentation object (the old one is no longer shown or edited):
+        renames, additions, removals and voxel edits are observed on the new one, and the table shows its segments."""
+        if caller is not self._followedNode:
+            return
+        self._follow(caller)
+        if caller is self._shownSegmentation and caller.GetSegmentation() is not None:
+            self._refreshFromSegments(caller)
 
     def _rememberNames(self) -> None:
         """The names a later SegmentModified is compared with (also after the module's own changes: its Undo
@@ -921,9 +952,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             applied = True
             with slicer.util.tryWithErrorDisplay(_("The renamed vertebra could not be taken as its level."),
                                                  waitCursor=True):
-                if self.logic.correctionLogic.applyRename(node, segmentId):
-                    self.ui.statusLabel.text = _("Renamed: the column was relabelled around the vertebra you "
-                                                 "renamed; clicks and re-runs keep its level.")
+                correction = self.logic.correctionLogic
+                if correction.applyRename(node, segmentId):
+                    self.ui.statusLabel.text = relabelStatus(_(
+                        "Renamed: the column was relabelled around the vertebra you renamed; clicks and re-runs keep "
+                        "its level."), correction.relabelWarnings)
         if applied:
             self._refreshFromSegments(node)  # the names as they are now: relabelled, or put back
 

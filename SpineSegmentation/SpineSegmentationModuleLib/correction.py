@@ -35,6 +35,7 @@ completeness need no network: they run here, with ``SpineSegmentationLib.renumbe
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import shutil
 import tempfile
@@ -210,7 +211,10 @@ class EditTracker:
     status tag (``qSlicerSegmentEditorAbstractEffect::modifySegmentByLabelmap``), so the order keeps edits.
 
     Every segmentation it was asked to observe stays tracked until :meth:`stop` (the scene closes), so that a
-    segment painted while the module shows another segmentation is still tagged.
+    segment painted while the module shows another segmentation is still tagged. A node that is given another
+    ``vtkSegmentation`` object (``vtkMRMLSegmentationNode::SetAndObserveSegmentation``, which invokes
+    ``SegmentationChangedEvent`` at v5.6.2-v5.10.0: the proxy node of a sequence browser that saves changes gets
+    the object of each item it browses to, by a shallow ``CopyContent``) is tracked on its new object from then on.
 
     Example::
 
@@ -222,7 +226,8 @@ class EditTracker:
     """
 
     def __init__(self) -> None:
-        self._tracked: dict[int, list] = {}  # id(vtkSegmentation) -> [segmentation, observer tags, digests, node]
+        # id(vtkSegmentation) -> [segmentation, observer tags, digests, node, tag of the node's observer]
+        self._tracked: dict[int, list] = {}
         self._suspended = 0
         self._tagging = False
 
@@ -241,15 +246,31 @@ class EditTracker:
         for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
                       slicer.vtkSegmentation.SegmentModified):
             tags.append(segmentation.AddObserver(event, self._on_segments_changed))
-        self._tracked[id(segmentation)] = [segmentation, tags, segment_digests(segmentation), segmentation_node]
+        node_tag = segmentation_node.AddObserver(slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent,
+                                                 self._on_segmentation_replaced)
+        self._tracked[id(segmentation)] = [segmentation, tags, segment_digests(segmentation), segmentation_node,
+                                           node_tag]
+
+    def _let_go(self, key: int) -> None:
+        segmentation, tags, _, node, node_tag = self._tracked.pop(key)
+        for tag in tags:
+            segmentation.RemoveObserver(tag)
+        node.RemoveObserver(node_tag)
 
     def _let_go_of_removed(self) -> None:
         """Stop tracking segmentations whose node has left the scene."""
-        for key, (segmentation, tags, _, node) in list(self._tracked.items()):
-            if node.GetScene() is None:
-                for tag in tags:
-                    segmentation.RemoveObserver(tag)
-                del self._tracked[key]
+        for key, entry in list(self._tracked.items()):
+            if entry[3].GetScene() is None:
+                self._let_go(key)
+
+    def _on_segmentation_replaced(self, caller, event) -> None:
+        """The node ``caller`` holds another ``vtkSegmentation`` object: track that one instead (edits made in it
+        before are found by their voxel digests, :func:`tag_unseen_edits`)."""
+        for key, entry in list(self._tracked.items()):
+            if entry[3] is caller:
+                self._let_go(key)
+        if caller.GetSegmentation() is not None and caller.GetScene() is not None:
+            self.observe(caller)
 
     def tracks(self, segmentation_node) -> bool:
         return segmentation_node is not None and id(segmentation_node.GetSegmentation()) in self._tracked
@@ -267,10 +288,8 @@ class EditTracker:
 
     def stop(self) -> None:
         """Remove every observer (no-op when not tracking)."""
-        for segmentation, tags, _, _ in self._tracked.values():
-            for tag in tags:
-                segmentation.RemoveObserver(tag)
-        self._tracked = {}
+        for key in list(self._tracked):
+            self._let_go(key)
 
     @contextlib.contextmanager
     def suspended(self):
@@ -815,6 +834,11 @@ class CorrectionLogic:
         self.processLogic = processLogic
         self.tracker = EditTracker()
         self.undo = UndoState()
+        #: What the last renumbering, rename or applied alternative (:meth:`renumber`, :meth:`applyRename`,
+        #: :meth:`applyAlternative`) warns of: ``Relabeling.warnings``, levels that now contradict the ribs or the
+        #: sacrum the run saw beside the vertebrae (``RibSides`` / ``SacrumBelow`` tags) and the old ones did not.
+        #: Empty when it warned of nothing, changed nothing or failed. Each is logged too; the widget shows them.
+        self.relabelWarnings: list[str] = []
         self._sent = None  # (segmentation node, its _segments_state) when the running correction started
 
     # network steps, in a child process
@@ -944,11 +968,15 @@ class CorrectionLogic:
         """State "segment ``segmentId`` is ``level``" ("L5" or 24); the whole column is relabelled consistently
         by maximum likelihood (seed 002 section 3.4). Returns the mapping old -> new level.
 
+        A level that contradicts the ribs or the sacrum seen beside its vertebra is applied as stated, with a warning
+        (:attr:`relabelWarnings`).
+
         Raises:
             ValueError: unknown segment or level, or no contiguous labelling fits.
         """
         from SpineSegmentationLib.renumbering import renumber_vertebrae
 
+        self.relabelWarnings = []
         segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
         if segment is None or segment_level(segment) is None:
             raise ValueError(f"segment {segmentId!r} is not a vertebra of {segmentationNode.GetName()!r}")
@@ -959,7 +987,8 @@ class CorrectionLogic:
     def applyRename(self, segmentationNode, segmentId: str) -> dict[int, int]:
         """Take vertebra ``segmentId``, renamed to another level (segments table), as a statement of its level: the
         column is relabelled as by :meth:`renumber` (one undo step; the vertebra is tagged ``LevelStated``). Returns
-        old -> new level, empty when that segment's name is not another level (:func:`renamed_levels`).
+        old -> new level, empty when that segment's name is not another level (:func:`renamed_levels`). A new name
+        that contradicts the ribs or the sacrum the run saw is applied, with a warning (:attr:`relabelWarnings`).
 
         Raises:
             ValueError: no contiguous labelling fits the new name; the name is put back from the ``Label`` tag
@@ -967,6 +996,7 @@ class CorrectionLogic:
         """
         from SpineSegmentationLib.anatomy import vertebra_name
 
+        self.relabelWarnings = []
         level = renamed_levels(segmentationNode).get(segmentId)
         if level is None:
             return {}
@@ -987,9 +1017,11 @@ class CorrectionLogic:
         return labeling_alternatives(vertebrae_from_segments(segmentationNode))
 
     def applyAlternative(self, segmentationNode, alternative) -> dict[int, int]:
-        """Label the column with ``alternative`` (one of :meth:`alternatives`); returns old -> new level."""
+        """Label the column with ``alternative`` (one of :meth:`alternatives`); returns old -> new level. Levels that
+        contradict the ribs or the sacrum the run saw are applied, with a warning (:attr:`relabelWarnings`)."""
         from SpineSegmentationLib.renumbering import relabel_vertebrae
 
+        self.relabelWarnings = []
         labels = getattr(alternative, "labels", alternative)
         relabeling = relabel_vertebrae(vertebrae_from_segments(segmentationNode), labels)
         self._relabel(segmentationNode, relabeling)
@@ -1001,6 +1033,9 @@ class CorrectionLogic:
             apply_levels(segmentationNode, relabeling.vertebrae, relabeling.mapping)
         self.undo.settle(segmentationNode, self.tracker.digests_after_suspended(segmentationNode))
         _update_result_nodes(segmentationNode)
+        self.relabelWarnings = list(relabeling.warnings)
+        for warning in self.relabelWarnings:
+            logging.warning(f"{segmentationNode.GetName()}: {warning}")
 
     def setCompleteness(self, segmentationNode, segmentId: str, complete: bool) -> None:
         """Flag a vertebra completely visible or not (tag ``SpineSegmentation.Complete`` and its display), and tag

@@ -67,6 +67,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "SetReferenceImageGeometryParameterFromVolumeNode": ("vtkMRMLSegmentationNode",
                                                          MRML + "vtkMRMLSegmentationNode.h"),
     "CreateClosedSurfaceRepresentation": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
+    # invoked by SetAndObserveSegmentation when the node is given another vtkSegmentation object
+    "SegmentationChangedEvent": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
     "CreateBinaryLabelmapRepresentation": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
     "GetReferenceImageGeometryReferenceRole": ("vtkMRMLSegmentationNode", MRML + "vtkMRMLSegmentationNode.h"),
     "SetSegmentOpacity2DFill": ("vtkMRMLSegmentationDisplayNode", MRML + "vtkMRMLSegmentationDisplayNode.h"),
@@ -196,6 +198,7 @@ SLICER_NAMESPACE: dict[str, str] = {
     "slicer.vtkMRMLLabelMapVolumeNode": MRML + "vtkMRMLLabelMapVolumeNode.h",
     "slicer.vtkMRMLMarkupsNode": MARKUPS_NODE,
     "slicer.vtkMRMLVolumeArchetypeStorageNode": MRML + "vtkMRMLVolumeArchetypeStorageNode.h",
+    "slicer.vtkMRMLSegmentationNode": MRML + "vtkMRMLSegmentationNode.h",
     "slicer.vtkSegment": SEG + "vtkSegment.h",
     "slicer.vtkSegmentation": SEG + "vtkSegmentation.h",
     "slicer.vtkSegmentationConverter": SEG + "vtkSegmentationConverter.h",

@@ -24,6 +24,7 @@ from vtk.util.numpy_support import vtk_to_numpy
 from SpineSegmentationLib import anatomy
 from SpineSegmentationLib.geometry import same_grid
 from SpineSegmentationLib.outputs import write_outputs
+from SpineSegmentationLib.renumbering import STATED_LEVELS_CONTRADICT_WARNING, relabel_vertebrae, renumber_vertebrae
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import slicer_terminology_entry
 from SpineSegmentationModuleLib.correction import (
@@ -666,6 +667,50 @@ def test_renumbering_in_the_scene_weighs_the_ribs_and_sacrum_of_the_segments(loa
         logic.alternatives(segmentation)
 
 
+def test_levels_that_contradict_the_ribs_or_sacrum_of_the_segments_warn_and_are_applied(loaded, caplog):
+    """The library warns when new levels contradict the ribs or the sacrum the run saw (``Relabeling.warnings``); the
+    module dropped that warning, so a person who renamed a vertebra in Slicer heard nothing. Renumbering, a rename
+    in the segments table and an applied alternative now leave the library's warnings in ``relabelWarnings`` (the
+    widget's status line) and the log, and still apply the person's levels. The segments carry the example CT's
+    evidence: ribs on both sides of T12, none beside L1-L4, the sacrum below L5."""
+    logic, segmentation = loaded
+    nodes = segmentation.GetSegmentation()
+
+    def contradiction(warnings: list[str], *named: str) -> bool:
+        return len(warnings) == 1 and warnings[0].startswith(STATED_LEVELS_CONTRADICT_WARNING) and all(
+            f"{name} (" in warnings[0] for name in named)
+
+    l4 = nodes.GetSegmentIdBySegmentName("L4")
+    expected = renumber_vertebrae(vertebrae_from_segments(segmentation), 23, "L5").warnings  # T12 becomes L1
+    logic.renumber(segmentation, l4, "L5")
+    assert _names(segmentation) == ["T12", "L1", "L2", "L3", "L4", "L5", "L6", "S"]
+    assert logic.relabelWarnings == expected  # what the library says, no more, no less
+    assert logic.undoLast(segmentation)
+
+    t11 = nodes.GetSegmentIdBySegmentName("T11")
+    nodes.GetSegment(t11).SetName("C1")  # typed in the segments table: the column becomes C1-C7 above the sacrum
+    assert logic.applyRename(segmentation, t11)
+    assert _names(segmentation) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "S"]
+    assert contradiction(logic.relabelWarnings, "C2")  # the ribbed T12 made a cervical vertebra
+    assert f"vertebrae: {logic.relabelWarnings[0]}" in caplog.text  # logged: the node's name, then the warning
+    assert logic.undoLast(segmentation)
+
+    cervical = list(range(1, 8))  # a labelling a person may pick: C1-C7 (applyAlternative takes the labels too)
+    expected = relabel_vertebrae(vertebrae_from_segments(segmentation), cervical).warnings
+    logic.applyAlternative(segmentation, cervical)
+    assert _names(segmentation) == ["C1", "C2", "C3", "C4", "C5", "C6", "C7", "S"]
+    assert logic.relabelWarnings == expected and contradiction(logic.relabelWarnings, "C2")
+    with pytest.raises(ValueError, match="2 labels for 7 vertebrae"):
+        logic.applyAlternative(segmentation, [18, 19])
+    assert logic.relabelWarnings == []  # a failed step leaves no earlier warning behind
+    assert logic.undoLast(segmentation)
+
+    logic.renumber(segmentation, l4, "L4")  # the levels the run gave, now stated: nothing new to contradict
+    assert _names(segmentation) == ["T11", "T12", "L1", "L2", "L3", "L4", "L5", "S"] and logic.relabelWarnings == []
+    logic.applyAlternative(segmentation, logic.alternatives(segmentation)[0])
+    assert logic.relabelWarnings == [] and _names(segmentation)[1] == "T12"
+
+
 def test_a_regression_tag_that_is_not_a_number_counts_as_missing(loaded):
     """Earlier versions wrote "nan" into the .seg.nrrd where the node left the tag out: both now mean "use the
     level's position", as for a segment a person drew."""
@@ -742,6 +787,36 @@ def test_a_segmentation_painted_while_another_is_shown_is_still_tracked(loaded, 
     scene.RemoveNode(other)
     logic.tracker.observe(segmentation)
     assert not logic.tracker.tracks(other) and logic.tracker.tracks(segmentation)  # a removed node is let go
+
+
+def test_a_segmentation_shown_by_a_sequence_that_saves_changes_stays_tracked(loaded, ct_node, near, scene):
+    """The proxy node of a sequence browser that saves changes (Sequences module) is given the vtkSegmentation object
+    of each item it shows (``vtkSlicerSequencesLogic::UpdateProxyNodesFromSequences``: a shallow ``CopyContent``,
+    i.e. ``vtkMRMLSegmentationNode::SetAndObserveSegmentation``, v5.6.2-v5.10.0). The tracker stayed on the old
+    object, so a vertebra painted afterwards was not tagged edited (Re-run: "No vertebra is marked as edited"). It
+    now follows ``SegmentationChangedEvent`` to the new object. Real Sequences classes of ``slicer-core``."""
+    logic, segmentation = loaded
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "vertebrae over time")
+    for value in ("0", "1"):
+        sequence.SetDataNodeAtValue(segmentation, value)  # two time points, each a copy of the vertebrae
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    browser.AddProxyNode(segmentation, sequence, False)  # the module's node shows the items
+    browser.SetSaveChanges(sequence, True)  # a person's edits go into the item shown
+    for item in (1, 0):
+        before = segmentation.GetSegmentation()
+        browser.SetSelectedItemNumber(item)
+        sequences.UpdateProxyNodesFromSequences(browser)  # what the Sequences logic does on a new item number
+        assert segmentation.GetSegmentation() is not before  # the node holds the item's own object now
+        assert segmentation.GetSegmentation() is sequence.GetNthDataNode(item).GetSegmentation()
+        assert logic.tracker.tracks(segmentation) and _edited_names(segmentation) == []
+    _paint(segmentation, ct_node, "L3", near(22))  # the Segment Editor's way, in the object shown
+    assert _edited_names(segmentation) == ["L3"]
+    assert _edited_names(sequence.GetNthDataNode(0)) == ["L3"] and _edited_names(sequence.GetNthDataNode(1)) == []
+    logic.tracker.stop()
+    assert not segmentation.HasObserver(slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent)
 
 
 def test_undo_keeps_the_segments_a_person_hid(loaded):

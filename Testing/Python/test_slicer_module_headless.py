@@ -640,3 +640,64 @@ def test_alternatives_that_cannot_be_computed_are_said_in_a_line_that_cannot_be_
     refresh = _widget_source(module, "_refreshAlternatives")
     assert "alternativesEntries(self.logic.correctionLogic, segmentationNode)" in refresh
     assert "if not isAlternative:" in refresh and "item.setFlags(qt.Qt.NoItemFlags)" in refresh
+
+
+def test_levels_that_contradict_the_ribs_or_sacrum_are_warned_of_in_the_status_line(module, real_ct):
+    """The library warns when a renumbering, an applied alternative or a rename contradicts the ribs or the sacrum
+    the run saw (``Relabeling.warnings``); the module showed only "Renumbered: ...", so a person who made the ribbed
+    T10 a C5 heard nothing. ``relabelStatus`` makes the status line of those steps from
+    ``CorrectionLogic.relabelWarnings``, here after a real renumbering of real segments that carry the evidence
+    tags, painted on the real CT; the widget (Qt does not run here: its source) shows it after each of the three
+    steps."""
+    import slicer
+    from SpineSegmentationLib.renumbering import STATED_LEVELS_CONTRADICT_WARNING
+    from SpineSegmentationModuleLib.correction import RIB_SIDES_TAG, SACRUM_BELOW_TAG
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    correction = module.SpineSegmentationLogic().correctionLogic
+    ct = load_volume(scene, real_ct, "CT")
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    segmentation = node.GetSegmentation()
+    for name, label, ribs, k in (("T10", 17, "2", 80), ("T11", 18, "2", 70), ("T12", 19, "2", 60), ("L1", 20, "0", 50)):
+        segment = segmentation.GetSegment(segmentation.AddEmptySegment("", name))
+        segment.SetTag(LABEL_TAG, str(label))
+        segment.SetTag(RIB_SIDES_TAG, ribs)  # ribs on both sides of T10-T12, none beside L1
+        segment.SetTag(SACRUM_BELOW_TAG, "false")
+        paint(node, ct, name, (slice(k, k + 4), slice(45, 55), slice(55, 65)))
+    renumbered = "Renumbered: the selected vertebra is C5; clicks and re-runs keep this level."
+
+    correction.renumber(node, segmentation.GetSegmentIdBySegmentName("T10"), "T10")  # as the evidence has it
+    assert segment_names(node) == ["T10", "T11", "T12", "L1"]
+    assert module.relabelStatus(renumbered, correction.relabelWarnings) == renumbered
+    correction.renumber(node, segmentation.GetSegmentIdBySegmentName("T10"), "C5")  # three ribbed ones cervical
+    assert segment_names(node) == ["C5", "C6", "C7", "T1"]
+    status = module.relabelStatus(renumbered, correction.relabelWarnings).split("\n")
+    assert status[0] == renumbered and len(status) == 2
+    assert status[1] == f"WARNING: {correction.relabelWarnings[0]}"
+    assert status[1].startswith(f"WARNING: {STATED_LEVELS_CONTRADICT_WARNING}: ")
+    assert "C6 (ribs on both sides" in status[1]
+
+    for method, step in (("onRenumber", "renumber"), ("onAlternativeClicked", "applyAlternative"),
+                         ("_applyRenames", "applyRename")):
+        source = _widget_source(module, method)
+        assert f"correction.{step}(node, " in source and "correction.relabelWarnings)" in source
+        assert source.index(f"correction.{step}(") < source.index("relabelStatus(")
+
+
+def test_the_widget_follows_a_node_given_another_segmentation_object(module):
+    """A sequence browser that saves changes gives its proxy segmentation node the vtkSegmentation object of each
+    item it shows (``SetAndObserveSegmentation``, which invokes ``SegmentationChangedEvent`` at v5.6.2-v5.10.0);
+    the widget kept observing the old object, so renames in the segments table and deleted vertebrae went unseen.
+    ``_follow`` observes that event on the node and ``_onSegmentationReplaced`` follows again (Qt does not run here:
+    the source; the edit tracker's part runs on real Sequences nodes in ``test_correction_mrml.py``)."""
+    import slicer
+
+    assert "SegmentationChangedEvent" in _observed_events(module, "_follow", "slicer.vtkMRMLSegmentationNode")
+    assert slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent > 0  # declared by the real class
+    follow = _widget_source(module, "_follow")
+    assert "self.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)" in follow
+    assert "self.removeObserver(self._followedNode, replaced, self._onSegmentationReplaced)" in follow
+    replaced = _widget_source(module, "_onSegmentationReplaced")
+    assert "self._follow(caller)" in replaced and "self._refreshFromSegments(caller)" in replaced
