@@ -708,11 +708,20 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         # "Segment from point" follows the point list: made, loaded or deleted (scene), points placed or removed
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self._onNodeAddedOrRemoved)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self._onNodeAddedOrRemoved)
+        # a scene loaded, imported or batch-processed: once at its end (EndImportEvent comes right before it when the
+        # import was not inside another batch; EndCloseEvent is onSceneEndClose's)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndBatchProcessEvent, self._onSceneBatchEnded)
 
     @vtk.calldata_type(vtk.VTK_OBJECT)
     def _onNodeAddedOrRemoved(self, caller, event, node) -> None:
+        if caller.IsBatchProcessing():
+            return  # loading, importing or closing a scene (each state includes BatchProcessState, vtkMRMLScene.h
+            # v5.6.2-v5.10.0): one update at its end (_onSceneBatchEnded, onSceneEndClose), not one per node
         if node is not None and (node.IsA("vtkMRMLMarkupsNode") or node.IsA("vtkMRMLSegmentationNode")):
             self._updateCorrectionControls()  # the point list made or deleted, or the segmentation Undo belongs to
+
+    def _onSceneBatchEnded(self, caller, event) -> None:
+        self._updateCorrectionControls()  # the nodes added or removed meanwhile (_onNodeAddedOrRemoved skipped them)
 
     def _onPointListModified(self, caller, event) -> None:
         self._updateCorrectionControls()
@@ -898,11 +907,11 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _onSegmentationReplaced(self, caller, event) -> None:
         """The followed node holds another vtkSegmentation object (the old one is no longer shown or edited):
         renames, additions, removals and voxel edits are observed on the new one, and the table shows its segments."""
-        if caller is not self._followedNode:
-            return
-        self._follow(caller)
-        if caller is self._shownSegmentation and caller.GetSegmentation() is not None:
-            self._refreshFromSegments(caller)
+        if caller is not self._followedNode or caller.GetSegmentation() is None:
+            return  # None: nothing to observe or show (the edit tracker lets the old object go)
+        self._follow(caller)  # the tracker digests the new object once (EditTracker._on_segmentation_replaced)
+        if caller is self._shownSegmentation:
+            self._onSegmentAddedOrRemoved(caller, event)  # the table once the change has ended (each sequence item)
 
     def _rememberNames(self) -> None:
         """The names a later SegmentModified is compared with (also after the module's own changes: its Undo

@@ -239,8 +239,8 @@ class EditTracker:
             return
         self._let_go_of_removed()
         segmentation = segmentation_node.GetSegmentation()
-        if id(segmentation) in self._tracked:
-            return
+        if segmentation is None or id(segmentation) in self._tracked:
+            return  # no vtkSegmentation (SetAndObserveSegmentation(None)): nothing to track; or tracked already
         tag_unseen_edits(segmentation_node)  # edits made before it was observed
         tags = [segmentation.AddObserver(slicer.vtkSegmentation.SourceRepresentationModified, self._on_modified)]
         for event in (slicer.vtkSegmentation.SegmentAdded, slicer.vtkSegmentation.SegmentRemoved,
@@ -264,13 +264,15 @@ class EditTracker:
                 self._let_go(key)
 
     def _on_segmentation_replaced(self, caller, event) -> None:
-        """The node ``caller`` holds another ``vtkSegmentation`` object: track that one instead (edits made in it
-        before are found by their voxel digests, :func:`tag_unseen_edits`)."""
+        """The node ``caller`` holds another ``vtkSegmentation`` object (or None): track that one instead (edits made
+        in it before are found by their voxel digests, :func:`tag_unseen_edits`). The widget's own observer of this
+        event may have called :meth:`observe` on the new object first: that entry is kept, not digested again."""
+        current = caller.GetSegmentation()
         for key, entry in list(self._tracked.items()):
-            if entry[3] is caller:
+            if entry[3] is caller and entry[0] is not current:
                 self._let_go(key)
-        if caller.GetSegmentation() is not None and caller.GetScene() is not None:
-            self.observe(caller)
+        if current is not None and caller.GetScene() is not None:
+            self.observe(caller)  # no-op when tracked already
 
     def tracks(self, segmentation_node) -> bool:
         return segmentation_node is not None and id(segmentation_node.GetSegmentation()) in self._tracked
@@ -835,8 +837,9 @@ class CorrectionLogic:
         self.tracker = EditTracker()
         self.undo = UndoState()
         #: What the last renumbering, rename or applied alternative (:meth:`renumber`, :meth:`applyRename`,
-        #: :meth:`applyAlternative`) warns of: ``Relabeling.warnings``, levels that now contradict the ribs or the
-        #: sacrum the run saw beside the vertebrae (``RibSides`` / ``SacrumBelow`` tags) and the old ones did not.
+        #: :meth:`applyAlternative`) warns of: ``Relabeling.warnings``, levels that contradict the ribs or the sacrum
+        #: the run saw beside the vertebrae (``RibSides`` / ``SacrumBelow`` tags) more than the levels chosen without
+        #: any statement (``renumbering.contradiction_warnings``).
         #: Empty when it warned of nothing, changed nothing or failed. Each is logged too; the widget shows them.
         self.relabelWarnings: list[str] = []
         self._sent = None  # (segmentation node, its _segments_state) when the running correction started

@@ -34,6 +34,8 @@ METHODS: dict[str, tuple[str, str]] = {
     "EndCloseEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "NodeAddedEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "NodeRemovedEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
+    "EndBatchProcessEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
+    "IsBatchProcessing": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     # vtkMRMLNode and subclasses
     "GetID": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
     "GetName": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),

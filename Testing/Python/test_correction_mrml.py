@@ -819,6 +819,49 @@ def test_a_segmentation_shown_by_a_sequence_that_saves_changes_stays_tracked(loa
     assert not segmentation.HasObserver(slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent)
 
 
+def test_a_replaced_segmentation_is_digested_once_and_none_is_let_go(loaded, scene, monkeypatch, capfd):
+    """A node given another vtkSegmentation object (each item of a sequence playback) was digested twice, the edit
+    tracker's own observer and the widget's (``_follow`` calls ``observe``) each letting go of what the other had
+    just tracked; a node given no segmentation made ``observe`` call ``None.AddObserver`` (AttributeError, printed
+    by VTK). The widget's observer is stood for by one that calls ``observe`` as ``_follow`` does, added after the
+    tracker's as in the widget. Real Sequences classes of ``slicer-core``."""
+    import SpineSegmentationModuleLib.correction as correction_module
+
+    logic, segmentation = loaded
+    sequences = slicer.vtkSlicerSequencesLogic()
+    sequences.SetMRMLScene(scene)
+    sequence = scene.AddNewNodeByClass("vtkMRMLSequenceNode", "vertebrae over time")
+    for value in ("0", "1"):
+        sequence.SetDataNodeAtValue(segmentation, value)
+    browser = scene.AddNewNodeByClass("vtkMRMLSequenceBrowserNode", "browser")
+    browser.SetAndObserveMasterSequenceNodeID(sequence.GetID())
+    browser.AddProxyNode(segmentation, sequence, False)
+    browser.SetSaveChanges(sequence, True)
+    replaced = slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent
+    widget_tag = segmentation.AddObserver(replaced, lambda caller, event: logic.tracker.observe(caller))
+    runs = []
+    original = correction_module.tag_unseen_edits
+    monkeypatch.setattr(correction_module, "tag_unseen_edits", lambda node: runs.append(node) or original(node))
+    try:
+        for item in (1, 0, 1):
+            before = len(runs)
+            browser.SetSelectedItemNumber(item)
+            sequences.UpdateProxyNodesFromSequences(browser)
+            assert segmentation.GetSegmentation() is sequence.GetNthDataNode(item).GetSegmentation()
+            assert len(runs) - before == 1, f"item {item}: digested {len(runs) - before} times"
+            assert logic.tracker.tracks(segmentation)
+        shown = segmentation.GetSegmentation()
+        capfd.readouterr()
+        segmentation.SetAndObserveSegmentation(None)
+        logic.tracker.observe(segmentation)  # what the widget's _follow would call
+        errors = capfd.readouterr().err
+        assert "Traceback" not in errors and "Error" not in errors, errors
+        assert not logic.tracker.tracks(segmentation)
+        assert not shown.HasObserver(slicer.vtkSegmentation.SourceRepresentationModified)  # the old object let go
+    finally:
+        segmentation.RemoveObserver(widget_tag)
+
+
 def test_undo_keeps_the_segments_a_person_hid(loaded):
     logic, segmentation = loaded
     display = segmentation.GetDisplayNode()

@@ -330,8 +330,6 @@ def test_segment_from_point_is_enabled_only_while_a_point_is_placed_and_follows_
     ``slicer-core``; the events are the ones ``vtkMRMLMarkupsNode.cxx`` invokes at v5.6.2-v5.10.0 too."""
     import slicer
 
-    from SpineSegmentationModuleLib.correction import UndoState
-
     scene = slicer.mrmlScene
     ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
     pointEvents = _observed_events(module, "_followPointList", "slicer.vtkMRMLMarkupsNode")
@@ -339,9 +337,20 @@ def test_segment_from_point_is_enabled_only_while_a_point_is_placed_and_follows_
     assert {"PointAddedEvent", "PointRemovedEvent"} <= pointEvents and {"NodeAddedEvent", "NodeRemovedEvent"} <= (
         sceneEvents)
     seen, found = [], []  # the events; the point list the widget finds (by name) when a scene event arrives
-    for name in sceneEvents:
-        scene.AddObserver(getattr(scene, name), lambda caller, event: (
-            seen.append(event), found.append(scene.GetFirstNodeByName(module.POINT_LIST_NAME))))
+    tags = [scene.AddObserver(getattr(scene, name), lambda caller, event: (
+        seen.append(event), found.append(scene.GetFirstNodeByName(module.POINT_LIST_NAME)))) for name in sceneEvents]
+    try:
+        _check_the_point_list_events(module, scene, ct, pointEvents, seen, found)
+    finally:  # the scene outlives this test: its observers would run in later tests, after these lists are gone
+        for tag in tags:
+            scene.RemoveObserver(tag)
+
+
+def _check_the_point_list_events(module, scene, ct, pointEvents, seen, found) -> None:
+    import slicer
+
+    from SpineSegmentationModuleLib.correction import UndoState
+
 
     def blocker(pointList):
         return module.correctionBlockers(ct, None, False, UndoState(), pointList)["segmentFromPoint"]
@@ -700,4 +709,57 @@ def test_the_widget_follows_a_node_given_another_segmentation_object(module):
     assert "self.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)" in follow
     assert "self.removeObserver(self._followedNode, replaced, self._onSegmentationReplaced)" in follow
     replaced = _widget_source(module, "_onSegmentationReplaced")
-    assert "self._follow(caller)" in replaced and "self._refreshFromSegments(caller)" in replaced
+    assert "self._follow(caller)" in replaced and "self._refreshFromSegments" not in replaced
+    # each item of a sequence playback: the table is refilled once the change has ended (coalesced, singleShot), and
+    # a node given no segmentation (None) is not followed: _follow would observe None
+    assert "self._onSegmentAddedOrRemoved(caller, event)" in replaced
+    assert "caller.GetSegmentation() is None" in replaced
+    coalesced = _widget_source(module, "_onSegmentAddedOrRemoved")
+    assert "qt.QTimer.singleShot(0, self._refreshShownSegmentation)" in coalesced
+
+
+class _ControlUpdates:
+    """Stands for the widget (Qt does not run here): counts its ``_updateCorrectionControls`` calls."""
+
+    def __init__(self) -> None:
+        self.updates = 0
+
+    def _updateCorrectionControls(self) -> None:
+        self.updates += 1
+
+
+def test_the_correction_controls_are_updated_once_per_scene_load_not_once_per_node(module):
+    """The widget updated its correction controls (a search of the scene by name, each segment's tags) for every
+    markups or segmentation node added or removed, also while a scene loaded or imported: O(N^2) in the number of
+    point lists. Its scene observers (``_onNodeAddedOrRemoved``, ``_onSceneBatchEnded``) run here on a real scene that
+    imports 40 point lists and 2 segmentations (``vtkMRMLScene::StartState``/``EndState``, what ``Import`` does):
+    one update at the end; a node added outside a batch still updates at once."""
+    import slicer
+
+    scene = slicer.mrmlScene
+    sceneEvents = _observed_events(module, "_setupCorrections", "slicer.mrmlScene")
+    assert {"NodeAddedEvent", "NodeRemovedEvent", "EndBatchProcessEvent"} <= sceneEvents
+    widget = _ControlUpdates()
+    handlers = {
+        scene.NodeAddedEvent: module.SpineSegmentationWidget._onNodeAddedOrRemoved,
+        scene.NodeRemovedEvent: module.SpineSegmentationWidget._onNodeAddedOrRemoved,
+        scene.EndBatchProcessEvent: module.SpineSegmentationWidget._onSceneBatchEnded,
+    }
+    tags = [scene.AddObserver(event, types.MethodType(handler, widget)) for event, handler in handlers.items()]
+    try:
+        scene.StartState(scene.ImportState)
+        nodes = [scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", f"F_{i}") for i in range(40)]
+        nodes += [scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"S_{i}") for i in range(2)]
+        assert widget.updates == 0  # nothing while importing
+        scene.EndState(scene.ImportState)
+        assert widget.updates == 1  # once, at EndBatchProcessEvent
+        scene.StartState(scene.BatchProcessState)
+        for node in nodes:
+            scene.RemoveNode(node)
+        scene.EndState(scene.BatchProcessState)
+        assert widget.updates == 2
+        scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", module.POINT_LIST_NAME)  # Place point makes the list
+        assert widget.updates == 3
+    finally:
+        for tag in tags:
+            scene.RemoveObserver(tag)
