@@ -103,6 +103,8 @@ class TraversalResult:
             :func:`~.discs.disc_by_intensity`).
         joined_below: parts of a fragment below a disc it crossed that were the rest of the vertebra before it
             (:meth:`Traversal.cut_at_disc`).
+        found_again: converged fragments that were a vertebra of the initial memory found again
+            (:attr:`Traversal.is_found_again`); they went into the memory, not the output.
         mask_probability: float32 [z, y, x] on the grid of ``instances``, or None: at a vertebra's voxels the
             network's mask probability for it at its final patch position; at background voxels the largest
             probability below the mask threshold that any vertebra's final evaluation gave them (0 where none
@@ -116,6 +118,7 @@ class TraversalResult:
     rejected: int = 0
     split_at_disc: int = 0
     joined_below: int = 0
+    found_again: int = 0
     mask_probability: Optional[np.ndarray] = None
 
 
@@ -414,6 +417,10 @@ class Traversal:
         self.previous_centroid: Optional[np.ndarray] = None
         self.z_range: Optional[tuple[int, int]] = None
         self.following = False
+        #: optional test whether a converged fragment is a vertebra of the initial memory found again (the rest of
+        #: a person's kept vertebra, ``correction.rerun_with_edits``); :meth:`commit` puts such a fragment into the
+        #: memory only
+        self.is_found_again: Optional[Callable[[Fragment], bool]] = None
 
     # ---- orientation
 
@@ -598,9 +605,21 @@ class Traversal:
         A fragment that is no vertebral bone (:func:`is_vertebral_bone`) goes into the memory only, so that
         traversal moves on, and is counted in ``result.rejected``.
 
+        A fragment that :attr:`is_found_again` says is a vertebra of the initial memory found again goes into the
+        memory only and is counted in ``result.found_again``: the network segments the bone of a vertebra that the
+        memory holds only in part (a person's edit that left part of its bone out), and that bone is no vertebra of
+        its own. Traversal goes on from it as from a committed vertebra.
+
         Returns:
-            The new :class:`DetectedVertebra`, or None when the fragment was rejected or joined the vertebra before.
+            The new :class:`DetectedVertebra`, or None when the fragment was rejected, joined the vertebra before or
+            was a vertebra of the memory found again.
         """
+        if self.is_found_again is not None and self.is_found_again(track.fragment):
+            self.memory[track.fragment.src][track.fragment.mask] = 1.0
+            self.following = True  # a vertebra: the next one follows on from it
+            self.previous_centroid = track.fragment.voxels_zyx().mean(axis=0)
+            self.result.found_again += 1
+            return None
         fragment, joined = self.cut_at_disc(track.fragment)
         if joined:
             return None
