@@ -807,6 +807,10 @@ def test_a_renumbering_that_contradicts_the_ribs_or_the_sacrum_warns_but_holds(o
     assert warned[0].startswith(f"{STATED_LEVELS_CONTRADICT_WARNING}: T10 (no rib beside it), T11 (no rib beside it), "
                                 "T12 (no rib beside it), L2 (the sacrum right below it) (")
     assert renumber_vertebrae(result.vertebrae, 20, "T10").warnings == warned  # for callers of the Relabeling
+    # stated again: the levels still contradict the anatomy (before, the next step compared with the last one's
+    # levels and the warning was gone)
+    again = renumber(up, 17, "T10")
+    assert [w for w in again.run_info["warnings"] if w.startswith(STATED_LEVELS_CONTRADICT_WARNING)] == warned
     right = renumber(up, 17, "L1")  # T10 (17) is L1: the measured anatomy again
     assert [v.name for v in right.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
     assert not any(w.startswith(STATED_LEVELS_CONTRADICT_WARNING) for w in right.run_info.get("warnings", []))
@@ -949,6 +953,20 @@ def test_a_one_level_shift_of_a_whole_thorax_warns_though_no_single_vertebra_con
         "it) (")
     assert "about 90 times less likely with these levels" in warning[0]
     assert contradiction_warnings(after, before) == [] and contradiction_warnings(before, before) == []
+
+
+def test_levels_that_fit_the_anatomy_better_overall_do_not_warn_for_one_missed_rib():
+    """T5-L3 with T11's ribs missed, labelled two levels low (T7-L5) and stated right: T11 beside no rib alone is
+    unlikely (0.04), but the column fits the right levels far better (L2 beside ribs before). Before, this correction
+    warned "about 0.8 times less likely"; now nothing, and the wrong way round still warns."""
+    from SpineSegmentationLib.renumbering import contradiction_warnings
+
+    template = Vertebra(12, "T5", True, 0.9, 0.9, 12.0, [0.0, 0.0, 0.0], 1000.0, 1)
+    truth = [replace(template, label=lab, name=vertebra_name(lab), rib_sides=2 if lab < 18 or lab == 19 else 0)
+             for lab in range(12, 23)]
+    low = [replace(v, label=v.label + 2, name=vertebra_name(v.label + 2)) for v in truth]
+    assert contradiction_warnings(low, truth) == []
+    assert len(contradiction_warnings(truth, low)) == 1
 
 
 def test_real_renumbering_against_the_ribs_and_the_sacrum_warns(real_click):
