@@ -384,9 +384,9 @@ def renumber(result: SpineSegmentationResult, vertebra_label: int, stated_level:
     Runs :func:`renumber_vertebrae` and relabels the label map on the input grid (voxels unchanged; edited
     vertebrae keep ``edited=True``). ``alternatives`` of the new result are the candidates that respect the
     statement, the applied one first, as :func:`labeling_alternatives` of the new result lists them. The step is
-    recorded in ``run_info["corrections"]``. Where the new levels contradict the ribs or the sacrum seen in the CT
-    more than the levels chosen without any statement, the result warns (:func:`contradiction_warnings`, in ``run_info["warnings"]`` and the
-    message); the statement holds all the same.
+    recorded in ``run_info["corrections"]``. Where the new levels contradict the ribs or the sacrum seen in the CT more
+    than the levels chosen without any statement, the result warns (:func:`contradiction_warnings`, in
+    ``run_info["warnings"]`` and the message); the statement holds all the same.
 
     Raises:
         ValueError: see :func:`renumber_vertebrae` and :func:`relabel_label_map`.
