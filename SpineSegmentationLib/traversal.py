@@ -105,6 +105,9 @@ class TraversalResult:
             (:meth:`Traversal.cut_at_disc`).
         found_again: converged fragments that were a vertebra of the initial memory found again
             (:attr:`Traversal.is_found_again`); they went into the memory, not the output.
+        below_v_min_after_cut: converged fragments whose part kept by the cut at a disc
+            (:meth:`Traversal.cut_at_disc`) had fewer than ``v_min`` voxels (seed 002 section 3.3: no detection);
+            that part went into the memory, not the output.
         mask_probability: float32 [z, y, x] on the grid of ``instances``, or None: at a vertebra's voxels the
             network's mask probability for it at its final patch position; at background voxels the largest
             probability below the mask threshold that any vertebra's final evaluation gave them (0 where none
@@ -119,6 +122,7 @@ class TraversalResult:
     split_at_disc: int = 0
     joined_below: int = 0
     found_again: int = 0
+    below_v_min_after_cut: int = 0
     mask_probability: Optional[np.ndarray] = None
 
 
@@ -600,7 +604,11 @@ class Traversal:
 
         A fragment that crosses a disc is first cut there (:meth:`cut_at_disc`); where the part behind the disc
         was the rest of the vertebra before it, that part joins it and nothing is committed (the same patch,
-        evaluated again, finds the next vertebra).
+        evaluated again, finds the next vertebra). Where the part the cut keeps has fewer than ``v_min`` voxels, it
+        is no detection (seed 002 section 3.3, the rule :meth:`find_fragment` applies to the network's fragment):
+        it goes into the memory only, so that traversal moves on, and is counted in
+        ``result.below_v_min_after_cut``. Found on the TPTBox crop (a correction re-run with the reference L3 eroded
+        by 2 voxels): a fragment cut from 69 to 22 canonical voxels was committed as a 348 mm^3 vertebra "L1".
 
         A fragment that is no vertebral bone (:func:`is_vertebral_bone`) goes into the memory only, so that
         traversal moves on, and is counted in ``result.rejected``.
@@ -611,8 +619,8 @@ class Traversal:
         its own. Traversal goes on from it as from a committed vertebra.
 
         Returns:
-            The new :class:`DetectedVertebra`, or None when the fragment was rejected, joined the vertebra before or
-            was a vertebra of the memory found again.
+            The new :class:`DetectedVertebra`, or None when the fragment was rejected, joined the vertebra before,
+            was cut to fewer than ``v_min`` voxels or was a vertebra of the memory found again.
         """
         if self.is_found_again is not None and self.is_found_again(track.fragment):
             self.memory[track.fragment.src][track.fragment.mask] = 1.0
@@ -624,6 +632,10 @@ class Traversal:
         if joined:
             return None
         self.memory[fragment.src][fragment.mask] = 1.0
+        if int(fragment.mask.sum()) < self.v_min:
+            self.following = False  # no vertebra: the next one does not follow on from it
+            self.result.below_v_min_after_cut += 1
+            return None
         self.following = is_vertebral_bone(fragment.label, *self.bone_statistics(fragment))
         if not self.following:
             self.result.rejected += 1

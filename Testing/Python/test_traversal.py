@@ -182,6 +182,28 @@ def test_a_fragment_that_crosses_a_disc_is_cut_there_and_the_next_vertebra_gets_
     assert res.split_at_disc == 1
 
 
+def test_what_a_cut_at_a_disc_leaves_below_v_min_is_no_vertebra_and_traversal_moves_on():
+    """Seed 002 section 3.3: a fragment smaller than v_min is no detection, also when the cut at a disc made it
+    so. Vertebra 1 (980 voxels < v_min) is found only joined to vertebra 2 behind their disc; the cut keeps its
+    fuller body side, vertebra 1 alone: that part goes into the memory, not the output, and the same patch then
+    gives vertebra 2 (a narrow body with a wide arch, 1632 voxels) whole. Without the rule, vertebra 1 came out as
+    a 980-voxel instance."""
+    vol = np.zeros((72, 40, 40), dtype=np.float32)
+    vol[9:14, 13:27, 13:27] = 1
+    vol[16:28, 13:19, 18:22] = 2  # body
+    vol[16:28, 19:27, 13:27] = 2  # arch
+    vol[34:46, 13:27, 13:27] = 3
+    totals = {k: int((vol == k).sum()) for k in (1, 2, 3)}
+    assert totals == {1: 980, 2: 1632, 3: 2352}
+    res = traverse(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [2, 3]
+    assert not res.instances[vol == 1].any()
+    assert res.split_at_disc == 1 and res.below_v_min_after_cut == 1 and res.rejected == 0
+    # with v_min lowered below vertebra 1, the cut's part is a vertebra
+    res = traverse(vol, oracle_model(JoiningOracle(totals), v_min_mm3=900.0), torch.device("cpu"))
+    assert _instance_ids(res, vol) == [1, 2, 3] and res.below_v_min_after_cut == 0
+
+
 def test_the_mask_probability_is_above_the_threshold_exactly_on_the_vertebrae():
     """The traversal's mask probability map agrees with its instance map: at or above the mask threshold on every
     vertebra's voxels (the network's probability there), below it everywhere else, also on the part of the first
