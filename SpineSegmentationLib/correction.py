@@ -39,19 +39,18 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import SimpleITK as sitk
 import torch
-from scipy import ndimage
 
 from .anatomy import VERSE_NAMES, is_column_vertebra, vertebra_name
 from .geometry import label_measurements, lps_to_index, ras_to_lps, same_grid
 from .models import SpineModel
 from .pipeline import (SAME_VERTEBRA_SHARE, Candidate, ProgressCallback, Reporter, Scan, assemble_result,
-                       from_network_frame, new_candidates, prepare_scan, run_traversal, traversal_engine,
-                       traversal_progress)
+                       from_network_frame, kept_found_again, new_candidates, prepare_scan, run_traversal,
+                       traversal_engine, traversal_progress)
 from .renumbering import (  # re-exported (__all__): the correction workflow's public API is one module
     Relabeling,
     apply_alternative,
@@ -396,54 +395,6 @@ def _regress(scan: Scan, canonical_ids: np.ndarray, centers: dict[int, np.ndarra
     return out
 
 
-def _kept_found_again(engine: Traversal, kept_ids: np.ndarray) -> Callable[[Fragment], bool]:
-    """The test of :attr:`Traversal.is_found_again` for a person's kept vertebrae: is a converged fragment the
-    rest of a kept vertebra's bone?
-
-    The memory holds a kept vertebra exactly as the person drew it, while the network was trained with whole
-    vertebrae in the memory (seed 002 section 3.2): around a vertebra drawn smaller than its bone it segments the
-    bone left free as the next vertebra. For each kept vertebra the fragment touches, the patch at the fragment is
-    evaluated once more with that vertebra taken out of the memory; the network then segments the next vertebra
-    in traversal order that is free. When that mask holds at least
-    :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE` of the kept vertebra's voxels and of the fragment's,
-    the two are one vertebra. A neighbour is not: with the kept vertebra out of the memory the network segments
-    the neighbour (kept one ahead in traversal order) or the kept one (behind), never both. Before, on the example CT
-    with the reference L3 eroded by 2 voxels (6 mm) as the only, edited vertebra, the rest of L3's bone became a
-    vertebra of its own (859 voxels), the vertebrae above it crossed discs and every new vertebra's level was one
-    off (L6 named, Dice of T12-L5 with the reference at most 0.38).
-
-    Args:
-        engine: the traversal engine (network frame) whose memory holds the kept vertebrae.
-        kept_ids: int [z, y, x] map of the kept vertebrae's ids (0 = none), in the engine's frame.
-
-    Returns:
-        fragment -> True when it is the rest of a kept vertebra (one network evaluation per kept vertebra it
-        touches).
-    """
-    sizes = np.bincount(kept_ids.ravel(), minlength=1)
-    threshold = engine.params.mask_threshold
-
-    def found_again(fragment: Fragment) -> bool:
-        grown = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in fragment.src)
-        near = np.zeros(kept_ids[grown].shape, dtype=bool)
-        near[tuple(slice(s.start - g.start, s.stop - g.start) for s, g in zip(fragment.src, grown))] = fragment.mask
-        touched = np.unique(kept_ids[grown][ndimage.binary_dilation(near)])
-        own = np.zeros(kept_ids.shape, dtype=bool)
-        own[fragment.src] = fragment.mask
-        for k in touched[touched > 0]:
-            k_voxels = kept_ids == k
-            memory = np.where(k_voxels, np.float32(0.0), engine.memory)
-            prob, _, _, (src, dst) = engine.predictor.predict([fragment.bbox_center], memory)[0]
-            mask = np.zeros(kept_ids.shape, dtype=bool)
-            mask[src] = prob[dst] >= threshold
-            if (int((mask & k_voxels).sum()) >= SAME_VERTEBRA_SHARE * sizes[k]
-                    and int((mask & own).sum()) >= SAME_VERTEBRA_SHARE * int(own.sum())):
-                return True
-        return False
-
-    return found_again
-
-
 def _bbox_center(mask: np.ndarray, centroid: np.ndarray) -> np.ndarray:
     """Canonical bounding-box centre [z, y, x] of ``mask`` (where traversal converges); for a vertebra thinner than
     a canonical voxel, its ``centroid``."""
@@ -548,7 +499,9 @@ def segment_from_point(
        within ``delta_max`` of the clicked one's, on either side) or that keeps fewer than v_min voxels beside them
        is left out (``_merge_behind``). For a network trained top-down, "up" and "down" swap roles.
     4. Existing vertebrae (``existing_labels``) are the instance memory from the start and are kept voxel for
-       voxel; their regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
+       voxel; bone that traversal finds that is the rest of one of them (one drawn smaller than its bone) goes into
+       the memory only, as in :func:`rerun_with_edits`; at the point, that is no vertebra (ValueError). Their
+       regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
        refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included; the levels of the
        ``edited`` and the ``stated`` ones are constraints.
 
@@ -603,6 +556,7 @@ def segment_from_point(
     kept = _keep(scan, existing, kept, edited, stated)
     reporter.stage("traversal", "segmenting the clicked vertebra")
     engine = traversal_engine(scan, traversal_progress(scan, reporter), scan.network_frame(kept.canonical > 0))
+    engine.is_found_again = kept_found_again(engine, scan.network_frame(kept.canonical))
     point_net = point_zyx.copy()
     point_net[0] = scan.network_z(point_net[0])
     clicked = _segment_clicked(engine, point_net)
@@ -618,8 +572,9 @@ def segment_from_point(
         center_z = detected[0].center_zyx[0]
         behind = [k for k, c in kept.centroids.items() if _behind(scan, c[0], center_z)]
         z_range = (0, center_z - 1) if scan.direction == "up" else (center_z + 1, scan.volume.shape[0] - 1)
-        trav = run_traversal(scan, reporter, memory=np.isin(kept.canonical, behind), z_range=z_range,
-                             already=len(detected))
+        in_memory = np.isin(kept.canonical, behind)
+        trav = run_traversal(scan, reporter, memory=in_memory, z_range=z_range, already=len(detected),
+                             kept_ids=np.where(in_memory, kept.canonical, 0))
         instances, probability, detected = _merge_behind(instances, probability, detected, trav, kept.canonical > 0,
                                                          engine.v_min, engine.params.mask_threshold)
         found.evaluations += trav.evaluations
@@ -658,7 +613,7 @@ def rerun_with_edits(
     * Everything kept is the instance memory of one full traversal (seed 002 section 3.3), which segments what is
       missing; new voxels never replace kept ones. Bone the traversal finds that is the rest of a kept vertebra
       (one drawn smaller than its bone) goes into the memory only: it is no vertebra of its own
-      (:func:`_kept_found_again`).
+      (:func:`~SpineSegmentationLib.pipeline.kept_found_again`).
     * Labels are refined again over all vertebrae (seed 002 section 3.4) by the labelling of a fresh run, with the
       level of every edited vertebra as a constraint: an edited vertebra keeps the level the person gave it, and
       the rest of the column is named consistently with it. A kept vertebra's regressed label and
@@ -706,10 +661,7 @@ def rerun_with_edits(
     stated = _check_label_set("stated labels", stated_labels, present)
     remaining = np.where(np.isin(existing, sorted(redo)), 0, existing)
     kept = _keep(scan, remaining, [v for v in present if v not in redo], edited, stated)
-    reporter.stage("traversal", "segmenting vertebrae")
-    engine = traversal_engine(scan, traversal_progress(scan, reporter, 0), scan.network_frame(kept.canonical > 0))
-    engine.is_found_again = _kept_found_again(engine, scan.network_frame(kept.canonical))
-    trav = from_network_frame(scan, engine.run())
+    trav = run_traversal(scan, reporter, memory=kept.canonical > 0, kept_ids=kept.canonical)
     carried, lost = _carry_statements(scan, existing, redo & stated, trav.instances)
     correction = {"action": "rerun_with_edits", "edited_labels": sorted(edited), "redo_labels": sorted(redo),
                   "stated_labels": sorted(stated)}

@@ -422,8 +422,8 @@ class Traversal:
         self.z_range: Optional[tuple[int, int]] = None
         self.following = False
         #: optional test whether a converged fragment is a vertebra of the initial memory found again (the rest of
-        #: a person's kept vertebra, ``correction.rerun_with_edits``); :meth:`commit` puts such a fragment into the
-        #: memory only
+        #: a person's kept vertebra: ``pipeline.kept_found_again``, set by ``pipeline.run_traversal(kept_ids=...)``
+        #: and the click of ``correction.segment_from_point``); :meth:`commit` puts such a fragment into the memory only
         self.is_found_again: Optional[Callable[[Fragment], bool]] = None
 
     # ---- orientation

@@ -1072,7 +1072,7 @@ def test_real_rerun_around_a_vertebra_drawn_smaller_than_its_bone_adds_no_verteb
     vertebra; the rest is segmented around it. The network segments the bone a vertebra in the memory leaves free
     as the next vertebra: before, the rest of L3 became a vertebra of its own (859 voxels), the vertebrae above it
     crossed discs and every new vertebra was named one level off (T11..L6, Dice with the reference at most 0.38).
-    Now that bone is L3 found again (``correction._kept_found_again``): memory, not output."""
+    Now that bone is L3 found again (``pipeline.kept_found_again``): memory, not output."""
     ball = ndimage.generate_binary_structure(3, 1)
     core = ndimage.binary_erosion(real_reference == 22, ball, iterations=2)
     result = rerun_with_edits(real_ct_image, _labels_image(np.where(core, 22, 0), real_ct_image), edited_labels={22},
@@ -1090,6 +1090,48 @@ def test_real_rerun_around_a_vertebra_drawn_smaller_than_its_bone_adds_no_verteb
         if not v.edited:
             assert _dice(labels == v.label, real_reference == v.label) >= MIN_DICE, v.name
     assert not result.run_info.get("warnings")
+
+
+def test_real_click_beside_a_vertebra_drawn_smaller_than_its_bone_adds_no_vertebra_and_keeps_the_levels(
+        real_ct_image, real_reference, real_ct_bodies):
+    """Network run 5: the reference L3 eroded by 2 voxels (6 mm) is the only, edited vertebra and a person clicks on
+    L4's body. The traversal up from L4 holds L3 in its memory as drawn: before, the rest of L3's bone became a
+    vertebra of its own (882 voxels), the clicked L4 came back as "L5", every level below L3 was one off (L6
+    named), L2 lost half its voxels (Dice 0.68) and a "same height" warning was given. Now that bone is L3 found
+    again (``pipeline.kept_found_again``, as in a re-run): memory, not output."""
+    ball = ndimage.generate_binary_structure(3, 1)
+    core = ndimage.binary_erosion(real_reference == 22, ball, iterations=2)
+    bodies = sitk.GetArrayFromImage(sitk.ReadImage(str(real_ct_bodies)))
+    result = segment_from_point(real_ct_image, _center_ras(bodies, 23, real_ct_image),
+                                existing_labels=_labels_image(np.where(core, 22, 0), real_ct_image), edited={22},
+                                device="cpu")
+    labels = sitk.GetArrayFromImage(result.labels)
+    np.testing.assert_array_equal(labels == 22, core)  # the person's voxels, exactly
+    assert result.run_info["corrections"][0]["clicked_label"] == 23
+    named = {}
+    for v in result.vertebrae:
+        overlap = np.bincount(real_reference[labels == v.label], minlength=29)
+        overlap[0] = 0
+        named[v.name] = vertebra_name(int(np.argmax(overlap)))
+    named.pop("T11", None)  # the 76-voxel sliver at the top border: found or not, depending on the model
+    assert named == {name: name for name in ["T12", "L1", "L2", "L3", "L4", "L5"]}, named
+    for v in result.vertebrae:
+        if not v.edited:
+            assert _dice(labels == v.label, real_reference == v.label) >= MIN_DICE, v.name
+    assert not result.run_info.get("warnings")
+
+
+def test_kept_ids_without_the_memory_that_holds_them_are_refused():
+    """``run_traversal(kept_ids=...)`` names the kept vertebrae the memory holds: without a memory, or on another
+    grid, the test of ``pipeline.kept_found_again`` would look at the wrong voxels; it is refused before any
+    network runs."""
+    from SpineSegmentationLib.pipeline import Reporter, run_traversal
+
+    ids = np.zeros((4, 5, 6), dtype=np.int32)
+    with pytest.raises(ValueError, match=r"kept_ids \(shape \(4, 5, 6\)\).*pass memory with it"):
+        run_traversal(None, Reporter(None), kept_ids=ids)
+    with pytest.raises(ValueError, match=r"on its grid \(shape \(4, 5, 7\)\)"):
+        run_traversal(None, Reporter(None), memory=np.zeros((4, 5, 7), dtype=bool), kept_ids=ids)
 
 
 def test_real_levels_a_person_stated_survive_a_rerun_through_the_command_line(tptbox_ct, tptbox_labels, tmp_path,
