@@ -1066,6 +1066,23 @@ def test_real_rerun_returns_the_edited_vertebra_voxel_for_voxel_and_names_every_
     assert np.median([_dice(labels == v.label, real_reference == v.label) for v in others]) >= MIN_DICE
 
 
+def _assert_levels_right_around_the_edit(result, labels: np.ndarray, real_reference: np.ndarray) -> None:
+    """Every vertebra of ``result`` (its label map ``labels``) is named after the reference vertebra it overlaps
+    most (T12-L5; the top border's T11 sliver found or not), every one not edited has Dice >= MIN_DICE with the
+    reference, and the result warns of nothing."""
+    named = {}
+    for v in result.vertebrae:
+        overlap = np.bincount(real_reference[labels == v.label], minlength=29)
+        overlap[0] = 0
+        named[v.name] = vertebra_name(int(np.argmax(overlap)))
+    named.pop("T11", None)  # the 76-voxel sliver at the top border: found or not, depending on the model
+    assert named == {name: name for name in ["T12", "L1", "L2", "L3", "L4", "L5"]}, named
+    for v in result.vertebrae:
+        if not v.edited:
+            assert _dice(labels == v.label, real_reference == v.label) >= MIN_DICE, v.name
+    assert not result.run_info.get("warnings")
+
+
 def test_real_rerun_around_a_vertebra_drawn_smaller_than_its_bone_adds_no_vertebra_and_keeps_the_levels(
         real_ct_image, real_reference):
     """Network run 4: the reference L3 eroded by 2 voxels (6 mm, a fifth of its voxels left) is the only, edited
@@ -1079,17 +1096,7 @@ def test_real_rerun_around_a_vertebra_drawn_smaller_than_its_bone_adds_no_verteb
                               device="cpu")
     labels = sitk.GetArrayFromImage(result.labels)
     np.testing.assert_array_equal(labels == 22, core)  # the person's voxels, exactly
-    named = {}
-    for v in result.vertebrae:
-        overlap = np.bincount(real_reference[labels == v.label], minlength=29)
-        overlap[0] = 0
-        named[v.name] = vertebra_name(int(np.argmax(overlap)))
-    named.pop("T11", None)  # the 76-voxel sliver at the top border: found or not, depending on the model
-    assert named == {name: name for name in ["T12", "L1", "L2", "L3", "L4", "L5"]}, named
-    for v in result.vertebrae:
-        if not v.edited:
-            assert _dice(labels == v.label, real_reference == v.label) >= MIN_DICE, v.name
-    assert not result.run_info.get("warnings")
+    _assert_levels_right_around_the_edit(result, labels, real_reference)
 
 
 def test_real_click_beside_a_vertebra_drawn_smaller_than_its_bone_adds_no_vertebra_and_keeps_the_levels(
@@ -1108,17 +1115,7 @@ def test_real_click_beside_a_vertebra_drawn_smaller_than_its_bone_adds_no_verteb
     labels = sitk.GetArrayFromImage(result.labels)
     np.testing.assert_array_equal(labels == 22, core)  # the person's voxels, exactly
     assert result.run_info["corrections"][0]["clicked_label"] == 23
-    named = {}
-    for v in result.vertebrae:
-        overlap = np.bincount(real_reference[labels == v.label], minlength=29)
-        overlap[0] = 0
-        named[v.name] = vertebra_name(int(np.argmax(overlap)))
-    named.pop("T11", None)  # the 76-voxel sliver at the top border: found or not, depending on the model
-    assert named == {name: name for name in ["T12", "L1", "L2", "L3", "L4", "L5"]}, named
-    for v in result.vertebrae:
-        if not v.edited:
-            assert _dice(labels == v.label, real_reference == v.label) >= MIN_DICE, v.name
-    assert not result.run_info.get("warnings")
+    _assert_levels_right_around_the_edit(result, labels, real_reference)
 
 
 def test_kept_ids_without_the_memory_that_holds_them_are_refused():
