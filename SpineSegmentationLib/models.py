@@ -271,7 +271,8 @@ class SpineModel:
         return self
 
 
-def _sha256(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """SHA-256 of the bytes of the file at ``path`` (hex), read 1 MiB at a time. OSError: unreadable."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -308,8 +309,8 @@ def save_model(model: SpineModel, directory: str | Path, overwrite: bool = False
         "training": relative_provenance(model.training),
         "training_paths_relative_to": "repository root",
         "files": {
-            "iterative_fcn": {"path": FCN_FILE, "sha256": _sha256(directory / FCN_FILE)},
-            "attention_net": {"path": ATTENTION_FILE, "sha256": _sha256(directory / ATTENTION_FILE)},
+            "iterative_fcn": {"path": FCN_FILE, "sha256": file_sha256(directory / FCN_FILE)},
+            "attention_net": {"path": ATTENTION_FILE, "sha256": file_sha256(directory / ATTENTION_FILE)},
         },
     }
     (directory / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
@@ -382,7 +383,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         weights = directory / entry["path"]
         if not weights.is_file():
             raise ModelFileError(f"model weights {weights} are missing; restore the model folder or retrain it")
-        digest = _sha256(weights)
+        digest = file_sha256(weights)
         if digest != entry["sha256"]:
             raise ModelFileError(
                 f"checksum mismatch for {weights}: expected {entry['sha256'][:12]}..., found {digest[:12]}...; "

@@ -230,24 +230,20 @@ def _own_files() -> tuple[str, ...]:
     return (*OUTPUT_FILES.values(), DICOM_SEG_FILE, CASE_RECORD)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _output_checksums(folder: Path) -> dict:
     """SHA-256 of each output file in a case folder (``case.json`` excepted): recorded so that a later run can tell
     an output a person edited in place (e.g. a segmentation corrected in Slicer and saved over) from its own."""
-    return {name: _sha256(folder / name) for name in _own_files()
+    from ..models import file_sha256
+
+    return {name: file_sha256(folder / name) for name in _own_files()
             if name != CASE_RECORD and (folder / name).is_file()}
 
 
 def _edited_outputs(folder: Path) -> list[str]:
     """The outputs in ``folder`` whose bytes differ from the checksums its ``case.json`` records (none recorded,
     in a record written before they were: none found)."""
+    from ..models import file_sha256
+
     try:
         recorded = json.loads((folder / CASE_RECORD).read_text(encoding="utf-8")).get("outputs")
     except (ValueError, AttributeError):  # a damaged record: nothing to compare with
@@ -255,7 +251,7 @@ def _edited_outputs(folder: Path) -> list[str]:
     if not isinstance(recorded, dict):
         return []
     return sorted(name for name, digest in recorded.items()
-                  if name in _own_files() and (folder / name).is_file() and _sha256(folder / name) != digest)
+                  if name in _own_files() and (folder / name).is_file() and file_sha256(folder / name) != digest)
 
 
 def _move_into_place(temporary: Path, final: Path) -> None:
