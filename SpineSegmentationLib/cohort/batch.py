@@ -7,9 +7,11 @@ Usage::
     spineseg batch /shared/cts -o /shared/out --engine ray --address auto --num-gpus 1 # existing Ray cluster
 
 or from Python :func:`run_batch`. ``OUTROOT`` gets one folder per case (see :mod:`.case_run`), ``summary.csv`` and
-``cohort_qc.html`` (see :mod:`.report`), and ``skipped.csv`` when inputs were skipped. Run one batch per output
-folder at a time: a batch removes the temporary files and folders (``.tmp-*``, ``.old-*``, ``.new-*``, ending in
-``.spineseg-batch``, see :func:`.case_run.remove_leftovers`) that a killed run left there.
+``cohort_qc.html`` (see :mod:`.report`), and ``skipped.csv`` when inputs were skipped. One batch per output
+folder at a time: the driver holds the folder's lock (:mod:`.lock`) while it runs, and a second batch into the
+folder is refused at once, naming the other run; a lock left by a killed run of this host is taken over. A batch
+removes the temporary files and folders (``.tmp-*``, ``.old-*``, ``.new-*``, ending in ``.spineseg-batch``, see
+:func:`.case_run.remove_leftovers`) that a killed run left there.
 
 Before any case runs, the model and the device (where the cases run on this machine) are checked and the output
 folder is created and a probe file written and removed there, so that a wrong ``--model``, an unavailable
@@ -33,6 +35,7 @@ from ..cli import _threads as _positive_int  # the same "1 or more" check as spi
 from .case_run import CASE_RECORD, CaseOptions, check_options, remove_leftovers, temporary_path
 from .cases import Skipped, find_cases, skipped_counts
 from .engines import run_local, run_ray
+from .lock import OWNER_RECORD, BatchLock, refuse_if_locked
 from .report import (FLAGS, QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, WARNING_SEPARATOR, write_qc_sheet,
                      write_summary, write_text_atomically)
 
@@ -140,6 +143,10 @@ def run_batch(
         :class:`BatchResult`; failed cases are in it, they do not raise.
 
     Raises:
+        OutputWriteError: another batch uses ``output_root`` (a live process of this host, or a batch of another
+            host whose lock record is there; see :mod:`.lock`): names it (pid, host, start time) and the fix, at
+            once, before the inputs are searched or ``output_root`` is touched (or, where that batch started in
+            between, before any case runs).
         SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, unknown engine,
             ``num_cpus`` not above 0 or ``num_gpus`` below 0, Ray missing for ``engine="ray"``, a cohort file in
             ``output_root`` that this command did not write (:class:`~SpineSegmentationLib.errors.OutputExistsError`),
@@ -149,9 +156,7 @@ def run_batch(
             runs); the disk became full while a case was written (``OutputWriteError``: the batch stops, the
             finished cases are kept, the summary is not updated).
     """
-    from tqdm import tqdm
-
-    from ..errors import OutputWriteError, SpineSegmentationError
+    from ..errors import SpineSegmentationError
 
     if engine not in ENGINES:
         raise SpineSegmentationError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
@@ -159,10 +164,25 @@ def run_batch(
         raise SpineSegmentationError(f"--num-cpus must be above 0 and --num-gpus 0 or more (finite numbers), got "
                                      f"{num_cpus} and {num_gpus}")
     output_root = Path(output_root).resolve()
+    refuse_if_locked(output_root)  # at once, before the inputs are searched (minutes for a large DICOM tree)
     cases, skipped = find_cases(inputs, manifest, exclude=output_root)
     _check_cohort_files(output_root)
     check_options(options, here=engine == "local" or not address, in_process=engine == "local")
     _prepare_output(output_root)
+    with BatchLock(output_root):  # released on return, on any error and on Ctrl-C/SIGTERM
+        return _run_cases(cases, skipped, output_root, options, engine=engine, address=address, workers=workers,
+                          num_cpus=num_cpus, num_gpus=num_gpus, progress=progress, report=report)
+
+
+def _run_cases(cases, skipped: list[Skipped], output_root: Path, options: CaseOptions, *, engine: str,
+               address: Optional[str], workers: int, num_cpus: float, num_gpus: float, progress: bool,
+               report: Callable[[str], None]) -> BatchResult:
+    """The part of :func:`run_batch` after the checks, run while this process holds the output folder's
+    :class:`.lock.BatchLock`: remove a killed run's leftovers, run the cases, write the cohort files."""
+    from tqdm import tqdm
+
+    from ..errors import OutputWriteError
+
     remove_leftovers(output_root)
     for s in skipped:
         report(f"skipped {s.path}" + (f" (series {s.series_uid!r})" if s.series_uid is not None else "")
@@ -283,7 +303,10 @@ the default); --force runs them again. A case folder holding a file the command 
 changed since it was written (a segmentation corrected and saved over), is not replaced: the case fails and names
 the files. A failing case is recorded and the cohort goes on. A wrong --model, a --device not available here or
 an output folder that cannot be written stops the command before any case runs; a full disk stops it as Ctrl-C
-does (finished cases are kept; free space and run the same command to resume).
+does (finished cases are kept; free space and run the same command to resume). One batch per OUTROOT at a time:
+a second one is refused at once, naming the running one (pid, host, start time); the lock of a batch that was
+killed on this host is taken over (note on stderr), one of another host is removed by deleting
+OUTROOT/{OWNER_RECORD} once that batch is over.
 exit status: the number of failed cases (at most {MAX_EXIT_FAILURES}); 2 also means a usage error (message on stderr).
 """
 

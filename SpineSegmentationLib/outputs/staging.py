@@ -93,12 +93,14 @@ def signals_deferred() -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _owner() -> dict:
+def owner_record() -> dict:
+    """This process as the owner of a claim: ``pid``, ``create_time`` (seconds since the epoch, so that a reused
+    pid is told apart) and ``host``."""
     me = psutil.Process()
     return {"pid": me.pid, "create_time": me.create_time(), "host": socket.gethostname()}
 
 
-def _owner_alive(owner: dict) -> Optional[bool]:
+def owner_alive(owner: dict) -> Optional[bool]:
     """True: the owning process runs; False: it is gone; None: cannot tell (another host, unreadable)."""
     if owner.get("host") != socket.gethostname():
         return None
@@ -163,7 +165,7 @@ class OutputStaging:
                     if attempt or not self._remove_if_stale(staging):
                         raise self._busy(staging) from None
             self.path = staging
-            (staging / OWNER_FILE).write_text(json.dumps(_owner()), encoding="utf-8")
+            (staging / OWNER_FILE).write_text(json.dumps(owner_record()), encoding="utf-8")
         except OSError as exc:
             self.release()
             raise describe_write_error(exc, staging.parent) from exc
@@ -182,7 +184,7 @@ class OutputStaging:
             owner = json.loads((staging / OWNER_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError):
             owner = {}
-        if _owner_alive(owner) is False:
+        if owner_alive(owner) is False:
             shutil.rmtree(staging)
             return True
         return False

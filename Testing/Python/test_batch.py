@@ -22,6 +22,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -38,9 +39,10 @@ from SpineSegmentationLib.cli import main as cli_main
 from SpineSegmentationLib.cohort.case_run import CASE_RECORD, temporary_path
 from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, find_cases, read_manifest
 from SpineSegmentationLib.cohort.engines import local_ray_resources, run_ray
+from SpineSegmentationLib.cohort.lock import LOCK_FILE, OWNER_RECORD, BatchLock
 from SpineSegmentationLib.cohort.report import (FLAGS, SUMMARY_COLUMNS, WARNING_SEPARATOR, case_flags, summary_rows,
                                                 write_qc_sheet, write_summary)
-from SpineSegmentationLib.errors import OutputExistsError, SpineSegmentationError
+from SpineSegmentationLib.errors import OutputExistsError, OutputWriteError, SpineSegmentationError
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR
 from SpineSegmentationLib.outputs import OUTPUT_FILES
 from SpineSegmentationLib.outputs.dicom_seg import DICOM_SEG_FILE, dicom_source_files
@@ -684,3 +686,118 @@ def test_two_series_of_a_folder_whose_uids_end_alike_are_two_cases(dicom_dir, tm
     assert [(c.case_id, c.series_uid) for c in cases] == [("study_100.12345678", "1.2.826.0.1.3680043.100.12345678"),
                                                           ("study_200.12345678", "1.2.826.0.1.3680043.200.12345678")]
     assert skipped == []
+
+
+#: A second process that holds the batch lock on the folder argv[1] until its standard input closes (or it is killed).
+HOLD_LOCK = ("import sys\nfrom SpineSegmentationLib.cohort.lock import BatchLock\n"
+             "with BatchLock(sys.argv[1]):\n    print('locked', flush=True)\n    sys.stdin.read()\n")
+
+
+def lock_holder(folder) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline() == "locked\n"
+    return holder
+
+
+def lock_files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name in (LOCK_FILE, OWNER_RECORD))
+
+
+def test_a_second_batch_into_a_folder_in_use_is_refused_at_once_naming_the_other_run(cohort, tmp_path):
+    """Two batches into one folder both ran the same cases and wrote over each other's files (and case.json)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = lock_holder(out)
+    try:
+        before = listing(out)
+        proc = subprocess.run(batch_command(cohort, "-o", out), capture_output=True, text=True, timeout=600)
+        with pytest.raises(OutputWriteError) as early:  # before the inputs are searched: this one does not exist
+            run_batch([tmp_path / "no_such_ct.nii.gz"], out, OPTIONS, progress=False)
+        with pytest.raises(OutputWriteError) as late:  # the file lock itself (a batch that started in between)
+            BatchLock(out).acquire()
+        after = listing(out)
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert proc.returncode == 2 and "case " not in proc.stdout, proc.stderr[-3000:]
+    for message in (proc.stderr, str(early.value), str(late.value)):
+        assert (f"the output folder {out} is in use by another spineseg batch (pid {holder.pid} on host "
+                f"{socket.gethostname()}, started 20") in message, message
+        assert "Wait for that batch to finish (or stop it), or choose another output folder with -o" in message
+    assert after == before  # nothing written, no case run
+    assert holder.returncode == 0 and list(out.iterdir()) == []  # the holder's lock files went with it
+
+
+def test_the_lock_of_a_killed_batch_is_taken_over_with_a_note(cohort, tmp_path, capfd):
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = lock_holder(out)
+    holder.kill()  # SIGKILL: no clean-up, its owner record stays
+    holder.wait(timeout=60)
+    assert lock_files(out) == [LOCK_FILE, OWNER_RECORD]
+    result = run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, progress=False, report=lambda line: None)
+    assert [r["status"] for r in result.records] == ["failed"]
+    err = capfd.readouterr().err
+    assert (f"took over the lock on {out} left by a batch that is no longer running (pid {holder.pid} on host "
+            f"{socket.gethostname()}, started 20") in err, err
+    assert lock_files(out) == []
+
+
+def test_a_lock_of_another_host_is_refused_saying_how_to_remove_it(cohort, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    record = {"pid": os.getpid(), "create_time": 0.0, "host": "node7.cluster.invalid",
+              "started": "2026-12-06 08:00:00 UTC", "command": "spineseg batch /shared/cts -o /shared/out"}
+    (out / OWNER_RECORD).write_text(json.dumps(record))
+    for attempt in (lambda: run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, progress=False),
+                    lambda: BatchLock(out).acquire()):
+        with pytest.raises(OutputWriteError) as refused:
+            attempt()
+        assert str(refused.value) == (
+            f"the output folder {out} is locked by a spineseg batch on another host (pid {os.getpid()} on host "
+            "node7.cluster.invalid, started 2026-12-06 08:00:00 UTC: spineseg batch /shared/cts -o /shared/out); "
+            f"whether it still runs cannot be checked from {socket.gethostname()}. Wait for it to finish, or choose "
+            "another output folder with -o; if that batch is over (finished, killed, or its machine went down), "
+            f"delete {out / OWNER_RECORD} and run the command again")
+        assert sorted(p.name for p in out.iterdir()) == [OWNER_RECORD]  # kept; no case run
+    (out / OWNER_RECORD).unlink()  # the fix the message names
+    assert run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, progress=False, report=lambda line: None).failed == 1
+
+
+def stop_at_the_failed_case(out, seen: list):
+    """A ``report`` callback that notes the lock files and raises when the corrupt case's failure is reported."""
+    def report(line):
+        if "case corrupt failed" in line:
+            seen.append(lock_files(out))
+            raise RuntimeError("stopped by the report callback")
+    return report
+
+
+def test_the_lock_is_released_after_a_failing_case_and_after_an_exception(cohort, tmp_path):
+    out = tmp_path / "out"
+    seen = []
+    with pytest.raises(RuntimeError, match="stopped by the report callback"):
+        run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, progress=False, report=stop_at_the_failed_case(out, seen))
+    assert seen == [[LOCK_FILE, OWNER_RECORD]] and lock_files(out) == []  # held while the case ran, then released
+    assert run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, progress=False, report=lambda line: None).failed == 1
+    assert lock_files(out) == []
+
+
+def test_a_ray_batch_holds_the_lock_in_its_driver_and_releases_it_after_an_exception(cohort, tmp_path):
+    out = tmp_path / "out"
+    seen, second = [], []
+
+    def report(line):
+        if "case corrupt failed" in line:
+            second.append(subprocess.run(batch_command(cohort, "-o", out), capture_output=True, text=True,
+                                         timeout=600))
+        stop(line)
+
+    stop = stop_at_the_failed_case(out, seen)
+    with pytest.raises(RuntimeError, match="stopped by the report callback"):
+        run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, engine="ray", workers=1, progress=False, report=report)
+    (proc,) = second
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert f"is in use by another spineseg batch (pid {os.getpid()} on host {socket.gethostname()}" in proc.stderr
+    assert seen == [[LOCK_FILE, OWNER_RECORD]] and lock_files(out) == []
