@@ -20,7 +20,9 @@ belongs to the same study, shares its Frame of Reference UID, references every s
 Sequence, Referenced Series Sequence) and each frame its source slice. The series must be the grid of the label
 map (checked: one slice per k, same position, orientation, rows and columns). A series that is one multi-frame
 Enhanced CT file is referenced the same way, each SEG frame naming its source frame (the frames sorted along their
-normal are the label map's slices). Otherwise (a NIfTI/NRRD/MHA input,
+normal are the label map's slices). The SEG's patient and study attributes are the source's; a type 2 one the source
+lacks (Patient Name, ID, Birth Date, Sex, Accession Number, Study ID, Date, Time, Referring Physician's Name, which
+exports often drop) is present and empty in the SEG, the source files unchanged. Otherwise (a NIfTI/NRRD/MHA input,
 or an anonymised series whose UIDs were removed) the SEG **references no series**: it gets a new study and, unless
 the anonymised series keeps one, a new Frame of Reference UID, and says so in its ``ContentDescription``.
 
@@ -31,6 +33,7 @@ writes nothing).
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import uuid
@@ -61,6 +64,11 @@ _POSITION_TOLERANCE_MM = 1e-3
 _ORIENTATION_TOLERANCE = 1e-4
 #: DICOM LO (long string) length limit, for SegmentDescription and ContentDescription.
 _LO_MAX = 64
+#: Type 2 Patient and General Study attributes (present, may be empty) that highdicom's Segmentation reads from the
+#: first source image (highdicom 0.28, ``seg/sop.py``: all but the last by attribute access, which fails where one
+#: is absent). Anonymisers and PACS exports drop them; the SEG gets them empty then.
+_PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                        "StudyDate", "StudyTime", "ReferringPhysicianName")
 
 _log = logging.getLogger(__name__)
 
@@ -230,6 +238,18 @@ def _check_source_grid(sources: Sequence, labels: sitk.Image, multiframe: bool) 
         )
 
 
+def _with_type2_attributes(source):
+    """``source`` where it holds every attribute of :data:`_PATIENT_STUDY_TYPE2`, else a copy of it with each
+    missing one present and empty (as DICOM allows for type 2), for highdicom; ``source`` itself is not changed."""
+    missing = [keyword for keyword in _PATIENT_STUDY_TYPE2 if keyword not in source]
+    if not missing:
+        return source
+    completed = copy.deepcopy(source)  # a header only (read without pixel data)
+    for keyword in missing:
+        setattr(completed, keyword, "")
+    return completed
+
+
 def _has_references(sources: Sequence) -> bool:
     keys = ("StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID", "SOPInstanceUID")
     return all(ds.get(key) for ds in sources for key in keys)
@@ -245,8 +265,7 @@ def _standalone_source(image: sitk.Image, sources: Sequence):
 
     template = sources[0] if sources else pydicom.Dataset()
     ds = pydicom.Dataset()
-    for keyword in ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
-                    "StudyDate", "StudyTime", "ReferringPhysicianName"):
+    for keyword in _PATIENT_STUDY_TYPE2:
         setattr(ds, keyword, template.get(keyword, ""))
     ds.StudyInstanceUID = template.get("StudyInstanceUID") or hd.UID()
     ds.SeriesInstanceUID = hd.UID()
@@ -307,7 +326,8 @@ def build_dicom_seg(
     referenced = bool(sources) and _has_references(sources)
     if referenced:
         note = f"SpineSegmentation vertebrae of series {sources[0].get('SeriesDescription', '')}".strip()
-        highdicom_sources = sources
+        # the real source instances, each type 2 patient/study attribute the export dropped present and empty
+        highdicom_sources = [_with_type2_attributes(ds) for ds in sources]
     else:
         why = "source series has no UIDs" if sources else f"made from {input_name or 'a non-DICOM image'}"
         note = f"references no DICOM series: {why}"

@@ -153,6 +153,51 @@ def test_dicom_input_writes_a_seg_that_references_the_series(slab_result, dicom_
     np.testing.assert_array_equal(slab, expected)
 
 
+#: Type 2 patient/study attributes (present, may be empty) that anonymisers and PACS exports drop.
+PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
+                       "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+
+@pytest.mark.parametrize("dropped", [("PatientBirthDate",), PATIENT_STUDY_TYPE2], ids=["birth_date", "all"])
+def test_a_series_without_type2_patient_or_study_attributes_gets_a_seg_with_them_empty(
+        slab_result, series_with_uids, dropped, tmp_path):
+    """A series with its UIDs whose export dropped type 2 patient/study attributes: the SEG is written, references
+    the real source slices, holds the dropped attributes empty and the others as the source; the series' files are
+    left as they were."""
+    source_folder, study, series = series_with_uids
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in dicom_source_files(source_folder):
+        ds = pydicom.dcmread(path)
+        for keyword in dropped:
+            delattr(ds, keyword)
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    paths = write_outputs(slab_result, read_image(folder), tmp_path / "out", input_path=folder)
+    assert set(paths) == set(OUTPUT_FILES) | {"dicom_seg"}
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # the user's series is not changed
+    seg = pydicom.dcmread(paths["dicom_seg"])
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in dicom_source_files(folder)]
+    assert all(keyword not in ds for ds in sources for keyword in dropped)
+    for keyword in PATIENT_STUDY_TYPE2:
+        assert keyword in seg, keyword  # type 2: present
+        if keyword in dropped:
+            assert seg[keyword].is_empty, keyword
+        else:
+            assert seg[keyword].value == sources[0][keyword].value, keyword
+    assert (seg.StudyInstanceUID, seg.FrameOfReferenceUID) == (study, sources[0].FrameOfReferenceUID)
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [series]
+    referenced = {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {s.SOPInstanceUID for s in sources}
+    assert_segments_match_label_map(seg, slab_result)
+    hd_seg = hd.seg.segread(paths["dicom_seg"])
+    slab = hd_seg.get_pixels_by_source_instance(
+        source_sop_instance_uids=[s.SOPInstanceUID for s in sources], combine_segments=True)
+    labels = sitk.GetArrayFromImage(slab_result.labels)
+    np.testing.assert_array_equal(slab, np.select([labels == T11, labels == T12], [1, 2], 0))
+
+
 def test_enhanced_ct_input_writes_a_seg_whose_frames_reference_their_source_frames(slab_result, dicom_ct_image,
                                                                                    dicom_dir, real_ct,
                                                                                    real_ct_reference, tmp_path):
