@@ -22,9 +22,12 @@ map (checked: one slice per k, same position, orientation, rows and columns). A 
 Enhanced CT file is referenced the same way, each SEG frame naming its source frame (the frames sorted along their
 normal are the label map's slices). The SEG's patient and study attributes are the source's; a type 2 one the source
 lacks (Patient Name, ID, Birth Date, Sex, Accession Number, Study ID, Date, Time, Referring Physician's Name, which
-exports often drop) is present and empty in the SEG, the source files unchanged. Otherwise (a NIfTI/NRRD/MHA input,
-or an anonymised series whose UIDs were removed) the SEG **references no series**: it gets a new study and, unless
-the anonymised series keeps one, a new Frame of Reference UID, and says so in its ``ContentDescription``.
+exports often drop) is present and empty in the SEG, and so is one whose value highdicom refuses as not valid DICOM
+(a Patient's Sex other than M, F, O, such as "U"; a birth date, study date or time not in DICOM DA/TM form, such as
+"2022-12-08" or "12.30"; a multi-valued name), with a warning naming the attribute and its value; the source files
+are unchanged. Otherwise (a NIfTI/NRRD/MHA input, or an anonymised series whose UIDs were removed) the SEG
+**references no series**: it gets a new study and, unless the anonymised series keeps one, a new Frame of Reference
+UID, and says so in its ``ContentDescription``.
 
 A DICOM Segmentation must hold at least one segment, so a result without vertebrae is not written
 (:func:`write_dicom_seg` raises :class:`EmptySegmentationError`; :func:`write_dicom_seg_output` logs why and
@@ -37,6 +40,7 @@ import copy
 import logging
 import os
 import uuid
+import warnings
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -238,16 +242,70 @@ def _check_source_grid(sources: Sequence, labels: sitk.Image, multiframe: bool) 
         )
 
 
-def _with_type2_attributes(source):
-    """``source`` where it holds every attribute of :data:`_PATIENT_STUDY_TYPE2`, else a copy of it with each
-    missing one present and empty (as DICOM allows for type 2), for highdicom; ``source`` itself is not changed."""
+def _refused_by_highdicom(keyword: str, value) -> Optional[str]:
+    """highdicom's reason for refusing ``value`` of the patient/study attribute ``keyword``, else None.
+
+    highdicom 0.28 (``base.py``, ``SOPClass.__init__``) converts the birth date and study date to DICOM DA and the
+    study time to TM (pydicom's ``DA``/``TM``: ValueError for "2022-12-08", "12.30"), checks Patient's Sex against
+    M/F/O (``PatientSexValues``: ValueError for "U") and Patient's Name with ``check_person_name`` (TypeError for a
+    multi-valued name); it copies the other attributes of :data:`_PATIENT_STUDY_TYPE2` as they are. The same
+    functions decide here. An empty value is always taken."""
+    hd, pydicom = _dicom_libraries()
+    checks = {
+        "PatientBirthDate": pydicom.valuerep.DA,
+        "StudyDate": pydicom.valuerep.DA,
+        "StudyTime": pydicom.valuerep.TM,
+        "PatientSex": hd.PatientSexValues,
+        "PatientName": hd.valuerep.check_person_name,
+    }
+    if keyword not in checks or value is None or (isinstance(value, str) and not value):
+        return None
+    try:
+        with warnings.catch_warnings():
+            # a one-component name passes with a UserWarning, and highdicom gives it again when it takes the name
+            warnings.simplefilter("ignore", UserWarning)
+            checks[keyword](value)
+    except (TypeError, ValueError) as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _for_highdicom(source) -> tuple:
+    """(dataset, refused) for highdicom: ``dataset`` is ``source`` where highdicom takes every attribute of
+    :data:`_PATIENT_STUDY_TYPE2` as it is, else a copy of it in which each one ``source`` lacks or whose value
+    highdicom refuses (:func:`_refused_by_highdicom`) is present and empty (as DICOM allows for type 2);
+    ``refused`` is ``{(keyword, value as text): highdicom's reason}`` of the values left out. ``source`` itself is
+    not changed; the values highdicom takes are copied as they are."""
     missing = [keyword for keyword in _PATIENT_STUDY_TYPE2 if keyword not in source]
-    if not missing:
-        return source
+    refused = {}
+    for keyword in _PATIENT_STUDY_TYPE2:
+        if keyword in source:
+            reason = _refused_by_highdicom(keyword, source[keyword].value)
+            if reason:
+                refused[(keyword, str(source[keyword].value))] = reason
+    if not missing and not refused:
+        return source, {}
     completed = copy.deepcopy(source)  # a header only (read without pixel data)
-    for keyword in missing:
+    for keyword in missing + [keyword for keyword, _ in refused]:
         setattr(completed, keyword, "")
-    return completed
+    return completed, refused
+
+
+def _warn_refused(refused: dict) -> None:
+    """One warning per refused (attribute, value) of :func:`_for_highdicom`."""
+    for (keyword, value), reason in refused.items():
+        _log.warning("%s of the source DICOM series is '%s', which is not valid DICOM (%s); %s has %s empty (the "
+                     "series' files are unchanged)", keyword, value, reason, DICOM_SEG_FILE, keyword)
+
+
+def _highdicom_sources(sources: Sequence) -> list:
+    """The source instances as highdicom gets them (:func:`_for_highdicom`), each value left out warned once."""
+    prepared = [_for_highdicom(ds) for ds in sources]
+    refused = {}
+    for _, each in prepared:
+        refused.update(each)
+    _warn_refused(refused)
+    return [ds for ds, _ in prepared]
 
 
 def _has_references(sources: Sequence) -> bool:
@@ -263,7 +321,8 @@ def _standalone_source(image: sitk.Image, sources: Sequence):
     hd, pydicom = _dicom_libraries()
     from pydicom.uid import CTImageStorage
 
-    template = sources[0] if sources else pydicom.Dataset()
+    template, refused = _for_highdicom(sources[0]) if sources else (pydicom.Dataset(), {})
+    _warn_refused(refused)
     ds = pydicom.Dataset()
     for keyword in _PATIENT_STUDY_TYPE2:
         setattr(ds, keyword, template.get(keyword, ""))
@@ -326,8 +385,9 @@ def build_dicom_seg(
     referenced = bool(sources) and _has_references(sources)
     if referenced:
         note = f"SpineSegmentation vertebrae of series {sources[0].get('SeriesDescription', '')}".strip()
-        # the real source instances, each type 2 patient/study attribute the export dropped present and empty
-        highdicom_sources = [_with_type2_attributes(ds) for ds in sources]
+        # the real source instances, each type 2 patient/study attribute the export dropped or highdicom refuses
+        # present and empty
+        highdicom_sources = _highdicom_sources(sources)
     else:
         why = "source series has no UIDs" if sources else f"made from {input_name or 'a non-DICOM image'}"
         note = f"references no DICOM series: {why}"

@@ -198,6 +198,73 @@ def test_a_series_without_type2_patient_or_study_attributes_gets_a_seg_with_them
     np.testing.assert_array_equal(slab, np.select([labels == T11, labels == T12], [1, 2], 0))
 
 
+#: Values found in real exports that are not valid DICOM and that highdicom refuses (Patient's Sex is M, F or O;
+#: DA is YYYYMMDD; TM is HHMMSS.FFFFFF).
+INVALID_VALUES = {"PatientSex": "U", "StudyDate": "2022-12-08", "StudyTime": "12.30"}
+
+
+@pytest.mark.parametrize("invalid", [{k: v} for k, v in INVALID_VALUES.items()] + [INVALID_VALUES],
+                         ids=[*INVALID_VALUES, "all"])
+def test_a_series_with_invalid_patient_or_study_values_gets_a_seg_with_them_empty_and_says_so(
+        slab_result, series_with_uids, invalid, tmp_path, caplog):
+    """A series with its UIDs whose patient/study attributes hold values that are not valid DICOM: every output is
+    written, the SEG references the real source slices and holds those attributes empty (a warning names each
+    attribute and value), the other attributes as the source; the series' files are left as they were."""
+    source_folder, study, series = series_with_uids
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in dicom_source_files(source_folder):
+        ds = pydicom.dcmread(path)
+        ds.PatientSex, ds.PatientBirthDate = "M", "19700101"  # valid values, to be copied exactly
+        for keyword, value in invalid.items():
+            setattr(ds, keyword, value)
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    with caplog.at_level(logging.WARNING, logger="SpineSegmentationLib.outputs.dicom_seg"):
+        paths = write_outputs(slab_result, read_image(folder), tmp_path / "out", input_path=folder)
+    assert set(paths) == set(OUTPUT_FILES) | {"dicom_seg"}
+    assert all(p.is_file() for p in paths.values())
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files  # the user's series is not changed
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in dicom_source_files(folder)]
+    assert all(ds[keyword].value == value for ds in sources for keyword, value in invalid.items())
+    seg = pydicom.dcmread(paths["dicom_seg"])
+    for keyword in PATIENT_STUDY_TYPE2:
+        assert keyword in seg, keyword  # type 2: present
+        if keyword in invalid:
+            assert seg[keyword].is_empty, keyword
+        else:
+            assert seg[keyword].value == sources[0][keyword].value, keyword
+    warned = [r.getMessage() for r in caplog.records if r.name == "SpineSegmentationLib.outputs.dicom_seg"]
+    assert len(warned) == len(invalid), warned  # one warning per attribute, not one per slice
+    for keyword, value in invalid.items():
+        assert any(f"{keyword} of the source DICOM series is '{value}', which is not valid DICOM" in m
+                   and f"segmentation.dcm has {keyword} empty" in m for m in warned), warned
+    assert (seg.StudyInstanceUID, seg.FrameOfReferenceUID) == (study, sources[0].FrameOfReferenceUID)
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [series]
+    referenced = {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
+    assert referenced == {s.SOPInstanceUID for s in sources}
+    assert_segments_match_label_map(seg, slab_result)
+
+
+def test_an_anonymised_series_with_an_invalid_patient_sex_gets_a_seg_with_it_empty(slab_result, dicom_dir, tmp_path):
+    """The series as shipped (no UIDs: the SEG references no series, its patient/study attributes are the first
+    slice's) with Patient's Sex "U": the SEG is written with Patient's Sex empty, the Study Date as the source."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in dicom_source_files(dicom_dir):
+        ds = pydicom.dcmread(path)
+        ds.PatientSex = "U"
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    seg = pydicom.dcmread(write_dicom_seg(slab_result, tmp_path / DICOM_SEG_FILE, dicom_source_files(folder)))
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+    assert seg.ContentDescription == "references no DICOM series: source series has no UIDs"
+    assert "PatientSex" in seg and seg["PatientSex"].is_empty
+    assert seg.StudyDate == pydicom.dcmread(path, stop_before_pixels=True).StudyDate == "20221208"
+    assert_segments_match_label_map(seg, slab_result)
+
+
 def test_enhanced_ct_input_writes_a_seg_whose_frames_reference_their_source_frames(slab_result, dicom_ct_image,
                                                                                    dicom_dir, real_ct,
                                                                                    real_ct_reference, tmp_path):
