@@ -318,10 +318,11 @@ NUMBER_OF_FRAMES_TAG = "0028|0008"
 def frame_count(header: sitk.ImageFileReader) -> int:
     """Number of Frames (0028,0008) of a DICOM file's header (a SimpleITK reader after ``ReadImageInformation``):
     the whole number it holds (spaces around it ignored); 1 when the tag is absent or holds no single whole number
-    (empty, several values, a fraction), i.e. the file is one image. The one reading of the tag: the reader
-    (:func:`multiframe_file`), the DICOM SEG's sources and the cohort's series checks use it."""
+    above 0 (empty, several values, a fraction, a non-conforming 0), i.e. the file is one image. The one reading
+    of the tag: the reader (:func:`multiframe_file`), the DICOM SEG's sources and the cohort's series checks use
+    it."""
     text = header.GetMetaData(NUMBER_OF_FRAMES_TAG).strip() if header.HasMetaDataKey(NUMBER_OF_FRAMES_TAG) else ""
-    return int(text) if text.isdigit() else 1
+    return int(text) if text.isdigit() and int(text) > 0 else 1
 
 
 def multiframe_file(files: list[str]) -> Optional[Path]:

@@ -565,6 +565,23 @@ def test_the_dicom_seg_takes_a_source_as_one_or_many_frames_as_the_reader_does(d
     assert int(seg.NumberOfFrames) == 1 and [s.SegmentLabel for s in seg.SegmentSequence] == ["L1"]
 
 
+@pytest.mark.parametrize("value, frames", [("0", 1), (" 3 ", 3), ("2.0", 1)])
+def test_number_of_frames_is_read_once_as_a_whole_number_above_zero(dicom_dir, tmp_path, value, frames):
+    """``io.frame_count`` on one slice of the real DICOM series with Number of Frames rewritten: a non-conforming
+    "0" is one image, as an absent tag is (before 2026-12-06 it gave 0, and the cohort listed "0 slices")."""
+    from SpineSegmentationLib.io import frame_count
+
+    first = sorted(p for p in dicom_dir.iterdir() if p.is_file())[0]
+    ds = pydicom.dcmread(first)
+    ds.NumberOfFrames = value
+    source = tmp_path / "slice.dcm"
+    ds.save_as(source)
+    header = sitk.ImageFileReader()
+    header.SetFileName(str(source))
+    header.ReadImageInformation()
+    assert frame_count(header) == frames
+
+
 def test_segment_tags_leave_out_a_regression_that_is_not_a_number():
     """``segment_tags.vertebra_tags`` is what both the .seg.nrrd and the Slicer node carry: a missing
     ``LabelRegressed`` makes renumbering fall back to the level's position, a "nan" would poison it."""
