@@ -370,6 +370,13 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    if output_dir.resolve() == source:",
              "    if False:",
              (T + "test_correction.py::test_cli_steps_without_network_write_a_new_folder_and_keep_the_old",)),
+    Mutation("kept-vertebrae-ahead-in-memory", "a re-run holds a kept vertebra out of the memory until the traversal "
+             "reaches it (the network never saw one ahead of its patch)",
+             "SpineSegmentationLib/correction.py",
+             "    trav = run_traversal(scan, reporter, kept_ids=kept.canonical)",
+             "    trav = run_traversal(scan, reporter, memory=kept.canonical > 0, kept_ids=kept.canonical)",
+             (T + "test_correction.py::test_real_rerun_finds_the_vertebrae_redone_below_kept_ones_on_a_ct_the_model_"
+              "never_saw",)),
 )
 
 
