@@ -180,12 +180,7 @@ def test_a_series_without_type2_patient_or_study_attributes_gets_a_seg_with_them
     seg = pydicom.dcmread(paths["dicom_seg"])
     sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in dicom_source_files(folder)]
     assert all(keyword not in ds for ds in sources for keyword in dropped)
-    for keyword in PATIENT_STUDY_TYPE2:
-        assert keyword in seg, keyword  # type 2: present
-        if keyword in dropped:
-            assert seg[keyword].is_empty, keyword
-        else:
-            assert seg[keyword].value == sources[0][keyword].value, keyword
+    _assert_patient_study_copied(seg, sources[0], emptied=dropped)
     assert (seg.StudyInstanceUID, seg.FrameOfReferenceUID) == (study, sources[0].FrameOfReferenceUID)
     assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [series]
     referenced = {r.ReferencedSOPInstanceUID for r in seg.ReferencedSeriesSequence[0].ReferencedInstanceSequence}
@@ -196,6 +191,17 @@ def test_a_series_without_type2_patient_or_study_attributes_gets_a_seg_with_them
         source_sop_instance_uids=[s.SOPInstanceUID for s in sources], combine_segments=True)
     labels = sitk.GetArrayFromImage(slab_result.labels)
     np.testing.assert_array_equal(slab, np.select([labels == T11, labels == T12], [1, 2], 0))
+
+
+def _assert_patient_study_copied(seg, source, emptied) -> None:
+    """Every type 2 patient/study attribute is present in ``seg``: empty for the keywords in ``emptied``, the
+    source's value for the others."""
+    for keyword in PATIENT_STUDY_TYPE2:
+        assert keyword in seg, keyword  # type 2: present
+        if keyword in emptied:
+            assert seg[keyword].is_empty, keyword
+        else:
+            assert seg[keyword].value == source[keyword].value, keyword
 
 
 #: Values found in real exports that are not valid DICOM and that highdicom refuses (Patient's Sex is M, F or O;
@@ -229,12 +235,7 @@ def test_a_series_with_invalid_patient_or_study_values_gets_a_seg_with_them_empt
     sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in dicom_source_files(folder)]
     assert all(ds[keyword].value == value for ds in sources for keyword, value in invalid.items())
     seg = pydicom.dcmread(paths["dicom_seg"])
-    for keyword in PATIENT_STUDY_TYPE2:
-        assert keyword in seg, keyword  # type 2: present
-        if keyword in invalid:
-            assert seg[keyword].is_empty, keyword
-        else:
-            assert seg[keyword].value == sources[0][keyword].value, keyword
+    _assert_patient_study_copied(seg, sources[0], emptied=invalid)
     warned = [r.getMessage() for r in caplog.records if r.name == "SpineSegmentationLib.outputs.dicom_seg"]
     assert len(warned) == len(invalid), warned  # one warning per attribute, not one per slice
     for keyword, value in invalid.items():
