@@ -492,8 +492,9 @@ def segment_from_point(
        cannot honestly be run top-down. Instead it runs bottom-up, as trained, on the region below the clicked
        vertebra only (``run_traversal(z_range=...)``: windows and accepted fragments below the clicked vertebra's
        centre); the placeholders are dropped, so the vertebrae below are segmented properly. The memory holds
-       the existing vertebrae below the clicked one only - what the network was trained with (the vertebrae
-       before its target) - not the clicked vertebra and those above it: on the shipped model and the example CT,
+       the existing vertebrae below the clicked one only, each from when this traversal reaches it (as in step
+       4) - what the network was trained with (the vertebrae before its target) - not the clicked vertebra and
+       those above it: on the shipped model and the example CT,
        having them in the memory made the network regress L4 as 17.5 instead of 21.1 and segment an extra
        81-voxel fragment between L4 and L3, shifting the labels below by one. The z range keeps the clicked
        vertebra and everything above it from being segmented again, and the merge keeps their voxels; a vertebra
@@ -504,8 +505,9 @@ def segment_from_point(
        memory from the start, the others enter it when the traversal reaches them
        (:meth:`~SpineSegmentationLib.traversal.Traversal.defer_kept`: on the TPTBox crop, never trained on, with
        L4 removed from its reference and a click at L4's centroid, the network found no vertebra there while L2
-       and L3 above it were in the memory; 4 of 8 such clicks failed so before 2026-12-06). Bone that traversal finds that is the rest of one of them (one drawn smaller than its bone) goes into
-       the memory only, as in :func:`rerun_with_edits`; at the point, that is no vertebra (ValueError). Their
+       and L3 above it were in the memory; 4 of 8 such clicks failed so before 2026-12-06). Bone that traversal
+       finds that is the rest of one of them (one drawn smaller than its bone) goes into the memory only, as in
+       :func:`rerun_with_edits`; at the point, that is no vertebra (ValueError). Their
        regressed labels come from one evaluation each (as in :func:`rerun_with_edits`). The label
        refinement (seed 002 section 3.4) then runs over all vertebrae, existing ones included; the levels of the
        ``edited`` and the ``stated`` ones are constraints.
@@ -577,15 +579,15 @@ def segment_from_point(
     traversals = [found]
     instances, probability, detected = found.instances, found.mask_probability, found.vertebrae
     if "backward" in {_anatomical(scan, d) for d in directions}:
-        # only the kept vertebrae behind the clicked one go into the memory, as in training (memory = the
-        # vertebrae before the target); the z range keeps the clicked vertebra and those beyond it from being
+        # only the kept vertebrae behind the clicked one go into the memory, each when this traversal reaches it,
+        # as in training (memory = the vertebrae before the target); the z range keeps the clicked vertebra and those beyond it from being
         # segmented again, and new voxels never replace the clicked one's
         center_z = detected[0].center_zyx[0]
         behind = [k for k, c in kept.centroids.items() if _behind(scan, c[0], center_z)]
         z_range = (0, center_z - 1) if scan.direction == "up" else (center_z + 1, scan.volume.shape[0] - 1)
-        in_memory = np.isin(kept.canonical, behind)
-        trav = run_traversal(scan, reporter, memory=in_memory, z_range=z_range, already=len(detected),
-                             kept_ids=np.where(in_memory, kept.canonical, 0))
+        below = np.isin(kept.canonical, behind)
+        trav = run_traversal(scan, reporter, z_range=z_range, already=len(detected),
+                             kept_ids=np.where(below, kept.canonical, 0))
         instances, probability, detected = _merge_behind(instances, probability, detected, trav, kept.canonical > 0,
                                                          engine.v_min, engine.params.mask_threshold)
         found.evaluations += trav.evaluations

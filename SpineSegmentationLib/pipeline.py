@@ -408,8 +408,8 @@ def kept_found_again(engine: Traversal, kept_ids: np.ndarray) -> Callable[[Fragm
         own[fragment.src] = fragment.mask
         for k in touched[touched > 0]:
             k_voxels = kept_ids == k
-            if not (engine.memory[k_voxels] >= 0.5).any():
-                continue  # ahead of the traversal, not in the memory yet
+            if engine.kept_ahead is not None and engine.kept_ahead[k_voxels].any():
+                continue  # ahead of the traversal, not in the memory yet (Traversal.reach_kept decides)
             memory = np.where(k_voxels, np.float32(0.0), engine.memory)
             prob, _, _, (src, dst) = engine.predictor.predict([fragment.bbox_center], memory)[0]
             mask = np.zeros(kept_ids.shape, dtype=bool)

@@ -694,11 +694,11 @@ class Traversal:
         memory holds only in part (a person's edit that left part of its bone out), and that bone is no vertebra of
         its own. Traversal goes on from it as from a committed vertebra.
 
-        A fragment that is a person's kept vertebra ahead (:meth:`reach_kept`), once cut at a disc it crosses, goes
-        into the memory with that vertebra as the person drew it, and is counted in ``result.kept_reached``: the network's whole vertebra is
-        what the next evaluation expects in the memory (seed 002 section 3.2), the person's voxels what the output
-        keeps. Traversal goes on from it as from a committed vertebra. A committed vertebra puts the kept
-        vertebrae behind it into the memory.
+        A fragment of at least ``v_min`` voxels, once cut at a disc it crosses, that is a person's kept vertebra
+        ahead (:meth:`reach_kept`) goes into the memory with that vertebra as the person drew it, and is counted in
+        ``result.kept_reached``: the network's whole vertebra is what the next evaluation expects in the memory
+        (seed 002 section 3.2), the person's voxels what the output keeps. Traversal goes on from it as from a
+        committed vertebra. A committed vertebra puts the kept vertebrae behind it into the memory.
 
         Returns:
             The new :class:`DetectedVertebra`, or None when the fragment was rejected, joined the vertebra before,
@@ -714,6 +714,10 @@ class Traversal:
         if joined:
             return None
         self.memory[fragment.src][fragment.mask] = 1.0
+        if int(fragment.mask.sum()) < self.v_min:
+            self.following = False  # no vertebra: the next one does not follow on from it
+            self.result.below_v_min_after_cut += 1
+            return None
         reached = self.reach_kept(fragment)
         if reached is not None:
             self._take_kept(reached)
@@ -721,10 +725,6 @@ class Traversal:
             self._take_kept_behind(float(self.previous_centroid[0]))
             self.following = True  # a vertebra: the next one follows on from it
             self.result.kept_reached += 1
-            return None
-        if int(fragment.mask.sum()) < self.v_min:
-            self.following = False  # no vertebra: the next one does not follow on from it
-            self.result.below_v_min_after_cut += 1
             return None
         self.following = is_vertebral_bone(fragment.label, *self.bone_statistics(fragment))
         if not self.following:
