@@ -397,9 +397,9 @@ def check_intensities(image: sitk.Image) -> None:
                  if dicom else "Read the DICOM series itself rather than this converted copy, or subtract 1024 "
                  "from the values (e.g. SimpleITK: image - 1024).")
         raise InputImageError(
-            f"{problem} They look like HU + 1024: a CT stored without applying its rescale slope/intercept "
-            f"(intercept -1024; air at about 0 instead of -1000 HU, water at 1024 instead of 0). {where} The model "
-            "segments CT only: an MR or other modality cannot be processed."
+            f"{problem} If this is a CT, they look like HU + 1024: a CT stored without applying its rescale "
+            "slope/intercept (intercept -1024; air at about 0 instead of -1000 HU, water at 1024 instead of 0). "
+            f"{where} The model segments CT only: an MR or other modality cannot be processed."
         )
     # HU-like values below -100 that are too few: a CT cut to a block inside the body rather than another unit
     crop = (" If it is a CT cut to a block inside the body (a crop of a few centimetres around a vertebra holds "
