@@ -7,7 +7,8 @@ of a batch (the process that runs :func:`.batch.run_batch`, also with the Ray en
 
 - ``OUTROOT/.spineseg-batch.lock``: an operating-system file lock (``flock`` on POSIX), taken through the
   ``filelock`` library without waiting. The system releases it when its process ends in any way (SIGKILL, a
-  crash), and two processes of one machine can never both hold it.
+  crash). It makes reading the owner record and writing this batch's own (a killed batch's taken over) one step
+  on a machine.
 - ``OUTROOT/.spineseg-batch.owner.json``: who holds it (``pid``, the process's ``create_time``, ``host``,
   ``started`` in UTC, ``command``), created exclusively, so that two hosts whose shared file system does not pass
   file locks between them cannot both start either. A later batch names this run in its error; a record left by
@@ -15,7 +16,11 @@ of a batch (the process that runs :func:`.batch.run_batch`, also with the Ray en
   and its process is gone (the same rule as ``spineseg segment``'s staging folder,
   :func:`..outputs.staging.owner_alive`); a record from another host is refused, with how to remove it.
 
-Both files are removed when the batch ends (normally, by an error or by Ctrl-C/SIGTERM).
+Both files are removed when the batch ends (normally, by an error or by Ctrl-C/SIGTERM), the record before the
+file lock is released. Because the lock file is removed (a batch leaves nothing of its own in the folder), a
+process that opened it just before its removal can still lock the removed file while a later one locks a new
+file of that name: the file lock alone does not keep every second batch out, the exclusively created owner record
+does (both such processes find no record, and only one of them can create it).
 """
 
 from __future__ import annotations
@@ -182,13 +187,14 @@ class BatchLock:
                     "command": " ".join(sys.argv)}
             if record is not None:
                 self._replace_record(mine)
+                self._record = mine
                 self._note(f"spineseg batch: took over the lock on {self.output_root} left by a batch that is no "
                            f"longer running ({_who(record)}; killed or its machine restarted)")
             else:
                 self._create_record(mine)
-            self._record = mine
-        except BaseException:
-            self._release_file_lock()
+                self._record = mine
+        except BaseException:  # e.g. Ctrl-C, or a note callback that raises: the record written here goes too
+            self.release()
             raise
 
     def _holder_record(self) -> Optional[dict]:
@@ -216,9 +222,11 @@ class BatchLock:
         try:
             with os.fdopen(descriptor, "w", encoding="utf-8") as stream:
                 json.dump(mine, stream)
-        except OSError as exc:
+        except BaseException as exc:  # also Ctrl-C: an empty record would refuse the next batch ("cannot be read")
             self.record_path.unlink()
-            raise describe_write_error(exc, self.record_path) from exc
+            if isinstance(exc, OSError):
+                raise describe_write_error(exc, self.record_path) from exc
+            raise
 
     def _replace_record(self, mine: dict) -> None:
         from ..outputs.staging import describe_write_error
@@ -238,17 +246,33 @@ class BatchLock:
             return
         self._file_lock.release()
         self._file_lock = None
-        try:  # filelock leaves the file on POSIX; a batch leaves nothing of its own in the folder
+        # filelock removes the file on release on Windows (where removing it here raises PermissionError when
+        # another batch has opened it meanwhile); it leaves it on POSIX, where a batch removes it, to leave nothing
+        # of its own in the folder (see the module docstring for why that is safe).
+        if sys.platform == "win32":
+            return
+        try:
             self.lock_path.unlink()
-        except FileNotFoundError:  # removed on release (Windows), or by a batch that took the lock meanwhile
+        except FileNotFoundError:  # removed by a batch that took the lock and ended meanwhile
+            pass
+        except PermissionError:
+            # A folder that cannot be written (any more): the file stays, which is harmless (the lock is released and
+            # the next batch locks the file again); the error to report there is that of the owner record or the run.
             pass
 
     def release(self) -> None:
-        """Remove the owner record (when it is still this process's) and release the file lock. Safe to call
-        twice."""
-        if self._record is not None:
-            record, _ = _read_record(self.record_path)
-            if record is not None and all(record.get(k) == self._record[k] for k in ("pid", "create_time", "host")):
-                self.record_path.unlink()
-            self._record = None
-        self._release_file_lock()
+        """Remove the owner record (when it is still this process's) and release the file lock, also when the
+        record cannot be removed (its error is raised then). Safe to call twice.
+
+        Raises:
+            OSError: the owner record could not be removed (the next batch on this host takes it over, once this
+                process has ended).
+        """
+        try:
+            if self._record is not None:
+                record, _ = _read_record(self.record_path)
+                mine, self._record = self._record, None
+                if record is not None and all(record.get(k) == mine[k] for k in ("pid", "create_time", "host")):
+                    self.record_path.unlink()
+        finally:
+            self._release_file_lock()

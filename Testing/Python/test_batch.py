@@ -801,3 +801,63 @@ def test_a_ray_batch_holds_the_lock_in_its_driver_and_releases_it_after_an_excep
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert f"is in use by another spineseg batch (pid {os.getpid()} on host {socket.gethostname()}" in proc.stderr
     assert seen == [[LOCK_FILE, OWNER_RECORD]] and lock_files(out) == []
+
+
+def test_a_lock_takeover_whose_note_raises_leaves_no_record_naming_this_live_process(tmp_path):
+    """A takeover whose note raises (or Ctrl-C after the record was replaced) left a record naming this process: a
+    later batch of this (still running, e.g. Slicer) process into the folder was refused as "in use"."""
+    holder = lock_holder(tmp_path)
+    holder.kill()  # its owner record stays, naming a process that is gone
+    holder.wait(timeout=60)
+
+    def note(line):
+        raise RuntimeError("stopped by the note callback")
+
+    with pytest.raises(RuntimeError, match="stopped by the note callback"):
+        BatchLock(tmp_path, note=note).acquire()
+    assert lock_files(tmp_path) == []
+    with BatchLock(tmp_path):
+        assert lock_files(tmp_path) == [LOCK_FILE, OWNER_RECORD]
+    assert lock_files(tmp_path) == []
+
+
+def test_ctrl_c_while_the_lock_record_is_written_leaves_no_empty_record(tmp_path, monkeypatch):
+    """Ctrl-C between creating the owner record and writing it left an empty record: the next batch was refused,
+    "cannot be read". The interrupt cannot be timed to fall there for real; json.dump raises it instead."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(json, "dump", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            BatchLock(tmp_path).acquire()
+    assert lock_files(tmp_path) == []
+    with BatchLock(tmp_path):
+        assert json.loads((tmp_path / OWNER_RECORD).read_text())["pid"] == os.getpid()
+
+
+def test_the_file_lock_is_released_when_the_record_cannot_be_removed(tmp_path, monkeypatch):
+    """release() raised on removing the record before it released the file lock. A real failure needs a folder
+    that cannot be written, which root can still write into (the user these tests may run as): the removal is made
+    to fail here instead."""
+    from filelock import FileLock
+
+    lock = BatchLock(tmp_path)
+    lock.acquire()
+    unlink = type(lock.record_path).unlink
+
+    def failing_unlink(path, *args, **kwargs):
+        if path == lock.record_path:
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+        return unlink(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(type(lock.record_path), "unlink", failing_unlink)
+        with pytest.raises(PermissionError) as failed:
+            lock.release()
+    assert failed.value.filename == str(tmp_path / OWNER_RECORD)  # the record's error, not another one
+    assert lock_files(tmp_path) == [OWNER_RECORD]  # the record stays (taken over once this process has ended)
+    probe = FileLock(str(tmp_path / LOCK_FILE), timeout=0)
+    probe.acquire()  # raises filelock.Timeout while the file lock is still held
+    probe.release()
+    lock.release()  # a second call does nothing
