@@ -19,6 +19,7 @@ from torch import nn
 from SpineSegmentationLib.discs import split_at_disc
 from SpineSegmentationLib.geometry import to_canonical
 from SpineSegmentationLib.models import load_model
+from SpineSegmentationLib.pipeline import kept_found_again
 from SpineSegmentationLib.networks import IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.preprocessing import normalize_hu
 from SpineSegmentationLib.traversal import (MIN_BONE_FRACTION, NO_BONE_LABEL, PatchPredictor, Traversal,
@@ -385,3 +386,141 @@ def test_convergence_is_a_move_of_at_most_delta_max_voxels(offset, converged, it
     # committed: in the output and the memory, so the same patch finds nothing new there
     vertebra = engine.commit(track)
     assert vertebra.instance == 1 and engine.memory[engine.result.instances == 1].min() == 1.0
+
+
+# ---- a person's kept vertebrae, held out of the memory until the traversal reaches them (Traversal.defer_kept)
+
+
+def _kept_engine(vol, totals, kept, direction="up", memory=None):
+    """A traversal engine set up as ``pipeline.run_traversal(kept_ids=kept)`` sets it up (the oracle network, the
+    kept vertebrae deferred, the found-again test), and a log of ``(vertebrae committed, memory)`` at every network
+    evaluation: what the network saw in the memory."""
+    log = []
+    engine = Traversal(vol, oracle_model(InstanceOracle(totals, direction), direction=direction), torch.device("cpu"),
+                       memory=memory, direction=direction,
+                       progress=lambda found, _evaluations: log.append((found, engine.memory >= 0.5)))
+    engine.defer_kept(kept)
+    engine.is_found_again = kept_found_again(engine, kept)
+    return engine, log
+
+
+@pytest.mark.parametrize("direction, order", [("up", [1, 2, 4, 5]), ("down", [5, 4, 2, 1])])
+def test_a_kept_vertebra_enters_the_memory_when_the_traversal_reaches_it(direction, order):
+    """Vertebra 3 kept by a person: the network never sees it in the memory while it lies ahead of the patch (as in
+    training), segments it as the next vertebra when the traversal gets there, and that fragment goes into the
+    memory, not the output; the traversal goes on beyond it. Put into the memory from the start instead, the
+    network would see a vertebra ahead of the one it segments."""
+    vol, totals = _column()
+    kept = np.where(vol == 3, 3, 0).astype(np.int32)
+    engine, log = _kept_engine(vol, totals, kept, direction)
+    res = engine.run()
+    assert _instance_ids(res, vol) == order
+    assert not res.instances[vol == 3].any()
+    assert (res.kept_reached, res.found_again, res.rejected) == (1, 0, 0)
+    np.testing.assert_array_equal(engine.memory >= 0.5, vol > 0)
+    seen = [bool(memory[vol == 3].any()) for found, memory in log if found < 2]
+    assert seen and not any(seen)  # before the vertebra behind it was committed: never in the memory
+    assert all(memory[vol == 3].all() for found, memory in log if found > 2)
+    assert not engine.kept_ahead.any()
+
+
+@pytest.mark.parametrize("drawn", [
+    (slice(44, 50), slice(13, 27), slice(13, 27)),  # the lower half of its bone
+    (slice(44, 46), slice(13, 27), slice(13, 27)),  # two slices: 1/6 of the fragment, all of the kept vertebra
+    (slice(40, 60), slice(13, 27), slice(8, 40)),  # around it, wide: 1/3 of the kept vertebra, all of the fragment
+])
+def test_a_kept_vertebra_drawn_other_than_its_bone_is_reached(drawn):
+    """The person drew vertebra 3 smaller than its bone (the network's fragment holds at least SAME_VERTEBRA_SHARE
+    of it) or around it (at least KEPT_SHARE_OF_FRAGMENT of the fragment lies in it): it is reached, and the whole
+    bone and the person's voxels go into the memory, not the output."""
+    vol, totals = _column()  # vertebra 3 is z 44..55, y and x 13..26
+    kept = np.zeros(vol.shape, dtype=np.int32)
+    kept[drawn] = 3
+    engine, log = _kept_engine(vol, totals, kept)
+    res = engine.run()
+    assert _instance_ids(res, vol) == [1, 2, 4, 5]
+    assert (res.kept_reached, res.found_again, res.rejected) == (1, 0, 0)
+    np.testing.assert_array_equal(engine.memory >= 0.5, (vol > 0) | (kept > 0))
+    assert not any(memory[kept > 0].any() for found, memory in log if found < 2)
+
+
+def test_a_kept_vertebra_drawn_into_its_neighbour_is_not_taken_for_it():
+    """Vertebra 3 drawn one slice into vertebra 2 (196 voxels: 8 % of vertebra 2's fragment and of the kept
+    vertebra, below both shares): vertebra 2 is a vertebra of its own, and vertebra 3 is reached after it."""
+    vol, totals = _column()
+    kept = np.where(vol == 3, 3, 0).astype(np.int32)
+    kept[37, 13:27, 13:27] = 3  # vertebra 2 is z 26..37
+    engine, _ = _kept_engine(vol, totals, kept)
+    res = engine.run()
+    assert _instance_ids(res, vol) == [1, 2, 4, 5]
+    assert (res.kept_reached, res.found_again, res.rejected) == (1, 0, 0)
+    np.testing.assert_array_equal(engine.memory >= 0.5, vol > 0)
+
+
+def test_a_kept_vertebra_the_traversal_never_reaches_enters_the_memory_once_passed():
+    """A kept 'vertebra' drawn beside the column, in air, at the level of vertebra 3: the network never segments
+    it, so it is never reached; it goes into the memory when vertebra 4, beyond it, is committed."""
+    vol, totals = _column(shape=(96, 40, 80))
+    kept = np.zeros(vol.shape, dtype=np.int32)
+    kept[44:56, 13:27, 55:69] = 7
+    engine, log = _kept_engine(vol, totals, kept)
+    res = engine.run()
+    assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
+    assert (res.kept_reached, res.found_again, res.rejected) == (0, 0, 0)
+    np.testing.assert_array_equal(engine.memory >= 0.5, (vol > 0) | (kept > 0))
+    assert [bool(memory[kept > 0].all()) for found, memory in log] == [found >= 4 for found, memory in log]
+    assert not any(memory[kept > 0].any() for found, memory in log if found < 4)
+
+
+def test_no_kept_vertebra_is_a_plain_traversal():
+    vol, totals = _column()
+    engine, _ = _kept_engine(vol, totals, np.zeros(vol.shape, dtype=np.int32))
+    res = engine.run()
+    assert _instance_ids(res, vol) == [1, 2, 3, 4, 5]
+    assert (res.kept_reached, res.found_again, res.rejected) == (0, 0, 0)
+    np.testing.assert_array_equal(engine.memory >= 0.5, vol > 0)
+
+
+def test_a_kept_vertebra_the_memory_holds_is_not_deferred():
+    """Vertebrae 1 and 2 kept, the memory holding vertebra 1: only 2 is held back (and reached); 1 stays in the
+    memory throughout."""
+    vol, totals = _column()
+    kept = np.where(vol <= 2, vol, 0).astype(np.int32)
+    engine, log = _kept_engine(vol, totals, kept, memory=vol == 1)
+    assert sorted(np.unique(engine.kept_ahead)) == [0, 2]
+    res = engine.run()
+    assert _instance_ids(res, vol) == [3, 4, 5]
+    assert (res.kept_reached, res.found_again, res.rejected) == (1, 0, 0)
+    np.testing.assert_array_equal(engine.memory >= 0.5, vol > 0)
+    assert all(memory[vol == 1].all() for _, memory in log)
+    assert not log[0][1][vol == 2].any()
+
+
+def test_deferring_kept_vertebrae_of_another_shape_is_refused():
+    vol, totals = _column()
+    engine = Traversal(vol, oracle_model(InstanceOracle(totals)), torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"kept_ids has shape \(96, 40, 20\), the volume \(96, 40, 40\)"):
+        engine.defer_kept(np.zeros((96, 40, 20), dtype=np.int32))
+    assert engine.kept_ahead is None
+
+
+def test_a_kept_vertebra_cut_below_v_min_at_a_disc_is_no_vertebra_reached():
+    """The order of :meth:`Traversal.commit`'s checks: what a cut at a disc leaves below v_min is no vertebra (seed
+    002 section 3.3), also where a person kept it. Vertebra 1 (980 voxels < v_min), kept, is found only joined to
+    vertebra 2 behind their disc; the cut's part is counted below v_min, not reached, and vertebra 1 enters the
+    memory whole when vertebra 2, beyond it, is committed. With the kept test first it was counted as reached."""
+    vol = np.zeros((72, 40, 40), dtype=np.float32)
+    vol[9:14, 13:27, 13:27] = 1
+    vol[16:28, 13:19, 18:22] = 2  # body
+    vol[16:28, 19:27, 13:27] = 2  # arch
+    vol[34:46, 13:27, 13:27] = 3
+    totals = {k: int((vol == k).sum()) for k in (1, 2, 3)}
+    kept = np.where(vol == 1, 1, 0).astype(np.int32)
+    engine = Traversal(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
+    engine.defer_kept(kept)
+    engine.is_found_again = kept_found_again(engine, kept)
+    res = engine.run()
+    assert _instance_ids(res, vol) == [2, 3]
+    assert (res.split_at_disc, res.below_v_min_after_cut, res.kept_reached, res.found_again) == (1, 1, 0, 0)
+    np.testing.assert_array_equal(engine.memory >= 0.5, vol > 0)
+    assert not engine.kept_ahead.any()
