@@ -580,8 +580,8 @@ def segment_from_point(
     instances, probability, detected = found.instances, found.mask_probability, found.vertebrae
     if "backward" in {_anatomical(scan, d) for d in directions}:
         # only the kept vertebrae behind the clicked one go into the memory, each when this traversal reaches it,
-        # as in training (memory = the vertebrae before the target); the z range keeps the clicked vertebra and those beyond it from being
-        # segmented again, and new voxels never replace the clicked one's
+        # as in training (memory = the vertebrae before the target); the z range keeps the clicked vertebra and
+        # those beyond it from being segmented again, and new voxels never replace the clicked one's
         center_z = detected[0].center_zyx[0]
         behind = [k for k, c in kept.centroids.items() if _behind(scan, c[0], center_z)]
         z_range = (0, center_z - 1) if scan.direction == "up" else (center_z + 1, scan.volume.shape[0] - 1)
