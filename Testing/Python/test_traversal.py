@@ -183,18 +183,24 @@ def test_a_fragment_that_crosses_a_disc_is_cut_there_and_the_next_vertebra_gets_
     assert res.split_at_disc == 1
 
 
+def _column_with_a_vertebra_below_v_min() -> tuple[np.ndarray, dict[int, int]]:
+    """Vertebra 1 (980 voxels < v_min), vertebra 2 (a narrow body with a wide arch, 1632 voxels) and vertebra 3
+    (2352) stacked along z, and their voxel counts."""
+    vol = np.zeros((72, 40, 40), dtype=np.float32)
+    vol[9:14, 13:27, 13:27] = 1
+    vol[16:28, 13:19, 18:22] = 2  # body
+    vol[16:28, 19:27, 13:27] = 2  # arch
+    vol[34:46, 13:27, 13:27] = 3
+    return vol, {k: int((vol == k).sum()) for k in (1, 2, 3)}
+
+
 def test_what_a_cut_at_a_disc_leaves_below_v_min_is_no_vertebra_and_traversal_moves_on():
     """Seed 002 section 3.3: a fragment smaller than v_min is no detection, also when the cut at a disc made it
     so. Vertebra 1 (980 voxels < v_min) is found only joined to vertebra 2 behind their disc; the cut keeps its
     fuller body side, vertebra 1 alone: that part goes into the memory, not the output, and the same patch then
     gives vertebra 2 (a narrow body with a wide arch, 1632 voxels) whole. Without the rule, vertebra 1 came out as
     a 980-voxel instance."""
-    vol = np.zeros((72, 40, 40), dtype=np.float32)
-    vol[9:14, 13:27, 13:27] = 1
-    vol[16:28, 13:19, 18:22] = 2  # body
-    vol[16:28, 19:27, 13:27] = 2  # arch
-    vol[34:46, 13:27, 13:27] = 3
-    totals = {k: int((vol == k).sum()) for k in (1, 2, 3)}
+    vol, totals = _column_with_a_vertebra_below_v_min()
     assert totals == {1: 980, 2: 1632, 3: 2352}
     res = traverse(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
     assert _instance_ids(res, vol) == [2, 3]
@@ -525,12 +531,7 @@ def test_a_kept_vertebra_cut_below_v_min_at_a_disc_is_no_vertebra_reached():
     002 section 3.3), also where a person kept it. Vertebra 1 (980 voxels < v_min), kept, is found only joined to
     vertebra 2 behind their disc; the cut's part is counted below v_min, not reached, and vertebra 1 enters the
     memory whole when vertebra 2, beyond it, is committed. With the kept test first it was counted as reached."""
-    vol = np.zeros((72, 40, 40), dtype=np.float32)
-    vol[9:14, 13:27, 13:27] = 1
-    vol[16:28, 13:19, 18:22] = 2  # body
-    vol[16:28, 19:27, 13:27] = 2  # arch
-    vol[34:46, 13:27, 13:27] = 3
-    totals = {k: int((vol == k).sum()) for k in (1, 2, 3)}
+    vol, totals = _column_with_a_vertebra_below_v_min()
     kept = np.where(vol == 1, 1, 0).astype(np.int32)
     engine = Traversal(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
     engine.defer_kept(kept)
