@@ -49,7 +49,7 @@ from .anatomy import VERSE_NAMES, is_column_vertebra, vertebra_name
 from .geometry import label_measurements, lps_to_index, ras_to_lps, same_grid
 from .models import SpineModel
 from .pipeline import (SAME_VERTEBRA_SHARE, Candidate, ProgressCallback, Reporter, Scan, assemble_result,
-                       from_network_frame, kept_found_again, new_candidates, prepare_scan, run_traversal,
+                       follow_kept, from_network_frame, new_candidates, prepare_scan, run_traversal,
                        traversal_counts, traversal_engine, traversal_progress)
 from .renumbering import (  # re-exported (__all__): the correction workflow's public API is one module
     Relabeling,
@@ -567,8 +567,7 @@ def segment_from_point(
     behind_point = [k for k, c in kept.centroids.items() if _behind(scan, c[0], point_zyx[0])]
     engine = traversal_engine(scan, traversal_progress(scan, reporter),
                               scan.network_frame(np.isin(kept.canonical, behind_point)))
-    engine.defer_kept(scan.network_frame(kept.canonical))
-    engine.is_found_again = kept_found_again(engine, scan.network_frame(kept.canonical))
+    follow_kept(engine, scan.network_frame(kept.canonical))
     point_net = point_zyx.copy()
     point_net[0] = scan.network_z(point_net[0])
     clicked = _segment_clicked(engine, point_net)

@@ -422,6 +422,21 @@ def kept_found_again(engine: Traversal, kept_ids: np.ndarray) -> Callable[[Fragm
     return found_again
 
 
+def follow_kept(engine: Traversal, kept_ids: np.ndarray) -> None:
+    """Set ``engine`` up for a person's kept vertebrae: those its memory does not hold enter it when the traversal
+    reaches them (:meth:`Traversal.defer_kept`), and a fragment that is the rest of one in the memory goes into the
+    memory only (:func:`kept_found_again`).
+
+    Args:
+        kept_ids: int [z, y, x] ids of the kept vertebrae (0 = none), in the engine's (network) frame.
+
+    Raises:
+        ValueError: ``kept_ids`` does not have the engine's volume shape.
+    """
+    engine.defer_kept(kept_ids)
+    engine.is_found_again = kept_found_again(engine, kept_ids)
+
+
 def run_traversal(
     scan: Scan,
     reporter: Reporter,
@@ -465,8 +480,7 @@ def run_traversal(
     engine = traversal_engine(scan, traversal_progress(scan, reporter, already), scan.network_frame(memory),
                               sliding_batch)
     if kept_ids is not None:
-        engine.defer_kept(scan.network_frame(kept_ids))
-        engine.is_found_again = kept_found_again(engine, scan.network_frame(kept_ids))
+        follow_kept(engine, scan.network_frame(kept_ids))
     start = None if start_zyx is None else np.asarray(start_zyx, dtype=int).copy()
     if start is not None:
         start[0] = scan.network_z(start[0])

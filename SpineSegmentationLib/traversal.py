@@ -780,8 +780,8 @@ class Traversal:
             inside = [w for w in windows if z_range[0] <= w[0] <= z_range[1]]
             # a range between two rows of windows (narrower than the step; at a crop's edge): the nearest windows,
             # moved into it (a click on L3 of the TPTBox crop found no L4 below it: no window was left)
-            windows = inside or list({(int(np.clip(w[0], *z_range)), int(w[1]), int(w[2])): w for w in windows})
-            windows = [np.array(w) for w in windows]
+            windows = inside or [np.array(w) for w in dict.fromkeys(
+                (int(np.clip(w[0], *z_range)), int(w[1]), int(w[2])) for w in windows)]
         max_evaluations = self.predictor.evaluations + len(windows) + (self.params.max_iterations + 2) * MAX_VERTEBRAE
         pending = 0
 

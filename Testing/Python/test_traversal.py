@@ -19,7 +19,7 @@ from torch import nn
 from SpineSegmentationLib.discs import split_at_disc
 from SpineSegmentationLib.geometry import to_canonical
 from SpineSegmentationLib.models import load_model
-from SpineSegmentationLib.pipeline import kept_found_again
+from SpineSegmentationLib.pipeline import follow_kept
 from SpineSegmentationLib.networks import IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.preprocessing import normalize_hu
 from SpineSegmentationLib.traversal import (MIN_BONE_FRACTION, NO_BONE_LABEL, PatchPredictor, Traversal,
@@ -398,15 +398,14 @@ def test_convergence_is_a_move_of_at_most_delta_max_voxels(offset, converged, it
 
 
 def _kept_engine(vol, totals, kept, direction="up", memory=None):
-    """A traversal engine set up as ``pipeline.run_traversal(kept_ids=kept)`` sets it up (the oracle network, the
-    kept vertebrae deferred, the found-again test), and a log of ``(vertebrae committed, memory)`` at every network
+    """A traversal engine set up as ``pipeline.run_traversal(kept_ids=kept)`` sets it up (the oracle network,
+    ``pipeline.follow_kept``), and a log of ``(vertebrae committed, memory)`` at every network
     evaluation: what the network saw in the memory."""
     log = []
     engine = Traversal(vol, oracle_model(InstanceOracle(totals, direction), direction=direction), torch.device("cpu"),
                        memory=memory, direction=direction,
                        progress=lambda found, _evaluations: log.append((found, engine.memory >= 0.5)))
-    engine.defer_kept(kept)
-    engine.is_found_again = kept_found_again(engine, kept)
+    follow_kept(engine, kept)
     return engine, log
 
 
@@ -534,8 +533,7 @@ def test_a_kept_vertebra_cut_below_v_min_at_a_disc_is_no_vertebra_reached():
     vol, totals = _column_with_a_vertebra_below_v_min()
     kept = np.where(vol == 1, 1, 0).astype(np.int32)
     engine = Traversal(vol, oracle_model(JoiningOracle(totals)), torch.device("cpu"))
-    engine.defer_kept(kept)
-    engine.is_found_again = kept_found_again(engine, kept)
+    follow_kept(engine, kept)
     res = engine.run()
     assert _instance_ids(res, vol) == [2, 3]
     assert (res.split_at_disc, res.below_v_min_after_cut, res.kept_reached, res.found_again) == (1, 1, 0, 0)
