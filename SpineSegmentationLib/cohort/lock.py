@@ -230,15 +230,11 @@ class BatchLock:
 
     def _replace_record(self, mine: dict) -> None:
         from ..outputs.staging import describe_write_error
-        from .case_run import temporary_path
+        from .report import write_text_atomically
 
-        temporary = temporary_path(self.output_root, "new", OWNER_RECORD.lstrip("."))
         try:
-            temporary.write_text(json.dumps(mine), encoding="utf-8")
-            os.replace(temporary, self.record_path)
+            write_text_atomically(self.record_path, json.dumps(mine))
         except OSError as exc:
-            if temporary.exists():
-                temporary.unlink()
             raise describe_write_error(exc, self.record_path) from exc
 
     def _release_file_lock(self) -> None:
