@@ -769,7 +769,8 @@ class Traversal:
         Args:
             start_zyx: optional first patch centre (e.g. a clicked vertebra's patch); else the sliding window.
             z_range: optional (low, high) canonical z indices: only fragments whose bounding-box centre lies in
-                this range count, and the sliding window stays inside it.
+                this range count, and the sliding window stays inside it (a range between two rows of windows: the
+                row nearest to it).
 
         Returns:
             :attr:`result`, with the evaluations counted.
@@ -778,10 +779,13 @@ class Traversal:
         windows = sliding_windows(self.volume.shape, self.size, self.step, self.direction, self.spine_mask)
         if z_range is not None:
             inside = [w for w in windows if z_range[0] <= w[0] <= z_range[1]]
-            # a range between two rows of windows (narrower than the step; at a crop's edge): the nearest windows,
-            # moved into it (a click on L3 of the TPTBox crop found no L4 below it: no window was left)
-            windows = inside or [np.array(w) for w in dict.fromkeys(
-                (int(np.clip(w[0], *z_range)), int(w[1]), int(w[2])) for w in windows)]
+            if not inside and windows:
+                # a range between two rows of windows or beyond the last one (narrower than the step; at a crop's
+                # edge): the row nearest to it, unmoved, on the grid a fresh run evaluates (windows moved off it led
+                # the TPTBox crop's L4 below a clicked L3 to a patch the crop's edge cut: Dice 0.68 for 0.86)
+                gaps = [max(z_range[0] - w[0], w[0] - z_range[1]) for w in windows]
+                inside = [w for w, gap in zip(windows, gaps) if gap == min(gaps)]
+            windows = inside
         max_evaluations = self.predictor.evaluations + len(windows) + (self.params.max_iterations + 2) * MAX_VERTEBRAE
         pending = 0
 

@@ -1187,7 +1187,9 @@ def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the
     L4 below the kept L3 (Dice 0.10). Now they enter the memory when the traversal reaches them
     (``Traversal.defer_kept``): every missing vertebra comes back, the kept ones voxel for voxel. L4 below a clicked
     L3 lies at the crop's lower edge, less than half a patch below L3's centre, where the step down placed no window
-    and found nothing (Dice 0.02); the nearest window moved into that range finds it (0.68; a fresh run 0.86)."""
+    and found nothing (Dice 0.02); with the nearest windows moved one voxel into that range it converged on a patch
+    the crop's edge cut (0.68); at the nearest row of windows, where a fresh run evaluates them, it is a fresh run's
+    L4 (0.86)."""
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels))).astype(np.int32)
     existing = np.where(np.isin(reference, kept), reference, 0)
     result = segment_from_point(tptbox_ct, _center_ras(reference, clicked, tptbox_ct_image),
@@ -1200,8 +1202,25 @@ def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the
         if level in kept:
             np.testing.assert_array_equal(found, existing == level)  # kept exactly
         else:
-            at_the_edge = level == 23 and clicked == 22
-            assert _dice(found, reference == level) >= (0.6 if at_the_edge else MIN_DICE), vertebra_name(level)
+            assert _dice(found, reference == level) >= MIN_DICE, vertebra_name(level)
+
+
+def test_real_traversal_in_a_z_range_between_two_rows_of_windows_finds_what_a_fresh_run_finds(tptbox_ct):
+    """The click's step down below a clicked L3 of the TPTBox crop: a z range below L3's patch centre, narrower than
+    the window grid's step (L4 at the crop's lower edge), with nothing in the memory, as in a fresh run. Its windows
+    are the fresh run's nearest row, unmoved: the L4 it finds is the fresh run's, voxel for voxel. Before, the windows
+    were moved one voxel into the range; from there the network's fragment led to a patch centred 3 voxels above the
+    crop's edge, where a smaller fragment met the convergence rule (1473 canonical voxels for 2326, Dice 0.68 against
+    the reference; from every other window height between 6 and 16 L4 converged whole, 2095-2360 voxels)."""
+    from SpineSegmentationLib.pipeline import Reporter, prepare_scan, run_traversal
+
+    scan = prepare_scan(tptbox_ct, None, "cpu", None, Reporter(None))
+    fresh = run_traversal(scan, Reporter(None))
+    assert len(fresh.vertebrae) == 3  # L4, L3, L2, bottom-up
+    l3_z = fresh.vertebrae[1].center_zyx[0]
+    below = run_traversal(scan, Reporter(None), z_range=(0, l3_z - 1))
+    assert len(below.vertebrae) >= 1 and below.vertebrae[0].center_zyx == fresh.vertebrae[0].center_zyx
+    np.testing.assert_array_equal(below.instances == 1, fresh.instances == 1)
 
 
 def test_kept_ids_or_a_memory_on_another_grid_are_refused(tptbox_ct):
