@@ -184,6 +184,7 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def _segment(args: argparse.Namespace, device) -> int:
     from .models import load_model
+    from .outputs.dicom_seg import DICOM_SEG_FILE
     from .pipeline import segment_spine
     from .sanity import warning_lines
     from .validation import validate_header
@@ -200,7 +201,13 @@ def _segment(args: argparse.Namespace, device) -> int:
             max_memory_bytes=args.max_memory, test_time_mirror=args.test_time_mirror,
         )
 
+    # with --overwrite, write_outputs deletes a segmentation.dcm this run does not write (an earlier result's): say so
+    earlier_seg = (Path(args.output) if args.output else default_output_dir(Path(args.input))) / DICOM_SEG_FILE
+    earlier_seg_exists = args.overwrite and earlier_seg.is_file()
     result, output_dir, paths = run_and_write(args, compute, check_header)
+    if earlier_seg_exists and "dicom_seg" not in paths:
+        print(f"spineseg: removed {earlier_seg}: the DICOM SEG of an earlier result, which this run replaces by none "
+              "(--dicom-seg writes one)", file=sys.stderr)
     warnings = result.run_info.get("warnings", [])
     for warning in warnings:
         print(f"spineseg: warning: {warning}", file=sys.stderr)
@@ -231,6 +238,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.centroids_grid and not args.reference.lower().endswith(".json"):
         raise SpineSegmentationError("--centroids-grid goes with a centroid file (*.json) as the reference; a label "
                                      "map reference has its own grid")
+    from .io import check_image_file
+    from .outputs import OUTPUT_FILES
+
+    # ITK reads a truncated or corrupt .nii.gz (and corrupt compressed .nrrd/.mha) without an error: refuse it
+    # here, not score it
+    prediction = Path(args.prediction)
+    check_image_file(prediction / OUTPUT_FILES["labels"] if prediction.is_dir() else prediction)
     if args.reference.lower().endswith(".json"):  # point references (VerSe centroid file)
         result = evaluate_points(args.prediction, args.reference, prediction_convention=args.prediction_convention,
                                  centroids_grid=args.centroids_grid)
@@ -238,6 +252,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.output:
             print(f"written: {write_points_report(result, args.output, overwrite=args.overwrite)}")
         return 0
+    check_image_file(args.reference)
     report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention,
                       prediction_convention=args.prediction_convention)
     print(format_table(report))
@@ -283,7 +298,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "cores is slower; use 1 per job when running several jobs at once)")
     seg.add_argument("--model", help="model folder (default: the shipped model in Resources/Models/spineseg-default)")
     seg.add_argument("--direction", choices=("up", "down"), help="traversal direction (default: the model's, 'up')")
-    seg.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+    seg.add_argument("--overwrite", action="store_true",
+                     help="replace existing outputs in OUTDIR; a segmentation.dcm there that this run does not write "
+                          "is deleted (it belongs to an earlier result)")
     seg.add_argument("--dicom-seg", action="store_true",
                      help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input; it then references no "
                           "DICOM series (for a DICOM series input it is always written)")

@@ -97,9 +97,7 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
     if _input_kind(path, series_uid) == "dicom":
         return _read_dicom_series(path, series_uid)
     suffix = image_suffix(path)
-    if suffix in (".nii", ".nii.gz"):
-        _check_nifti_header(path)
-        _check_nifti_file(path)
+    check_image_file(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as exc:
@@ -452,12 +450,77 @@ def _check_nifti_file(path: Path) -> None:
         raise non_finite_error(scan.n_nan, scan.n_inf)
 
 
+def check_image_file(path: PathLike) -> None:
+    """Raise InputImageError where ITK would misread an image file without an error, or refuse it for a misleading
+    reason. NIfTI (``.nii``, ``.nii.gz``): not a NIfTI header, a gzip-compressed file named ``.nii``, a sheared or
+    doubly scaled grid (:func:`_check_nifti_header`), a corrupt or truncated file, NaN/Inf voxels
+    (:func:`_check_nifti_file`). NRRD (``.nrrd``, gzip encoding) and MetaImage (``.mha``, compressed): compressed
+    voxel data that fail their checksum (:func:`_check_compressed_data`). Reads the whole file once (bounded
+    memory); does nothing for other files or a path that is no file."""
+    path = Path(path)
+    suffix = image_suffix(path)
+    if not path.is_file():
+        return
+    if suffix in (".nii", ".nii.gz"):
+        _check_nifti_header(path)
+        _check_nifti_file(path)
+    elif suffix in (".nrrd", ".mha"):
+        _check_compressed_data(path, suffix)
+
+
+#: Longest header of an NRRD or MetaImage file searched for its end (ITK writes a few KB of metadata).
+_MAX_HEADER_BYTES = 1 << 20
+
+
+def _check_compressed_data(path: Path, suffix: str) -> None:
+    """Raise InputImageError when the compressed voxel data in an NRRD file (``encoding: gzip``) or a MetaImage file
+    (``CompressedData = True``, ``ElementDataFile = LOCAL``) are corrupt: their ITK readers do not verify the
+    stream's checksum and return wrong voxel values without an error (SimpleITK 2.5). Files with detached or
+    uncompressed data, a header this does not recognise, or data cut short (ITK refuses those) are left to ITK."""
+    with open(path, "rb") as stream:
+        head = stream.read(_MAX_HEADER_BYTES)
+        if suffix == ".nrrd":
+            end = head.find(b"\n\n")
+            fields = dict(line.split(b":", 1) for line in head[:max(end, 0)].split(b"\n") if b":" in line
+                          and not line.startswith(b"#"))
+            fields = {k.strip().lower(): v.strip().lower() for k, v in fields.items()}
+            compressed = fields.get(b"encoding") in (b"gzip", b"gz") and not {b"data file", b"datafile",
+                                                                             b"line skip", b"byte skip"} & set(fields)
+            offset = end + 2
+        else:
+            marker = head.find(b"ElementDataFile = LOCAL")
+            end = head.find(b"\n", marker)
+            compressed = marker >= 0 and b"CompressedData = True" in head[:marker]
+            offset = end + 1
+        if end < 0 or not compressed:
+            return
+        stream.seek(offset)
+        inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip stream, checksum verified at its end
+        try:
+            while not inflater.eof:
+                chunk = stream.read(_GZIP_CHUNK_BYTES)
+                if not chunk:
+                    return  # cut short: ITK's readers refuse that themselves
+                inflater.decompress(chunk, _GZIP_CHUNK_BYTES)
+                while inflater.unconsumed_tail and not inflater.eof:  # bounded memory: drain what is left
+                    inflater.decompress(inflater.unconsumed_tail, _GZIP_CHUNK_BYTES)
+        except zlib.error as exc:
+            raise InputImageError(
+                f"Cannot read '{path}': its compressed voxel data are corrupt ({exc}); ITK would read wrong voxel "
+                "values from it without an error. The file was damaged (disk, copy or download): copy or export "
+                "it again from the original."
+            ) from exc
+
+
+def _gzip_compressed(path: PathLike) -> bool:
+    with open(path, "rb") as stream:
+        return stream.read(2) == _GZIP_MAGIC
+
+
 def _open_nifti(path: PathLike):
     """A binary stream of a NIfTI file's bytes, gunzipped when it is gzip-compressed (ITK also reads a misnamed,
     uncompressed .nii.gz, so the magic bytes decide, not the name)."""
-    with open(path, "rb") as stream:
-        compressed = stream.read(2) == _GZIP_MAGIC
-    return gzip.open(path, "rb") if compressed else open(path, "rb")
+    return gzip.open(path, "rb") if _gzip_compressed(path) else open(path, "rb")
 
 
 def _check_nifti_header(path: Path) -> None:
@@ -472,6 +535,11 @@ def _check_nifti_header(path: Path) -> None:
     layout = _nifti_layout(head)
     if layout is None:
         raise _not_nifti(path)
+    if path.name.lower().endswith(".nii") and _gzip_compressed(path):  # ITK's NIfTI reader goes by the name here
+        raise InputImageError(
+            f"'{path}' is a gzip-compressed NIfTI file although its name ends in .nii (it lost its .gz, e.g. in a "
+            f"download), which ITK cannot read. Rename it to '{path.name}.gz'."
+        )
     if layout.sform is None:
         return
     pixdim, lengths = layout.voxel_sizes

@@ -108,6 +108,15 @@ def _corrupt_safetensors_with_updated_checksum(folder: Path) -> Path:
     return model
 
 
+def _damaged(path: Path) -> Path:
+    """16 bytes in the middle of the file changed (a disk or transfer error), its length kept."""
+    data = bytearray(path.read_bytes())
+    middle = len(data) // 2
+    data[middle : middle + 16] = bytes(b ^ 0x5A for b in data[middle : middle + 16])
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _claimed_by_this_process(out: Path) -> list[str]:
     """The staging folder of a run that is still going (this test process stands for it); ``-o out``."""
     staging = out.parent / f".{out.name}{STAGING_NAME}"
@@ -127,9 +136,17 @@ CASES = [
      "corrupt or truncated"),
     ("corrupt gzip", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", EXAMPLE_CT.read_bytes()[:5000] + b"\0" * 64
                                                    + EXAMPLE_CT.read_bytes()[5064:]))], 2, "corrupt"),
+    ("NRRD with corrupt gzip data (ITK reads it)", lambda ct, f, o, d: [str(_damaged(_save(ct, f, "ct.nrrd")))], 2,
+     "its compressed voxel data are corrupt (Error -3 while decompressing data: incorrect data check); ITK would "
+     "read wrong voxel values from it without an error"),
+    ("MetaImage with corrupt zlib data (ITK reads it)", lambda ct, f, o, d: [str(_damaged(_save(ct, f, "ct.mha")))],
+     2, "its compressed voxel data are corrupt (Error -3 while decompressing data: incorrect data check)"),
     ("text named .nii.gz", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", b"not an image\n" * 40))], 2,
      "not a NIfTI file"),
     ("unsupported suffix", lambda ct, f, o, d: [str(_bytes(f, "ct.png", b"\x89PNG"))], 2, "Unsupported input file"),
+    ("gzip-compressed NIfTI named .nii", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz").rename(f / "ct.nii"))], 2,
+     "is a gzip-compressed NIfTI file although its name ends in .nii (it lost its .gz, e.g. in a download), which "
+     "ITK cannot read. Rename it to 'ct.nii.gz'"),
     ("2D", lambda ct, f, o, d: [str(_save(ct[:, :, 50], f, "ct.nrrd"))], 2, "2D"),
     ("single slice", lambda ct, f, o, d: [str(_save(ct[:, :, 50:51], f, "ct.nrrd"))], 2, "single slice"),
     ("4D", lambda ct, f, o, d: [str(_save(sitk.JoinSeries([ct, ct]), f, "ct.nii.gz"))], 2, "4D"),
@@ -281,6 +298,46 @@ def test_an_unexpected_exception_is_an_internal_error_with_status_1(capsys):
     err = capsys.readouterr().err
     assert err.strip() == ("spineseg: error: internal error (KeyError: 'missing key'). This is a bug; please report "
                            "it with the output of the same command with --debug")
+
+
+@pytest.mark.parametrize("damaged", ["reference", "prediction folder"])
+def test_evaluate_refuses_a_truncated_label_map_instead_of_scoring_it(damaged, tptbox_labels, tmp_path, capsys):
+    """ITK reads a .nii.gz cut short without an error (the missing voxels become 0): the scores would be wrong."""
+    whole = tmp_path / "whole.nii.gz"
+    shutil.copy(tptbox_labels, whole)
+    data = whole.read_bytes()
+    folder = tmp_path / "ct_spineseg"
+    folder.mkdir()
+    cut = folder / "labels.nii.gz" if damaged == "prediction folder" else tmp_path / "reference.nii.gz"
+    cut.write_bytes(data[: len(data) * 4 // 5])  # an interrupted copy
+    argv = [str(whole), str(cut)] if damaged == "reference" else [str(folder), str(whole)]
+    assert main(["evaluate", *argv]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.strip() == (
+        f"spineseg: error: Cannot read '{cut}' (Compressed file ended before the end-of-stream marker was reached): "
+        "the gzip stream is corrupt or truncated, or the file is not readable. It was cut short (interrupted copy or "
+        "download), is not a .nii.gz file, or lacks read permission; copy it again from the original.")
+    assert "Dice" not in captured.out  # no scores
+
+
+def test_overwrite_says_that_it_deleted_an_earlier_dicom_seg(tptbox_ct, tmp_path, capsys):
+    """--overwrite on a NIfTI input without --dicom-seg deletes the folder's segmentation.dcm (an earlier result's,
+    which would no longer match the outputs): the help and the run say so; the user's other files stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "segmentation.dcm").write_bytes(b"an earlier DICOM SEG")
+    (out / "notes.txt").write_text("the user's notes")
+    with pytest.raises(SystemExit):
+        main(["segment", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "a segmentation.dcm there that this run does not write is deleted" in help_text
+    argv = ["segment", str(tptbox_ct), "-o", str(out), "--overwrite", "--device", "cpu", "--progress", "none"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert (f"spineseg: removed {out / 'segmentation.dcm'}: the DICOM SEG of an earlier result, which this run "
+            "replaces by none (--dicom-seg writes one)") in err
+    assert not (out / "segmentation.dcm").exists()
+    assert (out / "notes.txt").read_text() == "the user's notes"
 
 
 def test_evaluate_help_names_what_it_writes_in_each_mode(capsys):
