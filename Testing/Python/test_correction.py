@@ -1178,6 +1178,7 @@ def test_real_rerun_finds_the_vertebrae_redone_below_kept_ones_on_a_ct_the_model
     ([21, 22], 23),  # L4 clicked below the kept L2 and L3: the step at the point
     ([22], 21),  # L2 clicked above the kept L3, L4 missing below it: the step down from the point
     ([21], 22),  # L3 clicked, L4 missing below it at the crop's lower edge: the step down's one window
+    ([], 21),  # L2 clicked with nothing kept: the placeholders for L3 and L4 below the point
 ])
 def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the_model_never_saw(
         tptbox_ct, tptbox_ct_image, tptbox_labels, kept, clicked):
@@ -1189,7 +1190,11 @@ def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the
     L3 lies at the crop's lower edge, less than half a patch below L3's centre, where the step down placed no window
     and found nothing (Dice 0.02); with the nearest windows moved one voxel into that range it converged on a patch
     the crop's edge cut (0.68); at the nearest row of windows, where a fresh run evaluates them, it is a fresh run's
-    L4 (0.86)."""
+    L4 (0.86). With nothing kept, the vertebrae below a clicked L2 are placeholders in the memory; the network's
+    fragment at the point's patch was L3's body alone, and with that in the memory the clicked L2 took L3's arch and
+    left out its own spinous process, which the step up kept as a fourth vertebra (101 canonical voxels; L2's Dice
+    0.685). Placeholders are now the masks at their converged positions (``correction._placeholder``): a fresh run's
+    L4 and L3, and the clicked L2 is a fresh run's (0.857)."""
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels))).astype(np.int32)
     existing = np.where(np.isin(reference, kept), reference, 0)
     result = segment_from_point(tptbox_ct, _center_ras(reference, clicked, tptbox_ct_image),
