@@ -238,13 +238,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.centroids_grid and not args.reference.lower().endswith(".json"):
         raise SpineSegmentationError("--centroids-grid goes with a centroid file (*.json) as the reference; a label "
                                      "map reference has its own grid")
-    from .io import check_image_file
-    from .outputs import OUTPUT_FILES
-
-    # ITK reads a truncated or corrupt .nii.gz (and corrupt compressed .nrrd/.mha) without an error: refuse it
-    # here, not score it
-    prediction = Path(args.prediction)
-    check_image_file(prediction / OUTPUT_FILES["labels"] if prediction.is_dir() else prediction)
     if args.reference.lower().endswith(".json"):  # point references (VerSe centroid file)
         result = evaluate_points(args.prediction, args.reference, prediction_convention=args.prediction_convention,
                                  centroids_grid=args.centroids_grid)
@@ -252,7 +245,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         if args.output:
             print(f"written: {write_points_report(result, args.output, overwrite=args.overwrite)}")
         return 0
-    check_image_file(args.reference)
     report = evaluate(args.prediction, args.reference, reference_convention=args.reference_convention,
                       prediction_convention=args.prediction_convention)
     print(format_table(report))

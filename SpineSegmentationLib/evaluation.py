@@ -38,6 +38,8 @@ Both label maps are in VerSe numbers (the reference is converted from ``referenc
 grids differ, the prediction is resampled with nearest-neighbour interpolation onto the reference's grid
 (the report's ``notes`` say so), so that every reference voxel counts, also where the prediction's field of view
 ends (VerSe evaluates on the reference's grid too); centroids and volumes are taken from each label map's own grid.
+Grids that do not overlap in physical space (no voxel of the prediction's grid lands on the reference's: another
+scan, or a wrong origin or direction in a header) are refused, not scored as all false negatives.
 
 Usage::
 
@@ -64,6 +66,7 @@ from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, SACRUM, VERSE_NAMES, foreig
                       whole_labels)
 from .errors import InputImageError, OutputExistsError
 from .geometry import labels_at_border, same_grid
+from .io import check_image_file
 from .outputs import OUTPUT_FILES
 from .outputs.centroids import body_centres_lps, label_centroids_lps, label_volumes_mm3, read_ctd
 from .outputs.vertebrae_json import read_vertebrae_json
@@ -333,12 +336,16 @@ def _read_label_image(source: ImageLike, what: str) -> tuple[sitk.Image, str]:
 
 
 def _read_image(source: ImageLike, what: str, expected: str) -> tuple[sitk.Image, str]:
-    """(image, description) of a path or ``sitk.Image``; the messages ask for ``expected`` ("a label map")."""
+    """(image, description) of a path or ``sitk.Image``; the messages ask for ``expected`` ("a label map").
+
+    A file ITK would misread without an error (a truncated or corrupt .nii.gz, corrupt compressed .nrrd/.mha data)
+    is refused (:func:`~SpineSegmentationLib.io.check_image_file`: InputImageError), not scored."""
     if isinstance(source, sitk.Image):
         return source, f"<{what} image>"
     path = Path(source)
     if not path.is_file():
         raise InputImageError(f"{what} {path} does not exist or is not a file; give {expected} (.nii.gz, .nrrd, ...)")
+    check_image_file(path)
     try:
         return sitk.ReadImage(str(path)), str(path)
     except RuntimeError as error:  # SimpleITK's message: its last line names the reader's complaint
@@ -380,7 +387,7 @@ def _load_prediction(prediction) -> tuple[sitk.Image, str, Optional[dict[int, bo
         if json_path.is_file():
             document = read_vertebrae_json(json_path)
             completeness = {int(v["label"]): bool(v["complete"]) for v in document["vertebrae"]}
-        return sitk.ReadImage(str(labels_path)), str(folder), completeness
+        return _read_label_image(labels_path, "prediction")[0], str(folder), completeness
     image, description = _read_label_image(prediction, "prediction")
     return image, description, None
 
@@ -413,9 +420,11 @@ def evaluate(
         :class:`EvaluationReport`. Rows are in anatomical order (C1 first).
 
     Raises:
-        InputImageError: a file is missing or a folder is not a spineseg output folder; a map read as VerSe numbers
-            holds labels of another convention (29-99); the reference holds no vertebra in its convention; a
-            floating-point map holds values that are not integers.
+        InputImageError: a file is missing or a folder is not a spineseg output folder; a file is truncated or
+            corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); a map read as VerSe numbers holds labels
+            of another convention (29-99); the reference holds no vertebra in its convention; a floating-point map
+            holds values that are not integers; the two grids do not overlap in physical space (no voxel of the
+            prediction's grid lands on the reference's).
         ValueError: unknown convention; label maps that are not 3D.
     """
     pred_image, pred_description, folder_completeness = _load_prediction(prediction)
@@ -437,6 +446,35 @@ def evaluate(
         notes.append("no prediction completeness given: completeness accuracy not computed")
     notes.append("mean_dice counts missed reference vertebrae as 0; ASSD/HD95 are averaged over vertebrae in both")
     return EvaluationReport(rows, summary, notes, pred_description, ref_description)
+
+
+def _physical_extent(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    """(lowest, highest) LPS mm of the corners of ``image``'s grid (voxel edges, half a voxel beyond the centres)."""
+    size = np.array(image.GetSize(), dtype=float)
+    corners = [image.TransformContinuousIndexToPhysicalPoint([float(c) for c in np.where(bits, size - 0.5, -0.5)])
+               for bits in np.ndindex(2, 2, 2)]
+    return np.min(corners, axis=0), np.max(corners, axis=0)
+
+
+def _check_grids_overlap(pred_image: sitk.Image, ref_image: sitk.Image) -> None:
+    """Raise InputImageError when no voxel of the prediction's grid lands on the reference's grid (nearest
+    neighbour, as the prediction is resampled): their physical extents are disjoint, or the prediction's grid lies
+    between the reference's voxel centres. What the maps hold plays no part (an empty prediction passes)."""
+    ones = sitk.Image(pred_image.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(pred_image)
+    landed = sitk.Resample(ones, ref_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkUInt8)
+    if sitk.GetArrayViewFromImage(landed).any():
+        return
+
+    def extent(image):
+        low, high = _physical_extent(image)
+        return "(" + ", ".join(f"{a:.0f}..{b:.0f}" for a, b in zip(low, high)) + ") mm"
+    raise InputImageError(
+        f"the prediction and the reference do not overlap in physical space (prediction grid {extent(pred_image)}, "
+        f"reference grid {extent(ref_image)}, LPS x, y, z): they are of different scans, or one header has a wrong "
+        "origin or direction; compare the two headers' origin, spacing and direction (e.g. in 3D Slicer, or "
+        "SimpleITK's ReadImage) and give the prediction made on the reference's scan"
+    )
 
 
 @dataclass
@@ -487,6 +525,7 @@ class _LabelMaps:
         pred_native_image, ref_image = _with_array(pred, pred_image), _with_array(ref, ref_image)
         predicted = {int(v) for v in np.unique(pred[pred > 0])}  # on the prediction's own grid
         if not same_grid(pred_native_image, ref_image):
+            _check_grids_overlap(pred_image, ref_image)
             pred = sitk.GetArrayFromImage(sitk.Resample(
                 pred_native_image, ref_image, sitk.Transform(), sitk.sitkNearestNeighbor, 0, sitk.sitkInt16
             ))
@@ -648,8 +687,9 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
         coccyx in VerSe files) and are not scored.
 
     Raises:
-        InputImageError: a file is missing or a folder is not a spineseg output folder; a point lies outside
-            ``centroids_grid`` (the file refers to another grid).
+        InputImageError: a file is missing or a folder is not a spineseg output folder; a file is truncated or
+            corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); a point lies outside ``centroids_grid``
+            (the file refers to another grid).
         ValueError: the file is not a VerSe centroid list.
     """
     pred_image, pred_description, _ = _load_prediction(prediction)

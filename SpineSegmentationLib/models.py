@@ -345,8 +345,8 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         device: torch device the networks are moved to.
 
     Raises:
-        ModelFileError: missing folder or file, unsupported format version, checksum mismatch (corrupt or
-            modified weights), or weights that do not fit the configuration.
+        ModelFileError: missing folder or file, a ``model.json`` that is not a JSON object, unsupported format
+            version, checksum mismatch (corrupt or modified weights), or weights that do not fit the configuration.
     """
     directory = Path(path) if path is not None else default_model_dir()
     if directory.name == MODEL_JSON:
@@ -361,6 +361,10 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
         raise ModelFileError(f"{meta_path} is not valid JSON ({e}); the model file is corrupt: restore or retrain it") from e
+    if not isinstance(meta, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(meta), "a number")
+        raise ModelFileError(f"{meta_path} holds {kind}, not a JSON object of model settings; the model file is "
+                             "corrupt: restore or retrain it")
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(

@@ -27,7 +27,9 @@ exports often drop) is present and empty in the SEG, and so is one whose value h
 "2022-12-08" or "12.30"; a multi-valued name), with a warning naming the attribute and its value; the source files
 are unchanged. Otherwise (a NIfTI/NRRD/MHA input, or an anonymised series whose UIDs were removed) the SEG
 **references no series**: it gets a new study and, unless the anonymised series keeps one, a new Frame of Reference
-UID, and says so in its ``ContentDescription``.
+UID, and says so in its ``ContentDescription``. So does a series with its UIDs but without a Frame of Reference UID
+(0020,0052), e.g. slices written by SimpleITK: its SEG keeps the series' study, gets a new Frame of Reference UID,
+and a warning says that it references no series.
 
 A DICOM Segmentation must hold at least one segment, so a result without vertebrae is not written
 (:func:`write_dicom_seg` raises :class:`EmptySegmentationError`; :func:`write_dicom_seg_output` logs why and
@@ -382,14 +384,28 @@ def build_dicom_seg(
     if sources:
         # one multi-frame file where the reader took it as one (the same reading of Number of Frames)
         _check_source_grid(sources, result.labels, multiframe_file([str(f) for f in source_files]) is not None)
-    referenced = bool(sources) and _has_references(sources)
+    has_uids = bool(sources) and _has_references(sources)
+    # highdicom places a referencing SEG in its sources' Frame of Reference: a series without one (slices written
+    # by SimpleITK, some exports) cannot be referenced
+    has_frame = bool(sources) and all(ds.get("FrameOfReferenceUID") for ds in sources)
+    referenced = has_uids and has_frame
     if referenced:
         note = f"SpineSegmentation vertebrae of series {sources[0].get('SeriesDescription', '')}".strip()
         # the real source instances, each type 2 patient/study attribute the export dropped or highdicom refuses
         # present and empty
         highdicom_sources = _highdicom_sources(sources)
     else:
-        why = "source series has no UIDs" if sources else f"made from {input_name or 'a non-DICOM image'}"
+        if not sources:
+            why = f"made from {input_name or 'a non-DICOM image'}"
+        elif not has_uids:
+            why = "source series has no UIDs"
+        else:
+            why = "series has no Frame of Reference UID"  # ContentDescription: 64 characters at most
+            _log.warning("the source DICOM series has no Frame of Reference UID (0020,0052), which a DICOM SEG that "
+                         "references it needs; %s references no series and has a new Frame of Reference UID, so a "
+                         "viewer does not place it on the CT by itself (load the two together, or give the series' "
+                         "slices one Frame of Reference UID and segment it again; the series' files are unchanged)",
+                         DICOM_SEG_FILE)
         note = f"references no DICOM series: {why}"
         highdicom_sources = [_standalone_source(result.labels, sources)]
     seg = hd.seg.Segmentation(

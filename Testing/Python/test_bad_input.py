@@ -193,6 +193,9 @@ CASES = [
      2, "no model at"),
     ("model.json not JSON", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--model",
                                                  str(_broken_json(o.parent))], 2, "is not valid JSON"),
+    ("model.json a JSON list", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--model",
+                                                    str(_broken_json(o.parent, "[1, 2]"))], 2,
+     "model.json holds an array, not a JSON object of model settings; the model file is corrupt: restore or retrain"),
     ("corrupt safetensors header, checksum updated", lambda ct, f, o, d: [
         str(_save(ct, f, "ct.nii.gz")), "--model", str(_corrupt_safetensors_with_updated_checksum(o.parent))], 2,
      "not a readable safetensors file"),
@@ -225,10 +228,19 @@ def _respaced(ct, spacing):
     return image
 
 
-def _broken_json(folder):
+def _broken_json(folder, text='{"name": "spineseg-default", '):
     model = _model_copy(folder)
-    (model / MODEL_JSON).write_text('{"name": "spineseg-default", ')
+    (model / MODEL_JSON).write_text(text)
     return model
+
+
+def test_info_refuses_a_model_json_that_is_not_an_object(tmp_path, capsys):
+    """Valid JSON that is no object (audit 2026-12-07: "internal error (AttributeError)")."""
+    model = _broken_json(tmp_path, "[1, 2]")
+    assert main(["info", str(model)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"spineseg: error: {model / MODEL_JSON} holds an array, not a JSON object of model settings; the model file "
+        "is corrupt: restore or retrain it")
 
 
 def _user_file(out):

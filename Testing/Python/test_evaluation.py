@@ -350,6 +350,49 @@ def test_evaluate_resamples_onto_the_reference_grid(tptbox_labels):
     assert rows["L2"].reference_complete is False and rows["L3"].reference_complete is True
 
 
+def test_label_maps_that_do_not_overlap_in_physical_space_are_refused_not_scored(tptbox_labels, tmp_path):
+    """The TPTBox mask against a copy whose origin moved 500 mm (another scan, or a wrong header): no voxel of one
+    grid lies on the other, so every vertebra would be a false negative (audit 2026-12-07: exit 0, only a note).
+    Refused either way round; an empty prediction, or one on a grid that overlaps the reference's only in part,
+    is still scored."""
+    mask = sitk.ReadImage(str(tptbox_labels))
+    shifted = sitk.Image(mask)
+    shifted.SetOrigin([c + 500.0 for c in mask.GetOrigin()])
+    sitk.WriteImage(shifted, str(tmp_path / "shifted.nii.gz"))
+    for prediction, reference in ((tmp_path / "shifted.nii.gz", tptbox_labels), (mask, shifted)):
+        with pytest.raises(InputImageError, match=r"do not overlap in physical space \(prediction grid .* mm, "
+                                                  r"reference grid .* mm, LPS x, y, z\): they are of different scans, "
+                                                  "or one header has a wrong origin or direction; compare"):
+            evaluate(prediction, reference, include_sacrum=True)
+    # what the prediction holds plays no part: an empty one is scored, all false negatives, on its grid or another
+    empty = image_like(np.zeros(sitk.GetArrayFromImage(mask).shape, np.int16), mask)
+    for prediction in (empty, sitk.DICOMOrient(empty, "LPS")):
+        report = evaluate(prediction, tptbox_labels, include_sacrum=True)
+        assert report.summary["false_negatives"] == ["L2", "L3", "L4"] and report.summary["mean_dice"] == 0.0
+    # grids that overlap in part (40 of the 70 mm along z): scored, the prediction resampled
+    partly = sitk.Image(mask)
+    along_j = np.array(mask.GetDirection()).reshape(3, 3)[:, 1]  # the grid's 47 voxels of 1.5 mm, along z
+    partly.SetOrigin([o + 30.0 * d for o, d in zip(mask.GetOrigin(), along_j)])
+    report = evaluate(partly, tptbox_labels, include_sacrum=True)
+    assert any("resampled" in note for note in report.notes) and report.summary["n_reference"] == 3
+
+
+def test_evaluate_refuses_a_truncated_label_map_instead_of_scoring_it(tptbox_labels, tmp_path):
+    """ITK reads a .nii.gz cut short without an error (the missing voxels become 0): evaluate() itself refuses it,
+    as reference, as prediction file and in a spineseg output folder (not only `spineseg evaluate`)."""
+    data = tptbox_labels.read_bytes()
+    cut = tmp_path / "cut.nii.gz"
+    cut.write_bytes(data[: len(data) * 4 // 5])  # an interrupted copy
+    folder = tmp_path / "ct_spineseg"
+    folder.mkdir()
+    (folder / "labels.nii.gz").write_bytes(cut.read_bytes())
+    for prediction, reference in ((tptbox_labels, cut), (cut, tptbox_labels), (folder, tptbox_labels)):
+        with pytest.raises(InputImageError, match="the gzip stream is corrupt or truncated"):
+            evaluate(prediction, reference, include_sacrum=True)
+    with pytest.raises(InputImageError, match="the gzip stream is corrupt or truncated"):
+        evaluate_points(folder, tmp_path / "ctd.json")  # refused before the centroid file is looked for
+
+
 def test_evaluate_input_errors(real_ct_reference, tmp_path):
     with pytest.raises(InputImageError, match="does not exist"):
         evaluate(tmp_path / "missing.nii.gz", real_ct_reference, include_sacrum=True)
