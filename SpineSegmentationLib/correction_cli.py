@@ -10,7 +10,9 @@ same output folder: ``labels.nii.gz``, ``segmentation.seg.nrrd``, ``vertebrae.js
 folder passes on what its ``vertebrae.json`` records a person did (``edited``, ``level_stated``, ``complete_stated``),
 so a chain of steps needs no ``--edited`` / ``--stated`` again (``--redo`` wins over a recorded edit), and a folder
 that holds ``segmentation.dcm`` gets one in the new folder too, as with ``--dicom-seg``.
-Points are RAS millimetres (as Slicer shows them).
+Points are RAS millimetres (as Slicer shows them). A list option given more than once adds up (``--stated T12
+--stated L2`` = ``--stated T12,L2``). ``-o`` (or the default output folder) is never the folder whose
+``labels.nii.gz`` the step starts from, also with ``--overwrite``.
 ``--stated`` names the vertebrae whose level a person stated (renumbering, an applied alternative: ``level_stated``
 in ``vertebrae.json``): the new result keeps those levels. ``--complete`` / ``--incomplete`` (both commands) name
 the vertebrae whose completeness flag a person set (``complete`` below): the new result keeps those flags.
@@ -21,7 +23,9 @@ write a new folder (``RESULT`` itself is never changed)::
     alternatives INPUT --result RESULT [--apply N -o OUTDIR]
     complete INPUT --result RESULT --vertebra 18 --incomplete -o OUTDIR
 
-In Python these are :mod:`SpineSegmentationLib.renumbering` (no torch needed).
+A ``RESULT`` whose ``labels.nii.gz`` no longer matches its ``vertebrae.json`` (a person edited one: other labels,
+labels swapped) is refused; ``rerun --labels`` goes on from an edited label map. In Python these are
+:mod:`SpineSegmentationLib.renumbering` (no torch needed).
 """
 
 from __future__ import annotations
@@ -43,6 +47,15 @@ def _labels_list(text: Optional[str]) -> list[int]:
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated VerSe labels or levels such as 22,23 or L3,L4, got {text!r}") from None
+
+
+class _JoinLists(argparse.Action):
+    """A list option given more than once (``--stated T12 --stated L2``) means all of its values, joined with commas
+    (argparse's default keeps the last one only: a statement would be lost without a word)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        before = getattr(namespace, self.dest, None)
+        setattr(namespace, self.dest, f"{before},{values}" if before else values)
 
 
 #: Default output folder of a command without network: the ``--result`` folder's name with this suffix, beside it.
@@ -96,25 +109,105 @@ def read_result(folder: Path):
     vertebrae.json).
 
     Raises:
-        ValueError: the folder lacks either file or vertebrae.json is not this project's.
+        ValueError: the folder lacks either file, vertebrae.json is damaged or not this project's, labels.nii.gz
+            holds values that are not whole numbers, or the two files do not match (one was edited or replaced:
+            other labels, or a vertebra's voxels away from the centroid vertebrae.json records for it).
     """
     from .io import read_image
     from .outputs import output_paths
-    from .outputs.vertebrae_json import read_vertebrae_json
-    from .renumbering import vertebrae_from_document
     from .result import LabelingAlternative, SpineSegmentationResult
 
     paths = output_paths(folder)
     for key in ("labels", "vertebrae"):
         if not paths[key].is_file():
             raise ValueError(f"{paths[key]} is missing; --result must be an output folder of spineseg")
-    document = read_vertebrae_json(paths["vertebrae"])
-    alternatives = [LabelingAlternative(labels=[int(v) for v in a["labels"]], likelihood=float(a["likelihood"]),
-                                        description=str(a.get("description", "")))
-                    for a in document.get("alternatives", [])]
-    return SpineSegmentationResult(labels=read_image(paths["labels"]), vertebrae=vertebrae_from_document(document),
-                                   alternatives=alternatives, run_info=dict(document.get("run", {})),
-                                   message=str(document.get("message", "")))
+    document, vertebrae = _read_vertebrae(paths["vertebrae"])
+    try:
+        alternatives = [LabelingAlternative(labels=[int(v) for v in a["labels"]], likelihood=float(a["likelihood"]),
+                                            description=str(a.get("description", "")))
+                        for a in document.get("alternatives", [])]
+        run_info, message = dict(document.get("run", {})), str(document.get("message", ""))
+    except (KeyError, TypeError, ValueError) as exc:  # a damaged or hand-edited file: named, not an internal error
+        raise ValueError(f"{paths['vertebrae']} is damaged ({type(exc).__name__}: {exc} in its 'alternatives' or "
+                         "'run'); restore it from the run that wrote it") from exc
+    labels = _integer_labels(read_image(paths["labels"]), paths["labels"])
+    _check_matches(paths, labels, vertebrae)
+    return SpineSegmentationResult(labels=labels, vertebrae=vertebrae, alternatives=alternatives, run_info=run_info,
+                                   message=message)
+
+
+def _read_vertebrae(path: Path):
+    """``(document, vertebrae)`` of a ``vertebrae.json``.
+
+    Raises:
+        ValueError: the file is not JSON (damaged, truncated, not UTF-8) or not this project's; the message names
+            the file.
+    """
+    from .outputs.vertebrae_json import read_vertebrae_json
+    from .renumbering import vertebrae_from_document
+
+    try:
+        document = read_vertebrae_json(path)
+        return document, vertebrae_from_document(document)
+    except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError, UnicodeDecodeError; entries not objects
+        what = str(exc) if str(path) in str(exc) else \
+            f"cannot read {path} ({exc}): the file is damaged or not a vertebrae.json of spineseg"
+        raise ValueError(f"{what}; restore it from the run that wrote it") from exc
+
+
+def _integer_labels(labels, path: Path):
+    """``labels`` with an integer pixel type: a map of whole numbers saved as floating point (by another program)
+    is cast to int16, as spineseg writes ``labels.nii.gz``.
+
+    Raises:
+        ValueError: the map holds values that are not whole numbers of int16's range.
+    """
+    import numpy as np
+    import SimpleITK as sitk
+
+    array = sitk.GetArrayViewFromImage(labels)
+    if np.issubdtype(array.dtype, np.integer):
+        return labels
+    if not (np.all(np.mod(array, 1) == 0) and np.all(np.abs(array) <= np.iinfo(np.int16).max)):
+        raise ValueError(f"{path} holds values that are not whole numbers (VerSe labels); it is not the label map "
+                         "spineseg wrote; restore it from the run that wrote it")
+    return sitk.Cast(labels, sitk.sitkInt16)
+
+
+def _check_matches(paths: dict, labels, vertebrae) -> None:
+    """Refuse a ``labels.nii.gz`` that is not the label map its ``vertebrae.json`` describes (a person edited or
+    replaced one of them): the same labels in both, each vertebra's voxels nearer its own recorded centroid than any
+    other vertebra's (labels swapped). Without this check a correction would write a result whose list of
+    vertebrae does not describe its label map.
+
+    Raises:
+        ValueError: naming the difference, with the fix.
+    """
+    import numpy as np
+
+    from .geometry import label_measurements, ras_to_lps
+
+    measured = label_measurements(labels)  # {label: (voxels, centroid LPS mm)}
+    recorded = {int(v.label): ras_to_lps(np.asarray(v.centroid_ras_mm, dtype=float)) for v in vertebrae}
+    names = {int(v.label): v.name for v in vertebrae}
+    problems = []
+    only_map = sorted(set(measured) - set(recorded))
+    if only_map:
+        problems.append(f"labels.nii.gz holds labels {only_map}, which vertebrae.json does not list")
+    only_listed = sorted(set(recorded) - set(measured))
+    if only_listed:
+        problems.append(f"vertebrae.json lists {', '.join(names[v] for v in only_listed)}, which labels.nii.gz does "
+                        "not hold")
+    moved = [names[label] for label in sorted(set(measured) & set(recorded))
+             if min(recorded, key=lambda other: float(np.linalg.norm(recorded[other] - measured[label][1]))) != label]
+    if moved:
+        problems.append(f"the voxels of {', '.join(moved)} in labels.nii.gz lie where vertebrae.json records another "
+                        "vertebra (labels swapped or renamed)")
+    if problems:
+        raise ValueError(f"{paths['labels']} does not match {paths['vertebrae']}: {'; '.join(problems)}. One of them "
+                         "was changed after spineseg wrote them: restore both from the run that wrote them, or go on "
+                         "from the edited label map with spineseg-correct rerun INPUT --labels "
+                         f"{paths['labels']} --edited LABELS -o OUTDIR, which labels it again")
 
 
 def _level_or_label(text: str) -> int:
@@ -124,10 +217,15 @@ def _level_or_label(text: str) -> int:
 
 
 def cmd_renumber(args: argparse.Namespace) -> int:
+    from .anatomy import is_column_vertebra
     from .io import read_image
     from .renumbering import renumber
 
-    result = renumber(read_result(Path(args.result)), _level_or_label(args.vertebra), _level_or_label(args.level))
+    level = _level_or_label(args.level)
+    if not is_column_vertebra(level):  # the sacrum, 0, 27, 29...: the library's message names no fix
+        raise ValueError(f"--level {args.level} is not a level of the column; give one of C1-C7, T1-T13, L1-L6 "
+                         "(or its VerSe number, 1-25 or 28)")
+    result = renumber(read_result(Path(args.result)), _level_or_label(args.vertebra), level)
     return _write(args, result, read_image(Path(args.input)))
 
 
@@ -140,6 +238,8 @@ def cmd_alternatives(args: argparse.Namespace) -> int:
     if args.apply is None:
         for i, a in enumerate(alternatives):
             print(f"{i:2d}  likelihood {a.likelihood:.3f}  {a.description}")
+        if not alternatives:  # say so rather than print nothing
+            print(_alternatives_range(0, args.result, result))
         return 0
     if not 0 <= args.apply < len(alternatives):
         raise ValueError(f"--apply {args.apply}: {_alternatives_range(len(alternatives), args.result, result)}")
@@ -224,11 +324,7 @@ def _statements(args: argparse.Namespace, labels: Optional[str], option: str):
                          f"{sorted(present)}); name vertebrae of that label map")
     flags: dict[int, bool] = {}
     if document is not None:
-        from .outputs.vertebrae_json import read_vertebrae_json
-        from .renumbering import vertebrae_from_document
-
-        vertebrae = [v for v in vertebrae_from_document(read_vertebrae_json(document))
-                     if v.complete_stated or v.level_stated or v.edited]
+        vertebrae = [v for v in _read_vertebrae(document)[1] if v.complete_stated or v.level_stated or v.edited]
         gone = sorted({v.name for v in vertebrae if int(v.label) not in present})
         if gone:
             print(f"note: {document} records an edit, a level or a completeness a person stated for "
@@ -268,9 +364,36 @@ def _dicom_seg_of(args: argparse.Namespace, labels: Optional[str]) -> None:
         args.dicom_seg = True
 
 
+def _keep_start(args: argparse.Namespace, labels: Optional[str], option: str) -> None:
+    """Refuse an output folder (``-o``, or the default one) whose outputs would replace the label map the step
+    starts from (``option``: a file there, or an output folder given as the label map), also with ``--overwrite``:
+    as the steps without network never change their ``--result`` folder, a click or re-run keeps the result it
+    started from, so that the step can be undone and compared.
+
+    Raises:
+        ValueError: naming the folder and another one to write to.
+    """
+    if not labels:
+        return
+    from .cli import default_output_dir
+    from .outputs import output_paths
+
+    given = Path(labels)
+    output_dir = Path(args.output) if args.output else default_output_dir(Path(args.input))
+    read = output_paths(given)["labels"] if given.is_dir() else given
+    if read.resolve() not in {path.resolve() for path in output_paths(output_dir).values()}:
+        return
+    where = f"-o {output_dir}" if args.output else f"the default output folder {output_dir} (no -o)"
+    start = given.resolve() if given.is_dir() else given.resolve().parent
+    raise ValueError(f"{where} holds {read}, the label map this command starts from ({option}), which its outputs "
+                     "would replace; write the new result to another folder, e.g. "
+                     f"-o {start.with_name(start.name + CORRECTED_SUFFIX)}")
+
+
 def cmd_click(args: argparse.Namespace) -> int:
     from .correction import segment_from_point
 
+    _keep_start(args, args.existing, "--existing")
     directions = [d for d in args.directions.split(",") if d]
     # bad lists fail before any work; an output folder passes on the vertebrae it records as edited
     existing, flags, stated, edited = _statements(args, args.existing, "--existing")
@@ -291,6 +414,7 @@ def cmd_click(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from .correction import rerun_with_edits
 
+    _keep_start(args, args.labels, "--labels")
     redo = _labels_list(args.redo)  # bad lists fail before any work
     # an output folder passes on the vertebrae it records as edited, except those named in --redo
     current, flags, stated, edited = _statements(args, args.labels, "--labels")
@@ -321,11 +445,11 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input; it then references no DICOM "
                         "series (default: when the output folder given as the label map holds one; for a DICOM "
                         "series input it is always written)")
-    p.add_argument("--complete", default="",
+    p.add_argument("--complete", default="", action=_JoinLists,
                    help="vertebrae of the label map a person flagged completely visible (spineseg-correct complete); "
                         "the vertebrae on their voxels keep the flag, e.g. L1 (an output folder given as the label "
                         "map passes on the flags its vertebrae.json records as set by a person, complete_stated)")
-    p.add_argument("--incomplete", default="",
+    p.add_argument("--incomplete", default="", action=_JoinLists,
                    help="vertebrae of the label map a person flagged incompletely visible; kept as --complete")
     add_debug(p)
 
@@ -342,20 +466,24 @@ def build_parser() -> argparse.ArgumentParser:
                        help="the point in RAS millimetres")
     click.add_argument("--existing", help="label map of vertebrae already segmented (kept, instance memory), or an "
                                           "output folder (its labels.nii.gz)")
-    click.add_argument("--edited", help="labels in --existing that a person edited, e.g. 22,23 (an output folder "
-                                        "passes on those its vertebrae.json records as edited)")
-    click.add_argument("--stated", help="labels in --existing whose level a person stated (kept), e.g. 21 or L2")
+    click.add_argument("--edited", action=_JoinLists,
+                       help="labels in --existing that a person edited, e.g. 22,23 (an output folder passes on those "
+                            "its vertebrae.json records as edited)")
+    click.add_argument("--stated", action=_JoinLists,
+                       help="labels in --existing whose level a person stated (kept), e.g. 21 or L2")
     click.add_argument("--directions", default="up,down", help="up,down (default), up, down, or '' (clicked only)")
     click.set_defaults(func=cmd_click)
     rerun = sub.add_parser("rerun", help="segment again, keeping the edited vertebrae exactly")
     _common(rerun)
     rerun.add_argument("--labels", required=True, help="current label map on the CT's grid (VerSe numbers), or an "
                                                        "output folder (its labels.nii.gz)")
-    rerun.add_argument("--edited", default="", help="labels a person edited (kept exactly), e.g. 22 or L3 (an output "
-                                                    "folder passes on those its vertebrae.json records as edited, "
-                                                    "except those in --redo)")
-    rerun.add_argument("--redo", default="", help="labels to remove and segment again, e.g. 23,24 or L4,L5")
-    rerun.add_argument("--stated", default="", help="labels whose level a person stated (kept), e.g. 21 or L2")
+    rerun.add_argument("--edited", default="", action=_JoinLists,
+                       help="labels a person edited (kept exactly), e.g. 22 or L3 (an output folder passes on those "
+                            "its vertebrae.json records as edited, except those in --redo)")
+    rerun.add_argument("--redo", default="", action=_JoinLists,
+                       help="labels to remove and segment again, e.g. 23,24 or L4,L5")
+    rerun.add_argument("--stated", default="", action=_JoinLists,
+                       help="labels whose level a person stated (kept), e.g. 21 or L2")
     rerun.set_defaults(func=cmd_rerun)
 
     def no_network(name: str, help_text: str) -> argparse.ArgumentParser:
