@@ -63,7 +63,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "before = []",
              (T + "test_correction.py::test_rerun_keeps_edits_exactly_redoes_and_completes_and_relabels_the_column",)),
     Mutation("click-without-placeholders", "fragments behind the clicked point are set aside in the memory",
-             "SpineSegmentationLib/correction.py", "engine.memory[found.src][found.mask] = 1.0  # a placeholder",
+             "SpineSegmentationLib/correction.py", "engine.memory[placeholder.src][placeholder.mask] = 1.0",
              "pass",
              (T + "test_correction.py::test_click_segments_the_clicked_vertebra_then_continues_up_and_down_exactly",)),
     Mutation("convergence-boundary", "converged when the patch moves by at most delta_max voxels (<=, not <)",
