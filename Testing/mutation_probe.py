@@ -377,6 +377,11 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    trav = run_traversal(scan, reporter, memory=kept.canonical > 0, kept_ids=kept.canonical)",
              (T + "test_correction.py::test_real_rerun_finds_the_vertebrae_redone_below_kept_ones_on_a_ct_the_model_"
               "never_saw",)),
+    Mutation("click-placeholder-untracked", "a vertebra behind the clicked point enters the memory with the mask of "
+             "its converged patch (seed 002 section 3.3), not the first fragment",
+             "SpineSegmentationLib/correction.py", "    return converged_at\n", "    return found\n",
+             (T + "test_correction.py::test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the_"
+              "model_never_saw",)),
 )
 
 
