@@ -568,9 +568,10 @@ def segment_from_point(
         raise ValueError(f"directions must be 'up' and/or 'down', got {unknown}")
     point_ras = np.asarray(point_ras_mm, dtype=float)
     if point_ras.shape != (3,) or not np.all(np.isfinite(point_ras)):
-        raise ValueError(f"point_ras_mm must be three finite numbers [R, A, S] in mm, got {point_ras_mm!r}")
+        raise ValueError(f"the point (--point R A S; point_ras_mm in Python) must be three finite numbers [R, A, S] "
+                         f"in mm, got {point_ras_mm!r}")
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
-    existing = _label_array(existing_labels, scan.image, "existing_labels")
+    existing = _label_array(existing_labels, scan.image, "the label map of --existing (existing_labels in Python)")
     kept = _column_labels(existing)
     edited = _check_label_set("edited labels", edited, kept + _other_labels(existing))
     stated = _check_label_set("stated labels", stated, kept)
@@ -578,11 +579,14 @@ def segment_from_point(
     point_lps = ras_to_lps(point_ras)
     kji = np.rint(scan.image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps])[::-1]).astype(int)
     if np.any(kji < 0) or np.any(kji >= existing.shape):
-        raise ValueError(f"the point RAS {point_ras.tolist()} mm lies outside the CT; place it inside the image")
+        raise ValueError(f"the point RAS {point_ras.tolist()} mm lies outside the CT; place it inside the image "
+                         "(coordinates from ITK or DICOM tools are LPS: negate the first two to get RAS)")
     under = int(existing[tuple(kji)])
     if is_column_vertebra(under):
-        raise ValueError(f"the point lies inside the existing vertebra {vertebra_name(under)}; click an unsegmented "
-                         f"vertebra, or re-segment this one with rerun_with_edits(redo_labels={{{under}}})")
+        name = vertebra_name(under)
+        raise ValueError(f"the point lies inside the existing vertebra {name}; click an unsegmented vertebra, or "
+                         f"segment {name} again: spineseg-correct rerun INPUT --labels LABELS --redo {name} "
+                         f"(rerun_with_edits(redo_labels={{{under}}}) in Python; Re-run keeping my edits in Slicer)")
     point_zyx = lps_to_index(scan.reference, point_lps)
 
     kept = _keep(scan, existing, kept, edited, stated)
@@ -687,7 +691,7 @@ def rerun_with_edits(
             and stated levels; plus the errors of ``segment_spine``.
     """
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
-    existing = _label_array(labels, scan.image, "labels")
+    existing = _label_array(labels, scan.image, "the label map of --labels (labels in Python)")
     present = _column_labels(existing)
     edited = _check_label_set("edited labels", edited_labels, present + _other_labels(existing))
     if any(not is_column_vertebra(v) for v in redo_labels):

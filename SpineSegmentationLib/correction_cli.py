@@ -146,13 +146,12 @@ def _read_vertebrae(path: Path):
     from .outputs.vertebrae_json import read_vertebrae_json
     from .renumbering import vertebrae_from_document
 
+    document = read_vertebrae_json(path)  # a damaged file: its message names the file and the fix
     try:
-        document = read_vertebrae_json(path)
         return document, vertebrae_from_document(document)
-    except (ValueError, TypeError, AttributeError) as exc:  # JSONDecodeError, UnicodeDecodeError; entries not objects
-        what = str(exc) if str(path) in str(exc) else \
-            f"cannot read {path} ({exc}): the file is damaged or not a vertebrae.json of spineseg"
-        raise ValueError(f"{what}; restore it from the run that wrote it") from exc
+    except (ValueError, TypeError, AttributeError) as exc:  # entries not objects, fields missing
+        raise ValueError(f"cannot read {path} ({exc}): the file is damaged or not a vertebrae.json of spineseg; "
+                         "restore it from the run that wrote it") from exc
 
 
 def _integer_labels(labels, path: Path):

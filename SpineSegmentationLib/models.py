@@ -93,6 +93,18 @@ def relative_provenance(value, root: str | Path = PROVENANCE_ROOT):
     return value
 
 
+def _json_kind(value) -> str:
+    """What a JSON value that is not an object is, for messages: "an array", "a string", ..."""
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(value), "a number")
+
+
+def _check_object(meta, meta_path: Path) -> None:
+    """Raises ModelFileError when the parsed ``model.json`` ``meta`` is not a JSON object."""
+    if not isinstance(meta, dict):
+        raise ModelFileError(f"{meta_path} holds {_json_kind(meta)}, not a JSON object of model settings; the model "
+                             "file is corrupt: restore or retrain it")
+
+
 def relativize_model_json(model_dir: str | Path, root: str | Path = PROVENANCE_ROOT) -> Path:
     """Rewrite the ``training`` provenance of an existing model folder's ``model.json`` with paths relative to
     ``root`` (see :func:`relative_provenance`); the weights and their checksums are not touched.
@@ -101,13 +113,14 @@ def relativize_model_json(model_dir: str | Path, root: str | Path = PROVENANCE_R
         The path of the rewritten ``model.json``.
 
     Raises:
-        ModelFileError: if ``model_dir`` holds no readable ``model.json``.
+        ModelFileError: if ``model_dir`` holds no readable ``model.json``, or one that is not a JSON object.
     """
     path = Path(model_dir) / MODEL_JSON
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as error:
         raise ModelFileError(f"cannot read {path}: {error}; pass a model folder") from error
+    _check_object(meta, path)
     meta["training"] = relative_provenance(meta.get("training", {}), root)
     meta["training_paths_relative_to"] = "repository root"
     path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -345,8 +358,9 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         device: torch device the networks are moved to.
 
     Raises:
-        ModelFileError: missing folder or file, a ``model.json`` that is not a JSON object, unsupported format
-            version, checksum mismatch (corrupt or modified weights), or weights that do not fit the configuration.
+        ModelFileError: missing folder or file, a ``model.json`` that is not a JSON object (or whose ``files`` and
+            their entries are not), unsupported format version, checksum mismatch (corrupt or modified weights), or
+            weights that do not fit the configuration.
     """
     directory = Path(path) if path is not None else default_model_dir()
     if directory.name == MODEL_JSON:
@@ -361,10 +375,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         meta = json.loads(meta_path.read_text())
     except json.JSONDecodeError as e:
         raise ModelFileError(f"{meta_path} is not valid JSON ({e}); the model file is corrupt: restore or retrain it") from e
-    if not isinstance(meta, dict):
-        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(type(meta), "a number")
-        raise ModelFileError(f"{meta_path} holds {kind}, not a JSON object of model settings; the model file is "
-                             "corrupt: restore or retrain it")
+    _check_object(meta, meta_path)
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(
@@ -380,10 +391,14 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         attention = AttentionNet(AttentionNetConfig.from_dict(meta["attention_net"]))
     except ValueError as e:
         raise ModelFileError(f"{meta_path}: invalid network configuration: {e}") from e
+    if not isinstance(meta["files"], dict):
+        raise ModelFileError(f"{meta_path}: 'files' holds {_json_kind(meta['files'])}, not a JSON object of weight "
+                             "files; the model file is corrupt: restore or retrain it")
     for key, net in (("iterative_fcn", fcn), ("attention_net", attention)):
         entry = meta["files"].get(key)
-        if not entry or "path" not in entry or "sha256" not in entry:
-            raise ModelFileError(f"{meta_path}: files.{key} must give 'path' and 'sha256'")
+        if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("path", "sha256")):
+            raise ModelFileError(f"{meta_path}: files.{key} must be an object giving 'path' and 'sha256' as strings; "
+                                 "the model file is corrupt: restore or retrain it")
         weights = directory / entry["path"]
         if not weights.is_file():
             raise ModelFileError(f"model weights {weights} are missing; restore the model folder or retrain it")

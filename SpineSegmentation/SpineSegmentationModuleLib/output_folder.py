@@ -121,12 +121,7 @@ def read_output_folder(path) -> OutputFolder:
     for required in (labels_path, vertebrae_path):
         if not required.is_file():
             raise ValueError(f"{required} is missing; {folder} is not a complete spineseg output folder")
-    try:
-        data = read_vertebrae_json(vertebrae_path)
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{vertebrae_path} is not a UTF-8 text file: {error}") from error
-    except ValueError as error:  # json.JSONDecodeError is a ValueError
-        raise ValueError(f"{vertebrae_path} is not valid: {error}") from error
+    data = read_vertebrae_json(vertebrae_path)  # a damaged file: a ValueError naming it and the fix
     records = [_vertebra(entry, i, vertebrae_path) for i, entry in enumerate(data["vertebrae"])]
     labels = [r.label for r in records]
     duplicates = sorted({lab for lab in labels if labels.count(lab) > 1})

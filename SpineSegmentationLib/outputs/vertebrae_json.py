@@ -61,6 +61,7 @@ from pathlib import Path
 import SimpleITK as sitk
 
 from ..anatomy import VERSE_NAMES
+from ..errors import SpineSegmentationError
 from ..io import SERIES_UID_KEY
 from ..result import SpineSegmentationResult
 from .centroids import orientation_codes
@@ -147,9 +148,19 @@ def read_vertebrae_json(path: Path) -> dict:
     """Read a ``vertebrae.json`` file.
 
     Raises:
-        ValueError: if the file is not a vertebrae.json of this project (no ``vertebrae`` list).
+        SpineSegmentationError: (a ValueError) the file is damaged (not UTF-8 text, not valid JSON: e.g. cut short)
+            or is not a vertebrae.json of this project (no ``vertebrae`` list); the message names the file and the
+            fix.
     """
-    data = json.loads(Path(path).read_text(encoding="utf-8"))
+    fix = "restore it from the run that wrote it, or run the segmentation again"
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise SpineSegmentationError(f"cannot read {path} ({exc}): the file is damaged (not UTF-8 text); "
+                                     f"{fix}") from exc
+    except json.JSONDecodeError as exc:
+        raise SpineSegmentationError(f"cannot read {path} ({exc}): the file is damaged or truncated (not valid "
+                                     f"JSON); {fix}") from exc
     if not isinstance(data, dict) or not isinstance(data.get("vertebrae"), list):
-        raise ValueError(f"{path} is not a spineseg vertebrae.json (it has no 'vertebrae' list)")
+        raise SpineSegmentationError(f"{path} is not a spineseg vertebrae.json (it has no 'vertebrae' list); {fix}")
     return data

@@ -108,6 +108,15 @@ def _corrupt_safetensors_with_updated_checksum(folder: Path) -> Path:
     return model
 
 
+def _model_json_with(folder: Path, change) -> Path:
+    """A copy of the shipped model whose model.json is ``change(meta)`` (a hand edit)."""
+    model = _model_copy(folder)
+    meta = json.loads((model / MODEL_JSON).read_text())
+    change(meta)
+    (model / MODEL_JSON).write_text(json.dumps(meta))
+    return model
+
+
 def _damaged(path: Path) -> Path:
     """16 bytes in the middle of the file changed (a disk or transfer error), its length kept."""
     data = bytearray(path.read_bytes())
@@ -196,6 +205,15 @@ CASES = [
     ("model.json a JSON list", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--model",
                                                     str(_broken_json(o.parent, "[1, 2]"))], 2,
      "model.json holds an array, not a JSON object of model settings; the model file is corrupt: restore or retrain"),
+    ("model.json files an array", lambda ct, f, o, d: [
+        str(_save(ct, f, "ct.nii.gz")), "--model",
+        str(_model_json_with(o.parent, lambda m: m.update(files=list(m["files"].values()))))], 2,
+     "model.json: 'files' holds an array, not a JSON object of weight files; the model file is corrupt: restore or"),
+    ("model.json checksum null", lambda ct, f, o, d: [
+        str(_save(ct, f, "ct.nii.gz")), "--model",
+        str(_model_json_with(o.parent, lambda m: m["files"]["attention_net"].update(sha256=None)))], 2,
+     "model.json: files.attention_net must be an object giving 'path' and 'sha256' as strings; the model file is "
+     "corrupt"),
     ("corrupt safetensors header, checksum updated", lambda ct, f, o, d: [
         str(_save(ct, f, "ct.nii.gz")), "--model", str(_corrupt_safetensors_with_updated_checksum(o.parent))], 2,
      "not a readable safetensors file"),
@@ -241,6 +259,20 @@ def test_info_refuses_a_model_json_that_is_not_an_object(tmp_path, capsys):
     assert capsys.readouterr().err.strip() == (
         f"spineseg: error: {model / MODEL_JSON} holds an array, not a JSON object of model settings; the model file "
         "is corrupt: restore or retrain it")
+
+
+def test_relativize_model_json_refuses_a_model_json_that_is_not_an_object(tmp_path):
+    """relativize_model_json (provenance paths of a model folder) ended in an internal error (AttributeError) on a
+    model.json holding an array, as load_model did; the same ModelFileError, and the file is left as it was."""
+    from SpineSegmentationLib.errors import ModelFileError
+    from SpineSegmentationLib.models import relativize_model_json
+
+    model = _broken_json(tmp_path, "[1, 2]")
+    with pytest.raises(ModelFileError) as raised:
+        relativize_model_json(model)
+    assert str(raised.value) == (f"{model / MODEL_JSON} holds an array, not a JSON object of model settings; the "
+                                 "model file is corrupt: restore or retrain it")
+    assert (model / MODEL_JSON).read_text() == "[1, 2]"
 
 
 def _user_file(out):
@@ -329,6 +361,26 @@ def test_evaluate_refuses_a_truncated_label_map_instead_of_scoring_it(damaged, t
         f"spineseg: error: Cannot read '{cut}' (Compressed file ended before the end-of-stream marker was reached): "
         "the gzip stream is corrupt or truncated, or the file is not readable. It was cut short (interrupted copy or "
         "download), is not a .nii.gz file, or lacks read permission; copy it again from the original.")
+    assert "Dice" not in captured.out  # no scores
+
+
+def test_evaluate_names_a_truncated_vertebrae_json_in_a_prediction_folder(tptbox_labels, tmp_path, capsys):
+    """The vertebrae.json of a prediction folder cut short (an interrupted copy) ended evaluate in an internal error
+    (JSONDecodeError, exit status 1, "This is a bug"); it is bad input: one line naming the file and the fix."""
+    folder = tmp_path / "ct_spineseg"
+    folder.mkdir()
+    shutil.copy(tptbox_labels, folder / "labels.nii.gz")
+    document = {"schema_version": 1, "vertebrae": [{"label": v, "name": vertebra_name(v), "complete": True}
+                                                   for v in (21, 22, 23)]}
+    text = json.dumps(document, indent=2)
+    path = folder / "vertebrae.json"
+    path.write_text(text[: len(text) // 2], encoding="utf-8")
+    assert main(["evaluate", str(folder), str(tptbox_labels)]) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"spineseg: error: cannot read {path} (")
+    assert lines[0].endswith("the file is damaged or truncated (not valid JSON); restore it from the run that wrote "
+                             "it, or run the segmentation again")
     assert "Dice" not in captured.out  # no scores
 
 

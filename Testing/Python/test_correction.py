@@ -669,6 +669,52 @@ def test_cli_reports_bad_input_with_exit_status_2_and_writes_nothing(real_ct, ra
     assert not out.exists() or not any(out.iterdir())
 
 
+def test_cli_refusals_name_the_options_and_the_python_names(tptbox_ct, tptbox_labels, tmp_path, capsys):
+    """The library's messages reach ``spineseg-correct`` users: each names the option they gave (``--point``,
+    ``--existing``, ``--labels``), the Python name beside it, and a way on that works from the command line. Every
+    refusal comes before the traversal (no network run)."""
+    from SpineSegmentationLib.correction_cli import main
+
+    ct = sitk.ReadImage(str(tptbox_ct))
+    reference = sitk.ReadImage(str(tptbox_labels))
+    centre = ndimage.center_of_mass(sitk.GetArrayViewFromImage(reference) == 22)  # the reference's L3
+    lps = np.array(ct.TransformContinuousIndexToPhysicalPoint([float(c) for c in centre[::-1]]))
+    out = tmp_path / "out"
+    common = ["-o", str(out), "--device", "cpu", "--progress", "none", "--no-localization"]
+
+    def run(command, point, option, labels):
+        code = main([command, str(tptbox_ct), *(["--point", *map(str, point)] if point is not None else []),
+                     option, str(labels), *common])
+        assert code == 2
+        return capsys.readouterr().err
+
+    # L3's centre as ITK gives it (LPS) taken for RAS lies outside the crop: the message says how to convert it
+    err = run("click", lps, "--existing", tptbox_labels)
+    assert "lies outside the CT" in err and "coordinates from ITK or DICOM tools are LPS: negate the first two" in err
+    ras = (lps * [-1, -1, 1]).tolist()
+    err = run("click", ras, "--existing", tptbox_labels)  # in RAS: inside the reference's L3
+    assert ("inside the existing vertebra L3; click an unsegmented vertebra, or segment L3 again: spineseg-correct "
+            "rerun INPUT --labels LABELS --redo L3 (rerun_with_edits(redo_labels={22}) in Python; Re-run keeping my "
+            "edits in Slicer)") in err
+    err = run("click", [float("nan"), 0.0, 0.0], "--existing", tptbox_labels)
+    assert "the point (--point R A S; point_ras_mm in Python) must be three finite numbers [R, A, S] in mm" in err
+    halves = tmp_path / "halves.nii.gz"  # 10.5, 11, 11.5: not VerSe labels
+    sitk.WriteImage(sitk.Cast(reference, sitk.sitkFloat32) * 0.5, str(halves))
+    err = run("click", ras, "--existing", halves)
+    assert "the label map of --existing (existing_labels in Python) must hold integer VerSe labels" in err
+    coarse = tmp_path / "coarse.nii.gz"
+    sitk.WriteImage(sitk.Shrink(reference, [2, 2, 2]), str(coarse))
+    err = run("click", ras, "--existing", coarse)
+    assert "the label map of --existing (existing_labels in Python) must be on the CT's grid" in err
+    err = run("rerun", None, "--labels", coarse)
+    assert "the label map of --labels (labels in Python) must be on the CT's grid" in err
+    disc = tmp_path / "disc.nii.gz"  # a disc label (100 + level) among the vertebrae
+    sitk.WriteImage(sitk.Cast(reference, sitk.sitkInt16) + 100 * sitk.Cast(reference == 22, sitk.sitkInt16), str(disc))
+    err = run("rerun", None, "--labels", disc)
+    assert "the label map of --labels (labels in Python) holds values [122] that are not VerSe" in err
+    assert not out.exists() or not any(out.iterdir())
+
+
 def test_cli_steps_without_network_write_a_new_folder_and_keep_the_old(oracle_world, oracle_result, tmp_path, capsys):
     from SpineSegmentationLib.correction_cli import main
     from SpineSegmentationLib.outputs import write_outputs

@@ -216,6 +216,30 @@ def test_vertebrae_json(written):
     assert "dicom_series_uid" not in doc["input"]  # a file, not a DICOM series
 
 
+@pytest.mark.parametrize("case, damage, fragment", [
+    ("truncated", lambda data: data[:300], "the file is damaged or truncated (not valid JSON)"),
+    ("not UTF-8", lambda data: b"\xff" + data, "the file is damaged (not UTF-8 text)"),
+    ("empty", lambda data: b"", "the file is damaged or truncated (not valid JSON)"),
+    ("a list", lambda data: b"[]", "is not a spineseg vertebrae.json (it has no 'vertebrae' list)"),
+])
+def test_a_damaged_vertebrae_json_is_named_with_the_fix(written, tmp_path, case, damage, fragment):
+    """A vertebrae.json cut short (an interrupted copy) raised a bare JSONDecodeError ("Expecting ',' delimiter:
+    line 12 column 5", no file named, no fix) in every reader: the Slicer module, ``spineseg evaluate``,
+    ``spineseg-correct``; the library's error names the file, the damage and the fix."""
+    from SpineSegmentationLib.errors import SpineSegmentationError
+    from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json
+
+    _, _, paths = written
+    path = tmp_path / "vertebrae.json"
+    path.write_bytes(damage(paths["vertebrae"].read_bytes()))
+    with pytest.raises(SpineSegmentationError) as raised:
+        read_vertebrae_json(path)
+    message = str(raised.value)
+    assert str(path) in message and fragment in message, case
+    assert "restore it from the run that wrote it, or run the segmentation again" in message
+    assert read_vertebrae_json(paths["vertebrae"])["vertebrae"]  # the file as written reads
+
+
 def test_ctd_round_trip_on_example(written):
     image, result, paths = written
     entries = json.loads(paths["centroids"].read_text())

@@ -400,6 +400,19 @@ def test_label_map_and_report_disagreeing_is_refused(logic, output_folder, ct_no
     assert scene.GetNumberOfNodes() == nodes
 
 
+def test_a_truncated_report_is_named_with_the_fix_and_the_scene_is_unchanged(logic, output_folder, ct_node, scene,
+                                                                            tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(output_folder, damaged)
+    text = (damaged / "vertebrae.json").read_text()
+    (damaged / "vertebrae.json").write_text(text[: len(text) // 2])  # an interrupted copy
+    nodes = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match=r"vertebrae.json \(.*\): the file is damaged or truncated \(not valid JSON\); "
+                                         "restore it from the run that wrote it, or run the segmentation again$"):
+        logic.loadResults(damaged, ct_node)
+    assert scene.GetNumberOfNodes() == nodes
+
+
 def test_the_anatomy_seen_is_read_back_and_checked(output_folder, tmp_path):
     """rib_sides and sacrum_below travel from vertebrae.json into the vertebrae the module renumbers with (the
     labelling weighs them); a damaged value is refused, naming the field."""
