@@ -81,7 +81,30 @@ def _progress_printer(mode: str):
     return update, bar.close
 
 
-def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Callable] = None) -> tuple:
+#: Help of ``--overwrite`` for every command that writes an output folder.
+OVERWRITE_HELP = ("replace existing outputs in OUTDIR; a segmentation.dcm there that this run does not write is "
+                  "deleted (it belongs to an earlier result)")
+
+
+def earlier_dicom_seg(output_dir: Path, overwrite: bool) -> Optional[Path]:
+    """The ``segmentation.dcm`` in ``output_dir`` that writing the outputs with ``overwrite`` deletes unless the run
+    writes one (an earlier result's, which would not match the new outputs); None when there is none."""
+    from .outputs.dicom_seg import DICOM_SEG_FILE
+
+    path = output_dir / DICOM_SEG_FILE
+    return path if overwrite and path.is_file() else None
+
+
+def say_removed_dicom_seg(earlier: Optional[Path], written: dict, prog: str) -> None:
+    """Say on stderr that ``earlier`` (:func:`earlier_dicom_seg`) was deleted, when the run wrote no DICOM SEG
+    (``written``: what ``write_outputs`` returned)."""
+    if earlier is not None and "dicom_seg" not in written:
+        print(f"{prog}: removed {earlier}: the DICOM SEG of an earlier result, which this run replaces by none "
+              "(--dicom-seg writes one)", file=sys.stderr)
+
+
+def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Callable] = None,
+                  prog: str = "spineseg") -> tuple:
     """The shared body of every command that turns an input CT into an output folder.
 
     In this order, so that every refusal comes before the work: checks that the outputs are free, claims the
@@ -89,8 +112,9 @@ def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Call
     reads the input's header and runs ``check_header(header)`` on it (memory budget, dimensions), reads
     ``args.input`` (``args.series_uid`` for a DICOM folder with several series), runs
     ``compute(image, progress_callback) -> SpineSegmentationResult`` with the progress display chosen by
-    ``args.progress``, writes the five outputs together, and prints the final JSON line in ``--progress json``
-    mode.
+    ``args.progress``, writes the five outputs together (with ``--overwrite`` an earlier result's
+    ``segmentation.dcm`` that the run does not replace is deleted, and ``prog`` says so on stderr), and prints the
+    final JSON line in ``--progress json`` mode.
 
     Returns:
         ``(result, output_dir, paths)``.
@@ -107,6 +131,7 @@ def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Call
     output_dir = Path(args.output) if args.output else default_output_dir(input_path)
     series_uid = getattr(args, "series_uid", None)
     check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)  # fail before the work
+    earlier = earlier_dicom_seg(output_dir, args.overwrite)
     stage = ["checking the input"]
     display = [None, lambda: None]  # the progress display (callback, close), made once the checks have passed
 
@@ -134,6 +159,7 @@ def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Call
         raise OutputWriteError(f"{exc}; {staging.left_behind()}") from exc
     finally:
         display[1]()
+    say_removed_dicom_seg(earlier, paths, prog)
     if args.progress == "json":
         print(json.dumps({"stage": "result", "output_dir": str(output_dir), "message": result.message}), flush=True)
     return result, output_dir, paths
@@ -184,7 +210,6 @@ def cmd_segment(args: argparse.Namespace) -> int:
 
 def _segment(args: argparse.Namespace, device) -> int:
     from .models import load_model
-    from .outputs.dicom_seg import DICOM_SEG_FILE
     from .pipeline import segment_spine
     from .sanity import warning_lines
     from .validation import validate_header
@@ -201,13 +226,7 @@ def _segment(args: argparse.Namespace, device) -> int:
             max_memory_bytes=args.max_memory, test_time_mirror=args.test_time_mirror,
         )
 
-    # with --overwrite, write_outputs deletes a segmentation.dcm this run does not write (an earlier result's): say so
-    earlier_seg = (Path(args.output) if args.output else default_output_dir(Path(args.input))) / DICOM_SEG_FILE
-    earlier_seg_exists = args.overwrite and earlier_seg.is_file()
     result, output_dir, paths = run_and_write(args, compute, check_header)
-    if earlier_seg_exists and "dicom_seg" not in paths:
-        print(f"spineseg: removed {earlier_seg}: the DICOM SEG of an earlier result, which this run replaces by none "
-              "(--dicom-seg writes one)", file=sys.stderr)
     warnings = result.run_info.get("warnings", [])
     for warning in warnings:
         print(f"spineseg: warning: {warning}", file=sys.stderr)
@@ -290,9 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "cores is slower; use 1 per job when running several jobs at once)")
     seg.add_argument("--model", help="model folder (default: the shipped model in Resources/Models/spineseg-default)")
     seg.add_argument("--direction", choices=("up", "down"), help="traversal direction (default: the model's, 'up')")
-    seg.add_argument("--overwrite", action="store_true",
-                     help="replace existing outputs in OUTDIR; a segmentation.dcm there that this run does not write "
-                          "is deleted (it belongs to an earlier result)")
+    seg.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     seg.add_argument("--dicom-seg", action="store_true",
                      help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input; it then references no "
                           "DICOM series (for a DICOM series input it is always written)")

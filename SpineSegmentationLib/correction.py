@@ -257,13 +257,14 @@ def _near(fragment: Fragment, point_zyx: np.ndarray, radius_voxels: float) -> bo
 def _placeholder(engine: Traversal, center: np.ndarray, found: Fragment, point_zyx: np.ndarray,
                  radius_voxels: float) -> Fragment:
     """What ``found``, a fragment behind the clicked point in the patch at ``center`` (canonical [z, y, x], the
-    engine's frame, as ``point_zyx``), puts into the memory as a placeholder: the vertebra its tracking converges
-    on, with the mask of that position (seed 002 section 3.3: a vertebra enters the memory with the mask of its
-    converged patch; the network was trained with whole vertebrae before its target in the memory, and it takes a
-    free rest of one for the next vertebra). ``found`` itself when the tracking loses the fragment or ends at one
-    that holds the point, does not lie behind it, or has no voxel in the patch at ``center`` (the network sees the
-    memory of that patch only: with nothing behind the point in the memory, tracking walks down the column to the
-    first vertebra of the scan, on the example CT from a click at T12 to L5). An untracked fragment can be part of a
+    engine's frame, as ``point_zyx``), puts into the memory as a placeholder: the vertebra its tracking ends on
+    (converged, or at the midpoint after the iteration limit), with the mask of that position (seed 002 section
+    3.3: a vertebra enters the memory with the mask of its converged patch; the network was trained with whole
+    vertebrae before its target in the memory, and it takes a free rest of one for the next vertebra). ``found``
+    itself when the tracking loses the fragment or ends at one that holds the point, does not lie behind it, or has
+    no voxel in the patch at ``center`` (the network sees the memory of that patch only: with nothing behind the
+    point in the memory, tracking walks down the column to the first vertebra of the scan, on the example CT from a
+    click at T12 to L5). An untracked fragment can be part of a
     vertebra (on the TPTBox crop L3's body without its arch, which the clicked L2 then took, leaving out its own
     spinous process as a fourth "vertebra"; see test_correction.py).
     """
@@ -284,7 +285,7 @@ def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVerteb
     lowest free one in the patch), and was trained with every vertebra before its target in the memory
     (``training/sampler.py``). A patch centred on a clicked vertebra also shows the free vertebrae before it,
     so at every patch position a fragment that does not contain the point and lies behind it is set aside as a
-    *placeholder* in the engine's memory (the vertebra its tracking converges on, :func:`_placeholder`) and the
+    *placeholder* in the engine's memory (the vertebra its tracking ends on, :func:`_placeholder`) and the
     patch is evaluated again, until the fragment contains the point:
     the network then sees the situation it was trained for. Placeholders are never written to the output; they
     stay in the memory for the continuation in the traversal direction, as do the fragments still behind the

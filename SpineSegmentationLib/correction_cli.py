@@ -35,7 +35,8 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-from .cli import add_debug, add_exit_with_parent, run_and_write, run_cli
+from .cli import (OVERWRITE_HELP, add_debug, add_exit_with_parent, earlier_dicom_seg, run_and_write, run_cli,
+                  say_removed_dicom_seg)
 
 
 def _labels_list(text: Optional[str]) -> list[int]:
@@ -63,7 +64,7 @@ CORRECTED_SUFFIX = "_corrected"
 
 
 def _run(args: argparse.Namespace, compute) -> int:
-    result, output_dir, _ = run_and_write(args, compute)
+    result, output_dir, _ = run_and_write(args, compute, prog="spineseg-correct")
     if args.progress != "json":
         print(result.message)
         print(f"outputs in {output_dir}")
@@ -96,9 +97,12 @@ def _write(args: argparse.Namespace, result, image) -> int:
         raise ValueError(f"{input_path} is not the CT the result in {source} was made from (its size, spacing, "
                          "origin or direction differ); give that CT")
     check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
+    earlier = earlier_dicom_seg(output_dir, args.overwrite)
     # a DICOM SEG of the result (written on request for a non-DICOM input) is written again with the new levels
     dicom_seg = args.dicom_seg or (source / DICOM_SEG_FILE).is_file()
-    write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path, dicom_seg=dicom_seg)
+    written = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path,
+                            dicom_seg=dicom_seg)
+    say_removed_dicom_seg(earlier, written, "spineseg-correct")
     print(result.message)
     print(f"outputs in {output_dir}")
     return 0
@@ -437,7 +441,7 @@ def _common(p: argparse.ArgumentParser) -> None:
                    help="output folder (default: <input stem>_spineseg/ next to the input)")
     p.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
     p.add_argument("--model", help="model folder (default: the shipped model)")
-    p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="progress display")
     p.add_argument("--no-localization", action="store_true", help="do not use the spine localization network")
     p.add_argument("--dicom-seg", action="store_true",
@@ -492,7 +496,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("-o", "--output", metavar="OUTDIR",
                        help=f"output folder for the corrected result, not the --result folder "
                             f"(default: RESULT{CORRECTED_SUFFIX} beside it)")
-        p.add_argument("--overwrite", action="store_true", help="replace existing outputs in OUTDIR")
+        p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
         p.add_argument("--dicom-seg", action="store_true",
                        help="also write segmentation.dcm (DICOM SEG) for a non-DICOM input (default: when RESULT "
                             "holds one; for a DICOM series input it is always written)")

@@ -454,9 +454,10 @@ def check_image_file(path: PathLike) -> None:
     """Raise InputImageError where ITK would misread an image file without an error, or refuse it for a misleading
     reason. NIfTI (``.nii``, ``.nii.gz``): not a NIfTI header, a gzip-compressed file named ``.nii``, a sheared or
     doubly scaled grid (:func:`_check_nifti_header`), a corrupt or truncated file, NaN/Inf voxels
-    (:func:`_check_nifti_file`). NRRD (``.nrrd``, gzip encoding) and MetaImage (``.mha``, compressed): compressed
-    voxel data that fail their checksum (:func:`_check_compressed_data`). Reads the whole file once (bounded
-    memory); does nothing for other files or a path that is no file."""
+    (:func:`_check_nifti_file`). NRRD (``.nrrd``, ``.nhdr``; gzip encoding) and MetaImage (``.mha``, ``.mhd``;
+    compressed): compressed voxel data, in the file or in one detached data file, that fail their checksum or end
+    early (:func:`_check_compressed_data`). Reads the whole file (and its data file) once, in bounded memory; does
+    nothing for other files or a path that is no file."""
     path = Path(path)
     suffix = image_suffix(path)
     if not path.is_file():
@@ -464,7 +465,7 @@ def check_image_file(path: PathLike) -> None:
     if suffix in (".nii", ".nii.gz"):
         _check_nifti_header(path)
         _check_nifti_file(path)
-    elif suffix in (".nrrd", ".mha"):
+    elif suffix in (".nrrd", ".nhdr", ".mha", ".mhd"):
         _check_compressed_data(path, suffix)
 
 
@@ -472,41 +473,119 @@ def check_image_file(path: PathLike) -> None:
 _MAX_HEADER_BYTES = 1 << 20
 
 
+def _header_lines(head: bytes):
+    r"""``(line, end)`` for each line of ``head`` that ends in ``\n``: the line without its line ending (``\n`` or
+    ``\r\n``) and the offset just after its ``\n``."""
+    start = 0
+    while True:
+        stop = head.find(b"\n", start)
+        if stop < 0:
+            return
+        line = head[start:stop]
+        yield (line[:-1] if line.endswith(b"\r") else line), stop + 1
+        start = stop + 1
+
+
+def _nrrd_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, int]]:
+    r"""Where the gzip-compressed voxel data of an NRRD header start, as ``(file, offset)``; ``None`` when the data
+    are not gzip-compressed, or not where this can follow them (see :func:`_check_compressed_data`).
+
+    Fields are ``name: value`` lines up to the first empty line (``\n`` or ``\r\n`` endings), names in any
+    case, ``#`` comments and ``key:=value`` pairs skipped; attached data start just after the empty line."""
+    fields, offset = {}, None
+    for line, end in _header_lines(head):
+        if not line:
+            offset = end
+            break
+        name, colon, value = line.partition(b":")
+        if not colon or line.startswith(b"#") or value.startswith(b"="):
+            continue
+        fields[name.strip().lower()] = value.strip()
+    if fields.get(b"encoding", b"").lower() not in (b"gzip", b"gz"):
+        return None
+    if any(fields.get(skip, b"0") != b"0" for skip in (b"line skip", b"lineskip", b"byte skip", b"byteskip")):
+        return None
+    data_file = fields.get(b"data file", fields.get(b"datafile"))
+    if data_file is None:
+        return None if offset is None else (path, offset)
+    words = data_file.split()
+    if data_file.upper().startswith(b"LIST") or (len(words) in (4, 5) and all(
+            word.lstrip(b"+-").isdigit() for word in words[1:])):  # several files: LIST or "format min max step"
+        return None
+    return path.parent / os.fsdecode(data_file), 0
+
+
+def _metaimage_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, int]]:
+    r"""Where the compressed voxel data of a MetaImage header start, as ``(file, offset)``; ``None`` when they are
+    not compressed, or not where this can follow them (see :func:`_check_compressed_data`).
+
+    As MetaIO reads a header: ``Name = value`` or ``Name: value`` lines (any spacing, ``\n`` or ``\r\n``),
+    names case-sensitive, ``CompressedData`` true when its value starts with T, t or 1; ``ElementDataFile`` is the
+    last field, and ``LOCAL`` (any case) data start just after its line."""
+    fields = {}
+    for line, end in _header_lines(head):
+        cut = min((i for i in (line.find(b"="), line.find(b":")) if i >= 0), default=-1)
+        if cut < 0:
+            continue
+        name, value = line[:cut].strip(), line[cut + 1:].strip()
+        fields[name] = value
+        if name != b"ElementDataFile":
+            continue
+        if fields.get(b"CompressedData", b"")[:1] not in (b"T", b"t", b"1") or fields.get(b"HeaderSize", b"0") != b"0":
+            return None
+        if value.upper() == b"LOCAL":
+            return path, end
+        if value.upper().startswith(b"LIST") or b"%" in value or len(value.split()) > 1:  # several data files
+            return None
+        return path.parent / os.fsdecode(value), 0
+    return None
+
+
 def _check_compressed_data(path: Path, suffix: str) -> None:
-    """Raise InputImageError when the compressed voxel data in an NRRD file (``encoding: gzip``) or a MetaImage file
-    (``CompressedData = True``, ``ElementDataFile = LOCAL``) are corrupt: their ITK readers do not verify the
-    stream's checksum and return wrong voxel values without an error (SimpleITK 2.5). Files with detached or
-    uncompressed data, a header this does not recognise, or data cut short (ITK refuses those) are left to ITK."""
+    r"""Raise InputImageError when the compressed voxel data of an NRRD file (``encoding: gzip``) or a MetaImage file
+    (``CompressedData = True``) are corrupt or end early. Their ITK readers do not verify the stream's checksum and
+    return wrong voxel values without an error (SimpleITK 2.5), and refuse a MetaImage whose compressed data were
+    cut short with a misleading reason ("No such file or directory").
+
+    Checked: data in the file itself (NRRD after the header's first empty line; MetaImage ``ElementDataFile =
+    LOCAL``), or in one detached data file named by the header (NRRD ``data file:`` / ``datafile:``, MetaImage
+    ``ElementDataFile = name``), taken relative to the header's folder unless absolute; either for ``.nrrd`` /
+    ``.nhdr`` and ``.mha`` / ``.mhd``, headers with ``\n`` or ``\r\n`` line endings. The gzip or zlib stream is
+    decompressed once, in chunks of :data:`_GZIP_CHUNK_BYTES` (bounded memory), to its end and checksum.
+
+    Not checked, left to ITK: uncompressed data; data split over several files (NRRD ``data file: LIST`` or
+    ``format min max step``, MetaImage ``ElementDataFile = LIST`` or a ``%d`` pattern); NRRD ``line skip`` /
+    ``byte skip`` other than 0, MetaImage ``HeaderSize`` other than 0; a missing data file; a header that is not
+    recognised or whose end is not within its first :data:`_MAX_HEADER_BYTES` bytes; the decompressed size.
+
+    Raises:
+        InputImageError: the compressed data are corrupt (fail to decompress or their checksum) or end early.
+    """
     with open(path, "rb") as stream:
         head = stream.read(_MAX_HEADER_BYTES)
-        if suffix == ".nrrd":
-            end = head.find(b"\n\n")
-            fields = dict(line.split(b":", 1) for line in head[:max(end, 0)].split(b"\n") if b":" in line
-                          and not line.startswith(b"#"))
-            fields = {k.strip().lower(): v.strip().lower() for k, v in fields.items()}
-            compressed = fields.get(b"encoding") in (b"gzip", b"gz") and not {b"data file", b"datafile",
-                                                                             b"line skip", b"byte skip"} & set(fields)
-            offset = end + 2
-        else:
-            marker = head.find(b"ElementDataFile = LOCAL")
-            end = head.find(b"\n", marker)
-            compressed = marker >= 0 and b"CompressedData = True" in head[:marker]
-            offset = end + 1
-        if end < 0 or not compressed:
-            return
+    where = (_nrrd_compressed_data if suffix in (".nrrd", ".nhdr") else _metaimage_compressed_data)(path, head)
+    if where is None or not where[0].is_file():
+        return
+    data_path, offset = where
+    named = f"'{path}'" if data_path == path else f"'{path}' (data file '{data_path}')"
+    with open(data_path, "rb") as stream:
         stream.seek(offset)
         inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip stream, checksum verified at its end
         try:
             while not inflater.eof:
                 chunk = stream.read(_GZIP_CHUNK_BYTES)
                 if not chunk:
-                    return  # cut short: ITK's readers refuse that themselves
+                    raise InputImageError(
+                        f"Cannot read {named}: its compressed voxel data end early, so the file was cut short "
+                        "(an interrupted copy, download or export, or a full disk). Copy or export it again from "
+                        "the original."
+                    )
                 inflater.decompress(chunk, _GZIP_CHUNK_BYTES)
                 while inflater.unconsumed_tail and not inflater.eof:  # bounded memory: drain what is left
                     inflater.decompress(inflater.unconsumed_tail, _GZIP_CHUNK_BYTES)
         except zlib.error as exc:
             raise InputImageError(
-                f"Cannot read '{path}': its compressed voxel data are corrupt ({exc}); ITK would read wrong voxel "
+                f"Cannot read {named}: its compressed voxel data are corrupt ({exc}); ITK would read wrong voxel "
                 "values from it without an error. The file was damaged (disk, copy or download): copy or export "
                 "it again from the original."
             ) from exc

@@ -770,7 +770,7 @@ class Traversal:
             start_zyx: optional first patch centre (e.g. a clicked vertebra's patch); else the sliding window.
             z_range: optional (low, high) canonical z indices: only fragments whose bounding-box centre lies in
                 this range count, and the sliding window stays inside it (a range between two rows of windows: the
-                row nearest to it).
+                row nearest to it, or the two rows equally near).
 
         Returns:
             :attr:`result`, with the evaluations counted.

@@ -146,10 +146,9 @@ CASES = [
     ("corrupt gzip", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", EXAMPLE_CT.read_bytes()[:5000] + b"\0" * 64
                                                    + EXAMPLE_CT.read_bytes()[5064:]))], 2, "corrupt"),
     ("NRRD with corrupt gzip data (ITK reads it)", lambda ct, f, o, d: [str(_damaged(_save(ct, f, "ct.nrrd")))], 2,
-     "its compressed voxel data are corrupt (Error -3 while decompressing data: incorrect data check); ITK would "
-     "read wrong voxel values from it without an error"),
+     "its compressed voxel data are corrupt ("),  # then zlib's reason, worded by the zlib build
     ("MetaImage with corrupt zlib data (ITK reads it)", lambda ct, f, o, d: [str(_damaged(_save(ct, f, "ct.mha")))],
-     2, "its compressed voxel data are corrupt (Error -3 while decompressing data: incorrect data check)"),
+     2, "its compressed voxel data are corrupt ("),
     ("text named .nii.gz", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", b"not an image\n" * 40))], 2,
      "not a NIfTI file"),
     ("unsupported suffix", lambda ct, f, o, d: [str(_bytes(f, "ct.png", b"\x89PNG"))], 2, "Unsupported input file"),

@@ -176,3 +176,20 @@ def test_renumber_to_a_level_outside_the_column_names_the_levels_to_give(tptbox_
     err = capsys.readouterr().err
     assert f"--level {level} is not a level of the column; give one of C1-C7, T1-T13, L1-L6" in err
     assert not out.exists()
+
+
+def test_overwrite_says_that_it_deleted_an_earlier_dicom_seg(tptbox_ct, tptbox_result, tmp_path, capsys):
+    """``renumber -o FOLDER --overwrite`` into a folder holding an earlier result's segmentation.dcm, from a result
+    without one: the SEG would not match the new outputs and is deleted, and the command says so (it said nothing);
+    the person's other files stay."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "segmentation.dcm").write_bytes(b"an earlier DICOM SEG")
+    (out / "notes.txt").write_text("the person's notes")
+    argv = ["renumber", str(tptbox_ct), "--result", str(tptbox_result), "--vertebra", "L1", "--level", "L3",
+            "-o", str(out), "--overwrite"]
+    assert main(argv) == 0
+    assert (f"spineseg-correct: removed {out / 'segmentation.dcm'}: the DICOM SEG of an earlier result, which this "
+            "run replaces by none (--dicom-seg writes one)") in capsys.readouterr().err
+    assert not (out / "segmentation.dcm").exists()
+    assert (out / "notes.txt").read_text() == "the person's notes"

@@ -202,12 +202,92 @@ def test_uncompressed_nifti_misnamed_nii_gz_is_still_read(real_ct, tmp_path):
     assert_same_image(read_image(misnamed), read_image(real_ct))
 
 
-def test_truncated_nrrd_is_rejected(real_ct_image, tmp_path):
-    path = write_image(real_ct_image, tmp_path / "ct.nrrd")
+@pytest.mark.parametrize("suffix", [".nrrd", ".mha"])
+def test_truncated_compressed_nrrd_or_metaimage_is_rejected_as_cut_short(real_ct_image, tmp_path, suffix):
+    """ITK refuses both, but for a .mha with the misleading "Reason: No such file or directory"."""
+    path = write_image(real_ct_image, tmp_path / f"ct{suffix}")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(InputImageError, match="corrupt, truncated"):
+    with pytest.raises(InputImageError, match="compressed voxel data end early, so the file was cut short") as info:
         read_image(path)
+    assert "No such file" not in str(info.value)
+
+
+# Compressed NRRD / MetaImage voxel data that fail their checksum: ITK reads wrong voxel values from them without an
+# error, so io.check_image_file decompresses them first. Made from the real TPTBox CT (SimpleITK writes + byte edits).
+
+
+def _damage(path, start=0):
+    """Flip 16 bytes halfway through ``path`` after byte ``start`` (inside its compressed voxel data)."""
+    data = bytearray(path.read_bytes())
+    middle = start + (len(data) - start) // 2
+    data[middle:middle + 16] = bytes(b ^ 0x5A for b in data[middle:middle + 16])
+    path.write_bytes(bytes(data))
+
+
+def _gzip_nrrd_with_crlf_header(image, folder):
+    """A gzip NRRD written by SimpleITK and the same file with CRLF line endings in its header."""
+    lf = folder / "lf.nrrd"
+    sitk.WriteImage(image, str(lf), useCompression=True)
+    header, data = lf.read_bytes().split(b"\n\n", 1)
+    crlf = folder / "crlf.nrrd"
+    crlf.write_bytes(header.replace(b"\n", b"\r\n") + b"\r\n\r\n" + data)
+    return lf, crlf, len(header) + 4
+
+
+def test_gzip_nrrd_with_crlf_header_is_read_like_the_lf_one(tptbox_ct_image, tmp_path):
+    """The header's end was searched as "\\n\\n", found inside the compressed data: the intact file was refused."""
+    lf, crlf, _ = _gzip_nrrd_with_crlf_header(tptbox_ct_image, tmp_path)
+    assert_same_image(read_image(crlf), read_image(lf))
+    assert_same_image(read_image(crlf), tptbox_ct_image)
+
+
+def test_damaged_gzip_nrrd_with_crlf_header_is_refused(tptbox_ct_image, tmp_path):
+    _, crlf, data_start = _gzip_nrrd_with_crlf_header(tptbox_ct_image, tmp_path)
+    _damage(crlf, data_start)
+    with pytest.raises(InputImageError, match="its compressed voxel data are corrupt"):
+        read_image(crlf)
+
+
+def _detached_nhdr(image, folder):
+    header = folder / "ct.nhdr"
+    sitk.WriteImage(image, str(header), useCompression=True)
+    assert b"data file: ct.raw.gz" in header.read_bytes()
+    return header, folder / "ct.raw.gz"
+
+
+def _nrrd_header_with_data_file(image, folder):
+    nhdr, data = _detached_nhdr(image, folder)
+    header = nhdr.rename(folder / "ct.nrrd")  # a .nrrd may name a data file too
+    return header, data
+
+
+def _detached_mhd(image, folder):
+    header = folder / "ct.mhd"
+    sitk.WriteImage(image, str(header), useCompression=True)
+    assert b"ElementDataFile = ct.zraw" in header.read_bytes()
+    return header, folder / "ct.zraw"
+
+
+def _mha_without_spaces(image, folder):
+    path = folder / "ct.mha"
+    sitk.WriteImage(image, str(path), useCompression=True)
+    data = path.read_bytes()
+    assert b"ElementDataFile = LOCAL\n" in data
+    path.write_bytes(data.replace(b"ElementDataFile = LOCAL\n", b"ElementDataFile=LOCAL\n"))  # valid MetaIO
+    return path, path
+
+
+@pytest.mark.parametrize("make", [_detached_nhdr, _nrrd_header_with_data_file, _detached_mhd, _mha_without_spaces],
+                         ids=["nhdr+raw.gz", "nrrd+data file raw.gz", "mhd+zraw", "mha ElementDataFile=LOCAL"])
+def test_compressed_voxel_data_are_checked_in_every_layout(tptbox_ct_image, tmp_path, make):
+    """Intact: read as written. Damaged: refused (ITK reads each of these without an error, wrong voxel values)."""
+    header, data_file = make(tptbox_ct_image, tmp_path)
+    assert_same_image(read_image(header), tptbox_ct_image)
+    _damage(data_file, 0 if data_file != header else data_file.read_bytes().index(b"=LOCAL\n") + 7)
+    with pytest.raises(InputImageError, match="its compressed voxel data are corrupt") as info:
+        read_image(header)
+    assert str(data_file) in str(info.value)
 
 
 @pytest.mark.parametrize("name", ["notes.nii.gz", "notes.nii", "notes.nrrd", "notes.mha"])
