@@ -386,7 +386,13 @@ def _load_prediction(prediction) -> tuple[sitk.Image, str, Optional[dict[int, bo
         json_path = folder / OUTPUT_FILES["vertebrae"]
         if json_path.is_file():
             document = read_vertebrae_json(json_path)
-            completeness = {int(v["label"]): bool(v["complete"]) for v in document["vertebrae"]}
+            try:
+                completeness = {int(v["label"]): bool(v["complete"]) for v in document["vertebrae"]}
+            except (KeyError, TypeError, ValueError) as exc:  # an entry edited by hand or damaged
+                raise InputImageError(
+                    f"{json_path}: a vertebra entry has no whole-number 'label' or no 'complete' flag "
+                    f"({type(exc).__name__}: {exc}); restore the file from the run that wrote it, or run the "
+                    "segmentation again") from exc
         return _read_label_image(labels_path, "prediction")[0], str(folder), completeness
     image, description = _read_label_image(prediction, "prediction")
     return image, description, None

@@ -286,6 +286,13 @@ def test_evaluate_output_folder_uses_vertebrae_json(
     report = evaluate(tmp_path / "run", real_ct_reference, "totalseg", prediction_completeness=all_complete,
                       reference_completeness=all_complete, include_sacrum=True)
     assert report.summary["completeness_accuracy"] == 1.0
+    # an entry edited by hand without its flag: named with the fix (was an internal KeyError)
+    document = json.loads((tmp_path / "run" / "vertebrae.json").read_text())
+    del document["vertebrae"][0]["complete"]
+    (tmp_path / "run" / "vertebrae.json").write_text(json.dumps(document))
+    with pytest.raises(InputImageError, match=r"vertebrae.json: a vertebra entry has no whole-number 'label' or no "
+                                              r"'complete' flag \(KeyError: 'complete'\); restore the file"):
+        evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg")
 
 
 def test_false_positives_negatives_and_shifted_labels(reference_verse):
