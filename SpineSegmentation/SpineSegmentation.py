@@ -1062,7 +1062,9 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
         """Build segmentation, centroid and table nodes from an output folder.
 
         Raises:
-            ValueError: damaged folder or results not on ``inputVolume``'s grid; the scene is unchanged.
+            ValueError: damaged folder or results not on ``inputVolume``'s grid; ``inputVolume`` not a scalar volume
+                node, ``outputSegmentation`` not a segmentation node, or (with ``overwrite``) keeping other segments
+                under another transform than the CT; the scene is unchanged.
         """
         return self.processLogic.loadResults(outputDir, inputVolume, outputSegmentation, overwrite)
 
@@ -1080,7 +1082,8 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
             progress: called with each ProgressEvent; returning False cancels.
 
         Raises:
-            ValueError: bad input, device or output folder.
+            ValueError: bad input, device, output folder or ``outputSegmentation`` (as :meth:`loadResults`);
+                checked before the run starts.
             SegmentationProcessError: the pipeline failed (the message quotes its error).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
         """

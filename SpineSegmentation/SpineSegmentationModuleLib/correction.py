@@ -59,6 +59,8 @@ from .mrml_import import (
     VOXELS_TAG,
     ImportedResults,
     TableRow,
+    check_ct_volume,
+    check_output_segmentation,
     fill_table,
     import_output_folder,
     is_vertebra,
@@ -860,6 +862,14 @@ class CorrectionLogic:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
 
+    @staticmethod
+    def _checkNodes(inputVolume, segmentationNode) -> None:
+        """Before a network correction starts: the classes of the nodes, the segmentation on the CT, and its result
+        applicable (it replaces the vertebrae, :meth:`applyRun`)."""
+        check_ct_volume(inputVolume)
+        check_output_segmentation(inputVolume, segmentationNode, overwrite=True)
+        check_made_on(segmentationNode, inputVolume)
+
     def startClick(self, inputVolume, segmentationNode, pointWorld: Sequence[float],
                    directions: Iterable[str] = ("up", "down"), device: str = "auto",
                    model: Optional[Path] = None) -> SegmentationRun:
@@ -871,9 +881,11 @@ class CorrectionLogic:
                 (``GetNthControlPointPositionWorld``); converted to the volume's own frame for the CLI.
 
         Raises:
-            ValueError: bad volume, point, device, or segments with duplicate levels.
+            ValueError: bad volume, point, device, or segments with duplicate levels; ``segmentationNode`` is not a
+                segmentation node, or keeps other segments under another transform than the CT
+                (:func:`~.mrml_import.check_output_segmentation`: its result could not be applied).
         """
-        check_made_on(segmentationNode, inputVolume)
+        self._checkNodes(inputVolume, segmentationNode)
         point = [float(v) for v in pointWorld]
         if len(point) != 3 or not np.all(np.isfinite(point)):
             raise ValueError(f"the point must be three finite RAS coordinates in mm, got {pointWorld!r}")
@@ -900,9 +912,9 @@ class CorrectionLogic:
         Raises:
             ValueError: no segment is tagged edited, or as :meth:`startClick`.
         """
+        self._checkNodes(inputVolume, segmentationNode)
         if segmentationNode is None or not vertebra_ids(segmentationNode):
             raise ValueError("the segmentation has no vertebrae; segment the CT first")
-        check_made_on(segmentationNode, inputVolume)
 
         def build(workDir: Path):
             _check_edits_on_grid_of(segmentationNode, inputVolume)
@@ -1042,7 +1054,13 @@ class CorrectionLogic:
 
     def setCompleteness(self, segmentationNode, segmentId: str, complete: bool) -> None:
         """Flag a vertebra completely visible or not (tag ``SpineSegmentation.Complete`` and its display), and tag
-        it ``SpineSegmentation.CompleteStated``, so that a click or re-run keeps the flag."""
+        it ``SpineSegmentation.CompleteStated``, so that a click or re-run keeps the flag.
+
+        Raises:
+            ValueError: ``complete`` is not True or False (a "no" would read as true), or no such segment.
+        """
+        if not isinstance(complete, (bool, np.bool_)):
+            raise ValueError(f"complete must be True or False, got {complete!r}")
         segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
         if segment is None:
             raise ValueError(f"segment {segmentId!r} is not in {segmentationNode.GetName()!r}")

@@ -32,7 +32,7 @@ from .command import (
     process_environment,
     segment_command,
 )
-from .mrml_import import ImportedResults, import_output_folder
+from .mrml_import import ImportedResults, check_ct_volume, check_output_segmentation, import_output_folder
 from .runner import ProcessRunner
 
 #: File name of the input volume written for the process (NRRD keeps the geometry exactly, LPS).
@@ -56,10 +56,7 @@ def export_volume(volume_node, path: Path) -> Path:
         ValueError: the node is not a scalar (CT) volume with 3D single-component image data, is under a
             non-linear transform, or cannot be written.
     """
-    if volume_node is None or not volume_node.IsA("vtkMRMLScalarVolumeNode") or volume_node.IsA(
-        "vtkMRMLLabelMapVolumeNode"
-    ):
-        raise ValueError("the input must be a scalar volume node (a CT in HU), not a labelmap or another node type")
+    check_ct_volume(volume_node)
     image = volume_node.GetImageData()
     if image is None or image.GetNumberOfScalarComponents() != 1 or min(image.GetDimensions()) < 2:
         raise ValueError(
@@ -245,10 +242,14 @@ class SpineSegmentationProcessLogic:
             :class:`~.mrml_import.ImportedResults` (segmentation, centroids, table, vertebrae, warnings).
 
         Raises:
-            ValueError: bad input, device, or output folder.
+            ValueError: bad input, device, or output folder; ``outputSegmentation`` is not a segmentation node, or
+                (with ``overwrite``) keeps other segments under another transform than the CT. Checked before the
+                run starts.
             SegmentationProcessError: the CLI failed (message quotes its error).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
         """
+        check_ct_volume(inputVolume)  # before the run, not after minutes of it
+        check_output_segmentation(inputVolume, outputSegmentation, overwrite)
         run = self.startSegmentation(inputVolume, device, model, outputDir)
         try:
             folder = run.wait(progress or (lambda event: logging.info("SpineSegmentation: %s", event.text())))

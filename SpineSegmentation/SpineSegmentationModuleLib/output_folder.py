@@ -28,6 +28,7 @@ def _number(entry: dict, key: str, where: str, default=None) -> float:
 
 def _vertebra(entry, index: int, path: Path):
     """One ``vertebrae.json`` entry, checked field by field, as ``SpineSegmentationLib.result.Vertebra``."""
+    from SpineSegmentationLib.anatomy import verse_label
     from SpineSegmentationLib.result import Vertebra
 
     where = f"{path} vertebrae[{index}]"
@@ -39,6 +40,13 @@ def _vertebra(entry, index: int, path: Path):
     name = entry.get("name")
     if not isinstance(name, str) or not name:
         raise ValueError(f"{where}: 'name' must be a non-empty string")
+    try:
+        named = verse_label(name)
+    except ValueError:
+        named = None
+    if named != label:  # the pipeline writes vertebra_name(label); an edit of one without the other
+        raise ValueError(f"{where}: 'name' {name!r} is not the level of 'label' {label} ({_level(label)}); the file "
+                         "was edited by hand: give both the same level, or run the segmentation again")
     complete = entry.get("complete")
     if not isinstance(complete, bool):
         raise ValueError(f"{where}: 'complete' must be true or false, got {complete!r}")
@@ -63,6 +71,16 @@ def _vertebra(entry, index: int, path: Path):
         level_stated=bool(_optional_bool(entry, "level_stated", where)),  # absent in older files: not stated
         complete_stated=bool(_optional_bool(entry, "complete_stated", where)),  # absent in older files: not stated
     )
+
+
+def _level(label: int) -> str:
+    """The level name of a VerSe label, or "no vertebra level" for a number that is none."""
+    from SpineSegmentationLib.anatomy import vertebra_name
+
+    try:
+        return vertebra_name(label)
+    except ValueError:
+        return "no vertebra level"
 
 
 def _rib_sides(entry: dict, where: str):

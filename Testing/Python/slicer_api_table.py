@@ -142,6 +142,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "Modified": ("vtkObject", "VTK"),
     "GetMTime": ("vtkObject", "VTK"),
     "IsA": ("vtkObjectBase", "VTK"),
+    "GetClassName": ("vtkObjectBase", "VTK"),
     "GetAddressAsString": ("vtkObjectBase", "VTK"),
     "UnRegister": ("vtkObjectBase", "VTK"),
     "GetDimensions": ("vtkImageData", "VTK"),

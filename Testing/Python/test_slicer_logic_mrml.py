@@ -369,6 +369,82 @@ def test_non_empty_segmentation_is_not_overwritten_unless_asked(logic, output_fo
     assert replaced.warnings == []
 
 
+def test_a_segment_a_script_named_is_kept_by_overwrite(logic, output_folder, ct_node, scene):
+    """A segment added by a script keeps Slicer's "name auto-generated" flag (vtkSegment.cxx; only the segments table
+    clears it), so "Spinal canal" made by ``AddEmptySegment("", "Spinal canal")`` counted as a hand-drawn vertebra
+    and ``overwrite=True`` deleted it (audit 2026-12-07)."""
+    from mrml_helpers import paint, register_segmentation_conversion_rules
+
+    register_segmentation_conversion_rules()  # as Slicer's Segmentations module at startup: empty segments need them
+    user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    user.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
+    user.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    paint(user, ct_node, "Spinal canal", np.s_[50:52, 50:52, 60:62])
+    results = logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
+    assert results.segmentation_node is user
+    assert segment_names(user) == ["Spinal canal"] + EXPECTED_NAMES
+    canal = user.GetSegmentation().GetSegment(user.GetSegmentation().GetSegmentIdBySegmentName("Spinal canal"))
+    assert len(segment_voxels(canal)[0]) == 8
+
+
+def test_overwrite_under_another_transform_is_refused_before_the_kept_segments_move(logic, output_folder, ct_node,
+                                                                                   scene, tmp_path):
+    """The results go under the CT's parent transform; with ``overwrite=True`` that moved the segments kept in a
+    segmentation under another transform by that transform's difference (40 mm here), silently (audit 2026-12-07).
+    Refused, before the run starts (``process``) and before the scene changes (``loadResults``); same transform:
+    applied, the kept segment stays where it was."""
+    import vtk
+
+    from mrml_helpers import paint, register_segmentation_conversion_rules
+
+    register_segmentation_conversion_rules()  # as Slicer's Segmentations module at startup: empty segments need them
+    user = logic.loadResults(output_folder, ct_node).segmentation_node
+    user.SetName("mine")
+    user.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    paint(user, ct_node, "Spinal canal", np.s_[50:52, 50:52, 60:62])
+    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 40.0)
+    shift.SetMatrixTransformToParent(matrix)
+    user.SetAndObserveTransformNodeID(shift.GetID())
+    names, nodes = segment_names(user), scene.GetNumberOfNodes()
+    message = (r"the segmentation 'mine' is under transform 'shift' but the CT '.*' under no transform; .*would move "
+               r"the segments kept there \(Spinal canal\)")
+    with pytest.raises(ValueError, match=message):
+        logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
+    assert segment_names(user) == names and scene.GetNumberOfNodes() == nodes
+    assert user.GetParentTransformNode() is shift
+    never = SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"), libraryDir=REPO_ROOT)
+    with pytest.raises(ValueError, match=message):  # a start would raise OSError (no interpreter there)
+        never.process(ct_node, outputSegmentation=user, overwrite=True)
+    ct_node.SetAndObserveTransformNodeID(shift.GetID())  # both under one transform: applied, nothing moves
+    canal = user.GetSegmentation().GetSegment(user.GetSegmentation().GetSegmentIdBySegmentName("Spinal canal"))
+    before = ijk_to_ras(canal.GetRepresentation("Binary labelmap"))
+    assert logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True).segmentation_node is user
+    assert user.GetParentTransformNode() is shift and sorted(segment_names(user)) == sorted(names)
+    np.testing.assert_allclose(ijk_to_ras(canal.GetRepresentation("Binary labelmap")), before)
+
+
+def test_nodes_of_the_wrong_class_are_refused_naming_the_class(logic, output_folder, ct_node, scene, tmp_path):
+    """None, a labelmap or a segmentation as the CT, a volume as the output segmentation: an AttributeError, for the
+    output segmentation only after the whole run (audit 2026-12-07). Now a ValueError naming the class and the fix,
+    the scene unchanged, ``process`` refusing before it starts."""
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "segmentation")
+    nodes = scene.GetNumberOfNodes()
+    for volume, kind in ((None, "None"), (labelmap, "vtkMRMLLabelMapVolumeNode"),
+                         (segmentation, "vtkMRMLSegmentationNode"), ("CT", "str 'CT'")):
+        with pytest.raises(ValueError, match=rf"must be a scalar volume node .*\(got {kind}\); select the CT"):
+            logic.loadResults(output_folder, volume)
+    for output in (ct_node, labelmap):
+        with pytest.raises(ValueError, match=rf"must be a segmentation node, not {output.GetClassName()}; pass"):
+            logic.loadResults(output_folder, ct_node, output)
+    never = SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"), libraryDir=REPO_ROOT)
+    with pytest.raises(ValueError, match=r"must be a segmentation node, not vtkMRMLScalarVolumeNode"):
+        never.process(ct_node, outputSegmentation=ct_node)  # a start would raise OSError (no interpreter there)
+    assert scene.GetNumberOfNodes() == nodes
+
+
 def test_nodes_removed_while_the_run_went_on_are_not_written_into(logic, output_folder, ct_node, scene):
     """The output segmentation or the CT deleted while the process ran (audit 2026-12-06): the segments went into
     the deleted node ("Scene is invalid") while the table and points were added to the scene, or the results of a
@@ -410,6 +486,21 @@ def test_a_truncated_report_is_named_with_the_fix_and_the_scene_is_unchanged(log
     with pytest.raises(ValueError, match=r"vertebrae.json \(.*\): the file is damaged or truncated \(not valid JSON\); "
                                          "restore it from the run that wrote it, or run the segmentation again$"):
         logic.loadResults(damaged, ct_node)
+    assert scene.GetNumberOfNodes() == nodes
+
+
+def test_a_name_edited_without_its_label_is_refused(logic, output_folder, ct_node, scene, tmp_path):
+    """vertebrae.json edited by hand, L3's name changed to "L4" and its label left at 22: two segments "L4" (IDs L4
+    and L4_1), the first tagged label 22, without a word (audit 2026-12-07). Refused, naming entry and fix."""
+    edited = tmp_path / "edited"
+    shutil.copytree(output_folder, edited)
+    report = json.loads((edited / "vertebrae.json").read_text())
+    next(v for v in report["vertebrae"] if v["label"] == 22)["name"] = "L4"
+    (edited / "vertebrae.json").write_text(json.dumps(report))
+    nodes = scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match=r"vertebrae\[4\]: 'name' 'L4' is not the level of 'label' 22 \(L3\); the file "
+                                         "was edited by hand"):
+        logic.loadResults(edited, ct_node)
     assert scene.GetNumberOfNodes() == nodes
 
 
