@@ -95,12 +95,14 @@ def earlier_dicom_seg(output_dir: Path, overwrite: bool) -> Optional[Path]:
     return path if overwrite and path.is_file() else None
 
 
-def say_removed_dicom_seg(earlier: Optional[Path], written: dict, prog: str) -> None:
+def say_removed_dicom_seg(earlier: Optional[Path], written: dict, prog: str, requested: bool) -> None:
     """Say on stderr that ``earlier`` (:func:`earlier_dicom_seg`) was deleted, when the run wrote no DICOM SEG
-    (``written``: what ``write_outputs`` returned)."""
+    (``written``: what ``write_outputs`` returned; ``requested``: a SEG was asked for, and the result had no
+    vertebra to put in one)."""
     if earlier is not None and "dicom_seg" not in written:
+        why = "a DICOM SEG needs at least one vertebra" if requested else "--dicom-seg writes one"
         print(f"{prog}: removed {earlier}: the DICOM SEG of an earlier result, which this run replaces by none "
-              "(--dicom-seg writes one)", file=sys.stderr)
+              f"({why})", file=sys.stderr)
 
 
 def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Callable] = None,
@@ -159,7 +161,7 @@ def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Call
         raise OutputWriteError(f"{exc}; {staging.left_behind()}") from exc
     finally:
         display[1]()
-    say_removed_dicom_seg(earlier, paths, prog)
+    say_removed_dicom_seg(earlier, paths, prog, getattr(args, "dicom_seg", False))
     if args.progress == "json":
         print(json.dumps({"stage": "result", "output_dir": str(output_dir), "message": result.message}), flush=True)
     return result, output_dir, paths

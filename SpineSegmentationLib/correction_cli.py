@@ -102,7 +102,7 @@ def _write(args: argparse.Namespace, result, image) -> int:
     dicom_seg = args.dicom_seg or (source / DICOM_SEG_FILE).is_file()
     written = write_outputs(result, image, output_dir, overwrite=args.overwrite, input_path=input_path,
                             dicom_seg=dicom_seg)
-    say_removed_dicom_seg(earlier, written, "spineseg-correct")
+    say_removed_dicom_seg(earlier, written, "spineseg-correct", dicom_seg)
     print(result.message)
     print(f"outputs in {output_dir}")
     return 0

@@ -27,9 +27,9 @@ exports often drop) is present and empty in the SEG, and so is one whose value h
 "2022-12-08" or "12.30"; a multi-valued name), with a warning naming the attribute and its value; the source files
 are unchanged. Otherwise (a NIfTI/NRRD/MHA input, or an anonymised series whose UIDs were removed) the SEG
 **references no series**: it gets a new study and, unless the anonymised series keeps one, a new Frame of Reference
-UID, and says so in its ``ContentDescription``. So does a series with its UIDs but without a Frame of Reference UID
-(0020,0052), e.g. slices written by SimpleITK: its SEG keeps the series' study, gets a new Frame of Reference UID,
-and a warning says that it references no series.
+UID, and says so in its ``ContentDescription``. So does a series with its UIDs but without one Frame of Reference
+UID (0020,0052) shared by every slice, e.g. slices written by SimpleITK: its SEG keeps the series' study, gets a new
+Frame of Reference UID, and a warning says that it references no series.
 
 A DICOM Segmentation must hold at least one segment, so a result without vertebrae is not written
 (:func:`write_dicom_seg` raises :class:`EmptySegmentationError`; :func:`write_dicom_seg_output` logs why and
@@ -315,11 +315,12 @@ def _has_references(sources: Sequence) -> bool:
     return all(ds.get(key) for ds in sources for key in keys)
 
 
-def _standalone_source(image: sitk.Image, sources: Sequence):
+def _standalone_source(image: sitk.Image, sources: Sequence, frame_uid: Optional[str]):
     """A description of the input's grid as one CT slice header, for highdicom's patient/study modules only.
 
     Patient and study attributes come from an (anonymised) DICOM source where there is one, else they are empty;
-    every UID the source lacks is new. The SEG built from it has its references removed afterwards."""
+    the Frame of Reference UID is ``frame_uid`` (the one every source slice shares) or new, as is every other UID
+    the source lacks. The SEG built from it has its references removed afterwards."""
     hd, pydicom = _dicom_libraries()
     from pydicom.uid import CTImageStorage
 
@@ -332,7 +333,7 @@ def _standalone_source(image: sitk.Image, sources: Sequence):
     ds.SeriesInstanceUID = hd.UID()
     ds.SOPInstanceUID = hd.UID()
     ds.SOPClassUID = CTImageStorage
-    ds.FrameOfReferenceUID = template.get("FrameOfReferenceUID") or hd.UID()
+    ds.FrameOfReferenceUID = frame_uid or hd.UID()
     ds.Modality = "CT"
     ds.Rows, ds.Columns = image.GetSize()[1], image.GetSize()[0]
     direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
@@ -385,10 +386,11 @@ def build_dicom_seg(
         # one multi-frame file where the reader took it as one (the same reading of Number of Frames)
         _check_source_grid(sources, result.labels, multiframe_file([str(f) for f in source_files]) is not None)
     has_uids = bool(sources) and _has_references(sources)
-    # highdicom places a referencing SEG in its sources' Frame of Reference: a series without one (slices written
-    # by SimpleITK, some exports) cannot be referenced
-    has_frame = bool(sources) and all(ds.get("FrameOfReferenceUID") for ds in sources)
-    referenced = has_uids and has_frame
+    # highdicom places a referencing SEG in its sources' Frame of Reference: a series without one shared by every
+    # slice (slices written by SimpleITK, some exports) cannot be referenced
+    frames = {ds.get("FrameOfReferenceUID") or None for ds in sources}
+    frame_uid = next(iter(frames)) if len(frames) == 1 else None
+    referenced = has_uids and frame_uid is not None
     if referenced:
         note = f"SpineSegmentation vertebrae of series {sources[0].get('SeriesDescription', '')}".strip()
         # the real source instances, each type 2 patient/study attribute the export dropped or highdicom refuses
@@ -400,14 +402,16 @@ def build_dicom_seg(
         elif not has_uids:
             why = "source series has no UIDs"
         else:
-            why = "series has no Frame of Reference UID"  # ContentDescription: 64 characters at most
-            _log.warning("the source DICOM series has no Frame of Reference UID (0020,0052), which a DICOM SEG that "
-                         "references it needs; %s references no series and has a new Frame of Reference UID, so a "
-                         "viewer does not place it on the CT by itself (load the two together, or give the series' "
-                         "slices one Frame of Reference UID and segment it again; the series' files are unchanged)",
-                         DICOM_SEG_FILE)
+            why = "no single Frame of Reference UID"  # ContentDescription: 64 characters at most
+            lacking = sum(not ds.get("FrameOfReferenceUID") for ds in sources)
+            _log.warning("the source DICOM series has no single Frame of Reference UID (0020,0052) (%d of %d slices "
+                         "lack one, %d different ones), which a DICOM SEG that references it needs; %s references no "
+                         "series and has a new Frame of Reference UID, so a viewer does not place it on the CT by "
+                         "itself (load the two together, or give the series' slices one Frame of Reference UID and "
+                         "segment it again; the series' files are unchanged)",
+                         lacking, len(sources), len(frames - {None}), DICOM_SEG_FILE)
         note = f"references no DICOM series: {why}"
-        highdicom_sources = [_standalone_source(result.labels, sources)]
+        highdicom_sources = [_standalone_source(result.labels, sources, frame_uid)]
     seg = hd.seg.Segmentation(
         source_images=highdicom_sources,
         pixel_array=_label_volume(result, highdicom_sources[0].FrameOfReferenceUID),

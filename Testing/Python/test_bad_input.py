@@ -383,6 +383,21 @@ def test_evaluate_names_a_truncated_vertebrae_json_in_a_prediction_folder(tptbox
     assert "Dice" not in captured.out  # no scores
 
 
+def test_overwrite_with_dicom_seg_on_a_ct_without_spine_says_why_no_seg_replaces_the_earlier_one(chest_ct, tmp_path,
+                                                                                               capsys):
+    """--dicom-seg was given, but a result without vertebrae has no DICOM SEG: the note on the earlier SEG it deleted
+    says so (it told the person to pass the --dicom-seg they had passed)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "segmentation.dcm").write_bytes(b"an earlier DICOM SEG")
+    argv = ["segment", str(chest_ct), "-o", str(out), "--overwrite", "--dicom-seg", "--device", "cpu",
+            "--progress", "none"]
+    assert main(argv) == 0
+    assert (f"spineseg: removed {out / 'segmentation.dcm'}: the DICOM SEG of an earlier result, which this run "
+            "replaces by none (a DICOM SEG needs at least one vertebra)") in capsys.readouterr().err
+    assert not (out / "segmentation.dcm").exists()
+
+
 def test_overwrite_says_that_it_deleted_an_earlier_dicom_seg(tptbox_ct, tmp_path, capsys):
     """--overwrite on a NIfTI input without --dicom-seg deletes the folder's segmentation.dcm (an earlier result's,
     which would no longer match the outputs): the help and the run say so; the user's other files stay."""

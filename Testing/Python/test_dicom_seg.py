@@ -312,18 +312,24 @@ def test_anonymised_series_gives_a_seg_that_references_no_series(slab_result, di
         source.SliceThickness) == 3.0
 
 
+@pytest.mark.parametrize("lacking", ["every slice", "the first half", "the second half"])
 def test_a_series_without_a_frame_of_reference_uid_gets_a_seg_that_references_no_series(
-        slab_result, series_with_uids, tmp_path, caplog):
-    """A series with its Study/Series/SOP UIDs but no Frame of Reference UID (0020,0052), as SimpleITK writes slices
-    (audit 2026-12-07: the whole segmentation ran, then "internal error (AttributeError)" and no output was kept):
+        slab_result, series_with_uids, tmp_path, caplog, lacking):
+    """A series with its Study/Series/SOP UIDs but no Frame of Reference UID (0020,0052) shared by every slice, as
+    SimpleITK writes slices (audit 2026-12-07: the whole segmentation ran, then "internal error (AttributeError)" and
+    no output was kept; with some slices lacking it, the SEG took the first slice's UID or a new one by slice order):
     every output is written, the SEG references no series, keeps the series' study, has a new Frame of Reference
     UID, and a warning says so; the series' files are unchanged."""
     source_folder, study, series = series_with_uids
     folder = tmp_path / "series"
     folder.mkdir()
-    for path in dicom_source_files(source_folder):
+    slices = dicom_source_files(source_folder)
+    half = len(slices) // 2
+    lacks = {"every slice": slices, "the first half": slices[:half], "the second half": slices[half:]}[lacking]
+    for path in slices:
         ds = pydicom.dcmread(path)
-        del ds.FrameOfReferenceUID
+        if path in lacks:
+            del ds.FrameOfReferenceUID
         ds.save_as(folder / path.name, enforce_file_format=True)
     files = {p.name: p.read_bytes() for p in folder.iterdir()}
 
@@ -332,13 +338,14 @@ def test_a_series_without_a_frame_of_reference_uid_gets_a_seg_that_references_no
     assert set(paths) == set(OUTPUT_FILES) | {"dicom_seg"}
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
     seg = pydicom.dcmread(paths["dicom_seg"])
-    assert seg.ContentDescription == "references no DICOM series: series has no Frame of Reference UID"
+    assert seg.ContentDescription == "references no DICOM series: no single Frame of Reference UID"
     assert "ReferencedSeriesSequence" not in seg and "SourceImageSequence" not in seg
     assert seg.StudyInstanceUID == study and seg.SeriesInstanceUID != series
     assert seg.FrameOfReferenceUID and pydicom.uid.UID(seg.FrameOfReferenceUID).is_valid
     assert seg.FrameOfReferenceUID != pydicom.dcmread(dicom_source_files(source_folder)[0]).FrameOfReferenceUID
     warned = [r.getMessage() for r in caplog.records if r.name == "SpineSegmentationLib.outputs.dicom_seg"]
-    assert len(warned) == 1 and "has no Frame of Reference UID (0020,0052)" in warned[0] and \
+    assert len(warned) == 1 and f"has no single Frame of Reference UID (0020,0052) ({len(lacks)} of {len(slices)} " \
+        "slices lack one" in warned[0] and \
         "segmentation.dcm references no series and has a new Frame of Reference UID" in warned[0], warned
     assert_segments_match_label_map(seg, slab_result)
     hd.seg.segread(paths["dicom_seg"])  # highdicom reads it back
