@@ -574,8 +574,8 @@ def segment_from_point(
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
     existing = _label_array(existing_labels, scan.image, "the label map of --existing (existing_labels in Python)")
     kept = _column_labels(existing)
-    edited = _check_label_set("edited labels", edited, kept + _other_labels(existing))
-    stated = _check_label_set("stated labels", stated, kept)
+    edited = _check_label_set("edited labels (--edited)", edited, kept + _other_labels(existing))
+    stated = _check_label_set("stated labels (--stated)", stated, kept)
 
     point_lps = ras_to_lps(point_ras)
     kji = np.rint(scan.image.TransformPhysicalPointToContinuousIndex([float(v) for v in point_lps])[::-1]).astype(int)
@@ -694,15 +694,15 @@ def rerun_with_edits(
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
     existing = _label_array(labels, scan.image, "the label map of --labels (labels in Python)")
     present = _column_labels(existing)
-    edited = _check_label_set("edited labels", edited_labels, present + _other_labels(existing))
+    edited = _check_label_set("edited labels (--edited)", edited_labels, present + _other_labels(existing))
     if any(not is_column_vertebra(v) for v in redo_labels):
         raise ValueError("only vertebrae of the column (C1-L5, T13, L6) can be redone: the network does not segment "
                          "the sacrum")
-    redo = _check_label_set("labels to redo", redo_labels, present)
+    redo = _check_label_set("labels to redo (--redo)", redo_labels, present)
     both = sorted(edited & redo)
     if both:
         raise ValueError(f"labels {both} are both edited (kept) and to be redone; choose one for each vertebra")
-    stated = _check_label_set("stated labels", stated_labels, present)
+    stated = _check_label_set("stated labels (--stated)", stated_labels, present)
     remaining = np.where(np.isin(existing, sorted(redo)), 0, existing)
     kept = _keep(scan, remaining, [v for v in present if v not in redo], edited, stated)
     trav = run_traversal(scan, reporter, kept_ids=kept.canonical)
@@ -738,7 +738,8 @@ def keep_completeness(result: SpineSegmentationResult, labels: LabelInput, flags
             ``result.labels``.
     """
     before = _label_array(labels, result.labels, "labels")
-    _check_label_set("vertebrae with a completeness flag", flags, _column_labels(before) + _other_labels(before))
+    _check_label_set("vertebrae with a completeness flag (--complete, --incomplete)", flags,
+                     _column_labels(before) + _other_labels(before))
     after = sitk.GetArrayViewFromImage(result.labels)
     claims: dict[int, list[tuple[int, int, bool]]] = {}  # new label -> (voxels it holds, old label, flag) per claim
     lost = []

@@ -306,7 +306,7 @@ def test_a_stated_level_of_a_kept_vertebra_holds_when_a_click_adds_one(oracle_wo
     rest = truth != 20
     np.testing.assert_array_equal(labels[rest], np.where(truth > 0, truth - 1, 0)[rest])
     assert [v.level_stated for v in result.vertebrae] == [False, False, False, True, False]
-    with pytest.raises(ValueError, match=r"stated labels \[20\] are not vertebrae"):  # L1: not in the map
+    with pytest.raises(ValueError, match=r"stated labels \(--stated\) \[20\] are not vertebrae"):  # L1: not in the map
         segment_from_point(ct, _center_ras(truth, 21, ct), existing_labels=_labels_image(renumbered, ct),
                            stated={20}, model=model, device="cpu", use_localization=False)
 
@@ -360,7 +360,8 @@ def test_completeness_flags_a_person_set_survive_a_rerun(oracle_world):
     lost = keep_completeness(rerun, _labels_image(gone, ct), {19: False})
     assert lost.run_info["warnings"][-1].startswith("the completeness you set for T12 was not kept")
     assert lost.message.endswith(lost.run_info["warnings"][-1])
-    with pytest.raises(ValueError, match=r"\[18\] are not vertebrae of the label map"):
+    with pytest.raises(ValueError, match=r"^vertebrae with a completeness flag \(--complete, --incomplete\) \[18\] are "
+                                         r"not vertebrae of the label map"):
         keep_completeness(rerun, before, {18: False})
 
 
@@ -436,7 +437,7 @@ def test_rerun_refuses_unknown_or_conflicting_labels(oracle_world):
     truth, ct, model = oracle_world
     labels = _labels_image(truth, ct)
     kwargs = dict(model=model, device="cpu", use_localization=False)
-    with pytest.raises(ValueError, match=r"edited labels \[8\] are not vertebrae"):
+    with pytest.raises(ValueError, match=r"edited labels \(--edited\) \[8\] are not vertebrae"):
         rerun_with_edits(ct, labels, edited_labels={8}, **kwargs)
     with pytest.raises(ValueError, match="both edited"):
         rerun_with_edits(ct, labels, edited_labels={22}, redo_labels={22}, **kwargs)
@@ -450,7 +451,7 @@ def test_rerun_refuses_unknown_or_conflicting_labels(oracle_world):
     with_sacrum = np.where(truth == 24, 26, truth)
     with pytest.raises(ValueError, match="only vertebrae of the column"):
         rerun_with_edits(ct, _labels_image(with_sacrum, ct), edited_labels={22}, redo_labels={26}, **kwargs)
-    with pytest.raises(ValueError, match=r"labels to redo \[19\] are not vertebrae"):
+    with pytest.raises(ValueError, match=r"labels to redo \(--redo\) \[19\] are not vertebrae"):
         rerun_with_edits(ct, labels, edited_labels={22}, redo_labels={19}, **kwargs)
 
 
