@@ -324,8 +324,9 @@ def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVerteb
         clicked = engine.commit(track)
     if clicked is None:
         raise ValueError(
-            "the network found no vertebra at the clicked point; place the point inside a vertebral body "
-            "(not in a disc, soft tissue or a vertebra that is already segmented)"
+            "the network found no vertebra at the clicked point; place the point on the vertebra's bone (its body, "
+            "a pedicle, the lamina or a process; not in the spinal canal, a disc, soft tissue or a vertebra that is "
+            "already segmented)"
         )
     # the clicked vertebra's patch, with it in memory: set aside what still lies behind it, so that the
     # continuation starts with the next vertebra in traversal order
