@@ -264,9 +264,9 @@ def _placeholder(engine: Traversal, center: np.ndarray, found: Fragment, point_z
     itself when the tracking loses the fragment or ends at one that holds the point, does not lie behind it, or has
     no voxel in the patch at ``center`` (the network sees the memory of that patch only: with nothing behind the
     point in the memory, tracking walks down the column to the first vertebra of the scan, on the example CT from a
-    click at T12 to L5). An untracked fragment can be part of a
-    vertebra (on the TPTBox crop L3's body without its arch, which the clicked L2 then took, leaving out its own
-    spinous process as a fourth "vertebra"; see test_correction.py).
+    click at T12 to L5). An untracked fragment can be part of a vertebra (on the TPTBox crop L3's body without its
+    arch, which the clicked L2 then took, leaving out its own spinous process as a fourth "vertebra"; see
+    test_correction.py).
     """
     track = engine.track(center, found)
     converged_at = track.fragment
