@@ -63,8 +63,8 @@ MUTATIONS: tuple[Mutation, ...] = (
              "before = []",
              (T + "test_correction.py::test_rerun_keeps_edits_exactly_redoes_and_completes_and_relabels_the_column",)),
     Mutation("click-without-placeholders", "fragments behind the clicked point are set aside in the memory",
-             "SpineSegmentationLib/correction.py", "engine.memory[placeholder.src][placeholder.mask] = 1.0",
-             "pass",
+             "SpineSegmentationLib/correction.py", "            region[placeholder.mask] = 1.0\n",
+             "            pass\n",
              (T + "test_correction.py::test_click_segments_the_clicked_vertebra_then_continues_up_and_down_exactly",)),
     Mutation("convergence-boundary", "converged when the patch moves by at most delta_max voxels (<=, not <)",
              "SpineSegmentationLib/traversal.py", "<= delta_max))", "< delta_max))",
@@ -382,6 +382,17 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/correction.py", "    return converged_at\n", "    return found\n",
              (T + "test_correction.py::test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the_"
               "model_never_saw",)),
+    Mutation("click-canal-refused", "a click no fragment voxel is near takes the fragment that surrounds it in its "
+             "axial slice (a click in the spinal canal)",
+             "SpineSegmentationLib/correction.py", "            if _encloses(found, point_zyx):\n",
+             "            if False:\n",
+             (T + "test_correction.py::test_a_click_in_the_spinal_canal_segments_the_vertebra_around_it",)),
+    Mutation("click-enclosure-3d", "a fragment surrounds the point in its axial slice, not merely in its 3D hull",
+             "SpineSegmentationLib/correction.py",
+             "    in_slice = voxels[voxels[:, 0] == int(np.rint(point_zyx[0]))][:, 1:].astype(float)\n",
+             "    hull = ConvexHull(voxels.astype(float), qhull_options='QJ')\n"
+             "    return bool(np.all(hull.equations[:, :3] @ point_zyx + hull.equations[:, 3] <= 0.0))\n",
+             (T + "test_correction.py::test_a_click_whose_fragment_does_not_surround_it_in_its_slice_is_refused",)),
 )
 
 
