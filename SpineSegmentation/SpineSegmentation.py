@@ -1055,15 +1055,21 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
 
     def startSegmentation(self, inputVolume, device: str = "auto", model: Optional[Path] = None,
                           outputDir: Optional[Path] = None) -> SegmentationRun:
-        """Start the pipeline on ``inputVolume`` in a separate process; returns at once (see processLogic)."""
+        """Start the pipeline on ``inputVolume`` in a separate process; returns at once (see processLogic).
+
+        Raises:
+            ValueError: ``inputVolume`` is not a scalar volume node in the scene (slicer.mrmlScene), or an unknown
+                ``device``.
+        """
         return self.processLogic.startSegmentation(inputVolume, device, model, outputDir)
 
     def loadResults(self, outputDir, inputVolume, outputSegmentation=None, overwrite: bool = False) -> ImportedResults:
         """Build segmentation, centroid and table nodes from an output folder.
 
         Raises:
-            ValueError: damaged folder or results not on ``inputVolume``'s grid; ``inputVolume`` not a scalar volume
-                node, ``outputSegmentation`` not a segmentation node, or (with ``overwrite``) keeping other segments
+            ValueError: ``outputDir`` not a path, damaged folder (a probability outside [0, 1] too) or results not on
+                ``inputVolume``'s grid; ``inputVolume`` not a scalar volume node, ``outputSegmentation`` not a
+                segmentation node, ``overwrite`` not True or False, or (with ``overwrite``) keeping other segments
                 under another transform than the CT; the scene is unchanged.
         """
         return self.processLogic.loadResults(outputDir, inputVolume, outputSegmentation, overwrite)
@@ -1082,7 +1088,8 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
             progress: called with each ProgressEvent; returning False cancels.
 
         Raises:
-            ValueError: bad input, device, output folder or ``outputSegmentation`` (as :meth:`loadResults`);
+            ValueError: bad input (also: removed from the scene or in another scene), device, output folder,
+                ``progress`` (not callable) or ``outputSegmentation`` / ``overwrite`` (as :meth:`loadResults`);
                 checked before the run starts.
             SegmentationProcessError: the pipeline failed (the message quotes its error).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.

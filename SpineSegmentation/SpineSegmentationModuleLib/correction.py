@@ -37,8 +37,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import numbers
 import shutil
 import tempfile
+from collections.abc import Iterable as IterableABC
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, Sequence
@@ -48,7 +50,7 @@ import slicer
 import vtk
 
 from .command import cli_command, process_environment
-from .logic import INPUT_FILE, SegmentationRun, SpineSegmentationProcessLogic, export_volume
+from .logic import INPUT_FILE, SegmentationRun, SpineSegmentationProcessLogic, check_ct_in_scene, export_volume
 from .mrml_import import (
     CENTROIDS_REFERENCE_ROLE,
     INCOMPLETE_OPACITY_2D_FILL,
@@ -59,7 +61,8 @@ from .mrml_import import (
     VOXELS_TAG,
     ImportedResults,
     TableRow,
-    check_ct_volume,
+    _is_a,
+    _kind,
     check_output_segmentation,
     fill_table,
     import_output_folder,
@@ -545,8 +548,9 @@ def vertebrae_from_segments(segmentation_node) -> list:
     bounds); volumes are not computed (0).
 
     Raises:
-        ValueError: a ``RibSides`` tag other than 0, 1 or 2, or a ``SacrumBelow`` tag other than true or false
-            (names the segment; remove or fix the tag in the Segmentations module).
+        ValueError: a ``RibSides`` tag other than 0, 1 or 2, a ``SacrumBelow`` tag other than true or false, or a
+            ``PLabel`` tag that is not a probability in [0, 1] (names the segment; remove or fix the tag in the
+            Segmentations module).
     """
     from SpineSegmentationLib.anatomy import vertebra_name
     from SpineSegmentationLib.result import Vertebra
@@ -560,10 +564,9 @@ def vertebrae_from_segments(segmentation_node) -> list:
         if level not in column:
             continue
         regressed = segment_tag(segment, REGRESSED_TAG)
-        p_label = segment_tag(segment, PLABEL_TAG)
         out.append(Vertebra(
             label=level, name=vertebra_name(level), complete=segment_tag(segment, COMPLETE_TAG) != "false",
-            p_complete=float("nan"), p_label=float(p_label) if p_label else 1.0,
+            p_complete=float("nan"), p_label=_probability_tag(segment, PLABEL_TAG, 1.0),
             label_regressed=_regressed(regressed, level),
             centroid_ras_mm=[0.0, 0.0, _centroid_z(segment)], volume_mm3=0.0, edited=is_edited(segment),
             rib_sides=_evidence_tag(segment, RIB_SIDES_TAG, {"0": 0, "1": 1, "2": 2}),
@@ -572,6 +575,24 @@ def vertebrae_from_segments(segmentation_node) -> list:
             complete_stated=segment_tag(segment, COMPLETE_STATED_TAG) == "true",
         ))
     return out
+
+
+def _probability_tag(segment, tag: str, default: float) -> float:
+    """The value of a probability tag (``PLabel``), ``default`` when the segment has none.
+
+    Raises:
+        ValueError: the tag is not a number in [0, 1] (names the segment, the tag and the fix)."""
+    text = segment_tag(segment, tag)
+    if not text:
+        return default
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan  # refused below, as a number outside [0, 1]
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"segment {segment.GetName()!r}: tag {tag} is {text!r}, expected a probability between 0 "
+                         "and 1; fix or remove the tag (Segmentations module)")
+    return value
 
 
 def _evidence_tag(segment, tag: str, values: dict):
@@ -782,6 +803,81 @@ def _segments_state(segmentation_node) -> tuple:
     return segment_digests(segmentation), described
 
 
+def check_segmentation_in_scene(segmentation_node, scene=None) -> None:
+    """Raise ValueError unless ``segmentation_node`` is a segmentation node that is in a scene and holds a
+    ``vtkSegmentation``: the node a correction changes. None, another node class, a node's name, or a node removed
+    from the scene (a correction would change, or undo into, a node nobody sees any more) are refused.
+
+    Args:
+        scene: the scene a run's result is imported into (``processLogic.scene``, ``slicer.mrmlScene`` in the
+            application); given, a node of another scene is refused too (its result could not be applied,
+            :func:`~.mrml_import.import_output_folder`). None: any scene.
+    """
+    if not _is_a(segmentation_node, "vtkMRMLSegmentationNode"):
+        raise ValueError(f"the segmentation must be a segmentation node, not {_kind(segmentation_node)}; pass the "
+                         "vtkMRMLSegmentationNode that holds the vertebrae (e.g. getNode('CT vertebrae'))")
+    if segmentation_node.GetScene() is None:
+        raise ValueError(f"the segmentation {segmentation_node.GetName()!r} is no longer in the scene (it was "
+                         "removed), so nothing was changed; pass a segmentation node that is in the scene")
+    if scene is not None and segmentation_node.GetScene() is not scene:
+        raise ValueError(f"the segmentation {segmentation_node.GetName()!r} is in another scene than the module's, "
+                         "so a correction's result could not be applied to it and nothing was changed; pass a "
+                         "segmentation node of the module's scene (slicer.mrmlScene)")
+    if segmentation_node.GetSegmentation() is None:
+        raise ValueError(f"the segmentation node {segmentation_node.GetName()!r} holds no segmentation "
+                         "(SetAndObserveSegmentation(None)); pass a segmentation node with vertebrae")
+
+
+def _check_segment_id(segment_id) -> None:
+    """Raise ValueError unless ``segment_id`` is a segment ID (a string; GetSegment raises TypeError otherwise)."""
+    if not isinstance(segment_id, str):
+        raise ValueError(f"the segment ID must be a string, got {segment_id!r}; pass the ID of a vertebra's segment "
+                         "(e.g. segmentationNode.GetSegmentation().GetSegmentIdBySegmentName('L4'))")
+
+
+def _sequence_items(value) -> Optional[list]:
+    """The items of a list, tuple, numpy array or other sequence, also of one iterable only through indexing
+    (``vtkVector3d``, which ``GetNthControlPointPositionWorld`` returns); None for str and bytes (characters, not
+    numbers), a 0-d array or a value that is no sequence."""
+    if isinstance(value, (str, bytes, bytearray)) or (isinstance(value, np.ndarray) and value.ndim == 0):
+        return None
+    if isinstance(value, IterableABC):
+        return list(value)
+    if hasattr(value, "__len__") and hasattr(value, "__getitem__"):
+        return [value[i] for i in range(len(value))]
+    return None
+
+
+def _is_integer(value) -> bool:
+    """A whole number given as an integer (int, numpy integer), not a bool, a float or a string."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def column_level(level) -> int:
+    """The VerSe number of ``level``, a level name ("L5", "t13") or a VerSe number (24).
+
+    Raises:
+        ValueError: another type (None, 24.5, True), an unknown name, or a level outside the column C1-L6 (the
+            sacrum, 26, cannot be stated: it is not numbered in the column).
+    """
+    from SpineSegmentationLib.anatomy import verse_label
+
+    refused = (f"{level!r} is not a level of the column; use C1-C7, T1-T13 or L1-L6 (VerSe numbers 1-25, T13 = 28); "
+               "the sacrum is not renumbered")
+    if isinstance(level, str):
+        try:
+            label = verse_label(level)
+        except ValueError:  # its message offers the sacrum, which the column does not take
+            raise ValueError(refused) from None
+    elif _is_integer(level):
+        label = int(level)
+    else:
+        raise ValueError(f"the level must be a level name such as 'L5' or its VerSe number (24), got {level!r}")
+    if label not in column_levels():
+        raise ValueError(refused)
+    return label
+
+
 def check_made_on(segmentation_node, input_volume) -> None:
     """Raise ValueError when ``segmentation_node`` was made on another CT than ``input_volume``: its reference geometry
     node is another scalar volume on another grid (a correction would put its vertebrae onto the input's grid and
@@ -862,12 +958,14 @@ class CorrectionLogic:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
 
-    @staticmethod
-    def _checkNodes(inputVolume, segmentationNode) -> None:
-        """Before a network correction starts: the classes of the nodes, the segmentation on the CT, and its result
-        applicable (it replaces the vertebrae, :meth:`applyRun`)."""
-        check_ct_volume(inputVolume)
+    def _checkNodes(self, inputVolume, segmentationNode) -> None:
+        """Before a network correction starts: the classes of the nodes, both in the scene the result is imported
+        into, the segmentation on the CT, and its result applicable (it replaces the vertebrae, :meth:`applyRun`)."""
+        check_ct_in_scene(inputVolume, self.processLogic.scene)
         check_output_segmentation(inputVolume, segmentationNode, overwrite=True)
+        if segmentationNode is not None:  # None: a click into a CT without segmentation (applyRun needs one)
+            # removed or in another scene: its result could not be applied
+            check_segmentation_in_scene(segmentationNode, self.processLogic.scene)
         check_made_on(segmentationNode, inputVolume)
 
     def startClick(self, inputVolume, segmentationNode, pointWorld: Sequence[float],
@@ -877,25 +975,35 @@ class CorrectionLogic:
         the instance memory). Returns the run to poll; apply it with :meth:`applyRun`.
 
         Args:
-            pointWorld: [R, A, S] in mm in world coordinates, as a markups point gives it
-                (``GetNthControlPointPositionWorld``); converted to the volume's own frame for the CLI.
+            pointWorld: [R, A, S] in mm in world coordinates: a sequence of three finite numbers (list, tuple,
+                numpy array, or the ``vtkVector3d`` a markups point gives, ``GetNthControlPointPositionWorld``; not
+                a str or bytes); converted to the volume's own frame for the CLI.
+            directions: "up" and/or "down" (a list or tuple, not a str; empty: the clicked vertebra only).
 
         Raises:
-            ValueError: bad volume, point, device, or segments with duplicate levels; ``segmentationNode`` is not a
-                segmentation node, or keeps other segments under another transform than the CT
-                (:func:`~.mrml_import.check_output_segmentation`: its result could not be applied).
+            ValueError: bad volume (also: removed from the scene, or in another scene than ``processLogic.scene``),
+                point, directions, device, or segments with duplicate levels; ``segmentationNode`` is not a
+                segmentation node, was removed from the scene or is in another one, or keeps other segments
+                under another transform than the CT (:func:`~.mrml_import.check_output_segmentation`: its result
+                could not be applied).
         """
         self._checkNodes(inputVolume, segmentationNode)
-        point = [float(v) for v in pointWorld]
-        if len(point) != 3 or not np.all(np.isfinite(point)):
+        values = _sequence_items(pointWorld) or []
+        if len(values) != 3 or not all(isinstance(v, numbers.Real) and not isinstance(v, (bool, np.bool_))
+                                       and math.isfinite(v) for v in values):
             raise ValueError(f"the point must be three finite RAS coordinates in mm, got {pointWorld!r}")
+        point = [float(v) for v in values]
+        chosen = _sequence_items(directions)
+        if chosen is None or any(d not in ("up", "down") for d in chosen):
+            raise ValueError(f"directions must be a list of 'up' and/or 'down' (e.g. ['up', 'down']; [] for the "
+                             f"clicked vertebra only), got {directions!r}")
         point = volume_point_from_world(inputVolume, point)  # the exported CT is in the volume's own frame
 
         def build(workDir: Path):
             inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
             args = cli_command(self.processLogic.python, "correction_cli", "click", inputPath, workDir / "output",
                                device, model)
-            args += ["--point", *[repr(v) for v in point], "--directions", ",".join(directions)]
+            args += ["--point", *[repr(v) for v in point], "--directions", ",".join(chosen)]
             if segmentationNode is not None and vertebra_ids(segmentationNode):
                 _check_edits_on_grid_of(segmentationNode, inputVolume)
                 levels = export_label_map(segmentationNode, inputVolume, workDir / LABELS_FILE)
@@ -956,10 +1064,18 @@ class CorrectionLogic:
         Raises:
             ValueError: damaged output folder or not on ``inputVolume``'s grid, or the segments were edited or
                 renamed (voxels, names, levels, flags) while the correction ran (its result was made from them as
-                they were and would replace the change); nothing is changed then.
+                they were and would replace the change); ``segmentationNode`` is not a segmentation node, was removed
+                from the scene (while the correction ran) or is in another scene than ``processLogic.scene``; nothing
+                is changed then, and the run is forgotten (apply a new one).
         """
-        sent, self._sent = self._sent, None
-        if sent is not None and sent[0] is segmentationNode and sent[1] != _segments_state(segmentationNode):
+        sent, self._sent = self._sent, None  # also when refused: the state (and node) of a run that is over
+        ran_on = sent is not None and sent[0] is segmentationNode
+        if ran_on and segmentationNode.GetScene() is None:
+            raise ValueError(f"the segmentation {segmentationNode.GetName()!r} was removed from the scene while the "
+                             "correction ran, so its result was not imported; run the correction again on a "
+                             "segmentation in the scene")
+        check_segmentation_in_scene(segmentationNode, self.processLogic.scene)
+        if ran_on and sent[1] != _segments_state(segmentationNode):
             raise ValueError("the segments were edited or renamed while the correction ran; its result would "
                              "replace those changes, so it was not applied. Run the correction again.")
         old = [segmentationNode.GetNodeReference(role) for role in (CENTROIDS_REFERENCE_ROLE, TABLE_REFERENCE_ROLE)]
@@ -987,11 +1103,16 @@ class CorrectionLogic:
         (:attr:`relabelWarnings`).
 
         Raises:
-            ValueError: unknown segment or level, or no contiguous labelling fits.
+            ValueError: ``segmentationNode`` is not a segmentation node in the scene
+                (:func:`check_segmentation_in_scene`), unknown segment or level (:func:`column_level`), or no
+                contiguous labelling fits.
         """
         from SpineSegmentationLib.renumbering import renumber_vertebrae
 
         self.relabelWarnings = []
+        check_segmentation_in_scene(segmentationNode)
+        _check_segment_id(segmentId)
+        column_level(level)
         segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
         if segment is None or segment_level(segment) is None:
             raise ValueError(f"segment {segmentId!r} is not a vertebra of {segmentationNode.GetName()!r}")
@@ -1007,11 +1128,17 @@ class CorrectionLogic:
 
         Raises:
             ValueError: no contiguous labelling fits the new name; the name is put back from the ``Label`` tag
-                (the column is unchanged).
+                (the column is unchanged). ``segmentationNode`` is not a segmentation node in the scene, or it has
+                no segment ``segmentId``.
         """
         from SpineSegmentationLib.anatomy import vertebra_name
 
         self.relabelWarnings = []
+        check_segmentation_in_scene(segmentationNode)
+        _check_segment_id(segmentId)
+        if segmentationNode.GetSegmentation().GetSegment(segmentId) is None:
+            raise ValueError(f"segment {segmentId!r} is not in {segmentationNode.GetName()!r}; pass the ID of the "
+                             "renamed vertebra's segment")
         level = renamed_levels(segmentationNode).get(segmentId)
         if level is None:
             return {}
@@ -1026,18 +1153,36 @@ class CorrectionLogic:
 
     def alternatives(self, segmentationNode) -> list:
         """Candidate labellings of the column, most likely first (``LabelingAlternative``: labels, likelihood,
-        description); apply one with :meth:`applyAlternative`."""
+        description); apply one with :meth:`applyAlternative`.
+
+        Raises:
+            ValueError: ``segmentationNode`` is not a segmentation node in the scene; two vertebrae with one level.
+        """
         from SpineSegmentationLib.renumbering import labeling_alternatives
 
+        check_segmentation_in_scene(segmentationNode)
         return labeling_alternatives(vertebrae_from_segments(segmentationNode))
 
     def applyAlternative(self, segmentationNode, alternative) -> dict[int, int]:
-        """Label the column with ``alternative`` (one of :meth:`alternatives`); returns old -> new level. Levels that
-        contradict the ribs or the sacrum the run saw are applied, with a warning (:attr:`relabelWarnings`)."""
+        """Label the column with ``alternative`` (one of :meth:`alternatives`, or its ``labels``: a list of VerSe
+        numbers, one per vertebra of the column, head first); returns old -> new level. Levels that contradict the
+        ribs or the sacrum the run saw are applied, with a warning (:attr:`relabelWarnings`).
+
+        Raises:
+            ValueError: ``segmentationNode`` is not a segmentation node in the scene; ``alternative`` is not a list of
+                column levels (VerSe numbers), or not one per vertebra, or repeats a level.
+        """
         from SpineSegmentationLib.renumbering import relabel_vertebrae
 
         self.relabelWarnings = []
+        check_segmentation_in_scene(segmentationNode)
         labels = getattr(alternative, "labels", alternative)
+        labels = _sequence_items(labels)
+        if labels is None or not all(_is_integer(v) and int(v) in column_levels() for v in labels):
+            raise ValueError(f"the alternative must be one of alternatives(segmentationNode), or a list of VerSe "
+                             f"numbers of the column (C1-L6: 1-25, T13 = 28), one per vertebra head first; got "
+                             f"{alternative!r}")
+        labels = [int(v) for v in labels]
         relabeling = relabel_vertebrae(vertebrae_from_segments(segmentationNode), labels)
         self._relabel(segmentationNode, relabeling)
         return relabeling.mapping
@@ -1057,10 +1202,13 @@ class CorrectionLogic:
         it ``SpineSegmentation.CompleteStated``, so that a click or re-run keeps the flag.
 
         Raises:
-            ValueError: ``complete`` is not True or False (a "no" would read as true), or no such segment.
+            ValueError: ``complete`` is not True or False (a "no" would read as true), or no such segment;
+                ``segmentationNode`` is not a segmentation node in the scene.
         """
         if not isinstance(complete, (bool, np.bool_)):
             raise ValueError(f"complete must be True or False, got {complete!r}")
+        check_segmentation_in_scene(segmentationNode)
+        _check_segment_id(segmentId)
         segment = segmentationNode.GetSegmentation().GetSegment(segmentId)
         if segment is None:
             raise ValueError(f"segment {segmentId!r} is not in {segmentationNode.GetName()!r}")
@@ -1076,8 +1224,10 @@ class CorrectionLogic:
         """Undo the last correction of ``segmentationNode``; False when there is nothing to undo.
 
         Raises:
-            ValueError: voxels were edited after that correction (:class:`UndoState`); nothing is changed.
+            ValueError: voxels were edited after that correction (:class:`UndoState`); ``segmentationNode`` is not a
+                segmentation node in the scene (:func:`check_segmentation_in_scene`); nothing is changed.
         """
+        check_segmentation_in_scene(segmentationNode)
         if not self.undo.restore(segmentationNode, self.tracker):
             return False
         _update_result_nodes(segmentationNode)

@@ -82,6 +82,25 @@ def export_volume(volume_node, path: Path) -> Path:
     return Path(path)
 
 
+def check_ct_in_scene(volume_node, scene=None) -> None:
+    """Raise ValueError unless ``volume_node`` is a scalar volume node (:func:`~.mrml_import.check_ct_volume`) that is
+    in a scene: the results of a CT removed from the scene could not be imported after the run.
+
+    Args:
+        scene: the scene the results are imported into (``SpineSegmentationProcessLogic.scene``); given, a CT of
+            another scene is refused too (:func:`~.mrml_import.import_output_folder` would refuse its results after
+            the run). None: any scene.
+    """
+    check_ct_volume(volume_node)
+    if volume_node.GetScene() is None:
+        raise ValueError(f"the CT {volume_node.GetName()!r} is not in the scene (it was removed), so its results could "
+                         "not be imported; load the CT again and pass the new volume node")
+    if scene is not None and volume_node.GetScene() is not scene:
+        raise ValueError(f"the CT {volume_node.GetName()!r} is in another scene than the module's, so its results "
+                         "could not be imported; load the CT into the module's scene (slicer.mrmlScene) and pass "
+                         "that volume node")
+
+
 class SegmentationRun:
     """One run of the CLI on an exported volume; poll it from a timer or wait for it.
 
@@ -202,9 +221,11 @@ class SpineSegmentationProcessLogic:
                 refuses to overwrite existing outputs there.
 
         Raises:
-            ValueError: bad input volume or device (nothing is started).
+            ValueError: bad input volume (also: removed from the scene, or in another scene than :attr:`scene`) or
+                device (nothing is started).
             OSError: the interpreter cannot be started.
         """
+        check_ct_in_scene(inputVolume, self.scene)  # its results could not be imported
         workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-"))
         try:
             inputPath = export_volume(inputVolume, workDir / INPUT_FILE)
@@ -242,14 +263,17 @@ class SpineSegmentationProcessLogic:
             :class:`~.mrml_import.ImportedResults` (segmentation, centroids, table, vertebrae, warnings).
 
         Raises:
-            ValueError: bad input, device, or output folder; ``outputSegmentation`` is not a segmentation node, or
-                (with ``overwrite``) keeps other segments under another transform than the CT. Checked before the
-                run starts.
+            ValueError: bad input (also: removed from the scene, or in another scene than :attr:`scene`), device, or
+                output folder; ``outputSegmentation`` is not a segmentation node, or (with ``overwrite``) keeps other
+                segments under another transform than the CT; ``overwrite`` is not True or False; ``progress`` is
+                neither None nor callable. Checked before the run starts.
             SegmentationProcessError: the CLI failed (message quotes its error).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
         """
-        check_ct_volume(inputVolume)  # before the run, not after minutes of it
+        check_ct_in_scene(inputVolume, self.scene)  # before the run, not after minutes of it
         check_output_segmentation(inputVolume, outputSegmentation, overwrite)
+        if progress is not None and not callable(progress):
+            raise ValueError(f"progress must be a function taking a ProgressEvent (or None), got {progress!r}")
         run = self.startSegmentation(inputVolume, device, model, outputDir)
         try:
             folder = run.wait(progress or (lambda event: logging.info("SpineSegmentation: %s", event.text())))

@@ -235,7 +235,11 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
     """Raise ValueError when ``output_segmentation`` cannot take the results of ``input_volume``: it is not a
     segmentation node, or with ``overwrite`` it keeps segments that are not vertebrae (:func:`is_vertebra`) and lies
     under another parent transform than the CT (the results are placed under the CT's transform, which would move
-    the kept segments). Call before the run starts and before the scene is changed."""
+    the kept segments), or ``overwrite`` is not True or False (a "no" would read as true and replace the segments).
+    Call before the run starts and before the scene is changed."""
+    if not isinstance(overwrite, (bool, np.bool_)):
+        raise ValueError(f"overwrite must be True or False, got {overwrite!r}; pass overwrite=True only to replace "
+                         "the vertebrae of a segmentation that has segments")
     if output_segmentation is None:
         return
     if not _is_a(output_segmentation, "vtkMRMLSegmentationNode"):

@@ -12,6 +12,7 @@ build the Slicer nodes.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +25,14 @@ def _number(entry: dict, key: str, where: str, default=None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise ValueError(f"{where}: '{key}' must be a finite number, got {value!r}")
     return float(value)
+
+
+def _probability(entry: dict, key: str, where: str) -> float:
+    value = _number(entry, key, where)
+    if not 0.0 <= value <= 1.0:
+        raise ValueError(f"{where}: '{key}' must be a probability between 0 and 1, got {value!r}; the file was edited "
+                         "by hand or written by another program: fix the value, or run the segmentation again")
+    return value
 
 
 def _vertebra(entry, index: int, path: Path):
@@ -58,8 +67,8 @@ def _vertebra(entry, index: int, path: Path):
         label=label,
         name=name,
         complete=complete,
-        p_complete=_number(entry, "p_complete", where),
-        p_label=_number(entry, "p_label", where),
+        p_complete=_probability(entry, "p_complete", where),
+        p_label=_probability(entry, "p_label", where),
         # absent or null for a segment a person drew: NaN (renumbering then places it by its neighbours)
         label_regressed=float("nan") if regressed is None else _number(entry, "label_regressed", where),
         centroid_ras_mm=[_number({"c": c}, "c", f"{where} centroid_ras_mm") for c in centroid],
@@ -125,12 +134,16 @@ def read_output_folder(path) -> OutputFolder:
         The vertebrae in file order (cranio-caudal), the run message, run info and alternatives.
 
     Raises:
-        ValueError: the folder or a file is missing, ``vertebrae.json`` is not valid JSON or misses a field,
-            or a label is listed twice. The message names the file and the field.
+        ValueError: ``path`` is not a path, the folder or a file is missing, ``vertebrae.json`` is not valid JSON or
+            misses a field, a probability (``p_label``, ``p_complete``) is outside [0, 1], or a label is listed twice.
+            The message names the file and the field.
     """
     from SpineSegmentationLib.outputs import output_paths
     from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json
 
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(f"the output folder must be a path (str or pathlib.Path), got {path!r}; pass the folder the "
+                         "run wrote (SegmentationRun.outputDir)")
     folder = Path(path)
     if not folder.is_dir():
         raise ValueError(f"output folder {folder} does not exist; run the segmentation first")

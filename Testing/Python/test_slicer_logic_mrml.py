@@ -31,6 +31,7 @@ from SpineSegmentationLib.outputs import write_outputs
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME, vertebra_terminology
 from SpineSegmentationModuleLib.command import ProgressEvent, parse_progress_line, progress_bar_format, segment_command
+from SpineSegmentationModuleLib.correction import CorrectionLogic
 from SpineSegmentationModuleLib.logic import (
     SegmentationCancelledError,
     SegmentationProcessError,
@@ -46,7 +47,14 @@ from SpineSegmentationModuleLib.mrml_import import (
 from SpineSegmentationModuleLib.output_folder import read_output_folder
 from SpineSegmentationModuleLib.runner import ProcessRunner
 
-from mrml_helpers import ijk_to_ras, load_volume, segment_names, segment_voxels, verse_reference
+from mrml_helpers import (
+    ijk_to_ras,
+    load_volume,
+    register_segmentation_conversion_rules,
+    segment_names,
+    segment_voxels,
+    verse_reference,
+)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MODULE_DIR = REPO_ROOT / "SpineSegmentation"
@@ -546,6 +554,256 @@ def test_results_of_another_image_are_refused(logic, output_folder, scene, tptbo
     nodes = scene.GetNumberOfNodes()
     with pytest.raises(ValueError, match="load the results with the volume that was segmented"):
         logic.loadResults(output_folder, other)
+    assert scene.GetNumberOfNodes() == nodes
+
+
+# ---------------------------------------------------------------------------------------------------------
+# what a script can pass the logic: each bad argument refused with the problem and the fix, nothing changed
+
+
+@pytest.fixture()
+def corrections(logic, loaded):
+    """The module's correction logic on the loaded reference vertebrae (T11..S), without an undo step."""
+    register_segmentation_conversion_rules()  # the undo copy needs them, as in Slicer
+    return CorrectionLogic(logic), loaded.segmentation_node
+
+
+def _segment_id(node, name: str) -> str:
+    return node.GetSegmentation().GetSegmentIdBySegmentName(name)
+
+
+def _every_correction(correction, node, segment_id, ct_node, folder):
+    """Each public correction of a segmentation node, as a script calls it with ``node``."""
+    return {
+        "renumber": lambda: correction.renumber(node, segment_id, "L5"),
+        "applyRename": lambda: correction.applyRename(node, segment_id),
+        "alternatives": lambda: correction.alternatives(node),
+        "applyAlternative": lambda: correction.applyAlternative(node, [19, 20, 21, 22, 23, 24, 25]),
+        "setCompleteness": lambda: correction.setCompleteness(node, segment_id, False),
+        "undoLast": lambda: correction.undoLast(node),
+        "applyRun": lambda: correction.applyRun(folder, ct_node, node),
+    }
+
+
+def test_corrections_refuse_what_is_not_a_segmentation_node_naming_it(corrections, ct_node, output_folder):
+    """None, a volume or a node's name as the segmentation: AttributeError ('NoneType' object has no attribute
+    'GetSegmentation'), or undoLast answering False as if there were nothing to undo (audit 2026-12-07). Now a
+    ValueError naming what was passed and the fix; the vertebrae unchanged."""
+    correction, node = corrections
+    l4 = _segment_id(node, "L4")
+    for wrong, kind in ((None, "None"), (ct_node, "vtkMRMLScalarVolumeNode"), ("CT vertebrae", "str 'CT vertebrae'")):
+        for name, call in _every_correction(correction, wrong, l4, ct_node, output_folder).items():
+            with pytest.raises(ValueError, match=rf"the segmentation must be a segmentation node, not {kind}; pass the "
+                                                 r"vtkMRMLSegmentationNode that holds the vertebrae"):
+                call()
+    assert segment_names(node) == EXPECTED_NAMES and not correction.undo.available
+
+
+def test_corrections_of_a_segmentation_removed_from_the_scene_are_refused(corrections, ct_node, output_folder, scene):
+    """A segmentation removed from the scene was renumbered, flagged and undone into without a word, a click or
+    re-run on it failed with AttributeError ('NoneType' object has no attribute 'GetNumberOfNodes', from the export
+    of its vertebrae) (audit 2026-12-07). Now each is refused at once, naming the node and the fix; nothing changed,
+    nothing started."""
+    correction, node = corrections
+    l4 = _segment_id(node, "L4")
+    correction.renumber(node, l4, "L5")  # an undo step for undoLast to (not) put back
+    renumbered = segment_names(node)
+    scene.RemoveNode(node)
+    for name, call in _every_correction(correction, node, l4, ct_node, output_folder).items():
+        with pytest.raises(ValueError, match=r"the segmentation 'example_ct vertebrae' is no longer in the scene \(it "
+                                             r"was removed\), so nothing was changed; pass a segmentation node that"):
+            call()
+    assert segment_names(node) == renumbered  # not renumbered again, not undone
+    assert segment_tag(node.GetSegmentation().GetSegment(l4), TAG_PREFIX + "CompleteStated") is None
+    for start in (lambda: correction.startClick(ct_node, node, [0.0, 0.0, 0.0]),
+                  lambda: correction.startRerun(ct_node, node)):
+        with pytest.raises(ValueError, match=r"'example_ct vertebrae' is no longer in the scene"):
+            start()
+    assert correction._sent is None  # nothing was started
+
+
+def test_a_ct_removed_from_the_scene_is_refused_before_a_run_starts(logic, corrections, ct_node, scene, tmp_path):
+    """A CT removed from the scene was exported and segmented for minutes, its result then refused by the import
+    (audit 2026-12-07); now refused before anything starts (an interpreter that does not exist: a start would raise
+    OSError)."""
+    correction, node = corrections
+    never = SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"), libraryDir=REPO_ROOT)
+    scene.RemoveNode(ct_node)
+    message = r"the CT 'example_ct' is not in the scene \(it was removed\), so its results could not be imported"
+    for start in (lambda: never.process(ct_node), lambda: never.startSegmentation(ct_node),
+                  lambda: CorrectionLogic(never).startClick(ct_node, None, [0.0, 0.0, 0.0]),
+                  lambda: correction.startRerun(ct_node, node)):
+        with pytest.raises(ValueError, match=message):
+            start()
+
+
+def test_bad_segment_ids_levels_alternatives_points_and_directions_are_refused(corrections, ct_node):
+    """A segment ID that is no string (TypeError from GetSegment), a level None (TypeError), 24.5 (renumbered as 24
+    without a word), True (C1) or the sacrum, an alternative "abc" or None (ValueError 'invalid literal for int()',
+    TypeError), one with 18.5 (applied as 18) or an unknown level, a point None, directions "up" (sent to the tool as
+    "u,p") or ["left"] (audit 2026-12-07). Now each is a ValueError saying what to pass; nothing changed or started."""
+    correction, node = corrections
+    l4 = _segment_id(node, "L4")
+    for segment_id in (None, 3):
+        for call in (lambda: correction.renumber(node, segment_id, "L5"),
+                     lambda: correction.applyRename(node, segment_id),
+                     lambda: correction.setCompleteness(node, segment_id, False)):
+            with pytest.raises(ValueError, match=rf"the segment ID must be a string, got {segment_id}; pass the ID"):
+                call()
+    with pytest.raises(ValueError, match=r"segment 'no such' is not in 'example_ct vertebrae'"):
+        correction.applyRename(node, "no such")  # answered {} as if it were not renamed
+    for level in (None, 24.5, True, [24]):
+        with pytest.raises(ValueError, match=r"the level must be a level name such as 'L5' or its VerSe number \(24\)"):
+            correction.renumber(node, l4, level)
+    for level in (99, 26, "S", "Q9"):  # "Q9": the names the column takes, not verse_label's "... or sacrum"
+        with pytest.raises(ValueError, match=rf"^{level!r} is not a level of the column; use C1-C7, T1-T13 or L1-L6 "
+                                             r"\(VerSe numbers 1-25, T13 = 28\); the sacrum is not renumbered$"):
+            correction.renumber(node, l4, level)
+    for alternative in ("abc", None, [18.5, 19, 20, 21, 22, 23, 24], [18, 19, 20, 21, 22, 23, 99],
+                        ["T11", "T12", "L1", "L2", "L3", "L4", "L5"]):
+        with pytest.raises(ValueError, match=r"the alternative must be one of alternatives\(segmentationNode\), or a "
+                                             r"list of VerSe numbers of the column"):
+            correction.applyAlternative(node, alternative)
+    assert segment_names(node) == EXPECTED_NAMES and not correction.undo.available
+    for point in (None, "abc", [0.0, 0.0, float("nan")], ["1", "2", "3"]):
+        with pytest.raises(ValueError, match=r"the point must be three finite RAS coordinates in mm"):
+            correction.startClick(ct_node, node, point)
+    for directions in ("up", ["left"], None):
+        with pytest.raises(ValueError, match=r"directions must be a list of 'up' and/or 'down'"):
+            correction.startClick(ct_node, node, [0.0, 0.0, 0.0], directions)
+    assert correction._sent is None
+    assert correction.renumber(node, l4, np.int64(24)) == {18: 19, 19: 20, 20: 21, 21: 22, 22: 23, 23: 24, 24: 25}
+
+
+def _sent_point(run) -> list[float]:
+    args = run.args
+    return [float(v) for v in args[args.index("--point") + 1 : args.index("--point") + 4]]
+
+
+def test_a_markups_point_a_tuple_and_an_array_are_clicked_and_text_is_refused(corrections, ct_node, scene, tmp_path):
+    """The point a markups node gives (GetNthControlPointPositionWorld: a vtkVector3d, iterable only through
+    indexing), which the docstring tells scripts to pass, was refused as 'not three finite RAS coordinates', and
+    b"abc" was clicked at (97, 98, 99) (review 2026-12-07). Now any sequence of three finite numbers is sent to the
+    tool (the CT has no transform: world = its own frame); str and bytes are refused before anything starts."""
+    correction, node = corrections
+    markups = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", "clicks")
+    markups.AddControlPoint(1.5, -2.0, 3.25)
+    vector = markups.GetNthControlPointPositionWorld(0)
+    assert type(vector).__name__ == "vtkVector3d"  # what Slicer 5.6-5.10 return (vtkMRMLMarkupsNode.h)
+    for point in (vector, (1.5, -2.0, 3.25), np.array([1.5, -2.0, 3.25], dtype=np.float32)):
+        run = correction.startClick(ct_node, node, point, directions=("up",), device="CPU")
+        try:
+            assert _sent_point(run) == pytest.approx([1.5, -2.0, 3.25])
+            assert run.args[run.args.index("--directions") + 1] == "up"
+        finally:
+            run.cancel()
+            run.cleanup()
+    never = CorrectionLogic(SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"),
+                                                          libraryDir=REPO_ROOT))  # a start would raise OSError
+    for point in (b"abc", "abc", bytearray(b"abc"), np.array(5.0)):
+        with pytest.raises(ValueError, match=r"the point must be three finite RAS coordinates in mm"):
+            never.startClick(ct_node, node, point)
+    for directions in (b"up", "up"):
+        with pytest.raises(ValueError, match=r"directions must be a list of 'up' and/or 'down'"):
+            never.startClick(ct_node, node, vector, directions)
+    assert never._sent is None
+
+
+def test_a_segmentation_removed_while_the_correction_ran_is_named_and_the_run_forgotten(corrections, ct_node,
+                                                                                       output_folder, scene):
+    """applyRun refused a segmentation removed while its correction ran with the message for a node removed before
+    ('... so nothing was changed') and kept the run's state, holding the removed node (review 2026-12-07). Now its
+    own message says the result was not imported and what to do; the run is forgotten, the node unchanged."""
+    correction, node = corrections
+    run = correction.startClick(ct_node, node, [0.0, 0.0, 0.0], device="CPU")
+    try:
+        scene.RemoveNode(node)
+        with pytest.raises(ValueError, match=r"^the segmentation 'example_ct vertebrae' was removed from the scene "
+                                             r"while the correction ran, so its result was not imported; run the "
+                                             r"correction again on a segmentation in the scene$"):
+            correction.applyRun(output_folder, ct_node, node)
+        assert correction._sent is None  # neither its state nor the removed node are kept
+        assert segment_names(node) == EXPECTED_NAMES and not correction.undo.available
+    finally:
+        run.cancel()
+        run.cleanup()
+
+
+def test_nodes_of_another_scene_than_the_module_s_are_refused_before_a_run_starts(corrections, ct_node, scene,
+                                                                                   output_folder, real_ct, tmp_path):
+    """A CT or segmentation of another scene than the logic's passed the checks, was exported and run on for
+    minutes, and its result was then refused by the import (as 'no longer in the scene (removed while the correction
+    ran)') (review 2026-12-07). Now refused before anything starts (an interpreter that does not exist: a start would
+    raise OSError), naming the node and the fix; neither scene changed."""
+    correction, node = corrections
+    other = slicer.vtkMRMLScene()
+    other_ct = load_volume(other, real_ct)
+    other_segmentation = other.AddNewNodeByClass("vtkMRMLSegmentationNode", "other vertebrae")
+    nodes, other_nodes = scene.GetNumberOfNodes(), other.GetNumberOfNodes()
+    never = SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"), libraryDir=REPO_ROOT)
+    ct_message = (r"the CT 'example_ct' is in another scene than the module's, so its results could not be imported; "
+                  r"load the CT into the module's scene \(slicer.mrmlScene\) and pass that volume node")
+    for start in (lambda: never.process(other_ct), lambda: never.startSegmentation(other_ct),
+                  lambda: CorrectionLogic(never).startClick(other_ct, None, [0.0, 0.0, 0.0]),
+                  lambda: CorrectionLogic(never).startRerun(other_ct, node)):
+        with pytest.raises(ValueError, match=ct_message):
+            start()
+    segmentation_message = (r"the segmentation 'other vertebrae' is in another scene than the module's, so a "
+                            r"correction's result could not be applied to it and nothing was changed; pass a "
+                            r"segmentation node of the module's scene \(slicer.mrmlScene\)")
+    for call in (lambda: CorrectionLogic(never).startClick(ct_node, other_segmentation, [0.0, 0.0, 0.0]),
+                 lambda: correction.applyRun(output_folder, ct_node, other_segmentation)):
+        with pytest.raises(ValueError, match=segmentation_message):
+            call()
+    assert (scene.GetNumberOfNodes(), other.GetNumberOfNodes()) == (nodes, other_nodes)
+    assert other_segmentation.GetSegmentation().GetNumberOfSegments() == 0 and not correction.undo.available
+
+
+def test_a_probability_outside_0_1_is_refused_in_the_folder_and_the_tags(logic, output_folder, ct_node, scene,
+                                                                          corrections, tmp_path):
+    """A p_label of 1.5 or -0.1 (or p_complete 2) in vertebrae.json was imported and shown as a confidence; a PLabel
+    tag of 1.5 went into renumbering, "abc" failed there with 'could not convert string to float' (audit
+    2026-12-07). Now refused, naming the field or the segment and tag, the scene unchanged."""
+    folder = tmp_path / "probabilities"
+    shutil.copytree(output_folder, folder)
+    report = json.loads((folder / "vertebrae.json").read_text())
+    nodes = scene.GetNumberOfNodes()
+    for field, value in (("p_label", 1.5), ("p_label", -0.1), ("p_complete", 2.0)):
+        entry = dict(report["vertebrae"][2], **{field: value})
+        (folder / "vertebrae.json").write_text(json.dumps(dict(report, vertebrae=report["vertebrae"][:2] + [entry]
+                                                               + report["vertebrae"][3:])))
+        with pytest.raises(ValueError, match=rf"vertebrae\[2\]: '{field}' must be a probability between 0 and 1, "
+                                             rf"got {value}"):
+            logic.loadResults(folder, ct_node)
+    assert scene.GetNumberOfNodes() == nodes
+    correction, node = corrections
+    for tag in ("1.5", "abc"):
+        node.GetSegmentation().GetSegment(_segment_id(node, "L2")).SetTag(TAG_PREFIX + "PLabel", tag)
+        with pytest.raises(ValueError, match=rf"segment 'L2': tag SpineSegmentation.PLabel is '{tag}', expected a "
+                                             r"probability between 0 and 1; fix or remove the tag"):
+            correction.renumber(node, _segment_id(node, "L4"), "L5")
+    assert segment_names(node) == EXPECTED_NAMES
+
+
+def test_overwrite_progress_and_output_folder_of_the_wrong_type_are_refused(logic, output_folder, ct_node, scene,
+                                                                            tmp_path):
+    """overwrite="no" replaced the vertebrae of the segmentation (any non-empty string is true), a progress that is
+    not callable failed at the run's first progress line, an output folder None raised TypeError (audit
+    2026-12-07). Now refused before anything changes or starts."""
+    first = logic.loadResults(output_folder, ct_node).segmentation_node
+    first.GetSegmentation().GetSegment(_segment_id(first, "L2")).SetName("my L2")
+    nodes = scene.GetNumberOfNodes()
+    for overwrite in ("no", 0, None):
+        with pytest.raises(ValueError, match=rf"overwrite must be True or False, got {overwrite!r}; pass overwrite"):
+            logic.loadResults(output_folder, ct_node, first, overwrite=overwrite)
+    assert "my L2" in segment_names(first) and scene.GetNumberOfNodes() == nodes
+    never = SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"), libraryDir=REPO_ROOT)
+    with pytest.raises(ValueError, match=r"overwrite must be True or False, got 'no'"):
+        never.process(ct_node, first, overwrite="no")  # a start would raise OSError (no interpreter there)
+    with pytest.raises(ValueError, match=r"progress must be a function taking a ProgressEvent \(or None\), got 5"):
+        never.process(ct_node, progress=5)
+    with pytest.raises(ValueError, match=r"the output folder must be a path \(str or pathlib.Path\), got None"):
+        logic.loadResults(None, ct_node)
     assert scene.GetNumberOfNodes() == nodes
 
 
