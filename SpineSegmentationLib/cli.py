@@ -14,8 +14,10 @@ import sys
 import threading
 import time
 import traceback
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
 from .errors import Interrupted, OutputWriteError, SpineSegmentationError
 
@@ -246,10 +248,12 @@ def _without_suffix(text: str, suffix: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from .threads import usable_cores
     from .training import train
 
+    threads = args.threads if args.threads is not None else min(2, usable_cores())  # no warning for a default
     train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed,
-          num_threads=args.threads, workers=args.workers)  # prints "model written to ..." at its end
+          num_threads=threads, workers=args.workers)  # prints "model written to ..." at its end
     return 0
 
 
@@ -300,7 +304,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    "folder (slice files, or one multi-frame Enhanced CT file)")
     seg.add_argument("-o", "--output", metavar="OUTDIR",
                      help="output folder (default: <input stem>_spineseg/ next to the input)")
-    seg.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    seg.add_argument("--device", default="auto",
+                     help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
     seg.add_argument("--series-uid", help="for a DICOM folder holding several series: the Series Instance UID "
                                           "(0020,000E) of the one to segment (the error message lists them)")
     seg.add_argument("--max-memory", type=_memory_size, default=None, metavar="SIZE",
@@ -335,11 +340,13 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("-o", "--output", metavar="RUNDIR", required=True,
                     help="run folder for checkpoints, logs and the model (a new one, or the run's own with --resume)")
     tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
-    tr.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    tr.add_argument("--device", default="auto",
+                    help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
-    tr.add_argument("--threads", type=_threads, default=2,
-                    help="CPU threads for training (default: 2; use 1 per run when training two runs side by side "
-                         "on one machine); recorded in the model card")
+    tr.add_argument("--threads", type=_threads, default=None,
+                    help="CPU threads for training (default: 2, or 1 where this process can use only one CPU core; "
+                         "use 1 per run when training two runs side by side on one machine); recorded in the model "
+                         "card")
     tr.add_argument("--workers", type=_workers, default=0,
                     help="processes that draw the training patches (default: 0, the training process itself, "
                          "reproducible from the seed); on a GPU use about one per CPU core so that the GPU is kept "
@@ -427,14 +434,16 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(
     folder not writable, the disk full, another run writing there); 1 for internal errors and out-of-memory;
     130 after Ctrl-C and 143 after SIGTERM (the message says what was left on disk). No traceback unless
     ``--debug``. SIGTERM is handled like Ctrl-C while the command runs (outputs are removed, not left half
-    written).
+    written). A ``UserWarning`` raised while the command runs is one ``PROG: warning: ...`` line on stderr
+    (:func:`warnings_as_lines`).
     """
     args = parser.parse_args(argv)
     previous = _stop_on_sigterm()
     if getattr(args, "exit_when_stdin_closes", False):
         _exit_when_stdin_closes()
     try:
-        return args.func(args)
+        with warnings_as_lines(parser.prog):
+            return args.func(args)
     except Exception as exc:  # every failure becomes one error line; --debug adds the traceback
         failure = exc
         status, message = _failure(exc, errors)
@@ -449,6 +458,28 @@ def run_cli(parser: argparse.ArgumentParser, argv: Optional[list[str]], errors=(
         traceback.print_exception(type(failure), failure, failure.__traceback__)  # Python 3.9 (Slicer 5.6)
     print(f"{parser.prog}: error: {message}", file=sys.stderr)
     return status
+
+
+@contextmanager
+def warnings_as_lines(prog: str) -> Iterator[None]:
+    """Show each ``UserWarning`` (and subclass) raised in the block as one ``PROG: warning: MESSAGE`` line on stderr,
+    as the commands print their own warnings, instead of Python's ``file:line: UserWarning: ...`` and source line.
+
+    Which warnings are shown, and how often, stays with the warning filters (``-W``, ``PYTHONWARNINGS``; by default
+    a warning once per place it is raised from); other categories are shown as Python shows them. The previous
+    display is restored afterwards: a library caller (Python API) sees warnings as before.
+    """
+    with warnings.catch_warnings():
+        shown_by_python = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if not issubclass(category, UserWarning):
+                shown_by_python(message, category, filename, lineno, file, line)
+                return
+            print(f"{prog}: warning: {message}", file=sys.stderr if file is None else file)
+
+        warnings.showwarning = show
+        yield
 
 
 def _stop_on_sigterm():

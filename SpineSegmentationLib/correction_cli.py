@@ -24,13 +24,17 @@ write a new folder (``RESULT`` itself is never changed)::
     complete INPUT --result RESULT --vertebra 18 --incomplete -o OUTDIR
 
 A ``RESULT`` whose ``labels.nii.gz`` no longer matches its ``vertebrae.json`` (a person edited one: other labels,
-labels swapped) is refused; ``rerun --labels`` goes on from an edited label map. In Python these are
-:mod:`SpineSegmentationLib.renumbering` (no torch needed).
+labels swapped) is refused; ``rerun --labels`` goes on from an edited label map. ``INPUT`` must be the CT an output
+folder (``RESULT``, or ``LABELS`` as a folder) was made from: another grid, a label map, or voxel values other than
+those its ``vertebrae.json`` records (``input.voxel_sha256``; a folder written before that field existed is checked
+by its grid only, with a note) are refused. ``alternatives`` without ``--apply`` writes nothing and refuses ``-o``,
+``--overwrite`` and ``--dicom-seg``. In Python these are :mod:`SpineSegmentationLib.renumbering` (no torch needed).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Optional
@@ -44,7 +48,7 @@ def _labels_list(text: Optional[str]) -> list[int]:
     if not text:
         return []
     try:
-        return [_level_or_label(v) for v in text.replace(" ", "").split(",") if v]
+        return [_level_or_label(v) for v in "".join(text.split()).split(",") if v]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"expected comma-separated VerSe labels or levels such as 22,23 or L3,L4, got {text!r}") from None
@@ -79,10 +83,9 @@ def _write(args: argparse.Namespace, result, image) -> int:
 
     Raises:
         ValueError: ``-o`` is the ``--result`` folder (which these commands never change), the CT is not the
-            result's (another grid), or as
+            result's (another grid, a label map, other voxels: :func:`_check_ct`), or as
             :func:`~SpineSegmentationLib.outputs.check_outputs_free`.
     """
-    from .geometry import same_grid
     from .outputs import check_outputs_free, write_outputs
     from .outputs.dicom_seg import DICOM_SEG_FILE
 
@@ -93,9 +96,7 @@ def _write(args: argparse.Namespace, result, image) -> int:
     if output_dir.resolve() == source:
         raise ValueError(f"-o {output_dir} is the result folder this command starts from (--result), which it never "
                          f"changes; write the corrected result to another folder, e.g. -o {corrected}")
-    if not same_grid(result.labels, image):
-        raise ValueError(f"{input_path} is not the CT the result in {source} was made from (its size, spacing, "
-                         "origin or direction differ); give that CT")
+    _check_ct(image, input_path, result.labels, source, "--result")
     check_outputs_free(output_dir, overwrite=args.overwrite, input_path=input_path)
     earlier = earlier_dicom_seg(output_dir, args.overwrite)
     # a DICOM SEG of the result (written on request for a non-DICOM input) is written again with the new levels
@@ -138,6 +139,71 @@ def read_result(folder: Path):
     _check_matches(paths, labels, vertebrae)
     return SpineSegmentationResult(labels=labels, vertebrae=vertebrae, alternatives=alternatives, run_info=run_info,
                                    message=message)
+
+
+def _check_ct(image, input_path: Path, labels, folder: Path, option: str) -> None:
+    """Refuse a CT ``image`` (read from ``input_path``) that is not the one the result in the output folder
+    ``folder`` (given with ``option``; ``labels``: its label map) was made from: one on another grid than
+    ``labels``, one that is no CT (a label map, e.g. the result's own ``labels.nii.gz``:
+    :func:`~SpineSegmentationLib.validation.check_intensities`, which every segmented CT passed), or one whose voxel
+    values differ from those the folder's ``vertebrae.json`` records (``input.voxel_sha256``: another scan on the
+    same grid). A ``vertebrae.json`` written before that field existed records none: a note on stderr says that
+    the CT is then checked by its grid and the kind of its values only.
+
+    Raises:
+        ValueError: naming the CT, the folder and the fix: the CT the folder records (or that the file it records
+            is no longer there); for ``--labels`` / ``--existing`` (``rerun``, ``click``) also that the folder's
+            ``labels.nii.gz`` given as a file starts from its label map without this check. A recorded
+            ``voxel_sha256`` that is not a SHA-256 digest (64 hexadecimal digits): the ``vertebrae.json`` is damaged.
+    """
+    from .errors import InputImageError
+    from .geometry import same_grid
+    from .outputs import output_paths
+    from .outputs.vertebrae_json import voxel_sha256
+    from .validation import check_intensities
+
+    if not same_grid(labels, image):
+        raise ValueError(f"{input_path} is not the CT the result in {folder} ({option}) was made from (its size, "
+                         "spacing, origin or direction differ); give that CT")
+    paths = output_paths(folder)
+    path = paths["vertebrae"]
+    document, _ = _read_vertebrae(path)
+    recorded_input = document.get("input")
+    recorded_input = recorded_input if isinstance(recorded_input, dict) else {}
+    made_from = recorded_input.get("path")
+    if not isinstance(made_from, str):
+        give = "give the CT it was made from"
+    elif Path(made_from).exists():
+        give = f"give the CT it was made from ({made_from})"
+    else:  # e.g. the temporary input.nrrd of a result written by the Slicer module
+        give = (f"give the CT it was made from where it is now (its vertebrae.json records {made_from}, which is no "
+                "longer there)")
+    try:
+        check_intensities(image)
+    except InputImageError as exc:
+        raise ValueError(f"{input_path} is not the CT the result in {folder} ({option}) was made from: {exc} For "
+                         f"this result, {give}") from exc
+    recorded = recorded_input.get("voxel_sha256")
+    if recorded is None:
+        print(f"note: {path} records no digest of its CT's voxels (written by an older spineseg), so {input_path} "
+              "is checked against it by its grid only; make sure it is the CT that result was made from",
+              file=sys.stderr)
+        return
+    if not isinstance(recorded, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded):
+        raise ValueError(f"{path} is damaged (its input.voxel_sha256 is {recorded!r}, not a SHA-256 digest of 64 "
+                         "hexadecimal digits); restore it from the run that wrote it")
+    if voxel_sha256(image) != recorded:
+        without_check = ""
+        if option in ("--labels", "--existing"):  # a label map file records no CT: rerun / click take it unchecked
+            without_check = (
+                f" If it is that CT with its voxels changed on purpose (anonymised, defaced, converted), give "
+                f"{option} {paths['labels']} (the file, not the folder) to start from its label map without this "
+                "check; what the folder records a person stated (edited vertebrae, levels, completeness) is then "
+                "not passed on: give it again (--edited, --stated, --complete, --incomplete).")
+        raise ValueError(f"{input_path} is not the CT the result in {folder} ({option}) was made from: its voxel "
+                         "values differ from those its vertebrae.json records (input.voxel_sha256) on the same grid "
+                         f"(another scan, or the CT changed since); {give}, or segment this CT anew (spineseg "
+                         f"segment).{without_check}")
 
 
 def _read_vertebrae(path: Path):
@@ -214,9 +280,29 @@ def _check_matches(paths: dict, labels, vertebrae) -> None:
 
 
 def _level_or_label(text: str) -> int:
+    """ "L4", "l 4", " 23 " -> 23: a level's name or a VerSe number, white space anywhere in it ignored (as in a
+    label list, :func:`_labels_list`).
+
+    Raises:
+        ValueError: not a level's name or a number.
+    """
     from .anatomy import verse_label
 
-    return int(text) if text.strip().isdigit() else verse_label(text)
+    text = "".join(text.split())
+    return int(text) if text.isdigit() else verse_label(text)
+
+
+def _option_label(text: str, option: str) -> int:
+    """:func:`_level_or_label` of the value of ``option`` (``--vertebra``, ``--level``).
+
+    Raises:
+        ValueError: naming the option and the names and numbers it takes.
+    """
+    try:
+        return _level_or_label(text)
+    except ValueError:
+        raise ValueError(f"{option} {text!r} is neither a level (C1-C7, T1-T13, L1-L6) nor a VerSe number, e.g. "
+                         "L4 or 23") from None
 
 
 def cmd_renumber(args: argparse.Namespace) -> int:
@@ -224,11 +310,11 @@ def cmd_renumber(args: argparse.Namespace) -> int:
     from .io import read_image
     from .renumbering import renumber
 
-    level = _level_or_label(args.level)
+    level = _option_label(args.level, "--level")
     if not is_column_vertebra(level):  # the sacrum, 0, 27, 29...: the library's message names no fix
         raise ValueError(f"--level {args.level} is not a level of the column; give one of C1-C7, T1-T13, L1-L6 "
                          "(or its VerSe number, 1-25 or 28)")
-    result = renumber(read_result(Path(args.result)), _level_or_label(args.vertebra), level)
+    result = renumber(read_result(Path(args.result)), _option_label(args.vertebra, "--vertebra"), level)
     return _write(args, result, read_image(Path(args.input)))
 
 
@@ -236,6 +322,13 @@ def cmd_alternatives(args: argparse.Namespace) -> int:
     from .io import read_image
     from .renumbering import apply_alternative, labeling_alternatives
 
+    if args.apply is None:  # listing writes nothing: an option for the output would be dropped without a word
+        given = [option for option, value in (("-o", args.output), ("--overwrite", args.overwrite),
+                                              ("--dicom-seg", args.dicom_seg)) if value]
+        if given:
+            raise ValueError(f"{', '.join(given)} without --apply: listing the alternatives writes nothing; list "
+                             f"them without {', '.join(given)}, then write one with --apply N (its index in the "
+                             f"list) -o {args.output or 'OUTDIR'}")
     result = read_result(Path(args.result))
     alternatives = labeling_alternatives(result)
     if args.apply is None:
@@ -263,7 +356,8 @@ def cmd_complete(args: argparse.Namespace) -> int:
     from .io import read_image
     from .renumbering import set_completeness
 
-    result = set_completeness(read_result(Path(args.result)), _level_or_label(args.vertebra), not args.incomplete)
+    vertebra = _option_label(args.vertebra, "--vertebra")
+    result = set_completeness(read_result(Path(args.result)), vertebra, not args.incomplete)
     return _write(args, result, read_image(Path(args.input)))
 
 
@@ -349,6 +443,17 @@ def _recorded_document(labels: Optional[str]) -> Optional[Path]:
     return document if document is not None and document.is_file() else None
 
 
+def _check_folder_ct(image, args: argparse.Namespace, label_map, labels: Optional[str], option: str) -> None:
+    """:func:`_check_ct` for an output folder given as the label map (``labels``, with ``option``), before the
+    network runs on ``image``; nothing for a label map file (which records no CT).
+
+    Raises:
+        ValueError: as :func:`_check_ct`.
+    """
+    if _recorded_document(labels) is not None:
+        _check_ct(image, Path(args.input), label_map, Path(labels), option)
+
+
 def _with_flags(result, label_map, flags: dict[int, bool]):
     if not flags:
         return result
@@ -404,6 +509,7 @@ def cmd_click(args: argparse.Namespace) -> int:
 
     def compute(image, callback):
         labels = existing if existing is not None else _read_labels(args.existing)
+        _check_folder_ct(image, args, labels, args.existing, "--existing")
         result = segment_from_point(
             image, args.point, existing_labels=labels, model=args.model, device=args.device,
             directions=directions, progress=callback, edited=edited, use_localization=not args.no_localization,
@@ -425,6 +531,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
 
     def compute(image, callback):
         labels = current if current is not None else _read_labels(args.labels)
+        _check_folder_ct(image, args, labels, args.labels, "--labels")
         result = rerun_with_edits(
             image, labels, edited_labels=edited, redo_labels=redo, model=args.model,
             device=args.device, progress=callback, use_localization=not args.no_localization,
@@ -439,7 +546,8 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", help="CT image (NIfTI, NRRD, MetaImage or a DICOM series folder)")
     p.add_argument("-o", "--output", metavar="OUTDIR",
                    help="output folder (default: <input stem>_spineseg/ next to the input)")
-    p.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    p.add_argument("--device", default="auto",
+                   help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
     p.add_argument("--model", help="model folder (default: the shipped model)")
     p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--progress", choices=("bar", "json", "none"), default="bar", help="progress display")
@@ -508,7 +616,8 @@ def build_parser() -> argparse.ArgumentParser:
     ren.add_argument("--level", required=True, help="its true level, e.g. L5 or 24")
     ren.set_defaults(func=cmd_renumber)
     alt = no_network("alternatives", "list the labellings of the column by likelihood, or apply one")
-    alt.add_argument("--apply", type=int, help="index of the alternative to apply (as listed)")
+    alt.add_argument("--apply", type=int, help="index of the alternative to apply (as listed), written to -o; "
+                                                 "without it the alternatives are listed and nothing is written")
     alt.set_defaults(func=cmd_alternatives)
     com = no_network("complete", "flag a vertebra completely visible (default) or not")
     com.add_argument("--vertebra", required=True, help="the vertebra's label or name")

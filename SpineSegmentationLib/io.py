@@ -87,8 +87,9 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
 
     Raises:
         InputImageError: the path does not exist; the file's format is not supported; the file is unreadable,
-            corrupt or truncated; a NIfTI file holds NaN or infinite values (ITK would turn them into 0) or gives two
-            voxel sizes (pixdim and sform; ITK reads pixdim, nibabel the sform); the folder
+            corrupt or truncated; an NRRD or MetaImage header names a data file that is not there; a NIfTI file
+            holds NaN or infinite values (ITK would turn them into 0) or gives two voxel sizes (pixdim and sform;
+            ITK reads pixdim, nibabel the sform); the folder
             holds no DICOM series, several series and ``series_uid`` is not given or not among them, or a series
             that is not one even stack of slices (as :func:`read_image_header`); a multi-frame file that is not an
             Enhanced CT or cannot be decoded, or highdicom is missing (:func:`dicom_multiframe.read_multiframe`).
@@ -148,7 +149,8 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
         number of slices and the spacing along K the distance between slice positions.
 
     Raises:
-        InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input; a DICOM series
+        InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input, or an NRRD or
+            MetaImage header whose data file is not there (:func:`_check_data_file`); a DICOM series
             that is not one even stack of slices (``_check_slice_spacing``: a missing slice, a changing spacing, a
             gantry tilt, slices of another orientation, pixel spacing or size; the same for the frames of a
             multi-frame file).
@@ -166,6 +168,8 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
     else:
         if image_suffix(path) in (".nii", ".nii.gz"):
             _check_nifti_header(path)
+        else:  # NRRD, MetaImage
+            _check_data_file(path, image_suffix(path))
         first = _image_information(path)
         size, spacing = tuple(first.GetSize()), tuple(first.GetSpacing())
     probe = sitk.Image([1] * 2, first.GetPixelID())
@@ -455,8 +459,9 @@ def check_image_file(path: PathLike) -> None:
     reason. NIfTI (``.nii``, ``.nii.gz``): not a NIfTI header, a gzip-compressed file named ``.nii``, a sheared or
     doubly scaled grid (:func:`_check_nifti_header`), a corrupt or truncated file, NaN/Inf voxels
     (:func:`_check_nifti_file`). NRRD (``.nrrd``, ``.nhdr``; gzip encoding) and MetaImage (``.mha``, ``.mhd``;
-    compressed): compressed voxel data, in the file or in one detached data file, that fail their checksum or end
-    early (:func:`_check_compressed_data`). Reads the whole file (and its data file) once, in bounded memory; does
+    compressed): a detached data file that the header names but that is not there (:func:`_check_data_file`);
+    compressed voxel data, in the file or in one detached data file, that fail their checksum or end early
+    (:func:`_check_compressed_data`). Reads the whole file (and its data file) once, in bounded memory; does
     nothing for other files or a path that is no file."""
     path = Path(path)
     suffix = image_suffix(path)
@@ -466,6 +471,7 @@ def check_image_file(path: PathLike) -> None:
         _check_nifti_header(path)
         _check_nifti_file(path)
     elif suffix in (".nrrd", ".nhdr", ".mha", ".mhd"):
+        _check_data_file(path, suffix)
         _check_compressed_data(path, suffix)
 
 
@@ -486,12 +492,12 @@ def _header_lines(head: bytes):
         start = stop + 1
 
 
-def _nrrd_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, int]]:
-    r"""Where the gzip-compressed voxel data of an NRRD header start, as ``(file, offset)``; ``None`` when the data
-    are not gzip-compressed, or not where this can follow them (see :func:`_check_compressed_data`).
+def _nrrd_fields(head: bytes) -> tuple[dict[bytes, bytes], Optional[int]]:
+    r"""The fields of an NRRD header and the offset just after its first empty line (where attached data start;
+    ``None`` when ``head`` holds no empty line).
 
     Fields are ``name: value`` lines up to the first empty line (``\n`` or ``\r\n`` endings), names in any
-    case, ``#`` comments and ``key:=value`` pairs skipped; attached data start just after the empty line."""
+    case (returned lower case), ``#`` comments and ``key:=value`` pairs skipped."""
     fields, offset = {}, None
     for line, end in _header_lines(head):
         if not line:
@@ -501,27 +507,43 @@ def _nrrd_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, int]]
         if not colon or line.startswith(b"#") or value.startswith(b"="):
             continue
         fields[name.strip().lower()] = value.strip()
-    if fields.get(b"encoding", b"").lower() not in (b"gzip", b"gz"):
-        return None
-    if any(fields.get(skip, b"0") != b"0" for skip in (b"line skip", b"lineskip", b"byte skip", b"byteskip")):
-        return None
+    return fields, offset
+
+
+def _nrrd_data_file(path: Path, fields: dict[bytes, bytes]) -> Optional[Path]:
+    """The one detached data file an NRRD header names (``data file:`` / ``datafile:``), taken relative to the
+    header's folder unless absolute; ``None`` when it names none or several (``LIST``, ``format min max step``)."""
     data_file = fields.get(b"data file", fields.get(b"datafile"))
     if data_file is None:
-        return None if offset is None else (path, offset)
+        return None
     words = data_file.split()
     if data_file.upper().startswith(b"LIST") or (len(words) in (4, 5) and all(
             word.lstrip(b"+-").isdigit() for word in words[1:])):  # several files: LIST or "format min max step"
         return None
-    return path.parent / os.fsdecode(data_file), 0
+    return path.parent / os.fsdecode(data_file)
 
 
-def _metaimage_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, int]]:
-    r"""Where the compressed voxel data of a MetaImage header start, as ``(file, offset)``; ``None`` when they are
-    not compressed, or not where this can follow them (see :func:`_check_compressed_data`).
+def _nrrd_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, int]]:
+    r"""Where the gzip-compressed voxel data of an NRRD header start, as ``(file, offset)``; ``None`` when the data
+    are not gzip-compressed, or not where this can follow them (see :func:`_check_compressed_data`); fields as
+    :func:`_nrrd_fields` reads them."""
+    fields, offset = _nrrd_fields(head)
+    if fields.get(b"encoding", b"").lower() not in (b"gzip", b"gz"):
+        return None
+    if any(fields.get(skip, b"0") != b"0" for skip in (b"line skip", b"lineskip", b"byte skip", b"byteskip")):
+        return None
+    if b"data file" not in fields and b"datafile" not in fields:
+        return None if offset is None else (path, offset)
+    data_file = _nrrd_data_file(path, fields)
+    return None if data_file is None else (data_file, 0)
+
+
+def _metaimage_fields(head: bytes) -> tuple[dict[bytes, bytes], Optional[int]]:
+    r"""The fields of a MetaImage header up to its last, ``ElementDataFile``, and the offset just after that line
+    (where ``LOCAL`` data start; ``None`` when ``head`` holds no ``ElementDataFile``).
 
     As MetaIO reads a header: ``Name = value`` or ``Name: value`` lines (any spacing, ``\n`` or ``\r\n``),
-    names case-sensitive, ``CompressedData`` true when its value starts with T, t or 1; ``ElementDataFile`` is the
-    last field, and ``LOCAL`` (any case) data start just after its line."""
+    names case-sensitive."""
     fields = {}
     for line, end in _header_lines(head):
         cut = min((i for i in (line.find(b"="), line.find(b":")) if i >= 0), default=-1)
@@ -529,16 +551,63 @@ def _metaimage_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, 
             continue
         name, value = line[:cut].strip(), line[cut + 1:].strip()
         fields[name] = value
-        if name != b"ElementDataFile":
-            continue
-        if fields.get(b"CompressedData", b"")[:1] not in (b"T", b"t", b"1") or fields.get(b"HeaderSize", b"0") != b"0":
-            return None
-        if value.upper() == b"LOCAL":
-            return path, end
-        if value.upper().startswith(b"LIST") or b"%" in value or len(value.split()) > 1:  # several data files
-            return None
-        return path.parent / os.fsdecode(value), 0
-    return None
+        if name == b"ElementDataFile":
+            return fields, end
+    return fields, None
+
+
+def _metaimage_data_file(path: Path, fields: dict[bytes, bytes]) -> Optional[Path]:
+    """The one detached data file a MetaImage header names (``ElementDataFile = name``), taken relative to the
+    header's folder unless absolute; ``None`` for ``LOCAL`` data, no ``ElementDataFile``, or several data files
+    (``LIST``, a ``%d`` pattern)."""
+    value = fields.get(b"ElementDataFile")
+    if value is None or value.upper() == b"LOCAL":
+        return None
+    if value.upper().startswith(b"LIST") or b"%" in value or len(value.split()) > 1:  # several data files
+        return None
+    return path.parent / os.fsdecode(value)
+
+
+def _metaimage_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, int]]:
+    r"""Where the compressed voxel data of a MetaImage header start, as ``(file, offset)``; ``None`` when they are
+    not compressed, or not where this can follow them (see :func:`_check_compressed_data`); fields as
+    :func:`_metaimage_fields` reads them, ``CompressedData`` true when its value starts with T, t or 1, ``LOCAL``
+    (any case) data just after the ``ElementDataFile`` line."""
+    fields, end = _metaimage_fields(head)
+    if end is None:
+        return None
+    if fields.get(b"CompressedData", b"")[:1] not in (b"T", b"t", b"1") or fields.get(b"HeaderSize", b"0") != b"0":
+        return None
+    if fields[b"ElementDataFile"].upper() == b"LOCAL":
+        return path, end
+    data_file = _metaimage_data_file(path, fields)
+    return None if data_file is None else (data_file, 0)
+
+
+def _check_data_file(path: Path, suffix: str) -> None:
+    """Raise InputImageError when the header ``path`` (NRRD or MetaImage) names one detached voxel data file that is
+    not there. ITK refuses such a header with "No such file or directory" (MetaImage) or "couldn't open" (NRRD),
+    which reads like a corrupt file. Several data files (a ``LIST`` or a pattern) are left to ITK.
+
+    Raises:
+        InputImageError: names the header, the data file it expects and where, and the fix.
+    """
+    with open(path, "rb") as stream:
+        head = stream.read(_MAX_HEADER_BYTES)
+    if suffix in (".nrrd", ".nhdr"):
+        fields = _nrrd_fields(head)[0]
+        # the spelling the header used (NRRD takes both; "data file" first, as _nrrd_data_file reads it)
+        data_file, field = _nrrd_data_file(path, fields), "data file:" if b"data file" in fields else "datafile:"
+    else:
+        data_file, field = _metaimage_data_file(path, _metaimage_fields(head)[0]), "ElementDataFile ="
+    if data_file is None or data_file.is_file():
+        return
+    what = "is a folder, not a file" if data_file.is_dir() else "does not exist"
+    raise InputImageError(
+        f"Cannot read '{path}': its header keeps the voxel data in another file, '{data_file}' (its '{field}' "
+        f"line), which {what}. Put the data file there under that name (a header and its data file are copied "
+        "together), or export the image again as one file (.nrrd, .mha or .nii.gz)."
+    )
 
 
 def _check_compressed_data(path: Path, suffix: str) -> None:
@@ -555,7 +624,8 @@ def _check_compressed_data(path: Path, suffix: str) -> None:
 
     Not checked, left to ITK: uncompressed data; data split over several files (NRRD ``data file: LIST`` or
     ``format min max step``, MetaImage ``ElementDataFile = LIST`` or a ``%d`` pattern); NRRD ``line skip`` /
-    ``byte skip`` other than 0, MetaImage ``HeaderSize`` other than 0; a missing data file; a header that is not
+    ``byte skip`` other than 0, MetaImage ``HeaderSize`` other than 0; a missing data file (that is
+    :func:`_check_data_file`'s); a header that is not
     recognised or whose end is not within its first :data:`_MAX_HEADER_BYTES` bytes; the decompressed size.
 
     Raises:

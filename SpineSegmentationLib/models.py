@@ -105,6 +105,10 @@ def _check_object(meta, meta_path: Path) -> None:
                              "file is corrupt: restore or retrain it")
 
 
+#: Public name of :func:`_check_object`, for the other readers of a ``model.json`` (``training.lineage``).
+check_model_json_object = _check_object
+
+
 def relativize_model_json(model_dir: str | Path, root: str | Path = PROVENANCE_ROOT) -> Path:
     """Rewrite the ``training`` provenance of an existing model folder's ``model.json`` with paths relative to
     ``root`` (see :func:`relative_provenance`); the weights and their checksums are not touched.

@@ -71,23 +71,35 @@ _STAGE_START = {
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """"auto" -> CUDA when available, else CPU.
+    """The torch device for a device name: "auto" -> CUDA when available, else CPU; "cpu"; "cuda" or "cuda:N" (the
+    N-th GPU, counted from 0). Names are read in any case ("CPU", "Cuda:1"), surrounding spaces ignored.
 
     Raises:
-        DeviceError: "cuda" requested on a machine without a usable CUDA device, or an unknown name.
+        DeviceError: "mps" (Apple GPUs: not supported), an unknown or malformed name, "cuda" or "cuda:N" on a machine
+            where PyTorch finds no CUDA GPU, or "cuda:N" with N not below ``torch.cuda.device_count()``.
     """
-    name = str(device)
-    if name == "auto":
+    name = str(device).strip()
+    wanted = name.lower()
+    supported = "use --device auto, cpu, cuda or cuda:N"
+    if wanted == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name not in ("cpu",) and not name.startswith("cuda"):
-        raise DeviceError(f"unknown device {name!r}; use --device auto, cpu or cuda")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if wanted.split(":")[0] == "mps":
+        raise DeviceError(f"--device {name}: Apple GPUs (mps) are not supported: the networks run on CUDA GPUs or the "
+                          f"CPU; {supported}")
+    if wanted.split(":")[0] != "cpu" and not wanted.startswith("cuda"):
+        raise DeviceError(f"unknown device {name!r}; {supported}")
+    try:
+        resolved = torch.device(wanted)
+    except RuntimeError as exc:  # e.g. "cuda:x"
+        raise DeviceError(f"invalid device {name!r} ({exc}); {supported}") from exc
+    if resolved.type == "cuda" and not torch.cuda.is_available():
         raise DeviceError(f"--device {name} was requested but PyTorch finds no CUDA GPU here (torch "
                           f"{torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError as exc:  # e.g. "cuda:x"
-        raise DeviceError(f"invalid device {name!r} ({exc}); use --device auto, cpu, cuda or cuda:N") from exc
+    if resolved.type == "cuda" and resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        count = torch.cuda.device_count()
+        raise DeviceError(f"--device {name}: PyTorch finds {count} CUDA GPU{'s' if count != 1 else ''} here, numbered "
+                          f"cuda:0 to cuda:{count - 1}; use one of them, or cuda (the first) or auto")
+    return resolved
 
 
 class Reporter:

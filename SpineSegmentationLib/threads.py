@@ -6,10 +6,20 @@ run, ``training.train``) would otherwise leave its own setting behind for everyt
 
 from __future__ import annotations
 
+import os
+import warnings
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
 import torch
+
+
+def usable_cores() -> int:
+    """The number of CPU cores (logical) this process may run on: its CPU affinity where the system reports one
+    (Linux), else ``os.cpu_count()``; at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 @contextmanager
@@ -17,10 +27,18 @@ def torch_threads(count: Optional[int]) -> Iterator[None]:
     """Run the block with ``torch.set_num_threads(count)`` and give the caller back its own count afterwards.
 
     Args:
-        count: threads for the block (1 or more); None or 0 leaves torch's setting as it is.
+        count: threads for the block (1 or more); None or 0 leaves torch's setting as it is. More than
+            :func:`usable_cores` is allowed, but warned about (a ``UserWarning``, shown on stderr by the command
+            line): the threads then share cores and the networks run slower, not faster.
     """
     previous = torch.get_num_threads()
     if count:
+        cores = usable_cores()
+        if int(count) > cores:
+            warnings.warn(f"{int(count)} CPU threads were asked for, more than the {cores} CPU "
+                          f"core{'s' if cores != 1 else ''} this process can use: the threads share cores and run "
+                          f"slower, not faster. Ask for {cores} or fewer (--threads; 1 per job when running several "
+                          "jobs side by side).", UserWarning, stacklevel=3)
         torch.set_num_threads(int(count))
     try:
         yield

@@ -331,7 +331,8 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
                        help="cases at once on the local Ray instance (default 1; the local engine runs 1)")
     batch.add_argument("--num-cpus", type=_positive, default=1.0, help="CPUs per Ray task, more than 0 (default 1)")
     batch.add_argument("--num-gpus", type=_non_negative, default=0.0, help="GPUs per Ray task (default 0)")
-    batch.add_argument("--device", default="auto", help="auto (GPU when available), cpu or cuda (default: auto)")
+    batch.add_argument("--device", default="auto",
+                       help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
     batch.add_argument("--threads", type=_positive_int, default=None,
                        help="PyTorch CPU threads per case (default: PyTorch's; with Ray: --num-cpus)")
     batch.add_argument("--model", help="model folder (default: the shipped model)")

@@ -31,7 +31,8 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
-from ..errors import SpineSegmentationError
+from ..errors import ModelFileError, SpineSegmentationError
+from ..models import check_model_json_object
 from .readers import Case, read_image
 
 
@@ -109,19 +110,40 @@ def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
 
     Raises:
         FileNotFoundError: ``init_from`` is neither a model folder nor a file.
+        ModelFileError: the folder's ``model.json`` is not UTF-8 text, not valid JSON or not a JSON object, or its
+            ``training`` is not a JSON object or its ``training.seen_in_training`` not a list; the message names the
+            file and says to restore or retrain the model.
     """
     if init_from is None:
         return [], True
     path = Path(init_from)
-    if (path / "model.json").is_file():
-        training = json.loads((path / "model.json").read_text(encoding="utf-8")).get("training") or {}
+    meta_path = path / "model.json"
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except UnicodeDecodeError as error:
+            raise ModelFileError(f"{meta_path} is not UTF-8 text ({error}); the model file is corrupt: restore or "
+                                 "retrain it") from error
+        except json.JSONDecodeError as error:
+            raise ModelFileError(f"{meta_path} is not valid JSON ({error}); the model file is corrupt: restore or "
+                                 "retrain it") from error
+        check_model_json_object(meta, meta_path)
+        training = meta.get("training") or {}
+        if not isinstance(training, dict):
+            raise ModelFileError(f"{meta_path}: 'training' is {training!r:.60}, not a JSON object of training "
+                                 "provenance; the model file is corrupt: restore or retrain it")
+        source = meta_path
     elif path.is_file():
         training = torch.load(path, map_location="cpu", weights_only=False).get("state", {})
+        source = path
     else:
         raise FileNotFoundError(f"fcn_training.init_from: {path} does not exist; give an earlier run's "
                                 "checkpoint.pt or a model folder (model.json + safetensors)")
     if "seen_in_training" not in training:
         return [], False
+    if not isinstance(training["seen_in_training"], (list, tuple)):
+        raise ModelFileError(f"{source}: seen_in_training is {training['seen_in_training']!r:.60}, not a list of "
+                             "the scans the model saw; the file is corrupt: restore or retrain it")
     return list(training["seen_in_training"]), bool(training.get("seen_in_training_complete", True))
 
 

@@ -60,6 +60,14 @@ def _save(image: sitk.Image, folder: Path, name: str) -> Path:
     return path
 
 
+def _without_data_file(header: Path) -> Path:
+    """A .mhd header whose data file (SimpleITK writes ``ElementDataFile = <stem>.zraw``) was not copied with it."""
+    data_file = header.with_suffix(".zraw")
+    assert f"ElementDataFile = {data_file.name}" in header.read_text()
+    data_file.unlink()
+    return header
+
+
 def _bytes(folder: Path, name: str, data: bytes) -> Path:
     (folder / name).write_bytes(data)
     return folder / name
@@ -147,6 +155,8 @@ CASES = [
                                                    + EXAMPLE_CT.read_bytes()[5064:]))], 2, "corrupt"),
     ("NRRD with corrupt gzip data (ITK reads it)", lambda ct, f, o, d: [str(_damaged(_save(ct, f, "ct.nrrd")))], 2,
      "its compressed voxel data are corrupt ("),  # then zlib's reason, worded by the zlib build
+    ("MetaImage data file missing", lambda ct, f, o, d: [str(_without_data_file(_save(ct, f, "ct.mhd")))], 2,
+     "its header keeps the voxel data in another file, '"),
     ("MetaImage with corrupt zlib data (ITK reads it)", lambda ct, f, o, d: [str(_damaged(_save(ct, f, "ct.mha")))],
      2, "its compressed voxel data are corrupt ("),
     ("text named .nii.gz", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", b"not an image\n" * 40))], 2,
@@ -187,7 +197,12 @@ CASES = [
     ("--series-uid on a file", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--series-uid", "1.2.3"], 2,
      "is a file, not a DICOM folder"),
     ("--device foo", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device", "foo"], 2,
-     "unknown device 'foo'"),
+     "unknown device 'foo'; use --device auto, cpu, cuda or cuda:N"),
+    ("--device mps", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device", "mps"], 2,
+     "--device mps: Apple GPUs (mps) are not supported: the networks run on CUDA GPUs or the CPU; use --device auto, "
+     "cpu, cuda or cuda:N"),
+    ("--device cuda:x", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device", "cuda:x"], 2,
+     "invalid device 'cuda:x' ("),
     ("--max-memory too small", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--max-memory", "620MB"], 2,
      "122x101x112 voxels (4 bytes each) need about 0.7 GB to segment, above the limit of 0.6 GB (--max-memory"),
     ("--max-memory below the program's own", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--max-memory",
@@ -231,6 +246,9 @@ CASES = [
 if not torch.cuda.is_available():
     CASES.append(("--device cuda without a GPU", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device",
                                                                       "cuda"], 2, "finds no CUDA GPU here"))
+    CASES.append(("--device cuda:1 without a GPU", lambda ct, f, o, d: [
+        str(_save(ct, f, "ct.nii.gz")), "--device", "cuda:1"], 2,
+        "--device cuda:1 was requested but PyTorch finds no CUDA GPU here"))
 
 
 def _sheared(ct):
@@ -326,7 +344,48 @@ def test_debug_shows_the_traceback_before_the_error_line(tmp_path, capsys):
     assert main(["segment", str(EXAMPLE_CT), "-o", str(tmp_path / "out"), "--device", "foo", "--debug"]) == 2
     err = capsys.readouterr().err
     assert "Traceback" in err and "resolve_device" in err
-    assert err.strip().splitlines()[-1] == "spineseg: error: unknown device 'foo'; use --device auto, cpu or cuda"
+    assert err.strip().splitlines()[-1] == ("spineseg: error: unknown device 'foo'; use --device auto, cpu, cuda or "
+                                            "cuda:N")
+
+
+@pytest.mark.parametrize("name", ["CPU", " Cpu ", "AUTO"])
+def test_device_names_are_read_in_any_case(name, tmp_path, capsys):
+    """"--device CPU" was an unknown device; here the run gets past the device and stops at the missing model."""
+    from SpineSegmentationLib.pipeline import resolve_device
+
+    assert resolve_device(name) == resolve_device(name.strip().lower())
+    assert main(["segment", str(EXAMPLE_CT), "-o", str(tmp_path / "out"), "--device", name, "--model",
+                 str(tmp_path / "nomodel"), "--progress", "none"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("spineseg: error: no model at")
+
+
+@pytest.mark.parametrize("prog, command", [("spineseg", "segment"), ("spineseg", "train"), ("spineseg", "batch"),
+                                           ("spineseg-correct", "click"), ("spineseg-correct", "rerun")])
+def test_every_device_option_names_the_devices_the_error_names(prog, command):
+    """The --device help said "auto, cpu or cuda" where a wrong name's error (above) offers "auto, cpu, cuda or
+    cuda:N": the GPU number was only found by getting it wrong."""
+    import argparse
+
+    from SpineSegmentationLib import cli, correction_cli
+
+    parser = (cli if prog == "spineseg" else correction_cli).build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    device = next(a for a in commands[command]._actions if "--device" in a.option_strings)
+    assert device.default == "auto"
+    assert device.help.startswith("auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (without one: '--device cuda:1 without a "
+                                                          "GPU' above)")
+def test_a_gpu_number_beyond_the_gpus_is_refused_naming_their_count():
+    from SpineSegmentationLib.errors import DeviceError
+    from SpineSegmentationLib.pipeline import resolve_device
+
+    count = torch.cuda.device_count()
+    assert resolve_device(f"CUDA:{count - 1}") == torch.device("cuda", count - 1)
+    with pytest.raises(DeviceError, match=rf"--device cuda:{count}: PyTorch finds {count} CUDA GPUs? here, numbered "
+                                          rf"cuda:0 to cuda:{count - 1}"):
+        resolve_device(f"cuda:{count}")
 
 
 def test_an_unexpected_exception_is_an_internal_error_with_status_1(capsys):

@@ -124,8 +124,9 @@ def test_a_damaged_vertebrae_json_is_named_with_the_fix(tptbox_ct, tptbox_result
     folder = _copy(tptbox_result, tmp_path / "damaged")
     path = folder / "vertebrae.json"
     path.write_bytes(damage(path.read_text(encoding="utf-8")).encode("utf-8", "surrogateescape"))
-    for command in (["renumber", "--vertebra", "L1", "--level", "L2"], ["alternatives"]):
-        code = main([command[0], str(tptbox_ct), "--result", str(folder), "-o", str(tmp_path / "out"), *command[1:]])
+    for command in (["renumber", "--vertebra", "L1", "--level", "L2", "-o", str(tmp_path / "out")],
+                    ["alternatives"]):
+        code = main([command[0], str(tptbox_ct), "--result", str(folder), *command[1:]])
         err = capsys.readouterr().err
         assert code == 2, case
         assert fragment.format(path=path) in err and err.count("restore it from the run that wrote it") == 1
@@ -193,3 +194,179 @@ def test_overwrite_says_that_it_deleted_an_earlier_dicom_seg(tptbox_ct, tptbox_r
             "run replaces by none (--dicom-seg writes one)") in capsys.readouterr().err
     assert not (out / "segmentation.dcm").exists()
     assert (out / "notes.txt").read_text() == "the person's notes"
+
+
+def _another_scan(ct: Path, path: Path) -> Path:
+    """The CT ``ct`` moved by 10 slices along its third axis, on the same grid (as another scan of the same size,
+    spacing and position would be), written to ``path``."""
+    image = sitk.ReadImage(str(ct))
+    moved = sitk.GetImageFromArray(np.roll(sitk.GetArrayFromImage(image), 10, axis=0))
+    moved.CopyInformation(image)
+    sitk.WriteImage(moved, str(path))
+    return path
+
+
+#: Every command that starts from a result folder, with its options (the network commands refuse before the run).
+FROM_A_FOLDER = {
+    "renumber": ["renumber", "--result", "{folder}", "--vertebra", "L1", "--level", "L2"],
+    "complete": ["complete", "--result", "{folder}", "--vertebra", "L1", "--incomplete"],
+    "alternatives": ["alternatives", "--result", "{folder}", "--apply", "1"],
+    "rerun": ["rerun", "--labels", "{folder}", "--redo", "L1", "--device", "cpu", "--progress", "none"],
+    "click": ["click", "--existing", "{folder}", "--point", "0", "0", "0", "--device", "cpu", "--progress", "none"],
+}
+
+
+def _from_folder(command: str, ct: Path, folder: Path, out: Path) -> list[str]:
+    name, *options = FROM_A_FOLDER[command]
+    return [name, str(ct), *[o.format(folder=folder) for o in options], "-o", str(out)]
+
+
+@pytest.mark.parametrize("command", list(FROM_A_FOLDER))
+@pytest.mark.parametrize("given", ["another scan on the same grid", "the result's own label map"])
+def test_a_ct_that_is_not_the_results_is_refused(tptbox_ct, tptbox_result, tmp_path, capsys, command, given):
+    """The CT was checked against a result folder by its grid only: another scan of the same size, spacing and
+    position, or the result's own labels.nii.gz given as the CT, was accepted: the steps without network wrote a
+    result (its QC picture, DICOM SEG and vertebrae.json) for the wrong image, and rerun / click ran the network on
+    the other scan with the folder's vertebrae as memory (a silent wrong result). vertebrae.json now records a
+    digest of its CT's voxels; both are refused before any work, naming the CT, the folder's vertebrae.json and the
+    CT to give."""
+    folder = _copy(tptbox_result, tmp_path / "result")
+    ct = (_another_scan(tptbox_ct, tmp_path / "other.nii.gz") if given == "another scan on the same grid"
+          else folder / "labels.nii.gz")
+    before = _digest(folder)
+    out = tmp_path / "out"
+    code = main(_from_folder(command, ct, folder, out))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"{ct} is not the CT the result in {folder}" in err
+    assert f"give the CT it was made from ({tptbox_ct.resolve()})" in err
+    if given == "another scan on the same grid":
+        assert "its voxel values differ from those its vertebrae.json records (input.voxel_sha256)" in err
+        assert "or segment this CT anew (spineseg segment)" in err
+        assert err.count(str(ct)) == 1, err  # before: three times in about 600 characters
+        without_check = (f"give {FROM_A_FOLDER[command][1]} {folder / 'labels.nii.gz'} (the file, not the folder) "
+                         "to start from its label map without this check")
+        assert (without_check in err) == (command in ("rerun", "click")), err
+    else:
+        assert "The image looks like a label map, not a CT" in err
+    assert "Traceback" not in err and (not out.exists() or not any(out.iterdir()))
+    assert _digest(folder) == before
+
+
+def test_a_result_written_before_the_ct_digest_is_accepted_with_a_note(tptbox_ct, tptbox_result, tmp_path, capsys):
+    """A vertebrae.json written by an older spineseg records no digest of its CT: its result is still corrected (a
+    note says that the CT was checked by its grid only), and its label map given as the CT is still refused."""
+    folder = _copy(tptbox_result, tmp_path / "older")
+    document = json.loads((folder / "vertebrae.json").read_text(encoding="utf-8"))
+    del document["input"]["voxel_sha256"]
+    (folder / "vertebrae.json").write_text(json.dumps(document), encoding="utf-8")
+    out = tmp_path / "out"
+    assert main(["renumber", str(tptbox_ct), "--result", str(folder), "--vertebra", "L1", "--level", "L2",
+                 "-o", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert (f"note: {folder / 'vertebrae.json'} records no digest of its CT's voxels (written by an older spineseg), "
+            f"so {tptbox_ct} is checked against it by its grid only") in err
+    written = json.loads((out / "vertebrae.json").read_text(encoding="utf-8"))
+    assert written["input"]["voxel_sha256"] == document_digest(tptbox_result)  # the new folder records it
+    code = main(["renumber", str(folder / "labels.nii.gz"), "--result", str(folder), "--vertebra", "L1", "--level",
+                 "L2", "-o", str(tmp_path / "out2")])
+    assert code == 2 and "The image looks like a label map, not a CT" in capsys.readouterr().err
+    assert not (tmp_path / "out2").exists()
+
+
+def document_digest(folder: Path) -> str:
+    return json.loads((folder / "vertebrae.json").read_text(encoding="utf-8"))["input"]["voxel_sha256"]
+
+
+@pytest.mark.parametrize("options", [["-o", "{out}"], ["--overwrite"], ["--dicom-seg"],
+                                     ["-o", "{out}", "--overwrite"]])
+def test_alternatives_without_apply_refuse_the_options_of_a_written_result(tptbox_ct, tptbox_result, tmp_path, capsys,
+                                                                           options):
+    """``alternatives -o OUT`` without ``--apply`` listed the alternatives, wrote nothing and said nothing of -o (nor
+    of --overwrite or --dicom-seg): a person expecting a folder found none. Listing writes nothing (README: only the
+    applied alternative is written to -o): refused, naming the options and how to write one."""
+    out = tmp_path / "out"
+    given = [o.format(out=out) for o in options]
+    assert main(["alternatives", str(tptbox_ct), "--result", str(tptbox_result), *given]) == 2
+    printed = capsys.readouterr()
+    named = ", ".join(o for o in given if o.startswith("-"))
+    assert f"{named} without --apply: listing the alternatives writes nothing" in printed.err
+    where = out if "-o" in given else "OUTDIR"
+    assert f"then write one with --apply N (its index in the list) -o {where}" in printed.err
+    assert printed.out == "" and not out.exists()
+
+
+@pytest.mark.parametrize("vertebra, level", [("L 1", "L 2"), ("l1 ", " l 2"), ("20", " 2 1"), ("L\t1", "21")])
+def test_vertebra_and_level_take_white_space_as_label_lists_do(tptbox_ct, tptbox_result, tmp_path, vertebra, level):
+    """``--vertebra "L 1"`` / ``--level "L 2"`` were refused ("unknown vertebra level 'L 1'") where a label list
+    (``--stated "T12, L 2"``) takes the same text: white space anywhere in a name or number is ignored in both."""
+    out = tmp_path / "out"
+    assert main(["renumber", str(tptbox_ct), "--result", str(tptbox_result), "--vertebra", vertebra, "--level", level,
+                 "-o", str(out)]) == 0
+    names = [v["name"] for v in json.loads((out / "vertebrae.json").read_text(encoding="utf-8"))["vertebrae"]]
+    assert names == ["L1", "L2", "L3"]  # T12, L1, L2 of the run, L1 stated as L2
+    assert main(["complete", str(tptbox_ct), "--result", str(out), "--vertebra", level, "--incomplete",
+                 "-o", str(tmp_path / "flagged")]) == 0
+    assert _labels_list(f"T12,{vertebra}") == [19, 20]
+
+
+def test_an_unknown_vertebra_or_level_names_its_option(tptbox_ct, tptbox_result, tmp_path, capsys):
+    for option, value in (("--vertebra", "Q1"), ("--level", "L 9")):
+        argv = {"--vertebra": "L1", "--level": "L2", option: value}
+        assert main(["renumber", str(tptbox_ct), "--result", str(tptbox_result), "-o", str(tmp_path / "out"),
+                     *[x for item in argv.items() for x in item]]) == 2
+        assert (f"{option} {value!r} is neither a level (C1-C7, T1-T13, L1-L6) nor a VerSe number"
+                in capsys.readouterr().err)
+
+
+def _with_input(folder: Path, **fields) -> Path:
+    """``folder`` with its vertebrae.json's ``input`` block changed (``None``: the field removed)."""
+    document = json.loads((folder / "vertebrae.json").read_text(encoding="utf-8"))
+    for name, value in fields.items():
+        document["input"][name] = value
+    (folder / "vertebrae.json").write_text(json.dumps(document), encoding="utf-8")
+    return folder
+
+
+def test_a_recorded_ct_that_is_no_longer_there_is_said_so(tptbox_ct, tptbox_result, tmp_path, capsys):
+    """A Slicer result records its temporary input (/tmp/SpineSegmentation-*/input.nrrd), deleted after the run:
+    the refusal said "give the CT it was made from (/tmp/...)" as if that file could be given."""
+    gone = tmp_path / "SpineSegmentation-x1" / "input.nrrd"
+    folder = _with_input(_copy(tptbox_result, tmp_path / "from_slicer"), path=str(gone))
+    other = _another_scan(tptbox_ct, tmp_path / "other.nii.gz")
+    assert main(_from_folder("renumber", other, folder, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert (f"give the CT it was made from where it is now (its vertebrae.json records {gone}, which is no longer "
+            "there)") in err, err
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("recorded", ["", "0" * 63, "G" * 64, 5, ["a"]])
+def test_a_recorded_digest_that_is_not_one_is_a_damaged_vertebrae_json(tptbox_ct, tptbox_result, tmp_path, capsys,
+                                                                       recorded):
+    """Before: a string that is no digest ("") was compared with the CT's and refused as "its voxel values
+    differ" (the CT blamed for a damaged file)."""
+    folder = _with_input(_copy(tptbox_result, tmp_path / "damaged"), voxel_sha256=recorded)
+    assert main(_from_folder("renumber", tptbox_ct, folder, tmp_path / "out")) == 2
+    err = capsys.readouterr().err
+    assert (f"{folder / 'vertebrae.json'} is damaged (its input.voxel_sha256 is {recorded!r}, not a SHA-256 digest "
+            "of 64 hexadecimal digits); restore it from the run that wrote it") in err, err
+    assert "voxel values differ" not in err and not (tmp_path / "out").exists()
+
+
+def test_the_folders_label_map_given_as_a_file_goes_on_from_a_changed_ct(tptbox_ct, tptbox_result, tmp_path, capsys):
+    """The way forward the refusal names for a CT whose voxels changed on purpose (here: a corner blanked, as
+    defacing does) is real: rerun --labels FOLDER/labels.nii.gz runs and writes a result."""
+    image = sitk.ReadImage(str(tptbox_ct))
+    values = sitk.GetArrayFromImage(image)
+    values[:5, :5, :5] = -1000
+    changed = sitk.GetImageFromArray(values)
+    changed.CopyInformation(image)
+    defaced = tmp_path / "defaced.nii.gz"
+    sitk.WriteImage(changed, str(defaced))
+    out = tmp_path / "out"
+    assert main(_from_folder("rerun", defaced, tptbox_result, out)) == 2
+    assert f"give --labels {tptbox_result / 'labels.nii.gz'} (the file, not the folder)" in capsys.readouterr().err
+    assert main(["rerun", str(defaced), "--labels", str(tptbox_result / "labels.nii.gz"), "--redo", "L1",
+                 "--device", "cpu", "--progress", "none", "-o", str(out)]) == 0
+    assert (out / "labels.nii.gz").is_file()

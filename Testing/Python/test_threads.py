@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
 import pytest
 import torch
 
-from SpineSegmentationLib.threads import torch_threads
+from SpineSegmentationLib.cli import run_cli
+from SpineSegmentationLib.threads import torch_threads, usable_cores
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_block_runs_on_its_threads_and_the_callers_count_comes_back():
@@ -23,3 +34,82 @@ def test_the_block_runs_on_its_threads_and_the_callers_count_comes_back():
             assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_more_threads_than_cores_is_warned_about_naming_the_core_count():
+    """More threads than cores share the cores and run slower; before, nothing said so."""
+    cores = usable_cores()
+    before = torch.get_num_threads()
+    with pytest.warns(UserWarning, match=rf"{cores + 1} CPU threads were asked for, more than the {cores} CPU cores"):
+        with torch_threads(cores + 1):
+            assert torch.get_num_threads() == cores + 1  # still done as asked
+    assert torch.get_num_threads() == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # as many threads as cores: no warning
+        with torch_threads(cores):
+            assert torch.get_num_threads() == cores
+
+
+def _warning_text(asked: int, cores: int) -> str:
+    return (f"{asked} CPU threads were asked for, more than the {cores} CPU core{'s' if cores != 1 else ''} this "
+            "process can use: the threads "
+            f"share cores and run slower, not faster. Ask for {cores} or fewer (--threads; 1 per job when running "
+            "several jobs side by side).")
+
+
+def test_the_command_line_shows_the_warning_on_stderr(tmp_path):
+    """On the real command in a process of its own (Python's default warning filters): the run then stops at the
+    missing model, after the threads were set. The warning is one ``spineseg: warning:`` line as the command's own
+    warnings; before: ``.../cli.py:209: UserWarning: ...`` and the source line ``with torch_threads(...)``."""
+    cores = usable_cores()
+    proc = subprocess.run(
+        [sys.executable, "-m", "SpineSegmentationLib.cli", "segment", str(tmp_path / "ct.nii.gz"), "--device", "cpu",
+         "--threads", str(cores * 4), "--model", str(tmp_path / "nomodel"), "--progress", "none"],
+        capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 2, proc.stderr
+    assert lines[0] == f"spineseg: warning: {_warning_text(cores * 4, cores)}"
+    assert "UserWarning" not in proc.stderr and "torch_threads" not in proc.stderr
+    assert lines[-1].startswith("spineseg: error: no model at")
+
+
+def test_a_warning_during_any_command_is_one_line_and_library_callers_see_it_as_before(capsys):
+    """``run_cli`` (the main of spineseg and spineseg-correct) shows a UserWarning as ``PROG: warning: ...``, other
+    categories as Python does; outside a command a library caller sees the warning as a warning again."""
+    parser = argparse.ArgumentParser(prog="spineseg-correct")
+    cores = usable_cores()
+
+    def command(args):
+        with torch_threads(cores + 1):
+            warnings.warn("an old option", DeprecationWarning)
+        return 0
+
+    parser.set_defaults(func=command)
+    with pytest.warns(DeprecationWarning, match="an old option") as shown:  # not a UserWarning: as Python shows it
+        assert run_cli(parser, []) == 0
+    assert [w.category for w in shown] == [DeprecationWarning]  # the UserWarning was printed instead
+    err = capsys.readouterr().err
+    assert err == f"spineseg-correct: warning: {_warning_text(cores + 1, cores)}\n"
+    with pytest.warns(UserWarning, match=re.escape(_warning_text(cores + 1, cores))):
+        with torch_threads(cores + 1):
+            pass
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs a settable CPU affinity (Linux)")
+def test_train_on_one_core_defaults_to_one_thread_without_a_warning(tmp_path):
+    """``spineseg train`` without --threads on a process limited to one core: 1 thread and no warning (before: the
+    default 2 warned about a count nobody chose); --threads 2 given there is still warned about. The run then stops
+    at the missing configuration, after the threads were set."""
+    def run(*options):
+        return subprocess.run(
+            [sys.executable, "-m", "SpineSegmentationLib.cli", "train", str(tmp_path / "missing.json"), "-o",
+             str(tmp_path / "run"), "--device", "cpu", *options],
+            capture_output=True, text=True, cwd=REPO, timeout=300, preexec_fn=lambda: os.sched_setaffinity(0, {0}))
+
+    default = run()
+    assert default.returncode == 2, default.stderr
+    assert "warning" not in default.stderr, default.stderr
+    assert default.stderr.startswith("spineseg: error: ") and "missing.json" in default.stderr
+    chosen = run("--threads", "2")
+    assert chosen.stderr.startswith(f"spineseg: warning: {_warning_text(2, 1)}\n"), chosen.stderr
