@@ -950,10 +950,12 @@ class CorrectionLogic:
         workDir = Path(tempfile.mkdtemp(prefix="SpineSegmentation-correction-"))
         try:
             args = build(workDir)
-            self._sent = (segmentationNode, _segments_state(segmentationNode) if segmentationNode is not None else None)
+            sent = (segmentationNode, _segments_state(segmentationNode) if segmentationNode is not None else None)
             env = process_environment(self.processLogic.libraryDir)
-            return SegmentationRun(self.processLogic.runnerFactory(), args, env, str(self.processLogic.libraryDir),
-                                   workDir, workDir / "output")
+            run = SegmentationRun(self.processLogic.runnerFactory(), args, env, str(self.processLogic.libraryDir),
+                                  workDir, workDir / "output")
+            self._sent = sent  # only for a run that started
+            return run
         except BaseException:
             shutil.rmtree(workDir, ignore_errors=True)
             raise
@@ -1069,7 +1071,7 @@ class CorrectionLogic:
                 is changed then, and the run is forgotten (apply a new one).
         """
         sent, self._sent = self._sent, None  # also when refused: the state (and node) of a run that is over
-        ran_on = sent is not None and sent[0] is segmentationNode
+        ran_on = sent is not None and segmentationNode is not None and sent[0] is segmentationNode
         if ran_on and segmentationNode.GetScene() is None:
             raise ValueError(f"the segmentation {segmentationNode.GetName()!r} was removed from the scene while the "
                              "correction ran, so its result was not imported; run the correction again on a "

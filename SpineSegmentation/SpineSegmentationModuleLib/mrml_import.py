@@ -233,7 +233,7 @@ def _transform_id(node) -> Optional[str]:
 
 def check_output_segmentation(input_volume, output_segmentation, overwrite: bool) -> None:
     """Raise ValueError when ``output_segmentation`` cannot take the results of ``input_volume``: it is not a
-    segmentation node, or with ``overwrite`` it keeps segments that are not vertebrae (:func:`is_vertebra`) and lies
+    segmentation node or holds no ``vtkSegmentation``, or with ``overwrite`` it keeps segments that are not vertebrae (:func:`is_vertebra`) and lies
     under another parent transform than the CT (the results are placed under the CT's transform, which would move
     the kept segments), or ``overwrite`` is not True or False (a "no" would read as true and replace the segments).
     Call before the run starts and before the scene is changed."""
@@ -245,6 +245,9 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
     if not _is_a(output_segmentation, "vtkMRMLSegmentationNode"):
         raise ValueError(f"the output segmentation must be a segmentation node, not {_kind(output_segmentation)}; pass "
                          "a vtkMRMLSegmentationNode (e.g. getNode('Segmentation')), or None for a new one")
+    if output_segmentation.GetSegmentation() is None:
+        raise ValueError(f"the segmentation node {output_segmentation.GetName()!r} holds no segmentation "
+                         "(SetAndObserveSegmentation(None)); pass a segmentation node with one, or None for a new one")
     if (not overwrite or output_segmentation.GetScene() is None  # removed: refused or replaced by import_output_folder
             or _transform_id(output_segmentation) == _transform_id(input_volume)):
         return

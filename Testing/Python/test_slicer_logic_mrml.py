@@ -707,6 +707,9 @@ def test_a_markups_point_a_tuple_and_an_array_are_clicked_and_text_is_refused(co
         with pytest.raises(ValueError, match=r"directions must be a list of 'up' and/or 'down'"):
             never.startClick(ct_node, node, vector, directions)
     assert never._sent is None
+    with pytest.raises(OSError):  # a start that fails keeps no state of a run (nor the node) for applyRun
+        never.startClick(ct_node, node, vector)
+    assert never._sent is None
 
 
 def test_a_segmentation_removed_while_the_correction_ran_is_named_and_the_run_forgotten(corrections, ct_node,
@@ -727,6 +730,38 @@ def test_a_segmentation_removed_while_the_correction_ran_is_named_and_the_run_fo
     finally:
         run.cancel()
         run.cleanup()
+
+
+def test_applying_a_click_started_without_a_segmentation_to_none_names_the_missing_node(corrections, ct_node,
+                                                                                       output_folder):
+    """A click may start without a segmentation; applying it to None gave AttributeError ('NoneType' object has no
+    attribute 'GetScene') (review 2026-12-07): now the error names what applyRun needs."""
+    correction, _ = corrections
+    run = correction.startClick(ct_node, None, [0.0, 0.0, 0.0], device="CPU")
+    try:
+        with pytest.raises(ValueError, match=r"the segmentation must be a segmentation node, not None"):
+            correction.applyRun(output_folder, ct_node, None)
+        assert correction._sent is None
+    finally:
+        run.cancel()
+        run.cleanup()
+
+
+def test_a_segmentation_node_holding_no_segmentation_is_refused_before_a_run(corrections, logic, ct_node, scene,
+                                                                             output_folder):
+    """A segmentation node whose vtkSegmentation was taken away (SetAndObserveSegmentation(None)), under another
+    transform than the CT: AttributeError ('NoneType' object has no attribute 'GetNumberOfSegments') from a re-run
+    or loadResults(overwrite=True) (review 2026-12-07). Now a ValueError naming the node; nothing starts."""
+    correction, node = corrections
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    node.SetAndObserveSegmentation(None)
+    message = r"the segmentation node 'example_ct vertebrae' holds no segmentation \(SetAndObserveSegmentation\(None\)\)"
+    for call in (lambda: correction.startRerun(ct_node, node),
+                 lambda: logic.loadResults(output_folder, ct_node, node, overwrite=True)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    assert correction._sent is None
 
 
 def test_nodes_of_another_scene_than_the_module_s_are_refused_before_a_run_starts(corrections, ct_node, scene,
