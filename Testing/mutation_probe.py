@@ -384,15 +384,15 @@ MUTATIONS: tuple[Mutation, ...] = (
               "model_never_saw",)),
     Mutation("click-canal-refused", "a click no fragment voxel is near takes the fragment that surrounds it in its "
              "axial slice (a click in the spinal canal)",
-             "SpineSegmentationLib/correction.py", "            if _encloses(found, point_zyx):\n",
+             "SpineSegmentationLib/correction.py", "            if enclosure and _encloses(found, point_zyx):\n",
              "            if False:\n",
              (T + "test_correction.py::test_a_click_in_the_spinal_canal_segments_the_vertebra_around_it",)),
-    Mutation("click-enclosure-3d", "a fragment surrounds the point in its axial slice, not merely in its 3D hull",
+    Mutation("click-enclosure-without-context", "a point off bone takes a fragment around it only where a kept "
+             "vertebra lies behind the point in its patch (the network's training situation)",
              "SpineSegmentationLib/correction.py",
-             "    in_slice = voxels[voxels[:, 0] == int(np.rint(point_zyx[0]))][:, 1:].astype(float)\n",
-             "    hull = ConvexHull(voxels.astype(float), qhull_options='QJ')\n"
-             "    return bool(np.all(hull.equations[:, :3] @ point_zyx + hull.equations[:, 3] <= 0.0))\n",
-             (T + "test_correction.py::test_a_click_whose_fragment_does_not_surround_it_in_its_slice_is_refused",)),
+             "    enclosure = _kept_behind_in_patch(engine, point_zyx)  # before any placeholder enters the memory\n",
+             "    enclosure = True\n",
+             (T + "test_correction.py::test_a_click_off_bone_with_no_vertebra_kept_behind_it_is_refused",)),
 )
 
 

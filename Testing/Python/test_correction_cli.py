@@ -255,7 +255,8 @@ def test_a_ct_that_is_not_the_results_is_refused(tptbox_ct, tptbox_result, tmp_p
 
 def test_a_result_written_before_the_ct_digest_is_accepted_with_a_note(tptbox_ct, tptbox_result, tmp_path, capsys):
     """A vertebrae.json written by an older spineseg records no digest of its CT: its result is still corrected (a
-    note says that the CT was checked by its grid only), and its label map given as the CT is still refused."""
+    note says that the CT was checked by its grid and the kind of its values only), and its label map given as the
+    CT is still refused."""
     folder = _copy(tptbox_result, tmp_path / "older")
     document = json.loads((folder / "vertebrae.json").read_text(encoding="utf-8"))
     del document["input"]["voxel_sha256"]
@@ -265,7 +266,7 @@ def test_a_result_written_before_the_ct_digest_is_accepted_with_a_note(tptbox_ct
                  "-o", str(out)]) == 0
     err = capsys.readouterr().err
     assert (f"note: {folder / 'vertebrae.json'} records no digest of its CT's voxels (written by an older spineseg), "
-            f"so {tptbox_ct} is checked against it by its grid only") in err
+            f"so {tptbox_ct} is checked against it by its grid and the kind of its values only") in err
     written = json.loads((out / "vertebrae.json").read_text(encoding="utf-8"))
     assert written["input"]["voxel_sha256"] == document_digest(tptbox_result)  # the new folder records it
     code = main(["renumber", str(folder / "labels.nii.gz"), "--result", str(folder), "--vertebra", "L1", "--level",
