@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import copy
+import numbers
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Sequence, Union
 
@@ -78,9 +79,22 @@ class Relabeling:
     warnings: list[str] = field(default_factory=list)
 
 
+def _whole_label(value, what: str, expected: str) -> int:
+    """``value`` as an int when it is an integer (int, numpy integer), not a bool, a float or anything else.
+
+    Raises:
+        ValueError: "``what`` must be ``expected``, got ..." (``int`` would take 24.5 as 24 and True as 1, C1).
+    """
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    raise ValueError(f"{what} must be {expected}, got {value!r}")
+
+
 def _level(stated_level: Union[str, int]) -> int:
-    """VerSe label of "L5" / 24; raises ValueError for anything that is not a level of the column."""
-    label = verse_label(stated_level) if isinstance(stated_level, str) else int(stated_level)
+    """VerSe label of "L5" / 24; raises ValueError for anything that is not a level of the column (also 24.5 or
+    True, which ``int`` would take as 24 and C1)."""
+    label = verse_label(stated_level) if isinstance(stated_level, str) else _whole_label(
+        stated_level, "the stated level", "a level name such as 'L5' or its VerSe number (24)")
     column_position(label)  # raises for the sacrum and for unknown labels
     return label
 
@@ -226,6 +240,7 @@ def renumber_vertebrae(
     """
     vertebrae = list(vertebrae)
     ordered = cranio_caudal(vertebrae)
+    vertebra_label = _whole_label(vertebra_label, "the vertebra's label", "its VerSe number (e.g. 23 for L4)")
     if not is_column_vertebra(vertebra_label):
         raise ValueError(f"label {vertebra_label} is not a vertebra of the column (C1-L5, T13, L6): the sacrum "
                          "takes no part in renumbering; state the level of a vertebra instead")

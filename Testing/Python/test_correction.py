@@ -15,6 +15,7 @@ Two kinds of tests:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 
 import numpy as np
@@ -508,6 +509,22 @@ def test_a_stated_level_relabels_the_whole_column_consistently(oracle_result):
     assert [v.name for v in oracle_result.vertebrae] == ["L1", "L2", "L3", "L4", "L5"]
     assert fixed.run_info["corrections"][-1]["action"] == "renumber"
     assert len(oracle_result.run_info["corrections"]) == 1
+
+
+def test_a_level_or_label_that_is_not_a_whole_number_is_refused(oracle_result):
+    """``int`` took a stated level of 24.5 as L5 and True as C1, and a vertebra label of 23.7 as L4 (review
+    2026-12-07): a Python caller's slip renumbered the column without a word. Now each is refused, naming the value;
+    numpy integers, as label maps give them, are levels."""
+    for level in (24.5, True, None, [24]):
+        with pytest.raises(ValueError, match=rf"the stated level must be a level name such as 'L5' or its VerSe "
+                                             rf"number \(24\), got {re.escape(repr(level))}"):
+            renumber(oracle_result, vertebra_label=23, stated_level=level)
+    for label in (23.7, True, "23"):
+        with pytest.raises(ValueError, match=rf"the vertebra's label must be its VerSe number \(e.g. 23 for L4\), "
+                                             rf"got {re.escape(repr(label))}"):
+            renumber(oracle_result, vertebra_label=label, stated_level="L5")
+    assert [v.name for v in renumber(oracle_result, np.int64(23), np.int16(24)).vertebrae] == \
+        ["L2", "L3", "L4", "L5", "L6"]
 
 
 def test_levels_a_person_sets_answer_the_warning_that_no_landmark_fixed_them(oracle_result):
