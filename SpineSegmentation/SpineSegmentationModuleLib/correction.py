@@ -664,18 +664,32 @@ def segment_centroid_ras(segmentation_node, segment_id: str) -> Optional[np.ndar
     return segment_statistics(segmentation_node, [segment_id])[segment_id].centroid_ras
 
 
+def _shown_probability(segmentation_node, segment) -> float:
+    """The ``PLabel`` tag of ``segment`` as the results tables show it: NaN (shown as missing) where the segment has
+    none, and where the tag is not a probability in [0, 1], which is then logged as a warning naming the segmentation,
+    the segment and the fix (renumbering and alternatives refuse such a tag; a table refresh shows the row)."""
+    try:
+        return _probability_tag(segment, PLABEL_TAG, math.nan)
+    except ValueError as error:
+        logging.warning(f"{segmentation_node.GetName()}: {error}; its confidence is shown empty")
+        return math.nan
+
+
 def segment_rows(segmentation_node) -> list[tuple[str, str, bool, float, float]]:
     """One row per vertebra segment for the results table, in segment order: (segment ID, name, complete, p_label,
-    volume in cm^3)."""
+    volume in cm^3).
+
+    ``p_label`` is the ``PLabel`` tag, a probability in [0, 1]; NaN for a segment without one (drawn by hand) and for
+    one whose tag is not a probability in [0, 1] (a warning naming the segment and the fix is logged; no error, so
+    that one bad tag does not stop the table from being shown)."""
     segmentation = segmentation_node.GetSegmentation()
     ids = vertebra_ids(segmentation_node)
     statistics = segment_statistics(segmentation_node, ids)
     rows = []
     for segment_id in ids:
         segment = segmentation.GetSegment(segment_id)
-        p_label = segment_tag(segment, PLABEL_TAG)
         rows.append((segment_id, segment.GetName(), segment_tag(segment, COMPLETE_TAG) != "false",
-                     float(p_label) if p_label else float("nan"), statistics[segment_id].volume_cm3))
+                     _shown_probability(segmentation_node, segment), statistics[segment_id].volume_cm3))
     return rows
 
 

@@ -12,6 +12,8 @@ Python child that prints progress lines, starts a grandchild and sleeps (Cancel 
 from __future__ import annotations
 
 import json
+import logging
+import math
 import os
 import shutil
 import signal
@@ -31,7 +33,7 @@ from SpineSegmentationLib.outputs import write_outputs
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME, vertebra_terminology
 from SpineSegmentationModuleLib.command import ProgressEvent, parse_progress_line, progress_bar_format, segment_command
-from SpineSegmentationModuleLib.correction import CorrectionLogic
+from SpineSegmentationModuleLib.correction import CorrectionLogic, segment_rows
 from SpineSegmentationModuleLib.logic import (
     SegmentationCancelledError,
     SegmentationProcessError,
@@ -632,17 +634,21 @@ def test_a_ct_removed_from_the_scene_is_refused_before_a_run_starts(logic, corre
     message = r"the CT 'example_ct' is not in the scene \(it was removed\), so its results could not be imported"
     for start in (lambda: never.process(ct_node), lambda: never.startSegmentation(ct_node),
                   lambda: CorrectionLogic(never).startClick(ct_node, None, [0.0, 0.0, 0.0]),
-                  lambda: correction.startRerun(ct_node, node)):
+                  lambda: CorrectionLogic(never).startRerun(ct_node, node)):
         with pytest.raises(ValueError, match=message):
             start()
 
 
-def test_bad_segment_ids_levels_alternatives_points_and_directions_are_refused(corrections, ct_node):
+def test_bad_segment_ids_levels_alternatives_points_and_directions_are_refused(corrections, ct_node, scene,
+                                                                                tmp_path):
     """A segment ID that is no string (TypeError from GetSegment), a level None (TypeError), 24.5 (renumbered as 24
     without a word), True (C1) or the sacrum, an alternative "abc" or None (ValueError 'invalid literal for int()',
     TypeError), one with 18.5 (applied as 18) or an unknown level, a point None, directions "up" (sent to the tool as
-    "u,p") or ["left"] (audit 2026-12-07). Now each is a ValueError saying what to pass; nothing changed or started."""
+    "u,p") or ["left"] (audit 2026-12-07). Now each is a ValueError saying what to pass; nothing changed or started
+    (the clicks through a logic whose interpreter does not exist: a start would raise OSError)."""
     correction, node = corrections
+    never = CorrectionLogic(SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"),
+                                                          libraryDir=REPO_ROOT))
     l4 = _segment_id(node, "L4")
     for segment_id in (None, 3):
         for call in (lambda: correction.renumber(node, segment_id, "L5"),
@@ -667,11 +673,11 @@ def test_bad_segment_ids_levels_alternatives_points_and_directions_are_refused(c
     assert segment_names(node) == EXPECTED_NAMES and not correction.undo.available
     for point in (None, "abc", [0.0, 0.0, float("nan")], ["1", "2", "3"]):
         with pytest.raises(ValueError, match=r"the point must be three finite RAS coordinates in mm"):
-            correction.startClick(ct_node, node, point)
+            never.startClick(ct_node, node, point)
     for directions in ("up", ["left"], None):
         with pytest.raises(ValueError, match=r"directions must be a list of 'up' and/or 'down'"):
-            correction.startClick(ct_node, node, [0.0, 0.0, 0.0], directions)
-    assert correction._sent is None
+            never.startClick(ct_node, node, [0.0, 0.0, 0.0], directions)
+    assert correction._sent is None and never._sent is None
     assert correction.renumber(node, l4, np.int64(24)) == {18: 19, 19: 20, 20: 21, 21: 22, 22: 23, 23: 24, 24: 25}
 
 
@@ -756,7 +762,8 @@ def test_a_segmentation_node_holding_no_segmentation_is_refused_before_a_run(cor
     transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode")
     node.SetAndObserveTransformNodeID(transform.GetID())
     node.SetAndObserveSegmentation(None)
-    message = r"the segmentation node 'example_ct vertebrae' holds no segmentation \(SetAndObserveSegmentation\(None\)\)"
+    message = (r"the segmentation node 'example_ct vertebrae' holds no segmentation "
+               r"\(SetAndObserveSegmentation\(None\)\)")
     for call in (lambda: correction.startRerun(ct_node, node),
                  lambda: logic.loadResults(output_folder, ct_node, node, overwrite=True)):
         with pytest.raises(ValueError, match=message):
@@ -818,6 +825,36 @@ def test_a_probability_outside_0_1_is_refused_in_the_folder_and_the_tags(logic, 
                                              r"probability between 0 and 1; fix or remove the tag"):
             correction.renumber(node, _segment_id(node, "L4"), "L5")
     assert segment_names(node) == EXPECTED_NAMES
+
+
+def test_a_bad_plabel_tag_shows_its_row_without_a_confidence_and_warns(corrections, loaded, caplog):
+    """The results tables read the PLabel tag with a bare float(): a tag "abc" made the refresh after any correction
+    fail with ValueError ('could not convert string to float'), a tag 1.5 was shown as a confidence, while
+    renumbering refuses both (audit 2026-12-07). Now the row is shown with its confidence missing (NaN, "-" in the
+    module's table) and a warning names the segment and the fix; the other rows keep their confidence."""
+    correction, node = corrections
+    segmentation = node.GetSegmentation()
+    for name, tag in (("L2", "abc"), ("L3", "1.5")):
+        segmentation.GetSegment(_segment_id(node, name)).SetTag(TAG_PREFIX + "PLabel", tag)
+    with caplog.at_level(logging.WARNING):
+        rows = {name: p_label for _id, name, _complete, p_label, _volume in segment_rows(node)}
+        correction.setCompleteness(node, _segment_id(node, "L4"), False)  # refreshes the results table
+    assert list(rows) == EXPECTED_NAMES
+    assert math.isnan(rows["L2"]) and math.isnan(rows["L3"])
+    assert all(rows[name] == pytest.approx(0.9) for name in EXPECTED_NAMES if name not in ("L2", "L3"))
+    for name, tag in (("L2", "abc"), ("L3", "1.5")):
+        assert (f"example_ct vertebrae: segment '{name}': tag SpineSegmentation.PLabel is '{tag}', expected a "
+                "probability between 0 and 1; fix or remove the tag (Segmentations module); its confidence is shown "
+                "empty") in caplog.text
+    table = loaded.table_node
+    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
+    shown = {table.GetCellText(row, column["Level"]): table.GetCellText(row, column["Confidence"])
+             for row in range(table.GetNumberOfRows())}
+    assert list(shown) == EXPECTED_NAMES
+    assert math.isnan(float(shown["L2"])) and math.isnan(float(shown["L3"]))
+    assert all(float(shown[name]) == pytest.approx(0.9) for name in EXPECTED_NAMES if name not in ("L2", "L3"))
+    l4 = EXPECTED_NAMES.index("L4")
+    assert table.GetCellText(l4, column["Complete"]) == "no"  # the refresh went through
 
 
 def test_overwrite_progress_and_output_folder_of_the_wrong_type_are_refused(logic, output_folder, ct_node, scene,
