@@ -248,12 +248,10 @@ def _without_suffix(text: str, suffix: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .threads import usable_cores
     from .training import train
 
-    threads = args.threads if args.threads is not None else min(2, usable_cores())  # no warning for a default
     train(args.config, output_dir=args.output, resume=args.resume, device=args.device, seed=args.seed,
-          num_threads=threads, workers=args.workers)  # prints "model written to ..." at its end
+          num_threads=args.threads, workers=args.workers)  # prints "model written to ..." at its end
     return 0
 
 

@@ -362,9 +362,9 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
         device: torch device the networks are moved to.
 
     Raises:
-        ModelFileError: missing folder or file, a ``model.json`` that is not a JSON object (or whose ``files`` and
-            their entries are not), unsupported format version, checksum mismatch (corrupt or modified weights), or
-            weights that do not fit the configuration.
+        ModelFileError: missing folder or file, a ``model.json`` that is not UTF-8 text, not valid JSON or not a
+            JSON object (or whose ``files`` and their entries are not), unsupported format version, checksum
+            mismatch (corrupt or modified weights), or weights that do not fit the configuration.
     """
     directory = Path(path) if path is not None else default_model_dir()
     if directory.name == MODEL_JSON:
@@ -376,7 +376,10 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
             "`spineseg train`, or reinstall the extension to restore the shipped model in Resources/Models."
         )
     try:
-        meta = json.loads(meta_path.read_text())
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ModelFileError(f"{meta_path} is not UTF-8 text ({e}); the model file is corrupt: restore or retrain "
+                             "it") from e
     except json.JSONDecodeError as e:
         raise ModelFileError(f"{meta_path} is not valid JSON ({e}); the model file is corrupt: restore or retrain it") from e
     _check_object(meta, meta_path)

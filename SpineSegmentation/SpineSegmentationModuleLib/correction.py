@@ -578,7 +578,7 @@ def vertebrae_from_segments(segmentation_node) -> list:
 
 
 def _probability_tag(segment, tag: str, default: float) -> float:
-    """The value of a probability tag (``PLabel``), ``default`` when the segment has none.
+    """The value of a probability tag (``PLabel``, ``PComplete``), ``default`` when the segment has none.
 
     Raises:
         ValueError: the tag is not a number in [0, 1] (names the segment, the tag and the fix)."""
@@ -664,14 +664,16 @@ def segment_centroid_ras(segmentation_node, segment_id: str) -> Optional[np.ndar
     return segment_statistics(segmentation_node, [segment_id])[segment_id].centroid_ras
 
 
-def _shown_probability(segmentation_node, segment) -> float:
-    """The ``PLabel`` tag of ``segment`` as the results tables show it: NaN (shown as missing) where the segment has
-    none, and where the tag is not a probability in [0, 1], which is then logged as a warning naming the segmentation,
-    the segment and the fix (renumbering and alternatives refuse such a tag; a table refresh shows the row)."""
+def _shown_probability(segmentation_node, segment, tag: str = PLABEL_TAG) -> float:
+    """The probability tag ``tag`` (``PLabel``, ``PComplete``) of ``segment`` as the results tables show it: NaN
+    (shown as missing) where the segment has none, and where the tag is not a probability in [0, 1], which is then
+    logged as a warning naming the segmentation, the segment, the tag and the fix (renumbering and alternatives refuse
+    such a ``PLabel`` tag; a table refresh shows the row)."""
     try:
-        return _probability_tag(segment, PLABEL_TAG, math.nan)
+        return _probability_tag(segment, tag, math.nan)
     except ValueError as error:
-        logging.warning(f"{segmentation_node.GetName()}: {error}; its confidence is shown empty")
+        shown = "confidence" if tag == PLABEL_TAG else "value"
+        logging.warning(f"{segmentation_node.GetName()}: {error}; its {shown} is shown empty")
         return math.nan
 
 
@@ -718,17 +720,11 @@ def update_centroid_points(segmentation_node) -> None:
     points.SetLocked(locked)
 
 
-def _tag_float(segment, name: str) -> float:
-    value = segment_tag(segment, name)
-    try:
-        return float(value) if value else float("nan")
-    except ValueError:
-        return float("nan")
-
-
 def update_results_table(segmentation_node) -> None:
     """Make the results table of the segmentation (if any) match its vertebrae, one row per vertebra in segment
-    order: level, label, completeness and confidences from the segment tags, volume from the voxels."""
+    order: level, label, completeness and confidences from the segment tags, volume from the voxels. A ``PLabel`` or
+    ``PComplete`` tag that is not a probability in [0, 1] is shown as NaN (missing) with a warning naming the segment,
+    the tag and the fix."""
     table = segmentation_node.GetNodeReference(TABLE_REFERENCE_ROLE)
     if table is None:
         return
@@ -737,7 +733,7 @@ def update_results_table(segmentation_node) -> None:
     for segment_id, name, complete, p_label, volume_cm3 in segment_rows(segmentation_node):
         segment = segmentation.GetSegment(segment_id)
         rows.append(TableRow(name, segment_level(segment) or 0, complete, p_label,
-                             _tag_float(segment, PCOMPLETE_TAG), volume_cm3))
+                             _shown_probability(segmentation_node, segment, PCOMPLETE_TAG), volume_cm3))
     fill_table(table, rows)
 
 

@@ -41,7 +41,7 @@ from ..networks import AttentionNet, IterativeFCN
 from ..outputs.staging import describe_write_error
 from ..pipeline import resolve_device
 from ..preprocessing import cut_body_values, pad_value
-from ..threads import torch_threads
+from ..threads import torch_threads, usable_cores
 from .attention_training import sagittal_examples, train_attention
 from .config import load_config, model_sections
 from .data import TrainingData, collect_cases
@@ -241,8 +241,22 @@ def warm_start(fcn: IterativeFCN, attention: AttentionNet, state: dict, checkpoi
             "reinitialized_modules": fresh, "batch_norm_statistics": kept}
 
 
+#: CPU threads of a training run when the caller names none (fewer where the process may use fewer cores).
+DEFAULT_TRAIN_THREADS = 2
+
+
+def training_threads(num_threads: int | None) -> int:
+    """The CPU thread count :func:`train` runs with: ``num_threads`` as given (a count above the cores this process
+    may use is warned about when it is applied), or for None ``min(DEFAULT_TRAIN_THREADS, usable_cores())``, so
+    that the default never asks for more threads than cores and is not warned about. 0 means "leave torch's
+    setting"."""
+    if num_threads is None:
+        return min(DEFAULT_TRAIN_THREADS, usable_cores())
+    return int(num_threads)
+
+
 def train(config: str | Path | dict, output_dir: str | Path, resume: bool = False, device: str = "auto",
-          seed: int | None = None, num_threads: int | None = 2, workers: int = 0, progress=print) -> Path:
+          seed: int | None = None, num_threads: int | None = None, workers: int = 0, progress=print) -> Path:
     """Train the attention network and the iterative FCN; write checkpoints, logs and a model folder.
 
     Args:
@@ -251,8 +265,10 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         resume: continue from ``output_dir/checkpoint.pt`` (networks, optimizer, iteration, elapsed time, RNG).
         device: "auto", "cpu" or "cuda".
         seed: overrides the configuration's seed.
-        num_threads: ``torch.set_num_threads`` while training on the CPU (None: leave torch's setting); the
-            caller's setting is restored on return.
+        num_threads: ``torch.set_num_threads`` while training on the CPU; None: ``min(2, cores this process may
+            use)`` (:func:`training_threads`); 0: leave torch's setting. An explicit count above the usable cores
+            is warned about (``UserWarning``). The caller's setting is restored on return; the count used is
+            recorded in ``model.json`` (``training.hardware.threads``) and the model card.
         workers: processes that draw the training patches (0: the training process itself, reproducible from
             the seed; more keep a GPU busy: at 2.5 mm one worker draws about 9 patches/s). Recorded in the
             model card.
@@ -271,7 +287,7 @@ def train(config: str | Path | dict, output_dir: str | Path, resume: bool = Fals
         DeviceError: ``device`` is unknown or not usable here (e.g. "cuda" without a GPU); raised before
             ``output_dir`` is created or anything is written.
     """
-    with torch_threads(num_threads):
+    with torch_threads(training_threads(num_threads)):
         if int(workers) < 0:
             raise SpineSegmentationError(
                 f"workers must be 0 (draw patches in the training process) or more, got {workers}")

@@ -81,6 +81,17 @@ def test_wrong_format_version_missing_weights_and_bad_config_are_explained(tiny_
         load_model(path)
 
 
+def test_a_model_json_that_is_not_utf8_is_named_with_the_fix(tmp_path):
+    """model.json is read as UTF-8 whatever the system's encoding; latin-1 bytes (here an "è" in the name) give a
+    ModelFileError naming the file and what to do, not a bare UnicodeDecodeError."""
+    path = tmp_path / "model"
+    shutil.copytree(DEFAULT_MODEL_DIR, path)
+    meta = json.loads((path / "model.json").read_text(encoding="utf-8"))
+    (path / "model.json").write_bytes(json.dumps({**meta, "name": "mod\u00e8le"}, ensure_ascii=False).encode("latin-1"))
+    with pytest.raises(ModelFileError, match=r"model\.json is not UTF-8 text .*restore or retrain it"):
+        load_model(path)
+
+
 def test_the_shipped_model_loads_offline_and_describes_itself():
     model = load_model()
     assert model.path == DEFAULT_MODEL_DIR

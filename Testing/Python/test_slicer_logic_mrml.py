@@ -857,6 +857,36 @@ def test_a_bad_plabel_tag_shows_its_row_without_a_confidence_and_warns(correctio
     assert table.GetCellText(l4, column["Complete"]) == "no"  # the refresh went through
 
 
+
+def test_a_bad_pcomplete_tag_shows_its_row_without_a_value_and_warns(corrections, loaded, caplog):
+    """The results table read the PComplete tag with its own float(): a tag "abc" was shown as NaN without a word, a
+    tag 1.5 was shown as a probability (audit 2026-12-07). Now both are shown missing (NaN, "-" in the module's table)
+    with a warning naming the segment, the tag and the fix, as for PLabel; the other rows keep their value."""
+    correction, node = corrections
+    segmentation = node.GetSegmentation()
+    for name, tag in (("L2", "abc"), ("L3", "1.5")):
+        segmentation.GetSegment(_segment_id(node, name)).SetTag(TAG_PREFIX + "PComplete", tag)
+    kept = {name: float(segment_tag(segmentation.GetSegment(_segment_id(node, name)), TAG_PREFIX + "PComplete"))
+            for name in EXPECTED_NAMES if name not in ("L2", "L3")}
+    assert kept and all(0.0 <= value <= 1.0 for value in kept.values())
+    with caplog.at_level(logging.WARNING):
+        correction.setCompleteness(node, _segment_id(node, "L4"), False)  # refreshes the results table
+    for name, tag in (("L2", "abc"), ("L3", "1.5")):
+        assert (f"example_ct vertebrae: segment '{name}': tag SpineSegmentation.PComplete is '{tag}', expected a "
+                "probability between 0 and 1; fix or remove the tag (Segmentations module); its value is shown "
+                "empty") in caplog.text
+    table = loaded.table_node
+    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
+    shown = {table.GetCellText(row, column["Level"]): table.GetCellText(row, column["P(complete)"])
+             for row in range(table.GetNumberOfRows())}
+    assert list(shown) == EXPECTED_NAMES
+    assert math.isnan(float(shown["L2"])) and math.isnan(float(shown["L3"]))
+    assert all(float(shown[name]) == pytest.approx(value, abs=1e-4) for name, value in kept.items())
+    assert all(float(table.GetCellText(row, column["Confidence"])) == pytest.approx(0.9)
+               for row in range(table.GetNumberOfRows()))  # PLabel untouched
+    assert table.GetCellText(EXPECTED_NAMES.index("L4"), column["Complete"]) == "no"  # the refresh went through
+
+
 def test_overwrite_progress_and_output_folder_of_the_wrong_type_are_refused(logic, output_folder, ct_node, scene,
                                                                             tmp_path):
     """overwrite="no" replaced the vertebrae of the segmentation (any non-empty string is true), a progress that is

@@ -114,3 +114,35 @@ def test_train_on_one_core_defaults_to_one_thread_without_a_warning(tmp_path):
     assert default.stderr.startswith("spineseg: error: ") and "missing.json" in default.stderr
     chosen = run("--threads", "2")
     assert chosen.stderr.startswith(f"spineseg: warning: {_warning_text(2, 1)}\n"), chosen.stderr
+
+
+_ONE_CORE_TRAIN = """
+import os, sys, warnings
+os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+from SpineSegmentationLib.errors import SpineSegmentationError
+from SpineSegmentationLib.training.trainer import train, training_threads
+print("default", training_threads(None))
+for asked in ({}, {"num_threads": 2}):  # the library's default, then an explicit count
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:  # workers=-1 stops the run inside its thread setting, before anything is read or written
+            train({}, sys.argv[1], device="cpu", workers=-1, progress=None, **asked)
+        except SpineSegmentationError as error:
+            assert "workers must be 0" in str(error), error
+    print(asked.get("num_threads"), len(caught), *[str(w.message) for w in caught], sep="|")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs a settable CPU affinity (Linux)")
+def test_the_library_train_default_on_one_core_is_one_thread_without_a_warning(tmp_path):
+    """``training.trainer.train`` called without ``num_threads`` (as a script or the Slicer module would) in a
+    process limited to one core: the default resolves to 1 thread and warns about nothing (before: a fixed 2 that
+    warned about a count the caller never chose); an explicit 2 there is still warned about."""
+    result = subprocess.run([sys.executable, "-c", _ONE_CORE_TRAIN, str(tmp_path / "run")], capture_output=True,
+                            text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == "default 1"
+    assert lines[1] == "None|0", result.stdout
+    assert lines[2] == f"2|1|{_warning_text(2, 1)}", result.stdout
+    assert not (tmp_path / "run").exists()
