@@ -105,8 +105,23 @@ def _check_object(meta, meta_path: Path) -> None:
                              "file is corrupt: restore or retrain it")
 
 
-#: Public name of :func:`_check_object`, for the other readers of a ``model.json`` (``training.lineage``).
-check_model_json_object = _check_object
+def read_model_json(meta_path: Path) -> dict:
+    """The settings a ``model.json`` holds, read as UTF-8 (:func:`load_model`, ``training.lineage``).
+
+    Raises:
+        ModelFileError: the file is not UTF-8 text, not valid JSON or not a JSON object (names the file; restore or
+            retrain the model).
+    """
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise ModelFileError(f"{meta_path} is not UTF-8 text ({e}); the model file is corrupt: restore or retrain "
+                             "it") from e
+    except json.JSONDecodeError as e:
+        raise ModelFileError(f"{meta_path} is not valid JSON ({e}); the model file is corrupt: restore or retrain "
+                             "it") from e
+    _check_object(meta, meta_path)
+    return meta
 
 
 def relativize_model_json(model_dir: str | Path, root: str | Path = PROVENANCE_ROOT) -> Path:
@@ -375,14 +390,7 @@ def load_model(path: str | Path | None = None, device: torch.device | str = "cpu
             f"no model at {directory} (expected {MODEL_JSON} there). Pass --model with a model folder written by "
             "`spineseg train`, or reinstall the extension to restore the shipped model in Resources/Models."
         )
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except UnicodeDecodeError as e:
-        raise ModelFileError(f"{meta_path} is not UTF-8 text ({e}); the model file is corrupt: restore or retrain "
-                             "it") from e
-    except json.JSONDecodeError as e:
-        raise ModelFileError(f"{meta_path} is not valid JSON ({e}); the model file is corrupt: restore or retrain it") from e
-    _check_object(meta, meta_path)
+    meta = read_model_json(meta_path)
     version = meta.get("format_version")
     if version != FORMAT_VERSION:
         raise ModelFileError(

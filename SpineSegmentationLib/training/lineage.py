@@ -23,7 +23,6 @@ pseudo-label teachers' included (a resumed run's also what its checkpoint record
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,7 +31,7 @@ import SimpleITK as sitk
 import torch
 
 from ..errors import ModelFileError, SpineSegmentationError
-from ..models import check_model_json_object
+from ..models import read_model_json
 from .readers import Case, read_image
 
 
@@ -119,15 +118,7 @@ def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
     path = Path(init_from)
     meta_path = path / "model.json"
     if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except UnicodeDecodeError as error:
-            raise ModelFileError(f"{meta_path} is not UTF-8 text ({error}); the model file is corrupt: restore or "
-                                 "retrain it") from error
-        except json.JSONDecodeError as error:
-            raise ModelFileError(f"{meta_path} is not valid JSON ({error}); the model file is corrupt: restore or "
-                                 "retrain it") from error
-        check_model_json_object(meta, meta_path)
+        meta = read_model_json(meta_path)
         training = meta.get("training") or {}
         if not isinstance(training, dict):
             raise ModelFileError(f"{meta_path}: 'training' is {training!r:.60}, not a JSON object of training "
