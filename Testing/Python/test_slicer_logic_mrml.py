@@ -827,6 +827,13 @@ def test_a_probability_outside_0_1_is_refused_in_the_folder_and_the_tags(logic, 
     assert segment_names(node) == EXPECTED_NAMES
 
 
+def _table_cells(table, column_name: str) -> dict:
+    """The results table's cells of one column, by the level in each row (in row order)."""
+    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
+    return {table.GetCellText(row, column["Level"]): table.GetCellText(row, column[column_name])
+            for row in range(table.GetNumberOfRows())}
+
+
 def test_a_bad_plabel_tag_shows_its_row_without_a_confidence_and_warns(corrections, loaded, caplog):
     """The results tables read the PLabel tag with a bare float(): a tag "abc" made the refresh after any correction
     fail with ValueError ('could not convert string to float'), a tag 1.5 was shown as a confidence, while
@@ -846,16 +853,11 @@ def test_a_bad_plabel_tag_shows_its_row_without_a_confidence_and_warns(correctio
         assert (f"example_ct vertebrae: segment '{name}': tag SpineSegmentation.PLabel is '{tag}', expected a "
                 "probability between 0 and 1; fix or remove the tag (Segmentations module); its confidence is shown "
                 "empty") in caplog.text
-    table = loaded.table_node
-    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
-    shown = {table.GetCellText(row, column["Level"]): table.GetCellText(row, column["Confidence"])
-             for row in range(table.GetNumberOfRows())}
+    shown = _table_cells(loaded.table_node, "Confidence")
     assert list(shown) == EXPECTED_NAMES
     assert math.isnan(float(shown["L2"])) and math.isnan(float(shown["L3"]))
     assert all(float(shown[name]) == pytest.approx(0.9) for name in EXPECTED_NAMES if name not in ("L2", "L3"))
-    l4 = EXPECTED_NAMES.index("L4")
-    assert table.GetCellText(l4, column["Complete"]) == "no"  # the refresh went through
-
+    assert _table_cells(loaded.table_node, "Complete")["L4"] == "no"  # the refresh went through
 
 
 def test_a_bad_pcomplete_tag_shows_its_row_without_a_value_and_warns(corrections, loaded, caplog):
@@ -875,16 +877,13 @@ def test_a_bad_pcomplete_tag_shows_its_row_without_a_value_and_warns(corrections
         assert (f"example_ct vertebrae: segment '{name}': tag SpineSegmentation.PComplete is '{tag}', expected a "
                 "probability between 0 and 1; fix or remove the tag (Segmentations module); its value is shown "
                 "empty") in caplog.text
-    table = loaded.table_node
-    column = {table.GetColumnName(c): c for c in range(table.GetNumberOfColumns())}
-    shown = {table.GetCellText(row, column["Level"]): table.GetCellText(row, column["P(complete)"])
-             for row in range(table.GetNumberOfRows())}
+    shown = _table_cells(loaded.table_node, "P(complete)")
     assert list(shown) == EXPECTED_NAMES
     assert math.isnan(float(shown["L2"])) and math.isnan(float(shown["L3"]))
     assert all(float(shown[name]) == pytest.approx(value, abs=1e-4) for name, value in kept.items())
-    assert all(float(table.GetCellText(row, column["Confidence"])) == pytest.approx(0.9)
-               for row in range(table.GetNumberOfRows()))  # PLabel untouched
-    assert table.GetCellText(EXPECTED_NAMES.index("L4"), column["Complete"]) == "no"  # the refresh went through
+    assert all(float(text) == pytest.approx(0.9)
+               for text in _table_cells(loaded.table_node, "Confidence").values())  # PLabel untouched
+    assert _table_cells(loaded.table_node, "Complete")["L4"] == "no"  # the refresh went through
 
 
 def test_overwrite_progress_and_output_folder_of_the_wrong_type_are_refused(logic, output_folder, ct_node, scene,
