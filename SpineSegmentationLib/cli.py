@@ -256,12 +256,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .evaluation import evaluate, evaluate_points, format_table, write_points_report, write_report
+    from .evaluation import (POINTS_REPORT_FILE, REPORT_FILES, check_report_free, evaluate, evaluate_points,
+                             format_table, write_points_report, write_report)
 
-    if args.centroids_grid and not args.reference.lower().endswith(".json"):
+    points = args.reference.lower().endswith(".json")
+    if args.centroids_grid and not points:
         raise SpineSegmentationError("--centroids-grid goes with a centroid file (*.json) as the reference; a label "
                                      "map reference has its own grid")
-    if args.reference.lower().endswith(".json"):  # point references (VerSe centroid file)
+    if args.output:  # an earlier report is refused before the work, not after the table is printed
+        check_report_free(args.output, [POINTS_REPORT_FILE] if points else REPORT_FILES, args.overwrite)
+    if points:  # point references (VerSe centroid file)
         result = evaluate_points(args.prediction, args.reference, prediction_convention=args.prediction_convention,
                                  centroids_grid=args.centroids_grid)
         print(json.dumps(result, indent=2))

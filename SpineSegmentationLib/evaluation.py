@@ -37,7 +37,8 @@ Measures (per vertebra = per VerSe label; all distances in millimetres, physical
 Both label maps are in VerSe numbers (the reference is converted from ``reference_convention``). When the
 grids differ, the prediction is resampled with nearest-neighbour interpolation onto the reference's grid
 (the report's ``notes`` say so), so that every reference voxel counts, also where the prediction's field of view
-ends (VerSe evaluates on the reference's grid too); centroids and volumes are taken from each label map's own grid.
+ends (VerSe evaluates on the reference's grid too); the centroids and volumes of both are then taken on the
+reference's grid (where that grid cuts a vertebra, both sides' centroids are of the part inside).
 Grids that do not overlap in physical space (no voxel of the prediction's grid lands on the reference's: another
 scan, or a wrong origin or direction in a header) are refused, not scored as all false negatives.
 
@@ -54,6 +55,7 @@ import csv
 import json
 import math
 import os
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Mapping, Optional, Sequence, Union
@@ -64,7 +66,7 @@ from scipy import ndimage
 
 from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse,
                       whole_labels)
-from .errors import InputImageError, OutputExistsError
+from .errors import InputImageError, OutputExistsError, SpineSegmentationError
 from .geometry import labels_at_border, same_grid
 from .io import check_image_file
 from .outputs import OUTPUT_FILES
@@ -354,6 +356,24 @@ def _read_image(source: ImageLike, what: str, expected: str) -> tuple[sitk.Image
                               "(.nii.gz, .nrrd, ...)") from error
 
 
+def _label_array(image: sitk.Image, what: str) -> np.ndarray:
+    """The values of the ``what`` ("prediction", "reference") label map as whole numbers (``anatomy.whole_labels``).
+
+    Raises:
+        InputImageError: the map holds a negative value: it is an intensity image (a CT in HU: air is -1000), not a
+            label map; read as labels, its soft tissue (27-50 HU) would be scored as TotalSegmentator's vertebrae.
+    """
+    array = sitk.GetArrayFromImage(image)
+    lowest = float(np.nanmin(array)) if array.size and not np.isnan(array).all() else 0.0
+    if lowest < 0:
+        examples = "a spineseg output folder or its labels.nii.gz" if what == "prediction" else (
+            "e.g. a VerSe *_seg-vert_msk file or a TotalSegmentator map")
+        raise InputImageError(
+            f"the {what} holds negative values (lowest {lowest:g}): it is an image, e.g. the CT in HU, not a label "
+            f"map (labels are 0 or more); give the {what}'s label map in its place ({examples})")
+    return whole_labels(array, f"the {what} label map")
+
+
 def _check_verse_labels(labels: np.ndarray, what: str) -> None:
     """Raise InputImageError when the ``what`` ("reference", "prediction") map read as VerSe numbers holds labels of
     another convention."""
@@ -398,6 +418,51 @@ def _load_prediction(prediction) -> tuple[sitk.Image, str, Optional[dict[int, bo
     return image, description, None
 
 
+def _spineseg_folder(source, role: str = "labels") -> Optional[Path]:
+    """The spineseg output folder that ``source`` is (a folder) or holds as its ``role`` file (``OUTPUT_FILES[role]``,
+    e.g. its labels.nii.gz), recognised by the file's name and the folder's vertebrae.json; None for anything else
+    (an ``sitk.Image``, another file)."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source)
+    folder = path if path.is_dir() else path.parent if path.name == OUTPUT_FILES[role] else None
+    return folder if folder is not None and (folder / OUTPUT_FILES["vertebrae"]).is_file() else None
+
+
+def _edited_by_a_person(folder: Path) -> bool:
+    """Whether the vertebrae.json of spineseg output ``folder`` records a vertebra a person made or kept (``edited``,
+    the correction workflow). A vertebrae.json that cannot be read records none."""
+    try:
+        document = read_vertebrae_json(folder / OUTPUT_FILES["vertebrae"])
+    except SpineSegmentationError:  # damaged: nothing it records can be relied on; the caller warns as for none
+        return False
+    return any(isinstance(v, dict) and v.get("edited") is True for v in document["vertebrae"])
+
+
+def _check_order(prediction, reference, notes: list[str]) -> None:
+    """Refuse a spineseg output folder given as the reference; warn (and note) when the reference is a spineseg
+    result that no person edited while the prediction is a file that is none: the two are probably in swapped order
+    (identification, purity, false positives and completeness are not symmetric)."""
+    reference_folder = _spineseg_folder(reference)
+    if reference_folder is None:
+        return
+    if Path(reference).is_dir():
+        raise InputImageError(
+            f"the reference {reference} is a spineseg output folder, a prediction: the prediction comes first and "
+            "the reference, a label map file, second (spineseg evaluate PREDICTION REFERENCE); to compare two "
+            f"spineseg results give the second one's {OUTPUT_FILES['labels']}")
+    if _spineseg_folder(prediction) is not None or isinstance(prediction, sitk.Image):
+        return  # two spineseg results compared, or a prediction in memory (whose origin is unknown)
+    if _edited_by_a_person(reference_folder):
+        return  # a result a person corrected: a reference
+    message = (f"the reference {reference} is a spineseg result (a {OUTPUT_FILES['vertebrae']} beside it, no "
+               f"vertebra edited by a person) and the prediction {prediction} is not: are the two in swapped order? "
+               "The command is spineseg evaluate PREDICTION REFERENCE; the scores (identification, purity, false "
+               "positives, completeness) differ when they are swapped")
+    notes.append(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
 def evaluate(
     prediction,
     reference: ImageLike,
@@ -429,15 +494,22 @@ def evaluate(
         InputImageError: a file is missing or a folder is not a spineseg output folder; a file is truncated or
             corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); a map read as VerSe numbers holds labels
             of another convention (29-99); the reference holds no vertebra in its convention; a floating-point map
-            holds values that are not integers; the two grids do not overlap in physical space (no voxel of the
-            prediction's grid lands on the reference's).
+            holds values that are not integers; a map holds negative values (an image such as the CT, not a label
+            map); the two grids do not overlap in physical space (no voxel of the prediction's grid lands on the
+            reference's); the reference is a spineseg output folder (the two given in swapped order).
         ValueError: unknown convention; label maps that are not 3D.
+
+    Warns:
+        UserWarning: the reference is a spineseg result (``labels.nii.gz`` beside a ``vertebrae.json``) that no
+            person edited and the prediction is a file that is none: probably the two in swapped order (also a
+            note in the report).
     """
+    notes: list[str] = []
+    _check_order(prediction, reference, notes)
     pred_image, pred_description, folder_completeness = _load_prediction(prediction)
     ref_image, ref_description = _read_label_image(reference, "reference")
     if prediction_completeness is None:
         prediction_completeness = folder_completeness
-    notes: list[str] = []
     maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes, prediction_convention)
     if reference_completeness is None:
         reference_completeness = border_completeness(maps.ref)
@@ -511,7 +583,7 @@ class _LabelMaps:
         converted = []
         for image, what, numbering in ((pred_image, "prediction", prediction_convention),
                                        (ref_image, "reference", convention)):
-            array = whole_labels(sitk.GetArrayFromImage(image), f"the {what} label map")
+            array = _label_array(image, what)
             if numbering == "verse":
                 _check_verse_labels(array, what)
             verse = to_verse(array, numbering)
@@ -694,15 +766,23 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
 
     Raises:
         InputImageError: a file is missing or a folder is not a spineseg output folder; a file is truncated or
-            corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); a point lies outside ``centroids_grid``
-            (the file refers to another grid).
-        ValueError: the file is not a VerSe centroid list.
+            corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); the prediction holds negative values (an
+            image such as the CT, not a label map); a point lies outside ``centroids_grid`` (the file refers to
+            another grid); the centroid file is the prediction folder's own ``centroids_ctd.json``.
+        SpineSegmentationError: the file is not a VerSe centroid list
+            (:func:`~SpineSegmentationLib.outputs.centroids.read_ctd`).
     """
     pred_image, pred_description, _ = _load_prediction(prediction)
     path = Path(centroids)
     if not path.is_file():
         raise InputImageError(f"centroid file {path} does not exist; give a VerSe *_ctd.json")
-    pred_array = whole_labels(sitk.GetArrayFromImage(pred_image), "the prediction label map")
+    own = _spineseg_folder(prediction)
+    if own is not None and _spineseg_folder(path, "centroids") is not None and path.parent.resolve() == own.resolve():
+        raise InputImageError(
+            f"the centroid file {path} is the prediction's own ({OUTPUT_FILES['centroids']} of {own}, written with "
+            "it): scored against itself every level is identified; give the reference's centroid file, e.g. the "
+            "VerSe *_ctd.json of the scan")
+    pred_array = _label_array(pred_image, "prediction")
     if prediction_convention == "verse":
         _check_verse_labels(pred_array, "prediction")
     pred = to_verse(pred_array, prediction_convention)
@@ -817,38 +897,61 @@ def format_table(report: EvaluationReport) -> str:
     return "\n".join(out)
 
 
-def _claim_report_files(out_dir: Path, paths, overwrite: bool) -> None:
-    """Create ``out_dir`` for report files ``paths``, refusing (before anything is written) a folder that is a file
-    and, unless ``overwrite``, report files that exist."""
+def check_report_free(out_dir: Union[str, os.PathLike], names: Sequence[str] = REPORT_FILES,
+                      overwrite: bool = False) -> None:
+    """Refuse, before any work, an output folder that :func:`write_report` (``names``: :data:`REPORT_FILES`) or
+    :func:`write_points_report` (``[POINTS_REPORT_FILE]``) would refuse after it.
+
+    Raises:
+        OutputExistsError: ``out_dir`` is a file, or a file of ``names`` exists there and ``overwrite`` is False.
+    """
+    from .outputs.staging import OutputStaging
+
+    out_dir = Path(out_dir)
     if out_dir.exists() and not out_dir.is_dir():
         raise OutputExistsError(f"output folder {out_dir} is a file; choose another output folder with -o")
-    if not overwrite:
-        for path in paths:
-            if path.exists():
-                raise OutputExistsError(
-                    f"{path} already exists; pass --overwrite (overwrite=True) or choose another folder with -o"
-                )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    OutputStaging(out_dir).check_free(names, overwrite)
+
+
+def _write_together(out_dir: Union[str, os.PathLike], names: Sequence[str], overwrite: bool, write) -> dict[str, Path]:
+    """Write the report files ``names`` into ``out_dir`` all together or not at all (``outputs.staging``, as
+    ``spineseg segment`` writes its outputs): ``write(folder)`` writes them into a staging folder, and only when it
+    returns are they moved into ``out_dir`` (created if needed); a failure or an interrupt while writing (the plot
+    takes the longest) leaves ``out_dir`` as it was, an earlier report whole, not half replaced.
+
+    Raises:
+        OutputExistsError: ``out_dir`` is a file, or a file of ``names`` exists there and ``overwrite`` is False
+            (checked before anything is written).
+        OutputWriteError: another spineseg run is writing into ``out_dir``; it is not writable; the disk is full.
+    """
+    from .outputs.staging import OutputStaging
+
+    with OutputStaging(out_dir) as staging:
+        staging.check_free(names, overwrite)
+        write(staging.path)
+        staging.commit(list(names), overwrite)
+    return {name: Path(out_dir) / name for name in names}
 
 
 def write_points_report(result: dict, out_dir: Union[str, os.PathLike], overwrite: bool = False) -> Path:
     """Write the result of :func:`evaluate_points` as ``evaluation_points.json`` into ``out_dir``.
 
     Raises:
-        OutputExistsError: as :func:`write_report`.
+        OutputExistsError, OutputWriteError: as :func:`write_report`.
     """
-    out_dir = Path(out_dir)
-    path = out_dir / POINTS_REPORT_FILE
-    _claim_report_files(out_dir, [path], overwrite)
-    path.write_text(json.dumps(result, indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    return path
+    def write(folder: Path) -> None:
+        (folder / POINTS_REPORT_FILE).write_text(json.dumps(result, indent=2, allow_nan=False) + "\n",
+                                                 encoding="utf-8")
+
+    return _write_together(out_dir, [POINTS_REPORT_FILE], overwrite, write)[POINTS_REPORT_FILE]
 
 
 def write_report(
     report: EvaluationReport, out_dir: Union[str, os.PathLike], overwrite: bool = False
 ) -> dict[str, Path]:
     """Write ``evaluation.json`` (summary, table, notes), ``evaluation.csv`` (the table) and ``evaluation.png``
-    (bar plots of Dice and ASSD per vertebra) into ``out_dir`` (created if needed).
+    (bar plots of Dice and ASSD per vertebra) into ``out_dir`` (created if needed), all three together or none (a
+    failure or an interrupt leaves an earlier report there whole).
 
     Returns:
         ``{"json", "csv", "png"}`` -> path.
@@ -856,19 +959,37 @@ def write_report(
     Raises:
         OutputExistsError: a report file exists and ``overwrite`` is False (checked before writing anything),
             or ``out_dir`` is a file.
+        OutputWriteError: another spineseg run is writing into ``out_dir``; it is not writable; the disk is full.
     """
-    out_dir = Path(out_dir)
-    paths = {name.split(".")[-1]: out_dir / name for name in REPORT_FILES}
-    _claim_report_files(out_dir, paths.values(), overwrite)
-    paths["json"].write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n", encoding="utf-8")
-    columns = [f.name for f in fields(VertebraScore)]
-    with paths["csv"].open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns)
-        writer.writeheader()
-        for row in report.vertebrae:
-            writer.writerow({k: ("" if v is None else v) for k, v in _json_safe(asdict(row)).items()})
-    _write_bar_plot(report, paths["png"])
-    return paths
+    def write(folder: Path) -> None:
+        (folder / "evaluation.json").write_text(json.dumps(report.to_dict(), indent=2, allow_nan=False) + "\n",
+                                                encoding="utf-8")
+        columns = [f.name for f in fields(VertebraScore)]
+        with (folder / "evaluation.csv").open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            for row in report.vertebrae:
+                writer.writerow({k: ("" if v is None else v) for k, v in _json_safe(asdict(row)).items()})
+        _write_bar_plot(report, folder / "evaluation.png")
+
+    written = _write_together(out_dir, REPORT_FILES, overwrite, write)
+    return {name.split(".")[-1]: path for name, path in written.items()}
+
+
+def _plot_tags(report: EvaluationReport) -> list[str]:
+    """The words ``evaluation.png`` writes on each row's bars (``""``: none), as the summary counts them: "missed" for
+    a false negative and "false +" for a false positive (a level with no voxel overlapping a vertebra of the other
+    map; a level can be both), "mislabelled" for a level on one side only whose voxels the other map holds under
+    another label."""
+    negatives, positives = set(report.summary["false_negatives"]), set(report.summary["false_positives"])
+    tags = []
+    for r in report.vertebrae:
+        words = [word for word, counted in (("missed", r.name in negatives), ("false +", r.name in positives))
+                 if counted]
+        if not words and not (r.in_reference and r.in_prediction):
+            words = ["mislabelled"]
+        tags.append(", ".join(words))
+    return tags
 
 
 def _write_bar_plot(report: EvaluationReport, path: Path) -> None:
@@ -894,9 +1015,8 @@ def _write_bar_plot(report: EvaluationReport, path: Path) -> None:
     bottom.bar(x, assd_values, color="tab:orange")
     bottom.set_ylabel("ASSD (mm)")
     for axis in (top, bottom):
-        for i, r in enumerate(rows):
-            if not (r.in_reference and r.in_prediction):
-                tag = "missed" if r.in_reference else "false +"
+        for i, tag in enumerate(_plot_tags(report)):
+            if tag:
                 axis.text(i, 0.02, tag, transform=axis.get_xaxis_transform(), rotation=90, ha="center",
                           va="bottom", color="tab:red", fontsize=8)
     bottom.set_xticks(x)

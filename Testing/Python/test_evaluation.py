@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -239,6 +240,23 @@ def test_a_reference_with_no_vertebra_in_its_numbering_is_refused(reference_vers
         evaluate(reference_verse, empty)
 
 
+def test_a_ct_given_as_a_label_map_is_refused_not_scored(real_ct, real_ct_reference, tmp_path):
+    """The CT named in place of its label map (example_ct.nii.gz for example_ct_totalseg_vertebrae.nii.gz) with
+    --reference-convention totalseg was scored (audit 2026-12-07): its voxels of 27-50 HU, soft tissue, were read as
+    24 reference vertebrae C1-L5, mean Dice 0.000, exit 0; as the prediction, 24 predicted. A label map holds no
+    negative value; the CT (air at -1000 HU) is refused, in both places and against points."""
+    for prediction, reference in ((real_ct_reference, real_ct), (real_ct, real_ct_reference)):
+        what = "reference" if reference == real_ct else "prediction"
+        with pytest.raises(InputImageError, match=rf"the {what} holds negative values \(lowest -\d+\): it is an "
+                                                  rf"image, e\.g\. the CT in HU, not a label map \(labels are 0 or "
+                                                  rf"more\); give the {what}'s label map in its place"):
+            evaluate(prediction, reference, reference_convention="totalseg", prediction_convention="totalseg")
+    points = tmp_path / "ctd.json"
+    points.write_text(json.dumps([{"direction": ["L", "P", "S"]}, {"label": 20, "X": 60, "Y": 50, "Z": 50}]))
+    with pytest.raises(InputImageError, match="the prediction holds negative values"):
+        evaluate_points(real_ct, points, prediction_convention="totalseg")
+
+
 def test_floating_point_label_maps_are_rounded_not_truncated(reference_verse):
     """A map stored as floats a hair below its labels (20.9999 for 21, as a float resampling leaves them) was read
     one level low in training and as no vertebra in evaluation (audit 2026-12-06); values that are not near
@@ -295,6 +313,41 @@ def test_evaluate_output_folder_uses_vertebrae_json(
         evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg")
 
 
+def test_a_spineseg_result_given_as_the_reference_is_named(real_ct_image, reference_verse, tmp_path):
+    """The prediction and the reference in swapped order were scored without a word (audit 2026-12-07: the tptbox
+    crop's VerSe mask against the spineseg result: mean purity 0.893 instead of 0.846, completeness not scored). A
+    spineseg output folder as the reference is refused; its labels.nii.gz, when no person edited it and the
+    prediction is no spineseg result, gives a warning and a note; the prediction's own centroid file is refused."""
+    array = sitk.GetArrayFromImage(reference_verse)
+    vertebrae = [Vertebra(label=int(v), name=anatomy.vertebra_name(int(v)), complete=True, p_complete=0.5,
+                          p_label=0.5, label_regressed=float(v), centroid_ras_mm=[0.0, 0.0, 0.0], volume_mm3=0.0)
+                 for v in np.unique(array) if v]
+    run = tmp_path / "run"
+    write_outputs(SpineSegmentationResult(reference_verse, vertebrae), real_ct_image, run)
+    mask = tmp_path / "ct_seg-vert_msk.nii.gz"
+    sitk.WriteImage(reference_verse, str(mask))
+    with pytest.raises(InputImageError, match=r"the reference .*run is a spineseg output folder, a prediction: the "
+                                              r"prediction comes first .*\(spineseg evaluate PREDICTION REFERENCE\)"):
+        evaluate(mask, run)
+    with pytest.warns(UserWarning, match=r"the reference .*labels.nii.gz is a spineseg result .* no vertebra edited by "
+                                         r"a person\) and the prediction .*ct_seg-vert_msk.nii.gz is not: are the "
+                                         r"two in swapped order\?"):
+        swapped = evaluate(mask, run / "labels.nii.gz")
+    assert any("swapped order" in note for note in swapped.notes)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning: two spineseg results compared, or the right order
+        assert not any("swapped" in n for n in evaluate(run, run / "labels.nii.gz").notes)
+        assert not any("swapped" in n for n in evaluate(run, mask).notes)
+        document = json.loads((run / "vertebrae.json").read_text())
+        document["vertebrae"][0]["edited"] = True  # a result a person corrected: a reference
+        (run / "vertebrae.json").write_text(json.dumps(document))
+        assert not any("swapped" in n for n in evaluate(mask, run / "labels.nii.gz").notes)
+    for prediction in (run, run / "labels.nii.gz"):
+        with pytest.raises(InputImageError, match=r"the centroid file .*centroids_ctd.json is the prediction's own "
+                                                  r".*give the reference's centroid file"):
+            evaluate_points(prediction, run / "centroids_ctd.json")
+
+
 def test_false_positives_negatives_and_shifted_labels(reference_verse):
     array = sitk.GetArrayFromImage(reference_verse)
     pred = array.copy()
@@ -313,6 +366,30 @@ def test_false_positives_negatives_and_shifted_labels(reference_verse):
     s = report.summary
     assert s["n_matched"] == 8 and s["kappa_linear"] < 0.9
     assert s["identification_rate"] == pytest.approx(1 / 8)  # only the sacrum keeps its label
+
+
+def test_the_plot_tags_false_positives_and_negatives_as_the_summary_counts_them(reference_verse):
+    """evaluation.png wrote "false +" on every level only in the prediction and "missed" on every level only in the
+    reference (audit 2026-12-07: the tptbox crop's prediction, one level off, showed T12 and L1 "false +", L3 and L4
+    "missed" while the table and evaluation.json said false positives: none, false negatives: none). A level the other
+    map covers under another label is "mislabelled"; "missed" and "false +" are the summary's false negatives and
+    positives."""
+    from SpineSegmentationLib.evaluation import _plot_tags
+
+    array = sitk.GetArrayFromImage(reference_verse)
+    pred = np.where((array >= T12) & (array <= L5), array - 1, 0)  # T12..L5 labelled T11..L4: one level off
+    report = evaluate(image_like(pred, reference_verse), reference_verse)
+    # the reference's T11 sliver overlaps nothing: missed, though the prediction has a T11 (on the T12)
+    assert report.summary["false_negatives"] == ["T11"] and report.summary["false_positives"] == []
+    tags = dict(zip((r.name for r in report.vertebrae), _plot_tags(report)))
+    assert tags == {"T11": "missed", "T12": "", "L1": "", "L2": "", "L3": "", "L4": "", "L5": "mislabelled"}
+    pred[0:5, 0:5, 0:5] = 1  # a "C1" in a corner, overlapping nothing
+    pred[pred == L1] = 0  # the reference's L2 with nothing predicted on it
+    report = evaluate(image_like(pred, reference_verse), reference_verse)
+    assert report.summary["false_negatives"] == ["T11", "L2"] and report.summary["false_positives"] == ["C1"]
+    tags = dict(zip((r.name for r in report.vertebrae), _plot_tags(report)))
+    assert tags == {"C1": "false +", "T11": "missed", "T12": "", "L1": "mislabelled", "L2": "missed", "L3": "",
+                    "L4": "", "L5": "mislabelled"}
 
 
 def test_a_prediction_on_a_smaller_grid_is_scored_on_the_whole_reference(reference_verse):
@@ -420,6 +497,29 @@ def test_evaluate_input_errors(real_ct_reference, tmp_path):
             read_ctd(tmp_path / "ctd.json", sitk.ReadImage(str(real_ct_reference)))
 
 
+def test_the_command_refuses_an_earlier_report_before_the_work(real_ct_reference, tmp_path, capsys):
+    """spineseg evaluate -o into a folder with an earlier report scored both maps and printed the whole table before
+    it said the report exists (audit 2026-12-07); it is refused first, in both modes, and scores with --overwrite."""
+    from SpineSegmentationLib.cli import main
+    from SpineSegmentationLib.outputs.centroids import write_ctd
+
+    folder = tmp_path / "eval"
+    folder.mkdir()
+    ctd = tmp_path / "reference_ctd.json"
+    (folder / "evaluation.json").write_text("{}")
+    (folder / "evaluation_points.json").write_text("{}")
+    labels = sitk.ReadImage(str(real_ct_reference))
+    write_ctd(image_like(anatomy.to_verse(sitk.GetArrayFromImage(labels), "totalseg"), labels), ctd)
+    for reference in (str(real_ct_reference), str(ctd)):
+        argv = ["evaluate", str(real_ct_reference), reference, "--prediction-convention", "totalseg",
+                "--reference-convention", "totalseg", "-o", str(folder)]
+        assert main(argv) == 2
+        out, err = capsys.readouterr()
+        assert out == "" and "already exists and would be overwritten; pass --overwrite" in err
+        assert main(argv + ["--overwrite"]) == 0
+        assert "written:" in capsys.readouterr().out
+
+
 def test_write_report(reference_verse, tmp_path):
     array = sitk.GetArrayFromImage(reference_verse)
     pred = np.where(array == L1, 0, array)
@@ -440,6 +540,35 @@ def test_write_report(reference_verse, tmp_path):
         write_report(report, tmp_path / "eval")
     assert paths["json"].read_bytes() == before
     write_report(report, tmp_path / "eval", overwrite=True)
+
+
+def test_a_report_interrupted_while_written_leaves_the_folder_as_it_was(reference_verse, tmp_path, monkeypatch):
+    """The three report files were written one after the other (audit 2026-12-07): Ctrl-C or a failure while the plot
+    was drawn (the longest step) left the new evaluation.json and .csv beside the earlier evaluation.png (with
+    --overwrite: a report of two evaluations), or, in a new folder, a half report that made the next run ask for
+    --overwrite. They appear together or not at all, as spineseg segment's outputs."""
+    from SpineSegmentationLib import evaluation
+
+    array = sitk.GetArrayFromImage(reference_verse)
+    first = evaluate(reference_verse, reference_verse)
+    second = evaluate(image_like(np.where(array == L1, 0, array), reference_verse), reference_verse)
+    folder = tmp_path / "eval"
+    write_report(first, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def interrupted(report, path):  # Ctrl-C while the plot is drawn
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(evaluation, "_write_bar_plot", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_report(second, folder, overwrite=True)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before  # the earlier report, whole
+    with pytest.raises(KeyboardInterrupt):
+        write_report(second, tmp_path / "new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["eval"]  # no half report, no temporary folder left
+    monkeypatch.undo()
+    write_report(second, tmp_path / "new")  # no --overwrite needed: nothing was left
+    assert json.loads((tmp_path / "new" / "evaluation.json").read_text())["summary"]["false_negatives"] == ["L1"]
 
 
 def test_the_sacrum_is_not_scored_by_default(real_ct_reference):
