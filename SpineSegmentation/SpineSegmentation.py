@@ -11,6 +11,7 @@ import importlib.util
 import logging
 import math
 import sys
+import traceback
 import unittest
 from collections.abc import Sequence
 from pathlib import Path
@@ -161,6 +162,18 @@ def vertebraRowCells(name: str, complete: bool, pLabel: float, volumeCm3: float)
     without one (drawn by hand; it showed "nan")."""
     confidence = "-" if math.isnan(pLabel) else f"{pLabel:.2f}"
     return [name, _("yes") if complete else _("INCOMPLETE"), confidence, f"{volumeCm3:.1f}"]
+
+
+def defaultInputVolume(scene):
+    """The CT volume selected when the module is opened with none selected: the first node of ``scene`` that the CT
+    selector lists, or None. The selector (``.ui``: node type ``vtkMRMLScalarVolumeNode``, ``showChildNodeTypes``
+    false) lists the nodes of exactly that class that are not hidden from editors (``qMRMLSortFilterProxyModel.cxx``,
+    v5.6.2-v5.10.0); labelmaps, RGB images (``vtkMRMLVectorVolumeNode``) and diffusion volumes are subclasses of it.
+    One of those, or a hidden volume, was selected before: the selector showed no CT while Apply ran on that node."""
+    volumes = (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
+               for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
+    return next((node for node in volumes
+                 if node.GetClassName() == "vtkMRMLScalarVolumeNode" and not node.GetHideFromEditors()), None)
 
 
 def placedPoint(pointList) -> Optional[list[float]]:
@@ -359,7 +372,14 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._pendingRenames: list[str] = []  # renamed segments, applied once the event reporting them has returned
         self._refreshPending = False  # segments were added or removed: the table is refilled (_onSegmentAddedOrRemoved)
         self._installing = False  # packages are being installed (pip_install processes GUI events meanwhile)
+        self._sceneImported = False  # a scene was imported in the batch that is ending (_onSceneBatchEnded)
         self._pointListObserved = None  # the point list whose points "Segment from point" follows (_followPointList)
+        # The observers of the followed segmentation (node and vtkSegmentation) and of the point list, each set in an
+        # observation table of its own that is emptied to stop: VTKObservationMixin.removeObserver keeps the object
+        # as a key of its table (Base/Python/slicer/util.py, v5.6.2-v5.10.0), so every segmentation and point list
+        # the widget had followed stayed in memory until the widget was destroyed; removeObservers() lets go of them.
+        self._segmentationObservations = VTKObservationMixin()
+        self._pointListObservations = VTKObservationMixin()
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -385,6 +405,9 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.vertebraTable.connect("cellClicked(int,int)", self.onVertebraClicked)
         self._setupCorrections()
+        # the extra height of the panel, below the Corrections section (a stretch factor takes it before the expanding
+        # .ui widget, QBoxLayout): a spacer at the end of the .ui put Corrections at the panel's bottom, apart
+        self.layout.addStretch(1)
 
         self.initializeParameterNode()
 
@@ -393,10 +416,15 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._cancelRun()
         if self.logic is not None:
             self.logic.correctionLogic.tracker.stop()  # removes its observer of the segmentation
+            # the deep copy of a segmentation Undo held: the widget made on Reload has a logic of its own, and this
+            # one stays alive (its hidden widgets keep their connections), so no control could use it any more
+            self.logic.correctionLogic.undo.clear()
         if self._parameterNode:  # the node outlives this widget (Reload makes a new one): unbind these widgets
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
         self.removeObservers()
+        self._segmentationObservations.removeObservers()
+        self._pointListObservations.removeObservers()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -429,11 +457,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         if not self._parameterNode.inputVolume:
-            scene = slicer.mrmlScene
-            volumes = (scene.GetNthNodeByClass(i, "vtkMRMLScalarVolumeNode")
-                       for i in range(scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode")))
-            firstVolumeNode = next((node for node in volumes if not node.IsA("vtkMRMLLabelMapVolumeNode")), None)
-            if firstVolumeNode:  # the first CT; labelmaps are scalar volumes too, but the selector hides them
+            firstVolumeNode = defaultInputVolume(slicer.mrmlScene)
+            if firstVolumeNode:
                 self._parameterNode.inputVolume = firstVolumeNode
 
     def setParameterNode(self, inputParameterNode: Optional[SpineSegmentationParameterNode]) -> None:
@@ -581,6 +606,14 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         except (SegmentationProcessError, ValueError) as error:
             self.ui.statusLabel.text = _("Segmentation failed; see the error message.")
             slicer.util.errorDisplay(_("Segmentation failed:") + f"\n{error}")
+        except Exception as error:
+            # anything else (memory running out in the import, a defect): said, not only printed to the console by
+            # the timer's slot; a run still going is stopped (it would fail at every tick), then the error is raised on
+            self._cancelRun()
+            self.ui.statusLabel.text = _("Segmentation failed unexpectedly; see the error message.")
+            slicer.util.errorDisplay(_("Segmentation failed unexpectedly:") + f"\n{type(error).__name__}: {error}",
+                                     detailedText=traceback.format_exc())
+            raise
         finally:
             if not control.running:
                 self._pollTimer.stop()
@@ -613,7 +646,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         lines = [results.message] if results.message else []
         lines.append(_("{count} vertebrae.").format(count=len(results.vertebrae)))
         if results.incomplete:
-            lines.append(_("Incomplete (cut by the image border): {names}.").format(names=", ".join(results.incomplete)))
+            lines.append(_("Incomplete (cut by the image border): {names}.").format(
+                names=", ".join(results.incomplete)))
         lines += results.warnings
         self.ui.statusLabel.text = "\n".join(lines)
         self._refreshAlternatives(results.segmentation_node)
@@ -708,8 +742,9 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         # "Segment from point" follows the point list: made, loaded or deleted (scene), points placed or removed
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeAddedEvent, self._onNodeAddedOrRemoved)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.NodeRemovedEvent, self._onNodeAddedOrRemoved)
-        # a scene loaded, imported or batch-processed: once at its end (EndImportEvent comes right before it when the
-        # import was not inside another batch; EndCloseEvent is onSceneEndClose's)
+        # a scene loaded, imported or batch-processed: once at its end (EndImportEvent comes before it: right before
+        # when the import was not inside another batch; EndCloseEvent is onSceneEndClose's)
+        self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndImportEvent, self._onSceneImported)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndBatchProcessEvent, self._onSceneBatchEnded)
 
     @vtk.calldata_type(vtk.VTK_OBJECT)
@@ -720,8 +755,23 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if node is not None and (node.IsA("vtkMRMLMarkupsNode") or node.IsA("vtkMRMLSegmentationNode")):
             self._updateCorrectionControls()  # the point list made or deleted, or the segmentation Undo belongs to
 
+    def _onSceneImported(self, caller, event) -> None:
+        self._sceneImported = True  # the parameter node is read anew at the end of the batch (_onSceneBatchEnded)
+
     def _onSceneBatchEnded(self, caller, event) -> None:
         self._updateCorrectionControls()  # the nodes added or removed meanwhile (_onNodeAddedOrRemoved skipped them)
+        imported, self._sceneImported = self._sceneImported, False
+        if imported:
+            # An import (a scene loaded) copies the saved parameter node into the module's; its node references
+            # change without ModifiedEvent (vtkMRMLNode::CopyReferences, vtkMRMLNode.cxx v5.6.2-v5.10.0), and Slicer's
+            # wrapper keeps the node parameters it read before (_CachedParameterWrapper, parameterNodeWrapper/
+            # wrapper.py): a new wrapper reads them, once the node selectors have taken the new nodes (their scene
+            # model is rebuilt at this event, qMRMLSceneModel::onMRMLSceneEndBatchProcess).
+            qt.QTimer.singleShot(0, self._readParameterNodeAgain)
+
+    def _readParameterNodeAgain(self) -> None:
+        if self._parameterNode is not None and self.parent.isEntered:  # not shown: enter() reads it
+            self.initializeParameterNode()  # the selectors, the vertebra table and the controls follow (_checkCanApply)
 
     def _onPointListModified(self, caller, event) -> None:
         self._updateCorrectionControls()
@@ -737,11 +787,10 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             # ModifiedEvent)
             events = (slicer.vtkMRMLMarkupsNode.PointAddedEvent, slicer.vtkMRMLMarkupsNode.PointRemovedEvent,
                       slicer.vtkMRMLMarkupsNode.PointModifiedEvent)
+            self._pointListObservations.removeObservers()  # and lets go of the earlier list (deleted, or scene closed)
             for event in events:
-                if self._pointListObserved is not None:
-                    self.removeObserver(self._pointListObserved, event, self._onPointListModified)
                 if node is not None:
-                    self.addObserver(node, event, self._onPointListModified)
+                    self._pointListObservations.addObserver(node, event, self._onPointListModified)
             self._pointListObserved = node
         return node
 
@@ -883,26 +932,23 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if segmentationNode is not None:  # earlier ones stay tracked until the scene closes
             self.logic.correctionLogic.tracker.observe(segmentationNode)
         replaced = slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent
-        if self._followedNode is not None:
-            self.removeObserver(self._followedNode, replaced, self._onSegmentationReplaced)
+        observations = self._segmentationObservations
+        observations.removeObservers()  # of the node and vtkSegmentation followed so far, and lets go of both
         self._followedNode = segmentationNode
         if segmentationNode is not None:
-            self.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)
+            observations.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)
         # a vertebra deleted or added (Segment Editor, or its Undo): the table, alternatives and controls follow;
         # vtkSegmentation.cxx invokes both with the segment ID at v5.6.2-v5.10.0 (the node forwards them, but only
         # once, without the ID, at the end of a StartModify/EndModify block)
         segmentEvents = ((slicer.vtkSegmentation.SegmentModified, self._onSegmentModified),
                          (slicer.vtkSegmentation.SegmentAdded, self._onSegmentAddedOrRemoved),
                          (slicer.vtkSegmentation.SegmentRemoved, self._onSegmentAddedOrRemoved))
-        if self._renameObserved is not None:
-            for event, method in segmentEvents:
-                self.removeObserver(self._renameObserved, event, method)
         self._renameObserved = segmentationNode.GetSegmentation() if segmentationNode is not None else None
         self._pendingRenames = []
         self._rememberNames()
         if self._renameObserved is not None:
             for event, method in segmentEvents:
-                self.addObserver(self._renameObserved, event, method)
+                observations.addObserver(self._renameObserved, event, method)
 
     def _onSegmentationReplaced(self, caller, event) -> None:
         """The followed node holds another vtkSegmentation object (the old one is no longer shown or edited):

@@ -35,12 +35,16 @@ METHODS: dict[str, tuple[str, str]] = {
     "NodeAddedEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "NodeRemovedEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "EndBatchProcessEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
+    # a scene imported: the widget reads its parameter node anew at the batch's end (references copied unmodified)
+    "EndImportEvent": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     "IsBatchProcessing": ("vtkMRMLScene", MRML + "vtkMRMLScene.h"),
     # vtkMRMLNode and subclasses
     "GetID": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
     "GetName": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
     "SetName": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
     "GetScene": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
+    # the CT selector does not list a node hidden from editors (qMRMLSortFilterProxyModel.cxx): not a default CT
+    "GetHideFromEditors": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
     "GetNodeReference": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
     "SetNodeReferenceID": ("vtkMRMLNode", MRML + "vtkMRMLNode.h"),
     "GetDisplayNode": ("vtkMRMLDisplayableNode", MRML + "vtkMRMLDisplayableNode.h"),
@@ -214,6 +218,7 @@ SLICER_NAMESPACE: dict[str, str] = {
 QT_METHODS: dict[str, str] = {
     "addItem": "QComboBox, QListWidget",
     "addRow": "QFormLayout",
+    "addStretch": "QBoxLayout (the module panel's layout, below the Corrections section)",
     "addWidget": "QHBoxLayout, QVBoxLayout",
     "clear": "QListWidget",
     "connect": "QObject (PythonQt signal connection)",

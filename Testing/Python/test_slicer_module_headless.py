@@ -706,8 +706,9 @@ def test_the_widget_follows_a_node_given_another_segmentation_object(module):
     assert "SegmentationChangedEvent" in _observed_events(module, "_follow", "slicer.vtkMRMLSegmentationNode")
     assert slicer.vtkMRMLSegmentationNode.SegmentationChangedEvent > 0  # declared by the real class
     follow = _widget_source(module, "_follow")
-    assert "self.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)" in follow
-    assert "self.removeObserver(self._followedNode, replaced, self._onSegmentationReplaced)" in follow
+    # (run on real nodes in test_the_widget_lets_go_of_the_segmentations_and_point_lists_it_stops_watching)
+    assert "observations.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)" in follow
+    assert "observations.removeObservers()" in follow
     replaced = _widget_source(module, "_onSegmentationReplaced")
     assert "self._follow(caller)" in replaced and "self._refreshFromSegments" not in replaced
     # each item of a sequence playback: the table is refilled once the change has ended (coalesced, singleShot), and
@@ -723,6 +724,8 @@ class _ControlUpdates:
 
     def __init__(self) -> None:
         self.updates = 0
+        self._sceneImported = False
+        self._parameterNode = None  # the module not opened yet: an import only updates the controls
 
     def _updateCorrectionControls(self) -> None:
         self.updates += 1
@@ -763,3 +766,205 @@ def test_the_correction_controls_are_updated_once_per_scene_load_not_once_per_no
     finally:
         for tag in tags:
             scene.RemoveObserver(tag)
+
+
+def _note_deletion(obj, name: str, deleted: list) -> None:
+    """Append ``name`` to ``deleted`` when the VTK object ``obj`` is freed (its ``DeleteEvent``; an MRML node
+    invokes it twice)."""
+    obj.AddObserver(vtk.vtkCommand.DeleteEvent, lambda caller, event: deleted.append(name))
+
+
+def test_the_widget_lets_go_of_the_segmentations_and_point_lists_it_stops_watching(module):
+    """``VTKObservationMixin.removeObserver`` removes the observer but keeps the observed object as a key of its
+    table (``Base/Python/slicer/util.py`` at v5.6.2, v5.8.1 and v5.10.0; the ``slicer-core`` copy used here is the
+    same), so every segmentation node, vtkSegmentation (its label maps and closed surfaces) and point list the widget
+    had followed stayed in memory after it was deleted or its scene closed, until the widget was destroyed. The
+    real widget class (its ``__init__`` makes no Qt object) follows real nodes here: a node, the vtkSegmentation a
+    sequence browser replaces in it, and a point list, each freed once the scene and the widget let go of it."""
+    import gc
+
+    import slicer
+
+    scene = slicer.mrmlScene
+    widget = module.SpineSegmentationWidget()
+    widget.logic = module.SpineSegmentationLogic()
+    deleted: list[str] = []
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "followed")
+    _note_deletion(node, "node", deleted)
+    _note_deletion(node.GetSegmentation(), "first segmentation", deleted)
+    widget._follow(node)
+    node.SetAndObserveSegmentation(slicer.vtkSegmentation())  # a sequence browser's next item: followed there
+    assert widget._renameObserved is node.GetSegmentation()
+    gc.collect()
+    assert deleted == ["first segmentation"]
+    _note_deletion(node.GetSegmentation(), "second segmentation", deleted)
+    widget._follow(None)  # another output selected, or the scene closes (onSceneStartClose)
+    widget.logic.correctionLogic.tracker.stop()  # what the scene close does too
+    scene.RemoveNode(node)
+    del node
+    gc.collect()
+    assert set(deleted) == {"first segmentation", "node", "second segmentation"}
+
+    points = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", module.POINT_LIST_NAME)
+    _note_deletion(points, "point list", deleted)
+    assert widget._followPointList() is points
+    scene.RemoveNode(points)
+    assert widget._followPointList() is None  # the widget's next update after the node was removed
+    del points
+    gc.collect()
+    assert "point list" in deleted
+
+
+def test_the_default_ct_is_a_volume_the_ct_selector_lists(module):
+    """On entry the widget selects the first scalar volume as the CT when none is selected. It skipped labelmaps
+    only, while the CT selector lists the nodes of class ``vtkMRMLScalarVolumeNode`` itself that are not hidden
+    (``.ui``: ``showChildNodeTypes`` false; ``qMRMLSortFilterProxyModel.cxx`` at v5.6.2-v5.10.0): an RGB image
+    loaded first (``vtkMRMLVectorVolumeNode``, a subclass, e.g. a DICOM study's dose report) or a hidden volume was
+    selected, the selector showed no CT, and Apply ran on that node. Real MRML nodes of those classes."""
+    import slicer
+
+    scene = slicer.mrmlScene
+    scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "labels")
+    scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode", "dose report (RGB)")
+    scene.AddNewNodeByClass("vtkMRMLDiffusionWeightedVolumeNode", "DWI")
+    hidden = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "a module's hidden volume")
+    hidden.SetHideFromEditors(True)
+    assert module.defaultInputVolume(scene) is None  # nothing the selector lists: no CT is selected
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    assert module.defaultInputVolume(scene) is ct
+    assert "defaultInputVolume(slicer.mrmlScene)" in _widget_source(module, "initializeParameterNode")
+
+
+def test_the_parameter_node_is_read_anew_when_a_scene_was_imported_while_the_module_is_shown(module, tmp_path,
+                                                                                             monkeypatch):
+    """Loading a saved scene while the module is shown (File > Load scene: ``vtkMRMLScene::Connect``; the module's
+    singleton parameter node is kept and read at ``EndCloseEvent``) copies the saved parameter node into it: its
+    node references change without a ``ModifiedEvent`` (``vtkMRMLNode::CopyReferences``, ``vtkMRMLNode.cxx`` at
+    v5.6.2-v5.10.0; a parameter that differs modifies it, but before the nodes saved after it are in the scene).
+    Slicer's parameter node wrapper reads a node parameter when the node is modified and keeps
+    that value (``_CachedParameterWrapper``, ``Base/Python/slicer/parameterNodeWrapper/wrapper.py`` at
+    v5.6.2-v5.10.0), so the widget's wrapper kept the CT and output segmentation of the closed scene (None): the
+    saved result was not shown in the vertebra table. The widget reads the parameter node anew
+    (``initializeParameterNode``) once an import has ended, while the module is shown; a batch without import only
+    updates the controls. A real scene saved and loaded with ``slicer-core``."""
+    import slicer
+
+    scene = slicer.mrmlScene
+    scene.SetRootDirectory(str(tmp_path))
+    parameters = module.SpineSegmentationLogic().getParameterNode()  # the module opened first, then Apply
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    node.GetSegmentation().AddEmptySegment("", "L3")
+    parameters.outputSegmentation = node
+    node.AddDefaultStorageNode()
+    node.GetStorageNode().SetFileName(str(tmp_path / "result.seg.nrrd"))
+    assert node.GetStorageNode().WriteData(node)
+    scene.SetURL(str(tmp_path / "scene.mrml"))
+    assert scene.Commit()
+
+    loaded = slicer.vtkMRMLScene()  # the application's scene after its close: the module's singleton node only
+    monkeypatch.setattr(slicer, "mrmlScene", loaded)
+    singleton = module.SpineSegmentationLogic().getParameterNode().parameterNode
+    modified = []  # when a wrapper reads the node parameters again (and caches them)
+    singleton.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda caller, event: modified.append(event))
+    assert singleton.GetNodeReference("outputSegmentation") is None  # what the wrapper read at EndCloseEvent
+    widget = module.SpineSegmentationWidget()
+    widget.parent = types.SimpleNamespace(isEntered=True)
+    widget._parameterNode = object()  # set: the module is shown with its parameter node
+    calls, later = [], []
+    widget.initializeParameterNode = lambda: calls.append("read anew")
+    widget._updateCorrectionControls = lambda: calls.append("controls")
+    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
+                        raising=False)  # Qt's event loop: what runs once the scene's events have returned
+
+    def runLater():
+        while later:
+            later.pop(0)()
+
+    tags = [loaded.AddObserver(loaded.EndImportEvent, widget._onSceneImported),
+            loaded.AddObserver(loaded.EndBatchProcessEvent, widget._onSceneBatchEnded)]
+    loaded.SetURL(str(tmp_path / "scene.mrml"))
+    assert loaded.Connect()
+    assert modified == []  # its references changed without ModifiedEvent: a wrapper kept None
+    assert singleton.GetNodeReference("outputSegmentation").GetName() == "result"  # what it reads anew
+    assert calls == ["controls"]  # at the end of the batch; read anew after it (the selectors have the nodes)
+    runLater()
+    assert calls == ["controls", "read anew"]
+    loaded.StartState(loaded.BatchProcessState)  # a batch without import (e.g. many nodes removed)
+    loaded.EndState(loaded.BatchProcessState)
+    runLater()
+    assert calls == ["controls", "read anew", "controls"]
+    loaded.Import()
+    widget.parent.isEntered = False  # left before the deferred read: enter() reads it
+    runLater()
+    assert calls == ["controls", "read anew", "controls", "controls"]
+    for tag in tags:
+        loaded.RemoveObserver(tag)
+
+
+@pytest.mark.parametrize("failure", ["import", "progress"])
+def test_an_unexpected_error_while_a_run_is_polled_is_shown_and_stops_the_run(module, monkeypatch, tmp_path, failure):
+    """The widget's poll timer told the person only of the run's own failures (process error, cancel, a refused
+    output folder: ``ValueError``). Any other error, e.g. memory running out while the result is imported, left
+    the status line empty and the run simply ended without a word (the traceback went to the Python console only);
+    one raised while a progress line was shown recurred at every tick while the process went on. Now it is shown
+    (status line and error dialog, the traceback in its details), the run is stopped, and it is raised on for the
+    console. The real widget method and run control on a real child process; the widget's Qt parts stand in."""
+    import sys
+
+    from SpineSegmentationModuleLib.logic import SegmentationRun
+    from SpineSegmentationModuleLib.run_control import RunControl
+    from SpineSegmentationModuleLib.runner import ProcessRunner
+
+    widget = module.SpineSegmentationWidget()
+    widget.ui = types.SimpleNamespace(statusLabel=types.SimpleNamespace(text=""))
+    stopped, running, shown = [], [], []
+    widget._pollTimer = types.SimpleNamespace(stop=lambda: stopped.append(True))
+    widget._setRunning = running.append
+    monkeypatch.setattr(module.slicer.util, "errorDisplay", lambda text, **kwargs: shown.append((text, kwargs)))
+    error = MemoryError("no memory left for the label map") if failure == "import" else RuntimeError("no bar")
+    if failure == "import":
+        code = "print('done')"
+    else:
+        code = ("import json, time; print(json.dumps({'stage': 'traversal', 'fraction': 0.5, 'vertebra': 2}), "
+                "flush=True); time.sleep(60)")
+
+    def fail(*args):
+        raise error
+
+    widget._onProgress = fail  # a progress line that cannot be shown
+    work = tmp_path / "work"
+    work.mkdir()
+    control = widget._runControl = RunControl()
+    control.start(lambda: SegmentationRun(ProcessRunner(), [sys.executable, "-c", code], None, str(tmp_path), work,
+                                          tmp_path / "out"), fail)
+    run = control.run
+    deadline = time.monotonic() + 30
+    with pytest.raises(type(error)):
+        while time.monotonic() < deadline:
+            widget._onPollTimer()
+            time.sleep(0.05)
+    assert not control.running and not run.running and not work.exists()  # stopped (killed), not polled again
+    assert stopped and running[-1] is False
+    assert len(shown) == 1 and str(error) in shown[0][0] and type(error).__name__ in shown[0][1]["detailedText"]
+    assert widget.ui.statusLabel.text == "Segmentation failed unexpectedly; see the error message."
+
+
+def test_reload_lets_go_of_the_undo_copy(module):
+    """Reload (and the application's exit) call the widget's ``cleanup`` and make a new widget with a new logic
+    (``slicer.util.reloadScriptedModule``, ``Base/Python/slicer/util.py`` at v5.6.2-v5.10.0); the old widget stays
+    alive (its hidden Qt widgets keep their connections to its methods), and with it the deep copy of a whole
+    segmentation that its one-step undo held, which no control can reach any more. ``cleanup`` now lets go of it.
+    The real widget class and a real correction on a real segmentation node."""
+    import slicer
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    scene = slicer.mrmlScene
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3")).SetTag(LABEL_TAG, "22")
+    widget = module.SpineSegmentationWidget()
+    widget.logic = module.SpineSegmentationLogic()
+    undo = widget.logic.correctionLogic.undo
+    widget.logic.correctionLogic.setCompleteness(node, node.GetSegmentation().GetNthSegmentID(0), False)
+    assert undo.available_for(node)
+    widget.cleanup()  # nothing runs and no parameter node is set: no Qt object is touched
+    assert not undo.available and undo.node is None

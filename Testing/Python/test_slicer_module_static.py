@@ -368,3 +368,18 @@ def test_transitional_vertebrae_use_generic_vertebra_with_region(name, region):
     assert term.region[:2] == ("SCT", region)
     entry = slicer_terminology_entry(anatomy.verse_label(name))
     assert entry.endswith(f"~Anatomic codes - DICOM master list~SCT^{region}^{term.region[2]}~^^")
+
+
+def test_the_corrections_section_follows_the_vertebra_table_without_a_gap():
+    """The ``.ui`` ended in a vertical spacer, as Slicer's scripted-module template does, but the widget adds its
+    Corrections section to the module panel after the ``.ui`` widget: the spacer (and the table) make that widget
+    grow to the panel's height (an expanding item of its layout lets a widget of the default ``Preferred`` policy
+    grow, Qt 5.15 ``QWidgetItem::expandingDirections``), so Corrections sat at the panel's bottom, apart from the
+    table. A stretch after the Corrections section takes the extra height instead (an item with a stretch factor
+    takes it before expanding items without one, ``QBoxLayout``). Qt cannot run here: the ``.ui`` and the source."""
+    top = ET.parse(UI_FILE).getroot().find("widget").find("layout")
+    assert [item[0].tag for item in top.findall("item")][-1] == "widget"  # no spacer at the end of the .ui
+    setup = ast.unparse(_widget_method("setup"))
+    order = [setup.index(s) for s in ("self.layout.addWidget(uiWidget)", "self._setupCorrections()",
+                                      "self.layout.addStretch(1)")]
+    assert order == sorted(order)
