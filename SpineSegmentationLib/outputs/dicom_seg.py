@@ -24,8 +24,12 @@ normal are the label map's slices). The SEG's patient and study attributes are t
 lacks (Patient Name, ID, Birth Date, Sex, Accession Number, Study ID, Date, Time, Referring Physician's Name, which
 exports often drop) is present and empty in the SEG, and so is one whose value highdicom refuses as not valid DICOM
 (a Patient's Sex other than M, F, O, such as "U"; a birth date, study date or time not in DICOM DA/TM form, such as
-"2022-12-08" or "12.30"; a multi-valued name), with a warning naming the attribute and its value; the source files
-are unchanged. Otherwise (a NIfTI/NRRD/MHA input, or an anonymised series whose UIDs were removed) the SEG
+"2022-12-08" or "12.30"; a multi-valued name), with a warning naming the attribute and its value; a Patient's
+Sex in lower case or with spaces ("m") is copied in DICOM's spelling ("M"), with a warning; the source files
+are unchanged. The SEG's Specific Character Set is the source's where highdicom takes it, else ISO_IR 192 (UTF-8:
+a source without one, a Japanese ``\\ISO 2022 IR 87``), so the patient's name keeps its characters; a SEG made
+from a non-DICOM input is UTF-8 too. Its frames' Slice Thickness is the source's, or the slice spacing where the
+source's slices have none. Otherwise (a NIfTI/NRRD/MHA input, or an anonymised series whose UIDs were removed) the SEG
 **references no series**: it gets a new study and, unless the anonymised series keeps one, a new Frame of Reference
 UID, and says so in its ``ContentDescription``. So does a series with its UIDs but without one Frame of Reference
 UID (0020,0052) shared by every slice, e.g. slices written by SimpleITK: its SEG keeps the series' study, gets a new
@@ -272,42 +276,86 @@ def _refused_by_highdicom(keyword: str, value) -> Optional[str]:
     return None
 
 
+def _recoded(keyword: str, value) -> Optional[str]:
+    """The valid DICOM value that ``value`` of ``keyword`` spells in another case or with spaces, else None: a
+    Patient's Sex "m", "f", "o" or " M" is "M", "F", "O" (DICOM's code string is upper case, PS3.5 6.2; highdicom
+    refuses the others)."""
+    if keyword == "PatientSex" and isinstance(value, str) and value.strip().upper() in ("M", "F", "O"):
+        return value.strip().upper()
+    return None
+
+
 def _for_highdicom(source) -> tuple:
-    """(dataset, refused) for highdicom: ``dataset`` is ``source`` where highdicom takes every attribute of
-    :data:`_PATIENT_STUDY_TYPE2` as it is, else a copy of it in which each one ``source`` lacks or whose value
-    highdicom refuses (:func:`_refused_by_highdicom`) is present and empty (as DICOM allows for type 2);
-    ``refused`` is ``{(keyword, value as text): highdicom's reason}`` of the values left out. ``source`` itself is
-    not changed; the values highdicom takes are copied as they are."""
+    """(dataset, changed) for highdicom: ``dataset`` is ``source`` where highdicom takes every attribute of
+    :data:`_PATIENT_STUDY_TYPE2` as it is, else a copy of it in which each one ``source`` lacks is present and
+    empty (as DICOM allows for type 2), and each one whose value highdicom refuses (:func:`_refused_by_highdicom`)
+    holds the same value in DICOM's spelling (:func:`_recoded`: Patient's Sex "m" -> "M") or, where there is none,
+    is empty; ``changed`` is ``{(keyword, value as text): (value in the SEG, highdicom's reason)}`` of the values
+    replaced. ``source`` itself is not changed; the values highdicom takes are copied as they are."""
     missing = [keyword for keyword in _PATIENT_STUDY_TYPE2 if keyword not in source]
-    refused = {}
+    changed = {}
     for keyword in _PATIENT_STUDY_TYPE2:
         if keyword in source:
-            reason = _refused_by_highdicom(keyword, source[keyword].value)
+            value = source[keyword].value
+            reason = _refused_by_highdicom(keyword, value)
             if reason:
-                refused[(keyword, str(source[keyword].value))] = reason
-    if not missing and not refused:
+                changed[(keyword, str(value))] = (_recoded(keyword, value) or "", reason)
+    if not missing and not changed:
         return source, {}
     completed = copy.deepcopy(source)  # a header only (read without pixel data)
-    for keyword in missing + [keyword for keyword, _ in refused]:
+    for keyword in missing:
         setattr(completed, keyword, "")
-    return completed, refused
+    for (keyword, _), (value, _) in changed.items():
+        setattr(completed, keyword, value)
+    return completed, changed
 
 
-def _warn_refused(refused: dict) -> None:
-    """One warning per refused (attribute, value) of :func:`_for_highdicom`."""
-    for (keyword, value), reason in refused.items():
-        _log.warning("%s of the source DICOM series is '%s', which is not valid DICOM (%s); %s has %s empty (the "
-                     "series' files are unchanged)", keyword, value, reason, DICOM_SEG_FILE, keyword)
+def _warn_refused(changed: dict) -> None:
+    """One warning per replaced (attribute, value) of :func:`_for_highdicom`."""
+    for (keyword, value), (replacement, reason) in changed.items():
+        held = f"'{replacement}', DICOM's spelling of it" if replacement else "empty"
+        _log.warning("%s of the source DICOM series is '%s', which is not valid DICOM (%s); %s has %s %s (the "
+                     "series' files are unchanged)", keyword, value, reason, DICOM_SEG_FILE, keyword, held)
 
 
-def _highdicom_sources(sources: Sequence) -> list:
-    """The source instances as highdicom gets them (:func:`_for_highdicom`), each value left out warned once."""
+def _highdicom_sources(sources: Sequence, slice_spacing: float, multiframe: bool) -> list:
+    """The source instances as highdicom gets them (:func:`_for_highdicom`), each value replaced warned once.
+
+    A slice without a Slice Thickness (0018,0050) value (type 2 in the CT Image module: empty, or dropped by an
+    export) is given as a copy with ``slice_spacing`` (mm, the distance between the label map's slices) as its
+    thickness: highdicom 0.28 reads the attribute of every single-frame source (``image.py``,
+    ``_get_pixel_measures_sequence``: the run ended with "internal error (AttributeError)" where it was missing) and
+    leaves the SEG's frames without a thickness where it is empty. The SEG made without a source series does the
+    same (:func:`_standalone_source`). A multi-frame source has its thickness in its functional groups."""
     prepared = [_for_highdicom(ds) for ds in sources]
-    refused = {}
+    changed = {}
     for _, each in prepared:
-        refused.update(each)
-    _warn_refused(refused)
-    return [ds for ds, _ in prepared]
+        changed.update(each)
+    _warn_refused(changed)
+    given = [ds for ds, _ in prepared]
+    if not multiframe:
+        for k, ds in enumerate(given):
+            if ds.get("SliceThickness") in (None, ""):
+                if ds is sources[k]:  # not yet a copy (a header only): the source as read stays unchanged
+                    ds = given[k] = copy.deepcopy(ds)
+                ds.SliceThickness = float(slice_spacing)
+    return given
+
+
+def _character_set(source) -> str:
+    """The SEG's Specific Character Set (0008,0005): the source's where it is one character set that highdicom takes
+    (``ISO_IR 100``, ``ISO_IR 192``, ``GB18030``, ...), else ``ISO_IR 192`` (UTF-8).
+
+    pydicom has decoded the source's text (patient's name, series description) with the source's character set, and
+    UTF-8 encodes any text, so the SEG holds the same characters whatever the source declared: none, code extensions
+    with an empty first value as Japanese series have (``\\ISO 2022 IR 87``), which highdicom 0.28 refuses
+    (``valuerep._check_specific_character_set``: the run ended with an internal error), or a misspelt one. Without a
+    declared set, pydicom would write a name outside ASCII as Latin-1 bytes that no reader is told about, and one
+    outside Latin-1 as "?"."""
+    hd, _ = _dicom_libraries()
+    value = source.get("SpecificCharacterSet") if source is not None else None
+    single = {v.value for v in hd.SpecificCharacterSetValues if not v.value.startswith("ISO 2022")}
+    return value if isinstance(value, str) and value in single else "ISO_IR 192"
 
 
 def _has_references(sources: Sequence) -> bool:
@@ -324,8 +372,8 @@ def _standalone_source(image: sitk.Image, sources: Sequence, frame_uid: Optional
     hd, pydicom = _dicom_libraries()
     from pydicom.uid import CTImageStorage
 
-    template, refused = _for_highdicom(sources[0]) if sources else (pydicom.Dataset(), {})
-    _warn_refused(refused)
+    template, changed = _for_highdicom(sources[0]) if sources else (pydicom.Dataset(), {})
+    _warn_refused(changed)
     ds = pydicom.Dataset()
     for keyword in _PATIENT_STUDY_TYPE2:
         setattr(ds, keyword, template.get(keyword, ""))
@@ -382,9 +430,10 @@ def build_dicom_seg(
         )
     hd, _ = _dicom_libraries()
     sources = _read_sources([Path(f) for f in source_files]) if source_files else []
+    # one multi-frame file where the reader took it as one (the same reading of Number of Frames)
+    multiframe = bool(sources) and multiframe_file([str(f) for f in source_files]) is not None
     if sources:
-        # one multi-frame file where the reader took it as one (the same reading of Number of Frames)
-        _check_source_grid(sources, result.labels, multiframe_file([str(f) for f in source_files]) is not None)
+        _check_source_grid(sources, result.labels, multiframe)
     has_uids = bool(sources) and _has_references(sources)
     # highdicom places a referencing SEG in its sources' Frame of Reference: a series without one shared by every
     # slice (slices written by SimpleITK, some exports) cannot be referenced
@@ -392,10 +441,12 @@ def build_dicom_seg(
     frame_uid = next(iter(frames)) if len(frames) == 1 else None
     referenced = has_uids and frame_uid is not None
     if referenced:
-        note = f"SpineSegmentation vertebrae of series {sources[0].get('SeriesDescription', '')}".strip()
+        series = sources[0].get("SeriesDescription", "")  # several values where it holds a backslash
+        series = series if isinstance(series, str) else " ".join(str(v) for v in series)
+        note = f"SpineSegmentation vertebrae of series {series}".strip()
         # the real source instances, each type 2 patient/study attribute the export dropped or highdicom refuses
-        # present and empty
-        highdicom_sources = _highdicom_sources(sources)
+        # present and empty (or in DICOM's spelling), each slice thickness missing the slice spacing
+        highdicom_sources = _highdicom_sources(sources, result.labels.GetSpacing()[2], multiframe)
     else:
         if not sources:
             why = f"made from {input_name or 'a non-DICOM image'}"
@@ -428,6 +479,7 @@ def build_dicom_seg(
         content_description=note[:_LO_MAX],
         content_label="VERTEBRAE",
         series_description="SpineSegmentation vertebrae",
+        specific_character_set=_character_set(sources[0] if sources else None),
     )
     if not referenced:
         _remove_references(seg)

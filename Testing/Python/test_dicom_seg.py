@@ -266,6 +266,101 @@ def test_an_anonymised_series_with_an_invalid_patient_sex_gets_a_seg_with_it_emp
     assert_segments_match_label_map(seg, slab_result)
 
 
+@pytest.mark.parametrize("references", [True, False], ids=["series_with_uids", "anonymised"])
+@pytest.mark.parametrize("sex", ["m", "o"])
+def test_a_patient_sex_in_lower_case_or_with_spaces_is_copied_in_dicom_spelling(
+        slab_result, series_with_uids, dicom_dir, references, sex, tmp_path, caplog):
+    """Patient's Sex "m" (audit 2026-12-07: PACS exports write it so; the SEG had it empty, the patient's sex lost):
+    the SEG holds "M", DICOM's code for the same, with a warning naming the value, on both paths (a SEG that
+    references the series, and one of an anonymised series that references none)."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in dicom_source_files(series_with_uids[0] if references else dicom_dir):
+        ds = pydicom.dcmread(path)
+        ds.PatientSex = sex
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    with caplog.at_level(logging.WARNING, logger="SpineSegmentationLib.outputs.dicom_seg"):
+        seg = pydicom.dcmread(write_dicom_seg(slab_result, tmp_path / DICOM_SEG_FILE, dicom_source_files(folder)))
+    assert seg.PatientSex == sex.upper()
+    assert ("ReferencedSeriesSequence" in seg) == references
+    warned = [r.getMessage() for r in caplog.records if r.name == "SpineSegmentationLib.outputs.dicom_seg"]
+    assert any(f"PatientSex of the source DICOM series is '{sex}'" in m
+               and f"segmentation.dcm has PatientSex '{sex.upper()}'" in m for m in warned), warned
+    assert hd.seg.segread(tmp_path / DICOM_SEG_FILE).PatientSex == sex.upper()
+
+
+#: Patient's names and the character sets real series declare for them: Latin-1, Cyrillic in UTF-8, and a Japanese
+#: name in ISO 2022 code extensions with an empty first value (the example of DICOM PS3.5 annex H), a valid value
+#: that highdicom 0.28 refuses.
+NAMES = {"latin1": ("ISO_IR 100", "Müller^Jürgen"), "utf8": ("ISO_IR 192", "Иванов^Иван"),
+         "japanese": (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎=やまだ^たろう")}
+
+
+@pytest.mark.parametrize("with_frame_of_reference", [True, False], ids=["references", "no_frame_of_reference"])
+@pytest.mark.parametrize("charset, name", NAMES.values(), ids=NAMES)
+def test_a_patients_name_outside_ascii_is_copied_with_a_character_set_that_holds_it(
+        slab_result, series_with_uids, charset, name, with_frame_of_reference, tmp_path):
+    """A name outside ASCII reaches the SEG unchanged, in a declared character set (audit 2026-12-07: a Japanese
+    series ended the run with "internal error (ValueError: '' is not a valid SpecificCharacterSetValues)" and lost
+    every output; a SEG that references no series had no Specific Character Set, so a Cyrillic name came out as
+    "??????^????" and a Latin-1 one as bytes no reader was told the encoding of). The SEG keeps the source's
+    character set where it is one highdicom takes, else UTF-8; read back, its name is the source's."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in dicom_source_files(series_with_uids[0]):
+        ds = pydicom.dcmread(path)
+        ds.SpecificCharacterSet, ds.PatientName = charset, name
+        if not with_frame_of_reference:
+            del ds.FrameOfReferenceUID
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    paths = write_outputs(slab_result, read_image(folder), tmp_path / "out", input_path=folder)
+    assert set(paths) == set(OUTPUT_FILES) | {"dicom_seg"}
+    seg = pydicom.dcmread(paths["dicom_seg"])
+    assert str(seg.PatientName) == name
+    assert seg.SpecificCharacterSet == (charset if isinstance(charset, str) else "ISO_IR 192")
+    assert ("ReferencedSeriesSequence" in seg) == with_frame_of_reference
+    assert str(hd.seg.segread(paths["dicom_seg"]).PatientName) == name
+    assert_segments_match_label_map(seg, slab_result)
+
+
+def test_a_seg_made_from_a_file_whose_name_is_outside_ascii_says_so_in_utf8(slab_result, tmp_path):
+    """The ``ContentDescription`` of a SEG made from a NIfTI quotes its file name: in UTF-8, declared."""
+    seg = pydicom.dcmread(write_dicom_seg(slab_result, tmp_path / DICOM_SEG_FILE, None, "Позвоночник_Müller.nii.gz"))
+    assert seg.SpecificCharacterSet == "ISO_IR 192"
+    assert seg.ContentDescription == "references no DICOM series: made from Позвоночник_Müller.nii.gz"
+    assert "Позвоночник".encode("utf-8") in (tmp_path / DICOM_SEG_FILE).read_bytes()
+
+
+@pytest.mark.parametrize("thickness", ["absent", "empty"])
+def test_a_series_without_a_slice_thickness_gets_a_seg_with_the_slice_spacing_as_thickness(
+        slab_result, series_with_uids, thickness, tmp_path):
+    """Slices without a Slice Thickness value (type 2 in the CT Image module; some exports drop it) (audit
+    2026-12-07: dropped, the run ended with "internal error (AttributeError: ... 'SliceThickness')" and lost every
+    output; empty, the SEG's frames had no thickness): every output is written, the SEG references the series, its
+    frames are as thick as the slices are apart (2 mm here), the series' files unchanged; a series description
+    holding a backslash (two values) is quoted as words."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in dicom_source_files(series_with_uids[0]):
+        ds = pydicom.dcmread(path)
+        if thickness == "absent":
+            del ds.SliceThickness
+        else:
+            ds.SliceThickness = None
+        ds.SeriesDescription = "CT\\Body 3.0"
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    files = {p.name: p.read_bytes() for p in folder.iterdir()}
+    paths = write_outputs(slab_result, read_image(folder), tmp_path / "out", input_path=folder)
+    assert set(paths) == set(OUTPUT_FILES) | {"dicom_seg"}
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == files
+    seg = pydicom.dcmread(paths["dicom_seg"])
+    assert float(seg.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].SliceThickness) == pytest.approx(
+        slab_result.labels.GetSpacing()[2]) == 2.0
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [series_with_uids[2]]
+    assert seg.ContentDescription == "SpineSegmentation vertebrae of series CT Body 3.0"
+    assert_segments_match_label_map(seg, slab_result)
+
+
 def test_enhanced_ct_input_writes_a_seg_whose_frames_reference_their_source_frames(slab_result, dicom_ct_image,
                                                                                    dicom_dir, real_ct,
                                                                                    real_ct_reference, tmp_path):
