@@ -11,7 +11,9 @@ or from Python :func:`run_batch`. ``OUTROOT`` gets one folder per case (see :mod
 folder at a time: the driver holds the folder's lock (:mod:`.lock`) while it runs, and a second batch into the
 folder is refused at once, naming the other run; a lock left by a killed run of this host is taken over. A batch
 removes the temporary files and folders (``.tmp-*``, ``.old-*``, ``.new-*``, ending in ``.spineseg-batch``, see
-:func:`.case_run.remove_leftovers`) that a killed run left there.
+:func:`.case_run.remove_leftovers`) that a killed run left there. The checksums of the cohort files as written are
+kept in ``.spineseg-batch.cohort.json`` (:data:`COHORT_RECORD`): a cohort file changed since (e.g. notes added to
+``summary.csv`` in a spreadsheet) is refused before any case runs, never replaced.
 
 Before any case runs, the model and the device (where the cases run on this machine) are checked and the output
 folder is created and a probe file written and removed there, so that a wrong ``--model``, an unavailable
@@ -23,7 +25,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import io
+import json
 import math
 import sys
 import textwrap
@@ -36,11 +40,18 @@ from .case_run import CASE_RECORD, CaseOptions, check_options, remove_leftovers,
 from .cases import Skipped, find_cases, skipped_counts
 from .engines import run_local, run_ray
 from .lock import OWNER_RECORD, BatchLock, refuse_if_locked
-from .report import (FLAGS, QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, WARNING_SEPARATOR, write_qc_sheet,
-                     write_summary, write_text_atomically)
+from .report import (FLAGS, QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, WARNING_SEPARATOR, qc_sheet_text,
+                     summary_text, write_text_atomically)
 
 SKIPPED_FILE = "skipped.csv"
+#: The SHA-256 of each cohort file (``summary.csv``, ``cohort_qc.html``, ``skipped.csv``) as this command wrote it,
+#: so that a later run replaces only its own: one a person changed (e.g. a column of notes added to summary.csv in a
+#: spreadsheet) is refused, never replaced. ``{file name: [SHA-256, ...]}``: while a file is replaced, both the old
+#: and the new version's, so that a kill in between leaves nothing refused.
+COHORT_RECORD = ".spineseg-batch.cohort.json"
 ENGINES = ("local", "ray")
+#: The longest file or folder name, in bytes, of the common file systems (ext4, XFS, APFS, NTFS: 255 characters).
+_NAME_MAX = 255
 #: Highest exit status for failed cases (exit statuses above 125 mean a signal to the shell).
 MAX_EXIT_FAILURES = 100
 
@@ -66,24 +77,83 @@ _OWN_STARTS = {SUMMARY_FILE: ",".join(SUMMARY_COLUMNS), SKIPPED_FILE: "path,seri
                QC_SHEET_FILE: '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>spineseg cohort QC</title>'}
 
 
+def _cohort_record(output_root: Path) -> dict:
+    """The :data:`COHORT_RECORD` of ``output_root`` (``{}`` where there is none, or it is damaged: the cohort files
+    are then told by their first line only, as before the record was kept)."""
+    try:
+        record = json.loads((output_root / COHORT_RECORD).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError:  # damaged: nothing to compare with (the first-line check still applies)
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def _check_cohort_files(output_root: Path) -> None:
     """Refuse an output folder holding a ``summary.csv``, ``cohort_qc.html`` or ``skipped.csv`` that this command
-    did not write (it rewrites its own at every run).
+    did not write, or that was changed since (it rewrites its own at every run): a file :data:`COHORT_RECORD` lists
+    must have a checksum recorded there, any other must start as this command's do.
 
     Raises:
         OutputExistsError: names the file and the fix.
     """
     from ..errors import OutputExistsError
 
+    written = _cohort_record(output_root)
     for name, start in _OWN_STARTS.items():
         path = output_root / name
         if not path.exists():
+            continue
+        if not path.is_file():
+            raise OutputExistsError(f"{path} is not a file written by spineseg batch and would be replaced; move it "
+                                    "away or choose another output folder (-o)")
+        if isinstance(written.get(name), list):
+            if _sha256(path) not in written[name]:
+                raise OutputExistsError(
+                    f"{path} was changed since spineseg batch wrote it (e.g. notes added or a cell edited in a "
+                    "spreadsheet) and would be replaced by this run's; move it away (or save your copy under another "
+                    "name) and run again")
             continue
         with open(path, encoding="utf-8", errors="replace", newline="") as stream:
             head = stream.read(2 * len(start)).replace("\r\n", "\n")
         if not head.startswith(start):
             raise OutputExistsError(f"{path} was not written by spineseg batch and would be replaced; move it away "
                                     "or choose another output folder (-o)")
+
+
+def _check_case_ids(cases) -> None:
+    """Refuse a case id that cannot name its own case folder in ``OUTROOT``: ``.`` and ``..`` (the folder itself,
+    its parent), any other starting with ``.`` (hidden, and the names of the batch's own lock and temporary files),
+    the names of the cohort files (``summary.csv``, ... in any case: the case folder would take the file's place),
+    and one too long for a folder name (its temporary folder's, :data:`_NAME_MAX` bytes at most).
+
+    Raises:
+        SpineSegmentationError: names the case id, its image and the fix.
+    """
+    from ..errors import SpineSegmentationError
+
+    cohort_files = (SUMMARY_FILE, QC_SHEET_FILE, SKIPPED_FILE)
+    longest = _NAME_MAX - len(temporary_path(Path(), "tmp", "").name.encode())  # the case's temporary folder's name
+    for case in cases:
+        if len(case.case_id.encode()) > longest:  # e.g. the relative path of a series deep in a DICOM tree
+            why = (f"is {len(case.case_id.encode())} bytes long, longer than the {longest} a case folder's name can "
+                   f"have (a name of {_NAME_MAX} bytes at most, with the batch's temporary name around it)")
+            fix = "a shorter case_id"
+        elif case.case_id.startswith("."):
+            why, fix = "starts with '.' (a hidden folder, or the output folder itself or its parent)", _OTHER_ID
+        elif case.case_id.casefold() in cohort_files:
+            why, fix = f"is the name of a file of the cohort ({', '.join(cohort_files)})", _OTHER_ID
+        else:
+            continue
+        raise SpineSegmentationError(f"the case id '{case.case_id}' (of {case.image}) {why}, and names the case's "
+                                     f"output folder; give the case {fix} (in a --manifest, or by renaming the file)")
+
+
+_OTHER_ID = "a case_id that starts with a letter or digit and is not one of those names"
 
 
 def _prepare_output(output_root: Path) -> None:
@@ -105,12 +175,24 @@ def _prepare_output(output_root: Path) -> None:
         raise describe_write_error(exc, output_root) from exc
 
 
+def _write_cohort_file(output_root: Path, name: str, text: str) -> Path:
+    """Write the cohort file ``output_root/name`` (atomically) and record its checksum in :data:`COHORT_RECORD`
+    first, together with that of the file it replaces (checked to be this command's by :func:`_check_cohort_files`).
+    Returns its path."""
+    path = output_root / name
+    record = _cohort_record(output_root)
+    record[name] = list(dict.fromkeys([hashlib.sha256(text.encode("utf-8")).hexdigest()]
+                                      + ([_sha256(path)] if path.is_file() else [])))
+    write_text_atomically(output_root / COHORT_RECORD, json.dumps(record, indent=2) + "\n")
+    return write_text_atomically(path, text)
+
+
 def _write_skipped(skipped: Sequence[Skipped], output_root: Path) -> None:
     text = io.StringIO(newline="")
     writer = csv.writer(text)
     writer.writerow(["path", "series_uid", "reason"])
     writer.writerows([str(s.path), s.series_uid or "", s.reason] for s in skipped)
-    write_text_atomically(output_root / SKIPPED_FILE, text.getvalue())
+    _write_cohort_file(output_root, SKIPPED_FILE, text.getvalue())
 
 
 def run_batch(
@@ -147,7 +229,8 @@ def run_batch(
             host whose lock record is there; see :mod:`.lock`): names it (pid, host, start time) and the fix, at
             once, before the inputs are searched or ``output_root`` is touched (or, where that batch started in
             between, before any case runs).
-        SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, unknown engine,
+        SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, a case id that
+            cannot name a case folder (``.``, ``..``, starting with ``.``, ``summary.csv``, ...), unknown engine,
             ``num_cpus`` not above 0 or ``num_gpus`` below 0, Ray missing for ``engine="ray"``, a cohort file in
             ``output_root`` that this command did not write (:class:`~SpineSegmentationLib.errors.OutputExistsError`),
             a missing or invalid model (``ModelFileError``) or a device not available here (``DeviceError``; not
@@ -166,6 +249,7 @@ def run_batch(
     output_root = Path(output_root).resolve()
     refuse_if_locked(output_root)  # at once, before the inputs are searched (minutes for a large DICOM tree)
     cases, skipped = find_cases(inputs, manifest, exclude=output_root)
+    _check_case_ids(cases)
     _check_cohort_files(output_root)
     check_options(options, here=engine == "local" or not address, in_process=engine == "local")
     _prepare_output(output_root)
@@ -222,8 +306,8 @@ def _run_cases(cases, skipped: list[Skipped], output_root: Path, options: CaseOp
     finally:
         bar.close()
         records_iter.close()  # after a stop: ends a Ray instance and its pending tasks now
-    result = BatchResult(records, skipped, write_summary(records, output_root / SUMMARY_FILE),
-                         write_qc_sheet(records, output_root))
+    result = BatchResult(records, skipped, _write_cohort_file(output_root, SUMMARY_FILE, summary_text(records)),
+                         _write_cohort_file(output_root, QC_SHEET_FILE, qc_sheet_text(records, output_root)))
     counts = {status: sum(1 for r in records if r["status"] == status) for status in ("done", "no_spine", "failed")}
     resumed = sum(1 for r in records if r["resumed"])
     report(f"{len(records)} case{'' if len(records) == 1 else 's'}: {counts['done']} done, {counts['no_spine']} "
@@ -301,7 +385,9 @@ outputs (in OUTROOT):
 A re-run skips cases whose outputs are complete and whose input, model and library are unchanged (--resume,
 the default); --force runs them again. A case folder holding a file the command did not write, or an output
 changed since it was written (a segmentation corrected and saved over), is not replaced: the case fails and names
-the files. A failing case is recorded and the cohort goes on. A wrong --model, a --device not available here or
+the files. A {SUMMARY_FILE}, {QC_SHEET_FILE} or {SKIPPED_FILE} changed since the command wrote it (notes added in a
+spreadsheet; checksums in OUTROOT/{COHORT_RECORD}) is not replaced either: the command stops before
+any case runs. A failing case is recorded and the cohort goes on. A wrong --model, a --device not available here or
 an output folder that cannot be written stops the command before any case runs; a full disk stops it as Ctrl-C
 does (finished cases are kept; free space and run the same command to resume). One batch per OUTROOT at a time:
 a second one is refused at once, naming the running one (pid, host, start time); the lock of a batch that was

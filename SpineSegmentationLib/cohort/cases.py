@@ -207,7 +207,9 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
 
     Raises:
         SpineSegmentationError: the file is missing, is not UTF-8 (names the line and says to save it as UTF-8
-            CSV), lacks the columns, or a row has an empty case_id or image.
+            CSV), lacks the columns (column names are read without surrounding spaces, in any case; says so when
+            they are separated by semicolons or tabs), or a row has an empty case_id or image, or more fields than
+            the header (an unquoted comma in a path).
     """
     path = Path(path)
     if not path.is_file():
@@ -226,13 +228,26 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
             "and run again"
         ) from exc
     reader = csv.DictReader(io.StringIO(text, newline=""))
+    if reader.fieldnames:  # "case_id, image" or "Image": the columns meant (values are stripped too)
+        reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
     if not reader.fieldnames or not {"case_id", "image"} <= set(reader.fieldnames):
+        separated = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs"))
+                          if any(mark in column for column in reader.fieldnames or [])), None)
         raise SpineSegmentationError(
             f"manifest {path} has columns {reader.fieldnames}; it needs a header line with case_id,image "
             "(and optionally reference, series_uid)"
+            + (f": its columns are separated by {separated}, not commas; save it as CSV with commas (Excel: Save As "
+               "'CSV UTF-8 (Comma delimited)')" if separated else "")
         )
     cases = []
-    for line, row in enumerate(reader, start=2):
+    for row in reader:
+        line = reader.line_num  # the file's line (blank lines are passed over)
+        if row.get(None):
+            raise SpineSegmentationError(
+                f"manifest {path}, line {line}: more fields than the header's {len(reader.fieldnames)} columns "
+                f"(extra: {', '.join(map(repr, row[None]))}); put a name or path that holds a comma in double quotes "
+                '("...") or name the extra column in the header'
+            )
         case_id, image = (row.get("case_id") or "").strip(), (row.get("image") or "").strip()
         if not case_id or not image:
             raise SpineSegmentationError(f"manifest {path}, line {line}: case_id and image must not be empty")
@@ -264,12 +279,17 @@ def _without_split_series(cases: list[Case], skipped: list[Skipped]) -> tuple[li
 
 
 def _without_repeats(cases: list[Case], skipped: list[Skipped]) -> list[Case]:
-    """``cases`` without those whose image (symlinks resolved) and series an earlier case has already; each one
-    left out is added to ``skipped`` as ``same file as <case id>``."""
+    """``cases`` without those whose image (symlinks resolved) and series an earlier case has already (a manifest's
+    DICOM folder without ``series_uid`` is the folder's one series); each one left out is added to ``skipped`` as
+    ``same file as <case id>``."""
     first: dict[tuple[Path, Optional[str]], Case] = {}
     kept = []
     for case in cases:
-        key = (case.image.resolve(), case.series_uid)
+        uid = case.series_uid
+        if uid is None and case.image.is_dir():  # a manifest's DICOM folder without series_uid: its one series,
+            ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(case.image))  # the same scan as the folder's case
+            uid = ids[0] if len(ids) == 1 else None
+        key = (case.image.resolve(), uid)
         if key in first:
             kind = "repeated DICOM series" if case.image.is_dir() else "repeated file"
             skipped.append(Skipped(case.image, f"same file as {first[key].case_id}", case.series_uid, kind))

@@ -53,7 +53,8 @@ SUMMARY_COLUMNS = CASE_COLUMNS + VERTEBRA_COLUMNS
 FLAGS = ("failed", "no spine", "warning", "low confidence", "unusual count")
 
 __all__ = ["FLAGS", "LOW_P_LABEL", "QC_SHEET_FILE", "SUMMARY_COLUMNS", "SUMMARY_FILE", "WARNING_SEPARATOR",
-           "case_flags", "summary_rows", "write_qc_sheet", "write_summary", "write_text_atomically"]
+           "case_flags", "qc_sheet_text", "summary_rows", "summary_text", "write_qc_sheet", "write_summary",
+           "write_text_atomically"]
 
 
 def summary_rows(records: Sequence[dict]) -> list[dict]:
@@ -104,14 +105,19 @@ def write_text_atomically(path: Path, text: str) -> Path:
     return path
 
 
-def write_summary(records: Sequence[dict], path: Path) -> Path:
-    """Write ``summary.csv`` (see the module docstring; atomically, :func:`write_text_atomically`); returns its
-    path."""
+def summary_text(records: Sequence[dict]) -> str:
+    """The text of ``summary.csv`` (see the module docstring)."""
     text = io.StringIO(newline="")
     writer = csv.DictWriter(text, fieldnames=SUMMARY_COLUMNS)
     writer.writeheader()
     writer.writerows(summary_rows(records))
-    return write_text_atomically(path, text.getvalue())
+    return text.getvalue()
+
+
+def write_summary(records: Sequence[dict], path: Path) -> Path:
+    """Write ``summary.csv`` (see the module docstring; atomically, :func:`write_text_atomically`); returns its
+    path."""
+    return write_text_atomically(path, summary_text(records))
 
 
 def case_flags(record: dict) -> list[str]:
@@ -151,6 +157,12 @@ def _order(record: dict) -> tuple:
 
 def write_qc_sheet(records: Sequence[dict], output_root: Path) -> Path:
     """Write ``output_root/cohort_qc.html`` (see the module docstring; atomically) and return its path."""
+    return write_text_atomically(Path(output_root) / QC_SHEET_FILE, qc_sheet_text(records, output_root))
+
+
+def qc_sheet_text(records: Sequence[dict], output_root: Path) -> str:
+    """The text of ``output_root/cohort_qc.html`` (see the module docstring; the tiles link each case's ``qc.png``
+    where ``output_root/<case_id>/qc.png`` exists)."""
     ordered = sorted(records, key=_order)
     flagged = sum(1 for r in records if case_flags(r))
     page = f"""<!DOCTYPE html>
@@ -167,4 +179,4 @@ h3 {{ margin: 4px 0; font-size: 1em; }} p {{ margin: 2px 0; }}
 {"".join(_tile(r, output_root) for r in ordered)}
 </body></html>
 """
-    return write_text_atomically(Path(output_root) / QC_SHEET_FILE, page)
+    return page

@@ -34,6 +34,7 @@ from pydicom.uid import generate_uid
 from enhanced_ct import write_enhanced_ct
 
 from SpineSegmentationLib.cohort import CaseOptions, run_batch
+from SpineSegmentationLib.cohort.batch import COHORT_RECORD
 from SpineSegmentationLib.cli import build_parser
 from SpineSegmentationLib.cli import main as cli_main
 from SpineSegmentationLib.cohort.case_run import CASE_RECORD, temporary_path
@@ -116,7 +117,7 @@ def test_batch_records_two_done_and_one_failed_with_its_message(local_run, cohor
     out, second = local_run["out"], local_run["second"]
     assert second.returncode == 1, second.stderr[-3000:]  # exit status = number of failed cases
     assert "case corrupt failed: InputImageError" in second.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["a", "b", "cohort_qc.html", "summary.csv"]
+    assert sorted(p.name for p in out.iterdir()) == [COHORT_RECORD, "a", "b", "cohort_qc.html", "summary.csv"]
     rows = read_summary(out / "summary.csv")
     by_case = {case: [row for row in rows if row["case_id"] == case] for case in CASES}
     (failed,) = by_case["corrupt"]
@@ -451,7 +452,8 @@ def test_leftovers_of_a_killed_batch_are_removed_and_a_persons_dot_folders_kept(
     manifest = tmp_path / "cases.csv"
     manifest.write_text(f"case_id,image\na,{cohort / 'a.nii.gz'}\n")
     run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None)
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(p.name for p in mine)
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".") and p.name != COHORT_RECORD) == sorted(
+        p.name for p in mine)
     assert all((folder / "notes.txt").read_text() == "mine" for folder in mine)
 
 
@@ -861,3 +863,88 @@ def test_the_file_lock_is_released_when_the_record_cannot_be_removed(tmp_path, m
     probe.acquire()  # raises filelock.Timeout while the file lock is still held
     probe.release()
     lock.release()  # a second call does nothing
+
+
+# --- the batch audit of 2026-12-07 ----------------------------------------------------------------------------------
+
+
+def test_a_summary_a_person_changed_is_refused_not_replaced(local_run, cohort, tmp_path):
+    """A column of notes added to summary.csv in a spreadsheet was replaced by the next run's (its first line still
+    started with the command's header): lost. The command's own unchanged files are still replaced."""
+    out = tmp_path / "out"
+    shutil.copytree(local_run["out"], out)
+    again = run_batch([cohort], out, OPTIONS, progress=False, report=lambda line: None)  # its own files: replaced
+    assert [r["resumed"] for r in again.records if r["status"] != "failed"] == [True, True]
+    rows = read_summary(out / "summary.csv")
+    with open(out / "summary.csv", "w", newline="", encoding="utf-8") as stream:
+        writer = csv.DictWriter(stream, fieldnames=[*SUMMARY_COLUMNS, "my_notes"])
+        writer.writeheader()
+        writer.writerows({**row, "my_notes": "L6? ask JS"} for row in rows)
+    edited = listing(out)
+    for attempt in (lambda: run_batch([cohort], out, OPTIONS, progress=False, report=lambda line: None),
+                    lambda: run_batch([cohort], out, CaseOptions(device="cpu", threads=1, dicom_seg=True, force=True),
+                                      progress=False, report=lambda line: None)):
+        with pytest.raises(OutputExistsError) as refused:
+            attempt()
+        assert str(refused.value) == (
+            f"{out / 'summary.csv'} was changed since spineseg batch wrote it (e.g. notes added or a cell edited in a "
+            "spreadsheet) and would be replaced by this run's; move it away (or save your copy under another name) "
+            "and run again")
+        assert listing(out) == edited  # nothing run, nothing written
+    (out / "summary.csv").rename(tmp_path / "summary_with_notes.csv")  # the fix the message names
+    run_batch([cohort], out, OPTIONS, progress=False, report=lambda line: None)
+    assert without_run_columns(read_summary(out / "summary.csv")) == without_run_columns(rows)
+
+
+@pytest.mark.parametrize("case_id", [".", "..", ".scan", "summary.csv", "Cohort_QC.html", "skipped.csv",
+                                     "PATIENT_" + "x" * 219])
+def test_a_case_id_that_cannot_name_its_case_folder_is_refused_before_any_case(case_id, cohort, tmp_path):
+    """Case id '.' failed its case telling the user to move the output folder itself away; 'summary.csv' ran every
+    case and then stopped without a summary ('Is a directory', 'choose another output folder'); an id of 227 bytes
+    (a series deep in a DICOM tree) failed every such case with 'OSError: File name too long' after the search."""
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,image\nok,{cohort / 'corrupt.nii.gz'}\n{case_id},{cohort / 'a.nii.gz'}\n")
+    out = tmp_path / "out"
+    with pytest.raises(SpineSegmentationError) as refused:
+        run_batch([], out, OPTIONS, manifest=manifest, progress=False, report=lambda line: None)
+    assert str(refused.value).startswith(f"the case id '{case_id}' (of {cohort / 'a.nii.gz'}) ")
+    fix = "a shorter case_id" if len(case_id) > 200 else ("a case_id that starts with a letter or digit and is not "
+                                                          "one of those names")
+    assert str(refused.value).endswith(f"give the case {fix} (in a --manifest, or by renaming the file)")
+    assert not out.exists()
+
+
+def test_a_manifest_row_of_a_dicom_folder_also_given_as_input_is_one_case(dicom_dir, tmp_path):
+    """A manifest row naming a DICOM folder (no series_uid) that an input folder also holds was a second case of the
+    same scan: segmented twice, listed twice in summary.csv (a repeated NIfTI file was one case)."""
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "series").symlink_to(dicom_dir, target_is_directory=True)
+    manifest = tmp_path / "cases.csv"
+    manifest.write_text(f"case_id,image\npatient7,{dicom_dir}\n")
+    cases, skipped = find_cases([tmp_path / "tree"], manifest)
+    assert [c.case_id for c in cases] == ["series"]
+    assert [(s.path, s.reason, s.kind) for s in skipped] == [
+        (dicom_dir, "same file as series", "repeated DICOM series")]
+
+
+def test_a_manifest_is_read_as_meant_or_refused_naming_the_problem(cohort, tmp_path):
+    """'case_id, image' (a space after the comma) was refused with "has columns ['case_id', ' image']"; semicolons
+    (a European spreadsheet) were not named; an unquoted comma in a path cut the path short silently (the extra
+    field was dropped) and the case failed as a missing file; a blank line shifted the line numbers of errors."""
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"Case_ID, Image\na, {cohort / 'a.nii.gz'}\n")
+    assert [(c.case_id, c.image) for c in read_manifest(manifest)] == [("a", cohort / "a.nii.gz")]
+    manifest.write_text(f"case_id;image\na;{cohort / 'a.nii.gz'}\n")
+    with pytest.raises(SpineSegmentationError, match="its columns are separated by semicolons, not commas; save it "
+                                                     "as CSV with commas"):
+        read_manifest(manifest)
+    manifest.write_text("case_id,image\n\na,a.nii.gz\nsmith,scans/smith, john.nii.gz\n")
+    with pytest.raises(SpineSegmentationError) as refused:
+        read_manifest(manifest)
+    assert str(refused.value) == (
+        f"manifest {manifest}, line 4: more fields than the header's 2 columns (extra: ' john.nii.gz'); put a name "
+        'or path that holds a comma in double quotes ("...") or name the extra column in the header')
+    manifest.write_text('case_id,image\n\na,a.nii.gz\nsmith,"scans/smith, john.nii.gz"\n,b.nii.gz\n')
+    with pytest.raises(SpineSegmentationError, match=f"manifest {re.escape(str(manifest))}, line 5: case_id and "
+                                                     "image must not be empty"):
+        read_manifest(manifest)
