@@ -52,6 +52,8 @@ from pathlib import Path
 from typing import Optional
 
 from ..io import _DETACHED_DATA_SUFFIXES, dicom_series_in_folder, image_suffix
+from ..outputs import DicomSegNotWrittenError
+from ..outputs.dicom_seg import DICOM_SEG_FILE
 from ..outputs.staging import _NO_SPACE
 from .cases import Case, system_file
 
@@ -353,8 +355,11 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
         return record
     except Exception as exc:  # noqa: BLE001 - recorded in the summary; one bad case must not stop the cohort
         extra = {"disk_full": True} if _disk_full(exc) else {}
-        return case_record(case, error=f"{type(exc).__name__}: {exc}", seconds=round(time.perf_counter() - start, 2),
-                           **extra)
+        error = f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, DicomSegNotWrittenError):  # its outputs are in the temporary folder, removed below
+            error = (f"{type(exc).__name__}: {DICOM_SEG_FILE} was not written: {exc.reason}; the case's other outputs "
+                     "are not kept (a batch keeps finished cases only): run the batch again once that is mended")
+        return case_record(case, error=error, seconds=round(time.perf_counter() - start, 2), **extra)
     finally:
         if temporary.exists():
             shutil.rmtree(temporary)

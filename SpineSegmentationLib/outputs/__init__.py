@@ -34,7 +34,7 @@ from typing import Optional
 
 import SimpleITK as sitk
 
-from ..errors import OutputExistsError
+from ..errors import OutputExistsError, SpineSegmentationError
 from ..geometry import same_grid
 from ..result import SpineSegmentationResult
 from .centroids import write_ctd
@@ -54,7 +54,23 @@ OUTPUT_FILES: dict[str, str] = {
     "qc": "qc.png",
 }
 
-__all__ = ["OUTPUT_FILES", "OutputStaging", "check_outputs_free", "output_paths", "write_outputs"]
+__all__ = ["OUTPUT_FILES", "DicomSegNotWrittenError", "OutputStaging", "check_outputs_free", "output_paths",
+           "write_outputs"]
+
+
+class DicomSegNotWrittenError(SpineSegmentationError):
+    """The DICOM SEG could not be made; the five other outputs were written and are in place.
+
+    Attributes:
+        paths: ``{key: path}`` of the outputs written (as :func:`write_outputs` returns them, without
+            ``"dicom_seg"``).
+        reason: why the DICOM SEG could not be made (the message without where the outputs are).
+    """
+
+    def __init__(self, message: str, paths: dict[str, Path], reason: str) -> None:
+        super().__init__(message)
+        self.paths = paths
+        self.reason = reason
 
 
 def output_paths(output_dir: str | os.PathLike) -> dict[str, Path]:
@@ -146,6 +162,10 @@ def write_outputs(
             output would replace the input image. Raised before anything is written.
         OutputWriteError: another run is writing into ``output_dir``, the folder is not writable, or the disk
             is full; nothing was written then.
+        DicomSegNotWrittenError: the DICOM SEG could not be made (highdicom missing, a source series it cannot
+            reference, ...): the five other outputs were written and are in place (its ``paths``), no
+            ``segmentation.dcm`` is (an earlier one is removed with ``overwrite``); the message says why and what
+            the folder holds.
         ValueError: ``result.labels`` is not on ``image``'s grid, or it holds labels without a Vertebra entry.
     """
     output_dir = Path(output_dir)
@@ -158,19 +178,35 @@ def write_outputs(
     _check_targets(_targets(output_dir), overwrite, Path(input_path) if input_path is not None else None)
     if staging is None:
         with OutputStaging(output_dir) as own:
-            extra = _write_staged(result, image, own, overwrite, input_path, dicom_seg)
+            extra, seg_failure = _write_staged(result, image, own, overwrite, input_path, dicom_seg)
     else:
-        extra = _write_staged(result, image, staging, overwrite, input_path, dicom_seg)
+        extra, seg_failure = _write_staged(result, image, staging, overwrite, input_path, dicom_seg)
     paths.update({key: output_dir / name for key, name in extra.items()})
+    if seg_failure is not None:
+        reason = str(seg_failure) if isinstance(seg_failure, SpineSegmentationError) else \
+            f"internal error ({type(seg_failure).__name__}: {seg_failure}); this is a bug, please report it"
+        raise DicomSegNotWrittenError(
+            f"{DICOM_SEG_FILE} was not written: {reason}. The other outputs are complete in {output_dir} "
+            f"({', '.join(OUTPUT_FILES.values())})", paths, reason) from seg_failure
     return paths
 
 
-def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_path, dicom_seg: bool) -> dict:
-    """Write every output into the staging folder and commit them together; returns ``{key: file name}`` of the
-    optional outputs that were written (the DICOM SEG)."""
+def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_path, dicom_seg: bool) -> tuple:
+    """Write every output into the staging folder and commit them together; returns (``{key: file name}`` of the
+    optional outputs that were written (the DICOM SEG), the exception that stopped the DICOM SEG or None).
+
+    The DICOM SEG is made first, so that vertebrae.json lists it among the run's files. When it fails (other than
+    by the disk, which would fail the others too), the five outputs are still written and committed without it:
+    the caller raises its failure then, after the labels of a run of minutes are safe."""
     staging.check_free([*OUTPUT_FILES.values(), DICOM_SEG_FILE], overwrite)  # again, now no other writer can come
-    extra = {key: path.name for key, path in  # first, so that vertebrae.json lists it among the run's files
-             write_dicom_seg_output(result, staging.path, input_path, requested=dicom_seg, overwrite=True).items()}
+    seg_failure = None
+    try:
+        extra = {key: path.name for key, path in
+                 write_dicom_seg_output(result, staging.path, input_path, requested=dicom_seg, overwrite=True).items()}
+    except OSError as exc:
+        raise describe_write_error(exc, staging.path / DICOM_SEG_FILE) from exc
+    except Exception as exc:  # noqa: BLE001 - raised by write_outputs once the other outputs are in place
+        seg_failure, extra = exc, {}
     writers = {
         "labels": lambda p: write_label_map(result.labels, p),
         "segmentation": lambda p: write_segmentation_nrrd(result, p),
@@ -186,4 +222,4 @@ def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_
             raise describe_write_error(exc, target) from exc
     stale = [] if DICOM_SEG_FILE in extra.values() else [DICOM_SEG_FILE]  # an earlier run's, of another result
     staging.commit(list(OUTPUT_FILES.values()) + list(extra.values()), overwrite, remove=stale)
-    return extra
+    return extra, seg_failure

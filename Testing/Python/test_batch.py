@@ -37,8 +37,8 @@ from SpineSegmentationLib.cohort import CaseOptions, run_batch
 from SpineSegmentationLib.cohort.batch import COHORT_RECORD
 from SpineSegmentationLib.cli import build_parser
 from SpineSegmentationLib.cli import main as cli_main
-from SpineSegmentationLib.cohort.case_run import CASE_RECORD, temporary_path
-from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, find_cases, read_manifest
+from SpineSegmentationLib.cohort.case_run import CASE_RECORD, run_case, temporary_path
+from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, Case, find_cases, read_manifest
 from SpineSegmentationLib.cohort.engines import local_ray_resources, run_ray
 from SpineSegmentationLib.cohort.lock import LOCK_FILE, OWNER_RECORD, BatchLock
 from SpineSegmentationLib.cohort.report import (FLAGS, SUMMARY_COLUMNS, WARNING_SEPARATOR, case_flags, summary_rows,
@@ -948,3 +948,18 @@ def test_a_manifest_is_read_as_meant_or_refused_naming_the_problem(cohort, tmp_p
     with pytest.raises(SpineSegmentationError, match=f"manifest {re.escape(str(manifest))}, line 5: case_id and "
                                                      "image must not be empty"):
         read_manifest(manifest)
+
+
+def test_a_case_whose_dicom_seg_cannot_be_made_fails_saying_why_and_that_its_outputs_are_not_kept(
+        dicom_dir, tmp_path, monkeypatch):
+    """``write_outputs`` keeps the five outputs when the DICOM SEG cannot be made and says they are complete in the
+    folder it wrote; in a batch that folder is the case's temporary one, removed with the failed case (a batch's
+    folders hold finished cases only). The case's error said the outputs were complete in a folder that no longer
+    existed; it says they are not kept, and why the SEG was not made."""
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # as on Python 3.9: import highdicom fails
+    (tmp_path / "out").mkdir()
+    record = run_case(Case("slab", dicom_dir, None), tmp_path / "out", OPTIONS)
+    assert record["status"] == "failed"
+    assert "segmentation.dcm was not written: writing a DICOM SEG needs highdicom" in record["error"]
+    assert "other outputs are not kept" in record["error"] and "complete in" not in record["error"]
+    assert os.listdir(tmp_path / "out") == []  # neither the case folder nor its temporary one

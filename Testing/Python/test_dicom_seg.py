@@ -29,7 +29,7 @@ from test_outputs import result_from_labels
 from SpineSegmentationLib import anatomy
 from SpineSegmentationLib.errors import OutputExistsError
 from SpineSegmentationLib.io import read_image
-from SpineSegmentationLib.outputs import OUTPUT_FILES, check_outputs_free, write_outputs
+from SpineSegmentationLib.outputs import OUTPUT_FILES, DicomSegNotWrittenError, check_outputs_free, write_outputs
 from SpineSegmentationLib.outputs.dicom_seg import (
     DICOM_SEG_FILE,
     EmptySegmentationError,
@@ -495,6 +495,27 @@ def test_an_earlier_seg_is_never_left_beside_a_new_result_nor_written_into_the_s
     assert not (tmp_path / DICOM_SEG_FILE).exists()  # it showed the vertebrae of the earlier result
     with pytest.raises(OutputExistsError, match="is the DICOM input folder"):
         check_outputs_free(dicom_dir, input_path=dicom_dir)
+
+
+def test_a_seg_that_cannot_be_made_keeps_the_other_outputs_and_says_so(slab_result, dicom_ct_image, dicom_dir,
+                                                                      tmp_path, monkeypatch):
+    """Without highdicom (Python 3.9: Slicer 5.6/5.8's PythonSlicer cannot install it) a DICOM series ran the whole
+    segmentation, then lost every output (audit 2026-12-07; earlier SEG-only failures did the same: ee02954,
+    e820e47, 14c44a0). Now the five outputs are written and kept, complete; no SEG is there (an earlier one of
+    another result is removed), none half-written; the error says why and where the outputs are."""
+    earlier = write_outputs(slab_result, dicom_ct_image, tmp_path, input_path=dicom_dir)["dicom_seg"]
+    labels_before = earlier.with_name("labels.nii.gz").read_bytes()
+    (tmp_path / "labels.nii.gz").unlink()  # so that the new label map is seen to be written
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # as on Python 3.9: import highdicom fails
+    with pytest.raises(DicomSegNotWrittenError, match=r"segmentation.dcm was not written: writing a DICOM SEG "
+                       r"needs highdicom.*The other outputs are complete in") as caught:
+        write_outputs(slab_result, dicom_ct_image, tmp_path, overwrite=True, input_path=dicom_dir)
+    assert set(caught.value.paths) == set(OUTPUT_FILES)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(OUTPUT_FILES.values())  # no SEG, no staging folder
+    assert (tmp_path / "labels.nii.gz").read_bytes() == labels_before
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.nii.gz"))),
+                                  sitk.GetArrayFromImage(slab_result.labels))
+    assert json.loads((tmp_path / "vertebrae.json").read_text())["files"] == OUTPUT_FILES  # the SEG not listed
 
 
 def test_a_series_that_is_not_the_label_maps_grid_is_refused(slab_result, dicom_dir, real_ct, real_ct_reference):
