@@ -1,4 +1,6 @@
-"""Command line of the correction workflow: ``python -m SpineSegmentationLib.correction_cli click|rerun ...``.
+"""Correction of a spineseg result: segment from a point (click), re-run keeping edits (rerun), renumber, list or
+apply alternative labellings (alternatives), flag completeness (complete); also run as
+python -m SpineSegmentationLib.correction_cli.
 
 The 3D Slicer module runs these in a child process, as it runs ``cli segment`` (same ``--progress json`` lines,
 same output folder: ``labels.nii.gz``, ``segmentation.seg.nrrd``, ``vertebrae.json``, ...)::
