@@ -377,22 +377,23 @@ MUTATIONS: tuple[Mutation, ...] = (
              "    trav = run_traversal(scan, reporter, memory=kept.canonical > 0, kept_ids=kept.canonical)",
              (T + "test_correction.py::test_real_rerun_finds_the_vertebrae_redone_below_kept_ones_on_a_ct_the_model_"
               "never_saw",)),
-    Mutation("click-placeholder-untracked", "a vertebra behind the clicked point enters the memory with the mask of "
-             "its converged patch (seed 002 section 3.3), not the first fragment",
-             "SpineSegmentationLib/correction.py", "    return converged_at\n", "    return found\n",
-             (T + "test_correction.py::test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the_"
-              "model_never_saw",)),
     Mutation("click-canal-refused", "a click no fragment voxel is near takes the fragment that surrounds it in its "
              "axial slice (a click in the spinal canal)",
              "SpineSegmentationLib/correction.py", "            if enclosure and _encloses(found, point_zyx):\n",
              "            if False:\n",
              (T + "test_correction.py::test_a_click_in_the_spinal_canal_segments_the_vertebra_around_it",)),
-    Mutation("click-enclosure-without-context", "a point off bone takes a fragment around it only where a kept "
-             "vertebra lies behind the point in its patch (the network's training situation)",
+    Mutation("click-nothing-below", "with no vertebra kept below a clicked point, the vertebrae below it enter the "
+             "memory first (the network's training situation, seed 002 section 3.2)",
              "SpineSegmentationLib/correction.py",
-             "    enclosure = _kept_behind_in_patch(engine, point_zyx)  # before any placeholder enters the memory\n",
-             "    enclosure = True\n",
-             (T + "test_correction.py::test_a_click_off_bone_with_no_vertebra_kept_behind_it_is_refused",)),
+             "    evaluations_behind = _traverse_to_point(scan, engine, point_net, scan.network_frame(kept.canonical), "
+             "reporter)\n", "    evaluations_behind = 0\n",
+             (T + "test_correction.py::test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one",)),
+    Mutation("sacrum-below-unsearched", "no sacrum is measured below a lowest vertebra whose scan below was not "
+             "searched (an unsegmented vertebra with its ribs is as wide)",
+             "SpineSegmentationLib/correction.py",
+             "    searched_below = \"down\" in directions or any(c[0] < clicked_z for c in kept.centroids.values())\n",
+             "    searched_below = True\n",
+             (T + "test_correction.py::test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one",)),
 )
 
 
