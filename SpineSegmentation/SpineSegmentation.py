@@ -385,7 +385,12 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/SpineSegmentation.ui"))
-        self.layout.addWidget(uiWidget)
+        # the .ui widget takes the panel's extra height (stretch 1; the Corrections section added below it keeps its
+        # size hint, QBoxLayout): its vertebra table grows and Corrections sits right below it. A spacer at the end of
+        # the .ui put Corrections at the panel's bottom, apart from the table; a stretch after Corrections left the
+        # table at its size hint (about 5 rows of 24); with no stretch an open Corrections section (its list of
+        # alternatives is expanding) grew into an empty box
+        self.layout.addWidget(uiWidget, 1)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
@@ -405,9 +410,6 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.vertebraTable.connect("cellClicked(int,int)", self.onVertebraClicked)
         self._setupCorrections()
-        # the extra height of the panel, below the Corrections section (a stretch factor takes it before the expanding
-        # .ui widget, QBoxLayout): a spacer at the end of the .ui put Corrections at the panel's bottom, apart
-        self.layout.addStretch(1)
 
         self.initializeParameterNode()
 
@@ -596,29 +598,52 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.ui.progressBar.setFormat(progress_bar_format(event))
 
     def _onPollTimer(self) -> None:
+        """Poll the run; once it has ended, stop the timer, enable the controls and say how it ended.
+
+        The timer is stopped before any error dialog: it kept firing while the modal dialog was open (its event loop
+        runs the timer), and this slot, entered again inside the dialog, showed the run's cleanup warnings twice.
+        An unexpected error is shown and logged with its traceback (``logging.error``: the application log and the
+        Python console, ``qSlicerApplication::logToPythonConsole``, warnings and above, v5.6.2-v5.10.0), not raised
+        on: raised from this Qt slot, PythonQt prints it with ``PyErr_Print``, which keeps it in
+        ``sys.last_traceback`` with the frames it went through (e.g. a half-imported label map)."""
         control = self._runControl
+        failure = None  # (status line, error dialog text, its other arguments) to show once polling has stopped
         try:
             results = control.poll(self._onProgress)
-            if results is not None:
-                self._showResults(results)
         except SegmentationCancelledError:
+            results = None
             self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
         except (SegmentationProcessError, ValueError) as error:
-            self.ui.statusLabel.text = _("Segmentation failed; see the error message.")
-            slicer.util.errorDisplay(_("Segmentation failed:") + f"\n{error}")
+            results = None
+            failure = (_("Segmentation failed; see the error message."), _("Segmentation failed:") + f"\n{error}", {})
         except Exception as error:
-            # anything else (memory running out in the import, a defect): said, not only printed to the console by
-            # the timer's slot; a run still going is stopped (it would fail at every tick), then the error is raised on
-            self._cancelRun()
-            self.ui.statusLabel.text = _("Segmentation failed unexpectedly; see the error message.")
-            slicer.util.errorDisplay(_("Segmentation failed unexpectedly:") + f"\n{type(error).__name__}: {error}",
-                                     detailedText=traceback.format_exc())
-            raise
-        finally:
-            if not control.running:
-                self._pollTimer.stop()
-                self._setRunning(False)
-                self._showCleanupWarnings()
+            # anything else (memory running out in the import, a defect): said, not only written to the console
+            results = None
+            logging.error("SpineSegmentation: the run failed unexpectedly", exc_info=True)
+            failure = (_("Segmentation failed unexpectedly; see the error message."),
+                       _("Segmentation failed unexpectedly:") + f"\n{type(error).__name__}: {error}",
+                       {"detailedText": traceback.format_exc()})
+        if results is not None:
+            try:
+                self._showResults(results)
+            except Exception as error:
+                # the result is in the scene (imported): only the table, status or alternatives may be missing
+                logging.error("SpineSegmentation: the result could not be shown", exc_info=True)
+                failure = (_("The result is in the scene (segmentation {name}), but it could not be shown "
+                             "completely; see the error message.").format(name=results.segmentation_node.GetName()),
+                           _("The result is in the scene, but showing it failed:")
+                           + f"\n{type(error).__name__}: {error}", {"detailedText": traceback.format_exc()})
+        if failure is not None:
+            control.cancel()  # a run still going is stopped (e.g. a progress line that cannot be shown: every tick)
+        if control.running:
+            return
+        self._pollTimer.stop()
+        self._setRunning(False)
+        if failure is not None:
+            self.ui.statusLabel.text = failure[0]
+        self._showCleanupWarnings()
+        if failure is not None:
+            slicer.util.errorDisplay(failure[1], **failure[2])
 
     def _cancelRun(self) -> None:
         if self._runControl.running:

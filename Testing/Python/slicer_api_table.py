@@ -218,8 +218,7 @@ SLICER_NAMESPACE: dict[str, str] = {
 QT_METHODS: dict[str, str] = {
     "addItem": "QComboBox, QListWidget",
     "addRow": "QFormLayout",
-    "addStretch": "QBoxLayout (the module panel's layout, below the Corrections section)",
-    "addWidget": "QHBoxLayout, QVBoxLayout",
+    "addWidget": "QHBoxLayout, QVBoxLayout (with a stretch factor: QBoxLayout::addWidget(widget, stretch))",
     "clear": "QListWidget",
     "connect": "QObject (PythonQt signal connection)",
     "ctkCollapsibleButton": "CTK Libs/Widgets/ctkCollapsibleButton.h (class)",

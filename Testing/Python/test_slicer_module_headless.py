@@ -901,14 +901,33 @@ def test_the_parameter_node_is_read_anew_when_a_scene_was_imported_while_the_mod
         loaded.RemoveObserver(tag)
 
 
-@pytest.mark.parametrize("failure", ["import", "progress"])
-def test_an_unexpected_error_while_a_run_is_polled_is_shown_and_stops_the_run(module, monkeypatch, tmp_path, failure):
-    """The widget's poll timer told the person only of the run's own failures (process error, cancel, a refused
-    output folder: ``ValueError``). Any other error, e.g. memory running out while the result is imported, left
-    the status line empty and the run simply ended without a word (the traceback went to the Python console only);
-    one raised while a progress line was shown recurred at every tick while the process went on. Now it is shown
-    (status line and error dialog, the traceback in its details), the run is stopped, and it is raised on for the
-    console. The real widget method and run control on a real child process; the widget's Qt parts stand in."""
+class _PollTimer:
+    """The widget's poll timer (``qt.QTimer``; Qt does not run here): active from the run's start until stopped."""
+
+    def __init__(self) -> None:
+        self.active = True
+
+    def stop(self) -> None:
+        self.active = False
+
+
+@pytest.mark.parametrize("failure", ["process", "refused", "import", "progress", "show"])
+def test_a_failed_run_is_shown_once_with_polling_stopped_first(module, monkeypatch, tmp_path, caplog, failure):
+    """How a run that went wrong is told: the run's own failure (``process``: the command line failed; ``refused``:
+    a progress line refused, ``ValueError``, while the process goes on: it was said at every tick), an
+    unexpected error (``import``: memory running out while the result is imported; ``progress``: a progress line
+    that cannot be shown, recurring at every tick while the process went on), and an error in showing a result that
+    is already in the scene (``show``). Before: an unexpected error left the status line empty; then it was shown
+    but raised on from the timer's slot (PythonQt's ``PyErr_Print`` kept it and its frames in
+    ``sys.last_traceback``); ``show`` said "Segmentation failed unexpectedly" with the segmentation in the scene; and
+    the poll timer kept firing while the modal error dialog was open (its event loop runs the timer), so the slot
+    ran again inside the dialog and the run's cleanup warnings were appended to the status line twice. Now the
+    timer is stopped and the controls enabled once, before the one dialog; the status line says what happened,
+    the warning once; an unexpected error is logged with its traceback, not raised. The real widget method and run
+    control on a real child process, with a temporary folder that cannot be deleted (a file in its place: rmtree
+    refuses it, also as root); the widget's Qt parts stand in, the dialog's event loop firing the timer while it
+    is active."""
+    import logging
     import sys
 
     from SpineSegmentationModuleLib.logic import SegmentationRun
@@ -917,36 +936,64 @@ def test_an_unexpected_error_while_a_run_is_polled_is_shown_and_stops_the_run(mo
 
     widget = module.SpineSegmentationWidget()
     widget.ui = types.SimpleNamespace(statusLabel=types.SimpleNamespace(text=""))
-    stopped, running, shown = [], [], []
-    widget._pollTimer = types.SimpleNamespace(stop=lambda: stopped.append(True))
+    timer = widget._pollTimer = _PollTimer()
+    running, shown = [], []
     widget._setRunning = running.append
-    monkeypatch.setattr(module.slicer.util, "errorDisplay", lambda text, **kwargs: shown.append((text, kwargs)))
-    error = MemoryError("no memory left for the label map") if failure == "import" else RuntimeError("no bar")
-    if failure == "import":
-        code = "print('done')"
-    else:
-        code = ("import json, time; print(json.dumps({'stage': 'traversal', 'fraction': 0.5, 'vertebra': 2}), "
-                "flush=True); time.sleep(60)")
+
+    def errorDisplay(text, **kwargs):
+        shown.append((text, kwargs, timer.active))
+        for _tick in range(3):  # the dialog's event loop: the timer fires while it is active
+            if timer.active:
+                widget._onPollTimer()
+
+    monkeypatch.setattr(module.slicer.util, "errorDisplay", errorDisplay)
+    error = {"import": MemoryError("no memory left for the label map"), "progress": RuntimeError("no bar"),
+             "refused": ValueError("a progress fraction of 1.5"),
+             "show": MemoryError("no memory left for the closed surfaces")}.get(failure)
 
     def fail(*args):
         raise error
 
-    widget._onProgress = fail  # a progress line that cannot be shown
+    progressing = ("import json, time; print(json.dumps({'stage': 'traversal', 'fraction': 0.5, 'vertebra': 2}), "
+                   "flush=True); time.sleep(60)")
+    code = {"process": "import sys; print('the model is broken'); sys.exit(3)", "progress": progressing,
+            "refused": progressing}.get(failure, "print('done')")
+    widget._onProgress = fail  # a progress line that cannot be shown (only "progress" and "refused" print one)
+    widget._showResults = fail  # showing the imported result fails (only "show" imports one)
+    scene = module.slicer.mrmlScene
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "result")
+    imported = types.SimpleNamespace(segmentation_node=node)
     work = tmp_path / "work"
-    work.mkdir()
+    work.write_text("in place of the temporary folder")  # cannot be deleted as a folder: a cleanup warning
     control = widget._runControl = RunControl()
     control.start(lambda: SegmentationRun(ProcessRunner(), [sys.executable, "-c", code], None, str(tmp_path), work,
-                                          tmp_path / "out"), fail)
+                                          tmp_path / "out"),
+                  (lambda outputDir: imported) if failure == "show" else fail)
     run = control.run
     deadline = time.monotonic() + 30
-    with pytest.raises(type(error)):
-        while time.monotonic() < deadline:
+    with caplog.at_level(logging.ERROR):
+        while timer.active and time.monotonic() < deadline:  # the timer's ticks
             widget._onPollTimer()
             time.sleep(0.05)
-    assert not control.running and not run.running and not work.exists()  # stopped (killed), not polled again
-    assert stopped and running[-1] is False
-    assert len(shown) == 1 and str(error) in shown[0][0] and type(error).__name__ in shown[0][1]["detailedText"]
-    assert widget.ui.statusLabel.text == "Segmentation failed unexpectedly; see the error message."
+    assert not timer.active and not control.running and not run.running  # stopped (killed), not polled again
+    assert running == [False]  # the controls enabled once
+    assert len(shown) == 1 and shown[0][2] is False  # one dialog, shown once the timer was stopped
+    text, kwargs, _active = shown[0]
+    status = {"process": "Segmentation failed; see the error message.",
+              "refused": "Segmentation failed; see the error message.",
+              "show": "The result is in the scene (segmentation result), but it could not be shown completely; see "
+                      "the error message."}.get(failure, "Segmentation failed unexpectedly; see the error message.")
+    lines = widget.ui.statusLabel.text.split("\n")
+    assert lines[0] == status
+    assert len(lines) == 2 and f"the temporary folder {work} could not be deleted" in lines[1]  # the warning once
+    logged = [record for record in caplog.records if record.exc_info]
+    if failure == "process":
+        assert "exit status 3" in text and "the model is broken" in text and not kwargs and not logged
+    elif failure == "refused":
+        assert str(error) in text and not kwargs and not logged
+    else:
+        assert str(error) in text and type(error).__name__ in kwargs["detailedText"]
+        assert len(logged) == 1 and logged[0].exc_info[1] is error  # the traceback in the log (Python console)
 
 
 def test_reload_lets_go_of_the_undo_copy(module):

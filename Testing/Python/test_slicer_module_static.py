@@ -370,16 +370,28 @@ def test_transitional_vertebrae_use_generic_vertebra_with_region(name, region):
     assert entry.endswith(f"~Anatomic codes - DICOM master list~SCT^{region}^{term.region[2]}~^^")
 
 
+def _panel_layout_calls(method: str) -> list[str]:
+    """The calls on the module panel's layout (``self.layout``) in a widget method, in order, as source text."""
+    calls = [n for n in ast.walk(_widget_method(method)) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Attribute) and ast.unparse(n.func.value) == "self.layout"]
+    return [ast.unparse(n) for n in sorted(calls, key=lambda n: (n.lineno, n.col_offset))]
+
+
 def test_the_corrections_section_follows_the_vertebra_table_without_a_gap():
-    """The ``.ui`` ended in a vertical spacer, as Slicer's scripted-module template does, but the widget adds its
-    Corrections section to the module panel after the ``.ui`` widget: the spacer (and the table) make that widget
-    grow to the panel's height (an expanding item of its layout lets a widget of the default ``Preferred`` policy
-    grow, Qt 5.15 ``QWidgetItem::expandingDirections``), so Corrections sat at the panel's bottom, apart from the
-    table. A stretch after the Corrections section takes the extra height instead (an item with a stretch factor
-    takes it before expanding items without one, ``QBoxLayout``). Qt cannot run here: the ``.ui`` and the source."""
+    """The widget adds its Corrections section to the module panel after the ``.ui`` widget. The ``.ui`` ended in a
+    vertical spacer, as Slicer's scripted-module template does: that widget grew to the panel's height (an expanding
+    item of its layout lets a widget of the default ``Preferred`` policy grow, Qt 5.15
+    ``QWidgetItem::expandingDirections``), so Corrections sat at the panel's bottom, apart from the table. A stretch
+    after Corrections (``addStretch(1)``) took the extra height instead, leaving the 24-row vertebra table at its size
+    hint (192 px, about 5 rows, on an 1100 px panel); with no stretch at all, an open Corrections section (its list
+    of alternatives is expanding) takes a share of it as an empty box. The ``.ui`` widget added with stretch 1 takes
+    it all (an item with a stretch factor grows before those without one, ``QBoxLayout``): measured with PyQt5 5.15
+    offscreen on a mock of the panel, table 588 px (Corrections closed) and 362 px (open), Corrections right below
+    it. Qt cannot run here: the ``.ui`` and the source."""
     top = ET.parse(UI_FILE).getroot().find("widget").find("layout")
     assert [item[0].tag for item in top.findall("item")][-1] == "widget"  # no spacer at the end of the .ui
-    setup = ast.unparse(_widget_method("setup"))
-    order = [setup.index(s) for s in ("self.layout.addWidget(uiWidget)", "self._setupCorrections()",
-                                      "self.layout.addStretch(1)")]
-    assert order == sorted(order)
+    setup = _panel_layout_calls("setup")
+    assert setup == ["self.layout.addWidget(uiWidget, 1)"]  # the .ui widget takes the extra height; no stretch
+    assert _panel_layout_calls("_setupCorrections") == ["self.layout.addWidget(section)"]  # at its size hint
+    body = ast.unparse(_widget_method("setup"))
+    assert body.index("self.layout.addWidget(uiWidget, 1)") < body.index("self._setupCorrections()")
