@@ -52,6 +52,7 @@ Usage::
 from __future__ import annotations
 
 import csv
+import filecmp
 import json
 import math
 import os
@@ -67,7 +68,7 @@ from scipy import ndimage
 from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse,
                       whole_labels)
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
-from .geometry import labels_at_border, same_grid
+from .geometry import label_measurements, labels_at_border, same_grid
 from .io import check_image_file
 from .outputs import OUTPUT_FILES
 from .outputs.centroids import body_centres_lps, label_centroids_lps, label_volumes_mm3, read_ctd
@@ -75,6 +76,11 @@ from .outputs.vertebrae_json import read_vertebrae_json
 
 #: VerSe identification threshold, mm (Sekuboyina et al. 2021, after Glocker et al. 2013).
 ID_DISTANCE_MM = 20.0
+#: Most distinct values a label map may hold (background included) before it is refused as an image: a map of the
+#: numberings read here holds at most about 120 (TotalSegmentator v2 ``total``: 117 labels; VerSe/TPTBox: 1-28 and
+#: some 60 of 100 and above), an image hundreds to thousands (example CT: 2598; the T2w cervical MR crop, no negative
+#: value: 374; the small TotalSegmentator MR: 832).
+MAX_LABEL_VALUES = 250
 #: Share of a reference vertebra that a predicted instance must cover to count as covering it when instances
 #: that span two vertebrae are counted (a quarter: an instance from mid-body to mid-body covers about half of
 #: each of two vertebral bodies but less of their posterior elements).
@@ -356,21 +362,49 @@ def _read_image(source: ImageLike, what: str, expected: str) -> tuple[sitk.Image
                               "(.nii.gz, .nrrd, ...)") from error
 
 
+def _distinct_values(array: np.ndarray) -> int:
+    """How many distinct values ``array`` (any shape, no negative integer) holds: for integers up to 2**24 marked
+    in a table of the values, a plane at a time (no sorted copy of a whole CT), else by ``np.unique``."""
+    if array.size == 0:
+        return 0
+    if np.issubdtype(array.dtype, np.integer) and int(array.max()) < 1 << 24:
+        present = np.zeros(int(array.max()) + 1, dtype=bool)
+        for plane in array.reshape(array.shape[0], -1):
+            present[plane] = True
+        return int(np.count_nonzero(present))
+    return int(np.unique(array).size)
+
+
 def _label_array(image: sitk.Image, what: str) -> np.ndarray:
     """The values of the ``what`` ("prediction", "reference") label map as whole numbers (``anatomy.whole_labels``).
 
     Raises:
-        InputImageError: the map holds a negative value: it is an intensity image (a CT in HU: air is -1000), not a
-            label map; read as labels, its soft tissue (27-50 HU) would be scored as TotalSegmentator's vertebrae.
+        InputImageError: the map holds a negative value: a label map holds none; it is an intensity image (a CT in
+            HU: air is -1000), whose soft tissue (27-50 HU) read as labels would be scored as TotalSegmentator's
+            vertebrae, or a map with a negative 'ignore' label. The map holds more than :data:`MAX_LABEL_VALUES`
+            distinct values: an image with no negative value (a CT stored unsigned, HU + 1024; an MR), not a map of
+            the conventions read here (at most about 120 labels).
     """
     array = sitk.GetArrayFromImage(image)
-    lowest = float(np.nanmin(array)) if array.size and not np.isnan(array).all() else 0.0
+    if np.issubdtype(array.dtype, np.integer):  # no NaN to skip: the minimum straight away
+        lowest = float(array.min()) if array.size else 0.0
+    else:
+        lowest = float(np.nanmin(array)) if array.size and not np.isnan(array).all() else 0.0
+    examples = "a spineseg output folder or its labels.nii.gz" if what == "prediction" else (
+        "e.g. a VerSe *_seg-vert_msk file or a TotalSegmentator map")
     if lowest < 0:
-        examples = "a spineseg output folder or its labels.nii.gz" if what == "prediction" else (
-            "e.g. a VerSe *_seg-vert_msk file or a TotalSegmentator map")
         raise InputImageError(
-            f"the {what} holds negative values (lowest {lowest:g}): it is an image, e.g. the CT in HU, not a label "
-            f"map (labels are 0 or more); give the {what}'s label map in its place ({examples})")
+            f"the {what} holds negative values (lowest {lowest:g}): a label map holds no negative value; it is an "
+            f"image, e.g. the CT in HU, not a label map: give the {what}'s label map in its place ({examples}); "
+            "a label map with a negative 'ignore' label: set that label to 0, the background (e.g. SimpleITK's "
+            "ChangeLabel), and give it again")
+    distinct = _distinct_values(array)
+    if distinct > MAX_LABEL_VALUES:
+        raise InputImageError(
+            f"the {what} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image, e.g. a CT "
+            f"stored unsigned (HU + 1024) or an MR, not a label map (a map of the VerSe or TotalSegmentator "
+            f"numbering holds at most about 120 labels: TotalSegmentator v2 117); give the {what}'s label map in its "
+            f"place ({examples})")
     return whole_labels(array, f"the {what} label map")
 
 
@@ -429,20 +463,107 @@ def _spineseg_folder(source, role: str = "labels") -> Optional[Path]:
     return folder if folder is not None and (folder / OUTPUT_FILES["vertebrae"]).is_file() else None
 
 
-def _edited_by_a_person(folder: Path) -> bool:
-    """Whether the vertebrae.json of spineseg output ``folder`` records a vertebra a person made or kept (``edited``,
-    the correction workflow). A vertebrae.json that cannot be read records none."""
+#: Largest difference, mm^3, between a vertebra's ``volume_mm3`` in vertebrae.json and its voxels in labels.nii.gz
+#: (count x voxel volume) that still counts as the map spineseg wrote: the recorded value is rounded to 0.1 mm^3
+#: (0.05), and the NIfTI header keeps the spacing as 32-bit floats (a relative 1e-6 covers it).
+VOLUME_ROUNDING_MM3 = 0.05
+
+
+def _labels_changed(folder: Path, document: dict) -> bool:
+    """Whether the ``labels.nii.gz`` of spineseg output ``folder`` is no longer the map its vertebrae.json
+    (``document``) describes: saved over (edited in Slicer or ITK-SNAP, replaced). It is when its grid size differs
+    from ``input.size``, its pixel type holds fractions (spineseg writes integers), its labels differ from the listed
+    ones, or a vertebra's voxel count x voxel volume differs from its ``volume_mm3`` by more than the rounding
+    (:data:`VOLUME_ROUNDING_MM3`). A record that lacks what a comparison needs (an older or damaged file) tells
+    nothing: False.
+
+    Raises:
+        InputImageError: the map cannot be read (as :func:`evaluate`).
+    """
+    image = _read_label_image(folder / OUTPUT_FILES["labels"], "reference")[0]
+    recorded_input = document.get("input")
+    size = recorded_input.get("size") if isinstance(recorded_input, dict) else None
+    if isinstance(size, list) and size != list(image.GetSize()):
+        return True
+    if sitk.GetArrayViewFromImage(image).dtype.kind not in "iu":
+        return True
+    try:
+        recorded = {int(v["label"]): float(v["volume_mm3"]) for v in document["vertebrae"]}
+    except (KeyError, TypeError, ValueError):  # an entry without a number: nothing to compare with
+        return False
+    measured = label_measurements(image)
+    if set(measured) != set(recorded):
+        return True
+    voxel_mm3 = float(np.prod(image.GetSpacing()))
+    return any(abs(count * voxel_mm3 - recorded[label]) > VOLUME_ROUNDING_MM3 + 1e-6 * recorded[label]
+               for label, (count, _) in measured.items())
+
+
+def _made_or_stated_by_a_person(folder: Path) -> bool:
+    """Whether spineseg output ``folder`` holds anything a person made or stated: a vertebra its vertebrae.json
+    records as made or kept by a person (``edited``, the correction workflow), whose level a person stated
+    (``level_stated``: renumbering, an applied alternative) or whose completeness a person set
+    (``complete_stated``), or a labels.nii.gz saved over since (:func:`_labels_changed`). A vertebrae.json that
+    cannot be read records none.
+
+    Raises:
+        InputImageError: labels.nii.gz cannot be read (as :func:`evaluate`).
+    """
     try:
         document = read_vertebrae_json(folder / OUTPUT_FILES["vertebrae"])
     except SpineSegmentationError:  # damaged: nothing it records can be relied on; the caller warns as for none
         return False
-    return any(isinstance(v, dict) and v.get("edited") is True for v in document["vertebrae"])
+    if any(isinstance(v, dict) and any(v.get(key) is True for key in ("edited", "level_stated", "complete_stated"))
+           for v in document["vertebrae"]):
+        return True
+    return _labels_changed(folder, document)
+
+
+def _labels_file(source) -> Optional[Path]:
+    """The label map file that ``source`` names: itself, or a folder's labels.nii.gz; None for an ``sitk.Image`` or
+    a path that does not exist."""
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    path = Path(source)
+    path = path / OUTPUT_FILES["labels"] if path.is_dir() else path
+    return path if path.is_file() else None
+
+
+def _check_not_itself(prediction, reference) -> None:
+    """Refuse a reference that is the prediction: the same file (also through a link, or a spineseg folder given as
+    the prediction and its labels.nii.gz as the reference), or a copy of the same spineseg result (both folders'
+    vertebrae.json the same document and their labels.nii.gz the same bytes). Scored against itself every
+    vertebra gets Dice 1."""
+    pred_file, ref_file = _labels_file(prediction), _labels_file(reference)
+    if pred_file is None or ref_file is None:
+        return
+    if os.path.samefile(pred_file, ref_file):
+        same = (f"the label map of the prediction {prediction}" if Path(prediction).is_dir() else
+                "the prediction itself")
+        raise InputImageError(
+            f"the reference {reference} is {same}: scored against itself every vertebra gets Dice 1; give the "
+            "reference label map, e.g. the VerSe *_seg-vert_msk file of the scan or a result a person corrected")
+    pred_folder, ref_folder = _spineseg_folder(pred_file), _spineseg_folder(ref_file)
+    if pred_folder is None or ref_folder is None:
+        return
+    try:
+        same_record = (read_vertebrae_json(pred_folder / OUTPUT_FILES["vertebrae"])
+                       == read_vertebrae_json(ref_folder / OUTPUT_FILES["vertebrae"]))
+    except SpineSegmentationError:  # a damaged record: no copy can be told; the scores are given as they are
+        return
+    if same_record and filecmp.cmp(pred_file, ref_file, shallow=False):
+        raise InputImageError(
+            f"the reference {reference} is a copy of the prediction {prediction} (the same {OUTPUT_FILES['labels']} "
+            f"and {OUTPUT_FILES['vertebrae']}, the same run): scored against itself every vertebra gets Dice 1; "
+            "give the reference label map, e.g. the VerSe *_seg-vert_msk file of the scan or a result a person "
+            "corrected")
 
 
 def _check_order(prediction, reference, notes: list[str]) -> None:
     """Refuse a spineseg output folder given as the reference; warn (and note) when the reference is a spineseg
-    result that no person edited while the prediction is a file that is none: the two are probably in swapped order
-    (identification, purity, false positives and completeness are not symmetric)."""
+    result with nothing in it recorded as made or stated by a person (:func:`_made_or_stated_by_a_person`) while the
+    prediction is a file that is none: the two are probably in swapped order (identification, purity, false
+    positives and completeness are not symmetric)."""
     reference_folder = _spineseg_folder(reference)
     if reference_folder is None:
         return
@@ -453,12 +574,12 @@ def _check_order(prediction, reference, notes: list[str]) -> None:
             f"spineseg results give the second one's {OUTPUT_FILES['labels']}")
     if _spineseg_folder(prediction) is not None or isinstance(prediction, sitk.Image):
         return  # two spineseg results compared, or a prediction in memory (whose origin is unknown)
-    if _edited_by_a_person(reference_folder):
-        return  # a result a person corrected: a reference
-    message = (f"the reference {reference} is a spineseg result (a {OUTPUT_FILES['vertebrae']} beside it, no "
-               f"vertebra edited by a person) and the prediction {prediction} is not: are the two in swapped order? "
-               "The command is spineseg evaluate PREDICTION REFERENCE; the scores (identification, purity, false "
-               "positives, completeness) differ when they are swapped")
+    if _made_or_stated_by_a_person(reference_folder):
+        return  # a result a person corrected, renumbered or saved over: a reference
+    message = (f"the reference {reference} is a spineseg result (a {OUTPUT_FILES['vertebrae']} beside it, nothing "
+               f"in it recorded as made or stated by a person) and the prediction {prediction} is not: are the two "
+               "in swapped order? The command is spineseg evaluate PREDICTION REFERENCE; the scores (identification, "
+               "purity, false positives, completeness) differ when they are swapped")
     notes.append(message)
     warnings.warn(message, UserWarning, stacklevel=3)
 
@@ -496,15 +617,20 @@ def evaluate(
             of another convention (29-99); the reference holds no vertebra in its convention; a floating-point map
             holds values that are not integers; a map holds negative values (an image such as the CT, not a label
             map); the two grids do not overlap in physical space (no voxel of the prediction's grid lands on the
-            reference's); the reference is a spineseg output folder (the two given in swapped order).
+            reference's); the reference is a spineseg output folder (the two given in swapped order); the
+            reference is the prediction (the same file, also as a folder's labels.nii.gz, or a copy of the same
+            spineseg result: Dice 1 everywhere); a map holds more than :data:`MAX_LABEL_VALUES` distinct values
+            (an image such as a CT stored unsigned or an MR).
         ValueError: unknown convention; label maps that are not 3D.
 
     Warns:
-        UserWarning: the reference is a spineseg result (``labels.nii.gz`` beside a ``vertebrae.json``) that no
-            person edited and the prediction is a file that is none: probably the two in swapped order (also a
-            note in the report).
+        UserWarning: the reference is a spineseg result (``labels.nii.gz`` beside a ``vertebrae.json``) with
+            nothing in it recorded as made or stated by a person (no vertebra ``edited``, ``level_stated`` or
+            ``complete_stated``, the map as vertebrae.json describes it: the same labels and volumes) and the
+            prediction is a file that is none: probably the two in swapped order (also a note in the report).
     """
     notes: list[str] = []
+    _check_not_itself(prediction, reference)
     _check_order(prediction, reference, notes)
     pred_image, pred_description, folder_completeness = _load_prediction(prediction)
     ref_image, ref_description = _read_label_image(reference, "reference")
@@ -766,9 +892,10 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
 
     Raises:
         InputImageError: a file is missing or a folder is not a spineseg output folder; a file is truncated or
-            corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); the prediction holds negative values (an
-            image such as the CT, not a label map); a point lies outside ``centroids_grid`` (the file refers to
-            another grid); the centroid file is the prediction folder's own ``centroids_ctd.json``.
+            corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); the prediction holds negative values or
+            more than :data:`MAX_LABEL_VALUES` distinct values (an image such as the CT, not a label map); a point
+            lies outside ``centroids_grid`` (the file refers to another grid); the centroid file is the prediction
+            folder's own ``centroids_ctd.json``.
         SpineSegmentationError: the file is not a VerSe centroid list
             (:func:`~SpineSegmentationLib.outputs.centroids.read_ctd`).
     """
