@@ -1106,15 +1106,17 @@ def write_report(
 def _plot_tags(report: EvaluationReport) -> list[str]:
     """The words ``evaluation.png`` writes on each row's bars (``""``: none), as the summary counts them: "missed" for
     a false negative and "false +" for a false positive (a level with no voxel overlapping a vertebra of the other
-    map; a level can be both), "mislabelled" for a level on one side only whose voxels the other map holds under
-    another label."""
+    map; a level can be both); for a level on one side only whose voxels the other map holds under another label,
+    "as T12" (a reference level, found as the prediction's T12: its best-matching predicted vertebra) or
+    "mislabelled" (a predicted level)."""
     negatives, positives = set(report.summary["false_negatives"]), set(report.summary["false_positives"])
     tags = []
     for r in report.vertebrae:
         words = [word for word, counted in (("missed", r.name in negatives), ("false +", r.name in positives))
                  if counted]
         if not words and not (r.in_reference and r.in_prediction):
-            words = ["mislabelled"]
+            found_as = VERSE_NAMES.get(r.matched_prediction) if r.in_reference else None
+            words = [f"as {found_as}" if found_as else "mislabelled"]
         tags.append(", ".join(words))
     return tags
 

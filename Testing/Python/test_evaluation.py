@@ -506,8 +506,9 @@ def test_the_plot_tags_false_positives_and_negatives_as_the_summary_counts_them(
     """evaluation.png wrote "false +" on every level only in the prediction and "missed" on every level only in the
     reference (audit 2026-12-07: the tptbox crop's prediction, one level off, showed T12 and L1 "false +", L3 and L4
     "missed" while the table and evaluation.json said false positives: none, false negatives: none). A level the other
-    map covers under another label is "mislabelled"; "missed" and "false +" are the summary's false negatives and
-    positives."""
+    map covers under another label is "as L4" (a reference level, found as the prediction's L4) or "mislabelled" (a
+    predicted level; the example CT's T11 sliver, found as part of its T12, was tagged "mislabelled" too); "missed" and
+    "false +" are the summary's false negatives and positives."""
     from SpineSegmentationLib.evaluation import _plot_tags
 
     array = sitk.GetArrayFromImage(reference_verse)
@@ -516,14 +517,17 @@ def test_the_plot_tags_false_positives_and_negatives_as_the_summary_counts_them(
     # the reference's T11 sliver overlaps nothing: missed, though the prediction has a T11 (on the T12)
     assert report.summary["false_negatives"] == ["T11"] and report.summary["false_positives"] == []
     tags = dict(zip((r.name for r in report.vertebrae), _plot_tags(report)))
-    assert tags == {"T11": "missed", "T12": "", "L1": "", "L2": "", "L3": "", "L4": "", "L5": "mislabelled"}
+    assert tags == {"T11": "missed", "T12": "", "L1": "", "L2": "", "L3": "", "L4": "", "L5": "as L4"}
     pred[0:5, 0:5, 0:5] = 1  # a "C1" in a corner, overlapping nothing
     pred[pred == L1] = 0  # the reference's L2 with nothing predicted on it
     report = evaluate(image_like(pred, reference_verse), reference_verse)
     assert report.summary["false_negatives"] == ["T11", "L2"] and report.summary["false_positives"] == ["C1"]
     tags = dict(zip((r.name for r in report.vertebrae), _plot_tags(report)))
-    assert tags == {"C1": "false +", "T11": "missed", "T12": "", "L1": "mislabelled", "L2": "missed", "L3": "",
-                    "L4": "", "L5": "mislabelled"}
+    assert tags == {"C1": "false +", "T11": "missed", "T12": "", "L1": "as T12", "L2": "missed", "L3": "",
+                    "L4": "", "L5": "as L4"}
+    report = evaluate(image_like(np.where(array == L5, 25, array), reference_verse), reference_verse)
+    tags = dict(zip((r.name for r in report.vertebrae), _plot_tags(report)))
+    assert tags["L6"] == "mislabelled" and tags["L5"] == "as L6"  # the reference's L5 named L6
 
 
 def test_a_prediction_on_a_smaller_grid_is_scored_on_the_whole_reference(reference_verse):
