@@ -38,7 +38,9 @@ typo cannot silently fall back to a default):
 from __future__ import annotations
 
 import copy
+import difflib
 import json
+import math
 from pathlib import Path
 
 from ..errors import SpineSegmentationError
@@ -55,7 +57,8 @@ DEFAULTS: dict = {
         "hu_scale": 1000.0,
         "localization_spacing_mm": 4.0,
     },
-    "iterative_fcn": {"patch_size": 48, "filters": 16, "levels": 4, "recognition_filters": 16, "recognition_levels": 2, "normalization": "batch"},
+    "iterative_fcn": {"patch_size": 48, "filters": 16, "levels": 4, "recognition_filters": 16, "recognition_levels": 2,
+                      "normalization": "batch"},
     "attention_net": {"filters": 16, "pool_levels": 4},
     "traversal": {"direction": "up", "test_time_mirror": False},
     "localization": {},
@@ -108,29 +111,48 @@ DEFAULTS: dict = {
     },
 }
 
-PATH_KEYS = ("verse_root", "manifest", "synthetic_masks_root")
-
-
 def _merge(base: dict, override: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
         if key.startswith("_"):  # "_comment" keys document a configuration file
             continue
         if key not in base:
-            raise SpineSegmentationError(f"unknown training configuration key {where}{key!r}; valid keys: {sorted(base)}")
-        if isinstance(base[key], dict) and base[key] and isinstance(value, dict):
+            close = difflib.get_close_matches(key, list(base), n=1)
+            hint = f"did you mean '{where}{close[0]}'? " if close else ""
+            raise SpineSegmentationError(f"unknown training configuration key '{where}{key}'; {hint}valid keys: "
+                                         f"{sorted(base)}")
+        if isinstance(base[key], dict) and not isinstance(value, dict):
+            raise SpineSegmentationError(
+                f"{where}{key} must be a JSON object of settings ({{\"key\": value, ...}}), got {value!r:.80}; see "
+                "Resources/TrainingConfigs/default_cpu.json")
+        if isinstance(base[key], dict) and base[key]:
             out[key] = _merge(base[key], value, f"{where}{key}.")
         else:
             out[key] = copy.deepcopy(value)
     return out
 
 
-def _resolve(value, base_dir: Path):
+#: The path settings: (section, key) -> what they may hold ("one": a path or null; "list": a path or a list of paths,
+#: read as a list; "one or list": either, kept as given).
+PATH_SETTINGS = {("data", "manifest"): "one", ("data", "verse_root"): "one or list",
+                 ("data", "synthetic_masks_root"): "one or list", ("data", "anatomy_maps"): "list",
+                 ("data", "held_out"): "list", ("fcn_training", "init_from"): "one"}
+
+
+def _resolve(value, base_dir: Path, name: str, kind: str):
+    """A path setting made absolute (relative to ``base_dir``), after checking that it holds what ``kind`` allows
+    (:data:`PATH_SETTINGS`): a text where a path is read, not a number, a list of texts where several are."""
     if value is None:
-        return None
-    if isinstance(value, (list, tuple)):
+        return [] if kind == "list" else None
+    if isinstance(value, str) and value.strip():
+        path = str((base_dir / value).resolve())
+        return [path] if kind == "list" else path
+    several = kind != "one"
+    if several and isinstance(value, list) and all(isinstance(v, str) and v.strip() for v in value):
         return [str((base_dir / v).resolve()) for v in value]
-    return str((base_dir / value).resolve())
+    wanted = "a path (a text)" + (" or a list of paths" if several else "") + (" or null" if kind == "one" else "")
+    raise SpineSegmentationError(f"{name} must be {wanted}, got {value!r:.80}; paths are relative to the "
+                                 "configuration file")
 
 
 def load_config(config: str | Path | dict) -> dict:
@@ -145,8 +167,9 @@ def load_config(config: str | Path | dict) -> dict:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        SpineSegmentationError (a ValueError): invalid JSON, unknown keys, no training data configured, or a setting
-            of the wrong kind (a text for a number, "false" for a flag) or out of its range, named with the fix.
+        SpineSegmentationError (a ValueError): invalid JSON, unknown keys, no training data configured, a setting
+            of the wrong kind (a text for a number, "false" for a flag, a number for a path, a text for a section)
+            or out of its range, or a ``name`` that is no folder name, named with the fix.
     """
     if isinstance(config, dict):
         raw, base_dir = config, Path.cwd()
@@ -159,13 +182,14 @@ def load_config(config: str | Path | dict) -> dict:
         except json.JSONDecodeError as e:
             raise SpineSegmentationError(f"{path} is not valid JSON: {e}") from e
         base_dir = path.resolve().parent
+    if not isinstance(raw, dict):
+        raise SpineSegmentationError(f"the training configuration must be a JSON object ({{\"data\": ..., ...}}), got "
+                                     f"{raw!r:.80}; see Resources/TrainingConfigs/default_cpu.json")
     cfg = _merge(DEFAULTS, raw, "")
-    for key in PATH_KEYS:
-        cfg["data"][key] = _resolve(cfg["data"][key], base_dir)
-    cfg["data"]["anatomy_maps"] = _resolve(cfg["data"]["anatomy_maps"], base_dir) or []
-    cfg["data"]["held_out"] = _resolve(cfg["data"]["held_out"], base_dir) or []
-    cfg["fcn_training"]["init_from"] = _resolve(cfg["fcn_training"]["init_from"], base_dir)
+    for (section, key), kind in PATH_SETTINGS.items():
+        cfg[section][key] = _resolve(cfg[section][key], base_dir, f"{section}.{key}", kind)
     _check_types(DEFAULTS, cfg, "")
+    _check_name(cfg["name"])
     data = cfg["data"]
     if not (data["verse_root"] or data["manifest"] or data["synthetic_masks_root"] or data["anatomy_maps"]):
         raise SpineSegmentationError(
@@ -173,18 +197,32 @@ def load_config(config: str | Path | dict) -> dict:
             "(CSV with image,labels,convention columns) and/or data.synthetic_masks_root"
         )
     if cfg["traversal"].get("direction", "up") not in ("up", "down"):
-        raise SpineSegmentationError(f"traversal.direction must be 'up' or 'down', got {cfg['traversal'].get('direction')!r}")
+        raise SpineSegmentationError(
+            f"traversal.direction must be 'up' or 'down', got {cfg['traversal'].get('direction')!r}")
     if cfg["fcn_training"]["lambda_progress"] not in ("max", "iterations"):
-        raise SpineSegmentationError("fcn_training.lambda_progress must be 'max' (iterations or wall clock) or 'iterations'")
+        raise SpineSegmentationError(
+            "fcn_training.lambda_progress must be 'max' (iterations or wall clock) or 'iterations'")
     for key in ("synthetic_fraction", "anatomy_synthesis_share", "composite_column_share"):
         if not 0.0 <= data[key] <= 1.0:
             raise SpineSegmentationError(f"data.{key} must be in [0, 1], got {data[key]}")
     if data["pseudo_label_ignore_mm"] < 0:
         raise SpineSegmentationError(f"data.pseudo_label_ignore_mm must be >= 0 (mm; 0 = no band), got "
                          f"{data['pseudo_label_ignore_mm']}")
-    for key in ("pose_probability", "memory_error_probability", "fov_crop_probability"):
+    for key in ("pose_probability", "memory_error_probability", "fov_crop_probability", "random_patch_fraction",
+                "completeness_tolerance", "lambda_min"):
         if not 0.0 <= cfg["fcn_training"][key] <= 1.0:
             raise SpineSegmentationError(f"fcn_training.{key} must be in [0, 1], got {cfg['fcn_training'][key]}")
+    if not all(0.0 <= beta < 1.0 for beta in cfg["fcn_training"]["betas"]):
+        raise SpineSegmentationError(f"fcn_training.betas must be two numbers in [0, 1) (Adam's decay rates, the "
+                                     f"paper's 0.99 and 0.999), got {cfg['fcn_training']['betas']}")
+    if not 0.0 <= cfg["fcn_training"]["max_scale"] < 1.0:
+        raise SpineSegmentationError(f"fcn_training.max_scale must be in [0, 1) (the scale is drawn from [1 - "
+                                     f"max_scale, 1 + max_scale]), got {cfg['fcn_training']['max_scale']}")
+    for dotted in NON_NEGATIVE_KEYS:
+        section, key = dotted.split(".")
+        if cfg[section][key] < 0:
+            raise SpineSegmentationError(f"{dotted} must be >= 0, got {cfg[section][key]!r}")
+    check_seed(cfg["seed"])
     if not 0.0 <= cfg["fcn_training"]["ema_decay"] < 1.0:
         raise SpineSegmentationError(f"fcn_training.ema_decay must be in [0, 1) (0 = keep the last iterate), got "
                          f"{cfg['fcn_training']['ema_decay']}")
@@ -210,7 +248,36 @@ POSITIVE_KEYS = (
     "fcn_training.checkpoint_every", "fcn_training.log_every", "attention_training.max_iterations",
     "attention_training.max_wall_minutes", "attention_training.learning_rate", "attention_training.slices_per_batch",
     "data.synthetic_pool_size", "data.synthetic_refresh_every",
+    "iterative_fcn.patch_size", "attention_net.filters",  # IterativeFCNConfig / AttentionNetConfig take 0 and less
 )
+
+
+#: Settings that must not be negative (0 is meaningful: none, off).
+NON_NEGATIVE_KEYS = (
+    "fcn_training.gamma", "fcn_training.max_rotation_degrees", "attention_training.synthetic_volumes",
+    "data.synthetic_refresh_count",
+)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """``seed`` if it is a whole number that numpy's and torch's generators take (0 to 2**63 - 1).
+
+    Raises:
+        SpineSegmentationError: another value, with ``name`` (the setting or option that gave it).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 63:
+        raise SpineSegmentationError(f"{name} must be a whole number from 0 to 2**63 - 1, got {seed!r}")
+    return seed
+
+
+def _check_name(name: str) -> None:
+    """The model's name is also the name of the model folder written inside the run folder: one folder name, so that
+    the model lands there and nowhere else (not "", ".", ".." or a path, which would put it into the run folder itself,
+    above it, or into another folder, e.g. a model folder it would overwrite when a resumed run writes again)."""
+    if not name.strip() or name in (".", "..") or "/" in name or "\\" in name:
+        raise SpineSegmentationError(
+            f"name must be a folder name (the model folder is written as <run folder>/<name>), got {name!r}: give a "
+            "name without '/' or '\\', not empty, '.' or '..', e.g. \"my-spine-model\"")
 
 
 def _check_types(base: dict, cfg: dict, where: str) -> None:
@@ -227,13 +294,14 @@ def _check_types(base: dict, cfg: dict, where: str) -> None:
         elif isinstance(default, int):
             ok, kind = isinstance(value, int) and not isinstance(value, bool), "a whole number"
         elif isinstance(default, float):
-            ok, kind = isinstance(value, (int, float)) and not isinstance(value, bool), "a number"
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok, kind = number and math.isfinite(value), "a finite number" if number else "a number"
         elif isinstance(default, str):
             ok, kind = isinstance(value, str), "a text"
         elif isinstance(default, list) and default and all(isinstance(v, float) for v in default):
             ok = isinstance(value, list) and len(value) == len(default) and all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
-            kind = f"a list of {len(default)} numbers"
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+            kind = f"a list of {len(default)} numbers (finite)"
         else:
             continue  # paths and lists of paths (None by default): checked where they are read
         if not ok:

@@ -109,6 +109,8 @@ def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
 
     Raises:
         FileNotFoundError: ``init_from`` is neither a model folder nor a file.
+        SpineSegmentationError: ``init_from`` is a file but no ``checkpoint.pt`` of :mod:`.trainer` (e.g. the
+            ``model.json`` of a model folder instead of the folder).
         ModelFileError: the folder's ``model.json`` is not UTF-8 text, not valid JSON or not a JSON object, or its
             ``training`` is not a JSON object or its ``training.seen_in_training`` not a list; the message names the
             file and says to restore or retrain the model.
@@ -125,8 +127,12 @@ def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
                                  "provenance; the model file is corrupt: restore or retrain it")
         source = meta_path
     elif path.is_file():
-        training = torch.load(path, map_location="cpu", weights_only=False).get("state", {})
+        training = _checkpoint_state(path)
         source = path
+    elif path.is_dir():
+        raise FileNotFoundError(f"fcn_training.init_from: {path} is a folder without model.json, not a model folder; "
+                                "give an earlier run's checkpoint.pt or a model folder (model.json + safetensors), "
+                                "e.g. <run folder>/<name>")
     else:
         raise FileNotFoundError(f"fcn_training.init_from: {path} does not exist; give an earlier run's "
                                 "checkpoint.pt or a model folder (model.json + safetensors)")
@@ -136,6 +142,27 @@ def inherited_lineage(init_from: str | Path | None) -> tuple[list[dict], bool]:
         raise ModelFileError(f"{source}: seen_in_training is {training['seen_in_training']!r:.60}, not a list of "
                              "the scans the model saw; the file is corrupt: restore or retrain it")
     return list(training["seen_in_training"]), bool(training.get("seen_in_training_complete", True))
+
+
+def _checkpoint_state(path: Path) -> dict:
+    """The ``state`` of a ``checkpoint.pt`` written by :mod:`.trainer`.
+
+    Raises:
+        SpineSegmentationError: the file is no such checkpoint (not a torch file, e.g. a model folder's model.json or
+            safetensors, or a torch file without the checkpoint's networks and state), named with the fix.
+    """
+    fix = ("give an earlier run's checkpoint.pt or a model folder (the folder holding model.json, not a file in it)"
+           if path.name == "model.json" or path.suffix == ".safetensors" else
+           "give an earlier run's checkpoint.pt or a model folder (model.json + safetensors)")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # noqa: BLE001 - torch raises many kinds (UnpicklingError, RuntimeError, EOFError, ...)
+        raise SpineSegmentationError(f"fcn_training.init_from: {path} is not a checkpoint written by spineseg train "
+                                     f"(torch cannot read it: {type(error).__name__}); {fix}") from error
+    if not (isinstance(checkpoint, dict) and isinstance(checkpoint.get("state"), dict) and "fcn" in checkpoint):
+        raise SpineSegmentationError(f"fcn_training.init_from: {path} is a torch file but not a checkpoint written by "
+                                     f"spineseg train (no networks and training state in it); {fix}")
+    return checkpoint["state"]
 
 
 def teacher_lineage(cases: list[Case]) -> tuple[list[dict], list[str]]:

@@ -52,10 +52,12 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         *_lineage_lines(t),
         "",
         "## Schedule and result",
-        f"- FCN: {t.get('fcn_iterations')} iterations (schedule n_max {t.get('fcn_max_iterations')}), "
-        f"{t.get('fcn_wall_seconds')} s wall clock, seed {t.get('seed')}; weights: {t.get('weights', 'last iterate')}",
-        f"- attention net: {att.get('iterations')} iterations, {att.get('seconds', 0):.0f} s, final MSE "
-        f"{att.get('final_loss', float('nan')):.5f}",
+        *_warm_start_lines(t),
+        f"- FCN: {t.get('fcn_iterations')} iterations{' in this run' if t.get('warm_start') else ''} (schedule n_max "
+        f"{t.get('fcn_max_iterations')}), {t.get('fcn_wall_seconds')} s wall clock, seed {t.get('seed')}; weights: "
+        f"{t.get('weights', 'last iterate')}",
+        f"- attention net{_attention_origin(t)}: {att.get('iterations')} iterations, {att.get('seconds', 0):.0f} s, "
+        f"final MSE {att.get('final_loss', float('nan')):.5f}",
         f"- final FCN losses (running mean): {', '.join(f'{k} {v:.3f}' for k, v in losses.items())}",
         f"- hardware: {t.get('hardware')}, torch {t.get('torch')}",
         "",
@@ -72,12 +74,33 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         "- output biases initialised to the data statistics (foreground prior 0.1, label 12).",
         f"- trained on {len(data.get('real_training_cases', []))} real CT(s) and "
         f"{'' if data.get('synthetic_volumes_generated_complete', True) else 'at least '}"
-        f"{data.get('synthetic_volumes_generated', 0)} synthetic volume(s), where the paper's CT model trained on 60 "
+        f"{data.get('synthetic_volumes_generated', 0)} synthetic volume(s)"
+        f"{' in this run, started from a model trained on others (see above)' if t.get('warm_start') else ''}, "
+        "where the paper's CT model trained on 60 "
         "labelled CTs at 1 mm (seed 002, section 5): expect lower accuracy than its figures; validate on your data.",
         "",
     ]
     card.write_text("\n".join(lines))
     return card
+
+
+def _warm_start_lines(training: dict) -> list[str]:
+    """The model a run started from (``fcn_training.init_from``): without this line a fine-tuned model's card reads
+    as one trained from scratch in this run's iterations on this run's data."""
+    warm = training.get("warm_start")
+    if not warm:
+        return []
+    fresh = ", ".join(warm.get("reinitialized_modules") or []) or "none"
+    return [f"- started from {warm.get('checkpoint')} (after its {warm.get('from_iteration')} FCN iterations, "
+            f"{warm.get('from_fcn_seconds')} s): {warm.get('copied_tensors')} FCN tensors copied, modules initialized "
+            f"afresh: {fresh}, batch-norm statistics: {warm.get('batch_norm_statistics', 'not recorded')}; what it "
+            "trained on is in the lineage line above"]
+
+
+def _attention_origin(training: dict) -> str:
+    """" (copied from the model it started from)" for an attention net copied by a warm start, not trained again."""
+    retrained = (training.get("config") or {}).get("attention_training", {}).get("retrain", False)
+    return " (copied from the model it was started from)" if training.get("warm_start") and not retrained else ""
 
 
 def _validation_line(training: dict) -> str:

@@ -30,8 +30,9 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..anatomy import CONVENTIONS, column_mask, foreign_verse_labels, to_verse, whole_labels
-from ..errors import SpineSegmentationError
+from ..errors import InputImageError, SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
+from ..validation import check_intensities
 
 #: A folder of validation or test cases: "valid..." or "test..." not inside a word ("dataset-verse20validation",
 #: "02_validation", "test"; not "latest", "contest", "invalid").
@@ -141,7 +142,8 @@ def read_manifest(path: str | Path) -> list[Case]:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"manifest {path} not found")
+        raise FileNotFoundError(f"manifest {path} not found; check data.manifest in the training configuration "
+                                "(a relative path is relative to the configuration file)")
     cases = []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
@@ -154,7 +156,8 @@ def read_manifest(path: str | Path) -> list[Case]:
             labels = (path.parent / row["labels"].strip()).resolve()
             for p in (image, labels):
                 if not p.exists():
-                    raise FileNotFoundError(f"{path} line {row_number}: {p} does not exist")
+                    raise FileNotFoundError(f"{path} line {row_number}: {p} does not exist; check the row's "
+                                            "image and labels (a relative path is relative to the manifest file)")
             convention = row["convention"].strip()
             if convention not in CONVENTIONS:
                 raise SpineSegmentationError(
@@ -218,6 +221,50 @@ def labels_on_grid(labels: sitk.Image, reference: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(out)
 
 
+#: The largest share of a label map's vertebra voxels that may lie outside its CT: a label map made on the CT lies
+#: within it (0 % for every case of the shipped manifests); a shifted header or another scan's map does not.
+MAX_SHARE_OUTSIDE_CT = 0.02
+
+
+def share_outside(label_image: sitk.Image, convention: str, ct: sitk.Image, most_points: int = 200_000) -> float:
+    """The share of a label map's vertebra voxels (``convention``, :func:`~SpineSegmentationLib.anatomy.to_verse`)
+    whose centres lie outside the CT's image extent (its voxels' centres +- half a CT voxel, plus half the label map's
+    largest spacing: a coarser map's voxel may reach past the CT's edge), in physical space (LPS mm, each image's
+    origin, spacing and direction); 0.0 for a map without vertebrae. At most ``most_points`` evenly strided voxels are
+    mapped."""
+    mask = column_mask(to_verse(sitk.GetArrayViewFromImage(label_image), convention))
+    flat = np.flatnonzero(mask)
+    if not flat.size:
+        return 0.0
+    kji = np.unravel_index(flat[:: max(1, flat.size // most_points)], mask.shape)
+    ijk = np.stack(kji[::-1], axis=1).astype(np.float64)  # numpy [k, j, i] -> ITK (i, j, k)
+
+    def frame(image: sitk.Image):
+        return (np.asarray(image.GetOrigin()), np.asarray(image.GetSpacing()),
+                np.asarray(image.GetDirection()).reshape(3, 3))
+
+    origin, spacing, direction = frame(label_image)
+    points = origin + (ijk * spacing) @ direction.T
+    ct_origin, ct_spacing, ct_direction = frame(ct)
+    index = np.linalg.solve(ct_direction, (points - ct_origin).T).T / ct_spacing
+    margin = 0.5 + 0.5 * spacing.max() / ct_spacing  # in CT voxels, per axis
+    inside = np.all((index >= -margin) & (index <= np.asarray(ct.GetSize()) - 1 + margin), axis=1)
+    return float(1.0 - inside.mean())
+
+
+def _refuse_an_image(label_image: sitk.Image, path: str | Path, fix: str) -> None:
+    """Raise SpineSegmentationError, naming ``path`` and ``fix``, when the label map holds a negative value: it is an
+    intensity image (a CT in HU: air is -1000), not a label map; read as labels, its soft tissue (27-50 HU) would be
+    TotalSegmentator's vertebrae."""
+    values = sitk.GetArrayViewFromImage(label_image)
+    lowest = float(np.min(values)) if values.size else 0.0
+    if lowest < 0:
+        raise SpineSegmentationError(
+            f"{path} holds negative values (lowest {lowest:g}): it is an image, e.g. a CT in HU, not a label map "
+            f"(labels are 0 or more; read as TotalSegmentator labels, its soft tissue at 27-50 HU would train as "
+            f"vertebrae): {fix}")
+
+
 def load_case(case: Case, spacing_mm: float) -> CaseVolume:
     """Read a case and bring it onto the canonical grid at ``spacing_mm`` (labels in VerSe numbers).
 
@@ -225,22 +272,46 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
     neighbour onto the CT's canonical grid. A mask-only case is put on the canonical grid of its mask.
 
     Raises:
-        SpineSegmentationError: a label map declared as VerSe numbers holds labels of another convention (29-99),
-            or no vertebra of the label map lies on the CT (another scan's map, a wrong header or convention), or
+        SpineSegmentationError: the label map holds negative values (an image such as the CT, not a label map), a
+            label map declared as VerSe numbers (``verse``, ``totalseg_vertebrae``) holds labels of another
+            convention (29-99),
+            or more than :data:`MAX_SHARE_OUTSIDE_CT` of its vertebra voxels lie outside the CT, or none on the CT's
+            canonical grid (another scan's map, a wrong header or convention), or
             a floating-point label map holds values that are no whole numbers (:func:`read_label_map`).
+        InputImageError: the CT's values are not CT Hounsfield units (a label map given as the CT, a CT stored
+            without its rescale intercept: :func:`~SpineSegmentationLib.validation.check_intensities`).
     """
     label_image = read_label_map(case.labels)
-    foreign = foreign_verse_labels(sitk.GetArrayViewFromImage(label_image)) if case.convention == "verse" else ""
+    _refuse_an_image(label_image, case.labels, "give the case's label map as its labels (a manifest row is "
+                     "image,labels,convention: the CT first, then its label map)")
+    # both number the vertebrae 1-24 (28: T13): a map with labels 29-99 is another convention's, e.g. a
+    # TotalSegmentator 'total' map, whose 1-24 are organs (spleen, kidneys, liver, ...) that would train as C1-L5
+    numbered_as_verse = case.convention in ("verse", "totalseg_vertebrae")
+    foreign = foreign_verse_labels(sitk.GetArrayViewFromImage(label_image)) if numbered_as_verse else ""
     if foreign:
         raise SpineSegmentationError(
-            f"{case.labels} holds labels that are no VerSe number ({foreign}) but its convention is 'verse': give the "
-            "label map's convention in the manifest (totalseg for a TotalSegmentator 'total' map, totalseg_vertebrae "
+            f"{case.labels} holds labels that are no VerSe number ({foreign}) but its convention is "
+            f"{case.convention!r}, which numbers the vertebrae 1-24 as VerSe does: give the label map's convention in "
+            "the manifest (totalseg for a TotalSegmentator 'total' map, whose 1-24 are organs; totalseg_vertebrae "
             "for its vertebrae task)")
     if case.image is None:
         reference = canonical_reference(label_image, spacing_mm)
         hu = None
     else:
-        hu, reference = to_canonical(read_image(case.image), spacing_mm, AIR_HU)
+        image = read_image(case.image)
+        try:
+            check_intensities(image)
+        except InputImageError as error:
+            raise InputImageError(f"the CT {case.image} of the case {case.name}: {error} In a manifest row the CT "
+                                  "comes first, then its label map (image,labels,convention)") from None
+        outside = share_outside(label_image, case.convention, image)
+        if outside > MAX_SHARE_OUTSIDE_CT:
+            raise SpineSegmentationError(
+                f"{100 * outside:.0f} % of the vertebra voxels of {case.labels} lie outside its CT {case.image}: the "
+                "label map is another scan's, or its header (origin, spacing, direction) differs from the CT's, so "
+                "its labels would train on the wrong voxels. Give the label map made on this CT; a map of a larger "
+                "scan that the CT is cut from: resample it onto the CT's grid (nearest neighbour) first")
+        hu, reference = to_canonical(image, spacing_mm, AIR_HU)
     labels = to_verse(labels_on_grid(label_image, reference), case.convention)
     if not column_mask(labels).any():
         on = f"on the grid of {case.image}" if case.image is not None else "after conversion"
@@ -257,7 +328,9 @@ def load_anatomy_map(path: str | Path, spacing_mm: float) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no image at ``path``.
-        SpineSegmentationError: a floating-point map whose values are no whole numbers (:func:`read_label_map`).
+        SpineSegmentationError: a floating-point map whose values are no whole numbers (:func:`read_label_map`), or
+            a map with negative values (an image such as a CT, not a label map).
     """
     image = read_label_map(path)
+    _refuse_an_image(image, path, "give data.anatomy_maps TotalSegmentator 'total' label maps")
     return labels_on_grid(image, canonical_reference(image, spacing_mm))

@@ -43,7 +43,7 @@ from ..pipeline import resolve_device
 from ..preprocessing import cut_body_values, pad_value
 from ..threads import torch_threads, usable_cores
 from .attention_training import sagittal_examples, train_attention
-from .config import load_config, model_sections
+from .config import check_seed, load_config, model_sections
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
 from .lineage import (
@@ -310,9 +310,17 @@ def _check_run_folder_free(out: Path, cfg: dict) -> None:
     the same configuration that stopped before its first checkpoint (its ``config.json`` equals this run's): their
     loss log and curve are removed then, and the run starts again.
 
+    A model folder (one holding ``model.json``, e.g. the shipped ``Resources/Models/spineseg-default``) is refused:
+    the run would put its checkpoint, logs and a second model folder into it.
+
     Raises:
         OutputExistsError: names the files and the fix.
     """
+    if (out / "model.json").is_file():
+        raise OutputExistsError(f"{out} is a model folder (it holds model.json): a training run writes its checkpoint, "
+                                "logs and its own model folder into its run folder, which would mix them into this "
+                                "model; choose a new run folder (-o), e.g. runs/my-run (to start from this model, "
+                                "name it in fcn_training.init_from)")
     names = ["config.json", "loss_log.csv", "loss_curve.png"] + ([str(cfg["name"])] if cfg.get("name") else [])
     taken = [name for name in names if (out / name).exists()]
     config = out / "config.json"
@@ -404,12 +412,14 @@ class _TrainingRun:
     def __init__(self, cfg: dict, out: Path, resume: bool, device: torch.device, seed: int | None, progress,
                  workers: int = 0) -> None:
         if seed is not None:
-            cfg["seed"] = int(seed)
+            cfg["seed"] = check_seed(seed, "the seed option (--seed)")
         self.cfg, self.out, self.resume, self.progress = cfg, out, resume, progress
         self.workers = workers
         self.ckpt_path = out / CHECKPOINT
         if resume and not self.ckpt_path.is_file():
-            raise FileNotFoundError(f"cannot resume: {self.ckpt_path} does not exist")
+            raise FileNotFoundError(f"cannot resume: {self.ckpt_path} does not exist (no run in {out}, or one that "
+                                    "stopped before its first checkpoint); run the same command without --resume to "
+                                    "start the run")
         if not resume and self.ckpt_path.exists():
             raise OutputExistsError(f"{out} already holds a training run; pass resume=True (--resume) or choose "
                                     "another folder")

