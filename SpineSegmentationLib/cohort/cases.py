@@ -242,7 +242,7 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
     cases = []
     for row in reader:
         line = reader.line_num  # the file's line (blank lines are passed over)
-        if row.get(None):
+        if any(field.strip() for field in row.get(None) or []):  # empty ones: a spreadsheet's trailing commas
             raise SpineSegmentationError(
                 f"manifest {path}, line {line}: more fields than the header's {len(reader.fieldnames)} columns "
                 f"(extra: {', '.join(map(repr, row[None]))}); put a name or path that holds a comma in double quotes "

@@ -934,6 +934,9 @@ def test_a_manifest_is_read_as_meant_or_refused_naming_the_problem(cohort, tmp_p
     manifest = tmp_path / "m.csv"
     manifest.write_text(f"Case_ID, Image\na, {cohort / 'a.nii.gz'}\n")
     assert [(c.case_id, c.image) for c in read_manifest(manifest)] == [("a", cohort / "a.nii.gz")]
+    # empty fields past the header's columns (a spreadsheet's trailing commas) are no extra field (review 2026-12-07)
+    manifest.write_text(f"case_id,image\na,{cohort / 'a.nii.gz'},,\n")
+    assert [(c.case_id, c.image) for c in read_manifest(manifest)] == [("a", cohort / "a.nii.gz")]
     manifest.write_text(f"case_id;image\na;{cohort / 'a.nii.gz'}\n")
     with pytest.raises(SpineSegmentationError, match="its columns are separated by semicolons, not commas; save it "
                                                      "as CSV with commas"):
