@@ -151,6 +151,26 @@ def whole_labels(labels, source: str) -> np.ndarray:
     return np.rint(array).astype(np.int32)
 
 
+#: Most distinct values a label map may hold (background included) before it is refused as an image: a map of the
+#: numberings read here holds at most about 120 (TotalSegmentator v2 ``total``: 117 labels; VerSe/TPTBox: 1-28 and
+#: some 60 of 100 and above), an image hundreds to thousands (example CT: 2598; the T2w cervical MR crop, no negative
+#: value: 374; the small TotalSegmentator MR: 832).
+MAX_LABEL_VALUES = 250
+
+
+def distinct_values(array: np.ndarray) -> int:
+    """How many distinct values ``array`` (any shape, no negative integer) holds: for integers up to 2**24 marked
+    in a table of the values, a plane at a time (no sorted copy of a whole CT), else by ``np.unique``."""
+    if array.size == 0:
+        return 0
+    if np.issubdtype(array.dtype, np.integer) and int(array.max()) < 1 << 24:
+        present = np.zeros(int(array.max()) + 1, dtype=bool)
+        for plane in array.reshape(array.shape[0], -1):
+            present[plane] = True
+        return int(np.count_nonzero(present))
+    return int(np.unique(array).size)
+
+
 #: Label conventions that :func:`to_verse` converts (see shared/data/README.md).
 CONVENTIONS = ("verse", "totalseg", "totalseg_vertebrae")
 

@@ -65,8 +65,8 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, SACRUM, VERSE_NAMES, foreign_verse_labels, to_verse,
-                      whole_labels)
+from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, MAX_LABEL_VALUES, SACRUM, VERSE_NAMES, distinct_values,
+                      foreign_verse_labels, to_verse, whole_labels)
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
 from .geometry import label_measurements, labels_at_border, same_grid
 from .io import check_image_file
@@ -76,11 +76,6 @@ from .outputs.vertebrae_json import read_vertebrae_json
 
 #: VerSe identification threshold, mm (Sekuboyina et al. 2021, after Glocker et al. 2013).
 ID_DISTANCE_MM = 20.0
-#: Most distinct values a label map may hold (background included) before it is refused as an image: a map of the
-#: numberings read here holds at most about 120 (TotalSegmentator v2 ``total``: 117 labels; VerSe/TPTBox: 1-28 and
-#: some 60 of 100 and above), an image hundreds to thousands (example CT: 2598; the T2w cervical MR crop, no negative
-#: value: 374; the small TotalSegmentator MR: 832).
-MAX_LABEL_VALUES = 250
 #: Share of a reference vertebra that a predicted instance must cover to count as covering it when instances
 #: that span two vertebrae are counted (a quarter: an instance from mid-body to mid-body covers about half of
 #: each of two vertebral bodies but less of their posterior elements).
@@ -362,19 +357,6 @@ def _read_image(source: ImageLike, what: str, expected: str) -> tuple[sitk.Image
                               "(.nii.gz, .nrrd, ...)") from error
 
 
-def _distinct_values(array: np.ndarray) -> int:
-    """How many distinct values ``array`` (any shape, no negative integer) holds: for integers up to 2**24 marked
-    in a table of the values, a plane at a time (no sorted copy of a whole CT), else by ``np.unique``."""
-    if array.size == 0:
-        return 0
-    if np.issubdtype(array.dtype, np.integer) and int(array.max()) < 1 << 24:
-        present = np.zeros(int(array.max()) + 1, dtype=bool)
-        for plane in array.reshape(array.shape[0], -1):
-            present[plane] = True
-        return int(np.count_nonzero(present))
-    return int(np.unique(array).size)
-
-
 def _label_array(image: sitk.Image, what: str) -> np.ndarray:
     """The values of the ``what`` ("prediction", "reference") label map as whole numbers (``anatomy.whole_labels``).
 
@@ -398,14 +380,15 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             f"image, e.g. the CT in HU, not a label map: give the {what}'s label map in its place ({examples}); "
             "a label map with a negative 'ignore' label: set that label to 0, the background (e.g. SimpleITK's "
             "ChangeLabel), and give it again")
-    distinct = _distinct_values(array)
+    array = whole_labels(array, f"the {what} label map")  # a linearly resampled map: said so, not "an image"
+    distinct = distinct_values(array)
     if distinct > MAX_LABEL_VALUES:
         raise InputImageError(
             f"the {what} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image, e.g. a CT "
             f"stored unsigned (HU + 1024) or an MR, not a label map (a map of the VerSe or TotalSegmentator "
             f"numbering holds at most about 120 labels: TotalSegmentator v2 117); give the {what}'s label map in its "
             f"place ({examples})")
-    return whole_labels(array, f"the {what} label map")
+    return array
 
 
 def _check_verse_labels(labels: np.ndarray, what: str) -> None:

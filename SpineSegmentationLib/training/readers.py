@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..anatomy import CONVENTIONS, column_mask, foreign_verse_labels, to_verse, whole_labels
+from ..anatomy import (CONVENTIONS, MAX_LABEL_VALUES, column_mask, distinct_values, foreign_verse_labels, to_verse,
+                       whole_labels)
 from ..errors import InputImageError, SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 from ..validation import check_intensities
@@ -252,9 +253,22 @@ def share_outside(label_image: sitk.Image, convention: str, ct: sitk.Image, most
     return float(1.0 - inside.mean())
 
 
+def _inside(image: sitk.Image, outer: sitk.Image) -> bool:
+    """True when ``image``'s extent (its voxels, corner to corner, in physical space) lies within ``outer``'s, to a
+    tenth of ``outer``'s voxel: ``image`` is cut from the scan ``outer`` covers (e.g. a CT cropped to the lumbar
+    spine beside the label map of the whole scan), whose labels outside it are of no concern."""
+    size = np.asarray(image.GetSize(), dtype=float)
+    corners = np.array([[(c >> axis) & 1 for axis in range(3)] for c in range(8)], dtype=float) * size - 0.5
+    index = np.array([outer.TransformPhysicalPointToContinuousIndex(image.TransformContinuousIndexToPhysicalPoint(
+        [float(v) for v in corner])) for corner in corners])
+    return bool(np.all((index >= -0.6) & (index <= np.asarray(outer.GetSize()) - 0.4)))
+
+
 def _refuse_an_image(label_image: sitk.Image, path: str | Path, fix: str) -> None:
-    """Raise SpineSegmentationError, naming ``path`` and ``fix``, when the label map holds a negative value: it is an
-    intensity image (a CT in HU: air is -1000), not a label map; read as labels, its soft tissue (27-50 HU) would be
+    """Raise SpineSegmentationError, naming ``path`` and ``fix``, when the label map (whole numbers,
+    :func:`read_label_map`) holds a negative value or more than :data:`~SpineSegmentationLib.anatomy.MAX_LABEL_VALUES`
+    distinct values: it is an intensity image (a CT in HU: air is -1000; a CT stored unsigned, HU + 1024; an MR),
+    not a label map; read as labels, a CT's soft tissue (27-50 HU) or its air (HU + 1024) would train as
     TotalSegmentator's vertebrae."""
     values = sitk.GetArrayViewFromImage(label_image)
     lowest = float(np.min(values)) if values.size else 0.0
@@ -263,6 +277,12 @@ def _refuse_an_image(label_image: sitk.Image, path: str | Path, fix: str) -> Non
             f"{path} holds negative values (lowest {lowest:g}): it is an image, e.g. a CT in HU, not a label map "
             f"(labels are 0 or more; read as TotalSegmentator labels, its soft tissue at 27-50 HU would train as "
             f"vertebrae): {fix}")
+    distinct = distinct_values(np.asarray(values))
+    if distinct > MAX_LABEL_VALUES:
+        raise SpineSegmentationError(
+            f"{path} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image, e.g. a CT stored "
+            "unsigned (HU + 1024) or an MR, not a label map (the VerSe and TotalSegmentator numberings hold at most "
+            f"about 120 labels): {fix}")
 
 
 def load_case(case: Case, spacing_mm: float) -> CaseVolume:
@@ -305,7 +325,7 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
             raise InputImageError(f"the CT {case.image} of the case {case.name}: {error} In a manifest row the CT "
                                   "comes first, then its label map (image,labels,convention)") from None
         outside = share_outside(label_image, case.convention, image)
-        if outside > MAX_SHARE_OUTSIDE_CT:
+        if outside > MAX_SHARE_OUTSIDE_CT and not _inside(image, label_image):  # a CT cut from the mapped scan: fine
             raise SpineSegmentationError(
                 f"{100 * outside:.0f} % of the vertebra voxels of {case.labels} lie outside its CT {case.image}: the "
                 "label map is another scan's, or its header (origin, spacing, direction) differs from the CT's, so "

@@ -267,6 +267,20 @@ def test_a_ct_given_as_a_label_map_is_refused_not_scored(real_ct, real_ct_refere
         evaluate_points(real_ct, points, prediction_convention="totalseg")
 
 
+def test_a_linearly_resampled_label_map_is_told_to_be_resampled_with_nearest_neighbour(real_ct_reference):
+    """The example TotalSegmentator map resampled to 2 mm with linear interpolation (float, 400-odd distinct values):
+    the distinct-value count called it "an image, e.g. a CT stored unsigned or an MR" (review 2026-12-07); its values
+    between labels say what happened and how to mend it."""
+    reference = sitk.ReadImage(str(real_ct_reference))
+    size = [int(n * s / 2.0) for n, s in zip(reference.GetSize(), reference.GetSpacing())]
+    linear = sitk.Resample(sitk.Cast(reference, sitk.sitkFloat32), size, sitk.Transform(), sitk.sitkLinear,
+                           reference.GetOrigin(), (2.0, 2.0, 2.0), reference.GetDirection(), 0.0, sitk.sitkFloat32)
+    assert np.unique(sitk.GetArrayViewFromImage(linear)).size > 250
+    with pytest.raises(InputImageError, match=r"the prediction label map holds label values that are no whole numbers "
+                                              r".*resample it with nearest-neighbour interpolation"):
+        evaluate(linear, real_ct_reference, reference_convention="totalseg", prediction_convention="totalseg")
+
+
 def test_an_image_with_no_negative_value_is_refused_as_a_label_map(real_ct_image, real_ct_reference, mr_paths,
                                                                       reference_verse, tmp_path):
     """The example CT stored unsigned (HU + 1024, as many scanners write it: no negative value) and the T2w cervical

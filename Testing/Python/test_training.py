@@ -709,6 +709,11 @@ def test_label_maps_that_cannot_be_this_cts_are_refused(real_ct, real_ct_referen
     sitk.WriteImage(coarse, str(tmp_path / "coarse_msk.nii.gz"))
     coarse_case = Case("coarse", TPTBOX / "sub-ct_label-22_ct.nii.gz", tmp_path / "coarse_msk.nii.gz")
     assert load_case(coarse_case, 2.5).labels.any()
+    # a CT cut from the scan its label map covers (the example CT above slice 60, beside the whole map: 21 % of the
+    # map's vertebra voxels outside the cut) is that scan's: accepted, as before the check (review 2026-12-07)
+    ct = sitk.ReadImage(str(real_ct))
+    sitk.WriteImage(ct[:, :, 60:], str(tmp_path / "upper_ct.nii.gz"))
+    assert load_case(Case("upper", tmp_path / "upper_ct.nii.gz", real_ct_reference, "totalseg"), 2.5).labels.any()
 
 
 @pytest.mark.parametrize("name", ["../beside-the-run", "models/mine", "", ".", ".."])
@@ -761,6 +766,14 @@ def test_a_ct_given_as_a_label_map_or_a_label_map_as_the_ct_is_refused(real_ct, 
     sitk.WriteImage(shifted, str(tmp_path / "no_intercept_ct.nii.gz"))
     with pytest.raises(InputImageError, match=r"no_intercept_ct.nii.gz of the case shifted: .*HU \+ 1024"):
         load_case(Case("shifted", tmp_path / "no_intercept_ct.nii.gz", TPTBOX_MASK, "verse"), 2.5)
+    # the CT stored unsigned (no negative value) as the label map: its air (HU + 1024: 27-50 is -997 to -974 HU)
+    # trained as vertebrae on 13 % of the voxels under "totalseg" (review 2026-12-07)
+    unsigned = sitk.Cast(sitk.ReadImage(str(real_ct)) + 1024, sitk.sitkUInt16)
+    sitk.WriteImage(unsigned, str(tmp_path / "unsigned_ct.nii.gz"))
+    for convention in ("verse", "totalseg"):
+        with pytest.raises(SpineSegmentationError, match=r"unsigned_ct.nii.gz holds \d+ distinct values, more than "
+                                                         r"250: it is an image, e.g. a CT stored unsigned"):
+            load_case(Case("unsigned", real_ct, tmp_path / "unsigned_ct.nii.gz", convention), 2.5)
     assert set(np.unique(load_case(Case("example", real_ct, real_ct_reference, "totalseg"), 2.5).labels)) > {20, 24}
 
 
