@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import re
 import signal
@@ -470,18 +471,43 @@ def warnings_as_lines(prog: str) -> Iterator[None]:
     Which warnings are shown, and how often, stays with the warning filters (``-W``, ``PYTHONWARNINGS``; by default
     a warning once per place it is raised from); other categories are shown as Python shows them. The previous
     display is restored afterwards: a library caller (Python API) sees warnings as before.
+
+    The library's log records of level WARNING and above (``SpineSegmentationLib.*`` loggers, e.g. the DICOM SEG's
+    "Patient's Sex 'm' ... written as 'M'") are shown the same way (``PROG: warning: ...``, ``PROG: error: ...``)
+    while the block runs: without a handler Python printed the bare message, which a progress bar overwrote.
     """
-    with warnings.catch_warnings():
-        shown_by_python = warnings.showwarning
+    handler = _LineHandler(prog)
+    package = logging.getLogger(__package__)
+    package.addHandler(handler)
+    try:
+        with warnings.catch_warnings():
+            shown_by_python = warnings.showwarning
 
-        def show(message, category, filename, lineno, file=None, line=None):
-            if not issubclass(category, UserWarning):
-                shown_by_python(message, category, filename, lineno, file, line)
-                return
-            print(f"{prog}: warning: {message}", file=sys.stderr if file is None else file)
+            def show(message, category, filename, lineno, file=None, line=None):
+                if not issubclass(category, UserWarning):
+                    shown_by_python(message, category, filename, lineno, file, line)
+                    return
+                print(f"{prog}: warning: {message}", file=sys.stderr if file is None else file)
 
-        warnings.showwarning = show
-        yield
+            warnings.showwarning = show
+            yield
+    finally:
+        package.removeHandler(handler)
+
+
+class _LineHandler(logging.Handler):
+    """A log record of level WARNING or above as one ``PROG: warning: MESSAGE`` (``error``, ``critical``) line on the
+    standard error of the moment (a test's captured one too)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(logging.WARNING)
+        self.prog = prog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            print(f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+        except Exception:  # noqa: BLE001 - logging's own rule: a failing handler reports through handleError
+            self.handleError(record)
 
 
 def _stop_on_sigterm():

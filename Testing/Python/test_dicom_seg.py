@@ -550,3 +550,17 @@ def test_cli_on_the_dicom_series_writes_a_seg_or_says_why_not(dicom_dir, tmp_pat
     else:  # the shipped model finds no vertebra in this 40 mm slab
         assert not (tmp_path / DICOM_SEG_FILE).exists()
         assert "no segmentation.dcm written: no vertebra was found" in proc.stderr
+
+
+def test_the_cli_shows_the_librarys_logged_warnings_as_warning_lines(shared_data, tmp_path, capsys):
+    """The DICOM SEG's warnings are log records (``logging``); with no handler Python printed them bare on stderr,
+    where a progress bar overwrote them (audit 2026-12-07). The cardiac crop holds no vertebra: with --dicom-seg the
+    run says once, as a ``spineseg: warning:`` line, that no SEG was written."""
+    from SpineSegmentationLib import cli
+
+    assert cli.main(["segment", str(shared_data["chest_ct"]), "-o", str(tmp_path / "out"), "--dicom-seg",
+                     "--device", "cpu", "--progress", "none"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    said = [line for line in err if "no segmentation.dcm written: no vertebra was found" in line]
+    assert said == ["spineseg: warning: no segmentation.dcm written: no vertebra was found, and a DICOM "
+                    "Segmentation must hold at least one segment"], err
