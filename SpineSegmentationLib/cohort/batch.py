@@ -156,6 +156,29 @@ def _check_case_ids(cases) -> None:
 _OTHER_ID = "a case_id that starts with a letter or digit and is not one of those names"
 
 
+def _check_dicom_seg_possible(cases, options: CaseOptions) -> None:
+    """Refuse, before any case runs, a batch whose cases need a DICOM SEG (every DICOM series case; every case with
+    ``options.dicom_seg``) where the DICOM SEG cannot be written here (highdicom not installed: Python 3.9, e.g.
+    Slicer 5.6/5.8's): each case would run to the end and then fail, its outputs not kept (``case_run``).
+
+    Raises:
+        SpineSegmentationError: names the cases' count, why, and the fix.
+    """
+    from ..errors import SpineSegmentationError
+    from ..outputs.dicom_seg import _dicom_libraries
+
+    needing = [case for case in cases if options.dicom_seg or case.image.is_dir()]
+    if not needing:
+        return
+    try:
+        _dicom_libraries()
+    except SpineSegmentationError as error:
+        why = "--dicom-seg asks for one" if options.dicom_seg else "a DICOM series case always gets one"
+        raise SpineSegmentationError(
+            f"{len(needing)} of the {len(cases)} cases need a DICOM SEG ({why}, e.g. {needing[0].case_id}), which "
+            f"cannot be written here: {error}; run the batch with a Python where it can be installed") from error
+
+
 def _prepare_output(output_root: Path) -> None:
     """Create ``output_root`` and write and remove a probe file there (before any case runs).
 
@@ -234,7 +257,8 @@ def run_batch(
             ``num_cpus`` not above 0 or ``num_gpus`` below 0, Ray missing for ``engine="ray"``, a cohort file in
             ``output_root`` that this command did not write (:class:`~SpineSegmentationLib.errors.OutputExistsError`),
             a missing or invalid model (``ModelFileError``) or a device not available here (``DeviceError``; not
-            checked on a Ray cluster given by ``address``): all these before any case runs and before
+            checked on a Ray cluster given by ``address``), a DICOM SEG that cases need and that cannot be written
+            here (highdicom missing; likewise not checked on a cluster): all these before any case runs and before
             ``output_root`` is touched; ``output_root`` cannot be written (``OutputWriteError``, before any case
             runs); the disk became full while a case was written (``OutputWriteError``: the batch stops, the
             finished cases are kept, the summary is not updated).
@@ -252,6 +276,8 @@ def run_batch(
     _check_case_ids(cases)
     _check_cohort_files(output_root)
     check_options(options, here=engine == "local" or not address, in_process=engine == "local")
+    if engine == "local" or not address:
+        _check_dicom_seg_possible(cases, options)
     _prepare_output(output_root)
     with BatchLock(output_root):  # released on return, on any error and on Ctrl-C/SIGTERM
         return _run_cases(cases, skipped, output_root, options, engine=engine, address=address, workers=workers,

@@ -966,3 +966,17 @@ def test_a_case_whose_dicom_seg_cannot_be_made_fails_saying_why_and_that_its_out
     assert "segmentation.dcm was not written: writing a DICOM SEG needs highdicom" in record["error"]
     assert "other outputs are not kept" in record["error"] and "complete in" not in record["error"]
     assert os.listdir(tmp_path / "out") == []  # neither the case folder nor its temporary one
+
+
+def test_a_batch_whose_cases_need_a_dicom_seg_that_cannot_be_written_stops_before_any_case(
+        dicom_dir, cohort, tmp_path, monkeypatch):
+    """Without highdicom (Python 3.9: Slicer 5.6/5.8's) every DICOM series case ran to the end and then failed, its
+    outputs not kept (review 2026-12-07): the batch is refused before any case runs, and the output folder is not
+    made. NIfTI cases without --dicom-seg need no SEG and run."""
+    monkeypatch.setitem(sys.modules, "highdicom", None)  # as on Python 3.9: import highdicom fails
+    with pytest.raises(SpineSegmentationError, match=r"1 of the 1 cases need a DICOM SEG \(a DICOM series case "
+                                                     r"always gets one, .*needs highdicom"):
+        run_batch([dicom_dir], tmp_path / "out", CaseOptions(device="cpu", threads=1), progress=False)
+    with pytest.raises(SpineSegmentationError, match=r"3 of the 3 cases need a DICOM SEG \(--dicom-seg asks"):
+        run_batch([cohort], tmp_path / "out", OPTIONS, progress=False)
+    assert not (tmp_path / "out").exists()
