@@ -350,6 +350,7 @@ def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kep
     behind = traversal_engine(scan, traversal_progress(scan, reporter), engine.memory.copy())
     follow_kept(behind, kept_ids)
     trav = behind.run(z_range=behind.region_behind(int(np.rint(point_zyx[0]))))
+    engine.progress = traversal_progress(scan, reporter, already=len(trav.vertebrae))  # on from them, not from 1
     radius = CLICK_TOLERANCE_MM / engine.model.preprocessing.spacing_mm
     engine.memory[:] = behind.memory
     holding = [(_voxel_distance(voxels, point_zyx), v.instance) for v in trav.vertebrae

