@@ -381,16 +381,18 @@ def _unsegmented_between(scan: Scan, engine: Traversal, kept: _Kept, clicked_z: 
     clicked = scan.network_z(clicked_z)
     behind = {kept.labels[k - 1]: scan.network_z(int(np.rint(c[0]))) for k, c in kept.centroids.items()}
     behind = {label: z for label, z in behind.items() if engine.behind(z, clicked)}
-    between = [z for z in left_z if engine.behind(z, clicked) and any(engine.behind(k, z) for k in behind.values())]
+    if not behind:
+        return []
+    nearest = min(behind, key=lambda label: abs(behind[label] - clicked))
+    between = [z for z in left_z if engine.behind(z, clicked) and engine.behind(behind[nearest], z)]
     if not between:
         return []
-    nearest = vertebra_name(min(behind, key=lambda label: abs(behind[label] - clicked)))
-    many = len(between) > 1
-    return [f"{len(between)} vertebra{'e' if many else ''} between the clicked one and the kept {nearest} "
-            f"{'were' if many else 'was'} found but not segmented (the click did not continue towards {nearest}): the "
-            f"labelling counts the column without {'them' if many else 'it'}, so the clicked vertebra's level may be "
-            f"{len(between)} off; segment from the point again continuing towards {nearest}, or renumber the clicked "
-            "vertebra"]
+    name, many = vertebra_name(nearest), len(between) > 1
+    return [f"{len(between)} vertebra{'e' if many else ''} between the clicked one and the kept {name} "
+            f"{'were' if many else 'was'} found but not segmented (the click did not continue towards {name}): the "
+            f"labelling counts the column without {'them' if many else 'it'}, so the levels of the clicked vertebra "
+            f"or of the kept ones may be {len(between)} off; undo this click and segment from the point again "
+            f"continuing towards {name}, or renumber"]
 
 
 def _placeholder(engine: Traversal, center: np.ndarray, found: Fragment, point_zyx: np.ndarray,

