@@ -380,15 +380,16 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             f"image, e.g. the CT in HU, not a label map: give the {what}'s label map in its place ({examples}); "
             "a label map with a negative 'ignore' label: set that label to 0, the background (e.g. SimpleITK's "
             "ChangeLabel), and give it again")
-    array = whole_labels(array, f"the {what} label map")  # a linearly resampled map: said so, not "an image"
-    distinct = distinct_values(array)
+    # counted on whole numbers: a float image (an MR) is an image; a float map resampled linearly (a few hundred
+    # values, about 120 when rounded) is then told so by whole_labels
+    distinct = distinct_values(np.rint(array) if np.issubdtype(array.dtype, np.floating) else array)
     if distinct > MAX_LABEL_VALUES:
         raise InputImageError(
             f"the {what} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image, e.g. a CT "
             f"stored unsigned (HU + 1024) or an MR, not a label map (a map of the VerSe or TotalSegmentator "
             f"numbering holds at most about 120 labels: TotalSegmentator v2 117); give the {what}'s label map in its "
             f"place ({examples})")
-    return array
+    return whole_labels(array, f"the {what} label map")
 
 
 def _check_verse_labels(labels: np.ndarray, what: str) -> None:

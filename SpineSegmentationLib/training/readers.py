@@ -204,12 +204,20 @@ def read_label_map(path: str | Path) -> sitk.Image:
 
     Raises:
         FileNotFoundError: no image at ``path``.
+        SpineSegmentationError: a floating-point image of more than
+            :data:`~SpineSegmentationLib.anatomy.MAX_LABEL_VALUES` distinct values (rounded): an image, not a map.
         InputImageError: a floating-point map with other values, named with the file and the values.
     """
     image = read_image(path)
     array = sitk.GetArrayFromImage(image)
     if not np.issubdtype(array.dtype, np.floating):
         return image
+    distinct = distinct_values(np.rint(array))  # an image, e.g. a float MR: said so, not "resampled linearly"
+    if distinct > MAX_LABEL_VALUES:
+        raise SpineSegmentationError(
+            f"{path} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image (a CT, an MR), "
+            "not a label map (the VerSe and TotalSegmentator numberings hold at most about 120 labels); give the "
+            "case's label map")
     out = sitk.GetImageFromArray(whole_labels(array, str(path)))
     out.CopyInformation(image)
     return out
@@ -251,17 +259,6 @@ def share_outside(label_image: sitk.Image, convention: str, ct: sitk.Image, most
     margin = 0.5 + 0.5 * spacing.max() / ct_spacing  # in CT voxels, per axis
     inside = np.all((index >= -margin) & (index <= np.asarray(ct.GetSize()) - 1 + margin), axis=1)
     return float(1.0 - inside.mean())
-
-
-def _inside(image: sitk.Image, outer: sitk.Image) -> bool:
-    """True when ``image``'s extent (its voxels, corner to corner, in physical space) lies within ``outer``'s, to a
-    tenth of ``outer``'s voxel: ``image`` is cut from the scan ``outer`` covers (e.g. a CT cropped to the lumbar
-    spine beside the label map of the whole scan), whose labels outside it are of no concern."""
-    size = np.asarray(image.GetSize(), dtype=float)
-    corners = np.array([[(c >> axis) & 1 for axis in range(3)] for c in range(8)], dtype=float) * size - 0.5
-    index = np.array([outer.TransformPhysicalPointToContinuousIndex(image.TransformContinuousIndexToPhysicalPoint(
-        [float(v) for v in corner])) for corner in corners])
-    return bool(np.all((index >= -0.6) & (index <= np.asarray(outer.GetSize()) - 0.4)))
 
 
 def _refuse_an_image(label_image: sitk.Image, path: str | Path, fix: str) -> None:
@@ -325,7 +322,7 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
             raise InputImageError(f"the CT {case.image} of the case {case.name}: {error} In a manifest row the CT "
                                   "comes first, then its label map (image,labels,convention)") from None
         outside = share_outside(label_image, case.convention, image)
-        if outside > MAX_SHARE_OUTSIDE_CT and not _inside(image, label_image):  # a CT cut from the mapped scan: fine
+        if outside > MAX_SHARE_OUTSIDE_CT:
             raise SpineSegmentationError(
                 f"{100 * outside:.0f} % of the vertebra voxels of {case.labels} lie outside its CT {case.image}: the "
                 "label map is another scan's, or its header (origin, spacing, direction) differs from the CT's, so "

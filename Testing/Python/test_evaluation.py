@@ -267,7 +267,7 @@ def test_a_ct_given_as_a_label_map_is_refused_not_scored(real_ct, real_ct_refere
         evaluate_points(real_ct, points, prediction_convention="totalseg")
 
 
-def test_a_linearly_resampled_label_map_is_told_to_be_resampled_with_nearest_neighbour(real_ct_reference):
+def test_a_linearly_resampled_label_map_is_told_to_be_resampled_with_nearest_neighbour(real_ct_reference, mr_paths):
     """The example TotalSegmentator map resampled to 2 mm with linear interpolation (float, 400-odd distinct values):
     the distinct-value count called it "an image, e.g. a CT stored unsigned or an MR" (review 2026-12-07); its values
     between labels say what happened and how to mend it."""
@@ -279,6 +279,11 @@ def test_a_linearly_resampled_label_map_is_told_to_be_resampled_with_nearest_nei
     with pytest.raises(InputImageError, match=r"the prediction label map holds label values that are no whole numbers "
                                               r".*resample it with nearest-neighbour interpolation"):
         evaluate(linear, real_ct_reference, reference_convention="totalseg", prediction_convention="totalseg")
+    # a float image (values between whole numbers, as an MR after a bias correction) is still called an image
+    mr = sitk.Cast(sitk.ReadImage(str(mr_paths[1])), sitk.sitkFloat32) * 1.001
+    with pytest.raises(InputImageError, match=r"the reference holds \d+ distinct values, more than 250: it is an "
+                                              r"image"):
+        evaluate(real_ct_reference, mr, reference_convention="totalseg", prediction_convention="totalseg")
 
 
 def test_an_image_with_no_negative_value_is_refused_as_a_label_map(real_ct_image, real_ct_reference, mr_paths,

@@ -710,10 +710,13 @@ def test_label_maps_that_cannot_be_this_cts_are_refused(real_ct, real_ct_referen
     coarse_case = Case("coarse", TPTBOX / "sub-ct_label-22_ct.nii.gz", tmp_path / "coarse_msk.nii.gz")
     assert load_case(coarse_case, 2.5).labels.any()
     # a CT cut from the scan its label map covers (the example CT above slice 60, beside the whole map: 21 % of the
-    # map's vertebra voxels outside the cut) is that scan's: accepted, as before the check (review 2026-12-07)
+    # map's vertebra voxels outside the cut) cannot be told from a shifted map by the extents (a shifted map's extent
+    # holds the cut CT too; review 2026-12-07): refused, saying how to give it
     ct = sitk.ReadImage(str(real_ct))
     sitk.WriteImage(ct[:, :, 60:], str(tmp_path / "upper_ct.nii.gz"))
-    assert load_case(Case("upper", tmp_path / "upper_ct.nii.gz", real_ct_reference, "totalseg"), 2.5).labels.any()
+    with pytest.raises(SpineSegmentationError, match=r"a map of a larger scan that the CT is cut from: resample it "
+                                                     r"onto the CT's grid \(nearest neighbour\) first"):
+        load_case(Case("upper", tmp_path / "upper_ct.nii.gz", real_ct_reference, "totalseg"), 2.5)
 
 
 @pytest.mark.parametrize("name", ["../beside-the-run", "models/mine", "", ".", ".."])
@@ -774,6 +777,11 @@ def test_a_ct_given_as_a_label_map_or_a_label_map_as_the_ct_is_refused(real_ct, 
         with pytest.raises(SpineSegmentationError, match=r"unsigned_ct.nii.gz holds \d+ distinct values, more than "
                                                          r"250: it is an image, e.g. a CT stored unsigned"):
             load_case(Case("unsigned", real_ct, tmp_path / "unsigned_ct.nii.gz", convention), 2.5)
+    # a float image (values between whole numbers, as after a bias correction) is an image too, not "resampled"
+    sitk.WriteImage(sitk.Cast(unsigned, sitk.sitkFloat32) * 1.001, str(tmp_path / "float_image.nii.gz"))
+    with pytest.raises(SpineSegmentationError, match=r"float_image.nii.gz holds \d+ distinct values, more than 250: "
+                                                     r"it is an image"):
+        load_case(Case("float", real_ct, tmp_path / "float_image.nii.gz", "totalseg"), 2.5)
     assert set(np.unique(load_case(Case("example", real_ct, real_ct_reference, "totalseg"), 2.5).labels)) > {20, 24}
 
 
