@@ -474,11 +474,13 @@ def warnings_as_lines(prog: str) -> Iterator[None]:
 
     The library's log records of level WARNING and above (``SpineSegmentationLib.*`` loggers, e.g. the DICOM SEG's
     "Patient's Sex 'm' ... written as 'M'") are shown the same way (``PROG: warning: ...``, ``PROG: error: ...``)
-    while the block runs: without a handler Python printed the bare message, which a progress bar overwrote.
+    while the block runs, and only so (not also by a handler of the caller's root logger): without a handler Python
+    printed the bare message. A line is printed below an open progress bar, not onto it (:func:`_print_line`).
     """
     handler = _LineHandler(prog)
     package = logging.getLogger(__package__)
     package.addHandler(handler)
+    propagate, package.propagate = package.propagate, False  # a handler of the caller's root logger: no second line
     try:
         with warnings.catch_warnings():
             shown_by_python = warnings.showwarning
@@ -487,12 +489,22 @@ def warnings_as_lines(prog: str) -> Iterator[None]:
                 if not issubclass(category, UserWarning):
                     shown_by_python(message, category, filename, lineno, file, line)
                     return
-                print(f"{prog}: warning: {message}", file=sys.stderr if file is None else file)
+                _print_line(f"{prog}: warning: {message}", sys.stderr if file is None else file)
 
             warnings.showwarning = show
             yield
     finally:
         package.removeHandler(handler)
+        package.propagate = propagate
+
+
+def _print_line(text: str, stream) -> None:
+    """Print ``text`` as a line on ``stream`` without running into an open progress bar (tqdm clears it and draws it
+    again below the line)."""
+    from tqdm import tqdm
+
+    with tqdm.external_write_mode(file=stream):
+        print(text, file=stream)
 
 
 class _LineHandler(logging.Handler):
@@ -505,7 +517,7 @@ class _LineHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            print(f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+            _print_line(f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}", sys.stderr)
         except Exception:  # noqa: BLE001 - logging's own rule: a failing handler reports through handleError
             self.handleError(record)
 
