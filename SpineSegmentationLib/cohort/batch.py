@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
-from .case_run import CASE_RECORD, CaseOptions, check_options, remove_leftovers, temporary_path
+from .case_run import CASE_RECORD, CaseOptions, _finished_record, check_options, remove_leftovers, temporary_path
 from .cases import Skipped, find_cases, skipped_counts
 from .engines import run_local, run_ray
 from .lock import OWNER_RECORD, BatchLock, refuse_if_locked
@@ -156,9 +156,10 @@ def _check_case_ids(cases) -> None:
 _OTHER_ID = "a case_id that starts with a letter or digit and is not one of those names"
 
 
-def _check_dicom_seg_possible(cases, options: CaseOptions) -> None:
-    """Refuse, before any case runs, a batch whose cases need a DICOM SEG (every DICOM series case; every case with
-    ``options.dicom_seg``) where the DICOM SEG cannot be written here (highdicom not installed: Python 3.9, e.g.
+def _check_dicom_seg_possible(cases, options: CaseOptions, output_root: Path) -> None:
+    """Refuse, before any case runs, a batch whose cases to run need a DICOM SEG (every DICOM series case; every
+    case with ``options.dicom_seg``; a case finished in ``output_root`` with its SEG is not run again unless
+    ``options.force``) where the DICOM SEG cannot be written here (highdicom not installed: Python 3.9, e.g.
     Slicer 5.6/5.8's): each case would run to the end and then fail, its outputs not kept (``case_run``).
 
     Raises:
@@ -167,16 +168,19 @@ def _check_dicom_seg_possible(cases, options: CaseOptions) -> None:
     from ..errors import SpineSegmentationError
     from ..outputs.dicom_seg import _dicom_libraries
 
-    needing = [case for case in cases if options.dicom_seg or case.image.is_dir()]
+    needing = [case for case in cases if (options.dicom_seg or case.image.is_dir()) and (
+        options.force or _finished_record(output_root / case.case_id, True) is None)]  # finished ones: not run again
     if not needing:
         return
     try:
         _dicom_libraries()
     except SpineSegmentationError as error:
         why = "--dicom-seg asks for one" if options.dicom_seg else "a DICOM series case always gets one"
+        fix = "run the batch without --dicom-seg, or with" if options.dicom_seg else "run the batch with"
         raise SpineSegmentationError(
-            f"{len(needing)} of the {len(cases)} cases need a DICOM SEG ({why}, e.g. {needing[0].case_id}), which "
-            f"cannot be written here: {error}; run the batch with a Python where it can be installed") from error
+            f"{len(needing)} of the {len(cases)} cases to run need{'s' if len(needing) == 1 else ''} a DICOM SEG "
+            f"({why}, e.g. {needing[0].case_id}), which cannot be written here: {error}; {fix} a Python where "
+            "highdicom can be installed") from error
 
 
 def _prepare_output(output_root: Path) -> None:
@@ -277,7 +281,7 @@ def run_batch(
     _check_cohort_files(output_root)
     check_options(options, here=engine == "local" or not address, in_process=engine == "local")
     if engine == "local" or not address:
-        _check_dicom_seg_possible(cases, options)
+        _check_dicom_seg_possible(cases, options, output_root)
     _prepare_output(output_root)
     with BatchLock(output_root):  # released on return, on any error and on Ctrl-C/SIGTERM
         return _run_cases(cases, skipped, output_root, options, engine=engine, address=address, workers=workers,

@@ -973,10 +973,17 @@ def test_a_batch_whose_cases_need_a_dicom_seg_that_cannot_be_written_stops_befor
     """Without highdicom (Python 3.9: Slicer 5.6/5.8's) every DICOM series case ran to the end and then failed, its
     outputs not kept (review 2026-12-07): the batch is refused before any case runs, and the output folder is not
     made. NIfTI cases without --dicom-seg need no SEG and run."""
+    finished = run_batch([dicom_dir], tmp_path / "done", CaseOptions(device="cpu", threads=1), progress=False)
+    assert finished.failed == 0
     monkeypatch.setitem(sys.modules, "highdicom", None)  # as on Python 3.9: import highdicom fails
-    with pytest.raises(SpineSegmentationError, match=r"1 of the 1 cases need a DICOM SEG \(a DICOM series case "
-                                                     r"always gets one, .*needs highdicom"):
+    with pytest.raises(SpineSegmentationError, match=r"1 of the 1 cases to run needs a DICOM SEG \(a DICOM series "
+                                                     r"case always gets one, .*needs highdicom.*; run the batch with a "
+                                                     r"Python where highdicom can be installed"):
         run_batch([dicom_dir], tmp_path / "out", CaseOptions(device="cpu", threads=1), progress=False)
-    with pytest.raises(SpineSegmentationError, match=r"3 of the 3 cases need a DICOM SEG \(--dicom-seg asks"):
+    with pytest.raises(SpineSegmentationError, match=r"3 of the 3 cases to run need a DICOM SEG \(--dicom-seg asks"
+                                                     r".*run the batch without --dicom-seg, or with"):
         run_batch([cohort], tmp_path / "out", OPTIONS, progress=False)
     assert not (tmp_path / "out").exists()
+    # a batch whose DICOM case is finished, with its SEG, resumed here: nothing to write a SEG for (review)
+    resumed = run_batch([dicom_dir], tmp_path / "done", CaseOptions(device="cpu", threads=1), progress=False)
+    assert [r["resumed"] for r in resumed.records] == [True]
