@@ -250,17 +250,22 @@ def test_a_reference_with_no_vertebra_in_its_numbering_is_refused(reference_vers
         evaluate(reference_verse, empty)
 
 
+def _refused_in_either_place(image, label_map, message: str) -> None:
+    """``evaluate`` refuses ``image`` given as the reference beside ``label_map`` and as the prediction, with
+    ``message`` (a pattern; ``{what}`` is "reference" or "prediction")."""
+    for prediction, reference, what in ((label_map, image, "reference"), (image, label_map, "prediction")):
+        with pytest.raises(InputImageError, match=message.replace("{what}", what)):
+            evaluate(prediction, reference, reference_convention="totalseg", prediction_convention="totalseg")
+
+
 def test_a_ct_given_as_a_label_map_is_refused_not_scored(real_ct, real_ct_reference, tmp_path):
     """The CT named in place of its label map (example_ct.nii.gz for example_ct_totalseg_vertebrae.nii.gz) with
     --reference-convention totalseg was scored (audit 2026-12-07): its voxels of 27-50 HU, soft tissue, were read as
     24 reference vertebrae C1-L5, mean Dice 0.000, exit 0; as the prediction, 24 predicted. A label map holds no
     negative value; the CT (air at -1000 HU) is refused, in both places and against points."""
-    for prediction, reference in ((real_ct_reference, real_ct), (real_ct, real_ct_reference)):
-        what = "reference" if reference == real_ct else "prediction"
-        with pytest.raises(InputImageError, match=rf"the {what} holds negative values \(lowest -\d+\): a label map "
-                                                  rf"holds no negative value; it is an image, e\.g\. the CT in HU, "
-                                                  rf"not a label map: give the {what}'s label map in its place"):
-            evaluate(prediction, reference, reference_convention="totalseg", prediction_convention="totalseg")
+    _refused_in_either_place(real_ct, real_ct_reference, r"the {what} holds negative values \(lowest -\d+\): a label "
+                             r"map holds no negative value; it is an image, e\.g\. the CT in HU, not a label map: "
+                             r"give the {what}'s label map in its place")
     points = tmp_path / "ctd.json"
     points.write_text(json.dumps([{"direction": ["L", "P", "S"]}, {"label": 20, "X": 60, "Y": 50, "Z": 50}]))
     with pytest.raises(InputImageError, match="the prediction holds negative values"):
@@ -297,12 +302,9 @@ def test_an_image_with_no_negative_value_is_refused_as_a_label_map(real_ct_image
     unsigned_path = tmp_path / "ct_unsigned.nii.gz"
     sitk.WriteImage(unsigned, str(unsigned_path))
     assert sitk.GetArrayFromImage(sitk.ReadImage(str(unsigned_path))).min() == 0
-    for prediction, reference in ((real_ct_reference, unsigned_path), (unsigned_path, real_ct_reference)):
-        what = "reference" if reference == unsigned_path else "prediction"
-        with pytest.raises(InputImageError, match=rf"the {what} holds 25\d\d distinct values, more than 250: it is an "
-                                                  rf"image, e\.g\. a CT stored unsigned \(HU \+ 1024\) or an MR, "
-                                                  rf"not a label map .*give the {what}'s label map in its place"):
-            evaluate(prediction, reference, reference_convention="totalseg", prediction_convention="totalseg")
+    _refused_in_either_place(unsigned_path, real_ct_reference, r"the {what} holds 25\d\d distinct values, more than "
+                             r"250: it is an image, e\.g\. a CT stored unsigned \(HU \+ 1024\) or an MR, not a label "
+                             r"map .*give the {what}'s label map in its place")
     mr = mr_paths[1]  # sub-mri_label-6_T2w.nii.gz: uint16, 0 to 387
     with pytest.raises(InputImageError, match=r"the reference holds 374 distinct values"):
         evaluate(reference_verse, mr, reference_convention="totalseg")
