@@ -598,7 +598,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
               probability: Optional[np.ndarray], detected: list[DetectedVertebra], evaluations: int,
               refine_surface: Optional[bool], correction: dict, counts: dict[str, int],
               carried: Optional[dict[int, int]] = None, lost: Sequence[str] = (),
-              searched_below: bool = True) -> SpineSegmentationResult:
+              searched_below: bool = True, gap_said: bool = False) -> SpineSegmentationResult:
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``, their mask ``probability``)
     -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost``, and the
     traversal's ``counts`` (:func:`~SpineSegmentationLib.pipeline.traversal_counts`) in ``run_info``.
@@ -607,7 +607,9 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
     Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
     from :func:`_regress`; the level of an edited vertebra, of a kept one whose level a person stated, and of a new
     instance in ``carried`` (instance -> stated level, :func:`_carry_statements`) is a constraint of the labelling
-    (seed 002 section 3.4). ``searched_below``: as :func:`~SpineSegmentationLib.pipeline.assemble_result`.
+    (seed 002 section 3.4). ``searched_below``: as :func:`~SpineSegmentationLib.pipeline.assemble_result`;
+    ``gap_said``: ``lost`` says which vertebrae between two are missing (no estimate from their spacing,
+    :func:`~SpineSegmentationLib.sanity.gap_warnings`, beside it).
     """
     carried = carried or {}
     offset = len(kept.labels)
@@ -638,7 +640,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
                              edited_others=frozenset(kept.edited), correction=correction, new_probability=probability,
                              searched_below=searched_below)
     result.run_info.update(counts)
-    add_warnings(result, list(lost) + result_warnings(result.vertebrae))
+    add_warnings(result, list(lost) + result_warnings(result.vertebrae, gaps=not gap_said))
     return result
 
 
@@ -797,7 +799,7 @@ def segment_from_point(
         _unsegmented_between(scan, engine, kept, clicked_z, left_z)
     result = _assemble(scan, reporter, t_start, kept, instances, probability, detected, found.evaluations,
                        refine_surface, correction, traversal_counts(*traversals), lost=unsegmented,
-                       searched_below=searched_below)
+                       searched_below=searched_below, gap_said=bool(unsegmented))
     # which vertebra was clicked: the one holding the point on the input grid (else the nearest centroid)
     at_point = int(sitk.GetArrayViewFromImage(result.labels)[tuple(kji)])
     if not is_column_vertebra(at_point) and result.vertebrae:
