@@ -350,25 +350,25 @@ def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kep
     behind = traversal_engine(scan, traversal_progress(scan, reporter), engine.memory.copy())
     follow_kept(behind, kept_ids)
     trav = behind.run(z_range=behind.region_behind(int(np.rint(point_zyx[0]))))
-    engine.progress = traversal_progress(scan, reporter, already=len(trav.vertebrae))  # on from them, not from 1
     radius = CLICK_TOLERANCE_MM / engine.model.preprocessing.spacing_mm
     engine.memory[:] = behind.memory
     holding = [(_voxel_distance(voxels, point_zyx), v.instance) for v in trav.vertebrae
                for voxels in [np.argwhere(trav.instances == v.instance)] if _holds_point(voxels, point_zyx, radius)]
     left = [v.center_zyx[0] for v in trav.vertebrae]
-    if not holding:
-        return trav.evaluations, left
-    distance, instance = min(holding)
-    spine_mask, engine.spine_mask = engine.spine_mask, None  # the point replaces the localization (_segment_clicked)
-    try:
-        free = engine.find_fragment(np.rint(point_zyx).astype(int))
-    finally:
-        engine.spine_mask = spine_mask
-    if free is not None and _distance(free, point_zyx) < distance and (
-            _near(free, point_zyx, radius) or _encloses(free, point_zyx)):
-        return trav.evaluations, left  # the clicked vertebra is free: the one below it lies near the point
-    engine.memory[trav.instances >= instance] = 0.0
-    return trav.evaluations, [v.center_zyx[0] for v in trav.vertebrae if v.instance < instance]
+    if holding:
+        distance, instance = min(holding)
+        spine_mask, engine.spine_mask = engine.spine_mask, None  # the point replaces the localization
+        progress, engine.progress = engine.progress, None  # the count goes on below, from the vertebrae left
+        try:
+            free = engine.find_fragment(np.rint(point_zyx).astype(int))
+        finally:
+            engine.spine_mask, engine.progress = spine_mask, progress
+        if free is None or _distance(free, point_zyx) >= distance or not (
+                _near(free, point_zyx, radius) or _encloses(free, point_zyx)):  # else the clicked one is free
+            engine.memory[trav.instances >= instance] = 0.0
+            left = [v.center_zyx[0] for v in trav.vertebrae if v.instance < instance]
+    engine.progress = traversal_progress(scan, reporter, already=len(left))  # on from them, not from 1
+    return trav.evaluations, left
 
 
 def _unsegmented_between(scan: Scan, engine: Traversal, kept: _Kept, clicked_z: int,
@@ -392,7 +392,7 @@ def _unsegmented_between(scan: Scan, engine: Traversal, kept: _Kept, clicked_z: 
             f"{'were' if many else 'was'} found but not segmented (the click did not continue towards {name}): the "
             f"labelling counts the column without {'them' if many else 'it'}, so the levels of the clicked vertebra "
             f"or of the kept ones may be {len(between)} off; undo this click and segment from the point again "
-            f"continuing towards {name}, or renumber"]
+            f"continuing towards {name}, or segment the vertebrae between (a renumbering keeps the gap)"]
 
 
 def _placeholder(engine: Traversal, center: np.ndarray, found: Fragment, point_zyx: np.ndarray,
@@ -598,7 +598,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
               probability: Optional[np.ndarray], detected: list[DetectedVertebra], evaluations: int,
               refine_surface: Optional[bool], correction: dict, counts: dict[str, int],
               carried: Optional[dict[int, int]] = None, lost: Sequence[str] = (),
-              searched_below: bool = True, gap_said: bool = False) -> SpineSegmentationResult:
+              searched_below: bool = True) -> SpineSegmentationResult:
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``, their mask ``probability``)
     -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost``, and the
     traversal's ``counts`` (:func:`~SpineSegmentationLib.pipeline.traversal_counts`) in ``run_info``.
@@ -607,9 +607,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
     Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
     from :func:`_regress`; the level of an edited vertebra, of a kept one whose level a person stated, and of a new
     instance in ``carried`` (instance -> stated level, :func:`_carry_statements`) is a constraint of the labelling
-    (seed 002 section 3.4). ``searched_below``: as :func:`~SpineSegmentationLib.pipeline.assemble_result`;
-    ``gap_said``: ``lost`` says which vertebrae between two are missing (no estimate from their spacing,
-    :func:`~SpineSegmentationLib.sanity.gap_warnings`, beside it).
+    (seed 002 section 3.4). ``searched_below``: as :func:`~SpineSegmentationLib.pipeline.assemble_result`.
     """
     carried = carried or {}
     offset = len(kept.labels)
@@ -640,7 +638,7 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
                              edited_others=frozenset(kept.edited), correction=correction, new_probability=probability,
                              searched_below=searched_below)
     result.run_info.update(counts)
-    add_warnings(result, list(lost) + result_warnings(result.vertebrae, gaps=not gap_said))
+    add_warnings(result, list(lost) + result_warnings(result.vertebrae))
     return result
 
 
@@ -799,7 +797,7 @@ def segment_from_point(
         _unsegmented_between(scan, engine, kept, clicked_z, left_z)
     result = _assemble(scan, reporter, t_start, kept, instances, probability, detected, found.evaluations,
                        refine_surface, correction, traversal_counts(*traversals), lost=unsegmented,
-                       searched_below=searched_below, gap_said=bool(unsegmented))
+                       searched_below=searched_below)
     # which vertebra was clicked: the one holding the point on the input grid (else the nearest centroid)
     at_point = int(sitk.GetArrayViewFromImage(result.labels)[tuple(kji)])
     if not is_column_vertebra(at_point) and result.vertebrae:

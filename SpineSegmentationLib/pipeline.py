@@ -103,13 +103,19 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
 
 
 class Reporter:
-    """Emits progress events, measures time per stage, and turns a False from the callback into a cancel."""
+    """Emits progress events, measures time per stage, and turns a False from the callback into a cancel.
+
+    The fraction it emits never goes back within a run (a click's traversal below the point counts vertebrae that
+    the clicked one's count then starts below, a step down starts its traversal stage again): a progress bar moves
+    forward only.
+    """
 
     def __init__(self, callback: Optional[ProgressCallback]) -> None:
         self.callback = callback
         self.times: dict[str, float] = {}
         self._stage: Optional[str] = None
         self._t0 = 0.0
+        self._fraction = 0.0
 
     def stage(self, name: str, message: str = "") -> None:
         self._close()
@@ -117,7 +123,9 @@ class Reporter:
         self.emit(name, _STAGE_START[name], None, message or name)
 
     def emit(self, stage: str, fraction: float, vertebra: Optional[int], message: str) -> None:
-        if self.callback is not None and self.callback(ProgressEvent(stage, float(fraction), vertebra, message)) is False:
+        self._fraction = max(self._fraction, float(fraction))
+        event = ProgressEvent(stage, self._fraction, vertebra, message)
+        if self.callback is not None and self.callback(event) is False:
             raise CancelledError(f"cancelled during {stage}")
 
     def _close(self) -> None:

@@ -77,12 +77,6 @@ SPLIT_SPACING_RATIO = 0.3
 SPLIT_AXIS_NEIGHBOURS = 2
 #: Fewest column vertebrae from which a split is judged (a local axis and a median spacing need them).
 MIN_VERTEBRAE_FOR_SPLIT = 4
-#: Two neighbouring vertebrae farther apart than this multiple of the spacing of the vertebrae beside them (along the
-#: column's local axis) have vertebrae between them that are not segmented: one missing doubles the spacing. Measured
-#: on the centroids of 238 results of the shipped and held-out models here (fresh runs, corrections, variants of the
-#: real CTs): at most 1.34 between neighbours on the result of a right column (a head-feet flipped CT 1.72, a 40 mm
-#: slab without the test-time mirror 1.52; both wrong results for other reasons).
-GAP_SPACING_RATIO = 1.8
 
 
 def check_field_of_view(size, spacing, direction) -> None:
@@ -270,48 +264,6 @@ def split_vertebra_warnings(vertebrae) -> list[str]:
     ]
 
 
-def gap_warnings(vertebrae) -> list[str]:
-    """Warnings for vertebrae missing between two neighbours of the result (empty when there are none).
-
-    Neighbouring centroids (cranio-caudal order) lie a vertebral height apart along the column's local axis (as in
-    :func:`split_vertebra_warnings`); where two lie more than :data:`GAP_SPACING_RATIO` times the spacing of the
-    vertebrae beside them apart (the median of up to two spacings on each side), vertebrae between them were not
-    segmented: the traversal missed one, or a correction segmented a vertebra alone far from the others. The
-    labelling (seed 002 section 3.4) takes the vertebrae it is given as a contiguous column, so the levels on one
-    side of the gap are then off by about as many. Judged on columns of at least :data:`MIN_VERTEBRAE_FOR_SPLIT`.
-
-    Args:
-        vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order; centroids RAS mm); structures
-            outside the column (the sacrum) are ignored.
-    """
-    column = sorted((v for v in vertebrae if is_column_vertebra(v.label)), key=lambda v: -v.centroid_ras_mm[2])
-    n = len(column)
-    if n < MIN_VERTEBRAE_FOR_SPLIT:
-        return []
-    centres = np.array([v.centroid_ras_mm for v in column], dtype=float)
-    volumes = np.array([v.volume_mm3 for v in column], dtype=float)
-    spacing = np.empty(n - 1)
-    for k in range(n - 1):
-        near = [j for j in range(k - SPLIT_AXIS_NEIGHBOURS, k + 2 + SPLIT_AXIS_NEIGHBOURS)
-                if 0 <= j < n and j not in (k, k + 1)]
-        axis = principal_axis(centres[near], volumes[near])
-        spacing[k] = abs(float((centres[k] - centres[k + 1]) @ axis))
-    warnings = []
-    for k in range(n - 1):
-        beside = [spacing[j] for j in (k - 2, k - 1, k + 1, k + 2) if 0 <= j < n - 1]
-        usual = float(np.median(beside))
-        if usual > 0 and spacing[k] > GAP_SPACING_RATIO * usual:
-            missing = max(1, int(round(spacing[k] / usual)) - 1)
-            many = missing > 1
-            warnings.append(
-                f"{column[k].name} and {column[k + 1].name} lie {spacing[k]:.0f} mm apart along the column, where the "
-                f"vertebrae beside them lie {usual:.0f} mm apart: about {missing} vertebra{'e' if many else ''} "
-                f"between them {'are' if many else 'is'} not segmented, and the levels on one side of them are then "
-                f"off by as many (the labelling counts the column without a gap). Check them in the review: segment "
-                "the missing vertebrae (segment from a point between them) and correct the levels.")
-    return warnings
-
-
 def column_end_warnings(vertebrae) -> list[str]:
     """A warning when the column ends above the bottom of the CT without the sacrum (empty otherwise).
 
@@ -480,18 +432,16 @@ def transitional_level_warnings(vertebrae) -> list[str]:
     ]
 
 
-def result_warnings(vertebrae, gaps: bool = True) -> list[str]:
+def result_warnings(vertebrae) -> list[str]:
     """Every warning about a result's vertebrae, in the order a person should read them: head-feet inversion
-    (:func:`anatomy_warnings`), split vertebrae, vertebrae missing between two (``gaps``; False where the caller
-    says so more exactly), the column's lower end, a sacral segment, levels against the ribs, no landmark, a
-    transitional level (empty when the result looks right). For a fresh run and for the corrections that run the
-    network again (``correction.py``).
+    (:func:`anatomy_warnings`), split vertebrae, the column's lower end, a sacral segment, levels against the ribs,
+    no landmark, a transitional level (empty when the result looks right). For a fresh run and for the corrections
+    that run the network again (``correction.py``).
 
     Args:
         vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order).
     """
-    return (anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae)
-            + (gap_warnings(vertebrae) if gaps else []) + column_end_warnings(vertebrae)
+    return (anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae) + column_end_warnings(vertebrae)
             + sacral_segment_warnings(vertebrae) + rib_level_warnings(vertebrae)
             + unanchored_level_warnings(vertebrae) + transitional_level_warnings(vertebrae))
 
