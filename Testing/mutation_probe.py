@@ -385,8 +385,9 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("click-nothing-below", "with no vertebra kept below a clicked point, the vertebrae below it enter the "
              "memory first (the network's training situation, seed 002 section 3.2)",
              "SpineSegmentationLib/correction.py",
-             "    evaluations_behind = _traverse_to_point(scan, engine, point_net, scan.network_frame(kept.canonical), "
-             "reporter)\n", "    evaluations_behind = 0\n",
+             "    evaluations_behind, left_z = _traverse_to_point(scan, engine, point_net, "
+             "scan.network_frame(kept.canonical),\n                                                    reporter)\n",
+             "    evaluations_behind, left_z = 0, []\n",
              (T + "test_correction.py::test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one",)),
     Mutation("sacrum-below-unsearched", "no sacrum is measured below a lowest vertebra whose scan below was not "
              "searched (an unsegmented vertebra with its ribs is as wide)",
