@@ -198,26 +198,42 @@ def read_image(path: str | Path) -> sitk.Image:
     return sitk.ReadImage(str(path))
 
 
-def read_label_map(path: str | Path) -> sitk.Image:
+def read_label_map(path: str | Path, fix: str) -> sitk.Image:
     """Read a label map as integers (:func:`~SpineSegmentationLib.anatomy.whole_labels`: a floating-point map whose
-    values all lie within 0.001 of whole numbers is rounded, 20.9999 is 21, not 20).
+    values all lie within 0.001 of whole numbers is rounded, 20.9999 is 21, not 20), refusing an image given in its
+    place: a negative value or more than :data:`~SpineSegmentationLib.anatomy.MAX_LABEL_VALUES` distinct values
+    (counted rounded) is an intensity image (a CT in HU: air is -1000; a CT stored unsigned, HU + 1024; an MR, also as
+    floats), not a label map; read as labels, a CT's soft tissue (27-50 HU) or its air (HU + 1024) would train as
+    TotalSegmentator's vertebrae.
+
+    Args:
+        fix: what to give instead, for the message (e.g. "give the case's label map as its labels ...").
 
     Raises:
         FileNotFoundError: no image at ``path``.
-        SpineSegmentationError: a floating-point image of more than
-            :data:`~SpineSegmentationLib.anatomy.MAX_LABEL_VALUES` distinct values (rounded): an image, not a map.
+        SpineSegmentationError: an image, not a map (above), named with ``path`` and ``fix``.
         InputImageError: a floating-point map with other values, named with the file and the values.
     """
     image = read_image(path)
     array = sitk.GetArrayFromImage(image)
-    if not np.issubdtype(array.dtype, np.floating):
-        return image
-    distinct = distinct_values(np.rint(array))  # an image, e.g. a float MR: said so, not "resampled linearly"
+    floating = np.issubdtype(array.dtype, np.floating)
+    if not array.size or (floating and np.isnan(array).all()):
+        lowest = 0.0
+    else:
+        lowest = float(np.nanmin(array) if floating else array.min())
+    if lowest < 0:
+        raise SpineSegmentationError(
+            f"{path} holds negative values (lowest {lowest:g}): it is an image, e.g. a CT in HU, not a label map "
+            f"(labels are 0 or more; read as TotalSegmentator labels, its soft tissue at 27-50 HU would train as "
+            f"vertebrae): {fix}")
+    distinct = distinct_values(np.rint(array) if floating else array)  # a float MR: an image, not "resampled"
     if distinct > MAX_LABEL_VALUES:
         raise SpineSegmentationError(
-            f"{path} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image (a CT, an MR), "
-            "not a label map (the VerSe and TotalSegmentator numberings hold at most about 120 labels); give the "
-            "case's label map")
+            f"{path} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image, e.g. a CT stored "
+            "unsigned (HU + 1024) or an MR, not a label map (the VerSe and TotalSegmentator numberings hold at most "
+            f"about 120 labels): {fix}")
+    if not floating:
+        return image
     out = sitk.GetImageFromArray(whole_labels(array, str(path)))
     out.CopyInformation(image)
     return out
@@ -261,27 +277,6 @@ def share_outside(label_image: sitk.Image, convention: str, ct: sitk.Image, most
     return float(1.0 - inside.mean())
 
 
-def _refuse_an_image(label_image: sitk.Image, path: str | Path, fix: str) -> None:
-    """Raise SpineSegmentationError, naming ``path`` and ``fix``, when the label map (whole numbers,
-    :func:`read_label_map`) holds a negative value or more than :data:`~SpineSegmentationLib.anatomy.MAX_LABEL_VALUES`
-    distinct values: it is an intensity image (a CT in HU: air is -1000; a CT stored unsigned, HU + 1024; an MR),
-    not a label map; read as labels, a CT's soft tissue (27-50 HU) or its air (HU + 1024) would train as
-    TotalSegmentator's vertebrae."""
-    values = sitk.GetArrayViewFromImage(label_image)
-    lowest = float(np.min(values)) if values.size else 0.0
-    if lowest < 0:
-        raise SpineSegmentationError(
-            f"{path} holds negative values (lowest {lowest:g}): it is an image, e.g. a CT in HU, not a label map "
-            f"(labels are 0 or more; read as TotalSegmentator labels, its soft tissue at 27-50 HU would train as "
-            f"vertebrae): {fix}")
-    distinct = distinct_values(np.asarray(values))
-    if distinct > MAX_LABEL_VALUES:
-        raise SpineSegmentationError(
-            f"{path} holds {distinct} distinct values, more than {MAX_LABEL_VALUES}: it is an image, e.g. a CT stored "
-            "unsigned (HU + 1024) or an MR, not a label map (the VerSe and TotalSegmentator numberings hold at most "
-            f"about 120 labels): {fix}")
-
-
 def load_case(case: Case, spacing_mm: float) -> CaseVolume:
     """Read a case and bring it onto the canonical grid at ``spacing_mm`` (labels in VerSe numbers).
 
@@ -289,7 +284,7 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
     neighbour onto the CT's canonical grid. A mask-only case is put on the canonical grid of its mask.
 
     Raises:
-        SpineSegmentationError: the label map holds negative values (an image such as the CT, not a label map), a
+        SpineSegmentationError: the label map is an image such as the CT (:func:`read_label_map`), a
             label map declared as VerSe numbers (``verse``, ``totalseg_vertebrae``) holds labels of another
             convention (29-99),
             or more than :data:`MAX_SHARE_OUTSIDE_CT` of its vertebra voxels lie outside the CT, or none on the CT's
@@ -298,9 +293,8 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
         InputImageError: the CT's values are not CT Hounsfield units (a label map given as the CT, a CT stored
             without its rescale intercept: :func:`~SpineSegmentationLib.validation.check_intensities`).
     """
-    label_image = read_label_map(case.labels)
-    _refuse_an_image(label_image, case.labels, "give the case's label map as its labels (a manifest row is "
-                     "image,labels,convention: the CT first, then its label map)")
+    label_image = read_label_map(case.labels, "give the case's label map as its labels (a manifest row is "
+                                 "image,labels,convention: the CT first, then its label map)")
     # both number the vertebrae 1-24 (28: T13): a map with labels 29-99 is another convention's, e.g. a
     # TotalSegmentator 'total' map, whose 1-24 are organs (spleen, kidneys, liver, ...) that would train as C1-L5
     numbered_as_verse = case.convention in ("verse", "totalseg_vertebrae")
@@ -345,9 +339,8 @@ def load_anatomy_map(path: str | Path, spacing_mm: float) -> np.ndarray:
 
     Raises:
         FileNotFoundError: no image at ``path``.
-        SpineSegmentationError: a floating-point map whose values are no whole numbers (:func:`read_label_map`), or
-            a map with negative values (an image such as a CT, not a label map).
+        SpineSegmentationError: an image such as a CT, not a label map (:func:`read_label_map`).
+        InputImageError: a floating-point map whose values are no whole numbers (:func:`read_label_map`).
     """
-    image = read_label_map(path)
-    _refuse_an_image(image, path, "give data.anatomy_maps TotalSegmentator 'total' label maps")
+    image = read_label_map(path, "give data.anatomy_maps TotalSegmentator 'total' label maps")
     return labels_on_grid(image, canonical_reference(image, spacing_mm))
