@@ -834,25 +834,38 @@ def _table_cells(table, column_name: str) -> dict:
             for row in range(table.GetNumberOfRows())}
 
 
+#: The bad tag values of the two tests below: not a number, and a number outside [0, 1].
+BAD_TAGS = (("L2", "abc"), ("L3", "1.5"))
+
+
+def _set_bad_tags(node, tag: str) -> None:
+    """Set the ``SpineSegmentation.<tag>`` of L2 and L3 to the values of :data:`BAD_TAGS`."""
+    segmentation = node.GetSegmentation()
+    for name, value in BAD_TAGS:
+        segmentation.GetSegment(_segment_id(node, name)).SetTag(TAG_PREFIX + tag, value)
+
+
+def _assert_bad_tags_warned(caplog, tag: str, shown: str) -> None:
+    """Each tag of :data:`BAD_TAGS` was warned of, naming the segment, the tag, the value, the fix and ``shown``."""
+    for name, value in BAD_TAGS:
+        assert (f"example_ct vertebrae: segment '{name}': tag SpineSegmentation.{tag} is '{value}', expected a "
+                f"probability between 0 and 1; fix or remove the tag (Segmentations module); {shown}") in caplog.text
+
+
 def test_a_bad_plabel_tag_shows_its_row_without_a_confidence_and_warns(corrections, loaded, caplog):
     """The results tables read the PLabel tag with a bare float(): a tag "abc" made the refresh after any correction
     fail with ValueError ('could not convert string to float'), a tag 1.5 was shown as a confidence, while
     renumbering refuses both (audit 2026-12-07). Now the row is shown with its confidence missing (NaN, "-" in the
     module's table) and a warning names the segment and the fix; the other rows keep their confidence."""
     correction, node = corrections
-    segmentation = node.GetSegmentation()
-    for name, tag in (("L2", "abc"), ("L3", "1.5")):
-        segmentation.GetSegment(_segment_id(node, name)).SetTag(TAG_PREFIX + "PLabel", tag)
+    _set_bad_tags(node, "PLabel")
     with caplog.at_level(logging.WARNING):
         rows = {name: p_label for _id, name, _complete, p_label, _volume in segment_rows(node)}
         correction.setCompleteness(node, _segment_id(node, "L4"), False)  # refreshes the results table
     assert list(rows) == EXPECTED_NAMES
     assert math.isnan(rows["L2"]) and math.isnan(rows["L3"])
     assert all(rows[name] == pytest.approx(0.9) for name in EXPECTED_NAMES if name not in ("L2", "L3"))
-    for name, tag in (("L2", "abc"), ("L3", "1.5")):
-        assert (f"example_ct vertebrae: segment '{name}': tag SpineSegmentation.PLabel is '{tag}', expected a "
-                "probability between 0 and 1; fix or remove the tag (Segmentations module); its confidence is shown "
-                "empty") in caplog.text
+    _assert_bad_tags_warned(caplog, "PLabel", "its confidence is shown empty")
     shown = _table_cells(loaded.table_node, "Confidence")
     assert list(shown) == EXPECTED_NAMES
     assert math.isnan(float(shown["L2"])) and math.isnan(float(shown["L3"]))
@@ -866,17 +879,13 @@ def test_a_bad_pcomplete_tag_shows_its_row_without_a_value_and_warns(corrections
     with a warning naming the segment, the tag and the fix, as for PLabel; the other rows keep their value."""
     correction, node = corrections
     segmentation = node.GetSegmentation()
-    for name, tag in (("L2", "abc"), ("L3", "1.5")):
-        segmentation.GetSegment(_segment_id(node, name)).SetTag(TAG_PREFIX + "PComplete", tag)
+    _set_bad_tags(node, "PComplete")
     kept = {name: float(segment_tag(segmentation.GetSegment(_segment_id(node, name)), TAG_PREFIX + "PComplete"))
             for name in EXPECTED_NAMES if name not in ("L2", "L3")}
     assert kept and all(0.0 <= value <= 1.0 for value in kept.values())
     with caplog.at_level(logging.WARNING):
         correction.setCompleteness(node, _segment_id(node, "L4"), False)  # refreshes the results table
-    for name, tag in (("L2", "abc"), ("L3", "1.5")):
-        assert (f"example_ct vertebrae: segment '{name}': tag SpineSegmentation.PComplete is '{tag}', expected a "
-                "probability between 0 and 1; fix or remove the tag (Segmentations module); its value is shown "
-                "empty") in caplog.text
+    _assert_bad_tags_warned(caplog, "PComplete", "its value is shown empty")
     shown = _table_cells(loaded.table_node, "P(complete)")
     assert list(shown) == EXPECTED_NAMES
     assert math.isnan(float(shown["L2"])) and math.isnan(float(shown["L3"]))
