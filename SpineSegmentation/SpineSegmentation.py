@@ -1160,8 +1160,9 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
 
         Raises:
             ValueError: bad input (also: removed from the scene or in another scene), device, output folder,
-                ``progress`` (not callable) or ``outputSegmentation`` / ``overwrite`` (as :meth:`loadResults`);
-                checked before the run starts.
+                ``progress`` (not callable) or ``outputSegmentation`` / ``overwrite`` (as :meth:`loadResults`; also:
+                ``outputSegmentation`` in no scene or another one than slicer.mrmlScene); checked before the run
+                starts.
             SegmentationProcessError: the pipeline failed (the message quotes its error).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
         """

@@ -178,9 +178,13 @@ def progress_bar_format(event: ProgressEvent) -> str:
 
 def process_environment(library_dir: Path, base: Optional[dict] = None) -> dict[str, str]:
     """Environment of the CLI process: ``base`` (default ``os.environ``) with ``library_dir`` first on
-    ``PYTHONPATH`` and unbuffered output (progress lines arrive as they are printed)."""
+    ``PYTHONPATH``, unbuffered output (progress lines arrive as they are printed) and UTF-8 output, the encoding the
+    runner reads it in (:class:`~.runner.ProcessRunner`): a child writes a pipe in the locale's encoding otherwise
+    (cp1252 and the like on Windows), so an error naming a non-ASCII path came back garbled, and a character that
+    encoding lacks, printed to stdout, ended the child."""
     env = dict(os.environ if base is None else base)
     paths = [str(library_dir)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join(paths)
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONIOENCODING"] = "utf-8"
     return env

@@ -101,6 +101,22 @@ def check_ct_in_scene(volume_node, scene=None) -> None:
                          "that volume node")
 
 
+def check_output_in_scene(output_segmentation, scene) -> None:
+    """Raise ValueError unless ``output_segmentation`` is None or a node of ``scene``.
+
+    The import after the run (:func:`~.mrml_import.import_output_folder`) puts the results only into a node of its
+    scene: a node never added to it, removed from it or of another scene got, after the whole run, its results
+    refused (``overwrite=True``) or put into a new node with a warning that it "was removed while the run went on".
+    Call before the run starts, after :func:`~.mrml_import.check_output_segmentation` (the node's class).
+    """
+    if output_segmentation is None or output_segmentation.GetScene() is scene:
+        return
+    where = "in no scene" if output_segmentation.GetScene() is None else "in another scene than the module's"
+    raise ValueError(f"the output segmentation {output_segmentation.GetName()!r} is {where}, so the results could "
+                     "not be put into it; pass a segmentation node of the module's scene (slicer.mrmlScene, e.g. "
+                     "getNode('Segmentation')), or None for a new one")
+
+
 class SegmentationRun:
     """One run of the CLI on an exported volume; poll it from a timer or wait for it.
 
@@ -264,14 +280,16 @@ class SpineSegmentationProcessLogic:
 
         Raises:
             ValueError: bad input (also: removed from the scene, or in another scene than :attr:`scene`), device, or
-                output folder; ``outputSegmentation`` is not a segmentation node, or (with ``overwrite``) keeps other
-                segments under another transform than the CT; ``overwrite`` is not True or False; ``progress`` is
+                output folder; ``outputSegmentation`` is not a segmentation node of :attr:`scene` (another class, in
+                no scene or in another one), or (with ``overwrite``) keeps other segments under another transform than
+                the CT; ``overwrite`` is not True or False; ``progress`` is
                 neither None nor callable. Checked before the run starts.
             SegmentationProcessError: the CLI failed (message quotes its error).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
         """
         check_ct_in_scene(inputVolume, self.scene)  # before the run, not after minutes of it
         check_output_segmentation(inputVolume, outputSegmentation, overwrite)
+        check_output_in_scene(outputSegmentation, self.scene)
         if progress is not None and not callable(progress):
             raise ValueError(f"progress must be a function taking a ProgressEvent (or None), got {progress!r}")
         run = self.startSegmentation(inputVolume, device, model, outputDir)

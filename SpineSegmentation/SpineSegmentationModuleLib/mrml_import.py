@@ -455,6 +455,9 @@ def import_output_folder(
     folder: OutputFolder = read_output_folder(output_dir)
     label_node = read_label_volume(folder.labels_path)
     check_same_grid(label_node, input_volume, folder.labels_path)
+    # the CT's grid exactly: labels.nii.gz keeps it in float32 (NIfTI), up to 1.2e-4 mm off beyond 2048 mm from the
+    # scanner's origin, where Slicer takes two grids for one only within 1e-4 mm (vtkOrientedImageDataResample::IsEqual)
+    label_node.CopyOrientation(input_volume)
     listed = {v.label for v in folder.vertebrae}
     present = _label_values(label_node)
     if present != listed:

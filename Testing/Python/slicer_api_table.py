@@ -56,6 +56,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "TransformPointFromWorld": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "GetIJKToRASMatrix": ("vtkMRMLVolumeNode", MRML + "vtkMRMLVolumeNode.h"),
     "GetImageData": ("vtkMRMLVolumeNode", MRML + "vtkMRMLVolumeNode.h"),
+    "CopyOrientation": ("vtkMRMLVolumeNode", MRML + "vtkMRMLVolumeNode.h"),
     "SetFileName": ("vtkMRMLStorageNode", MRML + "vtkMRMLStorageNode.h"),
     "ReadData": ("vtkMRMLStorageNode", MRML + "vtkMRMLStorageNode.h"),
     "WriteData": ("vtkMRMLStorageNode", MRML + "vtkMRMLStorageNode.h"),

@@ -360,6 +360,36 @@ def test_results_on_a_ct_under_a_transform_keep_its_grid_in_the_segmentation_and
 
 
 # ---------------------------------------------------------------------------------------------------------
+def test_a_ct_far_from_the_scanner_origin_gets_segments_on_exactly_its_grid(logic, ct_node, verse_labels, real_ct_image,
+                                                                           tmp_path):
+    """``labels.nii.gz`` keeps the CT's origin in float32 (NIfTI), so beyond 2048 mm from the scanner's origin (a table
+    position of a long scan) the segments' labelmap layer, made from that file, lay up to 1.2e-4 mm off the CT's grid:
+    more than the 1e-4 mm within which Slicer takes two grids for one (vtkOrientedImageDataResample::IsEqual,
+    v5.6.2-v5.10.0), so the Segment Editor resampled the shared layer as if it were on another grid (audit
+    2026-12-07, h6). The layer now has the CT's own geometry, which the grid check found equal."""
+    from SpineSegmentationModuleLib.logic import export_volume
+
+    ct_node.SetOrigin(-180.3, 211.7, -2500.00012)  # float32 keeps -2500.0 or -2500.000244
+    written = sitk.ReadImage(str(export_volume(ct_node, tmp_path / "input.nrrd")))  # the CT as the CLI reads it
+    labels = sitk.Image(verse_labels)
+    labels.CopyInformation(written)
+    array, centroids = sitk.GetArrayFromImage(labels), centroids_ras(labels)
+    vertebrae = [Vertebra(label=label, name=anatomy.vertebra_name(label), complete=True, p_complete=0.9, p_label=0.9,
+                          label_regressed=float(label), centroid_ras_mm=[float(c) for c in centroids[label]],
+                          volume_mm3=float((array == label).sum()) * 27.0, iterations=1) for label in sorted(centroids)]
+    folder = tmp_path / "out"
+    write_outputs(SpineSegmentationResult(labels=labels, vertebrae=vertebrae, message="far"), written, folder,
+                  input_path=tmp_path / "input.nrrd")
+    node = logic.loadResults(folder, ct_node).segmentation_node
+    reference = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()), reference, False)
+    for name in EXPECTED_NAMES:
+        layer = node.GetSegmentation().GetSegment(name).GetRepresentation("Binary labelmap")
+        np.testing.assert_allclose(ijk_to_ras(layer), ijk_to_ras(ct_node), rtol=0, atol=1e-9)
+        assert slicer.vtkOrientedImageDataResample.DoGeometriesMatch(layer, reference), name
+
+
 # never overwrite a user's segmentation; damaged folders leave the scene unchanged
 
 
@@ -801,6 +831,27 @@ def test_nodes_of_another_scene_than_the_module_s_are_refused_before_a_run_start
     assert other_segmentation.GetSegmentation().GetNumberOfSegments() == 0 and not correction.undo.available
 
 
+def test_an_output_segmentation_outside_the_module_s_scene_is_refused_before_a_run_starts(ct_node, scene, tmp_path):
+    """``process(ct, outputSegmentation=node)`` with a node never added to the scene, or of another scene, checked
+    only the node's class: the run started (an interpreter that does not exist: OSError here), and after minutes its
+    result was refused (``overwrite=True``: 'no longer in the scene (removed while the correction ran)') or put into a
+    new node with a warning that the node 'was removed from the scene while the run went on' (audit 2026-12-07, h6).
+    Now refused before anything starts, naming the node and the fix; neither scene changed."""
+    other = slicer.vtkMRMLScene()
+    elsewhere = other.AddNewNodeByClass("vtkMRMLSegmentationNode", "other vertebrae")
+    detached = slicer.vtkMRMLSegmentationNode()
+    detached.SetName("never added")
+    nodes, other_nodes = scene.GetNumberOfNodes(), other.GetNumberOfNodes()
+    never = SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"), libraryDir=REPO_ROOT)
+    for node, where in ((elsewhere, "in another scene than the module's"), (detached, "in no scene")):
+        for overwrite in (False, True):
+            with pytest.raises(ValueError, match=rf"the output segmentation '{node.GetName()}' is {where}, so the "
+                                                 r"results could not be put into it; pass a segmentation node of the "
+                                                 r"module's scene \(slicer.mrmlScene"):
+                never.process(ct_node, outputSegmentation=node, overwrite=overwrite)
+    assert (scene.GetNumberOfNodes(), other.GetNumberOfNodes()) == (nodes, other_nodes)
+
+
 def test_a_probability_outside_0_1_is_refused_in_the_folder_and_the_tags(logic, output_folder, ct_node, scene,
                                                                           corrections, tmp_path):
     """A p_label of 1.5 or -0.1 (or p_complete 2) in vertebrae.json was imported and shown as a confidence; a PLabel
@@ -1017,6 +1068,24 @@ def test_cancel_kills_the_whole_process_group_promptly_and_reports_progress(tmp_
     assert _ended(grandchild), "the grandchild (the launcher's child) survived Cancel"
     run.cleanup()
     assert not work.exists()
+
+
+def test_the_error_of_a_child_whose_console_is_not_utf8_is_read_as_it_wrote_it(tmp_path):
+    """The runner reads the child's output as UTF-8, but the child wrote it in the console's encoding: on Windows
+    (cp1252 and the like; simulated here with PYTHONIOENCODING=latin-1) an error naming a path such as
+    'C:\\Users\\J\u00f6rg\\ct.nii.gz' came back as 'J\ufffdrg' in the message the user sees (audit 2026-12-07, h6). The
+    child now writes UTF-8 (process_environment sets PYTHONIOENCODING)."""
+    from SpineSegmentationModuleLib.command import process_environment
+
+    script = tmp_path / "fails.py"
+    script.write_text("import sys\n"
+                      "sys.stderr.write('cannot read /data/J\\u00f6rg/\\u5f20/ct.nii.gz\\n')\n"
+                      "sys.exit(2)\n", encoding="utf-8")
+    env = process_environment(REPO_ROOT, base={**os.environ, "PYTHONIOENCODING": "latin-1"})
+    run = SegmentationRun(ProcessRunner(), [sys.executable, str(script)], env, str(tmp_path), tmp_path, tmp_path)
+    with pytest.raises(SegmentationProcessError) as failure:
+        run.wait()
+    assert "cannot read /data/J\u00f6rg/\u5f20/ct.nii.gz" in str(failure.value)
 
 
 def test_cli_failure_is_reported_and_the_scene_is_unchanged(scene, ct_node, tmp_path):
