@@ -365,7 +365,10 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             HU: air is -1000), whose soft tissue (27-50 HU) read as labels would be scored as TotalSegmentator's
             vertebrae, or a map with a negative 'ignore' label. The map holds more than :data:`MAX_LABEL_VALUES`
             distinct values: an image with no negative value (a CT stored unsigned, HU + 1024; an MR), not a map of
-            the conventions read here (at most about 120 labels).
+            the conventions read here (at most about 120 labels). A floating-point map holds values that are no
+            whole numbers: in more than :data:`~SpineSegmentationLib.anatomy.IMAGE_FRACTION_SHARE` of its voxels
+            an intensity image (e.g. a CT scaled to [0, 1]), else a map resampled with linear interpolation; each
+            with its fix (:func:`~SpineSegmentationLib.anatomy.whole_labels`).
     """
     array = sitk.GetArrayFromImage(image)
     if np.issubdtype(array.dtype, np.integer):  # no NaN to skip: the minimum straight away
@@ -381,7 +384,8 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             "a label map with a negative 'ignore' label: set that label to 0, the background (e.g. SimpleITK's "
             "ChangeLabel), and give it again")
     # counted on whole numbers: a float image (an MR) is an image; a float map resampled linearly (a few hundred
-    # values, about 120 when rounded) is then told so by whole_labels
+    # values, about 120 when rounded) and a float image scaled to [0, 1] (0 and 1 when rounded) are then told apart by
+    # whole_labels (the share of voxels that are no whole number)
     distinct = distinct_values(np.rint(array) if np.issubdtype(array.dtype, np.floating) else array)
     if distinct > MAX_LABEL_VALUES:
         raise InputImageError(
@@ -453,18 +457,14 @@ def _spineseg_folder(source, role: str = "labels") -> Optional[Path]:
 VOLUME_ROUNDING_MM3 = 0.05
 
 
-def _labels_changed(folder: Path, document: dict) -> bool:
-    """Whether the ``labels.nii.gz`` of spineseg output ``folder`` is no longer the map its vertebrae.json
-    (``document``) describes: saved over (edited in Slicer or ITK-SNAP, replaced). It is when its grid size differs
-    from ``input.size``, its pixel type holds fractions (spineseg writes integers), its labels differ from the listed
-    ones, or a vertebra's voxel count x voxel volume differs from its ``volume_mm3`` by more than the rounding
-    (:data:`VOLUME_ROUNDING_MM3`). A record that lacks what a comparison needs (an older or damaged file) tells
-    nothing: False.
-
-    Raises:
-        InputImageError: the map cannot be read (as :func:`evaluate`).
+def _labels_changed(image: sitk.Image, document: dict) -> bool:
+    """Whether ``image``, the ``labels.nii.gz`` of a spineseg output folder as read, is no longer the map the folder's
+    vertebrae.json (``document``) describes: saved over (edited in Slicer or ITK-SNAP, replaced). It is when its grid
+    size differs from ``input.size``, its pixel type holds fractions (spineseg writes integers), its labels differ
+    from the listed ones, or a vertebra's voxel count x voxel volume differs from its ``volume_mm3`` by more than the
+    rounding (:data:`VOLUME_ROUNDING_MM3`). A record that lacks what a comparison needs (an older or damaged file)
+    tells nothing: False.
     """
-    image = _read_label_image(folder / OUTPUT_FILES["labels"], "reference")[0]
     recorded_input = document.get("input")
     size = recorded_input.get("size") if isinstance(recorded_input, dict) else None
     if isinstance(size, list) and size != list(image.GetSize()):
@@ -483,16 +483,12 @@ def _labels_changed(folder: Path, document: dict) -> bool:
                for label, (count, _) in measured.items())
 
 
-def _made_or_stated_by_a_person(folder: Path) -> bool:
+def _made_or_stated_by_a_person(folder: Path, labels: sitk.Image) -> bool:
     """Whether spineseg output ``folder`` holds anything a person made or stated: a vertebra its vertebrae.json
     records as made or kept by a person (``edited``, the correction workflow), whose level a person stated
     (``level_stated``: renumbering, an applied alternative) or whose completeness a person set
-    (``complete_stated``), or a labels.nii.gz saved over since (:func:`_labels_changed`). A vertebrae.json that
-    cannot be read records none.
-
-    Raises:
-        InputImageError: labels.nii.gz cannot be read (as :func:`evaluate`).
-    """
+    (``complete_stated``), or a labels.nii.gz saved over since (:func:`_labels_changed`; ``labels``: the folder's
+    labels.nii.gz as already read, not read again). A vertebrae.json that cannot be read records none."""
     try:
         document = read_vertebrae_json(folder / OUTPUT_FILES["vertebrae"])
     except SpineSegmentationError:  # damaged: nothing it records can be relied on; the caller warns as for none
@@ -500,7 +496,7 @@ def _made_or_stated_by_a_person(folder: Path) -> bool:
     if any(isinstance(v, dict) and any(v.get(key) is True for key in ("edited", "level_stated", "complete_stated"))
            for v in document["vertebrae"]):
         return True
-    return _labels_changed(folder, document)
+    return _labels_changed(labels, document)
 
 
 def _labels_file(source) -> Optional[Path]:
@@ -543,22 +539,27 @@ def _check_not_itself(prediction, reference) -> None:
             "corrected")
 
 
-def _check_order(prediction, reference, notes: list[str]) -> None:
-    """Refuse a spineseg output folder given as the reference; warn (and note) when the reference is a spineseg
-    result with nothing in it recorded as made or stated by a person (:func:`_made_or_stated_by_a_person`) while the
-    prediction is a file that is none: the two are probably in swapped order (identification, purity, false
-    positives and completeness are not symmetric)."""
-    reference_folder = _spineseg_folder(reference)
-    if reference_folder is None:
-        return
-    if Path(reference).is_dir():
+def _refuse_folder_reference(reference) -> None:
+    """Refuse a spineseg output folder given as the reference (the two given in swapped order)."""
+    if _spineseg_folder(reference) is not None and Path(reference).is_dir():
         raise InputImageError(
             f"the reference {reference} is a spineseg output folder, a prediction: the prediction comes first and "
             "the reference, a label map file, second (spineseg evaluate PREDICTION REFERENCE); to compare two "
             f"spineseg results give the second one's {OUTPUT_FILES['labels']}")
+
+
+def _check_order(prediction, reference, reference_image: sitk.Image, notes: list[str]) -> None:
+    """Warn (and note) when the reference (a file, read as ``reference_image``) is a spineseg result with nothing in
+    it recorded as made or stated by a person (:func:`_made_or_stated_by_a_person`) while the prediction is a file
+    that is none: the two are probably in swapped order (identification, purity, false positives and completeness
+    are not symmetric). A spineseg output folder as the reference is refused before
+    (:func:`_refuse_folder_reference`)."""
+    reference_folder = _spineseg_folder(reference)
+    if reference_folder is None:
+        return
     if _spineseg_folder(prediction) is not None or isinstance(prediction, sitk.Image):
         return  # two spineseg results compared, or a prediction in memory (whose origin is unknown)
-    if _made_or_stated_by_a_person(reference_folder):
+    if _made_or_stated_by_a_person(reference_folder, reference_image):
         return  # a result a person corrected, renumbered or saved over: a reference
     message = (f"the reference {reference} is a spineseg result (a {OUTPUT_FILES['vertebrae']} beside it, nothing "
                f"in it recorded as made or stated by a person) and the prediction {prediction} is not: are the two "
@@ -599,8 +600,9 @@ def evaluate(
         InputImageError: a file is missing or a folder is not a spineseg output folder; a file is truncated or
             corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); a map read as VerSe numbers holds labels
             of another convention (29-99); the reference holds no vertebra in its convention; a floating-point map
-            holds values that are not integers; a map holds negative values (an image such as the CT, not a label
-            map); the two grids do not overlap in physical space (no voxel of the prediction's grid lands on the
+            holds values that are not integers (an image scaled to [0, 1], or a map resampled with linear
+            interpolation: told apart, each with its fix); a map holds negative values (an image such as the CT, not
+            a label map); the two grids do not overlap in physical space (no voxel of the prediction's grid lands on the
             reference's); the reference is a spineseg output folder (the two given in swapped order); the
             reference is the prediction (the same file, also as a folder's labels.nii.gz, or a copy of the same
             spineseg result: Dice 1 everywhere); a map holds more than :data:`MAX_LABEL_VALUES` distinct values
@@ -615,9 +617,10 @@ def evaluate(
     """
     notes: list[str] = []
     _check_not_itself(prediction, reference)
-    _check_order(prediction, reference, notes)
+    _refuse_folder_reference(reference)
     pred_image, pred_description, folder_completeness = _load_prediction(prediction)
-    ref_image, ref_description = _read_label_image(reference, "reference")
+    ref_image, ref_description = _read_label_image(reference, "reference")  # read once, also for the order check
+    _check_order(prediction, reference, ref_image, notes)
     if prediction_completeness is None:
         prediction_completeness = folder_completeness
     maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes, prediction_convention)

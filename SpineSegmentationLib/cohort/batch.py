@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
-from .case_run import CASE_RECORD, CaseOptions, _finished_record, check_options, remove_leftovers, temporary_path
+from .case_run import CASE_RECORD, CaseOptions, check_options, finished_record, remove_leftovers, temporary_path
 from .cases import Skipped, find_cases, skipped_counts
 from .engines import run_local, run_ray
 from .lock import OWNER_RECORD, BatchLock, refuse_if_locked
@@ -169,7 +169,7 @@ def _check_dicom_seg_possible(cases, options: CaseOptions, output_root: Path) ->
     from ..outputs.dicom_seg import _dicom_libraries
 
     needing = [case for case in cases if (options.dicom_seg or case.image.is_dir()) and (
-        options.force or _finished_record(output_root / case.case_id, True) is None)]  # finished ones: not run again
+        options.force or finished_record(output_root / case.case_id, True) is None)]  # finished ones: not run again
     if not needing:
         return
     try:
@@ -382,6 +382,9 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.engine == "local" and args.workers != 1:
         raise SpineSegmentationError("the local engine runs one case at a time; for several at once use "
                                      f"--engine ray --workers {args.workers}")
+    if args.engine == "local" and args.address:  # else the cases would run here, not on the cluster asked for
+        raise SpineSegmentationError(f"--address {args.address} is a Ray cluster's, and the local engine runs the "
+                                     "cases here; to run them on that cluster add --engine ray")
     if not args.inputs and not args.manifest:
         raise SpineSegmentationError("give inputs (files, folders, DICOM trees) and/or --manifest CSV")
     threads = args.threads or (max(1, int(args.num_cpus)) if args.engine == "ray" else None)
@@ -423,7 +426,9 @@ does (finished cases are kept; free space and run the same command to resume). O
 a second one is refused at once, naming the running one (pid, host, start time); the lock of a batch that was
 killed on this host is taken over (note on stderr), one of another host is removed by deleting
 OUTROOT/{OWNER_RECORD} once that batch is over.
-exit status: the number of failed cases (at most {MAX_EXIT_FAILURES}); 2 also means a usage error (message on stderr).
+exit status: the number of failed cases (at most {MAX_EXIT_FAILURES}); a batch stopped by an error ends with a line
+'spineseg: error: ...' on stderr and exits 2 for what the user can fix (bad inputs or options, a folder in use, a
+full disk), 1 for an internal error or out of memory; 130 after Ctrl-C, 143 after SIGTERM.
 """
 
 
@@ -433,16 +438,19 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
         "batch", help="segment a cohort (folders, manifest CSV, DICOM tree), resumable, locally or with Ray",
         description="Segment every CT of a cohort into one folder per case, with a summary table and a QC sheet.",
         epilog=BATCH_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    batch.add_argument("inputs", nargs="*", help="image files (NIfTI, NRRD, MHA), folders of them, DICOM trees")
+    batch.add_argument("inputs", nargs="*", help="image files (NIfTI, NRRD, MetaImage), folders of them, DICOM trees "
+                                                 "(inputs, --manifest or both)")
     batch.add_argument("-o", "--output", required=True, metavar="OUTROOT",
                        help="output folder (one subfolder per case)")
     batch.add_argument("--manifest", help="CSV with a header case_id,image[,reference][,series_uid] (paths relative "
-                                          "to the CSV; series_uid picks one series of a DICOM folder)")
+                                          "to the CSV; series_uid picks one series of a DICOM folder; reference, a "
+                                          "reference label map, is listed in summary.csv, not scored: score a case "
+                                          "with spineseg evaluate)")
     batch.add_argument("--engine", choices=ENGINES, default="local",
                        help="local: one case after the other here; ray: one Ray task per case "
                             "(pip install '.[cohort]')")
-    batch.add_argument("--address", help="Ray cluster address (e.g. auto, ray://head:10001); default: start a "
-                                         "local Ray instance")
+    batch.add_argument("--address", help="with --engine ray: Ray cluster address (e.g. auto, ray://head:10001); "
+                                         "default: start a local Ray instance")
     batch.add_argument("--workers", type=_positive_int, default=1,
                        help="cases at once on the local Ray instance (default 1; the local engine runs 1)")
     batch.add_argument("--num-cpus", type=_positive, default=1.0, help="CPUs per Ray task, more than 0 (default 1)")
@@ -459,6 +467,6 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
                       help="skip cases that are complete and unchanged (the default)")
     redo.add_argument("--force", dest="force", action="store_true", help="run every case again")
     batch.add_argument("--progress", choices=("bar", "none"), default="bar",
-                       help="progress bar over the cases on stderr, or nothing")
+                       help="progress bar over the cases on stderr, or nothing (default: bar)")
     batch.set_defaults(func=cmd_batch, force=False)
     return batch

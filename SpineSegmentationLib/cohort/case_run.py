@@ -70,7 +70,7 @@ FINISHED = ("done", "no_spine")
 _CHUNK = 1 << 20
 
 __all__ = ["CASE_RECORD", "CaseOptions", "FINISHED", "TEMPORARY_SUFFIX", "case_record", "check_options",
-           "fingerprint", "remove_leftovers", "run_case", "temporary_path"]
+           "finished_record", "fingerprint", "remove_leftovers", "run_case", "temporary_path"]
 
 
 @dataclass(frozen=True)
@@ -202,9 +202,25 @@ def case_record(case: Case, **fields) -> dict:
     return record
 
 
-def _finished_record(folder: Path, dicom_seg: bool) -> Optional[dict]:
-    """The record of a finished case folder whose outputs are all there (``segmentation.dcm`` too where a vertebra
-    was found and ``dicom_seg`` says one is written) and that records the run's warnings, else None."""
+def finished_record(folder: Path, dicom_seg: bool) -> Optional[dict]:
+    """The record (``case.json``, module docstring schema) of a finished case folder, else None.
+
+    A case folder is finished when its ``case.json`` is a JSON object with status ``done`` or ``no_spine``
+    (:data:`FINISHED`) that records the run's warnings, and every output of ``spineseg segment`` is there
+    (``segmentation.dcm`` too where the status is ``done`` and ``dicom_seg`` is True). None also for a folder or a
+    ``case.json`` that does not exist, and for a damaged ``case.json`` (not JSON): such a case is run again and its
+    record rewritten. Whether the case is up to date (its fingerprint) is not checked here.
+
+    Args:
+        folder: the case's output folder, ``OUTROOT/<case_id>``.
+        dicom_seg: whether the case's outputs include a DICOM SEG (a DICOM series case, or ``--dicom-seg``).
+
+    Returns:
+        The record as read (a dict), or None.
+
+    Raises:
+        OSError: ``case.json`` exists but cannot be read (e.g. no read permission).
+    """
     from ..outputs import OUTPUT_FILES
     from ..outputs.dicom_seg import DICOM_SEG_FILE
 
@@ -340,7 +356,7 @@ def run_case(case: Case, output_root: str | os.PathLike, options: CaseOptions) -
     try:
         _check_exists(case.image)
         prints = fingerprint(case, options)
-        earlier = None if options.force else _finished_record(final, options.dicom_seg or case.image.is_dir())
+        earlier = None if options.force else finished_record(final, options.dicom_seg or case.image.is_dir())
         if earlier is not None and earlier.get("fingerprint") == prints:
             identity = case_record(case)
             return {**earlier, **{key: identity[key] for key in ("image", "series_uid", "reference")},

@@ -37,7 +37,7 @@ from SpineSegmentationLib.cohort import CaseOptions, run_batch
 from SpineSegmentationLib.cohort.batch import COHORT_RECORD
 from SpineSegmentationLib.cli import build_parser
 from SpineSegmentationLib.cli import main as cli_main
-from SpineSegmentationLib.cohort.case_run import CASE_RECORD, run_case, temporary_path
+from SpineSegmentationLib.cohort.case_run import CASE_RECORD, finished_record, run_case, temporary_path
 from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, Case, find_cases, read_manifest
 from SpineSegmentationLib.cohort.engines import local_ray_resources, run_ray
 from SpineSegmentationLib.cohort.lock import LOCK_FILE, OWNER_RECORD, BatchLock
@@ -565,6 +565,29 @@ def test_batch_help_names_every_summary_column_and_qc_flag(capsys):
     assert ", ".join(FLAGS) in text  # warning too, in the QC sheet's order
 
 
+def test_batch_help_says_what_the_exit_status_and_the_manifest_reference_mean(capsys):
+    """``--help`` said the exit status was the failed cases' count and "2 also means a usage error"; a batch stopped
+    by an internal error or out of memory exits 1, as one failed case, and Ctrl-C 130 (review 2026-12-07). It said
+    nothing of what the manifest's reference does (it is listed, not scored) nor of --progress's default."""
+    with pytest.raises(SystemExit):
+        cli_main(["batch", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert ("exits 2 for what the user can fix (bad inputs or options, a folder in use, a full disk), 1 for an "
+            "internal error or out of memory; 130 after Ctrl-C, 143 after SIGTERM") in text
+    assert "reference, a reference label map, is listed in summary.csv, not scored" in text
+    assert "or nothing (default: bar)" in text
+
+
+def test_a_ray_address_with_the_local_engine_is_refused_before_anything_runs(cohort, tmp_path, capsys):
+    """``--address`` without ``--engine ray`` ran every case here, the cluster's address silently unused (review
+    2026-12-07): a usage error naming the fix, the output folder not made."""
+    assert cli_main(["batch", str(cohort), "-o", str(tmp_path / "out"), "--address", "auto", "--device", "cpu",
+                     "--progress", "none"]) == 2
+    assert ("--address auto is a Ray cluster's, and the local engine runs the cases here; to run them on that "
+            "cluster add --engine ray") in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
 def test_a_symlinked_file_names_its_case_by_the_link_given_directly_or_found_in_a_folder(local_run, cohort,
                                                                                            tmp_path):
     """One rule: the link's name (what the user named it). Both ways find the earlier run's case up to date."""
@@ -987,3 +1010,25 @@ def test_a_batch_whose_cases_need_a_dicom_seg_that_cannot_be_written_stops_befor
     # a batch whose DICOM case is finished, with its SEG, resumed here: nothing to write a SEG for (review)
     resumed = run_batch([dicom_dir], tmp_path / "done", CaseOptions(device="cpu", threads=1), progress=False)
     assert [r["resumed"] for r in resumed.records] == [True]
+
+
+def test_finished_record_is_public_and_tells_a_finished_case_folder_from_others(tmp_path):
+    """``finished_record`` (public: ``batch`` uses it to tell which DICOM cases still need a SEG) returns the record
+    of a folder whose case.json says done/no_spine with warnings and whose outputs are all there, else None."""
+    folder = tmp_path / "case"
+    assert finished_record(folder, False) is None  # no folder
+    folder.mkdir()
+    record = {"case_id": "case", "status": "done", "warnings": [], "fingerprint": None}
+    (folder / CASE_RECORD).write_text(json.dumps(record), encoding="utf-8")
+    assert finished_record(folder, False) is None  # no outputs yet
+    for name in OUTPUT_FILES.values():
+        (folder / name).write_bytes(b"")
+    assert finished_record(folder, False) == record
+    assert finished_record(folder, True) is None  # done, a SEG asked for and none there
+    (folder / DICOM_SEG_FILE).write_bytes(b"")
+    assert finished_record(folder, True) == record
+    for changed in ({**record, "status": "failed"}, {k: v for k, v in record.items() if k != "warnings"}, [record]):
+        (folder / CASE_RECORD).write_text(json.dumps(changed), encoding="utf-8")
+        assert finished_record(folder, False) is None
+    (folder / CASE_RECORD).write_text('{"status": "done", ', encoding="utf-8")  # damaged: run again, not an error
+    assert finished_record(folder, False) is None
