@@ -264,6 +264,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.centroids_grid and not points:
         raise SpineSegmentationError("--centroids-grid goes with a centroid file (*.json) as the reference; a label "
                                      "map reference has its own grid")
+    if points and args.reference_convention != "verse":
+        raise SpineSegmentationError(f"--reference-convention {args.reference_convention} goes with a label map as the "
+                                     "reference; a centroid file (*.json) holds VerSe label numbers (the VerSe "
+                                     "centroid format): leave the option out")
+    if args.overwrite and not args.output:
+        raise SpineSegmentationError("--overwrite replaces an earlier report in the folder -o OUTDIR, and without -o "
+                                     "no report is written: add -o OUTDIR, or leave --overwrite out")
     if args.output:  # an earlier report is refused before the work, not after the table is printed
         check_report_free(args.output, [POINTS_REPORT_FILE] if points else REPORT_FILES, args.overwrite)
     if points:  # point references (VerSe centroid file)
@@ -356,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "busy; recorded in the model card")
     tr.set_defaults(func=cmd_train)
 
+    from .anatomy import CONVENTIONS
+
     ev = sub.add_parser("evaluate", help="compare a segmentation with a reference",
                         description="Per-vertebra Dice, ASSD, HD95, identification rate, label kappa, instance "
                                     "purity and instances spanning two vertebrae, completeness accuracy, false "
@@ -364,9 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "--prediction-convention says otherwise)")
     ev.add_argument("reference", help="reference label map, or a VerSe centroid file (*.json, voxel units of the "
                                       "prediction's grid unless --centroids-grid) for identification against points")
-    ev.add_argument("--reference-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
+    ev.add_argument("--reference-convention", default="verse", choices=CONVENTIONS,
                     help="numbering of the reference (default: verse)")
-    ev.add_argument("--prediction-convention", default="verse", choices=("verse", "totalseg", "totalseg_vertebrae"),
+    ev.add_argument("--prediction-convention", default="verse", choices=CONVENTIONS,
                     help="numbering of the prediction, e.g. totalseg for TotalSegmentator's output (default: verse)")
     ev.add_argument("--centroids-grid", metavar="IMAGE",
                     help="with a centroid file: the image whose voxel grid its points are in (e.g. the CT as VerSe "

@@ -702,15 +702,35 @@ def test_the_command_refuses_an_earlier_report_before_the_work(real_ct_reference
     write_ctd(image_like(anatomy.to_verse(sitk.GetArrayFromImage(labels), "totalseg"), labels), ctd)
     copy = tmp_path / "reference.nii.gz"  # the file itself as both is refused as a self-comparison
     shutil.copyfile(real_ct_reference, copy)
-    for reference in (str(copy), str(ctd)):
-        argv = ["evaluate", str(real_ct_reference), reference, "--prediction-convention", "totalseg",
-                "--reference-convention", "totalseg", "-o", str(folder)]
+    for reference, convention in ((str(copy), ["--reference-convention", "totalseg"]), (str(ctd), [])):
+        argv = ["evaluate", str(real_ct_reference), reference, "--prediction-convention", "totalseg", *convention,
+                "-o", str(folder)]
         assert main(argv) == 2
         out, err = capsys.readouterr()
         assert out == "" and "already exists and would be overwritten; pass --overwrite" in err
         assert main(argv + ["--overwrite"]) == 0
         assert "written:" in capsys.readouterr().out
 
+
+
+def test_the_command_refuses_options_that_would_do_nothing(real_ct_reference, tmp_path, capsys):
+    """--reference-convention with a centroid file (VerSe numbers by its format) and --overwrite without -o were
+    ignored without a word (audit 2026-12-07): a user who asked for TotalSegmentator numbering of the points or for a
+    report to be replaced got neither; both are refused before any scoring, naming the fix."""
+    from SpineSegmentationLib.cli import main
+    from SpineSegmentationLib.outputs.centroids import write_ctd
+
+    labels = sitk.ReadImage(str(real_ct_reference))
+    ctd = tmp_path / "reference_ctd.json"
+    write_ctd(image_like(anatomy.to_verse(sitk.GetArrayFromImage(labels), "totalseg"), labels), ctd)
+    base = ["evaluate", str(real_ct_reference), str(ctd), "--prediction-convention", "totalseg"]
+    assert main(base + ["--reference-convention", "totalseg"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "centroid file (*.json) holds VerSe label numbers" in err and "leave the option out" in err
+    assert main(base + ["--overwrite"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "without -o no report is written: add -o OUTDIR" in err
+    assert main(base) == 0 and '"identification_rate"' in capsys.readouterr().out
 
 def test_write_report(reference_verse, tmp_path):
     array = sitk.GetArrayFromImage(reference_verse)
