@@ -36,6 +36,7 @@ import SimpleITK as sitk
 
 from ..errors import OutputExistsError, SpineSegmentationError
 from ..geometry import same_grid
+from ..io import SERIES_UID_KEY
 from ..result import SpineSegmentationResult
 from .centroids import write_ctd
 from .dicom_seg import DICOM_SEG_FILE, write_dicom_seg_output
@@ -163,7 +164,8 @@ def write_outputs(
         OutputWriteError: another run is writing into ``output_dir``, the folder is not writable, or the disk
             is full; nothing was written then.
         DicomSegNotWrittenError: the DICOM SEG could not be made (highdicom missing, a source series it cannot
-            reference, ...): the five other outputs were written and are in place (its ``paths``), no
+            reference, a source DICOM folder that changed during the run: a slice file gone or unreadable, named in
+            the message, ...): the five other outputs were written and are in place (its ``paths``), no
             ``segmentation.dcm`` is (an earlier one is removed with ``overwrite``); the message says why and what
             the folder holds.
         ValueError: ``result.labels`` is not on ``image``'s grid, or it holds labels without a Vertebra entry.
@@ -200,10 +202,11 @@ def _write_staged(result, image, staging: OutputStaging, overwrite: bool, input_
     the caller raises its failure then, after the labels of a run of minutes are safe."""
     staging.check_free([*OUTPUT_FILES.values(), DICOM_SEG_FILE], overwrite)  # again, now no other writer can come
     seg_failure = None
+    series_uid = image.GetMetaData(SERIES_UID_KEY) if image.HasMetaDataKey(SERIES_UID_KEY) else None
     try:
-        extra = {key: path.name for key, path in
-                 write_dicom_seg_output(result, staging.path, input_path, requested=dicom_seg, overwrite=True).items()}
-    except OSError as exc:
+        extra = {key: path.name for key, path in write_dicom_seg_output(
+            result, staging.path, input_path, requested=dicom_seg, overwrite=True, series_uid=series_uid).items()}
+    except OSError as exc:  # writing it (reading the source series raises SourceSeriesError, kept below)
         raise describe_write_error(exc, staging.path / DICOM_SEG_FILE) from exc
     except Exception as exc:  # noqa: BLE001 - raised by write_outputs once the other outputs are in place
         seg_failure, extra = exc, {}

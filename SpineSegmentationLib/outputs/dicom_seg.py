@@ -18,7 +18,10 @@ orientation and pixel spacing are those of the label map in DICOM patient coordi
 References: when the input is a DICOM series whose slices carry Study, Series and SOP Instance UIDs, the SEG
 belongs to the same study, shares its Frame of Reference UID, references every source slice (Source Image
 Sequence, Referenced Series Sequence) and each frame its source slice. The series must be the grid of the label
-map (checked: one slice per k, same position, orientation, rows and columns). A series that is one multi-frame
+map (checked: one slice per k, same rows and columns, same position and orientation within what the reader accepted
+as an even grid: positions up to 10 % of the slice spacing along the normal, half a pixel sideways); the frames lie
+on that grid, and where a slice lies off it by more than 0.001 mm, no frame names its own source slice (highdicom
+matches them at 0.001 mm; the series and its slices are referenced all the same). A series that is one multi-frame
 Enhanced CT file is referenced the same way, each SEG frame naming its source frame (the frames sorted along their
 normal are the label map's slices). The SEG's patient and study attributes are the source's; a type 2 one the source
 lacks (Patient Name, ID, Birth Date, Sex, Accession Number, Study ID, Date, Time, Referring Physician's Name, which
@@ -55,7 +58,7 @@ import SimpleITK as sitk
 
 from ..errors import OutputExistsError, SpineSegmentationError
 from ..dicom_multiframe import frame_planes
-from ..dicom_stack import sorted_along_normal
+from ..dicom_stack import SLICE_GAP_TOLERANCE, sorted_along_normal
 from ..io import dicom_series_in_folder, multiframe_file
 from ..result import SpineSegmentationResult
 from ..terminology import vertebra_terminology
@@ -68,7 +71,8 @@ MANUFACTURER = "SpineSegmentation project"
 MANUFACTURER_MODEL_NAME = "SpineSegmentationLib"
 #: Series number of the SEG series (the source CT's series number is not reused).
 SERIES_NUMBER = 300
-#: Geometry tolerance in mm between the label map grid and the source slices' positions.
+#: Smallest geometry tolerance in mm between the label map grid and the source slices' positions (the reader's,
+#: :func:`_check_source_grid`, where larger).
 _POSITION_TOLERANCE_MM = 1e-3
 #: Tolerance on direction cosines between the label map and ImageOrientationPatient.
 _ORIENTATION_TOLERANCE = 1e-4
@@ -82,12 +86,27 @@ _PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "Patient
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["DICOM_SEG_FILE", "EmptySegmentationError", "dicom_source_files", "write_dicom_seg",
+__all__ = ["DICOM_SEG_FILE", "EmptySegmentationError", "SourceSeriesError", "dicom_source_files", "write_dicom_seg",
            "write_dicom_seg_output"]
 
 
 class EmptySegmentationError(SpineSegmentationError):
     """The result has no vertebra, and a DICOM Segmentation needs at least one segment."""
+
+
+class SourceSeriesError(SpineSegmentationError):
+    """The source DICOM series of the SEG cannot be found or read (a slice file is missing or unreadable), or it is
+    not the grid of the label map. From :func:`write_dicom_seg_output` (a run's SEG), its message says that the
+    source folder changed during the run and how to get the SEG.
+
+    Attributes:
+        problem: what is wrong with the series, without the fix (e.g. ``"could not be read: <file>: No such file
+            or directory"``).
+    """
+
+    def __init__(self, message: str, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 def _dicom_libraries():
@@ -115,16 +134,18 @@ def dicom_source_files(input_path: str | os.PathLike, series_uid: Optional[str] 
         series_uid: the series to take when the folder holds several (as in :func:`io.read_image`).
 
     Raises:
-        SpineSegmentationError: no series in the folder, several series and no ``series_uid``, or an unknown
+        SourceSeriesError: no series in the folder, several series and no ``series_uid``, or an unknown
             ``series_uid``.
     """
     series = dicom_series_in_folder(input_path)
     if series_uid is None and len(series) == 1:
         series_uid = next(iter(series))
     if series_uid not in series:
-        raise SpineSegmentationError(
+        problem = (f"is gone (the folder holds series {sorted(series) or 'none'}, not {series_uid!r})"
+                   if series_uid is not None else f"is not the only one in the folder (series {sorted(series)})")
+        raise SourceSeriesError(
             f"cannot pick the DICOM series of '{input_path}' for the DICOM SEG: series found "
-            f"{sorted(series) or 'none'}; pass the Series Instance UID of the segmented series"
+            f"{sorted(series) or 'none'}; pass the Series Instance UID of the segmented series", problem
         )
     return [Path(f) for f in series[series_uid]]
 
@@ -196,10 +217,23 @@ def _label_volume(result: SpineSegmentationResult, frame_of_reference_uid: str):
 
 
 def _read_sources(files: Sequence[Path]) -> list:
+    """The headers (pydicom datasets without pixel data) of ``files``.
+
+    Raises:
+        SourceSeriesError: a file cannot be opened or read (removed, moved, no permission, I/O error); it is named.
+    """
     _, pydicom = _dicom_libraries()
     sources = []
     for f in files:
-        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        try:
+            # forced: GDCM, which listed these files as the series and read it for the segmentation, also reads
+            # slice files without the preamble, "DICM" and file meta (PS3.10 7.1; older exports), which pydicom
+            # refuses unless forced ("internal error (InvalidDicomError ...)" before)
+            ds = pydicom.dcmread(f, stop_before_pixels=True, force=True)
+        except OSError as exc:  # the source's, not the output folder's: the SEG is not made, the others are
+            problem = f"could not be read: {f}: {exc.strerror or exc}"
+            raise SourceSeriesError(f"the source DICOM series {problem}; pass readable slice files of the segmented "
+                                    "series", problem) from exc
         # (0002,0002)/(0002,0003) equal SOP Class/Instance UID by definition (PS3.10 7.1); some anonymisers
         # blank the dataset's copy only
         for keyword, meta in (("SOPClassUID", "MediaStorageSOPClassUID"),
@@ -222,11 +256,24 @@ def _source_planes(sources: Sequence, multiframe: bool) -> list[tuple[str, tuple
              np.array(ds.ImagePositionPatient, dtype=float)) for k, ds in enumerate(sources)]
 
 
+def _mm(values) -> list[float]:
+    """A position or direction for a message: plain floats, rounded to 0.001."""
+    return [round(float(v), 3) for v in values]
+
+
 def _check_source_grid(sources: Sequence, labels: sitk.Image, multiframe: bool) -> None:
-    """Raise ValueError unless image k of ``sources`` (slice file k, or, where ``multiframe``, the k-th frame along
-    the normal of the one file) is slice k of the label map's grid."""
+    """Raise :class:`SourceSeriesError` unless image k of ``sources`` (slice file k, or, where ``multiframe``, the
+    k-th frame along the normal of the one file) is slice k of the label map's grid, as the reader accepted it
+    (:func:`~SpineSegmentationLib.dicom_stack.check_even_stack`): same matrix; orientation within
+    :data:`_ORIENTATION_TOLERANCE`; position within :data:`~SpineSegmentationLib.dicom_stack.SLICE_GAP_TOLERANCE` of
+    the slice spacing along the normal and half a pixel sideways (a series stored with such small deviations is read
+    as the even grid, and its SEG's frames lie on that grid)."""
     size = labels.GetSize()
+    spacing = labels.GetSpacing()
     direction = np.array(labels.GetDirection(), dtype=float).reshape(3, 3)
+    normal = direction[:, 2]
+    along_tolerance = max(_POSITION_TOLERANCE_MM, SLICE_GAP_TOLERANCE * spacing[2])
+    sideways_tolerance = max(_POSITION_TOLERANCE_MM, 0.5 * min(spacing[:2]))
     planes = _source_planes(sources, multiframe)
     problem = None
     if len(planes) != size[2]:
@@ -234,17 +281,21 @@ def _check_source_grid(sources: Sequence, labels: sitk.Image, multiframe: bool) 
     for k, (name, matrix, orientation, position) in enumerate(planes):
         if problem:
             break
+        expected = np.array(labels.TransformIndexToPhysicalPoint((0, 0, k)), dtype=float)
+        offset = np.asarray(position, dtype=float) - expected
+        along = abs(float(offset @ normal))
+        sideways = float(np.linalg.norm(offset - (offset @ normal) * normal))
         if matrix != size[:2]:
             problem = f"{name} has {matrix[0]}x{matrix[1]} pixels, the label map {size[0]}x{size[1]}"
         elif not np.allclose(orientation, np.concatenate([direction[:, 0], direction[:, 1]]),
                              atol=_ORIENTATION_TOLERANCE):
-            problem = f"{name} has ImageOrientationPatient {list(orientation)}"
-        elif not np.allclose(position, labels.TransformIndexToPhysicalPoint((0, 0, k)), atol=_POSITION_TOLERANCE_MM):
-            problem = f"{name} lies at {list(position)}, the label map's slice k={k} at " \
-                      f"{list(labels.TransformIndexToPhysicalPoint((0, 0, k)))}"
+            problem = f"{name} has ImageOrientationPatient {_mm(orientation)}"
+        elif along > along_tolerance or sideways > sideways_tolerance:
+            problem = f"{name} lies at {_mm(position)}, the label map's slice k={k} at {_mm(expected)}"
     if problem:
-        raise ValueError(
-            f"the DICOM series is not the grid of the label map ({problem}); pass the series that was segmented"
+        raise SourceSeriesError(
+            f"the DICOM series is not the grid of the label map ({problem}); pass the series that was segmented",
+            f"is not the grid of the segmented image ({problem})"
         )
 
 
@@ -419,8 +470,9 @@ def build_dicom_seg(
 
     Raises:
         EmptySegmentationError: ``result`` has no vertebra.
-        ValueError: the label map holds a label without a Vertebra entry, or ``source_files`` are not the
-            label map's grid.
+        SourceSeriesError: a file of ``source_files`` cannot be read (it is named), or they are not the label
+            map's grid (a ``ValueError`` too, as every error of the library).
+        ValueError: the label map holds a label without a Vertebra entry.
         InputImageError: ``source_files`` is one file whose header SimpleITK cannot read.
     """
     if not result.vertebrae:
@@ -497,7 +549,8 @@ def write_dicom_seg(
 
     Raises:
         OutputExistsError: ``path`` exists and ``overwrite`` is False (checked before any work).
-        EmptySegmentationError, ValueError: as :func:`build_dicom_seg`.
+        EmptySegmentationError, SourceSeriesError, ValueError: as :func:`build_dicom_seg`.
+        OSError: writing ``path`` failed (the only ``OSError``: one reading the source is a SourceSeriesError).
     """
     path = Path(path)
     if path.exists() and not overwrite:
@@ -523,19 +576,25 @@ def write_dicom_seg_output(
     input_path: str | os.PathLike | None,
     requested: bool = False,
     overwrite: bool = False,
+    series_uid: Optional[str] = None,
 ) -> dict[str, Path]:
     """The DICOM SEG of a run, as :func:`~SpineSegmentationLib.outputs.write_outputs` writes it.
 
     Written as ``output_dir/segmentation.dcm`` when ``input_path`` is a DICOM series folder, or when
     ``requested`` (``--dicom-seg``) for any other input (then it references no series). When the folder holds
-    several series, ``result.run_info["dicom_series_uid"]`` names the one segmented (``spineseg batch`` sets it).
+    several series, ``result.run_info["dicom_series_uid"]`` names the one segmented (``spineseg batch`` sets it),
+    else ``series_uid``: the Series Instance UID the input image was read with (``io.SERIES_UID_KEY`` of the
+    image; ``write_outputs`` passes it), so that a series copied into the folder during the run changes nothing.
     A result without vertebrae writes nothing and logs why (warning).
 
     Returns:
         ``{"dicom_seg": path}`` when written, else ``{}``.
 
     Raises:
-        OutputExistsError, ValueError: as :func:`write_dicom_seg`.
+        SourceSeriesError: the series in ``input_path`` is gone, a slice file of it cannot be read (named), or it is
+            no longer the label map's grid: the folder changed after it was read; the message says so and how to
+            get the SEG (restore the folder, run again).
+        OutputExistsError, ValueError, OSError: as :func:`write_dicom_seg`.
     """
     is_dicom = input_path is not None and Path(input_path).is_dir()
     if not (is_dicom or requested):
@@ -544,7 +603,15 @@ def write_dicom_seg_output(
         _log.warning("no %s written: no vertebra was found, and a DICOM Segmentation must hold at least one "
                      "segment", DICOM_SEG_FILE)
         return {}
-    source_files = dicom_source_files(input_path, result.run_info.get("dicom_series_uid")) if is_dicom else None
     name = Path(input_path).name if input_path is not None else ""
-    path = write_dicom_seg(result, Path(output_dir) / DICOM_SEG_FILE, source_files, name, overwrite)
+    try:
+        uid = result.run_info.get("dicom_series_uid", series_uid)
+        source_files = dicom_source_files(input_path, uid) if is_dicom else None
+        path = write_dicom_seg(result, Path(output_dir) / DICOM_SEG_FILE, source_files, name, overwrite)
+    except SourceSeriesError as exc:  # the series was read at the start of the run: the folder changed since
+        raise SourceSeriesError(
+            f"the source DICOM series in '{input_path}' {exc.problem}; the source DICOM folder changed during the "
+            "run (files were removed, added, replaced or made unreadable after the series was read); restore it "
+            f"and run again to get {DICOM_SEG_FILE}", exc.problem
+        ) from exc
     return {"dicom_seg": path}

@@ -28,11 +28,12 @@ from test_outputs import result_from_labels
 
 from SpineSegmentationLib import anatomy
 from SpineSegmentationLib.errors import OutputExistsError
-from SpineSegmentationLib.io import read_image
+from SpineSegmentationLib.io import dicom_series_in_folder, read_image
 from SpineSegmentationLib.outputs import OUTPUT_FILES, DicomSegNotWrittenError, check_outputs_free, write_outputs
 from SpineSegmentationLib.outputs.dicom_seg import (
     DICOM_SEG_FILE,
     EmptySegmentationError,
+    SourceSeriesError,
     build_dicom_seg,
     dicom_source_files,
     write_dicom_seg,
@@ -41,6 +42,8 @@ from SpineSegmentationLib.result import SpineSegmentationResult
 from SpineSegmentationLib.terminology import vertebra_terminology
 
 T11, T12 = 18, 19
+#: Audit hooks this module added to the process (at most one: they cannot be removed).
+_AUDIT_HOOKS: list = []
 
 
 def labels_on_grid(reference_path, image: sitk.Image) -> sitk.Image:
@@ -516,6 +519,163 @@ def test_a_seg_that_cannot_be_made_keeps_the_other_outputs_and_says_so(slab_resu
     np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "labels.nii.gz"))),
                                   sitk.GetArrayFromImage(slab_result.labels))
     assert json.loads((tmp_path / "vertebrae.json").read_text())["files"] == OUTPUT_FILES  # the SEG not listed
+
+
+#: The file that :func:`_remove_when_opened` deletes when Python code opens it (None: nothing to do).
+_REMOVE_ON_OPEN: list = [None]
+
+
+def _remove_when_opened(event: str, args: tuple) -> None:
+    """Audit hook (``sys.addaudithook``): delete the armed file at the moment Python code (pydicom) opens it, so that
+    the real open fails as it does when a slice vanishes after the series was listed (GDCM, C++, raises no audit
+    event). Hooks cannot be removed: disarmed, it only compares the event name."""
+    if event == "open" and _REMOVE_ON_OPEN[0] is not None and str(args[0]) == str(_REMOVE_ON_OPEN[0]):
+        victim, _REMOVE_ON_OPEN[0] = _REMOVE_ON_OPEN[0], None
+        victim.unlink()
+
+
+@pytest.fixture
+def slab_copy(dicom_dir, dicom_reference, tmp_path):
+    """(folder, image, result): a copy of the shipped series, read by the library, and its segmentation result."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for path in dicom_source_files(dicom_dir):
+        (folder / path.name).write_bytes(path.read_bytes())
+    image = read_image(folder)
+    result = result_from_labels(labels_on_grid(dicom_reference, image))
+    result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
+    return folder, image, result
+
+
+def assert_only_the_five_outputs(result, folder, caught):
+    assert set(caught.value.paths) == set(OUTPUT_FILES)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(OUTPUT_FILES.values())  # no SEG, no staging folder
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(folder / "labels.nii.gz"))),
+                                  sitk.GetArrayFromImage(result.labels))
+
+
+def test_a_source_slice_that_cannot_be_read_at_the_seg_write_keeps_the_outputs_and_says_so(slab_copy, tmp_path):
+    """A slice file that vanished between the listing of the series and its reading for the SEG (the source folder
+    changed during the run) was reported as a failure to write the output folder ("cannot write into
+    .../segmentation.dcm: No such file or directory. Choose an output folder with -o ..."), and the five outputs
+    of the run were lost (audit 2026-12-07). Now the SEG alone is missing; the error names the file, says that the
+    source folder changed, and how to get the SEG."""
+    folder, image, result = slab_copy
+    victim = dicom_source_files(folder)[7]
+    if _remove_when_opened not in _AUDIT_HOOKS:
+        sys.addaudithook(_remove_when_opened)
+        _AUDIT_HOOKS.append(_remove_when_opened)
+    _REMOVE_ON_OPEN[0] = victim
+    try:
+        with pytest.raises(DicomSegNotWrittenError) as caught:
+            write_outputs(result, image, tmp_path / "out", input_path=folder)
+    finally:
+        armed, _REMOVE_ON_OPEN[0] = _REMOVE_ON_OPEN[0], None
+    assert armed is None and not victim.exists()  # removed while the SEG was made, after the listing
+    message = str(caught.value)
+    assert message.startswith(f"segmentation.dcm was not written: the source DICOM series in '{folder}' could not "
+                              f"be read: {victim}: No such file or directory; the source DICOM folder changed during "
+                              "the run"), message
+    assert "restore it and run again to get segmentation.dcm. The other outputs are complete in" in message
+    assert "cannot write" not in message and "output folder with -o" not in message
+    assert_only_the_five_outputs(result, tmp_path / "out", caught)
+    # called directly with the listed files, the library names the file too (no bare OSError)
+    with pytest.raises(SourceSeriesError, match=f"the source DICOM series could not be read: {victim}: No such"):
+        build_dicom_seg(result, [*dicom_source_files(folder)[:7], victim, *dicom_source_files(folder)[7:]])
+
+
+def test_a_source_slice_removed_before_the_seg_write_keeps_the_outputs_and_says_so(slab_copy, tmp_path):
+    """A slice removed after the segmentation, before the SEG was written, was an "internal error (ValueError: the
+    DICOM series is not the grid of the label map ...; pass the series that was segmented); this is a bug, please
+    report it" (audit 2026-12-07): the folder changed, which the user can fix."""
+    folder, image, result = slab_copy
+    dicom_source_files(folder)[7].unlink()  # segmented with 20 slices; 19 are left
+    with pytest.raises(DicomSegNotWrittenError) as caught:
+        write_outputs(result, image, tmp_path / "out", input_path=folder)
+    message = str(caught.value)
+    assert message.startswith(f"segmentation.dcm was not written: the source DICOM series in '{folder}' is not the "
+                              "grid of the segmented image (19 slices for 20 label map slices); the source DICOM "
+                              "folder changed during the run"), message
+    assert "bug" not in message and "internal error" not in message
+    assert_only_the_five_outputs(result, tmp_path / "out", caught)
+
+
+def test_a_series_copied_into_the_folder_during_the_run_does_not_stop_the_seg(slab_copy, series_with_uids, tmp_path):
+    """A PACS export still writing into the folder: a second series arrived between the reading and the SEG. The
+    SEG failed ("cannot pick the DICOM series ... pass the Series Instance UID", which `spineseg segment` had not
+    needed; audit 2026-12-07); it now takes the series the image was read from."""
+    folder, image, result = slab_copy
+    other, _, _ = series_with_uids
+    for path in other.iterdir():
+        (folder / f"other-{path.name}").write_bytes(path.read_bytes())
+    assert len(dicom_series_in_folder(folder)) == 2
+    seg = pydicom.dcmread(write_outputs(result, image, tmp_path / "out", input_path=folder)["dicom_seg"])
+    assert seg.ContentDescription == "references no DICOM series: source series has no UIDs"  # the anonymised one
+    assert_segments_match_label_map(seg, result)
+
+
+@pytest.mark.parametrize("off", ["along", "sideways"])
+def test_a_series_the_reader_takes_as_an_even_grid_gets_a_seg_that_references_it(series_with_uids, dicom_reference,
+                                                                                  tmp_path, off):
+    """Slice positions off the even grid as far as the reader accepts (``dicom_stack.check_even_stack``): every other
+    slice 0.12 mm along the normal (6 % of the 2 mm spacing; 10 % accepted), or the slices shifted sideways by up to
+    0.4 mm from the first to the last (a gantry tilt under half a pixel), were segmented; the SEG refused them as "not
+    the grid of the label map" (0.001 mm; an internal error, audit 2026-12-07). Now the SEG is written on the grid
+    that was segmented and references the series and each of its slices; highdicom names a frame's own source slice
+    only where all positions agree to 0.001 mm, so the frames name none here (Derivation Image Sequence: type 2,
+    empty)."""
+    source, study, series = series_with_uids
+    folder = tmp_path / "series"
+    folder.mkdir()
+    files = dicom_source_files(source)
+    for k, path in enumerate(files):
+        ds = pydicom.dcmread(path)
+        row, column = np.reshape([float(v) for v in ds.ImageOrientationPatient], (2, 3))
+        if off == "sideways":  # along the rows, 0.4 mm at the last slice
+            shift = 0.4 * k / (len(files) - 1) * row
+        else:  # every other slice; the first and last define the grid
+            shift = 0.12 * np.cross(row, column) if k % 2 and k < len(files) - 1 else 0 * row
+        ds.ImagePositionPatient = [float(v) for v in np.array(ds.ImagePositionPatient, dtype=float) + shift]
+        ds.save_as(folder / path.name, enforce_file_format=True)
+    image = read_image(folder)
+    result = result_from_labels(labels_on_grid(dicom_reference, image))
+    result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
+    seg = pydicom.dcmread(write_outputs(result, image, tmp_path / "out", input_path=folder)["dicom_seg"])
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [series]
+    assert_segments_match_label_map(seg, result)
+    sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in dicom_source_files(folder)]
+    assert [item.ReferencedSOPInstanceUID for item in seg.SourceImageSequence] == [s.SOPInstanceUID for s in sources]
+    assert seg.FrameOfReferenceUID == sources[0].FrameOfReferenceUID
+    assert all(len(item.DerivationImageSequence) == 0 for item in seg.PerFrameFunctionalGroupsSequence)
+
+
+def test_a_series_of_files_without_the_dicom_file_header_gets_a_seg_that_references_it(dicom_dir, dicom_reference,
+                                                                                       tmp_path):
+    """Slice files without the 128-byte preamble, "DICM" and file meta (older exports, PS3.10 7.1's header left
+    out) are read by GDCM, so the series was segmented; pydicom refuses them unless forced, and the SEG ended with
+    "internal error (InvalidDicomError: File is missing DICOM File Meta Information header ...); this is a bug"
+    (audit 2026-12-07). Now they are read as the series they are."""
+    folder = tmp_path / "series"
+    folder.mkdir()
+    study, series = generate_uid(), generate_uid()
+    for path in dicom_source_files(dicom_dir):
+        ds = pydicom.dcmread(path)
+        ds.decompress()  # without file meta, the transfer syntax is implicit VR little endian
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+        ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
+        del ds.file_meta
+        ds.preamble = None
+        pydicom.dcmwrite(folder / path.name, ds, enforce_file_format=False, implicit_vr=True, little_endian=True)
+        assert (folder / path.name).read_bytes()[128:132] != b"DICM"
+    image = read_image(folder)
+    result = result_from_labels(labels_on_grid(dicom_reference, image))
+    result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
+    seg = pydicom.dcmread(write_outputs(result, image, tmp_path / "out", input_path=folder)["dicom_seg"])
+    assert (seg.StudyInstanceUID, seg.ReferencedSeriesSequence[0].SeriesInstanceUID) == (study, series)
+    assert {item.ReferencedSOPInstanceUID for item in seg.SourceImageSequence} == {
+        pydicom.dcmread(path, force=True).SOPInstanceUID for path in folder.iterdir()}
+    assert_segments_match_label_map(seg, result)
 
 
 def test_a_series_that_is_not_the_label_maps_grid_is_refused(slab_result, dicom_dir, real_ct, real_ct_reference):
