@@ -166,14 +166,14 @@ def _check_dicom_seg_possible(cases, options: CaseOptions, output_root: Path) ->
         SpineSegmentationError: names the cases' count, why, and the fix.
     """
     from ..errors import SpineSegmentationError
-    from ..outputs.dicom_seg import _dicom_libraries
+    from ..outputs.dicom_seg import dicom_libraries
 
     needing = [case for case in cases if (options.dicom_seg or case.image.is_dir()) and (
         options.force or finished_record(output_root / case.case_id, True) is None)]  # finished ones: not run again
     if not needing:
         return
     try:
-        _dicom_libraries()
+        dicom_libraries()
     except SpineSegmentationError as error:
         why = "--dicom-seg asks for one" if options.dicom_seg else "a DICOM series case always gets one"
         fix = "run the batch without --dicom-seg, or with" if options.dicom_seg else "run the batch with"

@@ -86,8 +86,8 @@ _PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "Patient
 
 _log = logging.getLogger(__name__)
 
-__all__ = ["DICOM_SEG_FILE", "EmptySegmentationError", "SourceSeriesError", "dicom_source_files", "write_dicom_seg",
-           "write_dicom_seg_output"]
+__all__ = ["DICOM_SEG_FILE", "EmptySegmentationError", "SourceSeriesError", "dicom_libraries", "dicom_source_files",
+           "write_dicom_seg", "write_dicom_seg_output"]
 
 
 class EmptySegmentationError(SpineSegmentationError):
@@ -109,7 +109,7 @@ class SourceSeriesError(SpineSegmentationError):
         self.problem = problem or message
 
 
-def _dicom_libraries():
+def dicom_libraries():
     """highdicom and pydicom, imported on first use (dependencies of the package on Python >= 3.10 only).
 
     Raises:
@@ -151,7 +151,7 @@ def dicom_source_files(input_path: str | os.PathLike, series_uid: Optional[str] 
 
 
 def _segment_descriptions(result: SpineSegmentationResult) -> list:
-    hd, _ = _dicom_libraries()
+    hd, _ = dicom_libraries()
     from pydicom.sr.codedict import codes
     from pydicom.sr.coding import Code
 
@@ -203,7 +203,7 @@ def _segment_numbers(result: SpineSegmentationResult) -> np.ndarray:
 
 def _label_volume(result: SpineSegmentationResult, frame_of_reference_uid: str):
     """The segment-number array as a highdicom Volume with the label map's geometry, axes (k, j, i)."""
-    hd, _ = _dicom_libraries()
+    hd, _ = dicom_libraries()
     labels = result.labels
     direction = np.array(labels.GetDirection(), dtype=float).reshape(3, 3)
     return hd.Volume.from_components(
@@ -222,7 +222,7 @@ def _read_sources(files: Sequence[Path]) -> list:
     Raises:
         SourceSeriesError: a file cannot be opened or read (removed, moved, no permission, I/O error); it is named.
     """
-    _, pydicom = _dicom_libraries()
+    _, pydicom = dicom_libraries()
     sources = []
     for f in files:
         try:
@@ -307,7 +307,7 @@ def _refused_by_highdicom(keyword: str, value) -> Optional[str]:
     M/F/O (``PatientSexValues``: ValueError for "U") and Patient's Name with ``check_person_name`` (TypeError for a
     multi-valued name); it copies the other attributes of :data:`_PATIENT_STUDY_TYPE2` as they are. The same
     functions decide here. An empty value is always taken."""
-    hd, pydicom = _dicom_libraries()
+    hd, pydicom = dicom_libraries()
     checks = {
         "PatientBirthDate": pydicom.valuerep.DA,
         "StudyDate": pydicom.valuerep.DA,
@@ -403,7 +403,7 @@ def _character_set(source) -> str:
     (``valuerep._check_specific_character_set``: the run ended with an internal error), or a misspelt one. Without a
     declared set, pydicom would write a name outside ASCII as Latin-1 bytes that no reader is told about, and one
     outside Latin-1 as "?"."""
-    hd, _ = _dicom_libraries()
+    hd, _ = dicom_libraries()
     value = source.get("SpecificCharacterSet") if source is not None else None
     single = {v.value for v in hd.SpecificCharacterSetValues if not v.value.startswith("ISO 2022")}
     return value if isinstance(value, str) and value in single else "ISO_IR 192"
@@ -420,7 +420,7 @@ def _standalone_source(image: sitk.Image, sources: Sequence, frame_uid: Optional
     Patient and study attributes come from an (anonymised) DICOM source where there is one, else they are empty;
     the Frame of Reference UID is ``frame_uid`` (the one every source slice shares) or new, as is every other UID
     the source lacks. The SEG built from it has its references removed afterwards."""
-    hd, pydicom = _dicom_libraries()
+    hd, pydicom = dicom_libraries()
     from pydicom.uid import CTImageStorage
 
     template, changed = _for_highdicom(sources[0]) if sources else (pydicom.Dataset(), {})
@@ -480,7 +480,7 @@ def build_dicom_seg(
             "no DICOM SEG written: no vertebra was found, and a DICOM Segmentation must hold at least one segment "
             f"({result.message or 'empty result'}); the other outputs record the empty result"
         )
-    hd, _ = _dicom_libraries()
+    hd, _ = dicom_libraries()
     sources = _read_sources([Path(f) for f in source_files]) if source_files else []
     # one multi-frame file where the reader took it as one (the same reading of Number of Frames)
     multiframe = bool(sources) and multiframe_file([str(f) for f in source_files]) is not None
