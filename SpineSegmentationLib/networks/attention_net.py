@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from .iterative_fcn import _conv_block
+from .iterative_fcn import _conv_block, check_count
 
 
 @dataclass(frozen=True)
@@ -23,10 +23,19 @@ class AttentionNetConfig:
         filters: filters of every convolution.
         pool_levels: number of 2x max-pool steps; the output block is ``2 ** pool_levels`` pixels
             (paper: 16 x 16 blocks -> 4).
+
+    Raises:
+        ValueError: ``filters`` not a whole number >= 1 or ``pool_levels`` not one >= 0; the message names the setting
+            and the value.
     """
 
     filters: int = 16
     pool_levels: int = 4
+
+    def __post_init__(self) -> None:
+        check_count("AttentionNetConfig", "filters", self.filters, 1, "filters of each convolution")
+        check_count("AttentionNetConfig", "pool_levels", self.pool_levels, 0,
+                    "2x max-pool steps: an output cell is 2 ** pool_levels pixels, the paper's 4")
 
     @property
     def block(self) -> int:

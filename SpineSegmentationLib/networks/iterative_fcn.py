@@ -14,11 +14,22 @@ Input: a 2-channel patch, channel 0 = image, channel 1 = binary instance memory 
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
 
 import torch
 from torch import nn
+
+
+def check_count(config: str, name: str, value, minimum: int, meaning: str) -> None:
+    """Refuse a network setting ``config.name`` that is not a whole number >= ``minimum``.
+
+    Raises:
+        ValueError: names the setting, the value, the allowed range and what the setting means.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{config}.{name} must be a whole number >= {minimum} ({meaning}), got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,11 @@ class IterativeFCNConfig:
             statistics on the same network). "instance" uses per-patch statistics in training and inference
             alike, i.e. exactly what batch normalization computes during single-patch training, and leaves the
             recognition paths (3^3 and 2^3 voxels, where per-patch statistics erase the signal) unnormalized.
+
+    Raises:
+        ValueError: a setting out of its range (whole numbers: ``patch_size``, ``filters``, ``recognition_filters``
+            >= 1, ``levels`` >= 2, ``recognition_levels`` >= 0), a ``patch_size`` not divisible by
+            ``2 ** (levels - 1)``, or another ``normalization``; the message names the setting and the value.
     """
 
     patch_size: int = 128
@@ -52,16 +68,18 @@ class IterativeFCNConfig:
     def __post_init__(self) -> None:
         if self.normalization not in ("batch", "instance"):
             raise ValueError(f"normalization must be 'batch' or 'instance', got {self.normalization!r}")
-        if self.levels < 2:
-            raise ValueError(f"levels must be >= 2, got {self.levels}")
+        for name, minimum, meaning in (
+                ("patch_size", 1, "the patch's edge in voxels"), ("filters", 1, "filters of each convolution"),
+                ("levels", 2, "resolution levels of the U-Net, the paper's 4"),
+                ("recognition_filters", 1, "filters of the label and completeness paths"),
+                ("recognition_levels", 0, "pooling steps of the label and completeness paths")):
+            check_count("IterativeFCNConfig", name, getattr(self, name), minimum, meaning)
         factor = 2 ** (self.levels - 1)
         if self.patch_size % factor:
             raise ValueError(
                 f"patch_size {self.patch_size} must be divisible by 2**(levels-1) = {factor}; "
                 f"choose e.g. {factor * max(1, round(self.patch_size / factor))}"
             )
-        if self.filters < 1 or self.recognition_filters < 1:
-            raise ValueError("filters and recognition_filters must be positive")
 
     def to_dict(self) -> dict:
         return asdict(self)

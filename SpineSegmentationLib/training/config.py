@@ -248,7 +248,7 @@ POSITIVE_KEYS = (
     "fcn_training.checkpoint_every", "fcn_training.log_every", "attention_training.max_iterations",
     "attention_training.max_wall_minutes", "attention_training.learning_rate", "attention_training.slices_per_batch",
     "data.synthetic_pool_size", "data.synthetic_refresh_every",
-    "iterative_fcn.patch_size", "attention_net.filters",  # IterativeFCNConfig / AttentionNetConfig take 0 and less
+    "iterative_fcn.patch_size", "iterative_fcn.filters", "iterative_fcn.recognition_filters", "attention_net.filters",
 )
 
 
@@ -256,6 +256,7 @@ POSITIVE_KEYS = (
 NON_NEGATIVE_KEYS = (
     "fcn_training.gamma", "fcn_training.max_rotation_degrees", "attention_training.synthetic_volumes",
     "data.synthetic_refresh_count",
+    "iterative_fcn.recognition_levels", "attention_net.pool_levels",  # 0: no extra pooling step (block of 1 pixel)
 )
 
 

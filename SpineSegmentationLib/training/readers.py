@@ -139,7 +139,7 @@ def read_manifest(path: str | Path) -> list[Case]:
     Raises:
         FileNotFoundError: the manifest or a file it names does not exist, or a ``teacher`` is not a model folder
             (no ``model.json``).
-        SpineSegmentationError: a missing column, an unknown convention or split.
+        SpineSegmentationError: a missing column, an unknown convention or split, no row.
     """
     path = Path(path)
     if not path.is_file():
@@ -176,6 +176,11 @@ def read_manifest(path: str | Path) -> list[Case]:
             name = image.name.replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
             cases.append(Case(name=name, image=image, labels=labels, convention=convention, split=split,
                               teacher=teacher))
+    if not cases:
+        raise SpineSegmentationError(
+            f"manifest {path} lists no case (a header without rows): add one row per CT, image,labels,convention"
+            "[,split] (see Resources/TrainingConfigs/real_ct_manifest.csv), or leave data.manifest out of the "
+            "training configuration")
     return cases
 
 

@@ -43,7 +43,7 @@ from ..pipeline import resolve_device
 from ..preprocessing import cut_body_values, pad_value
 from ..threads import torch_threads, usable_cores
 from .attention_training import sagittal_examples, train_attention
-from .config import check_seed, load_config, model_sections
+from .config import DEFAULTS, check_seed, load_config, model_sections
 from .data import TrainingData, collect_cases
 from .losses import iterative_fcn_loss, lambda_schedule
 from .lineage import (
@@ -127,9 +127,11 @@ def _restore_rng(rng: np.random.Generator, state: dict) -> None:
     random.setstate(state["python"])
 
 
-def _validation_loss(net, patches, lam, unit_voxels, device) -> float:
+def _validation_loss(net, patches, lam, unit_voxels, device) -> float | None:
+    """The mean loss of the network in evaluation mode on the validation ``patches``; None when there are none (a run
+    without a validation CT logs no validation loss, rather than "nan")."""
     if not patches:
-        return float("nan")
+        return None
     net.eval()
     with torch.no_grad():
         total = float(np.mean([fcn_step(net, batch_tensors([p], device), lam, unit_voxels, device).total.item()
@@ -148,18 +150,30 @@ def _model_as_checkpoint(model_dir: Path) -> dict:
                       "attention": training.get("attention")}}
 
 
-def _lineage(cfg: dict, digest) -> tuple[dict, list[dict]]:
+def _lineage(cfg: dict, digest, resumed: dict | None = None) -> tuple[dict, list[dict]]:
     """The scans this run, the model it starts from and its pseudo-label teachers saw, and the held-out scans
     (:mod:`.lineage`), after checking that none of ``data.held_out`` is among the former (raises
     :class:`~.lineage.HeldOutLeakError`) nor any validation CT (raises :class:`SpineSegmentationError`); and the
-    validation CTs' lineage entries. ``digest``: the run's :func:`~.lineage.run_digest`."""
+    validation CTs' lineage entries. ``digest``: the run's :func:`~.lineage.run_digest`.
+
+    ``resumed``: the ``state`` of the checkpoint a resumed run continues from. Its ``seen_in_training`` holds what the
+    model named in ``fcn_training.init_from`` saw (merged in when the run began), and
+    :func:`~.lineage.resumed_lineage` checks the held-out and validation scans against it: that model is not read
+    again, so a resume needs neither its weights (the checkpoint has them) nor its folder, which may be gone or hold
+    another model by now. Only a checkpoint written before lineages were recorded makes the resume read it, where it
+    still is (else the lineage is marked incomplete)."""
     data, init_from = cfg["data"], cfg["fcn_training"]["init_from"]
     cases = collect_cases(data)
     own = seen_entries(training_files(cases, data["anatomy_maps"]), digest)
     validation = validation_entries(cases, digest)
     check_validation_apart(validation, own)
     held_out = seen_entries([Path(path) for path in data["held_out"]], digest)
-    inherited, complete = inherited_lineage(init_from)
+    if resumed is not None and "seen_in_training" in resumed:
+        inherited, complete = [], True  # in the checkpoint's record, which resumed_lineage merges and checks
+    elif resumed is not None and init_from and not Path(init_from).exists():
+        inherited, complete = [], False
+    else:
+        inherited, complete = inherited_lineage(init_from)
     taught, unrecorded_teachers = teacher_lineage(cases)
     check_held_out(held_out, own, inherited, complete, init_from, taught, unrecorded_teachers)
     check_validation_apart(validation, inherited, f"the model it starts from (fcn_training.init_from {init_from}) "
@@ -314,7 +328,8 @@ def _check_run_folder_free(out: Path, cfg: dict) -> None:
     the run would put its checkpoint, logs and a second model folder into it.
 
     Raises:
-        OutputExistsError: names the files and the fix.
+        OutputExistsError: names the files and the fix; for the files of an earlier start with another configuration
+            (e.g. one that stopped on its data and was fixed since) also the settings that differ.
     """
     if (out / "model.json").is_file():
         raise OutputExistsError(f"{out} is a model folder (it holds model.json): a training run writes its checkpoint, "
@@ -326,11 +341,33 @@ def _check_run_folder_free(out: Path, cfg: dict) -> None:
     config = out / "config.json"
     restart = config.is_file() and config.read_text() == json.dumps(cfg, indent=2) + "\n"
     if taken and not (restart and set(taken) <= {"config.json", "loss_log.csv", "loss_curve.png"}):
+        earlier = _earlier_start(config, cfg) if set(taken) <= {"config.json", "loss_log.csv", "loss_curve.png"} else []
+        if earlier:
+            raise OutputExistsError(
+                f"{out} holds the config.json of an earlier start that stopped before its first checkpoint, with "
+                f"another configuration ({', '.join(earlier[:5])}{' ...' if len(earlier) > 5 else ''} "
+                f"{'differs' if len(earlier) == 1 else 'differ'}); it is kept: to start this configuration there, "
+                f"delete {', '.join(str(out / name) for name in taken)}, or choose a new run folder (-o)")
         raise OutputExistsError(f"{out} already holds {', '.join(taken)}, which a new training run would "
                                 "overwrite; choose a new run folder (-o), e.g. one next to your configuration")
     for name in ("loss_log.csv", "loss_curve.png"):
         if restart and (out / name).exists():
             (out / name).unlink()
+
+
+def _earlier_start(config: Path, cfg: dict) -> list[str]:
+    """The settings in which ``config`` (a run folder's ``config.json``) differs from ``cfg``, where it is the complete
+    configuration that :func:`train` writes there (every section and key of :data:`~.config.DEFAULTS`), i.e. that of
+    an earlier start of a run; [] for any other file (e.g. a configuration of the user's named config.json)."""
+    try:
+        saved = json.loads(config.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return []
+    if not (isinstance(saved, dict) and set(saved) == set(DEFAULTS) and all(
+            isinstance(saved[key], dict) and set(saved[key]) == set(section)
+            for key, section in DEFAULTS.items() if isinstance(section, dict) and section)):
+        return []
+    return _differences(saved, json.loads(json.dumps(cfg)))
 
 
 #: The settings a resumed run may change: how long it trains and how often it logs and saves. Anything else (data,
@@ -427,8 +464,9 @@ class _TrainingRun:
             _check_resume(out, cfg)
         else:
             _check_run_folder_free(out, cfg)
+        ckpt = torch.load(self.ckpt_path, map_location=device, weights_only=False) if resume else None
         self.digest = run_digest()  # each scan digested once in this run
-        self.lineage, validation = _lineage(cfg, self.digest)
+        self.lineage, validation = _lineage(cfg, self.digest, ckpt["state"] if resume else None)
         out.mkdir(parents=True, exist_ok=True)
         self.dev = device
         self.rng = np.random.default_rng(cfg["seed"])
@@ -455,7 +493,6 @@ class _TrainingRun:
             if self.ac.get("retrain"):
                 self.state["attention"] = None
         if resume:
-            ckpt = torch.load(self.ckpt_path, map_location=self.dev, weights_only=False)
             self.fcn.load_state_dict(ckpt["fcn"])
             self.attention.load_state_dict(ckpt["attention_net"])
             self.optimizer.load_state_dict(ckpt["optimizer"])

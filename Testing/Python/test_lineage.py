@@ -274,7 +274,8 @@ def test_a_held_out_validation_ct_gives_no_validation_loss(tmp_path, monkeypatch
     training = json.loads((model / "model.json").read_text())["training"]
     assert training["data"]["validation_cases"] == []
     rows = (tmp_path / "run" / "loss_log.csv").read_text().strip().splitlines()
-    assert [row.split(",")[-1] for row in rows[1:]] == ["", "nan"]  # iteration 2 checkpoints: no validation CT
+    assert [row.split(",")[-1] for row in rows[1:]] == ["", ""]  # no validation CT: no validation loss, not "nan"
+    assert not any("validation nan" in line for line in lines)
     assert [Path(entry["file"]).name for entry in training["held_out"]] == ["held_out_copy.nii"]
     # the same run with the CT not held out logs its validation loss, and ends with the very same weights: the
     # validation loss selects nothing (no best checkpoint, no early stopping), so leaving it out changes no weight

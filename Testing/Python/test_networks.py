@@ -52,3 +52,31 @@ def test_attention_net_maps_16x16_blocks_to_fractions():
     assert ((out >= 0) & (out <= 1)).all()
     with pytest.raises(ValueError, match="divisible by the block size 16"):
         net(torch.zeros(1, 1, 50, 48))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: IterativeFCNConfig(patch_size=0), r"IterativeFCNConfig.patch_size must be a whole number >= 1 \(.*got 0"),
+    (lambda: IterativeFCNConfig(patch_size=-48), r"IterativeFCNConfig.patch_size must be a whole number >= 1 .*-48"),
+    (lambda: IterativeFCNConfig(filters=0), r"IterativeFCNConfig.filters must be a whole number >= 1 .*got 0"),
+    (lambda: IterativeFCNConfig(levels=0), r"IterativeFCNConfig.levels must be a whole number >= 2 .*got 0"),
+    (lambda: IterativeFCNConfig(recognition_filters=-1), r"IterativeFCNConfig.recognition_filters .* >= 1 .*got -1"),
+    (lambda: IterativeFCNConfig(recognition_levels=-1), r"IterativeFCNConfig.recognition_levels .* >= 0 .*got -1"),
+    (lambda: IterativeFCNConfig(filters=4.5), r"IterativeFCNConfig.filters must be a whole number >= 1 .*got 4.5"),
+    (lambda: AttentionNetConfig(filters=0), r"AttentionNetConfig.filters must be a whole number >= 1 .*got 0"),
+    (lambda: AttentionNetConfig(filters=-2), r"AttentionNetConfig.filters must be a whole number >= 1 .*got -2"),
+    (lambda: AttentionNetConfig(pool_levels=-1), r"AttentionNetConfig.pool_levels must be a whole number >= 0 .*-1"),
+    (lambda: AttentionNetConfig.from_dict({"filters": True}), r"AttentionNetConfig.filters .*got True"),
+])
+def test_network_configurations_made_in_python_refuse_counts_out_of_range(make, message):
+    """Made from Python (not a training configuration, whose ranges load_config checks), the configurations took 0 or
+    negative filters, a patch of 0 voxels, negative pooling steps (an attention block of half a pixel) and fractions:
+    each is refused naming the setting, the value and the range."""
+    with pytest.raises(ValueError, match=message):
+        make()
+    # the smallest counts are networks that run
+    fcn = IterativeFCN(IterativeFCNConfig(patch_size=2, filters=1, levels=2, recognition_filters=1,
+                                          recognition_levels=0)).eval()
+    attention = AttentionNet(AttentionNetConfig(filters=1, pool_levels=0)).eval()
+    with torch.no_grad():
+        assert fcn(torch.zeros(1, 2, 2, 2, 2)).segmentation_logits.shape == (1, 1, 2, 2, 2)
+        assert attention(torch.zeros(1, 1, 3, 5)).shape == (1, 1, 3, 5)

@@ -127,6 +127,12 @@ def test_manifest_errors_name_the_problem(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"manifest .*none.csv not found; check data.manifest in the training "
                                                  r"configuration \(a relative path is relative to the configuration"):
         read_manifest(tmp_path / "none.csv")
+    # a header without rows: the run said "no training data: the configuration's cases hold neither a CT with labels
+    # nor a mask" (or that the attention net had no CT), without naming the empty manifest
+    bad.write_text("image,labels,convention,split\n")
+    with pytest.raises(ValueError, match=r"manifest .*m.csv lists no case \(a header without rows\): add one row per "
+                                         r"CT, image,labels,convention\[,split\]"):
+        read_manifest(bad)
 
 
 # --- sampler -------------------------------------------------------------------------------------------------
@@ -669,6 +675,12 @@ def test_warm_start_from_a_model_folder(tmp_path):
     ("fcn_training", {"learning_rate": float("inf")}, r"fcn_training.learning_rate must be a finite number"),
     ("iterative_fcn", {"patch_size": -48}, r"iterative_fcn.patch_size must be > 0, got -48"),
     ("attention_net", {"filters": 0}, r"attention_net.filters must be > 0, got 0"),
+    # a negative count of pooling steps was taken (an attention block of 0.5 pixel: a wrongly scaled spine map), and
+    # 0 filters named neither the setting nor the value
+    ("attention_net", {"pool_levels": -1}, r"attention_net.pool_levels must be >= 0, got -1"),
+    ("iterative_fcn", {"recognition_levels": -2}, r"iterative_fcn.recognition_levels must be >= 0, got -2"),
+    ("iterative_fcn", {"recognition_filters": 0}, r"iterative_fcn.recognition_filters must be > 0, got 0"),
+    ("iterative_fcn", {"filters": -4}, r"iterative_fcn.filters must be > 0, got -4"),
 ])
 def test_config_names_a_bad_value_before_anything_runs(section, values, message):
     """Values of the wrong kind or range are refused with the setting's name (before, most reached the training loop
@@ -1093,3 +1105,75 @@ def test_float_label_maps_are_rounded_or_refused(tmp_path):
     with pytest.raises(SpineSegmentationError, match=r"half_msk.nii.gz holds label values that are no whole numbers "
                                                      r"\(21.5, 22.5, 23.5\)"):
         load_case(Case("half", TPTBOX_CT, tmp_path / "half_msk.nii.gz"), 2.5)
+
+
+def test_a_run_without_validation_cases_logs_no_validation_loss(tmp_path):
+    """Without a validation CT the log said "validation nan" at every checkpoint (and the CSV "nan"): now it says
+    nothing of a validation loss, while a run with one logs its number there."""
+    lines = []
+    train(tiny_config(tmp_path, 2), tmp_path / "run", device="cpu", progress=lines.append)
+    assert "validation/test split, CT(s) for the validation loss (never trained on): none" in lines
+    logged = [line for line in lines if line.startswith("fcn: iteration")]
+    assert len(logged) == 2 and not any("nan" in line or "validation" in line for line in logged)
+    rows = (tmp_path / "run" / "loss_log.csv").read_text().splitlines()
+    assert [row.rsplit(",", 1)[1] for row in rows] == ["validation_total", "", ""]
+    cfg = tiny_config(tmp_path, 2)
+    with open(cfg["data"]["manifest"], "a") as manifest:
+        manifest.write(f"{EXAMPLE_CT},{EXAMPLE_BODIES},verse,validation\n")
+    lines = []
+    train(cfg, tmp_path / "with-validation", device="cpu", progress=lines.append)
+    checkpointed = next(line for line in lines if line.startswith("fcn: iteration 2/"))
+    value = float(checkpointed.rsplit(", validation ", 1)[1])
+    assert np.isfinite(value) and value > 0
+
+
+def test_a_resume_needs_not_the_model_the_run_started_from(tmp_path):
+    """The checkpoint holds the weights and records what the model in fcn_training.init_from saw: a resume after
+    that model folder was deleted failed (FileNotFoundError: init_from does not exist). Now it resumes, and the
+    model folder and card keep the lineage and the warm start."""
+    source = train(tiny_config(tmp_path, 2), tmp_path / "first", device="cpu", progress=lambda line: None)
+    cfg = tiny_config(tmp_path, 2, init_from=str(source))
+    (tmp_path / "own.csv").write_text(f"image,labels,convention,split\n{EXAMPLE_CT},{EXAMPLE_BODIES},verse,train\n")
+    cfg["data"]["manifest"] = str(tmp_path / "own.csv")  # this run's own data: another scan than the source's
+    train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
+    shutil.rmtree(source.parent)
+    cfg["fcn_training"]["max_iterations"] = 3
+    model = train(cfg, tmp_path / "second", resume=True, device="cpu", progress=lambda line: None)
+    training = json.loads((model / "model.json").read_text())["training"]
+    assert training["fcn_iterations"] == 3
+    assert {Path(e["file"]).name for e in training["seen_in_training"]} == {
+        TPTBOX_CT.name, TPTBOX_MASK.name, EXAMPLE_CT.name, EXAMPLE_BODIES.name}  # the source's scans, and its own
+    assert training["seen_in_training_complete"] is True and training["warm_start"]["from_iteration"] == 2
+    assert f"- started from {training['warm_start']['checkpoint']} (after its 2 FCN iterations" in (
+        model / "MODEL_CARD.md").read_text()
+    # a checkpoint written before lineages were recorded: resumed too, its lineage said to be incomplete
+    checkpoint = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=False)
+    del checkpoint["state"]["seen_in_training"]
+    torch.save(checkpoint, tmp_path / "second" / "checkpoint.pt")
+    cfg["fcn_training"]["max_iterations"] = 4
+    model = train(cfg, tmp_path / "second", resume=True, device="cpu", progress=lambda line: None)
+    training = json.loads((model / "model.json").read_text())["training"]
+    assert training["fcn_iterations"] == 4 and training["seen_in_training_complete"] is False
+
+
+def test_a_start_that_failed_on_its_data_names_what_keeps_its_run_folder(tmp_path):
+    """A run that stops on its data (here a label map of another scan) leaves its config.json; started again with the
+    configuration fixed, the refusal said only "already holds config.json, which a new training run would overwrite".
+    It names the earlier start and the differing settings, keeps the file, and says to delete it or choose a folder."""
+    cfg = tiny_config(tmp_path, 1)
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text(f"image,labels,convention,split\n{TPTBOX_CT},{VERSE004_MASK},verse,train\n")
+    cfg["data"]["manifest"] = str(wrong)
+    out = tmp_path / "run"
+    with pytest.raises(SpineSegmentationError, match="lie outside its CT"):
+        train(cfg, out, device="cpu", progress=lambda line: None)
+    saved = (out / "config.json").read_text()
+    fixed = tiny_config(tmp_path, 1)
+    with pytest.raises(OutputExistsError, match=r"holds the config.json of an earlier start that stopped before its "
+                                                r"first checkpoint, with another configuration \(data.manifest "
+                                                r"differs\); it is kept: to start this configuration there, delete "
+                                                r".*run/config.json, or choose a new run folder \(-o\)"):
+        train(fixed, out, device="cpu", progress=lambda line: None)
+    assert (out / "config.json").read_text() == saved
+    (out / "config.json").unlink()
+    assert train(fixed, out, device="cpu", progress=lambda line: None) == out / "spineseg-tiny"
