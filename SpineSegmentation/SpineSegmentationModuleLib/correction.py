@@ -1090,7 +1090,6 @@ class CorrectionLogic:
         if ran_on and sent[1] != _segments_state(segmentationNode):
             raise ValueError("the segments were edited or renamed while the correction ran; its result would "
                              "replace those changes, so it was not applied. Run the correction again.")
-        old = [segmentationNode.GetNodeReference(role) for role in (CENTROIDS_REFERENCE_ROLE, TABLE_REFERENCE_ROLE)]
         replaced = self.undo.save(segmentationNode)
         try:
             with self.tracker.suspended():
@@ -1100,10 +1099,7 @@ class CorrectionLogic:
             self.undo.put_back(replaced)  # nothing was applied: the earlier step stays undoable
             raise
         self.undo.settle(segmentationNode, self.tracker.digests_after_suspended(segmentationNode))
-        for node in old:  # the centroids and table of the previous state are outdated
-            if node is not None and node.GetScene() is not None:
-                node.GetScene().RemoveNode(node)
-        return results
+        return results  # the import replaced the centroids and table of the previous state (result_nodes)
 
     # steps without network
 

@@ -22,7 +22,8 @@ What :func:`import_output_folder` builds:
 
 A segmentation that already has segments is never changed unless ``overwrite=True``: a new node is made
 and a warning says so. With ``overwrite=True`` its vertebrae (:func:`is_vertebra`) are replaced and its other
-segments ("Spinal canal", a tumour) are kept as they are.
+segments ("Spinal canal", a tumour) are kept as they are; the centroid and table nodes made earlier for that
+segmentation (:func:`result_nodes`) are replaced by the new ones (:func:`remove_outdated_result_nodes`).
 """
 
 from __future__ import annotations
@@ -68,6 +69,8 @@ INCOMPLETE_DESCRIPTION = "incomplete"
 #: Node reference roles linking the segmentation to its centroids and table.
 CENTROIDS_REFERENCE_ROLE = "SpineSegmentationCentroids"
 TABLE_REFERENCE_ROLE = "SpineSegmentationTable"
+#: Both roles: how the module finds the result nodes it made for a segmentation.
+RESULT_REFERENCE_ROLES = (CENTROIDS_REFERENCE_ROLE, TABLE_REFERENCE_ROLE)
 #: Table columns (name, unit).
 TABLE_COLUMNS = (("Level", ""), ("Label", ""), ("Complete", ""), ("Confidence", ""), ("P(complete)", ""),
                  ("Volume", "cm3"))
@@ -412,6 +415,35 @@ def _table(scene, name: str, vertebrae: list[Vertebra]):
     return node
 
 
+def result_nodes(segmentation_node) -> list:
+    """The centroid markups and results table nodes the module made for ``segmentation_node``: the nodes it references
+    under :data:`RESULT_REFERENCE_ROLES` (set by :func:`import_output_folder`), those it has (0 to 2 nodes). A node of
+    the same name that it does not reference (one a user made, another segmentation's) is not among them."""
+    found = (segmentation_node.GetNodeReference(role) for role in RESULT_REFERENCE_ROLES)
+    return [node for node in found if node is not None]
+
+
+def remove_outdated_result_nodes(nodes: list) -> list[str]:
+    """Remove from their scene the earlier result nodes ``nodes`` (:func:`result_nodes` taken before the new results
+    were referenced) that no node of the scene references under :data:`RESULT_REFERENCE_ROLES` any longer. A node still
+    referenced so (by another segmentation node, e.g. one copied with its references) is kept, as is one no longer in a
+    scene. Returns the names of the removed nodes."""
+    removed = []
+    for node in nodes:
+        scene = node.GetScene()
+        if scene is not None and node.GetID() not in _result_node_ids(scene):
+            removed.append(node.GetName())
+            scene.RemoveNode(node)
+    return removed
+
+
+def _result_node_ids(scene) -> set[str]:
+    """IDs of the nodes that some node of ``scene`` references under :data:`RESULT_REFERENCE_ROLES`."""
+    referenced = (scene.GetNthNode(i).GetNodeReference(role)
+                  for i in range(scene.GetNumberOfNodes()) for role in RESULT_REFERENCE_ROLES)
+    return {node.GetID() for node in referenced if node is not None}
+
+
 def import_output_folder(
     scene,
     output_dir,
@@ -428,7 +460,9 @@ def import_output_folder(
             New nodes are placed under its parent transform, if any.
         output_segmentation: segmentation node to fill, or None for a new one. One that already has segments
             only has its vertebrae replaced with ``overwrite=True``; otherwise a new node is made and
-            :attr:`ImportedResults.warnings` says so.
+            :attr:`ImportedResults.warnings` says so. When the results go into it, the centroid and table nodes
+            made earlier for it (:func:`result_nodes`) are removed once the new ones are referenced (one of each,
+            the newest); nodes of the same names that it does not reference (a user's, another segmentation's) stay.
         overwrite: replace the vertebrae of ``output_segmentation`` (:func:`is_vertebra`); its other segments
             are kept.
 
@@ -470,6 +504,7 @@ def import_output_folder(
 
     warnings: list[str] = []
     segmentation_node = _output_segmentation(scene, input_volume, output_segmentation, overwrite, warnings)
+    earlier = result_nodes(segmentation_node)  # of the results it held before: outdated once the new ones are in
     segmentation_node.CreateDefaultDisplayNodes()
     transform = input_volume.GetParentTransformNode()
     transform_id = transform.GetID() if transform is not None else None
@@ -485,6 +520,7 @@ def import_output_folder(
     centroids_node.SetAndObserveTransformNodeID(transform_id)
     segmentation_node.SetNodeReferenceID(CENTROIDS_REFERENCE_ROLE, centroids_node.GetID())
     segmentation_node.SetNodeReferenceID(TABLE_REFERENCE_ROLE, table_node.GetID())
+    remove_outdated_result_nodes(earlier)
     for warning in warnings:
         logging.warning(warning)
     return ImportedResults(segmentation_node, centroids_node, table_node, folder.vertebrae, folder.message, warnings)

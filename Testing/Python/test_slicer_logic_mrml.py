@@ -427,6 +427,66 @@ def test_a_segment_a_script_named_is_kept_by_overwrite(logic, output_folder, ct_
     assert len(segment_voxels(canal)[0]) == 8
 
 
+def _nodes_named(scene, class_name: str, name: str) -> list:
+    nodes = (scene.GetNthNodeByClass(i, class_name) for i in range(scene.GetNumberOfNodesByClass(class_name)))
+    return [node for node in nodes if node.GetName() == name]
+
+
+def test_loading_twice_into_one_segmentation_keeps_one_centroid_and_one_table_node(logic, output_folder, ct_node,
+                                                                                    scene):
+    """Each load with ``overwrite=True`` into one segmentation added a new centroid markups and table node of the
+    same names and left the earlier ones in the scene, outdated (audit 2026-12-07). Now they are replaced: one of
+    each, the newest; a markups node the user named the same and another segmentation's nodes stay."""
+    centroids, table = f"{ct_node.GetName()} vertebra centroids", f"{ct_node.GetName()} vertebrae table"
+    other = logic.loadResults(output_folder, ct_node)  # another segmentation of the same CT, with its own nodes
+    users = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", centroids)  # the user's own, by chance the name
+    users.AddControlPoint([1.0, 2.0, 3.0], "mine")
+    target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "target")
+    first = logic.loadResults(output_folder, ct_node, target, overwrite=True)
+    second = logic.loadResults(output_folder, ct_node, target, overwrite=True)
+    assert second.segmentation_node is target and segment_names(target) == EXPECTED_NAMES
+    assert first.centroids_node.GetScene() is None and first.table_node.GetScene() is None
+    markups = _nodes_named(scene, "vtkMRMLMarkupsFiducialNode", centroids)
+    assert {node.GetID() for node in markups} == {other.centroids_node.GetID(), users.GetID(),
+                                                 second.centroids_node.GetID()}
+    assert ({node.GetID() for node in _nodes_named(scene, "vtkMRMLTableNode", table)}
+            == {other.table_node.GetID(), second.table_node.GetID()})
+    assert second.centroids_node.GetNumberOfControlPoints() == len(EXPECTED_NAMES)
+    assert second.table_node.GetNumberOfRows() == len(EXPECTED_NAMES)
+    assert users.GetNumberOfControlPoints() == 1 and users.GetNthControlPointLabel(0) == "mine"
+    assert other.segmentation_node.GetNodeReference("SpineSegmentationCentroids") is other.centroids_node
+    assert other.segmentation_node.GetNodeReference("SpineSegmentationTable") is other.table_node
+    assert target.GetNodeReference("SpineSegmentationCentroids") is second.centroids_node
+
+
+def test_result_nodes_another_segmentation_still_references_are_kept_by_overwrite(logic, output_folder, ct_node,
+                                                                                   scene):
+    """A segmentation copied with its node references (``vtkMRMLNode::Copy`` copies them) shares the centroid and
+    table nodes of the first: loading into the first replaces them for it, but the copy still shows them."""
+    first = logic.loadResults(output_folder, ct_node)
+    copy = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "copy")
+    for role in ("SpineSegmentationCentroids", "SpineSegmentationTable"):
+        copy.SetNodeReferenceID(role, first.segmentation_node.GetNodeReference(role).GetID())
+    second = logic.loadResults(output_folder, ct_node, first.segmentation_node, overwrite=True)
+    assert second.centroids_node is not first.centroids_node
+    assert first.centroids_node.GetScene() is scene and first.table_node.GetScene() is scene
+    assert copy.GetNodeReference("SpineSegmentationCentroids") is first.centroids_node
+
+
+def test_a_correction_applied_replaces_the_centroid_and_table_nodes_through_the_same_import(corrections, loaded,
+                                                                                            output_folder, ct_node,
+                                                                                            scene):
+    """``CorrectionLogic.applyRun`` leaves the replacing of the earlier centroid and table nodes to the import (one
+    place, ``mrml_import.remove_outdated_result_nodes``): after it, one of each, the newest."""
+    correction, node = corrections
+    results = correction.applyRun(output_folder, ct_node, node)
+    assert loaded.centroids_node.GetScene() is None and loaded.table_node.GetScene() is None
+    assert scene.GetNumberOfNodesByClass("vtkMRMLMarkupsFiducialNode") == 1
+    assert scene.GetNumberOfNodesByClass("vtkMRMLTableNode") == 1
+    assert node.GetNodeReference("SpineSegmentationCentroids") is results.centroids_node
+    assert node.GetNodeReference("SpineSegmentationTable") is results.table_node
+
+
 def test_overwrite_under_another_transform_is_refused_before_the_kept_segments_move(logic, output_folder, ct_node,
                                                                                    scene, tmp_path):
     """The results go under the CT's parent transform; with ``overwrite=True`` that moved the segments kept in a
