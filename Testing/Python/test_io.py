@@ -195,6 +195,67 @@ def test_a_nifti_whose_sform_is_sheared_is_refused(real_ct, tmp_path, qform):
             read(sheared)
 
 
+def test_a_nifti_without_orientation_is_refused(real_ct, tmp_path):
+    """The real CT (qform_code 0, sform_code 2) with its sform_code set to 0 (audit 2026-12-07): no orientation
+    left. ITK read it as left-posterior-superior from origin 0, front and back and left and right swapped, and
+    `spineseg segment` named the abdominal CT's T12-L5 as 16 vertebrae C1-T9, exit 0. Refused from the header."""
+    bare = tmp_path / "ct.nii"
+    with gzip.open(real_ct, "rb") as src:
+        header = bytearray(src.read())
+    assert struct.unpack("<2h", header[252:256]) == (0, 2)  # sform only
+    header[254:256] = struct.pack("<h", 0)
+    bare.write_bytes(bytes(header))
+    unoriented = sitk.ReadImage(str(bare))  # what ITK makes of it without a word
+    np.testing.assert_allclose(unoriented.GetDirection(), np.eye(3).ravel())
+    np.testing.assert_allclose(unoriented.GetOrigin(), (0.0, 0.0, 0.0))
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=r"gives no orientation: its qform_code and sform_code are both 0 .* "
+                                                  r"Convert the original DICOM again \(dcm2niix"):
+            read(bare)
+
+
+def _with_qform(header: bytearray, qform_code: int, sform_code: int, shift_mm: float) -> tuple[float, ...]:
+    """Give the real CT's header (sform only: 3 mm voxels along R, A, S) a qform of the same axes whose origin is
+    ``shift_mm`` further right-to-left (x), and the codes; returns the sform's origin (RAS mm)."""
+    rows = struct.unpack("<12f", header[280:328])
+    assert np.allclose(np.array(rows).reshape(3, 4)[:, :3], np.diag([3.0, 3.0, 3.0]))
+    origin = (rows[3], rows[7], rows[11])
+    header[76:80] = struct.pack("<f", 1.0)  # qfac
+    header[252:256] = struct.pack("<2h", qform_code, sform_code)
+    header[256:280] = struct.pack("<6f", 0.0, 0.0, 0.0, origin[0] + shift_mm, origin[1], origin[2])  # no rotation
+    return origin
+
+
+@pytest.mark.parametrize("sform_code, itk_reads", [(2, "qform"), (1, "sform")])
+def test_a_nifti_whose_qform_and_sform_disagree_is_refused(real_ct, tmp_path, sform_code, itk_reads):
+    """The real CT with a qform 30 mm to the side of its sform (audit 2026-12-07): ITK (SimpleITK 2.5) read the qform
+    where sform_code is 2, nibabel and FSL the sform, and the labels (written with the grid ITK read, in both the
+    qform and the sform) lay 30 mm off the CT in nibabel; where sform_code is 1, ITK reads the sform but older ITK
+    and ANTs the qform. Refused from the header, naming both codes, the distance and the one ITK reads."""
+    twice = tmp_path / "ct.nii"
+    with gzip.open(real_ct, "rb") as src:
+        header = bytearray(src.read())
+    sform_origin = _with_qform(header, 1, sform_code, 30.0)
+    twice.write_bytes(bytes(header))
+    read_by_itk = -sitk.ReadImage(str(twice)).GetOrigin()[0]  # LPS -> RAS
+    assert read_by_itk == pytest.approx(sform_origin[0] + (30.0 if itk_reads == "qform" else 0.0), abs=1e-3)
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=rf"places the image twice: its qform \(qform_code 1\) and its sform "
+                                                  rf"\(sform_code {sform_code}\) put the grid up to 30 mm apart\. .* "
+                                                  rf"ITK \(this program, 3D Slicer\) reads the {itk_reads} here"):
+            read(twice)
+
+
+def test_a_nifti_whose_qform_and_sform_agree_is_read(real_ct, tmp_path):
+    """The same header with a qform of the same grid (to float precision) as its sform: read as the file itself."""
+    both = tmp_path / "ct.nii"
+    with gzip.open(real_ct, "rb") as src:
+        header = bytearray(src.read())
+    _with_qform(header, 1, 2, 0.0)
+    both.write_bytes(bytes(header))
+    assert_same_image(read_image(both), read_image(real_ct))
+
+
 def test_uncompressed_nifti_misnamed_nii_gz_is_still_read(real_ct, tmp_path):
     misnamed = tmp_path / "ct.nii.gz"
     with gzip.open(real_ct, "rb") as src, open(misnamed, "wb") as dst:
@@ -464,6 +525,54 @@ def test_a_series_that_is_not_one_even_stack_is_refused(dicom_dir, tmp_path, var
         read_image(folder)
     with pytest.raises(InputImageError, match=message):
         read_image_header(folder)
+
+
+def _drop(ds, keyword):
+    delattr(ds, keyword)
+
+
+@pytest.mark.parametrize("variant, edit, message", [
+    ("no slice has a position", lambda ds, k: _drop(ds, "ImagePositionPatient"),
+     r"has no Image Position \(Patient\) \(0020,0032\) in 20 of its 20 slices"),
+    ("one slice has no position", lambda ds, k: _drop(ds, "ImagePositionPatient") if k == 7 else None,
+     r"has no Image Position \(Patient\) \(0020,0032\) in 1 of its 20 slices"),
+    ("one slice has no orientation", lambda ds, k: _drop(ds, "ImageOrientationPatient") if k == 12 else None,
+     r"has no Image Orientation \(Patient\) \(0020,0037\) in 1 of its 20 slices"),
+])
+def test_a_series_whose_slices_lack_their_geometry_is_refused_naming_the_tag(dicom_dir, tmp_path, variant, edit,
+                                                                             message):
+    """The real slab with Image Position or Orientation (Patient) removed from every slice or from one (audit
+    2026-12-07): ITK reads a missing position as 0, 0, 0 and a missing orientation as axial, and the series was refused
+    for "slices at the same position ... a slice is missing or duplicated" or "uneven slice positions", which sends
+    the user looking for a missing slice. The message names the missing tag."""
+    folder = _edited_series(dicom_dir, tmp_path / "series", edit)
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=message + r", e\.g\. CT\S+: where those slices lie is unknown"):
+            read(folder)
+
+
+def test_a_duplicated_slice_is_named_with_its_twin(dicom_dir, tmp_path):
+    """The real slab with one slice stored twice (a second file, its own SOP Instance UID, as from an export repeated
+    into the same folder): GDCM cannot sort a series with two slices at one position and falls back to another order,
+    so the refusal named two slices 32 mm apart ("uneven slice positions", audit 2026-12-07). Sorted by position
+    first, the message names the two files at the same position."""
+    folder = _edited_series(dicom_dir, tmp_path / "series", lambda ds, k: None)
+    twin = sorted(folder.iterdir())[3]
+    ds = pydicom.dcmread(twin)
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = pydicom.uid.generate_uid()
+    ds.save_as(folder / "zz_duplicate.dcm")
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=r"has 2 slices at the same position, e\.g\. ") as info:
+            read(folder)
+        assert "zz_duplicate.dcm" in str(info.value) and twin.name in str(info.value)
+
+
+def test_a_series_is_read_in_the_order_of_its_positions(dicom_dir, dicom_ct_image, tmp_path):
+    """The same slab with its Instance Numbers scrambled and files renamed in reverse: read as the original."""
+    folder = _edited_series(dicom_dir, tmp_path / "series", lambda ds, k: setattr(ds, "InstanceNumber", (7 * k) % 20))
+    for k, path in enumerate(sorted(folder.iterdir())):
+        path.rename(folder / f"{99 - k:03d}.dcm")
+    assert_same_image(read_image(folder), dicom_ct_image)
 
 
 def _as_enhanced_ct_class(ds):
