@@ -117,14 +117,22 @@ def read_result(folder: Path):
     vertebrae.json).
 
     Raises:
-        ValueError: the folder lacks either file, vertebrae.json is damaged or not this project's, labels.nii.gz
-            holds values that are not whole numbers, or the two files do not match (one was edited or replaced:
-            other labels, or a vertebra's voxels away from the centroid vertebrae.json records for it).
+        ValueError: ``folder`` does not exist or is a file (e.g. its ``vertebrae.json``: the message names the folder
+            that holds it), the folder lacks either file, vertebrae.json is damaged or not this project's,
+            labels.nii.gz holds values that are not whole numbers, or the two files do not match (one was edited or
+            replaced: other labels, or a vertebra's voxels away from the centroid vertebrae.json records for it).
     """
     from .io import read_image
     from .outputs import output_paths
     from .result import LabelingAlternative, SpineSegmentationResult
 
+    folder = Path(folder)
+    if not folder.exists():
+        raise ValueError(f"--result {folder} does not exist; give the output folder of spineseg (or spineseg-correct) "
+                         "that holds the result's labels.nii.gz and vertebrae.json")
+    if not folder.is_dir():
+        raise ValueError(f"--result {folder} is a file; give the output folder that holds the result "
+                         f"(labels.nii.gz and vertebrae.json), e.g. --result {folder.parent}")
     paths = output_paths(folder)
     for key in ("labels", "vertebrae"):
         if not paths[key].is_file():
@@ -476,6 +484,18 @@ def _dicom_seg_of(args: argparse.Namespace, labels: Optional[str]) -> None:
         args.dicom_seg = True
 
 
+def _check_given(labels: Optional[str], option: str) -> None:
+    """Refuse a label map given with ``option`` (``--existing``, ``--labels``) that is not there, before any work
+    (read with the CT, it was refused as "Input image ... does not exist", as if the CT were missing).
+
+    Raises:
+        ValueError: naming the option, the path and what to give.
+    """
+    if labels and not Path(labels).exists():
+        raise ValueError(f"{option} {labels} does not exist; give a label map on the CT's grid (VerSe numbers), or "
+                         "an output folder of spineseg (which holds labels.nii.gz)")
+
+
 def _keep_start(args: argparse.Namespace, labels: Optional[str], option: str) -> None:
     """Refuse an output folder (``-o``, or the default one) whose outputs would replace the label map the step
     starts from (``option``: a file there, or an output folder given as the label map), also with ``--overwrite``:
@@ -505,6 +525,7 @@ def _keep_start(args: argparse.Namespace, labels: Optional[str], option: str) ->
 def cmd_click(args: argparse.Namespace) -> int:
     from .correction import segment_from_point
 
+    _check_given(args.existing, "--existing")
     _keep_start(args, args.existing, "--existing")
     directions = [d for d in args.directions.split(",") if d]
     # bad lists fail before any work; an output folder passes on the vertebrae it records as edited
@@ -527,6 +548,7 @@ def cmd_click(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     from .correction import rerun_with_edits
 
+    _check_given(args.labels, "--labels")
     _keep_start(args, args.labels, "--labels")
     redo = _labels_list(args.redo)  # bad lists fail before any work
     # an output folder passes on the vertebrae it records as edited, except those named in --redo

@@ -29,11 +29,12 @@ from typing import Iterable, Sequence, Union
 import numpy as np
 import SimpleITK as sitk
 
-from .anatomy import column_position, is_column_vertebra, verse_label, vertebra_name
+from .anatomy import SACRUM, column_position, is_column_vertebra, verse_label, vertebra_name
 from .anatomy_evidence import VertebraEvidence
 from .labeling import evidence_log_likelihood, refine_labels, sequence_probabilities
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra, column_and_beside, vertebra_count
-from .sanity import RIB_DISAGREEMENT_LIKELIHOOD, UNANCHORED_LEVELS_WARNING, result_warnings, warning_lines
+from .sanity import (RIB_DISAGREEMENT_LIKELIHOOD, UNANCHORED_LEVELS_WARNING, relabelled_warnings, result_warnings,
+                     warning_lines)
 
 #: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
 CORRECTIONS_KEY = "corrections"
@@ -241,10 +242,10 @@ def renumber_vertebrae(
     vertebrae = list(vertebrae)
     ordered = cranio_caudal(vertebrae)
     vertebra_label = _whole_label(vertebra_label, "the vertebra's label", "its VerSe number (e.g. 23 for L4)")
-    if not is_column_vertebra(vertebra_label):
+    if vertebra_label == SACRUM:
         raise ValueError(f"label {vertebra_label} is not a vertebra of the column (C1-L5, T13, L6): the sacrum "
                          "takes no part in renumbering; state the level of a vertebra instead")
-    index = _find(ordered, vertebra_label)
+    index = _find(ordered, vertebra_label)  # also for a number that is no vertebra's (99): the labels present
     labeling = refine_labels([v.label_regressed for v in ordered], constraints={index: _level(stated_level)},
                              evidence=_evidence(ordered))
     relabelled = _relabelled(ordered, labeling.labels, labeling.probabilities,
@@ -368,20 +369,21 @@ def result_message(vertebrae: list[Vertebra]) -> str:
                else f"; level stated by a person: {', '.join(stated)}"))
 
 
-def _warnings_after(result: SpineSegmentationResult, vertebrae: list[Vertebra]) -> list[str]:
-    """The warnings of ``result`` after its column was relabelled to ``vertebrae``: those about the vertebrae
+def _warnings_after(result: SpineSegmentationResult, relabeling: Relabeling) -> list[str]:
+    """The warnings of ``result`` after its column was relabelled by ``relabeling``: those about the vertebrae
     (``sanity.result_warnings``, which name levels) derived again from the relabelled ones, the others (a device
-    fallback) kept. A level a person stated answers "no landmark fixes the levels" (also as an older version worded
-    it)."""
+    fallback, a click's) kept, a kept vertebra a click's warning names by its level named with its new one
+    (``sanity.relabelled_warnings``). A level a person stated answers "no landmark fixes the levels" (also as an older
+    version worded it)."""
     about_vertebrae = set(result_warnings(result.vertebrae))
     kept = [w for w in result.run_info.get("warnings", []) if w not in about_vertebrae
             and not w.startswith((UNANCHORED_LEVELS_WARNING, STATED_LEVELS_CONTRADICT_WARNING))]
-    return kept + result_warnings(vertebrae)
+    return relabelled_warnings(kept, relabeling.mapping) + result_warnings(relabeling.vertebrae)
 
 
 def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict) -> SpineSegmentationResult:
     run_info = _with_correction(result, entry)
-    warnings = _warnings_after(result, relabeling.vertebrae) + list(relabeling.warnings)
+    warnings = _warnings_after(result, relabeling) + list(relabeling.warnings)
     if warnings or "warnings" in run_info:
         run_info["warnings"] = warnings
     return SpineSegmentationResult(
@@ -393,7 +395,8 @@ def _apply(result: SpineSegmentationResult, relabeling: Relabeling, entry: dict)
     )
 
 
-def renumber(result: SpineSegmentationResult, vertebra_label: int, stated_level: Union[str, int]) -> SpineSegmentationResult:
+def renumber(result: SpineSegmentationResult, vertebra_label: int,
+             stated_level: Union[str, int]) -> SpineSegmentationResult:
     """A new result in which the vertebra labelled ``vertebra_label`` is ``stated_level`` and the column follows.
 
     Runs :func:`renumber_vertebrae` and relabels the label map on the input grid (voxels unchanged; edited
@@ -401,7 +404,9 @@ def renumber(result: SpineSegmentationResult, vertebra_label: int, stated_level:
     statement, the applied one first, as :func:`labeling_alternatives` of the new result lists them. The step is
     recorded in ``run_info["corrections"]``. Where the new levels contradict the ribs or the sacrum seen in the CT more
     than the levels chosen without any statement, the result warns (:func:`contradiction_warnings`, in
-    ``run_info["warnings"]`` and the message); the statement holds all the same.
+    ``run_info["warnings"]`` and the message); the statement holds all the same. The warnings about the vertebrae are
+    derived again from the new levels, and a click's warning that names a kept vertebra by its level ("... the kept
+    L1 ...", vertebrae left unsegmented) names its new one (``sanity.relabelled_warnings``).
 
     Raises:
         ValueError: see :func:`renumber_vertebrae` and :func:`relabel_label_map`.

@@ -371,3 +371,51 @@ def test_the_folders_label_map_given_as_a_file_goes_on_from_a_changed_ct(tptbox_
     assert main(["rerun", str(defaced), "--labels", str(tptbox_result / "labels.nii.gz"), "--redo", "L1",
                  "--device", "cpu", "--progress", "none", "-o", str(out)]) == 0
     assert (out / "labels.nii.gz").is_file()
+
+
+def test_a_result_folder_that_is_not_there_or_is_a_file_is_named_with_the_folder_to_give(tptbox_ct, tptbox_result,
+                                                                                         tmp_path, capsys):
+    """``--result`` a folder that is not there ended in ".../labels.nii.gz is missing", and the result's
+    vertebrae.json given for its folder in "vertebrae.json/labels.nii.gz is missing" (review 2026-12-07)."""
+    for command in (["renumber", "--vertebra", "L1", "--level", "L2"], ["complete", "--vertebra", "L1"],
+                    ["alternatives"]):
+        document = tptbox_result / "vertebrae.json"
+        for given, said in ((tmp_path / "nowhere", f"--result {tmp_path / 'nowhere'} does not exist; give the "
+                                                   "output folder of spineseg"),
+                            (document, f"--result {document} is a file; give the output folder that holds the result "
+                                       f"(labels.nii.gz and vertebrae.json), e.g. --result {tptbox_result}")):
+            out = ["-o", str(tmp_path / "out")] if command[0] != "alternatives" else []
+            assert main([command[0], str(tptbox_ct), "--result", str(given), *command[1:], *out]) == 2
+            err = capsys.readouterr().err
+            assert said in err and "labels.nii.gz is missing" not in err, err
+            assert not (tmp_path / "out").exists()
+
+
+def test_renumber_of_a_number_that_is_no_vertebra_of_the_result_lists_those_present(tptbox_ct, tptbox_result,
+                                                                                    tmp_path, capsys):
+    """``--vertebra 99`` was refused as "not a vertebra of the column: the sacrum takes no part in renumbering", a
+    reason about the sacrum for a number that is no level at all (review 2026-12-07); now as ``--vertebra C3``:
+    the vertebrae the result holds. The sacrum (26) keeps its own reason."""
+    for vertebra, said in (("99", "no vertebra with label 99 in this result; present: T12 (19), L1 (20), L2 (21)"),
+                           ("C3", "no vertebra with label 3 in this result; present: T12 (19), L1 (20), L2 (21)"),
+                           ("26", "the sacrum takes no part in renumbering; state the level of a vertebra instead")):
+        assert main(["renumber", str(tptbox_ct), "--result", str(tptbox_result), "--vertebra", vertebra, "--level",
+                     "L2", "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert said in err, err
+        assert vertebra == "26" or "sacrum" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_label_map_that_is_not_there_is_named_by_its_option(tptbox_ct, tmp_path, capsys):
+    """``click --existing`` / ``rerun --labels`` a path that is not there was refused after the CT was read, as
+    "Input image '...' does not exist": the CT seemed missing (review 2026-12-07). Now before any work, naming the
+    option."""
+    missing = tmp_path / "nowhere.nii.gz"
+    for option, command in (("--existing", ["click", "--point", "0", "0", "0", "--existing", str(missing)]),
+                            ("--labels", ["rerun", "--labels", str(missing), "--redo", "L1"])):
+        assert main([command[0], str(tptbox_ct), *command[1:], "--device", "cpu", "--progress", "none",
+                     "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err
+        assert f"{option} {missing} does not exist; give a label map on the CT's grid" in err, err
+        assert "Input image" not in err and not (tmp_path / "out").exists()
