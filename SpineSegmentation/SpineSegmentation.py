@@ -1164,6 +1164,8 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
                 ``outputSegmentation`` in no scene or another one than slicer.mrmlScene); checked before the run
                 starts.
             SegmentationProcessError: the pipeline failed (the message quotes its error).
+            OSError: the temporary work folder could not be made, or the segmentation process could not be started
+                (its Python interpreter not found).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
         """
         return self.processLogic.process(inputVolume, outputSegmentation, device, model, overwrite, outputDir,

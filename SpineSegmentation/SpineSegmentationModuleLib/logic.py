@@ -285,6 +285,8 @@ class SpineSegmentationProcessLogic:
                 the CT; ``overwrite`` is not True or False; ``progress`` is
                 neither None nor callable. Checked before the run starts.
             SegmentationProcessError: the CLI failed (message quotes its error).
+            OSError: the temporary work folder could not be made, or the segmentation process could not be started
+                (its Python interpreter not found).
             SegmentationCancelledError: cancelled through ``progress``; nothing was added to the scene.
         """
         check_ct_in_scene(inputVolume, self.scene)  # before the run, not after minutes of it

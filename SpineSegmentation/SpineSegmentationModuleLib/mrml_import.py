@@ -427,14 +427,29 @@ def remove_outdated_result_nodes(nodes: list) -> list[str]:
     """Remove from their scene the earlier result nodes ``nodes`` (:func:`result_nodes` taken before the new results
     were referenced) that no node of the scene references under :data:`RESULT_REFERENCE_ROLES` any longer. A node still
     referenced so (by another segmentation node, e.g. one copied with its references) is kept, as is one no longer in a
-    scene. Returns the names of the removed nodes."""
+    scene. A removed node's display and storage nodes are removed with it (``vtkMRMLScene::RemoveNode`` leaves them
+    in the scene, one orphan display node per load). Returns the names of the removed nodes."""
     removed = []
     for node in nodes:
         scene = node.GetScene()
         if scene is not None and node.GetID() not in _result_node_ids(scene):
             removed.append(node.GetName())
+            owned = _display_and_storage_nodes(node)
             scene.RemoveNode(node)
+            for part in owned:
+                if part.GetScene() is scene:
+                    scene.RemoveNode(part)
     return removed
+
+
+def _display_and_storage_nodes(node) -> list:
+    """The display nodes (a markups node's) and storage nodes (after the scene was saved) of ``node``."""
+    owned = []
+    if _is_a(node, "vtkMRMLDisplayableNode"):
+        owned += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    if _is_a(node, "vtkMRMLStorableNode"):
+        owned += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+    return [part for part in owned if part is not None]
 
 
 def _result_node_ids(scene) -> set[str]:

@@ -443,9 +443,14 @@ def test_loading_twice_into_one_segmentation_keeps_one_centroid_and_one_table_no
     users.AddControlPoint([1.0, 2.0, 3.0], "mine")
     target = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "target")
     first = logic.loadResults(output_folder, ct_node, target, overwrite=True)
+    first.table_node.AddDefaultStorageNode()  # as when the scene is saved
+    owned = [first.centroids_node.GetDisplayNode(), first.table_node.GetStorageNode()]
+    assert all(node is not None and node.GetScene() is scene for node in owned)
     second = logic.loadResults(output_folder, ct_node, target, overwrite=True)
     assert second.segmentation_node is target and segment_names(target) == EXPECTED_NAMES
     assert first.centroids_node.GetScene() is None and first.table_node.GetScene() is None
+    assert all(node.GetScene() is None for node in owned)  # RemoveNode alone left them behind (review 2026-12-07)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLMarkupsDisplayNode") == 2  # other's, second's (the user's: none)
     markups = _nodes_named(scene, "vtkMRMLMarkupsFiducialNode", centroids)
     assert {node.GetID() for node in markups} == {other.centroids_node.GetID(), users.GetID(),
                                                  second.centroids_node.GetID()}
