@@ -18,8 +18,9 @@ orientation and pixel spacing are those of the label map in DICOM patient coordi
 References: when the input is a DICOM series whose slices carry Study, Series and SOP Instance UIDs, the SEG
 belongs to the same study, shares its Frame of Reference UID, references every source slice (Source Image
 Sequence, Referenced Series Sequence) and each frame its source slice. The series must be the grid of the label
-map (checked: one slice per k, same rows and columns, same position and orientation within what the reader accepted
-as an even grid: positions up to 10 % of the slice spacing along the normal, half a pixel sideways); the frames lie
+map (checked: one slice per k, same rows and columns, same position and orientation within what the reader accepts
+as an even grid, with its tolerances: direction cosines within 0.001, positions within 10 % of the slice spacing in
+any direction, plus up to half a pixel at the last slice for a gantry tilt; see ``_check_source_grid``); the frames lie
 on that grid, and where a slice lies off it by more than 0.001 mm, no frame names its own source slice (highdicom
 matches them at 0.001 mm; the series and its slices are referenced all the same). A series that is one multi-frame
 Enhanced CT file is referenced the same way, each SEG frame naming its source frame (the frames sorted along their
@@ -62,6 +63,7 @@ from ..dicom_stack import SLICE_GAP_TOLERANCE, sorted_along_normal
 from ..io import dicom_series_in_folder, multiframe_file
 from ..result import SpineSegmentationResult
 from ..terminology import vertebra_terminology
+from ..validation import DIRECTION_TOLERANCE
 
 #: File name of the DICOM SEG in an output folder.
 DICOM_SEG_FILE = "segmentation.dcm"
@@ -74,8 +76,6 @@ SERIES_NUMBER = 300
 #: Smallest geometry tolerance in mm between the label map grid and the source slices' positions (the reader's,
 #: :func:`_check_source_grid`, where larger).
 _POSITION_TOLERANCE_MM = 1e-3
-#: Tolerance on direction cosines between the label map and ImageOrientationPatient.
-_ORIENTATION_TOLERANCE = 1e-4
 #: DICOM LO (long string) length limit, for SegmentDescription and ContentDescription.
 _LO_MAX = 64
 #: Type 2 Patient and General Study attributes (present, may be empty) that highdicom's Segmentation reads from the
@@ -83,6 +83,9 @@ _LO_MAX = 64
 #: is absent). Anonymisers and PACS exports drop them; the SEG gets them empty then.
 _PATIENT_STUDY_TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "AccessionNumber", "StudyID",
                         "StudyDate", "StudyTime", "ReferringPhysicianName")
+
+#: How :func:`dicom_source_files` words a folder of several series when none is named (a ``problem``).
+_SEVERAL = "holds several DICOM series and none was named:"
 
 _log = logging.getLogger(__name__)
 
@@ -97,16 +100,20 @@ class EmptySegmentationError(SpineSegmentationError):
 class SourceSeriesError(SpineSegmentationError):
     """The source DICOM series of the SEG cannot be found or read (a slice file is missing or unreadable), or it is
     not the grid of the label map. From :func:`write_dicom_seg_output` (a run's SEG), its message says that the
-    source folder changed during the run and how to get the SEG.
+    source folder changed during the run, and to restore it, where only a change can have caused it
+    (:attr:`changed`); else what is wrong and what to pass instead.
 
     Attributes:
         problem: what is wrong with the series, without the fix (e.g. ``"could not be read: <file>: No such file
             or directory"``).
+        changed: True where only a change of the folder after the series was read can have caused it: the series
+            gone, a slice file missing or unreadable, another number of slices than the label map.
     """
 
-    def __init__(self, message: str, problem: str = "") -> None:
+    def __init__(self, message: str, problem: str = "", changed: bool = False) -> None:
         super().__init__(message)
         self.problem = problem or message
+        self.changed = changed
 
 
 def dicom_libraries():
@@ -141,11 +148,14 @@ def dicom_source_files(input_path: str | os.PathLike, series_uid: Optional[str] 
     if series_uid is None and len(series) == 1:
         series_uid = next(iter(series))
     if series_uid not in series:
-        problem = (f"is gone (the folder holds series {sorted(series) or 'none'}, not {series_uid!r})"
-                   if series_uid is not None else f"is not the only one in the folder (series {sorted(series)})")
+        if series_uid is not None:
+            problem = f"is gone (the folder holds series {sorted(series) or 'none'}, not {series_uid!r})"
+        else:
+            problem = f"{_SEVERAL} {sorted(series)}" if series else "holds no DICOM series"
         raise SourceSeriesError(
             f"cannot pick the DICOM series of '{input_path}' for the DICOM SEG: series found "
-            f"{sorted(series) or 'none'}; pass the Series Instance UID of the segmented series", problem
+            f"{sorted(series) or 'none'}; pass the Series Instance UID of the segmented series", problem,
+            changed=series_uid is not None
         )
     return [Path(f) for f in series[series_uid]]
 
@@ -233,7 +243,7 @@ def _read_sources(files: Sequence[Path]) -> list:
         except OSError as exc:  # the source's, not the output folder's: the SEG is not made, the others are
             problem = f"could not be read: {f}: {exc.strerror or exc}"
             raise SourceSeriesError(f"the source DICOM series {problem}; pass readable slice files of the segmented "
-                                    "series", problem) from exc
+                                    "series", problem, changed=True) from exc
         # (0002,0002)/(0002,0003) equal SOP Class/Instance UID by definition (PS3.10 7.1); some anonymisers
         # blank the dataset's copy only
         for keyword, meta in (("SOPClassUID", "MediaStorageSOPClassUID"),
@@ -245,57 +255,81 @@ def _read_sources(files: Sequence[Path]) -> list:
 
 
 def _source_planes(sources: Sequence, multiframe: bool) -> list[tuple[str, tuple[int, int], np.ndarray, np.ndarray]]:
-    """(name, (columns, rows), Image Orientation (Patient), Image Position (Patient)) of each source image in stack
-    order: the slice files as given, or, where ``multiframe``, the frames of the one file sorted along their
-    normal."""
+    """(name, (columns, rows), direction, Image Position (Patient)) of each source image in stack order: the slice
+    files as given, or, where ``multiframe``, the frames of the one file sorted along their normal. The direction
+    is 3x3, columns the row and column cosines of Image Orientation (Patient) and their cross product (as the
+    reader's :class:`~SpineSegmentationLib.dicom_stack.Plane`)."""
     if multiframe:
         planes = frame_planes(sources[0])
-        return [(planes[i].name, planes[i].matrix, planes[i].direction[:, :2].T.ravel(), planes[i].position)
+        return [(planes[i].name, planes[i].matrix, planes[i].direction, planes[i].position)
                 for i in sorted_along_normal(planes)]
-    return [(f"slice {k}", (int(ds.Columns), int(ds.Rows)), np.array(ds.ImageOrientationPatient, dtype=float),
-             np.array(ds.ImagePositionPatient, dtype=float)) for k, ds in enumerate(sources)]
+    stack = []
+    for k, ds in enumerate(sources):
+        row, column = np.reshape(np.array(ds.ImageOrientationPatient, dtype=float), (2, 3))
+        cosines = np.column_stack([row, column, np.cross(row, column)])
+        stack.append((f"slice {k}", (int(ds.Columns), int(ds.Rows)), cosines,
+                      np.array(ds.ImagePositionPatient, dtype=float)))
+    return stack
 
 
 def _mm(values) -> list[float]:
-    """A position or direction for a message: plain floats, rounded to 0.001."""
+    """A position for a message: plain floats, rounded to 0.001 mm."""
     return [round(float(v), 3) for v in values]
+
+
+def _cosines(direction: np.ndarray) -> str:
+    """Row and column cosines of a 3x3 direction for a message, as Image Orientation (Patient) lists them, with six
+    decimals (a difference of 1e-4, a tenth of the reader's tolerance, shows)."""
+    return "[" + ", ".join(f"{float(v):.6f}" for v in np.concatenate([direction[:, 0], direction[:, 1]])) + "]"
 
 
 def _check_source_grid(sources: Sequence, labels: sitk.Image, multiframe: bool) -> None:
     """Raise :class:`SourceSeriesError` unless image k of ``sources`` (slice file k, or, where ``multiframe``, the
-    k-th frame along the normal of the one file) is slice k of the label map's grid, as the reader accepted it
-    (:func:`~SpineSegmentationLib.dicom_stack.check_even_stack`): same matrix; orientation within
-    :data:`_ORIENTATION_TOLERANCE`; position within :data:`~SpineSegmentationLib.dicom_stack.SLICE_GAP_TOLERANCE` of
-    the slice spacing along the normal and half a pixel sideways (a series stored with such small deviations is read
-    as the even grid, and its SEG's frames lie on that grid)."""
+    k-th frame along the normal of the one file) is slice k of the label map's grid, within what the reader accepts
+    as an even grid (:func:`~SpineSegmentationLib.dicom_stack.check_even_stack`, whose tolerances are used):
+
+    * the same number of images and matrix (columns x rows);
+    * direction (row and column cosines and their cross product) within
+      :data:`~SpineSegmentationLib.validation.DIRECTION_TOLERANCE` of the label map's, element by element (the
+      reader: of the first image's, which is the label map's);
+    * position within :data:`~SpineSegmentationLib.dicom_stack.SLICE_GAP_TOLERANCE` of the slice spacing of the label
+      map's slice k, in any direction (the reader: of the even grid from the first to the last image), plus, for
+      image k of n, k / (n - 1) of half a pixel (the reader accepts a stack whose last image is shifted sideways by
+      up to half a pixel, a gantry tilt, and the label map's grid is upright); at least 0.001 mm.
+
+    A series stored with such small deviations is read as the even grid, and its SEG's frames lie on that grid.
+
+    Raises:
+        SourceSeriesError: naming the first image off the grid and how far off it is; :attr:`~SourceSeriesError.changed`
+            for another number of images only.
+    """
     size = labels.GetSize()
     spacing = labels.GetSpacing()
     direction = np.array(labels.GetDirection(), dtype=float).reshape(3, 3)
-    normal = direction[:, 2]
-    along_tolerance = max(_POSITION_TOLERANCE_MM, SLICE_GAP_TOLERANCE * spacing[2])
-    sideways_tolerance = max(_POSITION_TOLERANCE_MM, 0.5 * min(spacing[:2]))
     planes = _source_planes(sources, multiframe)
     problem = None
-    if len(planes) != size[2]:
+    changed = len(planes) != size[2]
+    if changed:
         problem = f"{len(planes)} slices for {size[2]} label map slices"
-    for k, (name, matrix, orientation, position) in enumerate(planes):
+    for k, (name, matrix, cosines, position) in enumerate(planes):
         if problem:
             break
         expected = np.array(labels.TransformIndexToPhysicalPoint((0, 0, k)), dtype=float)
-        offset = np.asarray(position, dtype=float) - expected
-        along = abs(float(offset @ normal))
-        sideways = float(np.linalg.norm(offset - (offset @ normal) * normal))
+        off = float(np.linalg.norm(np.asarray(position, dtype=float) - expected))
+        tolerance = max(_POSITION_TOLERANCE_MM, SLICE_GAP_TOLERANCE * spacing[2]
+                        + 0.5 * min(spacing[:2]) * k / max(len(planes) - 1, 1))
         if matrix != size[:2]:
             problem = f"{name} has {matrix[0]}x{matrix[1]} pixels, the label map {size[0]}x{size[1]}"
-        elif not np.allclose(orientation, np.concatenate([direction[:, 0], direction[:, 1]]),
-                             atol=_ORIENTATION_TOLERANCE):
-            problem = f"{name} has ImageOrientationPatient {_mm(orientation)}"
-        elif along > along_tolerance or sideways > sideways_tolerance:
-            problem = f"{name} lies at {_mm(position)}, the label map's slice k={k} at {_mm(expected)}"
+        elif not np.allclose(cosines, direction, atol=DIRECTION_TOLERANCE):
+            problem = (f"{name} has Image Orientation (Patient) {_cosines(cosines)}, the label map "
+                       f"{_cosines(direction)}; up to {DIRECTION_TOLERANCE:g} apart is the same grid")
+        elif off > tolerance:
+            problem = (f"{name} lies at {_mm(position)}, {off:.3f} mm from the label map's slice k={k} at "
+                       f"{_mm(expected)}; up to {tolerance:.3f} mm is the same grid")
     if problem:
         raise SourceSeriesError(
             f"the DICOM series is not the grid of the label map ({problem}); pass the series that was segmented",
-            f"is not the grid of the segmented image ({problem})"
+            f"is not the grid of the segmented image ({problem})", changed=changed
         )
 
 
@@ -377,7 +411,12 @@ def _highdicom_sources(sources: Sequence, slice_spacing: float, multiframe: bool
     thickness: highdicom 0.28 reads the attribute of every single-frame source (``image.py``,
     ``_get_pixel_measures_sequence``: the run ended with "internal error (AttributeError)" where it was missing) and
     leaves the SEG's frames without a thickness where it is empty. The SEG made without a source series does the
-    same (:func:`_standalone_source`). A multi-frame source has its thickness in its functional groups."""
+    same (:func:`_standalone_source`). A multi-frame source has its thickness in its functional groups.
+
+    A slice whose Image Orientation (Patient) differs from the first slice's (within the reader's tolerance, checked
+    by :func:`_check_source_grid`) is given as a copy with the first slice's: the reader read the series as one grid
+    in that orientation, the SEG's frames lie on it, and highdicom 0.28 refuses single-frame sources whose values are
+    not all equal (``image.py``: "Source images must have a shared orientation", an internal error before)."""
     prepared = [_for_highdicom(ds) for ds in sources]
     changed = {}
     for _, each in prepared:
@@ -385,11 +424,16 @@ def _highdicom_sources(sources: Sequence, slice_spacing: float, multiframe: bool
     _warn_refused(changed)
     given = [ds for ds, _ in prepared]
     if not multiframe:
+        orientation = given[0].ImageOrientationPatient
         for k, ds in enumerate(given):
-            if ds.get("SliceThickness") in (None, ""):
-                if ds is sources[k]:  # not yet a copy (a header only): the source as read stays unchanged
-                    ds = given[k] = copy.deepcopy(ds)
+            thickness = ds.get("SliceThickness") in (None, "")
+            turned = ds.ImageOrientationPatient != orientation
+            if (thickness or turned) and ds is sources[k]:  # not yet a copy: the source as read stays unchanged
+                ds = given[k] = copy.deepcopy(ds)
+            if thickness:
                 ds.SliceThickness = float(slice_spacing)
+            if turned:
+                ds.ImageOrientationPatient = copy.deepcopy(orientation)
     return given
 
 
@@ -591,9 +635,11 @@ def write_dicom_seg_output(
         ``{"dicom_seg": path}`` when written, else ``{}``.
 
     Raises:
-        SourceSeriesError: the series in ``input_path`` is gone, a slice file of it cannot be read (named), or it is
-            no longer the label map's grid: the folder changed after it was read; the message says so and how to
-            get the SEG (restore the folder, run again).
+        SourceSeriesError: the series in ``input_path`` is gone, a slice file of it cannot be read (named), or it
+            has another number of slices than the label map: the folder changed after it was read, and the message
+            says so and how to get the SEG (restore the folder, run again). Also, without that claim: the folder holds
+            several series and none is named (the message names ``result.run_info["dicom_series_uid"]``), or the
+            series is not the label map's grid (named: which slice, how far off).
         OutputExistsError, ValueError, OSError: as :func:`write_dicom_seg`.
     """
     is_dicom = input_path is not None and Path(input_path).is_dir()
@@ -604,14 +650,35 @@ def write_dicom_seg_output(
                      "segment", DICOM_SEG_FILE)
         return {}
     name = Path(input_path).name if input_path is not None else ""
+    uid = result.run_info.get("dicom_series_uid", series_uid)
     try:
-        uid = result.run_info.get("dicom_series_uid", series_uid)
         source_files = dicom_source_files(input_path, uid) if is_dicom else None
+    except SourceSeriesError as exc:
+        if exc.changed:
+            raise _changed_during_run(exc, input_path) from exc
+        # no series named: the image was not read by io.read_image (which records it), so nothing says it changed
+        fix = ("pass the Series Instance UID of the segmented series as result.run_info[\"dicom_series_uid\"] "
+               "(io.read_image records it in the image it reads, and write_outputs takes it from there)"
+               if exc.problem.startswith(_SEVERAL) else "pass as input_path the folder of the segmented series")
+        raise SourceSeriesError(f"cannot pick the DICOM series of '{input_path}' for {DICOM_SEG_FILE}: the folder "
+                                f"{exc.problem}; {fix}", exc.problem) from exc
+    try:
         path = write_dicom_seg(result, Path(output_dir) / DICOM_SEG_FILE, source_files, name, overwrite)
-    except SourceSeriesError as exc:  # the series was read at the start of the run: the folder changed since
+    except SourceSeriesError as exc:
+        if exc.changed:
+            raise _changed_during_run(exc, input_path) from exc
         raise SourceSeriesError(
-            f"the source DICOM series in '{input_path}' {exc.problem}; the source DICOM folder changed during the "
-            "run (files were removed, added, replaced or made unreadable after the series was read); restore it "
-            f"and run again to get {DICOM_SEG_FILE}", exc.problem
+            f"the source DICOM series in '{input_path}' {exc.problem}, so the SEG's frames cannot be matched to its "
+            "slices; pass as input_path the folder of the series the segmented image was read from, as "
+            "io.read_image reads it", exc.problem
         ) from exc
     return {"dicom_seg": path}
+
+
+def _changed_during_run(exc: SourceSeriesError, input_path) -> SourceSeriesError:
+    """The error of a run's SEG for what only a change of the source folder after the series was read can cause."""
+    return SourceSeriesError(
+        f"the source DICOM series in '{input_path}' {exc.problem}; the source DICOM folder changed during the run "
+        "(files were removed, added, replaced or made unreadable after the series was read); restore it and run "
+        f"again to get {DICOM_SEG_FILE}", exc.problem, changed=True
+    )

@@ -649,6 +649,130 @@ def test_a_series_the_reader_takes_as_an_even_grid_gets_a_seg_that_references_it
     assert all(len(item.DerivationImageSequence) == 0 for item in seg.PerFrameFunctionalGroupsSequence)
 
 
+def _series_variant(source, folder, change) -> None:
+    """Write the slices of ``source`` into ``folder``, ``change(k, ds)`` applied to each header (pixels unchanged)."""
+    folder.mkdir()
+    for k, path in enumerate(dicom_source_files(source)):
+        ds = pydicom.dcmread(path)
+        change(k, ds)
+        ds.save_as(folder / path.name, enforce_file_format=True)
+
+
+def _turned(ds, angle: float) -> None:
+    """Turn a slice's Image Orientation (Patient) in its plane by ``angle`` radians (six decimals, as scanners)."""
+    row, column = np.reshape([float(v) for v in ds.ImageOrientationPatient], (2, 3))
+    turned = np.concatenate([np.cos(angle) * row + np.sin(angle) * column,
+                             np.cos(angle) * column - np.sin(angle) * row])
+    ds.ImageOrientationPatient = [f"{v:.6f}" for v in turned]
+
+
+@pytest.mark.parametrize("off", ["turned", "moved sideways"])
+def test_a_slice_off_the_grid_as_far_as_the_reader_accepts_gets_a_seg(series_with_uids, dicom_reference, tmp_path,
+                                                                       off):
+    """The reader (``dicom_stack.check_even_stack``) accepts a slice turned by up to 0.001 in each direction cosine
+    (``validation.DIRECTION_TOLERANCE``) and one up to 10 % of the slice spacing off the even grid in any direction.
+    The SEG refused more: slice 10 turned by 5e-4 (its cosines 1e-4 apart at most), or, with 0.5 mm pixels and 5 mm
+    slices, slice 10 moved 0.45 mm sideways (half a pixel was the limit), and said "the source DICOM folder changed
+    during the run ... restore it and run again", which could not help: nothing had changed (review 2026-12-07).
+    Now the SEG is written with the reader's tolerances, on the grid that was segmented, referencing every slice."""
+    source, study, series = series_with_uids
+
+    def change(k, ds):
+        if off == "turned":
+            if k == 10:
+                _turned(ds, 5e-4)
+            return
+        ds.PixelSpacing = [0.5, 0.5]
+        position = np.array([float(v) for v in ds.ImagePositionPatient])
+        position[2] *= 2.5  # 2 mm slices become 5 mm
+        if k == 10:
+            position[0] += 0.45  # 9 % of the slice spacing, 0.9 pixel, along the rows
+        ds.ImagePositionPatient = [float(v) for v in position]
+
+    folder = tmp_path / "series"
+    _series_variant(source, folder, change)
+    image = read_image(folder)  # the reader takes it as one even grid
+    assert image.GetSpacing() == pytest.approx((0.5, 0.5, 5.0) if off != "turned" else (0.977, 0.977, 2.0), abs=1e-3)
+    labels = labels_on_grid(dicom_reference, read_image(source))
+    labels.CopyInformation(image)  # the slab's segmentation, on the grid read (the same voxels)
+    result = result_from_labels(labels)
+    result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
+    for attempt in ("first", "again"):  # the same on every run
+        seg = pydicom.dcmread(write_outputs(result, image, tmp_path / attempt, input_path=folder)["dicom_seg"])
+        assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [series]
+        assert_segments_match_label_map(seg, result)
+        sources = [pydicom.dcmread(p, stop_before_pixels=True) for p in dicom_source_files(folder)]
+        assert [item.ReferencedSOPInstanceUID for item in seg.SourceImageSequence] == [
+            s.SOPInstanceUID for s in sources]
+        orientation = seg.SharedFunctionalGroupsSequence[0].PlaneOrientationSequence[0].ImageOrientationPatient
+        np.testing.assert_allclose([float(v) for v in orientation], np.array(image.GetDirection()).reshape(3, 3)[
+            :, :2].T.ravel(), atol=1e-6)  # the grid read: the first slice's orientation
+    if off == "turned":  # the slice file is unchanged: its own orientation is still turned
+        assert sources[10].ImageOrientationPatient != sources[0].ImageOrientationPatient
+
+
+def test_a_series_off_the_label_maps_grid_is_named_without_saying_the_folder_changed(slab_copy, tmp_path):
+    """A series that is not the grid of the label map, though it has its number of slices, may come from a caller's
+    image read otherwise, not from a change of the folder; its SEG error said "the source DICOM folder changed
+    during the run ... restore it and run again" (review 2026-12-07). Now it names the slice and how far off it is,
+    orientations with six decimals (a difference of 2e-4 shows; they were rounded to 0.001), and what to pass."""
+    folder, image, result = slab_copy
+    victim = dicom_source_files(folder)[10]
+    ds = pydicom.dcmread(victim)
+    _turned(ds, 2e-3)  # twice the reader's tolerance
+    ds.save_as(victim, enforce_file_format=True)
+    with pytest.raises(DicomSegNotWrittenError) as caught:
+        write_outputs(result, image, tmp_path / "out", input_path=folder)
+    message = str(caught.value)
+    assert message.startswith(f"segmentation.dcm was not written: the source DICOM series in '{folder}' is not the "
+                              "grid of the segmented image (slice 10 has Image Orientation (Patient) [0.999998, "
+                              "0.002000, 0.000000, -0.002000, 0.999998, 0.000000], the label map [1.000000, 0.000000, "
+                              "0.000000, 0.000000, 1.000000, 0.000000]; up to 0.001 apart is the same grid)"), message
+    assert "pass as input_path the folder of the series the segmented image was read from" in message
+    assert "changed during the run" not in message and "run again" not in message
+    assert_only_the_five_outputs(result, tmp_path / "out", caught)
+    # the library call names it the same way
+    with pytest.raises(SourceSeriesError, match=r"slice 10 has Image Orientation \(Patient\) \[0\.999998, 0\.002000"):
+        build_dicom_seg(result, dicom_source_files(folder))
+
+
+def test_a_caller_image_from_a_folder_of_two_series_is_told_to_name_the_series(series_with_uids, dicom_reference,
+                                                                               tmp_path):
+    """A library caller who read the CT of a folder of two series itself (no ``io.SERIES_UID_KEY`` in the image) was
+    told "... is not the only one in the folder ...; the source DICOM folder changed during the run ...; restore it
+    and run again" (review 2026-12-07), which is false and no fix. Now the message says to name the series in
+    ``result.run_info["dicom_series_uid"]``, and doing so gives the SEG."""
+    source, _, _ = series_with_uids
+    folder = tmp_path / "series"
+    folder.mkdir()
+    study, uids = generate_uid(), []
+    for copy in ("a", "b"):
+        uids.append(generate_uid())
+        for path in dicom_source_files(source):
+            ds = pydicom.dcmread(path)
+            ds.StudyInstanceUID, ds.SeriesInstanceUID = study, uids[-1]
+            ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+            ds.save_as(folder / f"{copy}-{path.name}", enforce_file_format=True)
+    reader = sitk.ImageSeriesReader()
+    image = sitk.ReadImage(reader.GetGDCMSeriesFileNames(str(folder), uids[0]))
+    assert not image.HasMetaDataKey("0020|000e")
+    result = result_from_labels(labels_on_grid(dicom_reference, image))
+    result.run_info["model"] = {"name": "spineseg-test", "version": "0.0.1"}
+    with pytest.raises(DicomSegNotWrittenError) as caught:
+        write_outputs(result, image, tmp_path / "out", input_path=folder)
+    message = str(caught.value)
+    assert message.startswith(f"segmentation.dcm was not written: cannot pick the DICOM series of '{folder}' for "
+                              "segmentation.dcm: the folder holds several DICOM series and none was named: "
+                              f"{sorted(uids)}; pass the Series Instance UID of the segmented series as "
+                              'result.run_info["dicom_series_uid"]'), message
+    assert "changed during the run" not in message and "run again" not in message
+    assert_only_the_five_outputs(result, tmp_path / "out", caught)
+    result.run_info["dicom_series_uid"] = uids[0]
+    seg = pydicom.dcmread(write_outputs(result, image, tmp_path / "named", input_path=folder)["dicom_seg"])
+    assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [uids[0]]
+    assert_segments_match_label_map(seg, result)
+
+
 def test_a_series_of_files_without_the_dicom_file_header_gets_a_seg_that_references_it(dicom_dir, dicom_reference,
                                                                                        tmp_path):
     """Slice files without the 128-byte preamble, "DICM" and file meta (older exports, PS3.10 7.1's header left
