@@ -6,6 +6,7 @@ Run ``spineseg --help`` or ``spineseg COMMAND --help`` for the options.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -345,11 +346,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="train a model from a JSON configuration",
                         description="Train the attention network and the iterative FCN (seed 002 section 3.6) from "
-                                    "a JSON configuration naming a VerSe-layout folder and/or a manifest CSV.")
+                                    "a JSON configuration. Its data: real CTs with label maps (data.verse_root: "
+                                    "VerSe-layout folders; data.manifest: a CSV image,labels,convention[,split]"
+                                    "[,teacher]) and/or label maps that synthetic CTs are built from "
+                                    "(data.synthetic_masks_root: VerSe-layout mask folders; data.anatomy_maps: "
+                                    "TotalSegmentator v2 whole-anatomy maps); relative paths are relative to the "
+                                    "configuration file. The model is written to RUNDIR/<name> (the configuration's "
+                                    "name).")
     tr.add_argument("config", help="training configuration (JSON), e.g. Resources/TrainingConfigs/default_cpu.json")
     tr.add_argument("-o", "--output", metavar="RUNDIR", required=True,
-                    help="run folder for checkpoints, logs and the model (a new one, or the run's own with --resume)")
-    tr.add_argument("--resume", action="store_true", help="continue from the last checkpoint in the run folder")
+                    help="run folder (a new one, or the run's own with --resume): checkpoint.pt, config.json, "
+                         "loss_log.csv, loss_curve.png and, at the end, the model folder RUNDIR/<name>")
+    tr.add_argument("--resume", action="store_true",
+                    help="continue from RUNDIR/checkpoint.pt with the configuration the run began with: only "
+                         "fcn_training.max_iterations, max_wall_minutes, checkpoint_every and log_every may change "
+                         "(a finished run trains on once the limit it reached is raised)")
     tr.add_argument("--device", default="auto",
                     help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
@@ -552,13 +563,38 @@ def _failure(exc: Exception, errors: tuple) -> tuple[int, str]:
                    "cpu if the GPU is small, or run on a machine with more memory; --max-memory sets the budget "
                    "the input is checked against")
     if isinstance(exc, OSError):
-        from .outputs.staging import describe_write_error
-
-        if exc.filename is not None:
-            return 2, str(describe_write_error(exc, Path(exc.filename)))
-        return 2, f"{exc.strerror or exc}; check the paths, permissions and free disk space"
+        return 2, _os_error_message(exc)
     return 1, (f"internal error ({type(exc).__name__}: {exc}). This is a bug; please report it with the output "
                "of the same command with --debug")
+
+
+#: The hint for an ``OSError`` without a file name, by its errno: only a cause that the error can have.
+_OS_ERROR_HINTS = (
+    ((errno.ENOENT, errno.ENOTDIR), "check the path"),
+    ((errno.EACCES, errno.EPERM, errno.EROFS), "check the permissions (a writable file system, with write permission)"),
+    ((errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG),
+     "the disk is full or a size/quota limit was reached: free some space"),
+)
+
+
+def _os_error_message(exc: OSError) -> str:
+    """The error line's message for an ``OSError`` that ended a command.
+
+    One raised by this package with a message and no errno (e.g. ``FileNotFoundError("training configuration X not
+    found; ...")``) already names the path and the fix: it is shown as it is. One from the operating system with a
+    file name is described as a write error (:func:`~.outputs.staging.describe_write_error`: the disk, the
+    permissions, the folder). One without a file name gets a hint only where its errno can be the cause (a missing
+    path, the permissions, the disk).
+    """
+    from .outputs.staging import describe_write_error
+
+    if exc.errno is None:
+        return str(exc)
+    if exc.filename is not None:
+        return str(describe_write_error(exc, Path(exc.filename)))
+    hint = next((text for numbers, text in _OS_ERROR_HINTS if exc.errno in numbers), None)
+    reason = exc.strerror or str(exc)
+    return f"{reason}; {hint}" if hint else reason
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -165,16 +165,50 @@ def _checkpoint_state(path: Path) -> dict:
     return checkpoint["state"]
 
 
-def teacher_lineage(cases: list[Case]) -> tuple[list[dict], list[str]]:
-    """What the teachers of the train-split pseudo-labelled cases saw in training.
+def teacher_lineage(cases: list[Case], resumed: dict | None = None,
+                    digest: Callable[[str | Path], str] = scan_digest) -> tuple[list[dict], list[str]]:
+    """What the teachers of the train-split pseudo-labelled cases saw in training (a case's ``teacher``: the model
+    folder named in the manifest's ``teacher`` column), after checking that each teacher is a model folder.
+
+    Args:
+        cases: the run's cases.
+        resumed: the ``state`` of the checkpoint a resumed run continues from; None for a new run. Where it records a
+            lineage (``seen_in_training``), a teacher folder that is gone (or holds no ``model.json``) is not needed
+            for a case whose label map the record lists: that teacher's lineage was merged into the record when the
+            run first trained on the case, and :func:`resumed_lineage` checks the held-out and validation scans
+            against it. A teacher that is still there is read, as in a new run.
+        digest: :func:`scan_digest` or the run's :func:`run_digest` (for the label maps looked up in the record).
 
     Returns:
         (entries, unrecorded): the teachers' recorded lineage entries (each digest once), and the teacher folders
         that do not record a complete lineage.
+
+    Raises:
+        FileNotFoundError: a teacher is not a model folder (it does not exist, or holds no ``model.json``): in a new
+            run; in a resumed one unless its checkpoint records a lineage and the case is a validation case or one
+            that lineage lists (not one added since); names the teacher, its label map and the fix.
+        ModelFileError: a teacher's ``model.json`` is corrupt (:func:`inherited_lineage`).
     """
+    record = resumed.get("seen_in_training") if resumed is not None else None
+    trained = {entry["sha256"] for entry in record or []}
+    absent = set()
+    for case in cases:
+        if case.teacher is None or (Path(case.teacher) / "model.json").is_file():
+            continue
+        if record is not None and (case.split != "train" or digest(case.labels) in trained):
+            absent.add(case.teacher)  # in the checkpoint's record (a validation case's teacher is never read)
+            continue
+        what = "is not a model folder (no model.json)" if Path(case.teacher).exists() else "does not exist"
+        since = ("; the checkpoint resumed from has not trained on this label map (a case added since, or a "
+                 "checkpoint that records no lineage), so what the teacher saw must be read from its folder"
+                 if resumed is not None else "")
+        raise FileNotFoundError(f"the teacher {case.teacher} of the pseudo-label map {case.labels} (the manifest's "
+                                f"teacher column) {what}{since}: name the model folder whose output the label map "
+                                "is (a relative path is relative to the manifest file)")
     entries: list[dict] = []
     unrecorded: list[str] = []
-    for teacher in sorted({case.teacher for case in cases if case.teacher is not None and case.split == "train"}):
+    for teacher in sorted({case.teacher for case in cases if case.teacher is not None and case.split == "train"}
+                          - absent):
         seen, complete = inherited_lineage(teacher)
         entries = merge(entries, seen)
         if not complete:

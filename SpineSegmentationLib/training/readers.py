@@ -136,9 +136,12 @@ def find_verse_cases(root: str | Path) -> list[Case]:
 def read_manifest(path: str | Path) -> list[Case]:
     """Cases listed in a manifest CSV (columns ``image,labels,convention[,split][,teacher]``).
 
+    A ``teacher`` (the model folder that wrote the row's label map, relative to the manifest) is not read here: a
+    new run refuses one that is no model folder, a resumed run needs it only for a case its checkpoint did not train
+    on (:func:`~.lineage.teacher_lineage`).
+
     Raises:
-        FileNotFoundError: the manifest or a file it names does not exist, or a ``teacher`` is not a model folder
-            (no ``model.json``).
+        FileNotFoundError: the manifest or an image or label map it names does not exist.
         SpineSegmentationError: a missing column, an unknown convention or split, no row.
     """
     path = Path(path)
@@ -168,11 +171,8 @@ def read_manifest(path: str | Path) -> list[Case]:
                 raise SpineSegmentationError(
                     f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
             teacher = None
-            if (row.get("teacher") or "").strip():
+            if (row.get("teacher") or "").strip():  # checked when a run starts: lineage.teacher_lineage
                 teacher = (path.parent / row["teacher"].strip()).resolve()
-                if not (teacher / "model.json").is_file():
-                    raise FileNotFoundError(f"{path} line {row_number}: teacher {teacher} is not a model folder (no "
-                                            "model.json); name the model folder whose output the label map is")
             name = image.name.replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
             cases.append(Case(name=name, image=image, labels=labels, convention=convention, split=split,
                               teacher=teacher))

@@ -171,10 +171,15 @@ def _lineage(cfg: dict, digest, resumed: dict | None = None) -> tuple[dict, list
     if resumed is not None and "seen_in_training" in resumed:
         inherited, complete = [], True  # in the checkpoint's record, which resumed_lineage merges and checks
     elif resumed is not None and init_from and not Path(init_from).exists():
+        if held_out:  # what that model saw cannot be checked against them, and the checkpoint does not record it
+            raise SpineSegmentationError(
+                f"the model this run started from (fcn_training.init_from {init_from}) is gone, and the checkpoint "
+                "was written before checkpoints recorded what it was trained on, so data.held_out cannot be checked "
+                "against it: restore that model folder to resume this run")
         inherited, complete = [], False
     else:
         inherited, complete = inherited_lineage(init_from)
-    taught, unrecorded_teachers = teacher_lineage(cases)
+    taught, unrecorded_teachers = teacher_lineage(cases, resumed, digest)
     check_held_out(held_out, own, inherited, complete, init_from, taught, unrecorded_teachers)
     check_validation_apart(validation, inherited, f"the model it starts from (fcn_training.init_from {init_from}) "
                            "trained on", "its loss would be no held-out measure and the model card would call it never "

