@@ -385,10 +385,16 @@ MUTATIONS: tuple[Mutation, ...] = (
     Mutation("click-nothing-below", "with no vertebra kept below a clicked point, the vertebrae below it enter the "
              "memory first (the network's training situation, seed 002 section 3.2)",
              "SpineSegmentationLib/correction.py",
-             "    evaluations_behind, left_z = _traverse_to_point(scan, engine, point_net, "
-             "scan.network_frame(kept.canonical),\n                                                    reporter)\n",
-             "    evaluations_behind, left_z = 0, []\n",
+             "    evaluations_behind, left_z, below_point = _traverse_to_point(scan, engine, point_net,\n"
+             "                                                                 scan.network_frame(kept.canonical), "
+             "reporter)\n",
+             "    evaluations_behind, left_z, below_point = 0, [], None\n",
              (T + "test_correction.py::test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one",)),
+    Mutation("click-down-reuses-below", "a click continued down with nothing kept below takes the vertebrae the "
+             "traversal below the point segmented, not segmenting them twice",
+             "SpineSegmentationLib/correction.py", "        if below_point is not None and not behind:\n",
+             "        if False:\n",
+             (T + "test_correction.py::test_real_click_with_nothing_kept_segments_the_vertebrae_below_it_once",)),
     Mutation("sacrum-below-unsearched", "no sacrum is measured below a lowest vertebra whose scan below was not "
              "searched (an unsegmented vertebra with its ribs is as wide)",
              "SpineSegmentationLib/correction.py",

