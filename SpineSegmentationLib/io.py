@@ -295,9 +295,21 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
     return series_uid, series[series_uid]
 
 
-#: The slice geometry every file of a series must carry (ITK reads a missing one as 0 or the identity, silently).
-_SLICE_GEOMETRY_TAGS = {"0020|0032": "Image Position (Patient) (0020,0032)",
-                        "0020|0037": "Image Orientation (Patient) (0020,0037)"}
+#: The slice geometry every file of a series must carry, with its number of values (ITK reads a missing or empty
+#: one as 0 or the identity, silently).
+_SLICE_GEOMETRY_TAGS = {"0020|0032": ("Image Position (Patient) (0020,0032)", 3),
+                        "0020|0037": ("Image Orientation (Patient) (0020,0037)", 6)}
+
+
+def _has_geometry(info: sitk.ImageFileReader, tag: str, count: int) -> bool:
+    """Whether the slice header ``info`` holds ``tag`` as ``count`` finite numbers (an anonymiser may blank it)."""
+    if not info.HasMetaDataKey(tag):
+        return False
+    try:
+        values = [float(v) for v in info.GetMetaData(tag).split("\\")]
+    except ValueError:  # empty or not numbers: lacking, as the caller says
+        return False
+    return len(values) == count and all(np.isfinite(values))
 
 
 def _check_slice_spacing(folder: Path, files: list[str]) -> tuple[float, list[str]]:
@@ -315,11 +327,12 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> tuple[float, list[st
             "or several stacks), which this version does not read. Convert it with dcm2niix (to NIfTI), or load it "
             "in 3D Slicer and save the volume as .nrrd, and segment that file."
         )
-    for tag, name in _SLICE_GEOMETRY_TAGS.items():
-        lacking = [Path(f).name for f, info in zip(files, infos) if not info.HasMetaDataKey(tag)]
+    for tag, (name, count) in _SLICE_GEOMETRY_TAGS.items():
+        lacking = [Path(f).name for f, info in zip(files, infos) if not _has_geometry(info, tag, count)]
         if lacking:
             raise InputImageError(
-                f"The DICOM series in '{folder}' has no {name} in {len(lacking)} of its {len(files)} slices, e.g. "
+                f"The DICOM series in '{folder}' has no (or an empty) {name} in {len(lacking)} of its {len(files)} "
+                f"slices, e.g. "
                 f"{lacking[0]}: where those slices lie is unknown, so the series cannot be stacked into a volume (a "
                 "screen or secondary capture, or an export that dropped the slice geometry). Export the original CT "
                 "series again from the scanner or PACS, or move those files out of the folder."
@@ -751,7 +764,7 @@ def _check_nifti_header(path: Path) -> None:
         itk_reads = "sform" if sform_code == 1 else "qform"  # measured with SimpleITK 2.5 (ITK 5.4)
         raise InputImageError(
             f"The NIfTI header of '{path}' places the image twice: its qform (qform_code {qform_code}) and its sform "
-            f"(sform_code {sform_code}) put the grid up to {apart:.0f} mm apart. Programs differ in which they use: "
+            f"(sform_code {sform_code}) put the grid up to {apart:.3g} mm apart. Programs differ in which they use: "
             f"ITK (this program, 3D Slicer) reads the {itk_reads} here, nibabel and FSL the sform, older ITK and ANTs "
             "the qform; the labels would lie that far off the CT in some of them. Make the two agree, keeping the one "
             "you trust (e.g. nibabel: img.set_qform(img.get_sform()) or img.set_sform(img.get_qform()), then save), "
@@ -865,12 +878,14 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
 
 def _qform_affine(quatern: tuple, qoffset: tuple, qfac: float, pixdim: tuple) -> np.ndarray:
     """The qform's voxel-to-world matrix (3x4, RAS mm) as the NIfTI-1 standard builds it from the quaternion
-    (b, c, d; a = sqrt(1 - b^2 - c^2 - d^2)), qfac (pixdim[0]: -1 flips the k axis, any other value is +1), the voxel
-    sizes |pixdim[1..3]| and the offset (finite values)."""
+    (b, c, d; a = sqrt(1 - b^2 - c^2 - d^2), 0 where that is below 1e-7, as nifti1_io and nibabel take it), qfac
+    (pixdim[0]: -1 flips the k axis, any other value is +1), the voxel sizes |pixdim[1..3]| and the offset (finite
+    values)."""
     from scipy.spatial.transform import Rotation
 
     b, c, d = (float(v) for v in quatern)
-    a = np.sqrt(max(0.0, 1.0 - (b * b + c * c + d * d)))
+    w2 = 1.0 - (b * b + c * c + d * d)
+    a = 0.0 if w2 < 1e-7 else float(np.sqrt(w2))  # nifti1_io (ITK) and nibabel: a 180-degree turn below 1e-7
     rotation = Rotation.from_quat([b, c, d, a]).as_matrix()  # scalar last; normalised as nifti1_io does
     scale = np.abs(np.array(pixdim, dtype=float)) * np.array([1.0, 1.0, -1.0 if qfac < 0 else 1.0])
     return np.column_stack([rotation * scale, np.array(qoffset, dtype=float)])

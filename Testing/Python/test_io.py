@@ -256,6 +256,35 @@ def test_a_nifti_whose_qform_and_sform_agree_is_read(real_ct, tmp_path):
     assert_same_image(read_image(both), read_image(real_ct))
 
 
+
+def test_every_axis_aligned_orientation_itk_writes_has_its_qform_on_its_sform(tmp_path):
+    """ITK (and Slicer) write a NIfTI's qform and sform from one direction matrix. For the 12 of the 48 axis-aligned
+    orientations that are a 180-degree turn (LIP/LSP, the coronal DICOM series' among them), the quaternion's float32
+    b, c, d leave 1 - b^2 - c^2 - d^2 at about 4e-8, which nifti1_io and nibabel take as a = 0; taken as its square
+    root (2e-4) it turned the qform by 4e-4 rad, 0.38 mm at the far corner of a 512x512x1000 grid of 0.7 mm, and such
+    files were refused as "qform and sform apart" (review 2026-12-07). Checked on tiny files SimpleITK writes, at the
+    same grid size and spacing through the header check's own distance."""
+    import itertools
+
+    from SpineSegmentationLib.io import _nifti_layout
+
+    off = []
+    for axes in itertools.permutations(range(3)):
+        for signs in itertools.product((1, -1), repeat=3):
+            direction = np.zeros((3, 3))
+            for column, (axis, sign) in enumerate(zip(axes, signs)):
+                direction[axis, column] = sign
+            image = sitk.Image([2, 2, 2], sitk.sitkInt16)
+            image.SetSpacing((0.7, 0.7, 1.0))
+            image.SetDirection(direction.ravel().tolist())
+            path = tmp_path / "tiny.nii"
+            sitk.WriteImage(image, str(path))
+            layout = _nifti_layout(path.read_bytes()[:540])
+            layout.grid = (512, 512, 1000)  # the distance at a whole-spine grid
+            off.append(layout.qform_sform_distance_mm())
+    assert len(off) == 48 and max(off) < 1e-3, sorted(off)[-12:]
+
+
 def test_uncompressed_nifti_misnamed_nii_gz_is_still_read(real_ct, tmp_path):
     misnamed = tmp_path / "ct.nii.gz"
     with gzip.open(real_ct, "rb") as src, open(misnamed, "wb") as dst:
@@ -531,13 +560,21 @@ def _drop(ds, keyword):
     delattr(ds, keyword)
 
 
+def _blank(ds, keyword):
+    ds[keyword].value = None  # kept with no value, as some anonymisers leave it
+
+
 @pytest.mark.parametrize("variant, edit, message", [
     ("no slice has a position", lambda ds, k: _drop(ds, "ImagePositionPatient"),
-     r"has no Image Position \(Patient\) \(0020,0032\) in 20 of its 20 slices"),
+     r"has no \(or an empty\) Image Position \(Patient\) \(0020,0032\) in 20 of its 20 slices"),
     ("one slice has no position", lambda ds, k: _drop(ds, "ImagePositionPatient") if k == 7 else None,
-     r"has no Image Position \(Patient\) \(0020,0032\) in 1 of its 20 slices"),
+     r"has no \(or an empty\) Image Position \(Patient\) \(0020,0032\) in 1 of its 20 slices"),
     ("one slice has no orientation", lambda ds, k: _drop(ds, "ImageOrientationPatient") if k == 12 else None,
-     r"has no Image Orientation \(Patient\) \(0020,0037\) in 1 of its 20 slices"),
+     r"has no \(or an empty\) Image Orientation \(Patient\) \(0020,0037\) in 1 of its 20 slices"),
+    ("every position blanked", lambda ds, k: _blank(ds, "ImagePositionPatient"),
+     r"has no \(or an empty\) Image Position \(Patient\) \(0020,0032\) in 20 of its 20 slices"),
+    ("one orientation blanked", lambda ds, k: _blank(ds, "ImageOrientationPatient") if k == 12 else None,
+     r"has no \(or an empty\) Image Orientation \(Patient\) \(0020,0037\) in 1 of its 20 slices"),
 ])
 def test_a_series_whose_slices_lack_their_geometry_is_refused_naming_the_tag(dicom_dir, tmp_path, variant, edit,
                                                                              message):
@@ -567,8 +604,10 @@ def test_a_duplicated_slice_is_named_with_its_twin(dicom_dir, tmp_path):
         assert "zz_duplicate.dcm" in str(info.value) and twin.name in str(info.value)
 
 
-def test_a_series_is_read_in_the_order_of_its_positions(dicom_dir, dicom_ct_image, tmp_path):
-    """The same slab with its Instance Numbers scrambled and files renamed in reverse: read as the original."""
+def test_a_series_with_scrambled_instance_numbers_and_names_reads_as_the_original(dicom_dir, dicom_ct_image, tmp_path):
+    """The same slab with its Instance Numbers scrambled and files renamed in reverse: read as the original. A guard,
+    not the test of the reading in position order (GDCM sorts these by position itself; only a duplicated slice makes
+    it fall back to another order, test_a_duplicated_slice_is_named_with_its_twin)."""
     folder = _edited_series(dicom_dir, tmp_path / "series", lambda ds, k: setattr(ds, "InstanceNumber", (7 * k) % 20))
     for k, path in enumerate(sorted(folder.iterdir())):
         path.rename(folder / f"{99 - k:03d}.dcm")
