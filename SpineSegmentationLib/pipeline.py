@@ -18,7 +18,7 @@ import torch
 from scipy import ndimage
 
 from .anatomy import SACRUM, vertebra_name
-from .anatomy_evidence import VertebraEvidence, gather_evidence
+from .anatomy_evidence import VertebraEvidence, gather_evidence, label_centres
 from .column import off_column, parallel_branches, weak_branches
 from .device_fallback import traverse_with_fallback
 from .discs import ENDPLATE_CONTRAST_HU, MAX_CANCELLOUS_HU
@@ -216,12 +216,17 @@ def segment_spine(
         first, first_fallback = trav, fallback
         trav, fallback = traverse()
         trav.evaluations, fallback = trav.evaluations + first.evaluations, first_fallback + fallback
+        del first  # its instance map and mask probability (canonical grid)
     localized = not use_localization or scan.spine_mask is not None
     segmented = trav.instances.copy()
     dropped = drop_off_column(trav, scan.model.preprocessing.spacing_mm, scan.spine_probability,
                               scan.model.localization.threshold)
     if dropped and trav.vertebrae:
         resegment_beside_dropped(scan, trav, np.where(trav.instances == 0, segmented, 0))
+    # the traversal's inputs and copies are not needed beyond this point: released before the input-grid and
+    # labelling stages, whose own arrays then fit where these were (peak memory)
+    del segmented
+    scan.spine_mask = scan.spine_probability = scan.disc_volume = None
     if trav.vertebrae:
         result = assemble_result(scan, reporter, t_start, trav.evaluations,
                                  new_candidates(trav.instances, trav.vertebrae), trav.instances, refine_surface,
@@ -568,7 +573,8 @@ def drop_off_column(trav: TraversalResult, spacing_mm: float, spine_probability:
     if not trav.vertebrae:
         return 0
     ids = [v.instance for v in trav.vertebrae]
-    centres = np.array(ndimage.center_of_mass(np.ones_like(trav.instances, dtype=np.uint8), trav.instances, ids))
+    found = label_centres(trav.instances, ids)  # a vertebra without voxels: NaN, as ndimage.center_of_mass gives
+    centres = np.array([found[i][0] if i in found else (np.nan,) * 3 for i in ids], dtype=float)
     off = np.zeros(len(ids), dtype=bool)
     if spine_probability is not None and len(ids) > 1:
         support = np.array(ndimage.mean(spine_probability, trav.instances, ids))
@@ -644,11 +650,9 @@ def new_candidates(instances: np.ndarray, detected: list[DetectedVertebra], offs
     """Candidates of a traversal's vertebrae (id = instance + ``offset``), with their canonical centroid z;
     vertebrae without a voxel left in ``instances`` are dropped."""
     ids = [v.instance for v in detected]
-    ones = np.ones_like(instances, dtype=np.uint8)
-    counts = ndimage.sum_labels(ones, instances, ids)
-    centers = ndimage.center_of_mass(ones, instances, ids)
-    return [Candidate(v.instance + offset, v.label_regressed, v.p_complete, v.iterations, float(c[0]))
-            for v, c, n in zip(detected, centers, counts) if n > 0]
+    found = label_centres(instances, ids)
+    return [Candidate(v.instance + offset, v.label_regressed, v.p_complete, v.iterations, float(found[i][0][0]))
+            for v, i in zip(detected, ids) if i in found]
 
 
 def assemble_result(
@@ -703,12 +707,18 @@ def assemble_result(
     for c, label in zip(ordered, labeling.labels):
         lut[c.id] = label
     final = lut[ids] if others is None else np.where(ids > 0, lut[ids], others)
-    labels_image = sitk.GetImageFromArray(final.astype(np.int16))
+    labels_image = sitk.GetImageFromArray(final.astype(np.int16, copy=False))
     labels_image.CopyInformation(image)
+    del final  # the image holds its own copy: on a fine input grid each array is hundreds of MB
 
     reporter.stage("summary", "measuring the vertebrae")
-    ids_image = sitk.GetImageFromArray(ids)
+    # in the smallest integer type that holds every id (uint8 for fewer than 256 vertebrae): only compared and
+    # counted, and ITK's label statistics hold a copy of their own
+    id_type = np.result_type(np.min_scalar_type(int(ids.min(initial=0))), np.min_scalar_type(int(ids.max(initial=0))),
+                             np.uint8)
+    ids_image = sitk.GetImageFromArray(ids.astype(id_type))
     ids_image.CopyInformation(image)
+    del ids
     vertebrae = _summaries(ids_image, ordered, labeling, evidence, scan.model.preprocessing.spacing_mm)
     if others is not None:
         vertebrae += _other_structures(others, image, edited_others)

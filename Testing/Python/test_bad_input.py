@@ -204,7 +204,7 @@ CASES = [
     ("--device cuda:x", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--device", "cuda:x"], 2,
      "invalid device 'cuda:x' ("),
     ("--max-memory too small", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--max-memory", "620MB"], 2,
-     "122x101x112 voxels (4 bytes each) need about 0.8 GB to segment, above the limit of 0.6 GB (--max-memory"),
+     "122x101x112 voxels (4 bytes each) need about 0.7 GB to segment, above the limit of 0.6 GB (--max-memory"),
     ("--max-memory below the program's own", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--max-memory",
                                                                 "1MB"], 2, "budget of 1 MB (--max-memory"),
     ("--max-memory not a size", lambda ct, f, o, d: [str(_save(ct, f, "ct.nii.gz")), "--max-memory", "lots"], 2,
