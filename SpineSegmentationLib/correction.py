@@ -316,7 +316,7 @@ def _kept_behind_in_patch(engine: Traversal, point_zyx: np.ndarray) -> bool:
 
 
 def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kept_ids: np.ndarray,
-                       reporter: Reporter) -> tuple[int, list[int], Optional[TraversalResult]]:
+                       reporter: Reporter, keep: bool) -> tuple[int, list[int], Optional[TraversalResult]]:
     """Fill ``engine``'s memory with the vertebrae behind the clicked point, found by a traversal from the scan's
     start up to it, when the memory holds none behind the point in its patch (:func:`_kept_behind_in_patch`).
 
@@ -339,16 +339,17 @@ def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kep
         scan: the prepared scan; ``engine`` is its traversal engine (network frame), ``point_zyx`` the point there.
         kept_ids: int [z, y, x] ids of the kept vertebrae (0 = none) in the network frame.
         reporter: progress, per vertebra found.
+        keep: whether the traversal is wanted back (a click continued down); its maps are freed otherwise.
 
     Returns:
         The network evaluations this traversal spent (0 when the memory already holds vertebrae behind the point;
         the evaluation at the point is ``engine``'s own), the network-frame z of the patch centres of the
-        vertebrae it left in the memory (they are in no output), and the traversal itself on the canonical grid
-        (:func:`~SpineSegmentationLib.pipeline.from_network_frame`) where it ran as a fresh run's does: its memory
-        held no kept vertebra at its start and took none in, and of its vertebrae only its last, the clicked one, was
-        taken out of the memory again, if any (``segment_from_point`` then takes its vertebrae for those below the
-        clicked one instead of segmenting them again; ``_merge_behind`` leaves the clicked one out, as the step down
-        did when it found it again from below); else None.
+        vertebrae it left in the memory (they are in no output), and, with ``keep``, the traversal itself on the
+        canonical grid (:func:`~SpineSegmentationLib.pipeline.from_network_frame`) where it ran as a fresh run's
+        does: its memory held no kept vertebra at its start and took none in, and of its vertebrae only its last, the
+        clicked one, was taken out of the memory again, if any (``segment_from_point`` then takes its vertebrae for
+        those below the clicked one instead of segmenting them again; ``_merge_behind`` leaves the clicked one out,
+        as the step down did when it found it again from below); else None.
     """
     if _kept_behind_in_patch(engine, point_zyx):
         return 0, [], None
@@ -376,7 +377,7 @@ def _traverse_to_point(scan: Scan, engine: Traversal, point_zyx: np.ndarray, kep
             left = [v.center_zyx[0] for v in trav.vertebrae if v.instance < instance]
             fresh = fresh and instance == len(trav.vertebrae)  # only the clicked vertebra was taken out again
     engine.progress = traversal_progress(scan, reporter, already=len(left))  # on from them, not from 1
-    return trav.evaluations, left, from_network_frame(scan, trav) if fresh else None
+    return trav.evaluations, left, from_network_frame(scan, trav) if fresh and keep else None
 
 
 def _unsegmented_between(scan: Scan, engine: Traversal, kept: _Kept, clicked_z: int,
@@ -778,8 +779,9 @@ def segment_from_point(
     follow_kept(engine, scan.network_frame(kept.canonical))
     point_net = point_zyx.copy()
     point_net[0] = scan.network_z(point_net[0])
+    down = "backward" in {_anatomical(scan, d) for d in directions}
     evaluations_behind, left_z, below_point = _traverse_to_point(scan, engine, point_net,
-                                                                 scan.network_frame(kept.canonical), reporter)
+                                                                 scan.network_frame(kept.canonical), reporter, down)
     clicked = _segment_clicked(engine, point_net)
     if "forward" in {_anatomical(scan, d) for d in directions}:
         engine.run(start_zyx=np.array(clicked.center_zyx), z_range=engine.region_ahead(clicked.center_zyx[0]))
@@ -789,7 +791,7 @@ def segment_from_point(
     traversals = [found]
     instances, probability, detected = found.instances, found.mask_probability, found.vertebrae
     clicked_z = detected[0].center_zyx[0]  # canonical
-    if "backward" in {_anatomical(scan, d) for d in directions}:
+    if down:
         # only the kept vertebrae behind the clicked one go into the memory, each when this traversal reaches it,
         # as in training (memory = the vertebrae before the target); the z range keeps the clicked vertebra and
         # those beyond it from being segmented again, and new voxels never replace the clicked one's

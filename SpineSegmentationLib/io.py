@@ -331,11 +331,10 @@ def _check_slice_spacing(folder: Path, files: list[str]) -> tuple[float, list[st
         lacking = [Path(f).name for f, info in zip(files, infos) if not _has_geometry(info, tag, count)]
         if lacking:
             raise InputImageError(
-                f"The DICOM series in '{folder}' has no (or an empty) {name} in {len(lacking)} of its {len(files)} "
-                f"slices, e.g. "
-                f"{lacking[0]}: where those slices lie is unknown, so the series cannot be stacked into a volume (a "
-                "screen or secondary capture, or an export that dropped the slice geometry). Export the original CT "
-                "series again from the scanner or PACS, or move those files out of the folder."
+                f"The DICOM series in '{folder}' has no, an empty or a malformed {name} in {len(lacking)} of its "
+                f"{len(files)} slices, e.g. {lacking[0]}: where those slices lie is unknown, so the series cannot be "
+                "stacked into a volume (a screen or secondary capture, or an export that dropped the slice geometry). "
+                "Export the original CT series again from the scanner or PACS, or move those files out of the folder."
             )
     planes = [Plane(name=f"{Path(name).name} (slice {k})", direction=np.array(info.GetDirection()).reshape(3, 3),
                     pixel_spacing=tuple(info.GetSpacing()[:2]), matrix=tuple(info.GetSize()[:2]),
@@ -878,14 +877,14 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
 
 def _qform_affine(quatern: tuple, qoffset: tuple, qfac: float, pixdim: tuple) -> np.ndarray:
     """The qform's voxel-to-world matrix (3x4, RAS mm) as the NIfTI-1 standard builds it from the quaternion
-    (b, c, d; a = sqrt(1 - b^2 - c^2 - d^2), 0 where that is below 1e-7, as nifti1_io and nibabel take it), qfac
+    (b, c, d; a = sqrt(1 - b^2 - c^2 - d^2), 0 where that is below 1e-7, as nifti1_io (ITK) takes it), qfac
     (pixdim[0]: -1 flips the k axis, any other value is +1), the voxel sizes |pixdim[1..3]| and the offset (finite
     values)."""
     from scipy.spatial.transform import Rotation
 
     b, c, d = (float(v) for v in quatern)
     w2 = 1.0 - (b * b + c * c + d * d)
-    a = 0.0 if w2 < 1e-7 else float(np.sqrt(w2))  # nifti1_io (ITK) and nibabel: a 180-degree turn below 1e-7
+    a = 0.0 if w2 < 1e-7 else float(np.sqrt(w2))  # nifti1_io (ITK): a 180-degree turn below 1e-7
     rotation = Rotation.from_quat([b, c, d, a]).as_matrix()  # scalar last; normalised as nifti1_io does
     scale = np.abs(np.array(pixdim, dtype=float)) * np.array([1.0, 1.0, -1.0 if qfac < 0 else 1.0])
     return np.column_stack([rotation * scale, np.array(qoffset, dtype=float)])

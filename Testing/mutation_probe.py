@@ -387,7 +387,7 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/correction.py",
              "    evaluations_behind, left_z, below_point = _traverse_to_point(scan, engine, point_net,\n"
              "                                                                 scan.network_frame(kept.canonical), "
-             "reporter)\n",
+             "reporter, down)\n",
              "    evaluations_behind, left_z, below_point = 0, [], None\n",
              (T + "test_correction.py::test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one",)),
     Mutation("click-down-reuses-below", "a click continued down with nothing kept below takes the vertebrae the "

@@ -21,8 +21,9 @@ Sequence, Referenced Series Sequence) and each frame its source slice. The serie
 map (checked: one slice per k, same rows and columns, same position and orientation within what the reader accepts
 as an even grid, with its tolerances: direction cosines within 0.001, positions within 10 % of the slice spacing in
 any direction, plus up to half a pixel at the last slice for a gantry tilt; see ``_check_source_grid``); the frames lie
-on that grid, and where a slice lies off it by more than 0.001 mm, no frame names its own source slice (highdicom
-matches them at 0.001 mm; the series and its slices are referenced all the same). A series that is one multi-frame
+on that grid, and where a slice lies off it along its normal by more than 0.001 mm, no frame names its own source
+slice (highdicom matches them at 0.001 mm; the series and its slices are referenced all the same); a slice moved
+only sideways is named, with Spatial Locations Preserved NO. A series that is one multi-frame
 Enhanced CT file is referenced the same way, each SEG frame naming its source frame (the frames sorted along their
 normal are the label map's slices). The SEG's patient and study attributes are the source's; a type 2 one the source
 lacks (Patient Name, ID, Birth Date, Sex, Accession Number, Study ID, Date, Time, Referring Physician's Name, which
