@@ -390,6 +390,12 @@ MUTATIONS: tuple[Mutation, ...] = (
              "reporter, down)\n",
              "    evaluations_behind, left_z, below_point = 0, [], None\n",
              (T + "test_correction.py::test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one",)),
+    Mutation("click-unsearched-ahead", "a click that does not continue up warns of room for vertebrae between it and a "
+             "kept vertebra above (nothing searched there)",
+             "SpineSegmentationLib/correction.py", "        unsegmented += _unsearched_ahead(scan, kept, clicked_mask)\n",
+             "        pass\n",
+             (T + "test_correction.py::test_real_click_continuing_down_below_a_kept_vertebra_says_how_many_could_be_"
+              "between",)),
     Mutation("click-down-reuses-below", "a click continued down with nothing kept below takes the vertebrae the "
              "traversal below the point segmented, not segmenting them twice",
              "SpineSegmentationLib/correction.py", "        if below_point is not None and not behind:\n",
