@@ -320,7 +320,7 @@ def test_header_estimate_refuses_a_1024x1024x1500_ct_at_the_default_budget():
     assert estimated_memory_bytes(header, SPACING_MM) > DEFAULT_MAX_MEMORY_BYTES
     with pytest.raises(InputImageError, match="1024x1024x1500 voxels .* above the limit of 8.0 GB"):
         validate_header(header, SPACING_MM)
-    validate_header(header, SPACING_MM, max_memory_bytes=20 * 10**9)
+    validate_header(header, SPACING_MM, max_memory_bytes=30 * 10**9)  # 24.5 GB estimated
 
 
 #: Peak resident memory (bytes) of whole `spineseg segment` runs with the shipped model (2.5 mm grid, 2026-12-07,
