@@ -6,7 +6,6 @@ Run ``spineseg --help`` or ``spineseg COMMAND --help`` for the options.
 from __future__ import annotations
 
 import argparse
-import errno
 import json
 import logging
 import os
@@ -568,13 +567,14 @@ def _failure(exc: Exception, errors: tuple) -> tuple[int, str]:
                "of the same command with --debug")
 
 
-#: The hint for an ``OSError`` without a file name, by its errno: only a cause that the error can have.
-_OS_ERROR_HINTS = (
-    ((errno.ENOENT, errno.ENOTDIR), "check the path"),
-    ((errno.EACCES, errno.EPERM, errno.EROFS), "check the permissions (a writable file system, with write permission)"),
-    ((errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG),
-     "the disk is full or a size/quota limit was reached: free some space"),
-)
+def _os_error_hints() -> tuple:
+    """The hint for an ``OSError`` without a file name, by its errno (the causes ``outputs.staging`` tells apart):
+    only a cause that the error can have."""
+    from .outputs.staging import MISSING_PATH_ERRNOS, NO_PERMISSION_ERRNOS, NO_SPACE_ERRNOS
+
+    return ((MISSING_PATH_ERRNOS, "check the path"),
+            (NO_PERMISSION_ERRNOS, "check the permissions (a writable file system, with write permission)"),
+            (NO_SPACE_ERRNOS, "the disk is full or a size/quota limit was reached: free some space"))
 
 
 def _os_error_message(exc: OSError) -> str:
@@ -592,7 +592,7 @@ def _os_error_message(exc: OSError) -> str:
         return str(exc)
     if exc.filename is not None:
         return str(describe_write_error(exc, Path(exc.filename)))
-    hint = next((text for numbers, text in _OS_ERROR_HINTS if exc.errno in numbers), None)
+    hint = next((text for numbers, text in _os_error_hints() if exc.errno in numbers), None)
     reason = exc.strerror or str(exc)
     return f"{reason}; {hint}" if hint else reason
 

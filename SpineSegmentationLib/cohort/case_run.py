@@ -54,7 +54,7 @@ from typing import Optional
 from ..io import _DETACHED_DATA_SUFFIXES, dicom_series_in_folder, image_suffix
 from ..outputs import DicomSegNotWrittenError
 from ..outputs.dicom_seg import DICOM_SEG_FILE
-from ..outputs.staging import _NO_SPACE
+from ..outputs.staging import NO_SPACE_ERRNOS
 from .cases import Case, system_file
 
 #: Record file of a case, in its output folder.
@@ -337,7 +337,7 @@ def _check_exists(image: Path) -> None:
 def _disk_full(exc: BaseException) -> bool:
     """``exc`` comes from a full disk or a size/quota limit (an ``OSError`` in its cause/context chain)."""
     while exc is not None:
-        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS:
             return True
         exc = exc.__cause__ or exc.__context__
     return False

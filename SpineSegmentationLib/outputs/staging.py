@@ -45,21 +45,25 @@ STAGING_NAME = ".spineseg-partial"
 #: File in the staging folder naming the run that owns it.
 OWNER_FILE = "owner.json"
 
-_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
-_NOT_WRITABLE = {errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOENT, errno.ENOTDIR}
+#: ``errno`` values of an ``OSError`` whose cause is the disk: full, or a size or quota limit reached.
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)})
+#: ``errno`` values whose cause is the permissions: no write permission, or a read-only file system.
+NO_PERMISSION_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
+#: ``errno`` values whose cause is the path: a folder on it missing, or a file where a folder should be.
+MISSING_PATH_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR})
 
 
 def describe_write_error(exc: OSError, path: Path) -> OutputWriteError:
     """An :class:`OutputWriteError` that names the problem of ``exc`` (an ``OSError`` on ``path``) and the fix."""
     reason = exc.strerror or str(exc)
-    if exc.errno in _NO_SPACE:
+    if exc.errno in NO_SPACE_ERRNOS:
         free = _free_bytes(path)
         space = f" ({free / 2**20:.1f} MiB free there)" if free is not None else ""
         return OutputWriteError(
             f"cannot write {path}: {reason}: the disk is full or a size/quota limit was reached{space}. Free some "
             "space or choose an output folder on another disk with -o"
         )
-    if exc.errno in _NOT_WRITABLE:
+    if exc.errno in NO_PERMISSION_ERRNOS | MISSING_PATH_ERRNOS:
         return OutputWriteError(
             f"cannot write into {path}: {reason}. Choose an output folder with -o that can be created and written "
             "(a writable file system, with write permission)"
