@@ -796,24 +796,30 @@ class _NiftiLayout:
     #: (pixdim[1:4], the lengths of the sform's first three columns), in the header's units, where sform_code is set
     #: and the sform is not empty; both should be the voxel size along i, j, k.
     voxel_sizes: Optional[tuple[np.ndarray, np.ndarray]] = None
-    #: The sform's 3x3 voxel-to-world part (columns i, j, k) and the grid's size along i, j, k, where
-    #: ``voxel_sizes`` is given.
-    sform: Optional[np.ndarray] = None
+    #: The grid's size along i, j, k.
     grid: tuple[int, int, int] = (1, 1, 1)
     #: (qform_code, sform_code) as stored.
     codes: tuple[int, int] = (0, 0)
     #: The qform's and the sform's voxel-to-world matrices (3x4, RAS mm, columns i, j, k, offset), where qform_code
-    #: is set, and where ``sform`` is given.
+    #: is set, and where ``voxel_sizes`` is given.
     qform: Optional[np.ndarray] = None
     sform_affine: Optional[np.ndarray] = None
+
+    @property
+    def sform(self) -> Optional[np.ndarray]:
+        """The sform's 3x3 voxel-to-world part (columns i, j, k), where ``voxel_sizes`` is given."""
+        return None if self.sform_affine is None else self.sform_affine[:, :3]
+
+    def _corners(self) -> np.ndarray:
+        """The grid's eight corners as voxel indices (3 x 8, i, j, k)."""
+        return np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in self.grid], indexing="ij")).reshape(3, -1)
 
     def qform_sform_distance_mm(self) -> float:
         """How far apart (mm) the qform and the sform put a corner of the grid; 0 unless both are set."""
         if self.qform is None or self.sform_affine is None:
             return 0.0
-        corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in self.grid], indexing="ij")).reshape(3, -1)
         difference = self.qform - self.sform_affine
-        return float(np.linalg.norm(difference[:, :3] @ corners + difference[:, 3:], axis=0).max())
+        return float(np.linalg.norm(difference[:, :3] @ self._corners() + difference[:, 3:], axis=0).max())
 
     def sform_shear_mm(self) -> float:
         """How far (mm, header units) the sform puts a corner of the grid from where the orthogonal grid nearest to
@@ -823,8 +829,7 @@ class _NiftiLayout:
         lengths = np.linalg.norm(self.sform, axis=0)
         u, _, vt = np.linalg.svd(self.sform / lengths)
         difference = self.sform - (u @ vt) * lengths
-        corners = np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in self.grid], indexing="ij")).reshape(3, -1)
-        return float(np.linalg.norm(difference @ corners, axis=0).max())
+        return float(np.linalg.norm(difference @ self._corners(), axis=0).max())
 
 
 #: NIfTI datatype codes of the floating-point types that can hold NaN/Inf -> numpy type.
@@ -871,8 +876,8 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
         return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, grid=grid, codes=(qform_code, sform_code),
                             qform=qform)
     voxel_sizes = np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(sform, axis=0)
-    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes, sform, grid,
-                        (qform_code, sform_code), qform, affine)
+    return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes, grid=grid,
+                        codes=(qform_code, sform_code), qform=qform, sform_affine=affine)
 
 
 def _qform_affine(quatern: tuple, qoffset: tuple, qfac: float, pixdim: tuple) -> np.ndarray:
