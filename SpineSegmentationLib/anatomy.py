@@ -143,27 +143,30 @@ IMAGE_FRACTION_SHARE = 0.5
 IMAGE_WHOLE_SHARE = 0.2
 
 
+def _whole_planes(array: np.ndarray):
+    """For each plane of a floating-point ``array`` (along its first axis; bounded memory for a big CT): the plane,
+    and where it holds a whole number (within :data:`LABEL_TOLERANCE`; False for NaN and infinity)."""
+    for plane in array.reshape(array.shape[0], -1) if array.ndim > 1 else (array,):
+        with np.errstate(invalid="ignore"):
+            yield plane, np.abs(plane - np.rint(plane)) <= LABEL_TOLERANCE
+
+
 def fraction_share(array) -> float:
     """The share (0-1) of the voxels of ``array`` (any shape, any dtype) whose value is no whole number: farther than
     :data:`LABEL_TOLERANCE` from one, or NaN or infinite. 0.0 for an integer or an empty array."""
     array = np.asarray(array)
     if array.size == 0 or not np.issubdtype(array.dtype, np.floating):
         return 0.0
-    off = 0
-    for plane in array.reshape(array.shape[0], -1) if array.ndim > 1 else (array,):  # bounded memory for a big CT
-        with np.errstate(invalid="ignore"):
-            off += int(np.count_nonzero(~(np.abs(plane - np.rint(plane)) <= LABEL_TOLERANCE)))
-    return off / array.size
+    return sum(int(np.count_nonzero(~whole)) for _, whole in _whole_planes(array)) / array.size
 
 
 def _whole_share_of_nonzero(array: np.ndarray) -> float:
     """The share (0-1) of the non-zero voxels of a floating-point ``array`` (any shape) that hold a whole number
     (within :data:`LABEL_TOLERANCE`); 0.0 when none is non-zero."""
     whole = nonzero = 0
-    for plane in array.reshape(array.shape[0], -1) if array.ndim > 1 else (array,):  # bounded memory for a big CT
+    for plane, is_whole in _whole_planes(array):
         mask = plane != 0
-        with np.errstate(invalid="ignore"):
-            whole += int(np.count_nonzero(mask & (np.abs(plane - np.rint(plane)) <= LABEL_TOLERANCE)))
+        whole += int(np.count_nonzero(mask & is_whole))
         nonzero += int(np.count_nonzero(mask))
     return whole / nonzero if nonzero else 0.0
 
