@@ -815,11 +815,12 @@ def segment_from_point(
     follow_kept(engine, scan.network_frame(kept.canonical))
     point_net = point_zyx.copy()
     point_net[0] = scan.network_z(point_net[0])
-    down = "backward" in {_anatomical(scan, d) for d in directions}
+    anatomical = {_anatomical(scan, d) for d in directions}
+    forward, backward = "forward" in anatomical, "backward" in anatomical  # the traversal's directions
     evaluations_behind, left_z, below_point = _traverse_to_point(scan, engine, point_net,
-                                                                 scan.network_frame(kept.canonical), reporter, down)
+                                                                 scan.network_frame(kept.canonical), reporter, backward)
     clicked = _segment_clicked(engine, point_net)
-    if "forward" in {_anatomical(scan, d) for d in directions}:
+    if forward:
         engine.run(start_zyx=np.array(clicked.center_zyx), z_range=engine.region_ahead(clicked.center_zyx[0]))
     engine.result.evaluations = engine.predictor.evaluations
     found = from_network_frame(scan, engine.result)
@@ -827,8 +828,8 @@ def segment_from_point(
     traversals = [found]
     instances, probability, detected = found.instances, found.mask_probability, found.vertebrae
     clicked_z = detected[0].center_zyx[0]  # canonical
-    clicked_mask = instances == detected[0].instance  # the clicked vertebra, canonical
-    if down:
+    clicked_mask = None if forward else instances == detected[0].instance  # the clicked vertebra, canonical
+    if backward:
         # only the kept vertebrae behind the clicked one go into the memory, each when this traversal reaches it,
         # as in training (memory = the vertebrae before the target); the z range keeps the clicked vertebra and
         # those beyond it from being segmented again, and new voxels never replace the clicked one's
@@ -851,9 +852,8 @@ def segment_from_point(
     # the scan below the clicked vertebra was searched when the click continued down, or a kept vertebra lies below
     # it: else no sacrum evidence there (anatomy_evidence.gather_evidence)
     searched_below = "down" in directions or any(c[0] < clicked_z for c in kept.centroids.values())
-    unsegmented = [] if "backward" in {_anatomical(scan, d) for d in directions} else \
-        _unsegmented_between(scan, engine, kept, clicked_z, left_z)
-    if "forward" not in {_anatomical(scan, d) for d in directions}:
+    unsegmented = [] if backward else _unsegmented_between(scan, engine, kept, clicked_z, left_z)
+    if not forward:
         unsegmented += _unsearched_ahead(scan, kept, clicked_mask)
     result = _assemble(scan, reporter, t_start, kept, instances, probability, detected, found.evaluations,
                        refine_surface, correction, traversal_counts(*traversals), lost=unsegmented,

@@ -387,12 +387,13 @@ MUTATIONS: tuple[Mutation, ...] = (
              "SpineSegmentationLib/correction.py",
              "    evaluations_behind, left_z, below_point = _traverse_to_point(scan, engine, point_net,\n"
              "                                                                 scan.network_frame(kept.canonical), "
-             "reporter, down)\n",
+             "reporter, backward)\n",
              "    evaluations_behind, left_z, below_point = 0, [], None\n",
              (T + "test_correction.py::test_a_click_with_no_vertebra_kept_below_it_segments_the_clicked_one",)),
     Mutation("click-unsearched-ahead", "a click that does not continue up warns of room for vertebrae between it and a "
              "kept vertebra above (nothing searched there)",
-             "SpineSegmentationLib/correction.py", "        unsegmented += _unsearched_ahead(scan, kept, clicked_mask)\n",
+             "SpineSegmentationLib/correction.py",
+             "        unsegmented += _unsearched_ahead(scan, kept, clicked_mask)\n",
              "        pass\n",
              (T + "test_correction.py::test_real_click_continuing_down_below_a_kept_vertebra_says_how_many_could_be_"
               "between",)),
