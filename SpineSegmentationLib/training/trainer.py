@@ -341,12 +341,14 @@ def _check_run_folder_free(out: Path, cfg: dict) -> None:
                                 "logs and its own model folder into its run folder, which would mix them into this "
                                 "model; choose a new run folder (-o), e.g. runs/my-run (to start from this model, "
                                 "name it in fcn_training.init_from)")
-    names = ["config.json", "loss_log.csv", "loss_curve.png"] + ([str(cfg["name"])] if cfg.get("name") else [])
+    start_files = ("config.json", "loss_log.csv", "loss_curve.png")  # what a start writes before its checkpoint
+    names = list(start_files) + ([str(cfg["name"])] if cfg.get("name") else [])
     taken = [name for name in names if (out / name).exists()]
+    only_a_start = set(taken) <= set(start_files)
     config = out / "config.json"
     restart = config.is_file() and config.read_text() == json.dumps(cfg, indent=2) + "\n"
-    if taken and not (restart and set(taken) <= {"config.json", "loss_log.csv", "loss_curve.png"}):
-        earlier = _earlier_start(config, cfg) if set(taken) <= {"config.json", "loss_log.csv", "loss_curve.png"} else []
+    if taken and not (restart and only_a_start):
+        earlier = _earlier_start(config, cfg) if only_a_start else []
         if earlier:
             raise OutputExistsError(
                 f"{out} holds the config.json of an earlier start that stopped before its first checkpoint, with "
@@ -355,7 +357,7 @@ def _check_run_folder_free(out: Path, cfg: dict) -> None:
                 f"delete {', '.join(str(out / name) for name in taken)}, or choose a new run folder (-o)")
         raise OutputExistsError(f"{out} already holds {', '.join(taken)}, which a new training run would "
                                 "overwrite; choose a new run folder (-o), e.g. one next to your configuration")
-    for name in ("loss_log.csv", "loss_curve.png"):
+    for name in start_files[1:]:  # the loss log and curve
         if restart and (out / name).exists():
             (out / name).unlink()
 
