@@ -1127,6 +1127,16 @@ def test_a_run_without_validation_cases_logs_no_validation_loss(tmp_path):
     assert np.isfinite(value) and value > 0
 
 
+
+def _train_then_resume_without(cfg: dict, run: Path, gone: Path) -> tuple[Path, dict]:
+    """Train ``cfg`` into the run folder ``run``, delete the folder ``gone`` (a model the run depends on), resume the
+    run to iteration 3; the model folder and its model.json's ``training`` record."""
+    train(cfg, run, device="cpu", progress=lambda line: None)
+    shutil.rmtree(gone)
+    cfg["fcn_training"]["max_iterations"] = 3
+    model = train(cfg, run, resume=True, device="cpu", progress=lambda line: None)
+    return model, json.loads((model / "model.json").read_text())["training"]
+
 def test_a_resume_needs_not_the_model_the_run_started_from(tmp_path):
     """The checkpoint holds the weights and records what the model in fcn_training.init_from saw: a resume after
     that model folder was deleted failed (FileNotFoundError: init_from does not exist). Now it resumes, and the
@@ -1135,11 +1145,7 @@ def test_a_resume_needs_not_the_model_the_run_started_from(tmp_path):
     cfg = tiny_config(tmp_path, 2, init_from=str(source))
     (tmp_path / "own.csv").write_text(f"image,labels,convention,split\n{EXAMPLE_CT},{EXAMPLE_BODIES},verse,train\n")
     cfg["data"]["manifest"] = str(tmp_path / "own.csv")  # this run's own data: another scan than the source's
-    train(cfg, tmp_path / "second", device="cpu", progress=lambda line: None)
-    shutil.rmtree(source.parent)
-    cfg["fcn_training"]["max_iterations"] = 3
-    model = train(cfg, tmp_path / "second", resume=True, device="cpu", progress=lambda line: None)
-    training = json.loads((model / "model.json").read_text())["training"]
+    model, training = _train_then_resume_without(cfg, tmp_path / "second", source.parent)
     assert training["fcn_iterations"] == 3
     assert {Path(e["file"]).name for e in training["seen_in_training"]} == {
         TPTBOX_CT.name, TPTBOX_MASK.name, EXAMPLE_CT.name, EXAMPLE_BODIES.name}  # the source's scans, and its own
@@ -1209,11 +1215,7 @@ def test_a_resume_needs_not_the_pseudo_label_teacher_the_run_began_with(tmp_path
     pupil_data = tmp_path / "pupil.csv"
     pupil_data.write_text(f"image,labels,convention,split,teacher\n{TPTBOX_CT},{TPTBOX_MASK},verse,train,{teacher}\n")
     cfg["data"]["manifest"] = str(pupil_data)
-    train(cfg, tmp_path / "run", device="cpu", progress=lambda line: None)
-    shutil.rmtree(teacher.parent)
-    cfg["fcn_training"]["max_iterations"] = 3
-    model = train(cfg, tmp_path / "run", resume=True, device="cpu", progress=lambda line: None)
-    training = json.loads((model / "model.json").read_text())["training"]
+    _, training = _train_then_resume_without(cfg, tmp_path / "run", teacher.parent)
     assert training["fcn_iterations"] == 3
     assert {Path(e["file"]).name for e in training["seen_in_training"]} == {
         TPTBOX_CT.name, TPTBOX_MASK.name, EXAMPLE_CT.name, EXAMPLE_BODIES.name}  # its own scans and the teacher's
