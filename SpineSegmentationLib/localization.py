@@ -38,6 +38,11 @@ PATH_SURE_FRACTION = 0.5
 #: ... and only when it stands out: its mean probability at least this many times the mean over the mask's columns
 #: (ours; a map without a spine, the same everywhere: 1; the real CTs, their crops and rotations: 2.2-3.2).
 PATH_MIN_CONTRAST = 1.5
+#: Runs of sure slices whose facing ends lie at most this far apart left-right (mm) are one stretch of the spine, a
+#: weak slice or a few between them (ours); the centre line comes from the surest stretch only.
+#: Below the lumbar spine the network responds to both hips and not to the sacrum between them: the path drifts to a
+#: hip across slices where it responds to nothing, 55-65 mm sideways on the example CT padded with air.
+PATH_JOIN_MM = 20.0
 
 
 @dataclass
@@ -136,7 +141,11 @@ def spine_column(
     Where no run of narrow slices is that long (a short scan of the upper chest, both shoulders beside the column in
     every slice; a CT stored on an oblique grid, whose mask is wide in every slice but a few at its ends, there on a
     hip), the slices where the path is surest (:data:`PATH_SURE_FRACTION`, :data:`PATH_MIN_CONTRAST`) define the
-    line instead (before 2026-12-06 the longest short run did, and an oblique example CT's column was cut to its hip).
+    line instead (before 2026-12-06 the longest short run did, and an oblique example CT's column was cut to its hip),
+    those of one stretch only (:func:`surest_stretch`): below the lumbar spine the network responds to both hips and
+    not to the sacrum between them, and the path drifts to a hip across slices where it responds to nothing (before
+    2026-12-07 the line followed it there: the example CT with 60 mm of air around it was cut to its right hip below
+    L5).
     Everything farther than ``half_width_mm`` from the line is removed.
 
     Args:
@@ -162,14 +171,14 @@ def spine_column(
     widths = np.array([np.ptp(np.flatnonzero(present[z])) + 1 for z in zs]) * spacing_mm
     narrow = zs[widths <= max_width_mm]
     # runs of consecutive narrow slices; short ones are stray blobs at the mask's ends, not the spine
-    runs = np.split(narrow, np.flatnonzero(np.diff(narrow) > 1) + 1) if narrow.size else []
-    long_runs = [r for r in runs if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
+    long_runs = [r for r in runs_of(narrow) if r.size * spacing_mm >= COLUMN_MIN_RUN_MM]
     if long_runs:
         sure = np.concatenate(long_runs)
     elif on_path[zs].mean() < PATH_MIN_CONTRAST * profile[present].mean():
         return mask
     else:
-        sure = zs[on_path[zs] >= PATH_SURE_FRACTION * on_path[zs].max()]
+        sure = surest_stretch(zs[on_path[zs] >= PATH_SURE_FRACTION * on_path[zs].max()], path, on_path,
+                              PATH_JOIN_MM / spacing_mm, COLUMN_MIN_RUN_MM / spacing_mm)
     # the spine in each slice: the run of columns around the path's that stay above half its probability
     above = profile[sure] >= 0.5 * on_path[sure, None]  # [sure z, x]
     run_ids = np.cumsum(~above, axis=1)  # the columns of one run above half share a number
@@ -180,6 +189,44 @@ def spine_column(
     line = np.interp(np.arange(mask.shape[0]), sure, centres)  # [z]
     keep = np.abs(xs[None, :] - line[:, None]) <= half_width_mm / spacing_mm  # [z, x]
     return mask & keep[:, None, :]
+
+
+def runs_of(indices: np.ndarray) -> list[np.ndarray]:
+    """Split sorted int ``indices`` into runs of consecutive values (an empty list for none)."""
+    return np.split(indices, np.flatnonzero(np.diff(indices) > 1) + 1) if indices.size else []
+
+
+def surest_stretch(slices: np.ndarray, path: np.ndarray, on_path: np.ndarray, join_columns: float,
+                   min_slices: float) -> np.ndarray:
+    """The one stretch of the path that the spine's centre line is taken from (:func:`spine_column`).
+
+    Args:
+        slices: sorted int z indices of the sure slices (non-empty).
+        path: int [z], the path's left-right column in every slice (:func:`most_probable_path`).
+        on_path: float [z], the probability on the path.
+        join_columns: runs of consecutive sure slices whose facing ends lie at most this many columns apart left-right
+            are one stretch (:data:`PATH_JOIN_MM`).
+        min_slices: a stretch this long (slices; :data:`COLUMN_MIN_RUN_MM`, a vertebra with its disc) or longer
+            outweighs a shorter one, however bright: a few slices of a hip the network is surer of are not the spine.
+
+    Returns:
+        The z indices of the stretch with the highest mean of ``on_path`` among those at least ``min_slices`` long
+        (the longest where none is): the spine is what the network is surest of (on the real CTs here, their crops,
+        rotations, oblique grids and air around them, the stretch with the highest sum too).
+
+    Raises:
+        ValueError: ``slices`` is empty.
+    """
+    stretches: list[np.ndarray] = []
+    for run in runs_of(slices):
+        if stretches and abs(int(path[run[0]]) - int(path[stretches[-1][-1]])) <= join_columns:
+            stretches[-1] = np.concatenate([stretches[-1], run])
+        else:
+            stretches.append(run)
+    if not stretches:
+        raise ValueError("no sure slices to take the spine's centre line from")
+    long_enough = [stretch for stretch in stretches if stretch.size >= min_slices] or [max(stretches, key=len)]
+    return max(long_enough, key=lambda stretch: float(on_path[stretch].mean()))
 
 
 def most_probable_path(profile: np.ndarray, spacing_mm: float) -> np.ndarray:

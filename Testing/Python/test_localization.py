@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import SimpleITK as sitk
 import torch
 from pose_helpers import LEFT_RIGHT, obliquely_stored
@@ -67,6 +68,37 @@ def test_without_narrow_slices_the_line_follows_the_spines_most_probable_path():
     assert not cut[:, :, 75:].any() and not cut[:, :, :13].any()  # neither side kept
     flat = np.where(mask, 0.3, 0.0).astype(np.float32)  # the same mask with no spine standing out: left alone
     assert np.array_equal(spine_column(mask, flat, SPACING, 25.0, 160.0), mask)
+
+
+@pytest.mark.parametrize("spine_from, bright_hip", [(30, False), (75, False), (30, True)])
+def test_without_narrow_slices_the_line_is_not_drawn_to_a_hip_below_the_spine(spine_from, bright_hip):
+    """Every slice wide, the spine (x 40..55, 0.35) from ``spine_from`` up and, below a gap of 6 slices where the
+    network responds to nothing, a hip (x 10..25, 0.25) that the path drifts to, shorter or longer than the spine: the
+    line goes on below the spine from the spine, the surer of the two, not through the hip; also where the network is
+    surer of three slices of the hip (0.6, 7.5 mm: shorter than a vertebra) than of the spine (review 2026-12-07)."""
+    mask = np.ones((100, 10, 100), dtype=bool)
+    prob = np.full(mask.shape, 0.02, dtype=np.float32)
+    prob[spine_from:, :, 40:56] = 0.35
+    prob[: spine_from - 6, :, 10:26] = 0.25
+    if bright_hip:
+        prob[10:13, :, 10:26] = 0.6
+    cut = spine_column(mask, prob, SPACING, half_width_mm=25.0, max_width_mm=160.0)
+    xs = np.flatnonzero(cut[: spine_from - 6].any(axis=(0, 1)))
+    assert (xs.min(), xs.max()) == (38, 57), (xs.min(), xs.max())  # the spine's line (x 47.5) +- 10
+    assert cut[spine_from:, :, 40:56].all()
+
+
+def test_a_weak_slice_does_not_split_the_line_of_a_leaning_spine():
+    """Every slice wide, a spine leaning half a column per slice (27 degrees) over 120 slices with one slice where the
+    network responds less (0.12 for 0.35, below half): the sure slices are two runs, one stretch of the spine; the line
+    follows the spine through both (taking one run alone would extend its end straight and cut the other away)."""
+    mask = np.ones((120, 6, 200), dtype=bool)
+    prob = np.full(mask.shape, 0.02, dtype=np.float32)
+    starts = 60 + np.rint(0.5 * np.arange(120)).astype(int)
+    for z, x0 in enumerate(starts):
+        prob[z, :, x0 : x0 + 12] = 0.12 if z == 60 else 0.35
+    cut = spine_column(mask, prob, SPACING, half_width_mm=50.0, max_width_mm=160.0)
+    assert all(cut[z, :, x0 : x0 + 12].all() for z, x0 in enumerate(starts))
 
 
 def test_the_most_probable_path_does_not_jump_to_a_brighter_bone_for_a_few_slices():
@@ -134,3 +166,30 @@ def test_the_column_of_an_obliquely_stored_ct_is_not_drawn_through_a_stray_blob(
     _, reference = to_canonical(ct, model.preprocessing.spacing_mm)
     loc = localize_spine(ct, reference, model, torch.device("cpu"))
     _assert_every_reference_vertebra_in(loc.mask, reference, real_ct_reference)
+
+
+def test_the_column_of_a_ct_with_air_around_it_is_not_drawn_to_the_hip(real_ct_image, real_ct_reference):
+    """The example CT with 60 mm of air on every side (a field of view wider and longer than the body, as in a
+    whole-body scan): no axial slice of the attention mask is narrow for 40 mm, and the spine's most probable path
+    drifts from the sacrum to the right hip in the lowest 60 mm of the CT, where the network responds to both hips
+    and not to the sacrum between them. The column was cut around the hip there (centre 32 mm to the right of the
+    spine's), the traversal started on it and named the column T8-S, twelve segments, six on the hip (audit
+    2026-12-07). The line now comes from one stretch of the path only: the column reaches at most 15 mm
+    farther from the spine than its half width (the network sees no sacrum there; the line goes on from the lowest
+    sure slice, 11 mm to the left of the spine's mean)."""
+    model = load_model(None, device="cpu")
+    spacing = model.preprocessing.spacing_mm
+    pad = [int(round(60.0 / s)) for s in real_ct_image.GetSpacing()]
+    ct = sitk.ConstantPad(real_ct_image, pad, pad, -1024)
+    _, reference = to_canonical(ct, spacing)
+    loc = localize_spine(ct, reference, model, torch.device("cpu"))
+    _assert_every_reference_vertebra_in(loc.mask, reference, real_ct_reference)
+    stats = sitk.LabelShapeStatisticsImageFilter()
+    stats.Execute(sitk.ReadImage(str(real_ct_reference)))
+    spine_x = np.mean([reference.TransformPhysicalPointToContinuousIndex(stats.GetCentroid(lab))[0]
+                       for lab in stats.GetLabels() if 27 <= lab <= 33])
+    first, last = (int(round(reference.TransformPhysicalPointToContinuousIndex(
+        real_ct_image.TransformIndexToPhysicalPoint((0, 0, k)))[2])) for k in (0, real_ct_image.GetSize()[2] - 1))
+    rows = loc.mask.any(axis=1)[first : last + 1]  # [z, x], the CT's own slices (not the air added)
+    farthest = np.abs(np.flatnonzero(rows.any(axis=0)) - spine_x).max() * spacing
+    assert farthest <= model.localization.column_half_width_mm + 15.0, f"the column reaches {farthest:.0f} mm sideways"
