@@ -64,6 +64,7 @@ from .renumbering import (  # re-exported (__all__): the correction workflow's p
     set_completeness,
     vertebrae_from_document,
 )
+from .renumbering import relabelled_warnings
 from .result import SpineSegmentationResult
 from .sanity import add_warnings, result_warnings
 from .traversal import DetectedVertebra, Fragment, Traversal, TraversalResult
@@ -646,8 +647,10 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
               carried: Optional[dict[int, int]] = None, lost: Sequence[str] = (),
               searched_below: bool = True) -> SpineSegmentationResult:
     """Kept vertebrae (exact input-grid voxels) + new ones (canonical ``instances``, their mask ``probability``)
-    -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost``, and the
-    traversal's ``counts`` (:func:`~SpineSegmentationLib.pipeline.traversal_counts`) in ``run_info``.
+    -> the pipeline's result, with the warnings of a fresh run (``sanity.result_warnings``) and ``lost`` (a kept
+    vertebra one names by its level named with the level it has in the result,
+    :func:`~SpineSegmentationLib.renumbering.relabelled_warnings`), and the traversal's ``counts``
+    (:func:`~SpineSegmentationLib.pipeline.traversal_counts`) in ``run_info``.
 
     Candidate ids: kept vertebra ``kept.labels[k - 1]`` is id k (k = 1..K), new vertebra instance j is id K + j.
     Kept vertebrae, and new ones tracked with a kept one ahead of them, get their regressed value and p_complete
@@ -684,8 +687,27 @@ def _assemble(scan: Scan, reporter: Reporter, t_start: float, kept: _Kept, insta
                              edited_others=frozenset(kept.edited), correction=correction, new_probability=probability,
                              searched_below=searched_below)
     result.run_info.update(counts)
-    add_warnings(result, list(lost) + result_warnings(result.vertebrae))
+    # the labelling may give a kept vertebra another level: a warning in ``lost`` names it with the new one
+    add_warnings(result, _kept_level_warnings(lost, kept, result) + result_warnings(result.vertebrae))
     return result
+
+
+def _kept_level_warnings(lost: Sequence[str], kept: _Kept, result: SpineSegmentationResult) -> list[str]:
+    """``lost`` with each kept vertebra it names by its level named with the level that vertebra has in ``result``
+    (:func:`~SpineSegmentationLib.renumbering.relabelled_warnings`). The levels are read from the label maps only
+    when there is a warning to rewrite (a click usually has none): ``kept.ids`` and ``result.labels`` share the
+    input grid. A kept vertebra's level is the label most of its voxels have in ``result`` (background aside); one
+    with none keeps its name."""
+    if not lost:
+        return []
+    at_kept = kept.ids > 0
+    pairs, counts = np.unique(np.stack([kept.ids[at_kept], sitk.GetArrayViewFromImage(result.labels)[at_kept]]),
+                              axis=1, return_counts=True)
+    levels: dict[int, int] = {}
+    for (k, label), count in sorted(zip(pairs.T.tolist(), counts.tolist()), key=lambda pair: pair[1]):
+        if label > 0:  # ascending counts: the most frequent label is written last
+            levels[kept.labels[int(k) - 1]] = int(label)
+    return relabelled_warnings(lost, levels)
 
 
 def _prepare(image, model, device, progress, use_localization) -> tuple[Scan, Reporter, float]:

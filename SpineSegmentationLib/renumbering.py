@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import numbers
+import re
 from dataclasses import dataclass, field, fields, replace
 from typing import Iterable, Sequence, Union
 
@@ -33,8 +34,7 @@ from .anatomy import SACRUM, column_position, is_column_vertebra, verse_label, v
 from .anatomy_evidence import VertebraEvidence
 from .labeling import evidence_log_likelihood, refine_labels, sequence_probabilities
 from .result import LabelingAlternative, SpineSegmentationResult, Vertebra, column_and_beside, vertebra_count
-from .sanity import (RIB_DISAGREEMENT_LIKELIHOOD, UNANCHORED_LEVELS_WARNING, relabelled_warnings, result_warnings,
-                     warning_lines)
+from .sanity import RIB_DISAGREEMENT_LIKELIHOOD, UNANCHORED_LEVELS_WARNING, result_warnings, warning_lines
 
 #: Key of ``run_info`` that lists the corrections applied to a result, oldest first.
 CORRECTIONS_KEY = "corrections"
@@ -56,6 +56,13 @@ CONTRADICTION_BAYES_FACTOR = 0.05
 CONTRADICTION_NAMED_SHARE = 0.5
 #: How the warning of a renumbering or an applied alternative that contradicts the CT's anatomy begins.
 STATED_LEVELS_CONTRADICT_WARNING = "the levels now contradict what the CT shows"
+#: Where a warning that a relabelling keeps (a click's, ``keep_completeness``'s) names a vertebra of the result by its
+#: level: the kept vertebra of a click's warning ("the kept L1 ...", "... continuing towards L1": vertebrae found but
+#: not segmented between the clicked one and it, ``correction._unsegmented_between``; room for vertebrae not
+#: searched between them, ``correction._unsearched_ahead``) and the vertebra that holds two flagged ones ("L2 is
+#: now part of L1, which ...", ``correction.keep_completeness``). Group 2 is the level.
+VERTEBRA_NAMED_BY_LEVEL = re.compile(r"\b(the kept|continu(?:e|ing) towards|is now part of) "
+                                     r"(C[1-7]|T1[0-3]|T[1-9]|L[1-6])\b")
 
 
 @dataclass
@@ -369,12 +376,28 @@ def result_message(vertebrae: list[Vertebra]) -> str:
                else f"; level stated by a person: {', '.join(stated)}"))
 
 
+def relabelled_warnings(warnings: Sequence[str], mapping: dict[int, int]) -> list[str]:
+    """``warnings`` of a result whose vertebrae were relabelled by ``mapping`` (old VerSe label -> new, as
+    :attr:`Relabeling.mapping`), where one names a vertebra of the result by its level
+    (:data:`VERTEBRA_NAMED_BY_LEVEL`), with its new level: "the kept L1 ... continuing towards L1" after the clicked
+    vertebra was stated T6 and the column followed: "the kept T7 ... continuing towards T7". For a renumbering and
+    for the labelling of a click itself, which may give a kept vertebra another level. The other levels a warning
+    names are those of a label map before the step, of vertebrae no longer in the result or merged into one ("the
+    level you stated for T11 was not kept", "L2 is now part of ..., which keeps the completeness you set for L1"):
+    they stay. Returned in the same order."""
+    def renamed(found: re.Match) -> str:
+        old = verse_label(found.group(2))
+        return f"{found.group(1)} {vertebra_name(int(mapping.get(old, old)))}"
+
+    return [VERTEBRA_NAMED_BY_LEVEL.sub(renamed, warning) for warning in warnings]
+
+
 def _warnings_after(result: SpineSegmentationResult, relabeling: Relabeling) -> list[str]:
     """The warnings of ``result`` after its column was relabelled by ``relabeling``: those about the vertebrae
     (``sanity.result_warnings``, which name levels) derived again from the relabelled ones, the others (a device
-    fallback, a click's) kept, a kept vertebra a click's warning names by its level named with its new one
-    (``sanity.relabelled_warnings``). A level a person stated answers "no landmark fixes the levels" (also as an older
-    version worded it)."""
+    fallback, a click's, a completeness flag's) kept, a vertebra of the result they name by its level named with
+    its new one (:func:`relabelled_warnings`). A level a person stated answers "no landmark fixes the levels" (also
+    as an older version worded it)."""
     about_vertebrae = set(result_warnings(result.vertebrae))
     kept = [w for w in result.run_info.get("warnings", []) if w not in about_vertebrae
             and not w.startswith((UNANCHORED_LEVELS_WARNING, STATED_LEVELS_CONTRADICT_WARNING))]
@@ -405,8 +428,9 @@ def renumber(result: SpineSegmentationResult, vertebra_label: int,
     recorded in ``run_info["corrections"]``. Where the new levels contradict the ribs or the sacrum seen in the CT more
     than the levels chosen without any statement, the result warns (:func:`contradiction_warnings`, in
     ``run_info["warnings"]`` and the message); the statement holds all the same. The warnings about the vertebrae are
-    derived again from the new levels, and a click's warning that names a kept vertebra by its level ("... the kept
-    L1 ...", vertebrae left unsegmented) names its new one (``sanity.relabelled_warnings``).
+    derived again from the new levels, and a kept warning that names a vertebra of the result by its level ("... the
+    kept L1 ...": vertebrae left unsegmented or unsearched by a click; "L2 is now part of L1": two flagged vertebrae
+    in one) names its new one (:func:`relabelled_warnings`).
 
     Raises:
         ValueError: see :func:`renumber_vertebrae` and :func:`relabel_label_map`.

