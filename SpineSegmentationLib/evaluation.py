@@ -33,6 +33,10 @@ Measures (per vertebra = per VerSe label; all distances in millimetres, physical
   VerSe centroid files (``*_ctd.json``, e.g. vertebral body centres marked by a reader).
 - **False positives**: predicted labels with no voxel overlapping any reference vertebra;
   **false negatives**: reference labels with no voxel overlapping any predicted vertebra.
+- **Sacrum** (26): not a vertebra in these measures (VerSe labels C1-L6 and T13, no sacrum; spineseg labels 26 only a
+  lowest segment it takes for the top of the sacrum) unless ``include_sacrum``; where either map holds it,
+  its Dice and the share of the predicted sacrum inside the reference's are reported apart (:func:`sacrum_score`,
+  the summary's ``sacrum``).
 
 Both label maps are in VerSe numbers (the reference is converted from ``reference_convention``). When the
 grids differ, the prediction is resampled with nearest-neighbour interpolation onto the reference's grid
@@ -263,6 +267,40 @@ def match_by_overlap(overlaps: Mapping[tuple[int, int], int]) -> dict[int, int]:
         if r not in best or key > best[r][:3]:
             best[r] = (*key, p)
     return {r: value[3] for r, value in best.items()}
+
+
+def sacrum_score(prediction: np.ndarray, reference: np.ndarray, spacing_zyx: Sequence[float]) -> Optional[dict]:
+    """The sacrum (VerSe 26) of two label maps in VerSe numbers, scored apart from the vertebrae.
+
+    Args:
+        prediction, reference: label maps on one grid, numpy order [z, y, x].
+        spacing_zyx: voxel spacing in mm in the same axis order.
+
+    Returns:
+        None when neither map holds the sacrum; else ``{"in_reference", "in_prediction", "dice",
+        "predicted_in_reference", "reference_volume_mm3", "predicted_volume_mm3"}`` (volumes in mm^3):
+        ``predicted_in_reference`` is the share of the predicted sacrum's voxels that the reference labels sacrum
+        (NaN without a predicted sacrum); it tells a segment rightly taken for the top of the sacrum (near 1, while
+        its Dice with a whole sacrum is low) from a vertebra taken for the sacrum (near 0).
+
+    Raises:
+        ValueError: if the shapes differ.
+    """
+    p, r = np.asarray(prediction) == SACRUM, np.asarray(reference) == SACRUM
+    if p.shape != r.shape:
+        raise ValueError(f"label maps differ in shape: {p.shape} vs {r.shape}")
+    predicted, referenced = int(p.sum()), int(r.sum())
+    if predicted == 0 and referenced == 0:
+        return None
+    voxel_mm3 = float(np.prod(spacing_zyx))
+    return {
+        "in_reference": referenced > 0,
+        "in_prediction": predicted > 0,
+        "dice": dice(p, r),
+        "predicted_in_reference": int(np.logical_and(p, r).sum()) / predicted if predicted else float("nan"),
+        "reference_volume_mm3": referenced * voxel_mm3,
+        "predicted_volume_mm3": predicted * voxel_mm3,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -590,7 +628,10 @@ def evaluate(
         prediction_completeness: ``{VerSe label: complete}`` of the prediction; overrides vertebrae.json.
             Without either, completeness accuracy is not computed.
         reference_completeness: ``{VerSe label: complete}`` of the reference; default: from the image border.
-        include_sacrum: also score the sacrum (26); off by default since the method does not segment it.
+        include_sacrum: also score the sacrum (26) as a vertebra, in every measure and mean; off by default: the
+            method segments vertebrae (only a lowest segment it takes for the top of the sacrum is labelled 26), and
+            the sacrum is reported apart (the summary's ``sacrum``, :func:`sacrum_score`; None where neither map
+            holds it).
         prediction_convention: label numbering of the prediction, as ``reference_convention``.
 
     Returns:
@@ -634,9 +675,49 @@ def evaluate(
     rows = [_score_row(label, maps, ids, prediction_completeness, reference_completeness) for label in maps.labels()]
     summary = _summary(rows, maps)
     if prediction_completeness is None:
-        notes.append("no prediction completeness given: completeness accuracy not computed")
+        notes.append(_no_completeness_note(prediction))
+    elif not summary["n_completeness_evaluated"]:
+        notes.append(_unscored_completeness_note(rows, prediction_completeness))
     notes.append("mean_dice counts missed reference vertebrae as 0; ASSD/HD95 are averaged over vertebrae in both")
     return EvaluationReport(rows, summary, notes, pred_description, ref_description)
+
+
+def _no_completeness_note(prediction) -> str:
+    """The report's note when the prediction has no completeness flags, saying why and how to get them scored."""
+    why = "completeness accuracy not computed: "
+    if not isinstance(prediction, (str, os.PathLike)):
+        return why + "no prediction completeness given (prediction_completeness: {VerSe label: complete})"
+    path = Path(prediction)
+    if path.is_dir():
+        return why + (f"the folder {path} holds no {OUTPUT_FILES['vertebrae']}, where spineseg records whether each "
+                      "vertebra is whole in the image")
+    folder = _spineseg_folder(path)
+    if folder is not None:
+        return why + (f"the prediction is the {OUTPUT_FILES['labels']} of a spineseg output folder; give the folder "
+                      f"{folder} itself: its {OUTPUT_FILES['vertebrae']} holds the completeness flags")
+    return why + ("the prediction is a label map, which does not say whether each vertebra is whole in the image (a "
+                  f"spineseg output folder does, in its {OUTPUT_FILES['vertebrae']}; from Python, pass "
+                  "prediction_completeness); the other measures do not need it")
+
+
+def _unscored_completeness_note(rows: list[VertebraScore], prediction_completeness: Mapping[int, bool]) -> str:
+    """The report's note when the prediction has completeness flags but no reference vertebra was scored
+    (``completeness_correct`` None in every row): none was matched by a predicted vertebra, the flags name none of
+    the matched predicted vertebrae, or the reference completeness (given explicitly) names none of the matched
+    reference vertebrae."""
+    def names(labels) -> str:
+        ordered = sorted({int(label) for label in labels}, key=lambda label: (_RANK.get(label, len(_RANK)), label))
+        return ", ".join(VERSE_NAMES.get(label, str(label)) for label in ordered) or "none"
+
+    why = "completeness accuracy not computed: "
+    matched = [r for r in rows if r.in_reference and r.matched_prediction is not None]
+    if not matched:
+        return why + "no reference vertebra was matched by a predicted one"
+    if not any(r.matched_prediction in prediction_completeness for r in matched):
+        return why + (f"the prediction's completeness flags (for {names(prediction_completeness)}) name none of the "
+                      f"matched predicted vertebrae ({names(r.matched_prediction for r in matched)})")
+    return why + ("the reference completeness given names none of the matched reference vertebrae "
+                  f"({names(r.label for r in matched)})")
 
 
 def _physical_extent(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -683,6 +764,7 @@ class _LabelMaps:
     matches: dict[int, int]
     pred_counts: dict[int, int]
     ref_counts: dict[int, int]
+    sacrum: Optional[dict] = None  # :func:`sacrum_score`, before the sacrum is left out
 
     @classmethod
     def build(cls, pred_image: sitk.Image, ref_image: sitk.Image, convention: str, include_sacrum: bool,
@@ -709,11 +791,7 @@ class _LabelMaps:
                         "--reference-convention" if found.size else ": it is empty") + "; nothing to score against")
             converted.append(verse)
         pred, ref = converted
-        if not include_sacrum:
-            pred[pred == SACRUM] = 0
-            ref[ref == SACRUM] = 0
-            notes.append("the sacrum (26) is not evaluated: it is not one of the vertebrae the method segments")
-        pred_native_image, ref_image = _with_array(pred, pred_image), _with_array(ref, ref_image)
+        pred_native_image = _with_array(pred, pred_image)
         predicted = {int(v) for v in np.unique(pred[pred > 0])}  # on the prediction's own grid
         if not same_grid(pred_native_image, ref_image):
             _check_grids_overlap(pred_image, ref_image)
@@ -722,6 +800,16 @@ class _LabelMaps:
             ))
             notes.append("grids differ: the prediction was resampled (nearest neighbour) onto the reference's grid, "
                          "which holds the whole reference; the reference says nothing outside it")
+        sacrum = sacrum_score(pred, ref, ref_image.GetSpacing()[::-1])
+        if not include_sacrum:
+            pred[pred == SACRUM] = 0
+            ref[ref == SACRUM] = 0
+            predicted.discard(SACRUM)
+            if sacrum is not None:
+                notes.append("the sacrum (26) is not one of the vertebrae scored (VerSe labels C1-L6 and T13, no "
+                             "sacrum; spineseg labels 26 only a lowest segment it takes for the top of the sacrum): "
+                             "its overlap is reported apart (summary 'sacrum'), not in the vertebra measures")
+        ref_image = _with_array(ref, ref_image)
         overlaps = overlap_counts(pred, ref)
         pred_counts = {int(k): int(v) for k, v in zip(*np.unique(pred[pred > 0], return_counts=True))}
         outside = sorted(predicted - set(pred_counts), key=_RANK.get)
@@ -739,6 +827,7 @@ class _LabelMaps:
             ref_volumes=label_volumes_mm3(ref_image), overlaps=overlaps, matches=match_by_overlap(overlaps),
             pred_counts=pred_counts,
             ref_counts={int(k): int(v) for k, v in zip(*np.unique(ref[ref > 0], return_counts=True))},
+            sacrum=sacrum,
         )
 
     def labels(self) -> list[int]:
@@ -811,6 +900,7 @@ def _summary(rows: list[VertebraScore], maps: _LabelMaps) -> dict:
         "identification_by_level": {r.name: bool(r.identified) for r in ref_rows},
         "false_positives": [VERSE_NAMES.get(p, str(p)) for p in pred_labels if p not in overlapping_pred],
         "false_negatives": [VERSE_NAMES.get(r, str(r)) for r in ref_labels if r not in maps.matches],
+        "sacrum": maps.sacrum,
     }
     for key in ("spanning_instances", "false_positives", "false_negatives"):
         summary[f"n_{key}"] = len(summary[key])
@@ -874,8 +964,8 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
         ``{"n_reference", "n_predicted", "n_identified", "identification_rate", "mean_localization_distance_mm",
         "identification_by_level": {name: bool}, "distance_mm_by_level": {name: mm or None},
         "missing_levels", "extra_levels", "ignored_reference_labels"}``; extra levels are predicted labels without
-        a reference point; ignored are the file's labels that are no vertebra of :data:`VERSE_NAMES` (27, the
-        coccyx in VerSe files) and are not scored.
+        a reference point; ignored are the file's labels that are not scored: the sacrum (26; spineseg's own
+        centroid files hold it) and those that are no vertebra of :data:`VERSE_NAMES` (27, the coccyx in VerSe files).
 
     Raises:
         InputImageError: a file is missing or a folder is not a spineseg output folder; a file is truncated or
@@ -915,7 +1005,8 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
             f"points of {path} lie outside {grid_description} (labels {', '.join(map(str, outside))}): the file "
             "refers to another grid, e.g. the CT before it was resampled or cropped; give the image the points were "
             "marked on with --centroids-grid (spineseg writes its labels on the input CT's grid)")
-    ignored = sorted(k for k in points if k not in _RANK)  # e.g. 27, the coccyx (VerSe): not a vertebra scored here
+    # e.g. 27, the coccyx (VerSe), and the sacrum (a spineseg centroid file's): not vertebrae scored here
+    ignored = sorted(k for k in points if k not in _RANK or k == SACRUM)
     ref_centroids = {k: v for k, v in points.items() if k in _RANK and k != SACRUM}
     ids = identification(pred_centroids, ref_centroids, max_distance_mm)
     order = sorted(ref_centroids, key=_RANK.get)
@@ -1002,11 +1093,24 @@ def format_table(report: EvaluationReport) -> str:
         f"{_fmt(s['mean_overlap_dice'])}, spanning two vertebrae: {s['n_spanning_instances']}"
         + (f" ({spans})" if spans else "")
     )
+    explained = any(n.startswith("completeness accuracy not computed") for n in report.notes)
     out.append(
-        f"completeness accuracy {_fmt(s['completeness_accuracy'])} over {s['n_completeness_evaluated']}; "
-        f"false positives: {', '.join(s['false_positives']) or 'none'}; "
+        (f"completeness accuracy {_fmt(s['completeness_accuracy'])} over {s['n_completeness_evaluated']}; "
+         if s["n_completeness_evaluated"] else
+         f"completeness accuracy not computed (no matched vertebra with completeness flags"
+         f"{'; see the notes' if explained else ''}); ")
+        + f"false positives: {', '.join(s['false_positives']) or 'none'}; "
         f"false negatives: {', '.join(s['false_negatives']) or 'none'}"
     )
+    sacrum = s.get("sacrum")
+    if sacrum is not None:
+        both = sacrum["in_reference"] and sacrum["in_prediction"]
+        out.append(
+            f"sacrum (apart from the vertebrae): in reference {_fmt(sacrum['in_reference'])}, in prediction "
+            f"{_fmt(sacrum['in_prediction'])}" + (f", Dice {_fmt(sacrum['dice'])}, share of the predicted sacrum "
+                                                  f"inside the reference's {_fmt(sacrum['predicted_in_reference'], 2)}"
+                                                  if both else "")
+        )
     out += [f"note: {n}" for n in report.notes]
     return "\n".join(out)
 

@@ -397,6 +397,59 @@ def test_evaluate_output_folder_uses_vertebrae_json(
         evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg")
 
 
+def test_a_prediction_without_completeness_flags_says_why_and_how_to_get_them_scored(
+        real_ct_image, real_ct_reference, real_ct_bodies, reference_verse, tmp_path, capsys):
+    """Completeness accuracy is scored from a spineseg output folder's vertebrae.json only. Another tool's label map
+    (the example CT's vertebral bodies) or a folder's labels.nii.gz given alone got "no prediction completeness given"
+    (audit 2026-12-07), which no option of the command can give, and a table line "completeness accuracy - over 0".
+    The note says why and the fix; the table says it was not computed."""
+    from SpineSegmentationLib.cli import main
+
+    assert main(["evaluate", str(real_ct_bodies), str(real_ct_reference), "--reference-convention", "totalseg"]) == 0
+    out = capsys.readouterr().out
+    assert "completeness accuracy not computed (no matched vertebra with completeness flags; see the notes); " in out
+    assert ("note: completeness accuracy not computed: the prediction is a label map, which does not say whether each "
+            "vertebra is whole in the image (a spineseg output folder does, in its vertebrae.json") in out
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    notes = evaluate(tmp_path / "run" / "labels.nii.gz", real_ct_reference, reference_convention="totalseg").notes
+    assert ("completeness accuracy not computed: the prediction is the labels.nii.gz of a spineseg output folder; "
+            f"give the folder {tmp_path / 'run'} itself: its vertebrae.json holds the completeness flags") in notes
+    assert evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg").summary[
+        "n_completeness_evaluated"] == 7  # the folder: scored
+    (tmp_path / "run" / "vertebrae.json").unlink()
+    report = evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg")
+    assert (f"completeness accuracy not computed: the folder {tmp_path / 'run'} holds no vertebrae.json, where "
+            "spineseg records whether each vertebra is whole in the image") in report.notes
+
+
+def test_completeness_flags_that_score_no_vertebra_are_explained_in_a_note():
+    """Flags given, but no matched vertebra scored: the table said "see the notes" and no note said why (review
+    2026-12-07). Two 10^3 cubes, L1 and L2, in both maps."""
+    both = np.zeros((30, 30, 60), np.int16)
+    both[10:20, 10:20, 5:15], both[10:20, 10:20, 35:45] = 20, 21
+    reference = sitk.GetImageFromArray(both)
+    why = "completeness accuracy not computed: "
+    cases = [
+        ({22: True}, None, both,  # flags of a vertebra the prediction does not hold
+         "the prediction's completeness flags (for L3) name none of the matched predicted vertebrae (L1, L2)"),
+        ({20: True, 21: False}, {19: True}, both,  # an explicit reference completeness of another vertebra
+         "the reference completeness given names none of the matched reference vertebrae (L1, L2)"),
+        ({20: True}, None, np.roll(np.where(both == 20, 20, 0), 20, axis=1),  # L1 away from every reference vertebra
+         "no reference vertebra was matched by a predicted one"),
+    ]
+    for flags, reference_flags, predicted, note in cases:
+        prediction = sitk.GetImageFromArray(predicted.astype(np.int16))
+        report = evaluate(prediction, reference, prediction_completeness=flags, reference_completeness=reference_flags)
+        assert report.summary["n_completeness_evaluated"] == 0
+        assert why + note in report.notes
+        text = format_table(report)
+        assert "accuracy not computed (no matched vertebra with completeness flags; see the notes); " in text
+        assert f"note: {why}{note}" in text
+    # a report without such a note (built by hand) does not point to one
+    report.notes[:] = [n for n in report.notes if not n.startswith(why)]
+    assert "completeness accuracy not computed (no matched vertebra with completeness flags); " in format_table(report)
+
+
 def _spineseg_result(labels: sitk.Image, ct: sitk.Image, folder) -> None:
     """Write ``labels`` (VerSe numbers, on the CT's grid) as a spineseg result into ``folder``, its vertebrae.json
     recording each vertebra's volume and centroid as the pipeline measures them (label statistics on the input grid,
@@ -801,6 +854,48 @@ def test_the_sacrum_is_not_scored_by_default(real_ct_reference, reference_totals
     assert any("sacrum" in note for note in report.notes)
 
 
+def test_the_sacrum_is_reported_apart_from_the_vertebrae(real_ct_reference, reference_totalseg, tmp_path, capsys):
+    """spineseg evaluate left the sacrum out without a number (audit 2026-12-07): the example CT's reference holds it
+    (TotalSegmentator's S1), and whether the prediction found it, or took L5 for it, was not told. It is reported apart
+    (Dice, share of the predicted sacrum inside the reference's), the vertebra measures unchanged; on the command line
+    in the table and in evaluation.json."""
+    from SpineSegmentationLib.cli import main
+
+    array = sitk.GetArrayFromImage(reference_totalseg)
+    sacrum = array == 26  # TotalSegmentator's S1: VerSe 26
+    assert sacrum.sum() == 1723
+    rows = np.nonzero(sacrum.any(axis=(1, 2)))[0]
+    top = sacrum & (np.arange(array.shape[0]) >= np.median(rows))[:, None, None]  # half of its slices
+    # a prediction holding only part of the sacrum (spineseg labels a segment it takes for its top): all inside
+    partly = image_like(np.where(sacrum & ~top, 0, array), reference_totalseg)
+    report = evaluate(partly, real_ct_reference, reference_convention="totalseg", prediction_convention="totalseg")
+    s = report.summary
+    assert s["sacrum"]["in_reference"] and s["sacrum"]["in_prediction"]
+    assert s["sacrum"]["dice"] == pytest.approx(2 * top.sum() / (top.sum() + sacrum.sum()))
+    assert s["sacrum"]["predicted_in_reference"] == 1.0
+    assert s["sacrum"]["reference_volume_mm3"] == pytest.approx(1723 * 27.0)
+    assert s["n_reference"] == 7 and s["mean_dice"] == 1.0 and "S" not in {r.name for r in report.vertebrae}
+    # L5 taken for the sacrum and the sacrum missed: none of the predicted sacrum is sacrum, L5 is missed
+    l5_as_sacrum = image_like(np.where(sacrum, 0, np.where(array == 27, 26, array)), reference_totalseg)
+    s = evaluate(l5_as_sacrum, real_ct_reference, reference_convention="totalseg",
+                 prediction_convention="totalseg").summary
+    assert s["sacrum"]["dice"] == 0.0 and s["sacrum"]["predicted_in_reference"] == 0.0
+    assert s["false_negatives"] == ["L5"]
+    # neither map holds a sacrum: nothing to report, no note about it
+    lumbar = image_like(np.where(sacrum, 0, array), reference_totalseg)
+    report = evaluate(lumbar, lumbar, reference_convention="totalseg", prediction_convention="totalseg")
+    assert report.summary["sacrum"] is None and not any("sacrum" in note for note in report.notes)
+    # the command: the table's line and evaluation.json
+    prediction = tmp_path / "prediction.nii.gz"
+    sitk.WriteImage(partly, str(prediction))
+    assert main(["evaluate", str(prediction), str(real_ct_reference), "--reference-convention", "totalseg",
+                 "--prediction-convention", "totalseg", "-o", str(tmp_path / "eval")]) == 0
+    assert ("sacrum (apart from the vertebrae): in reference yes, in prediction yes, Dice 0."
+            in capsys.readouterr().out)
+    written = json.loads((tmp_path / "eval" / "evaluation.json").read_text())["summary"]["sacrum"]
+    assert written["predicted_in_reference"] == 1.0 and written["in_prediction"] is True
+
+
 # ---------------------------------------------------------------------- instance purity and point references
 
 
@@ -860,7 +955,8 @@ def test_point_references_identify_per_level(reference_verse, tmp_path):
     coccyx = tmp_path / "with_coccyx_ctd.json"
     coccyx.write_text(json.dumps(points + [{**points[-1], "label": 27}]))
     with_coccyx = evaluate_points(reference_verse, coccyx)
-    assert with_coccyx["ignored_reference_labels"] == [27] and exact["ignored_reference_labels"] == []
+    # the sacrum (26, which write_ctd marks as spineseg's centroid files do) is listed too: it was dropped unsaid
+    assert with_coccyx["ignored_reference_labels"] == [26, 27] and exact["ignored_reference_labels"] == [26]
     assert {k: v for k, v in with_coccyx.items() if k not in ("reference", "ignored_reference_labels")} == \
         {k: v for k, v in exact.items() if k not in ("reference", "ignored_reference_labels")}
     # the direction entry last (VerSe's reader takes it anywhere): the same result
