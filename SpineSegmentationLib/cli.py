@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 from .errors import Interrupted, OutputWriteError, SpineSegmentationError
+from .threads import thread_count, torch_threads, whole_number
 
 DESCRIPTION = """\
 Vertebra segmentation, labelling (VerSe numbers: 1-7 C1-C7, 8-19 T1-T12, 20-24 L1-L5, 25 L6, 26 sacrum,
@@ -170,22 +171,8 @@ def run_and_write(args: argparse.Namespace, compute, check_header: Optional[Call
     return result, output_dir, paths
 
 
-def _whole_number(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-
-
-def _threads(text: str) -> int:
-    value = _whole_number(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
-    return value
-
-
 def _workers(text: str) -> int:
-    value = _whole_number(text)
+    value = whole_number(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 (the training process itself) or more, got {value}")
     return value
@@ -206,7 +193,6 @@ def _memory_size(text: str) -> int:
 
 def cmd_segment(args: argparse.Namespace) -> int:
     from .pipeline import resolve_device
-    from .threads import torch_threads
 
     device = resolve_device(args.device)  # an unusable device fails here, before anything else
     with torch_threads(args.threads):
@@ -321,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     seg.add_argument("--max-memory", type=_memory_size, default=None, metavar="SIZE",
                      help="memory budget, e.g. 8GB or 16GiB (default: 8GB); a CT whose estimated need (from its "
                           "header, before it is read) is larger is refused at once")
-    seg.add_argument("--threads", type=_threads, default=None,
+    seg.add_argument("--threads", type=thread_count, default=None,
                      help="CPU threads for the networks (default: PyTorch's, one per physical core; more than the "
                           "cores is slower; use 1 per job when running several jobs at once)")
     seg.add_argument("--model", help="model folder (default: the shipped model in Resources/Models/spineseg-default)")
@@ -363,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="auto",
                     help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
     tr.add_argument("--seed", type=int, default=None, help="random seed (default: the config's)")
-    tr.add_argument("--threads", type=_threads, default=None,
+    tr.add_argument("--threads", type=thread_count, default=None,
                     help="CPU threads for training (default: 2, or 1 where this process can use only one CPU core; "
                          "use 1 per run when training two runs side by side on one machine); recorded in the model "
                          "card")
@@ -573,7 +559,8 @@ def _os_error_hints() -> tuple:
     from .outputs.staging import MISSING_PATH_ERRNOS, NO_PERMISSION_ERRNOS, NO_SPACE_ERRNOS
 
     return ((MISSING_PATH_ERRNOS, "check the path"),
-            (NO_PERMISSION_ERRNOS, "check the permissions (a writable file system, with write permission)"),
+            (NO_PERMISSION_ERRNOS, "check the permissions (read permission for an input; for an output a writable "
+                                   "file system with write permission, or another folder with -o)"),
             (NO_SPACE_ERRNOS, "the disk is full or a size/quota limit was reached: free some space"))
 
 
@@ -581,19 +568,22 @@ def _os_error_message(exc: OSError) -> str:
     """The error line's message for an ``OSError`` that ended a command.
 
     One raised by this package with a message and no errno (e.g. ``FileNotFoundError("training configuration X not
-    found; ...")``) already names the path and the fix: it is shown as it is. One from the operating system with a
-    file name is described as a write error (:func:`~.outputs.staging.describe_write_error`: the disk, the
-    permissions, the folder). One without a file name gets a hint only where its errno can be the cause (a missing
-    path, the permissions, the disk).
+    found; ...")``) already names the path and the fix: it is shown as it is. One from the operating system that
+    names a file and a full disk is a write's: it is described as a write error
+    (:func:`~.outputs.staging.describe_write_error`: the disk, the free space, -o). Any other (a read's or a
+    write's: the error does not tell) names the file it has and gets a hint only where its errno can be the cause
+    (a missing path, the permissions, the disk).
     """
-    from .outputs.staging import describe_write_error
+    from .outputs.staging import NO_SPACE_ERRNOS, describe_write_error
 
     if exc.errno is None:
         return str(exc)
-    if exc.filename is not None:
+    if exc.filename is not None and exc.errno in NO_SPACE_ERRNOS:  # only a write fills the disk
         return str(describe_write_error(exc, Path(exc.filename)))
     hint = next((text for numbers, text in _os_error_hints() if exc.errno in numbers), None)
     reason = exc.strerror or str(exc)
+    if exc.filename is not None:
+        reason = f"cannot access {exc.filename}: {reason}"
     return f"{reason}; {hint}" if hint else reason
 
 

@@ -34,7 +34,7 @@ import SimpleITK as sitk
 from .dicom_multiframe import read_multiframe, read_multiframe_header
 from .dicom_stack import Plane, check_even_stack, sorted_along_normal
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
-from .validation import ImageHeader, non_finite_error
+from .validation import MAX_SPACING_MM, MIN_SPACING_MM, ImageHeader, non_finite_error
 
 PathLike = Union[str, Path]
 
@@ -47,8 +47,9 @@ SUPPORTED_INPUTS = (
 )
 
 #: Data files written next to a detached header (``name.nhdr`` / ``name.mhd``) by SimpleITK, with and without
-#: compression; :func:`write_image` refuses to overwrite them as well.
-_DETACHED_DATA_SUFFIXES = {".nhdr": (".raw", ".raw.gz"), ".mhd": (".raw", ".zraw")}
+#: compression: ``{header suffix: (data file endings, ...)}``; :func:`write_image` refuses to overwrite them as well,
+#: and ``spineseg batch`` counts them in a case's input checksum.
+DETACHED_DATA_SUFFIXES = {".nhdr": (".raw", ".raw.gz"), ".mhd": (".raw", ".zraw")}
 
 #: Metadata key of an image read from a DICOM folder that holds the Series Instance UID read (0020,000E; ``""``
 #: for an anonymised series without one), so that the outputs can name the series.
@@ -87,13 +88,16 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
 
     Raises:
         InputImageError: the path does not exist; the file's format is not supported; the file is unreadable,
-            corrupt or truncated; an NRRD or MetaImage header names a data file that is not there; a NIfTI file
-            holds NaN or infinite values (ITK would turn them into 0), gives two voxel sizes (pixdim and sform;
-            ITK reads pixdim, nibabel the sform), no orientation (qform_code and sform_code 0), or a qform and an
-            sform more than half a voxel apart (ITK and nibabel may read different ones); the folder
-            holds no DICOM series, several series and ``series_uid`` is not given or not among them, or a series
-            that is not one even stack of slices (as :func:`read_image_header`); a multi-frame file that is not an
-            Enhanced CT or cannot be decoded, or highdicom is missing (:func:`dicom_multiframe.read_multiframe`).
+            corrupt or truncated; an NRRD or MetaImage header or the data file it names cannot be read (no read
+            permission) or is not there; a NIfTI file holds NaN or infinite values (ITK would turn them into 0),
+            gives two voxel sizes (pixdim and sform; ITK reads pixdim, nibabel the sform), no orientation
+            (qform_code and sform_code 0), a qform and an sform more than half a voxel apart of which ITK reads the
+            qform (nibabel the sform; accepted where ITK reads the sform, as for sform_code 1), or a wrong length
+            unit (xyzt_units metres or micrometres on a header in mm, which ITK scales to voxels no CT has and
+            nibabel does not); the folder holds no DICOM series, several series and ``series_uid`` is not given or
+            not among them, or a series that is not one even stack of slices (as :func:`read_image_header`); a
+            multi-frame file that is not an Enhanced CT or cannot be decoded, or highdicom is missing
+            (:func:`dicom_multiframe.read_multiframe`).
     """
     path = Path(path)
     if _input_kind(path, series_uid) == "dicom":
@@ -219,7 +223,7 @@ def write_image(image: sitk.Image, path: PathLike, overwrite: bool = False) -> P
     if path.is_dir():
         raise OutputExistsError(f"Cannot write '{path}': it is an existing folder. Give a file name inside it.")
     stem = path.name[: -len(suffix)]
-    targets = [path] + [path.with_name(stem + ending) for ending in _DETACHED_DATA_SUFFIXES.get(suffix, ())]
+    targets = [path] + [path.with_name(stem + ending) for ending in DETACHED_DATA_SUFFIXES.get(suffix, ())]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
         raise OutputExistsError(
@@ -490,13 +494,13 @@ def _check_nifti_file(path: Path) -> None:
 
 def check_image_file(path: PathLike) -> None:
     """Raise InputImageError where ITK would misread an image file without an error, or refuse it for a misleading
-    reason. NIfTI (``.nii``, ``.nii.gz``): not a NIfTI header, a gzip-compressed file named ``.nii``, a sheared or
-    doubly scaled grid (:func:`_check_nifti_header`), a corrupt or truncated file, NaN/Inf voxels
-    (:func:`_check_nifti_file`). NRRD (``.nrrd``, ``.nhdr``; gzip encoding) and MetaImage (``.mha``, ``.mhd``;
-    compressed): a detached data file that the header names but that is not there (:func:`_check_data_file`);
-    compressed voxel data, in the file or in one detached data file, that fail their checksum or end early
-    (:func:`_check_compressed_data`). Reads the whole file (and its data file) once, in bounded memory; does
-    nothing for other files or a path that is no file."""
+    reason. NIfTI (``.nii``, ``.nii.gz``): not a NIfTI header, a gzip-compressed file named ``.nii``, a wrong length
+    unit, a sheared or doubly scaled or doubly placed grid (:func:`_check_nifti_header`), a corrupt or truncated file,
+    NaN/Inf voxels (:func:`_check_nifti_file`). NRRD (``.nrrd``, ``.nhdr``; gzip encoding) and MetaImage (``.mha``,
+    ``.mhd``; compressed): a header, or a detached data file that the header names, that is not there or cannot be
+    read (:func:`_check_data_file`); compressed voxel data, in the file or in one detached data file, that fail
+    their checksum or end early (:func:`_check_compressed_data`). Reads the whole file (and its data file) once, in
+    bounded memory; does nothing for other files or a path that is no file."""
     path = Path(path)
     suffix = image_suffix(path)
     if not path.is_file():
@@ -619,22 +623,29 @@ def _metaimage_compressed_data(path: Path, head: bytes) -> Optional[tuple[Path, 
 
 
 def _check_data_file(path: Path, suffix: str) -> None:
-    """Raise InputImageError when the header ``path`` (NRRD or MetaImage) names one detached voxel data file that is
-    not there. ITK refuses such a header with "No such file or directory" (MetaImage) or "couldn't open" (NRRD),
-    which reads like a corrupt file. Several data files (a ``LIST`` or a pattern) are left to ITK.
+    """Raise InputImageError when the header ``path`` (NRRD or MetaImage) cannot be read, or names one detached voxel
+    data file that is not there or cannot be read. ITK refuses such a header with "No such file or directory"
+    (MetaImage) or "couldn't open" (NRRD), which reads like a corrupt file. Several data files (a ``LIST`` or a
+    pattern) are left to ITK.
 
     Raises:
-        InputImageError: names the header, the data file it expects and where, and the fix.
+        InputImageError: names the header, the data file it expects and where, and the fix; or the header or that
+            data file cannot be read (no read permission, not a regular file).
     """
-    with open(path, "rb") as stream:
-        head = stream.read(_MAX_HEADER_BYTES)
+    head = _read_header_bytes(path)
     if suffix in (".nrrd", ".nhdr"):
         fields = _nrrd_fields(head)[0]
         # the spelling the header used (NRRD takes both; "data file" first, as _nrrd_data_file reads it)
         data_file, field = _nrrd_data_file(path, fields), "data file:" if b"data file" in fields else "datafile:"
     else:
         data_file, field = _metaimage_data_file(path, _metaimage_fields(head)[0]), "ElementDataFile ="
-    if data_file is None or data_file.is_file():
+    if data_file is None:
+        return
+    if data_file.is_file():
+        try:  # ITK would call an unreadable data file "corrupt, truncated"
+            open(data_file, "rb").close()
+        except OSError as exc:
+            raise _unreadable_input(f"'{path}' (data file '{data_file}')", exc) from exc
         return
     what = "is a folder, not a file" if data_file.is_dir() else "does not exist"
     raise InputImageError(
@@ -663,16 +674,20 @@ def _check_compressed_data(path: Path, suffix: str) -> None:
     recognised or whose end is not within its first :data:`_MAX_HEADER_BYTES` bytes; the decompressed size.
 
     Raises:
-        InputImageError: the compressed data are corrupt (fail to decompress or their checksum) or end early.
+        InputImageError: the compressed data are corrupt (fail to decompress or their checksum) or end early; the
+            header or the data file cannot be read (no read permission, not a regular file).
     """
-    with open(path, "rb") as stream:
-        head = stream.read(_MAX_HEADER_BYTES)
+    head = _read_header_bytes(path)
     where = (_nrrd_compressed_data if suffix in (".nrrd", ".nhdr") else _metaimage_compressed_data)(path, head)
     if where is None or not where[0].is_file():
         return
     data_path, offset = where
     named = f"'{path}'" if data_path == path else f"'{path}' (data file '{data_path}')"
-    with open(data_path, "rb") as stream:
+    try:
+        data = open(data_path, "rb")
+    except OSError as exc:
+        raise _unreadable_input(named, exc) from exc
+    with data as stream:
         stream.seek(offset)
         inflater = zlib.decompressobj(32 + zlib.MAX_WBITS)  # zlib or gzip stream, checksum verified at its end
         try:
@@ -695,6 +710,29 @@ def _check_compressed_data(path: Path, suffix: str) -> None:
             ) from exc
 
 
+def _read_header_bytes(path: Path) -> bytes:
+    """The first :data:`_MAX_HEADER_BYTES` bytes of an NRRD or MetaImage file.
+
+    Raises:
+        InputImageError: the file cannot be opened or read (no read permission, not a regular file), naming it as
+            the input image that cannot be read and how to make it readable (a bare ``OSError`` would end a command
+            as "cannot access <file>: <reason>" with a hint for a read or a write, the error not telling which).
+    """
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(_MAX_HEADER_BYTES)
+    except OSError as exc:
+        raise _unreadable_input(f"'{path}'", exc) from exc
+
+
+def _unreadable_input(named: str, exc: OSError) -> InputImageError:
+    return InputImageError(
+        f"Cannot read {named}: {exc.strerror or exc}. Give an image file that you may read: check its read "
+        "permission (ls -l; a file of another user may need chmod, or a copy of your own) and that it is a regular "
+        "file, or copy it again from the original."
+    )
+
+
 def _gzip_compressed(path: PathLike) -> bool:
     with open(path, "rb") as stream:
         return stream.read(2) == _GZIP_MAGIC
@@ -708,9 +746,10 @@ def _open_nifti(path: PathLike):
 
 def _check_nifti_header(path: Path) -> None:
     """Raise InputImageError unless the file starts with a NIfTI-1/NIfTI-2 header that gives an orientation (a qform
-    or an sform: qform_code or sform_code above 0) and whose sform, if set, is a perpendicular grid (within half a
-    voxel at its far corner), gives pixdim's voxel size and, where a qform is set too, the same grid as the qform
-    (within half a voxel at every corner). Reads only the header."""
+    or an sform: qform_code or sform_code above 0), whose length unit is not a wrong one (:func:`_check_nifti_unit`)
+    and whose sform, if set, is a perpendicular grid (within half a voxel at its far corner), gives pixdim's voxel
+    size and, where a qform is set too, the same grid as the qform (within half a voxel at every corner) unless ITK
+    reads the sform (:func:`_itk_reads_sform`). Reads only the header."""
     try:
         with _open_nifti(path) as stream:
             head = stream.read(540)
@@ -733,18 +772,20 @@ def _check_nifti_header(path: Path) -> None:
             "the original DICOM again (dcm2niix writes the orientation), or set the orientation the data have (e.g. "
             "nibabel: img.set_sform(affine, code=1), then save) and check the anatomy in a viewer."
         )
+    _check_nifti_unit(path, layout)
     if layout.sform is None:
         return
     pixdim, lengths = layout.voxel_sizes
-    shear = layout.sform_shear_mm()
+    shear = layout.sform_shear()
     if shear > 0.5 * float(lengths.min()):  # first: a tilt kept in the sform also lengthens its slice axis
         axes = layout.sform / lengths
         skew = max(abs(90.0 - np.degrees(np.arccos(np.clip(abs(axes[:, a] @ axes[:, b]), 0.0, 1.0))))
                    for a, b in ((0, 1), (0, 2), (1, 2)))
         raise InputImageError(
             f"The NIfTI header of '{path}' gives a sheared grid: its sform's axes are up to {skew:.1f} degrees from "
-            f"perpendicular (e.g. a gantry tilt kept in the header), {shear:.0f} mm at the grid's far corner. ITK "
-            "reads only perpendicular axes: it takes the qform instead, misplacing the anatomy, or refuses the file. "
+            f"perpendicular (e.g. a gantry tilt kept in the header), {shear * layout.mm_per_unit:.0f} mm at the grid's "
+            "far corner. ITK reads only perpendicular axes: it takes the qform instead, misplacing the anatomy, or "
+            "refuses the file. "
             "Resample it to a perpendicular grid first (dcm2niix corrects a gantry tilt by default; nibabel's "
             "processing.resample_to_output resamples a NIfTI file)."
         )
@@ -757,18 +798,77 @@ def _check_nifti_header(path: Path) -> None:
             "Nifti1Image(np.asanyarray(img.dataobj), img.affine) takes the sform and writes pixdim from it), and check "
             "the anatomy's size in a viewer."
         )
-    apart = layout.qform_sform_distance_mm()
-    if apart > 0.5 * float(lengths.min()):
+    half_voxel = 0.5 * float(lengths.min())
+    apart = layout.qform_sform_distance()
+    if apart > half_voxel and not _itk_reads_sform(path, layout, half_voxel):
         qform_code, sform_code = layout.codes
-        itk_reads = "sform" if sform_code == 1 else "qform"  # measured with SimpleITK 2.5 (ITK 5.4)
         raise InputImageError(
             f"The NIfTI header of '{path}' places the image twice: its qform (qform_code {qform_code}) and its sform "
-            f"(sform_code {sform_code}) put the grid up to {apart:.3g} mm apart. Programs differ in which they use: "
-            f"ITK (this program, 3D Slicer) reads the {itk_reads} here, nibabel and FSL the sform, older ITK and ANTs "
-            "the qform; the labels would lie that far off the CT in some of them. Make the two agree, keeping the one "
-            "you trust (e.g. nibabel: img.set_qform(img.get_sform()) or img.set_sform(img.get_qform()), then save), "
-            "and check the anatomy in a viewer."
+            f"(sform_code {sform_code}) put the grid up to {apart * layout.mm_per_unit:.3g} mm apart. ITK (this "
+            "program, 3D Slicer) reads the qform here (it prefers the sform only where sform_code is 1 and the "
+            "sform's axes are perpendicular to 1e-4), nibabel, FSL and AFNI the sform: the labels would lie that far "
+            "off the CT in some of them. Make the two agree, keeping the one you trust (e.g. nibabel: "
+            "img.set_qform(img.get_sform()) or img.set_sform(img.get_qform()), then save), and check the anatomy in "
+            "a viewer."
         )
+
+
+def _itk_reads_sform(path: Path, layout: _NiftiLayout, tolerance: float) -> bool:
+    """Whether ITK reads the NIfTI file's sform (whose axes must be set), as nibabel, FSL and AFNI do where
+    sform_code > 0: whether ITK's origin and axis directions put every corner of the grid, at ITK's voxel size,
+    within ``tolerance`` (header units) of where the sform's origin and axis directions do. ITK's voxel size is
+    pixdim's, which may differ from the sform's axis lengths (by up to the 1 % the voxel-size check allows; enough
+    on its own to move the far corner of a large grid by more than half a voxel), so the grids are compared at that
+    size. ITK 5.2 and later (SimpleITK 2.1+, 3D Slicer 5) prefer the sform where sform_code is 1 and its axes are
+    perpendicular to 1e-4, else the qform where qform_code > 0; ITK 5.1 and older always the qform. Asked of ITK
+    itself (its header only), not re-derived; False for fewer than three dimensions."""
+    reader = _image_information(path)
+    dimension = reader.GetDimension()
+    if dimension < 3:
+        return False
+    lps_to_ras = np.diag([-1.0, -1.0, 1.0])
+    direction = lps_to_ras @ np.array(reader.GetDirection()).reshape(dimension, dimension)[:3, :3]
+    spacing = np.array(reader.GetSpacing()[:3]) / layout.mm_per_unit
+    origin = lps_to_ras @ np.array(reader.GetOrigin()[:3]) / layout.mm_per_unit
+    itk_affine = np.column_stack([direction * spacing, origin])
+    sform_directions = layout.sform / np.linalg.norm(layout.sform, axis=0)
+    sform_at_itk_spacing = np.column_stack([sform_directions * spacing, layout.sform_affine[:, 3]])
+    return layout.grid_distance(itk_affine, sform_at_itk_spacing) <= tolerance
+
+
+def _check_nifti_unit(path: Path, layout: _NiftiLayout) -> None:
+    """Raise InputImageError where the NIfTI header's spatial unit (xyzt_units) is metres or micrometres, ITK's
+    voxel size in mm (pixdim times 1000 or 0.001) is outside what :func:`validation.check_spacing` accepts, and
+    pixdim's numbers taken as mm (as nibabel, which ignores the unit, takes them) are inside. Either the voxels
+    really are that size (a micro-CT in micrometres: not for this program) or the header names the wrong unit (a
+    CT written in mm); the message names both, with the image's extent in each reading, for the user to tell."""
+    if layout.xyz_unit not in _NIFTI_UNITS or not layout.pixdim:
+        return
+    scale, name = _NIFTI_UNITS[layout.xyz_unit]
+    pixdim = np.abs(np.array(layout.pixdim))
+    mm = pixdim * scale
+
+    def accepted(values: np.ndarray) -> bool:
+        return bool(np.all((values >= MIN_SPACING_MM) & (values <= MAX_SPACING_MM)))
+
+    if accepted(mm) or not accepted(pixdim):
+        return
+    extent = np.array(layout.grid[: len(pixdim)]) * pixdim  # in pixdim's numbers
+
+    def listed(values: np.ndarray, separator: str = ", ") -> str:  # 4 significant digits, never an exponent
+        return separator.join(np.format_float_positional(v, precision=4, fractional=False, trim="-") for v in values)
+
+    really = "a micro-CT of a specimen" if scale < 1 else "no CT"
+    raise InputImageError(
+        f"The NIfTI header of '{path}' gives its lengths in {name} (xyzt_units): ITK (this program, 3D Slicer) "
+        f"reads voxels of {listed(mm)} mm (pixdim {listed(pixdim)} {name}), an image {listed(extent * scale, ' x ')} "
+        f"mm across; nibabel ignores the unit and reads {listed(pixdim)} mm voxels, {listed(extent, ' x ')} mm. If "
+        f"the voxels really are {listed(mm)} mm ({really}), this program cannot take the image: it takes voxels of "
+        f"{MIN_SPACING_MM:g} to {MAX_SPACING_MM:g} mm, a CT of the human spine. If the anatomy is human-sized at "
+        f"{listed(pixdim)} mm voxels (vertebral bodies some 15-50 mm wide), the header names the wrong unit: set it to "
+        "millimetres (e.g. nibabel: img.header.set_xyzt_units('mm'), then save), or convert the original DICOM "
+        "again, and check the anatomy's size in a viewer."
+    )
 
 
 def _unreadable_nifti(path: Path, exc: Exception) -> InputImageError:
@@ -800,10 +900,19 @@ class _NiftiLayout:
     grid: tuple[int, int, int] = (1, 1, 1)
     #: (qform_code, sform_code) as stored.
     codes: tuple[int, int] = (0, 0)
-    #: The qform's and the sform's voxel-to-world matrices (3x4, RAS mm, columns i, j, k, offset), where qform_code
-    #: is set, and where ``voxel_sizes`` is given.
+    #: The qform's and the sform's voxel-to-world matrices (3x4, RAS, header units, columns i, j, k, offset), where
+    #: qform_code is set, and where ``voxel_sizes`` is given.
     qform: Optional[np.ndarray] = None
     sform_affine: Optional[np.ndarray] = None
+    #: pixdim[1..3] as stored, for the grid's spatial axes (fewer for a 2D image).
+    pixdim: tuple[float, ...] = ()
+    #: The spatial unit code of xyzt_units (its bits 0-2): 1 metre, 2 mm, 3 micrometre, 0 not given.
+    xyz_unit: int = 0
+
+    @property
+    def mm_per_unit(self) -> float:
+        """Millimetres per header length unit as ITK scales them (metre 1000, micrometre 0.001, any other 1)."""
+        return _MM_PER_UNIT.get(self.xyz_unit, 1.0)
 
     @property
     def sform(self) -> Optional[np.ndarray]:
@@ -814,15 +923,21 @@ class _NiftiLayout:
         """The grid's eight corners as voxel indices (3 x 8, i, j, k)."""
         return np.array(np.meshgrid(*[[0, max(n - 1, 0)] for n in self.grid], indexing="ij")).reshape(3, -1)
 
-    def qform_sform_distance_mm(self) -> float:
-        """How far apart (mm) the qform and the sform put a corner of the grid; 0 unless both are set."""
+    def qform_sform_distance(self) -> float:
+        """How far apart (header units: mm, or metres or micrometres where xyzt_units says so) the qform and the
+        sform put a corner of the grid; 0 unless both are set."""
         if self.qform is None or self.sform_affine is None:
             return 0.0
-        difference = self.qform - self.sform_affine
+        return self.grid_distance(self.qform, self.sform_affine)
+
+    def grid_distance(self, first: np.ndarray, second: np.ndarray) -> float:
+        """How far apart (header units) two voxel-to-world matrices (3x4, RAS, header units) put a corner of the
+        grid."""
+        difference = first - second
         return float(np.linalg.norm(difference[:, :3] @ self._corners() + difference[:, 3:], axis=0).max())
 
-    def sform_shear_mm(self) -> float:
-        """How far (mm, header units) the sform puts a corner of the grid from where the orthogonal grid nearest to
+    def sform_shear(self) -> float:
+        """How far (header units) the sform puts a corner of the grid from where the orthogonal grid nearest to
         it would (0 without an sform): ITK reads only orthogonal grids (it takes the qform, or refuses the file)."""
         if self.sform is None:
             return 0.0
@@ -834,6 +949,11 @@ class _NiftiLayout:
 
 #: NIfTI datatype codes of the floating-point types that can hold NaN/Inf -> numpy type.
 _FLOAT_DATATYPES = {16: np.float32, 64: np.float64}
+
+#: NIfTI spatial unit codes (xyzt_units bits 0-2) that ITK converts to mm -> (mm per unit, name); other codes (mm, not
+#: given) ITK takes as mm. nibabel ignores the unit (its affine is in the header's numbers).
+_NIFTI_UNITS = {1: (1e3, "metres"), 3: (1e-3, "micrometres")}
+_MM_PER_UNIT = {code: scale for code, (scale, _) in _NIFTI_UNITS.items()}
 
 
 def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
@@ -851,6 +971,7 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
             qform_code, sform_code = struct.unpack(endian + "2h", header[252:256])
             quaternion = struct.unpack(endian + "6f", header[256:280])  # quatern_b, c, d, qoffset_x, y, z
             rows = struct.unpack(endian + "12f", header[280:328])
+            xyzt_units = header[123]
             break
         if len(header) >= 540 and struct.unpack(endian + "i", header[:4])[0] == 540:
             datatype, bitpix = struct.unpack(endian + "2h", header[12:16])
@@ -860,6 +981,7 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
             qform_code, sform_code = struct.unpack(endian + "2i", header[344:352])
             quaternion = struct.unpack(endian + "6d", header[352:400])
             rows = struct.unpack(endian + "12d", header[400:496])
+            xyzt_units = struct.unpack(endian + "i", header[500:504])[0]
             break
     else:
         return None
@@ -872,12 +994,13 @@ def _nifti_layout(header: bytes) -> Optional[_NiftiLayout]:
              if qform_code > 0 and np.all(np.isfinite(quaternion + tuple(pixdim))) else None)
     affine = np.array(rows, dtype=float).reshape(3, 4)
     sform = affine[:, :3]
+    units = dict(pixdim=tuple(float(v) for v in pixdim[:min(n_dims, 3)]), xyz_unit=int(xyzt_units) & 0x07)
     if sform_code <= 0 or not sform.any():  # no sform, or an empty one (ITK refuses it)
         return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, grid=grid, codes=(qform_code, sform_code),
-                            qform=qform)
+                            qform=qform, **units)
     voxel_sizes = np.abs(np.array(pixdim, dtype=float)), np.linalg.norm(sform, axis=0)
     return _NiftiLayout(vox_offset, n_voxels, bitpix, datatype, endian, voxel_sizes, grid=grid,
-                        codes=(qform_code, sform_code), qform=qform, sform_affine=affine)
+                        codes=(qform_code, sform_code), qform=qform, sform_affine=affine, **units)
 
 
 def _qform_affine(quatern: tuple, qoffset: tuple, qfac: float, pixdim: tuple) -> np.ndarray:

@@ -2,16 +2,47 @@
 
 ``torch.set_num_threads`` is process-wide: a command run in the caller's process (``cli.main``, a local cohort
 run, ``training.train``) would otherwise leave its own setting behind for everything that runs after it.
+
+Also the types of the commands' ``--threads`` option (:func:`thread_count`) and other whole-number options
+(:func:`whole_number`). torch is imported only when :func:`torch_threads` runs, so that building the command line's
+parser does not import it.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import warnings
 from contextlib import contextmanager
 from typing import Iterator, Optional
 
-import torch
+
+def whole_number(text: str) -> int:
+    """The whole number an ``argparse`` option's text states: ``"4"`` -> 4, ``"-1"`` -> -1 (the caller checks the
+    range).
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not a whole number (argparse makes it a usage error naming the
+            option).
+    """
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def thread_count(text: str) -> int:
+    """The ``argparse`` type of a count of 1 or more (``--threads`` of spineseg segment, train and batch, and batch's
+    ``--workers``): ``"4"`` -> 4.
+
+    Raises:
+        argparse.ArgumentTypeError: ``text`` is not a whole number, or is below 1 (argparse makes it a usage error
+            naming the option).
+    """
+    value = whole_number(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
 
 
 def usable_cores() -> int:
@@ -31,6 +62,8 @@ def torch_threads(count: Optional[int]) -> Iterator[None]:
             :func:`usable_cores` is allowed, but warned about (a ``UserWarning``, shown on stderr by the command
             line): the threads then share cores and the networks run slower, not faster.
     """
+    import torch
+
     previous = torch.get_num_threads()
     if count:
         cores = usable_cores()

@@ -35,10 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from ..cli import _threads as _positive_int  # the same "1 or more" check as spineseg segment --threads
+from ..threads import thread_count
 from .case_run import CASE_RECORD, CaseOptions, check_options, finished_record, remove_leftovers, temporary_path
 from .cases import Skipped, find_cases, skipped_counts
-from .engines import run_local, run_ray
+from .engines import check_local_ray_gpus, run_local, run_ray
 from .lock import OWNER_RECORD, BatchLock, refuse_if_locked
 from .report import (FLAGS, QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, WARNING_SEPARATOR, qc_sheet_text,
                      summary_text, write_text_atomically)
@@ -244,7 +244,8 @@ def run_batch(
         options: model, device, threads, DICOM SEG and ``force`` (redo finished cases) for every case.
         manifest: CSV with ``case_id,image[,reference][,series_uid]``.
         engine: "local" (one case after the other here) or "ray" (one Ray task per case, see :mod:`.engines`).
-        address, workers, num_cpus, num_gpus: Ray settings (see :func:`.engines.run_ray`).
+        address, workers, num_cpus, num_gpus: Ray settings (see :func:`.engines.run_ray`); not used by the local
+            engine, which runs the cases in this process on ``options.threads`` and ``options.device``.
         progress: show a progress bar over the cases on stderr (tqdm: current case, rate, ETA).
         report: receives the lines that tell what was skipped and failed.
 
@@ -258,7 +259,9 @@ def run_batch(
             between, before any case runs).
         SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, a case id that
             cannot name a case folder (``.``, ``..``, starting with ``.``, ``summary.csv``, ...), unknown engine,
-            ``num_cpus`` not above 0 or ``num_gpus`` below 0, Ray missing for ``engine="ray"``, a cohort file in
+            ``num_cpus`` not above 0 or ``num_gpus`` below 0, ``num_gpus`` above 0 with ``options.device`` "cpu" (GPUs
+            held and not used), more GPUs asked of a local Ray instance (``workers`` x ``num_gpus``) than PyTorch
+            finds here (:func:`.engines.check_local_ray_gpus`), Ray missing for ``engine="ray"``, a cohort file in
             ``output_root`` that this command did not write (:class:`~SpineSegmentationLib.errors.OutputExistsError`),
             a missing or invalid model (``ModelFileError``) or a device not available here (``DeviceError``; not
             checked on a Ray cluster given by ``address``), a DICOM SEG that cases need and that cannot be written
@@ -274,6 +277,10 @@ def run_batch(
     if not num_cpus > 0 or not num_gpus >= 0 or math.isinf(num_cpus) or math.isinf(num_gpus):
         raise SpineSegmentationError(f"--num-cpus must be above 0 and --num-gpus 0 or more (finite numbers), got "
                                      f"{num_cpus} and {num_gpus}")
+    if engine == "ray" and num_gpus > 0 and options.device.strip().lower() == "cpu":
+        raise SpineSegmentationError(f"--device cpu runs every case on the CPU, and --num-gpus {num_gpus:g} would hold "
+                                     "GPUs for each Ray task that it does not use: leave --num-gpus out, or give "
+                                     "--device auto or cuda")
     output_root = Path(output_root).resolve()
     refuse_if_locked(output_root)  # at once, before the inputs are searched (minutes for a large DICOM tree)
     cases, skipped = find_cases(inputs, manifest, exclude=output_root)
@@ -282,6 +289,8 @@ def run_batch(
     check_options(options, here=engine == "local" or not address, in_process=engine == "local")
     if engine == "local" or not address:
         _check_dicom_seg_possible(cases, options, output_root)
+    if engine == "ray" and not address:
+        check_local_ray_gpus(workers, num_gpus)
     _prepare_output(output_root)
     with BatchLock(output_root):  # released on return, on any error and on Ctrl-C/SIGTERM
         return _run_cases(cases, skipped, output_root, options, engine=engine, address=address, workers=workers,
@@ -385,13 +394,22 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.engine == "local" and args.address:  # else the cases would run here, not on the cluster asked for
         raise SpineSegmentationError(f"--address {args.address} is a Ray cluster's, and the local engine runs the "
                                      "cases here; to run them on that cluster add --engine ray")
+    given = [f"--{name} {value:g}" for name, value in (("num-cpus", args.num_cpus), ("num-gpus", args.num_gpus))
+             if value is not None]
+    if args.engine == "local" and given:  # else ignored: the cases would run as if they had not been given
+        raise SpineSegmentationError(
+            f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} the resources of each Ray task, and the local "
+            "engine runs the cases here, one after the other: give --threads N (CPU threads per case) and --device "
+            "(cpu, cuda) for that, or add --engine ray")
     if not args.inputs and not args.manifest:
         raise SpineSegmentationError("give inputs (files, folders, DICOM trees) and/or --manifest CSV")
-    threads = args.threads or (max(1, int(args.num_cpus)) if args.engine == "ray" else None)
+    num_cpus = 1.0 if args.num_cpus is None else args.num_cpus
+    num_gpus = 0.0 if args.num_gpus is None else args.num_gpus
+    threads = args.threads or (max(1, int(num_cpus)) if args.engine == "ray" else None)
     options = CaseOptions(model=str(Path(args.model).resolve()) if args.model else None, device=args.device,
                           threads=threads, dicom_seg=args.dicom_seg, force=args.force)
     result = run_batch(args.inputs, args.output, options, manifest=args.manifest, engine=args.engine,
-                       address=args.address, workers=args.workers, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
+                       address=args.address, workers=args.workers, num_cpus=num_cpus, num_gpus=num_gpus,
                        progress=args.progress == "bar")
     return min(result.failed, MAX_EXIT_FAILURES)
 
@@ -451,13 +469,16 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
                             "(pip install '.[cohort]')")
     batch.add_argument("--address", help="with --engine ray: Ray cluster address (e.g. auto, ray://head:10001); "
                                          "default: start a local Ray instance")
-    batch.add_argument("--workers", type=_positive_int, default=1,
+    batch.add_argument("--workers", type=thread_count, default=1,
                        help="cases at once on the local Ray instance (default 1; the local engine runs 1)")
-    batch.add_argument("--num-cpus", type=_positive, default=1.0, help="CPUs per Ray task, more than 0 (default 1)")
-    batch.add_argument("--num-gpus", type=_non_negative, default=0.0, help="GPUs per Ray task (default 0)")
+    batch.add_argument("--num-cpus", type=_positive, default=None,
+                       help="with --engine ray: CPUs per Ray task, more than 0 (default 1)")
+    batch.add_argument("--num-gpus", type=_non_negative, default=None,
+                       help="with --engine ray: GPUs per Ray task (default 0); on the local Ray instance at most the "
+                            "GPUs here in all (--workers x --num-gpus)")
     batch.add_argument("--device", default="auto",
                        help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
-    batch.add_argument("--threads", type=_positive_int, default=None,
+    batch.add_argument("--threads", type=thread_count, default=None,
                        help="PyTorch CPU threads per case (default: PyTorch's; with Ray: --num-cpus)")
     batch.add_argument("--model", help="model folder (default: the shipped model)")
     batch.add_argument("--dicom-seg", action="store_true",

@@ -51,7 +51,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
-from ..io import _DETACHED_DATA_SUFFIXES, dicom_series_in_folder, image_suffix
+from ..io import DETACHED_DATA_SUFFIXES, dicom_series_in_folder, image_suffix
 from ..outputs import DicomSegNotWrittenError
 from ..outputs.dicom_seg import DICOM_SEG_FILE
 from ..outputs.staging import NO_SPACE_ERRNOS
@@ -133,7 +133,7 @@ def input_sha256(case: Case) -> str:
     _update_file(digest, case.image)
     suffix = image_suffix(case.image)
     stem = case.image.name[: -len(suffix)] if suffix else case.image.name
-    for ending in _DETACHED_DATA_SUFFIXES.get(suffix, ()):
+    for ending in DETACHED_DATA_SUFFIXES.get(suffix, ()):
         data = case.image.with_name(stem + ending)
         if data.is_file():
             _update_file(digest, data)

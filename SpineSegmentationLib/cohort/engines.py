@@ -28,7 +28,7 @@ from .cases import Case
 #: The command that installs the Ray engine's dependency.
 RAY_INSTALL_HINT = 'pip install ".[cohort]" (in the SpineSegmentation checkout) or pip install "ray>=2.9"'
 
-__all__ = ["RAY_INSTALL_HINT", "local_ray_resources", "run_local", "run_ray"]
+__all__ = ["RAY_INSTALL_HINT", "check_local_ray_gpus", "local_ray_resources", "run_local", "run_ray"]
 
 
 def run_local(cases: Sequence[Case], output_root: Path, options: CaseOptions,
@@ -56,6 +56,28 @@ def local_ray_resources(workers: int, num_cpus: float, num_gpus: float) -> tuple
     the products rounded up (at least 1 CPU), so that a fractional request (``--num-gpus 0.5``) still finds a GPU
     instead of waiting forever for one."""
     return max(1, math.ceil(workers * num_cpus)), math.ceil(workers * num_gpus)
+
+
+def check_local_ray_gpus(workers: int, num_gpus: float) -> None:
+    """Refuse GPUs that a local Ray instance would be told of (:func:`local_ray_resources`) but that PyTorch does not
+    find here: Ray takes the count it is given, so its tasks would get GPU numbers that do not exist and the cases
+    would run on the CPU (``--device auto``) or fail (``cuda``), none of it said before the cohort ran.
+
+    Raises:
+        SpineSegmentationError: ``workers`` x ``num_gpus``, rounded up, is more than the CUDA GPUs PyTorch finds here.
+    """
+    needed = local_ray_resources(workers, 1, num_gpus)[1]
+    if needed == 0:
+        return
+    import torch
+
+    found = torch.cuda.device_count()
+    if needed > found:
+        raise SpineSegmentationError(
+            f"--num-gpus {num_gpus:g} with --workers {workers} asks the local Ray instance for {needed} "
+            f"GPU{'s' if needed != 1 else ''}, and PyTorch finds {found} CUDA GPU{'s' if found != 1 else ''} here: "
+            "the cases would not run on them; ask for at most that many in all (--workers x --num-gpus), leave "
+            "--num-gpus out to run the cases on the CPU, or give the --address of a Ray cluster with GPUs")
 
 
 def run_ray(cases: Sequence[Case], output_root: Path, options: CaseOptions, *, address: Optional[str] = None,

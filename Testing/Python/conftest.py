@@ -8,6 +8,10 @@ message naming the missing paths (no skip). Path fixtures return ``pathlib.Path`
 
 from __future__ import annotations
 
+import ctypes
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +43,28 @@ DATA_FILES = {
     "mr_cervical": "mr/tptbox_cervical_crop/sub-mri_label-6_T2w.nii.gz",
     "verse_masks_dir": "verse_masks",
 }
+
+
+def _without_root_file_access() -> None:
+    """``preexec_fn`` that makes file permissions apply to root too (drops CAP_DAC_OVERRIDE and CAP_DAC_READ_SEARCH
+    from the capability bounding set before exec); does nothing for another user, whom they apply to anyway."""
+    if os.geteuid() != 0:
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
+
+
+@pytest.fixture()
+def permissions_apply():
+    """The ``preexec_fn`` under which a ``subprocess`` run has file permissions apply to it, also as root (which
+    then loses its file access); skips the test where they cannot be made to apply (root without CAP_SETPCAP)."""
+    try:
+        subprocess.run([sys.executable, "-c", "pass"], check=True, preexec_fn=_without_root_file_access)
+    except (subprocess.SubprocessError, OSError) as error:
+        pytest.skip(f"file permissions cannot be made to apply to this user (root): {error}")
+    return _without_root_file_access
 
 
 @pytest.fixture(scope="session")

@@ -125,6 +125,16 @@ def _model_json_with(folder: Path, change) -> Path:
     return model
 
 
+def _in_metres(path: Path) -> Path:
+    """An uncompressed NIfTI file (written in mm by SimpleITK) whose xyzt_units byte is changed to metres (and
+    seconds): ITK then reads voxels 1000 times larger, nibabel as they were."""
+    data = bytearray(path.read_bytes())
+    assert data[123] & 0x07 == 2  # mm
+    data[123] = 1 | (data[123] & 0x38)  # NIFTI_UNITS_METER, the time unit kept
+    path.write_bytes(bytes(data))
+    return path
+
+
 def _damaged(path: Path) -> Path:
     """16 bytes in the middle of the file changed (a disk or transfer error), its length kept."""
     data = bytearray(path.read_bytes())
@@ -159,6 +169,12 @@ CASES = [
      "its header keeps the voxel data in another file, '"),
     ("MetaImage with corrupt zlib data (ITK reads it)", lambda ct, f, o, d: [str(_damaged(_save(ct, f, "ct.mha")))],
      2, "its compressed voxel data are corrupt ("),
+    ("NIfTI in mm whose header says metres", lambda ct, f, o, d: [str(_in_metres(_save(ct, f, "ct.nii")))], 2,
+     "gives its lengths in metres (xyzt_units): ITK (this program, 3D Slicer) reads voxels of 3000, 3000, 3000 mm "
+     "(pixdim 3, 3, 3 metres), an image 366000 x 303000 x 336000 mm across; nibabel ignores the unit and reads 3, 3, "
+     "3 mm voxels, 366 x 303 x 336 mm. If the voxels really are 3000, 3000, 3000 mm (no CT), this program cannot "
+     "take the image: it takes voxels of 0.05 to 20 mm, a CT of the human spine. If the anatomy is human-sized at 3, "
+     "3, 3 mm voxels (vertebral bodies some 15-50 mm wide), the header names the wrong unit: set it to millimetres"),
     ("text named .nii.gz", lambda ct, f, o, d: [str(_bytes(f, "ct.nii.gz", b"not an image\n" * 40))], 2,
      "not a NIfTI file"),
     ("unsupported suffix", lambda ct, f, o, d: [str(_bytes(f, "ct.png", b"\x89PNG"))], 2, "Unsupported input file"),
@@ -329,6 +345,33 @@ def test_bad_input_gives_one_clear_error_line_and_changes_nothing(case, ct, dico
         return
     assert (_snapshot(out) if out.exists() else None) == out_before  # nothing written into the output folder
     assert not list(tmp_path.rglob(f"*{STAGING_NAME}")), "a staging folder was left behind"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file permissions")
+@pytest.mark.parametrize("name, unreadable", [("ct.nrrd", "ct.nrrd"), ("ct.mha", "ct.mha"),
+                                              ("ct.nhdr", "ct.raw.gz"), ("ct.mhd", "ct.zraw")])
+def test_an_input_without_read_permission_is_a_read_error_not_a_write_error(ct, tmp_path, name, unreadable,
+                                                                           permissions_apply):
+    """An NRRD or MetaImage file, or the detached data file of one, without read permission (review 2026-12-07):
+    the header check's open() raised a PermissionError naming the input, and the run ended "cannot write into
+    <input>: Permission denied. Choose an output folder with -o"; with an unreadable data file ITK called the file
+    "corrupt, truncated". Run as a process whose file permissions apply (also to root, without its file access)."""
+    folder, out = tmp_path / "input", tmp_path / "out"
+    folder.mkdir()
+    header = _save(ct, folder, name)
+    (folder / unreadable).chmod(0)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "SpineSegmentationLib.cli", "segment", str(header), "-o", str(out),
+                               "--device", "cpu", "--progress", "none"], capture_output=True, text=True, timeout=600,
+                              preexec_fn=permissions_apply)
+    finally:
+        (folder / unreadable).chmod(0o644)
+    named = f"'{header}'" + (f" (data file '{folder / unreadable}')" if unreadable != name else "")
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == (
+        f"spineseg: error: Cannot read {named}: Permission denied. Give an image file that you may read: check its "
+        "read permission (ls -l; a file of another user may need chmod, or a copy of your own) and that it is a "
+        "regular file, or copy it again from the original."), proc.stderr
+    assert not out.exists()
 
 
 def test_series_uid_picks_one_series_of_a_dicom_folder(dicom_dir, tmp_path, capsys):

@@ -12,7 +12,6 @@ with the case's own ``vertebrae.json`` and between the engines.
 from __future__ import annotations
 
 import csv
-import ctypes
 import errno
 import hashlib
 import io
@@ -358,26 +357,6 @@ def file_size_limit(limit: int):
     return limit_writes
 
 
-def without_root_file_access():
-    """``preexec_fn`` that makes file permissions apply to root too (drops CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-    from the capability bounding set before exec); does nothing for another user, whom they apply to anyway."""
-    if os.geteuid() != 0:
-        return
-    libc = ctypes.CDLL(None, use_errno=True)
-    for capability in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
-        if libc.prctl(24, capability, 0, 0, 0) != 0:  # PR_CAPBSET_DROP
-            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP) failed")
-
-
-@pytest.fixture()
-def permissions_apply():
-    """Skips where file permissions cannot be made to apply (root without CAP_SETPCAP to drop its file access)."""
-    try:
-        subprocess.run([sys.executable, "-c", "pass"], check=True, preexec_fn=without_root_file_access)
-    except (subprocess.SubprocessError, OSError) as error:
-        pytest.skip(f"file permissions cannot be made to apply to this user (root): {error}")
-
-
 def listing(folder) -> dict:
     """Every file under ``folder`` (hidden ones too) with its bytes."""
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -491,7 +470,7 @@ print([c.case_id for c in cases], [(s.path.name, s.reason) for s in skipped])
     (tree / "locked").chmod(0)
     try:
         proc = subprocess.run([sys.executable, "-c", script, str(tree)], capture_output=True, text=True, timeout=600,
-                              preexec_fn=without_root_file_access)
+                              preexec_fn=permissions_apply)
     finally:
         (tree / "locked").chmod(0o755)
     assert proc.stdout.strip() == "['open'] [('locked', 'folder cannot be listed (Permission denied)')]", proc.stderr
@@ -527,7 +506,7 @@ def test_an_output_folder_that_cannot_be_written_stops_before_any_case(cohort, t
     out.chmod(0o555)
     try:
         proc = subprocess.run(batch_command(cohort, "-o", out), capture_output=True, text=True, timeout=600,
-                              preexec_fn=without_root_file_access)
+                              preexec_fn=permissions_apply)
     finally:
         out.chmod(0o755)
     assert proc.returncode == 2 and f"cannot write into {out}: Permission denied" in proc.stderr, proc.stderr
@@ -586,6 +565,38 @@ def test_a_ray_address_with_the_local_engine_is_refused_before_anything_runs(coh
     assert ("--address auto is a Ray cluster's, and the local engine runs the cases here; to run them on that "
             "cluster add --engine ray") in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("given", [["--num-cpus", "4"], ["--num-gpus", "1"], ["--num-cpus", "2", "--num-gpus", "0"]])
+def test_ray_resources_with_the_local_engine_are_refused_before_anything_runs(given, cohort, tmp_path, capsys):
+    """``--num-cpus`` / ``--num-gpus`` without ``--engine ray`` were taken and not used (audit 2026-12-07): the cases
+    ran on PyTorch's threads and on --device, whatever was asked. A usage error naming the local engine's own options,
+    the output folder not made."""
+    out = tmp_path / "out"
+    assert cli_main(["batch", str(cohort / "corrupt.nii.gz"), "-o", str(out), *given, "--device", "cpu",
+                     "--progress", "none"]) == 2
+    err = capsys.readouterr().err
+    named = " and ".join(f"{name} {value}" for name, value in zip(given[::2], given[1::2]))
+    assert (f"{named} {'are' if len(given) > 2 else 'is'} the resources of each Ray task, and the local engine runs "
+            "the cases here, one after the other: give --threads N (CPU threads per case) and --device (cpu, cuda) "
+            "for that, or add --engine ray") in err
+    assert not out.exists()
+
+
+def test_gpus_a_local_ray_instance_would_be_told_of_and_not_have_are_refused(cohort, tmp_path):
+    """A local Ray instance takes the GPU count it is given: ``--engine ray --num-gpus 1`` on a machine without a GPU
+    (or ``--workers 2 --num-gpus 1`` with one) ran the cases on the CPU, unsaid (audit 2026-12-07); and ``--device
+    cpu`` held GPUs it did not use. Both are refused before anything runs."""
+    out = tmp_path / "out"
+    more = torch.cuda.device_count() + 1  # one more GPU than PyTorch finds here (1 on a machine without)
+    for workers, num_gpus in ((1, more), (more, 1), (2 * more, 0.5)):
+        with pytest.raises(SpineSegmentationError, match=re.escape(
+                f"--num-gpus {num_gpus:g} with --workers {workers} asks the local Ray instance for {more} GPU")):
+            run_batch([cohort / "corrupt.nii.gz"], out, CaseOptions(device="auto", threads=1), engine="ray",
+                      workers=workers, num_gpus=num_gpus, progress=False)
+    with pytest.raises(SpineSegmentationError, match="--device cpu runs every case on the CPU, and --num-gpus 1 "):
+        run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, engine="ray", address="auto", num_gpus=1, progress=False)
+    assert not out.exists()
 
 
 def test_a_symlinked_file_names_its_case_by_the_link_given_directly_or_found_in_a_folder(local_run, cohort,

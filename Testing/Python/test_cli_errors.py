@@ -69,9 +69,31 @@ def test_an_os_error_without_file_name_gets_only_the_hint_of_its_cause(number, h
     assert not any(word in line.lower() for word in not_hinted), line
 
 
-def test_an_os_error_with_a_file_name_is_still_described_as_a_write_error(tmp_path, capsys):
-    """Unchanged: the output writers' errors name the file, the disk and the fix (-o)."""
+def test_a_full_disk_with_a_file_name_is_described_as_a_write_error(tmp_path, capsys):
+    """Only a write fills the disk: the error names the file, the disk and the fix (-o)."""
     path = tmp_path / "labels.nii.gz"
     assert run_cli(_failing_command(OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))), []) == 2
     line = _error_line(capsys)
     assert f"cannot write {path}" in line and "the disk is full" in line and "-o" in line, line
+
+
+def test_an_os_error_of_a_read_names_the_file_and_is_not_called_a_write_error(tmp_path, capsys):
+    """An input whose name the file system refuses (ENAMETOOLONG: a real error of a real look at the input, before
+    anything is written) ended as "cannot write <input>: File name too long; choose another output folder with -o"
+    (review 2026-12-07), and a file without read permission (EACCES, for a user who is not root) as "cannot write
+    into <input>: Permission denied. Choose an output folder with -o". Named as a failed access, without a write
+    hint."""
+    name = tmp_path / ("x" * 300 + ".nii.gz")
+    assert main(["segment", str(name), "-o", str(tmp_path / "out"), "--progress", "none"]) == 2
+    assert _error_line(capsys) == f"spineseg: error: cannot access {name}: {os.strerror(errno.ENAMETOOLONG)}"
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_permission_error_that_names_a_file_hints_at_reading_and_writing(tmp_path, capsys):
+    """As an operating-system call raises it for an input without read permission (not reproducible as root)."""
+    path = tmp_path / "ct.nrrd"
+    assert run_cli(_failing_command(PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))), []) == 2
+    line = _error_line(capsys)
+    assert line == (f"spineseg: error: cannot access {path}: {os.strerror(errno.EACCES)}; check the permissions (read "
+                    "permission for an input; for an output a writable file system with write permission, or another "
+                    "folder with -o)"), line

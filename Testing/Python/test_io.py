@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import shutil
 import struct
 import sys
@@ -195,6 +196,31 @@ def test_a_nifti_whose_sform_is_sheared_is_refused(real_ct, tmp_path, qform):
             read(sheared)
 
 
+def test_a_sheared_nifti_in_metres_is_refused_naming_the_shear_in_mm(real_ct, tmp_path):
+    """The sheared grid of the test above written in metres (pixdim and sform / 1000, xyzt_units metres), which ITK
+    scales to mm: the message named the shear in the header's numbers, "0 mm at the grid's far corner" (review
+    2026-12-07). Named in mm, as for the same grid written in mm."""
+    with gzip.open(real_ct, "rb") as src:
+        header = bytearray(src.read())
+    rows = list(struct.unpack("<12f", header[280:328]))
+    tilt = np.radians(15.0)
+    rows[6], rows[10] = 3.0 * np.sin(tilt), 3.0 * np.cos(tilt)
+    messages = []
+    for unit, scale in ((2, 1.0), (1, 1e-3)):  # NIFTI_UNITS_MM, NIFTI_UNITS_METER
+        header[280:328] = struct.pack("<12f", *(v * scale for v in rows))
+        header[80:92] = struct.pack("<3f", *(3.0 * scale,) * 3)  # pixdim[1..3]
+        header[123] = unit | (header[123] & 0x38)
+        sheared = tmp_path / f"unit{unit}" / "ct.nii"
+        sheared.parent.mkdir()
+        sheared.write_bytes(bytes(header))
+        with pytest.raises(InputImageError, match="gives a sheared grid") as error:
+            read_image_header(sheared)
+        messages.append(str(error.value).replace(str(sheared), "ct.nii"))
+    shear_mm = re.search(r"(\d+) mm at the grid's far corner", messages[0])
+    assert shear_mm and int(shear_mm.group(1)) > 50, messages[0]
+    assert messages[1] == messages[0]
+
+
 def test_a_nifti_without_orientation_is_refused(real_ct, tmp_path):
     """The real CT (qform_code 0, sform_code 2) with its sform_code set to 0 (audit 2026-12-07): no orientation
     left. ITK read it as left-posterior-superior from origin 0, front and back and left and right swapped, and
@@ -214,36 +240,83 @@ def test_a_nifti_without_orientation_is_refused(real_ct, tmp_path):
             read(bare)
 
 
-def _with_qform(header: bytearray, qform_code: int, sform_code: int, shift_mm: float) -> tuple[float, ...]:
+def _with_qform(header: bytearray, qform_code: int, sform_code: int, shift_mm: float,
+                skew: float = 0.0) -> tuple[float, ...]:
     """Give the real CT's header (sform only: 3 mm voxels along R, A, S) a qform of the same axes whose origin is
-    ``shift_mm`` further right-to-left (x), and the codes; returns the sform's origin (RAS mm)."""
-    rows = struct.unpack("<12f", header[280:328])
+    ``shift_mm`` further right-to-left (x), and the codes; ``skew`` tilts the sform's k axis by that many radians
+    towards x. Returns the sform's origin (RAS mm)."""
+    rows = list(struct.unpack("<12f", header[280:328]))
     assert np.allclose(np.array(rows).reshape(3, 4)[:, :3], np.diag([3.0, 3.0, 3.0]))
     origin = (rows[3], rows[7], rows[11])
+    rows[2] = 3.0 * skew
+    header[280:328] = struct.pack("<12f", *rows)
     header[76:80] = struct.pack("<f", 1.0)  # qfac
     header[252:256] = struct.pack("<2h", qform_code, sform_code)
     header[256:280] = struct.pack("<6f", 0.0, 0.0, 0.0, origin[0] + shift_mm, origin[1], origin[2])  # no rotation
     return origin
 
 
-@pytest.mark.parametrize("sform_code, itk_reads", [(2, "qform"), (1, "sform")])
-def test_a_nifti_whose_qform_and_sform_disagree_is_refused(real_ct, tmp_path, sform_code, itk_reads):
+@pytest.mark.parametrize("sform_code, skew", [(2, 0.0), (4, 0.0), (1, 2e-4)])
+def test_a_nifti_whose_qform_and_sform_disagree_is_refused_where_itk_reads_the_qform(real_ct, tmp_path, sform_code,
+                                                                                     skew):
     """The real CT with a qform 30 mm to the side of its sform (audit 2026-12-07): ITK (SimpleITK 2.5) read the qform
-    where sform_code is 2, nibabel and FSL the sform, and the labels (written with the grid ITK read, in both the
-    qform and the sform) lay 30 mm off the CT in nibabel; where sform_code is 1, ITK reads the sform but older ITK
-    and ANTs the qform. Refused from the header, naming both codes, the distance and the one ITK reads."""
+    where sform_code is not 1, nibabel and FSL the sform, and the labels (written with the grid ITK read, in both the
+    qform and the sform) lay 30 mm off the CT in nibabel. Also where sform_code is 1 but the sform's k axis is
+    tilted by 2e-4 rad (0.07 mm at the far corner, well within the sheared-grid check's half voxel): ITK 5.4 takes
+    the sform only where its axes are perpendicular to 1e-4, so it read the qform here too. Refused from the
+    header, naming both codes, the distance and that ITK reads the qform."""
     twice = tmp_path / "ct.nii"
     with gzip.open(real_ct, "rb") as src:
         header = bytearray(src.read())
-    sform_origin = _with_qform(header, 1, sform_code, 30.0)
+    sform_origin = _with_qform(header, 1, sform_code, 30.0, skew)
     twice.write_bytes(bytes(header))
     read_by_itk = -sitk.ReadImage(str(twice)).GetOrigin()[0]  # LPS -> RAS
-    assert read_by_itk == pytest.approx(sform_origin[0] + (30.0 if itk_reads == "qform" else 0.0), abs=1e-3)
+    assert read_by_itk == pytest.approx(sform_origin[0] + 30.0, abs=1e-3)  # the qform
     for read in (read_image, read_image_header):
         with pytest.raises(InputImageError, match=rf"places the image twice: its qform \(qform_code 1\) and its sform "
-                                                  rf"\(sform_code {sform_code}\) put the grid up to 30 mm apart\. .* "
-                                                  rf"ITK \(this program, 3D Slicer\) reads the {itk_reads} here"):
+                                                  rf"\(sform_code {sform_code}\) put the grid up to 30 mm apart\. "
+                                                  r"ITK \(this program, 3D Slicer\) reads the qform here .* nibabel, "
+                                                  r"FSL and AFNI the sform"):
             read(twice)
+
+
+def test_a_nifti_whose_sform_code_is_1_is_read_by_its_sform_whatever_its_qform(real_ct, tmp_path):
+    """The real CT with a qform 30 mm to the side of its sform and sform_code 1 (scanner anatomy) was refused as
+    "placed twice" (review 2026-12-07), though ITK 5.2 and later (this program's SimpleITK, 3D Slicer 5), nibabel,
+    FSL and AFNI all take the sform then (itkNiftiImageIO.cxx: sform_code NIFTI_XFORM_SCANNER_ANAT and orthonormal;
+    nibabel's get_best_affine: sform_code first). Read as the file itself (its sform), header and image alike."""
+    import nibabel
+
+    both = tmp_path / "ct.nii"
+    with gzip.open(real_ct, "rb") as src:
+        header = bytearray(src.read())
+    _with_qform(header, 1, 1, 30.0)
+    both.write_bytes(bytes(header))
+    np.testing.assert_allclose(nibabel.load(both).affine, nibabel.load(real_ct).affine)  # nibabel: the sform
+    assert_same_image(read_image(both), read_image(real_ct))
+    assert read_image_header(both) == read_image_header(real_ct)
+
+
+def test_a_nifti_whose_sform_code_is_1_is_read_by_its_sform_though_pixdim_is_a_little_off(tmp_path):
+    """sform_code 1, a qform 30 mm to the side and pixdim 0.4 % larger than the sform's axes (3.012 against 3 mm,
+    within the 1 % the voxel-size check allows) on a 200^3 grid (review 2026-12-07): ITK reads the sform's origin and
+    axes with pixdim's voxel size, 4.1 mm from the sform at the far corner by the voxel size alone, more than half
+    a voxel, and the file was refused as "ITK reads the qform here". Read, by the sform's origin."""
+    import nibabel
+
+    affine = np.diag([3.0, 3.0, 3.0, 1.0])
+    affine[:3, 3] = -300.0
+    image = nibabel.Nifti1Image(np.zeros((200, 200, 200), np.int8), affine)
+    qform = affine.copy()
+    qform[0, 3] += 30.0
+    image.set_qform(qform, code=1)
+    image.set_sform(affine, code=1)
+    image.header["pixdim"][1:4] = 3.012
+    path = tmp_path / "ct.nii"
+    nibabel.save(image, path)
+    assert read_image_header(path).spacing == pytest.approx((3.012,) * 3)
+    read = read_image(path)
+    assert -read.GetOrigin()[0] == pytest.approx(-300.0)  # LPS -> RAS: the sform's origin, not the qform's (-270)
 
 
 def test_a_nifti_whose_qform_and_sform_agree_is_read(real_ct, tmp_path):
@@ -255,6 +328,70 @@ def test_a_nifti_whose_qform_and_sform_agree_is_read(real_ct, tmp_path):
     both.write_bytes(bytes(header))
     assert_same_image(read_image(both), read_image(real_ct))
 
+
+@pytest.mark.parametrize("code, unit, voxel_mm", [(1, "metres", "3000"), (3, "micrometres", "0.003")])
+def test_a_nifti_in_mm_whose_header_names_another_length_unit_is_refused_naming_it(real_ct, tmp_path, code, unit,
+                                                                                   voxel_mm):
+    """The real CT (3 mm voxels) with xyzt_units set to metres or micrometres (nibabel's set_xyzt_units, review
+    2026-12-07): SimpleITK scales pixdim and the sform to mm (voxels of 3000 or 0.003 mm), nibabel ignores the unit
+    (3 mm), and the run ended in "voxel spacing ... 3000 mm ... Fix the spacing in the image header", which did not
+    name the unit that was wrong. Refused from the header, naming the unit, both readings and the fix."""
+    import nibabel
+
+    original = nibabel.load(real_ct)
+    image = nibabel.Nifti1Image(np.asanyarray(original.dataobj), original.affine, original.header)
+    image.header.set_xyzt_units({1: "meter", 3: "micron"}[code])
+    mislabelled = tmp_path / "ct.nii.gz"
+    nibabel.save(image, mislabelled)
+    assert sitk.ReadImage(str(mislabelled)).GetSpacing() == pytest.approx((float(voxel_mm),) * 3)
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=rf"gives its lengths in {unit} \(xyzt_units\): ITK \(this "
+                                                  rf"program, 3D Slicer\) reads voxels of {voxel_mm}, {voxel_mm}, "
+                                                  rf"{voxel_mm} mm \(pixdim 3, 3, 3 {unit}\), .* nibabel ignores the "
+                                                  r"unit and reads 3, 3, 3 mm voxels, 366 x 303 x 336 mm\. .*the "
+                                                  r"header names the wrong unit: .*set_xyzt_units\('mm'\)"):
+            read(mislabelled)
+
+
+def test_a_micro_ct_in_micrometres_is_refused_naming_both_readings(tmp_path):
+    """A genuine micro-CT: 18 um voxels, xyzt_units micrometres (review 2026-12-07). ITK reads 0.018 mm voxels,
+    finer than the 0.05 mm this program takes; the message said only "the header names the wrong unit: set it to
+    millimetres", which would give 18 mm voxels (accepted: at most 20 mm) and a run at 1000 times the true size.
+    Refused naming both readings with the image's extent in each, that such voxels are outside what this program
+    takes, and the unit fix only for an anatomy that is human-sized in mm."""
+    import nibabel
+
+    image = nibabel.Nifti1Image(np.zeros((20, 20, 20), np.int16), np.diag([18.0, 18.0, 18.0, 1.0]))
+    image.header.set_xyzt_units("micron")
+    micro_ct = tmp_path / "microct.nii.gz"
+    nibabel.save(image, micro_ct)
+    assert sitk.ReadImage(str(micro_ct)).GetSpacing() == pytest.approx((0.018,) * 3)
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError) as error:
+            read(micro_ct)
+        message = str(error.value)
+        assert "reads voxels of 0.018, 0.018, 0.018 mm (pixdim 18, 18, 18 micrometres), an image 0.36 x 0.36 x 0.36 " \
+               "mm across; nibabel ignores the unit and reads 18, 18, 18 mm voxels, 360 x 360 x 360 mm." in message
+        assert "If the voxels really are 0.018, 0.018, 0.018 mm (a micro-CT of a specimen), this program cannot " \
+               "take the image: it takes voxels of 0.05 to 20 mm" in message
+        assert re.search(r"If the anatomy is human-sized at 18, 18, 18 mm voxels .*, the header names the wrong "
+                         r"unit: set it to millimetres", message), message
+
+
+def test_a_nifti_whose_lengths_really_are_in_metres_is_read_in_mm(real_ct, tmp_path):
+    """The real CT written in metres (pixdim and sform divided by 1000, xyzt_units metres): ITK scales it back to
+    mm, so it is read as the file itself and not refused."""
+    import nibabel
+
+    original = nibabel.load(real_ct)
+    affine = original.affine.copy()
+    affine[:3] /= 1000.0
+    image = nibabel.Nifti1Image(np.asanyarray(original.dataobj), affine, original.header)
+    image.header.set_xyzt_units("meter")
+    metres = tmp_path / "ct.nii.gz"
+    nibabel.save(image, metres)
+    assert image.header["pixdim"][1] == pytest.approx(0.003)
+    assert_same_image(read_image(metres), read_image(real_ct))
 
 
 def test_every_axis_aligned_orientation_itk_writes_has_its_qform_on_its_sform(tmp_path):
@@ -281,7 +418,7 @@ def test_every_axis_aligned_orientation_itk_writes_has_its_qform_on_its_sform(tm
             sitk.WriteImage(image, str(path))
             layout = _nifti_layout(path.read_bytes()[:540])
             layout.grid = (512, 512, 1000)  # the distance at a whole-spine grid
-            off.append(layout.qform_sform_distance_mm())
+            off.append(layout.qform_sform_distance())
     assert len(off) == 48 and max(off) < 1e-3, sorted(off)[-12:]
 
 

@@ -57,6 +57,25 @@ def _warning_text(asked: int, cores: int) -> str:
             "several jobs side by side).")
 
 
+def test_the_thread_count_option_type_is_public_and_imports_neither_torch_nor_the_command_line():
+    """spineseg batch took its --threads/--workers type from the command line's private ``cli._threads`` (audit
+    2026-12-07): the library's cohort module imported the command line that imports it. The type is
+    ``threads.thread_count``; importing the cohort module (and so building spineseg's parser) imports neither the
+    command line nor torch."""
+    from SpineSegmentationLib.threads import thread_count
+
+    assert thread_count("4") == 4
+    for text, message in (("0", "must be 1 or more, got 0"), ("-2", "must be 1 or more, got -2"),
+                          ("two", "expected a whole number, got 'two'"), ("1.5", "expected a whole number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=re.escape(message)):
+            thread_count(text)
+    proc = subprocess.run([sys.executable, "-c", "import sys, SpineSegmentationLib.cohort.batch; "
+                           "print(sorted(m for m in ('SpineSegmentationLib.cli', 'torch') if m in sys.modules))"],
+                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
+
+
 def test_the_command_line_shows_the_warning_on_stderr(tmp_path):
     """On the real command in a process of its own (Python's default warning filters): the run then stops at the
     missing model, after the threads were set. The warning is one ``spineseg: warning:`` line as the command's own
