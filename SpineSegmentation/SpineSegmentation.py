@@ -112,7 +112,13 @@ class SpineSegmentation(ScriptedLoadableModule):
             "Segments every vertebra of a CT, names it by level (C1-L5, T13, L6, sacrum) and flags vertebrae "
             "that are cut by the image border (incomplete). Results: a segmentation with one SNOMED CT coded "
             "segment per vertebra, a point list of vertebra centroids and a results table. "
-            "Click a row of the table to centre the slice views on that vertebra."
+            "Click a row of the table to centre the slice views on that vertebra. "
+            "Undo: the Segment Editor's Undo covers only the segments of the segmentation selected in it (its own "
+            "history; Slicer's scene undo is off). Results this module puts into that segmentation are no undo step "
+            "of their own: the next Undo there goes back to the state saved before the Segment Editor's last edit, "
+            "removing the results together with that edit (Redo brings both back), and leaves the centroid point "
+            "list and the results table as the module made them. Take back a correction with \"Undo last "
+            "correction\"; take back a run by deleting the nodes it made."
         )
         self.parent.acknowledgementText = _(
             "Method: N. Lessmann et al., Iterative fully convolutional neural networks for automatic vertebra "
@@ -1141,7 +1147,8 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
             ValueError: ``outputDir`` not a path, damaged folder (a probability outside [0, 1] too) or results not on
                 ``inputVolume``'s grid; ``inputVolume`` not a scalar volume node, ``outputSegmentation`` not a
                 segmentation node, ``overwrite`` not True or False, or (with ``overwrite``) keeping other segments
-                under another transform than the CT; the scene is unchanged.
+                under another transform than the CT or on another grid (reference geometry, e.g. made on a resampled
+                volume); the scene is unchanged.
         """
         return self.processLogic.loadResults(outputDir, inputVolume, outputSegmentation, overwrite)
 

@@ -67,6 +67,7 @@ from .mrml_import import (
     fill_table,
     import_output_folder,
     is_vertebra,
+    on_grid_of,
     same_voxel_grid,
     segment_tag,
     voxel_to_world,
@@ -909,17 +910,17 @@ def check_made_on(segmentation_node, input_volume) -> None:
 def _check_edits_on_grid_of(segmentation_node, volume) -> None:
     """Raise ValueError when a vertebra tagged edited lies on another voxel grid than ``volume`` (other spacing or
     axes, or origins not a whole number of voxels apart; e.g. after "Specify geometry" in the Segment Editor): a
-    correction works on the CT's grid, and resampling the edit onto it would lose what the finer grid holds."""
+    correction works on the CT's grid, and resampling the edit onto it would lose what the finer grid holds. The
+    CT's voxels in another axis order or sign are accepted (:func:`.on_grid_of`): the export onto the CT's grid
+    (``ExportSegmentsToLabelmapNode``, nearest neighbour) takes each voxel as it is."""
     segmentation = segmentation_node.GetSegmentation()
     edited = [i for i in vertebra_ids(segmentation_node) if is_edited(segmentation.GetSegment(i))]
     ct = voxel_to_world(volume)
-    tolerance = 1e-3 * float(np.linalg.norm(ct[:3, :3], axis=0).min())
     for image, members in segment_layers(segmentation, edited):
         if image is None:
             continue
         layer = voxel_to_world(image)
-        offset = np.linalg.solve(ct[:3, :3], layer[:3, 3] - ct[:3, 3])  # in CT voxels
-        if np.allclose(layer[:3, :3], ct[:3, :3], atol=tolerance) and np.allclose(offset, np.rint(offset), atol=1e-3):
+        if on_grid_of(layer, volume):
             continue
         names = ", ".join(segmentation.GetSegment(segment_id).GetName() for segment_id, _ in members)
         spacing = ", ".join(f"{v:.3g}" for v in np.linalg.norm(layer[:3, :3], axis=0))
@@ -974,11 +975,12 @@ class CorrectionLogic:
         """Before a network correction starts: the classes of the nodes, both in the scene the result is imported
         into, the segmentation on the CT, and its result applicable (it replaces the vertebrae, :meth:`applyRun`)."""
         check_ct_in_scene(inputVolume, self.processLogic.scene)
-        check_output_segmentation(inputVolume, segmentationNode, overwrite=True)
+        check_output_segmentation(inputVolume, segmentationNode, overwrite=False)  # the node's class
         if segmentationNode is not None:  # None: a click into a CT without segmentation (applyRun needs one)
             # removed or in another scene: its result could not be applied
             check_segmentation_in_scene(segmentationNode, self.processLogic.scene)
-        check_made_on(segmentationNode, inputVolume)
+        check_made_on(segmentationNode, inputVolume)  # made on another CT: says so, before the grid check would
+        check_output_segmentation(inputVolume, segmentationNode, overwrite=True)  # kept segments: transform, grid
 
     def startClick(self, inputVolume, segmentationNode, pointWorld: Sequence[float],
                    directions: Iterable[str] = ("up", "down"), device: str = "auto",
@@ -996,8 +998,8 @@ class CorrectionLogic:
             ValueError: bad volume (also: removed from the scene, or in another scene than ``processLogic.scene``),
                 point, directions, device, or segments with duplicate levels; ``segmentationNode`` is not a
                 segmentation node, was removed from the scene or is in another one, or keeps other segments
-                under another transform than the CT (:func:`~.mrml_import.check_output_segmentation`: its result
-                could not be applied).
+                under another transform than the CT or on another grid (:func:`~.mrml_import.check_output_segmentation`:
+                its result could not be applied).
         """
         self._checkNodes(inputVolume, segmentationNode)
         values = _sequence_items(pointWorld) or []

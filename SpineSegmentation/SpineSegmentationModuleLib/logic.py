@@ -282,8 +282,8 @@ class SpineSegmentationProcessLogic:
             ValueError: bad input (also: removed from the scene, or in another scene than :attr:`scene`), device, or
                 output folder; ``outputSegmentation`` is not a segmentation node of :attr:`scene` (another class, in
                 no scene or in another one), or (with ``overwrite``) keeps other segments under another transform than
-                the CT; ``overwrite`` is not True or False; ``progress`` is
-                neither None nor callable. Checked before the run starts.
+                the CT or on another grid (:func:`~.mrml_import.check_output_segmentation`); ``overwrite`` is not True
+                or False; ``progress`` is neither None nor callable. Checked before the run starts.
             SegmentationProcessError: the CLI failed (message quotes its error).
             OSError: the temporary work folder could not be made, or the segmentation process could not be started
                 (its Python interpreter not found).

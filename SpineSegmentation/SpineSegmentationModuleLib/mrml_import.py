@@ -22,7 +22,8 @@ What :func:`import_output_folder` builds:
 
 A segmentation that already has segments is never changed unless ``overwrite=True``: a new node is made
 and a warning says so. With ``overwrite=True`` its vertebrae (:func:`is_vertebra`) are replaced and its other
-segments ("Spinal canal", a tumour) are kept as they are; the centroid and table nodes made earlier for that
+segments ("Spinal canal", a tumour) are kept as they are (refused when they lie under another transform than the
+CT or on another grid, :func:`check_output_segmentation`); the centroid and table nodes made earlier for that
 segmentation (:func:`result_nodes`) are replaced by the new ones (:func:`remove_outdated_result_nodes`).
 """
 
@@ -234,12 +235,92 @@ def _transform_id(node) -> Optional[str]:
     return transform.GetID() if transform is not None else None
 
 
+def _transform_text(node) -> str:
+    """"no transform" or "transform 'name'": the parent transform of ``node``, for messages."""
+    transform = node.GetParentTransformNode()
+    return "no transform" if transform is None else f"transform {transform.GetName()!r}"
+
+
+def on_grid_of(to_world: np.ndarray, volume_node) -> bool:
+    """Whether the voxels of a grid with the 4x4 index-to-RAS matrix ``to_world`` (mm) are voxels of
+    ``volume_node``'s grid: its axes are the volume's axes in any order and sign (a label file stored in another
+    axis order or flipped): expressed in the volume's voxels they form a signed permutation matrix, each element
+    within 1e-3 (absolute); and its origin lies a whole number of the volume's voxels (within 1e-3 voxel, however far)
+    from the volume's origin. Slicer resamples such a grid onto the volume's exactly (nearest
+    neighbour at voxel centres). The extent may differ (a crop, a padded geometry). Both matrices in one frame (the
+    node's own RAS, not the world's). False for a matrix that is not finite."""
+    ct = voxel_to_world(volume_node)
+    if not np.all(np.isfinite(to_world)):
+        return False
+    axes = np.linalg.solve(ct[:3, :3], to_world[:3, :3])  # the grid's axes in the volume's voxels
+    offset = np.linalg.solve(ct[:3, :3], to_world[:3, 3] - ct[:3, 3])  # its origin, in the volume's voxels
+    permutation = np.abs(np.rint(axes))
+    return bool(np.all(permutation.sum(axis=0) == 1) and np.all(permutation.sum(axis=1) == 1)
+                and np.allclose(axes, np.rint(axes), rtol=0, atol=1e-3)
+                and np.allclose(offset, np.rint(offset), rtol=0, atol=1e-3))
+
+
+def _readable_geometry(text: str) -> Optional[np.ndarray]:
+    """The 4x4 index-to-RAS matrix of a serialized image geometry (``vtkSegmentationConverter``), or None when it
+    cannot be read: DeserializeImageGeometry fails, or gives a matrix that is not finite (it returns True with NaN
+    for non-numbers between the right number of separators) or is singular (a zero spacing)."""
+    output = slicer.vtkOrientedImageData()
+    if not slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, output, False):
+        return None
+    matrix = voxel_to_world(output)
+    if not np.all(np.isfinite(matrix)) or np.linalg.matrix_rank(matrix[:3, :3]) < 3:
+        return None
+    return matrix
+
+
+def reference_geometry(segmentation_node) -> Optional[np.ndarray]:
+    """The 4x4 index-to-RAS matrix (mm, the segmentation's frame) of a segmentation node's reference image geometry:
+    the grid the Segment Editor edits its segments on (a segment on another grid is resampled to it when an edit
+    touches it, ``vtkSegmentationModifier::ModifyBinaryLabelmap``), and that Slicer saves the segmentation on,
+    oversampled to its finest segment (``vtkSegmentation::DetermineCommonLabelmapGeometry``); v5.6.2-v5.10.0. None
+    when the segmentation has none (a labelmap imported with ``ImportLabelmapToSegmentationNode``, e.g. the Data
+    module's "Convert labelmap to segmentation"), or one that cannot be read (not finite, singular)."""
+    name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    text = segmentation_node.GetSegmentation().GetConversionParameter(name)
+    return _readable_geometry(text) if text else None
+
+
+def segments_geometry(segmentation_node, segment_ids: list[str]) -> Optional[np.ndarray]:
+    """The 4x4 index-to-RAS matrix (mm, the segmentation's frame) of the grid of the segments ``segment_ids`` of a
+    segmentation node without a reference image geometry: that of the finest of their labelmaps
+    (``vtkSegmentation::DetermineCommonLabelmapGeometry``, which the Segment Editor edits on when the parameter is
+    empty; v5.6.2-v5.10.0). None when none of them holds a labelmap (all empty, or no labelmap made)."""
+    ids = vtk.vtkStringArray()
+    for segment_id in segment_ids:
+        ids.InsertNextValue(segment_id)
+    text = segmentation_node.GetSegmentation().DetermineCommonLabelmapGeometry(
+        slicer.vtkSegmentation.EXTENT_UNION_OF_SEGMENTS, ids)
+    return _readable_geometry(text) if text else None
+
+
+def _names_text(names: list[str], shown: int = 5) -> str:
+    """The first ``shown`` of ``names`` joined with commas, and "and N more" for the others (a TotalSegmentator
+    segmentation keeps about 100 segments)."""
+    text = ", ".join(names[:shown])
+    return text if len(names) <= shown else f"{text} and {len(names) - shown} more"
+
+
 def check_output_segmentation(input_volume, output_segmentation, overwrite: bool) -> None:
     """Raise ValueError when ``output_segmentation`` cannot take the results of ``input_volume``: it is not a
-    segmentation node or holds no ``vtkSegmentation``, or with ``overwrite`` it keeps segments that are not vertebrae (:func:`is_vertebra`) and lies
-    under another parent transform than the CT (the results are placed under the CT's transform, which would move
-    the kept segments), or ``overwrite`` is not True or False (a "no" would read as true and replace the segments).
-    Call before the run starts and before the scene is changed."""
+    segmentation node or holds no ``vtkSegmentation``, or ``overwrite`` is not True or False (a "no" would read as true
+    and replace the segments), or with ``overwrite`` it keeps segments that are not vertebrae (:func:`is_vertebra`)
+    and
+
+    - lies under another parent transform than the CT (the results are placed under the CT's transform, which would
+      move the kept segments), or
+    - has a reference image geometry (:func:`reference_geometry`) that is not on the CT's voxel grid
+      (:func:`on_grid_of`), e.g. it was made on a resampled volume, or one that cannot be read, or has none and its
+      kept segments' finest labelmap (:func:`segments_geometry`) is not on the CT's grid, e.g. a labelmap of another
+      spacing converted to a segmentation: the import sets the CT's grid (the vertebrae at the CT's resolution), and
+      Slicer would then resample the kept segments to it when editing them.
+
+    A segmentation without kept segments (empty, or only vertebrae, which ``overwrite`` replaces) gets the CT's
+    transform and grid. Call before the run starts and before the scene is changed."""
     if not isinstance(overwrite, (bool, np.bool_)):
         raise ValueError(f"overwrite must be True or False, got {overwrite!r}; pass overwrite=True only to replace "
                          "the vertebrae of a segmentation that has segments")
@@ -251,23 +332,55 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
     if output_segmentation.GetSegmentation() is None:
         raise ValueError(f"the segmentation node {output_segmentation.GetName()!r} holds no segmentation "
                          "(SetAndObserveSegmentation(None)); pass a segmentation node with one, or None for a new one")
-    if (not overwrite or output_segmentation.GetScene() is None  # removed: refused or replaced by import_output_folder
-            or _transform_id(output_segmentation) == _transform_id(input_volume)):
+    if not overwrite or output_segmentation.GetScene() is None:  # removed: refused or replaced by import_output_folder
         return
     segmentation = output_segmentation.GetSegmentation()
-    kept = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())
-            if not is_vertebra(segmentation.GetNthSegment(i))]
-    if kept:
-        def named(node):
-            transform = node.GetParentTransformNode()
-            return "no transform" if transform is None else f"transform {transform.GetName()!r}"
-
+    kept_ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())
+                if not is_vertebra(segmentation.GetNthSegment(i))]
+    if not kept_ids:
+        return
+    kept = _names_text([segmentation.GetSegment(segment_id).GetName() for segment_id in kept_ids])
+    name, ct = output_segmentation.GetName(), input_volume.GetName()
+    another = ("Choose another output segmentation (or none: a new one is made on the CT's grid; yours stays as it "
+               "is)")
+    if _transform_id(output_segmentation) != _transform_id(input_volume):
         raise ValueError(
-            f"the segmentation {output_segmentation.GetName()!r} is under {named(output_segmentation)} but the CT "
-            f"{input_volume.GetName()!r} under {named(input_volume)}; its results go under the CT's transform, which "
-            f"would move the segments kept there ({', '.join(kept)}). Put the CT and the segmentation under one "
-            "transform first (Transforms module; harden one if needed), or pass another output segmentation (None: a "
-            "new one)"
+            f"the segmentation {name!r} is under {_transform_text(output_segmentation)} but the CT {ct!r} under "
+            f"{_transform_text(input_volume)}; its results go under the CT's transform, which would move the segments "
+            f"kept there ({kept}). Put the CT and the segmentation under one transform first (Transforms module; "
+            f"harden one if needed), or choose another output segmentation (or none: a new one)"
+        )
+    specify = ("set this one's geometry to the CT first (Segment Editor: Specify geometry, Source geometry: the CT, "
+               "oversampling 1; this resamples your segments)")
+    parameter = segmentation.GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
+    grid = reference_geometry(output_segmentation)
+    if parameter and grid is None:
+        raise ValueError(
+            f"the segmentation {name!r} keeps segments ({kept}) but its reference geometry cannot be read "
+            f"({parameter[:80]!r}), so it is unknown whether they lie on the grid of the CT {ct!r}. {another}, or "
+            f"{specify}"
+        )
+    if not parameter:  # e.g. a labelmap converted to a segmentation: the Segment Editor edits on its finest segment
+        grid = segments_geometry(output_segmentation, kept_ids)
+    if grid is not None and not on_grid_of(grid, input_volume):
+        made_on = output_segmentation.GetNodeReference(output_segmentation.GetReferenceImageGeometryReferenceRole())
+        other = parameter and made_on is not None and made_on.GetID() != input_volume.GetID()
+        source = f", made on {made_on.GetName()!r}" if other else ""
+        if not parameter:
+            source = ", its finest segment's: it has no reference geometry"
+
+        def spacing(matrix) -> str:
+            return " x ".join(f"{v:.3g}" for v in np.linalg.norm(matrix[:3, :3], axis=0))
+
+        if sorted(np.linalg.norm(grid[:3, :3], axis=0).round(3)) == sorted(
+                np.linalg.norm(voxel_to_world(input_volume)[:3, :3], axis=0).round(3)):
+            source += "; the same voxel size, but shifted by part of a voxel or turned"
+        raise ValueError(
+            f"the segmentation {name!r} keeps segments ({kept}) on another grid ({spacing(grid)} mm voxels"
+            f"{source}) than the CT {ct!r} ({spacing(voxel_to_world(input_volume))} mm). A segmentation has one grid, "
+            "to which Slicer resamples its segments when they are edited: the vertebrae would not stay at the CT's "
+            f"resolution, or your segments would be resampled to the CT's grid. {another}, or {specify}"
         )
 
 
@@ -472,9 +585,11 @@ def import_output_folder(
         scene: the MRML scene (``slicer.mrmlScene`` in the application).
         output_dir: folder written by ``spineseg segment`` (``labels.nii.gz`` + ``vertebrae.json``).
         input_volume: the ``vtkMRMLScalarVolumeNode`` that was segmented; the label map must lie on its grid.
-            New nodes are placed under its parent transform, if any.
-        output_segmentation: segmentation node to fill, or None for a new one. One that already has segments
-            only has its vertebrae replaced with ``overwrite=True``; otherwise a new node is made and
+            New nodes are placed under its parent transform, if any, and get its grid as reference geometry.
+        output_segmentation: segmentation node to fill, or None for a new one. It is put under the CT's parent
+            transform and gets the CT's grid as reference geometry (the segments kept with ``overwrite`` are already
+            there, :func:`check_output_segmentation`); a warning names a transform it left. One that already has
+            segments only has its vertebrae replaced with ``overwrite=True``; otherwise a new node is made and
             :attr:`ImportedResults.warnings` says so. When the results go into it, the centroid and table nodes
             made earlier for it (:func:`result_nodes`) are removed once the new ones are referenced (one of each,
             the newest); nodes of the same names that it does not reference (a user's, another segmentation's) stay.
@@ -491,7 +606,8 @@ def import_output_folder(
             went on; without ``overwrite`` a removed output segmentation is replaced by a new node, with a
             warning); ``input_volume`` is not a scalar volume node or ``output_segmentation`` not a segmentation
             node; with ``overwrite`` the output segmentation keeps other segments under another transform than the
-            CT (:func:`check_output_segmentation`). The scene is unchanged when this is raised.
+            CT or with a reference geometry off the CT's grid (:func:`check_output_segmentation`). The scene is
+            unchanged when this is raised.
     """
     check_ct_volume(input_volume)
     check_output_segmentation(input_volume, output_segmentation, overwrite)
@@ -521,8 +637,12 @@ def import_output_folder(
     segmentation_node = _output_segmentation(scene, input_volume, output_segmentation, overwrite, warnings)
     earlier = result_nodes(segmentation_node)  # of the results it held before: outdated once the new ones are in
     segmentation_node.CreateDefaultDisplayNodes()
-    transform = input_volume.GetParentTransformNode()
-    transform_id = transform.GetID() if transform is not None else None
+    transform_id = _transform_id(input_volume)
+    if segmentation_node is output_segmentation and _transform_id(segmentation_node) != transform_id:
+        # none of its segments is kept (check_output_segmentation refused that): only the node moves
+        warnings.append(f"segmentation {segmentation_node.GetName()!r} was under {_transform_text(segmentation_node)}; "
+                        f"it is now under {_transform_text(input_volume)}, as the CT {input_volume.GetName()!r} is, so "
+                        "that the vertebrae lie on the CT")
     # under the volume's transform first: the reference geometry is the volume's grid taken into the segmentation's
     # frame (vtkMRMLSegmentationNode.cxx), so set before, it would carry the transform once more
     segmentation_node.SetAndObserveTransformNodeID(transform_id)

@@ -485,16 +485,24 @@ def test_a_volume_is_on_the_ct_s_grid_for_corrections_as_for_loading_results_and
                 check()
 
 
-def test_a_correction_that_would_coarsen_an_edit_on_a_finer_grid_is_refused(loaded, ct_node):
-    """L3 edited on a 1.5 mm grid (Specify geometry, oversampling 2, in the Segment Editor) of the 3 mm CT: the
-    correction exported it onto the CT's grid, the fine edit gone (audit 2026-12-06: 63.166 -> 63.045 cm^3)."""
-    logic, segmentation = loaded
+def _oversampled_reference_geometry(segmentation):
+    """Oversample ``segmentation``'s reference geometry by 2 (Specify geometry, oversampling 2, in the Segment
+    Editor) and return the new geometry (``vtkOrientedImageData``, no scalars)."""
     nodes = segmentation.GetSegmentation()
     geometry_name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
     fine = slicer.vtkOrientedImageData()
     slicer.vtkSegmentationConverter.DeserializeImageGeometry(nodes.GetConversionParameter(geometry_name), fine, False)
     slicer.vtkCalculateOversamplingFactor.ApplyOversamplingOnImageGeometry(fine, 2.0)
     nodes.SetConversionParameter(geometry_name, slicer.vtkSegmentationConverter.SerializeImageGeometry(fine))
+    return fine
+
+
+def test_a_correction_that_would_coarsen_an_edit_on_a_finer_grid_is_refused(loaded, ct_node):
+    """L3 edited on a 1.5 mm grid (Specify geometry, oversampling 2, in the Segment Editor) of the 3 mm CT: the
+    correction exported it onto the CT's grid, the fine edit gone (audit 2026-12-06: 63.166 -> 63.045 cm^3)."""
+    logic, segmentation = loaded
+    nodes = segmentation.GetSegmentation()
+    fine = _oversampled_reference_geometry(segmentation)
     fine.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     plate = vtk_to_numpy(fine.GetPointData().GetScalars()).reshape(fine.GetDimensions()[::-1])
     plate[:] = 0
@@ -511,6 +519,61 @@ def test_a_correction_that_would_coarsen_an_edit_on_a_finer_grid_is_refused(load
         with pytest.raises(ValueError, match=r"the edited vertebrae T11, .*L3.* lie on another grid \(1\.5, 1\.5, "
                                              r"1\.5 mm voxels\) than the CT 'CT' \(3, 3, 3 mm\)"):
             start()
+
+
+def test_an_edit_on_the_ct_s_voxels_in_another_axis_order_is_taken_as_it_is(loaded, ct_node, tmp_path):
+    """L3 edited and stored on the CT's voxels with the axes permuted and one flipped (a label file written in
+    another axis order): the grid rule compared the matrices column by column and refused the correction as "on
+    another grid (3, 3, 3 mm voxels) than the CT (3, 3, 3 mm)" (review 2026-12-07). The export onto the CT's grid
+    takes each of its voxels as it is, so it is accepted: the exported label map is the one before, voxel for voxel."""
+    from SpineSegmentationModuleLib.correction import _check_edits_on_grid_of
+    from SpineSegmentationModuleLib.mrml_import import voxel_to_world
+
+    logic, segmentation = loaded
+    before = _exported(segmentation, ct_node, tmp_path / "before.nrrd")
+    ct = voxel_to_world(ct_node)
+    n0, n1, n2 = ct_node.GetImageData().GetDimensions()
+    turned = np.eye(4)  # voxel (i', j', k') of the turned grid is the CT's voxel (k', n1 - 1 - i', j')
+    turned[:3, 0], turned[:3, 1], turned[:3, 2] = -ct[:3, 1], ct[:3, 2], ct[:3, 0]
+    turned[:3, 3] = ct[:3, 3] + ct[:3, 1] * (n1 - 1)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(turned[r, c]))
+    image = slicer.vtkOrientedImageData()
+    image.SetGeometryFromImageToWorldMatrix(matrix)
+    image.SetDimensions(n1, n2, n0)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    l3_level = anatomy.verse_label("L3")
+    values = np.transpose((before == l3_level)[:, ::-1, :], (2, 0, 1)).astype(np.uint8)  # [k', j', i']
+    assert values.sum() > 1000  # L3's voxels
+    vtk_to_numpy(image.GetPointData().GetScalars())[:] = values.ravel()
+    image.Modified()
+    l3 = _segment(segmentation, "L3")
+    l3.SetLabelValue(1)
+    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), image)
+    l3.SetTag(EDITED_TAG, "true")
+    assert np.allclose(segment_voxels(l3)[1], turned)  # L3 is on the turned grid
+    assert segment_tag(l3, EDITED_TAG) == "true"
+    _check_edits_on_grid_of(segmentation, ct_node)
+    np.testing.assert_array_equal(_exported(segmentation, ct_node, tmp_path / "after.nrrd"), before)
+
+
+def test_a_click_gets_the_made_on_refusal_and_advice_worded_for_the_widget(loaded, scene, tptbox_ct, ct_node):
+    """A segmentation with a kept "Spinal canal" made on the CT, the input switched to another CT: the grid check of
+    the kept segments came first and answered with script wording, "Pass another output segmentation (None: ...)"
+    (review 2026-12-07); the made-on check now answers first. A kept segment on another grid of the same CT gets
+    advice worded for the widget as for a script."""
+    logic, segmentation = loaded
+    segmentation.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    other = load_volume(scene, tptbox_ct, "follow-up")
+    with pytest.raises(ValueError, match="'vertebrae' was made on 'CT', not on 'follow-up'; choose 'CT'"):
+        logic.startClick(other, segmentation, [0.0, 0.0, 0.0])
+    _oversampled_reference_geometry(segmentation)
+    with pytest.raises(ValueError, match=r"keeps segments \(Spinal canal\) on another grid .* Choose another output "
+                                         r"segmentation \(or none: a new one is made on the CT's grid") as refused:
+        logic.startClick(ct_node, segmentation, [0.0, 0.0, 0.0])
+    assert "Pass " not in str(refused.value) and "None:" not in str(refused.value)
 
 
 def test_a_correction_result_that_cannot_be_applied_keeps_the_earlier_undo_step(loaded, ct_node, tmp_path):

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import signal
 import sys
@@ -528,6 +529,281 @@ def test_overwrite_under_another_transform_is_refused_before_the_kept_segments_m
     assert logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True).segmentation_node is user
     assert user.GetParentTransformNode() is shift and sorted(segment_names(user)) == sorted(names)
     np.testing.assert_allclose(ijk_to_ras(canal.GetRepresentation("Binary labelmap")), before)
+
+
+def _volume_on_grid(scene, name: str, ijk_to_ras_matrix: np.ndarray, dims,
+                    node_class: str = "vtkMRMLScalarVolumeNode") -> "slicer.vtkMRMLScalarVolumeNode":
+    """A volume node (``node_class``) of zeros on the grid given by its IJK-to-RAS matrix and dimensions (a resampled
+    CT, a label map)."""
+    import vtk
+
+    image = vtk.vtkImageData()
+    image.SetDimensions(*[int(d) for d in dims])
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    image.GetPointData().GetScalars().Fill(0)
+    node = scene.AddNewNodeByClass(node_class, name)
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(ijk_to_ras_matrix[r, c]))
+    node.SetIJKToRASMatrix(matrix)
+    node.SetAndObserveImageData(image)
+    return node
+
+
+def _reference_grid(node) -> np.ndarray:
+    geometry = slicer.vtkOrientedImageData()
+    slicer.vtkSegmentationConverter.DeserializeImageGeometry(node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()), geometry, False)
+    return ijk_to_ras(geometry)
+
+
+def test_overwrite_of_segments_made_on_another_grid_is_refused_and_on_the_ct_s_lattice_applied(
+        logic, output_folder, ct_node, scene, tmp_path):
+    """A segmentation made on a resampled CT (1.5 mm voxels, the CT's 3 mm) keeps a "Spinal canal" drawn on that
+    grid. ``overwrite=True`` set its reference geometry to the CT's, silently (audit 2026-12-07): the Segment Editor
+    then edits every segment on the CT's grid (vtkSegmentationModifier::ModifyBinaryLabelmap, v5.6.2-v5.10.0), so the
+    canal would be resampled to 3 mm on its next edit (Slicer saves on the CT's grid oversampled to the finest segment,
+    vtkSegmentation::DetermineCommonLabelmapGeometry, which keeps this aligned canal). Refused before the run and
+    before the scene changes, naming the grids and the fixes. A geometry on the CT's voxel lattice (the CT cropped:
+    another origin, whole voxels away) is applied; so is a resampled geometry with only vertebrae, which overwrite
+    replaces: the CT's grid then."""
+    from mrml_helpers import paint, register_segmentation_conversion_rules
+
+    register_segmentation_conversion_rules()  # as Slicer's Segmentations module at startup: empty segments need them
+    ct = ijk_to_ras(ct_node)
+    fine = ct.copy()
+    fine[:3, :3] /= 2.0
+    fine[:3, 3] -= 0.25 * ct[:3, :3].sum(axis=1)  # voxel centres of a 1.5 mm resampling of the same extent
+    dims = [2 * d for d in ct_node.GetImageData().GetDimensions()]
+    resampled = _volume_on_grid(scene, "CT resampled", fine, dims)
+    user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    user.SetReferenceImageGeometryParameterFromVolumeNode(resampled)
+    user.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    paint(user, resampled, "Spinal canal", np.s_[100:103, 100:102, 120:122])
+    before, nodes = user.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()), scene.GetNumberOfNodes()
+    message = (r"the segmentation 'mine' keeps segments \(Spinal canal\) on another grid \(1\.5 x 1\.5 x 1\.5 mm "
+               r"voxels, made on 'CT resampled'\) than the CT '.*' \(3 x 3 x 3 mm\).*or none: a new one.*Specify "
+               r"geometry")
+    with pytest.raises(ValueError, match=message):
+        logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
+    assert segment_names(user) == ["Spinal canal"] and scene.GetNumberOfNodes() == nodes
+    assert user.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()) == before
+    never = SpineSegmentationProcessLogic(scene=scene, python=str(tmp_path / "no-python"), libraryDir=REPO_ROOT)
+    with pytest.raises(ValueError, match=message):  # a start would raise OSError (no interpreter there)
+        never.process(ct_node, outputSegmentation=user, overwrite=True)
+    assert logic.loadResults(output_folder, ct_node, user).segmentation_node is not user  # without overwrite: a new one
+
+    cropped = ct.copy()
+    cropped[:3, 3] += ct[:3, :3] @ np.array([5.0, 7.0, 3.0])  # the CT cropped: the same voxels, 5, 7, 3 voxels in
+    crop = _volume_on_grid(scene, "CT cropped", cropped, [60, 50, 50])
+    user.SetReferenceImageGeometryParameterFromVolumeNode(crop)
+    assert logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True).segmentation_node is user
+    assert segment_names(user) == ["Spinal canal"] + EXPECTED_NAMES
+    np.testing.assert_allclose(_reference_grid(user), ct, atol=1e-6)
+
+    vertebrae_only = logic.loadResults(output_folder, ct_node).segmentation_node
+    vertebrae_only.SetReferenceImageGeometryParameterFromVolumeNode(resampled)
+    assert logic.loadResults(output_folder, ct_node, vertebrae_only, overwrite=True).segmentation_node is vertebrae_only
+    np.testing.assert_allclose(_reference_grid(vertebrae_only), ct, atol=1e-6)
+
+
+def _fine_grid(ct: np.ndarray) -> np.ndarray:
+    """The IJK-to-RAS matrix of a resampling of the CT's extent at half its spacing (voxel centres of the same box)."""
+    fine = ct.copy()
+    fine[:3, :3] /= 2.0
+    fine[:3, 3] -= 0.25 * ct[:3, :3].sum(axis=1)
+    return fine
+
+
+def _converted_labelmap(scene, name: str, ijk_to_ras_matrix: np.ndarray, segment: str):
+    """A segmentation made from a label map as the Data module's "Convert labelmap to segmentation" does
+    (``ImportLabelmapToSegmentationNode``; no reference image geometry): one segment ``segment`` of two voxels."""
+    label = _volume_on_grid(scene, f"{segment} label map", ijk_to_ras_matrix, (40, 40, 40), "vtkMRMLLabelMapVolumeNode")
+    label.GetImageData().SetScalarComponentFromDouble(20, 20, 20, 0, 1)
+    label.GetImageData().SetScalarComponentFromDouble(21, 20, 20, 0, 1)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
+    assert slicer.vtkSlicerSegmentationsModuleLogic.ImportLabelmapToSegmentationNode(label, node)
+    node.GetSegmentation().GetNthSegment(0).SetName(segment)
+    assert node.GetSegmentation().GetConversionParameter(
+        slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()) == ""
+    return node
+
+
+def test_overwrite_of_a_labelmap_converted_on_another_grid_is_refused_and_on_the_ct_s_applied(logic, output_folder,
+                                                                                             ct_node, scene):
+    """A label map converted to a segmentation (Data module, ``ImportLabelmapToSegmentationNode``) has no reference
+    image geometry: the grid check compared nothing and ``overwrite=True`` was applied (review 2026-12-07), though
+    the Segment Editor edits such a segmentation on its finest segment's grid (a 1.5 mm "Tumour" here), and once the
+    import set the CT's grid it would resample the tumour to 3 mm on its next edit. Refused, naming the grid; one
+    converted from the CT's grid is applied, the tumour's voxels unchanged."""
+    register_segmentation_conversion_rules()
+    ct = ijk_to_ras(ct_node)
+    tumour = _converted_labelmap(scene, "converted", _fine_grid(ct), "Tumour")
+    with pytest.raises(ValueError, match=r"'converted' keeps segments \(Tumour\) on another grid \(1\.5 x 1\.5 x "
+                                         r"1\.5 mm voxels, its finest segment's: it has no reference geometry\)"):
+        logic.loadResults(output_folder, ct_node, outputSegmentation=tumour, overwrite=True)
+    assert segment_names(tumour) == ["Tumour"]
+
+    on_ct = _converted_labelmap(scene, "on the CT", ct, "Tumour")
+    before = segment_voxels(on_ct.GetSegmentation().GetNthSegment(0))
+    results = logic.loadResults(output_folder, ct_node, outputSegmentation=on_ct, overwrite=True)
+    assert results.segmentation_node is on_ct
+    assert segment_names(on_ct) == ["Tumour"] + EXPECTED_NAMES
+    for got, expected in zip(segment_voxels(on_ct.GetSegmentation().GetNthSegment(0)), before):
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def _world_voxels(segment) -> set:
+    """The RAS positions (mm, rounded to 1 um) of a segment's voxels."""
+    ijk, to_ras = segment_voxels(segment)
+    return {tuple(p) for p in np.round((ijk @ to_ras[:3, :3].T + to_ras[:3, 3]) * 1000).astype(int)}
+
+
+def test_overwrite_of_segments_on_the_ct_s_voxels_in_another_axis_order_is_applied(logic, output_folder, ct_node,
+                                                                                   scene):
+    """A segmentation made on the CT's voxels stored in another axis order, one axis flipped (a label file written
+    so): the grid check compared the IJK-to-RAS matrices column by column and refused it, with "another grid (3 x 3
+    x 3 mm voxels) than the CT (3 x 3 x 3 mm)" (review 2026-12-07), though Slicer resamples it onto the CT's grid
+    exactly. Applied; the kept canal keeps its voxels. An origin 800.005 voxels away is off the lattice (the tolerance
+    is 1e-3 voxel, not relative to the distance) and refused, saying what differs."""
+    from mrml_helpers import paint
+
+    register_segmentation_conversion_rules()
+    ct = ijk_to_ras(ct_node)
+    dims = ct_node.GetImageData().GetDimensions()
+    turned = np.eye(4)
+    turned[:3, 0], turned[:3, 1], turned[:3, 2] = -ct[:3, 1], ct[:3, 2], ct[:3, 0]
+    turned[:3, 3] = ct[:3, 3] + ct[:3, 1] * (dims[1] - 1)
+    lattice = _volume_on_grid(scene, "CT turned", turned, (dims[1], dims[2], dims[0]))
+    user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    user.SetReferenceImageGeometryParameterFromVolumeNode(lattice)
+    user.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    paint(user, lattice, "Spinal canal", np.s_[50:53, 40:42, 60:62])
+    canal = user.GetSegmentation().GetNthSegment(0)
+    before = _world_voxels(canal)
+    assert len(before) == 12
+    assert logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True).segmentation_node is user
+    assert segment_names(user) == ["Spinal canal"] + EXPECTED_NAMES
+    assert _world_voxels(canal) == before
+
+    far = ct.copy()
+    far[:3, 3] += ct[:3, 0] * 800.005
+    off = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "off")
+    off.SetReferenceImageGeometryParameterFromVolumeNode(_volume_on_grid(scene, "far", far, (4, 4, 4)))
+    off.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    with pytest.raises(ValueError, match=r"another grid \(3 x 3 x 3 mm voxels, made on 'far'; the same voxel size, "
+                                         r"but shifted by part of a voxel or turned\) than the CT"):
+        logic.loadResults(output_folder, ct_node, outputSegmentation=off, overwrite=True)
+
+
+def test_overwrite_of_a_segmentation_with_an_unreadable_reference_geometry_is_refused_clearly(logic, output_folder,
+                                                                                             ct_node, scene):
+    """A reference geometry of 22 separators with non-numbers reads "successfully" as a NaN matrix
+    (``DeserializeImageGeometry`` returns True), and was refused as "another grid (nan x nan x nan mm voxels)"
+    (review 2026-12-07); a singular one (zero spacing) likewise. Refused as unreadable; it is kept as it was."""
+    from SpineSegmentationModuleLib.mrml_import import reference_geometry
+
+    register_segmentation_conversion_rules()
+    name = slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()
+    for text in ("a;b;c;d;e;f;g;h;i;j;k;l;m;n;o;p;q;r;s;t;u;v;", "0;0;0;0;0;0;0;0;0;0;0;0;0;0;0;1;0;9;0;9;0;9;"):
+        user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+        user.GetSegmentation().AddEmptySegment("", "Spinal canal")
+        user.GetSegmentation().SetConversionParameter(name, text)
+        assert reference_geometry(user) is None
+        with pytest.raises(ValueError, match=r"'mine' keeps segments \(Spinal canal\) but its reference geometry "
+                                             r"cannot be read .*Specify geometry"):
+            logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
+        assert segment_names(user) == ["Spinal canal"]
+        assert user.GetSegmentation().GetConversionParameter(name) == text
+
+
+def test_a_refusal_names_the_first_five_kept_segments_and_counts_the_others(logic, output_folder, ct_node, scene):
+    """A segmentation from TotalSegmentator keeps about 100 segments; the refusal listed every name (review
+    2026-12-07). It names five and counts the others."""
+    import vtk
+
+    register_segmentation_conversion_rules()
+    user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "organs")
+    for n in range(1, 9):
+        user.GetSegmentation().AddEmptySegment("", f"organ {n}")
+    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    shift.SetMatrixTransformToParent(vtk.vtkMatrix4x4())
+    user.SetAndObserveTransformNodeID(shift.GetID())
+    with pytest.raises(ValueError, match=r"would move the segments kept there \(organ 1, organ 2, organ 3, organ 4, "
+                                         r"organ 5 and 3 more\)\. "):
+        logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
+
+
+def test_an_empty_segmentation_under_a_transform_gets_the_vertebrae_on_the_ct_and_a_warning(logic, output_folder,
+                                                                                           ct_node, scene):
+    """An empty output segmentation under a transform the CT is not under: the results went into it on the CT (the
+    node was put under the CT's transform first), but the transform the user had put it under was dropped without a
+    word (audit 2026-12-07). Now a warning names it; the vertebrae lie on the CT's voxels in the world."""
+    import vtk
+
+    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 40.0)
+    shift.SetMatrixTransformToParent(matrix)
+    empty = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "empty")
+    empty.SetAndObserveTransformNodeID(shift.GetID())
+    results = logic.loadResults(output_folder, ct_node, empty)
+    assert results.segmentation_node is empty and empty.GetParentTransformNode() is None
+    assert len(results.warnings) == 1
+    assert re.search(r"'empty' was under transform 'shift'; it is now under no transform, as the CT .* is",
+                     results.warnings[0])
+    for name in EXPECTED_NAMES:
+        _, to_ras = segment_voxels(empty.GetSegmentation().GetSegment(name))
+        np.testing.assert_allclose(to_ras, ijk_to_ras(ct_node), atol=1e-6)
+    np.testing.assert_allclose(_reference_grid(empty), ijk_to_ras(ct_node), atol=1e-6)
+    same = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "same")  # already under the CT's (no) transform
+    assert logic.loadResults(output_folder, ct_node, same).warnings == []
+
+
+def _help_text() -> str:
+    """The module's help text as written in SpineSegmentation.py (the string inside ``_(...)``)."""
+    import ast
+
+    tree = ast.parse((MODULE_DIR / "SpineSegmentation.py").read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(ast.unparse(t) == "self.parent.helpText" for t in node.targets):
+            return " ".join(ast.literal_eval(node.value.args[0]).split())
+    raise AssertionError("no self.parent.helpText in SpineSegmentation.py")
+
+
+def test_the_help_text_says_what_the_segment_editor_s_undo_does_after_results_came_in(logic, output_folder,
+                                                                                      ct_node, scene):
+    """The Segment Editor's Undo is its own history of the segments (vtkSegmentationHistory, the same logic at
+    v5.6.2-v5.10.0; Slicer's scene undo is off, vtkMRMLScene UndoFlag false), which the import is no step of: one
+    Undo after the results came in went back past the last edit too, and the centroid and table nodes stayed, which
+    the module did not tell (audit 2026-12-07; no Slicer-supported way to make the results an undo step with the
+    point list and table). The help text now says so; this checks it against the real history class."""
+    from mrml_helpers import paint, register_segmentation_conversion_rules
+
+    register_segmentation_conversion_rules()
+    user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+    user.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
+    user.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    history = slicer.vtkSegmentationHistory()  # what the Segment Editor keeps for the segmentation selected in it
+    history.SetSegmentation(user.GetSegmentation())
+    history.SaveState()  # the Segment Editor saves the state before each edit
+    paint(user, ct_node, "Spinal canal", np.s_[50:52, 50:52, 60:62])
+    results = logic.loadResults(output_folder, ct_node, user, overwrite=True)
+    assert history.RestorePreviousState()  # Undo
+    canal = user.GetSegmentation().GetSegment(user.GetSegmentation().GetSegmentIdBySegmentName("Spinal canal"))
+    assert segment_names(user) == ["Spinal canal"] and len(segment_voxels(canal)[0]) == 0  # results and edit gone
+    assert results.centroids_node.GetScene() is scene and results.table_node.GetScene() is scene  # as made
+    assert results.centroids_node.GetNumberOfControlPoints() == len(EXPECTED_NAMES)
+    assert history.RestoreNextState()  # Redo: both back
+    assert segment_names(user) == ["Spinal canal"] + EXPECTED_NAMES and len(segment_voxels(canal)[0]) == 8
+    text = _help_text()
+    for claim in ("the Segment Editor's Undo covers only the segments of the segmentation selected in it",
+                  "Slicer's scene undo is off", "removing the results together with that edit (Redo brings both back)",
+                  "leaves the centroid point list and the results table as the module made them"):
+        assert claim in text, claim
 
 
 def test_nodes_of_the_wrong_class_are_refused_naming_the_class(logic, output_folder, ct_node, scene, tmp_path):
