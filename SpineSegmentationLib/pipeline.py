@@ -32,7 +32,7 @@ from .preprocessing import extend_cut_body, normalize_hu
 from .refinement import SURFACE_THRESHOLD_HU, refine_surfaces
 from .renumbering import result_message
 from .result import SpineSegmentationResult, Vertebra
-from .sanity import add_warnings, check_vertebra_count, process_direction_warnings, result_warnings
+from .sanity import add_warnings, check_vertebra_count, metal_warnings, process_direction_warnings, result_warnings
 from .traversal import (MAX_MEDIAN_HU, SAME_VERTEBRA_SHARE, DetectedVertebra, Fragment, Traversal, TraversalResult,
                         record_mask_probability)
 
@@ -732,6 +732,7 @@ def assemble_result(
     complete = {v.label: v.complete for v in vertebrae}  # a cut vertebra's processes may lie beyond the edge
     add_warnings(result, process_direction_warnings(
         [e.process_slope for e, label in zip(evidence, labeling.labels) if complete.get(int(label), False)]))
+    add_warnings(result, metal_warnings(image, labels_image))
     return result
 
 

