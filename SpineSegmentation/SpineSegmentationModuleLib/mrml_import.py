@@ -354,31 +354,31 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
                "oversampling 1; this resamples your segments)")
     parameter = segmentation.GetConversionParameter(
         slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
-    grid = reference_geometry(output_segmentation)
-    if parameter and grid is None:
-        raise ValueError(
-            f"the segmentation {name!r} keeps segments ({kept}) but its reference geometry cannot be read "
-            f"({parameter[:80]!r}), so it is unknown whether they lie on the grid of the CT {ct!r}. {another}, or "
-            f"{specify}"
-        )
-    if not parameter:  # e.g. a labelmap converted to a segmentation: the Segment Editor edits on its finest segment
+    if parameter:
+        grid = _readable_geometry(parameter)
+        if grid is None:
+            raise ValueError(
+                f"the segmentation {name!r} keeps segments ({kept}) but its reference geometry cannot be read "
+                f"({parameter[:80]!r}), so it is unknown whether they lie on the grid of the CT {ct!r}. {another}, or "
+                f"{specify}"
+            )
+    else:  # e.g. a labelmap converted to a segmentation: the Segment Editor edits on its finest segment
         grid = segments_geometry(output_segmentation, kept_ids)
     if grid is not None and not on_grid_of(grid, input_volume):
         made_on = output_segmentation.GetNodeReference(output_segmentation.GetReferenceImageGeometryReferenceRole())
-        other = parameter and made_on is not None and made_on.GetID() != input_volume.GetID()
-        source = f", made on {made_on.GetName()!r}" if other else ""
         if not parameter:
             source = ", its finest segment's: it has no reference geometry"
-
-        def spacing(matrix) -> str:
-            return " x ".join(f"{v:.3g}" for v in np.linalg.norm(matrix[:3, :3], axis=0))
-
-        if sorted(np.linalg.norm(grid[:3, :3], axis=0).round(3)) == sorted(
-                np.linalg.norm(voxel_to_world(input_volume)[:3, :3], axis=0).round(3)):
+        elif made_on is not None and made_on.GetID() != input_volume.GetID():
+            source = f", made on {made_on.GetName()!r}"
+        else:
+            source = ""
+        voxel_sizes = [np.linalg.norm(matrix[:3, :3], axis=0) for matrix in (grid, voxel_to_world(input_volume))]
+        if sorted(voxel_sizes[0].round(3)) == sorted(voxel_sizes[1].round(3)):
             source += "; the same voxel size, but shifted by part of a voxel or turned"
+        segments_mm, ct_mm = (" x ".join(f"{v:.3g}" for v in sizes) for sizes in voxel_sizes)
         raise ValueError(
-            f"the segmentation {name!r} keeps segments ({kept}) on another grid ({spacing(grid)} mm voxels"
-            f"{source}) than the CT {ct!r} ({spacing(voxel_to_world(input_volume))} mm). A segmentation has one grid, "
+            f"the segmentation {name!r} keeps segments ({kept}) on another grid ({segments_mm} mm voxels"
+            f"{source}) than the CT {ct!r} ({ct_mm} mm). A segmentation has one grid, "
             "to which Slicer resamples its segments when they are edited: the vertebrae would not stay at the CT's "
             f"resolution, or your segments would be resampled to the CT's grid. {another}, or {specify}"
         )
