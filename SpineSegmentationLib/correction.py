@@ -46,7 +46,7 @@ import SimpleITK as sitk
 import torch
 from scipy.spatial import ConvexHull
 
-from .anatomy import VERSE_NAMES, is_column_vertebra, vertebra_name
+from .anatomy import VERSE_NAMES, is_column_vertebra, vertebra_name, whole_labels
 from .geometry import label_measurements, lps_to_index, ras_to_lps, same_grid
 from .models import SpineModel
 from .pipeline import (SAME_VERTEBRA_SHARE, Candidate, ProgressCallback, Reporter, Scan, assemble_result,
@@ -93,7 +93,14 @@ _DIRECTIONS = ("up", "down")
 
 
 def _label_array(labels: Optional[LabelInput], image: sitk.Image, what: str) -> np.ndarray:
-    """``labels`` as an int32 array [k, j, i] on ``image``'s grid; zeros when None."""
+    """``labels`` as an int32 array [k, j, i] on ``image``'s grid; zeros when None. A floating-point map is read
+    as its whole numbers (:func:`~SpineSegmentationLib.anatomy.whole_labels`: values within 0.001 of them rounded).
+
+    Raises:
+        ValueError: not on the grid or of the shape of ``image``; values that are not VerSe labels.
+        InputImageError (a ValueError): floating-point values that are no whole numbers, named with ``what``, the
+            values and the likely cause and fix (a map resampled with linear interpolation, an intensity image).
+    """
     shape = tuple(reversed(image.GetSize()))
     if labels is None:
         return np.zeros(shape, dtype=np.int32)
@@ -111,9 +118,7 @@ def _label_array(labels: Optional[LabelInput], image: sitk.Image, what: str) -> 
         if array.shape != shape:
             raise ValueError(f"{what} has shape {array.shape}; a label array on the CT's grid has shape {shape} "
                              "([k, j, i], as sitk.GetArrayFromImage returns it)")
-    if not np.issubdtype(array.dtype, np.integer) and not np.all(np.equal(np.mod(array, 1), 0)):
-        raise ValueError(f"{what} must hold integer VerSe labels, got non-integer values")
-    array = array.astype(np.int32)
+    array = whole_labels(array, what).astype(np.int32)  # floats: rounded, or refused naming the values and the fix
     unknown = sorted(set(int(v) for v in np.unique(array)) - set(VERSE_NAMES) - {0})
     if unknown:
         raise ValueError(f"{what} holds values {unknown[:10]} that are not VerSe vertebra labels (1-26, 28); convert "
@@ -796,7 +801,8 @@ def segment_from_point(
         ValueError: the point lies outside the CT or inside an existing vertebra, the network finds no vertebra
             (or no vertebral bone) at it, a label in ``edited`` / ``stated`` is not in ``existing_labels``, no
             contiguous labelling agrees with the edited and stated levels, ``directions`` holds an unknown name,
-            or ``existing_labels`` is not on the CT's grid; plus the
+            or ``existing_labels`` is not on the CT's grid or holds values that are not VerSe labels (InputImageError
+            for values that are no whole numbers: :func:`~SpineSegmentationLib.anatomy.whole_labels`); plus the
             errors of :func:`~SpineSegmentationLib.pipeline.segment_spine` (InputImageError, ModelFileError,
             CancelledError).
     """
@@ -943,8 +949,9 @@ def rerun_with_edits(
     Raises:
         ValueError: a label in ``edited_labels`` / ``redo_labels`` / ``stated_labels`` is not a vertebra of
             ``labels``, the first two sets overlap, a label to redo is outside the column, ``labels`` is not on the
-            CT's grid or holds values that are not VerSe labels, or no contiguous labelling agrees with the edited
-            and stated levels; plus the errors of ``segment_spine``.
+            CT's grid or holds values that are not VerSe labels (InputImageError for values that are no whole
+            numbers: :func:`~SpineSegmentationLib.anatomy.whole_labels`), or no contiguous labelling agrees with the
+            edited and stated levels; plus the errors of ``segment_spine``.
     """
     scan, reporter, t_start = _prepare(image, model, device, progress, use_localization)
     existing = _label_array(labels, scan.image, "the label map of --labels (labels in Python)")

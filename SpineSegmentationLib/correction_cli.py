@@ -373,25 +373,39 @@ def cmd_complete(args: argparse.Namespace) -> int:
     return _write(args, result, read_image(Path(args.input)))
 
 
-def _read_labels(path: Optional[str]):
-    """The label map of ``--labels`` / ``--existing``: a label map file, or an output folder of spineseg (its
-    ``labels.nii.gz``); None without one.
+def _read_labels(path: Optional[str], option: str = "--labels"):
+    """The label map of ``--labels`` / ``--existing`` (``option``): a label map file, or an output folder of spineseg
+    (its ``labels.nii.gz``); None without one. A map saved as floating point is read as its whole numbers (values
+    within 0.001 of them rounded, :func:`~SpineSegmentationLib.anatomy.whole_labels`) or refused, before any label in
+    it is looked at (``int()`` made 21.9999 21 and 21.5 a vertebra 21 that ``--complete 21`` could name).
 
     Raises:
-        ValueError: a folder without ``labels.nii.gz``.
+        ValueError: a folder without ``labels.nii.gz``; the errors of :func:`~SpineSegmentationLib.io.read_image`.
+        InputImageError (a ValueError): floating-point values that are no whole numbers, named with the file,
+            ``option``, the values and the likely cause and fix.
     """
     if not path:
         return None
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .anatomy import whole_labels
     from .io import read_image
     from .outputs import output_paths
 
-    if Path(path).is_dir():
-        in_folder = output_paths(Path(path))["labels"]
-        if not in_folder.is_file():
-            raise ValueError(f"{path} is a folder without {in_folder.name}: give a label map file, or an output "
+    file = Path(path)
+    if file.is_dir():
+        file = output_paths(Path(path))["labels"]
+        if not file.is_file():
+            raise ValueError(f"{path} is a folder without {file.name}: give a label map file, or an output "
                              "folder of spineseg (which holds labels.nii.gz)")
-        return read_image(in_folder)
-    return read_image(Path(path))
+    image = read_image(file)
+    array = sitk.GetArrayViewFromImage(image)
+    if np.issubdtype(array.dtype, np.integer):
+        return image
+    whole = sitk.GetImageFromArray(whole_labels(array, f"the label map {file} ({option})"))
+    whole.CopyInformation(image)
+    return whole
 
 
 def _statements(args: argparse.Namespace, labels: Optional[str], option: str):
@@ -425,7 +439,7 @@ def _statements(args: argparse.Namespace, labels: Optional[str], option: str):
     import numpy as np
     import SimpleITK as sitk
 
-    label_map = _read_labels(labels)
+    label_map = _read_labels(labels, option)
     present = {int(v) for v in np.unique(sitk.GetArrayViewFromImage(label_map))} - {0}
     missing = sorted((set(complete) | set(incomplete)) - present)
     if missing:
@@ -533,7 +547,7 @@ def cmd_click(args: argparse.Namespace) -> int:
     _dicom_seg_of(args, args.existing)
 
     def compute(image, callback):
-        labels = existing if existing is not None else _read_labels(args.existing)
+        labels = existing if existing is not None else _read_labels(args.existing, "--existing")
         _check_folder_ct(image, args, labels, args.existing, "--existing")
         result = segment_from_point(
             image, args.point, existing_labels=labels, model=args.model, device=args.device,
@@ -556,7 +570,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     _dicom_seg_of(args, args.labels)
 
     def compute(image, callback):
-        labels = current if current is not None else _read_labels(args.labels)
+        labels = current if current is not None else _read_labels(args.labels, "--labels")
         _check_folder_ct(image, args, labels, args.labels, "--labels")
         result = rerun_with_edits(
             image, labels, edited_labels=edited, redo_labels=redo, model=args.model,

@@ -33,6 +33,7 @@ from ..anatomy import (CONVENTIONS, MAX_LABEL_VALUES, column_mask, distinct_valu
                        whole_labels)
 from ..errors import InputImageError, SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
+from ..io import read_image as read_input_image
 from ..validation import check_intensities
 
 #: A folder of validation or test cases: "valid..." or "test..." not inside a word ("dataset-verse20validation",
@@ -185,22 +186,24 @@ def read_manifest(path: str | Path) -> list[Case]:
 
 
 def read_image(path: str | Path) -> sitk.Image:
-    """Read a 3D image file or a DICOM series folder (the first series found) with SimpleITK.
+    """Read a 3D image file or a DICOM series folder as ``spineseg segment`` reads its input
+    (:func:`~SpineSegmentationLib.io.read_image`, with its checks): a damaged file is refused, not trained on.
+
+    Returns:
+        The ``sitk.Image`` as :func:`~SpineSegmentationLib.io.read_image` gives it (geometry unchanged, LPS mm).
 
     Raises:
-        FileNotFoundError: no image or no DICOM series at ``path``.
+        FileNotFoundError: nothing at ``path``.
+        InputImageError: as :func:`~SpineSegmentationLib.io.read_image`, the message naming the file and the fix: an
+            unsupported format; a file that is truncated or corrupt (:func:`~SpineSegmentationLib.io.check_image_file`;
+            ITK would read the missing voxels as 0 without an error), holds NaN/Inf or has a contradictory NIfTI
+            header; a folder without a DICOM series or with several (which one is not guessed: move each series into
+            its own folder), a DICOM SEG or a series that is not one even stack of slices.
     """
     path = Path(path)
-    if path.is_dir():
-        reader = sitk.ImageSeriesReader()
-        series = reader.GetGDCMSeriesIDs(str(path))
-        if not series:
-            raise FileNotFoundError(f"{path} is a folder without a DICOM series")
-        reader.SetFileNames(reader.GetGDCMSeriesFileNames(str(path), series[0]))
-        return reader.Execute()
-    if not path.is_file():
+    if not path.exists():
         raise FileNotFoundError(f"image {path} not found")
-    return sitk.ReadImage(str(path))
+    return read_input_image(path)
 
 
 def read_label_map(path: str | Path, fix: str) -> sitk.Image:
@@ -217,7 +220,8 @@ def read_label_map(path: str | Path, fix: str) -> sitk.Image:
     Raises:
         FileNotFoundError: no image at ``path``.
         SpineSegmentationError: an image, not a map (above), named with ``path`` and ``fix``.
-        InputImageError: a floating-point map with other values, named with the file and the values.
+        InputImageError: a floating-point map with other values, named with the file and the values; a file that
+            cannot be read whole (truncated, corrupt: :func:`read_image`).
     """
     image = read_image(path)
     array = sitk.GetArrayFromImage(image)
@@ -296,7 +300,9 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
             canonical grid (another scan's map, a wrong header or convention), or
             a floating-point label map holds values that are no whole numbers (:func:`read_label_map`).
         InputImageError: the CT's values are not CT Hounsfield units (a label map given as the CT, a CT stored
-            without its rescale intercept: :func:`~SpineSegmentationLib.validation.check_intensities`).
+            without its rescale intercept: :func:`~SpineSegmentationLib.validation.check_intensities`); the CT or
+            the label map is truncated or corrupt, or otherwise refused as ``spineseg segment`` refuses an input
+            (:func:`read_image`).
     """
     label_image = read_label_map(case.labels, "give the case's label map as its labels (a manifest row is "
                                  "image,labels,convention: the CT first, then its label map)")
@@ -345,7 +351,8 @@ def load_anatomy_map(path: str | Path, spacing_mm: float) -> np.ndarray:
     Raises:
         FileNotFoundError: no image at ``path``.
         SpineSegmentationError: an image such as a CT, not a label map (:func:`read_label_map`).
-        InputImageError: a floating-point map whose values are no whole numbers (:func:`read_label_map`).
+        InputImageError: a floating-point map whose values are no whole numbers, a truncated or corrupt file
+            (:func:`read_label_map`).
     """
     image = read_label_map(path, "give data.anatomy_maps TotalSegmentator 'total' label maps")
     return labels_on_grid(image, canonical_reference(image, spacing_mm))

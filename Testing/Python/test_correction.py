@@ -367,6 +367,25 @@ def test_completeness_flags_a_person_set_survive_a_rerun(oracle_world):
         keep_completeness(rerun, before, {18: False})
 
 
+def test_a_label_map_with_fractional_values_is_refused_naming_the_values_and_the_fix(oracle_world):
+    """A floating-point label map with values that are no whole numbers was refused with only "must hold integer
+    VerSe labels, got non-integer values" (which values, why, what to do: not said); now as ``spineseg evaluate``
+    refuses one (anatomy.whole_labels): the values, the likely cause and the fix. A map saved as floats whose values
+    lie within 0.001 of whole numbers (21.9999) was refused too; it is read as its labels."""
+    from SpineSegmentationLib.errors import InputImageError
+
+    truth, ct, model = oracle_world
+    run = dict(edited_labels={22}, model=model, device="cpu", use_localization=False)
+    halves = truth.astype(np.float32) + 0.5 * (truth == 22)  # L3 resampled half-way to L4
+    with pytest.raises(InputImageError, match=r"^the label map of --labels \(labels in Python\) holds label values "
+                                              r"that are no whole numbers \(22.5\) in .* resample the original map "
+                                              r"again with nearest-neighbour interpolation"):
+        rerun_with_edits(ct, halves, **run)
+    expected = sitk.GetArrayFromImage(rerun_with_edits(ct, _labels_image(truth, ct), **run).labels)
+    near = np.where(truth > 0, truth - 1e-4, 0).astype(np.float32)  # 21.9999: L3, not L2 (int() made it 21)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(rerun_with_edits(ct, near, **run).labels), expected)
+
+
 def test_two_flagged_vertebrae_merged_into_one_keep_the_larger_share_s_flag():
     """Old L1 (5/8 of a block) and L2 (3/8) are one vertebra now, named L1: it keeps L1's flag whichever order the
     flags come in, and the warning says L2 is part of L1 now (before: "no vertebra holds 50 %" of L2's voxels, false,
@@ -728,7 +747,8 @@ def test_cli_refusals_name_the_options_and_the_python_names(tptbox_ct, tptbox_la
     halves = tmp_path / "halves.nii.gz"  # 10.5, 11, 11.5: not VerSe labels
     sitk.WriteImage(sitk.Cast(reference, sitk.sitkFloat32) * 0.5, str(halves))
     err = run("click", ras, "--existing", halves)
-    assert "the label map of --existing (existing_labels in Python) must hold integer VerSe labels" in err
+    assert (f"the label map {halves} (--existing) holds label values that are no whole numbers (10.5, 11.5) in "
+            in err and "resample the original map again with nearest-neighbour interpolation" in err)
     coarse = tmp_path / "coarse.nii.gz"
     sitk.WriteImage(sitk.Shrink(reference, [2, 2, 2]), str(coarse))
     err = run("click", ras, "--existing", coarse)

@@ -110,6 +110,40 @@ def test_a_label_map_saved_as_floating_point_is_read_as_its_whole_numbers(tptbox
     assert "holds values that are not whole numbers" in capsys.readouterr().err
 
 
+def test_a_float_label_map_is_read_as_whole_numbers_before_its_labels_are_named(tptbox_ct, tptbox_labels,
+                                                                                tmp_path, capsys):
+    """``--complete`` / ``--incomplete`` name vertebrae of the ``--labels`` map, whose labels were taken with
+    ``int()`` before the map was checked: a map saved as floats (22.9999 for L4) held "22", so ``--complete L4`` was
+    refused as not in it; a map with 21.5 held "21", so ``--complete 21`` passed and the map was refused later
+    without its file, values or a fix. Now it is read as its whole numbers first, or refused naming all three."""
+    from argparse import Namespace
+
+    from SpineSegmentationLib.correction_cli import _statements
+
+    reference = sitk.ReadImage(str(tptbox_labels))
+    array = sitk.GetArrayFromImage(reference)  # L2, L3, L4 = 21, 22, 23
+
+    def saved(name: str, values: np.ndarray) -> Path:
+        image = sitk.GetImageFromArray(values.astype(np.float32))
+        image.CopyInformation(reference)
+        sitk.WriteImage(image, str(tmp_path / name))
+        return tmp_path / name
+
+    near = saved("near.nii.gz", np.where(array > 0, array - 1e-4, 0))
+    flags = Namespace(complete="L4", incomplete="L2", stated="", edited="")
+    label_map, flagged, _, _ = _statements(flags, str(near), "--labels")
+    assert flagged == {23: True, 21: False}
+    assert np.array_equal(sitk.GetArrayFromImage(label_map), array)
+    half = saved("half.nii.gz", array + 0.5 * (array == 21))
+    out = tmp_path / "out"
+    assert main(["rerun", str(tptbox_ct), "--labels", str(half), "--complete", "21", "-o", str(out), "--device", "cpu",
+                 "--progress", "none"]) == 2
+    err = capsys.readouterr().err
+    assert f"the label map {half} (--labels) holds label values that are no whole numbers (21.5) in " in err
+    assert "resample the original map again with nearest-neighbour interpolation" in err
+    assert "Traceback" not in err and not out.exists()
+
+
 @pytest.mark.parametrize("case, damage, fragment", [
     ("truncated", lambda text: text[:200], "cannot read {path} ("),
     ("not UTF-8", lambda text: "\udcff", "cannot read {path} ('utf-8' codec can't decode"),

@@ -1107,6 +1107,38 @@ def test_float_label_maps_are_rounded_or_refused(tmp_path):
         load_case(Case("half", TPTBOX_CT, tmp_path / "half_msk.nii.gz"), 2.5)
 
 
+def test_a_truncated_training_ct_or_label_map_is_refused_naming_the_file(tmp_path):
+    """A training CT or label map cut short (an interrupted copy) was read without a word, the missing voxels as 0
+    (half of the TPTBox CT), so a model trained on damaged data; now each is refused as ``spineseg segment`` refuses
+    such an input (io.read_image), the message naming the file and the fix; the whole files still load."""
+    import gzip
+    import re
+
+    def cut(source: Path, name: str, share: float = 0.5) -> Path:
+        data = source.read_bytes()
+        target = tmp_path / name
+        target.write_bytes(data[: int(len(data) * share)])
+        return target
+
+    assert set(np.unique(load_case(Case("whole", TPTBOX_CT, TPTBOX_MASK), 2.5).labels)) == {0, 21, 22, 23}
+    ct = cut(TPTBOX_CT, "cut_ct.nii.gz")
+    with pytest.raises(InputImageError, match=rf"'{re.escape(str(ct))}' is cut short: the gzip stream is corrupt "
+                                              r"or truncated .*copy or export it again from the original"):
+        load_case(Case("cut-ct", ct, TPTBOX_MASK), 2.5)
+    mask = cut(TPTBOX_MASK, "cut_msk.nii.gz")
+    for case in (Case("cut-mask", TPTBOX_CT, mask), Case("cut-mask-only", None, mask)):
+        with pytest.raises(InputImageError, match=rf"'{re.escape(str(mask))}' is cut short"):
+            load_case(case, 2.5)
+    with pytest.raises(InputImageError, match=rf"'{re.escape(str(mask))}' is cut short"):
+        load_anatomy_map(mask, 2.5)
+    plain = tmp_path / "plain_ct.nii"  # uncompressed, cut inside its voxels: ITK fills the rest with 0
+    plain.write_bytes(gzip.decompress(TPTBOX_CT.read_bytes()))
+    short = cut(plain, "short_ct.nii", 0.6)
+    with pytest.raises(InputImageError, match=rf"'{re.escape(str(short))}' is truncated: its header declares "
+                                              r"\d+ bytes"):
+        load_case(Case("short-ct", short, TPTBOX_MASK), 2.5)
+
+
 def test_a_run_without_validation_cases_logs_no_validation_loss(tmp_path):
     """Without a validation CT the log said "validation nan" at every checkpoint (and the CSV "nan"): now it says
     nothing of a validation loss, while a run with one logs its number there."""
