@@ -95,8 +95,9 @@ def read_image(path: PathLike, series_uid: Optional[str] = None) -> sitk.Image:
             qform (nibabel the sform; accepted where ITK reads the sform, as for sform_code 1), or a wrong length
             unit (xyzt_units metres or micrometres on a header in mm, which ITK scales to voxels no CT has and
             nibabel does not); the folder holds no DICOM series, several series and ``series_uid`` is not given or
-            not among them, or a series that is not one even stack of slices (as :func:`read_image_header`); a
-            multi-frame file that is not an Enhanced CT or cannot be decoded, or highdicom is missing
+            not among them, a series that is a DICOM Segmentation (SEG, e.g. spineseg's ``segmentation.dcm``: labels,
+            not HU), or a series that is not one even stack of slices (as :func:`read_image_header`); a multi-frame
+            file that is not an Enhanced CT or cannot be decoded, or highdicom is missing
             (:func:`dicom_multiframe.read_multiframe`).
     """
     path = Path(path)
@@ -154,8 +155,8 @@ def read_image_header(path: PathLike, series_uid: Optional[str] = None) -> Image
         number of slices and the spacing along K the distance between slice positions.
 
     Raises:
-        InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input, a NIfTI header
-            that :func:`read_image` refuses (all but the NaN and truncation checks, which need the voxels), or an
+        InputImageError: as :func:`read_image` for a missing, unsupported or unreadable input, a DICOM SEG, a NIfTI
+            header that :func:`read_image` refuses (all but the NaN and truncation checks, which need the voxels), or an
             NRRD or MetaImage header whose data file is not there (:func:`_check_data_file`); a DICOM series
             that is not one even stack of slices (``_check_slice_spacing``: a slice without Image Position or
             Orientation (Patient), a missing or duplicated slice, a changing spacing, a gantry tilt, slices of
@@ -269,7 +270,11 @@ def _subfolders_with_series(folder: Path, most: int = 6, max_folders: int = 200)
 
 
 def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[str]]:
-    """The chosen series in ``folder``: its UID and its slice files (sorted by GDCM along the slice normal)."""
+    """The chosen series in ``folder``: its UID and its slice files (sorted by GDCM along the slice normal).
+
+    With no ``series_uid``, DICOM SEG series are left out of the choice (a folder of CT slices with the
+    ``segmentation.dcm`` spineseg wrote beside them gives the CT, whatever its UID, '' included); a folder of
+    several series that are all SEGs is refused (InputImageError naming them), as a single SEG series is."""
     series = dicom_series_in_folder(folder)
     if not series:
         below = _subfolders_with_series(folder)
@@ -281,6 +286,16 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
             f"that directly holds the slice files of one series, or to an image file. Supported inputs: "
             f"{SUPPORTED_INPUTS}."
         )
+    if series_uid is None and len(series) > 1:  # a SEG beside its CT (e.g. spineseg's segmentation.dcm) is no choice
+        images = {uid: files for uid, files in series.items() if not _is_segmentation(files)}
+        if not images:  # no pick can be read: say so, not "pick one"
+            raise InputImageError(
+                f"Folder '{folder}' holds {len(series)} DICOM series, and every series here is a DICOM Segmentation "
+                f"(SEG: {', '.join(repr(Path(files[0]).name) for files in series.values())}), not a CT: they hold "
+                "the segments of an image (e.g. segmentation.dcm files that spineseg or another program wrote), not "
+                "HU. Give the CT's folder (the folder of the CT series they were made from)."
+            )
+        series = images
     if series_uid is None:
         if len(series) > 1:
             listing = "; ".join(_describe_series(uid, files) for uid, files in series.items())
@@ -296,7 +311,35 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
             f"{', '.join(repr(uid) for uid in series)}. Pass one of these with --series-uid (series_uid= in "
             "Python, the series_uid column of a spineseg batch manifest)."
         )
+    _refuse_segmentation(folder, series[series_uid])
     return series_uid, series[series_uid]
+
+
+#: SOP Class UID of Segmentation Storage (PS3.4 B.5), a DICOM SEG.
+_SEGMENTATION_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+
+
+def _refuse_segmentation(folder: Path, files: list[str]) -> None:
+    """Raise InputImageError where the chosen series is a DICOM Segmentation (SEG: SOP Class UID (0008,0016)
+    Segmentation Storage, or Modality (0008,0060) SEG), e.g. a ``segmentation.dcm`` that spineseg wrote: its values
+    are segment numbers, not HU. Read from the first file's header by SimpleITK, so that a multi-frame SEG is not
+    taken for an Enhanced CT (nor refused as one needing highdicom) and a one-frame SEG not for a single slice."""
+    if _is_segmentation(files):
+        raise InputImageError(
+            f"The DICOM series in '{folder}' is a DICOM Segmentation (SEG, '{Path(files[0]).name}'), not a CT: it "
+            "holds the segments of an image (e.g. a segmentation.dcm that spineseg or another program wrote), not "
+            "HU. Give the folder of the CT series it was made from (where a folder holds both, leave --series-uid "
+            "out, or give the CT's Series Instance UID)."
+        )
+
+
+def _is_segmentation(files: list[str]) -> bool:
+    """Whether a series is a DICOM Segmentation (SEG): SOP Class UID (0008,0016) Segmentation Storage, or Modality
+    (0008,0060) SEG, in its first file's header (read by SimpleITK)."""
+    info = _image_information(Path(files[0]))
+    sop_class, modality = (info.GetMetaData(tag).strip() if info.HasMetaDataKey(tag) else ""
+                           for tag in ("0008|0016", "0008|0060"))
+    return sop_class == _SEGMENTATION_SOP_CLASS or modality.upper() == "SEG"
 
 
 #: The slice geometry every file of a series must carry, with its number of values (ITK reads a missing or empty
@@ -872,10 +915,24 @@ def _check_nifti_unit(path: Path, layout: _NiftiLayout) -> None:
 
 
 def _unreadable_nifti(path: Path, exc: Exception) -> InputImageError:
+    """The error for a NIfTI file that :func:`_open_nifti` cannot read: a gzip stream that ends early or is damaged
+    (``EOFError``, ``zlib.error``, ``gzip.BadGzipFile``) is named as such, the plain problem first and the library's
+    words last; any other ``OSError`` (no read permission, an I/O error) as a file that cannot be read
+    (:func:`_unreadable_input`)."""
+    if not isinstance(exc, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return _unreadable_input(f"'{path}'", exc)
+    if isinstance(exc, EOFError):
+        problem = "is cut short: the gzip stream is corrupt or truncated (the file ends inside its compressed data)"
+    elif isinstance(exc, gzip.BadGzipFile) and str(exc).startswith(("CRC check failed", "Incorrect length")):
+        problem = "is damaged: the gzip stream is corrupt or truncated (its data do not match their checksum)"
+    elif "Not a gzipped file" in str(exc):  # gzip reads bytes after the first stream as the start of another one
+        problem = "is damaged: the gzip stream is corrupt or truncated (bytes after its end are no gzip data)"
+    else:
+        problem = "is damaged: the gzip stream is corrupt or truncated (its compressed data are not valid)"
     return InputImageError(
-        f"Cannot read '{path}' ({exc}): the gzip stream is corrupt or truncated, or the file is not readable. "
-        "It was cut short (interrupted copy or download), is not a .nii.gz file, or lacks read permission; "
-        "copy it again from the original."
+        f"'{path}' {problem}, so its voxels cannot be read. It is an interrupted copy or download, was written to a "
+        "full disk, or is not a gzip-compressed NIfTI file despite its name; copy or export it again from the "
+        f"original. (gzip: {exc})"
     )
 
 

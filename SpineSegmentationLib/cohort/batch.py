@@ -24,6 +24,7 @@ every case. A full disk while a case is written stops the batch as Ctrl-C does (
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import hashlib
 import io
@@ -38,7 +39,7 @@ from typing import Callable, Optional, Sequence
 from ..threads import thread_count
 from .case_run import CASE_RECORD, CaseOptions, check_options, finished_record, remove_leftovers, temporary_path
 from .cases import Skipped, find_cases, skipped_counts
-from .engines import check_local_ray_gpus, run_local, run_ray
+from .engines import RayEngine, RayTasks, check_ray, plan_ray_tasks, run_local
 from .lock import OWNER_RECORD, BatchLock, refuse_if_locked
 from .report import (FLAGS, QC_SHEET_FILE, SUMMARY_COLUMNS, SUMMARY_FILE, WARNING_SEPARATOR, qc_sheet_text,
                      summary_text, write_text_atomically)
@@ -55,7 +56,7 @@ _NAME_MAX = 255
 #: Highest exit status for failed cases (exit statuses above 125 mean a signal to the shell).
 MAX_EXIT_FAILURES = 100
 
-__all__ = ["BatchResult", "ENGINES", "add_batch_parser", "cmd_batch", "run_batch"]
+__all__ = ["BatchResult", "ENGINES", "add_batch_parser", "check_engine_settings", "cmd_batch", "run_batch"]
 
 
 @dataclass
@@ -82,7 +83,7 @@ def _cohort_record(output_root: Path) -> dict:
     are then told by their first line only, as before the record was kept)."""
     try:
         record = json.loads((output_root / COHORT_RECORD).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # none yet (or output_root is a file: refused when made)
         return {}
     except ValueError:  # damaged: nothing to compare with (the first-line check still applies)
         return {}
@@ -222,6 +223,59 @@ def _write_skipped(skipped: Sequence[Skipped], output_root: Path) -> None:
     _write_cohort_file(output_root, SKIPPED_FILE, text.getvalue())
 
 
+def check_engine_settings(engine: str, address: Optional[str], workers: int, num_cpus: Optional[float],
+                          num_gpus: Optional[float], options: CaseOptions) -> tuple[float, Optional[RayTasks]]:
+    """Refuse engine settings that would be ignored or cannot work together (``spineseg batch`` and
+    :func:`run_batch` alike), before anything runs (the inputs are not searched yet); returns ``num_cpus`` (None made
+    1) and, with the Ray engine, the :class:`~.engines.RayTasks` planned (:func:`.engines.plan_ray_tasks`: the GPUs of
+    each task, decided here for a local Ray instance from the GPUs PyTorch finds here where ``num_gpus`` is None),
+    None with the local engine and on a cluster (``address``) with ``num_gpus`` None (the share of the cluster's GPUs
+    is decided once connected, :class:`~.engines.RayEngine`).
+
+    Args:
+        engine, address, workers, num_cpus, num_gpus, options: as for :func:`run_batch` (None: not given).
+
+    Raises:
+        SpineSegmentationError: an unknown engine; with the local engine ``workers`` other than 1, an ``address``,
+            ``num_cpus`` or ``num_gpus`` given (Ray settings: the cases would run as if they had not been given);
+            ``workers`` other than 1 with an ``address`` (a cluster's resources decide how many cases run at once);
+            ``num_cpus`` not above 0 or ``num_gpus`` below 0 or not finite; with the Ray engine a device that does
+            not go with the GPUs of each task, given or (local instance) decided, or more GPUs asked of a local
+            instance than PyTorch finds here (:func:`.engines.plan_ray_tasks`). Each names the fix.
+    """
+    from ..errors import SpineSegmentationError
+
+    if engine not in ENGINES:
+        raise SpineSegmentationError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
+    if engine == "local" and workers != 1:
+        raise SpineSegmentationError("the local engine runs one case at a time; for several at once use "
+                                     f"--engine ray --workers {workers}")
+    if engine == "local" and address:  # else the cases would run here, not on the cluster asked for
+        raise SpineSegmentationError(f"--address {address} is a Ray cluster's, and the local engine runs the "
+                                     "cases here; to run them on that cluster add --engine ray")
+    if engine == "ray" and address and workers != 1:  # else ignored: a cluster runs as many as its resources allow
+        raise SpineSegmentationError(
+            f"--workers {workers} is the size of a local Ray instance, and with --address {address} the cases run on "
+            "that cluster, as many at once as its free resources allow: leave --workers out, and set what each case "
+            "takes with --num-cpus and --num-gpus")
+    given = [f"--{name} {value:g}" for name, value in (("num-cpus", num_cpus), ("num-gpus", num_gpus))
+             if value is not None]
+    if engine == "local" and given:  # else ignored: the cases would run as if they had not been given
+        raise SpineSegmentationError(
+            f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} the resources of each Ray task, and the local "
+            "engine runs the cases here, one after the other: give --threads N (CPU threads per case) and --device "
+            "(cpu, cuda) for that, or add --engine ray")
+    num_cpus = 1.0 if num_cpus is None else num_cpus
+    if (not num_cpus > 0 or math.isinf(num_cpus)
+            or num_gpus is not None and (not num_gpus >= 0 or math.isinf(num_gpus))):
+        raise SpineSegmentationError(f"--num-cpus must be above 0 and --num-gpus 0 or more (finite numbers), got "
+                                     f"{num_cpus} and {num_gpus}")
+    if engine == "ray" and (not address or num_gpus is not None):
+        return num_cpus, plan_ray_tasks(options, num_gpus, workers=workers, num_cpus=num_cpus,
+                                        cluster_gpus=0 if address else None)
+    return num_cpus, None
+
+
 def run_batch(
     inputs: Sequence[str | Path],
     output_root: str | Path,
@@ -231,8 +285,8 @@ def run_batch(
     engine: str = "local",
     address: Optional[str] = None,
     workers: int = 1,
-    num_cpus: float = 1,
-    num_gpus: float = 0,
+    num_cpus: Optional[float] = None,
+    num_gpus: Optional[float] = None,
     progress: bool = True,
     report: Callable[[str], None] = print,
 ) -> BatchResult:
@@ -244,10 +298,13 @@ def run_batch(
         options: model, device, threads, DICOM SEG and ``force`` (redo finished cases) for every case.
         manifest: CSV with ``case_id,image[,reference][,series_uid]``.
         engine: "local" (one case after the other here) or "ray" (one Ray task per case, see :mod:`.engines`).
-        address, workers, num_cpus, num_gpus: Ray settings (see :func:`.engines.run_ray`); not used by the local
-            engine, which runs the cases in this process on ``options.threads`` and ``options.device``.
+        address, workers, num_cpus, num_gpus: Ray settings (see :func:`.engines.run_ray`; None: 1 CPU per task, and
+            a share of the GPUs there are, :func:`.engines.ray_gpus_per_task`); refused with the local engine,
+            which runs the cases in this process, one after the other, on ``options.threads`` and ``options.device``
+            (see :func:`check_engine_settings`).
         progress: show a progress bar over the cases on stderr (tqdm: current case, rate, ETA).
-        report: receives the lines that tell what was skipped and failed.
+        report: receives the lines that tell what was skipped and failed (and notes, e.g. the GPUs given to each Ray
+            task when ``num_gpus`` is None).
 
     Returns:
         :class:`BatchResult`; failed cases are in it, they do not raise.
@@ -258,11 +315,14 @@ def run_batch(
             once, before the inputs are searched or ``output_root`` is touched (or, where that batch started in
             between, before any case runs).
         SpineSegmentationError: no case found, bad inputs or manifest, duplicate case ids, a case id that
-            cannot name a case folder (``.``, ``..``, starting with ``.``, ``summary.csv``, ...), unknown engine,
-            ``num_cpus`` not above 0 or ``num_gpus`` below 0, ``num_gpus`` above 0 with ``options.device`` "cpu" (GPUs
-            held and not used), more GPUs asked of a local Ray instance (``workers`` x ``num_gpus``) than PyTorch
-            finds here (:func:`.engines.check_local_ray_gpus`), Ray missing for ``engine="ray"``, a cohort file in
-            ``output_root`` that this command did not write (:class:`~SpineSegmentationLib.errors.OutputExistsError`),
+            cannot name a case folder (``.``, ``..``, starting with ``.``, ``summary.csv``, ...), engine settings
+            that would not be used or do not go together (:func:`check_engine_settings`), more GPUs asked of a local
+            Ray instance (``workers`` x ``num_gpus``) than PyTorch finds here (:func:`.engines.check_local_ray_gpus`),
+            Ray missing or already started in this process for ``engine="ray"`` (:func:`.engines.check_ray`), a Ray
+            cluster at ``address`` that cannot be reached or a CUDA ``device`` with no GPU there (on a local Ray
+            instance checked with the settings, before the inputs are searched; :class:`.engines.RayEngine`), a
+            cohort file in ``output_root`` that this command did not write
+            (:class:`~SpineSegmentationLib.errors.OutputExistsError`),
             a missing or invalid model (``ModelFileError``) or a device not available here (``DeviceError``; not
             checked on a Ray cluster given by ``address``), a DICOM SEG that cases need and that cannot be written
             here (highdicom missing; likewise not checked on a cluster): all these before any case runs and before
@@ -270,17 +330,9 @@ def run_batch(
             runs); the disk became full while a case was written (``OutputWriteError``: the batch stops, the
             finished cases are kept, the summary is not updated).
     """
-    from ..errors import SpineSegmentationError
-
-    if engine not in ENGINES:
-        raise SpineSegmentationError(f"unknown engine {engine!r}; use one of {', '.join(ENGINES)}")
-    if not num_cpus > 0 or not num_gpus >= 0 or math.isinf(num_cpus) or math.isinf(num_gpus):
-        raise SpineSegmentationError(f"--num-cpus must be above 0 and --num-gpus 0 or more (finite numbers), got "
-                                     f"{num_cpus} and {num_gpus}")
-    if engine == "ray" and num_gpus > 0 and options.device.strip().lower() == "cpu":
-        raise SpineSegmentationError(f"--device cpu runs every case on the CPU, and --num-gpus {num_gpus:g} would hold "
-                                     "GPUs for each Ray task that it does not use: leave --num-gpus out, or give "
-                                     "--device auto or cuda")
+    num_cpus, ray_tasks = check_engine_settings(engine, address, workers, num_cpus, num_gpus, options)
+    if engine == "ray":
+        check_ray()  # before the inputs are searched; RayEngine checks again for callers of run_ray
     output_root = Path(output_root).resolve()
     refuse_if_locked(output_root)  # at once, before the inputs are searched (minutes for a large DICOM tree)
     cases, skipped = find_cases(inputs, manifest, exclude=output_root)
@@ -289,19 +341,20 @@ def run_batch(
     check_options(options, here=engine == "local" or not address, in_process=engine == "local")
     if engine == "local" or not address:
         _check_dicom_seg_possible(cases, options, output_root)
-    if engine == "ray" and not address:
-        check_local_ray_gpus(workers, num_gpus)
-    _prepare_output(output_root)
-    with BatchLock(output_root):  # released on return, on any error and on Ctrl-C/SIGTERM
-        return _run_cases(cases, skipped, output_root, options, engine=engine, address=address, workers=workers,
-                          num_cpus=num_cpus, num_gpus=num_gpus, progress=progress, report=report)
+    # started or connected before the output folder is made: an unreachable cluster leaves no folder behind
+    ray_engine = (RayEngine(options, address=address, workers=workers, num_cpus=num_cpus, num_gpus=num_gpus,
+                            tasks=ray_tasks) if engine == "ray" else None)
+    with ray_engine or contextlib.nullcontext():  # Ray ended on any error, e.g. an output folder that cannot be made
+        _prepare_output(output_root)
+        with BatchLock(output_root):  # released on return, on any error and on Ctrl-C/SIGTERM
+            return _run_cases(cases, skipped, output_root, options, ray_engine, progress=progress, report=report)
 
 
-def _run_cases(cases, skipped: list[Skipped], output_root: Path, options: CaseOptions, *, engine: str,
-               address: Optional[str], workers: int, num_cpus: float, num_gpus: float, progress: bool,
-               report: Callable[[str], None]) -> BatchResult:
+def _run_cases(cases, skipped: list[Skipped], output_root: Path, options: CaseOptions,
+               ray_engine: Optional[RayEngine], *, progress: bool, report: Callable[[str], None]) -> BatchResult:
     """The part of :func:`run_batch` after the checks, run while this process holds the output folder's
-    :class:`.lock.BatchLock`: remove a killed run's leftovers, run the cases, write the cohort files."""
+    :class:`.lock.BatchLock`: remove a killed run's leftovers, run the cases (on ``ray_engine``, else here), write the
+    cohort files."""
     from tqdm import tqdm
 
     from ..errors import OutputWriteError
@@ -314,13 +367,14 @@ def _run_cases(cases, skipped: list[Skipped], output_root: Path, options: CaseOp
         _write_skipped(skipped, output_root)
     elif (output_root / SKIPPED_FILE).exists():  # an earlier run's (checked above to be this command's): not this one's
         (output_root / SKIPPED_FILE).unlink()
+    if ray_engine is not None and ray_engine.note:
+        report(ray_engine.note)
     bar = tqdm(total=len(cases), unit="scan", desc="cohort", disable=not progress, file=sys.stderr)
-    if engine == "local":
+    if ray_engine is None:
         records_iter = run_local(cases, output_root, options,
                                  started=lambda case: bar.set_postfix_str(f"running {case.case_id}"))
     else:
-        records_iter = run_ray(cases, output_root, options, address=address, workers=workers, num_cpus=num_cpus,
-                               num_gpus=num_gpus)
+        records_iter = ray_engine.run(cases, output_root)
     records = []
     try:
         for record in records_iter:
@@ -388,28 +442,13 @@ def cmd_batch(args: argparse.Namespace) -> int:
     """``spineseg batch``: exit status = number of failed cases (at most :data:`MAX_EXIT_FAILURES`)."""
     from ..errors import SpineSegmentationError
 
-    if args.engine == "local" and args.workers != 1:
-        raise SpineSegmentationError("the local engine runs one case at a time; for several at once use "
-                                     f"--engine ray --workers {args.workers}")
-    if args.engine == "local" and args.address:  # else the cases would run here, not on the cluster asked for
-        raise SpineSegmentationError(f"--address {args.address} is a Ray cluster's, and the local engine runs the "
-                                     "cases here; to run them on that cluster add --engine ray")
-    given = [f"--{name} {value:g}" for name, value in (("num-cpus", args.num_cpus), ("num-gpus", args.num_gpus))
-             if value is not None]
-    if args.engine == "local" and given:  # else ignored: the cases would run as if they had not been given
-        raise SpineSegmentationError(
-            f"{' and '.join(given)} {'are' if len(given) > 1 else 'is'} the resources of each Ray task, and the local "
-            "engine runs the cases here, one after the other: give --threads N (CPU threads per case) and --device "
-            "(cpu, cuda) for that, or add --engine ray")
     if not args.inputs and not args.manifest:
         raise SpineSegmentationError("give inputs (files, folders, DICOM trees) and/or --manifest CSV")
-    num_cpus = 1.0 if args.num_cpus is None else args.num_cpus
-    num_gpus = 0.0 if args.num_gpus is None else args.num_gpus
-    threads = args.threads or (max(1, int(num_cpus)) if args.engine == "ray" else None)
+    threads = args.threads or (max(1, int(args.num_cpus or 1)) if args.engine == "ray" else None)
     options = CaseOptions(model=str(Path(args.model).resolve()) if args.model else None, device=args.device,
                           threads=threads, dicom_seg=args.dicom_seg, force=args.force)
     result = run_batch(args.inputs, args.output, options, manifest=args.manifest, engine=args.engine,
-                       address=args.address, workers=args.workers, num_cpus=num_cpus, num_gpus=num_gpus,
+                       address=args.address, workers=args.workers, num_cpus=args.num_cpus, num_gpus=args.num_gpus,
                        progress=args.progress == "bar")
     return min(result.failed, MAX_EXIT_FAILURES)
 
@@ -470,14 +509,18 @@ def add_batch_parser(subparsers) -> argparse.ArgumentParser:
     batch.add_argument("--address", help="with --engine ray: Ray cluster address (e.g. auto, ray://head:10001); "
                                          "default: start a local Ray instance")
     batch.add_argument("--workers", type=thread_count, default=1,
-                       help="cases at once on the local Ray instance (default 1; the local engine runs 1)")
+                       help="cases at once on the local Ray instance (default 1; the local engine runs 1; on a "
+                            "cluster, --address, its free resources decide)")
     batch.add_argument("--num-cpus", type=_positive, default=None,
                        help="with --engine ray: CPUs per Ray task, more than 0 (default 1)")
     batch.add_argument("--num-gpus", type=_non_negative, default=None,
-                       help="with --engine ray: GPUs per Ray task (default 0); on the local Ray instance at most the "
-                            "GPUs here in all (--workers x --num-gpus)")
+                       help="with --engine ray: GPUs per Ray task, 0 for the CPU (default: where there are GPUs, "
+                            "1/ceil(workers/GPUs) each on the local Ray instance, 1 on a cluster; else 0, the CPU); on "
+                            "the local Ray instance at most the GPUs here in all (--workers x --num-gpus)")
     batch.add_argument("--device", default="auto",
-                       help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto)")
+                       help="auto (GPU when available), cpu, cuda or cuda:N (GPU N, from 0; default: auto); with "
+                            "--engine ray, cuda and auto are the GPU(s) Ray gives each task (--num-gpus), and cuda:N "
+                            "the task's GPU N")
     batch.add_argument("--threads", type=thread_count, default=None,
                        help="PyTorch CPU threads per case (default: PyTorch's; with Ray: --num-cpus)")
     batch.add_argument("--model", help="model folder (default: the shipped model)")

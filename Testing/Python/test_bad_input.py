@@ -462,9 +462,10 @@ def test_evaluate_refuses_a_truncated_label_map_instead_of_scoring_it(damaged, t
     assert main(["evaluate", *argv]) == 2
     captured = capsys.readouterr()
     assert captured.err.strip() == (
-        f"spineseg: error: Cannot read '{cut}' (Compressed file ended before the end-of-stream marker was reached): "
-        "the gzip stream is corrupt or truncated, or the file is not readable. It was cut short (interrupted copy or "
-        "download), is not a .nii.gz file, or lacks read permission; copy it again from the original.")
+        f"spineseg: error: '{cut}' is cut short: the gzip stream is corrupt or truncated (the file ends inside its "
+        "compressed data), so its voxels cannot be read. It is an interrupted copy or download, was written to a full "
+        "disk, or is not a gzip-compressed NIfTI file despite its name; copy or export it again from the original. "
+        "(gzip: Compressed file ended before the end-of-stream marker was reached)")
     assert "Dice" not in captured.out  # no scores
 
 

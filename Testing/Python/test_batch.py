@@ -38,7 +38,7 @@ from SpineSegmentationLib.cli import build_parser
 from SpineSegmentationLib.cli import main as cli_main
 from SpineSegmentationLib.cohort.case_run import CASE_RECORD, finished_record, run_case, temporary_path
 from SpineSegmentationLib.cohort.cases import MIN_SERIES_SLICES, Case, find_cases, read_manifest
-from SpineSegmentationLib.cohort.engines import local_ray_resources, run_ray
+from SpineSegmentationLib.cohort.engines import local_ray_resources, ray_gpus_per_task, ray_task_options, run_ray
 from SpineSegmentationLib.cohort.lock import LOCK_FILE, OWNER_RECORD, BatchLock
 from SpineSegmentationLib.cohort.report import (FLAGS, SUMMARY_COLUMNS, WARNING_SEPARATOR, case_flags, summary_rows,
                                                 write_qc_sheet, write_summary)
@@ -1043,3 +1043,185 @@ def test_finished_record_is_public_and_tells_a_finished_case_folder_from_others(
         assert finished_record(folder, False) is None
     (folder / CASE_RECORD).write_text('{"status": "done", ', encoding="utf-8")  # damaged: run again, not an error
     assert finished_record(folder, False) is None
+
+
+@pytest.mark.parametrize("given, named", [
+    ({"num_cpus": 4}, "--num-cpus 4 is the resources of each Ray task"),
+    ({"num_gpus": 1}, "--num-gpus 1 is the resources of each Ray task"),
+    ({"num_cpus": 2, "num_gpus": 0}, "--num-cpus 2 and --num-gpus 0 are the resources of each Ray task"),
+    ({"workers": 2}, "the local engine runs one case at a time; for several at once use --engine ray --workers 2"),
+    ({"address": "auto"}, "--address auto is a Ray cluster's, and the local engine runs the cases here")])
+def test_ray_settings_given_to_run_batch_with_the_local_engine_are_refused_as_by_the_command(given, named, cohort,
+                                                                                             tmp_path):
+    """``run_batch(engine="local", num_cpus=4)`` (or num_gpus, workers, address) ran the cases here as if they had not
+    been given, while ``spineseg batch`` refused them (audit 2026-12-07): one check serves both now."""
+    out = tmp_path / "out"
+    with pytest.raises(SpineSegmentationError, match=re.escape(named)):
+        run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, engine="local", progress=False, **given)
+    assert not out.exists()
+
+
+def test_a_ray_task_given_no_gpu_runs_its_case_on_the_cpu_and_a_gpu_device_without_gpus_is_refused(cohort,
+                                                                                                   tmp_path):
+    """Ray (2.60 here; since ray-project/ray#62492) sets CUDA_VISIBLE_DEVICES only for a task it gives GPUs: a task
+    of ``--num-gpus 0`` sees every GPU of its node, and with ``--device auto`` ran its case on the first one, which Ray
+    did not count as used (several cases at once on it; audit 2026-12-07). Such a task runs its case on the CPU;
+    ``--device cuda`` with no GPU per task is refused before anything runs."""
+    auto = CaseOptions(device="auto", threads=1)
+    assert ray_task_options(auto, 0) == CaseOptions(device="cpu", threads=1)
+    assert ray_task_options(auto, 0.5) == auto  # given a GPU: auto is that GPU (Ray makes only it visible)
+    assert ray_task_options(CaseOptions(device="cuda"), 1) == CaseOptions(device="cuda")
+    out = tmp_path / "out"
+    for device in ("cuda", " CUDA:0"):
+        for address in (None, "auto"):  # a local Ray instance, and a cluster (whose devices are not checked here)
+            with pytest.raises(SpineSegmentationError, match=re.escape(
+                    f"--device {device} runs every case on a GPU, and each Ray task is given none (--num-gpus 0): Ray "
+                    "would not count the GPU as used and run several cases on it at once. Leave --num-gpus out")):
+                run_batch([cohort / "corrupt.nii.gz"], out, CaseOptions(device=device, threads=1), engine="ray",
+                          address=address, num_gpus=0, progress=False)
+    assert not out.exists()
+
+
+def test_cuda_n_in_a_ray_task_is_a_gpu_of_the_task_and_refused_beyond_them():
+    """``--device cuda:0 --num-gpus 1`` was refused as "names a GPU of this machine" (review 2026-12-07), though in a
+    task cuda:0 is the task's own GPU (Ray numbers a task's GPUs from 0). Accepted for N below the task's GPUs."""
+    for device, num_gpus in (("cuda:0", 1), ("cuda:0", 0.5), ("cuda:1", 2), ("CUDA:1", 1.5)):
+        assert ray_task_options(CaseOptions(device=device), num_gpus) == CaseOptions(device=device)
+    for device, num_gpus, sees in (
+            ("cuda:1", 1, "sees 1 GPU, its own, numbered from 0 in the task (cuda:0)"),
+            ("cuda:2", 2, "sees 2 GPUs, its own, numbered from 0 in the task (cuda:0 to cuda:1)"),
+            ("cuda:x", 1, "sees 1 GPU")):
+        with pytest.raises(SpineSegmentationError, match=re.escape(
+                f"--device {device}: a Ray task of --num-gpus {num_gpus:g} {sees}")) as caught:
+            ray_task_options(CaseOptions(device=device), num_gpus)
+        assert "give --device cuda (the task's GPU) or auto" in str(caught.value)
+
+
+def test_ray_tasks_get_a_share_of_the_gpus_there_are_unless_num_gpus_is_given():
+    """With ``--engine ray`` and no --num-gpus, every case ran on the CPU, GPUs or not (review 2026-12-07: the
+    default command got much slower on GPU machines). Without --num-gpus each task gets a share of the GPUs found
+    (a local instance) or 1 (a cluster with GPUs), said in a line; 0 and the CPU where there are none."""
+    for gpus, workers, share in ((1, 1, 1), (1, 2, 0.5), (1, 3, 0.3333), (2, 3, 0.5), (2, 5, 0.3333), (4, 2, 1),
+                                 (8, 8, 1), (3, 7, 0.3333)):
+        got, note = ray_gpus_per_task(None, "auto", gpus, workers=workers)
+        assert got == share, (gpus, workers)
+        assert local_ray_resources(workers, 1, got)[1] <= gpus  # the local instance is told of no more than are here
+        assert note == (f"each Ray task is given {share:g} GPU (PyTorch finds {gpus} GPU{'s' if gpus > 1 else ''} "
+                        f"here for --workers {workers}; --num-gpus not given): give --num-gpus to choose another "
+                        "share, or --num-gpus 0 to run the cases on the CPU")
+    assert ray_gpus_per_task(None, "cuda", 1, workers=2)[0] == 0.5
+    assert ray_gpus_per_task(None, "auto", 0, workers=2) == (
+        0, "PyTorch finds no GPU here, so each Ray task is given none and its case runs on the CPU")
+    assert ray_gpus_per_task(None, "auto", 8, cluster=True) == (
+        1, "each Ray task is given 1 GPU (the Ray cluster has 8 GPUs; --num-gpus not given): give --num-gpus to "
+           "choose another share, or --num-gpus 0 to run the cases on the CPU")
+    assert ray_gpus_per_task(None, "auto", 0, cluster=True) == (
+        0, "the Ray cluster has no GPU, so each Ray task is given none and its case runs on the CPU")
+    assert ray_gpus_per_task(0, "auto", 8, cluster=True) == (0, "")  # --num-gpus 0 given: the CPU, unsaid
+    assert ray_gpus_per_task(0.25, "auto", 0) == (0.25, "")  # given: kept (checked by check_local_ray_gpus)
+    assert ray_gpus_per_task(None, " CPU", 4) == (0, "")
+    for cluster, where in ((False, "PyTorch finds no GPU here"), (True, "the Ray cluster has no GPU")):
+        with pytest.raises(SpineSegmentationError, match=re.escape(
+                f"--device cuda runs every case on a GPU, and {where}: give --device cpu or auto")):
+            ray_gpus_per_task(None, "cuda", 0, cluster=cluster)
+
+
+def test_the_ray_engine_without_num_gpus_runs_on_the_gpus_found_here_and_says_so(cohort, tmp_path):
+    """The default share, end to end on a local Ray instance: the line says the GPUs found by PyTorch here (none on a
+    machine without: the CPU), and the case runs."""
+    lines = []
+    result = run_batch([cohort / "corrupt.nii.gz"], tmp_path / "out", CaseOptions(device="auto", threads=1),
+                       engine="ray", progress=False, report=lines.append)
+    assert result.failed == 1  # the cut-short file: the case ran, and failed as it does here
+    found = torch.cuda.device_count()
+    expected = ray_gpus_per_task(None, "auto", found)[1]
+    assert expected and expected in lines, lines
+
+
+def test_ray_is_ended_when_the_batch_fails_after_it_started(cohort, tmp_path):
+    """Ray is started before the output folder is made (an unreachable cluster leaves no folder behind); an output
+    folder that cannot then be made (a file in its place) must not leave the local Ray instance running in this
+    process (a later batch here would be refused as "Ray is already started")."""
+    import ray
+
+    out = tmp_path / "out"
+    out.write_text("a file of the user's where the output folder would be\n", encoding="utf-8")
+    try:
+        with pytest.raises(OutputWriteError, match=re.escape(str(out))):
+            run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, engine="ray", progress=False)
+        assert not ray.is_initialized()
+    finally:
+        ray.shutdown()  # nothing where the batch ended it; else the next tests would find Ray started
+    assert out.read_text(encoding="utf-8") == "a file of the user's where the output folder would be\n"
+
+
+def test_a_local_ray_device_error_comes_before_the_inputs_are_searched(tmp_path):
+    """On a local Ray instance without --num-gpus the GPUs of each task are known from the GPUs PyTorch finds here:
+    a device that does not go with them (``--device cuda`` without a GPU here, ``cuda:N`` beyond the task's GPU) was
+    refused only after the inputs were searched (minutes on a large DICOM tree; review 2026-12-07). Refused first
+    now (the missing input below is not reached), the message saying the share was decided, not given."""
+    found = torch.cuda.device_count()
+    device = "cuda" if found == 0 else f"cuda:{found}"
+    expected = ("--device cuda runs every case on a GPU, and PyTorch finds no GPU here" if found == 0 else
+                f"--device {device}: a Ray task given 1 GPU (the default share, --num-gpus not given) sees 1 GPU")
+    with pytest.raises(SpineSegmentationError, match=re.escape(expected)):
+        run_batch([tmp_path / "no such scan.nii.gz"], tmp_path / "out", CaseOptions(device=device, threads=1),
+                  engine="ray", workers=1, progress=False)
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(SpineSegmentationError, match=re.escape(
+            "--device cuda:1: a Ray task given 1 GPU (the default share, --num-gpus not given) sees 1 GPU, its own")):
+        ray_task_options(CaseOptions(device="cuda:1"), 1, default_share=True)
+    with pytest.raises(SpineSegmentationError, match=re.escape(
+            "--device cuda:2: a Ray task given 0.5 GPUs (the default share, --num-gpus not given) sees 1 GPU")):
+        ray_task_options(CaseOptions(device="cuda:2"), 0.5, default_share=True)
+
+
+def test_an_unreachable_ray_cluster_leaves_no_output_folder(cohort, tmp_path, capsys):
+    """``spineseg batch ... --engine ray --address auto`` with no cluster exited 2 "cannot connect" and left the
+    output folder it had made, empty (review 2026-12-07): Ray connects before the folder is made."""
+    out = tmp_path / "out"
+    with pytest.raises(SpineSegmentationError, match="cannot connect to the Ray cluster at 'auto'"):  # none here
+        run_batch([cohort / "corrupt.nii.gz"], out, CaseOptions(device="auto", threads=1), engine="ray",
+                  address="auto", progress=False)
+    assert not out.exists()
+    assert cli_main(["batch", str(cohort / "corrupt.nii.gz"), "-o", str(out), "--engine", "ray", "--address", "auto",
+                     "--progress", "none"]) == 2
+    assert "cannot connect to the Ray cluster at 'auto'" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_workers_with_the_address_of_a_ray_cluster_are_refused_before_anything_runs(cohort, tmp_path, capsys):
+    """``--workers`` sizes a local Ray instance; with ``--address`` it was ignored (audit 2026-12-07): the cluster ran
+    as many cases at once as its resources allowed, whatever was asked. Refused, naming the options that apply."""
+    out = tmp_path / "out"
+    message = ("--workers 4 is the size of a local Ray instance, and with --address auto the cases run on that "
+               "cluster, as many at once as its free resources allow: leave --workers out, and set what each case "
+               "takes with --num-cpus and --num-gpus")
+    with pytest.raises(SpineSegmentationError, match=re.escape(message)):
+        run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, engine="ray", address="auto", workers=4, progress=False)
+    assert cli_main(["batch", str(cohort / "corrupt.nii.gz"), "-o", str(out), "--engine", "ray", "--address", "auto",
+                     "--workers", "4", "--device", "cpu", "--progress", "none"]) == 2
+    assert message in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_ray_missing_or_already_started_is_refused_before_the_output_folder_is_touched(monkeypatch, cohort, tmp_path):
+    """Ray missing was said only once the output folder was made and locked; Ray started before in the process (a
+    notebook's ray.init) gave Ray's RuntimeError "Maybe you called ray.init twice by accident? ... passing in
+    'ignore_reinit_error=True'", an option the caller cannot pass (audit 2026-12-07)."""
+    import ray
+
+    out = tmp_path / "out"
+    ray.init(num_cpus=1, include_dashboard=False, logging_level="ERROR")
+    try:
+        with pytest.raises(SpineSegmentationError, match=re.escape(
+                "Ray is already started in this process (ray.init was called), and the Ray engine starts (or connects "
+                "to) its own Ray and ends it when the batch is over: call ray.shutdown() first")):
+            run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, engine="ray", progress=False)
+        assert ray.is_initialized()  # the caller's Ray is left as it was
+    finally:
+        ray.shutdown()
+    monkeypatch.setitem(sys.modules, "ray", None)  # makes `import ray` fail as when it is not installed
+    with pytest.raises(SpineSegmentationError, match=r"needs Ray.*pip install \"\.\[cohort\]\""):
+        run_batch([cohort / "corrupt.nii.gz"], out, OPTIONS, engine="ray", progress=False)
+    assert not out.exists()

@@ -27,8 +27,8 @@ from enhanced_ct import write_enhanced_ct
 from test_outputs import result_from_labels
 
 from SpineSegmentationLib import anatomy
-from SpineSegmentationLib.errors import OutputExistsError
-from SpineSegmentationLib.io import dicom_series_in_folder, read_image
+from SpineSegmentationLib.errors import InputImageError, OutputExistsError
+from SpineSegmentationLib.io import dicom_series_in_folder, read_image, read_image_header
 from SpineSegmentationLib.outputs import OUTPUT_FILES, DicomSegNotWrittenError, check_outputs_free, write_outputs
 from SpineSegmentationLib.outputs.dicom_seg import (
     DICOM_SEG_FILE,
@@ -447,6 +447,83 @@ def test_a_series_without_a_frame_of_reference_uid_gets_a_seg_that_references_no
         "segmentation.dcm references no series and has a new Frame of Reference UID" in warned[0], warned
     assert_segments_match_label_map(seg, slab_result)
     hd.seg.segread(paths["dicom_seg"])  # highdicom reads it back
+
+
+SEG_INPUT = (r"The DICOM series in '.*' is a DICOM Segmentation \(SEG, '{name}'\), not a CT: .* not HU\. Give the "
+             r"folder of the CT")
+
+
+@pytest.mark.parametrize("frames", ["every frame", "one frame"])
+def test_a_dicom_seg_given_as_the_ct_is_refused_as_a_segmentation(slab_result, series_with_uids, tmp_path, frames):
+    """spineseg's own segmentation.dcm given as the input: a multi-frame SEG was refused as "a multi-frame DICOM file
+    of SOP class ... not one of the CT classes ... Convert it with dcm2niix" (no CT comes of converting a SEG, and
+    without highdicom as "needs highdicom"), and a SEG of one frame was read as a CT of one slice of segment numbers.
+    Refused by both readers naming it a segmentation; beside its CT series, the CT is read as before."""
+    source, _, _ = series_with_uids
+    folder = tmp_path / "series_and_seg"
+    folder.mkdir()
+    for path in dicom_source_files(source):
+        (folder / path.name).write_bytes(path.read_bytes())
+    seg_path = write_dicom_seg(slab_result, tmp_path / "seg" / DICOM_SEG_FILE, dicom_source_files(source))
+    seg = pydicom.dcmread(seg_path)
+    assert int(seg.NumberOfFrames) > 1
+    if frames == "one frame":
+        seg.PixelData = pydicom.pixels.pack_bits(seg.pixel_array[:1])
+        seg.NumberOfFrames = 1
+        seg.PerFrameFunctionalGroupsSequence = seg.PerFrameFunctionalGroupsSequence[:1]
+        seg.save_as(seg_path, enforce_file_format=True)
+    (folder / DICOM_SEG_FILE).write_bytes(seg_path.read_bytes())
+    alone = seg_path.parent
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=SEG_INPUT.format(name=DICOM_SEG_FILE)):
+            read(alone)
+        with pytest.raises(InputImageError, match=SEG_INPUT.format(name=DICOM_SEG_FILE)):
+            read(folder, series_uid=seg.SeriesInstanceUID)
+    ct_uid = pydicom.dcmread(dicom_source_files(source)[0]).SeriesInstanceUID
+    assert read_image(folder, series_uid=ct_uid).GetSize() == (512, 512, 20)
+
+
+@pytest.mark.parametrize("uids", ["anonymised", "with UIDs"])
+def test_a_folder_of_a_ct_series_and_its_seg_gives_the_ct_without_a_series_uid(slab_result, dicom_dir,
+                                                                               series_with_uids, tmp_path, uids):
+    """A folder of CT slices with the segmentation.dcm spineseg wrote beside them, read with no --series-uid, was
+    refused as "holds 2 DICOM series ... Pick one with --series-uid" (review 2026-12-07), the anonymised CT's UID
+    being '' and hard to give. A SEG is no candidate: the CT is read; the SEG named by its UID is still refused."""
+    source = dicom_dir if uids == "anonymised" else series_with_uids[0]
+    folder = tmp_path / "series_and_seg"
+    folder.mkdir()
+    for path in dicom_source_files(source):
+        (folder / path.name).write_bytes(path.read_bytes())
+    seg_path = write_dicom_seg(slab_result, folder / DICOM_SEG_FILE, dicom_source_files(source))
+    assert len(dicom_series_in_folder(folder)) == 2  # the CT and the SEG, each a series of its own
+    expected = read_image(source)
+    image = read_image(folder)
+    assert image.GetSize() == (512, 512, 20)
+    assert np.array_equal(sitk.GetArrayViewFromImage(image), sitk.GetArrayViewFromImage(expected))
+    assert image.GetOrigin() == expected.GetOrigin() and image.GetSpacing() == expected.GetSpacing()
+    assert tuple(read_image_header(folder).size) == (512, 512, 20)
+    with pytest.raises(InputImageError, match=SEG_INPUT.format(name=DICOM_SEG_FILE)):
+        read_image(folder, series_uid=pydicom.dcmread(seg_path).SeriesInstanceUID)
+
+
+def test_a_folder_of_only_dicom_seg_series_is_refused_as_segmentations_not_asked_to_pick_one(
+        slab_result, series_with_uids, tmp_path):
+    """A folder of two SEGs (no CT) read with no --series-uid was told "holds 2 DICOM series ... Pick one with
+    --series-uid", and any pick was then refused as a SEG (review 2026-12-07): refused at once, asking for the CT's
+    folder."""
+    source, _, _ = series_with_uids
+    folder = tmp_path / "segs"
+    folder.mkdir()
+    for name in ("first.dcm", "second.dcm"):
+        written = write_dicom_seg(slab_result, tmp_path / name / DICOM_SEG_FILE, dicom_source_files(source))
+        (folder / name).write_bytes(written.read_bytes())
+    assert len(dicom_series_in_folder(folder)) == 2  # two SEG series, no CT
+    for read in (read_image, read_image_header):
+        with pytest.raises(InputImageError, match=(
+                r"holds 2 DICOM series, and every series here is a DICOM Segmentation \(SEG: '(first|second)\.dcm', "
+                r"'(first|second)\.dcm'\), not a CT: .* Give the CT's folder")) as caught:
+            read(folder)
+        assert "--series-uid" not in str(caught.value)
 
 
 def test_nifti_input_writes_a_seg_on_request_only(real_ct, real_ct_reference, tmp_path):

@@ -144,6 +144,52 @@ def test_truncated_gzip_nifti_is_rejected(real_ct, tmp_path):
         read_image(truncated)
 
 
+@pytest.mark.parametrize("damage, problem, detail", [
+    ("cut short", "is cut short: the gzip stream is corrupt or truncated (the file ends inside its compressed data)",
+     "Compressed file ended before the end-of-stream marker was reached"),
+    ("checksum", "is damaged: the gzip stream is corrupt or truncated (its data do not match their checksum)",
+     "CRC check failed"),
+    ("deflate data", "is damaged: the gzip stream is corrupt or truncated (its compressed data are not valid)",
+     "Error -3 while decompressing data"),
+    ("bytes appended", "is damaged: the gzip stream is corrupt or truncated (bytes after its end are no gzip data)",
+     "Not a gzipped file"),
+], ids=["cut_short", "checksum", "deflate_data", "bytes_appended"])
+def test_a_damaged_nii_gz_is_named_with_its_problem_first_and_the_gzip_detail_last(real_ct, tmp_path, damage,
+                                                                                   problem, detail):
+    """The message led with zlib's or gzip's words ("Cannot read 'x.nii.gz' (Compressed file ended before the
+    end-of-stream marker was reached): ..."): it names the file and the plain problem first, the library's detail
+    last; the same from read_image and read_image_header (the cut short file ends inside its header here)."""
+    data = bytearray(real_ct.read_bytes())
+    if damage == "cut short":
+        data = data[:200]
+    elif damage == "checksum":
+        data[-8] ^= 0xFF  # the gzip trailer's CRC-32
+    elif damage == "deflate data":
+        data[12:400] = bytes(388)  # the start of the deflate stream zeroed
+    else:
+        data += b"garbage!"
+    damaged = tmp_path / "ct.nii.gz"
+    damaged.write_bytes(bytes(data))
+    readers = (read_image, read_image_header) if damage == "cut short" else (read_image,)
+    for read in readers:
+        with pytest.raises(InputImageError) as error:
+            read(damaged)
+        message = str(error.value)
+        assert message.startswith(f"'{damaged}' {problem}, so its voxels cannot be read. "), message
+        assert message.index("copy or export it again from the original") < message.index(detail), message
+        assert message.endswith(")") and f"(gzip: {detail}" in message, message
+
+
+def test_a_nifti_that_cannot_be_opened_is_named_as_unreadable_not_as_a_damaged_gzip_stream(real_ct):
+    """An OSError other than gzip's (no read permission, an I/O error) was worded "the gzip stream is corrupt or
+    truncated, or the file is not readable". Root (these tests) reads every file, so the error is made here."""
+    from SpineSegmentationLib.io import _unreadable_nifti
+
+    message = str(_unreadable_nifti(real_ct, PermissionError(13, "Permission denied")))
+    assert message.startswith(f"Cannot read '{real_ct}': Permission denied. Give an image file that you may read")
+    assert "gzip" not in message
+
+
 def test_truncated_uncompressed_nifti_is_rejected(real_ct, tmp_path):
     plain = tmp_path / "ct.nii"
     with gzip.open(real_ct, "rb") as src, open(plain, "wb") as dst:

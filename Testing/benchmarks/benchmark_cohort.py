@@ -9,13 +9,20 @@ The cohort is a small set of the shared real CTs (``../shared/data``, see its RE
 
 Each configuration runs the whole cohort into a fresh output folder (``--force`` is not needed: nothing is there),
 in its own process, exactly as ``spineseg batch`` does; the wall time includes everything a user waits for: reading,
-segmenting, writing, the summary and, for Ray, starting the local Ray instance and its workers (each worker loads
-the model once). Configurations: ``local`` (one case after the other, ``--threads`` CPU threads), ``ray1`` (local
-Ray instance, 1 worker, ``--num-cpus`` CPUs per task), ``ray2`` (2 workers).
+segmenting, writing, the summary and, for Ray, starting the local Ray instance and its workers (a worker of CPU
+tasks loads the model once; Ray ends a GPU task's worker after each case, so each GPU case loads it afresh).
+Configurations: ``local`` (one case after the other, ``--threads`` CPU threads), ``ray1`` (local Ray instance,
+1 worker, ``--num-cpus`` CPUs per task), ``ray2`` (2 workers).
 
 Usage:
     python Testing/benchmarks/benchmark_cohort.py [--device cpu|cuda] [--threads N] [--num-cpus C]
         [--num-gpus G] [--configs local ray1 ray2] [--cases example_ct ...] [--repeat R]
+
+    The Ray configurations pass ``--num-gpus G`` only where it is given here; without it they measure
+    ``spineseg batch``'s default: with ``--device auto`` or ``cuda`` each task gets a share of the GPUs PyTorch finds
+    here, 1/ceil(workers/GPUs) (0, the CPU, where there are none), and with ``--device cpu`` (this benchmark's
+    default) none. Give e.g. ``--num-gpus 0`` to run the Ray tasks on the CPU beside GPUs, or 0.5 for two workers on
+    one GPU.
 
 Prints the start-up of an empty local Ray instance (``ray.init`` + one trivial task + shutdown, in a fresh
 process), then per configuration: wall seconds, scans/hour, and the mean per-case seconds from ``summary.csv``
@@ -69,7 +76,9 @@ def run_config(name: str, manifest: Path, args) -> dict:
         command = [sys.executable, "-m", "SpineSegmentationLib.cli", "batch", "--manifest", str(manifest), "-o", out,
                    "--device", args.device, "--engine", engine, "--progress", "none"]
         if engine == "ray":
-            command += ["--workers", str(workers), "--num-cpus", str(args.num_cpus), "--num-gpus", str(args.num_gpus)]
+            command += ["--workers", str(workers), "--num-cpus", str(args.num_cpus)]
+            if args.num_gpus is not None:  # else spineseg batch's default share
+                command += ["--num-gpus", str(args.num_gpus)]
         else:
             command += ["--threads", str(args.threads)]
         start = time.perf_counter()
@@ -92,7 +101,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of the local engine (default 2)")
     parser.add_argument("--num-cpus", type=int, default=1, help="CPUs per Ray task (default 1)")
-    parser.add_argument("--num-gpus", type=float, default=0.0, help="GPUs per Ray task (default 0)")
+    parser.add_argument("--num-gpus", type=float, default=None,
+                        help="GPUs per Ray task (default: not passed, spineseg batch's default share)")
     parser.add_argument("--configs", nargs="+", choices=tuple(CONFIGS), default=list(CONFIGS))
     parser.add_argument("--cases", nargs="+", choices=tuple(CASES), default=list(CASES))
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the median is printed")
