@@ -46,6 +46,7 @@ from SpineSegmentationModuleLib.correction import (
     UndoState,
     check_made_on,
     column_levels,
+    edits_off_grid,
     holds_vertebrae,
     is_edited,
     renamed_levels,
@@ -59,7 +60,7 @@ from SpineSegmentationModuleLib.logic import (
     SegmentationRun,
     SpineSegmentationProcessLogic,
 )
-from SpineSegmentationModuleLib.mrml_import import ImportedResults, segment_tag
+from SpineSegmentationModuleLib.mrml_import import ImportedResults, check_output_segmentation, segment_tag
 from SpineSegmentationModuleLib.run_control import RunControl
 from SpineSegmentationModuleLib.runner import ProcessRunner
 
@@ -269,10 +270,15 @@ def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, un
         "" if vertebraSelected else _("Select a vertebra in the Vertebrae table first."))
     vertebrae = vertebra_ids(segmentationNode) if segmentationNode is not None else []
     segmentation = segmentationNode.GetSegmentation() if vertebrae else None
-    otherCt = ""  # a segmentation made on another CT: both network corrections refuse it (startClick, startRerun)
+    otherCt = ""  # made on another CT, kept segments or edits off its grid or frame: both network corrections refuse it
     if inputVolume is not None:
         try:
             check_made_on(segmentationNode, inputVolume)
+            # kept segments (not vertebrae) under another transform or on another grid: the result could not be applied
+            check_output_segmentation(inputVolume, segmentationNode, overwrite=True)
+            # or edited vertebrae on another grid (the layers' geometry only; a surface source is checked on click)
+            offGrid = edits_off_grid(segmentationNode, inputVolume, convert=False)
+            otherCt = offGrid[:1].upper() + offGrid[1:] + "." if offGrid else ""
         except ValueError as error:
             otherCt = str(error)[:1].upper() + str(error)[1:] + "."
     rerun = noVolume if inputVolume is None else noVertebrae if not vertebrae else otherCt or (
@@ -377,6 +383,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._segmentNames: dict[str, str] = {}  # segment ID -> its name at the last event: tells a rename apart
         self._pendingRenames: list[str] = []  # renamed segments, applied once the event reporting them has returned
         self._refreshPending = False  # segments were added or removed: the table is refilled (_onSegmentAddedOrRemoved)
+        self._controlsPending = False  # voxels, their grid or frame changed: controls follow (_onGridOrFrameModified)
+        self._volumeObserved = None  # the input volume whose transform the controls follow (_followInputVolume)
         self._installing = False  # packages are being installed (pip_install processes GUI events meanwhile)
         self._sceneImported = False  # a scene was imported in the batch that is ending (_onSceneBatchEnded)
         self._pointListObserved = None  # the point list whose points "Segment from point" follows (_followPointList)
@@ -386,6 +394,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         # the widget had followed stayed in memory until the widget was destroyed; removeObservers() lets go of them.
         self._segmentationObservations = VTKObservationMixin()
         self._pointListObservations = VTKObservationMixin()
+        self._volumeObservations = VTKObservationMixin()
         self._pollTimer = None
 
     def setup(self) -> None:
@@ -433,6 +442,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self.removeObservers()
         self._segmentationObservations.removeObservers()
         self._pointListObservations.removeObservers()
+        self._volumeObservations.removeObservers()
+        self._volumeObserved = None
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -537,6 +548,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.applyButton.text = _("Apply")
             self.ui.applyButton.toolTip = _("Select a CT volume first (Inputs).")
             self.ui.applyButton.enabled = False
+        self._followInputVolume(self._parameterNode.inputVolume if self._parameterNode else None)
         self._updateCorrectionControls()
 
     def _updateCorrectionControls(self) -> None:
@@ -968,12 +980,20 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._followedNode = segmentationNode
         if segmentationNode is not None:
             observations.addObserver(segmentationNode, replaced, self._onSegmentationReplaced)
+            # its transform set, removed, hardened or changed: a refusal of edits or kept segments in another frame
+            # than the CT's may no longer hold (vtkMRMLTransformableNode.cxx invokes only this, v5.6.2-v5.10.0)
+            observations.addObserver(segmentationNode, slicer.vtkMRMLTransformableNode.TransformModifiedEvent,
+                                     self._onGridOrFrameModified)
         # a vertebra deleted or added (Segment Editor, or its Undo): the table, alternatives and controls follow;
         # vtkSegmentation.cxx invokes both with the segment ID at v5.6.2-v5.10.0 (the node forwards them, but only
         # once, without the ID, at the end of a StartModify/EndModify block)
+        # and the voxels or the grid of a segment changed (a paint stroke, Specify geometry: a refusal of edits on
+        # another grid may no longer hold, and the tag it changes stays unchanged, so no SegmentModified follows);
+        # the event is named so at v5.6.2-v5.10.0 (MasterRepresentationModified before Slicer 5.4)
         segmentEvents = ((slicer.vtkSegmentation.SegmentModified, self._onSegmentModified),
                          (slicer.vtkSegmentation.SegmentAdded, self._onSegmentAddedOrRemoved),
-                         (slicer.vtkSegmentation.SegmentRemoved, self._onSegmentAddedOrRemoved))
+                         (slicer.vtkSegmentation.SegmentRemoved, self._onSegmentAddedOrRemoved),
+                         (slicer.vtkSegmentation.SourceRepresentationModified, self._onGridOrFrameModified))
         self._renameObserved = segmentationNode.GetSegmentation() if segmentationNode is not None else None
         self._pendingRenames = []
         self._rememberNames()
@@ -1019,6 +1039,29 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         if not self._refreshPending:
             self._refreshPending = True
             qt.QTimer.singleShot(0, self._refreshShownSegmentation)
+
+    def _followInputVolume(self, volume) -> None:
+        """Observe the transform of the input volume ``volume`` (None: none) in place of an earlier volume's: the
+        CT's frame decides whether edits or kept segments under a transform are refused (``correctionBlockers``)."""
+        if volume is self._volumeObserved:
+            return
+        self._volumeObservations.removeObservers()  # and lets go of the earlier volume
+        if volume is not None:
+            self._volumeObservations.addObserver(volume, slicer.vtkMRMLTransformableNode.TransformModifiedEvent,
+                                                 self._onGridOrFrameModified)
+        self._volumeObserved = volume
+
+    def _onGridOrFrameModified(self, caller, event) -> None:
+        """The voxels or the grid of a segment changed (each paint stroke, Specify geometry), or the transform of the
+        followed segmentation or of the input volume (set, removed, hardened, changed): the correction controls read
+        them again once the change has ended, once for all the events until then."""
+        if not self._controlsPending:
+            self._controlsPending = True
+            qt.QTimer.singleShot(0, self._updateControlsLater)
+
+    def _updateControlsLater(self) -> None:
+        self._controlsPending = False
+        self._updateCorrectionControls()
 
     def _refreshShownSegmentation(self) -> None:
         self._refreshPending = False

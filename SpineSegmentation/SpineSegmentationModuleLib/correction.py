@@ -63,11 +63,13 @@ from .mrml_import import (
     TableRow,
     _is_a,
     _kind,
+    _transform_text,
     check_output_segmentation,
     fill_table,
+    grid_difference,
     import_output_folder,
     is_vertebra,
-    on_grid_of,
+    same_frame,
     same_voxel_grid,
     segment_tag,
     voxel_to_world,
@@ -907,29 +909,76 @@ def check_made_on(segmentation_node, input_volume) -> None:
                      "output segmentation")
 
 
-def _check_edits_on_grid_of(segmentation_node, volume) -> None:
-    """Raise ValueError when a vertebra tagged edited lies on another voxel grid than ``volume`` (other spacing or
-    axes, or origins not a whole number of voxels apart; e.g. after "Specify geometry" in the Segment Editor): a
-    correction works on the CT's grid, and resampling the edit onto it would lose what the finer grid holds. The
-    CT's voxels in another axis order or sign are accepted (:func:`.on_grid_of`): the export onto the CT's grid
-    (``ExportSegmentsToLabelmapNode``, nearest neighbour) takes each voxel as it is."""
+def edits_off_grid(segmentation_node, volume, convert: bool = True) -> str:
+    """Why a network correction of ``segmentation_node`` on the CT ``volume`` is refused for the grid of its edits
+    (:func:`_check_edits_on_grid_of`), as the message (the problem and the fix); "" when it is not.
+
+    The vertebrae tagged edited must lie on ``volume``'s voxel grid (:func:`.grid_difference`: Slicer's own rule for
+    one geometry, or the CT's voxels in any axis order and sign with the voxel centres within 0.25 voxel of the CT's
+    across the edited layer's extent; not another spacing or axes, nor origins part of a voxel apart, nor a drift of
+    the spacing or directions that adds up to more; e.g. after "Specify geometry" in the Segment Editor): a correction
+    works on the CT's grid, and resampling an edit onto it would lose what a finer grid holds or move its voxels. The
+    export onto the CT's grid (``ExportSegmentsToLabelmapNode``, nearest neighbour) takes each voxel of a grid on the
+    CT's as it is. The segmentation must also lie in the CT's frame (:func:`.same_frame`: under the same parent
+    transform, or linear ones between which the transform is the identity within 1e-6); another transform would move
+    the edits by it on the export; the message says which fix keeps the edits where they were drawn (hardening). Reads
+    the layers' geometry only, not their voxels.
+
+    Args:
+        segmentation_node: a segmentation node, or None ("").
+        volume: the CT volume node.
+        convert: make the binary labelmaps of a segmentation whose source is another representation (a closed
+            surface) to read their grid, as the correction does; False: such a segmentation gives "" (the widget's
+            blockers, which must not convert; the correction checks again).
+    """
+    if segmentation_node is None or segmentation_node.GetSegmentation() is None:
+        return ""
     segmentation = segmentation_node.GetSegmentation()
     edited = [i for i in vertebra_ids(segmentation_node) if is_edited(segmentation.GetSegment(i))]
-    ct = voxel_to_world(volume)
+    if not edited:
+        return ""
+    fix = ("Set the segmentation's geometry to the CT (Specify geometry: the CT, oversampling 1) first, or keep a copy "
+           "of the edited segments")
+    if not same_frame(segmentation_node, volume):
+        names = ", ".join(segmentation.GetSegment(segment_id).GetName() for segment_id in edited)
+        return (f"the segmentation {segmentation_node.GetName()!r} with the edited vertebrae {names} is under "
+                f"{_transform_text(segmentation_node)} but the CT {volume.GetName()!r} under "
+                f"{_transform_text(volume)}; a correction works on the CT's grid and would move your edits by the "
+                f"transform between them. {_frame_advice(segmentation_node)}")
+    if not convert and (segmentation.GetSourceRepresentationName()
+                        != slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()):
+        return ""
     for image, members in segment_layers(segmentation, edited):
         if image is None:
             continue
-        layer = voxel_to_world(image)
-        if on_grid_of(layer, volume):
+        difference = grid_difference(voxel_to_world(image), image.GetExtent(), volume)
+        if not difference:
             continue
         names = ", ".join(segmentation.GetSegment(segment_id).GetName() for segment_id, _ in members)
-        spacing = ", ".join(f"{v:.3g}" for v in np.linalg.norm(layer[:3, :3], axis=0))
-        raise ValueError(
-            f"the edited vertebrae {names} lie on another grid ({spacing} mm voxels) than the CT "
-            f"{volume.GetName()!r} ({', '.join(f'{v:.3g}' for v in np.linalg.norm(ct[:3, :3], axis=0))} mm), e.g. "
-            "after Specify geometry in the Segment Editor; a correction works on the CT's grid and would resample "
-            "your edits. Set the segmentation's geometry to the CT (Specify geometry: the CT, oversampling 1) first, "
-            "or keep a copy of the edited segments")
+        return (f"the edited vertebrae {names} lie on another grid than the CT {volume.GetName()!r}: {difference}, "
+                "e.g. after Specify geometry in the Segment Editor; a correction works on the CT's grid and would "
+                f"resample your edits. {fix}")
+    return ""
+
+
+def _frame_advice(segmentation_node) -> str:
+    """How to put an edited segmentation and the CT in one frame (Transforms module), by which of the two has a
+    transform: hardening keeps the edits where they were drawn on the CT as shown; taking the segmentation from its
+    transform, or putting it under the CT's, moves them relative to the CT by the transform between the two."""
+    if segmentation_node.GetParentTransformNode() is None:  # only the CT is under a transform
+        return ("Harden the CT's transform (Transforms module) to keep the edits where they were drawn on the CT; "
+                "putting the segmentation under the CT's transform instead moves them relative to the CT")
+    return ("Harden the segmentation's transform (Transforms module), and the CT's if it has one, to keep the edits "
+            "where they were drawn on the CT; removing the segmentation's transform or putting it under the CT's "
+            "instead moves them relative to the CT")
+
+
+def _check_edits_on_grid_of(segmentation_node, volume) -> None:
+    """Raise ValueError when a vertebra tagged edited lies on another voxel grid or under another transform than
+    ``volume``, with the message of :func:`edits_off_grid`."""
+    refusal = edits_off_grid(segmentation_node, volume)
+    if refusal:
+        raise ValueError(refusal)
 
 
 class CorrectionLogic:
@@ -999,7 +1048,8 @@ class CorrectionLogic:
                 point, directions, device, or segments with duplicate levels; ``segmentationNode`` is not a
                 segmentation node, was removed from the scene or is in another one, or keeps other segments
                 under another transform than the CT or on another grid (:func:`~.mrml_import.check_output_segmentation`:
-                its result could not be applied).
+                its result could not be applied), or holds vertebrae tagged edited on another grid or under another
+                transform than the CT (:func:`edits_off_grid`, the message it gives).
         """
         self._checkNodes(inputVolume, segmentationNode)
         values = _sequence_items(pointWorld) or []

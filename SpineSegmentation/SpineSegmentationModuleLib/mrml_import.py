@@ -235,42 +235,181 @@ def _transform_id(node) -> Optional[str]:
     return transform.GetID() if transform is not None else None
 
 
+def same_frame(a, b) -> bool:
+    """Whether the transformable nodes ``a`` and ``b`` (e.g. a segmentation and the CT) lie in one frame: under the
+    same parent transform (or none), or under transforms between which the transform is linear and the identity
+    within 1e-6 per matrix element (``vtkMRMLTransformNode.GetMatrixTransformBetweenNodes``: e.g. an identity
+    transform node, or another node with the same matrix), so that a node taken from one to the other stays where it
+    is. A non-linear transform above either node (``IsTransformToWorldLinear``) gives False without asking for the
+    matrix, which Slicer refuses with an error in the log (v5.6.2-v5.10.0)."""
+    if _transform_id(a) == _transform_id(b):
+        return True
+    transforms = [a.GetParentTransformNode(), b.GetParentTransformNode()]
+    if any(t is not None and not t.IsTransformToWorldLinear() for t in transforms):
+        return False
+    between = vtk.vtkMatrix4x4()
+    if not slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(*transforms, between):
+        return False
+    matrix = np.array([[between.GetElement(r, c) for c in range(4)] for r in range(4)])
+    return bool(np.allclose(matrix, np.eye(4), rtol=0.0, atol=1e-6))
+
+
 def _transform_text(node) -> str:
     """"no transform" or "transform 'name'": the parent transform of ``node``, for messages."""
     transform = node.GetParentTransformNode()
-    return "no transform" if transform is None else f"transform {transform.GetName()!r}"
+    if transform is None:
+        return "no transform"
+    return f"{'' if transform.IsTransformToWorldLinear() else 'the non-linear '}transform {transform.GetName()!r}"
 
 
-def on_grid_of(to_world: np.ndarray, volume_node) -> bool:
-    """Whether the voxels of a grid with the 4x4 index-to-RAS matrix ``to_world`` (mm) are voxels of
-    ``volume_node``'s grid: its axes are the volume's axes in any order and sign (a label file stored in another
-    axis order or flipped): expressed in the volume's voxels they form a signed permutation matrix, each element
-    within 1e-3 (absolute); and its origin lies a whole number of the volume's voxels (within 1e-3 voxel, however far)
-    from the volume's origin. Slicer resamples such a grid onto the volume's exactly (nearest
-    neighbour at voxel centres). The extent may differ (a crop, a padded geometry). Both matrices in one frame (the
-    node's own RAS, not the world's). False for a matrix that is not finite."""
-    ct = voxel_to_world(volume_node)
+#: How far (in the CT's voxels) the voxel centres of another grid may lie from the CT's voxel centres they stand for,
+#: at its origin and at every corner of its extent, for the grid to count as the CT's (:func:`grid_difference`).
+#: Slicer resamples a labelmap onto the CT's grid with nearest neighbour at the voxel centres
+#: (``vtkOrientedImageDataResample::ResampleOrientedImageToReferenceOrientedImage``, v5.6.2-v5.10.0), which keeps
+#: each voxel as it is while the drift stays below half a voxel; a quarter voxel leaves a margin for rounding.
+GRID_DRIFT_TOLERANCE = 0.25
+
+
+def voxel_size_text(to_world: np.ndarray, digits: int = 3) -> str:
+    """The voxel size of a grid with the 4x4 index-to-RAS matrix ``to_world`` (mm), for messages: its I, J, K
+    spacings with ``digits`` significant digits, e.g. "1.5 x 1.5 x 1.5 mm"."""
+    return " x ".join(f"{v:.{digits}g}" for v in np.linalg.norm(to_world[:3, :3], axis=0)) + " mm"
+
+
+def _distinguishing_digits(a: np.ndarray, b: np.ndarray) -> Optional[int]:
+    """The fewest significant digits (3 to 9) at which some value of ``a`` reads otherwise than its match in ``b``;
+    None when they read the same at 9 digits (float noise: no voxel size to tell apart)."""
+    return next((d for d in range(3, 10) if any(f"{x:.{d}g}" != f"{y:.{d}g}" for x, y in zip(a, b))), None)
+
+
+def _sizes_text(sizes: np.ndarray, ct_sizes: np.ndarray, compare: Optional[tuple] = None) -> str:
+    """"voxels of A x B x C mm, the CT's D x E x F mm": the grid's I, J, K spacings ``sizes`` and the CT's spacings
+    ``ct_sizes`` in the order given (the CT's along the grid's axes: "along the same axes" is added where that is not
+    the CT's own I, J, K order, :func:`grid_difference`), with the digits at which ``compare`` (two arrays of matched
+    values; default the two shown) read otherwise; "" when they read the same at 9 digits."""
+    digits = _distinguishing_digits(*(compare if compare is not None else (sizes, ct_sizes)))
+    if digits is None:
+        return ""
+    return (f"voxels of {' x '.join(f'{v:.{digits}g}' for v in sizes)} mm, "
+            f"the CT's {' x '.join(f'{v:.{digits}g}' for v in ct_sizes)} mm")
+
+
+def _extent_corners(extent) -> np.ndarray:
+    """The index (0, 0, 0) and, when ``extent`` (I min, I max, J min, ..., K max) holds voxels, its 8 corner indices."""
+    corners = [(0, 0, 0)]
+    if all(extent[2 * a] <= extent[2 * a + 1] for a in range(3)):
+        corners += [(i, j, k) for i in extent[0:2] for j in extent[2:4] for k in extent[4:6]]
+    return np.array(corners, dtype=float)
+
+
+def _vtk_matrix(matrix: np.ndarray) -> "vtk.vtkMatrix4x4":
+    """The 4x4 numpy ``matrix`` as a ``vtkMatrix4x4``."""
+    result = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            result.SetElement(r, c, float(matrix[r, c]))
+    return result
+
+
+def grid_difference(to_world: np.ndarray, extent, volume_node) -> str:
+    """What keeps the voxels of a grid off ``volume_node``'s grid, for a message; "" when Slicer takes each of them
+    onto one of the CT's voxels as it is (a labelmap on this grid exported or edited on the CT's grid keeps its
+    voxels).
+
+    Args:
+        to_world: the grid's 4x4 index-to-RAS matrix (mm), in the frame of the CT's own IJK-to-RAS matrix.
+        extent: the grid's voxel indices (I min, I max, J min, J max, K min, K max), as ``vtkImageData.GetExtent``;
+            an empty one (a max below its min) checks the origin only.
+        volume_node: the CT, a volume node (its ``GetIJKToRASMatrix``).
+
+    Returns:
+        "" when
+
+        - the matrix equals the CT's within 1e-4 per element, Slicer's own rule for one geometry
+          (``vtkOrientedImageDataResample::IsEqual``, v5.6.2-v5.10.0: it then copies the voxels index for index), e.g.
+          a header whose direction cosines another writer rounded to 6 decimals; or
+        - each of the grid's axes stands for one of the CT's axes, in any order and sign (a label file stored in
+          another axis order or flipped: expressed in the CT's voxels, the axes rounded to whole numbers form a
+          signed permutation matrix), and its origin and every corner of its extent lie within
+          :data:`GRID_DRIFT_TOLERANCE` (0.25) voxel of the CT's voxel centres they stand for, however far away:
+          Slicer's nearest-neighbour resampling then keeps each voxel. A drift of the spacing or of the axis
+          directions counts where it adds up across the extent: the far corner of 512 voxels 0.09 % larger lies
+          0.46 voxel off.
+
+        Otherwise what differs: the voxel sizes (in mm: the grid's I x J x K spacings, and the CT's along the CT's
+        axes nearest to them, "along the same axes" where that is not the CT's own order) or the angle by which the axes
+        are turned where an axis differs from the CT's by more than 0.1 % (``geometry.GRID_TOLERANCE``), else the shift
+        of the voxel centres (mm, RAS) or the drift across the extent (voxels). A matrix that is not finite gives "its
+        geometry is not finite".
+    """
+    from SpineSegmentationLib.geometry import GRID_TOLERANCE
+
     if not np.all(np.isfinite(to_world)):
-        return False
-    axes = np.linalg.solve(ct[:3, :3], to_world[:3, :3])  # the grid's axes in the volume's voxels
-    offset = np.linalg.solve(ct[:3, :3], to_world[:3, 3] - ct[:3, 3])  # its origin, in the volume's voxels
-    permutation = np.abs(np.rint(axes))
-    return bool(np.all(permutation.sum(axis=0) == 1) and np.all(permutation.sum(axis=1) == 1)
-                and np.allclose(axes, np.rint(axes), rtol=0, atol=1e-3)
-                and np.allclose(offset, np.rint(offset), rtol=0, atol=1e-3))
+        return "its geometry is not finite"
+    ct = voxel_to_world(volume_node)
+    if slicer.vtkOrientedImageDataResample.IsEqual(_vtk_matrix(to_world), _vtk_matrix(ct)):
+        return ""  # Slicer takes the two for one geometry and copies the voxels index for index
+    sizes, ct_sizes = np.linalg.norm(to_world[:3, :3], axis=0), np.linalg.norm(ct[:3, :3], axis=0)
+    axes = np.linalg.solve(ct[:3, :3], to_world[:3, :3])  # the grid's axes in the CT's voxels
+    permutation = np.rint(axes)
+    directions = (to_world[:3, :3] / sizes).T @ (ct[:3, :3] / ct_sizes)  # cosines: grid axis (row), CT axis
+    turned = float(np.degrees(np.arccos(np.clip(np.abs(directions).max(axis=1), 0.0, 1.0))).max())
+    # the CT's spacing along the CT axis nearest to each of the grid's axes, said so where not in the CT's own order
+    nearest = np.abs(directions).argmax(axis=1)
+    matched = ct_sizes[nearest]
+    along = "" if np.array_equal(nearest, [0, 1, 2]) else " along the same axes"
+    # each axis of the grid stands for one of the CT's, in any order and sign (the nearest whole numbers of voxels)
+    is_permutation = bool(np.all(np.abs(permutation).sum(axis=0) == 1) and np.all(np.abs(permutation).sum(axis=1) == 1))
+    offset = np.linalg.solve(ct[:3, :3], to_world[:3, 3] - ct[:3, 3])  # its origin, in the CT's voxels
+    corners = _extent_corners(extent)
+    # where the corners lie in the CT's voxels, and the CT's voxels they stand for (not the nearest, past half a voxel)
+    drift = (offset + corners @ axes.T) - (np.rint(offset) + corners @ permutation.T)
+    worst = float(np.abs(drift).max())
+    if is_permutation and worst <= GRID_DRIFT_TOLERANCE:
+        return ""
+    if not (is_permutation and np.allclose(axes, permutation, rtol=0, atol=GRID_TOLERANCE)):
+        if not np.allclose(np.sort(sizes), np.sort(ct_sizes), rtol=GRID_TOLERANCE, atol=0.0):
+            if len(set(nearest.tolist())) < 3:  # two axes nearest to one of the CT's: the CT's own I, J, K
+                return _sizes_text(sizes, ct_sizes, (np.sort(sizes), np.sort(ct_sizes)))
+            return _sizes_text(sizes, matched, (np.sort(sizes), np.sort(ct_sizes))) + along
+        if not np.allclose(sizes, matched, rtol=GRID_TOLERANCE, atol=0.0):  # the CT's sizes on other axes
+            if turned < 0.01:  # along the CT's axes: the CT's spacings in another order
+                return _sizes_text(sizes, matched) + along
+            return f"{_sizes_text(sizes, matched)}{along}, its axes turned by {turned:.2g} degrees from the CT's"
+        return f"the same voxel size, but its axes turned by {turned:.2g} degrees from the CT's"
+    shift = offset - np.rint(offset)
+    if np.abs(shift).max() > GRID_DRIFT_TOLERANCE:
+        mm = ", ".join(f"{v:.3g}" for v in np.round(ct[:3, :3] @ shift, 6) + 0.0)  # no -0 nor 1e-17
+        return (f"the same voxel size, but its voxel centres shifted by part of a voxel ({mm} mm in R, A, S) from "
+                "the CT's")
+    permuted = np.abs(permutation).argmax(axis=0)  # the CT's axis each of the grid's axes stands for
+    differs = [text + ("" if np.array_equal(permuted, [0, 1, 2]) else " along the same axes")
+               for text in [_sizes_text(sizes, ct_sizes[permuted])] if text]
+    if turned > 1e-9:
+        differs.append(f"axes turned by {turned:.2g} degrees from the CT's")
+    return (f"{' and '.join(differs) or 'a drift'}: across its extent of "
+            f"{' x '.join(str(extent[2 * a + 1] - extent[2 * a] + 1) for a in range(3))} voxels this adds up to "
+            f"{worst:.2g} voxel off the CT's voxel centres")
 
 
-def _readable_geometry(text: str) -> Optional[np.ndarray]:
-    """The 4x4 index-to-RAS matrix of a serialized image geometry (``vtkSegmentationConverter``), or None when it
-    cannot be read: DeserializeImageGeometry fails, or gives a matrix that is not finite (it returns True with NaN
-    for non-numbers between the right number of separators) or is singular (a zero spacing)."""
+def _readable_grid(text: str) -> Optional[tuple[np.ndarray, tuple[int, ...]]]:
+    """The 4x4 index-to-RAS matrix and the extent of a serialized image geometry (``vtkSegmentationConverter``), or
+    None when it cannot be read: DeserializeImageGeometry fails, or gives a matrix that is not finite (it returns
+    True with NaN for non-numbers between the right number of separators) or is singular (a zero spacing)."""
     output = slicer.vtkOrientedImageData()
     if not slicer.vtkSegmentationConverter.DeserializeImageGeometry(text, output, False):
         return None
     matrix = voxel_to_world(output)
     if not np.all(np.isfinite(matrix)) or np.linalg.matrix_rank(matrix[:3, :3]) < 3:
         return None
-    return matrix
+    return matrix, tuple(output.GetExtent())
+
+
+def _readable_geometry(text: str) -> Optional[np.ndarray]:
+    """The 4x4 index-to-RAS matrix of a serialized image geometry, or None when it cannot be read
+    (:func:`_readable_grid`)."""
+    grid = _readable_grid(text)
+    return grid[0] if grid is not None else None
 
 
 def reference_geometry(segmentation_node) -> Optional[np.ndarray]:
@@ -285,17 +424,17 @@ def reference_geometry(segmentation_node) -> Optional[np.ndarray]:
     return _readable_geometry(text) if text else None
 
 
-def segments_geometry(segmentation_node, segment_ids: list[str]) -> Optional[np.ndarray]:
-    """The 4x4 index-to-RAS matrix (mm, the segmentation's frame) of the grid of the segments ``segment_ids`` of a
-    segmentation node without a reference image geometry: that of the finest of their labelmaps
-    (``vtkSegmentation::DetermineCommonLabelmapGeometry``, which the Segment Editor edits on when the parameter is
-    empty; v5.6.2-v5.10.0). None when none of them holds a labelmap (all empty, or no labelmap made)."""
+def _segments_grid(segmentation_node, segment_ids: list[str]) -> Optional[tuple[np.ndarray, tuple[int, ...]]]:
+    """The 4x4 index-to-RAS matrix (mm, the segmentation's frame) and the extent (:func:`_readable_grid`) of the grid
+    of the segments ``segment_ids`` of a segmentation node without a reference image geometry: that of the finest of
+    their labelmaps (``vtkSegmentation::DetermineCommonLabelmapGeometry``, which the Segment Editor edits on when the
+    parameter is empty; v5.6.2-v5.10.0). None when none of them holds a labelmap (all empty, or no labelmap made)."""
     ids = vtk.vtkStringArray()
     for segment_id in segment_ids:
         ids.InsertNextValue(segment_id)
     text = segmentation_node.GetSegmentation().DetermineCommonLabelmapGeometry(
         slicer.vtkSegmentation.EXTENT_UNION_OF_SEGMENTS, ids)
-    return _readable_geometry(text) if text else None
+    return _readable_grid(text) if text else None
 
 
 def _names_text(names: list[str], shown: int = 5) -> str:
@@ -311,11 +450,11 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
     and replace the segments), or with ``overwrite`` it keeps segments that are not vertebrae (:func:`is_vertebra`)
     and
 
-    - lies under another parent transform than the CT (the results are placed under the CT's transform, which would
-      move the kept segments), or
+    - lies in another frame than the CT (:func:`same_frame`: another parent transform, unless the one between them
+      is the identity; the results are placed under the CT's transform, which would move the kept segments), or
     - has a reference image geometry (:func:`reference_geometry`) that is not on the CT's voxel grid
-      (:func:`on_grid_of`), e.g. it was made on a resampled volume, or one that cannot be read, or has none and its
-      kept segments' finest labelmap (:func:`segments_geometry`) is not on the CT's grid, e.g. a labelmap of another
+      (:func:`grid_difference`), e.g. it was made on a resampled volume, or one that cannot be read, or has none and
+      its kept segments' finest labelmap (:func:`_segments_grid`) is not on the CT's grid, e.g. a labelmap of another
       spacing converted to a segmentation: the import sets the CT's grid (the vertebrae at the CT's resolution), and
       Slicer would then resample the kept segments to it when editing them.
 
@@ -343,7 +482,7 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
     name, ct = output_segmentation.GetName(), input_volume.GetName()
     another = ("Choose another output segmentation (or none: a new one is made on the CT's grid; yours stays as it "
                "is)")
-    if _transform_id(output_segmentation) != _transform_id(input_volume):
+    if not same_frame(output_segmentation, input_volume):
         raise ValueError(
             f"the segmentation {name!r} is under {_transform_text(output_segmentation)} but the CT {ct!r} under "
             f"{_transform_text(input_volume)}; its results go under the CT's transform, which would move the segments "
@@ -355,7 +494,7 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
     parameter = segmentation.GetConversionParameter(
         slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName())
     if parameter:
-        grid = _readable_geometry(parameter)
+        grid = _readable_grid(parameter)
         if grid is None:
             raise ValueError(
                 f"the segmentation {name!r} keeps segments ({kept}) but its reference geometry cannot be read "
@@ -363,22 +502,19 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
                 f"{specify}"
             )
     else:  # e.g. a labelmap converted to a segmentation: the Segment Editor edits on its finest segment
-        grid = segments_geometry(output_segmentation, kept_ids)
-    if grid is not None and not on_grid_of(grid, input_volume):
+        grid = _segments_grid(output_segmentation, kept_ids)
+    difference = grid_difference(*grid, input_volume) if grid is not None else ""
+    if difference:
         made_on = output_segmentation.GetNodeReference(output_segmentation.GetReferenceImageGeometryReferenceRole())
         if not parameter:
-            source = ", its finest segment's: it has no reference geometry"
+            source = " (its finest segment's: it has no reference geometry)"
         elif made_on is not None and made_on.GetID() != input_volume.GetID():
-            source = f", made on {made_on.GetName()!r}"
+            source = f" (made on {made_on.GetName()!r})"
         else:
             source = ""
-        voxel_sizes = [np.linalg.norm(matrix[:3, :3], axis=0) for matrix in (grid, voxel_to_world(input_volume))]
-        if sorted(voxel_sizes[0].round(3)) == sorted(voxel_sizes[1].round(3)):
-            source += "; the same voxel size, but shifted by part of a voxel or turned"
-        segments_mm, ct_mm = (" x ".join(f"{v:.3g}" for v in sizes) for sizes in voxel_sizes)
         raise ValueError(
-            f"the segmentation {name!r} keeps segments ({kept}) on another grid ({segments_mm} mm voxels"
-            f"{source}) than the CT {ct!r} ({ct_mm} mm). A segmentation has one grid, "
+            f"the segmentation {name!r} keeps segments ({kept}) on another grid{source} than the CT {ct!r}: "
+            f"{difference}. A segmentation has one grid, "
             "to which Slicer resamples its segments when they are edited: the vertebrae would not stay at the CT's "
             f"resolution, or your segments would be resampled to the CT's grid. {another}, or {specify}"
         )
@@ -643,7 +779,7 @@ def import_output_folder(
         warnings.append(f"segmentation {segmentation_node.GetName()!r} was under {_transform_text(segmentation_node)}; "
                         f"it is now under {_transform_text(input_volume)}, as the CT {input_volume.GetName()!r} is, so "
                         "that the vertebrae lie on the CT")
-    # under the volume's transform first: the reference geometry is the volume's grid taken into the segmentation's
+    # under the CT's transform first: the reference geometry is the CT's grid taken into the segmentation's
     # frame (vtkMRMLSegmentationNode.cxx), so set before, it would carry the transform once more
     segmentation_node.SetAndObserveTransformNodeID(transform_id)
     segmentation_node.SetReferenceImageGeometryParameterFromVolumeNode(input_volume)

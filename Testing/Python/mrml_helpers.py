@@ -96,3 +96,15 @@ def register_segmentation_conversion_rules() -> None:
                  slicer.vtkClosedSurfaceToBinaryLabelmapConversionRule()):
         if (rule.GetSourceRepresentationName(), rule.GetTargetRepresentationName()) not in names:
             factory.RegisterConverterRule(rule)
+
+
+def specify_geometry(segmentation_node, ct) -> None:
+    """The Segment Editor's Specify geometry with the CT as source geometry, oversampling 1 (the fix a grid refusal
+    names): ``vtkSlicerSegmentationGeometryLogic``, as ``qMRMLSegmentationGeometryWidget`` runs it."""
+    geometry = slicer.vtkSlicerSegmentationGeometryLogic()
+    geometry.SetInputSegmentationNode(segmentation_node)
+    geometry.SetSourceGeometryNode(ct)
+    geometry.SetOversamplingFactor(1.0)
+    geometry.SetIsotropicSpacing(False)
+    assert geometry.CalculateOutputGeometry() == ""
+    assert geometry.ResampleLabelmapsInSegmentationNode()

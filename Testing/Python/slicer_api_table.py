@@ -55,6 +55,10 @@ METHODS: dict[str, tuple[str, str]] = {
     "CreateDefaultDisplayNodes": ("vtkMRMLDisplayableNode", MRML + "vtkMRMLDisplayableNode.h"),
     "GetParentTransformNode": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "IsTransformToWorldLinear": ("vtkMRMLTransformNode", MRML + "vtkMRMLTransformNode.h"),
+    # the transform between a segmentation and the CT (mrml_import.same_frame)
+    "GetMatrixTransformBetweenNodes": ("vtkMRMLTransformNode", MRML + "vtkMRMLTransformNode.h"),
+    # a transformable node's parent transform set, removed, hardened or changed (the widget's controls follow)
+    "TransformModifiedEvent": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "SetAndObserveTransformNodeID": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "TransformPointToWorld": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "TransformPointFromWorld": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
@@ -139,11 +143,13 @@ METHODS: dict[str, tuple[str, str]] = {
     "GetConversionParameter": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "GetReferenceImageGeometryParameterName": ("vtkSegmentationConverter", SEG + "vtkSegmentationConverter.h"),
     "DeserializeImageGeometry": ("vtkSegmentationConverter", SEG + "vtkSegmentationConverter.h"),
-    # the grid of segments without a reference geometry (mrml_import.segments_geometry): the finest segment's; only
+    # the grid of segments without a reference geometry (mrml_import._segments_grid): the finest segment's; only
     # the (int, vtkStringArray*) overload is wrapped for Python
     "DetermineCommonLabelmapGeometry": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "EXTENT_UNION_OF_SEGMENTS": ("vtkSegmentation", SEG + "vtkSegmentation.h"),
     "GetImageToWorldMatrix": ("vtkOrientedImageData", SEG + "vtkOrientedImageData.h"),
+    # Slicer's own rule for one geometry (1e-4 per element: voxels copied index for index; mrml_import.grid_difference)
+    "IsEqual": ("vtkOrientedImageDataResample", SEG + "vtkOrientedImageDataResample.h"),
     "CreateOrientedImageDataFromVolumeNode": ("vtkSlicerSegmentationsModuleLogic",
                                               "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h"),
     "ExportSegmentsToLabelmapNode": ("vtkSlicerSegmentationsModuleLogic",
@@ -168,6 +174,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "GetPointData": ("vtkImageData", "VTK"),
     "GetScalars": ("vtkPointData", "VTK"),
     "GetElement": ("vtkMatrix4x4", "VTK"),
+    "SetElement": ("vtkMatrix4x4", "VTK"),
     "GetValue": ("vtkStringArray", "VTK"),
     "GetNumberOfValues": ("vtkStringArray", "VTK"),
     "InsertNextValue": ("vtkStringArray", "VTK"),
@@ -219,10 +226,13 @@ SLICER_NAMESPACE: dict[str, str] = {
     "slicer.vtkMRMLMarkupsNode": MARKUPS_NODE,
     "slicer.vtkMRMLVolumeArchetypeStorageNode": MRML + "vtkMRMLVolumeArchetypeStorageNode.h",
     "slicer.vtkMRMLSegmentationNode": MRML + "vtkMRMLSegmentationNode.h",
+    "slicer.vtkMRMLTransformableNode": MRML + "vtkMRMLTransformableNode.h",
     "slicer.vtkSegment": SEG + "vtkSegment.h",
     "slicer.vtkSegmentation": SEG + "vtkSegmentation.h",
     "slicer.vtkSegmentationConverter": SEG + "vtkSegmentationConverter.h",
     "slicer.vtkOrientedImageData": SEG + "vtkOrientedImageData.h",
+    "slicer.vtkOrientedImageDataResample": SEG + "vtkOrientedImageDataResample.h",
+    "slicer.vtkMRMLTransformNode": MRML + "vtkMRMLTransformNode.h",
     "slicer.vtkSlicerSegmentationsModuleLogic":
         "Modules/Loadable/Segmentations/Logic/vtkSlicerSegmentationsModuleLogic.h",
 }

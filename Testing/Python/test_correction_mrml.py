@@ -60,6 +60,7 @@ from mrml_helpers import (
     segment_by_name,
     segment_names,
     segment_voxels,
+    specify_geometry,
     verse_reference,
 )
 
@@ -516,8 +517,9 @@ def test_a_correction_that_would_coarsen_an_edit_on_a_finer_grid_is_refused(load
     for start in (lambda: logic.startRerun(ct_node, segmentation, device="CPU"),
                   lambda: logic.startClick(ct_node, segmentation, [0.0, 0.0, 0.0], device="CPU")):
         # the shared layer was resampled onto the fine grid: every vertebra in it counts as edited
-        with pytest.raises(ValueError, match=r"the edited vertebrae T11, .*L3.* lie on another grid \(1\.5, 1\.5, "
-                                             r"1\.5 mm voxels\) than the CT 'CT' \(3, 3, 3 mm\)"):
+        with pytest.raises(ValueError, match=r"the edited vertebrae T11, .*L3.* lie on another grid than the CT 'CT': "
+                                             r"voxels of 1\.5 x 1\.5 x 1\.5 mm, the CT's 3 x 3 x 3 mm, e\.g\. after "
+                                             r"Specify geometry"):
             start()
 
 
@@ -1034,3 +1036,360 @@ def test_progress_text_has_no_doubled_percent_sign():
 
     text = progress_bar_format(ProgressEvent("traversal", 0.5, 3, "50% of the column, %p"))
     assert text == "traversal: vertebra 3 - 50% of the column, % p  (%p%)"
+
+
+def _synthetic_ct(scene, dims=(512, 512, 3), spacing=(0.7, 0.7, 2.0), origin=(-180.0, -170.0, 40.0)):
+    """A CT volume node of ``dims`` voxels (a clinical slice size; the grid matters here, not the HU)."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(*dims)
+    image.AllocateScalars(vtk.VTK_SHORT, 1)
+    vtk_to_numpy(image.GetPointData().GetScalars())[:] = 0
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    node.SetAndObserveImageData(image)
+    node.SetSpacing(*spacing)
+    node.SetOrigin(*origin)
+    return node
+
+
+def _edited_on_grid(scene, ct, axes: np.ndarray, offset, block) -> tuple:
+    """A segmentation made on ``ct`` whose vertebra L3, tagged edited, lies on a layer of another grid: its axes are
+    ``axes`` (3x3, columns in the CT's voxels) and its origin the CT's voxel ``offset`` (a continuous index); the
+    layer has the CT's dimensions and holds L3 at the [k, j, i] index ``block``. Returns the node and L3's voxels."""
+    from SpineSegmentationModuleLib.mrml_import import voxel_to_world
+
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    l3 = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
+    l3.SetTag(LABEL_TAG, str(anatomy.verse_label("L3")))
+    ijk_to_ras = voxel_to_world(ct)
+    grid = np.eye(4)
+    grid[:3, :3] = ijk_to_ras[:3, :3] @ axes
+    grid[:3, 3] = ijk_to_ras[:3, :3] @ np.asarray(offset, dtype=float) + ijk_to_ras[:3, 3]
+    matrix = vtk.vtkMatrix4x4()
+    for r in range(4):
+        for c in range(4):
+            matrix.SetElement(r, c, float(grid[r, c]))
+    layer = slicer.vtkOrientedImageData()
+    layer.SetGeometryFromImageToWorldMatrix(matrix)
+    layer.SetDimensions(*ct.GetImageData().GetDimensions())
+    layer.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(layer.GetDimensions()[::-1])
+    values[:] = 0
+    values[block] = 1
+    layer.Modified()
+    l3.SetLabelValue(1)
+    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
+    l3.SetTag(EDITED_TAG, "true")
+    return node, int(values.sum())
+
+
+def _turned(degrees: float, scale: float = 1.0) -> np.ndarray:
+    """Axes turned by ``degrees`` about the CT's K axis and ``scale`` times as long, in the CT's voxels."""
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return scale * np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+
+
+def test_an_edit_on_a_grid_that_drifts_off_the_ct_s_across_its_extent_is_refused(scene, tmp_path):
+    """The grid rule took axes within 1e-3 of the CT's voxels as the CT's, whatever the grid's size: on a 512 x 512
+    slice an edit on axes 0.09 % longer and turned by 0.05 degrees (each element within 1e-3) passed, though its far
+    voxels lie 0.9 voxel off the CT's (review 2026-12-07). Exported onto the CT's grid (nearest neighbour, as a
+    correction does) the edit is not kept voxel for voxel: the real export gains voxels. Now refused, naming the voxel
+    sizes, the turn and the drift; axes off by float noise (1e-9) still pass, the export then voxel for voxel."""
+    from SpineSegmentationModuleLib.correction import _check_edits_on_grid_of, edits_off_grid
+
+    ct = _synthetic_ct(scene)
+    block = np.s_[1, 100:480, 100:480]
+    drifting, edited = _edited_on_grid(scene, ct, _turned(0.05, 1.0009), [0, 0, 0], block)
+    assert np.abs(_turned(0.05, 1.0009) - np.eye(3)).max() < 1e-3  # each element within the old tolerance
+    exported = _exported(drifting, ct, tmp_path / "drifting.nrrd")
+    assert int((exported != 0).sum()) != edited  # the export does not take the edit voxel for voxel
+    with pytest.raises(ValueError, match=r"the edited vertebrae L3 lie on another grid than the CT 'CT': voxels of "
+                                         r"0\.701 x 0\.701 x 2 mm, the CT's 0\.7 x 0\.7 x 2 mm and axes turned by "
+                                         r"0\.05 degrees from the CT's: across its extent of 512 x 512 x 3 voxels "
+                                         r"this adds up to 0\.91 voxel off the CT's voxel centres, e\.g\. after "
+                                         r"Specify geometry"):
+        _check_edits_on_grid_of(drifting, ct)
+    assert edits_off_grid(drifting, ct).startswith("the edited vertebrae L3 lie on another grid")
+
+    noise, edited = _edited_on_grid(scene, ct, _turned(0.0, 1.0 + 1e-9), [0, 0, 0], block)
+    _check_edits_on_grid_of(noise, ct)
+    assert edits_off_grid(noise, ct) == ""
+    assert int((_exported(noise, ct, tmp_path / "noise.nrrd") != 0).sum()) == edited
+
+
+@pytest.mark.parametrize("axes, offset, said", [
+    (np.eye(3), [0.4, 0.0, 0.0], r"the same voxel size, but its voxel centres shifted by part of a voxel \(0\.28, 0, "
+                                 r"0 mm in R, A, S\) from the CT's"),
+    (_turned(2.0), [0.0, 0.0, 0.0], r"the same voxel size, but its axes turned by 2 degrees from the CT's"),
+    (np.eye(3) * 0.5, [0.0, 0.0, 0.0], r"voxels of 0\.35 x 0\.35 x 1 mm, the CT's 0\.7 x 0\.7 x 2 mm"),
+    # the CT's spacings on other axes, not turned: was "the same voxel size, but its axes turned by 0 degrees"
+    (np.diag([2.0 / 0.7, 1.0, 0.35]), [0.0, 0.0, 0.0], r"voxels of 2 x 0\.7 x 0\.7 mm, the CT's 0\.7 x 0\.7 x 2 mm"),
+    # the grid's axes are the CT's K, J, I: the CT's spacings along them, not in its own order (the same numbers on
+    # both sides: "voxels of 0.7 x 0.7 x 2 mm along the CT's axes, the CT's 0.7 x 0.7 x 2 mm", review 2 2026-12-07)
+    (np.array([[0.0, 0.0, 2.0 / 0.7], [0.0, 1.0, 0.0], [0.35, 0.0, 0.0]]), [0.0, 0.0, 0.0],
+     r"voxels of 0\.7 x 0\.7 x 2 mm, the CT's 2 x 0\.7 x 0\.7 mm along the same axes"),
+])
+def test_the_refusal_of_an_edit_on_another_grid_names_what_differs(scene, axes, offset, said):
+    """An edit on the CT's voxel size but shifted by part of a voxel, or turned, was refused as "on another grid (3,
+    3, 3 mm voxels) than the CT (3, 3, 3 mm)" (review 2026-12-07): nothing said what to fix. The refusal names the
+    shift in mm, the turn in degrees, or both voxel sizes, in the one voxel-size format of the module (" x ")."""
+    from SpineSegmentationModuleLib.correction import _check_edits_on_grid_of
+
+    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = _edited_on_grid(scene, ct, axes, offset, np.s_[1, 10:20, 10:20])
+    with pytest.raises(ValueError, match=rf"the edited vertebrae L3 lie on another grid than the CT 'CT': {said}, "
+                                         r"e\.g\. after Specify geometry"):
+        _check_edits_on_grid_of(node, ct)
+
+
+def test_the_correction_buttons_show_the_refusal_of_edits_on_another_grid_before_a_click(scene):
+    """"Segment from point" and "Re-run" were enabled with an edited vertebra on another grid than the CT, and only
+    the click answered that (review 2026-12-07). Their blocker is now the refusal itself, read from the layers'
+    geometry; on the CT's grid they can run."""
+    import slicer_app
+    from SpineSegmentationModuleLib.correction import UndoState
+
+    slicer_app.install()
+    import SpineSegmentation
+
+    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", SpineSegmentation.POINT_LIST_NAME)
+    point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
+    shifted, _ = _edited_on_grid(scene, ct, np.eye(3), [0.4, 0.0, 0.0], np.s_[1, 10:20, 10:20])
+    with pytest.raises(ValueError) as refused:
+        _logic(scene).startRerun(ct, shifted)
+    said = str(refused.value)
+    blockers = SpineSegmentation.correctionBlockers(ct, shifted, True, UndoState(), point)
+    assert blockers["segmentFromPoint"] == blockers["rerun"] == said[:1].upper() + said[1:] + "."
+    assert not blockers["placePoint"] and not blockers["renumber"]
+    on_ct, _ = _edited_on_grid(scene, ct, np.eye(3), [3.0, 0.0, 0.0], np.s_[1, 10:20, 10:20])
+    blockers = SpineSegmentation.correctionBlockers(ct, on_ct, True, UndoState(), point)
+    assert not blockers["segmentFromPoint"] and not blockers["rerun"]
+
+
+def test_an_edit_whose_header_another_writer_rounded_is_on_the_ct_s_grid(scene):
+    """An edited layer whose K direction cosine is 1e-6 off the CT's (a header another writer rounded to 6
+    decimals) on a 512 x 512 x 600 CT was refused (1e-3 voxel at the far corner, it drifts 0.0017 voxel; review
+    2026-12-07), and for good: Specify geometry with the CT, the fix the refusal names, leaves the layer as it is,
+    since Slicer takes the two matrices for one geometry (``vtkOrientedImageDataResample::IsEqual``, 1e-4 per
+    element) and copies its voxels index for index. Accepted, before and after Specify geometry."""
+    from SpineSegmentationModuleLib.correction import _check_edits_on_grid_of, edits_off_grid
+    from SpineSegmentationModuleLib.mrml_import import voxel_to_world
+
+    ct = _synthetic_ct(scene, dims=(512, 512, 600))
+    axes = np.eye(3)
+    axes[0, 2] = 1e-6 * 2.0 / 0.7  # the K axis' R cosine 1e-6 off (2e-6 mm per slice of 2 mm)
+    node, _ = _edited_on_grid(scene, ct, axes, [0, 0, 0], np.s_[300:320, 200:260, 200:260])
+    assert edits_off_grid(node, ct) == ""
+    _check_edits_on_grid_of(node, ct)
+    specify_geometry(node, ct)
+    layer = node.GetSegmentation().GetNthSegment(0).GetRepresentation(
+        slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName())
+    assert np.abs(voxel_to_world(layer) - voxel_to_world(ct)).max() == pytest.approx(2e-6)  # left as it was
+    assert edits_off_grid(node, ct) == ""
+
+
+@pytest.mark.parametrize("axes, refused", [
+    (np.diag([1.0, 1.0, 1.0 + 0.2 / 599]), ""),  # 0.2 voxel over the 600 slices
+    (np.diag([1.003, 1.0, 1.0]), ""),  # 0.3 % larger, 0.19 voxel over the 64 voxels of I
+    (np.diag([1.0, 1.0, 1.0 + 0.46 / 599]), "voxels of 0.7 x 0.7 x 2.002 mm, the CT's 0.7 x 0.7 x 2 mm: across its "
+                                            "extent of 64 x 64 x 600 voxels this adds up to 0.46 voxel off the CT's "
+                                            "voxel centres"),
+])
+def test_an_edit_that_drifts_less_than_a_quarter_voxel_is_exported_voxel_for_voxel(scene, tmp_path, axes, refused):
+    """Slicer exports a layer onto the CT's grid with nearest neighbour, which keeps every voxel while the voxel
+    centres stay within half a voxel of the CT's; the grid rule refused a drift of 1e-3 voxel across the extent, and
+    axes more than 1e-3 off the CT's whatever the extent (review 2026-12-07). A K spacing that adds up to 0.2 voxel
+    over 600 slices, or an I spacing 0.3 % larger over 64 voxels, is now accepted and the real export keeps the
+    sparse edit voxel for voxel; 0.46 voxel is refused, saying the drift."""
+    from SpineSegmentationModuleLib.correction import edits_off_grid
+
+    ct = _synthetic_ct(scene, dims=(64, 64, 600))
+    block = np.s_[::7, 5:60:3, 5:60:2]  # a sparse pattern: a voxel moved shows
+    node, edited = _edited_on_grid(scene, ct, axes, [0, 0, 0], block)
+    said = edits_off_grid(node, ct)
+    if refused:
+        assert said.startswith(f"the edited vertebrae L3 lie on another grid than the CT 'CT': {refused}")
+        return
+    assert said == ""
+    expected = np.zeros((600, 64, 64), dtype=bool)
+    expected[block] = True
+    assert int(expected.sum()) == edited
+    np.testing.assert_array_equal(_exported(node, ct, tmp_path / "drift.nrrd") != 0, expected)
+
+
+def test_a_refusal_of_turned_edits_lists_voxel_sizes_only_where_they_differ(scene):
+    """Voxel sizes that differ by float noise (2e-9) read the same even at 9 digits: the refusal of a turned edit
+    said "voxels of 0.7 x 0.7 x 2 mm, the CT's 0.7 x 0.7 x 2 mm and axes turned by ..." (review 2026-12-07). Only
+    the turn and the drift are said now."""
+    from SpineSegmentationModuleLib.correction import edits_off_grid
+
+    ct = _synthetic_ct(scene)
+    axes = _turned(0.05)
+    axes[:, 2] *= 1.0 + 2e-9
+    node, _ = _edited_on_grid(scene, ct, axes, [0, 0, 0], np.s_[1, 100:480, 100:480])
+    said = edits_off_grid(node, ct)
+    assert said.startswith("the edited vertebrae L3 lie on another grid than the CT 'CT': axes turned by 0.05 "
+                           "degrees from the CT's: across its extent of 512 x 512 x 3 voxels this adds up to 0.45 "
+                           "voxel off the CT's voxel centres")
+    assert "voxels of" not in said
+
+
+def test_edits_under_another_transform_than_the_ct_are_refused(scene, tmp_path):
+    """A segmentation of vertebrae only (no kept segment, so no transform check of the import) under a transform
+    that moves it 1.05 mm (1.5 voxel) from the CT: the grid check compared its layers, in its own frame, with the
+    CT's, and passed (review 2026-12-07); the export onto the CT's grid goes through the transform and does not keep
+    the edit voxel for voxel. Refused, naming the transforms and the fix, in the buttons' blockers too; under the
+    CT's own transform, or one that is the identity, it is accepted."""
+    import slicer_app
+    from SpineSegmentationModuleLib.correction import UndoState, edits_off_grid
+
+    slicer_app.install()
+    import SpineSegmentation
+
+    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    block = np.s_[1:3, 10:20:3, 10:21:2]
+    node, edited = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], block)
+    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "moved")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 1.05)
+    moved.SetMatrixTransformToParent(matrix)
+    node.SetAndObserveTransformNodeID(moved.GetID())
+    expected = np.zeros((4, 40, 40), dtype=bool)
+    expected[block] = True
+    assert not np.array_equal(_exported(node, ct, tmp_path / "moved.nrrd") != 0, expected)  # not voxel for voxel
+    said = ("the segmentation 'vertebrae' with the edited vertebrae L3 is under transform 'moved' but the CT 'CT' "
+            "under no transform; a correction works on the CT's grid and would move your edits by the transform "
+            "between them. Harden the segmentation's transform (Transforms module), and the CT's if it has one, to "
+            "keep the edits where they were drawn on the CT; removing the segmentation's transform or putting it "
+            "under the CT's instead moves them relative to the CT")
+    assert edits_off_grid(node, ct) == said
+    with pytest.raises(ValueError) as refusal:
+        _logic(scene).startRerun(ct, node)
+    assert str(refusal.value) == said
+    point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", SpineSegmentation.POINT_LIST_NAME)
+    point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
+    blockers = SpineSegmentation.correctionBlockers(ct, node, True, UndoState(), point)
+    assert blockers["segmentFromPoint"] == blockers["rerun"] == said[:1].upper() + said[1:] + "."
+
+    ct.SetAndObserveTransformNodeID(moved.GetID())  # both under one transform
+    assert edits_off_grid(node, ct) == ""
+    np.testing.assert_array_equal(_exported(node, ct, tmp_path / "both.nrrd") != 0, expected)
+    identity = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "identity")
+    ct.SetAndObserveTransformNodeID(None)
+    node.SetAndObserveTransformNodeID(identity.GetID())  # another transform that does not move it
+    assert edits_off_grid(node, ct) == ""
+    assert int((_exported(node, ct, tmp_path / "identity.nrrd") != 0).sum()) == edited
+
+
+def test_the_correction_buttons_show_the_refusal_of_kept_segments_under_another_transform(scene):
+    """A segmentation that keeps a segment which is no vertebra ("Spinal canal") under another transform than the
+    CT: both network corrections refuse it (their result could not be applied without moving the canal,
+    ``check_output_segmentation``), but "Segment from point" and "Re-run" were enabled and only the click said so
+    (review 2026-12-07). Their blocker is that refusal now."""
+    import slicer_app
+    from SpineSegmentationModuleLib.correction import UndoState
+
+    slicer_app.install()
+    import SpineSegmentation
+
+    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    node.GetSegmentation().GetNthSegment(0).SetTag(EDITED_TAG, "false")  # no edit: the grid check has nothing to say
+    node.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "moved")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(1, 3, 3.0)
+    moved.SetMatrixTransformToParent(matrix)
+    node.SetAndObserveTransformNodeID(moved.GetID())
+    point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", SpineSegmentation.POINT_LIST_NAME)
+    point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
+    with pytest.raises(ValueError, match=r"the segmentation 'vertebrae' is under transform 'moved' but the CT 'CT' "
+                                         r"under no transform; .*\(Spinal canal\)") as refused:
+        _logic(scene).startClick(ct, node, [1.0, 2.0, 3.0], device="CPU")
+    said = str(refused.value)
+    blockers = SpineSegmentation.correctionBlockers(ct, node, True, UndoState(), point)
+    assert blockers["segmentFromPoint"] == blockers["rerun"] == said[:1].upper() + said[1:] + "."
+    node.SetAndObserveTransformNodeID(None)  # the fix it names: one transform (here none) for both
+    blockers = SpineSegmentation.correctionBlockers(ct, node, True, UndoState(), point)
+    assert blockers["segmentFromPoint"] == ""
+
+
+def _shift(scene, name: str, mm: float):
+    """A linear transform node that moves by ``mm`` along R (0: the identity)."""
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, mm)
+    transform.SetMatrixTransformToParent(matrix)
+    return transform
+
+
+def test_kept_segments_under_a_transform_that_does_not_move_them_are_accepted(scene):
+    """Kept segments under an identity transform node, or under another node with the CT's matrix: the kept-segment
+    check compared transform node IDs and refused them, while the edits check accepted the same frames (two rules,
+    review 2 2026-12-07). Both follow ``same_frame`` now: accepted there, refused under a transform that moves."""
+    import slicer_app
+    from SpineSegmentationModuleLib.correction import UndoState, edits_off_grid
+    from SpineSegmentationModuleLib.mrml_import import check_output_segmentation, same_frame
+
+    slicer_app.install()
+    import SpineSegmentation
+
+    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    node.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    for segmentation_transform, ct_transform in [(_shift(scene, "identity", 0.0), None),
+                                                 (_shift(scene, "T2", 5.0), _shift(scene, "T", 5.0))]:
+        node.SetAndObserveTransformNodeID(segmentation_transform.GetID())
+        ct.SetAndObserveTransformNodeID(ct_transform.GetID() if ct_transform is not None else None)
+        assert same_frame(node, ct) and same_frame(ct, node)
+        check_output_segmentation(ct, node, overwrite=True)  # no refusal
+        assert edits_off_grid(node, ct) == ""
+        assert SpineSegmentation.correctionBlockers(ct, node, True, UndoState(), None)["rerun"] == ""
+    ct.SetAndObserveTransformNodeID(None)  # T2 moves the segmentation by 5 mm from the CT
+    assert not same_frame(node, ct)
+    with pytest.raises(ValueError, match=r"the segmentation 'vertebrae' is under transform 'T2' but the CT 'CT' "
+                                         r"under no transform; .*\(Spinal canal\)"):
+        check_output_segmentation(ct, node, overwrite=True)
+
+
+def test_edits_under_a_non_linear_transform_are_refused_without_an_error_in_the_log(scene, capfd):
+    """A segmentation under a non-linear (grid) transform: the refusal asked Slicer for the matrix between the
+    transforms, which logs "Failed to get transformation matrix because transform is not linear" as an error at each
+    evaluation of the buttons' blockers (review 2 2026-12-07). ``same_frame`` checks ``IsTransformToWorldLinear``
+    first: the refusal names the non-linear transform and nothing is logged."""
+    import slicer_app
+    from SpineSegmentationModuleLib.correction import UndoState, edits_off_grid
+
+    slicer_app.install()
+    import SpineSegmentation
+
+    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    grid = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+    assert not grid.IsTransformToWorldLinear()
+    node.SetAndObserveTransformNodeID(grid.GetID())
+    capfd.readouterr()
+    said = edits_off_grid(node, ct)
+    blocker = SpineSegmentation.correctionBlockers(ct, node, True, UndoState(), None)["rerun"]
+    logged = capfd.readouterr()
+    assert said.startswith("the segmentation 'vertebrae' with the edited vertebrae L3 is under the non-linear "
+                           "transform 'warp' but the CT 'CT' under no transform;")
+    assert blocker == said[:1].upper() + said[1:] + "."
+    assert "not linear" not in logged.err + logged.out and "ERR" not in logged.err + logged.out
+
+
+def test_the_advice_for_edits_apart_from_a_ct_under_a_transform_says_which_fix_keeps_them(scene):
+    """A segmentation without a transform and the CT under one: the refusal said "harden or remove the
+    segmentation's transform", which it has not (review 2 2026-12-07). It says that hardening the CT's transform keeps
+    the edits where they were drawn, and that putting the segmentation under the CT's transform moves them."""
+    from SpineSegmentationModuleLib.correction import edits_off_grid
+
+    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    ct.SetAndObserveTransformNodeID(_shift(scene, "T", 5.0).GetID())
+    said = edits_off_grid(node, ct)
+    assert said.endswith("Harden the CT's transform (Transforms module) to keep the edits where they were drawn on "
+                         "the CT; putting the segmentation under the CT's transform instead moves them relative to "
+                         "the CT")
+    assert "segmentation's transform" not in said

@@ -583,9 +583,9 @@ def test_overwrite_of_segments_made_on_another_grid_is_refused_and_on_the_ct_s_l
     paint(user, resampled, "Spinal canal", np.s_[100:103, 100:102, 120:122])
     before, nodes = user.GetSegmentation().GetConversionParameter(
         slicer.vtkSegmentationConverter.GetReferenceImageGeometryParameterName()), scene.GetNumberOfNodes()
-    message = (r"the segmentation 'mine' keeps segments \(Spinal canal\) on another grid \(1\.5 x 1\.5 x 1\.5 mm "
-               r"voxels, made on 'CT resampled'\) than the CT '.*' \(3 x 3 x 3 mm\).*or none: a new one.*Specify "
-               r"geometry")
+    message = (r"the segmentation 'mine' keeps segments \(Spinal canal\) on another grid \(made on 'CT resampled'\) "
+               r"than the CT '.*': voxels of 1\.5 x 1\.5 x 1\.5 mm, the CT's 3 x 3 x 3 mm\..*or none: a new one.*"
+               r"Specify geometry")
     with pytest.raises(ValueError, match=message):
         logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
     assert segment_names(user) == ["Spinal canal"] and scene.GetNumberOfNodes() == nodes
@@ -642,8 +642,9 @@ def test_overwrite_of_a_labelmap_converted_on_another_grid_is_refused_and_on_the
     register_segmentation_conversion_rules()
     ct = ijk_to_ras(ct_node)
     tumour = _converted_labelmap(scene, "converted", _fine_grid(ct), "Tumour")
-    with pytest.raises(ValueError, match=r"'converted' keeps segments \(Tumour\) on another grid \(1\.5 x 1\.5 x "
-                                         r"1\.5 mm voxels, its finest segment's: it has no reference geometry\)"):
+    with pytest.raises(ValueError, match=r"'converted' keeps segments \(Tumour\) on another grid \(its finest "
+                                         r"segment's: it has no reference geometry\) than the CT '.*': voxels of 1\.5 "
+                                         r"x 1\.5 x 1\.5 mm, the CT's 3 x 3 x 3 mm\."):
         logic.loadResults(output_folder, ct_node, outputSegmentation=tumour, overwrite=True)
     assert segment_names(tumour) == ["Tumour"]
 
@@ -667,8 +668,8 @@ def test_overwrite_of_segments_on_the_ct_s_voxels_in_another_axis_order_is_appli
     """A segmentation made on the CT's voxels stored in another axis order, one axis flipped (a label file written
     so): the grid check compared the IJK-to-RAS matrices column by column and refused it, with "another grid (3 x 3
     x 3 mm voxels) than the CT (3 x 3 x 3 mm)" (review 2026-12-07), though Slicer resamples it onto the CT's grid
-    exactly. Applied; the kept canal keeps its voxels. An origin 800.005 voxels away is off the lattice (the tolerance
-    is 1e-3 voxel, not relative to the distance) and refused, saying what differs."""
+    exactly. Applied; the kept canal keeps its voxels. An origin 800.4 voxels away is off the lattice (the tolerance
+    is a quarter voxel, not relative to the distance) and refused, saying what differs."""
     from mrml_helpers import paint
 
     register_segmentation_conversion_rules()
@@ -690,13 +691,42 @@ def test_overwrite_of_segments_on_the_ct_s_voxels_in_another_axis_order_is_appli
     assert _world_voxels(canal) == before
 
     far = ct.copy()
-    far[:3, 3] += ct[:3, 0] * 800.005
+    far[:3, 3] += ct[:3, 0] * 800.4
     off = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "off")
     off.SetReferenceImageGeometryParameterFromVolumeNode(_volume_on_grid(scene, "far", far, (4, 4, 4)))
     off.GetSegmentation().AddEmptySegment("", "Spinal canal")
-    with pytest.raises(ValueError, match=r"another grid \(3 x 3 x 3 mm voxels, made on 'far'; the same voxel size, "
-                                         r"but shifted by part of a voxel or turned\) than the CT"):
+    shift = ", ".join(f"{v:.3g}" for v in np.round(ct[:3, 0] * 0.4, 6) + 0.0)  # R, A, S
+    with pytest.raises(ValueError, match=rf"another grid \(made on 'far'\) than the CT '.*': the same voxel size, but "
+                                         rf"its voxel centres shifted by part of a voxel \({shift} mm in R, A, S\)"):
         logic.loadResults(output_folder, ct_node, outputSegmentation=off, overwrite=True)
+
+
+def test_overwrite_of_segments_on_a_grid_that_drifts_off_the_ct_s_across_its_extent_is_refused(logic, output_folder,
+                                                                                              ct_node, scene):
+    """A segmentation made on a CT padded to 600 voxels along I with a 0.09 % larger spacing there keeps a "Spinal
+    canal": each axis element within 1e-3 of the CT's, so the grid rule (1e-3 voxel, whatever the extent) took it for
+    the CT's grid and ``overwrite=True`` was applied (review 2026-12-07), though its far voxels lie 0.54 voxel off the
+    CT's, and Slicer would resample the canal onto the CT's grid on its next edit. Refused, naming the spacings (with
+    the digits that differ) and the drift; the same geometry 1e-9 off (float noise) is applied."""
+    register_segmentation_conversion_rules()
+    ct = ijk_to_ras(ct_node)
+    dims = (600,) + ct_node.GetImageData().GetDimensions()[1:]
+    for scale, refused in ((1.0009, True), (1.0 + 1e-9, False)):
+        padded = ct.copy()
+        padded[:3, 0] *= scale
+        user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
+        user.SetReferenceImageGeometryParameterFromVolumeNode(_volume_on_grid(scene, "padded", padded, dims))
+        user.GetSegmentation().AddEmptySegment("", "Spinal canal")
+        if refused:
+            message = (r"'mine' keeps segments \(Spinal canal\) on another grid \(made on 'padded'\) than the CT "
+                       r"'.*': voxels of 3\.003 x 3 x 3 mm, the CT's 3 x 3 x 3 mm: across its extent of 600 x 101 x "
+                       r"112 voxels this adds up to 0\.54 voxel off the CT's voxel centres\.")
+            with pytest.raises(ValueError, match=message):
+                logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True)
+            assert segment_names(user) == ["Spinal canal"]
+        else:
+            assert logic.loadResults(output_folder, ct_node, user, overwrite=True).segmentation_node is user
+            assert segment_names(user) == ["Spinal canal"] + EXPECTED_NAMES
 
 
 def test_overwrite_of_a_segmentation_with_an_unreadable_reference_geometry_is_refused_clearly(logic, output_folder,
@@ -730,7 +760,9 @@ def test_a_refusal_names_the_first_five_kept_segments_and_counts_the_others(logi
     for n in range(1, 9):
         user.GetSegmentation().AddEmptySegment("", f"organ {n}")
     shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
-    shift.SetMatrixTransformToParent(vtk.vtkMatrix4x4())
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 5.0)  # 5 mm to the right: an identity transform would move nothing
+    shift.SetMatrixTransformToParent(matrix)
     user.SetAndObserveTransformNodeID(shift.GetID())
     with pytest.raises(ValueError, match=r"would move the segments kept there \(organ 1, organ 2, organ 3, organ 4, "
                                          r"organ 5 and 3 more\)\. "):

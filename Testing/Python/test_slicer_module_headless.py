@@ -24,6 +24,7 @@ from mrml_helpers import (
     register_segmentation_conversion_rules,
     segment_names,
     segment_voxels,
+    specify_geometry,
     verse_reference,
 )
 from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
@@ -585,7 +586,8 @@ def test_a_vertebra_deleted_in_the_segment_editor_leaves_the_table_and_its_contr
     assert "selectedVertebra(segmentationNode, self._rowSegmentIds" in _widget_source(
         module, "_updateCorrectionControls")
     seen = []
-    for name in observed - {"SegmentModified"}:  # what _follow observes, on the segmentation it follows
+    # what _follow observes for additions and removals, on the segmentation it follows (not the voxels' changes)
+    for name in observed - {"SegmentModified", "SourceRepresentationModified"}:
         segmentation.AddObserver(getattr(slicer.vtkSegmentation, name),  # a custom event reads "NoEvent": the name
                                  lambda caller, event, name=name: seen.append(name))
 
@@ -1015,3 +1017,130 @@ def test_reload_lets_go_of_the_undo_copy(module):
     assert undo.available_for(node)
     widget.cleanup()  # nothing runs and no parameter node is set: no Qt object is touched
     assert not undo.available and undo.node is None
+
+
+def test_the_correction_controls_follow_when_the_edits_are_put_on_the_ct_s_grid(module, monkeypatch):
+    """"Segment from point" and "Re-run" are disabled with the refusal of edited vertebrae on another grid than the
+    CT. The fix it names, Specify geometry with the CT, resamples the layers: ``vtkSegmentation`` invokes only
+    ``SourceRepresentationModified`` (the edited tag it sets again is unchanged, and ``vtkSegment::SetTag`` returns
+    early then, v5.6.2-v5.10.0), which the widget did not observe, so the buttons kept the outdated refusal. ``_follow``
+    observes it and the controls are updated once the change has ended, once for its events. Real segmentation and
+    Specify geometry (``vtkSlicerSegmentationGeometryLogic``, as the Segment Editor runs it) of ``slicer-core``."""
+    import slicer
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from SpineSegmentationModuleLib.correction import EDITED_TAG, UndoState
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    register_segmentation_conversion_rules()
+    scene = slicer.mrmlScene
+    image = vtk.vtkImageData()
+    image.SetDimensions(40, 40, 4)
+    image.AllocateScalars(vtk.VTK_SHORT, 1)
+    vtk_to_numpy(image.GetPointData().GetScalars())[:] = 0
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    ct.SetAndObserveImageData(image)
+    ct.SetSpacing(0.7, 0.7, 2.0)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    layer = slicer.vtkOrientedImageData()  # the edit on a grid of half the CT's spacing
+    layer.SetSpacing(0.35, 0.35, 1.0)
+    layer.SetDimensions(80, 80, 8)
+    layer.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(8, 80, 80)
+    values[:] = 0
+    values[2:6, 20:40, 20:40] = 1
+    l3 = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
+    l3.SetTag(LABEL_TAG, "22")
+    l3.SetLabelValue(1)
+    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
+    l3.SetTag(EDITED_TAG, "true")
+
+    assert "SourceRepresentationModified" in _observed_events(module, "_follow", "slicer.vtkSegmentation")
+    widget = module.SpineSegmentationWidget()
+    widget.logic = module.SpineSegmentationLogic()
+    later, shown = [], []
+    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
+                        raising=False)  # Qt's event loop: what runs once the events have returned
+    widget._updateCorrectionControls = lambda: shown.append(
+        module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"])
+    widget._follow(node)
+    assert module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"].startswith(
+        "The edited vertebrae L3 lie on another grid than the CT 'CT': voxels of 0.35 x 0.35 x 1 mm")
+
+    specify_geometry(node, ct)  # Specify geometry: the CT, oversampling 1
+    assert len(later) == 1 and shown == []  # one update, once the change has ended
+    later.pop()()
+    assert shown == [""]  # Re-run can run now
+    widget._follow(None)
+    widget.logic.correctionLogic.tracker.stop()
+
+
+def test_the_correction_controls_follow_when_the_segmentation_or_the_ct_leaves_a_transform(module, monkeypatch):
+    """"Re-run" is disabled with the refusal of edited vertebrae under another transform than the CT. Removing or
+    hardening the transform invokes only ``TransformModifiedEvent`` on the transformable node (the segmentation or the
+    CT; ``vtkMRMLTransformableNode.cxx``, v5.6.2-v5.10.0), which the widget did not observe, so the buttons kept the
+    outdated refusal (review 2 2026-12-07). ``_follow`` observes it on the segmentation, ``_followInputVolume`` (from
+    ``_checkCanApply``) on the input volume; the controls are updated once, after the change. Real nodes of
+    ``slicer-core``."""
+    import slicer
+    from vtk.util.numpy_support import vtk_to_numpy
+
+    from SpineSegmentationModuleLib.correction import EDITED_TAG, UndoState
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+
+    register_segmentation_conversion_rules()
+    scene = slicer.mrmlScene
+    image = vtk.vtkImageData()
+    image.SetDimensions(40, 40, 4)
+    image.AllocateScalars(vtk.VTK_SHORT, 1)
+    vtk_to_numpy(image.GetPointData().GetScalars())[:] = 0
+    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    ct.SetAndObserveImageData(image)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    layer = slicer.vtkOrientedImageData()  # the edit on the CT's grid
+    layer.SetDimensions(40, 40, 4)
+    layer.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(4, 40, 40)
+    values[:] = 0
+    values[1:3, 10:20, 10:20] = 1
+    l3 = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
+    l3.SetTag(LABEL_TAG, "22")
+    l3.SetLabelValue(1)
+    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
+    l3.SetTag(EDITED_TAG, "true")
+    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(0, 3, 5.0)
+    shift.SetMatrixTransformToParent(matrix)
+
+    widget = module.SpineSegmentationWidget()
+    widget.logic = module.SpineSegmentationLogic()
+    later, shown = [], []
+    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
+                        raising=False)  # Qt's event loop: what runs once the events have returned
+    widget._updateCorrectionControls = lambda: shown.append(
+        module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"])
+    import inspect
+
+    assert "self._followInputVolume(self._parameterNode.inputVolume" in inspect.getsource(
+        module.SpineSegmentationWidget._checkCanApply)  # each change of the parameter node, the input volume's too
+    widget._follow(node)
+    widget._followInputVolume(ct)  # as _checkCanApply does with the parameter node's input volume
+    for moved in (node, ct):
+        moved.SetAndObserveTransformNodeID(shift.GetID())
+        later.pop()()  # the refusal is shown
+        assert shown.pop().startswith(f"The segmentation 'vertebrae' with the edited vertebrae L3 is under "
+                                      f"{'transform' if moved is node else 'no transform'}")
+        moved.SetAndObserveTransformNodeID(None)  # the fix: remove the transform
+        assert len(later) == 1 and shown == []  # one update, once the change has ended
+        later.pop()()
+        assert shown.pop() == ""  # Re-run can run now
+    widget._followInputVolume(None)  # another input volume: the CT is let go
+    ct.SetAndObserveTransformNodeID(shift.GetID())
+    assert later == []
+    widget._follow(None)
+    node.SetAndObserveTransformNodeID(shift.GetID())
+    assert later == []
+    widget.logic.correctionLogic.tracker.stop()
