@@ -366,9 +366,16 @@ def build_parser() -> argparse.ArgumentParser:
                                     "purity and instances spanning two vertebrae, completeness accuracy, false "
                                     "positives/negatives; against a centroid file: identification per level.")
     ev.add_argument("prediction", help="a spineseg output folder or a label map (VerSe numbers unless "
-                                       "--prediction-convention says otherwise)")
-    ev.add_argument("reference", help="reference label map, or a VerSe centroid file (*.json, voxel units of the "
-                                      "prediction's grid unless --centroids-grid) for identification against points")
+                                       "--prediction-convention says otherwise; a 3D Slicer .seg.nrrd whose segments "
+                                       "are named as levels, L1, 'L1 vertebra' or vertebrae_L1, or carry a level's "
+                                       "terminology (spineseg's SNOMED CT codes; 3D Slicer's own lists code only "
+                                       "'Vertebra', no level: name such segments as levels), is read by its segments "
+                                       "(the name first, where the two disagree; a warning says so); a segmentation "
+                                       "saved in layers (overlapping segments) is refused: collapse it to one layer "
+                                       "in Slicer's Segmentations module, Binary labelmap layers)")
+    ev.add_argument("reference", help="reference label map (as the prediction), or a VerSe centroid file (*.json, "
+                                      "voxel units of the prediction's grid unless --centroids-grid) for "
+                                      "identification against points")
     ev.add_argument("--reference-convention", default="verse", choices=CONVENTIONS,
                     help="numbering of the reference (default: verse)")
     ev.add_argument("--prediction-convention", default="verse", choices=CONVENTIONS,

@@ -38,7 +38,11 @@ Measures (per vertebra = per VerSe label; all distances in millimetres, physical
   its Dice and the share of the predicted sacrum inside the reference's are reported apart (:func:`sacrum_score`,
   the summary's ``sacrum``).
 
-Both label maps are in VerSe numbers (the reference is converted from ``reference_convention``). When the
+Both label maps are in VerSe numbers (the reference is converted from ``reference_convention``; a 3D Slicer
+segmentation, ``.seg.nrrd``, whose segments are named as levels, "L1", "L1 vertebra" or "vertebrae_L1", or carry a
+level's terminology code as spineseg writes it, is read by its segments, whatever its voxel values: Slicer numbers
+segments in the order they were made; 3D Slicer's own terminology lists have no code per level, only "Vertebra").
+When the
 grids differ, the prediction is resampled with nearest-neighbour interpolation onto the reference's grid
 (the report's ``notes`` say so), so that every reference voxel counts, also where the prediction's field of view
 ends (VerSe evaluates on the reference's grid too); the centroids and volumes of both are then taken on the
@@ -60,6 +64,7 @@ import filecmp
 import json
 import math
 import os
+import re
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -69,14 +74,15 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, MAX_LABEL_VALUES, SACRUM, VERSE_NAMES, distinct_values,
-                      foreign_verse_labels, to_verse, whole_labels)
+from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, MAX_LABEL_VALUES, SACRUM, VERSE_NAMES,
+                      distinct_values, foreign_verse_labels, to_verse, verse_label, whole_labels)
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
 from .geometry import label_measurements, labels_at_border, same_grid
 from .io import check_image_file
 from .outputs import OUTPUT_FILES
 from .outputs.centroids import body_centres_lps, label_centroids_lps, label_volumes_mm3, read_ctd
 from .outputs.vertebrae_json import read_vertebrae_json
+from .terminology import GENERIC_VERTEBRA, SCHEME, TERMINOLOGY_CONTEXT_NAME, vertebra_terminology
 
 #: VerSe identification threshold, mm (Sekuboyina et al. 2021, after Glocker et al. 2013).
 ID_DISTANCE_MM = 20.0
@@ -407,7 +413,17 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             whole numbers: an intensity image (e.g. a CT scaled to [0, 1]), a map resampled with linear
             interpolation, or, where the two cannot be told apart, both named; each with its fix (told by the value
             range and the share of voxels that are no whole number, :func:`~SpineSegmentationLib.anatomy.whole_labels`).
+            The map holds more than one value per voxel (a vector image: a 3D Slicer .seg.nrrd whose segments
+            overlap, stored in layers).
     """
+    layers = image.GetNumberOfComponentsPerPixel()
+    if layers > 1:
+        raise InputImageError(
+            f"the {what} holds {layers} values per voxel, not one label: a 3D Slicer segmentation (.seg.nrrd) whose "
+            f"segments overlap is stored in {layers} layers (or a vector image); a label map holds one label per "
+            "voxel: in 3D Slicer's Segmentations module open 'Binary labelmap layers', tick 'Force collapse to "
+            "single layer' and click 'Collapse labelmap layers' (where segments overlap, the voxel goes to the "
+            "segment lowest in the segment list), then save the .seg.nrrd again and give it")
     array = sitk.GetArrayFromImage(image)
     if np.issubdtype(array.dtype, np.integer):  # no NaN to skip: the minimum straight away
         lowest = float(array.min()) if array.size else 0.0
@@ -432,6 +448,239 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             f"numbering holds at most about 120 labels: TotalSegmentator v2 117); give the {what}'s label map in its "
             f"place ({examples})")
     return whole_labels(array, f"the {what} label map")
+
+
+#: A segment name that tells a vertebra level, any case: the level alone ("L1", "T13", "S" or "sacrum": spineseg's
+#: names), with " vertebra" after it ("L1 vertebra": the code meaning that 3D Slicer names a segment by when its
+#: terminology is picked), or "vertebrae_" / "vertebrae " before it ("vertebrae_L1": TotalSegmentator's names; its
+#: "vertebrae_S1" is the sacrum, as in :func:`anatomy.to_verse`).
+_LEVEL_NAME = re.compile(r"(?:vertebrae?[ _]+)?(?P<level>[a-z]+\d*)(?:[ _]+vertebra)?", re.IGNORECASE)
+#: A name that looks like a vertebra's although it tells no level ("L2 (edited)", "Vertebra in Lumbar spine").
+_VERTEBRA_LIKE = re.compile(r"vertebra|sacrum|(?<![a-z0-9])[ctls]\d{1,2}(?!\d)", re.IGNORECASE)
+#: The advice given where a segment is not read as a level.
+_NAME_THEM = ("name each vertebra's segment as its level (L1, 'L1 vertebra' or vertebrae_L1) or pick its level from "
+              "spineseg's terminology in 3D Slicer, and save it again")
+#: Said of a segment whose terminology is the generic "Vertebra" from a list other than spineseg's.
+_GENERIC_VERTEBRA = ("coded as the generic 'Vertebra' of a terminology list other than spineseg's (3D Slicer's own "
+                     "lists have no code per level), which tells no level")
+
+
+def _listed(items: Sequence[str], most: int = 8) -> str:
+    """The first ``most`` of ``items`` joined for a message ("1, 2, 3, ..." where there are more)."""
+    return ", ".join(items[:most]) + (", ..." if len(items) > most else "")
+
+
+def _name_level(name: str) -> Optional[int]:
+    """VerSe label that a segment's name tells (:data:`_LEVEL_NAME`: "L1", "L1 vertebra", "vertebrae_L1"; the level
+    read by :func:`anatomy.verse_label`, "vertebrae_S1" as the sacrum); None for a name that tells no level."""
+    match = _LEVEL_NAME.fullmatch(name.strip())
+    if match is None:
+        return None
+    level = match.group("level")
+    if level.upper() == "S1":
+        return SACRUM
+    try:
+        return verse_label(level)
+    except ValueError:  # a name of that shape that is no level ("Liver"): not a vertebra's
+        return None
+
+
+def _terminology_codes(tags: str) -> Optional[list[list[str]]]:
+    """The parts of a segment's ``TerminologyEntry`` tag, from its tags (``Segment<i>_Tags`` of a .seg.nrrd:
+    ``key:value`` pairs separated by "|"): ``context~category~type~typeModifier~anatomicContext~region~
+    regionModifier``, each split at "^" (a code: ``scheme^value^meaning``;
+    :func:`~SpineSegmentationLib.terminology.slicer_terminology_entry`). None where there is no such entry of 7
+    parts."""
+    for tag in tags.split("|"):
+        key, _, entry = tag.partition(":")
+        if key == "TerminologyEntry":
+            codes = [part.split("^") for part in entry.split("~")]
+            return codes if len(codes) == 7 else None
+    return None
+
+
+def _terminology_level(tags: str) -> Optional[int]:
+    """VerSe label that a segment's terminology tells, from its tags (:func:`_terminology_codes`): the SNOMED CT
+    (scheme "SCT") type code of a level (C1..L5, sacrum), or, in spineseg's own terminology context
+    (:data:`~SpineSegmentationLib.terminology.TERMINOLOGY_CONTEXT_NAME`), the generic "Vertebra" with the region
+    "Lumbar spine" (L6) or "Thoracic spine" (T13), the reverse of
+    :func:`~SpineSegmentationLib.terminology.vertebra_terminology`. 3D Slicer's own terminology lists (5.6-5.10) have
+    no code per level, only the generic "Vertebra" (with a region such as "Lumbar spine"): a vertebra coded there
+    tells no level, not L6 (:func:`_generic_vertebra`). None for any other entry or none."""
+    codes = _terminology_codes(tags)
+    if codes is None or len(codes[2]) != 3 or codes[2][0] != SCHEME:
+        return None
+    type_code, region = codes[2][1], codes[5]
+    for label in VERSE_NAMES:
+        term = vertebra_terminology(label)
+        if term.type[1] != type_code:
+            continue
+        if not term.fallback:
+            return label
+        if (codes[0][0] == TERMINOLOGY_CONTEXT_NAME and len(region) == 3 and region[0] == SCHEME
+                and region[1] == term.region[1]):
+            return label
+    return None
+
+
+def _generic_vertebra(tags: str) -> bool:
+    """Whether a segment's terminology (from its tags) is the generic "Vertebra" (SNOMED CT 51282000) telling no level
+    (:func:`_terminology_level` None): as 3D Slicer's own lists code every vertebra."""
+    codes = _terminology_codes(tags)
+    return (codes is not None and len(codes[2]) == 3 and tuple(codes[2][:2]) == GENERIC_VERTEBRA[:2]
+            and _terminology_level(tags) is None)
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """A segment of a 3D Slicer segmentation as read: its name, its label value (None where none is recorded or it is
+    no whole number above 0, the background), the VerSe label its name or else its terminology tells (None: neither
+    tells a level), ``by_terminology``: told by the terminology, the name telling none; ``other_level``: the level
+    its terminology tells where that differs from its name's (the name is read); ``generic``: its terminology is the
+    generic "Vertebra" that tells no level (:func:`_generic_vertebra`)."""
+
+    name: str
+    value: Optional[int]
+    level: Optional[int] = None
+    by_terminology: bool = False
+    other_level: Optional[int] = None
+    generic: bool = False
+
+    def listed(self) -> str:
+        """'name' = value, for a message."""
+        return f"'{self.name}' = {self.value}" if self.value is not None else f"'{self.name}' (no label value)"
+
+
+def _slicer_segments(image: sitk.Image) -> list[_Segment]:
+    """The segments of a 3D Slicer segmentation (a ``.seg.nrrd`` as read: its ``Segment<i>_Name``,
+    ``Segment<i>_LabelValue`` and ``Segment<i>_Tags`` fields), each with the level its name (:func:`_name_level`) or
+    else its terminology (:func:`_terminology_level`) tells; [] for an image that is no such segmentation. Slicer
+    numbers a segment's voxels in the order the segments were made (1, 2, ...), not as its name says.
+
+    Where the name and the terminology tell different levels (a person renamed the segment or picked another
+    terminology: 3D Slicer changes neither with the other where the name was given, as spineseg gives it), the name
+    is read: it is what the segment list shows, and the Slicer module reads a segment's level from its name too (after
+    its own ``SpineSegmentation.Label`` tag, which plain 3D Slicer edits leave as spineseg wrote it and which is
+    therefore not read here); ``other_level`` records the terminology's."""
+    segments: list[_Segment] = []
+    index = 0
+    while image.HasMetaDataKey(f"Segment{index}_Name"):
+        key = f"Segment{index}_"
+        index += 1
+        name = image.GetMetaData(key + "Name")
+        value = image.GetMetaData(key + "LabelValue").strip() if image.HasMetaDataKey(key + "LabelValue") else ""
+        tags = image.GetMetaData(key + "Tags") if image.HasMetaDataKey(key + "Tags") else ""
+        named, coded = _name_level(name), _terminology_level(tags)
+        level = named if named is not None else coded
+        segments.append(_Segment(name, int(value) if value.isdecimal() and int(value) > 0 else None, level,
+                                 by_terminology=named is None and coded is not None,
+                                 other_level=coded if named is not None and coded not in (None, named) else None,
+                                 generic=level is None and _generic_vertebra(tags)))
+    return segments
+
+
+def _read_by_segments(segments: Sequence[_Segment]) -> list[_Segment]:
+    """The segments of a 3D Slicer segmentation (:func:`_slicer_segments`) read as a level: with a level and a label
+    value."""
+    return [s for s in segments if s.level is not None and s.value is not None]
+
+
+def _segment_messages(what: str, segments: Sequence[_Segment]) -> list[tuple[str, bool]]:
+    """(message, also warned) for the ``what`` ("prediction", "reference") 3D Slicer segmentation read by its
+    ``segments`` (:func:`_slicer_segments`, some read as a level): a segment whose name and terminology tell different
+    levels (warned), segments read as the same level, merged into one vertebra (warned; not the sacrum: spineseg's "S"
+    and TotalSegmentator's "vertebrae_S1" are both its parts), segments left out (warned where one looks like a
+    vertebra: its name, a level without a label value, or the generic "Vertebra" terminology)."""
+    messages: list[tuple[str, bool]] = []
+    read = _read_by_segments(segments)
+    for s in read:
+        if s.other_level is not None:
+            messages.append((f"segment {s.listed()} of the {what} (a 3D Slicer segmentation): its name says "
+                             f"{VERSE_NAMES[s.level]}, its terminology {VERSE_NAMES[s.other_level]}; read as "
+                             f"{VERSE_NAMES[s.level]}, by its name; if it is {VERSE_NAMES[s.other_level]}, rename it "
+                             f"{VERSE_NAMES[s.other_level]} in 3D Slicer and save it again", True))
+    by_level: dict[int, list[_Segment]] = {}
+    for s in read:
+        by_level.setdefault(s.level, []).append(s)
+    merged = {level: group for level, group in by_level.items() if len(group) > 1 and level != SACRUM}
+    if merged:
+        messages.append((f"segments of the {what} (a 3D Slicer segmentation) read as the same level, merged into one "
+                         "vertebra: " + "; ".join(f"{VERSE_NAMES[level]}: " + ", ".join(s.listed() for s in group)
+                                                  for level, group in sorted(merged.items()))
+                         + "; if they are different vertebrae, name each as its own level and save it again", True))
+    left_out = [s for s in segments if s.level is None or s.value is None]
+    if left_out:
+        generic = [s for s in left_out if s.generic]
+        messages.append((f"segments of the {what} (a 3D Slicer segmentation) read as no vertebra level, left out "
+                         "(their voxels scored as background): " + _listed([s.listed() for s in left_out])
+                         + (f" ({len(generic)} of them {_GENERIC_VERTEBRA})" if generic else "")
+                         + f"; if one is a vertebra, {_NAME_THEM}",
+                         any(_VERTEBRA_LIKE.search(s.name) or s.level is not None or s.generic for s in left_out)))
+    return messages
+
+
+def _verse_array(image: sitk.Image, what: str, numbering: str, notes: Optional[list[str]] = None,
+                 warn: bool = True, stacklevel: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """The values of the ``what`` ("prediction", "reference") map as read (:func:`_label_array`) and the map in VerSe
+    numbers, numpy order [z, y, x]. A 3D Slicer segmentation with a segment read as a level (:func:`_slicer_segments`)
+    is read by its segments (``numbering`` plays no part): each such segment's voxels get its level, those of the
+    other segments 0 (background). Any other map is read by its values in ``numbering`` (:func:`anatomy.to_verse`).
+
+    Notes (appended to ``notes`` where given): a segmentation read by its segments where a label value differs from
+    its level, a level is told by the terminology, or ``numbering`` is not "verse" (it plays no part); a segment whose
+    name and terminology tell different levels (read by its name); segments read as the same level (merged); the
+    segments left out, with their label values.
+
+    Warns (where ``warn``; ``stacklevel`` as :func:`warnings.warn`'s, counted from here):
+        UserWarning: a segment whose name and terminology tell different levels; segments read as the same level
+            (the sacrum aside); a segment left out whose name looks like a vertebra's ("L2 (edited)") or whose
+            terminology is the generic "Vertebra" (3D Slicer's own lists); a segmentation none of whose segments is
+            read as a level (scored by its values as ``numbering`` numbers, which Slicer gives in the order the
+            segments were made; also a note).
+
+    Raises:
+        InputImageError: as :func:`_label_array`; a map read as VerSe numbers holds labels of another convention.
+    """
+    array = _label_array(image, what)
+    segments = _slicer_segments(image)
+    read = _read_by_segments(segments)
+    if not read:
+        if segments:
+            generic = [s for s in segments if s.generic]
+            message = (f"the {what} is a 3D Slicer segmentation none of whose segments is read as a vertebra level ("
+                       + _listed([s.listed() for s in segments])
+                       + (f"; {len(generic)} of them {_GENERIC_VERTEBRA}" if generic else "")
+                       + f"): it is scored by its voxel values as {numbering} numbers, but 3D Slicer numbers segments "
+                       f"in the order they were made (1, 2, ...), not by level; {_NAME_THEM}")
+            if notes is not None:
+                notes.append(message)
+            if warn:
+                warnings.warn(message, UserWarning, stacklevel=stacklevel)
+        if numbering == "verse":
+            _check_verse_labels(array, what)
+        return array, to_verse(array, numbering)
+    # one pass over the voxels: a lookup table from label value (1 and up) to level; 0 (the background) and values no
+    # segment read has get 0. Where every value fits a table of 2^16 entries it is indexed straight away; otherwise
+    # the values beyond it and below 0 are clipped to its ends, which hold 0 (slower)
+    low, high = (int(array.min()), int(array.max())) if array.size else (0, 0)
+    top = max(s.value for s in read)
+    direct = low >= 0 and high < 1 << 16
+    table = np.zeros(max(top, high) + 1 if direct else top + 2, dtype=np.int16)
+    for s in sorted(read, key=lambda s: s.value, reverse=True):  # a value's first segment in the list wins
+        table[s.value] = s.level
+    verse = table[array] if direct else np.take(table, array, mode="clip")
+    if notes is not None and (numbering != "verse" or any(s.value != s.level or s.by_terminology for s in read)):
+        notes.append(f"the {what} is a 3D Slicer segmentation read by its segment names, not its voxel values ("
+                     + ", ".join(f"{VERSE_NAMES[s.level]} = {s.value}"
+                                 + (f" by the terminology of '{s.name}'" if s.by_terminology else "")
+                                 for s in sorted(read, key=lambda s: s.value))
+                     + (f"; --{what}-convention plays no part" if numbering != "verse" else "") + ")")
+    for message, warned in _segment_messages(what, segments):
+        if notes is not None:
+            notes.append(message)
+        if warn and warned:
+            warnings.warn(message, UserWarning, stacklevel=stacklevel)
+    return array, verse
 
 
 def _check_verse_labels(labels: np.ndarray, what: str) -> None:
@@ -478,14 +727,15 @@ def _load_prediction(prediction) -> tuple[sitk.Image, str, Optional[dict[int, bo
     return image, description, None
 
 
-def _spineseg_folder(source, role: str = "labels") -> Optional[Path]:
-    """The spineseg output folder that ``source`` is (a folder) or holds as its ``role`` file (``OUTPUT_FILES[role]``,
-    e.g. its labels.nii.gz), recognised by the file's name and the folder's vertebrae.json; None for anything else
-    (an ``sitk.Image``, another file)."""
+def _spineseg_folder(source, roles: Sequence[str] = ("labels", "segmentation")) -> Optional[Path]:
+    """The spineseg output folder that ``source`` is (a folder) or holds as one of its ``roles`` files
+    (``OUTPUT_FILES[role]``; by default its label map, labels.nii.gz or segmentation.seg.nrrd), recognised by the
+    file's name and the folder's vertebrae.json; None for anything else (an ``sitk.Image``, another file)."""
     if not isinstance(source, (str, os.PathLike)):
         return None
     path = Path(source)
-    folder = path if path.is_dir() else path.parent if path.name == OUTPUT_FILES[role] else None
+    names = {OUTPUT_FILES[role] for role in roles}
+    folder = path if path.is_dir() else path.parent if path.name in names else None
     return folder if folder is not None and (folder / OUTPUT_FILES["vertebrae"]).is_file() else None
 
 
@@ -496,12 +746,15 @@ VOLUME_ROUNDING_MM3 = 0.05
 
 
 def _labels_changed(image: sitk.Image, document: dict) -> bool:
-    """Whether ``image``, the ``labels.nii.gz`` of a spineseg output folder as read, is no longer the map the folder's
-    vertebrae.json (``document``) describes: saved over (edited in Slicer or ITK-SNAP, replaced). It is when its grid
-    size differs from ``input.size``, its pixel type holds fractions (spineseg writes integers), its labels differ
-    from the listed ones, or a vertebra's voxel count x voxel volume differs from its ``volume_mm3`` by more than the
-    rounding (:data:`VOLUME_ROUNDING_MM3`). A record that lacks what a comparison needs (an older or damaged file)
-    tells nothing: False.
+    """Whether ``image``, the ``labels.nii.gz`` or ``segmentation.seg.nrrd`` of a spineseg output folder as read, is
+    no longer the map the folder's vertebrae.json (``document``) describes: saved over (edited in Slicer or ITK-SNAP,
+    replaced). It is when its grid size differs from ``input.size``, its pixel type holds fractions (spineseg writes
+    integers), its labels differ from the listed ones, or a vertebra's voxel count x voxel volume differs from its
+    ``volume_mm3`` by more than the rounding (:data:`VOLUME_ROUNDING_MM3`). A 3D Slicer segmentation read by its
+    segments (:func:`_slicer_segments`) is compared as so read, in VerSe numbers, not by its voxel values (which
+    Slicer renumbers 1, 2, ... when it saves a segmentation again): a segment renamed to another level changes it, a
+    segmentation saved again unchanged does not; so does a segment whose name and terminology tell different levels.
+    A record that lacks what a comparison needs (an older or damaged file) tells nothing: False.
     """
     recorded_input = document.get("input")
     size = recorded_input.get("size") if isinstance(recorded_input, dict) else None
@@ -509,6 +762,11 @@ def _labels_changed(image: sitk.Image, document: dict) -> bool:
         return True
     if sitk.GetArrayViewFromImage(image).dtype.kind not in "iu":
         return True
+    segments = _slicer_segments(image)
+    if any(s.other_level is not None for s in segments):
+        return True  # a level a person picked in 3D Slicer
+    if _read_by_segments(segments):
+        image = _with_array(_verse_array(image, "reference", "verse", warn=False)[1], image)
     try:
         recorded = {int(v["label"]): float(v["volume_mm3"]) for v in document["vertebrae"]}
     except (KeyError, TypeError, ValueError):  # an entry without a number: nothing to compare with
@@ -525,8 +783,9 @@ def _made_or_stated_by_a_person(folder: Path, labels: sitk.Image) -> bool:
     """Whether spineseg output ``folder`` holds anything a person made or stated: a vertebra its vertebrae.json
     records as made or kept by a person (``edited``, the correction workflow), whose level a person stated
     (``level_stated``: renumbering, an applied alternative) or whose completeness a person set
-    (``complete_stated``), or a labels.nii.gz saved over since (:func:`_labels_changed`; ``labels``: the folder's
-    labels.nii.gz as already read, not read again). A vertebrae.json that cannot be read records none."""
+    (``complete_stated``), or a label map saved over since (:func:`_labels_changed`; ``labels``: the folder's
+    labels.nii.gz or segmentation.seg.nrrd as already read, not read again). A vertebrae.json that cannot be read
+    records none."""
     try:
         document = read_vertebrae_json(folder / OUTPUT_FILES["vertebrae"])
     except SpineSegmentationError:  # damaged: nothing it records can be relied on; the caller warns as for none
@@ -577,6 +836,35 @@ def _check_not_itself(prediction, reference) -> None:
             "corrected")
 
 
+def _check_not_own_segmentation(prediction, reference, pred_image: sitk.Image, ref_image: sitk.Image,
+                                prediction_convention: str = "verse", reference_convention: str = "verse") -> None:
+    """Refuse a reference that is the prediction in its folder's other file: the prediction a spineseg output folder
+    (or its labels.nii.gz) and the reference that folder's segmentation.seg.nrrd, or the other way round
+    (``pred_image``, ``ref_image``: the two as read), holding the same vertebrae on the same grid (in VerSe numbers,
+    read as :func:`_verse_array` does in the conventions given): scored against itself every vertebra gets Dice 1. A
+    segmentation.seg.nrrd saved over since (corrected in 3D Slicer) holds other vertebrae and is scored; so is one
+    with a segment whose name and terminology tell different levels (a person picked another level in 3D Slicer,
+    which kept the name: :func:`_slicer_segments`), whichever is read.
+
+    Raises:
+        InputImageError: as said; as :func:`_verse_array` for a map that cannot be read.
+    """
+    pred_folder, ref_folder = _spineseg_folder(prediction), _spineseg_folder(reference)
+    if pred_folder is None or ref_folder is None or not os.path.samefile(pred_folder, ref_folder):
+        return
+    if not same_grid(pred_image, ref_image):
+        return
+    if any(s.other_level is not None for image in (pred_image, ref_image) for s in _slicer_segments(image)):
+        return  # a level a person picked that the voxels do not show: changed, scored (with a warning)
+    pred = _verse_array(pred_image, "prediction", prediction_convention, warn=False)[1]
+    if np.array_equal(pred, _verse_array(ref_image, "reference", reference_convention, warn=False)[1]):
+        raise InputImageError(
+            f"the reference {reference} holds the same vertebrae as the prediction {prediction} (the "
+            f"{OUTPUT_FILES['labels']} and {OUTPUT_FILES['segmentation']} of one spineseg result, {pred_folder}): "
+            "scored against itself every vertebra gets Dice 1; give the reference label map, e.g. the VerSe "
+            "*_seg-vert_msk file of the scan or a result a person corrected")
+
+
 def _refuse_folder_reference(reference) -> None:
     """Refuse a spineseg output folder given as the reference (the two given in swapped order)."""
     if _spineseg_folder(reference) is not None and Path(reference).is_dir():
@@ -593,8 +881,8 @@ def _check_order(prediction, reference, reference_image: sitk.Image, notes: list
     are not symmetric). A spineseg output folder as the reference is refused before
     (:func:`_refuse_folder_reference`)."""
     reference_folder = _spineseg_folder(reference)
-    if reference_folder is None:
-        return
+    if reference_folder is None or reference_image.GetNumberOfComponentsPerPixel() > 1:
+        return  # no spineseg result; a .seg.nrrd in layers, refused when read (_label_array)
     if _spineseg_folder(prediction) is not None or isinstance(prediction, sitk.Image):
         return  # two spineseg results compared, or a prediction in memory (whose origin is unknown)
     if _made_or_stated_by_a_person(reference_folder, reference_image):
@@ -621,8 +909,15 @@ def evaluate(
     Args:
         prediction: a label map (path or ``sitk.Image``; values that are not vertebrae are ignored), or a
             spineseg output folder (``labels.nii.gz``, and ``vertebrae.json`` for completeness). A floating-point
-            map is rounded to integers.
-        reference: reference label map (path or ``sitk.Image``).
+            map is rounded to integers. A 3D Slicer segmentation (``.seg.nrrd``) whose segments are named as levels
+            ("L1", "T13", "sacrum"; "L1 vertebra" as Slicer names a level picked from the terminology;
+            "vertebrae_L1" as TotalSegmentator names it; any case) or, named otherwise, carry a level's terminology
+            (SNOMED CT code as spineseg writes it; the generic "Vertebra" of 3D Slicer's own lists, which have no code
+            per level, tells none) is read by its segments, whatever its label values and convention; its other
+            segments are left out (a note names them). Where a segment's name and terminology tell different
+            levels, the name is read (what the segment list shows, and what the Slicer module reads); segments read
+            as the same level are merged into one vertebra (a warning says so for both).
+        reference: reference label map (path or ``sitk.Image``; a ``.seg.nrrd`` as ``prediction``).
         reference_convention: label numbering of the reference: "verse", "totalseg" or "totalseg_vertebrae"
             (:func:`anatomy.to_verse`).
         prediction_completeness: ``{VerSe label: complete}`` of the prediction; overrides vertebrae.json.
@@ -646,31 +941,39 @@ def evaluate(
             a label map); the two grids do not overlap in physical space (no voxel of the prediction's grid lands on the
             reference's); the reference is a spineseg output folder (the two given in swapped order); the
             reference is the prediction (the same file, also as a folder's labels.nii.gz, or a copy of the same
-            spineseg result: Dice 1 everywhere); a map holds more than :data:`MAX_LABEL_VALUES` distinct values
-            (an image such as a CT stored unsigned or an MR).
+            spineseg result, or the folder's segmentation.seg.nrrd holding the same vertebrae as its labels.nii.gz:
+            Dice 1 everywhere); a map holds more than :data:`MAX_LABEL_VALUES` distinct values
+            (an image such as a CT stored unsigned or an MR); a map holds more than one value per voxel (a 3D Slicer
+            segmentation whose segments overlap, stored in layers).
         ValueError: unknown convention; label maps that are not 3D.
 
     Warns:
         UserWarning: the reference is a spineseg result (``labels.nii.gz`` beside a ``vertebrae.json``) with
             nothing in it recorded as made or stated by a person (no vertebra ``edited``, ``level_stated`` or
             ``complete_stated``, the map as vertebrae.json describes it: the same labels and volumes) and the
-            prediction is a file that is none: probably the two in swapped order (also a note in the report).
+            prediction is a file that is none: probably the two in swapped order (also a note in the report). The
+            prediction holds labels but no vertebra read in ``prediction_convention`` (probably another convention;
+            also a note). A 3D Slicer segmentation none of whose segments is read as a level (scored by its values,
+            which Slicer gives in the order the segments were made), one leaving out a segment named like a
+            vertebra ("L2 (edited)") or coded as the generic "Vertebra", one whose segment's name and terminology
+            tell different levels, or one with segments read as the same level (not the sacrum): also a note.
     """
     notes: list[str] = []
     _check_not_itself(prediction, reference)
     _refuse_folder_reference(reference)
     pred_image, pred_description, folder_completeness = _load_prediction(prediction)
     ref_image, ref_description = _read_label_image(reference, "reference")  # read once, also for the order check
+    _check_not_own_segmentation(prediction, reference, pred_image, ref_image, prediction_convention,
+                                reference_convention)
     _check_order(prediction, reference, ref_image, notes)
     if prediction_completeness is None:
         prediction_completeness = folder_completeness
     maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes, prediction_convention)
-    if reference_completeness is None:
+    from_border = reference_completeness is None
+    if from_border:
         reference_completeness = border_completeness(maps.ref)
-        notes.append("reference completeness: incomplete = touches the border of the reference image")
     else:
         reference_completeness = {int(k): bool(v) for k, v in reference_completeness.items()}
-        notes.append("reference completeness: given explicitly")
     ids = identification(maps.pred_centroids, maps.ref_centroids)
     rows = [_score_row(label, maps, ids, prediction_completeness, reference_completeness) for label in maps.labels()]
     summary = _summary(rows, maps)
@@ -678,6 +981,9 @@ def evaluate(
         notes.append(_no_completeness_note(prediction))
     elif not summary["n_completeness_evaluated"]:
         notes.append(_unscored_completeness_note(rows, prediction_completeness))
+    else:  # how the reference side of the completeness accuracy was told, only where that accuracy is computed
+        notes.append("reference completeness: incomplete = touches the border of the reference image" if from_border
+                     else "reference completeness: given explicitly")
     notes.append("mean_dice counts missed reference vertebrae as 0; ASSD/HD95 are averaged over vertebrae in both")
     return EvaluationReport(rows, summary, notes, pred_description, ref_description)
 
@@ -691,10 +997,16 @@ def _no_completeness_note(prediction) -> str:
     if path.is_dir():
         return why + (f"the folder {path} holds no {OUTPUT_FILES['vertebrae']}, where spineseg records whether each "
                       "vertebra is whole in the image")
-    folder = _spineseg_folder(path)
+    folder = _spineseg_folder(path, ("labels",))
     if folder is not None:
-        return why + (f"the prediction is the {OUTPUT_FILES['labels']} of a spineseg output folder; give the folder "
+        return why + (f"the prediction is the {path.name} of a spineseg output folder; give the folder "
                       f"{folder} itself: its {OUTPUT_FILES['vertebrae']} holds the completeness flags")
+    folder = _spineseg_folder(path, ("segmentation",))
+    if folder is not None:  # the folder would score its labels.nii.gz, not this segmentation, perhaps corrected since
+        return why + (f"the prediction is the {path.name} of a spineseg output folder, perhaps corrected in 3D Slicer "
+                      f"since; the folder's {OUTPUT_FILES['vertebrae']} flags the vertebrae of its "
+                      f"{OUTPUT_FILES['labels']} (from Python, pass prediction_completeness); the other measures do "
+                      "not need it")
     return why + ("the prediction is a label map, which does not say whether each vertebra is whole in the image (a "
                   f"spineseg output folder does, in its {OUTPUT_FILES['vertebrae']}; from Python, pass "
                   "prediction_completeness); the other measures do not need it")
@@ -718,6 +1030,19 @@ def _unscored_completeness_note(rows: list[VertebraScore], prediction_completene
                       f"matched predicted vertebrae ({names(r.matched_prediction for r in matched)})")
     return why + ("the reference completeness given names none of the matched reference vertebrae "
                   f"({names(r.label for r in matched)})")
+
+
+def _note_prediction_without_vertebra(array: np.ndarray, numbering: str, notes: list[str]) -> None:
+    """Warn (and note) that the prediction holds labels (``array``, its values as read) but no vertebra (the sacrum
+    aside) read as ``numbering`` numbers: every reference vertebra is then a false negative, probably because the
+    prediction is in another convention (e.g. a spineseg result given with ``--prediction-convention totalseg``)."""
+    found = np.unique(array[array != 0])
+    message = (f"the prediction holds no vertebra read as {numbering} numbers (its labels: "
+               f"{_listed([str(int(v)) for v in found])}): every reference "
+               "vertebra is scored as missed; if the prediction is in another convention, give it with "
+               "--prediction-convention (verse for a spineseg result)")
+    notes.append(message)
+    warnings.warn(message, UserWarning, stacklevel=4)
 
 
 def _physical_extent(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
@@ -778,16 +1103,16 @@ class _LabelMaps:
         converted = []
         for image, what, numbering in ((pred_image, "prediction", prediction_convention),
                                        (ref_image, "reference", convention)):
-            array = _label_array(image, what)
-            if numbering == "verse":
-                _check_verse_labels(array, what)
-            verse = to_verse(array, numbering)
+            array, verse = _verse_array(image, what, numbering, notes)
+            if (what == "prediction" and array.any() and not _read_by_segments(_slicer_segments(image))
+                    and not np.any((verse != 0) & (verse != SACRUM))):  # no convention plays a part where read so
+                _note_prediction_without_vertebra(array, numbering, notes)
             if what == "reference" and not verse.any():
                 found = np.unique(array[array != 0])
                 raise InputImageError(
                     "the reference holds no vertebra" + (
-                        f" read as {numbering} numbers (its labels: {', '.join(str(int(v)) for v in found[:8])}"
-                        f"{', ...' if found.size > 8 else ''}); give the convention it is in with "
+                        f" read as {numbering} numbers (its labels: {_listed([str(int(v)) for v in found])}); "
+                        "give the convention it is in with "
                         "--reference-convention" if found.size else ": it is empty") + "; nothing to score against")
             converted.append(verse)
         pred, ref = converted
@@ -951,7 +1276,8 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
     """Identification against point references: a VerSe centroid file of the scan (no masks needed).
 
     Args:
-        prediction: a spineseg output folder or a label map (VerSe numbers) on the scan's grid.
+        prediction: a spineseg output folder or a label map (VerSe numbers) on the scan's grid; a 3D Slicer
+            segmentation (.seg.nrrd) is read by its segments as in :func:`evaluate`.
         centroids: VerSe centroid JSON (``[{"direction": [...]}, {"label": n, "X": .., "Y": .., "Z": ..}, ...]``)
             in voxel units of ``centroids_grid``, axes as its ``direction`` codes say.
         max_distance_mm: identification threshold (VerSe: 20 mm).
@@ -972,7 +1298,8 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
             corrupt (:func:`~SpineSegmentationLib.io.check_image_file`); the prediction holds negative values or
             more than :data:`MAX_LABEL_VALUES` distinct values (an image such as the CT, not a label map); a point
             lies outside ``centroids_grid`` (the file refers to another grid); the centroid file is the prediction
-            folder's own ``centroids_ctd.json``.
+            folder's own ``centroids_ctd.json`` (the prediction the folder or its labels.nii.gz; its
+            segmentation.seg.nrrd, perhaps corrected in 3D Slicer since, is scored).
         SpineSegmentationError: the file is not a VerSe centroid list
             (:func:`~SpineSegmentationLib.outputs.centroids.read_ctd`).
     """
@@ -980,16 +1307,14 @@ def evaluate_points(prediction, centroids: Union[str, os.PathLike],
     path = Path(centroids)
     if not path.is_file():
         raise InputImageError(f"centroid file {path} does not exist; give a VerSe *_ctd.json")
-    own = _spineseg_folder(prediction)
-    if own is not None and _spineseg_folder(path, "centroids") is not None and path.parent.resolve() == own.resolve():
+    own = _spineseg_folder(prediction, ("labels",))  # its segmentation.seg.nrrd may be corrected since: scored
+    if (own is not None and _spineseg_folder(path, ("centroids",)) is not None
+            and path.parent.resolve() == own.resolve()):
         raise InputImageError(
             f"the centroid file {path} is the prediction's own ({OUTPUT_FILES['centroids']} of {own}, written with "
             "it): scored against itself every level is identified; give the reference's centroid file, e.g. the "
             "VerSe *_ctd.json of the scan")
-    pred_array = _label_array(pred_image, "prediction")
-    if prediction_convention == "verse":
-        _check_verse_labels(pred_array, "prediction")
-    pred = to_verse(pred_array, prediction_convention)
+    pred = _verse_array(pred_image, "prediction", prediction_convention, stacklevel=3)[1]
     pred[pred == SACRUM] = 0
     pred_centroids = body_centres_lps(_with_array(pred, pred_image))  # the point VerSe marks
     grid, grid_description = (pred_image, "the prediction's grid") if centroids_grid is None else (

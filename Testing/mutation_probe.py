@@ -247,10 +247,14 @@ MUTATIONS: tuple[Mutation, ...] = (
                   "evidence",)),
     Mutation("sacrum-below-along-z", "the sacrum is searched below a vertebra along the column's axis",
              "SpineSegmentationLib/anatomy_evidence.py",
-             "_sacrum_below(free_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)",
-             "_sacrum_below(free_bone, grid_ids == i, centres[i], np.array([1.0, 0.0, 0.0]), frames[i], in_view)",
+             "_sacrum_below(sacral_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)",
+             "_sacrum_below(sacral_bone, grid_ids == i, centres[i], np.array([1.0, 0.0, 0.0]), frames[i], in_view)",
              (T + "test_anatomy_evidence.py::test_the_sacrum_is_measured_below_a_column_tilted_in_the_coronal_"
                   "plane",)),
+    Mutation("sacrum-beside-segments", "the sacrum is sought away from the cortex shell segments leave outside them",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "sacral_bone = free_bone & ~ndimage.binary_dilation(grid_ids > 0)", "sacral_bone = free_bone",
+             (T + "test_pipeline.py::test_a_ct_of_larger_vertebrae_keeps_its_levels",)),
     Mutation("no-resegmentation-after-a-dropped-branch", "a vertebra segmented beside a dropped branch is "
              "evaluated again without it", "SpineSegmentationLib/pipeline.py",
              "        if not ((dropped[window] > 0) & (dropped[window] < v.instance)).any():\n", "        if True:\n",

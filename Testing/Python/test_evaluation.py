@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 import shutil
 import warnings
 
@@ -450,6 +451,38 @@ def test_completeness_flags_that_score_no_vertebra_are_explained_in_a_note():
     assert "completeness accuracy not computed (no matched vertebra with completeness flags); " in format_table(report)
 
 
+def test_the_reference_completeness_note_appears_only_where_completeness_accuracy_is_computed(
+        real_ct_image, real_ct_reference, real_ct_bodies, reference_verse, tmp_path, capsys):
+    """"reference completeness: incomplete = touches the border of the reference image" explains how the reference
+    side of the completeness accuracy is told; it was printed also where that accuracy is not computed (a prediction
+    without completeness flags, or flags that score no vertebra: audit 2026-12-07), beside the note saying it is not
+    computed. Real maps: the example CT's vertebral bodies (another tool's map, no flags) and a spineseg result made
+    of its reference (flags in vertebrae.json)."""
+    from SpineSegmentationLib.cli import main
+
+    border = "reference completeness: incomplete = touches the border of the reference image"
+    explicit = "reference completeness: given explicitly"
+    assert main(["evaluate", str(real_ct_bodies), str(real_ct_reference), "--reference-convention", "totalseg"]) == 0
+    out = capsys.readouterr().out
+    assert "note: completeness accuracy not computed: the prediction is a label map" in out
+    assert border not in out
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    for prediction, flags, reference_flags, scored in (
+            (real_ct_bodies, None, None, False),  # no flags
+            (real_ct_bodies, None, {L1: True}, False),  # reference flags given, no prediction flags
+            (tmp_path / "run" / "labels.nii.gz", None, None, False),  # the folder's map alone: no flags
+            (real_ct_bodies, {T11: True}, None, False),  # flags of a vertebra the prediction does not hold
+            (tmp_path / "run", None, None, True),  # the folder: flags from its vertebrae.json
+            (tmp_path / "run", None, {L1: True}, True)):
+        report = evaluate(prediction, real_ct_reference, reference_convention="totalseg",
+                          prediction_completeness=flags, reference_completeness=reference_flags)
+        assert (report.summary["n_completeness_evaluated"] > 0) is scored
+        expected = ([border] if reference_flags is None else [explicit]) if scored else []
+        assert [n for n in report.notes if n.startswith("reference completeness:")] == expected
+    assert main(["evaluate", str(tmp_path / "run"), str(real_ct_reference), "--reference-convention", "totalseg"]) == 0
+    assert f"note: {border}" in capsys.readouterr().out
+
+
 def _spineseg_result(labels: sitk.Image, ct: sitk.Image, folder) -> None:
     """Write ``labels`` (VerSe numbers, on the CT's grid) as a spineseg result into ``folder``, its vertebrae.json
     recording each vertebra's volume and centroid as the pipeline measures them (label statistics on the input grid,
@@ -460,6 +493,427 @@ def _spineseg_result(labels: sitk.Image, ct: sitk.Image, folder) -> None:
                           volume_mm3=round(count * voxel_mm3, 1))
                  for label, (count, lps) in label_measurements(labels).items()]
     write_outputs(SpineSegmentationResult(labels, vertebrae), ct, folder)
+
+
+def _renumbered_slicer_segmentation(source, path, layers: bool = False, name=None, terminology=None) -> None:
+    """Write the 3D Slicer segmentation ``source`` (a spineseg segmentation.seg.nrrd) again as 3D Slicer numbers the
+    segments a person makes: label values 1, 2, ... in the order of the segments, the names kept or given by
+    ``name(name, number)``; ``terminology(name, number)`` False drops that segment's terminology entry; with
+    ``layers``, the first segment in a layer of its own (as Slicer stores segments that overlap)."""
+    import slicerio
+
+    segmentation = slicerio.read_segmentation(str(source))
+    voxels = segmentation["voxels"]
+    renumbered = np.zeros_like(voxels)
+    for number, segment in enumerate(segmentation["segments"], start=1):
+        renumbered[voxels == segment["labelValue"]] = number
+        if terminology is not None and not terminology(segment["name"], number):
+            del segment["terminology"]
+        if name is not None:
+            segment["name"] = name(segment["name"], number)
+        segment["labelValue"] = number
+        segment["layer"] = 0 if number == 1 or not layers else 1
+    if layers:
+        renumbered = np.stack([np.where(renumbered == 1, 1, 0), np.where(renumbered != 1, renumbered, 0)])
+    segmentation["voxels"] = renumbered.astype(np.int16)
+    slicerio.write_segmentation(str(path), segmentation)
+
+
+def test_a_slicer_segmentation_is_read_by_its_segment_names(real_ct_image, real_ct_reference, real_ct_bodies,
+                                                           reference_verse, tmp_path):
+    """A reference (or prediction) made or corrected in 3D Slicer and saved as .seg.nrrd numbers its segments 1, 2, ...
+    in the order they were made, whatever their names ("T11", "T12", ...). Its values were read as VerSe numbers
+    (audit 2026-12-07: the example CT's reference so saved, T11..L5 as 1..7, scored as C1..C7: mean Dice 0,
+    identification rate 0, no false positive, no word). Its segment names tell the levels; a note says so. The
+    example CT's reference as a spineseg segmentation.seg.nrrd, renumbered as Slicer does."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    made = tmp_path / "made_in_slicer.seg.nrrd"
+    _renumbered_slicer_segmentation(tmp_path / "run" / "segmentation.seg.nrrd", made)
+    assert set(np.unique(sitk.GetArrayFromImage(sitk.ReadImage(str(made))))) == set(range(9))  # T11..L5, S as 1..8
+    named = "the prediction is a 3D Slicer segmentation read by its segment names, not its voxel values (T11 = 1, "
+    report = evaluate(made, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["mean_dice"] == pytest.approx(1.0) and report.summary["identification_rate"] == 1.0
+    assert report.summary["n_predicted"] == 7 and report.summary["sacrum"]["dice"] == pytest.approx(1.0)
+    assert any(note.startswith(named) for note in report.notes)
+    # as the reference, also with a convention given for it: the same scores as the reference it was made of
+    expected = evaluate(real_ct_bodies, real_ct_reference, reference_convention="totalseg").summary
+    for convention in ("verse", "totalseg"):
+        report = evaluate(real_ct_bodies, made, reference_convention=convention)
+        assert {k: report.summary[k] for k in ("n_reference", "mean_dice", "identification_rate", "mean_assd_mm")} == {
+            k: expected[k] for k in ("n_reference", "mean_dice", "identification_rate", "mean_assd_mm")}
+        assert any(note.startswith("the reference is a 3D Slicer segmentation read by its segment names")
+                   and note.endswith("; --reference-convention plays no part)") is (convention == "totalseg")
+                   for note in report.notes)
+    # spineseg's own segmentation.seg.nrrd (label value = VerSe number): the same scores, no note
+    report = evaluate(tmp_path / "run" / "segmentation.seg.nrrd", real_ct_reference, reference_convention="totalseg")
+    assert report.summary["mean_dice"] == pytest.approx(1.0)
+    assert not any("segment names" in note for note in report.notes)
+    # ... unless a convention is given for it, which plays no part (said also where every value is its level: the
+    # note was missing there, review 2026-12-07)
+    report = evaluate(tmp_path / "run" / "segmentation.seg.nrrd", real_ct_reference, reference_convention="totalseg",
+                      prediction_convention="totalseg")
+    assert report.summary["mean_dice"] == pytest.approx(1.0)
+    assert ("the prediction is a 3D Slicer segmentation read by its segment names, not its voxel values (T11 = 18, "
+            "T12 = 19, L1 = 20, L2 = 21, L3 = 22, L4 = 23, L5 = 24, S = 26; --prediction-convention plays no part)"
+            in report.notes)
+
+
+def test_a_slicer_segmentation_is_read_by_the_names_slicer_and_totalsegmentator_give(
+        real_ct_image, real_ct_reference, reference_verse, tmp_path):
+    """Only short names ("L1") were read as levels (review 2026-12-07): a segment whose level was picked from the
+    terminology in 3D Slicer is named by its code meaning, "L1 vertebra"; TotalSegmentator names it "vertebrae_L1".
+    Such a segmentation was scored by its voxel values (Slicer's 1..N): mean Dice 0, identification 0 of 7, no word.
+    These names are read as levels (any case), and a segment named otherwise ("Segment_1") by its terminology; a
+    segmentation none of whose segments tells a level is scored by its values with a warning naming the segments and
+    the fix. The example CT's reference as a spineseg segmentation.seg.nrrd, renamed and renumbered as Slicer does."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    source = tmp_path / "run" / "segmentation.seg.nrrd"
+    for case, name in (("slicer", lambda level, number: f"{level} vertebra"),
+                       ("totalsegmentator", lambda level, number: f"vertebrae_{level}"),
+                       ("cases", lambda level, number: f"VERTEBRAE {level.lower()}"),
+                       ("terminology", lambda level, number: f"Segment_{number}")):
+        made = tmp_path / f"{case}.seg.nrrd"  # the names alone tell the levels, the terminology only the last
+        _renumbered_slicer_segmentation(source, made, name=name,
+                                        terminology=lambda level, number, case=case: case == "terminology")
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            report = evaluate(made, real_ct_reference, reference_convention="totalseg")
+        assert report.summary["mean_dice"] == pytest.approx(1.0), case
+        assert report.summary["identification_rate"] == 1.0 and report.summary["n_predicted"] == 7
+        assert report.summary["sacrum"]["dice"] == pytest.approx(1.0)
+        by_terminology = "L1 = 3 by the terminology of 'Segment_3'"
+        assert any(note.startswith("the prediction is a 3D Slicer segmentation read by its segment names")
+                   and (by_terminology in note) is (case == "terminology") for note in report.notes)
+    # no name and no terminology telling a level: scored by its values (1..8 = C1..C8), not silently
+    unnamed = tmp_path / "unnamed.seg.nrrd"
+    _renumbered_slicer_segmentation(source, unnamed, name=lambda level, number: f"Segment_{number}",
+                                    terminology=lambda level, number: False)
+    message = (r"the prediction is a 3D Slicer segmentation none of whose segments is read as a vertebra level "
+               r"\('Segment_1' = 1, 'Segment_2' = 2, 'Segment_3' = 3, 'Segment_4' = 4, 'Segment_5' = 5, 'Segment_6' = "
+               r"6, 'Segment_7' = 7, 'Segment_8' = 8\): it is scored by its voxel values as verse numbers, but 3D "
+               r"Slicer numbers segments in the order they were made \(1, 2, ...\), not by level; name each vertebra's "
+               r"segment as its level \(L1, 'L1 vertebra' or vertebrae_L1\) or pick its level from spineseg's "
+               r"terminology in 3D Slicer, and save it again")
+    with pytest.warns(UserWarning, match=message):
+        report = evaluate(unnamed, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["identification_rate"] == 0.0
+    assert any(re.fullmatch(message, note) for note in report.notes)
+
+
+def test_the_terminology_of_every_level_is_read_back():
+    """The reverse of terminology.py: each level's terminology entry (as spineseg writes it) tells its level, L6 and
+    T13 (the generic "Vertebra") by their region in spineseg's context; a generic "Vertebra" with no region or from
+    another list, another structure, or no entry tells none."""
+    from SpineSegmentationLib.evaluation import _terminology_level
+    from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME, slicer_terminology_entry
+
+    for label in anatomy.VERSE_NAMES:
+        entry = slicer_terminology_entry(label)
+        assert _terminology_level(f"TerminologyEntry:{entry}|SpineSegmentation.Label:0|") == label
+    generic = slicer_terminology_entry(25).replace("SCT^122496007^Lumbar spine", "^^")
+    assert _terminology_level(f"TerminologyEntry:{generic}") is None
+    # L6's entry from 3D Slicer's own list (no code per level): a vertebra there tells no level (review 2026-12-07)
+    slicer_list = slicer_terminology_entry(25).replace(TERMINOLOGY_CONTEXT_NAME,
+                                                       "Segmentation category and type - DICOM master list")
+    assert _terminology_level(f"TerminologyEntry:{slicer_list}") is None
+    tissue = slicer_terminology_entry(20).replace("SCT^66794005^L1 vertebra", "SCT^85756007^Tissue")
+    assert _terminology_level(f"TerminologyEntry:{tissue}") is None
+    assert _terminology_level("Segmentation.Status:inprogress|") is None
+
+
+def test_segments_left_out_of_a_slicer_segmentation_are_named(real_ct_image, real_ct_reference, reference_verse,
+                                                             tmp_path):
+    """A segment whose name tells no level ("L2 (edited)") and whose terminology none was dropped without a word
+    (review 2026-12-07: L2 then scored as missed). A note names each segment left out with its label value; a warning
+    too where one looks like a vertebra; a segment of another structure is noted only."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    source = tmp_path / "run" / "segmentation.seg.nrrd"
+    edited = tmp_path / "edited.seg.nrrd"
+    _renumbered_slicer_segmentation(source, edited,
+                                    name=lambda level, number: "L2 (edited)" if level == "L2" else level,
+                                    terminology=lambda level, number: level != "L2")
+    message = (r"segments of the prediction \(a 3D Slicer segmentation\) read as no vertebra level, left out \(their "
+               r"voxels scored as background\): 'L2 \(edited\)' = 4; if one is a vertebra, name each vertebra's "
+               r"segment as its level \(L1, 'L1 vertebra' or vertebrae_L1\) or pick its level from spineseg's "
+               r"terminology in 3D Slicer, and save it again")
+    with pytest.warns(UserWarning, match=message):
+        report = evaluate(edited, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["n_false_negatives"] == 1 and report.summary["n_predicted"] == 6
+    assert any(re.fullmatch(message, note) for note in report.notes)
+    # another structure: a note, no warning
+    other = tmp_path / "other.seg.nrrd"
+    _renumbered_slicer_segmentation(source, other, name=lambda level, number: "Implant" if level == "S" else level,
+                                    terminology=lambda level, number: level != "S")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = evaluate(other, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["mean_dice"] == pytest.approx(1.0) and report.summary["sacrum"]["dice"] == 0.0
+    assert any(note.startswith("segments of the prediction (a 3D Slicer segmentation) read as no vertebra level, left "
+                               "out (their voxels scored as background): 'Implant' = 8; ") for note in report.notes)
+
+
+#: A vertebra coded from 3D Slicer's own terminology list (5.6.2-5.10.0 have no code per level, only "Vertebra" in a
+#: region: SegmentationCategoryTypeModifier-DICOM-Master.json, AnatomicRegionAndModifier-DICOM-Master.json).
+_SLICER_LIST_VERTEBRA = {"contextName": "Segmentation category and type - DICOM master list",
+                         "category": ["SCT", "123037004", "Anatomical Structure"],
+                         "type": ["SCT", "51282000", "Vertebra"],
+                         "anatomicContextName": "Anatomic codes - DICOM master list",
+                         "anatomicRegion": ["SCT", "122496007", "Lumbar spine"]}
+
+
+def _edited_slicer_segmentation(source, path, edit) -> None:
+    """Write the 3D Slicer segmentation ``source`` again as ``path`` after ``edit(segment)`` changed each segment's
+    dictionary (slicerio's: name, labelValue, terminology), the voxels kept."""
+    import slicerio
+
+    segmentation = slicerio.read_segmentation(str(source))
+    for segment in segmentation["segments"]:
+        edit(segment)
+    slicerio.write_segmentation(str(path), segmentation)
+
+
+def test_a_vertebra_coded_from_slicers_own_terminology_list_is_left_out_not_read_as_l6(
+        real_ct_image, real_ct_reference, reference_verse, tmp_path):
+    """3D Slicer's own terminology lists code every vertebra as the generic "Vertebra" (with the region "Lumbar
+    spine" for a lumbar one): such segments were read as L6 (spineseg codes L6 so, in its own context) and merged into
+    one vertebra with only a note (review 2026-12-07: mean Dice 0). Read as a level only in spineseg's context;
+    otherwise left out with a warning that says why. The example CT's reference as a spineseg segmentation.seg.nrrd,
+    L1..L5 renamed Segment_N and coded from Slicer's list."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    made = tmp_path / "slicer_list.seg.nrrd"
+
+    def slicer_list(segment):
+        if segment["name"].startswith("L"):
+            segment["name"] = f"Segment_{segment['labelValue']}"
+            segment["terminology"] = dict(_SLICER_LIST_VERTEBRA)
+
+    _edited_slicer_segmentation(tmp_path / "run" / "segmentation.seg.nrrd", made, slicer_list)
+    message = (r"segments of the prediction \(a 3D Slicer segmentation\) read as no vertebra level, left out \(their "
+               r"voxels scored as background\): 'Segment_20' = 20, 'Segment_21' = 21, 'Segment_22' = 22, "
+               r"'Segment_23' = 23, 'Segment_24' = 24 \(5 of them coded as the generic 'Vertebra' of a terminology "
+               r"list other than spineseg's \(3D Slicer's own lists have no code per level\), which tells no level\); "
+               r"if one is a vertebra, name each")
+    with pytest.warns(UserWarning, match=message):
+        report = evaluate(made, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["n_predicted"] == 2 and report.summary["n_false_negatives"] == 5  # T11, T12 read
+    assert "L6" not in [row.name for row in report.vertebrae]
+    assert any(re.match(message, note) for note in report.notes)
+
+
+def test_a_segment_whose_name_and_terminology_tell_different_levels_is_named_and_scored(
+        real_ct_image, reference_verse, tmp_path):
+    """A person picked T12 from the terminology for the segment named L1 (3D Slicer keeps a name spineseg gave): the
+    name was read without a word, and the folder's segmentation.seg.nrrd so corrected was refused as "the same
+    vertebrae" as its labels.nii.gz (review 2026-12-07). The name is read (as the Slicer module reads it), a warning
+    and a note name both levels, and the corrected file is scored."""
+    run = tmp_path / "run"
+    _spineseg_result(reference_verse, real_ct_image, run)
+    segmentation = run / "segmentation.seg.nrrd"
+
+    def picked_t12(segment):
+        if segment["name"] == "L1":
+            segment["terminology"]["type"] = ["SCT", "23215003", "T12 vertebra"]
+
+    _edited_slicer_segmentation(segmentation, segmentation, picked_t12)  # saved over in 3D Slicer
+    message = (r"segment 'L1' = 20 of the reference \(a 3D Slicer segmentation\): its name says L1, its terminology "
+               r"T12; read as L1, by its name; if it is T12, rename it T12 in 3D Slicer and save it again")
+    with pytest.warns(UserWarning, match=message):
+        report = evaluate(run, segmentation)
+    assert report.summary["mean_dice"] == pytest.approx(1.0) and report.summary["n_reference"] == 7
+    assert any(re.fullmatch(message, note) for note in report.notes)
+
+
+def test_segments_read_as_the_same_level_are_merged_with_a_warning(real_ct_image, real_ct_reference,
+                                                                   reference_verse, tmp_path):
+    """Two segments read as the same level (L3 renamed L2 by mistake) were merged into one vertebra without a word
+    (review 2026-12-07). A warning and a note name them; the sacrum's parts (spineseg's "S" and TotalSegmentator's
+    "vertebrae_S1") are merged without one."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    source = tmp_path / "run" / "segmentation.seg.nrrd"
+    twice = tmp_path / "twice.seg.nrrd"
+    _renumbered_slicer_segmentation(source, twice, name=lambda level, number: "L2" if level == "L3" else level,
+                                    terminology=lambda level, number: level != "L3")  # L3's code dropped too
+    message = (r"segments of the prediction \(a 3D Slicer segmentation\) read as the same level, merged into one "
+               r"vertebra: L2: 'L2' = 4, 'L2' = 5; if they are different vertebrae, name each as its own level and "
+               r"save it again")
+    with pytest.warns(UserWarning, match=message):
+        report = evaluate(twice, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["n_predicted"] == 6 and any(re.fullmatch(message, note) for note in report.notes)
+    sacrum = tmp_path / "sacrum.seg.nrrd"  # L5 named as TotalSegmentator's sacrum: merged into the sacrum, unwarned
+    _renumbered_slicer_segmentation(source, sacrum,
+                                    name=lambda level, number: "vertebrae_S1" if level == "L5" else level,
+                                    terminology=lambda level, number: level != "L5")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = evaluate(sacrum, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["n_predicted"] == 6 and not any("merged" in note for note in report.notes)
+
+
+def test_a_slicer_segmentation_read_by_its_segments_is_not_said_to_be_in_another_convention(
+        real_ct_image, real_ct_reference, reference_verse, tmp_path):
+    """A segmentation read by its segments holding the sacrum but no vertebra was warned to be "in another convention"
+    (give --prediction-convention), which plays no part there (review 2026-12-07)."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    only_sacrum = tmp_path / "only_sacrum.seg.nrrd"
+    _renumbered_slicer_segmentation(tmp_path / "run" / "segmentation.seg.nrrd", only_sacrum,
+                                    name=lambda level, number: level if level == "S" else f"Implant {number}",
+                                    terminology=lambda level, number: level == "S")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = evaluate(only_sacrum, real_ct_reference, reference_convention="totalseg")
+    assert report.summary["n_predicted"] == 0 and report.summary["sacrum"]["dice"] == pytest.approx(1.0)
+    assert not any("convention" in note for note in report.notes)
+
+
+def test_a_folders_segmentation_is_scored_against_the_folders_centroids(real_ct_image, reference_verse, tmp_path):
+    """evaluate_points(OUT/segmentation.seg.nrrd, OUT/centroids_ctd.json) was refused as "written with it", untrue for
+    a segmentation corrected in 3D Slicer since (review 2026-12-07); the folder and its labels.nii.gz still are."""
+    run = tmp_path / "run"
+    _spineseg_result(reference_verse, real_ct_image, run)
+    centroids = run / "centroids_ctd.json"
+    for prediction in (run, run / "labels.nii.gz"):
+        with pytest.raises(InputImageError, match="is the prediction's own"):
+            evaluate_points(prediction, centroids)
+    assert evaluate_points(run / "segmentation.seg.nrrd", centroids)["n_identified"] == 7
+
+
+def test_the_swapped_order_check_reads_a_folders_segmentation_by_its_segments(real_ct_image, real_ct_reference,
+                                                                              reference_verse, tmp_path):
+    """The folder's segmentation.seg.nrrd was compared with its vertebrae.json by its voxel values (review
+    2026-12-07): one a person relabelled in 3D Slicer (L5 renamed L6, the voxels as they were) was taken for
+    spineseg's own result, the swapped-order warning false; one saved again unchanged but renumbered 1, 2, ... as
+    Slicer does for a segmentation a person made, for a changed one. Compared as read by its segments."""
+    run = tmp_path / "run"
+    _spineseg_result(reference_verse, real_ct_image, run)
+    segmentation = run / "segmentation.seg.nrrd"
+    shutil.copyfile(segmentation, tmp_path / "original.seg.nrrd")
+
+    def relabelled(segment):
+        if segment["name"] == "L5":
+            segment["name"] = "L6"
+            del segment["terminology"]
+
+    _edited_slicer_segmentation(tmp_path / "original.seg.nrrd", segmentation, relabelled)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = evaluate(real_ct_reference, segmentation, prediction_convention="totalseg")
+    assert not any("swapped order" in note for note in report.notes)
+    _renumbered_slicer_segmentation(tmp_path / "original.seg.nrrd", segmentation)  # the same vertebrae, 1..8
+    with pytest.warns(UserWarning, match="is a spineseg result .* are the two in swapped order"):
+        evaluate(real_ct_reference, segmentation, prediction_convention="totalseg")
+
+
+def test_voxels_of_values_no_segment_is_read_as_are_background():
+    """The lookup table from label value to level (one pass over the voxels, review 2026-12-07: a pass per segment
+    took 1.6 s on 105 M voxels): a value beyond the table, a segment left out and the background are 0, also where a
+    value is too large for the table to be indexed straight away (70000)."""
+    from SpineSegmentationLib.evaluation import _verse_array
+
+    for values, dtype in (([0, 1, 2, 7, 3], np.uint8), ([0, 1, 2, 70000, 3], np.int32)):
+        image = sitk.GetImageFromArray(np.array([[values]], dtype=dtype))
+        for index, (name, value) in enumerate((("L1", 1), ("L2", 2), ("Implant", 3))):
+            image.SetMetaData(f"Segment{index}_Name", name)
+            image.SetMetaData(f"Segment{index}_LabelValue", str(value))
+        assert _verse_array(image, "prediction", "verse")[1].tolist() == [[[0, 20, 21, 0, 0]]]
+
+
+def test_a_label_value_that_is_no_decimal_number_is_no_label_value():
+    """A segment's LabelValue "²" passed str.isdigit and crashed int() (review 2026-12-07): it is read as none."""
+    from SpineSegmentationLib.evaluation import _slicer_segments
+
+    image = sitk.Image(2, 2, 2, sitk.sitkInt16)
+    image.SetMetaData("Segment0_Name", "L1")
+    image.SetMetaData("Segment0_LabelValue", "\u00b2")
+    assert [(s.name, s.value, s.level) for s in _slicer_segments(image)] == [("L1", None, 20)]
+
+
+def test_a_spineseg_folder_against_its_own_segmentation_is_refused(real_ct_image, real_ct_reference, reference_verse,
+                                                                   tmp_path, capsys):
+    """spineseg evaluate OUT OUT/segmentation.seg.nrrd scored Dice 1 everywhere, where OUT/labels.nii.gz is refused
+    as the prediction itself (review 2026-12-07). Refused, either way round and from the folder's labels.nii.gz; the
+    segmentation.seg.nrrd saved over in 3D Slicer (renumbered, a vertebra removed) is scored. A folder's
+    segmentation.seg.nrrd counts as its result also for the swapped-order warning and the completeness note (which
+    does not tell to give the folder: that scores the folder's labels.nii.gz)."""
+    from SpineSegmentationLib.cli import main
+
+    run = tmp_path / "run"
+    _spineseg_result(reference_verse, real_ct_image, run)
+    segmentation = run / "segmentation.seg.nrrd"
+    for prediction, reference in ((run, segmentation), (run / "labels.nii.gz", segmentation),
+                                  (segmentation, run / "labels.nii.gz")):
+        with pytest.raises(InputImageError, match=rf"^the reference {re.escape(str(reference))} holds the same "
+                                                  r"vertebrae as the prediction .*: scored against itself every "
+                                                  r"vertebra gets Dice 1; give the reference label map"):
+            evaluate(prediction, reference)
+    assert main(["evaluate", str(run), str(segmentation)]) == 2
+    assert "holds the same vertebrae as the prediction" in capsys.readouterr().err
+    corrected = tmp_path / "corrected.seg.nrrd"
+    _renumbered_slicer_segmentation(segmentation, corrected)
+    import slicerio
+
+    edited = slicerio.read_segmentation(str(corrected))
+    edited["voxels"][edited["voxels"] == 2] = 0
+    edited["segments"] = [segment for segment in edited["segments"] if segment["labelValue"] != 2]
+    shutil.copyfile(run / "segmentation.seg.nrrd", tmp_path / "original.seg.nrrd")
+    slicerio.write_segmentation(str(segmentation), edited)  # saved over in Slicer: T12 removed
+    report = evaluate(run, segmentation)
+    assert report.summary["n_false_positives"] == 1 and report.summary["n_reference"] == 6
+    # the folder's segmentation.seg.nrrd as spineseg wrote it, given as the reference of another map: swapped order?
+    shutil.copyfile(tmp_path / "original.seg.nrrd", segmentation)
+    with pytest.warns(UserWarning, match="is a spineseg result .* are the two in swapped order"):
+        evaluate(real_ct_reference, segmentation, prediction_convention="totalseg")
+    report = evaluate(segmentation, real_ct_reference, reference_convention="totalseg")
+    # not told to give the folder, which scores its labels.nii.gz instead of this segmentation (review 2026-12-07)
+    assert ("completeness accuracy not computed: the prediction is the segmentation.seg.nrrd of a spineseg output "
+            "folder, perhaps corrected in 3D Slicer since; the folder's vertebrae.json flags the vertebrae of its "
+            "labels.nii.gz (from Python, pass prediction_completeness); the other measures do not need it"
+            in report.notes)
+    assert not any("give the folder" in note for note in report.notes)
+
+
+def test_a_prediction_with_labels_but_no_vertebra_in_its_convention_is_named(real_ct_image, real_ct_reference,
+                                                                            reference_verse, tmp_path):
+    """A spineseg result given with --prediction-convention totalseg (VerSe 19-24 read as TotalSegmentator numbers:
+    no vertebra) was scored as seven missed vertebrae, mean Dice 0, without a word (audit 2026-12-07). A warning and a
+    note name the labels and the option; an empty prediction (nothing found) is scored without them."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")  # T11..L5 and the sacrum (26: S1 in totalseg)
+    message = (r"the prediction holds no vertebra read as totalseg numbers \(its labels: 18, 19, 20, 21, 22, 23, 24, "
+               r"26\): every reference vertebra is scored as missed; if the prediction is in another convention, give "
+               r"it with --prediction-convention \(verse for a spineseg result\)")
+    with pytest.warns(UserWarning, match=message):
+        report = evaluate(tmp_path / "run", real_ct_reference, reference_convention="totalseg",
+                          prediction_convention="totalseg")
+    assert report.summary["n_false_negatives"] == 7
+    assert any(re.fullmatch(message, note) for note in report.notes)
+    empty = image_like(np.zeros(sitk.GetArrayFromImage(reference_verse).shape), reference_verse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = evaluate(empty, real_ct_reference, reference_convention="totalseg", prediction_convention="totalseg")
+    assert report.summary["n_false_negatives"] == 7 and not any("holds no vertebra" in n for n in report.notes)
+
+
+def test_a_slicer_segmentation_in_layers_is_refused_naming_the_overlap(real_ct_image, real_ct_reference,
+                                                                       reference_verse, tmp_path):
+    """A .seg.nrrd whose segments overlap is stored in layers, read as a vector image (2 values per voxel): it ended
+    in SimpleITK's "Pixel type: vector of 16-bit signed integer is not supported" reported as an internal error
+    (audit 2026-12-07). Refused, naming the layers and the fix, as the prediction and as the reference. The fix is
+    the one 3D Slicer 5.6-5.10 offer (Segmentations module, Binary labelmap layers): the advice given first, "Modify
+    other segments: Overwrite all", leaves overlaps already made, and "Export to files" writes values 1..N in segment
+    order, read as C1..CN (review 2026-12-07)."""
+    _spineseg_result(reference_verse, real_ct_image, tmp_path / "run")
+    layered = tmp_path / "layered.seg.nrrd"
+    _renumbered_slicer_segmentation(tmp_path / "run" / "segmentation.seg.nrrd", layered, layers=True)
+    assert sitk.ReadImage(str(layered)).GetNumberOfComponentsPerPixel() == 2
+    for prediction, reference, what in ((layered, real_ct_reference, "prediction"),
+                                        (tmp_path / "run", layered, "reference")):
+        with pytest.raises(InputImageError, match=rf"the {what} holds 2 values per voxel, not one label: a 3D Slicer "
+                                                  r"segmentation \(.seg.nrrd\) whose segments overlap is stored in 2 "
+                                                  r"layers .*: in 3D Slicer's Segmentations module open 'Binary "
+                                                  r"labelmap layers', tick 'Force collapse to single layer' and click "
+                                                  r"'Collapse labelmap layers' \(where segments overlap, the voxel "
+                                                  r"goes to the segment lowest in the segment list\), then save the "
+                                                  r".seg.nrrd again and give it$"):
+            evaluate(prediction, reference, reference_convention="totalseg" if what == "prediction" else "verse")
 
 
 def test_a_spineseg_result_given_as_the_reference_is_named(real_ct_image, reference_verse, tmp_path):
