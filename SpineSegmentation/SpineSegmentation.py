@@ -384,6 +384,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
         self._pendingRenames: list[str] = []  # renamed segments, applied once the event reporting them has returned
         self._refreshPending = False  # segments were added or removed: the table is refilled (_onSegmentAddedOrRemoved)
         self._controlsPending = False  # voxels, their grid or frame changed: controls follow (_onGridOrFrameModified)
+        self._cleanedUp = False  # cleanup() ran (Reload, closing): the callbacks deferred until then do nothing
         self._volumeObserved = None  # the input volume whose transform the controls follow (_followInputVolume)
         self._installing = False  # packages are being installed (pip_install processes GUI events meanwhile)
         self._sceneImported = False  # a scene was imported in the batch that is ending (_onSceneBatchEnded)
@@ -430,6 +431,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
 
     def cleanup(self) -> None:
         """Called when the application closes and the module widget is destroyed."""
+        self._cleanedUp = True  # callbacks queued with qt.QTimer.singleShot still run and would touch deleted widgets
         self._cancelRun()
         if self.logic is not None:
             self.logic.correctionLogic.tracker.stop()  # removes its observer of the segmentation
@@ -813,6 +815,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             qt.QTimer.singleShot(0, self._readParameterNodeAgain)
 
     def _readParameterNodeAgain(self) -> None:
+        if self._cleanedUp:
+            return
         if self._parameterNode is not None and self.parent.isEntered:  # not shown: enter() reads it
             self.initializeParameterNode()  # the selectors, the vertebra table and the controls follow (_checkCanApply)
 
@@ -1060,11 +1064,17 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             qt.QTimer.singleShot(0, self._updateControlsLater)
 
     def _updateControlsLater(self) -> None:
+        """Update the correction controls once the changes queued by :meth:`_onGridOrFrameModified` have ended (run by
+        ``qt.QTimer.singleShot``); nothing after :meth:`cleanup`, whose widgets may be deleted by then."""
         self._controlsPending = False
+        if self._cleanedUp:
+            return
         self._updateCorrectionControls()
 
     def _refreshShownSegmentation(self) -> None:
         self._refreshPending = False
+        if self._cleanedUp:
+            return
         node = self._shownSegmentation
         if node is not None and node.GetScene() is not None:
             self._refreshFromSegments(node)  # a deleted vertebra's row goes; no row is current then
@@ -1072,7 +1082,7 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
     def _applyRenames(self) -> None:
         pending, self._pendingRenames = self._pendingRenames, []
         node = self._shownSegmentation
-        if node is None:
+        if node is None or self._cleanedUp:
             return
         applied = False
         for segmentId in pending:

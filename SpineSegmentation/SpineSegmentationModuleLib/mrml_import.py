@@ -270,12 +270,6 @@ def _transform_text(node) -> str:
 GRID_DRIFT_TOLERANCE = 0.25
 
 
-def voxel_size_text(to_world: np.ndarray, digits: int = 3) -> str:
-    """The voxel size of a grid with the 4x4 index-to-RAS matrix ``to_world`` (mm), for messages: its I, J, K
-    spacings with ``digits`` significant digits, e.g. "1.5 x 1.5 x 1.5 mm"."""
-    return " x ".join(f"{v:.{digits}g}" for v in np.linalg.norm(to_world[:3, :3], axis=0)) + " mm"
-
-
 def _distinguishing_digits(a: np.ndarray, b: np.ndarray) -> Optional[int]:
     """The fewest significant digits (3 to 9) at which some value of ``a`` reads otherwise than its match in ``b``;
     None when they read the same at 9 digits (float noise: no voxel size to tell apart)."""

@@ -11,6 +11,8 @@ import vtk
 from vtk.util.numpy_support import vtk_to_numpy
 
 from SpineSegmentationLib import anatomy
+from SpineSegmentationModuleLib.correction import EDITED_TAG
+from SpineSegmentationModuleLib.mrml_import import LABEL_TAG, voxel_to_world
 
 
 def load_volume(scene, path: Path, name: str = ""):
@@ -108,3 +110,61 @@ def specify_geometry(segmentation_node, ct) -> None:
     geometry.SetIsotropicSpacing(False)
     assert geometry.CalculateOutputGeometry() == ""
     assert geometry.ResampleLabelmapsInSegmentationNode()
+
+
+def vtk_matrix(array) -> vtk.vtkMatrix4x4:
+    """A vtkMatrix4x4 with the values of the 4x4 array ``array`` (row-major)."""
+    matrix = vtk.vtkMatrix4x4()
+    matrix.DeepCopy(np.asarray(array, dtype=float).ravel().tolist())
+    return matrix
+
+
+def synthetic_ct(scene, dims=(512, 512, 3), spacing=(0.7, 0.7, 2.0), origin=(-180.0, -170.0, 40.0)):
+    """A CT volume node "CT" of ``dims`` (I, J, K) voxels of 0 HU, ``spacing`` (mm) and ``origin`` (RAS, mm), axes
+    along R, A, S (a clinical slice size by default; the grid matters here, not the HU)."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(*dims)
+    image.AllocateScalars(vtk.VTK_SHORT, 1)
+    vtk_to_numpy(image.GetPointData().GetScalars())[:] = 0
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
+    node.SetAndObserveImageData(image)
+    node.SetSpacing(*spacing)
+    node.SetOrigin(*origin)
+    return node
+
+
+def edited_on_grid(scene, ct, axes: np.ndarray, offset, block) -> tuple:
+    """A segmentation node "vertebrae" made on ``ct`` whose one vertebra L3, tagged edited, lies on a layer of another
+    grid: its axes are ``axes`` (3x3, columns in the CT's voxels) and its origin the CT's voxel ``offset`` (a
+    continuous (I, J, K) index); the layer has the CT's dimensions and holds L3 at the [k, j, i] index ``block``.
+    Returns the node and L3's number of voxels."""
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
+    l3 = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
+    l3.SetTag(LABEL_TAG, str(anatomy.verse_label("L3")))
+    ijk_to_ras = voxel_to_world(ct)
+    grid = np.eye(4)
+    grid[:3, :3] = ijk_to_ras[:3, :3] @ axes
+    grid[:3, 3] = ijk_to_ras[:3, :3] @ np.asarray(offset, dtype=float) + ijk_to_ras[:3, 3]
+    layer = slicer.vtkOrientedImageData()
+    layer.SetGeometryFromImageToWorldMatrix(vtk_matrix(grid))
+    layer.SetDimensions(*ct.GetImageData().GetDimensions())
+    layer.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(layer.GetDimensions()[::-1])
+    values[:] = 0
+    values[block] = 1
+    layer.Modified()
+    l3.SetLabelValue(1)
+    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
+    l3.SetTag(EDITED_TAG, "true")
+    return node, int(values.sum())
+
+
+def shift_transform(scene, name: str, mm: float, axis: int = 0):
+    """A linear transform node ``name`` that moves by ``mm`` along RAS axis ``axis`` (0: R, 1: A, 2: S; 0 mm: the
+    identity)."""
+    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
+    matrix = vtk.vtkMatrix4x4()
+    matrix.SetElement(axis, 3, mm)
+    transform.SetMatrixTransformToParent(matrix)
+    return transform

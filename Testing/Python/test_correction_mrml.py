@@ -54,14 +54,18 @@ from SpineSegmentationModuleLib.mrml_import import check_same_grid, segment_tag
 
 from mrml_helpers import (
     background_voxel_next_to,
+    edited_on_grid,
     load_volume,
     paint,
     register_segmentation_conversion_rules,
     segment_by_name,
     segment_names,
     segment_voxels,
+    shift_transform,
     specify_geometry,
+    synthetic_ct,
     verse_reference,
+    vtk_matrix,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -538,12 +542,8 @@ def test_an_edit_on_the_ct_s_voxels_in_another_axis_order_is_taken_as_it_is(load
     turned = np.eye(4)  # voxel (i', j', k') of the turned grid is the CT's voxel (k', n1 - 1 - i', j')
     turned[:3, 0], turned[:3, 1], turned[:3, 2] = -ct[:3, 1], ct[:3, 2], ct[:3, 0]
     turned[:3, 3] = ct[:3, 3] + ct[:3, 1] * (n1 - 1)
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(turned[r, c]))
     image = slicer.vtkOrientedImageData()
-    image.SetGeometryFromImageToWorldMatrix(matrix)
+    image.SetGeometryFromImageToWorldMatrix(vtk_matrix(turned))
     image.SetDimensions(n1, n2, n0)
     image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
     l3_level = anatomy.verse_label("L3")
@@ -1038,51 +1038,6 @@ def test_progress_text_has_no_doubled_percent_sign():
     assert text == "traversal: vertebra 3 - 50% of the column, % p  (%p%)"
 
 
-def _synthetic_ct(scene, dims=(512, 512, 3), spacing=(0.7, 0.7, 2.0), origin=(-180.0, -170.0, 40.0)):
-    """A CT volume node of ``dims`` voxels (a clinical slice size; the grid matters here, not the HU)."""
-    image = vtk.vtkImageData()
-    image.SetDimensions(*dims)
-    image.AllocateScalars(vtk.VTK_SHORT, 1)
-    vtk_to_numpy(image.GetPointData().GetScalars())[:] = 0
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
-    node.SetAndObserveImageData(image)
-    node.SetSpacing(*spacing)
-    node.SetOrigin(*origin)
-    return node
-
-
-def _edited_on_grid(scene, ct, axes: np.ndarray, offset, block) -> tuple:
-    """A segmentation made on ``ct`` whose vertebra L3, tagged edited, lies on a layer of another grid: its axes are
-    ``axes`` (3x3, columns in the CT's voxels) and its origin the CT's voxel ``offset`` (a continuous index); the
-    layer has the CT's dimensions and holds L3 at the [k, j, i] index ``block``. Returns the node and L3's voxels."""
-    from SpineSegmentationModuleLib.mrml_import import voxel_to_world
-
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
-    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
-    l3 = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
-    l3.SetTag(LABEL_TAG, str(anatomy.verse_label("L3")))
-    ijk_to_ras = voxel_to_world(ct)
-    grid = np.eye(4)
-    grid[:3, :3] = ijk_to_ras[:3, :3] @ axes
-    grid[:3, 3] = ijk_to_ras[:3, :3] @ np.asarray(offset, dtype=float) + ijk_to_ras[:3, 3]
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(grid[r, c]))
-    layer = slicer.vtkOrientedImageData()
-    layer.SetGeometryFromImageToWorldMatrix(matrix)
-    layer.SetDimensions(*ct.GetImageData().GetDimensions())
-    layer.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(layer.GetDimensions()[::-1])
-    values[:] = 0
-    values[block] = 1
-    layer.Modified()
-    l3.SetLabelValue(1)
-    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
-    l3.SetTag(EDITED_TAG, "true")
-    return node, int(values.sum())
-
-
 def _turned(degrees: float, scale: float = 1.0) -> np.ndarray:
     """Axes turned by ``degrees`` about the CT's K axis and ``scale`` times as long, in the CT's voxels."""
     c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
@@ -1097,9 +1052,9 @@ def test_an_edit_on_a_grid_that_drifts_off_the_ct_s_across_its_extent_is_refused
     sizes, the turn and the drift; axes off by float noise (1e-9) still pass, the export then voxel for voxel."""
     from SpineSegmentationModuleLib.correction import _check_edits_on_grid_of, edits_off_grid
 
-    ct = _synthetic_ct(scene)
+    ct = synthetic_ct(scene)
     block = np.s_[1, 100:480, 100:480]
-    drifting, edited = _edited_on_grid(scene, ct, _turned(0.05, 1.0009), [0, 0, 0], block)
+    drifting, edited = edited_on_grid(scene, ct, _turned(0.05, 1.0009), [0, 0, 0], block)
     assert np.abs(_turned(0.05, 1.0009) - np.eye(3)).max() < 1e-3  # each element within the old tolerance
     exported = _exported(drifting, ct, tmp_path / "drifting.nrrd")
     assert int((exported != 0).sum()) != edited  # the export does not take the edit voxel for voxel
@@ -1111,7 +1066,7 @@ def test_an_edit_on_a_grid_that_drifts_off_the_ct_s_across_its_extent_is_refused
         _check_edits_on_grid_of(drifting, ct)
     assert edits_off_grid(drifting, ct).startswith("the edited vertebrae L3 lie on another grid")
 
-    noise, edited = _edited_on_grid(scene, ct, _turned(0.0, 1.0 + 1e-9), [0, 0, 0], block)
+    noise, edited = edited_on_grid(scene, ct, _turned(0.0, 1.0 + 1e-9), [0, 0, 0], block)
     _check_edits_on_grid_of(noise, ct)
     assert edits_off_grid(noise, ct) == ""
     assert int((_exported(noise, ct, tmp_path / "noise.nrrd") != 0).sum()) == edited
@@ -1135,8 +1090,8 @@ def test_the_refusal_of_an_edit_on_another_grid_names_what_differs(scene, axes, 
     shift in mm, the turn in degrees, or both voxel sizes, in the one voxel-size format of the module (" x ")."""
     from SpineSegmentationModuleLib.correction import _check_edits_on_grid_of
 
-    ct = _synthetic_ct(scene, dims=(40, 40, 4))
-    node, _ = _edited_on_grid(scene, ct, axes, offset, np.s_[1, 10:20, 10:20])
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, axes, offset, np.s_[1, 10:20, 10:20])
     with pytest.raises(ValueError, match=rf"the edited vertebrae L3 lie on another grid than the CT 'CT': {said}, "
                                          r"e\.g\. after Specify geometry"):
         _check_edits_on_grid_of(node, ct)
@@ -1152,17 +1107,17 @@ def test_the_correction_buttons_show_the_refusal_of_edits_on_another_grid_before
     slicer_app.install()
     import SpineSegmentation
 
-    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
     point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", SpineSegmentation.POINT_LIST_NAME)
     point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
-    shifted, _ = _edited_on_grid(scene, ct, np.eye(3), [0.4, 0.0, 0.0], np.s_[1, 10:20, 10:20])
+    shifted, _ = edited_on_grid(scene, ct, np.eye(3), [0.4, 0.0, 0.0], np.s_[1, 10:20, 10:20])
     with pytest.raises(ValueError) as refused:
         _logic(scene).startRerun(ct, shifted)
     said = str(refused.value)
     blockers = SpineSegmentation.correctionBlockers(ct, shifted, True, UndoState(), point)
     assert blockers["segmentFromPoint"] == blockers["rerun"] == said[:1].upper() + said[1:] + "."
     assert not blockers["placePoint"] and not blockers["renumber"]
-    on_ct, _ = _edited_on_grid(scene, ct, np.eye(3), [3.0, 0.0, 0.0], np.s_[1, 10:20, 10:20])
+    on_ct, _ = edited_on_grid(scene, ct, np.eye(3), [3.0, 0.0, 0.0], np.s_[1, 10:20, 10:20])
     blockers = SpineSegmentation.correctionBlockers(ct, on_ct, True, UndoState(), point)
     assert not blockers["segmentFromPoint"] and not blockers["rerun"]
 
@@ -1176,10 +1131,10 @@ def test_an_edit_whose_header_another_writer_rounded_is_on_the_ct_s_grid(scene):
     from SpineSegmentationModuleLib.correction import _check_edits_on_grid_of, edits_off_grid
     from SpineSegmentationModuleLib.mrml_import import voxel_to_world
 
-    ct = _synthetic_ct(scene, dims=(512, 512, 600))
+    ct = synthetic_ct(scene, dims=(512, 512, 600))
     axes = np.eye(3)
     axes[0, 2] = 1e-6 * 2.0 / 0.7  # the K axis' R cosine 1e-6 off (2e-6 mm per slice of 2 mm)
-    node, _ = _edited_on_grid(scene, ct, axes, [0, 0, 0], np.s_[300:320, 200:260, 200:260])
+    node, _ = edited_on_grid(scene, ct, axes, [0, 0, 0], np.s_[300:320, 200:260, 200:260])
     assert edits_off_grid(node, ct) == ""
     _check_edits_on_grid_of(node, ct)
     specify_geometry(node, ct)
@@ -1204,9 +1159,9 @@ def test_an_edit_that_drifts_less_than_a_quarter_voxel_is_exported_voxel_for_vox
     sparse edit voxel for voxel; 0.46 voxel is refused, saying the drift."""
     from SpineSegmentationModuleLib.correction import edits_off_grid
 
-    ct = _synthetic_ct(scene, dims=(64, 64, 600))
+    ct = synthetic_ct(scene, dims=(64, 64, 600))
     block = np.s_[::7, 5:60:3, 5:60:2]  # a sparse pattern: a voxel moved shows
-    node, edited = _edited_on_grid(scene, ct, axes, [0, 0, 0], block)
+    node, edited = edited_on_grid(scene, ct, axes, [0, 0, 0], block)
     said = edits_off_grid(node, ct)
     if refused:
         assert said.startswith(f"the edited vertebrae L3 lie on another grid than the CT 'CT': {refused}")
@@ -1224,10 +1179,10 @@ def test_a_refusal_of_turned_edits_lists_voxel_sizes_only_where_they_differ(scen
     the turn and the drift are said now."""
     from SpineSegmentationModuleLib.correction import edits_off_grid
 
-    ct = _synthetic_ct(scene)
+    ct = synthetic_ct(scene)
     axes = _turned(0.05)
     axes[:, 2] *= 1.0 + 2e-9
-    node, _ = _edited_on_grid(scene, ct, axes, [0, 0, 0], np.s_[1, 100:480, 100:480])
+    node, _ = edited_on_grid(scene, ct, axes, [0, 0, 0], np.s_[1, 100:480, 100:480])
     said = edits_off_grid(node, ct)
     assert said.startswith("the edited vertebrae L3 lie on another grid than the CT 'CT': axes turned by 0.05 "
                            "degrees from the CT's: across its extent of 512 x 512 x 3 voxels this adds up to 0.45 "
@@ -1247,13 +1202,10 @@ def test_edits_under_another_transform_than_the_ct_are_refused(scene, tmp_path):
     slicer_app.install()
     import SpineSegmentation
 
-    ct = _synthetic_ct(scene, dims=(40, 40, 4))
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
     block = np.s_[1:3, 10:20:3, 10:21:2]
-    node, edited = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], block)
-    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "moved")
-    matrix = vtk.vtkMatrix4x4()
-    matrix.SetElement(0, 3, 1.05)
-    moved.SetMatrixTransformToParent(matrix)
+    node, edited = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], block)
+    moved = shift_transform(scene, "moved", 1.05)
     node.SetAndObserveTransformNodeID(moved.GetID())
     expected = np.zeros((4, 40, 40), dtype=bool)
     expected[block] = True
@@ -1293,14 +1245,11 @@ def test_the_correction_buttons_show_the_refusal_of_kept_segments_under_another_
     slicer_app.install()
     import SpineSegmentation
 
-    ct = _synthetic_ct(scene, dims=(40, 40, 4))
-    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
     node.GetSegmentation().GetNthSegment(0).SetTag(EDITED_TAG, "false")  # no edit: the grid check has nothing to say
     node.GetSegmentation().AddEmptySegment("", "Spinal canal")
-    moved = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "moved")
-    matrix = vtk.vtkMatrix4x4()
-    matrix.SetElement(1, 3, 3.0)
-    moved.SetMatrixTransformToParent(matrix)
+    moved = shift_transform(scene, "moved", 3.0, axis=1)
     node.SetAndObserveTransformNodeID(moved.GetID())
     point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", SpineSegmentation.POINT_LIST_NAME)
     point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
@@ -1315,15 +1264,6 @@ def test_the_correction_buttons_show_the_refusal_of_kept_segments_under_another_
     assert blockers["segmentFromPoint"] == ""
 
 
-def _shift(scene, name: str, mm: float):
-    """A linear transform node that moves by ``mm`` along R (0: the identity)."""
-    transform = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", name)
-    matrix = vtk.vtkMatrix4x4()
-    matrix.SetElement(0, 3, mm)
-    transform.SetMatrixTransformToParent(matrix)
-    return transform
-
-
 def test_kept_segments_under_a_transform_that_does_not_move_them_are_accepted(scene):
     """Kept segments under an identity transform node, or under another node with the CT's matrix: the kept-segment
     check compared transform node IDs and refused them, while the edits check accepted the same frames (two rules,
@@ -1335,11 +1275,11 @@ def test_kept_segments_under_a_transform_that_does_not_move_them_are_accepted(sc
     slicer_app.install()
     import SpineSegmentation
 
-    ct = _synthetic_ct(scene, dims=(40, 40, 4))
-    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
     node.GetSegmentation().AddEmptySegment("", "Spinal canal")
-    for segmentation_transform, ct_transform in [(_shift(scene, "identity", 0.0), None),
-                                                 (_shift(scene, "T2", 5.0), _shift(scene, "T", 5.0))]:
+    for segmentation_transform, ct_transform in [(shift_transform(scene, "identity", 0.0), None),
+                                                 (shift_transform(scene, "T2", 5.0), shift_transform(scene, "T", 5.0))]:
         node.SetAndObserveTransformNodeID(segmentation_transform.GetID())
         ct.SetAndObserveTransformNodeID(ct_transform.GetID() if ct_transform is not None else None)
         assert same_frame(node, ct) and same_frame(ct, node)
@@ -1364,8 +1304,8 @@ def test_edits_under_a_non_linear_transform_are_refused_without_an_error_in_the_
     slicer_app.install()
     import SpineSegmentation
 
-    ct = _synthetic_ct(scene, dims=(40, 40, 4))
-    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
     grid = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
     assert not grid.IsTransformToWorldLinear()
     node.SetAndObserveTransformNodeID(grid.GetID())
@@ -1385,9 +1325,9 @@ def test_the_advice_for_edits_apart_from_a_ct_under_a_transform_says_which_fix_k
     the edits where they were drawn, and that putting the segmentation under the CT's transform moves them."""
     from SpineSegmentationModuleLib.correction import edits_off_grid
 
-    ct = _synthetic_ct(scene, dims=(40, 40, 4))
-    node, _ = _edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
-    ct.SetAndObserveTransformNodeID(_shift(scene, "T", 5.0).GetID())
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    ct.SetAndObserveTransformNodeID(shift_transform(scene, "T", 5.0).GetID())
     said = edits_off_grid(node, ct)
     assert said.endswith("Harden the CT's transform (Transforms module) to keep the edits where they were drawn on "
                          "the CT; putting the segmentation under the CT's transform instead moves them relative to "

@@ -7,6 +7,7 @@ shipped model on the real example CT.
 
 from __future__ import annotations
 
+import inspect
 import time
 import types
 import unittest
@@ -19,12 +20,15 @@ import vtk
 import slicer_app
 from mrml_helpers import (
     background_voxel_next_to,
+    edited_on_grid,
     load_volume,
     paint,
     register_segmentation_conversion_rules,
     segment_names,
     segment_voxels,
+    shift_transform,
     specify_geometry,
+    synthetic_ct,
     verse_reference,
 )
 from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
@@ -1027,36 +1031,13 @@ def test_the_correction_controls_follow_when_the_edits_are_put_on_the_ct_s_grid(
     observes it and the controls are updated once the change has ended, once for its events. Real segmentation and
     Specify geometry (``vtkSlicerSegmentationGeometryLogic``, as the Segment Editor runs it) of ``slicer-core``."""
     import slicer
-    from vtk.util.numpy_support import vtk_to_numpy
 
-    from SpineSegmentationModuleLib.correction import EDITED_TAG, UndoState
-    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+    from SpineSegmentationModuleLib.correction import UndoState
 
-    register_segmentation_conversion_rules()
-    scene = slicer.mrmlScene
-    image = vtk.vtkImageData()
-    image.SetDimensions(40, 40, 4)
-    image.AllocateScalars(vtk.VTK_SHORT, 1)
-    vtk_to_numpy(image.GetPointData().GetScalars())[:] = 0
-    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
-    ct.SetAndObserveImageData(image)
-    ct.SetSpacing(0.7, 0.7, 2.0)
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
-    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
-    layer = slicer.vtkOrientedImageData()  # the edit on a grid of half the CT's spacing
-    layer.SetSpacing(0.35, 0.35, 1.0)
-    layer.SetDimensions(80, 80, 8)
-    layer.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(8, 80, 80)
-    values[:] = 0
-    values[2:6, 20:40, 20:40] = 1
-    l3 = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
-    l3.SetTag(LABEL_TAG, "22")
-    l3.SetLabelValue(1)
-    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
-    l3.SetTag(EDITED_TAG, "true")
+    ct = synthetic_ct(slicer.mrmlScene, dims=(40, 40, 4))
+    # the edit on a grid of half the CT's spacing
+    node, _ = edited_on_grid(slicer.mrmlScene, ct, np.eye(3) / 2, [0, 0, 0], np.s_[1:3, 20:40, 20:40])
 
-    assert "SourceRepresentationModified" in _observed_events(module, "_follow", "slicer.vtkSegmentation")
     widget = module.SpineSegmentationWidget()
     widget.logic = module.SpineSegmentationLogic()
     later, shown = [], []
@@ -1084,36 +1065,12 @@ def test_the_correction_controls_follow_when_the_segmentation_or_the_ct_leaves_a
     ``_checkCanApply``) on the input volume; the controls are updated once, after the change. Real nodes of
     ``slicer-core``."""
     import slicer
-    from vtk.util.numpy_support import vtk_to_numpy
 
-    from SpineSegmentationModuleLib.correction import EDITED_TAG, UndoState
-    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG
+    from SpineSegmentationModuleLib.correction import UndoState
 
-    register_segmentation_conversion_rules()
-    scene = slicer.mrmlScene
-    image = vtk.vtkImageData()
-    image.SetDimensions(40, 40, 4)
-    image.AllocateScalars(vtk.VTK_SHORT, 1)
-    vtk_to_numpy(image.GetPointData().GetScalars())[:] = 0
-    ct = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "CT")
-    ct.SetAndObserveImageData(image)
-    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
-    node.SetReferenceImageGeometryParameterFromVolumeNode(ct)
-    layer = slicer.vtkOrientedImageData()  # the edit on the CT's grid
-    layer.SetDimensions(40, 40, 4)
-    layer.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    values = vtk_to_numpy(layer.GetPointData().GetScalars()).reshape(4, 40, 40)
-    values[:] = 0
-    values[1:3, 10:20, 10:20] = 1
-    l3 = node.GetSegmentation().GetSegment(node.GetSegmentation().AddEmptySegment("", "L3"))
-    l3.SetTag(LABEL_TAG, "22")
-    l3.SetLabelValue(1)
-    l3.AddRepresentation(slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName(), layer)
-    l3.SetTag(EDITED_TAG, "true")
-    shift = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
-    matrix = vtk.vtkMatrix4x4()
-    matrix.SetElement(0, 3, 5.0)
-    shift.SetMatrixTransformToParent(matrix)
+    ct = synthetic_ct(slicer.mrmlScene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(slicer.mrmlScene, ct, np.eye(3), [0, 0, 0], np.s_[1:3, 10:20, 10:20])  # on the CT's grid
+    shift = shift_transform(slicer.mrmlScene, "shift", 5.0)
 
     widget = module.SpineSegmentationWidget()
     widget.logic = module.SpineSegmentationLogic()
@@ -1122,10 +1079,10 @@ def test_the_correction_controls_follow_when_the_segmentation_or_the_ct_leaves_a
                         raising=False)  # Qt's event loop: what runs once the events have returned
     widget._updateCorrectionControls = lambda: shown.append(
         module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"])
-    import inspect
-
+    # a source-text check (no UI here to change the parameter node's input volume): _checkCanApply follows the input
+    # volume at each change of the parameter node
     assert "self._followInputVolume(self._parameterNode.inputVolume" in inspect.getsource(
-        module.SpineSegmentationWidget._checkCanApply)  # each change of the parameter node, the input volume's too
+        module.SpineSegmentationWidget._checkCanApply)
     widget._follow(node)
     widget._followInputVolume(ct)  # as _checkCanApply does with the parameter node's input volume
     for moved in (node, ct):
@@ -1144,3 +1101,30 @@ def test_the_correction_controls_follow_when_the_segmentation_or_the_ct_leaves_a
     node.SetAndObserveTransformNodeID(shift.GetID())
     assert later == []
     widget.logic.correctionLogic.tracker.stop()
+
+
+def test_updates_deferred_before_cleanup_do_nothing_after_it(module, monkeypatch):
+    """The widget defers the update of the correction controls and the refill of the vertebra table to Qt's event
+    loop (``qt.QTimer.singleShot``); Reload calls ``cleanup`` in between, and the queued callbacks then touched the
+    widgets of a module that was torn down. They do nothing after ``cleanup`` now. The real widget class, following a
+    real segmentation node of ``slicer-core`` moved under a transform."""
+    import slicer
+
+    ct = synthetic_ct(slicer.mrmlScene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(slicer.mrmlScene, ct, np.eye(3), [0, 0, 0], np.s_[1:3, 10:20, 10:20])
+    widget = module.SpineSegmentationWidget()
+    widget.logic = module.SpineSegmentationLogic()
+    later, touched = [], []
+    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
+                        raising=False)  # Qt's event loop: what runs once the events have returned
+    widget._updateCorrectionControls = lambda: touched.append("controls")  # both touch the widgets
+    widget._refreshFromSegments = lambda shown: touched.append("table")
+    widget._shownSegmentation = node
+    widget._follow(node)
+    node.SetAndObserveTransformNodeID(shift_transform(slicer.mrmlScene, "shift", 5.0).GetID())  # controls queued
+    widget._onSegmentAddedOrRemoved(node.GetSegmentation(), None)  # the table's refill queued
+    assert len(later) == 2
+    widget.cleanup()  # Reload
+    for deferred in later:
+        deferred()
+    assert touched == []
