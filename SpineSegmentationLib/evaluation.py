@@ -42,8 +42,7 @@ Both label maps are in VerSe numbers (the reference is converted from ``referenc
 segmentation, ``.seg.nrrd``, whose segments are named as levels, "L1", "L1 vertebra" or "vertebrae_L1", or carry a
 level's terminology code as spineseg writes it, is read by its segments, whatever its voxel values: Slicer numbers
 segments in the order they were made; 3D Slicer's own terminology lists have no code per level, only "Vertebra").
-When the
-grids differ, the prediction is resampled with nearest-neighbour interpolation onto the reference's grid
+When the grids differ, the prediction is resampled with nearest-neighbour interpolation onto the reference's grid
 (the report's ``notes`` say so), so that every reference voxel counts, also where the prediction's field of view
 ends (VerSe evaluates on the reference's grid too); the centroids and volumes of both are then taken on the
 reference's grid (where that grid cuts a vertebra, both sides' centroids are of the part inside).
@@ -837,7 +836,7 @@ def _check_not_itself(prediction, reference) -> None:
 
 
 def _check_not_own_segmentation(prediction, reference, pred_image: sitk.Image, ref_image: sitk.Image,
-                                prediction_convention: str = "verse", reference_convention: str = "verse") -> None:
+                                prediction_convention: str, reference_convention: str) -> None:
     """Refuse a reference that is the prediction in its folder's other file: the prediction a spineseg output folder
     (or its labels.nii.gz) and the reference that folder's segmentation.seg.nrrd, or the other way round
     (``pred_image``, ``ref_image``: the two as read), holding the same vertebrae on the same grid (in VerSe numbers,
@@ -916,7 +915,7 @@ def evaluate(
             per level, tells none) is read by its segments, whatever its label values and convention; its other
             segments are left out (a note names them). Where a segment's name and terminology tell different
             levels, the name is read (what the segment list shows, and what the Slicer module reads); segments read
-            as the same level are merged into one vertebra (a warning says so for both).
+            as the same level are merged into one vertebra (a warning says so for both; not for the sacrum).
         reference: reference label map (path or ``sitk.Image``; a ``.seg.nrrd`` as ``prediction``).
         reference_convention: label numbering of the reference: "verse", "totalseg" or "totalseg_vertebrae"
             (:func:`anatomy.to_verse`).
