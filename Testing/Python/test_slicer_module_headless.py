@@ -317,6 +317,26 @@ def test_correction_controls_are_enabled_only_when_they_can_run_and_say_why_not(
     assert ready == dict.fromkeys(controls, "")
 
 
+def _queued_timers(module, monkeypatch) -> list:
+    """Qt's event loop stood in for: each callback the module gives ``qt.QTimer.singleShot`` is queued in the list
+    returned, for the test to run (what runs once the events have returned)."""
+    later = []
+    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
+                        raising=False)
+    return later
+
+
+def _rerun_blockers_shown(module, widget, ct, node) -> list:
+    """What ``widget`` shows on "Re-run" each time it updates its correction controls: the list returned receives
+    the blocker text (``correctionBlockers``; "" where Re-run can run) for the CT ``ct`` and segmentation ``node``."""
+    from SpineSegmentationModuleLib.correction import UndoState
+
+    shown = []
+    widget._updateCorrectionControls = lambda: shown.append(
+        module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"])
+    return shown
+
+
 def _observed_events(module, method: str, receiver: str) -> set[str]:
     """The event names the widget's ``method`` reads from ``receiver`` (e.g. ``slicer.vtkMRMLMarkupsNode``) in its
     source: what it observes (Qt does not run here, so the widget itself cannot be built)."""
@@ -876,11 +896,9 @@ def test_the_parameter_node_is_read_anew_when_a_scene_was_imported_while_the_mod
     widget = module.SpineSegmentationWidget()
     widget.parent = types.SimpleNamespace(isEntered=True)
     widget._parameterNode = object()  # set: the module is shown with its parameter node
-    calls, later = [], []
+    calls, later = [], _queued_timers(module, monkeypatch)  # what runs once the scene's events have returned
     widget.initializeParameterNode = lambda: calls.append("read anew")
     widget._updateCorrectionControls = lambda: calls.append("controls")
-    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
-                        raising=False)  # Qt's event loop: what runs once the scene's events have returned
 
     def runLater():
         while later:
@@ -1040,11 +1058,7 @@ def test_the_correction_controls_follow_when_the_edits_are_put_on_the_ct_s_grid(
 
     widget = module.SpineSegmentationWidget()
     widget.logic = module.SpineSegmentationLogic()
-    later, shown = [], []
-    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
-                        raising=False)  # Qt's event loop: what runs once the events have returned
-    widget._updateCorrectionControls = lambda: shown.append(
-        module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"])
+    later, shown = _queued_timers(module, monkeypatch), _rerun_blockers_shown(module, widget, ct, node)
     widget._follow(node)
     assert module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"].startswith(
         "The edited vertebrae L3 lie on another grid than the CT 'CT': voxels of 0.35 x 0.35 x 1 mm")
@@ -1066,19 +1080,13 @@ def test_the_correction_controls_follow_when_the_segmentation_or_the_ct_leaves_a
     ``slicer-core``."""
     import slicer
 
-    from SpineSegmentationModuleLib.correction import UndoState
-
     ct = synthetic_ct(slicer.mrmlScene, dims=(40, 40, 4))
     node, _ = edited_on_grid(slicer.mrmlScene, ct, np.eye(3), [0, 0, 0], np.s_[1:3, 10:20, 10:20])  # on the CT's grid
     shift = shift_transform(slicer.mrmlScene, "shift", 5.0)
 
     widget = module.SpineSegmentationWidget()
     widget.logic = module.SpineSegmentationLogic()
-    later, shown = [], []
-    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
-                        raising=False)  # Qt's event loop: what runs once the events have returned
-    widget._updateCorrectionControls = lambda: shown.append(
-        module.correctionBlockers(ct, node, True, UndoState(), None)["rerun"])
+    later, shown = _queued_timers(module, monkeypatch), _rerun_blockers_shown(module, widget, ct, node)
     # a source-text check (no UI here to change the parameter node's input volume): _checkCanApply follows the input
     # volume at each change of the parameter node
     assert "self._followInputVolume(self._parameterNode.inputVolume" in inspect.getsource(
@@ -1114,9 +1122,7 @@ def test_updates_deferred_before_cleanup_do_nothing_after_it(module, monkeypatch
     node, _ = edited_on_grid(slicer.mrmlScene, ct, np.eye(3), [0, 0, 0], np.s_[1:3, 10:20, 10:20])
     widget = module.SpineSegmentationWidget()
     widget.logic = module.SpineSegmentationLogic()
-    later, touched = [], []
-    monkeypatch.setattr(module.qt, "QTimer", types.SimpleNamespace(singleShot=lambda ms, f: later.append(f)),
-                        raising=False)  # Qt's event loop: what runs once the events have returned
+    later, touched = _queued_timers(module, monkeypatch), []
     widget._updateCorrectionControls = lambda: touched.append("controls")  # both touch the widgets
     widget._refreshFromSegments = lambda shown: touched.append("table")
     widget._shownSegmentation = node
