@@ -59,6 +59,7 @@ from SpineSegmentationModuleLib.logic import (
     SegmentationProcessError,
     SegmentationRun,
     SpineSegmentationProcessLogic,
+    check_linear_to_world,
 )
 from SpineSegmentationModuleLib.mrml_import import ImportedResults, check_output_segmentation, segment_tag
 from SpineSegmentationModuleLib.run_control import RunControl
@@ -270,9 +271,12 @@ def correctionBlockers(inputVolume, segmentationNode, vertebraSelected: bool, un
         "" if vertebraSelected else _("Select a vertebra in the Vertebrae table first."))
     vertebrae = vertebra_ids(segmentationNode) if segmentationNode is not None else []
     segmentation = segmentationNode.GetSegmentation() if vertebrae else None
-    otherCt = ""  # made on another CT, kept segments or edits off its grid or frame: both network corrections refuse it
+    otherCt = ""  # a CT under a warp, made on another CT, kept segments or edits off its grid or frame: both network
+    # corrections refuse it
     if inputVolume is not None:
         try:
+            # a CT under a warp (a shared one passes the frame checks): the run would refuse to export it
+            check_linear_to_world(inputVolume)
             check_made_on(segmentationNode, inputVolume)
             # kept segments (not vertebrae) under another transform or on another grid: the result could not be applied
             check_output_segmentation(inputVolume, segmentationNode, overwrite=True)

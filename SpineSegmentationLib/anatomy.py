@@ -10,6 +10,8 @@ refinement (``labeling.py``) places them by allowing one extra vertebra after T1
 
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 # VerSe label -> short name
@@ -171,13 +173,29 @@ def _whole_share_of_nonzero(array: np.ndarray) -> float:
     return whole / nonzero if nonzero else 0.0
 
 
-def whole_labels(labels, source: str) -> np.ndarray:
+def negative_label_value(labels) -> Optional[float]:
+    """The lowest value of a label array (any shape, any dtype) where it is negative as a label, else None: an integer
+    array's below 0; a floating-point array's below -:data:`LABEL_TOLERANCE` (a value that close to 0, as a float
+    resampling leaves, is 0, the background, as :func:`whole_labels` rounds it); NaN is skipped (an array of NaN
+    only, or an empty one: None). A label map holds no negative value: an array that does is an intensity image (a
+    CT in HU) or a map with a negative 'ignore' label; each reader refuses it with its own message."""
+    array = np.asarray(labels)
+    floating = np.issubdtype(array.dtype, np.floating)
+    if not array.size or (floating and np.isnan(array).all()):
+        return None
+    lowest = float(np.nanmin(array) if floating else array.min())
+    return lowest if lowest < (-LABEL_TOLERANCE if floating else 0) else None
+
+
+def whole_labels(labels, source: str, fix: Optional[str] = None) -> np.ndarray:
     """The values of a label array as integers: a floating-point map (e.g. resampled with float output) is rounded
     to the nearest integer, not truncated (20.9999 is 21, not 20); an integer array is returned as it is.
 
     Args:
         labels: label array of any shape.
         source: what it is, for the message (e.g. a file name, "the reference label map").
+        fix: what to do, for the message, in place of the fix named below (e.g. "restore it from the run that wrote
+            it", where the map is one the caller wrote itself); the diagnosis stays.
 
     Raises:
         InputImageError: a floating-point map with a value farther than :data:`LABEL_TOLERANCE` from an integer (or
@@ -191,6 +209,10 @@ def whole_labels(labels, source: str) -> np.ndarray:
             - values above 1 (or below 0): a label map resampled with linear interpolation (resample the original
               with nearest-neighbour), unless more than :data:`IMAGE_FRACTION_SHARE` of the voxels and all but
               :data:`IMAGE_WHOLE_SHARE` of the non-zero ones are no whole number: then an intensity image.
+
+            A floating-point map with a whole number beyond the int32 range (-2147483648..2147483647; numpy's cast
+            would turn it into -2147483648, another label), named with the value: no label of a convention read
+            here.
     """
     from .errors import InputImageError
 
@@ -209,9 +231,15 @@ def whole_labels(labels, source: str) -> np.ndarray:
                  f"e.g. {examples}): it is an intensity image, e.g. a CT or MR ")
         not_a_map = ("for a network, not a label map (whose values are whole numbers, 0 the background; a map "
                      "resampled with linear interpolation keeps its labels inside them and has fractions only where "
-                     "labels meet); give the label map (integer labels) in its place")
+                     "labels meet)")
+        give_the_map = "give the label map (integer labels) in its place"
         if unit_range and share > IMAGE_FRACTION_SHARE:
-            raise InputImageError(image + "scaled to [0, 1] " + not_a_map)
+            raise InputImageError(_with_fix(image + "scaled to [0, 1] " + not_a_map, give_the_map, fix))
+        if unit_range and fix is not None:
+            raise InputImageError(
+                f"{source} holds values between 0 and 1 that are no whole numbers ({examples}) in {share:.1%} of its "
+                f"voxels: an intensity image scaled to [0, 1] or a binary (0/1) mask resampled with linear "
+                f"interpolation; {fix}")
         if unit_range:
             raise InputImageError(
                 f"{source} holds values between 0 and 1 that are no whole numbers ({examples}) in {share:.1%} of its "
@@ -221,14 +249,28 @@ def whole_labels(labels, source: str) -> np.ndarray:
                 "meets the background): resample the original mask again with nearest-neighbour interpolation "
                 "(e.g. SimpleITK's sitkNearestNeighbor) and save it as integers")
         if share > IMAGE_FRACTION_SHARE and _whole_share_of_nonzero(array) < IMAGE_WHOLE_SHARE:
-            raise InputImageError(image + "scaled or standardised " + not_a_map)
-        raise InputImageError(
+            raise InputImageError(_with_fix(image + "scaled or standardised " + not_a_map, give_the_map, fix))
+        raise InputImageError(_with_fix(
             f"{source} holds label values that are no whole numbers ({examples}) in {share:.1%} of its voxels (as "
             "where two labels or a label and the background meet): it was probably resampled with linear "
-            "interpolation; resample the original map again with nearest-neighbour interpolation (e.g. SimpleITK's "
+            "interpolation", "resample the original map again with nearest-neighbour interpolation (e.g. SimpleITK's "
             "sitkNearestNeighbor) and save it as integers (rounding this one would put wrong labels where labels "
-            "meet: between 20 and 22 lies 21)")
-    return np.rint(array).astype(np.int32)
+            "meet: between 20 and 22 lies 21)", fix))
+    bounds = np.iinfo(np.int32)
+    rounded = np.rint(values.astype(np.float64))  # float64: in float32 the bound 2147483647 would be 2**31, passed
+    beyond = rounded[(rounded < bounds.min) | (rounded > bounds.max)]
+    if beyond.size:
+        raise InputImageError(_with_fix(
+            f"{source} holds the value {beyond[-1] if beyond[-1] > 0 else beyond[0]:.10g}, beyond the whole numbers a "
+            f"label map holds ({bounds.min}..{bounds.max}): it is no label map of the conventions read here (VerSe "
+            "labels 1-28, TotalSegmentator's up to 117, TPTBox's below 300)", "give the label map (integer labels) in "
+            "its place, or set that value to 0, the background, and save the map again", fix))
+    return np.rint(array).astype(np.int32)  # exact: a float32 rounding to at most 2147483647 is at most 2147483520
+
+
+def _with_fix(diagnosis: str, own_fix: str, fix: Optional[str]) -> str:
+    """A message of :func:`whole_labels`: ``diagnosis``, then the caller's ``fix`` where given, else ``own_fix``."""
+    return f"{diagnosis}; {own_fix if fix is None else fix}"
 
 
 #: Most distinct values a label map may hold (background included) before it is refused as an image: a map of the

@@ -168,14 +168,17 @@ def _check_ct(image, input_path: Path, labels, folder: Path, option: str) -> Non
             ``voxel_sha256`` that is not a SHA-256 digest (64 hexadecimal digits): the ``vertebrae.json`` is damaged.
     """
     from .errors import InputImageError
-    from .geometry import same_grid
+    from .geometry import index_to_physical, same_grid
+    from .geometry import grid_mismatch
     from .outputs import output_paths
     from .outputs.vertebrae_json import voxel_sha256
     from .validation import check_intensities
 
     if not same_grid(labels, image):
-        raise ValueError(f"{input_path} is not the CT the result in {folder} ({option}) was made from (its size, "
-                         "spacing, origin or direction differ); give that CT")
+        differs = grid_mismatch(index_to_physical(image), image.GetSize(), index_to_physical(labels), labels.GetSize(),
+                                "the result's")
+        raise ValueError(f"{input_path} is not the CT the result in {folder} ({option}) was made from: not on the grid "
+                         f"of its label map ({differs}); give that CT")
     paths = output_paths(folder)
     path = paths["vertebrae"]
     document, _ = _read_vertebrae(path)
@@ -237,22 +240,35 @@ def _read_vertebrae(path: Path):
 
 
 def _integer_labels(labels, path: Path):
-    """``labels`` with an integer pixel type: a map of whole numbers saved as floating point (by another program)
-    is cast to int16, as spineseg writes ``labels.nii.gz``.
+    """``labels`` with an integer pixel type: a map saved as floating point (by another program) is read as its whole
+    numbers by the rule every label map reader follows (:func:`~SpineSegmentationLib.anatomy.whole_labels`: values
+    within 0.001 of them rounded, 20.9999 is 21) and stored as int16, as spineseg writes ``labels.nii.gz``.
 
     Raises:
-        ValueError: the map holds values that are not whole numbers of int16's range.
+        InputImageError (a ValueError): values that are no whole numbers (named with the likely cause,
+            :func:`~SpineSegmentationLib.anatomy.whole_labels`) or whole numbers beyond int16's range; the message
+            says the map is not the one spineseg wrote and to restore it (not how to repair it: it is spineseg's
+            output, not a map the user made).
     """
     import numpy as np
     import SimpleITK as sitk
 
+    from .anatomy import whole_labels
+    from .errors import InputImageError
+
     array = sitk.GetArrayViewFromImage(labels)
     if np.issubdtype(array.dtype, np.integer):
         return labels
-    if not (np.all(np.mod(array, 1) == 0) and np.all(np.abs(array) <= np.iinfo(np.int16).max)):
-        raise ValueError(f"{path} holds values that are not whole numbers (VerSe labels); it is not the label map "
-                         "spineseg wrote; restore it from the run that wrote it")
-    return sitk.Cast(labels, sitk.sitkInt16)
+    restore = "it is not the label map spineseg wrote; restore it from the run that wrote it"
+    whole = whole_labels(array, str(path), fix=restore)
+    bounds = np.iinfo(np.int16)
+    if whole.size and (whole.min() < bounds.min or whole.max() > bounds.max):
+        value = whole.max() if whole.max() > bounds.max else whole.min()
+        raise InputImageError(f"{path} holds the value {value}, beyond int16's range ({bounds.min}..{bounds.max}) "
+                              f"and every VerSe label (1-28); {restore}")
+    out = sitk.GetImageFromArray(whole.astype(np.int16))
+    out.CopyInformation(labels)
+    return out
 
 
 def _check_matches(paths: dict, labels, vertebrae) -> None:

@@ -23,8 +23,10 @@ Measures (per vertebra = per VerSe label; all distances in millimetres, physical
   of its voxels); the weight of a disagreement is the distance in anatomical levels
   (C1 ... T12, T13, L1 ... L5, L6, sacrum).
 - **Completeness accuracy**: fraction of matched vertebrae whose predicted completeness flag equals the
-  reference's. The reference flag comes from an explicit dict, or else a vertebra is *incomplete* when it
-  touches the border of the reference image (cut by the field of view).
+  reference's. The predicted flag comes from an explicit dict, a spineseg output folder's vertebrae.json or the
+  ``SpineSegmentation.Complete`` tags of a 3D Slicer segmentation (``.seg.nrrd``). The reference flag comes from
+  an explicit dict, or else a vertebra is *incomplete* when it touches the border of the reference image (cut by the
+  field of view).
 - **Instance purity** (does each instance hold one whole vertebra?): for every reference vertebra, the share of
   its voxels covered by its best-matching predicted instance (``purity``) and the Dice with that instance
   whatever its label (``overlap_dice``); a predicted instance *spans* two or more reference vertebrae when it
@@ -73,14 +75,15 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, MAX_LABEL_VALUES, SACRUM, VERSE_NAMES,
-                      distinct_values, foreign_verse_labels, to_verse, verse_label, whole_labels)
+from .anatomy import (ANATOMICAL_ORDER, CONVENTIONS, MAX_LABEL_VALUES, SACRUM, VERSE_NAMES, distinct_values,
+                      foreign_verse_labels, negative_label_value, to_verse, verse_label, whole_labels)
 from .errors import InputImageError, OutputExistsError, SpineSegmentationError
 from .geometry import label_measurements, labels_at_border, same_grid
 from .io import check_image_file
 from .outputs import OUTPUT_FILES
 from .outputs.centroids import body_centres_lps, label_centroids_lps, label_volumes_mm3, read_ctd
 from .outputs.vertebrae_json import read_vertebrae_json
+from .segment_tags import COMPLETE_TAG
 from .terminology import GENERIC_VERTEBRA, SCHEME, TERMINOLOGY_CONTEXT_NAME, vertebra_terminology
 
 #: VerSe identification threshold, mm (Sekuboyina et al. 2021, after Glocker et al. 2013).
@@ -404,9 +407,11 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
     """The values of the ``what`` ("prediction", "reference") label map as whole numbers (``anatomy.whole_labels``).
 
     Raises:
-        InputImageError: the map holds a negative value: a label map holds none; it is an intensity image (a CT in
-            HU: air is -1000), whose soft tissue (27-50 HU) read as labels would be scored as TotalSegmentator's
-            vertebrae, or a map with a negative 'ignore' label. The map holds more than :data:`MAX_LABEL_VALUES`
+        InputImageError: the map holds a negative value (in a floating-point map: one below -0.001,
+            :data:`~SpineSegmentationLib.anatomy.LABEL_TOLERANCE`; one that close to 0, as resampling leaves, is read
+            as 0, the background): a label map holds none; it is an intensity image (a CT in HU: air is -1000), whose
+            soft tissue (27-50 HU) read as labels would be scored as TotalSegmentator's vertebrae, or a map with a
+            negative 'ignore' label. The map holds more than :data:`MAX_LABEL_VALUES`
             distinct values: an image with no negative value (a CT stored unsigned, HU + 1024; an MR), not a map of
             the conventions read here (at most about 120 labels). A floating-point map holds values that are no
             whole numbers: an intensity image (e.g. a CT scaled to [0, 1]), a map resampled with linear
@@ -424,13 +429,10 @@ def _label_array(image: sitk.Image, what: str) -> np.ndarray:
             "single layer' and click 'Collapse labelmap layers' (where segments overlap, the voxel goes to the "
             "segment lowest in the segment list), then save the .seg.nrrd again and give it")
     array = sitk.GetArrayFromImage(image)
-    if np.issubdtype(array.dtype, np.integer):  # no NaN to skip: the minimum straight away
-        lowest = float(array.min()) if array.size else 0.0
-    else:
-        lowest = float(np.nanmin(array)) if array.size and not np.isnan(array).all() else 0.0
     examples = "a spineseg output folder or its labels.nii.gz" if what == "prediction" else (
         "e.g. a VerSe *_seg-vert_msk file or a TotalSegmentator map")
-    if lowest < 0:
+    lowest = negative_label_value(array)  # -1e-6 in a float map is 0, as whole_labels rounds it
+    if lowest is not None:
         raise InputImageError(
             f"the {what} holds negative values (lowest {lowest:g}): a label map holds no negative value; it is an "
             f"image, e.g. the CT in HU, not a label map: give the {what}'s label map in its place ({examples}); "
@@ -484,18 +486,27 @@ def _name_level(name: str) -> Optional[int]:
         return None
 
 
+def _tag(tags: str, key: str) -> Optional[str]:
+    """The value of the tag ``key`` in a segment's tags (``Segment<i>_Tags`` of a .seg.nrrd: ``key:value`` pairs
+    separated by "|"); None where it has none."""
+    for tag in tags.split("|"):
+        name, separator, value = tag.partition(":")
+        if separator and name == key:
+            return value
+    return None
+
+
 def _terminology_codes(tags: str) -> Optional[list[list[str]]]:
     """The parts of a segment's ``TerminologyEntry`` tag, from its tags (``Segment<i>_Tags`` of a .seg.nrrd:
     ``key:value`` pairs separated by "|"): ``context~category~type~typeModifier~anatomicContext~region~
     regionModifier``, each split at "^" (a code: ``scheme^value^meaning``;
     :func:`~SpineSegmentationLib.terminology.slicer_terminology_entry`). None where there is no such entry of 7
     parts."""
-    for tag in tags.split("|"):
-        key, _, entry = tag.partition(":")
-        if key == "TerminologyEntry":
-            codes = [part.split("^") for part in entry.split("~")]
-            return codes if len(codes) == 7 else None
-    return None
+    entry = _tag(tags, "TerminologyEntry")
+    if entry is None:
+        return None
+    codes = [part.split("^") for part in entry.split("~")]
+    return codes if len(codes) == 7 else None
 
 
 def _terminology_level(tags: str) -> Optional[int]:
@@ -536,7 +547,9 @@ class _Segment:
     no whole number above 0, the background), the VerSe label its name or else its terminology tells (None: neither
     tells a level), ``by_terminology``: told by the terminology, the name telling none; ``other_level``: the level
     its terminology tells where that differs from its name's (the name is read); ``generic``: its terminology is the
-    generic "Vertebra" that tells no level (:func:`_generic_vertebra`)."""
+    generic "Vertebra" that tells no level (:func:`_generic_vertebra`); ``complete``: its completeness flag from
+    the ``SpineSegmentation.Complete`` tag that spineseg and the Slicer module write, read as the module reads it:
+    False only where it is exactly "false", True for any other value (None: no such tag)."""
 
     name: str
     value: Optional[int]
@@ -544,6 +557,7 @@ class _Segment:
     by_terminology: bool = False
     other_level: Optional[int] = None
     generic: bool = False
+    complete: Optional[bool] = None
 
     def listed(self) -> str:
         """'name' = value, for a message."""
@@ -571,11 +585,35 @@ def _slicer_segments(image: sitk.Image) -> list[_Segment]:
         tags = image.GetMetaData(key + "Tags") if image.HasMetaDataKey(key + "Tags") else ""
         named, coded = _name_level(name), _terminology_level(tags)
         level = named if named is not None else coded
+        flag = _tag(tags, COMPLETE_TAG)
         segments.append(_Segment(name, int(value) if value.isdecimal() and int(value) > 0 else None, level,
                                  by_terminology=named is None and coded is not None,
                                  other_level=coded if named is not None and coded not in (None, named) else None,
-                                 generic=level is None and _generic_vertebra(tags)))
+                                 generic=level is None and _generic_vertebra(tags),
+                                 complete=None if flag is None else flag != "false"))
     return segments
+
+
+def _segment_completeness(segments: Sequence[_Segment]
+                          ) -> Optional[tuple[dict[int, bool], list[int], list[int]]]:
+    """``({VerSe label: complete}, untagged levels, conflicting levels)`` from the ``SpineSegmentation.Complete`` tags
+    of a 3D Slicer
+    segmentation's segments (:func:`_slicer_segments`) read as a level (:func:`_read_by_segments`), as spineseg
+    writes them in segmentation.seg.nrrd and the Slicer module keeps them (a person's toggle included); None where no
+    such segment carries the tag (another program's segmentation, or a map that is none). Where some carry it, a
+    segment without it is complete, as the Slicer module reads it (its correction, table and display: the tag is
+    "false" or the vertebra is complete); those levels are the second item (VerSe labels, ascending). A level read
+    from several segments (merged) is flagged only where all of them read the same (complete or not); the others
+    are the third item (VerSe labels, ascending), unflagged: their completeness is not scored."""
+    read = _read_by_segments(segments)
+    if not any(s.complete is not None for s in read):
+        return None
+    flags: dict[int, set[bool]] = {}
+    for s in read:
+        flags.setdefault(s.level, set()).add(s.complete is not False)
+    untagged = sorted({s.level for s in read if s.complete is None})
+    conflicting = sorted(level for level, found in flags.items() if len(found) > 1)
+    return {level: found.pop() for level, found in flags.items() if len(found) == 1}, untagged, conflicting
 
 
 def _read_by_segments(segments: Sequence[_Segment]) -> list[_Segment]:
@@ -919,8 +957,13 @@ def evaluate(
         reference: reference label map (path or ``sitk.Image``; a ``.seg.nrrd`` as ``prediction``).
         reference_convention: label numbering of the reference: "verse", "totalseg" or "totalseg_vertebrae"
             (:func:`anatomy.to_verse`).
-        prediction_completeness: ``{VerSe label: complete}`` of the prediction; overrides vertebrae.json.
-            Without either, completeness accuracy is not computed.
+        prediction_completeness: ``{VerSe label: complete}`` of the prediction; overrides vertebrae.json and the
+            ``SpineSegmentation.Complete`` tags of a 3D Slicer segmentation's segments read as levels (as spineseg's
+            segmentation.seg.nrrd and the Slicer module write them), read by the Slicer module's rule: incomplete
+            only where the tag is exactly "false"; where some segments carry the tag, one without it is complete (a
+            note names those levels); a level merged from segments with different flags is left unflagged (a note names
+            it). Without
+            any of them, completeness accuracy is not computed.
         reference_completeness: ``{VerSe label: complete}`` of the reference; default: from the image border.
         include_sacrum: also score the sacrum (26) as a vertebra, in every measure and mean; off by default: the
             method segments vertebrae (only a lowest segment it takes for the top of the sacrum is labelled 26), and
@@ -967,6 +1010,18 @@ def evaluate(
     _check_order(prediction, reference, ref_image, notes)
     if prediction_completeness is None:
         prediction_completeness = folder_completeness
+    segments = _slicer_segments(pred_image)
+    if prediction_completeness is None:  # a corrected 3D Slicer segmentation carries its flags in its segments' tags
+        tagged = _segment_completeness(segments)
+        if tagged is not None:
+            prediction_completeness, untagged, conflicting = tagged
+            notes.append(f"prediction completeness: from the {COMPLETE_TAG} tags of the prediction's segments (a 3D "
+                         "Slicer segmentation)" + (
+                             f"; the segments of {', '.join(VERSE_NAMES[level] for level in untagged)} carry none "
+                             "and are read as complete, as the Slicer module reads them" if untagged else "") + (
+                             f"; the segments merged into {', '.join(VERSE_NAMES[level] for level in conflicting)} "
+                             "read some complete, some not: not scored for completeness (give them one flag, or "
+                             "name each as its own level, and save it again)" if conflicting else ""))
     maps = _LabelMaps.build(pred_image, ref_image, reference_convention, include_sacrum, notes, prediction_convention)
     from_border = reference_completeness is None
     if from_border:
@@ -977,7 +1032,7 @@ def evaluate(
     rows = [_score_row(label, maps, ids, prediction_completeness, reference_completeness) for label in maps.labels()]
     summary = _summary(rows, maps)
     if prediction_completeness is None:
-        notes.append(_no_completeness_note(prediction))
+        notes.append(_no_completeness_note(prediction, segments))
     elif not summary["n_completeness_evaluated"]:
         notes.append(_unscored_completeness_note(rows, prediction_completeness))
     else:  # how the reference side of the completeness accuracy was told, only where that accuracy is computed
@@ -987,9 +1042,13 @@ def evaluate(
     return EvaluationReport(rows, summary, notes, pred_description, ref_description)
 
 
-def _no_completeness_note(prediction) -> str:
-    """The report's note when the prediction has no completeness flags, saying why and how to get them scored."""
+def _no_completeness_note(prediction, segments: Sequence[_Segment] = ()) -> str:
+    """The report's note when the prediction (its 3D Slicer ``segments``, :func:`_slicer_segments`, where it is such
+    a segmentation) has no completeness flags, saying why and how to get them scored."""
     why = "completeness accuracy not computed: "
+    if any(s.complete is not None for s in segments):  # tagged, but no tagged segment is read as a level
+        return why + (f"the prediction's segments that carry a {COMPLETE_TAG} tag are none read as a level: "
+                      f"{_NAME_THEM}; the other measures do not need it")
     if not isinstance(prediction, (str, os.PathLike)):
         return why + "no prediction completeness given (prediction_completeness: {VerSe label: complete})"
     path = Path(prediction)
@@ -1003,11 +1062,12 @@ def _no_completeness_note(prediction) -> str:
     folder = _spineseg_folder(path, ("segmentation",))
     if folder is not None:  # the folder would score its labels.nii.gz, not this segmentation, perhaps corrected since
         return why + (f"the prediction is the {path.name} of a spineseg output folder, perhaps corrected in 3D Slicer "
-                      f"since; the folder's {OUTPUT_FILES['vertebrae']} flags the vertebrae of its "
-                      f"{OUTPUT_FILES['labels']} (from Python, pass prediction_completeness); the other measures do "
-                      "not need it")
+                      f"since, whose segments carry no {COMPLETE_TAG} tag; the folder's {OUTPUT_FILES['vertebrae']} "
+                      f"flags the vertebrae of its {OUTPUT_FILES['labels']} (from Python, pass "
+                      "prediction_completeness); the other measures do not need it")
     return why + ("the prediction is a label map, which does not say whether each vertebra is whole in the image (a "
-                  f"spineseg output folder does, in its {OUTPUT_FILES['vertebrae']}; from Python, pass "
+                  f"spineseg output folder does, in its {OUTPUT_FILES['vertebrae']}, and a 3D Slicer segmentation "
+                  f"spineseg wrote, in its segments' {COMPLETE_TAG} tags; from Python, pass "
                   "prediction_completeness); the other measures do not need it")
 
 
@@ -1372,7 +1432,9 @@ def _fmt(value, digits: int = 3) -> str:
 
 
 def format_table(report: EvaluationReport) -> str:
-    """The per-vertebra table and the summary as fixed-width text for a terminal."""
+    """The per-vertebra table and the summary as fixed-width text for a terminal. The "ref compl" column shows the
+    reference's completeness flag only in the rows whose completeness was scored (``completeness_correct`` not None),
+    "-" elsewhere."""
     header = ("level", "ref", "pred", "Dice", "ASSD mm", "HD95 mm", "ctr mm", "ID", "match", "purity", "ref compl",
               "pred compl")
     lines = []
@@ -1389,7 +1451,7 @@ def format_table(report: EvaluationReport) -> str:
                 _fmt(r.identified),
                 VERSE_NAMES.get(r.matched_prediction, "-") if r.matched_prediction is not None else "-",
                 _fmt(r.purity, 2),
-                _fmt(r.reference_complete),
+                _fmt(r.reference_complete if r.completeness_correct is not None else None),  # only where scored
                 _fmt(r.predicted_complete),
             )
         )

@@ -287,7 +287,7 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
             f"{SUPPORTED_INPUTS}."
         )
     if series_uid is None and len(series) > 1:  # a SEG beside its CT (e.g. spineseg's segmentation.dcm) is no choice
-        images = {uid: files for uid, files in series.items() if not _is_segmentation(files)}
+        images, _ = split_segmentations(series)
         if not images:  # no pick can be read: say so, not "pick one"
             raise InputImageError(
                 f"Folder '{folder}' holds {len(series)} DICOM series, and every series here is a DICOM Segmentation "
@@ -298,7 +298,7 @@ def _series_files(folder: Path, series_uid: Optional[str]) -> tuple[str, list[st
         series = images
     if series_uid is None:
         if len(series) > 1:
-            listing = "; ".join(_describe_series(uid, files) for uid, files in series.items())
+            listing = "; ".join(f"series_uid={describe_series(uid, files)}" for uid, files in series.items())
             raise InputImageError(
                 f"Folder '{folder}' holds {len(series)} DICOM series ({listing}). Pick one with --series-uid UID "
                 "(series_uid= in Python, a series_uid column in a spineseg batch manifest), or move each series into "
@@ -324,7 +324,7 @@ def _refuse_segmentation(folder: Path, files: list[str]) -> None:
     Segmentation Storage, or Modality (0008,0060) SEG), e.g. a ``segmentation.dcm`` that spineseg wrote: its values
     are segment numbers, not HU. Read from the first file's header by SimpleITK, so that a multi-frame SEG is not
     taken for an Enhanced CT (nor refused as one needing highdicom) and a one-frame SEG not for a single slice."""
-    if _is_segmentation(files):
+    if is_segmentation(files):
         raise InputImageError(
             f"The DICOM series in '{folder}' is a DICOM Segmentation (SEG, '{Path(files[0]).name}'), not a CT: it "
             "holds the segments of an image (e.g. a segmentation.dcm that spineseg or another program wrote), not "
@@ -333,13 +333,30 @@ def _refuse_segmentation(folder: Path, files: list[str]) -> None:
         )
 
 
-def _is_segmentation(files: list[str]) -> bool:
-    """Whether a series is a DICOM Segmentation (SEG): SOP Class UID (0008,0016) Segmentation Storage, or Modality
-    (0008,0060) SEG, in its first file's header (read by SimpleITK)."""
+def is_segmentation(files: list[str]) -> bool:
+    """Whether a series (its file names, as :func:`dicom_series_in_folder` lists them) is a DICOM Segmentation (SEG):
+    SOP Class UID (0008,0016) Segmentation Storage, or Modality (0008,0060) SEG, in its first file's header (read by
+    SimpleITK).
+
+    Raises:
+        InputImageError: the first file's header cannot be read.
+    """
     info = _image_information(Path(files[0]))
     sop_class, modality = (info.GetMetaData(tag).strip() if info.HasMetaDataKey(tag) else ""
                            for tag in ("0008|0016", "0008|0060"))
     return sop_class == _SEGMENTATION_SOP_CLASS or modality.upper() == "SEG"
+
+
+def split_segmentations(series: dict[str, list[str]]) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """The series of a folder (:func:`dicom_series_in_folder`: UID -> file names) as ``(images, segmentations)``:
+    those that are no DICOM SEG and those that are (:func:`is_segmentation`), each in the given order; the choice
+    :func:`read_image` makes without a Series Instance UID.
+
+    Raises:
+        InputImageError: a series' first file header cannot be read.
+    """
+    segmentations = {uid: files for uid, files in series.items() if is_segmentation(files)}
+    return {uid: files for uid, files in series.items() if uid not in segmentations}, segmentations
 
 
 #: The slice geometry every file of a series must carry, with its number of values (ITK reads a missing or empty
@@ -438,17 +455,26 @@ def _read_dicom_series(folder: Path, series_uid: Optional[str]) -> sitk.Image:
     return image
 
 
-def _describe_series(uid: str, files: list[str]) -> str:
-    description = ""
+def series_description(files: list[str]) -> str:
+    """The Series Description (0008,103E) of a series (its file names), from its first file's header, for a listing
+    of series in a message: "" where it has none, "description unreadable: <ITK's reason>" where the header cannot
+    be read (never raises)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(files[0])
     try:
         reader.ReadImageInformation()
-        if reader.HasMetaDataKey(_SERIES_DESCRIPTION_TAG):
-            description = reader.GetMetaData(_SERIES_DESCRIPTION_TAG).strip()
     except RuntimeError as exc:  # only for the listing: show why the description is missing
-        description = f"description unreadable: {_itk_reason(exc)}"
-    return f"series_uid={uid!r}: {len(files)} files" + (f", '{description}'" if description else "")
+        return f"description unreadable: {_itk_reason(exc)}"
+    return reader.GetMetaData(_SERIES_DESCRIPTION_TAG).strip() if reader.HasMetaDataKey(_SERIES_DESCRIPTION_TAG) else ""
+
+
+def describe_series(uid: str, files: list[str]) -> str:
+    """One series of a DICOM folder for a listing in a message: ``'<uid>': <n> files, '<description>'`` (the Series
+    Description, :func:`series_description`; left out where the series has none). The reader's refusal of several
+    series puts ``series_uid=`` before each (the option that picks one); training, which has no such option, does
+    not (``training.readers``). Never raises."""
+    description = series_description(files)
+    return f"{uid!r}: {len(files)} files" + (f", '{description}'" if description else "")
 
 
 def _itk_reason(exc: RuntimeError) -> str:

@@ -13,6 +13,10 @@ import numpy as np
 
 #: Prefix of the project's own segment tags.
 TAG_PREFIX = "SpineSegmentation."
+#: Tag of a segment's completeness flag: "true" (whole in the image) or "false" (cut by the field of view); the Slicer
+#: module reads a segment without it as complete (``SpineSegmentationModuleLib/correction.py``, its ``COMPLETE_TAG``,
+#: the same name: the module defines its own, as the library may not be on ``sys.path`` when it is imported).
+COMPLETE_TAG = TAG_PREFIX + "Complete"
 #: Tag of a segment whose level a person stated (``Vertebra.level_stated``).
 LEVEL_STATED_TAG = TAG_PREFIX + "LevelStated"
 #: Tag of a segment whose completeness flag (``Complete``) a person set (``Vertebra.complete_stated``).
@@ -43,7 +47,7 @@ def vertebra_tags(vertebra) -> dict[str, str]:
     (:func:`evidence_tags`)."""
     tags = {
         TAG_PREFIX + "Label": str(int(vertebra.label)),
-        TAG_PREFIX + "Complete": "true" if vertebra.complete else "false",
+        COMPLETE_TAG: "true" if vertebra.complete else "false",
         TAG_PREFIX + "PComplete": f"{float(vertebra.p_complete):.4f}",
         TAG_PREFIX + "PLabel": f"{float(vertebra.p_label):.4f}",
         TAG_PREFIX + "Edited": "true" if vertebra.edited else "false",

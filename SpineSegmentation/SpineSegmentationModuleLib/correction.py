@@ -66,6 +66,7 @@ from .mrml_import import (
     _transform_text,
     check_output_segmentation,
     fill_table,
+    frame_advice,
     grid_difference,
     import_output_folder,
     is_vertebra,
@@ -895,8 +896,9 @@ def check_made_on(segmentation_node, input_volume) -> None:
     """Raise ValueError when ``segmentation_node`` was made on another CT than ``input_volume``: its reference geometry
     node is another scalar volume on another grid (a correction would put its vertebrae onto the input's grid and
     reset the node to it). A reference that is no volume (an ROI or model picked in Specify geometry) is left to
-    :func:`_check_edits_on_grid_of`. The grid rule is the one of loading results (:func:`.same_voxel_grid`, the
-    library's ``geometry.same_grid``). The widget disables the network corrections with its message."""
+    :func:`_check_edits_on_grid_of`. The grid rule is the one of loading results (:func:`.same_voxel_grid`: the
+    library's ``geometry.same_grid``, every voxel centre within a quarter voxel of the input's of the same index). The
+    widget disables the network corrections with its message."""
     if segmentation_node is None:
         return
     reference = segmentation_node.GetNodeReference(segmentation_node.GetReferenceImageGeometryReferenceRole())
@@ -921,7 +923,7 @@ def edits_off_grid(segmentation_node, volume, convert: bool = True) -> str:
     export onto the CT's grid (``ExportSegmentsToLabelmapNode``, nearest neighbour) takes each voxel of a grid on the
     CT's as it is. The segmentation must also lie in the CT's frame (:func:`.same_frame`: under the same parent
     transform, or linear ones between which the transform is the identity within 1e-6); another transform would move
-    the edits by it on the export; the message says which fix keeps the edits where they were drawn (hardening). Reads
+    the edits by it on the export; the message says which fix keeps the edits where they are shown (hardening). Reads
     the layers' geometry only, not their voxels.
 
     Args:
@@ -944,7 +946,7 @@ def edits_off_grid(segmentation_node, volume, convert: bool = True) -> str:
         return (f"the segmentation {segmentation_node.GetName()!r} with the edited vertebrae {names} is under "
                 f"{_transform_text(segmentation_node)} but the CT {volume.GetName()!r} under "
                 f"{_transform_text(volume)}; a correction works on the CT's grid and would move your edits by the "
-                f"transform between them. {_frame_advice(segmentation_node)}")
+                f"transform between them. {frame_advice(segmentation_node, volume, 'the edits')}")
     if not convert and (segmentation.GetSourceRepresentationName()
                         != slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()):
         return ""
@@ -959,18 +961,6 @@ def edits_off_grid(segmentation_node, volume, convert: bool = True) -> str:
                 "e.g. after Specify geometry in the Segment Editor; a correction works on the CT's grid and would "
                 f"resample your edits. {fix}")
     return ""
-
-
-def _frame_advice(segmentation_node) -> str:
-    """How to put an edited segmentation and the CT in one frame (Transforms module), by which of the two has a
-    transform: hardening keeps the edits where they were drawn on the CT as shown; taking the segmentation from its
-    transform, or putting it under the CT's, moves them relative to the CT by the transform between the two."""
-    if segmentation_node.GetParentTransformNode() is None:  # only the CT is under a transform
-        return ("Harden the CT's transform (Transforms module) to keep the edits where they were drawn on the CT; "
-                "putting the segmentation under the CT's transform instead moves them relative to the CT")
-    return ("Harden the segmentation's transform (Transforms module), and the CT's if it has one, to keep the edits "
-            "where they were drawn on the CT; removing the segmentation's transform or putting it under the CT's "
-            "instead moves them relative to the CT")
 
 
 def _check_edits_on_grid_of(segmentation_node, volume) -> None:

@@ -32,7 +32,8 @@ from .command import (
     process_environment,
     segment_command,
 )
-from .mrml_import import ImportedResults, check_ct_volume, check_output_segmentation, import_output_folder
+from .mrml_import import (ImportedResults, check_ct_volume, check_output_segmentation, harden_text,
+                          import_output_folder)
 from .runner import ProcessRunner
 
 #: File name of the input volume written for the process (NRRD keeps the geometry exactly, LPS).
@@ -49,6 +50,21 @@ class SegmentationCancelledError(RuntimeError):
     """The segmentation was cancelled; nothing was added to the scene."""
 
 
+def check_linear_to_world(volume_node) -> None:
+    """Raise ValueError when the volume node ``volume_node`` is under a transform that is not linear to world
+    (``IsTransformToWorldLinear``): its voxels are not where they are shown, and a run (:func:`export_volume`) would
+    segment them as stored. The message names the fix (harden the transform, :func:`.mrml_import.harden_text`)."""
+    transform = volume_node.GetParentTransformNode()
+    if transform is not None and not transform.IsTransformToWorldLinear():
+        # e.g. Slicer's acquisition geometry regularization of a DICOM series with a gantry tilt or uneven slices:
+        # the stored voxels are not the anatomy as shown, and the network would segment them as stored
+        raise ValueError(
+            f"volume {volume_node.GetName()!r} is under a non-linear transform ({transform.GetName()!r}, e.g. the "
+            "regularization of a DICOM series with a gantry tilt or uneven slices), so its voxels are not where "
+            f"they are shown; harden the transform first ({harden_text(volume_node)}) and run on the hardened volume"
+        )
+
+
 def export_volume(volume_node, path: Path) -> Path:
     """Write a scalar volume node to ``path`` (``.nrrd``) without touching the scene or the node's own storage.
 
@@ -62,16 +78,7 @@ def export_volume(volume_node, path: Path) -> Path:
         raise ValueError(
             f"volume {volume_node.GetName()!r} is not a 3D single-component image; select a CT volume"
         )
-    transform = volume_node.GetParentTransformNode()
-    if transform is not None and not transform.IsTransformToWorldLinear():
-        # e.g. Slicer's acquisition geometry regularization of a DICOM series with a gantry tilt or uneven slices:
-        # the stored voxels are not the anatomy as shown, and the network would segment them as stored
-        raise ValueError(
-            f"volume {volume_node.GetName()!r} is under a non-linear transform ({transform.GetName()!r}, e.g. the "
-            "regularization of a DICOM series with a gantry tilt or uneven slices), so its voxels are not where "
-            "they are shown; harden the transform first (Data module: right-click the volume, Harden transform) "
-            "and run on the hardened volume"
-        )
+    check_linear_to_world(volume_node)
     import slicer
 
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()

@@ -173,30 +173,32 @@ def read_label_volume(path: Path) -> "slicer.vtkMRMLLabelMapVolumeNode":
 
 
 def same_voxel_grid(a, b) -> bool:
-    """True when the volume nodes ``a`` and ``b`` lie on one voxel grid by the library's rule
-    (``SpineSegmentationLib.geometry.same_grid``, which the command line applies to its labels and the CT): the
-    same dimensions, and spacing (relative), axis directions (absolute, on the direction cosines) and origin (in
-    voxels of ``b``'s smallest spacing) equal within ``geometry.GRID_TOLERANCE``; read from the IJK-to-RAS
-    matrices (RAS or LPS: the same comparison). False when either has no image data."""
-    from SpineSegmentationLib.geometry import GRID_TOLERANCE
+    """True when the volume nodes ``a`` and ``b`` lie on one voxel grid index for index, so that ``a``'s voxels can
+    be taken as ``b``'s as they are (loading results copies the CT's geometry onto the label map): the same
+    dimensions, and every voxel centre of ``a`` within :data:`GRID_DRIFT_TOLERANCE` (0.25) voxel of ``b``'s of the
+    same index, at the origin and every corner (the library's rule, ``SpineSegmentationLib.geometry.same_grid``, which
+    the command line applies to its labels and the CT). Slicer's ``vtkOrientedImageDataResample::IsEqual`` (1e-4 per
+    matrix element, which :func:`grid_difference` accepts) is not taken here: on 2000 slices of 0.3 mm an axis 1e-4
+    off drifts by 0.66 voxel. Unlike :func:`grid_difference`, another axis order or sign is another grid here. False
+    when either has no image data or a matrix that is not finite or singular."""
+    from SpineSegmentationLib.geometry import grid_drift
 
     if a.GetImageData() is None or b.GetImageData() is None:
         return False
-    if a.GetImageData().GetDimensions() != b.GetImageData().GetDimensions():
+    dimensions = a.GetImageData().GetDimensions()
+    if dimensions != b.GetImageData().GetDimensions():
         return False
     ma, mb = voxel_to_world(a), voxel_to_world(b)
-    spacing_a, spacing_b = np.linalg.norm(ma[:3, :3], axis=0), np.linalg.norm(mb[:3, :3], axis=0)
-    if not (spacing_a.min() > 0 and spacing_b.min() > 0):
-        return False  # no grid (a zero spacing): nothing to compare directions with
-    return bool(
-        np.allclose(spacing_a, spacing_b, rtol=GRID_TOLERANCE, atol=0.0)
-        and np.allclose(ma[:3, :3] / spacing_a, mb[:3, :3] / spacing_b, rtol=0.0, atol=GRID_TOLERANCE)
-        and np.allclose(ma[:3, 3], mb[:3, 3], rtol=0.0, atol=GRID_TOLERANCE * float(spacing_b.min()))
-    )
+    if not (np.all(np.isfinite(ma)) and np.all(np.isfinite(mb))) or min(
+            np.linalg.matrix_rank(ma[:3, :3]), np.linalg.matrix_rank(mb[:3, :3])) < 3:
+        return False  # no grid (a zero spacing): nothing to compare
+    return grid_drift(ma, mb, dimensions) <= GRID_DRIFT_TOLERANCE
 
 
 def check_same_grid(label_node, volume_node, label_path: Path) -> None:
-    """Raise ValueError unless the label map lies on the input volume's voxel grid (:func:`same_voxel_grid`)."""
+    """Raise ValueError unless the label map lies on the input volume's voxel grid (:func:`same_voxel_grid`); the
+    message names both grids and how far the label map's voxel centres lie from the volume's, in voxels
+    (``SpineSegmentationLib.geometry.grid_mismatch``)."""
     if volume_node is None or volume_node.GetImageData() is None:
         raise ValueError("the input volume has no image data; load a CT volume first")
     if label_node.GetImageData().GetDimensions() != volume_node.GetImageData().GetDimensions():
@@ -206,9 +208,14 @@ def check_same_grid(label_node, volume_node, label_path: Path) -> None:
             "volume that was segmented"
         )
     if not same_voxel_grid(label_node, volume_node):
+        from SpineSegmentationLib.geometry import grid_mismatch
+
+        dimensions = label_node.GetImageData().GetDimensions()
+        differs = grid_mismatch(voxel_to_world(label_node), dimensions, voxel_to_world(volume_node), dimensions,
+                                "the input volume's", frame="RAS")
         raise ValueError(
-            f"{label_path} is not on the grid of the input volume {volume_node.GetName()!r} (origin, spacing or "
-            "axis directions differ); load the results with the volume that was segmented"
+            f"{label_path} is not on the grid of the input volume {volume_node.GetName()!r} ({differs}); load the "
+            "results with the volume that was segmented"
         )
 
 
@@ -240,12 +247,16 @@ def same_frame(a, b) -> bool:
     same parent transform (or none), or under transforms between which the transform is linear and the identity
     within 1e-6 per matrix element (``vtkMRMLTransformNode.GetMatrixTransformBetweenNodes``: e.g. an identity
     transform node, or another node with the same matrix), so that a node taken from one to the other stays where it
-    is. A non-linear transform above either node (``IsTransformToWorldLinear``) gives False without asking for the
-    matrix, which Slicer refuses with an error in the log (v5.6.2-v5.10.0)."""
+    is. Slicer takes the transform between two nodes through their first common parent transform
+    (``GetTransformBetweenNodes``, ``GetMatrixTransformBetweenNodes``, v5.6.2-v5.10.0): a non-linear transform above
+    both (both under one warp) cancels out and does not count, one between either node and that parent
+    (``IsTransformToNodeLinear``) gives False without asking for the matrix, which Slicer refuses with an error in the
+    log. A CT under a non-linear transform is refused where it is exported for a run (``logic.export_volume``)."""
     if _transform_id(a) == _transform_id(b):
         return True
     transforms = [a.GetParentTransformNode(), b.GetParentTransformNode()]
-    if any(t is not None and not t.IsTransformToWorldLinear() for t in transforms):
+    first, other = transforms if transforms[0] is not None else transforms[::-1]  # not both None (the same ID)
+    if not first.IsTransformToNodeLinear(other):  # to their first common parent, or to world when other is None
         return False
     between = vtk.vtkMatrix4x4()
     if not slicer.vtkMRMLTransformNode.GetMatrixTransformBetweenNodes(*transforms, between):
@@ -255,18 +266,67 @@ def same_frame(a, b) -> bool:
 
 
 def _transform_text(node) -> str:
-    """"no transform" or "transform 'name'": the parent transform of ``node``, for messages."""
+    """"no transform", "transform 'name'", "the non-linear transform 'name'" (the transform itself is not linear,
+    ``vtkMRMLTransformNode::IsLinear``) or "transform 'name' (under a non-linear transform)" (linear, but another
+    above it is not: ``IsTransformToWorldLinear``): the parent transform of ``node``, for messages."""
     transform = node.GetParentTransformNode()
     if transform is None:
         return "no transform"
-    return f"{'' if transform.IsTransformToWorldLinear() else 'the non-linear '}transform {transform.GetName()!r}"
+    if not transform.IsLinear():
+        return f"the non-linear transform {transform.GetName()!r}"
+    under = "" if transform.IsTransformToWorldLinear() else " (under a non-linear transform)"
+    return f"transform {transform.GetName()!r}{under}"
+
+
+def harden_text(node) -> str:
+    """How to harden the transform of ``node`` in Slicer: the Data module's "Harden transform" on a transformed node
+    (the Transform hierarchy tab's menu, qSlicerDataModuleWidget, v5.6.2-v5.10.0; it calls
+    ``vtkMRMLTransformableNode::HardenTransform``, which takes the node's transform to world, linear or not, and
+    leaves it)."""
+    return f"Data module, Transform hierarchy tab: right-click {node.GetName()!r}, Harden transform"
+
+
+def frame_advice(segmentation_node, volume_node, what: str) -> str:
+    """How to put a segmentation and the CT in one frame (:func:`same_frame`) keeping ``what`` (e.g. "the edits",
+    "those segments") where they are shown on the CT, by which of the two has a transform: hardening
+    (:func:`harden_text`) keeps them there; taking the segmentation from its transform, or putting it under the
+    CT's, moves them relative to the CT by the transform between the two. Hardening moves the grid of the hardened
+    node where it is the CT (a linear transform moves it by its matrix; a non-linear one reslices the CT onto a grid
+    of the same spacing and axes whose origin is the corner of the warped volume's bounds, not one of its voxel
+    centres: ``vtkMRMLVolumeNode::ApplyNonLinearTransform``) or a segmentation under a transform that is linear to
+    world (``vtkMRMLTransformableNode::HardenTransform`` applies the matrix to its layers): unless the transform
+    between the two moves by whole voxels of the CT along its axes, the segmentation then lies on another grid than
+    the CT (refused by :func:`grid_difference`), so the advice names the second step, the module's fix for a
+    segmentation off the CT's grid: Specify geometry with the CT (which resamples ``what``). A segmentation under a
+    non-linear transform keeps its layers' geometry when hardened (only their extent changes,
+    ``vtkOrientedImageDataResample::TransformOrientedImage``; v5.6.2-v5.10.0): with the CT under no transform, no
+    second step is named."""
+    ct_transform = volume_node.GetParentTransformNode()
+    segmentation_transform = segmentation_node.GetParentTransformNode()
+    moves_grid = ct_transform is not None or (segmentation_transform is not None
+                                              and segmentation_transform.IsTransformToWorldLinear())
+    on_grid = (f"; then, unless that transform is a shift by whole voxels of the CT along its axes, set the "
+               f"segmentation's geometry to the CT (Segment Editor: Specify geometry, Source geometry: the CT, "
+               f"oversampling 1; this resamples {what} onto the CT's grid)") if moves_grid else ""
+    if segmentation_node.GetParentTransformNode() is None:  # only the CT is under a transform
+        return (f"Harden the CT's transform {ct_transform.GetName()!r} ({harden_text(volume_node)}) to keep {what} "
+                f"where they are shown on the CT{on_grid}; putting the segmentation under the CT's transform instead "
+                f"moves them relative to the CT")
+    ct_too = (f", and the CT's {ct_transform.GetName()!r} ({harden_text(volume_node)})" if ct_transform is not None
+              else "")
+    return (f"Harden the segmentation's transform {segmentation_node.GetParentTransformNode().GetName()!r} "
+            f"({harden_text(segmentation_node)}){ct_too} to keep {what} where they are shown on the CT{on_grid}; "
+            f"removing the segmentation's transform or putting it under the CT's instead moves them relative to the "
+            f"CT")
 
 
 #: How far (in the CT's voxels) the voxel centres of another grid may lie from the CT's voxel centres they stand for,
 #: at its origin and at every corner of its extent, for the grid to count as the CT's (:func:`grid_difference`).
 #: Slicer resamples a labelmap onto the CT's grid with nearest neighbour at the voxel centres
 #: (``vtkOrientedImageDataResample::ResampleOrientedImageToReferenceOrientedImage``, v5.6.2-v5.10.0), which keeps
-#: each voxel as it is while the drift stays below half a voxel; a quarter voxel leaves a margin for rounding.
+#: each voxel as it is while the drift stays below half a voxel; a quarter voxel leaves a margin for rounding. The
+#: "made on this CT" check (:func:`same_voxel_grid`) and the library's ``geometry.same_grid`` use the same value
+#: (``geometry.GRID_DRIFT_TOLERANCE``), index for index.
 GRID_DRIFT_TOLERANCE = 0.25
 
 
@@ -480,8 +540,8 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
         raise ValueError(
             f"the segmentation {name!r} is under {_transform_text(output_segmentation)} but the CT {ct!r} under "
             f"{_transform_text(input_volume)}; its results go under the CT's transform, which would move the segments "
-            f"kept there ({kept}). Put the CT and the segmentation under one transform first (Transforms module; "
-            f"harden one if needed), or choose another output segmentation (or none: a new one)"
+            f"kept there ({kept}). {frame_advice(output_segmentation, input_volume, 'those segments')}; or "
+            f"choose another output segmentation (or none: a new one)"
         )
     specify = ("set this one's geometry to the CT first (Segment Editor: Specify geometry, Source geometry: the CT, "
                "oversampling 1; this resamples your segments)")
@@ -750,8 +810,9 @@ def import_output_folder(
     folder: OutputFolder = read_output_folder(output_dir)
     label_node = read_label_volume(folder.labels_path)
     check_same_grid(label_node, input_volume, folder.labels_path)
-    # the CT's grid exactly: labels.nii.gz keeps it in float32 (NIfTI), up to 1.2e-4 mm off beyond 2048 mm from the
-    # scanner's origin, where Slicer takes two grids for one only within 1e-4 mm (vtkOrientedImageDataResample::IsEqual)
+    # the CT's grid exactly: check_same_grid took voxel centres within a quarter voxel of the CT's (labels.nii.gz keeps
+    # its affine in float32, up to 1.2e-4 mm off beyond 2048 mm from the scanner's origin; another writer may round
+    # it); the labels are taken index for index, so this moves them by up to that quarter voxel onto the CT's voxels
     label_node.CopyOrientation(input_volume)
     listed = {v.label for v in folder.vertebrae}
     present = _label_values(label_node)
@@ -769,7 +830,8 @@ def import_output_folder(
     segmentation_node.CreateDefaultDisplayNodes()
     transform_id = _transform_id(input_volume)
     if segmentation_node is output_segmentation and _transform_id(segmentation_node) != transform_id:
-        # none of its segments is kept (check_output_segmentation refused that): only the node moves
+        # its kept segments, if any, lie in the CT's frame (check_output_segmentation refused another frame): the node
+        # moves under the CT's transform without moving them relative to the CT
         warnings.append(f"segmentation {segmentation_node.GetName()!r} was under {_transform_text(segmentation_node)}; "
                         f"it is now under {_transform_text(input_volume)}, as the CT {input_volume.GetName()!r} is, so "
                         "that the vertebrae lie on the CT")

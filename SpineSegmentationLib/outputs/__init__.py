@@ -29,13 +29,15 @@ then renamed into place; on any error or interrupt the staging folder is removed
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
 import SimpleITK as sitk
 
 from ..errors import OutputExistsError, SpineSegmentationError
-from ..geometry import same_grid
+from ..geometry import grid_mismatch, index_to_physical, same_grid
 from ..io import SERIES_UID_KEY
 from ..result import SpineSegmentationResult
 from .centroids import write_ctd
@@ -82,9 +84,25 @@ def output_paths(output_dir: str | os.PathLike) -> dict[str, Path]:
 def _check_same_grid(labels: sitk.Image, image: sitk.Image) -> None:
     if not same_grid(labels, image):
         raise ValueError(
-            "result.labels is not on the input image's grid (size/spacing/origin/direction differ); "
-            "resample it with geometry.label_to_input_grid before writing"
+            "result.labels is not on the input image's grid ("
+            + grid_mismatch(index_to_physical(labels), labels.GetSize(), index_to_physical(image), image.GetSize(),
+                            "the input image's")
+            + "); resample it with geometry.label_to_input_grid before writing"
         )
+
+
+def _on_input_geometry(labels: sitk.Image, image: sitk.Image) -> sitk.Image:
+    """``labels`` (on ``image``'s grid, :func:`_check_same_grid`) with exactly ``image``'s origin, spacing and
+    direction, as they are read with it index for index (labels.nii.gz, the .seg.nrrd, the DICOM SEG): ``labels``
+    itself where they are the same already (the usual case: no copy, which would be 200 MB for 512 x 512 x 400 voxels
+    of int16), else a copy with ``image``'s geometry (``same_grid`` takes voxel centres within a quarter voxel of the
+    input's); ``labels`` is never changed."""
+    if (labels.GetOrigin(), labels.GetSpacing(), labels.GetDirection()) == (
+            image.GetOrigin(), image.GetSpacing(), image.GetDirection()):
+        return labels
+    copy = sitk.Image(labels)  # shares the buffer until CopyInformation makes it its own
+    copy.CopyInformation(image)
+    return copy
 
 
 def _targets(output_dir: Path) -> dict[str, Path]:
@@ -168,7 +186,9 @@ def write_outputs(
             the message, ...): the five other outputs were written and are in place (its ``paths``), no
             ``segmentation.dcm`` is (an earlier one is removed with ``overwrite``); the message says why and what
             the folder holds.
-        ValueError: ``result.labels`` is not on ``image``'s grid, or it holds labels without a Vertebra entry.
+        ValueError: ``result.labels`` is not on ``image``'s grid (``geometry.same_grid``: voxel centres within a
+            quarter voxel of the input's; labels within it are written with ``image``'s geometry), or it holds
+            labels without a Vertebra entry.
     """
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
@@ -176,6 +196,7 @@ def write_outputs(
     if image.GetDimension() != 3:
         raise ValueError(f"the input image must be 3D, got {image.GetDimension()}D")
     _check_same_grid(result.labels, image)
+    result = replace(result, labels=_on_input_geometry(result.labels, image))
     paths = output_paths(output_dir)
     _check_targets(_targets(output_dir), overwrite, Path(input_path) if input_path is not None else None)
     if staging is None:

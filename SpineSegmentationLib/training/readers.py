@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..anatomy import (CONVENTIONS, MAX_LABEL_VALUES, column_mask, distinct_values, foreign_verse_labels, to_verse,
-                       whole_labels)
+from ..anatomy import (CONVENTIONS, MAX_LABEL_VALUES, column_mask, distinct_values, foreign_verse_labels,
+                       negative_label_value, to_verse, whole_labels)
 from ..errors import InputImageError, SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
+from ..io import describe_series, dicom_series_in_folder, split_segmentations
 from ..io import read_image as read_input_image
 from ..validation import check_intensities
 
@@ -185,9 +186,12 @@ def read_manifest(path: str | Path) -> list[Case]:
     return cases
 
 
-def read_image(path: str | Path) -> sitk.Image:
+def read_image(path: str | Path, role: str = "a case's CT") -> sitk.Image:
     """Read a 3D image file or a DICOM series folder as ``spineseg segment`` reads its input
     (:func:`~SpineSegmentationLib.io.read_image`, with its checks): a damaged file is refused, not trained on.
+
+    Args:
+        role: what ``path`` was given as, for the message (e.g. "a case's CT", "a case's label map").
 
     Returns:
         The ``sitk.Image`` as :func:`~SpineSegmentationLib.io.read_image` gives it (geometry unchanged, LPS mm).
@@ -197,25 +201,73 @@ def read_image(path: str | Path) -> sitk.Image:
         InputImageError: as :func:`~SpineSegmentationLib.io.read_image`, the message naming the file and the fix: an
             unsupported format; a file that is truncated or corrupt (:func:`~SpineSegmentationLib.io.check_image_file`;
             ITK would read the missing voxels as 0 without an error), holds NaN/Inf or has a contradictory NIfTI
-            header; a folder without a DICOM series or with several (which one is not guessed: move each series into
-            its own folder), a DICOM SEG or a series that is not one even stack of slices.
+            header; a folder without a DICOM series, a series that is not one even stack of slices. A folder with
+            several CT series or with DICOM SEG series only is refused with advice for training
+            (:func:`_training_dicom_advice`: training has no ``--series-uid`` to pick a series), naming ``role``,
+            chained to the reader's own error.
     """
-    path = Path(path)
+    return _read(Path(path), role, label_map=False)
+
+
+def _read(path: Path, role: str, label_map: bool) -> sitk.Image:
+    """:func:`read_image` of ``path`` given as ``role``, a label map where ``label_map`` (for the advice)."""
     if not path.exists():
         raise FileNotFoundError(f"image {path} not found")
-    return read_input_image(path)
+    try:
+        return read_input_image(path)
+    except InputImageError as error:
+        advice = _training_dicom_advice(path, role, label_map) if path.is_dir() else None
+        if advice is None:
+            raise
+        raise InputImageError(advice) from error
 
 
-def read_label_map(path: str | Path, fix: str) -> sitk.Image:
+#: How to make a label map file of a DICOM SEG, for the messages of :func:`_training_dicom_advice`.
+_CONVERT_SEG = ("in 3D Slicer load it with the DICOM module, export the segmentation to a labelmap volume and save "
+                "that as .nii.gz")
+
+
+def _training_dicom_advice(folder: Path, role: str, label_map: bool) -> str | None:
+    """The message for a DICOM ``folder``, given as ``role`` (a CT, or a label map where ``label_map``), that
+    :func:`~SpineSegmentationLib.io.read_image` refused because it cannot choose a series without a Series Instance
+    UID (several series that are no SEG) or holds DICOM SEG series only, with advice that applies to training (which
+    reads one series per folder and has no ``--series-uid``); None where the refusal was another (the reader's own
+    message then stands). The series are listed as the reader lists them
+    (:func:`~SpineSegmentationLib.io.describe_series`: UID, number of files, description); SEG series by their first
+    file's name, as the reader's own refusal of a folder of SEGs names them."""
+    images, segmentations = split_segmentations(dicom_series_in_folder(folder))
+    if len(images) > 1:
+        listing = "; ".join(describe_series(uid, files) for uid, files in images.items())
+        found = f"{folder} ({role}) holds {len(images)} DICOM series ({listing})"
+    elif segmentations and not images:
+        names = ", ".join(f"'{Path(files[0]).name}'" for files in segmentations.values())
+        found = f"{folder} ({role}) holds DICOM Segmentation (SEG) series only ({names}), no CT"
+    else:
+        return None
+    if label_map:
+        return (f"{found}: training reads {role} from a label map file (NIfTI, NRRD) made on the CT, not from a "
+                f"DICOM folder; give that file (to make one of a DICOM SEG holding the reference: {_CONVERT_SEG})")
+    if len(images) > 1:
+        return (f"{found}: training reads one series per folder and cannot pick one (it has no --series-uid); move "
+                "each series into a folder of its own and give the folder of the series you mean, or convert that "
+                "series to NIfTI (e.g. with dcm2niix or 3D Slicer) and give that file")
+    return (f"{found}: training reads a CT from an image file or a folder of one DICOM CT series; give the folder of "
+            "the CT series the SEG was made from, and where the SEG holds the case's reference, give it as a label "
+            f"map file ({_CONVERT_SEG})")
+
+
+def read_label_map(path: str | Path, fix: str, role: str = "a case's label map") -> sitk.Image:
     """Read a label map as integers (:func:`~SpineSegmentationLib.anatomy.whole_labels`: a floating-point map whose
     values all lie within 0.001 of whole numbers is rounded, 20.9999 is 21, not 20), refusing an image given in its
-    place: a negative value or more than :data:`~SpineSegmentationLib.anatomy.MAX_LABEL_VALUES` distinct values
-    (counted rounded) is an intensity image (a CT in HU: air is -1000; a CT stored unsigned, HU + 1024; an MR, also as
-    floats), not a label map; read as labels, a CT's soft tissue (27-50 HU) or its air (HU + 1024) would train as
-    TotalSegmentator's vertebrae.
+    place: a negative value (in a floating-point map: one below -0.001,
+    :data:`~SpineSegmentationLib.anatomy.LABEL_TOLERANCE`; one that close to 0, as resampling leaves, is read as 0) or
+    more than :data:`~SpineSegmentationLib.anatomy.MAX_LABEL_VALUES` distinct values (counted rounded) is an intensity
+    image (a CT in HU: air is -1000; a CT stored unsigned, HU + 1024; an MR, also as floats), not a label map; read as
+    labels, a CT's soft tissue (27-50 HU) or its air (HU + 1024) would train as TotalSegmentator's vertebrae.
 
     Args:
         fix: what to give instead, for the message (e.g. "give the case's label map as its labels ...").
+        role: what ``path`` was given as, for the message of a DICOM folder (:func:`read_image`).
 
     Raises:
         FileNotFoundError: no image at ``path``.
@@ -223,14 +275,11 @@ def read_label_map(path: str | Path, fix: str) -> sitk.Image:
         InputImageError: a floating-point map with other values, named with the file and the values; a file that
             cannot be read whole (truncated, corrupt: :func:`read_image`).
     """
-    image = read_image(path)
+    image = _read(Path(path), role, label_map=True)
     array = sitk.GetArrayFromImage(image)
     floating = np.issubdtype(array.dtype, np.floating)
-    if not array.size or (floating and np.isnan(array).all()):
-        lowest = 0.0
-    else:
-        lowest = float(np.nanmin(array) if floating else array.min())
-    if lowest < 0:
+    lowest = negative_label_value(array)  # -1e-6 in a float map is 0, as whole_labels rounds it
+    if lowest is not None:
         raise SpineSegmentationError(
             f"{path} holds negative values (lowest {lowest:g}): it is an image, e.g. a CT in HU, not a label map "
             f"(labels are 0 or more; read as TotalSegmentator labels, its soft tissue at 27-50 HU would train as "
@@ -305,7 +354,8 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
             (:func:`read_image`).
     """
     label_image = read_label_map(case.labels, "give the case's label map as its labels (a manifest row is "
-                                 "image,labels,convention: the CT first, then its label map)")
+                                 "image,labels,convention: the CT first, then its label map)",
+                                 f"the label map of the case {case.name}")
     # both number the vertebrae 1-24 (28: T13): a map with labels 29-99 is another convention's, e.g. a
     # TotalSegmentator 'total' map, whose 1-24 are organs (spleen, kidneys, liver, ...) that would train as C1-L5
     numbered_as_verse = case.convention in ("verse", "totalseg_vertebrae")
@@ -320,7 +370,7 @@ def load_case(case: Case, spacing_mm: float) -> CaseVolume:
         reference = canonical_reference(label_image, spacing_mm)
         hu = None
     else:
-        image = read_image(case.image)
+        image = read_image(case.image, f"the CT of the case {case.name}")
         try:
             check_intensities(image)
         except InputImageError as error:
@@ -354,5 +404,6 @@ def load_anatomy_map(path: str | Path, spacing_mm: float) -> np.ndarray:
         InputImageError: a floating-point map whose values are no whole numbers, a truncated or corrupt file
             (:func:`read_label_map`).
     """
-    image = read_label_map(path, "give data.anatomy_maps TotalSegmentator 'total' label maps")
+    image = read_label_map(path, "give data.anatomy_maps TotalSegmentator 'total' label maps",
+                           "a whole-anatomy map of data.anatomy_maps")
     return labels_on_grid(image, canonical_reference(image, spacing_mm))

@@ -102,13 +102,17 @@ def register_segmentation_conversion_rules() -> None:
 
 def specify_geometry(segmentation_node, ct) -> None:
     """The Segment Editor's Specify geometry with the CT as source geometry, oversampling 1 (the fix a grid refusal
-    names): ``vtkSlicerSegmentationGeometryLogic``, as ``qMRMLSegmentationGeometryWidget`` runs it."""
+    names): ``vtkSlicerSegmentationGeometryLogic``, as the dialog's OK runs it (``qMRMLSegmentationGeometryDialog``:
+    the reference geometry set first, then the segments resampled; the logic's
+    ``SetReferenceImageGeometryInSegmentationNode`` since v5.8.1, v5.6.2's widget sets the same conversion parameter
+    and reference node itself)."""
     geometry = slicer.vtkSlicerSegmentationGeometryLogic()
     geometry.SetInputSegmentationNode(segmentation_node)
     geometry.SetSourceGeometryNode(ct)
     geometry.SetOversamplingFactor(1.0)
     geometry.SetIsotropicSpacing(False)
     assert geometry.CalculateOutputGeometry() == ""
+    assert geometry.SetReferenceImageGeometryInSegmentationNode()
     assert geometry.ResampleLabelmapsInSegmentationNode()
 
 

@@ -3,6 +3,8 @@ the real images and label maps of shared/data (paths from the fixtures of ``conf
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import SimpleITK as sitk
@@ -161,3 +163,32 @@ def test_the_training_reader_tells_a_scaled_image_from_a_resampled_map(shared_da
     sitk.WriteImage(labels, str(tmp_path / "linear_msk.nii.gz"))
     with pytest.raises(InputImageError, match="linear_msk.nii.gz " + RESAMPLED):
         read_label_map(tmp_path / "linear_msk.nii.gz", "give the case's label map")
+
+
+def test_a_whole_number_beyond_int32_is_refused_not_wrapped(shared_data):
+    """``whole_labels`` cast rounded floats to int32 unchecked: 3e9 became -2147483648 (numpy's cast of a value out of
+    range), which evaluation read as background and the correction steps named as a label the map does not hold (before
+    2026-12-07). Refused, naming the value and the fix; the largest int32 itself is still read. The TPTBox crop's real
+    vertebra mask as float64 with one voxel so set."""
+    labels = sitk.GetArrayFromImage(sitk.ReadImage(str(shared_data["tptbox_labels"]))).astype(np.float64)
+    for value in (3e9, -3e9, 2.0 ** 40 + 21):
+        damaged = labels.copy()
+        damaged.flat[0] = value
+        shown = re.escape(f"{value:.10g}")
+        with pytest.raises(InputImageError, match=rf"^the mask holds the value {shown}, beyond the whole numbers "
+                                                  r"a label map holds \(-2147483648\.\.2147483647\): .*give the label "
+                                                  r"map \(integer labels\) in its place, or set that value to 0"):
+            whole_labels(damaged, "the mask")
+    damaged = labels.copy()
+    damaged.flat[0] = 2147483647.0
+    read = whole_labels(damaged, "the mask")
+    assert read.flat[0] == 2147483647 and np.array_equal(read.flat[1:], labels.flat[1:].astype(np.int32))
+    # float32 holds no 2147483647: compared in float32, 2**31 passed the bound (2147483647 became 2**31) and wrapped
+    # to -2147483648; a value rounding into the range is read, not refused with a message that contradicts itself
+    damaged = labels.astype(np.float32)
+    damaged.flat[0] = np.float32(2.0 ** 31)
+    with pytest.raises(InputImageError, match=r"^the mask holds the value 2147483648, beyond the whole numbers"):
+        whole_labels(damaged, "the mask")
+    damaged = labels.copy()
+    damaged.flat[0] = -2147483648.0004
+    assert whole_labels(damaged, "the mask").flat[0] == -2147483648

@@ -107,7 +107,51 @@ def test_a_label_map_saved_as_floating_point_is_read_as_its_whole_numbers(tptbox
     folder = _copy(tptbox_result, tmp_path / "fraction", lambda a: a.astype(np.float32) + 0.5 * (a == 19))
     assert main(["complete", str(tptbox_ct), "--result", str(folder), "--vertebra", "L1", "-o",
                  str(tmp_path / "out2")]) == 2
-    assert "holds values that are not whole numbers" in capsys.readouterr().err
+    assert "holds label values that are no whole numbers (19.5)" in capsys.readouterr().err
+
+
+def test_a_result_label_map_is_read_by_the_whole_number_rule_of_every_label_map(tptbox_ct, tptbox_result, tmp_path,
+                                                                                 capsys):
+    """``--result``'s labels.nii.gz had its own whole-number rule (exactly whole, int16), unlike ``--labels`` and
+    evaluate (anatomy.whole_labels: within 0.001, rounded): a map saved as floats a hair off its labels (18.9999 for
+    T12, as a float resampling leaves them) was refused as "not whole numbers" (before 2026-12-07). Read as its labels
+    now; a map with fractions is refused naming the values, the likely cause and the fix, and that it is not the map
+    spineseg wrote."""
+    original = sitk.GetArrayFromImage(sitk.ReadImage(str(tptbox_result / "labels.nii.gz")))
+    folder = _copy(tptbox_result, tmp_path / "hair", lambda a: np.where(a > 0, a - 1e-4, 0).astype(np.float32))
+    out = tmp_path / "out"
+    assert main(["complete", str(tptbox_ct), "--result", str(folder), "--vertebra", "L1", "--incomplete",
+                 "-o", str(out)]) == 0, capsys.readouterr().err
+    assert np.array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(out / "labels.nii.gz"))), original)
+    assert {v["label"]: v["complete"] for v in json.loads((out / "vertebrae.json").read_text())["vertebrae"]}[20] \
+        is False
+    folder = _copy(tptbox_result, tmp_path / "linear", lambda a: a.astype(np.float32) + 0.5 * (a == 19))
+    assert main(["complete", str(tptbox_ct), "--result", str(folder), "--vertebra", "L1", "-o",
+                 str(tmp_path / "out2")]) == 2
+    err = capsys.readouterr().err
+    assert (f"{folder / 'labels.nii.gz'} holds label values that are no whole numbers (19.5) in " in err
+            and "it was probably resampled with linear interpolation; it is not the label map spineseg wrote; "
+                "restore it from the run that wrote it" in err)
+    # the diagnosis and the one fix that applies to spineseg's own output: not also "resample the original again"
+    assert "nearest-neighbour" not in err and "resample the original" not in err
+    assert not (tmp_path / "out2").exists()
+
+
+def test_a_result_label_map_beyond_int16_is_refused_and_nothing_is_written(tptbox_ct, tptbox_result, tmp_path,
+                                                                           capsys):
+    """``--result``'s labels.nii.gz is stored as int16, as spineseg writes it: a floating-point map holding a whole
+    number beyond int16's range (40000.0 in one voxel) would wrap to another label (-25536) in the cast; it is
+    refused (exit status 2) naming the value, the range and that the map is not spineseg's, and no output folder is
+    written. The TPTBox crop's real result."""
+    folder = _copy(tptbox_result, tmp_path / "wide", lambda a: np.where(np.arange(a.size).reshape(a.shape) == 0,
+                                                                        40000.0, a).astype(np.float32))
+    out = tmp_path / "out"
+    assert main(["complete", str(tptbox_ct), "--result", str(folder), "--vertebra", "L1", "--incomplete",
+                 "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert (f"{folder / 'labels.nii.gz'} holds the value 40000, beyond int16's range (-32768..32767) and every VerSe "
+            "label (1-28); it is not the label map spineseg wrote; restore it from the run that wrote it") in err
+    assert not out.exists()
 
 
 def test_a_float_label_map_is_read_as_whole_numbers_before_its_labels_are_named(tptbox_ct, tptbox_labels,
@@ -453,3 +497,23 @@ def test_a_label_map_that_is_not_there_is_named_by_its_option(tptbox_ct, tmp_pat
         err = capsys.readouterr().err
         assert f"{option} {missing} does not exist; give a label map on the CT's grid" in err, err
         assert "Input image" not in err and not (tmp_path / "out").exists()
+
+
+def test_a_ct_on_another_grid_than_the_results_is_refused_naming_the_drift(tptbox_ct, tptbox_result, tmp_path,
+                                                                           capsys):
+    """The CT with its origin moved by 1 mm along each axis (more than a quarter voxel): refused as not the CT the
+    result was made from, as before; the message said only "its size, spacing, origin or direction differ". It names
+    both grids and how far the CT's voxel centres lie from the result's, in voxels (review 2026-12-07)."""
+    folder = _copy(tptbox_result, tmp_path / "result")
+    image = sitk.ReadImage(str(tptbox_ct))
+    image.SetOrigin([v + 1.0 for v in image.GetOrigin()])
+    ct = tmp_path / "moved.nii.gz"
+    sitk.WriteImage(image, str(ct))
+    code = main(_from_folder("renumber", ct, folder, tmp_path / "out"))
+    err = capsys.readouterr().err
+    assert code == 2, err
+    drift = 1.0 / min(image.GetSpacing())
+    assert f"{ct} is not the CT the result in {folder} (--result) was made from: not on the grid of its label " in err
+    assert (f"; its voxel centres lie up to {drift:.3g} voxel from the result's of the same index (at most 0.25 voxel "
+            "is taken)); give that CT") in err, err
+    assert f"origin ({', '.join(f'{v:.6g}' for v in image.GetOrigin())}) mm LPS" in err, err

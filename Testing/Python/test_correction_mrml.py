@@ -465,14 +465,15 @@ def test_a_correction_of_a_segmentation_made_on_another_ct_is_refused(loaded, sc
             logic.startRerun(volume, segmentation)
 
 
-@pytest.mark.parametrize("scale, same", [(1.0005, True), (1.002, False)])
+@pytest.mark.parametrize("scale, same", [(1.0005, True), (1.002, True), (1.004, False)])
 def test_a_volume_is_on_the_ct_s_grid_for_corrections_as_for_loading_results_and_the_library(
         scene, ct_node, real_ct, scale, same):
-    """One grid rule (``geometry.same_grid``: spacing within 1e-3 relative): a volume whose slice spacing is 0.05 %
-    off the 3 mm CT's (1.5 um, a float rounding of a resampled copy) is on its grid, one 0.2 % off (the last slice
-    0.7 mm away) is not, for the library, for loading results onto it and for a correction of a segmentation made
-    on the CT. The correction's check compared the IJK-to-RAS matrices within 1e-3 mm, so it refused the first
-    where loading accepted it."""
+    """One grid rule (``geometry.same_grid``: every voxel centre within a quarter voxel of the CT's of the same
+    index): a volume whose slice spacing is 0.05 % off the 3 mm CT's (1.5 um, a float rounding of a resampled copy;
+    the last of 112 slices 0.06 voxel away) or 0.2 % off (0.22 voxel) is on its grid, one 0.4 % off (0.44 voxel) is
+    not, for the library, for loading results onto it and for a correction of a segmentation made on the CT. The
+    correction's check compared the IJK-to-RAS matrices within 1e-3 mm, so it refused the first where loading
+    accepted it."""
     image = sitk.ReadImage(str(real_ct))
     scaled = sitk.Image(image)
     scaled.SetSpacing([s * f for s, f in zip(image.GetSpacing(), (1.0, 1.0, scale))])
@@ -488,6 +489,90 @@ def test_a_volume_is_on_the_ct_s_grid_for_corrections_as_for_loading_results_and
         else:
             with pytest.raises(ValueError, match=refusal):
                 check()
+
+
+def _volume_on(scene, name: str, ijk_to_ras: np.ndarray, dimensions=(8, 8, 600)):
+    """A scalar volume node in ``scene`` of ``dimensions`` voxels (zeros) with the 4x4 IJK-to-RAS matrix given."""
+    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+    image = vtk.vtkImageData()
+    image.SetDimensions(*dimensions)
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    node.SetAndObserveImageData(image)
+    node.SetIJKToRASMatrix(vtk_matrix(ijk_to_ras))
+    return node
+
+
+@pytest.mark.parametrize("case, same", [("cosine 1e-3 off", False), ("origin rounded to 3 decimals", True),
+                                        ("permuted", False)])
+def test_made_on_checks_take_rounding_and_refuse_a_drift_across_the_grid(scene, case, same):
+    """The "made on this CT" checks (loading results, which then copies the CT's geometry onto the labels, and a
+    segmentation made on another volume) compared each element within 1e-3: on a CT of 600 slices of 1 mm with
+    0.7 mm columns, a K axis turned by 1e-3 towards I (the last slice 0.6 mm = 0.86 voxel off) was accepted, an
+    origin rounded to 3 decimals on a 0.3 mm grid (0.0005 mm) was refused, where the edits check
+    (``grid_difference``) decides the other way both times (review 2026-12-07). Both follow the library's rule now:
+    every voxel centre within a quarter voxel of the CT's of the same index; another axis order is another grid for
+    them (the labels are taken index for index)."""
+    from SpineSegmentationLib import geometry
+    from SpineSegmentationModuleLib.mrml_import import GRID_DRIFT_TOLERANCE, grid_difference, same_voxel_grid
+
+    assert GRID_DRIFT_TOLERANCE == geometry.GRID_DRIFT_TOLERANCE  # one rule for the module and the library
+    spacing = 0.3 if case == "origin rounded to 3 decimals" else None
+    columns = np.diag([spacing or 0.7, spacing or 0.7, spacing or 1.0, 1.0])
+    columns[:3, 3] = [-120.0, -90.0, -300.0]
+    other = columns.copy()
+    if case == "cosine 1e-3 off":
+        tilt = 1e-3
+        other[:3, 2] = np.array([tilt, 0.0, np.sqrt(1.0 - tilt ** 2)]) * columns[2, 2]
+    elif case == "origin rounded to 3 decimals":
+        other[0, 3] += 5e-4
+    else:  # the CT's I and J axes swapped: the same voxel centres, other indices
+        other[:3, [0, 1]] = columns[:3, [1, 0]]
+    ct = _volume_on(scene, "CT", columns)
+    labels = _volume_on(scene, "labels", other)
+    assert same_voxel_grid(labels, ct) == same and same_voxel_grid(ct, labels) == same
+    if case != "permuted":  # the edits check (voxels resampled, any axis order) decides alike
+        assert (grid_difference(other, labels.GetImageData().GetExtent(), ct) == "") == same
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labels)
+    for check, refusal in ((lambda: check_same_grid(labels, ct, Path("labels.nii.gz")), "not on the grid"),
+                           (lambda: check_made_on(segmentation, ct), "was made on 'labels'")):
+        if same:
+            check()
+        else:
+            with pytest.raises(ValueError, match=refusal):
+                check()
+
+
+def test_made_on_checks_refuse_a_drift_that_slicer_s_is_equal_takes(scene):
+    """2000 slices of 0.3 mm whose K axis leans 9.9e-5 mm per slice towards I: the IJK-to-RAS matrices are equal within
+    Slicer's 1e-4 per element (``vtkOrientedImageDataResample::IsEqual``), but the last slice lies 0.66 voxel off.
+    ``same_voxel_grid`` took ``IsEqual`` first and accepted what the library's ``same_grid`` refuses; loading results
+    then copies the CT's geometry onto the labels, moving them by 0.66 voxel (review 2026-12-07). Both refuse it."""
+    from SpineSegmentationLib import geometry
+    from SpineSegmentationModuleLib.mrml_import import _vtk_matrix, same_voxel_grid
+
+    columns = np.diag([0.3, 0.3, 0.3, 1.0])
+    columns[:3, 3] = [-120.0, -90.0, -300.0]
+    other = columns.copy()
+    other[0, 2] = 9.9e-5
+    dimensions = (8, 8, 2000)
+    assert slicer.vtkOrientedImageDataResample.IsEqual(_vtk_matrix(other), _vtk_matrix(columns))
+    assert geometry.grid_drift(other, columns, dimensions) == pytest.approx(0.66, abs=0.01)
+    ct = _volume_on(scene, "CT", columns, dimensions)
+    labels = _volume_on(scene, "labels", other, dimensions)
+    assert not same_voxel_grid(labels, ct) and not same_voxel_grid(ct, labels)
+    # the refusal names both grids and the drift in voxels (it said "origin, spacing or axis directions differ" only:
+    # review 2026-12-07)
+    with pytest.raises(ValueError, match=r"not on the grid of the input volume 'CT' \(the input volume's grid: size "
+                                         r"\(8, 8, 2000\), .*, axes \(1, 0, 0\), \(0, 1, 0\), \(0, 0, 1\); this one: .*"
+                                         r"axes \(1, 0, 0\), \(0, 1, 0\), \(0\.00033, 0, 1\); its voxel centres "
+                                         r"lie up to 0\.66 voxel from the input volume's of the same index \(at most "
+                                         r"0\.25 voxel is taken\)\); load the results"):
+        check_same_grid(labels, ct, Path("labels.nii.gz"))
+    segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
+    segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labels)
+    with pytest.raises(ValueError, match="was made on 'labels'"):
+        check_made_on(segmentation, ct)
 
 
 def _oversampled_reference_geometry(segmentation):
@@ -1212,9 +1297,12 @@ def test_edits_under_another_transform_than_the_ct_are_refused(scene, tmp_path):
     assert not np.array_equal(_exported(node, ct, tmp_path / "moved.nrrd") != 0, expected)  # not voxel for voxel
     said = ("the segmentation 'vertebrae' with the edited vertebrae L3 is under transform 'moved' but the CT 'CT' "
             "under no transform; a correction works on the CT's grid and would move your edits by the transform "
-            "between them. Harden the segmentation's transform (Transforms module), and the CT's if it has one, to "
-            "keep the edits where they were drawn on the CT; removing the segmentation's transform or putting it "
-            "under the CT's instead moves them relative to the CT")
+            "between them. Harden the segmentation's transform 'moved' (Data module, Transform hierarchy tab: "
+            "right-click 'vertebrae', Harden transform) to keep the edits where they are shown on the CT; then, unless "
+            "that transform is a shift by whole voxels of the CT along its axes, set the segmentation's geometry to "
+            "the CT (Segment Editor: Specify geometry, Source geometry: the CT, oversampling 1; this resamples the "
+            "edits onto the CT's grid); removing the segmentation's transform or putting it under the CT's instead "
+            "moves them relative to the CT")
     assert edits_off_grid(node, ct) == said
     with pytest.raises(ValueError) as refusal:
         _logic(scene).startRerun(ct, node)
@@ -1262,6 +1350,55 @@ def test_the_correction_buttons_show_the_refusal_of_kept_segments_under_another_
     node.SetAndObserveTransformNodeID(None)  # the fix it names: one transform (here none) for both
     blockers = SpineSegmentation.correctionBlockers(ct, node, True, UndoState(), point)
     assert blockers["segmentFromPoint"] == ""
+
+
+@pytest.mark.parametrize("under", ["segmentation", "CT"])
+@pytest.mark.parametrize("mm", [1.4, 1.0])
+def test_the_advice_for_kept_segments_under_another_transform_keeps_them_where_they_are_shown(scene, under, mm):
+    """Kept segments ("Spinal canal") in another frame than the CT: the refusal said "Put the CT and the segmentation
+    under one transform first (Transforms module; harden one if needed)", which moves the segments it protects
+    (review 2026-12-07). It names the transform to harden and where to click, as the refusal of edits does; doing
+    what it says keeps the segments where they are shown and lifts the refusal. Hardening a shift of 2 voxels
+    (1.4 mm of 0.7 mm) leaves the segmentation on the CT's grid; one of 1.0 mm (1.43 voxels) puts it 0.3 mm off,
+    refused again as another grid, so the advice names the second step, Specify geometry with the CT (the advice only
+    named hardening: review 2026-12-07), which ends accepted."""
+    from SpineSegmentationModuleLib.correction import segment_centroid_world
+    from SpineSegmentationModuleLib.mrml_import import check_output_segmentation
+
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    node.GetSegmentation().GetNthSegment(0).SetTag(EDITED_TAG, "false")
+    node.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    moved = node if under == "segmentation" else ct
+    moved.SetAndObserveTransformNodeID(shift_transform(scene, "T", mm, axis=1).GetID())
+    l3 = node.GetSegmentation().GetNthSegmentID(0)
+    with pytest.raises(ValueError) as refused:
+        check_output_segmentation(ct, node, overwrite=True)
+    said = str(refused.value)
+    how = f"(Data module, Transform hierarchy tab: right-click {moved.GetName()!r}, Harden transform)"
+    whose = "segmentation's" if under == "segmentation" else "CT's"
+    assert f"Harden the {whose} transform 'T' {how} to keep those segments where they are shown on the CT; " in said
+    specify = ("then, unless that transform is a shift by whole voxels of the CT along its axes, set the "
+               "segmentation's geometry to the CT (Segment Editor: Specify geometry, Source geometry: the CT, "
+               "oversampling 1; this resamples those segments onto the CT's grid)")
+    assert specify in said
+    assert "under one transform" not in said and said.endswith("or none: a new one)")
+    where = segment_centroid_world(node, l3)
+    ct_origin = np.array(ct.GetOrigin())
+    ct_world = [0.0, 0.0, 0.0]
+    ct.TransformPointToWorld(ct_origin.tolist(), ct_world)
+    assert moved.HardenTransform()  # "Harden transform" (qSlicerDataModuleWidget::hardenTransformOnCurrentNode)
+    np.testing.assert_allclose(segment_centroid_world(node, l3), where, atol=1e-9)  # not moved
+    np.testing.assert_allclose(ct.GetOrigin(), ct_world, atol=1e-9)
+    if mm == 1.4:  # 2 voxels: on the CT's grid
+        check_output_segmentation(ct, node, overwrite=True)  # accepted
+        return
+    with pytest.raises(ValueError, match=r"shifted by part of a voxel \(0, [-0.]*3, 0 mm"):
+        check_output_segmentation(ct, node, overwrite=True)
+    specify_geometry(node, ct)  # the second step
+    check_output_segmentation(ct, node, overwrite=True)  # accepted
+    # resampled onto the CT's grid (nearest neighbour): within half a voxel of where it was shown
+    assert np.all(np.abs(segment_centroid_world(node, l3) - where) <= 0.35 + 1e-9)
 
 
 def test_kept_segments_under_a_transform_that_does_not_move_them_are_accepted(scene):
@@ -1319,6 +1456,39 @@ def test_edits_under_a_non_linear_transform_are_refused_without_an_error_in_the_
     assert "not linear" not in logged.err + logged.out and "ERR" not in logged.err + logged.out
 
 
+def test_a_segmentation_and_the_ct_under_one_warp_lie_in_one_frame(scene, capfd):
+    """Both nodes under one non-linear (grid) transform, each through a linear one: ``same_frame`` asked whether each
+    was linear to world and refused them, though Slicer takes the transform between two nodes through their first
+    common parent, where the warp cancels out (``GetTransformBetweenNodes``; review 2026-12-07). Accepted when the
+    transform between them is the identity, refused when it moves (a 5 mm shift), and refused with a non-linear
+    transform between either node and the warp; nothing in the log."""
+    from SpineSegmentationModuleLib.correction import edits_off_grid
+    from SpineSegmentationModuleLib.mrml_import import same_frame
+
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    warp = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+    assert not warp.IsTransformToWorldLinear()
+    for name, mm in (("T1", 0.0), ("T2", 0.0), ("moved", 5.0)):
+        shift_transform(scene, name, mm).SetAndObserveTransformNodeID(warp.GetID())
+    inner = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "inner warp")
+    inner.SetAndObserveTransformNodeID(warp.GetID())
+    capfd.readouterr()
+    ct.SetAndObserveTransformNodeID(scene.GetFirstNodeByName("T1").GetID())
+    for parent, same in (("T2", True), ("warp", True), ("moved", False), ("inner warp", False)):
+        node.SetAndObserveTransformNodeID(scene.GetFirstNodeByName(parent).GetID())
+        assert same_frame(node, ct) == same and same_frame(ct, node) == same, parent
+        assert (edits_off_grid(node, ct) == "") == same, parent
+        if not same:  # each named as it is: a linear transform under the warp is no non-linear one (review 2026-12-07)
+            named = {"moved": "transform 'moved' (under a non-linear transform)",
+                     "inner warp": "the non-linear transform 'inner warp'"}[parent]
+            assert edits_off_grid(node, ct).startswith(
+                f"the segmentation 'vertebrae' with the edited vertebrae L3 is under {named} but the CT 'CT' under "
+                "transform 'T1' (under a non-linear transform);"), parent
+    logged = capfd.readouterr()
+    assert "not linear" not in logged.err + logged.out and "ERR" not in logged.err + logged.out
+
+
 def test_the_advice_for_edits_apart_from_a_ct_under_a_transform_says_which_fix_keeps_them(scene):
     """A segmentation without a transform and the CT under one: the refusal said "harden or remove the
     segmentation's transform", which it has not (review 2 2026-12-07). It says that hardening the CT's transform keeps
@@ -1329,7 +1499,66 @@ def test_the_advice_for_edits_apart_from_a_ct_under_a_transform_says_which_fix_k
     node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
     ct.SetAndObserveTransformNodeID(shift_transform(scene, "T", 5.0).GetID())
     said = edits_off_grid(node, ct)
-    assert said.endswith("Harden the CT's transform (Transforms module) to keep the edits where they were drawn on "
-                         "the CT; putting the segmentation under the CT's transform instead moves them relative to "
-                         "the CT")
+    assert said.endswith("Harden the CT's transform 'T' (Data module, Transform hierarchy tab: right-click 'CT', "
+                         "Harden transform) to keep the edits where they are shown on the CT; then, unless that "
+                         "transform is a shift by whole voxels of the CT along its axes, set the segmentation's "
+                         "geometry to the CT (Segment Editor: Specify geometry, Source geometry: the CT, oversampling "
+                         "1; this resamples the edits onto the CT's grid); putting the segmentation under the CT's "
+                         "transform instead moves them relative to the CT")
     assert "segmentation's transform" not in said
+
+
+
+def _warp(scene, name: str, mm: float):
+    """A non-linear transform node ``name`` (a displacement grid, ``vtkMRMLGridTransformNode``) that moves everything
+    within 100 mm of the origin by ``mm`` along A."""
+    displacements = vtk.vtkImageData()
+    displacements.SetDimensions(8, 8, 8)
+    displacements.SetOrigin(-140.0, -140.0, -140.0)
+    displacements.SetSpacing(40.0, 40.0, 40.0)
+    displacements.AllocateScalars(vtk.VTK_DOUBLE, 3)
+    vtk_to_numpy(displacements.GetPointData().GetScalars())[:] = [0.0, mm, 0.0]
+    grid = slicer.vtkOrientedGridTransform()
+    grid.SetDisplacementGridData(displacements)
+    warp = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", name)
+    warp.SetAndObserveTransformFromParent(grid)
+    assert not warp.IsTransformToWorldLinear()
+    return warp
+
+
+@pytest.mark.parametrize("under", ["segmentation", "CT"])
+def test_the_advice_for_a_warp_names_specify_geometry_where_hardening_moves_the_grid(scene, under):
+    """Kept segments ("Spinal canal") and the CT apart by a non-linear transform (a warp moving 1.0 mm, 1.43 voxels,
+    along A): the advice named "then, unless that transform is a shift by whole voxels ..., Specify geometry" also
+    for a segmentation under the warp, whose layers keep their geometry when hardened
+    (``vtkOrientedImageDataResample::TransformOrientedImage`` changes only their extent; review 2026-12-07). It names
+    hardening only there, which ends accepted. A CT under the warp is resliced onto a grid whose origin is the corner
+    of its warped bounds (``vtkMRMLVolumeNode::ApplyNonLinearTransform``), here 1.0 mm off: the segmentation is then
+    0.3 mm off its grid, so the advice keeps the second step, which ends accepted."""
+    from SpineSegmentationModuleLib.mrml_import import check_output_segmentation, voxel_to_world
+
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    node.GetSegmentation().GetNthSegment(0).SetTag(EDITED_TAG, "false")
+    node.GetSegmentation().AddEmptySegment("", "Spinal canal")
+    moved = node if under == "segmentation" else ct
+    moved.SetAndObserveTransformNodeID(_warp(scene, "warp", 1.0).GetID())
+    with pytest.raises(ValueError) as refused:
+        check_output_segmentation(ct, node, overwrite=True)
+    said = str(refused.value)
+    whose = "segmentation's" if under == "segmentation" else "CT's"
+    assert (f"Harden the {whose} transform 'warp' (Data module, Transform hierarchy tab: right-click "
+            f"{moved.GetName()!r}, Harden transform) to keep those segments where they are shown on the CT") in said
+    ct_grid = voxel_to_world(ct)
+    assert moved.HardenTransform()  # what the advice says first
+    if under == "segmentation":
+        assert "Specify geometry" not in said
+        check_output_segmentation(ct, node, overwrite=True)  # accepted: the layers kept their grid
+        return
+    assert ("then, unless that transform is a shift by whole voxels of the CT along its axes, set the segmentation's "
+            "geometry to the CT (Segment Editor: Specify geometry") in said
+    np.testing.assert_allclose(voxel_to_world(ct)[:3, 3] - ct_grid[:3, 3], [0.0, -1.0, 0.0], atol=1e-6)
+    with pytest.raises(ValueError, match=r"shifted by part of a voxel \(0, [-0.]*3, 0 mm"):
+        check_output_segmentation(ct, node, overwrite=True)
+    specify_geometry(node, ct)  # the second step
+    check_output_segmentation(ct, node, overwrite=True)  # accepted

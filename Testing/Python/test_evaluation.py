@@ -364,6 +364,24 @@ def test_floating_point_label_maps_are_rounded_not_truncated(reference_verse):
         evaluate(reference_verse, blurred)
 
 
+def test_a_float_label_map_with_tiny_negative_values_is_read_as_a_label_map(reference_verse):
+    """A float map whose background holds -1e-6 (as smoothing or a float resampling leaves it) was refused as "an image,
+    e.g. the CT in HU" for its negative values (before 2026-12-07), although every value lies within 0.001 of a whole
+    non-negative number (the rule of anatomy.whole_labels): it is read as the label map it is. A value beyond that
+    tolerance below 0 is still refused. The example CT's reference in VerSe numbers."""
+    array = sitk.GetArrayFromImage(reference_verse).astype(np.float32)
+    noisy = sitk.GetImageFromArray(np.where(array > 0, array + 1e-6, -1e-6).astype(np.float32))
+    noisy.CopyInformation(reference_verse)
+    assert sitk.GetArrayViewFromImage(noisy).min() < 0
+    for prediction, reference in ((noisy, reference_verse), (reference_verse, noisy)):
+        report = evaluate(prediction, reference)
+        assert report.summary["mean_dice"] == pytest.approx(1.0) and report.summary["n_reference"] == 7
+    below = sitk.GetImageFromArray(np.where(array > 0, array, -0.01).astype(np.float32))
+    below.CopyInformation(reference_verse)
+    with pytest.raises(InputImageError, match=r"the prediction holds negative values \(lowest -0\.01\)"):
+        evaluate(below, reference_verse)
+
+
 def test_evaluate_output_folder_uses_vertebrae_json(
     real_ct_reference, real_ct_image, reference_verse, tmp_path
 ):
@@ -481,6 +499,123 @@ def test_the_reference_completeness_note_appears_only_where_completeness_accurac
         assert [n for n in report.notes if n.startswith("reference completeness:")] == expected
     assert main(["evaluate", str(tmp_path / "run"), str(real_ct_reference), "--reference-convention", "totalseg"]) == 0
     assert f"note: {border}" in capsys.readouterr().out
+
+
+def _reference_as_a_slicer_segmentation(reference_verse, real_ct_image, tmp_path):
+    """The example CT's reference written as a spineseg result (T11, cut by the field of view, flagged incomplete),
+    then saved again as 3D Slicer numbers segments: the path of that ``.seg.nrrd``."""
+    vertebrae = [Vertebra(label=label, name=anatomy.vertebra_name(label), complete=label != T11, p_complete=0.5,
+                          p_label=0.5, label_regressed=float(label), centroid_ras_mm=[0.0, 0.0, 0.0], volume_mm3=0.0)
+                 for label in label_measurements(reference_verse)]
+    write_outputs(SpineSegmentationResult(reference_verse, vertebrae), real_ct_image, tmp_path / "run")
+    renumbered = tmp_path / "renumbered.seg.nrrd"
+    _renumbered_slicer_segmentation(tmp_path / "run" / "segmentation.seg.nrrd", renumbered)
+    return renumbered
+
+
+def test_a_slicer_segmentations_completeness_tags_are_scored(real_ct_image, real_ct_reference, reference_verse,
+                                                              tmp_path, capsys):
+    """A segmentation.seg.nrrd corrected in 3D Slicer carries each vertebra's completeness flag in its segments'
+    SpineSegmentation.Complete tags (spineseg writes them, the Slicer module's toggle sets them); evaluate did not read
+    them, so completeness was not scored for such a prediction (before 2026-12-07). The example CT's reference as a
+    spineseg result (T11, cut by the field of view, flagged incomplete), saved again as 3D Slicer numbers segments, a
+    person then flagging L3 incomplete: T11 right, L3 wrong, T12 (also cut, flagged complete) wrong. The table's "ref
+    compl" column shows the reference's flag only where completeness is scored ("-" for every row of a prediction
+    without flags)."""
+    from SpineSegmentationLib.cli import main
+
+    renumbered = _reference_as_a_slicer_segmentation(reference_verse, real_ct_image, tmp_path)
+    corrected = tmp_path / "corrected.seg.nrrd"
+
+    def flag_l3_incomplete(segment):
+        if segment["name"] == "L3":
+            segment["tags"]["SpineSegmentation.Complete"] = "false"
+            segment["tags"]["SpineSegmentation.CompleteStated"] = "true"
+
+    _edited_slicer_segmentation(renumbered, corrected, flag_l3_incomplete)
+    report = evaluate(corrected, real_ct_reference, reference_convention="totalseg")
+    rows = {r.name: r for r in report.vertebrae}
+    border = border_completeness(sitk.GetArrayFromImage(reference_verse))
+    assert border[T11] is False and border[T12] is False and border[L3] is True
+    assert rows["T11"].predicted_complete is False and rows["T11"].completeness_correct is True
+    assert rows["L3"].predicted_complete is False and rows["L3"].completeness_correct is False
+    assert rows["T12"].completeness_correct is False and rows["L1"].completeness_correct is True
+    assert report.summary["n_completeness_evaluated"] == 7
+    assert report.summary["completeness_accuracy"] == pytest.approx(5 / 7)
+    assert ("prediction completeness: from the SpineSegmentation.Complete tags of the prediction's segments (a 3D "
+            "Slicer segmentation)") in report.notes
+    assert not any(n.startswith("completeness accuracy not computed") for n in report.notes)
+    # an explicit dict still overrides the tags: L3, tagged incomplete, is complete by the dict and so right
+    report = evaluate(corrected, real_ct_reference, reference_convention="totalseg",
+                      prediction_completeness={label: True for label in label_measurements(reference_verse)})
+    rows = {r.name: r for r in report.vertebrae}
+    assert rows["L3"].predicted_complete is True and rows["L3"].completeness_correct is True
+    assert rows["T11"].predicted_complete is True and rows["T11"].completeness_correct is False
+    assert not any(n.startswith("prediction completeness: from the") for n in report.notes)
+    # two segments read as one level (merged) with different flags: that level is not flagged, the others are
+    merged = tmp_path / "merged.seg.nrrd"
+    _edited_slicer_segmentation(corrected, merged, lambda s: s.update(name="L3") if s["name"] == "L4" else None)
+    with warnings.catch_warnings(record=True) as caught:  # also: L4's terminology tells L4, its name L3
+        warnings.simplefilter("always")
+        report = evaluate(merged, real_ct_reference, reference_convention="totalseg")
+    assert any("read as the same level, merged" in str(w.message) for w in caught)
+    rows = {r.name: r for r in report.vertebrae}
+    assert rows["L3"].predicted_complete is None and rows["L3"].completeness_correct is None
+    assert rows["T11"].completeness_correct is True and report.summary["n_completeness_evaluated"] == 5  # L3, L4 not
+    # and a note names it (it was left unscored without a word: review 2026-12-07)
+    assert any(n.startswith("prediction completeness: from the SpineSegmentation.Complete tags") and n.endswith(
+        "; the segments merged into L3 read some complete, some not: not scored for completeness (give them one "
+        "flag, or name each as its own level, and save it again)") for n in report.notes), report.notes
+    # the command prints the reference's flag where completeness is scored, "-" where it is not
+    assert main(["evaluate", str(corrected), str(real_ct_reference), "--reference-convention", "totalseg"]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"\n +T11( +\S+){9} +no +no\n", table) and re.search(r"\n +L3( +\S+){9} +yes +no\n", table)
+    labels = tmp_path / "run" / "labels.nii.gz"  # the folder's label map alone: no flags, no column filled
+    assert main(["evaluate", str(labels), str(real_ct_reference), "--reference-convention", "totalseg"]) == 0
+    table = capsys.readouterr().out
+    assert re.search(r"\n +T11( +\S+){9} +- +-\n", table) and re.search(r"\n +L3( +\S+){9} +- +-\n", table)
+
+
+def test_a_segment_without_a_complete_tag_is_read_as_the_slicer_module_reads_it(real_ct_image, real_ct_reference,
+                                                                                reference_verse, tmp_path):
+    """Where some segments of a 3D Slicer segmentation carry the SpineSegmentation.Complete tag, one without it was
+    left unscored without a word, and "False" read as incomplete (before 2026-12-07), while the Slicer module reads a
+    segment as incomplete only where the tag is exactly "false" (correction.py: ``!= "false"``): without it, or with
+    any other value, complete. Read so now, the levels without the tag named in a note. The example CT's reference
+    as a spineseg result (T11, cut by the field of view, flagged incomplete), saved again as 3D Slicer numbers
+    segments; T11 and L1 lose the tag, L2's reads "False". If none of the tagged segments is read as a level, the
+    note says so (not "carry no tag")."""
+    from SpineSegmentationLib import segment_tags
+    from SpineSegmentationModuleLib import correction
+
+    assert segment_tags.COMPLETE_TAG == correction.COMPLETE_TAG == "SpineSegmentation.Complete"  # one name
+    renumbered = _reference_as_a_slicer_segmentation(reference_verse, real_ct_image, tmp_path)
+
+    def partly_tagged(segment):
+        if segment["name"] in ("T11", "L1"):
+            del segment["tags"][segment_tags.COMPLETE_TAG]
+        if segment["name"] == "L2":
+            segment["tags"][segment_tags.COMPLETE_TAG] = "False"
+
+    partly = tmp_path / "partly.seg.nrrd"
+    _edited_slicer_segmentation(renumbered, partly, partly_tagged)
+    report = evaluate(partly, real_ct_reference, reference_convention="totalseg")
+    rows = {r.name: r for r in report.vertebrae}
+    assert rows["T11"].predicted_complete is True and rows["T11"].completeness_correct is False
+    assert rows["L1"].predicted_complete is True and rows["L1"].completeness_correct is True
+    assert rows["L2"].predicted_complete is True and rows["L2"].completeness_correct is True
+    assert report.summary["n_completeness_evaluated"] == 7
+    assert ("prediction completeness: from the SpineSegmentation.Complete tags of the prediction's segments (a 3D "
+            "Slicer segmentation); the segments of T11, L1 carry none and are read as complete, as the Slicer module "
+            "reads them") in report.notes
+    unread = tmp_path / "unread.seg.nrrd"  # tagged, but no segment read as a level: scored by its values
+    _renumbered_slicer_segmentation(renumbered, unread, name=lambda name, number: f"Segment_{number}",
+                                    terminology=lambda name, number: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        report = evaluate(unread, real_ct_reference, reference_convention="totalseg")
+    assert ("completeness accuracy not computed: the prediction's segments that carry a SpineSegmentation.Complete "
+            "tag are none read as a level: name each vertebra's segment as its level") in "\n".join(report.notes)
 
 
 def _spineseg_result(labels: sitk.Image, ct: sitk.Image, folder) -> None:
@@ -862,12 +997,16 @@ def test_a_spineseg_folder_against_its_own_segmentation_is_refused(real_ct_image
     shutil.copyfile(tmp_path / "original.seg.nrrd", segmentation)
     with pytest.warns(UserWarning, match="is a spineseg result .* are the two in swapped order"):
         evaluate(real_ct_reference, segmentation, prediction_convention="totalseg")
+    # not told to give the folder, which scores its labels.nii.gz instead of this segmentation (review 2026-12-07);
+    # its segments' SpineSegmentation.Complete tags are scored, and without them it is said
+    without_tags = tmp_path / "without_tags.seg.nrrd"
+    _edited_slicer_segmentation(segmentation, without_tags, lambda s: s["tags"].pop("SpineSegmentation.Complete"))
+    shutil.copyfile(without_tags, segmentation)
     report = evaluate(segmentation, real_ct_reference, reference_convention="totalseg")
-    # not told to give the folder, which scores its labels.nii.gz instead of this segmentation (review 2026-12-07)
     assert ("completeness accuracy not computed: the prediction is the segmentation.seg.nrrd of a spineseg output "
-            "folder, perhaps corrected in 3D Slicer since; the folder's vertebrae.json flags the vertebrae of its "
-            "labels.nii.gz (from Python, pass prediction_completeness); the other measures do not need it"
-            in report.notes)
+            "folder, perhaps corrected in 3D Slicer since, whose segments carry no SpineSegmentation.Complete tag; "
+            "the folder's vertebrae.json flags the vertebrae of its labels.nii.gz (from Python, pass "
+            "prediction_completeness); the other measures do not need it" in report.notes)
     assert not any("give the folder" in note for note in report.notes)
 
 

@@ -26,6 +26,7 @@ from SpineSegmentationLib.geometry import (
     lps_to_ras,
     physical_bounds,
     ras_to_lps,
+    same_grid,
     to_canonical,
 )
 
@@ -377,3 +378,58 @@ def test_labels_at_border_counts_a_margin_in_from_each_face():
     assert labels_at_border(labels, (0, 1, 0)) == {1}
     assert labels_at_border(labels, (0, 2, 0)) == {1, 2}
     assert labels_at_border(labels, (5, 0, 0)) == {1, 2, 3}  # a margin as deep as the array takes everything
+
+
+def _header_grid(size=(8, 8, 600), spacing=(0.7, 0.7, 1.0), origin=(-120.0, -90.0, -300.0), tilt=0.0):
+    """An image of ``size`` voxels (the extent of a 512 x 512 x 600 CT along K) whose K axis is turned towards I so
+    that its direction cosine along I is ``tilt``."""
+    image = sitk.Image(list(size), sitk.sitkUInt8)
+    image.SetSpacing(spacing)
+    image.SetOrigin(origin)
+    c, s = np.sqrt(1.0 - tilt ** 2), tilt
+    image.SetDirection([c, 0.0, s, 0.0, 1.0, 0.0, -s, 0.0, c])
+    return image
+
+
+#: (the CT's grid, the other grid, one grid?) as arguments of :func:`_header_grid`
+GRID_CASES = {
+    # a header rounded to 6 decimals (another writer): 5e-7 mm, far below a voxel
+    "rounded to 6 decimals": ({}, {"origin": (-120.0000005, -89.9999995, -300.0000005)}, True),
+    # an origin rounded to 3 decimals on a 0.3 mm grid: 0.0005 mm = 0.0017 voxel; the 1e-3 voxel rule refused it
+    "origin rounded to 3 decimals": ({"spacing": (0.3, 0.3, 0.3)},
+                                     {"spacing": (0.3, 0.3, 0.3), "origin": (-120.0005, -90.0, -300.0)}, True),
+    # a direction cosine 1e-3 off over 600 slices of 1 mm: the far end 0.6 mm = 0.86 voxel of 0.7 mm away;
+    # the 1e-3 per cosine rule accepted it
+    "cosine 1e-3 off": ({}, {"tilt": 1e-3}, False),
+    # slices 0.09 % thicker: the last of 600 lies 0.54 voxel off; the 1e-3 relative spacing rule accepted it
+    "spacing 0.09 % off": ({}, {"spacing": (0.7, 0.7, 1.0009)}, False),
+    # the same over 200 slices: 0.18 voxel, each voxel still on its own
+    "spacing 0.09 % off, 200 slices": ({"size": (8, 8, 200)}, {"size": (8, 8, 200), "spacing": (0.7, 0.7, 1.0009)},
+                                       True),
+}
+
+
+@pytest.mark.parametrize("case", GRID_CASES)
+def test_same_grid_takes_rounding_and_refuses_a_drift_across_the_grid(case):
+    """``same_grid`` (labels and CT compared voxel for voxel: the command line, the outputs, evaluation) used a fixed
+    1e-3 per element: it refused an origin rounded to 3 decimals on a 0.3 mm grid and accepted a 1e-3 direction
+    error or a 0.09 % slice spacing that puts the far end of a 600-slice CT more than half a voxel off (review
+    2026-12-07). It takes two grids for one where every voxel centre lies within a quarter voxel of the other's."""
+    ct, other, same = GRID_CASES[case]
+    a, b = _header_grid(**other), _header_grid(**ct)
+    assert same_grid(a, b) == same and same_grid(b, a) == same
+
+
+def test_a_label_map_off_the_ct_s_grid_is_refused_naming_its_direction_and_drift():
+    """A label map whose K axis is turned by 1e-3 (the far end of 600 slices 0.86 voxel off) was refused naming only
+    size, spacing and origin, the same numbers for both grids (review 2026-12-07): the refusal of the correction
+    (``correction._label_array``, as ``--existing`` and ``--labels`` reach it) names the directions and the drift."""
+    from SpineSegmentationLib.correction import _label_array
+
+    ct, labels = _header_grid(), _header_grid(tilt=1e-3)
+    with pytest.raises(ValueError) as refused:
+        _label_array(labels, ct, "the label map")
+    said = str(refused.value)
+    assert "the CT's grid: size (8, 8, 600)" in said and "; this one: size (8, 8, 600)" in said
+    assert said.count("axes (1, 0, 0), (0, 1, 0), (0, 0, 1)") == 1, said  # the CT's; the label map's K axis leans
+    assert "its voxel centres lie up to 0.856 voxel from the CT's of the same index (at most 0.25 voxel" in said

@@ -383,9 +383,57 @@ def test_labels_off_the_input_grid_rejected(example, tmp_path):
     shifted = sitk.Image(result.labels)
     shifted.SetOrigin([v + 1.0 for v in image.GetOrigin()])
     bad = SpineSegmentationResult(labels=shifted, vertebrae=result.vertebrae)
-    with pytest.raises(ValueError, match="not on the input image's grid"):
+    drift = 1.0 / min(image.GetSpacing())  # voxels: the 1 mm shift along the finest axis
+    with pytest.raises(ValueError, match="not on the input image's grid") as refused:
         write_outputs(bad, image, tmp_path / "out")
+    # it names both grids and the drift in voxels (it said "size/spacing/origin/direction differ": review 2026-12-07)
+    assert f"; its voxel centres lie up to {drift:.3g} voxel from the input image's of the same index" in str(
+        refused.value)
+    assert f"origin ({', '.join(f'{v + 1.0:.6g}' for v in image.GetOrigin())}) mm LPS" in str(refused.value)
     assert not (tmp_path / "out").exists()
+
+
+def test_labels_off_the_input_grid_by_part_of_a_quarter_voxel_are_written_on_it(example, tmp_path):
+    """``same_grid`` takes labels whose voxel centres lie within a quarter voxel of the input's as on its grid; they
+    were written with their own geometry, so labels.nii.gz and the .seg.nrrd lay up to that far off the CT they are
+    read with index for index (review 2026-12-07). They are written on the input's grid exactly; the result given is
+    left as it is."""
+    image, result = example
+    shifted = sitk.Image(result.labels)
+    origin = [v + 0.2 * s for v, s in zip(image.GetOrigin(), image.GetSpacing())]  # 0.2 voxel along each axis
+    shifted.SetOrigin(origin)
+    given = SpineSegmentationResult(labels=shifted, vertebrae=result.vertebrae)
+    paths = write_outputs(given, image, tmp_path / "out")
+    for key in ("labels", "segmentation"):
+        written = sitk.ReadImage(str(paths[key]))
+        assert_same_geometry(written, image)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(sitk.ReadImage(str(paths["labels"]))),
+                                  sitk.GetArrayFromImage(shifted))
+    assert given.labels.GetOrigin() == tuple(origin)
+
+
+def _buffer(image: sitk.Image) -> int:
+    """Address of the voxel buffer of ``image`` (two images with the same one share their voxels)."""
+    return sitk.GetArrayViewFromImage(image).__array_interface__["data"][0]
+
+
+def test_labels_on_the_input_geometry_are_written_without_a_copy(example):
+    """write_outputs put every result on the input's geometry with ``sitk.Image(labels)`` and ``CopyInformation``,
+    which copies the voxels (200 MB more at 512 x 512 x 400 int16) also where the geometry was the input's already
+    (review 2026-12-07). Those labels are taken as they are; labels within a quarter voxel of the input's grid get a
+    copy with its geometry, and the caller's are left as they are."""
+    from SpineSegmentationLib.outputs import _on_input_geometry
+
+    image, result = example
+    assert _on_input_geometry(result.labels, image) is result.labels
+    assert _buffer(_on_input_geometry(result.labels, image)) == _buffer(result.labels)
+    shifted = sitk.Image(result.labels)
+    origin = tuple(v + 0.2 * s for v, s in zip(image.GetOrigin(), image.GetSpacing()))
+    shifted.SetOrigin(origin)
+    on_input = _on_input_geometry(shifted, image)
+    assert_same_geometry(on_input, image)
+    assert shifted.GetOrigin() == origin and _buffer(on_input) != _buffer(shifted)
+    np.testing.assert_array_equal(sitk.GetArrayViewFromImage(on_input), sitk.GetArrayViewFromImage(shifted))
 
 
 def test_empty_result_writes_all_files(example, tmp_path):

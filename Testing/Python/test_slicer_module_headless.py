@@ -7,6 +7,7 @@ shipped model on the real example CT.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import time
 import types
@@ -1134,3 +1135,70 @@ def test_updates_deferred_before_cleanup_do_nothing_after_it(module, monkeypatch
     for deferred in later:
         deferred()
     assert touched == []
+
+
+def test_a_rename_and_a_scene_read_deferred_before_cleanup_do_nothing_after_it(module, monkeypatch):
+    """A vertebra renamed in the segments table (relabelled around it once the event has returned, ``_applyRenames``)
+    and a scene imported (the parameter node read anew, ``_readParameterNodeAgain``) are deferred to Qt's event
+    loop; Reload calls ``cleanup`` in between. The two callbacks must do nothing then: no relabelling of the user's
+    segmentation by a torn-down module, no widget touched (their ``_cleanedUp`` guards had no test). The real widget
+    class, following a real segmentation node of ``slicer-core``."""
+    import slicer
+
+    from SpineSegmentationModuleLib.mrml_import import LABEL_TAG, segment_tag
+
+    ct = synthetic_ct(slicer.mrmlScene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(slicer.mrmlScene, ct, np.eye(3), [0, 0, 0], np.s_[1:3, 10:20, 10:20])
+    segment = node.GetSegmentation().GetNthSegment(0)
+    widget = module.SpineSegmentationWidget()
+    widget.logic = module.SpineSegmentationLogic()
+    widget.parent = types.SimpleNamespace(isEntered=True)
+    widget._parameterNode = types.SimpleNamespace(disconnectGui=lambda tag: None)  # the module shown with its node
+    later, touched = _queued_timers(module, monkeypatch), []
+    # what of the application a rename would use (the error dialog and wait cursor, the status line): Qt does not run
+    monkeypatch.setattr(module.slicer.util, "tryWithErrorDisplay", lambda *args, **kwargs: contextlib.nullcontext())
+    widget.ui = types.SimpleNamespace(statusLabel=types.SimpleNamespace(text=""))
+    widget._updateCorrectionControls = lambda: None  # immediate, before cleanup
+    widget.initializeParameterNode = lambda: touched.append("read anew")  # touches the widgets
+    widget._refreshFromSegments = lambda shown: touched.append("table")
+    widget._shownSegmentation = node
+    widget._follow(node)
+    segment.SetName("L4")  # renamed in the segments table: L3 (label 22) is to be taken as L4
+    widget._sceneImported = True
+    widget._onSceneBatchEnded(slicer.mrmlScene, None)  # the end of a scene's import
+    assert sorted(deferred.__name__ for deferred in later) == ["_applyRenames", "_readParameterNodeAgain"]
+    widget.cleanup()  # Reload
+    for deferred in later:
+        deferred()
+    assert touched == []
+    assert segment.GetName() == "L4" and segment_tag(segment, LABEL_TAG) == "22"  # not relabelled, not put back
+    assert widget.ui.statusLabel.text == ""
+
+
+def test_the_correction_buttons_show_the_refusal_of_a_ct_under_a_warp_beforehand(module, tmp_path):
+    """The CT and its segmentation under one non-linear (grid) transform lie in one frame (the warp cancels out
+    between them, ``same_frame``), so the correction buttons were enabled, and a click was refused only then, when
+    the CT was exported for the run (``export_volume``: its voxels are not where they are shown; review
+    2026-12-07). The disabled buttons show that refusal beforehand; the controls that do not use the CT stay
+    enabled."""
+    import slicer
+
+    from SpineSegmentationModuleLib.correction import UndoState
+    from SpineSegmentationModuleLib.logic import export_volume
+
+    scene = slicer.mrmlScene
+    ct = synthetic_ct(scene, dims=(40, 40, 4))
+    node, _ = edited_on_grid(scene, ct, np.eye(3), [0, 0, 0], np.s_[1, 10:20, 10:20])
+    point = scene.AddNewNodeByClass("vtkMRMLMarkupsFiducialNode", module.POINT_LIST_NAME)
+    point.AddControlPoint(vtk.vtkVector3d(1.0, 2.0, 3.0))
+    assert module.correctionBlockers(ct, node, True, UndoState(), point)["rerun"] == ""
+    warp = scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+    for moved in (ct, node):
+        moved.SetAndObserveTransformNodeID(warp.GetID())
+    blockers = module.correctionBlockers(ct, node, True, UndoState(), point)
+    with pytest.raises(ValueError) as refused:
+        export_volume(ct, tmp_path / "ct.nrrd")
+    said = str(refused.value)
+    assert said.startswith("volume 'CT' is under a non-linear transform ('warp'") and "Harden transform" in said
+    assert blockers["segmentFromPoint"] == blockers["rerun"] == said[:1].upper() + said[1:] + "."
+    assert not blockers["placePoint"] and not blockers["renumber"]  # these do not use the CT
