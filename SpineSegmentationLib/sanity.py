@@ -65,6 +65,8 @@ MIN_VERTEBRAE_FOR_DIRECTION = 5
 #: feet". Measured with the shipped model: -0.96 on the shipped CT (T11-L5, 7 vertebrae), -0.02 on the same CT
 #: with its voxels flipped head-feet (8 vertebrae, labelled T12, T13, L1-L6: an invented T13 and L6).
 MAX_LEVEL_HEIGHT_CORRELATION = -0.5
+#: How the warning of regressed levels that do not increase from head to feet begins (:func:`anatomy_warnings`).
+LEVELS_OUT_OF_ORDER_WARNING = "levels out of order?"
 
 #: Two neighbouring vertebrae closer than this fraction of the column's median spacing (measured along the column's
 #: local axis) lie at the same height: they are not both vertebrae. Measured on centroids: distinct vertebrae in the
@@ -155,11 +157,14 @@ def check_vertebra_count(found: int) -> None:
 def anatomy_warnings(vertebrae) -> list[str]:
     """Warnings about the anatomy of a result (empty when it looks right).
 
-    Head-feet inversion: the network regresses a level for each vertebra (1 = C1 ... 24 = L5), which must
+    Levels out of order: the network regresses a level for each vertebra (1 = C1 ... 24 = L5), which must
     increase from head to feet. When the Spearman rank correlation between the regressed level and the
     height (RAS z of the centroid) is above :data:`MAX_LEVEL_HEIGHT_CORRELATION` over at least
-    :data:`MIN_VERTEBRAE_FOR_DIRECTION` vertebrae, the levels do not increase towards the feet: the voxel data
-    are probably upside down relative to the header (seen on the shipped CT flipped head-feet).
+    :data:`MIN_VERTEBRAE_FOR_DIRECTION` vertebrae, the levels do not increase towards the feet: seen on voxel data
+    upside down relative to the header (the shipped CT flipped head-feet), on vertebrae far from an adult's size (the
+    example CT with its voxels 0.5 times as large: +0.03, named C2-C7; 1.6 times as large: -0.40) and on fields of
+    view cut within 60 mm of the column (the example CT cut to 120 x 120 mm: +0.42; the pyradiomics CT to 100 x 100
+    mm: -0.41).
 
     Args:
         vertebrae: :class:`~SpineSegmentationLib.result.Vertebra` list (any order). A sacrum a person made (kept as
@@ -176,11 +181,14 @@ def anatomy_warnings(vertebrae) -> list[str]:
     if not rho > MAX_LEVEL_HEIGHT_CORRELATION:
         return []
     return [
-        f"head-feet inverted? The network's regressed levels do not increase from head to feet (rank correlation "
-        f"{rho:+.2f} between level and height over {len(vertebrae)} vertebrae; a spine the right way up gives "
-        f"about -1, below {MAX_LEVEL_HEIGHT_CORRELATION:g}): "
-        "the voxel data are probably upside down relative to the header (a wrong export), and the labels are then "
-        "probably wrong. Check the image in a viewer; fix the header's direction or re-export the CT."
+        f"{LEVELS_OUT_OF_ORDER_WARNING} The network's regressed levels do not increase from head to feet (rank "
+        f"correlation {rho:+.2f} between level and height over {len(vertebrae)} vertebrae; a spine the right way up "
+        f"gives about -1, below {MAX_LEVEL_HEIGHT_CORRELATION:g}): the network does not recognise this spine, and the "
+        "labels are probably wrong. Seen where the voxel data are upside down relative to the header (a wrong "
+        "export), where the vertebrae are far smaller or larger than an adult's (a child's spine, or a wrong voxel "
+        "spacing in the header), and where the field of view is cut within about 60 mm of the column. Check the "
+        "image in a viewer: fix the header's direction or spacing, or re-export the CT; otherwise check each level "
+        "against a landmark you can see."
     ]
 
 
@@ -488,7 +496,7 @@ def transitional_level_warnings(vertebrae) -> list[str]:
 
 
 def result_warnings(vertebrae) -> list[str]:
-    """Every warning about a result's vertebrae, in the order a person should read them: head-feet inversion
+    """Every warning about a result's vertebrae, in the order a person should read them: levels out of order
     (:func:`anatomy_warnings`), split vertebrae, the column's lower end, a sacral segment, levels against the ribs,
     no landmark, a transitional level (empty when the result looks right). For a fresh run and for the corrections
     that run the network again (``correction.py``).

