@@ -235,16 +235,15 @@ def whole_labels(labels, source: str, fix: Optional[str] = None) -> np.ndarray:
         give_the_map = "give the label map (integer labels) in its place"
         if unit_range and share > IMAGE_FRACTION_SHARE:
             raise InputImageError(_with_fix(image + "scaled to [0, 1] " + not_a_map, give_the_map, fix))
+        unit_values = (f"{source} holds values between 0 and 1 that are no whole numbers ({examples}) in {share:.1%} "
+                       "of its voxels: ")
         if unit_range and fix is not None:
-            raise InputImageError(
-                f"{source} holds values between 0 and 1 that are no whole numbers ({examples}) in {share:.1%} of its "
-                f"voxels: an intensity image scaled to [0, 1] or a binary (0/1) mask resampled with linear "
-                f"interpolation; {fix}")
+            raise InputImageError(unit_values + "an intensity image scaled to [0, 1] or a binary (0/1) mask resampled "
+                                  f"with linear interpolation; {fix}")
         if unit_range:
             raise InputImageError(
-                f"{source} holds values between 0 and 1 that are no whole numbers ({examples}) in {share:.1%} of its "
-                "voxels: either it is an intensity image scaled to [0, 1] (e.g. a CT with a narrow window such as "
-                "150..1500 HU, which leaves most voxels at 0 or 1): give the label map (integer labels) in its "
+                unit_values + "either it is an intensity image scaled to [0, 1] (e.g. a CT with a narrow window such "
+                "as 150..1500 HU, which leaves most voxels at 0 or 1): give the label map (integer labels) in its "
                 "place; or it is a binary (0/1) mask resampled with linear interpolation (fractions where the mask "
                 "meets the background): resample the original mask again with nearest-neighbour interpolation "
                 "(e.g. SimpleITK's sitkNearestNeighbor) and save it as integers")
@@ -257,7 +256,7 @@ def whole_labels(labels, source: str, fix: Optional[str] = None) -> np.ndarray:
             "sitkNearestNeighbor) and save it as integers (rounding this one would put wrong labels where labels "
             "meet: between 20 and 22 lies 21)", fix))
     bounds = np.iinfo(np.int32)
-    rounded = np.rint(values.astype(np.float64))  # float64: in float32 the bound 2147483647 would be 2**31, passed
+    rounded = np.rint(values.astype(np.float64))  # in float32, 2147483647 rounds to 2**31: 2**31 would pass
     beyond = rounded[(rounded < bounds.min) | (rounded > bounds.max)]
     if beyond.size:
         raise InputImageError(_with_fix(

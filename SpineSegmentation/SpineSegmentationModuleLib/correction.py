@@ -63,7 +63,6 @@ from .mrml_import import (
     TableRow,
     _is_a,
     _kind,
-    _transform_text,
     check_output_segmentation,
     fill_table,
     frame_advice,
@@ -73,6 +72,7 @@ from .mrml_import import (
     same_frame,
     same_voxel_grid,
     segment_tag,
+    transform_text,
     voxel_to_world,
 )
 from .voxel_digests import segment_digests, segment_layers
@@ -915,16 +915,16 @@ def edits_off_grid(segmentation_node, volume, convert: bool = True) -> str:
     """Why a network correction of ``segmentation_node`` on the CT ``volume`` is refused for the grid of its edits
     (:func:`_check_edits_on_grid_of`), as the message (the problem and the fix); "" when it is not.
 
-    The vertebrae tagged edited must lie on ``volume``'s voxel grid (:func:`.grid_difference`: Slicer's own rule for
-    one geometry, or the CT's voxels in any axis order and sign with the voxel centres within 0.25 voxel of the CT's
-    across the edited layer's extent; not another spacing or axes, nor origins part of a voxel apart, nor a drift of
-    the spacing or directions that adds up to more; e.g. after "Specify geometry" in the Segment Editor): a correction
-    works on the CT's grid, and resampling an edit onto it would lose what a finer grid holds or move its voxels. The
-    export onto the CT's grid (``ExportSegmentsToLabelmapNode``, nearest neighbour) takes each voxel of a grid on the
-    CT's as it is. The segmentation must also lie in the CT's frame (:func:`.same_frame`: under the same parent
-    transform, or linear ones between which the transform is the identity within 1e-6); another transform would move
-    the edits by it on the export; the message says which fix keeps the edits where they are shown (hardening). Reads
-    the layers' geometry only, not their voxels.
+    The vertebrae tagged edited must lie on ``volume``'s voxel grid (:func:`.grid_difference`: Slicer's own rule for one
+    geometry, or the CT's voxels in any axis order and sign with the voxel centres within 0.25 voxel of the CT's across
+    the edited layer's extent; not another spacing or axes, nor origins part of a voxel apart, nor a drift of the
+    spacing or directions that adds up to more; e.g. after "Specify geometry" in the Segment Editor): a correction works
+    on the CT's grid, and resampling an edit onto it would lose what a finer grid holds or move its voxels. The export
+    onto the CT's grid (``ExportSegmentsToLabelmapNode``, nearest neighbour) takes each voxel of a grid on the CT's as
+    it is. The segmentation must also lie in the CT's frame (:func:`.same_frame`: under the same parent transform, or
+    linear ones between which the transform is the identity within 1e-6); another transform would move the edits by it
+    on the export; the message says which fix keeps the edits where they are shown (hardening, then Specify geometry
+    where that moves a grid). Reads the layers' geometry only, not their voxels.
 
     Args:
         segmentation_node: a segmentation node, or None ("").
@@ -944,8 +944,8 @@ def edits_off_grid(segmentation_node, volume, convert: bool = True) -> str:
     if not same_frame(segmentation_node, volume):
         names = ", ".join(segmentation.GetSegment(segment_id).GetName() for segment_id in edited)
         return (f"the segmentation {segmentation_node.GetName()!r} with the edited vertebrae {names} is under "
-                f"{_transform_text(segmentation_node)} but the CT {volume.GetName()!r} under "
-                f"{_transform_text(volume)}; a correction works on the CT's grid and would move your edits by the "
+                f"{transform_text(segmentation_node)} but the CT {volume.GetName()!r} under "
+                f"{transform_text(volume)}; a correction works on the CT's grid and would move your edits by the "
                 f"transform between them. {frame_advice(segmentation_node, volume, 'the edits')}")
     if not convert and (segmentation.GetSourceRepresentationName()
                         != slicer.vtkSegmentationConverter.GetBinaryLabelmapRepresentationName()):

@@ -33,7 +33,7 @@ from .command import (
     segment_command,
 )
 from .mrml_import import (ImportedResults, check_ct_volume, check_output_segmentation, harden_text,
-                          import_output_folder)
+                          import_output_folder, transform_text)
 from .runner import ProcessRunner
 
 #: File name of the input volume written for the process (NRRD keeps the geometry exactly, LPS).
@@ -59,7 +59,7 @@ def check_linear_to_world(volume_node) -> None:
         # e.g. Slicer's acquisition geometry regularization of a DICOM series with a gantry tilt or uneven slices:
         # the stored voxels are not the anatomy as shown, and the network would segment them as stored
         raise ValueError(
-            f"volume {volume_node.GetName()!r} is under a non-linear transform ({transform.GetName()!r}, e.g. the "
+            f"volume {volume_node.GetName()!r} is under {transform_text(volume_node)}, not linear to world (e.g. the "
             "regularization of a DICOM series with a gantry tilt or uneven slices), so its voxels are not where "
             f"they are shown; harden the transform first ({harden_text(volume_node)}) and run on the hardened volume"
         )

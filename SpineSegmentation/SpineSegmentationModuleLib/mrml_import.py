@@ -265,7 +265,7 @@ def same_frame(a, b) -> bool:
     return bool(np.allclose(matrix, np.eye(4), rtol=0.0, atol=1e-6))
 
 
-def _transform_text(node) -> str:
+def transform_text(node) -> str:
     """"no transform", "transform 'name'", "the non-linear transform 'name'" (the transform itself is not linear,
     ``vtkMRMLTransformNode::IsLinear``) or "transform 'name' (under a non-linear transform)" (linear, but another
     above it is not: ``IsTransformToWorldLinear``): the parent transform of ``node``, for messages."""
@@ -308,13 +308,13 @@ def frame_advice(segmentation_node, volume_node, what: str) -> str:
     on_grid = (f"; then, unless that transform is a shift by whole voxels of the CT along its axes, set the "
                f"segmentation's geometry to the CT (Segment Editor: Specify geometry, Source geometry: the CT, "
                f"oversampling 1; this resamples {what} onto the CT's grid)") if moves_grid else ""
-    if segmentation_node.GetParentTransformNode() is None:  # only the CT is under a transform
+    if segmentation_transform is None:  # only the CT is under a transform
         return (f"Harden the CT's transform {ct_transform.GetName()!r} ({harden_text(volume_node)}) to keep {what} "
                 f"where they are shown on the CT{on_grid}; putting the segmentation under the CT's transform instead "
                 f"moves them relative to the CT")
     ct_too = (f", and the CT's {ct_transform.GetName()!r} ({harden_text(volume_node)})" if ct_transform is not None
               else "")
-    return (f"Harden the segmentation's transform {segmentation_node.GetParentTransformNode().GetName()!r} "
+    return (f"Harden the segmentation's transform {segmentation_transform.GetName()!r} "
             f"({harden_text(segmentation_node)}){ct_too} to keep {what} where they are shown on the CT{on_grid}; "
             f"removing the segmentation's transform or putting it under the CT's instead moves them relative to the "
             f"CT")
@@ -538,8 +538,8 @@ def check_output_segmentation(input_volume, output_segmentation, overwrite: bool
                "is)")
     if not same_frame(output_segmentation, input_volume):
         raise ValueError(
-            f"the segmentation {name!r} is under {_transform_text(output_segmentation)} but the CT {ct!r} under "
-            f"{_transform_text(input_volume)}; its results go under the CT's transform, which would move the segments "
+            f"the segmentation {name!r} is under {transform_text(output_segmentation)} but the CT {ct!r} under "
+            f"{transform_text(input_volume)}; its results go under the CT's transform, which would move the segments "
             f"kept there ({kept}). {frame_advice(output_segmentation, input_volume, 'those segments')}; or "
             f"choose another output segmentation (or none: a new one)"
         )
@@ -832,8 +832,8 @@ def import_output_folder(
     if segmentation_node is output_segmentation and _transform_id(segmentation_node) != transform_id:
         # its kept segments, if any, lie in the CT's frame (check_output_segmentation refused another frame): the node
         # moves under the CT's transform without moving them relative to the CT
-        warnings.append(f"segmentation {segmentation_node.GetName()!r} was under {_transform_text(segmentation_node)}; "
-                        f"it is now under {_transform_text(input_volume)}, as the CT {input_volume.GetName()!r} is, so "
+        warnings.append(f"segmentation {segmentation_node.GetName()!r} was under {transform_text(segmentation_node)}; "
+                        f"it is now under {transform_text(input_volume)}, as the CT {input_volume.GetName()!r} is, so "
                         "that the vertebrae lie on the CT")
     # under the CT's transform first: the reference geometry is the CT's grid taken into the segmentation's
     # frame (vtkMRMLSegmentationNode.cxx), so set before, it would carry the transform once more

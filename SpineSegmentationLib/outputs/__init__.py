@@ -33,7 +33,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import SimpleITK as sitk
 
 from ..errors import OutputExistsError, SpineSegmentationError

@@ -55,7 +55,7 @@ METHODS: dict[str, tuple[str, str]] = {
     "CreateDefaultDisplayNodes": ("vtkMRMLDisplayableNode", MRML + "vtkMRMLDisplayableNode.h"),
     "GetParentTransformNode": ("vtkMRMLTransformableNode", MRML + "vtkMRMLTransformableNode.h"),
     "IsTransformToWorldLinear": ("vtkMRMLTransformNode", MRML + "vtkMRMLTransformNode.h"),
-    # a transform that is itself non-linear, told apart from a linear one under a warp (mrml_import._transform_text)
+    # a transform that is itself non-linear, told apart from a linear one under a warp (mrml_import.transform_text)
     "IsLinear": ("vtkMRMLTransformNode", MRML + "vtkMRMLTransformNode.h"),
     # whether the transform between two nodes, through their first common parent, is linear (mrml_import.same_frame)
     "IsTransformToNodeLinear": ("vtkMRMLTransformNode", MRML + "vtkMRMLTransformNode.h"),

@@ -36,11 +36,11 @@ from SpineSegmentationLib.outputs import OUTPUT_FILES, write_outputs
 from SpineSegmentationLib.outputs.staging import OWNER_FILE, STAGING_NAME
 from SpineSegmentationLib.pipeline import segment_spine
 from SpineSegmentationLib.result import SpineSegmentationResult, Vertebra
-from SpineSegmentationLib.sanity import (MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING, anatomy_warnings,
-                                        check_vertebra_count, metal_warnings, process_direction_warnings,
-                                        result_warnings,
-                                        rib_level_warnings, split_vertebra_warnings, transitional_level_warnings,
-                                        unanchored_level_warnings)
+from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, MAX_VERTEBRAE, RIB_DISAGREEMENT_WARNING,
+                                         anatomy_warnings, check_vertebra_count, metal_warnings,
+                                         process_direction_warnings, result_warnings, rib_level_warnings,
+                                         split_vertebra_warnings, transitional_level_warnings,
+                                         unanchored_level_warnings)
 
 EXAMPLE_CT = Path(__file__).resolve().parents[1] / "Data" / "example_ct.nii.gz"
 REPO = Path(__file__).resolve().parents[2]
@@ -744,7 +744,7 @@ def test_regressed_levels_that_rise_towards_the_head_give_a_warning():
         return [Vertebra(20 + k, f"v{k}", True, 0.9, 0.9, r, [0.0, 0.0, -30.0 * k], 1.0) for k, r in enumerate(regressed)]
 
     warnings = anatomy_warnings(column([19.9, 21.3, 22.0, 19.6, 21.9, 23.1, 20.2, 21.4]))
-    assert len(warnings) == 1 and warnings[0].startswith("levels out of order?")
+    assert len(warnings) == 1 and warnings[0].startswith(LEVELS_OUT_OF_ORDER_WARNING)
     assert anatomy_warnings(column([18.4, 19.1, 20.2, 21.0, 22.1, 23.0, 23.9])) == []
     with warnings_module.catch_warnings():  # equal regressions have no direction: no warning, and none from scipy
         warnings_module.simplefilter("error")

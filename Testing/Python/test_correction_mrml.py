@@ -1492,7 +1492,8 @@ def test_a_segmentation_and_the_ct_under_one_warp_lie_in_one_frame(scene, capfd)
 def test_the_advice_for_edits_apart_from_a_ct_under_a_transform_says_which_fix_keeps_them(scene):
     """A segmentation without a transform and the CT under one: the refusal said "harden or remove the
     segmentation's transform", which it has not (review 2 2026-12-07). It says that hardening the CT's transform keeps
-    the edits where they were drawn, and that putting the segmentation under the CT's transform moves them."""
+    the edits where they are shown, then Specify geometry with the CT (the transform moves the CT's grid), and that
+    putting the segmentation under the CT's transform moves them."""
     from SpineSegmentationModuleLib.correction import edits_off_grid
 
     ct = synthetic_ct(scene, dims=(40, 40, 4))
@@ -1508,10 +1509,9 @@ def test_the_advice_for_edits_apart_from_a_ct_under_a_transform_says_which_fix_k
     assert "segmentation's transform" not in said
 
 
-
 def _warp(scene, name: str, mm: float):
     """A non-linear transform node ``name`` (a displacement grid, ``vtkMRMLGridTransformNode``) that moves everything
-    within 100 mm of the origin by ``mm`` along A."""
+    within 140 mm of the origin along each axis (the grid's extent) by ``mm`` along A."""
     displacements = vtk.vtkImageData()
     displacements.SetDimensions(8, 8, 8)
     displacements.SetOrigin(-140.0, -140.0, -140.0)

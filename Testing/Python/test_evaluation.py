@@ -614,8 +614,9 @@ def test_a_segment_without_a_complete_tag_is_read_as_the_slicer_module_reads_it(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         report = evaluate(unread, real_ct_reference, reference_convention="totalseg")
-    assert ("completeness accuracy not computed: the prediction's segments that carry a SpineSegmentation.Complete "
-            "tag are none read as a level: name each vertebra's segment as its level") in "\n".join(report.notes)
+    assert ("completeness accuracy not computed: none of the prediction's segments that carry a "
+            "SpineSegmentation.Complete tag is read as a level: name each vertebra's segment as its level"
+            ) in "\n".join(report.notes)
 
 
 def _spineseg_result(labels: sitk.Image, ct: sitk.Image, folder) -> None:

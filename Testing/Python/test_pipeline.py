@@ -28,7 +28,8 @@ from SpineSegmentationLib.models import DEFAULT_MODEL_DIR, load_model
 from SpineSegmentationLib.pipeline import (GPU_SLIDING_BATCH, Reporter, Scan, assemble_result, drop_off_column,
                                           new_candidates, prepare_scan, resegment_beside_dropped, run_traversal,
                                           segment_spine)
-from SpineSegmentationLib.sanity import RIB_DISAGREEMENT_WARNING, UNANCHORED_LEVELS_WARNING
+from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, RIB_DISAGREEMENT_WARNING,
+                                         UNANCHORED_LEVELS_WARNING)
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
 from reconstruction_helpers import sharper_kernel, thick_slices
@@ -628,7 +629,8 @@ def test_a_chest_ct_reconstructed_around_the_spine_keeps_the_lower_end_of_its_ri
 def test_a_faint_rib_near_the_edge_of_the_field_of_view_is_not_read_as_no_rib(pyradiomics_ct):
     """The pyradiomics lung CT (unseen; 5 mm slices, its ribs faint) cut to 100 x 100 mm around its column: the
     sides lie within 50 mm of it, nearer than a rib must reach. T8's ribs break up above 200 HU short of the edges
-    there, which read as "no rib" named the column five levels off (T3-L2 for C5-T9); a vertebra near a side bears
+    there, which read as "no rib" named the column five levels off (T3-L2 where the whole scan's result has C5-T9);
+    a vertebra near a side bears
     no rib only where the search above 150 HU finds none either (``anatomy_evidence._rib_sides``). No thoracic
     vertebra of the whole scan's result (C4-T9) then shows "no rib" in the crop (measured: no rib evidence in it;
     named C7-T11 as before 2026-12-07, with the warning that no landmark fixes the levels)."""
@@ -809,7 +811,7 @@ def test_default_output_dir_is_next_to_the_input(real_ct, dicom_dir, monkeypatch
     assert default_output_dir(Path("..")) == dicom_dir.resolve().parent.parent / "totalsegmentator_example_spineseg"
 
 
-def test_a_sacrum_a_person_kept_does_not_read_as_a_head_feet_inversion():
+def test_a_sacrum_a_person_kept_does_not_read_as_levels_out_of_order():
     """A correction keeps a person's sacrum as given (``pipeline._other_structures``: no network evaluation,
     ``label_regressed`` 0). Read as a regressed level, that 0 at the bottom of the column turned the rank correlation
     of L1-L5 (regressed 20.1-24.1, the right way up) from -1.0 to -0.14 and raised "levels out of order?" on every
@@ -824,6 +826,6 @@ def test_a_sacrum_a_person_kept_does_not_read_as_a_head_feet_inversion():
 
     sacrum = Vertebra(26, "S", True, 1.0, 1.0, 0.0, [0.0, 0.0, -180.0], 9e4, iterations=0, edited=True)
     upright = result_warnings(lumbar([20.1, 21.1, 22.1, 23.1, 24.1]) + [sacrum])
-    assert not [w for w in upright if w.startswith("levels out of order?")], upright
+    assert not [w for w in upright if w.startswith(LEVELS_OUT_OF_ORDER_WARNING)], upright
     flipped = result_warnings(lumbar([24.1, 23.1, 22.1, 21.1, 20.1]) + [sacrum])
-    assert [w for w in flipped if w.startswith("levels out of order?")], flipped
+    assert [w for w in flipped if w.startswith(LEVELS_OUT_OF_ORDER_WARNING)], flipped

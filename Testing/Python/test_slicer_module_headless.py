@@ -1199,6 +1199,14 @@ def test_the_correction_buttons_show_the_refusal_of_a_ct_under_a_warp_beforehand
     with pytest.raises(ValueError) as refused:
         export_volume(ct, tmp_path / "ct.nrrd")
     said = str(refused.value)
-    assert said.startswith("volume 'CT' is under a non-linear transform ('warp'") and "Harden transform" in said
+    assert said.startswith("volume 'CT' is under the non-linear transform 'warp', not linear to world") and \
+        "Harden transform" in said
     assert blockers["segmentFromPoint"] == blockers["rerun"] == said[:1].upper() + said[1:] + "."
     assert not blockers["placePoint"] and not blockers["renumber"]  # these do not use the CT
+    # a linear transform under the warp is named as such, not as a non-linear one (final reading, 2026-12-07)
+    linear = scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "T")
+    linear.SetAndObserveTransformNodeID(warp.GetID())
+    ct.SetAndObserveTransformNodeID(linear.GetID())
+    with pytest.raises(ValueError, match=r"^volume 'CT' is under transform 'T' \(under a non-linear transform\), not "
+                                         r"linear to world"):
+        export_volume(ct, tmp_path / "ct.nrrd")

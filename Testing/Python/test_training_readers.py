@@ -21,8 +21,8 @@ from test_outputs import result_from_labels
 
 def test_a_folder_of_two_series_gets_advice_that_applies_to_training(dicom_dir, tmp_path):
     """Training reads images through ``io.read_image``, whose refusal of a folder of several series advised
-    ``--series-uid`` or "a series_uid column in a spineseg batch manifest", neither of which training has (session
-    68). The training reader says what works there, naming what the folder was given as (the CT, a label map: no
+    ``--series-uid`` or "a series_uid column in a spineseg batch manifest", neither of which training has (before
+    2026-12-07). The training reader says what works there, naming what the folder was given as (the CT, a label map: no
     manifest assumed, cases also come from VerSe folders) and listing the series with their descriptions (io's),
     chained to the reader's error; the segment command's message is unchanged. The shipped series split into two
     (10 slices each)."""
@@ -88,8 +88,8 @@ def test_a_folder_of_a_dicom_seg_gets_advice_that_applies_to_training(dicom_dir,
 
 
 def test_a_float_label_map_with_tiny_negative_values_is_read_as_its_labels(tptbox_labels, tmp_path):
-    """A float label map whose background holds -1e-6 (as smoothing or a float resampling leaves it) was refused as
-    "an image, e.g. a CT in HU" (before 2026-12-07), although every value lies within 0.001 of a whole non-negative number
+    """A float label map whose background holds -1e-6 (as smoothing or a float resampling leaves it) was refused as "an
+    image, e.g. a CT in HU" (before 2026-12-07), although every value lies within 0.001 of a whole non-negative number
     (anatomy.whole_labels' rule): read as its labels. Below the tolerance it is still refused. The TPTBox crop's real
     vertebra mask."""
     image = sitk.ReadImage(str(tptbox_labels))
