@@ -189,10 +189,9 @@ def same_voxel_grid(a, b) -> bool:
     if dimensions != b.GetImageData().GetDimensions():
         return False
     ma, mb = voxel_to_world(a), voxel_to_world(b)
-    if not (np.all(np.isfinite(ma)) and np.all(np.isfinite(mb))) or min(
-            np.linalg.matrix_rank(ma[:3, :3]), np.linalg.matrix_rank(mb[:3, :3])) < 3:
+    if np.all(np.isfinite(ma)) and np.linalg.matrix_rank(ma[:3, :3]) < 3:
         return False  # no grid (a zero spacing): nothing to compare
-    return grid_drift(ma, mb, dimensions) <= GRID_DRIFT_TOLERANCE
+    return grid_drift(ma, mb, dimensions) <= GRID_DRIFT_TOLERANCE  # inf where a matrix is not finite or b singular
 
 
 def check_same_grid(label_node, volume_node, label_path: Path) -> None:

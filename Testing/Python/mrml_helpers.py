@@ -123,6 +123,20 @@ def vtk_matrix(array) -> vtk.vtkMatrix4x4:
     return matrix
 
 
+def volume_on_grid(scene, name: str, ijk_to_ras_matrix: np.ndarray, dims,
+                   node_class: str = "vtkMRMLScalarVolumeNode"):
+    """A volume node (``node_class``) ``name`` of zeros on the grid given by its 4x4 IJK-to-RAS matrix and ``dims``
+    (I, J, K voxels): a resampled CT, a label map, a grid that drifts from another."""
+    image = vtk.vtkImageData()
+    image.SetDimensions(*[int(d) for d in dims])
+    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+    image.GetPointData().GetScalars().Fill(0)
+    node = scene.AddNewNodeByClass(node_class, name)
+    node.SetIJKToRASMatrix(vtk_matrix(ijk_to_ras_matrix))
+    node.SetAndObserveImageData(image)
+    return node
+
+
 def synthetic_ct(scene, dims=(512, 512, 3), spacing=(0.7, 0.7, 2.0), origin=(-180.0, -170.0, 40.0)):
     """A CT volume node "CT" of ``dims`` (I, J, K) voxels of 0 HU, ``spacing`` (mm) and ``origin`` (RAS, mm), axes
     along R, A, S (a clinical slice size by default; the grid matters here, not the HU)."""

@@ -65,6 +65,7 @@ from mrml_helpers import (
     specify_geometry,
     synthetic_ct,
     verse_reference,
+    volume_on_grid,
     vtk_matrix,
 )
 
@@ -482,24 +483,18 @@ def test_a_volume_is_on_the_ct_s_grid_for_corrections_as_for_loading_results_and
     other.SetSpacing(*[s * f for s, f in zip(ct_node.GetSpacing(), (1.0, 1.0, scale))])
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(ct_node)
-    for check, refusal in ((lambda: check_same_grid(other, ct_node, Path("labels.nii.gz")), "not on the grid"),
-                           (lambda: check_made_on(segmentation, other), "was made on 'CT'")):
+    _accepted_or_refused(same, ((lambda: check_same_grid(other, ct_node, Path("labels.nii.gz")), "not on the grid"),
+                                (lambda: check_made_on(segmentation, other), "was made on 'CT'")))
+
+
+def _accepted_or_refused(same: bool, checks) -> None:
+    """Each of ``checks`` (callable, refusal pattern) passes where ``same``, else raises ValueError matching it."""
+    for check, refusal in checks:
         if same:
             check()
         else:
             with pytest.raises(ValueError, match=refusal):
                 check()
-
-
-def _volume_on(scene, name: str, ijk_to_ras: np.ndarray, dimensions=(8, 8, 600)):
-    """A scalar volume node in ``scene`` of ``dimensions`` voxels (zeros) with the 4x4 IJK-to-RAS matrix given."""
-    node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
-    image = vtk.vtkImageData()
-    image.SetDimensions(*dimensions)
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    node.SetAndObserveImageData(image)
-    node.SetIJKToRASMatrix(vtk_matrix(ijk_to_ras))
-    return node
 
 
 @pytest.mark.parametrize("case, same", [("cosine 1e-3 off", False), ("origin rounded to 3 decimals", True),
@@ -527,20 +522,15 @@ def test_made_on_checks_take_rounding_and_refuse_a_drift_across_the_grid(scene, 
         other[0, 3] += 5e-4
     else:  # the CT's I and J axes swapped: the same voxel centres, other indices
         other[:3, [0, 1]] = columns[:3, [1, 0]]
-    ct = _volume_on(scene, "CT", columns)
-    labels = _volume_on(scene, "labels", other)
+    ct = volume_on_grid(scene, "CT", columns, (8, 8, 600))
+    labels = volume_on_grid(scene, "labels", other, (8, 8, 600))
     assert same_voxel_grid(labels, ct) == same and same_voxel_grid(ct, labels) == same
     if case != "permuted":  # the edits check (voxels resampled, any axis order) decides alike
         assert (grid_difference(other, labels.GetImageData().GetExtent(), ct) == "") == same
     segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "vertebrae")
     segmentation.SetReferenceImageGeometryParameterFromVolumeNode(labels)
-    for check, refusal in ((lambda: check_same_grid(labels, ct, Path("labels.nii.gz")), "not on the grid"),
-                           (lambda: check_made_on(segmentation, ct), "was made on 'labels'")):
-        if same:
-            check()
-        else:
-            with pytest.raises(ValueError, match=refusal):
-                check()
+    _accepted_or_refused(same, ((lambda: check_same_grid(labels, ct, Path("labels.nii.gz")), "not on the grid"),
+                                (lambda: check_made_on(segmentation, ct), "was made on 'labels'")))
 
 
 def test_made_on_checks_refuse_a_drift_that_slicer_s_is_equal_takes(scene):
@@ -558,8 +548,8 @@ def test_made_on_checks_refuse_a_drift_that_slicer_s_is_equal_takes(scene):
     dimensions = (8, 8, 2000)
     assert slicer.vtkOrientedImageDataResample.IsEqual(_vtk_matrix(other), _vtk_matrix(columns))
     assert geometry.grid_drift(other, columns, dimensions) == pytest.approx(0.66, abs=0.01)
-    ct = _volume_on(scene, "CT", columns, dimensions)
-    labels = _volume_on(scene, "labels", other, dimensions)
+    ct = volume_on_grid(scene, "CT", columns, dimensions)
+    labels = volume_on_grid(scene, "labels", other, dimensions)
     assert not same_voxel_grid(labels, ct) and not same_voxel_grid(ct, labels)
     # the refusal names both grids and the drift in voxels (it said "origin, spacing or axis directions differ" only:
     # review 2026-12-07)

@@ -57,6 +57,7 @@ from mrml_helpers import (
     segment_names,
     segment_voxels,
     verse_reference,
+    volume_on_grid,
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -531,26 +532,6 @@ def test_overwrite_under_another_transform_is_refused_before_the_kept_segments_m
     np.testing.assert_allclose(ijk_to_ras(canal.GetRepresentation("Binary labelmap")), before)
 
 
-def _volume_on_grid(scene, name: str, ijk_to_ras_matrix: np.ndarray, dims,
-                    node_class: str = "vtkMRMLScalarVolumeNode") -> "slicer.vtkMRMLScalarVolumeNode":
-    """A volume node (``node_class``) of zeros on the grid given by its IJK-to-RAS matrix and dimensions (a resampled
-    CT, a label map)."""
-    import vtk
-
-    image = vtk.vtkImageData()
-    image.SetDimensions(*[int(d) for d in dims])
-    image.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-    image.GetPointData().GetScalars().Fill(0)
-    node = scene.AddNewNodeByClass(node_class, name)
-    matrix = vtk.vtkMatrix4x4()
-    for r in range(4):
-        for c in range(4):
-            matrix.SetElement(r, c, float(ijk_to_ras_matrix[r, c]))
-    node.SetIJKToRASMatrix(matrix)
-    node.SetAndObserveImageData(image)
-    return node
-
-
 def _reference_grid(node) -> np.ndarray:
     geometry = slicer.vtkOrientedImageData()
     slicer.vtkSegmentationConverter.DeserializeImageGeometry(node.GetSegmentation().GetConversionParameter(
@@ -576,7 +557,7 @@ def test_overwrite_of_segments_made_on_another_grid_is_refused_and_on_the_ct_s_l
     fine[:3, :3] /= 2.0
     fine[:3, 3] -= 0.25 * ct[:3, :3].sum(axis=1)  # voxel centres of a 1.5 mm resampling of the same extent
     dims = [2 * d for d in ct_node.GetImageData().GetDimensions()]
-    resampled = _volume_on_grid(scene, "CT resampled", fine, dims)
+    resampled = volume_on_grid(scene, "CT resampled", fine, dims)
     user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
     user.SetReferenceImageGeometryParameterFromVolumeNode(resampled)
     user.GetSegmentation().AddEmptySegment("", "Spinal canal")
@@ -598,7 +579,7 @@ def test_overwrite_of_segments_made_on_another_grid_is_refused_and_on_the_ct_s_l
 
     cropped = ct.copy()
     cropped[:3, 3] += ct[:3, :3] @ np.array([5.0, 7.0, 3.0])  # the CT cropped: the same voxels, 5, 7, 3 voxels in
-    crop = _volume_on_grid(scene, "CT cropped", cropped, [60, 50, 50])
+    crop = volume_on_grid(scene, "CT cropped", cropped, [60, 50, 50])
     user.SetReferenceImageGeometryParameterFromVolumeNode(crop)
     assert logic.loadResults(output_folder, ct_node, outputSegmentation=user, overwrite=True).segmentation_node is user
     assert segment_names(user) == ["Spinal canal"] + EXPECTED_NAMES
@@ -621,7 +602,7 @@ def _fine_grid(ct: np.ndarray) -> np.ndarray:
 def _converted_labelmap(scene, name: str, ijk_to_ras_matrix: np.ndarray, segment: str):
     """A segmentation made from a label map as the Data module's "Convert labelmap to segmentation" does
     (``ImportLabelmapToSegmentationNode``; no reference image geometry): one segment ``segment`` of two voxels."""
-    label = _volume_on_grid(scene, f"{segment} label map", ijk_to_ras_matrix, (40, 40, 40), "vtkMRMLLabelMapVolumeNode")
+    label = volume_on_grid(scene, f"{segment} label map", ijk_to_ras_matrix, (40, 40, 40), "vtkMRMLLabelMapVolumeNode")
     label.GetImageData().SetScalarComponentFromDouble(20, 20, 20, 0, 1)
     label.GetImageData().SetScalarComponentFromDouble(21, 20, 20, 0, 1)
     node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", name)
@@ -678,7 +659,7 @@ def test_overwrite_of_segments_on_the_ct_s_voxels_in_another_axis_order_is_appli
     turned = np.eye(4)
     turned[:3, 0], turned[:3, 1], turned[:3, 2] = -ct[:3, 1], ct[:3, 2], ct[:3, 0]
     turned[:3, 3] = ct[:3, 3] + ct[:3, 1] * (dims[1] - 1)
-    lattice = _volume_on_grid(scene, "CT turned", turned, (dims[1], dims[2], dims[0]))
+    lattice = volume_on_grid(scene, "CT turned", turned, (dims[1], dims[2], dims[0]))
     user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
     user.SetReferenceImageGeometryParameterFromVolumeNode(lattice)
     user.GetSegmentation().AddEmptySegment("", "Spinal canal")
@@ -693,7 +674,7 @@ def test_overwrite_of_segments_on_the_ct_s_voxels_in_another_axis_order_is_appli
     far = ct.copy()
     far[:3, 3] += ct[:3, 0] * 800.4
     off = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "off")
-    off.SetReferenceImageGeometryParameterFromVolumeNode(_volume_on_grid(scene, "far", far, (4, 4, 4)))
+    off.SetReferenceImageGeometryParameterFromVolumeNode(volume_on_grid(scene, "far", far, (4, 4, 4)))
     off.GetSegmentation().AddEmptySegment("", "Spinal canal")
     shift = ", ".join(f"{v:.3g}" for v in np.round(ct[:3, 0] * 0.4, 6) + 0.0)  # R, A, S
     with pytest.raises(ValueError, match=rf"another grid \(made on 'far'\) than the CT '.*': the same voxel size, but "
@@ -715,7 +696,7 @@ def test_overwrite_of_segments_on_a_grid_that_drifts_off_the_ct_s_across_its_ext
         padded = ct.copy()
         padded[:3, 0] *= scale
         user = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "mine")
-        user.SetReferenceImageGeometryParameterFromVolumeNode(_volume_on_grid(scene, "padded", padded, dims))
+        user.SetReferenceImageGeometryParameterFromVolumeNode(volume_on_grid(scene, "padded", padded, dims))
         user.GetSegmentation().AddEmptySegment("", "Spinal canal")
         if refused:
             message = (r"'mine' keeps segments \(Spinal canal\) on another grid \(made on 'padded'\) than the CT "
