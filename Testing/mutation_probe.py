@@ -258,10 +258,34 @@ MUTATIONS: tuple[Mutation, ...] = (
              (T + "test_anatomy_evidence.py::test_a_body_cut_by_an_oblique_scans_edge_inside_the_grid_gives_no_rib_"
                   "evidence",)),
     Mutation("filled-corners-as-data", "values at or below -1024 HU are no data for the field of view",
-             "SpineSegmentationLib/anatomy_evidence.py", "    in_view = _in_view(image, reference) & (hu > AIR_HU)",
-             "    in_view = _in_view(image, reference)",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "    return ndimage.binary_fill_holes(within.astype(bool) & (hu > AIR_HU), in_plane)",
+             "    return within.astype(bool)",
              (T + "test_anatomy_evidence.py::test_a_body_at_an_oblique_reformats_air_filled_edge_gives_no_rib_"
                   "evidence",)),
+    Mutation("air-enclosed-in-3d-only", "values at or below -1024 HU enclosed by the body in their "
+             "axial slice are in view (enclosed in 3D misses lungs that run on beyond the scan)",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "    return ndimage.binary_fill_holes(within.astype(bool) & (hu > AIR_HU), in_plane)",
+             "    return ndimage.binary_fill_holes(within.astype(bool) & (hu > AIR_HU))",
+             (T + "test_anatomy_evidence.py::test_lungs_at_the_lowest_value_a_scanner_stores_are_not_the_edge_of_the_"
+                  "field_of_view",)),
+    Mutation("room-to-the-grid-faces", "the room beside a vertebra is measured to the end of the field of view",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "    rooms = {i: _side_room(centres[i], in_view) for i in column}",
+             "    rooms = {i: _side_room(centres[i], np.ones_like(in_view)) for i in column}",
+             (T + "test_anatomy_evidence.py::test_ribs_that_leave_an_obliquely_stored_field_of_view_are_ribs",)),
+    Mutation("bone-leaving-beside-the-column-ends-there", "bone that leaves the field of view 25-50 mm out is no "
+             "evidence", "SpineSegmentationLib/anatomy_evidence.py",
+             "                if COLUMN_HALF_WIDTH_MM / s <= exit_reach < MIN_RIB_REACH_MM / s:\n"
+             "                    return None\n", "",
+             (T + "test_anatomy_evidence.py::test_a_rib_that_leaves_the_field_of_view_beside_the_column_gives_no_"
+                  "evidence",)),
+    Mutation("bone-leaving-the-scan-ignored", "bone that leaves the field of view 50 mm out is a rib",
+             "SpineSegmentationLib/anatomy_evidence.py",
+             "                leaving = u[piece & outward & rim[z_lo:z_hi, :, x_lo:x_hi]]",
+             "                leaving = u[piece & outward & ~np.ones_like(piece)]",
+             (T + "test_anatomy_evidence.py::test_ribs_that_leave_an_obliquely_stored_field_of_view_are_ribs",)),
     Mutation("sacrum-below-along-z", "the sacrum is searched below a vertebra along the column's axis",
              "SpineSegmentationLib/anatomy_evidence.py",
              "_sacrum_below(sacral_bone, grid_ids == i, centres[i], axes[i], frames[i], in_view)",

@@ -1,7 +1,9 @@
-"""A CT as another reconstruction would give it: a sharper (bone) kernel, thicker slices (shared by the tests and
-``Testing/benchmarks/robustness_image.py``)."""
+"""A CT as another reconstruction would give it: a sharper (bone) kernel, thicker slices, a field of view around the
+spine (shared by the tests and ``Testing/benchmarks/robustness_image.py``)."""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 import SimpleITK as sitk
@@ -38,3 +40,18 @@ def thick_slices(image: sitk.Image, thickness_mm: float) -> sitk.Image:
     spacing[axis] = thickness_mm
     return sitk.Resample(smooth, size, sitk.Transform(), sitk.sitkLinear, image.GetOrigin(), spacing,
                          image.GetDirection(), float(sitk.GetArrayViewFromImage(image).min()))
+
+
+def around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: Optional[float],
+                     depth_mm: Optional[float]) -> tuple[sitk.Image, sitk.Image]:
+    """``image`` and its ``reference`` (same grid, axes i, j left-right and front-back) cut to ``width_mm`` left-right
+    by ``depth_mm`` front-back (None: all of it) around the reference vertebrae's centre, every slice: a CT
+    reconstructed around the spine."""
+    centre = np.argwhere(sitk.GetArrayFromImage(reference) > 0).mean(axis=0)[::-1]
+    index, size = [0, 0, 0], list(image.GetSize())
+    for axis, extent in ((0, width_mm), (1, depth_mm)):
+        if extent is not None:
+            half = extent / 2 / image.GetSpacing()[axis]
+            index[axis] = max(int(round(centre[axis] - half)), 0)
+            size[axis] = min(int(round(2 * half)), size[axis] - index[axis])
+    return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(reference, size, index)

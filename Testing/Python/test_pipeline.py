@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import pytest
@@ -32,7 +31,7 @@ from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, RIB_DISAGR
                                          UNANCHORED_LEVELS_WARNING)
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
-from reconstruction_helpers import sharper_kernel, thick_slices
+from reconstruction_helpers import around_the_spine, sharper_kernel, thick_slices
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
 from oracle_networks import InstanceOracle, oracle_model
 
@@ -616,7 +615,7 @@ def test_a_chest_ct_reconstructed_around_the_spine_keeps_the_lower_end_of_its_ri
     column = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
     column = sitk.GetImageFromArray(((column > 0) & (column < SACRUM)).astype(np.uint8))
     column.CopyInformation(anatomy)
-    ct, _ = _around_the_spine(image, column, 130.0, 130.0)
+    ct, _ = around_the_spine(image, column, 130.0, 130.0)
     result = segment_spine(ct, device="cpu")
     names = [v.name for v in result.vertebrae]
     assert names == ["C6", "C7"] + [f"T{k}" for k in range(1, 13)] + ["L1", "L2", "L3"], result.message
@@ -636,7 +635,7 @@ def test_a_faint_rib_near_the_edge_of_the_field_of_view_is_not_read_as_no_rib(py
     named C7-T11 as before 2026-12-07, with the warning that no landmark fixes the levels)."""
     image = read_image(pyradiomics_ct)
     full = segment_spine(image, device="cpu")
-    ct, _ = _around_the_spine(image, full.labels, 100.0, 100.0)
+    ct, _ = around_the_spine(image, full.labels, 100.0, 100.0)
     crop = segment_spine(ct, device="cpu")
     whole = np.array([v.centroid_ras_mm for v in full.vertebrae])
     shown = {}  # the whole scan's level of each vertebra in the crop: its rib evidence there
@@ -684,20 +683,6 @@ def test_a_sacrum_that_runs_beyond_both_sides_of_the_field_of_view_is_no_evidenc
     assert result.vertebrae[-1].sacrum_below is None, [(v.name, v.sacrum_below) for v in result.vertebrae]
 
 
-def _around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: float, depth_mm: Optional[float]):
-    """``image`` and its ``reference`` (same grid, axes i, j left-right and front-back) cut to ``width_mm`` left-right
-    by ``depth_mm`` front-back (None: all of it) around the reference vertebrae's centre, every slice: a CT
-    reconstructed around the spine."""
-    centre = np.argwhere(sitk.GetArrayFromImage(reference) > 0).mean(axis=0)[::-1]
-    index, size = [0, 0, 0], list(image.GetSize())
-    for axis, extent in ((0, width_mm), (1, depth_mm)):
-        if extent is not None:
-            half = extent / 2 / image.GetSpacing()[axis]
-            index[axis] = max(int(round(centre[axis] - half)), 0)
-            size[axis] = min(int(round(2 * half)), size[axis] - index[axis])
-    return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(reference, size, index)
-
-
 def test_a_lumbar_ct_reconstructed_narrowly_around_the_spine_is_localized_and_labelled(real_ct_image,
                                                                                        real_ct_reference):
     """The example CT cut to 140 x 120 mm around the spine, as spine reconstructions are: every side of the field of
@@ -706,7 +691,7 @@ def test_a_lumbar_ct_reconstructed_narrowly_around_the_spine_is_localized_and_la
     "no spine found" (before 2026-12-05). The sides are now extended with soft tissue for the networks
     (``preprocessing.extend_cut_body``): T12 (cut) to L5 as in the whole scan (the 76-voxel T11 sliver is not found
     there either), measured Dice 0.94-0.95 (whole scan: 0.947 mean)."""
-    image, reference = _around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 140.0, 120.0)
+    image, reference = around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 140.0, 120.0)
     result = segment_spine(image, device="cpu")
     assert result.run_info["spine_localized"], result.message
     assert [v.name for v in result.vertebrae] == ["T12"] + LUMBAR, result.message
@@ -720,7 +705,7 @@ def test_a_sagittal_slab_around_the_lumbar_spine_keeps_its_levels(real_ct_image,
     beyond: with air 40 mm beside the spine in every patch its regressions named the column T6-T11 (before
     2026-12-05). With both sides extended by soft tissue for the networks (``preprocessing.extend_cut_body``) it is
     T12-L5, as in the whole scan, with Dice 0.94-0.95 per vertebra (measured)."""
-    image, reference = _around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 80.0, None)
+    image, reference = around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 80.0, None)
     result = segment_spine(image, device="cpu")
     assert [v.name for v in result.vertebrae] == ["T12"] + LUMBAR, result.message
     rows = {row.name: row for row in evaluate(result.labels, reference, reference_convention="totalseg").vertebrae}
@@ -737,7 +722,7 @@ def test_where_the_localized_spine_holds_no_vertebra_the_whole_volume_is_searche
     import SpineSegmentationLib.preprocessing as preprocessing
 
     monkeypatch.setattr(preprocessing, "CUT_BODY_SHARE", 2.0)  # a share no side reaches: never extended
-    image, reference = _around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 140.0, 120.0)
+    image, reference = around_the_spine(real_ct_image, sitk.ReadImage(str(real_ct_reference)), 140.0, 120.0)
     assert prepare_scan(image, None, "cpu", None, Reporter(None)).spine_mask.any()  # it responds somewhere
     result = segment_spine(image, device="cpu")
     assert not result.run_info["spine_localized"]
