@@ -47,7 +47,7 @@ import torch
 from scipy.spatial import ConvexHull
 
 from .anatomy import VERSE_NAMES, is_column_vertebra, vertebra_name, whole_labels
-from .geometry import grid_mismatch, index_to_physical, label_measurements, lps_to_index, ras_to_lps, same_grid
+from .geometry import image_grid_mismatch, label_measurements, lps_to_index, ras_to_lps, same_grid
 from .models import SpineModel
 from .pipeline import (SAME_VERTEBRA_SHARE, Candidate, ProgressCallback, Reporter, Scan, assemble_result,
                        follow_kept, from_network_frame, new_candidates, prepare_scan, run_traversal,
@@ -106,8 +106,7 @@ def _label_array(labels: Optional[LabelInput], image: sitk.Image, what: str) -> 
         return np.zeros(shape, dtype=np.int32)
     if isinstance(labels, sitk.Image):
         if not same_grid(labels, image):
-            differs = grid_mismatch(index_to_physical(labels), labels.GetSize(), index_to_physical(image),
-                                    image.GetSize(), "the CT's")
+            differs = image_grid_mismatch(labels, image, "the CT's")
             raise ValueError(
                 f"{what} must be on the CT's grid ({differs}). Give the CT the label map was made from, or resample "
                 "the label map onto this CT (nearest neighbour) first."

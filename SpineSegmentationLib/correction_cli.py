@@ -168,14 +168,13 @@ def _check_ct(image, input_path: Path, labels, folder: Path, option: str) -> Non
             ``voxel_sha256`` that is not a SHA-256 digest (64 hexadecimal digits): the ``vertebrae.json`` is damaged.
     """
     from .errors import InputImageError
-    from .geometry import grid_mismatch, index_to_physical, same_grid
+    from .geometry import image_grid_mismatch, same_grid
     from .outputs import output_paths
     from .outputs.vertebrae_json import voxel_sha256
     from .validation import check_intensities
 
     if not same_grid(image, labels):  # the drift in the label map's voxels, as the message gives it
-        differs = grid_mismatch(index_to_physical(image), image.GetSize(), index_to_physical(labels), labels.GetSize(),
-                                "the result's")
+        differs = image_grid_mismatch(image, labels, "the result's")
         raise ValueError(f"{input_path} is not the CT the result in {folder} ({option}) was made from: not on the grid "
                          f"of its label map ({differs}); give that CT")
     paths = output_paths(folder)

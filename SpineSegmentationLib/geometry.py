@@ -113,6 +113,13 @@ def grid_mismatch(to_world: np.ndarray, size, reference_to_world: np.ndarray, re
             f"{GRID_DRIFT_TOLERANCE} voxel is taken)")
 
 
+def image_grid_mismatch(image: sitk.Image, reference_image: sitk.Image, reference: str) -> str:
+    """:func:`grid_mismatch` of two 3D images (their LPS geometry): how ``image``'s grid differs from
+    ``reference_image``'s, whose owner ``reference`` names in the possessive ("the CT's")."""
+    return grid_mismatch(index_to_physical(image), image.GetSize(), index_to_physical(reference_image),
+                         reference_image.GetSize(), reference)
+
+
 def same_grid(a: sitk.Image, b: sitk.Image, tolerance: float = GRID_DRIFT_TOLERANCE) -> bool:
     """True when two images share one voxel grid index for index: the same size, and every voxel centre of ``a``
     within ``tolerance`` voxel (along each of ``b``'s axes) of the voxel of the same index in ``b``

@@ -36,7 +36,7 @@ from typing import Optional
 import SimpleITK as sitk
 
 from ..errors import OutputExistsError, SpineSegmentationError
-from ..geometry import grid_mismatch, index_to_physical, same_grid
+from ..geometry import image_grid_mismatch, same_grid
 from ..io import SERIES_UID_KEY
 from ..result import SpineSegmentationResult
 from .centroids import write_ctd
@@ -84,8 +84,7 @@ def _check_same_grid(labels: sitk.Image, image: sitk.Image) -> None:
     if not same_grid(labels, image):
         raise ValueError(
             "result.labels is not on the input image's grid ("
-            + grid_mismatch(index_to_physical(labels), labels.GetSize(), index_to_physical(image), image.GetSize(),
-                            "the input image's")
+            + image_grid_mismatch(labels, image, "the input image's")
             + "); resample it with geometry.label_to_input_grid before writing"
         )
 

