@@ -579,7 +579,9 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
             return
         if self._installing:
-            return  # a click while pip runs (slicer.util.logProcessOutput processes GUI events): one install only
+            # a click while pip runs (slicer.util.logProcessOutput at v5.6.2-v5.10.0, the progress dialog of
+            # slicer/packaging.py from v5.12.0 process GUI events): one install only
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
             if not self._setupPythonRequirements():
                 self.ui.statusLabel.text = _("The required Python packages are not installed; nothing was run.")
@@ -1184,7 +1186,12 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def setupPythonRequirements(confirm=None) -> bool:
-        """Install missing Python packages after the user agrees; False when declined (see dependencies.py)."""
+        """Install missing Python packages after the user agrees; False when declined (see dependencies.py).
+
+        Raises:
+            ValueError: the PyTorch extension is missing or did not install torch, or pip failed (the message says
+                what to do).
+        """
         return dependencies.install_missing(confirm)
 
     def startSegmentation(self, inputVolume, device: str = "auto", model: Optional[Path] = None,

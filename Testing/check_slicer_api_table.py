@@ -3,7 +3,7 @@
 Usage::
 
     git clone --bare https://github.com/Slicer/Slicer.git slicer.git      # once
-    python Testing/check_slicer_api_table.py --slicer-git slicer.git [--tags v5.6.2 v5.8.1 v5.10.0]
+    python Testing/check_slicer_api_table.py --slicer-git slicer.git [--tags v5.6.2 v5.8.1 v5.10.0 v5.12.3]
 
 For every table entry whose source is a file of Slicer's repository ("A|B": the file moved from A to B), the file
 must exist at each tag and declare the name: a whole word (a method, an enum value or a Python function) or, for
@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "Python"))
 from slicer_api_table import IMPORTS, METHODS, SLICER_NAMESPACE  # noqa: E402
 
 #: The oldest supported Slicer first.
-DEFAULT_TAGS = ("v5.6.2", "v5.8.1", "v5.10.0")
+DEFAULT_TAGS = ("v5.6.2", "v5.8.1", "v5.10.0", "v5.12.3")
 NOT_IN_SLICER = ("VTK", "Qt5", "Python", "SlicerPyTorch")
 
 

@@ -8,6 +8,7 @@ the other packages are installed from PyPI with ``slicer.util.pip_install`` afte
 from __future__ import annotations
 
 import importlib.util
+import subprocess
 from typing import Callable, Optional
 
 #: import name -> pip requirement, installed with slicer.util.pip_install (see pyproject.toml).
@@ -39,7 +40,8 @@ def install_missing(confirm: Optional[Callable[[str], bool]] = None) -> bool:
         True when everything is installed (now or before), False when the user declined.
 
     Raises:
-        ValueError: the PyTorch extension is missing or did not install torch (the message says what to do).
+        ValueError: the PyTorch extension is missing or did not install torch, or pip failed (the message says what
+            to do).
     """
     missing = missing_packages()
     if not missing:
@@ -67,7 +69,13 @@ def install_missing(confirm: Optional[Callable[[str], bool]] = None) -> bool:
             if torch is None:
                 raise ValueError("PyTorch could not be installed; open the 'PyTorch Utils' module to install it")
     if pip:
-        slicer.util.pip_install(pip)
+        try:
+            slicer.util.pip_install(pip)
+        except subprocess.CalledProcessError as error:  # pip failed (Base/Python/slicer/util.py, packaging.py)
+            raise ValueError(
+                f"pip could not install {', '.join(pip)} (exit status {error.returncode}); see the Python console "
+                "for pip's messages (e.g. no network, a proxy, no write access to Slicer's folder), then try again"
+            ) from error
     importlib.invalidate_caches()  # the import system's directory listings predate what was just installed
     still = missing_packages()
     if still:

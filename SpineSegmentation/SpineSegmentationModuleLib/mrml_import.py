@@ -107,8 +107,9 @@ def _unnamed_structure(entry: str, name: str) -> bool:
     qMRMLSegmentEditorWidget.cxx ``onAddSegment`` at v5.6.2, vtkSlicerSegmentEditorLogic.cxx at v5.10.0), or no entry
     or Slicer's default "Tissue" with the name Slicer generates for a segment added without one ("Segment_1"). A
     name given by a script (``AddEmptySegment("", "Spinal canal")``, ``AddSegmentFromClosedSurfaceRepresentation``)
-    stays "auto-generated" (vtkSegment.cxx sets it true and only the segments table clears it), so the name is what
-    tells such a segment from a vertebra drawn by hand."""
+    stays "auto-generated" (vtkSegment.cxx sets it true and only the segments table clears it: its terminology
+    selector at v5.6.2-v5.10.0, any rename there from v5.12.0, qMRMLSegmentsTableView.cxx), so the name is what tells
+    such a segment from a vertebra drawn by hand."""
     from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
 
     fields = entry.split("~")

@@ -1,5 +1,5 @@
 """Every Slicer, MRML, VTK, Qt and CTK name the Slicer module calls, with where it was checked to exist in the oldest
-Slicer the extension supports: **Slicer 5.6** (tag v5.6.2; also checked at v5.8.1 and v5.10.0).
+Slicer the extension supports: **Slicer 5.6** (tag v5.6.2; also checked at v5.8.1, v5.10.0 and v5.12.3).
 
 ``Testing/check_slicer_api_table.py --slicer-git DIR`` checks each Slicer entry against Slicer's source at those tags
 (the file must declare the name); ``test_slicer_api_conformance.py`` fails on any call of the module that is not in

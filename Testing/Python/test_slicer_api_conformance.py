@@ -3,8 +3,8 @@
 Every Slicer, MRML, VTK, Qt and CTK name the module's code calls (``SpineSegmentation.py`` and
 ``SpineSegmentationModuleLib/``) must be in ``slicer_api_table.py``, where each one names the Slicer 5.6 source file
 it was checked against (``Testing/check_slicer_api_table.py`` repeats that check on Slicer's repository at
-v5.6.2, v5.8.1 and v5.10.0). Where ``slicer-core`` or ``vtk`` provides the class, the name is also checked on the
-class itself. A call of a method that is not in the table fails here, e.g. the
+v5.6.2, v5.8.1, v5.10.0 and v5.12.3). Where ``slicer-core`` or ``vtk`` provides the class, the name is also checked
+on the class itself. A call of a method that is not in the table fails here, e.g. the
 ``IsTerminologyContextLoaded`` (Slicer 5.10+) that broke the module in 5.6 and 5.8.
 """
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import subprocess
 import time
 import types
 import unittest
@@ -253,6 +254,29 @@ def test_a_node_made_for_a_run_is_kept_only_when_the_run_s_output_is_imported(ou
             _wait(control)
     assert not control.running
     assert (made.GetScene() is scene) == (outcome == "imported")
+
+
+def test_a_failed_package_installation_is_a_clear_error(module, monkeypatch):
+    """pip failing to install the packages (no network, a proxy, a folder without write access) raised pip's own
+    ``subprocess.CalledProcessError`` ("Command 'pip install' returned non-zero exit status 1") out of
+    ``setupPythonRequirements``: the widget showed that line, and a batch script that caught the ``ValueError`` of a
+    missing PyTorch extension there hung on it (``--python-script`` does not exit after an uncaught exception; the
+    README's script catches ``ValueError``). ``slicer.util.pip_install`` raises it at v5.6.2-v5.10.0
+    (``logProcessOutput``) and v5.12.3 (``slicer/packaging.py``, after its own error box); pip cannot be run here, so
+    the failure is raised as Slicer raises it."""
+    import slicer
+
+    def failing_pip(requirements, **kwargs):
+        raise subprocess.CalledProcessError(1, "pip install")
+
+    monkeypatch.setattr(module.dependencies, "missing_packages", lambda: ["tqdm", "psutil"])
+    monkeypatch.setattr(slicer.util, "pip_install", failing_pip)
+    with pytest.raises(ValueError, match=r"pip could not install tqdm>=4\.60, psutil>=5\.9 \(exit status 1\); see the "
+                                         r"Python console") as raised:
+        module.SpineSegmentationLogic.setupPythonRequirements(confirm=lambda text: True)
+    assert isinstance(raised.value.__cause__, subprocess.CalledProcessError)
+    # declined: nothing installed, no error
+    assert module.SpineSegmentationLogic.setupPythonRequirements(confirm=lambda text: False) is False
 
 
 def test_the_self_test_reports_a_skip_and_runs_the_next_test(module, monkeypatch):
