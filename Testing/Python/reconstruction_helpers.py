@@ -1,5 +1,5 @@
 """A CT as another reconstruction would give it: a sharper (bone) kernel, thicker slices, a field of view around the
-spine (shared by the tests and ``Testing/benchmarks/robustness_image.py``)."""
+spine (shared by the tests and the robustness benchmarks in ``Testing/benchmarks``)."""
 
 from __future__ import annotations
 
@@ -11,10 +11,20 @@ import SimpleITK as sitk
 from SpineSegmentationLib.anatomy import SACRUM, to_verse
 
 
+def closest_image_axis(image: sitk.Image, lps_axis: int) -> int:
+    """Index (i=0, j=1, k=2) of the image axis closest to LPS axis ``lps_axis`` (0 x, 1 y, 2 z)."""
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    return int(np.argmax(np.abs(direction[lps_axis])))
+
+
+def left_right_axis(image: sitk.Image) -> int:
+    """Index (i=0, j=1, k=2) of the image axis closest to LPS x (left-right)."""
+    return closest_image_axis(image, 0)
+
+
 def superior_inferior_axis(image: sitk.Image) -> int:
     """Index (i=0, j=1, k=2) of the image axis closest to LPS z (superior-inferior)."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    return int(np.argmax(np.abs(direction[2])))
+    return closest_image_axis(image, 2)
 
 
 def sharper_kernel(image: sitk.Image, amount: float, sigma_mm: float = 1.0) -> sitk.Image:
@@ -44,19 +54,31 @@ def thick_slices(image: sitk.Image, thickness_mm: float) -> sitk.Image:
                          image.GetDirection(), float(sitk.GetArrayViewFromImage(image).min()))
 
 
-def around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: Optional[float],
-                     depth_mm: Optional[float]) -> tuple[sitk.Image, sitk.Image]:
-    """``image`` and its ``reference`` (same grid, axes i, j left-right and front-back) cut to ``width_mm`` left-right
-    by ``depth_mm`` front-back (None: all of it) around the reference vertebrae's centre, every slice: a CT
-    reconstructed around the spine."""
-    centre = np.argwhere(sitk.GetArrayFromImage(reference) > 0).mean(axis=0)[::-1]
+def cut_around(image: sitk.Image, centre_lps: list[float], width_mm: Optional[float],
+               depth_mm: Optional[float]) -> sitk.Image:
+    """``image`` cut to ``width_mm`` along its image axis closest to left-right and ``depth_mm`` along the one closest
+    to front-back (None: all of it), centred on ``centre_lps`` (LPS mm), every slice kept: a CT reconstructed around
+    the spine."""
+    lr, si = left_right_axis(image), superior_inferior_axis(image)
+    ap = 3 - lr - si
+    centre = image.TransformPhysicalPointToContinuousIndex([float(c) for c in centre_lps])
     index, size = [0, 0, 0], list(image.GetSize())
-    for axis, extent in ((0, width_mm), (1, depth_mm)):
+    for axis, extent in ((lr, width_mm), (ap, depth_mm)):
         if extent is not None:
             half = extent / 2 / image.GetSpacing()[axis]
             index[axis] = max(int(round(centre[axis] - half)), 0)
             size[axis] = min(int(round(2 * half)), size[axis] - index[axis])
-    return sitk.RegionOfInterest(image, size, index), sitk.RegionOfInterest(reference, size, index)
+    return sitk.RegionOfInterest(image, size, index)
+
+
+def around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: Optional[float],
+                     depth_mm: Optional[float]) -> tuple[sitk.Image, sitk.Image]:
+    """``image`` and its ``reference`` (same grid) cut by :func:`cut_around` around the reference vertebrae's
+    centre."""
+    centre = np.argwhere(sitk.GetArrayFromImage(reference) > 0).mean(axis=0)[::-1]
+    centre_lps = reference.TransformContinuousIndexToPhysicalPoint(centre.tolist())
+    return (cut_around(image, centre_lps, width_mm, depth_mm),
+            cut_around(reference, centre_lps, width_mm, depth_mm))
 
 
 def vertebral_column(anatomy: sitk.Image, convention: str) -> sitk.Image:

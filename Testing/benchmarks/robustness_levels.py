@@ -45,9 +45,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted  # noqa: E402
-from reconstruction_helpers import superior_inferior_axis  # noqa: E402
+from reconstruction_helpers import cut_around, left_right_axis, superior_inferior_axis  # noqa: E402
 from robustness_image import VARIANTS  # noqa: E402
-from robustness_pose import lr_axis, mirrored  # noqa: E402
+from robustness_pose import mirrored  # noqa: E402
 from SpineSegmentationLib.anatomy import column_position, vertebra_name  # noqa: E402
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
@@ -70,22 +70,6 @@ def cropped(image: sitk.Image, lo: float, hi: float) -> sitk.Image:
     return sitk.RegionOfInterest(image, size, index)
 
 
-def around_the_spine(image: sitk.Image, centre_lps: list[float], width_mm: float, depth_mm: float) -> sitk.Image:
-    """``image`` cut to ``width_mm`` along its image axis closest to left-right and ``depth_mm`` along the one closest
-    to front-back (0: the whole extent), centred on ``centre_lps`` (LPS mm), every slice kept."""
-    lr, si = lr_axis(image), superior_inferior_axis(image)
-    ap = 3 - lr - si
-    centre = image.TransformPhysicalPointToContinuousIndex(centre_lps)
-    index, size = [0, 0, 0], list(image.GetSize())
-    for axis, extent in ((lr, width_mm), (ap, depth_mm)):
-        if extent <= 0:
-            continue
-        half = extent / 2 / image.GetSpacing()[axis]
-        index[axis] = max(0, int(round(centre[axis] - half)))
-        size[axis] = min(int(round(2 * half)), image.GetSize()[axis] - index[axis])
-    return sitk.RegionOfInterest(image, size, index)
-
-
 def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]],
              fields_of_view: Optional[list[tuple[float, float]]] = None,
              centre_lps: Optional[list[float]] = None) -> dict[str, Callable[[], Variant]]:
@@ -93,7 +77,7 @@ def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]]
     out: dict[str, Callable[[], Variant]] = {name: (lambda f=f: (f(image), same)) for name, f in VARIANTS.items()}
 
     def mirror() -> Variant:
-        axis = lr_axis(image)
+        axis = left_right_axis(image)
 
         def back(point):
             index = list(image.TransformPhysicalPointToContinuousIndex(point))
@@ -111,7 +95,8 @@ def variants(image: sitk.Image, degrees: float, crops: list[tuple[float, float]]
     for lo, hi in crops:
         out[f"crop-{lo:g}-{hi:g}"] = lambda lo=lo, hi=hi: (cropped(image, lo, hi), same)
     for width, depth in fields_of_view or []:
-        out[f"fov-{width:g}x{depth:g}"] = lambda w=width, d=depth: (around_the_spine(image, centre_lps, w, d), same)
+        out[f"fov-{width:g}x{depth:g}"] = lambda w=width, d=depth: (
+            cut_around(image, centre_lps, w or None, d or None), same)
     return out
 
 

@@ -42,12 +42,7 @@ from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.models import load_model  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted  # noqa: E402
-
-
-def lr_axis(image: sitk.Image) -> int:
-    """Index (i=0, j=1, k=2) of the image axis closest to LPS x (left-right)."""
-    direction = np.array(image.GetDirection()).reshape(3, 3)
-    return int(np.argmax(np.abs(direction[0])))
+from reconstruction_helpers import left_right_axis  # noqa: E402
 
 
 def mirrored(image: sitk.Image, axis: int) -> sitk.Image:
@@ -93,7 +88,7 @@ def run_case(path: Path, model, degrees: float) -> dict:
     image = read_image(path)
     base = segment_spine(image, model=model, device="cpu").labels
     out = {"ct": str(path), "unrotated_levels": [VERSE_NAMES.get(k, str(k)) for k in sorted(level_masks(base))]}
-    axis = lr_axis(image)
+    axis = left_right_axis(image)
     flipped = segment_spine(mirrored(image, axis), model=model, device="cpu").labels
     out["mirror-LR"] = compare(base, mirrored(flipped, axis))
     for name, lps_axis in (("rot-LR", LEFT_RIGHT), ("rot-AP", ANTERIOR_POSTERIOR), ("rot-SI", SUPERIOR_INFERIOR)):
