@@ -579,8 +579,8 @@ class SpineSegmentationWidget(ScriptedLoadableModuleWidget, VTKObservationMixin)
             self.ui.statusLabel.text = _("Cancelled; nothing was added to the scene.")
             return
         if self._installing:
-            # a click while pip runs (slicer.util.logProcessOutput at v5.6.2-v5.10.0, the progress dialog of
-            # slicer/packaging.py from v5.12.0 process GUI events): one install only
+            # a click while pip runs (slicer.util.logProcessOutput processes GUI events; from v5.12.0 the modal
+            # progress dialog of slicer/packaging.py keeps them from the panel): one install only
             return
         with slicer.util.tryWithErrorDisplay(_("Failed to start the segmentation."), waitCursor=True):
             if not self._setupPythonRequirements():
@@ -1189,8 +1189,8 @@ class SpineSegmentationLogic(ScriptedLoadableModuleLogic):
         """Install missing Python packages after the user agrees; False when declined (see dependencies.py).
 
         Raises:
-            ValueError: the PyTorch extension is missing or did not install torch, or pip failed (the message says
-                what to do).
+            ValueError: the PyTorch extension is missing, or installing torch or the other packages failed (the
+                message says what to do).
         """
         return dependencies.install_missing(confirm)
 

@@ -40,8 +40,8 @@ def install_missing(confirm: Optional[Callable[[str], bool]] = None) -> bool:
         True when everything is installed (now or before), False when the user declined.
 
     Raises:
-        ValueError: the PyTorch extension is missing or did not install torch, or pip failed (the message says what
-            to do).
+        ValueError: the PyTorch extension is missing, or installing torch or the other packages failed (the message
+            says what to do).
     """
     missing = missing_packages()
     if not missing:
@@ -55,30 +55,43 @@ def install_missing(confirm: Optional[Callable[[str], bool]] = None) -> bool:
             "Click OK to install now.")
     if not confirm(text):
         return False
-    if "torch" in missing:
-        try:
-            import PyTorchUtils
-        except ModuleNotFoundError as error:
-            raise ValueError(
-                "SpineSegmentation needs the PyTorch extension: install 'PyTorch' in the Extensions Manager, "
-                "restart Slicer and try again"
-            ) from error
-        torchLogic = PyTorchUtils.PyTorchUtilsLogic()
-        if not torchLogic.torchInstalled():
-            torch = torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)
-            if torch is None:
-                raise ValueError("PyTorch could not be installed; open the 'PyTorch Utils' module to install it")
-    if pip:
-        try:
+    try:
+        if "torch" in missing:
+            _install_torch()
+        if pip:
             slicer.util.pip_install(pip)
-        except subprocess.CalledProcessError as error:  # pip failed (Base/Python/slicer/util.py, packaging.py)
-            raise ValueError(
-                f"pip could not install {', '.join(pip)} (exit status {error.returncode}); see the Python console "
-                "for pip's messages (e.g. no network, a proxy, no write access to Slicer's folder), then try again"
-            ) from error
+    except (subprocess.CalledProcessError, OSError, RuntimeError) as error:
+        # pip or light-the-torch failed: slicer.util raises CalledProcessError for a non-zero exit (logProcessOutput
+        # at v5.6.2-v5.10.0, slicer/packaging.py at v5.12.3), RuntimeError without PythonSlicer, OSError where the
+        # process cannot start
+        raise ValueError(
+            f"Installing {', '.join(missing)} failed ({error}). pip's messages are in the Python console (in a batch "
+            "run: the terminal); e.g. no network, a proxy or no write access to Slicer's folder. Try again once that "
+            "is fixed."
+        ) from error
     importlib.invalidate_caches()  # the import system's directory listings predate what was just installed
     still = missing_packages()
     if still:
         raise ValueError(f"these packages are still missing after installation: {', '.join(still)}; "
                          "see the Python console for pip's messages")
     return True
+
+
+def _install_torch() -> None:
+    """torch through the PyTorch extension (``PyTorchUtils``, which picks the build for the GPU driver).
+
+    Raises:
+        ValueError: the PyTorch extension is not installed, or its installation returned no torch.
+    """
+    try:
+        import PyTorchUtils
+    except ModuleNotFoundError as error:
+        raise ValueError(
+            "SpineSegmentation needs the PyTorch extension: install 'PyTorch' in the Extensions Manager, "
+            "restart Slicer and try again"
+        ) from error
+    torchLogic = PyTorchUtils.PyTorchUtilsLogic()
+    if not torchLogic.torchInstalled():
+        torch = torchLogic.installTorch(askConfirmation=False, torchVersionRequirement=TORCH_REQUIREMENT)
+        if torch is None:
+            raise ValueError("PyTorch could not be installed; open the 'PyTorch Utils' module to install it")

@@ -107,9 +107,10 @@ def _unnamed_structure(entry: str, name: str) -> bool:
     qMRMLSegmentEditorWidget.cxx ``onAddSegment`` at v5.6.2, vtkSlicerSegmentEditorLogic.cxx at v5.10.0), or no entry
     or Slicer's default "Tissue" with the name Slicer generates for a segment added without one ("Segment_1"). A
     name given by a script (``AddEmptySegment("", "Spinal canal")``, ``AddSegmentFromClosedSurfaceRepresentation``)
-    stays "auto-generated" (vtkSegment.cxx sets it true and only the segments table clears it: its terminology
-    selector at v5.6.2-v5.10.0, any rename there from v5.12.0, qMRMLSegmentsTableView.cxx), so the name is what tells
-    such a segment from a vertebra drawn by hand."""
+    stays "auto-generated" (vtkSegment.cxx sets it true; a person's edit clears it: any rename in the segments table
+    at v5.6.2 and from v5.12.0, only one through its terminology selector at v5.8.1-v5.10.0, qMRMLSegmentsModel.cxx
+    and qMRMLSegmentsTableView.cxx; a terminology chosen in the Data module), so the name is what tells such a
+    segment from a vertebra drawn by hand."""
     from SpineSegmentationLib.terminology import TERMINOLOGY_CONTEXT_NAME
 
     fields = entry.split("~")

@@ -3,7 +3,7 @@ spine (shared by the tests and the robustness benchmarks in ``Testing/benchmarks
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 import SimpleITK as sitk
@@ -54,17 +54,26 @@ def thick_slices(image: sitk.Image, thickness_mm: float) -> sitk.Image:
                          image.GetDirection(), float(sitk.GetArrayViewFromImage(image).min()))
 
 
-def cut_around(image: sitk.Image, centre_lps: list[float], width_mm: Optional[float],
+def cut_around(image: sitk.Image, centre_lps: Sequence[float], width_mm: Optional[float],
                depth_mm: Optional[float]) -> sitk.Image:
     """``image`` cut to ``width_mm`` along its image axis closest to left-right and ``depth_mm`` along the one closest
     to front-back (None: all of it), centred on ``centre_lps`` (LPS mm), every slice kept: a CT reconstructed around
-    the spine."""
+    the spine.
+
+    Raises:
+        ValueError: an extent is not positive, or one image axis is closest to both left-right and superior-inferior
+            (a grid turned about two axes).
+    """
     lr, si = left_right_axis(image), superior_inferior_axis(image)
+    if lr == si:
+        raise ValueError(f"image axis {lr} is closest to both left-right and superior-inferior: no axial cut")
     ap = 3 - lr - si
     centre = image.TransformPhysicalPointToContinuousIndex([float(c) for c in centre_lps])
     index, size = [0, 0, 0], list(image.GetSize())
     for axis, extent in ((lr, width_mm), (ap, depth_mm)):
         if extent is not None:
+            if extent <= 0:
+                raise ValueError(f"extent {extent} mm: give a positive width and depth, or None for all of it")
             half = extent / 2 / image.GetSpacing()[axis]
             index[axis] = max(int(round(centre[axis] - half)), 0)
             size[axis] = min(int(round(2 * half)), size[axis] - index[axis])
@@ -73,8 +82,8 @@ def cut_around(image: sitk.Image, centre_lps: list[float], width_mm: Optional[fl
 
 def around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: Optional[float],
                      depth_mm: Optional[float]) -> tuple[sitk.Image, sitk.Image]:
-    """``image`` and its ``reference`` (same grid) cut by :func:`cut_around` around the reference vertebrae's
-    centre."""
+    """``image`` and its ``reference`` (a label map) cut by :func:`cut_around` around the centre of the reference's
+    labelled voxels."""
     centre = np.argwhere(sitk.GetArrayFromImage(reference) > 0).mean(axis=0)[::-1]
     centre_lps = reference.TransformContinuousIndexToPhysicalPoint(centre.tolist())
     return (cut_around(image, centre_lps, width_mm, depth_mm),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import subprocess
+import sys
 import time
 import types
 import unittest
@@ -256,23 +257,27 @@ def test_a_node_made_for_a_run_is_kept_only_when_the_run_s_output_is_imported(ou
     assert (made.GetScene() is scene) == (outcome == "imported")
 
 
-def test_a_failed_package_installation_is_a_clear_error(module, monkeypatch):
-    """pip failing to install the packages (no network, a proxy, a folder without write access) raised pip's own
-    ``subprocess.CalledProcessError`` ("Command 'pip install' returned non-zero exit status 1") out of
-    ``setupPythonRequirements``: the widget showed that line, and a batch script that caught the ``ValueError`` of a
-    missing PyTorch extension there hung on it (``--python-script`` does not exit after an uncaught exception; the
-    README's script catches ``ValueError``). ``slicer.util.pip_install`` raises it at v5.6.2-v5.10.0
-    (``logProcessOutput``) and v5.12.3 (``slicer/packaging.py``, after its own error box); pip cannot be run here, so
-    the failure is raised as Slicer raises it."""
+@pytest.mark.parametrize("missing", [["tqdm", "psutil"], ["torch"]])
+def test_a_failed_package_installation_is_a_clear_error(module, monkeypatch, missing):
+    """pip (or light-the-torch, which the PyTorch extension runs) failing, e.g. without network, raised the bare
+    ``subprocess.CalledProcessError`` of ``slicer.util`` (v5.6.2-v5.12.3) out of ``setupPythonRequirements``, which
+    a batch script catching the setup's ``ValueError`` did not stop on. Neither pip nor the PyTorch extension runs
+    here: the failure is raised as ``slicer.util.pip_install`` raises it, and torch's by a stand-in
+    ``PyTorchUtils``."""
     import slicer
 
-    def failing_pip(requirements, **kwargs):
-        raise subprocess.CalledProcessError(1, "pip install")
+    def failing(*args, **kwargs):
+        raise subprocess.CalledProcessError(1, ["PythonSlicer", "-m", "pip", "install"])
 
-    monkeypatch.setattr(module.dependencies, "missing_packages", lambda: ["tqdm", "psutil"])
-    monkeypatch.setattr(slicer.util, "pip_install", failing_pip)
-    with pytest.raises(ValueError, match=r"pip could not install tqdm>=4\.60, psutil>=5\.9 \(exit status 1\); see the "
-                                         r"Python console") as raised:
+    class PyTorchUtilsLogic:
+        torchInstalled = staticmethod(lambda: False)
+        installTorch = staticmethod(failing)
+
+    monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
+    monkeypatch.setattr(module.dependencies, "missing_packages", lambda: missing)
+    monkeypatch.setattr(slicer.util, "pip_install", failing)
+    with pytest.raises(ValueError, match=rf"Installing {', '.join(missing)} failed \(.*exit status 1\.\)\. pip's "
+                                         r"messages are in the Python console") as raised:
         module.SpineSegmentationLogic.setupPythonRequirements(confirm=lambda text: True)
     assert isinstance(raised.value.__cause__, subprocess.CalledProcessError)
     # declined: nothing installed, no error
