@@ -345,7 +345,7 @@ def save_model(model: SpineModel, directory: str | Path, overwrite: bool = False
             "attention_net": {"path": ATTENTION_FILE, "sha256": file_sha256(directory / ATTENTION_FILE)},
         },
     }
-    (directory / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n")
+    (directory / MODEL_JSON).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return directory
 
 

@@ -27,7 +27,6 @@ manifest row, is not a second case: it is skipped with the reason ``same file as
 
 from __future__ import annotations
 
-import codecs
 import csv
 import io
 import os
@@ -40,6 +39,7 @@ import SimpleITK as sitk
 
 from ..errors import SpineSegmentationError
 from ..io import IMAGE_SUFFIXES, dicom_series_in_folder, frame_count, image_suffix
+from ..text_files import CSV_ADVICE, read_utf8_text
 
 #: A DICOM series with fewer slices is not a CT volume to segment: localizers, dose reports, single reformats and
 #: key images have 1-3; the shipped 40 mm test series has 20. (A cut-off, not a measurement: a volume that short
@@ -216,17 +216,7 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
         raise SpineSegmentationError(
             f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference][,series_uid]"
         )
-    data = path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        start = exc.start + (len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0)
-        line = data[:start].count(b"\n") + 1
-        raise SpineSegmentationError(
-            f"manifest {path} is not UTF-8 text (line {line}: byte 0x{data[start]:02x}; spreadsheets often save "
-            "CSV as Latin-1/Windows-1252); save it as UTF-8 CSV (Excel: Save As 'CSV UTF-8 (Comma delimited)') "
-            "and run again"
-        ) from exc
+    text = read_utf8_text(path, "manifest", CSV_ADVICE)
     reader = csv.DictReader(io.StringIO(text, newline=""))
     if reader.fieldnames:  # "case_id, image" or "Image": the columns meant (values are stripped too)
         reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]

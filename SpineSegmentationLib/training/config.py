@@ -44,6 +44,7 @@ import math
 from pathlib import Path
 
 from ..errors import SpineSegmentationError
+from ..text_files import JSON_ADVICE, read_utf8_text
 
 DEFAULTS: dict = {
     "name": "spineseg-default",
@@ -167,9 +168,9 @@ def load_config(config: str | Path | dict) -> dict:
 
     Raises:
         FileNotFoundError: the file does not exist.
-        SpineSegmentationError (a ValueError): invalid JSON, unknown keys, no training data configured, a setting
-            of the wrong kind (a text for a number, "false" for a flag, a number for a path, a text for a section)
-            or out of its range, or a ``name`` that is no folder name, named with the fix.
+        SpineSegmentationError (a ValueError): not UTF-8 text, invalid JSON, unknown keys, no training data
+            configured, a setting of the wrong kind (a text for a number, "false" for a flag, a number for a path, a
+            text for a section) or out of its range, or a ``name`` that is no folder name, named with the fix.
     """
     if isinstance(config, dict):
         raw, base_dir = config, Path.cwd()
@@ -178,7 +179,7 @@ def load_config(config: str | Path | dict) -> dict:
         if not path.is_file():
             raise FileNotFoundError(f"training configuration {path} not found; see Resources/TrainingConfigs/*.json")
         try:
-            raw = json.loads(path.read_text())
+            raw = json.loads(read_utf8_text(path, "training configuration", JSON_ADVICE))
         except json.JSONDecodeError as e:
             raise SpineSegmentationError(f"{path} is not valid JSON: {e}") from e
         base_dir = path.resolve().parent

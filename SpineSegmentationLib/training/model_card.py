@@ -22,7 +22,7 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
     card = model_dir / "MODEL_CARD.md"
     if card.exists() and not overwrite:
         raise FileExistsError(f"{card} exists; pass overwrite=True to replace it")
-    meta = json.loads(meta_path.read_text())
+    meta = json.loads(meta_path.read_text(encoding="utf-8"))
     t = meta.get("training", {})
     data = t.get("data", {})
     fcn, prep = meta["iterative_fcn"], meta["preprocessing"]
@@ -80,7 +80,7 @@ def write_model_card(model_dir: str | Path, overwrite: bool = False) -> Path:
         "labelled CTs at 1 mm (seed 002, section 5): expect lower accuracy than its figures; validate on your data.",
         "",
     ]
-    card.write_text("\n".join(lines))
+    card.write_text("\n".join(lines), encoding="utf-8")
     return card
 
 

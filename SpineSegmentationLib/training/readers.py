@@ -22,6 +22,7 @@ All labels are converted to VerSe numbers with :func:`~SpineSegmentationLib.anat
 from __future__ import annotations
 
 import csv
+import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ from ..errors import InputImageError, SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 from ..io import describe_series, dicom_series_in_folder, split_segmentations
 from ..io import read_image as read_input_image
+from ..text_files import CSV_ADVICE, read_utf8_text
 from ..validation import check_intensities
 
 #: A folder of validation or test cases: "valid..." or "test..." not inside a word ("dataset-verse20validation",
@@ -144,40 +146,39 @@ def read_manifest(path: str | Path) -> list[Case]:
 
     Raises:
         FileNotFoundError: the manifest or an image or label map it names does not exist.
-        SpineSegmentationError: a missing column, an unknown convention or split, no row.
+        SpineSegmentationError: not UTF-8 text, a missing column, an unknown convention or split, no row.
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"manifest {path} not found; check data.manifest in the training configuration "
                                 "(a relative path is relative to the configuration file)")
     cases = []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = {"image", "labels", "convention"} - set(reader.fieldnames or [])
-        if missing:
+    reader = csv.DictReader(io.StringIO(read_utf8_text(path, "manifest", CSV_ADVICE), newline=""))
+    missing = {"image", "labels", "convention"} - set(reader.fieldnames or [])
+    if missing:
+        raise SpineSegmentationError(
+            f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
+    for row_number, row in enumerate(reader, start=2):
+        image = (path.parent / row["image"].strip()).resolve()
+        labels = (path.parent / row["labels"].strip()).resolve()
+        for p in (image, labels):
+            if not p.exists():
+                raise FileNotFoundError(f"{path} line {row_number}: {p} does not exist; check the row's "
+                                        "image and labels (a relative path is relative to the manifest file)")
+        convention = row["convention"].strip()
+        if convention not in CONVENTIONS:
             raise SpineSegmentationError(
-                f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
-        for row_number, row in enumerate(reader, start=2):
-            image = (path.parent / row["image"].strip()).resolve()
-            labels = (path.parent / row["labels"].strip()).resolve()
-            for p in (image, labels):
-                if not p.exists():
-                    raise FileNotFoundError(f"{path} line {row_number}: {p} does not exist; check the row's "
-                                            "image and labels (a relative path is relative to the manifest file)")
-            convention = row["convention"].strip()
-            if convention not in CONVENTIONS:
-                raise SpineSegmentationError(
-                    f"{path} line {row_number}: unknown convention {convention!r}; use one of {CONVENTIONS}")
-            split = (row.get("split") or "train").strip() or "train"
-            if split not in ("train", "validation"):
-                raise SpineSegmentationError(
-                    f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
-            teacher = None
-            if (row.get("teacher") or "").strip():  # checked when a run starts: lineage.teacher_lineage
-                teacher = (path.parent / row["teacher"].strip()).resolve()
-            name = image.name.replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
-            cases.append(Case(name=name, image=image, labels=labels, convention=convention, split=split,
-                              teacher=teacher))
+                f"{path} line {row_number}: unknown convention {convention!r}; use one of {CONVENTIONS}")
+        split = (row.get("split") or "train").strip() or "train"
+        if split not in ("train", "validation"):
+            raise SpineSegmentationError(
+                f"{path} line {row_number}: split must be 'train' or 'validation', got {split!r}")
+        teacher = None
+        if (row.get("teacher") or "").strip():  # checked when a run starts: lineage.teacher_lineage
+            teacher = (path.parent / row["teacher"].strip()).resolve()
+        name = image.name.replace(".nii.gz", "").replace(".nii", "").replace(".nrrd", "")
+        cases.append(Case(name=name, image=image, labels=labels, convention=convention, split=split,
+                          teacher=teacher))
     if not cases:
         raise SpineSegmentationError(
             f"manifest {path} lists no case (a header without rows): add one row per CT, image,labels,convention"

@@ -96,7 +96,7 @@ def plot_losses(log_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(log_path, newline="") as f:
+    with open(log_path, newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
     if not rows:
         return
@@ -346,7 +346,7 @@ def _check_run_folder_free(out: Path, cfg: dict) -> None:
     taken = [name for name in names if (out / name).exists()]
     only_a_start = set(taken) <= set(start_files)
     config = out / "config.json"
-    restart = config.is_file() and config.read_text() == json.dumps(cfg, indent=2) + "\n"
+    restart = config.is_file() and config.read_text(encoding="utf-8") == json.dumps(cfg, indent=2) + "\n"
     if taken and not (restart and only_a_start):
         earlier = _earlier_start(config, cfg) if only_a_start else []
         if earlier:
@@ -367,7 +367,7 @@ def _earlier_start(config: Path, cfg: dict) -> list[str]:
     configuration that :func:`train` writes there (every section and key of :data:`~.config.DEFAULTS`), i.e. that of
     an earlier start of a run; [] for any other file (e.g. a configuration of the user's named config.json)."""
     try:
-        saved = json.loads(config.read_text())
+        saved = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return []
     if not (isinstance(saved, dict) and set(saved) == set(DEFAULTS) and all(
@@ -394,7 +394,7 @@ def _check_resume(out: Path, cfg: dict) -> None:
     if not saved_path.is_file():
         raise SpineSegmentationError(f"cannot resume: {saved_path} is missing, so the run's configuration is unknown; "
                                      "start a new run folder (-o)")
-    saved = json.loads(saved_path.read_text())
+    saved = json.loads(saved_path.read_text(encoding="utf-8"))
     changed = [key for key in _differences(saved, json.loads(json.dumps(cfg))) if key not in RESUMABLE_CHANGES]
     if changed:
         raise SpineSegmentationError(
@@ -434,11 +434,11 @@ def _trim_log(path: Path, iteration: int) -> None:
     """Drop the loss-log rows written after the checkpoint a run resumes from: they are trained again."""
     if not path.is_file():
         return
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     kept = rows[:1] + [row for row in rows[1:] if row and int(row[0]) <= iteration]
     if len(kept) < len(rows):
-        with open(path, "w", newline="") as f:
+        with open(path, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerows(kept)
 
 
@@ -515,7 +515,8 @@ class _TrainingRun:
                     f"{' and '.join(spent)} to train on (the model folder is then written again)")
             _trim_log(out / "loss_log.csv", self.state["iteration"])
             progress(f"resumed from {self.ckpt_path} at iteration {self.state['iteration']}")
-        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")  # on resume: the budget it runs on now
+        # also on resume: the budget it runs on now
+        (out / "config.json").write_text(json.dumps(cfg, indent=2) + "\n", encoding="utf-8")
         if self.tc["ema_decay"] > 0:  # the average starts at the weights after the first step
             self.ema = AveragedModel(self.fcn, multi_avg_fn=get_ema_multi_avg_fn(self.tc["ema_decay"]))
             if resume:
@@ -651,7 +652,7 @@ class _TrainingRun:
         val_patches = [self._sampler(False).sample(v, val_rng) for v in self.data.validation for _ in range(8)]
         log_path = self.out / "loss_log.csv"
         if not log_path.exists():
-            with open(log_path, "w", newline="") as f:
+            with open(log_path, "w", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow(LOG_FIELDS)
         n_max, wall = int(tc["max_iterations"]), 60.0 * float(tc["max_wall_minutes"])
         stream = None
@@ -696,7 +697,7 @@ class _TrainingRun:
     def _log(self, log_path: Path, mean: np.ndarray, lam: float, val: float | None, n_max: int, wall: float) -> None:
         state = self.state
         self.last_losses = dict(zip(["total", "fp", "fn", "label", "completeness"], mean.tolist()))
-        with open(log_path, "a", newline="") as f:
+        with open(log_path, "a", newline="", encoding="utf-8") as f:
             csv.writer(f).writerow([state["iteration"], f"{state['fcn_seconds']:.1f}", f"{lam:.4f}",
                                     *[f"{v:.5f}" for v in mean], "" if val is None else f"{val:.5f}"])
         rate = state["fcn_seconds"] / max(state["iteration"], 1)

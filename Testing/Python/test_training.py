@@ -1,6 +1,7 @@
 """Tests of the training package on the real shipped data: readers, patch sampler (seed 002 section 3.6),
 a few real optimisation steps, checkpoints and resume."""
 
+import codecs
 import json
 import shutil
 import sys
@@ -134,6 +135,24 @@ def test_manifest_errors_name_the_problem(tmp_path):
                                          r"CT, image,labels,convention\[,split\]"):
         read_manifest(bad)
 
+
+
+def test_a_manifest_or_configuration_saved_by_excel_or_notepad_is_read(tmp_path):
+    """Excel's "CSV UTF-8" and Windows Notepad start a file with a byte-order mark: the manifest was refused for
+    "lacks the column(s) ['image']" (its first column read as "\\ufeffimage") and the configuration as "not valid
+    JSON: Unexpected UTF-8 BOM". A manifest in Windows-1252 is refused naming its line and byte, as a cohort's is."""
+    manifest = tmp_path / "m.csv"
+    row = f"{TPTBOX / 'sub-ct_label-22_ct.nii.gz'},{TPTBOX / 'sub-ct_seg-vert_label-22_msk.nii.gz'},verse\n"
+    manifest.write_bytes(codecs.BOM_UTF8 + f"image,labels,convention\n{row}".encode("utf-8"))
+    assert [c.name for c in read_manifest(manifest)] == ["sub-ct_label-22_ct"]
+    config = tmp_path / "config.json"
+    config.write_bytes(codecs.BOM_UTF8 + json.dumps(tiny_config(tmp_path, 2)).encode("utf-8"))
+    assert load_config(config)["data"]["manifest"] == str(tmp_path / "manifest.csv")
+    manifest.write_bytes(f"image,labels,convention\n{row}{tmp_path / 'Müller.nii.gz'},b.nii.gz,verse\n".encode("cp1252"))
+    with pytest.raises(SpineSegmentationError, match=r"manifest .*m\.csv is not UTF-8 text \(line 3: byte 0xfc; "
+                                                     r"spreadsheets often save CSV as Latin-1/Windows-1252\); save it "
+                                                     r"as UTF-8 CSV"):
+        read_manifest(manifest)
 
 # --- sampler -------------------------------------------------------------------------------------------------
 
