@@ -1,11 +1,14 @@
-"""Text files a person writes (a cohort's or a training run's manifest, a training configuration): read as UTF-8, with
-or without the byte-order mark that Excel's "CSV UTF-8" and Windows Notepad write, or refused naming where they are
-not UTF-8."""
+"""Text files a person writes (a cohort's or a training run's manifest, a training configuration, a VerSe centroid
+file): read as UTF-8, with or without the byte-order mark that Excel's "CSV UTF-8" and Notepad's "UTF-8 with BOM"
+write, or refused naming where they are not UTF-8; a CSV file's header read as meant."""
 
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 from pathlib import Path
+from typing import Optional, Sequence
 
 from .errors import SpineSegmentationError
 
@@ -38,3 +41,26 @@ def read_utf8_text(path: Path, what: str, advice: tuple[str, str]) -> str:
         raise SpineSegmentationError(
             f"{what} {path} is not UTF-8 text (line {line}: byte 0x{data[start]:02x}; {why}); {fix} and run again"
         ) from exc
+
+
+def csv_rows(path: Path, what: str) -> csv.DictReader:
+    """The rows of the UTF-8 CSV file ``path`` (:func:`read_utf8_text`), its column names without surrounding spaces
+    and in lower case ("Case_ID, Image": ``case_id``, ``image``); values as written.
+
+    Raises:
+        SpineSegmentationError: the file is not UTF-8 (the message starts with ``what``).
+    """
+    reader = csv.DictReader(io.StringIO(read_utf8_text(path, what, CSV_ADVICE), newline=""))
+    if reader.fieldnames:
+        reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+    return reader
+
+
+def separator_hint(columns: Optional[Sequence[str]]) -> str:
+    """For a message refusing a CSV header ``columns``: where they hold semicolons or tabs (a spreadsheet that saved
+    with the list separator of its locale), ": its columns are separated by ..., not commas; save it as CSV with
+    commas (...)"; else ""."""
+    separated = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs"))
+                      if any(mark in column for column in columns or [])), None)
+    return (f": its columns are separated by {separated}, not commas; save it as CSV with commas (Excel: Save As "
+            "'CSV UTF-8 (Comma delimited)')" if separated else "")

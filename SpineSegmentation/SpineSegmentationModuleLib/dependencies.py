@@ -55,19 +55,20 @@ def install_missing(confirm: Optional[Callable[[str], bool]] = None) -> bool:
             "Click OK to install now.")
     if not confirm(text):
         return False
+    step = "torch"
     try:
         if "torch" in missing:
             _install_torch()
+        step = ", ".join(pip)
         if pip:
             slicer.util.pip_install(pip)
-    except (subprocess.CalledProcessError, OSError, RuntimeError) as error:
+    except (subprocess.CalledProcessError, OSError, RuntimeError, ImportError) as error:
         # pip or light-the-torch failed: slicer.util raises CalledProcessError for a non-zero exit (logProcessOutput
         # at v5.6.2-v5.10.0, slicer/packaging.py at v5.12.3), RuntimeError without PythonSlicer, OSError where the
-        # process cannot start
+        # process cannot start; the PyTorch extension imports torch once installed
         raise ValueError(
-            f"Installing {', '.join(missing)} failed ({error}). pip's messages are in the Python console (in a batch "
-            "run: the terminal); e.g. no network, a proxy or no write access to Slicer's folder. Try again once that "
-            "is fixed."
+            f"Installing {step} failed ({error}). pip's messages are in the Python console (in a batch run: the "
+            "terminal); e.g. no network, a proxy or no write access to Slicer's folder. Try again once that is fixed."
         ) from error
     importlib.invalidate_caches()  # the import system's directory listings predate what was just installed
     still = missing_packages()

@@ -27,8 +27,6 @@ manifest row, is not a second case: it is skipped with the reason ``same file as
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 from dataclasses import dataclass
@@ -39,7 +37,7 @@ import SimpleITK as sitk
 
 from ..errors import SpineSegmentationError
 from ..io import IMAGE_SUFFIXES, dicom_series_in_folder, frame_count, image_suffix
-from ..text_files import CSV_ADVICE, read_utf8_text
+from ..text_files import csv_rows, separator_hint
 
 #: A DICOM series with fewer slices is not a CT volume to segment: localizers, dose reports, single reformats and
 #: key images have 1-3; the shipped 40 mm test series has 20. (A cut-off, not a measurement: a volume that short
@@ -216,18 +214,11 @@ def read_manifest(path: str | os.PathLike) -> list[Case]:
         raise SpineSegmentationError(
             f"manifest {path} does not exist; give a CSV with columns case_id,image[,reference][,series_uid]"
         )
-    text = read_utf8_text(path, "manifest", CSV_ADVICE)
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    if reader.fieldnames:  # "case_id, image" or "Image": the columns meant (values are stripped too)
-        reader.fieldnames = [name.strip().lower() for name in reader.fieldnames]
+    reader = csv_rows(path, "manifest")  # "case_id, image" or "Image": the columns meant (values are stripped too)
     if not reader.fieldnames or not {"case_id", "image"} <= set(reader.fieldnames):
-        separated = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs"))
-                          if any(mark in column for column in reader.fieldnames or [])), None)
         raise SpineSegmentationError(
             f"manifest {path} has columns {reader.fieldnames}; it needs a header line with case_id,image "
-            "(and optionally reference, series_uid)"
-            + (f": its columns are separated by {separated}, not commas; save it as CSV with commas (Excel: Save As "
-               "'CSV UTF-8 (Comma delimited)')" if separated else "")
+            "(and optionally reference, series_uid)" + separator_hint(reader.fieldnames)
         )
     cases = []
     for row in reader:

@@ -31,6 +31,7 @@ import SimpleITK as sitk
 from ..anatomy import SACRUM
 from ..discs import BODY_DEPTH_SHARE
 from ..errors import SpineSegmentationError
+from ..text_files import JSON_ADVICE, read_utf8_text
 
 #: Axis codes -> LPS axis (0: L/R, 1: P/A, 2: S/I).
 _AXIS_OF = {"L": 0, "R": 0, "P": 1, "A": 1, "S": 2, "I": 2}
@@ -164,11 +165,12 @@ def read_ctd(path: Path, labels: sitk.Image) -> dict[int, np.ndarray]:
         ``{label: array([x, y, z])}`` LPS mm; entries with a NaN coordinate are left out, as VerSe's reader does.
 
     Raises:
-        SpineSegmentationError: if the file is not a VerSe centroid list (not JSON, not one ``direction`` entry,
-            which may stand anywhere in the list as VerSe's reader allows, or not three axis codes; missing keys).
+        SpineSegmentationError: if the file is not a VerSe centroid list (not UTF-8, not JSON, not one
+            ``direction`` entry, which may stand anywhere in the list as VerSe's reader allows, or not three axis
+            codes; missing keys).
     """
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(read_utf8_text(Path(path), "VerSe centroid file", JSON_ADVICE))
     except json.JSONDecodeError as error:
         raise SpineSegmentationError(f"{path} is not a VerSe centroid file: not valid JSON ({error})") from error
     directions = [e for e in data if isinstance(e, dict) and "direction" in e] if isinstance(data, list) else []

@@ -21,8 +21,6 @@ All labels are converted to VerSe numbers with :func:`~SpineSegmentationLib.anat
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +34,7 @@ from ..errors import InputImageError, SpineSegmentationError
 from ..geometry import AIR_HU, canonical_reference, to_canonical
 from ..io import describe_series, dicom_series_in_folder, split_segmentations
 from ..io import read_image as read_input_image
-from ..text_files import CSV_ADVICE, read_utf8_text
+from ..text_files import csv_rows, separator_hint
 from ..validation import check_intensities
 
 #: A folder of validation or test cases: "valid..." or "test..." not inside a word ("dataset-verse20validation",
@@ -153,11 +151,12 @@ def read_manifest(path: str | Path) -> list[Case]:
         raise FileNotFoundError(f"manifest {path} not found; check data.manifest in the training configuration "
                                 "(a relative path is relative to the configuration file)")
     cases = []
-    reader = csv.DictReader(io.StringIO(read_utf8_text(path, "manifest", CSV_ADVICE), newline=""))
+    reader = csv_rows(path, "manifest")
     missing = {"image", "labels", "convention"} - set(reader.fieldnames or [])
     if missing:
         raise SpineSegmentationError(
-            f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention")
+            f"manifest {path} lacks the column(s) {sorted(missing)}; required: image,labels,convention"
+            + separator_hint(reader.fieldnames))
     for row_number, row in enumerate(reader, start=2):
         image = (path.parent / row["image"].strip()).resolve()
         labels = (path.parent / row["labels"].strip()).resolve()

@@ -3,6 +3,7 @@ fixtures of ``conftest.py``)."""
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
@@ -1338,9 +1339,18 @@ def test_evaluate_input_errors(real_ct_reference, reference_totalseg, tmp_path):
     with pytest.raises(InputImageError, match="--reference-convention totalseg"):
         evaluate(reference_totalseg, real_ct_reference, include_sacrum=True, prediction_convention="totalseg")
     for text in ("{not json", "[]", '[{"direction": ["L", "P", "S"]}, {"label": 20, "X": 1.0}]'):
-        (tmp_path / "ctd.json").write_text(text)
+        (tmp_path / "ctd.json").write_text(text, encoding="utf-8")
         with pytest.raises(SpineSegmentationError, match="centroid"):
             read_ctd(tmp_path / "ctd.json", sitk.ReadImage(str(real_ct_reference)))
+    # a file from another tool: with a byte-order mark it is read (it was "not valid JSON"); in Latin-1 it is refused
+    # naming the byte (it raised a bare UnicodeDecodeError)
+    points = '[{"direction": ["L", "P", "S"]}, {"label": 20, "X": 1.0, "Y": 2.0, "Z": 3.0}'
+    (tmp_path / "ctd.json").write_bytes(codecs.BOM_UTF8 + (points + "]").encode("utf-8"))
+    assert list(read_ctd(tmp_path / "ctd.json", sitk.ReadImage(str(real_ct_reference)))) == [20]
+    (tmp_path / "ctd.json").write_bytes((points + ', {"comment": "Müller"}]').encode("latin-1"))
+    with pytest.raises(SpineSegmentationError, match=r"VerSe centroid file .*ctd\.json is not UTF-8 text \(line 1: "
+                                                     r"byte 0xfc"):
+        read_ctd(tmp_path / "ctd.json", sitk.ReadImage(str(real_ct_reference)))
 
 
 def test_the_command_refuses_an_earlier_report_before_the_work(real_ct_reference, tmp_path, capsys):

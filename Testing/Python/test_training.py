@@ -136,23 +136,30 @@ def test_manifest_errors_name_the_problem(tmp_path):
         read_manifest(bad)
 
 
-
-def test_a_manifest_or_configuration_saved_by_excel_or_notepad_is_read(tmp_path):
-    """Excel's "CSV UTF-8" and Windows Notepad start a file with a byte-order mark: the manifest was refused for
-    "lacks the column(s) ['image']" (its first column read as "\\ufeffimage") and the configuration as "not valid
-    JSON: Unexpected UTF-8 BOM". A manifest in Windows-1252 is refused naming its line and byte, as a cohort's is."""
+def test_a_manifest_or_configuration_saved_by_a_spreadsheet_or_an_editor_is_read_as_meant(tmp_path):
+    """Excel's "CSV UTF-8" and Notepad's "UTF-8 with BOM" start a file with a byte-order mark: the manifest was refused
+    for "lacks the column(s) ['image']" (its first column read as "\\ufeffimage") and the configuration as "not valid
+    JSON: Unexpected UTF-8 BOM"; now both are read. A manifest in Windows-1252, or with its columns separated by
+    semicolons (a spreadsheet's list separator in much of Europe), is refused saying so, as a cohort's is."""
     manifest = tmp_path / "m.csv"
     row = f"{TPTBOX / 'sub-ct_label-22_ct.nii.gz'},{TPTBOX / 'sub-ct_seg-vert_label-22_msk.nii.gz'},verse\n"
-    manifest.write_bytes(codecs.BOM_UTF8 + f"image,labels,convention\n{row}".encode("utf-8"))
+    manifest.write_bytes(codecs.BOM_UTF8 + f"Image, Labels, Convention\n{row}".encode("utf-8"))
     assert [c.name for c in read_manifest(manifest)] == ["sub-ct_label-22_ct"]
     config = tmp_path / "config.json"
     config.write_bytes(codecs.BOM_UTF8 + json.dumps(tiny_config(tmp_path, 2)).encode("utf-8"))
     assert load_config(config)["data"]["manifest"] == str(tmp_path / "manifest.csv")
-    manifest.write_bytes(f"image,labels,convention\n{row}{tmp_path / 'Müller.nii.gz'},b.nii.gz,verse\n".encode("cp1252"))
+    latin = f"{tmp_path / 'Müller.nii.gz'},b.nii.gz,verse\n"
+    manifest.write_bytes(f"image,labels,convention\n{row}{latin}".encode("cp1252"))
     with pytest.raises(SpineSegmentationError, match=r"manifest .*m\.csv is not UTF-8 text \(line 3: byte 0xfc; "
                                                      r"spreadsheets often save CSV as Latin-1/Windows-1252\); save it "
                                                      r"as UTF-8 CSV"):
         read_manifest(manifest)
+    manifest.write_text(f"image;labels;convention\n{row.replace(',', ';')}", encoding="utf-8")
+    with pytest.raises(SpineSegmentationError, match=r"lacks the column\(s\) \['convention', 'image', 'labels'\]; "
+                                                     r"required: image,labels,convention: its columns are separated "
+                                                     r"by semicolons, not commas"):
+        read_manifest(manifest)
+
 
 # --- sampler -------------------------------------------------------------------------------------------------
 
