@@ -12,9 +12,10 @@ from typing import Optional, Sequence
 
 from .errors import SpineSegmentationError
 
+#: How to save a CSV file from Excel as UTF-8 with commas.
+EXCEL_CSV = "Excel: Save As 'CSV UTF-8 (Comma delimited)'"
 #: Why a CSV file is not UTF-8, and how to save it so, for :func:`read_utf8_text`'s message.
-CSV_ADVICE = ("spreadsheets often save CSV as Latin-1/Windows-1252",
-              "save it as UTF-8 CSV (Excel: Save As 'CSV UTF-8 (Comma delimited)')")
+CSV_ADVICE = ("spreadsheets often save CSV as Latin-1/Windows-1252", f"save it as UTF-8 CSV ({EXCEL_CSV})")
 #: The same for a JSON file written in a text editor.
 JSON_ADVICE = ("a text editor may save in the computer's own encoding, e.g. Windows-1252",
                "save it as UTF-8 (the editor's encoding setting)")
@@ -62,5 +63,5 @@ def separator_hint(columns: Optional[Sequence[str]]) -> str:
     commas (...)"; else ""."""
     separated = next((name for mark, name in ((";", "semicolons"), ("\t", "tabs"))
                       if any(mark in column for column in columns or [])), None)
-    return (f": its columns are separated by {separated}, not commas; save it as CSV with commas (Excel: Save As "
-            "'CSV UTF-8 (Comma delimited)')" if separated else "")
+    return f": its columns are separated by {separated}, not commas; save it as CSV with commas ({EXCEL_CSV})" \
+        if separated else ""

@@ -80,12 +80,17 @@ def cut_around(image: sitk.Image, centre_lps: Sequence[float], width_mm: Optiona
     return sitk.RegionOfInterest(image, size, index)
 
 
+def labelled_centre(labels: sitk.Image) -> tuple[float, float, float]:
+    """The centre (LPS mm) of the labelled (non-zero) voxels of ``labels``."""
+    centre = np.argwhere(sitk.GetArrayFromImage(labels) > 0).mean(axis=0)[::-1]
+    return labels.TransformContinuousIndexToPhysicalPoint(centre.tolist())
+
+
 def around_the_spine(image: sitk.Image, reference: sitk.Image, width_mm: Optional[float],
                      depth_mm: Optional[float]) -> tuple[sitk.Image, sitk.Image]:
-    """``image`` and its ``reference`` (a label map) cut by :func:`cut_around` around the centre of the reference's
-    labelled voxels."""
-    centre = np.argwhere(sitk.GetArrayFromImage(reference) > 0).mean(axis=0)[::-1]
-    centre_lps = reference.TransformContinuousIndexToPhysicalPoint(centre.tolist())
+    """``image`` and its ``reference`` (a label map) cut by :func:`cut_around` around the reference's
+    :func:`labelled_centre`."""
+    centre_lps = labelled_centre(reference)
     return (cut_around(image, centre_lps, width_mm, depth_mm),
             cut_around(reference, centre_lps, width_mm, depth_mm))
 

