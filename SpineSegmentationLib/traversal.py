@@ -809,7 +809,7 @@ class Traversal:
                 if hit is None:
                     continue
                 position, found = hit
-                false_start = True  # until a vertebra is committed: a fragment lost or rejected sends the search on
+                false_start = True  # until a vertebra is found: a fragment lost or rejected sends the search on
             else:  # the patch of a finished vertebra, or a given start point
                 found = self.find_fragment(position)
                 if found is None:
@@ -822,7 +822,8 @@ class Traversal:
                 position = None
                 continue
             rejected = self.result.rejected
-            if self.commit(track) is not None or self.following:
+            self.commit(track)
+            if self.following:  # a vertebra: committed, or a person's reached or found again
                 false_start = False
             elif false_start and self.result.rejected > rejected:
                 position = None  # no vertebral bone where the sliding window started: its next window

@@ -56,7 +56,7 @@ def main() -> None:
             purity = [r.purity for r in report.vertebrae if r.name in [f"T{k}" for k in range(4, 11)]]
             names = f"{result.vertebrae[0].name}-{result.vertebrae[-1].name}" if result.vertebrae else "-"
             warnings = [w.split(":")[0][:40] for w in result.run_info.get("warnings", [])]
-            level_of = {r.matched_prediction: r.label  # each instance's reference vertebra: the one it covers most
+            level_of = {r.matched_prediction: r.label  # each instance's reference vertebra: the purest matched
                         for r in sorted(report.vertebrae, key=lambda r: r.purity) if r.matched_prediction}
             truth = [level_of.get(v.label) for v in result.vertebrae]
             ranks = [k + 1 for k, a in enumerate(result.alternatives) if a.labels == truth]
