@@ -8,7 +8,7 @@ from typing import Optional, Sequence
 import numpy as np
 import SimpleITK as sitk
 
-from SpineSegmentationLib.anatomy import SACRUM, to_verse
+from SpineSegmentationLib.anatomy import SACRUM, to_verse, verse_label
 
 
 def closest_image_axis(image: sitk.Image, lps_axis: int) -> int:
@@ -84,6 +84,16 @@ def cut_around(image: sitk.Image, centre_lps: Sequence[float], width_mm: Optiona
 #: whose centre lies in front of the column and to its left.
 HEART_FIELD_OF_VIEW_MM = 200.0
 HEART_LEFT_OF_COLUMN_MM = 30.0
+
+
+def heart_slices(image: sitk.Image, anatomy: sitk.Image) -> tuple[sitk.Image, sitk.Image, tuple[float, float, float]]:
+    """``image`` and its whole-anatomy map ``anatomy`` (TotalSegmentator numbering, on the same grid, its k axis
+    superior) kept from the slice of the T11 centroid to that of T3, the slices a cardiac CT covers, and the
+    :func:`labelled_centre` (LPS mm) of the vertebral column in them: what :func:`around_the_heart` cuts."""
+    ids = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
+    low, high = (int(np.argwhere(ids == verse_label(name))[:, 0].mean()) for name in ("T11", "T3"))
+    image, anatomy = image[:, :, low : high + 1], anatomy[:, :, low : high + 1]
+    return image, anatomy, labelled_centre(vertebral_column(anatomy, "totalseg"))
 
 
 def around_the_heart(image: sitk.Image, column_centre_lps: Sequence[float], back_mm: float,

